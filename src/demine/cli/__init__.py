@@ -1,0 +1,60 @@
+"""The ``demine`` command line.
+
+Each sub-command lives in its own module of this package and exposes two
+functions: ``register(subparsers)`` adds its parser, ``run(args) -> int`` does
+the work.  Heavy imports belong inside ``run`` so that ``demine --help`` stays
+fast.  Errors that demine raises on purpose (:class:`demine.DemineError`) and
+operating-system errors on the files named become one line on stderr and exit
+status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from .._version import __version__
+from ..errors import DemineError
+
+#: Sub-command modules, in the order ``demine --help`` lists them.
+COMMANDS: tuple[str, ...] = ("info",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="demine",
+        description="Mine-action sensor research toolkit: record, process, detect, "
+        "classify and evaluate metal-detector and radar data.",
+    )
+    parser.add_argument("--version", action="version", version=f"demine {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        module = importlib.import_module(f"{__name__}.{name}")
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``demine`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args.run(args) or 0)
+    except DemineError as exc:
+        print(f"demine {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"demine {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"demine {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
