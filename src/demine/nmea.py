@@ -1,0 +1,429 @@
+"""NMEA 0183 sentence parser (GGA, RMC, ZDA, VTG).
+
+A pure, dependency-free parser for the sentences a GPS receiver sends over a
+serial line and that radar controllers store in sidecar files (GSSI ``.DZG``).
+
+* The checksum (XOR of every character between ``$`` and ``*``, written as two
+  hexadecimal digits) is checked; a missing checksum is an error unless the
+  caller passes ``require_checksum=False``.
+* The talker is not interpreted: ``$GPGGA``, ``$GNGGA``, ``$GLGGA``, ``$BDGGA``…
+  all parse as GGA, and the talker is kept in the record.
+* Latitude ``ddmm.mmmm`` and longitude ``dddmm.mmmm`` become signed decimal
+  degrees (south and west negative).
+* A sentence that reports no fix (GGA fix quality 0, RMC status ``V``, VTG mode
+  ``N``) or leaves the position fields empty is a valid "no fix" record with NaN
+  position, never an exception: receivers send those for minutes after power-up.
+* A sentence that is malformed (bad checksum, too few fields, a number that is
+  not a number, minutes >= 60, hemisphere not N/S/E/W, …) raises
+  :class:`demine.errors.FrameError` whose message names the sentence and field.
+
+Sentence types other than the four above parse to :class:`OtherSentence` (the
+checksum is still checked) so a driver can skip them without special cases.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from dataclasses import dataclass
+
+from .errors import FrameError
+
+__all__ = [
+    "GGA",
+    "RMC",
+    "ZDA",
+    "VTG",
+    "OtherSentence",
+    "Sentence",
+    "checksum",
+    "parse",
+    "parse_latlon",
+    "parse_time_of_day",
+    "utc_ns",
+]
+
+NAN = math.nan
+_MAX_LEN = 164  # NMEA 0183 says 82; allow generous slack for vendor extensions
+
+
+@dataclass(frozen=True, slots=True)
+class GGA:
+    """Global positioning fix data.
+
+    ``time_of_day`` is seconds since UTC midnight (NaN when empty); ``lat``/``lon``
+    are decimal degrees, NaN when there is no fix or the fields are empty;
+    ``altitude`` is metres above mean sea level (NaN when empty).
+    """
+
+    talker: str
+    time_of_day: float
+    lat: float
+    lon: float
+    fix_quality: int
+    satellites: int
+    hdop: float
+    altitude: float
+    geoid_separation: float
+    dgps_age: float
+    dgps_station: str
+
+    @property
+    def has_fix(self) -> bool:
+        """True when the receiver reports a fix and a position is present."""
+        return self.fix_quality > 0 and not (math.isnan(self.lat) or math.isnan(self.lon))
+
+
+@dataclass(frozen=True, slots=True)
+class RMC:
+    """Recommended minimum data: time, date, position, speed, course."""
+
+    talker: str
+    time_of_day: float
+    status: str
+    lat: float
+    lon: float
+    speed_knots: float
+    course_deg: float
+    date: _dt.date | None
+    magnetic_variation: float
+    mode: str
+
+    @property
+    def has_fix(self) -> bool:
+        """True when status is ``A``, mode is not ``N`` and a position is present."""
+        return (
+            self.status == "A"
+            and self.mode != "N"
+            and not (math.isnan(self.lat) or math.isnan(self.lon))
+        )
+
+    @property
+    def time_ns(self) -> int | None:
+        """UTC nanoseconds since the Unix epoch, or None without date or time."""
+        return utc_ns(self.date, self.time_of_day)
+
+
+@dataclass(frozen=True, slots=True)
+class ZDA:
+    """Time and date (with the local zone offset)."""
+
+    talker: str
+    time_of_day: float
+    date: _dt.date | None
+    zone_hours: int
+    zone_minutes: int
+
+    @property
+    def time_ns(self) -> int | None:
+        """UTC nanoseconds since the Unix epoch, or None without date or time."""
+        return utc_ns(self.date, self.time_of_day)
+
+
+@dataclass(frozen=True, slots=True)
+class VTG:
+    """Course over ground and ground speed."""
+
+    talker: str
+    course_true_deg: float
+    course_magnetic_deg: float
+    speed_knots: float
+    speed_kmh: float
+    mode: str
+
+    @property
+    def has_fix(self) -> bool:
+        """True unless the mode is ``N`` (data not valid) or the speed is empty."""
+        return self.mode != "N" and not math.isnan(self.speed_kmh + self.speed_knots)
+
+
+@dataclass(frozen=True, slots=True)
+class OtherSentence:
+    """Any other (valid-checksum) sentence, fields kept as strings."""
+
+    talker: str
+    kind: str
+    fields: tuple[str, ...]
+
+
+Sentence = GGA | RMC | ZDA | VTG | OtherSentence
+
+
+def checksum(body: str | bytes) -> int:
+    """XOR of the characters of *body* (the text between ``$`` and ``*``)."""
+    if isinstance(body, str):
+        body = body.encode("ascii", "replace")
+    c = 0
+    for b in body:
+        c ^= b
+    return c
+
+
+def _err(kind: str, field: str, value: str, why: str) -> FrameError:
+    return FrameError(f"NMEA {kind}: field {field!r} = {value!r}: {why}")
+
+
+def _float(kind: str, field: str, value: str) -> float:
+    value = value.strip()
+    if value == "":
+        return NAN
+    try:
+        x = float(value)
+    except ValueError:
+        raise _err(kind, field, value, "not a number") from None
+    if not math.isfinite(x):
+        raise _err(kind, field, value, "not a finite number")
+    return x
+
+
+def _int(kind: str, field: str, value: str, default: int = 0) -> int:
+    value = value.strip()
+    if value == "":
+        return default
+    if not value.isdigit() or len(value) > 9:
+        raise _err(kind, field, value, "not a non-negative integer")
+    return int(value)
+
+
+def parse_time_of_day(value: str, kind: str = "NMEA", field: str = "time") -> float:
+    """``hhmmss[.sss]`` to seconds since midnight (NaN when empty).
+
+    Raises
+    ------
+    FrameError
+        When the text is not a valid time of day.
+    """
+    value = value.strip()
+    if value == "":
+        return NAN
+    if len(value) < 6 or not value[:6].isdigit():
+        raise _err(kind, field, value, "expected hhmmss[.sss]")
+    hh, mm = int(value[:2]), int(value[2:4])
+    try:
+        ss = float(value[4:])
+    except ValueError:
+        raise _err(kind, field, value, "expected hhmmss[.sss]") from None
+    if hh > 23 or mm > 59 or not (0.0 <= ss < 61.0):
+        raise _err(kind, field, value, "hour, minute or second out of range")
+    return hh * 3600.0 + mm * 60.0 + ss
+
+
+def parse_latlon(value: str, hemisphere: str, kind: str = "NMEA", field: str = "lat") -> float:
+    """``ddmm.mmmm`` / ``dddmm.mmmm`` plus hemisphere to signed decimal degrees.
+
+    Empty value or hemisphere gives NaN.  South and west are negative.
+
+    Raises
+    ------
+    FrameError
+        When the number, the minutes or the hemisphere are invalid.
+    """
+    value = value.strip()
+    hemisphere = hemisphere.strip().upper()
+    if value == "" or hemisphere == "":
+        return NAN
+    is_lat = field.startswith("lat")
+    allowed = "NS" if is_lat else "EW"
+    if hemisphere not in allowed:
+        raise _err(kind, field + " hemisphere", hemisphere, f"expected one of {allowed}")
+    dot = value.find(".")
+    int_part = value if dot < 0 else value[:dot]
+    if not int_part.isdigit() or len(int_part) > (4 if is_lat else 5):
+        raise _err(kind, field, value, "expected ddmm.mmmm / dddmm.mmmm")
+    x = _float(kind, field, value)
+    degrees = int(int_part[:-2] or "0")
+    minutes = x - degrees * 100.0
+    if not (0.0 <= minutes < 60.0):
+        raise _err(kind, field, value, "minutes must be below 60")
+    dec = degrees + minutes / 60.0
+    if dec > (90.0 if is_lat else 180.0):
+        raise _err(kind, field, value, "out of range")
+    return -dec if hemisphere in "SW" else dec
+
+
+def _date(kind: str, field: str, value: str) -> _dt.date | None:
+    value = value.strip()
+    if value == "":
+        return None
+    if len(value) != 6 or not value.isdigit():
+        raise _err(kind, field, value, "expected ddmmyy")
+    dd, mo, yy = int(value[:2]), int(value[2:4]), int(value[4:])
+    # NMEA two-digit years: 80..99 -> 1980s/90s, otherwise 20xx (GPS epoch 1980).
+    year = 1900 + yy if yy >= 80 else 2000 + yy
+    try:
+        return _dt.date(year, mo, dd)
+    except ValueError:
+        raise _err(kind, field, value, "not a calendar date") from None
+
+
+def utc_ns(date: _dt.date | None, time_of_day: float) -> int | None:
+    """Combine a UTC date and seconds-of-day into nanoseconds since the Unix epoch."""
+    if date is None or math.isnan(time_of_day):
+        return None
+    days = date.toordinal() - _EPOCH_ORDINAL
+    return days * 86_400_000_000_000 + round(time_of_day * 1e9)
+
+
+_EPOCH_ORDINAL = _dt.date(1970, 1, 1).toordinal()
+
+
+def _need(kind: str, fields: list[str], n: int) -> None:
+    if len(fields) < n:
+        raise FrameError(
+            f"NMEA {kind}: {len(fields)} fields, at least {n} expected (sentence truncated?)"
+        )
+
+
+def _parse_gga(talker: str, f: list[str]) -> GGA:
+    k = "GGA"
+    _need(k, f, 9)
+    f = f + [""] * (14 - len(f))
+    tod = parse_time_of_day(f[0], k)
+    lat = parse_latlon(f[1], f[2], k, "lat")
+    lon = parse_latlon(f[3], f[4], k, "lon")
+    quality = _int(k, "fix quality", f[5], 0)
+    if quality > 8:
+        raise _err(k, "fix quality", f[5], "expected 0..8")
+    sats = _int(k, "satellites", f[6], 0)
+    hdop = _float(k, "hdop", f[7])
+    alt = _float(k, "altitude", f[8])
+    sep = _float(k, "geoid separation", f[10])
+    age = _float(k, "dgps age", f[12])
+    if quality == 0 or math.isnan(lat) or math.isnan(lon):
+        lat = lon = NAN
+    return GGA(talker, tod, lat, lon, quality, sats, hdop, alt, sep, age, f[13].strip())
+
+
+def _parse_rmc(talker: str, f: list[str]) -> RMC:
+    k = "RMC"
+    _need(k, f, 9)
+    f = f + [""] * (12 - len(f))
+    tod = parse_time_of_day(f[0], k)
+    status = f[1].strip().upper()
+    if status not in ("A", "V", ""):
+        raise _err(k, "status", f[1], "expected A or V")
+    lat = parse_latlon(f[2], f[3], k, "lat")
+    lon = parse_latlon(f[4], f[5], k, "lon")
+    speed = _float(k, "speed", f[6])
+    course = _float(k, "course", f[7])
+    date = _date(k, "date", f[8])
+    var = _float(k, "magnetic variation", f[9])
+    vdir = f[10].strip().upper()
+    if vdir not in ("", "E", "W"):
+        raise _err(k, "magnetic variation direction", f[10], "expected E or W")
+    if vdir == "W":
+        var = -var
+    mode = f[11].strip().upper()[:1]
+    if status != "A" or mode == "N" or math.isnan(lat) or math.isnan(lon):
+        lat = lon = NAN
+    return RMC(talker, tod, status or "V", lat, lon, speed, course, date, var, mode)
+
+
+def _parse_zda(talker: str, f: list[str]) -> ZDA:
+    k = "ZDA"
+    _need(k, f, 4)
+    f = f + [""] * (6 - len(f))
+    tod = parse_time_of_day(f[0], k)
+    day = _int(k, "day", f[1], -1)
+    month = _int(k, "month", f[2], -1)
+    year = _int(k, "year", f[3], -1)
+    date: _dt.date | None = None
+    if day >= 0 and month >= 0 and year >= 0:
+        try:
+            date = _dt.date(year, month, day)
+        except ValueError:
+            raise _err(k, "date", ",".join(f[1:4]), "not a calendar date") from None
+    zh_text = f[4].strip()
+    sign = -1 if zh_text.startswith("-") else 1
+    zh = sign * _int(k, "zone hours", zh_text.lstrip("+-"), 0)
+    zm = _int(k, "zone minutes", f[5], 0)
+    if abs(zh) > 13 or zm > 59:
+        raise _err(k, "zone", f"{f[4]},{f[5]}", "out of range")
+    return ZDA(talker, tod, date, zh, zm)
+
+
+def _parse_vtg(talker: str, f: list[str]) -> VTG:
+    k = "VTG"
+    # NMEA 2.3: course,T,course,M,speed,N,speed,K,mode ; pre-2.0: course,course,speed,speed
+    if len(f) == 4:
+        f = [f[0], "T", f[1], "M", f[2], "N", f[3], "K"]
+    _need(k, f, 8)
+    f = f + [""] * (9 - len(f))
+    return VTG(
+        talker,
+        _float(k, "course true", f[0]),
+        _float(k, "course magnetic", f[2]),
+        _float(k, "speed knots", f[4]),
+        _float(k, "speed km/h", f[6]),
+        f[8].strip().upper()[:1],
+    )
+
+
+_PARSERS = {"GGA": _parse_gga, "RMC": _parse_rmc, "ZDA": _parse_zda, "VTG": _parse_vtg}
+
+
+def parse(line: str | bytes, *, require_checksum: bool = True) -> Sentence:
+    """Parse one NMEA 0183 sentence.
+
+    Parameters
+    ----------
+    line
+        The sentence, with or without trailing CR LF; ``str`` or ASCII ``bytes``.
+    require_checksum
+        When True (default) a sentence without ``*hh`` is an error.  A checksum
+        that is present is always checked.
+
+    Returns
+    -------
+    GGA | RMC | ZDA | VTG | OtherSentence
+
+    Raises
+    ------
+    FrameError
+        The sentence is malformed; the message names the sentence type and field.
+    """
+    if isinstance(line, bytes | bytearray | memoryview):
+        try:
+            line = bytes(line).decode("ascii")
+        except UnicodeDecodeError:
+            raise FrameError("NMEA: sentence contains non-ASCII bytes") from None
+    text = line.strip()
+    if len(text) > _MAX_LEN:
+        raise FrameError(f"NMEA: sentence of {len(text)} characters is too long")
+    if not text.startswith("$") and not text.startswith("!"):
+        raise FrameError(f"NMEA: sentence does not start with '$': {text[:20]!r}")
+    star = text.rfind("*")
+    if star >= 0:
+        body = text[1:star]
+        given = text[star + 1 :]
+        if len(given) != 2:
+            raise FrameError(f"NMEA: field 'checksum' = {given!r}: expected two hex digits")
+        try:
+            want = int(given, 16)
+        except ValueError:
+            raise FrameError(
+                f"NMEA: field 'checksum' = {given!r}: expected two hex digits"
+            ) from None
+        got = checksum(body)
+        if got != want:
+            raise FrameError(
+                f"NMEA: field 'checksum' = {given!r}: computed {got:02X} "
+                f"from {body[:16]!r}…"
+            )
+    else:
+        if require_checksum:
+            raise FrameError(f"NMEA: field 'checksum' missing in {text[:20]!r}")
+        body = text[1:]
+    if any(ord(c) < 32 for c in body) or "$" in body:
+        raise FrameError("NMEA: control character or '$' inside the sentence")
+    parts = body.split(",")
+    address = parts[0]
+    if not address.isalnum() or not (2 <= len(address) <= 6):
+        raise FrameError(f"NMEA: field 'address' = {address!r}: expected e.g. GPGGA")
+    if address.startswith("P"):  # proprietary: P + manufacturer + type
+        return OtherSentence("P", address[1:], tuple(parts[1:]))
+    talker, kind = address[:2], address[2:]
+    fn = _PARSERS.get(kind)
+    if fn is None or len(address) != 5:
+        return OtherSentence(talker, address[2:], tuple(parts[1:]))
+    return fn(talker, parts[1:])
