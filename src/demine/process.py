@@ -1,0 +1,458 @@
+"""Processing chains: stateful streaming stages, their registry, and chains of them.
+
+Every processing step of demine (EMI baseline removal, soil compensation, GPR
+dewow, gain, …) is a :class:`Stage`: an object with state that takes a chunk of
+frames and returns a chunk of frames.  Running a recording through a stage in
+one call, or frame by frame as a device delivers it, gives the same numbers (to
+float rounding).  The live console and the offline job therefore run the same
+code.
+
+The stage protocol
+------------------
+``name``
+    Class attribute, the registry key used in TOML chain files
+    (``"emi.baseline"``, ``"gpr.dewow"``, …).
+``__init__(**params)``
+    Keyword parameters only, all JSON-able; a bad value raises
+    :class:`demine.errors.ConfigError` naming the parameter.
+``configure(context)``
+    Optional.  Receives facts about the stream the stage will see
+    (``sample_rate`` in frames/s, ``gate_times`` in s, ``sample_interval`` in s,
+    ``n_channels``, ``kind``, ``stream``); a stage fills in parameters it was not
+    given explicitly.  Called before the first chunk.
+``process(chunk)``
+    ``chunk`` is an ndarray of shape ``(n_frames, n_channels)``; returns the
+    frames that are now complete, in order.  A stage that needs look-ahead may
+    return fewer frames than it was given (possibly zero) and release them later.
+``finish()``
+    End of stream: returns the frames still held back.  Over a whole stream the
+    concatenation of every ``process`` output and ``finish`` has exactly as many
+    frames as went in, and output frame ``k`` corresponds to input frame ``k``.
+``reset()``
+    Forget all state (start of a new stream); parameters are kept.
+``params()``
+    A JSON-able dict of the effective parameters, stored in the history of
+    derived datasets.
+
+Stages register themselves with :func:`register_stage` and are found by name
+with :func:`get_stage`.  A :class:`Chain` is itself a stage; it is built in code
+(``Chain([Baseline(), Detect()])``) or from TOML (:func:`load_chain`)::
+
+    [chain]
+    name = "emi_default"
+    kind = "emi"            # apply to streams of this kind (optional)
+
+    [[step]]
+    name = "emi.baseline"
+    params = { window = 256 }
+
+    [[step]]
+    name = "emi.detect"     # parameters may also be given as plain keys
+    alpha = 0.001
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import tomllib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+
+from .errors import ConfigError
+
+__all__ = [
+    "Stage",
+    "Chain",
+    "register_stage",
+    "get_stage",
+    "available_stages",
+    "chain_from_dict",
+    "load_chain",
+    "default_chain",
+    "run_stage",
+    "process_recording",
+]
+
+_REGISTRY: dict[str, type[Stage]] = {}
+
+#: Modules that register built-in stages when imported; looked up lazily so that
+#: ``get_stage("gpr.dewow")`` works without the caller importing ``demine.gpr``.
+_BUILTIN_STAGE_MODULES: tuple[str, ...] = ("demine.emi", "demine.gpr")
+
+S = TypeVar("S", bound="type[Stage]")
+
+
+class Stage:
+    """Base class of every streaming processing stage (see the module docstring).
+
+    Subclasses set the class attribute ``name``, store their parameters and
+    implement :meth:`process`; stages without look-ahead need not override
+    :meth:`finish`.  The helper :meth:`_check` validates a chunk.
+    """
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, **params: Any) -> None:
+        if params:
+            bad = ", ".join(sorted(params))
+            raise ConfigError(f"stage {self.name or type(self).__name__!r}: "
+                              f"unknown parameter(s) {bad}")
+        self._n_channels: int | None = None
+
+    # -- protocol -----------------------------------------------------------------
+    def configure(self, context: Mapping[str, Any]) -> None:
+        """Take stream facts (sample rate, gate times, …) for parameters not set.
+
+        The default does nothing.
+        """
+
+    def process(self, chunk: np.ndarray) -> np.ndarray:
+        """Process ``chunk`` (n_frames, n_channels); return the frames now complete."""
+        raise NotImplementedError
+
+    def finish(self) -> np.ndarray:
+        """Return the frames still held back at the end of the stream."""
+        n = self._n_channels or 0
+        return np.empty((0, n), dtype=np.float64)
+
+    def reset(self) -> None:
+        """Forget the state carried across chunks (parameters are kept)."""
+        self._n_channels = None
+
+    def params(self) -> dict[str, Any]:
+        """The effective parameters as a JSON-able dict."""
+        return {}
+
+    # -- helpers ------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        """``{"name": ..., "params": {...}}``, one entry of a processing history."""
+        return {"name": self.name, "params": _jsonable(self.params())}
+
+    def _check(self, chunk: Any, dtype: Any = None) -> np.ndarray:
+        """Validate ``chunk`` as a 2-D array with the channel count seen so far.
+
+        Returns a C-contiguous array (cast to ``dtype`` if given, else to float32
+        unless it already is float32 or float64).
+        """
+        arr = np.asarray(chunk)
+        if arr.ndim != 2:
+            raise ValueError(f"stage {self.name!r}: chunk must be 2-D (n_frames, n_channels), "
+                             f"got shape {arr.shape}")
+        if self._n_channels is None:
+            if arr.shape[1] == 0:
+                raise ValueError(f"stage {self.name!r}: chunk has no channels")
+            self._n_channels = int(arr.shape[1])
+        elif arr.shape[1] != self._n_channels:
+            raise ValueError(f"stage {self.name!r}: chunk has {arr.shape[1]} channels, "
+                             f"earlier chunks had {self._n_channels}")
+        if dtype is None:
+            dtype = arr.dtype if arr.dtype in (np.float32, np.float64) else np.float32
+        return np.ascontiguousarray(arr, dtype=dtype)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
+        return f"{type(self).__name__}({args})"
+
+
+def register_stage(cls: S) -> S:
+    """Class decorator: register a :class:`Stage` subclass under ``cls.name``."""
+    name = getattr(cls, "name", "")
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"{cls.__name__} has no registry name (class attribute 'name')")
+    other = _REGISTRY.get(name)
+    if other is not None and other is not cls and (
+        other.__module__, other.__qualname__) != (cls.__module__, cls.__qualname__):
+        raise ValueError(f"stage name {name!r} already registered by "
+                         f"{other.__module__}.{other.__qualname__}")
+    _REGISTRY[name] = cls
+    return cls
+
+
+def _load_builtin_stages() -> None:
+    for mod in _BUILTIN_STAGE_MODULES:
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as exc:  # a stage family not built yet
+            if exc.name != mod:
+                raise
+
+
+def get_stage(name: str) -> type[Stage]:
+    """The stage class registered as ``name``; :class:`ConfigError` if unknown."""
+    if name not in _REGISTRY:
+        _load_builtin_stages()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(_REGISTRY)) or "none"
+        raise ConfigError(f"unknown processing step {name!r} (known: {known})") from None
+
+
+def available_stages() -> list[str]:
+    """Names of every registered stage (loading the built-in ones first)."""
+    _load_builtin_stages()
+    return sorted(_REGISTRY)
+
+
+def _empty_like(n_channels: int, dtype: Any = np.float64) -> np.ndarray:
+    return np.empty((0, n_channels), dtype=dtype)
+
+
+def _concat(parts: Sequence[np.ndarray]) -> np.ndarray:
+    parts = [p for p in parts if p is not None]
+    nonempty = [p for p in parts if p.shape[0]]
+    if not nonempty:
+        return parts[-1] if parts else np.empty((0, 0))
+    if len(nonempty) == 1:
+        return nonempty[0]
+    return np.concatenate(nonempty, axis=0)
+
+
+@register_stage
+class Chain(Stage):
+    """A list of stages applied one after another; itself a :class:`Stage`.
+
+    Parameters
+    ----------
+    steps : iterable of Stage
+        The stages in order.
+    name : str, optional
+        Human-readable chain name stored in histories.
+    kind : str, optional
+        Stream kind the chain is meant for (``"emi"``, ``"gpr"``); used by
+        :func:`process_recording` to pick streams.
+    streams : sequence of str, optional
+        Explicit stream names to apply to (overrides ``kind``).
+    """
+
+    name: ClassVar[str] = "chain"
+
+    def __init__(self, steps: Iterable[Stage] = (), *, name: str = "",
+                 kind: str | None = None, streams: Sequence[str] | None = None) -> None:
+        super().__init__()
+        self.steps: list[Stage] = list(steps)
+        for i, st in enumerate(self.steps):
+            if not isinstance(st, Stage):
+                raise ConfigError(f"chain step {i} is not a Stage: {st!r}")
+        self.chain_name = name
+        self.kind = kind
+        self.streams = list(streams) if streams is not None else None
+
+    def configure(self, context: Mapping[str, Any]) -> None:
+        for st in self.steps:
+            st.configure(context)
+
+    def process(self, chunk: np.ndarray) -> np.ndarray:
+        out = chunk
+        for st in self.steps:
+            out = st.process(out)
+        return out
+
+    def finish(self) -> np.ndarray:
+        pending: np.ndarray | None = None
+        for st in self.steps:
+            parts = []
+            if pending is not None and pending.shape[0]:
+                parts.append(st.process(pending))
+            parts.append(st.finish())
+            pending = _concat(parts)
+        if pending is None:
+            return _empty_like(self._n_channels or 0)
+        return pending
+
+    def reset(self) -> None:
+        super().reset()
+        for st in self.steps:
+            st.reset()
+
+    def params(self) -> dict[str, Any]:
+        return {"steps": [st.describe() for st in self.steps]}
+
+    def history(self) -> list[dict[str, Any]]:
+        """One ``{"name", "params"}`` entry per step."""
+        return [st.describe() for st in self.steps]
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def __iter__(self):
+        return iter(self.steps)
+
+    def __repr__(self) -> str:
+        return f"Chain({self.steps!r}, name={self.chain_name!r})"
+
+
+def run_stage(stage: Stage, data: np.ndarray,
+              chunk_sizes: Iterable[int] | int | None = None) -> np.ndarray:
+    """Run ``data`` (n_frames, n_channels) through ``stage`` and return all output.
+
+    ``chunk_sizes`` is ``None`` (one call), an int (equal chunks) or an iterable
+    of chunk sizes (cycled until the data is used up).  The stage is
+    :meth:`~Stage.reset` first and :meth:`~Stage.finish`-ed at the end.
+    """
+    data = np.asarray(data)
+    stage.reset()
+    n = data.shape[0]
+    if chunk_sizes is None:
+        sizes: list[int] = [n]
+    elif isinstance(chunk_sizes, int | np.integer):
+        if chunk_sizes < 1:
+            raise ValueError("chunk size must be >= 1")
+        sizes = [int(chunk_sizes)]
+    else:
+        sizes = [int(s) for s in chunk_sizes]
+        if not sizes or min(sizes) < 0 or max(sizes) == 0:
+            raise ValueError("chunk sizes must be >= 0 with at least one > 0")
+    parts = []
+    i = k = 0
+    while i < n:
+        s = sizes[k % len(sizes)]
+        k += 1
+        parts.append(stage.process(data[i:i + s]))
+        i += s
+    if n == 0:
+        parts.append(stage.process(data))
+    parts.append(stage.finish())
+    return _concat(parts)
+
+
+# -- TOML chains ----------------------------------------------------------------------
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return value
+
+
+def _build_step(i: int, step: Any, where: str,
+                factory: Callable[[str], type[Stage]] = get_stage) -> Stage:
+    if not isinstance(step, Mapping):
+        raise ConfigError(f"{where}: step {i + 1} is not a table")
+    if "name" not in step:
+        raise ConfigError(f"{where}: step {i + 1} has no 'name'")
+    name = step["name"]
+    if not isinstance(name, str):
+        raise ConfigError(f"{where}: step {i + 1}: 'name' must be a string")
+    params: dict[str, Any] = {}
+    if "params" in step:
+        if not isinstance(step["params"], Mapping):
+            raise ConfigError(f"{where}: step {i + 1} ({name}): 'params' must be a table")
+        params.update(step["params"])
+    for key, val in step.items():
+        if key in ("name", "params"):
+            continue
+        if key in params:
+            raise ConfigError(f"{where}: step {i + 1} ({name}): parameter {key!r} given twice")
+        params[key] = val
+    try:
+        cls = factory(name)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: step {i + 1}: {exc}") from None
+    if cls is Chain:
+        raise ConfigError(f"{where}: step {i + 1}: 'chain' cannot be a step")
+    try:
+        return cls(**params)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: step {i + 1} ({name}): {exc}") from None
+    except TypeError as exc:
+        raise ConfigError(f"{where}: step {i + 1} ({name}): bad parameters: {exc}") from None
+    except ValueError as exc:
+        raise ConfigError(f"{where}: step {i + 1} ({name}): {exc}") from None
+
+
+def chain_from_dict(doc: Mapping[str, Any], where: str = "chain") -> Chain:
+    """Build a :class:`Chain` from a parsed TOML document (see module docstring)."""
+    unknown = set(doc) - {"chain", "step"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown top-level key(s) {', '.join(sorted(unknown))} "
+                          "(expected [chain] and [[step]])")
+    meta = doc.get("chain", {})
+    if not isinstance(meta, Mapping):
+        raise ConfigError(f"{where}: [chain] must be a table")
+    bad = set(meta) - {"name", "kind", "streams", "description"}
+    if bad:
+        raise ConfigError(f"{where}: [chain] has unknown key(s) {', '.join(sorted(bad))}")
+    steps = doc.get("step", [])
+    if not isinstance(steps, list):
+        raise ConfigError(f"{where}: 'step' must be an array of tables ([[step]])")
+    if not steps:
+        raise ConfigError(f"{where}: chain has no [[step]]")
+    kind = meta.get("kind")
+    if kind is not None and not isinstance(kind, str):
+        raise ConfigError(f"{where}: [chain] kind must be a string")
+    streams = meta.get("streams")
+    if streams is not None and (not isinstance(streams, list)
+                                or not all(isinstance(s, str) for s in streams)):
+        raise ConfigError(f"{where}: [chain] streams must be a list of strings")
+    built = [_build_step(i, st, where) for i, st in enumerate(steps)]
+    return Chain(built, name=str(meta.get("name", "")), kind=kind, streams=streams)
+
+
+def load_chain(source: str | Path | Mapping[str, Any]) -> Chain:
+    """Load a chain from a TOML file path, a TOML string, or a parsed dict.
+
+    A string that names an existing file, or ends in ``.toml``, is read as a
+    path; a bare name like ``"emi_default"`` loads the packaged default chain.
+    """
+    if isinstance(source, Mapping):
+        return chain_from_dict(source)
+    if isinstance(source, Path) or (isinstance(source, str) and (
+            source.endswith(".toml") or "\n" not in source and Path(source).is_file())):
+        path = Path(source)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"chain file {str(path)!r} not found") from None
+        except OSError as exc:
+            raise ConfigError(f"chain file {str(path)!r}: {exc}") from None
+        where = str(path)
+    elif isinstance(source, str) and "\n" not in source and "=" not in source:
+        return default_chain(source)
+    else:
+        text, where = str(source), "chain"
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: invalid TOML: {exc}") from None
+    return chain_from_dict(doc, where)
+
+
+def default_chain(name: str) -> Chain:
+    """The packaged chain ``name`` (``"emi_default"``, ``"gpr_default"``)."""
+    try:
+        text = resources.files("demine").joinpath("chains", f"{name}.toml").read_text(
+            encoding="utf-8")
+    except (FileNotFoundError, OSError):
+        raise ConfigError(f"no packaged chain named {name!r}") from None
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:  # pragma: no cover - packaged files are tested
+        raise ConfigError(f"packaged chain {name!r}: invalid TOML: {exc}") from None
+    return chain_from_dict(doc, f"packaged chain {name!r}")
+
+
+def process_recording(in_path: str | Path, chain: Chain | str | Path | Mapping[str, Any],
+                      out_path: str | Path, **kwargs: Any) -> Path:
+    """Apply ``chain`` to a recording and write derived streams to ``out_path``.
+
+    (Being implemented: needs :mod:`demine.recording`.)
+    """
+    raise NotImplementedError("process_recording is not implemented yet")
+
+
+def _history_json(entries: Sequence[Mapping[str, Any]]) -> str:
+    return json.dumps(_jsonable(list(entries)), sort_keys=True)
