@@ -26,6 +26,7 @@ from .errors import (
     SchemaError,
     VendorFormatError,
 )
+from .recording import Recording, RecordingWriter
 
 __all__ = [
     "__version__",
@@ -34,6 +35,8 @@ __all__ = [
     "FormatVersionError",
     "FrameError",
     "ModelError",
+    "Recording",
+    "RecordingWriter",
     "NotARecordingError",
     "RecordingError",
     "SchemaError",

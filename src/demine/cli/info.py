@@ -1,0 +1,64 @@
+"""``demine info FILE…``: what a recording holds."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "info",
+        help="list the streams, frame counts, durations, rates and tables of recordings",
+        description="List the streams of each recording (frames, duration, rate, position "
+        "extent) and the sizes of its truth, alarm and marker tables.",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="demine recording(s) (.h5)")
+    p.add_argument("--json", action="store_true", help="print one JSON object per file")
+    p.set_defaults(run=run)
+
+
+def _fmt_extent(ext: dict) -> str:
+    return ", ".join(f"{k} {lo:.3f}..{hi:.3f}" for k, (lo, hi) in ext.items()) or "no positions"
+
+
+def format_summary(s: dict) -> str:
+    """Human-readable text of :meth:`demine.recording.Recording.summary`."""
+    a = s["attrs"]
+    lines = [
+        f"{s['path']}: demine recording, format v{s['format_version']}, "
+        f"created {a.get('created_utc', '?')} by demine {a.get('software_version', '?')}",
+    ]
+    meta = [f"{k} {a[k]!r}" for k in ("site", "operator", "lane_id") if a.get(k)]
+    if meta:
+        lines.append("  " + ", ".join(meta))
+    if a.get("notes"):
+        lines.append(f"  notes: {a['notes']}")
+    lines.append(f"  streams ({len(s['streams'])}):")
+    for name, st in s["streams"].items():
+        shape = f", {st['channels']} x {st['dtype']}" if "channels" in st else ""
+        driver = f" [{st['driver']}]" if st.get("driver") else ""
+        line = f"    {name:<10} {st['kind']:<6}{driver}{shape}, {st['frames']} frames"
+        if st["frames"]:
+            rate = f"{st['rate_hz']:.1f} Hz" if st.get("rate_hz") else "n/a"
+            line += (f", {st['duration_s']:.3f} s from {st['start_utc']}, {rate}, "
+                     f"{_fmt_extent(st['extent'])}")
+        lines.append(line)
+    t = s["tables"]
+    lines.append(f"  truth targets: {t['truth']}, alarms: {t['alarms']}, markers: {t['markers']}")
+    if s["derived"]:
+        lines.append("  derived: " + ", ".join(s["derived"]))
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..recording import Recording
+
+    for path in args.files:
+        with Recording(path) as rec:
+            summary = rec.summary()
+        if args.json:
+            print(json.dumps(summary))
+        else:
+            print(format_summary(summary))
+    return 0

@@ -1,0 +1,1091 @@
+"""Recording format v1: lossless, append-only HDF5 recordings of sensor streams.
+
+A recording holds one group per sensor stream under ``/streams`` (kinds
+``emi``, ``gpr``, ``gps``, ``marker``), the tables ``/truth``, ``/alarms`` and
+``/markers``, and derived (processed) data under ``/derived``.  The layout is
+specified in ``docs/format.md``; this module is its only writer and reader.
+
+Writing uses HDF5's single-writer/multiple-reader (SWMR) mode so that a console
+can follow a file while it grows.  Appended frames are buffered in memory and
+written on a time budget (``flush_interval``, default 1 s, also enforced by a
+background thread when appends stop), so a killed process loses at most the
+frames since the last flush and leaves a file that still opens.
+
+Examples
+--------
+>>> import numpy as np
+>>> from demine.recording import RecordingWriter, Recording
+>>> with RecordingWriter("lane.h5", site="test site", operator="A. N.") as rec:  # doctest: +SKIP
+...     emi = rec.add_stream("emi", "emi", n_channels=4, gate_times=[1e-5, 3e-5, 1e-4, 3e-4])
+...     emi.append(np.zeros((10, 4)), time=np.arange(10) * 1_000_000)
+>>> Recording("lane.h5").streams["emi"].samples.shape  # doctest: +SKIP
+(10, 4)
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import threading
+import time as _time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from ._version import __version__
+from .errors import (
+    FormatVersionError,
+    NotARecordingError,
+    RecordingError,
+    SchemaError,
+)
+
+FORMAT_NAME = "demine-recording"
+FORMAT_VERSION = 1
+STREAM_KINDS = ("emi", "gpr", "gps", "marker")
+TIME_UNITS = "nanoseconds since 1970-01-01T00:00:00Z"
+
+#: Attribute names that generic readers (xarray, netCDF) interpret and would
+#: silently apply to the data: demine never writes them.
+FORBIDDEN_ATTRS = frozenset(
+    {"scale_factor", "add_offset", "_FillValue", "missing_value", "valid_range",
+     "valid_min", "valid_max", "_Unsigned", "calendar"}
+)
+
+_GPR_DTYPES = (np.dtype("int16"), np.dtype("int32"), np.dtype("float32"))
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a stream or table: a 1-D (or n x width) appendable dataset."""
+
+    name: str
+    dtype: np.dtype
+    width: int | None = None  # None: 1-D; int: 2-D (n, width)
+    fill: Any = None  # value used when an append omits the column; None: required
+    units: str | None = None
+    description: str = ""
+
+
+def _f64(name: str, units: str | None, description: str, fill: Any = np.nan) -> Column:
+    return Column(name, np.dtype("float64"), None, fill, units, description)
+
+
+_POSITION_COLUMNS = (
+    _f64("x", "m", "sensor position, local east"),
+    _f64("y", "m", "sensor position, local north"),
+    _f64("z", "m", "sensor height above ground"),
+)
+_GEO_COLUMNS = (
+    _f64("lon", "degrees_east", "WGS 84 longitude"),
+    _f64("lat", "degrees_north", "WGS 84 latitude"),
+)
+_GPS_COLUMNS = (
+    _f64("lon", "degrees_east", "WGS 84 longitude (NaN without fix)"),
+    _f64("lat", "degrees_north", "WGS 84 latitude (NaN without fix)"),
+    _f64("alt", "m", "altitude above mean sea level"),
+    Column("fix_quality", np.dtype("int8"), None, 0, None, "NMEA GGA fix quality 0-8"),
+    Column("satellites", np.dtype("int16"), None, -1, None, "satellites used (-1 unknown)"),
+    Column("hdop", np.dtype("float32"), None, np.nan, None, "horizontal dilution of precision"),
+)
+
+TABLES: dict[str, tuple[Column, ...]] = {
+    "truth": (
+        Column("id", np.dtype("S32"), None, None, None, "target identifier"),
+        Column("type", np.dtype("S32"), None, b"", None, "target type or class"),
+        Column("is_mine", np.dtype("int8"), None, 0, None, "1 for a mine, 0 for clutter"),
+        _f64("x", "m", "target position, local east"),
+        _f64("y", "m", "target position, local north"),
+        _f64("depth", "m", "depth of the target's top below the surface"),
+        _f64("metal_mass", "kg", "mass of metal in the target"),
+        Column("notes", np.dtype("S128"), None, b"", None, "free text"),
+    ),
+    "alarms": (
+        Column("time", np.dtype("int64"), None, None, TIME_UNITS, "time of the alarm"),
+        Column("stream", np.dtype("S32"), None, b"", None, "stream that raised it"),
+        _f64("x", "m", "alarm position, local east"),
+        _f64("y", "m", "alarm position, local north"),
+        _f64("depth", "m", "estimated depth"),
+        _f64("velocity", "m s-1", "estimated wave velocity (GPR)"),
+        _f64("score", None, "detector score"),
+        _f64("p_mine", None, "classifier probability of a mine"),
+        Column("label", np.dtype("S32"), None, b"", None, "label given by operator or model"),
+    ),
+    "markers": (
+        Column("time", np.dtype("int64"), None, None, TIME_UNITS, "time of the mark"),
+        _f64("x", "m", "marked position, local east"),
+        _f64("y", "m", "marked position, local north"),
+        Column("label", np.dtype("S64"), None, b"", None, "what was marked"),
+        Column("note", np.dtype("S128"), None, b"", None, "free text"),
+    ),
+}
+
+_CHUNK_BYTES = 1 << 18  # ~256 KiB per chunk
+_MAX_PENDING_BYTES = 64 << 20
+
+
+def utc_now_ns() -> int:
+    """Current UTC time in integer nanoseconds since the Unix epoch."""
+    return _time.time_ns()
+
+
+def _iso_utc(ns: int) -> str:
+    return (
+        _dt.datetime.fromtimestamp(ns / 1e9, tz=_dt.UTC)
+        .isoformat(timespec="microseconds")
+        .replace("+00:00", "Z")
+    )
+
+
+def _check_attrs(attrs: Mapping[str, Any], where: str) -> None:
+    for key in attrs:
+        if key in FORBIDDEN_ATTRS:
+            raise SchemaError(
+                f"{where}: attribute {key!r} is not allowed (generic readers such as "
+                "xarray would silently apply it to the data); store calibration under "
+                "another name"
+            )
+
+
+def _stream_columns(kind: str, n_channels: int | None, dtype: np.dtype | None,
+                    geo: bool) -> tuple[Column, ...]:
+    cols = [
+        Column("time", np.dtype("int64"), None, None, TIME_UNITS, "host-corrected UTC time"),
+        Column("sequence", np.dtype("int64"), None, -1, None, "device sequence number"),
+    ]
+    if kind in ("emi", "gpr"):
+        assert n_channels is not None and dtype is not None
+        cols.append(Column("samples", dtype, n_channels, None, None, "raw samples"))
+    if kind == "gps":
+        cols.extend(_POSITION_COLUMNS)
+        cols.extend(_GPS_COLUMNS)
+    else:
+        cols.extend(_POSITION_COLUMNS)
+        if geo:
+            cols.extend(_GEO_COLUMNS)
+    if kind == "marker":
+        cols.append(Column("code", np.dtype("int32"), None, 0, None, "event code"))
+        cols.append(Column("label", np.dtype("S64"), None, b"", None, "event label"))
+    return tuple(cols)
+
+
+class _Appender:
+    """Buffered appends to a set of equal-length columns in one HDF5 group."""
+
+    def __init__(self, writer: RecordingWriter, group: h5py.Group, columns: tuple[Column, ...],
+                 where: str) -> None:
+        self._writer = writer
+        self._group = group
+        self.columns = {c.name: c for c in columns}
+        self.where = where
+        self._pending: list[dict[str, np.ndarray]] = []
+        self._pending_bytes = 0
+        self.n_written = 0
+        self.n_frames = 0  # written + pending
+
+    def _coerce(self, name: str, value: Any, n: int | None) -> np.ndarray:
+        col = self.columns[name]
+        if col.dtype.kind == "S":
+            if isinstance(value, (str, bytes)):
+                value = [value]
+            items = []
+            for v in np.asarray(value, dtype=object).ravel():
+                b = v.encode("utf-8") if isinstance(v, str) else bytes(v)
+                if len(b) > col.dtype.itemsize:
+                    raise SchemaError(
+                        f"{self.where}: field {name!r} value {v!r} is longer than "
+                        f"{col.dtype.itemsize} bytes"
+                    )
+                items.append(b)
+            arr = np.array(items, dtype=col.dtype)
+        else:
+            arr = np.asarray(value)
+            if arr.dtype.kind not in "biuf" or (
+                not np.can_cast(arr.dtype, col.dtype, "same_kind")
+                and not (arr.dtype.kind in "biu" and col.dtype.kind == "f")
+            ):
+                raise SchemaError(
+                    f"{self.where}: field {name!r} has dtype {arr.dtype}, "
+                    f"which does not fit the column's {col.dtype}"
+                )
+            if arr.dtype.kind == "f" and col.dtype.kind in "iu":
+                raise SchemaError(
+                    f"{self.where}: field {name!r} is floating point but the column "
+                    f"holds {col.dtype} (the device's integer samples are kept as they are)"
+                )
+            arr = arr.astype(col.dtype, copy=False)
+        if col.width is None:
+            if arr.ndim == 0:
+                arr = arr.reshape(1)
+            if arr.ndim != 1:
+                raise SchemaError(f"{self.where}: field {name!r} must be 1-D, got shape {arr.shape}")
+        else:
+            if arr.ndim == 1:
+                arr = arr.reshape(1, -1)
+            if arr.ndim != 2 or arr.shape[1] != col.width:
+                raise SchemaError(
+                    f"{self.where}: field {name!r} must have shape (n, {col.width}), "
+                    f"got {arr.shape}"
+                )
+        if n is not None and arr.shape[0] != n:
+            if arr.shape[0] == 1 and col.width is None:
+                arr = np.repeat(arr, n)
+            else:
+                raise SchemaError(
+                    f"{self.where}: field {name!r} has {arr.shape[0]} rows, expected {n}"
+                )
+        return arr
+
+    def append(self, values: Mapping[str, Any]) -> int:
+        unknown = set(values) - set(self.columns)
+        if unknown:
+            raise SchemaError(
+                f"{self.where}: unknown field(s) {sorted(unknown)}; "
+                f"fields are {sorted(self.columns)}"
+            )
+        # The number of rows comes from the first 2-D column, else the longest 1-D one.
+        n = None
+        arrays: dict[str, np.ndarray] = {}
+        order = sorted(values, key=lambda k: self.columns[k].width is None)
+        for name in order:
+            value = values[name]
+            if value is None:
+                continue
+            arrays[name] = arr = self._coerce(name, value, n)
+            if n is None and (self.columns[name].width is not None or arr.shape[0] > 1):
+                n = arr.shape[0]
+        if n is None:
+            n = max((a.shape[0] for a in arrays.values()), default=0)
+        for name, col in self.columns.items():
+            if name in arrays:
+                if arrays[name].shape[0] != n:
+                    arrays[name] = self._coerce(name, arrays[name], n)
+                continue
+            if col.fill is None:
+                raise SchemaError(f"{self.where}: field {name!r} is required")
+            shape = (n,) if col.width is None else (n, col.width)
+            arrays[name] = np.full(shape, col.fill, dtype=col.dtype)
+        if n == 0:
+            return 0
+        with self._writer._lock:
+            self._writer._check_open()
+            self._pending.append(arrays)
+            self._pending_bytes += sum(a.nbytes for a in arrays.values())
+            self.n_frames += n
+            self._writer._after_append(self._pending_bytes)
+        return n
+
+    def _write_pending(self) -> None:
+        if not self._pending:
+            return
+        batch = {
+            name: np.concatenate([p[name] for p in self._pending]) for name in self.columns
+        }
+        n = next(iter(batch.values())).shape[0]
+        start = self.n_written
+        # Write every column before time-like ones reach their new size last is not
+        # needed for consistency: readers use the shortest column's length.
+        for name, arr in batch.items():
+            ds = self._group[name]
+            ds.resize(start + n, axis=0)
+            ds[start:start + n] = arr
+        self.n_written += n
+        self._pending.clear()
+        self._pending_bytes = 0
+
+
+class StreamWriter:
+    """Appends frames to one sensor stream of a :class:`RecordingWriter`.
+
+    Obtained from :meth:`RecordingWriter.add_stream`; not created directly.
+    """
+
+    def __init__(self, writer: RecordingWriter, name: str, kind: str, group: h5py.Group,
+                 columns: tuple[Column, ...]) -> None:
+        self.name = name
+        self.kind = kind
+        self._appender = _Appender(writer, group, columns, f"stream {name!r}")
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """Names of the per-frame fields of this stream."""
+        return tuple(self._appender.columns)
+
+    @property
+    def n_frames(self) -> int:
+        """Frames appended so far (written or still buffered)."""
+        return self._appender.n_frames
+
+    def append(self, samples: Any = None, *, time: Any, **fields: Any) -> int:
+        """Append one or more frames.
+
+        Parameters
+        ----------
+        samples : array_like, optional
+            ``(n, n_channels)`` (or ``(n_channels,)`` for one frame) for ``emi``
+            and ``gpr`` streams; not used by ``gps`` and ``marker`` streams.
+            Integer radar samples are stored in the stream's integer type and
+            never converted from floating point.
+        time : array_like of int64
+            UTC time of each frame in nanoseconds since the Unix epoch.
+        **fields
+            Other per-frame fields: ``sequence``, ``x``, ``y``, ``z`` and the
+            kind's own (``lon``, ``lat``, ``alt``, ``fix_quality``,
+            ``satellites``, ``hdop`` for GPS; ``code``, ``label`` for markers).
+            Scalars are repeated for every frame; omitted optional fields get
+            their fill value (NaN, -1 or 0, see ``docs/format.md``).
+
+        Returns
+        -------
+        int
+            Number of frames appended.
+        """
+        values = dict(fields)
+        values["time"] = time
+        if samples is not None:
+            if "samples" not in self._appender.columns:
+                raise SchemaError(f"stream {self.name!r} ({self.kind}) has no samples")
+            values["samples"] = samples
+        return self._appender.append(values)
+
+
+class RecordingWriter:
+    """Create a recording and append frames to it.
+
+    Parameters
+    ----------
+    path : str or Path
+        File to create.  An existing file is refused unless ``overwrite``.
+    site, operator, lane_id, notes : str
+        Descriptive root attributes.
+    flush_interval : float
+        Upper bound in seconds on how long appended data stays only in
+        memory; a background thread enforces it even when appends stop.
+    fsync : bool
+        Also ``fsync`` the file after each flush (survives power loss, costs
+        latency on slow media).
+    overwrite : bool
+        Replace an existing file.
+    compression : {None, "gzip", "lzf"}
+        Lossless compression of sample datasets.
+    attrs : mapping, optional
+        Extra root attributes.
+
+    Notes
+    -----
+    Streams must be declared with :meth:`add_stream` before the first append:
+    the file then switches to SWMR mode, after which HDF5 allows no new
+    objects.  The tables (truth, alarms, markers) exist from creation and can
+    be appended to at any time.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, site: str = "", operator: str = "",
+                 lane_id: str = "", notes: str = "", flush_interval: float = 1.0,
+                 fsync: bool = False, overwrite: bool = False,
+                 compression: str | None = None, attrs: Mapping[str, Any] | None = None,
+                 autoflush: bool = True) -> None:
+        self.path = Path(path)
+        if flush_interval <= 0:
+            raise ValueError(f"flush_interval must be > 0 s, got {flush_interval}")
+        if compression not in (None, "gzip", "lzf"):
+            raise ValueError(f"compression must be None, 'gzip' or 'lzf', got {compression!r}")
+        if self.path.exists() and not overwrite:
+            raise RecordingError(f"{self.path}: file exists (pass overwrite=True to replace it)")
+        extra = dict(attrs or {})
+        _check_attrs(extra, str(self.path))
+        self.flush_interval = float(flush_interval)
+        self.fsync = bool(fsync)
+        self.compression = compression
+        self._lock = threading.RLock()
+        self._closed = False
+        self._swmr = False
+        try:
+            self._file = h5py.File(self.path, "w", libver="latest")
+        except OSError as exc:
+            raise RecordingError(f"{self.path}: cannot create recording: {exc}") from exc
+        f = self._file
+        created = utc_now_ns()
+        f.attrs.update(
+            {
+                "format": FORMAT_NAME,
+                "format_version": FORMAT_VERSION,
+                "created_utc": _iso_utc(created),
+                "created_ns": np.int64(created),
+                "software": "demine",
+                "software_version": __version__,
+                "site": site,
+                "operator": operator,
+                "lane_id": lane_id,
+                "notes": notes,
+            }
+        )
+        for key, value in extra.items():
+            f.attrs[key] = value
+        f.create_group("streams")
+        f.create_group("derived")
+        self._tables = {
+            name: _Appender(self, self._create_columns(f.create_group(name), cols, table=True),
+                            cols, f"table {name!r}")
+            for name, cols in TABLES.items()
+        }
+        self._streams: dict[str, StreamWriter] = {}
+        self._last_flush = _time.monotonic()
+        self._oldest_pending: float | None = None
+        self._flusher: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._autoflush = autoflush
+        self.flush_count = 0
+
+    # ------------------------------------------------------------------ layout
+    def _create_columns(self, group: h5py.Group, columns: tuple[Column, ...], *,
+                        table: bool, dims: dict[str, np.ndarray] | None = None) -> h5py.Group:
+        """Create empty resizable datasets for ``columns`` with dimension scales."""
+        index_name = "index" if table else "time"
+        index = None
+        if table:
+            index = group.create_dataset("index", shape=(0,), maxshape=(None,), dtype="int64",
+                                         chunks=(4096,))
+        for col in columns:
+            if col.width is None:
+                rows = 4096 if col.dtype.itemsize <= 8 else max(256, _CHUNK_BYTES // col.dtype.itemsize)
+                ds = group.create_dataset(col.name, shape=(0,), maxshape=(None,),
+                                          dtype=col.dtype, chunks=(rows,))
+            else:
+                rows = max(1, _CHUNK_BYTES // (col.width * col.dtype.itemsize))
+                ds = group.create_dataset(
+                    col.name, shape=(0, col.width), maxshape=(None, col.width), dtype=col.dtype,
+                    chunks=(rows, col.width), compression=self.compression,
+                )
+            if col.units:
+                ds.attrs["units"] = col.units
+            if col.description:
+                ds.attrs["long_name"] = col.description
+        scale = group[index_name] if not table else index
+        scale.make_scale(index_name)
+        for col in columns:
+            if col.name == index_name:
+                continue
+            group[col.name].dims[0].attach_scale(scale)
+        for dim_name, values in (dims or {}).items():
+            dscale = group.create_dataset(dim_name, data=values)
+            dscale.make_scale(dim_name)
+            for col in columns:
+                if col.width is not None:
+                    group[col.name].dims[1].attach_scale(dscale)
+        return group
+
+    def add_stream(self, name: str, kind: str, *, n_channels: int | None = None,
+                   dtype: Any = None, device: str = "", driver: str = "", units: str = "",
+                   gate_times: Iterable[float] | None = None,
+                   sample_interval: float | None = None,
+                   calibration: Mapping[str, Any] | None = None, geo: bool = False,
+                   attrs: Mapping[str, Any] | None = None) -> StreamWriter:
+        """Declare a sensor stream.
+
+        Parameters
+        ----------
+        name : str
+            Group name under ``/streams`` (letters, digits, ``_`` and ``-``).
+        kind : {"emi", "gpr", "gps", "marker"}
+            What the stream holds.
+        n_channels : int
+            Time gates per EMI reading or samples per GPR trace.  Inferred
+            from ``gate_times`` for EMI when omitted.
+        dtype : numpy dtype
+            Sample type: EMI is always ``float32``; GPR keeps the device's
+            ``int16``/``int32`` (or ``float32``).
+        device, driver : str
+            Device description and name of the driver that produced it.
+        units : str
+            Units of the samples (e.g. ``"V"``, ``"counts"``).
+        gate_times : sequence of float
+            EMI gate centre times after transmitter switch-off, in seconds;
+            stored as the ``gate`` dimension.
+        sample_interval : float
+            GPR sample interval in seconds; the ``sample`` dimension holds
+            ``arange(n) * sample_interval``.
+        calibration : mapping
+            Calibration profile (stored as JSON in the ``calibration`` attribute).
+        geo : bool
+            Also store per-frame WGS 84 ``lon``/``lat``.
+        attrs : mapping
+            Further stream attributes.
+        """
+        with self._lock:
+            self._check_open()
+            if self._swmr:
+                raise RecordingError(
+                    f"{self.path}: cannot add stream {name!r} after recording started "
+                    "(HDF5 SWMR allows no new objects); declare all streams first"
+                )
+            if not name or not all(c.isalnum() or c in "_-" for c in name):
+                raise SchemaError(f"stream name {name!r} must be letters, digits, '_' or '-'")
+            if name in self._streams:
+                raise SchemaError(f"{self.path}: stream {name!r} already exists")
+            if kind not in STREAM_KINDS:
+                raise SchemaError(f"stream {name!r}: kind {kind!r} is not one of {STREAM_KINDS}")
+            extra = dict(attrs or {})
+            _check_attrs(extra, f"stream {name!r}")
+            dims: dict[str, np.ndarray] = {}
+            sdtype = None
+            if kind == "emi":
+                if gate_times is not None:
+                    gt = np.asarray(list(gate_times), dtype="float64")
+                    if n_channels is None:
+                        n_channels = gt.size
+                    if gt.ndim != 1 or gt.size != n_channels:
+                        raise SchemaError(
+                            f"stream {name!r}: {gt.size} gate_times for {n_channels} gates"
+                        )
+                    if np.any(~np.isfinite(gt)) or np.any(gt <= 0):
+                        raise SchemaError(f"stream {name!r}: gate_times must be positive seconds")
+                    dims["gate"] = gt
+                if dtype is not None and np.dtype(dtype) != np.float32:
+                    raise SchemaError(f"stream {name!r}: EMI samples are float32, not {dtype}")
+                sdtype = np.dtype("float32")
+            elif kind == "gpr":
+                sdtype = np.dtype(dtype if dtype is not None else "int16")
+                if sdtype not in _GPR_DTYPES:
+                    raise SchemaError(
+                        f"stream {name!r}: GPR samples must be int16, int32 or float32, not {sdtype}"
+                    )
+            if kind in ("emi", "gpr"):
+                if n_channels is None or int(n_channels) < 1:
+                    raise SchemaError(f"stream {name!r}: n_channels must be a positive integer")
+                n_channels = int(n_channels)
+                if kind == "emi" and "gate" not in dims:
+                    dims["gate"] = np.arange(n_channels, dtype="float64")
+                if kind == "gpr":
+                    if sample_interval is not None:
+                        if not (sample_interval > 0):
+                            raise SchemaError(f"stream {name!r}: sample_interval must be > 0 s")
+                        dims["sample"] = np.arange(n_channels) * float(sample_interval)
+                    else:
+                        dims["sample"] = np.arange(n_channels, dtype="float64")
+            columns = _stream_columns(kind, n_channels, sdtype, geo)
+            group = self._file["streams"].create_group(name)
+            group.attrs.update({"kind": kind, "device": device, "driver": driver,
+                                "units": units})
+            if sample_interval is not None:
+                group.attrs["sample_interval"] = float(sample_interval)
+            if "gate" in dims:
+                group.attrs["gate_times_known"] = gate_times is not None
+            group.attrs["calibration"] = json.dumps(dict(calibration or {}))
+            for key, value in extra.items():
+                group.attrs[key] = value
+            self._create_columns(group, columns, table=False, dims=dims)
+            for dim_name in dims:
+                group[dim_name].attrs["units"] = "s" if (
+                    dim_name == "sample" and sample_interval is not None
+                    or dim_name == "gate" and gate_times is not None) else "1"
+            if units and "samples" in group:
+                group["samples"].attrs["units"] = units
+            stream = StreamWriter(self, name, kind, group, columns)
+            self._streams[name] = stream
+            return stream
+
+    @property
+    def streams(self) -> dict[str, StreamWriter]:
+        """Declared streams by name."""
+        return dict(self._streams)
+
+    # ------------------------------------------------------------------ tables
+    def _append_table(self, table: str, rows: Any) -> int:
+        appender = self._tables[table]
+        if isinstance(rows, np.ndarray) and rows.dtype.names:
+            values = {k: rows[k] for k in rows.dtype.names}
+        elif isinstance(rows, Mapping):
+            values = dict(rows)
+        else:
+            rows = list(rows)
+            if not rows:
+                return 0
+            keys: list[str] = []
+            for r in rows:
+                for k in r:
+                    if k not in keys:
+                        keys.append(k)
+            values = {}
+            for k in keys:
+                if any(k not in r for r in rows):
+                    col = appender.columns.get(k)
+                    fill = col.fill if col is not None else None
+                    values[k] = [r.get(k, fill) for r in rows]
+                else:
+                    values[k] = [r[k] for r in rows]
+        self.start()
+        return appender.append(values)
+
+    def add_truth(self, rows: Any) -> int:
+        """Append ground-truth targets (list of dicts, dict of columns or structured array).
+
+        Columns: ``id`` (required), ``type``, ``is_mine``, ``x``, ``y``, ``depth``
+        (m, to the top of the target), ``metal_mass`` (kg), ``notes``.
+        """
+        return self._append_table("truth", rows)
+
+    def append_alarms(self, rows: Any) -> int:
+        """Append alarms: ``time`` (required), ``stream``, ``x``, ``y``, ``depth``,
+        ``velocity``, ``score``, ``p_mine``, ``label``."""
+        return self._append_table("alarms", rows)
+
+    def append_markers(self, rows: Any) -> int:
+        """Append operator markers: ``time`` (required), ``x``, ``y``, ``label``, ``note``."""
+        return self._append_table("markers", rows)
+
+    # ------------------------------------------------------------------ flushing
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RecordingError(f"{self.path}: recording is closed")
+
+    def start(self) -> None:
+        """Enter SWMR mode (done automatically at the first append)."""
+        with self._lock:
+            self._check_open()
+            if self._swmr:
+                return
+            self._file.flush()
+            self._file.swmr_mode = True
+            self._swmr = True
+            self._last_flush = _time.monotonic()
+            if self._autoflush:
+                self._flusher = threading.Thread(
+                    target=self._flush_loop, name=f"demine-flush:{self.path.name}", daemon=True
+                )
+                self._flusher.start()
+
+    def _after_append(self, pending_bytes: int) -> None:
+        # Called with the lock held.
+        if not self._swmr:
+            self.start()
+        now = _time.monotonic()
+        if self._oldest_pending is None:
+            self._oldest_pending = now
+        if now - self._last_flush >= self.flush_interval or pending_bytes > _MAX_PENDING_BYTES:
+            self.flush()
+
+    def _flush_loop(self) -> None:
+        period = min(0.25, self.flush_interval / 4)
+        while not self._stop.wait(period):
+            with self._lock:
+                if self._closed:
+                    return
+                if (self._oldest_pending is not None
+                        and _time.monotonic() - self._oldest_pending >= self.flush_interval * 0.75):
+                    self.flush()
+
+    def flush(self) -> None:
+        """Write buffered frames and flush the file (and fsync when asked)."""
+        with self._lock:
+            self._check_open()
+            if not self._swmr:
+                self.start()
+            for stream in self._streams.values():
+                stream._appender._write_pending()
+            for name, table in self._tables.items():
+                before = table.n_written
+                table._write_pending()
+                if table.n_written > before:
+                    idx = self._file[name]["index"]
+                    idx.resize(table.n_written, axis=0)
+                    idx[before:] = np.arange(before, table.n_written)
+            self._file.flush()
+            if self.fsync:
+                os.fsync(self._file.id.get_vfd_handle())
+            self._last_flush = _time.monotonic()
+            self._oldest_pending = None
+            self.flush_count += 1
+
+    def close(self) -> None:
+        """Flush everything and close the file.  Safe to call twice."""
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                self.flush()
+            finally:
+                self._closed = True
+                self._stop.set()
+                self._file.close()
+        if self._flusher is not None and self._flusher is not threading.current_thread():
+            self._flusher.join(timeout=5)
+
+    def __enter__(self) -> RecordingWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# ====================================================================== reading
+
+
+def _open_h5(path: Path) -> h5py.File:
+    if not path.exists():
+        raise RecordingError(f"{path}: no such file")
+    if path.is_dir():
+        raise RecordingError(f"{path}: is a directory, not a recording")
+    if not h5py.is_hdf5(path):
+        raise NotARecordingError(f"{path}: not an HDF5 file, so not a demine recording")
+    try:
+        return h5py.File(path, "r", libver="latest", swmr=True)
+    except OSError:
+        try:
+            return h5py.File(path, "r")
+        except OSError as exc:
+            raise RecordingError(f"{path}: HDF5 file cannot be opened: {exc}") from exc
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+class _ColumnGroup:
+    """Read access to a group of equal-length columns (a stream or a table)."""
+
+    def __init__(self, group: h5py.Group, where: str, index: str) -> None:
+        self._group = group
+        self.where = where
+        self._index = index
+
+    @property
+    def field_names(self) -> tuple[str, ...]:
+        skip = {"gate", "sample"}
+        if self._index == "index":
+            skip.add("index")
+        return tuple(k for k, v in self._group.items()
+                     if isinstance(v, h5py.Dataset) and k not in skip)
+
+    def refresh(self) -> None:
+        """See frames appended by a live writer since the last look."""
+        for name in self.field_names:
+            self._group[name].refresh()
+        if self._index in self._group:
+            self._group[self._index].refresh()
+
+    def __len__(self) -> int:
+        # A crash or a concurrent writer can leave columns of unequal length:
+        # only rows present in every column are complete.
+        lengths = [self._group[n].shape[0] for n in self.field_names]
+        return min(lengths) if lengths else 0
+
+    def read(self, start: int = 0, stop: int | None = None,
+             fields: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+        """Read complete rows ``start:stop`` of the named fields (all by default)."""
+        n = len(self)
+        stop = n if stop is None else min(stop, n)
+        names = tuple(fields) if fields is not None else self.field_names
+        out = {}
+        for name in names:
+            if name not in self._group:
+                raise SchemaError(f"{self.where}: no field {name!r}")
+            out[name] = self._group[name][start:stop]
+        return out
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.read(fields=[name])[name]
+
+
+class StreamReader(_ColumnGroup):
+    """One sensor stream of a :class:`Recording`; fields are NumPy arrays."""
+
+    def __init__(self, group: h5py.Group, name: str) -> None:
+        super().__init__(group, f"stream {name!r}", "time")
+        self.name = name
+        self.attrs = {k: _decode(v) for k, v in group.attrs.items()}
+        try:
+            self.calibration = json.loads(self.attrs.get("calibration", "{}"))
+        except json.JSONDecodeError as exc:
+            raise SchemaError(f"{self.where}: calibration attribute is not JSON: {exc}") from exc
+        self.kind: str = self.attrs.get("kind", "")
+        if self.kind not in STREAM_KINDS:
+            raise SchemaError(f"{self.where}: kind {self.kind!r} is not one of {STREAM_KINDS}")
+        if "time" not in group:
+            raise SchemaError(f"{self.where}: has no 'time' dataset")
+
+    @property
+    def n_frames(self) -> int:
+        return len(self)
+
+    @property
+    def samples(self) -> np.ndarray:
+        return self["samples"]
+
+    @property
+    def time(self) -> np.ndarray:
+        return self["time"]
+
+    @property
+    def sequence(self) -> np.ndarray:
+        return self["sequence"]
+
+    @property
+    def x(self) -> np.ndarray:
+        return self["x"]
+
+    @property
+    def y(self) -> np.ndarray:
+        return self["y"]
+
+    @property
+    def z(self) -> np.ndarray:
+        return self["z"]
+
+    @property
+    def gate_times(self) -> np.ndarray | None:
+        """EMI gate times in seconds, or None when the stream did not declare them."""
+        if "gate" in self._group and self.attrs.get("gate_times_known", False):
+            return self._group["gate"][()]
+        return None
+
+    @property
+    def sample_interval(self) -> float | None:
+        value = self.attrs.get("sample_interval")
+        return None if value is None else float(value)
+
+    def to_xarray(self):
+        """The stream as an :class:`xarray.Dataset` (time decoded to datetime64)."""
+        import xarray as xr
+
+        data = self.read()
+        coords: dict[str, Any] = {"time": data.pop("time").astype("datetime64[ns]")}
+        channel_dim = "gate" if self.kind == "emi" else "sample"
+        variables = {}
+        for name, arr in data.items():
+            dims = ("time",) if arr.ndim == 1 else ("time", channel_dim)
+            variables[name] = (dims, arr, self._column_attrs(name))
+        if channel_dim in self._group:
+            coords[channel_dim] = (channel_dim, self._group[channel_dim][()],
+                                   self._column_attrs(channel_dim))
+        attrs = {k: v for k, v in self.attrs.items() if isinstance(v, (str, int, float))}
+        return xr.Dataset(variables, coords=coords, attrs=attrs)
+
+    def _column_attrs(self, name: str) -> dict[str, Any]:
+        return {k: _decode(v) for k, v in self._group[name].attrs.items()
+                if k in ("units", "long_name")}
+
+
+class TableReader(_ColumnGroup):
+    """A table (truth, alarms, markers): ``to_dict()`` gives columns, strings decoded."""
+
+    def __init__(self, group: h5py.Group, name: str) -> None:
+        super().__init__(group, f"table {name!r}", "index")
+        self.name = name
+
+    def to_dict(self) -> dict[str, np.ndarray]:
+        out = {}
+        for name, arr in self.read().items():
+            if arr.dtype.kind == "S":
+                arr = np.array([v.decode("utf-8", "replace") for v in arr], dtype=object)
+            out[name] = arr
+        return out
+
+
+class Recording:
+    """Read a demine recording (also one that a writer is still appending to).
+
+    Parameters
+    ----------
+    path : str or Path
+        The recording.
+
+    Raises
+    ------
+    RecordingError
+        The file does not exist or cannot be opened.
+    NotARecordingError
+        The file is not HDF5, or is HDF5 without demine's format attribute.
+    FormatVersionError
+        The recording was written in a newer format version.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self._file = _open_h5(self.path)
+        try:
+            self._validate()
+        except Exception:
+            self._file.close()
+            raise
+        self.attrs = {k: _decode(v) for k, v in self._file.attrs.items()}
+        self.streams = {
+            name: StreamReader(group, name) for name, group in self._file["streams"].items()
+        }
+
+    def _validate(self) -> None:
+        fmt = _decode(self._file.attrs.get("format"))
+        if fmt != FORMAT_NAME:
+            what = "no 'format' attribute" if fmt is None else f"format is {fmt!r}"
+            raise NotARecordingError(
+                f"{self.path}: HDF5 file but not a demine recording ({what})"
+            )
+        version = self._file.attrs.get("format_version")
+        if version is None:
+            raise FormatVersionError(f"{self.path}: no 'format_version' attribute")
+        if int(version) > FORMAT_VERSION:
+            raise FormatVersionError(
+                f"{self.path}: format version {int(version)} is newer than this demine "
+                f"{__version__} reads (<= {FORMAT_VERSION}); upgrade demine"
+            )
+        for required in ("streams", *TABLES):
+            if required not in self._file:
+                raise SchemaError(f"{self.path}: recording has no '/{required}' group")
+
+    @property
+    def format_version(self) -> int:
+        return int(self.attrs["format_version"])
+
+    def table(self, name: str) -> TableReader:
+        if name not in TABLES:
+            raise SchemaError(f"{self.path}: no table {name!r}; tables are {tuple(TABLES)}")
+        return TableReader(self._file[name], name)
+
+    @property
+    def truth(self) -> dict[str, np.ndarray]:
+        """Ground-truth targets as a dict of column arrays (strings decoded)."""
+        return self.table("truth").to_dict()
+
+    @property
+    def alarms(self) -> dict[str, np.ndarray]:
+        return self.table("alarms").to_dict()
+
+    @property
+    def markers(self) -> dict[str, np.ndarray]:
+        return self.table("markers").to_dict()
+
+    def refresh(self) -> None:
+        """Pick up frames a live writer appended since opening or the last refresh."""
+        for stream in self.streams.values():
+            stream.refresh()
+        for name in TABLES:
+            self.table(name).refresh()
+
+    def derived(self) -> dict[str, h5py.Group]:
+        """Derived (processed) datasets by path ``stream/name``."""
+        out = {}
+        for sname, sgroup in self._file["derived"].items() if "derived" in self._file else ():
+            for dname, dgroup in sgroup.items():
+                out[f"{sname}/{dname}"] = dgroup
+        return out
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> Recording:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def summary(self) -> dict[str, Any]:
+        """Streams with frame counts, durations, rates and position extents; table sizes."""
+        streams = {}
+        for name, s in self.streams.items():
+            n = len(s)
+            entry: dict[str, Any] = {"kind": s.kind, "driver": s.attrs.get("driver", ""),
+                                     "device": s.attrs.get("device", ""), "frames": n}
+            if "samples" in s.field_names:
+                entry["channels"] = int(s._group["samples"].shape[1])
+                entry["dtype"] = str(s._group["samples"].dtype)
+            if n:
+                t = s._group["time"][:n]
+                duration = (int(t[-1]) - int(t[0])) / 1e9
+                entry["start_utc"] = _iso_utc(int(t[0]))
+                entry["duration_s"] = duration
+                entry["rate_hz"] = (n - 1) / duration if duration > 0 else None
+                ext = {}
+                for axis in ("x", "y", "z", "lon", "lat"):
+                    if axis in s.field_names:
+                        v = s._group[axis][:n]
+                        v = v[np.isfinite(v)]
+                        if v.size:
+                            ext[axis] = (float(v.min()), float(v.max()))
+                entry["extent"] = ext
+            streams[name] = entry
+        return {
+            "path": str(self.path),
+            "format_version": self.format_version,
+            "attrs": {k: v for k, v in self.attrs.items() if k not in ("format",)},
+            "streams": streams,
+            "tables": {name: len(self.table(name)) for name in TABLES},
+            "derived": sorted(self.derived()),
+        }
+
+
+def write_derived(path: str | os.PathLike, stream: str, name: str, data: np.ndarray, *,
+                  history: list[Mapping[str, Any]], time: np.ndarray | None = None,
+                  channel_dim: str | None = None, channel_values: np.ndarray | None = None,
+                  attrs: Mapping[str, Any] | None = None, overwrite: bool = False) -> str:
+    """Store processed data of ``stream`` in ``/derived/<stream>/<name>`` with its history.
+
+    The raw stream is never touched.  ``history`` is the list of processing
+    steps (each a mapping with at least ``step`` and ``params``) that produced
+    ``data`` from the raw samples; it is stored as JSON together with the
+    software version and the creation time, the way ObsPy keeps a trace's
+    processing record.  ``time`` (int64 ns, one per row of ``data``) defaults
+    to the stream's own time axis.
+
+    Returns the HDF5 path of the new group.  The file must not be open by a
+    live writer.
+    """
+    path = Path(path)
+    with Recording(path) as rec:
+        if stream not in rec.streams:
+            raise SchemaError(f"{path}: no stream {stream!r}; streams are {sorted(rec.streams)}")
+        if time is None:
+            time = rec.streams[stream].time
+    data = np.asarray(data)
+    if data.ndim not in (1, 2) or data.shape[0] != len(time):
+        raise SchemaError(
+            f"{path}: derived {stream}/{name} has shape {data.shape}; expected "
+            f"{len(time)} rows to match the time axis"
+        )
+    if not name or not all(c.isalnum() or c in "_-" for c in name):
+        raise SchemaError(f"derived name {name!r} must be letters, digits, '_' or '-'")
+    extra = dict(attrs or {})
+    _check_attrs(extra, f"derived {stream}/{name}")
+    steps = [dict(h) for h in history]
+    for i, h in enumerate(steps):
+        if "step" not in h:
+            raise SchemaError(f"derived {stream}/{name}: history entry {i} has no 'step'")
+    try:
+        f = h5py.File(path, "r+", libver="latest")
+    except OSError as exc:
+        raise RecordingError(f"{path}: cannot open for adding derived data: {exc}") from exc
+    with f:
+        parent = f.require_group("derived").require_group(stream)
+        if name in parent:
+            if not overwrite:
+                raise RecordingError(f"{path}: derived {stream}/{name} exists")
+            del parent[name]
+        g = parent.create_group(name)
+        tds = g.create_dataset("time", data=np.asarray(time, dtype="int64"))
+        tds.attrs["units"] = TIME_UNITS
+        tds.make_scale("time")
+        ds = g.create_dataset("data", data=data, chunks=True)
+        ds.dims[0].attach_scale(tds)
+        if data.ndim == 2:
+            dim = channel_dim or "channel"
+            values = (np.arange(data.shape[1], dtype="float64") if channel_values is None
+                      else np.asarray(channel_values))
+            cds = g.create_dataset(dim, data=values)
+            cds.make_scale(dim)
+            ds.dims[1].attach_scale(cds)
+        g.attrs.update({
+            "source": f"/streams/{stream}",
+            "history": json.dumps(steps),
+            "software_version": __version__,
+            "created_utc": _iso_utc(utc_now_ns()),
+        })
+        for key, value in extra.items():
+            g.attrs[key] = value
+    return f"/derived/{stream}/{name}"
