@@ -205,25 +205,32 @@ class _Appender:
             arr = np.array(items, dtype=col.dtype)
         else:
             arr = np.asarray(value)
-            if arr.dtype.kind not in "biuf" or (
-                not np.can_cast(arr.dtype, col.dtype, "same_kind")
-                and not (arr.dtype.kind in "biu" and col.dtype.kind == "f")
-            ):
+            if arr.dtype.kind not in "biuf":
                 raise SchemaError(
-                    f"{self.where}: field {name!r} has dtype {arr.dtype}, "
-                    f"which does not fit the column's {col.dtype}"
+                    f"{self.where}: field {name!r} has dtype {arr.dtype}; expected numbers "
+                    f"for the column's {col.dtype}"
                 )
-            if arr.dtype.kind == "f" and col.dtype.kind in "iu":
+            if col.dtype.kind in "iu" and arr.dtype.kind == "f":
                 raise SchemaError(
                     f"{self.where}: field {name!r} is floating point but the column "
-                    f"holds {col.dtype} (the device's integer samples are kept as they are)"
+                    f"holds {col.dtype} (integer data is never converted from floats)"
                 )
+            if (col.dtype.kind in "iu" and arr.size
+                    and not np.can_cast(arr.dtype, col.dtype, "safe")):
+                info = np.iinfo(col.dtype)
+                if arr.min() < info.min or arr.max() > info.max:
+                    raise SchemaError(
+                        f"{self.where}: field {name!r} has values outside the range of "
+                        f"the column's {col.dtype}"
+                    )
             arr = arr.astype(col.dtype, copy=False)
         if col.width is None:
             if arr.ndim == 0:
                 arr = arr.reshape(1)
             if arr.ndim != 1:
-                raise SchemaError(f"{self.where}: field {name!r} must be 1-D, got shape {arr.shape}")
+                raise SchemaError(
+                    f"{self.where}: field {name!r} must be 1-D, got shape {arr.shape}"
+                )
         else:
             if arr.ndim == 1:
                 arr = arr.reshape(1, -1)
@@ -452,7 +459,7 @@ class RecordingWriter:
                                          chunks=(4096,))
         for col in columns:
             if col.width is None:
-                rows = 4096 if col.dtype.itemsize <= 8 else max(256, _CHUNK_BYTES // col.dtype.itemsize)
+                rows = max(256, min(4096, _CHUNK_BYTES // col.dtype.itemsize))
                 ds = group.create_dataset(col.name, shape=(0,), maxshape=(None,),
                                           dtype=col.dtype, chunks=(rows,))
             else:
@@ -552,7 +559,8 @@ class RecordingWriter:
                 sdtype = np.dtype(dtype if dtype is not None else "int16")
                 if sdtype not in _GPR_DTYPES:
                     raise SchemaError(
-                        f"stream {name!r}: GPR samples must be int16, int32 or float32, not {sdtype}"
+                        f"stream {name!r}: GPR samples must be int16, int32 or float32, "
+                        f"not {sdtype}"
                     )
             if kind in ("emi", "gpr"):
                 if n_channels is None or int(n_channels) < 1:
@@ -725,6 +733,31 @@ class RecordingWriter:
 # ====================================================================== reading
 
 
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _check_not_truncated(path: Path) -> None:
+    """Compare the end-of-file address in the HDF5 superblock with the file size.
+
+    HDF5 opened for SWMR reading skips this check and reads zeros past the end
+    of a truncated file, so demine makes it itself.  Superblock versions 2 and
+    3 (what demine writes) keep the EOF address at a fixed offset.
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(48)
+    if len(head) < 48 or not head.startswith(_HDF5_SIGNATURE) or head[8] not in (2, 3):
+        return
+    size_of_offsets = head[9]
+    if size_of_offsets != 8:
+        return
+    eof = int.from_bytes(head[28:36], "little")
+    actual = path.stat().st_size
+    if eof > actual:
+        raise RecordingError(
+            f"{path}: truncated: the HDF5 superblock says {eof} bytes, the file has {actual}"
+        )
+
+
 def _open_h5(path: Path) -> h5py.File:
     if not path.exists():
         raise RecordingError(f"{path}: no such file")
@@ -732,7 +765,10 @@ def _open_h5(path: Path) -> h5py.File:
         raise RecordingError(f"{path}: is a directory, not a recording")
     if not h5py.is_hdf5(path):
         raise NotARecordingError(f"{path}: not an HDF5 file, so not a demine recording")
+    _check_not_truncated(path)
     try:
+        # SWMR read works for finished files, files still being written, and
+        # files whose writer was killed (their consistency flags stay set).
         return h5py.File(path, "r", libver="latest", swmr=True)
     except OSError:
         try:

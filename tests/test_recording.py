@@ -1,0 +1,401 @@
+"""Recording format v1: round trips, SWMR, crash safety, xarray, bad files."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from demine.errors import (
+    FormatVersionError,
+    NotARecordingError,
+    RecordingError,
+    SchemaError,
+)
+from demine.recording import (
+    FORMAT_VERSION,
+    TIME_UNITS,
+    Recording,
+    RecordingWriter,
+    write_derived,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _chunks(n: int, cuts: list[int]) -> list[slice]:
+    edges = sorted({0, n, *(c % (n + 1) for c in cuts)})
+    return [slice(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    n=st.integers(0, 60),
+    n_gates=st.integers(1, 33),
+    n_samples=st.integers(1, 70),
+    gpr_dtype=st.sampled_from(["int16", "int32", "float32"]),
+    cuts=st.lists(st.integers(0, 60), max_size=6),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_round_trip_any_shape_dtype_and_chunking(tmp_path, n, n_gates, n_samples, gpr_dtype,
+                                                 cuts, seed):
+    rng = np.random.default_rng(seed)
+    path = tmp_path / "rt.h5"
+    path.unlink(missing_ok=True)
+    emi_data = rng.standard_normal((n, n_gates)).astype("float32")
+    if gpr_dtype == "float32":
+        gpr_data = rng.standard_normal((n, n_samples)).astype(gpr_dtype)
+    else:
+        info = np.iinfo(gpr_dtype)
+        gpr_data = rng.integers(info.min, info.max, size=(n, n_samples), endpoint=True,
+                                dtype=gpr_dtype)
+    t = np.sort(rng.integers(0, 2**62, size=n))
+    x = rng.standard_normal(n)
+    with RecordingWriter(path) as w:
+        emi = w.add_stream("emi", "emi", gate_times=np.geomspace(1e-5, 1e-3, n_gates))
+        gpr = w.add_stream("gpr", "gpr", n_channels=n_samples, dtype=gpr_dtype)
+        for sl in _chunks(n, cuts):
+            emi.append(emi_data[sl], time=t[sl], sequence=np.arange(n)[sl], x=x[sl])
+            gpr.append(gpr_data[sl], time=t[sl])
+    with Recording(path) as r:
+        e, g = r.streams["emi"], r.streams["gpr"]
+        assert e.samples.dtype == np.float32 and g.samples.dtype == np.dtype(gpr_dtype)
+        np.testing.assert_array_equal(e.samples.reshape(n, n_gates), emi_data)
+        np.testing.assert_array_equal(g.samples.reshape(n, n_samples), gpr_data)
+        np.testing.assert_array_equal(e.time, t)
+        np.testing.assert_array_equal(e.sequence, np.arange(n))
+        np.testing.assert_array_equal(e.x, x)
+        assert np.all(np.isnan(e.y)) and np.all(g.sequence == -1)
+        np.testing.assert_allclose(e.gate_times, np.geomspace(1e-5, 1e-3, n_gates))
+
+
+def test_tables_round_trip_and_string_decoding(tmp_path):
+    path = tmp_path / "tables.h5"
+    with RecordingWriter(path, site="Site Ω", operator="op", lane_id="L7", notes="n") as w:
+        w.add_stream("emi", "emi", n_channels=4)
+        w.add_truth([
+            {"id": "T1", "type": "PMN", "is_mine": 1, "x": 1.0, "y": 2.0, "depth": 0.05,
+             "metal_mass": 1e-3},
+            {"id": "C1", "type": "nail", "is_mine": 0, "x": 3.0, "y": 2.5, "depth": 0.02},
+        ])
+        w.append_alarms({"time": [10, 20], "stream": "emi", "x": [1.01, 5.0],
+                         "y": [2.0, 2.0], "score": [9.0, 3.0]})
+        w.append_markers([{"time": 15, "x": 1.0, "y": 2.0, "label": "flag ✓"}])
+    with Recording(path) as r:
+        assert r.attrs["site"] == "Site Ω" and r.attrs["lane_id"] == "L7"
+        assert r.format_version == FORMAT_VERSION
+        truth = r.truth
+        assert list(truth["id"]) == ["T1", "C1"]
+        assert list(truth["is_mine"]) == [1, 0]
+        assert np.isnan(truth["metal_mass"][1])  # omitted -> NaN, not 0
+        alarms = r.alarms
+        assert list(alarms["stream"]) == ["emi", "emi"]
+        np.testing.assert_array_equal(alarms["score"], [9.0, 3.0])
+        assert np.all(np.isnan(alarms["p_mine"]))
+        assert list(r.markers["label"]) == ["flag ✓"]
+
+
+def test_gps_and_marker_streams(tmp_path):
+    path = tmp_path / "gps.h5"
+    with RecordingWriter(path) as w:
+        gps = w.add_stream("gps", "gps", driver="nmea")
+        button = w.add_stream("button", "marker", device="trigger on the handle")
+        gps.append(time=[1, 2, 3], lon=[10.0, 10.0, np.nan], lat=[45.0, 45.0, np.nan],
+                   fix_quality=[4, 4, 0], satellites=[12, 12, 0], hdop=[0.7, 0.7, np.nan])
+        button.append(time=[7, 9], code=[1, 2], label=["pressed", "released"])
+    with Recording(path) as r:
+        g = r.streams["gps"]
+        assert list(g["fix_quality"]) == [4, 4, 0]
+        assert np.isnan(g["lon"][2])
+        with pytest.raises(SchemaError, match="no field 'samples'"):
+            g.read(fields=["samples"])
+        b = r.streams["button"]
+        assert b.kind == "marker" and list(b["code"]) == [1, 2]
+        assert list(b["label"]) == [b"pressed", b"released"]
+
+
+def test_bad_appends_name_the_field(tmp_path):
+    w = RecordingWriter(tmp_path / "bad.h5")
+    emi = w.add_stream("emi", "emi", n_channels=4)
+    gpr = w.add_stream("gpr", "gpr", n_channels=8, dtype="int16")
+    with pytest.raises(SchemaError, match=r"'samples' must have shape \(n, 4\)"):
+        emi.append(np.zeros((2, 5)), time=[1, 2])
+    with pytest.raises(SchemaError, match="'samples' is floating point"):
+        gpr.append(np.zeros((1, 8)), time=[1])
+    with pytest.raises(SchemaError, match="unknown field"):
+        emi.append(np.zeros((1, 4)), time=[1], speed=[3])
+    with pytest.raises(SchemaError, match="'time' is required"):
+        emi.append(np.zeros((1, 4)), time=None)
+    with pytest.raises(SchemaError, match="'x' has 3 rows, expected 2"):
+        emi.append(np.zeros((2, 4)), time=[1, 2], x=[1, 2, 3])
+    with pytest.raises(SchemaError, match="longer than 32 bytes"):
+        w.add_truth([{"id": "x" * 40}])
+    emi.append(np.ones((2, 4)), time=[1, 2])  # nothing above was half-written
+    with pytest.raises(RecordingError, match="after recording started"):
+        w.add_stream("late", "emi", n_channels=4)
+    w.close()
+    with Recording(tmp_path / "bad.h5") as r:
+        assert len(r.streams["emi"]) == 2 and len(r.streams["gpr"]) == 0
+        assert len(r.table("truth")) == 0
+
+
+def test_bad_stream_declarations(tmp_path):
+    with RecordingWriter(tmp_path / "decl.h5") as w:
+        with pytest.raises(SchemaError, match="kind 'sonar'"):
+            w.add_stream("s", "sonar", n_channels=4)
+        with pytest.raises(SchemaError, match="scale_factor"):
+            w.add_stream("s", "emi", n_channels=4, attrs={"scale_factor": 2.0})
+        with pytest.raises(SchemaError, match="int16, int32 or float32"):
+            w.add_stream("s", "gpr", n_channels=4, dtype="float64")
+        with pytest.raises(SchemaError, match="3 gate_times for 4 gates"):
+            w.add_stream("s", "emi", n_channels=4, gate_times=[1e-5, 2e-5, 3e-5])
+        with pytest.raises(SchemaError, match="must be letters"):
+            w.add_stream("a/b", "emi", n_channels=4)
+    with pytest.raises(RecordingError, match="file exists"):
+        RecordingWriter(tmp_path / "decl.h5")
+    with pytest.raises(SchemaError, match="scale_factor"):
+        RecordingWriter(tmp_path / "x.h5", attrs={"scale_factor": 1})
+
+
+def test_no_attribute_that_generic_readers_apply(tmp_path):
+    path = Path(ROOT / "examples" / "write_recording.py")
+    out = tmp_path / "ex.h5"
+    subprocess.run([sys.executable, str(path), str(out)], check=True, capture_output=True)
+    seen = []
+    with h5py.File(out, "r") as f:
+        f.visititems(lambda name, obj: seen.extend(obj.attrs.keys()))
+    assert seen and not {"scale_factor", "add_offset", "_FillValue"} & set(seen)
+
+
+def test_opens_in_xarray_via_h5netcdf(tmp_path):
+    xr = pytest.importorskip("xarray")
+    out = tmp_path / "ex.h5"
+    subprocess.run([sys.executable, str(ROOT / "examples" / "write_recording.py"), str(out)],
+                   check=True, capture_output=True)
+    ds = xr.open_dataset(out, engine="h5netcdf", group="streams/emi")
+    assert ds["samples"].dims == ("time", "gate")
+    assert ds["samples"].shape == (2000, 16)
+    assert np.issubdtype(ds["time"].dtype, np.datetime64)  # CF time units decoded
+    np.testing.assert_allclose(ds["gate"].values, np.geomspace(10e-6, 1e-3, 16))
+    gpr = xr.open_dataset(out, engine="h5netcdf", group="streams/gpr")
+    assert gpr["samples"].dtype == np.int16 and gpr["samples"].dims == ("time", "sample")
+    truth = xr.open_dataset(out, engine="h5netcdf", group="truth")
+    assert truth.sizes["index"] == 1
+    with Recording(out) as r:
+        mem = r.streams["emi"].to_xarray()
+        np.testing.assert_array_equal(mem["samples"].values, ds["samples"].values)
+        assert mem["time"].values[0] == ds["time"].values[0]
+
+
+def test_time_attribute_is_cf_units(tmp_path):
+    with RecordingWriter(tmp_path / "t.h5") as w:
+        w.add_stream("emi", "emi", n_channels=1).append([[1.0]], time=[5])
+    with h5py.File(tmp_path / "t.h5", "r") as f:
+        assert f["streams/emi/time"].attrs["units"] == TIME_UNITS
+
+
+def test_derived_data_keeps_raw_and_history(tmp_path):
+    path = tmp_path / "d.h5"
+    with RecordingWriter(path) as w:
+        w.add_stream("emi", "emi", n_channels=3).append(np.ones((4, 3)), time=np.arange(4))
+    hist = [{"step": "baseline", "params": {"alpha": 0.01}}]
+    where = write_derived(path, "emi", "statistic", np.arange(4.0), history=hist)
+    assert where == "/derived/emi/statistic"
+    with Recording(path) as r:
+        np.testing.assert_array_equal(r.streams["emi"].samples, np.ones((4, 3)))
+        g = r.derived()["emi/statistic"]
+        assert json.loads(g.attrs["history"]) == hist
+        np.testing.assert_array_equal(g["data"][()], np.arange(4.0))
+    with pytest.raises(RecordingError, match="exists"):
+        write_derived(path, "emi", "statistic", np.arange(4.0), history=hist)
+    with pytest.raises(SchemaError, match="expected 4 rows"):
+        write_derived(path, "emi", "other", np.arange(3.0), history=hist)
+    with pytest.raises(SchemaError, match="no stream 'gpr'"):
+        write_derived(path, "gpr", "other", np.arange(4.0), history=hist)
+
+
+# --------------------------------------------------------------------- bad files
+
+
+def test_bad_files_get_clear_errors(tmp_path):
+    with pytest.raises(RecordingError, match="no such file"):
+        Recording(tmp_path / "missing.h5")
+    garbage = tmp_path / "garbage.h5"
+    garbage.write_bytes(os.urandom(4096))
+    with pytest.raises(NotARecordingError, match="not an HDF5 file"):
+        Recording(garbage)
+    plain = tmp_path / "plain.h5"
+    with h5py.File(plain, "w") as f:
+        f["x"] = [1, 2, 3]
+    with pytest.raises(NotARecordingError, match="no 'format' attribute"):
+        Recording(plain)
+    future = tmp_path / "future.h5"
+    with RecordingWriter(future):
+        pass
+    with h5py.File(future, "r+") as f:
+        f.attrs["format_version"] = FORMAT_VERSION + 1
+    with pytest.raises(FormatVersionError, match="newer"):
+        Recording(future)
+    with pytest.raises(RecordingError, match="is a directory"):
+        Recording(tmp_path)
+    truncated = tmp_path / "truncated.h5"
+    subprocess.run([sys.executable, str(ROOT / "examples" / "write_recording.py"),
+                    str(truncated)], check=True, capture_output=True)
+    data = truncated.read_bytes()
+    truncated.write_bytes(data[: len(data) // 3])
+    with pytest.raises(RecordingError):
+        with Recording(truncated) as r:
+            r.streams["gpr"].samples  # noqa: B018
+
+
+@pytest.mark.parametrize("kind", ["missing", "garbage", "plain", "empty"])
+def test_cli_info_bad_file_one_line_exit_2(tmp_path, kind):
+    path = tmp_path / f"{kind}.h5"
+    if kind == "garbage":
+        path.write_bytes(b"\x00garbage" * 100)
+    elif kind == "plain":
+        with h5py.File(path, "w") as f:
+            f["x"] = [1]
+    elif kind == "empty":
+        path.write_bytes(b"")
+    proc = subprocess.run([sys.executable, "-m", "demine", "info", str(path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr
+    assert str(path) in lines[0] and lines[0].startswith("demine info: error:")
+
+
+def test_cli_info_on_example_recording(tmp_path):
+    out = tmp_path / "example.h5"
+    subprocess.run([sys.executable, str(ROOT / "examples" / "write_recording.py"), str(out)],
+                   check=True, capture_output=True)
+    proc = subprocess.run([sys.executable, "-m", "demine", "info", str(out)],
+                          capture_output=True, text=True, check=True)
+    assert "emi" in proc.stdout and "2000 frames" in proc.stdout
+    assert "gpr" in proc.stdout and "800 frames" in proc.stdout and "400.0 Hz" in proc.stdout
+    assert "truth targets: 1" in proc.stdout and "markers: 1" in proc.stdout
+    js = subprocess.run([sys.executable, "-m", "demine", "info", "--json", str(out)],
+                        capture_output=True, text=True, check=True)
+    summary = json.loads(js.stdout)
+    assert summary["streams"]["emi"]["frames"] == 2000
+    assert summary["streams"]["emi"]["extent"]["x"] == [0.0, 2.0]
+
+
+def test_cli_version():
+    proc = subprocess.run([sys.executable, "-m", "demine", "--version"], capture_output=True,
+                          text=True, check=True)
+    import demine
+
+    assert proc.stdout.strip() == f"demine {demine.__version__}"
+
+
+# --------------------------------------------------------------------- live files
+
+_WRITER = textwrap.dedent(
+    """
+    import sys, time
+    import numpy as np
+    from demine.recording import RecordingWriter
+    path, interval, pace = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+    w = RecordingWriter(path, flush_interval=interval)
+    s = w.add_stream("emi", "emi", n_channels=16)
+    seen = -1
+    i = 0
+    while True:
+        seq = np.arange(i, i + 10)
+        # sample values are a function of the sequence number, so a reader can
+        # check every frame it sees is intact
+        s.append(seq[:, None] * np.ones((10, 16), "float32"), time=seq * 1000, sequence=seq)
+        i += 10
+        if w.flush_count != seen:
+            seen = w.flush_count
+            print(s._appender.n_written, flush=True)
+        if i >= int(sys.argv[4]):
+            break
+        time.sleep(pace)
+    w.close()
+    print("closed", s.n_frames, flush=True)
+    """
+)
+
+
+def _start_writer(path, interval, pace, total):
+    return subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(path), str(interval), str(pace), str(total)],
+        stdout=subprocess.PIPE, text=True,
+    )
+
+
+def _check_intact(stream, at_least: int) -> int:
+    n = len(stream)
+    assert n >= at_least
+    seq = stream.sequence
+    np.testing.assert_array_equal(seq, np.arange(n))
+    np.testing.assert_array_equal(stream.samples, seq[:, None] * np.ones((n, 16), "float32"))
+    return n
+
+
+def test_swmr_reader_in_another_process_sees_frames_grow(tmp_path):
+    path = tmp_path / "live.h5"
+    proc = _start_writer(path, 0.05, 0.01, 600)
+    try:
+        first = proc.stdout.readline()  # the file exists and has had a flush
+        assert first.strip().isdigit()
+        reader = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(
+                f"""
+                import time
+                from demine.recording import Recording
+                r = Recording({str(path)!r})
+                counts = []
+                for _ in range(40):
+                    r.refresh()
+                    counts.append(len(r.streams["emi"]))
+                    time.sleep(0.02)
+                print(*counts)
+                """)],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert reader.returncode == 0, reader.stderr
+        counts = [int(c) for c in reader.stdout.split()]
+        assert counts == sorted(counts) and len(set(counts)) >= 3  # it saw the file grow
+    finally:
+        out, _ = proc.communicate(timeout=60)
+    assert "closed 600" in out
+    with Recording(path) as r:
+        _check_intact(r.streams["emi"], 600)
+
+
+def test_sigkill_at_random_moments_keeps_everything_flushed(tmp_path):
+    rng = random.Random(1234)
+    for trial in range(20):
+        path = tmp_path / f"kill{trial}.h5"
+        proc = _start_writer(path, 0.02, 0.002, 10**9)
+        flushed = 0
+        lines_to_wait = rng.randint(1, 8)
+        for _ in range(lines_to_wait):
+            line = proc.stdout.readline()
+            flushed = int(line)
+        time.sleep(rng.uniform(0.0, 0.05))  # die anywhere, also mid-flush
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        rest = proc.stdout.read()
+        for line in rest.split():
+            flushed = max(flushed, int(line))
+        with Recording(path) as r:
+            n = _check_intact(r.streams["emi"], flushed)
+            assert n >= flushed
