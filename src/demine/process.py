@@ -131,8 +131,8 @@ class Stage:
 
     # -- helpers ------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
-        """``{"name": ..., "params": {...}}``, one entry of a processing history."""
-        return {"name": self.name, "params": _jsonable(self.params())}
+        """``{"step": name, "params": {...}}``, one entry of a processing history."""
+        return {"step": self.name, "params": _jsonable(self.params())}
 
     def _check(self, chunk: Any, dtype: Any = None) -> np.ndarray:
         """Validate ``chunk`` as a 2-D array with the channel count seen so far.
@@ -275,7 +275,7 @@ class Chain(Stage):
         return {"steps": [st.describe() for st in self.steps]}
 
     def history(self) -> list[dict[str, Any]]:
-        """One ``{"name", "params"}`` entry per step."""
+        """One ``{"step", "params"}`` entry per step."""
         return [st.describe() for st in self.steps]
 
     def __len__(self) -> int:

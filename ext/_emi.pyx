@@ -1,0 +1,277 @@
+# cython: language_level=3
+"""Private compiled EMI kernels (n_frames x n_gates), wrapped by :mod:`demine.emi`.
+
+Every kernel processes one chunk and carries its state in small NumPy arrays
+owned by the caller, so a stream cut into any chunks gives bit-identical output
+to one call.  Arithmetic is float64 whatever the input dtype (float32 or
+float64); outputs have the input dtype.
+
+Missing-value policy (shared by all kernels): a non-finite input value (NaN or
++-inf) is treated as missing.  It never enters any state; the outputs that
+depend on it are NaN; the frames after it are processed as if it were absent.
+
+Integer state layout (``istate``, int64):
+    baseline: [n_seen, hold_left, frozen_run]
+    detect:   [n_seen]
+"""
+
+from libc.math cimport sqrt, fabs, isfinite, NAN, INFINITY, copysign
+from libc.stdint cimport int64_t, uint8_t
+
+ctypedef fused real:
+    float
+    double
+
+# sqrt(pi/2): E|x| * sqrt(pi/2) = sigma for a zero-mean normal variable.
+cdef double MAD_TO_SIGMA = 1.2533141373155003
+
+
+cdef inline bint _row_finite(const real[:, ::1] x, Py_ssize_t i, Py_ssize_t ng) noexcept nogil:
+    cdef Py_ssize_t g
+    for g in range(ng):
+        if not isfinite(x[i, g]):
+            return False
+    return True
+
+
+def baseline_run(const real[:, ::1] x, real[:, ::1] out,
+                 double[::1] base, double[::1] sig, int64_t[::1] istate,
+                 uint8_t[::1] frozen_out,
+                 double alpha, double noise_alpha, double threshold,
+                 int64_t hold, int64_t max_freeze, int64_t warmup, double clip):
+    """Exponential baseline that freezes while an anomaly is active.
+
+    For each frame: r = x - base is output; the statistic
+    s = sqrt(mean_g (r_g / sig_g)^2) decides whether an anomaly is active
+    (s > threshold after ``warmup`` frames); the baseline and the noise scale
+    are updated only when no anomaly is active and none was in the last
+    ``hold`` frames, or when the freeze has lasted longer than ``max_freeze``
+    frames (> 0) so that a genuine level change is eventually absorbed.
+    ``frozen_out[i]`` is 1 where the baseline was held.
+    """
+    cdef Py_ssize_t n = x.shape[0], ng = x.shape[1], i, g
+    cdef int64_t n_seen = istate[0], hold_left = istate[1], frozen_run = istate[2]
+    cdef double r, d, s, a, an, v, lim
+    cdef bint frozen, anomalous
+    with nogil:
+        for i in range(n):
+            if not _row_finite(x, i, ng):
+                for g in range(ng):
+                    if isfinite(x[i, g]) and n_seen > 0:
+                        out[i, g] = <real>(x[i, g] - base[g])
+                    else:
+                        out[i, g] = <real>NAN
+                frozen_out[i] = 0
+                continue
+            if n_seen == 0:
+                for g in range(ng):
+                    base[g] = x[i, g]
+                    sig[g] = 0.0
+                    out[i, g] = 0
+                n_seen = 1
+                frozen_out[i] = 0
+                continue
+            s = 0.0
+            for g in range(ng):
+                r = x[i, g] - base[g]
+                out[i, g] = <real>r
+                d = sig[g]
+                if d > 0.0:
+                    s += (r / d) * (r / d)
+                elif r != 0.0:
+                    s = INFINITY
+            s = sqrt(s / ng)
+            anomalous = n_seen >= warmup and s > threshold
+            if anomalous:
+                hold_left = hold
+                frozen = True
+            elif hold_left > 0:
+                hold_left -= 1
+                frozen = True
+            else:
+                frozen = False
+            if frozen:
+                frozen_run += 1
+                if max_freeze > 0 and frozen_run > max_freeze:
+                    frozen = False
+            else:
+                frozen_run = 0
+            frozen_out[i] = frozen
+            if not frozen:
+                a = 1.0 / (n_seen + 1)
+                if a < alpha:
+                    a = alpha
+                an = 1.0 / n_seen
+                if an < noise_alpha:
+                    an = noise_alpha
+                for g in range(ng):
+                    r = x[i, g] - base[g]
+                    base[g] += a * r
+                    v = fabs(r) * MAD_TO_SIGMA
+                    if n_seen >= warmup and clip > 0.0:
+                        lim = clip * sig[g]
+                        if v > lim:
+                            v = lim
+                    sig[g] += an * (v - sig[g])
+                n_seen += 1
+    istate[0] = n_seen
+    istate[1] = hold_left
+    istate[2] = frozen_run
+
+
+def soil_run(const real[:, ::1] x, real[:, ::1] out,
+             const double[:, ::1] coef, const double[:, ::1] basis,
+             double[:, ::1] amp):
+    """Project each frame onto the complement of the soil subspace.
+
+    ``coef`` (k, G) is the least-squares solver (pinv of ``basis``), ``basis``
+    (G, k) the soil components; out = x - basis @ (coef @ x).  ``amp`` (n, k)
+    receives the fitted component amplitudes (NaN for a frame with a
+    non-finite value, whose whole output row is NaN).
+    """
+    cdef Py_ssize_t n = x.shape[0], ng = x.shape[1], nk = coef.shape[0], i, g, k
+    cdef double a, y
+    cdef double acc[64]
+    if nk > 64:
+        raise ValueError("at most 64 soil components")
+    with nogil:
+        for i in range(n):
+            if not _row_finite(x, i, ng):
+                for g in range(ng):
+                    out[i, g] = <real>NAN
+                for k in range(nk):
+                    amp[i, k] = NAN
+                continue
+            for k in range(nk):
+                a = 0.0
+                for g in range(ng):
+                    a = a + coef[k, g] * x[i, g]
+                acc[k] = a
+                amp[i, k] = a
+            for g in range(ng):
+                y = x[i, g]
+                for k in range(nk):
+                    y = y - basis[g, k] * acc[k]
+                out[i, g] = <real>y
+
+
+def detect_run(const real[:, ::1] x, real[:, ::1] z, real[::1] stat,
+               double[::1] sig, int64_t[::1] istate,
+               double noise_alpha, double threshold, int64_t warmup, double clip,
+               double min_noise):
+    """Noise-normalised detection statistic.
+
+    z_g = x_g / max(sig_g, min_noise) with sig_g a running robust noise scale
+    (exponential average of sqrt(pi/2)|x_g|, each update clipped at
+    ``clip`` * sig_g, and skipped while the statistic exceeds ``threshold`` so
+    that a target does not inflate its own noise estimate); the statistic is
+    s = sqrt(mean_g z_g^2).  During the first ``warmup`` frames the noise scale
+    is the plain running mean including the current frame (no clipping, no
+    skipping).  A zero scale with a non-zero value gives +-inf.
+    """
+    cdef Py_ssize_t n = x.shape[0], ng = x.shape[1], i, g
+    cdef int64_t n_seen = istate[0]
+    cdef double r, d, s, a, v, lim, zz
+    with nogil:
+        for i in range(n):
+            if not _row_finite(x, i, ng):
+                for g in range(ng):
+                    d = sig[g] if sig[g] > min_noise else min_noise
+                    r = x[i, g]
+                    if not isfinite(r):
+                        z[i, g] = <real>NAN
+                    elif d > 0.0:
+                        z[i, g] = <real>(r / d)
+                    elif r == 0.0:
+                        z[i, g] = 0
+                    else:
+                        z[i, g] = <real>copysign(INFINITY, r)
+                stat[i] = <real>NAN
+                continue
+            if n_seen < warmup:
+                # cumulative mean including this frame, then normalise
+                a = 1.0 / (n_seen + 1)
+                for g in range(ng):
+                    sig[g] += a * (fabs(x[i, g]) * MAD_TO_SIGMA - sig[g])
+                n_seen += 1
+                s = 0.0
+                for g in range(ng):
+                    r = x[i, g]
+                    d = sig[g] if sig[g] > min_noise else min_noise
+                    if d > 0.0:
+                        zz = r / d
+                    elif r == 0.0:
+                        zz = 0.0
+                    else:
+                        zz = copysign(INFINITY, r)
+                    z[i, g] = <real>zz
+                    s += zz * zz
+                stat[i] = <real>sqrt(s / ng)
+                continue
+            s = 0.0
+            for g in range(ng):
+                r = x[i, g]
+                d = sig[g] if sig[g] > min_noise else min_noise
+                if d > 0.0:
+                    zz = r / d
+                elif r == 0.0:
+                    zz = 0.0
+                else:
+                    zz = copysign(INFINITY, r)
+                z[i, g] = <real>zz
+                s += zz * zz
+            s = sqrt(s / ng)
+            stat[i] = <real>s
+            if s <= threshold:
+                for g in range(ng):
+                    v = fabs(x[i, g]) * MAD_TO_SIGMA
+                    if clip > 0.0:
+                        lim = clip * sig[g]
+                        if v > lim:
+                            v = lim
+                    sig[g] += noise_alpha * (v - sig[g])
+                n_seen += 1
+    istate[0] = n_seen
+
+
+def notch_run(const real[:, ::1] x, real[:, ::1] out, const double[:, ::1] sos,
+              double[:, :, ::1] zs, double[::1] last):
+    """Cascade of biquads (rows of ``sos``: b0 b1 b2 a0 a1 a2 with a0 = 1),
+    transposed direct form II, per gate.  State ``zs`` (n_sections, G, 2) and
+    ``last`` (G,), the last finite input of each gate (NaN before the first).
+
+    Each gate's filter starts in the steady state of its first finite value
+    (every section has unit gain at DC), so a large DC level makes no
+    transient.  A non-finite value outputs NaN and the filter is fed the last
+    finite value of that gate instead.
+    """
+    cdef Py_ssize_t n = x.shape[0], ng = x.shape[1], ns = sos.shape[0], i, g, k
+    cdef double u, y, b0, b1, b2, a1, a2
+    cdef bint bad
+    with nogil:
+        for i in range(n):
+            for g in range(ng):
+                u = x[i, g]
+                bad = not isfinite(u)
+                if bad:
+                    u = last[g]
+                    if not isfinite(u):
+                        out[i, g] = <real>NAN
+                        continue
+                elif not isfinite(last[g]):
+                    for k in range(ns):
+                        zs[k, g, 1] = (sos[k, 2] - sos[k, 5]) * u
+                        zs[k, g, 0] = (sos[k, 1] - sos[k, 4]) * u + zs[k, g, 1]
+                if not bad:
+                    last[g] = u
+                for k in range(ns):
+                    b0 = sos[k, 0]
+                    b1 = sos[k, 1]
+                    b2 = sos[k, 2]
+                    a1 = sos[k, 4]
+                    a2 = sos[k, 5]
+                    y = b0 * u + zs[k, g, 0]
+                    zs[k, g, 0] = b1 * u - a1 * y + zs[k, g, 1]
+                    zs[k, g, 1] = b2 * u - a2 * y
+                    u = y
+                out[i, g] = <real>NAN if bad else <real>u

@@ -1,0 +1,470 @@
+"""Streaming EMI (pulse-induction metal detector) processing stages.
+
+Readings arrive as chunks of shape ``(n_frames, n_gates)``.  Each stage below is
+a :class:`demine.process.Stage`: it carries its state across chunks, so a
+recording processed in one call or frame by frame gives identical numbers.  The
+arithmetic runs in the compiled kernels of ``demine._emi`` (float64 internally);
+outputs keep the input dtype (float32 or float64; other dtypes are cast to
+float32).
+
+The usual chain, shipped as ``chains/emi_default.toml``, is::
+
+    emi.notch (optional) -> emi.soil -> emi.baseline -> emi.detect
+
+Missing-value policy (all stages): a non-finite input value (NaN, +-inf) is
+treated as missing.  It never enters any state, the outputs that depend on it
+are NaN, and the frames after it are processed as if it were absent.  Soil
+compensation mixes gates, so one missing gate makes its whole output frame NaN.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from . import _emi
+from .errors import ConfigError
+from .process import Stage, register_stage
+
+__all__ = ["MainsNotch", "SoilCompensation", "Baseline", "Detect", "soil_basis"]
+
+
+def _num(stage: str, name: str, value: Any, *, lo: float | None = None,
+         hi: float | None = None, lo_open: bool = False, integer: bool = False) -> Any:
+    """Validate one numeric parameter; ConfigError naming it otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise ConfigError(f"{stage}: parameter {name!r} must be a number, got {value!r}")
+    if integer:
+        if float(value) != int(value):
+            raise ConfigError(f"{stage}: parameter {name!r} must be an integer, got {value!r}")
+        value = int(value)
+    else:
+        value = float(value)
+    if not np.isfinite(value):
+        raise ConfigError(f"{stage}: parameter {name!r} must be finite, got {value!r}")
+    if lo is not None and (value < lo or (lo_open and value == lo)):
+        op = ">" if lo_open else ">="
+        raise ConfigError(f"{stage}: parameter {name!r} must be {op} {lo}, got {value!r}")
+    if hi is not None and value > hi:
+        raise ConfigError(f"{stage}: parameter {name!r} must be <= {hi}, got {value!r}")
+    return value
+
+
+def _alloc(x: np.ndarray, n_channels: int | None = None) -> np.ndarray:
+    return np.empty((x.shape[0], x.shape[1] if n_channels is None else n_channels),
+                    dtype=x.dtype)
+
+
+@register_stage
+class MainsNotch(Stage):
+    """Notch out mains pickup (50/60 Hz and harmonics) aliased to the reading rate.
+
+    A pulse-induction detector averages many pulses into one reading, so mains
+    interference appears at its alias ``|f - k*fs|`` at the reading rate
+    ``fs``; each harmonic is removed by one second-order IIR notch
+    (:func:`scipy.signal.iirnotch`), run causally per gate and started in the
+    steady state of the first reading (no start-up transient).
+
+    Parameters
+    ----------
+    freq : float
+        Mains frequency in Hz (50 or 60).
+    q : float
+        Quality factor of each notch (centre frequency / -3 dB bandwidth).
+    harmonics : int
+        Number of harmonics to remove (1 = fundamental only).
+    sample_rate : float, optional
+        Reading rate in Hz; taken from the stream when not given.
+    """
+
+    name: ClassVar[str] = "emi.notch"
+
+    def __init__(self, freq: float = 50.0, q: float = 30.0, harmonics: int = 1,
+                 sample_rate: float | None = None) -> None:
+        super().__init__()
+        self.freq = _num(self.name, "freq", freq, lo=0.0, lo_open=True)
+        self.q = _num(self.name, "q", q, lo=0.0, lo_open=True)
+        self.harmonics = _num(self.name, "harmonics", harmonics, lo=1, hi=64, integer=True)
+        self.sample_rate = (None if sample_rate is None else
+                            _num(self.name, "sample_rate", sample_rate, lo=0.0, lo_open=True))
+        self._sos: np.ndarray | None = None
+        if self.sample_rate is not None:
+            self._sos = self._design(self.sample_rate)
+        self._zs: np.ndarray | None = None
+        self._last: np.ndarray | None = None
+
+    def _design(self, fs: float) -> np.ndarray:
+        from scipy.signal import iirnotch
+
+        sections = []
+        for h in range(1, self.harmonics + 1):
+            f = h * self.freq
+            alias = abs(f - fs * round(f / fs))
+            if alias <= 1e-9 * fs or abs(alias - fs / 2) <= 1e-9 * fs:
+                where = "DC" if alias <= 1e-9 * fs else "the Nyquist frequency"
+                raise ConfigError(
+                    f"{self.name}: harmonic {h} ({f:g} Hz) aliases to {where} at a "
+                    f"{fs:g} Hz reading rate; a notch there would remove the signal")
+            b, a = iirnotch(alias, self.q, fs=fs)
+            sections.append(np.concatenate([b / a[0], a / a[0]]))
+        return np.ascontiguousarray(np.array(sections, dtype=np.float64))
+
+    def configure(self, context: Mapping[str, Any]) -> None:
+        if self.sample_rate is None and context.get("sample_rate"):
+            self.sample_rate = _num(self.name, "sample_rate", context["sample_rate"],
+                                    lo=0.0, lo_open=True)
+            self._sos = self._design(self.sample_rate)
+
+    @property
+    def sos(self) -> np.ndarray:
+        """The second-order sections (n_sections, 6) in use."""
+        if self._sos is None:
+            raise ConfigError(f"{self.name}: the reading rate is unknown; give sample_rate")
+        return self._sos
+
+    def process(self, chunk: np.ndarray) -> np.ndarray:
+        x = self._check(chunk)
+        sos = self.sos
+        if self._zs is None:
+            self._zs = np.zeros((sos.shape[0], x.shape[1], 2))
+            self._last = np.full(x.shape[1], np.nan)
+        out = _alloc(x)
+        _emi.notch_run(x, out, sos, self._zs, self._last)
+        return out
+
+    def reset(self) -> None:
+        super().reset()
+        self._zs = None
+        self._last = None
+
+    def params(self) -> dict[str, Any]:
+        return {"freq": self.freq, "q": self.q, "harmonics": self.harmonics,
+                "sample_rate": self.sample_rate}
+
+
+def soil_basis(gate_times: Sequence[float], components: Sequence[str] = ("viscous",),
+               profiles: Sequence[Sequence[float]] | None = None) -> np.ndarray:
+    """Soil response components across gates, one column each (unit norm).
+
+    Parameters
+    ----------
+    gate_times : sequence of float
+        Gate centre times after switch-off, in seconds (all > 0).
+    components : sequence of {"viscous", "conductive", "offset"}
+        ``viscous``: magnetic viscosity, decaying as 1/t; ``conductive``:
+        conductive ground, t^-5/2; ``offset``: a level common to all gates
+        (transmitter leakage/coupling, which changes with sensor height).
+    profiles : sequence of sequences, optional
+        Further measured components (one value per gate), e.g. a calibrated
+        height-sensitivity profile: the change of the soil response between two
+        sensor heights, measured over clean ground.
+    """
+    t = np.asarray(gate_times, dtype=np.float64)
+    if t.ndim != 1 or t.size == 0 or not np.all(np.isfinite(t)) or np.any(t <= 0):
+        raise ConfigError("emi.soil: gate_times must be a 1-D list of positive seconds")
+    cols = []
+    for comp in components:
+        if comp == "viscous":
+            cols.append(1.0 / t)
+        elif comp == "conductive":
+            cols.append(t ** -2.5)
+        elif comp == "offset":
+            cols.append(np.ones_like(t))
+        else:
+            raise ConfigError(f"emi.soil: unknown component {comp!r} "
+                              "(known: viscous, conductive, offset)")
+    for i, p in enumerate(profiles or ()):
+        v = np.asarray(p, dtype=np.float64)
+        if v.shape != t.shape or not np.all(np.isfinite(v)) or not np.any(v):
+            raise ConfigError(f"emi.soil: profile {i} must have one finite value per gate "
+                              f"({t.size}) and not be all zero")
+        cols.append(v)
+    if not cols:
+        raise ConfigError("emi.soil: no soil components given")
+    basis = np.stack(cols, axis=1)
+    basis /= np.linalg.norm(basis, axis=0)
+    if basis.shape[1] >= t.size or np.linalg.matrix_rank(basis) < basis.shape[1]:
+        raise ConfigError(f"emi.soil: {basis.shape[1]} soil components are not independent "
+                          f"across {t.size} gates")
+    return basis
+
+
+@register_stage
+class SoilCompensation(Stage):
+    """Ground balance: remove the soil response from every reading.
+
+    Each reading (a vector across gates) is projected onto the complement of
+    the soil subspace: the least-squares fit of the soil components (by
+    default the magnetic-viscosity 1/t decay) is subtracted frame by frame.
+    Because the fit is redone for every reading, a soil amplitude that changes
+    with sensor height along the sweep is removed as well; a measured
+    height-sensitivity profile (``profiles``) or the ``offset`` component can
+    be added when the soil *shape* also changes with height.  A target whose
+    decay differs from the soil's survives, minus its own projection on the
+    soil shape (as with any ground balance).
+
+    Parameters
+    ----------
+    gate_times : sequence of float, optional
+        Gate times in seconds; taken from the stream when not given.
+    components : sequence of str
+        See :func:`soil_basis`.
+    profiles : sequence of sequences, optional
+        Measured extra components; see :func:`soil_basis`.
+    append_amplitudes : bool
+        Append the fitted amplitude of each component as extra output channels
+        (the viscous amplitude tracks sensor height over uniform soil).
+    """
+
+    name: ClassVar[str] = "emi.soil"
+
+    def __init__(self, gate_times: Sequence[float] | None = None,
+                 components: Sequence[str] = ("viscous",),
+                 profiles: Sequence[Sequence[float]] | None = None,
+                 append_amplitudes: bool = False) -> None:
+        super().__init__()
+        if isinstance(components, str):
+            components = (components,)
+        if not isinstance(components, Sequence) or not all(
+                isinstance(c, str) for c in components):
+            raise ConfigError(f"{self.name}: parameter 'components' must be a list of names")
+        if not isinstance(append_amplitudes, bool):
+            raise ConfigError(f"{self.name}: parameter 'append_amplitudes' must be true/false")
+        self.components = tuple(components)
+        self.profiles = None if profiles is None else [list(map(float, p)) for p in profiles]
+        self.append_amplitudes = append_amplitudes
+        self.gate_times: list[float] | None = None
+        self._basis: np.ndarray | None = None
+        self._coef: np.ndarray | None = None
+        if gate_times is not None:
+            self._set_gates(gate_times)
+        elif self.profiles is not None or self.components:
+            # validate component names now, so a TOML typo fails at load time
+            soil_basis(np.geomspace(1e-5, 1e-3, 40), self.components, None)
+
+    def _set_gates(self, gate_times: Sequence[float]) -> None:
+        basis = soil_basis(gate_times, self.components, self.profiles)
+        self.gate_times = [float(t) for t in np.asarray(gate_times, dtype=np.float64)]
+        self._basis = np.ascontiguousarray(basis)
+        self._coef = np.ascontiguousarray(np.linalg.pinv(basis))
+
+    def configure(self, context: Mapping[str, Any]) -> None:
+        if self.gate_times is None and context.get("gate_times") is not None:
+            self._set_gates(context["gate_times"])
+
+    @property
+    def basis(self) -> np.ndarray:
+        """Soil components (n_gates, k), unit-norm columns."""
+        if self._basis is None:
+            raise ConfigError(f"{self.name}: gate times unknown; give gate_times "
+                              "(the stream did not declare them)")
+        return self._basis
+
+    def process(self, chunk: np.ndarray) -> np.ndarray:
+        x = self._check(chunk)
+        basis = self.basis
+        if x.shape[1] != basis.shape[0]:
+            raise ValueError(f"{self.name}: chunk has {x.shape[1]} gates, gate_times has "
+                             f"{basis.shape[0]}")
+        out = _alloc(x)
+        amp = np.empty((x.shape[0], basis.shape[1]), dtype=np.float64)
+        _emi.soil_run(x, out, self._coef, basis, amp)
+        if self.append_amplitudes:
+            return np.concatenate([out, amp.astype(x.dtype)], axis=1)
+        return out
+
+    def params(self) -> dict[str, Any]:
+        return {"gate_times": self.gate_times, "components": list(self.components),
+                "profiles": self.profiles, "append_amplitudes": self.append_amplitudes}
+
+
+@register_stage
+class Baseline(Stage):
+    """Remove the slowly drifting baseline of each gate, freezing over targets.
+
+    The baseline is an exponential moving average with time constant
+    ``window`` frames.  An anomaly is active while the residual's
+    noise-normalised RMS across gates, ``sqrt(mean((r / sigma)**2))``, exceeds
+    ``threshold`` (``sigma`` is the stage's own running robust noise scale);
+    while it is active and for ``hold`` frames after, the baseline and noise
+    scale stay frozen, so a target under the coil does not bleed into the
+    baseline.  A freeze longer than ``max_freeze`` frames is released (the
+    detector "retunes"), so a genuine level step is absorbed eventually.  The
+    first ``warmup`` frames never freeze and use a cumulative mean.
+
+    Output: the residual ``x - baseline`` (baseline from previous frames); the
+    first frame is all zeros.  :attr:`last_frozen` holds, for the last chunk,
+    where the baseline was frozen.
+
+    Parameters
+    ----------
+    window : float
+        Baseline time constant in frames (EWMA weight 1/window).
+    noise_window : float
+        Time constant of the noise-scale average, in frames.
+    threshold : float
+        Anomaly threshold on the normalised RMS.
+    hold : int
+        Frames the freeze persists after the anomaly ends.
+    max_freeze : int
+        Longest freeze in frames before the baseline tracks again (0: never).
+    warmup : int
+        Frames before freezing is allowed.
+    clip : float
+        Noise updates are clipped at ``clip * sigma`` (0: no clipping).
+    """
+
+    name: ClassVar[str] = "emi.baseline"
+
+    def __init__(self, window: float = 2000.0, noise_window: float = 2000.0,
+                 threshold: float = 4.0, hold: int = 200, max_freeze: int = 10000,
+                 warmup: int = 200, clip: float = 3.0) -> None:
+        super().__init__()
+        n = self.name
+        self.window = _num(n, "window", window, lo=1.0)
+        self.noise_window = _num(n, "noise_window", noise_window, lo=1.0)
+        self.threshold = _num(n, "threshold", threshold, lo=0.0, lo_open=True)
+        self.hold = _num(n, "hold", hold, lo=0, integer=True)
+        self.max_freeze = _num(n, "max_freeze", max_freeze, lo=0, integer=True)
+        self.warmup = _num(n, "warmup", warmup, lo=1, integer=True)
+        self.clip = _num(n, "clip", clip, lo=0.0)
+        self.reset()
+
+    def reset(self) -> None:
+        super().reset()
+        self._base: np.ndarray | None = None
+        self._sig: np.ndarray | None = None
+        self._istate = np.zeros(3, dtype=np.int64)
+        self.last_frozen = np.zeros(0, dtype=bool)
+
+    @property
+    def baseline(self) -> np.ndarray | None:
+        """Current baseline per gate (None before the first frame)."""
+        return None if self._base is None or self._istate[0] == 0 else self._base.copy()
+
+    @property
+    def noise(self) -> np.ndarray | None:
+        """Current noise scale per gate (None before the first frame)."""
+        return None if self._sig is None or self._istate[0] == 0 else self._sig.copy()
+
+    def process(self, chunk: np.ndarray) -> np.ndarray:
+        x = self._check(chunk)
+        if self._base is None:
+            self._base = np.zeros(x.shape[1])
+            self._sig = np.zeros(x.shape[1])
+        out = _alloc(x)
+        frozen = np.zeros(x.shape[0], dtype=np.uint8)
+        _emi.baseline_run(x, out, self._base, self._sig, self._istate, frozen,
+                          1.0 / self.window, 1.0 / self.noise_window, self.threshold,
+                          self.hold, self.max_freeze, self.warmup, self.clip)
+        self.last_frozen = frozen.view(bool)
+        return out
+
+    def params(self) -> dict[str, Any]:
+        return {"window": self.window, "noise_window": self.noise_window,
+                "threshold": self.threshold, "hold": self.hold,
+                "max_freeze": self.max_freeze, "warmup": self.warmup, "clip": self.clip}
+
+
+_DETECT_OUTPUTS = ("append", "statistic", "zscore", "zscore+statistic")
+
+
+@register_stage
+class Detect(Stage):
+    """Noise-normalised detection statistic.
+
+    Each gate is divided by a running robust noise scale ``sigma`` (an
+    exponential average of ``sqrt(pi/2) * |x|`` with time constant
+    ``noise_window`` frames, each update clipped at ``clip * sigma``, and
+    skipped while the statistic exceeds ``threshold`` so that a target does
+    not inflate its own noise estimate).  The statistic is the RMS of the
+    normalised gates, ``s = sqrt(mean(z**2))``: about 1 over noise, large over
+    a target.  Feed it baseline-removed (and soil-compensated) readings.
+
+    Parameters
+    ----------
+    noise_window : float
+        Time constant of the noise scale in frames.
+    threshold : float
+        Statistic above which the noise scale is not updated.
+    warmup : int
+        Frames during which the noise scale is the plain running mean
+        (including the current frame).
+    clip : float
+        Clip of each noise update, in units of the current scale (0: none).
+    min_noise : float
+        Floor of the noise scale (a zero scale with a non-zero input gives inf).
+    output : {"append", "statistic", "zscore", "zscore+statistic"}
+        ``append``: the input gates followed by the statistic (n_gates + 1
+        channels); ``statistic``: only the statistic; ``zscore``: the
+        normalised gates; ``zscore+statistic``: both.
+    """
+
+    name: ClassVar[str] = "emi.detect"
+
+    def __init__(self, noise_window: float = 5000.0, threshold: float = 3.0,
+                 warmup: int = 200, clip: float = 3.0, min_noise: float = 0.0,
+                 output: str = "append") -> None:
+        super().__init__()
+        n = self.name
+        self.noise_window = _num(n, "noise_window", noise_window, lo=1.0)
+        self.threshold = _num(n, "threshold", threshold, lo=0.0, lo_open=True)
+        self.warmup = _num(n, "warmup", warmup, lo=0, integer=True)
+        self.clip = _num(n, "clip", clip, lo=0.0)
+        self.min_noise = _num(n, "min_noise", min_noise, lo=0.0)
+        if output not in _DETECT_OUTPUTS:
+            raise ConfigError(f"{n}: parameter 'output' must be one of {_DETECT_OUTPUTS}, "
+                              f"got {output!r}")
+        self.output = output
+        self.reset()
+
+    def reset(self) -> None:
+        super().reset()
+        self._sig: np.ndarray | None = None
+        self._istate = np.zeros(1, dtype=np.int64)
+
+    @property
+    def noise(self) -> np.ndarray | None:
+        """Current noise scale per gate."""
+        return None if self._sig is None else self._sig.copy()
+
+    def process(self, chunk: np.ndarray) -> np.ndarray:
+        x = self._check(chunk)
+        ng = x.shape[1]
+        if self._sig is None:
+            self._sig = np.zeros(ng)
+        if self.output == "statistic":
+            z = _alloc(x)
+            out = _alloc(x, 1)
+            stat = out[:, 0]
+        elif self.output == "zscore":
+            z = out = _alloc(x)
+            stat = np.empty(x.shape[0], dtype=x.dtype)
+        else:
+            out = _alloc(x, ng + 1)
+            stat = np.empty(x.shape[0], dtype=x.dtype)
+            z = out[:, :ng] if self.output == "zscore+statistic" else _alloc(x)
+        if not z.flags.c_contiguous:
+            zbuf = _alloc(x)
+        else:
+            zbuf = z
+        sbuf = stat if stat.flags.c_contiguous else np.empty(x.shape[0], dtype=x.dtype)
+        _emi.detect_run(x, zbuf, sbuf, self._sig, self._istate, 1.0 / self.noise_window,
+                        self.threshold, self.warmup, self.clip, self.min_noise)
+        if zbuf is not z:
+            z[...] = zbuf
+        if sbuf is not stat:
+            stat[...] = sbuf
+        if self.output == "append":
+            out[:, :ng] = x
+            out[:, ng] = sbuf
+        elif self.output == "zscore+statistic":
+            out[:, ng] = sbuf
+        return out
+
+    def params(self) -> dict[str, Any]:
+        return {"noise_window": self.noise_window, "threshold": self.threshold,
+                "warmup": self.warmup, "clip": self.clip, "min_noise": self.min_noise,
+                "output": self.output}
