@@ -1,0 +1,61 @@
+"""``demine process IN --config CHAIN.toml --out OUT``: run processing chains on a recording."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "process",
+        help="apply processing chains (TOML) to a recording, writing derived data with history",
+        description="Apply one or more processing chains to the streams of a recording. "
+        "OUT receives a copy of IN plus /derived/<stream>/<chain> datasets that record every "
+        "step, its parameters and the software version; IN is never modified. A chain is a "
+        "TOML file or the name of a packaged chain (emi_default, gpr_default).",
+    )
+    p.add_argument("input", metavar="IN", nargs="?", help="demine recording (.h5)")
+    p.add_argument("--config", "-c", action="append", metavar="CHAIN",
+                   help="chain TOML file or packaged chain name; repeat for several chains")
+    p.add_argument("--out", "-o", metavar="OUT",
+                   help="output recording (may equal IN to add derived data in place)")
+    p.add_argument("--stream", action="append", metavar="NAME",
+                   help="process only this stream (repeatable); default: streams of the "
+                   "chain's kind")
+    p.add_argument("--name", help="derived dataset name (default: the chain's name)")
+    p.add_argument("--chunk", type=int, default=65536, metavar="FRAMES",
+                   help="frames read per chunk (default 65536)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing OUT file or derived dataset")
+    p.add_argument("--list-steps", action="store_true",
+                   help="print the registered step names and exit")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..errors import ConfigError
+    from ..process import available_stages, load_chain, process_recording
+
+    if args.list_steps:
+        print("\n".join(available_stages()))
+        return 0
+    if not args.input or not args.config or not args.out:
+        raise ConfigError("give IN, --config CHAIN and --out OUT")
+    chains = [load_chain(c) for c in args.config]
+    if args.name and len(chains) > 1:
+        raise ConfigError("--name applies to one chain; give one --config")
+    src = Path(args.input)
+    out = Path(args.out)
+    if not src.exists():
+        raise ConfigError(f"{src}: no such recording")
+    for i, chain in enumerate(chains):
+        # the first chain copies IN to OUT; the following ones add to OUT
+        source = src if i == 0 else out
+        done = process_recording(source, chain, out, streams=args.stream, name=args.name,
+                                 chunk_frames=args.chunk, overwrite=args.overwrite or i > 0)
+        for stream, path in done.items():
+            print(f"{out}: {stream} -> {path} ({len(chain)} steps, chain "
+                  f"{chain.chain_name or '(unnamed)'})")
+    return 0
