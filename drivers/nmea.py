@@ -1,0 +1,196 @@
+"""``nmea``: an NMEA 0183 GPS receiver (GGA, RMC, ZDA, VTG).
+
+Sentences are parsed by :mod:`demine.nmea` (checksums checked).  One frame is
+emitted per GGA sentence (position, altitude, fix quality, satellites, HDOP); the
+date comes from the latest RMC or ZDA.  A receiver configured without GGA gets one
+frame per RMC instead.  "No fix" sentences and empty fields become frames with
+``fix_quality`` 0 and NaN position, never an error.
+
+Samples columns (float64): ``lon, lat, alt, fix_quality, satellites, hdop``.
+``device_time_us`` is the GPS UTC time in microseconds since the Unix epoch (before
+the receiver has sent a date, the host's UTC date is assumed; ``-1`` without a
+time); the field ``gps_time_ns`` holds the GPS UTC time only when the GPS gave the
+date (else -1).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from demine import nmea as _nmea
+from demine.errors import FrameError
+
+from .base import Driver, FrameBatch, LineDecodeResult
+
+__all__ = ["COLUMNS", "GpsFix", "NmeaDriver", "sentence"]
+
+COLUMNS = ("lon", "lat", "alt", "fix_quality", "satellites", "hdop")
+
+
+class GpsFix(NamedTuple):
+    """One position fix, as the simulator or a test wants it on the wire."""
+
+    time_ns: int  # UTC ns since the epoch
+    lat: float  # decimal degrees, NaN for no fix
+    lon: float
+    alt: float = 0.0
+    fix_quality: int = 1  # 0 none, 1 GPS, 2 DGPS, 4 RTK fixed, 5 RTK float
+    satellites: int = 12
+    hdop: float = 0.9
+    speed_knots: float = 0.0
+    course_deg: float = 0.0
+
+
+def sentence(body: str) -> bytes:
+    """Wrap a sentence body (``GPGGA,...``) as ``$body*hh\\r\\n``."""
+    return f"${body}*{_nmea.checksum(body):02X}\r\n".encode("ascii")
+
+
+def _latlon(value: float, is_lat: bool) -> tuple[str, str]:
+    if math.isnan(value):
+        return "", ""
+    hemi = ("N" if value >= 0 else "S") if is_lat else ("E" if value >= 0 else "W")
+    value = abs(value)
+    deg = int(value)
+    minutes = (value - deg) * 60.0
+    if round(minutes, 7) >= 60.0:
+        deg += 1
+        minutes = 0.0
+    width = 2 if is_lat else 3
+    return f"{deg:0{width}d}{minutes:011.8f}", hemi
+
+
+def _hms(time_ns: int) -> tuple[str, str]:
+    day, rem = divmod(int(time_ns), 86_400_000_000_000)
+    date = _dt.date(1970, 1, 1) + _dt.timedelta(days=day)
+    sec = rem / 1e9
+    h = int(sec // 3600)
+    m = int((sec - h * 3600) // 60)
+    s = sec - h * 3600 - m * 60
+    return f"{h:02d}{m:02d}{s:06.3f}", date.strftime("%d%m%y")
+
+
+def _utc_from_host_date(time_of_day: float) -> int:
+    """UTC ns for a GPS time of day before the receiver sent a date: the host's UTC
+    date, moved by a day when the two times of day are more than 12 h apart."""
+    now = _dt.datetime.now(_dt.UTC)
+    host_tod = now.hour * 3600 + now.minute * 60 + now.second + now.microsecond / 1e6
+    date = now.date()
+    if time_of_day - host_tod > 43200:
+        date -= _dt.timedelta(days=1)
+    elif host_tod - time_of_day > 43200:
+        date += _dt.timedelta(days=1)
+    ns = _nmea.utc_ns(date, time_of_day)
+    assert ns is not None
+    return ns
+
+
+class NmeaDriver(Driver):
+    """NMEA 0183 GPS; one instance per stream (it remembers the date)."""
+
+    name = "nmea"
+    kind = "gps"
+    framing = "line"
+    units = "deg"
+    has_sequence = False
+    max_line = 164
+    serial_settings = {
+        "baudrate": 9600,
+        "bytesize": 8,
+        "parity": "N",
+        "stopbits": 1,
+        "xonxoff": False,
+        "rtscts": False,
+    }
+    frame_format = "NMEA 0183 text sentences $ttSSS,...*hh CR LF (GGA, RMC, ZDA, VTG used)"
+    columns = COLUMNS
+
+    def __init__(self, *, talker: str = "GP") -> None:
+        self.talker = talker
+        self._date: _dt.date | None = None
+        self._gga_seen = False
+        self._count = 0
+
+    # -- encoding -----------------------------------------------------------------------
+    def encode(self, frame: GpsFix) -> bytes:
+        """GGA then RMC sentences for one fix."""
+        tod, ddmmyy = _hms(frame.time_ns)
+        lat, ns = _latlon(frame.lat, True)
+        lon, ew = _latlon(frame.lon, False)
+        has_fix = frame.fix_quality > 0 and lat != ""
+        alt = "" if math.isnan(frame.alt) else f"{frame.alt:.3f}"
+        hdop = "" if math.isnan(frame.hdop) else f"{frame.hdop:.1f}"
+        t = self.talker
+        gga = (
+            f"{t}GGA,{tod},{lat},{ns},{lon},{ew},{int(frame.fix_quality) if has_fix else 0},"
+            f"{int(frame.satellites):02d},{hdop},{alt},M,0.0,M,,"
+        )
+        rmc = (
+            f"{t}RMC,{tod},{'A' if has_fix else 'V'},{lat},{ns},{lon},{ew},"
+            f"{frame.speed_knots:.2f},{frame.course_deg:.1f},{ddmmyy},,,{'D' if has_fix else 'N'}"
+        )
+        return sentence(gga) + sentence(rmc)
+
+    # -- decoding -----------------------------------------------------------------------
+    def decode_lines(self, lines: list[bytes]) -> LineDecodeResult:
+        rows: list[tuple[float, ...]] = []
+        times: list[int] = []
+        gps_ns: list[int] = []
+        res = LineDecodeResult(batch=None)
+        pieces: list[bytes] = []
+        for line in lines:
+            # a '$' inside a line: the sentence before it was cut short
+            cut = line.find(b"$", 1)
+            while cut > 0:
+                if line[:1] == b"$":
+                    res.truncated += 1
+                else:
+                    res.bad_lines += 1
+                line = line[cut:]
+                cut = line.find(b"$", 1)
+            pieces.append(line)
+        for line in pieces:
+            try:
+                s = _nmea.parse(line)
+            except FrameError as exc:
+                if "checksum" in str(exc) and "missing" not in str(exc):
+                    res.bad_checksum += 1
+                else:
+                    res.bad_lines += 1
+                continue
+            if isinstance(s, _nmea.RMC | _nmea.ZDA):
+                if s.date is not None:
+                    self._date = s.date
+            if isinstance(s, _nmea.GGA):
+                self._gga_seen = True
+                rows.append((s.lon, s.lat, s.altitude, float(s.fix_quality),
+                             float(s.satellites), s.hdop))
+            elif isinstance(s, _nmea.RMC) and not self._gga_seen:
+                rows.append((s.lon, s.lat, math.nan, 1.0 if s.has_fix else 0.0,
+                             0.0, math.nan))
+            elif isinstance(s, _nmea.GGA | _nmea.RMC | _nmea.ZDA | _nmea.VTG):
+                continue
+            else:
+                res.ignored += 1
+                continue
+            ns = _nmea.utc_ns(self._date, s.time_of_day)
+            gps_ns.append(-1 if ns is None else ns)
+            if ns is None and not math.isnan(s.time_of_day):
+                ns = _utc_from_host_date(s.time_of_day)
+            times.append(-1 if ns is None else ns // 1000)
+        if rows:
+            n = len(rows)
+            res.batch = FrameBatch(
+                driver=self.name,
+                kind=self.kind,
+                sequence=np.arange(self._count, self._count + n, dtype=np.int64),
+                device_time_us=np.asarray(times, dtype=np.int64),
+                samples=np.asarray(rows, dtype=np.float64).reshape(n, len(COLUMNS)),
+                fields={"gps_time_ns": np.asarray(gps_ns, dtype=np.int64)},
+            )
+            self._count += n
+        return res

@@ -1,0 +1,219 @@
+# cython: language_level=3
+"""Private framing kernels: sync search, length check, CRC-16/CCITT, resync.
+
+Nothing here is public API; :mod:`demine.framing` wraps it.  The binary protocol
+is described by an int64 parameter vector (see ``BinaryLayout.as_array``):
+
+    0 sync0, 1 sync1, 2 header_len, 3 version_off, 4 version, 5 count_off,
+    6 count_width, 7 count_min, 8 count_max, 9 base, 10 unit_const, 11 unit_off,
+    12 unit_mask, 13 crc_start, 14 min_len
+
+Counters (int64 vector, updated in place):
+
+    0 crc_errors, 1 truncated, 2 bytes_skipped, 3 resyncs, 4 in_garbage (state),
+    5 bad_headers
+"""
+
+from libc.stdint cimport uint8_t, uint16_t, int64_t
+from libc.string cimport memchr
+
+import numpy as np
+
+cdef uint16_t _T[8][256]
+
+
+cdef void _init_tables() noexcept nogil:
+    cdef int i, j, k
+    cdef uint16_t crc
+    for i in range(256):
+        crc = <uint16_t>(i << 8)
+        for j in range(8):
+            if crc & 0x8000:
+                crc = <uint16_t>((crc << 1) ^ 0x1021)
+            else:
+                crc = <uint16_t>(crc << 1)
+        _T[0][i] = crc
+    # slicing tables: _T[k][i] = CRC of byte i followed by k zero bytes
+    for k in range(1, 8):
+        for i in range(256):
+            crc = _T[k - 1][i]
+            _T[k][i] = <uint16_t>((crc << 8) ^ _T[0][(crc >> 8) & 0xFF])
+
+
+_init_tables()
+
+
+cdef inline uint16_t _crc(const uint8_t* p, Py_ssize_t n, uint16_t crc) noexcept nogil:
+    """CRC-16/CCITT-FALSE update, slicing-by-8."""
+    cdef Py_ssize_t i = 0
+    cdef uint16_t a
+    while n - i >= 8:
+        a = <uint16_t>(crc ^ ((<uint16_t>p[i] << 8) | p[i + 1]))
+        crc = <uint16_t>(_T[7][a >> 8] ^ _T[6][a & 0xFF] ^ _T[5][p[i + 2]] ^ _T[4][p[i + 3]]
+                         ^ _T[3][p[i + 4]] ^ _T[2][p[i + 5]] ^ _T[1][p[i + 6]]
+                         ^ _T[0][p[i + 7]])
+        i += 8
+    while i < n:
+        crc = <uint16_t>((crc << 8) ^ _T[0][((crc >> 8) ^ p[i]) & 0xFF])
+        i += 1
+    return crc
+
+
+def crc16(const uint8_t[::1] buf, Py_ssize_t start=0, Py_ssize_t stop=-1,
+          unsigned int init=0xFFFF):
+    """CRC-16/CCITT-FALSE of ``buf[start:stop]`` (bounds checked by the caller)."""
+    if stop < 0:
+        stop = buf.shape[0]
+    cdef uint16_t crc = <uint16_t>init
+    if stop > start:
+        with nogil:
+            crc = _crc(&buf[start], stop - start, crc)
+    return crc
+
+
+def crc16_rows(const uint8_t[:, ::1] rows, Py_ssize_t start, Py_ssize_t stop,
+               uint16_t[::1] out):
+    """CRC of ``rows[i, start:stop]`` for every row, into ``out``."""
+    cdef Py_ssize_t i, n = rows.shape[0]
+    with nogil:
+        for i in range(n):
+            out[i] = _crc(&rows[i, start], stop - start, 0xFFFF)
+
+
+cdef inline Py_ssize_t _frame_len(const uint8_t* b, const int64_t* P) noexcept nogil:
+    """Frame length announced by the header at ``b``, or -1 if the header is invalid."""
+    cdef int64_t count, unit
+    cdef Py_ssize_t co = P[5]
+    if b[P[3]] != P[4]:
+        return -1
+    if P[6] == 1:
+        count = b[co]
+    elif P[6] == 2:
+        count = b[co] | (<int64_t>b[co + 1] << 8)
+    else:
+        count = (b[co] | (<int64_t>b[co + 1] << 8) | (<int64_t>b[co + 2] << 16)
+                 | (<int64_t>b[co + 3] << 24))
+    if count < P[7] or count > P[8]:
+        return -1
+    if P[11] >= 0:
+        unit = b[P[11]]
+        if unit > 62 or not ((P[12] >> unit) & 1):
+            return -1
+    else:
+        unit = P[10]
+    return <Py_ssize_t>(P[9] + count * unit)
+
+
+cdef inline bint _crc_ok(const uint8_t* b, Py_ssize_t L, const int64_t* P) noexcept nogil:
+    cdef uint16_t got = <uint16_t>(b[L - 2] | (<uint16_t>b[L - 1] << 8))
+    return _crc(b + P[13], L - 2 - P[13], 0xFFFF) == got
+
+
+cdef inline Py_ssize_t _find_sync(const uint8_t* buf, Py_ssize_t a, Py_ssize_t stop,
+                                  uint8_t s0, uint8_t s1) noexcept nogil:
+    """First position p in [a, stop-1) with buf[p:p+2] == sync, else -1."""
+    cdef const uint8_t* q
+    while a + 1 < stop:
+        q = <const uint8_t*>memchr(buf + a, s0, stop - 1 - a)
+        if q == NULL:
+            return -1
+        a = q - buf
+        if buf[a + 1] == s1:
+            return a
+        a += 1
+    return -1
+
+
+cdef Py_ssize_t _nested_valid(const uint8_t* buf, Py_ssize_t a, Py_ssize_t b,
+                              Py_ssize_t stop, const int64_t* P) noexcept nogil:
+    """Start of the first complete, CRC-valid frame beginning in [a, b), else -1."""
+    cdef Py_ssize_t q = a, L
+    while q < b:
+        q = _find_sync(buf, q, stop, <uint8_t>P[0], <uint8_t>P[1])
+        if q < 0 or q >= b:
+            return -1
+        if q + P[2] <= stop:
+            L = _frame_len(buf + q, P)
+            if L > 0 and q + L <= stop and _crc_ok(buf + q, L, P):
+                return q
+        q += 1
+    return -1
+
+
+cdef inline void _skip(int64_t* C, Py_ssize_t nbytes) noexcept nogil:
+    if nbytes <= 0:
+        return
+    C[2] += nbytes
+    if not C[4]:
+        C[3] += 1
+        C[4] = 1
+
+
+def scan_binary(const uint8_t[::1] buf, Py_ssize_t start, Py_ssize_t stop,
+                const int64_t[::1] params, int64_t[::1] out_off, int64_t[::1] out_len,
+                int64_t[::1] counters):
+    """Find the good frames in ``buf[start:stop]``.
+
+    Returns ``(n_frames, keep)``: the offsets and lengths of the good frames are in
+    ``out_off[:n]``/``out_len[:n]``; bytes from ``keep`` on are an incomplete frame
+    (or a lone first sync byte) to be kept for the next call.  ``out_*`` must hold
+    at least ``(stop - start) // min_len + 1`` entries.
+    """
+    cdef const uint8_t* b = &buf[0] if buf.shape[0] > 0 else NULL
+    cdef const int64_t* P = &params[0]
+    cdef int64_t* C = &counters[0]
+    cdef Py_ssize_t pos = start, p, L, q, n = 0, keep = stop
+    cdef uint8_t s0 = <uint8_t>P[0], s1 = <uint8_t>P[1]
+    if b == NULL or stop <= start:
+        return 0, start
+    with nogil:
+        while True:
+            p = _find_sync(b, pos, stop, s0, s1)
+            if p < 0:
+                # no complete sync word left: keep a trailing first sync byte
+                if b[stop - 1] == s0 and stop - 1 >= pos:
+                    keep = stop - 1
+                else:
+                    keep = stop
+                _skip(C, keep - pos)
+                break
+            _skip(C, p - pos)
+            if p + P[2] > stop:
+                keep = p
+                break
+            L = _frame_len(b + p, P)
+            if L < 0:
+                C[5] += 1
+                _skip(C, 1)
+                pos = p + 1
+                continue
+            if p + L > stop:
+                q = _nested_valid(b, p + 1, stop, stop, P)
+                if q >= 0:
+                    C[1] += 1
+                    C[4] = 1
+                    _skip(C, q - p)
+                    pos = q
+                    continue
+                keep = p
+                break
+            if _crc_ok(b + p, L, P):
+                out_off[n] = p
+                out_len[n] = L
+                n += 1
+                pos = p + L
+                C[4] = 0
+                continue
+            q = _nested_valid(b, p + 1, p + L, stop, P)
+            if q >= 0:
+                C[1] += 1
+                C[4] = 1
+                _skip(C, q - p)
+                pos = q
+                continue
+            # a complete frame with a bad CRC: count it, then search again one byte on
+            C[0] += 1
+            C[4] = 1
+            _skip(C, 1)
+            pos = p + 1
+    return n, keep

@@ -1,0 +1,266 @@
+"""Shared framing engine: bytes in, checked frames out.
+
+A :class:`Framer` takes whatever bytes a read returned (any amount, cut anywhere),
+keeps an incomplete frame across calls, and returns decoded
+:class:`~demine.drivers.FrameBatch` objects.  Binary drivers are framed by a
+compiled kernel (``demine._framing``): sync search, length check against the
+driver's :class:`~demine.drivers.BinaryLayout`, CRC-16/CCITT, resynchronisation
+after garbage.  Line drivers (NMEA, ASCII detectors) are split into lines here and
+validated by the driver.
+
+What happens to each fault, and what is counted in :class:`FramingStats`:
+
+=====================  ======================================================  ==================
+fault                  outcome                                                 counter
+=====================  ======================================================  ==================
+garbage between frames bytes skipped, next sync found                          ``resyncs``,
+                                                                               ``bytes_skipped``
+bit flip in a frame    CRC rejects the frame                                   ``crc_errors``
+truncated frame /      a frame cut short is recognised by the complete valid   ``truncated``
+dropped bytes          frame that starts inside its announced length
+header corrupted       header fails the version/length checks: garbage          ``bad_headers``
+lost frames            gap in the device sequence number                       ``sequence_gaps``,
+                                                                               ``frames_missing``
+duplicated frame       same (or recently seen) sequence number: dropped        ``duplicates``
+device restarted       sequence jumps back far: accepted, new run              ``sequence_resets``
+=====================  ======================================================  ==================
+
+Every frame that arrives intact is delivered exactly once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from . import _framing
+
+if TYPE_CHECKING:
+    from demine.drivers import Driver, FrameBatch
+
+__all__ = ["Framer", "FramingStats", "crc16", "crc16_rows"]
+
+#: Backwards jumps of the sequence number up to this size are duplicates (a resend);
+#: larger ones are a device restart.
+DUPLICATE_WINDOW = 1024
+_SEQ_MOD = 1 << 32
+
+
+def crc16(data: bytes | bytearray | memoryview | np.ndarray, init: int = 0xFFFF) -> int:
+    """CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF) of ``data``."""
+    buf = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data
+    buf = np.ascontiguousarray(buf, dtype=np.uint8)
+    return int(_framing.crc16(buf, 0, buf.shape[0], init))
+
+
+def crc16_rows(rows: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """CRC-16/CCITT-FALSE of ``rows[i, start:stop]`` for every row of a 2-D uint8 array."""
+    rows = np.ascontiguousarray(rows, dtype=np.uint8)
+    if rows.ndim != 2:
+        raise ValueError("rows must be 2-D")
+    if not 0 <= start <= stop <= rows.shape[1]:
+        raise ValueError(f"bad CRC range {start}:{stop} for rows of {rows.shape[1]} bytes")
+    out = np.empty(rows.shape[0], dtype=np.uint16)
+    _framing.crc16_rows(rows, start, stop, out)
+    return out
+
+
+@dataclass
+class FramingStats:
+    """Counts kept by a :class:`Framer` (all cumulative)."""
+
+    bytes_in: int = 0
+    frames: int = 0
+    crc_errors: int = 0
+    truncated: int = 0
+    bad_headers: int = 0
+    bad_lines: int = 0
+    resyncs: int = 0
+    bytes_skipped: int = 0
+    sequence_gaps: int = 0
+    frames_missing: int = 0
+    duplicates: int = 0
+    sequence_resets: int = 0
+    ignored: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        """The counters as a plain dict."""
+        return asdict(self)
+
+
+class Framer:
+    """Stateful framing engine for one device stream.
+
+    Parameters
+    ----------
+    driver : Driver or str
+        The driver (or its registry name) that knows the wire protocol.
+    check_sequence : bool
+        Count sequence gaps and drop duplicates (binary drivers with a counter).
+
+    Examples
+    --------
+    >>> from demine.drivers import get_driver
+    >>> drv = get_driver("emi-pi")
+    >>> import numpy as np
+    >>> wire = drv.encode_arrays([0, 1], [0, 1000], np.zeros((2, 16)))
+    >>> fr = Framer(drv)
+    >>> [len(b) for b in fr.feed(wire[:50])], [len(b) for b in fr.feed(wire[50:])]
+    ([], [2])
+    """
+
+    def __init__(self, driver: Driver | str, *, check_sequence: bool = True) -> None:
+        from demine.drivers import get_driver
+
+        self.driver = get_driver(driver)
+        self.stats = FramingStats()
+        self.check_sequence = check_sequence and self.driver.has_sequence
+        self._buf = bytearray()
+        self._last_seq: int | None = None
+        if self.driver.framing == "binary":
+            layout = self.driver.layout
+            if layout is None:
+                raise ValueError(f"binary driver {self.driver.name!r} has no layout")
+            self._params = layout.as_array()
+            self._min_len = layout.min_len
+            self._counters = np.zeros(6, dtype=np.int64)
+        elif self.driver.framing != "line":
+            raise ValueError(f"unknown framing {self.driver.framing!r}")
+
+    # -- public -------------------------------------------------------------------------
+    @property
+    def pending(self) -> int:
+        """Bytes held back (an incomplete frame or line)."""
+        return len(self._buf)
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[FrameBatch]:
+        """Add bytes from the wire; return the frames they completed (in order)."""
+        self.stats.bytes_in += len(data)
+        if self.driver.framing == "binary":
+            batches = self._feed_binary(data)
+        else:
+            batches = self._feed_lines(data)
+        if self.check_sequence and batches:
+            batches = [b for b in (self._sequence(b) for b in batches) if len(b)]
+        self.stats.frames += sum(len(b) for b in batches)
+        return batches
+
+    def flush(self) -> list[FrameBatch]:
+        """End of stream: a pending line is parsed; a pending binary frame is truncated."""
+        out: list[FrameBatch] = []
+        if not self._buf:
+            return out
+        if self.driver.framing == "line":
+            out = self.feed(b"\n")
+        else:
+            if self._buf[: len(self.driver.layout.sync)] == self.driver.layout.sync and (
+                len(self._buf) >= 2
+            ):
+                self.stats.truncated += 1
+            self.stats.bytes_skipped += len(self._buf)
+            self._buf.clear()
+        return out
+
+    def reset_sequence(self) -> None:
+        """Forget the last sequence number (the next frame starts a new run)."""
+        self._last_seq = None
+
+    # -- binary -------------------------------------------------------------------------
+    def _feed_binary(self, data: bytes | bytearray | memoryview) -> list[FrameBatch]:
+        if self._buf:
+            self._buf += data
+            raw = self._buf
+        else:
+            raw = data
+        arr = np.frombuffer(raw, dtype=np.uint8)
+        n_bytes = arr.shape[0]
+        if n_bytes == 0:
+            return []
+        cap = n_bytes // self._min_len + 2
+        off = np.empty(cap, dtype=np.int64)
+        lens = np.empty(cap, dtype=np.int64)
+        c = self._counters
+        before = c.copy()
+        n, keep = _framing.scan_binary(arr, 0, n_bytes, self._params, off, lens, c)
+        d = c - before
+        s = self.stats
+        s.crc_errors += int(d[0])
+        s.truncated += int(d[1])
+        s.bytes_skipped += int(d[2])
+        s.resyncs += int(d[3])
+        s.bad_headers += int(d[5])
+        batches = self.driver.decode(arr, off[:n], lens[:n]) if n else []
+        rest = bytes(arr[keep:]) if keep < n_bytes else b""
+        del arr
+        self._buf = bytearray(rest)
+        return batches
+
+    # -- lines --------------------------------------------------------------------------
+    def _feed_lines(self, data: bytes | bytearray | memoryview) -> list[FrameBatch]:
+        self._buf += data
+        if b"\n" not in data:
+            if len(self._buf) > self.driver.max_line:
+                self._drop_long()
+            return []
+        parts = self._buf.split(b"\n")
+        self._buf = bytearray(parts.pop())
+        if len(self._buf) > self.driver.max_line:
+            self._drop_long()
+        lines = []
+        for raw in parts:
+            line = bytes(raw).strip(b"\r\x00 \t")
+            if not line:
+                continue
+            if len(line) > self.driver.max_line:
+                self.stats.bad_lines += 1
+                self.stats.bytes_skipped += len(raw) + 1
+                continue
+            lines.append(line)
+        if not lines:
+            return []
+        res = self.driver.decode_lines(lines)
+        self.stats.crc_errors += res.bad_checksum
+        self.stats.bad_lines += res.bad_lines
+        self.stats.truncated += res.truncated
+        self.stats.ignored += res.ignored
+        return [res.batch] if res.batch is not None and len(res.batch) else []
+
+    def _drop_long(self) -> None:
+        self.stats.bad_lines += 1
+        self.stats.bytes_skipped += len(self._buf)
+        self._buf.clear()
+
+    # -- sequence -----------------------------------------------------------------------
+    def _sequence(self, batch: FrameBatch) -> FrameBatch:
+        seq = batch.sequence
+        if seq.shape[0] == 0:
+            return batch
+        prev = seq[0] - 1 if self._last_seq is None else self._last_seq
+        d = np.diff(seq, prepend=prev) % _SEQ_MOD
+        if np.all(d == 1):
+            self._last_seq = int(seq[-1])
+            return batch
+        keep = np.ones(seq.shape[0], dtype=bool)
+        last = None if self._last_seq is None else self._last_seq
+        s = self.stats
+        for i, value in enumerate(seq.tolist()):
+            if last is None:
+                last = value
+                continue
+            step = (value - last) % _SEQ_MOD
+            if step == 1:
+                last = value
+            elif step == 0 or step >= _SEQ_MOD - DUPLICATE_WINDOW:
+                s.duplicates += 1
+                keep[i] = False
+            elif step < _SEQ_MOD // 2:
+                s.sequence_gaps += 1
+                s.frames_missing += step - 1
+                last = value
+            else:
+                s.sequence_resets += 1
+                last = value
+        self._last_seq = last
+        return batch if keep.all() else batch.select(keep)
