@@ -1,0 +1,476 @@
+"""EMI stages: compiled kernels against plain NumPy reference twins, edge cases,
+the missing-value policy, and streaming-equals-batch (hypothesis)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scipy import signal
+
+from demine import emi
+from demine.errors import ConfigError
+from demine.process import Chain, run_stage
+
+GATES = np.geomspace(1e-5, 1e-3, 16)
+MAD = math.sqrt(math.pi / 2)
+
+
+# --------------------------------------------------------------------------------------
+# NumPy reference twins: the algorithms written frame by frame, in float64
+# --------------------------------------------------------------------------------------
+
+def ref_soil(x, basis):
+    x = np.asarray(x, dtype=np.float64)
+    coef = np.linalg.pinv(basis)
+    out = x - (x @ coef.T) @ basis.T
+    out[~np.isfinite(x).all(axis=1)] = np.nan
+    return out
+
+
+def ref_baseline(x, window, noise_window, threshold, hold, max_freeze, warmup, clip):
+    x = np.asarray(x, dtype=np.float64)
+    n, g = x.shape
+    out = np.full_like(x, np.nan)
+    frozen_flags = np.zeros(n, dtype=bool)
+    base = np.zeros(g)
+    sig = np.zeros(g)
+    n_seen = hold_left = frozen_run = 0
+    for i in range(n):
+        row = x[i]
+        fin = np.isfinite(row)
+        if not fin.all():
+            if n_seen > 0:
+                out[i, fin] = row[fin] - base[fin]
+            continue
+        if n_seen == 0:
+            base = row.copy()
+            sig = np.zeros(g)
+            out[i] = 0.0
+            n_seen = 1
+            continue
+        r = row - base
+        out[i] = r
+        with np.errstate(divide="ignore", invalid="ignore"):
+            terms = np.where(sig > 0, (r / np.where(sig > 0, sig, 1)) ** 2,
+                             np.where(r != 0, np.inf, 0.0))
+        s = math.sqrt(terms.sum() / g)
+        anomalous = n_seen >= warmup and s > threshold
+        if anomalous:
+            hold_left = hold
+            frozen = True
+        elif hold_left > 0:
+            hold_left -= 1
+            frozen = True
+        else:
+            frozen = False
+        if frozen:
+            frozen_run += 1
+            if max_freeze > 0 and frozen_run > max_freeze:
+                frozen = False
+        else:
+            frozen_run = 0
+        frozen_flags[i] = frozen
+        if not frozen:
+            a = max(1.0 / window, 1.0 / (n_seen + 1))
+            an = max(1.0 / noise_window, 1.0 / n_seen)
+            base = base + a * r
+            v = np.abs(r) * MAD
+            if n_seen >= warmup and clip > 0:
+                v = np.minimum(v, clip * sig)
+            sig = sig + an * (v - sig)
+            n_seen += 1
+    return out, frozen_flags
+
+
+def ref_detect(x, noise_window, threshold, warmup, clip, min_noise):
+    x = np.asarray(x, dtype=np.float64)
+    n, g = x.shape
+    z = np.full_like(x, np.nan)
+    stat = np.full(n, np.nan)
+    sig = np.zeros(g)
+    n_seen = 0
+
+    def norm(r):
+        d = np.maximum(sig, min_noise)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            zz = np.where(d > 0, r / np.where(d > 0, d, 1),
+                          np.where(r == 0, 0.0, np.copysign(np.inf, r)))
+        return zz
+
+    for i in range(n):
+        r = x[i]
+        if not np.isfinite(r).all():
+            zz = norm(np.where(np.isfinite(r), r, 0))
+            z[i] = np.where(np.isfinite(r), zz, np.nan)
+            continue
+        if n_seen < warmup:
+            sig = sig + (np.abs(r) * MAD - sig) / (n_seen + 1)
+            n_seen += 1
+            z[i] = norm(r)
+            stat[i] = math.sqrt((z[i] ** 2).sum() / g)
+            continue
+        z[i] = norm(r)
+        s = math.sqrt((z[i] ** 2).sum() / g)
+        stat[i] = s
+        if s <= threshold:
+            v = np.abs(r) * MAD
+            if clip > 0:
+                v = np.minimum(v, clip * sig)
+            sig = sig + (v - sig) / noise_window
+            n_seen += 1
+    return z, stat
+
+
+def ref_notch(x, sos):
+    """sosfilt per gate started in the steady state of the first value (no NaN)."""
+    x = np.asarray(x, dtype=np.float64)
+    zi = signal.sosfilt_zi(sos)[:, :, None] * x[0][None, None, :]
+    y, _ = signal.sosfilt(sos, x, axis=0, zi=zi)
+    return y
+
+
+# --------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------
+
+def synthetic(n=3000, g=16, seed=0, target_at=None, dtype=np.float32):
+    """Noise + drift + height-modulated 1/t soil (+ an optional target)."""
+    rng = np.random.default_rng(seed)
+    t = np.geomspace(1e-5, 1e-3, g)
+    height = 1.0 + 0.3 * np.sin(np.arange(n) / 70.0)
+    x = rng.normal(scale=0.01, size=(n, g))
+    x += (1e-5 / t)[None, :] / height[:, None] ** 3
+    x += np.linspace(0, 0.5, n)[:, None]
+    if target_at is not None:
+        lo, hi = target_at
+        bump = np.hanning(hi - lo)[:, None] * (2.0 * np.exp(-t / 2e-4))[None, :]
+        x[lo:hi] += bump
+    return x.astype(dtype), t
+
+
+def assert_same(a, b):
+    assert a.shape == b.shape
+    assert a.dtype == b.dtype
+    np.testing.assert_array_equal(a, b)  # NaN == NaN here
+
+
+# --------------------------------------------------------------------------------------
+# kernels against the twins
+# --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_soil_matches_twin_and_removes_soil(dtype):
+    x, t = synthetic(dtype=dtype)
+    st_ = emi.SoilCompensation(gate_times=t)
+    y = run_stage(st_, x)
+    assert y.dtype == dtype
+    ref = ref_soil(x, emi.soil_basis(t))
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5 if dtype == np.float32 else 1e-10)
+    # the 1/t soil changed by ~2x in amplitude along the line; afterwards only
+    # noise, drift (not 1/t shaped) and float rounding remain
+    pure_soil = (1e-5 / t)[None, :] * np.linspace(0.3, 3, 50)[:, None]
+    np.testing.assert_allclose(run_stage(st_, pure_soil), 0, atol=1e-12)
+
+
+def test_soil_extra_components_and_amplitudes():
+    t = GATES
+    st_ = emi.SoilCompensation(gate_times=t, components=["viscous", "conductive", "offset"],
+                               append_amplitudes=True)
+    rng = np.random.default_rng(3)
+    coeffs = rng.normal(size=(40, 3))
+    basis = emi.soil_basis(t, ["viscous", "conductive", "offset"])
+    x = coeffs @ basis.T
+    y = run_stage(st_, x)
+    assert y.shape == (40, 16 + 3)
+    np.testing.assert_allclose(y[:, :16], 0, atol=1e-9)
+    np.testing.assert_allclose(y[:, 16:], coeffs, rtol=1e-8, atol=1e-9)
+    # a measured profile enters the basis too
+    prof = np.exp(-t / 1e-4)
+    st2 = emi.SoilCompensation(gate_times=t, profiles=[prof.tolist()])
+    np.testing.assert_allclose(run_stage(st2, np.stack([prof * 3, prof])), 0, atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_baseline_matches_twin(dtype):
+    x, t = synthetic(target_at=(1500, 1800), dtype=dtype)
+    x = run_stage(emi.SoilCompensation(gate_times=t), x)  # as in the chain
+    kw = dict(window=300.0, noise_window=300.0, threshold=4.0, hold=50, max_freeze=400,
+              warmup=100, clip=3.0)
+    st_ = emi.Baseline(**kw)
+    y = run_stage(st_, x)
+    ref, frozen = ref_baseline(x, **kw)
+    tol = 2e-5 if dtype == np.float32 else 1e-9
+    np.testing.assert_allclose(y, ref, rtol=tol, atol=tol)
+    np.testing.assert_array_equal(st_.last_frozen, frozen)
+    # the baseline froze over the target, and only there (plus hold)
+    assert frozen[1550:1750].all()
+    assert not frozen[:1450].any()
+
+
+def test_baseline_freezes_so_target_does_not_bleed():
+    """A long target: the frozen baseline keeps the full target amplitude, the
+    same baseline without freezing (huge threshold) absorbs part of it."""
+    n, g = 4000, 8
+    rng = np.random.default_rng(5)
+    x = rng.normal(scale=0.01, size=(n, g)) + 1.0
+    x[2000:2600] += 0.5
+    frz = run_stage(emi.Baseline(window=200, threshold=4, hold=20, max_freeze=0), x)
+    nof = run_stage(emi.Baseline(window=200, threshold=1e9, hold=0), x)
+    assert abs(frz[2590].mean() - 0.5) < 0.02
+    assert nof[2590].mean() < 0.1
+    # after the target the frozen baseline is still right: residual back to ~0
+    assert abs(frz[2800:].mean()) < 0.01
+
+
+def test_baseline_max_freeze_absorbs_level_step():
+    n = 6000
+    x = np.full((n, 4), 1.0) + np.random.default_rng(2).normal(scale=0.01, size=(n, 4))
+    x[1000:] += 1.0  # a genuine retune-worthy step
+    st_ = emi.Baseline(window=100, threshold=4, hold=10, max_freeze=500)
+    y = run_stage(st_, x)
+    assert abs(y[1100].mean() - 1.0) < 0.05  # frozen: the step shows as anomaly
+    assert abs(y[-500:].mean()) < 0.01  # ... then absorbed after max_freeze
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_detect_matches_twin(dtype):
+    x, t = synthetic(target_at=(1500, 1800), dtype=dtype)
+    x = run_stage(emi.SoilCompensation(gate_times=t), x)
+    r = run_stage(emi.Baseline(window=300, threshold=4, hold=50), x)
+    kw = dict(noise_window=500.0, threshold=3.0, warmup=100, clip=3.0, min_noise=0.0)
+    out = run_stage(emi.Detect(output="zscore+statistic", **kw), r)
+    z, stat = ref_detect(r, **kw)
+    tol = 1e-4 if dtype == np.float32 else 1e-9
+    np.testing.assert_allclose(out[:, :16], z, rtol=tol, atol=tol)
+    np.testing.assert_allclose(out[:, 16], stat, rtol=tol, atol=tol)
+    # statistic ~1 over noise, large over the target
+    assert 0.7 < np.median(stat[500:1400]) < 1.3
+    assert stat[1600:1700].min() > 10
+
+
+def test_detect_output_modes_agree():
+    x, _ = synthetic(n=500)
+    r = run_stage(emi.Baseline(), x)
+    both = run_stage(emi.Detect(output="zscore+statistic"), r)
+    assert_same(run_stage(emi.Detect(output="statistic"), r), both[:, 16:])
+    assert_same(run_stage(emi.Detect(output="zscore"), r), both[:, :16])
+    app = run_stage(emi.Detect(output="append"), r)
+    assert_same(app[:, :16], r)
+    assert_same(app[:, 16:], both[:, 16:])
+
+
+@pytest.mark.parametrize("fs,freq,harm", [(1000.0, 50.0, 1), (1000.0, 60.0, 3), (130.0, 50.0, 2)])
+def test_notch_matches_twin_and_removes_mains(fs, freq, harm):
+    n = 4000
+    tt = np.arange(n) / fs
+    rng = np.random.default_rng(0)
+    x = 5.0 + rng.normal(scale=0.01, size=(n, 3))
+    mains = np.sin(2 * np.pi * freq * tt) + 0.5 * np.sin(2 * np.pi * 2 * freq * tt + 1)
+    x = x + mains[:, None] * (0.5 if harm >= 2 else 1.0)
+    st_ = emi.MainsNotch(freq=freq, q=10.0, harmonics=harm, sample_rate=fs)
+    y = run_stage(st_, x)
+    np.testing.assert_allclose(y, ref_notch(x, st_.sos), rtol=1e-10, atol=1e-10)
+    if harm >= 2:
+        # after settling, mains is gone: residual is the white noise only
+        assert np.std(y[2000:] - 5.0) < 0.03
+    # starts in steady state: no start-up transient from a DC level of 5
+    dc = 5.0 + rng.normal(scale=0.01, size=(50, 3))
+    np.testing.assert_allclose(run_stage(st_, dc)[:10], 5.0, atol=0.05)
+
+
+def test_notch_sample_rate_from_context_and_alias_errors():
+    st_ = emi.MainsNotch(freq=50)
+    with pytest.raises(ConfigError, match="reading rate"):
+        st_.process(np.zeros((3, 2)))
+    st_.configure({"sample_rate": 1000.0})
+    assert st_.params()["sample_rate"] == 1000.0
+    with pytest.raises(ConfigError, match="aliases to DC"):
+        emi.MainsNotch(freq=50, sample_rate=50.0)
+    with pytest.raises(ConfigError, match="Nyquist"):
+        emi.MainsNotch(freq=50, sample_rate=100.0)
+    with pytest.raises(ConfigError, match="Nyquist"):
+        emi.MainsNotch(freq=50, sample_rate=1000.0, harmonics=10)
+
+
+# --------------------------------------------------------------------------------------
+# edge cases and the missing-value policy
+# --------------------------------------------------------------------------------------
+
+def all_stages():
+    return [
+        emi.SoilCompensation(gate_times=GATES),
+        emi.Baseline(window=50, noise_window=50, hold=5, max_freeze=100, warmup=10),
+        emi.Detect(noise_window=50, warmup=10),
+        emi.MainsNotch(sample_rate=1000.0, harmonics=2),
+    ]
+
+
+@pytest.mark.parametrize("stage", all_stages(), ids=lambda s: s.name)
+def test_one_frame_and_empty_chunks(stage):
+    x, _ = synthetic(n=1)
+    y = run_stage(stage, x)
+    assert y.shape[0] == 1 and np.isfinite(y).all()
+    stage.reset()
+    e = stage.process(np.empty((0, 16), dtype=np.float32))
+    assert e.shape[0] == 0
+    with pytest.raises(ValueError, match="channels"):
+        stage.process(np.zeros((2, 5), dtype=np.float32))
+    with pytest.raises(ValueError, match="2-D"):
+        stage.process(np.zeros(16, dtype=np.float32))
+
+
+@pytest.mark.parametrize("stage", all_stages(), ids=lambda s: s.name)
+def test_constant_input(stage):
+    x = np.full((300, 16), 2.5, dtype=np.float64)
+    y = run_stage(stage, x)
+    assert np.isfinite(y).all()
+    if stage.name == "emi.baseline":
+        np.testing.assert_array_equal(y, 0.0)
+    elif stage.name == "emi.notch":
+        np.testing.assert_allclose(y, 2.5, rtol=1e-12)
+    elif stage.name == "emi.detect":
+        # constant non-zero input normalises to a constant statistic, no inf/NaN
+        np.testing.assert_allclose(y[:, 16], y[-1, 16])
+    elif stage.name == "emi.soil":
+        ref = ref_soil(x, emi.soil_basis(GATES))
+        np.testing.assert_allclose(y, ref, atol=1e-12)
+
+
+@pytest.mark.parametrize("stage", all_stages(), ids=lambda s: s.name)
+def test_nan_policy(stage):
+    """A missing value gives NaN where it is used and leaves the rest of the
+    stream exactly as if that frame had not been there."""
+    x, _ = synthetic(n=400, dtype=np.float64)
+    bad = x.copy()
+    bad[200, 3] = np.nan
+    bad[250, :] = np.inf
+    y = run_stage(stage, bad)
+    if stage.name == "emi.soil":
+        assert np.isnan(y[200]).all() and np.isnan(y[250]).all()
+    elif stage.name == "emi.detect":
+        assert np.isnan(y[200, 3]) and np.isnan(y[200, 16]) and np.isfinite(y[200, :3]).all()
+    else:
+        assert np.isnan(y[200, 3]) and np.isfinite(y[200, :3]).all()
+        assert np.isnan(y[250]).all()
+    assert np.isfinite(np.delete(y, [200, 250], axis=0)[:, :16]).all()
+    if stage.name != "emi.notch":
+        # stateful stages skip the frame entirely: the rest equals the clean run
+        # without those frames (the notch feeds the last value instead)
+        clean = run_stage(stage, np.delete(x, [200, 250], axis=0))
+        assert_same(np.delete(y, [200, 250], axis=0), clean)
+    else:
+        clean = run_stage(stage, x)
+        np.testing.assert_allclose(y[:200], clean[:200])
+
+
+def test_notch_nan_feeds_last_value():
+    fs = 1000.0
+    st_ = emi.MainsNotch(sample_rate=fs)
+    x = np.sin(np.arange(100) / 7.0)[:, None] + 1
+    bad = x.copy()
+    bad[40] = np.nan
+    held = x.copy()
+    held[40] = x[39]
+    y, yh = run_stage(st_, bad), run_stage(st_, held)
+    assert np.isnan(y[40, 0])
+    np.testing.assert_array_equal(np.delete(y, 40), np.delete(yh, 40))
+    # a gate that starts with NaN starts its filter at its first finite value
+    lead = np.vstack([np.full((3, 1), np.nan), x])
+    y2 = run_stage(st_, lead)
+    assert np.isnan(y2[:3]).all()
+    np.testing.assert_array_equal(y2[3:], run_stage(st_, x))
+
+
+def test_integer_input_is_cast_to_float32():
+    y = run_stage(emi.Baseline(), np.arange(32, dtype=np.int16).reshape(2, 16))
+    assert y.dtype == np.float32
+
+
+# --------------------------------------------------------------------------------------
+# parameter validation
+# --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("cls,kw,word", [
+    (emi.Baseline, {"window": 0}, "window"),
+    (emi.Baseline, {"threshold": -1}, "threshold"),
+    (emi.Baseline, {"hold": 1.5}, "hold"),
+    (emi.Baseline, {"window": "big"}, "window"),
+    (emi.Detect, {"output": "nope"}, "output"),
+    (emi.Detect, {"noise_window": float("nan")}, "noise_window"),
+    (emi.SoilCompensation, {"components": ["clay"]}, "clay"),
+    (emi.SoilCompensation, {"gate_times": [1e-5, -1e-4]}, "gate_times"),
+    (emi.SoilCompensation, {"gate_times": [1e-5, 2e-5], "components": ["viscous", "offset"]},
+     "independent"),
+    (emi.MainsNotch, {"q": 0}, "q"),
+    (emi.MainsNotch, {"harmonics": 0}, "harmonics"),
+])
+def test_bad_params_raise_config_error_naming_them(cls, kw, word):
+    with pytest.raises(ConfigError, match=word):
+        cls(**kw)
+
+
+def test_soil_needs_gate_times():
+    st_ = emi.SoilCompensation()
+    with pytest.raises(ConfigError, match="gate_times"):
+        st_.process(np.zeros((2, 16)))
+    st_.configure({"gate_times": GATES})
+    assert st_.process(np.zeros((2, 16))).shape == (2, 16)
+    with pytest.raises(ValueError, match="gates"):
+        emi.SoilCompensation(gate_times=GATES[:8]).process(np.zeros((2, 16)))
+
+
+# --------------------------------------------------------------------------------------
+# streaming equals batch
+# --------------------------------------------------------------------------------------
+
+def make_stage(kind):
+    return {
+        "soil": lambda: emi.SoilCompensation(gate_times=GATES[:6],
+                                             components=["viscous", "offset"]),
+        "baseline": lambda: emi.Baseline(window=20, noise_window=20, hold=3, max_freeze=40,
+                                         warmup=5, threshold=3.0),
+        "detect": lambda: emi.Detect(noise_window=20, warmup=5, threshold=2.0),
+        "notch": lambda: emi.MainsNotch(sample_rate=1000.0, harmonics=2, q=5),
+        "chain": lambda: Chain([
+            emi.MainsNotch(sample_rate=1000.0),
+            emi.SoilCompensation(gate_times=GATES[:6]),
+            emi.Baseline(window=20, noise_window=20, hold=3, warmup=5),
+            emi.Detect(noise_window=20, warmup=5)]),
+    }[kind]()
+
+
+@st.composite
+def stream_and_chunks(draw):
+    n = draw(st.integers(1, 160))
+    seed = draw(st.integers(0, 2**31 - 1))
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 6)) * draw(st.sampled_from([1e-3, 1.0, 1e3]))
+    x += np.cumsum(rng.normal(size=(n, 1)) * 0.1, axis=0)  # drift
+    if draw(st.booleans()) and n > 10:  # a target bump
+        i = draw(st.integers(0, n - 5))
+        x[i:i + draw(st.integers(1, 40))] += 50 * rng.random(6)
+    if draw(st.booleans()):  # missing values
+        for _ in range(draw(st.integers(1, 3))):
+            x[draw(st.integers(0, n - 1)), draw(st.integers(0, 5))] = np.nan
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    sizes = draw(st.lists(st.integers(0, 50), min_size=1, max_size=12).filter(
+        lambda s: max(s) > 0))
+    return x.astype(dtype), sizes
+
+
+@pytest.mark.parametrize("kind", ["soil", "baseline", "detect", "notch", "chain"])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=stream_and_chunks())
+def test_streaming_equals_batch(kind, data):
+    x, sizes = data
+    stage = make_stage(kind)
+    batch = run_stage(stage, x)
+    chunked = run_stage(stage, x, sizes)
+    one = run_stage(stage, x, 1)
+    assert batch.shape[0] == x.shape[0]
+    assert_same(chunked, batch)
+    assert_same(one, batch)
