@@ -733,8 +733,9 @@ def _evaluate_lane(lane: Lane, *, halo: Any, targets: str, include_unsearched: b
     found_by[alarm_target[matched]] = np.nonzero(matched)[0]
 
     kind = np.full(na, "false", dtype="<U7")
-    on_target = matched & is_target[np.maximum(alarm_target, 0)]
-    on_counted = on_target & counted[np.maximum(alarm_target, 0)]
+    safe = np.maximum(alarm_target, 0)
+    on_target = matched & (is_target[safe] if nt else False)
+    on_counted = on_target & (counted[safe] if nt else False)
     kind[on_counted] = "hit"
     kind[on_target & ~on_counted] = "ignored"
     on_clutter = matched & ~on_target
