@@ -1,0 +1,133 @@
+"""Readers for the radar files the field already has, and a SEG-Y writer.
+
+``read(path)`` picks the reader from the file extension (or, failing that, from
+the first bytes) and returns a :class:`RadarData`: the raw samples in the
+file's own type plus metadata.  Supported:
+
+=================  ==========================================  ====================
+vendor             files                                       reader
+=================  ==========================================  ====================
+GSSI               ``.DZT`` (+ ``.DZG`` GPS, ``.DZX`` marks)   :func:`read_dzt`
+MALÅ RAMAC         ``.rad`` + ``.rd3``/``.rd7`` (+ ``.cor``)   :func:`read_ramac`
+S&S pulseEKKO      ``.HD`` + ``.DT1`` (+ ``.GPS``)             :func:`read_dt1`
+SEG-Y              ``.sgy``/``.segy``                          :func:`read_segy`
+=================  ==========================================  ====================
+
+Every malformed or truncated file raises :class:`demine.errors.VendorFormatError`
+naming the file and the field; sizes in headers are checked against the file
+size before anything is allocated.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import VendorFormatError
+from ._common import GPS_COLUMNS, NO_TIME, RadarData, file_size
+from .gssi import channel_count, read_dzg, read_dzt, read_dzx
+from .mala import read_cor, read_ramac
+from .pulseekko import read_dt1
+from .segy import read_segy, write_segy
+
+__all__ = [
+    "GPS_COLUMNS",
+    "NO_TIME",
+    "RadarData",
+    "VENDORS",
+    "detect",
+    "read",
+    "read_channels",
+    "read_cor",
+    "read_dt1",
+    "read_dzg",
+    "read_dzt",
+    "read_dzx",
+    "read_ramac",
+    "read_segy",
+    "write_segy",
+]
+
+_BY_EXT = {
+    ".dzt": "gssi",
+    ".rad": "mala",
+    ".rd3": "mala",
+    ".rd7": "mala",
+    ".dt1": "pulseekko",
+    ".hd": "pulseekko",
+    ".sgy": "segy",
+    ".segy": "segy",
+    ".seg": "segy",
+}
+
+_READERS = {"gssi": read_dzt, "mala": read_ramac, "pulseekko": read_dt1, "segy": read_segy}
+
+#: Vendor names accepted by ``read(..., vendor=...)``.
+VENDORS = tuple(_READERS)
+
+
+def detect(path: str | os.PathLike[str]) -> str:
+    """Return the vendor of *path* from its extension, else from its first bytes.
+
+    Raises
+    ------
+    VendorFormatError
+        The format cannot be recognised.
+    """
+    p = Path(path)
+    v = _BY_EXT.get(p.suffix.lower())
+    if v is not None:
+        return v
+    size = file_size(p)
+    with open(p, "rb") as f:
+        head = f.read(3600)
+    from .gssi import looks_like_dzt
+    from .segy import _FORMATS
+
+    if len(head) >= 3600:
+        fmt_be = int.from_bytes(head[3224:3226], "big")
+        fmt_le = int.from_bytes(head[3224:3226], "little")
+        if head[:1] in (b"\xc3", b"C") and (fmt_be in _FORMATS or fmt_le in _FORMATS):
+            return "segy"
+    if looks_like_dzt(head, size):
+        return "gssi"
+    raise VendorFormatError(f"{os.fspath(p)}: unrecognised radar file format (extension "
+                            f"{p.suffix!r}); expected one of {sorted(set(_BY_EXT))}")
+
+
+def read(path: str | os.PathLike[str], *, vendor: str | None = None, **kwargs: Any) -> RadarData:
+    """Read a vendor radar file.
+
+    Parameters
+    ----------
+    path
+        The data or header file.
+    vendor
+        Force a reader (``"gssi"``, ``"mala"``, ``"pulseekko"``, ``"segy"``)
+        instead of detecting it.
+    **kwargs
+        Passed to the reader (``mmap=True``, ``allow_partial=True``,
+        ``channel=k`` for GSSI, ``sidecars=False``).
+
+    Returns
+    -------
+    RadarData
+
+    Raises
+    ------
+    VendorFormatError
+        Unknown format, or a malformed or truncated file.
+    """
+    v = vendor or detect(path)
+    if v not in _READERS:
+        raise VendorFormatError(f"{os.fspath(path)}: unknown vendor {v!r}; use one of {VENDORS}")
+    return _READERS[v](path, **kwargs)
+
+
+def read_channels(path: str | os.PathLike[str], **kwargs: Any) -> list[RadarData]:
+    """Read every channel of a file (one :class:`RadarData` per channel)."""
+    v = kwargs.pop("vendor", None) or detect(path)
+    if v == "gssi":
+        return [read_dzt(path, channel=k, **kwargs) for k in range(channel_count(path))]
+    return [read(path, vendor=v, **kwargs)]
