@@ -19,7 +19,7 @@ from .._version import __version__
 from ..errors import DemineError
 
 #: Sub-command modules, in the order ``demine --help`` lists them.
-COMMANDS: tuple[str, ...] = ("info", "process")
+COMMANDS: tuple[str, ...] = ("info", "process", "evaluate")
 
 
 def build_parser() -> argparse.ArgumentParser:

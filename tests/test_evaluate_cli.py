@@ -1,0 +1,150 @@
+"""``demine evaluate`` and evaluation plots on small recordings."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from demine.cli import main
+from demine.evaluate import evaluate_recordings, lane_from_recording
+from demine.recording import RecordingWriter
+
+T0 = 1_700_000_000_000_000_000
+
+
+def _zigzag(n: int = 4000, width: float = 1.0, length: float = 4.0) -> np.ndarray:
+    t = np.linspace(0, 1, n)
+    x = width / 2 + width / 2 * np.sin(2 * np.pi * 20 * t)
+    return np.column_stack([x, length * t])
+
+
+def _write(path, *, alarms=True, soil="benign", lane="L1"):
+    """A 1 m x 4 m lane, EMI positions sweeping it, 4 mines and 1 clutter item."""
+    xy = _zigzag()
+    with RecordingWriter(path, site="test", lane_id=lane, attrs={"soil": soil}) as w:
+        s = w.add_stream("emi", "emi", gate_times=[1e-5, 2e-5, 4e-5, 8e-5],
+                         attrs={"footprint_width": 0.24})
+        s.append(np.zeros((xy.shape[0], 4), np.float32),
+                 time=T0 + np.arange(xy.shape[0], dtype=np.int64) * 1_000_000,
+                 x=xy[:, 0], y=xy[:, 1], z=np.full(xy.shape[0], 0.05))
+        w.add_truth({
+            "id": np.array([b"m1", b"m2", b"m3", b"m4", b"c1"]),
+            "type": np.array([b"ap-mine", b"ap-mine", b"at-mine", b"ap-mine-min-metal", b"can"]),
+            "is_mine": np.array([1, 1, 1, 1, 0], np.int8),
+            "x": np.array([0.3, 0.7, 0.5, 0.2, 0.8]),
+            "y": np.array([0.5, 1.5, 2.5, 3.5, 3.0]),
+            "depth": np.array([0.05, 0.10, 0.20, 0.02, 0.05]),
+            "metal_mass": np.array([3e-3, 3e-3, 2.5, 6e-4, 1.5e-2]),
+        })
+        if alarms:
+            w.append_alarms({
+                "time": T0 + np.arange(5, dtype=np.int64),
+                "stream": np.array([b"emi"] * 5),
+                "x": np.array([0.32, 0.75, 0.9, 0.55, 0.8]),
+                "y": np.array([0.52, 1.45, 2.5, 2.9, 3.05]),
+                "depth": np.array([0.06, 0.08, np.nan, 0.15, 0.05]),
+                "score": np.array([0.9, 0.8, 0.7, 0.6, 0.3]),
+            })
+    return path
+
+
+def test_evaluate_recording_numbers(tmp_path):
+    path = _write(tmp_path / "lane.h5")
+    lane = lane_from_recording(path)
+    assert lane.footprint == 0.24 and lane.soil == "benign" and "L1" in lane.name
+    r = evaluate_recordings([path])
+    # m1, m2 found (AP halo 0.25 m); alarm 3 at (0.9, 2.5) is 0.4 m from the AT mine
+    # (halo 0.5 m): found; alarm 4 at (0.55, 2.9) is a false alarm; alarm 5 is on the can.
+    assert r.n_targets == 4 and r.n_found == 3 and r.pd == 0.75
+    assert r.n_false_alarms == 2 and r.n_clutter_alarms == 1
+    area = r.area_m2
+    assert (1 + 0.24) * 4 * 0.9 < area < (1 + 0.24) * (4 + 0.24)
+    assert r.far_per_m2 == pytest.approx(2 / area)
+    assert r.localisation["depth_n"] == 2
+
+
+def test_cli_json_on_a_small_recording(tmp_path, capsys):
+    path = _write(tmp_path / "lane.h5")
+    assert main(["evaluate", str(path), "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    for key in ("pd", "pd_lower95", "far_per_m2", "n_targets", "n_alarms", "pd_at_far",
+                "by_class", "by_depth", "by_soil", "roc"):
+        assert key in d
+    assert d["n_targets"] == 4 and d["n_alarms"] == 5 and d["pd"] == 0.75
+    assert d["pd_lower95"] == pytest.approx(0.2486, abs=1e-4)  # 3 of 4
+    assert d["by_class"]["ap-mine"] == {"n_targets": 2, "n_found": 2, "pd": 1.0,
+                                        "pd_lower95": pytest.approx(math.sqrt(0.05))}
+    assert d["by_class"]["ap-mine-min-metal"]["pd"] == 0.0
+    assert set(d["pd_at_far"]) == {"0.5", "1"}
+    assert d["by_soil"]["benign"]["n_false_alarms"] == 2
+    assert d["files"] == [str(path)]
+
+    # One halo for all targets: the AT mine alarm 0.4 m off is no longer a hit.
+    assert main(["evaluate", str(path), "--json", "--halo", "0.1"]) == 0
+    d2 = json.loads(capsys.readouterr().out)
+    assert d2["n_found"] == 2  # 0.1 m keeps m1 (0.028 m) and m2 (0.064 m) only
+
+
+def test_cli_table_alarms_csv_and_two_files(tmp_path, capsys):
+    a = _write(tmp_path / "a.h5", alarms=False, soil="benign")
+    b = _write(tmp_path / "b.h5", alarms=False, soil="laterite")
+    csv = tmp_path / "alarms.csv"
+    csv.write_text("file,x,y,score\n"
+                   "a.h5,0.3,0.5,0.9\n"
+                   "b.h5,0.3,0.5,0.8\nb.h5,0.7,1.5,0.7\nb.h5,0.5,2.5,0.6\nb.h5,0.2,3.5,0.5\n")
+    assert main(["evaluate", str(a), str(b), "--alarms", str(csv)]) == 0
+    out = capsys.readouterr().out
+    assert "targets 8  found 5  PD 0.625" in out
+    assert "by soil" in out and "laterite" in out
+    assert main(["evaluate", str(a), str(b), "--alarms", str(csv), "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["by_soil"]["laterite"]["pd"] == 1.0 and d["by_soil"]["benign"]["pd"] == 0.25
+    assert [ln["n_found"] for ln in d["lanes"]] == [1, 4]
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    path = _write(tmp_path / "lane.h5")
+    assert main(["evaluate", str(tmp_path / "missing.h5")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    bad = tmp_path / "bad.csv"
+    bad.write_text("east,north\n1,2\n")
+    assert main(["evaluate", str(path), "--alarms", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "no column 'x'" in err and err.count("\n") == 1
+    assert main(["evaluate", str(path), "--stream", "gpr"]) == 2
+    assert "no stream 'gpr'" in capsys.readouterr().err
+
+
+def test_empty_lane_reports_undefined_pd(tmp_path, capsys):
+    path = tmp_path / "empty.h5"
+    xy = _zigzag(1000)
+    with RecordingWriter(path) as w:
+        s = w.add_stream("emi", "emi", gate_times=[1e-5, 2e-5])
+        s.append(np.zeros((xy.shape[0], 2), np.float32),
+                 time=T0 + np.arange(xy.shape[0], dtype=np.int64), x=xy[:, 0], y=xy[:, 1])
+        w.append_alarms({"time": np.array([T0], np.int64), "x": [0.5], "y": [2.0],
+                         "score": [1.0]})
+    assert main(["evaluate", str(path), "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["pd"] is None and d["n_targets"] == 0 and d["n_false_alarms"] == 1
+    assert d["far_per_m2"] > 0 and any("PD undefined" in n for n in d["notes"])
+    assert main(["evaluate", str(path)]) == 0
+    assert "PD n/a" in capsys.readouterr().out
+
+
+def test_plots_write_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    from demine.plots import plot_lane_map, plot_roc, save_figure
+
+    path = _write(tmp_path / "lane.h5")
+    r = evaluate_recordings([path])
+    roc_png = save_figure(plot_roc(r), tmp_path / "roc.png")
+    map_png = save_figure(plot_lane_map(r.lanes[0]), tmp_path / "map.png")
+    for p in (roc_png, map_png):
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
+    assert main(["evaluate", str(path), "--roc-plot", str(tmp_path / "r2.png"),
+                 "--map-plot", str(tmp_path / "m2.png")]) == 0
+    assert (tmp_path / "r2.png").stat().st_size > 5000
