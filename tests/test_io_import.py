@@ -1,0 +1,77 @@
+"""``demine import``: vendor files to recordings that keep raw samples and vendor header."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from demine import io
+from demine.cli import main
+from demine.recording import Recording
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+GSSI16 = DATA / "gpr" / "gprpy-exampledata" / "GSSI" / "FILE____032.DZT"
+GSSI32 = DATA / "gpr" / "impdar-test-data" / "test_gssi.DZT"
+RD3 = DATA / "gpr" / "impdar-test-data" / "ten_col.rad"
+DT1 = DATA / "gpr" / "gprpy-exampledata" / "SnS" / "ComOffs" / "XLINE00.DT1"
+
+
+def test_import_gssi16_keeps_every_sample_exactly(tmp_path):
+    out = tmp_path / "dzt.h5"
+    assert main(["import", str(GSSI16), "--out", str(out)]) == 0
+    raw = io.read(GSSI16).samples
+    with Recording(out) as rec:
+        s = rec.streams["gpr"]
+        stored = np.asarray(s.samples)
+        attrs = s.attrs
+        x = np.asarray(s.x)
+    # Recordings hold int16/int32/float32; GSSI's uint16 is stored minus its mid-scale
+    # 32768, which is a bijection: adding 32768 back must give the file's bytes exactly.
+    assert stored.dtype == np.int16
+    assert np.array_equal(stored.astype(np.int32) + 32768, raw.astype(np.int32))
+    hdr = json.loads(attrs["vendor_header"])
+    assert hdr["rh_nsamp"] == 512 and hdr["rh_bits"] == 16 and hdr["data_offset"] == 1024
+    assert attrs["vendor_dtype"] == "uint16" and attrs["vendor_zero_offset"] == 32768
+    # rhf_spm = 50 scans/m in the header -> 2 cm between traces
+    assert x[1] - x[0] == pytest.approx(0.02)
+
+
+def test_import_gssi32_with_dzg_without_fix(tmp_path):
+    out = tmp_path / "g32.h5"
+    assert main(["import", str(GSSI32), "--out", str(out)]) == 0
+    with Recording(out) as rec:
+        gpr = np.asarray(rec.streams["gpr"].samples)
+        gps = rec.streams["gps"]
+        lat = np.asarray(gps["lat"])
+        fq = np.asarray(gps["fix_quality"])
+        seq = np.asarray(gps.sequence)
+        t = np.asarray(rec.streams["gpr"].time)
+    assert gpr.dtype == np.int32 and gpr.shape == (345, 2048)
+    assert np.array_equal(gpr, io.read(GSSI32).samples)
+    # All 14 GGA sentences in the DZG report fix quality 0: rows kept, positions NaN.
+    assert lat.size == 14 and np.all(np.isnan(lat)) and np.all(fq == 0)
+    assert seq[0] == 23  # "$GSSIS,23,-1" precedes the first GGA
+    assert np.all(np.diff(t) > 0)
+
+
+@pytest.mark.parametrize("src", [RD3, DT1])
+def test_import_other_vendors(tmp_path, src):
+    out = tmp_path / "o.h5"
+    assert main(["import", str(src), "--out", str(out)]) == 0
+    rd = io.read(src)
+    with Recording(out) as rec:
+        s = rec.streams["gpr"]
+        assert np.array_equal(np.asarray(s.samples), rd.samples)
+        assert json.loads(s.attrs["vendor_header"])
+        assert s.attrs["sample_interval"] == pytest.approx(rd.sample_interval_s)
+
+
+def test_import_bad_file_is_one_line_exit_2(tmp_path, capsys):
+    bad = tmp_path / "bad.DZT"
+    bad.write_bytes(GSSI16.read_bytes()[:2000])  # header + a partial scan
+    assert main(["import", str(bad), "--out", str(tmp_path / "o.h5")]) == 2
+    err = capsys.readouterr().err
+    assert "bad.DZT" in err and "payload" in err and len(err.strip().splitlines()) == 1
