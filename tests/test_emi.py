@@ -385,9 +385,17 @@ def test_notch_nan_feeds_last_value():
     np.testing.assert_array_equal(y2[3:], run_stage(st_, x))
 
 
-def test_integer_input_is_cast_to_float32():
+def test_integer_and_byte_swapped_input():
     y = run_stage(emi.Baseline(), np.arange(32, dtype=np.int16).reshape(2, 16))
     assert y.dtype == np.float32
+    x, _ = synthetic(n=50, dtype=np.float64)
+    be = x.astype(">f8")
+    for stage in all_stages():
+        out = run_stage(stage, be)
+        assert out.dtype == np.float64
+        assert_same(out, run_stage(stage, x))
+    # a non-contiguous view works as well
+    assert_same(run_stage(emi.Detect(), x[::2]), run_stage(emi.Detect(), x[::2].copy()))
 
 
 # --------------------------------------------------------------------------------------

@@ -151,9 +151,10 @@ class Stage:
         elif arr.shape[1] != self._n_channels:
             raise ValueError(f"stage {self.name!r}: chunk has {arr.shape[1]} channels, "
                              f"earlier chunks had {self._n_channels}")
-        if dtype is None:
-            dtype = arr.dtype if arr.dtype in (np.float32, np.float64) else np.float32
-        return np.ascontiguousarray(arr, dtype=dtype)
+        if dtype is None:  # native float64 stays float64, everything else float32
+            dtype = np.float64 if arr.dtype.kind == "f" and arr.dtype.itemsize == 8 \
+                else np.float32
+        return np.ascontiguousarray(arr, dtype=np.dtype(dtype).newbyteorder("="))
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
