@@ -120,7 +120,7 @@ def get_driver(name: str | Driver, **options: Any) -> Driver:
             ) from exc
     try:
         drv = factory(**options)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise ConfigError(f"driver {name!r}: bad options {sorted(options)}: {exc}") from exc
     if not isinstance(drv, Driver):
         raise ConfigError(f"driver {name!r} did not produce a demine Driver (got {drv!r})")

@@ -125,19 +125,31 @@ cdef inline Py_ssize_t _find_sync(const uint8_t* buf, Py_ssize_t a, Py_ssize_t s
 
 
 cdef Py_ssize_t _nested_valid(const uint8_t* buf, Py_ssize_t a, Py_ssize_t b,
-                              Py_ssize_t stop, const int64_t* P) noexcept nogil:
-    """Start of the first complete, CRC-valid frame beginning in [a, b), else -1."""
+                              Py_ssize_t stop, const int64_t* P, bint final) noexcept nogil:
+    """Start of the first complete, CRC-valid frame beginning in [a, b).
+
+    Returns -1 if there is none, -2 if it cannot be decided yet because a candidate
+    (sync word, plausible header) in [a, b) runs past ``stop``.
+    """
     cdef Py_ssize_t q = a, L
+    cdef bint undecided = False
     while q < b:
         q = _find_sync(buf, q, stop, <uint8_t>P[0], <uint8_t>P[1])
         if q < 0 or q >= b:
-            return -1
-        if q + P[2] <= stop:
-            L = _frame_len(buf + q, P)
-            if L > 0 and q + L <= stop and _crc_ok(buf + q, L, P):
+            break
+        if q + P[2] > stop:
+            undecided = True
+            break
+        L = _frame_len(buf + q, P)
+        if L > 0:
+            if q + L > stop:
+                undecided = True
+            elif _crc_ok(buf + q, L, P):
                 return q
         q += 1
-    return -1
+    if not undecided and b >= stop and buf[stop - 1] == <uint8_t>P[0]:
+        undecided = True  # a sync word may start in the last byte
+    return -2 if (undecided and not final) else -1
 
 
 cdef inline void _skip(int64_t* C, Py_ssize_t nbytes) noexcept nogil:
@@ -151,13 +163,14 @@ cdef inline void _skip(int64_t* C, Py_ssize_t nbytes) noexcept nogil:
 
 def scan_binary(const uint8_t[::1] buf, Py_ssize_t start, Py_ssize_t stop,
                 const int64_t[::1] params, int64_t[::1] out_off, int64_t[::1] out_len,
-                int64_t[::1] counters):
+                int64_t[::1] counters, bint final=False):
     """Find the good frames in ``buf[start:stop]``.
 
     Returns ``(n_frames, keep)``: the offsets and lengths of the good frames are in
     ``out_off[:n]``/``out_len[:n]``; bytes from ``keep`` on are an incomplete frame
     (or a lone first sync byte) to be kept for the next call.  ``out_*`` must hold
-    at least ``(stop - start) // min_len + 1`` entries.
+    at least ``(stop - start) // min_len + 1`` entries.  With ``final`` (end of the
+    stream) nothing is kept: an incomplete frame is counted as truncated.
     """
     cdef const uint8_t* b = &buf[0] if buf.shape[0] > 0 else NULL
     cdef const int64_t* P = &params[0]
@@ -171,7 +184,7 @@ def scan_binary(const uint8_t[::1] buf, Py_ssize_t start, Py_ssize_t stop,
             p = _find_sync(b, pos, stop, s0, s1)
             if p < 0:
                 # no complete sync word left: keep a trailing first sync byte
-                if b[stop - 1] == s0 and stop - 1 >= pos:
+                if b[stop - 1] == s0 and stop - 1 >= pos and not final:
                     keep = stop - 1
                 else:
                     keep = stop
@@ -179,6 +192,12 @@ def scan_binary(const uint8_t[::1] buf, Py_ssize_t start, Py_ssize_t stop,
                 break
             _skip(C, p - pos)
             if p + P[2] > stop:
+                if final:
+                    C[1] += 1
+                    C[4] = 1
+                    _skip(C, stop - p)
+                    keep = stop
+                    break
                 keep = p
                 break
             L = _frame_len(b + p, P)
@@ -188,29 +207,54 @@ def scan_binary(const uint8_t[::1] buf, Py_ssize_t start, Py_ssize_t stop,
                 pos = p + 1
                 continue
             if p + L > stop:
-                q = _nested_valid(b, p + 1, stop, stop, P)
+                q = _nested_valid(b, p + 1, stop, stop, P, final)
                 if q >= 0:
                     C[1] += 1
                     C[4] = 1
                     _skip(C, q - p)
                     pos = q
                     continue
+                if final:
+                    C[1] += 1
+                    C[4] = 1
+                    _skip(C, stop - p)
+                    keep = stop
+                    break
                 keep = p
                 break
             if _crc_ok(b + p, L, P):
+                # A truncated frame completed by the start of the next one can pass
+                # the CRC by chance (1/256 when cut by one byte: its CRC high byte
+                # meets the sync byte; 2^-16 otherwise).  An intact frame never
+                # contains another valid frame, so one starting inside unmasks it.
+                q = _nested_valid(b, p + 1, p + L, stop, P, final)
+                if q == -2:
+                    keep = p
+                    break
+                if q >= 0:
+                    C[1] += 1
+                    C[4] = 1
+                    _skip(C, q - p)
+                    pos = q
+                    continue
                 out_off[n] = p
                 out_len[n] = L
                 n += 1
                 pos = p + L
                 C[4] = 0
                 continue
-            q = _nested_valid(b, p + 1, p + L, stop, P)
+            q = _nested_valid(b, p + 1, p + L, stop, P, final)
             if q >= 0:
                 C[1] += 1
                 C[4] = 1
                 _skip(C, q - p)
                 pos = q
                 continue
+            if q == -2:
+                # a frame may start inside this one but is not complete yet: decide
+                # (truncated or corrupt) when more bytes have come
+                keep = p
+                break
             # a complete frame with a bad CRC: count it, then search again one byte on
             C[0] += 1
             C[4] = 1

@@ -148,27 +148,26 @@ class Framer:
         return batches
 
     def flush(self) -> list[FrameBatch]:
-        """End of stream: a pending line is parsed; a pending binary frame is truncated."""
-        out: list[FrameBatch] = []
+        """End of stream: decide what is pending (a partial line is parsed, a frame
+        that never completed is counted as truncated) and return the last frames."""
         if not self._buf:
-            return out
+            return []
         if self.driver.framing == "line":
-            out = self.feed(b"\n")
-        else:
-            if self._buf[: len(self.driver.layout.sync)] == self.driver.layout.sync and (
-                len(self._buf) >= 2
-            ):
-                self.stats.truncated += 1
-            self.stats.bytes_skipped += len(self._buf)
-            self._buf.clear()
-        return out
+            return self.feed(b"\n")
+        batches = self._feed_binary(b"", final=True)
+        if self.check_sequence and batches:
+            batches = [b for b in (self._sequence(b) for b in batches) if len(b)]
+        self.stats.frames += sum(len(b) for b in batches)
+        return batches
 
     def reset_sequence(self) -> None:
         """Forget the last sequence number (the next frame starts a new run)."""
         self._last_seq = None
 
     # -- binary -------------------------------------------------------------------------
-    def _feed_binary(self, data: bytes | bytearray | memoryview) -> list[FrameBatch]:
+    def _feed_binary(
+        self, data: bytes | bytearray | memoryview, final: bool = False
+    ) -> list[FrameBatch]:
         if self._buf:
             self._buf += data
             raw = self._buf
@@ -183,7 +182,7 @@ class Framer:
         lens = np.empty(cap, dtype=np.int64)
         c = self._counters
         before = c.copy()
-        n, keep = _framing.scan_binary(arr, 0, n_bytes, self._params, off, lens, c)
+        n, keep = _framing.scan_binary(arr, 0, n_bytes, self._params, off, lens, c, final)
         d = c - before
         s = self.stats
         s.crc_errors += int(d[0])

@@ -1,0 +1,554 @@
+"""Read path: one reader thread per serial device, frames out with timestamps.
+
+:class:`DeviceReader` opens any pyserial URL (``/dev/ttyUSB0``, ``socket://host:port``,
+``rfc2217://…``, a pseudo-terminal) with :func:`serial.serial_for_url`, reads in bulk
+whatever the port has buffered (never ``readline``/``read_until``), cuts frames with
+the shared :class:`~demine.framing.Framer`, stamps every frame with its host receive
+time and with the device clock mapped to host time (:class:`ClockFit`), and hands
+the frames to a callback or a queue.
+
+Faults and their outcome:
+
+* **garbage, bit flips, truncation, dropped bytes, duplicates**: handled by the
+  framer and counted (see :mod:`demine.framing`); good frames continue.
+* **stall** (no bytes for ``stall_timeout`` s): a ``"stall"`` event and a warning;
+  ``"resumed"`` when bytes come back.
+* **unplug**: the read fails (the port disappeared, or the adapter "reports
+  readiness to read but returned no data" while ``is_open`` still says True) or the
+  device path vanished during a stall: ``"disconnected"`` event, the port is closed
+  and reopened with exponential backoff; on success ``"reconnected"`` with the gap
+  recorded in :attr:`DeviceReader.gaps`; the same stream and the same framer
+  continue (a frame cut by the unplug is counted as truncated, frames the device
+  sent meanwhile as a sequence gap).
+* **wrong baud rate** (or wrong driver): after ``diagnose_bytes`` bytes without a
+  single valid frame, a ``"no_valid_frames"`` event whose message reads e.g.
+  ``no valid frame in 64 KiB at 115200 baud on /dev/ttyUSB0 (driver emi-pi)…``,
+  also kept in ``stats.diagnosis``.
+
+Nothing a device does stops the reader threads of other devices; an exception in
+the consumer callback is counted and reported as an event, never kills the reader.
+
+Example
+-------
+>>> from demine.acquisition import DeviceReader
+>>> def consume(batch):
+...     print(batch.driver, len(batch), batch.time_ns[:1])
+>>> reader = DeviceReader("/dev/ttyUSB0", "emi-pi", on_frames=consume)  # doctest: +SKIP
+>>> reader.start(); ...; reader.stop(); print(reader.stats)              # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .drivers import Driver, FrameBatch, get_driver
+from .framing import Framer, FramingStats
+
+__all__ = ["ClockFit", "DeviceReader", "ReaderEvent", "ReaderStats"]
+
+log = logging.getLogger("demine.acquisition")
+
+
+# --------------------------------------------------------------------------------------
+# device clock -> host clock
+# --------------------------------------------------------------------------------------
+class ClockFit:
+    """Map a device clock to host time by a robust running fit of the lower envelope.
+
+    USB and OS scheduling only ever *delay* the moment a frame is read, so the host
+    time minus the device time of each frame is the clock offset plus a positive,
+    jittery latency.  The fit keeps, per block of ``block_s`` seconds of device time,
+    the frame with the smallest such difference (the least delayed one), and fits a
+    straight line (offset and rate difference, i.e. drift in ppm) through those
+    minima over the last ``window_s`` seconds.  The mapped time is free of the
+    read jitter; it carries the (constant) minimum latency of the link.
+
+    A device clock that jumps (device restarted, clock reset) or a host clock step
+    larger than ``max_step_s`` restarts the fit.
+
+    Parameters
+    ----------
+    window_s : float
+        Length of history used by the fit (device seconds).
+    block_s : float
+        Block length for the lower envelope.
+    max_step_s : float
+        A frame that arrives this much earlier than the fit allows restarts it.
+    max_latency_s : float
+        A frame delayed this much beyond the fit restarts it (a host clock step;
+        smaller delays are latency, e.g. bytes buffered during a stall).
+    """
+
+    def __init__(
+        self,
+        window_s: float = 60.0,
+        block_s: float = 0.5,
+        max_step_s: float = 1.0,
+        max_latency_s: float = 30.0,
+    ):
+        if not (window_s > 0 and block_s > 0 and window_s >= 2 * block_s):
+            raise ValueError("need window_s >= 2 * block_s > 0")
+        self.window_s = float(window_s)
+        self.block_s = float(block_s)
+        self.max_step_s = float(max_step_s)
+        self.max_latency_s = float(max_latency_s)
+        self.resets = 0
+        self._ref_dev: int | None = None
+        self._ref_host = 0
+        self._blocks: deque[tuple[int, float, float]] = deque()  # (block id, x, r)
+        self._coef = (0.0, 0.0)
+        self._last_x = -np.inf
+
+    def reset(self) -> None:
+        """Forget the history (next frame starts a new fit)."""
+        self._ref_dev = None
+        self._blocks.clear()
+        self._coef = (0.0, 0.0)
+        self._last_x = -np.inf
+
+    @property
+    def drift_ppm(self) -> float:
+        """Current estimate of the device clock rate error, in parts per million."""
+        return self._coef[1] * 1e6
+
+    def update(self, device_us: np.ndarray, host_ns: np.ndarray) -> np.ndarray:
+        """Add frames (device µs, host receive ns) and return their mapped times (ns).
+
+        Frames without a device clock (``device_us < 0``) get their host time.
+        """
+        device_us = np.asarray(device_us, dtype=np.int64)
+        host_ns = np.asarray(host_ns, dtype=np.int64)
+        out = host_ns.copy()
+        valid = device_us >= 0
+        if not valid.any():
+            return out
+        idx = np.flatnonzero(valid)
+        start = 0
+        while start < idx.size:
+            stop = self._add(device_us[idx[start:]], host_ns[idx[start:]])
+            sel = idx[start : start + stop]
+            out[sel] = self._map(device_us[sel])
+            start += stop
+        return out
+
+    def _xr(self, dev: np.ndarray, host: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = (dev - self._ref_dev).astype(np.float64) * 1e-6
+        y = (host - self._ref_host).astype(np.float64) * 1e-9
+        return x, y - x
+
+    def _add(self, dev: np.ndarray, host: np.ndarray) -> int:
+        """Take frames until a discontinuity; return how many were taken."""
+        if self._ref_dev is None:
+            self._ref_dev = int(dev[0])
+            self._ref_host = int(host[0])
+        x, r = self._xr(dev, host)
+        n = x.shape[0]
+        # discontinuity: device clock going back, a frame "earlier than possible"
+        # (device clock jumped ahead, host clock stepped back), or a delay longer
+        # than any buffering explains (host clock stepped ahead)
+        a, b = self._coef
+        bad = x < self._last_x - 1e-6
+        dev = r - (a + b * x) if self._blocks else r - r[0]
+        bad |= (dev < -self.max_step_s) | (dev > self.max_latency_s)
+        if bad.any():
+            k = int(np.argmax(bad))
+            if k == 0:
+                self.resets += 1
+                self.reset()
+                return self._add(dev, host)
+            n = k
+            x, r = x[:n], r[:n]
+        self._last_x = float(x[-1])
+        blk = np.floor(x / self.block_s).astype(np.int64)
+        # per-block minima of r (blk is non-decreasing)
+        cuts = np.flatnonzero(np.diff(blk)) + 1
+        starts = np.concatenate(([0], cuts))
+        mins = np.minimum.reduceat(r, starts)
+        ends = np.append(cuts, n)
+        for s, e, m in zip(starts.tolist(), ends.tolist(), mins.tolist(), strict=True):
+            bid = int(blk[s])
+            j = s + int(np.argmin(r[s:e]))  # x of the minimum inside this block
+            if self._blocks and self._blocks[-1][0] == bid:
+                if m < self._blocks[-1][2]:
+                    self._blocks[-1] = (bid, float(x[j]), m)
+            else:
+                self._blocks.append((bid, float(x[j]), m))
+        keep_from = self._blocks[-1][0] - int(self.window_s / self.block_s)
+        while self._blocks and self._blocks[0][0] < keep_from:
+            self._blocks.popleft()
+        self._fit()
+        return n
+
+    def _fit(self) -> None:
+        bx = np.array([b[1] for b in self._blocks])
+        br = np.array([b[2] for b in self._blocks])
+        if bx.size < 3 or bx[-1] - bx[0] < 2 * self.block_s:
+            self._coef = (float(br.min()), self._coef[1] if bx.size > 1 else 0.0)
+            return
+        b, a = np.polyfit(bx, br, 1)
+        # one rejection pass: drop block minima far above the line (blocks in which
+        # every frame was delayed), then refit
+        res = br - (a + b * bx)
+        mad = np.median(np.abs(res - np.median(res))) + 1e-9
+        ok = res < 4 * mad
+        if ok.sum() >= 3 and not ok.all():
+            b, a = np.polyfit(bx[ok], br[ok], 1)
+        self._coef = (float(a), float(b))
+
+    def _map(self, dev: np.ndarray) -> np.ndarray:
+        x = (dev - self._ref_dev).astype(np.float64) * 1e-6
+        a, b = self._coef
+        y = x + a + b * x
+        return self._ref_host + np.round(y * 1e9).astype(np.int64)
+
+
+# --------------------------------------------------------------------------------------
+# reader
+# --------------------------------------------------------------------------------------
+@dataclass
+class ReaderEvent:
+    """Something that happened to a device: connection, stall, diagnosis…"""
+
+    time_ns: int
+    kind: str  # connected, disconnected, reconnected, open_failed, stall, resumed,
+    # no_valid_frames, callback_error, stopped
+    message: str
+    device: str = ""
+
+
+@dataclass
+class ReaderStats(FramingStats):
+    """Counts of a :class:`DeviceReader` (framing counts plus link counts)."""
+
+    reads: int = 0
+    bytes_read: int = 0
+    stalls: int = 0
+    disconnects: int = 0
+    reconnects: int = 0
+    open_failures: int = 0
+    callback_errors: int = 0
+    connected: bool = False
+    diagnosis: str = ""
+    cpu_seconds: float = 0.0
+    last_frame_ns: int = 0
+    gaps: list[tuple[int, int]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class DeviceReader:
+    """Read one device in a background thread.
+
+    Parameters
+    ----------
+    url : str
+        Any pyserial URL or device path.
+    driver : Driver or str
+        Driver instance or registry name (e.g. ``"emi-pi"``).
+    name : str, optional
+        Name of the device in events and logs (default: the driver name).
+    on_frames : callable, optional
+        Called in the reader thread with every :class:`~demine.drivers.FrameBatch`
+        (``host_time_ns`` and ``time_ns`` filled in).  Without it batches go to an
+        internal queue read with :meth:`get`.
+    on_event : callable, optional
+        Called with every :class:`ReaderEvent` (also kept in :attr:`events`).
+    serial_options : dict, optional
+        Overrides of the driver's serial settings (``baudrate``, ``parity``…).
+    read_timeout : float
+        Longest wait of one read for the first byte (seconds).
+    poll_interval : float
+        Least time between two reads while data flows: bytes accumulate in the
+        driver's buffer meanwhile, so each read takes a large block (few system
+        calls per second at any data rate).
+    stall_timeout : float
+        Seconds without bytes before a ``"stall"`` event.
+    reconnect : bool
+        Reopen the port after an unplug (with backoff); otherwise the thread ends.
+    backoff : tuple of float
+        First and largest wait between reopen attempts (seconds).
+    diagnose_bytes : int
+        Bytes without one valid frame before the wrong-baud diagnosis.
+    clock : ClockFit, optional
+        Clock mapper (default: a new :class:`ClockFit`).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        driver: Driver | str,
+        *,
+        name: str | None = None,
+        on_frames: Callable[[FrameBatch], Any] | None = None,
+        on_event: Callable[[ReaderEvent], Any] | None = None,
+        serial_options: dict[str, Any] | None = None,
+        read_timeout: float = 0.1,
+        poll_interval: float = 0.005,
+        stall_timeout: float = 2.0,
+        reconnect: bool = True,
+        backoff: tuple[float, float] = (0.05, 2.0),
+        diagnose_bytes: int = 65536,
+        clock: ClockFit | None = None,
+    ) -> None:
+        self.url = str(url)
+        self.driver = get_driver(driver)
+        self.name = name or self.driver.name
+        self.on_frames = on_frames
+        self.on_event = on_event
+        self.settings = dict(self.driver.serial_settings)
+        if serial_options:
+            self.settings.update(serial_options)
+        self.read_timeout = float(read_timeout)
+        self.poll_interval = float(poll_interval)
+        self.stall_timeout = float(stall_timeout)
+        self.reconnect = bool(reconnect)
+        self.backoff = (float(backoff[0]), float(backoff[1]))
+        self.diagnose_bytes = int(diagnose_bytes)
+        self.clock = clock if clock is not None else ClockFit()
+        self.framer = Framer(self.driver)
+        self.events: list[ReaderEvent] = []
+        self._queue: queue.Queue[FrameBatch] = queue.Queue()
+        self._stats = ReaderStats()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._ser: Any = None
+        self.error: BaseException | None = None
+
+    # -- control ------------------------------------------------------------------------
+    def start(self) -> DeviceReader:
+        """Start the reader thread (returns self)."""
+        if self._thread is not None:
+            raise RuntimeError(f"reader {self.name!r} already started")
+        self._thread = threading.Thread(target=self._run, name=f"demine-{self.name}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float | None = 5.0) -> None:
+        """Stop the thread, close the port, deliver what the framer still holds."""
+        self._stop.set()
+        ser = self._ser
+        if ser is not None and hasattr(ser, "cancel_read"):
+            try:
+                ser.cancel_read()
+            except Exception:  # noqa: BLE001 - port may be half closed already
+                pass
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def __enter__(self) -> DeviceReader:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        """True while the reader thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def get(self, timeout: float | None = None) -> FrameBatch | None:
+        """Next batch from the queue (only without ``on_frames``); None on timeout."""
+        try:
+            return self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    @property
+    def stats(self) -> ReaderStats:
+        """A consistent snapshot of the counters."""
+        with self._lock:
+            s = ReaderStats(**{**asdict(self._stats), **self.framer.stats.as_dict()})
+            s.gaps = list(self._stats.gaps)
+            return s
+
+    @property
+    def gaps(self) -> list[tuple[int, int]]:
+        """Disconnections as (host ns when lost, host ns when back)."""
+        with self._lock:
+            return list(self._stats.gaps)
+
+    # -- internals ----------------------------------------------------------------------
+    def _event(self, kind: str, message: str) -> None:
+        ev = ReaderEvent(time.time_ns(), kind, message, self.name)
+        self.events.append(ev)
+        level = logging.INFO if kind in ("connected", "reconnected", "resumed", "stopped") \
+            else logging.WARNING
+        log.log(level, "%s (%s): %s", self.name, self.url, message)
+        if self.on_event is not None:
+            try:
+                self.on_event(ev)
+            except Exception:  # noqa: BLE001 - consumer bug must not kill the reader
+                log.exception("on_event callback of %s failed", self.name)
+
+    def _open(self) -> Any:
+        import serial
+
+        return serial.serial_for_url(self.url, timeout=self.read_timeout, **self.settings)
+
+    def _path_gone(self) -> bool:
+        return "://" not in self.url and not os.path.exists(self.url)
+
+    def _deliver(self, batches: list[FrameBatch], t_ns: int) -> None:
+        for b in batches:
+            n = len(b)
+            b.host_time_ns = np.full(n, t_ns, dtype=np.int64)
+            b.time_ns = self.clock.update(b.device_time_us, b.host_time_ns)
+            if self.on_frames is None:
+                self._queue.put(b)
+                continue
+            try:
+                self.on_frames(b)
+            except Exception as exc:  # noqa: BLE001
+                with self._lock:
+                    self._stats.callback_errors += 1
+                self._event("callback_error", f"frame consumer failed: {exc!r}")
+
+    def _close(self) -> None:
+        ser, self._ser = self._ser, None
+        if ser is not None:
+            try:
+                ser.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+    def _run(self) -> None:
+        import serial
+
+        st = self._stats
+        delay = self.backoff[0]
+        ever_connected = False
+        lost_at = 0
+        last_data = time.monotonic()
+        stalled = False
+        since_good = 0
+        diagnosed = False
+        cpu0 = time.thread_time()
+        try:
+            while not self._stop.is_set():
+                if self._ser is None:
+                    try:
+                        self._ser = self._open()
+                    except (serial.SerialException, OSError, ValueError) as exc:
+                        with self._lock:
+                            st.open_failures += 1
+                        if not ever_connected and not self.reconnect:
+                            raise
+                        if st.open_failures == 1 or not ever_connected:
+                            self._event("open_failed", f"cannot open {self.url}: {exc}")
+                        self._stop.wait(delay)
+                        delay = min(delay * 2, self.backoff[1])
+                        continue
+                    delay = self.backoff[0]
+                    last_data = time.monotonic()
+                    stalled = False
+                    with self._lock:
+                        st.connected = True
+                        if ever_connected:
+                            st.reconnects += 1
+                            st.gaps.append((lost_at, time.time_ns()))
+                    if ever_connected:
+                        gap = (time.time_ns() - lost_at) / 1e9
+                        self._event("reconnected", f"reconnected to {self.url} after {gap:.2f} s")
+                    else:
+                        self._event("connected", f"opened {self.url} at "
+                                    f"{self.settings.get('baudrate')} baud")
+                    ever_connected = True
+                # ---- one bulk read ----
+                t_read = time.monotonic()
+                try:
+                    ser = self._ser
+                    waiting = ser.in_waiting
+                    data = ser.read(waiting if waiting else 1)
+                    if data and not waiting:
+                        more = ser.in_waiting
+                        if more:
+                            data += ser.read(more)
+                except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
+                    if self._stop.is_set():
+                        break
+                    lost_at = time.time_ns()
+                    with self._lock:
+                        st.disconnects += 1
+                        st.connected = False
+                    self._close()
+                    self._event("disconnected", f"lost {self.url}: {exc}")
+                    if not self.reconnect:
+                        break
+                    continue
+                now_ns = time.time_ns()
+                if not data:
+                    idle = time.monotonic() - last_data
+                    if idle >= self.stall_timeout and not stalled:
+                        stalled = True
+                        with self._lock:
+                            st.stalls += 1
+                        self._event("stall", f"no data from {self.url} for {idle:.1f} s")
+                    if stalled and self._path_gone():
+                        lost_at = now_ns
+                        with self._lock:
+                            st.disconnects += 1
+                            st.connected = False
+                        self._close()
+                        self._event("disconnected", f"{self.url} disappeared")
+                        if not self.reconnect:
+                            break
+                    continue
+                if stalled:
+                    self._event("resumed", f"data again after "
+                                f"{time.monotonic() - last_data:.1f} s")
+                    stalled = False
+                last_data = time.monotonic()
+                frames_before = self.framer.stats.frames
+                with self._lock:
+                    st.reads += 1
+                    st.bytes_read += len(data)
+                    batches = self.framer.feed(data)
+                if self.framer.stats.frames > frames_before or batches:
+                    since_good = 0
+                    diagnosed = False
+                    st.last_frame_ns = now_ns
+                else:
+                    since_good += len(data)
+                    if since_good >= self.diagnose_bytes and not diagnosed:
+                        diagnosed = True
+                        msg = (
+                            f"no valid frame in {since_good // 1024} KiB at "
+                            f"{self.settings.get('baudrate')} baud on {self.url} "
+                            f"(driver {self.driver.name}): wrong baud rate, wrong driver "
+                            f"or wrong port?"
+                        )
+                        with self._lock:
+                            st.diagnosis = msg
+                        self._event("no_valid_frames", msg)
+                if batches:
+                    self._deliver(batches, now_ns)
+                with self._lock:
+                    st.cpu_seconds = time.thread_time() - cpu0
+                # let bytes accumulate: few large reads instead of many small ones
+                rest = self.poll_interval - (time.monotonic() - t_read)
+                if rest > 0:
+                    self._stop.wait(rest)
+        except BaseException as exc:  # noqa: BLE001 - reported, never silent
+            self.error = exc
+            self._event("error", f"reader stopped: {exc!r}")
+        finally:
+            self._close()
+            with self._lock:
+                batches = self.framer.flush()
+                st.connected = False
+                st.cpu_seconds = time.thread_time() - cpu0
+            if batches:
+                self._deliver(batches, time.time_ns())
+            self._event("stopped", f"reader of {self.url} stopped")
