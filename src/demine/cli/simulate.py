@@ -1,0 +1,104 @@
+"""``demine simulate SCENE``: simulated devices on pseudo-terminals, or a lane to a file."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "simulate",
+        help="serve simulated devices (metal detector, radar, GPS) on pseudo-terminals",
+        description="Simulate a lane (a shipped scene name or a scene TOML file). With "
+        "--device, serve each device's real wire protocol on its own pseudo-terminal and "
+        "print one line 'DRIVER PATH' per device, then run until the duration ends, "
+        "Ctrl-C or SIGTERM. With --out, write the run straight to a recording instead "
+        "(with its ground truth). --list shows the shipped scenes.",
+    )
+    p.add_argument("scene", nargs="?", metavar="SCENE",
+                   help="scene name (see --list) or path of a scene .toml file")
+    p.add_argument("--device", action="append", default=[], metavar="DRIVER",
+                   help="emi-pi, gpr or nmea (repeat for several devices)")
+    p.add_argument("--duration", type=float, default=None, metavar="S",
+                   help="seconds of data (devices: default until stopped; --out: default "
+                   "one coverage of the lane)")
+    p.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
+    p.add_argument("--speed", type=float, default=1.0,
+                   help="real-time factor for devices (default 1.0)")
+    p.add_argument("--fast", action="store_true",
+                   help="devices send as fast as the reader reads, not in real time")
+    p.add_argument("--out", metavar="FILE", default=None,
+                   help="write the simulated lane to this recording (no devices)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--list", action="store_true", help="list the shipped scenes and exit")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import ConfigError
+    from ..simulate import list_scenes, load_scene, simulate_lane
+
+    if args.list:
+        for name in list_scenes():
+            sc = load_scene(name)
+            print(f"{name:<20} {sc.width:g} x {sc.length:g} m, {len(sc.objects)} objects "
+                  f"({sum(o.is_mine for o in sc.objects)} mines): {sc.description}")
+        return 0
+    if not args.scene:
+        raise ConfigError("a SCENE is required (name of a shipped scene or a .toml file)")
+    scene = load_scene(args.scene)
+    if args.out:
+        if args.device:
+            raise ConfigError("--out writes a file; it does not take --device")
+        t = time.perf_counter()
+        res = simulate_lane(scene, args.duration, seed=args.seed)
+        res.write(args.out, overwrite=args.overwrite)
+        el = time.perf_counter() - t
+        print(f"{args.out}: scene {scene.name!r}, {res.duration:.1f} s simulated in {el:.1f} s "
+              f"({res.duration / max(el, 1e-9):.0f}x real time), {len(scene.objects)} targets",
+              flush=True)
+        return 0
+    if not args.device:
+        raise ConfigError("give at least one --device (emi-pi, gpr, nmea) or --out FILE")
+    from ..simulate.device import SimulatedDevice
+
+    devices: list[SimulatedDevice] = []
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for name in args.device:
+            devices.append(SimulatedDevice(name, scene, seed=args.seed, duration=args.duration,
+                                           realtime=not args.fast, speed=args.speed))
+        for dev in devices:
+            print(f"{dev.driver_name} {dev.port}", flush=True)
+        t0 = time.monotonic()
+        for dev in devices:
+            dev.start(t0)
+        while not stop.is_set():
+            if all(d.wait(0) for d in devices):
+                break
+            stop.wait(0.2)
+        for dev in devices:
+            if dev.error is not None:
+                print(f"demine simulate: {dev.driver_name}: {dev.error}", file=sys.stderr)
+                return 2
+        if not stop.is_set():
+            # give readers a moment to drain the pty before it closes
+            time.sleep(0.5)
+        return 0
+    finally:
+        for dev in devices:
+            dev.stop()
+        for s, h in old.items():
+            signal.signal(s, h)
+        for dev in devices:
+            print(f"{dev.driver_name}: {dev.frames_sent} frames, {dev.bytes_sent} bytes sent, "
+                  f"{dev.bytes_dropped} dropped", file=sys.stderr)

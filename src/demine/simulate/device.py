@@ -1,0 +1,310 @@
+"""Simulated devices on pseudo-terminals, speaking a driver's real wire protocol.
+
+A :class:`SimulatedDevice` opens a pseudo-terminal pair (``os.openpty``), puts it
+in raw mode, and writes the frames of one stream of a simulated lane to the
+master side, encoded by the driver's own encoder; a program opens the slave
+path (``device.port``) with pyserial exactly as it would open
+``/dev/ttyUSB0``.  In real time (the default) each frame leaves at its
+acquisition time (NMEA sentences a little later, as a receiver's latency);
+with ``realtime=False`` frames go out as fast as the reader takes them (for
+tests), never dropped.
+
+In real time, a device whose reader does not keep up (or is absent) behaves
+like a serial device: bytes older than ``max_backlog`` seconds that the pty
+could not take are dropped and counted in ``bytes_dropped``.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import termios
+import threading
+import time
+import tty
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError
+from .lane import LaneSimulator
+from .scene import Scene
+
+__all__ = ["SimulatedDevice", "DRIVER_STREAMS", "encode_block"]
+
+#: Driver name -> simulated stream it serves.
+DRIVER_STREAMS = {"emi-pi": "emi", "gpr": "gpr", "nmea": "gps"}
+
+
+def encode_block(driver: Any, stream: str, block: dict, talker: str = "GN",
+                 rate: float = 10.0) -> tuple[list[bytes], np.ndarray]:
+    """Encode a block of a simulated stream with ``driver``.
+
+    NMEA fixes are GGA + RMC (the driver's encoder), preceded by a ZDA
+    sentence on whole seconds (``rate`` = fixes per second, ``talker`` its id).
+
+    Returns
+    -------
+    frames : list of bytes
+        The wire bytes of each frame (NMEA: the sentences of one fix).
+    time_ns : ndarray of int64
+        The acquisition time of each frame (UTC ns).
+    """
+    n = len(block["time"])
+    if n == 0:
+        return [], np.zeros(0, dtype=np.int64)
+    if stream == "emi":
+        raw = driver.encode_arrays(block["sequence"], block["device_time_us"],
+                                   block["samples"], block["status"])
+    elif stream == "gpr":
+        raw = driver.encode_arrays(block["sequence"], block["device_time_us"],
+                                   block["samples"], encoder=block["encoder"],
+                                   stacking=block["stacking"], status=block["status"])
+    else:
+        from ..drivers.nmea import GpsFix, sentence
+
+        def zda(time_ns: int) -> bytes:
+            # once a second, as receivers do: gives the date before the first RMC
+            sec, frac = divmod(int(time_ns), 1_000_000_000)
+            if frac >= 1_000_000_000 // max(int(round(rate)), 1):
+                return b""
+            tm = time.gmtime(sec)
+            return sentence(f"{talker}ZDA,{tm.tm_hour:02d}{tm.tm_min:02d}{tm.tm_sec:02d}."
+                            f"{frac // 10_000_000:02d},{tm.tm_mday:02d},{tm.tm_mon:02d},"
+                            f"{tm.tm_year:04d},00,00")
+
+        rate = float(rate)
+        b = block
+        frames = [
+            zda(b["time"][i]) + driver.encode(GpsFix(
+                time_ns=int(b["time"][i]), lat=float(b["lat"][i]), lon=float(b["lon"][i]),
+                alt=float(b["alt"][i]), fix_quality=int(b["fix_quality"][i]),
+                satellites=int(b["satellites"][i]), hdop=float(b["hdop"][i]),
+                speed_knots=float(b["speed_knots"][i]), course_deg=float(b["course_deg"][i])))
+            for i in range(n)
+        ]
+        return frames, np.asarray(block["time"], dtype=np.int64)
+    size = len(raw) // n
+    return [raw[i * size:(i + 1) * size] for i in range(n)], np.asarray(block["time"],
+                                                                         dtype=np.int64)
+
+
+class SimulatedDevice:
+    """One simulated serial device on its own pseudo-terminal.
+
+    Parameters
+    ----------
+    driver : str
+        ``"emi-pi"``, ``"gpr"`` or ``"nmea"``: the wire protocol (encoded by
+        that driver from :mod:`demine.drivers`).
+    scene : Scene, str or Path
+        Scene (object, file or shipped name).
+    seed : int
+        Run seed.  Devices of one scene with one seed share the same head
+        path, so they describe the same sweep.
+    duration : float, optional
+        Seconds of data to send (default: until stopped; the sweep repeats).
+    realtime : bool
+        Pace frames at their acquisition times (scaled by ``speed``); if False
+        write as fast as the reader reads.
+    speed : float
+        Real-time factor (2.0: twice as fast as real time).
+    wall_clock : bool
+        Shift the scene's start time to the moment the device starts, so that
+        NMEA times are the current UTC (default: True in real time).
+    max_backlog : float
+        In real time, seconds of unsent data kept before dropping the oldest.
+    """
+
+    def __init__(self, driver: str, scene: Scene | str | Path, *, seed: int = 0,
+                 duration: float | None = None, realtime: bool = True, speed: float = 1.0,
+                 wall_clock: bool | None = None, max_backlog: float = 2.0) -> None:
+        from ..drivers import get_driver
+
+        if driver not in DRIVER_STREAMS:
+            raise ConfigError(
+                f"no simulated device for driver {driver!r} (simulated: "
+                f"{', '.join(DRIVER_STREAMS)})")
+        if not speed > 0:
+            raise ConfigError(f"speed must be > 0, got {speed}")
+        if duration is not None and not duration > 0:
+            raise ConfigError(f"duration must be > 0 s, got {duration}")
+        self.driver_name = driver
+        self.stream = DRIVER_STREAMS[driver]
+        self.sim = LaneSimulator(scene, seed)
+        self.scene = self.sim.scene
+        self.driver = (get_driver(driver, talker=self.scene.gps.talker) if driver == "nmea"
+                       else get_driver(driver))
+        self.duration = duration
+        self.realtime = bool(realtime)
+        self.speed = float(speed)
+        self.wall_clock = self.realtime if wall_clock is None else bool(wall_clock)
+        self.max_backlog = float(max_backlog)
+        self.frames_sent = 0
+        self.bytes_sent = 0
+        self.bytes_dropped = 0
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._master, self._slave = os.openpty()
+        try:
+            tty.setraw(self._slave, termios.TCSANOW)
+            attrs = termios.tcgetattr(self._slave)
+            attrs[3] &= ~termios.ECHO
+            termios.tcsetattr(self._slave, termios.TCSANOW, attrs)
+            os.set_blocking(self._master, False)
+            self.port = os.ttyname(self._slave)
+        except BaseException:
+            os.close(self._master)
+            os.close(self._slave)
+            raise
+
+    # ------------------------------------------------------------------ control
+    def start(self, t0: float | None = None) -> SimulatedDevice:
+        """Start sending (``t0``: common ``time.monotonic()`` start of several devices)."""
+        if self._thread is not None:
+            raise RuntimeError("device already started")
+        start_mono = time.monotonic() if t0 is None else float(t0)
+        if self.wall_clock:
+            now_ns = time.time_ns() + int((start_mono - time.monotonic()) * 1e9)
+            self.sim = LaneSimulator(self.scene.replace(start_time_ns=now_ns), self.sim.seed)
+        self._t0 = start_mono
+        self._thread = threading.Thread(target=self._run, name=f"sim-{self.driver_name}",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop sending and close the pseudo-terminal."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        for fd in (self._master, self._slave):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._master = self._slave = -1
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until all data (``duration``) has been sent; True if finished."""
+        return self._done.wait(timeout)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def __enter__(self) -> SimulatedDevice:
+        if self._thread is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return (f"<SimulatedDevice {self.driver_name} on {self.port} scene={self.scene.name!r}"
+                f" sent={self.frames_sent}>")
+
+    # ------------------------------------------------------------------ sending
+    def _drain_input(self) -> None:
+        """Discard whatever the host wrote to the device (commands are ignored)."""
+        try:
+            while os.read(self._master, 65536):
+                pass
+        except OSError:
+            pass
+
+    def _write(self, data: memoryview, deadline: float | None) -> int:
+        """Write as much of ``data`` as the pty takes before ``deadline`` (None: all)."""
+        done = 0
+        while done < len(data) and not self._stop.is_set():
+            try:
+                done += os.write(self._master, data[done:])
+                continue
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
+                    pass
+                else:
+                    raise
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                break
+            wait = 0.05 if deadline is None else min(0.05, deadline - now)
+            select.select([], [self._master], [], max(wait, 0.001))
+        return done
+
+    def _run(self) -> None:
+        try:
+            latency = self.scene.gps.latency if self.stream == "gps" else 0.0
+            t_start_ns = self.sim.scene.start_time_ns
+            pending: list[tuple[float, bytes]] = []  # (due monotonic, bytes)
+            blocks = self.sim.iter_blocks(self.stream, self.duration)
+            exhausted = False
+            while not self._stop.is_set():
+                # keep about one block ahead of the clock
+                need = (not pending) if not self.realtime else (
+                    not pending or pending[-1][0] < time.monotonic() + 0.5)
+                if not exhausted and need:
+                    block = next(blocks, None)
+                    if block is None:
+                        exhausted = True
+                    else:
+                        frames, tns = encode_block(self.driver, self.stream, block,
+                                                   self.scene.gps.talker, self.scene.gps.rate)
+                        rel = (tns - t_start_ns) / 1e9 + latency
+                        due = self._t0 + rel / self.speed
+                        pending.extend(zip(due.tolist(), frames, strict=True))
+                        continue
+                if not pending:
+                    if exhausted:
+                        break
+                    continue
+                self._drain_input()
+                if not self.realtime:
+                    k = min(len(pending), 256)
+                    chunk = b"".join(f for _, f in pending[:k])
+                    del pending[:k]
+                    sent = self._write(memoryview(chunk), None)
+                    self.bytes_sent += sent
+                    if sent == len(chunk):
+                        self.frames_sent += k
+                    continue
+                now = time.monotonic()
+                k = 0
+                while k < len(pending) and pending[k][0] <= now:
+                    k += 1
+                if k == 0:
+                    self._stop.wait(min(pending[0][0] - now, 0.05))
+                    continue
+                chunk = b"".join(f for _, f in pending[:k])
+                sent = self._write(memoryview(chunk), now + 0.02)
+                self.bytes_sent += sent
+                if sent == len(chunk):
+                    self.frames_sent += k
+                    del pending[:k]
+                    continue
+                # partial: keep the unsent tail of the frames as pending bytes
+                acc, j = 0, 0
+                while j < k and acc + len(pending[j][1]) <= sent:
+                    acc += len(pending[j][1])
+                    j += 1
+                self.frames_sent += j
+                if j < k:
+                    due, data = pending[j]
+                    pending[j] = (due, data[sent - acc:])
+                del pending[:j]
+                # drop what is older than the backlog allowance
+                limit = now - self.max_backlog
+                while pending and pending[0][0] < limit:
+                    self.bytes_dropped += len(pending.pop(0)[1])
+        except BaseException as exc:  # reported through .error
+            if not self._stop.is_set():
+                self.error = exc
+        finally:
+            self._done.set()
