@@ -176,11 +176,16 @@ def _float(kind: str, field: str, value: str) -> float:
     return x
 
 
+def _digits(text: str) -> bool:
+    """True for a non-empty run of ASCII digits ("²".isdigit() is True, int("²") fails)."""
+    return text.isascii() and text.isdigit()
+
+
 def _int(kind: str, field: str, value: str, default: int = 0) -> int:
     value = value.strip()
     if value == "":
         return default
-    if not value.isdigit() or len(value) > 9:
+    if not _digits(value) or len(value) > 9:
         raise _err(kind, field, value, "not a non-negative integer")
     return int(value)
 
@@ -196,7 +201,7 @@ def parse_time_of_day(value: str, kind: str = "NMEA", field: str = "time") -> fl
     value = value.strip()
     if value == "":
         return NAN
-    if len(value) < 6 or not value[:6].isdigit():
+    if len(value) < 6 or not _digits(value[:6]):
         raise _err(kind, field, value, "expected hhmmss[.sss]")
     hh, mm = int(value[:2]), int(value[2:4])
     try:
@@ -224,11 +229,11 @@ def parse_latlon(value: str, hemisphere: str, kind: str = "NMEA", field: str = "
         return NAN
     is_lat = field.startswith("lat")
     allowed = "NS" if is_lat else "EW"
-    if hemisphere not in allowed:
+    if len(hemisphere) != 1 or hemisphere not in allowed:
         raise _err(kind, field + " hemisphere", hemisphere, f"expected one of {allowed}")
     dot = value.find(".")
     int_part = value if dot < 0 else value[:dot]
-    if not int_part.isdigit() or len(int_part) > (4 if is_lat else 5):
+    if not _digits(int_part) or len(int_part) > (4 if is_lat else 5):
         raise _err(kind, field, value, "expected ddmm.mmmm / dddmm.mmmm")
     x = _float(kind, field, value)
     degrees = int(int_part[:-2] or "0")
@@ -245,7 +250,7 @@ def _date(kind: str, field: str, value: str) -> _dt.date | None:
     value = value.strip()
     if value == "":
         return None
-    if len(value) != 6 or not value.isdigit():
+    if len(value) != 6 or not _digits(value):
         raise _err(kind, field, value, "expected ddmmyy")
     dd, mo, yy = int(value[:2]), int(value[2:4]), int(value[4:])
     # NMEA two-digit years: 80..99 -> 1980s/90s, otherwise 20xx (GPS epoch 1980).
@@ -257,11 +262,18 @@ def _date(kind: str, field: str, value: str) -> _dt.date | None:
 
 
 def utc_ns(date: _dt.date | None, time_of_day: float) -> int | None:
-    """Combine a UTC date and seconds-of-day into nanoseconds since the Unix epoch."""
+    """Combine a UTC date and seconds-of-day into nanoseconds since the Unix epoch.
+
+    Returns None without a date or time, or when the instant does not fit int64
+    nanoseconds (years outside 1678-2261).
+    """
     if date is None or math.isnan(time_of_day):
         return None
     days = date.toordinal() - _EPOCH_ORDINAL
-    return days * 86_400_000_000_000 + round(time_of_day * 1e9)
+    ns = days * 86_400_000_000_000 + round(time_of_day * 1e9)
+    if not -(2**63) < ns < 2**63:
+        return None
+    return ns
 
 
 _EPOCH_ORDINAL = _dt.date(1970, 1, 1).toordinal()
@@ -285,6 +297,8 @@ def _parse_gga(talker: str, f: list[str]) -> GGA:
     if quality > 8:
         raise _err(k, "fix quality", f[5], "expected 0..8")
     sats = _int(k, "satellites", f[6], 0)
+    if sats > 999:
+        raise _err(k, "satellites", f[6], "more than 999 satellites")
     hdop = _float(k, "hdop", f[7])
     alt = _float(k, "altitude", f[8])
     sep = _float(k, "geoid separation", f[10])

@@ -251,7 +251,23 @@ NO_TIME = np.iinfo(np.int64).min
 
 
 def gps_table(rows: list[tuple]) -> dict[str, np.ndarray]:
-    """Column arrays from rows ordered as :data:`GPS_COLUMNS`."""
+    """Column arrays from rows ordered as :data:`GPS_COLUMNS`.
+
+    Rows whose trace number does not fit int64 are dropped; times that do not
+    fit become :data:`NO_TIME`; satellite counts are clipped to int16.
+    """
+    lim = 2**62
+    clean = []
+    for r in rows:
+        trace, t = r[0], r[1]
+        if not -lim < trace < lim:
+            continue
+        if not -lim < t < lim:
+            t = NO_TIME
+        sats = min(max(int(r[6]), -1), 32767)
+        quality = min(max(int(r[5]), -1), 32767)
+        clean.append((trace, t, *r[2:5], quality, sats, r[7]))
+    rows = clean
     cols = list(zip(*rows, strict=True)) if rows else [()] * len(GPS_COLUMNS)
     return {
         name: np.asarray(col, dtype=_GPS_DTYPES[name])

@@ -77,6 +77,7 @@ def _decode_date(word: int) -> str | None:
 
 
 def _antenna_frequency(name: str) -> float:
+    name = name[:64]
     if name in ANTENNA_MHZ:
         return ANTENNA_MHZ[name] * 1e6
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([MG])Hz.*", name, flags=re.IGNORECASE)
@@ -346,10 +347,14 @@ def read_dzg(
         tod = s.time_of_day
         t = NO_TIME
         if day is not None and not math.isnan(tod):
-            if prev_tod < 0 and creation_tod - tod > 43200:  # file began just before midnight
-                day = day + dt.timedelta(days=1)
-            if 0 <= tod < prev_tod - 43200:  # crossed UTC midnight
-                day = day + dt.timedelta(days=1)
+            try:
+                if prev_tod < 0 and creation_tod - tod > 43200:  # began just before midnight
+                    day = day + dt.timedelta(days=1)
+                if 0 <= tod < prev_tod - 43200:  # crossed UTC midnight
+                    day = day + dt.timedelta(days=1)
+            except OverflowError:  # 31 Dec 9999 from a corrupt ZDA
+                day = None
+                continue
             prev_tod = tod
             t = nmea.utc_ns(day, tod) or NO_TIME
         rows.append((scan, t, s.lat, s.lon, s.altitude, s.fix_quality, s.satellites, s.hdop))

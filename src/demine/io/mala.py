@@ -49,6 +49,7 @@ def parse_rad(path: str | os.PathLike[str]) -> dict[str, str]:
 
 
 def _antenna_frequency(name: str) -> float:
+    name = name[:64]  # bounded regex work whatever the header holds
     m = re.search(r"(\d+(?:\.\d+)?)\s*([MG])HZ", name.upper())
     if m:
         return float(m.group(1)) * (1e9 if m.group(2) == "G" else 1e6)
