@@ -1,0 +1,826 @@
+# cython: language_level=3
+"""Private compiled GPR kernels of demine (wrapped by :mod:`demine.gpr`).
+
+Layout: a B-scan chunk is ``(n_traces, n_samples)``, C-contiguous, one trace per
+row.  Per-trace work (dewow, band-pass, gain, AGC, time-zero) runs on *tiles* of
+``TILE`` traces transposed into a ``(n_samples, TILE)`` scratch block, so that the
+inner loops run over independent traces (SIMD lanes) and the serial recurrences
+of running sums and IIR filters hide their latency.  Background removal runs
+across traces with a running window sum per sample (double precision), so it is
+threaded by splitting the chunk into contiguous trace ranges; each thread first
+rebuilds the window preceding its range ("warm-up"), which keeps one pass over
+memory and makes the result independent of the chunking up to float rounding.
+
+Missing-sample policy (shared by every kernel): a non-finite input sample
+(NaN, +-inf) counts as 0 for the neighbours that use it and comes out as NaN at
+its own position.  State therefore never holds a NaN and a stream recovers at
+once.  Integer inputs cannot be missing and skip the checks.
+
+Nothing here is public API; no argument is validated here.
+"""
+
+cimport cython
+from cython.parallel cimport prange, parallel, threadid
+from libc.math cimport sqrt, floor, NAN, isnan, isinf
+from libc.stdlib cimport malloc, free
+from libc.string cimport memset, memcpy
+from libc.stdint cimport int64_t
+
+cimport openmp
+
+ctypedef fused num_t:
+    short
+    int
+    float
+    double
+
+cdef enum:
+    TILE = 32
+
+
+cdef inline bint _missing(double v) noexcept nogil:
+    return isnan(v) or isinf(v)
+
+
+def max_threads():
+    return openmp.omp_get_max_threads()
+
+
+# --------------------------------------------------------------------------------------
+# tile helpers: T[j * TILE + k] is sample j of trace k of the tile
+# --------------------------------------------------------------------------------------
+
+cdef inline void _load_tile(num_t[:, ::1] x, Py_ssize_t r0, int nk, int ns, float* T,
+                            unsigned char* miss, bint* any_miss) noexcept nogil:
+    """Transpose rows r0..r0+nk of x into T (zero-filling missing samples, marking them)."""
+    cdef int j, k
+    cdef float v
+    any_miss[0] = False
+    for k in range(nk):
+        for j in range(ns):
+            v = <float>x[r0 + k, j]
+            if num_t is float or num_t is double:
+                if _missing(v):
+                    any_miss[0] = True
+                    miss[j * TILE + k] = 1
+                    v = 0.0
+                else:
+                    miss[j * TILE + k] = 0
+            T[j * TILE + k] = v
+    for k in range(nk, TILE):
+        for j in range(ns):
+            T[j * TILE + k] = 0.0
+            if num_t is float or num_t is double:
+                miss[j * TILE + k] = 0
+
+
+cdef inline void _dewow_tile(float* T, int ns, int half, double* s_unused,
+                            float* D) noexcept nogil:
+    """D = T minus its centred running mean along time (window 2*half+1, truncated)."""
+    cdef int j, k, lo, hi
+    cdef double inv
+    cdef double s[TILE]
+    for k in range(TILE):
+        s[k] = 0.0
+    hi = half if half < ns - 1 else ns - 1
+    for j in range(hi + 1):
+        for k in range(TILE):
+            s[k] += T[j * TILE + k]
+    for j in range(ns):
+        lo = j - half
+        hi = j + half
+        if lo < 0:
+            lo = 0
+        if hi > ns - 1:
+            hi = ns - 1
+        inv = 1.0 / (hi - lo + 1)
+        for k in range(TILE):
+            D[j * TILE + k] = <float>(T[j * TILE + k] - s[k] * inv)
+        # slide: add sample j+half+1, drop sample j-half
+        if j + half + 1 < ns:
+            for k in range(TILE):
+                s[k] += T[(j + half + 1) * TILE + k]
+        if j - half >= 0:
+            for k in range(TILE):
+                s[k] -= T[(j - half) * TILE + k]
+
+
+cdef inline void _restore_missing(float* T, int ns, unsigned char* miss) noexcept nogil:
+    cdef int i
+    for i in range(ns * TILE):
+        if miss[i]:
+            T[i] = NAN
+
+
+cdef enum:
+    MAXSEC = 8
+
+
+cdef inline void _sos_pass(float* E, int L, bint backward, int nsec, const float* c,
+                           const double* zi, const float* x0) noexcept nogil:
+    """One pass of the whole SOS cascade over the TILE lanes of E, in place.
+
+    All sections advance together sample by sample, so the OoO core overlaps
+    their recurrences.  c holds b0 b1 b2 a1 a2 per section.
+    """
+    cdef float z0[MAXSEC][TILE]
+    cdef float z1[MAXSEC][TILE]
+    cdef float xv, yv, b0, b1, b2, a1, a2
+    cdef float* p
+    cdef int j, k, s
+    for s in range(nsec):
+        for k in range(TILE):
+            z0[s][k] = <float>zi[2 * s] * x0[k]
+            z1[s][k] = <float>zi[2 * s + 1] * x0[k]
+    for j in range(L):
+        if backward:
+            p = E + (L - 1 - j) * TILE
+        else:
+            p = E + j * TILE
+        for s in range(nsec):
+            b0 = c[5 * s]
+            b1 = c[5 * s + 1]
+            b2 = c[5 * s + 2]
+            a1 = c[5 * s + 3]
+            a2 = c[5 * s + 4]
+            for k in range(TILE):
+                xv = p[k]
+                yv = b0 * xv + z0[s][k]
+                z0[s][k] = b1 * xv - a1 * yv + z1[s][k]
+                z1[s][k] = b2 * xv - a2 * yv
+                p[k] = yv
+
+
+cdef inline void _sos_tile(float* E, int L, int nsec, const double* sos,
+                           const double* zi) noexcept nogil:
+    """Zero-phase (forward-backward) SOS filter of the TILE lanes of E (length L).
+
+    sos rows are b0 b1 b2 a0 a1 a2 (a0 == 1); zi is sosfilt_zi (nsec x 2);
+    the state of each pass starts at zi times the first sample of that pass, as
+    in scipy.signal.sosfiltfilt.
+    """
+    cdef float x0[TILE]
+    cdef float c[5 * MAXSEC]
+    cdef int k, s
+    for s in range(nsec):
+        c[5 * s] = <float>sos[6 * s]
+        c[5 * s + 1] = <float>sos[6 * s + 1]
+        c[5 * s + 2] = <float>sos[6 * s + 2]
+        c[5 * s + 3] = <float>sos[6 * s + 4]
+        c[5 * s + 4] = <float>sos[6 * s + 5]
+    for k in range(TILE):
+        x0[k] = E[k]
+    _sos_pass(E, L, False, nsec, c, zi, x0)
+    for k in range(TILE):
+        x0[k] = E[(L - 1) * TILE + k]
+    _sos_pass(E, L, True, nsec, c, zi, x0)
+
+
+cdef inline void _bandpass_tile(float* T, int ns, int nsec, const double* sos,
+                                const double* zi, int padlen, float* E, float* z,
+                                unsigned char* miss, bint may_miss) noexcept nogil:
+    """In-place zero-phase band-pass of tile T (odd extension of padlen samples)."""
+    cdef int j, k, L
+    cdef bint have_miss = False
+    cdef float v
+    # missing samples count as 0; they are put back afterwards
+    if may_miss:
+        for j in range(ns * TILE):
+            v = T[j]
+            if _missing(v):
+                miss[j] = 1
+                T[j] = 0.0
+                have_miss = True
+            else:
+                miss[j] = 0
+    L = ns + 2 * padlen
+    for j in range(padlen):
+        for k in range(TILE):
+            E[j * TILE + k] = 2.0 * T[k] - T[(padlen - j) * TILE + k]
+            E[(padlen + ns + j) * TILE + k] = (2.0 * T[(ns - 1) * TILE + k]
+                                               - T[(ns - 2 - j) * TILE + k])
+    memcpy(E + padlen * TILE, T, ns * TILE * sizeof(float))
+    _sos_tile(E, L, nsec, sos, zi)
+    memcpy(T, E + padlen * TILE, ns * TILE * sizeof(float))
+    if have_miss:
+        _restore_missing(T, ns, miss)
+
+
+cdef inline void _store_tile(float* T, int ns, int nk, float[:, ::1] out, Py_ssize_t r0,
+                             const float* gain) noexcept nogil:
+    cdef int j, k
+    if gain != NULL:
+        for k in range(nk):
+            for j in range(ns):
+                out[r0 + k, j] = T[j * TILE + k] * gain[j]
+    else:
+        for k in range(nk):
+            for j in range(ns):
+                out[r0 + k, j] = T[j * TILE + k]
+
+
+# --------------------------------------------------------------------------------------
+# the chain kernel: dewow -> moving-window background removal -> band-pass -> gain
+# --------------------------------------------------------------------------------------
+
+cdef inline void _add_trace(double* S, const float* d, int ns, double sign) noexcept nogil:
+    cdef int j
+    cdef float v
+    for j in range(ns):
+        v = d[j]
+        if not _missing(v):
+            S[j] += sign * v
+
+
+cdef inline void _bg_step(double* S, float* dst, const float* d, const float* src,
+                          float* outp, int ns, bint drop, bint emit, double inv,
+                          bint may_miss) noexcept nogil:
+    """One trace of the moving-window background: S += new - dropped; ring slot dst
+    takes the new trace d (tile column, stride TILE); if emit, outp (tile column)
+    gets src - S * inv.  src may be dst (no delay)."""
+    cdef int j
+    cdef float vn, vo, r
+    if may_miss:
+        for j in range(ns):
+            vn = d[j * TILE]
+            vo = dst[j]
+            if drop and not _missing(vo):
+                S[j] -= vo
+            if not _missing(vn):
+                S[j] += vn
+            dst[j] = vn
+            if emit:
+                outp[j * TILE] = <float>(src[j] - S[j] * inv)
+    elif drop:
+        for j in range(ns):
+            vn = d[j * TILE]
+            S[j] += <double>vn - <double>dst[j]
+            dst[j] = vn
+        if emit:
+            for j in range(ns):
+                outp[j * TILE] = <float>(src[j] - S[j] * inv)
+    else:
+        for j in range(ns):
+            vn = d[j * TILE]
+            S[j] += vn
+            dst[j] = vn
+        if emit:
+            for j in range(ns):
+                outp[j * TILE] = <float>(src[j] - S[j] * inv)
+
+
+def chain(num_t[:, ::1] x, float[:, ::1] hist, Py_ssize_t seen, float[:, ::1] out,
+          int dewow_half, int bg_window, int bg_delay,
+          double[:, ::1] sos, double[:, ::1] zi, int padlen,
+          float[::1] gain, int nthreads):
+    """Run the chain on the new traces ``x`` of a stream.
+
+    hist : the last ``min(seen, bg_window - 1)`` dewowed traces before ``x`` (oldest
+           first); ``seen`` is the global index of ``x[0]``.
+    out  : one row per output trace ``g - bg_delay`` for ``g`` in the chunk with
+           ``g >= bg_delay``; rows are written in order.
+    bg_window 0 disables background removal (then bg_delay must be 0); sos with
+    0 rows disables the band-pass; gain of length 0 disables the gain.
+    Returns nothing; the caller updates ``hist``.
+    """
+    cdef Py_ssize_t n = x.shape[0]
+    cdef int ns = <int>x.shape[1]
+    cdef int nsec = <int>sos.shape[0]
+    cdef int nhist = <int>hist.shape[0]
+    cdef int w = bg_window
+    cdef int ring_n = w if w > 0 else 1
+    cdef const double* sosp = NULL
+    cdef const double* zip_ = NULL
+    cdef const float* gp = NULL
+    cdef Py_ssize_t first_out = 0
+    cdef int nt
+    if n == 0:
+        return
+    if nsec > 0:
+        sosp = &sos[0, 0]
+        zip_ = &zi[0, 0]
+    if gain.shape[0] > 0:
+        gp = &gain[0]
+    # local index of the first input whose output falls in this chunk
+    if seen < bg_delay:
+        first_out = bg_delay - seen
+    nt = nthreads if nthreads > 0 else openmp.omp_get_max_threads()
+    if n < 4 * TILE:
+        nt = 1
+    with nogil, parallel(num_threads=nt):
+        _chain_part(x, hist, seen, out, dewow_half, w, bg_delay, nsec, sosp, zip_, padlen,
+                    gp, ring_n, first_out)
+
+
+cdef void _chain_part(num_t[:, ::1] x, float[:, ::1] hist, Py_ssize_t seen,
+                      float[:, ::1] out, int dewow_half, int w, int delay, int nsec,
+                      const double* sos, const double* zi, int padlen, const float* gain,
+                      int ring_n, Py_ssize_t first_out) noexcept nogil:
+    cdef int tid = threadid()
+    cdef int nthr = openmp.omp_get_num_threads()
+    cdef Py_ssize_t n = x.shape[0]
+    cdef Py_ssize_t part = (n + nthr - 1) // nthr
+    cdef int ns = <int>x.shape[1]
+    cdef int nhist = <int>hist.shape[0]
+    cdef Py_ssize_t a = tid * part
+    cdef Py_ssize_t b = a + part
+    cdef Py_ssize_t i, i0, g, o, ws, r0, ostart
+    cdef int j, k, nk, count, kk, L
+    cdef bint any_miss
+    cdef double inv
+    cdef float* T
+    cdef float* D
+    cdef float* R
+    cdef float* E
+    cdef float* zst
+    cdef float* src
+    cdef float* dst
+    cdef double* S
+    cdef double* s
+    cdef unsigned char* miss
+    cdef unsigned char* miss2
+    cdef bint may_miss = num_t is float or num_t is double
+    if b > n:
+        b = n
+    if a >= b:
+        return
+    L = ns + 2 * padlen
+    T = <float*>malloc(ns * TILE * sizeof(float))
+    D = <float*>malloc(ns * TILE * sizeof(float))
+    R = <float*>malloc(<size_t>ring_n * ns * sizeof(float))
+    E = <float*>malloc((L if L > ns else ns) * TILE * sizeof(float))
+    zst = <float*>malloc((2 * nsec + 1) * TILE * sizeof(float))
+    S = <double*>malloc(ns * sizeof(double))
+    s = <double*>malloc(TILE * sizeof(double))
+    miss = <unsigned char*>malloc(ns * TILE)
+    miss2 = <unsigned char*>malloc(ns * TILE)
+    memset(miss, 0, ns * TILE)
+    memset(S, 0, ns * sizeof(double))
+    ws = 0
+
+    if w > 0:
+        # warm-up: rebuild the dewowed traces g in [seen + a - (w - 1), seen + a) in the
+        # ring and their window sum S (excluding the first trace of the range).
+        ws = seen + a - (w - 1)
+        if ws < 0:
+            ws = 0
+        g = ws
+        while g < seen + a:
+            if g < seen:
+                # from hist: hist row nhist - (seen - g)
+                src = &hist[nhist - (seen - g), 0]
+                memcpy(R + (g % w) * ns, src, ns * sizeof(float))
+                g += 1
+            else:
+                i0 = g - seen
+                nk = <int>((seen + a) - g)
+                if nk > TILE:
+                    nk = TILE
+                _prep_tile(x, i0, nk, ns, dewow_half, T, D, s, miss)
+                for k in range(nk):
+                    dst = R + ((g + k) % w) * ns
+                    for j in range(ns):
+                        dst[j] = D[j * TILE + k]
+                g += nk
+        g = ws
+        while g < seen + a:
+            _add_trace(S, R + (g % w) * ns, ns, 1.0)
+            g += 1
+
+    # main loop over tiles of input traces a..b
+    i = a
+    while i < b:
+        nk = <int>(b - i)
+        if nk > TILE:
+            nk = TILE
+        _prep_tile(x, i, nk, ns, dewow_half, T, D, s, miss)
+        if w > 0:
+            # background removal, trace by trace; outputs gathered into tile T
+            kk = 0
+            ostart = -1
+            for k in range(nk):
+                g = seen + i + k
+                dst = R + (g % w) * ns
+                o = g - delay
+                count = <int>(g + 1 if g + 1 < w else w)
+                inv = 1.0 / count
+                src = R + ((o if o >= 0 else 0) % w) * ns
+                _bg_step(S, dst, D + k, src, T + kk, ns, g - w >= ws, o >= 0, inv, may_miss)
+                if o < 0:
+                    continue
+                if ostart < 0:
+                    ostart = o
+                kk += 1
+            if kk == 0:
+                i += nk
+                continue
+            for k in range(kk, TILE):
+                for j in range(ns):
+                    T[j * TILE + k] = 0.0
+            # output row of trace o: o minus the first output trace of the chunk
+            r0 = ostart - (seen + first_out - delay)
+            nk = kk
+            src = T
+        else:
+            r0 = i
+            src = D
+        if nsec > 0:
+            _bandpass_tile(src, ns, nsec, sos, zi, padlen, E, zst, miss2, may_miss)
+        _store_tile(src, ns, nk, out, r0, gain)
+        i += (b - i) if (b - i) < TILE else TILE
+
+    free(T); free(D); free(R); free(E); free(zst); free(S); free(s); free(miss); free(miss2)
+
+
+cdef inline void _prep_tile(num_t[:, ::1] x, Py_ssize_t i0, int nk, int ns, int dewow_half,
+                            float* T, float* D, double* s, unsigned char* miss) noexcept nogil:
+    """Load rows i0..i0+nk into D (dewowed if dewow_half > 0), missing samples NaN."""
+    cdef bint any_miss = False
+    _load_tile(x, i0, nk, ns, T, miss, &any_miss)
+    if dewow_half > 0:
+        _dewow_tile(T, ns, dewow_half, s, D)
+    else:
+        memcpy(D, T, ns * TILE * sizeof(float))
+    if any_miss:
+        _restore_missing(D, ns, miss)
+
+
+def chain_finish(float[:, ::1] hist, Py_ssize_t seen, float[:, ::1] out, int bg_window,
+                 int bg_delay, double[:, ::1] sos, double[:, ::1] zi, int padlen,
+                 float[::1] gain):
+    """Release the last ``bg_delay`` traces of a stream of ``seen`` traces.
+
+    hist holds the last ``min(seen, bg_window - 1)`` dewowed traces; output trace o
+    (for o in ``seen - bg_delay .. seen - 1``, clipped at 0) is hist's trace o minus
+    the mean of the traces ``max(0, o + bg_delay - bg_window + 1) .. seen - 1``.
+    """
+    cdef int ns = <int>hist.shape[1]
+    cdef int nhist = <int>hist.shape[0]
+    cdef int nsec = <int>sos.shape[0]
+    cdef Py_ssize_t o0 = seen - bg_delay
+    cdef Py_ssize_t o, g, lo
+    cdef int j, k, nk, L
+    cdef double inv
+    cdef double* S
+    cdef float* T
+    cdef float* E
+    cdef float* zst
+    cdef float* row
+    cdef unsigned char* miss
+    cdef const double* sosp = NULL
+    cdef const double* zip_ = NULL
+    cdef const float* gp = NULL
+    if o0 < 0:
+        o0 = 0
+    if seen - o0 <= 0:
+        return
+    if nsec > 0:
+        sosp = &sos[0, 0]
+        zip_ = &zi[0, 0]
+    if gain.shape[0] > 0:
+        gp = &gain[0]
+    L = ns + 2 * padlen
+    S = <double*>malloc(ns * sizeof(double))
+    T = <float*>malloc(ns * TILE * sizeof(float))
+    E = <float*>malloc((L if L > ns else ns) * TILE * sizeof(float))
+    zst = <float*>malloc((2 * nsec + 1) * TILE * sizeof(float))
+    miss = <unsigned char*>malloc(ns * TILE)
+    with nogil:
+        o = o0
+        while o < seen:
+            nk = <int>(seen - o)
+            if nk > TILE:
+                nk = TILE
+            memset(T, 0, ns * TILE * sizeof(float))
+            for k in range(nk):
+                lo = o + k + bg_delay - bg_window + 1
+                if lo < 0:
+                    lo = 0
+                memset(S, 0, ns * sizeof(double))
+                g = lo
+                while g < seen:
+                    _add_trace(S, &hist[nhist - (seen - g), 0], ns, 1.0)
+                    g += 1
+                inv = 1.0 / (seen - lo)
+                row = &hist[nhist - (seen - (o + k)), 0]
+                for j in range(ns):
+                    T[j * TILE + k] = <float>(row[j] - S[j] * inv)
+            if nsec > 0:
+                _bandpass_tile(T, ns, nsec, sosp, zip_, padlen, E, zst, miss, True)
+            _store_tile(T, ns, nk, out, o - o0, gp)
+            o += nk
+    free(S); free(T); free(E); free(zst); free(miss)
+
+
+def dewow_rows(num_t[:, ::1] x, float[:, ::1] out, int half, int nthreads):
+    """Dewow every row of x into out (used to keep the chain's history)."""
+    cdef Py_ssize_t n = x.shape[0], i
+    cdef int ns = <int>x.shape[1]
+    cdef int k, nk
+    cdef float* T
+    cdef float* D
+    cdef double* s
+    cdef unsigned char* miss
+    cdef Py_ssize_t ntiles = (n + TILE - 1) // TILE, ti
+    cdef int nt = nthreads if nthreads > 0 else openmp.omp_get_max_threads()
+    if n < 4 * TILE:
+        nt = 1
+    with nogil, parallel(num_threads=nt):
+        T = <float*>malloc(ns * TILE * sizeof(float))
+        D = <float*>malloc(ns * TILE * sizeof(float))
+        s = <double*>malloc(TILE * sizeof(double))
+        miss = <unsigned char*>malloc(ns * TILE)
+        for ti in prange(ntiles, schedule="static"):
+            i = ti * TILE
+            nk = <int>(n - i) if (n - i) < TILE else TILE
+            _prep_tile(x, i, nk, ns, half, T, D, s, miss)
+            _store_tile(D, ns, nk, out, i, NULL)
+        free(T); free(D); free(s); free(miss)
+
+
+# --------------------------------------------------------------------------------------
+# exponential background removal (serial over traces, threads over sample blocks)
+# --------------------------------------------------------------------------------------
+
+def background_exp(num_t[:, ::1] x, double[::1] bg, float[:, ::1] out, double alpha,
+                   bint started, int nthreads):
+    """bg <- bg + alpha (x - bg) per trace (missing samples skip the update);
+    out = x - bg (after the update).  If not started, bg starts at the first trace."""
+    cdef Py_ssize_t n = x.shape[0], i
+    cdef int ns = <int>x.shape[1]
+    cdef int j, j0, j1, blk, nb
+    cdef double v, bv
+    cdef int nt = nthreads if nthreads > 0 else openmp.omp_get_max_threads()
+    if n == 0:
+        return
+    if not started:
+        for j in range(ns):
+            v = <double>x[0, j]
+            bg[j] = 0.0 if _missing(v) else v
+    nb = (ns + 63) // 64
+    with nogil:
+        for blk in prange(nb, schedule="static", num_threads=nt):
+            j0 = blk * 64
+            j1 = j0 + 64
+            if j1 > ns:
+                j1 = ns
+            for i in range(n):
+                for j in range(j0, j1):
+                    v = <double>x[i, j]
+                    bv = bg[j]
+                    if _missing(v):
+                        out[i, j] = NAN
+                    else:
+                        bv = bv + alpha * (v - bv)
+                        bg[j] = bv
+                        out[i, j] = <float>(v - bv)
+
+
+# --------------------------------------------------------------------------------------
+# per-trace kernels: AGC, time-zero, stacking, interpolation
+# --------------------------------------------------------------------------------------
+
+def agc(num_t[:, ::1] x, float[:, ::1] out, int half, double eps, int nthreads):
+    """out = x / (RMS of x over a centred window of 2*half+1 samples + eps)."""
+    cdef Py_ssize_t n = x.shape[0], i
+    cdef int ns = <int>x.shape[1]
+    cdef int j, lo, hi
+    cdef double s, v, rms
+    cdef double* sq
+    cdef int nt = nthreads if nthreads > 0 else openmp.omp_get_max_threads()
+    if n < 64:
+        nt = 1
+    with nogil, parallel(num_threads=nt):
+        sq = <double*>malloc(ns * sizeof(double))
+        for i in prange(n, schedule="static"):
+            for j in range(ns):
+                v = <double>x[i, j]
+                if _missing(v):
+                    sq[j] = 0.0
+                else:
+                    sq[j] = v * v
+            s = 0.0
+            hi = half if half < ns - 1 else ns - 1
+            for j in range(hi + 1):
+                s = s + sq[j]
+            for j in range(ns):
+                lo = j - half
+                hi = j + half
+                if lo < 0:
+                    lo = 0
+                if hi > ns - 1:
+                    hi = ns - 1
+                rms = sqrt((s if s > 0.0 else 0.0) / (hi - lo + 1))
+                v = <double>x[i, j]
+                if _missing(v):
+                    out[i, j] = NAN
+                else:
+                    out[i, j] = <float>(v / (rms + eps))
+                if j + half + 1 < ns:
+                    s = s + sq[j + half + 1]
+                if j - half >= 0:
+                    s = s - sq[j - half]
+        free(sq)
+
+
+def time_zero_picks(num_t[:, ::1] x, int64_t[::1] picks, double threshold, int search,
+                    bint peak, int nthreads):
+    """First sample whose |x| reaches threshold * max|x| within the first ``search``
+    samples (missing samples count as 0); with ``peak`` the pick then moves on to
+    the next local maximum of |x|.  A trace of zeros picks 0."""
+    cdef Py_ssize_t n = x.shape[0], i
+    cdef int ns = <int>x.shape[1]
+    cdef int j, p, m
+    cdef double v, a, amax, lim
+    cdef int nt = nthreads if nthreads > 0 else openmp.omp_get_max_threads()
+    m = search if 0 < search < ns else ns
+    if n < 64:
+        nt = 1
+    with nogil:
+        for i in prange(n, schedule="static", num_threads=nt):
+            amax = 0.0
+            for j in range(m):
+                v = <double>x[i, j]
+                if not _missing(v):
+                    a = v if v >= 0 else -v
+                    if a > amax:
+                        amax = a
+            p = 0
+            if amax > 0:
+                lim = threshold * amax
+                for j in range(m):
+                    v = <double>x[i, j]
+                    if _missing(v):
+                        continue
+                    a = v if v >= 0 else -v
+                    if a >= lim:
+                        p = j
+                        break
+                if peak:
+                    while p + 1 < m:
+                        v = <double>x[i, p + 1]
+                        if _missing(v):
+                            break
+                        a = v if v >= 0 else -v
+                        v = <double>x[i, p]
+                        if a < (v if v >= 0 else -v):
+                            break
+                        p = p + 1
+            picks[i] = p
+
+
+def shift_rows(num_t[:, ::1] x, int64_t[::1] shift, float[:, ::1] out, double fill,
+               int nthreads):
+    """out[i, j] = x[i, j + shift[i]] (fill outside the trace); missing stay NaN."""
+    cdef Py_ssize_t n = x.shape[0], i
+    cdef int ns = <int>x.shape[1]
+    cdef int j, jj
+    cdef int64_t sh
+    cdef int nt = nthreads if nthreads > 0 else openmp.omp_get_max_threads()
+    if n < 64:
+        nt = 1
+    with nogil:
+        for i in prange(n, schedule="static", num_threads=nt):
+            sh = shift[i]
+            for j in range(ns):
+                jj = <int>(j + sh)
+                if jj < 0 or jj >= ns:
+                    out[i, j] = <float>fill
+                else:
+                    out[i, j] = <float>x[i, jj]
+
+
+def apply_gain(num_t[:, ::1] x, float[::1] gain, float[:, ::1] out, int nthreads):
+    """out[i, j] = x[i, j] * gain[j]."""
+    cdef Py_ssize_t n = x.shape[0], i
+    cdef int ns = <int>x.shape[1]
+    cdef int j
+    cdef int nt = nthreads if nthreads > 0 else openmp.omp_get_max_threads()
+    if n < 64:
+        nt = 1
+    with nogil:
+        for i in prange(n, schedule="static", num_threads=nt):
+            for j in range(ns):
+                out[i, j] = <float>x[i, j] * gain[j]
+
+
+def stack_rows(num_t[:, ::1] x, double[::1] acc, int have, int fold, float[:, ::1] out,
+               int nthreads):
+    """Mean of consecutive groups of ``fold`` traces.
+
+    ``acc`` holds the sum of the ``have`` traces of the group left open by the
+    previous chunk; on return it holds the open group of this chunk.  A missing
+    sample makes the output sample of its group NaN (acc keeps NaN for that).
+    Returns the new ``have``.
+    """
+    cdef Py_ssize_t n = x.shape[0], i, m, nout = out.shape[0], first_len
+    cdef int ns = <int>x.shape[1]
+    cdef int j, q
+    cdef double sacc
+    cdef Py_ssize_t start, tail, st
+    cdef int nt = nthreads if nthreads > 0 else openmp.omp_get_max_threads()
+    # group m of this chunk covers rows [start_m, start_m + fold) with the first
+    # group completing the open one
+    first_len = fold - have
+    if nout > 0:
+        with nogil:
+            for m in prange(nout, schedule="static", num_threads=nt):
+                for j in range(ns):
+                    if m == 0:
+                        sacc = acc[j]
+                        for q in range(<int>first_len):
+                            sacc = sacc + <double>x[q, j]
+                    else:
+                        sacc = 0.0
+                        st = first_len + (m - 1) * fold
+                        for q in range(fold):
+                            sacc = sacc + <double>x[st + q, j]
+                    out[m, j] = <float>(sacc / fold)
+        start = first_len + (nout - 1) * fold
+        for j in range(ns):
+            acc[j] = 0.0
+        have = 0
+    else:
+        start = 0
+    tail = n - start
+    for i in range(start, n):
+        for j in range(ns):
+            acc[j] = acc[j] + <double>x[i, j]
+    return have + <int>tail
+
+
+def interp_rows(float[:, ::1] x, int64_t[::1] i0, double[::1] frac, float[:, ::1] out,
+                int nthreads):
+    """out[m] = (1 - frac[m]) x[i0[m]] + frac[m] x[i0[m] + 1] (frac 0 reads only i0)."""
+    cdef Py_ssize_t n = out.shape[0], m
+    cdef int ns = <int>x.shape[1]
+    cdef int j
+    cdef float f, g
+    cdef int64_t a
+    cdef int nt = nthreads if nthreads > 0 else openmp.omp_get_max_threads()
+    if n < 64:
+        nt = 1
+    with nogil:
+        for m in prange(n, schedule="static", num_threads=nt):
+            a = i0[m]
+            f = <float>frac[m]
+            g = 1.0 - f
+            if f == 0.0:
+                for j in range(ns):
+                    out[m, j] = x[a, j]
+            else:
+                for j in range(ns):
+                    out[m, j] = g * x[a, j] + f * x[a + 1, j]
+
+
+# --------------------------------------------------------------------------------------
+# Kirchhoff migration (diffraction summation), sample positions computed directly
+# --------------------------------------------------------------------------------------
+
+def kirchhoff(float[:, ::1] d, float[:, ::1] out, double dt, double dx, double velocity,
+              int aperture, int t0, int nthreads):
+    """out[x0, i] = sum_x cos(theta) d[x, t(x)] / (2 pi v), linearly interpolated.
+
+    d is the time derivative of the section (n_traces, n_samples); sample i is at
+    time (i - t0) dt after time zero; the two-way time to trace x is
+    t = sqrt(tau^2 + (2 (x - x0) dx / v)^2) with tau = (i - t0) dt; cos(theta) = tau/t.
+    Traces farther than ``aperture`` traces from x0 are not summed.
+    """
+    cdef Py_ssize_t nx = d.shape[0], x0, x, xa, xb
+    cdef int ns = <int>d.shape[1]
+    cdef int i, k, imax
+    cdef double c = 1.0 / (6.283185307179586 * velocity)
+    cdef double h, h2, tau, t, f, tmax2, fi
+    cdef double inv_dt = 1.0 / dt
+    cdef float acc
+    cdef int nt = nthreads if nthreads > 0 else openmp.omp_get_max_threads()
+    tmax2 = (ns - 1 - t0) * dt
+    tmax2 = tmax2 * tmax2
+    with nogil:
+        for x0 in prange(nx, schedule="dynamic", num_threads=nt):
+            xa = x0 - aperture
+            xb = x0 + aperture
+            if xa < 0:
+                xa = 0
+            if xb > nx - 1:
+                xb = nx - 1
+            for x in range(xa, xb + 1):
+                h = 2.0 * (x - x0) * dx / velocity
+                h2 = h * h
+                if h2 > tmax2:
+                    continue
+                # largest tau with t <= tmax
+                imax = <int>(sqrt(tmax2 - h2) * inv_dt) + t0
+                if imax > ns - 1:
+                    imax = ns - 1
+                for i in range(t0 + 1, imax + 1):
+                    tau = (i - t0) * dt
+                    t = sqrt(tau * tau + h2)
+                    fi = t * inv_dt + t0
+                    k = <int>fi
+                    f = fi - k
+                    if k >= ns - 1:
+                        if k == ns - 1 and f == 0.0:
+                            out[x0, i] += <float>(c * (tau / t) * d[x, k])
+                        continue
+                    out[x0, i] += <float>(c * (tau / t) * ((1.0 - f) * d[x, k] + f * d[x, k + 1]))
