@@ -12,7 +12,7 @@ depend on it are NaN; the frames after it are processed as if it were absent.
 
 Integer state layout (``istate``, int64):
     baseline: [n_seen, hold_left, frozen_run]
-    detect:   [n_seen]
+    detect:   [n_seen, skipped]
 """
 
 from libc.math cimport sqrt, fabs, isfinite, NAN, INFINITY, copysign
@@ -45,8 +45,8 @@ def baseline_run(const real[:, ::1] x, real[:, ::1] out,
     s = sqrt(mean_g (r_g / sig_g)^2) decides whether an anomaly is active
     (s > threshold after ``warmup`` frames); the baseline and the noise scale
     are updated only when no anomaly is active and none was in the last
-    ``hold`` frames, or when the freeze has lasted longer than ``max_freeze``
-    frames (> 0) so that a genuine level change is eventually absorbed.
+    ``hold`` frames.  A freeze longer than ``max_freeze`` frames (> 0) ends in
+    a retune: the baseline is set to the current reading (noise scale kept).
     ``frozen_out[i]`` is 1 where the baseline was held.
     """
     cdef Py_ssize_t n = x.shape[0], ng = x.shape[1], i, g
@@ -93,7 +93,14 @@ def baseline_run(const real[:, ::1] x, real[:, ::1] out,
             if frozen:
                 frozen_run += 1
                 if max_freeze > 0 and frozen_run > max_freeze:
-                    frozen = False
+                    # retune: the freeze lasted longer than any pass over a
+                    # target; re-null the baseline on this reading
+                    for g in range(ng):
+                        base[g] = x[i, g]
+                    hold_left = 0
+                    frozen_run = 0
+                    frozen_out[i] = 0
+                    continue
             else:
                 frozen_run = 0
             frozen_out[i] = frozen
@@ -158,7 +165,7 @@ def soil_run(const real[:, ::1] x, real[:, ::1] out,
 def detect_run(const real[:, ::1] x, real[:, ::1] z, real[::1] stat,
                double[::1] sig, int64_t[::1] istate,
                double noise_alpha, double threshold, int64_t warmup, double clip,
-               double min_noise):
+               double min_noise, int64_t max_freeze):
     """Noise-normalised detection statistic.
 
     z_g = x_g / max(sig_g, min_noise) with sig_g a running robust noise scale
@@ -167,10 +174,12 @@ def detect_run(const real[:, ::1] x, real[:, ::1] z, real[::1] stat,
     that a target does not inflate its own noise estimate); the statistic is
     s = sqrt(mean_g z_g^2).  During the first ``warmup`` frames the noise scale
     is the plain running mean including the current frame (no clipping, no
-    skipping).  A zero scale with a non-zero value gives +-inf.
+    skipping).  After ``max_freeze`` (> 0) consecutive skipped frames the
+    (clipped) updates resume, so a lasting change of the noise level is
+    learnt.  A zero scale with a non-zero value gives +-inf.
     """
     cdef Py_ssize_t n = x.shape[0], ng = x.shape[1], i, g
-    cdef int64_t n_seen = istate[0]
+    cdef int64_t n_seen = istate[0], skipped = istate[1]
     cdef double r, d, s, a, v, lim, zz
     with nogil:
         for i in range(n):
@@ -222,7 +231,11 @@ def detect_run(const real[:, ::1] x, real[:, ::1] z, real[::1] stat,
                 s += zz * zz
             s = sqrt(s / ng)
             stat[i] = <real>s
-            if s <= threshold:
+            if s > threshold:
+                skipped += 1
+            if s <= threshold or (max_freeze > 0 and skipped > max_freeze):
+                if s <= threshold:
+                    skipped = 0
                 for g in range(ng):
                     v = fabs(x[i, g]) * MAD_TO_SIGMA
                     if clip > 0.0:
@@ -232,6 +245,7 @@ def detect_run(const real[:, ::1] x, real[:, ::1] z, real[::1] stat,
                     sig[g] += noise_alpha * (v - sig[g])
                 n_seen += 1
     istate[0] = n_seen
+    istate[1] = skipped
 
 
 def notch_run(const real[:, ::1] x, real[:, ::1] out, const double[:, ::1] sos,

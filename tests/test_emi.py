@@ -69,8 +69,10 @@ def ref_baseline(x, window, noise_window, threshold, hold, max_freeze, warmup, c
             frozen = False
         if frozen:
             frozen_run += 1
-            if max_freeze > 0 and frozen_run > max_freeze:
-                frozen = False
+            if max_freeze > 0 and frozen_run > max_freeze:  # retune
+                base = row.copy()
+                hold_left = frozen_run = 0
+                continue
         else:
             frozen_run = 0
         frozen_flags[i] = frozen
@@ -86,13 +88,13 @@ def ref_baseline(x, window, noise_window, threshold, hold, max_freeze, warmup, c
     return out, frozen_flags
 
 
-def ref_detect(x, noise_window, threshold, warmup, clip, min_noise):
+def ref_detect(x, noise_window, threshold, warmup, clip, min_noise, max_freeze):
     x = np.asarray(x, dtype=np.float64)
     n, g = x.shape
     z = np.full_like(x, np.nan)
     stat = np.full(n, np.nan)
     sig = np.zeros(g)
-    n_seen = 0
+    n_seen = skipped = 0
 
     def norm(r):
         d = np.maximum(sig, min_noise)
@@ -116,7 +118,8 @@ def ref_detect(x, noise_window, threshold, warmup, clip, min_noise):
         z[i] = norm(r)
         s = math.sqrt((z[i] ** 2).sum() / g)
         stat[i] = s
-        if s <= threshold:
+        skipped = 0 if s <= threshold else skipped + 1
+        if s <= threshold or (max_freeze > 0 and skipped > max_freeze):
             v = np.abs(r) * MAD
             if clip > 0:
                 v = np.minimum(v, clip * sig)
@@ -226,6 +229,16 @@ def test_baseline_freezes_so_target_does_not_bleed():
     assert abs(frz[2800:].mean()) < 0.01
 
 
+def test_detect_relearns_a_lasting_noise_rise():
+    rng = np.random.default_rng(8)
+    x = rng.normal(scale=1.0, size=(20000, 8))
+    x[5000:] *= 10  # the noise level rises for good
+    keep = run_stage(emi.Detect(noise_window=500, max_freeze=0, output="statistic"), x)
+    learn = run_stage(emi.Detect(noise_window=500, max_freeze=1000, output="statistic"), x)
+    assert np.median(keep[-2000:]) > 5  # never relearnt: looks like a target forever
+    assert 0.7 < np.median(learn[-2000:]) < 1.3
+
+
 def test_baseline_max_freeze_absorbs_level_step():
     n = 6000
     x = np.full((n, 4), 1.0) + np.random.default_rng(2).normal(scale=0.01, size=(n, 4))
@@ -233,7 +246,9 @@ def test_baseline_max_freeze_absorbs_level_step():
     st_ = emi.Baseline(window=100, threshold=4, hold=10, max_freeze=500)
     y = run_stage(st_, x)
     assert abs(y[1100].mean() - 1.0) < 0.05  # frozen: the step shows as anomaly
-    assert abs(y[-500:].mean()) < 0.01  # ... then absorbed after max_freeze
+    assert abs(y[1495].mean() - 1.0) < 0.05
+    assert abs(y[1510:].mean()) < 0.01  # ... then a retune after max_freeze absorbs it
+    assert st_.last_frozen[1100] and not st_.last_frozen[1600]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -241,7 +256,8 @@ def test_detect_matches_twin(dtype):
     x, t = synthetic(target_at=(1500, 1800), dtype=dtype)
     x = run_stage(emi.SoilCompensation(gate_times=t), x)
     r = run_stage(emi.Baseline(window=300, threshold=4, hold=50), x)
-    kw = dict(noise_window=500.0, threshold=3.0, warmup=100, clip=3.0, min_noise=0.0)
+    kw = dict(noise_window=500.0, threshold=3.0, warmup=100, clip=3.0, min_noise=0.0,
+              max_freeze=150)
     out = run_stage(emi.Detect(output="zscore+statistic", **kw), r)
     z, stat = ref_detect(r, **kw)
     tol = 1e-4 if dtype == np.float32 else 1e-9
@@ -482,3 +498,35 @@ def test_streaming_equals_batch(kind, data):
     assert batch.shape[0] == x.shape[0]
     assert_same(chunked, batch)
     assert_same(one, batch)
+
+
+# --------------------------------------------------------------------------------------
+# the default chain on the simulated lanes (forward model of demine.simulate)
+# --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("scene,max_q999,min_mines", [("magnetic-laterite", 6.0, 6),
+                                                      ("benign-soil", 12.0, 3)])
+def test_default_chain_on_simulated_lane(scene, max_q999, min_mines):
+    """Soil, height changes and drift stay near the noise level far from objects,
+    while mines stand above the background's 99.9 % quantile."""
+    simulate = pytest.importorskip("demine.simulate.lane")
+    from demine.process import default_chain
+    from demine.simulate.scene import load_scene
+
+    sc = load_scene(scene)
+    res = simulate.simulate_lane(sc, duration=400.0, seed=1, streams=["emi"])
+    e, tr = res.emi, res.truth
+    chain = default_chain("emi_default")
+    chain.configure({"gate_times": np.asarray(sc.gate_times), "sample_rate": 1000.0})
+    s = run_stage(chain, e["samples"], 1000)[:, -1]
+    settled = np.arange(len(s)) > 5000
+    dist = np.min([np.hypot(e["x"] - ox, e["y"] - oy)
+                   for ox, oy in zip(tr["x"], tr["y"], strict=True)], axis=0)
+    q999 = np.quantile(s[(dist > 0.5) & settled], 0.999)
+    assert q999 < max_q999
+    found = 0
+    for ox, oy, typ in zip(tr["x"], tr["y"], tr["type"], strict=True):
+        near = (np.hypot(e["x"] - ox, e["y"] - oy) < 0.08) & settled
+        if b"mine" in typ and near.any():
+            found += int(s[near].max() > q999)
+    assert found >= min_mines

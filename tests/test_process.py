@@ -123,6 +123,18 @@ def test_chain_of_look_ahead_stages_streaming_equals_batch(n, lags, sizes, seed)
     np.testing.assert_allclose(out, ref, atol=1e-12)
 
 
+def test_finish_is_shaped_like_the_output():
+    """process() + finish() concatenate even when a stage changes the channel count."""
+    x = np.random.default_rng(1).normal(size=(20, 16)).astype(np.float32)
+    for stage in (emi.Detect(), Chain([emi.Baseline(), emi.Detect()]),
+                  Chain([_Lag(lag=2), emi.Detect(output="statistic")])):
+        stage.reset()
+        out = stage.process(x)
+        tail = stage.finish()
+        both = np.concatenate([out, tail])
+        assert both.shape[0] == 20 and tail.shape[1] == out.shape[1]
+
+
 def test_chain_mixing_emi_and_look_ahead_stage():
     x = np.random.default_rng(1).normal(size=(200, 16)).astype(np.float32)
     chain = Chain([emi.Baseline(window=20, warmup=5), _Lag(lag=4), emi.Detect(warmup=5)])

@@ -104,6 +104,7 @@ class Stage:
             raise ConfigError(f"stage {self.name or type(self).__name__!r}: "
                               f"unknown parameter(s) {bad}")
         self._n_channels: int | None = None
+        self._out_like: tuple[tuple[int, ...], np.dtype] | None = None
 
     # -- protocol -----------------------------------------------------------------
     def configure(self, context: Mapping[str, Any]) -> None:
@@ -117,13 +118,17 @@ class Stage:
         raise NotImplementedError
 
     def finish(self) -> np.ndarray:
-        """Return the frames still held back at the end of the stream."""
-        n = self._n_channels or 0
-        return np.empty((0, n), dtype=np.float64)
+        """Return the frames still held back at the end of the stream.
+
+        The default (no look-ahead) returns no frames, shaped like the last
+        output (see :meth:`_emit`).
+        """
+        return self._empty_output()
 
     def reset(self) -> None:
         """Forget the state carried across chunks (parameters are kept)."""
         self._n_channels = None
+        self._out_like = None
 
     def params(self) -> dict[str, Any]:
         """The effective parameters as a JSON-able dict."""
@@ -155,6 +160,18 @@ class Stage:
             dtype = np.float64 if arr.dtype.kind == "f" and arr.dtype.itemsize == 8 \
                 else np.float32
         return np.ascontiguousarray(arr, dtype=np.dtype(dtype).newbyteorder("="))
+
+    def _emit(self, out: np.ndarray) -> np.ndarray:
+        """Remember the channel count and dtype of an output; return it."""
+        self._out_like = (out.shape[1:], out.dtype)
+        return out
+
+    def _empty_output(self) -> np.ndarray:
+        """Zero frames shaped like the outputs so far (or like the input)."""
+        like = getattr(self, "_out_like", None)  # subclasses may skip __init__
+        if like is not None:
+            return np.empty((0, *like[0]), dtype=like[1])
+        return np.empty((0, self._n_channels or 0), dtype=np.float32)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
@@ -199,10 +216,6 @@ def available_stages() -> list[str]:
     """Names of every registered stage (loading the built-in ones first)."""
     _load_builtin_stages()
     return sorted(_REGISTRY)
-
-
-def _empty_like(n_channels: int, dtype: Any = np.float64) -> np.ndarray:
-    return np.empty((0, n_channels), dtype=dtype)
 
 
 def _concat(parts: Sequence[np.ndarray]) -> np.ndarray:
@@ -252,6 +265,9 @@ class Chain(Stage):
         out = chunk
         for st in self.steps:
             out = st.process(out)
+        out = np.asarray(out)
+        if out.ndim == 2 and (out.shape[0] or getattr(self, "_out_like", None) is None):
+            self._emit(out)
         return out
 
     def finish(self) -> np.ndarray:
@@ -262,8 +278,8 @@ class Chain(Stage):
                 parts.append(st.process(pending))
             parts.append(st.finish())
             pending = _concat(parts)
-        if pending is None:
-            return _empty_like(self._n_channels or 0)
+        if pending is None or pending.shape[0] == 0:
+            return self._empty_output()
         return pending
 
     def reset(self) -> None:
