@@ -399,3 +399,17 @@ def test_sigkill_at_random_moments_keeps_everything_flushed(tmp_path):
         with Recording(path) as r:
             n = _check_intact(r.streams["emi"], flushed)
             assert n >= flushed
+
+
+def test_extra_device_fields(tmp_path):
+    path = tmp_path / "extra.h5"
+    with RecordingWriter(path) as w:
+        g = w.add_stream("gpr", "gpr", n_channels=4, dtype="int16",
+                         fields={"encoder": "int32", "status": "uint16"})
+        with pytest.raises(SchemaError, match="clashes"):
+            w.add_stream("gpr2", "gpr", n_channels=4, fields={"time": "int64"})
+        g.append(np.zeros((2, 4), "int16"), time=[1, 2], encoder=[10, 11])
+    with Recording(path) as r:
+        s = r.streams["gpr"]
+        assert list(s["encoder"]) == [10, 11] and list(s["status"]) == [0, 0]
+        assert s["status"].dtype == np.uint16

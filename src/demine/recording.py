@@ -491,6 +491,7 @@ class RecordingWriter:
                    gate_times: Iterable[float] | None = None,
                    sample_interval: float | None = None,
                    calibration: Mapping[str, Any] | None = None, geo: bool = False,
+                   fields: Mapping[str, Any] | None = None,
                    attrs: Mapping[str, Any] | None = None) -> StreamWriter:
         """Declare a sensor stream.
 
@@ -520,6 +521,10 @@ class RecordingWriter:
             Calibration profile (stored as JSON in the ``calibration`` attribute).
         geo : bool
             Also store per-frame WGS 84 ``lon``/``lat``.
+        fields : mapping of str to dtype
+            Further per-frame device fields kept as they come (``status``,
+            ``encoder``, ``stacking``, …): 1-D numeric columns, filled with 0
+            (integers) or NaN (floats) when an append omits them.
         attrs : mapping
             Further stream attributes.
         """
@@ -576,6 +581,20 @@ class RecordingWriter:
                     else:
                         dims["sample"] = np.arange(n_channels, dtype="float64")
             columns = _stream_columns(kind, n_channels, sdtype, geo)
+            taken = {c.name for c in columns} | {"gate", "sample", "index"}
+            for fname, fdtype in (fields or {}).items():
+                fdt = np.dtype(fdtype)
+                if fname in taken or not fname.isidentifier():
+                    raise SchemaError(
+                        f"stream {name!r}: extra field {fname!r} clashes with a standard "
+                        "field or is not an identifier"
+                    )
+                if fdt.kind not in "biuf":
+                    raise SchemaError(
+                        f"stream {name!r}: extra field {fname!r} must be numeric, not {fdt}"
+                    )
+                fill = np.nan if fdt.kind == "f" else 0
+                columns += (Column(fname, fdt, None, fill, None, "device field"),)
             group = self._file["streams"].create_group(name)
             group.attrs.update({"kind": kind, "device": device, "driver": driver,
                                 "units": units})

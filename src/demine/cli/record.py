@@ -1,0 +1,170 @@
+"""``demine record``: record serial devices into one recording."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "record",
+        help="record metal detector, radar and GPS serial devices into one recording",
+        description="Record several serial devices at once into one HDF5 recording, "
+        "with a live status line. Ctrl-C or SIGTERM stops cleanly; the file is valid "
+        "at every moment (flushed at least every --flush-interval seconds).",
+        epilog="PORT is any pyserial URL: /dev/ttyUSB0, COM3, socket://host:port, "
+        "rfc2217://host:port. Example: demine record --device emi-pi=/dev/ttyUSB0 "
+        "--device nmea=/dev/ttyUSB1 --out lane1.h5 --duration 60",
+    )
+    p.add_argument("--device", action="append", required=True, metavar="[NAME:]DRIVER=PORT",
+                   help="a device to record (repeat for several); `demine info` lists "
+                   "nothing here: drivers are emi-pi, gpr, nmea, ascii-md and any installed "
+                   "through the demine.drivers entry point")
+    p.add_argument("--out", "-o", required=True, type=Path, help="recording to create (.h5)")
+    p.add_argument("--duration", type=float, default=None, metavar="S",
+                   help="stop after S seconds (default: until Ctrl-C)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    p.add_argument("--site", default="")
+    p.add_argument("--operator", default="")
+    p.add_argument("--lane-id", default="")
+    p.add_argument("--notes", default="")
+    p.add_argument("--origin", metavar="LON,LAT[,ALT]",
+                   help="WGS 84 origin of the local frame (default: the first GPS fix)")
+    p.add_argument("--bearing", type=float, default=0.0, metavar="DEG",
+                   help="azimuth of the local +y axis, clockwise from north (default 0)")
+    p.add_argument("--calibration", action="append", default=[], metavar="STREAM=PROFILE",
+                   help="calibration profile (shipped name or .toml path) for a stream")
+    p.add_argument("--truth", type=Path, metavar="CSV",
+                   help="ground truth table (columns id,type,is_mine,x,y,depth,metal_mass,notes)")
+    p.add_argument("--scene", metavar="SCENE",
+                   help="a simulator scene: its ground truth, local frame and gate times")
+    p.add_argument("--flush-interval", type=float, default=1.0, metavar="S",
+                   help="longest time received data stays only in memory (default 1 s)")
+    p.add_argument("--fsync", action="store_true", help="fsync the file after every flush")
+    p.add_argument("--startup-timeout", type=float, default=10.0, metavar="S",
+                   help="how long to wait for the first frames of every device (default 10 s)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no status line")
+    p.set_defaults(run=run)
+
+
+def read_truth_csv(path: Path) -> list[dict[str, Any]]:
+    """Ground truth rows from a CSV file with a header line."""
+    numeric = {"is_mine": int, "x": float, "y": float, "depth": float, "metal_mass": float}
+    rows = []
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            for i, row in enumerate(csv.DictReader(fh), start=2):
+                if "id" not in row:
+                    raise ConfigError(f"{path}: no 'id' column")
+                out: dict[str, Any] = {}
+                for k, v in row.items():
+                    if k is None or v is None or v == "":
+                        continue
+                    try:
+                        out[k] = numeric[k](v) if k in numeric else v
+                    except ValueError as exc:
+                        raise ConfigError(f"{path}:{i}: column {k!r}: {v!r} is not a number") \
+                            from exc
+                rows.append(out)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read truth table: {exc}") from exc
+    return rows
+
+
+_QUIET_EVENTS = frozenset({"connected", "stopped"})
+
+
+def _print_event(ev: Any) -> None:
+    """Warnings (stall, disconnect, wrong baud, …) on their own line."""
+    if ev.kind not in _QUIET_EVENTS:
+        print(f"\n{ev.device}: {ev.kind}: {ev.message}", file=sys.stderr)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..calibration import load_profile
+    from ..positions import LocalFrame
+    from ..recorder import Recorder, format_status, parse_device
+
+    devices = [parse_device(d) for d in args.device]
+    frame = None
+    truth: Any = None
+    gate_times = None
+    if args.scene:
+        from ..simulate import load_scene
+
+        scene = load_scene(args.scene)
+        frame = LocalFrame(scene.anchor_lon, scene.anchor_lat, scene.anchor_alt,
+                           scene.bearing_deg)
+        truth = scene.truth()
+        gate_times = scene.gate_times.tolist()
+    if args.origin:
+        try:
+            parts = [float(v) for v in args.origin.split(",")]
+        except ValueError as exc:
+            raise ConfigError(f"--origin {args.origin!r}: expected LON,LAT[,ALT]") from exc
+        if len(parts) not in (2, 3):
+            raise ConfigError(f"--origin {args.origin!r}: expected LON,LAT[,ALT]")
+        frame = LocalFrame(parts[0], parts[1], parts[2] if len(parts) == 3 else 0.0,
+                           args.bearing)
+    if args.truth:
+        truth = read_truth_csv(args.truth)
+    names = {d.name or d.driver for d in devices}
+    for item in args.calibration:
+        if "=" not in item:
+            raise ConfigError(f"--calibration {item!r}: expected STREAM=PROFILE")
+        stream, profile = item.split("=", 1)
+        matches = [d for d in devices if stream in (d.name, d.driver)]
+        if not matches:
+            raise ConfigError(f"--calibration {item!r}: no device {stream!r} among {names}")
+        for d in matches:
+            d.calibration.update(load_profile(profile))
+    if gate_times is not None:
+        for d in devices:
+            d.calibration.setdefault("gate_times", gate_times)
+
+    rec = Recorder(args.out, devices, frame=frame, truth=truth, site=args.site,
+                   operator=args.operator, lane_id=args.lane_id, notes=args.notes,
+                   flush_interval=args.flush_interval, fsync=args.fsync,
+                   overwrite=args.overwrite, startup_timeout=args.startup_timeout,
+                   on_event=_print_event)
+
+    def on_term(signum: int, frame_: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    tty = sys.stderr.isatty()
+
+    def show(status: dict) -> None:
+        if args.quiet:
+            return
+        line = format_status(status)
+        print(("\r" + line) if tty else line, end="" if tty else "\n", file=sys.stderr,
+              flush=True)
+
+    stopped_by_user = False
+    try:
+        rec.start()
+        try:
+            rec.run(args.duration, status=show)
+        except KeyboardInterrupt:
+            stopped_by_user = True
+    finally:
+        rec.stop()
+        signal.signal(signal.SIGTERM, previous)
+        if not args.quiet:
+            print(file=sys.stderr)
+    total = sum(rec.frames_written.values())
+    how = "stopped" if stopped_by_user else "done"
+    print(f"{how}: {total} frames in {args.out} "
+          + ", ".join(f"{k} {v}" for k, v in rec.frames_written.items()))
+    if rec.error is not None:
+        print(f"demine record: error: {rec.error}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,415 @@
+"""Record several serial devices at once into one recording.
+
+:class:`Recorder` runs one :class:`~demine.acquisition.DeviceReader` thread per
+device and one writer thread that appends their frames to a
+:class:`~demine.recording.RecordingWriter`.  Readers never wait for the disk:
+frames pass through a queue, so a slow flush delays writing, never reading.
+
+Positions: the GPS/tracker stream is recorded as it comes (``lon``, ``lat``,
+``alt``, fix quality) together with its position in the recording's local
+frame.  Detector and radar frames get ``x``, ``y``, ``z`` interpolated from
+that track; the writer holds them back until a fix later than the frame has
+arrived (at most ``position_wait`` seconds) so every frame is interpolated,
+never extrapolated.  Without a GPS stream, positions stay NaN unless the radar
+has a calibrated encoder (``distance_per_count`` in its calibration).
+
+Stream layout must be known before HDF5's SWMR mode starts, so the recorder
+waits (up to ``startup_timeout``) for the first frames of every device before
+it declares the streams; frames that arrive meanwhile are kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .acquisition import DeviceReader, ReaderEvent
+from .drivers import FrameBatch, get_driver
+from .errors import ConfigError, RecordingError
+from .positions import LocalFrame, interpolate_positions
+from .recording import RecordingWriter
+
+__all__ = ["DeviceSpec", "Recorder", "parse_device"]
+
+log = logging.getLogger("demine.recorder")
+
+_GPS_COLUMNS = ("lon", "lat", "alt", "fix_quality", "satellites", "hdop")
+
+
+@dataclass
+class DeviceSpec:
+    """One device to record: driver name, port URL and options.
+
+    ``name`` is the stream name in the recording (default: the stream kind,
+    ``emi``, ``gpr`` or ``gps``, numbered when several devices share a kind).
+    """
+
+    driver: str
+    url: str
+    name: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    serial_options: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_device(text: str) -> DeviceSpec:
+    """Parse a ``--device`` argument: ``[NAME:]DRIVER=PORT``.
+
+    Examples: ``emi-pi=/dev/ttyUSB0``, ``gps:nmea=socket://10.0.0.2:5000``.
+    """
+    if "=" not in text:
+        raise ConfigError(f"--device {text!r}: expected DRIVER=PORT (e.g. emi-pi=/dev/ttyUSB0)")
+    left, url = text.split("=", 1)
+    name = None
+    if ":" in left:
+        name, left = left.split(":", 1)
+    if not left or not url:
+        raise ConfigError(f"--device {text!r}: expected DRIVER=PORT (e.g. emi-pi=/dev/ttyUSB0)")
+    get_driver(left)  # unknown driver -> clear error now, not in a thread
+    return DeviceSpec(driver=left, url=url, name=name or None)
+
+
+class _Track:
+    """The last seconds of the position track, for interpolation."""
+
+    def __init__(self, keep_s: float = 30.0) -> None:
+        self.keep_ns = int(keep_s * 1e9)
+        self._t: deque[np.ndarray] = deque()
+        self._xyz: deque[np.ndarray] = deque()
+
+    def add(self, t: np.ndarray, xyz: np.ndarray) -> None:
+        self._t.append(t)
+        self._xyz.append(xyz)
+        while len(self._t) > 1 and self._t[-1][-1] - self._t[0][-1] > self.keep_ns:
+            self._t.popleft()
+            self._xyz.popleft()
+
+    @property
+    def last_time(self) -> int | None:
+        return int(self._t[-1][-1]) if self._t else None
+
+    def at(self, t: np.ndarray) -> np.ndarray:
+        if not self._t:
+            return np.full((t.size, 3), np.nan)
+        return interpolate_positions(np.concatenate(self._t), np.concatenate(self._xyz), t,
+                                     max_gap_s=1.0)
+
+
+class Recorder:
+    """Record devices into one file until stopped.
+
+    Parameters
+    ----------
+    out : path
+        Recording to create.
+    devices : sequence of DeviceSpec
+        The devices.
+    frame : LocalFrame, optional
+        The local metric frame; without it the first valid GPS fix becomes
+        the origin (bearing 0).
+    truth : list of dict or mapping of columns, optional
+        Ground truth to store in the truth table.
+    site, operator, lane_id, notes : str
+        Root attributes.
+    flush_interval, fsync, overwrite :
+        As for :class:`~demine.recording.RecordingWriter`.
+    startup_timeout : float
+        Seconds to wait for the first frames of every device.
+    position_wait : float
+        Longest time a detector or radar frame waits for a later GPS fix.
+    on_event : callable, optional
+        Called with every reader event (stall, disconnect, diagnosis, …).
+    """
+
+    def __init__(self, out: str | Path, devices: Sequence[DeviceSpec], *,
+                 frame: LocalFrame | None = None, truth: Any = None, site: str = "",
+                 operator: str = "", lane_id: str = "", notes: str = "",
+                 flush_interval: float = 1.0, fsync: bool = False, overwrite: bool = False,
+                 startup_timeout: float = 10.0, position_wait: float = 1.0,
+                 on_event: Callable[[ReaderEvent], Any] | None = None,
+                 reader_options: Mapping[str, Any] | None = None) -> None:
+        if not devices:
+            raise ConfigError("no devices to record (give at least one --device DRIVER=PORT)")
+        self.out = Path(out)
+        if self.out.exists() and not overwrite:
+            raise RecordingError(f"{self.out}: file exists (use --overwrite to replace it)")
+        self.devices = list(devices)
+        self.frame = frame
+        self.truth = truth
+        self.meta = {"site": site, "operator": operator, "lane_id": lane_id, "notes": notes}
+        self.flush_interval = flush_interval
+        self.fsync = fsync
+        self.overwrite = overwrite
+        self.startup_timeout = startup_timeout
+        self.position_wait = position_wait
+        self.on_event = on_event
+        self._names = self._stream_names()
+        self._queue: queue.Queue[tuple[str, FrameBatch]] = queue.Queue()
+        self._readers: dict[str, DeviceReader] = {}
+        for spec, name in zip(self.devices, self._names, strict=True):
+            drv = get_driver(spec.driver, **spec.options)
+            self._readers[name] = DeviceReader(
+                spec.url, drv, name=name, serial_options=spec.serial_options or None,
+                on_frames=lambda b, n=name: self._queue.put((n, b)),
+                on_event=self._event, **dict(reader_options or {}),
+            )
+        self.writer: RecordingWriter | None = None
+        self._streams: dict[str, Any] = {}
+        self._kinds = {n: r.driver.kind for n, r in self._readers.items()}
+        self._held: dict[str, deque[FrameBatch]] = {n: deque() for n in self._readers}
+        self._track = _Track()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.frames_written: dict[str, int] = dict.fromkeys(self._readers, 0)
+        self.error: BaseException | None = None
+        self.started_at: float | None = None
+        self.events: list[ReaderEvent] = []
+
+    def _stream_names(self) -> list[str]:
+        names: list[str] = []
+        kinds = [get_driver(d.driver).kind for d in self.devices]
+        for spec, kind in zip(self.devices, kinds, strict=True):
+            if spec.name:
+                name = spec.name
+            elif kinds.count(kind) == 1:
+                name = kind
+            else:
+                name = f"{kind}{sum(1 for n in names if n.startswith(kind)) + 1}"
+            if name in names:
+                raise ConfigError(f"two devices would both record as stream {name!r}; name them")
+            names.append(name)
+        return names
+
+    def _event(self, ev: ReaderEvent) -> None:
+        self.events.append(ev)
+        if self.on_event is not None:
+            self.on_event(ev)
+
+    # ------------------------------------------------------------------ control
+    def start(self) -> Recorder:
+        """Start the readers, wait for every device's first frames, open the file."""
+        self.started_at = time.monotonic()
+        for r in self._readers.values():
+            r.start()
+        first: dict[str, list[FrameBatch]] = {n: [] for n in self._readers}
+        deadline = time.monotonic() + self.startup_timeout
+        while any(not v for v in first.values()) and time.monotonic() < deadline:
+            try:
+                name, batch = self._queue.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            first[name].append(batch)
+        missing = [n for n, v in first.items() if not v]
+        if missing:
+            self.stop_readers()
+            diag = "; ".join(
+                f"{n} on {self._readers[n].url}: "
+                + (self._readers[n].stats.diagnosis or "no frame")
+                for n in missing
+            )
+            raise RecordingError(
+                f"no frames within {self.startup_timeout:g} s from {', '.join(missing)} ({diag})"
+            )
+        self._open_writer(first)
+        # The first frames go ahead of whatever the readers queued meanwhile.
+        for name, batches in first.items():
+            for b in batches:
+                self._dispatch(name, b)
+        self._thread = threading.Thread(target=self._write_loop, name="demine-recorder",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def _open_writer(self, first: dict[str, list[FrameBatch]]) -> None:
+        if self.frame is None:
+            for name, batches in first.items():
+                if self._kinds[name] != "gps":
+                    continue
+                for b in batches:
+                    lon, lat = b.samples[:, 0], b.samples[:, 1]
+                    ok = np.flatnonzero(np.isfinite(lon) & np.isfinite(lat))
+                    if ok.size:
+                        self.frame = LocalFrame(float(lon[ok[0]]), float(lat[ok[0]]),
+                                                float(np.nan_to_num(b.samples[ok[0], 2])))
+                        break
+                if self.frame is not None:
+                    break
+        attrs = self.frame.attrs() if self.frame is not None else {}
+        w = RecordingWriter(self.out, flush_interval=self.flush_interval, fsync=self.fsync,
+                            overwrite=self.overwrite, attrs=attrs, **self.meta)
+        self.writer = w
+        try:
+            for (name, reader), spec in zip(self._readers.items(), self.devices, strict=True):
+                drv = reader.driver
+                sample = first[name][0]
+                extra = {k: v.dtype for k, v in sample.fields.items()}
+                extra["device_time_us"] = np.dtype("int64")
+                extra["host_time"] = np.dtype("int64")
+                kw: dict[str, Any] = {}
+                if drv.kind == "emi":
+                    gates = spec.calibration.get("gate_times")
+                    kw["n_channels"] = sample.samples.shape[1]
+                    if gates is not None and len(gates) == sample.samples.shape[1]:
+                        kw["gate_times"] = gates
+                elif drv.kind == "gpr":
+                    kw["n_channels"] = sample.samples.shape[1]
+                    kw["dtype"] = sample.samples.dtype
+                    dt = spec.calibration.get("sample_interval")
+                    if dt:
+                        kw["sample_interval"] = float(dt)
+                self._streams[name] = w.add_stream(
+                    name, drv.kind, driver=drv.name, device=f"{drv.name} on {reader.url}",
+                    calibration=spec.calibration, fields=extra,
+                    geo=drv.kind in ("emi", "gpr") and self.frame is not None, **kw,
+                )
+            if self.truth is not None:
+                w.add_truth(self.truth)
+            w.start()
+        except BaseException:
+            w.close()
+            raise
+
+    def stop_readers(self) -> None:
+        for r in self._readers.values():
+            r.stop()
+
+    def stop(self) -> None:
+        """Stop reading, write everything received, close the file."""
+        self.stop_readers()
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        if self.writer is not None:
+            self._drain(final=True)
+            self.writer.close()
+
+    def __enter__(self) -> Recorder:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def run(self, duration: float | None = None,
+            status: Callable[[dict[str, Any]], Any] | None = None,
+            status_interval: float = 1.0) -> None:
+        """Record until ``duration`` seconds have passed (or forever), calling
+        ``status`` with :meth:`status` every ``status_interval`` seconds."""
+        end = None if duration is None else time.monotonic() + duration
+        next_status = time.monotonic()
+        while end is None or time.monotonic() < end:
+            if self.error is not None:
+                raise RecordingError(f"{self.out}: recording stopped: {self.error}")
+            if status is not None and time.monotonic() >= next_status:
+                status(self.status())
+                next_status += status_interval
+            time.sleep(0.05 if end is None else max(0.0, min(0.05, end - time.monotonic())))
+
+    # ------------------------------------------------------------------ writing
+    def _write_loop(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self._drain(final=False, block=0.02)
+        except BaseException as exc:  # disk full, …: stop cleanly, keep what is written
+            self.error = exc
+            log.error("recording %s stopped: %s", self.out, exc)
+            self.stop_readers()
+
+    def _drain(self, final: bool, block: float = 0.0) -> None:
+        got_any = False
+        while True:
+            try:
+                name, batch = self._queue.get(timeout=block if not got_any and block else 0)
+            except queue.Empty:
+                break
+            got_any = True
+            self._dispatch(name, batch)
+        self._release_held(final)
+
+    def _dispatch(self, name: str, batch: FrameBatch) -> None:
+        if self._kinds[name] == "gps":
+            self._write_gps(name, batch)
+        else:
+            self._held[name].append(batch)
+
+    def _write_gps(self, name: str, b: FrameBatch) -> None:
+        cols = {c: b.samples[:, i] for i, c in enumerate(_GPS_COLUMNS)}
+        xyz = np.full((len(b), 3), np.nan)
+        if self.frame is not None:
+            xyz[:, 0], xyz[:, 1] = self.frame.to_local(cols["lon"], cols["lat"])
+            xyz[:, 2] = cols["alt"] - self.frame.origin_alt
+        self._track.add(b.time_ns, xyz)
+        self._streams[name].append(
+            time=b.time_ns, sequence=b.sequence, x=xyz[:, 0], y=xyz[:, 1], z=xyz[:, 2],
+            lon=cols["lon"], lat=cols["lat"], alt=cols["alt"],
+            fix_quality=np.nan_to_num(cols["fix_quality"]).astype("int8"),
+            satellites=np.nan_to_num(cols["satellites"], nan=-1).astype("int16"),
+            hdop=cols["hdop"], device_time_us=b.device_time_us, host_time=b.host_time_ns,
+            **b.fields,
+        )
+        self.frames_written[name] += len(b)
+
+    def _release_held(self, final: bool) -> None:
+        has_gps = "gps" in self._kinds.values()
+        now = time.time_ns()
+        last_fix = self._track.last_time
+        for name, held in self._held.items():
+            while held:
+                b = held[0]
+                waited = (now - int(b.host_time_ns[-1])) / 1e9
+                covered = last_fix is not None and last_fix >= int(b.time_ns[-1])
+                if has_gps and not (final or covered or waited >= self.position_wait):
+                    break
+                held.popleft()
+                self._write_sensor(name, b)
+
+    def _write_sensor(self, name: str, b: FrameBatch) -> None:
+        xyz = self._track.at(b.time_ns)
+        extra: dict[str, Any] = {}
+        if self.frame is not None:
+            extra["lon"], extra["lat"] = self.frame.to_geo(xyz[:, 0], xyz[:, 1])
+        self._streams[name].append(
+            b.samples, time=b.time_ns, sequence=b.sequence, x=xyz[:, 0], y=xyz[:, 1],
+            z=xyz[:, 2], device_time_us=b.device_time_us, host_time=b.host_time_ns,
+            **b.fields, **extra,
+        )
+        self.frames_written[name] += len(b)
+
+    # ------------------------------------------------------------------ status
+    def status(self) -> dict[str, Any]:
+        """Per-device counters, frames written and file size, for a status line."""
+        out: dict[str, Any] = {"elapsed_s": 0.0 if self.started_at is None
+                               else time.monotonic() - self.started_at,
+                               "file_bytes": self.out.stat().st_size if self.out.exists() else 0,
+                               "devices": {}}
+        for name, r in self._readers.items():
+            st = r.stats
+            out["devices"][name] = {
+                "frames": self.frames_written[name],
+                "crc_errors": getattr(st, "crc_errors", 0),
+                "gaps": getattr(st, "sequence_gaps", 0),
+                "connected": st.connected,
+                "diagnosis": st.diagnosis,
+                "stats": st.as_dict(),
+            }
+        return out
+
+
+def format_status(status: Mapping[str, Any]) -> str:
+    """One status line: per device frames/s, CRC errors and gaps; file size."""
+    parts = []
+    elapsed = max(status["elapsed_s"], 1e-9)
+    for name, d in status["devices"].items():
+        flag = "" if d["connected"] else " DISCONNECTED"
+        parts.append(f"{name} {d['frames'] / elapsed:7.1f}/s crc {d['crc_errors']} "
+                     f"gaps {d['gaps']}{flag}")
+    return f"[{elapsed:6.1f} s] " + " | ".join(parts) + \
+        f" | {status['file_bytes'] / 1e6:.1f} MB"

@@ -1,0 +1,204 @@
+"""The recorder: several devices on real pseudo-terminals into one recording."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import tty
+
+import numpy as np
+import pytest
+from demine.drivers import get_driver
+
+from demine.errors import ConfigError, RecordingError
+from demine.positions import LocalFrame
+from demine.recorder import DeviceSpec, Recorder, parse_device
+from demine.recording import Recording
+
+GATES = np.geomspace(10e-6, 1e-3, 8)
+FRAME = LocalFrame(104.9, 12.5, 10.0)
+
+
+def _pty():
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    path = os.ttyname(slave)
+    return master, slave, path
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _gps_bytes(t_ns: np.ndarray, x: np.ndarray, y: np.ndarray) -> bytes:
+    from demine.drivers.nmea import GpsFix
+
+    nmea = get_driver("nmea")
+    lon, lat = FRAME.to_geo(x, y)
+    return b"".join(
+        nmea.encode(GpsFix(time_ns=int(t), lat=float(la), lon=float(lo), alt=10.05,
+                           fix_quality=4, satellites=14, hdop=0.6))
+        for t, lo, la in zip(t_ns, lon, lat, strict=True)
+    )
+
+
+def test_parse_device():
+    spec = parse_device("emi-pi=/dev/ttyUSB0")
+    assert (spec.driver, spec.url, spec.name) == ("emi-pi", "/dev/ttyUSB0", None)
+    spec = parse_device("left:emi-pi=socket://127.0.0.1:5000")
+    assert (spec.name, spec.url) == ("left", "socket://127.0.0.1:5000")
+    with pytest.raises(ConfigError, match="DRIVER=PORT"):
+        parse_device("emi-pi")
+    with pytest.raises(ConfigError):
+        parse_device("no-such-driver=/dev/null")
+
+
+def test_two_devices_every_frame_once_with_interpolated_positions(tmp_path):
+    emi_m, emi_s, emi_path = _pty()
+    gps_m, gps_s, gps_path = _pty()
+    out = tmp_path / "rec.h5"
+    emi = get_driver("emi-pi")
+    rng = np.random.default_rng(1)
+    n = 600  # 1.2 s of readings at 500 Hz
+    samples = rng.standard_normal((n, GATES.size)).astype("float32")
+    rec = Recorder(out, [
+        DeviceSpec("emi-pi", emi_path, calibration={"gate_times": GATES.tolist()}),
+        DeviceSpec("nmea", gps_path),
+    ], frame=FRAME, truth=[{"id": "T1", "is_mine": 1, "x": 0.5, "y": 1.0}],
+        flush_interval=0.2, startup_timeout=10)
+    # Device clock starts at 0 and GPS time at a fixed UTC instant; the track moves
+    # along x at 0.5 m/s.  The recorder opens the file only once every device has
+    # sent a frame; what came before is kept.
+    t0 = time.time_ns()
+    starter = None
+    try:
+        import threading
+
+        def feed():
+            # pyserial flushes the input buffer when it opens a port, as a real
+            # adapter would lose bytes sent before: start once both are open.
+            while not all(r.stats.connected for r in rec._readers.values()):
+                time.sleep(0.01)
+            for k in range(0, n, 50):
+                now = time.time_ns()
+                _write_all(emi_m, emi.encode_arrays(
+                    np.arange(k, k + 50), np.arange(k, k + 50) * 2000, samples[k:k + 50]))
+                tg = np.array([now])
+                _write_all(gps_m, _gps_bytes(tg, np.array([(now - t0) / 1e9 * 0.5]),
+                                             np.array([1.0])))
+                time.sleep(0.1)
+            tg = np.array([time.time_ns() + 200_000_000])
+            _write_all(gps_m, _gps_bytes(tg, np.array([(tg[0] - t0) / 1e9 * 0.5]),
+                                         np.array([1.0])))
+
+        starter = threading.Thread(target=feed)
+        starter.start()
+        rec.start()
+        starter.join()
+        time.sleep(0.5)
+    finally:
+        rec.stop()
+        for fd in (emi_m, emi_s, gps_m, gps_s):
+            os.close(fd)
+    with Recording(out) as r:
+        e = r.streams["emi"]
+        np.testing.assert_array_equal(e.sequence, np.arange(n))  # every frame, once, in order
+        np.testing.assert_array_equal(e.samples, samples)
+        np.testing.assert_allclose(e.gate_times, GATES)
+        assert r.attrs["origin_lon"] == FRAME.origin_lon
+        g = r.streams["gps"]
+        assert len(g) == n // 50 + 1
+        assert set(g["fix_quality"]) == {4}
+        np.testing.assert_allclose(g.y, 1.0, atol=0.01)  # NMEA keeps ~1 cm resolution here
+        # Sensor frames between two fixes get interpolated positions on the track.
+        x, y = e.x, e.y
+        ok = np.isfinite(x)
+        assert ok.mean() > 0.8
+        np.testing.assert_allclose(y[ok], 1.0, atol=0.01)
+        assert np.all(np.diff(x[ok]) >= -0.01)  # moving forward along x
+        assert r.truth["id"][0] == "T1"
+        assert "device_time_us" in e.field_names
+        np.testing.assert_array_equal(e["device_time_us"], np.arange(n) * 2000)
+
+
+def test_silent_device_is_a_clear_startup_error(tmp_path):
+    m, s, path = _pty()
+    try:
+        rec = Recorder(tmp_path / "x.h5", [DeviceSpec("emi-pi", path)], startup_timeout=0.5)
+        with pytest.raises(RecordingError, match="no frames within 0.5 s from emi"):
+            rec.start()
+    finally:
+        os.close(m)
+        os.close(s)
+    assert not (tmp_path / "x.h5").exists()
+
+
+_RECORD_SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    import numpy as np
+    from demine.recorder import DeviceSpec, Recorder
+    rec = Recorder(sys.argv[1], [DeviceSpec("emi-pi", sys.argv[2])], flush_interval=0.05)
+    rec.start()
+    last = -1
+    while True:
+        st = rec.writer.flush_count
+        if st != last:
+            last = st
+            # frames durably in the file: those written before this flush
+            print(rec.writer.streams["emi"]._appender.n_written, flush=True)
+        time.sleep(0.005)
+    """
+)
+
+
+def test_recorder_killed_keeps_everything_before_last_flush(tmp_path):
+    m, s, path = _pty()
+    out = tmp_path / "killed.h5"
+    emi = get_driver("emi-pi")
+    proc = subprocess.Popen([sys.executable, "-c", _RECORD_SCRIPT, str(out), path],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        seq = 0
+        flushed = 0
+        deadline = time.monotonic() + 30
+        os.set_blocking(proc.stdout.fileno(), False)
+        buf = ""
+        while flushed < 1500 and time.monotonic() < deadline:
+            block = np.arange(seq, seq + 100)
+            _write_all(m, emi.encode_arrays(block, block * 1000,
+                                            np.repeat(block[:, None], 8, 1).astype("f4")))
+            seq += 100
+            time.sleep(0.02)
+            try:
+                buf += proc.stdout.read() or ""
+            except (BlockingIOError, TypeError):
+                pass
+            lines = [ln for ln in buf.split("\n") if ln.strip()]
+            if lines:
+                flushed = int(lines[-1])
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        rest = proc.stdout.read() or ""
+        for ln in (buf + rest).split():
+            flushed = max(flushed, int(ln))
+    finally:
+        os.close(m)
+        os.close(s)
+    assert flushed >= 1500
+    with Recording(out) as r:
+        e = r.streams["emi"]
+        n = len(e)
+        assert n >= flushed
+        # Bytes sent before the child opened the port are flushed by the open, as
+        # on a real adapter; from the first frame on, nothing is missing.
+        seq = e.sequence
+        np.testing.assert_array_equal(seq, seq[0] + np.arange(n))
+        np.testing.assert_array_equal(e.samples, np.repeat(seq[:, None], 8, 1))
