@@ -355,3 +355,23 @@ def test_gpr_default_chain_on_real_rd3_bscan(tmp_path):
     chain.configure({"sample_interval": dt, "n_channels": ns, "kind": "gpr",
                      "sample_rate": 400.0})
     np.testing.assert_allclose(data, run_stage(chain, traces), rtol=1e-5, atol=1e-3)
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 160), sizes=st.lists(st.integers(0, 40), min_size=1, max_size=8)
+       .filter(lambda s: max(s) > 0), seed=st.integers(0, 2**31 - 1),
+       dtype=st.sampled_from(["int16", "int32", "float32"]))
+def test_packaged_gpr_chain_streaming_equals_batch(n, sizes, seed, dtype):
+    try:
+        chain = default_chain("gpr_default")
+    except ConfigError as exc:
+        pytest.skip(f"GPR stages not available: {exc}")
+    rng = np.random.default_rng(seed)
+    x = (rng.normal(scale=3000, size=(n, 128)) + 500).astype(dtype)
+    chain.configure({"sample_interval": 16e-9 / 128, "n_channels": 128, "kind": "gpr",
+                     "sample_rate": 400.0})
+    batch = run_stage(chain, x)
+    assert batch.shape[0] == n
+    chunked = run_stage(chain, x, sizes)
+    np.testing.assert_allclose(chunked, batch, rtol=1e-5,
+                               atol=1e-5 * float(np.abs(batch).max() or 1.0))
