@@ -434,10 +434,10 @@ cdef void _chain_part(num_t[:, ::1] x, float[:, ::1] hist, Py_ssize_t seen,
 
 cdef inline void _prep_tile(num_t[:, ::1] x, Py_ssize_t i0, int nk, int ns, int dewow_half,
                             float* T, float* D, double* s, unsigned char* miss) noexcept nogil:
-    """Load rows i0..i0+nk into D (dewowed if dewow_half > 0), missing samples NaN."""
+    """Load rows i0..i0+nk into D (dewowed if dewow_half >= 0), missing samples NaN."""
     cdef bint any_miss = False
     _load_tile(x, i0, nk, ns, T, miss, &any_miss)
-    if dewow_half > 0:
+    if dewow_half >= 0:
         _dewow_tile(T, ns, dewow_half, s, D)
     else:
         memcpy(D, T, ns * TILE * sizeof(float))
@@ -663,7 +663,7 @@ def time_zero_picks(num_t[:, ::1] x, int64_t[::1] picks, double threshold, int s
                             break
                         a = v if v >= 0 else -v
                         v = <double>x[i, p]
-                        if a < (v if v >= 0 else -v):
+                        if a <= (v if v >= 0 else -v):
                             break
                         p = p + 1
             picks[i] = p

@@ -208,7 +208,7 @@ class _ChainCore(_GPRStage):
 
     def __init__(self) -> None:
         super().__init__()
-        self._dewow_half = 0
+        self._dewow_half = -1  # -1: no dewow
         self._bg_window = 0
         self._bg_delay = 0
         self._sos = _NO_SOS
@@ -664,7 +664,7 @@ class FusedChain(BandPass):
         else:
             super().__init__(low, high, order, sample_interval, padlen)
         dw = _num(self.name, "dewow_window", dewow_window, lo=0, integer=True)
-        self._dewow_half = dw // 2 if dw > 0 else 0
+        self._dewow_half = dw // 2 if dw > 0 else -1
         self.dewow_window = 2 * self._dewow_half + 1 if dw > 0 else 0
         bw = _num(self.name, "background_window", background_window, lo=0, integer=True)
         if background_mode in ("centred", "centered"):
