@@ -1,0 +1,463 @@
+"""Alarms from a metal detector's detection statistic: one alarm per object.
+
+:class:`EMIDetector` turns the noise-normalised statistic of
+:class:`demine.emi.Detect` (about 1 over noise, large over metal) and the sensor
+positions into alarms a deminer can act on, in three steps:
+
+1. **Adaptive threshold (CFAR-style) with hysteresis**, in the compiled kernel
+   ``demine._detect``: a running mean ``m`` and standard deviation ``sd`` of
+   the statistic over the recent background (frames that are not part of a
+   detection; a target never raises its own threshold) give a high threshold
+   ``max(floor, m + k_hi * sd)`` that starts an *event* and a low one
+   ``max(floor_lo, m + k_lo * sd)`` that keeps it going; an event ends after
+   more than ``hold`` frames below the low threshold.  Over magnetic soil or
+   clutter-rich ground the background level and spread rise, and so does the
+   threshold: a constant false-alarm rate rather than a constant level.
+2. **Minimum extent**: an event shorter than ``min_frames`` frames or whose
+   sensor travel is shorter than ``min_extent`` metres is dropped (impulsive
+   interference, a knock on the cable).
+3. **Merging in space over repeated sweeps**: a side-to-side sweep passes over
+   the same object many times, each pass giving one event peaking at the pass's
+   closest approach.  An event whose peak lies within ``merge_radius`` of a peak
+   of an open cluster joins it; a cluster that has received no event for
+   ``release_time`` seconds is closed and becomes one alarm, located at the
+   squared-statistic-weighted centroid of the peaks of its passes that reach
+   half its strongest peak, with the strongest peak as score.
+
+The detector is a streaming object: :meth:`EMIDetector.process` takes any chunk
+of frames and returns the alarms completed so far, :meth:`EMIDetector.finish`
+the rest.  The alarms of a stream do not depend on how it is cut into chunks,
+so live alarms equal batch ones (:func:`detect_emi`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from . import _detect
+from .errors import ConfigError
+
+__all__ = ["ALARM_FIELDS", "EMIDetector", "detect_emi"]
+
+#: Columns of the alarm tables returned by the detector.  ``time`` is the time
+#: (int64 ns) of the strongest peak, or its frame index when no times were given.
+ALARM_FIELDS: tuple[str, ...] = (
+    "time", "x", "y", "depth", "score", "n_passes", "peak_index", "start_index",
+    "end_index", "extent", "threshold",
+)
+
+
+def _num(name: str, value: Any, *, lo: float | None = None, lo_open: bool = False,
+         integer: bool = False) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise ConfigError(f"emi detector: parameter {name!r} must be a number, got {value!r}")
+    if integer:
+        if float(value) != int(value):
+            raise ConfigError(f"emi detector: parameter {name!r} must be an integer, "
+                              f"got {value!r}")
+        value = int(value)
+    else:
+        value = float(value)
+    if not math.isfinite(value):
+        raise ConfigError(f"emi detector: parameter {name!r} must be finite, got {value!r}")
+    if lo is not None and (value < lo or (lo_open and value == lo)):
+        op = ">" if lo_open else ">="
+        raise ConfigError(f"emi detector: parameter {name!r} must be {op} {lo}, got {value!r}")
+    return value
+
+
+@dataclass
+class _Peak:
+    s: float
+    x: float
+    y: float
+    time: int
+    index: int
+    event_start: int
+    event_end: int
+    extent: float
+    threshold: float
+
+
+@dataclass
+class _Cluster:
+    first_t: float
+    last_t: float
+    peaks: list[_Peak] = field(default_factory=list)
+
+    @property
+    def strongest(self) -> _Peak:
+        return max(self.peaks, key=lambda p: p.s)
+
+
+def _empty_alarms() -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    for k in ALARM_FIELDS:
+        dt = np.int64 if k in ("time", "n_passes", "peak_index", "start_index",
+                               "end_index") else np.float64
+        out[k] = np.zeros(0, dtype=dt)
+    return out
+
+
+class EMIDetector:
+    """Streaming EMI alarm detector (see the module docstring for the method).
+
+    Parameters
+    ----------
+    threshold : float
+        Floor of the high (start) threshold, in units of the statistic (noise
+        level about 1).
+    threshold_lo : float
+        Floor of the low (continue) threshold.
+    k_hi, k_lo : float
+        Adaptive thresholds in background standard deviations above the
+        background mean.
+    background_window : float
+        Time constant (frames) of the background mean and variance.
+    warmup : int
+        Frames of background before the adaptive part applies (only the floors
+        until then).
+    clip : float
+        Background updates are clipped at ``clip`` standard deviations.
+    hold : int
+        Frames below the low threshold tolerated inside an event.
+    split : float
+        Peak separation inside an event: a maximum is its own peak when the
+        statistic falls ``split`` times below it before rising ``split`` times
+        above the valley again (two objects under one long event).
+    min_frames : int
+        Shortest event kept, in frames.
+    max_frames : int
+        Longest event, in frames (0: no limit).  A statistic that stays above
+        threshold longer is a change of background (a soil patch, a level
+        step), not a target: the event is dropped and the background level
+        restarts from its mean.
+    min_extent : float
+        Shortest sensor travel during an event, in metres (checked only where
+        positions are known).
+    merge_radius : float
+        A peak within this distance (m) of a peak of an open cluster joins it.
+    dominance_radius, dominance_ratio : float
+        A cluster whose strongest peak is at most ``dominance_ratio`` times the
+        strongest peak of another open cluster within ``dominance_radius`` (m)
+        is its side lobe and is merged into it (0 disables).
+    release_time : float
+        A cluster without a new peak for this long (s) becomes an alarm.
+    sample_rate : float
+        Frames per second, used for times when none are given.
+
+    Examples
+    --------
+    >>> det = EMIDetector()
+    >>> alarms = det.process(stat_chunk, x_chunk, y_chunk, time_chunk)  # doctest: +SKIP
+    >>> alarms = det.finish()  # doctest: +SKIP
+    """
+
+    def __init__(self, *, threshold: float = 4.0, threshold_lo: float = 2.5,
+                 k_hi: float = 6.0, k_lo: float = 3.0, background_window: float = 3000.0,
+                 warmup: int = 300, clip: float = 3.0, hold: int = 5, split: float = 2.0,
+                 min_frames: int = 5, max_frames: int = 3000, min_extent: float = 0.0,
+                 merge_radius: float = 0.2,
+                 dominance_radius: float = 0.5, dominance_ratio: float = 0.05,
+                 release_time: float = 3.0, sample_rate: float = 1000.0) -> None:
+        self.threshold = _num("threshold", threshold, lo=0.0, lo_open=True)
+        self.threshold_lo = _num("threshold_lo", threshold_lo, lo=0.0, lo_open=True)
+        if self.threshold_lo > self.threshold:
+            raise ConfigError("emi detector: 'threshold_lo' must not exceed 'threshold' "
+                              f"({self.threshold_lo} > {self.threshold})")
+        self.k_hi = _num("k_hi", k_hi, lo=0.0)
+        self.k_lo = _num("k_lo", k_lo, lo=0.0)
+        self.background_window = _num("background_window", background_window, lo=1.0)
+        self.warmup = _num("warmup", warmup, lo=0, integer=True)
+        self.clip = _num("clip", clip, lo=0.0)
+        self.hold = _num("hold", hold, lo=0, integer=True)
+        self.split = _num("split", split, lo=1.0, lo_open=True)
+        self.min_frames = _num("min_frames", min_frames, lo=1, integer=True)
+        self.max_frames = _num("max_frames", max_frames, lo=0, integer=True)
+        self.min_extent = _num("min_extent", min_extent, lo=0.0)
+        self.merge_radius = _num("merge_radius", merge_radius, lo=0.0)
+        self.dominance_radius = _num("dominance_radius", dominance_radius, lo=0.0)
+        self.dominance_ratio = _num("dominance_ratio", dominance_ratio, lo=0.0)
+        self.release_time = _num("release_time", release_time, lo=0.0)
+        self.sample_rate = _num("sample_rate", sample_rate, lo=0.0, lo_open=True)
+        self.reset()
+
+    # ----------------------------------------------------------------- state
+    def reset(self) -> None:
+        """Forget all state (start of a new stream); parameters are kept."""
+        self._f = np.zeros(_detect.NFS, dtype=np.float64)
+        self._i = np.zeros(_detect.NIS, dtype=np.int64)
+        self._t0: int | None = None
+        self._pending: list[tuple[float, ...]] = []  # peaks of the open event
+        self._clusters: list[_Cluster] = []
+        self._done: list[dict[str, Any]] = []
+        self.last_threshold = np.zeros(0)
+
+    def configure(self, context: Mapping[str, Any]) -> None:
+        """Take ``sample_rate`` (frames/s) from a stream context."""
+        rate = context.get("sample_rate")
+        if rate:
+            self.sample_rate = float(rate)
+
+    def params(self) -> dict[str, Any]:
+        """The effective parameters (JSON-able)."""
+        keys = ("threshold", "threshold_lo", "k_hi", "k_lo", "background_window", "warmup",
+                "clip", "hold", "split", "min_frames", "max_frames", "min_extent", "merge_radius",
+                "dominance_radius", "dominance_ratio", "release_time", "sample_rate")
+        return {k: getattr(self, k) for k in keys}
+
+    @property
+    def background(self) -> tuple[float, float]:
+        """Current background mean and standard deviation of the statistic."""
+        return float(self._f[0]), float(math.sqrt(max(self._f[1], 0.0)))
+
+    # ----------------------------------------------------------------- input
+    def _inputs(self, stat: ArrayLike, x: ArrayLike | None, y: ArrayLike | None,
+                time: ArrayLike | None, polarity: ArrayLike | None) -> tuple[np.ndarray, ...]:
+        s = np.asarray(stat, dtype=np.float64)
+        if s.ndim == 2 and s.shape[1] == 1:
+            s = s[:, 0]
+        if s.ndim != 1:
+            raise ConfigError(f"emi detector: statistic must be 1-D (n_frames,), "
+                              f"got shape {s.shape}")
+        n = s.shape[0]
+
+        def column(v: ArrayLike | None, name: str) -> np.ndarray:
+            if v is None:
+                return np.full(n, np.nan)
+            a = np.ascontiguousarray(v, dtype=np.float64).reshape(-1)
+            if a.shape[0] != n:
+                raise ConfigError(f"emi detector: {name} has {a.shape[0]} values for "
+                                  f"{n} statistic frames")
+            return a
+
+        xa, ya = column(x, "x"), column(y, "y")
+        if polarity is not None:
+            pol = column(polarity, "polarity")
+            s = np.where(pol < 0, 0.0, s)
+        s = np.ascontiguousarray(s)
+        if time is None:
+            idx = self._i[1] + np.arange(n, dtype=np.int64)
+            tsec = idx / self.sample_rate
+            tns = idx
+        else:
+            tns = np.asarray(time).reshape(-1)
+            if tns.shape[0] != n:
+                raise ConfigError(f"emi detector: time has {tns.shape[0]} values for "
+                                  f"{n} statistic frames")
+            if tns.dtype.kind not in "iu":
+                raise ConfigError("emi detector: time must be integer UTC nanoseconds")
+            tns = np.ascontiguousarray(tns, dtype=np.int64)
+            if self._t0 is None and n:
+                self._t0 = int(tns[0])
+            t0 = self._t0 if self._t0 is not None else 0
+            tsec = (tns - t0).astype(np.float64) / 1e9
+        return s, xa, ya, np.ascontiguousarray(tsec), tns
+
+    # ----------------------------------------------------------------- events
+    def _handle(self, seg_f: np.ndarray, seg_i: np.ndarray, k: int,
+                pk_f: np.ndarray, pk_i: np.ndarray, kp: int) -> None:
+        """Peaks join the open event's list; each completed event is accepted or not."""
+        peaks = [(float(pk_f[r, 0]), float(pk_f[r, 1]), float(pk_f[r, 2]), int(pk_i[r, 2]),
+                  int(pk_i[r, 1]), int(pk_i[r, 0])) for r in range(kp)]
+        j = 0
+        for r in range(k):
+            start = int(seg_i[r, 0])
+            while j < len(peaks) and peaks[j][5] == start:
+                self._pending.append(peaks[j])
+                j += 1
+            ev, self._pending = self._pending, []
+            if seg_i[r, 5]:
+                continue  # aborted: a change of background, not a target
+            nfr = int(seg_i[r, 3])
+            length = float(seg_f[r, 4])
+            if nfr < self.min_frames:
+                continue
+            if self.min_extent > 0 and np.isfinite(seg_f[r, 1]) and length < self.min_extent:
+                continue
+            self._release(float(seg_f[r, 12]))
+            for q in ev:
+                self._add_peak(_Peak(q[0], q[1], q[2], q[3], q[4], start, int(seg_i[r, 1]),
+                                     length, float(seg_f[r, 6])), float(seg_f[r, 13]))
+        self._pending.extend(peaks[j:])  # peaks of an event still open
+
+    def _release(self, t_now: float) -> None:
+        keep = []
+        for c in self._clusters:
+            if c.last_t + self.release_time < t_now:
+                self._done.append(self._alarm(c))
+            else:
+                keep.append(c)
+        self._clusters = keep
+
+    def _add_peak(self, peak: _Peak, t_end: float) -> None:
+        if not (math.isfinite(peak.x) and math.isfinite(peak.y)):
+            self._done.append(self._alarm(_Cluster(t_end, t_end, [peak])))
+            return
+        best, best_d = None, math.inf
+        for c in self._clusters:
+            for p in c.peaks:
+                d = math.hypot(p.x - peak.x, p.y - peak.y)
+                if d < best_d:
+                    best, best_d = c, d
+        if best is not None and best_d <= self.merge_radius:
+            best.peaks.append(peak)
+            best.last_t = max(best.last_t, t_end)
+        else:
+            best = _Cluster(t_end, t_end, [peak])
+            self._clusters.append(best)
+        self._dominance(best)
+
+    def _dominance(self, c: _Cluster) -> None:
+        """Merge side lobes: weak clusters near a much stronger one."""
+        if self.dominance_ratio <= 0 or self.dominance_radius <= 0:
+            return
+        changed = True
+        while changed:
+            changed = False
+            sc = c.strongest
+            for d in self._clusters:
+                if d is c:
+                    continue
+                sd = d.strongest
+                if math.hypot(sd.x - sc.x, sd.y - sc.y) > self.dominance_radius:
+                    continue
+                if sd.s <= self.dominance_ratio * sc.s:
+                    strong, weak = c, d
+                elif sc.s <= self.dominance_ratio * sd.s:
+                    strong, weak = d, c
+                else:
+                    continue
+                strong.peaks.extend(weak.peaks)
+                strong.first_t = min(strong.first_t, weak.first_t)
+                strong.last_t = max(strong.last_t, weak.last_t)
+                self._clusters.remove(weak)
+                c = strong
+                changed = True
+                break
+
+    @staticmethod
+    def _alarm(c: _Cluster) -> dict[str, Any]:
+        s = np.array([p.s for p in c.peaks])
+        x = np.array([p.x for p in c.peaks])
+        y = np.array([p.y for p in c.peaks])
+        best = c.strongest
+        sel = s >= 0.5 * best.s
+        if np.isfinite(x[sel]).all() and np.isfinite(y[sel]).all():
+            w = s[sel] ** 2
+            ax = float(np.sum(w * x[sel]) / w.sum())
+            ay = float(np.sum(w * y[sel]) / w.sum())
+        else:
+            ax, ay = best.x, best.y
+        return {"time": best.time, "x": ax, "y": ay, "depth": math.nan, "score": best.s,
+                "n_passes": len({p.event_start for p in c.peaks}), "peak_index": best.index,
+                "start_index": min(p.event_start for p in c.peaks),
+                "end_index": max(p.event_end for p in c.peaks),
+                "extent": max(p.extent for p in c.peaks), "threshold": best.threshold}
+
+    def _collect(self) -> dict[str, np.ndarray]:
+        out = _empty_alarms()
+        if self._done:
+            self._done.sort(key=lambda a: (a["start_index"], a["peak_index"]))
+            for k in ALARM_FIELDS:
+                out[k] = np.array([a[k] for a in self._done], dtype=out[k].dtype)
+        self._done = []
+        return out
+
+    # ----------------------------------------------------------------- API
+    def process(self, stat: ArrayLike, x: ArrayLike | None = None, y: ArrayLike | None = None,
+                time: ArrayLike | None = None, polarity: ArrayLike | None = None,
+                ) -> dict[str, np.ndarray]:
+        """Feed a chunk of frames; return the alarms completed so far.
+
+        Parameters
+        ----------
+        stat : array_like, shape (n,)
+            Detection statistic (e.g. the last channel of ``emi.detect``).
+        x, y : array_like, shape (n,), optional
+            Sensor position of each frame (m); without them alarms are not
+            merged in space and have NaN positions.
+        time : array_like of int64, shape (n,), optional
+            UTC nanoseconds of each frame; default frame index / sample_rate.
+        polarity : array_like, shape (n,), optional
+            A signed companion of the statistic, positive where the response
+            looks like metal (e.g. the mean of the noise-normalised gates);
+            frames with negative polarity count as quiet (statistic 0), so a
+            residual of the wrong sign (sensor lifted over soil) raises no alarm.
+
+        Returns
+        -------
+        dict of ndarray
+            Columns :data:`ALARM_FIELDS`, one row per alarm, in the order of
+            their first frame.
+        """
+        s, xa, ya, tsec, tns = self._inputs(stat, x, y, time, polarity)
+        n = s.shape[0]
+        thr = np.empty(n)
+        seg_f = np.empty((n + 1, _detect.NSF))
+        seg_i = np.empty((n + 1, _detect.NSI), dtype=np.int64)
+        pk_f = np.empty((2 * n + 2, _detect.NPF))
+        pk_i = np.empty((2 * n + 2, _detect.NPI), dtype=np.int64)
+        k, kp = _detect.hysteresis_run(
+            s, xa, ya, tsec, tns, thr, self._f, self._i, seg_f, seg_i, pk_f, pk_i,
+            1.0 / self.background_window, self.k_hi, self.k_lo, self.threshold,
+            self.threshold_lo, self.clip, self.warmup, self.hold, self.split,
+            self.max_frames)
+        self.last_threshold = thr
+        self._handle(seg_f, seg_i, k, pk_f, pk_i, kp)
+        if n:
+            # Clusters whose release time has passed before the current frame (or
+            # before the start of an event still open) can never grow again.
+            t_now = float(tsec[-1])
+            if self._i[2]:
+                t_now = min(t_now, float(self._f[18]))
+            self._release(t_now)
+        return self._collect()
+
+    def finish(self) -> dict[str, np.ndarray]:
+        """End of stream: close any open event and every cluster; return their alarms."""
+        seg_f = np.empty((1, _detect.NSF))
+        seg_i = np.empty((1, _detect.NSI), dtype=np.int64)
+        pk_f = np.empty((1, _detect.NPF))
+        pk_i = np.empty((1, _detect.NPI), dtype=np.int64)
+        k, kp = _detect.flush_event(self._f, self._i, seg_f, seg_i, pk_f, pk_i)
+        self._handle(seg_f, seg_i, k, pk_f, pk_i, kp)
+        self._release(math.inf)
+        return self._collect()
+
+
+def concat_alarms(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Concatenate alarm tables column by column."""
+    out = _empty_alarms()
+    for k in ALARM_FIELDS:
+        arrs = [p[k] for p in parts if p[k].size]
+        if arrs:
+            out[k] = np.concatenate(arrs)
+    return out
+
+
+def detect_emi(stat: ArrayLike, x: ArrayLike | None = None, y: ArrayLike | None = None,
+               time: ArrayLike | None = None, polarity: ArrayLike | None = None,
+               **params: Any) -> dict[str, np.ndarray]:
+    """Alarms of a whole stream in one call (same result as streaming).
+
+    Parameters
+    ----------
+    stat, x, y, time, polarity
+        See :meth:`EMIDetector.process`.
+    **params
+        :class:`EMIDetector` parameters.
+
+    Returns
+    -------
+    dict of ndarray
+        Columns :data:`ALARM_FIELDS`.
+    """
+    det = EMIDetector(**params)
+    return concat_alarms([det.process(stat, x, y, time, polarity), det.finish()])

@@ -1,0 +1,194 @@
+"""EMI alarm detector: hysteresis, minimum extent, adaptive threshold, merging."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from demine.detect import ALARM_FIELDS, EMIDetector, concat_alarms, detect_emi
+from demine.errors import ConfigError
+from demine.evaluate import evaluate
+
+T0 = 1_772_352_000_000_000_000
+RATE = 1000.0
+
+
+def _sweep(seconds: float, *, width: float = 1.0, speed: float = 0.7, advance: float = 0.04):
+    """Side-to-side sweep across x in [0, width], advancing ``advance`` per swing."""
+    n = int(seconds * RATE)
+    t = np.arange(n) / RATE
+    swing = width / speed
+    phase = (t / swing) % 2.0
+    x = np.where(phase < 1, phase, 2 - phase) * width
+    y = np.floor(t / swing) * advance + (t % swing) / swing * advance
+    return x, y, T0 + np.arange(n, dtype=np.int64) * 1_000_000
+
+
+def _statistic(x, y, objects, *, seed=0, gates=16, level=0.0, width=0.08):
+    """RMS of noise-normalised gates: N(0, 1) noise plus each object's bump."""
+    rng = np.random.default_rng(seed)
+    a = np.full(x.size, level)
+    for ox, oy, amp in objects:
+        a += amp * np.exp(-((x - ox) ** 2 + (y - oy) ** 2) / (2 * width**2))
+    z = rng.standard_normal((x.size, gates)) + a[:, None]
+    return np.sqrt(np.mean(z**2, axis=1))
+
+
+OBJECTS = [(0.3, 0.5, 40.0), (0.7, 1.2, 12.0), (0.5, 2.0, 400.0)]
+
+
+@pytest.fixture(scope="module")
+def lane():
+    x, y, t = _sweep(90.0)  # 90 s: 2.2 m of lane
+    return x, y, t, _statistic(x, y, OBJECTS)
+
+
+def test_one_alarm_per_object_at_its_peak(lane):
+    x, y, t, s = lane
+    al = detect_emi(s, x, y, t)
+    assert set(al) == set(ALARM_FIELDS)
+    assert al["x"].size == 3
+    order = np.argsort(al["y"])
+    for k, (ox, oy, amp) in zip(order, OBJECTS, strict=True):
+        assert np.hypot(al["x"][k] - ox, al["y"][k] - oy) < 0.03
+        assert al["n_passes"][k] >= 3  # seen on several swings, merged
+        assert amp * 0.8 < al["score"][k] < amp * 1.3
+        assert al["time"][k] == t[al["peak_index"][k]]
+    # Evaluated against the truth: every object found, no false alarm.
+    truth = {"x": np.array([o[0] for o in OBJECTS]), "y": np.array([o[1] for o in OBJECTS])}
+    r = evaluate(truth, al, path=np.column_stack([x, y]), footprint=0.24)
+    assert r.pd == 1.0 and r.n_false_alarms == 0 and r.localisation["max"] < 0.03
+
+
+def test_noise_alone_raises_no_alarm():
+    x, y, t = _sweep(60.0)
+    s = _statistic(x, y, [], seed=3)
+    assert detect_emi(s, x, y, t)["x"].size == 0
+
+
+@settings(max_examples=25, deadline=None)
+@given(cuts=st.lists(st.integers(0, 90_000), max_size=8), seed=st.integers(0, 3))
+def test_streaming_equals_batch_for_any_chunking(lane, cuts, seed):
+    x, y, t, s = lane
+    batch = detect_emi(s, x, y, t, release_time=1.0 + seed)
+    det = EMIDetector(release_time=1.0 + seed)
+    edges = sorted({0, s.size, *(c % (s.size + 1) for c in cuts)})
+    parts = [det.process(s[a:b], x[a:b], y[a:b], t[a:b])
+             for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    stream = concat_alarms([*parts, det.finish()])
+    ob, os_ = np.lexsort((batch["x"], batch["time"])), np.lexsort((stream["x"], stream["time"]))
+    for k in ALARM_FIELDS:
+        np.testing.assert_array_equal(stream[k][os_], batch[k][ob], err_msg=k)
+
+
+def _quiet(n=400):
+    return np.ones(n)
+
+
+def test_hysteresis_minimum_extent_and_hold():
+    kw = dict(k_hi=0.0, k_lo=0.0, threshold=4.0, threshold_lo=2.5, warmup=10, hold=2,
+              min_frames=5)
+    # A 1-frame spike is dropped; a 5-frame response is an alarm at its peak.
+    s = np.concatenate([_quiet(), [9.0], _quiet(50), [4.5, 6.0, 8.0, 3.0, 2.6], _quiet()])
+    al = detect_emi(s, **kw)
+    assert al["peak_index"].tolist() == [453]
+    assert al["score"].tolist() == [8.0] and al["start_index"].tolist() == [451]
+    assert al["end_index"].tolist() == [455]
+    # Once started (>= 4) the event continues down to 2.5 and survives a 2-frame dip.
+    s = np.concatenate([_quiet(), [5.0, 3.0, 2.6, 1.0, 1.0, 3.0, 2.7], _quiet()])
+    al = detect_emi(s, **kw)
+    assert al["start_index"].tolist() == [400] and al["end_index"].tolist() == [406]
+    # A 3-frame dip ends it: two events, the second never reaches 4 so never starts.
+    s = np.concatenate([_quiet(), [5.0, 3.0, 2.6, 3.0, 2.7, 1, 1, 1, 3.0, 3.5, 3.9], _quiet()])
+    al = detect_emi(s, **dict(kw, min_frames=1))
+    assert al["start_index"].tolist() == [400] and al["end_index"].tolist() == [404]
+
+
+def test_minimum_extent_in_metres():
+    s = np.concatenate([_quiet(), np.full(20, 8.0), _quiet()])
+    x = np.zeros(s.size)
+    y = np.arange(s.size) * 1e-3  # 1 mm per frame: the event covers 19 mm
+    assert detect_emi(s, x, y, min_extent=0.01)["x"].size == 1
+    assert detect_emi(s, x, y, min_extent=0.05)["x"].size == 0
+
+
+def test_adaptive_threshold_follows_a_raised_background():
+    # Magnetic soil: the statistic's background sits at 3.5 +- 0.3 over a long
+    # stretch, above the fixed floor of 3.  A fixed threshold fires all along; the
+    # CFAR threshold rises with the background and keeps only the real target.
+    rng = np.random.default_rng(5)
+    n = 60_000
+    s = np.where(np.arange(n) < 10_000, 1.0, 3.5) + 0.3 * rng.standard_normal(n)
+    s[40_000:40_200] += 30 * np.hanning(200)
+    fixed = detect_emi(s, threshold=4.0, threshold_lo=3.9, k_hi=0.0, k_lo=0.0, min_frames=1)
+    adaptive = detect_emi(s, threshold=3.0, threshold_lo=2.5)
+    assert fixed["x"].size > 100
+    assert adaptive["peak_index"].size == 1 and abs(adaptive["peak_index"][0] - 40_100) < 5
+    det = EMIDetector(threshold=3.0, threshold_lo=2.5)
+    det.process(s[:35_000])
+    level, spread = det.background
+    assert level == pytest.approx(3.5, abs=0.15) and spread == pytest.approx(0.3, rel=0.3)
+    assert det.last_threshold[-1] > 4.5
+
+
+def test_peaks_inside_one_event_are_split():
+    # One event over two objects 0.5 m apart: a dip by more than `split` between them.
+    n = 1000
+    x = np.linspace(0, 1, n)
+    bump = lambda c, a: a * np.exp(-((x - c) ** 2) / (2 * 0.08**2))  # noqa: E731
+    s = 1 + bump(0.25, 50) + bump(0.75, 20)  # dips to ~1.5 between the objects
+    s = np.concatenate([_quiet() / 2, s, _quiet() / 2])
+    xx = np.concatenate([np.zeros(400), x, np.ones(400)])
+    yy = np.zeros(s.size)
+    kw = dict(threshold_lo=1.0, k_hi=0.0, k_lo=0.0)
+    al = detect_emi(s, xx, yy, **kw)
+    assert sorted(np.round(al["x"], 2).tolist()) == [0.25, 0.75]
+    assert al["start_index"][0] == al["start_index"][1]  # one event, two peaks
+    # Without splitting it is one alarm at the stronger peak.
+    al1 = detect_emi(s, xx, yy, split=1e9, **kw)
+    assert np.round(al1["x"], 2).tolist() == [0.25]
+
+
+def test_merging_radius_release_and_side_lobes():
+    x, y, t = _sweep(60.0)
+    s = _statistic(x, y, [(0.3, 0.5, 40.0), (0.3, 1.1, 40.0)], seed=1)
+    al = detect_emi(s, x, y, t)
+    assert np.sort(np.round(al["y"], 1)).tolist() == [0.5, 1.1]
+    # Revisiting a spot after more than release_time gives a new alarm there.
+    x2 = np.concatenate([x[:20_000], x[:20_000]])
+    y2 = np.concatenate([y[:20_000], y[:20_000]])
+    s2 = np.concatenate([s[:20_000], s[:20_000]])
+    assert detect_emi(s2, x2, y2, release_time=3.0)["x"].size == 2
+    assert detect_emi(s2, x2, y2, release_time=60.0)["x"].size == 1
+    # A weak detection 0.45 m from a 100x stronger one is its side lobe.
+    s3 = _statistic(x, y, [(0.3, 0.5, 800.0), (0.75, 0.5, 6.0)], seed=2)
+    assert detect_emi(s3, x, y, t)["x"].size == 1
+    assert detect_emi(s3, x, y, t, dominance_ratio=0.0)["x"].size == 2
+
+
+def test_missing_values_and_no_positions():
+    s = np.concatenate([_quiet(), [8.0, np.nan, 9.0, 8.0, 7.0, 6.0], _quiet()])
+    al = detect_emi(s, min_frames=5)
+    assert al["peak_index"].tolist() == [402] and al["score"].tolist() == [9.0]
+    assert np.isnan(al["x"]).all()
+    # Without positions every event is its own alarm; time defaults to frame index.
+    s2 = np.concatenate([s, s])
+    al2 = detect_emi(s2, min_frames=5)
+    assert al2["time"].tolist() == [402, 402 + s.size]
+    # Polarity: frames of the wrong sign are quiet.
+    assert detect_emi(s, polarity=-np.ones(s.size))["x"].size == 0
+
+
+def test_bad_parameters_and_inputs():
+    with pytest.raises(ConfigError, match="threshold_lo"):
+        EMIDetector(threshold=3.0, threshold_lo=4.0)
+    with pytest.raises(ConfigError, match="'split'"):
+        EMIDetector(split=1.0)
+    with pytest.raises(ConfigError, match="x has 3 values for 4"):
+        detect_emi(np.ones(4), np.ones(3), np.ones(3))
+    with pytest.raises(ConfigError, match="1-D"):
+        detect_emi(np.ones((4, 3)))
+    with pytest.raises(ConfigError, match="nanoseconds"):
+        detect_emi(np.ones(4), time=np.ones(4))
