@@ -295,6 +295,27 @@ def test_process_recording_refuses_to_clobber_and_adds_in_place(tmp_path):
     assert not (tmp_path / "o2.h5").exists()
 
 
+@register_stage
+class _Decimate(Stage):
+    """Test stage that keeps every second frame (changes the frame count)."""
+
+    name: ClassVar[str] = "test.decimate"
+    resamples: ClassVar[bool] = True
+
+    def process(self, chunk: Any) -> np.ndarray:
+        return self._check(chunk)[::2]
+
+
+def test_process_recording_refuses_frame_count_changing_steps(tmp_path):
+    src = tmp_path / "raw.h5"
+    write_emi_recording(src, n=100)
+    chain = Chain([emi.Baseline(), _Decimate()], kind="emi")
+    assert chain.resamples and not Chain([emi.Baseline()]).resamples
+    with pytest.raises(ConfigError, match=r"step 2 \(test.decimate\) changes the number"):
+        process_recording(src, chain, tmp_path / "o.h5")
+    assert not (tmp_path / "o.h5").exists()
+
+
 def test_process_recording_needs_notch_rate_from_time_axis(tmp_path):
     src = tmp_path / "raw.h5"
     write_emi_recording(src, n=400)

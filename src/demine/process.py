@@ -27,7 +27,9 @@ The stage protocol
 ``finish()``
     End of stream: returns the frames still held back.  Over a whole stream the
     concatenation of every ``process`` output and ``finish`` has exactly as many
-    frames as went in, and output frame ``k`` corresponds to input frame ``k``.
+    frames as went in, and output frame ``k`` corresponds to input frame ``k``
+    (except for stages with the class attribute ``resamples = True``, such as
+    trace stacking, which change the number of frames on purpose).
 ``reset()``
     Forget all state (start of a new stream); parameters are kept.
 ``params()``
@@ -97,6 +99,9 @@ class Stage:
     """
 
     name: ClassVar[str] = ""
+    #: True for a stage that changes the number of frames (stacking,
+    #: resampling); then output frame k no longer corresponds to input frame k.
+    resamples: ClassVar[bool] = False
 
     def __init__(self, **params: Any) -> None:
         if params:
@@ -256,6 +261,11 @@ class Chain(Stage):
         self.chain_name = name
         self.kind = kind
         self.streams = list(streams) if streams is not None else None
+
+    @property
+    def resamples(self) -> bool:  # type: ignore[override]
+        """True when some step changes the number of frames."""
+        return any(getattr(st, "resamples", False) for st in self.steps)
 
     def configure(self, context: Mapping[str, Any]) -> None:
         for st in self.steps:
@@ -552,6 +562,12 @@ def process_recording(in_path: str | Path, chain: Chain | str | Path | Mapping[s
         chain = load_chain(chain)
     if chunk_frames < 1:
         raise ConfigError("chunk_frames must be >= 1")
+    for i, st in enumerate(chain.steps):
+        if getattr(st, "resamples", False):
+            raise ConfigError(
+                f"chain {chain.chain_name or '(unnamed)'}: step {i + 1} ({st.name}) changes "
+                "the number of frames; derived datasets keep the stream's time axis, so "
+                "run stacking/resampling from Python on the derived data instead")
     in_path = Path(in_path)
     out_path = Path(out_path)
     dname = name or chain.chain_name or "processed"
