@@ -30,7 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--speed", type=float, default=1.0,
                    help="real-time factor for devices (default 1.0)")
     p.add_argument("--fast", action="store_true",
-                   help="devices send as fast as the reader reads, not in real time")
+                   help="devices wait (up to 30 s) for a reader to open their port, then "
+                   "send as fast as it reads, not in real time")
     p.add_argument("--out", metavar="FILE", default=None,
                    help="write the simulated lane to this recording (no devices)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
@@ -76,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         for name in args.device:
             devices.append(SimulatedDevice(name, scene, seed=args.seed, duration=args.duration,
-                                           realtime=not args.fast, speed=args.speed))
+                                           realtime=not args.fast, speed=args.speed,
+                                           wait_reader=30.0 if args.fast else 0.0))
         for dev in devices:
             print(f"{dev.driver_name} {dev.port}", flush=True)
         t0 = time.monotonic()
@@ -90,9 +92,18 @@ def run(args: argparse.Namespace) -> int:
             if dev.error is not None:
                 print(f"demine simulate: {dev.driver_name}: {dev.error}", file=sys.stderr)
                 return 2
-        if not stop.is_set():
-            # give readers a moment to drain the pty before it closes
-            time.sleep(0.5)
+        # let readers take what is still in the pty before it closes (at most 10 s)
+        # (bytes can be in flight inside the pty, so "empty" must hold for a while)
+        deadline = time.monotonic() + 10.0
+        empty_since = None
+        while not stop.is_set() and time.monotonic() < deadline:
+            if any(d.unread_bytes() > 0 for d in devices):
+                empty_since = None
+            elif empty_since is None:
+                empty_since = time.monotonic()
+            elif time.monotonic() - empty_since > 0.3:
+                break
+            stop.wait(0.05)
         return 0
     finally:
         for dev in devices:

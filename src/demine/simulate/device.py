@@ -17,8 +17,10 @@ could not take are dropped and counted in ``bytes_dropped``.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import select
+import sys
 import termios
 import threading
 import time
@@ -116,11 +118,17 @@ class SimulatedDevice:
         NMEA times are the current UTC (default: True in real time).
     max_backlog : float
         In real time, seconds of unsent data kept before dropping the oldest.
+    wait_reader : float
+        Wait at most this many seconds for a reader to open the port before
+        sending the first byte (detected when the reader configures the port,
+        as pyserial does on open; opening also flushes what was sent before).
+        0 (default): start at once, like a device that is switched on.
     """
 
     def __init__(self, driver: str, scene: Scene | str | Path, *, seed: int = 0,
                  duration: float | None = None, realtime: bool = True, speed: float = 1.0,
-                 wall_clock: bool | None = None, max_backlog: float = 2.0) -> None:
+                 wall_clock: bool | None = None, max_backlog: float = 2.0,
+                 wait_reader: float = 0.0) -> None:
         from ..drivers import get_driver
 
         if driver not in DRIVER_STREAMS:
@@ -142,6 +150,7 @@ class SimulatedDevice:
         self.speed = float(speed)
         self.wall_clock = self.realtime if wall_clock is None else bool(wall_clock)
         self.max_backlog = float(max_backlog)
+        self.wait_reader = float(wait_reader)
         self.frames_sent = 0
         self.bytes_sent = 0
         self.bytes_dropped = 0
@@ -157,6 +166,7 @@ class SimulatedDevice:
             termios.tcsetattr(self._slave, termios.TCSANOW, attrs)
             os.set_blocking(self._master, False)
             self.port = os.ttyname(self._slave)
+            self._initial_attrs = termios.tcgetattr(self._slave)
         except BaseException:
             os.close(self._master)
             os.close(self._slave)
@@ -192,6 +202,16 @@ class SimulatedDevice:
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until all data (``duration``) has been sent; True if finished."""
         return self._done.wait(timeout)
+
+    def unread_bytes(self) -> int:
+        """Bytes sent to the pty that no reader has taken yet."""
+        if self._slave < 0:
+            return 0
+        try:
+            buf = fcntl.ioctl(self._slave, termios.FIONREAD, b"\0\0\0\0")
+        except OSError:
+            return 0
+        return int.from_bytes(buf, sys.byteorder, signed=True)
 
     @property
     def running(self) -> bool:
@@ -239,8 +259,28 @@ class SimulatedDevice:
             select.select([], [self._master], [], max(wait, 0.001))
         return done
 
+    def reader_configured(self) -> bool:
+        """True once a reader has changed the port settings (pyserial does on open)."""
+        try:
+            return termios.tcgetattr(self._slave) != self._initial_attrs
+        except (OSError, termios.error):
+            return False
+
+    def _await_reader(self) -> None:
+        end = time.monotonic() + self.wait_reader
+        while not self._stop.is_set() and time.monotonic() < end:
+            if self.reader_configured():
+                # the reader flushes its input right after configuring: let it
+                self._stop.wait(0.2)
+                return
+            self._stop.wait(0.01)
+
     def _run(self) -> None:
         try:
+            if self.wait_reader > 0:
+                self._await_reader()
+                if not self.realtime or self.wall_clock:
+                    self._t0 = time.monotonic()
             latency = self.scene.gps.latency if self.stream == "gps" else 0.0
             t_start_ns = self.sim.scene.start_time_ns
             pending: list[tuple[float, bytes]] = []  # (due monotonic, bytes)

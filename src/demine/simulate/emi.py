@@ -51,7 +51,8 @@ def loop_field(a: float, rho: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np
     h_rho, h_z : ndarray
         Radial and axial field components, A/m per A.
     """
-    rho = np.maximum(np.abs(np.asarray(rho, dtype=np.float64)), 1e-7 * a)
+    rho0 = np.abs(np.asarray(rho, dtype=np.float64))
+    rho = np.maximum(rho0, 1e-7 * a)
     z = np.asarray(z, dtype=np.float64)
     s = (a + rho) ** 2 + z * z
     m = 4.0 * a * rho / s
@@ -62,6 +63,11 @@ def loop_field(a: float, rho: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np
     inv = 1.0 / (2.0 * math.pi * np.sqrt(s))
     hz = inv * (kk + (a * a - rho * rho - z * z) / d * ee)
     hr = inv * z / rho * (-kk + (a * a + rho * rho + z * z) / d * ee)
+    # near the axis the bracket cancels to rounding: use the first-order expansion
+    small = rho < 1e-4 * a
+    if np.any(small):
+        near = 0.75 * a * a * z * rho0 / (a * a + z * z) ** 2.5
+        hr = np.where(small, near, hr)
     return hr, hz
 
 

@@ -134,7 +134,11 @@ class LaneSimulator:
                 return
             rng = np.random.default_rng(
                 np.random.SeedSequence([self.seed, _STREAM_IDS[stream], k]))
-            yield gen(start, stop, rng, state)
+            # always draw a whole block, so that a shorter run is a prefix of a longer one
+            block = gen(start, start + per_block, rng, state)
+            if stop < start + per_block:
+                block = {key: v[: stop - start] for key, v in block.items()}
+            yield block
             k += 1
 
     # ------------------------------------------------------------------ streams

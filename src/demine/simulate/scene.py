@@ -290,7 +290,7 @@ class GPRConfig:
     noise: float = 0.004
     direct_wave_delay: float = 2.0e-9
     ringing: float = 0.15
-    wow: float = 0.05
+    wow: float = 0.03
     beam_width_deg: float = 40.0
     encoder_resolution: float = 0.001
     time_zero_jitter: float = 5.0e-12
@@ -693,7 +693,7 @@ def parse_scene(data: Mapping[str, Any], source: str = "<scene>") -> Scene:
         noise=gp.num("noise", 0.004, lo=0.0),
         direct_wave_delay=gp.num("direct_wave_delay", 2e-9, lo=0.0),
         ringing=gp.num("ringing", 0.15, lo=0.0),
-        wow=gp.num("wow", 0.05, lo=0.0),
+        wow=gp.num("wow", 0.03, lo=0.0),
         beam_width_deg=gp.num("beam_width_deg", 40.0, lo=1.0, hi=90.0),
         encoder_resolution=gp.num("encoder_resolution", 0.001, lo=1e-6, lo_open=True),
         time_zero_jitter=gp.num("time_zero_jitter", 5e-12, lo=0.0),

@@ -1,0 +1,150 @@
+"""Simulated devices on pseudo-terminals, read through pyserial and decoded by the drivers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import serial
+from demine.drivers import get_driver
+from demine.drivers.base import FrameBatch
+
+from demine.cli import main
+from demine.errors import ConfigError
+from demine.framing import Framer
+from demine.recording import Recording
+from demine.simulate import SimulatedDevice, simulate_lane
+
+STREAM = {"emi-pi": "emi", "gpr": "gpr", "nmea": "gps"}
+
+
+def _read_all(port: str, driver: str, done, n_expected: int, timeout: float = 30.0):
+    """Read a pty with pyserial until n_expected frames are decoded (or the device is done
+    and nothing more comes)."""
+    ser = serial.serial_for_url(port, timeout=0.05)
+    framer = Framer(get_driver(driver))
+    batches: list[FrameBatch] = []
+    got = 0
+    end = time.monotonic() + timeout
+    try:
+        while time.monotonic() < end and got < n_expected:
+            data = ser.read(max(1, ser.in_waiting))
+            if data:
+                new = framer.feed(data)
+                batches += new
+                got += sum(len(b) for b in new)
+            elif done():
+                break
+    finally:
+        ser.close()
+    batches += framer.flush()
+    assert batches, f"no frame read from {port}"
+    return FrameBatch.concatenate(batches), framer.stats
+
+
+@pytest.mark.parametrize("driver", ["emi-pi", "gpr", "nmea"])
+def test_device_frames_decode_to_the_simulated_arrays(driver):
+    dur = 2.0
+    ref = simulate_lane("battle-area", dur, seed=11).streams[STREAM[driver]]
+    n = len(ref["time"])
+    # the device waits for pyserial to open (and flush) the port before sending
+    with SimulatedDevice(driver, "battle-area", seed=11, duration=dur, realtime=False,
+                         wait_reader=10.0) as dev:
+        assert os.path.exists(dev.port)
+        batch, stats = _read_all(dev.port, driver, lambda: dev.wait(0), n)
+        assert dev.error is None
+    assert len(batch) == n
+    assert stats.crc_errors == 0 and stats.sequence_gaps == 0 and stats.bytes_skipped == 0
+    if driver == "nmea":
+        cols = {c: batch.samples[:, i] for i, c in enumerate(get_driver("nmea").columns)}
+        np.testing.assert_allclose(cols["lat"], ref["lat"], atol=1e-9)
+        np.testing.assert_allclose(cols["lon"], ref["lon"], atol=1e-9)
+        np.testing.assert_allclose(cols["alt"], ref["alt"], atol=1e-3)
+        np.testing.assert_array_equal(cols["fix_quality"], ref["fix_quality"])
+        # the GPS time (from the date in ZDA/RMC) is the acquisition time
+        np.testing.assert_array_equal(batch.device_time_us * 1000, ref["time"])
+    else:
+        np.testing.assert_array_equal(batch.samples, ref["samples"])
+        np.testing.assert_array_equal(batch.sequence, ref["sequence"])
+        np.testing.assert_array_equal(batch.device_time_us, ref["device_time_us"])
+        if driver == "gpr":
+            np.testing.assert_array_equal(batch.fields["encoder"], ref["encoder"])
+            np.testing.assert_array_equal(batch.fields["stacking"], ref["stacking"])
+    assert dev.frames_sent == n
+
+
+def test_realtime_device_paces_frames():
+    with SimulatedDevice("emi-pi", "empty-lane", seed=1, duration=3.0) as dev:
+        ser = serial.serial_for_url(dev.port, timeout=0.05)
+        framer = Framer(get_driver("emi-pi"))
+        got = 0
+        t_end = time.monotonic() + 0.3
+        while time.monotonic() < t_end:
+            got += sum(len(b) for b in framer.feed(ser.read(max(1, ser.in_waiting))))
+        ser.close()
+    # after 0.3 s a real-time device has sent about 300 of its 3000 readings, far from all
+    assert 0 < got < 1500
+    assert dev.wall_clock  # real-time devices stamp wall-clock UTC
+
+
+def test_device_rejects_unknown_driver_and_bad_options():
+    with pytest.raises(ConfigError, match="ascii-md|sonar"):
+        SimulatedDevice("sonar", "empty-lane")
+    with pytest.raises(ConfigError, match="duration"):
+        SimulatedDevice("emi-pi", "empty-lane", duration=0)
+
+
+def test_cli_serves_devices_on_ptys():
+    env = dict(os.environ)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "demine", "simulate", "empty-lane", "--device", "emi-pi",
+         "--device", "nmea", "--duration", "1", "--fast", "--seed", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        ports = dict(proc.stdout.readline().split() for _ in range(2))
+        assert set(ports) == {"emi-pi", "nmea"}
+        emi, _ = _read_all(ports["emi-pi"], "emi-pi", lambda: proc.poll() is not None, 1000)
+        gps, _ = _read_all(ports["nmea"], "nmea", lambda: proc.poll() is not None, 10)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=10)
+    ref = simulate_lane("empty-lane", 1.0, seed=2)
+    np.testing.assert_array_equal(emi.samples, ref.emi["samples"])
+    assert len(gps) == 10
+
+
+def test_cli_sigterm_stops_cleanly():
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "demine", "simulate", "benign-soil", "--device", "gpr"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("gpr /dev/")
+        proc.terminate()
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_cli_writes_a_recording_and_reports_errors(tmp_path, capsys):
+    out = tmp_path / "lane.h5"
+    assert main(["simulate", "empty-lane", "--out", str(out), "--duration", "1"]) == 0
+    with Recording(out) as rec:
+        assert rec.streams["emi"].n_frames == 1000
+        assert rec.streams["gpr"].n_frames == 400
+    assert main(["simulate", "no-such-scene", "--device", "emi-pi"]) == 2
+    assert "no-such-scene" in capsys.readouterr().err
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[lane]\nwidth = 1\nlength = 2\n[soil]\nviscosity = 'x'\n")
+    assert main(["simulate", str(bad), "--out", str(tmp_path / "x.h5")]) == 2
+    assert "viscosity" in capsys.readouterr().err
+    assert main(["simulate", "--list"]) == 0
+    assert "benign-soil" in capsys.readouterr().out
