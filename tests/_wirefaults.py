@@ -112,3 +112,40 @@ def inject(frames: list[bytes], plan: list[str], rng: np.random.Generator, sync0
     )
     exp.bytes_skipped = len(out) - valid_bytes
     return bytes(out), exp
+
+
+def uart_resample(data: bytes, tx_baud: float, rx_baud: float) -> bytes:
+    """What a UART receiving at ``rx_baud`` makes of ``data`` sent 8N1 at ``tx_baud``.
+
+    The line is modelled bit by bit: the receiver waits for a falling edge, samples
+    the middle of each of its own bit periods (start, 8 data LSB first, stop) and
+    delivers the byte (framing errors included, as a raw-mode tty does).
+    """
+    raw = np.frombuffer(data, dtype=np.uint8)
+    bits = np.unpackbits(raw[:, None], axis=1, bitorder="little")
+    line = np.concatenate(
+        [np.zeros((raw.size, 1), np.uint8), bits, np.ones((raw.size, 1), np.uint8)], axis=1
+    ).ravel()
+    line = np.concatenate([[1], line, [1] * 20]).astype(np.uint8)
+    edges = np.flatnonzero((line[:-1] == 1) & (line[1:] == 0)) + 1  # index of first 0 bit
+    t_edges = edges / tx_baud
+    n_line = line.size
+    out = bytearray()
+    t = 0.0
+    rx = 1.0 / rx_baud
+    k = 0
+    while True:
+        k = int(np.searchsorted(t_edges, t, side="left"))
+        if k >= t_edges.size:
+            break
+        t0 = t_edges[k]
+        idx = ((t0 + (np.arange(10) + 0.5) * rx) * tx_baud).astype(np.int64)
+        if idx[-1] >= n_line:
+            break
+        s = line[idx]
+        if s[0] != 0:  # glitch, not a start bit
+            t = t0 + 1e-12 + 0.5 * rx
+            continue
+        out.append(int(np.packbits(s[1:9], bitorder="little")[0]))
+        t = t0 + 9.5 * rx
+    return bytes(out)

@@ -58,6 +58,9 @@ __all__ = ["ClockFit", "DeviceReader", "ReaderEvent", "ReaderStats"]
 
 log = logging.getLogger("demine.acquisition")
 
+#: pyserial back-ends whose ``in_waiting`` is the exact number of bytes buffered.
+_EXACT_IN_WAITING = ("serial.serialposix", "serial.serialwin32")
+
 
 # --------------------------------------------------------------------------------------
 # device clock -> host clock
@@ -158,8 +161,8 @@ class ClockFit:
         # than any buffering explains (host clock stepped ahead)
         a, b = self._coef
         bad = x < self._last_x - 1e-6
-        dev = r - (a + b * x) if self._blocks else r - r[0]
-        bad |= (dev < -self.max_step_s) | (dev > self.max_latency_s)
+        off = r - (a + b * x) if self._blocks else r - r[0]
+        bad |= (off < -self.max_step_s) | (off > self.max_latency_s)
         if bad.any():
             k = int(np.argmax(bad))
             if k == 0:
@@ -282,6 +285,14 @@ class DeviceReader:
         Bytes without one valid frame before the wrong-baud diagnosis.
     clock : ClockFit, optional
         Clock mapper (default: a new :class:`ClockFit`).
+    read_block : int
+        Largest read on URL ports whose ``in_waiting`` is not a byte count
+        (``socket://``, ``rfc2217://``); local ports read exactly what is buffered.
+
+    Notes
+    -----
+    pyserial empties the input buffer when it opens a port: bytes a device sent
+    before the ``"connected"``/``"reconnected"`` event are not seen.
     """
 
     def __init__(
@@ -300,6 +311,7 @@ class DeviceReader:
         backoff: tuple[float, float] = (0.05, 2.0),
         diagnose_bytes: int = 65536,
         clock: ClockFit | None = None,
+        read_block: int = 65536,
     ) -> None:
         self.url = str(url)
         self.driver = get_driver(driver)
@@ -315,6 +327,7 @@ class DeviceReader:
         self.reconnect = bool(reconnect)
         self.backoff = (float(backoff[0]), float(backoff[1]))
         self.diagnose_bytes = int(diagnose_bytes)
+        self.read_block = int(read_block)
         self.clock = clock if clock is not None else ClockFit()
         self.framer = Framer(self.driver)
         self.events: list[ReaderEvent] = []
@@ -429,6 +442,7 @@ class DeviceReader:
         st = self._stats
         delay = self.backoff[0]
         ever_connected = False
+        exact_waiting = True
         lost_at = 0
         last_data = time.monotonic()
         stalled = False
@@ -451,6 +465,13 @@ class DeviceReader:
                         delay = min(delay * 2, self.backoff[1])
                         continue
                     delay = self.backoff[0]
+                    # local ports report the exact byte count buffered; URL handlers
+                    # (socket://, rfc2217://, loop://) do not: read blocks with a
+                    # short timeout instead
+                    exact_waiting = type(self._ser).__module__ in _EXACT_IN_WAITING
+                    if not exact_waiting:
+                        self._ser.timeout = min(self.read_timeout,
+                                                max(self.poll_interval, 0.01))
                     last_data = time.monotonic()
                     stalled = False
                     with self._lock:
@@ -469,12 +490,15 @@ class DeviceReader:
                 t_read = time.monotonic()
                 try:
                     ser = self._ser
-                    waiting = ser.in_waiting
-                    data = ser.read(waiting if waiting else 1)
-                    if data and not waiting:
-                        more = ser.in_waiting
-                        if more:
-                            data += ser.read(more)
+                    if exact_waiting:
+                        waiting = ser.in_waiting
+                        data = ser.read(waiting if waiting else 1)
+                        if data and not waiting:
+                            more = ser.in_waiting
+                            if more:
+                                data += ser.read(more)
+                    else:
+                        data = ser.read(self.read_block)
                 except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
                     if self._stop.is_set():
                         break
@@ -523,8 +547,11 @@ class DeviceReader:
                     since_good += len(data)
                     if since_good >= self.diagnose_bytes and not diagnosed:
                         diagnosed = True
+                        amount = (f"{self.diagnose_bytes // 1024} KiB"
+                                  if self.diagnose_bytes % 1024 == 0
+                                  else f"{self.diagnose_bytes} bytes")
                         msg = (
-                            f"no valid frame in {since_good // 1024} KiB at "
+                            f"no valid frame in {amount} at "
                             f"{self.settings.get('baudrate')} baud on {self.url} "
                             f"(driver {self.driver.name}): wrong baud rate, wrong driver "
                             f"or wrong port?"
