@@ -279,8 +279,10 @@ class SimulatedDevice:
         try:
             if self.wait_reader > 0:
                 self._await_reader()
-                if not self.realtime or self.wall_clock:
-                    self._t0 = time.monotonic()
+                self._t0 = time.monotonic()
+                if self.wall_clock:
+                    self.sim = LaneSimulator(self.scene.replace(start_time_ns=time.time_ns()),
+                                             self.sim.seed)
             latency = self.scene.gps.latency if self.stream == "gps" else 0.0
             t_start_ns = self.sim.scene.start_time_ns
             pending: list[tuple[float, bytes]] = []  # (due monotonic, bytes)

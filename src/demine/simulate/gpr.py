@@ -102,7 +102,7 @@ class GPRModel:
               else 0.0 for o in objs]
         self.half_len = np.concatenate([hl, np.zeros(n_tex)]).astype(float)
         self.reach = np.minimum(
-            (self.od + 0.3) * math.tan(math.radians(min(2.2 * cfg.beam_width_deg, 80.0)))
+            (self.od + 0.3) * math.tan(math.radians(min(1.8 * cfg.beam_width_deg, 75.0)))
             + self.half + self.half_len + 0.05, 1.5)
         self.alpha = soil.attenuation
         self.beam = math.radians(cfg.beam_width_deg)
@@ -160,10 +160,8 @@ class GPRModel:
             tt.append(t_gb + t_l + 2.0 * und / self.v)
             aa.append(amp * self.spread(hg + dd) * np.exp(-2.0 * self.alpha * dd))
         if len(self.ox):
-            near = ((self.ox > x.min() - self.reach.max()) & (self.ox < x.max()
-                                                              + self.reach.max())
-                    & (self.oy > y.min() - self.reach.max())
-                    & (self.oy < y.max() + self.reach.max()))
+            near = ((self.ox > x.min() - self.reach) & (self.ox < x.max() + self.reach)
+                    & (self.oy > y.min() - self.reach) & (self.oy < y.max() + self.reach))
             if near.any():
                 sel = np.flatnonzero(near)
                 dx = x[:, None] - self.ox[sel][None, :]
@@ -201,7 +199,9 @@ class GPRModel:
         cfg = self.scene.gpr
         n, ns = len(x), cfg.samples
         ii, tt, aa = self.events(t, x, y, h)
-        keep = np.abs(aa) > 2e-5
+        # events far below the noise change nothing visible: skip them
+        floor = 0.02 * cfg.noise if cfg.noise > 0 else 1e-6
+        keep = np.abs(aa) > floor
         ii, tt, aa = ii[keep], tt[keep], aa[keep]
         # wavelet from a table oversampled _OVER times: event at pos = tt/dt
         pos = tt / self.dt
