@@ -295,6 +295,42 @@ def test_process_recording_refuses_to_clobber_and_adds_in_place(tmp_path):
     assert not (tmp_path / "o2.h5").exists()
 
 
+def test_streamed_derived_layout_equals_write_derived(tmp_path):
+    """process_recording streams output into the copy chunk by chunk; the group
+    it writes must equal the one recording.write_derived writes (in-place path)."""
+    src = tmp_path / "raw.h5"
+    write_emi_recording(src, n=1000)
+    streamed = tmp_path / "streamed.h5"
+    process_recording(src, "emi_default", streamed, chunk_frames=300)
+    inplace = tmp_path / "inplace.h5"
+    inplace.write_bytes(src.read_bytes())
+    process_recording(inplace, "emi_default", inplace)
+
+    def describe(path):
+        with h5py.File(path, "r") as f:
+            g = f["derived/emi/emi_default"]
+            d = g["data"]
+            return {
+                "keys": sorted(g.keys()),
+                "attrs": sorted(set(g.attrs) - {"created_utc"}),
+                "history": g.attrs["history"],
+                "dims": [[s.name.rsplit("/", 1)[-1] for s in dim.values()] for dim in d.dims],
+                "time_units": g["time"].attrs["units"],
+                "data": d[()],
+                "time": g["time"][()],
+                "channel": g["channel"][()],
+            }
+
+    a, b = describe(streamed), describe(inplace)
+    np.testing.assert_array_equal(a.pop("data"), b.pop("data"))
+    np.testing.assert_array_equal(a.pop("time"), b.pop("time"))
+    np.testing.assert_array_equal(a.pop("channel"), b.pop("channel"))
+    assert a == b
+    xr = pytest.importorskip("xarray")
+    with xr.open_dataset(streamed, engine="h5netcdf", group="derived/emi/emi_default") as ds:
+        assert ds["data"].shape == (1000, 17)
+
+
 @register_stage
 class _Decimate(Stage):
     """Test stage that keeps every second frame (changes the frame count)."""

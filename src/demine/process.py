@@ -582,16 +582,26 @@ def process_recording(in_path: str | Path, chain: Chain | str | Path | Mapping[s
         target = out_path.with_name(out_path.name + ".tmp")
         shutil.copyfile(in_path, target)
     done: dict[str, str] = {}
+    attrs = {"chain": chain.chain_name, "source_file": str(in_path)}
     try:
         for sname in names:
-            with Recording(in_path) as rec:
-                stream = rec.streams[sname]
-                data = _run_stream(chain, stream, chunk_frames, in_path)
-                time = stream.read(0, data.shape[0], fields=["time"])["time"]
-            done[sname] = write_derived(
-                target, sname, dname, data, history=chain.history(), time=time,
-                attrs={"chain": chain.chain_name, "source_file": str(in_path)},
-                overwrite=overwrite)
+            if same:
+                # the file cannot be open for reading and writing at once:
+                # collect the output, then add it with recording.write_derived
+                with Recording(in_path) as rec:
+                    stream = rec.streams[sname]
+                    sink = _ArraySink(len(stream))
+                    _run_stream(chain, stream, chunk_frames, in_path, sink)
+                    time = stream.read(0, len(stream), fields=["time"])["time"]
+                done[sname] = write_derived(
+                    target, sname, dname, sink.result(), history=chain.history(), time=time,
+                    attrs=attrs, overwrite=overwrite)
+            else:
+                # stream the output straight into the copy: memory stays one chunk
+                with Recording(in_path) as rec, _H5Sink(target, sname, dname, rec.streams[sname],
+                                                         overwrite) as sink:
+                    _run_stream(chain, rec.streams[sname], chunk_frames, in_path, sink)
+                    done[sname] = sink.commit(chain.history(), attrs)
         if not same:
             target.replace(out_path)
     except BaseException:
@@ -601,16 +611,113 @@ def process_recording(in_path: str | Path, chain: Chain | str | Path | Mapping[s
     return done
 
 
-def _run_stream(chain: Chain, stream: Any, chunk_frames: int, in_path: Path) -> np.ndarray:
-    """Run every frame of ``stream`` through ``chain`` chunk by chunk; the full output."""
+class _ArraySink:
+    """Collects a stream's output frames in one array."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.out: np.ndarray | None = None
+
+    def put(self, start: int, block: np.ndarray) -> None:
+        if self.out is None:
+            self.out = np.empty((self.n, *block.shape[1:]), dtype=block.dtype)
+        self.out[start:start + block.shape[0]] = block
+
+    def result(self) -> np.ndarray:
+        return self.out if self.out is not None else np.empty((0, 0), dtype=np.float32)
+
+
+class _H5Sink:
+    """Writes a stream's output frames into ``/derived/<stream>/<name>`` as they come.
+
+    Same layout as :func:`demine.recording.write_derived` (docs/format.md):
+    ``data`` rows along the ``time`` dimension scale copied from the source,
+    a ``channel`` scale, and ``source``/``history``/``software_version``/
+    ``created_utc`` attributes (written last, in :meth:`commit`).
+    """
+
+    def __init__(self, path: Path, stream_name: str, name: str, stream: Any,
+                 overwrite: bool) -> None:
+        import h5py
+
+        from .errors import SchemaError
+
+        if not name or not all(c.isalnum() or c in "_-" for c in name):
+            raise SchemaError(f"derived name {name!r} must be letters, digits, '_' or '-'")
+        self.path, self.stream_name, self.name = path, stream_name, name
+        self.stream = stream
+        self.n = len(stream)
+        try:
+            self.file = h5py.File(path, "r+", libver="latest")
+        except OSError as exc:
+            from .errors import RecordingError
+
+            raise RecordingError(f"{path}: cannot open for adding derived data: {exc}") from exc
+        parent = self.file.require_group("derived").require_group(stream_name)
+        if name in parent:
+            if not overwrite:
+                self.file.close()
+                from .errors import RecordingError
+
+                raise RecordingError(f"{path}: derived {stream_name}/{name} exists")
+            del parent[name]
+        self.group = parent.create_group(name)
+        self.data = None
+
+    def put(self, start: int, block: np.ndarray) -> None:
+        if self.data is None:
+            self.data = self.group.create_dataset(
+                "data", shape=(self.n, *block.shape[1:]), dtype=block.dtype,
+                chunks=(max(1, min(self.n, (1 << 20) // max(1, block[:1].nbytes))),
+                        *block.shape[1:]))
+        self.data[start:start + block.shape[0]] = block
+
+    def commit(self, history: list[dict[str, Any]], attrs: Mapping[str, Any]) -> str:
+        from ._version import __version__
+        from .recording import TIME_UNITS, _iso_utc, utc_now_ns
+
+        g = self.group
+        tds = g.create_dataset("time", shape=(self.n,), dtype="int64")
+        step = 1 << 20
+        for i in range(0, self.n, step):
+            tds[i:i + step] = self.stream.read(i, min(self.n, i + step), fields=["time"])["time"]
+        tds.attrs["units"] = TIME_UNITS
+        tds.make_scale("time")
+        if self.data is None:  # no frames
+            self.data = g.create_dataset("data", shape=(0, 0), dtype="float32")
+        self.data.dims[0].attach_scale(tds)
+        if self.data.ndim == 2:
+            cds = g.create_dataset("channel", data=np.arange(self.data.shape[1], dtype="float64"))
+            cds.make_scale("channel")
+            self.data.dims[1].attach_scale(cds)
+        g.attrs.update({
+            "source": f"/streams/{self.stream_name}",
+            "history": json.dumps([dict(h) for h in history]),
+            "software_version": __version__,
+            "created_utc": _iso_utc(utc_now_ns()),
+        })
+        for key, value in attrs.items():
+            g.attrs[key] = value
+        return f"/derived/{self.stream_name}/{self.name}"
+
+    def __enter__(self) -> _H5Sink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.file.close()
+
+
+def _run_stream(chain: Chain, stream: Any, chunk_frames: int, in_path: Path,
+                sink: Any) -> None:
+    """Run every frame of ``stream`` through ``chain`` chunk by chunk into ``sink``."""
     if "samples" not in stream.field_names:
         raise ConfigError(f"{in_path}: stream {stream.name!r} ({stream.kind}) has no samples "
                           "to process")
     chain.reset()
     chain.configure(_stream_context(stream))
     n = len(stream)
-    out: np.ndarray | None = None
     filled = 0
+    width: tuple[int, ...] | None = None
     starts = list(range(0, n, chunk_frames))
     for k in range(len(starts) + 1):
         if k < len(starts):
@@ -621,19 +728,19 @@ def _run_stream(chain: Chain, stream: Any, chunk_frames: int, in_path: Path) -> 
             block = chain.finish()
         if block.shape[0] == 0:
             continue
-        if out is None:
-            out = np.empty((n,) + block.shape[1:], dtype=block.dtype)
+        if width is None:
+            width = block.shape[1:]
+        elif block.shape[1:] != width:
+            raise ConfigError(f"{in_path}: stream {stream.name!r}: chain output changed shape "
+                              f"from {width} to {block.shape[1:]} per frame")
         if filled + block.shape[0] > n:
             raise ConfigError(f"{in_path}: stream {stream.name!r}: chain produced more frames "
                               f"than its {n} input frames")
-        out[filled:filled + block.shape[0]] = block
+        sink.put(filled, block)
         filled += block.shape[0]
     if filled != n:
         raise ConfigError(f"{in_path}: stream {stream.name!r}: chain produced {filled} frames "
                           f"for {n} input frames")
-    if out is None:
-        out = np.empty((0, 0), dtype=np.float32)
-    return out
 
 
 def _history_json(entries: Sequence[Mapping[str, Any]]) -> str:
