@@ -393,3 +393,15 @@ def test_read_alarms_csv(tmp_path):
     nohdr.write_text("east,north\n1,2\n")
     with pytest.raises(ConfigError, match="no column 'x'"):
         read_alarms_csv(nohdr)
+
+
+def test_select_sets_targets_aside_without_making_false_alarms():
+    truth = _truth([[0, 0], [1, 0], [2, 0]], type=["ap-mine", "ap-mine-min-metal", "ap-mine"],
+                   metal_mass=[3e-3, 6e-4, 3e-3])
+    alarms = _alarms([[0, 0.05], [1, 0.05], [3, 0]])
+    r = evaluate(truth, alarms, area=4.0, select=lambda t: t["metal_mass"] >= 1e-3)
+    assert r.n_targets == 2 and r.n_found == 1
+    assert r.lanes[0].alarm_kind.tolist() == ["hit", "ignored", "false"]
+    assert r.n_false_alarms == 1 and r.far_per_m2 == 0.25
+    with pytest.raises(ConfigError, match="select returned 1 values for 3"):
+        evaluate(truth, alarms, area=4.0, select=lambda t: [True])

@@ -105,6 +105,28 @@ def test_cli_table_alarms_csv_and_two_files(tmp_path, capsys):
     assert [ln["n_found"] for ln in d["lanes"]] == [1, 4]
 
 
+def test_cli_min_metal_and_defaults_from_the_recording(tmp_path, capsys):
+    path = _write(tmp_path / "lane.h5")
+    # Only targets with >= 1 g of metal: the 0.6 g mine (missed) is set aside.
+    assert main(["evaluate", str(path), "--json", "--min-metal", "0.001"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["n_targets"] == 3 and d["pd"] == 1.0
+    assert main(["evaluate", str(path), "--footprint", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "by soil" in out and "FA/m²" in out
+    # Without a footprint attribute the coil radius of the calibration is used,
+    # and a simulator's scene name stands in for the soil.
+    xy = _zigzag(1000)
+    p2 = tmp_path / "coil.h5"
+    with RecordingWriter(p2, attrs={"scene": "magnetic-laterite"}) as w:
+        s = w.add_stream("emi", "emi", gate_times=[1e-5, 2e-5],
+                         calibration={"coil_radius": 0.1})
+        s.append(np.zeros((xy.shape[0], 2), np.float32),
+                 time=T0 + np.arange(xy.shape[0], dtype=np.int64), x=xy[:, 0], y=xy[:, 1])
+    lane = lane_from_recording(p2)
+    assert lane.footprint == pytest.approx(0.2) and lane.soil == "magnetic-laterite"
+
+
 def test_cli_errors_are_one_line(tmp_path, capsys):
     path = _write(tmp_path / "lane.h5")
     assert main(["evaluate", str(tmp_path / "missing.h5")]) == 2

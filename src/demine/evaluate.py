@@ -32,7 +32,7 @@ from __future__ import annotations
 import csv
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -655,6 +655,7 @@ def _halo_for(types: np.ndarray, sizes: np.ndarray, halo: Any,
 
 
 def _evaluate_lane(lane: Lane, *, halo: Any, targets: str, include_unsearched: bool,
+                   select: Callable[[dict[str, np.ndarray]], Any] | None,
                    cell: float | None, max_gap: float) -> LaneResult:
     what = f"lane {lane.name!r}" if lane.name else "lane"
     nt = _table_len(lane.truth, f"{what}: truth") if lane.truth is not None else 0
@@ -708,6 +709,14 @@ def _evaluate_lane(lane: Lane, *, halo: Any, targets: str, include_unsearched: b
         t_in = np.ones(nt, dtype=bool)
         a_in = np.ones(na, dtype=bool)
     counted = is_target & (t_in | include_unsearched)
+    if select is not None:
+        cols = {"id": tid, "type": ttype, "is_mine": tmine, "x": tx, "y": ty, "depth": tdepth,
+                "soil": tsoil, "size": tsize,
+                "metal_mass": _column(truth, "metal_mass", nt, np.nan).astype(np.float64)}
+        keep = np.asarray(select(cols), dtype=bool).reshape(-1)
+        if keep.shape != (nt,):
+            raise ConfigError(f"{what}: select returned {keep.size} values for {nt} truth rows")
+        counted &= keep
 
     txy = np.column_stack([tx, ty])
     axy = np.column_stack([ax, ay])
@@ -991,11 +1000,17 @@ class Evaluation:
         for g, stats in self.groups.items():
             if not stats:
                 continue
+            far_col = any(math.isfinite(s.area_m2) for s in stats.values())
             lines.append("")
-            lines.append(f"{'by ' + g:<{width}}  {'n':>5} {'found':>5} {'PD':>6} {'lower':>6}")
+            lines.append(f"{'by ' + g:<{width}}  {'n':>5} {'found':>5} {'PD':>6} {'lower':>6}"
+                         + (f" {'FA':>5} {'m²':>7} {'FA/m²':>6}" if far_col else ""))
             for k, s in stats.items():
+                extra = ""
+                if far_col:
+                    extra = (f" {s.n_false_alarms:>5} {f(s.area_m2, '.2f'):>7} "
+                             f"{f(s.far_per_m2):>6}")
                 lines.append(f"{k:<{width}}  {s.n_targets:>5} {s.n_found:>5} "
-                             f"{f(s.pd):>6} {f(s.pd_lower95):>6}")
+                             f"{f(s.pd):>6} {f(s.pd_lower95):>6}" + extra)
         if self.notes:
             lines.append("")
             lines.extend(f"note: {n}" for n in self.notes)
@@ -1028,6 +1043,7 @@ def evaluate_lanes(
     halo: float | Mapping[str, float] | None = None,
     targets: str = "mines",
     include_unsearched: bool = False,
+    select: Callable[[dict[str, np.ndarray]], Any] | None = None,
     depth_bands: Sequence[float] = DEFAULT_DEPTH_BANDS,
     far_levels: Sequence[float] = (0.5, 1.0),
     confidence: float = 0.95,
@@ -1067,6 +1083,13 @@ def evaluate_lanes(
     targets : {"mines", "all"}
     include_unsearched : bool
         Count targets outside the searched area in PD (as misses unless found).
+    select : callable, optional
+        ``select(truth) -> bool mask`` of the targets to count in PD, given the
+        truth columns (``id``, ``type``, ``is_mine``, ``x``, ``y``, ``depth``,
+        ``soil``, ``size``, ``metal_mass``), e.g. ``lambda t: t["metal_mass"] >=
+        1e-3`` for mines that carry at least a gram of metal.  Targets left out
+        are set aside like unsearched ones: alarms on them are neither
+        detections nor false alarms.
     depth_bands : sequence of float
         Ascending band edges (m) for the by-depth breakdown; the last band is
         open-ended; targets without depth go to ``"unknown"``.
@@ -1087,7 +1110,8 @@ def evaluate_lanes(
     if any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
         raise ConfigError(f"depth_bands must be strictly ascending, got {edges}")
     res = [_evaluate_lane(ln, halo=halo, targets=targets,
-                          include_unsearched=include_unsearched, cell=cell, max_gap=max_gap)
+                          include_unsearched=include_unsearched, select=select, cell=cell,
+                          max_gap=max_gap)
            for ln in lanes]
     notes: list[str] = []
 
@@ -1242,7 +1266,7 @@ def evaluate(
     soil, name : str
     **kwargs
         Passed to :func:`evaluate_lanes` (``halo``, ``targets``,
-        ``include_unsearched``, ``depth_bands``, ``far_levels``,
+        ``include_unsearched``, ``select``, ``depth_bands``, ``far_levels``,
         ``confidence``, ``cell``, ``max_gap``).
 
     Returns
@@ -1343,8 +1367,10 @@ def lane_from_recording(
     unless ``alarms`` is given; the searched path from the positions of
     ``stream`` (default: every EMI stream, else every GPR stream, else the GPS
     stream).  The footprint width is ``footprint``, else the stream attribute
-    ``footprint_width`` or ``footprint`` (m), else 0.3 m.  The soil is the root
-    attribute ``soil`` (or ``soil_name``), else ``"unknown"``.
+    ``footprint_width`` or ``footprint`` (m), else twice the ``coil_radius`` of
+    the stream's calibration, else 0.3 m.  The soil is the root attribute
+    ``soil`` (or ``soil_name``, or the simulator's ``scene``), else
+    ``"unknown"``.
 
     Parameters
     ----------
@@ -1388,8 +1414,13 @@ def lane_from_recording(
                     if key in s.attrs:
                         fp = float(s.attrs[key])
                         break
+                else:
+                    coil = (getattr(s, "calibration", None) or {}).get("coil_radius")
+                    if coil:
+                        fp = 2.0 * float(coil)
         attrs = rec.attrs
-        soil = str(attrs.get("soil", attrs.get("soil_name", "")) or "unknown")
+        soil = str(attrs.get("soil") or attrs.get("soil_name") or attrs.get("scene")
+                   or "unknown")
         lane_id = str(attrs.get("lane_id", "") or "")
     finally:
         close = getattr(rec, "close", None)

@@ -41,6 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="alarm column used as score (default score; e.g. p_mine)")
     p.add_argument("--targets", choices=("mines", "all"), default="mines",
                    help="which truth rows are targets (default mines; others are clutter)")
+    p.add_argument("--min-metal", type=float, metavar="KG",
+                   help="count only targets with at least this metal mass (kg) in PD; "
+                   "alarms on the others are neither detections nor false alarms")
     p.add_argument("--include-unsearched", action="store_true",
                    help="count targets outside the searched area in PD")
     p.add_argument("--far", type=_positive, action="append", metavar="RATE",
@@ -55,10 +58,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..evaluate import evaluate_recordings
 
+    select = None
+    if args.min_metal is not None:
+        limit = float(args.min_metal)
+
+        def select(truth):
+            return truth["metal_mass"] >= limit
+
     result = evaluate_recordings(
         args.files, alarms=args.alarms, stream=args.stream, footprint=args.footprint,
         score=args.score, halo=args.halo, targets=args.targets,
-        include_unsearched=args.include_unsearched,
+        include_unsearched=args.include_unsearched, select=select,
         far_levels=tuple(args.far) if args.far else (0.5, 1.0),
     )
     if args.roc_plot or args.map_plot:
