@@ -160,16 +160,24 @@ def read_dt1(
     sdtype = np.dtype("<i2") if bpp == 2 else np.dtype("<f4")
     rdtype = np.dtype([("h", "<f4", (25,)), ("comment", "S28"), ("d", sdtype, (npts,))])
     assert rdtype.itemsize == rec
-    mm = np.memmap(dt1, dtype=rdtype, mode="r", shape=(n,)) if n else np.zeros(0, rdtype)
-    th = np.array(mm["h"], dtype=np.float32)  # small: 100 bytes per trace
     if mmap:
+        mm = np.memmap(dt1, dtype=rdtype, mode="r", shape=(n,)) if n else np.zeros(0, rdtype)
+        th = np.array(mm["h"], dtype=np.float32)  # small: 100 bytes per trace
         samples = mm["d"]
     else:
+        # Chunks of many traces read with np.fromfile (vectorised within a chunk):
+        # peak memory is the output plus one chunk, and no file pages stay mapped.
         samples = np.empty((n, npts), sdtype)
+        th = np.empty((n, 25), np.float32)
         step = max(1, _CHUNK_BYTES // rec)
-        for i in range(0, n, step):  # chunks of many traces, vectorised within
-            samples[i : i + step] = mm["d"][i : i + step]
-    del mm
+        with open(dt1, "rb") as f:
+            for i in range(0, n, step):
+                m = min(step, n - i)
+                chunk = np.fromfile(f, dtype=rdtype, count=m)
+                if chunk.shape[0] != m:
+                    raise fail(dt1, "payload", f"read {chunk.shape[0]} of {m} traces at trace {i}")
+                samples[i : i + m] = chunk["d"]
+                th[i : i + m] = chunk["h"]
     if n:
         bad_npts = int(np.count_nonzero(th[:, 2] != npts))
         if bad_npts:
