@@ -137,3 +137,37 @@ def test_scene_file_shipped_as_package_data():
     # and the shipped text is what load_scene parses
     text = (resources.files("demine.simulate") / "scenes" / "empty-lane.toml").read_text()
     assert load_scene("empty-lane") == parse_scene(tomllib.loads(text), "empty-lane.toml")
+
+
+def test_layout_seed_redraws_random_layout_but_keeps_placed_objects():
+    a = load_scene("battle-area")
+    b = load_scene("battle-area", layout_seed=a.layout_seed + 1)
+    placed = [o.id for o in a.objects if o.id.startswith("M0")]
+    assert placed
+    for oid in placed:
+        oa = next(o for o in a.objects if o.id == oid)
+        ob = next(o for o in b.objects if o.id == oid)
+        assert (oa.x, oa.y, oa.depth, oa.cls) == (ob.x, ob.y, ob.depth, ob.cls)
+    ca = [(o.x, o.y) for o in a.objects if o.id.startswith("C")]
+    cb = [(o.x, o.y) for o in b.objects if o.id.startswith("C")]
+    assert len(ca) == len(cb) and ca != cb
+    assert load_scene("battle-area", layout_seed=a.layout_seed) == a
+    # objects of one class differ a little from each other (variability)
+    jit = [o.decay_jitter for o in a.objects if o.cls == "ap-mine"]
+    assert len(set(jit)) == len(jit) and all(0.5 < j < 2 for j in jit)
+    flat = parse_scene({"scene": {"variability": 0.0}, "lane": {"width": 1, "length": 1},
+                        "objects": [{"class": "nail", "x": 0, "y": 0, "depth": 0}]})
+    assert flat.objects[0].decay_jitter == 1.0 == flat.objects[0].gain_jitter
+
+
+def test_random_minefield_spacing_holds_for_many_layouts():
+    for seed in range(20):
+        sc = load_scene("random-minefield", layout_seed=seed)
+        mines = [o for o in sc.objects if o.is_mine]
+        assert len(mines) == 9
+        for i, a in enumerate(mines):
+            for b in mines[i + 1:]:
+                assert np.hypot(a.x - b.x, a.y - b.y) >= 0.6
+    with pytest.raises(ConfigError, match="min_spacing"):
+        parse_scene({"lane": {"width": 0.2, "length": 0.2},
+                     "clutter": [{"class": "nail", "count": 5, "min_spacing": 1.0}]}, "t.toml")

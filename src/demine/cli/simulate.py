@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="seconds of data (devices: default until stopped; --out: default "
                    "one coverage of the lane)")
     p.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
+    p.add_argument("--layout-seed", type=int, default=None, metavar="N",
+                   help="re-draw the random part of the scene's layout (random clutter "
+                   "and mines, soil pattern) with this seed")
     p.add_argument("--speed", type=float, default=1.0,
                    help="real-time factor for devices (default 1.0)")
     p.add_argument("--fast", action="store_true",
@@ -51,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.scene:
         raise ConfigError("a SCENE is required (name of a shipped scene or a .toml file)")
-    scene = load_scene(args.scene)
+    scene = load_scene(args.scene, layout_seed=args.layout_seed)
     if args.out:
         if args.device:
             raise ConfigError("--out writes a file; it does not take --device")

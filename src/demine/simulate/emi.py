@@ -98,6 +98,17 @@ def object_polarizability(obj: BuriedObject) -> dict[str, np.ndarray]:
         p = obj.polarizability
         return {key: np.asarray(p[key], dtype=np.float64) for key in ("k", "alpha", "beta",
                                                                       "gamma")}
+    out = _heuristic_polarizability(obj)
+    if obj.gain_jitter != 1.0 or obj.decay_jitter != 1.0:
+        # k scales the amplitude; time constants scale together (shape kept)
+        f = obj.decay_jitter
+        out["k"] = out["k"] * obj.gain_jitter * f ** out["beta"]
+        out["alpha"] = out["alpha"] * f
+        out["gamma"] = out["gamma"] * f
+    return out
+
+
+def _heuristic_polarizability(obj: BuriedObject) -> dict[str, np.ndarray]:
     zero = {"k": np.zeros(3), "alpha": np.ones(3) * 1e-5, "beta": np.ones(3),
             "gamma": np.ones(3)}
     if obj.metal_mass <= 0 or obj.metal == "none":

@@ -15,7 +15,8 @@ Example::
 
     [scene]
     name = "benign-soil"
-    layout_seed = 7            # random clutter placement
+    layout_seed = 7            # random clutter placement, soil pattern, variability
+    variability = 0.15         # object-to-object spread of EMI amplitude and decay
 
     [lane]
     width = 1.0                # m across
@@ -214,6 +215,9 @@ class BuriedObject:
     magnetic_viscosity: float = 0.0
     notes: str = ""
     polarizability: Mapping[str, Any] | None = None
+    #: Object-to-object variability (multiplies the EMI amplitude and decay time).
+    gain_jitter: float = 1.0
+    decay_jitter: float = 1.0
 
     @property
     def centre_depth(self) -> float:
@@ -561,7 +565,8 @@ def _parse_object(d: Any, where: str, src: str, idx: int, rng: np.random.Generat
 
 
 def _expand_clutter(d: Any, where: str, src: str, rng: np.random.Generator, start: int,
-                    width: float, length: float) -> list[BuriedObject]:
+                    width: float, length: float,
+                    placed: list[BuriedObject]) -> list[BuriedObject]:
     sec = _Section(d, where, src)
     cls = sec.string("class", None, tuple(CLASS_DEFAULTS))
     if cls is None:
@@ -572,8 +577,19 @@ def _expand_clutter(d: Any, where: str, src: str, rng: np.random.Generator, star
     xr = sec.num_range("x", (0.0, width))
     yr = sec.num_range("y", (0.0, length))
     sr = sec.num_range("size", (CLASS_DEFAULTS[cls]["size"],) * 2, lo=0.001)
+    spacing = sec.num("min_spacing", 0.0, lo=0.0, hi=100.0)
     sec.finish()
-    out = []
+    out: list[BuriedObject] = []
+
+    def position() -> tuple[float, float]:
+        """Uniform in the box, at least ``min_spacing`` from every object so far."""
+        for _ in range(1000):
+            x, y = float(rng.uniform(*xr)), float(rng.uniform(*yr))
+            if spacing <= 0 or all(math.hypot(o.x - x, o.y - y) >= spacing
+                                   for o in (*placed, *out)):
+                return x, y
+        raise sec.err("min_spacing", f"cannot place {count} objects {spacing} m apart")
+
     dfl = CLASS_DEFAULTS[cls]
     for k in range(count):
         mass = float(np.exp(rng.uniform(np.log(max(mr[0], 1e-6)), np.log(max(mr[1], 1e-6))))
@@ -582,21 +598,28 @@ def _expand_clutter(d: Any, where: str, src: str, rng: np.random.Generator, star
         scale = (mass / dfl["metal_mass_g"]) ** (1 / 3) if dfl["metal_mass_g"] > 0 else 1.0
         size = float(rng.uniform(*sr)) * (scale if dfl["metal_mass_g"] > 0 else 1.0)
         spec = {
-            "class": cls, "id": f"C{start + k:04d}",
-            "x": float(rng.uniform(*xr)), "y": float(rng.uniform(*yr)),
+            "class": cls, "id": f"{'M' if dfl['is_mine'] else 'C'}{start + k:04d}",
+            "x": 0.0, "y": 0.0,
             "depth": float(rng.uniform(*dr)),
             "metal_mass_g": mass if dfl["metal"] != "none" else 0.0,
             "size": min(size, 5.0),
         }
         if dfl["metal"] != "none":
             spec["metal_size"] = min(dfl["metal_size"] * scale, 5.0)
+        spec["x"], spec["y"] = position()
         out.append(_parse_object(spec, f"{where} (item {k})", src, start + k, rng, width,
                                  length))
     return out
 
 
-def parse_scene(data: Mapping[str, Any], source: str = "<scene>") -> Scene:
-    """Build a :class:`Scene` from parsed TOML (a dict); see the module docstring."""
+def parse_scene(data: Mapping[str, Any], source: str = "<scene>",
+                layout_seed: int | None = None) -> Scene:
+    """Build a :class:`Scene` from parsed TOML (a dict); see the module docstring.
+
+    ``layout_seed`` overrides the file's ``[scene] layout_seed``: the random
+    ``[[clutter]]`` groups, the soil's heterogeneity and the object-to-object
+    variability are drawn anew (explicit ``[[objects]]`` keep their places).
+    """
     src = source
     root = _Section(dict(data), "scene file", src)
     for key in ("scene", "lane", "soil", "sweep", "emi", "gpr", "gps", "objects", "clutter"):
@@ -605,7 +628,9 @@ def parse_scene(data: Mapping[str, Any], source: str = "<scene>") -> Scene:
     s = _Section(data.get("scene"), "[scene]", src)
     name = s.string("name", Path(src).stem if src != "<scene>" else "scene")
     description = s.string("description", "")
-    layout_seed = s.integer("layout_seed", 0, lo=0)
+    file_seed = s.integer("layout_seed", 0, lo=0)
+    layout_seed = file_seed if layout_seed is None else int(layout_seed)
+    variability = s.num("variability", 0.15, lo=0.0, hi=1.0)
     s.finish()
 
     la = _Section(data.get("lane"), "[lane]", src)
@@ -732,7 +757,13 @@ def parse_scene(data: Mapping[str, Any], source: str = "<scene>") -> Scene:
         raise ConfigError(f"{src}: 'clutter' must be an array of tables [[clutter]]")
     for i, cd in enumerate(clut):
         objects.extend(_expand_clutter(cd, f"[[clutter]] #{i + 1}", src, rng,
-                                       len(objects) + 1, width, length))
+                                       len(objects) + 1, width, length, objects))
+    if variability > 0 and objects:
+        vr = np.random.default_rng(np.random.SeedSequence([layout_seed, 0x7A41]))
+        g = np.exp(variability * vr.standard_normal(len(objects)))
+        d = np.exp(variability * vr.standard_normal(len(objects)))
+        objects = [dataclasses.replace(o, gain_jitter=float(gi), decay_jitter=float(di))
+                   for o, gi, di in zip(objects, g, d, strict=True)]
     ids = [o.id for o in objects]
     dup = {i for i in ids if ids.count(i) > 1}
     if dup:
@@ -749,8 +780,11 @@ def list_scenes() -> list[str]:
     return sorted(p.name[:-5] for p in pkg.iterdir() if p.name.endswith(".toml"))
 
 
-def load_scene(scene: str | Path | Scene) -> Scene:
+def load_scene(scene: str | Path | Scene, *, layout_seed: int | None = None) -> Scene:
     """Load a scene from a TOML file path or the name of a shipped scene.
+
+    ``layout_seed`` re-draws the random parts of the layout (see
+    :func:`parse_scene`): one scene file gives many different lanes for training.
 
     Raises
     ------
@@ -758,6 +792,8 @@ def load_scene(scene: str | Path | Scene) -> Scene:
         The file is missing, is not TOML, or a field is invalid (named).
     """
     if isinstance(scene, Scene):
+        if layout_seed is not None and layout_seed != scene.layout_seed:
+            raise ConfigError("layout_seed applies to scene files, not to a parsed Scene")
         return scene
     text: str
     src = str(scene)
@@ -782,4 +818,4 @@ def load_scene(scene: str | Path | Scene) -> Scene:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{src}: not valid TOML: {exc}") from exc
-    return parse_scene(data, src)
+    return parse_scene(data, src, layout_seed)
