@@ -40,6 +40,7 @@ Example
 from __future__ import annotations
 
 import logging
+import math
 import os
 import queue
 import threading
@@ -131,39 +132,41 @@ class ClockFit:
         """
         device_us = np.asarray(device_us, dtype=np.int64)
         host_ns = np.asarray(host_ns, dtype=np.int64)
-        out = host_ns.copy()
-        valid = device_us >= 0
-        if not valid.any():
+        if device_us.size == 0:
+            return host_ns.copy()
+        if device_us.min() >= 0:  # the usual case: every frame has a device clock
+            out = np.empty_like(host_ns)
+            start = 0
+            while start < device_us.size:
+                stop = start + self._add(device_us[start:], host_ns[start:])
+                out[start:stop] = self._map(device_us[start:stop])
+                start = stop
             return out
-        idx = np.flatnonzero(valid)
-        start = 0
-        while start < idx.size:
-            stop = self._add(device_us[idx[start:]], host_ns[idx[start:]])
-            sel = idx[start : start + stop]
-            out[sel] = self._map(device_us[sel])
-            start += stop
+        out = host_ns.copy()
+        idx = np.flatnonzero(device_us >= 0)
+        if idx.size:
+            out[idx] = self.update(device_us[idx], host_ns[idx])
         return out
-
-    def _xr(self, dev: np.ndarray, host: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        x = (dev - self._ref_dev).astype(np.float64) * 1e-6
-        y = (host - self._ref_host).astype(np.float64) * 1e-9
-        return x, y - x
 
     def _add(self, dev: np.ndarray, host: np.ndarray) -> int:
         """Take frames until a discontinuity; return how many were taken."""
         if self._ref_dev is None:
             self._ref_dev = int(dev[0])
             self._ref_host = int(host[0])
-        x, r = self._xr(dev, host)
+        x = (dev - self._ref_dev) * 1e-6
+        r = (host - self._ref_host) * 1e-9 - x
         n = x.shape[0]
         # discontinuity: device clock going back, a frame "earlier than possible"
         # (device clock jumped ahead, host clock stepped back), or a delay longer
         # than any buffering explains (host clock stepped ahead)
         a, b = self._coef
-        bad = x < self._last_x - 1e-6
         off = r - (a + b * x) if self._blocks else r - r[0]
-        bad |= (off < -self.max_step_s) | (off > self.max_latency_s)
-        if bad.any():
+        lo, hi = float(off.min()), float(off.max())
+        if (float(x[0]) < self._last_x - 1e-6 or lo < -self.max_step_s
+                or hi > self.max_latency_s or (n > 1 and float(np.diff(x).min()) < -1e-6)):
+            bad = (off < -self.max_step_s) | (off > self.max_latency_s)
+            bad[0] |= float(x[0]) < self._last_x - 1e-6
+            bad[1:] |= np.diff(x) < -1e-6
             k = int(np.argmax(bad))
             if k == 0:
                 self.resets += 1
@@ -172,25 +175,37 @@ class ClockFit:
             n = k
             x, r = x[:n], r[:n]
         self._last_x = float(x[-1])
-        blk = np.floor(x / self.block_s).astype(np.int64)
-        # per-block minima of r (blk is non-decreasing)
-        cuts = np.flatnonzero(np.diff(blk)) + 1
-        starts = np.concatenate(([0], cuts))
-        mins = np.minimum.reduceat(r, starts)
-        ends = np.append(cuts, n)
-        for s, e, m in zip(starts.tolist(), ends.tolist(), mins.tolist(), strict=True):
-            bid = int(blk[s])
-            j = s + int(np.argmin(r[s:e]))  # x of the minimum inside this block
-            if self._blocks and self._blocks[-1][0] == bid:
-                if m < self._blocks[-1][2]:
-                    self._blocks[-1] = (bid, float(x[j]), m)
-            else:
-                self._blocks.append((bid, float(x[j]), m))
+        closed = False
+        b0 = math.floor(float(x[0]) / self.block_s)
+        b1 = math.floor(float(x[-1]) / self.block_s)
+        if b0 == b1:  # the usual case: the whole read falls in one block
+            j = int(np.argmin(r))
+            closed = self._block(b0, float(x[j]), float(r[j]))
+        else:
+            blk = np.floor(x / self.block_s).astype(np.int64)
+            cuts = np.flatnonzero(np.diff(blk)) + 1
+            starts = [0, *cuts.tolist()]
+            ends = [*cuts.tolist(), n]
+            for s0, e0 in zip(starts, ends, strict=True):
+                j = s0 + int(np.argmin(r[s0:e0]))
+                closed |= self._block(int(blk[s0]), float(x[j]), float(r[j]))
         keep_from = self._blocks[-1][0] - int(self.window_s / self.block_s)
         while self._blocks and self._blocks[0][0] < keep_from:
             self._blocks.popleft()
-        self._fit()
+        # the line is refitted when a block closes (twice a second), not per read;
+        # until three blocks exist the offset follows every new minimum
+        if closed or len(self._blocks) < 3:
+            self._fit()
         return n
+
+    def _block(self, bid: int, x: float, r: float) -> bool:
+        """Fold a block minimum in; True if it opened a new block."""
+        if self._blocks and self._blocks[-1][0] == bid:
+            if r < self._blocks[-1][2]:
+                self._blocks[-1] = (bid, x, r)
+            return False
+        self._blocks.append((bid, x, r))
+        return True
 
     def _fit(self) -> None:
         bx = np.array([b[1] for b in self._blocks])
@@ -209,10 +224,10 @@ class ClockFit:
         self._coef = (float(a), float(b))
 
     def _map(self, dev: np.ndarray) -> np.ndarray:
-        x = (dev - self._ref_dev).astype(np.float64) * 1e-6
         a, b = self._coef
-        y = x + a + b * x
-        return self._ref_host + np.round(y * 1e9).astype(np.int64)
+        # ns since the reference: device ns scaled by (1 + b), plus the offset
+        d = (dev - self._ref_dev) * (1000.0 * (1.0 + b)) + a * 1e9
+        return self._ref_host + np.rint(d).astype(np.int64)
 
 
 # --------------------------------------------------------------------------------------
@@ -305,7 +320,7 @@ class DeviceReader:
         on_event: Callable[[ReaderEvent], Any] | None = None,
         serial_options: dict[str, Any] | None = None,
         read_timeout: float = 0.1,
-        poll_interval: float = 0.005,
+        poll_interval: float = 0.01,
         stall_timeout: float = 2.0,
         reconnect: bool = True,
         backoff: tuple[float, float] = (0.05, 2.0),
