@@ -19,7 +19,9 @@ from .._version import __version__
 from ..errors import DemineError
 
 #: Sub-command modules, in the order ``demine --help`` lists them.
-COMMANDS: tuple[str, ...] = ("demo", "info", "record", "process", "evaluate", "import_", "simulate")
+COMMANDS: tuple[str, ...] = (
+    "demo", "info", "record", "calibrate", "process", "evaluate", "import_", "simulate",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,48 @@
+"""``demine calibrate``: detector nulling and radar time zero, written as profiles."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "calibrate",
+        help="null a detector (reading in air) or find radar time zero; write a profile",
+        description="Calibration procedures. Each reads a recording and writes a profile "
+        "(TOML) that `demine record --calibration STREAM=PROFILE` uses.",
+    )
+    s = p.add_subparsers(dest="procedure", metavar="PROCEDURE", required=True)
+    n = s.add_parser("null", help="detector null from a reading held in air")
+    n.add_argument("recording", type=Path)
+    n.add_argument("--stream", default="emi")
+    n.add_argument("--start", type=float, default=None, metavar="S",
+                   help="start of the in-air segment, seconds from the stream's start")
+    n.add_argument("--stop", type=float, default=None, metavar="S")
+    n.add_argument("--base", default="emi-pi-default", help="profile to start from")
+    n.add_argument("--out", "-o", type=Path, required=True)
+    t = s.add_parser("time-zero", help="radar time zero from the direct wave")
+    t.add_argument("recording", type=Path)
+    t.add_argument("--stream", default="gpr")
+    t.add_argument("--threshold", type=float, default=0.5,
+                   help="first-break threshold as a fraction of the trace peak (default 0.5)")
+    t.add_argument("--base", default="gpr-default", help="profile to start from")
+    t.add_argument("--out", "-o", type=Path, required=True)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..calibration.procedures import null_profile, time_zero_profile, write_profile
+
+    if args.procedure == "null":
+        prof = null_profile(args.recording, args.stream, start=args.start, stop=args.stop,
+                            base=args.base)
+        what = f"null of {len(prof['null'])} gates"
+    else:
+        prof = time_zero_profile(args.recording, args.stream, threshold=args.threshold,
+                                 base=args.base)
+        what = f"time zero {prof['time_zero'] * 1e9:.3f} ns (sample {prof['time_zero_sample']:g})"
+    write_profile(prof, args.out)
+    print(f"{args.out}: {what}")
+    return 0
