@@ -75,3 +75,34 @@ def test_import_bad_file_is_one_line_exit_2(tmp_path, capsys):
     assert main(["import", str(bad), "--out", str(tmp_path / "o.h5")]) == 2
     err = capsys.readouterr().err
     assert "bad.DZT" in err and "payload" in err and len(err.strip().splitlines()) == 1
+
+
+def test_import_multichannel_dzt_one_stream_per_channel(tmp_path):
+    import struct
+
+    scans, nchan, nsamp = 6, 2, 16
+    hdr = bytearray(1024)
+    struct.pack_into("<HHHHH", hdr, 0, 0x00FF, 1024, nsamp, 16, 0)
+    struct.pack_into("<fffff", hdr, 10, 10.0, 0.0, 0.0, 0.0, 8.0)
+    struct.pack_into("<H", hdr, 52, nchan)
+    data = np.zeros((scans, nchan, nsamp), np.uint16)
+    data[:, 0] = 30000
+    data[:, 1] = 40000 + np.arange(scans)[:, None]
+    src = tmp_path / "two.DZT"
+    src.write_bytes(bytes(hdr) * nchan + data.tobytes())
+    out = tmp_path / "two.h5"
+    assert main(["import", str(src), "--out", str(out), "--json"]) == 0
+    with Recording(out) as rec:
+        assert sorted(rec.streams) == ["gpr_ch0", "gpr_ch1"]
+        ch0 = np.asarray(rec.streams["gpr_ch0"].samples)
+        ch1 = np.asarray(rec.streams["gpr_ch1"].samples)
+    # stored = value - 32768 (exact), channel by channel from the interleaved scans
+    assert np.all(ch0 == 30000 - 32768)
+    assert np.array_equal(ch1[:, 0], 40000 - 32768 + np.arange(scans))
+
+
+def test_import_refuses_to_overwrite(tmp_path):
+    out = tmp_path / "o.h5"
+    assert main(["import", str(RD3), "--out", str(out)]) == 0
+    assert main(["import", str(RD3), "--out", str(out)]) == 2
+    assert main(["import", str(RD3), "--out", str(out), "--overwrite"]) == 0
