@@ -50,32 +50,47 @@ def max_threads():
 # tile helpers: T[j * TILE + k] is sample j of trace k of the tile
 # --------------------------------------------------------------------------------------
 
+cdef enum:
+    PAR_MIN = 512   # traces below which a kernel runs on one thread
+
+
+cdef enum:
+    JB = 16     # sample block of the blocked transposes
+
+
 cdef inline void _load_tile(num_t[:, ::1] x, Py_ssize_t r0, int nk, int ns, float* T,
                             unsigned char* miss, bint* any_miss) noexcept nogil:
-    """Transpose rows r0..r0+nk of x into T (zero-filling missing samples, marking them)."""
-    cdef int j, k
+    """Transpose rows r0..r0+nk of x into T (zero-filling missing samples, marking them).
+
+    Blocked over JB samples so that the tile lines being written stay in L1."""
+    cdef int j, k, jb, je
     cdef float v
+    cdef const num_t* p
     any_miss[0] = False
-    for k in range(nk):
-        for j in range(ns):
-            v = <float>x[r0 + k, j]
-            if num_t is float or num_t is double:
-                if _missing(v):
-                    any_miss[0] = True
-                    miss[j * TILE + k] = 1
-                    v = 0.0
-                else:
+    jb = 0
+    while jb < ns:
+        je = jb + JB if jb + JB < ns else ns
+        for k in range(nk):
+            p = &x[r0 + k, 0]
+            for j in range(jb, je):
+                v = <float>p[j]
+                if num_t is float or num_t is double:
+                    if _missing(v):
+                        any_miss[0] = True
+                        miss[j * TILE + k] = 1
+                        v = 0.0
+                    else:
+                        miss[j * TILE + k] = 0
+                T[j * TILE + k] = v
+        for k in range(nk, TILE):
+            for j in range(jb, je):
+                T[j * TILE + k] = 0.0
+                if num_t is float or num_t is double:
                     miss[j * TILE + k] = 0
-            T[j * TILE + k] = v
-    for k in range(nk, TILE):
-        for j in range(ns):
-            T[j * TILE + k] = 0.0
-            if num_t is float or num_t is double:
-                miss[j * TILE + k] = 0
+        jb += JB
 
 
-cdef inline void _dewow_tile(float* T, int ns, int half, double* s_unused,
-                            float* D) noexcept nogil:
+cdef inline void _dewow_tile(float* T, int ns, int half, float* D) noexcept nogil:
     """D = T minus its centred running mean along time (window 2*half+1, truncated)."""
     cdef int j, k, lo, hi
     cdef double inv
@@ -176,13 +191,15 @@ cdef inline void _sos_tile(float* E, int L, int nsec, const double* sos,
     _sos_pass(E, L, True, nsec, c, zi, x0)
 
 
-cdef inline void _bandpass_tile(float* T, int ns, int nsec, const double* sos,
-                                const double* zi, int padlen, float* E, float* z,
-                                unsigned char* miss, bint may_miss) noexcept nogil:
-    """In-place zero-phase band-pass of tile T (odd extension of padlen samples)."""
+cdef inline void _bandpass_tile(float* E, int ns, int nsec, const double* sos,
+                                const double* zi, int padlen, unsigned char* miss,
+                                bint may_miss) noexcept nogil:
+    """In-place zero-phase band-pass of the tile at E + padlen*TILE (ns samples);
+    E has room for padlen samples of odd extension on each side."""
     cdef int j, k, L
     cdef bint have_miss = False
     cdef float v
+    cdef float* T = E + padlen * TILE
     # missing samples count as 0; they are put back afterwards
     if may_miss:
         for j in range(ns * TILE):
@@ -199,29 +216,29 @@ cdef inline void _bandpass_tile(float* T, int ns, int nsec, const double* sos,
             E[j * TILE + k] = 2.0 * T[k] - T[(padlen - j) * TILE + k]
             E[(padlen + ns + j) * TILE + k] = (2.0 * T[(ns - 1) * TILE + k]
                                                - T[(ns - 2 - j) * TILE + k])
-    memcpy(E + padlen * TILE, T, ns * TILE * sizeof(float))
     _sos_tile(E, L, nsec, sos, zi)
-    memcpy(T, E + padlen * TILE, ns * TILE * sizeof(float))
     if have_miss:
         _restore_missing(T, ns, miss)
 
 
 cdef inline void _store_tile(float* T, int ns, int nk, float[:, ::1] out, Py_ssize_t r0,
                              const float* gain) noexcept nogil:
-    cdef int j, k
-    if gain != NULL:
+    """Transpose the first nk lanes of T into rows r0.. of out (times gain), blocked."""
+    cdef int j, k, jb, je
+    cdef float* q
+    jb = 0
+    while jb < ns:
+        je = jb + JB if jb + JB < ns else ns
         for k in range(nk):
-            for j in range(ns):
-                out[r0 + k, j] = T[j * TILE + k] * gain[j]
-    else:
-        for k in range(nk):
-            for j in range(ns):
-                out[r0 + k, j] = T[j * TILE + k]
+            q = &out[r0 + k, 0]
+            if gain != NULL:
+                for j in range(jb, je):
+                    q[j] = T[j * TILE + k] * gain[j]
+            else:
+                for j in range(jb, je):
+                    q[j] = T[j * TILE + k]
+        jb += JB
 
-
-# --------------------------------------------------------------------------------------
-# the chain kernel: dewow -> moving-window background removal -> band-pass -> gain
-# --------------------------------------------------------------------------------------
 
 cdef inline void _add_trace(double* S, const float* d, int ns, double sign) noexcept nogil:
     cdef int j
@@ -232,41 +249,79 @@ cdef inline void _add_trace(double* S, const float* d, int ns, double sign) noex
             S[j] += sign * v
 
 
-cdef inline void _bg_step(double* S, float* dst, const float* d, const float* src,
-                          float* outp, int ns, bint drop, bint emit, double inv,
-                          bint may_miss) noexcept nogil:
-    """One trace of the moving-window background: S += new - dropped; ring slot dst
-    takes the new trace d (tile column, stride TILE); if emit, outp (tile column)
-    gets src - S * inv.  src may be dst (no delay)."""
-    cdef int j
-    cdef float vn, vo, r
-    if may_miss:
+cdef inline int _bg_tile(double* S, float* R, int w, int delay, Py_ssize_t g0,
+                         Py_ssize_t ws, const float* D, float* T, int nk, int ns,
+                         bint may_miss, Py_ssize_t* ostart) noexcept nogil:
+    """Moving-window background of the nk traces g0.. of tile D (ring R of w rows).
+
+    For each trace g: S += d_g - d_{g-w} (the dropped trace only if it was added,
+    g - w >= ws), ring slot g % w takes d_g, and if o = g - delay >= 0 the next
+    lane of T gets d_o - S / min(g + 1, w).  Blocked over JB samples so that the
+    tile, ring and sum lines stay in L1.  Returns the number of lanes written and
+    the first output trace in ostart (-1 if none).
+    """
+    cdef int j, k, jb, je, kk
+    cdef Py_ssize_t g, o
+    cdef float vn, vo
+    cdef float* dst
+    cdef const float* src
+    cdef double inv
+    cdef double invs[TILE]
+    cdef float* slots[TILE]
+    cdef const float* srcs[TILE]
+    cdef bint drop[TILE]
+    cdef int lane[TILE]
+    kk = 0
+    ostart[0] = -1
+    for k in range(nk):
+        g = g0 + k
+        slots[k] = R + (g % w) * ns
+        drop[k] = g - w >= ws
+        o = g - delay
+        if o >= 0:
+            if ostart[0] < 0:
+                ostart[0] = o
+            srcs[k] = R + (o % w) * ns
+            invs[k] = 1.0 / (g + 1 if g + 1 < w else w)
+            lane[k] = kk
+            kk += 1
+        else:
+            srcs[k] = NULL
+            lane[k] = -1
+    jb = 0
+    while jb < ns:
+        je = jb + JB if jb + JB < ns else ns
+        for k in range(nk):
+            dst = slots[k]
+            if may_miss:
+                for j in range(jb, je):
+                    vn = D[j * TILE + k]
+                    vo = dst[j]
+                    if drop[k] and not _missing(vo):
+                        S[j] -= vo
+                    if not _missing(vn):
+                        S[j] += vn
+                    dst[j] = vn
+            elif drop[k]:
+                for j in range(jb, je):
+                    vn = D[j * TILE + k]
+                    S[j] += <double>vn - <double>dst[j]
+                    dst[j] = vn
+            else:
+                for j in range(jb, je):
+                    vn = D[j * TILE + k]
+                    S[j] += vn
+                    dst[j] = vn
+            if lane[k] >= 0:
+                src = srcs[k]
+                inv = invs[k]
+                for j in range(jb, je):
+                    T[j * TILE + lane[k]] = <float>(src[j] - S[j] * inv)
+        jb += JB
+    for k in range(kk, TILE):
         for j in range(ns):
-            vn = d[j * TILE]
-            vo = dst[j]
-            if drop and not _missing(vo):
-                S[j] -= vo
-            if not _missing(vn):
-                S[j] += vn
-            dst[j] = vn
-            if emit:
-                outp[j * TILE] = <float>(src[j] - S[j] * inv)
-    elif drop:
-        for j in range(ns):
-            vn = d[j * TILE]
-            S[j] += <double>vn - <double>dst[j]
-            dst[j] = vn
-        if emit:
-            for j in range(ns):
-                outp[j * TILE] = <float>(src[j] - S[j] * inv)
-    else:
-        for j in range(ns):
-            vn = d[j * TILE]
-            S[j] += vn
-            dst[j] = vn
-        if emit:
-            for j in range(ns):
-                outp[j * TILE] = <float>(src[j] - S[j] * inv)
+            T[j * TILE + k] = 0.0
+    return kk
 
 
 def chain(num_t[:, ::1] x, float[:, ::1] hist, Py_ssize_t seen, float[:, ::1] out,
@@ -305,7 +360,7 @@ def chain(num_t[:, ::1] x, float[:, ::1] hist, Py_ssize_t seen, float[:, ::1] ou
     if seen < bg_delay:
         first_out = bg_delay - seen
     nt = nthreads if nthreads > 0 else openmp.omp_get_max_threads()
-    if n < 4 * TILE:
+    if n < PAR_MIN:
         nt = 1
     with nogil, parallel(num_threads=nt):
         _chain_part(x, hist, seen, out, dewow_half, w, bg_delay, nsec, sosp, zip_, padlen,
@@ -316,6 +371,7 @@ cdef void _chain_part(num_t[:, ::1] x, float[:, ::1] hist, Py_ssize_t seen,
                       float[:, ::1] out, int dewow_half, int w, int delay, int nsec,
                       const double* sos, const double* zi, int padlen, const float* gain,
                       int ring_n, Py_ssize_t first_out) noexcept nogil:
+    """The share of one thread: a contiguous range [a, b) of the chunk's traces."""
     cdef int tid = threadid()
     cdef int nthr = openmp.omp_get_num_threads()
     cdef Py_ssize_t n = x.shape[0]
@@ -324,22 +380,18 @@ cdef void _chain_part(num_t[:, ::1] x, float[:, ::1] hist, Py_ssize_t seen,
     cdef int nhist = <int>hist.shape[0]
     cdef Py_ssize_t a = tid * part
     cdef Py_ssize_t b = a + part
-    cdef Py_ssize_t i, i0, g, o, ws, r0, ostart
-    cdef int j, k, nk, count, kk, L
-    cdef bint any_miss
-    cdef double inv
-    cdef float* T
-    cdef float* D
+    cdef Py_ssize_t i, i0, g, ws, r0, ostart
+    cdef int j, k, nk, kk, L
+    cdef bint may_miss = num_t is float or num_t is double
+    cdef float* T      # raw tile
+    cdef float* D      # dewowed tile (may be the work tile)
+    cdef float* E      # work tile with band-pass padding; W = E + padlen*TILE
+    cdef float* W
     cdef float* R
-    cdef float* E
-    cdef float* zst
-    cdef float* src
     cdef float* dst
     cdef double* S
-    cdef double* s
     cdef unsigned char* miss
     cdef unsigned char* miss2
-    cdef bint may_miss = num_t is float or num_t is double
     if b > n:
         b = n
     if a >= b:
@@ -347,11 +399,10 @@ cdef void _chain_part(num_t[:, ::1] x, float[:, ::1] hist, Py_ssize_t seen,
     L = ns + 2 * padlen
     T = <float*>malloc(ns * TILE * sizeof(float))
     D = <float*>malloc(ns * TILE * sizeof(float))
+    E = <float*>malloc(L * TILE * sizeof(float))
+    W = E + padlen * TILE
     R = <float*>malloc(<size_t>ring_n * ns * sizeof(float))
-    E = <float*>malloc((L if L > ns else ns) * TILE * sizeof(float))
-    zst = <float*>malloc((2 * nsec + 1) * TILE * sizeof(float))
     S = <double*>malloc(ns * sizeof(double))
-    s = <double*>malloc(TILE * sizeof(double))
     miss = <unsigned char*>malloc(ns * TILE)
     miss2 = <unsigned char*>malloc(ns * TILE)
     memset(miss, 0, ns * TILE)
@@ -359,24 +410,22 @@ cdef void _chain_part(num_t[:, ::1] x, float[:, ::1] hist, Py_ssize_t seen,
     ws = 0
 
     if w > 0:
-        # warm-up: rebuild the dewowed traces g in [seen + a - (w - 1), seen + a) in the
-        # ring and their window sum S (excluding the first trace of the range).
+        # warm-up: rebuild the dewowed traces g in [ws, seen + a) in the ring, with
+        # ws = max(0, seen + a - (w - 1)), and their sum S.
         ws = seen + a - (w - 1)
         if ws < 0:
             ws = 0
         g = ws
         while g < seen + a:
             if g < seen:
-                # from hist: hist row nhist - (seen - g)
-                src = &hist[nhist - (seen - g), 0]
-                memcpy(R + (g % w) * ns, src, ns * sizeof(float))
+                memcpy(R + (g % w) * ns, &hist[nhist - (seen - g), 0], ns * sizeof(float))
                 g += 1
             else:
                 i0 = g - seen
                 nk = <int>((seen + a) - g)
                 if nk > TILE:
                     nk = TILE
-                _prep_tile(x, i0, nk, ns, dewow_half, T, D, s, miss)
+                _prep_tile(x, i0, nk, ns, dewow_half, T, D, miss)
                 for k in range(nk):
                     dst = R + ((g + k) % w) * ns
                     for j in range(ns):
@@ -387,60 +436,100 @@ cdef void _chain_part(num_t[:, ::1] x, float[:, ::1] hist, Py_ssize_t seen,
             _add_trace(S, R + (g % w) * ns, ns, 1.0)
             g += 1
 
-    # main loop over tiles of input traces a..b
-    i = a
+    if w > 0 and dewow_half < 0 and nsec == 0:
+        # background (and gain) only: stay in row layout, no transposes
+        _bg_rows(x, a, b, seen, out, w, delay, ws, first_out, R, S, gain, may_miss)
+        i = b
+    else:
+        i = a
     while i < b:
         nk = <int>(b - i)
         if nk > TILE:
             nk = TILE
-        _prep_tile(x, i, nk, ns, dewow_half, T, D, s, miss)
         if w > 0:
-            # background removal, trace by trace; outputs gathered into tile T
-            kk = 0
-            ostart = -1
-            for k in range(nk):
-                g = seen + i + k
-                dst = R + (g % w) * ns
-                o = g - delay
-                count = <int>(g + 1 if g + 1 < w else w)
-                inv = 1.0 / count
-                src = R + ((o if o >= 0 else 0) % w) * ns
-                _bg_step(S, dst, D + k, src, T + kk, ns, g - w >= ws, o >= 0, inv, may_miss)
-                if o < 0:
-                    continue
-                if ostart < 0:
-                    ostart = o
-                kk += 1
+            _prep_tile(x, i, nk, ns, dewow_half, T, D, miss)
+            kk = _bg_tile(S, R, w, delay, seen + i, ws, D, W, nk, ns, may_miss, &ostart)
             if kk == 0:
                 i += nk
                 continue
-            for k in range(kk, TILE):
-                for j in range(ns):
-                    T[j * TILE + k] = 0.0
             # output row of trace o: o minus the first output trace of the chunk
             r0 = ostart - (seen + first_out - delay)
-            nk = kk
-            src = T
         else:
+            _prep_tile(x, i, nk, ns, dewow_half, T, W, miss)
+            kk = nk
             r0 = i
-            src = D
         if nsec > 0:
-            _bandpass_tile(src, ns, nsec, sos, zi, padlen, E, zst, miss2, may_miss)
-        _store_tile(src, ns, nk, out, r0, gain)
-        i += (b - i) if (b - i) < TILE else TILE
+            _bandpass_tile(E, ns, nsec, sos, zi, padlen, miss2, may_miss)
+        _store_tile(W, ns, kk, out, r0, gain)
+        i += nk
 
-    free(T); free(D); free(R); free(E); free(zst); free(S); free(s); free(miss); free(miss2)
+    free(T); free(D); free(E); free(R); free(S); free(miss); free(miss2)
+
+
+cdef inline void _bg_rows(num_t[:, ::1] x, Py_ssize_t a, Py_ssize_t b, Py_ssize_t seen,
+                          float[:, ::1] out, int w, int delay, Py_ssize_t ws,
+                          Py_ssize_t first_out, float* R, double* S, const float* gain,
+                          bint may_miss) noexcept nogil:
+    """Moving-window background of rows a..b in row layout (see _bg_tile)."""
+    cdef int ns = <int>x.shape[1]
+    cdef Py_ssize_t i, g, o
+    cdef int j
+    cdef bint drop
+    cdef float vn, vo
+    cdef double inv
+    cdef float* dst
+    cdef const float* src
+    cdef float* q
+    cdef const num_t* p
+    for i in range(a, b):
+        g = seen + i
+        dst = R + (g % w) * ns
+        drop = g - w >= ws
+        p = &x[i, 0]
+        if may_miss:
+            for j in range(ns):
+                vn = <float>p[j]
+                vo = dst[j]
+                if drop and not _missing(vo):
+                    S[j] -= vo
+                if _missing(vn):
+                    vn = NAN
+                else:
+                    S[j] += vn
+                dst[j] = vn
+        elif drop:
+            for j in range(ns):
+                vn = <float>p[j]
+                S[j] += <double>vn - <double>dst[j]
+                dst[j] = vn
+        else:
+            for j in range(ns):
+                vn = <float>p[j]
+                S[j] += vn
+                dst[j] = vn
+        o = g - delay
+        if o < 0:
+            continue
+        src = R + (o % w) * ns
+        inv = 1.0 / (g + 1 if g + 1 < w else w)
+        q = &out[o - (seen + first_out - delay), 0]
+        if gain != NULL:
+            for j in range(ns):
+                q[j] = <float>(src[j] - S[j] * inv) * gain[j]
+        else:
+            for j in range(ns):
+                q[j] = <float>(src[j] - S[j] * inv)
 
 
 cdef inline void _prep_tile(num_t[:, ::1] x, Py_ssize_t i0, int nk, int ns, int dewow_half,
-                            float* T, float* D, double* s, unsigned char* miss) noexcept nogil:
+                            float* T, float* D, unsigned char* miss) noexcept nogil:
     """Load rows i0..i0+nk into D (dewowed if dewow_half >= 0), missing samples NaN."""
     cdef bint any_miss = False
-    _load_tile(x, i0, nk, ns, T, miss, &any_miss)
     if dewow_half >= 0:
-        _dewow_tile(T, ns, dewow_half, s, D)
+        _load_tile(x, i0, nk, ns, T, miss, &any_miss)
+        _dewow_tile(T, ns, dewow_half, D)
     else:
-        memcpy(D, T, ns * TILE * sizeof(float))
+        _load_tile(x, i0, nk, ns, D, miss, &any_miss)
     if any_miss:
         _restore_missing(D, ns, miss)
 
@@ -462,9 +551,8 @@ def chain_finish(float[:, ::1] hist, Py_ssize_t seen, float[:, ::1] out, int bg_
     cdef int j, k, nk, L
     cdef double inv
     cdef double* S
-    cdef float* T
     cdef float* E
-    cdef float* zst
+    cdef float* W
     cdef float* row
     cdef unsigned char* miss
     cdef const double* sosp = NULL
@@ -481,9 +569,8 @@ def chain_finish(float[:, ::1] hist, Py_ssize_t seen, float[:, ::1] out, int bg_
         gp = &gain[0]
     L = ns + 2 * padlen
     S = <double*>malloc(ns * sizeof(double))
-    T = <float*>malloc(ns * TILE * sizeof(float))
-    E = <float*>malloc((L if L > ns else ns) * TILE * sizeof(float))
-    zst = <float*>malloc((2 * nsec + 1) * TILE * sizeof(float))
+    E = <float*>malloc(L * TILE * sizeof(float))
+    W = E + padlen * TILE
     miss = <unsigned char*>malloc(ns * TILE)
     with nogil:
         o = o0
@@ -491,7 +578,7 @@ def chain_finish(float[:, ::1] hist, Py_ssize_t seen, float[:, ::1] out, int bg_
             nk = <int>(seen - o)
             if nk > TILE:
                 nk = TILE
-            memset(T, 0, ns * TILE * sizeof(float))
+            memset(W, 0, ns * TILE * sizeof(float))
             for k in range(nk):
                 lo = o + k + bg_delay - bg_window + 1
                 if lo < 0:
@@ -504,12 +591,12 @@ def chain_finish(float[:, ::1] hist, Py_ssize_t seen, float[:, ::1] out, int bg_
                 inv = 1.0 / (seen - lo)
                 row = &hist[nhist - (seen - (o + k)), 0]
                 for j in range(ns):
-                    T[j * TILE + k] = <float>(row[j] - S[j] * inv)
+                    W[j * TILE + k] = <float>(row[j] - S[j] * inv)
             if nsec > 0:
-                _bandpass_tile(T, ns, nsec, sosp, zip_, padlen, E, zst, miss, True)
-            _store_tile(T, ns, nk, out, o - o0, gp)
+                _bandpass_tile(E, ns, nsec, sosp, zip_, padlen, miss, True)
+            _store_tile(W, ns, nk, out, o - o0, gp)
             o += nk
-    free(S); free(T); free(E); free(zst); free(miss)
+    free(S); free(E); free(miss)
 
 
 def dewow_rows(num_t[:, ::1] x, float[:, ::1] out, int half, int nthreads):
@@ -519,23 +606,21 @@ def dewow_rows(num_t[:, ::1] x, float[:, ::1] out, int half, int nthreads):
     cdef int k, nk
     cdef float* T
     cdef float* D
-    cdef double* s
     cdef unsigned char* miss
     cdef Py_ssize_t ntiles = (n + TILE - 1) // TILE, ti
     cdef int nt = nthreads if nthreads > 0 else openmp.omp_get_max_threads()
-    if n < 4 * TILE:
+    if n < PAR_MIN:
         nt = 1
     with nogil, parallel(num_threads=nt):
         T = <float*>malloc(ns * TILE * sizeof(float))
         D = <float*>malloc(ns * TILE * sizeof(float))
-        s = <double*>malloc(TILE * sizeof(double))
         miss = <unsigned char*>malloc(ns * TILE)
         for ti in prange(ntiles, schedule="static"):
             i = ti * TILE
             nk = <int>(n - i) if (n - i) < TILE else TILE
-            _prep_tile(x, i, nk, ns, half, T, D, s, miss)
+            _prep_tile(x, i, nk, ns, half, T, D, miss)
             _store_tile(D, ns, nk, out, i, NULL)
-        free(T); free(D); free(s); free(miss)
+        free(T); free(D); free(miss)
 
 
 # --------------------------------------------------------------------------------------
@@ -588,7 +673,7 @@ def agc(num_t[:, ::1] x, float[:, ::1] out, int half, double eps, int nthreads):
     cdef double s, v, rms
     cdef double* sq
     cdef int nt = nthreads if nthreads > 0 else openmp.omp_get_max_threads()
-    if n < 64:
+    if n < PAR_MIN:
         nt = 1
     with nogil, parallel(num_threads=nt):
         sq = <double*>malloc(ns * sizeof(double))
@@ -634,7 +719,7 @@ def time_zero_picks(num_t[:, ::1] x, int64_t[::1] picks, double threshold, int s
     cdef double v, a, amax, lim
     cdef int nt = nthreads if nthreads > 0 else openmp.omp_get_max_threads()
     m = search if 0 < search < ns else ns
-    if n < 64:
+    if n < PAR_MIN:
         nt = 1
     with nogil:
         for i in prange(n, schedule="static", num_threads=nt):
@@ -677,7 +762,7 @@ def shift_rows(num_t[:, ::1] x, int64_t[::1] shift, float[:, ::1] out, double fi
     cdef int j, jj
     cdef int64_t sh
     cdef int nt = nthreads if nthreads > 0 else openmp.omp_get_max_threads()
-    if n < 64:
+    if n < PAR_MIN:
         nt = 1
     with nogil:
         for i in prange(n, schedule="static", num_threads=nt):
@@ -696,7 +781,7 @@ def apply_gain(num_t[:, ::1] x, float[::1] gain, float[:, ::1] out, int nthreads
     cdef int ns = <int>x.shape[1]
     cdef int j
     cdef int nt = nthreads if nthreads > 0 else openmp.omp_get_max_threads()
-    if n < 64:
+    if n < PAR_MIN:
         nt = 1
     with nogil:
         for i in prange(n, schedule="static", num_threads=nt):
@@ -758,7 +843,7 @@ def interp_rows(float[:, ::1] x, int64_t[::1] i0, double[::1] frac, float[:, ::1
     cdef float f, g
     cdef int64_t a
     cdef int nt = nthreads if nthreads > 0 else openmp.omp_get_max_threads()
-    if n < 64:
+    if n < PAR_MIN:
         nt = 1
     with nogil:
         for m in prange(n, schedule="static", num_threads=nt):
