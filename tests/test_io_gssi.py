@@ -122,6 +122,16 @@ def test_dzx_properties():
     assert r.marks.size == 0  # the file has waypoints but no user marks
 
 
+def test_marks_in_scan_word_without_dzx():
+    r = io.read(DZT16)
+    # WHY: SIR-3000 files flag a marked scan in its second 16-bit word (the first
+    # is the scan counter; readgssi documents the same layout).  This line has no
+    # DZX and carries the flag 0x6400 on every 100th scan, 11 marks in 1040 scans.
+    assert r.header["marks_source"] == "scan word 1"
+    assert r.marks.tolist() == list(range(0, 1040, 100))
+    assert np.all(r.samples[r.marks, 1] == 0x6400)
+
+
 def test_mmap_equals_load():
     a = io.read(DZT32)
     b = io.read(DZT32, mmap=True)
@@ -206,7 +216,8 @@ def test_synthetic_dzx_marks_and_dzg_with_rmc_date(tmp_path):
         "<WayPt><scan>5</scan><mark>User</mark></WayPt>"
         "<WayPt><scan>20</scan><mark>User</mark><name>mine?</name></WayPt>"
         "<WayPt><scan>999</scan><mark>User</mark></WayPt>"
-        "</Profile></File></DZX>"
+        "</Profile></File><TargetGroup><TargetWayPt><scanSampChanProp>30,12,0"
+        "</scanSampChanProp></TargetWayPt></TargetGroup></DZX>"
     )
 
     def nm(body: str) -> str:
@@ -230,7 +241,7 @@ def test_synthetic_dzx_marks_and_dzg_with_rmc_date(tmp_path):
     )
     r = io.read(p)
     # marks beyond the 50 scans are dropped, the others kept in order
-    assert r.marks.tolist() == [5, 20]
+    assert r.marks.tolist() == [5, 20, 30]
     g = r.gps
     assert g["trace"].tolist() == [3, 10]
     assert g["lat"][0] == pytest.approx(48 + 7.038 / 60)

@@ -279,9 +279,19 @@ def read_dzt(
                 header["dzx"] = {"path": os.fspath(dzx), "error": str(exc)}
             else:
                 header["dzx"] = {"path": os.fspath(dzx), **info}
-                rd.marks = np.asarray(
-                    [m for m in info["marks"] if 0 <= m < n_scans], dtype=np.int64
+                rd.marks = np.unique(
+                    np.asarray([m for m in info["marks"] if 0 <= m < n_scans], dtype=np.int64)
                 )
+                if rd.marks.size:
+                    header["marks_source"] = "DZX"
+    if not rd.marks.size and n_scans and "marks_source" not in header:
+        # SIR-3000 and similar flag a marked scan in its second word (the first is
+        # the scan counter); a flag on every scan means the word is something else.
+        word = np.asarray(data[:, 1])
+        marked = np.flatnonzero(word != 0)
+        if 0 < marked.size < n_scans:
+            rd.marks = marked.astype(np.int64)
+            header["marks_source"] = "scan word 1"
     return rd
 
 
@@ -374,6 +384,13 @@ def read_dzx(path: str | os.PathLike[str]) -> dict[str, Any]:
     out: dict[str, Any] = {"global": {}, "waypoints": [], "marks": []}
     for el in root.iter():
         tag = _strip_ns(el.tag)
+        if tag == "TargetWayPt":  # processed files: <scanSampChanProp>scan,sample,chan</...>
+            for c in el:
+                if _strip_ns(c.tag) == "scanSampChanProp" and c.text:
+                    try:
+                        out["marks"].append(int(c.text.split(",")[0]))
+                    except ValueError:
+                        pass
         if tag == "GlobalProperties":
             for child in el:
                 out["global"][_strip_ns(child.tag)] = (child.text or "").strip()
