@@ -47,6 +47,8 @@ def test_16bit_is_unsigned_with_mid_scale_zero():
     assert abs(float(good.mean())) < 100  # the wave is zero-mean once the offset is off
     # signed() is exact: adding 32768 back gives the stored words
     assert np.array_equal(good + 32768, body.astype(np.int32))
+    amp = r.amplitudes(np.dtype(np.float64))
+    assert amp.dtype == np.float64 and np.array_equal(amp[:, 2:], good)
 
 
 def test_16bit_header_fields():

@@ -116,7 +116,7 @@ class RadarData:
 
     def amplitudes(self, dtype: Any = np.float32) -> np.ndarray:
         """Samples as floating point with the mid-scale offset removed."""
-        return np.asarray(self.samples, dtype=dtype) - dtype(self.zero_offset)
+        return np.asarray(self.samples, dtype=dtype) - np.asarray(self.zero_offset, dtype=dtype)
 
     def times_s(self) -> np.ndarray:
         """Two-way travel time of each sample, seconds (from the first sample)."""
