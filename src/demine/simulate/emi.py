@@ -176,7 +176,8 @@ def dipole_response(coil_radius: float, cx: np.ndarray, cy: np.ndarray, cz: np.n
     # projections on the body axes: (n, m, 3)
     proj = (hx[..., None] * axes[None, :, :, 0] + hy[..., None] * axes[None, :, :, 1]
             + hz[..., None] * axes[None, :, :, 2])
-    return np.einsum("nmk,mkg->ng", proj * proj, curves, optimize=True)
+    n, m = proj.shape[:2]
+    return (proj * proj).reshape(n, 3 * m) @ curves.reshape(3 * m, -1)
 
 
 def soil_response(gate_times: np.ndarray, coil_radius: float, height: np.ndarray,

@@ -101,9 +101,19 @@ class GPRModel:
         hl = [0.5 * o.size * max(math.sin(math.radians(o.dip)), 0.0) if o.shape == "rod"
               else 0.0 for o in objs]
         self.half_len = np.concatenate([hl, np.zeros(n_tex)]).astype(float)
-        self.reach = np.minimum(
-            (self.od + 0.3) * math.tan(math.radians(min(1.8 * cfg.beam_width_deg, 75.0)))
-            + self.half + self.half_len + 0.05, 1.5)
+        # events far below the noise change nothing visible: skip them.  An
+        # object's reflection is at most |amp0| * spread(depth) * beam(theta), so
+        # beyond the angle where that falls under the floor it is not computed.
+        self.floor = 0.05 * cfg.noise if cfg.noise > 0 else 1e-7
+        amp_max = np.abs(self.amp0) * self.spread(self.od)
+        ratio = np.maximum(amp_max / self.floor, 1.0)
+        theta_lim = np.minimum(math.radians(cfg.beam_width_deg) * np.sqrt(np.log(ratio)),
+                               math.radians(80.0))
+        self.reach = np.where(
+            amp_max > self.floor,
+            np.minimum((self.od + 0.3) * np.tan(theta_lim) + self.half + self.half_len + 0.05,
+                       1.5),
+            -1.0)
         self.alpha = soil.attenuation
         self.beam = math.radians(cfg.beam_width_deg)
         # the same ground surface as the EMI model (same seed and draw order)
@@ -199,9 +209,7 @@ class GPRModel:
         cfg = self.scene.gpr
         n, ns = len(x), cfg.samples
         ii, tt, aa = self.events(t, x, y, h)
-        # events far below the noise change nothing visible: skip them
-        floor = 0.02 * cfg.noise if cfg.noise > 0 else 1e-6
-        keep = np.abs(aa) > floor
+        keep = np.abs(aa) > self.floor
         ii, tt, aa = ii[keep], tt[keep], aa[keep]
         # wavelet from a table oversampled _OVER times: event at pos = tt/dt
         pos = tt / self.dt

@@ -132,7 +132,7 @@ CLASS_DEFAULTS: dict[str, dict[str, Any]] = {
                       notes="brass cartridge case"),
     "rock": dict(is_mine=False, metal_mass_g=0.0, metal="none", metal_shape="compact",
                  metal_size=0.0, metal_thickness=0.0, shape="sphere", size=0.1, height=0.1,
-                 permittivity=7.0, dip=0.0, notes="rock"),
+                 permittivity=5.0, dip=0.0, notes="rock"),
     "hot-rock": dict(is_mine=False, metal_mass_g=0.0, metal="none", metal_shape="compact",
                      metal_size=0.0, metal_thickness=0.0, shape="sphere", size=0.08,
                      height=0.08, permittivity=9.0, dip=0.0, magnetic_viscosity=0.02,
