@@ -27,13 +27,14 @@ are NaN when any input sample they average is.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from types import ModuleType
 from typing import Any, ClassVar
 
 import numpy as np
 from scipy import signal
 
-from . import _gpr
 from .errors import ConfigError
 from .process import Stage, register_stage
 
@@ -54,6 +55,26 @@ __all__ = [
     "stolt_migrate",
     "kirchhoff_migrate",
 ]
+
+def _pick_kernels() -> ModuleType:
+    """The compiled kernels for this CPU: the AVX2+FMA build where the CPU has both
+    (checked before importing it), else the baseline build.  The environment
+    variable ``DEMINE_GPR_KERNELS=baseline`` forces the baseline build."""
+    if os.environ.get("DEMINE_GPR_KERNELS", "").lower() != "baseline":
+        try:
+            from numpy._core._multiarray_umath import __cpu_features__ as feats
+        except ImportError:  # pragma: no cover - older or unusual NumPy
+            feats = {}
+        if feats.get("AVX2") and feats.get("FMA3"):
+            from . import _gpr_avx2
+
+            return _gpr_avx2
+    from . import _gpr as baseline
+
+    return baseline
+
+
+_gpr = _pick_kernels()
 
 #: dtypes the kernels read directly (others are cast to float32)
 _NATIVE = (np.dtype(np.int16), np.dtype(np.int32), np.dtype(np.float32),
