@@ -18,6 +18,8 @@ Integer state layout (``istate``, int64):
 from libc.math cimport sqrt, fabs, isfinite, NAN, INFINITY, copysign
 from libc.stdint cimport int64_t, uint8_t
 
+import numpy as np
+
 ctypedef fused real:
     float
     double
@@ -34,6 +36,40 @@ cdef inline bint _row_finite(const real[:, ::1] x, Py_ssize_t i, Py_ssize_t ng) 
     return True
 
 
+cdef inline double _sumsq_scaled(const double* r, const double* inv,
+                                 Py_ssize_t ng) noexcept nogil:
+    """sum_g (r_g * inv_g)^2 with four partial sums (fixed order: deterministic)."""
+    cdef double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0, t0, t1, t2, t3
+    cdef Py_ssize_t g = 0
+    while g + 4 <= ng:
+        t0 = r[g] * inv[g]
+        t1 = r[g + 1] * inv[g + 1]
+        t2 = r[g + 2] * inv[g + 2]
+        t3 = r[g + 3] * inv[g + 3]
+        s0 += t0 * t0
+        s1 += t1 * t1
+        s2 += t2 * t2
+        s3 += t3 * t3
+        g += 4
+    while g < ng:
+        t0 = r[g] * inv[g]
+        s0 += t0 * t0
+        g += 1
+    return (s0 + s1) + (s2 + s3)
+
+
+cdef inline Py_ssize_t _inverse(const double* sig, double floor, double* inv,
+                                Py_ssize_t ng) noexcept nogil:
+    """inv_g = 1 / max(sig_g, floor), 0 where that is 0; returns how many are 0."""
+    cdef Py_ssize_t g, nzero = 0
+    cdef double d
+    for g in range(ng):
+        d = sig[g] if sig[g] > floor else floor
+        inv[g] = 1.0 / d if d > 0.0 else 0.0
+        nzero += d <= 0.0
+    return nzero
+
+
 def baseline_run(const real[:, ::1] x, real[:, ::1] out,
                  double[::1] base, double[::1] sig, int64_t[::1] istate,
                  uint8_t[::1] frozen_out,
@@ -43,43 +79,57 @@ def baseline_run(const real[:, ::1] x, real[:, ::1] out,
 
     For each frame: r = x - base is output; the statistic
     s = sqrt(mean_g (r_g / sig_g)^2) decides whether an anomaly is active
-    (s > threshold after ``warmup`` frames); the baseline and the noise scale
-    are updated only when no anomaly is active and none was in the last
-    ``hold`` frames.  A freeze longer than ``max_freeze`` frames (> 0) ends in
-    a retune: the baseline is set to the current reading (noise scale kept).
+    (s > threshold after ``warmup`` frames; a zero sig_g with a non-zero r_g
+    counts as infinite); the baseline and the noise scale are updated only
+    when no anomaly is active and none was in the last ``hold`` frames.  A
+    freeze longer than ``max_freeze`` frames (> 0) ends in a retune: the
+    baseline is set to the current reading (noise scale kept).
     ``frozen_out[i]`` is 1 where the baseline was held.
     """
-    cdef Py_ssize_t n = x.shape[0], ng = x.shape[1], i, g
+    cdef Py_ssize_t n = x.shape[0], ng = x.shape[1], i, g, nzero
     cdef int64_t n_seen = istate[0], hold_left = istate[1], frozen_run = istate[2]
-    cdef double r, d, s, a, an, v, lim
+    cdef double rr, s, a, an, v, lim
     cdef bint frozen, anomalous
+    cdef double[::1] rbuf = np.empty(ng, dtype=np.float64)
+    cdef double[::1] inv = np.empty(ng, dtype=np.float64)
+    cdef double* rp = &rbuf[0]
+    cdef double* ip = &inv[0]
+    cdef double* bp = &base[0]
+    cdef double* sp = &sig[0]
     with nogil:
+        nzero = _inverse(sp, 0.0, ip, ng)
         for i in range(n):
-            if not _row_finite(x, i, ng):
-                for g in range(ng):
-                    if isfinite(x[i, g]) and n_seen > 0:
-                        out[i, g] = <real>(x[i, g] - base[g])
-                    else:
-                        out[i, g] = <real>NAN
-                frozen_out[i] = 0
-                continue
             if n_seen == 0:
+                if not _row_finite(x, i, ng):
+                    for g in range(ng):
+                        out[i, g] = <real>NAN
+                    frozen_out[i] = 0
+                    continue
                 for g in range(ng):
-                    base[g] = x[i, g]
-                    sig[g] = 0.0
+                    bp[g] = x[i, g]
+                    sp[g] = 0.0
                     out[i, g] = 0
+                nzero = _inverse(sp, 0.0, ip, ng)
                 n_seen = 1
                 frozen_out[i] = 0
                 continue
-            s = 0.0
             for g in range(ng):
-                r = x[i, g] - base[g]
-                out[i, g] = <real>r
-                d = sig[g]
-                if d > 0.0:
-                    s += (r / d) * (r / d)
-                elif r != 0.0:
-                    s = INFINITY
+                rr = x[i, g] - bp[g]
+                rp[g] = rr
+                out[i, g] = <real>rr
+            s = _sumsq_scaled(rp, ip, ng)
+            if s != s or s == INFINITY and not _row_finite(x, i, ng):
+                # a missing value: NaN where it is, no state update
+                if not _row_finite(x, i, ng):
+                    for g in range(ng):
+                        if not isfinite(x[i, g]):
+                            out[i, g] = <real>NAN
+                    frozen_out[i] = 0
+                    continue
+            if nzero:
+                for g in range(ng):
+                    if ip[g] == 0.0 and rp[g] != 0.0:
+                        s = INFINITY
             s = sqrt(s / ng)
             anomalous = n_seen >= warmup and s > threshold
             if anomalous:
@@ -96,7 +146,7 @@ def baseline_run(const real[:, ::1] x, real[:, ::1] out,
                     # retune: the freeze lasted longer than any pass over a
                     # target; re-null the baseline on this reading
                     for g in range(ng):
-                        base[g] = x[i, g]
+                        bp[g] = x[i, g]
                     hold_left = 0
                     frozen_run = 0
                     frozen_out[i] = 0
@@ -111,15 +161,20 @@ def baseline_run(const real[:, ::1] x, real[:, ::1] out,
                 an = 1.0 / n_seen
                 if an < noise_alpha:
                     an = noise_alpha
-                for g in range(ng):
-                    r = x[i, g] - base[g]
-                    base[g] += a * r
-                    v = fabs(r) * MAD_TO_SIGMA
-                    if n_seen >= warmup and clip > 0.0:
-                        lim = clip * sig[g]
-                        if v > lim:
-                            v = lim
-                    sig[g] += an * (v - sig[g])
+                if n_seen >= warmup and clip > 0.0:
+                    for g in range(ng):
+                        rr = rp[g]
+                        bp[g] += a * rr
+                        v = fabs(rr) * MAD_TO_SIGMA
+                        lim = clip * sp[g]
+                        v = v if v < lim else lim
+                        sp[g] += an * (v - sp[g])
+                else:
+                    for g in range(ng):
+                        rr = rp[g]
+                        bp[g] += a * rr
+                        sp[g] += an * (fabs(rr) * MAD_TO_SIGMA - sp[g])
+                nzero = _inverse(sp, 0.0, ip, ng)
                 n_seen += 1
     istate[0] = n_seen
     istate[1] = hold_left

@@ -504,29 +504,37 @@ def test_streaming_equals_batch(kind, data):
 # the default chain on the simulated lanes (forward model of demine.simulate)
 # --------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("scene,max_q999,min_mines", [("magnetic-laterite", 6.0, 6),
-                                                      ("benign-soil", 12.0, 3)])
-def test_default_chain_on_simulated_lane(scene, max_q999, min_mines):
-    """Soil, height changes and drift stay near the noise level far from objects,
-    while mines stand above the background's 99.9 % quantile."""
+@pytest.mark.parametrize("scene", ["magnetic-laterite", "benign-soil"])
+def test_default_chain_on_simulated_lane(scene):
+    """The same lane simulated with and without its objects (same seed: same
+    soil, drift, noise and trajectory) tells where objects contribute nothing.
+    There, soil, height changes, drift and the chain's own state after passing
+    targets must leave the statistic at the noise level; mines must stand
+    above that background's 99.9 % quantile."""
     simulate = pytest.importorskip("demine.simulate.lane")
     from demine.process import default_chain
     from demine.simulate.scene import load_scene
 
     sc = load_scene(scene)
-    res = simulate.simulate_lane(sc, duration=400.0, seed=1, streams=["emi"])
-    e, tr = res.emi, res.truth
+    with_obj = simulate.simulate_lane(sc, duration=400.0, seed=1, streams=["emi"])
+    without = simulate.simulate_lane(sc.replace(objects=()), duration=400.0, seed=1,
+                                     streams=["emi"])
+    x1 = with_obj.emi["samples"]
+    x0 = without.emi["samples"].astype(np.float64)
+    noise = np.std(np.diff(x0, axis=0), axis=0) / np.sqrt(2)
+    quiet = (np.abs(x1 - x0) / noise).max(axis=1) < 0.3
+    quiet[:5000] = False  # warm-up
+    assert quiet.mean() > 0.05
     chain = default_chain("emi_default")
     chain.configure({"gate_times": np.asarray(sc.gate_times), "sample_rate": 1000.0})
-    s = run_stage(chain, e["samples"], 1000)[:, -1]
-    settled = np.arange(len(s)) > 5000
-    dist = np.min([np.hypot(e["x"] - ox, e["y"] - oy)
-                   for ox, oy in zip(tr["x"], tr["y"], strict=True)], axis=0)
-    q999 = np.quantile(s[(dist > 0.5) & settled], 0.999)
-    assert q999 < max_q999
-    found = 0
+    s = run_stage(chain, x1, 1000)[:, -1]
+    q999 = np.quantile(s[quiet], 0.999)
+    assert q999 < 2.5  # about 1.8 for Gaussian noise over 16 gates
+    e, tr = with_obj.emi, with_obj.truth
+    peaks = []
     for ox, oy, typ in zip(tr["x"], tr["y"], tr["type"], strict=True):
-        near = (np.hypot(e["x"] - ox, e["y"] - oy) < 0.08) & settled
+        near = (np.hypot(e["x"] - ox, e["y"] - oy) < 0.08) & (np.arange(len(s)) > 5000)
         if b"mine" in typ and near.any():
-            found += int(s[near].max() > q999)
-    assert found >= min_mines
+            peaks.append(s[near].max())
+    assert len(peaks) >= 5
+    assert np.sum(np.array(peaks) > q999) >= len(peaks) - 1
