@@ -192,3 +192,16 @@ def test_bad_parameters_and_inputs():
         detect_emi(np.ones((4, 3)))
     with pytest.raises(ConfigError, match="nanoseconds"):
         detect_emi(np.ones(4), time=np.ones(4))
+
+
+def test_a_weaker_object_beside_a_strong_one_keeps_its_own_alarm():
+    # 0.5 m apart, merged into one cluster by a generous merge radius: the weak
+    # object's peak is far stronger than the strong one's response can be that far
+    # off to the side, so the cluster closes as two alarms.
+    x, y, t = _sweep(60.0)
+    s = _statistic(x, y, [(0.3, 0.5, 400.0), (0.7, 0.8, 60.0)], seed=4)
+    al = detect_emi(s, x, y, t, merge_radius=0.6)
+    assert al["x"].size == 2
+    for ox, oy in [(0.3, 0.5), (0.7, 0.8)]:
+        assert np.min(np.hypot(al["x"] - ox, al["y"] - oy)) < 0.04
+    assert detect_emi(s, x, y, t, merge_radius=0.6, tolerance=1e9)["x"].size == 1

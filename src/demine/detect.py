@@ -147,8 +147,15 @@ class EMIDetector:
         A cluster whose strongest peak is at most ``dominance_ratio`` times the
         strongest peak of another open cluster within ``dominance_radius`` (m)
         is its side lobe and is merged into it (0 disables).
+    depth_scale, tolerance : float
+        When a cluster closes, its peaks are split among objects: a peak is
+        explained by a stronger one at horizontal distance ``r`` when it is at
+        most ``tolerance * s_strong * (1 + r**2 / depth_scale**2) ** -3`` (the
+        fall-off of a dipole's response with the offset of the pass, for the
+        deepest plausible depth plus sensor height ``depth_scale`` in m);
+        otherwise it is another object with its own alarm.
     release_time : float
-        A cluster without a new peak for this long (s) becomes an alarm.
+        A cluster without a new peak for this long (s) becomes its alarm(s).
     sample_rate : float
         Frames per second, used for times when none are given.
 
@@ -165,6 +172,7 @@ class EMIDetector:
                  min_frames: int = 5, max_frames: int = 3000, min_extent: float = 0.0,
                  merge_radius: float = 0.2,
                  dominance_radius: float = 0.5, dominance_ratio: float = 0.05,
+                 depth_scale: float = 0.4, tolerance: float = 1.5,
                  release_time: float = 3.0, sample_rate: float = 1000.0) -> None:
         self.threshold = _num("threshold", threshold, lo=0.0, lo_open=True)
         self.threshold_lo = _num("threshold_lo", threshold_lo, lo=0.0, lo_open=True)
@@ -184,6 +192,8 @@ class EMIDetector:
         self.merge_radius = _num("merge_radius", merge_radius, lo=0.0)
         self.dominance_radius = _num("dominance_radius", dominance_radius, lo=0.0)
         self.dominance_ratio = _num("dominance_ratio", dominance_ratio, lo=0.0)
+        self.depth_scale = _num("depth_scale", depth_scale, lo=0.0, lo_open=True)
+        self.tolerance = _num("tolerance", tolerance, lo=1.0)
         self.release_time = _num("release_time", release_time, lo=0.0)
         self.sample_rate = _num("sample_rate", sample_rate, lo=0.0, lo_open=True)
         self.reset()
@@ -209,7 +219,8 @@ class EMIDetector:
         """The effective parameters (JSON-able)."""
         keys = ("threshold", "threshold_lo", "k_hi", "k_lo", "background_window", "warmup",
                 "clip", "hold", "split", "min_frames", "max_frames", "min_extent", "merge_radius",
-                "dominance_radius", "dominance_ratio", "release_time", "sample_rate")
+                "dominance_radius", "dominance_ratio", "depth_scale", "tolerance", "release_time",
+                "sample_rate")
         return {k: getattr(self, k) for k in keys}
 
     @property
@@ -291,14 +302,14 @@ class EMIDetector:
         keep = []
         for c in self._clusters:
             if c.last_t + self.release_time < t_now:
-                self._done.append(self._alarm(c))
+                self._done.extend(self._alarms(c))
             else:
                 keep.append(c)
         self._clusters = keep
 
     def _add_peak(self, peak: _Peak, t_end: float) -> None:
         if not (math.isfinite(peak.x) and math.isfinite(peak.y)):
-            self._done.append(self._alarm(_Cluster(t_end, t_end, [peak])))
+            self._done.extend(self._alarms(_Cluster(t_end, t_end, [peak])))
             return
         best, best_d = None, math.inf
         for c in self._clusters:
@@ -342,8 +353,36 @@ class EMIDetector:
                 changed = True
                 break
 
+    def _alarms(self, c: _Cluster) -> list[dict[str, Any]]:
+        """Alarms of a closed cluster: one per object its peaks cannot be explained without.
+
+        Peaks are taken strongest first; a peak at distance ``r`` from an object
+        already found is that object's (seen from a pass off to the side) when
+        it is no stronger than ``tolerance`` times what a buried dipole of that
+        strength gives at that offset for the deepest plausible depth,
+        ``s_obj * (1 + r**2 / depth_scale**2) ** -3``; otherwise it is another
+        object.  The response of one object falls at least that fast with the
+        offset of the pass, so one object never splits.
+        """
+        modes: list[list[_Peak]] = []
+        for p in sorted(c.peaks, key=lambda q: (-q.s, q.index)):
+            owner = None
+            if math.isfinite(p.x) and math.isfinite(p.y):
+                for m in modes:
+                    a = m[0]
+                    r2 = (p.x - a.x) ** 2 + (p.y - a.y) ** 2
+                    if p.s <= self.tolerance * a.s * (1.0 + r2 / self.depth_scale**2) ** -3:
+                        owner = m
+                        break
+            if owner is None:
+                modes.append([p])
+            else:
+                owner.append(p)
+        return [self._alarm(m) for m in modes]
+
     @staticmethod
-    def _alarm(c: _Cluster) -> dict[str, Any]:
+    def _alarm(peaks: list[_Peak]) -> dict[str, Any]:
+        c = _Cluster(0.0, 0.0, peaks)
         s = np.array([p.s for p in c.peaks])
         x = np.array([p.x for p in c.peaks])
         y = np.array([p.y for p in c.peaks])
