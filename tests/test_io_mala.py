@@ -114,3 +114,9 @@ def test_missing_header(tmp_path):
     (tmp_path / "x.rd3").write_bytes(bytes(100))
     with pytest.raises(VendorFormatError, match="rad"):
         io.read(tmp_path / "x.rd3")
+
+
+def test_channel_beyond_single_channel_formats(tmp_path):
+    assert io.read(TEN, channel=0).n_traces == 10
+    with pytest.raises(VendorFormatError, match="'channel'"):
+        io.read(TEN, channel=1)

@@ -122,6 +122,13 @@ def read(path: str | os.PathLike[str], *, vendor: str | None = None, **kwargs: A
     v = vendor or detect(path)
     if v not in _READERS:
         raise VendorFormatError(f"{os.fspath(path)}: unknown vendor {v!r}; use one of {VENDORS}")
+    channel = kwargs.pop("channel", 0)
+    if v == "gssi":
+        kwargs["channel"] = channel
+    elif channel != 0:
+        raise VendorFormatError(
+            f"{os.fspath(path)}: field 'channel': {v} files hold one channel, {channel} asked"
+        )
     return _READERS[v](path, **kwargs)
 
 
