@@ -597,16 +597,16 @@ def _expand_clutter(d: Any, where: str, src: str, rng: np.random.Generator, star
         # metal size and body size scale with the cube root of mass (similar shapes)
         scale = (mass / dfl["metal_mass_g"]) ** (1 / 3) if dfl["metal_mass_g"] > 0 else 1.0
         size = float(rng.uniform(*sr)) * (scale if dfl["metal_mass_g"] > 0 else 1.0)
+        x, y = position()
         spec = {
             "class": cls, "id": f"{'M' if dfl['is_mine'] else 'C'}{start + k:04d}",
-            "x": 0.0, "y": 0.0,
+            "x": x, "y": y,
             "depth": float(rng.uniform(*dr)),
             "metal_mass_g": mass if dfl["metal"] != "none" else 0.0,
             "size": min(size, 5.0),
         }
         if dfl["metal"] != "none":
             spec["metal_size"] = min(dfl["metal_size"] * scale, 5.0)
-        spec["x"], spec["y"] = position()
         out.append(_parse_object(spec, f"{where} (item {k})", src, start + k, rng, width,
                                  length))
     return out
