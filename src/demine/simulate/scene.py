@@ -607,6 +607,10 @@ def _expand_clutter(d: Any, where: str, src: str, rng: np.random.Generator, star
         }
         if dfl["metal"] != "none":
             spec["metal_size"] = min(dfl["metal_size"] * scale, 5.0)
+            # solid pieces (fragments, nails) thicken with mass: decay time ~ thickness^2;
+            # shells (cases, cans) keep their wall
+            if dfl["metal_shape"] != "shell":
+                spec["metal_thickness"] = min(dfl["metal_thickness"] * scale, 1.0)
         out.append(_parse_object(spec, f"{where} (item {k})", src, start + k, rng, width,
                                  length))
     return out
