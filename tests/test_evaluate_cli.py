@@ -127,6 +127,33 @@ def test_cli_min_metal_and_defaults_from_the_recording(tmp_path, capsys):
     assert lane.footprint == pytest.approx(0.2) and lane.soil == "magnetic-laterite"
 
 
+def test_alarms_of_two_sensors_are_evaluated_per_stream(tmp_path, capsys):
+    path = tmp_path / "dual.h5"
+    xy = _zigzag()
+    with RecordingWriter(path) as w:
+        emi = w.add_stream("emi", "emi", gate_times=[1e-5, 2e-5])
+        gpr = w.add_stream("gpr", "gpr", n_channels=4, dtype="int16")
+        t = T0 + np.arange(xy.shape[0], dtype=np.int64)
+        emi.append(np.zeros((xy.shape[0], 2), np.float32), time=t, x=xy[:, 0], y=xy[:, 1])
+        gpr.append(np.zeros((xy.shape[0], 4), np.int16), time=t, x=xy[:, 0], y=xy[:, 1])
+        w.add_truth({"id": np.array([b"m1"]), "type": np.array([b"ap-mine"]),
+                     "is_mine": np.array([1], np.int8), "x": [0.5], "y": [2.0]})
+        # Both sensors alarm on the mine; the radar also on an empty spot.
+        w.append_alarms({"time": np.array([T0, T0 + 1, T0 + 2], np.int64),
+                         "stream": np.array([b"emi", b"gpr", b"gpr"]),
+                         "x": [0.5, 0.52, 0.2], "y": [2.0, 2.03, 3.0], "score": [5, 7, 2]})
+    assert main(["evaluate", str(path), "--json"]) == 0
+    pooled = json.loads(capsys.readouterr().out)
+    assert pooled["n_false_alarms"] == 2 and any("pooled" in n for n in pooled["notes"])
+    assert main(["evaluate", str(path), "--json", "--alarm-stream", "gpr"]) == 0
+    gpr = json.loads(capsys.readouterr().out)
+    assert gpr["n_alarms"] == 2 and gpr["pd"] == 1.0 and gpr["n_false_alarms"] == 1
+    assert not any("pooled" in n for n in gpr["notes"])
+    assert main(["evaluate", str(path), "--json", "--alarm-stream", "emi"]) == 0
+    emi = json.loads(capsys.readouterr().out)
+    assert emi["n_alarms"] == 1 and emi["pd"] == 1.0 and emi["n_false_alarms"] == 0
+
+
 def test_cli_errors_are_one_line(tmp_path, capsys):
     path = _write(tmp_path / "lane.h5")
     assert main(["evaluate", str(tmp_path / "missing.h5")]) == 2

@@ -540,6 +540,8 @@ class Lane:
         Lane name in reports.
     coverage : Coverage, optional
         A precomputed coverage raster (takes precedence over ``path``).
+    notes : list of str
+        Conditions to pass on to the evaluation's notes.
     """
 
     truth: Any
@@ -550,6 +552,7 @@ class Lane:
     soil: str = "unknown"
     name: str = ""
     coverage: Coverage | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -1113,7 +1116,7 @@ def evaluate_lanes(
                           include_unsearched=include_unsearched, select=select, cell=cell,
                           max_gap=max_gap)
            for ln in lanes]
-    notes: list[str] = []
+    notes: list[str] = [n for ln in lanes for n in ln.notes]
 
     def cat(attr: str) -> np.ndarray:
         arrs = [getattr(r, attr) for r in res]
@@ -1360,6 +1363,7 @@ def lane_from_recording(
     stream: str | None = None,
     footprint: float | None = None,
     score: str = "score",
+    alarm_stream: str | None = None,
 ) -> Lane:
     """Build a :class:`Lane` from a demine recording.
 
@@ -1372,6 +1376,12 @@ def lane_from_recording(
     ``soil`` (or ``soil_name``, or the simulator's ``scene``), else
     ``"unknown"``.
 
+    Alarms of several sensors in one table (an EMI and a GPR stream) are not
+    independent: a mine found by both would count once and its second alarm as
+    a false alarm.  ``alarm_stream`` keeps only the alarms of one stream (and
+    its positions define the searched area unless ``stream`` is given);
+    without it, a table with several streams is pooled and a note says so.
+
     Parameters
     ----------
     path : str or Path
@@ -1380,6 +1390,8 @@ def lane_from_recording(
     footprint : float, optional
     score : str
         Alarm column used as the score (e.g. ``"p_mine"``).
+    alarm_stream : str, optional
+        Evaluate only the alarms whose ``stream`` column is this name.
 
     Returns
     -------
@@ -1401,6 +1413,23 @@ def lane_from_recording(
             sc = np.asarray(alarms["score"], dtype=np.float64)
             if sc.size and np.all(np.isnan(sc)):
                 alarms["score"] = np.ones(sc.size)
+        notes: list[str] = []
+        scol = _column(alarms, "stream", None)
+        if alarm_stream is not None:
+            if scol is None:
+                raise ConfigError(f"{path}: alarms have no 'stream' column to select "
+                                  f"{alarm_stream!r} by")
+            keep = scol.astype(str) == alarm_stream
+            alarms = {k: np.asarray(v)[keep] for k, v in alarms.items()}
+            if stream is None and alarm_stream in rec.streams:
+                stream = alarm_stream
+        elif scol is not None:
+            names = sorted({str(v) for v in scol.tolist()} - {""})
+            if len(names) > 1:
+                notes.append(f"{Path(path).name}: alarms of streams {', '.join(names)} "
+                             "pooled (a target found by both counts once, the other alarm "
+                             "as a false alarm); choose one with alarm_stream / "
+                             "--alarm-stream")
         sel = _pick_path_streams(rec, stream)
         paths = []
         fp = footprint
@@ -1428,7 +1457,8 @@ def lane_from_recording(
             close()
     name = Path(path).name + (f" ({lane_id})" if lane_id else "")
     return Lane(truth=truth, alarms=alarms, path=paths or None,
-                footprint=fp if fp is not None else DEFAULT_FOOTPRINT, soil=soil, name=name)
+                footprint=fp if fp is not None else DEFAULT_FOOTPRINT, soil=soil, name=name,
+                notes=notes)
 
 
 def evaluate_recordings(
@@ -1438,6 +1468,7 @@ def evaluate_recordings(
     stream: str | None = None,
     footprint: float | None = None,
     score: str = "score",
+    alarm_stream: str | None = None,
     **kwargs: Any,
 ) -> Evaluation:
     """Evaluate one or more demine recordings, pooled.
@@ -1452,7 +1483,7 @@ def evaluate_recordings(
         which then needs a ``file`` column naming each alarm's recording (by
         file name) when there are several recordings.  Default: each
         recording's own alarms table.
-    stream, footprint, score
+    stream, footprint, score, alarm_stream
         See :func:`lane_from_recording`.
     **kwargs
         Passed to :func:`evaluate_lanes`.
@@ -1486,6 +1517,7 @@ def evaluate_recordings(
         else:
             raise ConfigError(f"{len(loaded)} alarm tables for {len(paths)} recordings "
                               "(give one per recording, or one with a 'file' column)")
-    lanes = [lane_from_recording(p, alarms=a, stream=stream, footprint=footprint, score=score)
+    lanes = [lane_from_recording(p, alarms=a, stream=stream, footprint=footprint, score=score,
+                                 alarm_stream=alarm_stream)
              for p, a in zip(paths, per, strict=True)]
     return evaluate_lanes(lanes, **kwargs)

@@ -37,6 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="sensor footprint width in m (default: stream attribute, else 0.3)")
     p.add_argument("--stream", metavar="NAME",
                    help="stream whose positions define the searched area (default: EMI)")
+    p.add_argument("--alarm-stream", metavar="NAME",
+                   help="evaluate only the alarms of this stream (e.g. emi or gpr); its "
+                   "positions then define the searched area")
     p.add_argument("--score", default="score", metavar="FIELD",
                    help="alarm column used as score (default score; e.g. p_mine)")
     p.add_argument("--targets", choices=("mines", "all"), default="mines",
@@ -67,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
 
     result = evaluate_recordings(
         args.files, alarms=args.alarms, stream=args.stream, footprint=args.footprint,
-        score=args.score, halo=args.halo, targets=args.targets,
+        score=args.score, alarm_stream=args.alarm_stream, halo=args.halo, targets=args.targets,
         include_unsearched=args.include_unsearched, select=select,
         far_levels=tuple(args.far) if args.far else (0.5, 1.0),
     )
