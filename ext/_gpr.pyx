@@ -38,6 +38,70 @@ cdef enum:
     TILE = 32
 
 
+cdef extern from *:
+    """
+    /* 4x4 transposes between four trace rows and a tile block T[r*tile + c].
+       SSE2 where the compiler targets it (every x86-64), plain C elsewhere. */
+    #if defined(__SSE2__) || defined(_M_X64)
+    #include <emmintrin.h>
+    static inline void dm_tr_in_f32(const float* r0, const float* r1, const float* r2,
+                                    const float* r3, float* T, int tile) {
+        __m128 a = _mm_loadu_ps(r0), b = _mm_loadu_ps(r1);
+        __m128 c = _mm_loadu_ps(r2), d = _mm_loadu_ps(r3);
+        _MM_TRANSPOSE4_PS(a, b, c, d);
+        _mm_storeu_ps(T, a); _mm_storeu_ps(T + tile, b);
+        _mm_storeu_ps(T + 2 * tile, c); _mm_storeu_ps(T + 3 * tile, d);
+    }
+    static inline __m128 dm_i16x4(const short* p) {
+        __m128i v = _mm_loadl_epi64((const __m128i*)p);
+        return _mm_cvtepi32_ps(_mm_srai_epi32(_mm_unpacklo_epi16(v, v), 16));
+    }
+    static inline void dm_tr_in_i16(const short* r0, const short* r1, const short* r2,
+                                    const short* r3, float* T, int tile) {
+        __m128 a = dm_i16x4(r0), b = dm_i16x4(r1), c = dm_i16x4(r2), d = dm_i16x4(r3);
+        _MM_TRANSPOSE4_PS(a, b, c, d);
+        _mm_storeu_ps(T, a); _mm_storeu_ps(T + tile, b);
+        _mm_storeu_ps(T + 2 * tile, c); _mm_storeu_ps(T + 3 * tile, d);
+    }
+    static inline void dm_tr_out(const float* T, int tile, float* q0, float* q1, float* q2,
+                                 float* q3, const float* gain) {
+        __m128 a = _mm_loadu_ps(T), b = _mm_loadu_ps(T + tile);
+        __m128 c = _mm_loadu_ps(T + 2 * tile), d = _mm_loadu_ps(T + 3 * tile);
+        _MM_TRANSPOSE4_PS(a, b, c, d);
+        if (gain) {
+            __m128 g = _mm_loadu_ps(gain);
+            a = _mm_mul_ps(a, g); b = _mm_mul_ps(b, g);
+            c = _mm_mul_ps(c, g); d = _mm_mul_ps(d, g);
+        }
+        _mm_storeu_ps(q0, a); _mm_storeu_ps(q1, b); _mm_storeu_ps(q2, c); _mm_storeu_ps(q3, d);
+    }
+    #else
+    static inline void dm_tr_in_f32(const float* r0, const float* r1, const float* r2,
+                                    const float* r3, float* T, int tile) {
+        const float* r[4] = {r0, r1, r2, r3};
+        for (int i = 0; i < 4; i++) for (int c = 0; c < 4; c++) T[i * tile + c] = r[c][i];
+    }
+    static inline void dm_tr_in_i16(const short* r0, const short* r1, const short* r2,
+                                    const short* r3, float* T, int tile) {
+        const short* r[4] = {r0, r1, r2, r3};
+        for (int i = 0; i < 4; i++) for (int c = 0; c < 4; c++) T[i * tile + c] = (float)r[c][i];
+    }
+    static inline void dm_tr_out(const float* T, int tile, float* q0, float* q1, float* q2,
+                                 float* q3, const float* gain) {
+        float* q[4] = {q0, q1, q2, q3};
+        for (int c = 0; c < 4; c++) for (int i = 0; i < 4; i++)
+            q[c][i] = gain ? T[i * tile + c] * gain[i] : T[i * tile + c];
+    }
+    #endif
+    """
+    void dm_tr_in_f32(const float* r0, const float* r1, const float* r2, const float* r3,
+                      float* T, int tile) noexcept nogil
+    void dm_tr_in_i16(const short* r0, const short* r1, const short* r2, const short* r3,
+                      float* T, int tile) noexcept nogil
+    void dm_tr_out(const float* T, int tile, float* q0, float* q1, float* q2, float* q3,
+                   const float* gain) noexcept nogil
+
+
 cdef inline bint _missing(double v) noexcept nogil:
     return isnan(v) or isinf(v)
 
@@ -62,32 +126,51 @@ cdef inline void _load_tile(num_t[:, ::1] x, Py_ssize_t r0, int nk, int ns, floa
                             unsigned char* miss, bint* any_miss) noexcept nogil:
     """Transpose rows r0..r0+nk of x into T (zero-filling missing samples, marking them).
 
-    Blocked over JB samples so that the tile lines being written stay in L1."""
-    cdef int j, k, jb, je
+    int16 and float32 rows go four at a time through 4x4 SIMD transposes; the
+    rest, and other dtypes, element by element in blocks of JB samples."""
+    cdef int j, k, jb, je, k4, j4, i
     cdef float v
     cdef const num_t* p
     any_miss[0] = False
+    k4 = 0
+    j4 = ns & ~3
+    if num_t is short or num_t is float:
+        k4 = nk & ~3
+        k = 0
+        while k < k4:
+            j = 0
+            while j < j4:
+                if num_t is short:
+                    dm_tr_in_i16(&x[r0 + k, j], &x[r0 + k + 1, j], &x[r0 + k + 2, j],
+                                 &x[r0 + k + 3, j], T + j * TILE + k, TILE)
+                else:
+                    dm_tr_in_f32(&x[r0 + k, j], &x[r0 + k + 1, j], &x[r0 + k + 2, j],
+                                 &x[r0 + k + 3, j], T + j * TILE + k, TILE)
+                j += 4
+            for j in range(j4, ns):
+                for i in range(4):
+                    T[j * TILE + k + i] = <float>x[r0 + k + i, j]
+            k += 4
     jb = 0
     while jb < ns:
         je = jb + JB if jb + JB < ns else ns
-        for k in range(nk):
+        for k in range(k4, nk):
             p = &x[r0 + k, 0]
             for j in range(jb, je):
-                v = <float>p[j]
-                if num_t is float or num_t is double:
-                    if _missing(v):
-                        any_miss[0] = True
-                        miss[j * TILE + k] = 1
-                        v = 0.0
-                    else:
-                        miss[j * TILE + k] = 0
-                T[j * TILE + k] = v
+                T[j * TILE + k] = <float>p[j]
         for k in range(nk, TILE):
             for j in range(jb, je):
                 T[j * TILE + k] = 0.0
-                if num_t is float or num_t is double:
-                    miss[j * TILE + k] = 0
         jb += JB
+    if num_t is float or num_t is double:
+        for i in range(ns * TILE):
+            v = T[i]
+            if _missing(v):
+                any_miss[0] = True
+                miss[i] = 1
+                T[i] = 0.0
+            else:
+                miss[i] = 0
 
 
 cdef inline void _dewow_tile(float* T, int ns, int half, float* D) noexcept nogil:
@@ -223,21 +306,29 @@ cdef inline void _bandpass_tile(float* E, int ns, int nsec, const double* sos,
 
 cdef inline void _store_tile(float* T, int ns, int nk, float[:, ::1] out, Py_ssize_t r0,
                              const float* gain) noexcept nogil:
-    """Transpose the first nk lanes of T into rows r0.. of out (times gain), blocked."""
-    cdef int j, k, jb, je
+    """Transpose the first nk lanes of T into rows r0.. of out (times gain): 4x4 SIMD
+    transposes, the remainder element by element."""
+    cdef int j, k, k4, j4, i
     cdef float* q
-    jb = 0
-    while jb < ns:
-        je = jb + JB if jb + JB < ns else ns
-        for k in range(nk):
-            q = &out[r0 + k, 0]
-            if gain != NULL:
-                for j in range(jb, je):
-                    q[j] = T[j * TILE + k] * gain[j]
-            else:
-                for j in range(jb, je):
-                    q[j] = T[j * TILE + k]
-        jb += JB
+    k4 = nk & ~3
+    j4 = ns & ~3
+    k = 0
+    while k < k4:
+        j = 0
+        while j < j4:
+            dm_tr_out(T + j * TILE + k, TILE, &out[r0 + k, j], &out[r0 + k + 1, j],
+                      &out[r0 + k + 2, j], &out[r0 + k + 3, j],
+                      gain + j if gain != NULL else NULL)
+            j += 4
+        k += 4
+    for k in range(k4):
+        q = &out[r0 + k, 0]
+        for j in range(j4, ns):
+            q[j] = T[j * TILE + k] * gain[j] if gain != NULL else T[j * TILE + k]
+    for k in range(k4, nk):
+        q = &out[r0 + k, 0]
+        for j in range(ns):
+            q[j] = T[j * TILE + k] * gain[j] if gain != NULL else T[j * TILE + k]
 
 
 cdef inline void _add_trace(double* S, const float* d, int ns, double sign) noexcept nogil:
