@@ -150,7 +150,7 @@ def _body_axes(obj: BuriedObject) -> np.ndarray:
 
 def dipole_response(coil_radius: float, cx: np.ndarray, cy: np.ndarray, cz: np.ndarray,
                     ox: np.ndarray, oy: np.ndarray, oz: np.ndarray, axes: np.ndarray,
-                    curves: np.ndarray) -> np.ndarray:
+                    curves: np.ndarray, reach: np.ndarray | None = None) -> np.ndarray:
     """Monostatic induced-dipole response, summed over objects.
 
     Parameters
@@ -160,6 +160,9 @@ def dipole_response(coil_radius: float, cx: np.ndarray, cy: np.ndarray, cz: np.n
     ox, oy, oz : (m,) dipole positions (oz negative below ground).
     axes : (m, 3, 3) body axes per object (rows).
     curves : (m, 3, g) principal polarizabilities at the gate times.
+    reach : (m,) optional horizontal distance beyond which an object is ignored
+        (decided per reading, so the result does not depend on how readings
+        are grouped into calls).
 
     Returns
     -------
@@ -176,6 +179,8 @@ def dipole_response(coil_radius: float, cx: np.ndarray, cy: np.ndarray, cz: np.n
     # projections on the body axes: (n, m, 3)
     proj = (hx[..., None] * axes[None, :, :, 0] + hy[..., None] * axes[None, :, :, 1]
             + hz[..., None] * axes[None, :, :, 2])
+    if reach is not None:
+        proj *= (rho < reach[None, :])[..., None]
     n, m = proj.shape[:2]
     return (proj * proj).reshape(n, 3 * m) @ curves.reshape(3 * m, -1)
 
@@ -223,7 +228,14 @@ class EMIModel:
             if o.magnetic_viscosity > 0:
                 vol = 4.0 / 3.0 * math.pi * (0.5 * o.size) ** 3
                 self.curves[j] += (vol * o.magnetic_viscosity * T_REF / self.gates)[None, :]
-            self.reach[j] = max(0.6, 5.0 * cfg.coil_radius) + 0.5 * max(o.size, o.metal_size)
+            # ignore an object where its response is below 1 % of the white noise:
+            # peak P (coil 5 cm above ground, right over it) falling as (z/r)^6
+            a, z = cfg.coil_radius, 0.05 - self.oz[j]
+            peak = cfg.gain * (a * a / (2 * (a * a + z * z) ** 1.5)) ** 2 * np.abs(
+                self.curves[j, :, 0]).max()
+            floor = 0.01 * max(cfg.noise, 1e-6)
+            far = z * max(peak / floor, 1.0) ** (1.0 / 6.0)
+            self.reach[j] = min(max(far, 3.0 * a), 5.0) + 0.5 * max(o.size, o.metal_size)
         rng = np.random.default_rng(np.random.SeedSequence([scene.layout_seed, 0x501]))
         self._soil_field = RandomField2D(rng, 0.15, 3.0)
         self._rough = RandomField2D(rng, 0.05, 1.0)
@@ -258,7 +270,7 @@ class EMIModel:
             if near.any():
                 out = out + dipole_response(cfg.coil_radius, x, y, h, self.ox[near],
                                             self.oy[near], self.oz[near], self.axes[near],
-                                            self.curves[near])
+                                            self.curves[near], self.reach[near])
         return out * cfg.gain
 
     def instrument(self, t: np.ndarray, rng: np.random.Generator,
