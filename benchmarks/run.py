@@ -3,6 +3,7 @@
     python benchmarks/run.py            # all benchmarks/bench_*.py modules
     python benchmarks/run.py emi gpr    # only bench_emi.py and bench_gpr.py
     python benchmarks/run.py --markdown # the table as Markdown (docs/benchmarks.md)
+    python benchmarks/run.py --split    # one narrower table per suite instead
 
 Each ``benchmarks/bench_<name>.py`` module defines ``run()``, which measures its
 cases side by side in the same process and returns a list of rows (dicts of
@@ -95,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Run demine's benchmarks and print one table.")
     p.add_argument("names", nargs="*", help="benchmarks to run (emi, gpr, …); default all")
     p.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    p.add_argument("--split", action="store_true",
+                   help="one table per suite (only its own columns) instead of one table")
     args = p.parse_args(argv)
     sys.path.insert(0, str(HERE))
     rows: list[dict[str, Any]] = []
@@ -116,7 +119,15 @@ def main(argv: list[str] | None = None) -> int:
             texts.append(result)
         elif result:
             rows.extend(dict(r) for r in result)
-    print_table(rows, markdown=args.markdown)
+    if args.split:
+        suites: dict[str, list[dict[str, Any]]] = {}
+        for r in rows:
+            suites.setdefault(str(r.get("suite", "")), []).append(r)
+        for suite, srows in suites.items():
+            print(f"\n## {suite}\n")
+            print_table(srows, markdown=args.markdown)
+    else:
+        print_table(rows, markdown=args.markdown)
     for t in texts:
         print(t)
     return 0
