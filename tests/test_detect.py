@@ -205,3 +205,115 @@ def test_a_weaker_object_beside_a_strong_one_keeps_its_own_alarm():
     for ox, oy in [(0.3, 0.5), (0.7, 0.8)]:
         assert np.min(np.hypot(al["x"] - ox, al["y"] - oy)) < 0.04
     assert detect_emi(s, x, y, t, merge_radius=0.6, tolerance=1e9)["x"].size == 1
+
+
+def _twin(s, x, y, *, alpha, k_hi, k_lo, floor_hi, floor_lo, clip, warmup, hold, split,
+          max_frames):
+    """Plain-Python reference twin of ``demine._detect.hysteresis_run`` (one call)."""
+    m = v = cs = cq = 0.0
+    nbg = 0
+    ev = None
+    events, peaks, thr = [], [], np.full(s.size, np.nan)
+    for i, si in enumerate(s):
+        if not np.isfinite(si):
+            continue
+        if nbg < warmup:
+            hi, lo = floor_hi, floor_lo
+            sd = np.sqrt(v) if nbg > 0 else 0.0
+        else:
+            sd = np.sqrt(v)
+            hi, lo = max(floor_hi, m + k_hi * sd), max(floor_lo, m + k_lo * sd)
+        lo = min(lo, hi)
+        thr[i] = hi
+        if ev is not None and max_frames > 0 and i - ev["start"] >= max_frames:
+            events.append((ev["start"], ev["end"], ev["max_i"], ev["n"], True))
+            m = ev["sum"] / ev["n"]
+            ev = None
+            continue
+        if ev is not None:
+            if si >= lo:
+                ev.update(gap=0, n=ev["n"] + 1, sum=ev["sum"] + si, end=i)
+                if si > ev["max"]:
+                    ev.update(max=si, max_i=i)
+                if ev["mode"] == 0:
+                    if si > ev["cand"]:
+                        ev.update(cand=si, cand_i=i)
+                    elif si * split < ev["cand"]:
+                        peaks.append((ev["start"], ev["cand_i"]))
+                        ev.update(mode=1, valley=si)
+                else:
+                    if si < ev["valley"]:
+                        ev["valley"] = si
+                    elif si > ev["valley"] * split:
+                        ev.update(mode=0, cand=si, cand_i=i)
+                continue
+            ev["gap"] += 1
+            if ev["gap"] <= hold:
+                continue
+            events.append((ev["start"], ev["end"], ev["max_i"], ev["n"], False))
+            if ev["mode"] == 0:
+                peaks.append((ev["start"], ev["cand_i"]))
+            ev = None
+        if si >= hi:
+            ev = dict(start=i, end=i, max=si, max_i=i, n=1, sum=si, gap=0, mode=0, cand=si,
+                      cand_i=i)
+            continue
+        if nbg < warmup:
+            cs += si
+            cq += si * si
+            nbg += 1
+            m = cs / nbg
+            v = max(cq / nbg - m * m, 0.0)
+        else:
+            d = si - m
+            if d < 0:
+                v += alpha * (d * d - v)
+            if clip > 0 and sd > 0:
+                d = min(max(d, -clip * sd), clip * sd)
+            m += alpha * d
+            nbg += 1
+    if ev is not None:  # end of stream closes the open event
+        events.append((ev["start"], ev["end"], ev["max_i"], ev["n"], False))
+        if ev["mode"] == 0:
+            peaks.append((ev["start"], ev["cand_i"]))
+    return events, peaks, thr
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(0, 3000),
+       hold=st.integers(0, 6), split=st.sampled_from([1.5, 2.0, 1e9]),
+       max_frames=st.sampled_from([0, 50, 400]), warmup=st.integers(0, 100))
+def test_kernel_matches_a_plain_python_twin(seed, n, hold, split, max_frames, warmup):
+    from demine import _detect
+
+    rng = np.random.default_rng(seed)
+    # Noise with bursts, level steps and missing values.
+    s = np.abs(1 + 0.3 * rng.standard_normal(n))
+    for c in rng.integers(0, max(n, 1), 6):
+        s[c:c + rng.integers(1, 120)] += rng.uniform(2, 40) * rng.uniform(size=1)
+    s[rng.integers(0, max(n, 1), 5)[: n and 5]] = np.nan
+    if n > 1000:
+        s[n // 2:] += 2.0
+    x = np.cumsum(rng.uniform(0, 1e-3, n))
+    y = np.zeros(n)
+    t = np.arange(n) / 1000.0
+    tn = np.arange(n, dtype=np.int64)
+    p = dict(alpha=1 / 300, k_hi=6.0, k_lo=3.0, floor_hi=4.0, floor_lo=2.5, clip=3.0,
+             warmup=warmup, hold=hold, split=split, max_frames=max_frames)
+    ev_ref, pk_ref, thr_ref = _twin(s, x, y, **p)
+    f = np.zeros(_detect.NFS)
+    i = np.zeros(_detect.NIS, dtype=np.int64)
+    thr = np.empty(n)
+    seg_f, seg_i = np.empty((n + 1, _detect.NSF)), np.empty((n + 1, _detect.NSI), np.int64)
+    pk_f, pk_i = np.empty((2 * n + 2, _detect.NPF)), np.empty((2 * n + 2, _detect.NPI), np.int64)
+    k, kp = _detect.hysteresis_run(s, x, y, t, tn, thr, f, i, seg_f, seg_i, pk_f, pk_i,
+                                   p["alpha"], p["k_hi"], p["k_lo"], p["floor_hi"],
+                                   p["floor_lo"], p["clip"], p["warmup"], p["hold"],
+                                   p["split"], p["max_frames"])
+    k2, kp2 = _detect.flush_event(f, i, seg_f[k:], seg_i[k:], pk_f[kp:], pk_i[kp:])
+    events = [(int(a), int(b), int(c), int(d), bool(e)) for a, b, c, d, e in
+              seg_i[:k + k2, [0, 1, 2, 3, 5]]]
+    peaks = [(int(a), int(b)) for a, b in pk_i[:kp + kp2, :2]]
+    assert events == ev_ref
+    assert peaks == pk_ref
+    np.testing.assert_allclose(thr, thr_ref, rtol=1e-9, equal_nan=True)
