@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "evaluate",
         help="probability of detection, false alarms per m² and ROC against ground truth",
         description="Match the alarms of recordings (their alarms table, or --alarms CSV) to "
-        "their ground truth within a halo, and report PD with its exact one-sided 95%% "
+        "their ground truth within a halo, and report PD with its exact one-sided 95% "
         "Clopper-Pearson lower bound, false alarms per m² of ground the sensor footprint "
         "swept, PD at 0.5 and 1.0 FA/m² from the ROC, localisation error, and the same by "
         "target class, size, depth band and soil. Several files are pooled.",
@@ -34,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="halo radius in m for every target (default 0.25 m for "
                    "anti-personnel-sized targets, 0.5 m for larger)")
     p.add_argument("--footprint", type=_positive, metavar="W",
-                   help="sensor footprint width in m (default: stream attribute, else 0.3)")
+                   help="sensor footprint width in m (default: stream attribute, else twice "
+                   "the calibration's coil radius, else 0.3)")
     p.add_argument("--stream", metavar="NAME",
                    help="stream whose positions define the searched area (default: EMI)")
     p.add_argument("--alarm-stream", metavar="NAME",
