@@ -273,3 +273,33 @@ def test_noise_free_models_do_not_depend_on_chunking(cuts):
         parts = np.concatenate([call(a, b) for a, b in zip(edges[:-1], edges[1:],
                                                            strict=True)])
         np.testing.assert_allclose(parts, whole, rtol=1e-12, atol=1e-15)
+
+
+def test_cw_detector_soil_line_and_metal_phases():
+    """CW: viscous soil sits at a small constant phase lag (-atan(pi/2 dchi/chi));
+    thick or large conductors tend to 180 degrees, small thin pieces lag less."""
+    from demine.simulate import LaneSimulator
+
+    chi, dchi = 1e-3, 2e-5
+    sc = _emi_scene([], soil={"magnetic_susceptibility": chi, "viscosity": dchi,
+                              "heterogeneity": 0.0})
+    sc = sc.replace(cw=dataclasses.replace(sc.cw, noise=0.0, drift=0.0))
+    sim = LaneSimulator(sc, 0)
+    h = np.array([0.02, 0.05, 0.1])
+    v = sim.cw_model.clean(np.full(3, 0.5), np.ones(3), h)
+    np.testing.assert_allclose(np.angle(v), -np.arctan(np.pi / 2 * dchi / chi), rtol=1e-9)
+    assert abs(v[0]) > abs(v[1]) > abs(v[2])  # the soil signal weakens with height
+    phases = {}
+    for cls in ("can", "ap-mine-min-metal", "at-mine"):
+        s2 = _emi_scene([{"class": cls, "x": 0.5, "y": 1.0, "depth": 0.03, "dip": 0.0}],
+                        soil={"magnetic_susceptibility": 0.0})
+        m = LaneSimulator(s2.replace(objects=tuple(
+            dataclasses.replace(o, gain_jitter=1.0, decay_jitter=1.0) for o in s2.objects)),
+            0).cw_model
+        phases[cls] = np.degrees(np.angle(m.clean(np.full(1, 0.5), np.ones(1),
+                                                  np.full(1, 0.05))[0]))
+    assert abs(phases["at-mine"]) > abs(phases["can"]) > abs(phases["ap-mine-min-metal"])
+    assert abs(phases["at-mine"]) > 170
+    # readings: amplitude and phase columns, deterministic
+    r = simulate_lane(sc, 1.0, seed=3, streams=["cw"]).streams["cw"]
+    assert r["samples"].shape == (50, 2) and np.all(r["samples"][:, 0] > 0)

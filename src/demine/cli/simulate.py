@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("scene", nargs="?", metavar="SCENE",
                    help="scene name (see --list) or path of a scene .toml file")
     p.add_argument("--device", action="append", default=[], metavar="DRIVER",
-                   help="emi-pi, gpr or nmea (repeat for several devices)")
+                   help="emi-pi (pulse-induction detector), gpr, nmea (RTK tracker) or "
+                   "ascii-md (CW detector printing amplitude,phase); repeat for several")
     p.add_argument("--duration", type=float, default=None, metavar="S",
                    help="seconds of data (devices: default until stopped; --out: default "
                    "one coverage of the lane)")
@@ -67,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
               flush=True)
         return 0
     if not args.device:
-        raise ConfigError("give at least one --device (emi-pi, gpr, nmea) or --out FILE")
+        raise ConfigError("give at least one --device (emi-pi, gpr, nmea, ascii-md) or "
+                          "--out FILE")
     from ..simulate.device import SimulatedDevice
 
     devices: list[SimulatedDevice] = []

@@ -37,7 +37,7 @@ from .scene import Scene
 __all__ = ["SimulatedDevice", "DRIVER_STREAMS", "encode_block"]
 
 #: Driver name -> simulated stream it serves.
-DRIVER_STREAMS = {"emi-pi": "emi", "gpr": "gpr", "nmea": "gps"}
+DRIVER_STREAMS = {"emi-pi": "emi", "gpr": "gpr", "nmea": "gps", "ascii-md": "cw"}
 
 
 def encode_block(driver: Any, stream: str, block: dict, talker: str = "GN",
@@ -64,6 +64,19 @@ def encode_block(driver: Any, stream: str, block: dict, talker: str = "GN",
         raw = driver.encode_arrays(block["sequence"], block["device_time_us"],
                                    block["samples"], encoder=block["encoder"],
                                    stacking=block["stacking"], status=block["status"])
+    elif stream == "cw":
+        from ..drivers.ascii_md import AsciiMdFrame
+
+        vals = block["samples"]
+        nv = len(driver.value_columns)
+        if nv > vals.shape[1]:
+            raise ConfigError(f"ascii-md columns {driver.value_columns}: the simulated CW "
+                              f"detector gives {vals.shape[1]} values (amplitude, phase)")
+        frames = [driver.encode(AsciiMdFrame([round(float(v), 7) for v in vals[i, :nv]],
+                                             int(block["sequence"][i]),
+                                             int(block["device_time_us"][i])))
+                  for i in range(n)]
+        return frames, np.asarray(block["time"], dtype=np.int64)
     else:
         from ..drivers.nmea import GpsFix, sentence
 
@@ -99,8 +112,13 @@ class SimulatedDevice:
     Parameters
     ----------
     driver : str
-        ``"emi-pi"``, ``"gpr"`` or ``"nmea"``: the wire protocol (encoded by
-        that driver from :mod:`demine.drivers`).
+        ``"emi-pi"`` (pulse-induction detector), ``"gpr"``, ``"nmea"``
+        (tracker) or ``"ascii-md"`` (a continuous-wave detector printing
+        ``amplitude,phase`` lines): the wire protocol, encoded by that driver
+        from :mod:`demine.drivers`.
+    driver_options : dict, optional
+        Options of the driver (e.g. ``{"columns": ["seq", "millis",
+        "amplitude", "phase"]}`` for ``ascii-md``).
     scene : Scene, str or Path
         Scene (object, file or shipped name).
     seed : int
@@ -128,7 +146,7 @@ class SimulatedDevice:
     def __init__(self, driver: str, scene: Scene | str | Path, *, seed: int = 0,
                  duration: float | None = None, realtime: bool = True, speed: float = 1.0,
                  wall_clock: bool | None = None, max_backlog: float = 2.0,
-                 wait_reader: float = 0.0) -> None:
+                 wait_reader: float = 0.0, driver_options: dict | None = None) -> None:
         from ..drivers import get_driver
 
         if driver not in DRIVER_STREAMS:
@@ -143,8 +161,10 @@ class SimulatedDevice:
         self.stream = DRIVER_STREAMS[driver]
         self.sim = LaneSimulator(scene, seed)
         self.scene = self.sim.scene
-        self.driver = (get_driver(driver, talker=self.scene.gps.talker) if driver == "nmea"
-                       else get_driver(driver))
+        opts = dict(driver_options or {})
+        if driver == "nmea":
+            opts.setdefault("talker", self.scene.gps.talker)
+        self.driver = get_driver(driver, **opts)
         self.duration = duration
         self.realtime = bool(realtime)
         self.speed = float(speed)

@@ -19,18 +19,22 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
+from .cw import CWModel
 from .emi import EMIModel
 from .gpr import GPRModel
 from .scene import Scene, load_scene
 from .trajectory import SmoothProcess, Trajectory, lane_to_geo, local_frame
 
-__all__ = ["LaneSimulator", "SimulationResult", "simulate_lane", "STREAMS"]
+__all__ = ["ALL_STREAMS", "LaneSimulator", "SimulationResult", "simulate_lane", "STREAMS"]
 
-#: Stream names, in the order they are produced.
+#: Streams of the dual-sensor rig, produced by default.
 STREAMS = ("emi", "gpr", "gps")
-_STREAM_IDS = {"emi": 1, "gpr": 2, "gps": 3}
+#: Every stream the simulator can produce ("cw": a continuous-wave detector's
+#: amplitude and phase, what the ``ascii-md`` driver reads).
+ALL_STREAMS = (*STREAMS, "cw")
+_STREAM_IDS = {"emi": 1, "gpr": 2, "gps": 3, "cw": 4}
 #: Device clock offsets at the start of a run (µs since the device powered up).
-_CLOCK_OFFSET_US = {"emi": 41_234_567, "gpr": 38_765_432}
+_CLOCK_OFFSET_US = {"emi": 41_234_567, "gpr": 38_765_432, "cw": 1_234_567}
 
 
 class LaneSimulator:
@@ -60,6 +64,7 @@ class LaneSimulator:
         self.trajectory = Trajectory(self.scene, self.seed)
         self._emi: EMIModel | None = None
         self._gpr: GPRModel | None = None
+        self._cw: CWModel | None = None
 
     @property
     def emi_model(self) -> EMIModel:
@@ -74,6 +79,12 @@ class LaneSimulator:
         return self._gpr
 
     @property
+    def cw_model(self) -> CWModel:
+        if self._cw is None:
+            self._cw = CWModel(self.scene, self.seed, self.emi_model)
+        return self._cw
+
+    @property
     def coverage_duration(self) -> float:
         """Seconds the sweep pattern takes to cover the lane once."""
         return self.trajectory.duration
@@ -85,12 +96,12 @@ class LaneSimulator:
     def rate(self, stream: str) -> float:
         """Readings (traces, fixes) per second of ``stream``."""
         return {"emi": self.scene.emi.rate, "gpr": self.scene.gpr.rate,
-                "gps": self.scene.gps.rate}[self._check(stream)]
+                "gps": self.scene.gps.rate, "cw": self.scene.cw.rate}[self._check(stream)]
 
     @staticmethod
     def _check(stream: str) -> str:
-        if stream not in STREAMS:
-            raise ConfigError(f"unknown stream {stream!r}: one of {', '.join(STREAMS)}")
+        if stream not in ALL_STREAMS:
+            raise ConfigError(f"unknown stream {stream!r}: one of {', '.join(ALL_STREAMS)}")
         return stream
 
     def n_frames(self, stream: str, duration: float) -> int:
@@ -105,7 +116,8 @@ class LaneSimulator:
         return ns_rel / 1e9, self.scene.start_time_ns + ns_rel
 
     def _clock_us(self, stream: str, t: np.ndarray) -> np.ndarray:
-        ppm = self.scene.emi.clock_ppm if stream == "emi" else self.scene.gpr.clock_ppm
+        ppm = {"emi": self.scene.emi.clock_ppm, "gpr": self.scene.gpr.clock_ppm,
+               "cw": self.scene.cw.clock_ppm}[stream]
         return (_CLOCK_OFFSET_US[stream]
                 + np.floor(t * 1e6 * (1.0 + ppm * 1e-6))).astype(np.int64)
 
@@ -124,7 +136,8 @@ class LaneSimulator:
         self._check(stream)
         per_block = max(1, int(round(self.block_seconds * self.rate(stream))))
         total = None if duration is None else self.n_frames(stream, duration)
-        gen = {"emi": self._emi_block, "gpr": self._gpr_block, "gps": self._gps_block}[stream]
+        gen = {"emi": self._emi_block, "gpr": self._gpr_block, "gps": self._gps_block,
+               "cw": self._cw_block}[stream]
         state: dict[str, Any] = {}
         k = 0
         while True:
@@ -153,6 +166,17 @@ class LaneSimulator:
             "sequence": np.arange(start, stop, dtype=np.int64),
             "device_time_us": self._clock_us("emi", t),
             "status": np.zeros(stop - start, dtype=np.uint16),
+        }
+
+    def _cw_block(self, start: int, stop: int, rng: np.random.Generator,
+                  state: dict) -> dict:
+        t, tns = self.times("cw", start, stop)
+        x, y, h = self.trajectory(t)
+        return {
+            "time": tns, "samples": self.cw_model.readings(t, x, y, h, rng),
+            "x": x, "y": y, "z": h,
+            "sequence": np.arange(start, stop, dtype=np.int64),
+            "device_time_us": self._clock_us("cw", t),
         }
 
     def _gpr_block(self, start: int, stop: int, rng: np.random.Generator,
@@ -284,6 +308,12 @@ class SimulationResult:
                                  "time_zero": sc.gpr.direct_wave_delay,
                                  "velocity": sc.soil.velocity},
                     attrs={"rate": sc.gpr.rate, "stacking": sc.gpr.stacking})
+            if "cw" in self.streams:
+                handles["cw"] = w.add_stream(
+                    "cw", "emi", n_channels=2, device=sc.cw.device, driver="ascii-md",
+                    units="V, deg",
+                    attrs={"rate": sc.cw.rate, "frequency": sc.cw.frequency,
+                           "columns": "amplitude,phase"})
             if "gps" in self.streams:
                 handles["gps"] = w.add_stream("gps", "gps", device=sc.gps.device,
                                               driver="nmea", units="deg",
@@ -319,8 +349,9 @@ def simulate_lane(scene: Scene | str | Path, duration: float | None = None, *, s
         Run seed; the same seed gives the same arrays, bit for bit.
     sweeps : float, optional
         Number of passes (side-to-side swings, or lines) instead of ``duration``.
-    streams : sequence of {"emi", "gpr", "gps"}
-        Which streams to produce.
+    streams : sequence of {"emi", "gpr", "gps", "cw"}
+        Which streams to produce (default the dual-sensor rig's three; "cw" is
+        a continuous-wave detector's amplitude and phase).
 
     Returns
     -------

@@ -63,6 +63,7 @@ from ..errors import ConfigError
 __all__ = [
     "BuriedObject",
     "CLASS_DEFAULTS",
+    "CWConfig",
     "EMIConfig",
     "GPRConfig",
     "GPSConfig",
@@ -303,6 +304,22 @@ class GPRConfig:
 
 
 @dataclass(frozen=True)
+class CWConfig:
+    """Continuous-wave (induction-balance) detector printing amplitude and phase."""
+
+    rate: float = 50.0
+    frequency: float = 8000.0
+    coil_radius: float = 0.1
+    gain: float = 1000.0
+    soil_gain: float = 1.0
+    noise: float = 2.0e-4
+    drift: float = 2.0e-3
+    phase_offset_deg: float = 0.0
+    clock_ppm: float = 50.0
+    device: str = "simulated CW induction-balance detector"
+
+
+@dataclass(frozen=True)
 class GPSConfig:
     """RTK-like position tracker on the sensor head (NMEA 0183)."""
 
@@ -335,6 +352,7 @@ class Scene:
     emi: EMIConfig = field(default_factory=EMIConfig)
     gpr: GPRConfig = field(default_factory=GPRConfig)
     gps: GPSConfig = field(default_factory=GPSConfig)
+    cw: CWConfig = field(default_factory=CWConfig)
     objects: tuple[BuriedObject, ...] = ()
     source: str = "<scene>"
 
@@ -626,7 +644,8 @@ def parse_scene(data: Mapping[str, Any], source: str = "<scene>",
     """
     src = source
     root = _Section(dict(data), "scene file", src)
-    for key in ("scene", "lane", "soil", "sweep", "emi", "gpr", "gps", "objects", "clutter"):
+    for key in ("scene", "lane", "soil", "sweep", "emi", "gpr", "gps", "cw", "objects",
+                "clutter"):
         root.used.add(key)
     root.finish()
     s = _Section(data.get("scene"), "[scene]", src)
@@ -748,6 +767,21 @@ def parse_scene(data: Mapping[str, Any], source: str = "<scene>",
     if len(gps.talker) != 2 or not gps.talker.isalpha() or not gps.talker.isupper():
         raise ConfigError(f"{src}: [gps] field 'talker' must be two capital letters")
 
+    cs = _Section(data.get("cw"), "[cw]", src)
+    cw = CWConfig(
+        rate=cs.num("rate", 50.0, lo=1.0, hi=5000.0),
+        frequency=cs.num("frequency", 8000.0, lo=10.0, hi=1e6),
+        coil_radius=cs.num("coil_radius", 0.1, lo=0.01, hi=2.0),
+        gain=cs.num("gain", 1000.0, lo=0.0, lo_open=True),
+        soil_gain=cs.num("soil_gain", 1.0, lo=0.0),
+        noise=cs.num("noise", 2e-4, lo=0.0),
+        drift=cs.num("drift", 2e-3, lo=0.0),
+        phase_offset_deg=cs.num("phase_offset_deg", 0.0, lo=-360.0, hi=360.0),
+        clock_ppm=cs.num("clock_ppm", 50.0, lo=-1000.0, hi=1000.0),
+        device=cs.string("device", "simulated CW induction-balance detector"),
+    )
+    cs.finish()
+
     objects: list[BuriedObject] = []
     objs = data.get("objects", [])
     if not isinstance(objs, list):
@@ -775,7 +809,7 @@ def parse_scene(data: Mapping[str, Any], source: str = "<scene>",
     return Scene(name=name, description=description, width=width, length=length,
                  anchor_lon=lon, anchor_lat=lat, anchor_alt=alt, bearing_deg=bearing,
                  start_time_ns=t0, layout_seed=layout_seed, soil=soil, sweep=sweep, emi=emi,
-                 gpr=gpr, gps=gps, objects=tuple(objects), source=src)
+                 gpr=gpr, gps=gps, cw=cw, objects=tuple(objects), source=src)
 
 
 def list_scenes() -> list[str]:
