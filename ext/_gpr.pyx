@@ -340,78 +340,114 @@ cdef inline void _add_trace(double* S, const float* d, int ns, double sign) noex
             S[j] += sign * v
 
 
-cdef inline int _bg_tile(double* S, float* R, int w, int delay, Py_ssize_t g0,
-                         Py_ssize_t ws, const float* D, float* T, int nk, int ns,
-                         bint may_miss, Py_ssize_t* ostart) noexcept nogil:
-    """Moving-window background of the nk traces g0.. of tile D (ring R of w rows).
+cdef inline void _tile_to_rows(const float* T, int nk, int ns, float** rows) noexcept nogil:
+    """Lanes 0..nk-1 of tile T into the rows (4x4 SIMD transposes where possible)."""
+    cdef int j, k, i
+    cdef int k4 = nk & ~3
+    cdef int j4 = ns & ~3
+    k = 0
+    while k < k4:
+        j = 0
+        while j < j4:
+            dm_tr_out(T + j * TILE + k, TILE, rows[k] + j, rows[k + 1] + j, rows[k + 2] + j,
+                      rows[k + 3] + j, NULL)
+            j += 4
+        for i in range(4):
+            for j in range(j4, ns):
+                rows[k + i][j] = T[j * TILE + k + i]
+        k += 4
+    for k in range(k4, nk):
+        for j in range(ns):
+            rows[k][j] = T[j * TILE + k]
 
-    For each trace g: S += d_g - d_{g-w} (the dropped trace only if it was added,
-    g - w >= ws), ring slot g % w takes d_g, and if o = g - delay >= 0 the next
-    lane of T gets d_o - S / min(g + 1, w).  Blocked over JB samples so that the
-    tile, ring and sum lines stay in L1.  Returns the number of lanes written and
-    the first output trace in ostart (-1 if none).
-    """
-    cdef int j, k, jb, je, kk
-    cdef Py_ssize_t g, o
+
+cdef inline void _rows_to_tile(float** rows, int nk, int ns, float* T) noexcept nogil:
+    """Rows into lanes 0..nk-1 of tile T; lanes nk.. are zeroed."""
+    cdef int j, k, i
+    cdef int k4 = nk & ~3
+    cdef int j4 = ns & ~3
+    k = 0
+    while k < k4:
+        j = 0
+        while j < j4:
+            dm_tr_in_f32(rows[k] + j, rows[k + 1] + j, rows[k + 2] + j, rows[k + 3] + j,
+                         T + j * TILE + k, TILE)
+            j += 4
+        for i in range(4):
+            for j in range(j4, ns):
+                T[j * TILE + k + i] = rows[k + i][j]
+        k += 4
+    for k in range(k4, nk):
+        for j in range(ns):
+            T[j * TILE + k] = rows[k][j]
+    for k in range(nk, TILE):
+        for j in range(ns):
+            T[j * TILE + k] = 0.0
+
+
+cdef inline void _bg_update(double* S, const float* new, const float* old, int ns,
+                            bint may_miss) noexcept nogil:
+    """S += new - old (old may be NULL); missing samples are skipped."""
+    cdef int j
     cdef float vn, vo
-    cdef float* dst
-    cdef const float* src
+    if may_miss:
+        for j in range(ns):
+            vn = new[j]
+            if not _missing(vn):
+                S[j] += vn
+            if old != NULL:
+                vo = old[j]
+                if not _missing(vo):
+                    S[j] -= vo
+    elif old != NULL:
+        for j in range(ns):
+            S[j] += <double>new[j] - <double>old[j]
+    else:
+        for j in range(ns):
+            S[j] += new[j]
+
+
+cdef inline int _bg_tile(double* S, float* R, int rn, int w, int delay, Py_ssize_t g0,
+                         Py_ssize_t ws, const float* D, float* T, int nk, int ns,
+                         bint may_miss, Py_ssize_t* ostart, float* O) noexcept nogil:
+    """Moving-window background of the nk traces g0.. of tile D, in row layout.
+
+    The ring R has rn >= w + TILE rows (trace g in row g % rn), so the tile's new
+    traces never overwrite the ones leaving the window.  The dewowed traces are
+    transposed into the ring; then, trace by trace, S += d_g - d_{g-w} (the
+    dropped trace only if it was added, g - w >= ws) and, if o = g - delay >= 0,
+    d_o - S / min(g + 1, w) goes to the next row of O; O is transposed into
+    tile T.  Returns the number of traces written; ostart is the first (or -1).
+    """
+    cdef int j, k, kk
+    cdef Py_ssize_t g, o
     cdef double inv
-    cdef double invs[TILE]
-    cdef float* slots[TILE]
-    cdef const float* srcs[TILE]
-    cdef bint drop[TILE]
-    cdef int lane[TILE]
+    cdef float* rows[TILE]
+    cdef float* orows[TILE]
+    cdef const float* src
+    cdef float* q
+    for k in range(nk):
+        rows[k] = R + ((g0 + k) % rn) * ns
+    _tile_to_rows(D, nk, ns, rows)
     kk = 0
     ostart[0] = -1
     for k in range(nk):
         g = g0 + k
-        slots[k] = R + (g % w) * ns
-        drop[k] = g - w >= ws
+        _bg_update(S, rows[k], R + ((g - w) % rn) * ns if g - w >= ws else NULL, ns,
+                   may_miss)
         o = g - delay
-        if o >= 0:
-            if ostart[0] < 0:
-                ostart[0] = o
-            srcs[k] = R + (o % w) * ns
-            invs[k] = 1.0 / (g + 1 if g + 1 < w else w)
-            lane[k] = kk
-            kk += 1
-        else:
-            srcs[k] = NULL
-            lane[k] = -1
-    jb = 0
-    while jb < ns:
-        je = jb + JB if jb + JB < ns else ns
-        for k in range(nk):
-            dst = slots[k]
-            if may_miss:
-                for j in range(jb, je):
-                    vn = D[j * TILE + k]
-                    vo = dst[j]
-                    if drop[k] and not _missing(vo):
-                        S[j] -= vo
-                    if not _missing(vn):
-                        S[j] += vn
-                    dst[j] = vn
-            elif drop[k]:
-                for j in range(jb, je):
-                    vn = D[j * TILE + k]
-                    S[j] += <double>vn - <double>dst[j]
-                    dst[j] = vn
-            else:
-                for j in range(jb, je):
-                    vn = D[j * TILE + k]
-                    S[j] += vn
-                    dst[j] = vn
-            if lane[k] >= 0:
-                src = srcs[k]
-                inv = invs[k]
-                for j in range(jb, je):
-                    T[j * TILE + lane[k]] = <float>(src[j] - S[j] * inv)
-        jb += JB
-    for k in range(kk, TILE):
+        if o < 0:
+            continue
+        if ostart[0] < 0:
+            ostart[0] = o
+        src = R + (o % rn) * ns
+        inv = 1.0 / (g + 1 if g + 1 < w else w)
+        q = O + kk * ns
         for j in range(ns):
-            T[j * TILE + k] = 0.0
+            q[j] = <float>(src[j] - S[j] * inv)
+        orows[kk] = q
+        kk += 1
+    _rows_to_tile(orows, kk, ns, T)
     return kk
 
 
@@ -434,7 +470,7 @@ def chain(num_t[:, ::1] x, float[:, ::1] hist, Py_ssize_t seen, float[:, ::1] ou
     cdef int nsec = <int>sos.shape[0]
     cdef int nhist = <int>hist.shape[0]
     cdef int w = bg_window
-    cdef int ring_n = w if w > 0 else 1
+    cdef int ring_n = w + TILE if w > 0 else 1
     cdef const double* sosp = NULL
     cdef const double* zip_ = NULL
     cdef const float* gp = NULL
@@ -479,6 +515,7 @@ cdef void _chain_part(num_t[:, ::1] x, float[:, ::1] hist, Py_ssize_t seen,
     cdef float* E      # work tile with band-pass padding; W = E + padlen*TILE
     cdef float* W
     cdef float* R
+    cdef float* O
     cdef float* dst
     cdef double* S
     cdef unsigned char* miss
@@ -493,6 +530,7 @@ cdef void _chain_part(num_t[:, ::1] x, float[:, ::1] hist, Py_ssize_t seen,
     E = <float*>malloc(L * TILE * sizeof(float))
     W = E + padlen * TILE
     R = <float*>malloc(<size_t>ring_n * ns * sizeof(float))
+    O = <float*>malloc(ns * TILE * sizeof(float))
     S = <double*>malloc(ns * sizeof(double))
     miss = <unsigned char*>malloc(ns * TILE)
     miss2 = <unsigned char*>malloc(ns * TILE)
@@ -509,7 +547,7 @@ cdef void _chain_part(num_t[:, ::1] x, float[:, ::1] hist, Py_ssize_t seen,
         g = ws
         while g < seen + a:
             if g < seen:
-                memcpy(R + (g % w) * ns, &hist[nhist - (seen - g), 0], ns * sizeof(float))
+                memcpy(R + (g % ring_n) * ns, &hist[nhist - (seen - g), 0], ns * sizeof(float))
                 g += 1
             else:
                 i0 = g - seen
@@ -518,18 +556,18 @@ cdef void _chain_part(num_t[:, ::1] x, float[:, ::1] hist, Py_ssize_t seen,
                     nk = TILE
                 _prep_tile(x, i0, nk, ns, dewow_half, T, D, miss)
                 for k in range(nk):
-                    dst = R + ((g + k) % w) * ns
+                    dst = R + ((g + k) % ring_n) * ns
                     for j in range(ns):
                         dst[j] = D[j * TILE + k]
                 g += nk
         g = ws
         while g < seen + a:
-            _add_trace(S, R + (g % w) * ns, ns, 1.0)
+            _add_trace(S, R + (g % ring_n) * ns, ns, 1.0)
             g += 1
 
     if w > 0 and dewow_half < 0 and nsec == 0:
         # background (and gain) only: stay in row layout, no transposes
-        _bg_rows(x, a, b, seen, out, w, delay, ws, first_out, R, S, gain, may_miss)
+        _bg_rows(x, a, b, seen, out, w, ring_n, delay, ws, first_out, R, S, gain, may_miss)
         i = b
     else:
         i = a
@@ -539,7 +577,8 @@ cdef void _chain_part(num_t[:, ::1] x, float[:, ::1] hist, Py_ssize_t seen,
             nk = TILE
         if w > 0:
             _prep_tile(x, i, nk, ns, dewow_half, T, D, miss)
-            kk = _bg_tile(S, R, w, delay, seen + i, ws, D, W, nk, ns, may_miss, &ostart)
+            kk = _bg_tile(S, R, ring_n, w, delay, seen + i, ws, D, W, nk, ns, may_miss,
+                          &ostart, O)
             if kk == 0:
                 i += nk
                 continue
@@ -554,14 +593,15 @@ cdef void _chain_part(num_t[:, ::1] x, float[:, ::1] hist, Py_ssize_t seen,
         _store_tile(W, ns, kk, out, r0, gain)
         i += nk
 
-    free(T); free(D); free(E); free(R); free(S); free(miss); free(miss2)
+    free(T); free(D); free(E); free(R); free(O); free(S); free(miss); free(miss2)
 
 
 cdef inline void _bg_rows(num_t[:, ::1] x, Py_ssize_t a, Py_ssize_t b, Py_ssize_t seen,
-                          float[:, ::1] out, int w, int delay, Py_ssize_t ws,
+                          float[:, ::1] out, int w, int rn, int delay, Py_ssize_t ws,
                           Py_ssize_t first_out, float* R, double* S, const float* gain,
                           bint may_miss) noexcept nogil:
-    """Moving-window background of rows a..b in row layout (see _bg_tile)."""
+    """Moving-window background of rows a..b in row layout (see _bg_tile); the ring
+    R has rn >= w rows, trace g in row g % rn."""
     cdef int ns = <int>x.shape[1]
     cdef Py_ssize_t i, g, o
     cdef int j
@@ -569,20 +609,23 @@ cdef inline void _bg_rows(num_t[:, ::1] x, Py_ssize_t a, Py_ssize_t b, Py_ssize_
     cdef float vn, vo
     cdef double inv
     cdef float* dst
+    cdef const float* old
     cdef const float* src
     cdef float* q
     cdef const num_t* p
     for i in range(a, b):
         g = seen + i
-        dst = R + (g % w) * ns
+        dst = R + (g % rn) * ns
         drop = g - w >= ws
+        old = R + ((g - w) % rn) * ns if drop else NULL
         p = &x[i, 0]
         if may_miss:
             for j in range(ns):
                 vn = <float>p[j]
-                vo = dst[j]
-                if drop and not _missing(vo):
-                    S[j] -= vo
+                if drop:
+                    vo = old[j]
+                    if not _missing(vo):
+                        S[j] -= vo
                 if _missing(vn):
                     vn = NAN
                 else:
@@ -591,7 +634,7 @@ cdef inline void _bg_rows(num_t[:, ::1] x, Py_ssize_t a, Py_ssize_t b, Py_ssize_
         elif drop:
             for j in range(ns):
                 vn = <float>p[j]
-                S[j] += <double>vn - <double>dst[j]
+                S[j] += <double>vn - <double>old[j]
                 dst[j] = vn
         else:
             for j in range(ns):
@@ -601,7 +644,7 @@ cdef inline void _bg_rows(num_t[:, ::1] x, Py_ssize_t a, Py_ssize_t b, Py_ssize_
         o = g - delay
         if o < 0:
             continue
-        src = R + (o % w) * ns
+        src = R + (o % rn) * ns
         inv = 1.0 / (g + 1 if g + 1 < w else w)
         q = &out[o - (seen + first_out - delay), 0]
         if gain != NULL:
