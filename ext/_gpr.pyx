@@ -35,7 +35,7 @@ ctypedef fused num_t:
     double
 
 cdef enum:
-    TILE = 32
+    TILE = 32    # lanes of a tile; DM_TILE in the C block above must match
 
 
 cdef extern from *:
@@ -93,7 +93,43 @@ cdef extern from *:
             q[c][i] = gain ? T[i * tile + c] * gain[i] : T[i * tile + c];
     }
     #endif
+    /* Dewow of a 16-lane tile: D = T - centred running mean along time (window
+       2*half+1, truncated at the ends); double sums, restrict pointers and a
+       fixed lane count so that the compiler keeps the sums in vector registers. */
+    #define DM_TILE 32
+    static inline void dm_dewow(const float* __restrict T, float* __restrict D,
+                                int ns, int half) {
+        double s[DM_TILE];
+        int j, k, lo, hi, jn, jo;
+        for (k = 0; k < DM_TILE; k++) s[k] = 0.0;
+        hi = half < ns - 1 ? half : ns - 1;
+        for (j = 0; j <= hi; j++)
+            for (k = 0; k < DM_TILE; k++) s[k] += T[j * DM_TILE + k];
+        for (j = 0; j < ns; j++) {
+            lo = j - half < 0 ? 0 : j - half;
+            hi = j + half > ns - 1 ? ns - 1 : j + half;
+            const double inv = 1.0 / (double)(hi - lo + 1);
+            const float* __restrict t = T + j * DM_TILE;
+            float* __restrict d = D + j * DM_TILE;
+            for (k = 0; k < DM_TILE; k++) d[k] = (float)((double)t[k] - s[k] * inv);
+            jn = j + half + 1;
+            jo = j - half;
+            if (jn < ns && jo >= 0) {
+                const float* __restrict a = T + jn * DM_TILE;
+                const float* __restrict b = T + jo * DM_TILE;
+                for (k = 0; k < DM_TILE; k++) s[k] += (double)a[k] - (double)b[k];
+            } else if (jn < ns) {
+                const float* __restrict a = T + jn * DM_TILE;
+                for (k = 0; k < DM_TILE; k++) s[k] += a[k];
+            } else if (jo >= 0) {
+                const float* __restrict b = T + jo * DM_TILE;
+                for (k = 0; k < DM_TILE; k++) s[k] -= b[k];
+            }
+        }
+    }
     """
+    int DM_TILE
+    void dm_dewow(const float* T, float* D, int ns, int half) noexcept nogil
     void dm_tr_in_f32(const float* r0, const float* r1, const float* r2, const float* r3,
                       float* T, int tile) noexcept nogil
     void dm_tr_in_i16(const short* r0, const short* r1, const short* r2, const short* r3,
@@ -104,6 +140,10 @@ cdef extern from *:
 
 cdef inline bint _missing(double v) noexcept nogil:
     return isnan(v) or isinf(v)
+
+
+if DM_TILE != TILE:  # pragma: no cover - a build-time inconsistency
+    raise ImportError(f"demine GPR kernels: C tile width {DM_TILE} != Cython TILE {TILE}")
 
 
 def max_threads():
@@ -171,36 +211,6 @@ cdef inline void _load_tile(num_t[:, ::1] x, Py_ssize_t r0, int nk, int ns, floa
                 T[i] = 0.0
             else:
                 miss[i] = 0
-
-
-cdef inline void _dewow_tile(float* T, int ns, int half, float* D) noexcept nogil:
-    """D = T minus its centred running mean along time (window 2*half+1, truncated)."""
-    cdef int j, k, lo, hi
-    cdef double inv
-    cdef double s[TILE]
-    for k in range(TILE):
-        s[k] = 0.0
-    hi = half if half < ns - 1 else ns - 1
-    for j in range(hi + 1):
-        for k in range(TILE):
-            s[k] += T[j * TILE + k]
-    for j in range(ns):
-        lo = j - half
-        hi = j + half
-        if lo < 0:
-            lo = 0
-        if hi > ns - 1:
-            hi = ns - 1
-        inv = 1.0 / (hi - lo + 1)
-        for k in range(TILE):
-            D[j * TILE + k] = <float>(T[j * TILE + k] - s[k] * inv)
-        # slide: add sample j+half+1, drop sample j-half
-        if j + half + 1 < ns:
-            for k in range(TILE):
-                s[k] += T[(j + half + 1) * TILE + k]
-        if j - half >= 0:
-            for k in range(TILE):
-                s[k] -= T[(j - half) * TILE + k]
 
 
 cdef inline void _restore_missing(float* T, int ns, unsigned char* miss) noexcept nogil:
@@ -661,7 +671,7 @@ cdef inline void _prep_tile(num_t[:, ::1] x, Py_ssize_t i0, int nk, int ns, int 
     cdef bint any_miss = False
     if dewow_half >= 0:
         _load_tile(x, i0, nk, ns, T, miss, &any_miss)
-        _dewow_tile(T, ns, dewow_half, D)
+        dm_dewow(T, D, ns, dewow_half)
     else:
         _load_tile(x, i0, nk, ns, D, miss, &any_miss)
     if any_miss:
