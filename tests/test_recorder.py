@@ -12,8 +12,8 @@ import tty
 
 import numpy as np
 import pytest
-from demine.drivers import get_driver
 
+from demine.drivers import get_driver
 from demine.errors import ConfigError, RecordingError
 from demine.positions import LocalFrame
 from demine.recorder import DeviceSpec, Recorder, parse_device
@@ -202,3 +202,53 @@ def test_recorder_killed_keeps_everything_before_last_flush(tmp_path):
         seq = e.sequence
         np.testing.assert_array_equal(seq, seq[0] + np.arange(n))
         np.testing.assert_array_equal(e.samples, np.repeat(seq[:, None], 8, 1))
+
+
+_FULL_DISK = textwrap.dedent(
+    """
+    import resource, signal, sys
+    from demine.cli import main
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # writes past the limit fail with EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (6_000_000, 6_000_000))
+    sys.exit(main(["record", "--device", "emi-pi=" + sys.argv[2], "--out", sys.argv[1],
+                   "--flush-interval", "0.05", "--quiet", "--duration", "60"]))
+    """
+)
+
+
+def test_full_disk_stops_with_clear_message_and_valid_file(tmp_path):
+    m, s, path = _pty()
+    out = tmp_path / "full.h5"
+    emi = get_driver("emi-pi")
+    proc = subprocess.Popen([sys.executable, "-c", _FULL_DISK, str(out), path],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    os.set_blocking(m, False)
+    try:
+        seq = 0
+        deadline = time.monotonic() + 60
+        backlog = b""
+        while proc.poll() is None and time.monotonic() < deadline:
+            if len(backlog) < 65536:
+                block = np.arange(seq, seq + 200)
+                backlog += emi.encode_arrays(block, block * 1000,
+                                             np.repeat(block[:, None], 16, 1).astype("f4"))
+                seq += 200
+            try:  # non-blocking, so that a recorder that stopped reading cannot hang us
+                backlog = backlog[os.write(m, backlog):]
+            except BlockingIOError:
+                pass
+            time.sleep(0.01)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        os.close(m)
+        os.close(s)
+    assert proc.returncode not in (0, None), (stdout, stderr)
+    assert "disk full" in stderr, stderr
+    assert "Traceback" not in stderr
+    with Recording(out) as r:  # the file opens and holds consistent frames
+        e = r.streams["emi"]
+        n = len(e)
+        assert n > 0
+        seq = e.sequence
+        np.testing.assert_array_equal(seq, seq[0] + np.arange(n))
+        np.testing.assert_array_equal(e.samples, np.repeat(seq[:, None], 16, 1))

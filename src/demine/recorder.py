@@ -34,7 +34,7 @@ import numpy as np
 
 from .acquisition import DeviceReader, ReaderEvent
 from .drivers import FrameBatch, get_driver
-from .errors import ConfigError, RecordingError
+from .errors import ConfigError, DemineError, RecordingError
 from .positions import LocalFrame, interpolate_positions
 from .recording import RecordingWriter
 
@@ -288,9 +288,18 @@ class Recorder:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
-        if self.writer is not None:
-            self._drain(final=True)
+        if self.writer is None:
+            return
+        if self.error is None:
+            try:
+                self._drain(final=True)
+            except Exception as exc:  # noqa: BLE001 - e.g. disk full while draining
+                self.error = exc
+        try:
             self.writer.close()
+        except Exception as exc:  # noqa: BLE001 - the file keeps its last good flush
+            if self.error is None:
+                self.error = exc
 
     def __enter__(self) -> Recorder:
         return self.start()
@@ -307,6 +316,8 @@ class Recorder:
         next_status = time.monotonic()
         while end is None or time.monotonic() < end:
             if self.error is not None:
+                if isinstance(self.error, DemineError):
+                    raise self.error
                 raise RecordingError(f"{self.out}: recording stopped: {self.error}")
             if status is not None and time.monotonic() >= next_status:
                 status(self.status())
@@ -320,7 +331,7 @@ class Recorder:
                 self._drain(final=False, block=0.02)
         except BaseException as exc:  # disk full, …: stop cleanly, keep what is written
             self.error = exc
-            log.error("recording %s stopped: %s", self.out, exc)
+            log.debug("recording %s stopped: %s", self.out, exc)
             self.stop_readers()
 
     def _drain(self, final: bool, block: float = 0.0) -> None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import shutil
 import threading
 import time as _time
 from collections.abc import Iterable, Mapping
@@ -382,6 +383,13 @@ class RecordingWriter:
         Lossless compression of sample datasets.
     attrs : mapping, optional
         Extra root attributes.
+    autoflush : bool
+        Flush from a background thread when appends stop.
+    min_free_bytes : int
+        Space kept free on the disk: a flush that would eat into it stops
+        the recording cleanly (:class:`RecordingError`, "disk full") instead
+        of failing half-way through a write and leaving HDF5 metadata that
+        points past the end of the file.
 
     Notes
     -----
@@ -395,7 +403,7 @@ class RecordingWriter:
                  lane_id: str = "", notes: str = "", flush_interval: float = 1.0,
                  fsync: bool = False, overwrite: bool = False,
                  compression: str | None = None, attrs: Mapping[str, Any] | None = None,
-                 autoflush: bool = True) -> None:
+                 autoflush: bool = True, min_free_bytes: int = 4 << 20) -> None:
         self.path = Path(path)
         if flush_interval <= 0:
             raise ValueError(f"flush_interval must be > 0 s, got {flush_interval}")
@@ -446,7 +454,10 @@ class RecordingWriter:
         self._flusher: threading.Thread | None = None
         self._stop = threading.Event()
         self._autoflush = autoflush
+        self.min_free_bytes = int(min_free_bytes)
         self.flush_count = 0
+        #: The error that stopped writing (disk full, …), or None.
+        self.error: BaseException | None = None
 
     # ------------------------------------------------------------------ layout
     def _create_columns(self, group: h5py.Group, columns: tuple[Column, ...], *,
@@ -669,6 +680,8 @@ class RecordingWriter:
     def _check_open(self) -> None:
         if self._closed:
             raise RecordingError(f"{self.path}: recording is closed")
+        if self.error is not None:
+            raise RecordingError(str(self.error))
 
     def start(self) -> None:
         """Enter SWMR mode (done automatically at the first append)."""
@@ -704,7 +717,41 @@ class RecordingWriter:
                     return
                 if (self._oldest_pending is not None
                         and _time.monotonic() - self._oldest_pending >= self.flush_interval * 0.75):
-                    self.flush()
+                    try:
+                        self.flush()
+                    except Exception as exc:  # noqa: BLE001 - disk full, …: report on next use
+                        if self.error is None:
+                            self.error = RecordingError(f"{self.path}: writing failed ({exc})")
+                        return
+
+    def _headroom(self) -> int:
+        """Bytes the file may still grow by: free disk space, or the process's
+        file-size limit (RLIMIT_FSIZE) when that is smaller."""
+        size = self.path.stat().st_size
+        free = shutil.disk_usage(self.path.parent).free
+        try:
+            import resource
+
+            soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+            if soft != resource.RLIM_INFINITY:
+                free = min(free, soft - size)
+        except (ImportError, ValueError, OSError):  # pragma: no cover - not POSIX
+            pass
+        return free
+
+    def _check_headroom(self) -> None:
+        pending = sum(s._appender._pending_bytes for s in self._streams.values())
+        pending += sum(t._pending_bytes for t in self._tables.values())
+        if not pending:
+            return
+        free = self._headroom()
+        if free < 2 * pending + self.min_free_bytes:
+            self.error = RecordingError(
+                f"{self.path}: disk full ({free} bytes left, {pending} to write, "
+                f"{self.min_free_bytes} kept in reserve): recording stopped; the file holds "
+                "everything up to the last flush"
+            )
+            raise self.error
 
     def flush(self) -> None:
         """Write buffered frames and flush the file (and fsync when asked)."""
@@ -712,18 +759,26 @@ class RecordingWriter:
             self._check_open()
             if not self._swmr:
                 self.start()
-            for stream in self._streams.values():
-                stream._appender._write_pending()
-            for name, table in self._tables.items():
-                before = table.n_written
-                table._write_pending()
-                if table.n_written > before:
-                    idx = self._file[name]["index"]
-                    idx.resize(table.n_written, axis=0)
-                    idx[before:] = np.arange(before, table.n_written)
-            self._file.flush()
-            if self.fsync:
-                os.fsync(self._file.id.get_vfd_handle())
+            self._check_headroom()
+            try:
+                for stream in self._streams.values():
+                    stream._appender._write_pending()
+                for name, table in self._tables.items():
+                    before = table.n_written
+                    table._write_pending()
+                    if table.n_written > before:
+                        idx = self._file[name]["index"]
+                        idx.resize(table.n_written, axis=0)
+                        idx[before:] = np.arange(before, table.n_written)
+                self._file.flush()
+                if self.fsync:
+                    os.fsync(self._file.id.get_vfd_handle())
+            except Exception as exc:
+                self.error = RecordingError(
+                    f"{self.path}: writing failed ({exc}); the file holds everything up to "
+                    "the last successful flush"
+                )
+                raise self.error from exc
             self._last_flush = _time.monotonic()
             self._oldest_pending = None
             self.flush_count += 1

@@ -160,11 +160,14 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, previous)
         if not args.quiet:
             print(file=sys.stderr)
+    if rec.error is not None:
+        from ..errors import DemineError, RecordingError
+
+        if isinstance(rec.error, DemineError):
+            raise rec.error
+        raise RecordingError(f"{args.out}: recording stopped: {rec.error}")
     total = sum(rec.frames_written.values())
     how = "stopped" if stopped_by_user else "done"
     print(f"{how}: {total} frames in {args.out} "
           + ", ".join(f"{k} {v}" for k, v in rec.frames_written.items()))
-    if rec.error is not None:
-        print(f"demine record: error: {rec.error}", file=sys.stderr)
-        return 1
     return 0
