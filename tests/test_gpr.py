@@ -636,3 +636,18 @@ def test_avx2_and_baseline_kernels_agree():
     close(outs[0], outs[1], rel=1e-5)
     ref = ref_bandpass(ref_background(ref_dewow(x, 17), 21, "centred"), sos)[:1490] * g
     close(outs[0], ref, rel=5e-5)
+
+
+def test_process_into_preallocated_output():
+    x = bscan(RNG, 50, 32, np.int16)
+    st_ = gpr.FusedChain(dewow_window=5, background_window=7, low=0.5e9, high=4e9,
+                         sample_interval=DT)
+    ref = st_.process(x)
+    st_.reset()
+    buf = np.full((50 - 3, 32), 7.0, np.float32)
+    got = st_.process(x, out=buf)
+    assert got is buf
+    np.testing.assert_array_equal(buf, ref)
+    st_.reset()
+    with pytest.raises(ValueError, match="out"):
+        st_.process(x, out=np.empty((50, 32), np.float32))

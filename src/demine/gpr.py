@@ -257,7 +257,14 @@ class _ChainCore(_GPRStage):
             self._padlen = max(0, min(self._padlen_req, n_samples - 1))
         self._hist = np.empty((0, n_samples), dtype=np.float32)
 
-    def process(self, chunk: np.ndarray) -> np.ndarray:
+    def process(self, chunk: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Process ``chunk``; return the traces now complete.
+
+        ``out``, optional, is a C-contiguous float32 array of shape
+        ``(n_out, n_samples)`` to write them into (``n_out`` is the chunk length
+        minus the traces still held back); a live loop or a benchmark can thus
+        reuse one buffer instead of allocating each call.
+        """
         x = self._in(chunk)
         n = x.shape[0]
         if n == 0:
@@ -265,7 +272,13 @@ class _ChainCore(_GPRStage):
         seen = self._seen
         first = max(0, self._bg_delay - seen)
         n_out = max(0, n - first)
-        out = np.empty((n_out, self._ns), dtype=np.float32)
+        if out is None:
+            out = np.empty((n_out, self._ns), dtype=np.float32)
+        elif (not isinstance(out, np.ndarray) or out.dtype != np.float32
+              or out.shape != (n_out, self._ns) or not out.flags.c_contiguous
+              or not out.flags.writeable):
+            raise ValueError(f"{self.name}: 'out' must be a writeable C-contiguous float32 "
+                             f"array of shape {(n_out, self._ns)}")
         assert self._hist is not None
         _gpr.chain(x, self._hist, seen, out, self._dewow_half, self._bg_window,
                    self._bg_delay, self._sos, self._zi, self._padlen, self._gain, 0)
