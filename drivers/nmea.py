@@ -29,6 +29,7 @@ from .base import Driver, FrameBatch, LineDecodeResult
 __all__ = ["COLUMNS", "GpsFix", "NmeaDriver", "sentence"]
 
 COLUMNS = ("lon", "lat", "alt", "fix_quality", "satellites", "hdop")
+_KNOT = 1852.0 / 3600.0  # m/s
 
 
 class GpsFix(NamedTuple):
@@ -114,6 +115,8 @@ class NmeaDriver(Driver):
         self._date: _dt.date | None = None
         self._gga_seen = False
         self._count = 0
+        self._speed = math.nan  # m/s, latest RMC/VTG
+        self._course = math.nan  # degrees true, latest RMC/VTG
 
     # -- encoding -----------------------------------------------------------------------
     def encode(self, frame: GpsFix) -> bytes:
@@ -140,6 +143,7 @@ class NmeaDriver(Driver):
         rows: list[tuple[float, ...]] = []
         times: list[int] = []
         gps_ns: list[int] = []
+        motion: list[tuple[float, float]] = []
         res = LineDecodeResult(batch=None)
         pieces: list[bytes] = []
         for line in lines:
@@ -165,6 +169,12 @@ class NmeaDriver(Driver):
             if isinstance(s, _nmea.RMC | _nmea.ZDA):
                 if s.date is not None:
                     self._date = s.date
+            if isinstance(s, _nmea.RMC) and s.has_fix:
+                self._speed, self._course = s.speed_knots * _KNOT, s.course_deg
+            elif isinstance(s, _nmea.VTG) and s.has_fix:
+                self._speed = (s.speed_kmh / 3.6 if not math.isnan(s.speed_kmh)
+                               else s.speed_knots * _KNOT)
+                self._course = s.course_true_deg
             if isinstance(s, _nmea.GGA):
                 self._gga_seen = True
                 rows.append((s.lon, s.lat, s.altitude, float(s.fix_quality),
@@ -177,6 +187,7 @@ class NmeaDriver(Driver):
             else:
                 res.ignored += 1
                 continue
+            motion.append((self._speed, self._course))
             ns = _nmea.utc_ns(self._date, s.time_of_day)
             gps_ns.append(-1 if ns is None else ns)
             if ns is None and not math.isnan(s.time_of_day):
@@ -190,7 +201,11 @@ class NmeaDriver(Driver):
                 sequence=np.arange(self._count, self._count + n, dtype=np.int64),
                 device_time_us=np.asarray(times, dtype=np.int64),
                 samples=np.asarray(rows, dtype=np.float64).reshape(n, len(COLUMNS)),
-                fields={"gps_time_ns": np.asarray(gps_ns, dtype=np.int64)},
+                fields={
+                    "gps_time_ns": np.asarray(gps_ns, dtype=np.int64),
+                    "speed_mps": np.asarray([m[0] for m in motion], dtype=np.float64),
+                    "course_deg": np.asarray([m[1] for m in motion], dtype=np.float64),
+                },
             )
             self._count += n
         return res

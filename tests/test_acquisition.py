@@ -17,10 +17,10 @@ import tty
 import numpy as np
 import pytest
 from _wirefaults import inject, plan_faults, uart_resample
-from demine.drivers import get_driver
-from demine.drivers.nmea import GpsFix
 
 from demine.acquisition import ClockFit, DeviceReader
+from demine.drivers import get_driver
+from demine.drivers.nmea import GpsFix
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs pseudo-terminals")
 

@@ -8,6 +8,7 @@ import textwrap
 
 import numpy as np
 import pytest
+
 from demine.drivers import (
     Driver,
     available_drivers,
@@ -18,7 +19,6 @@ from demine.drivers.ascii_md import AsciiMdFrame
 from demine.drivers.emi_pi import EmiFrame
 from demine.drivers.gpr import GprFrame
 from demine.drivers.nmea import GpsFix, sentence
-
 from demine.errors import ConfigError
 from demine.framing import Framer
 
@@ -166,6 +166,13 @@ def test_nmea_round_trip_and_no_fix():
     assert b.fields["gps_time_ns"][0] == -1
     np.testing.assert_array_equal(b.fields["gps_time_ns"][1:5], [f.time_ns for f in fixes[1:5]])
     assert fr.stats.crc_errors == 0 and fr.stats.bad_lines == 0
+    # speed/course from the RMC of the previous epoch
+    assert np.isnan(b.fields["speed_mps"][0])
+    np.testing.assert_allclose(b.fields["speed_mps"][1:5], 0.0)
+    vtg = sentence("GPVTG,054.7,T,034.4,M,005.5,N,010.2,K,A")
+    (b2,) = fr.feed(vtg + d.encode(fixes[0]))
+    assert abs(b2.fields["speed_mps"][0] - 10.2 / 3.6) < 1e-12
+    assert b2.fields["course_deg"][0] == 54.7
 
 
 def test_nmea_faults_counted():

@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from _wirefaults import inject, plan_faults
-from demine._core import crc16_ccitt
-from demine.drivers import get_driver
-from demine.drivers.emi_pi import EmiFrame
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from demine._core import crc16_ccitt
+from demine.drivers import get_driver
+from demine.drivers.emi_pi import EmiFrame
 from demine.framing import Framer, crc16, crc16_rows
 
 

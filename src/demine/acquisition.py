@@ -61,6 +61,8 @@ log = logging.getLogger("demine.acquisition")
 
 #: pyserial back-ends whose ``in_waiting`` is the exact number of bytes buffered.
 _EXACT_IN_WAITING = ("serial.serialposix", "serial.serialwin32")
+#: A read at least this long may have emptied a full tty buffer (N_TTY holds 4 KiB).
+_TTY_FULL = 3584
 
 
 # --------------------------------------------------------------------------------------
@@ -345,7 +347,8 @@ class DeviceReader:
         self.read_block = int(read_block)
         self.clock = clock if clock is not None else ClockFit()
         self.framer = Framer(self.driver)
-        self.events: list[ReaderEvent] = []
+        #: The latest events (bounded: a flapping device cannot grow it forever).
+        self.events: deque[ReaderEvent] = deque(maxlen=10_000)
         self._queue: queue.Queue[FrameBatch] = queue.Queue()
         self._stats = ReaderStats()
         self._lock = threading.Lock()
@@ -578,9 +581,11 @@ class DeviceReader:
                     self._deliver(batches, now_ns)
                 with self._lock:
                     st.cpu_seconds = time.thread_time() - cpu0
-                # let bytes accumulate: few large reads instead of many small ones
+                # let bytes accumulate: few large reads instead of many small ones;
+                # but a read that (nearly) filled the 4 KiB tty line-discipline
+                # buffer means more is queued behind it: read again at once
                 rest = self.poll_interval - (time.monotonic() - t_read)
-                if rest > 0:
+                if rest > 0 and len(data) < _TTY_FULL:
                     self._stop.wait(rest)
         except BaseException as exc:  # noqa: BLE001 - reported, never silent
             self.error = exc
