@@ -113,8 +113,8 @@ class AsciiMdDriver(Driver):
                 t = int(frame.device_time_us or 0) // (1000 if c == "millis" else 1)
                 tokens.append(str(t % _WRAP))
             else:
-                tokens.append(repr(float(next(it))) if not isinstance(values[0], int)
-                              else str(next(it)))
+                v = next(it)
+                tokens.append(str(int(v)) if isinstance(v, int | np.integer) else repr(float(v)))
         sep = self.sep if self.sep is not None else " "
         return (sep.join(tokens) + "\r\n").encode("ascii")
 
