@@ -252,3 +252,40 @@ def test_full_disk_stops_with_clear_message_and_valid_file(tmp_path):
         seq = e.sequence
         np.testing.assert_array_equal(seq, seq[0] + np.arange(n))
         np.testing.assert_array_equal(e.samples, np.repeat(seq[:, None], 16, 1))
+
+
+def test_live_alarms_equal_batch_alarms(tmp_path):
+    """`demine record` detects live; `demine detect` on the file finds the same alarms."""
+    from demine.pipeline import detect_recording
+    from demine.simulate import SimulatedDevice, load_scene
+
+    scene = load_scene("benign-soil")
+    out = tmp_path / "live.h5"
+    devices = [SimulatedDevice(d, scene, seed=2, duration=25.0, speed=4.0)
+               for d in ("emi-pi", "nmea")]
+    for d in devices:
+        d.start()
+    rec = Recorder(out, [DeviceSpec(d.driver_name, d.port,
+                                    calibration={"gate_times": scene.gate_times.tolist()})
+                         for d in devices],
+                   frame=LocalFrame(scene.anchor_lon, scene.anchor_lat, scene.anchor_alt),
+                   detect=True, flush_interval=0.2)
+    try:
+        rec.start()
+        for d in devices:
+            assert d.wait(timeout=60)
+        time.sleep(0.5)
+    finally:
+        rec.stop()
+        for d in devices:
+            d.stop()
+    with Recording(out) as r:
+        live = r.alarms
+        n_frames = len(r.streams["emi"])
+    assert n_frames > 5000
+    batch = detect_recording(out)
+    assert rec.alarms_written == len(live["x"]) == len(batch["x"]) > 0
+    order = np.argsort(live["time"], kind="stable")
+    np.testing.assert_array_equal(live["time"][order], batch["time"])
+    np.testing.assert_allclose(live["x"][order], batch["x"], rtol=1e-9)
+    np.testing.assert_allclose(live["score"][order], batch["score"], rtol=1e-6)

@@ -128,6 +128,12 @@ class Recorder:
         Longest time a detector or radar frame waits for a later GPS fix.
     on_event : callable, optional
         Called with every reader event (stall, disconnect, diagnosis, …).
+    detect : bool, path or mapping, optional
+        Run the detectors live (``True`` for the defaults, or a detection
+        configuration, see :mod:`demine.pipeline`) and write each alarm into
+        the recording's alarms table as it completes.  The same
+        :class:`~demine.pipeline.StreamDetector` runs on the same frames as
+        ``demine detect`` does later, so live and batch alarms are equal.
     """
 
     def __init__(self, out: str | Path, devices: Sequence[DeviceSpec], *,
@@ -136,7 +142,8 @@ class Recorder:
                  flush_interval: float = 1.0, fsync: bool = False, overwrite: bool = False,
                  startup_timeout: float = 10.0, position_wait: float = 1.0,
                  on_event: Callable[[ReaderEvent], Any] | None = None,
-                 reader_options: Mapping[str, Any] | None = None) -> None:
+                 reader_options: Mapping[str, Any] | None = None,
+                 detect: Any = None) -> None:
         if not devices:
             raise ConfigError("no devices to record (give at least one --device DRIVER=PORT)")
         self.out = Path(out)
@@ -170,6 +177,13 @@ class Recorder:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self.frames_written: dict[str, int] = dict.fromkeys(self._readers, 0)
+        self.detect_config = None
+        if detect is not None and detect is not False:
+            from .pipeline import load_detect_config
+
+            self.detect_config = load_detect_config(None if detect is True else detect)
+        self._detectors: dict[str, Any] = {}
+        self.alarms_written = 0
         self.error: BaseException | None = None
         self.started_at: float | None = None
         self.events: list[ReaderEvent] = []
@@ -202,7 +216,10 @@ class Recorder:
             r.start()
         first: dict[str, list[FrameBatch]] = {n: [] for n in self._readers}
         deadline = time.monotonic() + self.startup_timeout
-        while any(not v for v in first.values()) and time.monotonic() < deadline:
+        def enough() -> bool:
+            return all(sum(len(b) for b in v) >= 2 for v in first.values())
+
+        while not enough() and time.monotonic() < deadline:
             try:
                 name, batch = self._queue.get(timeout=0.05)
             except queue.Empty:
@@ -266,17 +283,50 @@ class Recorder:
                     dt = spec.calibration.get("sample_interval")
                     if dt:
                         kw["sample_interval"] = float(dt)
+                t = np.concatenate([b.time_ns for b in first[name]])
+                dt = np.diff(t)
+                dt = dt[dt > 0]
+                attrs = {"sample_rate": 1e9 / float(np.median(dt))} if dt.size else {}
                 self._streams[name] = w.add_stream(
                     name, drv.kind, driver=drv.name, device=f"{drv.name} on {reader.url}",
-                    calibration=spec.calibration, fields=extra,
+                    calibration=spec.calibration, fields=extra, attrs=attrs,
                     geo=drv.kind in ("emi", "gpr") and self.frame is not None, **kw,
                 )
+                if self.detect_config is not None and drv.kind in ("emi", "gpr"):
+                    self._make_detector(name, drv.kind, kw, attrs)
             if self.truth is not None:
                 w.add_truth(self.truth)
             w.start()
         except BaseException:
             w.close()
             raise
+
+    def _make_detector(self, name: str, kind: str, kw: Mapping[str, Any],
+                       attrs: Mapping[str, Any]) -> None:
+        from .pipeline import StreamDetector
+
+        sec = self.detect_config[kind]
+        if not sec["enabled"]:
+            return
+        # The same facts demine.process._stream_context reads back from the file.
+        ctx: dict[str, Any] = {"stream": name, "kind": kind, "n_channels": kw["n_channels"]}
+        if kw.get("gate_times") is not None:
+            ctx["gate_times"] = np.asarray(kw["gate_times"], dtype=np.float64)
+        if kw.get("sample_interval"):
+            ctx["sample_interval"] = float(kw["sample_interval"])
+        if "sample_rate" in attrs:
+            ctx["sample_rate"] = float(attrs["sample_rate"])
+        self._detectors[name] = StreamDetector(kind, ctx, sec["chain"], sec["detector"])
+
+    def _write_alarms(self, alarms: Mapping[str, np.ndarray]) -> None:
+        from .recording import TABLES
+
+        n = len(alarms["x"])
+        if n == 0 or self.writer is None:
+            return
+        cols = {c.name for c in TABLES["alarms"]}
+        self.writer.append_alarms({k: v for k, v in alarms.items() if k in cols})
+        self.alarms_written += n
 
     def stop_readers(self) -> None:
         for r in self._readers.values():
@@ -293,6 +343,8 @@ class Recorder:
         if self.error is None:
             try:
                 self._drain(final=True)
+                for det in self._detectors.values():
+                    self._write_alarms(det.finish())
             except Exception as exc:  # noqa: BLE001 - e.g. disk full while draining
                 self.error = exc
         try:
@@ -393,6 +445,12 @@ class Recorder:
             **b.fields, **extra,
         )
         self.frames_written[name] += len(b)
+        det = self._detectors.get(name)
+        if det is not None:
+            # Exactly what the file now holds (EMI samples as float32), so the
+            # batch path sees the same input.
+            samples = b.samples.astype(np.float32) if self._kinds[name] == "emi" else b.samples
+            self._write_alarms(det.process(samples, xyz[:, 0], xyz[:, 1], b.time_ns))
 
     # ------------------------------------------------------------------ status
     def status(self) -> dict[str, Any]:
@@ -400,7 +458,8 @@ class Recorder:
         out: dict[str, Any] = {"elapsed_s": 0.0 if self.started_at is None
                                else time.monotonic() - self.started_at,
                                "file_bytes": self.out.stat().st_size if self.out.exists() else 0,
-                               "devices": {}}
+                               "devices": {},
+                               "alarms": self.alarms_written if self._detectors else None}
         for name, r in self._readers.items():
             st = r.stats
             out["devices"][name] = {
@@ -422,5 +481,6 @@ def format_status(status: Mapping[str, Any]) -> str:
         flag = "" if d["connected"] else " DISCONNECTED"
         parts.append(f"{name} {d['frames'] / elapsed:7.1f}/s crc {d['crc_errors']} "
                      f"gaps {d['gaps']}{flag}")
+    alarms = f" | alarms {status['alarms']}" if status.get("alarms") is not None else ""
     return f"[{elapsed:6.1f} s] " + " | ".join(parts) + \
-        f" | {status['file_bytes'] / 1e6:.1f} MB"
+        f" | {status['file_bytes'] / 1e6:.1f} MB" + alarms

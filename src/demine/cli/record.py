@@ -50,6 +50,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fsync", action="store_true", help="fsync the file after every flush")
     p.add_argument("--startup-timeout", type=float, default=10.0, metavar="S",
                    help="how long to wait for the first frames of every device (default 10 s)")
+    p.add_argument("--detect", nargs="?", const=True, default=None, metavar="CONFIG",
+                   help="run the detectors live and write alarms into the recording "
+                   "(optionally with a detection config TOML; see demine detect)")
     p.add_argument("--quiet", "-q", action="store_true", help="no status line")
     p.set_defaults(run=run)
 
@@ -133,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
                    operator=args.operator, lane_id=args.lane_id, notes=args.notes,
                    flush_interval=args.flush_interval, fsync=args.fsync,
                    overwrite=args.overwrite, startup_timeout=args.startup_timeout,
-                   on_event=_print_event)
+                   on_event=_print_event, detect=args.detect)
 
     def on_term(signum: int, frame_: Any) -> None:
         raise KeyboardInterrupt
@@ -168,6 +171,7 @@ def run(args: argparse.Namespace) -> int:
         raise RecordingError(f"{args.out}: recording stopped: {rec.error}")
     total = sum(rec.frames_written.values())
     how = "stopped" if stopped_by_user else "done"
+    alarms = f", {rec.alarms_written} alarms" if args.detect else ""
     print(f"{how}: {total} frames in {args.out} "
-          + ", ".join(f"{k} {v}" for k, v in rec.frames_written.items()))
+          + ", ".join(f"{k} {v}" for k, v in rec.frames_written.items()) + alarms)
     return 0
