@@ -224,3 +224,168 @@ def test_line_framing_chunking_invariance(cuts, crlf):
     # sentence cut at byte 200: its head is truncated (a '$' follows), its tail and
     # the noise are bad lines, the flipped sentence a checksum error
     assert (fr.stats.crc_errors, fr.stats.bad_lines, fr.stats.truncated) == (1, 2, 1)
+
+
+# ---------------------------------------------------------------------------------------
+# reference twin of the compiled scan kernel (plain Python, same rules)
+# ---------------------------------------------------------------------------------------
+def _twin_scan(buf: bytes, layout, final: bool):
+    s0, s1 = layout.sync
+
+    def flen(q):
+        h = buf[q:]
+        if h[layout.version_off] != layout.version:
+            return -1
+        c = int.from_bytes(h[layout.count_off : layout.count_off + layout.count_width], "little")
+        if not layout.count_min <= c <= layout.count_max:
+            return -1
+        if layout.unit_off >= 0:
+            u = h[layout.unit_off]
+            if u not in layout.unit_allowed:
+                return -1
+        else:
+            u = layout.unit_const
+        return layout.base + c * u
+
+    def crc_ok(q, L):
+        return crc_reference(buf[q + layout.crc_start : q + L - 2]) == int.from_bytes(
+            buf[q + L - 2 : q + L], "little")
+
+    stop = len(buf)
+
+    def find_sync(a):
+        while a + 1 < stop:
+            if buf[a] == s0 and buf[a + 1] == s1:
+                return a
+            a += 1
+        return -1
+
+    def nested(a, b):
+        q, undecided = a, False
+        while q < b:
+            q = find_sync(q)
+            if q < 0 or q >= b:
+                break
+            if q + layout.header_len > stop:
+                undecided = True
+                break
+            L = flen(q)
+            if L > 0:
+                if q + L > stop:
+                    undecided = True
+                elif crc_ok(q, L):
+                    return q
+            q += 1
+        if not undecided and b >= stop and buf[stop - 1] == s0:
+            undecided = True
+        return -2 if (undecided and not final) else -1
+
+    C = dict(crc=0, trunc=0, skipped=0, resyncs=0, garbage=False, bad=0)
+
+    def skip(n):
+        if n > 0:
+            C["skipped"] += n
+            if not C["garbage"]:
+                C["resyncs"] += 1
+                C["garbage"] = True
+
+    frames, pos, keep = [], 0, stop
+    while True:
+        p = find_sync(pos)
+        if p < 0:
+            keep = stop - 1 if (stop and buf[stop - 1] == s0 and stop - 1 >= pos
+                                and not final) else stop
+            skip(keep - pos)
+            break
+        skip(p - pos)
+        if p + layout.header_len > stop:
+            if final:
+                C["trunc"] += 1
+                C["garbage"] = True
+                skip(stop - p)
+                keep = stop
+            else:
+                keep = p
+            break
+        L = flen(p)
+        if L < 0:
+            C["bad"] += 1
+            skip(1)
+            pos = p + 1
+            continue
+        if p + L > stop:
+            q = nested(p + 1, stop)
+            if q >= 0 or final:
+                C["trunc"] += 1
+                C["garbage"] = True
+                if q >= 0:
+                    skip(q - p)
+                    pos = q
+                    continue
+                skip(stop - p)
+                keep = stop
+                break
+            keep = p
+            break
+        q = nested(p + 1, p + L)
+        if crc_ok(p, L) and q < 0 and q != -2:
+            frames.append((p, L))
+            pos = p + L
+            C["garbage"] = False
+            continue
+        if q == -2:
+            keep = p
+            break
+        if q >= 0:
+            C["trunc"] += 1
+            C["garbage"] = True
+            skip(q - p)
+            pos = q
+            continue
+        C["crc"] += 1
+        C["garbage"] = True
+        skip(1)
+        pos = p + 1
+    return frames, keep, C
+
+
+@settings(max_examples=150, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), final=st.booleans(), kind=st.sampled_from(["emi", "gpr"]))
+def test_scan_kernel_matches_python_twin(seed, final, kind):
+    """Random frames, faults and hostile garbage (sync words with plausible headers)."""
+    from demine import _framing
+
+    rng = np.random.default_rng(seed)
+    if kind == "emi":
+        d, frames = emi_frames(12, n_gates=int(rng.integers(4, 33)), seed=seed % 97)
+        fake = b"\xa5\x5a\x01" + bytes([int(rng.integers(4, 33))])
+    else:
+        d, frames = gpr_frames(5, m=128, seed=seed % 97)
+        fake = b"\xa5\x5c\x01\x02\x80\x00"
+    layout = d.layout
+    wire = bytearray()
+    for f in frames:
+        r = rng.random()
+        if r < 0.15:
+            f = f[: int(rng.integers(1, len(f)))]
+        elif r < 0.3:
+            b = bytearray(f)
+            b[int(rng.integers(0, len(b)))] ^= 1 << int(rng.integers(0, 8))
+            f = bytes(b)
+        elif r < 0.45:
+            wire += fake if rng.random() < 0.5 else bytes([0xA5])
+        elif r < 0.55:
+            wire += rng.integers(0, 256, int(rng.integers(1, 30)), dtype=np.uint8).tobytes()
+        wire += f
+    wire = bytes(wire[: int(rng.integers(len(wire) // 2, len(wire) + 1))])
+    arr = np.frombuffer(wire, np.uint8)
+    cap = len(wire) // layout.min_len + 2
+    off = np.empty(cap, np.int64)
+    lens = np.empty(cap, np.int64)
+    c = np.zeros(6, np.int64)
+    n, keep = _framing.scan_binary(arr, 0, len(wire), layout.as_array(), off, lens, c, final)
+    frames_t, keep_t, C = _twin_scan(wire, layout, final)
+    assert list(zip(off[:n].tolist(), lens[:n].tolist(), strict=True)) == frames_t
+    assert keep == keep_t
+    assert c.tolist() == [C["crc"], C["trunc"], C["skipped"], C["resyncs"], int(C["garbage"]),
+                          C["bad"]]
