@@ -65,3 +65,31 @@ def test_config_errors_name_the_problem(tmp_path):
         load_detect_config(bad)
     cfg = load_detect_config({"emi": {"detector": {"threshold": 7.0}}})
     assert cfg["emi"]["detector"] == {"threshold": 7.0} and cfg["gpr"]["chain"] == "gpr_default"
+
+
+def test_cli_detect_writes_csv_and_table(lane, tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    from demine.evaluate import read_alarms_csv
+
+    rec = tmp_path / "copy.h5"
+    shutil.copy(lane, rec)
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text("[gpr]\nenabled = false\n")
+    out = tmp_path / "alarms.csv"
+    proc = subprocess.run([sys.executable, "-m", "demine", "detect", str(rec), "--config",
+                           str(cfg), "--out", str(out), "--write"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    batch = detect_recording(lane, cfg)
+    n = len(batch["x"])
+    assert f"{n} alarms" in proc.stdout
+    csv_alarms = read_alarms_csv(out)
+    np.testing.assert_allclose(csv_alarms["x"], batch["x"])
+    with Recording(rec) as r:
+        assert len(r.table("alarms")) == n
+        np.testing.assert_allclose(r.alarms["score"], batch["score"])
+    bad = subprocess.run([sys.executable, "-m", "demine", "detect", str(rec), "--stream", "nope"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "no stream 'nope'" in bad.stderr

@@ -12,7 +12,6 @@ installed.
 
 from __future__ import annotations
 
-import csv
 import sys
 import time
 from collections.abc import Callable
@@ -23,55 +22,7 @@ import numpy as np
 
 from .errors import ConfigError
 
-__all__ = ["run_demo", "write_alarms_csv", "append_alarms"]
-
-
-def write_alarms_csv(alarms: dict[str, np.ndarray], path: str | Path) -> Path:
-    """Write an alarm table (columns of :data:`demine.pipeline.ALARM_COLUMNS`) as CSV."""
-    from .pipeline import ALARM_COLUMNS
-
-    path = Path(path)
-    n = len(alarms["x"])
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(ALARM_COLUMNS)
-        for i in range(n):
-            w.writerow([alarms[c][i] for c in ALARM_COLUMNS])
-    return path
-
-
-def append_alarms(path: str | Path, alarms: dict[str, np.ndarray]) -> int:
-    """Append alarms to the alarms table of a finished recording (raw data untouched)."""
-    import h5py
-
-    from .errors import RecordingError
-    from .recording import TABLES
-
-    cols = {c.name: c for c in TABLES["alarms"]}
-    n = len(alarms["x"])
-    if n == 0:
-        return 0
-    try:
-        f = h5py.File(path, "r+", libver="latest")
-    except OSError as exc:
-        raise RecordingError(f"{path}: cannot open to add alarms: {exc}") from exc
-    with f:
-        g = f["alarms"]
-        start = g["index"].shape[0]
-        for name, col in cols.items():
-            ds = g[name]
-            ds.resize(start + n, axis=0)
-            if name in alarms:
-                v = np.asarray(alarms[name])
-                if col.dtype.kind == "S":
-                    v = np.array([str(s).encode("utf-8")[: col.dtype.itemsize] for s in v],
-                                 dtype=col.dtype)
-                ds[start:] = v.astype(col.dtype)
-            else:
-                ds[start:] = np.full(n, col.fill, dtype=col.dtype)
-        g["index"].resize(start + n, axis=0)
-        g["index"][start:] = np.arange(start, start + n)
-    return n
+__all__ = ["run_demo"]
 
 
 def run_demo(out_dir: str | Path = "demine-demo", *, scene: str = "demo-lane",
@@ -98,7 +49,7 @@ def run_demo(out_dir: str | Path = "demine-demo", *, scene: str = "demo-lane",
         Write the lane map and ROC (needs matplotlib).
     """
     from .evaluate import evaluate_recordings
-    from .pipeline import detect_recording
+    from .pipeline import append_alarms, detect_recording, write_alarms_csv
     from .positions import LocalFrame
     from .recorder import DeviceSpec, Recorder, format_status
     from .recording import Recording

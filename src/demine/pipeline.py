@@ -21,6 +21,7 @@ Configuration (TOML, all optional)::
 
 from __future__ import annotations
 
+import csv
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -28,10 +29,13 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError
+from .errors import ConfigError, RecordingError
 from .process import Chain, _stream_context, load_chain
 
-__all__ = ["ALARM_COLUMNS", "StreamDetector", "detect_recording", "load_detect_config"]
+__all__ = [
+    "ALARM_COLUMNS", "StreamDetector", "append_alarms", "detect_recording", "load_detect_config",
+    "write_alarms_csv",
+]
 
 #: Columns of the alarm tables this module returns (those of the recording's
 #: alarms table plus detector-specific ones).
@@ -236,3 +240,48 @@ def detect_recording(path: str | Path, config: Any = None, *,
     alarms = concat_alarms(parts)
     order = np.argsort(alarms["time"], kind="stable")
     return {k: v[order] for k, v in alarms.items()}
+
+
+def write_alarms_csv(alarms: dict[str, np.ndarray], path: str | Path) -> Path:
+    """Write an alarm table (columns of :data:`demine.pipeline.ALARM_COLUMNS`) as CSV."""
+    path = Path(path)
+    n = len(alarms["x"])
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(ALARM_COLUMNS)
+        for i in range(n):
+            w.writerow([alarms[c][i] for c in ALARM_COLUMNS])
+    return path
+
+
+def append_alarms(path: str | Path, alarms: dict[str, np.ndarray]) -> int:
+    """Append alarms to the alarms table of a finished recording (raw data untouched)."""
+    import h5py
+
+    from .recording import TABLES
+
+    cols = {c.name: c for c in TABLES["alarms"]}
+    n = len(alarms["x"])
+    if n == 0:
+        return 0
+    try:
+        f = h5py.File(path, "r+", libver="latest")
+    except OSError as exc:
+        raise RecordingError(f"{path}: cannot open to add alarms: {exc}") from exc
+    with f:
+        g = f["alarms"]
+        start = g["index"].shape[0]
+        for name, col in cols.items():
+            ds = g[name]
+            ds.resize(start + n, axis=0)
+            if name in alarms:
+                v = np.asarray(alarms[name])
+                if col.dtype.kind == "S":
+                    v = np.array([str(s).encode("utf-8")[: col.dtype.itemsize] for s in v],
+                                 dtype=col.dtype)
+                ds[start:] = v.astype(col.dtype)
+            else:
+                ds[start:] = np.full(n, col.fill, dtype=col.dtype)
+        g["index"].resize(start + n, axis=0)
+        g["index"][start:] = np.arange(start, start + n)
+    return n
