@@ -21,6 +21,7 @@ from ..errors import DemineError
 #: Sub-command modules, in the order ``demine --help`` lists them.
 COMMANDS: tuple[str, ...] = (
     "demo", "info", "record", "calibrate", "process", "detect", "evaluate", "import_", "simulate",
+    "drivers",
 )
 
 

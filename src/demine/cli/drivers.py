@@ -1,0 +1,126 @@
+"""``demine drivers [NAME] [--probe PORT]``: list drivers, show a protocol, test a port."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "drivers",
+        help="list device drivers, print a driver's wire protocol, or probe a serial port",
+        description="Without NAME: list the drivers (built-in and from the demine.drivers "
+        "entry-point group) with their kind and default serial settings. With NAME: print "
+        "the driver's protocol note. With --probe PORT: read the port for --seconds with "
+        "that driver and report frames, rates, faults and a diagnosis (wrong baud, silence).",
+    )
+    p.add_argument("name", nargs="?", metavar="NAME", help="driver name, e.g. emi-pi")
+    p.add_argument("--probe", metavar="PORT",
+                   help="pyserial URL or device path to read with the driver")
+    p.add_argument("--seconds", type=float, default=3.0, help="probe duration (default 3)")
+    p.add_argument("--baud", type=int, help="override the driver's default baud rate")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="driver option, e.g. columns=millis,amplitude,phase (repeatable)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(run=run)
+
+
+def _options(items: list[str]) -> dict:
+    from ..errors import ConfigError
+
+    out: dict = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--option {item!r}: expected KEY=VALUE")
+        out[key] = tuple(v for v in value.split(",")) if key == "columns" else value
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..drivers import available_drivers, get_driver
+    from ..errors import ConfigError
+
+    if args.name is None:
+        if args.probe:
+            raise ConfigError("--probe needs a driver NAME")
+        rows = []
+        for name in available_drivers():
+            try:
+                d = get_driver(name)
+            except ConfigError as exc:
+                rows.append({"name": name, "error": str(exc)})
+                continue
+            rows.append({"name": name, "kind": d.kind, "framing": d.framing,
+                         "baudrate": d.serial_settings.get("baudrate"),
+                         "format": d.frame_format})
+        if args.json:
+            print(json.dumps(rows))
+        else:
+            for r in rows:
+                if "error" in r:
+                    print(f"{r['name']:<10} (cannot load: {r['error']})")
+                else:
+                    print(f"{r['name']:<10} {r['kind']:<4} {r['framing']:<6} "
+                          f"{r['baudrate']:>8} baud  {r['format']}")
+        return 0
+    drv = get_driver(args.name, **_options(args.option))
+    if not args.probe:
+        print(drv.protocol_note())
+        return 0
+    return _probe(drv, args)
+
+
+def _probe(drv, args: argparse.Namespace) -> int:
+    import time
+
+    from ..acquisition import DeviceReader
+
+    frames = [0]
+
+    def count(batch):
+        frames[0] += len(batch)
+
+    opts = {"baudrate": args.baud} if args.baud else None
+    reader = DeviceReader(args.probe, drv, on_frames=count, serial_options=opts,
+                          reconnect=False, stall_timeout=min(2.0, args.seconds / 2))
+    reader.start()
+    end = time.monotonic() + args.seconds
+    while time.monotonic() < end and reader.running:
+        time.sleep(0.05)
+    reader.stop()
+    st = reader.stats
+    if reader.error is not None and not st.bytes_read:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"cannot read {args.probe}: {reader.error}")
+    seconds = args.seconds
+    report = {
+        "port": args.probe, "driver": drv.name,
+        "baudrate": reader.settings.get("baudrate"),
+        "bytes": st.bytes_read, "frames": st.frames, "frames_per_s": st.frames / seconds,
+        "crc_errors": st.crc_errors, "truncated": st.truncated, "resyncs": st.resyncs,
+        "bytes_skipped": st.bytes_skipped, "sequence_gaps": st.sequence_gaps,
+        "frames_missing": st.frames_missing, "duplicates": st.duplicates,
+        "bad_lines": st.bad_lines, "stalls": st.stalls, "disconnects": st.disconnects,
+        "diagnosis": st.diagnosis,
+    }
+    if not st.bytes_read:
+        report["diagnosis"] = (f"no bytes from {args.probe} in {seconds:g} s: device off, "
+                               f"wrong port, or it needs a command to start streaming?")
+    elif not st.frames and not st.diagnosis:
+        report["diagnosis"] = (f"{st.bytes_read} bytes but no valid {drv.name} frame at "
+                               f"{report['baudrate']} baud: wrong baud rate or wrong driver?")
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"{args.probe} with {drv.name} at {report['baudrate']} baud for {seconds:g} s: "
+              f"{st.bytes_read} bytes, {st.frames} frames ({report['frames_per_s']:.1f}/s)")
+        print(f"  crc errors {st.crc_errors}, truncated {st.truncated}, resyncs {st.resyncs} "
+              f"({st.bytes_skipped} bytes skipped), gaps {st.sequence_gaps} "
+              f"({st.frames_missing} frames), duplicates {st.duplicates}, "
+              f"bad lines {st.bad_lines}, stalls {st.stalls}")
+        if report["diagnosis"]:
+            print(f"  diagnosis: {report['diagnosis']}")
+    return 0 if st.frames else 1
