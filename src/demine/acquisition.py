@@ -347,8 +347,7 @@ class DeviceReader:
         self.read_block = int(read_block)
         self.clock = clock if clock is not None else ClockFit()
         self.framer = Framer(self.driver)
-        #: The latest events (bounded: a flapping device cannot grow it forever).
-        self.events: deque[ReaderEvent] = deque(maxlen=10_000)
+        self._events: deque[ReaderEvent] = deque(maxlen=10_000)
         self._queue: queue.Queue[FrameBatch] = queue.Queue()
         self._stats = ReaderStats()
         self._lock = threading.Lock()
@@ -405,6 +404,12 @@ class DeviceReader:
             return s
 
     @property
+    def events(self) -> list[ReaderEvent]:
+        """The latest events (at most 10 000, so a flapping device cannot grow it)."""
+        with self._lock:
+            return list(self._events)
+
+    @property
     def gaps(self) -> list[tuple[int, int]]:
         """Disconnections as (host ns when lost, host ns when back)."""
         with self._lock:
@@ -413,7 +418,8 @@ class DeviceReader:
     # -- internals ----------------------------------------------------------------------
     def _event(self, kind: str, message: str) -> None:
         ev = ReaderEvent(time.time_ns(), kind, message, self.name)
-        self.events.append(ev)
+        with self._lock:
+            self._events.append(ev)
         level = logging.INFO if kind in ("connected", "reconnected", "resumed", "stopped") \
             else logging.WARNING
         log.log(level, "%s (%s): %s", self.name, self.url, message)
