@@ -96,6 +96,12 @@ def _make_detector(kind: str, params: Mapping[str, Any], context: Mapping[str, A
         p = dict(params)
         if "sample_interval" in context:
             p.setdefault("sample_interval", context["sample_interval"])
+        if "sample_interval" not in p:
+            raise ConfigError(
+                f"GPR stream {context.get('stream', '?')!r} has no sample interval: record it "
+                "with a calibration profile (e.g. --calibration gpr=gpr-default) or give "
+                "[gpr.detector] sample_interval"
+            )
         try:
             return GPRDetector(**p)
         except TypeError as exc:

@@ -20,7 +20,8 @@ from ..errors import DemineError
 
 #: Sub-command modules, in the order ``demine --help`` lists them.
 COMMANDS: tuple[str, ...] = (
-    "demo", "info", "record", "calibrate", "process", "detect", "evaluate", "import_", "simulate",
+    "demo", "info", "record", "calibrate", "process", "detect", "evaluate", "export",
+    "import_", "simulate",
     "drivers",
 )
 

@@ -1,0 +1,42 @@
+"""``demine export``: alarms (and coverage) for mine-action information systems."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export alarms as GeoJSON, CSV or KML in WGS 84 (with coverage)",
+        description="Export the alarms of a recording with the fields mine-action information "
+        "systems record for a found item (class, depth, confidence, sensor, operator, UTC "
+        "time, fix quality), in WGS 84 decimal degrees. GeoJSON follows RFC 7946 "
+        "(longitude first).",
+    )
+    p.add_argument("file", type=Path, metavar="FILE", help="demine recording")
+    p.add_argument("--format", "-f", choices=("geojson", "csv", "kml"), default=None,
+                   help="output format (default: from --out's suffix)")
+    p.add_argument("--out", "-o", type=Path, required=True, help="output file")
+    p.add_argument("--alarms", type=Path, metavar="CSV",
+                   help="alarms CSV (from demine detect) instead of the recording's table")
+    p.add_argument("--coverage", action="store_true",
+                   help="GeoJSON: add the searched area and its gaps")
+    p.add_argument("--local", action="store_true",
+                   help="allow a recording without GPS: export local x, y (CSV only)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..export import export_alarms
+
+    alarms = None
+    if args.alarms:
+        from ..evaluate import read_alarms_csv
+
+        alarms = read_alarms_csv(args.alarms)
+    n = export_alarms(args.file, args.out, args.format, alarms=alarms, local=args.local,
+                      with_coverage=args.coverage)
+    print(f"{args.out}: {n} alarms")
+    return 0

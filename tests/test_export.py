@@ -1,0 +1,116 @@
+"""Exports in WGS 84 (GeoJSON, CSV, KML) and coverage of the searched ground."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+
+from demine.errors import ConfigError
+from demine.export import coverage, coverage_polygons, export_alarms, polygons_area
+from demine.pipeline import append_alarms
+from demine.positions import LocalFrame
+from demine.recording import Recording, RecordingWriter
+
+ALARMS = {"time": np.array([0, 0]), "stream": np.array(["emi", "gpr"], dtype=object),
+          "x": np.array([0.3, 0.7]), "y": np.array([1.0, 2.0]),
+          "depth": np.array([0.05, np.nan]), "score": np.array([12.0, 5.0]),
+          "p_mine": np.array([0.9, 0.1]), "label": np.array(["emi-alarm", "gpr-alarm"])}
+
+
+@pytest.fixture(scope="module")
+def lane(tmp_path_factory):
+    from demine.simulate import simulate_lane
+
+    path = tmp_path_factory.mktemp("export") / "lane.h5"
+    res = simulate_lane("benign-soil", 20.0, seed=4, streams=("emi", "gps"))
+    res.write(path)
+    a = dict(ALARMS)
+    a["time"] = res.emi["time"][[1000, 5000]]
+    append_alarms(path, a)
+    return path
+
+
+def test_geojson_is_rfc7946_longitude_first(lane, tmp_path):
+    out = tmp_path / "a.geojson"
+    assert export_alarms(lane, out) == 2
+    doc = json.loads(out.read_text())
+    assert doc["type"] == "FeatureCollection" and "crs" not in doc
+    with Recording(lane) as r:
+        frame = LocalFrame.from_attrs(r.attrs)
+    lon, lat = frame.to_geo(ALARMS["x"], ALARMS["y"])
+    for f, lo, la in zip(doc["features"], lon, lat, strict=True):
+        assert f["geometry"]["type"] == "Point"
+        np.testing.assert_allclose(f["geometry"]["coordinates"], [lo, la], atol=1e-8)
+        assert 100 < f["geometry"]["coordinates"][0] < 110  # Cambodia: lon ~104.9 first
+    p = doc["features"][0]["properties"]
+    assert p["class"] == "suspected mine" and p["confidence"] == 0.9
+    assert p["depth_m"] == 0.05 and p["sensor"] == "emi"
+    assert p["time_utc"].endswith("Z") and p["fix_quality"] == 4
+    assert doc["features"][1]["properties"]["class"] == "suspected clutter"
+
+
+def test_csv_and_kml(lane, tmp_path):
+    export_alarms(lane, tmp_path / "a.csv")
+    rows = list(csv.DictReader(open(tmp_path / "a.csv", encoding="utf-8")))
+    assert len(rows) == 2 and 12 < float(rows[0]["lat"]) < 13
+    assert {"lat", "lon", "depth_m", "confidence", "operator", "time_utc"} <= set(rows[0])
+    export_alarms(lane, tmp_path / "a.kml")
+    root = ET.parse(tmp_path / "a.kml").getroot()
+    coords = [e.text for e in root.iter("{http://www.opengis.net/kml/2.2}coordinates")]
+    assert len(coords) == 2 and coords[0].startswith("104.")
+
+
+def test_no_gps_says_so_and_local_only_when_asked(tmp_path):
+    path = tmp_path / "nogps.h5"
+    with RecordingWriter(path) as w:
+        w.add_stream("emi", "emi", n_channels=4).append(np.zeros((3, 4)), time=[1, 2, 3],
+                                                       x=[0, 1, 2], y=0.0)
+        w.append_alarms({"time": [2], "x": [1.0], "y": [0.0], "score": [3.0]})
+    with pytest.raises(ConfigError, match="no geographic reference"):
+        export_alarms(path, tmp_path / "a.geojson")
+    with pytest.raises(ConfigError, match="only be exported as CSV"):
+        export_alarms(path, tmp_path / "a.geojson", local=True)
+    export_alarms(path, tmp_path / "a.csv", local=True)
+    rows = list(csv.DictReader(open(tmp_path / "a.csv", encoding="utf-8")))
+    assert rows[0]["x_m"] == "1.0" and "lon" not in rows[0]
+    proc = subprocess.run([sys.executable, "-m", "demine", "export", str(path), "--out",
+                           str(tmp_path / "b.kml")], capture_output=True, text=True)
+    assert proc.returncode == 2 and "no geographic reference" in proc.stderr
+
+
+def test_coverage_finds_a_gap_and_polygons_match_the_raster(tmp_path):
+    # Back-and-forth lines 5 cm apart over 1 m x 1 m with a 10 cm footprint; on
+    # three lines the sensor is lifted (z = 0.5 m) between x = 0.3 and 0.7 m,
+    # which leaves an unsearched hole of about 0.4 m x 0.15 m.
+    path = tmp_path / "cov.h5"
+    xs, ys, zs = [], [], []
+    for k, y in enumerate(np.arange(0, 1.0001, 0.05)):
+        x = np.linspace(0, 1, 201)
+        z = np.full(x.size, 0.05)
+        if 0.4 < y < 0.6:
+            z[(x > 0.3) & (x < 0.7)] = 0.5
+        xs.append(x if k % 2 == 0 else x[::-1])
+        zs.append(z if k % 2 == 0 else z[::-1])
+        ys.append(np.full(x.size, y))
+    x, y, z = np.concatenate(xs), np.concatenate(ys), np.concatenate(zs)
+    with RecordingWriter(path, attrs=LocalFrame(10.0, 50.0).attrs()) as w:
+        w.add_stream("emi", "emi", n_channels=4, calibration={"coil_radius": 0.05}).append(
+            np.zeros((x.size, 4)), time=np.arange(x.size), x=x, y=y, z=z)
+    cov = coverage(path, gap_area=0.005)
+    assert len(cov.gaps) == 1
+    g = cov.gaps[0]
+    assert 0.35 < g["x"] < 0.65 and 0.4 < g["y"] < 0.6
+    assert 0.01 < g["area_m2"] < 0.1
+    rings = coverage_polygons(cov.raster)
+    assert polygons_area(rings) == pytest.approx(cov.area, rel=1e-9)
+    assert 0.9 < cov.area < 1.3
+    out = tmp_path / "cov.geojson"
+    export_alarms(path, out, with_coverage=True)
+    kinds = [f["properties"]["kind"] for f in json.loads(out.read_text())["features"]]
+    assert kinds == ["searched area", "coverage gap"]
