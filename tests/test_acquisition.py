@@ -381,3 +381,20 @@ def test_clock_fit_restarts_on_device_reset_and_ignores_missing_clock():
     np.testing.assert_array_equal(b, host[-1] + 10**6 + dev[:10] * 1000)
     c = cf.update(np.full(3, -1), np.array([1, 2, 3]))
     assert c.tolist() == [1, 2, 3]
+
+
+def test_clock_fit_survives_stall_backlog_and_restarts_on_host_step():
+    """Bytes buffered during a 5 s stall arrive late: latency, not a new clock.
+    A host clock stepped back by NTP (frames 'earlier than possible'): restart."""
+    cf = ClockFit()
+    dev = np.arange(10_000, dtype=np.int64) * 1000  # 10 s at 1 kHz
+    host = 10**18 + dev * 1000 + 2_000_000
+    cf.update(dev[:5000], host[:5000])
+    late = host[5000:6000] + 5 * 10**9  # a backlog read 5 s late
+    out = cf.update(dev[5000:6000], late)
+    assert cf.resets == 0
+    assert np.abs(out - host[5000:6000]).max() < 10_000  # mapped on the clock: < 10 µs
+    stepped = host[6000:] - 3 * 10**9  # host clock stepped back 3 s
+    out = cf.update(dev[6000:], stepped)
+    assert cf.resets == 1
+    np.testing.assert_array_equal(out[-100:], stepped[-100:])

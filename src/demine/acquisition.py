@@ -76,8 +76,10 @@ class ClockFit:
     jittery latency.  The fit keeps, per block of ``block_s`` seconds of device time,
     the frame with the smallest such difference (the least delayed one), and fits a
     straight line (offset and rate difference, i.e. drift in ppm) through those
-    minima over the last ``window_s`` seconds.  The mapped time is free of the
-    read jitter; it carries the (constant) minimum latency of the link.
+    minima over the last ``window_s`` seconds (robustly: Theil-Sen and median, then
+    least squares on the blocks near that line, so blocks in which every frame was
+    late, e.g. a backlog read after a stall, do not move it).  The mapped time is
+    free of the read jitter; it carries the (constant) minimum latency of the link.
 
     A device clock that jumps (device restarted, clock reset) or a host clock step
     larger than ``max_step_s`` restarts the fit.
@@ -215,14 +217,19 @@ class ClockFit:
         if bx.size < 3 or bx[-1] - bx[0] < 2 * self.block_s:
             self._coef = (float(br.min()), self._coef[1] if bx.size > 1 else 0.0)
             return
-        b, a = np.polyfit(bx, br, 1)
-        # one rejection pass: drop block minima far above the line (blocks in which
-        # every frame was delayed), then refit
-        res = br - (a + b * bx)
-        mad = np.median(np.abs(res - np.median(res))) + 1e-9
-        ok = res < 4 * mad
-        if ok.sum() >= 3 and not ok.all():
+        # robust line first (Theil-Sen slope, median intercept): blocks in which
+        # every frame was delayed (a backlog after a stall) cannot drag it; then a
+        # least-squares refit on the blocks close to it, for precision
+        i, j = np.triu_indices(bx.size, 1)
+        b0 = float(np.median((br[j] - br[i]) / (bx[j] - bx[i])))
+        a0 = float(np.median(br - b0 * bx))
+        res = br - (a0 + b0 * bx)
+        mad = float(np.median(np.abs(res)))
+        ok = np.abs(res) < 5 * mad + 1e-4
+        if ok.sum() >= 3:
             b, a = np.polyfit(bx[ok], br[ok], 1)
+        else:
+            a, b = a0, b0
         self._coef = (float(a), float(b))
 
     def _map(self, dev: np.ndarray) -> np.ndarray:
