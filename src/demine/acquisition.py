@@ -474,6 +474,7 @@ class DeviceReader:
         delay = self.backoff[0]
         ever_connected = False
         exact_waiting = True
+        outage_failures = 0
         lost_at = 0
         last_data = time.monotonic()
         stalled = False
@@ -490,12 +491,15 @@ class DeviceReader:
                             st.open_failures += 1
                         if not ever_connected and not self.reconnect:
                             raise
-                        if st.open_failures == 1 or not ever_connected:
-                            self._event("open_failed", f"cannot open {self.url}: {exc}")
+                        outage_failures += 1
+                        if outage_failures == 1:  # once per outage, not per retry
+                            self._event("open_failed", f"cannot open {self.url}: {exc} "
+                                        f"(retrying every <= {self.backoff[1]:g} s)")
                         self._stop.wait(delay)
                         delay = min(delay * 2, self.backoff[1])
                         continue
                     delay = self.backoff[0]
+                    outage_failures = 0
                     # local ports report the exact byte count buffered; URL handlers
                     # (socket://, rfc2217://, loop://) do not: read blocks with a
                     # short timeout instead
