@@ -389,3 +389,12 @@ def test_scan_kernel_matches_python_twin(seed, final, kind):
     assert keep == keep_t
     assert c.tolist() == [C["crc"], C["trunc"], C["skipped"], C["resyncs"], int(C["garbage"]),
                           C["bad"]]
+
+
+def test_line_endings_lf_crlf_cr():
+    d = get_driver("ascii-md", columns=("a", "b"))
+    for eol in (b"\n", b"\r\n", b"\r"):
+        fr = Framer(d)
+        out = fr.feed(eol.join([b"1,2", b"3,4", b"5,6"]) + eol)
+        assert np.concatenate([b.samples for b in out]).tolist() == [[1, 2], [3, 4], [5, 6]]
+        assert fr.stats.bad_lines == 0

@@ -198,6 +198,8 @@ class Framer:
 
     # -- lines --------------------------------------------------------------------------
     def _feed_lines(self, data: bytes | bytearray | memoryview) -> list[FrameBatch]:
+        # LF, CR LF and bare CR (some detector firmware) all end a line
+        data = bytes(data).replace(b"\r", b"\n")
         self._buf += data
         if b"\n" not in data:
             if len(self._buf) > self.driver.max_line:
