@@ -161,6 +161,14 @@ def test_cli_writes_a_recording_and_reports_errors(tmp_path, capsys):
     with Recording(out) as rec:
         assert rec.streams["emi"].n_frames == 1000
         assert rec.streams["gpr"].n_frames == 400
+    out2 = tmp_path / "cw.h5"
+    assert main(["simulate", "empty-lane", "--out", str(out2), "--duration", "2",
+                 "--streams", "cw,gps"]) == 0
+    with Recording(out2) as rec:
+        assert set(rec.streams) == {"cw", "gps"}
+        assert rec.streams["cw"].samples.shape == (100, 2)
+    assert main(["simulate", "empty-lane", "--out", str(tmp_path / "z.h5"), "--streams",
+                 "sonar"]) == 2
     assert main(["simulate", "no-such-scene", "--device", "emi-pi"]) == 2
     assert "no-such-scene" in capsys.readouterr().err
     bad = tmp_path / "bad.toml"

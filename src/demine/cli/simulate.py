@@ -39,6 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="FILE", default=None,
                    help="write the simulated lane to this recording (no devices)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--streams", default="emi,gpr,gps", metavar="LIST",
+                   help="streams written by --out, comma-separated from emi, gpr, gps, cw "
+                   "(default emi,gpr,gps)")
     p.add_argument("--list", action="store_true", help="list the shipped scenes and exit")
     p.set_defaults(run=run)
 
@@ -60,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
         if args.device:
             raise ConfigError("--out writes a file; it does not take --device")
         t = time.perf_counter()
-        res = simulate_lane(scene, args.duration, seed=args.seed)
+        streams = [s.strip() for s in args.streams.split(",") if s.strip()]
+        res = simulate_lane(scene, args.duration, seed=args.seed, streams=streams)
         res.write(args.out, overwrite=args.overwrite)
         el = time.perf_counter() - t
         print(f"{args.out}: scene {scene.name!r}, {res.duration:.1f} s simulated in {el:.1f} s "
