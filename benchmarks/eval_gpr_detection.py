@@ -1,0 +1,168 @@
+"""GPR detection on the shipped simulated scenes: PD and false alarms per metre of line.
+
+    python benchmarks/eval_gpr_detection.py              # all scenes, 3 run seeds
+    python benchmarks/eval_gpr_detection.py gpr-lines --seeds 5 --threshold 14
+
+Every shipped scene is surveyed by a radar cart on parallel straight lines
+0.1 m apart along the lane (the ``gpr-lines`` scene is surveyed as it ships;
+the others, written for hand-held sweeps, get the same cart pattern with the
+scene's own soil, objects and radar).  The traces go through the default GPR
+chain (dewow, background removal over about 2 m of line, band-pass, SEC
+gain) and :class:`demine.hyperbola.GPRDetector`, one continuous stream per run.
+
+Scoring, per line (an alarm belongs to the line nearest to it):
+
+* a (line, mine) pair is *expected* when the line passes over the mine's body
+  (lateral offset at most max(size / 2, 0.05) m); it is *detected* when an
+  alarm of that line lies within the mine's halo (0.25 m AP-sized, 0.5 m
+  larger, as :mod:`demine.evaluate`);
+* alarms are matched one-to-one, strongest first, to the nearest unmatched
+  object (mine or clutter) within its halo; an unmatched alarm is a false alarm;
+  an alarm matched to a clutter object (rock, root, void, scrap) is reported
+  separately as a clutter alarm (a radar sees those bodies too: they are for
+  the classifier to reject);
+* PD = detected / expected; FA per metre = false alarms / metres of line.
+
+The ROC over the score threshold is printed too (PD and FA/m at thresholds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+
+import numpy as np
+
+from demine.evaluate import AP_HALO, LARGE_HALO, size_class
+from demine.gpr import FusedChain
+from demine.hyperbola import GPRDetector
+from demine.simulate import list_scenes, load_scene, simulate_lane
+
+
+def cart_scene(name: str):
+    sc = load_scene(name)
+    if sc.sweep.pattern != "lines":
+        sw = dataclasses.replace(sc.sweep, pattern="lines", speed=0.5, line_spacing=0.1,
+                                 height=0.04, height_variation=0.003, turn_time=1.0,
+                                 start_y=None, end_y=None)
+        sc = dataclasses.replace(sc, sweep=sw)
+    return sc
+
+
+def run_scene(sc, seed: int, threshold: float | None = None, **det_kw):
+    res = simulate_lane(sc, seed=seed, streams=("gpr",))
+    g = res.gpr
+    dt = res.sample_interval
+    speed = sc.sweep.speed
+    bg = int(round(2.0 / speed * sc.gpr.rate)) | 1   # about 2 m of line
+    chain = FusedChain(dewow_window=41, background_window=bg, low=0.5e9, high=3.0e9,
+                       gain_power=1.0, gain_attenuation=1.0e8, sample_interval=dt)
+    p = np.concatenate([chain.process(g["samples"]), chain.finish()])
+    kw = dict(time_zero=sc.gpr.direct_wave_delay, antenna_height=sc.sweep.height)
+    kw.update(det_kw)
+    if threshold is not None:
+        kw["threshold"] = threshold
+    det = GPRDetector(dt, **kw)
+    a = det.process(p, g["x"], g["y"], g["time"])
+    b = det.finish()
+    alarms = {k: np.concatenate([a[k], b[k]]) for k in a}
+    return res, alarms
+
+
+def line_positions(sc) -> np.ndarray:
+    sw = sc.sweep
+    n = max(1, int(np.floor(sc.width / sw.line_spacing + 1e-9)))
+    off = 0.5 * (sc.width - (n - 1) * sw.line_spacing)
+    return off + sw.line_spacing * np.arange(n)
+
+
+def score(sc, truth, alarms, thr: float) -> dict:
+    lines = line_positions(sc)
+    sw = sc.sweep
+    y0 = sw.start_y if sw.start_y is not None else 0.0
+    y1 = sw.end_y if sw.end_y is not None else sc.length
+    length = len(lines) * (y1 - y0)
+    keep = alarms["score"] >= thr
+    ax, ay, asc = alarms["x"][keep], alarms["y"][keep], alarms["score"][keep]
+    aline = np.argmin(np.abs(ax[:, None] - lines[None, :]), axis=1) if len(ax) else np.zeros(0, int)
+    types = [t.decode() if isinstance(t, bytes) else str(t) for t in truth["type"]]
+    objs = {o.id: o for o in sc.objects}
+    ids = [t.decode() if isinstance(t, bytes) else str(t) for t in truth["id"]]
+    size = np.array([objs[i].size if i in objs else 0.1 for i in ids])
+    halo = np.array([LARGE_HALO if size_class(t) == "large" else AP_HALO for t in types])
+    is_mine = np.asarray(truth["is_mine"]).astype(bool)
+    tx, ty = np.asarray(truth["x"]), np.asarray(truth["y"])
+    expected = detected = 0
+    fa = clutter = 0
+    for li, lx in enumerate(lines):
+        on = aline == li
+        lax, lay, lsc = ax[on], ay[on], asc[on]
+        # expected mines on this line
+        for j in np.flatnonzero(is_mine):
+            if abs(tx[j] - lx) <= max(size[j] / 2, 0.05):
+                expected += 1
+                if np.any(np.hypot(lax - tx[j], lay - ty[j]) <= halo[j]):
+                    detected += 1
+        # one-to-one matching of this line's alarms to objects
+        used = np.zeros(len(tx), bool)
+        for i in np.argsort(-lsc, kind="stable"):
+            d = np.hypot(tx - lax[i], ty - lay[i])
+            ok = (d <= halo) & ~used
+            if not ok.any():
+                fa += 1
+                continue
+            j = int(np.flatnonzero(ok)[np.argmin(d[ok])])
+            used[j] = True
+            if not is_mine[j]:
+                clutter += 1
+    return dict(expected=expected, detected=detected, fa=fa, clutter=clutter, length=length,
+                n_alarms=int(keep.sum()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("scenes", nargs="*", help="scene names (default: all shipped)")
+    ap.add_argument("--seeds", type=int, default=3, help="run seeds per scene")
+    ap.add_argument("--threshold", type=float, default=None, help="score threshold")
+    args = ap.parse_args(argv)
+    names = args.scenes or list_scenes()
+    thr = args.threshold if args.threshold is not None else GPRDetector(1e-11).threshold
+    roc_thr = np.array([10, 15, 20, 30, 40, 50, 60, 80, 100, 150, 200], float)
+    tot = dict(expected=0, detected=0, fa=0, clutter=0, length=0.0)
+    roc = np.zeros((len(roc_thr), 4))
+    print(f"{'scene':<20}{'seed':>5}{'mines':>7}{'found':>7}{'PD':>7}{'FA':>5}"
+          f"{'FA/m':>7}{'clutter':>8}{'m':>7}{'s':>7}")
+    for name in names:
+        sc = cart_scene(name)
+        for seed in range(args.seeds):
+            t = time.perf_counter()
+            res, alarms = run_scene(sc, seed, threshold=min(roc_thr.min(), thr))
+            el = time.perf_counter() - t
+            r = score(sc, res.truth, alarms, thr)
+            for k in tot:
+                tot[k] += r[k]
+            for i, th in enumerate(roc_thr):
+                q = score(sc, res.truth, alarms, th)
+                roc[i] += (q["expected"], q["detected"], q["fa"], q["length"])
+            pd = r["detected"] / r["expected"] if r["expected"] else float("nan")
+            print(f"{name:<20}{seed:>5}{r['expected']:>7}{r['detected']:>7}{pd:>7.3f}"
+                  f"{r['fa']:>5}{r['fa'] / r['length']:>7.3f}{r['clutter']:>8}"
+                  f"{r['length']:>7.1f}{el:>7.1f}")
+            sys.stdout.flush()
+    pd = tot["detected"] / max(tot["expected"], 1)
+    print(f"\nthreshold {thr:g}: PD = {tot['detected']}/{tot['expected']} = {pd:.3f}, "
+          f"false alarms = {tot['fa']} over {tot['length']:.0f} m of line = "
+          f"{tot['fa'] / tot['length']:.3f} /m; clutter-object alarms "
+          f"{tot['clutter']} = {tot['clutter'] / tot['length']:.3f} /m")
+    print("target: PD >= 0.95 at <= 0.2 false alarms per metre of line: "
+          + ("MET" if pd >= 0.95 and tot["fa"] / tot["length"] <= 0.2 else "NOT MET"))
+    print("\nROC (all scenes):  threshold   PD     FA/m")
+    for th, (e, d, f, L) in zip(roc_thr, roc, strict=True):
+        print(f"{'':19}{th:>9.1f}{d / max(e, 1):>7.3f}{f / max(L, 1e-9):>8.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

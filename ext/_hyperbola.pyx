@@ -1,0 +1,212 @@
+# cython: language_level=3
+"""Private compiled kernels of the GPR hyperbola detector, wrapped by
+:mod:`demine.hyperbola`.
+
+``bin_traces``
+    Sequentially averages radar traces into bins of equal path length along the
+    antenna's track (handles irregular trace spacing, stops and reversals).  It
+    carries its state (partial bin, last position, path length) in small arrays
+    owned by the caller, so a line cut into any chunks gives bit-identical bins.
+
+``hyperbola_scan``
+    For every candidate apex bin, every apex time and every velocity / flat-top
+    width of a small grid, stacks the noise-normalised B-scan along the
+    diffraction curve ``t(x) = t_s + sqrt(tau^2 + (2 max(|x - x0| - w, 0) / v)^2)``
+    (a "hyperbola Hough transform" on amplitudes, i.e. a matched filter) and
+    keeps the best template per apex bin.  Apex cells whose local energy is
+    below the prescreen threshold are skipped.
+
+State layout of ``bin_traces`` (``st``, float64, length 10):
+    0 has a previous position  1 last x  2 last y  3 path length s
+    4 current bin index  5 traces in bin  6 sum s  7 sum x  8 sum y  9 sum t
+``acc`` (float64, n_samples): running sum of the traces of the current bin.
+"""
+
+from cython.parallel cimport prange
+from libc.math cimport sqrt, fabs, floor, isfinite
+
+import numpy as np
+
+NST = 10
+
+
+def bin_traces(const float[:, ::1] tr, const double[::1] x, const double[::1] y,
+               const double[::1] t, double ds, double[::1] st, double[::1] acc,
+               float[:, ::1] out, double[:, ::1] meta, long long[::1] gidx):
+    """Add traces to path-length bins; write each completed bin.
+
+    ``out[m]`` is the mean trace of the m-th completed bin, ``meta[m]`` its mean
+    (s, x, y, t) and ``gidx[m]`` its bin index ``floor(s / ds)``.  Returns the
+    number of bins completed (at most ``len(tr)``).  Non-finite samples count 0.
+    """
+    cdef Py_ssize_t n = tr.shape[0], ns = tr.shape[1], i, k, m = 0
+    cdef double dx, dy, s, g, c, inv
+    cdef float v
+    with nogil:
+        for i in range(n):
+            if st[0] != 0.0:
+                dx = x[i] - st[1]
+                dy = y[i] - st[2]
+                st[3] = st[3] + sqrt(dx * dx + dy * dy)
+            st[0] = 1.0
+            st[1] = x[i]
+            st[2] = y[i]
+            s = st[3]
+            g = floor(s / ds)
+            if st[5] > 0.0 and g != st[4]:
+                c = st[5]
+                inv = 1.0 / c
+                for k in range(ns):
+                    out[m, k] = <float>(acc[k] * inv)
+                    acc[k] = 0.0
+                meta[m, 0] = st[6] * inv
+                meta[m, 1] = st[7] * inv
+                meta[m, 2] = st[8] * inv
+                meta[m, 3] = st[9] * inv
+                gidx[m] = <long long>st[4]
+                m += 1
+                st[5] = 0.0
+                st[6] = 0.0
+                st[7] = 0.0
+                st[8] = 0.0
+                st[9] = 0.0
+            st[4] = g
+            st[5] = st[5] + 1.0
+            st[6] = st[6] + s
+            st[7] = st[7] + x[i]
+            st[8] = st[8] + y[i]
+            st[9] = st[9] + t[i]
+            for k in range(ns):
+                v = tr[i, k]
+                if isfinite(v):
+                    acc[k] = acc[k] + v
+    return m
+
+
+def flush_bin(double[::1] st, double[::1] acc, float[:, ::1] out, double[:, ::1] meta,
+              long long[::1] gidx):
+    """Emit the partial bin (end of line); returns 0 or 1."""
+    cdef Py_ssize_t k, ns = acc.shape[0]
+    cdef double inv
+    if st[5] <= 0.0:
+        return 0
+    inv = 1.0 / st[5]
+    for k in range(ns):
+        out[0, k] = <float>(acc[k] * inv)
+        acc[k] = 0.0
+    meta[0, 0] = st[6] * inv
+    meta[0, 1] = st[7] * inv
+    meta[0, 2] = st[8] * inv
+    meta[0, 3] = st[9] * inv
+    gidx[0] = <long long>st[4]
+    for k in range(5, NST):
+        st[k] = 0.0
+    return 1
+
+
+cdef inline double _interp(const float[:, ::1] a, Py_ssize_t i, double tk) noexcept nogil:
+    cdef Py_ssize_t k0 = <Py_ssize_t>tk
+    cdef double f = tk - k0
+    return (1.0 - f) * a[i, k0] + f * a[i, k0 + 1]
+
+
+def hyperbola_scan(const float[:, ::1] a, const double[::1] pos,
+                   const long long[::1] lo, const long long[::1] hi,
+                   Py_ssize_t j0, Py_ssize_t j1,
+                   const double[::1] vel, const double[::1] widths,
+                   double t_surf, double dt, Py_ssize_t k_lo, Py_ssize_t k_hi,
+                   double tan_ap, double ap_min, double ap_max,
+                   const long long[::1] plo, const long long[::1] phi,
+                   Py_ssize_t pre_dk, double pre_thr, Py_ssize_t min_n,
+                   double[:, ::1] out, int nthreads=0):
+    """Best hyperbola template per apex bin ``j`` in ``[j0, j1)``.
+
+    ``a`` (bins x samples) is the noise-normalised B-scan, ``pos`` the bins'
+    path positions (m), ``lo[j]:hi[j]`` the bins within ``ap_max`` of bin j and
+    ``plo[j]:phi[j]`` those of its prescreen window.  Apex samples are
+    ``k_lo <= k < k_hi``; a cell is scanned when the mean square of ``a`` over
+    the prescreen window (those bins, ``k +- pre_dk`` samples) reaches
+    ``pre_thr ** 2``.  Row ``out[j - j0]`` receives: |S|, S, apex sample,
+    velocity index, width index, semblance, traces used, apex time ``tau``
+    (s after ``t_surf``), where S = sum(a along the curve) / sqrt(n).
+    """
+    cdef Py_ssize_t ns = a.shape[1], nv = vel.shape[0], nw = widths.shape[0]
+    cdef Py_ssize_t j, k, iv, iw, i, kk, cnt, n
+    cdef double tau, z, v, w, ap, d, tk, val, sm, sq, S, e, best, p0, q2, tmax
+    cdef double b_s, b_k, b_v, b_w, b_sem, b_n, b_tau
+    cdef int nt = nthreads if nthreads > 0 else 1
+    tmax = <double>(ns - 1) - 1e-9
+    for j in prange(j0, j1, nogil=True, schedule="dynamic", num_threads=nt):
+        best = 0.0
+        b_s = 0.0
+        b_k = -1.0
+        b_v = -1.0
+        b_w = -1.0
+        b_sem = 0.0
+        b_n = 0.0
+        b_tau = 0.0
+        p0 = pos[j]
+        for k in range(k_lo, k_hi):
+            # prescreen: local energy around the apex cell
+            e = 0.0
+            cnt = 0
+            for i in range(plo[j], phi[j]):
+                for kk in range(k - pre_dk, k + pre_dk + 1):
+                    if kk >= 0 and kk < ns:
+                        e = e + a[i, kk] * a[i, kk]
+                        cnt = cnt + 1
+            if cnt == 0 or e < pre_thr * pre_thr * cnt:
+                continue
+            tau = k * dt - t_surf
+            if tau <= 0.0:
+                continue
+            for iv in range(nv):
+                v = vel[iv]
+                z = 0.5 * v * tau
+                for iw in range(nw):
+                    w = widths[iw]
+                    ap = z * tan_ap
+                    if ap < ap_min:
+                        ap = ap_min
+                    ap = ap + w
+                    if ap > ap_max:
+                        ap = ap_max
+                    sm = 0.0
+                    sq = 0.0
+                    n = 0
+                    for i in range(lo[j], hi[j]):
+                        d = fabs(pos[i] - p0)
+                        if d > ap:
+                            continue
+                        d = d - w
+                        if d < 0.0:
+                            d = 0.0
+                        q2 = 2.0 * d / v
+                        tk = (t_surf + sqrt(tau * tau + q2 * q2)) / dt
+                        if tk >= tmax:
+                            continue
+                        val = _interp(a, i, tk)
+                        sm = sm + val
+                        sq = sq + val * val
+                        n = n + 1
+                    if n < min_n:
+                        continue
+                    S = sm / sqrt(<double>n)
+                    if fabs(S) > best:
+                        best = fabs(S)
+                        b_s = S
+                        b_k = k
+                        b_v = iv
+                        b_w = iw
+                        b_sem = sm * sm / (n * sq) if sq > 0.0 else 0.0
+                        b_n = n
+                        b_tau = tau
+        out[j - j0, 0] = best
+        out[j - j0, 1] = b_s
+        out[j - j0, 2] = b_k
+        out[j - j0, 3] = b_v
+        out[j - j0, 4] = b_w
+        out[j - j0, 5] = b_sem
+        out[j - j0, 6] = b_n
+        out[j - j0, 7] = b_tau
+    return 0

@@ -1,0 +1,610 @@
+"""GPR detection: prescreen and automatic diffraction-hyperbola fit on B-scans.
+
+A small buried object seen by a radar moving along a line draws a diffraction
+hyperbola in the radargram (B-scan)::
+
+    t(x) = t_s + sqrt(tau**2 + (2 * max(|x - x0| - w, 0) / v) ** 2),   z = v * tau / 2
+
+with ``x0`` the position of the apex along the line, ``tau`` the two-way time
+of the apex after the ground surface (time ``t_s``), ``v`` the wave velocity in
+the soil, ``z`` the depth of the object's top, and ``w`` the half-width of a
+flat top (0 for a point or a sphere; a disc-shaped mine seen from above is flat
+for about its radius).  :class:`GPRDetector` finds them automatically on
+background-removed B-scans (for example the output of the
+``gpr_default`` chain of :mod:`demine.gpr`):
+
+1. **Binning by path length.**  Traces are averaged into bins of equal length
+   along the antenna's track (``bin_size``, 1 cm by default), computed from the
+   trace positions, so irregular spacing, stops and changes of speed do not
+   distort the hyperbolae, and the detector's cost follows distance, not the
+   trace rate.
+2. **Noise normalisation.**  Every sample is divided by a robust noise scale of
+   its time row (the lower quartile of ``|amplitude|`` over ``noise_window``
+   metres of line around it, scaled to a Gaussian standard deviation: robust
+   to targets filling most of the window), with a floor of ``noise_floor`` times the largest
+   amplitude in that window (so noiseless, full-wave simulated data works).
+   Thresholds are therefore in units of the noise, whatever the gain.
+3. **Prescreen.**  An apex cell (bin, time) is considered only when the mean
+   square of the normalised data in a small window around it (``prescreen_dx``
+   metres by ``prescreen_dt`` seconds) reaches ``prescreen_threshold ** 2``:
+   an energy CFAR detector.
+4. **Hyperbola fit.**  For each apex cell that passes, the normalised B-scan is
+   stacked (summed with linear interpolation in time) along the curve above for
+   every velocity of ``velocities`` and every flat-top half-width of
+   ``widths``, using the traces within an aperture of ``z * tan(aperture_angle)
+   + w`` of the apex (at least ``min_aperture``, at most ``max_aperture``).  The
+   best template gives ``S = sum / sqrt(n)`` (a matched-filter statistic: about
+   N(0, 1) on noise), the velocity, the depth and the polarity (sign of S); the
+   semblance ``sum**2 / (n * sum of squares)`` (1 for a perfect fit, ~1/n on
+   noise) is the fit quality.  This is a Hough transform over
+   ``(x0, tau, v, w)`` that votes with amplitudes instead of picked edges.
+5. **Alarms.**  A bin gives an alarm when its best ``|S|`` reaches
+   ``threshold``, its fit quality reaches ``min_fit_quality``, and it is the
+   largest within ``suppression_radius`` metres of line.
+
+Streaming: every quantity of a bin depends only on a fixed neighbourhood of
+line around it, so :meth:`GPRDetector.process` releases an alarm as soon as the
+line has gone far enough past it, and a line processed in one call or in any
+chunks gives the same alarms.  The compiled kernels live in
+``demine._hyperbola``.
+
+Units: positions and depths in metres, times in seconds (``time`` of an alarm
+in UTC nanoseconds), velocities in m/s.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from . import _hyperbola as _k
+from .errors import ConfigError
+
+__all__ = ["GPRDetector", "detect_gpr", "ALARM_COLUMNS", "C0", "surface_time"]
+
+C0 = 299_792_458.0
+
+#: Columns of the alarm tables returned by the detector.
+ALARM_COLUMNS = ("x", "y", "s", "depth", "velocity", "score", "time", "two_way_time",
+                 "polarity", "fit_quality", "amplitude", "width")
+
+_DEFAULT_VELOCITIES = tuple(float(v) for v in np.geomspace(0.06e9, 0.2e9, 10))
+
+
+def _num(name: str, value: Any, *, lo: float | None = None, lo_open: bool = False,
+         hi: float | None = None) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"GPRDetector: parameter {name!r} must be a number, "
+                          f"got {value!r}") from None
+    if not math.isfinite(v) or (lo is not None and (v <= lo if lo_open else v < lo)) or (
+            hi is not None and v > hi):
+        bound = f" (>{'' if lo_open else '='} {lo})" if lo is not None else ""
+        raise ConfigError(f"GPRDetector: parameter {name!r} = {value!r} is out of range{bound}")
+    return v
+
+
+def _grid(name: str, values: Any, *, lo: float, lo_open: bool) -> NDArray[np.float64]:
+    arr = np.atleast_1d(np.asarray(values, dtype=np.float64))
+    if arr.ndim != 1 or len(arr) == 0:
+        raise ConfigError(f"GPRDetector: parameter {name!r} must be a non-empty list")
+    for v in arr:
+        _num(name, v, lo=lo, lo_open=lo_open)
+    return np.ascontiguousarray(arr)
+
+
+def _empty_alarms() -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {c: np.zeros(0) for c in ALARM_COLUMNS}
+    out["time"] = np.zeros(0, dtype=np.int64)
+    out["polarity"] = np.zeros(0, dtype=np.int8)
+    return out
+
+
+def surface_time(traces: ArrayLike, sample_interval: float, *, antenna_height: float = 0.0,
+                 offset: float = 0.0) -> float:
+    """Estimate the two-way time of the ground surface from raw traces.
+
+    Takes the time of the strongest absolute peak of the mean trace (the
+    direct wave of a ground-coupled antenna, which the background removal
+    takes away) and adds the air travel time ``2 * antenna_height / c``, less
+    the direct wave's own travel time over the antenna separation ``offset``.
+
+    Parameters
+    ----------
+    traces : array_like, shape (n_traces, n_samples)
+        Raw (not background-removed) traces.
+    sample_interval : float
+        Seconds between samples.
+    antenna_height : float
+        Antenna height above ground, m.
+    offset : float
+        Transmitter-receiver separation, m.
+
+    Returns
+    -------
+    float
+        Two-way time of the surface, s, measured from the first sample.
+    """
+    a = np.asarray(traces, dtype=np.float64)
+    if a.ndim != 2 or a.shape[0] == 0 or a.shape[1] < 2:
+        raise ConfigError("surface_time: traces must be a non-empty (n_traces, n_samples) array")
+    mean = np.nanmean(a, axis=0)
+    mean = mean - np.median(mean)
+    k = int(np.argmax(np.abs(mean)))
+    return max(k * float(sample_interval) - offset / C0, 0.0) + 2.0 * antenna_height / C0
+
+
+class GPRDetector:
+    """Streaming detector of diffraction hyperbolae in a background-removed B-scan.
+
+    Parameters
+    ----------
+    sample_interval : float
+        Seconds between samples of a trace.
+    time_zero : float
+        Two-way time (s from the first sample) of the ground surface, or of the
+        direct wave when ``antenna_height`` is given: the surface is then at
+        ``time_zero + 2 * antenna_height / c``.  Apex times and depths count
+        from the surface.
+    antenna_height : float
+        Antenna height above ground, m (see ``time_zero``).
+    velocities : sequence of float
+        Soil velocities tried by the fit, m/s (default 10 values from 0.06 to
+        0.2 m/ns, relative permittivity about 25 down to 2.2).
+    widths : sequence of float
+        Flat-top half-widths tried, m (default 0 to 0.2 in steps of 0.04).
+    bin_size : float
+        Path length per bin, m.
+    noise_window : float
+        Length of line (m) over which the noise of each time row is estimated.
+    noise_quantile : float
+        The noise scale of a row is its ``noise_quantile`` quantile of
+        ``|amplitude|`` scaled to a Gaussian standard deviation: 0.25 stays
+        right while targets fill up to 3/4 of the window.
+    noise_floor : float
+        Lower bound of the noise scale as a fraction of the largest amplitude in
+        the noise window.
+    prescreen_threshold : float
+        RMS of the normalised data around an apex cell needed to fit it.
+    prescreen_dx, prescreen_dt : float
+        Half-size of the prescreen window: metres of line and seconds.
+    threshold : float
+        Minimum stack statistic ``|S|`` of an alarm (noise units).
+    min_fit_quality : float
+        Minimum semblance of an alarm (0..1).
+    aperture_angle : float
+        Half-angle (degrees) of the cone of traces used in the fit.
+    min_aperture, max_aperture : float
+        Bounds of the fit aperture (m, on each side of the apex).
+    min_time, max_time : float, optional
+        Apex times (s after the surface) searched; ``min_time`` skips the
+        residual of the ground bounce.  ``max_time`` defaults to the end of the
+        trace.
+    suppression_radius : float
+        An alarm is the strongest bin within this distance along the line, m.
+    reference_polarity : {1, -1}
+        Multiplies the reported polarity.  Give the sign of the ground-bounce
+        reflection in the data so that +1 means "same sign as the surface"
+        (permittivity higher than the soil: metal, water) and -1 the opposite
+        (plastic, air, dry rock).
+    nthreads : int
+        Threads of the fit kernel (0: one per core, capped at 8).
+
+    Notes
+    -----
+    Alarms are dicts of column arrays (:data:`ALARM_COLUMNS`): ``x``, ``y``
+    (mean trace position of the apex bin, in the position frame given),
+    ``s`` (path length along the line, m), ``depth`` (m, top of the object),
+    ``velocity`` (m/s), ``score`` (``|S|``), ``time`` (UTC ns of the apex),
+    ``two_way_time`` (apex time after the surface, s), ``polarity`` (+1/-1),
+    ``fit_quality`` (semblance), ``amplitude`` (mean amplitude along the
+    curve, data units) and ``width`` (flat-top half-width, m).
+    """
+
+    def __init__(self, sample_interval: float, *, time_zero: float = 0.0,
+                 antenna_height: float = 0.0,
+                 velocities: Sequence[float] = _DEFAULT_VELOCITIES,
+                 widths: Sequence[float] = (0.0, 0.04, 0.08, 0.12, 0.16, 0.2),
+                 bin_size: float = 0.01, noise_window: float = 1.0,
+                 noise_quantile: float = 0.25, surface_zone: float | None = 1.5e-9,
+                 noise_floor: float = 1e-3, prescreen_threshold: float = 2.0,
+                 prescreen_dx: float = 0.02, prescreen_dt: float = 0.2e-9,
+                 threshold: float = 12.0, min_fit_quality: float = 0.2,
+                 aperture_angle: float = 45.0, min_aperture: float = 0.03,
+                 max_aperture: float = 0.35, min_time: float = 0.4e-9,
+                 max_time: float | None = None, suppression_radius: float = 0.25,
+                 reference_polarity: int = 1, nthreads: int = 0) -> None:
+        self.dt = _num("sample_interval", sample_interval, lo=0.0, lo_open=True)
+        self.time_zero = _num("time_zero", time_zero, lo=0.0)
+        self.antenna_height = _num("antenna_height", antenna_height, lo=0.0)
+        self.t_surf = self.time_zero + 2.0 * self.antenna_height / C0
+        self.velocities = _grid("velocities", velocities, lo=0.0, lo_open=True)
+        self.widths = _grid("widths", widths, lo=0.0, lo_open=False)
+        self.bin_size = _num("bin_size", bin_size, lo=0.0, lo_open=True)
+        self.noise_window = _num("noise_window", noise_window, lo=0.0, lo_open=True)
+        self.noise_floor = _num("noise_floor", noise_floor, lo=0.0)
+        self.noise_quantile = _num("noise_quantile", noise_quantile, lo=0.01, hi=0.99)
+        self.surface_zone = None if surface_zone is None else _num("surface_zone", surface_zone,
+                                                                   lo=0.0)
+        from scipy.special import erfinv
+
+        # |N(0, s)| has quantile q at s * sqrt(2) * erfinv(q)
+        self._q_scale = 1.0 / (math.sqrt(2.0) * float(erfinv(self.noise_quantile)))
+        self.prescreen_threshold = _num("prescreen_threshold", prescreen_threshold, lo=0.0)
+        self.prescreen_dx = _num("prescreen_dx", prescreen_dx, lo=0.0)
+        self.prescreen_dt = _num("prescreen_dt", prescreen_dt, lo=0.0)
+        self.threshold = _num("threshold", threshold, lo=0.0)
+        self.min_fit_quality = _num("min_fit_quality", min_fit_quality, lo=0.0, hi=1.0)
+        self.aperture_angle = _num("aperture_angle", aperture_angle, lo=0.0, hi=89.0)
+        self.min_aperture = _num("min_aperture", min_aperture, lo=0.0)
+        self.max_aperture = _num("max_aperture", max_aperture, lo=self.min_aperture)
+        self.min_time = _num("min_time", min_time, lo=0.0)
+        self.max_time = None if max_time is None else _num("max_time", max_time,
+                                                           lo=self.min_time)
+        self.suppression_radius = _num("suppression_radius", suppression_radius, lo=0.0)
+        if reference_polarity not in (1, -1):
+            raise ConfigError("GPRDetector: parameter 'reference_polarity' must be 1 or -1, "
+                              f"got {reference_polarity!r}")
+        self.reference_polarity = int(reference_polarity)
+        nt = int(nthreads)
+        if nt < 0:
+            raise ConfigError(f"GPRDetector: parameter 'nthreads' must be >= 0, got {nthreads}")
+        if nt == 0:
+            import os
+
+            nt = min(os.cpu_count() or 1, 8)
+        self.nthreads = nt
+        # windows in bins (bin index space, robust to gaps in the track)
+        self._wn = max(1, int(round(0.5 * self.noise_window / self.bin_size)))
+        self._wa = int(math.ceil(self.max_aperture / self.bin_size)) + 1
+        self._wp = int(math.ceil(self.prescreen_dx / self.bin_size)) + 1
+        self._wr = int(math.ceil(self.suppression_radius / self.bin_size)) + 1
+        self._pre_dk = int(round(self.prescreen_dt / self.dt))
+        # the noise is estimated on a grid of window centres every ~5 cm
+        self._noise_step = max(1, int(round(0.05 / self.bin_size)))
+        self.reset()
+
+    # ------------------------------------------------------------------ state
+    def reset(self) -> None:
+        """Forget the line: the next :meth:`process` starts a new one."""
+        self._ns: int | None = None
+        self._st = np.zeros(_k.NST, dtype=np.float64)
+        self._acc: np.ndarray | None = None
+        self._t_ref: int | None = None
+        self._seen = 0
+        self._bins = np.zeros((0, 0), dtype=np.float32)   # averaged traces
+        self._meta = np.zeros((0, 4))                      # s, x, y, t(rel ns)
+        self._gidx = np.zeros(0, dtype=np.int64)
+        self._norm = np.zeros((0, 0), dtype=np.float32)   # normalised, first n_norm bins
+        self._fit = np.zeros((0, 8))                        # fit rows, first n_fit bins
+        self._n_norm = 0
+        self._sig_cache: dict[int, np.ndarray] = {}
+        self._n_fit = 0
+        self._n_done = 0  # bins decided (alarm or not)
+        self._finished = False
+
+    @property
+    def latency(self) -> float:
+        """Metres of line after a point before its alarm can be released."""
+        return self.bin_size * (self._wn + self._wa + self._wr + 3)
+
+    # ------------------------------------------------------------------ API
+    def process(self, traces: ArrayLike, x: ArrayLike, y: ArrayLike | None = None,
+                time: ArrayLike | None = None) -> dict[str, np.ndarray]:
+        """Add a chunk of background-removed traces; return the alarms completed.
+
+        Parameters
+        ----------
+        traces : array_like, shape (n, n_samples)
+            Processed traces (any real dtype; cast to float32).
+        x : array_like, shape (n,)
+            Position of each trace, m (along the line when ``y`` is not given).
+        y : array_like, shape (n,), optional
+            Second coordinate of each trace, m; the detector works on the path
+            length along ``(x, y)``, so lines in any direction, stops and
+            reversals are fine.
+        time : array_like of int64, shape (n,), optional
+            UTC ns of each trace (alarm times); default: the trace index.
+
+        Returns
+        -------
+        dict of ndarray
+            Alarms (:data:`ALARM_COLUMNS`) whose neighbourhood is complete.
+        """
+        if self._finished:
+            raise ConfigError("GPRDetector: process() after finish(); call reset() first")
+        tr, xx, yy, tt = self._check(traces, x, y, time)
+        n, ns = tr.shape
+        if n == 0:
+            return _empty_alarms()
+        if self._ns is None:
+            self._ns = ns
+            t = np.arange(ns) * self.dt
+            if self.surface_zone is not None:
+                self._zone = (t <= self.t_surf + self.surface_zone).astype(np.float32)
+            self._acc = np.zeros(ns, dtype=np.float64)
+            self._bins = np.zeros((0, ns), dtype=np.float32)
+            self._norm = np.zeros((0, ns), dtype=np.float32)
+        if self._t_ref is None:
+            self._t_ref = int(tt[0])
+        trel = (tt - self._t_ref).astype(np.float64)
+        out = np.empty((n, ns), dtype=np.float32)
+        meta = np.empty((n, 4), dtype=np.float64)
+        gidx = np.empty(n, dtype=np.int64)
+        m = _k.bin_traces(tr, xx, yy, trel, self.bin_size, self._st, self._acc, out, meta, gidx)
+        self._append(out[:m], meta[:m], gidx[:m])
+        return self._advance(final=False)
+
+    def finish(self) -> dict[str, np.ndarray]:
+        """End of the line: return the remaining alarms.  Then :meth:`reset`."""
+        if self._finished:
+            return _empty_alarms()
+        if self._ns is not None:
+            out = np.empty((1, self._ns), dtype=np.float32)
+            meta = np.empty((1, 4))
+            gidx = np.empty(1, dtype=np.int64)
+            m = _k.flush_bin(self._st, self._acc, out, meta, gidx)
+            self._append(out[:m], meta[:m], gidx[:m])
+        res = self._advance(final=True)
+        self._finished = True
+        return res
+
+    # ------------------------------------------------------------------ internals
+    def _check(self, traces: ArrayLike, x: ArrayLike, y: ArrayLike | None,
+               time: ArrayLike | None) -> tuple[np.ndarray, ...]:
+        tr = np.asarray(traces)
+        if tr.ndim != 2:
+            raise ConfigError(f"GPRDetector: traces must be 2-D (n_traces, n_samples), "
+                              f"got shape {tr.shape}")
+        if not np.issubdtype(tr.dtype, np.number) or np.iscomplexobj(tr):
+            raise ConfigError(f"GPRDetector: traces must be real numbers, got {tr.dtype}")
+        n, ns = tr.shape
+        if self._ns is not None and n and ns != self._ns:
+            raise ConfigError(f"GPRDetector: traces have {ns} samples, the line has {self._ns}")
+        if n and ns < 4:
+            raise ConfigError(f"GPRDetector: traces need at least 4 samples, got {ns}")
+        tr = np.ascontiguousarray(tr, dtype=np.float32)
+
+        def col(name: str, v: ArrayLike | None, dtype: Any) -> np.ndarray:
+            a = np.ascontiguousarray(np.asarray(v, dtype=dtype).reshape(-1))
+            if a.shape != (n,):
+                raise ConfigError(f"GPRDetector: {name} has {a.size} values for {n} traces")
+            if dtype is np.float64 and not np.all(np.isfinite(a)):
+                raise ConfigError(f"GPRDetector: {name} has non-finite positions")
+            return a
+
+        xx = col("x", x, np.float64)
+        yy = np.zeros(n) if y is None else col("y", y, np.float64)
+        if time is None:  # an index clock
+            tt = np.arange(self._seen, self._seen + n, dtype=np.int64)
+        else:
+            tt = col("time", time, np.int64)
+        self._seen += n
+        return tr, xx, yy, tt
+
+    def _append(self, out: np.ndarray, meta: np.ndarray, gidx: np.ndarray) -> None:
+        if len(out) == 0:
+            return
+        self._bins = np.concatenate([self._bins, out])
+        self._meta = np.concatenate([self._meta, meta])
+        self._gidx = np.concatenate([self._gidx, gidx])
+
+    def _advance(self, final: bool) -> dict[str, np.ndarray]:
+        nb = len(self._gidx)
+        if nb == 0:
+            return _empty_alarms()
+        g = self._gidx
+        g_last = int(g[-1])
+        # 1. noise-normalise bins whose noise window is complete
+        n_norm = nb if final else int(np.searchsorted(
+            g, g_last - self._wn - self._noise_step // 2 - 1, side="right"))
+        if n_norm > self._n_norm:
+            self._normalise(self._n_norm, n_norm)
+            self._n_norm = n_norm
+        # 2. fit bins whose aperture is normalised
+        if final:
+            n_fit = nb
+        else:
+            g_norm = int(g[self._n_norm - 1]) if self._n_norm else -(1 << 62)
+            n_fit = int(np.searchsorted(g, g_norm - self._wa - 1, side="left"))
+        if n_fit > self._n_fit:
+            self._fit_bins(self._n_fit, n_fit)
+            self._n_fit = n_fit
+        # 3. decide bins whose suppression window is fitted
+        if final:
+            n_done = nb
+        else:
+            g_fit = int(g[self._n_fit - 1]) if self._n_fit else -(1 << 62)
+            n_done = int(np.searchsorted(g, g_fit - self._wr - 1, side="left"))
+        alarms = _empty_alarms()
+        if n_done > self._n_done:
+            alarms = self._decide(self._n_done, n_done)
+            self._n_done = n_done
+        self._trim()
+        return alarms
+
+    def _noise(self, c: int) -> np.ndarray:
+        """Noise scale of every time row for the window centred on bin index ``c``."""
+        sig = self._sig_cache.get(c)
+        if sig is not None:
+            return sig
+        g = self._gidx
+        a = self._bins
+        lo = int(np.searchsorted(g, c - self._wn, side="left"))
+        hi = int(np.searchsorted(g, c + self._wn, side="right"))
+        blk = a[lo:hi]
+        absb = np.abs(blk)
+        # (1) differences of neighbouring bins: flat or slowly varying events
+        # (layers, flat tops) cancel, random noise does not
+        if len(blk) > 1:
+            d = np.abs(np.diff(blk, axis=0))
+            s_noise = np.quantile(d, self.noise_quantile, axis=0) * (self._q_scale / math.sqrt(2.0))
+        else:
+            s_noise = absb[0] * self._q_scale
+        # (2) level of coherent clutter in the row (ground-bounce residue,
+        # ringing): its lower quartile, widened over half a wavelet in time
+        s_clut = np.quantile(absb, self.noise_quantile, axis=0) * self._q_scale
+        m = self._pre_dk
+        if m > 0:
+            pad = np.pad(s_clut, m, mode="edge")
+            s_clut = np.lib.stride_tricks.sliding_window_view(pad, 2 * m + 1).max(axis=1)
+        if self.surface_zone is not None:
+            s_clut = s_clut * self._zone
+        sig = np.maximum(s_noise, s_clut)
+        floor = self.noise_floor * float(absb.max()) if absb.size else 0.0
+        sig = np.maximum(sig, floor)
+        sig = np.where(sig > 0, sig, np.inf).astype(np.float32)
+        self._sig_cache[c] = sig
+        return sig
+
+    def _centre(self, g: int) -> int:
+        st = self._noise_step
+        return (g + st // 2) // st * st
+
+    def _normalise(self, i0: int, i1: int) -> None:
+        g = self._gidx
+        out = np.empty((i1 - i0, self._bins.shape[1]), dtype=np.float32)
+        for r in range(i0, i1):
+            out[r - i0] = self._bins[r] / self._noise(self._centre(int(g[r])))
+        self._norm = np.ascontiguousarray(np.concatenate([self._norm[:i0], out]))
+
+    def _fit_bins(self, j0: int, j1: int) -> None:
+        g = self._gidx
+        pos = np.ascontiguousarray(self._meta[: self._n_norm, 0])
+        gn = g[: self._n_norm]
+        jj = np.arange(j0, j1)
+        lo = np.searchsorted(gn, g[jj] - self._wa, side="left").astype(np.int64)
+        hi = np.searchsorted(gn, g[jj] + self._wa, side="right").astype(np.int64)
+        plo = np.searchsorted(gn, g[jj] - self._wp, side="left").astype(np.int64)
+        phi = np.searchsorted(gn, g[jj] + self._wp, side="right").astype(np.int64)
+        # restrict prescreen window to the real distance
+        ps = pos
+        plo2 = np.array([plo[r] + np.searchsorted(ps[plo[r]:phi[r]],
+                                                  ps[j] - self.prescreen_dx - 1e-12)
+                         for r, j in enumerate(jj)], dtype=np.int64)
+        phi2 = np.array([plo[r] + np.searchsorted(ps[plo[r]:phi[r]],
+                                                  ps[j] + self.prescreen_dx + 1e-12,
+                                                  side="right")
+                         for r, j in enumerate(jj)], dtype=np.int64)
+        # full-size index arrays (the kernel indexes by absolute bin)
+        n = self._n_norm
+        LO = np.zeros(n, dtype=np.int64)
+        HI = np.zeros(n, dtype=np.int64)
+        PLO = np.zeros(n, dtype=np.int64)
+        PHI = np.zeros(n, dtype=np.int64)
+        LO[jj], HI[jj], PLO[jj], PHI[jj] = lo, hi, plo2, phi2
+        ns = self._ns or 0
+        k_lo = max(int(math.ceil((self.t_surf + self.min_time) / self.dt)), 1)
+        tmax = (ns - 2) * self.dt if self.max_time is None else min(
+            self.t_surf + self.max_time, (ns - 2) * self.dt)
+        k_hi = max(min(int(math.floor(tmax / self.dt)) + 1, ns - 1), k_lo)
+        out = np.zeros((j1 - j0, 8))
+        _k.hyperbola_scan(self._norm[:n], pos, LO, HI, j0, j1, self.velocities, self.widths,
+                          self.t_surf, self.dt, k_lo, k_hi,
+                          math.tan(math.radians(self.aperture_angle)), self.min_aperture,
+                          self.max_aperture, PLO, PHI, self._pre_dk,
+                          self.prescreen_threshold, 3, out, self.nthreads)
+        self._fit = np.concatenate([self._fit[:j0], out])
+
+    def _decide(self, i0: int, i1: int) -> dict[str, np.ndarray]:
+        fit = self._fit
+        g = self._gidx[: self._n_fit]
+        pos = self._meta[: self._n_fit, 0]
+        best = fit[:, 0]
+        rows = []
+        for j in range(i0, i1):
+            b = best[j]
+            if b < self.threshold or fit[j, 5] < self.min_fit_quality:
+                continue
+            lo = int(np.searchsorted(g, g[j] - self._wr, side="left"))
+            hi = int(np.searchsorted(g, g[j] + self._wr, side="right"))
+            near = np.abs(pos[lo:hi] - pos[j]) <= self.suppression_radius
+            idx = np.arange(lo, hi)[near]
+            # strongest in the window; ties go to the first bin
+            if np.any(best[idx[idx < j]] >= b) or np.any(best[idx[idx > j]] > b):
+                continue
+            rows.append(j)
+        if not rows:
+            return _empty_alarms()
+        r = np.asarray(rows)
+        f = fit[r]
+        v = self.velocities[f[:, 3].astype(int)]
+        tau = f[:, 7]
+        n_used = np.maximum(f[:, 6], 1.0)
+        # mean amplitude along the curve, back in data units (noise scale of the apex)
+        amp = f[:, 1] / np.sqrt(n_used)
+        k = f[:, 2].astype(int)
+        scale = np.abs(self._bins[r, k]) / np.maximum(np.abs(self._norm[r, k]), 1e-30)
+        out = {
+            "x": self._meta[r, 1].copy(),
+            "y": self._meta[r, 2].copy(),
+            "s": self._meta[r, 0].copy(),
+            "depth": 0.5 * v * tau,
+            "velocity": v,
+            "score": f[:, 0].copy(),
+            "time": (np.rint(self._meta[r, 3]).astype(np.int64) + np.int64(self._t_ref or 0)),
+            "two_way_time": tau,
+            "polarity": (np.sign(f[:, 1]) * self.reference_polarity).astype(np.int8),
+            "fit_quality": f[:, 5].copy(),
+            "amplitude": amp * scale,
+            "width": self.widths[f[:, 4].astype(int)],
+        }
+        return out
+
+    def _trim(self) -> None:
+        """Drop bins no window of an undecided bin can reach."""
+        if self._n_done == 0:
+            return
+        g = self._gidx
+        keep_from_g = int(g[self._n_done - 1]) - 2 * (self._wn + self._wa + self._wr) - 4
+        cut = int(np.searchsorted(g, keep_from_g, side="left"))
+        cut = min(cut, self._n_done, self._n_fit, self._n_norm)
+        if cut <= 0:
+            return
+        for c in [c for c in self._sig_cache if c < keep_from_g]:
+            del self._sig_cache[c]
+        self._bins = self._bins[cut:]
+        self._meta = self._meta[cut:]
+        self._gidx = self._gidx[cut:]
+        self._norm = self._norm[cut:]
+        self._fit = self._fit[cut:]
+        self._n_norm -= cut
+        self._n_fit -= cut
+        self._n_done -= cut
+
+
+def detect_gpr(traces: ArrayLike, x: ArrayLike, y: ArrayLike | None = None,
+               time: ArrayLike | None = None, *, sample_interval: float,
+               **params: Any) -> dict[str, np.ndarray]:
+    """Detect diffraction hyperbolae in one whole background-removed B-scan.
+
+    Same as ``GPRDetector(sample_interval, **params)`` fed the whole line in one
+    :meth:`~GPRDetector.process` call followed by :meth:`~GPRDetector.finish`.
+
+    Parameters
+    ----------
+    traces : array_like, shape (n_traces, n_samples)
+        Background-removed traces of one line.
+    x, y : array_like, shape (n_traces,)
+        Trace positions, m (``y`` optional).
+    time : array_like of int64, optional
+        UTC ns of each trace.
+    sample_interval : float
+        Seconds between samples.
+    **params
+        Other :class:`GPRDetector` parameters.
+
+    Returns
+    -------
+    dict of ndarray
+        Alarm columns (:data:`ALARM_COLUMNS`), in order along the line.
+    """
+    det = GPRDetector(sample_interval, **params)
+    a = det.process(traces, x, y, time)
+    b = det.finish()
+    return {c: np.concatenate([a[c], b[c]]) for c in ALARM_COLUMNS}
