@@ -89,8 +89,8 @@ def _naive_gpr(scene: str, n: int = 40) -> float:
 
 def _device(driver: str, seconds: float = 5.0) -> tuple[float, float]:
     import serial
-    from demine.drivers import get_driver
 
+    from demine.drivers import get_driver
     from demine.framing import Framer
     from demine.simulate import SimulatedDevice
 
