@@ -303,3 +303,49 @@ def test_cw_detector_soil_line_and_metal_phases():
     # readings: amplitude and phase columns, deterministic
     r = simulate_lane(sc, 1.0, seed=3, streams=["cw"]).streams["cw"]
     assert r["samples"].shape == (50, 2) and np.all(r["samples"][:, 0] > 0)
+
+
+def test_alternative_physics_models():
+    from demine.simulate.emi import sphere_modes_curve
+    from demine.simulate.gpr import gaussian_derivative, refracted_distance
+    from demine.simulate.scene import Physics
+
+    # sphere eddy-current modes: ~t^-1/2 well before gamma, ~exp(-t/gamma) well after
+    gamma = 1e-3
+    t = np.array([1e-7, 4e-7, 3e-3, 4e-3])
+    c = sphere_modes_curve(t, np.array([1.0]), np.array([gamma]), n_modes=2000)[0]
+    assert math.log(c[1] / c[0]) / math.log(4.0) == pytest.approx(-0.5, abs=0.05)
+    assert c[3] / c[2] == pytest.approx(math.exp(-1e-3 / gamma), rel=1e-3)
+    # band-limited viscous soil: 1/t times the band factor
+    g = np.geomspace(1e-5, 1e-3, 8)
+    r = soil_response(g, 0.12, np.array([0.05]), np.array([1e-4]), band=(1e-7, 3e-3))[0]
+    band = np.exp(-g / 3e-3) - np.exp(-g / 1e-7)
+    np.testing.assert_allclose(r * g / band, (r * g / band)[0], rtol=1e-12)
+    assert r[-1] * g[-1] < 0.8 * r[0] * g[0]  # visibly not 1/t at the late gates
+    # antisymmetric pulse
+    tau = np.linspace(-1e-9, 1e-9, 201)
+    w = gaussian_derivative(tau, 1.5e9)
+    np.testing.assert_allclose(w, -w[::-1], atol=1e-15)
+    assert np.abs(w).max() == pytest.approx(1.0, rel=5e-3)
+    # refraction: Fermat's principle by brute force over the crossing point
+    n = 3.0
+    for h, rho, d in ((0.05, 0.2, 0.1), (0.1, 0.05, 0.2), (0.02, 0.4, 0.05)):
+        xs = np.linspace(0, rho, 200001)
+        best = np.min(np.sqrt(h * h + xs * xs) / n + np.sqrt(d * d + (rho - xs) ** 2)) - h / n
+        assert refracted_distance(np.array([h]), np.array([rho]), np.array([d]), n)[0] == (
+            pytest.approx(best, abs=1e-7))
+        assert best < math.hypot(rho, d)  # the bent ray is faster: flatter hyperbola
+    assert refracted_distance(np.array([0.05]), np.zeros(1), np.array([0.1]), n)[0] == (
+        pytest.approx(0.1))
+    # a lane with every alternative runs and differs from the default
+    sc = parse_scene({"lane": {"width": 1, "length": 1},
+                      "physics": {"emi_decay": "sphere-modes",
+                                  "soil_relaxation": "band-limited",
+                                  "gpr_wavelet": "gaussian-derivative",
+                                  "gpr_refraction": True},
+                      "objects": [{"class": "fragment", "x": 0.5, "y": 0.3, "depth": 0.05}]})
+    assert sc.physics == Physics.alternative()
+    alt = simulate_lane(sc, 1.0, seed=0)
+    base = simulate_lane(sc.replace(physics=Physics()), 1.0, seed=0)
+    assert not np.array_equal(alt.emi["samples"], base.emi["samples"])
+    assert not np.array_equal(alt.gpr["samples"], base.gpr["samples"])

@@ -31,6 +31,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layout-seed", type=int, default=None, metavar="N",
                    help="re-draw the random part of the scene's layout (random clutter "
                    "and mines, soil pattern) with this seed")
+    p.add_argument("--alt-physics", action="store_true",
+                   help="use the alternative forward models (sphere eddy modes, band-limited "
+                   "soil relaxation, Gaussian-derivative radar pulse, refracted rays) to "
+                   "check that a method does not depend on one model")
     p.add_argument("--speed", type=float, default=1.0,
                    help="real-time factor for devices (default 1.0)")
     p.add_argument("--fast", action="store_true",
@@ -59,6 +63,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.scene:
         raise ConfigError("a SCENE is required (name of a shipped scene or a .toml file)")
     scene = load_scene(args.scene, layout_seed=args.layout_seed)
+    if args.alt_physics:
+        from ..simulate.scene import Physics
+
+        scene = scene.replace(physics=Physics.alternative())
     if args.out:
         if args.device:
             raise ConfigError("--out writes a file; it does not take --device")

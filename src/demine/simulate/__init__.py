@@ -26,6 +26,7 @@ from .lane import STREAMS, LaneSimulator, SimulationResult, simulate_lane
 from .scene import (
     CLASS_DEFAULTS,
     BuriedObject,
+    Physics,
     Scene,
     list_scenes,
     load_scene,
@@ -37,6 +38,7 @@ __all__ = [
     "STREAMS",
     "BuriedObject",
     "LaneSimulator",
+    "Physics",
     "Scene",
     "SimulatedDevice",
     "SimulationResult",

@@ -29,7 +29,7 @@ from .scene import METALS, BuriedObject, Scene
 from .trajectory import RandomField2D, SmoothProcess
 
 __all__ = ["EMIModel", "loop_field", "object_polarizability", "polarizability_curve",
-           "dipole_response", "soil_response", "T_REF"]
+           "dipole_response", "soil_response", "sphere_modes_curve", "T_REF"]
 
 MU0 = 4e-7 * math.pi
 #: Reference time of the viscous (1/t) terms, seconds.
@@ -185,15 +185,33 @@ def dipole_response(coil_radius: float, cx: np.ndarray, cy: np.ndarray, cz: np.n
     return (proj * proj).reshape(n, 3 * m) @ curves.reshape(3 * m, -1)
 
 
+def sphere_modes_curve(t: np.ndarray, amp: np.ndarray, gamma: np.ndarray,
+                       n_modes: int = 40) -> np.ndarray:
+    """``amp * mean_k exp(-k^2 t / gamma)``: the eddy-current modes of a sphere
+    (slowest time constant ``gamma``), broadcast over the last axis = t."""
+    t = np.asarray(t, dtype=np.float64)
+    k2 = (np.arange(1, n_modes + 1, dtype=np.float64) ** 2)
+    g = np.asarray(gamma, dtype=np.float64)[..., None, None]
+    modes = np.exp(-k2[:, None] * t[None, :] / g).mean(axis=-2)
+    return np.asarray(amp, dtype=np.float64)[..., None] * modes
+
+
 def soil_response(gate_times: np.ndarray, coil_radius: float, height: np.ndarray,
-                  viscosity: np.ndarray, conductivity: float = 0.0) -> np.ndarray:
+                  viscosity: np.ndarray, conductivity: float = 0.0,
+                  band: tuple[float, float] | None = None) -> np.ndarray:
     """Soil response (before ``gain``): viscous ``dchi * t_ref/t * a^3/(a^2+4h^2)^1.5``
-    plus conductive ``5e-6 sigma^1.5 (t_ref/t)^2.5 a^2/(a^2+4h^2)``; shape (n, g)."""
+    plus conductive ``5e-6 sigma^1.5 (t_ref/t)^2.5 a^2/(a^2+4h^2)``; shape (n, g).
+
+    ``band = (tau_min, tau_max)``: relaxation times only within the band, the
+    1/t multiplied by ``exp(-t/tau_max) - exp(-t/tau_min)``."""
     a = coil_radius
     h = np.asarray(height, dtype=np.float64)[:, None]
     tg = np.asarray(gate_times, dtype=np.float64)[None, :]
     geom = a**3 / (a * a + 4.0 * h * h) ** 1.5
-    out = np.asarray(viscosity, dtype=np.float64)[:, None] * (T_REF / tg) * geom
+    shape = T_REF / tg
+    if band is not None:
+        shape = shape * (np.exp(-tg / band[1]) - np.exp(-tg / band[0]))
+    out = np.asarray(viscosity, dtype=np.float64)[:, None] * shape * geom
     if conductivity > 0:
         out = out + 5e-6 * conductivity**1.5 * (T_REF / tg) ** 2.5 * (
             a * a / (a * a + 4.0 * h * h))
@@ -223,8 +241,12 @@ class EMIModel:
         for j, o in enumerate(objs):
             self.axes[j] = _body_axes(o)
             p = object_polarizability(o)
-            self.curves[j] = polarizability_curve(self.gates, p["k"], p["alpha"], p["beta"],
-                                                  p["gamma"])
+            if scene.physics.emi_decay == "sphere-modes":
+                amp = p["k"] * p["alpha"] ** (-p["beta"])
+                self.curves[j] = sphere_modes_curve(self.gates, amp, p["gamma"])
+            else:
+                self.curves[j] = polarizability_curve(self.gates, p["k"], p["alpha"],
+                                                      p["beta"], p["gamma"])
             if o.magnetic_viscosity > 0:
                 vol = 4.0 / 3.0 * math.pi * (0.5 * o.size) ** 3
                 self.curves[j] += (vol * o.magnetic_viscosity * T_REF / self.gates)[None, :]
@@ -259,9 +281,12 @@ class EMIModel:
         cfg = self.scene.emi
         n = len(x)
         hg = np.maximum(h - self.ground_height(x, y), 0.002)
+        ph = self.scene.physics
+        band = ((ph.soil_tau_min, ph.soil_tau_max) if ph.soil_relaxation == "band-limited"
+                else None)
         out = cfg.soil_gain * soil_response(self.gates, cfg.coil_radius, hg,
                                             self.viscosity_at(x, y),
-                                            self.scene.soil.conductivity)
+                                            self.scene.soil.conductivity, band)
         if len(self.objects) and n:
             lo_x, hi_x = x.min(), x.max()
             lo_y, hi_y = y.min(), y.max()

@@ -32,7 +32,8 @@ import numpy as np
 from .scene import Scene
 from .trajectory import RandomField2D, SmoothProcess
 
-__all__ = ["GPRModel", "ricker", "reflection_coefficient", "C0"]
+__all__ = ["GPRModel", "ricker", "gaussian_derivative", "refracted_distance",
+           "reflection_coefficient", "C0"]
 
 C0 = 299_792_458.0
 
@@ -41,6 +42,43 @@ def ricker(tau: np.ndarray, f: float) -> np.ndarray:
     """Ricker wavelet of peak frequency ``f`` (Hz), unit peak at ``tau = 0``."""
     a = (math.pi * f * np.asarray(tau)) ** 2
     return (1.0 - 2.0 * a) * np.exp(-a)
+
+
+def gaussian_derivative(tau: np.ndarray, f: float) -> np.ndarray:
+    """First derivative of a Gaussian with peak frequency ``f``, unit peak amplitude
+    (antisymmetric: negative lobe first, zero crossing at ``tau = 0``)."""
+    s = 1.0 / (2.0 * math.pi * f)
+    x = np.asarray(tau) / s
+    return x * np.exp(0.5 - 0.5 * x * x)
+
+
+def refracted_distance(h: np.ndarray, rho: np.ndarray, d: np.ndarray, n: float,
+                       iterations: int = 8) -> np.ndarray:
+    """Equivalent soil distance of the refracted path antenna -> scatterer.
+
+    The antenna is ``h`` above the surface, the scatterer ``rho`` away
+    horizontally and ``d`` deep, in soil of refractive index ``n = sqrt(eps)``.
+    The ray crosses the surface at ``x`` from below the antenna where Snell's
+    law ``sin(i) = n sin(r)`` holds (Newton iterations on the travel time);
+    returns ``(air path * 1/n) + soil path - h/n``, i.e. the soil path length
+    that the straight model would need for the same time, so that the air
+    part of the vertical path stays in the ground bounce time.
+    """
+    h = np.maximum(np.asarray(h, dtype=np.float64), 1e-6)
+    rho = np.asarray(rho, dtype=np.float64)
+    d = np.maximum(np.asarray(d, dtype=np.float64), 1e-6)
+    # start from the straight-line crossing point, then Newton on
+    # f(x) = x / sqrt(h^2 + x^2) - n (rho - x) / sqrt(d^2 + (rho - x)^2)
+    x = rho * h / (h + d)
+    for _ in range(iterations):
+        ra = np.sqrt(h * h + x * x)
+        rs = np.sqrt(d * d + (rho - x) ** 2)
+        f = x / ra - n * (rho - x) / rs
+        df = h * h / ra**3 + n * d * d / rs**3
+        x = np.clip(x - f / df, 0.0, rho)
+    ra = np.sqrt(h * h + x * x)
+    rs = np.sqrt(d * d + (rho - x) ** 2)
+    return (ra - h) / n + rs
 
 
 def reflection_coefficient(eps1: np.ndarray | float, eps2: np.ndarray | float) -> np.ndarray:
@@ -141,7 +179,11 @@ class GPRModel:
         self.k = np.arange(-half_k, half_k + 2)
         # table[f, j] = ricker((k_j - f/_OVER) * dt): wavelet for an event at base + f/_OVER
         fr = np.arange(self._OVER + 1) / self._OVER
-        self._table = ricker((self.k[None, :] - fr[:, None]) * self.dt, cfg.frequency)
+        wavelet = (gaussian_derivative if scene.physics.gpr_wavelet == "gaussian-derivative"
+                   else ricker)
+        self._table = wavelet((self.k[None, :] - fr[:, None]) * self.dt, cfg.frequency)
+        self.refraction = bool(scene.physics.gpr_refraction)
+        self.n_soil = math.sqrt(soil.permittivity)
 
     @staticmethod
     def spread(path: np.ndarray) -> np.ndarray:
@@ -195,6 +237,12 @@ class GPRModel:
                     r_disc = np.sqrt(np.maximum(rh - rr, 0.0) ** 2 + d * d)
                     r_point = np.sqrt(rh**2 + d * d)
                     r = np.where(shape == 0, r_sphere, np.where(shape == 1, r_disc, r_point))
+                    if self.refraction:
+                        # the same nearest-surface geometry, with the bent ray's time
+                        rh_eff = np.where(shape == 1, np.maximum(rh - rr, 0.0), rh)
+                        d_eff = np.where(shape == 0, d + rr, d)
+                        r = (refracted_distance(hg[ti], rh_eff, d_eff, self.n_soil)
+                             - np.where(shape == 0, rr, 0.0))
                     theta = np.arctan2(np.maximum(rh - np.where(shape == 1, rr, 0.0), 0.0),
                                        d + hg[ti])
                     amp = (self.amp0[j] * self.spread(hg[ti] + r) * np.exp(-2 * self.alpha * r)

@@ -69,6 +69,7 @@ __all__ = [
     "GPSConfig",
     "Layer",
     "METALS",
+    "Physics",
     "Scene",
     "Soil",
     "Sweep",
@@ -334,6 +335,42 @@ class GPSConfig:
 
 
 @dataclass(frozen=True)
+class Physics:
+    """Which variant of each forward model to use.
+
+    The defaults are the models described in the module docs.  The
+    alternatives are different, equally physical descriptions, so a method
+    developed on one can be checked on the other (``Physics.alternative()``):
+
+    * ``emi_decay = "sphere-modes"``: each principal polarizability decays as
+      the eddy-current modes of a conducting sphere, ``sum_k exp(-k^2 t /
+      gamma)`` (equal weights, 40 modes: ``t^-1/2`` early, exponential late)
+      instead of the Pasion–Oldenburg law;
+    * ``soil_relaxation = "band-limited"``: viscous soil with relaxation times
+      log-uniform between ``soil_tau_min`` and ``soil_tau_max`` only, so the
+      decay is ``(exp(-t/tau_max) - exp(-t/tau_min)) / t``, not exactly 1/t;
+    * ``gpr_wavelet = "gaussian-derivative"``: first derivative of a
+      Gaussian (an antisymmetric pulse) instead of a Ricker wavelet;
+    * ``gpr_refraction = true``: travel times bent at the ground surface
+      (Snell's law between the antenna in air and the scatterer in soil)
+      instead of straight vertical air paths.
+    """
+
+    emi_decay: str = "pasion-oldenburg"
+    soil_relaxation: str = "log-uniform"
+    soil_tau_min: float = 1.0e-7
+    soil_tau_max: float = 3.0e-3
+    gpr_wavelet: str = "ricker"
+    gpr_refraction: bool = False
+
+    @classmethod
+    def alternative(cls) -> Physics:
+        """Every model switched to its alternative."""
+        return cls(emi_decay="sphere-modes", soil_relaxation="band-limited",
+                   gpr_wavelet="gaussian-derivative", gpr_refraction=True)
+
+
+@dataclass(frozen=True)
 class Scene:
     """A simulated test lane: geometry, soil, objects, sweep and sensors."""
 
@@ -353,6 +390,7 @@ class Scene:
     gpr: GPRConfig = field(default_factory=GPRConfig)
     gps: GPSConfig = field(default_factory=GPSConfig)
     cw: CWConfig = field(default_factory=CWConfig)
+    physics: Physics = field(default_factory=Physics)
     objects: tuple[BuriedObject, ...] = ()
     source: str = "<scene>"
 
@@ -644,8 +682,8 @@ def parse_scene(data: Mapping[str, Any], source: str = "<scene>",
     """
     src = source
     root = _Section(dict(data), "scene file", src)
-    for key in ("scene", "lane", "soil", "sweep", "emi", "gpr", "gps", "cw", "objects",
-                "clutter"):
+    for key in ("scene", "lane", "soil", "sweep", "emi", "gpr", "gps", "cw", "physics",
+                "objects", "clutter"):
         root.used.add(key)
     root.finish()
     s = _Section(data.get("scene"), "[scene]", src)
@@ -782,6 +820,21 @@ def parse_scene(data: Mapping[str, Any], source: str = "<scene>",
     )
     cs.finish()
 
+    ph = _Section(data.get("physics"), "[physics]", src)
+    physics = Physics(
+        emi_decay=ph.string("emi_decay", "pasion-oldenburg",
+                            ("pasion-oldenburg", "sphere-modes")),
+        soil_relaxation=ph.string("soil_relaxation", "log-uniform",
+                                  ("log-uniform", "band-limited")),
+        soil_tau_min=ph.num("soil_tau_min", 1e-7, lo=1e-12, hi=1.0, lo_open=True),
+        soil_tau_max=ph.num("soil_tau_max", 3e-3, lo=1e-12, hi=100.0, lo_open=True),
+        gpr_wavelet=ph.string("gpr_wavelet", "ricker", ("ricker", "gaussian-derivative")),
+        gpr_refraction=ph.boolean("gpr_refraction", False),
+    )
+    ph.finish()
+    if physics.soil_tau_max <= physics.soil_tau_min:
+        raise ConfigError(f"{src}: [physics] field 'soil_tau_max' must be > soil_tau_min")
+
     objects: list[BuriedObject] = []
     objs = data.get("objects", [])
     if not isinstance(objs, list):
@@ -809,7 +862,8 @@ def parse_scene(data: Mapping[str, Any], source: str = "<scene>",
     return Scene(name=name, description=description, width=width, length=length,
                  anchor_lon=lon, anchor_lat=lat, anchor_alt=alt, bearing_deg=bearing,
                  start_time_ns=t0, layout_seed=layout_seed, soil=soil, sweep=sweep, emi=emi,
-                 gpr=gpr, gps=gps, cw=cw, objects=tuple(objects), source=src)
+                 gpr=gpr, gps=gps, cw=cw, physics=physics, objects=tuple(objects),
+                 source=src)
 
 
 def list_scenes() -> list[str]:
