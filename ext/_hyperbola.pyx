@@ -118,21 +118,26 @@ def hyperbola_scan(const float[:, ::1] a, const double[::1] pos,
                    double tan_ap, double ap_min, double ap_max,
                    const long long[::1] plo, const long long[::1] phi,
                    Py_ssize_t pre_dk, double pre_thr, Py_ssize_t min_n,
-                   double[:, ::1] out, int nthreads=0):
+                   double flat_penalty, double[:, ::1] out, int nthreads=0):
     """Best hyperbola template per apex bin ``j`` in ``[j0, j1)``.
 
     ``a`` (bins x samples) is the noise-normalised B-scan, ``pos`` the bins'
     path positions (m), ``lo[j]:hi[j]`` the bins within ``ap_max`` of bin j and
-    ``plo[j]:phi[j]`` those of its prescreen window.  Apex samples are
+    ``plo[j]:phi[j]`` those of its prescreen window.  Templates are ranked by
+    ``(|sum| - flat_penalty * max(0, sign(sum) * flat)) / sqrt(n)`` where
+    ``flat`` sums the same traces along a horizontal line at the apex time:
+    a diffraction (hyperbola) scores, a flat specular event (layer,
+    ground-bounce or ringing residue) does not.  Apex samples are
     ``k_lo <= k < k_hi``; a cell is scanned when the mean square of ``a`` over
     the prescreen window (those bins, ``k +- pre_dk`` samples) reaches
     ``pre_thr ** 2``.  Row ``out[j - j0]`` receives: |S|, S, apex sample,
     velocity index, width index, semblance, traces used, apex time ``tau``
-    (s after ``t_surf``), where S = sum(a along the curve) / sqrt(n).
+    (s after ``t_surf``), where S = sum(a along the curve) / sqrt(n); column 0
+    holds the ranking score above (|S| when ``flat_penalty`` is 0).
     """
     cdef Py_ssize_t ns = a.shape[1], nv = vel.shape[0], nw = widths.shape[0]
     cdef Py_ssize_t j, k, iv, iw, i, kk, cnt, n
-    cdef double tau, z, v, w, ap, d, tk, val, sm, sq, S, e, best, p0, q2, tmax
+    cdef double tau, z, v, w, ap, d, tk, val, sm, sq, S, e, best, p0, q2, tmax, fl
     cdef double b_s, b_k, b_v, b_w, b_sem, b_n, b_tau
     cdef int nt = nthreads if nthreads > 0 else 1
     tmax = <double>(ns - 1) - 1e-9
@@ -173,6 +178,7 @@ def hyperbola_scan(const float[:, ::1] a, const double[::1] pos,
                         ap = ap_max
                     sm = 0.0
                     sq = 0.0
+                    fl = 0.0
                     n = 0
                     for i in range(lo[j], hi[j]):
                         d = fabs(pos[i] - p0)
@@ -185,6 +191,7 @@ def hyperbola_scan(const float[:, ::1] a, const double[::1] pos,
                         tk = (t_surf + sqrt(tau * tau + q2 * q2)) / dt
                         if tk >= tmax:
                             continue
+                        fl = fl + a[i, k]
                         val = _interp(a, i, tk)
                         sm = sm + val
                         sq = sq + val * val
@@ -192,8 +199,16 @@ def hyperbola_scan(const float[:, ::1] a, const double[::1] pos,
                     if n < min_n:
                         continue
                     S = sm / sqrt(<double>n)
-                    if fabs(S) > best:
-                        best = fabs(S)
+                    # evidence for a diffraction over a flat (specular) event:
+                    # remove what a horizontal line at the apex time collects
+                    e = fabs(sm)
+                    if flat_penalty != 0.0:
+                        fl = fl if sm >= 0.0 else -fl
+                        if fl > 0.0:
+                            e = e - flat_penalty * fl
+                    e = e / sqrt(<double>n)
+                    if e > best:
+                        best = e
                         b_s = S
                         b_k = k
                         b_v = iv

@@ -211,7 +211,8 @@ class GPRDetector:
                  velocities: Sequence[float] = _DEFAULT_VELOCITIES,
                  widths: Sequence[float] = (0.0, 0.04, 0.08, 0.12, 0.16, 0.2),
                  bin_size: float = 0.01, noise_window: float = 1.0,
-                 noise_quantile: float = 0.25, surface_zone: float | None = 1.5e-9,
+                 noise_quantile: float = 0.25, surface_zone: float | None = None,
+                 flat_penalty: float = 1.0, noise: float | None = None,
                  noise_floor: float = 1e-3, prescreen_threshold: float = 2.0,
                  prescreen_dx: float = 0.02, prescreen_dt: float = 0.2e-9,
                  threshold: float = 12.0, min_fit_quality: float = 0.2,
@@ -229,6 +230,8 @@ class GPRDetector:
         self.noise_window = _num("noise_window", noise_window, lo=0.0, lo_open=True)
         self.noise_floor = _num("noise_floor", noise_floor, lo=0.0)
         self.noise_quantile = _num("noise_quantile", noise_quantile, lo=0.01, hi=0.99)
+        self.flat_penalty = _num("flat_penalty", flat_penalty, lo=0.0)
+        self.noise = None if noise is None else _num("noise", noise, lo=0.0, lo_open=True)
         self.surface_zone = None if surface_zone is None else _num("surface_zone", surface_zone,
                                                                    lo=0.0)
         from scipy.special import erfinv
@@ -433,6 +436,10 @@ class GPRDetector:
         sig = self._sig_cache.get(c)
         if sig is not None:
             return sig
+        if self.noise is not None:
+            sig = np.full(self._bins.shape[1], self.noise, dtype=np.float32)
+            self._sig_cache[c] = sig
+            return sig
         g = self._gidx
         a = self._bins
         lo = int(np.searchsorted(g, c - self._wn, side="left"))
@@ -508,7 +515,7 @@ class GPRDetector:
                           self.t_surf, self.dt, k_lo, k_hi,
                           math.tan(math.radians(self.aperture_angle)), self.min_aperture,
                           self.max_aperture, PLO, PHI, self._pre_dk,
-                          self.prescreen_threshold, 3, out, self.nthreads)
+                          self.prescreen_threshold, 3, self.flat_penalty, out, self.nthreads)
         self._fit = np.concatenate([self._fit[:j0], out])
 
     def _decide(self, i0: int, i1: int) -> dict[str, np.ndarray]:
