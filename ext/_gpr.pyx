@@ -75,7 +75,25 @@ cdef extern from *:
         }
         _mm_storeu_ps(q0, a); _mm_storeu_ps(q1, b); _mm_storeu_ps(q2, c); _mm_storeu_ps(q3, d);
     }
+    /* Same, with non-temporal stores (all four destinations 16-byte aligned):
+       large outputs then skip the read-for-ownership of every line. */
+    static inline void dm_tr_out_nt(const float* T, int tile, float* q0, float* q1,
+                                    float* q2, float* q3, const float* gain) {
+        __m128 a = _mm_loadu_ps(T), b = _mm_loadu_ps(T + tile);
+        __m128 c = _mm_loadu_ps(T + 2 * tile), d = _mm_loadu_ps(T + 3 * tile);
+        _MM_TRANSPOSE4_PS(a, b, c, d);
+        if (gain) {
+            __m128 g = _mm_loadu_ps(gain);
+            a = _mm_mul_ps(a, g); b = _mm_mul_ps(b, g);
+            c = _mm_mul_ps(c, g); d = _mm_mul_ps(d, g);
+        }
+        _mm_stream_ps(q0, a); _mm_stream_ps(q1, b); _mm_stream_ps(q2, c); _mm_stream_ps(q3, d);
+    }
+    static inline void dm_sfence(void) { _mm_sfence(); }
+    #define DM_HAVE_NT 1
     #else
+    #define DM_HAVE_NT 0
+    static inline void dm_sfence(void) {}
     static inline void dm_tr_in_f32(const float* r0, const float* r1, const float* r2,
                                     const float* r3, float* T, int tile) {
         const float* r[4] = {r0, r1, r2, r3};
@@ -91,6 +109,10 @@ cdef extern from *:
         float* q[4] = {q0, q1, q2, q3};
         for (int c = 0; c < 4; c++) for (int i = 0; i < 4; i++)
             q[c][i] = gain ? T[i * tile + c] * gain[i] : T[i * tile + c];
+    }
+    static inline void dm_tr_out_nt(const float* T, int tile, float* q0, float* q1,
+                                    float* q2, float* q3, const float* gain) {
+        dm_tr_out(T, tile, q0, q1, q2, q3, gain);
     }
     #endif
     /* Dewow of a 16-lane tile: D = T - centred running mean along time (window
@@ -136,6 +158,10 @@ cdef extern from *:
                       float* T, int tile) noexcept nogil
     void dm_tr_out(const float* T, int tile, float* q0, float* q1, float* q2, float* q3,
                    const float* gain) noexcept nogil
+    void dm_tr_out_nt(const float* T, int tile, float* q0, float* q1, float* q2, float* q3,
+                      const float* gain) noexcept nogil
+    void dm_sfence() noexcept nogil
+    int DM_HAVE_NT
 
 
 cdef inline bint _missing(double v) noexcept nogil:
@@ -156,6 +182,7 @@ def max_threads():
 
 cdef enum:
     PAR_MIN = 512   # traces below which a kernel runs on one thread
+    STREAM_MIN = 4194304  # output samples (16 MB) from which stores bypass the caches
 
 
 cdef enum:
@@ -315,9 +342,11 @@ cdef inline void _bandpass_tile(float* E, int ns, int nsec, const double* sos,
 
 
 cdef inline void _store_tile(float* T, int ns, int nk, float[:, ::1] out, Py_ssize_t r0,
-                             const float* gain) noexcept nogil:
+                             const float* gain, bint stream=False) noexcept nogil:
     """Transpose the first nk lanes of T into rows r0.. of out (times gain): 4x4 SIMD
-    transposes, the remainder element by element."""
+    transposes, the remainder element by element.  With ``stream`` (the caller has
+    checked that rows are 16-byte aligned and will issue dm_sfence) the 4x4 blocks
+    use non-temporal stores."""
     cdef int j, k, k4, j4, i
     cdef float* q
     k4 = nk & ~3
@@ -325,11 +354,18 @@ cdef inline void _store_tile(float* T, int ns, int nk, float[:, ::1] out, Py_ssi
     k = 0
     while k < k4:
         j = 0
-        while j < j4:
-            dm_tr_out(T + j * TILE + k, TILE, &out[r0 + k, j], &out[r0 + k + 1, j],
-                      &out[r0 + k + 2, j], &out[r0 + k + 3, j],
-                      gain + j if gain != NULL else NULL)
-            j += 4
+        if stream:
+            while j < j4:
+                dm_tr_out_nt(T + j * TILE + k, TILE, &out[r0 + k, j], &out[r0 + k + 1, j],
+                             &out[r0 + k + 2, j], &out[r0 + k + 3, j],
+                             gain + j if gain != NULL else NULL)
+                j += 4
+        else:
+            while j < j4:
+                dm_tr_out(T + j * TILE + k, TILE, &out[r0 + k, j], &out[r0 + k + 1, j],
+                          &out[r0 + k + 2, j], &out[r0 + k + 3, j],
+                          gain + j if gain != NULL else NULL)
+                j += 4
         k += 4
     for k in range(k4):
         q = &out[r0 + k, 0]
@@ -486,6 +522,7 @@ def chain(num_t[:, ::1] x, float[:, ::1] hist, Py_ssize_t seen, float[:, ::1] ou
     cdef const float* gp = NULL
     cdef Py_ssize_t first_out = 0
     cdef int nt
+    cdef bint stream
     if n == 0:
         return
     if nsec > 0:
@@ -499,15 +536,18 @@ def chain(num_t[:, ::1] x, float[:, ::1] hist, Py_ssize_t seen, float[:, ::1] ou
     nt = nthreads if nthreads > 0 else openmp.omp_get_max_threads()
     if n < PAR_MIN:
         nt = 1
+    # non-temporal stores for outputs far larger than the caches, rows 16-byte aligned
+    stream = (DM_HAVE_NT and out.shape[0] * ns >= STREAM_MIN and ns % 4 == 0
+              and (<size_t>&out[0, 0]) % 16 == 0) if out.shape[0] > 0 else False
     with nogil, parallel(num_threads=nt):
         _chain_part(x, hist, seen, out, dewow_half, w, bg_delay, nsec, sosp, zip_, padlen,
-                    gp, ring_n, first_out)
+                    gp, ring_n, first_out, stream)
 
 
 cdef void _chain_part(num_t[:, ::1] x, float[:, ::1] hist, Py_ssize_t seen,
                       float[:, ::1] out, int dewow_half, int w, int delay, int nsec,
                       const double* sos, const double* zi, int padlen, const float* gain,
-                      int ring_n, Py_ssize_t first_out) noexcept nogil:
+                      int ring_n, Py_ssize_t first_out, bint stream) noexcept nogil:
     """The share of one thread: a contiguous range [a, b) of the chunk's traces."""
     cdef int tid = threadid()
     cdef int nthr = openmp.omp_get_num_threads()
@@ -600,8 +640,10 @@ cdef void _chain_part(num_t[:, ::1] x, float[:, ::1] hist, Py_ssize_t seen,
             r0 = i
         if nsec > 0:
             _bandpass_tile(E, ns, nsec, sos, zi, padlen, miss2, may_miss)
-        _store_tile(W, ns, kk, out, r0, gain)
+        _store_tile(W, ns, kk, out, r0, gain, stream)
         i += nk
+    if stream:
+        dm_sfence()
 
     free(T); free(D); free(E); free(R); free(O); free(S); free(miss); free(miss2)
 

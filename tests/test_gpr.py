@@ -651,3 +651,14 @@ def test_process_into_preallocated_output():
     st_.reset()
     with pytest.raises(ValueError, match="out"):
         st_.process(x, out=np.empty((50, 32), np.float32))
+
+
+def test_large_output_with_streaming_stores_matches_chunks():
+    """Outputs of 4M samples and more bypass the caches (non-temporal stores)."""
+    x = bscan(RNG, 8300, 512, np.int16)
+    f = gpr.FusedChain(dewow_window=9, background_window=11, low=0.5e9, high=3e9,
+                       sample_interval=DT)
+    whole = run_stage(f, x)
+    close(whole, run_stage(f, x, [3000, 7]), rel=1e-6)
+    close(run_stage(gpr.BandPass(low=0.5e9, high=3e9, sample_interval=DT), x),
+          run_stage(gpr.BandPass(low=0.5e9, high=3e9, sample_interval=DT), x, 4000), rel=1e-6)
