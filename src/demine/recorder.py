@@ -134,6 +134,10 @@ class Recorder:
         the recording's alarms table as it completes.  The same
         :class:`~demine.pipeline.StreamDetector` runs on the same frames as
         ``demine detect`` does later, so live and batch alarms are equal.
+    control : str, optional
+        Serve the control channel (:mod:`demine.control`) on this address (a
+        Unix socket path or ``127.0.0.1:PORT``) once recording starts, so
+        another process (the console) can add marks, pause and resume.
     """
 
     def __init__(self, out: str | Path, devices: Sequence[DeviceSpec], *,
@@ -143,7 +147,7 @@ class Recorder:
                  startup_timeout: float = 10.0, position_wait: float = 1.0,
                  on_event: Callable[[ReaderEvent], Any] | None = None,
                  reader_options: Mapping[str, Any] | None = None,
-                 detect: Any = None) -> None:
+                 detect: Any = None, control: str | None = None) -> None:
         if not devices:
             raise ConfigError("no devices to record (give at least one --device DRIVER=PORT)")
         self.out = Path(out)
@@ -187,6 +191,9 @@ class Recorder:
         self.error: BaseException | None = None
         self.started_at: float | None = None
         self.events: list[ReaderEvent] = []
+        self.control = control
+        self.paused = False  # set over the control channel: frames are dropped
+        self._control_server: Any = None
 
     def _stream_names(self) -> list[str]:
         names: list[str] = []
@@ -244,6 +251,10 @@ class Recorder:
         self._thread = threading.Thread(target=self._write_loop, name="demine-recorder",
                                         daemon=True)
         self._thread.start()
+        if self.control:
+            from .control import ControlServer, RecorderControl
+
+            self._control_server = ControlServer(self.control, RecorderControl(self)).start()
         return self
 
     def _open_writer(self, first: dict[str, list[FrameBatch]]) -> None:
@@ -327,6 +338,7 @@ class Recorder:
         cols = {c.name for c in TABLES["alarms"]}
         self.writer.append_alarms({k: v for k, v in alarms.items() if k in cols})
         self.alarms_written += n
+        self.writer.flush()  # alarms are rare: make them visible to readers (consoles) now
 
     def stop_readers(self) -> None:
         for r in self._readers.values():
@@ -335,6 +347,9 @@ class Recorder:
     def stop(self) -> None:
         """Stop reading, write everything received, close the file."""
         self.stop_readers()
+        if self._control_server is not None:
+            self._control_server.close()
+            self._control_server = None
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
@@ -398,6 +413,8 @@ class Recorder:
         self._release_held(final)
 
     def _dispatch(self, name: str, batch: FrameBatch) -> None:
+        if self.paused:
+            return
         if self._kinds[name] == "gps":
             self._write_gps(name, batch)
         else:

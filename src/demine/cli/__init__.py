@@ -22,7 +22,7 @@ from ..errors import DemineError
 COMMANDS: tuple[str, ...] = (
     "demo", "info", "record", "calibrate", "process", "detect", "evaluate", "export",
     "import_", "simulate",
-    "drivers",
+    "drivers", "console",
 )
 
 

@@ -53,6 +53,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--detect", nargs="?", const=True, default=None, metavar="CONFIG",
                    help="run the detectors live and write alarms into the recording "
                    "(optionally with a detection config TOML; see demine detect)")
+    p.add_argument("--control", metavar="ADDR", default=None,
+                   help="serve the control channel (marks, pause/resume; used by demine "
+                   "console) on a Unix socket path or 127.0.0.1:PORT")
     p.add_argument("--quiet", "-q", action="store_true", help="no status line")
     p.set_defaults(run=run)
 
@@ -136,7 +139,8 @@ def run(args: argparse.Namespace) -> int:
                    operator=args.operator, lane_id=args.lane_id, notes=args.notes,
                    flush_interval=args.flush_interval, fsync=args.fsync,
                    overwrite=args.overwrite, startup_timeout=args.startup_timeout,
-                   on_event=_print_event, detect=args.detect)
+                   on_event=_print_event, detect=args.detect,
+                   control=getattr(args, "control", None))
 
     def on_term(signum: int, frame_: Any) -> None:
         raise KeyboardInterrupt

@@ -1,0 +1,147 @@
+"""``demine console``: the field console (live signals, radar image, alarms)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from ..errors import ConfigError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "console",
+        help="field console: follow a recording live (status, EMI chart, radar, alarms)",
+        description="A terminal console for the field. With FILE only, follow a recording "
+        "that another process writes (read-only). With --device (or --simulate SCENE), start "
+        "a recorder process with live detection and follow its file; keys then pause/resume "
+        "(r), mark a target (m), null (n) and change the detector threshold (+/-), carried to "
+        "the recorder over its control channel. q quits (and stops a recorder it started). "
+        "A console crash never stops the recorder.",
+        epilog="Examples: demine console lane1.h5 | demine console --device emi-pi=/dev/ttyUSB0 "
+        "--device gpr=/dev/ttyUSB1 --device nmea=/dev/ttyUSB2 --calibration gpr=gpr-default "
+        "--out lane1.h5 | demine console --simulate demo-lane",
+    )
+    p.add_argument("file", nargs="?", type=Path, metavar="FILE",
+                   help="recording to follow (or to create, with --device/--simulate)")
+    p.add_argument("--device", action="append", default=[], metavar="[NAME:]DRIVER=PORT",
+                   help="start a recorder on these devices (as demine record --device)")
+    p.add_argument("--simulate", metavar="SCENE",
+                   help="start simulated devices (emi-pi, gpr, nmea) on this scene and a "
+                   "recorder on them: the console demo")
+    p.add_argument("--out", "-o", type=Path, help="recording the started recorder creates")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.add_argument("--control", metavar="ADDR",
+                   help="control channel of a recorder started elsewhere with demine record "
+                   "--control ADDR (makes the keys work when following FILE)")
+    p.add_argument("--calibration", action="append", default=[], metavar="STREAM=PROFILE",
+                   help="passed to the recorder (demine record --calibration)")
+    p.add_argument("--scene", metavar="SCENE",
+                   help="passed to the recorder: ground truth, local frame and gate times")
+    p.add_argument("--detect", metavar="CONFIG", default=None,
+                   help="detection config TOML for the recorder's live detection and the "
+                   "console's EMI chart (default: the pipeline defaults)")
+    p.add_argument("--flush-interval", type=float, default=0.25, metavar="S",
+                   help="flush interval of the started recorder (default 0.25 s)")
+    p.add_argument("--seed", type=int, default=0, help="simulator seed (with --simulate)")
+    p.add_argument("--stale", type=float, default=3.0, metavar="S",
+                   help="a stream whose last frame is older than S seconds shows red "
+                   "(default 3)")
+    p.add_argument("--refresh", type=float, default=10.0, metavar="HZ",
+                   help="display refresh rate (default 10 Hz)")
+    p.add_argument("--no-bell", action="store_true", help="no terminal bell on a new alarm")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        from ..console.app import ConsoleApp
+    except ImportError as exc:  # textual missing
+        raise ConfigError(f"demine console needs Textual ({exc}); install it with "
+                          "pip install 'demine[console]'") from exc
+    from ..console.follow import Follower
+    from ..console.launch import (
+        start_recorder,
+        start_simulator,
+        stop_process,
+        wait_for_control,
+    )
+
+    if args.refresh <= 0 or args.stale <= 0:
+        raise ConfigError("--refresh and --stale must be positive")
+    starts = bool(args.device or args.simulate)
+    if args.device and args.simulate:
+        raise ConfigError("give --device or --simulate, not both")
+    out = args.out or args.file
+    if not starts:
+        if args.file is None:
+            raise ConfigError("give a FILE to follow, or --device/--simulate to record")
+        if args.out is not None:
+            raise ConfigError("--out needs --device or --simulate (FILE alone is followed)")
+    elif out is None:
+        if not args.simulate:
+            raise ConfigError("--device needs --out FILE (the recording to create)")
+        out = Path(f"console-{Path(args.simulate).stem}-{time.strftime('%Y%m%d-%H%M%S')}.h5")
+    if starts and out.exists() and not args.overwrite:
+        raise ConfigError(f"{out}: file exists (use --overwrite to replace it)")
+
+    sim = recorder = None
+    control = args.control
+    log = None
+    if starts:
+        tmp = Path(tempfile.mkdtemp(prefix="demine-console-"))
+        control = str(tmp / "control.sock")
+        log = tmp / "recorder.log"
+        extra = ["--flush-interval", str(args.flush_interval)]
+        extra += ["--detect", args.detect] if args.detect else ["--detect"]
+        if args.overwrite:
+            extra.append("--overwrite")
+        for c in args.calibration:
+            extra += ["--calibration", c]
+        devices = list(args.device)
+        if args.simulate:
+            print(f"starting simulated devices on scene {args.simulate!r} ...", file=sys.stderr)
+            sim, ports = start_simulator(args.simulate, seed=args.seed, log=tmp / "simulator.log")
+            devices = [f"{drv}={port}" for drv, port in ports]
+            if not any(c.startswith("gpr=") for c in args.calibration):
+                extra += ["--calibration", "gpr=gpr-default"]
+            extra += ["--scene", args.scene or args.simulate]
+        elif args.scene:
+            extra += ["--scene", args.scene]
+        print(f"starting recorder -> {out} (log {log}) ...", file=sys.stderr)
+        recorder = start_recorder(devices, out, control, extra=extra, log=log)
+        try:
+            wait_for_control(control, recorder)
+        except Exception:
+            stop_process(recorder)
+            stop_process(sim)
+            tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() \
+                else []
+            if tail:
+                print(f"recorder: {tail[0]}", file=sys.stderr)
+            raise
+
+    follower = Follower(out, detect_config=args.detect, stale_after=args.stale)
+    app = ConsoleApp(follower, control=control, recorder=recorder, recorder_log=log,
+                     refresh_hz=args.refresh, bell=not args.no_bell)
+    code = None
+    try:
+        app.run()
+        code = app.return_code
+    finally:
+        follower.close()
+        if recorder is not None:
+            if code == 0:
+                stop_process(recorder)
+                stop_process(sim)
+                print(f"recording stopped: {out}", file=sys.stderr)
+            else:
+                print(f"the console stopped; the recorder (pid {recorder.pid}) keeps "
+                      f"recording {out}: follow it again with demine console {out} "
+                      f"--control {control}, stop it with kill -TERM {recorder.pid}"
+                      + (f" (simulator pid {sim.pid})" if sim is not None else ""),
+                      file=sys.stderr)
+    return int(code or 0)

@@ -1,0 +1,242 @@
+"""Display widgets of the field console: strip chart, radar waterfall, alarm list.
+
+Each widget renders cached :class:`~textual.strip.Strip` lines built once per
+data update (not once per paint), from pre-built styles, so a refresh at
+10 Hz costs little.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from itertools import groupby
+from typing import Any
+
+import numpy as np
+from rich.segment import Segment
+from rich.style import Style
+from rich.text import Text
+from textual.strip import Strip
+from textual.widget import Widget
+
+__all__ = ["AlarmList", "StripChart", "Waterfall"]
+
+BG = "#000000"
+FG = "#ffffff"
+TITLE = Style(color="#ffff00", bgcolor=BG, bold=True)
+AXIS = Style(color="#ffffff", bgcolor=BG)
+BAR = Style(color="#00ffff", bgcolor=BG)
+BAR_HOT = Style(color="#ff3030", bgcolor=BG, bold=True)
+THRESH = Style(color="#ffff00", bgcolor=BG, bold=True)
+BLANK = Style(color=FG, bgcolor=BG)
+_EIGHTHS = " ▁▂▃▄▅▆▇█"
+
+
+def _strip(cells: Sequence[tuple[str, Style]], width: int) -> Strip:
+    """A strip from (char, style) cells, equal neighbours merged into one segment."""
+    segs = [Segment("".join(c for c, _ in grp), style)
+            for style, grp in groupby(cells, key=lambda cs: cs[1])]
+    return Strip(segs, sum(len(c) for c, _ in cells)).adjust_cell_length(width, BLANK)
+
+
+def _title(text: str, width: int) -> Strip:
+    return Strip([Segment(text[:width].ljust(width), TITLE)], width)
+
+
+class _Cached(Widget):
+    """A widget whose lines are rebuilt by :meth:`rebuild`, not at every paint."""
+
+    DEFAULT_CSS = "_Cached { background: #000000; }"
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self._lines: list[Strip] = []
+        self.paints = 0
+
+    def render_line(self, y: int) -> Strip:
+        if y == 0:
+            self.paints += 1
+        if y < len(self._lines):
+            return self._lines[y]
+        return Strip.blank(self.size.width, BLANK)
+
+    def on_resize(self) -> None:
+        self.rebuild()
+        self.refresh()
+
+    def rebuild(self) -> None:  # pragma: no cover - overridden
+        pass
+
+
+class StripChart(_Cached):
+    """EMI detection statistic per bin (bars, log scale) with the detector threshold."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.values: Sequence[float] = ()
+        self.thresholds: Sequence[float] = ()
+        self.title = "EMI statistic"
+
+    def set_data(self, values: Sequence[float], thresholds: Sequence[float],
+                 title: str) -> None:
+        self.values, self.thresholds, self.title = values, thresholds, title
+        self.rebuild()
+        self.refresh()
+
+    def rebuild(self) -> None:
+        width, height = self.size.width, self.size.height
+        if width <= 0 or height <= 0:
+            self._lines = []
+            return
+        lines = [_title(self.title, width)]
+        rows = height - 1
+        axis = 6
+        ncol = max(0, width - axis)
+        if rows <= 0 or ncol <= 0:
+            self._lines = lines
+            return
+        v = np.asarray(list(self.values)[-ncol:], dtype=np.float64)
+        thr = np.asarray(list(self.thresholds)[-ncol:], dtype=np.float64)
+        pad = ncol - v.size
+        if pad > 0:
+            v = np.concatenate((np.full(pad, np.nan), v))
+            thr = np.concatenate((np.full(pad, np.nan), thr))
+        thr_now = float(thr[-1]) if thr.size and np.isfinite(thr[-1]) else math.nan
+        vis = v[np.isfinite(v)]
+        top_v = max(float(vis.max()) * 1.1 if vis.size else 1.0,
+                    3.0 * thr_now if math.isfinite(thr_now) else 10.0, 1.0)
+        top = math.log1p(top_v)
+        levels = rows * 8
+        h = np.where(np.isfinite(v), np.log1p(np.clip(np.nan_to_num(v), 0, None)) / top, 0.0)
+        h = np.clip(np.round(h * levels), 0, levels).astype(int)
+        th = np.where(np.isfinite(thr), np.log1p(np.clip(np.nan_to_num(thr), 0, None)) / top,
+                      -1.0)
+        trow = np.where(th >= 0, rows - 1 - np.clip((th * levels).astype(int) // 8, 0,
+                                                     rows - 1), -1)
+        hot = np.isfinite(v) & np.isfinite(thr) & (v > thr)
+        thr_label_row = int(trow[-1]) if trow.size else -1
+        for r in range(rows):
+            base = (rows - 1 - r) * 8
+            if r == 0:
+                label = (f"{top_v:5.0f} ", AXIS)
+            elif r == thr_label_row:
+                label = (f"{thr_now:5.1f}-", THRESH)
+            elif r == rows - 1:
+                label = ("    0 ", AXIS)
+            else:
+                label = ("      ", AXIS)
+            cells: list[tuple[str, Style]] = [(label[0][:axis].rjust(axis), label[1])]
+            fill = np.clip(h - base, 0, 8)
+            for c in range(ncol):
+                f = int(fill[c])
+                if f:
+                    cells.append((_EIGHTHS[f], BAR_HOT if hot[c] else BAR))
+                elif trow[c] == r:
+                    cells.append(("─", THRESH))
+                else:
+                    cells.append((" ", BLANK))
+            lines.append(_strip(cells, width))
+        self._lines = lines
+
+
+def _palette(levels: int = 8) -> list[str]:
+    """Diverging, high contrast on black: negative cyan, zero black, positive yellow."""
+    cols = []
+    for k in range(-levels, levels + 1):
+        a = abs(k) / levels
+        g = int(round(255 * a ** 0.8))
+        cols.append(f"#00{g:02x}{g:02x}" if k < 0 else f"#{g:02x}{g:02x}00")
+    return cols
+
+
+class Waterfall(_Cached):
+    """Radar B-scan, newest trace on the right, two depth cells per character (▀)."""
+
+    LEVELS = 8
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        pal = _palette(self.LEVELS)
+        n = len(pal)
+        self._styles = [[Style(color=pal[i], bgcolor=pal[j]) for j in range(n)]
+                        for i in range(n)]
+        self.source: Any = None
+        self.title = "GPR B-scan"
+
+    def set_source(self, waterfall: Any, title: str) -> None:
+        self.source, self.title = waterfall, title
+        self.rebuild()
+        self.refresh()
+
+    def rebuild(self) -> None:
+        width, height = self.size.width, self.size.height
+        if width <= 0 or height <= 0:
+            self._lines = []
+            return
+        lines = [_title(self.title, width)]
+        rows = height - 1
+        if rows <= 0 or self.source is None:
+            self._lines = lines
+            return
+        data = self.source.latest(width)  # (px, w)
+        px, w = data.shape
+        if w == 0:
+            self._lines = lines
+            return
+        npx = 2 * rows
+        edges = np.linspace(0, px, npx + 1).astype(np.intp)
+        edges = np.minimum(edges[:-1], px - 1)
+        counts = np.maximum(np.diff(np.append(edges, px)), 1)
+        img = np.add.reduceat(data, edges, axis=0) / counts[:, None]
+        q = np.clip(np.rint(img * self.LEVELS), -self.LEVELS, self.LEVELS).astype(int)
+        q += self.LEVELS
+        pad = width - w
+        styles = self._styles
+        for r in range(rows):
+            top, bot = q[2 * r], q[2 * r + 1]
+            cells: list[tuple[str, Style]] = [(" ", BLANK)] * pad
+            cells += [("▀", styles[a][b]) for a, b in zip(top.tolist(), bot.tolist(),
+                                                           strict=True)]
+            lines.append(_strip(cells, width))
+        self._lines = lines
+
+
+class AlarmList(Widget):
+    """The alarms table, newest first; records when each alarm was first drawn."""
+
+    DEFAULT_CSS = "AlarmList { background: #000000; color: #ffffff; }"
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.alarms: list[dict[str, Any]] = []
+        self.shown_at: dict[int, int] = {}  # alarm row -> time.time_ns() of first paint
+        self.flash_until = 0.0
+
+    def set_alarms(self, alarms: list[dict[str, Any]], flash: bool) -> None:
+        self.alarms = alarms
+        if flash:
+            self.flash_until = time.monotonic() + 3.0
+        self.refresh()
+
+    def render(self) -> Text:
+        now_ns = time.time_ns()
+        for i in range(len(self.shown_at), len(self.alarms)):
+            self.shown_at[i] = now_ns
+        t = Text(no_wrap=True, overflow="crop")
+        t.append(f"ALARMS {len(self.alarms)}\n", style="bold #ffff00")
+        t.append("time     x,y (m)      dep  p\n", style="bold #ffffff")
+        rows = max(0, self.size.height - 2)
+        flash = time.monotonic() < self.flash_until
+        for k, a in enumerate(reversed(self.alarms[-rows:] if rows else [])):
+            ts = time.strftime("%H:%M:%S", time.gmtime(a.get("time", 0) / 1e9))
+            x, y = a.get("x", math.nan), a.get("y", math.nan)
+            pos = f"{x:5.1f},{y:5.1f}" if math.isfinite(x) and math.isfinite(y) else "  --,  -- "
+            d, p = a.get("depth", math.nan), a.get("p_mine", math.nan)
+            dep = f"{d:4.2f}" if math.isfinite(d) else " -- "
+            pm = f"{p:4.2f}" if math.isfinite(p) else " -- "
+            style = "bold #000000 on #ffff00" if (k == 0 and flash) else "#ffffff"
+            if math.isfinite(p) and p >= 0.5 and not (k == 0 and flash):
+                style = "bold #ff3030"
+            t.append(f"{ts} {pos} {dep} {pm}\n", style=style)
+        return t

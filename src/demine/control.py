@@ -1,0 +1,359 @@
+"""Control channel of a running recorder: JSON lines over a local socket.
+
+An HDF5 recording has exactly one writer, the recorder process.  Other
+processes (the field console) that want something written — an operator's
+mark, a pause — send a command over this channel and the recorder writes it.
+
+Transport: one JSON object per line, request then response, over a Unix
+domain socket (an address that is a filesystem path) or TCP on the loopback
+interface (``HOST:PORT``, e.g. ``127.0.0.1:0`` for any free port).  Each
+request is answered with ``{"ok": true, ...}`` or ``{"ok": false, "error": ...}``.
+
+Commands understood by :class:`RecorderControl` (the recorder's handler):
+
+``{"cmd": "ping"}``
+    liveness.
+``{"cmd": "status"}``
+    ``status``: the recorder's :meth:`~demine.recorder.Recorder.status`
+    (per-device CRC errors, gaps, connection) plus ``paused`` and ``threshold``.
+``{"cmd": "mark", "x": X, "y": Y, "label": "...", "note": "...", "time": NS}``
+    append a row to the markers table; missing ``x``/``y`` take the last
+    tracked position, missing ``time`` is now.
+``{"cmd": "pause"}`` / ``{"cmd": "resume"}``
+    stop / restart writing frames (readers keep running); both leave a marker.
+``{"cmd": "null"}``
+    the operator nulled (ground-balanced) the detector here: a ``null`` marker.
+    Live detection is not reset, so live and batch alarms stay equal; the
+    marker lets processing honour it.
+``{"cmd": "threshold", "value": V}`` or ``{"cmd": "threshold", "delta": D}``
+    set the live EMI detector's start threshold (floor); leaves a marker
+    with the new value.
+
+Examples
+--------
+>>> from demine.control import ControlServer, ControlClient
+>>> srv = ControlServer("127.0.0.1:0", lambda req: {"echo": req}).start()  # doctest: +SKIP
+>>> ControlClient(srv.address).request("ping")  # doctest: +SKIP
+{'ok': True, 'echo': {'cmd': 'ping'}}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import socketserver
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, DemineError
+
+__all__ = ["ControlClient", "ControlError", "ControlServer", "RecorderControl",
+           "parse_address"]
+
+_MAX_LINE = 1 << 16
+
+
+class ControlError(DemineError):
+    """The control channel failed: no recorder listening, bad reply, refused command."""
+
+
+def parse_address(address: str) -> tuple[int, Any]:
+    """``(family, sockaddr)`` of a control address: a path (Unix socket) or ``HOST:PORT``."""
+    text = str(address)
+    if "/" not in text and ":" in text:
+        host, _, port = text.rpartition(":")
+        try:
+            return socket.AF_INET, (host or "127.0.0.1", int(port))
+        except ValueError as exc:
+            raise ConfigError(f"control address {text!r}: port is not a number") from exc
+    if not hasattr(socket, "AF_UNIX"):  # pragma: no cover - Windows without AF_UNIX
+        raise ConfigError(f"control address {text!r}: Unix sockets are not available here; "
+                          "use 127.0.0.1:PORT")
+    return socket.AF_UNIX, text
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if hasattr(value, "item"):  # numpy scalar
+        return _jsonable(value.item())
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+class _Handler(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        server: Any = self.server
+        while True:
+            try:
+                line = self.rfile.readline(_MAX_LINE)
+            except OSError:
+                return
+            if not line:
+                return
+            try:
+                req = json.loads(line)
+                if not isinstance(req, dict) or not isinstance(req.get("cmd"), str):
+                    raise ValueError("request must be a JSON object with a 'cmd' string")
+                reply = dict(server.handler(req) or {})
+                reply.setdefault("ok", True)
+            except Exception as exc:  # noqa: BLE001 - every failure becomes a reply
+                reply = {"ok": False, "error": str(exc)}
+            try:
+                self.wfile.write((json.dumps(_jsonable(reply)) + "\n").encode("utf-8"))
+                self.wfile.flush()
+            except OSError:
+                return
+
+
+class _TCPServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+if hasattr(socketserver, "ThreadingUnixStreamServer"):
+    class _UnixServer(socketserver.ThreadingUnixStreamServer):
+        daemon_threads = True
+
+
+class ControlServer:
+    """Serve ``handler(request) -> reply`` on a local socket in a background thread.
+
+    Parameters
+    ----------
+    address : str
+        A filesystem path (Unix socket, created; removed on :meth:`close`) or
+        ``HOST:PORT`` (TCP; port 0 picks a free port, see :attr:`address`).
+        Only loopback hosts are accepted: the channel has no authentication.
+    handler : callable
+        Called in a server thread with each request dict; returns the reply
+        dict (``ok`` defaults to true).  Exceptions become ``ok: false``.
+    """
+
+    def __init__(self, address: str, handler: Callable[[dict[str, Any]], Any]) -> None:
+        family, sockaddr = parse_address(address)
+        self.handler = handler
+        self._path: Path | None = None
+        if family == socket.AF_INET:
+            if sockaddr[0] not in ("127.0.0.1", "localhost", "::1"):
+                raise ConfigError(f"control address {address!r}: only loopback hosts "
+                                  "(127.0.0.1) are allowed")
+            self._server: socketserver.BaseServer = _TCPServer(sockaddr, _Handler)
+            host, port = self._server.server_address[:2]
+            self.address = f"{host}:{port}"
+        else:
+            path = Path(sockaddr)
+            if path.exists():
+                if not path.is_socket():
+                    raise ConfigError(f"control address {path}: exists and is not a socket")
+                path.unlink()  # stale socket of a dead recorder
+            self._server = _UnixServer(str(path), _Handler)
+            os.chmod(path, 0o600)
+            self._path = path
+            self.address = str(path)
+        self._server.handler = handler  # type: ignore[attr-defined]
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> ControlServer:
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        kwargs={"poll_interval": 0.1},
+                                        name="demine-control", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        """Stop serving and remove the socket file."""
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join(timeout=5)
+            self._thread = None
+        self._server.server_close()
+        if self._path is not None:
+            try:
+                self._path.unlink()
+            except OSError:
+                pass
+            self._path = None
+
+    def __enter__(self) -> ControlServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class ControlClient:
+    """Send commands to a :class:`ControlServer`; one connection, reopened on failure.
+
+    Parameters
+    ----------
+    address : str
+        The server's address (path or ``HOST:PORT``).
+    timeout : float
+        Seconds to wait for connection and reply.
+    """
+
+    def __init__(self, address: str, timeout: float = 1.0) -> None:
+        self.address = str(address)
+        self.timeout = timeout
+        self._sock: socket.socket | None = None
+        self._file: Any = None
+        self._lock = threading.Lock()
+
+    def _connect(self) -> None:
+        family, sockaddr = parse_address(self.address)
+        s = socket.socket(family, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        try:
+            s.connect(sockaddr)
+        except OSError as exc:
+            s.close()
+            raise ControlError(f"no recorder listening on {self.address}: {exc}") from exc
+        self._sock = s
+        self._file = s.makefile("rwb")
+
+    def request(self, cmd: str, **params: Any) -> dict[str, Any]:
+        """Send one command and return the reply; :class:`ControlError` when refused."""
+        msg = (json.dumps(_jsonable({"cmd": cmd, **params})) + "\n").encode("utf-8")
+        with self._lock:
+            for attempt in (0, 1):
+                if self._sock is None:
+                    self._connect()
+                try:
+                    self._file.write(msg)
+                    self._file.flush()
+                    line = self._file.readline(_MAX_LINE)
+                    if not line:
+                        raise OSError("connection closed")
+                    break
+                except OSError as exc:
+                    self._close_socket()
+                    if attempt:
+                        raise ControlError(f"control channel {self.address}: {exc}") from exc
+        try:
+            reply = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ControlError(f"control channel {self.address}: bad reply {line[:80]!r}") \
+                from exc
+        if not reply.get("ok", False):
+            raise ControlError(f"{cmd}: {reply.get('error', 'refused')}")
+        return reply
+
+    def _close_socket(self) -> None:
+        for obj in (self._file, self._sock):
+            try:
+                if obj is not None:
+                    obj.close()
+            except OSError:
+                pass
+        self._sock = self._file = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._close_socket()
+
+    def __enter__(self) -> ControlClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _num(req: Mapping[str, Any], key: str) -> float | None:
+    v = req.get(key)
+    if v is None:
+        return None
+    try:
+        return float(v)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{key!r} must be a number, got {v!r}") from exc
+
+
+class RecorderControl:
+    """The recorder's side of the channel: turns commands into writes.
+
+    Parameters
+    ----------
+    recorder : demine.recorder.Recorder
+        A started recorder (its writer is open).
+    """
+
+    def __init__(self, recorder: Any) -> None:
+        self.recorder = recorder
+
+    def _marker(self, label: str, note: str = "", x: float | None = None,
+                y: float | None = None, t: int | None = None) -> dict[str, Any]:
+        rec = self.recorder
+        if rec.writer is None:
+            raise ControlError("the recording is not open yet")
+        if x is None or y is None or not (math.isfinite(x) and math.isfinite(y)):
+            track = getattr(rec, "_track", None)
+            last = None
+            if track is not None and getattr(track, "_xyz", None):
+                last = track._xyz[-1][-1]
+            if last is not None:
+                x, y = float(last[0]), float(last[1])
+        row = {"time": [int(t) if t is not None else time.time_ns()],
+               "x": [math.nan if x is None else float(x)],
+               "y": [math.nan if y is None else float(y)],
+               "label": [label[:64]], "note": [note[:128]]}
+        rec.writer.append_markers(row)
+        rec.writer.flush()
+        return {"marker": {k: v[0] for k, v in row.items()}}
+
+    def _emi_detectors(self) -> list[Any]:
+        return [d.detector for name, d in self.recorder._detectors.items()
+                if self.recorder._kinds.get(name) == "emi"]
+
+    def threshold(self) -> float | None:
+        dets = self._emi_detectors()
+        return float(dets[0].threshold) if dets else None
+
+    def __call__(self, req: dict[str, Any]) -> dict[str, Any]:
+        rec = self.recorder
+        cmd = req["cmd"]
+        if cmd == "ping":
+            return {"ok": True}
+        if cmd == "status":
+            st = rec.status()
+            st["paused"] = bool(getattr(rec, "paused", False))
+            st["threshold"] = self.threshold()
+            st["out"] = str(rec.out)
+            return {"status": st}
+        if cmd == "mark":
+            t = req.get("time")
+            return self._marker(str(req.get("label") or "target"), str(req.get("note") or ""),
+                                _num(req, "x"), _num(req, "y"),
+                                int(t) if t is not None else None)
+        if cmd in ("pause", "resume"):
+            rec.paused = cmd == "pause"
+            out = self._marker(cmd, x=_num(req, "x"), y=_num(req, "y"))
+            out["paused"] = rec.paused
+            return out
+        if cmd == "null":
+            return self._marker("null", "operator null / ground balance",
+                                _num(req, "x"), _num(req, "y"))
+        if cmd == "threshold":
+            dets = self._emi_detectors()
+            if not dets:
+                raise ControlError("no live EMI detector (record with --detect)")
+            value, delta = _num(req, "value"), _num(req, "delta")
+            new = value if value is not None else dets[0].threshold + (delta or 0.0)
+            new = max(0.5, float(new))
+            for d in dets:
+                d.threshold = new
+                d.threshold_lo = min(d.threshold_lo, new)
+            out = self._marker("threshold", f"{new:g}")
+            out["threshold"] = new
+            return out
+        raise ControlError(f"unknown command {cmd!r}")
