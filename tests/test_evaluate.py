@@ -405,3 +405,14 @@ def test_select_sets_targets_aside_without_making_false_alarms():
     assert r.n_false_alarms == 1 and r.far_per_m2 == 0.25
     with pytest.raises(ConfigError, match="select returned 1 values for 3"):
         evaluate(truth, alarms, area=4.0, select=lambda t: [True])
+
+
+def test_rows_without_positions_are_set_aside_with_a_note():
+    truth = _truth([[0, 0], [np.nan, np.nan], [2, 0]])
+    alarms = _alarms([[0, 0.05], [np.nan, 1.0], [5, 5]])
+    r = evaluate(truth, alarms, area=4.0)
+    assert r.n_targets == 2 and r.n_found == 1
+    assert r.lanes[0].alarm_kind.tolist() == ["hit", "outside", "false"]
+    assert r.n_false_alarms == 1 and r.n_alarms_outside == 1
+    assert any("1 target(s) without a position" in n for n in r.notes)
+    assert any("1 alarm(s) without a position" in n for n in r.notes)

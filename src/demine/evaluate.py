@@ -589,6 +589,7 @@ class LaneResult:
         (matched a target outside the searched area, neither hit nor false
         alarm) or ``"outside"`` (unmatched and outside the searched area).
     path : list of ndarray
+    notes : list of str
     """
 
     name: str
@@ -616,6 +617,7 @@ class LaneResult:
     alarm_inside: np.ndarray
     alarm_kind: np.ndarray
     path: list[np.ndarray] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def n_targets(self) -> int:
@@ -711,7 +713,18 @@ def _evaluate_lane(lane: Lane, *, halo: Any, targets: str, include_unsearched: b
     else:
         t_in = np.ones(nt, dtype=bool)
         a_in = np.ones(na, dtype=bool)
-    counted = is_target & (t_in | include_unsearched)
+    t_pos = np.isfinite(tx) & np.isfinite(ty)
+    a_pos = np.isfinite(ax) & np.isfinite(ay)
+    t_in &= t_pos
+    a_in &= a_pos
+    lane_notes = []
+    if np.any(is_target & ~t_pos):
+        lane_notes.append(f"{what}: {int(np.sum(is_target & ~t_pos))} target(s) without a "
+                          "position not counted")
+    if np.any(~a_pos):
+        lane_notes.append(f"{what}: {int(np.sum(~a_pos))} alarm(s) without a position not "
+                          "evaluated (reported as outside the searched area)")
+    counted = is_target & t_pos & (t_in | include_unsearched)
     if select is not None:
         cols = {"id": tid, "type": ttype, "is_mine": tmine, "x": tx, "y": ty, "depth": tdepth,
                 "soil": tsoil, "size": tsize,
@@ -762,6 +775,7 @@ def _evaluate_lane(lane: Lane, *, halo: Any, targets: str, include_unsearched: b
         counted=counted, halo=h, found_by=found_by, alarm_x=ax, alarm_y=ay,
         alarm_score=ascore, alarm_depth=adepth, alarm_target=alarm_target,
         alarm_distance=alarm_dist, alarm_inside=a_in, alarm_kind=kind, path=paths,
+        notes=lane_notes,
     )
 
 
@@ -1116,7 +1130,7 @@ def evaluate_lanes(
                           include_unsearched=include_unsearched, select=select, cell=cell,
                           max_gap=max_gap)
            for ln in lanes]
-    notes: list[str] = [n for ln in lanes for n in ln.notes]
+    notes: list[str] = [n for ln in lanes for n in ln.notes] + [n for r in res for n in r.notes]
 
     def cat(attr: str) -> np.ndarray:
         arrs = [getattr(r, attr) for r in res]
