@@ -662,3 +662,23 @@ def test_large_output_with_streaming_stores_matches_chunks():
     close(whole, run_stage(f, x, [3000, 7]), rel=1e-6)
     close(run_stage(gpr.BandPass(low=0.5e9, high=3e9, sample_interval=DT), x),
           run_stage(gpr.BandPass(low=0.5e9, high=3e9, sample_interval=DT), x, 4000), rel=1e-6)
+
+
+def test_default_chain_over_a_recording(tmp_path):
+    """`demine process` path: the packaged chain on a recorded GPR stream, taking
+    the sample interval from the stream, equals the chain run in memory."""
+    h5py = pytest.importorskip("h5py")
+    from demine.process import process_recording
+    from demine.recording import RecordingWriter
+
+    x = bscan(RNG, 300, 512, np.int16)
+    src = tmp_path / "in.h5"
+    with RecordingWriter(src) as w:
+        s = w.add_stream("gpr", "gpr", n_channels=512, dtype="int16", sample_interval=DT)
+        s.append(x, time=np.arange(300, dtype=np.int64) * 2_500_000)
+    done = process_recording(src, "gpr_default", tmp_path / "out.h5")
+    chain = load_chain("gpr_default")
+    chain.configure({"sample_interval": DT})
+    with h5py.File(tmp_path / "out.h5", "r") as f:
+        got = f[done["gpr"]]["data"][...]
+    close(got, run_stage(chain, x), rel=1e-6)
