@@ -1,0 +1,272 @@
+"""The field console (Textual pilot) following recordings that other processes write."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("textual")
+
+from demine.cli import main as cli_main  # noqa: E402
+from demine.console import Follower  # noqa: E402
+from demine.console.app import ConsoleApp  # noqa: E402
+from demine.console.launch import (  # noqa: E402
+    start_recorder,
+    start_simulator,
+    stop_process,
+    wait_for_control,
+)
+from demine.console.widgets import AlarmList, StripChart, Waterfall  # noqa: E402
+from demine.recording import Recording  # noqa: E402
+
+# A writer process: live EMI, GPR and GPS frames stamped with the current time,
+# one alarm after ~1 s, for DURATION seconds; then it closes the file and exits.
+WRITER = textwrap.dedent("""
+    import sys, time
+    import numpy as np
+    from demine.recording import RecordingWriter
+    path, duration = sys.argv[1], float(sys.argv[2])
+    rng = np.random.default_rng(1)
+    gates = np.geomspace(1e-5, 1e-3, 16)
+    with RecordingWriter(path, flush_interval=0.1) as w:
+        emi = w.add_stream("emi", "emi", n_channels=16, gate_times=gates,
+                           attrs={"sample_rate": 500.0})
+        gpr = w.add_stream("gpr", "gpr", n_channels=64, dtype="int16", sample_interval=1e-10)
+        gps = w.add_stream("gps", "gps")
+        t0 = time.time(); k = 0; alarm_done = False
+        while time.time() - t0 < duration:
+            now = time.time_ns()
+            x = 0.5 * (time.time() - t0)
+            emi.append(1e-3 * gates[None, :] ** -0.5 * (1 + 0.01 * rng.standard_normal((25, 16))),
+                       time=now - np.arange(25)[::-1] * 2_000_000,
+                       sequence=np.arange(k * 25, k * 25 + 25),
+                       x=np.full(25, x), y=np.full(25, 2.0))
+            gpr.append((1000 * rng.standard_normal((4, 64))).astype("int16"),
+                       time=now - np.arange(4)[::-1] * 12_500_000,
+                       sequence=np.arange(k * 4, k * 4 + 4),
+                       x=np.full(4, x), y=np.full(4, 2.0))
+            if k % 5 == 0:
+                gps.append(time=[now], x=[x], y=[2.0], lon=[10.0], lat=[50.0], alt=[100.0],
+                           fix_quality=[4], satellites=[12], hdop=[0.7])
+            if not alarm_done and time.time() - t0 > 1.0:
+                w.append_alarms({"time": [now], "stream": ["emi"], "x": [1.25], "y": [2.0],
+                                 "depth": [0.12], "score": [9.0], "p_mine": [0.8]})
+                w.flush()
+                alarm_done = True
+            if k == 2:
+                w.flush()
+                print("started", flush=True)
+            k += 1
+            time.sleep(0.05)
+""")
+
+
+def _start_writer(path: Path, duration: float) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(duration)],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "started"
+    return proc
+
+
+async def _until(pilot, cond, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.1)
+
+
+def _streams_text(app: ConsoleApp):
+    return app.query_one("#streams").render()
+
+
+def _red_lines(app: ConsoleApp) -> list[str]:
+    """Lines of the stream panel drawn white on red."""
+    text = _streams_text(app)
+    red = []
+    for span in text.spans:
+        bg = getattr(span.style, "background", None)  # textual Content style
+        rgb = (bg.r, bg.g, bg.b) if bg is not None and hasattr(bg, "r") else None
+        if rgb == (192, 0, 0) or "#c00000" in str(span.style):
+            red.append(text.plain[span.start:span.end])
+    return red
+
+
+def test_follows_writer_process_alarm_and_stale(tmp_path):
+    path = tmp_path / "live.h5"
+    writer = _start_writer(path, duration=3.0)
+    follower = Follower(path, stale_after=1.0)
+    app = ConsoleApp(follower, refresh_hz=10)
+
+    async def scenario():
+        async with app.run_test(size=(80, 24)) as pilot:
+            await _until(pilot, lambda: follower.streams.get("emi") is not None
+                         and follower.streams["emi"].frames > 0, 10, "first frames")
+            n0 = follower.streams["emi"].frames
+            await _until(pilot, lambda: follower.streams["emi"].frames > n0 + 50, 5,
+                         "the file to grow")
+            # live streams are not stale, shown OK, and none of them red
+            assert not any(s.stale for s in follower.streams.values())
+            assert "OK" in _streams_text(app).plain
+            assert _red_lines(app) == []
+            # the alarm the writer appends shows up in the list, with a bell
+            await _until(pilot, lambda: len(follower.alarms) == 1, 5, "the alarm")
+            await pilot.pause(0.2)
+            alarms = app.query_one(AlarmList)
+            text = alarms.render().plain
+            assert "ALARMS 1" in text and "1.2,  2.0" in text and "0.12 0.80" in text
+            assert alarms.shown_at.get(0) is not None
+            assert app.bells == 1
+            assert "ALARM emi" in app.message
+            # GPS fix and HDOP in the top line
+            top = app.query_one("#top").render().plain
+            assert "GPS RTK fixed" in top and "hdop 0.7" in top
+            # the chart and waterfall hold data
+            assert len(follower.chart.values) > 0
+            assert follower.waterfall.n_columns > 0
+            assert app.query_one(StripChart).paints > 0
+            assert app.query_one(Waterfall).paints > 0
+            # read-only: the keys that need the recorder say so and write nothing
+            for key in ("m", "r"):
+                await pilot.press(key)
+                await pilot.pause()
+                assert app.message.startswith("read-only"), (key, app.message)
+            thr = follower.threshold
+            await pilot.press("plus")
+            await pilot.pause()
+            assert follower.threshold == pytest.approx(thr + 0.5)
+            assert "this console only" in app.message
+            # the writer stops: every stream turns stale, drawn in red
+            assert writer.wait(15) == 0
+            await _until(pilot, lambda: all(s.stale for s in follower.streams.values()), 5,
+                         "streams to go stale")
+            await pilot.pause(0.3)
+            red = _red_lines(app)
+            assert len(red) == 3 and all("STALE" in r for r in red)
+            await pilot.press("q")
+        assert app.return_code == 0
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+        follower.close()
+    with Recording(path) as rec:
+        assert len(rec.table("markers")) == 0
+
+
+def test_follower_counts_gaps_and_skips_history(tmp_path):
+    from demine.recording import RecordingWriter
+
+    path = tmp_path / "old.h5"
+    t = np.arange(3000, dtype=np.int64) * 10_000_000  # 30 s at 100 Hz, in 1970
+    seq = np.arange(3000)
+    seq[1000:] += 5  # one gap
+    seq[2000:] += 1  # another
+    with RecordingWriter(path) as w:
+        s = w.add_stream("gps", "gps")
+        s.append(time=t, sequence=seq, fix_quality=np.full(3000, 1), hdop=np.full(3000, 1.5),
+                 lon=np.zeros(3000), lat=np.zeros(3000), alt=np.zeros(3000),
+                 satellites=np.full(3000, 7))
+    f = Follower(path, history_s=5.0, stale_after=1.0)
+    assert f.poll()
+    st = f.streams["gps"]
+    assert st.gaps == 2
+    assert st.frames == 3000
+    assert st.stale and st.age > 1e6
+    assert f.gps == {"fix_quality": 1, "fix": "GPS", "hdop": 1.5, "satellites": 7}
+    assert f.duration_s == pytest.approx(29.99)
+    assert not f.poll()  # nothing new
+    f.close()
+
+
+def test_keys_reach_a_real_recorder(tmp_path):
+    """Simulated devices -> `demine record --control` process <- console keys."""
+    out = tmp_path / "rec.h5"
+    sock = str(tmp_path / "control.sock")
+    sim, ports = start_simulator("demo-lane", ("emi-pi", "nmea"), seed=3,
+                                 log=tmp_path / "sim.log")
+    rec = None
+    try:
+        devices = [f"{d}={p}" for d, p in ports]
+        rec = start_recorder(devices, out, sock, log=tmp_path / "rec.log",
+                             extra=["--detect", "--scene", "demo-lane",
+                                    "--flush-interval", "0.2"])
+        wait_for_control(sock, rec, timeout=60)
+        follower = Follower(out, stale_after=3.0)
+        app = ConsoleApp(follower, control=sock, recorder=rec, refresh_hz=10,
+                         status_interval=0.3)
+
+        async def scenario():
+            async with app.run_test(size=(80, 24)) as pilot:
+                await _until(pilot, lambda: app.recorder_status is not None
+                             and follower.streams.get("emi") is not None
+                             and follower.streams["emi"].frames > 200, 30, "recording")
+                assert "● REC" in app.query_one("#top").render().plain
+                assert app.query_one("#streams").render().plain.count("OK") == 2
+                # crc errors come from the recorder over the channel
+                assert follower.streams["emi"].crc_errors == 0
+                await pilot.press("m")
+                await pilot.pause()
+                assert app.message.startswith("marked target at x"), app.message
+                await pilot.press("plus")
+                await pilot.pause()
+                assert "detector threshold 4.5" in app.message
+                assert follower.threshold == pytest.approx(4.5)
+                await pilot.press("minus")
+                await pilot.press("minus")
+                await pilot.pause()
+                assert follower.threshold == pytest.approx(3.5)
+                await pilot.press("n")
+                await pilot.pause()
+                assert app.message.startswith("nulled"), app.message
+                await pilot.press("r")
+                await pilot.pause()
+                assert app.paused and "PAUSED" in app.message
+                await pilot.pause(0.5)
+                assert "PAUSED" in app.query_one("#top").render().plain
+                await pilot.pause(1.0)  # held frames drain
+                n_paused = follower.streams["emi"].frames
+                await pilot.pause(1.0)
+                assert follower.streams["emi"].frames == n_paused  # nothing written
+                await pilot.press("r")
+                await pilot.pause()
+                assert not app.paused
+                await _until(pilot, lambda: follower.streams["emi"].frames > n_paused + 100,
+                             10, "recording to resume")
+                await pilot.press("q")
+            assert app.return_code == 0
+
+        asyncio.run(scenario())
+        follower.close()
+        assert stop_process(rec) == 0
+    finally:
+        stop_process(rec)
+        stop_process(sim)
+    with Recording(out) as r:
+        m = r.markers
+    labels = list(m["label"])
+    assert labels == ["target", "threshold", "threshold", "threshold", "null", "pause",
+                      "resume"], labels
+    assert list(m["note"][1:4]) == ["4.5", "4", "3.5"]
+    assert np.isfinite(m["x"][0]) and np.isfinite(m["y"][0])
+    assert np.all(np.diff(m["time"]) > 0)
+
+
+def test_cli_console_errors(capsys, tmp_path):
+    assert cli_main(["console"]) == 2
+    assert "give a FILE" in capsys.readouterr().err
+    assert cli_main(["console", "--device", "emi-pi=/dev/null"]) == 2
+    assert "--out" in capsys.readouterr().err
+    existing = tmp_path / "x.h5"
+    existing.write_bytes(b"")
+    assert cli_main(["console", "--simulate", "demo-lane", "--out", str(existing)]) == 2
+    assert "exists" in capsys.readouterr().err
