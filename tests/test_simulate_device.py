@@ -177,3 +177,21 @@ def test_cli_writes_a_recording_and_reports_errors(tmp_path, capsys):
     assert "viscosity" in capsys.readouterr().err
     assert main(["simulate", "--list"]) == 0
     assert "benign-soil" in capsys.readouterr().out
+
+
+def test_injected_faults_are_counted_exactly_by_the_framer():
+    faults = {"drop": 0.02, "duplicate": 0.02, "corrupt": 0.02}
+    with SimulatedDevice("emi-pi", "benign-soil", seed=5, duration=2.0, realtime=False,
+                         wait_reader=10.0, faults=faults) as dev:
+        batch, stats = _read_all(dev.port, "emi-pi", lambda: dev.wait(0), 10**9)
+    inj = dev.injected
+    assert inj["drop"] > 0 and inj["duplicate"] > 0 and inj["corrupt"] > 0
+    assert stats.crc_errors == inj["corrupt"]
+    assert stats.duplicates == inj["duplicate"]
+    assert len(batch) == 2000 - inj["drop"] - inj["corrupt"]
+    assert stats.frames_missing == inj["drop"] + inj["corrupt"]
+    # every frame that arrived intact is the simulated one
+    ref = simulate_lane("benign-soil", 2.0, seed=5, streams=["emi"]).emi
+    np.testing.assert_array_equal(batch.samples, ref["samples"][batch.sequence])
+    with pytest.raises(ConfigError, match="fault"):
+        SimulatedDevice("emi-pi", "empty-lane", faults={"explode": 0.1})

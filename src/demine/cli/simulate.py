@@ -40,6 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fast", action="store_true",
                    help="devices wait (up to 30 s) for a reader to open their port, then "
                    "send as fast as it reads, not in real time")
+    p.add_argument("--faults", default="", metavar="SPEC",
+                   help="inject wire faults on every device, probabilities per frame, e.g. "
+                   "'drop=0.01,duplicate=0.01,corrupt=0.01,garbage=0.01,truncate=0.01'")
     p.add_argument("--out", metavar="FILE", default=None,
                    help="write the simulated lane to this recording (no devices)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
@@ -84,6 +87,15 @@ def run(args: argparse.Namespace) -> int:
                           "--out FILE")
     from ..simulate.device import SimulatedDevice
 
+    faults: dict[str, float] = {}
+    for item in (x.strip() for x in args.faults.split(",") if x.strip()):
+        key, sep, value = item.partition("=")
+        try:
+            faults[key.strip()] = float(value)
+        except ValueError:
+            raise ConfigError(f"--faults {item!r}: expected NAME=PROBABILITY") from None
+        if not sep:
+            raise ConfigError(f"--faults {item!r}: expected NAME=PROBABILITY")
     devices: list[SimulatedDevice] = []
     stop = threading.Event()
 
@@ -95,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
         for name in args.device:
             devices.append(SimulatedDevice(name, scene, seed=args.seed, duration=args.duration,
                                            realtime=not args.fast, speed=args.speed,
-                                           wait_reader=30.0 if args.fast else 0.0))
+                                           wait_reader=30.0 if args.fast else 0.0,
+                                           faults=faults or None))
         for dev in devices:
             print(f"{dev.driver_name} {dev.port}", flush=True)
         t0 = time.monotonic()
@@ -128,5 +141,7 @@ def run(args: argparse.Namespace) -> int:
         for s, h in old.items():
             signal.signal(s, h)
         for dev in devices:
+            injected = ", ".join(f"{k} {v}" for k, v in dev.injected.items() if v)
             print(f"{dev.driver_name}: {dev.frames_sent} frames, {dev.bytes_sent} bytes sent, "
-                  f"{dev.bytes_dropped} dropped", file=sys.stderr)
+                  f"{dev.bytes_dropped} dropped" + (f"; injected {injected}" if injected else ""),
+                  file=sys.stderr)

@@ -36,6 +36,8 @@ from .scene import Scene
 
 __all__ = ["SimulatedDevice", "DRIVER_STREAMS", "encode_block"]
 
+_FAULTS = ("drop", "duplicate", "corrupt", "garbage", "truncate")
+
 #: Driver name -> simulated stream it serves.
 DRIVER_STREAMS = {"emi-pi": "emi", "gpr": "gpr", "nmea": "gps", "ascii-md": "cw"}
 
@@ -119,6 +121,14 @@ class SimulatedDevice:
     driver_options : dict, optional
         Options of the driver (e.g. ``{"columns": ["seq", "millis",
         "amplitude", "phase"]}`` for ``ascii-md``).
+    faults : dict, optional
+        Wire faults injected at random (seeded by ``seed``), as probabilities
+        per frame: ``drop`` (frame never sent), ``duplicate`` (sent twice),
+        ``corrupt`` (one bit flipped after the frame's first 4 bytes, so a
+        CRC or checksum rejects it), ``garbage`` (1-64 random bytes sent
+        before the frame), ``truncate`` (only the first part of the frame
+        sent); only intact frames are duplicated.  What was injected is
+        counted in :attr:`injected`.
     scene : Scene, str or Path
         Scene (object, file or shipped name).
     seed : int
@@ -146,7 +156,8 @@ class SimulatedDevice:
     def __init__(self, driver: str, scene: Scene | str | Path, *, seed: int = 0,
                  duration: float | None = None, realtime: bool = True, speed: float = 1.0,
                  wall_clock: bool | None = None, max_backlog: float = 2.0,
-                 wait_reader: float = 0.0, driver_options: dict | None = None) -> None:
+                 wait_reader: float = 0.0, driver_options: dict | None = None,
+                 faults: dict[str, float] | None = None) -> None:
         from ..drivers import get_driver
 
         if driver not in DRIVER_STREAMS:
@@ -175,6 +186,15 @@ class SimulatedDevice:
         self.bytes_sent = 0
         self.bytes_dropped = 0
         self.error: BaseException | None = None
+        self.faults = {k: float(v) for k, v in (faults or {}).items()}
+        bad = sorted(set(self.faults) - set(_FAULTS))
+        if bad:
+            raise ConfigError(f"unknown fault {bad[0]!r} (faults: {', '.join(_FAULTS)})")
+        for k, v in self.faults.items():
+            if not 0.0 <= v <= 1.0:
+                raise ConfigError(f"fault {k!r}: probability must be in [0, 1], got {v}")
+        self.injected = dict.fromkeys(_FAULTS, 0)
+        self._fault_rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0xFA17]))
         self._stop = threading.Event()
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
@@ -295,6 +315,45 @@ class SimulatedDevice:
                 return
             self._stop.wait(0.01)
 
+    def _inject(self, due: list[float], frames: list[bytes]
+                ) -> tuple[list[float], list[bytes]]:
+        """Apply the configured wire faults to a block of encoded frames."""
+        rng = self._fault_rng
+        f = self.faults
+        out_due: list[float] = []
+        out: list[bytes] = []
+        for d, fr in zip(due, frames, strict=True):
+            u = rng.random(5)
+            if u[0] < f.get("drop", 0.0):
+                self.injected["drop"] += 1
+                continue
+            if u[3] < f.get("garbage", 0.0):
+                n = int(rng.integers(1, 65))
+                out_due.append(d)
+                out.append(rng.integers(0, 256, n, dtype=np.uint8).tobytes())
+                self.injected["garbage"] += 1
+            intact = True
+            if u[2] < f.get("corrupt", 0.0) and len(fr) > 4:
+                b = bytearray(fr)
+                i = int(rng.integers(4, len(b) - 2)) if len(b) > 6 else len(b) - 1
+                b[i] ^= 1 << int(rng.integers(0, 8))
+                if b[i] in (0x0A, 0x0D) and self.stream in ("gps", "cw"):
+                    b[i] ^= 0x40  # keep text frames one line long
+                fr = bytes(b)
+                intact = False
+                self.injected["corrupt"] += 1
+            elif u[4] < f.get("truncate", 0.0) and len(fr) > 4:
+                fr = fr[: int(rng.integers(2, len(fr) - 1))]
+                intact = False
+                self.injected["truncate"] += 1
+            out_due.append(d)
+            out.append(fr)
+            if intact and u[1] < f.get("duplicate", 0.0):
+                out_due.append(d)
+                out.append(fr)
+                self.injected["duplicate"] += 1
+        return out_due, out
+
     def _run(self) -> None:
         try:
             if self.wait_reader > 0:
@@ -320,8 +379,10 @@ class SimulatedDevice:
                         frames, tns = encode_block(self.driver, self.stream, block,
                                                    self.scene.gps.talker, self.scene.gps.rate)
                         rel = (tns - t_start_ns) / 1e9 + latency
-                        due = self._t0 + rel / self.speed
-                        pending.extend(zip(due.tolist(), frames, strict=True))
+                        due = (self._t0 + rel / self.speed).tolist()
+                        if self.faults:
+                            due, frames = self._inject(due, frames)
+                        pending.extend(zip(due, frames, strict=True))
                         continue
                 if not pending:
                     if exhausted:
