@@ -205,6 +205,12 @@ def test_clutter_alarms_are_false_alarms_and_labelled():
     assert r.lanes[0].alarm_kind.tolist() == ["hit", "clutter", "false"]
     # Both false alarms score below the lowest hit: all rejected at full recovery.
     assert r.fa_rejected_at_full_recovery == 1.0
+    assert r.clutter_rejected_at_full_recovery == 1.0
+    # A can scoring above the mine cannot be rejected without losing the mine.
+    r2 = evaluate(truth, _alarms([[0.05, 0], [1.05, 0], [3, 0]], score=[0.5, 0.9, 0.2]),
+                  area=2.0)
+    assert r2.fa_rejected_at_full_recovery == 0.5
+    assert r2.clutter_rejected_at_full_recovery == 0.0
     # targets="all": every truth row is a target.
     r_all = evaluate(truth, alarms, area=2.0, targets="all")
     assert r_all.n_targets == 3 and r_all.n_found == 2 and r_all.n_false_alarms == 1

@@ -926,6 +926,9 @@ class Evaluation:
     fa_rejected_at_full_recovery : float
         Fraction of false alarms whose score is below the lowest score of any
         hit: what a threshold that still keeps every found mine rejects.
+    clutter_rejected_at_full_recovery : float
+        The same over the false alarms on known clutter items only (NaN
+        without any).
     lanes : list of LaneResult
     notes : list of str
         Conditions a reader must know (undefined PD, unknown area, ...).
@@ -948,6 +951,7 @@ class Evaluation:
     groups: dict[str, dict[str, GroupStat]]
     localisation: dict[str, float]
     fa_rejected_at_full_recovery: float
+    clutter_rejected_at_full_recovery: float
     confidence: float
     lanes: list[LaneResult]
     notes: list[str]
@@ -961,6 +965,7 @@ class Evaluation:
         ``area_m2``, ``confidence``, ``pd_at_far`` (keyed by the level as a
         string, e.g. ``"0.5"``), ``by_class``, ``by_size``, ``by_depth``,
         ``by_soil``, ``localisation``, ``fa_rejected_at_full_recovery``,
+        ``clutter_rejected_at_full_recovery``,
         ``lanes`` (per-lane summary), ``notes`` and ``roc`` (unless
         ``roc=False``).
         """
@@ -982,6 +987,7 @@ class Evaluation:
         out["localisation"] = {k: (_num(v) if isinstance(v, float) else v)
                                for k, v in self.localisation.items()}
         out["fa_rejected_at_full_recovery"] = _num(self.fa_rejected_at_full_recovery)
+        out["clutter_rejected_at_full_recovery"] = _num(self.clutter_rejected_at_full_recovery)
         out["lanes"] = [{"name": ln.name, "soil": ln.soil, "area_m2": _num(ln.area),
                          "n_targets": ln.n_targets, "n_found": ln.n_found,
                          "n_alarms": int(ln.alarm_x.size),
@@ -1011,8 +1017,11 @@ class Evaluation:
             lines.append(f"localisation (m): mean {f(loc['mean'])}  median {f(loc['median'])}  "
                          f"rms {f(loc['rms'])}  p90 {f(loc['p90'])}  max {f(loc['max'])}")
         if math.isfinite(self.fa_rejected_at_full_recovery):
-            lines.append("false alarms rejected at full recovery: "
-                         f"{self.fa_rejected_at_full_recovery:.1%}")
+            line = ("false alarms rejected at full recovery: "
+                    f"{self.fa_rejected_at_full_recovery:.1%}")
+            if math.isfinite(self.clutter_rejected_at_full_recovery):
+                line += f" (clutter {self.clutter_rejected_at_full_recovery:.1%})"
+            lines.append(line)
         width = max([len(k) for g in self.groups.values() for k in g] + [8])
         for g, stats in self.groups.items():
             if not stats:
@@ -1235,10 +1244,12 @@ def evaluate_lanes(
                    depth_n=int(dda.size),
                    depth_bias=float(dda.mean()) if dda.size else math.nan,
                    depth_rms=float(np.sqrt(np.mean(dda**2))) if dda.size else math.nan)
+    rej = crej = math.nan
     if is_hit.any() and is_fa.any():
         rej = float(np.mean(score[is_fa] < score[is_hit].min()))
-    else:
-        rej = math.nan
+        on_clutter = kind == "clutter"
+        if on_clutter.any():
+            crej = float(np.mean(score[on_clutter] < score[is_hit].min()))
 
     return Evaluation(
         pd=n_f / n_t if n_t else math.nan,
@@ -1250,7 +1261,8 @@ def evaluate_lanes(
         n_targets_outside=int((cat("is_target").astype(bool) & ~counted
                                & ~cat("truth_inside").astype(bool)).sum()),
         area_m2=area, roc=roc, pd_at_far=pd_at_far, groups=groups, localisation=loc,
-        fa_rejected_at_full_recovery=rej, confidence=confidence, lanes=res, notes=notes,
+        fa_rejected_at_full_recovery=rej, clutter_rejected_at_full_recovery=crej,
+        confidence=confidence, lanes=res, notes=notes,
     )
 
 
