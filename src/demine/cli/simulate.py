@@ -43,6 +43,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--faults", default="", metavar="SPEC",
                    help="inject wire faults on every device, probabilities per frame, e.g. "
                    "'drop=0.01,duplicate=0.01,corrupt=0.01,garbage=0.01,truncate=0.01'")
+    p.add_argument("--link", action="append", default=[], metavar="DRIVER=PATH",
+                   help="also keep a stable symbolic link PATH to that device's pty (it "
+                   "survives --unplug-every)")
+    p.add_argument("--unplug-every", default=None, metavar="PERIOD:DOWN",
+                   help="unplug every device every PERIOD s for DOWN s (a new pty each "
+                   "time; use --link for a stable name)")
     p.add_argument("--out", metavar="FILE", default=None,
                    help="write the simulated lane to this recording (no devices)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
@@ -96,6 +102,25 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--faults {item!r}: expected NAME=PROBABILITY") from None
         if not sep:
             raise ConfigError(f"--faults {item!r}: expected NAME=PROBABILITY")
+    links: dict[str, str] = {}
+    for item in args.link:
+        drv, sep, path = item.partition("=")
+        if not sep or not path:
+            raise ConfigError(f"--link {item!r}: expected DRIVER=PATH")
+        links[drv] = path
+    unknown = sorted(set(links) - set(args.device))
+    if unknown:
+        raise ConfigError(f"--link {unknown[0]}: no such --device")
+    unplug = None
+    if args.unplug_every:
+        try:
+            period, down = (float(v) for v in args.unplug_every.split(":"))
+        except ValueError:
+            raise ConfigError(f"--unplug-every {args.unplug_every!r}: expected PERIOD:DOWN "
+                              "in seconds") from None
+        if not (period > down > 0):
+            raise ConfigError("--unplug-every: need PERIOD > DOWN > 0")
+        unplug = (period, down)
     devices: list[SimulatedDevice] = []
     stop = threading.Event()
 
@@ -108,16 +133,27 @@ def run(args: argparse.Namespace) -> int:
             devices.append(SimulatedDevice(name, scene, seed=args.seed, duration=args.duration,
                                            realtime=not args.fast, speed=args.speed,
                                            wait_reader=30.0 if args.fast else 0.0,
-                                           faults=faults or None))
+                                           faults=faults or None, link=links.get(name)))
         for dev in devices:
-            print(f"{dev.driver_name} {dev.port}", flush=True)
+            print(f"{dev.driver_name} {dev.link or dev.port}", flush=True)
         t0 = time.monotonic()
         for dev in devices:
             dev.start(t0)
         while not stop.is_set():
             if all(d.wait(0) for d in devices):
                 break
-            stop.wait(0.2)
+            if unplug is not None:
+                phase = (time.monotonic() - t0) % unplug[0]
+                out = phase >= unplug[0] - unplug[1]
+                for dev in devices:
+                    if out and dev.plugged:
+                        dev.unplug()
+                        print(f"{dev.driver_name} unplugged", file=sys.stderr, flush=True)
+                    elif not out and not dev.plugged:
+                        dev.replug()
+                        print(f"{dev.driver_name} plugged in on {dev.port}", file=sys.stderr,
+                              flush=True)
+            stop.wait(0.05 if unplug is not None else 0.2)
         for dev in devices:
             if dev.error is not None:
                 print(f"demine simulate: {dev.driver_name}: {dev.error}", file=sys.stderr)

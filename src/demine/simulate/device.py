@@ -129,6 +129,10 @@ class SimulatedDevice:
         before the frame), ``truncate`` (only the first part of the frame
         sent); only intact frames are duplicated.  What was injected is
         counted in :attr:`injected`.
+    link : path, optional
+        Keep a symbolic link at this path to the current pseudo-terminal, a
+        stable name (like ``/dev/serial/by-id/...``) that survives
+        :meth:`unplug` / :meth:`replug`.
     scene : Scene, str or Path
         Scene (object, file or shipped name).
     seed : int
@@ -157,7 +161,8 @@ class SimulatedDevice:
                  duration: float | None = None, realtime: bool = True, speed: float = 1.0,
                  wall_clock: bool | None = None, max_backlog: float = 2.0,
                  wait_reader: float = 0.0, driver_options: dict | None = None,
-                 faults: dict[str, float] | None = None) -> None:
+                 faults: dict[str, float] | None = None,
+                 link: str | os.PathLike | None = None) -> None:
         from ..drivers import get_driver
 
         if driver not in DRIVER_STREAMS:
@@ -198,19 +203,66 @@ class SimulatedDevice:
         self._stop = threading.Event()
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
-        self._master, self._slave = os.openpty()
+        self.link = None if link is None else Path(link)
+        self._io = threading.RLock()
+        self._master = self._slave = -1
+        self._open_pty()
+
+    def _open_pty(self) -> None:
+        master, slave = os.openpty()
         try:
-            tty.setraw(self._slave, termios.TCSANOW)
-            attrs = termios.tcgetattr(self._slave)
+            tty.setraw(slave, termios.TCSANOW)
+            attrs = termios.tcgetattr(slave)
             attrs[3] &= ~termios.ECHO
-            termios.tcsetattr(self._slave, termios.TCSANOW, attrs)
-            os.set_blocking(self._master, False)
-            self.port = os.ttyname(self._slave)
-            self._initial_attrs = termios.tcgetattr(self._slave)
+            termios.tcsetattr(slave, termios.TCSANOW, attrs)
+            os.set_blocking(master, False)
+            port = os.ttyname(slave)
+            initial = termios.tcgetattr(slave)
+            if self.link is not None:
+                tmp = self.link.with_name(f".{self.link.name}.{os.getpid()}.tmp")
+                if tmp.is_symlink() or tmp.exists():
+                    tmp.unlink()
+                tmp.symlink_to(port)
+                os.replace(tmp, self.link)  # atomic: readers see the old or the new pty
         except BaseException:
-            os.close(self._master)
-            os.close(self._slave)
+            os.close(master)
+            os.close(slave)
             raise
+        with self._io:
+            self._master, self._slave = master, slave
+            self.port = port
+            self._initial_attrs = initial
+
+    def _close_pty(self) -> None:
+        with self._io:
+            for fd in (self._master, self._slave):
+                if fd >= 0:
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
+            self._master = self._slave = -1
+
+    @property
+    def plugged(self) -> bool:
+        """False between :meth:`unplug` and :meth:`replug`."""
+        return self._master >= 0
+
+    def unplug(self) -> None:
+        """Pull the cable: close the pseudo-terminal (a reader gets an error or no data,
+        the ``link`` disappears).  The device keeps running; what it produces while
+        unplugged is lost (counted in ``bytes_dropped``)."""
+        with self._io:
+            self._close_pty()
+            if self.link is not None and self.link.is_symlink():
+                self.link.unlink()
+
+    def replug(self) -> None:
+        """Plug back in: a new pseudo-terminal (new :attr:`port`; ``link`` points to it)."""
+        with self._io:
+            if self.plugged:
+                return
+            self._open_pty()
 
     # ------------------------------------------------------------------ control
     def start(self, t0: float | None = None) -> SimulatedDevice:
@@ -232,12 +284,12 @@ class SimulatedDevice:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
-        for fd in (self._master, self._slave):
+        self._close_pty()
+        if self.link is not None and self.link.is_symlink():
             try:
-                os.close(fd)
+                self.link.unlink()
             except OSError:
                 pass
-        self._master = self._slave = -1
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until all data (``duration``) has been sent; True if finished."""
@@ -272,31 +324,42 @@ class SimulatedDevice:
     # ------------------------------------------------------------------ sending
     def _drain_input(self) -> None:
         """Discard whatever the host wrote to the device (commands are ignored)."""
-        try:
-            while os.read(self._master, 65536):
+        with self._io:
+            if self._master < 0:
+                return
+            try:
+                while os.read(self._master, 65536):
+                    pass
+            except OSError:
                 pass
-        except OSError:
-            pass
 
     def _write(self, data: memoryview, deadline: float | None) -> int:
         """Write as much of ``data`` as the pty takes before ``deadline`` (None: all)."""
         done = 0
         while done < len(data) and not self._stop.is_set():
-            try:
-                done += os.write(self._master, data[done:])
-                continue
-            except BlockingIOError:
-                pass
-            except OSError as exc:
-                if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
-                    pass
-                else:
-                    raise
+            with self._io:
+                fd = self._master
+                if fd >= 0:
+                    try:
+                        done += os.write(fd, data[done:])
+                        continue
+                    except BlockingIOError:
+                        pass
+                    except OSError as exc:
+                        if exc.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EIO,
+                                             errno.EBADF):
+                            raise
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 break
             wait = 0.05 if deadline is None else min(0.05, deadline - now)
-            select.select([], [self._master], [], max(wait, 0.001))
+            if fd >= 0:
+                try:
+                    select.select([], [fd], [], max(wait, 0.001))
+                except (OSError, ValueError):
+                    self._stop.wait(max(wait, 0.001))
+            else:
+                self._stop.wait(max(wait, 0.001))  # unplugged: wait for replug
         return done
 
     def reader_configured(self) -> bool:
@@ -404,6 +467,10 @@ class SimulatedDevice:
                     k += 1
                 if k == 0:
                     self._stop.wait(min(pending[0][0] - now, 0.05))
+                    continue
+                if not self.plugged:  # the cable is out: what is due is lost
+                    self.bytes_dropped += sum(len(f) for _, f in pending[:k])
+                    del pending[:k]
                     continue
                 chunk = b"".join(f for _, f in pending[:k])
                 sent = self._write(memoryview(chunk), now + 0.02)
