@@ -1,0 +1,851 @@
+"""Campaign analysis: the per-file detection job on every recording, on Dask.
+
+``demine batch GLOB… --out DIR`` runs one task per recording on a Dask
+distributed cluster (a :class:`distributed.LocalCluster` by default, or an
+existing scheduler for a team that scales past one machine).  Every task opens
+its own recording read-only and writes its own outputs; no HDF5 handle is ever
+shared or shipped between processes.  The per-file job
+(:func:`process_file`) is the batch path of :mod:`demine.pipeline` (the same
+code as the live path), then the classifier when a model is given, then the
+per-file evaluation against the recording's ground truth (:mod:`demine.evaluate`).
+
+Output directory::
+
+    DIR/campaign.parquet      every alarm of every recording (file, stream, time,
+                              x, y, lon, lat, depth, velocity, score, p_mine,
+                              outcome, truth_id and the detector's extra columns)
+    DIR/files.parquet         one row per recording: status, error, counts, PD,
+                              FA/m², searched area, seconds
+    DIR/summary.json          pooled evaluation per sensor (PD with its
+                              Clopper–Pearson bounds, FA/m², ROC, by class and depth)
+    DIR/files/<name>-<hash>/  the per-file outputs: alarms.parquet, metrics.json,
+                              lane.npz (truth + searched-area rasters), done.json
+
+``done.json`` holds a key made of the file's absolute path, size and
+modification time, the resolved configuration, the model file's hash and the
+demine version; a re-run skips every file whose key still matches (unless
+``force``), and a failed file (no ``done.json``) is tried again.
+
+Dask, ``distributed`` and ``pyarrow`` are the optional extra
+``pip install 'demine[campaign]'``.  With an external scheduler the
+recordings and the output directory must be reachable at the same paths from
+every worker (a shared file system).
+"""
+
+from __future__ import annotations
+
+import glob as _glob
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+import tomllib
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ConfigError, ModelError
+
+__all__ = [
+    "BatchResult", "expand_inputs", "file_dir", "job_key", "load_campaign", "process_file",
+    "resolve_config", "run_batch",
+]
+
+#: Version of the batch output layout (changes invalidate done markers).
+LAYOUT_VERSION = 1
+
+#: Columns of ``files.parquet``.
+FILE_COLUMNS = ("file", "name", "status", "error", "cached", "seconds", "key", "has_truth",
+                "n_alarms", "alarms_by_stream", "n_targets", "n_found", "pd", "pd_lower95",
+                "n_false_alarms", "far_per_m2", "area_m2", "duration_s", "out_dir")
+
+
+def _need_campaign_deps() -> None:
+    missing = []
+    for mod in ("dask", "distributed", "pyarrow"):
+        try:
+            __import__(mod)
+        except ImportError:
+            missing.append(mod)
+    if missing:
+        raise ImportError(
+            f"demine batch needs {', '.join(missing)}, which is not installed: "
+            "pip install 'demine[campaign]' (dask[distributed] and pyarrow)")
+
+
+# ---------------------------------------------------------------------- inputs
+
+
+def expand_inputs(patterns: Sequence[str | Path]) -> list[Path]:
+    """Recordings named by glob patterns (``**`` recurses) or plain paths, in order, once each.
+
+    Raises
+    ------
+    ConfigError
+        A pattern matches nothing, or nothing at all is given.
+    """
+    out: list[Path] = []
+    seen: set[str] = set()
+    for pat in patterns:
+        s = str(pat)
+        if _glob.has_magic(s):
+            hits = sorted(p for p in _glob.glob(s, recursive=True) if Path(p).is_file())
+            if not hits:
+                raise ConfigError(f"{s}: no file matches")
+        else:
+            if not Path(s).exists():
+                raise ConfigError(f"{s}: no such file")
+            hits = [s]
+        for h in hits:
+            key = os.path.abspath(h)
+            if key not in seen:
+                seen.add(key)
+                out.append(Path(h))
+    if not out:
+        raise ConfigError("no recording given")
+    return out
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+
+
+def _inline_chain(value: Any, base: Path | None) -> Any:
+    """A chain reference made self-contained (file contents inlined) for hashing and shipping."""
+    if isinstance(value, str) and value.endswith(".toml"):
+        p = Path(value)
+        if not p.is_absolute() and base is not None and not p.exists():
+            p = base / p
+        return _read_toml(p)
+    return value
+
+
+def resolve_config(source: str | Path | Mapping[str, Any] | None) -> dict[str, Any]:
+    """A detection configuration, self-contained, from a chain or a detection config.
+
+    ``source`` may be a detection config (TOML file or mapping with ``[emi]`` /
+    ``[gpr]`` sections, see :mod:`demine.pipeline`), a processing chain (TOML
+    file with a ``[chain]`` table, or a packaged chain name such as
+    ``"gpr_default"``), which then replaces the default chain of its stream
+    kind, or None (the defaults).  Chain files are inlined so the result can be
+    hashed and shipped to workers that do not see the caller's directory.
+    """
+    from .pipeline import load_detect_config
+    from .process import load_chain
+
+    if source is None:
+        return load_detect_config(None)
+    if isinstance(source, Mapping):
+        doc: dict[str, Any] = dict(source)
+        base = None
+    else:
+        p = Path(source)
+        if p.suffix == ".toml" or p.exists():
+            doc = _read_toml(p)
+            base = p.parent
+        else:  # a packaged chain name
+            chain = load_chain(str(source))
+            if chain.kind not in ("emi", "gpr"):
+                raise ConfigError(f"chain {source!r} is for streams of kind {chain.kind!r}; "
+                                  "demine batch detects on emi and gpr streams")
+            return load_detect_config({chain.kind: {"chain": str(source)}})
+    if "chain" in doc or "step" in doc:
+        kind = (doc.get("chain") or {}).get("kind")
+        if kind not in ("emi", "gpr"):
+            raise ConfigError(f"{source}: a chain given as --config must say kind = \"emi\" or "
+                              f"\"gpr\" in its [chain] table, got {kind!r}")
+        load_chain(doc)  # validate now, in the caller, not on every worker
+        return load_detect_config({kind: {"chain": doc}})
+    cfg = load_detect_config(doc)
+    for sec in cfg.values():
+        sec["chain"] = _inline_chain(sec["chain"], base)
+    return cfg
+
+
+def _file_hash(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def job_key(path: str | Path, config: Mapping[str, Any], model: str | Path | None = None,
+            *, model_hash: str | None = None) -> str:
+    """Key of a per-file job: what a finished output must match to be reused.
+
+    Made of the file's absolute path, size and modification time (ns), the
+    resolved configuration, the model file's content hash, the demine version
+    and the output layout version.
+    """
+    from ._version import __version__
+
+    st = os.stat(path)
+    if model is not None and model_hash is None:
+        model_hash = _file_hash(Path(model))
+    doc = {"file": os.path.abspath(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+           "config": config, "model": model_hash, "version": __version__,
+           "layout": LAYOUT_VERSION}
+    text = json.dumps(doc, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def file_dir(out_dir: str | Path, path: str | Path) -> Path:
+    """The per-file output directory of a recording (its name plus a hash of its full path)."""
+    p = Path(path)
+    tag = hashlib.sha1(os.path.abspath(p).encode("utf-8")).hexdigest()[:10]
+    return Path(out_dir) / "files" / f"{p.stem}-{tag}"
+
+
+# ---------------------------------------------------------------------- the per-file job
+
+
+def _union(parts: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Join alarm tables keeping every column (missing values NaN or "")."""
+    from .pipeline import ALARM_COLUMNS
+
+    parts = [p for p in parts if p and len(p.get("x", ()))]
+    cols: list[str] = list(ALARM_COLUMNS)
+    for p in parts:
+        cols.extend(c for c in p if c not in cols)
+    if not parts:
+        out = {c: np.zeros(0) for c in cols}
+        out["time"] = np.zeros(0, dtype=np.int64)
+        out["stream"] = np.zeros(0, dtype=object)
+        out["label"] = np.zeros(0, dtype=object)
+        return out
+    out = {}
+    for c in cols:
+        arrs = []
+        textual = any(c in p and np.asarray(p[c]).dtype.kind in "OUS" for p in parts)
+        for p in parts:
+            n = len(p["x"])
+            if c in p:
+                v = np.asarray(p[c])
+                arrs.append(v.astype(object) if textual else v)
+            else:
+                arrs.append(np.full(n, "", dtype=object) if textual else np.full(n, np.nan))
+        v = np.concatenate(arrs)
+        if not textual and v.dtype.kind not in "iub":
+            v = v.astype(np.float64)
+        out[c] = v
+    order = np.argsort(out["time"], kind="stable")
+    return {k: v[order] for k, v in out.items()}
+
+
+def detect_file(path: str | Path, config: Any = None) -> dict[str, np.ndarray]:
+    """Alarms of every EMI and GPR stream of a recording, with each detector's extra columns.
+
+    :func:`demine.pipeline.detect_recording` stream by stream, so that the
+    GPR detector's hyperbola parameters (``two_way_time``, ``width``,
+    ``fit_quality``, ``polarity``...) are kept next to the EMI detector's
+    columns; missing values are NaN.
+    """
+    from .pipeline import detect_recording
+    from .recording import Recording
+
+    with Recording(path) as rec:
+        names = [n for n, s in rec.streams.items() if s.kind in ("emi", "gpr")]
+    return _union([detect_recording(path, config, streams=[n]) for n in names])
+
+
+def _apply_model(model: str | Path, rec_path: Path, alarms: dict[str, np.ndarray]
+                 ) -> dict[str, np.ndarray]:
+    """``p_mine`` of every alarm from a classifier model file (demine.classify)."""
+    try:
+        from . import classify
+    except ImportError as exc:  # pragma: no cover - depends on the installation
+        raise ModelError(f"{model}: this demine has no classifier: {exc}") from exc
+    load = getattr(classify, "load_model", None)
+    if load is None:
+        raise ModelError(f"{model}: this demine has no classifier "
+                         "(demine.classify.load_model is missing)")
+    m = load(model)
+    out: Any = None
+    for name in ("classify_alarms", "predict_alarms", "score_alarms"):
+        fn = getattr(classify, name, None)
+        if fn is not None:
+            out = fn(m, rec_path, alarms)
+            break
+    else:
+        meth = getattr(m, "predict_alarms", None)
+        if meth is None:
+            raise ModelError(f"{model}: demine.classify offers no way to score alarms")
+        out = meth(rec_path, alarms)
+    p = out["p_mine"] if isinstance(out, Mapping) else out
+    p = np.asarray(p, dtype=np.float64).reshape(-1)
+    if p.size != len(alarms["x"]):
+        raise ModelError(f"{model}: the classifier gave {p.size} probabilities for "
+                         f"{len(alarms['x'])} alarms of {rec_path}")
+    alarms = dict(alarms)
+    alarms["p_mine"] = p
+    return alarms
+
+
+def _groups(alarms: Mapping[str, np.ndarray], stream_names: Sequence[str]) -> list[str]:
+    """Evaluation groups of a file: "all" and one per detected stream."""
+    return ["all", *stream_names]
+
+
+def _to_arrow(columns: Mapping[str, np.ndarray]) -> Any:
+    import pyarrow as pa
+
+    arrays = {}
+    for k, v in columns.items():
+        v = np.asarray(v)
+        if v.dtype.kind in "OUS":
+            arrays[k] = pa.array([None if x is None else str(x) for x in v.tolist()],
+                                 type=pa.string())
+        else:
+            arrays[k] = pa.array(v)
+    return pa.table(arrays)
+
+
+def _write_json(path: Path, doc: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=1, sort_keys=False, default=_json_default),
+                   encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _json_default(v: Any) -> Any:
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.floating):
+        return None if not np.isfinite(v) else float(v)
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, Path):
+        return str(v)
+    raise TypeError(f"not JSON serialisable: {type(v).__name__}")
+
+
+def _clean(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def _save_lane(path: Path, truth: Mapping[str, np.ndarray], lanes: Mapping[str, Any],
+               meta: Mapping[str, Any]) -> None:
+    """Truth and searched-area rasters of a file, without pickles (np.savez, plain arrays)."""
+    arrays: dict[str, np.ndarray] = {}
+    for k, v in truth.items():
+        v = np.asarray(v)
+        arrays[f"truth__{k}"] = v.astype(str) if v.dtype.kind in "OS" else v
+    for g, ln in lanes.items():
+        cov = ln.coverage
+        if cov is not None:
+            arrays[f"cov__{g}__mask"] = np.asarray(cov.mask, dtype=bool)
+            arrays[f"cov__{g}__geom"] = np.array([cov.x0, cov.y0, cov.cell, cov.footprint])
+    arrays["meta"] = np.array(json.dumps(meta, default=_json_default))
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def _load_lanes(fdir: Path, alarms: Mapping[str, np.ndarray], score: str) -> dict[str, Any]:
+    """The :class:`demine.evaluate.Lane` of each group of a finished file."""
+    from .evaluate import Coverage, Lane
+
+    with np.load(fdir / "lane.npz", allow_pickle=False) as z:
+        meta = json.loads(str(z["meta"]))
+        truth = {k[len("truth__"):]: z[k] for k in z.files if k.startswith("truth__")}
+        covs = {}
+        for g in meta["groups"]:
+            if f"cov__{g}__mask" in z.files:
+                x0, y0, cell, fp = (float(v) for v in z[f"cov__{g}__geom"])
+                covs[g] = Coverage(z[f"cov__{g}__mask"], x0, y0, cell, fp)
+    out = {}
+    stream = np.asarray(alarms.get("stream", np.zeros(0)), dtype=object).astype(str)
+    for g in meta["groups"]:
+        sel = np.ones(stream.size, dtype=bool) if g == "all" else stream == g
+        a = {k: np.asarray(v)[sel] for k, v in alarms.items()}
+        a["score"] = np.asarray(a[score], dtype=np.float64) if score in a else a["score"]
+        out[g] = Lane(truth=truth, alarms=a, coverage=covs.get(g),
+                      footprint=float(meta["footprint"].get(g, 0.3)),
+                      area=None if g in covs else math.nan, soil=meta["soil"],
+                      name=meta["name"], notes=[])
+    return out
+
+
+def process_file(path: str | Path, out_dir: str | Path, config: Mapping[str, Any] | None = None,
+                 model: str | Path | None = None, key: str = "", *,
+                 gpr_threads: int | None = None) -> dict[str, Any]:
+    """The per-file job: detect, classify, evaluate, write outputs. Never raises.
+
+    Opens the recording read-only (several times, each handle closed before the
+    next), and writes only into its own directory :func:`file_dir`.  On failure
+    ``error.json`` is written and the returned dict has ``status = "failed"``
+    and ``error`` (the exception type and message); otherwise ``done.json``
+    (with ``key``) is written last, so an interrupted job counts as not done.
+
+    Returns
+    -------
+    dict
+        The file's row of ``files.parquet`` (see :data:`FILE_COLUMNS`).
+    """
+    t0 = time.perf_counter()
+    path = Path(path)
+    fdir = file_dir(out_dir, path)
+    row: dict[str, Any] = {"file": os.path.abspath(path), "name": path.name,
+                           "status": "failed", "error": "", "cached": False, "key": key,
+                           "out_dir": str(fdir)}
+    try:
+        fdir.mkdir(parents=True, exist_ok=True)
+        for stale in ("done.json", "error.json"):
+            (fdir / stale).unlink(missing_ok=True)
+        row.update(_run_job(path, fdir, config, model, gpr_threads))
+        row["status"] = "done"
+        row["seconds"] = time.perf_counter() - t0
+        _write_json(fdir / "metrics.json", row)
+        _write_json(fdir / "done.json", {"key": key, "file": row["file"],
+                                         "finished": time.time()})
+    except Exception as exc:  # noqa: BLE001 - reported per file, others go on
+        row["status"] = "failed"
+        msg = str(exc) or type(exc).__name__
+        if str(path) not in msg and path.name not in msg:
+            msg = f"{path}: {msg}"
+        row["error"] = f"{type(exc).__name__}: {msg}"
+        row["seconds"] = time.perf_counter() - t0
+        try:
+            fdir.mkdir(parents=True, exist_ok=True)
+            _write_json(fdir / "error.json", {**row, "traceback": traceback.format_exc()})
+        except OSError:
+            pass
+    return row
+
+
+def _run_job(path: Path, fdir: Path, config: Mapping[str, Any] | None,
+             model: str | Path | None, gpr_threads: int | None) -> dict[str, Any]:
+    import pyarrow.parquet as pq
+
+    from .evaluate import evaluate_lanes, lane_from_recording, searched_area
+    from .positions import LocalFrame
+    from .recording import Recording
+
+    cfg = dict(config) if config is not None else None
+    if cfg is not None and gpr_threads and "gpr" in cfg:
+        det = dict(cfg["gpr"].get("detector", {}))
+        det.setdefault("nthreads", int(gpr_threads))
+        cfg["gpr"] = {**cfg["gpr"], "detector": det}
+    with Recording(path) as rec:
+        streams = {n: (s.kind, len(s)) for n, s in rec.streams.items()}
+        truth = rec.truth
+        frame = LocalFrame.from_attrs(rec.attrs)
+        durations = []
+        for s in rec.streams.values():
+            if len(s) >= 2:
+                t = s.read(0, 1, fields=["time"])["time"][0]
+                t1 = s.read(len(s) - 1, len(s), fields=["time"])["time"][0]
+                durations.append((int(t1) - int(t)) / 1e9)
+    alarms = detect_file(path, cfg)
+    if model is not None:
+        alarms = _apply_model(model, path, alarms)
+    n = len(alarms["x"])
+    score = "p_mine" if model is not None else "score"
+    has_truth = len(truth.get("x", ())) > 0
+    det_streams = [s for s, (k, _) in streams.items() if k in ("emi", "gpr")]
+    groups = _groups(alarms, det_streams)
+
+    # Per-file evaluation (one lane per group: every alarm, and each sensor alone).
+    lanes = {}
+    results = {}
+    footprints = {}
+    notes: list[str] = []
+    for g in groups:
+        ln = lane_from_recording(path, alarms=alarms, score=score,
+                                 alarm_stream=None if g == "all" else g)
+        if ln.path is not None and ln.coverage is None:
+            ln.coverage = searched_area(ln.path, ln.footprint)
+            ln.path = None
+        lanes[g] = ln
+        footprints[g] = ln.footprint
+        if g == "all":
+            notes.extend(ln.notes)
+        results[g] = evaluate_lanes([ln])
+    outcome = np.full(n, "", dtype=object)
+    truth_id = np.full(n, "", dtype=object)
+    stream_col = np.asarray(alarms["stream"], dtype=object).astype(str)
+    tids = np.asarray(truth.get("id", np.arange(len(truth.get("x", ())))), dtype=object)
+    for g in det_streams:
+        sel = np.nonzero(stream_col == g)[0]
+        lr = results[g].lanes[0]
+        if has_truth:
+            outcome[sel] = lr.alarm_kind
+            m = lr.alarm_target
+            truth_id[sel[m >= 0]] = tids[m[m >= 0]].astype(str)
+        else:
+            outcome[sel] = np.where(lr.alarm_inside, "unknown", "outside")
+
+    cols = {"file": np.full(n, os.path.abspath(path), dtype=object),
+            "file_name": np.full(n, path.name, dtype=object)}
+    cols.update(alarms)
+    if frame is not None:
+        lon, lat = frame.to_geo(np.asarray(alarms["x"], float), np.asarray(alarms["y"], float))
+    else:
+        lon = lat = np.full(n, np.nan)
+    cols["lon"] = np.asarray(lon, dtype=np.float64)
+    cols["lat"] = np.asarray(lat, dtype=np.float64)
+    cols["outcome"] = outcome
+    cols["truth_id"] = truth_id
+    tmp = fdir / "alarms.parquet.tmp"
+    pq.write_table(_to_arrow(cols), tmp)
+    os.replace(tmp, fdir / "alarms.parquet")
+
+    with Recording(path) as rec:
+        attrs = rec.attrs
+        soil = str(attrs.get("soil") or attrs.get("soil_name") or attrs.get("scene")
+                   or "unknown")
+        lane_id = str(attrs.get("lane_id", "") or "")
+    name = path.name + (f" ({lane_id})" if lane_id else "")
+    _save_lane(fdir / "lane.npz", truth, lanes,
+               {"groups": groups, "footprint": footprints, "soil": soil, "name": name,
+                "score": score, "has_truth": has_truth})
+
+    ev = results["all"]
+    per_stream = {g: results[g].to_dict(roc=False) for g in groups}
+    _write_json(fdir / "evaluation.json", per_stream)
+    return {
+        "has_truth": has_truth, "n_alarms": n,
+        "alarms_by_stream": json.dumps({g: int(np.sum(stream_col == g)) for g in det_streams}),
+        "n_targets": ev.n_targets if has_truth else 0,
+        "n_found": ev.n_found if has_truth else 0,
+        "pd": _clean(ev.pd) if has_truth else None,
+        "pd_lower95": _clean(ev.pd_lower95) if has_truth else None,
+        "n_false_alarms": ev.n_false_alarms if has_truth else None,
+        "far_per_m2": _clean(ev.far_per_m2) if has_truth else None,
+        "area_m2": _clean(ev.area_m2),
+        "duration_s": max(durations) if durations else None,
+        "notes": notes,
+    }
+
+
+# ---------------------------------------------------------------------- the driver
+
+
+@dataclass
+class BatchResult:
+    """What :func:`run_batch` did.
+
+    Attributes
+    ----------
+    out_dir : Path
+    files : list of dict
+        One row per recording (:data:`FILE_COLUMNS`), in input order.
+    evaluations : dict
+        Pooled :class:`demine.evaluate.Evaluation` per group (``"all"`` and each
+        sensor stream) over the recordings with ground truth.
+    campaign, files_table, summary : Path
+        ``campaign.parquet``, ``files.parquet``, ``summary.json``.
+    """
+
+    out_dir: Path
+    files: list[dict[str, Any]]
+    evaluations: dict[str, Any] = field(default_factory=dict)
+    campaign: Path | None = None
+    files_table: Path | None = None
+    summary: Path | None = None
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        return [r for r in self.files if r["status"] == "failed"]
+
+    @property
+    def done(self) -> list[dict[str, Any]]:
+        return [r for r in self.files if r["status"] == "done"]
+
+    @property
+    def computed(self) -> list[dict[str, Any]]:
+        """Files processed in this run (not reused from an earlier one)."""
+        return [r for r in self.done if not r["cached"]]
+
+    @property
+    def skipped(self) -> list[dict[str, Any]]:
+        """Files whose finished outputs were reused."""
+        return [r for r in self.done if r["cached"]]
+
+
+class _Progress:
+    """A one-line text progress bar on a stream (redrawn in place on a terminal)."""
+
+    def __init__(self, total: int, stream: Any = None, width: int = 30) -> None:
+        self.total = max(total, 0)
+        self.stream = stream if stream is not None else sys.stderr
+        self.width = width
+        self.done = 0
+        self.failed = 0
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.t0 = time.perf_counter()
+
+    def update(self, row: Mapping[str, Any]) -> None:
+        self.done += 1
+        if row.get("status") == "failed":
+            self.failed += 1
+        frac = self.done / self.total if self.total else 1.0
+        bar = "#" * int(round(frac * self.width))
+        el = time.perf_counter() - self.t0
+        line = (f"[{bar:<{self.width}}] {self.done}/{self.total} files"
+                f"{f', {self.failed} failed' if self.failed else ''}  {el:5.1f} s  "
+                f"{row.get('name', '')}")
+        if self.tty:
+            print("\r" + line[:120].ljust(120), end="", file=self.stream, flush=True)
+            if self.done == self.total:
+                print(file=self.stream, flush=True)
+        else:
+            print(line, file=self.stream, flush=True)
+        if row.get("status") == "failed":
+            print(f"{'' if not self.tty else chr(10)}  failed: {row.get('error')}",
+                  file=self.stream, flush=True)
+
+
+def _cached_row(fdir: Path, key: str) -> dict[str, Any] | None:
+    try:
+        done = json.loads((fdir / "done.json").read_text(encoding="utf-8"))
+        if done.get("key") != key:
+            return None
+        row = json.loads((fdir / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not (fdir / "alarms.parquet").exists() or not (fdir / "lane.npz").exists():
+        return None
+    row["cached"] = True
+    return row
+
+
+def run_batch(inputs: Sequence[str | Path], out_dir: str | Path, *,
+              config: str | Path | Mapping[str, Any] | None = None,
+              model: str | Path | None = None, scheduler: str | None = None,
+              workers: int | None = None, processes: bool = True, force: bool = False,
+              client: Any = None, progress: bool | Any = True,
+              say: Callable[[str], Any] | None = None) -> BatchResult:
+    """Run the per-file job over recordings on Dask; write the campaign table and summary.
+
+    Parameters
+    ----------
+    inputs : sequence of str or Path
+        Recordings or glob patterns (see :func:`expand_inputs`).
+    out_dir : path
+        Output directory (created).
+    config : path, name or mapping, optional
+        Detection config or processing chain (:func:`resolve_config`).
+    model : path, optional
+        Classifier model file: alarms get ``p_mine`` and the evaluation uses it
+        as the score.
+    scheduler : str, optional
+        Address of a running Dask scheduler (``tcp://host:8786``); default a
+        :class:`distributed.LocalCluster` started and stopped here.
+    workers : int, optional
+        Workers of the local cluster (default: one per core, at most the
+        number of files to process).
+    processes : bool
+        Local cluster workers as processes (default) or threads.
+    force : bool
+        Recompute files whose outputs are up to date.
+    client : distributed.Client, optional
+        Use this client (overrides ``scheduler`` and ``workers``).
+    progress : bool or file
+        Show a progress bar (on stderr, or on the given text stream).
+    say : callable, optional
+        Where to print messages (default: nothing).
+
+    Returns
+    -------
+    BatchResult
+    """
+    _need_campaign_deps()
+    paths = expand_inputs(inputs)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = resolve_config(config)
+    model_hash = None
+    if model is not None:
+        mp = Path(model)
+        if not mp.is_file():
+            raise ModelError(f"{model}: no such model file")
+        model_hash = _file_hash(mp)
+        model = os.path.abspath(mp)
+    keys = [job_key(p, cfg, model, model_hash=model_hash) for p in paths]
+    rows: list[dict[str, Any] | None] = [None] * len(paths)
+    todo = []
+    for i, (p, k) in enumerate(zip(paths, keys, strict=True)):
+        cached = None if force else _cached_row(file_dir(out, p), k)
+        if cached is not None:
+            rows[i] = cached
+        else:
+            todo.append(i)
+    if say:
+        say(f"demine batch: {len(paths)} recordings, {len(paths) - len(todo)} up to date, "
+            f"{len(todo)} to process -> {out}")
+    bar = None
+    if progress:
+        bar = _Progress(len(todo), None if progress is True else progress)
+    if todo:
+        _run_tasks(paths, keys, todo, rows, out, cfg, model, scheduler=scheduler,
+                   workers=workers, processes=processes, client=client, bar=bar)
+    result = BatchResult(out, [r for r in rows if r is not None])
+    _gather(result, cfg)
+    if say:
+        say(f"  done {len(result.computed)}, skipped (up to date) {len(result.skipped)}, "
+            f"failed {len(result.failed)}")
+        for r in result.failed:
+            say(f"  failed: {r['error']}")
+    return result
+
+
+def _run_tasks(paths: list[Path], keys: list[str], todo: list[int],
+               rows: list[dict[str, Any] | None], out: Path, cfg: Mapping[str, Any],
+               model: str | Path | None, *, scheduler: str | None, workers: int | None,
+               processes: bool, client: Any, bar: _Progress | None) -> None:
+    from distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    own_client = client is None
+    gpr_threads = None
+    if client is None:
+        if scheduler:
+            try:
+                client = Client(scheduler, timeout="20s")
+            except OSError as exc:
+                raise ConfigError(f"cannot reach the Dask scheduler at {scheduler}: "
+                                  f"{exc}") from exc
+        else:
+            ncpu = os.cpu_count() or 1
+            n = workers if workers is not None else min(ncpu, len(todo))
+            if n < 1:
+                raise ConfigError(f"--workers must be >= 1, got {n}")
+            gpr_threads = max(1, ncpu // n)
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=processes,
+                                   dashboard_address=None, silence_logs=40)
+            client = Client(cluster)
+    try:
+        futures = {}
+        for i in todo:
+            fut = client.submit(process_file, str(os.path.abspath(paths[i])), str(out.resolve()),
+                                cfg, None if model is None else str(model), keys[i],
+                                gpr_threads=gpr_threads, pure=False,
+                                key=f"demine-batch-{keys[i][:16]}-{i}")
+            futures[fut] = i
+        for fut in as_completed(list(futures)):
+            i = futures[fut]
+            try:
+                row = fut.result()
+            except Exception as exc:  # noqa: BLE001 - a worker died under this file
+                row = {"file": os.path.abspath(paths[i]), "name": paths[i].name,
+                       "status": "failed", "cached": False, "key": keys[i],
+                       "error": f"{type(exc).__name__}: {paths[i]}: {exc}",
+                       "out_dir": str(file_dir(out, paths[i]))}
+            rows[i] = row
+            if bar is not None:
+                bar.update(row)
+    finally:
+        if own_client:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _gather(result: BatchResult, config: Mapping[str, Any] | None = None) -> None:
+    """Write campaign.parquet, files.parquet and summary.json from the per-file outputs."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .evaluate import evaluate_lanes
+
+    out = result.out_dir
+    tables = []
+    lanes: dict[str, list[Any]] = {}
+    score = "score"
+    for row in result.done:
+        fdir = Path(row["out_dir"])
+        t = pq.read_table(fdir / "alarms.parquet")
+        tables.append(t)
+        if not row.get("has_truth"):
+            continue
+        d = {c: t.column(c).to_numpy(zero_copy_only=False) for c in t.column_names}
+        with np.load(fdir / "lane.npz", allow_pickle=False) as z:
+            score = json.loads(str(z["meta"])).get("score", "score")
+        for g, ln in _load_lanes(fdir, d, score).items():
+            lanes.setdefault(g, []).append(ln)
+    if tables:
+        campaign = pa.concat_tables(tables, promote_options="permissive")
+    else:
+        campaign = _to_arrow({"file": np.zeros(0, dtype=object), "x": np.zeros(0),
+                              "y": np.zeros(0)})
+    result.campaign = out / "campaign.parquet"
+    pq.write_table(campaign, str(result.campaign) + ".tmp")
+    os.replace(str(result.campaign) + ".tmp", result.campaign)
+
+    ftab: dict[str, list[Any]] = {c: [] for c in FILE_COLUMNS}
+    for row in result.files:
+        for c in FILE_COLUMNS:
+            ftab[c].append(row.get(c))
+    schema = pa.schema([
+        ("file", pa.string()), ("name", pa.string()), ("status", pa.string()),
+        ("error", pa.string()), ("cached", pa.bool_()), ("seconds", pa.float64()),
+        ("key", pa.string()), ("has_truth", pa.bool_()), ("n_alarms", pa.int64()),
+        ("alarms_by_stream", pa.string()), ("n_targets", pa.int64()),
+        ("n_found", pa.int64()), ("pd", pa.float64()), ("pd_lower95", pa.float64()),
+        ("n_false_alarms", pa.int64()), ("far_per_m2", pa.float64()),
+        ("area_m2", pa.float64()), ("duration_s", pa.float64()), ("out_dir", pa.string())])
+    result.files_table = out / "files.parquet"
+    pq.write_table(pa.Table.from_pydict(ftab, schema=schema), result.files_table)
+
+    summary: dict[str, Any] = {
+        "n_files": len(result.files), "n_done": len(result.done),
+        "n_failed": len(result.failed), "n_computed": len(result.computed),
+        "n_skipped": len(result.skipped), "n_alarms": int(campaign.num_rows),
+        "score": score, "config": config,
+        "failed": [{"file": r["file"], "error": r["error"]} for r in result.failed],
+        "evaluation": {},
+    }
+    for g, lns in lanes.items():
+        ev = evaluate_lanes(lns)
+        result.evaluations[g] = ev
+        summary["evaluation"][g] = ev.to_dict()
+    if not lanes:
+        summary["note"] = "no recording with ground truth: PD and FA/m² not evaluated"
+    result.summary = out / "summary.json"
+    _write_json(result.summary, summary)
+
+
+def load_campaign(out_dir: str | Path) -> dict[str, Any]:
+    """Read a batch output directory: the alarm table, file table, summary and pooled lanes.
+
+    Returns
+    -------
+    dict
+        ``alarms`` (dict of column arrays), ``files`` (list of row dicts),
+        ``summary`` (the parsed ``summary.json``), ``lanes`` (``{group: [Lane]}``
+        of the files with ground truth, for :func:`demine.evaluate.evaluate_lanes`).
+    """
+    import pyarrow.parquet as pq
+
+    out = Path(out_dir)
+    if not (out / "summary.json").exists():
+        raise ConfigError(f"{out}: not a demine batch output (no summary.json)")
+    t = pq.read_table(out / "campaign.parquet")
+    alarms = {c: t.column(c).to_numpy(zero_copy_only=False) for c in t.column_names}
+    files = pq.read_table(out / "files.parquet").to_pylist()
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    lanes: dict[str, list[Any]] = {}
+    for row in files:
+        if row["status"] != "done" or not row.get("has_truth"):
+            continue
+        fdir = Path(row["out_dir"])
+        ft = pq.read_table(fdir / "alarms.parquet")
+        d = {c: ft.column(c).to_numpy(zero_copy_only=False) for c in ft.column_names}
+        for g, ln in _load_lanes(fdir, d, summary.get("score", "score")).items():
+            lanes.setdefault(g, []).append(ln)
+    return {"alarms": alarms, "files": files, "summary": summary, "lanes": lanes}

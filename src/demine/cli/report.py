@@ -1,0 +1,35 @@
+"""``demine report``: figures and one HTML page for a recording or a batch output."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "report",
+        help="figures and an HTML page: radar B-scan, lane map, ROC, PD tables, coverage",
+        description="Write figures a person would rather look at than read (radar B-scan with "
+        "the alarms and fitted hyperbolae, detector lane map coloured by the EMI statistic with "
+        "truth and alarms, ROC with its Clopper-Pearson band, PD by class and depth, searched "
+        "area) and gather them into one self-contained HTML page. FILE is a recording, or a "
+        "'demine batch' output directory. Needs matplotlib (pip install 'demine[plot]').",
+    )
+    p.add_argument("source", type=Path, metavar="FILE|DIR",
+                   help="a demine recording, or a demine batch output directory")
+    p.add_argument("--out", "-o", type=Path, required=True, metavar="DIR",
+                   help="output directory (report.html and the PNG figures)")
+    p.add_argument("--config", metavar="CFG",
+                   help="detection config for a recording without alarms (default chains)")
+    p.add_argument("--max-files", type=int, default=12, metavar="N",
+                   help="batch directory: per-recording figures for at most N recordings")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..report import write_report
+
+    html = write_report(args.source, args.out, config=args.config, max_files=args.max_files)
+    print(f"report: {html}")
+    return 0
