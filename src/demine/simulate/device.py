@@ -149,7 +149,8 @@ class SimulatedDevice:
         Shift the scene's start time to the moment the device starts, so that
         NMEA times are the current UTC (default: True in real time).
     max_backlog : float
-        In real time, seconds of unsent data kept before dropping the oldest.
+        In real time, seconds of data the device holds while the pty is full
+        before dropping the oldest (a UART FIFO and adapter buffer: short).
     wait_reader : float
         Wait at most this many seconds for a reader to open the port before
         sending the first byte (detected when the reader configures the port,
@@ -159,7 +160,7 @@ class SimulatedDevice:
 
     def __init__(self, driver: str, scene: Scene | str | Path, *, seed: int = 0,
                  duration: float | None = None, realtime: bool = True, speed: float = 1.0,
-                 wall_clock: bool | None = None, max_backlog: float = 2.0,
+                 wall_clock: bool | None = None, max_backlog: float = 0.1,
                  wait_reader: float = 0.0, driver_options: dict | None = None,
                  faults: dict[str, float] | None = None,
                  link: str | os.PathLike | None = None) -> None:
