@@ -93,3 +93,40 @@ def test_cli_detect_writes_csv_and_table(lane, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "demine", "detect", str(rec), "--stream", "nope"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "no stream 'nope'" in bad.stderr
+
+
+def test_spatial_merger_one_alarm_per_object_any_chunking():
+    from demine.pipeline import SpatialMerger
+
+    rng = np.random.default_rng(0)
+    # Two objects, each seen on 6 passes 1.5 s apart with 3 cm scatter, plus a
+    # far-away single detection.
+    t, x, y, s = [], [], [], []
+    for k in range(6):
+        for ox, oy in ((0.3, 0.3), (0.8, 0.35)):
+            t.append(int((k * 1.5 + ox) * 1e9))
+            x.append(ox + 0.03 * rng.standard_normal())
+            y.append(oy + 0.03 * rng.standard_normal())
+            s.append(10.0 + k)
+    t.append(int(20e9))
+    x.append(0.5)
+    y.append(2.0)
+    s.append(4.0)
+    a = {"time": np.array(t), "x": np.array(x), "y": np.array(y), "score": np.array(s),
+         "depth": np.full(len(t), 0.1)}
+
+    def run(cuts):
+        m = SpatialMerger(radius=0.2, release_time=3.0)
+        rows = []
+        edges = sorted({0, len(t), *cuts})
+        for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+            rows += m.process({k: v[lo:hi] for k, v in a.items()}, int(a["time"][hi - 1]))
+        return sorted(rows + m.finish(), key=lambda r: r["time"])
+
+    whole = run([])
+    assert len(whole) == 3
+    assert [r["n_passes"] for r in whole] == [6, 6, 1]
+    assert abs(whole[0]["x"] - 0.3) < 0.05 and abs(whole[1]["x"] - 0.8) < 0.05
+    assert whole[0]["score"] == 15.0
+    for cuts in ([1], [3, 7], list(range(1, 13))):
+        assert run(cuts) == whole

@@ -109,6 +109,94 @@ def _make_detector(kind: str, params: Mapping[str, Any], context: Mapping[str, A
     raise ConfigError(f"no detector for streams of kind {kind!r}")
 
 
+class SpatialMerger:
+    """Merge alarms of repeated passes over one object into one alarm (streaming).
+
+    A radar line detector reports an object once per pass; a hand-held sweep
+    passes over it every second or so.  An alarm within ``radius`` metres of an
+    open cluster joins it; a cluster that received nothing for
+    ``release_time`` seconds of stream time is closed and becomes one alarm:
+    the score-weighted centroid of the members that reach half the strongest
+    score, with the strongest member's score, depth and velocity, and
+    ``n_passes`` members.
+
+    Stream time closes clusters only ``latency`` seconds late: a detector
+    reports an alarm after its look-ahead, with the (earlier) time of its
+    apex, and no alarm may arrive for a cluster already closed.  As long as
+    the detector's latency stays below ``latency``, the output depends only on
+    the alarms and stream times fed, not on how they were chunked, so live
+    equals batch.
+    """
+
+    def __init__(self, radius: float = 0.2, release_time: float = 3.0,
+                 latency: float = 5.0) -> None:
+        if not radius > 0 or not release_time > 0 or not latency >= 0:
+            raise ConfigError("[gpr.detector.merge]: radius and release_time must be "
+                              "positive, latency non-negative")
+        self.radius = float(radius)
+        self.release_ns = int(release_time * 1e9)
+        self.latency_ns = int(latency * 1e9)
+        self._open: list[dict[str, Any]] = []
+
+    def _close(self, cluster: dict[str, Any]) -> dict[str, Any]:
+        m = cluster["members"]
+        score = np.array([a["score"] for a in m])
+        best = m[int(np.argmax(score))]
+        keep = score >= 0.5 * score.max()
+        w = score[keep]
+        out = dict(best)
+        out["x"] = float(np.dot(w, [a["x"] for a, k in zip(m, keep, strict=True) if k]) / w.sum())
+        out["y"] = float(np.dot(w, [a["y"] for a, k in zip(m, keep, strict=True) if k]) / w.sum())
+        out["n_passes"] = len(m)
+        return out
+
+    def process(self, alarms: Mapping[str, np.ndarray], now_ns: int | None) -> list[dict]:
+        """Add alarms (columns); return the clusters closed by stream time ``now_ns``."""
+        n = len(alarms["x"]) if "x" in alarms else 0
+        closed: list[dict[str, Any]] = []
+        for i in range(n):
+            a = {k: (v[i].item() if hasattr(v[i], "item") else v[i]) for k, v in alarms.items()}
+            t = int(a["time"])
+            # close what this alarm's time has already released
+            still = []
+            for c in self._open:
+                (closed if t - c["last"] > self.release_ns else still).append(c)
+            self._open = still
+            best, dist = None, self.radius
+            for c in self._open:
+                d = float(np.hypot(a["x"] - c["cx"], a["y"] - c["cy"]))
+                if d <= dist:
+                    best, dist = c, d
+            if best is None:
+                self._open.append({"members": [a], "cx": a["x"], "cy": a["y"], "last": t,
+                                   "wsum": max(a["score"], 1e-12)})
+            else:
+                best["members"].append(a)
+                w = max(a["score"], 1e-12)
+                best["cx"] = (best["cx"] * best["wsum"] + a["x"] * w) / (best["wsum"] + w)
+                best["cy"] = (best["cy"] * best["wsum"] + a["y"] * w) / (best["wsum"] + w)
+                best["wsum"] += w
+                best["last"] = max(best["last"], t)
+        if now_ns is not None:
+            still = []
+            for c in self._open:
+                late = now_ns - self.latency_ns - c["last"] > self.release_ns
+                (closed if late else still).append(c)
+            self._open = still
+        return [self._close(c) for c in closed]
+
+    def finish(self) -> list[dict]:
+        closed, self._open = self._open, []
+        return [self._close(c) for c in closed]
+
+
+def _rows_to_columns(rows: list[dict], like: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    if not rows:
+        return {k: np.asarray(v)[:0] for k, v in like.items()} if like else {}
+    keys = list(rows[0])
+    return {k: np.array([r[k] for r in rows]) for k in keys}
+
+
 class StreamDetector:
     """Processing chain and detector of one stream, fed chunk by chunk.
 
@@ -131,8 +219,16 @@ class StreamDetector:
         self.stream = str(context.get("stream", kind))
         self.chain: Chain = load_chain(chain or DEFAULT_CONFIG[kind]["chain"])
         self.chain.configure(context)
-        self.detector = _make_detector(kind, detector or {}, context)
+        det_params = dict(detector or {})
+        merge = det_params.pop("merge", {}) if kind == "gpr" else None
+        self.detector = _make_detector(kind, det_params, context)
+        # EMI alarms are merged over sweeps by the EMI detector itself; radar
+        # line alarms are merged here.
+        self.merger = None
+        if kind == "gpr" and merge is not False:
+            self.merger = SpatialMerger(**(merge or {}))
         self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._last_time: int | None = None
 
     def _aligned(self, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Positions and times of the next ``m`` frames the chain released."""
@@ -154,10 +250,17 @@ class StreamDetector:
 
     def _detect(self, out: np.ndarray) -> dict[str, np.ndarray]:
         x, y, t = self._aligned(out.shape[0])
+        if t.size:
+            self._seen_time = int(t[-1])
         if self.kind == "emi":
             stat = out[:, -1]
             polarity = out[:, :-1].mean(axis=1) if out.shape[1] > 1 else None
             return self.detector.process(stat, x, y, t, polarity)
+        # A trace without a position cannot be placed on the line: the GPR
+        # detector sees only positioned traces (the same ones live and in batch).
+        ok = np.isfinite(x) & np.isfinite(y)
+        if not ok.all():
+            out, x, y, t = out[ok], x[ok], y[ok], t[ok]
         return self.detector.process(out, x, y, t)
 
     def process(self, samples: np.ndarray, x: np.ndarray, y: np.ndarray,
@@ -168,14 +271,24 @@ class StreamDetector:
                               np.asarray(y, dtype=np.float64).reshape(n),
                               np.asarray(time, dtype=np.int64).reshape(n)))
         out = self.chain.process(samples)
-        return self._standard(self._detect(out))
+        alarms = self._detect(out)
+        if self.merger is not None:
+            if out.shape[0]:
+                # stream time of the last frame the detector has seen
+                self._last_time = int(self._seen_time)
+            alarms = _rows_to_columns(self.merger.process(alarms, self._last_time), alarms)
+        return self._standard(alarms)
 
     def finish(self) -> dict[str, np.ndarray]:
         """End of stream: the alarms still open."""
         out = self.chain.finish()
         parts = [self._detect(out)] if out.shape[0] else []
         parts.append(self.detector.finish())
-        return self._standard(_concat(parts))
+        alarms = _concat(parts)
+        if self.merger is not None:
+            rows = self.merger.process(alarms, None) + self.merger.finish()
+            alarms = _rows_to_columns(rows, alarms)
+        return self._standard(alarms)
 
     def _standard(self, alarms: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = len(next(iter(alarms.values()))) if alarms else 0
