@@ -131,3 +131,19 @@ def test_write_recording_with_truth(tmp_path):
         assert list(truth["id"]) == [o.id for o in r.scene.objects]
         np.testing.assert_allclose(truth["metal_mass"], r.truth["metal_mass"])
         assert rec.attrs["origin_lon"] == r.scene.anchor_lon
+
+
+def test_receiver_saturation_sets_the_overrange_flag():
+    from demine.simulate import parse_scene
+
+    sc = parse_scene({"lane": {"width": 1.0, "length": 1.0},
+                      "sweep": {"pattern": "line", "line_x": 0.5, "speed": 0.5},
+                      "emi": {"full_scale": 0.5},
+                      "objects": [{"class": "at-mine", "x": 0.5, "y": 0.5, "depth": 0.02}]})
+    e = simulate_lane(sc, 2.0, seed=0, streams=["emi"]).emi
+    over = e["status"] & 1 == 1
+    assert over.any() and not over.all()
+    assert np.abs(e["samples"]).max() <= 0.5
+    assert np.all(np.abs(e["samples"][over]).max(axis=1) == np.float32(0.5))
+    # near the mine only
+    assert np.abs(e["y"][over] - 0.5).max() < 0.4

@@ -161,11 +161,15 @@ class LaneSimulator:
         t, tns = self.times("emi", start, stop)
         x, y, h = self.trajectory(t)
         volts = model.clean(x, y, h) + model.instrument(t, rng, state)
+        fs = self.scene.emi.full_scale
+        over = np.any(np.abs(volts) >= fs, axis=1)
+        if over.any():  # the receiver saturates: clipped, status bit 0 (overrange)
+            volts = np.clip(volts, -fs, fs)
         return {
             "time": tns, "samples": volts.astype(np.float32), "x": x, "y": y, "z": h,
             "sequence": np.arange(start, stop, dtype=np.int64),
             "device_time_us": self._clock_us("emi", t),
-            "status": np.zeros(stop - start, dtype=np.uint16),
+            "status": over.astype(np.uint16),
         }
 
     def _cw_block(self, start: int, stop: int, rng: np.random.Generator,
@@ -185,6 +189,8 @@ class LaneSimulator:
         t, tns = self.times("gpr", start, stop)
         x, y, h = self.trajectory(t)
         traces = model.quantise(model.clean(t, x, y, h), rng)
+        info = np.iinfo(traces.dtype)
+        over = np.any((traces == info.max) | (traces == info.min), axis=1)
         # survey-wheel-like distance count along the path
         px = np.concatenate([[state.get("x", x[0])], x])
         py = np.concatenate([[state.get("y", y[0])], y])
@@ -198,7 +204,7 @@ class LaneSimulator:
             "sequence": np.arange(start, stop, dtype=np.int64),
             "device_time_us": self._clock_us("gpr", t),
             "encoder": enc, "stacking": np.full(stop - start, cfg.stacking, dtype=np.uint16),
-            "status": np.zeros(stop - start, dtype=np.uint16),
+            "status": over.astype(np.uint16),  # bit 0: overrange (clipped samples)
         }
 
     def _gps_block(self, start: int, stop: int, rng: np.random.Generator,

@@ -279,6 +279,7 @@ class EMIConfig:
     mains_frequency: float = 50.0
     soil_gain: float = 0.22
     clock_ppm: float = 30.0
+    full_scale: float = 10.0
     device: str = "simulated PI detector"
 
 
@@ -763,6 +764,7 @@ def parse_scene(data: Mapping[str, Any], source: str = "<scene>",
         mains_frequency=em.num("mains_frequency", 50.0, lo=0.0, hi=1000.0),
         soil_gain=em.num("soil_gain", 0.22, lo=0.0),
         clock_ppm=em.num("clock_ppm", 30.0, lo=-1000.0, hi=1000.0),
+        full_scale=em.num("full_scale", 10.0, lo=0.0, lo_open=True),
         device=em.string("device", "simulated PI detector"),
     )
     em.finish()
