@@ -1,0 +1,227 @@
+"""demine batch: the per-file job on a real Dask cluster, skips, force, the campaign table."""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from distributed import LocalCluster
+
+from demine.batch import (
+    expand_inputs,
+    file_dir,
+    job_key,
+    load_campaign,
+    resolve_config,
+    run_batch,
+)
+from demine.cli import main
+from demine.errors import ConfigError
+from demine.evaluate import evaluate_recordings
+from demine.pipeline import ALARM_COLUMNS, detect_recording
+
+
+def tiny_scene():
+    """A 0.6 m x 0.5 m lane (one AP mine, one fragment): about 5 s of sweep."""
+    from demine.simulate import parse_scene
+
+    text = (resources.files("demine.simulate") / "scenes" / "demo-lane.toml").read_text(
+        encoding="utf-8")
+    doc = tomllib.loads(text)
+    doc["scene"]["name"] = "tiny-lane"
+    doc["lane"].update(width=0.6, length=0.5)
+    doc["sweep"].update(advance=0.08, start_y=-0.1, end_y=0.6)
+    doc["objects"] = [{"id": "M01", "class": "ap-mine", "x": 0.3, "y": 0.25, "depth": 0.03}]
+    doc["clutter"] = [{"class": "fragment", "count": 1, "depth": [0.0, 0.05],
+                       "metal_mass_g": [5.0, 10.0]}]
+    return parse_scene(doc, "tiny-lane")
+
+
+def make_campaign(d: Path) -> tuple[list[Path], Path]:
+    """Two good simulated recordings and one corrupt one (a recording cut short)."""
+    from demine.simulate import simulate_lane
+
+    d.mkdir(parents=True, exist_ok=True)
+    sc = tiny_scene()
+    good = []
+    for seed in (1, 2):
+        p = d / f"lane{seed}.h5"
+        simulate_lane(sc, seed=seed).write(p, overwrite=True)
+        good.append(p)
+    bad = d / "lane3.h5"
+    simulate_lane(sc, seed=3, duration=1.0).write(bad, overwrite=True)
+    with open(bad, "r+b") as fh:
+        fh.truncate(os.path.getsize(bad) // 3)
+    return good, bad
+
+
+@pytest.fixture(scope="module")
+def campaign(tmp_path_factory):
+    d = tmp_path_factory.mktemp("campaign")
+    good, bad = make_campaign(d / "rec")
+    return d, good, bad
+
+
+@pytest.fixture(scope="module")
+def first_run(campaign):
+    d, good, bad = campaign
+    out = d / "out"
+    res = run_batch([str(d / "rec" / "*.h5")], out, workers=2, processes=False,
+                    progress=False)
+    return out, res
+
+
+def test_corrupt_file_reported_others_done(campaign, first_run):
+    d, good, bad = campaign
+    out, res = first_run
+    assert len(res.files) == 3
+    assert sorted(Path(r["file"]).name for r in res.done) == ["lane1.h5", "lane2.h5"]
+    assert len(res.failed) == 1
+    err = res.failed[0]["error"]
+    assert "lane3.h5" in err and "RecordingError" in err
+    assert (file_dir(out, bad) / "error.json").exists()
+    assert not (file_dir(out, bad) / "done.json").exists()
+    for p in good:
+        assert (file_dir(out, p) / "done.json").exists()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_failed"] == 1 and summary["n_done"] == 2
+    assert summary["failed"][0]["file"].endswith("lane3.h5")
+
+
+def test_campaign_table_matches_the_per_file_pipeline(campaign, first_run):
+    d, good, bad = campaign
+    out, res = first_run
+    t = pq.read_table(out / "campaign.parquet")
+    cols = set(t.column_names)
+    assert {"file", "file_name", "lon", "lat", "outcome", "truth_id", *ALARM_COLUMNS} <= cols
+    # the radar detector's hyperbola fit is kept next to the EMI columns
+    assert {"two_way_time", "width", "fit_quality"} <= cols
+    files = t.column("file_name").to_pylist()
+    assert "lane3.h5" not in files
+    for p in good:
+        ref = detect_recording(p)
+        sel = np.array([f == p.name for f in files])
+        assert sel.sum() == len(ref["x"]) > 0
+        x = t.column("x").to_numpy()[sel]
+        np.testing.assert_allclose(np.sort(x), np.sort(ref["x"]), rtol=0, atol=1e-9)
+        assert sorted(t.column("stream").to_numpy(zero_copy_only=False)[sel].tolist()) == \
+            sorted(ref["stream"].tolist())
+    # WGS 84 positions near the scene's anchor
+    lat = t.column("lat").to_numpy()
+    lon = t.column("lon").to_numpy()
+    assert np.all(np.abs(lat - 12.5652) < 1e-3) and np.all(np.abs(lon - 104.9173) < 1e-3)
+    outcomes = set(t.column("outcome").to_pylist())
+    assert outcomes <= {"hit", "false", "clutter", "outside", "ignored"}
+    assert "hit" in outcomes
+    ft = pq.read_table(out / "files.parquet").to_pylist()
+    assert len(ft) == 3
+    by = {Path(r["file"]).name: r for r in ft}
+    assert by["lane3.h5"]["status"] == "failed" and by["lane3.h5"]["error"]
+    assert sum(by[p.name]["n_alarms"] for p in good) == t.num_rows
+    for p in good:
+        r = by[p.name]
+        assert r["status"] == "done" and r["has_truth"] and r["n_targets"] == 1
+        assert r["area_m2"] > 0.3
+
+
+def test_pooled_evaluation_equals_demine_evaluate(campaign, first_run):
+    d, good, bad = campaign
+    out, res = first_run
+    per = []
+    for p in good:
+        per.append(pq.read_table(file_dir(out, p) / "alarms.parquet").to_pydict())
+    per = [{k: np.asarray(v) for k, v in a.items()} for a in per]
+    ref = evaluate_recordings(good, alarms=per)
+    ev = res.evaluations["all"]
+    assert (ev.n_targets, ev.n_found, ev.n_false_alarms) == (
+        ref.n_targets, ref.n_found, ref.n_false_alarms)
+    assert ev.area_m2 == pytest.approx(ref.area_m2, rel=1e-9)
+    assert ev.pd_lower95 == pytest.approx(ref.pd_lower95)
+    np.testing.assert_allclose(ev.roc.pd, ref.roc.pd)
+    np.testing.assert_allclose(ev.roc.far, ref.roc.far)
+    summary = json.loads((out / "summary.json").read_text())
+    s = summary["evaluation"]["all"]
+    assert s["n_targets"] == 2 and s["pd_lower95"] == pytest.approx(ref.pd_lower95)
+    assert set(summary["evaluation"]) == {"all", "emi", "gpr"}
+    assert len(s["roc"]["pd"]) == len(s["roc"]["far"]) >= 2
+    # load_campaign gives the same pooled lanes back
+    camp = load_campaign(out)
+    assert len(camp["lanes"]["all"]) == 2
+    assert len(camp["alarms"]["x"]) == summary["n_alarms"]
+
+
+def test_rerun_skips_and_force_recomputes(campaign, first_run):
+    d, good, bad = campaign
+    out, _ = first_run
+    marker = file_dir(out, good[0]) / "done.json"
+    before = marker.stat().st_mtime_ns
+    res = run_batch([str(d / "rec" / "*.h5")], out, workers=2, processes=False,
+                    progress=False)
+    assert len(res.skipped) == 2 and len(res.computed) == 0
+    assert len(res.failed) == 1  # the failed file is tried again, and fails again
+    assert marker.stat().st_mtime_ns == before
+    assert pq.read_table(out / "campaign.parquet").num_rows == sum(
+        r["n_alarms"] for r in res.done)
+
+    # a changed file (new modification time) is recomputed, the other still skipped
+    st = os.stat(good[1])
+    os.utime(good[1], ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    res = run_batch([str(p) for p in good], out, workers=1, processes=False, progress=False)
+    assert [Path(r["file"]).name for r in res.computed] == [good[1].name]
+    assert [Path(r["file"]).name for r in res.skipped] == [good[0].name]
+
+    res = run_batch([str(p) for p in good], out, workers=2, processes=False, progress=False,
+                    force=True)
+    assert len(res.computed) == 2 and not res.skipped
+    assert marker.stat().st_mtime_ns > before
+
+
+def test_explicit_scheduler_address_via_cli(campaign, tmp_path, capsys):
+    d, good, bad = campaign
+    out = tmp_path / "out"
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster:
+        addr = cluster.scheduler_address
+        rc = main(["batch", str(d / "rec" / "lane*.h5"), "--out", str(out), "--scheduler", addr])
+        captured = capsys.readouterr()
+        assert rc == 1  # one file failed
+        assert "3/3 files, 1 failed" in captured.err  # the progress bar
+        assert "lane3.h5" in captured.err
+        assert "lane3.h5" in captured.out and "failed" in captured.out
+        assert "PD" in captured.out
+        rc = main(["batch", *map(str, good), "--out", str(out), "--scheduler", addr, "-q"])
+        captured = capsys.readouterr()
+        assert rc == 0
+        assert "skipped (up to date) 2" in captured.out
+    assert pq.read_table(out / "files.parquet").num_rows == 2
+
+
+def test_config_changes_the_key_and_is_self_contained(campaign, tmp_path):
+    d, good, bad = campaign
+    default = resolve_config(None)
+    chain = resolve_config("gpr_default")
+    assert chain["gpr"]["chain"] == "gpr_default"
+    cfg_file = tmp_path / "detect.toml"
+    chain_file = tmp_path / "mychain.toml"
+    chain_file.write_text('[chain]\nkind = "emi"\n[[step]]\nname = "emi.detect"\n'
+                          'output = "append"\n')
+    cfg_file.write_text('[emi]\nchain = "mychain.toml"\n[emi.detector]\nthreshold = 9.0\n')
+    cfg = resolve_config(cfg_file)
+    assert cfg["emi"]["chain"]["chain"]["kind"] == "emi"  # inlined for the workers
+    assert cfg["emi"]["detector"]["threshold"] == 9.0
+    assert job_key(good[0], default) != job_key(good[0], cfg)
+    assert job_key(good[0], default) == job_key(good[0], resolve_config(None))
+    assert resolve_config(chain_file)["emi"]["chain"]["chain"]["kind"] == "emi"
+    bad_cfg = tmp_path / "bad.toml"
+    bad_cfg.write_text("[radar]\n")
+    with pytest.raises(ConfigError, match="unknown section"):
+        resolve_config(bad_cfg)
+    with pytest.raises(ConfigError, match="no file matches"):
+        expand_inputs([str(tmp_path / "none*.h5")])
+    assert main(["batch", str(tmp_path / "none*.h5"), "--out", str(tmp_path / "o")]) == 2
