@@ -4,7 +4,7 @@ Measured side by side in the same run, on one core:
 
 * demine's vectorised forward models (:func:`demine.simulate.simulate_lane`),
   per stream and scene, reported as simulated seconds per wall second
-  ("x real time") at the reference rates (EMI 1000 readings/s x 16 gates,
+  ("x real time") at the reference rates (EMI 1000 readings/s x 16 gates, CW 50 Hz,
   radar 400 traces/s x 512 samples, tracker 10 Hz);
 * the same physics written straightforwardly, one reading (or trace) at a time
   in a Python loop over objects and events (the obvious way to write a forward
@@ -115,7 +115,7 @@ def _device(driver: str, seconds: float = 5.0) -> tuple[float, float]:
 def run() -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for scene in SCENES:
-        for stream in ("emi", "gpr", "gps"):
+        for stream in ("emi", "gpr", "gps", "cw"):
             rows.append({"suite": "simulate", "case": f"{scene} {stream} vectorised",
                          "x_real_time": round(_vectorised(scene, stream), 1)})
         rows.append({"suite": "simulate", "case": f"{scene} emi naive loop",
