@@ -26,15 +26,27 @@ FRAME = LocalFrame(104.9, 12.5, 10.0)
 def _pty():
     master, slave = os.openpty()
     tty.setraw(slave)
+    os.set_blocking(master, False)  # writes never hang a test on a reader that stopped
     path = os.ttyname(slave)
     return master, slave, path
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _write_all(fd: int, data: bytes, timeout: float = 20.0) -> None:
+    """Write everything to a pty master, failing (not hanging) if nobody reads."""
+    import select
+
     view = memoryview(data)
+    deadline = time.monotonic() + timeout
     while view:
-        n = os.write(fd, view)
-        view = view[n:]
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"pty reader took no data for {timeout} s")
+        _, ready, _ = select.select([], [fd], [], min(left, 0.5))
+        if ready:
+            try:
+                view = view[os.write(fd, view):]
+            except BlockingIOError:
+                pass
 
 
 def _gps_bytes(t_ns: np.ndarray, x: np.ndarray, y: np.ndarray) -> bytes:
@@ -222,7 +234,6 @@ def test_full_disk_stops_with_clear_message_and_valid_file(tmp_path):
     emi = get_driver("emi-pi")
     proc = subprocess.Popen([sys.executable, "-c", _FULL_DISK, str(out), path],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    os.set_blocking(m, False)
     try:
         seq = 0
         deadline = time.monotonic() + 60
