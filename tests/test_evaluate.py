@@ -109,13 +109,19 @@ def test_tie_rules_global_nearest_first_not_table_order():
     assert evaluate(truth, alarms, area=1.0).pd == 1.0
 
 
-def test_tie_rules_higher_score_first():
+def test_tie_rules_distance_before_score():
     truth = _truth([[0, 0], [0.4, 0]])
     alarms = _alarms([[0.22, 0], [0.45, 0]], score=[0.9, 0.5])
     r = evaluate(truth, alarms, area=1.0)
-    # A (score 0.9) takes its nearest target T1 first; B then has nothing in its halo.
-    assert r.lanes[0].alarm_target.tolist() == [1, -1]
-    assert r.n_found == 1 and r.n_false_alarms == 1 and r.pd == 0.5
+    # Nearest first whatever the scores: B-T1 (0.05), then A-T0 (0.22).
+    assert r.lanes[0].alarm_target.tolist() == [0, 1]
+    assert r.pd == 1.0 and r.n_false_alarms == 0
+    # At threshold 0.9 only A is declared: it takes its nearest target, T1.
+    assert r.roc.threshold.tolist() == [np.inf, 0.9, 0.5]
+    assert r.roc.n_found.tolist() == [0, 1, 2] and r.roc.n_false.tolist() == [0, 0, 0]
+    # At equal distance the higher score wins; the other alarm is a false alarm.
+    r = evaluate(_truth([[0, 0]]), _alarms([[0.1, 0], [-0.1, 0]], score=[0.2, 0.9]), area=1.0)
+    assert r.lanes[0].alarm_kind.tolist() == ["false", "hit"]
 
 
 def test_tie_rules_exact_ties_go_to_table_order():
@@ -350,7 +356,7 @@ scenes = st.integers(0, 2**32 - 1).flatmap(lambda seed: st.tuples(
     st.just(seed), st.integers(0, 12), st.integers(0, 25), st.integers(1, 6)))
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(scenes)
 def test_roc_is_monotone_and_nested(case):
     seed, nt, na, nscore = case

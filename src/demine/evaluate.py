@@ -408,18 +408,19 @@ def match_alarms(
     distance is at most the target's halo (inclusive), taking pairs in this
     order, each accepted when neither its alarm nor its target is matched yet:
 
-    1. higher alarm score first;
-    2. then nearer first (so with equal scores, which includes unscored alarms,
-       every alarm goes to its nearest unmatched target, globally by ascending
-       distance);
+    1. nearer first (every alarm goes to its nearest unmatched target,
+       globally by ascending distance);
+    2. at equal distance, the higher-scoring alarm first;
     3. then the target that comes first in the truth table;
     4. then the alarm that comes first in the alarms table.
 
-    The order makes the matching at any score threshold exactly the matching
-    of all alarms restricted to the alarms above the threshold, so the ROC
-    derived from it is monotone and its lowest-threshold point equals the
-    overall figures; and the result does not depend on how ties are broken
-    by floating-point noise beyond rule 3 and 4.
+    This is the unique stable matching of alarms and targets under these
+    preferences.  Adding an alarm changes it only along one chain of
+    displacements: no target found before is lost, at most one more is found,
+    and the number of unmatched alarms never falls.  So the matching of the
+    alarms above any score threshold (how the ROC is computed) gives a PD and
+    a false-alarm count that never decrease as the threshold is lowered, and
+    the lowest-threshold point equals the overall figures.
 
     Parameters
     ----------
@@ -466,7 +467,7 @@ def match_alarms(
     d = np.hypot(a[ai, 0] - t[ti, 0], a[ai, 1] - t[ti, 1])
     keep = d <= h[ti]
     ai, ti, d = ai[keep], ti[keep], d[keep]
-    order = np.lexsort((ai, ti, d, -s[ai]))
+    order = np.lexsort((ai, ti, -s[ai], d))
     free_t = np.ones(nt, dtype=bool)
     for k in order:
         i, j = ai[k], ti[k]
@@ -475,6 +476,103 @@ def match_alarms(
             dist_out[i] = d[k]
             free_t[j] = False
     return out, dist_out
+
+
+def _candidates(a: np.ndarray, t: np.ndarray, h: np.ndarray, s: np.ndarray,
+                tidx: np.ndarray) -> list[list[tuple[tuple[float, float, int, int], int]]]:
+    """Per alarm, the targets ``tidx`` within their halo, by the matching order."""
+    na = a.shape[0]
+    out: list[list[tuple[tuple[float, float, int, int], int]]] = [[] for _ in range(na)]
+    okt = tidx[np.all(np.isfinite(t[tidx]), axis=1) & np.isfinite(h[tidx])]
+    oka = np.nonzero(np.all(np.isfinite(a), axis=1))[0]
+    if not okt.size or not oka.size:
+        return out
+    from scipy.spatial import cKDTree
+
+    tree = cKDTree(t[okt])
+    lists = tree.query_ball_point(a[oka], r=float(h[okt].max()))
+    for i, lst in zip(oka.tolist(), lists, strict=True):
+        cand = []
+        for k in lst:
+            j = int(okt[k])
+            d = float(math.hypot(a[i, 0] - t[j, 0], a[i, 1] - t[j, 1]))
+            if d <= h[j]:
+                cand.append(((d, -float(s[i]), j, i), j))
+        cand.sort()
+        out[i] = cand
+    return out
+
+
+def _roc_steps(r: LaneResult) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hits and false alarms of one lane at each of its distinct scores (descending).
+
+    Alarms are inserted by descending score into the stable matching of
+    :func:`match_alarms` (deferred acceptance: a nearer alarm displaces a
+    target's holder, which moves on to its next target), so the count after
+    each score group equals a fresh matching of the alarms scoring at least
+    that much.
+    """
+    a = np.column_stack([r.alarm_x, r.alarm_y])
+    t = np.column_stack([r.truth_x, r.truth_y])
+    s = r.alarm_score
+    tidx = np.nonzero(r.is_target)[0]
+    cand = _candidates(a, t, r.halo, s, tidx)
+    na, nt = a.shape[0], t.shape[0]
+    holder = np.full(nt, -1, dtype=np.intp)
+    hkey: list[Any] = [None] * nt
+    ptr = [0] * na
+    match = np.full(na, -1, dtype=np.intp)
+    inside = r.alarm_inside
+    counted = r.counted
+    active = np.zeros(na, dtype=bool)
+    hits = fas = 0
+
+    def status(i: int) -> tuple[int, int]:
+        if not active[i]:
+            return (0, 0)
+        j = match[i]
+        if j >= 0:
+            return (1, 0) if counted[j] else (0, 0)
+        return (0, 1) if inside[i] else (0, 0)
+
+    def set_match(i: int, j: int) -> None:
+        nonlocal hits, fas
+        h0, f0 = status(i)
+        match[i] = j
+        h1, f1 = status(i)
+        hits += h1 - h0
+        fas += f1 - f0
+
+    order = np.lexsort((np.arange(na), -s))
+    thr, nh, nf = [], [], []
+    for n, i0 in enumerate(order.tolist()):
+        h0, f0 = status(i0)
+        active[i0] = True  # a new alarm starts unmatched
+        h1, f1 = status(i0)
+        hits += h1 - h0
+        fas += f1 - f0
+        i = i0
+        while i >= 0:
+            nxt = -1
+            while ptr[i] < len(cand[i]):
+                key, j = cand[i][ptr[i]]
+                ptr[i] += 1
+                h = int(holder[j])
+                if h < 0 or key < hkey[j]:
+                    holder[j] = i
+                    hkey[j] = key
+                    set_match(i, j)
+                    if h >= 0:
+                        set_match(h, -1)
+                        nxt = h
+                    break
+            i = nxt
+        if n == na - 1 or s[order[n + 1]] != s[i0]:
+            thr.append(float(s[i0]))
+            nh.append(hits)
+            nf.append(fas)
+    return (np.asarray(thr, dtype=np.float64), np.asarray(nh, dtype=np.int64),
+            np.asarray(nf, dtype=np.int64))
 
 
 # --------------------------------------------------------------------------
@@ -1162,15 +1260,22 @@ def evaluate_lanes(
     if n_t == 0:
         notes.append("no targets in the searched area: PD undefined")
 
-    # ROC over every distinct threshold (matching is nested, see match_alarms).
+    # ROC over every distinct threshold: each lane's matching re-run on the alarms
+    # above it (incrementally, see _roc_steps), counts summed over lanes.
     is_hit = kind == "hit"
     is_fa = np.isin(kind, ("false", "clutter"))
-    rel = is_hit | is_fa
-    thr = np.unique(score[rel])[::-1]
-    hs = np.sort(score[is_hit])
-    fs = np.sort(score[is_fa])
-    nf = hs.size - np.searchsorted(hs, thr, side="left")
-    nfa = fs.size - np.searchsorted(fs, thr, side="left")
+    steps = [_roc_steps(r) for r in res]
+    thr = np.unique(np.concatenate([st[0] for st in steps])) if steps else np.zeros(0)
+    thr = thr[::-1]
+    nf = np.zeros(thr.size, dtype=np.int64)
+    nfa = np.zeros(thr.size, dtype=np.int64)
+    for lt, lh, lf in steps:
+        if lt.size:
+            # lane step k holds for global thresholds t with lt[k] >= t > lt[k+1]
+            k = np.searchsorted(-lt, -thr, side="right") - 1
+            ok = k >= 0
+            nf[ok] += lh[k[ok]]
+            nfa[ok] += lf[k[ok]]
     thr = np.concatenate([[np.inf], thr])
     nf = np.concatenate([[0], nf]).astype(np.int64)
     nfa = np.concatenate([[0], nfa]).astype(np.int64)
