@@ -44,8 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--detect", metavar="CONFIG", default=None,
                    help="detection config TOML for the recorder's live detection and the "
                    "console's EMI chart (default: the pipeline defaults)")
-    p.add_argument("--flush-interval", type=float, default=0.25, metavar="S",
-                   help="flush interval of the started recorder (default 0.25 s)")
+    p.add_argument("--flush-interval", type=float, default=0.1, metavar="S",
+                   help="flush interval of the started recorder: how often new frames "
+                   "reach the file and the console (default 0.1 s)")
     p.add_argument("--seed", type=int, default=0, help="simulator seed (with --simulate)")
     p.add_argument("--stale", type=float, default=3.0, metavar="S",
                    help="a stream whose last frame is older than S seconds shows red "

@@ -111,6 +111,7 @@ class ConsoleApp(App):
         self.tick_seconds = 0.0
         self._next_status = 0.0
         self._recorder_exit_reported = False
+        self._shown: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -134,6 +135,13 @@ class ConsoleApp(App):
         self.tick()
 
     # ------------------------------------------------------------------ update
+    def _update(self, wid: str, text: Text) -> None:
+        """Update a Static only when its content changed (no needless repaint)."""
+        key = (text.plain, tuple(text.spans))
+        if self._shown.get(wid) != key:
+            self._shown[wid] = key
+            self.query_one(wid, Static).update(text)
+
     def say(self, text: str, style: str = "#ffffff") -> None:
         self.message, self.message_style = text, style
         self.query_one("#msg", Static).update(Text(text, style=style, no_wrap=True,
@@ -243,14 +251,14 @@ class ConsoleApp(App):
             t.append(f"x {x:.2f} y {y:.2f} ")
         t.append(f"marks {len(f.markers)} ", style="#ffffff")
         t.append(f.path.name, style="#a0a0a0")
-        self.query_one("#top", Static).update(t)
+        self._update("#top", t)
 
     def _draw_streams(self) -> None:
         f = self.follower
         t = Text(no_wrap=True, overflow="crop")
         if not f.is_open:
             t.append(f.error or f"waiting for {f.path}", style="bold #ffff00")
-            self.query_one("#streams", Static).update(t)
+            self._update("#streams", t)
             return
         t.append(f"{'stream':<8}{'kind':<5}{'frames':>9}{'rate/s':>9}{'crc':>6}{'gaps':>6}"
                  f"{'age s':>8}  state\n", style="bold #ffff00")
@@ -268,7 +276,7 @@ class ConsoleApp(App):
                 t.append("OK", style="bold #00ff00")
             t.append("\n")
         t.rstrip()
-        self.query_one("#streams", Static).update(t)
+        self._update("#streams", t)
 
     # ------------------------------------------------------------------ keys
     def _send(self, cmd: str, **params: Any) -> dict[str, Any] | None:

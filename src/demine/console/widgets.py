@@ -31,13 +31,20 @@ BAR_HOT = Style(color="#ff3030", bgcolor=BG, bold=True)
 THRESH = Style(color="#ffff00", bgcolor=BG, bold=True)
 BLANK = Style(color=FG, bgcolor=BG)
 _EIGHTHS = " ▁▂▃▄▅▆▇█"
+_CHAR_TABLE = np.array(list(_EIGHTHS) + ["─"])
+_CHART_STYLES = (BLANK, BAR, BAR_HOT, THRESH)
 
 
 def _strip(cells: Sequence[tuple[str, Style]], width: int) -> Strip:
     """A strip from (char, style) cells, equal neighbours merged into one segment."""
-    segs = [Segment("".join(c for c, _ in grp), style)
-            for style, grp in groupby(cells, key=lambda cs: cs[1])]
-    return Strip(segs, sum(len(c) for c, _ in cells)).adjust_cell_length(width, BLANK)
+    segs = []
+    n = 0
+    for _, grp in groupby(cells, key=lambda cs: id(cs[1])):  # styles are shared objects
+        grp = list(grp)
+        text = "".join(c for c, _ in grp)
+        n += len(text)
+        segs.append(Segment(text, grp[0][1]))
+    return Strip(segs, n).adjust_cell_length(width, BLANK)
 
 
 def _title(text: str, width: int) -> Strip:
@@ -126,17 +133,18 @@ class StripChart(_Cached):
                 label = ("    0 ", AXIS)
             else:
                 label = ("      ", AXIS)
-            cells: list[tuple[str, Style]] = [(label[0][:axis].rjust(axis), label[1])]
             fill = np.clip(h - base, 0, 8)
-            for c in range(ncol):
-                f = int(fill[c])
-                if f:
-                    cells.append((_EIGHTHS[f], BAR_HOT if hot[c] else BAR))
-                elif trow[c] == r:
-                    cells.append(("─", THRESH))
-                else:
-                    cells.append((" ", BLANK))
-            lines.append(_strip(cells, width))
+            # per cell: style code (0 blank, 1 bar, 2 bar over threshold, 3 threshold)
+            # and character; runs of one style become one segment
+            code = np.where(fill > 0, np.where(hot, 2, 1), np.where(trow == r, 3, 0))
+            chars = _CHAR_TABLE[np.where(code == 3, 9, fill)]
+            segs = [Segment(label[0][:axis].rjust(axis), label[1])]
+            starts = np.concatenate(([0], np.flatnonzero(code[1:] != code[:-1]) + 1))
+            ends = np.append(starts[1:], ncol)
+            for k, a, b in zip(code[starts].tolist(), starts.tolist(), ends.tolist(),
+                               strict=True):
+                segs.append(Segment("".join(chars[a:b]), _CHART_STYLES[k]))
+            lines.append(Strip(segs, axis + ncol).adjust_cell_length(width, BLANK))
         self._lines = lines
 
 
@@ -153,14 +161,17 @@ def _palette(levels: int = 8) -> list[str]:
 class Waterfall(_Cached):
     """Radar B-scan, newest trace on the right, two depth cells per character (▀)."""
 
-    LEVELS = 8
+    LEVELS = 6
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
         pal = _palette(self.LEVELS)
         n = len(pal)
-        self._styles = [[Style(color=pal[i], bgcolor=pal[j]) for j in range(n)]
-                        for i in range(n)]
+        self._n = n
+        # style of a cell: upper cell colour as foreground, lower as background
+        self._styles = [Style(color=pal[i], bgcolor=pal[j]) for i in range(n)
+                        for j in range(n)]
+        self._runs: dict[int, str] = {}
         self.source: Any = None
         self.title = "GPR B-scan"
 
@@ -191,14 +202,21 @@ class Waterfall(_Cached):
         img = np.add.reduceat(data, edges, axis=0) / counts[:, None]
         q = np.clip(np.rint(img * self.LEVELS), -self.LEVELS, self.LEVELS).astype(int)
         q += self.LEVELS
+        codes = q[0::2] * self._n + q[1::2]  # (rows, w)
         pad = width - w
         styles = self._styles
+        runs = self._runs
         for r in range(rows):
-            top, bot = q[2 * r], q[2 * r + 1]
-            cells: list[tuple[str, Style]] = [(" ", BLANK)] * pad
-            cells += [("▀", styles[a][b]) for a, b in zip(top.tolist(), bot.tolist(),
-                                                           strict=True)]
-            lines.append(_strip(cells, width))
+            c = codes[r]
+            starts = np.concatenate(([0], np.flatnonzero(c[1:] != c[:-1]) + 1))
+            lens = np.diff(np.append(starts, w))
+            segs = [Segment(" " * pad, BLANK)] if pad else []
+            for k, n in zip(c[starts].tolist(), lens.tolist(), strict=True):
+                text = runs.get(n)
+                if text is None:
+                    text = runs[n] = "▀" * n
+                segs.append(Segment(text, styles[k]))
+            lines.append(Strip(segs, width))
         self._lines = lines
 
 
