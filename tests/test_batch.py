@@ -186,7 +186,7 @@ def test_explicit_scheduler_address_via_cli(campaign, tmp_path, capsys):
     d, good, bad = campaign
     out = tmp_path / "out"
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                      dashboard_address=None) as cluster:
+                      dashboard_address=":0") as cluster:
         addr = cluster.scheduler_address
         rc = main(["batch", str(d / "rec" / "lane*.h5"), "--out", str(out), "--scheduler", addr])
         captured = capsys.readouterr()
@@ -225,3 +225,18 @@ def test_config_changes_the_key_and_is_self_contained(campaign, tmp_path):
     with pytest.raises(ConfigError, match="no file matches"):
         expand_inputs([str(tmp_path / "none*.h5")])
     assert main(["batch", str(tmp_path / "none*.h5"), "--out", str(tmp_path / "o")]) == 2
+
+
+def test_bad_model_file_fails_fast(campaign, tmp_path, capsys):
+    d, good, bad = campaign
+    model = tmp_path / "model.json.gz"
+    model.write_bytes(b"not a model")
+    out = tmp_path / "out"
+    rc = main(["batch", str(good[0]), "--out", str(out), "--model", str(model), "-q"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "model.json.gz" in err
+    assert not (out / "files").exists()  # nothing was started
+    assert main(["batch", str(good[0]), "--out", str(out), "--model",
+                 str(tmp_path / "missing.gz")]) == 2
+

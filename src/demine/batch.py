@@ -262,35 +262,60 @@ def detect_file(path: str | Path, config: Any = None) -> dict[str, np.ndarray]:
 
 def _apply_model(model: str | Path, rec_path: Path, alarms: dict[str, np.ndarray]
                  ) -> dict[str, np.ndarray]:
-    """``p_mine`` of every alarm from a classifier model file (demine.classify)."""
+    """``p_mine`` of every alarm from a classifier model file (:mod:`demine.classify`).
+
+    Uses ``demine.classify.apply_model(recording, model, alarms)``; the alarm
+    table keeps its own columns and order, and takes ``p_mine`` (NaN for an
+    alarm the model cannot score) and the classifier's display ``label``.
+    """
+    try:
+        from . import classify
+    except ImportError as exc:  # pragma: no cover - depends on the installation
+        raise ModelError(f"{model}: this demine has no classifier: {exc}") from exc
+    apply = getattr(classify, "apply_model", None)
+    if apply is None:
+        raise ModelError(f"{model}: this demine has no classifier "
+                         "(demine.classify.apply_model is missing)")
+    out = apply(rec_path, model, alarms)
+    p = out["p_mine"] if isinstance(out, Mapping) else out
+    p = np.asarray(p, dtype=np.float64).reshape(-1)
+    n = len(alarms["x"])
+    if p.size != n:
+        raise ModelError(f"{model}: the classifier gave {p.size} probabilities for "
+                         f"{n} alarms of {rec_path}")
+    res = dict(alarms)
+    res["p_mine"] = p
+    if isinstance(out, Mapping) and "label" in out and len(out["label"]) == n:
+        res["label"] = np.asarray(out["label"], dtype=object)
+    return res
+
+
+def _check_model(model: str | Path) -> None:
+    """Load the model once in the caller so a bad file fails the run, not every task."""
     try:
         from . import classify
     except ImportError as exc:  # pragma: no cover - depends on the installation
         raise ModelError(f"{model}: this demine has no classifier: {exc}") from exc
     load = getattr(classify, "load_model", None)
-    if load is None:
+    if load is None or getattr(classify, "apply_model", None) is None:
         raise ModelError(f"{model}: this demine has no classifier "
-                         "(demine.classify.load_model is missing)")
-    m = load(model)
-    out: Any = None
-    for name in ("classify_alarms", "predict_alarms", "score_alarms"):
-        fn = getattr(classify, name, None)
-        if fn is not None:
-            out = fn(m, rec_path, alarms)
-            break
-    else:
-        meth = getattr(m, "predict_alarms", None)
-        if meth is None:
-            raise ModelError(f"{model}: demine.classify offers no way to score alarms")
-        out = meth(rec_path, alarms)
-    p = out["p_mine"] if isinstance(out, Mapping) else out
-    p = np.asarray(p, dtype=np.float64).reshape(-1)
-    if p.size != len(alarms["x"]):
-        raise ModelError(f"{model}: the classifier gave {p.size} probabilities for "
-                         f"{len(alarms['x'])} alarms of {rec_path}")
-    alarms = dict(alarms)
-    alarms["p_mine"] = p
-    return alarms
+                         "(demine.classify.load_model / apply_model are missing)")
+    try:
+        load(model)
+    except ModelError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure to load is a bad model file
+        raise ModelError(f"{model}: not a demine model: {type(exc).__name__}: {exc}") from exc
+
+
+def _eval_alarms(alarms: Mapping[str, np.ndarray], score: str) -> dict[str, np.ndarray]:
+    """Alarms with the evaluation score in ``score`` (an unscored p_mine counts as 0)."""
+    a = dict(alarms)
+    v = np.asarray(a.get(score, a.get("score", np.ones(len(a["x"])))), dtype=np.float64)
+    if score != "score":
+        v = np.where(np.isfinite(v), v, 0.0)
+    a["score"] = v
+    return a
 
 
 def _groups(alarms: Mapping[str, np.ndarray], stream_names: Sequence[str]) -> list[str]:
@@ -371,8 +396,7 @@ def _load_lanes(fdir: Path, alarms: Mapping[str, np.ndarray], score: str) -> dic
     stream = np.asarray(alarms.get("stream", np.zeros(0)), dtype=object).astype(str)
     for g in meta["groups"]:
         sel = np.ones(stream.size, dtype=bool) if g == "all" else stream == g
-        a = {k: np.asarray(v)[sel] for k, v in alarms.items()}
-        a["score"] = np.asarray(a[score], dtype=np.float64) if score in a else a["score"]
+        a = _eval_alarms({k: np.asarray(v)[sel] for k, v in alarms.items()}, score)
         out[g] = Lane(truth=truth, alarms=a, coverage=covs.get(g),
                       footprint=float(meta["footprint"].get(g, 0.3)),
                       area=None if g in covs else math.nan, soil=meta["soil"],
@@ -465,7 +489,7 @@ def _run_job(path: Path, fdir: Path, config: Mapping[str, Any] | None,
     footprints = {}
     notes: list[str] = []
     for g in groups:
-        ln = lane_from_recording(path, alarms=alarms, score=score,
+        ln = lane_from_recording(path, alarms=_eval_alarms(alarms, score),
                                  alarm_stream=None if g == "all" else g)
         if ln.path is not None and ln.coverage is None:
             ln.coverage = searched_area(ln.path, ln.footprint)
@@ -629,6 +653,7 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path, *,
               model: str | Path | None = None, scheduler: str | None = None,
               workers: int | None = None, processes: bool = True, force: bool = False,
               client: Any = None, progress: bool | Any = True,
+              gpr_threads: int | None = None,
               say: Callable[[str], Any] | None = None) -> BatchResult:
     """Run the per-file job over recordings on Dask; write the campaign table and summary.
 
@@ -657,6 +682,10 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path, *,
         Use this client (overrides ``scheduler`` and ``workers``).
     progress : bool or file
         Show a progress bar (on stderr, or on the given text stream).
+    gpr_threads : int, optional
+        Threads of the radar detector in each task (default: cores / workers
+        on a local cluster, the detector's own default on a given scheduler).
+        Results do not depend on it.
     say : callable, optional
         Where to print messages (default: nothing).
 
@@ -676,6 +705,7 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path, *,
             raise ModelError(f"{model}: no such model file")
         model_hash = _file_hash(mp)
         model = os.path.abspath(mp)
+        _check_model(model)
     keys = [job_key(p, cfg, model, model_hash=model_hash) for p in paths]
     rows: list[dict[str, Any] | None] = [None] * len(paths)
     todo = []
@@ -693,7 +723,8 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path, *,
         bar = _Progress(len(todo), None if progress is True else progress)
     if todo:
         _run_tasks(paths, keys, todo, rows, out, cfg, model, scheduler=scheduler,
-                   workers=workers, processes=processes, client=client, bar=bar)
+                   workers=workers, processes=processes, client=client, bar=bar,
+                   gpr_threads=gpr_threads)
     result = BatchResult(out, [r for r in rows if r is not None])
     _gather(result, cfg)
     if say:
@@ -707,12 +738,12 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path, *,
 def _run_tasks(paths: list[Path], keys: list[str], todo: list[int],
                rows: list[dict[str, Any] | None], out: Path, cfg: Mapping[str, Any],
                model: str | Path | None, *, scheduler: str | None, workers: int | None,
-               processes: bool, client: Any, bar: _Progress | None) -> None:
+               processes: bool, client: Any, bar: _Progress | None,
+               gpr_threads: int | None = None) -> None:
     from distributed import Client, LocalCluster, as_completed
 
     cluster = None
     own_client = client is None
-    gpr_threads = None
     if client is None:
         if scheduler:
             try:
@@ -725,9 +756,10 @@ def _run_tasks(paths: list[Path], keys: list[str], todo: list[int],
             n = workers if workers is not None else min(ncpu, len(todo))
             if n < 1:
                 raise ConfigError(f"--workers must be >= 1, got {n}")
-            gpr_threads = max(1, ncpu // n)
+            if gpr_threads is None:
+                gpr_threads = max(1, ncpu // n)
             cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=processes,
-                                   dashboard_address=None, silence_logs=40)
+                                   dashboard_address=":0", silence_logs=40)
             client = Client(cluster)
     try:
         futures = {}

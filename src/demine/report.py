@@ -485,11 +485,12 @@ def _group_tables(page: _Page, evaluations: Mapping[str, Any]) -> None:
 
 def _evaluate_groups(path: Path, alarms: Mapping[str, np.ndarray], streams: Sequence[str],
                      score: str = "score") -> dict[str, Any]:
+    from .batch import _eval_alarms
     from .evaluate import evaluate_lanes, lane_from_recording
 
     out = {}
     for g in ["all", *streams]:
-        ln = lane_from_recording(path, alarms=dict(alarms), score=score,
+        ln = lane_from_recording(path, alarms=_eval_alarms(alarms, score),
                                  alarm_stream=None if g == "all" else g)
         out[g] = evaluate_lanes([ln])
     return out
