@@ -300,3 +300,40 @@ def test_live_alarms_equal_batch_alarms(tmp_path):
     np.testing.assert_array_equal(live["time"][order], batch["time"])
     np.testing.assert_allclose(live["x"][order], batch["x"], rtol=1e-9)
     np.testing.assert_allclose(live["score"][order], batch["score"], rtol=1e-6)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_and_ctrl_c_stop_cleanly(tmp_path, sig):
+    m, s, path = _pty()
+    out = tmp_path / "stopped.h5"
+    emi = get_driver("emi-pi")
+    proc = subprocess.Popen([sys.executable, "-m", "demine", "record", "--device",
+                             f"emi-pi={path}", "--out", str(out), "--flush-interval", "0.2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sent = 0
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not out.exists():
+            block = np.arange(sent, sent + 50)
+            _write_all(m, emi.encode_arrays(block, block * 1000,
+                                            np.ones((50, 8), "f4")))
+            sent += 50
+            time.sleep(0.02)
+        for _ in range(20):  # a little more once the file exists
+            block = np.arange(sent, sent + 50)
+            _write_all(m, emi.encode_arrays(block, block * 1000, np.ones((50, 8), "f4")))
+            sent += 50
+            time.sleep(0.02)
+        time.sleep(0.3)
+        proc.send_signal(sig)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        os.close(m)
+        os.close(s)
+    assert proc.returncode == 0, stderr
+    assert stdout.startswith("stopped:"), stdout
+    with Recording(out) as r:
+        seq = r.streams["emi"].sequence
+        # everything the reader received before the signal is in the file
+        assert seq[-1] == sent - 1
+        np.testing.assert_array_equal(seq, seq[0] + np.arange(seq.size))
