@@ -466,7 +466,9 @@ class Recorder:
         if det is not None:
             # Exactly what the file now holds (EMI samples as float32), so the
             # batch path sees the same input.
-            samples = b.samples.astype(np.float32) if self._kinds[name] == "emi" else b.samples
+            # (the GPR kernels take writable buffers; driver frames may be read-only)
+            samples = b.samples.astype(np.float32) if self._kinds[name] == "emi" \
+                else np.require(b.samples, requirements="W")
             self._write_alarms(det.process(samples, xyz[:, 0], xyz[:, 1], b.time_ns))
 
     # ------------------------------------------------------------------ status
