@@ -189,7 +189,7 @@ cdef enum:
     JB = 16     # sample block of the blocked transposes
 
 
-cdef inline void _load_tile(num_t[:, ::1] x, Py_ssize_t r0, int nk, int ns, float* T,
+cdef inline void _load_tile(const num_t[:, ::1] x, Py_ssize_t r0, int nk, int ns, float* T,
                             unsigned char* miss, bint* any_miss) noexcept nogil:
     """Transpose rows r0..r0+nk of x into T (zero-filling missing samples, marking them).
 
@@ -497,7 +497,7 @@ cdef inline int _bg_tile(double* S, float* R, int rn, int w, int delay, Py_ssize
     return kk
 
 
-def chain(num_t[:, ::1] x, float[:, ::1] hist, Py_ssize_t seen, float[:, ::1] out,
+def chain(const num_t[:, ::1] x, float[:, ::1] hist, Py_ssize_t seen, float[:, ::1] out,
           int dewow_half, int bg_window, int bg_delay,
           double[:, ::1] sos, double[:, ::1] zi, int padlen,
           float[::1] gain, int nthreads):
@@ -544,7 +544,7 @@ def chain(num_t[:, ::1] x, float[:, ::1] hist, Py_ssize_t seen, float[:, ::1] ou
                     gp, ring_n, first_out, stream)
 
 
-cdef void _chain_part(num_t[:, ::1] x, float[:, ::1] hist, Py_ssize_t seen,
+cdef void _chain_part(const num_t[:, ::1] x, float[:, ::1] hist, Py_ssize_t seen,
                       float[:, ::1] out, int dewow_half, int w, int delay, int nsec,
                       const double* sos, const double* zi, int padlen, const float* gain,
                       int ring_n, Py_ssize_t first_out, bint stream) noexcept nogil:
@@ -648,7 +648,7 @@ cdef void _chain_part(num_t[:, ::1] x, float[:, ::1] hist, Py_ssize_t seen,
     free(T); free(D); free(E); free(R); free(O); free(S); free(miss); free(miss2)
 
 
-cdef inline void _bg_rows(num_t[:, ::1] x, Py_ssize_t a, Py_ssize_t b, Py_ssize_t seen,
+cdef inline void _bg_rows(const num_t[:, ::1] x, Py_ssize_t a, Py_ssize_t b, Py_ssize_t seen,
                           float[:, ::1] out, int w, int rn, int delay, Py_ssize_t ws,
                           Py_ssize_t first_out, float* R, double* S, const float* gain,
                           bint may_miss) noexcept nogil:
@@ -707,7 +707,7 @@ cdef inline void _bg_rows(num_t[:, ::1] x, Py_ssize_t a, Py_ssize_t b, Py_ssize_
                 q[j] = <float>(src[j] - S[j] * inv)
 
 
-cdef inline void _prep_tile(num_t[:, ::1] x, Py_ssize_t i0, int nk, int ns, int dewow_half,
+cdef inline void _prep_tile(const num_t[:, ::1] x, Py_ssize_t i0, int nk, int ns, int dewow_half,
                             float* T, float* D, unsigned char* miss) noexcept nogil:
     """Load rows i0..i0+nk into D (dewowed if dewow_half >= 0), missing samples NaN."""
     cdef bint any_miss = False
@@ -785,7 +785,7 @@ def chain_finish(float[:, ::1] hist, Py_ssize_t seen, float[:, ::1] out, int bg_
     free(S); free(E); free(miss)
 
 
-def dewow_rows(num_t[:, ::1] x, float[:, ::1] out, int half, int nthreads):
+def dewow_rows(const num_t[:, ::1] x, float[:, ::1] out, int half, int nthreads):
     """Dewow every row of x into out (used to keep the chain's history)."""
     cdef Py_ssize_t n = x.shape[0], i
     cdef int ns = <int>x.shape[1]
@@ -813,7 +813,7 @@ def dewow_rows(num_t[:, ::1] x, float[:, ::1] out, int half, int nthreads):
 # exponential background removal (serial over traces, threads over sample blocks)
 # --------------------------------------------------------------------------------------
 
-def background_exp(num_t[:, ::1] x, double[::1] bg, float[:, ::1] out, double alpha,
+def background_exp(const num_t[:, ::1] x, double[::1] bg, float[:, ::1] out, double alpha,
                    bint started, int nthreads):
     """bg <- bg + alpha (x - bg) per trace (missing samples skip the update);
     out = x - bg (after the update).  If not started, bg starts at the first trace."""
@@ -851,7 +851,7 @@ def background_exp(num_t[:, ::1] x, double[::1] bg, float[:, ::1] out, double al
 # per-trace kernels: AGC, time-zero, stacking, interpolation
 # --------------------------------------------------------------------------------------
 
-def agc(num_t[:, ::1] x, float[:, ::1] out, int half, double eps, int nthreads):
+def agc(const num_t[:, ::1] x, float[:, ::1] out, int half, double eps, int nthreads):
     """out = x / (RMS of x over a centred window of 2*half+1 samples + eps)."""
     cdef Py_ssize_t n = x.shape[0], i
     cdef int ns = <int>x.shape[1]
@@ -894,7 +894,7 @@ def agc(num_t[:, ::1] x, float[:, ::1] out, int half, double eps, int nthreads):
         free(sq)
 
 
-def time_zero_picks(num_t[:, ::1] x, int64_t[::1] picks, double threshold, int search,
+def time_zero_picks(const num_t[:, ::1] x, int64_t[::1] picks, double threshold, int search,
                     bint peak, int nthreads):
     """First sample whose |x| reaches threshold * max|x| within the first ``search``
     samples (missing samples count as 0); with ``peak`` the pick then moves on to
@@ -940,7 +940,7 @@ def time_zero_picks(num_t[:, ::1] x, int64_t[::1] picks, double threshold, int s
             picks[i] = p
 
 
-def shift_rows(num_t[:, ::1] x, int64_t[::1] shift, float[:, ::1] out, double fill,
+def shift_rows(const num_t[:, ::1] x, int64_t[::1] shift, float[:, ::1] out, double fill,
                int nthreads):
     """out[i, j] = x[i, j + shift[i]] (fill outside the trace); missing stay NaN."""
     cdef Py_ssize_t n = x.shape[0], i
@@ -961,7 +961,7 @@ def shift_rows(num_t[:, ::1] x, int64_t[::1] shift, float[:, ::1] out, double fi
                     out[i, j] = <float>x[i, jj]
 
 
-def apply_gain(num_t[:, ::1] x, float[::1] gain, float[:, ::1] out, int nthreads):
+def apply_gain(const num_t[:, ::1] x, float[::1] gain, float[:, ::1] out, int nthreads):
     """out[i, j] = x[i, j] * gain[j]."""
     cdef Py_ssize_t n = x.shape[0], i
     cdef int ns = <int>x.shape[1]
@@ -975,7 +975,7 @@ def apply_gain(num_t[:, ::1] x, float[::1] gain, float[:, ::1] out, int nthreads
                 out[i, j] = <float>x[i, j] * gain[j]
 
 
-def stack_rows(num_t[:, ::1] x, double[::1] acc, int have, int fold, float[:, ::1] out,
+def stack_rows(const num_t[:, ::1] x, double[::1] acc, int have, int fold, float[:, ::1] out,
                int nthreads):
     """Mean of consecutive groups of ``fold`` traces.
 
@@ -1020,7 +1020,7 @@ def stack_rows(num_t[:, ::1] x, double[::1] acc, int have, int fold, float[:, ::
     return have + <int>tail
 
 
-def interp_rows(float[:, ::1] x, int64_t[::1] i0, double[::1] frac, float[:, ::1] out,
+def interp_rows(const float[:, ::1] x, int64_t[::1] i0, double[::1] frac, float[:, ::1] out,
                 int nthreads):
     """out[m] = (1 - frac[m]) x[i0[m]] + frac[m] x[i0[m] + 1] (frac 0 reads only i0)."""
     cdef Py_ssize_t n = out.shape[0], m
@@ -1048,7 +1048,7 @@ def interp_rows(float[:, ::1] x, int64_t[::1] i0, double[::1] frac, float[:, ::1
 # Kirchhoff migration (diffraction summation), sample positions computed directly
 # --------------------------------------------------------------------------------------
 
-def kirchhoff(float[:, ::1] d, float[:, ::1] out, double dt, double dx, double velocity,
+def kirchhoff(const float[:, ::1] d, float[:, ::1] out, double dt, double dx, double velocity,
               int aperture, int t0, int nthreads):
     """out[x0, i] = sum_x cos(theta) d[x, t(x)] / (2 pi v), linearly interpolated.
 

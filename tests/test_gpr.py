@@ -682,3 +682,18 @@ def test_default_chain_over_a_recording(tmp_path):
     with h5py.File(tmp_path / "out.h5", "r") as f:
         got = f[done["gpr"]]["data"][...]
     close(got, run_stage(chain, x), rel=1e-6)
+
+
+def test_read_only_input_is_accepted():
+    """Frames decoded from a serial buffer are read-only views; kernels only read them."""
+    from demine.process import load_chain
+
+    x = np.random.default_rng(0).integers(-3000, 3000, size=(64, 256)).astype(np.int16)
+    ro = x.copy()
+    ro.flags.writeable = False
+    chain = load_chain("gpr_default")
+    chain.configure({"sample_interval": 3.125e-11, "n_channels": 256, "kind": "gpr"})
+    out_ro = np.concatenate([chain.process(ro), chain.finish()])
+    chain.reset()
+    out_rw = np.concatenate([chain.process(x), chain.finish()])
+    np.testing.assert_array_equal(out_ro, out_rw)
