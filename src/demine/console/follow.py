@@ -172,7 +172,7 @@ class _Waterfall:
             peak = float(np.max(np.abs(d)))
             self._scale = peak if self._scale == 0.0 else max(
                 0.98 * self._scale + 0.02 * peak, 1e-12)
-            self.data[:, self.n_columns % L] = np.clip(d / (2.0 * self._scale + 1e-12), -1, 1)
+            self.data[:, self.n_columns % L] = np.clip(d / (self._scale + 1e-12), -1, 1)
             self.n_columns += 1
 
     def latest(self, width: int) -> np.ndarray:

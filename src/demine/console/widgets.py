@@ -153,7 +153,7 @@ def _palette(levels: int = 8) -> list[str]:
     cols = []
     for k in range(-levels, levels + 1):
         a = abs(k) / levels
-        g = int(round(255 * a ** 0.8))
+        g = int(round(255 * a ** 0.6))
         cols.append(f"#00{g:02x}{g:02x}" if k < 0 else f"#{g:02x}{g:02x}00")
     return cols
 
