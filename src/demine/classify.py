@@ -1,0 +1,830 @@
+"""Mine or clutter: a calibrated classifier over alarm features, in code-free model files.
+
+The classifier turns the features of an alarm (:mod:`demine.features`) into a
+calibrated probability that it is a mine, ``p_mine``.  One model file holds a
+sub-model per *feature set* (:data:`demine.features.FEATURE_SETS`): ``"emi"``
+and ``"gpr"`` for a sensor alone, ``"emi+gpr"`` and ``"gpr+emi"`` for the
+alarms of one sensor with the other's features fused in; :func:`apply_model`
+picks, per alarm, the set that the recording's sensors give.
+
+Training (:func:`train_model`, ``demine train``):
+
+* **labels** come from matching each stream's alarms to the recording's
+  ground truth with :func:`demine.evaluate.match_alarms` (halo 0.25 m for
+  anti-personnel-sized targets, 0.5 m for larger): an alarm that finds a mine
+  is a mine (1); one that finds nothing or a clutter object is clutter (0); an
+  unmatched alarm within the halo of a mine another alarm already found is
+  ambiguous and left out of training;
+* the estimator is a scikit-learn :class:`~sklearn.pipeline.Pipeline` around a
+  :class:`~sklearn.ensemble.HistGradientBoostingClassifier` (missing features
+  are handled natively), made by :func:`make_estimator`;
+* **cross-validation is grouped by lane** (:func:`grouped_splits`, a
+  :class:`~sklearn.model_selection.GroupKFold` over the recordings' site and
+  lane id): neighbouring alarms of one lane are never split between training
+  and test.  The out-of-fold scores give the cross-validated figures (AUC,
+  clutter rejection at full recovery, Brier score, calibration error) and
+  fit the **isotonic calibration** from score to ``p_mine``.
+
+Model files (:func:`save_model`, :func:`load_model`) are JSON (gzip-compressed
+when the name ends in ``.gz``): the boosted trees as plain arrays of numbers,
+the isotonic map as two arrays, the feature list of every set, a summary of the
+training data, the software version, and a SHA-256 of the content.  Loading
+parses JSON and numbers only -- nothing in a file can execute code -- and
+checks everything (format, checksum, shapes, indices, tree structure); a file
+that fails any check raises :class:`~demine.errors.ModelError`.  Predictions are
+computed by this module from those arrays (no scikit-learn object is rebuilt),
+so a model does not depend on the scikit-learn version that trained it.
+
+The default model (``demine/models/default.json.gz``) is trained on simulated
+lanes; rebuild it with ``python benchmarks/train_default_model.py``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import gzip
+import hashlib
+import json
+import math
+import tomllib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from ._version import __version__
+from .errors import ConfigError, ModelError
+from .features import FEATURE_SETS, FEATURES_VERSION, AlarmFeatures, alarm_features
+
+__all__ = [
+    "MODEL_FORMAT", "Model", "SetModel", "TrainingSet", "apply_model", "build_training_set",
+    "clutter_rejection", "default_model_path", "grouped_splits", "label_alarms",
+    "load_default_model", "load_model", "make_estimator", "make_training_lane",
+    "save_model", "train_model", "training_scene",
+]
+
+#: ``format`` field of model files.
+MODEL_FORMAT = "demine-classifier"
+MODEL_FORMAT_VERSION = 1
+_MAX_FILE_BYTES = 64 * 2**20
+_MAX_JSON_BYTES = 256 * 2**20
+_MAX_NODES = 5_000_000
+
+
+# --------------------------------------------------------------------------
+# Labels
+# --------------------------------------------------------------------------
+
+
+def _text(v: Any, n: int) -> np.ndarray:
+    a = np.asarray(v).reshape(-1)
+    if a.dtype.kind == "S":
+        return np.char.decode(a, "utf-8").astype(str)
+    return np.array([s.decode("utf-8") if isinstance(s, bytes) else str(s) for s in a],
+                    dtype=object).astype(str) if a.size else np.full(n, "")
+
+
+def label_alarms(truth: Mapping[str, ArrayLike] | None, alarms: Mapping[str, ArrayLike],
+                 rows: ArrayLike, *, halo: float | None = None) -> NDArray[np.int8]:
+    """Labels of alarms ``rows`` (all of one sensor) from the ground truth.
+
+    Returns 1 (found a mine), 0 (clutter or nothing) or -1 (ambiguous: within
+    the halo of a mine that another alarm found).  The alarms are matched with
+    :func:`demine.evaluate.match_alarms` (score priority), to the mines first,
+    then the left-over alarms to the other truth rows.
+    """
+    from .evaluate import AP_HALO, LARGE_HALO, match_alarms, size_class
+
+    rows = np.asarray(rows, dtype=np.intp)
+    out = np.zeros(rows.size, dtype=np.int8)
+    if rows.size == 0 or truth is None or len(truth.get("x", ())) == 0:
+        return out
+    nt = len(truth["x"])
+    tx = np.asarray(truth["x"], dtype=np.float64)
+    ty = np.asarray(truth["y"], dtype=np.float64)
+    types = _text(truth.get("type", np.full(nt, "")), nt)
+    if "is_mine" in truth:
+        mine = np.asarray(truth["is_mine"]).astype(bool)
+    else:
+        mine = np.array(["mine" in t.lower() or "uxo" in t.lower() for t in types])
+    h = np.full(nt, float(halo)) if halo is not None else np.array(
+        [LARGE_HALO if size_class(t) == "large" else AP_HALO for t in types])
+    ax = np.asarray(alarms["x"], dtype=np.float64)[rows]
+    ay = np.asarray(alarms["y"], dtype=np.float64)[rows]
+    score = np.asarray(alarms.get("score", np.zeros(len(alarms["x"]))), dtype=np.float64)[rows]
+    score = np.where(np.isfinite(score), score, 0.0)
+    axy = np.column_stack([ax, ay])
+    mi = np.nonzero(mine)[0]
+    if mi.size:
+        m, _ = match_alarms(axy, np.column_stack([tx[mi], ty[mi]]), h[mi], score)
+        out[m >= 0] = 1
+        left = m < 0
+        d = np.hypot(ax[:, None] - tx[mi][None, :], ay[:, None] - ty[mi][None, :])
+        near_mine = np.any(d <= h[mi][None, :], axis=1)
+        out[left & near_mine] = -1
+    return out
+
+
+# --------------------------------------------------------------------------
+# Training data
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class TrainingSet:
+    """Features, labels and lane groups of many recordings, per feature set."""
+
+    X: dict[str, NDArray[np.float64]] = field(default_factory=dict)
+    y: dict[str, NDArray[np.int8]] = field(default_factory=dict)
+    groups: dict[str, NDArray[np.str_]] = field(default_factory=dict)
+    recordings: list[str] = field(default_factory=list)
+    lanes: list[str] = field(default_factory=list)
+
+    def add(self, name: str, X: np.ndarray, y: np.ndarray, group: str) -> None:
+        if name in self.X:
+            self.X[name] = np.vstack([self.X[name], X])
+            self.y[name] = np.concatenate([self.y[name], y])
+            self.groups[name] = np.concatenate([self.groups[name], np.full(y.size, group)])
+        else:
+            self.X[name], self.y[name] = X, y.astype(np.int8)
+            self.groups[name] = np.full(y.size, group)
+
+    def summary(self) -> dict[str, Any]:
+        sets = {}
+        for name in self.X:
+            y = self.y[name]
+            sets[name] = {"alarms": int(y.size), "mine": int((y == 1).sum()),
+                          "clutter": int((y == 0).sum()), "ambiguous": int((y < 0).sum()),
+                          "lanes": len(set(self.groups[name].tolist()))}
+        return {"recordings": len(self.recordings), "lanes": len(set(self.lanes)),
+                "lane_ids": sorted(set(self.lanes))[:200], "sets": sets}
+
+
+def lane_group(rec: Any, fallback: str) -> str:
+    """Cross-validation group of a recording: ``site/lane_id`` (file name when unset)."""
+    a = rec.attrs
+    lane = str(a.get("lane_id", "") or "")
+    site = str(a.get("site", "") or "")
+    return f"{site}/{lane}" if lane else f"{site}/{fallback}"
+
+
+def _features_for(path: Path, cache: Path | None) -> tuple[AlarmFeatures, str, dict]:
+    """Features, lane group and truth of a recording (cached by file size and time)."""
+    from .recording import Recording
+
+    with Recording(path) as rec:
+        group = lane_group(rec, path.name)
+        truth = rec.truth
+        key = None
+        if cache is not None:
+            st = path.stat()
+            h = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|"
+                               f"{__version__}|{FEATURES_VERSION}|{sorted(FEATURE_SETS.items())}".encode())
+            key = cache / f"{path.stem}-{h.hexdigest()[:16]}.npz"
+            if key.exists():
+                z = np.load(key, allow_pickle=False)
+                alarms = {k[2:]: z[k] for k in z.files if k.startswith("a_")}
+                sets = {k[2:]: (z["r_" + k[2:]], z[k]) for k in z.files if k.startswith("X_")}
+                sensors = frozenset(str(s) for s in z["sensors"])
+                return AlarmFeatures(alarms, sets, sensors, str(path)), group, truth
+        af = alarm_features(rec)
+        if key is not None:
+            cache.mkdir(parents=True, exist_ok=True)
+            arrs: dict[str, np.ndarray] = {}
+            for k, v in af.alarms.items():
+                v = np.asarray(v)
+                arrs["a_" + k] = v.astype(str) if v.dtype.kind == "O" else v
+            for name, (rows, X) in af.sets.items():
+                arrs["X_" + name] = X
+                arrs["r_" + name] = rows
+            arrs["sensors"] = np.array(sorted(af.sensors), dtype=str)
+            tmp = key.with_suffix(".tmp.npz")
+            np.savez(tmp, **arrs)
+            tmp.replace(key)
+        return af, group, truth
+
+
+def build_training_set(paths: Iterable[str | Path], *, cache: str | Path | None = None,
+                       halo: float | None = None,
+                       progress: Callable[[str], None] | None = None) -> TrainingSet:
+    """Features and labels of the alarms of recordings that carry ground truth.
+
+    Parameters
+    ----------
+    paths : iterable of str or Path
+        Recordings with alarms (run ``demine detect --write`` first) and truth.
+    cache : str or Path, optional
+        Directory to cache the features of each recording in.
+    halo : float, optional
+        Matching radius for every target (default by size class).
+    progress : callable, optional
+        Called with a line of text per recording.
+    """
+    ts = TrainingSet()
+    for p in paths:
+        p = Path(p)
+        af, group, truth = _features_for(p, Path(cache) if cache else None)
+        if truth is None or len(truth.get("x", ())) == 0:
+            if progress:
+                progress(f"{p}: no ground truth, skipped")
+            continue
+        ts.recordings.append(str(p))
+        ts.lanes.append(group)
+        counts = []
+        for name, (rows, X) in af.sets.items():
+            y = label_alarms(truth, af.alarms, rows, halo=halo)
+            ts.add(name, X, y, group)
+            counts.append(f"{name}: {rows.size} alarms, {int((y == 1).sum())} on mines")
+        if progress:
+            progress(f"{p} [{group}] " + "; ".join(counts))
+    return ts
+
+
+# --------------------------------------------------------------------------
+# Estimator and cross-validation
+# --------------------------------------------------------------------------
+
+
+def make_estimator(*, max_iter: int = 150, learning_rate: float = 0.06,
+                   max_leaf_nodes: int = 12, min_samples_leaf: int = 15,
+                   l2_regularization: float = 1.0, random_state: int = 0) -> Any:
+    """The scikit-learn estimator of one feature set: a Pipeline around gradient boosting."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.pipeline import Pipeline
+
+    return Pipeline([("boost", HistGradientBoostingClassifier(
+        max_iter=max_iter, learning_rate=learning_rate, max_leaf_nodes=max_leaf_nodes,
+        min_samples_leaf=min_samples_leaf, l2_regularization=l2_regularization,
+        early_stopping=False, class_weight="balanced", random_state=random_state))])
+
+
+def grouped_splits(groups: ArrayLike, n_splits: int = 5) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Train/test index pairs of a cross-validation grouped by lane (GroupKFold).
+
+    No group (lane) is ever in both the training and the test part of a split.
+    """
+    from sklearn.model_selection import GroupKFold
+
+    g = np.asarray(groups)
+    k = min(int(n_splits), len(np.unique(g)))
+    if k < 2:
+        raise ConfigError(f"grouped cross-validation needs at least 2 lanes, got {k}")
+    return [(tr, te) for tr, te in GroupKFold(n_splits=k).split(np.zeros(g.size), groups=g)]
+
+
+def clutter_rejection(p: ArrayLike, is_mine: ArrayLike) -> float:
+    """Fraction of clutter alarms rejected at the highest threshold keeping every mine alarm.
+
+    ``p`` are scores (higher: more mine-like); ``is_mine`` marks mine alarms.
+    A clutter alarm is rejected when its score is strictly below the lowest
+    mine score.  NaN when there is no clutter alarm; 1 when there is no mine.
+    """
+    p = np.asarray(p, dtype=np.float64)
+    m = np.asarray(is_mine).astype(bool)
+    if not (~m).any():
+        return math.nan
+    if not m.any():
+        return 1.0
+    return float(np.mean(p[~m] < p[m].min()))
+
+
+def _auc(p: np.ndarray, y: np.ndarray) -> float:
+    pos, neg = p[y == 1], p[y == 0]
+    if pos.size == 0 or neg.size == 0:
+        return math.nan
+    from scipy.stats import rankdata
+
+    r = rankdata(np.concatenate([pos, neg]))
+    return float((r[: pos.size].sum() - pos.size * (pos.size + 1) / 2) / (pos.size * neg.size))
+
+
+def _ece(p: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
+    e = 0.0
+    edges = np.linspace(0, 1, bins + 1)
+    idx = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    for b in range(bins):
+        s = idx == b
+        if s.any():
+            e += s.mean() * abs(p[s].mean() - y[s].mean())
+    return float(e)
+
+
+# --------------------------------------------------------------------------
+# Code-free model
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class SetModel:
+    """Boosted trees and isotonic calibration of one feature set (plain arrays).
+
+    A node ``k`` of tree ``t`` is a leaf when ``is_leaf``; otherwise a sample
+    goes to ``left`` when its feature ``feature`` is ``<= threshold`` (or is
+    missing and ``missing_left``), else to ``right``.  The raw score is
+    ``baseline`` plus the leaf values of all trees; ``p_mine`` is the isotonic
+    map (``iso_x`` -> ``iso_y``, linear interpolation, clipped) of that score.
+    """
+
+    features: tuple[str, ...]
+    baseline: float
+    trees: list[dict[str, np.ndarray]]
+    iso_x: NDArray[np.float64]
+    iso_y: NDArray[np.float64]
+    cv: dict[str, Any] = field(default_factory=dict)
+
+    def raw_score(self, X: ArrayLike) -> NDArray[np.float64]:
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != len(self.features):
+            raise ModelError(f"model expects {len(self.features)} features per alarm, "
+                             f"got array of shape {X.shape}")
+        out = np.full(X.shape[0], self.baseline)
+        rows = np.arange(X.shape[0])
+        for t in self.trees:
+            node = np.zeros(X.shape[0], dtype=np.int64)
+            leaf = t["is_leaf"]
+            while True:
+                active = ~leaf[node]
+                if not active.any():
+                    break
+                ni = node[active]
+                xv = X[rows[active], t["feature"][ni]]
+                go_left = np.where(np.isnan(xv), t["missing_left"][ni], xv <= t["threshold"][ni])
+                node[active] = np.where(go_left, t["left"][ni], t["right"][ni])
+            out += t["value"][node]
+        return out
+
+    def predict(self, X: ArrayLike) -> NDArray[np.float64]:
+        """Calibrated probability of a mine for each row of ``X``."""
+        s = self.raw_score(X)
+        return np.clip(np.interp(s, self.iso_x, self.iso_y), 0.0, 1.0)
+
+
+def _export_trees(est: Any) -> tuple[float, list[dict[str, np.ndarray]]]:
+    clf = est[-1] if hasattr(est, "steps") else est
+    base = float(np.asarray(clf._baseline_prediction).reshape(-1)[0])
+    trees = []
+    for it in clf._predictors:
+        n = it[0].nodes
+        if np.any(n["is_categorical"]):
+            raise ModelError("categorical splits cannot be exported")
+        trees.append({"feature": n["feature_idx"].astype(np.int64),
+                      "threshold": n["num_threshold"].astype(np.float64),
+                      "missing_left": n["missing_go_to_left"].astype(bool),
+                      "left": n["left"].astype(np.int64), "right": n["right"].astype(np.int64),
+                      "is_leaf": n["is_leaf"].astype(bool),
+                      "value": n["value"].astype(np.float64)})
+    return base, trees
+
+
+@dataclass
+class Model:
+    """A trained mine/clutter classifier: one :class:`SetModel` per feature set."""
+
+    sets: dict[str, SetModel]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def check_features(self, name: str, features: Sequence[str]) -> SetModel:
+        """The sub-model of set ``name``, refusing a feature list that differs."""
+        if name not in self.sets:
+            raise ModelError(f"model has no sub-model for feature set {name!r} "
+                             f"(it has {sorted(self.sets)})")
+        sm = self.sets[name]
+        if tuple(features) != tuple(sm.features):
+            missing = [f for f in features if f not in sm.features]
+            extra = [f for f in sm.features if f not in features]
+            raise ModelError(
+                f"model features of set {name!r} do not match this demine's features "
+                f"(model has {len(sm.features)}, demine computes {len(features)}; "
+                f"only in demine: {missing[:5]}, only in model: {extra[:5]}); "
+                "retrain the model with this version")
+        return sm
+
+    # -- serialisation
+    def to_payload(self) -> dict[str, Any]:
+        sets = {}
+        for name, sm in self.sets.items():
+            sets[name] = {
+                "features": list(sm.features), "baseline": sm.baseline,
+                "iso_x": [float(v) for v in sm.iso_x], "iso_y": [float(v) for v in sm.iso_y],
+                "cv": sm.cv,
+                "trees": [{k: (v.astype(int).tolist() if v.dtype.kind in "bi"
+                               else [float(a) for a in v]) for k, v in t.items()}
+                          for t in sm.trees],
+            }
+        return {"meta": self.meta, "sets": sets}
+
+    @classmethod
+    def from_payload(cls, payload: Any, src: str = "model") -> Model:
+        if not isinstance(payload, dict) or not isinstance(payload.get("sets"), dict):
+            raise ModelError(f"{src}: not a demine classifier (no 'sets')")
+        meta = payload.get("meta", {})
+        if not isinstance(meta, dict):
+            raise ModelError(f"{src}: 'meta' must be an object")
+        sets: dict[str, SetModel] = {}
+        total = 0
+        for name, d in payload["sets"].items():
+            where = f"{src}: set {name!r}"
+            if not isinstance(d, dict):
+                raise ModelError(f"{where}: must be an object")
+            feats = d.get("features")
+            if not (isinstance(feats, list) and feats and all(isinstance(f, str) for f in feats)):
+                raise ModelError(f"{where}: 'features' must be a non-empty list of names")
+            nf = len(feats)
+            base = _finite(d.get("baseline"), f"{where}: baseline")
+            iso_x = _vec(d.get("iso_x"), f"{where}: iso_x", np.float64)
+            iso_y = _vec(d.get("iso_y"), f"{where}: iso_y", np.float64)
+            if iso_x.size < 1 or iso_x.size != iso_y.size or np.any(np.diff(iso_x) < 0) or \
+                    np.any((iso_y < 0) | (iso_y > 1)):
+                raise ModelError(f"{where}: calibration map must be increasing x and "
+                                 "0 <= y <= 1 of equal length")
+            trees_in = d.get("trees")
+            if not isinstance(trees_in, list):
+                raise ModelError(f"{where}: 'trees' must be a list")
+            trees = []
+            for ti, t in enumerate(trees_in):
+                tw = f"{where} tree {ti}"
+                if not isinstance(t, dict):
+                    raise ModelError(f"{tw}: must be an object")
+                tr = {
+                    "feature": _vec(t.get("feature"), f"{tw}: feature", np.int64),
+                    "threshold": _vec(t.get("threshold"), f"{tw}: threshold", np.float64,
+                                      allow_inf=True),
+                    "missing_left": _vec(t.get("missing_left"), f"{tw}: missing_left",
+                                         np.int64).astype(bool),
+                    "left": _vec(t.get("left"), f"{tw}: left", np.int64),
+                    "right": _vec(t.get("right"), f"{tw}: right", np.int64),
+                    "is_leaf": _vec(t.get("is_leaf"), f"{tw}: is_leaf", np.int64).astype(bool),
+                    "value": _vec(t.get("value"), f"{tw}: value", np.float64),
+                }
+                n = tr["value"].size
+                total += n
+                if total > _MAX_NODES:
+                    raise ModelError(f"{src}: more than {_MAX_NODES} tree nodes")
+                if n == 0 or any(v.size != n for v in tr.values()):
+                    raise ModelError(f"{tw}: node arrays must be non-empty and of equal length")
+                inner = ~tr["is_leaf"]
+                k = np.nonzero(inner)[0]
+                # children must come after their parent: every path ends at a leaf
+                if np.any(tr["left"][k] <= k) or np.any(tr["right"][k] <= k) or \
+                        np.any(tr["left"][k] >= n) or np.any(tr["right"][k] >= n):
+                    raise ModelError(f"{tw}: child index out of order or range")
+                if np.any(tr["feature"][k] < 0) or np.any(tr["feature"][k] >= nf):
+                    raise ModelError(f"{tw}: feature index out of range 0..{nf - 1}")
+                tr["feature"] = np.where(inner, tr["feature"], 0)
+                tr["left"] = np.where(inner, tr["left"], 0)
+                tr["right"] = np.where(inner, tr["right"], 0)
+                trees.append(tr)
+            cv = d.get("cv", {})
+            sets[str(name)] = SetModel(tuple(feats), base, trees, iso_x, iso_y,
+                                       cv if isinstance(cv, dict) else {})
+        if not sets:
+            raise ModelError(f"{src}: model has no feature set")
+        return cls(sets, meta)
+
+
+def _finite(v: Any, what: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        raise ModelError(f"{what}: must be a finite number, got {str(v)[:40]!r}")
+    return float(v)
+
+
+def _vec(v: Any, what: str, dtype: Any, allow_inf: bool = False) -> np.ndarray:
+    if not isinstance(v, list):
+        raise ModelError(f"{what}: must be a list of numbers")
+    if not all(isinstance(a, int | float) and not isinstance(a, bool) for a in v):
+        raise ModelError(f"{what}: must contain numbers only")
+    a = np.asarray(v, dtype=np.float64)
+    if np.any(np.isnan(a)) or (not allow_inf and np.any(np.isinf(a))):
+        raise ModelError(f"{what}: must be finite numbers")
+    if np.dtype(dtype).kind == "i":
+        if np.any(a != np.round(a)) or np.any(np.abs(a) > 2**53):
+            raise ModelError(f"{what}: must be integers")
+        return a.astype(np.int64)
+    return a.astype(dtype)
+
+
+def _canonical(payload: Any) -> bytes:
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"),
+                      allow_nan=False).encode("utf-8")
+
+
+def save_model(model: Model, path: str | Path) -> Path:
+    """Write a model file (JSON; gzip-compressed when the name ends in ``.gz``)."""
+    path = Path(path)
+    payload = model.to_payload()
+    body = _canonical(payload)
+    doc = {"format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION,
+           "sha256": hashlib.sha256(body).hexdigest(), "payload": payload}
+    data = json.dumps(doc, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+    if path.name.endswith(".gz"):
+        data = gzip.compress(data, compresslevel=9, mtime=0)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    return path
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"non-finite number {name} not allowed")
+
+
+def load_model(path: str | Path) -> Model:
+    """Read and verify a model file; nothing in it is executed.
+
+    Raises
+    ------
+    ModelError
+        The file is missing, too large, not a demine classifier (e.g. a pickle),
+        of an unknown format version, modified after it was written (checksum
+        mismatch), or structurally invalid.
+    """
+    path = Path(path)
+    src = str(path)
+    try:
+        size = path.stat().st_size
+        if size > _MAX_FILE_BYTES:
+            raise ModelError(f"{src}: model file too large ({size} bytes)")
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"{src}: cannot read model file: {exc}") from exc
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            with gzip.GzipFile(fileobj=__import__("io").BytesIO(raw)) as gz:
+                raw = gz.read(_MAX_JSON_BYTES + 1)
+        except (OSError, EOFError) as exc:
+            raise ModelError(f"{src}: corrupt compressed model file: {exc}") from exc
+        if len(raw) > _MAX_JSON_BYTES:
+            raise ModelError(f"{src}: model file expands beyond {_MAX_JSON_BYTES} bytes")
+    if raw[:1] in (b"\x80",) or raw[:2] in (b"PK",) or raw[:4] == b"\x89HDF":
+        raise ModelError(f"{src}: not a demine model file (looks like a pickle, zip or HDF5 "
+                         "file; demine only loads its own JSON model format and never "
+                         "unpickles)")
+    try:
+        doc = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ModelError(f"{src}: not a demine model file (not valid JSON: {exc})") from exc
+    if not isinstance(doc, dict) or doc.get("format") != MODEL_FORMAT:
+        raise ModelError(f"{src}: not a demine classifier model (format field is "
+                         f"{str(doc.get('format') if isinstance(doc, dict) else None)[:40]!r})")
+    if doc.get("format_version") != MODEL_FORMAT_VERSION:
+        raise ModelError(f"{src}: model format version {doc.get('format_version')!r} is not "
+                         f"supported (this demine reads version {MODEL_FORMAT_VERSION})")
+    payload = doc.get("payload")
+    digest = doc.get("sha256")
+    try:
+        body = _canonical(payload)
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"{src}: invalid model content: {exc}") from exc
+    if not isinstance(digest, str) or hashlib.sha256(body).hexdigest() != digest:
+        raise ModelError(f"{src}: model file has been modified or corrupted (SHA-256 of its "
+                         "content does not match the recorded checksum); refusing to use it")
+    return Model.from_payload(payload, src)
+
+
+def default_model_path() -> Path:
+    """Path of the packaged default model."""
+    return Path(str(resources.files("demine") / "models" / "default.json.gz"))
+
+
+def load_default_model() -> Model:
+    """The packaged default model (trained on simulated lanes)."""
+    p = default_model_path()
+    if not p.is_file():
+        raise ModelError(f"{p}: the default model is not installed")
+    return load_model(p)
+
+
+# --------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------
+
+
+def _fit_set(X: np.ndarray, y: np.ndarray, groups: np.ndarray, name: str, *,
+             n_splits: int = 5, estimator_kw: Mapping[str, Any] | None = None
+             ) -> SetModel:
+    from sklearn.isotonic import IsotonicRegression
+
+    kw = dict(estimator_kw or {})
+    keep = y >= 0
+    X, y, groups = X[keep], y[keep].astype(int), groups[keep]
+    if len(np.unique(y)) < 2:
+        raise ConfigError(f"feature set {name!r}: training data needs both mine and clutter "
+                          f"alarms (got {int(y.sum())} mine, {int((y == 0).sum())} clutter)")
+    oof = np.full(y.size, np.nan)
+    splits = grouped_splits(groups, n_splits)
+    for tr, te in splits:
+        if len(np.unique(y[tr])) < 2:
+            continue
+        est = make_estimator(**kw).fit(X[tr], y[tr])
+        oof[te] = est.decision_function(X[te])
+    ok = np.isfinite(oof)
+    iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0, increasing=True)
+    iso.fit(oof[ok], y[ok])
+    final = make_estimator(**kw).fit(X, y)
+    base, trees = _export_trees(final)
+    ix = np.asarray(iso.X_thresholds_, dtype=np.float64)
+    iy = np.asarray(iso.y_thresholds_, dtype=np.float64)
+    yo = y[ok]
+    # calibration quality judged out of sample: each fold's scores mapped by an
+    # isotonic map fitted on the other folds' out-of-fold scores
+    p_oof = np.full(yo.size, np.nan)
+    go = groups[ok]
+    for tr, te in grouped_splits(go, n_splits):
+        if len(np.unique(yo[tr])) < 2:
+            continue
+        m = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(
+            oof[ok][tr], yo[tr])
+        p_oof[te] = m.predict(oof[ok][te])
+    cal = np.isfinite(p_oof)
+    p_oof, yc = p_oof[cal], yo[cal]
+    # clutter rejection at full recovery per held-out lane group, and pooled
+    per_lane = []
+    for g in np.unique(groups[ok]):
+        s = groups[ok] == g
+        if (yo[s] == 1).any() and (yo[s] == 0).any():
+            per_lane.append(clutter_rejection(oof[ok][s], yo[s] == 1))
+    cv = {
+        "folds": len(splits), "n": int(y.size), "mines": int(y.sum()),
+        "auc": _auc(oof[ok], yo),
+        "clutter_rejection_pooled": clutter_rejection(oof[ok], yo == 1),
+        "clutter_rejection_per_lane_median": float(np.median(per_lane)) if per_lane
+        else math.nan,
+        "brier": float(np.mean((p_oof - yc) ** 2)) if yc.size else math.nan,
+        "brier_prevalence": float(np.mean((yc.mean() - yc) ** 2)) if yc.size else math.nan,
+        "ece": _ece(p_oof, yc) if yc.size else math.nan,
+    }
+    cv = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+          for k, v in cv.items()}
+    return SetModel(FEATURE_SETS[name], base, trees, ix, iy, cv)
+
+
+def train_model(training: TrainingSet, *, sets: Sequence[str] | None = None,
+                n_splits: int = 5, estimator_kw: Mapping[str, Any] | None = None,
+                notes: str = "", progress: Callable[[str], None] | None = None) -> Model:
+    """Train and calibrate one sub-model per feature set present in ``training``.
+
+    Sensor-alone sets are also trained from the fused ones (``"emi"`` from
+    ``"emi+gpr"`` with its EMI columns), so a model trained on dual-sensor lanes
+    works on single-sensor recordings too.
+    """
+    X, y, g = dict(training.X), dict(training.y), dict(training.groups)
+    for fused, alone in (("emi+gpr", "emi"), ("gpr+emi", "gpr")):
+        if fused in X:
+            cols = [FEATURE_SETS[fused].index(c) for c in FEATURE_SETS[alone]]
+            Xa = X[fused][:, cols]
+            if alone in X:
+                X[alone] = np.vstack([X[alone], Xa])
+                y[alone] = np.concatenate([y[alone], y[fused]])
+                g[alone] = np.concatenate([g[alone], g[fused]])
+            else:
+                X[alone], y[alone], g[alone] = Xa, y[fused], g[fused]
+    names = [n for n in (sets or FEATURE_SETS) if n in X]
+    if not names:
+        raise ConfigError("no training alarms of any feature set")
+    out = {}
+    for name in names:
+        sm = _fit_set(X[name], y[name], g[name], name, n_splits=n_splits,
+                      estimator_kw=estimator_kw)
+        out[name] = sm
+        if progress:
+            c = sm.cv
+            progress(f"{name}: {c['n']} alarms ({c['mines']} mines), grouped {c['folds']}-fold "
+                     f"CV: AUC {c['auc']:.3f}, clutter rejected at full recovery "
+                     f"{c['clutter_rejection_pooled']:.1%} pooled / "
+                     f"{(c['clutter_rejection_per_lane_median'] or float('nan')):.1%} per-lane "
+                     f"median, Brier {c['brier']:.3f} (prevalence-only "
+                     f"{c['brier_prevalence']:.3f}), ECE {c['ece']:.3f}")
+    import sklearn
+
+    meta = {
+        "software": "demine", "software_version": __version__,
+        "sklearn_version": sklearn.__version__,
+        "created_utc": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "training": training.summary(), "estimator": dict(estimator_kw or {}),
+        "calibration": "isotonic on out-of-fold scores of a lane-grouped CV",
+        "notes": notes,
+    }
+    return Model(out, meta)
+
+
+# --------------------------------------------------------------------------
+# Applying a model
+# --------------------------------------------------------------------------
+
+
+def apply_model(recording: Any, model: Model | str | Path | None = None,
+                alarms: Mapping[str, ArrayLike] | None = None) -> dict[str, np.ndarray]:
+    """``p_mine`` of every alarm of a recording.
+
+    Parameters
+    ----------
+    recording : str, Path, Recording or AlarmFeatures
+        The recording (its alarms table unless ``alarms`` is given), or
+        features already computed by :func:`demine.features.alarm_features`.
+    model : Model, str or Path, optional
+        A model or model file (default: the packaged default model).
+    alarms : mapping, optional
+        Alarms to classify instead of the recording's table.
+
+    Returns
+    -------
+    dict of column arrays
+        The alarms with ``p_mine`` filled in (NaN for alarms of no EMI/GPR
+        sensor) and ``label`` set to ``"mine?"`` / ``"clutter?"`` at p = 0.5
+        (a display label; thresholds belong to the user).
+    """
+    if model is None:
+        model = load_default_model()
+    elif not isinstance(model, Model):
+        model = load_model(model)
+    af = recording if isinstance(recording, AlarmFeatures) else alarm_features(recording, alarms)
+    out = {k: np.asarray(v).copy() for k, v in af.alarms.items()}
+    n = len(out["x"])
+    p = np.full(n, np.nan)
+    for name, (rows, X) in af.sets.items():
+        sm = model.check_features(name, FEATURE_SETS[name])
+        if X.shape[1] != len(sm.features):
+            raise ModelError(f"feature matrix of set {name!r} has {X.shape[1]} columns, "
+                             f"model expects {len(sm.features)}")
+        p[rows] = sm.predict(X)
+    out["p_mine"] = p
+    lab = np.array([("mine?" if v >= 0.5 else "clutter?") if np.isfinite(v) else ""
+                    for v in p], dtype=object)
+    if "label" in out:
+        old = out["label"].astype(object)
+        lab = np.where(lab == "", old, lab)
+    out["label"] = lab
+    return out
+
+
+# --------------------------------------------------------------------------
+# Simulated training lanes
+# --------------------------------------------------------------------------
+
+
+def training_scene(layout_seed: int, *, length: float = 5.0) -> Any:
+    """A random training lane: random-minefield layout with randomised soil and sweep."""
+    from .simulate import parse_scene
+
+    text = (resources.files("demine.simulate") / "scenes" / "random-minefield.toml").read_text(
+        encoding="utf-8")
+    doc = tomllib.loads(text)
+    rng = np.random.default_rng(np.random.SeedSequence([int(layout_seed), 0xC1A55]))
+
+    def logu(lo: float, hi: float) -> float:
+        return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+
+    doc["scene"]["name"] = f"training-{int(layout_seed)}"
+    doc["lane"]["length"] = float(length)
+    doc["sweep"]["end_y"] = float(length) + 0.2
+    doc["sweep"]["height"] = float(rng.uniform(0.03, 0.08))
+    doc["sweep"]["speed"] = float(rng.uniform(0.5, 0.9))
+    soil = doc["soil"]
+    soil["magnetic_susceptibility"] = logu(5e-5, 3e-3)
+    soil["viscosity"] = logu(1e-6, 6e-5)
+    soil["conductivity"] = logu(1e-3, 3e-2)
+    soil["moisture"] = float(rng.uniform(0.04, 0.28))
+    soil["heterogeneity"] = float(rng.uniform(0.1, 0.35))
+    soil["radar_clutter_density"] = float(rng.uniform(8.0, 32.0))
+    soil["roughness"] = float(rng.uniform(0.002, 0.01))
+    scale = length / 8.0
+    extra = [
+        {"class": "at-mine-min-metal", "count": int(rng.integers(0, 2)), "x": [0.3, 0.7],
+         "y": [0.5, length - 0.5], "depth": [0.03, 0.15]},
+        {"class": "uxo", "count": int(rng.integers(0, 2)), "x": [0.3, 0.7],
+         "y": [0.5, length - 0.5], "depth": [0.05, 0.25]},
+        {"class": "root", "count": int(rng.integers(0, 2)), "depth": [0.02, 0.15]},
+        {"class": "void", "count": int(rng.integers(0, 3)), "depth": [0.02, 0.15]},
+    ]
+    groups = []
+    for g in doc["clutter"]:
+        g = dict(g)
+        if "y" in g:
+            g["y"] = [g["y"][0], min(g["y"][1], length - 0.3)]
+        mult = rng.uniform(0.5, 1.6) if not g["class"].endswith("mine") and \
+            "mine" not in g["class"] else 1.0
+        g["count"] = max(0, int(round(g["count"] * scale * mult)))
+        groups.append(g)
+    groups.extend(e for e in extra if e["count"] > 0)
+    doc["clutter"] = groups
+    return parse_scene(doc, f"training-{int(layout_seed)}", layout_seed=int(layout_seed))
+
+
+def make_training_lane(layout_seed: int, path: str | Path, *, seed: int = 0,
+                       length: float = 5.0, streams: tuple[str, ...] = ("emi", "gpr", "gps"),
+                       detect_config: Any = None) -> Path:
+    """Simulate a training lane, write it and add the detectors' alarms to it."""
+    from .pipeline import append_alarms, detect_recording
+    from .simulate import simulate_lane
+
+    res = simulate_lane(training_scene(layout_seed, length=length), seed=seed,
+                        streams=streams)
+    path = Path(path)
+    res.write(path, overwrite=True, lane_id=f"training-{int(layout_seed)}")
+    alarms = detect_recording(path, detect_config)
+    append_alarms(path, alarms)
+    return path

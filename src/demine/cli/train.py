@@ -1,0 +1,70 @@
+"""``demine train RECORDINGS… --out MODEL``: train the mine/clutter classifier."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train the mine/clutter classifier on recordings with ground truth",
+        description="Compute the features of every alarm of the recordings (their alarms "
+        "table: run 'demine detect --write' first), label the alarms by matching them to "
+        "the ground truth (mine, or clutter/nothing), cross-validate grouped by lane (no "
+        "lane is ever in both training and test), calibrate p_mine (isotonic, out of fold) "
+        "and write a model file that cannot execute code when loaded (JSON; .gz "
+        "compresses). Use --simulate N to train on N random simulated lanes instead.",
+    )
+    p.add_argument("files", nargs="*", type=Path, metavar="RECORDING",
+                   help="demine recordings with alarms and a truth table")
+    p.add_argument("--out", "-o", type=Path, required=True, metavar="MODEL",
+                   help="model file to write (e.g. model.json.gz)")
+    p.add_argument("--simulate", type=int, default=0, metavar="N",
+                   help="also simulate N random training lanes (random-minefield layouts with "
+                   "randomised soil), written to --workdir")
+    p.add_argument("--first-layout", type=int, default=1000, metavar="SEED",
+                   help="layout seed of the first simulated lane (default 1000)")
+    p.add_argument("--workdir", type=Path, metavar="DIR",
+                   help="where simulated lanes and the feature cache go "
+                   "(default: a 'demine-train' directory next to --out)")
+    p.add_argument("--folds", type=int, default=5, help="lane-grouped CV folds (default 5)")
+    p.add_argument("--halo", type=float, metavar="R",
+                   help="matching radius (m) for every target (default 0.25 AP, 0.5 larger)")
+    p.add_argument("--notes", default="", help="free text stored in the model file")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..classify import build_training_set, make_training_lane, save_model, train_model
+    from ..errors import ConfigError
+
+    work = args.workdir or args.out.parent / "demine-train"
+    files = list(args.files)
+    if args.simulate < 0:
+        raise ConfigError("--simulate must be >= 0")
+    if args.simulate:
+        work.mkdir(parents=True, exist_ok=True)
+        for k in range(args.simulate):
+            seed = args.first_layout + k
+            path = work / f"train-{seed}.h5"
+            if not path.exists():
+                tmp = work / f"train-{seed}.partial.h5"
+                make_training_lane(seed, tmp, seed=seed % 7)
+                tmp.replace(path)
+            print(f"simulated lane {k + 1}/{args.simulate}: {path}", flush=True)
+            files.append(path)
+    if not files:
+        raise ConfigError("no recordings given (and no --simulate)")
+
+    def say(line: str) -> None:
+        print(line, file=sys.stdout, flush=True)
+
+    ts = build_training_set(files, cache=work / "features-cache", halo=args.halo, progress=say)
+    model = train_model(ts, n_splits=args.folds, notes=args.notes, progress=say)
+    save_model(model, args.out)
+    print(f"model written to {args.out} ({args.out.stat().st_size} bytes; feature sets "
+          f"{', '.join(model.sets)})")
+    return 0

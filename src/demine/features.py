@@ -1,0 +1,670 @@
+"""Features of alarms for the mine/clutter classifier (:mod:`demine.classify`).
+
+Every alarm of a recording (its ``alarms`` table, or a table the detectors just
+produced) is described by physically meaningful numbers that are normalised so
+that they carry over between instruments, gains and soils:
+
+**EMI** (metal detector; for alarms of ``emi`` streams, and evaluated at the
+position of every GPR alarm when both sensors are present).  Readings around
+the alarm are split into *near* frames (within ``near_radius`` of it) and a
+*ring* of frames further out (``ring``), both within ``time_window`` seconds
+of the alarm (the passes of a sweep over it).  The ring's per-gate median is
+the local soil and drift background; the ring's per-gate robust spread is the
+local noise.  For every near frame the compiled kernel
+``demine._features.decay_frames`` fits the background-subtracted decay curve
+against gate time in log-log (slope and curvature: the shape of the
+Pasion-Oldenburg law ``L(t) = k t^-beta exp(-t/gamma)``), counts the gates
+above noise, measures the polarity and the noise-normalised amplitude.
+
+=================  ============================================================
+emi_snr_log        log10 of the peak noise-normalised amplitude
+emi_slope          mean log-log decay slope of the strongest frames (-beta)
+emi_slope_sd       its spread over those frames (shape changing with aspect)
+emi_curv           log-log curvature (the exp(-t/gamma) bend: thin or small)
+emi_valid_frac     fraction of gates above noise
+emi_polarity       sum r / sum |r| (negative: less magnetic than soil)
+emi_po_beta        Pasion-Oldenburg beta fitted to the stacked curve
+emi_po_gamma_log   log10(gamma / last gate time) of that fit (clipped to +-2)
+emi_t_last_log     log10 of the last gate time above noise, s (stacked curve)
+emi_halfmax_r      radius (m) of the half-maximum footprint (depth + size)
+emi_aniso          minor/major axis ratio of that footprint
+emi_moment_log     emi_snr_log + 6 log10(halfmax_r): dipole strength estimate
+emi_soil_slope     log-log decay slope of the local background (soil)
+emi_soil_level     log10(|background| / noise) (soil strength)
+emi_det_score      log10 of the detector's score
+=================  ============================================================
+
+**GPR** (for alarms of ``gpr`` streams).  The stream is run through the
+default GPR chain (dewow, background removal, band-pass, gain); the alarm's
+apex is the trace nearest its time and the sample at the surface time plus
+``2 depth / velocity``, refined to the strongest sample within half a period.
+
+=================  ============================================================
+gpr_amp_log        log10(|apex| / local noise)
+gpr_polarity       apex sign relative to the direct wave (+1 like metal/water)
+gpr_fit            semblance along the fitted hyperbola (1 perfect, ~1/n noise)
+gpr_width          along-track width (m) where the hyperbola keeps half the apex
+gpr_depth          alarm depth, m
+gpr_vel            alarm velocity / c (1/sqrt(eps_r))
+gpr_spec_ratio     spectral centroid of the apex wavelet / the stream's centroid
+gpr_eoh0..5        edge-orientation histogram of the patch (6 bins, sum 1)
+gpr_det_score      log10 of the detector's score
+=================  ============================================================
+
+**Fused.**  An EMI alarm with radar present gets the distance to the nearest
+GPR alarm (``fus_gpr_dist``, capped at 1 m) and the GPR features of the
+strongest reflection under it (``fus_gpr_*``, from the trace passing nearest:
+the radar tells whether the metal sits in a mine-sized, low-permittivity body);
+a GPR alarm with a metal detector present gets the distance to the nearest EMI
+alarm and the EMI features evaluated at its position (``fus_emi_*``: is there
+metal, and what kind).
+
+Feature sets are named by the alarm's sensor and the sensors available:
+``"emi"``, ``"emi+gpr"``, ``"gpr"``, ``"gpr+emi"`` (:data:`FEATURE_SETS`).
+Missing values are NaN (the classifier handles them).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from . import _features as _k
+from .errors import ConfigError
+
+__all__ = [
+    "EMI_FEATURES", "FEATURE_SETS", "GPR_FEATURES", "AlarmFeatures", "EMIContext",
+    "GPRContext", "alarm_features", "decay_frames", "feature_set_name",
+]
+
+C0 = 299_792_458.0
+#: Version of the feature definitions (part of cache keys; bump on any change).
+FEATURES_VERSION = 2
+
+EMI_FEATURES: tuple[str, ...] = (
+    "emi_snr_log", "emi_slope", "emi_slope_sd", "emi_curv", "emi_valid_frac", "emi_polarity",
+    "emi_po_beta", "emi_po_gamma_log", "emi_t_last_log", "emi_halfmax_r", "emi_aniso",
+    "emi_moment_log", "emi_soil_slope", "emi_soil_level", "emi_det_score",
+)
+GPR_FEATURES: tuple[str, ...] = (
+    "gpr_amp_log", "gpr_polarity", "gpr_fit", "gpr_width", "gpr_depth", "gpr_vel",
+    "gpr_spec_ratio", "gpr_eoh0", "gpr_eoh1", "gpr_eoh2", "gpr_eoh3", "gpr_eoh4", "gpr_eoh5",
+    "gpr_det_score",
+)
+FUSED_EMI: tuple[str, ...] = ("fus_gpr_dist",) + tuple(
+    "fus_" + f for f in GPR_FEATURES if f not in ("gpr_det_score", "gpr_vel"))
+FUSED_GPR: tuple[str, ...] = ("fus_emi_dist",) + tuple(
+    "fus_" + f for f in EMI_FEATURES if f != "emi_det_score")
+
+#: Feature names of every feature set.
+FEATURE_SETS: dict[str, tuple[str, ...]] = {
+    "emi": EMI_FEATURES,
+    "emi+gpr": EMI_FEATURES + FUSED_EMI,
+    "gpr": GPR_FEATURES,
+    "gpr+emi": GPR_FEATURES + FUSED_GPR,
+}
+_EOH_BINS = 6
+
+
+def feature_set_name(kind: str, sensors: set[str] | frozenset[str]) -> str:
+    """Name of the feature set of an alarm of sensor ``kind`` given the ``sensors`` present."""
+    other = {"emi": "gpr", "gpr": "emi"}.get(kind)
+    if other is None:
+        raise ConfigError(f"no features for alarms of kind {kind!r} (emi or gpr)")
+    return f"{kind}+{other}" if other in sensors else kind
+
+
+def decay_frames(resid: ArrayLike, gate_times: ArrayLike, noise: ArrayLike,
+                 snr: float = 2.0) -> NDArray[np.float64]:
+    """Per-frame decay descriptors of background-subtracted EMI readings.
+
+    Parameters
+    ----------
+    resid : array_like, shape (n, gates)
+        Readings minus the local background.
+    gate_times : array_like, shape (gates,)
+        Gate times, s (positive).
+    noise : array_like, shape (gates,)
+        Noise level per gate (positive).
+    snr : float
+        A gate takes part in the fits when its residual exceeds ``snr * noise``.
+
+    Returns
+    -------
+    ndarray, shape (n, 6)
+        Columns: noise-normalised amplitude, log-log slope, log-log curvature,
+        fraction of gates above noise, polarity, log of the last valid gate
+        time (see :mod:`demine._features`).
+    """
+    r = np.ascontiguousarray(resid, dtype=np.float64)
+    if r.ndim != 2:
+        raise ConfigError(f"decay_frames: readings must be (n, gates), got shape {r.shape}")
+    t = np.ascontiguousarray(gate_times, dtype=np.float64).reshape(-1)
+    nz = np.ascontiguousarray(noise, dtype=np.float64).reshape(-1)
+    if t.size != r.shape[1] or nz.size != r.shape[1]:
+        raise ConfigError(f"decay_frames: {r.shape[1]} gates but {t.size} gate times and "
+                          f"{nz.size} noise levels")
+    if not (np.all(t > 0) and np.all(nz > 0)):
+        raise ConfigError("decay_frames: gate times and noise levels must be positive")
+    out = np.empty((r.shape[0], 6), dtype=np.float64)
+    _k.decay_frames(r, np.log(t), nz, float(snr), out)
+    return out
+
+
+# --------------------------------------------------------------------------
+# EMI
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class EMIContext:
+    """An EMI stream held in memory for feature extraction."""
+
+    samples: NDArray[np.float64]
+    x: NDArray[np.float64]
+    y: NDArray[np.float64]
+    time_s: NDArray[np.float64]
+    gate_times: NDArray[np.float64]
+    time_window: float = 20.0
+    near_radius: float = 0.3
+    ring: tuple[float, float] = (0.35, 0.8)
+
+    @classmethod
+    def from_stream(cls, stream: Any, **kw: Any) -> EMIContext:
+        d = stream.read(fields=["samples", "x", "y", "time"])
+        s = np.asarray(d["samples"], dtype=np.float64)
+        if s.ndim != 2 or s.shape[1] < 2:
+            raise ConfigError(f"stream {stream.name!r}: EMI features need at least 2 gates")
+        gt = stream.gate_times
+        if gt is None or len(gt) != s.shape[1] or not np.all(np.asarray(gt) > 0):
+            # unknown gates: assume log-spaced from 10 us to 1 ms (a typical PI detector)
+            gt = np.geomspace(1e-5, 1e-3, s.shape[1])
+        return cls._make(s, d["x"], d["y"], d["time"], gt, **kw)
+
+    @classmethod
+    def _make(cls, samples: ArrayLike, x: ArrayLike, y: ArrayLike, time_ns: ArrayLike,
+              gate_times: ArrayLike, **kw: Any) -> EMIContext:
+        t = np.asarray(time_ns, dtype=np.int64)
+        t0 = t[0] if t.size else 0
+        ts = (t - t0) / 1e9
+        order = np.argsort(ts, kind="stable")
+        return cls(np.asarray(samples, dtype=np.float64)[order],
+                   np.asarray(x, dtype=np.float64)[order],
+                   np.asarray(y, dtype=np.float64)[order], ts[order],
+                   np.asarray(gate_times, dtype=np.float64), **kw)
+
+    def _t_rel(self, time_ns: int, t0_ns: int) -> float:
+        return (int(time_ns) - int(t0_ns)) / 1e9
+
+    def features_at(self, ax: float, ay: float, t: float) -> dict[str, float]:
+        """EMI features of the anomaly at (ax, ay), around relative time ``t`` (s)."""
+        out = dict.fromkeys(EMI_FEATURES, math.nan)
+        if not (math.isfinite(ax) and math.isfinite(ay)):
+            return out
+        lo = np.searchsorted(self.time_s, t - self.time_window)
+        hi = np.searchsorted(self.time_s, t + self.time_window)
+        if not math.isfinite(t) or hi - lo < 10:
+            lo, hi = 0, self.time_s.size
+        d = np.hypot(self.x[lo:hi] - ax, self.y[lo:hi] - ay)
+        ring = (d >= self.ring[0]) & (d <= self.ring[1])
+        near = d <= self.near_radius
+        if np.count_nonzero(ring) < 20:  # widen to the whole stream
+            lo, hi = 0, self.time_s.size
+            d = np.hypot(self.x - ax, self.y - ay)
+            ring = (d >= self.ring[0]) & (d <= self.ring[1])
+            near = d <= self.near_radius
+        if np.count_nonzero(near) < 3:
+            return out
+        S = self.samples[lo:hi]
+        if np.count_nonzero(ring) >= 5:
+            bgf = S[ring]
+        else:
+            bgf = S[d > self.near_radius] if np.count_nonzero(d > self.near_radius) >= 5 else S
+        bg = np.median(bgf, axis=0)
+        noise = 1.4826 * np.median(np.abs(bgf - bg), axis=0)
+        floor = 1e-3 * float(np.max(np.abs(bg))) + 1e-12
+        noise = np.maximum(noise, max(floor, 1e-6 * float(np.max(noise)) if noise.size else 1e-12))
+        resid = S[near] - bg
+        f = decay_frames(resid, self.gate_times, noise)
+        amp = f[:, 0]
+        amax = float(amp.max())
+        out["emi_snr_log"] = math.log10(max(amax, 1e-3))
+        strong = amp >= 0.5 * amax
+        w = amp[strong] ** 2
+        sl = f[strong, 1]
+        ok = np.isfinite(sl)
+        if ok.any():
+            ws = w[ok] / w[ok].sum()
+            m = float(np.sum(ws * sl[ok]))
+            out["emi_slope"] = m
+            out["emi_slope_sd"] = float(np.sqrt(np.sum(ws * (sl[ok] - m) ** 2)))
+            out["emi_curv"] = float(np.sum(ws * f[strong, 2][ok]))
+        wn = w / w.sum()
+        out["emi_valid_frac"] = float(np.sum(wn * f[strong, 3]))
+        out["emi_polarity"] = float(np.sum(wn * f[strong, 4]))
+        # stacked decay of the strongest frames
+        stack = np.sum(resid[strong] * wn[:, None], axis=0)
+        n_eff = 1.0 / float(np.sum(wn**2))
+        snoise = noise / math.sqrt(max(n_eff, 1.0))
+        valid = stack > 2.0 * snoise
+        gt = self.gate_times
+        if np.count_nonzero(valid) >= 3:
+            tv, lv = gt[valid], np.log(stack[valid])
+            A = np.column_stack([np.ones(tv.size), -np.log(tv), -tv / gt[-1]])
+            coef, *_ = np.linalg.lstsq(A, lv, rcond=None)
+            if coef[2] <= 0:
+                coef2, *_ = np.linalg.lstsq(A[:, :2], lv, rcond=None)
+                beta, inv_g = coef2[1], 0.0
+            else:
+                beta, inv_g = coef[1], coef[2]
+            out["emi_po_beta"] = float(np.clip(beta, -5.0, 10.0))
+            g_rel = 1.0 / inv_g if inv_g > 0 else 100.0
+            out["emi_po_gamma_log"] = float(np.clip(math.log10(max(g_rel, 1e-2)), -2.0, 2.0))
+        if valid.any():
+            out["emi_t_last_log"] = math.log10(float(gt[np.nonzero(valid)[0][-1]]))
+        # half-maximum footprint
+        px, py = self.x[lo:hi][near][strong], self.y[lo:hi][near][strong]
+        cx, cy = np.sum(wn * px), np.sum(wn * py)
+        cxx = np.sum(wn * (px - cx) ** 2)
+        cyy = np.sum(wn * (py - cy) ** 2)
+        cxy = np.sum(wn * (px - cx) * (py - cy))
+        ev = np.linalg.eigvalsh(np.array([[cxx, cxy], [cxy, cyy]]))
+        ev = np.maximum(ev, 0.0)
+        r = math.sqrt(float(ev.sum())) + 0.005
+        out["emi_halfmax_r"] = r
+        out["emi_aniso"] = math.sqrt(ev[0] / ev[1]) if ev[1] > 0 else 1.0
+        out["emi_moment_log"] = out["emi_snr_log"] + 6.0 * math.log10(r)
+        # local soil
+        bpos = bg > 0
+        if np.count_nonzero(bpos) >= 3:
+            out["emi_soil_slope"] = float(np.polyfit(np.log(gt[bpos]), np.log(bg[bpos]), 1)[0])
+        out["emi_soil_level"] = math.log10(
+            max(float(np.linalg.norm(bg)) / float(np.linalg.norm(noise)), 1e-3))
+        return out
+
+
+# --------------------------------------------------------------------------
+# GPR
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class GPRContext:
+    """A processed GPR stream held in memory for feature extraction."""
+
+    bscan: NDArray[np.float32]
+    x: NDArray[np.float64]
+    y: NDArray[np.float64]
+    time_s: NDArray[np.float64]
+    path: NDArray[np.float64]
+    dt: float
+    t_surface: float
+    direct_sign: float
+    centroid: float
+    period_samples: int
+    velocity: float = 0.1e9
+    half_aperture: float = 0.25
+    time_window: float = 20.0
+
+    @classmethod
+    def from_stream(cls, stream: Any, chain: Any = "gpr_default") -> GPRContext:
+        from .process import _stream_context, load_chain
+
+        dt = stream.sample_interval
+        if dt is None or not dt > 0:
+            raise ConfigError(f"stream {stream.name!r}: GPR features need the sample interval")
+        d = stream.read(fields=["samples", "x", "y", "time"])
+        raw = np.asarray(d["samples"])
+        ch = load_chain(chain)
+        ch.configure(_stream_context(stream))
+        parts = []
+        step = 16384
+        for a in range(0, raw.shape[0], step):
+            parts.append(np.asarray(ch.process(raw[a:a + step]), dtype=np.float32))
+        parts.append(np.asarray(ch.finish(), dtype=np.float32))
+        b = np.concatenate([p for p in parts if p.size] or
+                           [np.zeros((0, raw.shape[1]), np.float32)])
+        if b.shape[0] != raw.shape[0]:
+            raise ConfigError(f"stream {stream.name!r}: GPR chain returned {b.shape[0]} of "
+                              f"{raw.shape[0]} traces")
+        ctx = cls._make(b, raw, d["x"], d["y"], d["time"], float(dt))
+        try:
+            cal = json.loads(stream.attrs.get("calibration", "{}") or "{}")
+            v = float(cal.get("velocity", 0.0)) if isinstance(cal, dict) else 0.0
+        except (TypeError, ValueError):
+            v = 0.0
+        if math.isfinite(v) and 0.03e9 < v <= C0:
+            ctx.velocity = v
+        return ctx
+
+    @classmethod
+    def _make(cls, bscan: np.ndarray, raw: np.ndarray, x: ArrayLike, y: ArrayLike,
+              time_ns: ArrayLike, dt: float) -> GPRContext:
+        x = np.asarray(x, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        t = np.asarray(time_ns, dtype=np.int64)
+        ts = (t - (t[0] if t.size else 0)) / 1e9
+        step = np.hypot(np.diff(x, prepend=x[:1]), np.diff(y, prepend=y[:1]))
+        path = np.cumsum(np.nan_to_num(step))
+        sub = np.asarray(raw[:: max(1, raw.shape[0] // 2000)], dtype=np.float64)
+        mean = sub.mean(axis=0)
+        mean = mean - np.median(mean)
+        k = int(np.argmax(np.abs(mean)))
+        direct_sign = 1.0 if mean[k] >= 0 else -1.0
+        bs = np.asarray(bscan[:: max(1, bscan.shape[0] // 500)], dtype=np.float64)
+        spec = np.mean(np.abs(np.fft.rfft(bs, axis=1)) ** 2, axis=0)
+        freqs = np.fft.rfftfreq(bs.shape[1], dt)
+        centroid = float(np.sum(freqs * spec) / max(np.sum(spec), 1e-300))
+        if not centroid > 0:
+            centroid = 1.0 / (20 * dt)
+        period = max(4, int(round(1.0 / (centroid * dt))))
+        return cls(np.asarray(bscan, dtype=np.float32), x, y, ts, path, float(dt),
+                   k * float(dt), direct_sign, centroid, period)
+
+    def features_at(self, t: float, depth: float, velocity: float) -> dict[str, float]:
+        """GPR features of the alarm whose apex trace is nearest relative time ``t``."""
+        n, ns = self.bscan.shape
+        if n < 3 or not math.isfinite(t):
+            return dict.fromkeys(GPR_FEATURES, math.nan)
+        i0 = int(np.clip(np.searchsorted(self.time_s, t), 0, n - 1))
+        v = velocity if (math.isfinite(velocity) and velocity > 0) else self.velocity
+        z = depth if (math.isfinite(depth) and depth >= 0) else math.nan
+        P = self.period_samples
+        if math.isfinite(z):
+            k0 = int(round((self.t_surface + 2 * z / v) / self.dt))
+        else:
+            k0 = int(np.argmax(np.abs(self.bscan[i0])))
+        k0 = int(np.clip(k0, 0, ns - 1))
+        a, b = max(0, k0 - P // 2), min(ns, k0 + P // 2 + 1)
+        k0 = a + int(np.argmax(np.abs(self.bscan[i0, a:b])))
+        out = self._describe(i0, k0, v)
+        out["gpr_depth"] = z
+        return out
+
+    def features_near(self, ax: float, ay: float, t: float,
+                      max_offset: float = 0.08, max_depth: float = 0.35) -> dict[str, float]:
+        """GPR features of the strongest reflection under the point (ax, ay).
+
+        The trace passing nearest the point (within ``time_window`` s of ``t``
+        and ``max_offset`` m of it) is searched from one wavelet period below
+        the surface to ``max_depth`` for its strongest sample, which is then
+        described like an alarm's apex (NaN features when no trace passes
+        near enough).
+        """
+        n, ns = self.bscan.shape
+        out = dict.fromkeys(GPR_FEATURES, math.nan)
+        if n < 3 or not (math.isfinite(ax) and math.isfinite(ay)):
+            return out
+        lo, hi = 0, n
+        if math.isfinite(t):
+            lo = int(np.searchsorted(self.time_s, t - self.time_window))
+            hi = int(np.searchsorted(self.time_s, t + self.time_window))
+            if hi - lo < 3:
+                lo, hi = 0, n
+        d = np.hypot(self.x[lo:hi] - ax, self.y[lo:hi] - ay)
+        if not np.isfinite(d).any():
+            return out
+        j = int(np.nanargmin(d))
+        if d[j] > max_offset:
+            return out
+        i0 = lo + j
+        v = self.velocity
+        P = self.period_samples
+        a = int(round(self.t_surface / self.dt)) + P
+        b = int(round((self.t_surface + 2 * max_depth / v) / self.dt)) + 1
+        a, b = min(max(a, 0), ns - 1), min(max(b, a + 1), ns)
+        k0 = a + int(np.argmax(np.abs(self.bscan[i0, a:b])))
+        out = self._describe(i0, k0, v)
+        out["gpr_depth"] = max(0.0, v * (k0 * self.dt - self.t_surface) / 2)
+        return out
+
+    def _describe(self, i0: int, k0: int, v: float) -> dict[str, float]:
+        out = dict.fromkeys(GPR_FEATURES, math.nan)
+        n, ns = self.bscan.shape
+        P = self.period_samples
+        s0 = self.path[i0]
+        lo = int(np.searchsorted(self.path, s0 - self.half_aperture))
+        hi = int(np.searchsorted(self.path, s0 + self.half_aperture, side="right"))
+        lo, hi = max(lo, 0, i0 - 400), min(hi, n, i0 + 401)
+        if hi - lo < 3:
+            return out
+        apex = float(self.bscan[i0, k0])
+        # local noise: robust spread of the rows around the apex over +-1 m of track
+        nlo = int(np.searchsorted(self.path, s0 - 1.0))
+        nhi = int(np.searchsorted(self.path, s0 + 1.0, side="right"))
+        nlo, nhi = max(nlo, 0, i0 - 1600), min(nhi, n, i0 + 1601)
+        rows = self.bscan[nlo:nhi, max(0, k0 - 3 * P):min(ns, k0 + 3 * P + 1)]
+        q = float(np.percentile(np.abs(rows), 25)) / 0.6745 if rows.size else 0.0
+        noise = max(q, 1e-6 * float(np.max(np.abs(rows))) if rows.size else 0.0, 1e-12)
+        out["gpr_amp_log"] = math.log10(max(abs(apex) / noise, 1e-3))
+        out["gpr_polarity"] = float(np.sign(apex) * self.direct_sign)
+        # hyperbola through the apex
+        ds = self.path[lo:hi] - s0
+        tau = k0 * self.dt - self.t_surface
+        tk = self.t_surface + np.sqrt(max(tau, 0.0) ** 2 + (2 * ds / v) ** 2)
+        kk = np.rint(tk / self.dt).astype(np.int64)
+        win = max(1, P // 4)
+        okk = (kk - win >= 0) & (kk + win < ns)
+        if np.count_nonzero(okk) >= 3:
+            idx = np.arange(lo, hi)[okk]
+            offs = np.arange(-win, win + 1)
+            G = self.bscan[idx[:, None], kk[okk][:, None] + offs[None, :]].astype(np.float64)
+            num = float(np.sum(G.sum(axis=0) ** 2))
+            den = float(G.shape[0] * np.sum(G**2))
+            out["gpr_fit"] = num / den if den > 0 else 0.0
+            along = np.abs(self.bscan[idx, kk[okk]]).astype(np.float64)
+            keep = along >= 0.5 * abs(apex)
+            if keep.any():
+                out["gpr_width"] = float(np.ptp(ds[okk][keep]))
+        out["gpr_vel"] = v / C0
+        # spectrum of the apex wavelet
+        a, b = max(0, k0 - P), min(ns, k0 + P + 1)
+        seg = self.bscan[i0, a:b].astype(np.float64)
+        if seg.size >= 4:
+            spec = np.abs(np.fft.rfft(seg * np.hanning(seg.size), n=4 * seg.size)) ** 2
+            fr = np.fft.rfftfreq(4 * seg.size, self.dt)
+            if spec.sum() > 0:
+                out["gpr_spec_ratio"] = float(np.sum(fr * spec) / spec.sum()) / self.centroid
+        # edge-orientation histogram of the patch (rows: time, columns: traces)
+        patch = self.bscan[lo:hi, max(0, k0 - 2 * P):min(ns, k0 + 2 * P + 1)].T
+        patch = _resample(np.asarray(patch, dtype=np.float64), 32, 32)
+        h = np.zeros(_EOH_BINS)
+        _k.orientation_histogram(patch, _EOH_BINS, h)
+        if h.sum() > 0:
+            h /= h.sum()
+            for j in range(_EOH_BINS):
+                out[f"gpr_eoh{j}"] = float(h[j])
+        return out
+
+
+def _resample(a: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """Bilinear resampling of a 2-D array to ``rows`` x ``cols`` (C-contiguous)."""
+    if a.shape[0] < 2 or a.shape[1] < 2:
+        return np.zeros((rows, cols))
+    r = np.linspace(0, a.shape[0] - 1, rows)
+    c = np.linspace(0, a.shape[1] - 1, cols)
+    tmp = np.array([np.interp(c, np.arange(a.shape[1]), row) for row in a])
+    out = np.array([np.interp(r, np.arange(a.shape[0]), col) for col in tmp.T]).T
+    return np.ascontiguousarray(out)
+
+
+# --------------------------------------------------------------------------
+# Alarms of a recording
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class AlarmFeatures:
+    """Features of the alarms of one recording.
+
+    Attributes
+    ----------
+    alarms : dict of column arrays
+        The alarms (as given or read).
+    sets : dict
+        Feature-set name -> ``(rows, X)``: indices into the alarms table and
+        the feature matrix (columns :data:`FEATURE_SETS` [name]).
+    sensors : frozenset of str
+        Sensor kinds present in the recording ("emi", "gpr").
+    source : str
+        The recording.
+    """
+
+    alarms: dict[str, np.ndarray]
+    sets: dict[str, tuple[NDArray[np.intp], NDArray[np.float64]]] = field(default_factory=dict)
+    sensors: frozenset[str] = frozenset()
+    source: str = ""
+
+
+def _str_col(v: Any, n: int) -> np.ndarray:
+    a = np.asarray(v).reshape(-1)
+    if a.dtype.kind == "S":
+        return np.char.decode(a, "utf-8")
+    if a.dtype.kind == "O":
+        return np.array([s.decode("utf-8") if isinstance(s, bytes) else str(s) for s in a],
+                        dtype=object).astype(str)
+    return a.astype(str) if a.size == n else np.full(n, "")
+
+
+def _alarm_kinds(rec: Any, alarms: Mapping[str, np.ndarray], n: int) -> np.ndarray:
+    streams = _str_col(alarms.get("stream", np.full(n, "")), n)
+    labels = _str_col(alarms.get("label", np.full(n, "")), n)
+    kinds = np.full(n, "", dtype=object)
+    for i in range(n):
+        s = streams[i]
+        if s in rec.streams and rec.streams[s].kind in ("emi", "gpr"):
+            kinds[i] = rec.streams[s].kind
+        elif labels[i].startswith("emi"):
+            kinds[i] = "emi"
+        elif labels[i].startswith("gpr"):
+            kinds[i] = "gpr"
+    return kinds
+
+
+def alarm_features(recording: Any,
+                   alarms: Mapping[str, ArrayLike] | None = None) -> AlarmFeatures:
+    """Features of every EMI and GPR alarm of a recording.
+
+    Parameters
+    ----------
+    recording : str, Path or Recording
+        The recording (raw streams are read; nothing is written).
+    alarms : mapping of column arrays, optional
+        Alarms (columns ``time``, ``stream``, ``x``, ``y``, ``depth``,
+        ``velocity``, ``score``); default the recording's alarms table.
+
+    Returns
+    -------
+    AlarmFeatures
+    """
+    from .recording import Recording
+
+    own = not hasattr(recording, "streams")
+    rec = Recording(recording) if own else recording
+    try:
+        src = str(getattr(rec, "path", recording))
+        if alarms is None:
+            alarms = rec.alarms
+        al = {k: np.asarray(v) for k, v in alarms.items()}
+        if "x" not in al or "y" not in al:
+            raise ConfigError(f"{src}: alarms need columns 'x' and 'y'")
+        n = al["x"].size
+        for col in ("depth", "velocity", "score"):
+            al.setdefault(col, np.full(n, np.nan))
+        al.setdefault("time", np.zeros(n, dtype=np.int64))
+        kinds = _alarm_kinds(rec, al, n)
+        emi_names = [nm for nm, s in rec.streams.items() if s.kind == "emi"
+                     and "samples" in s.field_names and len(s) > 0]
+        gpr_names = [nm for nm, s in rec.streams.items() if s.kind == "gpr"
+                     and "samples" in s.field_names and len(s) > 0]
+        sensors = frozenset(({"emi"} if emi_names else set()) | ({"gpr"} if gpr_names else set()))
+        res = AlarmFeatures(alarms=al, sensors=sensors, source=src)
+        if n == 0:
+            return res
+        streams = _str_col(al.get("stream", np.full(n, "")), n)
+        emi_ctx = {nm: EMIContext.from_stream(rec.streams[nm]) for nm in emi_names}
+        gpr_ctx: dict[str, GPRContext] = {}
+        t0 = {nm: int(np.asarray(rec.streams[nm].read(0, 1, fields=["time"])["time"])[0])
+              for nm in emi_names + gpr_names}
+        if any(k == "gpr" for k in kinds):
+            gpr_ctx = {nm: GPRContext.from_stream(rec.streams[nm]) for nm in gpr_names}
+        tns = np.asarray(al["time"], dtype=np.int64)
+        x = np.asarray(al["x"], dtype=np.float64)
+        y = np.asarray(al["y"], dtype=np.float64)
+        depth = np.asarray(al["depth"], dtype=np.float64)
+        vel = np.asarray(al["velocity"], dtype=np.float64)
+        score = np.asarray(al["score"], dtype=np.float64)
+
+        def det(s: float) -> float:
+            return math.log10(s) if math.isfinite(s) and s > 0 else math.nan
+
+        per: dict[int, dict[str, float]] = {}
+        for i in range(n):
+            if kinds[i] == "emi":
+                nm = streams[i] if streams[i] in emi_ctx else (emi_names[0] if emi_names else "")
+                if not nm:
+                    continue
+                f = emi_ctx[nm].features_at(x[i], y[i], (tns[i] - t0[nm]) / 1e9)
+                f["emi_det_score"] = det(score[i])
+                per[i] = f
+            elif kinds[i] == "gpr":
+                nm = streams[i] if streams[i] in gpr_ctx else (gpr_names[0] if gpr_names else "")
+                if not nm:
+                    continue
+                f = gpr_ctx[nm].features_at((tns[i] - t0[nm]) / 1e9, depth[i], vel[i])
+                f["gpr_det_score"] = det(score[i])
+                per[i] = f
+        emi_idx = np.array([i for i in per if kinds[i] == "emi"], dtype=np.intp)
+        gpr_idx = np.array([i for i in per if kinds[i] == "gpr"], dtype=np.intp)
+        # fused: the other sensor's features at the alarm's position
+        if "gpr" in sensors and emi_idx.size:
+            if not gpr_ctx:
+                gpr_ctx = {nm: GPRContext.from_stream(rec.streams[nm]) for nm in gpr_names}
+            gnm = gpr_names[0]
+            for i in emi_idx:
+                f = per[int(i)]
+                f["fus_gpr_dist"] = _nearest(x, y, gpr_idx, int(i))
+                g = gpr_ctx[gnm].features_near(x[i], y[i], (tns[i] - t0[gnm]) / 1e9)
+                for c in GPR_FEATURES:
+                    f["fus_" + c] = g[c]
+        if "emi" in sensors and gpr_idx.size:
+            enm = emi_names[0]
+            for i in gpr_idx:
+                f = per[int(i)]
+                f["fus_emi_dist"] = _nearest(x, y, emi_idx, int(i))
+                e = emi_ctx[enm].features_at(x[i], y[i], (tns[i] - t0[enm]) / 1e9)
+                for c in EMI_FEATURES:
+                    f["fus_" + c] = e[c]
+        for kind, idx in (("emi", emi_idx), ("gpr", gpr_idx)):
+            if idx.size == 0:
+                continue
+            name = feature_set_name(kind, sensors)
+            cols = FEATURE_SETS[name]
+            X = np.array([[per[int(i)].get(c, math.nan) for c in cols] for i in idx],
+                         dtype=np.float64).reshape(idx.size, len(cols))
+            X[~np.isfinite(X)] = np.nan
+            res.sets[name] = (idx, X)
+        return res
+    finally:
+        if own:
+            rec.close()
+
+
+def _nearest(x: np.ndarray, y: np.ndarray, idx: np.ndarray, i: int) -> float:
+    """Distance (capped at 1 m) from alarm ``i`` to the nearest alarm of ``idx``."""
+    if idx.size == 0:
+        return 1.0
+    dd = np.hypot(x[idx] - x[i], y[idx] - y[i])
+    return float(min(np.nanmin(dd), 1.0)) if np.isfinite(dd).any() else 1.0
+
+
+def recording_path(recording: Any) -> Path:
+    """Path of a recording given as a path or an open Recording."""
+    return Path(getattr(recording, "path", recording))
