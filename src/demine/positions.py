@@ -133,6 +133,9 @@ def interpolate_positions(t_src: np.ndarray, values: np.ndarray, t_dst: np.ndarr
     inside = (idx > 0) & (idx < ts.size)
     gap = np.zeros(t_dst.shape[0], dtype=bool)
     gap[inside] = (ts[idx[inside]] - ts[idx[inside] - 1]) > max_gap_s * 1e9
-    exact = np.isin(t_dst, ts)
-    out[gap & ~exact] = np.nan
+    if gap.any():
+        exact = np.zeros(t_dst.shape[0], dtype=bool)
+        after = idx > 0
+        exact[after] = ts[idx[after] - 1] == t_dst[after]
+        out[gap & ~exact] = np.nan
     return out[:, 0] if squeeze else out

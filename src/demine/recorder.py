@@ -81,7 +81,7 @@ def parse_device(text: str) -> DeviceSpec:
 class _Track:
     """The last seconds of the position track, for interpolation."""
 
-    def __init__(self, keep_s: float = 30.0) -> None:
+    def __init__(self, keep_s: float = 5.0) -> None:
         self.keep_ns = int(keep_s * 1e9)
         self._t: deque[np.ndarray] = deque()
         self._xyz: deque[np.ndarray] = deque()

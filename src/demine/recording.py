@@ -186,6 +186,7 @@ class _Appender:
         self.where = where
         self._pending: list[dict[str, np.ndarray]] = []
         self._pending_bytes = 0
+        self._datasets: dict[str, h5py.Dataset] = {}
         self.n_written = 0
         self.n_frames = 0  # written + pending
 
@@ -299,9 +300,13 @@ class _Appender:
         # Write every column before time-like ones reach their new size last is not
         # needed for consistency: readers use the shortest column's length.
         for name, arr in batch.items():
-            ds = self._group[name]
+            ds = self._datasets.get(name)
+            if ds is None:
+                ds = self._datasets[name] = self._group[name]
             ds.resize(start + n, axis=0)
-            ds[start:start + n] = arr
+            # write_direct skips h5py's fancy-selection machinery: this runs for
+            # every column at every flush, so its overhead is the recorder's.
+            ds.write_direct(np.ascontiguousarray(arr), dest_sel=np.s_[start:start + n])
         self.n_written += n
         self._pending.clear()
         self._pending_bytes = 0
