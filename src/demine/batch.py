@@ -43,6 +43,7 @@ import sys
 import time
 import tomllib
 import traceback
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -767,7 +768,7 @@ def _run_tasks(paths: list[Path], keys: list[str], todo: list[int],
             fut = client.submit(process_file, str(os.path.abspath(paths[i])), str(out.resolve()),
                                 cfg, None if model is None else str(model), keys[i],
                                 gpr_threads=gpr_threads, pure=False,
-                                key=f"demine-batch-{keys[i][:16]}-{i}")
+                                key=f"demine-batch-{paths[i].stem}-{uuid.uuid4().hex}")
             futures[fut] = i
         for fut in as_completed(list(futures)):
             i = futures[fut]
