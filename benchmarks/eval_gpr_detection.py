@@ -78,7 +78,7 @@ def line_positions(sc) -> np.ndarray:
     return off + sw.line_spacing * np.arange(n)
 
 
-def score(sc, truth, alarms, thr: float) -> dict:
+def score(sc, truth, alarms, thr: float, verbose: bool = False) -> dict:
     lines = line_positions(sc)
     sw = sc.sweep
     y0 = sw.start_y if sw.start_y is not None else 0.0
@@ -105,6 +105,9 @@ def score(sc, truth, alarms, thr: float) -> dict:
                 expected += 1
                 if np.any(np.hypot(lax - tx[j], lay - ty[j]) <= halo[j]):
                     detected += 1
+                elif verbose:
+                    print(f"  missed {ids[j]} ({types[j]}, depth {truth['depth'][j]:.2f} m) "
+                          f"on the line at x = {lx:.2f}")
         # one-to-one matching of this line's alarms to objects
         used = np.zeros(len(tx), bool)
         for i in np.argsort(-lsc, kind="stable"):
@@ -112,6 +115,8 @@ def score(sc, truth, alarms, thr: float) -> dict:
             ok = (d <= halo) & ~used
             if not ok.any():
                 fa += 1
+                if verbose:
+                    print(f"  false alarm at ({lax[i]:.2f}, {lay[i]:.2f}) score {lsc[i]:.1f}")
                 continue
             j = int(np.flatnonzero(ok)[np.argmin(d[ok])])
             used[j] = True
@@ -126,10 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("scenes", nargs="*", help="scene names (default: all shipped)")
     ap.add_argument("--seeds", type=int, default=3, help="run seeds per scene")
     ap.add_argument("--threshold", type=float, default=None, help="score threshold")
+    ap.add_argument("-v", "--verbose", action="store_true",
+                    help="list missed mines and false alarms")
     args = ap.parse_args(argv)
     names = args.scenes or list_scenes()
     thr = args.threshold if args.threshold is not None else GPRDetector(1e-11).threshold
-    roc_thr = np.array([10, 15, 20, 30, 40, 50, 60, 80, 100, 150, 200], float)
+    roc_thr = np.array([5, 6, 7, 8, 10, 12, 15, 20, 30, 50, 80], float)
     tot = dict(expected=0, detected=0, fa=0, clutter=0, length=0.0)
     roc = np.zeros((len(roc_thr), 4))
     print(f"{'scene':<20}{'seed':>5}{'mines':>7}{'found':>7}{'PD':>7}{'FA':>5}"
@@ -140,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             t = time.perf_counter()
             res, alarms = run_scene(sc, seed, threshold=min(roc_thr.min(), thr))
             el = time.perf_counter() - t
-            r = score(sc, res.truth, alarms, thr)
+            r = score(sc, res.truth, alarms, thr, verbose=args.verbose)
             for k in tot:
                 tot[k] += r[k]
             for i, th in enumerate(roc_thr):

@@ -125,7 +125,9 @@ def hyperbola_scan(const float[:, ::1] a, const double[::1] pos,
     path positions (m), ``lo[j]:hi[j]`` the bins within ``ap_max`` of bin j and
     ``plo[j]:phi[j]`` those of its prescreen window.  Templates are ranked by
     ``(|sum| - flat_penalty * max(0, sign(sum) * flat)) / sqrt(n)`` where
-    ``flat`` sums the same traces along a horizontal line at the apex time:
+    ``flat`` sums the same traces beyond the flat top (``|x - x0| > w``) along a
+    horizontal line at the apex time (the aperture reaches at least ``w`` past
+    the flat top):
     a diffraction (hyperbola) scores, a flat specular event (layer,
     ground-bounce or ringing residue) does not.  Apex samples are
     ``k_lo <= k < k_hi``; a cell is scanned when the mean square of ``a`` over
@@ -137,6 +139,7 @@ def hyperbola_scan(const float[:, ::1] a, const double[::1] pos,
     """
     cdef Py_ssize_t ns = a.shape[1], nv = vel.shape[0], nw = widths.shape[0]
     cdef Py_ssize_t j, k, iv, iw, i, kk, cnt, n
+    cdef bint lim
     cdef double tau, z, v, w, ap, d, tk, val, sm, sq, S, e, best, p0, q2, tmax, fl
     cdef double b_s, b_k, b_v, b_w, b_sem, b_n, b_tau
     cdef int nt = nthreads if nthreads > 0 else 1
@@ -170,9 +173,13 @@ def hyperbola_scan(const float[:, ::1] a, const double[::1] pos,
                 z = 0.5 * v * tau
                 for iw in range(nw):
                     w = widths[iw]
+                    # the limbs: at least as wide as the flat top, so that a
+                    # flat event scores no better than it is penalised
                     ap = z * tan_ap
                     if ap < ap_min:
                         ap = ap_min
+                    if ap < w:
+                        ap = w
                     ap = ap + w
                     if ap > ap_max:
                         ap = ap_max
@@ -184,6 +191,7 @@ def hyperbola_scan(const float[:, ::1] a, const double[::1] pos,
                         d = fabs(pos[i] - p0)
                         if d > ap:
                             continue
+                        lim = d > w
                         d = d - w
                         if d < 0.0:
                             d = 0.0
@@ -191,7 +199,8 @@ def hyperbola_scan(const float[:, ::1] a, const double[::1] pos,
                         tk = (t_surf + sqrt(tau * tau + q2 * q2)) / dt
                         if tk >= tmax:
                             continue
-                        fl = fl + a[i, k]
+                        if lim:
+                            fl = fl + a[i, k]
                         val = _interp(a, i, tk)
                         sm = sm + val
                         sq = sq + val * val

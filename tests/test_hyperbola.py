@@ -101,7 +101,7 @@ def ref_scan(a, pos, j, vel, widths, t_surf, dt, k_lo, k_hi, tan_ap, ap_min, ap_
         for iv, v in enumerate(vel):
             z = 0.5 * v * tau
             for iw, w in enumerate(widths):
-                ap = min(max(z * tan_ap, ap_min) + w, ap_max)
+                ap = min(max(z * tan_ap, ap_min, w) + w, ap_max)
                 d = np.abs(pos - pos[j])
                 sel = np.flatnonzero(d <= ap)
                 dd = np.maximum(d[sel] - w, 0.0)
@@ -114,7 +114,8 @@ def ref_scan(a, pos, j, vel, widths, t_surf, dt, k_lo, k_hi, tan_ap, ap_min, ap_
                 fr = tk - k0
                 vals = (1 - fr) * a[sel, k0] + fr * a[sel, k0 + 1]
                 sm = vals.sum()
-                fl = a[sel, k].astype(np.float64).sum() * (1 if sm >= 0 else -1)
+                lim = d[sel] > w
+                fl = a[sel[lim], k].astype(np.float64).sum() * (1 if sm >= 0 else -1)
                 e = abs(sm) - (flat_penalty * fl if fl > 0 else 0.0)
                 e /= math.sqrt(len(sel))
                 if e > best[0]:

@@ -211,13 +211,14 @@ class GPRDetector:
                  velocities: Sequence[float] = _DEFAULT_VELOCITIES,
                  widths: Sequence[float] = (0.0, 0.04, 0.08, 0.12, 0.16, 0.2),
                  bin_size: float = 0.01, noise_window: float = 1.0,
-                 noise_quantile: float = 0.25, surface_zone: float | None = None,
+                 noise_quantile: float = 0.25, clutter_window: float | None = 3.0,
+                 surface_zone: float | None = None,
                  flat_penalty: float = 1.0, noise: float | None = None,
                  noise_floor: float = 1e-3, prescreen_threshold: float = 2.0,
                  prescreen_dx: float = 0.02, prescreen_dt: float = 0.2e-9,
                  threshold: float = 12.0, min_fit_quality: float = 0.2,
-                 aperture_angle: float = 45.0, min_aperture: float = 0.03,
-                 max_aperture: float = 0.35, min_time: float = 0.4e-9,
+                 aperture_angle: float = 45.0, min_aperture: float = 0.05,
+                 max_aperture: float = 0.35, min_time: float = 0.15e-9,
                  max_time: float | None = None, suppression_radius: float = 0.25,
                  reference_polarity: int = 1, nthreads: int = 0) -> None:
         self.dt = _num("sample_interval", sample_interval, lo=0.0, lo_open=True)
@@ -232,6 +233,8 @@ class GPRDetector:
         self.noise_quantile = _num("noise_quantile", noise_quantile, lo=0.01, hi=0.99)
         self.flat_penalty = _num("flat_penalty", flat_penalty, lo=0.0)
         self.noise = None if noise is None else _num("noise", noise, lo=0.0, lo_open=True)
+        self.clutter_window = None if clutter_window is None else _num(
+            "clutter_window", clutter_window, lo=0.0, lo_open=True)
         self.surface_zone = None if surface_zone is None else _num("surface_zone", surface_zone,
                                                                    lo=0.0)
         from scipy.special import erfinv
@@ -270,6 +273,8 @@ class GPRDetector:
         self._pre_dk = int(round(self.prescreen_dt / self.dt))
         # the noise is estimated on a grid of window centres every ~5 cm
         self._noise_step = max(1, int(round(0.05 / self.bin_size)))
+        self._wc = (0 if self.clutter_window is None
+                    else int(math.ceil(self.clutter_window / self.bin_size)))
         self.reset()
 
     # ------------------------------------------------------------------ state
@@ -453,16 +458,22 @@ class GPRDetector:
             s_noise = np.quantile(d, self.noise_quantile, axis=0) * (self._q_scale / math.sqrt(2.0))
         else:
             s_noise = absb[0] * self._q_scale
-        # (2) level of coherent clutter in the row (ground-bounce residue,
-        # ringing): its lower quartile, widened over half a wavelet in time
-        s_clut = np.quantile(absb, self.noise_quantile, axis=0) * self._q_scale
-        m = self._pre_dk
-        if m > 0:
-            pad = np.pad(s_clut, m, mode="edge")
-            s_clut = np.lib.stride_tricks.sliding_window_view(pad, 2 * m + 1).max(axis=1)
-        if self.surface_zone is not None:
-            s_clut = s_clut * self._zone
-        sig = np.maximum(s_noise, s_clut)
+        sig = s_noise
+        if self.clutter_window is not None:
+            # (2) level of coherent clutter in the row (ground-bounce and
+            # ringing residue): lower quartile of |a| over the trailing
+            # clutter window (long, so that a target fills little of it),
+            # widened over half a wavelet in time
+            lo2 = int(np.searchsorted(g, c - self._wc, side="left"))
+            cl = np.abs(a[lo2:hi])
+            s_clut = np.quantile(cl, self.noise_quantile, axis=0) * self._q_scale
+            m = self._pre_dk
+            if m > 0:
+                pad = np.pad(s_clut, m, mode="edge")
+                s_clut = np.lib.stride_tricks.sliding_window_view(pad, 2 * m + 1).max(axis=1)
+            if self.surface_zone is not None:
+                s_clut = s_clut * self._zone
+            sig = np.maximum(sig, s_clut)
         floor = self.noise_floor * float(absb.max()) if absb.size else 0.0
         sig = np.maximum(sig, floor)
         sig = np.where(sig > 0, sig, np.inf).astype(np.float32)
@@ -569,6 +580,8 @@ class GPRDetector:
             return
         g = self._gidx
         keep_from_g = int(g[self._n_done - 1]) - 2 * (self._wn + self._wa + self._wr) - 4
+        keep_from_g = min(keep_from_g, int(g[self._n_norm - 1]) - self._wc
+                          - self._noise_step - 2) if self._n_norm else keep_from_g
         cut = int(np.searchsorted(g, keep_from_g, side="left"))
         cut = min(cut, self._n_done, self._n_fit, self._n_norm)
         if cut <= 0:
