@@ -1,0 +1,217 @@
+"""Alarm features: the compiled kernels against NumPy twins, and physics on synthetic data."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from demine import _features
+from demine.errors import ConfigError
+from demine.features import (
+    EMI_FEATURES,
+    FEATURE_SETS,
+    GPR_FEATURES,
+    EMIContext,
+    GPRContext,
+    decay_frames,
+    feature_set_name,
+)
+
+
+def decay_twin(resid, gate_times, noise, snr=2.0):
+    """Plain NumPy reference of demine._features.decay_frames."""
+    lt = np.log(gate_times)
+    out = np.empty((resid.shape[0], 6))
+    for i, r in enumerate(resid):
+        ok = r > snr * noise
+        out[i, 0] = math.sqrt(np.sum((r / noise) ** 2))
+        out[i, 3] = ok.mean()
+        sa = np.abs(r).sum()
+        out[i, 4] = r.sum() / sa if sa > 0 else 0.0
+        out[i, 5] = lt[ok][-1] if ok.any() else np.nan
+        n = ok.sum()
+        if n < 2:
+            out[i, 1], out[i, 2] = np.nan, 0.0
+            continue
+        u = lt[ok] - lt[ok].mean()
+        v = np.log(r[ok])
+        if n < 4:
+            out[i, 1], out[i, 2] = np.sum(u * (v - v.mean())) / np.sum(u * u), 0.0
+            continue
+        A = np.column_stack([np.ones(n), u, u * u - np.mean(u * u)])
+        c, *_ = np.linalg.lstsq(A, v, rcond=None)
+        out[i, 1], out[i, 2] = c[1], c[2]
+    return out
+
+
+GATES = np.geomspace(1e-5, 1e-3, 16)
+
+
+def test_power_law_decay_gives_its_exponent():
+    k = np.array([1.0, 0.3, 5.0])[:, None]
+    beta = np.array([0.8, 1.5, 2.5])[:, None]
+    resid = k * (GATES[None, :] / 1e-5) ** (-beta)
+    out = decay_frames(resid, GATES, np.full(16, 1e-9))
+    np.testing.assert_allclose(out[:, 1], -beta[:, 0], atol=1e-9)
+    np.testing.assert_allclose(out[:, 2], 0.0, atol=1e-9)
+    np.testing.assert_allclose(out[:, 3], 1.0)
+    np.testing.assert_allclose(out[:, 4], 1.0)
+
+
+def test_exponential_tail_bends_down():
+    # Pasion-Oldenburg: t^-1 exp(-t / gamma): the log-log curve bends down
+    resid = (GATES / 1e-5) ** -1.0 * np.exp(-GATES / 2e-4)
+    out = decay_frames(resid[None, :], GATES, np.full(16, 1e-12))
+    assert out[0, 2] < -0.05
+    assert out[0, 1] < -1.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(arrays(np.float64, st.tuples(st.integers(0, 6), st.integers(2, 12)),
+              elements=st.floats(-10, 10, allow_nan=False)),
+       st.floats(0.5, 3.0))
+def test_decay_kernel_matches_numpy_twin(resid, snr):
+    g = resid.shape[1]
+    gt = np.geomspace(1e-5, 1e-3, g)
+    noise = np.linspace(0.2, 1.0, g)
+    got = decay_frames(resid, gt, noise, snr)
+    ref = decay_twin(resid, gt, noise, snr)
+    np.testing.assert_allclose(got, ref, rtol=1e-7, atol=1e-8)
+
+
+def test_decay_frames_rejects_bad_input():
+    with pytest.raises(ConfigError, match="gates"):
+        decay_frames(np.zeros((3, 4)), GATES, np.ones(16))
+    with pytest.raises(ConfigError, match="positive"):
+        decay_frames(np.zeros((3, 4)), np.zeros(4), np.ones(4))
+
+
+def eoh_twin(patch, bins):
+    gy = 0.5 * (patch[2:, 1:-1] - patch[:-2, 1:-1])
+    gx = 0.5 * (patch[1:-1, 2:] - patch[1:-1, :-2])
+    mag = np.hypot(gx, gy)
+    ang = np.mod(np.arctan2(gy, gx), np.pi)
+    b = np.minimum((ang / np.pi * bins).astype(int), bins - 1)
+    out = np.zeros(bins)
+    np.add.at(out, b[mag > 0], mag[mag > 0])
+    return out
+
+
+@settings(max_examples=40, deadline=None)
+@given(arrays(np.float64, st.tuples(st.integers(1, 12), st.integers(1, 12)),
+              elements=st.floats(-5, 5, allow_nan=False)), st.integers(1, 9))
+def test_orientation_histogram_matches_numpy_twin(patch, bins):
+    out = np.zeros(bins)
+    _features.orientation_histogram(np.ascontiguousarray(patch), bins, out)
+    np.testing.assert_allclose(out, eoh_twin(patch, bins), rtol=1e-9, atol=1e-9)
+
+
+def test_orientation_histogram_of_vertical_edges():
+    patch = np.zeros((10, 10))
+    patch[:, 5:] = 1.0  # an edge along the rows: gradient along x, angle 0
+    out = np.zeros(4)
+    _features.orientation_histogram(patch, 4, out)
+    assert out[0] > 0 and out[1:].sum() == 0
+
+
+def _sweep_lane(beta, amp=1.0, depth=0.08, soil=0.0, seed=0, sign=1.0):
+    """Readings of a coil sweeping over a dipole-like target at (0.5, 1.0)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(0, 60, 0.002)
+    x = 0.5 + 0.5 * np.sin(2 * np.pi * t / 1.4)
+    y = 0.4 + 0.02 * t
+    r2 = (x - 0.5) ** 2 + (y - 1.0) ** 2 + (depth + 0.05) ** 2
+    spatial = amp * ((depth + 0.05) ** 2 / r2) ** 3
+    decay = (GATES / GATES[0]) ** (-beta)
+    samples = sign * spatial[:, None] * decay[None, :]
+    samples += soil * (GATES / GATES[0]) ** -1.0
+    samples += 1e-3 * rng.standard_normal(samples.shape)
+    tns = (t * 1e9).astype(np.int64)
+    return EMIContext._make(samples, x, y, tns, GATES)
+
+
+def test_emi_features_recover_decay_and_footprint():
+    slow = _sweep_lane(0.8).features_at(0.5, 1.0, 30.0)
+    fast = _sweep_lane(2.0).features_at(0.5, 1.0, 30.0)
+    assert set(slow) == set(EMI_FEATURES)
+    assert slow["emi_slope"] == pytest.approx(-0.8, abs=0.1)
+    assert fast["emi_slope"] < slow["emi_slope"] - 0.8
+    assert slow["emi_polarity"] > 0.9
+    assert slow["emi_snr_log"] > 2
+    assert 0.01 < slow["emi_halfmax_r"] < 0.2
+    deep = _sweep_lane(0.8, depth=0.2, amp=1.0).features_at(0.5, 1.0, 30.0)
+    assert deep["emi_halfmax_r"] > slow["emi_halfmax_r"]
+
+
+def test_emi_features_see_soil_and_negative_anomalies():
+    f = _sweep_lane(1.0, soil=5.0).features_at(0.5, 1.0, 30.0)
+    assert f["emi_soil_slope"] == pytest.approx(-1.0, abs=0.05)
+    assert f["emi_soil_level"] > 2
+    neg = _sweep_lane(1.0, sign=-1.0).features_at(0.5, 1.0, 30.0)
+    assert neg["emi_polarity"] < -0.9
+
+
+def test_emi_features_far_from_data_are_nan():
+    f = _sweep_lane(1.0).features_at(30.0, 30.0, 30.0)
+    assert all(math.isnan(v) for v in f.values())
+
+
+def _bscan(sign, depth=0.1, v=1e8, noise=0.02, seed=0):
+    """A radar line over a point reflector at x = 1 m (direct wave in the raw traces)."""
+    rng = np.random.default_rng(seed)
+    dt = 3.125e-11
+    ns, n = 256, 400
+    x = np.linspace(0, 2, n)
+    ts = 2e-10
+    t = np.arange(ns) * dt
+    tk = ts + np.sqrt((2 * depth / v) ** 2 + (2 * (x - 1.0) / v) ** 2)
+    f0 = 1.5e9
+
+    def ricker(tt):
+        a = (np.pi * f0 * tt) ** 2
+        return (1 - 2 * a) * np.exp(-a)
+
+    b = sign * ricker(t[None, :] - tk[:, None]) + noise * rng.standard_normal((n, ns))
+    raw = b + ricker(t - ts)[None, :] * 5
+    tns = (np.arange(n) * 2.5e6).astype(np.int64)
+    ctx = GPRContext._make(b.astype(np.float32), raw, x, np.zeros(n), tns, dt)
+    ctx.velocity = v
+    return ctx, float(tns[n // 2]) / 1e9
+
+
+def test_gpr_polarity_follows_reflection_sign():
+    pos, t = _bscan(+1.0)
+    neg, _ = _bscan(-1.0)
+    fp = pos.features_at(t, 0.1, 1e8)
+    fn = neg.features_at(t, 0.1, 1e8)
+    assert set(fp) == set(GPR_FEATURES)
+    assert fp["gpr_polarity"] == 1.0 and fn["gpr_polarity"] == -1.0
+    assert fp["gpr_amp_log"] > 1.0
+    assert fp["gpr_fit"] > 0.5
+    assert fp["gpr_eoh0"] + fp["gpr_eoh5"] + fp["gpr_eoh1"] > 0  # a normalised histogram
+    assert sum(fp[f"gpr_eoh{j}"] for j in range(6)) == pytest.approx(1.0)
+    near = pos.features_near(1.0, 0.0, t)
+    assert near["gpr_depth"] == pytest.approx(0.1, abs=0.02)
+    assert near["gpr_polarity"] == 1.0
+
+
+def test_gpr_fit_is_low_on_noise():
+    ctx, t = _bscan(0.0, noise=1.0)
+    f = ctx.features_at(t, 0.1, 1e8)
+    assert f["gpr_fit"] < 0.3
+
+
+def test_feature_sets_by_sensor():
+    assert feature_set_name("emi", {"emi"}) == "emi"
+    assert feature_set_name("emi", {"emi", "gpr"}) == "emi+gpr"
+    assert feature_set_name("gpr", {"emi", "gpr"}) == "gpr+emi"
+    assert FEATURE_SETS["emi+gpr"][: len(EMI_FEATURES)] == EMI_FEATURES
+    for names in FEATURE_SETS.values():
+        assert len(set(names)) == len(names)
+    with pytest.raises(ConfigError):
+        feature_set_name("gps", {"emi"})
