@@ -240,3 +240,28 @@ def test_bad_model_file_fails_fast(campaign, tmp_path, capsys):
     assert main(["batch", str(good[0]), "--out", str(out), "--model",
                  str(tmp_path / "missing.gz")]) == 2
 
+
+def test_model_scores_every_alarm(campaign, tmp_path):
+    """With the packaged classifier: p_mine in the table, and the evaluation runs on it."""
+    from demine.classify import default_model_path
+
+    model = default_model_path()
+    if not model.is_file():
+        pytest.skip("no packaged default model in this installation")
+    d, good, bad = campaign
+    out = tmp_path / "out"
+    res = run_batch([str(p) for p in good], out, model=model, workers=2, processes=False,
+                    progress=False)
+    assert not res.failed
+    t = pq.read_table(out / "campaign.parquet")
+    p = t.column("p_mine").to_numpy()
+    assert p.size and np.all((p >= 0) & (p <= 1))
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["score"] == "p_mine"
+    # the ROC thresholds are the classifier's probabilities, not detector scores
+    thr = [v for v in summary["evaluation"]["all"]["roc"]["threshold"] if v is not None]
+    assert thr and all(0 <= v <= 1 for v in thr)
+    # a different model file is a different job: nothing reused from a run without it
+    res2 = run_batch([str(p) for p in good], out, progress=False, workers=1, processes=False)
+    assert len(res2.computed) == 2
+
