@@ -725,7 +725,7 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path, *,
     if todo:
         _run_tasks(paths, keys, todo, rows, out, cfg, model, scheduler=scheduler,
                    workers=workers, processes=processes, client=client, bar=bar,
-                   gpr_threads=gpr_threads)
+                   gpr_threads=gpr_threads, say=say)
     result = BatchResult(out, [r for r in rows if r is not None])
     _gather(result, cfg)
     if say:
@@ -740,7 +740,8 @@ def _run_tasks(paths: list[Path], keys: list[str], todo: list[int],
                rows: list[dict[str, Any] | None], out: Path, cfg: Mapping[str, Any],
                model: str | Path | None, *, scheduler: str | None, workers: int | None,
                processes: bool, client: Any, bar: _Progress | None,
-               gpr_threads: int | None = None) -> None:
+               gpr_threads: int | None = None,
+               say: Callable[[str], Any] | None = None) -> None:
     from distributed import Client, LocalCluster, as_completed
 
     cluster = None
@@ -763,6 +764,14 @@ def _run_tasks(paths: list[Path], keys: list[str], todo: list[int],
                                    dashboard_address=":0", silence_logs=40)
             client = Client(cluster)
     try:
+        if say:
+            info = client.scheduler_info()
+            nw = len(info.get("workers", {}))
+            where = (f"scheduler {scheduler}" if scheduler and cluster is None and own_client
+                     else "local cluster" if cluster is not None else "given client")
+            say(f"  Dask: {where}, {nw} workers")
+        if bar is not None:
+            bar.t0 = time.perf_counter()
         futures = {}
         for i in todo:
             fut = client.submit(process_file, str(os.path.abspath(paths[i])), str(out.resolve()),
