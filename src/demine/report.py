@@ -325,7 +325,7 @@ def coverage_figure(path: str | Path, *, stream: str | None = None) -> tuple[Any
 def pd_figure(evaluation: Any) -> Any:
     """PD by target class and by depth band, bars with their one-sided lower bound."""
     plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.4), layout="constrained")
     for ax, (group, title) in zip(axes, (("class", "target class"), ("depth", "depth")),
                                   strict=True):
         stats = evaluation.groups.get(group, {})
@@ -337,7 +337,8 @@ def pd_figure(evaluation: Any) -> Any:
         pd = np.array([stats[k].pd for k in names])
         lo = np.array([stats[k].pd_lower95 for k in names])
         xs = np.arange(len(names))
-        ax.bar(xs, pd, color="tab:blue", alpha=0.7, label="PD")
+        ax.bar(xs, pd, width=0.6, color="tab:blue", alpha=0.7, label="PD")
+        ax.set_xlim(-0.7, max(len(names), 4) - 0.3)
         ax.errorbar(xs, pd, yerr=[pd - lo, np.zeros_like(pd)], fmt="none", ecolor="k",
                     capsize=4, label=f"{evaluation.confidence:.0%} lower bound")
         for x, k in zip(xs, names, strict=True):
@@ -456,7 +457,7 @@ def _headline(page: _Page, evaluations: Mapping[str, Any]) -> None:
         rows.append([g, ev.n_targets, ev.n_found, ev.pd, ev.pd_lower95, ev.n_alarms,
                      ev.n_false_alarms, ev.area_m2, ev.far_per_m2,
                      ev.fa_rejected_at_full_recovery])
-    page.table(["alarms", "targets", "found", "PD", f"PD lower {_conf(evaluations)}",
+    page.table(["evaluated alarms", "targets", "found", "PD", f"PD lower {_conf(evaluations)}",
                 "alarms", "false alarms", "searched m²", "FA/m²",
                 "FA rejected at full recovery"], rows)
     notes = sorted({n for ev in evaluations.values() for n in ev.notes})
@@ -471,16 +472,32 @@ def _conf(evaluations: Mapping[str, Any]) -> str:
 
 
 def _group_tables(page: _Page, evaluations: Mapping[str, Any]) -> None:
-    for g, ev in evaluations.items():
-        for group, title in (("class", "target class"), ("depth", "depth band"),
-                             ("size", "size class")):
-            stats = ev.groups.get(group, {})
-            if not stats:
-                continue
-            page.h(3, f"PD by {title} — {'every alarm' if g == 'all' else g + ' alarms'}")
-            page.table([title, "targets", "found", "PD", f"PD lower {ev.confidence:.0%}"],
-                       [[k, s.n_targets, s.n_found, s.pd, s.pd_lower95]
-                        for k, s in stats.items()])
+    """One table per breakdown (class, depth, size): a row per group, columns per sensor."""
+    groups = list(evaluations)
+    conf = _conf(evaluations)
+    for group, title in (("class", "target class"), ("depth", "depth band"),
+                         ("size", "size class")):
+        keys: list[str] = []
+        for ev in evaluations.values():
+            keys.extend(k for k in ev.groups.get(group, {}) if k not in keys)
+        if not keys:
+            continue
+        page.h(3, f"PD by {title}")
+        header = [title, "targets"]
+        for g in groups:
+            label = "every alarm" if g == "all" else f"{g} alarms"
+            header += [f"{label}: found", "PD", f"PD lower {conf}"]
+        rows = []
+        for k in keys:
+            first = next((ev.groups[group][k] for ev in evaluations.values()
+                          if k in ev.groups.get(group, {})), None)
+            row: list[Any] = [k, first.n_targets if first is not None else None]
+            for g in groups:
+                st = evaluations[g].groups.get(group, {}).get(k)
+                row += ([st.n_found, st.pd, st.pd_lower95] if st is not None
+                        else [None, None, None])
+            rows.append(row)
+        page.table(header, rows)
 
 
 def _evaluate_groups(path: Path, alarms: Mapping[str, np.ndarray], streams: Sequence[str],
