@@ -132,20 +132,35 @@ class ConsoleApp(App):
 
     def on_mount(self) -> None:
         self.set_interval(1.0 / self.refresh_hz, self.tick)
+        # alarms are looked for more often than the display refreshes (one dataset
+        # refresh each time): a new alarm triggers a refresh at once
+        self.set_interval(min(0.04, 0.5 / self.refresh_hz), self._alarm_watch)
         self.tick()
+
+    def _alarm_watch(self) -> None:
+        try:
+            waiting = self.follower.alarms_waiting()
+        except Exception:  # noqa: BLE001 - the next tick reports read errors
+            return
+        if waiting:
+            self.tick()
 
     # ------------------------------------------------------------------ update
     def _update(self, wid: str, text: Text) -> None:
         """Update a Static only when its content changed (no needless repaint)."""
         key = (text.plain, tuple(text.spans))
-        if self._shown.get(wid) != key:
+        old = self._shown.get(wid)
+        if old != key:
             self._shown[wid] = key
-            self.query_one(wid, Static).update(text)
+            # a new layout only when the height changes (layouts cost more than paints)
+            lines = text.plain.count("\n")
+            self.query_one(wid, Static).update(
+                text, layout=old is None or old[0].count("\n") != lines)
 
     def say(self, text: str, style: str = "#ffffff") -> None:
         self.message, self.message_style = text, style
         self.query_one("#msg", Static).update(Text(text, style=style, no_wrap=True,
-                                                   overflow="ellipsis"))
+                                                   overflow="ellipsis"), layout=False)
 
     def tick(self) -> None:
         t0 = time.thread_time()

@@ -455,6 +455,16 @@ class Follower:
             changed = True
         return changed
 
+    def alarms_waiting(self) -> bool:
+        """Cheap check (one dataset refresh): has the alarms table grown since the last poll?"""
+        if self.rec is None:
+            return False
+        ds = self._table_ds["alarms"].get("time")
+        if ds is None:
+            return False
+        ds.refresh()
+        return ds.shape[0] > self._table_read["alarms"]
+
     # ------------------------------------------------------------------ misc
     @property
     def duration_s(self) -> float:
