@@ -272,11 +272,15 @@ def lane_map_figure(lane_result: Any, path: str | Path | None = None,
         xs, ys, st = x[::step], y[::step], stat[::step]
         ok = np.isfinite(st) & np.isfinite(xs) & np.isfinite(ys)
         if ok.any():
-            hi = float(np.percentile(st[ok], 99.5))
-            lo = float(min(0.0, np.percentile(st[ok], 1)))
-            sc = ax.scatter(xs[ok], ys[ok], c=st[ok], s=2, cmap="viridis", vmin=lo,
-                            vmax=max(hi, lo + 1e-9), zorder=1.5, linewidths=0)
-            fig.colorbar(sc, ax=ax, shrink=0.6, label=f"{stream} detection statistic")
+            from matplotlib.colors import LogNorm
+
+            # noise-normalised statistic: ~1 on noise, tens to thousands on metal; a log
+            # scale shows both the noise floor and the anomalies
+            hi = max(float(np.percentile(st[ok], 99.9)), 10.0)
+            sc = ax.scatter(xs[ok], ys[ok], c=np.clip(st[ok], 0.5, hi), s=2, cmap="viridis",
+                            norm=LogNorm(vmin=0.5, vmax=hi), zorder=1.5, linewidths=0)
+            fig.colorbar(sc, ax=ax, shrink=0.6, location="bottom", aspect=40,
+                         label=f"{stream} detection statistic (noise units, log scale)")
     return fig
 
 
