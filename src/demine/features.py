@@ -86,7 +86,7 @@ __all__ = [
 
 C0 = 299_792_458.0
 #: Version of the feature definitions (part of cache keys; bump on any change).
-FEATURES_VERSION = 2
+FEATURES_VERSION = 3
 
 EMI_FEATURES: tuple[str, ...] = (
     "emi_snr_log", "emi_slope", "emi_slope_sd", "emi_curv", "emi_valid_frac", "emi_polarity",
@@ -358,14 +358,21 @@ class GPRContext:
         mean = mean - np.median(mean)
         k = int(np.argmax(np.abs(mean)))
         direct_sign = 1.0 if mean[k] >= 0 else -1.0
-        bs = np.asarray(bscan[:: max(1, bscan.shape[0] // 500)], dtype=np.float64)
+        bscan = np.asarray(bscan, dtype=np.float32)
+        bs = np.asarray(bscan[:: max(1, bscan.shape[0] // 2000)], dtype=np.float64)
+        # whiten each time row by its robust noise level over the line, so the
+        # gain of the processing chain (which grows with time) cancels out
+        row = np.median(np.abs(bs), axis=0) / 0.6745 if bs.size else np.ones(bscan.shape[1])
+        row = np.maximum(row, max(1e-6 * float(row.max()) if row.size else 0.0, 1e-30))
+        bscan = bscan / row.astype(np.float32)[None, :]
+        bs = bs / row[None, :]
         spec = np.mean(np.abs(np.fft.rfft(bs, axis=1)) ** 2, axis=0)
         freqs = np.fft.rfftfreq(bs.shape[1], dt)
         centroid = float(np.sum(freqs * spec) / max(np.sum(spec), 1e-300))
         if not centroid > 0:
             centroid = 1.0 / (20 * dt)
         period = max(4, int(round(1.0 / (centroid * dt))))
-        return cls(np.asarray(bscan, dtype=np.float32), x, y, ts, path, float(dt),
+        return cls(bscan, x, y, ts, path, float(dt),
                    k * float(dt), direct_sign, centroid, period)
 
     def features_at(self, t: float, depth: float, velocity: float) -> dict[str, float]:
@@ -382,7 +389,9 @@ class GPRContext:
         else:
             k0 = int(np.argmax(np.abs(self.bscan[i0])))
         k0 = int(np.clip(k0, 0, ns - 1))
-        a, b = max(0, k0 - P // 2), min(ns, k0 + P // 2 + 1)
+        # the detector's depth convention (surface time) need not be ours: take the
+        # strongest whitened sample within two periods of the expected apex
+        a, b = max(0, k0 - 2 * P), min(ns, k0 + 2 * P + 1)
         k0 = a + int(np.argmax(np.abs(self.bscan[i0, a:b])))
         out = self._describe(i0, k0, v)
         out["gpr_depth"] = z

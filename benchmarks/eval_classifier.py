@@ -1,0 +1,164 @@
+"""Clutter rejection at full recovery, before and after the classifier, on shipped scenes.
+
+For every shipped scene with mines and clutter and every run seed: simulate a
+full coverage with both sensors, run the default detectors (the batch path of
+:mod:`demine.pipeline`), compute ``p_mine`` of every alarm with a model
+(:func:`demine.classify.apply_model`, default: the packaged model) and evaluate
+each sensor's alarms with :func:`demine.evaluate.evaluate_recordings`, once
+ranked by the detector's score and once by ``p_mine``: PD, false alarms per m²
+and the fraction of false alarms (clutter and nothing) rejected at the highest
+threshold that still keeps every found mine.  Calibration of ``p_mine`` on
+these lanes (Brier score, expected calibration error, a reliability table) is
+reported against the labels of :func:`demine.classify.label_alarms`.
+
+The default model is trained on random ``random-minefield`` layouts with
+randomised soil (``benchmarks/train_default_model.py``), never on these scenes'
+layouts, so the figures are for scene families it has not seen.
+
+Run::
+
+    python benchmarks/eval_classifier.py                       # 4 scenes x seed 11
+    python benchmarks/eval_classifier.py --seeds 11,12 --model my.json.gz --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from demine.classify import (
+    apply_model,
+    clutter_rejection,
+    label_alarms,
+    load_default_model,
+    load_model,
+)
+from demine.evaluate import evaluate_recordings
+from demine.features import alarm_features
+from demine.pipeline import append_alarms, detect_recording
+from demine.recording import Recording
+from demine.simulate import simulate_lane
+
+SCENES = ("benign-soil", "magnetic-laterite", "battle-area", "random-minefield")
+
+
+def _clut(ev) -> float:
+    return float(getattr(ev, "clutter_rejected_at_full_recovery", math.nan))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--scenes", default=",".join(SCENES))
+    ap.add_argument("--seeds", default="11", help="comma-separated run seeds")
+    ap.add_argument("--model", help="model file (default: the packaged model)")
+    ap.add_argument("--workdir", type=Path, help="keep the recordings here")
+    ap.add_argument("--json", metavar="FILE")
+    args = ap.parse_args()
+    model = load_model(args.model) if args.model else load_default_model()
+    scenes = [s for s in args.scenes.split(",") if s]
+    seeds = [int(s) for s in args.seeds.split(",") if s]
+    tmp = tempfile.TemporaryDirectory(prefix="demine-evalclf-")
+    work = args.workdir or Path(tmp.name)
+    work.mkdir(parents=True, exist_ok=True)
+    paths, classified = [], []
+    pooled: dict[str, list] = {"emi": [], "gpr": []}
+    t0 = time.perf_counter()
+    for scene in scenes:
+        for seed in seeds:
+            path = work / f"{scene}-{seed}.h5"
+            if not path.exists():
+                part = work / f"{scene}-{seed}.partial.h5"
+                simulate_lane(scene, seed=seed).write(part, overwrite=True)
+                append_alarms(part, detect_recording(part))
+                part.replace(path)
+            af = alarm_features(path)
+            out = apply_model(af, model)
+            paths.append(path)
+            classified.append(out)
+            with Recording(path) as rec:
+                truth = rec.truth
+            for name, (rows, _) in af.sets.items():
+                kind = name.split("+")[0]
+                lab = label_alarms(truth, out, rows)
+                pooled[kind].append((out["p_mine"][rows], lab, scene))
+            print(f"{scene} seed {seed}: {len(out['x'])} alarms "
+                  f"({time.perf_counter() - t0:.0f} s)", flush=True)
+    report: dict = {"scenes": scenes, "seeds": seeds, "model_meta": model.meta.get("notes", ""),
+                    "by_stream": {}}
+    for kind in ("emi", "gpr"):
+        if not pooled[kind]:
+            continue
+        before = evaluate_recordings(paths, alarms=classified, alarm_stream=kind,
+                                     score="score")
+        after = evaluate_recordings(paths, alarms=classified, alarm_stream=kind,
+                                    score="p_mine")
+        per_scene = {}
+        for scene in scenes:
+            idx = [i for i, p in enumerate(paths) if p.name.startswith(scene + "-")]
+            e = evaluate_recordings([paths[i] for i in idx],
+                                    alarms=[classified[i] for i in idx],
+                                    alarm_stream=kind, score="p_mine")
+            b = evaluate_recordings([paths[i] for i in idx],
+                                    alarms=[classified[i] for i in idx],
+                                    alarm_stream=kind, score="score")
+            per_scene[scene] = {"pd": e.pd, "n_found": e.n_found, "n_targets": e.n_targets,
+                                "false_alarms": e.n_false_alarms,
+                                "rejected_by_score": b.fa_rejected_at_full_recovery,
+                                "rejected_by_p_mine": e.fa_rejected_at_full_recovery,
+                                "clutter_rejected_by_score": _clut(b),
+                                "clutter_rejected_by_p_mine": _clut(e)}
+        p = np.concatenate([a for a, _, _ in pooled[kind]])
+        y = np.concatenate([b for _, b, _ in pooled[kind]])
+        ok = (y >= 0) & np.isfinite(p)
+        p, y = p[ok], y[ok]
+        brier = float(np.mean((p - y) ** 2)) if y.size else math.nan
+        edges = np.array([0, 0.05, 0.2, 0.5, 0.8, 1.0001])
+        rel = []
+        ece = 0.0
+        for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+            s = (p >= lo) & (p < hi)
+            if s.any():
+                rel.append({"bin": [float(lo), float(min(hi, 1))], "n": int(s.sum()),
+                            "mean_p": float(p[s].mean()), "frac_mine": float(y[s].mean())})
+                ece += s.mean() * abs(p[s].mean() - y[s].mean())
+        r = {"pd": after.pd, "n_found": after.n_found, "n_targets": after.n_targets,
+             "n_false_alarms": after.n_false_alarms,
+             "rejected_at_full_recovery_by_score": before.fa_rejected_at_full_recovery,
+             "rejected_at_full_recovery_by_p_mine": after.fa_rejected_at_full_recovery,
+             "clutter_rejected_at_full_recovery_by_score": _clut(before),
+             "clutter_rejected_at_full_recovery_by_p_mine": _clut(after),
+             "alarm_level_rejection": clutter_rejection(p, y == 1),
+             "brier": brier, "brier_prevalence_only": float(np.mean((y.mean() - y) ** 2)),
+             "ece": float(ece), "reliability": rel, "per_scene": per_scene}
+        report["by_stream"][kind] = r
+        print(f"\n== {kind} alarms ({len(paths)} lanes): PD {after.n_found}/{after.n_targets}, "
+              f"{after.n_false_alarms} false alarms")
+        print(f"false alarms rejected at full recovery: detector score "
+              f"{before.fa_rejected_at_full_recovery:.1%} -> classifier p_mine "
+              f"{after.fa_rejected_at_full_recovery:.1%}")
+        print(f"alarms on known clutter objects rejected at full recovery: detector score "
+              f"{_clut(before):.1%} -> classifier p_mine {_clut(after):.1%}")
+        for scene, d in per_scene.items():
+            print(f"  {scene:<18} PD {d['n_found']}/{d['n_targets']}  FA {d['false_alarms']:4d}  "
+                  f"rejected: score {d['rejected_by_score']:.1%}  p_mine "
+                  f"{d['rejected_by_p_mine']:.1%}  (on clutter objects: "
+                  f"{d['clutter_rejected_by_score']:.1%} -> {d['clutter_rejected_by_p_mine']:.1%})")
+        print(f"calibration: Brier {brier:.3f} (prevalence-only "
+              f"{r['brier_prevalence_only']:.3f}), ECE {ece:.3f}")
+        for b in rel:
+            print(f"  p in [{b['bin'][0]:.2f},{b['bin'][1]:.2f}): n={b['n']:4d} mean p "
+                  f"{b['mean_p']:.3f}  mines {b['frac_mine']:.3f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1, default=float))
+    tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
