@@ -265,3 +265,17 @@ def test_model_scores_every_alarm(campaign, tmp_path):
     res2 = run_batch([str(p) for p in good], out, progress=False, workers=1, processes=False)
     assert len(res2.computed) == 2
 
+
+def test_process_workers_give_the_same_table(campaign, first_run, tmp_path):
+    """The default: a LocalCluster of 2 worker processes, each opening its own files."""
+    d, good, bad = campaign
+    out = tmp_path / "out"
+    assert main(["batch", *map(str, good), "--out", str(out), "--workers", "2", "-q"]) == 0
+    a = pq.read_table(out / "campaign.parquet").sort_by([("file_name", "ascending"),
+                                                          ("time", "ascending")])
+    ref = pq.read_table(first_run[0] / "campaign.parquet").sort_by(
+        [("file_name", "ascending"), ("time", "ascending")])
+    assert a.num_rows == ref.num_rows > 0
+    for c in ("x", "y", "depth", "score", "time"):
+        np.testing.assert_array_equal(a.column(c).to_numpy(), ref.column(c).to_numpy())
+
