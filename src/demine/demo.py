@@ -127,16 +127,18 @@ def run_demo(out_dir: str | Path = "demine-demo", *, scene: str = "demo-lane",
     figures = []
     if plots:
         try:
-            from .plots import plot_lane_map, plot_roc, save_figure
+            from .report import write_report
 
-            figures.append(save_figure(plot_roc(evaluation), out / "roc.png"))
-            for i, lane in enumerate(evaluation.lanes):
-                figures.append(save_figure(plot_lane_map(lane), out / f"lane_map_{i}.png"))
+            say("  writing the report (B-scan with fitted hyperbolae, lane maps, ROC, "
+                "PD tables, coverage) ...")
+            html = write_report(rec_path, out / "report")
+            figures = [html, *sorted((out / "report").glob("*.png"))]
         except ImportError as exc:
-            say(f"  (no figures: {exc})")
+            say(f"  (no figures: {exc}; install matplotlib: pip install 'demine[plot]')")
     say("")
-    say(f"  written: {rec_path}, {csv_path}, {out / 'report.txt'}"
-        + "".join(f", {f}" for f in figures))
+    say(f"  written: {rec_path}, {csv_path}, {out / 'report.txt'}")
+    if figures:
+        say(f"  report: {figures[0]} ({len(figures) - 1} figures)")
     say(f"  look inside: demine info {rec_path}")
     return {"evaluation": evaluation.to_dict(roc=False), "recording": str(rec_path),
             "alarms": str(csv_path), "figures": [str(f) for f in figures],
