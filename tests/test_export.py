@@ -114,3 +114,18 @@ def test_coverage_finds_a_gap_and_polygons_match_the_raster(tmp_path):
     export_alarms(path, out, with_coverage=True)
     kinds = [f["properties"]["kind"] for f in json.loads(out.read_text())["features"]]
     assert kinds == ["searched area", "coverage gap"]
+
+
+def test_utm_coordinates_match_the_local_frame(lane, tmp_path):
+    pytest.importorskip("pyproj")
+    export_alarms(lane, tmp_path / "u.csv")
+    rows = list(csv.DictReader(open(tmp_path / "u.csv", encoding="utf-8")))
+    # Cambodia at 104.9 E, 12.6 N is in UTM zone 48N; distances between alarms in
+    # UTM metres equal those in the local frame (to the UTM scale factor, < 0.1 %).
+    assert rows[0]["utm_zone"] == "48N"
+    e = np.array([float(r["easting_m"]) for r in rows])
+    n = np.array([float(r["northing_m"]) for r in rows])
+    d_utm = np.hypot(*(np.diff(e), np.diff(n)))[0]
+    d_local = np.hypot(np.diff(ALARMS["x"]), np.diff(ALARMS["y"]))[0]
+    assert d_utm == pytest.approx(d_local, rel=1e-3)
+    assert 400_000 < e[0] < 600_000 and 1_000_000 < n[0] < 2_000_000

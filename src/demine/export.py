@@ -35,9 +35,38 @@ import numpy as np
 from .errors import ConfigError
 from .positions import LocalFrame
 
-__all__ = ["CoverageResult", "coverage", "coverage_polygons", "export_alarms", "alarm_records"]
+__all__ = [
+    "CoverageResult", "alarm_records", "coverage", "coverage_polygons", "export_alarms", "utm",
+]
 
 FORMATS = ("geojson", "csv", "kml")
+
+
+def utm(lon: np.ndarray, lat: np.ndarray, zone_of: tuple[float, float] | None = None
+        ) -> tuple[str, np.ndarray, np.ndarray] | None:
+    """UTM zone name, easting and northing (m) of WGS 84 points, via pyproj.
+
+    The zone is that of ``zone_of`` (lon, lat; default the first point), so a
+    lane that straddles a zone boundary stays in one zone.  Returns None when
+    pyproj is not installed (``pip install 'demine[campaign]'``).
+    """
+    try:
+        from pyproj import Transformer
+    except ImportError:
+        return None
+    lon = np.asarray(lon, dtype=np.float64)
+    lat = np.asarray(lat, dtype=np.float64)
+    if zone_of is None:
+        ok = np.isfinite(lon) & np.isfinite(lat)
+        if not ok.any():
+            return None
+        zone_of = (float(lon[ok][0]), float(lat[ok][0]))
+    zone = int((zone_of[0] + 180.0) // 6.0) % 60 + 1
+    north = zone_of[1] >= 0
+    epsg = (32600 if north else 32700) + zone
+    tr = Transformer.from_crs("EPSG:4326", f"EPSG:{epsg}", always_xy=True)
+    e, n = tr.transform(lon, lat)
+    return f"{zone}{'N' if north else 'S'}", np.asarray(e), np.asarray(n)
 
 
 def _iso(ns: int) -> str:
@@ -101,8 +130,12 @@ def alarm_records(path: str | Path, *, alarms: dict[str, np.ndarray] | None = No
     x = np.asarray(a["x"], dtype=np.float64)
     y = np.asarray(a["y"], dtype=np.float64)
     lon = lat = np.full(n, np.nan)
+    zone, east, north = "", np.full(n, np.nan), np.full(n, np.nan)
     if frame is not None:
         lon, lat = frame.to_geo(x, y)
+        u = utm(lon, lat, (frame.origin_lon, frame.origin_lat))
+        if u is not None:
+            zone, east, north = u
 
     def col(name: str, default: Any) -> np.ndarray:
         return np.asarray(a[name]) if name in a else np.full(n, default, dtype=object)
@@ -122,6 +155,9 @@ def alarm_records(path: str | Path, *, alarms: dict[str, np.ndarray] | None = No
             "class": cls,
             "lon": None if not np.isfinite(lon[i]) else round(float(lon[i]), 8),
             "lat": None if not np.isfinite(lat[i]) else round(float(lat[i]), 8),
+            "utm_zone": zone,
+            "easting_m": None if not np.isfinite(east[i]) else round(float(east[i]), 3),
+            "northing_m": None if not np.isfinite(north[i]) else round(float(north[i]), 3),
             "x_m": None if not np.isfinite(x[i]) else round(float(x[i]), 4),
             "y_m": None if not np.isfinite(y[i]) else round(float(y[i]), 4),
             "depth_m": None if not np.isfinite(depth[i]) else round(float(depth[i]), 4),
@@ -153,11 +189,12 @@ def _write_geojson(records: list[dict], out: Path, extra: list[dict] | None = No
 
 def _write_csv(records: list[dict], out: Path, local: bool) -> None:
     keys = [k for k in (records[0] if records else {
-        "id": 0, "class": 0, "lon": 0, "lat": 0, "x_m": 0, "y_m": 0, "depth_m": 0,
+        "id": 0, "class": 0, "lon": 0, "lat": 0, "utm_zone": 0, "easting_m": 0,
+        "northing_m": 0, "x_m": 0, "y_m": 0, "depth_m": 0,
         "confidence": 0, "score": 0, "sensor": 0, "operator": 0, "site": 0, "lane": 0,
         "time_utc": 0, "fix_quality": 0})]
     if local:
-        keys = [k for k in keys if k not in ("lon", "lat")]
+        keys = [k for k in keys if k not in ("lon", "lat", "utm_zone", "easting_m", "northing_m")]
     with open(out, "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=keys, extrasaction="ignore")
         w.writeheader()
