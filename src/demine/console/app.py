@@ -26,8 +26,8 @@ Screen { background: #000000; color: #ffffff; layout: vertical; }
 #streams { height: auto; max-height: 6; background: #000000; }
 #body { height: 1fr; }
 #left { width: 1fr; }
-#chart { height: 8; }
-#waterfall { height: 1fr; min-height: 3; }
+#chart { height: 1fr; min-height: 8; }
+#waterfall { height: 2fr; min-height: 3; max-height: 25; }
 #alarms { width: 31; border-left: solid #ffffff; padding: 0 0 0 0; }
 #msg { height: 1; background: #000000; }
 #keys { height: 1; background: #ffffff; color: #000000; }
