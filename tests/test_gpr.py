@@ -697,3 +697,16 @@ def test_read_only_input_is_accepted():
     chain.reset()
     out_rw = np.concatenate([chain.process(x), chain.finish()])
     np.testing.assert_array_equal(out_ro, out_rw)
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_read_only_input(name):
+    """Frames decoded from a serial buffer arrive as read-only arrays."""
+    x = bscan(RNG, 40, 16, np.int16)
+    ro = x.copy()
+    ro.flags.writeable = False
+    close(run_stage(STAGES[name](), ro, [7]), run_stage(STAGES[name](), x))
+    d = np.cumsum(np.full(40, 0.01))
+    d.flags.writeable = False
+    out, _ = _run_resample(gpr.Resample(spacing=0.02), ro, d, [40])
+    assert out.shape[0] == 20
