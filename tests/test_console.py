@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import textwrap
@@ -201,6 +202,9 @@ def test_keys_reach_a_real_recorder(tmp_path):
                              extra=["--detect", "--scene", "demo-lane",
                                     "--flush-interval", "0.2"])
         wait_for_control(sock, rec, timeout=60)
+        # the recorder runs in its own session: a console crash or a closed terminal
+        # (SIGHUP to the console's session) does not reach it
+        assert os.getsid(rec.pid) == rec.pid != os.getsid(0)
         follower = Follower(out, stale_after=3.0)
         app = ConsoleApp(follower, control=sock, recorder=rec, refresh_hz=10,
                          status_interval=0.3)
