@@ -465,10 +465,9 @@ class Recorder:
         det = self._detectors.get(name)
         if det is not None:
             # Exactly what the file now holds (EMI samples as float32), so the
-            # batch path sees the same input.
-            # (the GPR kernels take writable buffers; driver frames may be read-only)
-            samples = b.samples.astype(np.float32) if self._kinds[name] == "emi" \
-                else np.require(b.samples, requirements="W")
+            # batch path sees the same input.  Driver frames may be read-only
+            # views of the serial buffer; the kernels take const views.
+            samples = b.samples.astype(np.float32) if self._kinds[name] == "emi" else b.samples
             self._write_alarms(det.process(samples, xyz[:, 0], xyz[:, 1], b.time_ns))
 
     # ------------------------------------------------------------------ status
