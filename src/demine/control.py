@@ -312,7 +312,9 @@ class RecorderControl:
         return {"marker": {k: v[0] for k, v in row.items()}}
 
     def _emi_detectors(self) -> list[Any]:
-        return [d.detector for name, d in self.recorder._detectors.items()
+        # recorder._detectors holds one detection worker per stream; its
+        # StreamDetector's .detector is the EMIDetector whose threshold moves
+        return [w.detector.detector for name, w in self.recorder._detectors.items()
                 if self.recorder._kinds.get(name) == "emi"]
 
     def threshold(self) -> float | None:

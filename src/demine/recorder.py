@@ -104,6 +104,51 @@ class _Track:
                                      max_gap_s=1.0)
 
 
+class _DetectWorker:
+    """One stream's detector in its own thread.
+
+    The compiled kernels release the GIL, so radar detection runs on another
+    core instead of delaying the HDF5 writer; frames reach the detector in the
+    order they were written, so live alarms still equal batch ones.
+    """
+
+    def __init__(self, name: str, detector: Any, sink: Callable[[Any], None],
+                 on_error: Callable[[BaseException], None]) -> None:
+        self.name = name
+        self.detector = detector
+        self._sink = sink
+        self._on_error = on_error
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name=f"demine-detect-{name}",
+                                        daemon=True)
+        self._thread.start()
+
+    @property
+    def backlog(self) -> int:
+        """Chunks waiting for the detector."""
+        return self._queue.qsize()
+
+    def submit(self, samples: np.ndarray, x: np.ndarray, y: np.ndarray,
+               t: np.ndarray) -> None:
+        self._queue.put((samples, x, y, t))
+
+    def close(self, timeout: float = 120.0) -> None:
+        """Finish the stream (remaining alarms written) and end the thread."""
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        try:
+            while True:
+                item = self._queue.get()
+                if item is None:
+                    self._sink(self.detector.finish())
+                    return
+                self._sink(self.detector.process(*item))
+        except BaseException as exc:  # noqa: BLE001 - reported by the recorder
+            self._on_error(exc)
+
+
 class Recorder:
     """Record devices into one file until stopped.
 
@@ -186,7 +231,8 @@ class Recorder:
             from .pipeline import load_detect_config
 
             self.detect_config = load_detect_config(None if detect is True else detect)
-        self._detectors: dict[str, Any] = {}
+        self._detectors: dict[str, _DetectWorker] = {}
+        self._alarm_lock = threading.Lock()
         self.alarms_written = 0
         self.error: BaseException | None = None
         self.started_at: float | None = None
@@ -327,7 +373,13 @@ class Recorder:
             ctx["sample_interval"] = float(kw["sample_interval"])
         if "sample_rate" in attrs:
             ctx["sample_rate"] = float(attrs["sample_rate"])
-        self._detectors[name] = StreamDetector(kind, ctx, sec["chain"], sec["detector"])
+        self._detectors[name] = _DetectWorker(
+            name, StreamDetector(kind, ctx, sec["chain"], sec["detector"]),
+            self._write_alarms, self._detector_failed)
+
+    def _detector_failed(self, exc: BaseException) -> None:
+        if self.error is None:
+            self.error = exc
 
     def _write_alarms(self, alarms: Mapping[str, np.ndarray]) -> None:
         from .recording import TABLES
@@ -337,7 +389,8 @@ class Recorder:
             return
         cols = {c.name for c in TABLES["alarms"]}
         self.writer.append_alarms({k: v for k, v in alarms.items() if k in cols})
-        self.alarms_written += n
+        with self._alarm_lock:
+            self.alarms_written += n
         self.writer.flush()  # alarms are rare: make them visible to readers (consoles) now
 
     def stop_readers(self) -> None:
@@ -358,8 +411,8 @@ class Recorder:
         if self.error is None:
             try:
                 self._drain(final=True)
-                for det in self._detectors.values():
-                    self._write_alarms(det.finish())
+                for worker in self._detectors.values():
+                    worker.close()
             except Exception as exc:  # noqa: BLE001 - e.g. disk full while draining
                 self.error = exc
         try:
@@ -468,7 +521,7 @@ class Recorder:
             # batch path sees the same input.  Driver frames may be read-only
             # views of the serial buffer; the kernels take const views.
             samples = b.samples.astype(np.float32) if self._kinds[name] == "emi" else b.samples
-            self._write_alarms(det.process(samples, xyz[:, 0], xyz[:, 1], b.time_ns))
+            det.submit(samples, xyz[:, 0], xyz[:, 1], b.time_ns)
 
     # ------------------------------------------------------------------ status
     def status(self) -> dict[str, Any]:
