@@ -762,7 +762,3 @@ def _run_stream(chain: Chain, stream: Any, chunk_frames: int, in_path: Path,
     if filled != n:
         raise ConfigError(f"{in_path}: stream {stream.name!r}: chain produced {filled} frames "
                           f"for {n} input frames")
-
-
-def _history_json(entries: Sequence[Mapping[str, Any]]) -> str:
-    return json.dumps(_jsonable(list(entries)), sort_keys=True)
