@@ -220,10 +220,12 @@ def test_keys_reach_a_real_recorder(tmp_path):
                 assert follower.streams["emi"].crc_errors == 0
                 await pilot.press("m")
                 await pilot.pause()
-                assert app.message.startswith("marked target at x"), app.message
+                # an alarm notice may arrive in between: look in the message log
+                assert any(m.startswith("marked target at x") for m in app.messages), \
+                    list(app.messages)
                 await pilot.press("plus")
                 await pilot.pause()
-                assert "detector threshold 4.5" in app.message
+                assert any("detector threshold 4.5" in m for m in app.messages)
                 assert follower.threshold == pytest.approx(4.5)
                 await pilot.press("minus")
                 await pilot.press("minus")
@@ -231,10 +233,10 @@ def test_keys_reach_a_real_recorder(tmp_path):
                 assert follower.threshold == pytest.approx(3.5)
                 await pilot.press("n")
                 await pilot.pause()
-                assert app.message.startswith("nulled"), app.message
+                assert any(m.startswith("nulled") for m in app.messages), list(app.messages)
                 await pilot.press("r")
                 await pilot.pause()
-                assert app.paused and "PAUSED" in app.message
+                assert app.paused and any("PAUSED" in m for m in app.messages)
                 await pilot.pause(0.5)
                 assert "PAUSED" in app.query_one("#top").render().plain
                 await pilot.pause(1.0)  # held frames drain

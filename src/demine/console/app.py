@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import subprocess
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,8 @@ class ConsoleApp(App):
         self.recorder_status: dict[str, Any] | None = None
         self.message = ""
         self.message_style = "#ffffff"
+        #: the last messages shown (newest last), for the operator's log and tests
+        self.messages: deque[str] = deque(maxlen=50)
         self.bells = 0
         self.ticks = 0
         self.tick_seconds = 0.0
@@ -159,6 +162,7 @@ class ConsoleApp(App):
 
     def say(self, text: str, style: str = "#ffffff") -> None:
         self.message, self.message_style = text, style
+        self.messages.append(text)
         self.query_one("#msg", Static).update(Text(text, style=style, no_wrap=True,
                                                    overflow="ellipsis"), layout=False)
 
