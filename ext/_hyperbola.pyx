@@ -123,7 +123,9 @@ def hyperbola_scan(const float[:, ::1] a, const double[::1] pos,
 
     ``a`` (bins x samples) is the noise-normalised B-scan, ``pos`` the bins'
     path positions (m), ``lo[j]:hi[j]`` the bins within ``ap_max`` of bin j and
-    ``plo[j]:phi[j]`` those of its prescreen window.  Templates are ranked by
+    ``plo[j]:phi[j]`` those of its prescreen window.  The aperture is the flat
+    top plus limbs of ``min(max(z * tan_ap, ap_min, w), ap_max)`` on each side
+    (``lo``/``hi`` must cover ``ap_max + max(widths)``).  Templates are ranked by
     ``(|sum| - flat_penalty * max(0, sign(sum) * flat)) / sqrt(n)`` where
     ``flat`` sums the same traces beyond the flat top (``|x - x0| > w``) along a
     horizontal line at the apex time (the aperture reaches at least ``w`` past
@@ -180,9 +182,9 @@ def hyperbola_scan(const float[:, ::1] a, const double[::1] pos,
                         ap = ap_min
                     if ap < w:
                         ap = w
-                    ap = ap + w
                     if ap > ap_max:
                         ap = ap_max
+                    ap = ap + w
                     sm = 0.0
                     sq = 0.0
                     fl = 0.0

@@ -101,7 +101,7 @@ def ref_scan(a, pos, j, vel, widths, t_surf, dt, k_lo, k_hi, tan_ap, ap_min, ap_
         for iv, v in enumerate(vel):
             z = 0.5 * v * tau
             for iw, w in enumerate(widths):
-                ap = min(max(z * tan_ap, ap_min, w) + w, ap_max)
+                ap = min(max(z * tan_ap, ap_min, w), ap_max) + w
                 d = np.abs(pos - pos[j])
                 sel = np.flatnonzero(d <= ap)
                 dd = np.maximum(d[sel] - w, 0.0)
@@ -133,8 +133,9 @@ def test_hyperbola_scan_matches_numpy(flat_penalty):
     vel = np.array([0.08e9, 0.1e9, 0.13e9])
     widths = np.array([0.0, 0.03])
     ap_max, pre_dx = 0.15, 0.02
-    lo = np.array([np.searchsorted(x, xi - ap_max - 1e-9) for xi in x], np.int64)
-    hi = np.array([np.searchsorted(x, xi + ap_max + 1e-9, "right") for xi in x], np.int64)
+    reach = ap_max + widths.max()
+    lo = np.array([np.searchsorted(x, xi - reach - 1e-9) for xi in x], np.int64)
+    hi = np.array([np.searchsorted(x, xi + reach + 1e-9, "right") for xi in x], np.int64)
     plo = np.array([np.searchsorted(x, xi - pre_dx - 1e-12) for xi in x], np.int64)
     phi = np.array([np.searchsorted(x, xi + pre_dx + 1e-12, "right") for xi in x], np.int64)
     out = np.zeros((n, 8))

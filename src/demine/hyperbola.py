@@ -18,11 +18,17 @@ background-removed B-scans (for example the output of the
    trace positions, so irregular spacing, stops and changes of speed do not
    distort the hyperbolae, and the detector's cost follows distance, not the
    trace rate.
-2. **Noise normalisation.**  Every sample is divided by a robust noise scale of
-   its time row (the lower quartile of ``|amplitude|`` over ``noise_window``
-   metres of line around it, scaled to a Gaussian standard deviation: robust
-   to targets filling most of the window), with a floor of ``noise_floor`` times the largest
-   amplitude in that window (so noiseless, full-wave simulated data works).
+2. **Noise normalisation.**  Every sample is divided by a scale of its time
+   row, the larger of (a) the random noise, from the lower quartile of
+   ``|difference|`` between neighbouring bins over ``noise_window`` metres of
+   line around it (flat and slowly varying events cancel in the differences;
+   a target filling most of the window does not bias it) and (b) the level of
+   coherent clutter (ground-bounce and antenna-ringing residue left by the
+   background removal), from the lower quartile of ``|amplitude|`` over the
+   trailing ``clutter_window`` metres (long, so that a target fills little of
+   it); both scaled to a Gaussian standard deviation, with a floor of
+   ``noise_floor`` times the largest amplitude nearby.  ``noise`` fixes the
+   scale instead (noiseless full-wave simulations, calibrated systems).
    Thresholds are therefore in units of the noise, whatever the gain.
 3. **Prescreen.**  An apex cell (bin, time) is considered only when the mean
    square of the normalised data in a small window around it (``prescreen_dx``
@@ -31,14 +37,19 @@ background-removed B-scans (for example the output of the
 4. **Hyperbola fit.**  For each apex cell that passes, the normalised B-scan is
    stacked (summed with linear interpolation in time) along the curve above for
    every velocity of ``velocities`` and every flat-top half-width of
-   ``widths``, using the traces within an aperture of ``z * tan(aperture_angle)
-   + w`` of the apex (at least ``min_aperture``, at most ``max_aperture``).  The
-   best template gives ``S = sum / sqrt(n)`` (a matched-filter statistic: about
-   N(0, 1) on noise), the velocity, the depth and the polarity (sign of S); the
-   semblance ``sum**2 / (n * sum of squares)`` (1 for a perfect fit, ~1/n on
-   noise) is the fit quality.  This is a Hough transform over
-   ``(x0, tau, v, w)`` that votes with amplitudes instead of picked edges.
-5. **Alarms.**  A bin gives an alarm when its best ``|S|`` reaches
+   ``widths``, using the traces within the flat top ``w`` plus limbs of
+   ``z * tan(aperture_angle)`` (at least ``min_aperture`` and ``w``, at most
+   ``max_aperture``) on each side of the apex.  The
+   templates are ranked by ``(|sum| - flat_penalty * flat) / sqrt(n)``, where
+   ``flat`` is what a horizontal line at the apex time collects beyond the flat
+   top (with the sign of the sum): a diffraction scores, a specular flat event
+   (layer, surface or ringing residue) does not.  The best template gives
+   ``S = sum / sqrt(n)`` (a matched-filter statistic: about N(0, 1) on noise),
+   the velocity, the depth and the polarity (sign of S); the semblance
+   ``sum**2 / (n * sum of squares)`` (1 for a perfect fit, ~1/n on noise) is
+   the fit quality.  This is a Hough transform over ``(x0, tau, v, w)`` that
+   votes with amplitudes instead of picked edges.
+5. **Alarms.**  A bin gives an alarm when its best ranking score reaches
    ``threshold``, its fit quality reaches ``min_fit_quality``, and it is the
    largest within ``suppression_radius`` metres of line.
 
@@ -163,9 +174,21 @@ class GPRDetector:
     noise_window : float
         Length of line (m) over which the noise of each time row is estimated.
     noise_quantile : float
-        The noise scale of a row is its ``noise_quantile`` quantile of
-        ``|amplitude|`` scaled to a Gaussian standard deviation: 0.25 stays
-        right while targets fill up to 3/4 of the window.
+        Quantile of ``|difference|`` (noise) and ``|amplitude|`` (clutter)
+        taken as the scale, converted to a Gaussian standard deviation: 0.25
+        stays right while targets fill up to 3/4 of the window.
+    clutter_window : float or None
+        Metres of line before a point (plus ``noise_window / 2`` after it)
+        over which the clutter level of each row is measured; None: no
+        clutter term.
+    surface_zone : float, optional
+        Apply the clutter term only to rows less than this many seconds below
+        the surface (default: to all rows).
+    flat_penalty : float
+        Weight of the flat-event penalty in the ranking score (0: plain
+        matched filter ``|S|``).
+    noise : float, optional
+        Fixed noise scale in data units, instead of estimating it.
     noise_floor : float
         Lower bound of the noise scale as a fraction of the largest amplitude in
         the noise window.
@@ -174,19 +197,23 @@ class GPRDetector:
     prescreen_dx, prescreen_dt : float
         Half-size of the prescreen window: metres of line and seconds.
     threshold : float
-        Minimum stack statistic ``|S|`` of an alarm (noise units).
+        Minimum ranking score of an alarm (noise units; see the module notes).
     min_fit_quality : float
         Minimum semblance of an alarm (0..1).
     aperture_angle : float
         Half-angle (degrees) of the cone of traces used in the fit.
     min_aperture, max_aperture : float
-        Bounds of the fit aperture (m, on each side of the apex).
+        Bounds of the limbs of the fit aperture (m, on each side of the flat
+        top).
     min_time, max_time : float, optional
         Apex times (s after the surface) searched; ``min_time`` skips the
         residual of the ground bounce.  ``max_time`` defaults to the end of the
         trace.
     suppression_radius : float
-        An alarm is the strongest bin within this distance along the line, m.
+        An alarm is the strongest bin within this distance along the line, m...
+    suppression_time : float, optional
+        ... among the bins whose best apex time is within this many seconds of
+        its own (an event at another depth is another object); None: all.
     reference_polarity : {1, -1}
         Multiplies the reported polarity.  Give the sign of the ground-bounce
         reflection in the data so that +1 means "same sign as the surface"
@@ -200,7 +227,7 @@ class GPRDetector:
     Alarms are dicts of column arrays (:data:`ALARM_COLUMNS`): ``x``, ``y``
     (mean trace position of the apex bin, in the position frame given),
     ``s`` (path length along the line, m), ``depth`` (m, top of the object),
-    ``velocity`` (m/s), ``score`` (``|S|``), ``time`` (UTC ns of the apex),
+    ``velocity`` (m/s), ``score`` (the ranking score), ``time`` (UTC ns of the apex),
     ``two_way_time`` (apex time after the surface, s), ``polarity`` (+1/-1),
     ``fit_quality`` (semblance), ``amplitude`` (mean amplitude along the
     curve, data units) and ``width`` (flat-top half-width, m).
@@ -216,10 +243,11 @@ class GPRDetector:
                  flat_penalty: float = 1.0, noise: float | None = None,
                  noise_floor: float = 1e-3, prescreen_threshold: float = 2.0,
                  prescreen_dx: float = 0.02, prescreen_dt: float = 0.2e-9,
-                 threshold: float = 12.0, min_fit_quality: float = 0.2,
+                 threshold: float = 8.0, min_fit_quality: float = 0.2,
                  aperture_angle: float = 45.0, min_aperture: float = 0.05,
                  max_aperture: float = 0.35, min_time: float = 0.15e-9,
                  max_time: float | None = None, suppression_radius: float = 0.25,
+                 suppression_time: float | None = 2.0e-9,
                  reference_polarity: int = 1, nthreads: int = 0) -> None:
         self.dt = _num("sample_interval", sample_interval, lo=0.0, lo_open=True)
         self.time_zero = _num("time_zero", time_zero, lo=0.0)
@@ -253,6 +281,8 @@ class GPRDetector:
         self.max_time = None if max_time is None else _num("max_time", max_time,
                                                            lo=self.min_time)
         self.suppression_radius = _num("suppression_radius", suppression_radius, lo=0.0)
+        self.suppression_time = None if suppression_time is None else _num(
+            "suppression_time", suppression_time, lo=0.0)
         if reference_polarity not in (1, -1):
             raise ConfigError("GPRDetector: parameter 'reference_polarity' must be 1 or -1, "
                               f"got {reference_polarity!r}")
@@ -267,7 +297,8 @@ class GPRDetector:
         self.nthreads = nt
         # windows in bins (bin index space, robust to gaps in the track)
         self._wn = max(1, int(round(0.5 * self.noise_window / self.bin_size)))
-        self._wa = int(math.ceil(self.max_aperture / self.bin_size)) + 1
+        self._wa = int(math.ceil((self.max_aperture + float(self.widths.max()))
+                                 / self.bin_size)) + 1
         self._wp = int(math.ceil(self.prescreen_dx / self.bin_size)) + 1
         self._wr = int(math.ceil(self.suppression_radius / self.bin_size)) + 1
         self._pre_dk = int(round(self.prescreen_dt / self.dt))
@@ -542,6 +573,9 @@ class GPRDetector:
             lo = int(np.searchsorted(g, g[j] - self._wr, side="left"))
             hi = int(np.searchsorted(g, g[j] + self._wr, side="right"))
             near = np.abs(pos[lo:hi] - pos[j]) <= self.suppression_radius
+            if self.suppression_time is not None:
+                # an event at another depth is another object
+                near &= np.abs(fit[lo:hi, 7] - fit[j, 7]) <= self.suppression_time
             idx = np.arange(lo, hi)[near]
             # strongest in the window; ties go to the first bin
             if np.any(best[idx[idx < j]] >= b) or np.any(best[idx[idx > j]] > b):
