@@ -29,6 +29,9 @@ def test_list_and_note(capsys):
 def _serve(data_fn, stop):
     m, s = os.openpty()
     tty.setraw(s)
+    # Non-blocking: once the probe has closed the port nobody reads, and a
+    # blocking write would hang this thread (and the test's join) for ever.
+    os.set_blocking(m, False)
     path = os.ttyname(s)
 
     def loop():
@@ -37,6 +40,8 @@ def _serve(data_fn, stop):
             if chunk:
                 try:
                     os.write(m, chunk)
+                except BlockingIOError:
+                    pass  # the pty buffer is full: drop, as a device on a dead line would
                 except OSError:
                     return
             time.sleep(0.005)
@@ -69,7 +74,7 @@ def test_probe(case, capsys):
         rc = main(["drivers", "emi-pi", "--probe", path, "--seconds", "1.0", "--json"])
     finally:
         stop.set()
-        t.join()
+        t.join(timeout=10)
         os.close(m)
         os.close(s)
     rep = json.loads(capsys.readouterr().out)
