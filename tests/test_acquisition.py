@@ -37,6 +37,7 @@ class PtyPort:
     def plug(self):
         self.master, self.slave = os.openpty()
         tty.setraw(self.slave)
+        os.set_blocking(self.master, False)  # write() waits with a deadline, never hangs
         tmp = self.path + ".new"
         os.symlink(os.ttyname(self.slave), tmp)
         os.replace(tmp, self.path)
@@ -48,12 +49,25 @@ class PtyPort:
         self.master = self.slave = None
 
     def write(self, data: bytes, chunk: int | None = None, rng=None):
-        """Write everything (blocking while the reader catches up), in random pieces."""
+        """Write everything (waiting while the reader catches up), in random pieces.
+
+        Fails after 30 s without progress instead of hanging on a reader that died.
+        """
+        import select
+
         view = memoryview(data)
+        stalled = time.monotonic() + 30.0
         while view:
             n = len(view) if chunk is None else int(rng.integers(1, chunk)) if rng else chunk
-            k = os.write(self.master, view[:n])
+            try:
+                k = os.write(self.master, view[:n])
+            except BlockingIOError:
+                if time.monotonic() > stalled:
+                    raise AssertionError("pty reader took no data for 30 s") from None
+                select.select([], [self.master], [], 0.1)
+                continue
             view = view[k:]
+            stalled = time.monotonic() + 30.0
 
     def close(self):
         self.unplug()
