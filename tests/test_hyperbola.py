@@ -281,3 +281,50 @@ def test_gprmax_cylinder_apex_matches_geometry():
     assert abs(al["depth"][0] - 0.082) < 0.02
     assert abs(al["velocity"][0] - 0.1224e9) < 0.025e9
     assert al["fit_quality"][0] > 0.5
+
+
+# ---------------------------------------------------------------- simulated lanes
+def _sim_line(scene_name: str, line_x: float, seed: int = 0):
+    import dataclasses
+
+    from demine.gpr import FusedChain
+    from demine.simulate import load_scene, simulate_lane
+
+    sc = load_scene(scene_name)
+    sw = dataclasses.replace(sc.sweep, pattern="line", line_x=line_x, speed=0.5, height=0.04,
+                             height_variation=0.003, start_y=None, end_y=None)
+    sc = dataclasses.replace(sc, sweep=sw)
+    res = simulate_lane(sc, seed=seed, streams=("gpr",), sweeps=1)
+    g = res.gpr
+    dt = res.sample_interval
+    chain = FusedChain(dewow_window=41, background_window=1601, low=0.5e9, high=3.0e9,
+                       gain_power=1.0, gain_attenuation=1.0e8, sample_interval=dt)
+    p = np.concatenate([chain.process(g["samples"]), chain.finish()])
+    al = detect_gpr(p, g["x"], g["y"], g["time"], sample_interval=dt,
+                    time_zero=sc.gpr.direct_wave_delay, antenna_height=sc.sweep.height)
+    return sc, al
+
+
+def test_simulated_line_finds_the_mines_it_crosses():
+    """A cart line at x = 0.45 of the gpr-lines scene crosses the steel-cased AT
+    mine M01 (y 0.7) and the plastic AT mine M04 (y 2.8), passes 0.1 m from the
+    AP mine M02 (y 1.4) and over the root R02 (y 3.7).  Alarms within the halo
+    of each mine (0.5 m for AT-sized, 0.25 m for AP), with the polarity of its
+    permittivity contrast (steel: the sign of the ground bounce, -1 here;
+    plastic: +1)."""
+    sc, al = _sim_line("gpr-lines", 0.45)
+    assert np.all(np.abs(al["x"] - 0.45) < 0.01)
+    for y0, halo, pol in ((0.7, 0.5, -1), (2.8, 0.5, 1), (1.4, 0.25, 1)):
+        near = np.abs(al["y"] - y0) <= halo
+        assert near.any(), f"no alarm near y = {y0}"
+        best = np.argmax(np.where(near, al["score"], -np.inf))
+        assert al["polarity"][best] == pol
+        assert 0.0 < al["depth"][best] < 0.3
+    # every alarm is on an object of the scene (mines or clutter)
+    ys = np.array([o.y for o in sc.objects if abs(o.x - 0.45) < 0.35])
+    assert np.all(np.min(np.abs(al["y"][:, None] - ys[None, :]), axis=1) < 0.5)
+
+
+def test_simulated_empty_line_has_no_alarms():
+    _, al = _sim_line("empty-lane", 0.5)
+    assert len(al["x"]) == 0
