@@ -43,6 +43,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "positions then define the searched area")
     p.add_argument("--score", default="score", metavar="FIELD",
                    help="alarm column used as score (default score; e.g. p_mine)")
+    p.add_argument("--model", metavar="MODEL",
+                   help="classify each recording's alarms with this model file ('default': "
+                   "the packaged model) and rank them by p_mine: ROC and clutter rejected "
+                   "at full recovery after classification (see demine train)")
     p.add_argument("--targets", choices=("mines", "all"), default="mines",
                    help="which truth rows are targets (default mines; others are clutter)")
     p.add_argument("--min-metal", type=float, metavar="KG",
@@ -69,9 +73,20 @@ def run(args: argparse.Namespace) -> int:
         def select(truth):
             return truth["metal_mass"] >= limit
 
+    alarms, score = args.alarms, args.score
+    if getattr(args, "model", None):
+        from ..classify import apply_model, load_default_model, load_model
+        from ..errors import ConfigError
+
+        if args.alarms:
+            raise ConfigError("--model classifies the recordings' own alarms tables; "
+                              "it cannot be combined with --alarms")
+        model = load_default_model() if args.model == "default" else load_model(args.model)
+        alarms = [apply_model(f, model) for f in args.files]
+        score = "p_mine"
     result = evaluate_recordings(
-        args.files, alarms=args.alarms, stream=args.stream, footprint=args.footprint,
-        score=args.score, alarm_stream=args.alarm_stream, halo=args.halo, targets=args.targets,
+        args.files, alarms=alarms, stream=args.stream, footprint=args.footprint,
+        score=score, alarm_stream=args.alarm_stream, halo=args.halo, targets=args.targets,
         include_unsearched=args.include_unsearched, select=select,
         far_levels=tuple(args.far) if args.far else (0.5, 1.0),
     )

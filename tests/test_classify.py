@@ -1,0 +1,222 @@
+"""Classifier: lane-grouped CV, labels, code-free model files, feature checks, CLI."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import pickle
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from demine.classify import (
+    Model,
+    apply_model,
+    build_training_set,
+    clutter_rejection,
+    grouped_splits,
+    label_alarms,
+    load_default_model,
+    load_model,
+    make_estimator,
+    make_training_lane,
+    save_model,
+    train_model,
+)
+from demine.cli import main
+from demine.errors import ModelError
+from demine.features import FEATURE_SETS
+
+SMALL = {"min_samples_leaf": 2, "max_iter": 30, "max_leaf_nodes": 4}
+
+
+@pytest.fixture(scope="module")
+def lanes(tmp_path_factory):
+    """Four short EMI-only simulated lanes with alarms and truth (distinct lane ids)."""
+    d = tmp_path_factory.mktemp("lanes")
+    return [make_training_lane(s, d / f"lane{s}.h5", seed=s, length=2.0,
+                               streams=("emi", "gps")) for s in range(4)]
+
+
+@pytest.fixture(scope="module")
+def trained(lanes, tmp_path_factory):
+    ts = build_training_set(lanes, cache=tmp_path_factory.mktemp("cache"))
+    return ts, train_model(ts, n_splits=4, estimator_kw=SMALL)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(0, 7), min_size=4, max_size=80), st.integers(2, 6))
+def test_grouped_splits_never_share_a_lane(groups, k):
+    g = np.array([f"site/lane{v}" for v in groups])
+    if len(set(groups)) < 2:
+        with pytest.raises(Exception, match="at least 2 lanes"):
+            grouped_splits(g, k)
+        return
+    splits = grouped_splits(g, k)
+    seen = np.zeros(g.size, dtype=int)
+    for tr, te in splits:
+        assert not set(g[tr]) & set(g[te])
+        seen[te] += 1
+    assert np.all(seen == 1)  # every alarm is tested exactly once
+
+
+def test_training_lanes_are_cross_validated_by_lane(trained):
+    ts, _ = trained
+    g = ts.groups["emi"]
+    assert len(set(g.tolist())) == 4
+    for tr, te in grouped_splits(g, 4):
+        assert not set(g[tr].tolist()) & set(g[te].tolist())
+
+
+def test_labels_by_matching():
+    truth = {"x": np.array([0.0, 2.0, 4.0]), "y": np.zeros(3), "is_mine": np.array([1, 0, 1]),
+             "type": np.array([b"ap-mine", b"fragment", b"at-mine"])}
+    alarms = {"x": np.array([0.05, 0.1, 2.0, 4.4, 7.0]), "y": np.zeros(5),
+              "score": np.array([5.0, 9.0, 3.0, 1.0, 1.0])}
+    lab = label_alarms(truth, alarms, np.arange(5))
+    # one of the two alarms on the AP mine finds it, the other within its halo is
+    # ambiguous; the AT mine has a 0.5 m halo; the fragment and the far alarm are clutter
+    assert sorted(lab[:2].tolist()) == [-1, 1]
+    assert lab[2:].tolist() == [0, 1, 0]
+
+
+def test_clutter_rejection_at_full_recovery():
+    p = np.array([0.9, 0.4, 0.1, 0.2, 0.5, 0.3])
+    mine = np.array([1, 1, 0, 0, 0, 0], bool)
+    assert clutter_rejection(p, mine) == pytest.approx(0.75)  # 0.5 survives the 0.4 cut
+
+
+def test_model_round_trips_and_matches_sklearn(trained, tmp_path):
+    ts, model = trained
+    assert set(model.sets) == {"emi"}
+    path = save_model(model, tmp_path / "m.json.gz")
+    back = load_model(path)
+    X = ts.X["emi"]
+    np.testing.assert_array_equal(back.sets["emi"].predict(X), model.sets["emi"].predict(X))
+    p = back.sets["emi"].predict(X)
+    assert np.all((p >= 0) & (p <= 1))
+    meta = back.meta
+    assert meta["software_version"] and meta["training"]["lanes"] == 4
+    assert back.sets["emi"].features == FEATURE_SETS["emi"]
+    # the exported trees reproduce scikit-learn's own decision function
+    keep = ts.y["emi"] >= 0
+    est = make_estimator(**SMALL).fit(X[keep], ts.y["emi"][keep])
+    from demine.classify import SetModel, _export_trees
+
+    base, trees = _export_trees(est)
+    sm = SetModel(FEATURE_SETS["emi"], base, trees, np.array([0.0]), np.array([0.5]))
+    Xn = X.copy()
+    Xn[::3, 1] = np.nan  # missing values take the learned side
+    np.testing.assert_allclose(sm.raw_score(Xn), est.decision_function(Xn), rtol=1e-10,
+                               atol=1e-10)
+
+
+def test_apply_model_fills_p_mine(trained, lanes):
+    _, model = trained
+    out = apply_model(lanes[0], model)
+    emi = np.array([str(s) == "emi" for s in out["stream"]])
+    assert emi.any()
+    assert np.all(np.isfinite(out["p_mine"][emi]))
+    assert set(out["label"][emi].tolist()) <= {"mine?", "clutter?"}
+
+
+def test_tampered_model_file_is_refused(trained, tmp_path):
+    _, model = trained
+    path = save_model(model, tmp_path / "m.json")
+    doc = json.loads(path.read_text())
+    doc["payload"]["sets"]["emi"]["trees"][0]["value"][0] += 1.0
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ModelError, match="modified or corrupted"):
+        load_model(path)
+    gz = save_model(model, tmp_path / "m.json.gz")
+    gz.write_bytes(gz.read_bytes()[:-20])
+    with pytest.raises(ModelError, match=str(gz.name)):
+        load_model(gz)
+
+
+class _Exploit:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_file_crafted_to_run_code_does_not(tmp_path):
+    marker = tmp_path / "pwned"
+    for name, data in [
+        ("evil.json.gz", pickle.dumps(_Exploit(marker))),
+        ("evil2.json.gz", gzip.compress(pickle.dumps(_Exploit(marker)))),
+        ("evil.skops", pickle.dumps({"model": _Exploit(marker)})),
+    ]:
+        p = tmp_path / name
+        p.write_bytes(data)
+        with pytest.raises(ModelError, match="not a demine model file"):
+            load_model(p)
+    # JSON that names Python objects is just data, and not a valid model
+    p = tmp_path / "evil.json"
+    p.write_text(json.dumps({"format": "demine-classifier", "format_version": 1,
+                             "sha256": "0", "payload": {"py/reduce": ["os.system",
+                                                                       f"touch {marker}"]}}))
+    with pytest.raises(ModelError):
+        load_model(p)
+    assert not marker.exists()
+
+
+def test_structurally_invalid_model_is_refused(trained, tmp_path):
+    _, model = trained
+    payload = model.to_payload()
+    tree = payload["sets"]["emi"]["trees"][0]
+    inner = [k for k, leaf in enumerate(tree["is_leaf"]) if not leaf]
+    if inner:
+        tree["left"][inner[0]] = inner[0]  # a loop: must never be followed
+    else:
+        tree["feature"] = [99] * len(tree["feature"])
+        tree["is_leaf"] = [0] * len(tree["is_leaf"])
+    with pytest.raises(ModelError, match="tree 0"):
+        Model.from_payload(payload, "x")
+
+
+def test_feature_mismatch_is_refused(trained, lanes, tmp_path):
+    _, model = trained
+    sm = model.sets["emi"]
+    other = Model({"emi": type(sm)(sm.features[:-1] + ("emi_something_else",), sm.baseline,
+                                   sm.trees, sm.iso_x, sm.iso_y)}, model.meta)
+    path = save_model(other, tmp_path / "old.json")
+    with pytest.raises(ModelError, match="do not match"):
+        apply_model(lanes[0], path)
+    with pytest.raises(ModelError, match="no sub-model for feature set 'emi'"):
+        Model({"gpr": sm}, {}).check_features("emi", FEATURE_SETS["emi"])
+
+
+def test_train_cli(lanes, tmp_path, capsys):
+    out = tmp_path / "cli.json.gz"
+    assert main(["train", *map(str, lanes[:3]), "--out", str(out), "--folds", "2",
+                 "--workdir", str(tmp_path / "w")]) == 0
+    m = load_model(out)
+    assert "emi" in m.sets
+    assert main(["train", "--out", str(out)]) == 2
+    assert main(["train", str(tmp_path / "missing.h5"), "--out", str(out)]) == 2
+    assert "error" in capsys.readouterr().err
+
+
+def test_default_model_matches_features():
+    m = load_default_model()
+    for name, sm in m.sets.items():
+        assert m.check_features(name, FEATURE_SETS[name]) is sm
+    assert {"emi", "emi+gpr", "gpr", "gpr+emi"} <= set(m.sets)
+    assert m.meta["training"]["lanes"] >= 10
+
+
+def test_evaluate_cli_with_model(trained, lanes, tmp_path, capsys):
+    _, model = trained
+    path = save_model(model, tmp_path / "m.json.gz")
+    capsys.readouterr()
+    assert main(["evaluate", *map(str, lanes), "--model", str(path), "--alarm-stream", "emi",
+                 "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert "fa_rejected_at_full_recovery" in d and d["n_alarms"] > 0
+    assert main(["evaluate", str(lanes[0]), "--model", str(tmp_path / "nope.json")]) == 2
