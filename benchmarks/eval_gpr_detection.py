@@ -138,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("scenes", nargs="*", help="scene names (default: all shipped)")
     ap.add_argument("--seeds", type=int, default=3, help="run seeds per scene")
     ap.add_argument("--threshold", type=float, default=None, help="score threshold")
+    ap.add_argument("--max-depth", type=float, default=None,
+                    help="drop alarms deeper than this (m; GPRDetector max_depth)")
     ap.add_argument("-v", "--verbose", action="store_true",
                     help="list missed mines and false alarms")
     args = ap.parse_args(argv)
@@ -153,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         sc = cart_scene(name)
         for seed in range(args.seeds):
             t = time.perf_counter()
-            res, alarms = run_scene(sc, seed, threshold=min(roc_thr.min(), thr))
+            res, alarms = run_scene(sc, seed, threshold=min(roc_thr.min(), thr),
+                                    max_depth=args.max_depth)
             el = time.perf_counter() - t
             r = score(sc, res.truth, alarms, thr, verbose=args.verbose)
             for k in tot:

@@ -214,6 +214,9 @@ class GPRDetector:
     suppression_time : float, optional
         ... among the bins whose best apex time is within this many seconds of
         its own (an event at another depth is another object); None: all.
+    max_depth : float, optional
+        Drop alarms whose fitted depth is larger (m), e.g. 0.3 for a clearance
+        depth; they still suppress weaker neighbours.
     reference_polarity : {1, -1}
         Multiplies the reported polarity.  Give the sign of the ground-bounce
         reflection in the data so that +1 means "same sign as the surface"
@@ -247,7 +250,7 @@ class GPRDetector:
                  aperture_angle: float = 45.0, min_aperture: float = 0.05,
                  max_aperture: float = 0.35, min_time: float = 0.15e-9,
                  max_time: float | None = None, suppression_radius: float = 0.25,
-                 suppression_time: float | None = 2.0e-9,
+                 suppression_time: float | None = 2.0e-9, max_depth: float | None = None,
                  reference_polarity: int = 1, nthreads: int = 0) -> None:
         self.dt = _num("sample_interval", sample_interval, lo=0.0, lo_open=True)
         self.time_zero = _num("time_zero", time_zero, lo=0.0)
@@ -281,6 +284,8 @@ class GPRDetector:
         self.max_time = None if max_time is None else _num("max_time", max_time,
                                                            lo=self.min_time)
         self.suppression_radius = _num("suppression_radius", suppression_radius, lo=0.0)
+        self.max_depth = None if max_depth is None else _num("max_depth", max_depth,
+                                                             lo=0.0, lo_open=True)
         self.suppression_time = None if suppression_time is None else _num(
             "suppression_time", suppression_time, lo=0.0)
         if reference_polarity not in (1, -1):
@@ -569,6 +574,9 @@ class GPRDetector:
         for j in range(i0, i1):
             b = best[j]
             if b < self.threshold or fit[j, 5] < self.min_fit_quality:
+                continue
+            if self.max_depth is not None and fit[j, 3] >= 0 and (
+                    0.5 * self.velocities[int(fit[j, 3])] * fit[j, 7] > self.max_depth):
                 continue
             lo = int(np.searchsorted(g, g[j] - self._wr, side="left"))
             hi = int(np.searchsorted(g, g[j] + self._wr, side="right"))
