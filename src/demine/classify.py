@@ -73,6 +73,7 @@ MODEL_FORMAT_VERSION = 1
 _MAX_FILE_BYTES = 64 * 2**20
 _MAX_JSON_BYTES = 256 * 2**20
 _MAX_NODES = 5_000_000
+_TIE = 1e-6
 
 
 # --------------------------------------------------------------------------
@@ -360,7 +361,11 @@ class SetModel:
     def predict(self, X: ArrayLike) -> NDArray[np.float64]:
         """Calibrated probability of a mine for each row of ``X``."""
         s = self.raw_score(X)
-        return np.clip(np.interp(s, self.iso_x, self.iso_y), 0.0, 1.0)
+        p = np.clip(np.interp(s, self.iso_x, self.iso_y), 0.0, 1.0)
+        # isotonic maps are flat in places; a vanishing strictly increasing term
+        # keeps the ranking of the raw score (ties would blur the threshold
+        # that keeps every mine) without changing the calibration measurably
+        return p * (1.0 - _TIE) + _TIE / (1.0 + np.exp(-np.clip(s, -500, 500)))
 
 
 def _export_trees(est: Any) -> tuple[float, list[dict[str, np.ndarray]]]:
