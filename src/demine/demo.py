@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError
+from .errors import ConfigError, DemineError
 
 __all__ = ["run_demo"]
 
@@ -113,6 +113,15 @@ def run_demo(out_dir: str | Path = "demine-demo", *, scene: str = "demo-lane",
     t0 = time.perf_counter()
     alarms = detect_recording(rec_path)
     dt = time.perf_counter() - t0
+    classified = False
+    if len(alarms["x"]):
+        try:
+            from .classify import apply_model
+
+            alarms = apply_model(rec_path, alarms=alarms)
+            classified = True
+        except DemineError as exc:  # no usable packaged model: alarms stay unclassified
+            say(f"  (alarms not classified: {exc})")
     append_alarms(rec_path, alarms)
     csv_path = write_alarms_csv(alarms, out / "alarms.csv")
     by_stream = {s: int(np.sum(alarms["stream"] == s)) for s in sorted(set(alarms["stream"]))}
@@ -121,6 +130,10 @@ def run_demo(out_dir: str | Path = "demine-demo", *, scene: str = "demo-lane",
 
     evaluation = evaluate_recordings([rec_path])
     report = evaluation.summary()
+    if classified:
+        after = evaluate_recordings([rec_path], score="p_mine")
+        report += ("\n\nafter classification (alarms ranked by p_mine from the default model):\n"
+                   + "\n".join(after.summary().splitlines()[:6]))
     (out / "report.txt").write_text(report + "\n", encoding="utf-8")
     say("")
     say(report)
