@@ -41,6 +41,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from . import _detect
+from ._params import check_number
 from .errors import ConfigError
 
 __all__ = ["ALARM_FIELDS", "EMIDetector", "detect_emi"]
@@ -53,23 +54,8 @@ ALARM_FIELDS: tuple[str, ...] = (
 )
 
 
-def _num(name: str, value: Any, *, lo: float | None = None, lo_open: bool = False,
-         integer: bool = False) -> Any:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise ConfigError(f"emi detector: parameter {name!r} must be a number, got {value!r}")
-    if integer:
-        if float(value) != int(value):
-            raise ConfigError(f"emi detector: parameter {name!r} must be an integer, "
-                              f"got {value!r}")
-        value = int(value)
-    else:
-        value = float(value)
-    if not math.isfinite(value):
-        raise ConfigError(f"emi detector: parameter {name!r} must be finite, got {value!r}")
-    if lo is not None and (value < lo or (lo_open and value == lo)):
-        op = ">" if lo_open else ">="
-        raise ConfigError(f"emi detector: parameter {name!r} must be {op} {lo}, got {value!r}")
-    return value
+def _num(name: str, value: Any, **kw: Any) -> Any:
+    return check_number("emi detector", name, value, **kw)
 
 
 @dataclass
