@@ -35,6 +35,7 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy import signal
 
+from ._params import check_number as _num
 from .errors import ConfigError
 from .process import Stage, register_stage
 
@@ -85,25 +86,6 @@ _NO_GAIN = np.empty(0, dtype=np.float32)
 _MAX_SECTIONS = 8
 
 
-def _num(stage: str, name: str, value: Any, *, lo: float | None = None,
-         hi: float | None = None, lo_open: bool = False, integer: bool = False) -> Any:
-    """Validate one numeric parameter; ConfigError naming it otherwise."""
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise ConfigError(f"{stage}: parameter {name!r} must be a number, got {value!r}")
-    if integer:
-        if float(value) != int(value):
-            raise ConfigError(f"{stage}: parameter {name!r} must be an integer, got {value!r}")
-        value = int(value)
-    else:
-        value = float(value)
-    if not np.isfinite(value):
-        raise ConfigError(f"{stage}: parameter {name!r} must be finite, got {value!r}")
-    if lo is not None and (value < lo or (lo_open and value == lo)):
-        op = ">" if lo_open else ">="
-        raise ConfigError(f"{stage}: parameter {name!r} must be {op} {lo}, got {value!r}")
-    if hi is not None and value > hi:
-        raise ConfigError(f"{stage}: parameter {name!r} must be <= {hi}, got {value!r}")
-    return value
 
 
 def _opt_num(stage: str, name: str, value: Any, **kw: Any) -> Any:

@@ -73,6 +73,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _hyperbola as _k
+from ._params import check_number
 from .errors import ConfigError
 
 __all__ = ["GPRDetector", "detect_gpr", "ALARM_COLUMNS", "C0", "surface_time"]
@@ -86,18 +87,8 @@ ALARM_COLUMNS = ("x", "y", "s", "depth", "velocity", "score", "time", "two_way_t
 _DEFAULT_VELOCITIES = tuple(float(v) for v in np.geomspace(0.06e9, 0.2e9, 10))
 
 
-def _num(name: str, value: Any, *, lo: float | None = None, lo_open: bool = False,
-         hi: float | None = None) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"GPRDetector: parameter {name!r} must be a number, "
-                          f"got {value!r}") from None
-    if not math.isfinite(v) or (lo is not None and (v <= lo if lo_open else v < lo)) or (
-            hi is not None and v > hi):
-        bound = f" (>{'' if lo_open else '='} {lo})" if lo is not None else ""
-        raise ConfigError(f"GPRDetector: parameter {name!r} = {value!r} is out of range{bound}")
-    return v
+def _num(name: str, value: Any, **kw: Any) -> float:
+    return check_number("GPRDetector", name, value, **kw)
 
 
 def _grid(name: str, values: Any, *, lo: float, lo_open: bool) -> NDArray[np.float64]:
