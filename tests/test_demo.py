@@ -12,8 +12,8 @@ from demine.recording import Recording
 def test_demo_runs_end_to_end(tmp_path):
     out = tmp_path / "demo"
     proc = subprocess.run(
-        [sys.executable, "-m", "demine", "demo", "--out", str(out), "--duration", "8",
-         "--no-plots", "--json"],
+        [sys.executable, "-m", "demine", "demo", "--out", str(out), "--duration", "5",
+         "--speed", "2", "--no-plots", "--json"],
         capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -21,7 +21,7 @@ def test_demo_runs_end_to_end(tmp_path):
     assert {"pd", "pd_lower95", "far_per_m2", "n_targets", "n_alarms"} <= set(result)
     assert result["n_targets"] >= 1
     with Recording(out / "recording.h5") as r:
-        # 8 s at the reference rates, through real ptys: nothing lost on the way
+        # 10 s of lane at the reference rates, through real ptys: nothing lost
         assert len(r.streams["emi"]) > 6000 and len(r.streams["gpr"]) > 2500
         assert len(r.streams["gps"]) > 60
         assert len(r.table("alarms")) == result["n_alarms"]

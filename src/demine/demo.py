@@ -26,7 +26,7 @@ __all__ = ["run_demo"]
 
 
 def run_demo(out_dir: str | Path = "demine-demo", *, scene: str = "demo-lane",
-             duration: float | None = None, seed: int = 1, speed: float = 1.0,
+             duration: float | None = None, seed: int = 1, speed: float = 2.0,
              devices: tuple[str, ...] = ("emi-pi", "gpr", "nmea"), plots: bool = True,
              say: Callable[[str], Any] = print) -> dict[str, Any]:
     """Run the demo; returns the evaluation as a dict and the paths written.
@@ -42,7 +42,9 @@ def run_demo(out_dir: str | Path = "demine-demo", *, scene: str = "demo-lane",
     seed : int
         Simulation seed.
     speed : float
-        Real-time factor of the simulated devices.
+        Real-time factor of the simulated devices (their clocks and the GPS
+        time run ``speed`` times faster than the host's, and the recording's
+        time stamps, mapped to host time, are compressed by that factor).
     devices : tuple of str
         Which simulated devices to run.
     plots : bool

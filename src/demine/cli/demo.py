@@ -23,8 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--duration", type=float, default=None, metavar="S",
                    help="seconds to record (default: one full coverage of the lane)")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--speed", type=float, default=1.0,
-                   help="real-time factor of the simulated devices (default 1)")
+    p.add_argument("--speed", type=float, default=2.0,
+                   help="real-time factor of the simulated devices (default 2: the 30 s "
+                   "lane records in 15 s; 1 paces them as real devices)")
     p.add_argument("--no-plots", action="store_true", help="skip the figures")
     p.add_argument("--json", action="store_true", help="print the evaluation as JSON at the end")
     p.set_defaults(run=run)
