@@ -137,14 +137,30 @@ class _DetectWorker:
         self._queue.put(None)
         self._thread.join(timeout)
 
+    #: Least time between two detector calls: chunks that arrive meanwhile are
+    #: joined, because per-call costs dominate at serial-read sizes (a radar
+    #: detector fed 4-trace chunks costs 3-4x what it costs fed 400-trace ones).
+    #: Joining does not change the alarms (the detectors are chunk-invariant).
+    min_interval = 0.1
+
     def _run(self) -> None:
         try:
             while True:
-                item = self._queue.get()
-                if item is None:
+                items = [self._queue.get()]
+                time.sleep(self.min_interval)
+                while True:
+                    try:
+                        items.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                end = None in items
+                items = [it for it in items if it is not None]
+                if items:
+                    self._sink(self.detector.process(
+                        *(np.concatenate([it[k] for it in items]) for k in range(4))))
+                if end:
                     self._sink(self.detector.finish())
                     return
-                self._sink(self.detector.process(*item))
         except BaseException as exc:  # noqa: BLE001 - reported by the recorder
             self._on_error(exc)
 
