@@ -413,3 +413,36 @@ def test_extra_device_fields(tmp_path):
         s = r.streams["gpr"]
         assert list(s["encoder"]) == [10, 11] and list(s["status"]) == [0, 0]
         assert s["status"].dtype == np.uint16
+
+
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(sizes=st.lists(st.integers(1, 9), min_size=1, max_size=6),
+       flush_after=st.integers(0, 6), start=st.integers(0, 40), n=st.integers(1, 40))
+def test_update_patches_written_and_buffered_rows(tmp_path, sizes, flush_after, start, n):
+    """Positions filled in later (the recorder's case) land in the right rows
+    whether those rows are already in the file or still buffered."""
+    path = tmp_path / "upd.h5"
+    total = sum(sizes)
+    start = start % total
+    n = min(n, total - start)
+    expect = np.full(total, np.nan)
+    with RecordingWriter(path, flush_interval=60, overwrite=True) as w:
+        s = w.add_stream("emi", "emi", n_channels=2)
+        row = 0
+        for i, k in enumerate(sizes):
+            s.append(np.zeros((k, 2), "float32"), time=np.arange(row, row + k))
+            row += k
+            if i + 1 == flush_after:
+                w.flush()
+        new = np.arange(start, start + n, dtype=float) * 10.0
+        s.update(start, x=new, y=-new)
+        expect[start:start + n] = new
+        with pytest.raises(SchemaError, match="not all appended"):
+            s.update(total - 1, x=[1.0, 2.0])
+        with pytest.raises(SchemaError, match="never rewritten"):
+            s.update(0, samples=np.zeros((1, 2), "float32"))
+    with Recording(path) as r:
+        np.testing.assert_array_equal(r.streams["emi"].x, expect)
+        np.testing.assert_array_equal(r.streams["emi"].y, -expect)
+        np.testing.assert_array_equal(r.streams["emi"].time, np.arange(total))

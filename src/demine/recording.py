@@ -186,7 +186,7 @@ class _Appender:
         self.where = where
         self._pending: list[dict[str, np.ndarray]] = []
         self._pending_bytes = 0
-        self._datasets: dict[str, h5py.Dataset] = {}
+        self._datasets: dict[str, Any] = {}  # column -> h5py DatasetID
         self.n_written = 0
         self.n_frames = 0  # written + pending
 
@@ -289,6 +289,56 @@ class _Appender:
             self._writer._after_append(self._pending_bytes)
         return n
 
+    def _write_rows(self, name: str, start: int, arr: np.ndarray, grow: bool) -> None:
+        # HDF5's low-level calls, not h5py's Dataset slicing: this runs for every
+        # column at every flush (tens of times a second when recording live), and
+        # h5py's selection machinery costs 4x the write itself.
+        dsid = self._datasets.get(name)
+        if dsid is None:
+            dsid = self._datasets[name] = self._group[name].id
+        arr = np.ascontiguousarray(arr)
+        n = arr.shape[0]
+        if grow:
+            dsid.set_extent((start + n,) + arr.shape[1:])
+        fspace = dsid.get_space()
+        fspace.select_hyperslab((start,) + (0,) * (arr.ndim - 1), arr.shape)
+        dsid.write(h5py.h5s.create_simple(arr.shape), fspace, arr)
+
+    def update(self, start: int, values: Mapping[str, Any]) -> None:
+        """Overwrite columns of rows ``start, start + n`` already appended
+        (written to the file or still buffered)."""
+        n = None
+        arrays = {}
+        for name, value in values.items():
+            if name not in self.columns:
+                raise SchemaError(f"{self.where}: unknown field {name!r}")
+            arrays[name] = arr = self._coerce(name, value, n)
+            n = arr.shape[0]
+        if not arrays or not n:
+            return
+        with self._writer._lock:
+            self._writer._check_open()
+            if start < 0 or start + n > self.n_frames:
+                raise SchemaError(
+                    f"{self.where}: rows {start}..{start + n - 1} are not all appended yet "
+                    f"({self.n_frames} frames)"
+                )
+            # rows already in the file: written in place (SWMR writers may
+            # modify existing data; readers see the old or the new values)
+            done = max(0, min(start + n, self.n_written) - start)
+            if done:
+                for name, arr in arrays.items():
+                    self._write_rows(name, start, arr[:done], grow=False)
+            # rows still buffered: patched in the buffer
+            row, i = self.n_written, done
+            for part in self._pending:
+                m = next(iter(part.values())).shape[0]
+                lo, hi = max(start + i, row), min(start + n, row + m)
+                if lo < hi:
+                    for name, arr in arrays.items():
+                        part[name][lo - row:hi - row] = arr[lo - start:hi - start]
+                row += m
+
     def _write_pending(self) -> None:
         if not self._pending:
             return
@@ -300,13 +350,7 @@ class _Appender:
         # Write every column before time-like ones reach their new size last is not
         # needed for consistency: readers use the shortest column's length.
         for name, arr in batch.items():
-            ds = self._datasets.get(name)
-            if ds is None:
-                ds = self._datasets[name] = self._group[name]
-            ds.resize(start + n, axis=0)
-            # write_direct skips h5py's fancy-selection machinery: this runs for
-            # every column at every flush, so its overhead is the recorder's.
-            ds.write_direct(np.ascontiguousarray(arr), dest_sel=np.s_[start:start + n])
+            self._write_rows(name, start, arr, grow=True)
         self.n_written += n
         self._pending.clear()
         self._pending_bytes = 0
@@ -365,6 +409,25 @@ class StreamWriter:
                 raise SchemaError(f"stream {self.name!r} ({self.kind}) has no samples")
             values["samples"] = samples
         return self._appender.append(values)
+
+    def update(self, start: int, **fields: Any) -> None:
+        """Overwrite per-frame fields of frames already appended.
+
+        Used by the recorder to fill in positions once the fix after a frame
+        has arrived.  Samples and times are never rewritten this way.
+
+        Parameters
+        ----------
+        start : int
+            Index of the first frame to overwrite.
+        **fields
+            Columns (``x``, ``y``, ``z``, ``lon``, ``lat``, …), each with one
+            value per frame from ``start`` on.
+        """
+        bad = {"samples", "time", "sequence"} & set(fields)
+        if bad:
+            raise SchemaError(f"stream {self.name!r}: {sorted(bad)} are never rewritten")
+        self._appender.update(start, fields)
 
 
 class RecordingWriter:
