@@ -8,10 +8,16 @@ frames pass through a queue, so a slow flush delays writing, never reading.
 Positions: the GPS/tracker stream is recorded as it comes (``lon``, ``lat``,
 ``alt``, fix quality) together with its position in the recording's local
 frame.  Detector and radar frames get ``x``, ``y``, ``z`` interpolated from
-that track; the writer holds them back until a fix later than the frame has
-arrived (at most ``position_wait`` seconds) so every frame is interpolated,
-never extrapolated.  Without a GPS stream, positions stay NaN unless the radar
-has a calibrated encoder (``distance_per_count`` in its calibration).
+that track, never extrapolated.  A frame is written as soon as it arrives
+(so it is in the file one flush after its arrival), and its position columns
+stay NaN until a fix later than the frame has arrived (at most
+``position_wait`` seconds); they are then filled in place.  The detectors see
+a frame only once its position is final, so live alarms equal batch ones.
+Without a GPS stream, positions stay NaN.
+
+Within one pass of the writer thread, the frames that arrived from one device
+are appended together: one append per stream and pass rather than one per
+serial read keeps the recorder's cost per frame low.
 
 Stream layout must be known before HDF5's SWMR mode starts, so the recorder
 waits (up to ``startup_timeout``) for the first frames of every device before
@@ -237,7 +243,13 @@ class Recorder:
         self.writer: RecordingWriter | None = None
         self._streams: dict[str, Any] = {}
         self._kinds = {n: r.driver.kind for n, r in self._readers.items()}
-        self._held: dict[str, deque[FrameBatch]] = {n: deque() for n in self._readers}
+        # frames received in this pass of the writer thread, per stream
+        self._incoming: dict[str, list[FrameBatch]] = {n: [] for n in self._readers}
+        # written frames not yet handed to the detectors: (first row, batch,
+        # positions, or None while they are not final)
+        self._unplaced: dict[str, deque[tuple[int, FrameBatch, dict | None]]] = {
+            n: deque() for n in self._readers}
+        self._rows: dict[str, int] = dict.fromkeys(self._readers, 0)
         self._track = _Track()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -462,9 +474,16 @@ class Recorder:
 
     # ------------------------------------------------------------------ writing
     def _write_loop(self) -> None:
+        # Passes at most every pass_interval: the frames of all serial reads
+        # since the last pass are appended at once (per-append costs dominate).
+        step = min(0.02, self.flush_interval / 2)
         try:
             while not self._stop.is_set():
-                self._drain(final=False, block=0.02)
+                t0 = time.monotonic()
+                self._drain(final=False, block=step)
+                rest = step - (time.monotonic() - t0)
+                if rest > 0:
+                    self._stop.wait(rest)
         except BaseException as exc:  # disk full, …: stop cleanly, keep what is written
             self.error = exc
             log.debug("recording %s stopped: %s", self.out, exc)
@@ -479,7 +498,8 @@ class Recorder:
                 break
             got_any = True
             self._dispatch(name, batch)
-        self._release_held(final)
+        self._write_incoming()
+        self._place(final)
 
     def _dispatch(self, name: str, batch: FrameBatch) -> None:
         if self.paused:
@@ -487,7 +507,7 @@ class Recorder:
         if self._kinds[name] == "gps":
             self._write_gps(name, batch)
         else:
-            self._held[name].append(batch)
+            self._incoming[name].append(batch)
 
     def _write_gps(self, name: str, b: FrameBatch) -> None:
         cols = {c: b.samples[:, i] for i, c in enumerate(_GPS_COLUMNS)}
@@ -506,38 +526,70 @@ class Recorder:
         )
         self.frames_written[name] += len(b)
 
-    def _release_held(self, final: bool) -> None:
-        has_gps = "gps" in self._kinds.values()
-        now = time.time_ns()
-        last_fix = self._track.last_time
-        for name, held in self._held.items():
-            while held:
-                b = held[0]
-                waited = (now - int(b.host_time_ns[-1])) / 1e9
-                covered = last_fix is not None and last_fix >= int(b.time_ns[-1])
-                if has_gps and not (final or covered or waited >= self.position_wait):
-                    break
-                held.popleft()
-                self._write_sensor(name, b)
-
-    def _write_sensor(self, name: str, b: FrameBatch) -> None:
-        xyz = self._track.at(b.time_ns)
-        extra: dict[str, Any] = {}
+    def _positions(self, t: np.ndarray) -> dict[str, np.ndarray]:
+        xyz = self._track.at(t)
+        cols = {"x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2]}
         if self.frame is not None:
-            extra["lon"], extra["lat"] = self.frame.to_geo(xyz[:, 0], xyz[:, 1])
-        self._streams[name].append(
-            b.samples, time=b.time_ns, sequence=b.sequence, x=xyz[:, 0], y=xyz[:, 1],
-            z=xyz[:, 2], device_time_us=b.device_time_us, host_time=b.host_time_ns,
-            **b.fields, **extra,
-        )
-        self.frames_written[name] += len(b)
-        det = self._detectors.get(name)
-        if det is not None:
-            # Exactly what the file now holds (EMI samples as float32), so the
-            # batch path sees the same input.  Driver frames may be read-only
-            # views of the serial buffer; the kernels take const views.
-            samples = b.samples.astype(np.float32) if self._kinds[name] == "emi" else b.samples
-            det.submit(samples, xyz[:, 0], xyz[:, 1], b.time_ns)
+            cols["lon"], cols["lat"] = self.frame.to_geo(xyz[:, 0], xyz[:, 1])
+        return cols
+
+    def _covered(self, b: FrameBatch) -> bool:
+        last_fix = self._track.last_time
+        return last_fix is not None and last_fix >= int(b.time_ns[-1])
+
+    def _write_incoming(self) -> None:
+        """Append each stream's new frames at once, positions where already known."""
+        has_gps = "gps" in self._kinds.values()
+        for name, batches in self._incoming.items():
+            if not batches:
+                continue
+            b = batches[0] if len(batches) == 1 else FrameBatch.concatenate(batches)
+            batches.clear()
+            final = not has_gps or self._covered(b)
+            pos = self._positions(b.time_ns) if final else {}
+            self._streams[name].append(
+                b.samples, time=b.time_ns, sequence=b.sequence,
+                device_time_us=b.device_time_us, host_time=b.host_time_ns,
+                **b.fields, **pos,
+            )
+            self._unplaced[name].append((self._rows[name], b, pos if final else None))
+            self._rows[name] += len(b)
+            self.frames_written[name] += len(b)
+
+    def _place(self, final: bool) -> None:
+        """Fill in the positions of frames now covered by the track; hand them
+        to the detectors in the order they were written."""
+        now = time.time_ns()
+        for name, unplaced in self._unplaced.items():
+            ready: list[tuple[int, FrameBatch, dict | None]] = []
+            while unplaced:
+                row, b, pos = unplaced[0]
+                if pos is None and not (
+                        final or self._covered(b)
+                        or (now - int(b.host_time_ns[-1])) / 1e9 >= self.position_wait):
+                    break
+                ready.append(unplaced.popleft())
+            if not ready:
+                continue
+            b = ready[0][1] if len(ready) == 1 else \
+                FrameBatch.concatenate([r[1] for r in ready])
+            late = [i for i, r in enumerate(ready) if r[2] is None]
+            if late:
+                # the rows are contiguous: one write per column fills them all
+                pos = self._positions(b.time_ns)
+                skip = sum(len(r[1]) for r in ready[:late[0]])
+                self._streams[name].update(ready[late[0]][0],
+                                           **{k: v[skip:] for k, v in pos.items()})
+            else:
+                pos = {k: np.concatenate([r[2][k] for r in ready]) for k in ("x", "y")}
+            det = self._detectors.get(name)
+            if det is not None:
+                # Exactly what the file holds (EMI samples as float32), so the
+                # batch path sees the same input.  Driver frames may be read-only
+                # views of the serial buffer; the kernels take const views.
+                samples = (b.samples.astype(np.float32) if self._kinds[name] == "emi"
+                           else b.samples)
+                det.submit(samples, pos["x"], pos["y"], b.time_ns)
 
     # ------------------------------------------------------------------ status
     def status(self) -> dict[str, Any]:

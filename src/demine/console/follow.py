@@ -412,21 +412,29 @@ class Follower:
                         "hdop": float(dss["hdop"][row]),
                         "satellites": int(dss["satellites"][row])}
             if self.emi_name is None and self.gpr_name is None:
-                self.position = (float(dss["x"][row]), float(dss["y"][row]))
+                self._set_position(dss["x"][lo:n], dss["y"][lo:n])
         elif name == self.emi_name:
             samples = np.asarray(dss["samples"][lo:n], dtype=np.float32)
             x = np.asarray(dss["x"][lo:n])
             y = np.asarray(dss["y"][lo:n])
-            self.position = (float(x[-1]), float(y[-1]))
+            self._set_position(x, y)
             if self._det is not None and self.chart is not None:
                 stat, thr = self._det.process(samples, x, y, t)
                 self.chart.add(stat, thr)
         elif name == self.gpr_name:
             if self.emi_name is None:
-                self.position = (float(dss["x"][n - 1]), float(dss["y"][n - 1]))
+                self._set_position(dss["x"][lo:n], dss["y"][lo:n])
             if self.waterfall is not None:
                 self.waterfall.add(np.asarray(dss["samples"][lo:n], dtype=np.float32))
         return True
+
+    def _set_position(self, x: Any, y: Any) -> None:
+        # The newest frames' positions are NaN until the recorder has the GPS
+        # fix after them (it fills them in place): keep the last known one.
+        x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+        ok = np.flatnonzero(np.isfinite(x) & np.isfinite(y))
+        if ok.size:
+            self.position = (float(x[ok[-1]]), float(y[ok[-1]]))
 
     def _poll_tables(self) -> bool:
         changed = False
