@@ -13,6 +13,7 @@ depend on it are NaN; the frames after it are processed as if it were absent.
 Integer state layout (``istate``, int64):
     baseline: [n_seen, hold_left, frozen_run]
     detect:   [n_seen, skipped]
+    matched:  [n_seen, skipped, n_prev, n_ring, pos]
 """
 
 from libc.math cimport sqrt, fabs, isfinite, NAN, INFINITY, copysign
@@ -301,6 +302,106 @@ def detect_run(const real[:, ::1] x, real[:, ::1] z, real[::1] stat,
                 n_seen += 1
     istate[0] = n_seen
     istate[1] = skipped
+
+
+# sqrt(pi/2) / sqrt(6): a second difference x[i] - 2 x[i-1] + x[i-2] of white
+# noise has standard deviation sqrt(6) sigma.
+cdef double D2_TO_SIGMA = 0.5116633539732443
+
+
+def matched_run(const real[:, ::1] x, real[::1] stat, double[::1] sig,
+                double[:, ::1] prev, double[:, ::1] ring, int64_t[::1] istate,
+                const double[:, ::1] proj, double[::1] work,
+                double noise_alpha, double threshold, int64_t warmup, double clip,
+                double min_noise, int64_t max_freeze):
+    """Matched (integrating) detection statistic with a difference-based noise scale.
+
+    Noise: sig_g is a running robust scale of the second difference
+    ``x[i] - 2 x[i-1] + x[i-2]`` of each gate (exponential average of
+    ``sqrt(pi/2) / sqrt(6) * |d2|``), which a target's smooth passage under the
+    coil barely touches, so clutter and large objects do not inflate it.  The
+    first ``warmup`` available differences give a plain running mean; then each
+    update is clipped at ``clip * sig_g`` and skipped while the statistic
+    exceeds ``threshold`` (updates resume after ``max_freeze`` consecutive
+    skipped frames).
+
+    Statistic: z_g = x_g / max(sig_g, min_noise) (0 where that scale is 0),
+    summed over the last ``L = ring.shape[0]`` finite frames and divided by
+    sqrt(L) (sqrt of the frames held at the start): u_g, unit variance for
+    white noise, a target's response integrated over its passage.  Then
+    ``w = proj @ u`` and ``s = sqrt(sum(w**2) / k)`` with ``k = proj.shape[0]``
+    (identity: the RMS over gates).  Frames with a non-finite value give NaN
+    and leave every state untouched.
+    """
+    cdef Py_ssize_t n = x.shape[0], ng = x.shape[1], L = ring.shape[0]
+    cdef Py_ssize_t nk = proj.shape[0], i, g, j, k, r0
+    cdef int64_t n_seen = istate[0], skipped = istate[1], n_prev = istate[2]
+    cdef int64_t n_ring = istate[3], pos = istate[4]
+    cdef double d, v, s, acc, lim, scale
+    with nogil:
+        for i in range(n):
+            if not _row_finite(x, i, ng):
+                stat[i] = <real>NAN
+                continue
+            for g in range(ng):
+                d = sig[g] if sig[g] > min_noise else min_noise
+                ring[pos, g] = x[i, g] / d if d > 0.0 else 0.0
+            pos += 1
+            if pos == L:
+                pos = 0
+            if n_ring < L:
+                n_ring += 1
+            scale = 1.0 / sqrt(<double>n_ring)
+            r0 = pos - n_ring
+            if r0 < 0:
+                r0 += L
+            for g in range(ng):
+                acc = 0.0
+                j = r0
+                for k in range(n_ring):
+                    acc += ring[j, g]
+                    j += 1
+                    if j == L:
+                        j = 0
+                work[g] = acc * scale
+            s = 0.0
+            for k in range(nk):
+                acc = 0.0
+                for g in range(ng):
+                    acc += proj[k, g] * work[g]
+                s += acc * acc
+            s = sqrt(s / nk)
+            stat[i] = <real>s
+            if n_prev == 2:
+                if n_seen < warmup:
+                    for g in range(ng):
+                        v = fabs(x[i, g] - 2.0 * prev[0, g] + prev[1, g]) * D2_TO_SIGMA
+                        sig[g] += (v - sig[g]) / (n_seen + 1)
+                    n_seen += 1
+                else:
+                    if s > threshold:
+                        skipped += 1
+                    else:
+                        skipped = 0
+                    if s <= threshold or (max_freeze > 0 and skipped > max_freeze):
+                        for g in range(ng):
+                            v = fabs(x[i, g] - 2.0 * prev[0, g] + prev[1, g]) * D2_TO_SIGMA
+                            if clip > 0.0:
+                                lim = clip * sig[g]
+                                if v > lim:
+                                    v = lim
+                            sig[g] += noise_alpha * (v - sig[g])
+                        n_seen += 1
+            for g in range(ng):
+                prev[1, g] = prev[0, g]
+                prev[0, g] = x[i, g]
+            if n_prev < 2:
+                n_prev += 1
+    istate[0] = n_seen
+    istate[1] = skipped
+    istate[2] = n_prev
+    istate[3] = n_ring
+    istate[4] = pos
 
 
 def notch_run(const real[:, ::1] x, real[:, ::1] out, const double[:, ::1] sos,

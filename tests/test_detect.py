@@ -317,3 +317,35 @@ def test_kernel_matches_a_plain_python_twin(seed, n, hold, split, max_frames, wa
     assert events == ev_ref
     assert peaks == pk_ref
     np.testing.assert_allclose(thr, thr_ref, rtol=1e-9, equal_nan=True)
+
+
+def test_prominence_split_keeps_a_small_object_beside_a_large_one():
+    """The dipole-offset rule (link_radius 0) with a generous depth scale lets a
+    large object 'explain' a small one 0.5 m away; the prominence rule keeps
+    the small one, because the large one's response keeps falling towards it,
+    and still gives one alarm for each object alone."""
+    x, y, t = _sweep(60.0)
+    objs = [(0.3, 0.5, 30000.0), (0.7, 0.8, 200.0)]
+    s = _statistic(x, y, objs, width=0.1)
+    kw = dict(threshold=20.0, threshold_lo=10.0, max_frames=0, merge_radius=0.6,
+              depth_scale=0.6)
+    old = detect_emi(s, x, y, t, **kw)
+    new = detect_emi(s, x, y, t, link_radius=0.15, **kw)
+    assert old["x"].size == 1
+    assert new["x"].size == 2
+    for ox, oy, _ in objs:
+        assert np.hypot(new["x"] - ox, new["y"] - oy).min() < 0.03
+    for one in objs:
+        s1 = _statistic(x, y, [one], width=0.1)
+        assert detect_emi(s1, x, y, t, link_radius=0.15, **kw)["x"].size == 1
+
+
+def test_detector_defaults_follow_the_chain():
+    from demine.detect import MATCHED_PARAMS, detector_defaults
+    from demine.process import default_chain, load_chain
+
+    assert detector_defaults(default_chain("emi_default")) == MATCHED_PARAMS
+    old = load_chain({"chain": {"name": "old", "kind": "emi"},
+                      "step": [{"name": "emi.detect"}]})
+    assert detector_defaults(old) == {}
+    EMIDetector(**MATCHED_PARAMS)  # valid parameters

@@ -265,7 +265,7 @@ def test_process_recording_writes_derived_with_history(tmp_path):
         hist = json.loads(g.attrs["history"])
         assert g.attrs["software_version"]
         np.testing.assert_array_equal(g["time"][()], rec.streams["emi"].time)
-    assert [h["step"] for h in hist] == ["emi.soil", "emi.baseline", "emi.detect"]
+    assert [h["step"] for h in hist] == ["emi.soil", "emi.baseline", "emi.matched"]
     assert hist[0]["params"]["gate_times"] == pytest.approx(list(GATES))
     # same numbers as the chain run in memory in one call
     chain = default_chain("emi_default")

@@ -44,7 +44,7 @@ from . import _detect
 from ._params import check_number
 from .errors import ConfigError
 
-__all__ = ["ALARM_FIELDS", "EMIDetector", "detect_emi"]
+__all__ = ["ALARM_FIELDS", "MATCHED_PARAMS", "EMIDetector", "detect_emi", "detector_defaults"]
 
 #: Columns of the alarm tables returned by the detector.  ``time`` is the time
 #: (int64 ns) of the strongest peak, or its frame index when no times were given.
@@ -52,6 +52,28 @@ ALARM_FIELDS: tuple[str, ...] = (
     "time", "x", "y", "depth", "score", "n_passes", "peak_index", "start_index",
     "end_index", "extent", "threshold",
 )
+
+#: Detector parameters that go with the integrating statistic of
+#: :class:`demine.emi.MatchedDetect` (``emi.matched``, the default chain): its
+#: noise is about 1 per gate-RMS over white receiver noise but the integration
+#: makes coloured noise (1/f, soil residue) reach 5-7 on the shipped lanes, so
+#: higher floors; a large object keeps it above the low threshold for many
+#: sweeps, which is a target, not a change of background (no ``max_frames``);
+#: and peaks are split into objects by prominence (``link_radius``).
+MATCHED_PARAMS: dict[str, Any] = {"threshold": 20.0, "threshold_lo": 10.0, "max_frames": 0,
+                                  "link_radius": 0.15}
+
+
+def detector_defaults(chain: Any) -> dict[str, Any]:
+    """Default :class:`EMIDetector` parameters for the statistic a chain ends with.
+
+    :data:`MATCHED_PARAMS` when the chain's last step is ``emi.matched``, else
+    none (the class defaults suit ``emi.detect``).
+    """
+    steps = getattr(chain, "steps", None) or []
+    if steps and getattr(steps[-1], "name", "") == "emi.matched":
+        return dict(MATCHED_PARAMS)
+    return {}
 
 
 def _num(name: str, value: Any, **kw: Any) -> Any:
@@ -139,7 +161,14 @@ class EMIDetector:
         most ``tolerance * s_strong * (1 + r**2 / depth_scale**2) ** -3`` (the
         fall-off of a dipole's response with the offset of the pass, for the
         deepest plausible depth plus sensor height ``depth_scale`` in m);
-        otherwise it is another object with its own alarm.
+        otherwise it is another object with its own alarm.  Used only when
+        ``link_radius`` is 0.
+    link_radius : float
+        When > 0 (m, a little more than the spacing of the passes), a closed
+        cluster is split into objects by topographic prominence instead: peaks
+        within ``link_radius`` are neighbours, each local maximum starts an
+        object, and an object is absorbed by a stronger neighbour only when the
+        saddle between them is above ``1 / split`` of its own maximum.
     release_time : float
         A cluster without a new peak for this long (s) becomes its alarm(s).
     sample_rate : float
@@ -159,7 +188,8 @@ class EMIDetector:
                  merge_radius: float = 0.2,
                  dominance_radius: float = 0.5, dominance_ratio: float = 0.05,
                  depth_scale: float = 0.4, tolerance: float = 1.5,
-                 release_time: float = 3.0, sample_rate: float = 1000.0) -> None:
+                 link_radius: float = 0.0, release_time: float = 3.0,
+                 sample_rate: float = 1000.0) -> None:
         self.threshold = _num("threshold", threshold, lo=0.0, lo_open=True)
         self.threshold_lo = _num("threshold_lo", threshold_lo, lo=0.0, lo_open=True)
         if self.threshold_lo > self.threshold:
@@ -180,6 +210,7 @@ class EMIDetector:
         self.dominance_ratio = _num("dominance_ratio", dominance_ratio, lo=0.0)
         self.depth_scale = _num("depth_scale", depth_scale, lo=0.0, lo_open=True)
         self.tolerance = _num("tolerance", tolerance, lo=1.0)
+        self.link_radius = _num("link_radius", link_radius, lo=0.0)
         self.release_time = _num("release_time", release_time, lo=0.0)
         self.sample_rate = _num("sample_rate", sample_rate, lo=0.0, lo_open=True)
         self.reset()
@@ -205,7 +236,8 @@ class EMIDetector:
         """The effective parameters (JSON-able)."""
         keys = ("threshold", "threshold_lo", "k_hi", "k_lo", "background_window", "warmup",
                 "clip", "hold", "split", "min_frames", "max_frames", "min_extent", "merge_radius",
-                "dominance_radius", "dominance_ratio", "depth_scale", "tolerance", "release_time",
+                "dominance_radius", "dominance_ratio", "depth_scale", "tolerance", "link_radius",
+                "release_time",
                 "sample_rate")
         return {k: getattr(self, k) for k in keys}
 
@@ -342,14 +374,24 @@ class EMIDetector:
     def _alarms(self, c: _Cluster) -> list[dict[str, Any]]:
         """Alarms of a closed cluster: one per object its peaks cannot be explained without.
 
-        Peaks are taken strongest first; a peak at distance ``r`` from an object
-        already found is that object's (seen from a pass off to the side) when
-        it is no stronger than ``tolerance`` times what a buried dipole of that
-        strength gives at that offset for the deepest plausible depth,
-        ``s_obj * (1 + r**2 / depth_scale**2) ** -3``; otherwise it is another
-        object.  The response of one object falls at least that fast with the
-        offset of the pass, so one object never splits.
+        The peaks of the passes sample the response over the ground.  With
+        ``link_radius`` > 0 they are split by topographic prominence: peaks
+        within ``link_radius`` of each other are neighbours; taken strongest
+        first, a peak with no stronger neighbour starts an object (a local
+        maximum of the response), otherwise it joins its strongest stronger
+        neighbour's object; where two objects meet, the weaker one is absorbed
+        when the saddle between them (the peak where they meet) is above
+        ``1 / split`` of its own maximum (a bump on the other's flank, not a
+        separate object).  A small object beside a large one keeps its own
+        alarm however much weaker it is, because the large object's response
+        keeps falling towards it.
+
+        With ``link_radius`` = 0 the older rule applies: a peak at distance
+        ``r`` from an object already found is that object's when it is no
+        stronger than ``tolerance * s_obj * (1 + r**2 / depth_scale**2) ** -3``.
         """
+        if self.link_radius > 0:
+            return [self._alarm(m) for m in self._prominence_modes(c.peaks)]
         modes: list[list[_Peak]] = []
         for p in sorted(c.peaks, key=lambda q: (-q.s, q.index)):
             owner = None
@@ -365,6 +407,44 @@ class EMIDetector:
             else:
                 owner.append(p)
         return [self._alarm(m) for m in modes]
+
+    def _prominence_modes(self, peaks: list[_Peak]) -> list[list[_Peak]]:
+        order = sorted(peaks, key=lambda q: (-q.s, q.index))
+        n = len(order)
+        parent = list(range(n))
+        top = list(range(n))  # strongest peak of each root's object
+
+        def find(i: int) -> int:
+            while parent[i] != i:
+                parent[i] = parent[parent[i]]
+                i = parent[i]
+            return i
+
+        r2max = self.link_radius ** 2
+        placed: list[int] = []
+        for i, p in enumerate(order):
+            ok = math.isfinite(p.x) and math.isfinite(p.y)
+            nbrs = []
+            if ok:
+                for j in placed:
+                    q = order[j]
+                    if (q.x - p.x) ** 2 + (q.y - p.y) ** 2 <= r2max:
+                        nbrs.append(j)
+            if nbrs:
+                # join the object of the strongest neighbour (steepest ascent)
+                parent[i] = find(min(nbrs))
+                roots = sorted({find(j) for j in nbrs}, key=lambda r: top[r])
+                keep = roots[0]
+                for r in roots[1:]:
+                    # p is the saddle between the objects keep and r
+                    if p.s * self.split > order[top[r]].s:
+                        parent[r] = keep
+            if ok:
+                placed.append(i)
+        groups: dict[int, list[_Peak]] = {}
+        for i in range(n):
+            groups.setdefault(find(i), []).append(order[i])
+        return [groups[r] for r in sorted(groups, key=lambda r: top[r])]
 
     @staticmethod
     def _alarm(peaks: list[_Peak]) -> dict[str, Any]:

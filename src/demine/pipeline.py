@@ -220,6 +220,10 @@ class StreamDetector:
         self.chain: Chain = load_chain(chain or DEFAULT_CONFIG[kind]["chain"])
         self.chain.configure(context)
         det_params = dict(detector or {})
+        if kind == "emi":
+            from .detect import detector_defaults
+
+            det_params = {**detector_defaults(self.chain), **det_params}
         merge = det_params.pop("merge", {}) if kind == "gpr" else None
         self.detector = _make_detector(kind, det_params, context)
         # EMI alarms are merged over sweeps by the EMI detector itself; radar
