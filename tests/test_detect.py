@@ -325,19 +325,20 @@ def test_prominence_split_keeps_a_small_object_beside_a_large_one():
     the small one, because the large one's response keeps falling towards it,
     and still gives one alarm for each object alone."""
     x, y, t = _sweep(60.0)
-    objs = [(0.3, 0.5, 30000.0), (0.7, 0.8, 200.0)]
+    objs = [(0.3, 0.5, 30000.0), (0.7, 0.8, 600.0)]
     s = _statistic(x, y, objs, width=0.1)
-    kw = dict(threshold=20.0, threshold_lo=10.0, max_frames=0, merge_radius=0.6,
-              depth_scale=0.6)
-    old = detect_emi(s, x, y, t, **kw)
-    new = detect_emi(s, x, y, t, link_radius=0.15, **kw)
+    kw = dict(threshold=20.0, threshold_lo=10.0, max_frames=0, merge_radius=0.6)
+    old = detect_emi(s, x, y, t, depth_scale=0.6, **kw)
+    new = detect_emi(s, x, y, t, link_radius=0.15, depth_scale=0.23, **kw)
+    # a generous depth scale merges them again after the prominence split
+    assert detect_emi(s, x, y, t, link_radius=0.15, depth_scale=0.6, **kw)["x"].size == 1
     assert old["x"].size == 1
     assert new["x"].size == 2
     for ox, oy, _ in objs:
         assert np.hypot(new["x"] - ox, new["y"] - oy).min() < 0.03
     for one in objs:
         s1 = _statistic(x, y, [one], width=0.1)
-        assert detect_emi(s1, x, y, t, link_radius=0.15, **kw)["x"].size == 1
+        assert detect_emi(s1, x, y, t, link_radius=0.15, depth_scale=0.23, **kw)["x"].size == 1
 
 
 def test_detector_defaults_follow_the_chain():

@@ -59,9 +59,12 @@ ALARM_FIELDS: tuple[str, ...] = (
 #: makes coloured noise (1/f, soil residue) reach 5-7 on the shipped lanes, so
 #: higher floors; a large object keeps it above the low threshold for many
 #: sweeps, which is a target, not a change of background (no ``max_frames``);
-#: and peaks are split into objects by prominence (``link_radius``).
+#: and peaks are split into objects by prominence (``link_radius``), then a
+#: weaker object that the dipole fall-off of a stronger one explains is merged
+#: into it (``depth_scale`` 0.23 m = sqrt(a**2 + z**2) for a 0.12 m coil radius
+#: and the deepest target at 0.15 m under a coil 0.05 m above ground).
 MATCHED_PARAMS: dict[str, Any] = {"threshold": 20.0, "threshold_lo": 10.0, "max_frames": 0,
-                                  "link_radius": 0.15}
+                                  "link_radius": 0.15, "depth_scale": 0.23}
 
 
 def detector_defaults(chain: Any) -> dict[str, Any]:
@@ -168,7 +171,9 @@ class EMIDetector:
         cluster is split into objects by topographic prominence instead: peaks
         within ``link_radius`` are neighbours, each local maximum starts an
         object, and an object is absorbed by a stronger neighbour only when the
-        saddle between them is above ``1 / split`` of its own maximum.
+        saddle between them is above ``1 / split`` of its own maximum; then an
+        object no stronger than the dipole rule above allows beside a stronger
+        one (a duplicate on its flank) is merged into it.
     release_time : float
         A cluster without a new peak for this long (s) becomes its alarm(s).
     sample_rate : float
@@ -386,12 +391,25 @@ class EMIDetector:
         alarm however much weaker it is, because the large object's response
         keeps falling towards it.
 
-        With ``link_radius`` = 0 the older rule applies: a peak at distance
+        Objects are then merged, strongest first, by the dipole rule below
+        applied to their maxima (a duplicate on a large object's flank).
+
+        With ``link_radius`` = 0 only the dipole rule applies, per peak: a peak at distance
         ``r`` from an object already found is that object's when it is no
         stronger than ``tolerance * s_obj * (1 + r**2 / depth_scale**2) ** -3``.
         """
         if self.link_radius > 0:
-            return [self._alarm(m) for m in self._prominence_modes(c.peaks)]
+            merged: list[list[_Peak]] = []
+            for m in self._prominence_modes(c.peaks):
+                p = m[0]
+                for a in merged:
+                    r2 = (p.x - a[0].x) ** 2 + (p.y - a[0].y) ** 2
+                    if p.s <= self.tolerance * a[0].s * (1.0 + r2 / self.depth_scale**2) ** -3:
+                        a.extend(m)
+                        break
+                else:
+                    merged.append(m)
+            return [self._alarm(m) for m in merged]
         modes: list[list[_Peak]] = []
         for p in sorted(c.peaks, key=lambda q: (-q.s, q.index)):
             owner = None
