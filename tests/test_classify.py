@@ -89,6 +89,26 @@ def test_clutter_rejection_at_full_recovery():
     assert clutter_rejection(p, mine) == pytest.approx(0.75)  # 0.5 survives the 0.4 cut
 
 
+def test_full_recovery_threshold_ignores_a_weak_duplicate_on_a_covered_mine():
+    from demine.evaluate import evaluate
+
+    truth = {"x": np.array([0.0, 1.0]), "y": np.zeros(2), "type": np.array(["ap-mine", "can"]),
+             "is_mine": np.array([1, 0])}
+    # a weak alarm right on the mine, a strong one 0.2 m off (inside its 0.25 m halo),
+    # and one on the can scoring between them
+    alarms = {"x": np.array([0.02, 0.2, 1.0]), "y": np.zeros(3),
+              "score": np.array([0.1, 0.9, 0.5])}
+    r = evaluate(truth, alarms, area=2.0)
+    assert r.n_found == 1 and r.lanes[0].alarm_kind[0] == "hit"
+    # the strong alarm alone keeps the mine: the can at 0.5 is rejected
+    assert r.clutter_rejected_at_full_recovery == 1.0
+    assert r.fa_rejected_at_full_recovery == 0.5
+    # without the strong alarm the weak one holds the threshold: nothing is rejected
+    r2 = evaluate(truth, {k: v[[0, 2]] for k, v in alarms.items() if k != "y"} |
+                  {"y": np.zeros(2)}, area=2.0)
+    assert r2.clutter_rejected_at_full_recovery == 0.0
+
+
 def test_model_round_trips_and_matches_sklearn(trained, tmp_path):
     ts, model = trained
     assert set(model.sets) == {"emi"}

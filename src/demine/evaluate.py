@@ -1022,8 +1022,11 @@ class Evaluation:
         ``max``, ``bias_x``, ``bias_y``) and depth error (``depth_n``,
         ``depth_bias``, ``depth_rms``) in m.
     fa_rejected_at_full_recovery : float
-        Fraction of false alarms whose score is below the lowest score of any
-        hit: what a threshold that still keeps every found mine rejects.
+        Fraction of false alarms scoring below the highest threshold at which
+        the alarms above it (re-matched, as on the ROC) still find every target
+        found: what the strictest threshold that keeps every found mine rejects.
+        A weak duplicate on a mine that a stronger alarm also covers does not
+        lower it.
     clutter_rejected_at_full_recovery : float
         The same over the false alarms on known clutter items only (NaN
         without any).
@@ -1351,10 +1354,15 @@ def evaluate_lanes(
                    depth_rms=float(np.sqrt(np.mean(dda**2))) if dda.size else math.nan)
     rej = crej = math.nan
     if is_hit.any() and is_fa.any():
-        rej = float(np.mean(score[is_fa] < score[is_hit].min()))
+        # The highest threshold at which every target found at the lowest one is
+        # still found: the ROC re-matches the alarms above each threshold, so a
+        # weak duplicate or mislocated alarm on a target that a stronger alarm
+        # also covers does not hold the threshold down.
+        t_full = float(thr[int(np.argmax(nf >= nf[-1]))])
+        rej = float(np.mean(score[is_fa] < t_full))
         on_clutter = kind == "clutter"
         if on_clutter.any():
-            crej = float(np.mean(score[on_clutter] < score[is_hit].min()))
+            crej = float(np.mean(score[on_clutter] < t_full))
 
     return Evaluation(
         pd=n_f / n_t if n_t else math.nan,
