@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from demine.detect import ALARM_FIELDS, EMIDetector, concat_alarms, detect_emi
+from demine.detect import ALARM_FIELDS, MATCHED_PARAMS, EMIDetector, concat_alarms, detect_emi
 from demine.errors import ConfigError
 from demine.evaluate import evaluate
 
@@ -72,8 +72,12 @@ def test_noise_alone_raises_no_alarm():
 @given(cuts=st.lists(st.integers(0, 90_000), max_size=8), seed=st.integers(0, 3))
 def test_streaming_equals_batch_for_any_chunking(lane, cuts, seed):
     x, y, t, s = lane
-    batch = detect_emi(s, x, y, t, release_time=1.0 + seed)
-    det = EMIDetector(release_time=1.0 + seed)
+    # odd seeds: the parameters that go with emi.matched (prominence split,
+    # min_passes, no max_frames abort)
+    kw = {} if seed % 2 == 0 else dict(MATCHED_PARAMS, threshold=4.0, threshold_lo=2.5)
+    kw["release_time"] = 1.0 + seed
+    batch = detect_emi(s, x, y, t, **kw)
+    det = EMIDetector(**kw)
     edges = sorted({0, s.size, *(c % (s.size + 1) for c in cuts)})
     parts = [det.process(s[a:b], x[a:b], y[a:b], t[a:b])
              for a, b in zip(edges[:-1], edges[1:], strict=True)]
@@ -342,7 +346,7 @@ def test_prominence_split_keeps_a_small_object_beside_a_large_one():
 
 
 def test_detector_defaults_follow_the_chain():
-    from demine.detect import MATCHED_PARAMS, detector_defaults
+    from demine.detect import detector_defaults
     from demine.process import default_chain, load_chain
 
     assert detector_defaults(default_chain("emi_default")) == MATCHED_PARAMS
@@ -350,3 +354,23 @@ def test_detector_defaults_follow_the_chain():
                       "step": [{"name": "emi.detect"}]})
     assert detector_defaults(old) == {}
     EMIDetector(**MATCHED_PARAMS)  # valid parameters
+
+
+def test_min_passes_drops_single_pass_blips_but_not_objects():
+    """An object under a sweep that advances less than the coil's footprint is
+    seen on several passes; a blip (a knock, an excursion of 1/f noise) on one."""
+    x, y, t = _sweep(60.0)
+    s = _statistic(x, y, [(0.4, 0.6, 60.0)])
+    blip = np.argmin(np.hypot(x - 0.8, y - 1.2))
+    s[blip:blip + 20] += 50.0
+    kw = dict(threshold=8.0, threshold_lo=5.0)
+    one = detect_emi(s, x, y, t, **kw)
+    two = detect_emi(s, x, y, t, min_passes=2, **kw)
+    assert one["x"].size == 2
+    assert two["x"].size == 1
+    assert np.hypot(two["x"][0] - 0.4, two["y"][0] - 0.6) < 0.03
+    assert two["n_passes"][0] >= 3
+    # a strong enough blip is kept when strong_score exempts it
+    assert detect_emi(s, x, y, t, min_passes=2, strong_score=40.0, **kw)["x"].size == 2
+    with pytest.raises(ConfigError, match="min_passes"):
+        EMIDetector(min_passes=0)

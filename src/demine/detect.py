@@ -63,8 +63,9 @@ ALARM_FIELDS: tuple[str, ...] = (
 #: weaker object that the dipole fall-off of a stronger one explains is merged
 #: into it (``depth_scale`` 0.23 m = sqrt(a**2 + z**2) for a 0.12 m coil radius
 #: and the deepest target at 0.15 m under a coil 0.05 m above ground).
-MATCHED_PARAMS: dict[str, Any] = {"threshold": 20.0, "threshold_lo": 10.0, "max_frames": 0,
-                                  "link_radius": 0.15, "depth_scale": 0.23}
+MATCHED_PARAMS: dict[str, Any] = {"threshold": 8.0, "threshold_lo": 5.0, "max_frames": 0,
+                                  "link_radius": 0.15, "depth_scale": 0.23, "min_passes": 2,
+                                  "release_time": 5.0}
 
 
 def detector_defaults(chain: Any) -> dict[str, Any]:
@@ -193,7 +194,8 @@ class EMIDetector:
                  merge_radius: float = 0.2,
                  dominance_radius: float = 0.5, dominance_ratio: float = 0.05,
                  depth_scale: float = 0.4, tolerance: float = 1.5,
-                 link_radius: float = 0.0, release_time: float = 3.0,
+                 link_radius: float = 0.0, min_passes: int = 1,
+                 strong_score: float = 0.0, release_time: float = 3.0,
                  sample_rate: float = 1000.0) -> None:
         self.threshold = _num("threshold", threshold, lo=0.0, lo_open=True)
         self.threshold_lo = _num("threshold_lo", threshold_lo, lo=0.0, lo_open=True)
@@ -216,6 +218,8 @@ class EMIDetector:
         self.depth_scale = _num("depth_scale", depth_scale, lo=0.0, lo_open=True)
         self.tolerance = _num("tolerance", tolerance, lo=1.0)
         self.link_radius = _num("link_radius", link_radius, lo=0.0)
+        self.min_passes = _num("min_passes", min_passes, lo=1, integer=True)
+        self.strong_score = _num("strong_score", strong_score, lo=0.0)
         self.release_time = _num("release_time", release_time, lo=0.0)
         self.sample_rate = _num("sample_rate", sample_rate, lo=0.0, lo_open=True)
         self.reset()
@@ -242,7 +246,7 @@ class EMIDetector:
         keys = ("threshold", "threshold_lo", "k_hi", "k_lo", "background_window", "warmup",
                 "clip", "hold", "split", "min_frames", "max_frames", "min_extent", "merge_radius",
                 "dominance_radius", "dominance_ratio", "depth_scale", "tolerance", "link_radius",
-                "release_time",
+                "min_passes", "strong_score", "release_time",
                 "sample_rate")
         return {k: getattr(self, k) for k in keys}
 
@@ -409,7 +413,7 @@ class EMIDetector:
                         break
                 else:
                     merged.append(m)
-            return [self._alarm(m) for m in merged]
+            return self._enough_passes([self._alarm(m) for m in merged])
         modes: list[list[_Peak]] = []
         for p in sorted(c.peaks, key=lambda q: (-q.s, q.index)):
             owner = None
@@ -424,7 +428,14 @@ class EMIDetector:
                 modes.append([p])
             else:
                 owner.append(p)
-        return [self._alarm(m) for m in modes]
+        return self._enough_passes([self._alarm(m) for m in modes])
+
+    def _enough_passes(self, alarms: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Drop objects seen on fewer than ``min_passes`` passes (unless strong)."""
+        if self.min_passes <= 1:
+            return alarms
+        return [a for a in alarms if a["n_passes"] >= self.min_passes
+                or 0 < self.strong_score <= a["score"]]
 
     def _prominence_modes(self, peaks: list[_Peak]) -> list[list[_Peak]]:
         order = sorted(peaks, key=lambda q: (-q.s, q.index))
