@@ -12,10 +12,13 @@ viscosity, conductivity, moisture, heterogeneity and radar clutter are drawn
 at random, swept at a random coil height and speed
 (:func:`demine.classify.training_scene`), 5 m long, with both sensors.  The
 default EMI and GPR detectors find the alarms, which are labelled by matching
-them to the truth; the model is cross-validated grouped by lane and
-calibrated (isotonic, out of fold).  The shipped scenes are NOT used for
-training, so ``benchmarks/eval_classifier.py`` tests on scene families the
-model has not seen.  Lanes and features are cached in ``--workdir``.
+them to the truth (strict labels: an alarm that "finds" a mine within its
+halo while lying nearer a clutter object describes the clutter and is left
+out of training, :func:`demine.classify.label_alarms`); the model is
+cross-validated grouped by lane and calibrated (isotonic, out of fold).
+The shipped scenes are NOT used for training, so
+``benchmarks/eval_classifier.py`` tests on scene families the model has not
+seen.  Lanes and features are cached in ``--workdir``.
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ def main() -> int:
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/demine-train"),
                     help="lane and feature cache directory")
     ap.add_argument("--out", type=Path, default=OUT, help=f"model file (default {OUT})")
+    ap.add_argument("--halo-labels", action="store_true",
+                    help="label by the halo rule alone (keep hits that lie on clutter)")
     args = ap.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -55,9 +60,11 @@ def main() -> int:
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         paths = list(pool.map(_lane, todo))
     print(f"{len(paths)} lanes ready in {time.perf_counter() - t0:.0f} s")
-    ts = build_training_set(paths, cache=args.workdir / "features-cache", progress=print)
+    ts = build_training_set(paths, cache=args.workdir / "features-cache",
+                            strict=not args.halo_labels, progress=print)
     model = train_model(ts, notes="default model: simulated random-minefield layouts with "
-                        "randomised soil (benchmarks/train_default_model.py)", progress=print)
+                        "randomised soil (benchmarks/train_default_model.py), "
+                        f"{'halo' if args.halo_labels else 'strict'} labels", progress=print)
     save_model(model, args.out)
     print(f"wrote {args.out} ({args.out.stat().st_size} bytes) in "
           f"{time.perf_counter() - t0:.0f} s")

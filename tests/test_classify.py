@@ -83,6 +83,16 @@ def test_labels_by_matching():
     assert lab[2:].tolist() == [0, 1, 0]
 
 
+def test_strict_labels_leave_out_hits_that_sit_on_clutter():
+    truth = {"x": np.array([0.0, 0.2, 2.0]), "y": np.zeros(3), "is_mine": np.array([1, 0, 0]),
+             "type": np.array([b"ap-mine", b"cartridge", b"nail"])}
+    alarms = {"x": np.array([0.19, 2.0]), "y": np.zeros(2), "score": np.array([5.0, 3.0])}
+    # the alarm on the cartridge 0.2 m from the mine finds the mine (halo 0.25 m) ...
+    assert label_alarms(truth, alarms, np.arange(2)).tolist() == [1, 0]
+    # ... but describes the cartridge: left out of training with strict labels
+    assert label_alarms(truth, alarms, np.arange(2), strict=True).tolist() == [-1, 0]
+
+
 def test_clutter_rejection_at_full_recovery():
     p = np.array([0.9, 0.4, 0.1, 0.2, 0.5, 0.3])
     mine = np.array([1, 1, 0, 0, 0, 0], bool)

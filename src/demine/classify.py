@@ -90,13 +90,17 @@ def _text(v: Any, n: int) -> np.ndarray:
 
 
 def label_alarms(truth: Mapping[str, ArrayLike] | None, alarms: Mapping[str, ArrayLike],
-                 rows: ArrayLike, *, halo: float | None = None) -> NDArray[np.int8]:
+                 rows: ArrayLike, *, halo: float | None = None,
+                 strict: bool = False) -> NDArray[np.int8]:
     """Labels of alarms ``rows`` (all of one sensor) from the ground truth.
 
     Returns 1 (found a mine), 0 (clutter or nothing) or -1 (ambiguous: within
     the halo of a mine that another alarm found).  The alarms are matched with
     :func:`demine.evaluate.match_alarms` (score priority), to the mines first,
-    then the left-over alarms to the other truth rows.
+    then the left-over alarms to the other truth rows.  With ``strict``, an
+    alarm that found a mine but lies nearer a non-mine truth object (a
+    cartridge 0.2 m from a mine "finds" the mine within its halo) is
+    ambiguous too: its features describe the clutter, not the mine.
     """
     from .evaluate import AP_HALO, LARGE_HALO, match_alarms, size_class
 
@@ -127,6 +131,11 @@ def label_alarms(truth: Mapping[str, ArrayLike] | None, alarms: Mapping[str, Arr
         d = np.hypot(ax[:, None] - tx[mi][None, :], ay[:, None] - ty[mi][None, :])
         near_mine = np.any(d <= h[mi][None, :], axis=1)
         out[left & near_mine] = -1
+        if strict and (~mine).any():
+            dm = d.min(axis=1)
+            dc = np.hypot(ax[:, None] - tx[~mine][None, :],
+                          ay[:, None] - ty[~mine][None, :]).min(axis=1)
+            out[(out == 1) & (dc < dm)] = -1
     return out
 
 
@@ -210,7 +219,7 @@ def _features_for(path: Path, cache: Path | None) -> tuple[AlarmFeatures, str, d
 
 
 def build_training_set(paths: Iterable[str | Path], *, cache: str | Path | None = None,
-                       halo: float | None = None,
+                       halo: float | None = None, strict: bool = False,
                        progress: Callable[[str], None] | None = None) -> TrainingSet:
     """Features and labels of the alarms of recordings that carry ground truth.
 
@@ -222,6 +231,9 @@ def build_training_set(paths: Iterable[str | Path], *, cache: str | Path | None 
         Directory to cache the features of each recording in.
     halo : float, optional
         Matching radius for every target (default by size class).
+    strict : bool
+        Leave out of training the alarms that found a mine while lying nearer
+        a clutter object (:func:`label_alarms`).
     progress : callable, optional
         Called with a line of text per recording.
     """
@@ -237,7 +249,7 @@ def build_training_set(paths: Iterable[str | Path], *, cache: str | Path | None 
         ts.lanes.append(group)
         counts = []
         for name, (rows, X) in af.sets.items():
-            y = label_alarms(truth, af.alarms, rows, halo=halo)
+            y = label_alarms(truth, af.alarms, rows, halo=halo, strict=strict)
             ts.add(name, X, y, group)
             counts.append(f"{name}: {rows.size} alarms, {int((y == 1).sum())} on mines")
         if progress:
