@@ -374,3 +374,22 @@ def test_min_passes_drops_single_pass_blips_but_not_objects():
     assert detect_emi(s, x, y, t, min_passes=2, strong_score=40.0, **kw)["x"].size == 2
     with pytest.raises(ConfigError, match="min_passes"):
         EMIDetector(min_passes=0)
+
+
+def test_one_pass_spike_and_dipole_lobes():
+    """pass_ratio: a one-pass spike with faint neighbours is not an object;
+    lobe_radius: the two equal lobes of a horizontal dipole are one alarm,
+    placed between them."""
+    x, y, t = _sweep(60.0)
+    kw = dict(MATCHED_PARAMS)
+    s = _statistic(x, y, [(0.3, 0.8, 9.0)])  # a faint response on several passes
+    spike = np.argmin(np.hypot(x - 0.3, y - 0.8))
+    s[spike:spike + 15] += 5000.0
+    assert detect_emi(s, x, y, t, **dict(kw, pass_ratio=0.0))["x"].size == 1
+    assert detect_emi(s, x, y, t, **kw)["x"].size == 0
+    lobes = _statistic(x, y, [(0.5, 0.885, 800.0), (0.5, 1.115, 760.0)], width=0.03)
+    apart = detect_emi(lobes, x, y, t, **dict(kw, lobe_radius=0.0))
+    one = detect_emi(lobes, x, y, t, **kw)
+    assert apart["x"].size == 2
+    assert one["x"].size == 1
+    assert abs(one["x"][0] - 0.5) < 0.03 and abs(one["y"][0] - 1.0) < 0.06

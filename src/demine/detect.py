@@ -54,18 +54,22 @@ ALARM_FIELDS: tuple[str, ...] = (
 )
 
 #: Detector parameters that go with the integrating statistic of
-#: :class:`demine.emi.MatchedDetect` (``emi.matched``, the default chain): its
-#: noise is about 1 per gate-RMS over white receiver noise but the integration
-#: makes coloured noise (1/f, soil residue) reach 5-7 on the shipped lanes, so
-#: higher floors; a large object keeps it above the low threshold for many
-#: sweeps, which is a target, not a change of background (no ``max_frames``);
-#: and peaks are split into objects by prominence (``link_radius``), then a
-#: weaker object that the dipole fall-off of a stronger one explains is merged
-#: into it (``depth_scale`` 0.23 m = sqrt(a**2 + z**2) for a 0.12 m coil radius
-#: and the deepest target at 0.15 m under a coil 0.05 m above ground).
+#: :class:`demine.emi.MatchedDetect` (``emi.matched``, the default chain).  Its
+#: noise is about 1 (gate RMS) over white receiver noise; coloured noise (1/f,
+#: soil residue) reaches about 7 on object-free simulated lanes, in one pass:
+#: floors 8/5, and an object must be seen on 2 passes each reaching 5 % of its
+#: peak (``min_passes``, ``pass_ratio``).  A large object keeps the statistic
+#: above the low threshold for many sweeps, which is a target, not a change of
+#: background (no ``max_frames`` abort).  Clusters wait 5 s for the next pass
+#: (a weak target may miss one).  Peaks are split into objects by prominence
+#: (``link_radius`` 0.15 m, a few pass spacings); a weaker object that a
+#: stronger one's dipole fall-off explains is merged into it (``depth_scale``
+#: 0.23 m = sqrt(a**2 + z**2) for a 0.12 m coil radius and the deepest target
+#: 0.15 m under a coil 0.05 m above ground), and so are the two similar lobes
+#: of a horizontal dipole within ``lobe_radius`` 0.25 m (about a coil diameter).
 MATCHED_PARAMS: dict[str, Any] = {"threshold": 8.0, "threshold_lo": 5.0, "max_frames": 0,
                                   "link_radius": 0.15, "depth_scale": 0.23, "min_passes": 2,
-                                  "release_time": 5.0}
+                                  "pass_ratio": 0.05, "lobe_radius": 0.25, "release_time": 5.0}
 
 
 def detector_defaults(chain: Any) -> dict[str, Any]:
@@ -175,6 +179,24 @@ class EMIDetector:
         saddle between them is above ``1 / split`` of its own maximum; then an
         object no stronger than the dipole rule above allows beside a stronger
         one (a duplicate on its flank) is merged into it.
+    min_passes : int
+        An object (after the split) seen on fewer passes is dropped: a buried
+        object under a sweep that advances by less than the coil footprint is
+        seen on several, a knock or a noise excursion on one (1: off).
+    strong_score : float
+        Objects whose peak reaches this are kept whatever their passes (0: no
+        exemption).
+    pass_ratio : float
+        Only passes whose peak reaches ``pass_ratio`` times the object's
+        strongest count towards ``min_passes`` (a point target seen from the
+        next pass of the sweep still gives most of its response; a one-pass
+        spike with faint neighbours does not).
+    lobe_radius, lobe_ratio : float
+        With ``link_radius`` > 0, two objects whose maxima are within
+        ``lobe_radius`` (m) and within ``lobe_ratio`` of each other in strength
+        are one object: the two lobes of a horizontal dipole (a flat fragment
+        or a rod on edge), which a coincident-loop sensor sees about a coil
+        radius either side of it with a null right above (0: off).
     release_time : float
         A cluster without a new peak for this long (s) becomes its alarm(s).
     sample_rate : float
@@ -195,7 +217,9 @@ class EMIDetector:
                  dominance_radius: float = 0.5, dominance_ratio: float = 0.05,
                  depth_scale: float = 0.4, tolerance: float = 1.5,
                  link_radius: float = 0.0, min_passes: int = 1,
-                 strong_score: float = 0.0, release_time: float = 3.0,
+                 strong_score: float = 0.0, pass_ratio: float = 0.0,
+                 lobe_radius: float = 0.0, lobe_ratio: float = 0.5,
+                 release_time: float = 3.0,
                  sample_rate: float = 1000.0) -> None:
         self.threshold = _num("threshold", threshold, lo=0.0, lo_open=True)
         self.threshold_lo = _num("threshold_lo", threshold_lo, lo=0.0, lo_open=True)
@@ -220,6 +244,9 @@ class EMIDetector:
         self.link_radius = _num("link_radius", link_radius, lo=0.0)
         self.min_passes = _num("min_passes", min_passes, lo=1, integer=True)
         self.strong_score = _num("strong_score", strong_score, lo=0.0)
+        self.pass_ratio = _num("pass_ratio", pass_ratio, lo=0.0, hi=1.0)
+        self.lobe_radius = _num("lobe_radius", lobe_radius, lo=0.0)
+        self.lobe_ratio = _num("lobe_ratio", lobe_ratio, lo=0.0, hi=1.0)
         self.release_time = _num("release_time", release_time, lo=0.0)
         self.sample_rate = _num("sample_rate", sample_rate, lo=0.0, lo_open=True)
         self.reset()
@@ -246,7 +273,8 @@ class EMIDetector:
         keys = ("threshold", "threshold_lo", "k_hi", "k_lo", "background_window", "warmup",
                 "clip", "hold", "split", "min_frames", "max_frames", "min_extent", "merge_radius",
                 "dominance_radius", "dominance_ratio", "depth_scale", "tolerance", "link_radius",
-                "min_passes", "strong_score", "release_time",
+                "min_passes", "strong_score", "pass_ratio", "lobe_radius", "lobe_ratio",
+                "release_time",
                 "sample_rate")
         return {k: getattr(self, k) for k in keys}
 
@@ -408,12 +436,13 @@ class EMIDetector:
                 p = m[0]
                 for a in merged:
                     r2 = (p.x - a[0].x) ** 2 + (p.y - a[0].y) ** 2
-                    if p.s <= self.tolerance * a[0].s * (1.0 + r2 / self.depth_scale**2) ** -3:
+                    if (p.s <= self.tolerance * a[0].s * (1.0 + r2 / self.depth_scale**2) ** -3
+                            or (r2 <= self.lobe_radius**2 and p.s >= self.lobe_ratio * a[0].s)):
                         a.extend(m)
                         break
                 else:
                     merged.append(m)
-            return self._enough_passes([self._alarm(m) for m in merged])
+            return [self._alarm(m) for m in merged if self._enough_passes(m)]
         modes: list[list[_Peak]] = []
         for p in sorted(c.peaks, key=lambda q: (-q.s, q.index)):
             owner = None
@@ -428,14 +457,23 @@ class EMIDetector:
                 modes.append([p])
             else:
                 owner.append(p)
-        return self._enough_passes([self._alarm(m) for m in modes])
+        return [self._alarm(m) for m in modes if self._enough_passes(m)]
 
-    def _enough_passes(self, alarms: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Drop objects seen on fewer than ``min_passes`` passes (unless strong)."""
+    def _enough_passes(self, peaks: list[_Peak]) -> bool:
+        """Whether an object is seen on ``min_passes`` passes (or is exempt as strong).
+
+        Only passes whose peak reaches ``pass_ratio`` times the object's
+        strongest count: a buried object seen from the neighbouring pass of a
+        sweep still gives a good fraction of its response, a one-pass spike
+        does not.
+        """
         if self.min_passes <= 1:
-            return alarms
-        return [a for a in alarms if a["n_passes"] >= self.min_passes
-                or 0 < self.strong_score <= a["score"]]
+            return True
+        top = max(p.s for p in peaks)
+        if 0 < self.strong_score <= top:
+            return True
+        passes = {p.event_start for p in peaks if p.s >= self.pass_ratio * top}
+        return len(passes) >= self.min_passes
 
     def _prominence_modes(self, peaks: list[_Peak]) -> list[list[_Peak]]:
         order = sorted(peaks, key=lambda q: (-q.s, q.index))
