@@ -209,6 +209,8 @@ def test_keys_reach_a_real_recorder(tmp_path):
         app = ConsoleApp(follower, control=sock, recorder=rec, refresh_hz=10,
                          status_interval=0.3)
 
+        start: dict[str, float] = {}
+
         async def scenario():
             async with app.run_test(size=(80, 24)) as pilot:
                 await _until(pilot, lambda: app.recorder_status is not None
@@ -223,14 +225,18 @@ def test_keys_reach_a_real_recorder(tmp_path):
                 # an alarm notice may arrive in between: look in the message log
                 assert any(m.startswith("marked target at x") for m in app.messages), \
                     list(app.messages)
+                # the start threshold is the default detector's (its scale depends on
+                # the chain); each key moves it by 0.5 in the recorder's detector
+                t0 = start["threshold"] = follower.threshold
+                assert t0 is not None and t0 > 1
                 await pilot.press("plus")
                 await pilot.pause()
-                assert any("detector threshold 4.5" in m for m in app.messages)
-                assert follower.threshold == pytest.approx(4.5)
+                assert any(f"detector threshold {t0 + 0.5:.1f}" in m for m in app.messages)
+                assert follower.threshold == pytest.approx(t0 + 0.5)
                 await pilot.press("minus")
                 await pilot.press("minus")
                 await pilot.pause()
-                assert follower.threshold == pytest.approx(3.5)
+                assert follower.threshold == pytest.approx(t0 - 0.5)
                 await pilot.press("n")
                 await pilot.pause()
                 assert any(m.startswith("nulled") for m in app.messages), list(app.messages)
@@ -262,7 +268,8 @@ def test_keys_reach_a_real_recorder(tmp_path):
     labels = list(m["label"])
     assert labels == ["target", "threshold", "threshold", "threshold", "null", "pause",
                       "resume"], labels
-    assert list(m["note"][1:4]) == ["4.5", "4", "3.5"]
+    t0 = start["threshold"]
+    assert list(m["note"][1:4]) == [f"{t0 + 0.5:g}", f"{t0:g}", f"{t0 - 0.5:g}"]
     assert np.isfinite(m["x"][0]) and np.isfinite(m["y"][0])
     assert np.all(np.diff(m["time"]) > 0)
 
