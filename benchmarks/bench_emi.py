@@ -2,7 +2,7 @@
 
 Measured side by side in the same run, on one core:
 
-* demine's chain (``emi.soil -> emi.baseline -> emi.detect``, the packaged
+* demine's chain (``emi.soil -> emi.baseline -> emi.matched``, the packaged
   ``emi_default``), in one call and in live-sized 1000-frame (1 s) chunks, and
   with the optional mains notch in front;
 * the same algorithm written straightforwardly in NumPy, frame by frame (the
@@ -123,22 +123,29 @@ def numpy_loop(x: np.ndarray, t: np.ndarray) -> np.ndarray:
                 v = np.minimum(v, 3 * sig)
             sig += an * (v - sig)
             n_seen += 1
-    # detect (noise window 5000, threshold 3, warmup 200, clip 3, max_freeze 5000)
+    # matched (window 31, noise window 5000, threshold 3, warmup 200, clip 3,
+    # max_freeze 5000): noise from second differences, z summed over 31 frames
     sig = np.zeros(g)
     stat = np.zeros(n)
-    skipped = 0
+    skipped = n_seen = 0
+    ring = np.zeros((31, g))
+    k2 = k / math.sqrt(6.0)
     for i in range(n):
         r = r_out[i]
-        if i < 200:
-            sig += (np.abs(r) * k - sig) / (i + 1)
         with np.errstate(divide="ignore", invalid="ignore"):
-            z = np.where(sig > 0, r / sig, 0.0)
-        s = math.sqrt(float(z @ z) / g)
+            ring[i % 31] = np.where(sig > 0, r / sig, 0.0)
+        u = ring[: min(i + 1, 31)].sum(axis=0) / math.sqrt(min(i + 1, 31))
+        s = math.sqrt(float(u @ u) / g)
         stat[i] = s
-        if i >= 200:
-            skipped = 0 if s <= 3.0 else skipped + 1
-        if i >= 200 and (s <= 3.0 or skipped > 5000):
-            sig += (np.minimum(np.abs(r) * k, 3 * sig) - sig) / 5000
+        if i >= 2:
+            v = np.abs(r - 2 * r_out[i - 1] + r_out[i - 2]) * k2
+            if n_seen < 200:
+                sig += (v - sig) / (n_seen + 1)
+                n_seen += 1
+            else:
+                skipped = 0 if s <= 3.0 else skipped + 1
+                if s <= 3.0 or skipped > 5000:
+                    sig += (np.minimum(v, 3 * sig) - sig) / 5000
     return np.column_stack([r_out, stat])
 
 

@@ -310,10 +310,10 @@ cdef double D2_TO_SIGMA = 0.5116633539732443
 
 
 def matched_run(const real[:, ::1] x, real[::1] stat, double[::1] sig,
-                double[:, ::1] prev, double[:, ::1] ring, int64_t[::1] istate,
-                const double[:, ::1] proj, double[::1] work,
-                double noise_alpha, double threshold, int64_t warmup, double clip,
-                double min_noise, int64_t max_freeze):
+                double[:, ::1] prev, double[:, ::1] ring, double[::1] acc,
+                int64_t[::1] istate, const double[:, ::1] proj, bint use_proj,
+                double[::1] work, double noise_alpha, double threshold, int64_t warmup,
+                double clip, double min_noise, int64_t max_freeze):
     """Matched (integrating) detection statistic with a difference-based noise scale.
 
     Noise: sig_g is a running robust scale of the second difference
@@ -326,18 +326,19 @@ def matched_run(const real[:, ::1] x, real[::1] stat, double[::1] sig,
     skipped frames).
 
     Statistic: z_g = x_g / max(sig_g, min_noise) (0 where that scale is 0),
-    summed over the last ``L = ring.shape[0]`` finite frames and divided by
-    sqrt(L) (sqrt of the frames held at the start): u_g, unit variance for
-    white noise, a target's response integrated over its passage.  Then
-    ``w = proj @ u`` and ``s = sqrt(sum(w**2) / k)`` with ``k = proj.shape[0]``
-    (identity: the RMS over gates).  Frames with a non-finite value give NaN
-    and leave every state untouched.
+    summed over the last ``L = ring.shape[0]`` finite frames (a running sum
+    ``acc``, recomputed exactly from the ring each time the ring position wraps
+    to 0, so rounding never accumulates) and divided by sqrt(L) (sqrt of the
+    frames held at the start): u_g, unit variance for white noise, a target's
+    response integrated over its passage.  ``s = sqrt(sum(u**2) / G)``, or with
+    ``use_proj`` ``w = proj @ u`` and ``s = sqrt(sum(w**2) / k)``.  Frames with
+    a non-finite value give NaN and leave every state untouched.
     """
     cdef Py_ssize_t n = x.shape[0], ng = x.shape[1], L = ring.shape[0]
-    cdef Py_ssize_t nk = proj.shape[0], i, g, j, k, r0
+    cdef Py_ssize_t nk = proj.shape[0], i, g, j, k
     cdef int64_t n_seen = istate[0], skipped = istate[1], n_prev = istate[2]
     cdef int64_t n_ring = istate[3], pos = istate[4]
-    cdef double d, v, s, acc, lim, scale
+    cdef double d, v, s, a, lim, scale, zz
     with nogil:
         for i in range(n):
             if not _row_finite(x, i, ng):
@@ -345,32 +346,40 @@ def matched_run(const real[:, ::1] x, real[::1] stat, double[::1] sig,
                 continue
             for g in range(ng):
                 d = sig[g] if sig[g] > min_noise else min_noise
-                ring[pos, g] = x[i, g] / d if d > 0.0 else 0.0
+                zz = x[i, g] / d if d > 0.0 else 0.0
+                if n_ring == L:
+                    acc[g] += zz - ring[pos, g]
+                else:
+                    acc[g] += zz
+                ring[pos, g] = zz
             pos += 1
             if pos == L:
                 pos = 0
             if n_ring < L:
                 n_ring += 1
-            scale = 1.0 / sqrt(<double>n_ring)
-            r0 = pos - n_ring
-            if r0 < 0:
-                r0 += L
-            for g in range(ng):
-                acc = 0.0
-                j = r0
-                for k in range(n_ring):
-                    acc += ring[j, g]
-                    j += 1
-                    if j == L:
-                        j = 0
-                work[g] = acc * scale
-            s = 0.0
-            for k in range(nk):
-                acc = 0.0
+            if pos == 0:
+                # exact sum of the ring (oldest first), clearing rounding
                 for g in range(ng):
-                    acc += proj[k, g] * work[g]
-                s += acc * acc
-            s = sqrt(s / nk)
+                    acc[g] = 0.0
+                for j in range(L):
+                    for g in range(ng):
+                        acc[g] += ring[j, g]
+            scale = 1.0 / sqrt(<double>n_ring)
+            s = 0.0
+            if use_proj:
+                for g in range(ng):
+                    work[g] = acc[g] * scale
+                for k in range(nk):
+                    a = 0.0
+                    for g in range(ng):
+                        a += proj[k, g] * work[g]
+                    s += a * a
+                s = sqrt(s / nk)
+            else:
+                for g in range(ng):
+                    a = acc[g] * scale
+                    s += a * a
+                s = sqrt(s / ng)
             stat[i] = <real>s
             if n_prev == 2:
                 if n_seen < warmup:

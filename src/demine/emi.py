@@ -571,6 +571,7 @@ class MatchedDetect(Stage):
         self._sig: np.ndarray | None = None
         self._prev: np.ndarray | None = None
         self._ring: np.ndarray | None = None
+        self._acc: np.ndarray | None = None
         self._proj: np.ndarray | None = None
         self._istate = np.zeros(5, dtype=np.int64)
 
@@ -586,6 +587,7 @@ class MatchedDetect(Stage):
             self._sig = np.zeros(ng)
             self._prev = np.zeros((2, ng))
             self._ring = np.zeros((self.window, ng))
+            self._acc = np.zeros(ng)
             if self.basis is None:
                 self._proj = np.eye(ng)
             else:
@@ -594,9 +596,10 @@ class MatchedDetect(Stage):
                     raise ConfigError(f"{self.name}: basis rows have {self._proj.shape[1]} "
                                       f"weights for {ng} gates")
         stat = np.empty(x.shape[0], dtype=x.dtype)
-        _emi.matched_run(x, stat, self._sig, self._prev, self._ring, self._istate,
-                         self._proj, np.empty(ng), 1.0 / self.noise_window, self.threshold,
-                         self.warmup, self.clip, self.min_noise, self.max_freeze)
+        _emi.matched_run(x, stat, self._sig, self._prev, self._ring, self._acc, self._istate,
+                         self._proj, self.basis is not None, np.empty(ng),
+                         1.0 / self.noise_window, self.threshold, self.warmup, self.clip,
+                         self.min_noise, self.max_freeze)
         if self.output == "statistic":
             return self._emit(stat[:, None])
         out = _alloc(x, ng + 1)
