@@ -215,6 +215,20 @@ def test_soil_matches_twin_and_removes_soil(dtype):
     np.testing.assert_allclose(run_stage(st_, pure_soil), 0, atol=1e-12)
 
 
+def test_soil_band_component_follows_a_band_limited_viscous_decay():
+    t = GATES
+    soil = (np.exp(-t / 3e-3) - np.exp(-t / 1e-7)) / t  # relaxation times 0.1 us - 3 ms
+    amp = np.linspace(1.0, 50.0, 200)[:, None]
+    x = amp * soil[None, :]
+    left = np.abs(ref_soil(x, emi.soil_basis(t))).max()
+    band = np.abs(ref_soil(x, emi.soil_basis(t, ("viscous", "offset", "band")))).max()
+    assert band < 0.05 * left  # about 40x less residue
+    out = run_stage(emi.SoilCompensation(gate_times=t, components=["viscous", "offset", "band"]),
+                    x)
+    np.testing.assert_allclose(out, ref_soil(x, emi.soil_basis(t, ("viscous", "offset", "band"))),
+                               atol=1e-9 * np.abs(x).max())
+
+
 def test_soil_extra_components_and_amplitudes():
     t = GATES
     st_ = emi.SoilCompensation(gate_times=t, components=["viscous", "conductive", "offset"],

@@ -144,7 +144,12 @@ def soil_basis(gate_times: Sequence[float], components: Sequence[str] = DEFAULT_
         Default ``("viscous", "offset")``.  ``viscous``: magnetic viscosity,
         decaying as 1/t; ``conductive``: conductive ground, t^-5/2 (its fast
         decay resembles small targets'); ``offset``: a level common to all gates
-        (transmitter leakage/coupling, which changes with sensor height).
+        (transmitter leakage/coupling, which changes with sensor height);
+        ``band``: a component linear in t, which with ``viscous`` and ``offset``
+        spans the first terms of a viscous decay whose relaxation times stop at
+        a finite ``tau_max`` (``exp(-t/tau_max) / t ~ 1/t - 1/tau_max +
+        t/(2 tau_max**2)``); it also removes part of the late decay of slowly
+        decaying targets.
     profiles : sequence of sequences, optional
         Further measured components (one value per gate), e.g. a calibrated
         height-sensitivity profile: the change of the soil response between two
@@ -161,9 +166,11 @@ def soil_basis(gate_times: Sequence[float], components: Sequence[str] = DEFAULT_
             cols.append(t ** -2.5)
         elif comp == "offset":
             cols.append(np.ones_like(t))
+        elif comp == "band":
+            cols.append(t / t.max())
         else:
             raise ConfigError(f"emi.soil: unknown component {comp!r} "
-                              "(known: viscous, conductive, offset)")
+                              "(known: viscous, conductive, offset, band)")
     for i, p in enumerate(profiles or ()):
         v = np.asarray(p, dtype=np.float64)
         if v.shape != t.shape or not np.all(np.isfinite(v)) or not np.any(v):
