@@ -62,8 +62,8 @@ ALARM_FIELDS: tuple[str, ...] = (
 #: above the low threshold for many sweeps (tens of seconds for an AT mine under
 #: a 1 m sweep advancing 4 cm a swing), which is a target, not a change of
 #: background: only an event longer than 2 min (at 1 kHz) is one.  Clusters
-#: wait 5 s for the next pass (a weak target may miss one).  Peaks are split into objects by prominence
-#: (``link_radius`` 0.15 m, a few pass spacings); a weaker object that a
+#: wait 5 s for the next pass (a weak target may miss one).  Peaks are split
+#: into objects by prominence (``link_radius`` 0.15 m, a few pass spacings); a weaker object that a
 #: stronger one's dipole fall-off explains is merged into it (``depth_scale``
 #: 0.23 m = sqrt(a**2 + z**2) for a 0.12 m coil radius and the deepest target
 #: 0.15 m under a coil 0.05 m above ground), and so are the two similar lobes
