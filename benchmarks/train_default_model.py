@@ -2,7 +2,7 @@
 
 One command rebuilds ``src/demine/models/default.json.gz``::
 
-    python benchmarks/train_default_model.py                 # 36 lanes, 2 processes
+    python benchmarks/train_default_model.py                 # 26 lanes, 2 processes
     python benchmarks/train_default_model.py --lanes 60 --jobs 4 --workdir /data/train
 
 Every lane is a random layout of the shipped ``random-minefield`` scene (AP,
@@ -45,12 +45,15 @@ def _lane(args: tuple[int, str]) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--lanes", type=int, default=36, help="simulated lanes (default 36)")
+    ap.add_argument("--lanes", type=int, default=26, help="simulated lanes (default 26)")
     ap.add_argument("--first-layout", type=int, default=1000, help="first layout seed")
     ap.add_argument("--jobs", type=int, default=2, help="parallel simulations")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/demine-train"),
                     help="lane and feature cache directory")
     ap.add_argument("--out", type=Path, default=OUT, help=f"model file (default {OUT})")
+    ap.add_argument("--redetect", default="", metavar="KINDS",
+                    help="comma-separated sensor kinds (emi,gpr) whose alarms today's "
+                    "detectors find again in cached lanes (after a detector changed)")
     ap.add_argument("--halo-labels", action="store_true",
                     help="label by the halo rule alone (keep hits that lie on clutter)")
     args = ap.parse_args()
@@ -61,7 +64,8 @@ def main() -> int:
         paths = list(pool.map(_lane, todo))
     print(f"{len(paths)} lanes ready in {time.perf_counter() - t0:.0f} s")
     ts = build_training_set(paths, cache=args.workdir / "features-cache",
-                            strict=not args.halo_labels, progress=print)
+                            strict=not args.halo_labels, progress=print,
+                            redetect=tuple(k for k in args.redetect.split(",") if k))
     model = train_model(ts, notes="default model: simulated random-minefield layouts with "
                         "randomised soil (benchmarks/train_default_model.py), "
                         f"{'halo' if args.halo_labels else 'strict'} labels", progress=print)

@@ -182,17 +182,47 @@ def lane_group(rec: Any, fallback: str) -> str:
     return f"{site}/{lane}" if lane else f"{site}/{fallback}"
 
 
-def _features_for(path: Path, cache: Path | None) -> tuple[AlarmFeatures, str, dict]:
-    """Features, lane group and truth of a recording (cached by file size and time)."""
+def _redetected(rec: Any, path: Path, kinds: Sequence[str]) -> dict[str, np.ndarray]:
+    """The recording's alarms with those of sensors ``kinds`` found again by today's detectors."""
+    from .pipeline import concat_alarms, detect_recording
+
+    names = [n for n, s in rec.streams.items() if s.kind in kinds]
+    old = {k: np.asarray(v) for k, v in rec.alarms.items()}
+    n = len(old.get("x", ()))
+    st = _text(old.get("stream", np.full(n, "")), n)
+    keep = ~np.isin(st, names)
+    kept = {k: v[keep] for k, v in old.items() if v.shape[:1] == (n,)}
+    new = detect_recording(path, streams=names) if names else {}
+    cols = [c for c in kept if c in new] if new else list(kept)
+    parts = [{c: kept[c] for c in cols}] + ([{c: np.asarray(new[c]) for c in cols}]
+                                            if new else [])
+    return concat_alarms(parts)
+
+
+def _features_for(path: Path, cache: Path | None, redetect: Sequence[str] = ()
+                  ) -> tuple[AlarmFeatures, str, dict]:
+    """Features, lane group and truth of a recording (cached by file size and time).
+
+    ``redetect``: sensor kinds ("emi", "gpr") whose alarms are found again by
+    the current detectors instead of read from the recording's table.
+    """
     from .recording import Recording
 
     with Recording(path) as rec:
         group = lane_group(rec, path.name)
         truth = rec.truth
         key = None
+        alarms = _redetected(rec, path, tuple(redetect)) if redetect else None
+        tag = ""
+        if alarms is not None:
+            hh = hashlib.sha256()
+            for k in sorted(alarms):
+                v = np.asarray(alarms[k])
+                hh.update(k.encode() + (v.astype(str) if v.dtype.kind == "O" else v).tobytes())
+            tag = hh.hexdigest()
         if cache is not None:
             st = path.stat()
-            h = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|"
+            h = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{tag}|"
                                f"{__version__}|{FEATURES_VERSION}|{sorted(FEATURE_SETS.items())}".encode())
             key = cache / f"{path.stem}-{h.hexdigest()[:16]}.npz"
             if key.exists():
@@ -201,7 +231,7 @@ def _features_for(path: Path, cache: Path | None) -> tuple[AlarmFeatures, str, d
                 sets = {k[2:]: (z["r_" + k[2:]], z[k]) for k in z.files if k.startswith("X_")}
                 sensors = frozenset(str(s) for s in z["sensors"])
                 return AlarmFeatures(alarms, sets, sensors, str(path)), group, truth
-        af = alarm_features(rec)
+        af = alarm_features(rec, alarms)
         if key is not None:
             cache.mkdir(parents=True, exist_ok=True)
             arrs: dict[str, np.ndarray] = {}
@@ -220,6 +250,7 @@ def _features_for(path: Path, cache: Path | None) -> tuple[AlarmFeatures, str, d
 
 def build_training_set(paths: Iterable[str | Path], *, cache: str | Path | None = None,
                        halo: float | None = None, strict: bool = False,
+                       redetect: Sequence[str] = (),
                        progress: Callable[[str], None] | None = None) -> TrainingSet:
     """Features and labels of the alarms of recordings that carry ground truth.
 
@@ -234,13 +265,16 @@ def build_training_set(paths: Iterable[str | Path], *, cache: str | Path | None 
     strict : bool
         Leave out of training the alarms that found a mine while lying nearer
         a clutter object (:func:`label_alarms`).
+    redetect : sequence of str
+        Sensor kinds whose alarms the current detectors find again (the
+        recordings' tables are not changed), e.g. after a detector changed.
     progress : callable, optional
         Called with a line of text per recording.
     """
     ts = TrainingSet()
     for p in paths:
         p = Path(p)
-        af, group, truth = _features_for(p, Path(cache) if cache else None)
+        af, group, truth = _features_for(p, Path(cache) if cache else None, redetect)
         if truth is None or len(truth.get("x", ())) == 0:
             if progress:
                 progress(f"{p}: no ground truth, skipped")

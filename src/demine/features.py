@@ -48,8 +48,34 @@ gpr_depth          alarm depth, m
 gpr_vel            alarm velocity / c (1/sqrt(eps_r))
 gpr_spec_ratio     spectral centroid of the apex wavelet / the stream's centroid
 gpr_eoh0..5        edge-orientation histogram of the patch (6 bins, sum 1)
+gpr_body_refl      signed reflectivity of the body under the point (see below)
+gpr_body_pos_log   log10 SNR of the strongest low-permittivity (plastic, air) event
+                   dominating its traces, within 0.1 m of the point (-1 = none)
+gpr_body_neg_log   the same for high-permittivity (metal, water, wet stone) events
+gpr_body_depth     depth (m) below the ground bounce of the strongest event
+gpr_body_pos_frac  fraction of those points where a low-permittivity event
+                   dominates (SNR > 10): the apparent size of a plastic body
+gpr_body_pos_out_log, gpr_body_neg_out_log  the same as pos/neg 0.2 m away
 gpr_det_score      log10 of the detector's score
 =================  ============================================================
+
+The ``gpr_body_*`` features come from the *raw* traces (not the processing
+chain, whose background removal also removes the flat top of a mine-sized
+disc): the traces passing within ``body_radius`` of the point, minus a
+background fitted on a ring of traces 0.25-0.6 m away (per sample, a quadratic
+in the head height, so that the ground bounce moving with the head height
+cancels), are averaged; the residual is correlated with the direct wave's
+wavelet, and the strongest correlation within ``max_depth`` below the ground
+bounce gives the event's sign relative to the direct wave (positive: a body of
+lower permittivity than the soil, like a plastic mine case; negative: metal,
+water or a higher-permittivity stone) and its amplitude over the direct
+wave's (``gpr_body_refl``: a reflectivity that carries over between radars).
+The search is repeated at points 0.1 and 0.2 m around the alarm (an EMI
+alarm is located to a few cm, and the metal that rang can lie beside the
+mine body within the alarm's halo): at every point the event dominating the
+residual is taken; the positive and negative evidence are the strongest such
+events over the alarm and its 0.1 m ring (reflectivity and depth from the
+strongest of them), and separately over the 0.2 m ring.
 
 **Fused.**  An EMI alarm with radar present gets the distance to the nearest
 GPR alarm (``fus_gpr_dist``, capped at 1 m) and the GPR features of the
@@ -86,7 +112,7 @@ __all__ = [
 
 C0 = 299_792_458.0
 #: Version of the feature definitions (part of cache keys; bump on any change).
-FEATURES_VERSION = 3
+FEATURES_VERSION = 5
 
 EMI_FEATURES: tuple[str, ...] = (
     "emi_snr_log", "emi_slope", "emi_slope_sd", "emi_curv", "emi_valid_frac", "emi_polarity",
@@ -96,8 +122,13 @@ EMI_FEATURES: tuple[str, ...] = (
 GPR_FEATURES: tuple[str, ...] = (
     "gpr_amp_log", "gpr_polarity", "gpr_fit", "gpr_width", "gpr_depth", "gpr_vel",
     "gpr_spec_ratio", "gpr_eoh0", "gpr_eoh1", "gpr_eoh2", "gpr_eoh3", "gpr_eoh4", "gpr_eoh5",
+    "gpr_body_refl", "gpr_body_pos_log", "gpr_body_neg_log", "gpr_body_depth",
+    "gpr_body_pos_frac", "gpr_body_pos_out_log", "gpr_body_neg_out_log",
     "gpr_det_score",
 )
+BODY_FEATURES: tuple[str, ...] = (
+    "gpr_body_refl", "gpr_body_pos_log", "gpr_body_neg_log", "gpr_body_depth",
+    "gpr_body_pos_frac", "gpr_body_pos_out_log", "gpr_body_neg_out_log")
 FUSED_EMI: tuple[str, ...] = ("fus_gpr_dist",) + tuple(
     "fus_" + f for f in GPR_FEATURES if f not in ("gpr_det_score", "gpr_vel"))
 FUSED_GPR: tuple[str, ...] = ("fus_emi_dist",) + tuple(
@@ -312,6 +343,12 @@ class GPRContext:
     velocity: float = 0.1e9
     half_aperture: float = 0.25
     time_window: float = 20.0
+    raw: NDArray[Any] | None = None
+    height: NDArray[np.float64] | None = None
+    body_radius: float = 0.06
+    body_ring: tuple[float, float] = (0.3, 0.7)
+    body_offsets: tuple[float, ...] = (0.1, 0.2)
+    _bref: tuple[int, int, np.ndarray, float] | None = field(default=None, repr=False)
 
     @classmethod
     def from_stream(cls, stream: Any, chain: Any = "gpr_default") -> GPRContext:
@@ -320,7 +357,8 @@ class GPRContext:
         dt = stream.sample_interval
         if dt is None or not dt > 0:
             raise ConfigError(f"stream {stream.name!r}: GPR features need the sample interval")
-        d = stream.read(fields=["samples", "x", "y", "time"])
+        fields = ["samples", "x", "y", "time"] + (["z"] if "z" in stream.field_names else [])
+        d = stream.read(fields=fields)
         raw = np.asarray(d["samples"])
         ch = load_chain(chain)
         ch.configure(_stream_context(stream))
@@ -334,7 +372,7 @@ class GPRContext:
         if b.shape[0] != raw.shape[0]:
             raise ConfigError(f"stream {stream.name!r}: GPR chain returned {b.shape[0]} of "
                               f"{raw.shape[0]} traces")
-        ctx = cls._make(b, raw, d["x"], d["y"], d["time"], float(dt))
+        ctx = cls._make(b, raw, d["x"], d["y"], d["time"], float(dt), d.get("z"))
         try:
             cal = json.loads(stream.attrs.get("calibration", "{}") or "{}")
             v = float(cal.get("velocity", 0.0)) if isinstance(cal, dict) else 0.0
@@ -346,7 +384,7 @@ class GPRContext:
 
     @classmethod
     def _make(cls, bscan: np.ndarray, raw: np.ndarray, x: ArrayLike, y: ArrayLike,
-              time_ns: ArrayLike, dt: float) -> GPRContext:
+              time_ns: ArrayLike, dt: float, height: ArrayLike | None = None) -> GPRContext:
         x = np.asarray(x, dtype=np.float64)
         y = np.asarray(y, dtype=np.float64)
         t = np.asarray(time_ns, dtype=np.int64)
@@ -372,11 +410,21 @@ class GPRContext:
         if not centroid > 0:
             centroid = 1.0 / (20 * dt)
         period = max(4, int(round(1.0 / (centroid * dt))))
+        h = None
+        if height is not None:
+            h = np.asarray(height, dtype=np.float64).reshape(-1)
+            if h.size != x.size or not np.isfinite(h).any():
+                h = None
         return cls(bscan, x, y, ts, path, float(dt),
-                   k * float(dt), direct_sign, centroid, period)
+                   k * float(dt), direct_sign, centroid, period, raw=raw, height=h)
 
-    def features_at(self, t: float, depth: float, velocity: float) -> dict[str, float]:
-        """GPR features of the alarm whose apex trace is nearest relative time ``t``."""
+    def features_at(self, t: float, depth: float, velocity: float,
+                    ax: float = math.nan, ay: float = math.nan) -> dict[str, float]:
+        """GPR features of the alarm whose apex trace is nearest relative time ``t``.
+
+        ``ax``, ``ay``: the alarm's position for the ``gpr_body_*`` features
+        (default: the apex trace's position).
+        """
         n, ns = self.bscan.shape
         if n < 3 or not math.isfinite(t):
             return dict.fromkeys(GPR_FEATURES, math.nan)
@@ -395,6 +443,9 @@ class GPRContext:
         k0 = a + int(np.argmax(np.abs(self.bscan[i0, a:b])))
         out = self._describe(i0, k0, v)
         out["gpr_depth"] = z
+        if not (math.isfinite(ax) and math.isfinite(ay)):
+            ax, ay = float(self.x[i0]), float(self.y[i0])
+        out.update(self.body_features(ax, ay, t))
         return out
 
     def features_near(self, ax: float, ay: float, t: float,
@@ -432,6 +483,138 @@ class GPRContext:
         k0 = a + int(np.argmax(np.abs(self.bscan[i0, a:b])))
         out = self._describe(i0, k0, v)
         out["gpr_depth"] = max(0.0, v * (k0 * self.dt - self.t_surface) / 2)
+        out.update(self.body_features(ax, ay, t))
+        return out
+
+    def _body_reference(self) -> tuple[int, int, np.ndarray, float] | None:
+        """Direct-wave sample, half-width, unit wavelet template and its self-correlation."""
+        if self._bref is not None:
+            return self._bref
+        raw = self.raw
+        if raw is None or raw.ndim != 2 or raw.shape[0] < 3 or raw.shape[1] < 8:
+            return None
+        sub = np.asarray(raw[:: max(1, raw.shape[0] // 2000)], dtype=np.float64)
+        m = (sub - sub.mean(axis=1, keepdims=True)).mean(axis=0)
+        m = m - m.mean()
+        # the direct wave: peak of the envelope (a symmetric or antisymmetric pulse
+        # alike), the template one period of the raw pulse either side of it
+        spec = np.fft.rfft(m)
+        pw = np.abs(spec) ** 2
+        cen = float(np.sum(np.fft.rfftfreq(m.size) * pw) / max(float(np.sum(pw)), 1e-300))
+        an = spec.copy()
+        an[1:] *= 2.0
+        kd = int(np.argmax(np.abs(np.fft.irfft(an, m.size) + 1j * np.fft.irfft(
+            -1j * an, m.size))))
+        h = int(np.clip(round(1.0 / cen), 2, m.size // 8)) if cen > 0 else 2
+        if kd - h < 0 or kd + h + 1 > m.size:
+            return None
+        seg = m[kd - h:kd + h + 1]
+        tap = seg * np.hanning(2 * h + 1)
+        nt = float(np.linalg.norm(tap))
+        if not nt > 0:
+            return None
+        tmpl = tap / nt
+        self._bref = (kd, h, tmpl, float(np.dot(seg, tmpl)))
+        return self._bref
+
+    def body_features(self, ax: float, ay: float, t: float,
+                      max_depth: float = 0.35) -> dict[str, float]:
+        """``gpr_body_*`` features of the point (ax, ay) from the raw traces (module doc)."""
+        out = dict.fromkeys(BODY_FEATURES, math.nan)
+        ref = self._body_reference()
+        n = self.x.size
+        if ref is None or not (math.isfinite(ax) and math.isfinite(ay)):
+            return out
+        kd, h, tmpl, c_dw = ref
+        lo, hi = 0, n
+        if math.isfinite(t):
+            lo = int(np.searchsorted(self.time_s, t - self.time_window))
+            hi = int(np.searchsorted(self.time_s, t + self.time_window))
+            if hi - lo < 3:
+                lo, hi = 0, n
+        xs, ys = self.x[lo:hi], self.y[lo:hi]
+        d0 = np.hypot(xs - ax, ys - ay)
+        ring = (d0 >= self.body_ring[0]) & (d0 <= self.body_ring[1])
+        if np.count_nonzero(ring) < 20:
+            return out
+        hz = self.height[lo:hi] if self.height is not None else None
+        zr = hz[ring] if hz is not None else None
+        h_ok = zr is not None and bool(np.all(np.isfinite(zr)))
+        use_h = h_ok and float(np.std(zr)) > 1e-4
+        zbar = float(np.mean(zr)) if h_ok else math.nan
+        ns = self.raw.shape[1]
+        k_gb = kd + (2.0 * zbar / C0 / self.dt if math.isfinite(zbar) else h)
+        v = self.velocity
+        a = kd + max(1, h // 2)
+        b = int(min(ns - h - 1, round(k_gb + 2.0 * max_depth / v / self.dt)))
+        if b - a < 3:
+            return out
+        s0, s1 = a - h, b + h
+
+        def design(zz: np.ndarray | None, m: int) -> np.ndarray:
+            if not use_h or zz is None:
+                return np.ones((m, 1))
+            dz = (zz - zbar) / 0.01
+            return np.column_stack([np.ones(m), dz, dz * dz])
+
+        def traces(idx: np.ndarray) -> np.ndarray:
+            r = np.asarray(self.raw[idx], dtype=np.float64)
+            return r[:, s0:s1] - r.mean(axis=1, keepdims=True)
+
+        ri = np.nonzero(ring)[0]
+        if ri.size > 800:  # a background needs no more; keeps the cost per alarm bounded
+            ri = ri[np.linspace(0, ri.size - 1, 800).astype(np.intp)]
+            zr = hz[ri] if hz is not None else None
+        Y = traces(ri + lo)
+        A = design(zr, Y.shape[0])
+        try:
+            coef = np.linalg.solve(A.T @ A + 1e-9 * np.eye(A.shape[1]), A.T @ Y)
+        except np.linalg.LinAlgError:
+            return out
+        noise = 1.4826 * np.median(np.abs(Y - A @ coef), axis=0)
+        noise = np.maximum(noise, 1e-6 * float(np.max(noise)) + 1e-12)
+        pts = [(ax, ay)]
+        for ro in self.body_offsets:
+            m = max(6, int(round(2 * math.pi * ro / 0.1)))
+            pts += [(ax + ro * math.cos(q), ay + ro * math.sin(q))
+                    for q in np.linspace(0, 2 * math.pi, m, endpoint=False)]
+        # inner points: the alarm and the first ring; outer: the rest
+        n_in = 1 + (max(6, int(round(2 * math.pi * self.body_offsets[0] / 0.1)))
+                    if self.body_offsets else 0)
+        best = np.zeros((2, 2))  # [inner, outer] x [positive, negative]
+        seen = np.zeros(2, dtype=bool)
+        n_pos, n_seen_in, best_abs = 0, 0, -1.0
+        cand = np.nonzero(d0 <= max(self.body_offsets, default=0.0) + self.body_radius)[0]
+        for j, (px, py) in enumerate(pts):
+            near = cand[np.hypot(xs[cand] - px, ys[cand] - py) <= self.body_radius]
+            if near.size < 3:
+                continue
+            g = 0 if j < n_in else 1
+            seen[g] = True
+            Rn = traces(near + lo) - design(hz[near] if hz is not None else None,
+                                            near.size) @ coef
+            r = Rn.mean(axis=0)
+            s = noise / math.sqrt(near.size)
+            c = np.correlate(r, tmpl, mode="valid")
+            cs = np.sqrt(np.correlate(s * s, tmpl * tmpl, mode="valid"))
+            w = c / cs
+            k = int(np.argmax(np.abs(w)))
+            sgn = 0 if w[k] > 0 else 1
+            best[g, sgn] = max(best[g, sgn], abs(float(w[k])))
+            if g == 0:
+                n_seen_in += 1
+                n_pos += int(w[k] > 10.0)
+                if abs(float(w[k])) > best_abs:
+                    best_abs = abs(float(w[k]))
+                    out["gpr_body_refl"] = float(c[k] / c_dw) if c_dw != 0 else math.nan
+                    out["gpr_body_depth"] = max(0.0, (a + k - k_gb) * self.dt * v / 2.0)
+        if seen[0]:
+            out["gpr_body_pos_log"] = math.log10(max(best[0, 0], 0.1))
+            out["gpr_body_neg_log"] = math.log10(max(best[0, 1], 0.1))
+            out["gpr_body_pos_frac"] = n_pos / n_seen_in
+        if seen[1]:
+            out["gpr_body_pos_out_log"] = math.log10(max(best[1, 0], 0.1))
+            out["gpr_body_neg_out_log"] = math.log10(max(best[1, 1], 0.1))
         return out
 
     def _describe(self, i0: int, k0: int, v: float) -> dict[str, float]:
@@ -627,7 +810,8 @@ def alarm_features(recording: Any,
                 nm = streams[i] if streams[i] in gpr_ctx else (gpr_names[0] if gpr_names else "")
                 if not nm:
                     continue
-                f = gpr_ctx[nm].features_at((tns[i] - t0[nm]) / 1e9, depth[i], vel[i])
+                f = gpr_ctx[nm].features_at((tns[i] - t0[nm]) / 1e9, depth[i], vel[i],
+                                            x[i], y[i])
                 f["gpr_det_score"] = det(score[i])
                 per[i] = f
         emi_idx = np.array([i for i in per if kinds[i] == "emi"], dtype=np.intp)

@@ -33,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--folds", type=int, default=5, help="lane-grouped CV folds (default 5)")
     p.add_argument("--halo", type=float, metavar="R",
                    help="matching radius (m) for every target (default 0.25 AP, 0.5 larger)")
+    p.add_argument("--halo-labels", action="store_true",
+                   help="label by the halo rule alone; by default a hit whose alarm lies "
+                   "nearer a clutter object than the mine is left out of training")
     p.add_argument("--notes", default="", help="free text stored in the model file")
     p.set_defaults(run=run)
 
@@ -62,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     def say(line: str) -> None:
         print(line, file=sys.stdout, flush=True)
 
-    ts = build_training_set(files, cache=work / "features-cache", halo=args.halo, progress=say)
+    ts = build_training_set(files, cache=work / "features-cache", halo=args.halo,
+                            strict=not args.halo_labels, progress=say)
     model = train_model(ts, n_splits=args.folds, notes=args.notes, progress=say)
     save_model(model, args.out)
     print(f"model written to {args.out} ({args.out.stat().st_size} bytes; feature sets "
