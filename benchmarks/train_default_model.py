@@ -2,7 +2,7 @@
 
 One command rebuilds ``src/demine/models/default.json.gz``::
 
-    python benchmarks/train_default_model.py                 # 26 lanes, 2 processes
+    python benchmarks/train_default_model.py                 # 36 lanes, 2 processes
     python benchmarks/train_default_model.py --lanes 60 --jobs 4 --workdir /data/train
 
 Every lane is a random layout of the shipped ``random-minefield`` scene (AP,
@@ -45,7 +45,7 @@ def _lane(args: tuple[int, str]) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--lanes", type=int, default=26, help="simulated lanes (default 26)")
+    ap.add_argument("--lanes", type=int, default=36, help="simulated lanes (default 36)")
     ap.add_argument("--first-layout", type=int, default=1000, help="first layout seed")
     ap.add_argument("--jobs", type=int, default=2, help="parallel simulations")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/demine-train"),
