@@ -2,6 +2,7 @@
 
     python benchmarks/eval_gpr_detection.py              # all scenes, 3 run seeds
     python benchmarks/eval_gpr_detection.py gpr-lines --seeds 5 --threshold 14
+    python benchmarks/eval_gpr_detection.py --seed-list 7,8 --cache /tmp/gpr-lanes
 
 Every shipped scene is surveyed by a radar cart on parallel straight lines
 0.1 m apart along the lane (the ``gpr-lines`` scene is surveyed as it ships;
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import time
 
@@ -55,8 +57,38 @@ def cart_scene(name: str):
     return sc
 
 
-def run_scene(sc, seed: int, threshold: float | None = None, **det_kw):
+@dataclasses.dataclass
+class Lane:
+    """The radar stream of one simulated run (what the detector needs)."""
+
+    gpr: dict
+    truth: dict
+    sample_interval: float
+
+
+def simulate(sc, seed: int, cache: str | None = None) -> Lane:
+    """Simulate the radar of one run, or load it from ``cache`` (a directory)."""
+    path = None
+    if cache:
+        os.makedirs(cache, exist_ok=True)
+        path = os.path.join(cache, f"{sc.name}-{seed}.npz")
+        if os.path.exists(path):
+            with np.load(path) as z:
+                gpr = {k[4:]: z[k] for k in z.files if k.startswith("gpr_")}
+                truth = {k[6:]: z[k] for k in z.files if k.startswith("truth_")}
+                return Lane(gpr, truth, float(z["dt"]))
     res = simulate_lane(sc, seed=seed, streams=("gpr",))
+    lane = Lane(dict(res.gpr), {k: np.asarray(v) for k, v in res.truth.items()},
+                res.sample_interval)
+    if path:
+        np.savez(path, dt=lane.sample_interval, **{f"gpr_{k}": v for k, v in lane.gpr.items()},
+                 **{f"truth_{k}": v for k, v in lane.truth.items()})
+    return lane
+
+
+def run_scene(sc, seed: int, threshold: float | None = None, cache: str | None = None,
+              **det_kw):
+    res = simulate(sc, seed, cache)
     g = res.gpr
     dt = res.sample_interval
     speed = sc.sweep.speed
@@ -136,7 +168,11 @@ def score(sc, truth, alarms, thr: float, verbose: bool = False) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("scenes", nargs="*", help="scene names (default: all shipped)")
-    ap.add_argument("--seeds", type=int, default=3, help="run seeds per scene")
+    ap.add_argument("--seeds", type=int, default=3, help="run seeds per scene (0 .. N-1)")
+    ap.add_argument("--seed-list", default=None,
+                    help="comma-separated run seeds instead of --seeds (e.g. 7,8)")
+    ap.add_argument("--cache", default=None,
+                    help="directory of simulated lanes (written once, then read)")
     ap.add_argument("--threshold", type=float, default=None, help="score threshold")
     ap.add_argument("--max-depth", type=float, default=None,
                     help="drop alarms deeper than this (m; GPRDetector max_depth)")
@@ -144,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="list missed mines and false alarms")
     args = ap.parse_args(argv)
     names = args.scenes or list_scenes()
+    seeds = (range(args.seeds) if args.seed_list is None
+             else [int(v) for v in args.seed_list.split(",") if v.strip()])
     thr = args.threshold if args.threshold is not None else GPRDetector(1e-11).threshold
     roc_thr = np.array([5, 6, 7, 8, 10, 12, 15, 20, 30, 50, 80], float)
     tot = dict(expected=0, detected=0, fa=0, clutter=0, length=0.0, exp_shallow=0,
@@ -153,10 +191,10 @@ def main(argv: list[str] | None = None) -> int:
           f"{'FA/m':>7}{'clutter':>8}{'m':>7}{'s':>7}")
     for name in names:
         sc = cart_scene(name)
-        for seed in range(args.seeds):
+        for seed in seeds:
             t = time.perf_counter()
             res, alarms = run_scene(sc, seed, threshold=min(roc_thr.min(), thr),
-                                    max_depth=args.max_depth)
+                                    cache=args.cache, max_depth=args.max_depth)
             el = time.perf_counter() - t
             r = score(sc, res.truth, alarms, thr, verbose=args.verbose)
             for k in tot:

@@ -18,7 +18,20 @@ background-removed B-scans (for example the output of the
    trace positions, so irregular spacing, stops and changes of speed do not
    distort the hyperbolae, and the detector's cost follows distance, not the
    trace rate.
-2. **Noise normalisation.**  Every sample is divided by a scale of its time
+2. **Surface following.**  What a moving-mean background removal leaves of
+   the ground bounce is mostly its *shift*: the antenna height and the
+   surface roughness move the surface reflection by a few picoseconds from
+   trace to trace, and ``r(t - d) - r(t) ~ -d r'(t)`` is one fixed waveform
+   times a varying weight, 10-40 times the noise for a millimetre-scale
+   wobble at 1.5 GHz.  In the surface zone (``surface_before`` before to
+   ``surface_after`` after the surface), the bins are projected out of the
+   ``surface_components`` principal components of that zone, estimated over
+   ``surface_window`` metres of line around them without the
+   ``surface_trim`` most energetic bins (targets).  A buried object changes
+   the surface reflection's amplitude and shape, not only its arrival, so
+   the echo of a mine 0-3 cm deep (inside the ground bounce) keeps most of
+   its energy while the wobble residue drops to about the noise.
+3. **Noise normalisation.**  Every sample is divided by a scale of its time
    row, the larger of (a) the random noise, from the lower quartile of
    ``|difference|`` between neighbouring bins over ``noise_window`` metres of
    line around it (flat and slowly varying events cancel in the differences;
@@ -26,15 +39,18 @@ background-removed B-scans (for example the output of the
    coherent clutter (ground-bounce and antenna-ringing residue left by the
    background removal), from the lower quartile of ``|amplitude|`` over the
    trailing ``clutter_window`` metres (long, so that a target fills little of
-   it); both scaled to a Gaussian standard deviation, with a floor of
+   it), measured around the row's median (``robust_clutter``: the flat
+   imprint that a long flat target, such as an anti-tank mine's top, leaves
+   over the whole background window is no clutter, and the flat penalty
+   deals with it); both scaled to a Gaussian standard deviation, with a floor of
    ``noise_floor`` times the largest amplitude nearby.  ``noise`` fixes the
    scale instead (noiseless full-wave simulations, calibrated systems).
    Thresholds are therefore in units of the noise, whatever the gain.
-3. **Prescreen.**  An apex cell (bin, time) is considered only when the mean
+4. **Prescreen.**  An apex cell (bin, time) is considered only when the mean
    square of the normalised data in a small window around it (``prescreen_dx``
    metres by ``prescreen_dt`` seconds) reaches ``prescreen_threshold ** 2``:
    an energy CFAR detector.
-4. **Hyperbola fit.**  For each apex cell that passes, the normalised B-scan is
+5. **Hyperbola fit.**  For each apex cell that passes, the normalised B-scan is
    stacked (summed with linear interpolation in time) along the curve above for
    every velocity of ``velocities`` and every flat-top half-width of
    ``widths``, using the traces within the flat top ``w`` plus limbs of
@@ -49,9 +65,13 @@ background-removed B-scans (for example the output of the
    ``sum**2 / (n * sum of squares)`` (1 for a perfect fit, ~1/n on noise) is
    the fit quality.  This is a Hough transform over ``(x0, tau, v, w)`` that
    votes with amplitudes instead of picked edges.
-5. **Alarms.**  A bin gives an alarm when its best ranking score reaches
+6. **Alarms.**  A bin gives an alarm when its best ranking score reaches
    ``threshold``, its fit quality reaches ``min_fit_quality``, and it is the
-   largest within ``suppression_radius`` metres of line.
+   largest among the bins within ``suppression_radius`` metres of line whose
+   apex is within ``suppression_time`` of its own and either lies on their
+   fitted diffraction curve (within ``suppression_curve``: a limb of their
+   hyperbola) or sits under their flat top: an event at another depth that
+   no neighbour's hyperbola explains is another object.
 
 Streaming: every quantity of a bin depends only on a fixed neighbourhood of
 line around it, so :meth:`GPRDetector.process` releases an alarm as soon as the
@@ -204,7 +224,25 @@ class GPRDetector:
         An alarm is the strongest bin within this distance along the line, m...
     suppression_time : float, optional
         ... among the bins whose best apex time is within this many seconds of
-        its own (an event at another depth is another object); None: all.
+        its own (an event at another depth is another object); None: all...
+    suppression_curve : float, optional
+        ... and whose fitted curve passes within this many seconds of its
+        apex, or whose flat top covers it (None: no such condition).
+    surface_components : int
+        Principal components of the ground-bounce variation removed in the
+        surface zone (0: none).
+    surface_before, surface_after : float
+        The surface zone: seconds before and after the surface time.
+    surface_window : float
+        Metres of line over which the surface components are estimated (the
+        last ``noise_window / 2`` ahead of the bin, the rest behind).
+    surface_trim : float
+        Fraction of the most energetic bins left out of that estimate.
+    robust_clutter : bool
+        Measure the clutter level around each row's median...
+    flat_level : float
+        ... but keep at least this fraction of the median's magnitude (a
+        flat event) as the row's clutter level.
     max_depth : float, optional
         Drop alarms whose fitted depth is larger (m), e.g. 0.3 for a clearance
         depth; they still suppress weaker neighbours.
@@ -237,12 +275,18 @@ class GPRDetector:
                  flat_penalty: float = 1.0, noise: float | None = None,
                  noise_floor: float = 1e-3, prescreen_threshold: float = 2.0,
                  prescreen_dx: float = 0.02, prescreen_dt: float = 0.2e-9,
-                 threshold: float = 8.0, min_fit_quality: float = 0.2,
+                 threshold: float = 12.0, min_fit_quality: float = 0.3,
                  aperture_angle: float = 45.0, min_aperture: float = 0.05,
                  max_aperture: float = 0.35, min_time: float = 0.15e-9,
                  max_time: float | None = None, suppression_radius: float = 0.25,
-                 suppression_time: float | None = 2.0e-9, max_depth: float | None = None,
-                 reference_polarity: int = 1, nthreads: int = 0) -> None:
+                 suppression_time: float | None = 2.0e-9,
+                 suppression_curve: float | None = 0.4e-9, max_depth: float | None = None,
+                 reference_polarity: int = 1, surface_components: int = 1,
+                 surface_before: float = 0.5e-9, surface_after: float = 0.7e-9,
+                 surface_window: float = 2.0, surface_trim: float = 0.25,
+                 surface_second_order: bool = True, robust_clutter: bool = True,
+                 flat_level: float = 0.5,
+                 nthreads: int = 0) -> None:
         self.dt = _num("sample_interval", sample_interval, lo=0.0, lo_open=True)
         self.time_zero = _num("time_zero", time_zero, lo=0.0)
         self.antenna_height = _num("antenna_height", antenna_height, lo=0.0)
@@ -279,10 +323,21 @@ class GPRDetector:
                                                              lo=0.0, lo_open=True)
         self.suppression_time = None if suppression_time is None else _num(
             "suppression_time", suppression_time, lo=0.0)
+        self.suppression_curve = None if suppression_curve is None else _num(
+            "suppression_curve", suppression_curve, lo=0.0)
         if reference_polarity not in (1, -1):
             raise ConfigError("GPRDetector: parameter 'reference_polarity' must be 1 or -1, "
                               f"got {reference_polarity!r}")
         self.reference_polarity = int(reference_polarity)
+        self.surface_components = int(_num("surface_components", surface_components, lo=0,
+                                           hi=8))
+        self.surface_before = _num("surface_before", surface_before, lo=0.0)
+        self.surface_after = _num("surface_after", surface_after, lo=0.0)
+        self.surface_window = _num("surface_window", surface_window, lo=self.noise_window)
+        self.surface_trim = _num("surface_trim", surface_trim, lo=0.0, hi=0.9)
+        self.robust_clutter = bool(robust_clutter)
+        self.flat_level = _num("flat_level", flat_level, lo=0.0)
+        self.surface_second_order = bool(surface_second_order)
         nt = int(nthreads)
         if nt < 0:
             raise ConfigError(f"GPRDetector: parameter 'nthreads' must be >= 0, got {nthreads}")
@@ -302,6 +357,11 @@ class GPRDetector:
         self._noise_step = max(1, int(round(0.05 / self.bin_size)))
         self._wc = (0 if self.clutter_window is None
                     else int(math.ceil(self.clutter_window / self.bin_size)))
+        # the surface subspace is estimated over the bins from _ws before a
+        # window centre to _wn after it (the trimming keeps _wc behind)
+        self._ws = max(self._wn, int(math.ceil((self.surface_window - 0.5 * self.noise_window)
+                                               / self.bin_size)))
+        self._wc = max(self._wc, self._ws)
         self.reset()
 
     # ------------------------------------------------------------------ state
@@ -316,6 +376,8 @@ class GPRDetector:
         self._meta = np.zeros((0, 4))                      # s, x, y, t(rel ns)
         self._gidx = np.zeros(0, dtype=np.int64)
         self._norm = np.zeros((0, 0), dtype=np.float32)   # normalised, first n_norm bins
+        self._clean = np.zeros((0, 0), dtype=np.float32)  # surface-cleaned, first n_norm
+        self._z0 = self._z1 = 0
         self._fit = np.zeros((0, 8))                        # fit rows, first n_fit bins
         self._n_norm = 0
         self._sig_cache: dict[int, np.ndarray] = {}
@@ -365,6 +427,10 @@ class GPRDetector:
             self._acc = np.zeros(ns, dtype=np.float64)
             self._bins = np.zeros((0, ns), dtype=np.float32)
             self._norm = np.zeros((0, ns), dtype=np.float32)
+            self._clean = np.zeros((0, ns), dtype=np.float32)
+            k0 = int(math.floor((self.t_surf - self.surface_before) / self.dt))
+            k1 = int(math.ceil((self.t_surf + self.surface_after) / self.dt)) + 1
+            self._z0, self._z1 = max(k0, 0), min(max(k1, 0), ns)
         if self._t_ref is None:
             self._t_ref = int(tt[0])
         trel = (tt - self._t_ref).astype(np.float64)
@@ -463,20 +529,76 @@ class GPRDetector:
         self._trim()
         return alarms
 
+    def _surface_basis(self, x: np.ndarray) -> tuple[np.ndarray, ...] | None:
+        """Model of the ground-bounce variation of the bins ``x`` (background
+        removed) in the surface zone, or None: an orthonormal basis ``u``
+        (samples x k) and, for the second-order shift term, a unit waveform
+        ``d`` with the coefficients ``(kappa, mu)`` of ``kappa * s**2 + mu``,
+        ``s`` being a bin's weight on the first component."""
+        k = self.surface_components
+        z0, z1 = self._z0, self._z1
+        if k == 0 or z1 - z0 < 3 or len(x) < 4 * k + 4:
+            return None
+        x = x[:, z0:z1].astype(np.float64)
+        # leave out the most energetic bins (targets) from the estimate
+        e = np.einsum("ij,ij->i", x, x)
+        xk = x[e <= np.quantile(e, 1.0 - self.surface_trim)]
+        w, u = np.linalg.eigh(xk.T @ xk)
+        u = np.ascontiguousarray(u[:, ::-1][:, :k])
+        if not self.surface_second_order:
+            return (u,)
+        # a shift d of the surface wavelet g leaves -d g' + d**2 / 2 g'' - ...:
+        # the first component is g' (weight s ~ d), the next term is the
+        # time derivative of it with a weight proportional to s**2
+        dv = np.gradient(u[:, 0])
+        dv -= u @ (u.T @ dv)
+        nd = float(np.linalg.norm(dv))
+        if nd == 0.0:
+            return (u,)
+        dv /= nd
+        sc = xk @ u
+        r = (xk - sc @ u.T) @ dv
+        a = np.stack([sc[:, 0] ** 2, np.ones(len(sc))], axis=1)
+        coef = np.linalg.lstsq(a, r, rcond=None)[0]
+        return (u, dv, float(coef[0]), float(coef[1]))
+
+    def _project(self, blk: np.ndarray, model: tuple[np.ndarray, ...] | None) -> np.ndarray:
+        """``blk`` with the ground-bounce variation removed from its surface zone
+        (in place: pass a private copy)."""
+        if model is None:
+            return blk
+        u = model[0]
+        z = blk[:, self._z0:self._z1].astype(np.float64)
+        sc = z @ u
+        z -= sc @ u.T
+        if len(model) > 1:
+            dv, kappa, mu = model[1], model[2], model[3]
+            z -= (kappa * sc[:, 0] ** 2 + mu)[:, None] * dv[None, :]
+        blk[:, self._z0:self._z1] = z
+        return blk
+
     def _noise(self, c: int) -> np.ndarray:
         """Noise scale of every time row for the window centred on bin index ``c``."""
-        sig = self._sig_cache.get(c)
-        if sig is not None:
-            return sig
-        if self.noise is not None:
-            sig = np.full(self._bins.shape[1], self.noise, dtype=np.float32)
-            self._sig_cache[c] = sig
-            return sig
+        return self._window(c)[0]
+
+    def _window(self, c: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Noise scale of every time row and surface basis of the window of
+        centre ``c``."""
+        hit = self._sig_cache.get(c)
+        if hit is not None:
+            return hit
         g = self._gidx
         a = self._bins
         lo = int(np.searchsorted(g, c - self._wn, side="left"))
         hi = int(np.searchsorted(g, c + self._wn, side="right"))
-        blk = a[lo:hi]
+        lo2 = int(np.searchsorted(g, c - self._wc, side="left"))
+        los = int(np.searchsorted(g, c - self._ws, side="left"))
+        basis = self._surface_basis(a[los:hi])
+        if self.noise is not None:
+            sig = np.full(self._bins.shape[1], self.noise, dtype=np.float32)
+            self._sig_cache[c] = (sig, basis)
+            return self._sig_cache[c]
+        blk = self._project(a[lo:hi].copy(), basis)
         absb = np.abs(blk)
         # (1) differences of neighbouring bins: flat or slowly varying events
         # (layers, flat tops) cancel, random noise does not
@@ -490,10 +612,23 @@ class GPRDetector:
             # (2) level of coherent clutter in the row (ground-bounce and
             # ringing residue): lower quartile of |a| over the trailing
             # clutter window (long, so that a target fills little of it),
-            # widened over half a wavelet in time
-            lo2 = int(np.searchsorted(g, c - self._wc, side="left"))
-            cl = np.abs(a[lo2:hi])
-            s_clut = np.quantile(cl, self.noise_quantile, axis=0) * self._q_scale
+            # widened over half a wavelet in time.  Measured around the
+            # row's median: the moving-mean background removal leaves a flat
+            # imprint of a long flat target (an anti-tank mine's top) over
+            # its whole window, which is no clutter that hides a diffraction
+            # (the flat penalty deals with it)
+            cl = self._project(a[lo2:hi].copy(), basis)
+            if self.robust_clutter:
+                med = np.median(cl, axis=0)
+                s_clut = np.quantile(np.abs(cl - med), self.noise_quantile,
+                                     axis=0) * self._q_scale
+                # a flat event keeps a share of its level in the scale, as a
+                # margin for the flat penalty (which a flat event beats by
+                # its curved limbs' near-apex part)
+                s_clut = np.maximum(s_clut, self.flat_level * np.abs(med))
+            else:
+                s_clut = np.quantile(np.abs(cl), self.noise_quantile,
+                                     axis=0) * self._q_scale
             m = self._pre_dk
             if m > 0:
                 pad = np.pad(s_clut, m, mode="edge")
@@ -504,8 +639,8 @@ class GPRDetector:
         floor = self.noise_floor * float(absb.max()) if absb.size else 0.0
         sig = np.maximum(sig, floor)
         sig = np.where(sig > 0, sig, np.inf).astype(np.float32)
-        self._sig_cache[c] = sig
-        return sig
+        self._sig_cache[c] = (sig, basis)
+        return self._sig_cache[c]
 
     def _centre(self, g: int) -> int:
         st = self._noise_step
@@ -513,10 +648,19 @@ class GPRDetector:
 
     def _normalise(self, i0: int, i1: int) -> None:
         g = self._gidx
-        out = np.empty((i1 - i0, self._bins.shape[1]), dtype=np.float32)
-        for r in range(i0, i1):
-            out[r - i0] = self._bins[r] / self._noise(self._centre(int(g[r])))
+        clean = np.empty((i1 - i0, self._bins.shape[1]), dtype=np.float32)
+        out = np.empty_like(clean)
+        cen = (g[i0:i1] + self._noise_step // 2) // self._noise_step * self._noise_step
+        r = i0
+        while r < i1:   # runs of bins sharing a window centre
+            c = int(cen[r - i0])
+            e = r + int(np.searchsorted(cen[r - i0:], c, side="right"))
+            sig, basis = self._window(c)
+            clean[r - i0:e - i0] = self._project(self._bins[r:e].copy(), basis)
+            out[r - i0:e - i0] = clean[r - i0:e - i0] / sig
+            r = e
         self._norm = np.ascontiguousarray(np.concatenate([self._norm[:i0], out]))
+        self._clean = np.concatenate([self._clean[:i0], clean])
 
     def _fit_bins(self, j0: int, j1: int) -> None:
         g = self._gidx
@@ -571,10 +715,21 @@ class GPRDetector:
                 continue
             lo = int(np.searchsorted(g, g[j] - self._wr, side="left"))
             hi = int(np.searchsorted(g, g[j] + self._wr, side="right"))
-            near = np.abs(pos[lo:hi] - pos[j]) <= self.suppression_radius
+            dx = np.abs(pos[lo:hi] - pos[j])
+            near = dx <= self.suppression_radius
             if self.suppression_time is not None:
                 # an event at another depth is another object
                 near &= np.abs(fit[lo:hi, 7] - fit[j, 7]) <= self.suppression_time
+            if self.suppression_curve is not None:
+                # ... unless it lies on the neighbour's own diffraction curve
+                # (a limb of it) or below its flat top (the same object)
+                nb = fit[lo:hi]
+                vi = self.velocities[np.maximum(nb[:, 3], 0).astype(int)]
+                wi = self.widths[np.maximum(nb[:, 4], 0).astype(int)]
+                q = 2.0 * np.maximum(dx - wi, 0.0) / vi
+                t_on = np.sqrt(nb[:, 7] ** 2 + q * q)
+                near &= (np.abs(t_on - fit[j, 7]) <= self.suppression_curve) | (
+                    dx <= np.maximum(wi, self.bin_size * 3))
             idx = np.arange(lo, hi)[near]
             # strongest in the window; ties go to the first bin
             if np.any(best[idx[idx < j]] >= b) or np.any(best[idx[idx > j]] > b):
@@ -590,7 +745,7 @@ class GPRDetector:
         # mean amplitude along the curve, back in data units (noise scale of the apex)
         amp = f[:, 1] / np.sqrt(n_used)
         k = f[:, 2].astype(int)
-        scale = np.abs(self._bins[r, k]) / np.maximum(np.abs(self._norm[r, k]), 1e-30)
+        scale = np.abs(self._clean[r, k]) / np.maximum(np.abs(self._norm[r, k]), 1e-30)
         out = {
             "x": self._meta[r, 1].copy(),
             "y": self._meta[r, 2].copy(),
@@ -625,6 +780,7 @@ class GPRDetector:
         self._meta = self._meta[cut:]
         self._gidx = self._gidx[cut:]
         self._norm = self._norm[cut:]
+        self._clean = self._clean[cut:]
         self._fit = self._fit[cut:]
         self._n_norm -= cut
         self._n_fit -= cut
