@@ -130,3 +130,45 @@ def test_spatial_merger_one_alarm_per_object_any_chunking():
     assert whole[0]["score"] == 15.0
     for cuts in ([1], [3, 7], list(range(1, 13))):
         assert run(cuts) == whole
+
+
+def test_stream_calibration_reaches_the_detectors(lane, tmp_path):
+    """The radar's time zero and antenna height place the ground surface for the
+    GPR detector, and the coil radius scales the EMI detector's distances:
+    read from the stream's calibration, in batch as in the live recorder."""
+    from demine.detect import MATCHED_PARAMS
+    from demine.hyperbola import C0
+    from demine.recording import RecordingWriter
+
+    with Recording(lane) as rec:
+        ctx = _stream_context(rec.streams["emi"])
+        assert ctx["coil_radius"] == pytest.approx(0.12)
+        det = StreamDetector("emi", ctx)
+    # the reference coil keeps the tuned distances
+    assert det.detector.depth_scale == pytest.approx(MATCHED_PARAMS["depth_scale"])
+    assert det.detector.lobe_radius == pytest.approx(MATCHED_PARAMS["lobe_radius"])
+    big = StreamDetector("emi", {**ctx, "coil_radius": 0.24})
+    assert big.detector.lobe_radius == pytest.approx(2 * MATCHED_PARAMS["lobe_radius"])
+    assert big.detector.depth_scale > MATCHED_PARAMS["depth_scale"]
+    # an explicit detector parameter wins over the calibration
+    assert StreamDetector("emi", {**ctx, "coil_radius": 0.24},
+                          detector={"lobe_radius": 0.1}).detector.lobe_radius == 0.1
+
+    path = tmp_path / "gpr.h5"
+    with RecordingWriter(path) as w:
+        w.add_stream("gpr", "gpr", n_channels=64, dtype="int16", sample_interval=3.125e-11,
+                     calibration={"time_zero": 1.0e-9, "antenna_height": 0.05})
+    with Recording(path) as rec:
+        ctx = _stream_context(rec.streams["gpr"])
+    assert ctx["time_zero"] == 1.0e-9 and ctx["antenna_height"] == 0.05
+    gdet = StreamDetector("gpr", ctx).detector
+    assert gdet.t_surf == pytest.approx(1.0e-9 + 2 * 0.05 / C0)
+    assert StreamDetector("gpr", ctx, detector={"time_zero": 0.0,
+                                                "antenna_height": 0.0}).detector.t_surf == 0.0
+
+    bad = tmp_path / "bad.h5"
+    with RecordingWriter(bad) as w:
+        w.add_stream("gpr", "gpr", n_channels=64, dtype="int16", sample_interval=3.125e-11,
+                     calibration={"antenna_height": "high"})
+    with Recording(bad) as rec, pytest.raises(ConfigError, match="antenna_height"):
+        _stream_context(rec.streams["gpr"])

@@ -276,13 +276,17 @@ def test_live_alarms_equal_batch_alarms(tmp_path):
                for d in ("emi-pi", "nmea")]
     for d in devices:
         d.start()
-    rec = Recorder(out, [DeviceSpec(d.driver_name, d.port,
-                                    calibration={"gate_times": scene.gate_times.tolist()})
+    # a coil radius in the calibration scales the detector's distances, live
+    # (from the profile) as in batch (from the file)
+    cal = {"gate_times": scene.gate_times.tolist(), "coil_radius": 0.15}
+    rec = Recorder(out, [DeviceSpec(d.driver_name, d.port, calibration=cal)
                          for d in devices],
                    frame=LocalFrame(scene.anchor_lon, scene.anchor_lat, scene.anchor_alt),
                    detect=True, flush_interval=0.2)
     try:
         rec.start()
+        det = rec._detectors["emi"].detector.detector
+        assert det.lobe_radius == pytest.approx(0.25 * 0.15 / 0.12)
         for d in devices:
             assert d.wait(timeout=60)
         time.sleep(0.5)

@@ -77,6 +77,9 @@ def run_demo(out_dir: str | Path = "demine-demo", *, scene: str = "demo-lane",
             cal["gate_times"] = sc.gate_times.tolist()
         if dev.stream == "gpr":
             cal["sample_interval"] = float(sc.gpr.time_window / sc.gpr.samples)
+            # what `demine calibrate time-zero` and the cart's set-up would give
+            cal["time_zero"] = float(sc.gpr.direct_wave_delay)
+            cal["antenna_height"] = float(sc.sweep.height)
         specs.append(DeviceSpec(dev.driver_name, dev.port, calibration=cal))
         say(f"    {dev.driver_name:<7} on {dev.port}")
     frame = LocalFrame(sc.anchor_lon, sc.anchor_lat, sc.anchor_alt, sc.bearing_deg)

@@ -73,16 +73,35 @@ MATCHED_PARAMS: dict[str, Any] = {"threshold": 8.0, "threshold_lo": 5.0, "max_fr
                                   "pass_ratio": 0.05, "lobe_radius": 0.25, "release_time": 5.0}
 
 
-def detector_defaults(chain: Any) -> dict[str, Any]:
+#: Coil radius (m) the distances of :data:`MATCHED_PARAMS` were worked out for.
+REFERENCE_COIL_RADIUS = 0.12
+
+#: Deepest target plus sensor height (m) in :data:`MATCHED_PARAMS`'s ``depth_scale``.
+_DEPTH_REACH = 0.2
+
+
+def detector_defaults(chain: Any, context: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Default :class:`EMIDetector` parameters for the statistic a chain ends with.
 
     :data:`MATCHED_PARAMS` when the chain's last step is ``emi.matched``, else
-    none (the class defaults suit ``emi.detect``).
+    none (the class defaults suit ``emi.detect``).  When the stream context
+    gives the coil radius ``a`` (``coil_radius`` of the stream's calibration),
+    the distances that follow from the coil's footprint are scaled to it:
+    ``depth_scale`` as ``sqrt(a**2 + 0.2**2)`` (the dipole fall-off seen by a
+    coil of radius ``a``) and ``lobe_radius`` (about a coil diameter) as ``a``;
+    for the reference 0.12 m coil they are the values of :data:`MATCHED_PARAMS`.
     """
     steps = getattr(chain, "steps", None) or []
-    if steps and getattr(steps[-1], "name", "") == "emi.matched":
-        return dict(MATCHED_PARAMS)
-    return {}
+    if not (steps and getattr(steps[-1], "name", "") == "emi.matched"):
+        return {}
+    out = dict(MATCHED_PARAMS)
+    a = (context or {}).get("coil_radius")
+    if a is not None and math.isfinite(float(a)) and float(a) > 0:
+        a = float(a)
+        out["depth_scale"] = MATCHED_PARAMS["depth_scale"] * (
+            math.hypot(a, _DEPTH_REACH) / math.hypot(REFERENCE_COIL_RADIUS, _DEPTH_REACH))
+        out["lobe_radius"] = MATCHED_PARAMS["lobe_radius"] * a / REFERENCE_COIL_RADIUS
+    return out
 
 
 def _num(name: str, value: Any, **kw: Any) -> Any:

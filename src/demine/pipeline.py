@@ -94,8 +94,9 @@ def _make_detector(kind: str, params: Mapping[str, Any], context: Mapping[str, A
         except ImportError as exc:  # pragma: no cover - module ships with demine
             raise ConfigError(f"GPR detection is not available: {exc}") from exc
         p = dict(params)
-        if "sample_interval" in context:
-            p.setdefault("sample_interval", context["sample_interval"])
+        for key in ("sample_interval", "time_zero", "antenna_height"):
+            if key in context:
+                p.setdefault(key, context[key])
         if "sample_interval" not in p:
             raise ConfigError(
                 f"GPR stream {context.get('stream', '?')!r} has no sample interval: record it "
@@ -223,7 +224,7 @@ class StreamDetector:
         if kind == "emi":
             from .detect import detector_defaults
 
-            det_params = {**detector_defaults(self.chain), **det_params}
+            det_params = {**detector_defaults(self.chain, context), **det_params}
         merge = det_params.pop("merge", {}) if kind == "gpr" else None
         self.detector = _make_detector(kind, det_params, context)
         # EMI alarms are merged over sweeps by the EMI detector itself; radar

@@ -492,6 +492,30 @@ def default_chain(name: str) -> Chain:
     return chain_from_dict(doc, f"packaged chain {name!r}")
 
 
+#: Calibration entries that stages and detectors read from a stream's context:
+#: a radar's time zero (two-way time of the direct wave's pick, s) and antenna
+#: height above ground (m) place the ground surface for the GPR detector; a
+#: metal detector's coil radius (m) sets the EMI detector's distances.
+CALIBRATION_CONTEXT = ("time_zero", "antenna_height", "coil_radius")
+
+
+def _calibration_context(calibration: Mapping[str, Any] | None) -> dict[str, float]:
+    """The entries of :data:`CALIBRATION_CONTEXT` a calibration profile holds, as floats."""
+    out: dict[str, float] = {}
+    for key in CALIBRATION_CONTEXT:
+        value = (calibration or {}).get(key)
+        if value is None:
+            continue
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"calibration {key!r} must be a number, got {value!r}") from None
+        if not math.isfinite(v) or v < 0:
+            raise ConfigError(f"calibration {key!r} must be finite and >= 0, got {v}")
+        out[key] = v
+    return out
+
+
 def _stream_context(stream: Any) -> dict[str, Any]:
     """Facts about a recorded stream that stages may need (see :meth:`Stage.configure`)."""
     ctx: dict[str, Any] = {"stream": stream.name, "kind": stream.kind}
@@ -503,6 +527,7 @@ def _stream_context(stream: Any) -> dict[str, Any]:
     si = stream.sample_interval
     if si is not None:
         ctx["sample_interval"] = si
+    ctx.update(_calibration_context(getattr(stream, "calibration", {})))
     rate = stream.attrs.get("sample_rate") or stream.attrs.get("reading_rate")
     if rate is None:
         n = min(len(stream), 100_001)

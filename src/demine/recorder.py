@@ -378,7 +378,8 @@ class Recorder:
                     geo=drv.kind in ("emi", "gpr") and self.frame is not None, **kw,
                 )
                 if self.detect_config is not None and drv.kind in ("emi", "gpr"):
-                    self._make_detector(name, drv.kind, kw, attrs)
+                    self._make_detector(name, drv.kind, {**kw, "calibration": spec.calibration},
+                                        attrs)
             if self.truth is not None:
                 w.add_truth(self.truth)
             w.start()
@@ -389,6 +390,7 @@ class Recorder:
     def _make_detector(self, name: str, kind: str, kw: Mapping[str, Any],
                        attrs: Mapping[str, Any]) -> None:
         from .pipeline import StreamDetector
+        from .process import _calibration_context
 
         sec = self.detect_config[kind]
         if not sec["enabled"]:
@@ -401,6 +403,7 @@ class Recorder:
             ctx["sample_interval"] = float(kw["sample_interval"])
         if "sample_rate" in attrs:
             ctx["sample_rate"] = float(attrs["sample_rate"])
+        ctx.update(_calibration_context(kw.get("calibration")))
         self._detectors[name] = _DetectWorker(
             name, StreamDetector(kind, ctx, sec["chain"], sec["detector"]),
             self._write_alarms, self._detector_failed)

@@ -312,6 +312,7 @@ class SimulationResult:
                     sample_interval=self.sample_interval,
                     calibration={"frequency": sc.gpr.frequency,
                                  "time_zero": sc.gpr.direct_wave_delay,
+                                 "antenna_height": sc.sweep.height,
                                  "velocity": sc.soil.velocity},
                     attrs={"rate": sc.gpr.rate, "stacking": sc.gpr.stacking})
             if "cw" in self.streams:
