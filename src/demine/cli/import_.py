@@ -9,14 +9,15 @@ import json
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "import",
-        help="convert a GSSI/MALÅ/pulseEKKO/SEG-Y radar file into a demine recording",
+        help="convert a GSSI/MALÅ/pulseEKKO/SEG-Y/gprMax radar file into a demine recording",
         description="Read a vendor radar file (GSSI .DZT with .DZG/.DZX, MALÅ .rad+.rd3/.rd7 "
-        "with .cor, pulseEKKO .HD+.DT1 with .GPS, SEG-Y) and write a demine recording that "
-        "keeps the raw samples and the vendor header (stream attribute 'vendor_header').",
+        "with .cor, pulseEKKO .HD+.DT1 with .GPS, SEG-Y, gprMax .out/.h5) and write a demine "
+        "recording that keeps the raw samples and the vendor header (stream attribute "
+        "'vendor_header').",
     )
     p.add_argument("file", metavar="FILE", help="vendor data or header file")
     p.add_argument("--out", required=True, metavar="RECORDING", help="recording to create (.h5)")
-    p.add_argument("--vendor", choices=("gssi", "mala", "pulseekko", "segy"),
+    p.add_argument("--vendor", choices=("gssi", "mala", "pulseekko", "segy", "gprmax"),
                    help="force the reader instead of detecting it from the file")
     p.add_argument("--site", default="", help="site name stored in the recording")
     p.add_argument("--operator", default="", help="operator stored in the recording")

@@ -11,7 +11,11 @@ GSSI               ``.DZT`` (+ ``.DZG`` GPS, ``.DZX`` marks)   :func:`read_dzt`
 MALÅ RAMAC         ``.rad`` + ``.rd3``/``.rd7`` (+ ``.cor``)   :func:`read_ramac`
 S&S pulseEKKO      ``.HD`` + ``.DT1`` (+ ``.GPS``)             :func:`read_dt1`
 SEG-Y              ``.sgy``/``.segy``                          :func:`read_segy`
+gprMax (FDTD)      ``.out`` (3.x), ``.h5`` (4.x, by content)   :func:`read_gprmax`
 =================  ==========================================  ====================
+
+A ``.h5``/``.hdf5`` file is taken as gprMax output only when its root has a
+``gprMax`` attribute (demine's own recordings are HDF5 too and are refused).
 
 Every malformed or truncated file raises :class:`demine.errors.VendorFormatError`
 naming the file and the field; sizes in headers are checked against the file
@@ -26,6 +30,7 @@ from typing import Any
 
 from ..errors import VendorFormatError
 from ._common import GPS_COLUMNS, NO_TIME, RadarData, file_size
+from .gprmax import is_gprmax, read_gprmax
 from .gssi import channel_count, read_dzg, read_dzt, read_dzx
 from .mala import read_cor, read_ramac
 from .pulseekko import read_dt1
@@ -44,6 +49,7 @@ __all__ = [
     "read_dzg",
     "read_dzt",
     "read_dzx",
+    "read_gprmax",
     "read_ramac",
     "read_segy",
     "write_segy",
@@ -59,9 +65,13 @@ _BY_EXT = {
     ".sgy": "segy",
     ".segy": "segy",
     ".seg": "segy",
+    ".out": "gprmax",
 }
 
-_READERS = {"gssi": read_dzt, "mala": read_ramac, "pulseekko": read_dt1, "segy": read_segy}
+_READERS = {"gssi": read_dzt, "mala": read_ramac, "pulseekko": read_dt1, "segy": read_segy,
+            "gprmax": read_gprmax}
+#: HDF5 extensions: gprMax 4 output only when the content says so.
+_HDF5_EXT = (".h5", ".hdf5", ".hdf")
 
 #: Vendor names accepted by ``read(..., vendor=...)``.
 VENDORS = tuple(_READERS)
@@ -79,6 +89,13 @@ def detect(path: str | os.PathLike[str]) -> str:
     v = _BY_EXT.get(p.suffix.lower())
     if v is not None:
         return v
+    if p.suffix.lower() in _HDF5_EXT:
+        file_size(p)  # a clear error for a missing file
+        if is_gprmax(p):
+            return "gprmax"
+        raise VendorFormatError(f"{os.fspath(p)}: HDF5 file without a root 'gprMax' attribute: "
+                                "not a radar file this reader knows (a demine recording "
+                                "opens with demine.recording.Recording)")
     size = file_size(p)
     with open(p, "rb") as f:
         head = f.read(3600)
@@ -92,6 +109,8 @@ def detect(path: str | os.PathLike[str]) -> str:
             return "segy"
     if looks_like_dzt(head, size):
         return "gssi"
+    if head.startswith(b"\x89HDF\r\n\x1a\n") and is_gprmax(p):
+        return "gprmax"
     raise VendorFormatError(f"{os.fspath(p)}: unrecognised radar file format (extension "
                             f"{p.suffix!r}); expected one of {sorted(set(_BY_EXT))}")
 
@@ -104,11 +123,12 @@ def read(path: str | os.PathLike[str], *, vendor: str | None = None, **kwargs: A
     path
         The data or header file.
     vendor
-        Force a reader (``"gssi"``, ``"mala"``, ``"pulseekko"``, ``"segy"``)
-        instead of detecting it.
+        Force a reader (``"gssi"``, ``"mala"``, ``"pulseekko"``, ``"segy"``,
+        ``"gprmax"``) instead of detecting it.
     **kwargs
         Passed to the reader (``mmap=True``, ``allow_partial=True``,
-        ``channel=k`` for GSSI, ``sidecars=False``).
+        ``channel=k`` for GSSI, ``sidecars=False``; ``component="Hz"``,
+        ``rx=2`` for gprMax).
 
     Returns
     -------

@@ -79,6 +79,33 @@ def _stream_samples(rd: RadarData) -> tuple[np.ndarray, dict[str, Any]]:
     return s.astype(np.float32), note
 
 
+def _units(rd: RadarData) -> str:
+    """Sample units: simulated fields have physical units, radar files counts."""
+    return str(rd.header.get("units", "counts")) if rd.vendor == "gprmax" else "counts"
+
+
+def _calibration(rd: RadarData) -> dict[str, float] | None:
+    """Calibration derivable from a simulation's geometry and source.
+
+    For gprMax output: ``time_zero`` is the centre of the source waveform (the
+    emission time; the detectors place the ground surface there when the
+    antenna sits on it, and ``antenna_height`` is left to the user), plus the
+    source's centre ``frequency`` and the Tx-Rx ``antenna_offset``.  Vendor
+    radar files: None (their time zero comes from ``demine calibrate``).
+    """
+    if rd.vendor != "gprmax":
+        return None
+    cal: dict[str, float] = {}
+    if math.isfinite(rd.time_zero_sample):
+        cal["time_zero"] = float(rd.time_zero_sample * rd.sample_interval_s)
+    if math.isfinite(rd.frequency_hz):
+        cal["frequency"] = float(rd.frequency_hz)
+    off = rd.header.get("antenna_offset_m")
+    if isinstance(off, float) and math.isfinite(off):
+        cal["antenna_offset"] = off
+    return cal or None
+
+
 def import_file(
     path: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -140,8 +167,9 @@ def import_file(
                 dtype=samples.dtype,
                 device=f"{rd.vendor} {rd.antenna}".strip(),
                 driver=f"demine.io.{rd.vendor}",
-                units="counts",
+                units=_units(rd),
                 sample_interval=rd.sample_interval_s,
+                calibration=_calibration(rd),
                 attrs=attrs,
             )
             plans.append((rd, s, samples, times, time_src))

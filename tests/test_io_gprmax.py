@@ -1,0 +1,193 @@
+"""gprMax output reader: the shipped 3.x ``.out`` and 4.x merged ``.h5`` files,
+damaged files, and demine's own HDF5 recordings (which must not pass for gprMax)."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from scipy.signal import hilbert
+
+from demine import io
+from demine.cli import main
+from demine.errors import VendorFormatError
+from demine.io.gprmax import is_gprmax
+from demine.recording import Recording, RecordingWriter
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "gpr"
+CYL_DIR = DATA / "gprmax-cylinder-bscan-generated"
+CYL = CYL_DIR / "cylinder_Bscan_2D_n60_gprMax-4.0.1_merged.h5"
+RECT = DATA / "impdar-test-data" / "rectangle_gprMax_Bscan.h5"
+GSSI_OUT = DATA / "gprmax-antenna-freespace" / "antenna_GSSI_1500_fs.out"
+MALA_OUT = DATA / "gprmax-antenna-freespace" / "antenna_MALA_1200_fs.out"
+
+pytestmark = pytest.mark.skipif(not CYL.exists(), reason="shared GPR data not present")
+
+
+def test_merged_v4_bscan_shape_dt_geometry_and_waveform():
+    rd = io.read(CYL)
+    assert io.detect(CYL) == "gprmax" and rd.vendor == "gprmax"
+    assert rd.samples.shape == (60, 637) and rd.samples.dtype == np.float32
+    assert rd.sample_interval_s == pytest.approx(4.717308673499368e-12, rel=1e-12)
+    with h5py.File(CYL) as h:  # trace k is column k of the (Iterations, ntraces) dataset
+        assert np.array_equal(rd.samples[17], h["rxs/rx1/Ez"][:, 17])
+    # src at x 0.040, rx at 0.080 for the first trace, both step 1 cell (2 mm):
+    # mid-points 0.060 + 0.002 k; the centre trace 30 sits over the cylinder (x 0.120)
+    assert np.allclose(rd.trace_position_m, 0.06 + 0.002 * np.arange(60))
+    assert rd.trace_position_m[30] == pytest.approx(0.120)
+    assert rd.trace_interval_m == pytest.approx(0.002)
+    assert rd.header["antenna_offset_m"] == pytest.approx(0.040)
+    assert rd.header["units"] == "V/m" and rd.header["gprMax"] == "4.0.1"
+    # the waveform comes from the model's input file next to it (Ricker 1.5 GHz):
+    # centre at sqrt(2) / f
+    assert rd.frequency_hz == pytest.approx(1.5e9)
+    assert rd.time_zero_sample * rd.sample_interval_s == pytest.approx(math.sqrt(2) / 1.5e9)
+    bare = io.read(CYL, sidecars=False)
+    assert math.isnan(bare.frequency_hz) and math.isnan(bare.time_zero_sample)
+
+
+def test_cylinder_apex_where_the_model_puts_it():
+    rd = io.read(CYL)
+    a = rd.samples.astype(np.float64)
+    a -= a.mean(axis=0)  # mean-trace removal takes the direct wave away
+    env = np.abs(hilbert(a, axis=1))
+    dt = rd.sample_interval_s
+    k0 = int(1.5e-9 / dt)
+    t_peak = (np.argmax(env[:, k0:], axis=1) + k0) * dt
+    apex = np.flatnonzero(t_peak <= t_peak.min() + 0.5 * dt)
+    assert 27 <= apex.min() and apex.max() <= 33
+    assert rd.trace_position_m[apex].mean() == pytest.approx(0.120, abs=0.004)
+    assert t_peak.min() == pytest.approx(2.345e-9, abs=0.01e-9)
+    # cross-check of dt and time zero with the geometry: top 0.08 m deep in
+    # eps_r 6 (v = c / sqrt(6)), Tx-Rx 0.04 m apart: two-way 1.35 ns after the
+    # emission; the envelope of a 2-D line source's echo peaks a little later
+    v = 299_792_458.0 / math.sqrt(6.0)
+    t_geo = 2.0 * math.hypot(0.08, 0.02) / v
+    t_obs = t_peak.min() - rd.time_zero_sample * dt
+    assert 0.0 <= t_obs - t_geo <= 0.1e-9
+
+
+def test_v3_merged_without_geometry():
+    rd = io.read(RECT)
+    assert rd.samples.shape == (85, 1697) and rd.samples.dtype == np.float32
+    assert rd.sample_interval_s == pytest.approx(1.1793271683748419e-09)
+    assert rd.trace_position_m is None and math.isnan(rd.trace_interval_m)
+    assert rd.header["gprMax"] == "3.1.4"
+
+
+@pytest.mark.parametrize("path, n, offset", [(GSSI_OUT, 4155, 0.059), (MALA_OUT, 3117, 0.076)])
+def test_v3_out_ascan(path, n, offset):
+    assert io.detect(path) == "gprmax"
+    rd = io.read(path)
+    assert rd.samples.shape == (1, n)
+    assert rd.sample_interval_s == pytest.approx(1.9258332529375768e-12)
+    assert rd.header["antenna_offset_m"] == pytest.approx(offset)
+    # the .in next to it builds the antenna in Python: no #waveform line to read
+    assert math.isnan(rd.frequency_hz)
+
+
+def test_component_and_receiver_options():
+    ez = io.read(CYL)
+    hx = io.read(CYL, component="Hx")
+    assert hx.header["units"] == "A/m" and not np.array_equal(hx.samples, ez.samples)
+    with pytest.raises(VendorFormatError, match="component"):
+        io.read(CYL, component="Er")
+    with pytest.raises(VendorFormatError, match="nrx"):
+        io.read(CYL, rx=2)
+
+
+def _copy(tmp_path: Path, name: str = "m.h5") -> Path:
+    dst = tmp_path / name
+    shutil.copyfile(CYL, dst)
+    return dst
+
+
+@pytest.mark.parametrize("edit, field", [
+    (lambda h: h.attrs.__delitem__("dt"), "dt"),
+    (lambda h: h.attrs.__setitem__("dt", -1.0), "dt"),
+    (lambda h: h.attrs.__setitem__("Iterations", 10_000), "Iterations"),
+    (lambda h: h.attrs.__setitem__("Iterations", 2**40), "Iterations"),
+    (lambda h: h.attrs.__setitem__("ntraces", 61), "ntraces"),
+    (lambda h: h.__delitem__("rxs/rx1/Ez"), "rxs/rx1/Ez"),
+    (lambda h: h.__delitem__("rxs/rx1"), "rxs/rx1"),
+    (lambda h: h.__delitem__("trace_metadata/srcs/src1/Position"), None),
+])
+def test_missing_or_lying_fields_name_the_field(tmp_path, edit, field):
+    p = _copy(tmp_path)
+    with h5py.File(p, "r+") as h:
+        edit(h)
+    if field is None:  # per-trace table gone: steps x cell size still place the traces
+        rd = io.read(p, sidecars=False)
+        assert rd.samples.shape == (60, 637)
+        assert rd.trace_position_m is not None
+        return
+    with pytest.raises(VendorFormatError) as ei:
+        io.read(p)
+    assert "m.h5" in str(ei.value) and field in str(ei.value)
+
+
+def test_garbage_and_truncated_files(tmp_path):
+    bad = tmp_path / "junk.out"
+    bad.write_bytes(b"not HDF5 at all" * 10)
+    with pytest.raises(VendorFormatError, match="junk.out"):
+        io.read(bad)
+    raw = CYL.read_bytes()
+    for cut in (8, 512, 4096, len(raw) // 2, len(raw) - 100):
+        t = tmp_path / f"cut{cut}.out"
+        t.write_bytes(raw[:cut])
+        with pytest.raises(VendorFormatError, match=f"cut{cut}.out"):
+            io.read(t)
+    # seeded byte flips: a RadarData or VendorFormatError, never another exception
+    rng = np.random.default_rng(4)
+    for i in range(25):
+        b = bytearray(raw)
+        for k in rng.integers(0, len(b), size=8):
+            b[k] = int(rng.integers(0, 256))
+        f = tmp_path / f"flip{i}.out"
+        f.write_bytes(bytes(b))
+        try:
+            rd = io.read(f)
+        except VendorFormatError as exc:
+            assert f"flip{i}.out" in str(exc)
+        else:
+            assert rd.samples.size <= 60 * 637
+
+
+def test_demine_recording_is_not_gprmax(tmp_path):
+    rec = tmp_path / "lane.h5"
+    with RecordingWriter(rec) as w:
+        s = w.add_stream("gpr", "gpr", n_channels=8, dtype=np.int16, sample_interval=1e-10)
+        s.append(np.zeros((3, 8), np.int16), time=np.arange(3, dtype=np.int64))
+    assert not is_gprmax(rec)
+    with pytest.raises(VendorFormatError, match="gprMax"):
+        io.detect(rec)
+    with pytest.raises(VendorFormatError):
+        io.read(rec)
+    with pytest.raises(VendorFormatError, match="gprMax"):
+        io.read(rec, vendor="gprmax")
+    with Recording(rec) as r:  # untouched
+        assert r.streams["gpr"].samples.shape == (3, 8)
+
+
+def test_import_to_recording(tmp_path):
+    out = tmp_path / "cyl.h5"
+    assert main(["import", str(CYL), "--out", str(out)]) == 0
+    rd = io.read(CYL)
+    with Recording(out) as rec:
+        s = rec.streams["gpr"]
+        assert np.array_equal(np.asarray(s.samples), rd.samples)
+        assert s.sample_interval == pytest.approx(rd.sample_interval_s)
+        assert np.allclose(np.asarray(s.x), rd.trace_position_m)
+        cal = s.calibration
+        assert cal["time_zero"] == pytest.approx(math.sqrt(2) / 1.5e9)
+        assert cal["frequency"] == pytest.approx(1.5e9)
+        assert cal["antenna_offset"] == pytest.approx(0.04)
+        assert s.attrs["vendor"] == "gprmax"
+        assert json.loads(s.attrs["vendor_header"])["ntraces"] == 60
+    # a recording is refused as input, with one line and exit code 2
+    assert main(["import", str(out), "--out", str(tmp_path / "again.h5")]) == 2
