@@ -1,0 +1,290 @@
+"""The GPR hyperbola detector on full-wave FDTD B-scans (gprMax), not demine's own physics.
+
+    python benchmarks/eval_gpr_fdtd.py --cache /tmp/gpr-fdtd          # all models
+    python benchmarks/eval_gpr_fdtd.py --cache /tmp/gpr-fdtd plastic-5cm-e6 empty-e6 -v
+    python benchmarks/eval_gpr_fdtd.py --cache /tmp/gpr-fdtd --background 0.3
+
+demine's radar simulator sums wavelets along rays (plus Born-like terms); the
+detector was developed on it.  Here the same detector meets traces computed by
+gprMax (an open finite-difference time-domain solver of Maxwell's equations,
+installed in its OWN environment: ``--gprmax-python``, by default
+``/work/venv-gprmax/bin/python``, or ``$DEMINE_GPRMAX_PYTHON``; it is run as a
+separate process and never imported here).  Its output is read with
+:func:`demine.io.read_gprmax`, so the reader is exercised too.
+
+The models (2-D, TMz: every object is a prism infinite across the line):
+
+* a 0.6 m line, traces every 6 mm (101 traces), a z-directed Hertzian dipole
+  fed a 1.5 GHz Ricker pulse, Tx-Rx offset 4 cm, 2 cm above the ground
+  (ground-coupled); 2 mm cells (numerical dispersion under 1 % up to 4 GHz
+  in the soils below), 5.5 ns window;
+* soil: a homogeneous half-space of relative permittivity 4-12 with
+  conductivity 2-10 mS/m, its surface rough on the cell scale (1 cm columns
+  0, +/-2 mm high, fixed seed per model);
+* targets, centred at x = 0.33 m of the line: a plastic AP mine (a 7 cm wide,
+  3.5 cm tall box of eps_r 2.8, TNT-like) at 2, 5 and 10 cm (top below the
+  mean surface); a metal one (PEC box of the same size); a rock (eps_r 8
+  cylinder, 6 cm across); empty lines.
+
+Each B-scan is decimated to a radar-like sample interval (6 x 4.717 ps =
+28.3 ps, anti-alias filtered), given white noise of ``--noise`` (default
+0.004) times the direct wave's peak (the noise convention of demine's own
+simulator: 0.4 % of the direct wave at 4 stacks), then the benchmark chain of
+``eval_gpr_detection.py`` with the background window of this line (dewow
+1.2 ns, background removal over ``--background`` metres of line, default the
+whole line = mean-trace removal, band-pass 0.5-3 GHz, SEC gain), then
+``demine.hyperbola.detect_gpr`` with its DEFAULT parameters (threshold 12)
+and the geometry a radar user would give: time zero = the source's emission
+time (from the reader: centre of the Ricker pulse), antenna height 0.02 m.
+
+Per model it reports every alarm at threshold 0 above 5 (x, depth, velocity,
+score, fit quality) and the scoring at threshold 12: a target is *found* when
+an alarm lies within its halo (0.25 m, AP-sized) -- with the x, depth and
+velocity errors of the strongest such alarm --; every other alarm is a false
+alarm (an alarm on the rock is counted apart, as clutter).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from demine.evaluate import AP_HALO
+from demine.gpr import FusedChain
+from demine.hyperbola import C0, GPRDetector, detect_gpr
+from demine.io import read_gprmax
+
+DX = 0.002          # cell size, m
+LINE = 0.6          # line length (mid-points), m
+STEP = 0.006        # trace step, m (3 cells)
+OFFSET = 0.04       # Tx-Rx separation, m
+HEIGHT = 0.02       # antenna height above the mean surface, m
+MARGIN = 0.06       # domain beyond the line ends (PML 10 cells + half the offset), m
+SOIL_DEPTH = 0.18   # soil below the mean surface, m
+AIR = 0.05          # air above the mean surface, m
+WINDOW = 5.5e-9     # time window, s
+FREQ = 1.5e9        # Ricker centre frequency, Hz
+TARGET_X = 0.33     # target centre along the line (from the first mid-point), m
+DECIMATE = 6        # FDTD steps per radar sample
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+    name: str
+    eps: float                 # soil relative permittivity
+    sigma: float               # soil conductivity, S/m
+    target: str                # "plastic", "metal", "rock" or "none"
+    depth: float = 0.05        # top of the target below the mean surface, m
+    width: float = 0.07        # m
+    height: float = 0.035      # m
+    seed: int = 1              # surface roughness
+
+    @property
+    def is_mine(self) -> bool:
+        return self.target in ("plastic", "metal")
+
+    @property
+    def velocity(self) -> float:
+        return C0 / math.sqrt(self.eps)
+
+
+MODELS = (
+    Model("plastic-2cm-e6", 6.0, 0.005, "plastic", depth=0.02, seed=2),
+    Model("plastic-5cm-e6", 6.0, 0.005, "plastic", depth=0.05, seed=3),
+    Model("plastic-10cm-e6", 6.0, 0.005, "plastic", depth=0.10, seed=4),
+    Model("plastic-5cm-e4", 4.0, 0.002, "plastic", depth=0.05, seed=5),
+    Model("plastic-5cm-e12", 12.0, 0.01, "plastic", depth=0.05, seed=6),
+    Model("metal-5cm-e6", 6.0, 0.005, "metal", depth=0.05, seed=7),
+    Model("metal-10cm-e12", 12.0, 0.01, "metal", depth=0.10, seed=8),
+    Model("rock-6cm-e6", 6.0, 0.005, "rock", depth=0.06, width=0.06, height=0.06, seed=9),
+    Model("empty-e6", 6.0, 0.005, "none", seed=10),
+    Model("empty-e12", 12.0, 0.01, "none", seed=11),
+)
+
+
+def input_file(m: Model) -> str:
+    """The gprMax input of model ``m`` (2-D: one cell across)."""
+    x0 = MARGIN                         # first mid-point
+    width = LINE + 2 * MARGIN
+    ys = SOIL_DEPTH                     # mean surface
+    ya = ys + HEIGHT                    # antenna
+    n = int(round(LINE / STEP)) + 1
+    lines = [
+        f"#title: demine FDTD check {m.name}",
+        f"#domain: {width:.3f} {SOIL_DEPTH + AIR:.3f} {DX}",
+        f"#dx_dy_dz: {DX} {DX} {DX}",
+        f"#time_window: {WINDOW:g}",
+        f"#material: {m.eps:g} {m.sigma:g} 1 0 soil",
+        "#material: 2.8 0 1 0 tnt",
+        "#material: 8 0.001 1 0 granite",
+        f"#waveform: ricker 1 {FREQ:g} pulse",
+        f"#hertzian_dipole: z {x0 - OFFSET / 2:.3f} {ya:.3f} 0 pulse",
+        f"#rx: {x0 + OFFSET / 2:.3f} {ya:.3f} 0",
+        f"#src_steps: {STEP} 0 0",
+        f"#rx_steps: {STEP} 0 0",
+        f"#box: 0 0 0 {width:.3f} {ys - DX:.3f} {DX} soil",
+    ]
+    # rough surface: 1 cm columns whose top is at ys + (-1, 0, +1) cells
+    rng = np.random.default_rng(m.seed)
+    col = 0.01
+    for i in range(int(math.ceil(width / col))):
+        top = ys + DX * int(rng.integers(-1, 2))
+        a, b = i * col, min((i + 1) * col, width)
+        if top <= ys - DX:
+            continue
+        lines.append(f"#box: {a:.3f} {ys - DX:.3f} 0 {b:.3f} {top:.3f} {DX} soil")
+    xc = x0 + TARGET_X
+    top = ys - m.depth
+    if m.target in ("plastic", "metal"):
+        mat = "tnt" if m.target == "plastic" else "pec"
+        lines.append(f"#box: {xc - m.width / 2:.3f} {top - m.height:.3f} 0 "
+                     f"{xc + m.width / 2:.3f} {top:.3f} {DX} {mat}")
+    elif m.target == "rock":
+        r = m.width / 2
+        lines.append(f"#cylinder: {xc:.3f} {top - r:.3f} 0 {xc:.3f} {top - r:.3f} {DX} "
+                     f"{r:.3f} granite")
+    lines.append(f"{n} traces (a line without # is a comment for gprMax)")
+    return "\n".join(lines) + "\n"
+
+
+def run_gprmax(m: Model, cache: Path, python: str) -> Path:
+    """Run (or reuse) the B-scan of ``m``; return the merged output."""
+    text = input_file(m)
+    key = hashlib.sha256(text.encode()).hexdigest()[:10]
+    stem = f"{m.name}-{key}"
+    merged = cache / f"{stem}_merged.h5"
+    if merged.exists():
+        return merged
+    cache.mkdir(parents=True, exist_ok=True)
+    (cache / f"{stem}.in").write_text(text)
+    n = int(round(LINE / STEP)) + 1
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    subprocess.run(["nice", "-n", "19", python, "-m", "gprMax", f"{stem}.in", "-n", str(n),
+                    "--hide-progress-bars"], cwd=cache, env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+    subprocess.run([python, "-m", "gprMax.toolboxes.Utilities.outputfiles_merge",
+                    str(cache / stem), "--remove-files"], cwd=cache, env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+    if not merged.exists():
+        raise RuntimeError(f"gprMax did not write {merged}")
+    return merged
+
+
+def radar_traces(path: Path, noise: float, seed: int) -> tuple[np.ndarray, float, np.ndarray,
+                                                                 float]:
+    """Decimated, noisy traces, sample interval, trace positions, time zero."""
+    from scipy.signal import decimate
+
+    rd = read_gprmax(path)
+    if rd.trace_position_m is None or not math.isfinite(rd.time_zero_sample):
+        raise RuntimeError(f"{path}: reader gave no positions or time zero")
+    a = decimate(rd.samples.astype(np.float64), DECIMATE, ftype="fir", axis=1,
+                 zero_phase=True)
+    dt = rd.sample_interval_s * DECIMATE
+    direct = float(np.max(np.abs(np.median(a, axis=0))))
+    rng = np.random.default_rng(seed)
+    a = a + noise * direct * rng.standard_normal(a.shape)
+    t0 = rd.time_zero_sample * rd.sample_interval_s
+    return a.astype(np.float32), dt, rd.trace_position_m - rd.trace_position_m[0], t0
+
+
+def detect(traces: np.ndarray, dt: float, x: np.ndarray, t0: float, background: float | None,
+           threshold: float) -> tuple[dict, int]:
+    n = len(x)
+    step = float(np.median(np.diff(x)))
+    bg = 2 * n + 1 if background is None else int(round(background / step)) | 1
+    dewow = int(round(1.2e-9 / dt)) | 1
+    chain = FusedChain(dewow_window=dewow, background_window=bg, low=0.5e9, high=3.0e9,
+                       gain_power=1.0, gain_attenuation=1.0e8, sample_interval=dt)
+    p = np.concatenate([chain.process(traces), chain.finish()])
+    alarms = detect_gpr(p, x, sample_interval=dt, time_zero=t0, antenna_height=HEIGHT,
+                        threshold=threshold)
+    return alarms, bg
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("models", nargs="*", help="model names (default: all)")
+    ap.add_argument("--cache", required=True, help="directory of gprMax inputs and outputs")
+    ap.add_argument("--gprmax-python", default=os.environ.get(
+        "DEMINE_GPRMAX_PYTHON", "/work/venv-gprmax/bin/python"),
+                    help="python of an environment with gprMax installed")
+    ap.add_argument("--noise", type=float, default=0.004,
+                    help="white noise, times the direct wave's peak (default 0.004)")
+    ap.add_argument("--background", type=float, default=None,
+                    help="background-removal window, m of line (default: whole line)")
+    ap.add_argument("--threshold", type=float, default=None,
+                    help="score threshold (default: the detector's, 12)")
+    ap.add_argument("-v", "--verbose", action="store_true", help="list every alarm")
+    args = ap.parse_args(argv)
+    thr = GPRDetector(1e-11).threshold if args.threshold is None else args.threshold
+    names = set(args.models)
+    models = [m for m in MODELS if not names or m.name in names]
+    if names - {m.name for m in models}:
+        ap.error(f"unknown model(s) {sorted(names - {m.name for m in models})}; "
+                 f"known: {[m.name for m in MODELS]}")
+    cache = Path(args.cache)
+    print(f"{'model':<18}{'found':>6}{'dx cm':>7}{'dz cm':>7}{'dv %':>6}{'score':>7}"
+          f"{'fitq':>6}{'FA':>4}{'clut':>5}{'best FA':>8}{'run s':>7}")
+    found = expected = fa = 0
+    for i, m in enumerate(models):
+        t = time.perf_counter()
+        path = run_gprmax(m, cache, args.gprmax_python)
+        el = time.perf_counter() - t
+        tr, dt, x, t0 = radar_traces(path, args.noise, seed=100 + i)
+        alarms, bg = detect(tr, dt, x, t0, args.background, threshold=5.0)
+        keep = alarms["score"] >= thr
+        ax = alarms["x"]
+        on = np.abs(ax - TARGET_X) <= AP_HALO if m.target != "none" else np.zeros(len(ax), bool)
+        hit = np.flatnonzero(on & keep)
+        n_fa = int(np.sum(keep & ~on))
+        n_cl = 0
+        cols = ["", "", "", "", "", ""]
+        if m.target != "none" and len(np.flatnonzero(on)):
+            j = np.flatnonzero(on)[np.argmax(alarms["score"][on])]
+            cols = [f"{100 * (ax[j] - TARGET_X):+.1f}",
+                    f"{100 * (alarms['depth'][j] - m.depth):+.1f}",
+                    f"{100 * (alarms['velocity'][j] / m.velocity - 1):+.0f}",
+                    f"{alarms['score'][j]:.1f}", f"{alarms['fit_quality'][j]:.2f}"]
+        if m.is_mine:
+            expected += 1
+            found += bool(len(hit))
+            status = "yes" if len(hit) else "NO"
+        elif m.target == "rock":
+            n_cl = min(len(hit), 1)
+            n_fa += max(len(hit) - 1, 0)
+            status = "(rock)"
+        else:
+            status = "-"
+        fa += n_fa
+        fa_scores = alarms["score"][~on]
+        best_fa = f"{fa_scores.max():.1f}" if len(fa_scores) else "-"
+        print(f"{m.name:<18}{status:>6}{cols[0]:>7}{cols[1]:>7}{cols[2]:>6}{cols[3]:>7}"
+              f"{cols[4]:>6}{n_fa:>4}{n_cl:>5}{best_fa:>8}{el:>7.1f}")
+        if args.verbose:
+            for k in range(len(ax)):
+                print(f"    alarm x {ax[k]:.3f} depth {alarms['depth'][k]:.3f} "
+                      f"v {alarms['velocity'][k] / 1e9:.3f} m/ns score "
+                      f"{alarms['score'][k]:.1f} fitq {alarms['fit_quality'][k]:.2f} "
+                      f"width {alarms['width'][k]:.2f} pol {alarms['polarity'][k]:+d}")
+        sys.stdout.flush()
+    length = LINE * len(models)
+    print(f"\nthreshold {thr:g}, background window {bg} traces "
+          f"({'whole line' if args.background is None else f'{args.background} m'}), "
+          f"noise {args.noise:g} x direct wave, dt {dt * 1e12:.1f} ps")
+    print(f"mines found {found}/{expected}; false alarms {fa} over {length:.1f} m of line = "
+          f"{fa / length:.2f} /m")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
