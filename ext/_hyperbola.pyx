@@ -8,6 +8,11 @@
     carries its state (partial bin, last position, path length) in small arrays
     owned by the caller, so a line cut into any chunks gives bit-identical bins.
 
+``column_order_stats``
+    Two order statistics of every column of a float32 block (quickselect on a
+    transposed copy): the selection behind the noise and clutter quantiles,
+    several times cheaper than ``np.partition`` along axis 0.
+
 ``hyperbola_scan``
     For every candidate apex bin, every apex time and every velocity / flat-top
     width of a small grid, stacks the noise-normalised B-scan along the
@@ -23,7 +28,8 @@ State layout of ``bin_traces`` (``st``, float64, length 10):
 """
 
 from cython.parallel cimport prange
-from libc.math cimport sqrt, fabs, floor, isfinite
+from libc.math cimport sqrt, fabs, floor, isfinite, NAN
+from libc.stdlib cimport malloc, free
 
 import numpy as np
 
@@ -102,6 +108,109 @@ def flush_bin(double[::1] st, double[::1] acc, float[:, ::1] out, double[:, ::1]
     for k in range(5, NST):
         st[k] = 0.0
     return 1
+
+
+cdef inline void _swap(float* x, Py_ssize_t i, Py_ssize_t j) noexcept nogil:
+    cdef float t = x[i]
+    x[i] = x[j]
+    x[j] = t
+
+
+cdef float _select(float* x, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
+    """The k-th smallest of ``x[:n]`` (NaN-free), reordering ``x`` so that
+    ``x[:k] <= x[k] <= x[k+1:]``.
+
+    Quickselect with a median-of-three pivot and a branch-free Lomuto
+    partition (on noise, the branches of a classic partition are mispredicted
+    half the time, which made it slower than NumPy's vectorised select); a
+    range with nothing below the pivot is split once more at ``== pivot``, so
+    runs of equal values (zeros) stay linear."""
+    cdef Py_ssize_t lo = 0, hi = n - 1, i, j, mid
+    cdef float p, v
+    while hi > lo:
+        mid = lo + (hi - lo) // 2
+        if x[mid] < x[lo]:
+            _swap(x, mid, lo)
+        if x[hi] < x[lo]:
+            _swap(x, hi, lo)
+        if x[mid] < x[hi]:
+            _swap(x, hi, mid)
+        # now x[lo] <= x[hi] <= x[mid]: the median of three is the pivot, at hi
+        p = x[hi]
+        i = lo
+        for j in range(lo, hi):
+            v = x[j]
+            x[j] = x[i]
+            x[i] = v
+            i += v < p
+        _swap(x, i, hi)
+        # x[lo:i] < p == x[i] <= x[i+1:hi+1]
+        if k == i:
+            return p
+        if k < i:
+            hi = i - 1
+            continue
+        if i == lo:
+            # nothing below the pivot: gather the values equal to it
+            i = lo + 1
+            for j in range(lo + 1, hi + 1):
+                v = x[j]
+                x[j] = x[i]
+                x[i] = v
+                i += v == p
+            if k < i:
+                return p
+        else:
+            i += 1
+        lo = i
+    return x[k]
+
+
+def column_order_stats(const float[:, ::1] a, Py_ssize_t k0, Py_ssize_t k1,
+                       float[::1] out0, float[::1] out1):
+    """``out0[c]``, ``out1[c]``: the ``k0``-th and ``k1``-th smallest values
+    (0-based, ``0 <= k0 <= k1 < n``) of column ``c`` of ``a``; NaN for a column
+    that holds a NaN (as ``np.quantile``/``np.median`` give).  Exact order
+    statistics, so the result does not depend on the selection algorithm."""
+    cdef Py_ssize_t n = a.shape[0], m = a.shape[1], r, c, c0, c1, ld
+    cdef Py_ssize_t T = 16   # columns per tile: the transposed tile stays in L1
+    cdef float* buf
+    cdef float* x
+    cdef float v
+    cdef char bad[16]
+    if not (0 <= k0 <= k1 < n):
+        raise ValueError(f"order statistics {k0}, {k1} of {n} values")
+    if out0.shape[0] != m or out1.shape[0] != m:
+        raise ValueError("output length differs from the number of columns")
+    ld = n + 1 + (16 - n % 16)   # no power-of-two stride between the columns
+    buf = <float*>malloc(T * ld * sizeof(float))
+    if buf == NULL:
+        raise MemoryError()
+    with nogil:
+        c0 = 0
+        while c0 < m:
+            c1 = c0 + T if c0 + T < m else m
+            for c in range(c1 - c0):
+                bad[c] = 0
+            for r in range(n):   # transpose a tile: each column contiguous
+                for c in range(c0, c1):
+                    v = a[r, c]
+                    if v != v:
+                        bad[c - c0] = 1
+                    buf[(c - c0) * ld + r] = v
+            for c in range(c0, c1):
+                if bad[c - c0]:
+                    out0[c] = NAN
+                    out1[c] = NAN
+                    continue
+                x = buf + (c - c0) * ld
+                out0[c] = _select(x, n, k0)
+                if k1 == k0:
+                    out1[c] = out0[c]
+                else:
+                    out1[c] = _select(x + k0 + 1, n - k0 - 1, k1 - k0 - 1)
+            c0 = c1
+    free(buf)
 
 
 cdef inline double _interp(const float[:, ::1] a, Py_ssize_t i, double tk) noexcept nogil:

@@ -1,0 +1,66 @@
+"""The compiled column selection behind the GPR detector's noise and clutter
+scales: bit for bit what ``np.quantile``/``np.median`` along axis 0 give, so
+the detector's alarms do not change with it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from demine import _hyperbola as K
+from demine.hyperbola import _column_median, _column_quantile
+
+_values = st.one_of(
+    st.floats(-1e6, 1e6, allow_nan=False, width=32),
+    st.sampled_from([0.0, -0.0, 1.0, -1.0]),   # ties and signed zeros
+    st.just(float("nan")),
+)
+_blocks = st.integers(1, 60).flatmap(lambda n: st.integers(1, 20).flatmap(
+    lambda m: hnp.arrays(np.float32, (n, m), elements=_values)))
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b, equal_nan=True)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_blocks, st.sampled_from([0.0, 0.01, 0.25, 0.5, 0.75, 0.99, 1.0, 1 / 3]))
+def test_column_quantile_is_numpy_quantile(a, q):
+    assert _same(_column_quantile(a, q), np.quantile(a, q, axis=0))
+
+
+@settings(max_examples=300, deadline=None)
+@given(_blocks)
+def test_column_median_is_numpy_median(a):
+    assert _same(_column_median(a), np.median(a, axis=0))
+
+
+@pytest.mark.parametrize("shape", [(100, 512), (175, 512), (7, 3), (1, 5)])
+@pytest.mark.parametrize("fill", ["noise", "zeros", "few values"])
+def test_order_statistics_match_a_full_sort(shape, fill):
+    rng = np.random.default_rng(3)
+    if fill == "noise":
+        a = rng.standard_normal(shape).astype(np.float32)
+    elif fill == "zeros":
+        a = np.zeros(shape, dtype=np.float32)
+    else:
+        a = rng.integers(0, 3, shape).astype(np.float32)
+    srt = np.sort(a, axis=0)
+    lo = np.empty(shape[1], dtype=np.float32)
+    hi = np.empty(shape[1], dtype=np.float32)
+    for k0 in sorted({0, shape[0] // 4, shape[0] // 2, shape[0] - 1}):
+        k1 = min(k0 + 1, shape[0] - 1)
+        K.column_order_stats(a, k0, k1, lo, hi)
+        assert np.array_equal(lo, srt[k0]) and np.array_equal(hi, srt[k1])
+
+
+def test_order_statistics_refuse_bad_ranks():
+    a = np.zeros((4, 2), dtype=np.float32)
+    out = np.empty(2, dtype=np.float32)
+    with pytest.raises(ValueError):
+        K.column_order_stats(a, 2, 4, out, out.copy())
+    with pytest.raises(ValueError):
+        K.column_order_stats(a, 2, 1, out, out.copy())
