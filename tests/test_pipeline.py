@@ -132,6 +132,54 @@ def test_spatial_merger_one_alarm_per_object_any_chunking():
         assert run(cuts) == whole
 
 
+def _passes(objects, n_passes, spread, rng):
+    """Per-pass radar alarms of a hand-held sweep: each object is crossed by
+    ``n_passes`` passes advancing along y, its score falling off with the
+    pass's offset from the object (the strongest pass right over it)."""
+    t, x, y, s = [], [], [], []
+    for k in range(n_passes):
+        off = (k - (n_passes - 1) / 2) * spread
+        for ox, oy, peak in objects:
+            t.append(int((k * 1.0 + ox) * 1e9))
+            x.append(ox + 0.005 * rng.standard_normal())
+            y.append(oy + off)
+            s.append(peak * np.exp(-0.5 * (off / 0.04) ** 2))
+    o = np.argsort(t, kind="stable")
+    return {"time": np.array(t)[o], "x": np.array(x)[o], "y": np.array(y)[o],
+            "score": np.array(s)[o], "depth": np.full(len(t), 0.1)}
+
+
+def test_spatial_merger_splits_two_objects_in_one_cluster():
+    """A weak object 0.15 m from a strong one keeps its own alarm when the
+    merger splits clusters by prominence; one object crossed by many passes
+    stays one alarm; without link_radius the cluster is one alarm."""
+    from demine.pipeline import SpatialMerger
+
+    rng = np.random.default_rng(1)
+    pair = _passes([(0.5, 0.5, 60.0), (0.5, 0.65, 20.0)], 9, 0.02, rng)
+    one = _passes([(0.5, 0.5, 60.0)], 9, 0.02, rng)
+
+    def run(a, **kw):
+        m = SpatialMerger(radius=0.2, release_time=3.0, **kw)
+        return sorted(m.process(a, None) + m.finish(), key=lambda r: -r["score"])
+
+    old = run(pair)
+    assert len(old) == 1
+    new = run(pair, link_radius=0.05, split=2.0)
+    assert len(new) == 2
+    assert abs(new[0]["y"] - 0.5) < 0.02 and abs(new[1]["y"] - 0.65) < 0.02
+    assert new[0]["score"] == pytest.approx(60.0) and new[1]["score"] == pytest.approx(20.0)
+    assert sum(r["n_passes"] for r in new) == len(pair["x"])
+    assert len(run(one, link_radius=0.05, split=2.0)) == 1
+    # stray single passes join their neighbour instead of becoming objects
+    lone = {k: np.concatenate([v, v[:1]]) for k, v in one.items()}
+    lone["x"][-1] = 0.6
+    lone["score"][-1] = 50.0
+    assert len(run(lone, link_radius=0.05, split=2.0, min_members=2)) == 1
+    with pytest.raises(ConfigError, match="split"):
+        SpatialMerger(split=0.5)
+
+
 def test_stream_calibration_reaches_the_detectors(lane, tmp_path):
     """The radar's time zero and antenna height place the ground surface for the
     GPR detector, and the coil radius scales the EMI detector's distances:

@@ -103,6 +103,62 @@ def _num(name: str, value: Any, **kw: Any) -> Any:
     return check_number("emi detector", name, value, **kw)
 
 
+def prominence_groups(x: Any, y: Any, s: Any, order: list[int], link_radius: float,
+                      split: float) -> list[list[int]]:
+    """Split peaks sampled over the ground into objects by topographic prominence.
+
+    Peaks within ``link_radius`` of each other are neighbours.  Taken in
+    ``order`` (strongest first; the caller breaks ties), a peak with no
+    stronger neighbour starts an object (a local maximum), otherwise it joins
+    the object of its strongest stronger neighbour; where two objects meet,
+    the weaker one is absorbed when the saddle (the peak where they meet)
+    times ``split`` exceeds its own maximum.  Peaks with a non-finite position
+    start their own object and link to nothing.
+
+    Returns
+    -------
+    list of list of int
+        Indices of the peaks of each object, each list in ``order``'s order,
+        objects by their strongest peak's rank in ``order``.
+    """
+    n = len(order)
+    parent = list(range(n))
+    top = list(range(n))  # rank of the strongest peak of each root's object
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    r2max = link_radius ** 2
+    placed: list[int] = []
+    for i, k in enumerate(order):
+        px, py = x[k], y[k]
+        ok = math.isfinite(px) and math.isfinite(py)
+        nbrs = []
+        if ok:
+            for j in placed:
+                q = order[j]
+                if (x[q] - px) ** 2 + (y[q] - py) ** 2 <= r2max:
+                    nbrs.append(j)
+        if nbrs:
+            # join the object of the strongest neighbour (steepest ascent)
+            parent[i] = find(min(nbrs))
+            roots = sorted({find(j) for j in nbrs}, key=lambda r: top[r])
+            keep = roots[0]
+            for r in roots[1:]:
+                # peak k is the saddle between the objects keep and r
+                if s[k] * split > s[order[top[r]]]:
+                    parent[r] = keep
+        if ok:
+            placed.append(i)
+    groups: dict[int, list[int]] = {}
+    for i in range(n):
+        groups.setdefault(find(i), []).append(order[i])
+    return [groups[r] for r in sorted(groups, key=lambda r: top[r])]
+
+
 @dataclass
 class _Peak:
     s: float
@@ -491,42 +547,10 @@ class EMIDetector:
         return len(passes) >= self.min_passes
 
     def _prominence_modes(self, peaks: list[_Peak]) -> list[list[_Peak]]:
-        order = sorted(peaks, key=lambda q: (-q.s, q.index))
-        n = len(order)
-        parent = list(range(n))
-        top = list(range(n))  # strongest peak of each root's object
-
-        def find(i: int) -> int:
-            while parent[i] != i:
-                parent[i] = parent[parent[i]]
-                i = parent[i]
-            return i
-
-        r2max = self.link_radius ** 2
-        placed: list[int] = []
-        for i, p in enumerate(order):
-            ok = math.isfinite(p.x) and math.isfinite(p.y)
-            nbrs = []
-            if ok:
-                for j in placed:
-                    q = order[j]
-                    if (q.x - p.x) ** 2 + (q.y - p.y) ** 2 <= r2max:
-                        nbrs.append(j)
-            if nbrs:
-                # join the object of the strongest neighbour (steepest ascent)
-                parent[i] = find(min(nbrs))
-                roots = sorted({find(j) for j in nbrs}, key=lambda r: top[r])
-                keep = roots[0]
-                for r in roots[1:]:
-                    # p is the saddle between the objects keep and r
-                    if p.s * self.split > order[top[r]].s:
-                        parent[r] = keep
-            if ok:
-                placed.append(i)
-        groups: dict[int, list[_Peak]] = {}
-        for i in range(n):
-            groups.setdefault(find(i), []).append(order[i])
-        return [groups[r] for r in sorted(groups, key=lambda r: top[r])]
+        order = sorted(range(len(peaks)), key=lambda i: (-peaks[i].s, peaks[i].index))
+        groups = prominence_groups([p.x for p in peaks], [p.y for p in peaks],
+                                   [p.s for p in peaks], order, self.link_radius, self.split)
+        return [[peaks[i] for i in g] for g in groups]
 
     @staticmethod
     def _alarm(peaks: list[_Peak]) -> dict[str, Any]:

@@ -130,17 +130,24 @@ class SpatialMerger:
     """
 
     def __init__(self, radius: float = 0.2, release_time: float = 3.0,
-                 latency: float = 5.0) -> None:
+                 latency: float = 5.0, link_radius: float = 0.0, split: float = 2.0,
+                 min_members: int = 2) -> None:
         if not radius > 0 or not release_time > 0 or not latency >= 0:
             raise ConfigError("[gpr.detector.merge]: radius and release_time must be "
                               "positive, latency non-negative")
+        if not link_radius >= 0 or not split >= 1 or not int(min_members) >= 1:
+            raise ConfigError("[gpr.detector.merge]: link_radius must be >= 0, split >= 1 "
+                              "and min_members >= 1")
         self.radius = float(radius)
         self.release_ns = int(release_time * 1e9)
         self.latency_ns = int(latency * 1e9)
+        self.link_radius = float(link_radius)
+        self.split = float(split)
+        self.min_members = int(min_members)
         self._open: list[dict[str, Any]] = []
 
-    def _close(self, cluster: dict[str, Any]) -> dict[str, Any]:
-        m = cluster["members"]
+    @staticmethod
+    def _one(m: list[dict[str, Any]]) -> dict[str, Any]:
         score = np.array([a["score"] for a in m])
         best = m[int(np.argmax(score))]
         keep = score >= 0.5 * score.max()
@@ -150,6 +157,28 @@ class SpatialMerger:
         out["y"] = float(np.dot(w, [a["y"] for a, k in zip(m, keep, strict=True) if k]) / w.sum())
         out["n_passes"] = len(m)
         return out
+
+    def _close(self, cluster: dict[str, Any]) -> list[dict[str, Any]]:
+        m = cluster["members"]
+        if self.link_radius <= 0 or len(m) < 2 * self.min_members:
+            return [self._one(m)]
+        from .detect import prominence_groups
+
+        order = sorted(range(len(m)), key=lambda i: (-m[i]["score"], m[i]["time"], m[i]["x"]))
+        groups = prominence_groups([a["x"] for a in m], [a["y"] for a in m],
+                                   [a["score"] for a in m], order, self.link_radius, self.split)
+        # an object seen on fewer than min_members passes is a stray pass of
+        # its nearest neighbour, not an object of its own
+        big = [g for g in groups if len(g) >= self.min_members]
+        if len(big) <= 1:
+            return [self._one(m)]
+        for g in groups:
+            if len(g) < self.min_members:
+                a = m[g[0]]
+                near = min(big, key=lambda h: (m[h[0]]["x"] - a["x"]) ** 2
+                           + (m[h[0]]["y"] - a["y"]) ** 2)
+                near.extend(g)
+        return [self._one([m[i] for i in g]) for g in big]
 
     def process(self, alarms: Mapping[str, np.ndarray], now_ns: int | None) -> list[dict]:
         """Add alarms (columns); return the clusters closed by stream time ``now_ns``."""
@@ -184,11 +213,11 @@ class SpatialMerger:
                 late = now_ns - self.latency_ns - c["last"] > self.release_ns
                 (closed if late else still).append(c)
             self._open = still
-        return [self._close(c) for c in closed]
+        return [a for c in closed for a in self._close(c)]
 
     def finish(self) -> list[dict]:
         closed, self._open = self._open, []
-        return [self._close(c) for c in closed]
+        return [a for c in closed for a in self._close(c)]
 
 
 def _rows_to_columns(rows: list[dict], like: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
