@@ -186,7 +186,8 @@ class _Appender:
         self.where = where
         self._pending: list[dict[str, np.ndarray]] = []
         self._pending_bytes = 0
-        self._datasets: dict[str, Any] = {}  # column -> h5py DatasetID
+        # column -> (DatasetID, file space, memory space, memory type, dtype)
+        self._datasets: dict[str, tuple[Any, ...]] = {}
         self.n_written = 0
         self.n_frames = 0  # written + pending
 
@@ -292,17 +293,28 @@ class _Appender:
     def _write_rows(self, name: str, start: int, arr: np.ndarray, grow: bool) -> None:
         # HDF5's low-level calls, not h5py's Dataset slicing: this runs for every
         # column at every flush (tens of times a second when recording live), and
-        # h5py's selection machinery costs 4x the write itself.
-        dsid = self._datasets.get(name)
-        if dsid is None:
-            dsid = self._datasets[name] = self._group[name].id
+        # h5py's selection machinery costs 4x the write itself.  The file and
+        # memory dataspaces and the memory type are made once per column and
+        # reshaped in place: every new h5py identifier costs a registration in
+        # h5py's object registry, which was a third of a column write.
+        ids = self._datasets.get(name)
+        if ids is None:
+            dsid = self._group[name].id
+            fspace = dsid.get_space()
+            ids = self._datasets[name] = (dsid, fspace, fspace.copy(),
+                                          h5py.h5t.py_create(arr.dtype), arr.dtype)
+        dsid, fspace, mspace, mtype, dtype = ids
         arr = np.ascontiguousarray(arr)
+        if arr.dtype != dtype:  # (the columns' dtypes are fixed; never in practice)
+            mtype = h5py.h5t.py_create(arr.dtype)
         n = arr.shape[0]
+        rest = arr.shape[1:]
         if grow:
-            dsid.set_extent((start + n,) + arr.shape[1:])
-        fspace = dsid.get_space()
-        fspace.select_hyperslab((start,) + (0,) * (arr.ndim - 1), arr.shape)
-        dsid.write(h5py.h5s.create_simple(arr.shape), fspace, arr)
+            dsid.set_extent((start + n,) + rest)
+            fspace.set_extent_simple((start + n,) + rest, (h5py.h5s.UNLIMITED,) + rest)
+        fspace.select_hyperslab((start,) + (0,) * len(rest), arr.shape)
+        mspace.set_extent_simple(arr.shape)
+        dsid.write(mspace, fspace, arr, mtype)
 
     def update(self, start: int, values: Mapping[str, Any]) -> None:
         """Overwrite columns of rows ``start, start + n`` already appended
@@ -327,6 +339,7 @@ class _Appender:
             # modify existing data; readers see the old or the new values)
             done = max(0, min(start + n, self.n_written) - start)
             if done:
+                self._writer._dirty = True
                 for name, arr in arrays.items():
                     self._write_rows(name, start, arr[:done], grow=False)
             # rows still buffered: patched in the buffer
@@ -453,6 +466,11 @@ class RecordingWriter:
         Extra root attributes.
     autoflush : bool
         Flush from a background thread when appends stop.
+    flush_on_append : bool
+        Let an append flush when ``flush_interval`` has passed since the last
+        flush.  False for a caller that flushes on its own schedule (the live
+        recorder flushes at the end of each pass over its devices; a flush in
+        the middle of a pass would double the flushes).
     min_free_bytes : int
         Space kept free on the disk: a flush that would eat into it stops
         the recording cleanly (:class:`RecordingError`, "disk full") instead
@@ -471,7 +489,8 @@ class RecordingWriter:
                  lane_id: str = "", notes: str = "", flush_interval: float = 1.0,
                  fsync: bool = False, overwrite: bool = False,
                  compression: str | None = None, attrs: Mapping[str, Any] | None = None,
-                 autoflush: bool = True, min_free_bytes: int = 4 << 20) -> None:
+                 autoflush: bool = True, min_free_bytes: int = 4 << 20,
+                 flush_on_append: bool = True) -> None:
         self.path = Path(path)
         if flush_interval <= 0:
             raise ValueError(f"flush_interval must be > 0 s, got {flush_interval}")
@@ -522,6 +541,12 @@ class RecordingWriter:
         self._flusher: threading.Thread | None = None
         self._stop = threading.Event()
         self._autoflush = autoflush
+        self._flush_on_append = bool(flush_on_append)
+        self._dirty = False  # anything appended or rewritten since the last flush
+        # last disk-space query: (monotonic time, bytes free), and bytes
+        # written since (the query costs two system calls)
+        self._free_known: tuple[float, int] | None = None
+        self._written_since_check = 0
         self.min_free_bytes = int(min_free_bytes)
         self.flush_count = 0
         #: The error that stopped writing (disk full, …), or None.
@@ -771,10 +796,12 @@ class RecordingWriter:
         # Called with the lock held.
         if not self._swmr:
             self.start()
+        self._dirty = True
         now = _time.monotonic()
         if self._oldest_pending is None:
             self._oldest_pending = now
-        if now - self._last_flush >= self.flush_interval or pending_bytes > _MAX_PENDING_BYTES:
+        if pending_bytes > _MAX_PENDING_BYTES or (
+                self._flush_on_append and now - self._last_flush >= self.flush_interval):
             self.flush()
 
     def _flush_loop(self) -> None:
@@ -807,12 +834,31 @@ class RecordingWriter:
             pass
         return free
 
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes appended but not yet written to the file."""
+        with self._lock:
+            return (sum(s._appender._pending_bytes for s in self._streams.values())
+                    + sum(t._pending_bytes for t in self._tables.values()))
+
     def _check_headroom(self) -> None:
         pending = sum(s._appender._pending_bytes for s in self._streams.values())
         pending += sum(t._pending_bytes for t in self._tables.values())
         if not pending:
             return
+        # The free space is asked again at least twice a second, and whenever
+        # what was written since the last answer could have used up the margin
+        # (flushing tens of times a second, the query was an eighth of a flush)
+        now = _time.monotonic()
+        known = self._free_known
+        if (known is not None and now - known[0] < 0.5
+                and 4 * (self._written_since_check + 2 * pending) + self.min_free_bytes
+                < known[1]):
+            self._written_since_check += pending
+            return
         free = self._headroom()
+        self._free_known = (now, free)
+        self._written_since_check = pending
         if free < 2 * pending + self.min_free_bytes:
             self.error = RecordingError(
                 f"{self.path}: disk full ({free} bytes left, {pending} to write, "
@@ -849,7 +895,18 @@ class RecordingWriter:
                 raise self.error from exc
             self._last_flush = _time.monotonic()
             self._oldest_pending = None
+            self._dirty = False
             self.flush_count += 1
+
+    @property
+    def dirty(self) -> bool:
+        """Whether anything was appended or rewritten since the last flush."""
+        return self._dirty
+
+    @property
+    def last_flush(self) -> float:
+        """``time.monotonic()`` at the end of the last flush (or of opening)."""
+        return self._last_flush
 
     def close(self) -> None:
         """Flush everything and close the file.  Safe to call twice."""
