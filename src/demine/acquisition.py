@@ -298,7 +298,14 @@ class DeviceReader:
     poll_interval : float
         Least time between two reads while data flows: bytes accumulate in the
         driver's buffer meanwhile, so each read takes a large block (few system
-        calls per second at any data rate).
+        calls per second at any data rate).  A read that (nearly) filled the
+        4 KiB tty buffer is followed at once by more reads, and the bytes of
+        all of them are framed together.
+    align : bool
+        Wake at multiples of ``poll_interval`` on the monotonic clock instead
+        of ``poll_interval`` after the last read: the readers of one recorder
+        then read together, just before its writer's pass, so a frame waits
+        for one period in all rather than one per thread.
     stall_timeout : float
         Seconds without bytes before a ``"stall"`` event.
     reconnect : bool
@@ -330,6 +337,7 @@ class DeviceReader:
         serial_options: dict[str, Any] | None = None,
         read_timeout: float = 0.1,
         poll_interval: float = 0.01,
+        align: bool = False,
         stall_timeout: float = 2.0,
         reconnect: bool = True,
         backoff: tuple[float, float] = (0.05, 2.0),
@@ -347,6 +355,7 @@ class DeviceReader:
             self.settings.update(serial_options)
         self.read_timeout = float(read_timeout)
         self.poll_interval = float(poll_interval)
+        self.align = bool(align)
         self.stall_timeout = float(stall_timeout)
         self.reconnect = bool(reconnect)
         self.backoff = (float(backoff[0]), float(backoff[1]))
@@ -459,6 +468,30 @@ class DeviceReader:
                     self._stats.callback_errors += 1
                 self._event("callback_error", f"frame consumer failed: {exc!r}")
 
+    def _drain_full(self, ser: Any, data: bytes) -> bytes:
+        """More reads after one that (nearly) filled the tty buffer, without
+        waiting: a non-blocking read of an empty tty first lets the kernel move
+        what is queued behind it (up to 64 KiB) into the buffer."""
+        fd = getattr(ser, "fd", None)
+        parts = [data]
+        total = last = len(data)
+        while last >= _TTY_FULL and total < self.read_block:
+            try:
+                if fd is not None:
+                    more = os.read(fd, self.read_block)
+                else:
+                    waiting = ser.in_waiting
+                    more = ser.read(waiting) if waiting else b""
+            except OSError:  # EAGAIN, or the device went: the next read tells
+                break
+            last = len(more)
+            if not last:
+                break
+            parts.append(more)
+            total += last
+            self._stats.reads += 1
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
     def _close(self) -> None:
         ser, self._ser = self._ser, None
         if ser is not None:
@@ -532,6 +565,11 @@ class DeviceReader:
                             more = ser.in_waiting
                             if more:
                                 data += ser.read(more)
+                        # a (nearly) full tty buffer: more is queued behind it
+                        # (the kernel refills the 4 KiB as it is read); read it
+                        # now and frame everything at once
+                        if len(data) >= _TTY_FULL:
+                            data = self._drain_full(ser, data)
                     else:
                         data = ser.read(self.read_block)
                 except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
@@ -601,8 +639,13 @@ class DeviceReader:
                 # let bytes accumulate: few large reads instead of many small ones;
                 # but a read that (nearly) filled the 4 KiB tty line-discipline
                 # buffer means more is queued behind it: read again at once
-                rest = self.poll_interval - (time.monotonic() - t_read)
-                if rest > 0 and len(data) < _TTY_FULL:
+                now = time.monotonic()
+                if self.align:
+                    rest = self.poll_interval - now % self.poll_interval
+                else:
+                    rest = self.poll_interval - (now - t_read)
+                # (a read that stopped at read_block may have left more behind)
+                if rest > 0 and len(data) < (self.read_block if exact_waiting else _TTY_FULL):
                     self._stop.wait(rest)
         except BaseException as exc:  # noqa: BLE001 - reported, never silent
             self.error = exc
