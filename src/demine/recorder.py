@@ -15,9 +15,14 @@ stay NaN until a fix later than the frame has arrived (at most
 a frame only once its position is final, so live alarms equal batch ones.
 Without a GPS stream, positions stay NaN.
 
-Within one pass of the writer thread, the frames that arrived from one device
-are appended together: one append per stream and pass rather than one per
-serial read keeps the recorder's cost per frame low.
+The writer thread makes one pass every ``pass_interval`` (the flush interval,
+at most 50 ms): the frames that arrived from each device since the last pass
+are appended together, positions filled in, frames handed to the detectors,
+and, when the flush interval is due, the file is flushed, all in that one
+wake-up.  The readers wake on the same grid of the monotonic clock, just
+before the pass (``DeviceReader(align=True)``), so a frame waits at most about
+one period in the serial buffer and the queue together, and the threads wake
+tens of times a second, not hundreds.
 
 Stream layout must be known before HDF5's SWMR mode starts, so the recorder
 waits (up to ``startup_timeout``) for the first frames of every device before
@@ -143,17 +148,24 @@ class _DetectWorker:
         self._queue.put(None)
         self._thread.join(timeout)
 
-    #: Least time between two detector calls: chunks that arrive meanwhile are
-    #: joined, because per-call costs dominate at serial-read sizes (a radar
-    #: detector fed 4-trace chunks costs 3-4x what it costs fed 400-trace ones).
-    #: Joining does not change the alarms (the detectors are chunk-invariant).
-    min_interval = 0.1
+    #: Least time between the starts of two detector calls: chunks that arrive
+    #: meanwhile are joined, because per-call costs dominate at serial-read
+    #: sizes (a radar detector fed 4-trace chunks costs 3-4x what it costs fed
+    #: 400-trace ones).  A chunk that comes later than that is processed at
+    #: once, so with a 10 Hz GPS (frames are handed over when the fix after
+    #: them is in) the detectors run once per fix and add no wait.  Joining
+    #: does not change the alarms (the detectors are chunk-invariant).
+    min_interval = 0.075
 
     def _run(self) -> None:
+        last = -1e9
         try:
             while True:
                 items = [self._queue.get()]
-                time.sleep(self.min_interval)
+                wait = self.min_interval - (time.monotonic() - last)
+                if wait > 0:
+                    time.sleep(wait)
+                last = time.monotonic()
                 while True:
                     try:
                         items.append(self._queue.get_nowait())
@@ -230,15 +242,19 @@ class Recorder:
         self.startup_timeout = startup_timeout
         self.position_wait = position_wait
         self.on_event = on_event
+        #: Seconds between two passes of the writer thread (and reads of the readers).
+        self.pass_interval = min(self.flush_interval, 0.05)
         self._names = self._stream_names()
         self._queue: queue.Queue[tuple[str, FrameBatch]] = queue.Queue()
         self._readers: dict[str, DeviceReader] = {}
+        ropts = {"poll_interval": self.pass_interval, "align": True,
+                 **dict(reader_options or {})}
         for spec, name in zip(self.devices, self._names, strict=True):
             drv = get_driver(spec.driver, **spec.options)
             self._readers[name] = DeviceReader(
                 spec.url, drv, name=name, serial_options=spec.serial_options or None,
                 on_frames=lambda b, n=name: self._queue.put((n, b)),
-                on_event=self._event, **dict(reader_options or {}),
+                on_event=self._event, **ropts,
             )
         self.writer: RecordingWriter | None = None
         self._streams: dict[str, Any] = {}
@@ -346,8 +362,11 @@ class Recorder:
                 if self.frame is not None:
                     break
         attrs = self.frame.attrs() if self.frame is not None else {}
+        # the write loop flushes at the end of its passes: no flush thread, and
+        # no flush from inside an append in the middle of a pass
         w = RecordingWriter(self.out, flush_interval=self.flush_interval, fsync=self.fsync,
-                            overwrite=self.overwrite, attrs=attrs, **self.meta)
+                            overwrite=self.overwrite, attrs=attrs, autoflush=False,
+                            flush_on_append=False, **self.meta)
         self.writer = w
         try:
             for (name, reader), spec in zip(self._readers.items(), self.devices, strict=True):
@@ -404,8 +423,14 @@ class Recorder:
         if "sample_rate" in attrs:
             ctx["sample_rate"] = float(attrs["sample_rate"])
         ctx.update(_calibration_context(kw.get("calibration")))
+        params = dict(sec["detector"])
+        if kind == "gpr":
+            # one thread: live chunks are small, the cores are shared with the
+            # readers and the writer, and waking OpenMP workers ten times a
+            # second costs more than it saves (the alarms do not depend on it)
+            params.setdefault("nthreads", 1)
         self._detectors[name] = _DetectWorker(
-            name, StreamDetector(kind, ctx, sec["chain"], sec["detector"]),
+            name, StreamDetector(kind, ctx, sec["chain"], params),
             self._write_alarms, self._detector_failed)
 
     def _detector_failed(self, exc: BaseException) -> None:
@@ -476,17 +501,27 @@ class Recorder:
             time.sleep(0.05 if end is None else max(0.0, min(0.05, end - time.monotonic())))
 
     # ------------------------------------------------------------------ writing
+    #: The writer's pass comes this long after the readers' wake-up (a share of
+    #: the pass interval), so that their frames of that period are in.
+    pass_lag = 0.004
+
     def _write_loop(self) -> None:
-        # Passes at most every pass_interval: the frames of all serial reads
-        # since the last pass are appended at once (per-append costs dominate).
-        step = min(0.02, self.flush_interval / 2)
+        # One pass per period, on the readers' grid (they read at multiples of
+        # the period, the pass follows pass_lag later): the frames of every
+        # serial read since the last pass are appended at once (per-append
+        # costs dominate), then the file is flushed when due.
+        period = self.pass_interval
+        lag = min(self.pass_lag, period / 4)
+        w = self.writer
         try:
             while not self._stop.is_set():
-                t0 = time.monotonic()
-                self._drain(final=False, block=step)
-                rest = step - (time.monotonic() - t0)
-                if rest > 0:
-                    self._stop.wait(rest)
+                self._drain(final=False)
+                if w.dirty and (time.monotonic() - w.last_flush
+                                >= self.flush_interval - period / 2):
+                    w.flush()
+                now = time.monotonic()
+                rest = period - (now - lag) % period
+                self._stop.wait(rest)
         except BaseException as exc:  # disk full, …: stop cleanly, keep what is written
             self.error = exc
             log.debug("recording %s stopped: %s", self.out, exc)
@@ -563,6 +598,7 @@ class Recorder:
         """Fill in the positions of frames now covered by the track; hand them
         to the detectors in the order they were written."""
         now = time.time_ns()
+        last_fix = self._track.last_time
         for name, unplaced in self._unplaced.items():
             ready: list[tuple[int, FrameBatch, dict | None]] = []
             while unplaced:
@@ -570,6 +606,14 @@ class Recorder:
                 if pos is None and not (
                         final or self._covered(b)
                         or (now - int(b.host_time_ns[-1])) / 1e9 >= self.position_wait):
+                    # the frames up to the last fix can be placed now; the
+                    # rest of the batch waits for the next fix (a batch holds
+                    # one pass's frames, which a fix may fall in the middle of)
+                    k = 0 if last_fix is None else int(
+                        np.searchsorted(b.time_ns, last_fix, side="right"))
+                    if k > 0:
+                        ready.append((row, b.select(slice(0, k)), None))
+                        unplaced[0] = (row + k, b.select(slice(k, None)), None)
                     break
                 ready.append(unplaced.popleft())
             if not ready:
