@@ -183,6 +183,9 @@ def test_import_to_recording(tmp_path):
         assert np.array_equal(np.asarray(s.samples), rd.samples)
         assert s.sample_interval == pytest.approx(rd.sample_interval_s)
         assert np.allclose(np.asarray(s.x), rd.trace_position_m)
+        # along-line positions in the line's frame: y = 0, so the traces are
+        # "positioned" for the GPR detector (it skips traces without x and y)
+        assert np.array_equal(np.asarray(s.y), np.zeros(60))
         cal = s.calibration
         assert cal["time_zero"] == pytest.approx(math.sqrt(2) / 1.5e9)
         assert cal["frequency"] == pytest.approx(1.5e9)

@@ -184,7 +184,10 @@ def import_file(
             for i in range(0, rd.n_traces, step):  # bounded memory per append
                 kw: dict[str, Any] = {"sequence": np.arange(i, min(i + step, rd.n_traces))}
                 if x is not None:
+                    # positions along the profile: the line's own frame (y = 0), so
+                    # the GPR detector, which skips unpositioned traces, sees them
                     kw["x"] = np.asarray(x[i : i + step], np.float64)
+                    kw["y"] = np.zeros(len(kw["x"]))
                 s.append(np.asarray(samples[i : i + step]), time=times[i : i + step], **kw)
             summary["streams"][s.name] = {
                 "traces": rd.n_traces,
