@@ -16,6 +16,7 @@ Counters (int64 vector, updated in place):
 
 from libc.stdint cimport uint8_t, uint16_t, int64_t
 from libc.string cimport memchr
+from libc.math cimport rint
 
 import numpy as np
 
@@ -261,3 +262,56 @@ def scan_binary(const uint8_t[::1] buf, Py_ssize_t start, Py_ssize_t stop,
             _skip(C, 1)
             pos = p + 1
     return n, keep
+
+
+# --------------------------------------------------------------------------------------
+# device clock -> host clock (demine.acquisition.ClockFit): the per-read arithmetic
+# --------------------------------------------------------------------------------------
+def clock_scan(const int64_t[::1] dev, const int64_t[::1] host, int64_t ref_dev,
+               int64_t ref_host, double a, double b, bint fitted):
+    """One pass over the frames of a read for ``ClockFit``, with its arithmetic:
+    ``x = (dev - ref_dev) * 1e-6``, ``r = (host - ref_host) * 1e-9 - x`` and
+    ``off = r - (a + b * x)`` (``r - r[0]`` before any fit).
+
+    Returns ``(min off, max off, min diff(x), first argmin r, x[j], r[j], x[0],
+    x[-1])``.
+    """
+    cdef Py_ssize_t n = dev.shape[0], i, j = 0
+    cdef double x, r, off, lo, hi, dmin = 0.0, xp, xj, rj, r0, x0
+    if n == 0 or host.shape[0] != n:
+        raise ValueError("clock_scan needs equal, non-empty arrays")
+    with nogil:
+        x0 = <double>(dev[0] - ref_dev) * 1e-6
+        r0 = <double>(host[0] - ref_host) * 1e-9 - x0
+        lo = hi = (r0 - (a + b * x0)) if fitted else 0.0
+        xj = xp = x0
+        rj = r0
+        for i in range(1, n):
+            x = <double>(dev[i] - ref_dev) * 1e-6
+            r = <double>(host[i] - ref_host) * 1e-9 - x
+            off = (r - (a + b * x)) if fitted else (r - r0)
+            if off < lo:
+                lo = off
+            if off > hi:
+                hi = off
+            if i == 1 or x - xp < dmin:
+                dmin = x - xp
+            if r < rj:
+                rj = r
+                xj = x
+                j = i
+            xp = x
+    return lo, hi, dmin, j, xj, rj, x0, xp
+
+
+def clock_map(const int64_t[::1] dev, int64_t ref_dev, int64_t ref_host, double a, double b,
+              int64_t[::1] out):
+    """``out = ref_host + rint((dev - ref_dev) * (1000 * (1 + b)) + a * 1e9)``, as
+    ``ClockFit`` maps device microseconds to host nanoseconds."""
+    cdef Py_ssize_t n = dev.shape[0], i
+    cdef double scale = 1000.0 * (1.0 + b), shift = a * 1e9
+    if out.shape[0] != n:
+        raise ValueError("output length differs")
+    with nogil:
+        for i in range(n):
+            out[i] = ref_host + <int64_t>rint(<double>(dev[i] - ref_dev) * scale + shift)

@@ -55,3 +55,29 @@ def test_aligned_reader_keeps_every_frame_of_a_steady_stream(port):
         r.stop()
     assert col.seqs == seqs.tolist()
     assert r.stats.crc_errors == 0 and r.stats.truncated == 0
+
+
+def test_clock_kernels_match_numpy():
+    """The compiled per-read clock arithmetic is ClockFit's NumPy arithmetic."""
+    from demine import _framing
+
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        n = int(rng.integers(1, 50))
+        dev = np.cumsum(rng.integers(-50, 3000, n)).astype(np.int64) + 10**12
+        host = (dev * 1000 + rng.integers(0, 5_000_000, n)).astype(np.int64) + 10**18
+        ref_dev, ref_host = int(dev[0]) - 7, int(host[0]) - 11
+        a, b = float(rng.normal(0, 1e-3)), float(rng.normal(0, 1e-4))
+        for fitted in (False, True):
+            x = (dev - ref_dev) * 1e-6
+            r = (host - ref_host) * 1e-9 - x
+            off = r - (a + b * x) if fitted else r - r[0]
+            got = _framing.clock_scan(dev, host, ref_dev, ref_host, a, b, fitted)
+            j = int(np.argmin(r))
+            want = (off.min(), off.max(), np.diff(x).min() if n > 1 else 0.0, j, x[j], r[j],
+                    x[0], x[-1])
+            assert got == tuple(float(v) if k != 3 else v for k, v in enumerate(want))
+        out = np.empty(n, dtype=np.int64)
+        _framing.clock_map(dev, ref_dev, ref_host, a, b, out)
+        d = (dev - ref_dev) * (1000.0 * (1.0 + b)) + a * 1e9
+        np.testing.assert_array_equal(out, ref_host + np.rint(d).astype(np.int64))

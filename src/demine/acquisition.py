@@ -52,6 +52,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _framing
 from .drivers import Driver, FrameBatch, get_driver
 from .framing import Framer, FramingStats
 
@@ -134,8 +135,8 @@ class ClockFit:
 
         Frames without a device clock (``device_us < 0``) get their host time.
         """
-        device_us = np.asarray(device_us, dtype=np.int64)
-        host_ns = np.asarray(host_ns, dtype=np.int64)
+        device_us = np.ascontiguousarray(device_us, dtype=np.int64)
+        host_ns = np.ascontiguousarray(host_ns, dtype=np.int64)
         if device_us.size == 0:
             return host_ns.copy()
         if device_us.min() >= 0:  # the usual case: every frame has a device clock
@@ -157,6 +158,22 @@ class ClockFit:
         if self._ref_dev is None:
             self._ref_dev = int(dev[0])
             self._ref_host = int(host[0])
+        # the usual case (a read within one block, no discontinuity) in one
+        # compiled pass; anything else below, with the same arithmetic
+        a, b = self._coef
+        lo, hi, dmin, j, xj, rj, x0, xl = _framing.clock_scan(
+            dev, host, self._ref_dev, self._ref_host, a, b, bool(self._blocks))
+        bid = math.floor(x0 / self.block_s)
+        if not (x0 < self._last_x - 1e-6 or lo < -self.max_step_s or hi > self.max_latency_s
+                or dmin < -1e-6 or bid != math.floor(xl / self.block_s)):
+            self._last_x = xl
+            closed = self._block(bid, xj, rj)
+            keep_from = self._blocks[-1][0] - int(self.window_s / self.block_s)
+            while self._blocks and self._blocks[0][0] < keep_from:
+                self._blocks.popleft()
+            if closed or len(self._blocks) < 3:
+                self._fit()
+            return dev.shape[0]
         x = (dev - self._ref_dev) * 1e-6
         r = (host - self._ref_host) * 1e-9 - x
         n = x.shape[0]
@@ -235,8 +252,10 @@ class ClockFit:
     def _map(self, dev: np.ndarray) -> np.ndarray:
         a, b = self._coef
         # ns since the reference: device ns scaled by (1 + b), plus the offset
-        d = (dev - self._ref_dev) * (1000.0 * (1.0 + b)) + a * 1e9
-        return self._ref_host + np.rint(d).astype(np.int64)
+        # (ref_host + rint((dev - ref_dev) * 1000 (1 + b) + a 1e9), compiled)
+        out = np.empty(dev.shape[0], dtype=np.int64)
+        _framing.clock_map(np.ascontiguousarray(dev), self._ref_dev, self._ref_host, a, b, out)
+        return out
 
 
 # --------------------------------------------------------------------------------------
