@@ -194,3 +194,40 @@ def test_import_to_recording(tmp_path):
         assert json.loads(s.attrs["vendor_header"])["ntraces"] == 60
     # a recording is refused as input, with one line and exit code 2
     assert main(["import", str(out), "--out", str(tmp_path / "again.h5")]) == 2
+
+
+@pytest.mark.parametrize("kw, why", [
+    ({"chunks": (64, 64)}, "never written"),
+    ({"chunks": (64, 64), "compression": "gzip"}, "implausible"),
+    ({}, "never written"),
+])
+def test_declared_but_unwritten_data_is_refused_before_allocation(tmp_path, kw, why):
+    # a header that claims 4096 x 1 000 000 float32 samples (16 GB) in a small file
+    p = tmp_path / "lie.h5"
+    with h5py.File(p, "w") as h:
+        h.attrs.update({"gprMax": "4.0.1", "dt": 1e-12, "Iterations": 4096, "nrx": 1,
+                        "ntraces": 1_000_000})
+        h.create_dataset("rxs/rx1/Ez", shape=(4096, 1_000_000), dtype="f4", **kw)
+    with pytest.raises(VendorFormatError, match=why):
+        io.read(p)
+
+
+def test_minimal_v3_ascan_written_here(tmp_path):
+    # gprMax 3.x A-scan layout with positions as attributes and cell steps
+    p = tmp_path / "model.out"
+    with h5py.File(p, "w") as h:
+        h.attrs.update({"gprMax": "3.1.7", "Title": "t", "dt": 2e-12, "Iterations": 5,
+                        "nrx": 1, "srcsteps": [0, 0, 0], "rxsteps": [0, 0, 0],
+                        "dx_dy_dz": [0.001, 0.001, 0.001]})
+        h.create_group("srcs/src1").attrs["Position"] = [0.10, 0.2, 0.0]
+        g = h.create_group("rxs/rx1")
+        g.attrs["Position"] = [0.13, 0.2, 0.0]
+        g["Ez"] = np.arange(5, dtype=np.float32)
+    (tmp_path / "model.in").write_text("#waveform: gaussian 1 1e9 w\n"
+                                       "#hertzian_dipole: z 0.1 0.2 0 w\n")
+    rd = io.read(p)
+    assert rd.samples.tolist() == [[0, 1, 2, 3, 4]]
+    assert rd.trace_position_m.tolist() == pytest.approx([0.115])
+    assert rd.header["antenna_offset_m"] == pytest.approx(0.03)
+    assert rd.frequency_hz == 1e9
+    assert rd.time_zero_sample * rd.sample_interval_s == pytest.approx(1e-9)  # chi = 1/f

@@ -55,7 +55,7 @@ _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _MAX_ITERATIONS = 1 << 31
 _MAX_TRACES = 1 << 24
 #: Compressed datasets may expand; refuse more than this many times the file size.
-_MAX_EXPANSION = 1000
+_MAX_EXPANSION = 100
 
 # centre (s * frequency) of gprMax's analytic waveforms: delay = t - chi
 _CHI = {
@@ -305,7 +305,7 @@ def _read(h: Any, p: Path, size: int, component: str, rx: int,
         raise fail(p, name, f"{ntr} traces")
     nbytes = iterations * ntr * d.dtype.itemsize
     storage = int(d.id.get_storage_size())
-    if d.compression is None and d.chunks is None and storage < nbytes:
+    if d.compression is None and storage < nbytes:
         raise fail(p, name, f"holds {storage} bytes of data, its shape needs {nbytes} "
                    "(truncated or never written)")
     if d.compression is not None and nbytes > _MAX_EXPANSION * max(size, 1):
