@@ -59,9 +59,11 @@ from demine.classify import (
     label_alarms,
     load_default_model,
     load_model,
+    simulated_detect_config,
     train_model,
 )
 from demine.evaluate import evaluate_recordings
+from demine.features import NEIGHBOUR_RADIUS
 from demine.pipeline import append_alarms, detect_recording
 from demine.simulate import simulate_lane
 from demine.simulate.scene import Physics, load_scene
@@ -89,16 +91,20 @@ def _lane_path(work: Path, scene: str, seed: int, physics: str) -> Path:
 
 
 def _cross_family(paths: list[Path], scenes: list[str], cache: Path,
-                  redetect: tuple[str, ...] = ()) -> dict:
+                  redetect: tuple[str, ...] = (), labels: str = "te",
+                  radius: float = NEIGHBOUR_RADIUS) -> dict:
     """Train on all scene families but one, test on the one left out (per family)."""
     out = {}
     for held in scenes:
         train = [p for p in paths if not p.name.startswith(held + "-")]
         test = [p for p in paths if p.name.startswith(held + "-")]
-        ts = build_training_set(train, cache=cache, strict=True, redetect=redetect)
+        ts = build_training_set(train, cache=cache, strict=labels == "strict",
+                                te=labels == "te", radius=radius, redetect=redetect,
+                                redetect_config=simulated_detect_config)
         model = train_model(ts, sets=("emi+gpr", "gpr+emi"))
         res = {}
-        classified = [apply_model(_features_for(p, cache, redetect)[0], model)
+        classified = [apply_model(_features_for(p, cache, redetect, simulated_detect_config,
+                                                radius)[0], model)
                       for p in test]
         for kind in ("emi", "gpr"):
             ev = evaluate_recordings(test, alarms=classified, alarm_stream=kind,
@@ -136,7 +142,11 @@ def main() -> int:
                     help="also train on all scene families but one and test on that one")
     ap.add_argument("--redetect", default="", metavar="KINDS",
                     help="comma-separated sensor kinds (emi,gpr) whose alarms today's "
-                    "detectors find again in cached lanes (the files are not changed)")
+                    "detectors find again in cached lanes (the files are not changed; the "
+                    "alarms are cached by detector fingerprint; a lane without a recorded "
+                    "radar antenna height gets its scene's sweep height)")
+    ap.add_argument("--labels", choices=("te", "strict", "halo"), default="te",
+                    help="labels of the --cross-family models (default te: what T&E scores)")
     args = ap.parse_args()
     redetect = tuple(k for k in args.redetect.split(",") if k)
     model = load_model(args.model) if args.model else load_default_model()
@@ -152,7 +162,8 @@ def main() -> int:
     for scene in scenes:
         for seed in seeds:
             path = _lane_path(work, scene, seed, args.physics)
-            af, _, truth = _features_for(path, cache, redetect)
+            af, _, truth = _features_for(path, cache, redetect, simulated_detect_config,
+                                         model.radius)
             out = apply_model(af, model)
             paths.append(path)
             classified.append(out)
@@ -244,7 +255,8 @@ def main() -> int:
                   f"{b['mean_p']:.3f}  mines {b['frac_mine']:.3f}")
     if args.cross_family and len(scenes) > 1:
         print("\n== cross-family: train on the other scene families, test on one")
-        report["cross_family"] = _cross_family(paths, scenes, cache, redetect)
+        report["cross_family"] = _cross_family(paths, scenes, cache, redetect, args.labels,
+                                               model.radius)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1, default=float))
     tmp.cleanup()

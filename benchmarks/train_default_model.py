@@ -28,7 +28,14 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from demine.classify import build_training_set, make_training_lane, save_model, train_model
+from demine.classify import (
+    build_training_set,
+    make_training_lane,
+    save_model,
+    simulated_detect_config,
+    train_model,
+)
+from demine.features import NEIGHBOUR_RADIUS
 
 OUT = Path(__file__).resolve().parents[1] / "src" / "demine" / "models" / "default.json.gz"
 
@@ -53,9 +60,18 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=OUT, help=f"model file (default {OUT})")
     ap.add_argument("--redetect", default="", metavar="KINDS",
                     help="comma-separated sensor kinds (emi,gpr) whose alarms today's "
-                    "detectors find again in cached lanes (after a detector changed)")
-    ap.add_argument("--halo-labels", action="store_true",
-                    help="label by the halo rule alone (keep hits that lie on clutter)")
+                    "detectors find again in cached lanes (after a detector changed; cached "
+                    "by detector fingerprint; lanes without a recorded radar antenna height "
+                    "get their scene's sweep height)")
+    ap.add_argument("--labels", choices=("te", "strict", "halo"), default="te",
+                    help="te (default): 1 exactly for the alarms the halo rule matches to a "
+                    "mine, every other alarm 0, as test and evaluation scores them; strict: "
+                    "hits nearer a clutter object than the mine and duplicates left out; "
+                    "halo: duplicates left out")
+    ap.add_argument("--radius", default="auto",
+                    help="investigation disc of the neighbourhood features, m, or 'auto' "
+                    "(default): the combined 95th-percentile localisation error of the two "
+                    f"sensors' hits on the training lanes (fallback {NEIGHBOUR_RADIUS} m)")
     args = ap.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -64,11 +80,16 @@ def main() -> int:
         paths = list(pool.map(_lane, todo))
     print(f"{len(paths)} lanes ready in {time.perf_counter() - t0:.0f} s")
     ts = build_training_set(paths, cache=args.workdir / "features-cache",
-                            strict=not args.halo_labels, progress=print,
-                            redetect=tuple(k for k in args.redetect.split(",") if k))
+                            strict=args.labels == "strict", te=args.labels == "te",
+                            radius=args.radius if args.radius == "auto" else float(args.radius),
+                            progress=print,
+                            redetect=tuple(k for k in args.redetect.split(",") if k),
+                            redetect_config=simulated_detect_config)
     model = train_model(ts, notes="default model: simulated random-minefield layouts with "
                         "randomised soil (benchmarks/train_default_model.py), "
-                        f"{'halo' if args.halo_labels else 'strict'} labels", progress=print)
+                        f"{args.labels} labels, neighbourhood radius {ts.radius:.3f} m "
+                        f"({args.radius})",
+                        progress=print)
     save_model(model, args.out)
     print(f"wrote {args.out} ({args.out.stat().st_size} bytes) in "
           f"{time.perf_counter() - t0:.0f} s")

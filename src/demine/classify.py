@@ -57,13 +57,23 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ._version import __version__
-from .errors import ConfigError, ModelError
-from .features import FEATURE_SETS, FEATURES_VERSION, AlarmFeatures, alarm_features
+from .errors import ConfigError, DemineError, ModelError
+from .features import (
+    BASE_FEATURE_SETS,
+    FEATURE_SETS,
+    FEATURES_VERSION,
+    NEIGHBOUR_RADIUS,
+    AlarmFeatures,
+    alarm_features,
+    neighbourhood_features,
+)
 
 __all__ = [
     "MODEL_FORMAT", "Model", "SetModel", "TrainingSet", "apply_model", "build_training_set",
-    "clutter_rejection", "default_model_path", "grouped_splits", "label_alarms",
-    "load_default_model", "load_model", "make_estimator", "make_training_lane",
+    "clutter_rejection", "default_model_path", "detector_fingerprint", "grouped_splits",
+    "label_alarms", "load_default_model", "load_model", "localisation_radius", "make_estimator",
+    "make_training_lane",
+    "simulated_detect_config",
     "save_model", "train_model", "training_scene",
 ]
 
@@ -91,7 +101,7 @@ def _text(v: Any, n: int) -> np.ndarray:
 
 def label_alarms(truth: Mapping[str, ArrayLike] | None, alarms: Mapping[str, ArrayLike],
                  rows: ArrayLike, *, halo: float | None = None,
-                 strict: bool = False) -> NDArray[np.int8]:
+                 strict: bool = False, te: bool = False) -> NDArray[np.int8]:
     """Labels of alarms ``rows`` (all of one sensor) from the ground truth.
 
     Returns 1 (found a mine), 0 (clutter or nothing) or -1 (ambiguous: within
@@ -100,7 +110,11 @@ def label_alarms(truth: Mapping[str, ArrayLike] | None, alarms: Mapping[str, Arr
     then the left-over alarms to the other truth rows.  With ``strict``, an
     alarm that found a mine but lies nearer a non-mine truth object (a
     cartridge 0.2 m from a mine "finds" the mine within its halo) is
-    ambiguous too: its features describe the clutter, not the mine.
+    ambiguous too: its features describe the clutter, not the mine.  With
+    ``te`` (test-and-evaluation labels) nothing is ambiguous: an alarm is 1
+    exactly when the halo rule matches it to a mine, and every other alarm,
+    a duplicate within a found mine's halo included, is 0, as the
+    full-recovery figure counts them (``strict`` is then ignored).
     """
     from .evaluate import AP_HALO, LARGE_HALO, match_alarms, size_class
 
@@ -130,8 +144,9 @@ def label_alarms(truth: Mapping[str, ArrayLike] | None, alarms: Mapping[str, Arr
         left = m < 0
         d = np.hypot(ax[:, None] - tx[mi][None, :], ay[:, None] - ty[mi][None, :])
         near_mine = np.any(d <= h[mi][None, :], axis=1)
-        out[left & near_mine] = -1
-        if strict and (~mine).any():
+        if not te:
+            out[left & near_mine] = -1
+        if strict and not te and (~mine).any():
             dm = d.min(axis=1)
             dc = np.hypot(ax[:, None] - tx[~mine][None, :],
                           ay[:, None] - ty[~mine][None, :]).min(axis=1)
@@ -153,6 +168,8 @@ class TrainingSet:
     groups: dict[str, NDArray[np.str_]] = field(default_factory=dict)
     recordings: list[str] = field(default_factory=list)
     lanes: list[str] = field(default_factory=list)
+    radius: float = NEIGHBOUR_RADIUS
+    labels: str = "halo"
 
     def add(self, name: str, X: np.ndarray, y: np.ndarray, group: str) -> None:
         if name in self.X:
@@ -171,7 +188,8 @@ class TrainingSet:
                           "clutter": int((y == 0).sum()), "ambiguous": int((y < 0).sum()),
                           "lanes": len(set(self.groups[name].tolist()))}
         return {"recordings": len(self.recordings), "lanes": len(set(self.lanes)),
-                "lane_ids": sorted(set(self.lanes))[:200], "sets": sets}
+                "lane_ids": sorted(set(self.lanes))[:200], "sets": sets,
+                "labels": self.labels, "neighbourhood_radius": self.radius}
 
 
 def lane_group(rec: Any, fallback: str) -> str:
@@ -182,8 +200,76 @@ def lane_group(rec: Any, fallback: str) -> str:
     return f"{site}/{lane}" if lane else f"{site}/{fallback}"
 
 
-def _redetected(rec: Any, path: Path, kinds: Sequence[str]) -> dict[str, np.ndarray]:
-    """The recording's alarms with those of sensors ``kinds`` found again by today's detectors."""
+#: Modules whose code decides the alarms of :func:`demine.pipeline.detect_recording`
+#: (their bytes are part of :func:`detector_fingerprint`).
+_DETECTION_MODULES = ("pipeline.py", "process.py", "detect.py", "hyperbola.py", "emi.py",
+                      "gpr.py", "_params.py")
+_DETECTION_KERNELS = ("_core", "_detect", "_emi", "_gpr", "_gpr_avx2", "_hyperbola")
+
+#: A detection configuration for :func:`build_training_set` (``redetect_config``):
+#: a mapping (``demine.pipeline.load_detect_config`` format) or a function of the
+#: recording's path and open :class:`~demine.recording.Recording` returning one.
+RedetectConfig = Mapping[str, Any] | Callable[[Path, Any], Mapping[str, Any] | None] | None
+
+
+def detector_fingerprint(config: Mapping[str, Any] | None = None) -> str:
+    """SHA-256 of what decides the detectors' alarms: their code, chains and ``config``.
+
+    Hashes the bytes of the detection modules, the compiled kernels they call,
+    the packaged processing chains and the resolved detection configuration,
+    so cached detection results are used only while none of them changed.
+    """
+    from .pipeline import load_detect_config
+
+    pkg = Path(str(resources.files("demine")))
+    h = hashlib.sha256(__version__.encode())
+    names = list(_DETECTION_MODULES)
+    for k in _DETECTION_KERNELS:
+        names += sorted(q.name for q in pkg.glob(k + ".*") if q.suffix in (".so", ".pyd"))
+    names += sorted("chains/" + q.name for q in (pkg / "chains").glob("*.toml"))
+    for nm in names:
+        q = pkg / nm
+        h.update(nm.encode() + b"\0" + (q.read_bytes() if q.is_file() else b"<missing>"))
+    h.update(json.dumps(load_detect_config(config), sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def simulated_detect_config(path: Path, rec: Any) -> dict[str, Any] | None:
+    """Detection configuration for a simulated lane whose radar calibration lacks the height.
+
+    Lanes simulated before the radar calibration recorded ``antenna_height``
+    give the GPR detector no ground surface (depths then count from the direct
+    wave).  For such a lane of a known scene (root attribute ``scene``: a
+    shipped scene or ``training-N`` of :func:`training_scene`), the scene's
+    sweep height is given as ``[gpr.detector] antenna_height``; ``None`` for
+    any other recording (the detectors read the calibration as recorded).
+    """
+    gpr = [s for s in rec.streams.values() if s.kind == "gpr"]
+    if not gpr or all("antenna_height" in (s.calibration or {}) for s in gpr):
+        return None
+    scene = str(rec.attrs.get("scene", "") or "")
+    if not rec.attrs.get("simulated") or not scene:
+        return None
+    try:
+        if scene.startswith("training-"):
+            sc = training_scene(int(scene.split("-", 1)[1]),
+                                length=float(rec.attrs.get("lane_length", 5.0)))
+        else:
+            from .simulate.scene import load_scene
+
+            sc = load_scene(scene)
+    except (ValueError, DemineError):
+        return None
+    return {"gpr": {"detector": {"antenna_height": float(sc.sweep.height)}}}
+
+
+def _redetected(rec: Any, path: Path, kinds: Sequence[str], config: RedetectConfig = None,
+                cache: Path | None = None) -> dict[str, np.ndarray]:
+    """The recording's alarms with those of sensors ``kinds`` found again by today's detectors.
+
+    With ``cache``, the detectors' alarms are kept in it keyed by the file
+    (path, size, modification time), the streams and :func:`detector_fingerprint`.
+    """
     from .pipeline import concat_alarms, detect_recording
 
     names = [n for n, s in rec.streams.items() if s.kind in kinds]
@@ -192,19 +278,42 @@ def _redetected(rec: Any, path: Path, kinds: Sequence[str]) -> dict[str, np.ndar
     st = _text(old.get("stream", np.full(n, "")), n)
     keep = ~np.isin(st, names)
     kept = {k: v[keep] for k, v in old.items() if v.shape[:1] == (n,)}
-    new = detect_recording(path, streams=names) if names else {}
+    cfg = config(path, rec) if callable(config) else config
+    new: dict[str, np.ndarray] = {}
+    if names:
+        key = None
+        if cache is not None:
+            fs = path.stat()
+            h = hashlib.sha256(f"{path.resolve()}|{fs.st_size}|{fs.st_mtime_ns}|{names}|"
+                               f"{detector_fingerprint(cfg)}".encode())
+            key = cache / f"{path.stem}-alarms-{h.hexdigest()[:16]}.npz"
+            if key.exists():
+                with np.load(key, allow_pickle=False) as z:
+                    new = {k: z[k] for k in z.files}
+        if not new:
+            new = detect_recording(path, cfg, streams=names)
+            if key is not None:
+                cache.mkdir(parents=True, exist_ok=True)
+                tmp = key.with_suffix(".tmp.npz")
+                np.savez(tmp, **{k: (np.asarray(v).astype(str) if np.asarray(v).dtype.kind
+                                     == "O" else np.asarray(v)) for k, v in new.items()})
+                tmp.replace(key)
     cols = [c for c in kept if c in new] if new else list(kept)
     parts = [{c: kept[c] for c in cols}] + ([{c: np.asarray(new[c]) for c in cols}]
                                             if new else [])
     return concat_alarms(parts)
 
 
-def _features_for(path: Path, cache: Path | None, redetect: Sequence[str] = ()
-                  ) -> tuple[AlarmFeatures, str, dict]:
+def _features_for(path: Path, cache: Path | None, redetect: Sequence[str] = (),
+                  redetect_config: RedetectConfig = None,
+                  radius: float | None = NEIGHBOUR_RADIUS) -> tuple[AlarmFeatures, str, dict]:
     """Features, lane group and truth of a recording (cached by file size and time).
 
     ``redetect``: sensor kinds ("emi", "gpr") whose alarms are found again by
-    the current detectors instead of read from the recording's table.
+    the current detectors (with ``redetect_config``) instead of read from the
+    recording's table; with ``cache`` their alarms are cached too.  The cache
+    holds the base features; the neighbourhood columns (investigation disc of
+    ``radius``; none when ``None``) are added after reading it.
     """
     from .recording import Recording
 
@@ -212,7 +321,8 @@ def _features_for(path: Path, cache: Path | None, redetect: Sequence[str] = ()
         group = lane_group(rec, path.name)
         truth = rec.truth
         key = None
-        alarms = _redetected(rec, path, tuple(redetect)) if redetect else None
+        alarms = _redetected(rec, path, tuple(redetect), redetect_config,
+                             cache) if redetect else None
         tag = ""
         if alarms is not None:
             hh = hashlib.sha256()
@@ -223,15 +333,17 @@ def _features_for(path: Path, cache: Path | None, redetect: Sequence[str] = ()
         if cache is not None:
             st = path.stat()
             h = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{tag}|"
-                               f"{__version__}|{FEATURES_VERSION}|{sorted(FEATURE_SETS.items())}".encode())
+                               f"{__version__}|{FEATURES_VERSION}|{sorted(BASE_FEATURE_SETS.items())}".encode())
             key = cache / f"{path.stem}-{h.hexdigest()[:16]}.npz"
             if key.exists():
                 z = np.load(key, allow_pickle=False)
                 alarms = {k[2:]: z[k] for k in z.files if k.startswith("a_")}
                 sets = {k[2:]: (z["r_" + k[2:]], z[k]) for k in z.files if k.startswith("X_")}
                 sensors = frozenset(str(s) for s in z["sensors"])
-                return AlarmFeatures(alarms, sets, sensors, str(path)), group, truth
-        af = alarm_features(rec, alarms)
+                af = AlarmFeatures(alarms, sets, sensors, str(path))
+                return (af if radius is None else neighbourhood_features(af, radius), group,
+                        truth)
+        af = alarm_features(rec, alarms, radius=None)
         if key is not None:
             cache.mkdir(parents=True, exist_ok=True)
             arrs: dict[str, np.ndarray] = {}
@@ -245,12 +357,13 @@ def _features_for(path: Path, cache: Path | None, redetect: Sequence[str] = ()
             tmp = key.with_suffix(".tmp.npz")
             np.savez(tmp, **arrs)
             tmp.replace(key)
-        return af, group, truth
+        return (af if radius is None else neighbourhood_features(af, radius)), group, truth
 
 
 def build_training_set(paths: Iterable[str | Path], *, cache: str | Path | None = None,
                        halo: float | None = None, strict: bool = False,
-                       redetect: Sequence[str] = (),
+                       te: bool = False, radius: float | str = NEIGHBOUR_RADIUS,
+                       redetect: Sequence[str] = (), redetect_config: RedetectConfig = None,
                        progress: Callable[[str], None] | None = None) -> TrainingSet:
     """Features and labels of the alarms of recordings that carry ground truth.
 
@@ -265,30 +378,114 @@ def build_training_set(paths: Iterable[str | Path], *, cache: str | Path | None 
     strict : bool
         Leave out of training the alarms that found a mine while lying nearer
         a clutter object (:func:`label_alarms`).
+    te : bool
+        Test-and-evaluation labels: every alarm the halo rule does not match
+        to a mine is clutter, duplicates within a found mine's halo included
+        (:func:`label_alarms`); what the full-recovery figure scores.
+    radius : float or "auto"
+        Radius (m) of the investigation disc of the neighbourhood features
+        (:func:`demine.features.neighbourhood_features`); ``"auto"``: from the
+        sensors' localisation error on these recordings
+        (:func:`localisation_radius`).
     redetect : sequence of str
         Sensor kinds whose alarms the current detectors find again (the
-        recordings' tables are not changed), e.g. after a detector changed.
+        recordings' tables are not changed), e.g. after a detector changed;
+        with ``cache`` their alarms are cached, keyed by
+        :func:`detector_fingerprint`.
+    redetect_config : mapping or callable, optional
+        Detection configuration of ``redetect`` (or a function of the path and
+        the open recording giving it, e.g. a radar antenna height for lanes
+        whose calibration does not record it).
     progress : callable, optional
         Called with a line of text per recording.
     """
-    ts = TrainingSet()
+    lanes = []
     for p in paths:
         p = Path(p)
-        af, group, truth = _features_for(p, Path(cache) if cache else None, redetect)
+        af, group, truth = _features_for(p, Path(cache) if cache else None, redetect,
+                                         redetect_config, None)
         if truth is None or len(truth.get("x", ())) == 0:
             if progress:
                 progress(f"{p}: no ground truth, skipped")
             continue
+        lanes.append((p, af, group, truth))
+    if isinstance(radius, str):
+        if radius != "auto":
+            raise ConfigError(f"neighbourhood radius must be a number or 'auto', got {radius!r}")
+        radius, errs = localisation_radius([(af, truth) for _, af, _, truth in lanes])
+        if progress:
+            progress("neighbourhood radius from the localisation error (95th percentile) of "
+                     + ", ".join(f"{k} hits {v:.3f} m" for k, v in errs.items())
+                     + f": {radius:.3f} m")
+    ts = TrainingSet(radius=float(radius),
+                     labels="te" if te else ("strict" if strict else "halo"))
+    for p, af, group, truth in lanes:
+        af = neighbourhood_features(af, float(radius))
         ts.recordings.append(str(p))
         ts.lanes.append(group)
         counts = []
         for name, (rows, X) in af.sets.items():
-            y = label_alarms(truth, af.alarms, rows, halo=halo, strict=strict)
+            y = label_alarms(truth, af.alarms, rows, halo=halo, strict=strict, te=te)
             ts.add(name, X, y, group)
             counts.append(f"{name}: {rows.size} alarms, {int((y == 1).sum())} on mines")
         if progress:
             progress(f"{p} [{group}] " + "; ".join(counts))
     return ts
+
+
+def localisation_radius(lanes: Sequence[tuple[AlarmFeatures, Mapping[str, Any]]], *,
+                        q: float = 95.0, min_hits: int = 10
+                        ) -> tuple[float, dict[str, float]]:
+    """Investigation-disc radius from the sensors' localisation error.
+
+    Per sensor, the ``q``-th percentile of the distance from an alarm to the
+    mine it found, over the hits that lie nearer the mine than any clutter
+    object (:func:`label_alarms` ``strict``: alarms on the mine itself).  Two
+    alarms on one object lie within the combined error of the two sensors
+    (root of the sum of squares of theirs); an alarm of one sensor alone
+    within its own.  Falls back to
+    :data:`demine.features.NEIGHBOUR_RADIUS` for a sensor with fewer than
+    ``min_hits`` hits; clipped to 0.05-0.5 m.
+
+    Returns
+    -------
+    radius : float
+    errors : dict
+        Sensor kind -> its ``q``-th percentile error (m).
+    """
+    from .evaluate import AP_HALO, LARGE_HALO, match_alarms, size_class
+
+    errs: dict[str, list[float]] = {}
+    for af, truth in lanes:
+        if truth is None or len(truth.get("x", ())) == 0:
+            continue
+        nt = len(truth["x"])
+        tx = np.asarray(truth["x"], dtype=np.float64)
+        ty = np.asarray(truth["y"], dtype=np.float64)
+        types = _text(truth.get("type", np.full(nt, "")), nt)
+        mine = np.asarray(truth.get("is_mine", np.zeros(nt))).astype(bool)
+        mi = np.nonzero(mine)[0]
+        if mi.size == 0:
+            continue
+        h = np.array([LARGE_HALO if size_class(t) == "large" else AP_HALO for t in types[mi]])
+        for name, (rows, _) in af.sets.items():
+            if rows.size == 0:
+                continue
+            ax = np.asarray(af.alarms["x"], dtype=np.float64)[rows]
+            ay = np.asarray(af.alarms["y"], dtype=np.float64)[rows]
+            sc = np.asarray(af.alarms.get("score", np.zeros(len(af.alarms["x"]))),
+                            dtype=np.float64)[rows]
+            m, _ = match_alarms(np.column_stack([ax, ay]), np.column_stack([tx[mi], ty[mi]]),
+                                h, np.where(np.isfinite(sc), sc, 0.0))
+            ok = (m >= 0) & (label_alarms(truth, af.alarms, rows, strict=True) == 1)
+            d = np.hypot(ax[ok] - tx[mi][m[ok]], ay[ok] - ty[mi][m[ok]])
+            errs.setdefault(name.split("+")[0], []).extend(d.tolist())
+    out = {k: float(np.percentile(v, q)) if len(v) >= min_hits else NEIGHBOUR_RADIUS
+           for k, v in errs.items()}
+    if not out:
+        return NEIGHBOUR_RADIUS, out
+    r = math.sqrt(sum(v * v for v in out.values()))
+    return float(np.clip(r, 0.05, 0.5)), out
 
 
 # --------------------------------------------------------------------------
@@ -450,6 +647,18 @@ class Model:
 
     sets: dict[str, SetModel]
     meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def radius(self) -> float:
+        """Radius (m) of the investigation disc of the neighbourhood features it was trained on."""
+        r = self.meta.get("neighbourhood_radius", NEIGHBOUR_RADIUS)
+        try:
+            r = float(r)
+        except (TypeError, ValueError):
+            raise ModelError(f"model neighbourhood_radius must be a number, got {r!r}") from None
+        if not (math.isfinite(r) and r > 0):
+            raise ModelError(f"model neighbourhood_radius must be positive, got {r}")
+        return r
 
     def check_features(self, name: str, features: Sequence[str]) -> SetModel:
         """The sub-model of set ``name``, refusing a feature list that differs."""
@@ -774,6 +983,7 @@ def train_model(training: TrainingSet, *, sets: Sequence[str] | None = None,
         "created_utc": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "training": training.summary(), "estimator": dict(estimator_kw or {}),
         "calibration": "isotonic on out-of-fold scores of a lane-grouped CV",
+        "neighbourhood_radius": float(training.radius),
         "notes": notes,
     }
     return Model(out, meta)
@@ -809,7 +1019,11 @@ def apply_model(recording: Any, model: Model | str | Path | None = None,
         model = load_default_model()
     elif not isinstance(model, Model):
         model = load_model(model)
-    af = recording if isinstance(recording, AlarmFeatures) else alarm_features(recording, alarms)
+    radius = model.radius
+    af = recording if isinstance(recording, AlarmFeatures) else alarm_features(
+        recording, alarms, radius=radius)
+    if af.radius is None or abs(af.radius - radius) > 1e-12:
+        af = neighbourhood_features(af, radius)
     out = {k: np.asarray(v).copy() for k, v in af.alarms.items()}
     n = len(out["x"])
     p = np.full(n, np.nan)

@@ -85,6 +85,17 @@ a GPR alarm with a metal detector present gets the distance to the nearest EMI
 alarm and the EMI features evaluated at its position (``fus_emi_*``: is there
 metal, and what kind).
 
+**Neighbourhood** (``nb_*``, :func:`neighbourhood_features`).  A deminer
+investigates a disc around every alarm, and test and evaluation credits an
+alarm with any mine within its halo.  Every alarm also gets what the other
+alarms within its investigation disc show: how many alarms of its own sensor
+and how much stronger the strongest is (a stronger alarm beside it covers the
+same ground), the strongest radar evidence of a low-permittivity body under
+them, and the number, strongest score, body evidence and nearest distance of
+the other sensor's alarms.  They are computed from the alarms' own features
+(no raw data), so a cache of the base features (:data:`BASE_FEATURE_SETS`)
+serves any disc radius; a model records the radius it was trained with.
+
 Feature sets are named by the alarm's sensor and the sensors available:
 ``"emi"``, ``"emi+gpr"``, ``"gpr"``, ``"gpr+emi"`` (:data:`FEATURE_SETS`).
 Missing values are NaN (the classifier handles them).
@@ -106,8 +117,9 @@ from . import _features as _k
 from .errors import ConfigError
 
 __all__ = [
-    "EMI_FEATURES", "FEATURE_SETS", "GPR_FEATURES", "AlarmFeatures", "EMIContext",
-    "GPRContext", "alarm_features", "decay_frames", "feature_set_name",
+    "BASE_FEATURE_SETS", "EMI_FEATURES", "FEATURE_SETS", "GPR_FEATURES", "NEIGHBOUR_RADIUS",
+    "AlarmFeatures", "EMIContext", "GPRContext", "alarm_features", "decay_frames",
+    "feature_set_name", "neighbourhood_features",
 ]
 
 C0 = 299_792_458.0
@@ -134,13 +146,35 @@ FUSED_EMI: tuple[str, ...] = ("fus_gpr_dist",) + tuple(
 FUSED_GPR: tuple[str, ...] = ("fus_emi_dist",) + tuple(
     "fus_" + f for f in EMI_FEATURES if f != "emi_det_score")
 
-#: Feature names of every feature set.
-FEATURE_SETS: dict[str, tuple[str, ...]] = {
+#: Feature names of every feature set computed from the raw streams at the alarm
+#: (what :func:`alarm_features` computes per alarm before the neighbourhood).
+BASE_FEATURE_SETS: dict[str, tuple[str, ...]] = {
     "emi": EMI_FEATURES,
     "emi+gpr": EMI_FEATURES + FUSED_EMI,
     "gpr": GPR_FEATURES,
     "gpr+emi": GPR_FEATURES + FUSED_GPR,
 }
+#: Radius (m) of the investigation disc around an alarm (neighbourhood features).
+NEIGHBOUR_RADIUS = 0.25
+#: Neighbourhood features from the other alarms of the same sensor within the disc.
+NB_OWN: tuple[str, ...] = ("nb_own_n", "nb_own_gain")
+#: ... and the radar body evidence found under them.
+NB_BODY: tuple[str, ...] = ("nb_own_body_pos",)
+#: Neighbourhood features from the alarms of the other sensor within the disc.
+NB_OTHER: tuple[str, ...] = ("nb_oth_n", "nb_oth_strength", "nb_oth_body_pos", "nb_oth_dist")
+#: Feature names of every feature set.
+FEATURE_SETS: dict[str, tuple[str, ...]] = {
+    "emi": EMI_FEATURES + NB_OWN,
+    "emi+gpr": EMI_FEATURES + FUSED_EMI + NB_OWN + NB_BODY + NB_OTHER,
+    "gpr": GPR_FEATURES + NB_OWN + NB_BODY,
+    "gpr+emi": GPR_FEATURES + FUSED_GPR + NB_OWN + NB_BODY + NB_OTHER,
+}
+#: Per set: the column that measures an alarm's strength, and its radar body evidence.
+_STRENGTH = {"emi": "emi_snr_log", "emi+gpr": "emi_snr_log", "gpr": "gpr_det_score",
+             "gpr+emi": "gpr_det_score"}
+_BODY = {"emi": None, "emi+gpr": "fus_gpr_body_pos_log", "gpr": "gpr_body_pos_log",
+         "gpr+emi": "gpr_body_pos_log"}
+_NONE = -5.0  # value of a "strongest neighbour" feature when the disc holds none
 _EOH_BINS = 6
 
 
@@ -707,12 +741,17 @@ class AlarmFeatures:
         Sensor kinds present in the recording ("emi", "gpr").
     source : str
         The recording.
+    radius : float or None
+        Radius of the investigation disc of the neighbourhood columns, or
+        ``None`` when the matrices hold the base columns only
+        (:data:`BASE_FEATURE_SETS`).
     """
 
     alarms: dict[str, np.ndarray]
     sets: dict[str, tuple[NDArray[np.intp], NDArray[np.float64]]] = field(default_factory=dict)
     sensors: frozenset[str] = frozenset()
     source: str = ""
+    radius: float | None = None
 
 
 def _str_col(v: Any, n: int) -> np.ndarray:
@@ -740,8 +779,8 @@ def _alarm_kinds(rec: Any, alarms: Mapping[str, np.ndarray], n: int) -> np.ndarr
     return kinds
 
 
-def alarm_features(recording: Any,
-                   alarms: Mapping[str, ArrayLike] | None = None) -> AlarmFeatures:
+def alarm_features(recording: Any, alarms: Mapping[str, ArrayLike] | None = None, *,
+                   radius: float | None = NEIGHBOUR_RADIUS) -> AlarmFeatures:
     """Features of every EMI and GPR alarm of a recording.
 
     Parameters
@@ -751,6 +790,9 @@ def alarm_features(recording: Any,
     alarms : mapping of column arrays, optional
         Alarms (columns ``time``, ``stream``, ``x``, ``y``, ``depth``,
         ``velocity``, ``score``); default the recording's alarms table.
+    radius : float or None
+        Radius (m) of the investigation disc of the neighbourhood features
+        (:func:`neighbourhood_features`); ``None``: base columns only.
 
     Returns
     -------
@@ -779,7 +821,7 @@ def alarm_features(recording: Any,
         sensors = frozenset(({"emi"} if emi_names else set()) | ({"gpr"} if gpr_names else set()))
         res = AlarmFeatures(alarms=al, sensors=sensors, source=src)
         if n == 0:
-            return res
+            return res if radius is None else neighbourhood_features(res, radius)
         streams = _str_col(al.get("stream", np.full(n, "")), n)
         emi_ctx = {nm: EMIContext.from_stream(rec.streams[nm]) for nm in emi_names}
         gpr_ctx: dict[str, GPRContext] = {}
@@ -839,15 +881,113 @@ def alarm_features(recording: Any,
             if idx.size == 0:
                 continue
             name = feature_set_name(kind, sensors)
-            cols = FEATURE_SETS[name]
+            cols = BASE_FEATURE_SETS[name]
             X = np.array([[per[int(i)].get(c, math.nan) for c in cols] for i in idx],
                          dtype=np.float64).reshape(idx.size, len(cols))
             X[~np.isfinite(X)] = np.nan
             res.sets[name] = (idx, X)
-        return res
+        return res if radius is None else neighbourhood_features(res, radius)
     finally:
         if own:
             rec.close()
+
+
+def neighbourhood_features(af: AlarmFeatures,
+                           radius: float = NEIGHBOUR_RADIUS) -> AlarmFeatures:
+    """Append the neighbourhood columns: what else the sensors saw in each alarm's disc.
+
+    A deminer investigates a disc around every alarm, and test and evaluation
+    credits an alarm with any mine within its halo: an alarm on a cartridge
+    0.2 m from a plastic mine that the sensor did not alarm on separately still
+    leads to the mine.  Besides the evidence at its own position, each alarm
+    gets, over the other alarms within ``radius`` of it:
+
+    =================  ========================================================
+    nb_own_n           number of other alarms of the same sensor in the disc
+    nb_own_gain        strongest of them minus this alarm's strength
+                       (``emi_snr_log`` or ``gpr_det_score``; -5 when none): a
+                       stronger alarm beside it covers the same ground
+    nb_own_body_pos    strongest radar evidence of a low-permittivity body
+                       (``gpr_body_pos_log``) under them (-5 when none)
+    nb_oth_n           number of alarms of the other sensor in the disc
+    nb_oth_strength    strongest of them (their ``emi_snr_log`` or
+                       ``gpr_det_score``; -5 when none)
+    nb_oth_body_pos    strongest low-permittivity body evidence under them
+    nb_oth_dist        distance (m) to the nearest of them (2 ``radius`` when none)
+    =================  ========================================================
+
+    Parameters
+    ----------
+    af : AlarmFeatures
+        Features with the base columns (:data:`BASE_FEATURE_SETS`) or with
+        neighbourhood columns of any radius (recomputed).
+    radius : float
+        Radius (m) of the investigation disc (positive).
+
+    Returns
+    -------
+    AlarmFeatures
+        The same alarms with the columns of :data:`FEATURE_SETS`.
+    """
+    radius = float(radius)
+    if not (math.isfinite(radius) and radius > 0):
+        raise ConfigError(f"neighbourhood radius must be positive, got {radius}")
+    base = {}
+    for name, (rows, X) in af.sets.items():
+        nb = len(BASE_FEATURE_SETS[name])
+        if X.shape[1] not in (nb, len(FEATURE_SETS[name])):
+            raise ConfigError(f"{af.source}: feature matrix of set {name!r} has {X.shape[1]} "
+                              f"columns, expected {nb} or {len(FEATURE_SETS[name])}")
+        base[name] = (np.asarray(rows, dtype=np.intp), np.asarray(X[:, :nb], dtype=np.float64))
+    n = len(af.alarms.get("x", ()))
+    x = np.asarray(af.alarms.get("x", np.zeros(n)), dtype=np.float64)
+    y = np.asarray(af.alarms.get("y", np.zeros(n)), dtype=np.float64)
+    by_kind = {name.split("+")[0]: name for name in base}
+    out: dict[str, tuple[NDArray[np.intp], NDArray[np.float64]]] = {}
+    for name, (rows, X) in base.items():
+        kind = name.split("+")[0]
+        own_s = X[:, BASE_FEATURE_SETS[name].index(_STRENGTH[name])]
+        ob = _BODY[name]
+        own_b = X[:, BASE_FEATURE_SETS[name].index(ob)] if ob else None
+        fused = "+" in name
+        oname = by_kind.get({"emi": "gpr", "gpr": "emi"}[kind])
+        orows, oth_s, oth_b = np.zeros(0, dtype=np.intp), np.zeros(0), np.zeros(0)
+        if fused and oname is not None:
+            orows, oX = base[oname]
+            oth_s = oX[:, BASE_FEATURE_SETS[oname].index(_STRENGTH[oname])]
+            obb = _BODY[oname]
+            oth_b = oX[:, BASE_FEATURE_SETS[oname].index(obb)] if obb else np.full(orows.size,
+                                                                                 np.nan)
+        cols = FEATURE_SETS[name][len(BASE_FEATURE_SETS[name]):]
+        F = np.full((rows.size, len(cols)), np.nan)
+        for k, i in enumerate(rows):
+            f: dict[str, float] = {}
+            d = np.hypot(x[rows] - x[i], y[rows] - y[i])
+            m = d <= radius
+            m[k] = False
+            f["nb_own_n"] = float(np.count_nonzero(m))
+            best = _max(own_s[m])
+            f["nb_own_gain"] = best - own_s[k] if best != _NONE else _NONE
+            if own_b is not None:
+                f["nb_own_body_pos"] = _max(own_b[m])
+            if fused:
+                do = np.hypot(x[orows] - x[i], y[orows] - y[i])
+                mo = do <= radius
+                f["nb_oth_n"] = float(np.count_nonzero(mo))
+                f["nb_oth_strength"] = _max(oth_s[mo])
+                f["nb_oth_body_pos"] = _max(oth_b[mo])
+                f["nb_oth_dist"] = float(np.min(do[mo])) if mo.any() else 2.0 * radius
+            F[k] = [f.get(c, math.nan) for c in cols]
+        F[~np.isfinite(F)] = np.nan
+        out[name] = (rows, np.hstack([X, F]))
+    return AlarmFeatures(alarms=af.alarms, sets=out, sensors=af.sensors, source=af.source,
+                         radius=radius)
+
+
+def _max(v: np.ndarray) -> float:
+    """Largest finite value, or :data:`_NONE` when there is none."""
+    v = v[np.isfinite(v)]
+    return float(v.max()) if v.size else _NONE
 
 
 def _nearest(x: np.ndarray, y: np.ndarray, idx: np.ndarray, i: int) -> float:
