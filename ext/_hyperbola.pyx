@@ -27,7 +27,7 @@ State layout of ``bin_traces`` (``st``, float64, length 10):
 ``acc`` (float64, n_samples): running sum of the traces of the current bin.
 """
 
-from cython.parallel cimport prange
+from cython.parallel cimport prange, threadid
 from libc.math cimport sqrt, fabs, floor, isfinite, NAN
 from libc.stdlib cimport malloc, free
 
@@ -249,12 +249,25 @@ def hyperbola_scan(const float[:, ::1] a, const double[::1] pos,
     holds the ranking score above (|S| when ``flat_penalty`` is 0).
     """
     cdef Py_ssize_t ns = a.shape[1], nv = vel.shape[0], nw = widths.shape[0]
-    cdef Py_ssize_t j, k, iv, iw, i, kk, cnt, n
-    cdef bint lim
+    cdef Py_ssize_t j, k, iv, iw, i, kk, cnt, n, ii, m, base, mmax = 1, stride
     cdef double tau, z, v, w, ap, d, tk, val, sm, sq, S, e, best, p0, q2, tmax, fl
     cdef double b_s, b_k, b_v, b_w, b_sem, b_n, b_tau
+    cdef double* buf
+    cdef double* q2s
+    cdef double* dab
+    cdef bint ready
     cdef int nt = nthreads if nthreads > 0 else 1
     tmax = <double>(ns - 1) - 1e-9
+    # per thread: |x - x0| of the aperture bins and, per (velocity, width), the
+    # squared limb term (2 max(|x - x0| - w, 0) / v)^2: they do not depend on
+    # the apex time, so they are computed once per apex bin, not per time
+    for j in range(j0, j1):
+        if hi[j] - lo[j] > mmax:
+            mmax = hi[j] - lo[j]
+    stride = (nv * nw + 1) * mmax
+    buf = <double*>malloc(nt * stride * sizeof(double))
+    if buf == NULL:
+        raise MemoryError()
     for j in prange(j0, j1, nogil=True, schedule="dynamic", num_threads=nt):
         best = 0.0
         b_s = 0.0
@@ -265,6 +278,10 @@ def hyperbola_scan(const float[:, ::1] a, const double[::1] pos,
         b_n = 0.0
         b_tau = 0.0
         p0 = pos[j]
+        m = hi[j] - lo[j]
+        dab = buf + threadid() * stride
+        q2s = dab + m
+        ready = False
         for k in range(k_lo, k_hi):
             # prescreen: local energy around the apex cell
             e = 0.0
@@ -279,6 +296,21 @@ def hyperbola_scan(const float[:, ::1] a, const double[::1] pos,
             tau = k * dt - t_surf
             if tau <= 0.0:
                 continue
+            if not ready:
+                for ii in range(m):
+                    dab[ii] = fabs(pos[lo[j] + ii] - p0)
+                for iv in range(nv):
+                    v = vel[iv]
+                    for iw in range(nw):
+                        w = widths[iw]
+                        base = (iv * nw + iw) * m
+                        for ii in range(m):
+                            d = dab[ii] - w
+                            if d < 0.0:
+                                d = 0.0
+                            q2 = 2.0 * d / v
+                            q2s[base + ii] = q2 * q2
+                ready = True
             for iv in range(nv):
                 v = vel[iv]
                 z = 0.5 * v * tau
@@ -298,19 +330,15 @@ def hyperbola_scan(const float[:, ::1] a, const double[::1] pos,
                     sq = 0.0
                     fl = 0.0
                     n = 0
-                    for i in range(lo[j], hi[j]):
-                        d = fabs(pos[i] - p0)
-                        if d > ap:
+                    base = (iv * nw + iw) * m
+                    for ii in range(m):
+                        if dab[ii] > ap:
                             continue
-                        lim = d > w
-                        d = d - w
-                        if d < 0.0:
-                            d = 0.0
-                        q2 = 2.0 * d / v
-                        tk = (t_surf + sqrt(tau * tau + q2 * q2)) / dt
+                        i = lo[j] + ii
+                        tk = (t_surf + sqrt(tau * tau + q2s[base + ii])) / dt
                         if tk >= tmax:
                             continue
-                        if lim:
+                        if dab[ii] > w:
                             fl = fl + a[i, k]
                         val = _interp(a, i, tk)
                         sm = sm + val
@@ -344,4 +372,5 @@ def hyperbola_scan(const float[:, ::1] a, const double[::1] pos,
         out[j - j0, 5] = b_sem
         out[j - j0, 6] = b_n
         out[j - j0, 7] = b_tau
+    free(buf)
     return 0
