@@ -193,6 +193,11 @@ class _Appender:
 
     def _coerce(self, name: str, value: Any, n: int | None) -> np.ndarray:
         col = self.columns[name]
+        if (type(value) is np.ndarray and value.dtype == col.dtype and col.dtype.kind != "S"
+                and (value.ndim == 1 if col.width is None
+                     else value.ndim == 2 and value.shape[1] == col.width)
+                and (n is None or value.shape[0] == n)):
+            return value  # already what the checks below would make of it
         if col.dtype.kind == "S":
             if isinstance(value, (str, bytes)):
                 value = [value]
@@ -355,9 +360,12 @@ class _Appender:
     def _write_pending(self) -> None:
         if not self._pending:
             return
-        batch = {
-            name: np.concatenate([p[name] for p in self._pending]) for name in self.columns
-        }
+        if len(self._pending) == 1:  # the usual case when flushing every pass
+            batch = self._pending[0]
+        else:
+            batch = {
+                name: np.concatenate([p[name] for p in self._pending]) for name in self.columns
+            }
         n = next(iter(batch.values())).shape[0]
         start = self.n_written
         # Write every column before time-like ones reach their new size last is not
