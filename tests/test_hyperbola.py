@@ -377,3 +377,22 @@ def test_events_at_other_depths_are_not_suppressed_unless_on_the_curve():
     assert np.allclose(np.sort(al["x"]), [1.0, 1.18], atol=0.02)
     old = detect_gpr(tr, x, sample_interval=DT, **params(suppression_curve=None))
     assert len(old["x"]) == 1
+
+
+def test_short_line_warns_that_targets_are_their_own_clutter():
+    """A line shorter than MIN_LINE_LENGTH cannot give a target's rows any
+    background for the clutter scale: the detector says so instead of
+    silently finding nothing."""
+    from demine.hyperbola import MIN_LINE_LENGTH
+
+    tr, x = make_line([], seed=3)
+    short = x < x[0] + 0.5 * MIN_LINE_LENGTH
+    with pytest.warns(UserWarning, match="shorter than"):
+        detect_gpr(tr[short], x[short], sample_interval=DT, **params())
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        detect_gpr(tr, x, sample_interval=DT, **params())           # a full line: silent
+        detect_gpr(tr[short], x[short], sample_interval=DT,
+                   **{**params(), "clutter_window": None})          # no clutter scale: silent

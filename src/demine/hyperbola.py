@@ -86,6 +86,7 @@ in UTC nanoseconds), velocities in m/s.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -96,7 +97,11 @@ from . import _hyperbola as _k
 from ._params import check_number
 from .errors import ConfigError
 
-__all__ = ["GPRDetector", "detect_gpr", "ALARM_COLUMNS", "C0", "surface_time"]
+__all__ = ["GPRDetector", "detect_gpr", "ALARM_COLUMNS", "C0", "MIN_LINE_LENGTH", "surface_time"]
+
+#: Shortest line (m) whose clutter statistics a target does not fill (a few
+#: fit apertures); :meth:`GPRDetector.finish` warns below it.
+MIN_LINE_LENGTH = 0.3
 
 C0 = 299_792_458.0
 
@@ -502,9 +507,23 @@ class GPRDetector:
         return self._advance(final=False)
 
     def finish(self) -> dict[str, np.ndarray]:
-        """End of the line: return the remaining alarms.  Then :meth:`reset`."""
+        """End of the line: return the remaining alarms.  Then :meth:`reset`.
+
+        Warns (``UserWarning``) when the whole line was shorter than
+        :data:`MIN_LINE_LENGTH` and the noise and clutter scales are measured
+        on it (no fixed ``noise``): a target then fills the window its own
+        clutter statistics come from, and is missed.
+        """
         if self._finished:
             return _empty_alarms()
+        if self.clutter_window is not None and self.noise is None and len(self._gidx):
+            length = (int(self._gidx[-1]) + 1) * self.bin_size
+            if length < min(MIN_LINE_LENGTH, self.clutter_window):
+                warnings.warn(
+                    f"GPR line of {length:.2f} m is shorter than {MIN_LINE_LENGTH:g} m: a target "
+                    "fills the window its clutter scale is measured over and may be missed; "
+                    "record a few decimetres of background either side of a target",
+                    UserWarning, stacklevel=2)
         if self._ns is not None:
             out = np.empty((1, self._ns), dtype=np.float32)
             meta = np.empty((1, 4))
