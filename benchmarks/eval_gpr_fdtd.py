@@ -25,7 +25,11 @@ The models (2-D, TMz: every object is a prism infinite across the line):
   0, +/-2 mm high, fixed seed per model), or (``-rough``) a smooth random
   surface of 5 mm rms (correlation ~2 cm, peaks about +/-1 cm), and
   (``-stones``) 10 stones (cylinders of eps_r 7-10, 0.8-2.4 cm across, tops
-  1-14 cm deep, none within 8 cm of the target);
+  1-14 cm deep, none within 8 cm of the target), or (``-fractal``) the
+  heterogeneous soil of gprMax's own landmine examples: a Peplinski sand/clay
+  mix whose water content (0.1-10 %) follows a fractal distribution, eps_r
+  3.7-9.4 (mean 6.5, the value the velocity error is measured against) and
+  11-51 mS/m, Debye-dispersive, with a fractal surface within +/-3 mm;
 * targets, centred at x = 0.33 m of the line: a plastic AP mine (a 7 cm wide,
   3.5 cm tall box of eps_r 2.8, TNT-like) at 2, 5 and 10 cm (top below the
   mean surface); a metal one (PEC box of the same size); a rock (eps_r 8
@@ -99,6 +103,7 @@ class Model:
     seed: int = 1              # surface roughness
     rough: float = 0.0         # rms height of a smooth rough surface, m (0: cell-scale steps)
     stones: int = 0            # pebbles/stones scattered in the soil (clutter)
+    fractal: bool = False      # heterogeneous Peplinski soil (eps: its mean, for scoring)
 
     @property
     def is_mine(self) -> bool:
@@ -128,6 +133,11 @@ MODELS = (
     Model("plastic-5cm-e9-rough-stones", 9.0, 0.01, "plastic", depth=0.05, seed=17,
           rough=0.005, stones=10),
     Model("empty-e9-rough-stones", 9.0, 0.01, "none", seed=18, rough=0.005, stones=10),
+    Model("plastic-5cm-fractal", 6.5, 0.036, "plastic", depth=0.05, seed=19, fractal=True),
+    Model("plastic-2cm-fractal", 6.5, 0.036, "plastic", depth=0.02, seed=20, fractal=True),
+    Model("metal-5cm-fractal", 6.5, 0.036, "metal", depth=0.05, seed=21, fractal=True),
+    Model("empty-fractal", 6.5, 0.036, "none", seed=22, fractal=True),
+    Model("empty-fractal-2", 6.5, 0.036, "none", seed=23, fractal=True),
 )
 
 
@@ -171,7 +181,18 @@ def input_file(m: Model) -> str:
         f"#box: 0 0 0 {width:.3f} {ys - DX:.3f} {DX} soil",
     ]
     rng = np.random.default_rng(m.seed)
-    if m.rough > 0:
+    if m.fractal:
+        # heterogeneous soil as in gprMax's landmine examples: Peplinski mix
+        # (50 % sand, 50 % clay, bulk density 2 g/cm3, sand particles 2.66)
+        # with volumetric water 0.1-10 % in a fractal (D 1.5) distribution of
+        # 20 materials: eps_r 3.7-9.4 (mean 6.5) at 1.5 GHz, 11-51 mS/m; the
+        # surface fractally rough within +/-3 mm
+        lines[4] = "#soil_peplinski: 0.5 0.5 2.0 2.66 0.001 0.10 mix"
+        lines[-1] = (f"#fractal_box: 0 0 0 {width:.3f} {ys:.3f} {DX} 1.5 1 1 1 20 mix "
+                     f"soilbox {m.seed}")
+        lines.append(f"#add_surface_roughness: 0 {ys:.3f} 0 {width:.3f} {ys:.3f} {DX} 1.5 "
+                     f"1 1 {ys - 0.003:.3f} {ys + 0.003:.3f} soilbox {m.seed + 500}")
+    elif m.rough > 0:
         # smooth rough surface: white noise smoothed over ~2 cm, rms m.rough,
         # one column per cell
         from scipy.ndimage import gaussian_filter1d
@@ -185,7 +206,7 @@ def input_file(m: Model) -> str:
             lines.append(f"#box: {i * DX:.3f} {base:.3f} 0 {(i + 1) * DX:.3f} "
                          f"{ys + k * DX:.3f} {DX} soil")
     col = 0.01   # else: 1 cm columns whose top is at ys + (-1, 0, +1) cells
-    for i in range(int(math.ceil(width / col)) if m.rough == 0 else 0):
+    for i in range(int(math.ceil(width / col)) if m.rough == 0 and not m.fractal else 0):
         top = ys + DX * int(rng.integers(-1, 2))
         a, b = i * col, min((i + 1) * col, width)
         if top <= ys - DX:
