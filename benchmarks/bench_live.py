@@ -9,8 +9,9 @@ chains, the EMI and GPR detectors, HDF5 with SWMR) on them for ``--seconds``.
 Reported, side by side in the same run:
 
 * CPU of the recording process as a share of one core, with live detection and
-  without it (recording only), and for the straightforward alternative of
-  writing every frame to HDF5 as it comes (no batching);
+  without it (recording only), with 25 ms flushes (the latency target) and the
+  default 1 s, and recording only with readers that poll every 10 ms on their
+  own (the previous design) instead of on the writer's grid;
 * latency to a frame's being in the file (the end of the flush that wrote it),
   median and 99th percentile, from two starts: the frame's host receive time
   (the serial read that completed it) and its acquisition time (the device
@@ -21,8 +22,7 @@ Reported, side by side in the same run:
   placed (its arrival, or the arrival of the GPS fix after it) to the end of
   the detector call, and for calls that produced alarms to the end of the
   flush that put them in the file; and the wait for that GPS fix;
-* where the CPU goes, per thread (readers, writer, flusher, detectors, OpenMP
-  workers);
+* where the CPU goes, per thread (readers, writer, detectors, OpenMP workers);
 * frames received vs sent (nothing lost).
 
 Targets (issue 4): at most 10 % of one core for the whole live path, at most
@@ -176,6 +176,7 @@ def measure(seconds: float, detect: bool, flush_interval: float,
         wall = time.monotonic() - t0
     finally:
         rec.stop()
+        lost = sum(r.stats.frames_missing for r in rec._readers.values())
         sim.stdin.write("\n")
         sim.stdin.flush()
         sim.wait(timeout=30)
@@ -223,6 +224,7 @@ def measure(seconds: float, detect: bool, flush_interval: float,
             "det_p99_ms": pct(det, 99), "alarm_max_ms": max(alarm, default=float("nan")),
             "n_alarm_calls": len(alarm), "fix_wait_p99_ms": pct(fix_wait, 99),
             "emi_frames": n_emi, "gpr_frames": n_gpr, "alarms": rec.alarms_written,
+            "frames_missing": lost,
             "seconds": wall, "threads": threads}
 
 
@@ -250,7 +252,8 @@ def run(seconds: float | None = None) -> list[dict[str, object]]:
                              f"p99 {m['lat_p99_ms']:.0f} ms; acquired->file median "
                              f"{m['acq_median_ms']:.0f} ms, p99 {m['acq_p99_ms']:.0f} ms; "
                              + det +
-                             f"{m['emi_frames']} EMI + {m['gpr_frames']} GPR frames, "
+                             f"{m['emi_frames']} EMI + {m['gpr_frames']} GPR frames "
+                             f"({m['frames_missing']} missing), "
                              f"{m['alarms']} alarms; % core by thread: {where}"})
     return rows
 

@@ -32,6 +32,7 @@ it declares the streams; frames that arrive meanwhile are kept.
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
@@ -249,8 +250,11 @@ class Recorder:
         self._names = self._stream_names()
         self._queue: queue.Queue[tuple[str, FrameBatch]] = queue.Queue()
         self._readers: dict[str, DeviceReader] = {}
-        ropts = {"poll_interval": self.pass_interval, "align": True,
-                 **dict(reader_options or {})}
+        # The readers wake on the writer's grid, at most every 25 ms: a pty
+        # holds about 18 KB and the radar sends 10 KB in 25 ms (at 50 ms its
+        # frames were lost); with slower passes they wake twice per pass.
+        ropts = {"poll_interval": self.pass_interval / math.ceil(self.pass_interval / 0.025),
+                 "align": True, **dict(reader_options or {})}
         for spec, name in zip(self.devices, self._names, strict=True):
             drv = get_driver(spec.driver, **spec.options)
             self._readers[name] = DeviceReader(
