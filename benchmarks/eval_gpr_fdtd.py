@@ -359,11 +359,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'model':<28}{'found':>6}{'dx cm':>7}{'dz cm':>7}{'dv %':>6}{'score':>7}"
           f"{'fitq':>6}{'FA':>4}{'clut':>5}{'best FA':>8}{'run s':>7}")
     found = expected = fa = 0
-    for i, m in enumerate(models):
+    for m in models:
         t = time.perf_counter()
         path = run_gprmax(m, cache, args.gprmax_python)
         el = time.perf_counter() - t
-        tr, dt, x, t0 = radar_traces(path, args.noise, seed=100 + i)
+        tr, dt, x, t0 = radar_traces(path, args.noise, seed=100 + m.seed)  # per model
         alarms, bg = detect(tr, dt, x, t0, args.background, threshold=5.0,
                             time_zero=args.time_zero)
         ax, sc = alarms["x"], alarms["score"]
