@@ -3,7 +3,8 @@
 The EMI detector's defaults were chosen on the shipped scenes with the
 reference detector (0.12 m coil, 1000 readings/s, 16 gates 12 us - 1 ms) swept
 at 0.7 m/s, 5 cm above ground.  This script changes one thing at a time —
-coil radius, reading rate, number of gates, sweep height, sweep speed, noise —
+coil radius, reading rate, number of gates, sweep height, sweep speed, noise,
+the ground's magnetism and its relaxation law —
 simulates the scenes with it, runs the default batch path
 (:func:`demine.pipeline.detect_recording`, which reads the coil radius, gate
 times and rate from the recording) and evaluates mines with at least 1 g of
@@ -49,6 +50,13 @@ VARIANTS = {
     "high": lambda sc: _sweep(sc, height=0.1, height_variation=0.02),
     "fast": lambda sc: _sweep(sc, speed=1.2, advance=0.06),
     "noise3": lambda sc: _emi(sc, noise=3 * sc.emi.noise, pink_noise=3 * sc.emi.pink_noise),
+    # ground: three times as magnetic, or viscous with relaxation times only
+    # inside the gates' span (its decay is not 1/t there)
+    "soil-x3": lambda sc: sc.replace(soil=dataclasses.replace(
+        sc.soil, magnetic_susceptibility=3 * sc.soil.magnetic_susceptibility,
+        viscosity=3 * sc.soil.viscosity)),
+    "soil-band": lambda sc: sc.replace(physics=dataclasses.replace(
+        sc.physics, soil_relaxation="band-limited", soil_tau_min=1e-5, soil_tau_max=3e-4)),
 }
 
 
