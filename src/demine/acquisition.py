@@ -659,7 +659,7 @@ class DeviceReader:
                 # but a read that (nearly) filled the 4 KiB tty line-discipline
                 # buffer means more is queued behind it: read again at once
                 now = time.monotonic()
-                if self.align:
+                if self.align and self.poll_interval > 0:
                     rest = self.poll_interval - now % self.poll_interval
                 else:
                     rest = self.poll_interval - (now - t_read)

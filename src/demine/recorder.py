@@ -245,6 +245,8 @@ class Recorder:
         self.startup_timeout = startup_timeout
         self.position_wait = position_wait
         self.on_event = on_event
+        if not self.flush_interval > 0:
+            raise ConfigError(f"flush interval must be > 0 s, got {flush_interval}")
         #: Seconds between two passes of the writer thread (and reads of the readers).
         self.pass_interval = min(self.flush_interval, 0.05)
         self._names = self._stream_names()
