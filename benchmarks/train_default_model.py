@@ -12,13 +12,20 @@ viscosity, conductivity, moisture, heterogeneity and radar clutter are drawn
 at random, swept at a random coil height and speed
 (:func:`demine.classify.training_scene`), 5 m long, with both sensors.  The
 default EMI and GPR detectors find the alarms, which are labelled by matching
-them to the truth (strict labels: an alarm that "finds" a mine within its
-halo while lying nearer a clutter object describes the clutter and is left
-out of training, :func:`demine.classify.label_alarms`); the model is
-cross-validated grouped by lane and calibrated (isotonic, out of fold).
-The shipped scenes are NOT used for training, so
+them to the truth (T&E labels, ``--labels te``: an alarm is a mine exactly
+when the halo rule matches it to one, as test and evaluation scores it, so an
+alarm on a cartridge that "finds" a mine 0.2 m away is a mine, and a
+duplicate beside a found mine is clutter; :func:`demine.classify.label_alarms`).
+Every alarm also carries what the other alarms within its investigation disc
+show (:func:`demine.features.neighbourhood_features`), the disc's radius
+derived from the sensors' localisation error on these lanes (``--radius
+auto``).  The model is cross-validated grouped by lane and calibrated
+(isotonic, out of fold).  The shipped scenes are NOT used for training, so
 ``benchmarks/eval_classifier.py`` tests on scene families the model has not
-seen.  Lanes and features are cached in ``--workdir``.
+seen.  Lanes, features and (with ``--redetect``) the detectors' alarms are
+cached in ``--workdir``; the alarms are keyed by
+:func:`demine.classify.detector_fingerprint`, so a change to the detectors'
+code finds them again.
 """
 
 from __future__ import annotations
