@@ -619,7 +619,9 @@ class Recorder:
                     # one pass's frames, which a fix may fall in the middle of)
                     k = 0 if last_fix is None else int(
                         np.searchsorted(b.time_ns, last_fix, side="right"))
-                    if k > 0:
+                    # (times run forward within a batch, except across a
+                    # device clock reset: then the batch waits as a whole)
+                    if 0 < k < len(b) and int(b.time_ns[:k].max()) <= last_fix:
                         ready.append((row, b.select(slice(0, k)), None))
                         unplaced[0] = (row + k, b.select(slice(k, None)), None)
                     break
