@@ -246,3 +246,34 @@ def test_localisation_radius_from_hits_on_the_mine():
     few = AlarmFeatures(alarms=alarms, sets={"emi+gpr": (np.arange(3), af.sets["emi+gpr"][1][:3])})
     r2, errs2 = localisation_radius([(few, truth)])
     assert errs2["emi"] == NEIGHBOUR_RADIUS and r2 == NEIGHBOUR_RADIUS
+
+
+def test_old_simulated_lane_gets_its_scenes_antenna_height(tmp_path):
+    """A radar stream recorded without antenna_height: the scene's sweep height is given."""
+    from demine.classify import training_scene
+    from demine.recording import RecordingWriter
+
+    def lane(name, scene, calibration):
+        path = tmp_path / name
+        with RecordingWriter(path, attrs={"simulated": True, "scene": scene}) as w:
+            s = w.add_stream("gpr", "gpr", n_channels=64, dtype="int16", sample_interval=3e-11,
+                             calibration=calibration)
+            s.append(np.zeros((3, 64), np.int16), time=np.arange(3, dtype=np.int64))
+        return path
+
+    old = lane("old.h5", "training-7", {"time_zero": 2e-9})
+    with Recording(old) as rec:
+        cfg = simulated_detect_config(old, rec)
+    assert cfg == {"gpr": {"detector": {"antenna_height": training_scene(7).sweep.height}}}
+    shipped = lane("ship.h5", "battle-area", {"time_zero": 2e-9})
+    with Recording(shipped) as rec:
+        from demine.simulate.scene import load_scene
+
+        assert simulated_detect_config(shipped, rec)["gpr"]["detector"]["antenna_height"] == (
+            load_scene("battle-area").sweep.height)
+    for name, scene, cal in (("new.h5", "training-7", {"time_zero": 2e-9,
+                                                      "antenna_height": 0.05}),
+                             ("unknown.h5", "no-such-scene", {"time_zero": 2e-9})):
+        p = lane(name, scene, cal)
+        with Recording(p) as rec:
+            assert simulated_detect_config(p, rec) is None
