@@ -81,3 +81,19 @@ def test_clock_kernels_match_numpy():
         _framing.clock_map(dev, ref_dev, ref_host, a, b, out)
         d = (dev - ref_dev) * (1000.0 * (1.0 + b)) + a * 1e9
         np.testing.assert_array_equal(out, ref_host + np.rint(d).astype(np.int64))
+
+
+def test_stop_reads_what_the_port_still_holds(port):
+    """A reader on a long grid, stopped between two wake-ups, still delivers
+    every frame already in the port's buffer."""
+    r, col = start_reader(port, "emi-pi", poll_interval=30.0, align=True)
+    seqs = np.arange(150)  # ~12 KB: less than a pty holds, so writing never waits
+    _, wire, _ = emi_wire(seqs, seed=3)
+    try:
+        port.write(wire[:1000])
+        wait_for(lambda: r.stats.bytes_read > 0, what="the first read")
+        port.write(wire[1000:])  # the reader sleeps until its next tick meanwhile
+    finally:
+        r.stop()
+    assert col.seqs == seqs.tolist()
+    assert r.stats.bytes_read == len(wire)

@@ -511,6 +511,30 @@ class DeviceReader:
             self._stats.reads += 1
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
+    def _read_tail(self) -> bytes:
+        """Non-blocking reads of whatever a local port still holds (at most
+        ``read_block`` bytes); nothing on other ports or after an error."""
+        ser = self._ser
+        fd = getattr(ser, "fd", None)
+        if ser is None or fd is None or type(ser).__module__ not in _EXACT_IN_WAITING:
+            return b""
+        parts: list[bytes] = []
+        total = 0
+        while total < self.read_block:
+            try:
+                more = os.read(fd, self.read_block - total)
+            except OSError:  # EAGAIN (empty), or the device is gone
+                break
+            if not more:
+                break
+            parts.append(more)
+            total += len(more)
+        if total:
+            with self._lock:
+                self._stats.reads += len(parts)
+                self._stats.bytes_read += total
+        return b"".join(parts)
+
     def _close(self) -> None:
         ser, self._ser = self._ser, None
         if ser is not None:
@@ -670,9 +694,13 @@ class DeviceReader:
             self.error = exc
             self._event("error", f"reader stopped: {exc!r}")
         finally:
+            # what the port already holds when stopping was received too: the
+            # reader reads on a grid, so up to one period of bytes may wait
+            tail = self._read_tail()
             self._close()
             with self._lock:
-                batches = self.framer.flush()
+                batches = self.framer.feed(tail) if tail else []
+                batches += self.framer.flush()
                 st.connected = False
                 st.cpu_seconds = time.thread_time() - cpu0
             if batches:
