@@ -228,6 +228,15 @@ def test_train_cli(lanes, tmp_path, capsys):
                  "--workdir", str(tmp_path / "w")]) == 0
     m = load_model(out)
     assert "emi" in m.sets
+    # the packaged model's recipe by default: T&E labels, disc from the localisation error
+    assert m.meta["training"]["labels"] == "te"
+    out2 = tmp_path / "strict.json.gz"
+    assert main(["train", *map(str, lanes[:3]), "--out", str(out2), "--folds", "2",
+                 "--workdir", str(tmp_path / "w"), "--labels", "strict", "--radius", "0.1"]) == 0
+    m2 = load_model(out2)
+    assert m2.meta["training"]["labels"] == "strict"
+    assert m2.meta["training"]["neighbourhood_radius"] == 0.1
+    assert main(["train", *map(str, lanes[:1]), "--out", str(out2), "--radius", "-1"]) == 2
     assert main(["train", "--out", str(out)]) == 2
     assert main(["train", str(tmp_path / "missing.h5"), "--out", str(out)]) == 2
     assert "error" in capsys.readouterr().err

@@ -33,9 +33,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--folds", type=int, default=5, help="lane-grouped CV folds (default 5)")
     p.add_argument("--halo", type=float, metavar="R",
                    help="matching radius (m) for every target (default 0.25 AP, 0.5 larger)")
-    p.add_argument("--halo-labels", action="store_true",
-                   help="label by the halo rule alone; by default a hit whose alarm lies "
-                   "nearer a clutter object than the mine is left out of training")
+    p.add_argument("--labels", choices=("te", "strict", "halo"), default="te",
+                   help="te (default, as the packaged model): an alarm is a mine exactly when "
+                   "the halo rule matches it to one, every other alarm is clutter, as test and "
+                   "evaluation scores them; strict: hits nearer a clutter object than the mine "
+                   "and duplicates left out; halo: duplicates left out")
+    p.add_argument("--radius", default="auto", metavar="R",
+                   help="investigation disc (m) of the neighbourhood features, or 'auto' "
+                   "(default): the sensors' 95th-percentile localisation error on these "
+                   "recordings")
     p.add_argument("--notes", default="", help="free text stored in the model file")
     p.set_defaults(run=run)
 
@@ -65,8 +71,18 @@ def run(args: argparse.Namespace) -> int:
     def say(line: str) -> None:
         print(line, file=sys.stdout, flush=True)
 
+    radius: float | str = args.radius
+    if radius != "auto":
+        try:
+            radius = float(radius)
+        except ValueError:
+            raise ConfigError(f"--radius must be a number of metres or 'auto', "
+                              f"got {args.radius!r}") from None
+        if not radius > 0:
+            raise ConfigError(f"--radius must be > 0 m, got {radius}")
     ts = build_training_set(files, cache=work / "features-cache", halo=args.halo,
-                            strict=not args.halo_labels, progress=say)
+                            strict=args.labels == "strict", te=args.labels == "te",
+                            radius=radius, progress=say)
     model = train_model(ts, n_splits=args.folds, notes=args.notes, progress=say)
     save_model(model, args.out)
     print(f"model written to {args.out} ({args.out.stat().st_size} bytes; feature sets "
