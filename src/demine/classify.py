@@ -263,6 +263,14 @@ def simulated_detect_config(path: Path, rec: Any) -> dict[str, Any] | None:
     return {"gpr": {"detector": {"antenna_height": float(sc.sweep.height)}}}
 
 
+def _cache_file(cache: Path, path: Path, kind: str, *parts: Any) -> Path:
+    """Cache file of ``path`` for ``kind``, keyed by the file (resolved path,
+    size, modification time) and ``parts``: a changed file or part is a new key."""
+    st = path.stat()
+    text = "|".join(str(v) for v in (path.resolve(), st.st_size, st.st_mtime_ns, *parts))
+    return cache / f"{path.stem}{kind}-{hashlib.sha256(text.encode()).hexdigest()[:16]}.npz"
+
+
 def _redetected(rec: Any, path: Path, kinds: Sequence[str], config: RedetectConfig = None,
                 cache: Path | None = None) -> dict[str, np.ndarray]:
     """The recording's alarms with those of sensors ``kinds`` found again by today's detectors.
@@ -283,10 +291,7 @@ def _redetected(rec: Any, path: Path, kinds: Sequence[str], config: RedetectConf
     if names:
         key = None
         if cache is not None:
-            fs = path.stat()
-            h = hashlib.sha256(f"{path.resolve()}|{fs.st_size}|{fs.st_mtime_ns}|{names}|"
-                               f"{detector_fingerprint(cfg)}".encode())
-            key = cache / f"{path.stem}-alarms-{h.hexdigest()[:16]}.npz"
+            key = _cache_file(cache, path, "-alarms", names, detector_fingerprint(cfg))
             if key.exists():
                 with np.load(key, allow_pickle=False) as z:
                     new = {k: z[k] for k in z.files}
@@ -331,10 +336,8 @@ def _features_for(path: Path, cache: Path | None, redetect: Sequence[str] = (),
                 hh.update(k.encode() + (v.astype(str) if v.dtype.kind == "O" else v).tobytes())
             tag = hh.hexdigest()
         if cache is not None:
-            st = path.stat()
-            h = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{tag}|"
-                               f"{__version__}|{FEATURES_VERSION}|{sorted(BASE_FEATURE_SETS.items())}".encode())
-            key = cache / f"{path.stem}-{h.hexdigest()[:16]}.npz"
+            key = _cache_file(cache, path, "", tag, __version__, FEATURES_VERSION,
+                              sorted(BASE_FEATURE_SETS.items()))
             if key.exists():
                 z = np.load(key, allow_pickle=False)
                 alarms = {k[2:]: z[k] for k in z.files if k.startswith("a_")}

@@ -482,6 +482,16 @@ class GPRContext:
         out.update(self.body_features(ax, ay, t))
         return out
 
+    def _time_slice(self, t: float, n: int) -> tuple[int, int]:
+        """Traces within ``time_window`` of relative time ``t`` (all ``n`` when
+        ``t`` is unknown or fewer than 3 traces fall in it)."""
+        if math.isfinite(t):
+            lo = int(np.searchsorted(self.time_s, t - self.time_window))
+            hi = int(np.searchsorted(self.time_s, t + self.time_window))
+            if hi - lo >= 3:
+                return lo, hi
+        return 0, n
+
     def features_near(self, ax: float, ay: float, t: float,
                       max_offset: float = 0.08, max_depth: float = 0.35) -> dict[str, float]:
         """GPR features of the strongest reflection under the point (ax, ay).
@@ -496,12 +506,7 @@ class GPRContext:
         out = dict.fromkeys(GPR_FEATURES, math.nan)
         if n < 3 or not (math.isfinite(ax) and math.isfinite(ay)):
             return out
-        lo, hi = 0, n
-        if math.isfinite(t):
-            lo = int(np.searchsorted(self.time_s, t - self.time_window))
-            hi = int(np.searchsorted(self.time_s, t + self.time_window))
-            if hi - lo < 3:
-                lo, hi = 0, n
+        lo, hi = self._time_slice(t, n)
         d = np.hypot(self.x[lo:hi] - ax, self.y[lo:hi] - ay)
         if not np.isfinite(d).any():
             return out
@@ -560,12 +565,7 @@ class GPRContext:
         if ref is None or not (math.isfinite(ax) and math.isfinite(ay)):
             return out
         kd, h, tmpl, c_dw = ref
-        lo, hi = 0, n
-        if math.isfinite(t):
-            lo = int(np.searchsorted(self.time_s, t - self.time_window))
-            hi = int(np.searchsorted(self.time_s, t + self.time_window))
-            if hi - lo < 3:
-                lo, hi = 0, n
+        lo, hi = self._time_slice(t, n)
         xs, ys = self.x[lo:hi], self.y[lo:hi]
         d0 = np.hypot(xs - ax, ys - ay)
         ring = (d0 >= self.body_ring[0]) & (d0 <= self.body_ring[1])
