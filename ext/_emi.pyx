@@ -454,3 +454,210 @@ def notch_run(const real[:, ::1] x, real[:, ::1] out, const double[:, ::1] sos,
                     zs[k, g, 1] = b2 * u - a2 * y
                     u = y
                 out[i, g] = <real>NAN if bad else <real>u
+
+
+cdef inline double _median_inplace(double* v, Py_ssize_t n) noexcept nogil:
+    """Median of v[0:n] (n >= 1); sorts v in place (insertion sort, n is small)."""
+    cdef Py_ssize_t i, j
+    cdef double key
+    for i in range(1, n):
+        key = v[i]
+        j = i - 1
+        while j >= 0 and v[j] > key:
+            v[j + 1] = v[j]
+            j -= 1
+        v[j + 1] = key
+    if n % 2:
+        return v[n // 2]
+    return 0.5 * (v[n // 2 - 1] + v[n // 2])
+
+
+# median of chi-square(1) (a squared standard normal): 0.45493642311957184;
+# 1.482602218505602 = 1 / Phi^-1(3/4) turns a median |x| into a standard deviation
+cdef double CHI2_1_MEDIAN = 0.45493642311957184
+cdef double MAD_SD = 1.482602218505602
+
+# rows of the learned-soil state ``vstate`` (7, G)
+cdef enum:
+    V_SY = 0      # block sum of the fixed-balanced reading
+    V_PREV = 1    # previous block mean
+    V_SYA = 2     # E[dy * da]
+    V_SYY = 3     # E[dy^2]
+    V_L = 4       # running level of the regression residual^2 (trimming)
+    V_R = 5       # learned soil residue per unit first-component amplitude
+    V_RAPP = 6    # the part of it applied (gain * R)
+# ``dstate``: [block sum of a, previous block mean of a, E[da^2], scale of da,
+#              snr, gain]
+# ``istate``: [frames in the current block, blocks seen, blocks learnt from,
+#              consecutive rejected blocks]
+
+
+cdef void _learn_block(double[:, ::1] v, double[:, ::1] wbuf, double[::1] d,
+                       int64_t[::1] ist, double* tmp, Py_ssize_t ng, int64_t block,
+                       double a_win, int64_t min_used, double snr_thr, double trim,
+                       double trim_amp, double clip, int64_t max_reject) noexcept nogil:
+    """One learning step at the end of a block of ``block`` finite readings."""
+    cdef Py_ssize_t g, j, nwarm = wbuf.shape[0]
+    cdef double inv_b = 1.0 / block, my, ma, dy, da, res, e, al, expl, un, snr, gain
+    cdef double lim, r2, vda
+    cdef bint ok, forced
+    cdef int64_t nb
+    ma = d[0] * inv_b
+    d[0] = 0.0
+    ist[0] = 0
+    ist[1] += 1
+    nb = ist[1]
+    if nb == 1:
+        for g in range(ng):
+            v[V_PREV, g] = v[V_SY, g] * inv_b
+            v[V_SY, g] = 0.0
+        d[1] = ma
+        return
+    da = ma - d[1]
+    d[1] = ma
+    for g in range(ng):
+        my = v[V_SY, g] * inv_b
+        v[V_SY, g] = 0.0
+        tmp[g] = my - v[V_PREV, g]          # dy
+        v[V_PREV, g] = my
+    if nb - 1 <= nwarm:
+        # warm-up: robust (median) scales of the block-to-block changes, which a
+        # target under the coil for less than half of it does not move
+        j = nb - 2
+        for g in range(ng):
+            wbuf[j, g] = tmp[g] * tmp[g]
+        wbuf[j, ng] = fabs(da)
+        if nb - 1 == nwarm:
+            for g in range(ng + 1):
+                for j in range(nwarm):
+                    tmp[ng + 1 + j] = wbuf[j, g]
+                if g < ng:
+                    v[V_L, g] = _median_inplace(&tmp[ng + 1], nwarm) / CHI2_1_MEDIAN
+                else:
+                    d[3] = _median_inplace(&tmp[ng + 1], nwarm) * MAD_SD
+        return
+    # trimming: the block's change must be one the learnt model explains to
+    # within ``trim`` times its usual residual, and an amplitude change no
+    # larger than ``trim_amp`` times its usual scale (a target is neither)
+    e = 0.0
+    for g in range(ng):
+        res = tmp[g] - v[V_R, g] * da
+        r2 = res * res
+        if v[V_L, g] > 0.0:
+            e += r2 / v[V_L, g]
+        elif r2 > 0.0:
+            e = INFINITY
+    e /= ng
+    ok = e <= trim and fabs(da) <= trim_amp * d[3]
+    forced = (not ok) and max_reject > 0 and ist[3] >= max_reject
+    if ok or forced:
+        # the scales follow slowly, each update clipped (a forced update after
+        # ``max_reject`` rejected blocks lets them learn a lasting change)
+        al = a_win
+        for g in range(ng):
+            res = tmp[g] - v[V_R, g] * da
+            r2 = res * res
+            lim = clip * clip * v[V_L, g]
+            if r2 > lim:
+                r2 = lim
+            v[V_L, g] += al * (r2 - v[V_L, g])
+        vda = fabs(da) * MAD_TO_SIGMA
+        if vda > clip * d[3]:
+            vda = clip * d[3]
+        d[3] += al * (vda - d[3])
+    if ok:
+        ist[3] = 0
+        al = 1.0 / (ist[2] + 1)
+        if al < a_win:
+            al = a_win
+        for g in range(ng):
+            v[V_SYA, g] += al * (tmp[g] * da - v[V_SYA, g])
+            v[V_SYY, g] += al * (tmp[g] * tmp[g] - v[V_SYY, g])
+        d[2] += al * (da * da - d[2])
+        ist[2] += 1
+    elif forced:
+        ist[3] = 0
+    else:
+        ist[3] += 1
+    # the regression and how much of the variance it explains
+    snr = 0.0
+    for g in range(ng):
+        v[V_R, g] = v[V_SYA, g] / d[2] if d[2] > 0.0 else 0.0
+        expl = v[V_R, g] * v[V_R, g] * d[2]
+        un = v[V_SYY, g] - expl
+        if expl > 0.0:
+            snr += expl / un if un > 1e-12 * v[V_SYY, g] else 1e12
+    snr /= ng
+    d[4] = snr
+    gain = 0.0
+    if ist[2] >= min_used and snr_thr > 0.0:
+        gain = snr / snr_thr - 1.0
+        gain = 0.0 if gain < 0.0 else (1.0 if gain > 1.0 else gain)
+    d[5] = gain
+    for g in range(ng):
+        v[V_RAPP, g] = gain * v[V_R, g]
+
+
+def soil_learn_run(const real[:, ::1] x, real[:, ::1] out,
+                   const double[:, ::1] coef, const double[:, ::1] basis,
+                   double[:, ::1] amp, double[:, ::1] vstate, double[:, ::1] wbuf,
+                   double[::1] dstate, int64_t[::1] istate, int64_t block, double a_win,
+                   int64_t min_used, double snr_thr, double trim, double trim_amp,
+                   double clip, int64_t max_reject):
+    """Ground balance that learns the soil's residue from the lane.
+
+    Each reading is balanced as in :func:`soil_run` (``y = x - basis @ a``,
+    ``a = coef @ x``), then the learnt residue is removed too:
+    ``out = y - Rapp * a[0]``, with ``Rapp`` the learnt change of ``y`` per
+    unit of the first component's amplitude, as it stood at the end of the
+    last block (causal).  After every ``block`` finite readings the block
+    means of ``y`` and ``a[0]`` are differenced with the previous block's
+    (which removes drift and static levels), ``dy`` is regressed on ``da``
+    over the accepted blocks (exponential forgetting, weight ``a_win`` per
+    block; a plain mean at the start), and ``Rapp = gain * R``, where the gain
+    rises from 0 at ``snr = snr_thr`` to 1 at ``2 snr_thr``; ``snr`` is the
+    mean over gates of explained / unexplained variance of ``dy``; the gain
+    stays 0 until ``min_used`` blocks have been learnt from.  A block is
+    accepted when its residual energy ``mean(res^2 / L)`` is at most ``trim``
+    and ``|da|`` at most ``trim_amp`` times its running scale; the scales
+    start at the medians over the first ``wbuf.shape[0]`` blocks and follow
+    clipped (at ``clip``) exponential averages of the accepted blocks, or of a
+    block after ``max_reject`` consecutive rejected ones.  Frames with a
+    non-finite value give NaN (output and amplitudes) and are skipped.
+    """
+    cdef Py_ssize_t n = x.shape[0], ng = x.shape[1], nk = coef.shape[0], i, g, k
+    cdef double a, y
+    cdef double acc[64]
+    if nk > 64:
+        raise ValueError("at most 64 soil components")
+    if vstate.shape[0] != 7 or vstate.shape[1] != ng or wbuf.shape[1] != ng + 1:
+        raise ValueError("learned-soil state has the wrong shape")
+    if dstate.shape[0] < 6 or istate.shape[0] < 4 or block < 1 or wbuf.shape[0] < 1:
+        raise ValueError("learned-soil state has the wrong shape")
+    cdef double[::1] tmpbuf = np.empty(ng + 1 + wbuf.shape[0], dtype=np.float64)
+    cdef double* tmp = &tmpbuf[0]
+    with nogil:
+        for i in range(n):
+            if not _row_finite(x, i, ng):
+                for g in range(ng):
+                    out[i, g] = <real>NAN
+                for k in range(nk):
+                    amp[i, k] = NAN
+                continue
+            for k in range(nk):
+                a = 0.0
+                for g in range(ng):
+                    a = a + coef[k, g] * x[i, g]
+                acc[k] = a
+                amp[i, k] = a
+            for g in range(ng):
+                y = x[i, g]
+                for k in range(nk):
+                    y = y - basis[g, k] * acc[k]
+                vstate[V_SY, g] += y
+                out[i, g] = <real>(y - vstate[V_RAPP, g] * acc[0])
+            dstate[0] += acc[0]
+            istate[0] += 1
+            if istate[0] >= block:
+                _learn_block(vstate, wbuf, dstate, istate, tmp, ng, block, a_win, min_used,
+                             snr_thr, trim, trim_amp, clip, max_reject)

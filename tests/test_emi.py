@@ -417,6 +417,8 @@ def test_matched_integration_gains_sqrt_window():
 def all_stages():
     return [
         emi.SoilCompensation(gate_times=GATES),
+        emi.SoilCompensation(gate_times=GATES, learn=True, learn_block=5, learn_min=100,
+                             learn_snr=1.0),
         emi.Baseline(window=50, noise_window=50, hold=5, max_freeze=100, warmup=10),
         emi.Detect(noise_window=50, warmup=10),
         emi.MatchedDetect(window=9, noise_window=50, warmup=10),
@@ -559,6 +561,11 @@ def make_stage(kind):
     return {
         "soil": lambda: emi.SoilCompensation(gate_times=GATES[:6],
                                              components=["viscous", "offset"]),
+        # blocks of 2 readings: the warm-up (20 blocks) ends and learning
+        # starts inside the drawn streams
+        "soil_learn": lambda: emi.SoilCompensation(gate_times=GATES[:6], learn=True,
+                                                   learn_block=2, learn_window=20.0,
+                                                   learn_min=4, learn_snr=0.5),
         "baseline": lambda: emi.Baseline(window=20, noise_window=20, hold=3, max_freeze=40,
                                          warmup=5, threshold=3.0),
         "detect": lambda: emi.Detect(noise_window=20, warmup=5, threshold=2.0),
@@ -591,7 +598,8 @@ def stream_and_chunks(draw):
     return x.astype(dtype), sizes
 
 
-@pytest.mark.parametrize("kind", ["soil", "baseline", "detect", "matched", "notch", "chain"])
+@pytest.mark.parametrize("kind", ["soil", "soil_learn", "baseline", "detect", "matched", "notch",
+                                  "chain"])
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=stream_and_chunks())
 def test_streaming_equals_batch(kind, data):

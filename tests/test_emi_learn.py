@@ -1,0 +1,301 @@
+"""emi.soil with ``learn = true``: the ground balance that learns the soil's
+decay from the lane.  The compiled kernel against a plain NumPy twin, what it
+learns from soils that do not decay as 1/t, what it must not learn (targets,
+a large metal object passed again and again, soil that the fixed model already
+removes), and the missing-value policy (streaming equals batch is in
+``test_emi.py::test_streaming_equals_batch``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from demine import emi
+from demine.errors import ConfigError
+from demine.process import Chain, run_stage
+
+GATES = np.geomspace(1.2e-5, 1e-3, 16)
+MAD = 1.2533141373155003
+MAD_SD = 1.482602218505602
+CHI2_1_MEDIAN = 0.45493642311957184
+
+
+# --------------------------------------------------------------------------------------
+# the NumPy twin, frame by frame
+# --------------------------------------------------------------------------------------
+
+def ref_learn(x, basis, block, window, min_frames, snr_thr, trim, warm=20, trim_amp=4.0,
+              clip=3.0, max_reject=100):
+    """Returns (out, amplitudes, final R, final gain)."""
+    x = np.asarray(x, dtype=np.float64)
+    n, ng = x.shape
+    coef = np.linalg.pinv(basis)
+    out = np.full((n, ng), np.nan)
+    amps = np.full((n, basis.shape[1]), np.nan)
+    a_win = block / window
+    min_used = -(-min_frames // block)
+    sy, sa, cnt, nb, nused, rej = np.zeros(ng), 0.0, 0, 0, 0, 0
+    prev_y, prev_a = np.zeros(ng), 0.0
+    sya, syy, saa, sda = np.zeros(ng), np.zeros(ng), 0.0, 0.0
+    level, r, rapp, gain = np.zeros(ng), np.zeros(ng), np.zeros(ng), 0.0
+    wdy, wda = [], []
+    for i in range(n):
+        if not np.isfinite(x[i]).all():
+            continue
+        amp = coef @ x[i]
+        y = x[i] - basis @ amp
+        amps[i] = amp
+        out[i] = y - rapp * amp[0]
+        sy += y
+        sa += amp[0]
+        cnt += 1
+        if cnt < block:
+            continue
+        my, ma = sy / block, sa / block
+        sy, sa, cnt = np.zeros(ng), 0.0, 0
+        nb += 1
+        if nb == 1:
+            prev_y, prev_a = my, ma
+            continue
+        dy, da = my - prev_y, ma - prev_a
+        prev_y, prev_a = my, ma
+        if nb - 1 <= warm:
+            wdy.append(dy * dy)
+            wda.append(abs(da))
+            if nb - 1 == warm:
+                level = np.median(wdy, axis=0) / CHI2_1_MEDIAN
+                sda = np.median(wda) * MAD_SD
+            continue
+        res = dy - r * da
+        with np.errstate(divide="ignore", invalid="ignore"):
+            e = np.where(level > 0, res ** 2 / level, np.where(res != 0, np.inf, 0.0)).mean()
+        ok = e <= trim and abs(da) <= trim_amp * sda
+        forced = not ok and max_reject > 0 and rej >= max_reject
+        if ok or forced:
+            level = level + a_win * (np.minimum(res ** 2, clip * clip * level) - level)
+            sda += a_win * (min(abs(da) * MAD, clip * sda) - sda)
+        if ok:
+            rej = 0
+            al = max(1.0 / (nused + 1), a_win)
+            sya = sya + al * (dy * da - sya)
+            syy = syy + al * (dy * dy - syy)
+            saa += al * (da * da - saa)
+            nused += 1
+        elif forced:
+            rej = 0
+        else:
+            rej += 1
+        r = sya / saa if saa > 0 else np.zeros(ng)
+        expl = r * r * saa
+        un = syy - expl
+        snr = np.where(expl > 0, np.where(un > 1e-12 * syy, expl / np.where(un > 0, un, 1), 1e12),
+                       0.0).mean()
+        gain = float(np.clip(snr / snr_thr - 1.0, 0.0, 1.0)) if nused >= min_used else 0.0
+        rapp = gain * r
+    return out, amps, r, gain
+
+
+# --------------------------------------------------------------------------------------
+# a lane: soil whose amplitude follows the sweep's height, drift, noise, targets
+# --------------------------------------------------------------------------------------
+
+def band_soil(t, tau_min=1e-5, tau_max=3e-4):
+    """Viscous soil with relaxation times only between tau_min and tau_max."""
+    return (np.exp(-t / tau_max) - np.exp(-t / tau_min)) / t
+
+
+def target_decay(t, alpha=1e-4, beta=1.0, gamma=3e-4):
+    """Pasion-Oldenburg decay of a compact metal object (peak 1)."""
+    d = (t + alpha) ** -beta * np.exp(-t / gamma)
+    return d / d.max()
+
+
+def lane(n=40000, soil=None, soil_amp=1.0, targets=(), seed=0, noise=1e-3, t=GATES):
+    """Readings (n, gates): soil x height^-3 (a sweep every 1.5 s, the head
+    pumping 3-8 cm), a slow drift of every gate, white noise, and targets
+    ``(start, length, amplitude, shape)`` (a Hann-shaped pass each)."""
+    rng = np.random.default_rng(seed)
+    k = np.arange(n)
+    h = 0.055 + 0.025 * np.sin(2 * np.pi * k / 1500.0) + 0.005 * np.sin(k / 3700.0)
+    shape = band_soil(t) if soil is None else soil
+    shape = shape / np.abs(shape).max()
+    x = soil_amp * (0.05 / h)[:, None] ** 3 * shape[None, :]
+    x += np.linspace(0, 1, n)[:, None] * rng.normal(scale=0.02, size=t.size)[None, :]
+    x += rng.normal(scale=noise, size=x.shape)
+    for start, length, amp, tshape in targets:
+        x[start:start + length] += amp * np.hanning(length)[:, None] * tshape[None, :]
+    return x
+
+
+def learner(**kw):
+    kw = {"gate_times": GATES, "learn": True, **kw}
+    return emi.SoilCompensation(**kw)
+
+
+def cosine(a, b):
+    return abs(a @ b) / np.linalg.norm(a) / np.linalg.norm(b)
+
+
+def residue_of(shape, basis):
+    """The part of ``shape`` the fixed basis leaves, per unit of its first
+    component's amplitude (what the learner should find)."""
+    coef = np.linalg.pinv(basis)
+    return (shape - basis @ (coef @ shape)) / (coef @ shape)[0]
+
+
+# --------------------------------------------------------------------------------------
+# tests
+# --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kernel_matches_twin(dtype):
+    tshape = target_decay(GATES)
+    x = lane(n=12000, targets=[(6000, 300, 0.5, tshape)], seed=1).astype(dtype)
+    x[3000, 4] = np.nan
+    kw = dict(learn_block=20, learn_window=4000.0, learn_min=1000, learn_snr=5.0,
+              learn_trim=9.0)
+    st = learner(append_amplitudes=True, **kw)
+    y = run_stage(st, x)
+    assert y.dtype == dtype
+    out, amps, r, gain = ref_learn(x, st.basis, 20, 4000.0, 1000, 5.0, 9.0)
+    scale = np.abs(x[np.isfinite(x)]).max()
+    tol = 2e-6 * scale if dtype == np.float32 else 1e-9 * scale
+    np.testing.assert_allclose(y[:, :16], out, rtol=0, atol=tol)
+    np.testing.assert_allclose(y[:, 16:], amps, rtol=1e-5 if dtype == np.float32 else 1e-9,
+                               atol=tol)
+    np.testing.assert_allclose(st.learned_shape, r, rtol=1e-6, atol=1e-9 * np.abs(r).max())
+    assert st.learned_gain == pytest.approx(gain, abs=1e-9)
+    assert gain == 1.0  # the test exercises the learnt correction
+
+
+def test_learns_a_soil_that_does_not_decay_as_one_over_t():
+    x = lane()
+    plain = run_stage(emi.SoilCompensation(gate_times=GATES), x)
+    st = learner()
+    y = run_stage(st, x)
+    want = residue_of(band_soil(GATES), st.basis)
+    assert cosine(st.learned_shape, want) > 0.999
+    np.testing.assert_allclose(st.learned_shape, want, rtol=0.02, atol=0.02 * np.abs(want).max())
+    assert st.learned_gain == 1.0
+    # what is left varies with the head's height under the fixed balance; the
+    # learnt one leaves noise and drift (second half: learning long done)
+    half = slice(len(x) // 2, None)
+    wobble = lambda z: np.std(np.diff(z[half].reshape(-1, 50, 16).mean(1), axis=0))  # noqa: E731
+    assert wobble(y) < 0.1 * wobble(plain)
+    # the same stream in chunks of 977 frames: the same numbers
+    st.reset()
+    np.testing.assert_array_equal(run_stage(st, x, 977), y)
+
+
+def test_nothing_to_learn_leaves_the_fixed_balance_alone():
+    """Soil that the fixed model removes exactly, and many targets: the
+    learner stays off and the output is the fixed balance's, bit for bit."""
+    rng = np.random.default_rng(5)
+    targets = [(int(s), int(rng.integers(150, 400)), float(rng.uniform(0.01, 2.0)),
+                target_decay(GATES, alpha=10 ** rng.uniform(-5, -3.5), beta=rng.uniform(0.5, 1.5),
+                             gamma=10 ** rng.uniform(-4.5, -3)))
+               for s in rng.integers(0, 39000, 60)]
+    x = lane(soil=1.0 / GATES, soil_amp=3.0, targets=targets, seed=2)
+    st = learner()
+    y = run_stage(st, x)
+    assert st.learned_gain == 0.0
+    np.testing.assert_array_equal(y, run_stage(emi.SoilCompensation(gate_times=GATES), x))
+
+
+@pytest.mark.parametrize("soil_amp", [1.0, 0.0])
+def test_a_large_metal_object_passed_again_and_again_is_not_learnt(soil_amp):
+    """A large metal object under every sweep (20 passes, its signal 100x the
+    soil's residue): the learnt shape stays the soil's (or, with no soil
+    residue to learn, nothing is removed), and the object keeps its response."""
+    big = target_decay(GATES, alpha=3e-4, beta=0.8, gamma=1e-3)
+    passes = [(2000 + 1500 * k + 400, 500, 2.0, big) for k in range(20)]
+    x = lane(targets=passes, soil_amp=soil_amp, seed=3)
+    x0 = lane(soil_amp=soil_amp, seed=3)  # the same lane without the object
+    st = learner()
+    y = run_stage(st, x)
+    if soil_amp:
+        assert st.learned_gain == 1.0
+        assert cosine(st.learned_shape, residue_of(band_soil(GATES), st.basis)) > 0.99
+    else:
+        assert st.learned_gain == 0.0
+    # the object's response on its last pass: what the learner leaves of it
+    # against what the fixed balance leaves of it
+    y0 = run_stage(learner(), x0)
+    fixed = run_stage(emi.SoilCompensation(gate_times=GATES), x - x0)
+    last = slice(2000 + 1500 * 19 + 400, 2000 + 1500 * 19 + 900)
+    kept = np.linalg.norm((y - y0)[last]) / np.linalg.norm(fixed[last])
+    assert kept > (0.85 if soil_amp else 0.999)
+
+
+def test_weak_targets_keep_their_signal_over_learnt_soil():
+    """Small targets of different decays over the band-limited soil: once the
+    soil is learnt, the correction moves each only by its 1/t amplitude times
+    the soil's small residue.  A target whose decay resembles the soil's
+    (fast, like the band-limited ground) loses part of what the fixed balance
+    left of it, as under any ground balance; none loses more than a third."""
+    shapes = [target_decay(GATES, a, b, g) for a, b, g in
+              [(1e-5, 1.0, 1e-4), (1e-4, 1.0, 3e-4), (1e-4, 0.5, 1e-3), (3e-5, 1.5, 3e-5),
+               (3e-4, 0.8, 1e-3), (1e-5, 0.5, 1e-2)]]
+    targets = [(20000 + 3000 * k, 300, 0.02, s) for k, s in enumerate(shapes)]
+    x = lane(targets=targets, seed=4)
+    st = learner()
+    y = run_stage(st, x)
+    assert st.learned_gain == 1.0
+    assert cosine(st.learned_shape, residue_of(band_soil(GATES), st.basis)) > 0.999
+    basis = st.basis
+    coef = np.linalg.pinv(basis)
+    for s in shapes:
+        fixed = s - basis @ (coef @ s)
+        learnt = fixed - st.learned_shape * (coef @ s)[0]
+        assert np.linalg.norm(learnt) > 0.67 * np.linalg.norm(fixed)
+    assert np.isfinite(y).all()
+
+
+def test_nan_frames_are_skipped():
+    x = lane(n=8000, seed=6)
+    bad = x.copy()
+    bad[2500, 3] = np.nan
+    bad[5100, :] = np.inf
+    kw = dict(learn_block=20, learn_window=2000.0, learn_min=500, learn_snr=5.0)
+    y = run_stage(learner(**kw), bad)
+    assert np.isnan(y[2500]).all() and np.isnan(y[5100]).all()
+    clean = run_stage(learner(**kw), np.delete(x, [2500, 5100], axis=0))
+    np.testing.assert_array_equal(np.delete(y, [2500, 5100], axis=0), clean)
+
+
+_SHORT = lane(n=3000, seed=7, targets=[(1800, 200, 0.5, target_decay(GATES))])
+_SHORT_KW = dict(learn_block=10, learn_window=500.0, learn_min=200, learn_snr=5.0)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sizes=st.lists(st.integers(0, 700), min_size=1, max_size=15).filter(lambda s: max(s) > 0),
+       holes=st.lists(st.tuples(st.integers(0, 2999), st.integers(0, 15)), max_size=4),
+       dtype=st.sampled_from([np.float32, np.float64]))
+def test_learning_streaming_equals_batch(sizes, holes, dtype):
+    """Any chunking gives the same numbers, while the learnt correction is
+    switched on and applied (and around missing values)."""
+    x = _SHORT.astype(dtype)
+    for i, g in holes:
+        x[i, g] = np.nan
+    one = learner(**_SHORT_KW)
+    batch = run_stage(one, x)
+    assert one.learned_gain == 1.0
+    chunked = run_stage(learner(**_SHORT_KW), x, sizes)
+    np.testing.assert_array_equal(chunked, batch)
+
+
+def test_params_history_and_validation():
+    st = learner(learn_block=25, learn_window=5000.0, learn_min=1000, learn_snr=10.0,
+                 learn_trim=16.0)
+    p = Chain([st]).history()[0]["params"]
+    assert p["learn"] is True and p["learn_block"] == 25 and p["learn_window"] == 5000.0
+    assert p["learn_min"] == 1000 and p["learn_snr"] == 10.0 and p["learn_trim"] == 16.0
+    assert emi.SoilCompensation(gate_times=GATES).params()["learn"] is False
+    assert learner().learned_shape is None and learner().learned_gain == 0.0
+    for kw, word in [({"learn": "yes"}, "learn"), ({"learn_block": 0}, "learn_block"),
+                     ({"learn_window": 10.0}, "learn_window"), ({"learn_snr": 0}, "learn_snr"),
+                     ({"learn_trim": -1}, "learn_trim"), ({"learn_min": -5}, "learn_min")]:
+        with pytest.raises(ConfigError, match=word):
+            emi.SoilCompensation(gate_times=GATES, **kw)
