@@ -57,6 +57,13 @@ VARIANTS = {
         viscosity=3 * sc.soil.viscosity)),
     "soil-band": lambda sc: sc.replace(physics=dataclasses.replace(
         sc.physics, soil_relaxation="band-limited", soil_tau_min=1e-5, soil_tau_max=3e-4)),
+    # relaxation times from 30 us to 1 ms: the decay bends at both ends of the gates
+    "soil-band2": lambda sc: sc.replace(physics=dataclasses.replace(
+        sc.physics, soil_relaxation="band-limited", soil_tau_min=3e-5, soil_tau_max=1e-3)),
+    # wet, saline ground (1 S/m): a conductive t^-5/2 response besides the viscous one,
+    # with its own height dependence
+    "soil-conductive": lambda sc: sc.replace(soil=dataclasses.replace(
+        sc.soil, conductivity=1.0)),
 }
 
 
@@ -67,7 +74,13 @@ def main() -> int:
     ap.add_argument("--scenes", default="benign-soil,magnetic-laterite,battle-area")
     ap.add_argument("--seeds", default="2,3", help="comma-separated run seeds")
     ap.add_argument("--cache", metavar="DIR", help="keep and reuse simulated recordings here")
+    ap.add_argument("--chain", metavar="CHAIN",
+                    help="EMI chain to evaluate instead of the default (packaged name or TOML "
+                    "path, e.g. a copy of emi_default with learn = false)")
     args = ap.parse_args()
+    config: dict = {"gpr": {"enabled": False}}
+    if args.chain:
+        config["emi"] = {"chain": args.chain}
     kinds = [k for k in args.variants.split(",") if k]
     bad = [k for k in kinds if k not in VARIANTS]
     if bad:
@@ -87,7 +100,7 @@ def main() -> int:
                         simulate_lane(sc, seed=seed, streams=("emi",)).write(part, overwrite=True)
                         part.replace(path)
                     paths.append(path)
-                    alarms.append(detect_recording(path, {"gpr": {"enabled": False}}))
+                    alarms.append(detect_recording(path, config))
             r = evaluate_recordings(paths, alarms=alarms,
                                     select=lambda t: t["metal_mass"] >= 1e-3).to_dict()
             print(f"{kind:9s} PD {r['pd']:.3f} ({r['n_found']}/{r['n_targets']})  "

@@ -487,7 +487,7 @@ cdef enum:
     V_R = 5       # learned soil residue per unit first-component amplitude
     V_RAPP = 6    # the part of it applied (gain * R)
 # ``dstate``: [block sum of a, previous block mean of a, E[da^2], scale of da,
-#              snr, gain]
+#              snr, gain, |Rapp|^2]
 # ``istate``: [frames in the current block, blocks seen, blocks learnt from,
 #              consecutive rejected blocks]
 
@@ -594,12 +594,16 @@ cdef void _learn_block(double[:, ::1] v, double[:, ::1] wbuf, double[::1] d,
         gain = snr / snr_thr - 1.0
         gain = 0.0 if gain < 0.0 else (1.0 if gain > 1.0 else gain)
     d[5] = gain
+    expl = 0.0
     for g in range(ng):
         v[V_RAPP, g] = gain * v[V_R, g]
+        expl += v[V_RAPP, g] * v[V_RAPP, g]
+    d[6] = expl
 
 
 def soil_learn_run(const real[:, ::1] x, real[:, ::1] out,
                    const double[:, ::1] coef, const double[:, ::1] basis,
+                   const double[::1] w0, double kappa2,
                    double[:, ::1] amp, double[:, ::1] vstate, double[:, ::1] wbuf,
                    double[::1] dstate, int64_t[::1] istate, int64_t block, double a_win,
                    int64_t min_used, double snr_thr, double trim, double trim_amp,
@@ -607,10 +611,15 @@ def soil_learn_run(const real[:, ::1] x, real[:, ::1] out,
     """Ground balance that learns the soil's residue from the lane.
 
     Each reading is balanced as in :func:`soil_run` (``y = x - basis @ a``,
-    ``a = coef @ x``), then the learnt residue is removed too:
-    ``out = y - Rapp * a[0]``, with ``Rapp`` the learnt change of ``y`` per
-    unit of the first component's amplitude, as it stood at the end of the
-    last block (causal).  After every ``block`` finite readings the block
+    ``a = coef @ x``).  ``Rapp`` is the learnt change of ``y`` per unit of the
+    first component's amplitude (times the gain), as it stood at the end of
+    the last block (causal); the output is the least-squares residual of the
+    reading against the basis whose first column is replaced by the learnt
+    soil decay ``basis[:, 0] + Rapp``.  Since ``Rapp`` is orthogonal to the
+    basis, that is ``out = y + (a[0] - d) w0 - d Rapp`` with
+    ``d = (kappa2 a[0] + y.Rapp) / (kappa2 + |Rapp|^2)``, ``w0`` the first
+    column's part orthogonal to the other columns and ``kappa2 = |w0|^2``.
+    After every ``block`` finite readings the block
     means of ``y`` and ``a[0]`` are differenced with the previous block's
     (which removes drift and static levels), ``dy`` is regressed on ``da``
     over the accepted blocks (exponential forgetting, weight ``a_win`` per
@@ -626,14 +635,18 @@ def soil_learn_run(const real[:, ::1] x, real[:, ::1] out,
     non-finite value give NaN (output and amplitudes) and are skipped.
     """
     cdef Py_ssize_t n = x.shape[0], ng = x.shape[1], nk = coef.shape[0], i, g, k
-    cdef double a, y
+    cdef double a, y, yr, d0, c0
     cdef double acc[64]
     if nk > 64:
         raise ValueError("at most 64 soil components")
     if vstate.shape[0] != 7 or vstate.shape[1] != ng or wbuf.shape[1] != ng + 1:
         raise ValueError("learned-soil state has the wrong shape")
-    if dstate.shape[0] < 6 or istate.shape[0] < 4 or block < 1 or wbuf.shape[0] < 1:
+    if dstate.shape[0] < 7 or istate.shape[0] < 4 or block < 1 or wbuf.shape[0] < 1:
         raise ValueError("learned-soil state has the wrong shape")
+    if w0.shape[0] != ng or not kappa2 > 0.0:
+        raise ValueError("w0 must have one value per gate and kappa2 be > 0")
+    cdef double[::1] ybuf = np.empty(ng, dtype=np.float64)
+    cdef double* yb = &ybuf[0]
     cdef double[::1] tmpbuf = np.empty(ng + 1 + wbuf.shape[0], dtype=np.float64)
     cdef double* tmp = &tmpbuf[0]
     with nogil:
@@ -650,12 +663,23 @@ def soil_learn_run(const real[:, ::1] x, real[:, ::1] out,
                     a = a + coef[k, g] * x[i, g]
                 acc[k] = a
                 amp[i, k] = a
+            yr = 0.0
             for g in range(ng):
                 y = x[i, g]
                 for k in range(nk):
                     y = y - basis[g, k] * acc[k]
                 vstate[V_SY, g] += y
-                out[i, g] = <real>(y - vstate[V_RAPP, g] * acc[0])
+                yb[g] = y
+                yr += y * vstate[V_RAPP, g]
+            c0 = acc[0]
+            if dstate[6] > 0.0:
+                d0 = (kappa2 * c0 + yr) / (kappa2 + dstate[6])
+                for g in range(ng):
+                    out[i, g] = <real>(yb[g] + (c0 - d0) * w0[g] - d0 * vstate[V_RAPP, g])
+            else:
+                # nothing learnt (yet): the fixed balance, bit for bit
+                for g in range(ng):
+                    out[i, g] = <real>yb[g]
             dstate[0] += acc[0]
             istate[0] += 1
             if istate[0] >= block:

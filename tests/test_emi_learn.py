@@ -26,12 +26,28 @@ CHI2_1_MEDIAN = 0.45493642311957184
 # the NumPy twin, frame by frame
 # --------------------------------------------------------------------------------------
 
+def ortho_first(basis):
+    """The first column's part orthogonal to the other columns."""
+    rest = basis[:, 1:]
+    return basis[:, 0] - rest @ np.linalg.lstsq(rest, basis[:, 0], rcond=None)[0]
+
+
+def balance_with(shape, basis, learnt):
+    """What a ground balance fitting ``basis[:, 0] + learnt`` and the other
+    columns leaves of ``shape`` (a direct least-squares fit)."""
+    b = basis.copy()
+    b[:, 0] = b[:, 0] + learnt
+    return shape - b @ np.linalg.lstsq(b, shape, rcond=None)[0]
+
+
 def ref_learn(x, basis, block, window, min_frames, snr_thr, trim, warm=20, trim_amp=4.0,
               clip=3.0, max_reject=100):
     """Returns (out, amplitudes, final R, final gain)."""
     x = np.asarray(x, dtype=np.float64)
     n, ng = x.shape
     coef = np.linalg.pinv(basis)
+    w0 = ortho_first(basis)
+    kappa2 = w0 @ w0
     out = np.full((n, ng), np.nan)
     amps = np.full((n, basis.shape[1]), np.nan)
     a_win = block / window
@@ -47,7 +63,13 @@ def ref_learn(x, basis, block, window, min_frames, snr_thr, trim, warm=20, trim_
         amp = coef @ x[i]
         y = x[i] - basis @ amp
         amps[i] = amp
-        out[i] = y - rapp * amp[0]
+        # least squares against the basis with its first column replaced by
+        # the learnt soil decay basis[:, 0] + rapp (rapp is orthogonal to it)
+        if rapp @ rapp > 0:
+            d0 = (kappa2 * amp[0] + y @ rapp) / (kappa2 + rapp @ rapp)
+            out[i] = y + (amp[0] - d0) * w0 - d0 * rapp
+        else:
+            out[i] = y
         sy += y
         sa += amp[0]
         cnt += 1
@@ -248,9 +270,22 @@ def test_weak_targets_keep_their_signal_over_learnt_soil():
     coef = np.linalg.pinv(basis)
     for s in shapes:
         fixed = s - basis @ (coef @ s)
-        learnt = fixed - st.learned_shape * (coef @ s)[0]
+        learnt = balance_with(s, basis, st.learned_shape)
         assert np.linalg.norm(learnt) > 0.67 * np.linalg.norm(fixed)
+        # the stage does that: a frame of the target alone, through the
+        # learnt state (the soil part is removed as a whole)
+        frame = run_stage_frozen(st, s)
+        np.testing.assert_allclose(frame, learnt, atol=1e-9)
     assert np.isfinite(y).all()
+
+
+def run_stage_frozen(st, frame):
+    """Output of ``st`` for one more reading (its learning state copied back
+    afterwards, so nothing is learnt from it)."""
+    saved = (st._vstate.copy(), st._wbuf.copy(), st._dstate.copy(), st._istate.copy())
+    out = st.process(frame[None, :].astype(np.float64))[0]
+    st._vstate, st._wbuf, st._dstate, st._istate = saved
+    return out
 
 
 def test_nan_frames_are_skipped():

@@ -263,10 +263,13 @@ class SoilCompensation(Stage):
     readings, the change of the block mean of the balanced gates ``dy`` is
     regressed on the change of the block mean amplitude ``da`` (changes
     between blocks: drift and static levels drop out), with exponential
-    forgetting over ``learn_window`` readings.  It then removes
-    ``R * a`` from every reading, ``R`` the learnt residue per unit amplitude
-    and ``a`` the reading's own amplitude (so ``basis[:, 0] + R`` is the soil's
-    decay as learnt).  Robust to targets: a block whose change the current
+    forgetting over ``learn_window`` readings: ``R``, the residue per unit
+    amplitude, so that ``basis[:, 0] + R`` is the soil's decay as learnt.
+    Each reading is then balanced against that learnt decay in place of the
+    first component (with the other components as before): a least-squares
+    fit, so the soil is removed whole and a target loses only its projection
+    on the learnt decay, as it lost its projection on 1/t before.  Robust to
+    targets: a block whose change the current
     model does not explain (residual energy above ``learn_trim`` times its
     running level) or whose amplitude change exceeds 4 robust standard
     deviations is not learnt from; the scales start as medians over the first
@@ -278,8 +281,7 @@ class SoilCompensation(Stage):
     exact 1/t soil that ratio stayed below 11 (below 4 at the reference coil),
     while band-limited viscous laterite gave 80-300.  A target whose decay
     resembles the soil's loses part of its signal, as under any ground
-    balance; the correction moves a target only by its first-component
-    amplitude times ``R``.  The learning is causal (a block's update applies
+    balance.  The learning is causal (a block's update applies
     from the next reading on) and counts finite readings only, so any
     chunking gives the same output.  :attr:`learned_shape`,
     :attr:`learned_gain` and :attr:`learned_snr` show its state.
@@ -292,7 +294,7 @@ class SoilCompensation(Stage):
                  profiles: Sequence[Sequence[float]] | None = None,
                  append_amplitudes: bool = False, learn: bool = False,
                  learn_block: int = 50, learn_window: float = 20000.0,
-                 learn_min: int = 5000, learn_snr: float = 25.0,
+                 learn_min: int = 2000, learn_snr: float = 25.0,
                  learn_trim: float = 9.0) -> None:
         super().__init__()
         n = self.name
@@ -329,6 +331,12 @@ class SoilCompensation(Stage):
         self.gate_times = [float(t) for t in np.asarray(gate_times, dtype=np.float64)]
         self._basis = np.ascontiguousarray(basis)
         self._coef = np.ascontiguousarray(np.linalg.pinv(basis))
+        # the first component's part orthogonal to the others (learned balance)
+        rest = basis[:, 1:]
+        w0 = basis[:, 0] - rest @ (np.linalg.pinv(rest) @ basis[:, 0]) if rest.size \
+            else basis[:, 0].copy()
+        self._w0 = np.ascontiguousarray(w0)
+        self._kappa2 = float(w0 @ w0)
 
     def configure(self, context: Mapping[str, Any]) -> None:
         if self.gate_times is None and context.get("gate_times") is not None:
@@ -355,7 +363,8 @@ class SoilCompensation(Stage):
             if self._vstate is None:
                 self._vstate = np.zeros((7, ng))
                 self._wbuf = np.zeros((_LEARN_WARMUP, ng + 1))
-            _emi.soil_learn_run(x, out, self._coef, basis, amp, self._vstate, self._wbuf,
+            _emi.soil_learn_run(x, out, self._coef, basis, self._w0, self._kappa2, amp,
+                                self._vstate, self._wbuf,
                                 self._dstate, self._istate, self.learn_block,
                                 self.learn_block / self.learn_window,
                                 -(-self.learn_min // self.learn_block), self.learn_snr,
@@ -371,7 +380,7 @@ class SoilCompensation(Stage):
         super().reset()
         self._vstate: np.ndarray | None = None
         self._wbuf: np.ndarray | None = None
-        self._dstate = np.zeros(6)
+        self._dstate = np.zeros(7)
         self._istate = np.zeros(4, dtype=np.int64)
 
     @property
