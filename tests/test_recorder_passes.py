@@ -35,3 +35,13 @@ def test_reader_options_override_the_grid(tmp_path):
 def test_flush_interval_must_be_positive(tmp_path, flush):
     with pytest.raises(ConfigError, match="flush interval"):
         Recorder(tmp_path / "a.h5", _specs(), flush_interval=flush)
+
+
+def test_local_ports_share_one_reader_thread(tmp_path):
+    specs = [*_specs(), DeviceSpec("nmea", "socket://127.0.0.1:9", name="gps2")]
+    rec = Recorder(tmp_path / "a.h5", specs, flush_interval=0.025)
+    assert [r.name for r in rec._group.readers] == ["emi", "gpr", "gps1"]
+    assert rec._readers["gps2"]._group is None  # a network port: its own thread
+    rec = Recorder(tmp_path / "a.h5", _specs(), flush_interval=0.025,
+                   reader_options={"group": False})
+    assert rec._group is None and all(r._group is None for r in rec._readers.values())

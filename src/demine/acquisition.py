@@ -46,7 +46,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -56,7 +56,7 @@ from . import _framing
 from .drivers import Driver, FrameBatch, get_driver
 from .framing import Framer, FramingStats
 
-__all__ = ["ClockFit", "DeviceReader", "ReaderEvent", "ReaderStats"]
+__all__ = ["ClockFit", "DeviceReader", "ReaderEvent", "ReaderGroup", "ReaderStats"]
 
 log = logging.getLogger("demine.acquisition")
 
@@ -389,6 +389,8 @@ class DeviceReader:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._ser: Any = None
+        self._group: ReaderGroup | None = None
+        self._done = threading.Event()  # set when a grouped reader has finished
         self.error: BaseException | None = None
 
     # -- control ------------------------------------------------------------------------
@@ -396,6 +398,8 @@ class DeviceReader:
         """Start the reader thread (returns self)."""
         if self._thread is not None:
             raise RuntimeError(f"reader {self.name!r} already started")
+        if self._group is not None:
+            raise RuntimeError(f"reader {self.name!r} is read by a ReaderGroup; start that")
         self._thread = threading.Thread(target=self._run, name=f"demine-{self.name}", daemon=True)
         self._thread.start()
         return self
@@ -411,6 +415,9 @@ class DeviceReader:
                 pass
         if self._thread is not None:
             self._thread.join(timeout)
+        elif self._group is not None and self._group.started:
+            self._group._wake.set()  # its thread finishes this reader at once
+            self._done.wait(timeout)
 
     def __enter__(self) -> DeviceReader:
         return self.start()
@@ -421,6 +428,8 @@ class DeviceReader:
     @property
     def running(self) -> bool:
         """True while the reader thread is alive."""
+        if self._group is not None:
+            return self._group.started and not self._done.is_set()
         return self._thread is not None and self._thread.is_alive()
 
     def get(self, timeout: float | None = None) -> FrameBatch | None:
@@ -543,7 +552,29 @@ class DeviceReader:
             except Exception:  # noqa: BLE001
                 pass
 
+    def _rest(self, t_read: float) -> float:
+        """Seconds to wait before the next read (the next multiple of the poll
+        interval when aligned, else the poll interval after ``t_read``)."""
+        now = time.monotonic()
+        if self.align and self.poll_interval > 0:
+            return self.poll_interval - now % self.poll_interval
+        return self.poll_interval - (now - t_read)
+
     def _run(self) -> None:
+        """Thread body: the reader's steps, waiting between them."""
+        cpu0 = time.thread_time()
+        for wait in self._steps():
+            with self._lock:
+                self._stats.cpu_seconds = time.thread_time() - cpu0
+            if wait > 0:
+                self._stop.wait(wait)
+        with self._lock:
+            self._stats.cpu_seconds = time.thread_time() - cpu0
+
+    def _steps(self) -> Iterator[float]:
+        """The reader's loop, as a generator that yields how long to wait
+        before its next step (never blocking itself when the reader is part of
+        a :class:`ReaderGroup`: its reads do not wait for bytes)."""
         import serial
 
         st = self._stats
@@ -556,7 +587,7 @@ class DeviceReader:
         stalled = False
         since_good = 0
         diagnosed = False
-        cpu0 = time.thread_time()
+        shared = self._group is not None
         try:
             while not self._stop.is_set():
                 if self._ser is None:
@@ -571,7 +602,7 @@ class DeviceReader:
                         if outage_failures == 1:  # once per outage, not per retry
                             self._event("open_failed", f"cannot open {self.url}: {exc} "
                                         f"(retrying every <= {self.backoff[1]:g} s)")
-                        self._stop.wait(delay)
+                        yield delay
                         delay = min(delay * 2, self.backoff[1])
                         continue
                     delay = self.backoff[0]
@@ -580,7 +611,9 @@ class DeviceReader:
                     # (socket://, rfc2217://, loop://) do not: read blocks with a
                     # short timeout instead
                     exact_waiting = type(self._ser).__module__ in _EXACT_IN_WAITING
-                    if not exact_waiting:
+                    if shared:  # never block the other devices of the group
+                        self._ser.timeout = 0
+                    elif not exact_waiting:
                         self._ser.timeout = min(self.read_timeout,
                                                 max(self.poll_interval, 0.01))
                     last_data = time.monotonic()
@@ -644,6 +677,8 @@ class DeviceReader:
                         self._event("disconnected", f"{self.url} disappeared")
                         if not self.reconnect:
                             break
+                    if shared:  # (a reader in its own thread waited in the read)
+                        yield self._rest(t_read)
                     continue
                 if stalled:
                     self._event("resumed", f"data again after "
@@ -677,19 +712,14 @@ class DeviceReader:
                         self._event("no_valid_frames", msg)
                 if batches:
                     self._deliver(batches, now_ns)
-                with self._lock:
-                    st.cpu_seconds = time.thread_time() - cpu0
                 # let bytes accumulate: few large reads instead of many small ones;
                 # but a read that (nearly) filled the 4 KiB tty line-discipline
                 # buffer means more is queued behind it: read again at once
-                now = time.monotonic()
-                if self.align and self.poll_interval > 0:
-                    rest = self.poll_interval - now % self.poll_interval
-                else:
-                    rest = self.poll_interval - (now - t_read)
                 # (a read that stopped at read_block may have left more behind)
-                if rest > 0 and len(data) < (self.read_block if exact_waiting else _TTY_FULL):
-                    self._stop.wait(rest)
+                full = len(data) >= (self.read_block if exact_waiting else _TTY_FULL)
+                yield 0.0 if full else self._rest(t_read)
+        except GeneratorExit:
+            raise
         except BaseException as exc:  # noqa: BLE001 - reported, never silent
             self.error = exc
             self._event("error", f"reader stopped: {exc!r}")
@@ -702,7 +732,98 @@ class DeviceReader:
                 batches = self.framer.feed(tail) if tail else []
                 batches += self.framer.flush()
                 st.connected = False
-                st.cpu_seconds = time.thread_time() - cpu0
             if batches:
                 self._deliver(batches, time.time_ns())
             self._event("stopped", f"reader of {self.url} stopped")
+
+
+class ReaderGroup:
+    """Several :class:`DeviceReader` objects read by one thread.
+
+    Each reader keeps its own port, framer, clock fit, counters, events and
+    fault handling (stalls, unplug and reconnection, diagnosis); the group's
+    thread runs their steps in turn, each when its next read is due, with
+    reads that never wait for bytes.  Aligned readers of one poll interval are
+    then read one after the other in a single wake-up per period, instead of
+    one wake-up (and hand-over of the interpreter lock) per device.
+
+    Meant for local ports (device paths, pseudo-terminals), whose opening and
+    reading never block; a port reached over the network (``socket://``,
+    ``rfc2217://``) can take seconds to connect and is better read by its own
+    thread.
+
+    Parameters
+    ----------
+    readers : sequence of DeviceReader
+        Readers not started yet; from now on they are started and stopped
+        with the group (:meth:`DeviceReader.stop` of one of them still stops
+        that one alone).
+    name : str
+        Name of the thread.
+    """
+
+    def __init__(self, readers: Sequence[DeviceReader], name: str = "demine-readers") -> None:
+        self.readers = list(readers)
+        for r in self.readers:
+            if r._thread is not None or r._group is not None:
+                raise RuntimeError(f"reader {r.name!r} already started or grouped")
+            r._group = self
+        self.name = name
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
+
+    def start(self) -> ReaderGroup:
+        """Start the thread (returns self)."""
+        if self._thread is not None:
+            raise RuntimeError(f"reader group {self.name!r} already started")
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float | None = 5.0) -> None:
+        """Stop every reader (each delivers what it still holds) and the thread."""
+        for r in self.readers:
+            r._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        steps = {r: r._steps() for r in self.readers}
+        due = dict.fromkeys(self.readers, 0.0)
+        try:
+            while steps:
+                self._wake.clear()  # (before looking at the readers' stop flags)
+                # readers due within a millisecond go now: aligned readers
+                # share one wake-up per period
+                soon = time.monotonic() + 1e-3
+                for r in list(steps):
+                    if due[r] > soon and not r._stop.is_set():
+                        continue
+                    cpu = time.thread_time()
+                    try:
+                        wait = next(steps[r])
+                    except StopIteration:
+                        del steps[r]
+                        r._done.set()
+                        wait = 0.0
+                    except BaseException as exc:  # noqa: BLE001 - never kill the others
+                        del steps[r]
+                        r.error = exc
+                        r._done.set()
+                        wait = 0.0
+                    with r._lock:
+                        r._stats.cpu_seconds += time.thread_time() - cpu
+                    due[r] = time.monotonic() + wait
+                if steps:
+                    rest = min(due[r] for r in steps) - time.monotonic()
+                    if rest > 0:
+                        self._wake.wait(rest)
+        finally:
+            for r, gen in steps.items():
+                gen.close()
+                r._done.set()

@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from .acquisition import DeviceReader, ReaderEvent
+from .acquisition import DeviceReader, ReaderEvent, ReaderGroup
 from .drivers import FrameBatch, get_driver
 from .errors import ConfigError, DemineError, RecordingError
 from .positions import LocalFrame, interpolate_positions
@@ -257,6 +257,11 @@ class Recorder:
         # frames were lost); with slower passes they wake twice per pass.
         ropts = {"poll_interval": self.pass_interval / math.ceil(self.pass_interval / 0.025),
                  "align": True, **dict(reader_options or {})}
+        # local ports (device paths, pseudo-terminals) are read by one thread,
+        # in one wake-up per period; network ports (which may take seconds to
+        # connect) each by their own; reader_options={"group": False}: all by
+        # their own (the previous design, for comparison)
+        group = ropts.pop("group", True)
         for spec, name in zip(self.devices, self._names, strict=True):
             drv = get_driver(spec.driver, **spec.options)
             self._readers[name] = DeviceReader(
@@ -264,6 +269,8 @@ class Recorder:
                 on_frames=lambda b, n=name: self._queue.put((n, b)),
                 on_event=self._event, **ropts,
             )
+        local = [r for r in self._readers.values() if "://" not in r.url]
+        self._group = ReaderGroup(local) if group and len(local) > 1 else None
         self.writer: RecordingWriter | None = None
         self._streams: dict[str, Any] = {}
         self._kinds = {n: r.driver.kind for n, r in self._readers.items()}
@@ -317,8 +324,11 @@ class Recorder:
     def start(self) -> Recorder:
         """Start the readers, wait for every device's first frames, open the file."""
         self.started_at = time.monotonic()
+        if self._group is not None:
+            self._group.start()
         for r in self._readers.values():
-            r.start()
+            if r._group is None:
+                r.start()
         first: dict[str, list[FrameBatch]] = {n: [] for n in self._readers}
         deadline = time.monotonic() + self.startup_timeout
         def enough() -> bool:
@@ -458,8 +468,10 @@ class Recorder:
         self.writer.flush()  # alarms are rare: make them visible to readers (consoles) now
 
     def stop_readers(self) -> None:
+        if self._group is not None:
+            self._group.stop()
         for r in self._readers.values():
-            r.stop()
+            r.stop()  # (a grouped reader is already stopped: returns at once)
 
     def stop(self) -> None:
         """Stop reading, write everything received, close the file."""

@@ -1,0 +1,156 @@
+"""Several devices read by one thread (ReaderGroup) through real pseudo-terminals.
+
+The same faults as for readers in their own threads, asserted the same way:
+every intact frame delivered once, a device's fault never disturbs the others.
+Waits are bounded; nothing here asserts on elapsed time.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+from test_acquisition import Collector, PtyPort, drain, emi_wire, wait_for
+
+from demine.acquisition import DeviceReader, ReaderGroup
+from demine.drivers import get_driver
+from demine.drivers.nmea import GpsFix
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs pseudo-terminals")
+
+
+def make_group(ports_drivers, **kw):
+    kw.setdefault("stall_timeout", 5.0)
+    kw.setdefault("backoff", (0.01, 0.05))
+    kw.setdefault("poll_interval", 0.01)
+    kw.setdefault("align", True)
+    readers, cols = [], []
+    for port, driver in ports_drivers:
+        col = Collector()
+        readers.append(DeviceReader(port.path, driver, on_frames=col, **kw))
+        cols.append(col)
+    group = ReaderGroup(readers).start()
+    for r in readers:
+        wait_for(lambda r=r: r.stats.connected, what=f"{r.name} connected")
+    return group, readers, cols
+
+
+def test_one_thread_reads_every_device_and_faults_stay_apart(tmp_path):
+    """One device unplugged and one spewing garbage do not disturb the others,
+    all read by one thread."""
+    emi_port, gps_port, bad_port = (PtyPort(tmp_path, n) for n in ("e", "g", "b"))
+    d, wire, samples = emi_wire(np.arange(300))
+    n = get_driver("nmea")
+    t0 = time.time_ns()
+    gwire = n.encode_many(GpsFix(t0 + i * 10**8, 10.0, 20.0 + i * 1e-6) for i in range(50))
+    before = {t.name for t in threading.enumerate()}
+    group, (re, rg, rb), (ce, cg, cb) = make_group(
+        [(emi_port, d), (gps_port, n), (bad_port, "gpr")], diagnose_bytes=4096)
+    new = {t.name for t in threading.enumerate()} - before
+    assert new == {"demine-readers"}
+    emi_port.write(wire[: 100 * 84])
+    gps_port.write(gwire[: len(gwire) // 2])
+    bad_port.write(np.random.default_rng(1).integers(0, 256, 20000, np.uint8).tobytes())
+    drain(re, 100 * 84)
+    emi_port.unplug()
+    gps_port.write(gwire[len(gwire) // 2 :])
+    drain(rg, len(gwire))
+    drain(rb, 20000)
+    wait_for(lambda: re.stats.disconnects == 1, what="unplug seen")
+    group.stop()
+    for p in (gps_port, bad_port):
+        p.close()
+    assert ce.seqs == list(range(100))
+    np.testing.assert_array_equal(np.concatenate([b.samples for b in ce.batches]),
+                                  samples[:100])
+    assert sum(len(b) for b in cg.batches) == 50
+    assert rb.stats.frames == 0 and rb.stats.diagnosis
+    assert re.stats.disconnects == 1 and rg.stats.disconnects == 0
+    assert all(r.error is None for r in (re, rg, rb))
+    assert not any(r.running for r in (re, rg, rb))
+    assert all(r.stats.cpu_seconds > 0 for r in (re, rg, rb))
+
+
+def test_grouped_reader_reconnects_and_stalls_without_blocking_the_others(tmp_path):
+    """Unplugged mid-frame and plugged back (reopen retried with backoff), and
+    silent for a while: the same outcome as a reader in its own thread, while
+    the other device of the group keeps every frame."""
+    a, b = PtyPort(tmp_path, "a"), PtyPort(tmp_path, "b")
+    d, wire, samples = emi_wire(np.arange(100))
+    _, wire_b, samples_b = emi_wire(np.arange(400), seed=1)
+    events = []
+    group, (ra, rb), (ca, cb) = make_group([(a, d), (b, d)], stall_timeout=0.15,
+                                           on_event=events.append)
+    a.write(wire[: 50 * 84 + 40])
+    b.write(wire_b[: 100 * 84])
+    drain(ra, 50 * 84 + 40)
+    a.unplug()
+    wait_for(lambda: ra.stats.disconnects == 1, what="disconnect seen")
+    wait_for(lambda: ra.stats.open_failures >= 2, what="reopen attempts")
+    b.write(wire_b[100 * 84 : 200 * 84])  # read meanwhile
+    drain(rb, 200 * 84)
+    a.plug()
+    wait_for(lambda: ra.stats.reconnects == 1, what="reconnect")
+    a.write(wire[60 * 84 :])
+    drain(ra, 50 * 84 + 40 + 40 * 84)
+    wait_for(lambda: rb.stats.stalls == 1, what="stall of b")
+    b.write(wire_b[200 * 84 :])
+    drain(rb, len(wire_b))
+    wait_for(lambda: any(e.kind == "resumed" and e.device == rb.name for e in events),
+             what="b resumed")
+    group.stop()
+    b.close()
+    assert ca.seqs == list(range(50)) + list(range(60, 100))
+    s = ra.stats
+    assert (s.truncated, s.sequence_gaps, s.frames_missing) == (1, 1, 10)
+    assert (s.disconnects, s.reconnects) == (1, 1)
+    np.testing.assert_array_equal(np.concatenate([x.samples for x in ca.batches]),
+                                  np.concatenate([samples[:50], samples[60:]]))
+    assert cb.seqs == list(range(400))
+    assert rb.stats.disconnects == 0
+
+
+def test_stopping_one_grouped_reader_leaves_the_others_reading(tmp_path):
+    a, b = PtyPort(tmp_path, "a"), PtyPort(tmp_path, "b")
+    d, wire, _ = emi_wire(np.arange(200))
+    group, (ra, rb), (ca, cb) = make_group([(a, d), (b, d)])
+    with pytest.raises(RuntimeError, match="ReaderGroup"):
+        ra.start()
+    a.write(wire[: 100 * 84])
+    drain(ra, 100 * 84)
+    ra.stop()
+    assert not ra.running and rb.running
+    assert ca.seqs == list(range(100))  # what it had read was delivered
+    b.write(wire)
+    drain(rb, len(wire))
+    group.stop()
+    for p in (a, b):
+        p.close()
+    assert cb.seqs == list(range(200))
+    assert [e.kind for e in ra.events][-1] == "stopped"
+
+
+def test_group_stop_delivers_what_the_ports_still_hold(tmp_path):
+    """Bytes written just before stop are read and framed (the group reads on a
+    grid: up to a period of bytes may be waiting)."""
+    ports = [PtyPort(tmp_path, n) for n in ("a", "b")]
+    d, wire, _ = emi_wire(np.arange(40))
+    group, readers, cols = make_group([(p, d) for p in ports], poll_interval=0.5)
+    for p in ports:
+        p.write(wire)
+    group.stop()
+    for p in ports:
+        p.close()
+    assert [c.seqs for c in cols] == [list(range(40))] * 2
+
+
+def test_a_reader_belongs_to_one_group(tmp_path):
+    p = PtyPort(tmp_path, "a")
+    r = DeviceReader(p.path, "emi-pi")
+    ReaderGroup([r])
+    with pytest.raises(RuntimeError, match="grouped"):
+        ReaderGroup([r])
+    p.close()
