@@ -561,7 +561,7 @@ def make_stage(kind):
     return {
         "soil": lambda: emi.SoilCompensation(gate_times=GATES[:6],
                                              components=["viscous", "offset"]),
-        # blocks of 2 readings: the warm-up (20 blocks) ends and learning
+        # blocks of 2 readings: the warm-up (10 blocks) ends and learning
         # starts inside the drawn streams
         "soil_learn": lambda: emi.SoilCompensation(gate_times=GATES[:6], learn=True,
                                                    learn_block=2, learn_window=20.0,

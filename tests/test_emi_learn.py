@@ -40,7 +40,7 @@ def balance_with(shape, basis, learnt):
     return shape - b @ np.linalg.lstsq(b, shape, rcond=None)[0]
 
 
-def ref_learn(x, basis, block, window, min_frames, snr_thr, trim, warm=20, trim_amp=4.0,
+def ref_learn(x, basis, block, window, min_frames, snr_thr, trim, warm=10, trim_amp=4.0,
               clip=3.0, max_reject=100):
     """Returns (out, amplitudes, final R, final gain)."""
     x = np.asarray(x, dtype=np.float64)

@@ -135,7 +135,7 @@ DEFAULT_SOIL = ("viscous", "offset")
 # block is not learnt from when its amplitude change exceeds this many robust
 # standard deviations; clip of the scale updates; rejected blocks in a row
 # after which one updates the scales anyway (so a lasting change is learnt)
-_LEARN_WARMUP = 20
+_LEARN_WARMUP = 10
 _LEARN_TRIM_AMP = 4.0
 _LEARN_CLIP = 3.0
 _LEARN_MAX_REJECT = 100
@@ -273,7 +273,7 @@ class SoilCompensation(Stage):
     model does not explain (residual energy above ``learn_trim`` times its
     running level) or whose amplitude change exceeds 4 robust standard
     deviations is not learnt from; the scales start as medians over the first
-    20 blocks; the correction is applied with a gain that is 0 until
+    10 blocks; the correction is applied with a gain that is 0 until
     ``learn_min`` readings were learnt from, and rises from 0 to 1 as the
     variance ``R`` explains, over what it leaves (mean over gates), goes from
     ``learn_snr`` to twice it.  Targets (each its own decay, localised) do not
@@ -294,7 +294,7 @@ class SoilCompensation(Stage):
                  profiles: Sequence[Sequence[float]] | None = None,
                  append_amplitudes: bool = False, learn: bool = False,
                  learn_block: int = 50, learn_window: float = 20000.0,
-                 learn_min: int = 2000, learn_snr: float = 25.0,
+                 learn_min: int = 1000, learn_snr: float = 25.0,
                  learn_trim: float = 9.0) -> None:
         super().__init__()
         n = self.name
