@@ -127,6 +127,13 @@ TABLES: dict[str, tuple[Column, ...]] = {
 }
 
 _CHUNK_BYTES = 1 << 18  # ~256 KiB per chunk
+
+
+def _is_nan(value: Any) -> bool:
+    """Whether ``value`` is a floating-point NaN (and not, e.g., bytes or None)."""
+    return isinstance(value, (float, np.floating)) and bool(np.isnan(value))
+
+
 _MAX_PENDING_BYTES = 64 << 20
 
 
@@ -185,9 +192,14 @@ class _Appender:
         self.columns = {c.name: c for c in columns}
         self.where = where
         self._pending: list[dict[str, np.ndarray]] = []
+        # per pending append: the columns it omitted whose fill is NaN (see
+        # _write_pending: when no pending append gave them, only their extent
+        # grows and the rows read as the dataset's NaN fill value)
+        self._omitted: list[set[str]] = []
         self._pending_bytes = 0
         # column -> (DatasetID, file space, memory space, memory type, dtype)
         self._datasets: dict[str, tuple[Any, ...]] = {}
+        self._nan_fill: dict[str, bool] = {}  # column -> dataset's fill value is NaN
         self.n_written = 0
         self.n_frames = 0  # written + pending
 
@@ -276,6 +288,7 @@ class _Appender:
                 n = arr.shape[0]
         if n is None:
             n = max((a.shape[0] for a in arrays.values()), default=0)
+        omitted: set[str] = set()
         for name, col in self.columns.items():
             if name in arrays:
                 if arrays[name].shape[0] != n:
@@ -285,17 +298,21 @@ class _Appender:
                 raise SchemaError(f"{self.where}: field {name!r} is required")
             shape = (n,) if col.width is None else (n, col.width)
             arrays[name] = np.full(shape, col.fill, dtype=col.dtype)
+            if col.width is None and _is_nan(col.fill):
+                omitted.add(name)
         if n == 0:
             return 0
         with self._writer._lock:
             self._writer._check_open()
             self._pending.append(arrays)
+            self._omitted.append(omitted)
             self._pending_bytes += sum(a.nbytes for a in arrays.values())
             self.n_frames += n
             self._writer._after_append(self._pending_bytes)
         return n
 
-    def _write_rows(self, name: str, start: int, arr: np.ndarray, grow: bool) -> None:
+    def _write_rows(self, name: str, start: int, arr: np.ndarray, grow: bool,
+                    write: bool = True) -> None:
         # HDF5's low-level calls, not h5py's Dataset slicing: this runs for every
         # column at every flush (tens of times a second when recording live), and
         # h5py's selection machinery costs 4x the write itself.  The file and
@@ -317,6 +334,8 @@ class _Appender:
         if grow:
             dsid.set_extent((start + n,) + rest)
             fspace.set_extent_simple((start + n,) + rest, (h5py.h5s.UNLIMITED,) + rest)
+        if not write:
+            return
         fspace.select_hyperslab((start,) + (0,) * len(rest), arr.shape)
         mspace.set_extent_simple(arr.shape)
         dsid.write(mspace, fspace, arr, mtype)
@@ -349,12 +368,13 @@ class _Appender:
                     self._write_rows(name, start, arr[:done], grow=False)
             # rows still buffered: patched in the buffer
             row, i = self.n_written, done
-            for part in self._pending:
+            for part, omitted in zip(self._pending, self._omitted, strict=True):
                 m = next(iter(part.values())).shape[0]
                 lo, hi = max(start + i, row), min(start + n, row + m)
                 if lo < hi:
                     for name, arr in arrays.items():
                         part[name][lo - row:hi - row] = arr[lo - start:hi - start]
+                        omitted.discard(name)
                 row += m
 
     def _write_pending(self) -> None:
@@ -368,12 +388,25 @@ class _Appender:
             }
         n = next(iter(batch.values())).shape[0]
         start = self.n_written
+        # Columns no pending append gave (positions not known yet, filled in
+        # later by update()) whose dataset's fill value is NaN: their extent
+        # grows, nothing is written (the rows read as NaN until then).  The
+        # recorder appends each pass's frames before the GPS fix that places
+        # them; this skips a third of its column writes.
+        skip = set.intersection(*self._omitted)
+        for name in list(skip):
+            nan = self._nan_fill.get(name)
+            if nan is None:
+                nan = self._nan_fill[name] = _is_nan(self._group[name].fillvalue)
+            if not nan:
+                skip.discard(name)
         # Write every column before time-like ones reach their new size last is not
         # needed for consistency: readers use the shortest column's length.
         for name, arr in batch.items():
-            self._write_rows(name, start, arr, grow=True)
+            self._write_rows(name, start, arr, grow=True, write=name not in skip)
         self.n_written += n
         self._pending.clear()
+        self._omitted.clear()
         self._pending_bytes = 0
 
 
@@ -572,8 +605,12 @@ class RecordingWriter:
         for col in columns:
             if col.width is None:
                 rows = max(256, min(4096, _CHUNK_BYTES // col.dtype.itemsize))
+                # NaN-filled columns (positions, …) say so to HDF5 too: rows
+                # not written yet read as NaN (only NaN: a fill value is also
+                # netCDF's _FillValue, which generic readers mask)
                 ds = group.create_dataset(col.name, shape=(0,), maxshape=(None,),
-                                          dtype=col.dtype, chunks=(rows,))
+                                          dtype=col.dtype, chunks=(rows,),
+                                          fillvalue=col.fill if _is_nan(col.fill) else None)
             else:
                 rows = max(1, _CHUNK_BYTES // (col.width * col.dtype.itemsize))
                 ds = group.create_dataset(
