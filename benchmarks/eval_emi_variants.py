@@ -4,7 +4,7 @@ The EMI detector's defaults were chosen on the shipped scenes with the
 reference detector (0.12 m coil, 1000 readings/s, 16 gates 12 us - 1 ms) swept
 at 0.7 m/s, 5 cm above ground.  This script changes one thing at a time —
 coil radius, reading rate, number of gates, sweep height, sweep speed, noise,
-the ground's magnetism and its relaxation law —
+the ground's magnetism, its relaxation law and its conductivity —
 simulates the scenes with it, runs the default batch path
 (:func:`demine.pipeline.detect_recording`, which reads the coil radius, gate
 times and rate from the recording) and evaluates mines with at least 1 g of
@@ -13,6 +13,7 @@ metal (:func:`demine.evaluate.evaluate_recordings`)::
     python benchmarks/eval_emi_variants.py                     # all variants
     python benchmarks/eval_emi_variants.py --variants base,coil0.2 --seeds 2,3
     python benchmarks/eval_emi_variants.py --cache /tmp/emi-variants
+    python benchmarks/eval_emi_variants.py --variants soil-band --fixed-balance
 
 One line per variant: PD (found/targets), false alarms per m² (on clutter and
 others), PD at 0.5 and 1 FA/m², median localisation error.
@@ -30,6 +31,19 @@ import numpy as np
 from demine.evaluate import evaluate_recordings
 from demine.pipeline import detect_recording
 from demine.simulate import load_scene, simulate_lane
+
+
+def fixed_balance_chain() -> dict:
+    """The packaged ``emi_default`` chain with the learnt ground balance off."""
+    import tomllib
+    from importlib import resources
+
+    doc = tomllib.loads(resources.files("demine").joinpath("chains", "emi_default.toml")
+                        .read_text(encoding="utf-8"))
+    for step in doc["step"]:
+        if step["name"] == "emi.soil":
+            step["learn"] = False
+    return doc
 
 
 def _emi(sc, **kw):
@@ -76,11 +90,18 @@ def main() -> int:
     ap.add_argument("--cache", metavar="DIR", help="keep and reuse simulated recordings here")
     ap.add_argument("--chain", metavar="CHAIN",
                     help="EMI chain to evaluate instead of the default (packaged name or TOML "
-                    "path, e.g. a copy of emi_default with learn = false)")
+                    "path)")
+    ap.add_argument("--fixed-balance", action="store_true",
+                    help="the default chain with emi.soil learn = false (the fixed 1/t + level "
+                    "ground balance it used before)")
     args = ap.parse_args()
     config: dict = {"gpr": {"enabled": False}}
+    if args.chain and args.fixed_balance:
+        ap.error("--chain and --fixed-balance exclude each other")
     if args.chain:
         config["emi"] = {"chain": args.chain}
+    elif args.fixed_balance:
+        config["emi"] = {"chain": fixed_balance_chain()}
     kinds = [k for k in args.variants.split(",") if k]
     bad = [k for k in kinds if k not in VARIANTS]
     if bad:

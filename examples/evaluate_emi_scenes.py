@@ -57,7 +57,21 @@ def main() -> int:
                     help="also rank the alarms by a classifier's p_mine ('default': the "
                     "packaged model; EMI-alone sub-model on these EMI-only lanes) and "
                     "report that evaluation beside the detector's score")
+    ap.add_argument("--fixed-balance", action="store_true",
+                    help="turn the learnt ground balance of the default chain off (emi.soil "
+                    "learn = false: the fixed 1/t + level balance)")
     args = ap.parse_args()
+    config: dict = {"gpr": {"enabled": False}}
+    if args.fixed_balance:
+        import tomllib
+        from importlib import resources
+
+        chain = tomllib.loads(resources.files("demine").joinpath("chains", "emi_default.toml")
+                              .read_text(encoding="utf-8"))
+        for step in chain["step"]:
+            if step["name"] == "emi.soil":
+                step["learn"] = False
+        config["emi"] = {"chain": chain}
     scenes = [s for s in args.scenes.split(",") if s]
     seeds = [int(s) for s in args.seeds.split(",") if s]
 
@@ -78,7 +92,7 @@ def main() -> int:
                     part = path.with_suffix(".part")
                     res.write(part)
                     part.replace(path)
-                found = detect_recording(path, {"gpr": {"enabled": False}})
+                found = detect_recording(path, config)
                 alarms.append({k: np.asarray(v) for k, v in found.items()})
                 paths.append(path)
                 print(f"{scene} seed {seed}: {found['x'].size} alarms")

@@ -14,6 +14,8 @@ Integer state layout (``istate``, int64):
     baseline: [n_seen, hold_left, frozen_run]
     detect:   [n_seen, skipped]
     matched:  [n_seen, skipped, n_prev, n_ring, pos]
+    soil_learn: [frames in the block, blocks seen, blocks learnt from,
+                 consecutive rejected blocks]
 """
 
 from libc.math cimport sqrt, fabs, isfinite, NAN, INFINITY, copysign
@@ -618,8 +620,8 @@ def soil_learn_run(const real[:, ::1] x, real[:, ::1] out,
     soil decay ``basis[:, 0] + Rapp``.  Since ``Rapp`` is orthogonal to the
     basis, that is ``out = y + (a[0] - d) w0 - d Rapp`` with
     ``d = (kappa2 a[0] + y.Rapp) / (kappa2 + |Rapp|^2)``, ``w0`` the first
-    column's part orthogonal to the other columns and ``kappa2 = |w0|^2``.
-    After every ``block`` finite readings the block
+    column's part orthogonal to the other columns and ``kappa2 = |w0|^2``
+    (``out = y`` exactly while ``Rapp`` is zero).  After every ``block`` finite readings the block
     means of ``y`` and ``a[0]`` are differenced with the previous block's
     (which removes drift and static levels), ``dy`` is regressed on ``da``
     over the accepted blocks (exponential forgetting, weight ``a_win`` per
