@@ -261,6 +261,38 @@ def test_bad_files_get_clear_errors(tmp_path):
             r.streams["gpr"].samples  # noqa: B018
 
 
+def test_damaged_metadata_block_is_an_error_not_a_hang(tmp_path):
+    """A bit flip in an object header: HDF5's SWMR reader retries a block whose
+    checksum fails with doubling sleeps, and with its default of 100 attempts it
+    never returned; the reader caps the attempts and names the file."""
+    path = tmp_path / "flipped.h5"
+    subprocess.run([sys.executable, str(ROOT / "examples" / "write_recording.py"), str(path)],
+                   check=True, capture_output=True)
+    data = bytearray(path.read_bytes())
+    headers = [i for i in range(len(data)) if data[i:i + 4] == b"OHDR"]
+    assert len(headers) > 3
+    for i in headers[1:]:  # every object header but the root group's
+        data[i + 6] ^= 0x40
+    path.write_bytes(bytes(data))
+    script = textwrap.dedent(f"""
+        from demine.recording import Recording
+        r = Recording({str(path)!r})
+        for s in r.streams.values():
+            s.read()
+        r.truth
+    """)
+    # a generous guard: the capped retries take about a second per damaged block
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("demine.errors.RecordingError") and str(path) in last, last
+    cli = subprocess.run([sys.executable, "-m", "demine", "info", str(path)],
+                         capture_output=True, text=True, timeout=300)
+    assert cli.returncode == 2 and "Traceback" not in cli.stderr
+    assert str(path) in cli.stderr
+
+
 @pytest.mark.parametrize("kind", ["missing", "garbage", "plain", "empty"])
 def test_cli_info_bad_file_one_line_exit_2(tmp_path, kind):
     path = tmp_path / f"{kind}.h5"

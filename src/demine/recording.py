@@ -1002,6 +1002,68 @@ def _check_not_truncated(path: Path) -> None:
         )
 
 
+# A SWMR reader retries a metadata block whose checksum fails (it may be
+# half-written by the writer), sleeping 1 ns, 2 ns, 4 ns ... between tries.
+# HDF5's default of 100 tries would sleep for millennia on a block that is
+# corrupt on disk (a bit flip, a bad sector): opening or reading such a file
+# hung.  30 tries wait about 1 s in all, ample for a writer's block write to
+# complete, then the read fails with an error.
+SWMR_READ_ATTEMPTS = 30
+_set_read_attempts: Any = None
+
+
+def _hdf5_read_attempts_setter() -> Any:
+    """``H5Pset_metadata_read_attempts`` of the libhdf5 that h5py uses, or None.
+
+    h5py does not wrap it; it is looked up by ctypes in the library already
+    loaded in this process (the same instance, so h5py's property list ids are
+    valid there).
+    """
+    global _set_read_attempts
+    if _set_read_attempts is not None:
+        return _set_read_attempts or None
+    import ctypes
+
+    fn: Any = False
+    candidates: set[str] = set()
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                lib = line.split()[-1]
+                name = os.path.basename(lib)
+                if name.startswith("libhdf5") and not name.startswith("libhdf5_hl"):
+                    candidates.add(lib)
+    except OSError:
+        pass
+    for cand in sorted(candidates):
+        try:
+            f = ctypes.CDLL(cand).H5Pset_metadata_read_attempts
+        except (OSError, AttributeError):
+            continue
+        f.argtypes = [ctypes.c_int64, ctypes.c_uint]
+        f.restype = ctypes.c_int
+        fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+        if f(fapl.id, 2) >= 0:  # a valid id there: the instance h5py uses
+            fn = f
+            break
+    _set_read_attempts = fn
+    return fn or None
+
+
+def _open_swmr(path: Path) -> h5py.File:
+    """Open read-only with SWMR, with a bounded number of metadata read attempts."""
+    setter = _hdf5_read_attempts_setter()
+    if setter is None:  # not found (not Linux, or a static build): HDF5's default
+        return h5py.File(path, "r", libver="latest", swmr=True)
+    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    fapl.set_libver_bounds(h5py.h5f.LIBVER_LATEST, h5py.h5f.LIBVER_LATEST)
+    if setter(fapl.id, SWMR_READ_ATTEMPTS) < 0:
+        return h5py.File(path, "r", libver="latest", swmr=True)
+    fid = h5py.h5f.open(os.fsencode(path), h5py.h5f.ACC_RDONLY | h5py.h5f.ACC_SWMR_READ,
+                        fapl=fapl)
+    return h5py.File(fid)
+
+
 def _open_h5(path: Path) -> h5py.File:
     if not path.exists():
         raise RecordingError(f"{path}: no such file")
@@ -1013,7 +1075,7 @@ def _open_h5(path: Path) -> h5py.File:
     try:
         # SWMR read works for finished files, files still being written, and
         # files whose writer was killed (their consistency flags stay set).
-        return h5py.File(path, "r", libver="latest", swmr=True)
+        return _open_swmr(path)
     except OSError:
         try:
             return h5py.File(path, "r")
@@ -1027,6 +1089,10 @@ def _decode(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+# How h5py reports a damaged HDF5 block (checksum, bad address, dangling link)
+_DAMAGE_ERRORS = (OSError, RuntimeError, KeyError, ValueError, AttributeError)
 
 
 class _ColumnGroup:
@@ -1061,14 +1127,19 @@ class _ColumnGroup:
     def read(self, start: int = 0, stop: int | None = None,
              fields: Iterable[str] | None = None) -> dict[str, np.ndarray]:
         """Read complete rows ``start:stop`` of the named fields (all by default)."""
-        n = len(self)
-        stop = n if stop is None else min(stop, n)
-        names = tuple(fields) if fields is not None else self.field_names
-        out = {}
-        for name in names:
-            if name not in self._group:
-                raise SchemaError(f"{self.where}: no field {name!r}")
-            out[name] = self._group[name][start:stop]
+        name = "(lengths)"
+        try:
+            n = len(self)
+            stop = n if stop is None else min(stop, n)
+            names = tuple(fields) if fields is not None else self.field_names
+            out = {}
+            for name in names:
+                if name not in self._group:
+                    raise SchemaError(f"{self.where}: no field {name!r}")
+                out[name] = self._group[name][start:stop]
+        except _DAMAGE_ERRORS as exc:
+            raise RecordingError(f"{self._group.file.filename}: {self.where}: field "
+                                 f"{name!r} cannot be read (damaged file?): {exc}") from exc
         return out
 
     def __getitem__(self, name: str) -> np.ndarray:
@@ -1193,13 +1264,17 @@ class Recording:
         self._file = _open_h5(self.path)
         try:
             self._validate()
+            self.attrs = {k: _decode(v) for k, v in self._file.attrs.items()}
+            self.streams = {
+                name: StreamReader(group, name) for name, group in self._file["streams"].items()
+            }
+        except _DAMAGE_ERRORS as exc:
+            self._file.close()
+            raise RecordingError(f"{self.path}: damaged file: its attributes or streams "
+                                 f"cannot be read: {exc}") from exc
         except Exception:
             self._file.close()
             raise
-        self.attrs = {k: _decode(v) for k, v in self._file.attrs.items()}
-        self.streams = {
-            name: StreamReader(group, name) for name, group in self._file["streams"].items()
-        }
 
     def _validate(self) -> None:
         fmt = _decode(self._file.attrs.get("format"))
@@ -1227,7 +1302,12 @@ class Recording:
     def table(self, name: str) -> TableReader:
         if name not in TABLES:
             raise SchemaError(f"{self.path}: no table {name!r}; tables are {tuple(TABLES)}")
-        return TableReader(self._file[name], name)
+        try:
+            group = self._file[name]
+        except _DAMAGE_ERRORS as exc:
+            raise RecordingError(f"{self.path}: table {name!r} cannot be read "
+                                 f"(damaged file?): {exc}") from exc
+        return TableReader(group, name)
 
     @property
     def truth(self) -> dict[str, np.ndarray]:
