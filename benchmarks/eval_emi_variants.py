@@ -78,6 +78,20 @@ VARIANTS = {
     # with its own height dependence
     "soil-conductive": lambda sc: sc.replace(soil=dataclasses.replace(
         sc.soil, conductivity=1.0)),
+    # 5 S/m (sea-water wet ground): its response varies with the head's height,
+    # unlike the viscous part, which varies over the ground
+    "soil-conductive5": lambda sc: sc.replace(soil=dataclasses.replace(
+        sc.soil, conductivity=5.0)),
+    # band-limited viscous ground and 3 S/m conductive ground together
+    "soil-band-cond": lambda sc: sc.replace(
+        soil=dataclasses.replace(sc.soil, conductivity=3.0),
+        physics=dataclasses.replace(sc.physics, soil_relaxation="band-limited",
+                                    soil_tau_min=1e-5, soil_tau_max=3e-4)),
+    # band-limited viscous ground under a head swept higher and less steadily
+    "soil-band-high": lambda sc: sc.replace(
+        physics=dataclasses.replace(sc.physics, soil_relaxation="band-limited",
+                                    soil_tau_min=1e-5, soil_tau_max=3e-4),
+        sweep=dataclasses.replace(sc.sweep, height=0.1, height_variation=0.04)),
 }
 
 

@@ -593,7 +593,7 @@ cdef void _learn_block(double[:, ::1] v, double[:, ::1] wbuf, double[::1] d,
     d[4] = snr
     gain = 0.0
     if ist[2] >= min_used and snr_thr > 0.0:
-        gain = snr / snr_thr - 1.0
+        gain = 2.0 * (snr / snr_thr - 1.0)
         gain = 0.0 if gain < 0.0 else (1.0 if gain > 1.0 else gain)
     d[5] = gain
     expl = 0.0
@@ -626,7 +626,7 @@ def soil_learn_run(const real[:, ::1] x, real[:, ::1] out,
     (which removes drift and static levels), ``dy`` is regressed on ``da``
     over the accepted blocks (exponential forgetting, weight ``a_win`` per
     block; a plain mean at the start), and ``Rapp = gain * R``, where the gain
-    rises from 0 at ``snr = snr_thr`` to 1 at ``2 snr_thr``; ``snr`` is the
+    rises from 0 at ``snr = snr_thr`` to 1 at ``1.5 snr_thr``; ``snr`` is the
     mean over gates of explained / unexplained variance of ``dy``; the gain
     stays 0 until ``min_used`` blocks have been learnt from.  A block is
     accepted when its residual energy ``mean(res^2 / L)`` is at most ``trim``

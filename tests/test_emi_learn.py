@@ -114,7 +114,7 @@ def ref_learn(x, basis, block, window, min_frames, snr_thr, trim, warm=10, trim_
         un = syy - expl
         snr = np.where(expl > 0, np.where(un > 1e-12 * syy, expl / np.where(un > 0, un, 1), 1e12),
                        0.0).mean()
-        gain = float(np.clip(snr / snr_thr - 1.0, 0.0, 1.0)) if nused >= min_used else 0.0
+        gain = float(np.clip(2 * (snr / snr_thr - 1.0), 0.0, 1.0)) if nused >= min_used else 0.0
         rapp = gain * r
     return out, amps, r, gain
 

@@ -244,7 +244,7 @@ class SoilCompensation(Stage):
         Readings the learning must have accepted before its correction is used.
     learn_snr : float
         The correction is used in part from this ratio of explained to
-        unexplained variance (see below), fully from twice it.
+        unexplained variance (see below), fully from 1.5 times it.
     learn_trim : float
         A block is not learnt from when its residual energy exceeds this many
         times the usual (targets, clutter).
@@ -276,10 +276,10 @@ class SoilCompensation(Stage):
     10 blocks; the correction is applied with a gain that is 0 until
     ``learn_min`` readings were learnt from, and rises from 0 to 1 as the
     variance ``R`` explains, over what it leaves (mean over gates), goes from
-    ``learn_snr`` to twice it.  Targets (each its own decay, localised) do not
+    ``learn_snr`` to 1.5 times it.  Targets (each its own decay, localised) do not
     explain one another's changes: on the shipped simulated lanes with
-    exact 1/t soil that ratio stayed below 11 (below 4 at the reference coil),
-    while band-limited viscous laterite gave 80-300.  A target whose decay
+    exact 1/t soil that ratio stayed below 20 (below 4 at the reference coil
+    and rate), while band-limited viscous laterite gave medians of 45-330.  A target whose decay
     resembles the soil's loses part of its signal, as under any ground
     balance.  The learning is causal (a block's update applies
     from the next reading on) and counts finite readings only, so any
