@@ -3,15 +3,17 @@
 Simulated devices (radar 512 int16 samples x 400 traces/s, detector 16 gates x
 1000 readings/s, RTK tracker 10 Hz) run in a separate process and write their
 real wire protocols on pseudo-terminals; this process runs the recorder
-(``demine record --detect``: one reader thread per device, the processing
-chains, the EMI and GPR detectors, HDF5 with SWMR) on them for ``--seconds``.
+(``demine record --detect``: one reader thread for all the local ports, the
+writer thread, the processing chains, the EMI and GPR detectors, HDF5 with
+SWMR) on them for ``--seconds``.
 
 Reported, side by side in the same run:
 
 * CPU of the recording process as a share of one core, with live detection and
   without it (recording only), with 25 ms flushes (the latency target) and the
-  default 1 s, and recording only with readers that poll every 10 ms on their
-  own (the previous design) instead of on the writer's grid;
+  default 1 s; side by side, the same recorder with one reader thread per
+  device (the previous design), and recording only with readers that poll
+  every 10 ms on their own instead of on the writer's grid (the design before);
 * latency to a frame's being in the file (the end of the flush that wrote it),
   median and 99th percentile, from two starts: the frame's host receive time
   (the serial read that completed it) and its acquisition time (the device
@@ -231,14 +233,17 @@ def measure(seconds: float, detect: bool, flush_interval: float,
 def run(seconds: float | None = None) -> list[dict[str, object]]:
     seconds = float(seconds or os.environ.get("DEMINE_BENCH_LIVE_SECONDS", 20))
     rows = []
-    # side by side: the recorder as it is (its readers wake on the writer's
-    # 25 ms grid) and with readers polling every 10 ms on their own (as before)
+    # side by side: the recorder as it is (one thread reads every port, on the
+    # writer's 25 ms grid), with one reader thread per device (as before), and
+    # with those readers polling every 10 ms on their own (as before that)
     for label, detect, fi, ropts in (
             ("record + detect, flush 25 ms", True, 0.025, None),
+            ("record + detect, 25 ms, own readers", True, 0.025, {"group": False}),
             ("record + detect, flush 1 s", True, 1.0, None),
             ("record only, flush 25 ms", False, 0.025, None),
+            ("record only, 25 ms, own readers", False, 0.025, {"group": False}),
             ("record only, 25 ms, readers 10 ms", False, 0.025,
-             {"poll_interval": 0.01, "align": False})):
+             {"poll_interval": 0.01, "align": False, "group": False})):
         m = measure(seconds, detect, fi, ropts)
         where = ", ".join(f"{k} {v:.1f}" for k, v in
                           sorted(m["threads"].items(), key=lambda kv: -kv[1]) if v >= 0.1)
@@ -263,7 +268,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0)
     args = ap.parse_args()
     for row in run(args.seconds):
-        print(f"{row['case']:<32} {row['value']:>12}   {row['note']}")
+        print(f"{row['case']:<36} {row['value']:>12}   {row['note']}")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,13 @@
 """Record several serial devices at once into one recording.
 
-:class:`Recorder` runs one :class:`~demine.acquisition.DeviceReader` thread per
+:class:`Recorder` runs one :class:`~demine.acquisition.DeviceReader` per
 device and one writer thread that appends their frames to a
-:class:`~demine.recording.RecordingWriter`.  Readers never wait for the disk:
-frames pass through a queue, so a slow flush delays writing, never reading.
+:class:`~demine.recording.RecordingWriter`.  The readers of local ports
+(device paths, pseudo-terminals) share one thread
+(:class:`~demine.acquisition.ReaderGroup`: one wake-up per period for all of
+them); a network port (``socket://``…) has a thread of its own.  Readers never
+wait for the disk: frames pass through a queue, so a slow flush delays
+writing, never reading.
 
 Positions: the GPS/tracker stream is recorded as it comes (``lon``, ``lat``,
 ``alt``, fix quality) together with its position in the recording's local
@@ -216,6 +220,10 @@ class Recorder:
         the recording's alarms table as it completes.  The same
         :class:`~demine.pipeline.StreamDetector` runs on the same frames as
         ``demine detect`` does later, so live and batch alarms are equal.
+    reader_options : mapping, optional
+        Options of every :class:`~demine.acquisition.DeviceReader` (e.g.
+        ``poll_interval``, ``align``); ``group=False`` gives each reader a
+        thread of its own.
     control : str, optional
         Serve the control channel (:mod:`demine.control`) on this address (a
         Unix socket path or ``127.0.0.1:PORT``) once recording starts, so
