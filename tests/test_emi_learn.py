@@ -334,3 +334,38 @@ def test_params_history_and_validation():
                      ({"learn_trim": -1}, "learn_trim"), ({"learn_min": -5}, "learn_min")]:
         with pytest.raises(ConfigError, match=word):
             emi.SoilCompensation(gate_times=GATES, **kw)
+
+
+@pytest.mark.parametrize("relaxation", ["band-limited", "log-uniform"])
+def test_on_a_simulated_laterite_lane(relaxation):
+    """The simulator's magnetic laterite with its mines, hot rocks and clutter
+    (independent forward model: induced dipoles, height-dependent soil): with
+    relaxation times only between 10 and 300 us the learnt decay is the soil's;
+    with 1/t soil nothing is learnt and the output is the fixed balance's."""
+    import dataclasses
+
+    lane_mod = pytest.importorskip("demine.simulate.lane")
+    from demine.simulate.scene import load_scene
+
+    sc = load_scene("magnetic-laterite")
+    sc = sc.replace(physics=dataclasses.replace(sc.physics, soil_relaxation=relaxation,
+                                                soil_tau_min=1e-5, soil_tau_max=3e-4))
+    e = lane_mod.simulate_lane(sc, duration=40.0, seed=1, streams=["emi"]).emi
+    t = np.asarray(sc.gate_times)
+    x = e["samples"]
+    st = emi.SoilCompensation(gate_times=t, learn=True)
+    y = run_stage(st, x, 1000)
+    fixed = run_stage(emi.SoilCompensation(gate_times=t), x, 1000)
+    if relaxation == "band-limited":
+        assert st.learned_gain == 1.0
+        want = residue_of(band_soil(t), st.basis)
+        assert cosine(st.learned_shape, want) > 0.999
+        # what the head's pumping leaves after 10 s of learning: the block
+        # means' changes, a fraction of the fixed balance's
+        late = slice(10000, None)
+        wobble = lambda z: np.median(np.abs(np.diff(  # noqa: E731
+            z[late][: len(z[late]) // 50 * 50].reshape(-1, 50, t.size).mean(1), axis=0)))
+        assert wobble(y) < 0.15 * wobble(fixed)  # about 0.06
+    else:
+        assert st.learned_gain == 0.0
+        np.testing.assert_array_equal(y, fixed)
