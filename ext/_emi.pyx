@@ -15,7 +15,7 @@ Integer state layout (``istate``, int64):
     detect:   [n_seen, skipped]
     matched:  [n_seen, skipped, n_prev, n_ring, pos]
     soil_learn: [frames in the block, blocks seen, blocks learnt from,
-                 consecutive rejected blocks]
+                 consecutive rejected blocks, warm-up done]
 """
 
 from libc.math cimport sqrt, fabs, isfinite, NAN, INFINITY, copysign
@@ -491,7 +491,7 @@ cdef enum:
 # ``dstate``: [block sum of a, previous block mean of a, E[da^2], scale of da,
 #              snr, gain, |Rapp|^2]
 # ``istate``: [frames in the current block, blocks seen, blocks learnt from,
-#              consecutive rejected blocks]
+#              consecutive rejected blocks, warm-up done]
 
 
 cdef void _learn_block(double[:, ::1] v, double[:, ::1] wbuf, double[::1] d,
@@ -522,21 +522,27 @@ cdef void _learn_block(double[:, ::1] v, double[:, ::1] wbuf, double[::1] d,
         v[V_SY, g] = 0.0
         tmp[g] = my - v[V_PREV, g]          # dy
         v[V_PREV, g] = my
-    if nb - 1 <= nwarm:
-        # warm-up: robust (median) scales of the block-to-block changes, which a
-        # target under the coil for less than half of it does not move
-        j = nb - 2
+    if not ist[4]:
+        # warm-up: robust (median) scales of the block-to-block changes over the
+        # last ``nwarm`` blocks, which a target under the coil for less than
+        # half of them does not move; it lasts until every scale is > 0 (a head
+        # held still over quantised readings changes nothing)
+        j = (nb - 2) % nwarm
         for g in range(ng):
             wbuf[j, g] = tmp[g] * tmp[g]
         wbuf[j, ng] = fabs(da)
-        if nb - 1 == nwarm:
+        if nb - 1 >= nwarm:
+            ok = True
             for g in range(ng + 1):
                 for j in range(nwarm):
                     tmp[ng + 1 + j] = wbuf[j, g]
                 if g < ng:
                     v[V_L, g] = _median_inplace(&tmp[ng + 1], nwarm) / CHI2_1_MEDIAN
+                    ok = ok and v[V_L, g] > 0.0
                 else:
                     d[3] = _median_inplace(&tmp[ng + 1], nwarm) * MAD_SD
+                    ok = ok and d[3] > 0.0
+            ist[4] = ok
         return
     # trimming: the block's change must be one the learnt model explains to
     # within ``trim`` times its usual residual, and an amplitude change no
@@ -631,7 +637,8 @@ def soil_learn_run(const real[:, ::1] x, real[:, ::1] out,
     stays 0 until ``min_used`` blocks have been learnt from.  A block is
     accepted when its residual energy ``mean(res^2 / L)`` is at most ``trim``
     and ``|da|`` at most ``trim_amp`` times its running scale; the scales
-    start at the medians over the first ``wbuf.shape[0]`` blocks and follow
+    start at the medians over the first ``wbuf.shape[0]`` blocks (or the
+    first such run of blocks that makes them all positive) and follow
     clipped (at ``clip``) exponential averages of the accepted blocks, or of a
     block after ``max_reject`` consecutive rejected ones.  Frames with a
     non-finite value give NaN (output and amplitudes) and are skipped.
@@ -643,7 +650,7 @@ def soil_learn_run(const real[:, ::1] x, real[:, ::1] out,
         raise ValueError("at most 64 soil components")
     if vstate.shape[0] != 7 or vstate.shape[1] != ng or wbuf.shape[1] != ng + 1:
         raise ValueError("learned-soil state has the wrong shape")
-    if dstate.shape[0] < 7 or istate.shape[0] < 4 or block < 1 or wbuf.shape[0] < 1:
+    if dstate.shape[0] < 7 or istate.shape[0] < 5 or block < 1 or wbuf.shape[0] < 1:
         raise ValueError("learned-soil state has the wrong shape")
     if w0.shape[0] != ng or not kappa2 > 0.0:
         raise ValueError("w0 must have one value per gate and kappa2 be > 0")

@@ -56,7 +56,7 @@ def ref_learn(x, basis, block, window, min_frames, snr_thr, trim, warm=10, trim_
     prev_y, prev_a = np.zeros(ng), 0.0
     sya, syy, saa, sda = np.zeros(ng), np.zeros(ng), 0.0, 0.0
     level, r, rapp, gain = np.zeros(ng), np.zeros(ng), np.zeros(ng), 0.0
-    wdy, wda = [], []
+    wdy, wda, warmed = [], [], False
     for i in range(n):
         if not np.isfinite(x[i]).all():
             continue
@@ -83,12 +83,13 @@ def ref_learn(x, basis, block, window, min_frames, snr_thr, trim, warm=10, trim_
             continue
         dy, da = my - prev_y, ma - prev_a
         prev_y, prev_a = my, ma
-        if nb - 1 <= warm:
-            wdy.append(dy * dy)
-            wda.append(abs(da))
-            if nb - 1 == warm:
+        if not warmed:
+            wdy = (wdy + [dy * dy])[-warm:]
+            wda = (wda + [abs(da)])[-warm:]
+            if nb - 1 >= warm:
                 level = np.median(wdy, axis=0) / CHI2_1_MEDIAN
                 sda = np.median(wda) * MAD_SD
+                warmed = bool(sda > 0 and np.all(level > 0))
             continue
         res = dy - r * da
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -319,6 +320,18 @@ def test_learning_streaming_equals_batch(sizes, holes, dtype):
     assert one.learned_gain == 1.0
     chunked = run_stage(learner(**_SHORT_KW), x, sizes)
     np.testing.assert_array_equal(chunked, batch)
+
+
+def test_quantised_quiet_start_still_learns():
+    """Integer readings that do not change during the warm-up give zero
+    scales; the learning must still start once the soil moves."""
+    x = lane(n=30000, seed=8, noise=0.0)
+    x[:2000] = x[0]  # the head held still over the ground at the start
+    x = np.round(x * 2000.0)  # 16-bit-like quantisation
+    st = learner()
+    run_stage(st, x)
+    assert st.learned_gain == 1.0
+    assert cosine(st.learned_shape, residue_of(band_soil(GATES), st.basis)) > 0.99
 
 
 def test_params_history_and_validation():

@@ -273,8 +273,9 @@ class SoilCompensation(Stage):
     model does not explain (residual energy above ``learn_trim`` times its
     running level) or whose amplitude change exceeds 4 robust standard
     deviations is not learnt from; the scales start as medians over the first
-    10 blocks; the correction is applied with a gain that is 0 until
-    ``learn_min`` readings were learnt from, and rises from 0 to 1 as the
+    10 blocks (over later ones while any is zero); the correction is applied
+    with a gain that is 0 until ``learn_min`` readings were learnt from, and
+    rises from 0 to 1 as the
     variance ``R`` explains, over what it leaves (mean over gates), goes from
     ``learn_snr`` to 1.5 times it.  Targets (each its own decay, localised) do not
     explain one another's changes: on the shipped simulated lanes with
@@ -381,7 +382,7 @@ class SoilCompensation(Stage):
         self._vstate: np.ndarray | None = None
         self._wbuf: np.ndarray | None = None
         self._dstate = np.zeros(7)
-        self._istate = np.zeros(4, dtype=np.int64)
+        self._istate = np.zeros(5, dtype=np.int64)
 
     @property
     def learned_shape(self) -> np.ndarray | None:
