@@ -235,7 +235,7 @@ class SoilCompensation(Stage):
     learn : bool
         Also learn the soil's decay from the lane, as a detector ground
         balances over the ground, and remove it (see *Learned ground
-        balance* below).
+        balance* below).  Off here; on in the packaged ``emi_default`` chain.
     learn_block : int
         Readings averaged into one learning step.
     learn_window : float
@@ -264,28 +264,27 @@ class SoilCompensation(Stage):
     regressed on the change of the block mean amplitude ``da`` (changes
     between blocks: drift and static levels drop out), with exponential
     forgetting over ``learn_window`` readings: ``R``, the residue per unit
-    amplitude, so that ``basis[:, 0] + R`` is the soil's decay as learnt.
-    Each reading is then balanced against that learnt decay in place of the
-    first component (with the other components as before): a least-squares
-    fit, so the soil is removed whole and a target loses only its projection
-    on the learnt decay, as it lost its projection on 1/t before.  Robust to
-    targets: a block whose change the current
-    model does not explain (residual energy above ``learn_trim`` times its
-    running level) or whose amplitude change exceeds 4 robust standard
-    deviations is not learnt from; the scales start as medians over the first
-    10 blocks (over later ones while any is zero); the correction is applied
-    with a gain that is 0 until ``learn_min`` readings were learnt from, and
-    rises from 0 to 1 as the
-    variance ``R`` explains, over what it leaves (mean over gates), goes from
-    ``learn_snr`` to 1.5 times it.  Targets (each its own decay, localised) do not
-    explain one another's changes: on the shipped simulated lanes with
-    exact 1/t soil that ratio stayed below 20 (below 4 at the reference coil
-    and rate), while band-limited viscous laterite gave medians of 45-330.  A target whose decay
-    resembles the soil's loses part of its signal, as under any ground
-    balance.  The learning is causal (a block's update applies
-    from the next reading on) and counts finite readings only, so any
-    chunking gives the same output.  :attr:`learned_shape`,
-    :attr:`learned_gain` and :attr:`learned_snr` show its state.
+    amplitude, so that ``basis[:, 0] + R`` is the soil's decay as learnt. Each
+    reading is then balanced against that learnt decay in place of the first
+    component (with the other components as before): a least-squares fit, so
+    the soil is removed whole and a target loses only its projection on the
+    learnt decay, as it lost its projection on 1/t before.  Robust to targets:
+    a block whose change the current model does not explain (residual energy
+    above ``learn_trim`` times its running level) or whose amplitude change
+    exceeds 4 robust standard deviations is not learnt from; the scales start
+    as medians over the first 10 blocks (over later ones while any is zero);
+    the correction is applied with a gain that is 0 until ``learn_min``
+    readings were learnt from, and rises from 0 to 1 as the variance ``R``
+    explains, over what it leaves (mean over gates), goes from ``learn_snr``
+    to 1.5 times it.  Targets (each its own decay, localised) do not explain
+    one another's changes: on the shipped simulated lanes with exact 1/t soil
+    that ratio stayed below 20 (below 4 at the reference coil and rate), while
+    band-limited viscous laterite gave medians of 45-330.  A target whose
+    decay resembles the soil's loses part of its signal, as under any ground
+    balance.  The learning is causal (a block's update applies from the next
+    reading on) and counts finite readings only, so any chunking gives the
+    same output.  :attr:`learned_shape`, :attr:`learned_gain` and
+    :attr:`learned_snr` show its state.
     """
 
     name: ClassVar[str] = "emi.soil"
