@@ -519,8 +519,9 @@ def _calibration_context(calibration: Mapping[str, Any] | None) -> dict[str, flo
 def _stream_context(stream: Any) -> dict[str, Any]:
     """Facts about a recorded stream that stages may need (see :meth:`Stage.configure`)."""
     ctx: dict[str, Any] = {"stream": stream.name, "kind": stream.kind}
-    if "samples" in stream.field_names:
-        ctx["n_channels"] = int(stream._group["samples"].shape[1])
+    n_channels = getattr(stream, "n_channels", None)
+    if n_channels is not None:
+        ctx["n_channels"] = n_channels
     gt = stream.gate_times
     if gt is not None:
         ctx["gate_times"] = np.asarray(gt, dtype=np.float64)

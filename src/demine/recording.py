@@ -1102,26 +1102,40 @@ class _ColumnGroup:
         self._group = group
         self.where = where
         self._index = index
+        skip = {"gate", "sample"}
+        if index == "index":
+            skip.add("index")
+        # listed once: SWMR allows no new objects after the writer's start
+        try:
+            self._fields = tuple(k for k, v in group.items()
+                                 if isinstance(v, h5py.Dataset) and k not in skip)
+        except _DAMAGE_ERRORS as exc:
+            raise RecordingError(f"{group.file.filename}: {where}: columns cannot be "
+                                 f"listed (damaged file?): {exc}") from exc
 
     @property
     def field_names(self) -> tuple[str, ...]:
-        skip = {"gate", "sample"}
-        if self._index == "index":
-            skip.add("index")
-        return tuple(k for k, v in self._group.items()
-                     if isinstance(v, h5py.Dataset) and k not in skip)
+        return self._fields
 
     def refresh(self) -> None:
         """See frames appended by a live writer since the last look."""
-        for name in self.field_names:
-            self._group[name].refresh()
-        if self._index in self._group:
-            self._group[self._index].refresh()
+        try:
+            for name in self.field_names:
+                self._group[name].refresh()
+            if self._index in self._group:
+                self._group[self._index].refresh()
+        except _DAMAGE_ERRORS as exc:
+            raise RecordingError(f"{self._group.file.filename}: {self.where}: cannot be "
+                                 f"refreshed (damaged file?): {exc}") from exc
 
     def __len__(self) -> int:
         # A crash or a concurrent writer can leave columns of unequal length:
         # only rows present in every column are complete.
-        lengths = [self._group[n].shape[0] for n in self.field_names]
+        try:
+            lengths = [self._group[n].shape[0] for n in self.field_names]
+        except _DAMAGE_ERRORS as exc:
+            raise RecordingError(f"{self._group.file.filename}: {self.where}: columns "
+                                 f"cannot be listed (damaged file?): {exc}") from exc
         return min(lengths) if lengths else 0
 
     def read(self, start: int = 0, stop: int | None = None,
@@ -1162,6 +1176,10 @@ class StreamReader(_ColumnGroup):
             raise SchemaError(f"{self.where}: kind {self.kind!r} is not one of {STREAM_KINDS}")
         if "time" not in group:
             raise SchemaError(f"{self.where}: has no 'time' dataset")
+        self._gate_times = (group["gate"][()] if "gate" in group
+                            and self.attrs.get("gate_times_known", False) else None)
+        self.n_channels: int | None = (int(group["samples"].shape[1])
+                                       if "samples" in self._fields else None)
 
     @property
     def n_frames(self) -> int:
@@ -1194,9 +1212,7 @@ class StreamReader(_ColumnGroup):
     @property
     def gate_times(self) -> np.ndarray | None:
         """EMI gate times in seconds, or None when the stream did not declare them."""
-        if "gate" in self._group and self.attrs.get("gate_times_known", False):
-            return self._group["gate"][()]
-        return None
+        return None if self._gate_times is None else self._gate_times.copy()
 
     @property
     def sample_interval(self) -> float | None:
@@ -1348,13 +1364,20 @@ class Recording:
 
     def summary(self) -> dict[str, Any]:
         """Streams with frame counts, durations, rates and position extents; table sizes."""
+        try:
+            return self._summary()
+        except _DAMAGE_ERRORS as exc:
+            raise RecordingError(f"{self.path}: damaged file: cannot be summarised: "
+                                 f"{exc}") from exc
+
+    def _summary(self) -> dict[str, Any]:
         streams = {}
         for name, s in self.streams.items():
             n = len(s)
             entry: dict[str, Any] = {"kind": s.kind, "driver": s.attrs.get("driver", ""),
                                      "device": s.attrs.get("device", ""), "frames": n}
-            if "samples" in s.field_names:
-                entry["channels"] = int(s._group["samples"].shape[1])
+            if s.n_channels is not None:
+                entry["channels"] = s.n_channels
                 entry["dtype"] = str(s._group["samples"].dtype)
             if n:
                 t = s._group["time"][:n]
