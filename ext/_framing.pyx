@@ -315,3 +315,27 @@ def clock_map(const int64_t[::1] dev, int64_t ref_dev, int64_t ref_host, double 
     with nogil:
         for i in range(n):
             out[i] = ref_host + <int64_t>rint(<double>(dev[i] - ref_dev) * scale + shift)
+
+
+# --------------------------------------------------------------------------------------
+# sequence numbers (demine.framing.Framer._sequence): the usual case in one pass
+# --------------------------------------------------------------------------------------
+def sequence_steps_one(const int64_t[::1] seq, int64_t prev, bint has_prev):
+    """Whether every step of ``seq`` is +1 modulo 2**32: from ``prev`` to
+    ``seq[0]`` when ``has_prev``, and between neighbours (NumPy:
+    ``np.all(np.diff(seq, prepend=prev) % 2**32 == 1)``, with ``prev = seq[0] - 1``
+    without one)."""
+    cdef Py_ssize_t i, n = seq.shape[0]
+    cdef int64_t p, low32 = 0xFFFFFFFF
+    cdef bint ok = True
+    if n == 0:
+        return True
+    with nogil:
+        p = prev if has_prev else seq[0] - 1
+        for i in range(n):
+            # floor modulo 2**32 of an int64 difference is its low 32 bits
+            if ((seq[i] - p - 1) & low32) != 0:
+                ok = False
+                break
+            p = seq[i]
+    return ok

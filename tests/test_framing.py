@@ -398,3 +398,20 @@ def test_line_endings_lf_crlf_cr():
         out = fr.feed(eol.join([b"1,2", b"3,4", b"5,6"]) + eol)
         assert np.concatenate([b.samples for b in out]).tolist() == [[1, 2], [3, 4], [5, 6]]
         assert fr.stats.bad_lines == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(start=st.integers(0, 2**32 - 1),
+       steps=st.lists(st.sampled_from([1, 1, 1, 0, 2, 2**32 - 1, 2**32 - 1024, 7]),
+                      min_size=0, max_size=12),
+       prev=st.one_of(st.none(), st.integers(0, 2**32 - 1)))
+def test_sequence_kernel_matches_numpy(start, steps, prev):
+    """The compiled check of the usual case (every step +1 modulo 2**32,
+    wrapping included) against its NumPy twin."""
+    from demine import _framing
+
+    seq = (start + np.cumsum([0, *steps])) % 2**32
+    seq = seq.astype(np.int64)
+    p = seq[0] - 1 if prev is None else prev
+    want = bool(np.all(np.diff(seq, prepend=p) % 2**32 == 1))
+    assert _framing.sequence_steps_one(seq, prev or 0, prev is not None) == want

@@ -126,6 +126,7 @@ class Framer:
             self._params = layout.as_array()
             self._min_len = layout.min_len
             self._counters = np.zeros(6, dtype=np.int64)
+            self._counted = [0] * 6  # the counters as last added to the stats
         elif self.driver.framing != "line":
             raise ValueError(f"unknown framing {self.driver.framing!r}")
 
@@ -180,16 +181,19 @@ class Framer:
         cap = n_bytes // self._min_len + 2
         off = np.empty(cap, dtype=np.int64)
         lens = np.empty(cap, dtype=np.int64)
-        c = self._counters
-        before = c.copy()
-        n, keep = _framing.scan_binary(arr, 0, n_bytes, self._params, off, lens, c, final)
-        d = c - before
-        s = self.stats
-        s.crc_errors += int(d[0])
-        s.truncated += int(d[1])
-        s.bytes_skipped += int(d[2])
-        s.resyncs += int(d[3])
-        s.bad_headers += int(d[5])
+        n, keep = _framing.scan_binary(arr, 0, n_bytes, self._params, off, lens,
+                                       self._counters, final)
+        # (the counters as Python numbers: numpy calls cost tens of
+        # microseconds each when a reader wakes with cold caches)
+        now = self._counters.tolist()
+        if now != self._counted:
+            before, self._counted = self._counted, now
+            s = self.stats
+            s.crc_errors += now[0] - before[0]
+            s.truncated += now[1] - before[1]
+            s.bytes_skipped += now[2] - before[2]
+            s.resyncs += now[3] - before[3]
+            s.bad_headers += now[5] - before[5]
         batches = self.driver.decode(arr, off[:n], lens[:n]) if n else []
         rest = bytes(arr[keep:]) if keep < n_bytes else b""
         del arr
@@ -238,9 +242,9 @@ class Framer:
         seq = batch.sequence
         if seq.shape[0] == 0:
             return batch
-        prev = seq[0] - 1 if self._last_seq is None else self._last_seq
-        d = np.diff(seq, prepend=prev) % _SEQ_MOD
-        if np.all(d == 1):
+        # the usual case (every step +1) in one compiled pass
+        if _framing.sequence_steps_one(np.ascontiguousarray(seq, dtype=np.int64),
+                                       self._last_seq or 0, self._last_seq is not None):
             self._last_seq = int(seq[-1])
             return batch
         keep = np.ones(seq.shape[0], dtype=bool)
