@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from demine.errors import ConfigError
@@ -45,3 +46,80 @@ def test_local_ports_share_one_reader_thread(tmp_path):
     rec = Recorder(tmp_path / "a.h5", _specs(), flush_interval=0.025,
                    reader_options={"group": False})
     assert rec._group is None and all(r._group is None for r in rec._readers.values())
+
+
+def _framed(driver, wire, t_ns):
+    from demine.framing import Framer
+
+    (b,) = Framer(driver).feed(wire)
+    b.time_ns = np.asarray(t_ns, dtype=np.int64)
+    b.host_time_ns = b.time_ns + 3_000_000
+    return b
+
+
+def test_positions_of_every_stream_are_the_track_interpolated(tmp_path):
+    """The writer's passes, driven frame batch by frame batch (no ports): frames
+    appended before the fix after them, placed when it comes (the streams'
+    positions interpolated together), fixes falling inside passes.  Every
+    stored position is exactly the interpolation of the whole track."""
+    from demine.drivers import get_driver
+    from demine.drivers.nmea import GpsFix
+    from demine.positions import LocalFrame, interpolate_positions
+    from demine.recording import Recording
+
+    frame = LocalFrame(104.9, 12.5, 10.0)
+    emi, gpr, nmea = (get_driver(d) for d in ("emi-pi", "gpr", "nmea"))
+    rng = np.random.default_rng(3)
+    t0 = 1_700_000_000 * 10**9
+    ms = 10**6
+
+    def emi_batch(k0, n):  # 1000 Hz
+        k = np.arange(k0, k0 + n)
+        return _framed(emi, emi.encode_arrays(k, k * 1000, rng.normal(size=(n, 16))),
+                       t0 + k * ms)
+
+    def gpr_batch(k0, n):  # 400 Hz
+        k = np.arange(k0, k0 + n)
+        wire = gpr.encode_arrays(k, k * 2500, rng.integers(-99, 99, (n, 128)).astype("int16"))
+        return _framed(gpr, wire, t0 + k * 2500 * 1000)
+
+    def fix(i):  # 10 Hz, walking 0.5 m/s along x with some wiggle in y
+        t = t0 + i * 100 * ms
+        lon, lat = frame.to_geo(np.array([0.05 * i]), np.array([0.01 * (i % 3)]))
+        wire = nmea.encode(GpsFix(time_ns=t, lat=float(lat[0]), lon=float(lon[0]),
+                                  alt=10.0, fix_quality=4, satellites=12, hdop=0.7))
+        return _framed(nmea, wire, [t])
+
+    # (made-up times: frames wait for their fix however long the test takes)
+    rec = Recorder(tmp_path / "a.h5", _specs(), frame=frame, flush_interval=0.025,
+                   position_wait=1e9)
+    first = {"emi": [emi_batch(0, 25)], "gpr": [gpr_batch(0, 10)], "gps": [fix(0)]}
+    rec._open_writer(first)
+    for name, batches in first.items():
+        for b in batches:
+            rec._dispatch(name, b)
+    try:
+        for p in range(1, 120):  # 25 ms passes; fix i arrives 30 ms after its time
+            rec._queue.put(("emi", emi_batch(25 * p, 25)))
+            rec._queue.put(("gpr", gpr_batch(10 * p, 10)))
+            if (25 * p - 30) % 100 < 25 and 25 * p >= 130:
+                rec._queue.put(("gps", fix((25 * p - 30) // 100)))
+            rec._drain(final=False)
+            rec.writer.flush()
+    finally:
+        rec.stop()
+    with Recording(tmp_path / "a.h5") as r:
+        g = r.streams["gps"]
+        track = np.stack([g.x, g.y, g.z], axis=1)
+        placed = 0
+        for name in ("emi", "gpr"):
+            s = r.streams[name]
+            want = interpolate_positions(g.time, track, s.time, max_gap_s=1.0)
+            np.testing.assert_array_equal(s.x, want[:, 0])
+            np.testing.assert_array_equal(s.y, want[:, 1])
+            np.testing.assert_array_equal(s.z, want[:, 2])
+            lon, lat = frame.to_geo(want[:, 0], want[:, 1])
+            np.testing.assert_array_equal(s["lon"], lon)
+            placed += np.isfinite(s.x).sum()
+            assert np.isfinite(s.x).mean() > 0.9
+        assert placed > 3000

@@ -101,10 +101,12 @@ class _Track:
         self.keep_ns = int(keep_s * 1e9)
         self._t: deque[np.ndarray] = deque()
         self._xyz: deque[np.ndarray] = deque()
+        self._joined: tuple[np.ndarray, np.ndarray] | None = None
 
     def add(self, t: np.ndarray, xyz: np.ndarray) -> None:
         self._t.append(t)
         self._xyz.append(xyz)
+        self._joined = None
         while len(self._t) > 1 and self._t[-1][-1] - self._t[0][-1] > self.keep_ns:
             self._t.popleft()
             self._xyz.popleft()
@@ -116,8 +118,9 @@ class _Track:
     def at(self, t: np.ndarray) -> np.ndarray:
         if not self._t:
             return np.full((t.size, 3), np.nan)
-        return interpolate_positions(np.concatenate(self._t), np.concatenate(self._xyz), t,
-                                     max_gap_s=1.0)
+        if self._joined is None:  # (joined once per fix, not once per call)
+            self._joined = (np.concatenate(self._t), np.concatenate(self._xyz))
+        return interpolate_positions(*self._joined, t, max_gap_s=1.0)
 
 
 class _DetectWorker:
@@ -180,7 +183,9 @@ class _DetectWorker:
                         break
                 end = None in items
                 items = [it for it in items if it is not None]
-                if items:
+                if len(items) == 1:  # (the usual case: no copies)
+                    self._sink(self.detector.process(*items[0]))
+                elif items:
                     self._sink(self.detector.process(
                         *(np.concatenate([it[k] for it in items]) for k in range(4))))
                 if end:
@@ -627,6 +632,7 @@ class Recorder:
         to the detectors in the order they were written."""
         now = time.time_ns()
         last_fix = self._track.last_time
+        todo: list[tuple[str, list[tuple[int, FrameBatch, dict | None]], FrameBatch]] = []
         for name, unplaced in self._unplaced.items():
             ready: list[tuple[int, FrameBatch, dict | None]] = []
             while unplaced:
@@ -650,10 +656,22 @@ class Recorder:
                 continue
             b = ready[0][1] if len(ready) == 1 else \
                 FrameBatch.concatenate([r[1] for r in ready])
+            todo.append((name, ready, b))
+        # the positions of every stream's frames placed now, in one
+        # interpolation (the numbers are the same: each frame's position
+        # depends on its own time only)
+        times = [b.time_ns for _, ready, b in todo if any(r[2] is None for r in ready)]
+        joined = self._positions(np.concatenate(times)) if len(times) > 1 else None
+        at = 0
+        for name, ready, b in todo:
             late = [i for i, r in enumerate(ready) if r[2] is None]
             if late:
+                if joined is None:
+                    pos = self._positions(b.time_ns)
+                else:
+                    pos = {k: v[at:at + len(b)] for k, v in joined.items()}
+                    at += len(b)
                 # the rows are contiguous: one write per column fills them all
-                pos = self._positions(b.time_ns)
                 skip = sum(len(r[1]) for r in ready[:late[0]])
                 self._streams[name].update(ready[late[0]][0],
                                            **{k: v[skip:] for k, v in pos.items()})
