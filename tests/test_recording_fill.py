@@ -20,7 +20,8 @@ def _chunks(path, stream, column):
 
 
 def _stream(w):
-    return w.add_stream("emi", "emi", n_channels=4, geo=True, fields={"status": "uint16"})
+    return w.add_stream("emi", "emi", n_channels=4, geo=True,
+                        fields={"status": "uint16", "gain": "float32"})
 
 
 def test_omitted_positions_read_as_nan_until_filled_in(tmp_path):
@@ -39,8 +40,9 @@ def test_omitted_positions_read_as_nan_until_filled_in(tmp_path):
         st = r.streams["emi"]
         assert len(st) == 30
         np.testing.assert_array_equal(st.samples, samples)
-        for c in ("x", "y", "z", "lon", "lat"):
+        for c in ("x", "y", "z", "lon", "lat", "gain"):
             assert np.isnan(st[c]).all() and st[c].shape == (30,)
+        assert st["gain"].dtype == np.float32
         assert (st.sequence == -1).all()  # an integer fill is written, not HDF5's
     for c in ("x", "lon"):
         assert _chunks(path, "emi", c) == 0
@@ -68,7 +70,8 @@ def test_a_column_given_by_any_pending_append_is_written(tmp_path):
     s.append(z, time=t[:10], x=np.arange(10.0))
     s.append(z, time=t[10:20])  # no positions
     s.append(z, time=t[20:30])  # no positions, patched before the flush
-    s.update(20, x=np.full(10, 7.0), y=np.full(10, 8.0))
+    # (rows 10..19 and 20..29 started as the same NaN column: one is patched)
+    s.update(20, x=np.full(10, 7.0), y=np.full(10, 8.0), gain=np.ones(10, np.float32))
     w.flush()
     s.append(z, time=t[30:])  # no positions, flushed alone
     w.close()
@@ -82,6 +85,8 @@ def test_a_column_given_by_any_pending_append_is_written(tmp_path):
         assert np.isnan(st.y[:20]).all()
         assert np.isnan(st["lon"]).all()
         np.testing.assert_array_equal(st["status"], 0)
+        np.testing.assert_array_equal(st["gain"][20:30], 1.0)
+        assert np.isnan(st["gain"][:20]).all() and np.isnan(st["gain"][30:]).all()
 
 
 @pytest.mark.parametrize("column", ["sequence", "status", "time"])

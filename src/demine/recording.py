@@ -200,6 +200,7 @@ class _Appender:
         # column -> (DatasetID, file space, memory space, memory type, dtype)
         self._datasets: dict[str, tuple[Any, ...]] = {}
         self._nan_fill: dict[str, bool] = {}  # column -> dataset's fill value is NaN
+        self._nans: dict[tuple[int, np.dtype], np.ndarray] = {}  # read-only NaN columns
         self.n_written = 0
         self.n_frames = 0  # written + pending
 
@@ -296,10 +297,14 @@ class _Appender:
                 continue
             if col.fill is None:
                 raise SchemaError(f"{self.where}: field {name!r} is required")
+            if col.width is None and _is_nan(col.fill):
+                # one read-only NaN column per length, shared: most are never
+                # written (see _write_pending), update() copies before patching
+                arrays[name] = self._nan_column(n, col.dtype)
+                omitted.add(name)
+                continue
             shape = (n,) if col.width is None else (n, col.width)
             arrays[name] = np.full(shape, col.fill, dtype=col.dtype)
-            if col.width is None and _is_nan(col.fill):
-                omitted.add(name)
         if n == 0:
             return 0
         with self._writer._lock:
@@ -310,6 +315,16 @@ class _Appender:
             self.n_frames += n
             self._writer._after_append(self._pending_bytes)
         return n
+
+    def _nan_column(self, n: int, dtype: np.dtype) -> np.ndarray:
+        """A read-only column of ``n`` NaN (made once per length and type)."""
+        col = self._nans.get((n, dtype))
+        if col is None:
+            if len(self._nans) > 64:
+                self._nans.clear()
+            col = self._nans[(n, dtype)] = np.full(n, np.nan, dtype=dtype)
+            col.flags.writeable = False
+        return col
 
     def _write_rows(self, name: str, start: int, arr: np.ndarray, grow: bool,
                     write: bool = True) -> None:
@@ -326,9 +341,6 @@ class _Appender:
             ids = self._datasets[name] = (dsid, fspace, fspace.copy(),
                                           h5py.h5t.py_create(arr.dtype), arr.dtype)
         dsid, fspace, mspace, mtype, dtype = ids
-        arr = np.ascontiguousarray(arr)
-        if arr.dtype != dtype:  # (the columns' dtypes are fixed; never in practice)
-            mtype = h5py.h5t.py_create(arr.dtype)
         n = arr.shape[0]
         rest = arr.shape[1:]
         if grow:
@@ -336,6 +348,10 @@ class _Appender:
             fspace.set_extent_simple((start + n,) + rest, (h5py.h5s.UNLIMITED,) + rest)
         if not write:
             return
+        if not arr.flags.c_contiguous:  # (a numpy call less on most columns)
+            arr = np.ascontiguousarray(arr)
+        if arr.dtype != dtype:  # (the columns' dtypes are fixed; never in practice)
+            mtype = h5py.h5t.py_create(arr.dtype)
         fspace.select_hyperslab((start,) + (0,) * len(rest), arr.shape)
         mspace.set_extent_simple(arr.shape)
         dsid.write(mspace, fspace, arr, mtype)
@@ -373,8 +389,10 @@ class _Appender:
                 lo, hi = max(start + i, row), min(start + n, row + m)
                 if lo < hi:
                     for name, arr in arrays.items():
+                        if name in omitted:  # a shared NaN column: patch a copy
+                            part[name] = part[name].astype(self.columns[name].dtype)
+                            omitted.discard(name)
                         part[name][lo - row:hi - row] = arr[lo - start:hi - start]
-                        omitted.discard(name)
                 row += m
 
     def _write_pending(self) -> None:
