@@ -29,14 +29,21 @@ def check_number(where: str, name: str, value: Any, *, lo: float | None = None,
     """
     if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
         raise ConfigError(f"{where}: parameter {name!r} must be a number, got {value!r}")
+    try:
+        as_float = float(value)
+    except OverflowError:  # an int beyond float's range
+        as_float = math.inf
+    # finite first: int() of inf/NaN raises OverflowError/ValueError, not ConfigError
+    if not math.isfinite(as_float):
+        raise ConfigError(f"{where}: parameter {name!r} must be finite, got {value!r}")
     if integer:
-        if float(value) != int(value):
+        if not isinstance(value, int | np.integer) and as_float != int(as_float):
             raise ConfigError(f"{where}: parameter {name!r} must be an integer, got {value!r}")
         value = int(value)
+        if not -(2 ** 63) <= value < 2 ** 63:  # the kernels take int64
+            raise ConfigError(f"{where}: parameter {name!r} is too large, got {value!r}")
     else:
-        value = float(value)
-    if not math.isfinite(value):
-        raise ConfigError(f"{where}: parameter {name!r} must be finite, got {value!r}")
+        value = as_float
     if lo is not None and (value < lo or (lo_open and value == lo)):
         op = ">" if lo_open else ">="
         raise ConfigError(f"{where}: parameter {name!r} must be {op} {lo}, got {value!r}")
