@@ -1061,11 +1061,30 @@ def _hdf5_read_attempts_setter() -> Any:
         f.argtypes = [ctypes.c_int64, ctypes.c_uint]
         f.restype = ctypes.c_int
         fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
-        if f(fapl.id, 2) >= 0:  # a valid id there: the instance h5py uses
-            fn = f
+        locked = _under_h5py_lock(f)
+        if locked(fapl.id, 2) >= 0:  # a valid id there: the instance h5py uses
+            fn = locked
             break
     _set_read_attempts = fn
     return fn or None
+
+
+def _under_h5py_lock(f: Any) -> Any:
+    """``f`` called while holding h5py's global lock.
+
+    libhdf5 is not thread-safe: h5py serialises every call into it with that
+    lock (and releases the GIL during some, dataset reads among them), while a
+    ctypes call releases the GIL.  Unlocked, a call here racing a read in
+    another thread (a threaded batch, a detector thread) made that read fail
+    or the process die (SIGBUS).
+    """
+    from h5py._objects import phil
+
+    def call(*args: Any) -> Any:
+        with phil:
+            return f(*args)
+
+    return call
 
 
 def _open_swmr(path: Path) -> h5py.File:

@@ -1,0 +1,58 @@
+"""Recording reader: the bounded SWMR read attempts set through ctypes must
+not race h5py's own calls in other threads."""
+
+from __future__ import annotations
+
+import threading
+
+import h5py
+import numpy as np
+import pytest
+
+from demine import recording
+
+
+def hammer(setter, path, reads=1500):
+    """Read a chunked, compressed dataset ``reads`` times in one thread while
+    this one calls ``setter`` on a file-access property list; the errors."""
+    with h5py.File(path, "w") as f:
+        f.create_dataset("d", data=np.random.default_rng(0).random((2000, 64)),
+                         chunks=(100, 64), compression="gzip")
+    errors: list[str] = []
+    done = threading.Event()
+
+    def reader():
+        try:
+            with h5py.File(path, "r") as f:
+                d = f["d"]
+                for _ in range(reads):
+                    d[:]
+        except Exception as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(repr(exc))
+        finally:
+            done.set()
+
+    t = threading.Thread(target=reader)
+    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    t.start()
+    calls = 0
+    while not done.is_set():
+        for _ in range(100):
+            if setter(fapl.id, recording.SWMR_READ_ATTEMPTS) < 0:
+                errors.append("setter failed")
+        calls += 100
+    t.join()
+    return errors, calls
+
+
+def test_read_attempts_setter_does_not_race_h5py_reads(tmp_path):
+    """libhdf5 is not thread-safe and h5py releases the GIL in dataset reads
+    (under its own lock); the ctypes call released the GIL too, so the two
+    ran at once: the read failed ('Unspecified error in H5Dread') or the
+    process died of SIGBUS within a few hundred reads."""
+    setter = recording._hdf5_read_attempts_setter()
+    if setter is None:
+        pytest.skip("H5Pset_metadata_read_attempts not found (not Linux?)")
+    errors, calls = hammer(setter, tmp_path / "race.h5")
+    assert errors == []
+    assert calls > 0
