@@ -15,7 +15,7 @@ Integer state layout (``istate``, int64):
     detect:   [n_seen, skipped]
     matched:  [n_seen, skipped, n_prev, n_ring, pos]
     soil_learn: [frames in the block, blocks seen, blocks learnt from,
-                 consecutive rejected blocks, warm-up done]
+                 consecutive rejected blocks (blocks of the warm-up while it lasts), warm-up done]
 """
 
 from libc.math cimport sqrt, fabs, isfinite, NAN, INFINITY, copysign
@@ -491,7 +491,7 @@ cdef enum:
 # ``dstate``: [block sum of a, previous block mean of a, E[da^2], scale of da,
 #              snr, gain, |Rapp|^2]
 # ``istate``: [frames in the current block, blocks seen, blocks learnt from,
-#              consecutive rejected blocks, warm-up done]
+#              consecutive rejected blocks (blocks of the warm-up while it lasts), warm-up done]
 
 
 cdef void _learn_block(double[:, ::1] v, double[:, ::1] wbuf, double[::1] d,
@@ -523,15 +523,20 @@ cdef void _learn_block(double[:, ::1] v, double[:, ::1] wbuf, double[::1] d,
         tmp[g] = my - v[V_PREV, g]          # dy
         v[V_PREV, g] = my
     if not ist[4]:
-        # warm-up: robust (median) scales of the block-to-block changes over the
+        # warm-up: robust (median) scales of the block-to-block changes (their
+        # residuals under the model learnt so far, none at the start) over the
         # last ``nwarm`` blocks, which a target under the coil for less than
         # half of them does not move; it lasts until every scale is > 0 (a head
-        # held still over quantised readings changes nothing)
-        j = (nb - 2) % nwarm
+        # held still over quantised readings changes nothing).  ist[3] counts
+        # its blocks (at the start, or again after ``max_reject`` rejected
+        # blocks in a row)
+        ist[3] += 1
+        j = (ist[3] - 1) % nwarm
         for g in range(ng):
-            wbuf[j, g] = tmp[g] * tmp[g]
+            res = tmp[g] - v[V_R, g] * da
+            wbuf[j, g] = res * res
         wbuf[j, ng] = fabs(da)
-        if nb - 1 >= nwarm:
+        if ist[3] >= nwarm:
             ok = True
             for g in range(ng + 1):
                 for j in range(nwarm):
@@ -543,6 +548,8 @@ cdef void _learn_block(double[:, ::1] v, double[:, ::1] wbuf, double[::1] d,
                     d[3] = _median_inplace(&tmp[ng + 1], nwarm) * MAD_SD
                     ok = ok and d[3] > 0.0
             ist[4] = ok
+            if ok:
+                ist[3] = 0
         return
     # trimming: the block's change must be one the learnt model explains to
     # within ``trim`` times its usual residual, and an amplitude change no
@@ -558,9 +565,8 @@ cdef void _learn_block(double[:, ::1] v, double[:, ::1] wbuf, double[::1] d,
     e /= ng
     ok = e <= trim and fabs(da) <= trim_amp * d[3]
     forced = (not ok) and max_reject > 0 and ist[3] >= max_reject
-    if ok or forced:
-        # the scales follow slowly, each update clipped (a forced update after
-        # ``max_reject`` rejected blocks lets them learn a lasting change)
+    if ok:
+        # the scales follow slowly, each update clipped
         al = a_win
         for g in range(ng):
             res = tmp[g] - v[V_R, g] * da
@@ -584,7 +590,12 @@ cdef void _learn_block(double[:, ::1] v, double[:, ::1] wbuf, double[::1] d,
         d[2] += al * (da * da - d[2])
         ist[2] += 1
     elif forced:
+        # ``max_reject`` rejected blocks in a row: the scales no longer fit
+        # the lane (a head held still at the start gave scales of its noise
+        # alone, and clipped updates grow them by 2 % at most): estimated
+        # again as at the start, from the next blocks' medians
         ist[3] = 0
+        ist[4] = 0
     else:
         ist[3] += 1
     # the regression and how much of the variance it explains
@@ -639,8 +650,9 @@ def soil_learn_run(const real[:, ::1] x, real[:, ::1] out,
     and ``|da|`` at most ``trim_amp`` times its running scale; the scales
     start at the medians over the first ``wbuf.shape[0]`` blocks (or the
     first such run of blocks that makes them all positive) and follow
-    clipped (at ``clip``) exponential averages of the accepted blocks, or of a
-    block after ``max_reject`` consecutive rejected ones.  Frames with a
+    clipped (at ``clip``) exponential averages of the accepted blocks; after
+    ``max_reject`` consecutive rejected blocks they are estimated again that
+    way (medians of the residuals under the current model).  Frames with a
     non-finite value give NaN (output and amplitudes) and are skipped.
     """
     cdef Py_ssize_t n = x.shape[0], ng = x.shape[1], nk = coef.shape[0], i, g, k

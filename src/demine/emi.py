@@ -134,7 +134,8 @@ DEFAULT_SOIL = ("viscous", "offset")
 # learned ground balance: blocks over which the starting scales are medians; a
 # block is not learnt from when its amplitude change exceeds this many robust
 # standard deviations; clip of the scale updates; rejected blocks in a row
-# after which one updates the scales anyway (so a lasting change is learnt)
+# after which the scales are estimated again as at the start (so a lasting
+# change, or a head held still at the start, does not stop the learning)
 _LEARN_WARMUP = 10
 _LEARN_TRIM_AMP = 4.0
 _LEARN_CLIP = 3.0
@@ -272,7 +273,10 @@ class SoilCompensation(Stage):
     a block whose change the current model does not explain (residual energy
     above ``learn_trim`` times its running level) or whose amplitude change
     exceeds 4 robust standard deviations is not learnt from; the scales start
-    as medians over the first 10 blocks (over later ones while any is zero);
+    as medians over the first 10 blocks (over later ones while any is zero),
+    and are estimated so again after 100 rejected blocks in a row (a head held
+    still at the start gives scales of its noise alone, which every block of
+    the sweep then exceeds);
     the correction is applied with a gain that is 0 until ``learn_min``
     readings were learnt from, and rises from 0 to 1 as the variance ``R``
     explains, over what it leaves (mean over gates), goes from ``learn_snr``
