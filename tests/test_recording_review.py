@@ -56,3 +56,25 @@ def test_read_attempts_setter_does_not_race_h5py_reads(tmp_path):
     errors, calls = hammer(setter, tmp_path / "race.h5")
     assert errors == []
     assert calls > 0
+
+
+def test_samples_of_the_wrong_rank_are_a_schema_error(tmp_path):
+    """A stream whose 'samples' is not 2-D (a foreign or damaged file): a
+    SchemaError naming the file and stream when opened, not the IndexError
+    that reading its channel count at open gave."""
+    from demine.errors import SchemaError
+    from demine.recording import Recording, RecordingWriter
+
+    path = tmp_path / "rank.h5"
+    with RecordingWriter(path) as w:
+        s = w.add_stream("emi", "emi", n_channels=4, dtype="float32",
+                         gate_times=[1e-5, 2e-5, 4e-5, 8e-5])
+        s.append(np.ones((10, 4), np.float32), time=np.arange(10, dtype=np.int64))
+    with Recording(path) as r:
+        assert r.streams["emi"].n_channels == 4
+    with h5py.File(path, "a") as f:
+        g = f["streams/emi"]
+        del g["samples"]
+        g.create_dataset("samples", data=np.ones(10, np.float32), maxshape=(None,))
+    with pytest.raises(SchemaError, match=r"rank\.h5.*stream 'emi'.*samples"):
+        Recording(path)

@@ -1215,8 +1215,11 @@ class StreamReader(_ColumnGroup):
             raise SchemaError(f"{self.where}: has no 'time' dataset")
         self._gate_times = (group["gate"][()] if "gate" in group
                             and self.attrs.get("gate_times_known", False) else None)
-        self.n_channels: int | None = (int(group["samples"].shape[1])
-                                       if "samples" in self._fields else None)
+        shape = group["samples"].shape if "samples" in self._fields else None
+        if shape is not None and len(shape) != 2:
+            raise SchemaError(f"{group.file.filename}: {self.where}: 'samples' has shape "
+                              f"{shape}, not (frames, channels)")
+        self.n_channels: int | None = None if shape is None else int(shape[1])
 
     @property
     def n_frames(self) -> int:
