@@ -298,7 +298,9 @@ def test_nan_frames_are_skipped():
     bad[2500, 3] = np.nan
     bad[5100, :] = np.inf
     kw = dict(learn_block=20, learn_window=2000.0, learn_min=500, learn_snr=5.0)
-    y = run_stage(learner(**kw), bad)
+    st = learner(**kw)
+    y = run_stage(st, bad)
+    assert st.learned_gain == 1.0  # the learnt correction is applied around them
     assert np.isnan(y[2500]).all() and np.isnan(y[5100]).all()
     clean = run_stage(learner(**kw), np.delete(x, [2500, 5100], axis=0))
     np.testing.assert_array_equal(np.delete(y, [2500, 5100], axis=0), clean)
@@ -424,3 +426,61 @@ def test_on_a_simulated_laterite_lane(relaxation):
     else:
         assert st.learned_gain == 0.0
         np.testing.assert_array_equal(y, fixed)
+
+
+_G6 = np.geomspace(1.2e-5, 1e-3, 6)
+
+
+@st.composite
+def odd_streams(draw):
+    """Short streams of every awkward kind, with small blocks so that the
+    warm-up, the trimming, the re-estimation after 100 rejected blocks and the
+    learnt correction all happen inside them."""
+    n = draw(st.integers(1, 1500))
+    rng = np.random.default_rng(draw(st.integers(0, 2**31)))
+    kind = draw(st.sampled_from(["lane", "noise", "constant", "quantised", "steps"]))
+    if kind == "lane":
+        x = lane(n=n, seed=int(rng.integers(1000)), t=_G6,
+                 noise=draw(st.sampled_from([0.0, 1e-4, 1e-2])))
+    elif kind == "noise":
+        x = rng.normal(size=(n, 6)) * draw(st.sampled_from([1e-3, 1.0, 1e3]))
+    elif kind == "constant":
+        x = np.full((n, 6), draw(st.floats(-1e3, 1e3)))
+    elif kind == "quantised":
+        x = np.round(lane(n=n, seed=1, t=_G6, noise=0.0) * draw(st.sampled_from([10.0, 2000.0])))
+    else:
+        x = np.repeat(rng.normal(size=(n // 37 + 1, 6)), 37, axis=0)[:n] * 10
+    if draw(st.booleans()):  # the head held still at the start (noise only)
+        k = draw(st.integers(0, n))
+        x[:k] = x[0] + rng.normal(size=(k, 6)) * draw(st.sampled_from([0.0, 1e-5, 1e-3]))
+    for _ in range(draw(st.integers(0, 3))):
+        x[draw(st.integers(0, n - 1)), draw(st.integers(0, 5))] = draw(
+            st.sampled_from([np.nan, np.inf, -np.inf]))
+    block = draw(st.integers(1, 6))
+    kw = dict(learn_block=block, learn_window=float(draw(st.integers(block, 400))),
+              learn_min=draw(st.integers(0, 50)),
+              learn_snr=draw(st.sampled_from([0.1, 1.0, 5.0, 25.0])),
+              learn_trim=draw(st.sampled_from([0.5, 3.0, 9.0])))
+    sizes = draw(st.lists(st.integers(0, 60), min_size=1, max_size=8).filter(lambda s: max(s) > 0))
+    return x.astype(draw(st.sampled_from([np.float32, np.float64]))), kw, sizes
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=odd_streams())
+def test_kernel_matches_twin_on_odd_streams(data):
+    """Constant, quantised, stepped and noise-only streams, still starts,
+    missing values, blocks of 1-6 readings: kernel and twin agree, any
+    chunking gives the same numbers, and exactly the frames with a missing
+    value are NaN."""
+    x, kw, sizes = data
+    st_ = emi.SoilCompensation(gate_times=_G6, learn=True, **kw)
+    y = run_stage(st_, x)
+    np.testing.assert_array_equal(run_stage(st_, x, sizes), y)
+    finite = np.isfinite(x).all(axis=1)
+    np.testing.assert_array_equal(np.isnan(y).any(axis=1), ~finite)
+    out, _, _, gain = ref_learn(x, st_.basis, kw["learn_block"], kw["learn_window"],
+                                kw["learn_min"], kw["learn_snr"], kw["learn_trim"])
+    scale = np.abs(x[np.isfinite(x)]).max() if finite.any() else 1.0
+    tol = (3e-5 if x.dtype == np.float32 else 1e-8) * max(scale, 1e-30)
+    np.testing.assert_allclose(y[finite], out[finite], rtol=0, atol=tol)
+    assert st_.learned_gain == pytest.approx(gain, abs=1e-6)
