@@ -601,6 +601,7 @@ def process_recording(in_path: str | Path, chain: Chain | str | Path | Mapping[s
     dict
         Stream name to the HDF5 path of its derived dataset.
     """
+    import copy
     import shutil
 
     from .recording import Recording, write_derived
@@ -632,23 +633,28 @@ def process_recording(in_path: str | Path, chain: Chain | str | Path | Mapping[s
     attrs = {"chain": chain.chain_name, "source_file": str(in_path)}
     try:
         for sname in names:
+            # a fresh copy per stream: a stage takes the facts its parameters
+            # leave open (gate times, reading rate) from the first stream it is
+            # configured for and keeps them, so a second stream was processed
+            # (and its history recorded) with the first one's
+            ch = copy.deepcopy(chain)
             if same:
                 # the file cannot be open for reading and writing at once:
                 # collect the output, then add it with recording.write_derived
                 with Recording(in_path) as rec:
                     stream = rec.streams[sname]
                     sink = _ArraySink(len(stream))
-                    _run_stream(chain, stream, chunk_frames, in_path, sink)
+                    _run_stream(ch, stream, chunk_frames, in_path, sink)
                     time = stream.read(0, len(stream), fields=["time"])["time"]
                 done[sname] = write_derived(
-                    target, sname, dname, sink.result(), history=chain.history(), time=time,
+                    target, sname, dname, sink.result(), history=ch.history(), time=time,
                     attrs=attrs, overwrite=overwrite)
             else:
                 # stream the output straight into the copy: memory stays one chunk
                 with Recording(in_path) as rec, _H5Sink(target, sname, dname, rec.streams[sname],
                                                          overwrite) as sink:
-                    _run_stream(chain, rec.streams[sname], chunk_frames, in_path, sink)
-                    done[sname] = sink.commit(chain.history(), attrs)
+                    _run_stream(ch, rec.streams[sname], chunk_frames, in_path, sink)
+                    done[sname] = sink.commit(ch.history(), attrs)
         if not same:
             target.replace(out_path)
     except BaseException:
