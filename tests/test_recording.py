@@ -265,6 +265,10 @@ def test_damaged_metadata_block_is_an_error_not_a_hang(tmp_path):
     """A bit flip in an object header: HDF5's SWMR reader retries a block whose
     checksum fails with doubling sleeps, and with its default of 100 attempts it
     never returned; the reader caps the attempts and names the file."""
+    from demine.recording import _hdf5_read_attempts_setter
+
+    if _hdf5_read_attempts_setter() is None:
+        pytest.skip("H5Pset_metadata_read_attempts not reachable in this libhdf5 build")
     path = tmp_path / "flipped.h5"
     subprocess.run([sys.executable, str(ROOT / "examples" / "write_recording.py"), str(path)],
                    check=True, capture_output=True)

@@ -1043,17 +1043,21 @@ def _hdf5_read_attempts_setter() -> Any:
     import ctypes
 
     fn: Any = False
-    candidates: set[str] = set()
+    # h5py's own extension module first: a symbol lookup through it finds the
+    # libhdf5 it links against (also with other libhdf5 copies loaded, and
+    # where there is no /proc); then the libraries mapped into this process
+    candidates: list[str] = [h5py.h5p.__file__]
     try:
         with open("/proc/self/maps") as maps:
             for line in maps:
                 lib = line.split()[-1]
                 name = os.path.basename(lib)
-                if name.startswith("libhdf5") and not name.startswith("libhdf5_hl"):
-                    candidates.add(lib)
+                if name.startswith("libhdf5") and not name.startswith("libhdf5_hl") \
+                        and lib not in candidates:
+                    candidates.append(lib)
     except OSError:
         pass
-    for cand in sorted(candidates):
+    for cand in candidates:
         try:
             f = ctypes.CDLL(cand).H5Pset_metadata_read_attempts
         except (OSError, AttributeError):
