@@ -39,6 +39,29 @@ cdef inline bint _row_finite(const real[:, ::1] x, Py_ssize_t i, Py_ssize_t ng) 
     return True
 
 
+cdef inline bint _soil_fit_row(const real[:, ::1] x, real[:, ::1] out,
+                               const double[:, ::1] coef, double[:, ::1] amp,
+                               double* acc, Py_ssize_t i, Py_ssize_t ng,
+                               Py_ssize_t nk) noexcept nogil:
+    """The soil amplitudes ``acc = coef @ x[i]`` (also into ``amp[i]``); a row
+    with a non-finite value gets NaN output and amplitudes and returns False."""
+    cdef Py_ssize_t g, k
+    cdef double a
+    if not _row_finite(x, i, ng):
+        for g in range(ng):
+            out[i, g] = <real>NAN
+        for k in range(nk):
+            amp[i, k] = NAN
+        return False
+    for k in range(nk):
+        a = 0.0
+        for g in range(ng):
+            a = a + coef[k, g] * x[i, g]
+        acc[k] = a
+        amp[i, k] = a
+    return True
+
+
 cdef inline double _sumsq_scaled(const double* r, const double* inv,
                                  Py_ssize_t ng) noexcept nogil:
     """sum_g (r_g * inv_g)^2 with four partial sums (fixed order: deterministic)."""
@@ -195,24 +218,14 @@ def soil_run(const real[:, ::1] x, real[:, ::1] out,
     non-finite value, whose whole output row is NaN).
     """
     cdef Py_ssize_t n = x.shape[0], ng = x.shape[1], nk = coef.shape[0], i, g, k
-    cdef double a, y
+    cdef double y
     cdef double acc[64]
     if nk > 64:
         raise ValueError("at most 64 soil components")
     with nogil:
         for i in range(n):
-            if not _row_finite(x, i, ng):
-                for g in range(ng):
-                    out[i, g] = <real>NAN
-                for k in range(nk):
-                    amp[i, k] = NAN
+            if not _soil_fit_row(x, out, coef, amp, acc, i, ng, nk):
                 continue
-            for k in range(nk):
-                a = 0.0
-                for g in range(ng):
-                    a = a + coef[k, g] * x[i, g]
-                acc[k] = a
-                amp[i, k] = a
             for g in range(ng):
                 y = x[i, g]
                 for k in range(nk):
@@ -656,7 +669,7 @@ def soil_learn_run(const real[:, ::1] x, real[:, ::1] out,
     non-finite value give NaN (output and amplitudes) and are skipped.
     """
     cdef Py_ssize_t n = x.shape[0], ng = x.shape[1], nk = coef.shape[0], i, g, k
-    cdef double a, y, yr, d0, c0
+    cdef double y, yr, d0, c0
     cdef double acc[64]
     if nk > 64:
         raise ValueError("at most 64 soil components")
@@ -672,18 +685,8 @@ def soil_learn_run(const real[:, ::1] x, real[:, ::1] out,
     cdef double* tmp = &tmpbuf[0]
     with nogil:
         for i in range(n):
-            if not _row_finite(x, i, ng):
-                for g in range(ng):
-                    out[i, g] = <real>NAN
-                for k in range(nk):
-                    amp[i, k] = NAN
+            if not _soil_fit_row(x, out, coef, amp, acc, i, ng, nk):
                 continue
-            for k in range(nk):
-                a = 0.0
-                for g in range(ng):
-                    a = a + coef[k, g] * x[i, g]
-                acc[k] = a
-                amp[i, k] = a
             yr = 0.0
             for g in range(ng):
                 y = x[i, g]
