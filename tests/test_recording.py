@@ -261,6 +261,26 @@ def test_bad_files_get_clear_errors(tmp_path):
             r.streams["gpr"].samples  # noqa: B018
 
 
+def test_negative_read_bounds_count_from_the_last_complete_row(tmp_path):
+    path = tmp_path / "uneven.h5"
+    with RecordingWriter(path) as w:
+        s = w.add_stream("emi", "emi", n_channels=2, dtype="float32")
+        s.append(np.arange(20, dtype=np.float32).reshape(10, 2),
+                 time=np.arange(10, dtype=np.int64), x=np.arange(10.0))
+    with h5py.File(path, "r+") as f:  # a column one row ahead, as mid-flush
+        f["streams/emi/x"].resize((11,))
+        f["streams/emi/x"][10] = 99.0
+    with Recording(path) as r:
+        st = r.streams["emi"]
+        assert len(st) == 10
+        tail = st.read(start=-3)
+        np.testing.assert_array_equal(tail["time"], [7, 8, 9])
+        np.testing.assert_array_equal(tail["x"], [7.0, 8.0, 9.0])
+        mid = st.read(start=-5, stop=-2)
+        np.testing.assert_array_equal(mid["x"], [5.0, 6.0, 7.0])
+        np.testing.assert_array_equal(mid["samples"][:, 0], [10, 12, 14])
+
+
 def test_damaged_metadata_block_is_an_error_not_a_hang(tmp_path):
     """A bit flip in an object header: HDF5's SWMR reader retries a block whose
     checksum fails with doubling sleeps, and with its default of 100 attempts it

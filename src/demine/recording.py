@@ -1181,11 +1181,15 @@ class _ColumnGroup:
 
     def read(self, start: int = 0, stop: int | None = None,
              fields: Iterable[str] | None = None) -> dict[str, np.ndarray]:
-        """Read complete rows ``start:stop`` of the named fields (all by default)."""
+        """Read complete rows ``start:stop`` of the named fields (all by default).
+
+        Negative ``start``/``stop`` count back from the last complete row (a
+        live writer's columns may momentarily differ in length).
+        """
         name = "(lengths)"
         try:
             n = len(self)
-            stop = n if stop is None else min(stop, n)
+            start, stop, _ = slice(start, stop).indices(n)
             names = tuple(fields) if fields is not None else self.field_names
             out = {}
             for name in names:
