@@ -30,16 +30,13 @@ import numpy as np
 
 from demine.evaluate import evaluate_recordings
 from demine.pipeline import detect_recording
+from demine.process import default_chain_doc
 from demine.simulate import load_scene, simulate_lane
 
 
 def fixed_balance_chain() -> dict:
     """The packaged ``emi_default`` chain with the learnt ground balance off."""
-    import tomllib
-    from importlib import resources
-
-    doc = tomllib.loads(resources.files("demine").joinpath("chains", "emi_default.toml")
-                        .read_text(encoding="utf-8"))
+    doc = default_chain_doc("emi_default")
     for step in doc["step"]:
         if step["name"] == "emi.soil":
             step["learn"] = False

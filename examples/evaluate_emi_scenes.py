@@ -63,11 +63,9 @@ def main() -> int:
     args = ap.parse_args()
     config: dict = {"gpr": {"enabled": False}}
     if args.fixed_balance:
-        import tomllib
-        from importlib import resources
+        from demine.process import default_chain_doc
 
-        chain = tomllib.loads(resources.files("demine").joinpath("chains", "emi_default.toml")
-                              .read_text(encoding="utf-8"))
+        chain = default_chain_doc("emi_default")
         for step in chain["step"]:
             if step["name"] == "emi.soil":
                 step["learn"] = False

@@ -432,3 +432,19 @@ def test_packaged_gpr_chain_streaming_equals_batch(n, sizes, seed, dtype):
     chunked = run_stage(chain, x, sizes)
     np.testing.assert_allclose(chunked, batch, rtol=1e-5,
                                atol=1e-5 * float(np.abs(batch).max() or 1.0))
+
+
+def test_default_chain_doc_is_a_fresh_editable_copy():
+    from demine.process import default_chain, default_chain_doc, load_chain
+
+    doc = default_chain_doc("emi_default")
+    soil = next(s for s in doc["step"] if s["name"] == "emi.soil")
+    assert soil.get("learn") is True
+    soil["learn"] = False
+    edited = load_chain(doc)
+    assert next(s for s in edited.steps if s.name == "emi.soil").learn is False
+    # the packaged chain itself is untouched
+    assert next(s for s in default_chain("emi_default").steps if s.name == "emi.soil").learn
+    assert default_chain_doc("emi_default") != doc
+    with pytest.raises(ConfigError, match="no packaged chain"):
+        default_chain_doc("no_such_chain")

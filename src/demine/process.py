@@ -480,6 +480,12 @@ def load_chain(source: str | Path | Mapping[str, Any]) -> Chain:
 
 def default_chain(name: str) -> Chain:
     """The packaged chain ``name`` (``"emi_default"``, ``"gpr_default"``)."""
+    return chain_from_dict(default_chain_doc(name), f"packaged chain {name!r}")
+
+
+def default_chain_doc(name: str) -> dict[str, Any]:
+    """The packaged chain ``name`` as its parsed TOML document, to edit a
+    parameter before building it with :func:`load_chain`."""
     try:
         text = resources.files("demine").joinpath("chains", f"{name}.toml").read_text(
             encoding="utf-8")
@@ -489,7 +495,7 @@ def default_chain(name: str) -> Chain:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:  # pragma: no cover - packaged files are tested
         raise ConfigError(f"packaged chain {name!r}: invalid TOML: {exc}") from None
-    return chain_from_dict(doc, f"packaged chain {name!r}")
+    return doc
 
 
 #: Calibration entries that stages and detectors read from a stream's context:
