@@ -169,6 +169,38 @@ def _column_median(a: np.ndarray) -> np.ndarray:
     return np.mean(np.stack([lo, hi]) if n % 2 == 0 else lo[None, :], axis=0)
 
 
+class _Rows:
+    """Rows appended at the end and dropped from the front of a buffer with
+    spare room: an append copies the new rows only (a concatenation copied
+    every row kept, ~1 MB per array and call of the live detector), and the
+    live rows are a view ``buf[start:end]`` (C-contiguous for 2-D buffers)."""
+
+    __slots__ = ("buf", "start", "end")
+
+    def __init__(self, shape: tuple[int, ...], dtype: Any) -> None:
+        self.buf = np.empty((64, *shape), dtype=dtype)
+        self.start = self.end = 0
+
+    def view(self) -> np.ndarray:
+        return self.buf[self.start:self.end]
+
+    def grow(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Make room for ``k`` more rows; return the live rows (including the
+        new ones, uninitialised) and the new rows, both views."""
+        if self.end + k > len(self.buf):
+            live = self.end - self.start
+            # a new buffer (never moved in place: earlier views stay valid)
+            buf = np.empty((max(2 * (live + k), 64), *self.buf.shape[1:]), dtype=self.buf.dtype)
+            buf[:live] = self.buf[self.start:self.end]
+            self.buf, self.start, self.end = buf, 0, live
+        self.end += k
+        return self.buf[self.start:self.end], self.buf[self.end - k:self.end]
+
+    def drop(self, k: int) -> np.ndarray:
+        self.start += k
+        return self.buf[self.start:self.end]
+
+
 def _top_eigenvectors(c: np.ndarray, k: int, iterations: int = 60) -> np.ndarray:
     """The ``k`` leading eigenvectors of the symmetric matrix ``c`` (columns),
     by orthogonal (subspace) iteration from a fixed start: deterministic, and
@@ -440,6 +472,8 @@ class GPRDetector:
         self._bins = np.zeros((0, 0), dtype=np.float32)   # averaged traces
         self._meta = np.zeros((0, 4))                      # s, x, y, t(rel ns)
         self._gidx = np.zeros(0, dtype=np.int64)
+        # the buffers behind the row arrays (views), made with the first traces
+        self._rb: dict[str, _Rows] = {}
         self._norm = np.zeros((0, 0), dtype=np.float32)   # normalised, first n_norm bins
         self._clean = np.zeros((0, 0), dtype=np.float32)  # surface-cleaned, first n_norm
         self._z0 = self._z1 = 0
@@ -490,9 +524,15 @@ class GPRDetector:
             if self.surface_zone is not None:
                 self._zone = (t <= self.t_surf + self.surface_zone).astype(np.float32)
             self._acc = np.zeros(ns, dtype=np.float64)
-            self._bins = np.zeros((0, ns), dtype=np.float32)
-            self._norm = np.zeros((0, ns), dtype=np.float32)
-            self._clean = np.zeros((0, ns), dtype=np.float32)
+            self._rb = {"bins": _Rows((ns,), np.float32), "meta": _Rows((4,), np.float64),
+                        "gidx": _Rows((), np.int64), "norm": _Rows((ns,), np.float32),
+                        "clean": _Rows((ns,), np.float32), "fit": _Rows((8,), np.float64)}
+            self._bins = self._rb["bins"].view()
+            self._meta = self._rb["meta"].view()
+            self._gidx = self._rb["gidx"].view()
+            self._norm = self._rb["norm"].view()
+            self._clean = self._rb["clean"].view()
+            self._fit = self._rb["fit"].view()
             k0 = int(math.floor((self.t_surf - self.surface_before) / self.dt))
             k1 = int(math.ceil((self.t_surf + self.surface_after) / self.dt)) + 1
             self._z0, self._z1 = max(k0, 0), min(max(k1, 0), ns)
@@ -570,9 +610,13 @@ class GPRDetector:
     def _append(self, out: np.ndarray, meta: np.ndarray, gidx: np.ndarray) -> None:
         if len(out) == 0:
             return
-        self._bins = np.concatenate([self._bins, out])
-        self._meta = np.concatenate([self._meta, meta])
-        self._gidx = np.concatenate([self._gidx, gidx])
+        k = len(out)
+        self._bins, new = self._rb["bins"].grow(k)
+        new[...] = out
+        self._meta, new = self._rb["meta"].grow(k)
+        new[...] = meta
+        self._gidx, new = self._rb["gidx"].grow(k)
+        new[...] = gidx
 
     def _advance(self, final: bool) -> dict[str, np.ndarray]:
         nb = len(self._gidx)
@@ -725,8 +769,9 @@ class GPRDetector:
 
     def _normalise(self, i0: int, i1: int) -> None:
         g = self._gidx
-        clean = np.empty((i1 - i0, self._bins.shape[1]), dtype=np.float32)
-        out = np.empty_like(clean)
+        # the rows [i0, i1) of the normalised and cleaned bins, written in place
+        self._norm, out = self._rb["norm"].grow(i1 - i0)
+        self._clean, clean = self._rb["clean"].grow(i1 - i0)
         cen = (g[i0:i1] + self._noise_step // 2) // self._noise_step * self._noise_step
         r = i0
         while r < i1:   # runs of bins sharing a window centre
@@ -734,10 +779,8 @@ class GPRDetector:
             e = r + int(np.searchsorted(cen[r - i0:], c, side="right"))
             sig, basis = self._window(c)
             clean[r - i0:e - i0] = self._project(self._bins[r:e].copy(), basis)
-            out[r - i0:e - i0] = clean[r - i0:e - i0] / sig
+            np.divide(clean[r - i0:e - i0], sig, out=out[r - i0:e - i0])
             r = e
-        self._norm = np.ascontiguousarray(np.concatenate([self._norm[:i0], out]))
-        self._clean = np.concatenate([self._clean[:i0], clean])
 
     def _fit_bins(self, j0: int, j1: int) -> None:
         g = self._gidx
@@ -769,13 +812,12 @@ class GPRDetector:
         tmax = (ns - 2) * self.dt if self.max_time is None else min(
             self.t_surf + self.max_time, (ns - 2) * self.dt)
         k_hi = max(min(int(math.floor(tmax / self.dt)) + 1, ns - 1), k_lo)
-        out = np.zeros((j1 - j0, 8))
+        self._fit, out = self._rb["fit"].grow(j1 - j0)
         _k.hyperbola_scan(self._norm[:n], pos, LO, HI, j0, j1, self.velocities, self.widths,
                           self.t_surf, self.dt, k_lo, k_hi,
                           math.tan(math.radians(self.aperture_angle)), self.min_aperture,
                           self.max_aperture, PLO, PHI, self._pre_dk,
                           self.prescreen_threshold, 3, self.flat_penalty, out, self.nthreads)
-        self._fit = np.concatenate([self._fit[:j0], out])
 
     def _decide(self, i0: int, i1: int) -> dict[str, np.ndarray]:
         fit = self._fit
@@ -853,12 +895,12 @@ class GPRDetector:
             return
         for c in [c for c in self._sig_cache if c < keep_from_g]:
             del self._sig_cache[c]
-        self._bins = self._bins[cut:]
-        self._meta = self._meta[cut:]
-        self._gidx = self._gidx[cut:]
-        self._norm = self._norm[cut:]
-        self._clean = self._clean[cut:]
-        self._fit = self._fit[cut:]
+        self._bins = self._rb["bins"].drop(cut)
+        self._meta = self._rb["meta"].drop(cut)
+        self._gidx = self._rb["gidx"].drop(cut)
+        self._norm = self._rb["norm"].drop(cut)
+        self._clean = self._rb["clean"].drop(cut)
+        self._fit = self._rb["fit"].drop(cut)
         self._n_norm -= cut
         self._n_fit -= cut
         self._n_done -= cut
