@@ -28,7 +28,7 @@ State layout of ``bin_traces`` (``st``, float64, length 10):
 """
 
 from cython.parallel cimport prange, threadid
-from libc.math cimport sqrt, fabs, floor, isfinite, NAN
+from libc.math cimport sqrt, fabs, floor, isfinite, NAN, INFINITY
 from libc.stdlib cimport malloc, free
 
 import numpy as np
@@ -210,6 +210,187 @@ def column_order_stats(const float[:, ::1] a, Py_ssize_t k0, Py_ssize_t k1,
                 else:
                     out1[c] = _select(x + k0 + 1, n - k0 - 1, k1 - k0 - 1)
             c0 = c1
+    free(buf)
+
+
+cdef void _quantile_at(Py_ssize_t n, double q, Py_ssize_t* k0, Py_ssize_t* k1,
+                       double* gamma) noexcept nogil:
+    """The order statistics and weight of NumPy's "linear" quantile ``q`` of
+    ``n`` values (``np.quantile``'s virtual index and neighbours)."""
+    cdef double vi = (n - 1) * q
+    cdef Py_ssize_t prev = <Py_ssize_t>floor(vi)
+    cdef Py_ssize_t nxt = prev + 1
+    if vi >= n - 1:
+        prev = -1
+        nxt = -1
+    elif vi < 0:
+        prev = 0
+        nxt = 0
+    gamma[0] = vi - prev
+    k0[0] = prev % n if prev >= 0 else n + prev
+    k1[0] = nxt % n if nxt >= 0 else n + nxt
+
+
+cdef inline float _lerp(float lo, float hi, double gamma) noexcept nogil:
+    """NumPy's quantile interpolation between two float32 order statistics
+    (weights rounded to float32, as a Python-float weight is)."""
+    cdef float d = hi - lo
+    if gamma >= 0.5:
+        return hi - d * <float>(1.0 - gamma)
+    return lo + d * <float>gamma
+
+
+cdef inline float _fmax(float a, float b) noexcept nogil:
+    """``np.maximum`` (a NaN in either wins)."""
+    if a != a:
+        return a
+    if b != b:
+        return b
+    return a if a >= b else b
+
+
+cdef float _pick(float* x, Py_ssize_t n, Py_ssize_t k0, Py_ssize_t k1,
+                 double gamma) noexcept nogil:
+    """The interpolated quantile of ``x[:n]`` (NaN-free) from its order
+    statistics ``k0 <= k1`` (reorders ``x``)."""
+    cdef float lo = _select(x, n, k0)
+    cdef float hi = lo
+    if k1 != k0:
+        hi = _select(x + k0 + 1, n - k0 - 1, k1 - k0 - 1)
+    return _lerp(lo, hi, gamma)
+
+
+def window_scales(const float[:, ::1] blk, const float[:, ::1] cl, double q,
+                  double noise_scale, double clutter_scale, bint robust,
+                  double flat_level, Py_ssize_t half, const float[::1] zone,
+                  double noise_floor, float[::1] out):
+    """Noise scale of every time row (column) of one window of the detector,
+    as ``GPRDetector._window`` computes it with NumPy, in one pass:
+
+    * noise: the ``q`` quantile of ``|blk[i + 1] - blk[i]|`` (np.quantile's
+      "linear" method) times ``noise_scale`` (``|blk[0]| * clutter_scale``
+      for a single row);
+    * clutter (``cl`` with rows; none when it has no rows): the ``q``
+      quantile of ``|cl - median(cl)|`` times ``clutter_scale``, at least
+      ``flat_level * |median|`` (``robust``), or of ``|cl|`` times
+      ``clutter_scale``; then the largest over ``half`` rows either side
+      (edges repeated) and times ``zone`` (when it has values);
+    * ``out`` = the larger of the two and ``noise_floor * max |blk|``, and
+      ``inf`` where that is not positive (NaN included).
+
+    Every step is the float32 arithmetic of NumPy's, so the scales are the
+    same bit for bit (the twin is ``demine.hyperbola._window_scales_numpy``).
+    """
+    cdef Py_ssize_t nb = blk.shape[0], ns = blk.shape[1], nc = cl.shape[0]
+    cdef Py_ssize_t r, c, c0, c1, ld, nd, j, lo_j, hi_j
+    cdef Py_ssize_t T = 16
+    cdef Py_ssize_t nk0 = 0, nk1 = 0, ck0 = 0, ck1 = 0, mk0 = 0, mk1 = 0
+    cdef double ngam = 0.0, cgam = 0.0, fl
+    cdef float v, mx = 0.0, med, lo, hi, s, floor32
+    cdef bint anynan = False
+    cdef char bad[16]
+    cdef float* buf
+    cdef float* x
+    cdef float* snoise
+    cdef float* sclut
+    if nb < 1:
+        raise ValueError("window_scales: no rows")
+    if out.shape[0] != ns or (nc > 0 and cl.shape[1] != ns):
+        raise ValueError("window_scales: column counts differ")
+    if zone.shape[0] != 0 and zone.shape[0] != ns:
+        raise ValueError("window_scales: zone length differs from the number of columns")
+    nd = nb - 1
+    ld = (nd if nd > nc else nc) + 1
+    ld = ld + (16 - ld % 16)
+    buf = <float*>malloc((T * ld + 2 * ns) * sizeof(float))
+    if buf == NULL:
+        raise MemoryError()
+    snoise = buf + T * ld
+    sclut = snoise + ns
+    with nogil:
+        if nd > 0:
+            _quantile_at(nd, q, &nk0, &nk1, &ngam)
+        if nc > 0:
+            _quantile_at(nc, q, &ck0, &ck1, &cgam)
+            mk1 = nc // 2
+            mk0 = mk1 - 1 if nc % 2 == 0 else mk1
+        # the largest |blk| (NaN if any)
+        for r in range(nb):
+            for c in range(ns):
+                v = fabs(blk[r, c])
+                if v != v:
+                    anynan = True
+                elif v > mx:
+                    mx = v
+        c0 = 0
+        while c0 < ns:
+            c1 = c0 + T if c0 + T < ns else ns
+            # (1) noise: |differences| of neighbouring rows
+            if nd > 0:
+                for c in range(c1 - c0):
+                    bad[c] = 0
+                for r in range(nd):
+                    for c in range(c0, c1):
+                        v = fabs(blk[r + 1, c] - blk[r, c])
+                        if v != v:
+                            bad[c - c0] = 1
+                        buf[(c - c0) * ld + r] = v
+                for c in range(c0, c1):
+                    if bad[c - c0]:
+                        snoise[c] = NAN
+                    else:
+                        snoise[c] = _pick(buf + (c - c0) * ld, nd, nk0, nk1, ngam) \
+                            * <float>noise_scale
+            else:
+                for c in range(c0, c1):
+                    snoise[c] = <float>fabs(blk[0, c]) * <float>clutter_scale
+            # (2) clutter level
+            if nc > 0:
+                for c in range(c1 - c0):
+                    bad[c] = 0
+                for r in range(nc):
+                    for c in range(c0, c1):
+                        v = cl[r, c]
+                        if v != v:
+                            bad[c - c0] = 1
+                        buf[(c - c0) * ld + r] = v if robust else fabs(v)
+                for c in range(c0, c1):
+                    if bad[c - c0]:
+                        sclut[c] = NAN
+                        continue
+                    x = buf + (c - c0) * ld
+                    if robust:
+                        lo = _select(x, nc, mk0)
+                        hi = lo
+                        if mk1 != mk0:
+                            hi = _select(x + mk0 + 1, nc - mk0 - 1, mk1 - mk0 - 1)
+                            med = (lo + hi) / <float>2.0
+                        else:
+                            med = lo
+                        # the deviations, in place (their order does not matter)
+                        for r in range(nc):
+                            x[r] = fabs(x[r] - med)
+                        s = _pick(x, nc, ck0, ck1, cgam) * <float>clutter_scale
+                        sclut[c] = _fmax(s, <float>flat_level * <float>fabs(med))
+                    else:
+                        sclut[c] = _pick(x, nc, ck0, ck1, cgam) * <float>clutter_scale
+            c0 = c1
+        fl = noise_floor * <double>(NAN if anynan else mx)
+        floor32 = <float>fl
+        for c in range(ns):
+            s = snoise[c]
+            if nc > 0:
+                # the largest clutter level within +- half rows (edges repeated)
+                lo_j = c - half
+                hi_j = c + half
+                v = sclut[0 if lo_j < 0 else lo_j]
+                for j in range(lo_j + 1, hi_j + 1):
+                    v = _fmax(v, sclut[0 if j < 0 else (ns - 1 if j >= ns else j)])
+                if zone.shape[0] != 0:
+                    v = v * zone[c]
+                s = _fmax(s, v)
+            s = _fmax(s, floor32)
+            out[c] = s if s > 0 else <float>INFINITY
     free(buf)
 
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from demine import _hyperbola as K
-from demine.hyperbola import _column_median, _column_quantile
+from demine.hyperbola import _column_median, _column_quantile, _window_scales_numpy
 
 _values = st.one_of(
     st.floats(-1e6, 1e6, allow_nan=False, width=32),
@@ -64,3 +64,65 @@ def test_order_statistics_refuse_bad_ranks():
         K.column_order_stats(a, 2, 4, out, out.copy())
     with pytest.raises(ValueError):
         K.column_order_stats(a, 2, 1, out, out.copy())
+
+
+_wvalues = st.one_of(
+    st.floats(-1e6, 1e6, allow_nan=False, width=32),
+    st.sampled_from([0.0, -0.0, 1.0, -1.0]),
+    st.sampled_from([float("nan"), float("inf"), -float("inf")]),
+)
+
+
+@st.composite
+def _windows(draw):
+    ns = draw(st.integers(1, 24))
+    blk = draw(hnp.arrays(np.float32, (draw(st.integers(1, 40)), ns), elements=_wvalues))
+    cl = draw(hnp.arrays(np.float32, (draw(st.integers(0, 40)), ns), elements=_wvalues))
+    if draw(st.booleans()):
+        zone = draw(hnp.arrays(np.float32, ns, elements=st.sampled_from([0.0, 1.0])))
+    else:
+        zone = np.zeros(0, dtype=np.float32)
+    return blk, cl, zone
+
+
+@settings(max_examples=400, deadline=None)
+@given(_windows(), st.sampled_from([0.01, 0.25, 0.5, 0.99, 1 / 3]),
+       st.floats(0.1, 3.0), st.floats(0.1, 3.0), st.booleans(), st.sampled_from([0.0, 0.5, 1.3]),
+       st.integers(0, 4), st.sampled_from([0.0, 1e-3, 0.7]))
+def test_window_scales_match_numpy_twin(win, q, nscale, cscale, robust, flat, half, floor):
+    blk, cl, zone = win
+    out = np.empty(blk.shape[1], dtype=np.float32)
+    K.window_scales(blk, cl, q, nscale, cscale, robust, flat, half, zone, floor, out)
+    with np.errstate(all="ignore"):   # inf - inf and the like: NaN, in both
+        ref = _window_scales_numpy(blk, cl, q, nscale, cscale, robust, flat, half, zone, floor)
+    assert _same(out, ref)
+
+
+@pytest.mark.parametrize("robust", [True, False])
+def test_window_scales_match_numpy_twin_on_detector_sized_windows(robust):
+    # the live detector's windows: 101 bins of noise, 176 of clutter, 512 samples
+    rng = np.random.default_rng(5)
+    blk = (rng.standard_normal((101, 512)) * np.linspace(0.1, 30, 512)).astype(np.float32)
+    cl = (rng.standard_normal((176, 512)) + rng.standard_normal(512)).astype(np.float32)
+    cl[:, 40:60] = np.round(cl[:, 40:60])   # ties
+    blk[:, 100:110] = 0.0
+    zone = (np.arange(512) < 300).astype(np.float32)
+    for c, z in [(cl, zone), (cl[:1], zone[:0]), (cl[:0], zone)]:
+        out = np.empty(512, dtype=np.float32)
+        K.window_scales(blk, c, 0.25, 1.3, 1.8, robust, 0.5, 6, z, 1e-3, out)
+        assert _same(out, _window_scales_numpy(blk, c, 0.25, 1.3, 1.8, robust, 0.5, 6, z, 1e-3))
+        assert np.all(out > 0)
+
+
+def test_window_scales_refuse_mismatched_shapes():
+    out = np.empty(3, dtype=np.float32)
+    z = np.zeros(0, dtype=np.float32)
+    with pytest.raises(ValueError):
+        K.window_scales(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.float32),
+                        0.25, 1.0, 1.0, True, 0.5, 0, z, 0.0, out)
+    with pytest.raises(ValueError):
+        K.window_scales(np.zeros((2, 3), np.float32), np.zeros((2, 4), np.float32),
+                        0.25, 1.0, 1.0, True, 0.5, 0, z, 0.0, out)
+    with pytest.raises(ValueError):
+        K.window_scales(np.zeros((2, 3), np.float32), np.zeros((2, 3), np.float32),
+                        0.25, 1.0, 1.0, True, 0.5, 0, np.zeros(2, np.float32), 0.0, out)

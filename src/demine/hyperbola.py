@@ -169,6 +169,50 @@ def _column_median(a: np.ndarray) -> np.ndarray:
     return np.mean(np.stack([lo, hi]) if n % 2 == 0 else lo[None, :], axis=0)
 
 
+def _window_scales_numpy(blk: np.ndarray, cl: np.ndarray, q: float, noise_scale: float,
+                         clutter_scale: float, robust: bool, flat_level: float, half: int,
+                         zone: np.ndarray, noise_floor: float) -> np.ndarray:
+    """The noise scale of every time row of one window, in NumPy: the
+    reference twin of the compiled ``window_scales`` (same arguments; ``cl``
+    without rows: no clutter term; ``zone`` without values: no zone)."""
+    absb = np.abs(blk)
+    # (1) differences of neighbouring bins: flat or slowly varying events
+    # (layers, flat tops) cancel, random noise does not
+    if len(blk) > 1:
+        d = np.abs(np.diff(blk, axis=0))
+        s_noise = _column_quantile(d, q) * noise_scale
+    else:
+        s_noise = absb[0] * clutter_scale
+    sig = s_noise
+    if len(cl):
+        # (2) level of coherent clutter in the row (ground-bounce and
+        # ringing residue): lower quartile of |a| over the trailing
+        # clutter window (long, so that a target fills little of it),
+        # widened over half a wavelet in time.  Measured around the
+        # row's median: the moving-mean background removal leaves a flat
+        # imprint of a long flat target (an anti-tank mine's top) over
+        # its whole window, which is no clutter that hides a diffraction
+        # (the flat penalty deals with it)
+        if robust:
+            med = _column_median(cl)
+            s_clut = _column_quantile(np.abs(cl - med), q) * clutter_scale
+            # a flat event keeps a share of its level in the scale, as a
+            # margin for the flat penalty (which a flat event beats by
+            # its curved limbs' near-apex part)
+            s_clut = np.maximum(s_clut, flat_level * np.abs(med))
+        else:
+            s_clut = _column_quantile(np.abs(cl), q) * clutter_scale
+        if half > 0:
+            pad = np.pad(s_clut, half, mode="edge")
+            s_clut = np.lib.stride_tricks.sliding_window_view(pad, 2 * half + 1).max(axis=1)
+        if len(zone):
+            s_clut = s_clut * zone
+        sig = np.maximum(sig, s_clut)
+    floor = noise_floor * float(absb.max()) if absb.size else 0.0
+    sig = np.maximum(sig, floor)
+    return np.where(sig > 0, sig, np.inf).astype(np.float32)
+
+
 class _Rows:
     """Rows appended at the end and dropped from the front of a buffer with
     spare room: an append copies the new rows only (a concatenation copied
@@ -523,6 +567,9 @@ class GPRDetector:
             t = np.arange(ns) * self.dt
             if self.surface_zone is not None:
                 self._zone = (t <= self.t_surf + self.surface_zone).astype(np.float32)
+            else:
+                self._zone = np.zeros(0, dtype=np.float32)
+            self._no_rows = np.zeros((0, ns), dtype=np.float32)
             self._acc = np.zeros(ns, dtype=np.float64)
             self._rb = {"bins": _Rows((ns,), np.float32), "meta": _Rows((4,), np.float64),
                         "gidx": _Rows((), np.int64), "norm": _Rows((ns,), np.float32),
@@ -721,45 +768,15 @@ class GPRDetector:
             self._sig_cache[c] = (sig, basis)
             return self._sig_cache[c]
         blk = self._project(a[lo:hi].copy(), basis)
-        absb = np.abs(blk)
-        # (1) differences of neighbouring bins: flat or slowly varying events
-        # (layers, flat tops) cancel, random noise does not
-        if len(blk) > 1:
-            d = np.abs(np.diff(blk, axis=0))
-            s_noise = _column_quantile(d, self.noise_quantile) * (self._q_scale / math.sqrt(2.0))
-        else:
-            s_noise = absb[0] * self._q_scale
-        sig = s_noise
         if self.clutter_window is not None:
-            # (2) level of coherent clutter in the row (ground-bounce and
-            # ringing residue): lower quartile of |a| over the trailing
-            # clutter window (long, so that a target fills little of it),
-            # widened over half a wavelet in time.  Measured around the
-            # row's median: the moving-mean background removal leaves a flat
-            # imprint of a long flat target (an anti-tank mine's top) over
-            # its whole window, which is no clutter that hides a diffraction
-            # (the flat penalty deals with it)
             # (every other bin: the quantiles of 3.5 m of line need no more)
             cl = self._project(a[lo2:hi:2].copy(), basis)
-            if self.robust_clutter:
-                med = _column_median(cl)
-                s_clut = _column_quantile(np.abs(cl - med), self.noise_quantile) * self._q_scale
-                # a flat event keeps a share of its level in the scale, as a
-                # margin for the flat penalty (which a flat event beats by
-                # its curved limbs' near-apex part)
-                s_clut = np.maximum(s_clut, self.flat_level * np.abs(med))
-            else:
-                s_clut = _column_quantile(np.abs(cl), self.noise_quantile) * self._q_scale
-            m = self._pre_dk
-            if m > 0:
-                pad = np.pad(s_clut, m, mode="edge")
-                s_clut = np.lib.stride_tricks.sliding_window_view(pad, 2 * m + 1).max(axis=1)
-            if self.surface_zone is not None:
-                s_clut = s_clut * self._zone
-            sig = np.maximum(sig, s_clut)
-        floor = self.noise_floor * float(absb.max()) if absb.size else 0.0
-        sig = np.maximum(sig, floor)
-        sig = np.where(sig > 0, sig, np.inf).astype(np.float32)
+        else:
+            cl = self._no_rows
+        sig = np.empty(a.shape[1], dtype=np.float32)
+        _k.window_scales(blk, cl, self.noise_quantile, self._q_scale / math.sqrt(2.0),
+                         self._q_scale, self.robust_clutter, self.flat_level, self._pre_dk,
+                         self._zone, self.noise_floor, sig)
         self._sig_cache[c] = (sig, basis)
         return self._sig_cache[c]
 
