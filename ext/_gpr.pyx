@@ -539,9 +539,16 @@ def chain(const num_t[:, ::1] x, float[:, ::1] hist, Py_ssize_t seen, float[:, :
     # non-temporal stores for outputs far larger than the caches, rows 16-byte aligned
     stream = (DM_HAVE_NT and out.shape[0] * ns >= STREAM_MIN and ns % 4 == 0
               and (<size_t>&out[0, 0]) % 16 == 0) if out.shape[0] > 0 else False
-    with nogil, parallel(num_threads=nt):
-        _chain_part(x, hist, seen, out, dewow_half, w, bg_delay, nsec, sosp, zip_, padlen,
-                    gp, ring_n, first_out, stream)
+    if nt == 1:
+        # a live chunk of a few traces: the calling thread alone (outside a
+        # parallel region _chain_part is thread 0 of 1), no team to start
+        with nogil:
+            _chain_part(x, hist, seen, out, dewow_half, w, bg_delay, nsec, sosp, zip_, padlen,
+                        gp, ring_n, first_out, stream)
+    else:
+        with nogil, parallel(num_threads=nt):
+            _chain_part(x, hist, seen, out, dewow_half, w, bg_delay, nsec, sosp, zip_, padlen,
+                        gp, ring_n, first_out, stream)
 
 
 cdef void _chain_part(const num_t[:, ::1] x, float[:, ::1] hist, Py_ssize_t seen,

@@ -394,10 +394,131 @@ def window_scales(const float[:, ::1] blk, const float[:, ::1] cl, double q,
     free(buf)
 
 
-cdef inline double _interp(const float[:, ::1] a, Py_ssize_t i, double tk) noexcept nogil:
+cdef inline double _interp(const float* a, Py_ssize_t ns, Py_ssize_t i,
+                           double tk) noexcept nogil:
     cdef Py_ssize_t k0 = <Py_ssize_t>tk
     cdef double f = tk - k0
-    return (1.0 - f) * a[i, k0] + f * a[i, k0 + 1]
+    return (1.0 - f) * a[i * ns + k0] + f * a[i * ns + k0 + 1]
+
+
+cdef void _scan_bin(Py_ssize_t j, const float* a, Py_ssize_t ns, const double* pos,
+                    const long long* lo, const long long* hi, const double* vel,
+                    Py_ssize_t nv, const double* widths, Py_ssize_t nw, double t_surf,
+                    double dt, Py_ssize_t k_lo, Py_ssize_t k_hi, double tan_ap,
+                    double ap_min, double ap_max, const long long* plo,
+                    const long long* phi, Py_ssize_t pre_dk, double pre_thr,
+                    Py_ssize_t min_n, double flat_penalty, double* orow,
+                    double* dab) noexcept nogil:
+    """The best template of apex bin ``j`` into ``orow`` (8 values); ``dab``:
+    scratch of ``(nv * nw + 1) * (hi[j] - lo[j])`` doubles."""
+    cdef Py_ssize_t k, iv, iw, i, kk, cnt, n, ii, m, base
+    cdef double tau, z, v, w, ap, d, tk, val, sm, sq, S, e, best, p0, q2, fl
+    cdef double b_s, b_k, b_v, b_w, b_sem, b_n, b_tau
+    cdef double tmax = <double>(ns - 1) - 1e-9
+    cdef double* q2s
+    cdef bint ready
+    best = 0.0
+    b_s = 0.0
+    b_k = -1.0
+    b_v = -1.0
+    b_w = -1.0
+    b_sem = 0.0
+    b_n = 0.0
+    b_tau = 0.0
+    p0 = pos[j]
+    m = hi[j] - lo[j]
+    q2s = dab + m
+    ready = False
+    for k in range(k_lo, k_hi):
+        # prescreen: local energy around the apex cell
+        e = 0.0
+        cnt = 0
+        for i in range(plo[j], phi[j]):
+            for kk in range(k - pre_dk, k + pre_dk + 1):
+                if kk >= 0 and kk < ns:
+                    e = e + a[i * ns + kk] * a[i * ns + kk]
+                    cnt = cnt + 1
+        if cnt == 0 or e < pre_thr * pre_thr * cnt:
+            continue
+        tau = k * dt - t_surf
+        if tau <= 0.0:
+            continue
+        if not ready:
+            for ii in range(m):
+                dab[ii] = fabs(pos[lo[j] + ii] - p0)
+            for iv in range(nv):
+                v = vel[iv]
+                for iw in range(nw):
+                    w = widths[iw]
+                    base = (iv * nw + iw) * m
+                    for ii in range(m):
+                        d = dab[ii] - w
+                        if d < 0.0:
+                            d = 0.0
+                        q2 = 2.0 * d / v
+                        q2s[base + ii] = q2 * q2
+            ready = True
+        for iv in range(nv):
+            v = vel[iv]
+            z = 0.5 * v * tau
+            for iw in range(nw):
+                w = widths[iw]
+                # the limbs: at least as wide as the flat top, so that a
+                # flat event scores no better than it is penalised
+                ap = z * tan_ap
+                if ap < ap_min:
+                    ap = ap_min
+                if ap < w:
+                    ap = w
+                if ap > ap_max:
+                    ap = ap_max
+                ap = ap + w
+                sm = 0.0
+                sq = 0.0
+                fl = 0.0
+                n = 0
+                base = (iv * nw + iw) * m
+                for ii in range(m):
+                    if dab[ii] > ap:
+                        continue
+                    i = lo[j] + ii
+                    tk = (t_surf + sqrt(tau * tau + q2s[base + ii])) / dt
+                    if tk >= tmax:
+                        continue
+                    if dab[ii] > w:
+                        fl = fl + a[i * ns + k]
+                    val = _interp(a, ns, i, tk)
+                    sm = sm + val
+                    sq = sq + val * val
+                    n = n + 1
+                if n < min_n:
+                    continue
+                S = sm / sqrt(<double>n)
+                # evidence for a diffraction over a flat (specular) event:
+                # remove what a horizontal line at the apex time collects
+                e = fabs(sm)
+                if flat_penalty != 0.0:
+                    fl = fl if sm >= 0.0 else -fl
+                    if fl > 0.0:
+                        e = e - flat_penalty * fl
+                e = e / sqrt(<double>n)
+                if e > best:
+                    best = e
+                    b_s = S
+                    b_k = k
+                    b_v = iv
+                    b_w = iw
+                    b_sem = sm * sm / (n * sq) if sq > 0.0 else 0.0
+                    b_n = n
+                    b_tau = tau
+    orow[0] = best
+    orow[1] = b_s
+    orow[2] = b_k
+    orow[3] = b_v
+    orow[4] = b_w
+    orow[5] = b_sem
+    orow[6] = b_n
+    orow[7] = b_tau
 
 
 def hyperbola_scan(const float[:, ::1] a, const double[::1] pos,
@@ -430,15 +551,9 @@ def hyperbola_scan(const float[:, ::1] a, const double[::1] pos,
     holds the ranking score above (|S| when ``flat_penalty`` is 0).
     """
     cdef Py_ssize_t ns = a.shape[1], nv = vel.shape[0], nw = widths.shape[0]
-    cdef Py_ssize_t j, k, iv, iw, i, kk, cnt, n, ii, m, base, mmax = 1, stride
-    cdef double tau, z, v, w, ap, d, tk, val, sm, sq, S, e, best, p0, q2, tmax, fl
-    cdef double b_s, b_k, b_v, b_w, b_sem, b_n, b_tau
+    cdef Py_ssize_t j, mmax = 1, stride
     cdef double* buf
-    cdef double* q2s
-    cdef double* dab
-    cdef bint ready
     cdef int nt = nthreads if nthreads > 0 else 1
-    tmax = <double>(ns - 1) - 1e-9
     # per thread: |x - x0| of the aperture bins and, per (velocity, width), the
     # squared limb term (2 max(|x - x0| - w, 0) / v)^2: they do not depend on
     # the apex time, so they are computed once per apex bin, not per time
@@ -446,112 +561,25 @@ def hyperbola_scan(const float[:, ::1] a, const double[::1] pos,
         if hi[j] - lo[j] > mmax:
             mmax = hi[j] - lo[j]
     stride = (nv * nw + 1) * mmax
+    if j1 - j0 < 2 * nt:
+        nt = 1   # a few bins (the live detector): no thread team to wake
     buf = <double*>malloc(nt * stride * sizeof(double))
     if buf == NULL:
         raise MemoryError()
-    for j in prange(j0, j1, nogil=True, schedule="dynamic", num_threads=nt):
-        best = 0.0
-        b_s = 0.0
-        b_k = -1.0
-        b_v = -1.0
-        b_w = -1.0
-        b_sem = 0.0
-        b_n = 0.0
-        b_tau = 0.0
-        p0 = pos[j]
-        m = hi[j] - lo[j]
-        dab = buf + threadid() * stride
-        q2s = dab + m
-        ready = False
-        for k in range(k_lo, k_hi):
-            # prescreen: local energy around the apex cell
-            e = 0.0
-            cnt = 0
-            for i in range(plo[j], phi[j]):
-                for kk in range(k - pre_dk, k + pre_dk + 1):
-                    if kk >= 0 and kk < ns:
-                        e = e + a[i, kk] * a[i, kk]
-                        cnt = cnt + 1
-            if cnt == 0 or e < pre_thr * pre_thr * cnt:
-                continue
-            tau = k * dt - t_surf
-            if tau <= 0.0:
-                continue
-            if not ready:
-                for ii in range(m):
-                    dab[ii] = fabs(pos[lo[j] + ii] - p0)
-                for iv in range(nv):
-                    v = vel[iv]
-                    for iw in range(nw):
-                        w = widths[iw]
-                        base = (iv * nw + iw) * m
-                        for ii in range(m):
-                            d = dab[ii] - w
-                            if d < 0.0:
-                                d = 0.0
-                            q2 = 2.0 * d / v
-                            q2s[base + ii] = q2 * q2
-                ready = True
-            for iv in range(nv):
-                v = vel[iv]
-                z = 0.5 * v * tau
-                for iw in range(nw):
-                    w = widths[iw]
-                    # the limbs: at least as wide as the flat top, so that a
-                    # flat event scores no better than it is penalised
-                    ap = z * tan_ap
-                    if ap < ap_min:
-                        ap = ap_min
-                    if ap < w:
-                        ap = w
-                    if ap > ap_max:
-                        ap = ap_max
-                    ap = ap + w
-                    sm = 0.0
-                    sq = 0.0
-                    fl = 0.0
-                    n = 0
-                    base = (iv * nw + iw) * m
-                    for ii in range(m):
-                        if dab[ii] > ap:
-                            continue
-                        i = lo[j] + ii
-                        tk = (t_surf + sqrt(tau * tau + q2s[base + ii])) / dt
-                        if tk >= tmax:
-                            continue
-                        if dab[ii] > w:
-                            fl = fl + a[i, k]
-                        val = _interp(a, i, tk)
-                        sm = sm + val
-                        sq = sq + val * val
-                        n = n + 1
-                    if n < min_n:
-                        continue
-                    S = sm / sqrt(<double>n)
-                    # evidence for a diffraction over a flat (specular) event:
-                    # remove what a horizontal line at the apex time collects
-                    e = fabs(sm)
-                    if flat_penalty != 0.0:
-                        fl = fl if sm >= 0.0 else -fl
-                        if fl > 0.0:
-                            e = e - flat_penalty * fl
-                    e = e / sqrt(<double>n)
-                    if e > best:
-                        best = e
-                        b_s = S
-                        b_k = k
-                        b_v = iv
-                        b_w = iw
-                        b_sem = sm * sm / (n * sq) if sq > 0.0 else 0.0
-                        b_n = n
-                        b_tau = tau
-        out[j - j0, 0] = best
-        out[j - j0, 1] = b_s
-        out[j - j0, 2] = b_k
-        out[j - j0, 3] = b_v
-        out[j - j0, 4] = b_w
-        out[j - j0, 5] = b_sem
-        out[j - j0, 6] = b_n
-        out[j - j0, 7] = b_tau
+    if j1 <= j0:
+        free(buf)
+        return 0
+    if nt == 1:
+        with nogil:
+            for j in range(j0, j1):
+                _scan_bin(j, &a[0, 0], ns, &pos[0], &lo[0], &hi[0], &vel[0], nv, &widths[0],
+                          nw, t_surf, dt, k_lo, k_hi, tan_ap, ap_min, ap_max, &plo[0],
+                          &phi[0], pre_dk, pre_thr, min_n, flat_penalty, &out[j - j0, 0], buf)
+    else:
+        for j in prange(j0, j1, nogil=True, schedule="dynamic", num_threads=nt):
+            _scan_bin(j, &a[0, 0], ns, &pos[0], &lo[0], &hi[0], &vel[0], nv, &widths[0],
+                      nw, t_surf, dt, k_lo, k_hi, tan_ap, ap_min, ap_max, &plo[0],
+                      &phi[0], pre_dk, pre_thr, min_n, flat_penalty, &out[j - j0, 0],
+                      buf + threadid() * stride)
     free(buf)
     return 0

@@ -149,6 +149,32 @@ def test_hyperbola_scan_matches_numpy(flat_penalty):
     assert out[:, 0].max() > 10  # the hyperbola is there
 
 
+def test_hyperbola_scan_same_on_one_thread_a_team_and_small_ranges():
+    # a range of a few bins runs on the calling thread (no team to wake), a
+    # large one on a team: bit for bit the same rows
+    tr, x = make_line([(0.3, 0.06, 0.1e9, 1.0)], length=0.6, noise=0.05, seed=2, ns=160)
+    a = np.ascontiguousarray(tr / 0.05, dtype=np.float32)
+    n = len(x)
+    vel, widths = np.array([0.08e9, 0.1e9, 0.13e9]), np.array([0.0, 0.03])
+    lo = np.searchsorted(x, x - 0.18 - 1e-9).astype(np.int64)
+    hi = np.searchsorted(x, x + 0.18 + 1e-9, "right").astype(np.int64)
+    plo = np.searchsorted(x, x - 0.02).astype(np.int64)
+    phi = np.searchsorted(x, x + 0.02, "right").astype(np.int64)
+
+    def scan(j0, j1, nt):
+        out = np.full((j1 - j0, 8), np.nan)
+        K.hyperbola_scan(a, x, lo, hi, j0, j1, vel, widths, T_SURF, DT, 70, 150, 1.0, 0.03,
+                         0.15, plo, phi, 3, 1.5, 3, 1.0, out, nt)
+        return out
+
+    whole = {nt: scan(0, n, nt) for nt in (1, 2, 4)}
+    assert np.array_equal(whole[1], whole[2]) and np.array_equal(whole[1], whole[4])
+    parts = np.concatenate([scan(j, min(j + 3, n), 4) for j in range(0, n, 3)])
+    assert np.array_equal(parts, whole[1])
+    assert scan(5, 5, 2).shape == (0, 8)
+    assert whole[1][:, 0].max() > 10
+
+
 # ---------------------------------------------------------------- recovery
 @pytest.mark.parametrize("x0,z,v", [(1.2, 0.08, 0.1e9), (1.7, 0.15, 0.125e9),
                                     (0.9, 0.05, 0.08e9)])
