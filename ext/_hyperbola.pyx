@@ -127,6 +127,15 @@ cdef float _select(float* x, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
     runs of equal values (zeros) stay linear."""
     cdef Py_ssize_t lo = 0, hi = n - 1, i, j, mid
     cdef float p, v
+    if k == 0 and n > 0:
+        # the smallest (the upper neighbour of a quantile, selected from the
+        # values above the lower one): one scan, no partitioning
+        j = 0
+        for i in range(1, n):
+            if x[i] < x[j]:
+                j = i
+        _swap(x, 0, j)
+        return x[0]
     while hi > lo:
         mid = lo + (hi - lo) // 2
         if x[mid] < x[lo]:
