@@ -4,6 +4,8 @@ the detector's alarms do not change with it."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -11,7 +13,12 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from demine import _hyperbola as K
-from demine.hyperbola import _column_median, _column_quantile, _window_scales_numpy
+from demine.hyperbola import (
+    _column_median,
+    _column_quantile,
+    _quantile_1d,
+    _window_scales_numpy,
+)
 
 _values = st.one_of(
     st.floats(-1e6, 1e6, allow_nan=False, width=32),
@@ -126,3 +133,17 @@ def test_window_scales_refuse_mismatched_shapes():
     with pytest.raises(ValueError):
         K.window_scales(np.zeros((2, 3), np.float32), np.zeros((2, 3), np.float32),
                         0.25, 1.0, 1.0, True, 0.5, 0, np.zeros(2, np.float32), 0.0, out)
+
+
+@settings(max_examples=400, deadline=None)
+@given(hnp.arrays(np.float64, st.integers(1, 50), elements=st.one_of(
+    st.floats(-1e9, 1e9), st.sampled_from([0.0, -0.0, 2.0, float("inf"), float("nan")]))),
+    st.sampled_from([0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0, 1 / 3]))
+def test_quantile_1d_is_numpy_quantile(a, q):
+    with np.errstate(all="ignore"):
+        ref = float(np.quantile(a, q))
+    got = _quantile_1d(a, q)
+    if math.isnan(ref):
+        assert math.isnan(got)
+    else:   # the same number, signed zeros included
+        assert got == ref and math.copysign(1.0, got) == math.copysign(1.0, ref)
