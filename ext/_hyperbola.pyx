@@ -417,11 +417,12 @@ cdef void _scan_bin(Py_ssize_t j, const float* a, Py_ssize_t ns, const double* p
                     double ap_min, double ap_max, const long long* plo,
                     const long long* phi, Py_ssize_t pre_dk, double pre_thr,
                     Py_ssize_t min_n, double flat_penalty, double* orow,
-                    double* dab) noexcept nogil:
+                    double* dab, double* colsq) noexcept nogil:
     """The best template of apex bin ``j`` into ``orow`` (8 values); ``dab``:
-    scratch of ``(nv * nw + 1) * (hi[j] - lo[j])`` doubles."""
-    cdef Py_ssize_t k, iv, iw, i, kk, cnt, n, ii, m, base
-    cdef double tau, z, v, w, ap, d, tk, val, sm, sq, S, e, best, p0, q2, fl
+    scratch of ``(nv * nw + 1) * (hi[j] - lo[j])`` doubles, ``colsq`` of
+    ``ns``."""
+    cdef Py_ssize_t k, iv, iw, i, kk, cnt, n, ii, m, base, nrow, kmin, kmax, kk0, kk1
+    cdef double tau, z, v, w, ap, d, tk, val, sm, sq, S, e, best, p0, q2, fl, thr, ea
     cdef double b_s, b_k, b_v, b_w, b_sem, b_n, b_tau
     cdef double tmax = <double>(ns - 1) - 1e-9
     cdef double* q2s
@@ -438,17 +439,42 @@ cdef void _scan_bin(Py_ssize_t j, const float* a, Py_ssize_t ns, const double* p
     m = hi[j] - lo[j]
     q2s = dab + m
     ready = False
+    # the prescreen's squares summed over its bins, per sample: a window's
+    # energy is then a sum of 2 pre_dk + 1 of them (in another order than the
+    # exact sum below, which decides the cells near the threshold)
+    nrow = phi[j] - plo[j]
+    kmin = k_lo - pre_dk if k_lo - pre_dk > 0 else 0
+    kmax = k_hi + pre_dk if k_hi + pre_dk < ns else ns
+    for kk in range(kmin, kmax):
+        colsq[kk] = 0.0
+    for i in range(plo[j], phi[j]):
+        for kk in range(kmin, kmax):
+            colsq[kk] = colsq[kk] + a[i * ns + kk] * a[i * ns + kk]
     for k in range(k_lo, k_hi):
         # prescreen: local energy around the apex cell
-        e = 0.0
-        cnt = 0
-        for i in range(plo[j], phi[j]):
-            for kk in range(k - pre_dk, k + pre_dk + 1):
-                if kk >= 0 and kk < ns:
-                    e = e + a[i * ns + kk] * a[i * ns + kk]
-                    cnt = cnt + 1
-        if cnt == 0 or e < pre_thr * pre_thr * cnt:
+        kk0 = k - pre_dk if k - pre_dk > 0 else 0
+        kk1 = k + pre_dk + 1 if k + pre_dk + 1 < ns else ns
+        if nrow <= 0 or kk1 <= kk0:
             continue
+        thr = pre_thr * pre_thr * (nrow * (kk1 - kk0))
+        ea = 0.0
+        for kk in range(kk0, kk1):
+            ea = ea + colsq[kk]
+        # sums of the same non-negative terms in two orders differ by far
+        # less than 1e-6 relative: only a cell that close to the threshold
+        # needs the exact sum (the one the alarms were validated with)
+        if ea < thr * (1.0 - 1e-6):
+            continue
+        if not (ea >= thr * (1.0 + 1e-6)):
+            e = 0.0
+            cnt = 0
+            for i in range(plo[j], phi[j]):
+                for kk in range(k - pre_dk, k + pre_dk + 1):
+                    if kk >= 0 and kk < ns:
+                        e = e + a[i * ns + kk] * a[i * ns + kk]
+                        cnt = cnt + 1
+            if cnt == 0 or e < pre_thr * pre_thr * cnt:
+                continue
         tau = k * dt - t_surf
         if tau <= 0.0:
             continue
@@ -569,7 +595,7 @@ def hyperbola_scan(const float[:, ::1] a, const double[::1] pos,
     for j in range(j0, j1):
         if hi[j] - lo[j] > mmax:
             mmax = hi[j] - lo[j]
-    stride = (nv * nw + 1) * mmax
+    stride = (nv * nw + 1) * mmax + ns
     if j1 - j0 < 2 * nt:
         nt = 1   # a few bins (the live detector): no thread team to wake
     buf = <double*>malloc(nt * stride * sizeof(double))
@@ -583,12 +609,13 @@ def hyperbola_scan(const float[:, ::1] a, const double[::1] pos,
             for j in range(j0, j1):
                 _scan_bin(j, &a[0, 0], ns, &pos[0], &lo[0], &hi[0], &vel[0], nv, &widths[0],
                           nw, t_surf, dt, k_lo, k_hi, tan_ap, ap_min, ap_max, &plo[0],
-                          &phi[0], pre_dk, pre_thr, min_n, flat_penalty, &out[j - j0, 0], buf)
+                          &phi[0], pre_dk, pre_thr, min_n, flat_penalty, &out[j - j0, 0],
+                          buf + ns, buf)
     else:
         for j in prange(j0, j1, nogil=True, schedule="dynamic", num_threads=nt):
             _scan_bin(j, &a[0, 0], ns, &pos[0], &lo[0], &hi[0], &vel[0], nv, &widths[0],
                       nw, t_surf, dt, k_lo, k_hi, tan_ap, ap_min, ap_max, &plo[0],
                       &phi[0], pre_dk, pre_thr, min_n, flat_penalty, &out[j - j0, 0],
-                      buf + threadid() * stride)
+                      buf + threadid() * stride + ns, buf + threadid() * stride)
     free(buf)
     return 0

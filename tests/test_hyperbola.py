@@ -175,6 +175,55 @@ def test_hyperbola_scan_same_on_one_thread_a_team_and_small_ranges():
     assert whole[1][:, 0].max() > 10
 
 
+def test_prescreen_decides_cells_at_the_threshold_by_the_exact_sum():
+    # the kernel estimates a cell's energy from per-sample sums of squares and
+    # sums exactly (bins outer, samples inner, float32 squares in float64)
+    # only near the threshold: put the threshold a few ulps either side of
+    # the exact energies of cells where the two orders round differently,
+    # and check each decision against the exact sum
+    rng = np.random.default_rng(7)
+    nb, ns, pre_dk = 24, 64, 3
+    a = (rng.standard_normal((nb, ns)) * np.exp(rng.uniform(-6, 6, (nb, ns)))).astype(np.float32)
+    sq = (a * a).astype(np.float64)
+    pos = np.arange(nb) * 0.01
+    lo = np.zeros(nb, np.int64)
+    hi = np.full(nb, nb, np.int64)
+    plo = np.maximum(np.arange(nb) - 2, 0).astype(np.int64)
+    phi = np.minimum(np.arange(nb) + 3, nb).astype(np.int64)
+    vel, widths = np.array([0.1e9]), np.array([0.0])
+    cells = []
+    for j in range(0, nb, 5):
+        col = [0.0] * ns
+        for i in range(plo[j], phi[j]):
+            col = [c + float(v) for c, v in zip(col, sq[i], strict=True)]
+        for k in range(ns):
+            e = 0.0
+            for i in range(plo[j], phi[j]):
+                for kk in range(max(k - pre_dk, 0), min(k + pre_dk + 1, ns)):
+                    e += float(sq[i, kk])
+            ea = 0.0
+            for kk in range(max(k - pre_dk, 0), min(k + pre_dk + 1, ns)):
+                ea += col[kk]
+            if e != ea:
+                cells.append((j, k, e, ea))
+    assert len(cells) > 10
+    differ = 0
+    for j, k, e, ea in cells[:12]:
+        cnt = (phi[j] - plo[j]) * (min(k + pre_dk + 1, ns) - max(k - pre_dk, 0))
+        thr0 = math.sqrt(e / cnt)
+        for step in range(-3, 4):
+            pre_thr = thr0
+            for _ in range(abs(step)):
+                pre_thr = math.nextafter(pre_thr, math.inf if step > 0 else 0.0)
+            passes = not (e < pre_thr * pre_thr * cnt)
+            differ += passes != (not (ea < pre_thr * pre_thr * cnt))
+            out = np.zeros((1, 8))
+            K.hyperbola_scan(a, pos, lo, hi, j, j + 1, vel, widths, 0.0, 1e-10, k, k + 1,
+                             1.0, 0.05, 0.1, plo, phi, pre_dk, pre_thr, 1, 0.0, out, 1)
+            assert (out[0, 2] == k) == passes, (j, k, step)
+    assert differ > 0   # the other order alone would have decided some wrongly
+
+
 # ---------------------------------------------------------------- recovery
 @pytest.mark.parametrize("x0,z,v", [(1.2, 0.08, 0.1e9), (1.7, 0.15, 0.125e9),
                                     (0.9, 0.05, 0.08e9)])
