@@ -16,6 +16,7 @@ from demine import _hyperbola as K
 from demine.hyperbola import (
     _column_median,
     _column_quantile,
+    _gradient,
     _quantile_1d,
     _window_scales_numpy,
 )
@@ -147,3 +148,16 @@ def test_quantile_1d_is_numpy_quantile(a, q):
         assert math.isnan(got)
     else:   # the same number, signed zeros included
         assert got == ref and math.copysign(1.0, got) == math.copysign(1.0, ref)
+
+
+@settings(max_examples=300, deadline=None)
+@given(hnp.arrays(np.float64, st.integers(2, 40), elements=st.one_of(
+    st.floats(-1e300, 1e300), st.sampled_from([0.0, -0.0, float("inf"), float("nan")]))))
+def test_gradient_is_numpy_gradient(f):
+    with np.errstate(all="ignore"):
+        ref = np.gradient(f)
+        got = _gradient(f)
+    assert got.dtype == ref.dtype and got.shape == ref.shape
+    assert np.array_equal(got, ref, equal_nan=True)
+    num = ~np.isnan(ref)
+    assert np.array_equal(np.signbit(got[num]), np.signbit(ref[num]))   # signed zeros

@@ -191,6 +191,18 @@ def _quantile_1d(a: np.ndarray, q: float) -> float:
     return lo + d * gamma
 
 
+def _gradient(f: np.ndarray) -> np.ndarray:
+    """``np.gradient(f)`` of a 1-D float64 array of at least 2 values, bit for
+    bit (central differences / 2 inside, one-sided at the ends), in a few calls
+    instead of np.gradient's dozens."""
+    out = np.empty(len(f))
+    np.subtract(f[2:], f[:-2], out=out[1:-1])
+    out[1:-1] /= 2.0
+    out[0] = f[1] - f[0]
+    out[-1] = f[-1] - f[-2]
+    return out
+
+
 def _column_median(a: np.ndarray) -> np.ndarray:
     """``np.median(a, axis=0)`` of a 2-D float32 block, bit for bit (the mean
     of the middle order statistics, taken by NumPy as np.median does)."""
@@ -753,7 +765,7 @@ class GPRDetector:
         # a shift d of the surface wavelet g leaves -d g' + d**2 / 2 g'' - ...:
         # the first component is g' (weight s ~ d), the next term is the
         # time derivative of it with a weight proportional to s**2
-        dv = np.gradient(u[:, 0])
+        dv = _gradient(u[:, 0])
         dv -= u @ (u.T @ dv)
         nd = float(np.linalg.norm(dv))
         if nd == 0.0:
@@ -761,7 +773,9 @@ class GPRDetector:
         dv /= nd
         sc = xk @ u
         r = (xk - sc @ u.T) @ dv
-        a = np.stack([sc[:, 0] ** 2, np.ones(len(sc))], axis=1)
+        a = np.empty((len(sc), 2))   # np.stack([s**2, ones], axis=1), two calls fewer
+        np.square(sc[:, 0], out=a[:, 0])
+        a[:, 1] = 1.0
         coef = np.linalg.lstsq(a, r, rcond=None)[0]
         return (u, dv, float(coef[0]), float(coef[1]))
 
