@@ -403,6 +403,58 @@ def window_scales(const float[:, ::1] blk, const float[:, ::1] cl, double q,
     free(buf)
 
 
+cdef inline bint _less(double a, double b) noexcept nogil:
+    """NumPy's sort order of doubles (NaN last)."""
+    return a < b or (b != b and a == a)
+
+
+cdef Py_ssize_t _search_d(const double* x, Py_ssize_t n, double key, bint right) noexcept nogil:
+    """``np.searchsorted(x[:n], key, side)`` for one key: NumPy's own bisection."""
+    cdef Py_ssize_t lo = 0, hi = n, mid
+    while lo < hi:
+        mid = lo + ((hi - lo) >> 1)
+        if (not _less(key, x[mid])) if right else _less(x[mid], key):
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+cdef Py_ssize_t _search_i(const long long* x, Py_ssize_t n, long long key,
+                          bint right) noexcept nogil:
+    cdef Py_ssize_t lo = 0, hi = n, mid
+    while lo < hi:
+        mid = lo + ((hi - lo) >> 1)
+        if (x[mid] <= key) if right else (x[mid] < key):
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def scan_ranges(const long long[::1] g, const double[::1] pos, Py_ssize_t j0, Py_ssize_t j1,
+                long long wa, long long wp, double dx, long long[:, ::1] idx):
+    """The bin ranges ``hyperbola_scan`` takes, for apex bins ``j0 <= j < j1``
+    of the first ``n = len(pos)`` bins (bin indices ``g``, positions ``pos``):
+    ``idx[0, j]:idx[1, j]`` the bins with ``|g - g[j]| <= wa`` and
+    ``idx[2, j]:idx[3, j]`` those of them within ``wp`` bins whose position is
+    within ``dx`` (+ 1e-12) of bin j's; each the ``np.searchsorted`` the
+    detector did (on the bins of ``wp``, whose positions bisect as NumPy's)."""
+    cdef Py_ssize_t n = pos.shape[0], j, a, b
+    if g.shape[0] < n or idx.shape[0] != 4 or idx.shape[1] < n or not (0 <= j0 <= j1 <= n):
+        raise ValueError("scan_ranges: inconsistent sizes")
+    if n == 0:
+        return
+    with nogil:
+        for j in range(j0, j1):
+            idx[0, j] = _search_i(&g[0], n, g[j] - wa, False)
+            idx[1, j] = _search_i(&g[0], n, g[j] + wa, True)
+            a = _search_i(&g[0], n, g[j] - wp, False)
+            b = _search_i(&g[0], n, g[j] + wp, True)
+            idx[2, j] = a + _search_d(&pos[a], b - a, pos[j] - dx - 1e-12, False)
+            idx[3, j] = a + _search_d(&pos[a], b - a, pos[j] + dx + 1e-12, True)
+
+
 cdef inline double _interp(const float* a, Py_ssize_t ns, Py_ssize_t i,
                            double tk) noexcept nogil:
     cdef Py_ssize_t k0 = <Py_ssize_t>tk

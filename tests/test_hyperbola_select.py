@@ -161,3 +161,50 @@ def test_gradient_is_numpy_gradient(f):
     assert np.array_equal(got, ref, equal_nan=True)
     num = ~np.isnan(ref)
     assert np.array_equal(np.signbit(got[num]), np.signbit(ref[num]))   # signed zeros
+
+
+def _ranges_numpy(g, pos, j0, j1, wa, wp, dx):
+    """The detector's former NumPy code for the ranges of hyperbola_scan."""
+    n = len(pos)
+    gn = g[:n]
+    jj = np.arange(j0, j1)
+    lo = np.searchsorted(gn, g[jj] - wa, side="left")
+    hi = np.searchsorted(gn, g[jj] + wa, side="right")
+    plo = np.searchsorted(gn, g[jj] - wp, side="left")
+    phi = np.searchsorted(gn, g[jj] + wp, side="right")
+    plo2 = [plo[r] + np.searchsorted(pos[plo[r]:phi[r]], pos[j] - dx - 1e-12)
+            for r, j in enumerate(jj)]
+    phi2 = [plo[r] + np.searchsorted(pos[plo[r]:phi[r]], pos[j] + dx + 1e-12, side="right")
+            for r, j in enumerate(jj)]
+    out = np.zeros((4, n), dtype=np.int64)
+    out[0, jj], out[1, jj], out[2, jj], out[3, jj] = lo, hi, plo2, phi2
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(1, 4), min_size=1, max_size=60), st.integers(0, 3),
+       st.integers(1, 12), st.integers(0, 5), st.sampled_from([0.0, 0.005, 0.02, 0.031]),
+       st.booleans(), st.data())
+def test_scan_ranges_match_numpy_searchsorted(steps, extra, wa, wp, dx, shuffle, data):
+    g = np.cumsum(steps).astype(np.int64)          # bin indices with gaps
+    pos = g * 0.01 + 0.004 * np.sin(g)             # positions within their bins
+    if shuffle:   # positions out of order: the bisection must still be NumPy's
+        pos = np.ascontiguousarray(pos[data.draw(st.permutations(range(len(pos))))])
+    n = len(g) - min(extra, len(g) - 1)           # only the first n bins are searched
+    pos = np.ascontiguousarray(pos[:n])
+    j0 = data.draw(st.integers(0, n))
+    j1 = data.draw(st.integers(j0, n))
+    idx = np.zeros((4, n), dtype=np.int64)
+    K.scan_ranges(g, pos, j0, j1, wa, wp, dx, idx)
+    assert np.array_equal(idx, _ranges_numpy(g, pos, j0, j1, wa, wp, dx))
+
+
+def test_scan_ranges_refuse_inconsistent_sizes():
+    g = np.arange(5, dtype=np.int64)
+    pos = g * 0.01
+    with pytest.raises(ValueError):
+        K.scan_ranges(g, pos, 0, 6, 2, 1, 0.01, np.zeros((4, 5), np.int64))
+    with pytest.raises(ValueError):
+        K.scan_ranges(g[:3], pos, 0, 2, 2, 1, 0.01, np.zeros((4, 5), np.int64))
+    with pytest.raises(ValueError):
+        K.scan_ranges(g, pos, 0, 2, 2, 1, 0.01, np.zeros((3, 5), np.int64))

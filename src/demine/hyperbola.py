@@ -848,30 +848,13 @@ class GPRDetector:
             r = e
 
     def _fit_bins(self, j0: int, j1: int) -> None:
-        g = self._gidx
-        pos = np.ascontiguousarray(self._meta[: self._n_norm, 0])
-        gn = g[: self._n_norm]
-        jj = np.arange(j0, j1)
-        lo = np.searchsorted(gn, g[jj] - self._wa, side="left").astype(np.int64)
-        hi = np.searchsorted(gn, g[jj] + self._wa, side="right").astype(np.int64)
-        plo = np.searchsorted(gn, g[jj] - self._wp, side="left").astype(np.int64)
-        phi = np.searchsorted(gn, g[jj] + self._wp, side="right").astype(np.int64)
-        # restrict prescreen window to the real distance
-        ps = pos
-        plo2 = np.array([plo[r] + np.searchsorted(ps[plo[r]:phi[r]],
-                                                  ps[j] - self.prescreen_dx - 1e-12)
-                         for r, j in enumerate(jj)], dtype=np.int64)
-        phi2 = np.array([plo[r] + np.searchsorted(ps[plo[r]:phi[r]],
-                                                  ps[j] + self.prescreen_dx + 1e-12,
-                                                  side="right")
-                         for r, j in enumerate(jj)], dtype=np.int64)
-        # full-size index arrays (the kernel indexes by absolute bin)
         n = self._n_norm
-        LO = np.zeros(n, dtype=np.int64)
-        HI = np.zeros(n, dtype=np.int64)
-        PLO = np.zeros(n, dtype=np.int64)
-        PHI = np.zeros(n, dtype=np.int64)
-        LO[jj], HI[jj], PLO[jj], PHI[jj] = lo, hi, plo2, phi2
+        pos = np.ascontiguousarray(self._meta[:n, 0])
+        # full-size index arrays (the kernel indexes by absolute bin): the
+        # aperture and the prescreen window (restricted to the real distance)
+        idx = np.zeros((4, n), dtype=np.int64)
+        _k.scan_ranges(self._gidx, pos, j0, j1, self._wa, self._wp, self.prescreen_dx, idx)
+        LO, HI, PLO, PHI = idx
         ns = self._ns or 0
         k_lo = max(int(math.ceil((self.t_surf + self.min_time) / self.dt)), 1)
         tmax = (ns - 2) * self.dt if self.max_time is None else min(
