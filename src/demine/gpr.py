@@ -219,11 +219,17 @@ class _ChainCore(_GPRStage):
         self._padlen = 0
         self._gain = _NO_GAIN
         self._hist: np.ndarray | None = None
+        # the history is the view _hbuf[_h0:_h1] of a buffer with spare rows
+        # (None: it is not), so a live chunk appends its rows instead of
+        # copying the whole history
+        self._hbuf: np.ndarray | None = None
+        self._h0 = self._h1 = 0
         self._seen = 0
 
     def reset(self) -> None:
         super().reset()
         self._hist = None
+        self._hbuf = None
         self._seen = 0
 
     def _set_sos(self, sos: np.ndarray | None, padlen: int | None) -> None:
@@ -238,6 +244,7 @@ class _ChainCore(_GPRStage):
         if len(self._sos):
             self._padlen = max(0, min(self._padlen_req, n_samples - 1))
         self._hist = np.empty((0, n_samples), dtype=np.float32)
+        self._hbuf = None
 
     def process(self, chunk: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Process ``chunk``; return the traces now complete.
@@ -267,12 +274,32 @@ class _ChainCore(_GPRStage):
         if self._bg_window > 1:
             keep = self._bg_window - 1
             k = min(n, keep)
-            tail = np.empty((k, self._ns), dtype=np.float32)
+            if k < keep:
+                # the last `keep` dewowed traces: the old ones still needed,
+                # then this chunk's, dewowed straight into the buffer
+                tail = self._hist_rows(k, keep)
+            else:
+                tail = self._hist = np.empty((k, self._ns), dtype=np.float32)
+                self._hbuf = None
             _gpr.dewow_rows(np.ascontiguousarray(x[n - k:]), tail, self._dewow_half, 0)
-            self._hist = np.ascontiguousarray(
-                np.concatenate([self._hist, tail])[-keep:]) if k < keep else tail
         self._seen = seen + n
         return out
+
+    def _hist_rows(self, k: int, keep: int) -> np.ndarray:
+        """Make the history its last ``keep - k`` traces followed by ``k`` new
+        rows; return those rows (a view, to fill)."""
+        h = self._hist
+        assert h is not None
+        old = min(len(h), keep - k)
+        if self._hbuf is not None and self._h1 + k <= len(self._hbuf):
+            self._h0 = self._h1 - old
+        else:
+            buf = np.empty((max(4 * keep, keep + k), h.shape[1]), dtype=np.float32)
+            buf[:old] = h[len(h) - old:]
+            self._hbuf, self._h0, self._h1 = buf, 0, old
+        self._h1 += k
+        self._hist = self._hbuf[self._h0:self._h1]
+        return self._hbuf[self._h1 - k:self._h1]
 
     def finish(self) -> np.ndarray:
         if self._ns is None or self._bg_delay == 0 or self._seen == 0:
