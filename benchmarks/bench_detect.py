@@ -1,4 +1,5 @@
-"""EMI alarm detector throughput (``demine.detect.EMIDetector``), side by side.
+"""Alarm detector throughput (EMI ``demine.detect.EMIDetector``, GPR chain and
+``demine.hyperbola.GPRDetector``), side by side.
 
 Cases, in the same run on one core, over a simulated-like statistic (noise
 around 1, a target bump every ~2 s) with positions and times:
@@ -10,6 +11,20 @@ around 1, a target bump every ~2 s) with positions and times:
 
 The live figure is the share of one core the detector needs at the reference
 rate of 1000 readings/s (the whole live path must stay under 10 %).
+
+GPR cases, on 40 s of a simulated radar lane (``benign-soil``, 512 samples x
+400 traces/s, seed 1) through the live detector (``StreamDetector``: the
+packaged GPR chain, then the hyperbola detector, one thread):
+
+* in 10-trace chunks, as the live recorder calls it every 25 ms: CPU of the
+  calling thread per second of radar data (share of one core);
+* the same in one call over the whole lane (batch);
+* in 10-trace chunks with the noise and clutter scales of each window computed
+  by the NumPy code they replaced (``_window_scales_numpy``, the kernel's twin);
+  alarms checked identical in all three before timing counts.
+
+Back-to-back runs keep the caches warm; the live recorder's thread wakes every
+25 ms with cold caches and needs about 1.3x these figures.
 
 Run alone with ``python benchmarks/bench_detect.py [--frames N]`` or through
 ``python benchmarks/run.py detect``.
@@ -166,6 +181,83 @@ def run(n_frames: int | None = None, repeat: int = 3) -> list[dict[str, Any]]:
     secs = _best(lambda: python_twin(s[:m], **p), 1)
     row("plain Python, same frame loop", secs, m, ref,
         f"timed on {m} frames; events checked equal")
+    rows += gpr_rows(float(os.environ.get("DEMINE_BENCH_GPR_SECONDS", 40.0)))
+    return rows
+
+
+GPR_RATE = 400.0
+
+
+def gpr_rows(seconds: float = 40.0, repeat: int = 3) -> list[dict[str, Any]]:
+    """GPR detector rows (see the module notes)."""
+    import demine.hyperbola as hyp
+    from demine.pipeline import StreamDetector
+    from demine.simulate import load_scene, simulate_lane
+
+    scene = load_scene("benign-soil")
+    g = simulate_lane(scene, seconds, seed=1, streams=("gpr",)).gpr
+    ctx = {"stream": "gpr", "kind": "gpr", "n_channels": g["samples"].shape[1],
+           "sample_interval": scene.gpr.time_window / scene.gpr.samples}
+    n = len(g["samples"])
+    data_s = n / GPR_RATE
+
+    def feed(size: int) -> tuple[float, list[dict[str, np.ndarray]]]:
+        det = StreamDetector("gpr", ctx, None, {"nthreads": 1})
+        clock = time.thread_time if size < n else time.process_time
+        t0 = clock()
+        out = [det.process(g["samples"][a:a + size], g["x"][a:a + size],
+                           g["y"][a:a + size], g["time"][a:a + size])
+               for a in range(0, n, size)]
+        out.append(det.finish())
+        return clock() - t0, out
+
+    class _TwinScales:
+        """demine._hyperbola with window_scales done by its NumPy twin."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(kernels, name)
+
+        @staticmethod
+        def window_scales(blk, cl, q, nscale, cscale, robust, flat, half, zone, floor, out):
+            out[...] = hyp._window_scales_numpy(blk, cl, q, nscale, cscale, robust, flat,
+                                                half, zone, floor)
+
+    kernels = hyp._k
+
+    def twin(size: int) -> tuple[float, list[dict[str, np.ndarray]]]:
+        hyp._k = _TwinScales()
+        try:
+            return feed(size)
+        finally:
+            hyp._k = kernels
+
+    def alarms(out: list[dict[str, np.ndarray]]) -> np.ndarray:
+        return np.concatenate([np.column_stack([o["x"], o["score"]]) for o in out])
+
+    cases = {"live": lambda: feed(10), "batch": lambda: feed(n), "twin": lambda: twin(10)}
+    best: dict[str, float] = {}
+    ref = None
+    for _ in range(repeat):   # interleaved, best of `repeat`
+        for name, fn in cases.items():
+            secs, out = fn()
+            a = alarms(out)
+            if ref is None:
+                ref = a
+            elif not np.array_equal(a, ref):
+                raise AssertionError(f"GPR alarms of case {name!r} differ")
+            best[name] = min(best.get(name, float("inf")), secs)
+    rows = []
+    for name, case in [("live", "GPR chain + GPRDetector, 10-trace chunks (live)"),
+                       ("batch", "GPR chain + GPRDetector, one call"),
+                       ("twin", "GPR, 10-trace chunks, window scales in NumPy (before)")]:
+        secs = best[name]
+        rows.append({
+            "suite": "detect", "case": case, "time_s": f"{secs:.4f}",
+            "Mframes/s": f"{n / secs / 1e6:.3f}",
+            "vs demine": "1.00x" if name == "live" else f"{secs / best['live']:.2f}x",
+            "note": f"{100 * secs / data_s:.2f} % of a core at {GPR_RATE:g} traces/s "
+                    f"({len(ref)} alarms, equal)",
+        })
     return rows
 
 
