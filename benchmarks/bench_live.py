@@ -12,8 +12,10 @@ Reported, side by side in the same run:
 * CPU of the recording process as a share of one core, with live detection and
   without it (recording only), with 25 ms flushes (the latency target) and the
   default 1 s; side by side, the same recorder with one reader thread per
-  device (the previous design), and recording only with readers that poll
-  every 10 ms on their own instead of on the writer's grid (the design before);
+  device (the previous design), with HDF5's raw-data chunk cache (1 MiB per
+  dataset: every flush then writes each column's whole chunk again; the
+  writer had it before), and recording only with readers that poll every
+  10 ms on their own instead of on the writer's grid (the design before);
 * latency to a frame's being in the file (the end of the flush that wrote it),
   median and 99th percentile, from two starts: the frame's host receive time
   (the serial read that completed it) and its acquisition time (the device
@@ -105,7 +107,8 @@ def _ready_ns(t: np.ndarray, host: np.ndarray, gps_t: np.ndarray,
 
 
 def measure(seconds: float, detect: bool, flush_interval: float,
-            reader_options: dict | None = None) -> dict[str, object]:
+            reader_options: dict | None = None,
+            writer_options: dict | None = None) -> dict[str, object]:
     """Record the simulated devices for ``seconds``; CPU, per-thread CPU and latencies.
 
     Latencies (ms, frames received after the recorder started, i.e. without
@@ -144,7 +147,8 @@ def measure(seconds: float, detect: bool, flush_interval: float,
     # per detector call: [t first, t last, end ns, alarms, alarms flushed ns]
     calls: dict[str, list[list]] = {}
     rec = Recorder(out, specs, detect=True if detect else None, flush_interval=flush_interval,
-                   frame=None, reader_options=reader_options)
+                   frame=None, reader_options=reader_options,
+                   writer_options=writer_options)
     try:
         rec.start()
         started = time.time_ns()
@@ -236,15 +240,18 @@ def run(seconds: float | None = None) -> list[dict[str, object]]:
     # side by side: the recorder as it is (one thread reads every port, on the
     # writer's 25 ms grid), with one reader thread per device (as before), and
     # with those readers polling every 10 ms on their own (as before that)
-    for label, detect, fi, ropts in (
-            ("record + detect, flush 25 ms", True, 0.025, None),
-            ("record + detect, 25 ms, own readers", True, 0.025, {"group": False}),
-            ("record + detect, flush 1 s", True, 1.0, None),
-            ("record only, flush 25 ms", False, 0.025, None),
-            ("record only, 25 ms, own readers", False, 0.025, {"group": False}),
+    # and with HDF5's chunk cache (1 MiB per dataset, as before: every flush
+    # wrote each column's whole chunk again)
+    for label, detect, fi, ropts, wopts in (
+            ("record + detect, flush 25 ms", True, 0.025, None, None),
+            ("record + detect, 25 ms, own readers", True, 0.025, {"group": False}, None),
+            ("record + detect, 25 ms, chunk cache", True, 0.025, None, {"chunk_cache": 1 << 20}),
+            ("record + detect, flush 1 s", True, 1.0, None, None),
+            ("record only, flush 25 ms", False, 0.025, None, None),
+            ("record only, 25 ms, own readers", False, 0.025, {"group": False}, None),
             ("record only, 25 ms, readers 10 ms", False, 0.025,
-             {"poll_interval": 0.01, "align": False, "group": False})):
-        m = measure(seconds, detect, fi, ropts)
+             {"poll_interval": 0.01, "align": False, "group": False}, None)):
+        m = measure(seconds, detect, fi, ropts, wopts)
         where = ", ".join(f"{k} {v:.1f}" for k, v in
                           sorted(m["threads"].items(), key=lambda kv: -kv[1]) if v >= 0.1)
         det = (f"detector calls (input ready -> done) median {m['det_median_ms']:.0f} ms, "

@@ -72,7 +72,10 @@ def test_parse_device():
         parse_device("no-such-driver=/dev/null")
 
 
-def test_two_devices_every_frame_once_with_interpolated_positions(tmp_path):
+# the writer as the recorder makes it (no HDF5 chunk cache), and with the
+# cache through writer_options: the same file either way
+@pytest.mark.parametrize("writer_options", [None, {"chunk_cache": 1 << 20}])
+def test_two_devices_every_frame_once_with_interpolated_positions(tmp_path, writer_options):
     emi_m, emi_s, emi_path = _pty()
     gps_m, gps_s, gps_path = _pty()
     out = tmp_path / "rec.h5"
@@ -84,7 +87,7 @@ def test_two_devices_every_frame_once_with_interpolated_positions(tmp_path):
         DeviceSpec("emi-pi", emi_path, calibration={"gate_times": GATES.tolist()}),
         DeviceSpec("nmea", gps_path),
     ], frame=FRAME, truth=[{"id": "T1", "is_mine": 1, "x": 0.5, "y": 1.0}],
-        flush_interval=0.2, startup_timeout=10)
+        flush_interval=0.2, startup_timeout=10, writer_options=writer_options)
     # Device clock starts at 0 and GPS time at a fixed UTC instant; the track moves
     # along x at 0.5 m/s.  The recorder opens the file only once every device has
     # sent a frame; what came before is kept.
@@ -115,6 +118,8 @@ def test_two_devices_every_frame_once_with_interpolated_positions(tmp_path):
         rec.start()
         starter.join()
         time.sleep(0.5)
+        cache = rec.writer._file.id.get_access_plist().get_cache()[2]
+        assert cache == (writer_options or {}).get("chunk_cache", 0)
     finally:
         rec.stop()
         for fd in (emi_m, emi_s, gps_m, gps_s):

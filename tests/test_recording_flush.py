@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pytest
 
 from demine.recording import Recording, RecordingWriter
 
@@ -117,3 +118,15 @@ def test_uncompressed_writer_has_no_chunk_cache(tmp_path):
                     assert got.shape == (7 * (i + 1), 4) and (got[-7:] == i).all()
         finally:
             w.close()
+
+
+def test_chunk_cache_option(tmp_path):
+    w = RecordingWriter(tmp_path / "a.h5", chunk_cache=1 << 20, autoflush=False)
+    try:
+        assert w._file.id.get_access_plist().get_cache()[2] == 1 << 20
+    finally:
+        w.close()
+    for bad in (-1, 1.5, True, "1M"):
+        with pytest.raises(ValueError, match="chunk_cache"):
+            RecordingWriter(tmp_path / "b.h5", chunk_cache=bad, autoflush=False)
+        assert not (tmp_path / "b.h5").exists()

@@ -229,6 +229,9 @@ class Recorder:
         Options of every :class:`~demine.acquisition.DeviceReader` (e.g.
         ``poll_interval``, ``align``); ``group=False`` gives each reader a
         thread of its own.
+    writer_options : mapping, optional
+        More options of the :class:`~demine.recording.RecordingWriter` (e.g.
+        ``compression``, ``chunk_cache``, ``min_free_bytes``).
     control : str, optional
         Serve the control channel (:mod:`demine.control`) on this address (a
         Unix socket path or ``127.0.0.1:PORT``) once recording starts, so
@@ -242,13 +245,15 @@ class Recorder:
                  startup_timeout: float = 10.0, position_wait: float = 1.0,
                  on_event: Callable[[ReaderEvent], Any] | None = None,
                  reader_options: Mapping[str, Any] | None = None,
-                 detect: Any = None, control: str | None = None) -> None:
+                 detect: Any = None, control: str | None = None,
+                 writer_options: Mapping[str, Any] | None = None) -> None:
         if not devices:
             raise ConfigError("no devices to record (give at least one --device DRIVER=PORT)")
         self.out = Path(out)
         if self.out.exists() and not overwrite:
             raise RecordingError(f"{self.out}: file exists (use --overwrite to replace it)")
         self.devices = list(devices)
+        self.writer_options = dict(writer_options or {})
         self.frame = frame
         self.truth = truth
         self.meta = {"site": site, "operator": operator, "lane_id": lane_id, "notes": notes}
@@ -397,7 +402,7 @@ class Recorder:
         # no flush from inside an append in the middle of a pass
         w = RecordingWriter(self.out, flush_interval=self.flush_interval, fsync=self.fsync,
                             overwrite=self.overwrite, attrs=attrs, autoflush=False,
-                            flush_on_append=False, **self.meta)
+                            flush_on_append=False, **dict(self.writer_options), **self.meta)
         self.writer = w
         try:
             for (name, reader), spec in zip(self._readers.items(), self.devices, strict=True):
