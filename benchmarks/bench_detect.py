@@ -218,7 +218,8 @@ def gpr_rows(seconds: float = 40.0, repeat: int = 3) -> list[dict[str, Any]]:
             return getattr(kernels, name)
 
         @staticmethod
-        def window_scales(blk, cl, q, nscale, cscale, robust, flat, half, zone, floor, out):
+        def window_scales(blk, cl, q, nscale, cscale, robust, flat, half, zone, floor, out,
+                          guess):
             out[...] = hyp._window_scales_numpy(blk, cl, q, nscale, cscale, robust, flat,
                                                 half, zone, floor)
 

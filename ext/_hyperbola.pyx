@@ -258,21 +258,62 @@ cdef inline float _fmax(float a, float b) noexcept nogil:
     return a if a >= b else b
 
 
-cdef float _pick(float* x, Py_ssize_t n, Py_ssize_t k0, Py_ssize_t k1,
-                 double gamma) noexcept nogil:
-    """The interpolated quantile of ``x[:n]`` (NaN-free) from its order
-    statistics ``k0 <= k1`` (reorders ``x``)."""
-    cdef float lo = _select(x, n, k0)
-    cdef float hi = lo
+cdef Py_ssize_t _split(float* x, Py_ssize_t n, float g) noexcept nogil:
+    """Reorder ``x[:n]`` (NaN-free) so that ``x[:i] <= g < x[i:]``; return ``i``."""
+    cdef Py_ssize_t i = 0, j
+    cdef float v
+    for j in range(n):
+        v = x[j]
+        x[j] = x[i]
+        x[i] = v
+        i += v <= g
+    return i
+
+
+cdef float _pair(float* x, Py_ssize_t n, Py_ssize_t k0, Py_ssize_t k1, float g,
+                 float* upper) noexcept nogil:
+    """The ``k0``-th smallest of ``x[:n]`` (NaN-free), and the ``k1``-th
+    (``k1`` is ``k0`` or ``k0 + 1``) in ``upper``.  ``g`` (NaN: none) is a guess
+    of the ``k1``-th, e.g. the previous window's: the values are first split
+    around it, so the selection runs on the ~``k1`` values at or below it and
+    the ``k1``-th is the smallest of the few between.  Exact order statistics
+    whatever the guess (a bad one costs one pass more)."""
+    cdef Py_ssize_t i = -1
+    cdef float lo, hi
+    if g == g and n >= 32:
+        i = _split(x, n, g)
+        if k0 < i:
+            lo = _select(x, i, k0)
+        else:
+            lo = _select(x + i, n - i, k0 - i)
+    else:
+        lo = _select(x, n, k0)
+    hi = lo
     if k1 != k0:
-        hi = _select(x + k0 + 1, n - k0 - 1, k1 - k0 - 1)
+        if k0 + 1 < i:
+            # x[k0 + 1:i] <= g < x[i:]: the next value is the smallest of those
+            hi = _select(x + k0 + 1, i - k0 - 1, 0)
+        else:
+            hi = _select(x + k0 + 1, n - k0 - 1, 0)
+    upper[0] = hi
+    return lo
+
+
+cdef float _pick(float* x, Py_ssize_t n, Py_ssize_t k0, Py_ssize_t k1,
+                 double gamma, float* guess) noexcept nogil:
+    """The interpolated quantile of ``x[:n]`` (NaN-free) from its order
+    statistics ``k0 <= k1 <= k0 + 1`` (reorders ``x``); ``guess[0]``: a guess
+    of the ``k1``-th (see ``_pair``), replaced by it."""
+    cdef float hi
+    cdef float lo = _pair(x, n, k0, k1, guess[0], &hi)
+    guess[0] = hi
     return _lerp(lo, hi, gamma)
 
 
 def window_scales(const float[:, ::1] blk, const float[:, ::1] cl, double q,
                   double noise_scale, double clutter_scale, bint robust,
                   double flat_level, Py_ssize_t half, const float[::1] zone,
-                  double noise_floor, float[::1] out):
+                  double noise_floor, float[::1] out, float[:, ::1] guess):
     """Noise scale of every time row (column) of one window of the detector,
     as ``GPRDetector._window`` computes it with NumPy, in one pass:
 
@@ -289,6 +330,13 @@ def window_scales(const float[:, ::1] blk, const float[:, ::1] cl, double q,
 
     Every step is the float32 arithmetic of NumPy's, so the scales are the
     same bit for bit (the twin is ``demine.hyperbola._window_scales_numpy``).
+
+    ``guess`` (3 x columns, NaN: none) holds guesses of the upper order
+    statistic of the noise quantile, the clutter median and the clutter
+    quantile of every column, and receives this window's (pass the same array
+    from window to window: neighbouring windows share most of their values,
+    and the selection then runs on a few of them); any guess gives the same
+    scales.
     """
     cdef Py_ssize_t nb = blk.shape[0], ns = blk.shape[1], nc = cl.shape[0]
     cdef Py_ssize_t r, c, c0, c1, ld, nd, j, lo_j, hi_j
@@ -308,6 +356,8 @@ def window_scales(const float[:, ::1] blk, const float[:, ::1] cl, double q,
         raise ValueError("window_scales: column counts differ")
     if zone.shape[0] != 0 and zone.shape[0] != ns:
         raise ValueError("window_scales: zone length differs from the number of columns")
+    if guess.shape[0] != 3 or guess.shape[1] != ns:
+        raise ValueError("window_scales: guess must have 3 rows of one value per column")
     nd = nb - 1
     ld = (nd if nd > nc else nc) + 1
     ld = ld + (16 - ld % 16)
@@ -348,8 +398,8 @@ def window_scales(const float[:, ::1] blk, const float[:, ::1] cl, double q,
                     if bad[c - c0]:
                         snoise[c] = NAN
                     else:
-                        snoise[c] = _pick(buf + (c - c0) * ld, nd, nk0, nk1, ngam) \
-                            * <float>noise_scale
+                        snoise[c] = _pick(buf + (c - c0) * ld, nd, nk0, nk1, ngam,
+                                          &guess[0, c]) * <float>noise_scale
             else:
                 for c in range(c0, c1):
                     snoise[c] = <float>fabs(blk[0, c]) * <float>clutter_scale
@@ -369,20 +419,20 @@ def window_scales(const float[:, ::1] blk, const float[:, ::1] cl, double q,
                         continue
                     x = buf + (c - c0) * ld
                     if robust:
-                        lo = _select(x, nc, mk0)
-                        hi = lo
+                        lo = _pair(x, nc, mk0, mk1, guess[1, c], &hi)
+                        guess[1, c] = hi
                         if mk1 != mk0:
-                            hi = _select(x + mk0 + 1, nc - mk0 - 1, mk1 - mk0 - 1)
                             med = (lo + hi) / <float>2.0
                         else:
                             med = lo
                         # the deviations, in place (their order does not matter)
                         for r in range(nc):
                             x[r] = fabs(x[r] - med)
-                        s = _pick(x, nc, ck0, ck1, cgam) * <float>clutter_scale
+                        s = _pick(x, nc, ck0, ck1, cgam, &guess[2, c]) * <float>clutter_scale
                         sclut[c] = _fmax(s, <float>flat_level * <float>fabs(med))
                     else:
-                        sclut[c] = _pick(x, nc, ck0, ck1, cgam) * <float>clutter_scale
+                        sclut[c] = _pick(x, nc, ck0, ck1, cgam, &guess[2, c]) \
+                            * <float>clutter_scale
             c0 = c1
         fl = noise_floor * <double>(NAN if anynan else mx)
         floor32 = <float>fl

@@ -84,8 +84,9 @@ _wvalues = st.one_of(
 @st.composite
 def _windows(draw):
     ns = draw(st.integers(1, 24))
-    blk = draw(hnp.arrays(np.float32, (draw(st.integers(1, 40)), ns), elements=_wvalues))
-    cl = draw(hnp.arrays(np.float32, (draw(st.integers(0, 40)), ns), elements=_wvalues))
+    # up to 80 rows: the selection splits around a guess from 32 values on
+    blk = draw(hnp.arrays(np.float32, (draw(st.integers(1, 80)), ns), elements=_wvalues))
+    cl = draw(hnp.arrays(np.float32, (draw(st.integers(0, 80)), ns), elements=_wvalues))
     if draw(st.booleans()):
         zone = draw(hnp.arrays(np.float32, ns, elements=st.sampled_from([0.0, 1.0])))
     else:
@@ -96,14 +97,19 @@ def _windows(draw):
 @settings(max_examples=400, deadline=None)
 @given(_windows(), st.sampled_from([0.01, 0.25, 0.5, 0.99, 1 / 3]),
        st.floats(0.1, 3.0), st.floats(0.1, 3.0), st.booleans(), st.sampled_from([0.0, 0.5, 1.3]),
-       st.integers(0, 4), st.sampled_from([0.0, 1e-3, 0.7]))
-def test_window_scales_match_numpy_twin(win, q, nscale, cscale, robust, flat, half, floor):
+       st.integers(0, 4), st.sampled_from([0.0, 1e-3, 0.7]), st.data())
+def test_window_scales_match_numpy_twin(win, q, nscale, cscale, robust, flat, half, floor,
+                                        data):
     blk, cl, zone = win
-    out = np.empty(blk.shape[1], dtype=np.float32)
-    K.window_scales(blk, cl, q, nscale, cscale, robust, flat, half, zone, floor, out)
+    ns = blk.shape[1]
+    # any guesses of the order statistics (NaN: none; wild; the last window's)
+    guess = data.draw(hnp.arrays(np.float32, (3, ns), elements=_wvalues))
     with np.errstate(all="ignore"):   # inf - inf and the like: NaN, in both
         ref = _window_scales_numpy(blk, cl, q, nscale, cscale, robust, flat, half, zone, floor)
-    assert _same(out, ref)
+    for _ in range(2):
+        out = np.empty(ns, dtype=np.float32)
+        K.window_scales(blk, cl, q, nscale, cscale, robust, flat, half, zone, floor, out, guess)
+        assert _same(out, ref)
 
 
 @pytest.mark.parametrize("robust", [True, False])
@@ -115,25 +121,36 @@ def test_window_scales_match_numpy_twin_on_detector_sized_windows(robust):
     cl[:, 40:60] = np.round(cl[:, 40:60])   # ties
     blk[:, 100:110] = 0.0
     zone = (np.arange(512) < 300).astype(np.float32)
-    for c, z in [(cl, zone), (cl[:1], zone[:0]), (cl[:0], zone)]:
-        out = np.empty(512, dtype=np.float32)
-        K.window_scales(blk, c, 0.25, 1.3, 1.8, robust, 0.5, 6, z, 1e-3, out)
-        assert _same(out, _window_scales_numpy(blk, c, 0.25, 1.3, 1.8, robust, 0.5, 6, z, 1e-3))
+    guess = np.full((3, 512), np.nan, dtype=np.float32)
+    for c, z in [(cl, zone), (cl, zone), (cl[:1], zone[:0]), (cl[:0], zone)]:
+        ref = _window_scales_numpy(blk, c, 0.25, 1.3, 1.8, robust, 0.5, 6, z, 1e-3)
+        for g in (guess, np.full((3, 512), np.nan, np.float32),
+                  np.full((3, 512), 0.0, np.float32), guess[:, ::-1].copy()):
+            out = np.empty(512, dtype=np.float32)
+            K.window_scales(blk, c, 0.25, 1.3, 1.8, robust, 0.5, 6, z, 1e-3, out, g)
+            assert _same(out, ref)
         assert np.all(out > 0)
+        blk = np.roll(blk, 3, axis=0)   # the next window, with the last one's guesses
+    # the windows' order statistics were kept (no median without robust)
+    assert np.isfinite(guess[[0, 2]]).all() and np.isfinite(guess[1]).all() == robust
 
 
 def test_window_scales_refuse_mismatched_shapes():
     out = np.empty(3, dtype=np.float32)
     z = np.zeros(0, dtype=np.float32)
-    with pytest.raises(ValueError):
-        K.window_scales(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.float32),
-                        0.25, 1.0, 1.0, True, 0.5, 0, z, 0.0, out)
-    with pytest.raises(ValueError):
-        K.window_scales(np.zeros((2, 3), np.float32), np.zeros((2, 4), np.float32),
-                        0.25, 1.0, 1.0, True, 0.5, 0, z, 0.0, out)
+    g = np.zeros((3, 3), dtype=np.float32)
     with pytest.raises(ValueError):
         K.window_scales(np.zeros((2, 3), np.float32), np.zeros((2, 3), np.float32),
-                        0.25, 1.0, 1.0, True, 0.5, 0, np.zeros(2, np.float32), 0.0, out)
+                        0.25, 1.0, 1.0, True, 0.5, 0, z, 0.0, out, g[:2])
+    with pytest.raises(ValueError):
+        K.window_scales(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.float32),
+                        0.25, 1.0, 1.0, True, 0.5, 0, z, 0.0, out, g)
+    with pytest.raises(ValueError):
+        K.window_scales(np.zeros((2, 3), np.float32), np.zeros((2, 4), np.float32),
+                        0.25, 1.0, 1.0, True, 0.5, 0, z, 0.0, out, g)
+    with pytest.raises(ValueError):
+        K.window_scales(np.zeros((2, 3), np.float32), np.zeros((2, 3), np.float32),
+                        0.25, 1.0, 1.0, True, 0.5, 0, np.zeros(2, np.float32), 0.0, out, g)
 
 
 @settings(max_examples=400, deadline=None)

@@ -616,6 +616,9 @@ class GPRDetector:
             else:
                 self._zone = np.zeros(0, dtype=np.float32)
             self._no_rows = np.zeros((0, ns), dtype=np.float32)
+            # the order statistics of the last window: where the next
+            # window's selection starts (any values give the same scales)
+            self._guess = np.full((3, ns), np.nan, dtype=np.float32)
             self._acc = np.zeros(ns, dtype=np.float64)
             self._rb = {"bins": _Rows((ns,), np.float32), "meta": _Rows((4,), np.float64),
                         "gidx": _Rows((), np.int64), "norm": _Rows((ns,), np.float32),
@@ -824,7 +827,7 @@ class GPRDetector:
         sig = np.empty(a.shape[1], dtype=np.float32)
         _k.window_scales(blk, cl, self.noise_quantile, self._q_scale / math.sqrt(2.0),
                          self._q_scale, self.robust_clutter, self.flat_level, self._pre_dk,
-                         self._zone, self.noise_floor, sig)
+                         self._zone, self.noise_floor, sig, self._guess)
         self._sig_cache[c] = (sig, basis)
         return self._sig_cache[c]
 
