@@ -653,6 +653,46 @@ def test_live_sized_chunks_equal_one_call_bit_for_bit():
         np.testing.assert_array_equal(run_stage(make(), x, sizes), whole)
 
 
+def _configured(doc):
+    chain = load_chain(doc)
+    chain.configure({"sample_interval": DT, "kind": "gpr"})
+    return chain
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.integers(1, 300), ns=st.integers(8, 80),
+       dtype=st.sampled_from(["int16", "float32", "float64"]), nan=st.booleans(),
+       sizes=st.lists(st.integers(1, 60), min_size=1, max_size=4),
+       seed=st.integers(0, 2**32 - 1))
+def test_fused_packaged_chain_equals_its_four_steps_bit_for_bit(n, ns, dtype, nan, sizes, seed):
+    """The live detector runs the packaged chain fused (one kernel call per chunk):
+    the same output as the four steps, every value, NaN policy included."""
+    rng = np.random.default_rng(seed)
+    x = bscan(rng, n, ns, np.dtype(dtype))
+    if nan and x.dtype.kind == "f":
+        x[rng.random(x.shape) < 0.02] = np.nan
+    chain = _configured("gpr_default")
+    fused = gpr.fuse_chain(chain.steps)
+    assert fused is not None
+    fused.configure({"sample_interval": DT})
+    a = run_stage(chain, x, sizes)
+    b = run_stage(fused, x, sizes)
+    assert a.shape == b.shape and np.array_equal(a, b, equal_nan=True)
+
+
+def test_fuse_chain_only_takes_the_four_steps_with_one_sample_interval_and_a_gain():
+    head = ('[[step]]\nname = "gpr.dewow"\nwindow = 9\n[[step]]\nname = "gpr.background"\n'
+            'window = 11\n[[step]]\nname = "gpr.bandpass"\nlow = 0.5e9\nhigh = 3e9\n')
+    gain = '[[step]]\nname = "gpr.gain_sec"\npower = 1.0\nattenuation = 1e8\n'
+    assert gpr.fuse_chain(_configured(head + gain).steps) is not None
+    assert gpr.fuse_chain(_configured(head).steps) is None                  # three steps
+    assert gpr.fuse_chain(_configured(gain + head).steps) is None           # other order
+    assert gpr.fuse_chain(_configured(head + gain.replace("1.0", "0.0").replace(
+        "1e8", "0.0")).steps) is None                                      # gain off
+    assert gpr.fuse_chain(_configured(head + gain + "sample_interval = 2e-11\n").steps) is None
+    assert gpr.fuse_chain(_configured(head.replace("gpr.dewow", "gpr.agc") + gain).steps) is None
+
+
 def test_process_into_preallocated_output():
     x = bscan(RNG, 50, 32, np.int16)
     st_ = gpr.FusedChain(dewow_window=5, background_window=7, low=0.5e9, high=4e9,

@@ -249,6 +249,17 @@ class StreamDetector:
         self.stream = str(context.get("stream", kind))
         self.chain: Chain = load_chain(chain or DEFAULT_CONFIG[kind]["chain"])
         self.chain.configure(context)
+        # what processes the frames: the chain, or for the packaged GPR chain
+        # its four steps as one fused stage (the same output, one kernel call
+        # per chunk instead of four)
+        self._run: Any = self.chain
+        if kind == "gpr":
+            from .gpr import fuse_chain
+
+            fused = fuse_chain(self.chain.steps)
+            if fused is not None:
+                fused.configure(context)
+                self._run = fused
         det_params = dict(detector or {})
         if kind == "emi":
             from .detect import detector_defaults
@@ -312,7 +323,7 @@ class StreamDetector:
         self._pending.append((np.asarray(x, dtype=np.float64).reshape(n),
                               np.asarray(y, dtype=np.float64).reshape(n),
                               np.asarray(time, dtype=np.int64).reshape(n)))
-        out = self.chain.process(samples)
+        out = self._run.process(samples)
         alarms = self._detect(out)
         if self.merger is not None:
             if out.shape[0]:
@@ -342,7 +353,7 @@ class StreamDetector:
 
     def finish(self) -> dict[str, np.ndarray]:
         """End of stream: the alarms still open."""
-        out = self.chain.finish()
+        out = self._run.finish()
         parts = [self._detect(out)] if out.shape[0] else []
         parts.append(self.detector.finish())
         alarms = _concat(parts)
