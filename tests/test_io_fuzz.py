@@ -21,8 +21,9 @@ _SPEC = importlib.util.spec_from_file_location(
 fuzz_readers = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(fuzz_readers)
 
-_TMP = Path(tempfile.mkdtemp(prefix="demine-fuzz-seeds-"))
-SEEDS = fuzz_readers.make_seeds(_TMP)
+# (removed when the test process ends: every run used to leave one behind)
+_TMPDIR = tempfile.TemporaryDirectory(prefix="demine-fuzz-seeds-")
+SEEDS = fuzz_readers.make_seeds(Path(_TMPDIR.name))
 
 
 @pytest.fixture(scope="module")
