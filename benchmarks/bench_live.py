@@ -138,7 +138,7 @@ def measure(seconds: float, detect: bool, flush_interval: float,
     sim = subprocess.Popen([sys.executable, "-c", _SIM], stdin=subprocess.PIPE,
                            stdout=subprocess.PIPE, text=True)
     ports = sim.stdout.readline().split()
-    out = Path(tempfile.mkdtemp()) / "live.h5"
+    out = Path(tempfile.mkdtemp(prefix="demine-bench-live-")) / "live.h5"
     cal = [{"gate_times": scene.gate_times.tolist()},
            {"sample_interval": scene.gpr.time_window / scene.gpr.samples}, {}]
     specs = [DeviceSpec(d, p, calibration=c)
@@ -216,6 +216,7 @@ def measure(seconds: float, detect: bool, flush_interval: float,
             if n_alarms and flushed is not None:
                 alarm.append((flushed - ready[k]) / 1e6)
     os.unlink(out)
+    os.rmdir(out.parent)
     threads = {k: 100 * (v - thr0.get(k, 0.0)) / wall for k, v in thr1.items()}
 
     def pct(x, q):
