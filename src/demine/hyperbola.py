@@ -572,6 +572,7 @@ class GPRDetector:
         self._sig_cache: dict[int, np.ndarray] = {}
         self._n_fit = 0
         self._n_done = 0  # bins decided (alarm or not)
+        self._trim_next = 0  # _n_done from which _trim looks again
         self._finished = False
 
     @property
@@ -933,9 +934,12 @@ class GPRDetector:
         return out
 
     def _trim(self) -> None:
-        """Drop bins no window of an undecided bin can reach."""
-        if self._n_done == 0:
+        """Drop bins no window of an undecided bin can reach (once per 16
+        bins decided: keeping more bins for a while changes nothing but
+        memory, and a live call decides ~2)."""
+        if self._n_done == 0 or self._n_done < self._trim_next:
             return
+        self._trim_next = self._n_done + 16
         g = self._gidx
         keep_from_g = int(g[self._n_done - 1]) - 2 * (self._wn + self._wa + self._wr) - 4
         keep_from_g = min(keep_from_g, int(g[self._n_norm - 1]) - self._wc
@@ -955,6 +959,7 @@ class GPRDetector:
         self._n_norm -= cut
         self._n_fit -= cut
         self._n_done -= cut
+        self._trim_next -= cut
 
 
 def detect_gpr(traces: ArrayLike, x: ArrayLike, y: ArrayLike | None = None,
