@@ -18,6 +18,7 @@ from demine.hyperbola import (
     _column_quantile,
     _gradient,
     _quantile_1d,
+    _top_eigenvectors,
     _window_scales_numpy,
 )
 
@@ -225,3 +226,25 @@ def test_scan_ranges_refuse_inconsistent_sizes():
         K.scan_ranges(g[:3], pos, 0, 2, 2, 1, 0.01, np.zeros((4, 5), np.int64))
     with pytest.raises(ValueError):
         K.scan_ranges(g, pos, 0, 2, 2, 1, 0.01, np.zeros((3, 5), np.int64))
+
+
+def _top_eigenvector_2d(c, iterations=60):
+    """The former k = 1 iteration, on an (n, 1) array (flattened for the norm)."""
+    n = c.shape[0]
+    v = np.eye(n, 1) + c[:, :1] / (np.abs(c).max() or 1.0)
+    for _ in range(iterations):
+        v = c @ v
+        r = v.ravel(order="K")
+        v /= math.sqrt(r.dot(r)) or 1.0
+    sgn = np.sign(v[np.argmax(np.abs(v), axis=0), np.arange(1)])
+    return np.ascontiguousarray(v * np.where(sgn == 0, 1.0, sgn))
+
+
+@pytest.mark.parametrize("n", [3, 4, 7, 16, 38, 39, 40, 41, 64])
+def test_top_eigenvector_as_a_vector_is_the_former_iteration(n):
+    rng = np.random.default_rng(n)
+    x = rng.standard_normal((150, n)) * np.linspace(3, 0.1, n)
+    for c in (x.T @ x, np.zeros((n, n)), np.eye(n)):
+        got = _top_eigenvectors(c, 1)
+        assert got.shape == (n, 1) and got.flags.c_contiguous
+        assert np.array_equal(got, _top_eigenvector_2d(c))

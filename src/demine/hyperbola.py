@@ -298,14 +298,17 @@ def _top_eigenvectors(c: np.ndarray, k: int, iterations: int = 60) -> np.ndarray
     n = c.shape[0]
     k = min(k, n)
     v = np.eye(n, k) + c[:, :k] / (np.abs(c).max() or 1.0)
-    for _ in range(iterations):
-        if k == 1:
-            v = c @ v
-            # np.linalg.norm's own arithmetic (sqrt of the dot product of the
-            # flattened vector), without its Python overhead x 60 iterations
-            r = v.ravel(order="K")
-            v /= math.sqrt(r.dot(r)) or 1.0
-        else:
+    if k == 1:
+        # as a 1-D vector: the same BLAS calls (a matrix-vector product, and
+        # np.linalg.norm's own arithmetic, the sqrt of the dot product), with
+        # the fewest Python calls per iteration (x 60, ~14 times a second live)
+        w = v[:, 0].copy()
+        for _ in range(iterations):
+            w = c @ w
+            w /= math.sqrt(w.dot(w)) or 1.0
+        v = w.reshape(n, 1)
+    else:
+        for _ in range(iterations):
             v, _r = np.linalg.qr(c @ v)
     # order by Rayleigh quotient, fix the sign (largest entry positive)
     lam = np.einsum("ij,ij->j", v, c @ v)
