@@ -725,8 +725,8 @@ class GPRDetector:
         g = self._gidx
         g_last = int(g[-1])
         # 1. noise-normalise bins whose noise window is complete
-        n_norm = nb if final else int(np.searchsorted(
-            g, g_last - self._wn - self._noise_step // 2 - 1, side="right"))
+        n_norm = nb if final else int(g.searchsorted(
+            g_last - self._wn - self._noise_step // 2 - 1, side="right"))
         if n_norm > self._n_norm:
             self._normalise(self._n_norm, n_norm)
             self._n_norm = n_norm
@@ -735,7 +735,7 @@ class GPRDetector:
             n_fit = nb
         else:
             g_norm = int(g[self._n_norm - 1]) if self._n_norm else -(1 << 62)
-            n_fit = int(np.searchsorted(g, g_norm - self._wa - 1, side="left"))
+            n_fit = int(g.searchsorted(g_norm - self._wa - 1, side="left"))
         if n_fit > self._n_fit:
             self._fit_bins(self._n_fit, n_fit)
             self._n_fit = n_fit
@@ -744,7 +744,7 @@ class GPRDetector:
             n_done = nb
         else:
             g_fit = int(g[self._n_fit - 1]) if self._n_fit else -(1 << 62)
-            n_done = int(np.searchsorted(g, g_fit - self._wr - 1, side="left"))
+            n_done = int(g.searchsorted(g_fit - self._wr - 1, side="left"))
         alarms = _empty_alarms()
         if n_done > self._n_done:
             alarms = self._decide(self._n_done, n_done)
@@ -813,10 +813,10 @@ class GPRDetector:
             return hit
         g = self._gidx
         a = self._bins
-        lo = int(np.searchsorted(g, c - self._wn, side="left"))
-        hi = int(np.searchsorted(g, c + self._wn, side="right"))
-        lo2 = int(np.searchsorted(g, c - self._wc, side="left"))
-        los = int(np.searchsorted(g, c - self._ws, side="left"))
+        lo = int(g.searchsorted(c - self._wn, side="left"))
+        hi = int(g.searchsorted(c + self._wn, side="right"))
+        lo2 = int(g.searchsorted(c - self._wc, side="left"))
+        los = int(g.searchsorted(c - self._ws, side="left"))
         basis = self._surface_basis(a[los:hi])
         if self.noise is not None:
             sig = np.full(self._bins.shape[1], self.noise, dtype=np.float32)
@@ -848,7 +848,7 @@ class GPRDetector:
         r = i0
         while r < i1:   # runs of bins sharing a window centre
             c = int(cen[r - i0])
-            e = r + int(np.searchsorted(cen[r - i0:], c, side="right"))
+            e = r + int(cen[r - i0:].searchsorted(c, side="right"))
             sig, basis = self._window(c)
             clean[r - i0:e - i0] = self._project(self._bins[r:e].copy(), basis)
             np.divide(clean[r - i0:e - i0], sig, out=out[r - i0:e - i0])
@@ -887,8 +887,8 @@ class GPRDetector:
             if self.max_depth is not None and fit[j, 3] >= 0 and (
                     0.5 * self.velocities[int(fit[j, 3])] * fit[j, 7] > self.max_depth):
                 continue
-            lo = int(np.searchsorted(g, g[j] - self._wr, side="left"))
-            hi = int(np.searchsorted(g, g[j] + self._wr, side="right"))
+            lo = int(g.searchsorted(g[j] - self._wr, side="left"))
+            hi = int(g.searchsorted(g[j] + self._wr, side="right"))
             dx = np.abs(pos[lo:hi] - pos[j])
             near = dx <= self.suppression_radius
             if self.suppression_time is not None:
@@ -947,7 +947,7 @@ class GPRDetector:
         keep_from_g = int(g[self._n_done - 1]) - 2 * (self._wn + self._wa + self._wr) - 4
         keep_from_g = min(keep_from_g, int(g[self._n_norm - 1]) - self._wc
                           - self._noise_step - 2) if self._n_norm else keep_from_g
-        cut = int(np.searchsorted(g, keep_from_g, side="left"))
+        cut = int(g.searchsorted(keep_from_g, side="left"))
         cut = min(cut, self._n_done, self._n_fit, self._n_norm)
         if cut <= 0:
             return

@@ -340,7 +340,7 @@ class StreamDetector:
         set of columns and dtypes and handed out as a new dict of the same
         empty read-only arrays (most live calls release nothing, and building
         it cost ~50 NumPy calls per call)."""
-        key = tuple((k, getattr(v, "dtype", None)) for k, v in like.items())
+        key = tuple([(k, getattr(v, "dtype", None)) for k, v in like.items()])
         hit = self._empty.get(key)
         if hit is None:
             hit = self._standard(_rows_to_columns([], like))
