@@ -109,33 +109,69 @@ def interpolate_positions(t_src: np.ndarray, values: np.ndarray, t_dst: np.ndarr
     outside the track, or inside a gap between valid fixes longer than
     ``max_gap_s``, get NaN rather than an invented position.
     """
-    t_src = np.asarray(t_src, dtype="int64")
-    t_dst = np.asarray(t_dst, dtype="int64")
     vals = np.asarray(values, dtype="float64")
     squeeze = vals.ndim == 1
-    if squeeze:
-        vals = vals[:, None]
-    if vals.shape[0] != t_src.shape[0]:
-        raise ValueError(f"{vals.shape[0]} positions for {t_src.shape[0]} times")
-    out = np.full((t_dst.shape[0], vals.shape[1]), np.nan)
-    ok = np.all(np.isfinite(vals), axis=1)
-    ts, vs = t_src[ok], vals[ok]
-    if ts.size == 0:
-        return out[:, 0] if squeeze else out
-    order = np.argsort(ts, kind="stable")
-    ts, vs = ts[order], vs[order]
-    # Times relative to the first fix keep float64 exact to the nanosecond for days.
-    rel_src = (ts - ts[0]).astype("float64")
-    rel_dst = (t_dst - ts[0]).astype("float64")
-    for k in range(vals.shape[1]):
-        out[:, k] = np.interp(rel_dst, rel_src, vs[:, k], left=np.nan, right=np.nan)
-    idx = np.searchsorted(ts, t_dst, side="right")
-    inside = (idx > 0) & (idx < ts.size)
-    gap = np.zeros(t_dst.shape[0], dtype=bool)
-    gap[inside] = (ts[idx[inside]] - ts[idx[inside] - 1]) > max_gap_s * 1e9
-    if gap.any():
-        exact = np.zeros(t_dst.shape[0], dtype=bool)
-        after = idx > 0
-        exact[after] = ts[idx[after] - 1] == t_dst[after]
-        out[gap & ~exact] = np.nan
+    out = PreparedTrack(t_src, vals[:, None] if squeeze else vals, max_gap_s).at(t_dst)
     return out[:, 0] if squeeze else out
+
+
+class PreparedTrack:
+    """A position track sorted and checked once, for many interpolations.
+
+    :func:`interpolate_positions` in two steps: the live recorder interpolates
+    a few times per fix on the same track, so the work that depends on the
+    track only (dropping fixes without a position, sorting, looking for gaps)
+    is done once per fix instead of once per call.
+
+    Parameters
+    ----------
+    t_src : array of int64
+        Fix times (UTC ns).
+    values : array (n, k)
+        Positions; rows with a NaN are not fixes.
+    max_gap_s : float
+        Times inside a longer gap between valid fixes get NaN.
+    """
+
+    def __init__(self, t_src: np.ndarray, values: np.ndarray, max_gap_s: float = 1.0) -> None:
+        t_src = np.asarray(t_src, dtype="int64")
+        vals = np.asarray(values, dtype="float64")
+        if vals.shape[0] != t_src.shape[0]:
+            raise ValueError(f"{vals.shape[0]} positions for {t_src.shape[0]} times")
+        self.k = vals.shape[1]
+        ok = np.all(np.isfinite(vals), axis=1)
+        ts, vs = t_src[ok], vals[ok]
+        if ts.size:
+            order = np.argsort(ts, kind="stable")
+            ts, vs = ts[order], vs[order]
+        self.ts = ts
+        # columns contiguous for np.interp
+        self.vs = [np.ascontiguousarray(vs[:, k]) for k in range(self.k)]
+        # Times relative to the first fix keep float64 exact to the nanosecond for days.
+        self.rel = (ts - ts[0]).astype("float64") if ts.size else ts.astype("float64")
+        self.max_gap_ns = max_gap_s * 1e9
+        self.has_gap = bool(ts.size > 1 and np.any(np.diff(ts) > self.max_gap_ns))
+
+    def at(self, t_dst: np.ndarray) -> np.ndarray:
+        """Positions ``(len(t_dst), k)`` at the times ``t_dst`` (int64 UTC ns)."""
+        t_dst = np.asarray(t_dst, dtype="int64")
+        ts = self.ts
+        out = np.empty((t_dst.shape[0], self.k))
+        if ts.size == 0:
+            out.fill(np.nan)
+            return out
+        rel_dst = (t_dst - ts[0]).astype("float64")
+        for k, v in enumerate(self.vs):
+            out[:, k] = np.interp(rel_dst, self.rel, v, left=np.nan, right=np.nan)
+        if not self.has_gap:  # (the usual case: no gap to look for)
+            return out
+        idx = np.searchsorted(ts, t_dst, side="right")
+        inside = (idx > 0) & (idx < ts.size)
+        gap = np.zeros(t_dst.shape[0], dtype=bool)
+        gap[inside] = (ts[idx[inside]] - ts[idx[inside] - 1]) > self.max_gap_ns
+        if gap.any():
+            exact = np.zeros(t_dst.shape[0], dtype=bool)
+            after = idx > 0
+            exact[after] = ts[idx[after] - 1] == t_dst[after]
+            out[gap & ~exact] = np.nan
+        return out

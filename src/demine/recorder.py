@@ -51,7 +51,7 @@ import numpy as np
 from .acquisition import DeviceReader, ReaderEvent, ReaderGroup
 from .drivers import FrameBatch, get_driver
 from .errors import ConfigError, DemineError, RecordingError
-from .positions import LocalFrame, interpolate_positions
+from .positions import LocalFrame, PreparedTrack
 from .recording import RecordingWriter
 
 __all__ = ["DeviceSpec", "Recorder", "parse_device"]
@@ -101,7 +101,7 @@ class _Track:
         self.keep_ns = int(keep_s * 1e9)
         self._t: deque[np.ndarray] = deque()
         self._xyz: deque[np.ndarray] = deque()
-        self._joined: tuple[np.ndarray, np.ndarray] | None = None
+        self._joined: PreparedTrack | None = None
 
     def add(self, t: np.ndarray, xyz: np.ndarray) -> None:
         self._t.append(t)
@@ -118,9 +118,10 @@ class _Track:
     def at(self, t: np.ndarray) -> np.ndarray:
         if not self._t:
             return np.full((t.size, 3), np.nan)
-        if self._joined is None:  # (joined once per fix, not once per call)
-            self._joined = (np.concatenate(self._t), np.concatenate(self._xyz))
-        return interpolate_positions(*self._joined, t, max_gap_s=1.0)
+        if self._joined is None:  # (prepared once per fix, not once per call)
+            self._joined = PreparedTrack(np.concatenate(self._t), np.concatenate(self._xyz),
+                                         max_gap_s=1.0)
+        return self._joined.at(t)
 
 
 class _DetectWorker:
