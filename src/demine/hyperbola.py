@@ -774,7 +774,7 @@ class GPRDetector:
         # time derivative of it with a weight proportional to s**2
         dv = _gradient(u[:, 0])
         dv -= u @ (u.T @ dv)
-        nd = float(np.linalg.norm(dv))
+        nd = math.sqrt(dv.dot(dv))   # np.linalg.norm's arithmetic, without its wrappers
         if nd == 0.0:
             return (u,)
         dv /= nd
