@@ -181,7 +181,9 @@ def _quantile_1d(a: np.ndarray, q: float) -> float:
     elif vi < 0:
         prev = nxt = 0
     gamma = vi - prev
-    p = np.partition(a, sorted({prev % n, nxt % n, n - 1}))
+    # the partition np.quantile makes (the same kth: equal values, signed
+    # zeros, land where they land there)
+    p = np.partition(a, np.unique(np.array([0, -1, prev, nxt])))
     if p[n - 1] != p[n - 1]:   # NaN sorts last: np.quantile gives NaN
         return math.nan
     lo, hi = float(p[prev % n]), float(p[nxt % n])
