@@ -157,6 +157,46 @@ def test_silent_device_is_a_clear_startup_error(tmp_path):
     assert not (tmp_path / "x.h5").exists()
 
 
+def test_writer_options_the_recorder_sets_or_unknown_are_a_config_error(tmp_path):
+    # Found in review: these used to pass the constructor and fail only in
+    # start(), as a TypeError ("got multiple values for keyword argument"),
+    # after the ports were opened and the first frames waited for.
+    for bad in ({"fsync": True}, {"site": "x"}, {"flush_on_append": True},
+                {"chunk_cach": 1 << 20}):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            Recorder(tmp_path / "x.h5", [DeviceSpec("emi-pi", "/dev/null")],
+                     writer_options=bad)
+
+
+def test_writer_that_cannot_be_opened_stops_the_readers(tmp_path):
+    # Found in review: when the writer could not be created in start() (here a
+    # chunk_cache the writer refuses), start() raised with the readers still
+    # running and their ports open; `with Recorder(...)` never calls stop().
+    m, s, path = _pty()
+    emi = get_driver("emi-pi")
+    rec = Recorder(tmp_path / "x.h5", [DeviceSpec("emi-pi", path)], startup_timeout=10,
+                   writer_options={"chunk_cache": -1})
+    try:
+        import threading
+
+        def feed():
+            while not all(r.stats.connected for r in rec._readers.values()):
+                time.sleep(0.01)
+            _write_all(m, emi.encode_arrays(np.arange(20), np.arange(20) * 2000,
+                                            np.zeros((20, GATES.size), "float32")))
+
+        starter = threading.Thread(target=feed)
+        starter.start()
+        with pytest.raises(ValueError, match="chunk_cache"):
+            rec.start()
+        starter.join()
+        assert not any(r.running for r in rec._readers.values())
+    finally:
+        rec.stop()
+        os.close(m)
+        os.close(s)
+
+
 _RECORD_SCRIPT = textwrap.dedent(
     """
     import sys, time

@@ -35,6 +35,7 @@ it declares the streams; frames that arrive meanwhile are kept.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import queue
@@ -232,7 +233,8 @@ class Recorder:
         thread of its own.
     writer_options : mapping, optional
         More options of the :class:`~demine.recording.RecordingWriter` (e.g.
-        ``compression``, ``chunk_cache``, ``min_free_bytes``).
+        ``compression``, ``chunk_cache``, ``min_free_bytes``); not those the
+        recorder sets itself (:class:`ConfigError`).
     control : str, optional
         Serve the control channel (:mod:`demine.control`) on this address (a
         Unix socket path or ``127.0.0.1:PORT``) once recording starts, so
@@ -258,6 +260,15 @@ class Recorder:
         self.frame = frame
         self.truth = truth
         self.meta = {"site": site, "operator": operator, "lane_id": lane_id, "notes": notes}
+        # checked now, not in start() after the ports are open: options the
+        # recorder sets itself clashed there ("multiple values for keyword")
+        own = {"path", "flush_interval", "fsync", "overwrite", "attrs", "autoflush",
+               "flush_on_append", *self.meta}
+        allowed = set(inspect.signature(RecordingWriter).parameters) - own
+        bad = sorted(set(self.writer_options) - allowed)
+        if bad:
+            raise ConfigError(f"writer_options {', '.join(map(str, bad))}: not an option the "
+                              f"recorder leaves to choose ({', '.join(sorted(allowed))})")
         self.flush_interval = flush_interval
         self.fsync = fsync
         self.overwrite = overwrite
@@ -370,7 +381,11 @@ class Recorder:
             raise RecordingError(
                 f"no frames within {self.startup_timeout:g} s from {', '.join(missing)} ({diag})"
             )
-        self._open_writer(first)
+        try:
+            self._open_writer(first)
+        except BaseException:  # (e.g. the file cannot be created): no reader left running
+            self.stop_readers()
+            raise
         # The first frames go ahead of whatever the readers queued meanwhile.
         for name, batches in first.items():
             for b in batches:
