@@ -691,6 +691,10 @@ def test_fuse_chain_only_takes_the_four_steps_with_one_sample_interval_and_a_gai
         "1e8", "0.0")).steps) is None                                      # gain off
     assert gpr.fuse_chain(_configured(head + gain + "sample_interval = 2e-11\n").steps) is None
     assert gpr.fuse_chain(_configured(head.replace("gpr.dewow", "gpr.agc") + gain).steps) is None
+    # a one-trace background leaves exact zeros, which the fused kernel's
+    # running sums only round to (~1e-16, depending on the chunking)
+    one = head.replace("window = 11", "window = 1")
+    assert gpr.fuse_chain(_configured(one + gain).steps) is None
 
 
 def test_process_into_preallocated_output():

@@ -667,9 +667,11 @@ class ExpBackgroundRemoval(_GPRStage):
 class FusedChain(BandPass):
     """Dewow, moving-window background removal, band-pass and SEC gain in one pass.
 
-    Gives the same output (to float rounding) as the chain
-    ``DeWow -> BackgroundRemoval -> BandPass -> SECGain`` with the same
-    parameters, but reads each trace from memory once: every thread takes a
+    Gives the same output as the chain ``DeWow -> BackgroundRemoval ->
+    BandPass -> SECGain`` with the same parameters (bit for bit in the cases
+    :func:`fuse_chain` fuses; a one-trace background window, where the chain's
+    output is exactly zero, and samples near the float32 maximum can differ in
+    rounding), but reads each trace from memory once: every thread takes a
     contiguous range of traces and pushes tiles of traces through all four
     steps while they are in cache.  A step is left out when its parameter says
     so (``dewow_window=0``, ``background_window=0``, ``low`` and ``high`` None,
@@ -768,6 +770,8 @@ def fuse_chain(steps: Sequence[Any]) -> FusedChain | None:
         return None
     dw, bg, bp, gn = steps
     if bp.sample_interval != gn.sample_interval or not (gn.power or gn.attenuation):
+        return None
+    if bg.window == 1:  # (every trace is its own background: the chain's exact zeros)
         return None
     return FusedChain(dewow_window=dw.window, background_window=bg.window,
                       background_mode=bg.mode, low=bp.low, high=bp.high, order=bp.order,
