@@ -86,3 +86,10 @@ def test_prepared_track_matches_the_plain_algorithm(fixes, dst, max_gap_s):
     for _ in range(2):  # one preparation, several calls
         np.testing.assert_array_equal(track.at(t_dst),
                                       _ref_interpolate(t_src, vals, t_dst, max_gap_s))
+
+
+def test_prepared_track_shapes_are_checked():
+    with pytest.raises(ValueError, match=r"\(n, k\)"):
+        PreparedTrack(np.arange(3), np.arange(3.0))
+    with pytest.raises(ValueError, match="3 positions for 2 times"):
+        PreparedTrack(np.arange(2), np.zeros((3, 2)))

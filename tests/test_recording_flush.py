@@ -126,7 +126,7 @@ def test_chunk_cache_option(tmp_path):
         assert w._file.id.get_access_plist().get_cache()[2] == 1 << 20
     finally:
         w.close()
-    for bad in (-1, 1.5, True, "1M"):
+    for bad in (-1, 1.5, True, "1M", 2**64):
         with pytest.raises(ValueError, match="chunk_cache"):
             RecordingWriter(tmp_path / "b.h5", chunk_cache=bad, autoflush=False)
         assert not (tmp_path / "b.h5").exists()

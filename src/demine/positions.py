@@ -136,6 +136,9 @@ class PreparedTrack:
     def __init__(self, t_src: np.ndarray, values: np.ndarray, max_gap_s: float = 1.0) -> None:
         t_src = np.asarray(t_src, dtype="int64")
         vals = np.asarray(values, dtype="float64")
+        if vals.ndim != 2 or t_src.ndim != 1:
+            raise ValueError(f"positions must be (n, k) and times (n,), got {vals.shape} "
+                             f"and {t_src.shape}")
         if vals.shape[0] != t_src.shape[0]:
             raise ValueError(f"{vals.shape[0]} positions for {t_src.shape[0]} times")
         self.k = vals.shape[1]

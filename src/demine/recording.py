@@ -559,7 +559,7 @@ class RecordingWriter:
         self.path = Path(path)
         if chunk_cache is not None and not (isinstance(chunk_cache, (int, np.integer))
                                             and not isinstance(chunk_cache, bool)
-                                            and chunk_cache >= 0):
+                                            and 0 <= chunk_cache < 2**63):
             raise ValueError(f"chunk_cache must be a number of bytes >= 0, got {chunk_cache!r}")
         if flush_interval <= 0:
             raise ValueError(f"flush_interval must be > 0 s, got {flush_interval}")
