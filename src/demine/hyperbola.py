@@ -143,13 +143,10 @@ def _empty_alarms() -> dict[str, np.ndarray]:
     return dict(_EMPTY)
 
 
-def _column_quantile(a: np.ndarray, q: float) -> np.ndarray:
-    """``np.quantile(a, q, axis=0)`` of a 2-D float32 block, bit for bit, with
-    the selection done by a compiled quickselect (NumPy's partition along
-    axis 0 was most of the detector's CPU time)."""
-    n = a.shape[0]
-    # NumPy's "linear" method with a Python-float q (weak promotion): the
-    # virtual index, its neighbours and the interpolation below are NumPy's own
+def _quantile_index(n: int, q: float) -> tuple[int, int, float]:
+    """The order statistics (indices, -1 for the last) and the weight of the
+    upper one that NumPy's "linear" quantile method uses for ``n`` values and
+    a Python-float ``q`` (weak promotion): its own virtual index arithmetic."""
     vi = (n - 1) * float(q)
     prev = math.floor(vi)
     nxt = prev + 1
@@ -157,7 +154,15 @@ def _column_quantile(a: np.ndarray, q: float) -> np.ndarray:
         prev = nxt = -1
     elif vi < 0:
         prev = nxt = 0
-    gamma = vi - prev
+    return prev, nxt, vi - prev
+
+
+def _column_quantile(a: np.ndarray, q: float) -> np.ndarray:
+    """``np.quantile(a, q, axis=0)`` of a 2-D float32 block, bit for bit, with
+    the selection done by a compiled quickselect (NumPy's partition along
+    axis 0 was most of the detector's CPU time)."""
+    n = a.shape[0]
+    prev, nxt, gamma = _quantile_index(n, q)
     lo = np.empty(a.shape[1], dtype=np.float32)
     hi = np.empty(a.shape[1], dtype=np.float32)
     _k.column_order_stats(np.ascontiguousarray(a, dtype=np.float32), prev % n, nxt % n, lo, hi)
@@ -173,14 +178,7 @@ def _quantile_1d(a: np.ndarray, q: float) -> float:
     same order statistics and interpolation in the same float64 arithmetic),
     with one partition instead of np.quantile's dozens of NumPy calls."""
     n = len(a)
-    vi = (n - 1) * float(q)
-    prev = math.floor(vi)
-    nxt = prev + 1
-    if vi >= n - 1:
-        prev = nxt = -1
-    elif vi < 0:
-        prev = nxt = 0
-    gamma = vi - prev
+    prev, nxt, gamma = _quantile_index(n, q)
     # the partition np.quantile makes (the same kth: equal values, signed
     # zeros, land where they land there)
     p = np.partition(a, np.unique(np.array([0, -1, prev, nxt])))
