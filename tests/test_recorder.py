@@ -197,6 +197,39 @@ def test_writer_that_cannot_be_opened_stops_the_readers(tmp_path):
         os.close(s)
 
 
+def test_failed_open_ends_the_detector_threads_already_started(tmp_path):
+    # Found in review: a failure while the writer opens after a stream's live
+    # detector was made (here the truth table is refused) left that detector's
+    # thread waiting for frames for ever.
+    import threading
+
+    from demine.errors import SchemaError
+
+    m, s, path = _pty()
+    emi = get_driver("emi-pi")
+    rec = Recorder(tmp_path / "x.h5", [DeviceSpec("emi-pi", path,
+                                                  calibration={"gate_times": GATES.tolist()})],
+                   startup_timeout=10, detect=True, truth=[{"id": "T1", "x": "nope"}])
+    try:
+        def feed():
+            while not all(r.stats.connected for r in rec._readers.values()):
+                time.sleep(0.01)
+            _write_all(m, emi.encode_arrays(np.arange(20), np.arange(20) * 2000,
+                                            np.zeros((20, GATES.size), "float32")))
+
+        starter = threading.Thread(target=feed)
+        starter.start()
+        with pytest.raises(SchemaError, match="truth"):
+            rec.start()
+        starter.join()
+        assert not rec._detectors
+        assert not [t for t in threading.enumerate() if t.name.startswith("demine-detect")]
+    finally:
+        rec.stop()
+        os.close(m)
+        os.close(s)
+
+
 _RECORD_SCRIPT = textwrap.dedent(
     """
     import sys, time

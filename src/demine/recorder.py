@@ -455,6 +455,12 @@ class Recorder:
                 w.add_truth(self.truth)
             w.start()
         except BaseException:
+            # the detectors made for the streams before the failing one have
+            # threads waiting for frames: end them (they were given none, so
+            # they have no alarm to write)
+            for worker in self._detectors.values():
+                worker.close(timeout=5.0)
+            self._detectors.clear()
             w.close()
             raise
 
