@@ -168,28 +168,34 @@ def test_writer_options_the_recorder_sets_or_unknown_are_a_config_error(tmp_path
                      writer_options=bad)
 
 
+def _start_fails(rec, master, error, match):
+    """Feed the recorder's one EMI port 20 readings and check that start() raises."""
+    import threading
+
+    emi = get_driver("emi-pi")
+
+    def feed():
+        while not all(r.stats.connected for r in rec._readers.values()):
+            time.sleep(0.01)
+        _write_all(master, emi.encode_arrays(np.arange(20), np.arange(20) * 2000,
+                                             np.zeros((20, GATES.size), "float32")))
+
+    starter = threading.Thread(target=feed)
+    starter.start()
+    with pytest.raises(error, match=match):
+        rec.start()
+    starter.join()
+
+
 def test_writer_that_cannot_be_opened_stops_the_readers(tmp_path):
     # Found in review: when the writer could not be created in start() (here a
     # chunk_cache the writer refuses), start() raised with the readers still
     # running and their ports open; `with Recorder(...)` never calls stop().
     m, s, path = _pty()
-    emi = get_driver("emi-pi")
     rec = Recorder(tmp_path / "x.h5", [DeviceSpec("emi-pi", path)], startup_timeout=10,
                    writer_options={"chunk_cache": -1})
     try:
-        import threading
-
-        def feed():
-            while not all(r.stats.connected for r in rec._readers.values()):
-                time.sleep(0.01)
-            _write_all(m, emi.encode_arrays(np.arange(20), np.arange(20) * 2000,
-                                            np.zeros((20, GATES.size), "float32")))
-
-        starter = threading.Thread(target=feed)
-        starter.start()
-        with pytest.raises(ValueError, match="chunk_cache"):
-            rec.start()
-        starter.join()
+        _start_fails(rec, m, ValueError, "chunk_cache")
         assert not any(r.running for r in rec._readers.values())
     finally:
         rec.stop()
@@ -206,22 +212,11 @@ def test_failed_open_ends_the_detector_threads_already_started(tmp_path):
     from demine.errors import SchemaError
 
     m, s, path = _pty()
-    emi = get_driver("emi-pi")
     rec = Recorder(tmp_path / "x.h5", [DeviceSpec("emi-pi", path,
                                                   calibration={"gate_times": GATES.tolist()})],
                    startup_timeout=10, detect=True, truth=[{"id": "T1", "x": "nope"}])
     try:
-        def feed():
-            while not all(r.stats.connected for r in rec._readers.values()):
-                time.sleep(0.01)
-            _write_all(m, emi.encode_arrays(np.arange(20), np.arange(20) * 2000,
-                                            np.zeros((20, GATES.size), "float32")))
-
-        starter = threading.Thread(target=feed)
-        starter.start()
-        with pytest.raises(SchemaError, match="truth"):
-            rec.start()
-        starter.join()
+        _start_fails(rec, m, SchemaError, "truth")
         assert not rec._detectors
         assert not [t for t in threading.enumerate() if t.name.startswith("demine-detect")]
     finally:
