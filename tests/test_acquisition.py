@@ -276,16 +276,21 @@ def test_wrong_baud_rate_diagnosed(port):
     assert col.seqs == list(range(1000, 1010))
 
 
-def test_devices_are_independent(tmp_path):
-    """One device unplugged and one spewing garbage do not disturb the others."""
+def devices_independent(tmp_path, start):
+    """One device unplugged and one spewing garbage while a third reads on: the
+    scenario for readers in their own threads and in one ReaderGroup.
+
+    ``start(ports_and_drivers, bad_kw)`` starts the readers and returns
+    ``(stop, readers, collectors)``; ``bad_kw`` are the garbage port's options.
+    Returns the readers, collectors and the EMI samples sent, after stopping.
+    """
     emi_port, gps_port, bad_port = (PtyPort(tmp_path, n) for n in ("e", "g", "b"))
-    d, wire, _ = emi_wire(np.arange(300))
+    d, wire, samples = emi_wire(np.arange(300))
     n = get_driver("nmea")
     t0 = time.time_ns()
     gwire = n.encode_many(GpsFix(t0 + i * 10**8, 10.0, 20.0 + i * 1e-6) for i in range(50))
-    re, ce = start_reader(emi_port, d)
-    rg, cg = start_reader(gps_port, n)
-    rb, cb = start_reader(bad_port, "gpr", diagnose_bytes=4096)
+    stop, (re, rg, rb), (ce, cg, cb) = start(
+        [(emi_port, d), (gps_port, n), (bad_port, "gpr")], {"diagnose_bytes": 4096})
     emi_port.write(wire[: 100 * 84])
     gps_port.write(gwire[: len(gwire) // 2])
     bad_port.write(np.random.default_rng(1).integers(0, 256, 20000, np.uint8).tobytes())
@@ -295,8 +300,7 @@ def test_devices_are_independent(tmp_path):
     drain(rg, len(gwire))
     drain(rb, 20000)
     wait_for(lambda: re.stats.disconnects == 1, what="unplug seen")
-    for r in (re, rg, rb):
-        r.stop()
+    stop()
     for p in (gps_port, bad_port):
         p.close()
     assert ce.seqs == list(range(100))
@@ -304,6 +308,22 @@ def test_devices_are_independent(tmp_path):
     assert rb.stats.frames == 0 and rb.stats.diagnosis
     assert re.stats.disconnects == 1 and rg.stats.disconnects == 0
     assert all(r.error is None for r in (re, rg, rb))
+    return (re, rg, rb), (ce, cg, cb), samples
+
+
+def test_devices_are_independent(tmp_path):
+    """One device unplugged and one spewing garbage do not disturb the others."""
+    def start(ports_drivers, bad_kw):
+        started = [start_reader(p, d, **(bad_kw if d == "gpr" else {}))
+                   for p, d in ports_drivers]
+        readers = [r for r, _ in started]
+
+        def stop():
+            for r in readers:
+                r.stop()
+        return stop, readers, [c for _, c in started]
+
+    devices_independent(tmp_path, start)
 
 
 def test_socket_url_and_queue_mode():
