@@ -23,7 +23,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-__all__ = ["BinaryLayout", "Driver", "FrameBatch", "LineDecodeResult", "gather_frames", "runs"]
+__all__ = ["BinaryLayout", "Driver", "FrameBatch", "LineDecodeResult", "decode_columns",
+           "gather_frames", "runs"]
 
 
 @dataclass
@@ -308,3 +309,42 @@ def runs(keys: np.ndarray) -> list[tuple[int, int]]:
     cuts = np.flatnonzero(keys[1:] != keys[:-1]) + 1
     bounds = [0, *cuts.tolist(), n]
     return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+
+def decode_columns(
+    buf: np.ndarray,
+    offsets: np.ndarray,
+    lengths: np.ndarray,
+    fields: np.ndarray,
+    head: int,
+    tail: int,
+    unit_off: int,
+    unit_const: int,
+    sample_wire: np.ndarray,
+) -> list[tuple]:
+    """Columns of fixed-layout frames, gathered by the compiled kernel in one pass.
+
+    ``buf[offsets[i]:offsets[i] + lengths[i]]`` are frames checked by the framing
+    kernel.  ``fields`` (int64, ``(k, 3)``) gives per header column its byte offset,
+    wire type (``demine._framing.WIRE_*``, little-endian) and output NumPy type
+    number; the samples run from byte ``head`` to ``tail`` bytes before the end,
+    their width is the header byte at ``unit_off`` (``unit_const`` if ``unit_off <
+    0``) and their wire type ``sample_wire[width]``.  Returns one tuple ``(lo, hi,
+    samples, column 0, ...)`` per run of frames with equal length and sample width.
+
+    The same values as a structured view of the gathered rows and ``astype`` of
+    each field (the NumPy way), without a NumPy call per column: the reader runs
+    this after a 25 ms sleep, when every NumPy call pays cold caches.
+    """
+    from demine import _framing
+
+    args = (fields, head, tail, unit_off, unit_const, sample_wire)
+    try:  # the framer's arrays are already contiguous uint8 / int64
+        return _framing.decode_columns(buf, offsets, lengths, offsets.shape[0], *args)
+    except (TypeError, ValueError):
+        buf = np.ascontiguousarray(buf, dtype=np.uint8)
+        offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+        lengths = np.ascontiguousarray(lengths, dtype=np.int64)
+        if offsets.shape != lengths.shape or offsets.ndim != 1:
+            raise ValueError("offsets and lengths must be 1-D of equal length") from None
+        return _framing.decode_columns(buf, offsets, lengths, offsets.shape[0], *args)

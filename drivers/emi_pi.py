@@ -18,7 +18,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .base import BinaryLayout, Driver, FrameBatch, gather_frames, runs
+from demine import _framing
+
+from .base import BinaryLayout, Driver, FrameBatch, decode_columns
 
 __all__ = ["EmiFrame", "EmiPiDriver", "STATUS"]
 
@@ -60,6 +62,19 @@ def _header_dtype(n_gates: int) -> np.dtype:
             ("crc", "<u2"),
         ]
     )
+
+
+#: Header columns for the compiled gather: (byte offset, wire type, output type).
+_COLUMNS = np.array(
+    [
+        [4, _framing.WIRE_U4, np.dtype(np.int64).num],  # sequence
+        [8, _framing.WIRE_U8, np.dtype(np.int64).num],  # device clock (uint64 as int64)
+        [16, _framing.WIRE_U2, np.dtype(np.uint16).num],  # status
+    ],
+    dtype=np.int64,
+)
+#: Sample wire type by sample width (bytes): float32.
+_SAMPLE_WIRE = np.array([0, 0, 0, 0, _framing.WIRE_F4], dtype=np.int64)
 
 
 class EmiPiDriver(Driver):
@@ -145,20 +160,15 @@ class EmiPiDriver(Driver):
     def decode(
         self, buf: np.ndarray, offsets: np.ndarray, lengths: np.ndarray
     ) -> list[FrameBatch]:
-        out = []
-        for lo, hi in runs(lengths):
-            length = int(lengths[lo])
-            n_gates = (length - HEADER - 2) // 4
-            rows = gather_frames(buf, offsets[lo:hi], length)
-            rec = rows.reshape(-1).view(_header_dtype(n_gates))
-            out.append(
-                FrameBatch(
-                    driver=self.name,
-                    kind=self.kind,
-                    sequence=rec["sequence"].astype(np.int64),
-                    device_time_us=rec["clock"].astype(np.int64),
-                    samples=np.ascontiguousarray(rec["samples"], dtype=np.float32),
-                    fields={"status": rec["status"].astype(np.uint16)},
-                )
+        return [
+            FrameBatch(
+                driver=self.name,
+                kind=self.kind,
+                sequence=sequence,
+                device_time_us=clock,
+                samples=samples,
+                fields={"status": status},
             )
-        return out
+            for _lo, _hi, samples, sequence, clock, status in decode_columns(
+                buf, offsets, lengths, _COLUMNS, HEADER, 2, -1, 4, _SAMPLE_WIRE)
+        ]

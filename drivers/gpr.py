@@ -22,7 +22,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .base import BinaryLayout, Driver, FrameBatch, gather_frames, runs
+from demine import _framing
+
+from .base import BinaryLayout, Driver, FrameBatch, decode_columns
 
 __all__ = ["GprDriver", "GprFrame", "STATUS"]
 
@@ -69,6 +71,21 @@ def _dtype(n_samples: int, bps: int) -> np.dtype:
             ("crc", "<u2"),
         ]
     )
+
+
+#: Header columns for the compiled gather: (byte offset, wire type, output type).
+_COLUMNS = np.array(
+    [
+        [8, _framing.WIRE_U4, np.dtype(np.int64).num],  # sequence
+        [12, _framing.WIRE_U8, np.dtype(np.int64).num],  # device clock (uint64 as int64)
+        [20, _framing.WIRE_I4, np.dtype(np.int32).num],  # encoder
+        [6, _framing.WIRE_U2, np.dtype(np.uint16).num],  # stacking
+        [24, _framing.WIRE_U2, np.dtype(np.uint16).num],  # status
+    ],
+    dtype=np.int64,
+)
+#: Sample wire type by sample width (the header byte 3): int16 or int32.
+_SAMPLE_WIRE = np.array([0, 0, _framing.WIRE_I2, 0, _framing.WIRE_I4], dtype=np.int64)
 
 
 class GprDriver(Driver):
@@ -159,27 +176,16 @@ class GprDriver(Driver):
     def decode(
         self, buf: np.ndarray, offsets: np.ndarray, lengths: np.ndarray
     ) -> list[FrameBatch]:
-        bps = buf[offsets + 3].astype(np.int64)
-        key = lengths * 8 + bps  # equal length and equal sample width
-        out = []
-        for lo, hi in runs(key):
-            length = int(lengths[lo])
-            b = int(bps[lo])
-            m = (length - HEADER - 2) // b
-            rows = gather_frames(buf, offsets[lo:hi], length)
-            rec = rows.reshape(-1).view(_dtype(m, b))
-            out.append(
-                FrameBatch(
-                    driver=self.name,
-                    kind=self.kind,
-                    sequence=rec["sequence"].astype(np.int64),
-                    device_time_us=rec["clock"].astype(np.int64),
-                    samples=np.ascontiguousarray(rec["samples"]),
-                    fields={
-                        "encoder": rec["encoder"].astype(np.int32),
-                        "stacking": rec["stacking"].astype(np.uint16),
-                        "status": rec["status"].astype(np.uint16),
-                    },
-                )
+        # one batch per run of equal length and sample width (byte 3)
+        return [
+            FrameBatch(
+                driver=self.name,
+                kind=self.kind,
+                sequence=sequence,
+                device_time_us=clock,
+                samples=samples,
+                fields={"encoder": encoder, "stacking": stacking, "status": status},
             )
-        return out
+            for _lo, _hi, samples, sequence, clock, encoder, stacking, status in decode_columns(
+                buf, offsets, lengths, _COLUMNS, HEADER, 2, 3, 0, _SAMPLE_WIRE)
+        ]

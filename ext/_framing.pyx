@@ -14,7 +14,7 @@ Counters (int64 vector, updated in place):
     5 bad_headers
 """
 
-from libc.stdint cimport uint8_t, uint16_t, int64_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int16_t, int32_t, int64_t
 from libc.string cimport memchr
 from libc.math cimport rint
 
@@ -339,3 +339,169 @@ def sequence_steps_one(const int64_t[::1] seq, int64_t prev, bint has_prev):
                 break
             p = seq[i]
     return ok
+
+
+# --------------------------------------------------------------------------------------
+# decoding of fixed-layout binary frames (demine.drivers: emi-pi, gpr): the good frames
+# found by scan_binary, gathered into columns in one pass (the drivers' NumPy gather,
+# structured view and casts, without a NumPy call per column)
+# --------------------------------------------------------------------------------------
+cimport numpy as cnp
+from libc.string cimport memcpy
+
+cnp.import_array()
+
+# wire types of a column (little-endian on the wire, whatever the host)
+WIRE_U1 = 1
+WIRE_U2 = 2
+WIRE_U4 = 3
+WIRE_U8 = 4
+WIRE_I2 = 5
+WIRE_I4 = 6
+WIRE_F4 = 7
+
+
+cdef inline uint64_t _le(const uint8_t* p, int width) noexcept nogil:
+    cdef uint64_t v = 0
+    cdef int k
+    for k in range(width):
+        v |= (<uint64_t>p[k]) << (8 * k)
+    return v
+
+
+cdef inline int _width(int64_t wire) noexcept nogil:
+    if wire == 1:
+        return 1
+    if wire == 2 or wire == 5:
+        return 2
+    if wire == 3 or wire == 6 or wire == 7:
+        return 4
+    if wire == 4:
+        return 8
+    return 0
+
+
+cdef inline void _store(char* out, int64_t typenum, const uint8_t* p, int64_t wire) noexcept nogil:
+    """Convert one little-endian wire value at ``p`` into the array item at ``out``
+    (an integer wire value cast to the output integer type as NumPy's astype does,
+    i.e. modulo its width; a float32 wire value copied)."""
+    cdef uint64_t u = _le(p, _width(wire))
+    cdef int64_t v
+    cdef uint32_t u32
+    cdef float f
+    if wire == 7:
+        u32 = <uint32_t>u
+        memcpy(&f, &u32, 4)
+        (<float*>out)[0] = f
+        return
+    if wire == 5:
+        v = <int16_t>(<uint16_t>u)
+    elif wire == 6:
+        v = <int32_t>(<uint32_t>u)
+    else:
+        v = <int64_t>u
+    if typenum == cnp.NPY_INT64:
+        (<int64_t*>out)[0] = v
+    elif typenum == cnp.NPY_INT32:
+        (<int32_t*>out)[0] = <int32_t>v
+    elif typenum == cnp.NPY_UINT16:
+        (<uint16_t*>out)[0] = <uint16_t>v
+    elif typenum == cnp.NPY_INT16:
+        (<int16_t*>out)[0] = <int16_t>v
+    elif typenum == cnp.NPY_UINT32:
+        (<uint32_t*>out)[0] = <uint32_t>v
+    elif typenum == cnp.NPY_UINT8:
+        (<uint8_t*>out)[0] = <uint8_t>v
+    else:  # NPY_UINT64
+        (<uint64_t*>out)[0] = <uint64_t>v
+
+
+cdef int _itemsize(int64_t typenum) noexcept nogil:
+    if typenum == cnp.NPY_INT64 or typenum == cnp.NPY_UINT64:
+        return 8
+    if typenum == cnp.NPY_INT32 or typenum == cnp.NPY_UINT32 or typenum == cnp.NPY_FLOAT32:
+        return 4
+    if typenum == cnp.NPY_INT16 or typenum == cnp.NPY_UINT16:
+        return 2
+    if typenum == cnp.NPY_UINT8:
+        return 1
+    return 0
+
+
+def decode_columns(const uint8_t[::1] buf, const int64_t[::1] off, const int64_t[::1] lens,
+                   Py_ssize_t n, const int64_t[:, ::1] fields, Py_ssize_t head,
+                   Py_ssize_t tail, Py_ssize_t unit_off, Py_ssize_t unit_const,
+                   const int64_t[::1] sample_wire):
+    """Gather the columns of the frames ``buf[off[i]:off[i] + lens[i]]``, ``i < n``.
+
+    ``fields[k] = (byte offset, wire type, output NumPy type number)``: one
+    header column each.  The samples start at ``head`` and end ``tail`` bytes
+    before the frame's end; their width (bytes) is the header byte at
+    ``unit_off`` (or ``unit_const`` when ``unit_off < 0``) and their wire type
+    ``sample_wire[width]`` (int16, int32 or float32 out).  Frames must have
+    passed ``scan_binary`` with the same layout (their length and width are
+    then valid).
+
+    Returns one tuple ``(lo, hi, samples, column 0, column 1, ...)`` per run of
+    consecutive frames with equal length and sample width, in stream order.
+    """
+    cdef Py_ssize_t lo = 0, hi, i, j, k, m, L, w, nf = fields.shape[0]
+    cdef const uint8_t* b
+    cdef const uint8_t* p
+    cdef int64_t wire, tn
+    cdef int sz
+    cdef char* dst
+    cdef cnp.npy_intp dims[2]
+    cdef cnp.ndarray arr
+    cdef list out = [], cols
+    if n > off.shape[0] or n > lens.shape[0]:
+        raise ValueError("more frames than offsets")
+    if n == 0:
+        return out
+    b = &buf[0]
+    for i in range(n):
+        if off[i] < 0 or lens[i] < head + tail or off[i] + lens[i] > buf.shape[0]:
+            raise ValueError(f"frame {i} outside the buffer or shorter than its header")
+    while lo < n:
+        L = lens[lo]
+        w = b[off[lo] + unit_off] if unit_off >= 0 else unit_const
+        hi = lo + 1
+        while hi < n and lens[hi] == L and (
+                (b[off[hi] + unit_off] if unit_off >= 0 else unit_const) == w):
+            hi += 1
+        if w <= 0 or w >= sample_wire.shape[0] or sample_wire[w] <= 0 or (L - head - tail) % w:
+            raise ValueError(f"frames {lo}..{hi - 1}: no sample type for width {w}")
+        wire = sample_wire[w]
+        m = (L - head - tail) // w
+        tn = (cnp.NPY_FLOAT32 if wire == 7 else cnp.NPY_INT16 if wire == 5
+              else cnp.NPY_INT32)
+        dims[0] = hi - lo
+        dims[1] = m
+        arr = cnp.PyArray_EMPTY(2, dims, <int>tn, 0)
+        cols = [lo, hi, arr]
+        dst = <char*>cnp.PyArray_DATA(arr)
+        sz = _itemsize(tn)
+        with nogil:
+            for i in range(lo, hi):
+                p = b + off[i] + head
+                for j in range(m):
+                    _store(dst, tn, p + j * w, wire)
+                    dst += sz
+        for k in range(nf):
+            wire = fields[k, 1]
+            tn = fields[k, 2]
+            sz = _itemsize(tn)
+            if sz == 0 or _width(wire) == 0 or fields[k, 0] < 0 \
+                    or fields[k, 0] + _width(wire) > L:
+                raise ValueError(f"bad column {k}: {tuple(fields[k])}")
+            arr = cnp.PyArray_EMPTY(1, dims, <int>tn, 0)
+            dst = <char*>cnp.PyArray_DATA(arr)
+            j = fields[k, 0]
+            with nogil:
+                for i in range(lo, hi):
+                    _store(dst, tn, b + off[i] + j, wire)
+                    dst += sz
+            cols.append(arr)
+        out.append(tuple(cols))
+        lo = hi
+    return out

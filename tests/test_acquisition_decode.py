@@ -1,0 +1,208 @@
+"""The reader's compiled per-read paths against their plain NumPy twins.
+
+The drivers' ``decode`` gathers frame columns in one compiled pass
+(``demine._framing.decode_columns``); the NumPy twin here is the structured view
+and ``astype`` per field they used before.  Values, dtypes, shapes and the split
+into runs must be identical, for any mix of frame shapes and any placement of
+the frames in the buffer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from demine.drivers import get_driver
+from demine.drivers.base import decode_columns
+from demine.drivers.emi_pi import HEADER as EMI_HEADER
+from demine.drivers.emi_pi import _header_dtype
+from demine.drivers.gpr import HEADER as GPR_HEADER
+from demine.drivers.gpr import _dtype
+from demine.framing import Framer
+
+
+# -- NumPy twins (the drivers' decode before the compiled gather) -----------------------
+def _runs(keys):
+    n = keys.shape[0]
+    cuts = np.flatnonzero(keys[1:] != keys[:-1]) + 1
+    bounds = [0, *cuts.tolist(), n]
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+
+def _rows(buf, offsets, length):
+    return buf[offsets[:, None] + np.arange(length)]
+
+
+def emi_twin(buf, offsets, lengths):
+    out = []
+    for lo, hi in _runs(lengths):
+        length = int(lengths[lo])
+        rec = _rows(buf, offsets[lo:hi], length).reshape(-1).view(
+            _header_dtype((length - EMI_HEADER - 2) // 4))
+        out.append({"sequence": rec["sequence"].astype(np.int64),
+                    "device_time_us": rec["clock"].astype(np.int64),
+                    "samples": np.ascontiguousarray(rec["samples"], dtype=np.float32),
+                    "status": rec["status"].astype(np.uint16)})
+    return out
+
+
+def gpr_twin(buf, offsets, lengths):
+    bps = buf[offsets + 3].astype(np.int64)
+    out = []
+    for lo, hi in _runs(lengths * 8 + bps):
+        length, b = int(lengths[lo]), int(bps[lo])
+        rec = _rows(buf, offsets[lo:hi], length).reshape(-1).view(
+            _dtype((length - GPR_HEADER - 2) // b, b))
+        out.append({"sequence": rec["sequence"].astype(np.int64),
+                    "device_time_us": rec["clock"].astype(np.int64),
+                    "samples": np.ascontiguousarray(rec["samples"]),
+                    "encoder": rec["encoder"].astype(np.int32),
+                    "stacking": rec["stacking"].astype(np.uint16),
+                    "status": rec["status"].astype(np.uint16)})
+    return out
+
+
+def _same(batches, twin):
+    assert len(batches) == len(twin)
+    for b, t in zip(batches, twin, strict=True):
+        got = {"sequence": b.sequence, "device_time_us": b.device_time_us,
+               "samples": b.samples, **b.fields}
+        assert sorted(got) == sorted(t)
+        for k, v in t.items():
+            g = got[k]
+            assert g.dtype == v.dtype and g.dtype.isnative, k
+            assert g.shape == v.shape, k
+            assert g.flags.c_contiguous, k
+            # bit for bit (NaN payloads and signed zeros of float samples included)
+            assert g.tobytes() == v.tobytes(), k
+
+
+# -- random wire ------------------------------------------------------------------------
+u32 = st.integers(0, 2**32 - 1)
+u64 = st.integers(0, 2**64 - 1)
+u16 = st.integers(0, 2**16 - 1)
+
+
+@st.composite
+def emi_frames(draw):
+    n_gates = draw(st.sampled_from([4, 5, 16, 32]))
+    n = draw(st.integers(1, 4))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    # any 32-bit pattern as a sample (NaNs, infinities, denormals, -0.0)
+    samples = rng.integers(0, 2**32, (n, n_gates), dtype=np.uint32).view(np.float32)
+    drv = get_driver("emi-pi")
+    wire = drv.encode_arrays(draw(st.lists(u32, min_size=n, max_size=n)),
+                             np.array(draw(st.lists(u64, min_size=n, max_size=n)),
+                                      dtype=np.uint64).view(np.int64),
+                             samples, draw(st.lists(u16, min_size=n, max_size=n)))
+    size = len(wire) // n
+    return [wire[i * size:(i + 1) * size] for i in range(n)]
+
+
+@st.composite
+def gpr_frames(draw):
+    bps = draw(st.sampled_from([2, 4]))
+    m = draw(st.sampled_from([128, 130, 512]))
+    n = draw(st.integers(1, 3))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    dt = np.int16 if bps == 2 else np.int32
+    info = np.iinfo(dt)
+    samples = rng.integers(info.min, info.max, (n, m), dtype=dt, endpoint=True)
+    drv = get_driver("gpr")
+    wire = drv.encode_arrays(
+        draw(st.lists(u32, min_size=n, max_size=n)),
+        np.array(draw(st.lists(u64, min_size=n, max_size=n)), dtype=np.uint64).view(np.int64),
+        samples,
+        encoder=np.array(draw(st.lists(st.integers(-2**31, 2**31 - 1), min_size=n,
+                                       max_size=n))),
+        stacking=np.array(draw(st.lists(u16, min_size=n, max_size=n))),
+        status=np.array(draw(st.lists(u16, min_size=n, max_size=n))))
+    size = len(wire) // n
+    return [wire[i * size:(i + 1) * size] for i in range(n)]
+
+
+def _layout(draw, groups):
+    """Frames placed in one buffer with random gaps between them."""
+    frames = [f for g in groups for f in g]
+    gaps = draw(st.lists(st.integers(0, 7), min_size=len(frames) + 1,
+                         max_size=len(frames) + 1))
+    buf, off, lens = bytearray(b"\x00" * gaps[0]), [], []
+    for f, gap in zip(frames, gaps[1:], strict=True):
+        off.append(len(buf))
+        lens.append(len(f))
+        buf += f + b"\x5a" * gap
+    return (np.frombuffer(bytes(buf), dtype=np.uint8), np.array(off, dtype=np.int64),
+            np.array(lens, dtype=np.int64))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_emi_decode_matches_numpy_twin(data):
+    groups = data.draw(st.lists(emi_frames(), min_size=1, max_size=4))
+    buf, off, lens = _layout(data.draw, groups)
+    _same(get_driver("emi-pi").decode(buf, off, lens), emi_twin(buf, off, lens))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.data())
+def test_gpr_decode_matches_numpy_twin(data):
+    groups = data.draw(st.lists(gpr_frames(), min_size=1, max_size=4))
+    buf, off, lens = _layout(data.draw, groups)
+    _same(get_driver("gpr").decode(buf, off, lens), gpr_twin(buf, off, lens))
+
+
+def test_decode_takes_any_integer_arrays_and_empty_input():
+    """Offsets of another dtype or strided ones are converted; no frames, no batches."""
+    drv = get_driver("emi-pi")
+    wire = drv.encode_arrays([7, 8, 9], [1, 2, 3], np.ones((3, 16), np.float32))
+    buf = np.frombuffer(wire, dtype=np.uint8)
+    size = len(wire) // 3
+    off = np.arange(0, 3 * size, size, dtype=np.int32)
+    lens = np.full(3, size, dtype=np.int64)
+    (b,) = drv.decode(buf, off, lens)
+    assert b.sequence.tolist() == [7, 8, 9] and b.device_time_us.tolist() == [1, 2, 3]
+    (b,) = drv.decode(buf, np.arange(0, 6 * size, size, dtype=np.int64)[::2][:2],
+                      lens[:2])
+    assert b.sequence.tolist() == [7, 9]
+    assert drv.decode(buf, np.empty(0, np.int64), np.empty(0, np.int64)) == []
+
+
+def test_decode_columns_refuses_frames_outside_the_buffer():
+    drv = get_driver("gpr")
+    wire = drv.encode_arrays([1], [2], np.zeros((1, 128), np.int16))
+    buf = np.frombuffer(wire, dtype=np.uint8)
+    with pytest.raises(ValueError, match="outside the buffer"):
+        drv.decode(buf, np.array([4]), np.array([len(wire)]))
+    with pytest.raises(ValueError, match="equal length"):
+        decode_columns(buf, np.array([0, 1]), np.array([len(wire)]), np.zeros((0, 3), np.int64),
+                       28, 2, 3, 0, np.zeros(5, np.int64))
+
+
+@pytest.mark.parametrize("driver", ["emi-pi", "gpr"])
+def test_framer_output_unchanged_under_chunking(driver):
+    """Framing real wire cut into reads of every size gives the twin's arrays."""
+    drv = get_driver(driver)
+    rng = np.random.default_rng(3)
+    if driver == "emi-pi":
+        wire = drv.encode_arrays(np.arange(40), np.arange(40) * 1000,
+                                 rng.normal(size=(40, 16)).astype(np.float32))
+        twin = emi_twin
+    else:
+        wire = drv.encode_arrays(np.arange(12), np.arange(12) * 2500,
+                                 rng.integers(-999, 999, (12, 256)).astype(np.int16))
+        twin = gpr_twin
+    buf = np.frombuffer(wire, dtype=np.uint8)
+    size = len(wire) // (40 if driver == "emi-pi" else 12)
+    n = len(wire) // size
+    (want,) = twin(buf, np.arange(n, dtype=np.int64) * size, np.full(n, size, np.int64))
+    for step in (1, 7, size - 1, size, 3 * size + 5, len(wire)):
+        fr = Framer(drv)
+        got = [b for i in range(0, len(wire), step) for b in fr.feed(wire[i:i + step])]
+        cat = {k: np.concatenate([getattr(b, k) if k in ("sequence", "device_time_us",
+                                                           "samples") else b.fields[k]
+                                  for b in got]) for k in want}
+        for k, v in want.items():
+            assert cat[k].dtype == v.dtype and cat[k].tobytes() == v.tobytes(), (step, k)
