@@ -43,9 +43,11 @@ def test_backlog_beyond_the_tty_buffer_is_framed_at_once(port):
     and framed together: every frame once, in order, in one batch of several tty
     buffers' worth.
 
-    The whole backlog is queued before the reader next wakes (it fits in the
-    pty), so the outcome does not depend on how the writer is scheduled: a
-    writer refilling the pty while the reader drains it races the drain.
+    The whole backlog is queued at once (it fits in the pty), so the outcome
+    does not depend on how a writer is scheduled, and the drain reads until the
+    port is empty, so not on how the kernel refills the tty buffer either.  A
+    reader in its own thread waits in a read and may wake on the first bytes of
+    the write, before the rest is in: then a second batch holds the rest.
     """
     r, col = start_reader(port, "emi-pi", poll_interval=0.25, align=True)
     frame = len(emi_wire(np.arange(1))[1])
@@ -63,7 +65,7 @@ def test_backlog_beyond_the_tty_buffer_is_framed_at_once(port):
     np.testing.assert_array_equal(got, samples)
     assert r.stats.bytes_read == len(wire)
     # without the drain, each wake-up would frame at most one 4 KiB tty buffer
-    # (>= 3 batches); with it, one batch, or two if a wake-up fell inside the write
+    # (>= 3 batches); with it, one batch, or two if the reader woke inside the write
     assert len(col.batches) <= 2, [len(b.sequence) for b in col.batches]
 
 

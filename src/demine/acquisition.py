@@ -66,6 +66,23 @@ _EXACT_IN_WAITING = ("serial.serialposix", "serial.serialwin32")
 _TTY_FULL = 3584
 
 
+def _read_until_empty(fd: int, limit: int) -> list[bytes]:
+    """Non-blocking reads of a port's descriptor until it is empty (EAGAIN), it
+    fails or ends, or ``limit`` bytes are read."""
+    parts: list[bytes] = []
+    total = 0
+    while total < limit:
+        try:
+            more = os.read(fd, limit - total)
+        except OSError:  # EAGAIN (empty), or the device is gone: the next read tells
+            break
+        if not more:
+            break
+        parts.append(more)
+        total += len(more)
+    return parts
+
+
 # --------------------------------------------------------------------------------------
 # device clock -> host clock
 # --------------------------------------------------------------------------------------
@@ -500,27 +517,35 @@ class DeviceReader:
 
     def _drain_full(self, ser: Any, data: bytes) -> bytes:
         """More reads after one that (nearly) filled the tty buffer, without
-        waiting: a non-blocking read of an empty tty first lets the kernel move
-        what is queued behind it (up to 64 KiB) into the buffer."""
+        waiting, until the port is empty (or ``read_block`` is reached).
+
+        A non-blocking read of an empty tty first lets the kernel move what is
+        queued behind it (up to 64 KiB) into the buffer, so only an empty read
+        means nothing is left; a short read may just have caught the kernel's
+        refill half-way, and stopping there would leave the rest to the next
+        wake-up.
+        """
         fd = getattr(ser, "fd", None)
-        parts = [data]
-        total = last = len(data)
-        while last >= _TTY_FULL and total < self.read_block:
-            try:
-                if fd is not None:
-                    more = os.read(fd, self.read_block)
-                else:
+        limit = self.read_block - len(data)
+        if fd is not None:
+            parts = _read_until_empty(fd, limit)
+        else:
+            parts, total = [], 0
+            while total < limit:
+                try:
                     waiting = ser.in_waiting
                     more = ser.read(waiting) if waiting else b""
-            except OSError:  # EAGAIN, or the device went: the next read tells
-                break
-            last = len(more)
-            if not last:
-                break
-            parts.append(more)
-            total += last
-            self._stats.reads += 1
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+                except OSError:  # the device went: the next read tells
+                    break
+                if not more:
+                    break
+                parts.append(more)
+                total += len(more)
+        if not parts:
+            return data
+        with self._lock:
+            self._stats.reads += len(parts)
+        return data + b"".join(parts)
 
     def _read_tail(self) -> bytes:
         """Non-blocking reads of whatever a local port still holds (at most
@@ -529,22 +554,14 @@ class DeviceReader:
         fd = getattr(ser, "fd", None)
         if ser is None or fd is None or type(ser).__module__ not in _EXACT_IN_WAITING:
             return b""
-        parts: list[bytes] = []
-        total = 0
-        while total < self.read_block:
-            try:
-                more = os.read(fd, self.read_block - total)
-            except OSError:  # EAGAIN (empty), or the device is gone
-                break
-            if not more:
-                break
-            parts.append(more)
-            total += len(more)
-        if total:
-            with self._lock:
-                self._stats.reads += len(parts)
-                self._stats.bytes_read += total
-        return b"".join(parts)
+        parts = _read_until_empty(fd, self.read_block)
+        if not parts:
+            return b""
+        tail = b"".join(parts)
+        with self._lock:
+            self._stats.reads += len(parts)
+            self._stats.bytes_read += len(tail)
+        return tail
 
     def _close(self) -> None:
         ser, self._ser = self._ser, None
