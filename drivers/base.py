@@ -23,6 +23,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from demine import _framing
+
 __all__ = ["BinaryLayout", "Driver", "FrameBatch", "LineDecodeResult", "decode_columns",
            "gather_frames", "runs"]
 
@@ -336,8 +338,6 @@ def decode_columns(
     each field (the NumPy way), without a NumPy call per column: the reader runs
     this after a 25 ms sleep, when every NumPy call pays cold caches.
     """
-    from demine import _framing
-
     args = (fields, head, tail, unit_off, unit_const, sample_wire)
     try:  # the framer's arrays are already contiguous uint8 / int64
         return _framing.decode_columns(buf, offsets, lengths, offsets.shape[0], *args)
