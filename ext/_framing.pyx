@@ -15,10 +15,14 @@ Counters (int64 vector, updated in place):
 """
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int16_t, int32_t, int64_t
-from libc.string cimport memchr
+from libc.string cimport memchr, memcpy
 from libc.math cimport rint
 
 import numpy as np
+
+cimport numpy as cnp
+
+cnp.import_array()
 
 cdef uint16_t _T[8][256]
 
@@ -267,6 +271,51 @@ def scan_binary(const uint8_t[::1] buf, Py_ssize_t start, Py_ssize_t stop,
 # --------------------------------------------------------------------------------------
 # device clock -> host clock (demine.acquisition.ClockFit): the per-read arithmetic
 # --------------------------------------------------------------------------------------
+cdef struct _Scan:
+    double lo, hi, dmin, xj, rj, x0, xl
+    Py_ssize_t j
+
+
+cdef inline void _clock_scan(const int64_t* dev, const int64_t* host, Py_ssize_t n,
+                             int64_t ref_dev, int64_t ref_host, double a, double b,
+                             bint fitted, _Scan* s) noexcept nogil:
+    """The arithmetic of ``clock_scan`` (``n >= 1``)."""
+    cdef Py_ssize_t i
+    cdef double x, r, off, xp, r0
+    s.x0 = <double>(dev[0] - ref_dev) * 1e-6
+    r0 = <double>(host[0] - ref_host) * 1e-9 - s.x0
+    s.lo = s.hi = (r0 - (a + b * s.x0)) if fitted else 0.0
+    s.dmin = 0.0
+    s.xj = xp = s.x0
+    s.rj = r0
+    s.j = 0
+    for i in range(1, n):
+        x = <double>(dev[i] - ref_dev) * 1e-6
+        r = <double>(host[i] - ref_host) * 1e-9 - x
+        off = (r - (a + b * x)) if fitted else (r - r0)
+        if off < s.lo:
+            s.lo = off
+        if off > s.hi:
+            s.hi = off
+        if i == 1 or x - xp < s.dmin:
+            s.dmin = x - xp
+        if r < s.rj:
+            s.rj = r
+            s.xj = x
+            s.j = i
+        xp = x
+    s.xl = xp
+
+
+cdef inline void _clock_map(const int64_t* dev, Py_ssize_t n, int64_t ref_dev,
+                            int64_t ref_host, double a, double b, int64_t* out) noexcept nogil:
+    """The arithmetic of ``clock_map``."""
+    cdef Py_ssize_t i
+    cdef double scale = 1000.0 * (1.0 + b), shift = a * 1e9
+    for i in range(n):
+        out[i] = ref_host + <int64_t>rint(<double>(dev[i] - ref_dev) * scale + shift)
+
+
 def clock_scan(const int64_t[::1] dev, const int64_t[::1] host, int64_t ref_dev,
                int64_t ref_host, double a, double b, bint fitted):
     """One pass over the frames of a read for ``ClockFit``, with its arithmetic:
@@ -276,45 +325,66 @@ def clock_scan(const int64_t[::1] dev, const int64_t[::1] host, int64_t ref_dev,
     Returns ``(min off, max off, min diff(x), first argmin r, x[j], r[j], x[0],
     x[-1])``.
     """
-    cdef Py_ssize_t n = dev.shape[0], i, j = 0
-    cdef double x, r, off, lo, hi, dmin = 0.0, xp, xj, rj, r0, x0
+    cdef Py_ssize_t n = dev.shape[0]
+    cdef _Scan s
     if n == 0 or host.shape[0] != n:
         raise ValueError("clock_scan needs equal, non-empty arrays")
     with nogil:
-        x0 = <double>(dev[0] - ref_dev) * 1e-6
-        r0 = <double>(host[0] - ref_host) * 1e-9 - x0
-        lo = hi = (r0 - (a + b * x0)) if fitted else 0.0
-        xj = xp = x0
-        rj = r0
-        for i in range(1, n):
-            x = <double>(dev[i] - ref_dev) * 1e-6
-            r = <double>(host[i] - ref_host) * 1e-9 - x
-            off = (r - (a + b * x)) if fitted else (r - r0)
-            if off < lo:
-                lo = off
-            if off > hi:
-                hi = off
-            if i == 1 or x - xp < dmin:
-                dmin = x - xp
-            if r < rj:
-                rj = r
-                xj = x
-                j = i
-            xp = x
-    return lo, hi, dmin, j, xj, rj, x0, xp
+        _clock_scan(&dev[0], &host[0], n, ref_dev, ref_host, a, b, fitted, &s)
+    return s.lo, s.hi, s.dmin, s.j, s.xj, s.rj, s.x0, s.xl
 
 
 def clock_map(const int64_t[::1] dev, int64_t ref_dev, int64_t ref_host, double a, double b,
               int64_t[::1] out):
     """``out = ref_host + rint((dev - ref_dev) * (1000 * (1 + b)) + a * 1e9)``, as
     ``ClockFit`` maps device microseconds to host nanoseconds."""
-    cdef Py_ssize_t n = dev.shape[0], i
-    cdef double scale = 1000.0 * (1.0 + b), shift = a * 1e9
+    cdef Py_ssize_t n = dev.shape[0]
     if out.shape[0] != n:
         raise ValueError("output length differs")
+    if n:
+        with nogil:
+            _clock_map(&dev[0], n, ref_dev, ref_host, a, b, &out[0])
+
+
+def clock_read(cnp.ndarray dev, int64_t t_ns, int64_t ref_dev, int64_t ref_host, double a,
+               double b, bint fitted):
+    """``clock_scan`` and ``clock_map`` of the frames of one read, all received at
+    ``t_ns`` (``ClockFit.update_read``): one call instead of a host-time array,
+    a scan, an output array and a mapping.
+
+    ``dev`` must be a 1-D, C-contiguous int64 array with at least one frame.
+    Returns ``(host, mapped, negative, min off, max off, min diff(x), j, x[j],
+    r[j], x[0], x[-1])``: ``host`` is ``t_ns`` for every frame, ``mapped`` the
+    device times mapped with ``(a, b)``; ``negative`` tells that some frame has
+    no device clock (``dev < 0``), and then nothing else was computed
+    (``mapped`` is left unfilled).
+    """
+    cdef cnp.npy_intp n
+    cdef cnp.ndarray host, out
+    cdef const int64_t* d
+    cdef int64_t* h
+    cdef Py_ssize_t i
+    cdef bint neg = False
+    cdef _Scan s
+    if (cnp.PyArray_NDIM(dev) != 1 or cnp.PyArray_TYPE(dev) != cnp.NPY_INT64
+            or not cnp.PyArray_IS_C_CONTIGUOUS(dev) or cnp.PyArray_DIM(dev, 0) == 0):
+        raise ValueError("clock_read needs a non-empty, contiguous 1-D int64 array")
+    n = cnp.PyArray_DIM(dev, 0)
+    host = cnp.PyArray_EMPTY(1, &n, cnp.NPY_INT64, 0)
+    out = cnp.PyArray_EMPTY(1, &n, cnp.NPY_INT64, 0)
+    d = <const int64_t*>cnp.PyArray_DATA(dev)
+    h = <int64_t*>cnp.PyArray_DATA(host)
     with nogil:
         for i in range(n):
-            out[i] = ref_host + <int64_t>rint(<double>(dev[i] - ref_dev) * scale + shift)
+            h[i] = t_ns
+            if d[i] < 0:
+                neg = True
+        if not neg:
+            _clock_scan(d, h, n, ref_dev, ref_host, a, b, fitted, &s)
+            _clock_map(d, n, ref_dev, ref_host, a, b, <int64_t*>cnp.PyArray_DATA(out))
+    if neg:
+        return host, out, True, 0.0, 0.0, 0.0, 0, 0.0, 0.0, 0.0, 0.0
+    return host, out, False, s.lo, s.hi, s.dmin, s.j, s.xj, s.rj, s.x0, s.xl
 
 
 # --------------------------------------------------------------------------------------
@@ -346,11 +416,6 @@ def sequence_steps_one(const int64_t[::1] seq, int64_t prev, bint has_prev):
 # found by scan_binary, gathered into columns in one pass (the drivers' NumPy gather,
 # structured view and casts, without a NumPy call per column)
 # --------------------------------------------------------------------------------------
-cimport numpy as cnp
-from libc.string cimport memcpy
-
-cnp.import_array()
-
 # wire types of a column (little-endian on the wire, whatever the host)
 WIRE_U1 = 1
 WIRE_U2 = 2

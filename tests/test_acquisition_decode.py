@@ -206,3 +206,67 @@ def test_framer_output_unchanged_under_chunking(driver):
                                   for b in got]) for k in want}
         for k, v in want.items():
             assert cat[k].dtype == v.dtype and cat[k].tobytes() == v.tobytes(), (step, k)
+
+
+# -- ClockFit.update_read: the reader's per-read clock call -----------------------------
+def _reads(rng, n_reads):
+    """Reads of a device clock as a reader sees them: steady frames, jitter, block
+    crossings, a backlog after a stall, clock jumps both ways, frames without a
+    device clock, host clock steps."""
+    dev, host = 10**9, 1_700_000_000 * 10**9
+    for _ in range(n_reads):
+        n = int(rng.integers(1, 40))
+        step = int(rng.choice([1000, 2500, 100_000]))
+        d = dev + step * np.arange(1, n + 1, dtype=np.int64)
+        dev = int(d[-1])
+        host += step * n * 1000 + int(rng.integers(0, 3_000_000))
+        event = rng.random()
+        if event < 0.03:
+            d -= int(rng.integers(1, 10**7))  # device clock back (restart)
+            dev = int(d[-1])
+        elif event < 0.06:
+            d += int(rng.integers(2 * 10**6, 10**8))  # device clock ahead
+            dev = int(d[-1])
+        elif event < 0.08:
+            d[int(rng.integers(0, n))] = -1  # a frame without a device clock
+        elif event < 0.10:
+            host += int(rng.integers(31, 90)) * 10**9  # host clock step ahead
+        elif event < 0.12:
+            host += 3 * 10**9  # a stall: the backlog arrives late
+        elif event < 0.13 and n > 2:
+            d[1] = d[0] - 5  # out of order inside a read
+        yield d, host
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_update_read_is_update_of_one_host_time(seed):
+    """``update_read(dev, t)`` returns ``(full(n, t), update(dev, full(n, t)))``
+    and leaves the fit in the same state, read after read."""
+    from demine.acquisition import ClockFit
+
+    rng = np.random.default_rng(seed)
+    a, b = ClockFit(window_s=5.0), ClockFit(window_s=5.0)
+    for k, (dev, t) in enumerate(_reads(rng, 600)):
+        host = np.full(dev.shape[0], t, dtype=np.int64)
+        want = a.update(dev, host)
+        got_host, got = b.update_read(dev, t)
+        assert got_host.dtype == np.int64 and got.dtype == np.int64
+        np.testing.assert_array_equal(got_host, host, err_msg=f"read {k}")
+        np.testing.assert_array_equal(got, want, err_msg=f"read {k}")
+        assert (b._coef, b._ref_dev, b._ref_host, b._last_x, b.resets, list(b._blocks)) == (
+            a._coef, a._ref_dev, a._ref_host, a._last_x, a.resets, list(a._blocks)), k
+    assert a.resets > 0  # the jumps did restart the fit
+
+
+def test_update_read_takes_other_arrays():
+    """Lists, other integer types, strided and empty arrays go the general way."""
+    from demine.acquisition import ClockFit
+
+    for dev in ([5, 6, 7], np.array([5, 6, 7], np.int32), np.arange(10, dtype=np.int64)[::3],
+                np.empty(0, np.int64)):
+        a, b = ClockFit(), ClockFit()
+        a.update([1, 2], [10, 20])
+        b.update([1, 2], [10, 20])
+        host, got = b.update_read(dev, 1000)
+        np.testing.assert_array_equal(host, np.full(len(dev), 1000))
+        np.testing.assert_array_equal(got, a.update(dev, np.full(len(dev), 1000)))

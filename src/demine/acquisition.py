@@ -64,6 +64,7 @@ log = logging.getLogger("demine.acquisition")
 _EXACT_IN_WAITING = ("serial.serialposix", "serial.serialwin32")
 #: A read at least this long may have emptied a full tty buffer (N_TTY holds 4 KiB).
 _TTY_FULL = 3584
+_INT64 = np.dtype(np.int64)
 
 
 def _read_until_empty(fd: int, limit: int) -> list[bytes]:
@@ -171,6 +172,48 @@ class ClockFit:
         if idx.size:
             out[idx] = self.update(device_us[idx], host_ns[idx])
         return out
+
+    def update_read(self, device_us: np.ndarray, t_ns: int) -> tuple[np.ndarray, np.ndarray]:
+        """Add the frames of one read, all received at ``t_ns``; return their host
+        times (``t_ns`` each) and mapped times (ns), as :meth:`update` of
+        ``np.full(n, t_ns)`` does.
+
+        The reader's usual case (every frame has a device clock, the read lies in
+        one block, no discontinuity) is one compiled call that also makes both
+        arrays; a refit (twice a second) maps again with the new line.
+        """
+        res = None
+        if (self._ref_dev is not None and type(device_us) is np.ndarray
+                and device_us.dtype is _INT64):
+            a, b = self._coef
+            try:
+                res = _framing.clock_read(device_us, t_ns, self._ref_dev, self._ref_host,
+                                          a, b, bool(self._blocks))
+            except ValueError:  # not 1-D, contiguous and non-empty (as decoders make them)
+                pass
+        if res is None:
+            host = np.full(len(device_us), t_ns, dtype=np.int64)
+            return host, self.update(device_us, host)
+        host, out, neg, lo, hi, dmin, j, xj, rj, x0, xl = res
+        if neg:  # frames without a device clock
+            return host, self.update(device_us, host)
+        bid = math.floor(x0 / self.block_s)
+        if (x0 < self._last_x - 1e-6 or lo < -self.max_step_s or hi > self.max_latency_s
+                or dmin < -1e-6 or bid != math.floor(xl / self.block_s)):
+            return host, self.update(device_us, host)  # a discontinuity, or two blocks
+        # _add's usual case, then update's mapping (done above with the line as it
+        # was; again if the line was refitted)
+        self._last_x = xl
+        closed = self._block(bid, xj, rj)
+        keep_from = self._blocks[-1][0] - int(self.window_s / self.block_s)
+        while self._blocks and self._blocks[0][0] < keep_from:
+            self._blocks.popleft()
+        if closed or len(self._blocks) < 3:
+            self._fit()
+            if self._coef != (a, b):
+                a, b = self._coef
+                _framing.clock_map(device_us, self._ref_dev, self._ref_host, a, b, out)
+        return host, out
 
     def _add(self, dev: np.ndarray, host: np.ndarray) -> int:
         """Take frames until a discontinuity; return how many were taken."""
@@ -502,9 +545,7 @@ class DeviceReader:
 
     def _deliver(self, batches: list[FrameBatch], t_ns: int) -> None:
         for b in batches:
-            n = len(b)
-            b.host_time_ns = np.full(n, t_ns, dtype=np.int64)
-            b.time_ns = self.clock.update(b.device_time_us, b.host_time_ns)
+            b.host_time_ns, b.time_ns = self.clock.update_read(b.device_time_us, t_ns)
             if self.on_frames is None:
                 self._queue.put(b)
                 continue
