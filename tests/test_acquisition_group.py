@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -133,3 +134,24 @@ def test_a_reader_belongs_to_one_group(tmp_path):
     with pytest.raises(RuntimeError, match="grouped"):
         ReaderGroup([r])
     p.close()
+
+
+@pytest.mark.parametrize("serial_options", [None, {"inter_byte_timeout": 0.05}])
+def test_grouped_reads_of_an_idle_port_are_no_disconnect(tmp_path, serial_options):
+    """A group reads a local port's descriptor directly: an empty read of an idle
+    port (b"" with pyserial's VMIN = 0, EAGAIN with VMIN > 0 from serial options)
+    is no data, never an unplug; the frames around idle periods all arrive."""
+    p = PtyPort(tmp_path, "a")
+    d, wire, samples = emi_wire(np.arange(300))
+    group, (r,), (col,) = make_group([(p, d)], serial_options=serial_options)
+    cut = [0, 100 * 84 + 30, 200 * 84, len(wire)]
+    for lo, hi in zip(cut[:-1], cut[1:], strict=True):
+        p.write(wire[lo:hi])
+        drain(r, hi)
+        time.sleep(0.1)  # idle: about ten empty reads
+    group.stop()
+    p.close()
+    assert col.seqs == list(range(300))
+    np.testing.assert_array_equal(np.concatenate([b.samples for b in col.batches]), samples)
+    s = r.stats
+    assert (s.disconnects, s.reconnects, s.crc_errors, s.truncated) == (0, 0, 0, 0)

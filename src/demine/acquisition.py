@@ -43,6 +43,7 @@ import logging
 import math
 import os
 import queue
+import select
 import threading
 import time
 from collections import deque
@@ -478,7 +479,7 @@ class DeviceReader:
         if self._thread is not None:
             self._thread.join(timeout)
         elif self._group is not None and self._group.started:
-            self._group._wake.set()  # its thread finishes this reader at once
+            self._group._wakeup()  # its thread finishes this reader at once
             self._done.wait(timeout)
 
     def __enter__(self) -> DeviceReader:
@@ -641,6 +642,7 @@ class DeviceReader:
         delay = self.backoff[0]
         ever_connected = False
         exact_waiting = True
+        fd = None  # a local port's descriptor, read directly by a group
         outage_failures = 0
         lost_at = 0
         last_data = time.monotonic()
@@ -671,8 +673,15 @@ class DeviceReader:
                     # (socket://, rfc2217://, loop://) do not: read blocks with a
                     # short timeout instead
                     exact_waiting = type(self._ser).__module__ in _EXACT_IN_WAITING
+                    fd = None
                     if shared:  # never block the other devices of the group
                         self._ser.timeout = 0
+                        # a local port's non-blocking descriptor is read directly
+                        # (what pyserial's read does, without its in_waiting
+                        # ioctl, select and timeout objects per read)
+                        fd = getattr(self._ser, "fd", None) if exact_waiting else None
+                        if fd is not None and os.get_blocking(fd):
+                            fd = None  # (pyserial keeps it non-blocking; else its reads)
                     elif not exact_waiting:
                         self._ser.timeout = min(self.read_timeout,
                                                 max(self.poll_interval, 0.01))
@@ -694,7 +703,23 @@ class DeviceReader:
                 t_read = time.monotonic()
                 try:
                     ser = self._ser
-                    if exact_waiting:
+                    if fd is not None:
+                        # pyserial's port (VMIN = VTIME = 0): b"" when nothing is
+                        # buffered, or when the device hung up; as pyserial's read,
+                        # ready for select but no data is an unplugged device
+                        try:
+                            data = os.read(fd, self.read_block)
+                        except BlockingIOError:  # (VMIN > 0 set by serial_options)
+                            data = b""
+                        if not data and select.select((fd,), (), (), 0)[0]:
+                            data = os.read(fd, self.read_block)
+                            if not data:
+                                raise serial.SerialException(
+                                    "device reports readiness to read but returned no data "
+                                    "(device disconnected or multiple access on port?)")
+                        if len(data) >= _TTY_FULL:
+                            data = self._drain_full(ser, data)
+                    elif exact_waiting:
                         waiting = ser.in_waiting
                         data = ser.read(waiting if waiting else 1)
                         if data and not waiting:
@@ -829,7 +854,11 @@ class ReaderGroup:
                 raise RuntimeError(f"reader {r.name!r} already started or grouped")
             r._group = self
         self.name = name
-        self._wake = threading.Event()
+        # held while nobody asks the thread to look at the stop flags; released
+        # to end its wait early (a bare lock: one C call per wait, where an
+        # Event's wait runs a Condition in Python)
+        self._wake = threading.Lock()
+        self._wake.acquire()
         self._thread: threading.Thread | None = None
 
     @property
@@ -848,23 +877,29 @@ class ReaderGroup:
         """Stop every reader (each delivers what it still holds) and the thread."""
         for r in self.readers:
             r._stop.set()
-        self._wake.set()
+        self._wakeup()
         if self._thread is not None:
             self._thread.join(timeout)
+
+    def _wakeup(self) -> None:
+        """End the thread's wait: it looks at the readers' stop flags at once."""
+        try:
+            self._wake.release()
+        except RuntimeError:  # a wake-up is pending already
+            pass
 
     def _run(self) -> None:
         steps = {r: r._steps() for r in self.readers}
         due = dict.fromkeys(self.readers, 0.0)
         try:
             while steps:
-                self._wake.clear()  # (before looking at the readers' stop flags)
                 # readers due within a millisecond go now: aligned readers
                 # share one wake-up per period
                 soon = time.monotonic() + 1e-3
+                cpu = time.thread_time()
                 for r in list(steps):
                     if due[r] > soon and not r._stop.is_set():
                         continue
-                    cpu = time.thread_time()
                     try:
                         wait = next(steps[r])
                     except StopIteration:
@@ -876,13 +911,18 @@ class ReaderGroup:
                         r.error = exc
                         r._done.set()
                         wait = 0.0
+                    now = time.thread_time()  # (one clock read per step)
                     with r._lock:
-                        r._stats.cpu_seconds += time.thread_time() - cpu
+                        r._stats.cpu_seconds += now - cpu
+                    cpu = now
                     due[r] = time.monotonic() + wait
                 if steps:
                     rest = min(due[r] for r in steps) - time.monotonic()
                     if rest > 0:
-                        self._wake.wait(rest)
+                        # returns early when released (a stop); a release that
+                        # came during the steps ends this wait at once and the
+                        # loop looks at the stop flags again
+                        self._wake.acquire(timeout=rest)
         finally:
             for r, gen in steps.items():
                 gen.close()
