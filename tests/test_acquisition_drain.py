@@ -4,11 +4,14 @@
 from __future__ import annotations
 
 import os
+import threading
 import tty
 
 import numpy as np
 import pytest
-from test_acquisition import PtyPort, emi_wire, start_reader, wait_for
+from test_acquisition import Collector, PtyPort, emi_wire, start_reader, wait_for
+
+from demine.acquisition import DeviceReader
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs pseudo-terminals")
 
@@ -21,8 +24,9 @@ def port(tmp_path):
 
 
 def _pty_capacity() -> int:
-    """Bytes a pseudo-terminal takes before a writer must wait for its reader
-    (the 4 KiB line-discipline buffer plus the queue behind it; kernel-dependent)."""
+    """Bytes a pseudo-terminal takes in 1 KiB writes before a writer must wait for
+    its reader (the 4 KiB line-discipline buffer plus the queue behind it;
+    kernel-dependent, and some kernels take less in larger writes)."""
     master, slave = os.openpty()
     try:
         tty.setraw(slave)
@@ -43,20 +47,38 @@ def test_backlog_beyond_the_tty_buffer_is_framed_at_once(port):
     and framed together: every frame once, in order, in one batch of several tty
     buffers' worth.
 
-    The whole backlog is queued at once (it fits in the pty), so the outcome
-    does not depend on how a writer is scheduled, and the drain reads until the
-    port is empty, so not on how the kernel refills the tty buffer either.  A
-    reader in its own thread waits in a read and may wake on the first bytes of
-    the write, before the rest is in: then a second batch holds the rest.
+    The backlog is queued while the reader is held in its consumer callback
+    (delivering a first frame), so all of it is in the pty before the reader
+    reads again: the batches depend neither on how the writer and the reader
+    are scheduled nor (the drain reads until the port is empty) on how the
+    kernel refills the tty buffer.
     """
-    r, col = start_reader(port, "emi-pi", poll_interval=0.25, align=True)
+    held, release = threading.Event(), threading.Event()
+    col = Collector()
+
+    def consume(batch):
+        col(batch)
+        if len(col.batches) == 1:
+            held.set()
+            release.wait(60)
+
+    r = DeviceReader(port.path, "emi-pi", on_frames=consume, poll_interval=0.25, align=True,
+                     stall_timeout=5.0, backoff=(0.01, 0.1)).start()
     frame = len(emi_wire(np.arange(1))[1])
     n = min(600, (_pty_capacity() - 1024) // frame)
     seqs = np.arange(n)
     _, wire, samples = emi_wire(seqs)
-    assert len(wire) >= 3 * 4096, f"this kernel's pty holds too little to test ({len(wire)} B)"
+    assert len(wire) - frame >= 3 * 4096, f"this kernel's pty holds too little ({len(wire)} B)"
     try:
-        port.write(wire)  # fits: returns at once, whatever the reader does
+        wait_for(lambda: r.stats.connected, what="reader connected")
+        port.write(wire[:frame])  # the reader delivers it and waits in consume()
+        wait_for(held.is_set, what="the first frame delivered")
+        # in the pieces _pty_capacity measured with (a kernel may take less in
+        # larger writes): it all fits, so this returns at once
+        port.write(wire[frame:], chunk=1024)
+    finally:
+        release.set()
+    try:
         wait_for(lambda: len(col.seqs) >= seqs.size, what="all frames")
     finally:
         r.stop()
@@ -65,8 +87,8 @@ def test_backlog_beyond_the_tty_buffer_is_framed_at_once(port):
     np.testing.assert_array_equal(got, samples)
     assert r.stats.bytes_read == len(wire)
     # without the drain, each wake-up would frame at most one 4 KiB tty buffer
-    # (>= 3 batches); with it, one batch, or two if the reader woke inside the write
-    assert len(col.batches) <= 2, [len(b.sequence) for b in col.batches]
+    # (>= 3 batches for the backlog); with it, the backlog is one batch
+    assert [len(b.sequence) for b in col.batches] == [1, n - 1]
 
 
 def test_aligned_reader_keeps_every_frame_of_a_steady_stream(port):

@@ -13,7 +13,16 @@ import time
 
 import numpy as np
 import pytest
-from test_acquisition import Collector, PtyPort, devices_independent, drain, emi_wire, wait_for
+from test_acquisition import (
+    Collector,
+    PtyPort,
+    devices_independent,
+    drain,
+    emi_wire,
+    one_stall_per_silence,
+    stall_kinds,
+    wait_for,
+)
 
 from demine.acquisition import DeviceReader, ReaderGroup
 
@@ -57,13 +66,15 @@ def test_one_thread_reads_every_device_and_faults_stay_apart(tmp_path):
 def test_grouped_reader_reconnects_and_stalls_without_blocking_the_others(tmp_path):
     """Unplugged mid-frame and plugged back (reopen retried with backoff), and
     silent for a while: the same outcome as a reader in its own thread, while
-    the other device of the group keeps every frame."""
+    the other device of the group keeps every frame.
+
+    b also stalls whenever this thread takes longer than stall_timeout between
+    two of its writes: the test waits for the stall of the silence it makes
+    (b's own events: both readers are named after their driver)."""
     a, b = PtyPort(tmp_path, "a"), PtyPort(tmp_path, "b")
     d, wire, samples = emi_wire(np.arange(100))
     _, wire_b, samples_b = emi_wire(np.arange(400), seed=1)
-    events = []
-    group, (ra, rb), (ca, cb) = make_group([(a, d), (b, d)], stall_timeout=0.15,
-                                           on_event=events.append)
+    group, (ra, rb), (ca, cb) = make_group([(a, d), (b, d)], stall_timeout=0.15)
     a.write(wire[: 50 * 84 + 40])
     b.write(wire_b[: 100 * 84])
     drain(ra, 50 * 84 + 40)
@@ -76,11 +87,11 @@ def test_grouped_reader_reconnects_and_stalls_without_blocking_the_others(tmp_pa
     wait_for(lambda: ra.stats.reconnects == 1, what="reconnect")
     a.write(wire[60 * 84 :])
     drain(ra, 50 * 84 + 40 + 40 * 84)
-    wait_for(lambda: rb.stats.stalls == 1, what="stall of b")
+    wait_for(lambda: stall_kinds(rb.events)[-1:] == ["stall"], what="stall of b")
+    resumed = stall_kinds(rb.events).count("resumed")
     b.write(wire_b[200 * 84 :])
     drain(rb, len(wire_b))
-    wait_for(lambda: any(e.kind == "resumed" and e.device == rb.name for e in events),
-             what="b resumed")
+    wait_for(lambda: stall_kinds(rb.events).count("resumed") > resumed, what="b resumed")
     group.stop()
     b.close()
     assert ca.seqs == list(range(50)) + list(range(60, 100))
@@ -91,6 +102,9 @@ def test_grouped_reader_reconnects_and_stalls_without_blocking_the_others(tmp_pa
                                   np.concatenate([samples[:50], samples[60:]]))
     assert cb.seqs == list(range(400))
     assert rb.stats.disconnects == 0
+    kinds = stall_kinds(rb.events)
+    assert one_stall_per_silence(kinds), kinds
+    assert rb.stats.stalls == kinds.count("stall") >= 1
 
 
 def test_stopping_one_grouped_reader_leaves_the_others_reading(tmp_path):
