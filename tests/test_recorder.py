@@ -234,11 +234,15 @@ _RECORD_SCRIPT = textwrap.dedent(
     rec.start()
     last = -1
     while True:
-        st = rec.writer.flush_count
+        # (both under the writer's lock: read apart, a flush could come in
+        # between, and its frames be printed before they are in the file)
+        with rec.writer._lock:
+            st = rec.writer.flush_count
+            n = rec.writer.streams["emi"]._appender.n_written
         if st != last:
             last = st
             # frames durably in the file: those written before this flush
-            print(rec.writer.streams["emi"]._appender.n_written, flush=True)
+            print(n, flush=True)
         time.sleep(0.005)
     """
 )
@@ -379,6 +383,14 @@ def test_live_alarms_equal_batch_alarms(tmp_path):
     np.testing.assert_allclose(live["score"][order], batch["score"], rtol=1e-6)
 
 
+def _sigint_default() -> None:
+    # A shell starting a command in the background (nohup, `cmd &` in a script,
+    # some CI runners) makes it ignore SIGINT, and children inherit that: Python
+    # then installs no KeyboardInterrupt handler and Ctrl-C never reaches the
+    # recorder.  The recorder under test gets a terminal's Ctrl-C as it would.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_sigterm_and_ctrl_c_stop_cleanly(tmp_path, sig):
     m, s, path = _pty()
@@ -386,7 +398,8 @@ def test_sigterm_and_ctrl_c_stop_cleanly(tmp_path, sig):
     emi = get_driver("emi-pi")
     proc = subprocess.Popen([sys.executable, "-m", "demine", "record", "--device",
                              f"emi-pi={path}", "--out", str(out), "--flush-interval", "0.2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_sigint_default)
     sent = 0
     try:
         deadline = time.monotonic() + 30
