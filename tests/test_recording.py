@@ -363,7 +363,7 @@ def test_cli_version():
 
 _WRITER = textwrap.dedent(
     """
-    import sys, time
+    import select, sys, time
     import numpy as np
     from demine.recording import RecordingWriter
     path, interval, pace = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
@@ -377,11 +377,15 @@ _WRITER = textwrap.dedent(
         # check every frame it sees is intact
         s.append(seq[:, None] * np.ones((10, 16), "float32"), time=seq * 1000, sequence=seq)
         i += 10
-        if w.flush_count != seen:
-            seen = w.flush_count
-            print(s._appender.n_written, flush=True)
-        if i >= int(sys.argv[4]):
-            break
+        # (both under the writer's lock: its flush thread may flush between two
+        # plain reads, and frames not yet in the file would be printed)
+        with w._lock:
+            count, written = w.flush_count, s._appender.n_written
+        if count != seen:
+            seen = count
+            print(written, flush=True)
+        if i >= int(sys.argv[4]) or select.select([sys.stdin], [], [], 0)[0]:
+            break  # (stdin closed: stop)
         time.sleep(pace)
     w.close()
     print("closed", s.n_frames, flush=True)
@@ -390,9 +394,10 @@ _WRITER = textwrap.dedent(
 
 
 def _start_writer(path, interval, pace, total):
+    """The writer stops after ``total`` frames or when its stdin is closed."""
     return subprocess.Popen(
         [sys.executable, "-c", _WRITER, str(path), str(interval), str(pace), str(total)],
-        stdout=subprocess.PIPE, text=True,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )
 
 
@@ -406,8 +411,10 @@ def _check_intact(stream, at_least: int) -> int:
 
 
 def test_swmr_reader_in_another_process_sees_frames_grow(tmp_path):
+    """The writer goes on until the reader is done (however late the reader
+    process starts), and the reader reads until it has seen three lengths."""
     path = tmp_path / "live.h5"
-    proc = _start_writer(path, 0.05, 0.01, 600)
+    proc = _start_writer(path, 0.05, 0.01, 10**9)
     try:
         first = proc.stdout.readline()  # the file exists and has had a flush
         assert first.strip().isdigit()
@@ -418,22 +425,26 @@ def test_swmr_reader_in_another_process_sees_frames_grow(tmp_path):
                 from demine.recording import Recording
                 r = Recording({str(path)!r})
                 counts = []
-                for _ in range(40):
+                end = time.monotonic() + 60
+                while len(set(counts)) < 3 and time.monotonic() < end:
                     r.refresh()
                     counts.append(len(r.streams["emi"]))
                     time.sleep(0.02)
                 print(*counts)
                 """)],
-            capture_output=True, text=True, timeout=60,
+            capture_output=True, text=True, timeout=120,
         )
         assert reader.returncode == 0, reader.stderr
         counts = [int(c) for c in reader.stdout.split()]
         assert counts == sorted(counts) and len(set(counts)) >= 3  # it saw the file grow
     finally:
-        out, _ = proc.communicate(timeout=60)
-    assert "closed 600" in out
+        out, _ = proc.communicate(timeout=60)  # (closes stdin: the writer stops)
+    closed = [ln for ln in out.splitlines() if ln.startswith("closed ")]
+    assert len(closed) == 1, out
+    total = int(closed[0].split()[1])
+    assert total >= max(counts) and total % 10 == 0
     with Recording(path) as r:
-        _check_intact(r.streams["emi"], 600)
+        assert _check_intact(r.streams["emi"], total) == total
 
 
 def test_sigkill_at_random_moments_keeps_everything_flushed(tmp_path):
