@@ -25,12 +25,14 @@ from demine.console.launch import (  # noqa: E402
     wait_for_control,
 )
 from demine.console.widgets import AlarmList, StripChart, Waterfall  # noqa: E402
+from demine.control import ControlClient  # noqa: E402
 from demine.recording import Recording  # noqa: E402
 
 # A writer process: live EMI, GPR and GPS frames stamped with the current time,
-# one alarm after ~1 s, for DURATION seconds; then it closes the file and exits.
+# one alarm after ~1 s, until its stdin is closed (at most DURATION seconds);
+# then it closes the file and exits.
 WRITER = textwrap.dedent("""
-    import sys, time
+    import select, sys, time
     import numpy as np
     from demine.recording import RecordingWriter
     path, duration = sys.argv[1], float(sys.argv[2])
@@ -43,6 +45,8 @@ WRITER = textwrap.dedent("""
         gps = w.add_stream("gps", "gps")
         t0 = time.time(); k = 0; alarm_done = False
         while time.time() - t0 < duration:
+            if select.select([sys.stdin], [], [], 0)[0]:  # closed: stop
+                break
             now = time.time_ns()
             x = 0.5 * (time.time() - t0)
             emi.append(1e-3 * gates[None, :] ** -0.5 * (1 + 0.01 * rng.standard_normal((25, 16))),
@@ -71,7 +75,7 @@ WRITER = textwrap.dedent("""
 
 def _start_writer(path: Path, duration: float) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(duration)],
-                            stdout=subprocess.PIPE, text=True)
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "started"
     return proc
 
@@ -101,24 +105,28 @@ def _red_lines(app: ConsoleApp) -> list[str]:
 
 
 def test_follows_writer_process_alarm_and_stale(tmp_path):
+    """The writer runs until the test has seen the live state (however slowly the
+    console starts), and the console's clock jumps ahead once it stopped: "live"
+    and "stale" do not depend on how the two processes are scheduled."""
     path = tmp_path / "live.h5"
-    writer = _start_writer(path, duration=3.0)
-    follower = Follower(path, stale_after=1.0)
+    writer = _start_writer(path, duration=300.0)
+    skew = [0]  # ns added to the console's clock
+    follower = Follower(path, stale_after=10.0, clock=lambda: time.time_ns() + skew[0])
     app = ConsoleApp(follower, refresh_hz=10)
 
     async def scenario():
         async with app.run_test(size=(80, 24)) as pilot:
             await _until(pilot, lambda: follower.streams.get("emi") is not None
-                         and follower.streams["emi"].frames > 0, 10, "first frames")
+                         and follower.streams["emi"].frames > 0, 30, "first frames")
             n0 = follower.streams["emi"].frames
-            await _until(pilot, lambda: follower.streams["emi"].frames > n0 + 50, 5,
+            await _until(pilot, lambda: follower.streams["emi"].frames > n0 + 50, 30,
                          "the file to grow")
             # live streams are not stale, shown OK, and none of them red
             assert not any(s.stale for s in follower.streams.values())
             assert "OK" in _streams_text(app).plain
             assert _red_lines(app) == []
             # the alarm the writer appends shows up in the list, with a bell
-            await _until(pilot, lambda: len(follower.alarms) == 1, 5, "the alarm")
+            await _until(pilot, lambda: len(follower.alarms) == 1, 30, "the alarm")
             await pilot.pause(0.2)
             alarms = app.query_one(AlarmList)
             text = alarms.render().plain
@@ -144,11 +152,13 @@ def test_follows_writer_process_alarm_and_stale(tmp_path):
             await pilot.pause()
             assert follower.threshold == pytest.approx(thr + 0.5)
             assert "this console only" in app.message
-            # the writer stops: every stream turns stale, drawn in red
-            assert writer.wait(15) == 0
-            await _until(pilot, lambda: all(s.stale for s in follower.streams.values()), 5,
+            # the writer stops and time passes: every stream turns stale, drawn in
+            # red (in the same tick: the panel is drawn right after the poll)
+            writer.stdin.close()
+            assert writer.wait(30) == 0
+            skew[0] = 2 * int(follower.stale_after * 1e9)
+            await _until(pilot, lambda: all(s.stale for s in follower.streams.values()), 30,
                          "streams to go stale")
-            await pilot.pause(0.3)
             red = _red_lines(app)
             assert len(red) == 3 and all("STALE" in r for r in red)
             await pilot.press("q")
@@ -205,9 +215,25 @@ def test_keys_reach_a_real_recorder(tmp_path):
         # the recorder runs in its own session: a console crash or a closed terminal
         # (SIGHUP to the console's session) does not reach it
         assert os.getsid(rec.pid) == rec.pid != os.getsid(0)
-        follower = Follower(out, stale_after=3.0)
-        app = ConsoleApp(follower, control=sock, recorder=rec, refresh_hz=10,
+        follower = Follower(out, stale_after=10.0)
+        # (a bound for a loaded machine: the console's own is 1 s per request, and a
+        # request that times out here may still have been carried out there)
+        control = ControlClient(sock, timeout=30.0)
+        app = ConsoleApp(follower, control=control, recorder=rec, refresh_hz=10,
                          status_interval=0.3)
+
+        def emi_written() -> int:  # frames the recorder has appended (status request)
+            return control.request("status")["status"]["devices"]["emi"]["frames"]
+
+        async def settled(pilot) -> int:
+            """EMI frames written, once two status replies agree and the file
+            shows them all (the replies are a file flush and a tick apart)."""
+            n = -1
+            while (m := emi_written()) != n:
+                n = m
+                await _until(pilot, lambda n=n: follower.streams["emi"].frames >= n, 30,
+                             f"{n} EMI frames in the file")
+            return n
 
         start: dict[str, float] = {}
 
@@ -245,15 +271,17 @@ def test_keys_reach_a_real_recorder(tmp_path):
                 assert app.paused and any("PAUSED" in m for m in app.messages)
                 await pilot.pause(0.5)
                 assert "PAUSED" in app.query_one("#top").render().plain
-                await pilot.pause(1.0)  # held frames drain
-                n_paused = follower.streams["emi"].frames
+                # what the recorder took in before the pause is still written (the
+                # pass under way); after that nothing
+                n_paused = await settled(pilot)
                 await pilot.pause(1.0)
-                assert follower.streams["emi"].frames == n_paused  # nothing written
+                assert await settled(pilot) == n_paused  # nothing written
+                assert follower.streams["emi"].frames == n_paused
                 await pilot.press("r")
                 await pilot.pause()
                 assert not app.paused
                 await _until(pilot, lambda: follower.streams["emi"].frames > n_paused + 100,
-                             10, "recording to resume")
+                             30, "recording to resume")
                 await pilot.press("q")
             assert app.return_code == 0
 
