@@ -16,7 +16,7 @@ Counters (int64 vector, updated in place):
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int16_t, int32_t, int64_t
 from libc.string cimport memchr, memcpy
-from libc.math cimport rint
+from libc.math cimport fabs, rint
 
 import numpy as np
 
@@ -570,3 +570,105 @@ def decode_columns(const uint8_t[::1] buf, const int64_t[::1] off, const int64_t
         out.append(tuple(cols))
         lo = hi
     return out
+
+
+# --------------------------------------------------------------------------------------
+# ClockFit._fit: the robust line through the block minima (Theil-Sen slope, median
+# intercept, inliers by the median absolute residual), compiled; the same values as
+# NumPy's triu_indices / median / abs arithmetic
+# --------------------------------------------------------------------------------------
+cdef double _select(double* v, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
+    """The k-th smallest of v[:n] (v is reordered); no NaN in v."""
+    cdef Py_ssize_t lo = 0, hi = n - 1, i, j, mid
+    cdef double pivot, t
+    while hi > lo:
+        mid = lo + (hi - lo) // 2
+        # median of three as pivot
+        if v[mid] < v[lo]:
+            t = v[mid]; v[mid] = v[lo]; v[lo] = t
+        if v[hi] < v[lo]:
+            t = v[hi]; v[hi] = v[lo]; v[lo] = t
+        if v[hi] < v[mid]:
+            t = v[hi]; v[hi] = v[mid]; v[mid] = t
+        pivot = v[mid]
+        i = lo
+        j = hi
+        while i <= j:
+            while v[i] < pivot:
+                i += 1
+            while pivot < v[j]:
+                j -= 1
+            if i <= j:
+                t = v[i]; v[i] = v[j]; v[j] = t
+                i += 1
+                j -= 1
+        if k <= j:
+            hi = j
+        elif k >= i:
+            lo = i
+        else:
+            return v[k]
+    return v[k]
+
+
+cdef double _median(double* v, Py_ssize_t n) noexcept nogil:
+    """``np.median`` of v[:n] (reordered): NaN if any is NaN, else the mean of
+    the middle value or of the two middle ones as NumPy computes it (a sum
+    from +0.0, so a -0.0 comes out as 0.0, then divided by the count)."""
+    cdef Py_ssize_t i, k = n // 2
+    cdef double hi_v, lo_v
+    for i in range(n):
+        if v[i] != v[i]:
+            return v[i]
+    hi_v = _select(v, n, k)
+    if n % 2:
+        return 0.0 + hi_v
+    # the (k-1)-th smallest: the largest of the k values left of position k
+    lo_v = v[0]
+    for i in range(1, k):
+        if v[i] > lo_v:
+            lo_v = v[i]
+    return ((0.0 + lo_v) + hi_v) / 2.0
+
+
+def robust_line(const double[::1] bx, const double[::1] br):
+    """Theil-Sen slope ``b0`` (median of the slopes between every pair of points),
+    intercept ``a0 = median(br - b0 * bx)``, residuals ``res = br - (a0 + b0 *
+    bx)``, ``mad = median(|res|)``; returns ``(a0, b0, ok, n_ok)`` with ``ok =
+    |res| < 5 * mad + 1e-4`` (a bool array).  The arithmetic of ``ClockFit._fit``
+    in NumPy, element for element (products kept apart from sums)."""
+    cdef Py_ssize_t n = bx.shape[0], m, i, j, q = 0, n_ok = 0
+    cdef double b0, a0, mad, lim
+    cdef volatile double prod
+    cdef cnp.npy_intp dim
+    cdef cnp.ndarray ok
+    cdef cnp.npy_bool* okp
+    if br.shape[0] != n or n < 2:
+        raise ValueError("robust_line needs two equal arrays of at least two points")
+    m = n * (n - 1) // 2
+    cdef double[::1] buf = np.empty(max(m, n), dtype=np.float64)
+    cdef double[::1] res = np.empty(n, dtype=np.float64)
+    dim = n
+    ok = cnp.PyArray_EMPTY(1, &dim, cnp.NPY_BOOL, 0)
+    okp = <cnp.npy_bool*>cnp.PyArray_DATA(ok)
+    with nogil:
+        for i in range(n):
+            for j in range(i + 1, n):
+                buf[q] = (br[j] - br[i]) / (bx[j] - bx[i])
+                q += 1
+        b0 = _median(&buf[0], m)
+        for i in range(n):
+            prod = b0 * bx[i]
+            buf[i] = br[i] - prod
+        a0 = _median(&buf[0], n)
+        for i in range(n):
+            prod = b0 * bx[i]
+            res[i] = br[i] - (a0 + prod)
+            buf[i] = fabs(res[i])
+        mad = _median(&buf[0], n)
+        prod = 5 * mad
+        lim = prod + 1e-4
+        for i in range(n):
+            okp[i] = fabs(res[i]) < lim
+            n_ok += okp[i]
+    return a0, b0, ok, n_ok

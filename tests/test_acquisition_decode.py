@@ -270,3 +270,82 @@ def test_update_read_takes_other_arrays():
         host, got = b.update_read(dev, 1000)
         np.testing.assert_array_equal(host, np.full(len(dev), 1000))
         np.testing.assert_array_equal(got, a.update(dev, np.full(len(dev), 1000)))
+
+
+# -- ClockFit._fit: the compiled robust line ---------------------------------------------
+def _robust_line_twin(bx, br):
+    """ClockFit._fit's robust part as it was written in NumPy."""
+    i, j = np.triu_indices(bx.size, 1)
+    b0 = float(np.median((br[j] - br[i]) / (bx[j] - bx[i])))
+    a0 = float(np.median(br - b0 * bx))
+    res = br - (a0 + b0 * bx)
+    mad = float(np.median(np.abs(res)))
+    ok = np.abs(res) < 5 * mad + 1e-4
+    return a0, b0, ok
+
+
+def _bits(x):
+    return np.float64(x).tobytes()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(2, 130), st.integers(0, 2**32 - 1), st.sampled_from(["clean", "late",
+                                                                         "ties", "zeros"]))
+def test_robust_line_matches_numpy_twin(n, seed, kind):
+    from demine import _framing
+
+    rng = np.random.default_rng(seed)
+    bx = np.sort(rng.uniform(0, 60, n)) + np.arange(n) * 1e-3
+    br = 2e-3 + 3e-6 * bx + rng.exponential(2e-5, n)
+    if kind == "late":  # blocks of a backlog: every frame late
+        br[rng.random(n) < 0.3] += rng.uniform(0.01, 3.0)
+    elif kind == "ties":  # equal minima and equal slopes
+        br = np.round(br, 4)
+    elif kind == "zeros":
+        br = np.zeros(n) * rng.choice([1.0, -1.0])
+    a0, b0, ok, n_ok = _framing.robust_line(bx, br)
+    ta0, tb0, tok = _robust_line_twin(bx, br)
+    assert (_bits(a0), _bits(b0)) == (_bits(ta0), _bits(tb0))
+    assert ok.dtype == bool and ok.tolist() == tok.tolist() and n_ok == int(tok.sum())
+
+
+def test_robust_line_nan_as_numpy():
+    from demine import _framing
+
+    bx = np.array([0.0, 1.0, 1.0, 3.0])  # a 0/0 slope
+    br = np.array([0.0, 1.0, 1.0, 2.0])
+    a0, b0, ok, n_ok = _framing.robust_line(bx, br)
+    with np.errstate(invalid="ignore"):
+        ta0, tb0, tok = _robust_line_twin(bx, br)
+    assert np.isnan(b0) and np.isnan(tb0) and np.isnan(a0) and np.isnan(ta0)
+    assert ok.tolist() == tok.tolist() and n_ok == 0
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_clock_fit_as_before_with_the_compiled_line(seed):
+    """Mapped times and the fitted line equal those of the NumPy _fit, read after read."""
+    from demine.acquisition import ClockFit
+
+    class NumpyFit(ClockFit):
+        def _fit(self):
+            bx = np.array([b[1] for b in self._blocks])
+            br = np.array([b[2] for b in self._blocks])
+            if bx.size < 3 or bx[-1] - bx[0] < 2 * self.block_s:
+                self._coef = (float(br.min()), self._coef[1] if bx.size > 1 else 0.0)
+                return
+            a0, b0, ok = _robust_line_twin(bx, br)
+            if ok.sum() >= 3:
+                b, a = np.polyfit(bx[ok], br[ok], 1)
+            else:
+                a, b = a0, b0
+            self._coef = (float(a), float(b))
+
+    rng = np.random.default_rng(100 + seed)
+    a, b = NumpyFit(window_s=20.0), ClockFit(window_s=20.0)
+    fits = 0
+    for k, (dev, t) in enumerate(_reads(rng, 1500)):
+        host = np.full(dev.shape[0], t, dtype=np.int64)
+        np.testing.assert_array_equal(b.update(dev, host), a.update(dev, host), err_msg=str(k))
+        assert b._coef == a._coef, k
+        fits += len(b._blocks) >= 3
+    assert fits > 500  # the robust line was used
