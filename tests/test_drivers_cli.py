@@ -35,13 +35,16 @@ def _serve(data_fn, stop):
     path = os.ttyname(s)
 
     def loop():
+        pending = b""
         while not stop.is_set():
-            chunk = data_fn()
-            if chunk:
+            pending = pending or data_fn()
+            if pending:
+                # what a full pty does not take is sent later, never cut: how
+                # far the reader has fallen behind cannot garble a frame
                 try:
-                    os.write(m, chunk)
+                    pending = pending[os.write(m, pending):]
                 except BlockingIOError:
-                    pass  # the pty buffer is full: drop, as a device on a dead line would
+                    pass  # the pty buffer is full (nobody reads once the probe closed)
                 except OSError:
                     return
             time.sleep(0.005)
