@@ -76,11 +76,10 @@ def test_backlog_beyond_the_tty_buffer_is_framed_at_once(port):
         # in the pieces _pty_capacity measured with (a kernel may take less in
         # larger writes): it all fits, so this returns at once
         port.write(wire[frame:], chunk=1024)
-    finally:
         release.set()
-    try:
         wait_for(lambda: len(col.seqs) >= seqs.size, what="all frames")
     finally:
+        release.set()
         r.stop()
     assert col.seqs == seqs.tolist()
     got = np.concatenate([b.samples for b in col.batches])
