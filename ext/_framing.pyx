@@ -15,6 +15,7 @@ Counters (int64 vector, updated in place):
 """
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int16_t, int32_t, int64_t
+from libc.stdlib cimport free, malloc
 from libc.string cimport memchr, memcpy
 from libc.math cimport fabs, rint
 
@@ -166,6 +167,97 @@ cdef inline void _skip(int64_t* C, Py_ssize_t nbytes) noexcept nogil:
         C[4] = 1
 
 
+cdef Py_ssize_t _scan_binary(const uint8_t* b, Py_ssize_t start, Py_ssize_t stop,
+                             const int64_t* P, int64_t* out_off, int64_t* out_len,
+                             int64_t* C, bint final, Py_ssize_t* keep_out) noexcept nogil:
+    """The scan of ``scan_binary`` (``b`` not NULL, ``stop > start``); returns the
+    number of frames, ``keep`` in ``keep_out``."""
+    cdef Py_ssize_t pos = start, p, L, q, n = 0, keep = stop
+    cdef uint8_t s0 = <uint8_t>P[0], s1 = <uint8_t>P[1]
+    while True:
+        p = _find_sync(b, pos, stop, s0, s1)
+        if p < 0:
+            # no complete sync word left: keep a trailing first sync byte
+            if b[stop - 1] == s0 and stop - 1 >= pos and not final:
+                keep = stop - 1
+            else:
+                keep = stop
+            _skip(C, keep - pos)
+            break
+        _skip(C, p - pos)
+        if p + P[2] > stop:
+            if final:
+                C[1] += 1
+                C[4] = 1
+                _skip(C, stop - p)
+                keep = stop
+                break
+            keep = p
+            break
+        L = _frame_len(b + p, P)
+        if L < 0:
+            C[5] += 1
+            _skip(C, 1)
+            pos = p + 1
+            continue
+        if p + L > stop:
+            q = _nested_valid(b, p + 1, stop, stop, P, final)
+            if q >= 0:
+                C[1] += 1
+                C[4] = 1
+                _skip(C, q - p)
+                pos = q
+                continue
+            if final:
+                C[1] += 1
+                C[4] = 1
+                _skip(C, stop - p)
+                keep = stop
+                break
+            keep = p
+            break
+        if _crc_ok(b + p, L, P):
+            # A truncated frame completed by the start of the next one can pass
+            # the CRC by chance (1/256 when cut by one byte: its CRC high byte
+            # meets the sync byte; 2^-16 otherwise).  An intact frame never
+            # contains another valid frame, so one starting inside unmasks it.
+            q = _nested_valid(b, p + 1, p + L, stop, P, final)
+            if q == -2:
+                keep = p
+                break
+            if q >= 0:
+                C[1] += 1
+                C[4] = 1
+                _skip(C, q - p)
+                pos = q
+                continue
+            out_off[n] = p
+            out_len[n] = L
+            n += 1
+            pos = p + L
+            C[4] = 0
+            continue
+        q = _nested_valid(b, p + 1, p + L, stop, P, final)
+        if q >= 0:
+            C[1] += 1
+            C[4] = 1
+            _skip(C, q - p)
+            pos = q
+            continue
+        if q == -2:
+            # a frame may start inside this one but is not complete yet: decide
+            # (truncated or corrupt) when more bytes have come
+            keep = p
+            break
+        # a complete frame with a bad CRC: count it, then search again one byte on
+        C[0] += 1
+        C[4] = 1
+        _skip(C, 1)
+        pos = p + 1
+    keep_out[0] = keep
+    return n
+
+
 def scan_binary(const uint8_t[::1] buf, Py_ssize_t start, Py_ssize_t stop,
                 const int64_t[::1] params, int64_t[::1] out_off, int64_t[::1] out_len,
                 int64_t[::1] counters, bint final=False):
@@ -178,94 +270,58 @@ def scan_binary(const uint8_t[::1] buf, Py_ssize_t start, Py_ssize_t stop,
     stream) nothing is kept: an incomplete frame is counted as truncated.
     """
     cdef const uint8_t* b = &buf[0] if buf.shape[0] > 0 else NULL
-    cdef const int64_t* P = &params[0]
-    cdef int64_t* C = &counters[0]
-    cdef Py_ssize_t pos = start, p, L, q, n = 0, keep = stop
-    cdef uint8_t s0 = <uint8_t>P[0], s1 = <uint8_t>P[1]
+    cdef Py_ssize_t n, keep
     if b == NULL or stop <= start:
         return 0, start
     with nogil:
-        while True:
-            p = _find_sync(b, pos, stop, s0, s1)
-            if p < 0:
-                # no complete sync word left: keep a trailing first sync byte
-                if b[stop - 1] == s0 and stop - 1 >= pos and not final:
-                    keep = stop - 1
-                else:
-                    keep = stop
-                _skip(C, keep - pos)
-                break
-            _skip(C, p - pos)
-            if p + P[2] > stop:
-                if final:
-                    C[1] += 1
-                    C[4] = 1
-                    _skip(C, stop - p)
-                    keep = stop
-                    break
-                keep = p
-                break
-            L = _frame_len(b + p, P)
-            if L < 0:
-                C[5] += 1
-                _skip(C, 1)
-                pos = p + 1
-                continue
-            if p + L > stop:
-                q = _nested_valid(b, p + 1, stop, stop, P, final)
-                if q >= 0:
-                    C[1] += 1
-                    C[4] = 1
-                    _skip(C, q - p)
-                    pos = q
-                    continue
-                if final:
-                    C[1] += 1
-                    C[4] = 1
-                    _skip(C, stop - p)
-                    keep = stop
-                    break
-                keep = p
-                break
-            if _crc_ok(b + p, L, P):
-                # A truncated frame completed by the start of the next one can pass
-                # the CRC by chance (1/256 when cut by one byte: its CRC high byte
-                # meets the sync byte; 2^-16 otherwise).  An intact frame never
-                # contains another valid frame, so one starting inside unmasks it.
-                q = _nested_valid(b, p + 1, p + L, stop, P, final)
-                if q == -2:
-                    keep = p
-                    break
-                if q >= 0:
-                    C[1] += 1
-                    C[4] = 1
-                    _skip(C, q - p)
-                    pos = q
-                    continue
-                out_off[n] = p
-                out_len[n] = L
-                n += 1
-                pos = p + L
-                C[4] = 0
-                continue
-            q = _nested_valid(b, p + 1, p + L, stop, P, final)
-            if q >= 0:
-                C[1] += 1
-                C[4] = 1
-                _skip(C, q - p)
-                pos = q
-                continue
-            if q == -2:
-                # a frame may start inside this one but is not complete yet: decide
-                # (truncated or corrupt) when more bytes have come
-                keep = p
-                break
-            # a complete frame with a bad CRC: count it, then search again one byte on
-            C[0] += 1
-            C[4] = 1
-            _skip(C, 1)
-            pos = p + 1
+        n = _scan_binary(b, start, stop, &params[0], &out_off[0], &out_len[0],
+                         &counters[0], final, &keep)
     return n, keep
+
+
+def scan_frames(cnp.ndarray buf, const int64_t[::1] params, int64_t[::1] counters,
+                bint final=False):
+    """``scan_binary`` over all of ``buf`` (a 1-D contiguous uint8 array, not
+    empty) with output arrays of the exact size.
+
+    Returns ``(offsets, lengths, keep, counted)``; ``counted`` tells whether a
+    counter changed.  One call instead of two allocations, the scan, two slices
+    and a read-back of the counters (``Framer`` per read).
+    """
+    cdef Py_ssize_t n_bytes, cap, n = 0, keep = 0, i
+    cdef int64_t before[6]
+    cdef int64_t* tmp
+    cdef cnp.npy_intp dim
+    cdef cnp.ndarray off, lens
+    cdef bint changed = False
+    if (cnp.PyArray_NDIM(buf) != 1 or cnp.PyArray_TYPE(buf) != cnp.NPY_UINT8
+            or not cnp.PyArray_IS_C_CONTIGUOUS(buf) or cnp.PyArray_DIM(buf, 0) == 0):
+        raise ValueError("scan_frames needs a non-empty, contiguous 1-D uint8 array")
+    if counters.shape[0] < 6 or params.shape[0] < 15 or params[14] <= 0:
+        raise ValueError("bad framing parameters or counters")
+    n_bytes = cnp.PyArray_DIM(buf, 0)
+    cap = n_bytes // params[14] + 2
+    tmp = <int64_t*>malloc(2 * cap * sizeof(int64_t))
+    if tmp == NULL:
+        raise MemoryError()
+    try:
+        with nogil:
+            for i in range(6):
+                before[i] = counters[i]
+            n = _scan_binary(<const uint8_t*>cnp.PyArray_DATA(buf), 0, n_bytes, &params[0],
+                             tmp, tmp + cap, &counters[0], final, &keep)
+            for i in range(6):
+                if counters[i] != before[i]:
+                    changed = True
+        dim = n
+        off = cnp.PyArray_EMPTY(1, &dim, cnp.NPY_INT64, 0)
+        lens = cnp.PyArray_EMPTY(1, &dim, cnp.NPY_INT64, 0)
+        if n:
+            memcpy(cnp.PyArray_DATA(off), tmp, n * sizeof(int64_t))
+            memcpy(cnp.PyArray_DATA(lens), tmp + cap, n * sizeof(int64_t))
+    finally:
+        free(tmp)
+    return off, lens, keep, changed
 
 
 # --------------------------------------------------------------------------------------

@@ -349,3 +349,57 @@ def test_clock_fit_as_before_with_the_compiled_line(seed):
         assert b._coef == a._coef, k
         fits += len(b._blocks) >= 3
     assert fits > 500  # the robust line was used
+
+
+# -- Framer: scan_frames, scan_binary with exact-size outputs ----------------------------
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_scan_frames_is_scan_binary(data):
+    """Same frames, kept tail and counters as scan_binary (garbage, flips, cuts,
+    a final flush), and ``counted`` exactly when a counter moved."""
+    from demine import _framing
+
+    driver = data.draw(st.sampled_from(["emi-pi", "gpr"]))
+    groups = data.draw(st.lists(emi_frames() if driver == "emi-pi" else gpr_frames(),
+                                min_size=1, max_size=3))
+    wire = bytearray(b"".join(f for g in groups for f in g))
+    for _ in range(data.draw(st.integers(0, 4))):  # faults
+        i = data.draw(st.integers(0, len(wire) - 1))
+        what = data.draw(st.sampled_from(["flip", "cut", "garbage"]))
+        if what == "flip":
+            wire[i] ^= 1 << data.draw(st.integers(0, 7))
+        elif what == "cut":
+            del wire[i:i + data.draw(st.integers(1, 40))]
+        else:
+            wire[i:i] = bytes(data.draw(st.lists(st.integers(0, 255), min_size=1, max_size=9)))
+    if not wire:
+        return
+    stop = data.draw(st.integers(1, len(wire)))
+    final = data.draw(st.booleans())
+    buf = np.frombuffer(bytes(wire[:stop]), dtype=np.uint8)
+    layout = get_driver(driver).layout
+    params = layout.as_array()
+    c1 = np.array(data.draw(st.lists(st.integers(0, 5), min_size=6, max_size=6)), np.int64)
+    c1[4] = data.draw(st.integers(0, 1))  # (in_garbage is a state)
+    c2 = c1.copy()
+    start = c1.tolist()
+    cap = buf.shape[0] // layout.min_len + 2
+    off, lens = np.empty(cap, np.int64), np.empty(cap, np.int64)
+    n, keep = _framing.scan_binary(buf, 0, buf.shape[0], params, off, lens, c1, final)
+    got_off, got_lens, got_keep, counted = _framing.scan_frames(buf, params, c2, final)
+    assert got_off.tolist() == off[:n].tolist() and got_lens.tolist() == lens[:n].tolist()
+    assert got_off.dtype == np.int64 and got_lens.dtype == np.int64
+    assert got_keep == keep and c2.tolist() == c1.tolist()
+    assert counted is (c2.tolist() != start)
+
+
+def test_scan_frames_refuses_bad_input():
+    from demine import _framing
+
+    params = get_driver("emi-pi").layout.as_array()
+    with pytest.raises(ValueError, match="non-empty"):
+        _framing.scan_frames(np.zeros(0, np.uint8), params, np.zeros(6, np.int64))
+    with pytest.raises(ValueError, match="uint8"):
+        _framing.scan_frames(np.zeros(8, np.int16), params, np.zeros(6, np.int64))
+    with pytest.raises(ValueError, match="counters"):
+        _framing.scan_frames(np.zeros(8, np.uint8), params, np.zeros(5, np.int64))
