@@ -25,6 +25,18 @@ cimport numpy as cnp
 
 cnp.import_array()
 
+cdef uint16_t _ONE = 1
+#: Whether this host is little-endian (the wire is): samples are then copied whole.
+cdef bint _HOST_LE = (<uint8_t*>&_ONE)[0] == 1
+
+
+cdef inline void _need(cnp.ndarray a, int nd, int typenum, str name) except *:
+    """An array argument checked by hand (a typed memoryview would go through
+    NumPy's buffer export, format string included, on every call)."""
+    if (cnp.PyArray_NDIM(a) != nd or cnp.PyArray_TYPE(a) != typenum
+            or not cnp.PyArray_IS_C_CONTIGUOUS(a)):
+        raise ValueError(f"{name}: expected a contiguous {nd}-D array of NumPy type {typenum}")
+
 cdef uint16_t _T[8][256]
 
 
@@ -279,8 +291,8 @@ def scan_binary(const uint8_t[::1] buf, Py_ssize_t start, Py_ssize_t stop,
     return n, keep
 
 
-def scan_frames(cnp.ndarray buf, const int64_t[::1] params, int64_t[::1] counters,
-                bint final=False):
+def scan_frames(cnp.ndarray buf not None, cnp.ndarray params not None,
+                cnp.ndarray counters not None, bint final=False):
     """``scan_binary`` over all of ``buf`` (a 1-D contiguous uint8 array, not
     empty) with output arrays of the exact size.
 
@@ -290,6 +302,8 @@ def scan_frames(cnp.ndarray buf, const int64_t[::1] params, int64_t[::1] counter
     """
     cdef Py_ssize_t n_bytes, cap, n = 0, keep = 0, i
     cdef int64_t before[6]
+    cdef const int64_t* P
+    cdef int64_t* C
     cdef int64_t* tmp
     cdef cnp.npy_intp dim
     cdef cnp.ndarray off, lens
@@ -297,21 +311,28 @@ def scan_frames(cnp.ndarray buf, const int64_t[::1] params, int64_t[::1] counter
     if (cnp.PyArray_NDIM(buf) != 1 or cnp.PyArray_TYPE(buf) != cnp.NPY_UINT8
             or not cnp.PyArray_IS_C_CONTIGUOUS(buf) or cnp.PyArray_DIM(buf, 0) == 0):
         raise ValueError("scan_frames needs a non-empty, contiguous 1-D uint8 array")
-    if counters.shape[0] < 6 or params.shape[0] < 15 or params[14] <= 0:
+    _need(params, 1, cnp.NPY_INT64, "params")
+    _need(counters, 1, cnp.NPY_INT64, "counters")
+    if (cnp.PyArray_DIM(counters, 0) < 6 or cnp.PyArray_DIM(params, 0) < 15
+            or not cnp.PyArray_ISWRITEABLE(counters)):
+        raise ValueError("bad framing parameters or counters")
+    P = <const int64_t*>cnp.PyArray_DATA(params)
+    C = <int64_t*>cnp.PyArray_DATA(counters)
+    if P[14] <= 0:
         raise ValueError("bad framing parameters or counters")
     n_bytes = cnp.PyArray_DIM(buf, 0)
-    cap = n_bytes // params[14] + 2
+    cap = n_bytes // P[14] + 2
     tmp = <int64_t*>malloc(2 * cap * sizeof(int64_t))
     if tmp == NULL:
         raise MemoryError()
     try:
         with nogil:
             for i in range(6):
-                before[i] = counters[i]
-            n = _scan_binary(<const uint8_t*>cnp.PyArray_DATA(buf), 0, n_bytes, &params[0],
-                             tmp, tmp + cap, &counters[0], final, &keep)
+                before[i] = C[i]
+            n = _scan_binary(<const uint8_t*>cnp.PyArray_DATA(buf), 0, n_bytes, P,
+                             tmp, tmp + cap, C, final, &keep)
             for i in range(6):
-                if counters[i] != before[i]:
+                if C[i] != before[i]:
                     changed = True
         dim = n
         off = cnp.PyArray_EMPTY(1, &dim, cnp.NPY_INT64, 0)
@@ -402,7 +423,7 @@ def clock_map(const int64_t[::1] dev, int64_t ref_dev, int64_t ref_host, double 
             _clock_map(&dev[0], n, ref_dev, ref_host, a, b, &out[0])
 
 
-def clock_read(cnp.ndarray dev, int64_t t_ns, int64_t ref_dev, int64_t ref_host, double a,
+def clock_read(cnp.ndarray dev not None, int64_t t_ns, int64_t ref_dev, int64_t ref_host, double a,
                double b, bint fitted):
     """``clock_scan`` and ``clock_map`` of the frames of one read, all received at
     ``t_ns`` (``ClockFit.update_read``): one call instead of a host-time array,
@@ -446,12 +467,14 @@ def clock_read(cnp.ndarray dev, int64_t t_ns, int64_t ref_dev, int64_t ref_host,
 # --------------------------------------------------------------------------------------
 # sequence numbers (demine.framing.Framer._sequence): the usual case in one pass
 # --------------------------------------------------------------------------------------
-def sequence_steps_one(const int64_t[::1] seq, int64_t prev, bint has_prev):
-    """Whether every step of ``seq`` is +1 modulo 2**32: from ``prev`` to
-    ``seq[0]`` when ``has_prev``, and between neighbours (NumPy:
-    ``np.all(np.diff(seq, prepend=prev) % 2**32 == 1)``, with ``prev = seq[0] - 1``
-    without one)."""
-    cdef Py_ssize_t i, n = seq.shape[0]
+def sequence_steps_one(cnp.ndarray seq_arr not None, int64_t prev, bint has_prev):
+    """Whether every step of ``seq`` (a contiguous 1-D int64 array) is +1
+    modulo 2**32: from ``prev`` to ``seq[0]`` when ``has_prev``, and between
+    neighbours (NumPy: ``np.all(np.diff(seq, prepend=prev) % 2**32 == 1)``, with
+    ``prev = seq[0] - 1`` without one)."""
+    _need(seq_arr, 1, cnp.NPY_INT64, "seq")
+    cdef Py_ssize_t i, n = cnp.PyArray_DIM(seq_arr, 0)
+    cdef const int64_t* seq = <const int64_t*>cnp.PyArray_DATA(seq_arr)
     cdef int64_t p, low32 = 0xFFFFFFFF
     cdef bint ok = True
     if n == 0:
@@ -549,78 +572,105 @@ cdef int _itemsize(int64_t typenum) noexcept nogil:
     return 0
 
 
-def decode_columns(const uint8_t[::1] buf, const int64_t[::1] off, const int64_t[::1] lens,
-                   Py_ssize_t n, const int64_t[:, ::1] fields, Py_ssize_t head,
-                   Py_ssize_t tail, Py_ssize_t unit_off, Py_ssize_t unit_const,
-                   const int64_t[::1] sample_wire):
+def decode_columns(cnp.ndarray buf not None, cnp.ndarray off not None,
+                   cnp.ndarray lens not None, Py_ssize_t n, cnp.ndarray fields not None,
+                   Py_ssize_t head, Py_ssize_t tail, Py_ssize_t unit_off,
+                   Py_ssize_t unit_const, cnp.ndarray sample_wire not None):
     """Gather the columns of the frames ``buf[off[i]:off[i] + lens[i]]``, ``i < n``.
 
-    ``fields[k] = (byte offset, wire type, output NumPy type number)``: one
-    header column each.  The samples start at ``head`` and end ``tail`` bytes
-    before the frame's end; their width (bytes) is the header byte at
-    ``unit_off`` (or ``unit_const`` when ``unit_off < 0``) and their wire type
-    ``sample_wire[width]`` (int16, int32 or float32 out).  Frames must have
-    passed ``scan_binary`` with the same layout (their length and width are
-    then valid).
+    ``buf`` is a contiguous 1-D uint8 array, ``off``, ``lens`` and
+    ``sample_wire`` contiguous 1-D int64 arrays, ``fields`` a contiguous (k, 3)
+    int64 array: ``fields[k] = (byte offset, wire type, output NumPy type
+    number)``, one header column each.  The samples start at ``head`` and end
+    ``tail`` bytes before the frame's end; their width (bytes) is the header
+    byte at ``unit_off`` (or ``unit_const`` when ``unit_off < 0``) and their
+    wire type ``sample_wire[width]`` (int16, int32 or float32 out).  Frames
+    must have passed ``scan_binary`` with the same layout (their length and
+    width are then valid).
 
     Returns one tuple ``(lo, hi, samples, column 0, column 1, ...)`` per run of
     consecutive frames with equal length and sample width, in stream order.
     """
-    cdef Py_ssize_t lo = 0, hi, i, j, k, m, L, w, nf = fields.shape[0]
+    cdef Py_ssize_t lo = 0, hi, i, j, k, m, L, w, nf, nb, nw
     cdef const uint8_t* b
     cdef const uint8_t* p
+    cdef const int64_t* po
+    cdef const int64_t* pl
+    cdef const int64_t* pf
+    cdef const int64_t* sw
     cdef int64_t wire, tn
     cdef int sz
     cdef char* dst
     cdef cnp.npy_intp dims[2]
     cdef cnp.ndarray arr
     cdef list out = [], cols
-    if n > off.shape[0] or n > lens.shape[0]:
+    _need(buf, 1, cnp.NPY_UINT8, "buf")
+    _need(off, 1, cnp.NPY_INT64, "offsets")
+    _need(lens, 1, cnp.NPY_INT64, "lengths")
+    _need(fields, 2, cnp.NPY_INT64, "fields")
+    _need(sample_wire, 1, cnp.NPY_INT64, "sample_wire")
+    if cnp.PyArray_DIM(fields, 1) != 3:
+        raise ValueError("fields: expected rows of (offset, wire type, type number)")
+    if n > cnp.PyArray_DIM(off, 0) or n > cnp.PyArray_DIM(lens, 0):
         raise ValueError("more frames than offsets")
     if n == 0:
         return out
-    b = &buf[0]
+    nb = cnp.PyArray_DIM(buf, 0)
+    nf = cnp.PyArray_DIM(fields, 0)
+    nw = cnp.PyArray_DIM(sample_wire, 0)
+    b = <const uint8_t*>cnp.PyArray_DATA(buf)
+    po = <const int64_t*>cnp.PyArray_DATA(off)
+    pl = <const int64_t*>cnp.PyArray_DATA(lens)
+    pf = <const int64_t*>cnp.PyArray_DATA(fields)
+    sw = <const int64_t*>cnp.PyArray_DATA(sample_wire)
     for i in range(n):
-        if off[i] < 0 or lens[i] < head + tail or off[i] + lens[i] > buf.shape[0]:
+        if po[i] < 0 or pl[i] < head + tail or po[i] + pl[i] > nb \
+                or (unit_off >= 0 and unit_off >= pl[i]):
             raise ValueError(f"frame {i} outside the buffer or shorter than its header")
     while lo < n:
-        L = lens[lo]
-        w = b[off[lo] + unit_off] if unit_off >= 0 else unit_const
+        L = pl[lo]
+        w = b[po[lo] + unit_off] if unit_off >= 0 else unit_const
         hi = lo + 1
-        while hi < n and lens[hi] == L and (
-                (b[off[hi] + unit_off] if unit_off >= 0 else unit_const) == w):
+        while hi < n and pl[hi] == L and (
+                (b[po[hi] + unit_off] if unit_off >= 0 else unit_const) == w):
             hi += 1
-        if w <= 0 or w >= sample_wire.shape[0] or sample_wire[w] <= 0 or (L - head - tail) % w:
+        if w <= 0 or w >= nw or sw[w] <= 0 or (L - head - tail) % w:
             raise ValueError(f"frames {lo}..{hi - 1}: no sample type for width {w}")
-        wire = sample_wire[w]
+        wire = sw[w]
         m = (L - head - tail) // w
         tn = (cnp.NPY_FLOAT32 if wire == 7 else cnp.NPY_INT16 if wire == 5
               else cnp.NPY_INT32)
+        sz = _itemsize(tn)
+        if wire not in (5, 6, 7) or sz != w:
+            raise ValueError(f"frames {lo}..{hi - 1}: sample wire type {wire} for width {w}")
         dims[0] = hi - lo
         dims[1] = m
         arr = cnp.PyArray_EMPTY(2, dims, <int>tn, 0)
         cols = [lo, hi, arr]
         dst = <char*>cnp.PyArray_DATA(arr)
-        sz = _itemsize(tn)
         with nogil:
-            for i in range(lo, hi):
-                p = b + off[i] + head
-                for j in range(m):
-                    _store(dst, tn, p + j * w, wire)
-                    dst += sz
+            if _HOST_LE:  # the wire's bytes are the array's
+                for i in range(lo, hi):
+                    memcpy(dst, b + po[i] + head, m * w)
+                    dst += m * w
+            else:
+                for i in range(lo, hi):
+                    p = b + po[i] + head
+                    for j in range(m):
+                        _store(dst, tn, p + j * w, wire)
+                        dst += sz
         for k in range(nf):
-            wire = fields[k, 1]
-            tn = fields[k, 2]
+            wire = pf[3 * k + 1]
+            tn = pf[3 * k + 2]
             sz = _itemsize(tn)
-            if sz == 0 or _width(wire) == 0 or fields[k, 0] < 0 \
-                    or fields[k, 0] + _width(wire) > L:
-                raise ValueError(f"bad column {k}: {tuple(fields[k])}")
+            j = pf[3 * k]
+            if sz == 0 or _width(wire) == 0 or j < 0 or j + _width(wire) > L:
+                raise ValueError(f"bad column {k}: {(j, wire, tn)}")
             arr = cnp.PyArray_EMPTY(1, dims, <int>tn, 0)
             dst = <char*>cnp.PyArray_DATA(arr)
-            j = fields[k, 0]
             with nogil:
                 for i in range(lo, hi):
-                    _store(dst, tn, b + off[i] + j, wire)
+                    _store(dst, tn, b + po[i] + j, wire)
                     dst += sz
             cols.append(arr)
         out.append(tuple(cols))
