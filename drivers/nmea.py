@@ -30,6 +30,9 @@ __all__ = ["COLUMNS", "GpsFix", "NmeaDriver", "sentence"]
 
 COLUMNS = ("lon", "lat", "alt", "fix_quality", "satellites", "hdop")
 _KNOT = 1852.0 / 3600.0  # m/s
+# (sentence type tuples made once: a union in each isinstance call builds it anew)
+_RMC_ZDA = (_nmea.RMC, _nmea.ZDA)
+_KNOWN = (_nmea.GGA, _nmea.RMC, _nmea.ZDA, _nmea.VTG)
 
 
 class GpsFix(NamedTuple):
@@ -166,7 +169,7 @@ class NmeaDriver(Driver):
                 else:
                     res.bad_lines += 1
                 continue
-            if isinstance(s, _nmea.RMC | _nmea.ZDA):
+            if isinstance(s, _RMC_ZDA):
                 if s.date is not None:
                     self._date = s.date
             if isinstance(s, _nmea.RMC) and s.has_fix:
@@ -182,7 +185,7 @@ class NmeaDriver(Driver):
             elif isinstance(s, _nmea.RMC) and not self._gga_seen:
                 rows.append((s.lon, s.lat, math.nan, 1.0 if s.has_fix else 0.0,
                              0.0, math.nan))
-            elif isinstance(s, _nmea.GGA | _nmea.RMC | _nmea.ZDA | _nmea.VTG):
+            elif isinstance(s, _KNOWN):
                 continue
             else:
                 res.ignored += 1
