@@ -481,6 +481,10 @@ def test_kernel_matches_twin_on_odd_streams(data):
     out, _, _, gain = ref_learn(x, st_.basis, kw["learn_block"], kw["learn_window"],
                                 kw["learn_min"], kw["learn_snr"], kw["learn_trim"])
     scale = np.abs(x[np.isfinite(x)]).max() if finite.any() else 1.0
-    tol = (3e-5 if x.dtype == np.float32 else 1e-8) * max(scale, 1e-30)
+    # float64: the residual of the soil fit cancels most of x, and short learn
+    # windows (a block or a few) fit the learnt decay from very few readings, so
+    # the two arithmetics' rounding differs by up to ~4e-8 of the scale (5000
+    # random streams); 1e-8 failed about one run in 25
+    tol = (3e-5 if x.dtype == np.float32 else 1e-6) * max(scale, 1e-30)
     np.testing.assert_allclose(y[finite], out[finite], rtol=0, atol=tol)
     assert st_.learned_gain == pytest.approx(gain, abs=1e-6)
