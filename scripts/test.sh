@@ -6,4 +6,6 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/_venv.sh" "[test]"
 cd "$ROOT"
+# the same property-test examples on every run (tests/conftest.py)
+export DEMINE_HYPOTHESIS_PROFILE="${DEMINE_HYPOTHESIS_PROFILE:-ci}"
 exec "$VENV/bin/python" -m pytest "$@"
