@@ -57,11 +57,14 @@ def _framed(driver, wire, t_ns):
     return b
 
 
-def test_positions_of_every_stream_are_the_track_interpolated(tmp_path):
+@pytest.mark.parametrize("write_every", [0.0, 1e9])
+def test_positions_of_every_stream_are_the_track_interpolated(tmp_path, write_every):
     """The writer's passes, driven frame batch by frame batch (no ports): frames
     appended before the fix after them, placed when it comes (the streams'
     positions interpolated together), fixes falling inside passes.  Every
-    stored position is exactly the interpolation of the whole track."""
+    stored position is exactly the interpolation of the whole track, whether
+    the positions are written at every pass or all kept for the end (joined
+    over many fixes)."""
     from demine.drivers import get_driver
     from demine.drivers.nmea import GpsFix
     from demine.positions import LocalFrame, interpolate_positions
@@ -93,6 +96,7 @@ def test_positions_of_every_stream_are_the_track_interpolated(tmp_path):
     # (made-up times: frames wait for their fix however long the test takes)
     rec = Recorder(tmp_path / "a.h5", _specs(), frame=frame, flush_interval=0.025,
                    position_wait=1e9)
+    rec.position_write_interval = write_every
     first = {"emi": [emi_batch(0, 25)], "gpr": [gpr_batch(0, 10)], "gps": [fix(0)]}
     rec._open_writer(first)
     for name, batches in first.items():
@@ -106,8 +110,13 @@ def test_positions_of_every_stream_are_the_track_interpolated(tmp_path):
                 rec._queue.put(("gps", fix((25 * p - 30) // 100)))
             rec._drain(final=False)
             rec.writer.flush()
+            if write_every == 0:  # written in the pass that placed them
+                assert not rec._pos_pending
+        # kept for the end: the rows placed since the first fix, all pending
+        assert bool(rec._pos_pending) == (write_every > 0)
     finally:
         rec.stop()
+    assert not rec._pos_pending
     with Recording(tmp_path / "a.h5") as r:
         g = r.streams["gps"]
         track = np.stack([g.x, g.y, g.z], axis=1)

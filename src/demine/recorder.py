@@ -15,8 +15,10 @@ frame.  Detector and radar frames get ``x``, ``y``, ``z`` interpolated from
 that track, never extrapolated.  A frame is written as soon as it arrives
 (so it is in the file one flush after its arrival), and its position columns
 stay NaN until a fix later than the frame has arrived (at most
-``position_wait`` seconds); they are then filled in place.  The detectors see
-a frame only once its position is final, so live alarms equal batch ones.
+``position_wait`` seconds); they are then filled in place, the positions of
+``position_write_interval`` seconds of frames (several fixes) with one write
+per column.  The detectors see a frame as soon as its position is final (they
+get it in memory), so live alarms equal batch ones.
 Without a GPS stream, positions stay NaN.
 
 The writer thread makes one pass every ``pass_interval`` (the flush interval,
@@ -93,6 +95,13 @@ def parse_device(text: str) -> DeviceSpec:
         raise ConfigError(f"--device {text!r}: expected DRIVER=PORT (e.g. emi-pi=/dev/ttyUSB0)")
     get_driver(left)  # unknown driver -> clear error now, not in a thread
     return DeviceSpec(driver=left, url=url, name=name or None)
+
+
+def _join_columns(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The columns of consecutive row blocks, joined (a single block as is)."""
+    if len(parts) == 1:
+        return parts[0]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 class _Track:
@@ -311,6 +320,9 @@ class Recorder:
         self._unplaced: dict[str, deque[tuple[int, FrameBatch, dict | None]]] = {
             n: deque() for n in self._readers}
         self._rows: dict[str, int] = dict.fromkeys(self._readers, 0)
+        # final positions not yet written: stream -> (first row, column parts)
+        self._pos_pending: dict[str, tuple[int, list[dict[str, np.ndarray]]]] = {}
+        self._pos_due = 0.0
         self._track = _Track()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -564,6 +576,12 @@ class Recorder:
     #: The writer's pass comes this long after the readers' wake-up (a share of
     #: the pass interval), so that their frames of that period are in.
     pass_lag = 0.004
+    #: Final positions of frames already in the file are written at most this
+    #: often (s): one write per column for several GPS fixes' worth of rows
+    #: instead of one per fix (position columns were a fifth of the writer's
+    #: CPU).  Until then the file shows NaN there; the detectors are not kept
+    #: waiting (they get the positions in memory).
+    position_write_interval = 0.25
 
     def _write_loop(self) -> None:
         # One pass per period, on the readers' grid (they read at multiples of
@@ -703,8 +721,8 @@ class Recorder:
                     at += len(b)
                 # the rows are contiguous: one write per column fills them all
                 skip = sum(len(r[1]) for r in ready[:late[0]])
-                self._streams[name].update(ready[late[0]][0],
-                                           **{k: v[skip:] for k, v in pos.items()})
+                self._defer_positions(name, ready[late[0]][0],
+                                      {k: v[skip:] for k, v in pos.items()})
             else:
                 pos = {k: np.concatenate([r[2][k] for r in ready]) for k in ("x", "y")}
             det = self._detectors.get(name)
@@ -715,6 +733,28 @@ class Recorder:
                 samples = (b.samples.astype(np.float32) if self._kinds[name] == "emi"
                            else b.samples)
                 det.submit(samples, pos["x"], pos["y"], b.time_ns)
+        if self._pos_pending and (final or time.monotonic() >= self._pos_due):
+            self._write_positions()
+
+    def _defer_positions(self, name: str, row: int, cols: dict[str, np.ndarray]) -> None:
+        """Keep the final positions of rows ``row, …`` of a stream for the next
+        position write (contiguous rows join the pending ones)."""
+        pend = self._pos_pending.get(name)
+        if pend is not None:
+            start, parts = pend
+            if start + sum(len(p["x"]) for p in parts) == row:
+                parts.append(cols)
+                return
+            self._streams[name].update(start, **_join_columns(parts))
+        if not self._pos_pending:
+            self._pos_due = time.monotonic() + self.position_write_interval
+        self._pos_pending[name] = (row, [cols])
+
+    def _write_positions(self) -> None:
+        """Write every stream's pending positions, one write per column."""
+        pending, self._pos_pending = self._pos_pending, {}
+        for name, (start, parts) in pending.items():
+            self._streams[name].update(start, **_join_columns(parts))
 
     # ------------------------------------------------------------------ status
     def status(self) -> dict[str, Any]:
