@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -22,10 +23,10 @@ from demine.simulate import SimulatedDevice, simulate_lane
 STREAM = {"emi-pi": "emi", "gpr": "gpr", "nmea": "gps", "ascii-md": "cw"}
 
 
-def _read_all(port: str, driver: str, done, n_expected: int, timeout: float = 30.0):
+def _read_all(port, driver: str, done, n_expected: int, timeout: float = 30.0):
     """Read a pty with pyserial until n_expected frames are decoded (or the device is done
-    and nothing more comes)."""
-    ser = serial.serial_for_url(port, timeout=0.05)
+    and nothing more comes).  ``port``: a path, or a port already open (closed here)."""
+    ser = serial.serial_for_url(port, timeout=0.05) if isinstance(port, str) else port
     framer = Framer(get_driver(driver))
     batches: list[FrameBatch] = []
     got = 0
@@ -46,17 +47,29 @@ def _read_all(port: str, driver: str, done, n_expected: int, timeout: float = 30
     return FrameBatch.concatenate(batches), framer.stats
 
 
+@contextlib.contextmanager
+def _opened_then_started(dev: SimulatedDevice):
+    """The device's port opened by pyserial (which flushes its input) before the
+    device sends anything, so no frame can fall into that flush, however late the
+    reader's thread runs (``wait_reader`` gives a reader 0.2 s to flush)."""
+    try:
+        assert os.path.exists(dev.port)
+        ser = serial.serial_for_url(dev.port, timeout=0.05)
+        dev.start()
+        yield dev, ser
+    finally:
+        dev.stop()
+
+
 @pytest.mark.parametrize("driver", ["emi-pi", "gpr", "nmea", "ascii-md"])
 def test_device_frames_decode_to_the_simulated_arrays(driver):
     dur = 2.0
     ref = simulate_lane("battle-area", dur, seed=11,
                         streams=[STREAM[driver]]).streams[STREAM[driver]]
     n = len(ref["time"])
-    # the device waits for pyserial to open (and flush) the port before sending
-    with SimulatedDevice(driver, "battle-area", seed=11, duration=dur, realtime=False,
-                         wait_reader=10.0) as dev:
-        assert os.path.exists(dev.port)
-        batch, stats = _read_all(dev.port, driver, lambda: dev.wait(0), n)
+    with _opened_then_started(SimulatedDevice(driver, "battle-area", seed=11, duration=dur,
+                                              realtime=False)) as (dev, ser):
+        batch, stats = _read_all(ser, driver, lambda: dev.wait(0), n)
         assert dev.error is None
     assert len(batch) == n
     assert stats.crc_errors == 0 and stats.sequence_gaps == 0 and stats.bytes_skipped == 0
@@ -183,9 +196,9 @@ def test_cli_writes_a_recording_and_reports_errors(tmp_path, capsys):
 
 def test_injected_faults_are_counted_exactly_by_the_framer():
     faults = {"drop": 0.02, "duplicate": 0.02, "corrupt": 0.02}
-    with SimulatedDevice("emi-pi", "benign-soil", seed=5, duration=2.0, realtime=False,
-                         wait_reader=10.0, faults=faults) as dev:
-        batch, stats = _read_all(dev.port, "emi-pi", lambda: dev.wait(0), 10**9)
+    with _opened_then_started(SimulatedDevice("emi-pi", "benign-soil", seed=5, duration=2.0,
+                                              realtime=False, faults=faults)) as (dev, ser):
+        batch, stats = _read_all(ser, "emi-pi", lambda: dev.wait(0), 10**9)
     inj = dev.injected
     assert inj["drop"] > 0 and inj["duplicate"] > 0 and inj["corrupt"] > 0
     assert stats.crc_errors == inj["corrupt"]
