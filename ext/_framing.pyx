@@ -179,6 +179,13 @@ cdef inline void _skip(int64_t* C, Py_ssize_t nbytes) noexcept nogil:
         C[4] = 1
 
 
+cdef inline void _truncated(int64_t* C, Py_ssize_t nbytes) noexcept nogil:
+    """A truncated frame of ``nbytes`` skipped: counted once, not as garbage."""
+    C[1] += 1
+    C[4] = 1
+    _skip(C, nbytes)
+
+
 cdef Py_ssize_t _scan_binary(const uint8_t* b, Py_ssize_t start, Py_ssize_t stop,
                              const int64_t* P, int64_t* out_off, int64_t* out_len,
                              int64_t* C, bint final, Py_ssize_t* keep_out) noexcept nogil:
@@ -199,9 +206,7 @@ cdef Py_ssize_t _scan_binary(const uint8_t* b, Py_ssize_t start, Py_ssize_t stop
         _skip(C, p - pos)
         if p + P[2] > stop:
             if final:
-                C[1] += 1
-                C[4] = 1
-                _skip(C, stop - p)
+                _truncated(C, stop - p)
                 keep = stop
                 break
             keep = p
@@ -215,15 +220,11 @@ cdef Py_ssize_t _scan_binary(const uint8_t* b, Py_ssize_t start, Py_ssize_t stop
         if p + L > stop:
             q = _nested_valid(b, p + 1, stop, stop, P, final)
             if q >= 0:
-                C[1] += 1
-                C[4] = 1
-                _skip(C, q - p)
+                _truncated(C, q - p)
                 pos = q
                 continue
             if final:
-                C[1] += 1
-                C[4] = 1
-                _skip(C, stop - p)
+                _truncated(C, stop - p)
                 keep = stop
                 break
             keep = p
@@ -238,9 +239,7 @@ cdef Py_ssize_t _scan_binary(const uint8_t* b, Py_ssize_t start, Py_ssize_t stop
                 keep = p
                 break
             if q >= 0:
-                C[1] += 1
-                C[4] = 1
-                _skip(C, q - p)
+                _truncated(C, q - p)
                 pos = q
                 continue
             out_off[n] = p
@@ -251,9 +250,7 @@ cdef Py_ssize_t _scan_binary(const uint8_t* b, Py_ssize_t start, Py_ssize_t stop
             continue
         q = _nested_valid(b, p + 1, p + L, stop, P, final)
         if q >= 0:
-            C[1] += 1
-            C[4] = 1
-            _skip(C, q - p)
+            _truncated(C, q - p)
             pos = q
             continue
         if q == -2:
