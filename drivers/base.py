@@ -274,6 +274,16 @@ class Driver:
         """
         raise NotImplementedError
 
+    def _column_batches(self, runs: list[tuple], names: tuple[str, ...]) -> list[FrameBatch]:
+        """One batch per run of :func:`decode_columns` whose header columns are
+        the sequence number, the device clock, then the fields ``names``."""
+        return [
+            FrameBatch(driver=self.name, kind=self.kind, sequence=cols[0],
+                       device_time_us=cols[1], samples=samples,
+                       fields=dict(zip(names, cols[2:], strict=True)))
+            for _lo, _hi, samples, *cols in runs
+        ]
+
     def decode_lines(self, lines: list[bytes]) -> LineDecodeResult:
         """Decode complete text lines (without their line ending)."""
         raise NotImplementedError

@@ -160,15 +160,6 @@ class EmiPiDriver(Driver):
     def decode(
         self, buf: np.ndarray, offsets: np.ndarray, lengths: np.ndarray
     ) -> list[FrameBatch]:
-        return [
-            FrameBatch(
-                driver=self.name,
-                kind=self.kind,
-                sequence=sequence,
-                device_time_us=clock,
-                samples=samples,
-                fields={"status": status},
-            )
-            for _lo, _hi, samples, sequence, clock, status in decode_columns(
-                buf, offsets, lengths, _COLUMNS, HEADER, 2, -1, 4, _SAMPLE_WIRE)
-        ]
+        return self._column_batches(
+            decode_columns(buf, offsets, lengths, _COLUMNS, HEADER, 2, -1, 4, _SAMPLE_WIRE),
+            ("status",))

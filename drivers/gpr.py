@@ -177,15 +177,6 @@ class GprDriver(Driver):
         self, buf: np.ndarray, offsets: np.ndarray, lengths: np.ndarray
     ) -> list[FrameBatch]:
         # one batch per run of equal length and sample width (byte 3)
-        return [
-            FrameBatch(
-                driver=self.name,
-                kind=self.kind,
-                sequence=sequence,
-                device_time_us=clock,
-                samples=samples,
-                fields={"encoder": encoder, "stacking": stacking, "status": status},
-            )
-            for _lo, _hi, samples, sequence, clock, encoder, stacking, status in decode_columns(
-                buf, offsets, lengths, _COLUMNS, HEADER, 2, 3, 0, _SAMPLE_WIRE)
-        ]
+        return self._column_batches(
+            decode_columns(buf, offsets, lengths, _COLUMNS, HEADER, 2, 3, 0, _SAMPLE_WIRE),
+            ("encoder", "stacking", "status"))
