@@ -195,15 +195,28 @@ class ClockFit:
         if res is None:
             host = np.full(len(device_us), t_ns, dtype=np.int64)
             return host, self.update(device_us, host)
-        host, out, neg, lo, hi, dmin, j, xj, rj, x0, xl = res
-        if neg:  # frames without a device clock
+        host, out, neg, *scan = res
+        # frames without a device clock, a discontinuity or a read across two
+        # blocks: the general path
+        if neg or not self._take_scanned(*scan):
             return host, self.update(device_us, host)
+        # update's mapping was done above with the line as it was; again if the
+        # line was refitted
+        if self._coef != (a, b):
+            a, b = self._coef
+            _framing.clock_map(device_us, self._ref_dev, self._ref_host, a, b, out)
+        return host, out
+
+    def _take_scanned(self, lo: float, hi: float, dmin: float, j: int, xj: float, rj: float,
+                      x0: float, xl: float) -> bool:
+        """The usual case of a read, from its compiled scan (``clock_scan`` or
+        ``clock_read``): within one block and without a discontinuity, take it
+        (refitting the line when a block closed) and return True; else take
+        nothing and return False."""
         bid = math.floor(x0 / self.block_s)
         if (x0 < self._last_x - 1e-6 or lo < -self.max_step_s or hi > self.max_latency_s
                 or dmin < -1e-6 or bid != math.floor(xl / self.block_s)):
-            return host, self.update(device_us, host)  # a discontinuity, or two blocks
-        # _add's usual case, then update's mapping (done above with the line as it
-        # was; again if the line was refitted)
+            return False
         self._last_x = xl
         closed = self._block(bid, xj, rj)
         keep_from = self._blocks[-1][0] - int(self.window_s / self.block_s)
@@ -211,10 +224,7 @@ class ClockFit:
             self._blocks.popleft()
         if closed or len(self._blocks) < 3:
             self._fit()
-            if self._coef != (a, b):
-                a, b = self._coef
-                _framing.clock_map(device_us, self._ref_dev, self._ref_host, a, b, out)
-        return host, out
+        return True
 
     def _add(self, dev: np.ndarray, host: np.ndarray) -> int:
         """Take frames until a discontinuity; return how many were taken."""
@@ -224,18 +234,8 @@ class ClockFit:
         # the usual case (a read within one block, no discontinuity) in one
         # compiled pass; anything else below, with the same arithmetic
         a, b = self._coef
-        lo, hi, dmin, j, xj, rj, x0, xl = _framing.clock_scan(
-            dev, host, self._ref_dev, self._ref_host, a, b, bool(self._blocks))
-        bid = math.floor(x0 / self.block_s)
-        if not (x0 < self._last_x - 1e-6 or lo < -self.max_step_s or hi > self.max_latency_s
-                or dmin < -1e-6 or bid != math.floor(xl / self.block_s)):
-            self._last_x = xl
-            closed = self._block(bid, xj, rj)
-            keep_from = self._blocks[-1][0] - int(self.window_s / self.block_s)
-            while self._blocks and self._blocks[0][0] < keep_from:
-                self._blocks.popleft()
-            if closed or len(self._blocks) < 3:
-                self._fit()
+        if self._take_scanned(*_framing.clock_scan(
+                dev, host, self._ref_dev, self._ref_host, a, b, bool(self._blocks))):
             return dev.shape[0]
         x = (dev - self._ref_dev) * 1e-6
         r = (host - self._ref_host) * 1e-9 - x
