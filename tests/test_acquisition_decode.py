@@ -138,20 +138,14 @@ def _layout(draw, groups):
             np.array(lens, dtype=np.int64))
 
 
-@settings(max_examples=150, deadline=None)
-@given(st.data())
-def test_emi_decode_matches_numpy_twin(data):
-    groups = data.draw(st.lists(emi_frames(), min_size=1, max_size=4))
+@pytest.mark.parametrize(("driver", "frames", "twin"),
+                         [("emi-pi", emi_frames, emi_twin), ("gpr", gpr_frames, gpr_twin)])
+@settings(max_examples=120, deadline=None)
+@given(data=st.data())
+def test_decode_matches_numpy_twin(driver, frames, twin, data):
+    groups = data.draw(st.lists(frames(), min_size=1, max_size=4))
     buf, off, lens = _layout(data.draw, groups)
-    _same(get_driver("emi-pi").decode(buf, off, lens), emi_twin(buf, off, lens))
-
-
-@settings(max_examples=100, deadline=None)
-@given(st.data())
-def test_gpr_decode_matches_numpy_twin(data):
-    groups = data.draw(st.lists(gpr_frames(), min_size=1, max_size=4))
-    buf, off, lens = _layout(data.draw, groups)
-    _same(get_driver("gpr").decode(buf, off, lens), gpr_twin(buf, off, lens))
+    _same(get_driver(driver).decode(buf, off, lens), twin(buf, off, lens))
 
 
 def test_decode_takes_any_integer_arrays_and_empty_input():
