@@ -36,6 +36,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from demine.classify import (
+    TRAINING_PHYSICS,
     build_training_set,
     make_training_lane,
     save_model,
@@ -47,12 +48,13 @@ from demine.features import NEIGHBOUR_RADIUS
 OUT = Path(__file__).resolve().parents[1] / "src" / "demine" / "models" / "default.json.gz"
 
 
-def _lane(args: tuple[int, str]) -> str:
-    seed, work = args
-    path = Path(work) / f"train-{seed}.h5"
+def _lane(args: tuple[int, str, str]) -> str:
+    seed, work, physics = args
+    tag = "" if physics == "default" else f"-{physics}"
+    path = Path(work) / f"train-{seed}{tag}.h5"
     if not path.exists():
-        tmp = Path(work) / f"tmp-{seed}.h5"
-        make_training_lane(seed, tmp, seed=seed % 7)
+        tmp = Path(work) / f"tmp-{seed}{tag}.h5"
+        make_training_lane(seed, tmp, seed=seed % 7, physics=physics)
         tmp.replace(path)
     return str(path)
 
@@ -65,6 +67,10 @@ def main() -> int:
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/demine-train"),
                     help="lane and feature cache directory")
     ap.add_argument("--out", type=Path, default=OUT, help=f"model file (default {OUT})")
+    ap.add_argument("--physics", choices=TRAINING_PHYSICS, default="default",
+                    help="forward models of the lanes: default, or mixed (each model "
+                    "switched to its alternative at random per lane; "
+                    "demine.classify.training_scene)")
     ap.add_argument("--redetect", default="", metavar="KINDS",
                     help="comma-separated sensor kinds (emi,gpr) whose alarms today's "
                     "detectors find again in cached lanes (after a detector changed; cached "
@@ -82,7 +88,8 @@ def main() -> int:
     args = ap.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    todo = [(args.first_layout + k, str(args.workdir)) for k in range(args.lanes)]
+    todo = [(args.first_layout + k, str(args.workdir), args.physics)
+            for k in range(args.lanes)]
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         paths = list(pool.map(_lane, todo))
     print(f"{len(paths)} lanes ready in {time.perf_counter() - t0:.0f} s")
@@ -93,7 +100,8 @@ def main() -> int:
                             redetect=tuple(k for k in args.redetect.split(",") if k),
                             redetect_config=simulated_detect_config)
     model = train_model(ts, notes="default model: simulated random-minefield layouts with "
-                        "randomised soil (benchmarks/train_default_model.py), "
+                        f"randomised soil, {args.physics} physics "
+                        "(benchmarks/train_default_model.py), "
                         f"{args.labels} labels, neighbourhood radius {ts.radius:.3f} m "
                         f"({args.radius})",
                         progress=print)

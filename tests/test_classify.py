@@ -25,9 +25,10 @@ from demine.classify import (
     make_training_lane,
     save_model,
     train_model,
+    training_scene,
 )
 from demine.cli import main
-from demine.errors import ModelError
+from demine.errors import ConfigError, ModelError
 from demine.features import FEATURE_SETS
 
 SMALL = {"min_samples_leaf": 2, "max_iter": 30, "max_leaf_nodes": 4}
@@ -240,6 +241,34 @@ def test_train_cli(lanes, tmp_path, capsys):
     assert main(["train", "--out", str(out)]) == 2
     assert main(["train", str(tmp_path / "missing.h5"), "--out", str(out)]) == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_training_scene_mixed_physics_draws_each_model_from_its_own_stream():
+    from demine.simulate.scene import Physics
+
+    seen: dict[str, set] = {"emi_decay": set(), "soil_relaxation": set(), "gpr_wavelet": set(),
+                            "gpr_refraction": set()}
+    for seed in range(40):
+        plain, mixed = training_scene(seed, length=2.0), training_scene(
+            seed, length=2.0, physics="mixed")
+        assert plain.physics == Physics()
+        # the same lane, only simulated with other forward models
+        assert (mixed.objects, mixed.soil, mixed.sweep) == (plain.objects, plain.soil,
+                                                             plain.sweep)
+        assert mixed == training_scene(seed, length=2.0, physics="mixed")
+        ph = mixed.physics
+        for name in seen:
+            seen[name].add(getattr(ph, name))
+        if ph.soil_relaxation == "band-limited":
+            assert 3e-8 <= ph.soil_tau_min <= 1e-6 and 3e-4 <= ph.soil_tau_max <= 1e-2
+        else:
+            assert (ph.soil_tau_min, ph.soil_tau_max) == (Physics().soil_tau_min,
+                                                          Physics().soil_tau_max)
+    alt = Physics.alternative()
+    for name, values in seen.items():
+        assert values == {getattr(Physics(), name), getattr(alt, name)}, name
+    with pytest.raises(ConfigError, match="training physics"):
+        training_scene(1, physics="alternative")
 
 
 def test_default_model_matches_features():

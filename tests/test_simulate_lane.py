@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import numpy as np
 import pytest
 
@@ -131,6 +134,8 @@ def test_write_recording_with_truth(tmp_path):
         assert list(truth["id"]) == [o.id for o in r.scene.objects]
         np.testing.assert_allclose(truth["metal_mass"], r.truth["metal_mass"])
         assert rec.attrs["origin_lon"] == r.scene.anchor_lon
+        # the forward models that made the lane are recorded with it
+        assert json.loads(rec.attrs["physics"]) == dataclasses.asdict(r.scene.physics)
 
 
 def test_receiver_saturation_sets_the_overrange_flag():

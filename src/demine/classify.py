@@ -69,7 +69,8 @@ from .features import (
 )
 
 __all__ = [
-    "MODEL_FORMAT", "Model", "SetModel", "TrainingSet", "apply_model", "build_training_set",
+    "MODEL_FORMAT", "TRAINING_PHYSICS", "Model", "SetModel", "TrainingSet", "apply_model",
+    "build_training_set",
     "clutter_rejection", "default_model_path", "detector_fingerprint", "grouped_splits",
     "label_alarms", "load_default_model", "load_model", "localisation_radius", "make_estimator",
     "make_training_lane",
@@ -1051,9 +1052,33 @@ def apply_model(recording: Any, model: Model | str | Path | None = None,
 # --------------------------------------------------------------------------
 
 
-def training_scene(layout_seed: int, *, length: float = 5.0) -> Any:
-    """A random training lane: random-minefield layout with randomised soil and sweep."""
+TRAINING_PHYSICS = ("default", "mixed")
+
+
+def training_scene(layout_seed: int, *, length: float = 5.0, physics: str = "default") -> Any:
+    """A random training lane: random-minefield layout with randomised soil and sweep.
+
+    Parameters
+    ----------
+    layout_seed : int
+        Draws the layout, the soil and the sweep.
+    length : float
+        Lane length, m.
+    physics : {"default", "mixed"}
+        ``"default"``: the simulator's default forward models.  ``"mixed"``
+        (domain randomisation): each forward model independently, with
+        probability 1/2, switched to its alternative
+        (:class:`demine.simulate.scene.Physics`: sphere eddy-current modes
+        for the EMI decay, band-limited soil relaxation with its band drawn at
+        random, a Gaussian-derivative radar pulse, refraction at the ground),
+        from a random stream of its own: the layout, soil and sweep are those
+        of the ``"default"`` lane of the same seed.
+    """
     from .simulate import parse_scene
+
+    if physics not in TRAINING_PHYSICS:
+        raise ConfigError(f"training physics must be one of {', '.join(TRAINING_PHYSICS)}, "
+                          f"got {physics!r}")
 
     text = (resources.files("demine.simulate") / "scenes" / "random-minefield.toml").read_text(
         encoding="utf-8")
@@ -1096,18 +1121,35 @@ def training_scene(layout_seed: int, *, length: float = 5.0) -> Any:
         groups.append(g)
     groups.extend(e for e in extra if e["count"] > 0)
     doc["clutter"] = groups
+    if physics == "mixed":
+        prng = np.random.default_rng(np.random.SeedSequence([int(layout_seed), 0xC1A55, 1]))
+        half = prng.random(4) < 0.5
+        ph: dict[str, Any] = {
+            "emi_decay": "sphere-modes" if half[0] else "pasion-oldenburg",
+            "soil_relaxation": "band-limited" if half[1] else "log-uniform",
+            "gpr_wavelet": "gaussian-derivative" if half[2] else "ricker",
+            "gpr_refraction": bool(half[3]),
+        }
+        tau_min = float(math.exp(prng.uniform(math.log(3e-8), math.log(1e-6))))
+        tau_max = float(math.exp(prng.uniform(math.log(3e-4), math.log(1e-2))))
+        if half[1]:
+            ph.update(soil_tau_min=tau_min, soil_tau_max=tau_max)
+        doc["physics"] = ph
     return parse_scene(doc, f"training-{int(layout_seed)}", layout_seed=int(layout_seed))
 
 
 def make_training_lane(layout_seed: int, path: str | Path, *, seed: int = 0,
                        length: float = 5.0, streams: tuple[str, ...] = ("emi", "gpr", "gps"),
-                       detect_config: Any = None) -> Path:
-    """Simulate a training lane, write it and add the detectors' alarms to it."""
+                       detect_config: Any = None, physics: str = "default") -> Path:
+    """Simulate a training lane, write it and add the detectors' alarms to it.
+
+    ``physics`` is that of :func:`training_scene`.
+    """
     from .pipeline import append_alarms, detect_recording
     from .simulate import simulate_lane
 
-    res = simulate_lane(training_scene(layout_seed, length=length), seed=seed,
-                        streams=streams)
+    res = simulate_lane(training_scene(layout_seed, length=length, physics=physics),
+                        seed=seed, streams=streams)
     path = Path(path)
     res.write(path, overwrite=True, lane_id=f"training-{int(layout_seed)}")
     alarms = detect_recording(path, detect_config)

@@ -25,6 +25,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--simulate", type=int, default=0, metavar="N",
                    help="also simulate N random training lanes (random-minefield layouts with "
                    "randomised soil), written to --workdir")
+    p.add_argument("--physics", choices=("default", "mixed"), default="default",
+                   help="forward models of the --simulate lanes: default, or mixed (each "
+                   "model switched to the simulator's alternative at random per lane, as "
+                   "the packaged model is trained)")
     p.add_argument("--first-layout", type=int, default=1000, metavar="SEED",
                    help="layout seed of the first simulated lane (default 1000)")
     p.add_argument("--workdir", type=Path, metavar="DIR",
@@ -58,10 +62,11 @@ def run(args: argparse.Namespace) -> int:
         work.mkdir(parents=True, exist_ok=True)
         for k in range(args.simulate):
             seed = args.first_layout + k
-            path = work / f"train-{seed}.h5"
+            tag = "" if args.physics == "default" else f"-{args.physics}"
+            path = work / f"train-{seed}{tag}.h5"
             if not path.exists():
-                tmp = work / f"train-{seed}.partial.h5"
-                make_training_lane(seed, tmp, seed=seed % 7)
+                tmp = work / f"train-{seed}{tag}.partial.h5"
+                make_training_lane(seed, tmp, seed=seed % 7, physics=args.physics)
                 tmp.replace(path)
             print(f"simulated lane {k + 1}/{args.simulate}: {path}", flush=True)
             files.append(path)

@@ -10,9 +10,10 @@ holds the same numbers as the Python API gives.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -292,7 +293,8 @@ class SimulationResult:
         attrs.update({"simulated": True, "scene": sc.name, "seed": self.seed,
                       "lane_width": sc.width, "lane_length": sc.length,
                       "soil_permittivity": sc.soil.permittivity,
-                      "soil_viscosity": sc.soil.viscosity})
+                      "soil_viscosity": sc.soil.viscosity,
+                      "physics": json.dumps(asdict(sc.physics), sort_keys=True)})
         attrs.update(writer_kw.pop("attrs", {}) or {})
         writer_kw.setdefault("lane_id", sc.name)
         writer_kw.setdefault("site", "simulated")
