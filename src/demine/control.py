@@ -9,6 +9,15 @@ domain socket (an address that is a filesystem path) or TCP on the loopback
 interface (``HOST:PORT``, e.g. ``127.0.0.1:0`` for any free port).  Each
 request is answered with ``{"ok": true, ...}`` or ``{"ok": false, "error": ...}``.
 
+A request may carry an ``"id"`` (a string of 1 to 128 characters, unique per
+request: :class:`ControlClient` sends a random one).  Its reply then carries
+the same ``"id"``, and the server remembers the replies to the last 256 ids
+(whatever the connection): a request that repeats an id — a client's retry
+after its reply timed out or its connection broke — gets the first one's
+reply and the command is not carried out again (a retry that arrives while the
+first still runs waits for it).  A request without ``"id"`` is carried out
+every time it is sent.
+
 Commands understood by :class:`RecorderControl` (the recorder's handler):
 
 ``{"cmd": "ping"}``
@@ -34,11 +43,12 @@ Examples
 >>> from demine.control import ControlServer, ControlClient
 >>> srv = ControlServer("127.0.0.1:0", lambda req: {"echo": req}).start()  # doctest: +SKIP
 >>> ControlClient(srv.address).request("ping")  # doctest: +SKIP
-{'ok': True, 'echo': {'cmd': 'ping'}}
+{'echo': {'cmd': 'ping'}, 'ok': True, 'id': '3f0c...'}
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -46,6 +56,8 @@ import socket
 import socketserver
 import threading
 import time
+import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -56,6 +68,7 @@ __all__ = ["ControlClient", "ControlError", "ControlServer", "RecorderControl",
            "parse_address"]
 
 _MAX_LINE = 1 << 16
+_MAX_ID = 128
 
 
 class ControlError(DemineError):
@@ -91,6 +104,63 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def _execute(handler: Callable[[dict[str, Any]], Any], req: dict[str, Any]) -> dict[str, Any]:
+    try:
+        reply = dict(handler(req) or {})
+        reply.setdefault("ok", True)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a reply
+        reply = {"ok": False, "error": str(exc)}
+    return reply
+
+
+class _Entry:
+    __slots__ = ("done", "reply")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.reply: dict[str, Any] | None = None
+
+
+class _Replies:
+    """The replies to the last ``size`` requests that carried an id.
+
+    The first request with an id runs the command; a later one with the same
+    id (a retry, on any connection) gets that reply, waiting for it when the
+    command still runs.
+    """
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        #: requests that repeated a remembered id (answered without running again)
+        self.repeated = 0
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+
+    def reply(self, rid: str, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        with self._lock:
+            entry = self._entries.get(rid)
+            first = entry is None
+            if entry is None:
+                entry = self._entries[rid] = _Entry()
+                excess = len(self._entries) - self.size
+                if excess > 0:  # forget the oldest finished ones (never one still running)
+                    old = [k for k, e in self._entries.items() if e.done.is_set()]
+                    for k in old[:excess]:
+                        del self._entries[k]
+            else:
+                self.repeated += 1
+        if first:
+            try:
+                entry.reply = run()
+            finally:
+                if entry.reply is None:  # (run() turns every Exception into a reply)
+                    entry.reply = {"ok": False, "error": "the command was interrupted"}
+                entry.done.set()
+        entry.done.wait()
+        assert entry.reply is not None
+        return entry.reply
+
+
 class _Handler(socketserver.StreamRequestHandler):
     def handle(self) -> None:
         server: Any = self.server
@@ -101,14 +171,23 @@ class _Handler(socketserver.StreamRequestHandler):
                 return
             if not line:
                 return
+            rid = None
             try:
                 req = json.loads(line)
                 if not isinstance(req, dict) or not isinstance(req.get("cmd"), str):
                     raise ValueError("request must be a JSON object with a 'cmd' string")
-                reply = dict(server.handler(req) or {})
-                reply.setdefault("ok", True)
+                rid = req.pop("id", None)  # the handler sees the command only
+                if rid is not None and not (isinstance(rid, str) and 0 < len(rid) <= _MAX_ID):
+                    rid = None
+                    raise ValueError(f"'id' must be a string of 1 to {_MAX_ID} characters")
             except Exception as exc:  # noqa: BLE001 - every failure becomes a reply
                 reply = {"ok": False, "error": str(exc)}
+            else:
+                if rid is None:
+                    reply = _execute(server.handler, req)
+                else:
+                    reply = {**server.replies.reply(
+                        rid, functools.partial(_execute, server.handler, req)), "id": rid}
             try:
                 self.wfile.write((json.dumps(_jsonable(reply)) + "\n").encode("utf-8"))
                 self.wfile.flush()
@@ -136,8 +215,10 @@ class ControlServer:
         ``HOST:PORT`` (TCP; port 0 picks a free port, see :attr:`address`).
         Only loopback hosts are accepted: the channel has no authentication.
     handler : callable
-        Called in a server thread with each request dict; returns the reply
-        dict (``ok`` defaults to true).  Exceptions become ``ok: false``.
+        Called in a server thread with each request dict (without its
+        ``id``); returns the reply dict (``ok`` defaults to true).  Exceptions
+        become ``ok: false``.  A request that repeats the id of one of the last
+        256 is answered with that one's reply, without calling the handler.
     """
 
     def __init__(self, address: str, handler: Callable[[dict[str, Any]], Any]) -> None:
@@ -161,8 +242,15 @@ class ControlServer:
             os.chmod(path, 0o600)
             self._path = path
             self.address = str(path)
+        self._replies = _Replies()
         self._server.handler = handler  # type: ignore[attr-defined]
+        self._server.replies = self._replies  # type: ignore[attr-defined]
         self._thread: threading.Thread | None = None
+
+    @property
+    def repeated(self) -> int:
+        """Requests that repeated the id of an earlier one (retries): not run again."""
+        return self._replies.repeated
 
     def start(self) -> ControlServer:
         self._thread = threading.Thread(target=self._server.serve_forever,
@@ -195,12 +283,18 @@ class ControlServer:
 class ControlClient:
     """Send commands to a :class:`ControlServer`; one connection, reopened on failure.
 
+    Each request carries a random ``id``.  When the reply does not come (a
+    timeout, a broken connection) the request is sent once more, with the same
+    id, on a new connection: the server answers a repeated id with the first
+    reply and does not carry the command out a second time.
+
     Parameters
     ----------
     address : str
         The server's address (path or ``HOST:PORT``).
     timeout : float
-        Seconds to wait for connection and reply.
+        Seconds to wait for connection and reply (per attempt: a request that
+        gets no reply fails after about twice this).
     """
 
     def __init__(self, address: str, timeout: float = 1.0) -> None:
@@ -223,8 +317,13 @@ class ControlClient:
         self._file = s.makefile("rwb")
 
     def request(self, cmd: str, **params: Any) -> dict[str, Any]:
-        """Send one command and return the reply; :class:`ControlError` when refused."""
-        msg = (json.dumps(_jsonable({"cmd": cmd, **params})) + "\n").encode("utf-8")
+        """Send one command and return the reply; :class:`ControlError` when refused.
+
+        Also :class:`ControlError` when no reply came in either attempt: the
+        recorder may still have carried the command out (once).
+        """
+        rid = uuid.uuid4().hex
+        msg = (json.dumps(_jsonable({"cmd": cmd, **params, "id": rid})) + "\n").encode("utf-8")
         with self._lock:
             for attempt in (0, 1):
                 if self._sock is None:
@@ -239,12 +338,23 @@ class ControlClient:
                 except OSError as exc:
                     self._close_socket()
                     if attempt:
-                        raise ControlError(f"control channel {self.address}: {exc}") from exc
+                        what = (f"no reply within {self.timeout:g} s"
+                                if isinstance(exc, TimeoutError) else str(exc))
+                        raise ControlError(f"control channel {self.address}: {what} (tried "
+                                           "twice); the recorder may still carry it out"
+                                           ) from exc
+                except BaseException:  # e.g. KeyboardInterrupt: no reply left to read later
+                    self._close_socket()
+                    raise
         try:
             reply = json.loads(line)
         except json.JSONDecodeError as exc:
             raise ControlError(f"control channel {self.address}: bad reply {line[:80]!r}") \
                 from exc
+        if not isinstance(reply, dict) or reply.get("id", rid) != rid:
+            self.close()  # out of step: the next request starts on a new connection
+            raise ControlError(f"control channel {self.address}: reply {line[:80]!r} "
+                               "is not the answer to this request")
         if not reply.get("ok", False):
             raise ControlError(f"{cmd}: {reply.get('error', 'refused')}")
         return reply
