@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from demine.console.launch import (  # noqa: E402
     wait_for_control,
 )
 from demine.console.widgets import AlarmList, StripChart, Waterfall  # noqa: E402
-from demine.control import ControlClient  # noqa: E402
+from demine.control import ControlClient, ControlServer  # noqa: E402
 from demine.recording import Recording  # noqa: E402
 
 # A writer process: live EMI, GPR and GPS frames stamped with the current time,
@@ -216,8 +217,7 @@ def test_keys_reach_a_real_recorder(tmp_path):
         # (SIGHUP to the console's session) does not reach it
         assert os.getsid(rec.pid) == rec.pid != os.getsid(0)
         follower = Follower(out, stale_after=10.0)
-        # (a bound for a loaded machine: the console's own is 1 s per request, and a
-        # request that times out here may still have been carried out there)
+        # (a bound for a loaded machine; the console's own is CONTROL_TIMEOUT)
         control = ControlClient(sock, timeout=30.0)
         app = ConsoleApp(follower, control=control, recorder=rec, refresh_hz=10,
                          status_interval=0.3)
@@ -246,29 +246,31 @@ def test_keys_reach_a_real_recorder(tmp_path):
                 assert app.query_one("#streams").render().plain.count("OK") == 2
                 # crc errors come from the recorder over the channel
                 assert follower.streams["emi"].crc_errors == 0
+                # the replies come from the console's control thread; an alarm
+                # notice may arrive in between: look in the message log
                 await pilot.press("m")
-                await pilot.pause()
-                # an alarm notice may arrive in between: look in the message log
-                assert any(m.startswith("marked target at x") for m in app.messages), \
-                    list(app.messages)
+                await _until(pilot, lambda: any(m.startswith("marked target at x")
+                                                for m in app.messages), 30, "the mark")
                 # the start threshold is the default detector's (its scale depends on
                 # the chain); each key moves it by 0.5 in the recorder's detector
                 t0 = start["threshold"] = follower.threshold
                 assert t0 is not None and t0 > 1
                 await pilot.press("plus")
-                await pilot.pause()
-                assert any(f"detector threshold {t0 + 0.5:.1f}" in m for m in app.messages)
+                await _until(pilot, lambda: any(f"detector threshold {t0 + 0.5:.1f}" in m
+                                                for m in app.messages), 30, "threshold +")
                 assert follower.threshold == pytest.approx(t0 + 0.5)
                 await pilot.press("minus")
                 await pilot.press("minus")
-                await pilot.pause()
+                await _until(pilot, lambda: sum("detector threshold" in m
+                                                for m in app.messages) == 3, 30, "threshold -")
                 assert follower.threshold == pytest.approx(t0 - 0.5)
                 await pilot.press("n")
-                await pilot.pause()
-                assert any(m.startswith("nulled") for m in app.messages), list(app.messages)
+                await _until(pilot, lambda: any(m.startswith("nulled") for m in app.messages),
+                             30, "the null")
                 await pilot.press("r")
-                await pilot.pause()
-                assert app.paused and any("PAUSED" in m for m in app.messages)
+                await _until(pilot, lambda: any("PAUSED" in m for m in app.messages), 30,
+                             "the pause")
+                assert app.paused
                 await pilot.pause(0.5)
                 assert "PAUSED" in app.query_one("#top").render().plain
                 # what the recorder took in before the pause is still written (the
@@ -278,7 +280,8 @@ def test_keys_reach_a_real_recorder(tmp_path):
                 assert await settled(pilot) == n_paused  # nothing written
                 assert follower.streams["emi"].frames == n_paused
                 await pilot.press("r")
-                await pilot.pause()
+                await _until(pilot, lambda: any("resumed" in m for m in app.messages), 30,
+                             "the resume")
                 assert not app.paused
                 await _until(pilot, lambda: follower.streams["emi"].frames > n_paused + 100,
                              30, "recording to resume")
@@ -300,6 +303,56 @@ def test_keys_reach_a_real_recorder(tmp_path):
     assert list(m["note"][1:4]) == [f"{t0 + 0.5:g}", f"{t0:g}", f"{t0 - 0.5:g}"]
     assert np.isfinite(m["x"][0]) and np.isfinite(m["y"][0])
     assert np.all(np.diff(m["time"]) > 0)
+
+
+def test_keys_do_not_freeze_the_screen_while_the_recorder_is_busy(tmp_path):
+    """The recorder takes its time over a mark (held here until the test lets it
+    go): the console keeps updating meanwhile, and the keys pressed in between
+    (r twice: pause, then resume) are sent in order once it answers."""
+    entered, release = threading.Event(), threading.Event()
+    done: list[str] = []
+
+    def recorder(req):  # a recorder's control handler whose writes are slow
+        if req["cmd"] == "status":
+            return {"status": {"paused": done[-1:] == ["pause"],
+                               "devices": {}, "threshold": None}}
+        entered.set()
+        assert release.wait(60)
+        done.append(req["cmd"])
+        return {"marker": {"x": 1.0, "y": 2.0}, "paused": req["cmd"] == "pause"}
+
+    follower = Follower(tmp_path / "not-yet.h5")
+    with ControlServer(str(tmp_path / "c.sock"), recorder) as srv:
+        app = ConsoleApp(follower, control=ControlClient(srv.address, timeout=30.0),
+                         refresh_hz=10, status_interval=0.2)
+
+        async def scenario():
+            async with app.run_test(size=(80, 24)) as pilot:
+                await pilot.press("m")
+                await _until(pilot, entered.is_set, 30, "the mark to reach the recorder")
+                n = app.ticks
+                await _until(pilot, lambda: app.ticks > n + 5, 30, "the screen to update")
+                await pilot.press("r")
+                await pilot.press("r")
+                await pilot.pause()
+                assert not any(m.startswith(("marked", "recording")) for m in app.messages)
+                release.set()
+                await _until(pilot, lambda: len(done) == 3
+                             and any("resumed" in m for m in app.messages), 30, "the replies")
+                assert done == ["mark", "pause", "resume"]
+                said = [m for m in app.messages if m.startswith(("marked", "recording"))]
+                assert said == ["marked target at x 1.00 y 2.00",
+                                "recording PAUSED (frames are dropped until r)",
+                                "recording resumed"]
+                assert not app.paused
+                await pilot.press("q")
+            assert app.return_code == 0
+
+        try:
+            asyncio.run(scenario())
+        finally:
+            release.set()
+            follower.close()
 
 
 def test_cli_console_errors(capsys, tmp_path):

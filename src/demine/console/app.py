@@ -6,6 +6,8 @@ import math
 import subprocess
 import time
 from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +15,20 @@ from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.widgets import Static
 
 from ..control import ControlClient, ControlError
 from .follow import Follower
 from .widgets import AlarmList, StripChart, Waterfall
 
-__all__ = ["ConsoleApp"]
+__all__ = ["CONTROL_TIMEOUT", "ConsoleApp"]
+
+#: Seconds the console waits for the recorder's reply, per attempt (a request
+#: without a reply is sent once more, with the same id: the recorder carries it
+#: out once).  The requests run in a thread of their own: the screen keeps
+#: updating while a busy recorder answers.
+CONTROL_TIMEOUT = 5.0
 
 _CSS = """
 Screen { background: #000000; color: #ffffff; layout: vertical; }
@@ -57,6 +66,17 @@ def _fmt_bytes(n: int) -> str:
     return f"{n / 1e6:.1f} MB" if n < 1e9 else f"{n / 1e9:.2f} GB"
 
 
+class ControlReply(Message):
+    """The outcome of a control request, posted from the control thread to the app."""
+
+    def __init__(self, cmd: str, reply: dict[str, Any] | None, error: Exception | None,
+                 on_reply: Callable[[dict[str, Any]], Any],
+                 on_error: Callable[[Exception], Any] | None) -> None:
+        super().__init__()
+        self.cmd, self.reply, self.error = cmd, reply, error
+        self.on_reply, self.on_error = on_reply, on_error
+
+
 class ConsoleApp(App):
     """Field console.
 
@@ -65,8 +85,11 @@ class ConsoleApp(App):
     follower : Follower
         The recording to follow.
     control : str or ControlClient, optional
-        The recorder's control channel; without it the console is read-only
-        (marks, pause, threshold and null keys say so).
+        The recorder's control channel (an address gets a client with
+        :data:`CONTROL_TIMEOUT`); without it the console is read-only (marks,
+        pause, threshold and null keys say so).  Requests run one at a time,
+        in the order of the keys, in a thread of their own; their replies are
+        shown when they come.
     recorder : subprocess.Popen, optional
         The recorder process this console started (its exit is reported).
     recorder_log : path, optional
@@ -96,8 +119,12 @@ class ConsoleApp(App):
         super().__init__()
         self.follower = follower
         if isinstance(control, str):
-            control = ControlClient(control, timeout=1.0)
+            control = ControlClient(control, timeout=CONTROL_TIMEOUT)
         self.control: ControlClient | None = control
+        self._control_thread = (ThreadPoolExecutor(1, thread_name_prefix="demine-console-control")
+                                if control is not None else None)
+        self._status_pending = False
+        self._pause_asked: bool | None = None  # pause (True) / resume sent, not answered yet
         self.recorder = recorder
         self.recorder_log = recorder_log
         self.refresh_hz = refresh_hz
@@ -203,17 +230,57 @@ class ConsoleApp(App):
                     self.bells += 1
         self.tick_seconds += time.thread_time() - t0  # CPU time of the updates
 
+    # ------------------------------------------------------------------ control
+    def _request(self, cmd: str, params: dict[str, Any],
+                 on_reply: Callable[[dict[str, Any]], Any],
+                 on_error: Callable[[Exception], Any] | None = None) -> None:
+        """Send a request from the control thread; ``on_reply(reply)`` or
+        ``on_error(exc)`` (default: the error shown) run in the app when it is answered."""
+        control = self.control
+        assert control is not None and self._control_thread is not None
+
+        def run() -> None:
+            reply, error = None, None
+            try:
+                reply = control.request(cmd, **params)
+            except Exception as exc:  # noqa: BLE001 - handed to the app (ControlError shown)
+                error = exc
+            try:
+                self.post_message(ControlReply(cmd, reply, error, on_reply, on_error))
+            except RuntimeError:  # the app's loop closed meanwhile (quitting)
+                pass
+
+        self._control_thread.submit(run)
+
+    def on_control_reply(self, msg: ControlReply) -> None:
+        if msg.error is None:
+            assert msg.reply is not None
+            msg.on_reply(msg.reply)
+        elif not isinstance(msg.error, ControlError):
+            raise msg.error  # a bug, not the channel: let it show
+        elif msg.on_error is not None:
+            msg.on_error(msg.error)
+        else:
+            self.say(f"{msg.cmd}: {msg.error}", "bold #ff3030")
+
     def _poll_control(self) -> None:
-        if self.control is None or time.monotonic() < self._next_status:
+        if (self.control is None or self._status_pending
+                or time.monotonic() < self._next_status):
             return
+        self._status_pending = True
+        self._request("status", {}, self._status_reply, self._status_failed)
+
+    def _status_failed(self, exc: Exception) -> None:
+        self._status_pending = False
         self._next_status = time.monotonic() + self.status_interval
-        try:
-            st = self.control.request("status")["status"]
-        except ControlError as exc:
-            self.recorder_status = None
-            if self.follower.is_open:
-                self.say(f"recorder not answering: {exc}", "bold #ff3030")
-            return
+        self.recorder_status = None
+        if self.follower.is_open:
+            self.say(f"recorder not answering: {exc}", "bold #ff3030")
+
+    def _status_reply(self, reply: dict[str, Any]) -> None:
+        self._status_pending = False
+        self._next_status = time.monotonic() + self.status_interval
+        st = reply["status"]
         self.recorder_status = st
         self.paused = bool(st.get("paused"))
         for name, d in st.get("devices", {}).items():
@@ -298,36 +365,48 @@ class ConsoleApp(App):
         self._update("#streams", t)
 
     # ------------------------------------------------------------------ keys
-    def _send(self, cmd: str, **params: Any) -> dict[str, Any] | None:
+    def _send(self, cmd: str, on_reply: Callable[[dict[str, Any]], Any], *,
+              on_error: Callable[[Exception], Any] | None = None, **params: Any) -> None:
         if self.control is None:
             self.say(_READ_ONLY.format(file=self.follower.path.name), "bold #ffff00")
-            return None
-        try:
-            return self.control.request(cmd, **params)
-        except ControlError as exc:
-            self.say(f"{cmd}: {exc}", "bold #ff3030")
-            return None
+            return
+        self._request(cmd, params, on_reply, on_error)
 
     def _xy(self) -> dict[str, float]:
         x, y = self.follower.position
         return {"x": x, "y": y}
 
     def action_record(self) -> None:
-        reply = self._send("resume" if self.paused else "pause", **self._xy())
-        if reply is not None:
-            self.paused = bool(reply.get("paused"))
-            self.say("recording PAUSED (frames are dropped until r)" if self.paused
-                     else "recording resumed", "bold #ffff00" if self.paused else "#00ff00")
-            self._draw_top()
+        if self.control is None:
+            self._send("pause", self._paused_reply)  # (says it cannot)
+            return
+        # a second r before the first is answered toggles what the first asked for
+        pause = not (self.paused if self._pause_asked is None else self._pause_asked)
+        self._pause_asked = pause
+        self._send("pause" if pause else "resume", self._paused_reply,
+                   on_error=self._pause_failed, **self._xy())
+
+    def _pause_failed(self, exc: Exception) -> None:
+        self._pause_asked = None
+        self.say(f"pause/resume: {exc}", "bold #ff3030")
+
+    def _paused_reply(self, reply: dict[str, Any]) -> None:
+        self.paused = bool(reply.get("paused"))
+        if self._pause_asked == self.paused:  # the last one asked for is answered
+            self._pause_asked = None
+        self.say("recording PAUSED (frames are dropped until r)" if self.paused
+                 else "recording resumed", "bold #ffff00" if self.paused else "#00ff00")
+        self._draw_top()
 
     def action_mark(self) -> None:
-        reply = self._send("mark", label="target", **self._xy())
-        if reply is not None:
-            m = reply.get("marker", {})
-            x, y = m.get("x"), m.get("y")
-            where = (f"x {x:.2f} y {y:.2f}" if isinstance(x, float) and isinstance(y, float)
-                     else "unknown position")
-            self.say(f"marked target at {where}", "bold #00ff00")
+        self._send("mark", self._mark_reply, label="target", **self._xy())
+
+    def _mark_reply(self, reply: dict[str, Any]) -> None:
+        m = reply.get("marker", {})
+        x, y = m.get("x"), m.get("y")
+        where = (f"x {x:.2f} y {y:.2f}" if isinstance(x, float) and isinstance(y, float)
+                 else "unknown position")
+        self.say(f"marked target at {where}", "bold #00ff00")
 
     def action_null(self) -> None:
         self.follower.renull()
@@ -335,8 +414,9 @@ class ConsoleApp(App):
             self.say("chart re-nulled here only; "
                      + _READ_ONLY.format(file=self.follower.path.name), "bold #ffff00")
             return
-        if self._send("null", **self._xy()) is not None:
-            self.say("nulled: chart statistic restarted, null marker written", "bold #00ff00")
+        self._send("null", lambda reply: self.say(
+            "nulled: chart statistic restarted, null marker written", "bold #00ff00"),
+            **self._xy())
 
     def action_threshold(self, delta: float) -> None:
         f = self.follower
@@ -348,14 +428,20 @@ class ConsoleApp(App):
             self.say(f"chart threshold {f.threshold:.1f} (this console only); "
                      + _READ_ONLY.format(file=f.path.name), "bold #ffff00")
             return
-        reply = self._send("threshold", delta=delta)
-        if reply is not None:
-            f.set_threshold(float(reply["threshold"]))
-            self.say(f"detector threshold {f.threshold:.1f}", "bold #00ff00")
+        self._send("threshold", self._threshold_reply, delta=delta)
+
+    def _threshold_reply(self, reply: dict[str, Any]) -> None:
+        f = self.follower
+        f.set_threshold(float(reply["threshold"]))
+        self.say(f"detector threshold {f.threshold:.1f}", "bold #00ff00")
 
     def action_quit_console(self) -> None:
         self.exit(0)
 
     def on_unmount(self) -> None:
+        if self._control_thread is not None:
+            # a command already sent (a mark just before q) is carried out before
+            # the console stops the recorder it started; its reply is not shown
+            self._control_thread.shutdown(wait=True)
         if self.control is not None:
             self.control.close()
