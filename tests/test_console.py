@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -353,6 +355,104 @@ def test_keys_do_not_freeze_the_screen_while_the_recorder_is_busy(tmp_path):
         finally:
             release.set()
             follower.close()
+
+
+class _MuteRecorder:
+    """A control socket that answers status but not marks, holding those
+    connections open until :meth:`cut`; from then on it reads each request and
+    hangs up without a reply (a recorder that stopped answering)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+        self.seen: list[dict] = []
+        self._cut = threading.Event()
+        self._stop = threading.Event()
+        self._conns: list[socket.socket] = []
+        self._listener = socket.socket(socket.AF_UNIX)
+        self._listener.bind(self.path)
+        self._listener.listen(8)
+        self._listener.settimeout(0.1)
+        self._threads = [threading.Thread(target=self._accept, daemon=True)]
+        self._threads[0].start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            self._conns.append(conn)
+            t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            self._threads.append(t)
+            t.start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn, conn.makefile("rwb") as f:
+            for line in f:
+                req = json.loads(line)
+                self.seen.append(req)
+                if self._cut.is_set():
+                    return
+                if req["cmd"] == "status":
+                    f.write(json.dumps({"ok": True, "id": req["id"], "status": {
+                        "paused": False, "devices": {}, "threshold": None}}).encode() + b"\n")
+                    f.flush()
+
+    def cut(self) -> None:
+        self._cut.set()
+        for conn in list(self._conns):
+            try:
+                conn.shutdown(socket.SHUT_RDWR)  # wakes the reader; the client sees EOF
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.cut()
+        self._stop.set()
+        for t in self._threads:
+            t.join(30)
+        self._listener.close()
+
+
+def test_quit_skips_the_keys_queued_behind_a_recorder_that_stopped_answering(tmp_path):
+    """A mark gets no reply and the operator presses m three more times, then q:
+    the console waits for the mark under way (the recorder may still carry it out)
+    but does not send the three queued behind it, each of which would have cost
+    another timeout (2 x CONTROL_TIMEOUT) with the screen frozen."""
+    rec = _MuteRecorder(tmp_path / "c.sock")
+    follower = Follower(tmp_path / "not-yet.h5")
+    app = ConsoleApp(follower, control=ControlClient(rec.path, timeout=30.0),
+                     refresh_hz=10, status_interval=3600)
+
+    def marks() -> list[str]:
+        return [r["id"] for r in list(rec.seen) if r["cmd"] == "mark"]
+
+    def cut_when_quitting() -> None:  # (the recorder dies once q was pressed)
+        deadline = time.monotonic() + 60
+        while app.return_code is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        rec.cut()
+
+    async def scenario():
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("m")
+            await _until(pilot, lambda: len(marks()) == 1, 30, "the mark to reach the recorder")
+            for _ in range(3):
+                await pilot.press("m")
+            await pilot.press("q")
+        assert app.return_code == 0
+
+    cutter = threading.Thread(target=cut_when_quitting)
+    cutter.start()
+    try:
+        asyncio.run(scenario())
+    finally:
+        cutter.join(60)
+        rec.close()
+        follower.close()
+    # the first mark: sent, and sent again with the same id; the others: not sent
+    ids = marks()
+    assert len(ids) == 2 and len(set(ids)) == 1, rec.seen
 
 
 def test_cli_console_errors(capsys, tmp_path):

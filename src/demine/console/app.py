@@ -124,6 +124,8 @@ class ConsoleApp(App):
         self._control_thread = (ThreadPoolExecutor(1, thread_name_prefix="demine-console-control")
                                 if control is not None else None)
         self._status_pending = False
+        self._control_lost = False  # the last request got no reply (control thread only)
+        self._quitting = False
         self._pause_asked: bool | None = None  # pause (True) / resume sent, not answered yet
         self.recorder = recorder
         self.recorder_log = recorder_log
@@ -240,11 +242,18 @@ class ConsoleApp(App):
         assert control is not None and self._control_thread is not None
 
         def run() -> None:
+            if (self._quitting or self.return_code is not None) and (
+                    self._control_lost or cmd == "status"):
+                # quitting: what is queued behind a request that got no reply is
+                # not sent (each would cost another timeout with the screen frozen)
+                return
             reply, error = None, None
             try:
                 reply = control.request(cmd, **params)
             except Exception as exc:  # noqa: BLE001 - handed to the app (ControlError shown)
                 error = exc
+            # no reply at all (a refusal is a reply): the recorder is hung or gone
+            self._control_lost = isinstance(getattr(error, "__cause__", None), OSError)
             try:
                 self.post_message(ControlReply(cmd, reply, error, on_reply, on_error))
             except RuntimeError:  # the app's loop closed meanwhile (quitting)
@@ -441,7 +450,9 @@ class ConsoleApp(App):
     def on_unmount(self) -> None:
         if self._control_thread is not None:
             # a command already sent (a mark just before q) is carried out before
-            # the console stops the recorder it started; its reply is not shown
+            # the console stops the recorder it started; its reply is not shown.
+            # Those queued behind one that got no reply are dropped (see _request).
+            self._quitting = True
             self._control_thread.shutdown(wait=True)
         if self.control is not None:
             self.control.close()
