@@ -42,18 +42,18 @@ from demine.classify import (
     save_model,
     simulated_detect_config,
     train_model,
+    training_lanes,
 )
 from demine.features import NEIGHBOUR_RADIUS
 
 OUT = Path(__file__).resolve().parents[1] / "src" / "demine" / "models" / "default.json.gz"
 
 
-def _lane(args: tuple[int, str, str]) -> str:
-    seed, work, physics = args
-    tag = "" if physics == "default" else f"-{physics}"
-    path = Path(work) / f"train-{seed}{tag}.h5"
+def _lane(args: tuple[int, str, str, str]) -> str:
+    seed, physics, stem, work = args
+    path = Path(work) / f"{stem}.h5"
     if not path.exists():
-        tmp = Path(work) / f"tmp-{seed}{tag}.h5"
+        tmp = Path(work) / f"tmp-{stem}.h5"
         make_training_lane(seed, tmp, seed=seed % 7, physics=physics)
         tmp.replace(path)
     return str(path)
@@ -67,10 +67,10 @@ def main() -> int:
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/demine-train"),
                     help="lane and feature cache directory")
     ap.add_argument("--out", type=Path, default=OUT, help=f"model file (default {OUT})")
-    ap.add_argument("--physics", choices=TRAINING_PHYSICS, default="default",
-                    help="forward models of the lanes: default, or mixed (each model "
+    ap.add_argument("--physics", choices=(*TRAINING_PHYSICS, "both"), default="default",
+                    help="forward models of the lanes: default; mixed (each model "
                     "switched to its alternative at random per lane; "
-                    "demine.classify.training_scene)")
+                    "demine.classify.training_scene); both (every layout once with each)")
     ap.add_argument("--redetect", default="", metavar="KINDS",
                     help="comma-separated sensor kinds (emi,gpr) whose alarms today's "
                     "detectors find again in cached lanes (after a detector changed; cached "
@@ -88,8 +88,8 @@ def main() -> int:
     args = ap.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    todo = [(args.first_layout + k, str(args.workdir), args.physics)
-            for k in range(args.lanes)]
+    todo = [(*lane, str(args.workdir))
+            for lane in training_lanes(args.first_layout, args.lanes, args.physics)]
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         paths = list(pool.map(_lane, todo))
     print(f"{len(paths)} lanes ready in {time.perf_counter() - t0:.0f} s")

@@ -25,6 +25,7 @@ from demine.classify import (
     make_training_lane,
     save_model,
     train_model,
+    training_lanes,
     training_scene,
 )
 from demine.cli import main
@@ -269,6 +270,19 @@ def test_training_scene_mixed_physics_draws_each_model_from_its_own_stream():
         assert values == {getattr(Physics(), name), getattr(alt, name)}, name
     with pytest.raises(ConfigError, match="training physics"):
         training_scene(1, physics="alternative")
+
+
+def test_training_lanes_plan():
+    assert training_lanes(1000, 2) == [(1000, "default", "train-1000"),
+                                       (1001, "default", "train-1001")]
+    assert training_lanes(7, 1, "mixed") == [(7, "mixed", "train-7-mixed")]
+    # both: every layout once with each physics, so no file name is used twice
+    both = training_lanes(7, 3, "both")
+    assert [(s, p) for s, p, _ in both] == [(7, "default"), (7, "mixed"), (8, "default"),
+                                            (8, "mixed"), (9, "default"), (9, "mixed")]
+    assert len({stem for *_, stem in both}) == 6
+    with pytest.raises(ConfigError, match="training physics"):
+        training_lanes(7, 1, "alternative")
 
 
 def test_default_model_matches_features():

@@ -75,7 +75,7 @@ __all__ = [
     "label_alarms", "load_default_model", "load_model", "localisation_radius", "make_estimator",
     "make_training_lane",
     "simulated_detect_config",
-    "save_model", "train_model", "training_scene",
+    "save_model", "train_model", "training_lanes", "training_scene",
 ]
 
 #: ``format`` field of model files.
@@ -1136,6 +1136,23 @@ def training_scene(layout_seed: int, *, length: float = 5.0, physics: str = "def
             ph.update(soil_tau_min=tau_min, soil_tau_max=tau_max)
         doc["physics"] = ph
     return parse_scene(doc, f"training-{int(layout_seed)}", layout_seed=int(layout_seed))
+
+
+def training_lanes(first_layout: int, n: int, physics: str = "default"
+                   ) -> list[tuple[int, str, str]]:
+    """The lanes of a training run: ``(layout seed, physics, file stem)`` each.
+
+    ``n`` layouts from ``first_layout``, each simulated once with ``physics``
+    (``"default"`` or ``"mixed"``, as :func:`training_scene`), or for
+    ``"both"`` twice: with the default and with mixed physics (the two share
+    the lane id, so grouped cross-validation keeps them in one fold).
+    """
+    if physics not in (*TRAINING_PHYSICS, "both"):
+        raise ConfigError(f"training physics must be one of {', '.join(TRAINING_PHYSICS)} "
+                          f"or both, got {physics!r}")
+    kinds = TRAINING_PHYSICS if physics == "both" else (physics,)
+    return [(seed, ph, f"train-{seed}" + ("" if ph == "default" else f"-{ph}"))
+            for seed in range(int(first_layout), int(first_layout) + int(n)) for ph in kinds]
 
 
 def make_training_lane(layout_seed: int, path: str | Path, *, seed: int = 0,

@@ -25,10 +25,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--simulate", type=int, default=0, metavar="N",
                    help="also simulate N random training lanes (random-minefield layouts with "
                    "randomised soil), written to --workdir")
-    p.add_argument("--physics", choices=("default", "mixed"), default="default",
-                   help="forward models of the --simulate lanes: default, or mixed (each "
-                   "model switched to the simulator's alternative at random per lane, as "
-                   "the packaged model is trained)")
+    p.add_argument("--physics", choices=("default", "mixed", "both"), default="default",
+                   help="forward models of the --simulate lanes: default; mixed (each model "
+                   "switched to the simulator's alternative at random per lane); both (every "
+                   "layout once with each)")
     p.add_argument("--first-layout", type=int, default=1000, metavar="SEED",
                    help="layout seed of the first simulated lane (default 1000)")
     p.add_argument("--workdir", type=Path, metavar="DIR",
@@ -51,7 +51,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..classify import build_training_set, make_training_lane, save_model, train_model
+    from ..classify import (
+        build_training_set,
+        make_training_lane,
+        save_model,
+        train_model,
+        training_lanes,
+    )
     from ..errors import ConfigError
 
     work = args.workdir or args.out.parent / "demine-train"
@@ -60,15 +66,14 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--simulate must be >= 0")
     if args.simulate:
         work.mkdir(parents=True, exist_ok=True)
-        for k in range(args.simulate):
-            seed = args.first_layout + k
-            tag = "" if args.physics == "default" else f"-{args.physics}"
-            path = work / f"train-{seed}{tag}.h5"
+        lanes = training_lanes(args.first_layout, args.simulate, args.physics)
+        for k, (seed, physics, stem) in enumerate(lanes):
+            path = work / f"{stem}.h5"
             if not path.exists():
-                tmp = work / f"train-{seed}{tag}.partial.h5"
-                make_training_lane(seed, tmp, seed=seed % 7, physics=args.physics)
+                tmp = work / f"{stem}.partial.h5"
+                make_training_lane(seed, tmp, seed=seed % 7, physics=physics)
                 tmp.replace(path)
-            print(f"simulated lane {k + 1}/{args.simulate}: {path}", flush=True)
+            print(f"simulated lane {k + 1}/{len(lanes)}: {path}", flush=True)
             files.append(path)
     if not files:
         raise ConfigError("no recordings given (and no --simulate)")
