@@ -147,13 +147,85 @@ def test_no_reply_to_either_attempt_is_an_error_and_the_command_runs_once(tmp_pa
     held = _Held()
     with ControlServer(str(tmp_path / "c.sock"), held) as srv:
         with ControlClient(srv.address, timeout=0.05) as c:
-            with pytest.raises(ControlError, match=r"no reply within 0.05 s \(tried twice\); "
-                               "the recorder may still carry it out"):
+            with pytest.raises(ControlError, match=r"^mark: no reply in 0.1 s \(tried twice\) "
+                               "— the recorder may still carry it out") as info:
                 c.request("mark", label="target")
+            # the summary (the console's message line): no address, what matters first
+            assert info.value.summary == "mark: no reply in 0.1 s — it may still be carried out"
         held.release.set()
         # both attempts reach the server; one of them runs the command
         _wait_until(lambda: srv.repeated == 1 and len(held.marks) == 1, "both attempts")
         assert len(held.marks) == 1
+
+
+def test_retry_that_cannot_reconnect_says_the_first_attempt_may_have_been_carried_out(
+        tmp_path):
+    """The recorder reads the request and is gone before it answers (its socket
+    closed): the retry finds nobody listening, and the error still says that the
+    request went out once and may have been carried out."""
+    path = str(tmp_path / "c.sock")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(path)
+    listener.listen(1)
+    seen: list[dict] = []
+
+    def recorder_that_dies():
+        conn, _ = listener.accept()
+        with conn, conn.makefile("rb") as f:
+            seen.append(json.loads(f.readline()))
+            listener.close()  # nobody listens any more ...
+            os.unlink(path)
+        # ... and the connection closes without a reply
+
+    t = threading.Thread(target=recorder_that_dies)
+    t.start()
+    try:
+        with ControlClient(path, timeout=30.0) as c:
+            with pytest.raises(ControlError) as info:
+                c.request("mark", label="target")
+    finally:
+        t.join(60)
+        listener.close()
+    msg = str(info.value)
+    assert msg.startswith("mark: no reply (connection closed), and the retry found no "
+                          "recorder listening (No such file or directory) — it was sent "
+                          "once: the recorder may have carried it out"), msg
+    assert info.value.summary == ("mark: no reply, cannot reconnect — it may have been "
+                                  "carried out (connection closed)")
+    assert [r["cmd"] for r in seen] == ["mark"]
+
+
+def test_a_request_that_never_went_out_says_no_recorder_listening(tmp_path):
+    """The recorder answered a ping and is gone (its socket closed): the next
+    request cannot be written on the old connection nor on a new one, and the
+    error does not claim it went out."""
+    path = str(tmp_path / "c.sock")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(path)
+    listener.listen(1)
+
+    def recorder_that_answers_once():
+        conn, _ = listener.accept()
+        with conn, conn.makefile("rwb") as f:
+            req = json.loads(f.readline())
+            f.write(json.dumps({"ok": True, "id": req["id"]}).encode() + b"\n")
+            f.flush()
+            listener.close()
+            os.unlink(path)
+
+    t = threading.Thread(target=recorder_that_answers_once)
+    t.start()
+    try:
+        with ControlClient(path, timeout=30.0) as c:
+            assert c.request("ping")["ok"]
+            t.join(60)  # gone
+            with pytest.raises(ControlError) as info:
+                c.request("mark", label="target")
+    finally:
+        t.join(60)
+        listener.close()
+    assert str(info.value).startswith(f"mark: no recorder listening on {path}: "), info.value
+    assert info.value.summary == "mark: no recorder listening (No such file or directory)"
 
 
 def test_repeated_id_is_answered_from_memory_and_requests_without_id_run_every_time(
@@ -194,10 +266,12 @@ def test_repeated_id_is_answered_from_memory_and_requests_without_id_run_every_t
         assert send({"cmd": "mark"}, {"cmd": "mark"}) == [{"n": 4, "ok": True},
                                                           {"n": 5, "ok": True}]
         # an id must be a short string
-        for bad in ({"cmd": "mark", "id": 7}, {"cmd": "mark", "id": ""},
-                    {"cmd": "mark", "id": "x" * 129}):
+        for bad, got in (({"cmd": "mark", "id": 7}, "got 7"),
+                         ({"cmd": "mark", "id": ""}, "got ''"),
+                         ({"cmd": "mark", "id": "x" * 129}, "got '" + "x" * 36 + "...")):
             (r,) = send(bad)
-            assert r["ok"] is False and "'id' must be a string" in r["error"], r
+            assert r["ok"] is False and r["error"] == (
+                f"'id' must be a string of 1 to 128 characters, {got}"), r
         assert len(runs) == 5
         # the last 256 ids are remembered: the oldest is forgotten (and runs again)
         send(*({"cmd": "ping", "id": f"p{k}"} for k in range(256)))

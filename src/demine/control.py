@@ -72,7 +72,20 @@ _MAX_ID = 128
 
 
 class ControlError(DemineError):
-    """The control channel failed: no recorder listening, bad reply, refused command."""
+    """The control channel failed: no recorder listening, bad reply, refused command.
+
+    Parameters
+    ----------
+    message : str
+        The full message (the client's start with the command's name).
+    summary : str, optional
+        The same in a few words, what matters first and without the address,
+        for a one-line display such as the console's (default: ``message``).
+    """
+
+    def __init__(self, message: str, summary: str | None = None) -> None:
+        super().__init__(message)
+        self.summary = message if summary is None else summary
 
 
 def parse_address(address: str) -> tuple[int, Any]:
@@ -178,8 +191,11 @@ class _Handler(socketserver.StreamRequestHandler):
                     raise ValueError("request must be a JSON object with a 'cmd' string")
                 rid = req.pop("id", None)  # the handler sees the command only
                 if rid is not None and not (isinstance(rid, str) and 0 < len(rid) <= _MAX_ID):
-                    rid = None
-                    raise ValueError(f"'id' must be a string of 1 to {_MAX_ID} characters")
+                    got, rid = repr(rid), None
+                    if len(got) > 40:
+                        got = got[:37] + "..."
+                    raise ValueError(f"'id' must be a string of 1 to {_MAX_ID} characters, "
+                                     f"got {got}")
             except Exception as exc:  # noqa: BLE001 - every failure becomes a reply
                 reply = {"ok": False, "error": str(exc)}
             else:
@@ -310,51 +326,81 @@ class ControlClient:
         s.settimeout(self.timeout)
         try:
             s.connect(sockaddr)
-        except OSError as exc:
+        except OSError:
             s.close()
-            raise ControlError(f"no recorder listening on {self.address}: {exc}") from exc
+            raise
         self._sock = s
         self._file = s.makefile("rwb")
+
+    def _no_reply(self, cmd: str, errors: list[OSError],
+                  retry: OSError | None = None) -> ControlError:
+        """The error of a request sent without a reply (``errors``: one per attempt;
+        ``retry``: why the retry could not connect)."""
+        timed_out = [e for e in errors if isinstance(e, TimeoutError)]
+        other = [e for e in errors if not isinstance(e, TimeoutError)]
+        what = (f"no reply in {len(timed_out) * self.timeout:g} s" if timed_out
+                else "no reply")
+        why = f" ({_os_text(other[-1])})" if other else ""
+        if retry is None:
+            return ControlError(
+                f"{cmd}: {what}{why} (tried twice) — the recorder may still carry it out "
+                f"(control channel {self.address})",
+                f"{cmd}: {what} — it may still be carried out{why}")
+        return ControlError(
+            f"{cmd}: {what}{why}, and the retry found no recorder listening "
+            f"({_os_text(retry)}) — it was sent once: the recorder may have carried it out "
+            f"(control channel {self.address})",
+            f"{cmd}: {what}, cannot reconnect — it may have been carried out{why}")
 
     def request(self, cmd: str, **params: Any) -> dict[str, Any]:
         """Send one command and return the reply; :class:`ControlError` when refused.
 
-        Also :class:`ControlError` when no reply came in either attempt: the
-        recorder may still have carried the command out (once).
+        Also :class:`ControlError` when no reply came in either attempt, or the
+        retry found no recorder listening: the recorder may still have carried
+        the command out (once).  Every error's message starts with ``cmd``.
         """
         rid = uuid.uuid4().hex
         msg = (json.dumps(_jsonable({"cmd": cmd, **params, "id": rid})) + "\n").encode("utf-8")
+        errors: list[OSError] = []  # one per attempt without a reply
+        sent = False  # a request went out (it may be carried out)
         with self._lock:
             for attempt in (0, 1):
                 if self._sock is None:
-                    self._connect()
+                    try:
+                        self._connect()
+                    except OSError as exc:
+                        if sent:  # the first attempt went out: say so
+                            raise self._no_reply(cmd, errors, exc) from exc
+                        raise ControlError(
+                            f"{cmd}: no recorder listening on {self.address}: {exc}",
+                            f"{cmd}: no recorder listening ({_os_text(exc)})") from exc
                 try:
                     self._file.write(msg)
                     self._file.flush()
+                    sent = True
                     line = self._file.readline(_MAX_LINE)
                     if not line:
                         raise OSError("connection closed")
                     break
                 except OSError as exc:
                     self._close_socket()
+                    errors.append(exc)
                     if attempt:
-                        what = (f"no reply within {self.timeout:g} s"
-                                if isinstance(exc, TimeoutError) else str(exc))
-                        raise ControlError(f"control channel {self.address}: {what} (tried "
-                                           "twice); the recorder may still carry it out"
-                                           ) from exc
+                        raise self._no_reply(cmd, errors) from exc
                 except BaseException:  # e.g. KeyboardInterrupt: no reply left to read later
                     self._close_socket()
                     raise
         try:
             reply = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise ControlError(f"control channel {self.address}: bad reply {line[:80]!r}") \
-                from exc
+            raise ControlError(f"{cmd}: bad reply {line[:80]!r} (control channel "
+                               f"{self.address})", f"{cmd}: bad reply from the recorder"
+                               ) from exc
         if not isinstance(reply, dict) or reply.get("id", rid) != rid:
             self.close()  # out of step: the next request starts on a new connection
-            raise ControlError(f"control channel {self.address}: reply {line[:80]!r} "
-                               "is not the answer to this request")
+            raise ControlError(f"{cmd}: reply {line[:80]!r} is not the answer to this request "
+                               f"(control channel {self.address})",
+                               f"{cmd}: the recorder's reply is not the answer to it")
         if not reply.get("ok", False):
             raise ControlError(f"{cmd}: {reply.get('error', 'refused')}")
         return reply
@@ -377,6 +423,11 @@ class ControlClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _os_text(exc: OSError) -> str:
+    """An OS error in a few words: ``Connection refused``, not ``[Errno 111] ...``."""
+    return exc.strerror or str(exc)
 
 
 def _num(req: Mapping[str, Any], key: str) -> float | None:
