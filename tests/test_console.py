@@ -20,7 +20,7 @@ pytest.importorskip("textual")
 
 from demine.cli import main as cli_main  # noqa: E402
 from demine.console import Follower  # noqa: E402
-from demine.console.app import ConsoleApp  # noqa: E402
+from demine.console.app import CONTROL_TIMEOUT, ConsoleApp  # noqa: E402
 from demine.console.launch import (  # noqa: E402
     start_recorder,
     start_simulator,
@@ -453,6 +453,77 @@ def test_quit_skips_the_keys_queued_behind_a_recorder_that_stopped_answering(tmp
     # the first mark: sent, and sent again with the same id; the others: not sent
     ids = marks()
     assert len(ids) == 2 and len(set(ids)) == 1, rec.seen
+
+
+def test_refusals_name_the_command_once(tmp_path):
+    """The recorder refuses a mark and a pause: the message line names each
+    command once ("mark: ...", not "mark: mark: ...")."""
+    def recorder(req):
+        if req["cmd"] == "status":
+            return {"status": {"paused": False, "devices": {}, "threshold": None}}
+        raise ValueError("the recording is not open yet")
+
+    follower = Follower(tmp_path / "not-yet.h5")
+    with ControlServer(str(tmp_path / "c.sock"), recorder) as srv:
+        app = ConsoleApp(follower, control=ControlClient(srv.address, timeout=30.0),
+                         refresh_hz=10, status_interval=3600)
+
+        async def scenario():
+            async with app.run_test(size=(80, 24)) as pilot:
+                await pilot.press("m")
+                await pilot.press("r")
+                await _until(pilot, lambda: len([m for m in app.messages
+                                                 if "not open" in m]) == 2, 30, "the refusals")
+                assert [m for m in app.messages if "not open" in m] == [
+                    "mark: the recording is not open yet",
+                    "pause: the recording is not open yet"]
+                await pilot.press("q")
+            assert app.return_code == 0
+
+        try:
+            asyncio.run(scenario())
+        finally:
+            follower.close()
+
+
+def _msg_line(app: ConsoleApp) -> str:
+    """The message line as drawn on the screen."""
+    return app.query_one("#msg").render_line(0).text.rstrip()
+
+
+def test_a_request_without_reply_says_so_in_one_screen_line(tmp_path):
+    """The recorder answers neither attempt of a mark and of a pause: the message
+    line names the command once and says, within 80 columns, that the recorder
+    may still carry it out (the channel's address is left out)."""
+    rec = _MuteRecorder(tmp_path / "c.sock")
+    follower = Follower(tmp_path / "not-yet.h5")
+    # (a short timeout instead of waiting 2 x CONTROL_TIMEOUT; status is answered)
+    app = ConsoleApp(follower, control=ControlClient(rec.path, timeout=0.05),
+                     refresh_hz=10, status_interval=3600)
+    said: dict[str, str] = {}
+
+    async def scenario():
+        async with app.run_test(size=(80, 24)) as pilot:
+            for key, cmd in (("m", "mark"), ("r", "pause")):
+                await pilot.press(key)
+                await _until(pilot, lambda cmd=cmd: _msg_line(app).startswith(f"{cmd}:"), 30,
+                             f"the {cmd} to fail")
+                said[cmd] = _msg_line(app)
+            await pilot.press("q")
+        assert app.return_code == 0
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        rec.close()
+        follower.close()
+    assert said == {cmd: f"{cmd}: no reply in 0.1 s — it may still be carried out"
+                    for cmd in ("mark", "pause")}
+    # with the console's own timeout the longest command's message fits too
+    long = ControlClient(rec.path, timeout=CONTROL_TIMEOUT)._no_reply(
+        "threshold", [TimeoutError("timed out")] * 2).summary
+    assert long == "threshold: no reply in 10 s — it may still be carried out"
+    assert len(long) <= 80
 
 
 def test_cli_console_errors(capsys, tmp_path):

@@ -71,7 +71,7 @@ class ControlReply(Message):
 
     def __init__(self, cmd: str, reply: dict[str, Any] | None, error: Exception | None,
                  on_reply: Callable[[dict[str, Any]], Any],
-                 on_error: Callable[[Exception], Any] | None) -> None:
+                 on_error: Callable[[ControlError], Any] | None) -> None:
         super().__init__()
         self.cmd, self.reply, self.error = cmd, reply, error
         self.on_reply, self.on_error = on_reply, on_error
@@ -235,7 +235,7 @@ class ConsoleApp(App):
     # ------------------------------------------------------------------ control
     def _request(self, cmd: str, params: dict[str, Any],
                  on_reply: Callable[[dict[str, Any]], Any],
-                 on_error: Callable[[Exception], Any] | None = None) -> None:
+                 on_error: Callable[[ControlError], Any] | None = None) -> None:
         """Send a request from the control thread; ``on_reply(reply)`` or
         ``on_error(exc)`` (default: the error shown) run in the app when it is answered."""
         control = self.control
@@ -269,8 +269,8 @@ class ConsoleApp(App):
             raise msg.error  # a bug, not the channel: let it show
         elif msg.on_error is not None:
             msg.on_error(msg.error)
-        else:
-            self.say(f"{msg.cmd}: {msg.error}", "bold #ff3030")
+        else:  # (the summary names the command: "mark: no reply in 10 s — ...")
+            self.say(msg.error.summary, "bold #ff3030")
 
     def _poll_control(self) -> None:
         if (self.control is None or self._status_pending
@@ -279,12 +279,12 @@ class ConsoleApp(App):
         self._status_pending = True
         self._request("status", {}, self._status_reply, self._status_failed)
 
-    def _status_failed(self, exc: Exception) -> None:
+    def _status_failed(self, exc: ControlError) -> None:
         self._status_pending = False
         self._next_status = time.monotonic() + self.status_interval
         self.recorder_status = None
         if self.follower.is_open:
-            self.say(f"recorder not answering: {exc}", "bold #ff3030")
+            self.say(f"recorder not answering: {exc.summary}", "bold #ff3030")
 
     def _status_reply(self, reply: dict[str, Any]) -> None:
         self._status_pending = False
@@ -375,7 +375,7 @@ class ConsoleApp(App):
 
     # ------------------------------------------------------------------ keys
     def _send(self, cmd: str, on_reply: Callable[[dict[str, Any]], Any], *,
-              on_error: Callable[[Exception], Any] | None = None, **params: Any) -> None:
+              on_error: Callable[[ControlError], Any] | None = None, **params: Any) -> None:
         if self.control is None:
             self.say(_READ_ONLY.format(file=self.follower.path.name), "bold #ffff00")
             return
@@ -395,9 +395,9 @@ class ConsoleApp(App):
         self._send("pause" if pause else "resume", self._paused_reply,
                    on_error=self._pause_failed, **self._xy())
 
-    def _pause_failed(self, exc: Exception) -> None:
+    def _pause_failed(self, exc: ControlError) -> None:
         self._pause_asked = None
-        self.say(f"pause/resume: {exc}", "bold #ff3030")
+        self.say(exc.summary, "bold #ff3030")
 
     def _paused_reply(self, reply: dict[str, Any]) -> None:
         self.paused = bool(reply.get("paused"))
