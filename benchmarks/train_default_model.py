@@ -2,7 +2,7 @@
 
 One command rebuilds ``src/demine/models/default.json.gz``::
 
-    python benchmarks/train_default_model.py                 # 36 lanes, 2 processes
+    python benchmarks/train_default_model.py                 # 36 layouts x 2 physics
     python benchmarks/train_default_model.py --lanes 60 --jobs 4 --workdir /data/train
 
 Every lane is a random layout of the shipped ``random-minefield`` scene (AP,
@@ -10,7 +10,12 @@ minimum-metal AP, AT mines, UXO among fragments, cartridge cases, nails, cans,
 rocks, hot rocks, roots and voids) over a soil whose magnetic susceptibility,
 viscosity, conductivity, moisture, heterogeneity and radar clutter are drawn
 at random, swept at a random coil height and speed
-(:func:`demine.classify.training_scene`), 5 m long, with both sensors.  The
+(:func:`demine.classify.training_scene`), 5 m long, with both sensors.  Every
+layout is simulated twice (``--physics both``): with the simulator's default
+forward models and with each model switched to its alternative at random
+(sphere-mode EMI decay, band-limited soil relaxation, Gaussian-derivative
+radar pulse, refraction at the ground; ``--physics mixed``), the two lanes of
+a layout sharing one cross-validation group.  The
 default EMI and GPR detectors find the alarms, which are labelled by matching
 them to the truth (T&E labels, ``--labels te``: an alarm is a mine exactly
 when the halo rule matches it to one, as test and evaluation scores it, so an
@@ -61,16 +66,18 @@ def _lane(args: tuple[int, str, str, str]) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--lanes", type=int, default=36, help="simulated lanes (default 36)")
+    ap.add_argument("--lanes", type=int, default=36,
+                    help="simulated layouts (default 36; twice as many lanes with --physics both)")
     ap.add_argument("--first-layout", type=int, default=1000, help="first layout seed")
     ap.add_argument("--jobs", type=int, default=2, help="parallel simulations")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/demine-train"),
                     help="lane and feature cache directory")
     ap.add_argument("--out", type=Path, default=OUT, help=f"model file (default {OUT})")
-    ap.add_argument("--physics", choices=(*TRAINING_PHYSICS, "both"), default="default",
+    ap.add_argument("--physics", choices=(*TRAINING_PHYSICS, "both"), default="both",
                     help="forward models of the lanes: default; mixed (each model "
                     "switched to its alternative at random per lane; "
-                    "demine.classify.training_scene); both (every layout once with each)")
+                    "demine.classify.training_scene); both (default: every layout once "
+                    "with each)")
     ap.add_argument("--redetect", default="", metavar="KINDS",
                     help="comma-separated sensor kinds (emi,gpr) whose alarms today's "
                     "detectors find again in cached lanes (after a detector changed; cached "

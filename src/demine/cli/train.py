@@ -23,12 +23,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", "-o", type=Path, required=True, metavar="MODEL",
                    help="model file to write (e.g. model.json.gz)")
     p.add_argument("--simulate", type=int, default=0, metavar="N",
-                   help="also simulate N random training lanes (random-minefield layouts with "
-                   "randomised soil), written to --workdir")
-    p.add_argument("--physics", choices=("default", "mixed", "both"), default="default",
+                   help="also simulate N random training layouts (random-minefield layouts "
+                   "with randomised soil; see --physics), written to --workdir")
+    p.add_argument("--physics", choices=("default", "mixed", "both"), default="both",
                    help="forward models of the --simulate lanes: default; mixed (each model "
-                   "switched to the simulator's alternative at random per lane); both (every "
-                   "layout once with each)")
+                   "switched to the simulator's alternative at random per lane); both "
+                   "(default, as the packaged model: every layout once with each, so N "
+                   "layouts make 2N lanes)")
     p.add_argument("--first-layout", type=int, default=1000, metavar="SEED",
                    help="layout seed of the first simulated lane (default 1000)")
     p.add_argument("--workdir", type=Path, metavar="DIR",
