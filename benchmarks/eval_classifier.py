@@ -52,6 +52,7 @@ from pathlib import Path
 import numpy as np
 
 from demine.classify import (
+    _auc,
     _features_for,
     apply_model,
     build_training_set,
@@ -227,6 +228,8 @@ def main() -> int:
              "clutter_rejected_at_full_recovery_by_score": _clut(before),
              "clutter_rejected_at_full_recovery_by_p_mine": _clut(after),
              "alarm_level_rejection": clutter_rejection(p, y == 1),
+             "auc": _auc(p, (y == 1).astype(int)),
+             "auc_by_score": _auc(sc[ok], (y == 1).astype(int)),
              "chance_hits": n_chance, "hits": int((y == 1).sum()),
              "strict_alarm_level_rejection_by_p_mine": strict_p,
              "strict_alarm_level_rejection_by_score": strict_s,
@@ -248,6 +251,8 @@ def main() -> int:
                   f"rejected: score {d['rejected_by_score']:.1%}  p_mine "
                   f"{d['rejected_by_p_mine']:.1%}  (on clutter objects: "
                   f"{d['clutter_rejected_by_score']:.1%} -> {d['clutter_rejected_by_p_mine']:.1%})")
+        print(f"ranking, every alarm (T&E labels): AUC detector score {r['auc_by_score']:.3f} "
+              f"-> classifier p_mine {r['auc']:.3f}")
         print(f"calibration: Brier {brier:.3f} (prevalence-only "
               f"{r['brier_prevalence_only']:.3f}), ECE {ece:.3f}")
         for b in rel:
