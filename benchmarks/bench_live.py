@@ -29,6 +29,9 @@ Reported, side by side in the same run:
 * where the CPU goes, per thread (readers, writer, detectors, OpenMP workers);
 * frames received vs sent (nothing lost).
 
+* this machine's speed at interpreter and small NumPy calls (:func:`machine_speed`),
+  since the share of a core depends on the virtual machine as much as on the code.
+
 Targets (issue 4): at most 10 % of one core for the whole live path, at most
 50 ms from arrival to statistic/alarm in the file at the 99th percentile.
 """
@@ -235,9 +238,32 @@ def measure(seconds: float, detect: bool, flush_interval: float,
             "seconds": wall, "threads": threads}
 
 
+def machine_speed() -> dict[str, float]:
+    """This machine's speed at the live path's kind of work, to compare runs across machines.
+
+    The live path's cost is mostly interpreter and small-call overhead, which
+    differs between virtual machines of one CPU model by more than any change
+    of one round (the same commit measured 9.5 % on one VM and 15.5 % on
+    another).  Reported: the best of 7 of a pure-Python loop (``sum(range(1000))``)
+    and of a small NumPy call (adding two 512-sample float32 traces), in µs.
+    """
+    import timeit
+
+    a = np.ones(512, np.float32)
+    b = np.ones(512, np.float32)
+    py = min(timeit.repeat("sum(range(1000))", number=2000, repeat=7)) / 2000
+    npy = min(timeit.repeat(lambda: np.add(a, b), number=20000, repeat=7)) / 20000
+    return {"python_sum_range_1000_us": py * 1e6, "numpy_add_512_us": npy * 1e6}
+
+
 def run(seconds: float | None = None) -> list[dict[str, object]]:
     seconds = float(seconds or os.environ.get("DEMINE_BENCH_LIVE_SECONDS", 20))
-    rows = []
+    speed = machine_speed()
+    rows = [{"suite": "live", "case": "machine: sum(range(1000)), np.add 512",
+             "value": f"{speed['python_sum_range_1000_us']:.1f} us",
+             "note": f"np.add of two 512-sample float32 traces "
+                     f"{speed['numpy_add_512_us']:.2f} us (best of 7; the live path's CPU "
+                     "share scales with these across machines)"}]
     # side by side: the recorder as it is (one thread reads every port, on the
     # writer's 25 ms grid), with one reader thread per device (as before), and
     # with those readers polling every 10 ms on their own (as before that)
