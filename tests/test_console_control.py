@@ -158,6 +158,27 @@ def test_no_reply_to_either_attempt_is_an_error_and_the_command_runs_once(tmp_pa
         assert len(held.marks) == 1
 
 
+def test_no_reply_to_a_status_request_does_not_warn_that_it_may_be_carried_out(tmp_path):
+    """status and ping change nothing: their error just says there was no answer."""
+    release = threading.Event()
+
+    def handler(req):
+        assert release.wait(60)
+        return {}
+
+    try:
+        with ControlServer(str(tmp_path / "c.sock"), handler) as srv, \
+                ControlClient(srv.address, timeout=0.05) as c:
+            with pytest.raises(ControlError, match=r"^status: no reply in 0.1 s \(tried "
+                               "twice; control channel ") as info:
+                c.request("status")
+            release.set()
+    finally:
+        release.set()
+    assert info.value.summary == "status: no reply in 0.1 s"
+    assert "carried out" not in str(info.value)
+
+
 def test_retry_that_cannot_reconnect_says_the_first_attempt_may_have_been_carried_out(
         tmp_path):
     """The recorder reads the request and is gone before it answers (its socket

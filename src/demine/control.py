@@ -296,6 +296,11 @@ class ControlServer:
         self.close()
 
 
+#: commands that change nothing in the recorder: an error without a reply need
+#: not warn that the recorder may still carry them out
+_READ_ONLY = frozenset({"ping", "status"})
+
+
 class ControlClient:
     """Send commands to a :class:`ControlServer`; one connection, reopened on failure.
 
@@ -341,6 +346,9 @@ class ControlClient:
         what = (f"no reply in {len(timed_out) * self.timeout:g} s" if timed_out
                 else "no reply")
         why = f" ({_os_text(other[-1])})" if other else ""
+        if cmd in _READ_ONLY:  # nothing to be carried out: just no answer
+            return ControlError(f"{cmd}: {what}{why} (tried twice; control channel "
+                                f"{self.address})", f"{cmd}: {what}{why}")
         if retry is None:
             return ControlError(
                 f"{cmd}: {what}{why} (tried twice) — the recorder may still carry it out "
