@@ -204,30 +204,28 @@ cdef Py_ssize_t _scan_binary(const uint8_t* b, Py_ssize_t start, Py_ssize_t stop
             _skip(C, keep - pos)
             break
         _skip(C, p - pos)
-        if p + P[2] > stop:
-            if final:
-                _truncated(C, stop - p)
-                keep = stop
-                break
-            keep = p
-            break
-        L = _frame_len(b + p, P)
-        if L < 0:
-            C[5] += 1
-            _skip(C, 1)
-            pos = p + 1
-            continue
-        if p + L > stop:
-            q = _nested_valid(b, p + 1, stop, stop, P, final)
-            if q >= 0:
-                _truncated(C, q - p)
-                pos = q
+        L = -1  # (the header is not all here yet)
+        if p + P[2] <= stop:
+            L = _frame_len(b + p, P)
+            if L < 0:
+                C[5] += 1
+                _skip(C, 1)
+                pos = p + 1
                 continue
+            if p + L > stop:
+                q = _nested_valid(b, p + 1, stop, stop, P, final)
+                if q >= 0:
+                    _truncated(C, q - p)
+                    pos = q
+                    continue
+        if L < 0 or p + L > stop:
+            # the frame runs past the data: wait for the rest, or at the end of
+            # the stream count it truncated
             if final:
                 _truncated(C, stop - p)
                 keep = stop
-                break
-            keep = p
+            else:
+                keep = p
             break
         if _crc_ok(b + p, L, P):
             # A truncated frame completed by the start of the next one can pass
