@@ -41,7 +41,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from demine.classify import (
-    TRAINING_PHYSICS,
+    TRAINING_PLANS,
     build_training_set,
     make_training_lane,
     save_model,
@@ -73,7 +73,7 @@ def main() -> int:
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/demine-train"),
                     help="lane and feature cache directory")
     ap.add_argument("--out", type=Path, default=OUT, help=f"model file (default {OUT})")
-    ap.add_argument("--physics", choices=(*TRAINING_PHYSICS, "both"), default="both",
+    ap.add_argument("--physics", choices=TRAINING_PLANS, default="both",
                     help="forward models of the lanes: default; mixed (each model "
                     "switched to its alternative at random per lane; "
                     "demine.classify.training_scene); both (default: every layout once "

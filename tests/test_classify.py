@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from demine.classify import (
+    TRAINING_PLANS,
     Model,
     apply_model,
     build_training_set,
@@ -283,6 +284,12 @@ def test_training_lanes_plan():
     assert len({stem for *_, stem in both}) == 6
     with pytest.raises(ConfigError, match="training physics"):
         training_lanes(7, 1, "alternative")
+    # demine train spells the plans out (importing classify would slow every command)
+    from demine.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    physics = next(a for a in sub.choices["train"]._actions if a.dest == "physics")
+    assert tuple(physics.choices) == TRAINING_PLANS and physics.default == "both"
 
 
 def test_default_model_matches_features():

@@ -69,7 +69,8 @@ from .features import (
 )
 
 __all__ = [
-    "MODEL_FORMAT", "TRAINING_PHYSICS", "Model", "SetModel", "TrainingSet", "apply_model",
+    "MODEL_FORMAT", "TRAINING_PHYSICS", "TRAINING_PLANS", "Model", "SetModel", "TrainingSet",
+    "apply_model",
     "build_training_set",
     "clutter_rejection", "default_model_path", "detector_fingerprint", "grouped_splits",
     "label_alarms", "load_default_model", "load_model", "localisation_radius", "make_estimator",
@@ -1053,6 +1054,9 @@ def apply_model(recording: Any, model: Model | str | Path | None = None,
 
 
 TRAINING_PHYSICS = ("default", "mixed")
+#: the ``physics`` of :func:`training_lanes`: one of :data:`TRAINING_PHYSICS` per
+#: layout, or ``"both"``
+TRAINING_PLANS = (*TRAINING_PHYSICS, "both")
 
 
 def training_scene(layout_seed: int, *, length: float = 5.0, physics: str = "default") -> Any:
@@ -1147,7 +1151,7 @@ def training_lanes(first_layout: int, n: int, physics: str = "default"
     ``"both"`` twice: with the default and with mixed physics (the two share
     the lane id, so grouped cross-validation keeps them in one fold).
     """
-    if physics not in (*TRAINING_PHYSICS, "both"):
+    if physics not in TRAINING_PLANS:
         raise ConfigError(f"training physics must be one of {', '.join(TRAINING_PHYSICS)} "
                           f"or both, got {physics!r}")
     kinds = TRAINING_PHYSICS if physics == "both" else (physics,)

@@ -25,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--simulate", type=int, default=0, metavar="N",
                    help="also simulate N random training layouts (random-minefield layouts "
                    "with randomised soil; see --physics), written to --workdir")
+    # classify.TRAINING_PLANS, spelt out: importing classify here would slow every command
     p.add_argument("--physics", choices=("default", "mixed", "both"), default="both",
                    help="forward models of the --simulate lanes: default; mixed (each model "
                    "switched to the simulator's alternative at random per lane); both "
