@@ -11,6 +11,7 @@ import tty
 
 import numpy as np
 import pytest
+from test_acquisition import wait_for
 
 from demine.control import ControlClient, ControlError, ControlServer, parse_address
 from demine.drivers import get_driver
@@ -72,14 +73,6 @@ def test_bad_addresses(tmp_path):
 # again with the same id; the server answers a repeated id with the first
 # reply instead of carrying the command out twice (a duplicate marker).
 
-def _wait_until(cond, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
-
-
 class _Held:
     """A handler whose marks wait until released, as behind a recorder's long flush."""
 
@@ -130,7 +123,7 @@ def test_retry_while_the_command_runs_gets_its_reply_and_runs_it_once(tmp_path, 
         assert held.entered.wait(30)
         # the request timed out and came again (same id, new connection) while the
         # first one still runs: it waits for that one's reply
-        _wait_until(lambda: srv.repeated == 1, "the retry")
+        wait_for(lambda: srv.repeated == 1, what="the retry")
         held.release.set()
         t.join(60)
         assert "error" not in out, out
@@ -154,7 +147,7 @@ def test_no_reply_to_either_attempt_is_an_error_and_the_command_runs_once(tmp_pa
             assert info.value.summary == "mark: no reply in 0.1 s — it may still be carried out"
         held.release.set()
         # both attempts reach the server; one of them runs the command
-        _wait_until(lambda: srv.repeated == 1 and len(held.marks) == 1, "both attempts")
+        wait_for(lambda: srv.repeated == 1 and len(held.marks) == 1, what="both attempts")
         assert len(held.marks) == 1
 
 
@@ -330,7 +323,7 @@ def test_recorder_writes_one_marker_for_a_slow_mark_that_was_retried(tmp_path):
             with rec.writer._lock:
                 t, res = _in_thread(lambda: c.request("mark", x=1.5, y=2.5, label="target",
                                                       note="retried"))
-                _wait_until(lambda: srv.repeated == 1, "the retry")
+                wait_for(lambda: srv.repeated == 1, what="the retry")
             t.join(60)
     finally:
         rec.stop()
