@@ -471,3 +471,22 @@ def test_short_line_warns_that_targets_are_their_own_clutter():
         detect_gpr(tr, x, sample_interval=DT, **params())           # a full line: silent
         detect_gpr(tr[short], x[short], sample_interval=DT,
                    **{**params(), "clutter_window": None})          # no clutter scale: silent
+
+
+@pytest.mark.parametrize("exponent", [-40, -12, 12, 24])
+def test_alarms_do_not_depend_on_the_amplitude_unit(exponent):
+    """Radars record in counts of 16- or 32-bit digitisers, volts or field units:
+    the same line in another unit (a power of two, so every float operation
+    scales exactly) gives the same alarms, amplitude apart.  The ground-bounce
+    model fitted ``kappa * s**2 + mu`` with a rank-revealing least-squares
+    solver, which dropped one of the two columns (their scales differ by the
+    square of the unit) for lines in large or small units."""
+    p = params(threshold=8.0, nthreads=1)
+    tr, x = _wobbly_surface_line(0.08, seed=4)
+    ref = detect_gpr(tr, x, sample_interval=DT, **p)
+    assert len(ref["x"]) == 1
+    f = 2.0 ** exponent
+    got = detect_gpr(tr * np.float32(f), x, sample_interval=DT, **p)
+    for k in ALARM_COLUMNS:
+        want = ref[k] * f if k == "amplitude" else ref[k]
+        np.testing.assert_array_equal(got[k], want, err_msg=k)

@@ -780,11 +780,16 @@ class GPRDetector:
         dv /= nd
         sc = xk @ u
         r = (xk - sc @ u.T) @ dv
-        a = np.empty((len(sc), 2))   # np.stack([s**2, ones], axis=1), two calls fewer
-        np.square(sc[:, 0], out=a[:, 0])
-        a[:, 1] = 1.0
-        coef = np.linalg.lstsq(a, r, rcond=None)[0]
-        return (u, dv, float(coef[0]), float(coef[1]))
+        # r ~ kappa * s**2 + mu by least squares, centred: the two columns of
+        # [s**2, 1] differ in scale by the square of the amplitude unit, and a
+        # rank-revealing solver (lstsq) dropped one of them for recordings in
+        # large or small units, so the alarms depended on the unit
+        w = sc[:, 0] * sc[:, 0]
+        wm, rm = float(w.mean()), float(r.mean())
+        w -= wm
+        den = float(w.dot(w))
+        kappa = float(w.dot(r)) / den if den > 0.0 else 0.0
+        return (u, dv, kappa, rm - kappa * wm)
 
     def _project(self, blk: np.ndarray, model: tuple[np.ndarray, ...] | None) -> np.ndarray:
         """``blk`` with the ground-bounce variation removed from its surface zone
