@@ -152,6 +152,27 @@ def test_bad_appends_name_the_field(tmp_path):
         assert len(r.table("truth")) == 0
 
 
+def test_gate_times_without_the_flag_follow_the_gate_units(tmp_path):
+    """A file written by another tool may leave ``gate_times_known`` out; the
+    ``gate`` dimension scale's unit then says whether it holds times (s) or
+    indices ("1"), as the format describes it."""
+    gates = np.geomspace(1e-5, 1e-3, 4)
+    for name, times in (("times.h5", gates), ("index.h5", None)):
+        with RecordingWriter(tmp_path / name) as w:
+            w.add_stream("emi", "emi", n_channels=4, gate_times=times)
+        with Recording(tmp_path / name) as r:
+            want = r.streams["emi"].gate_times
+        with h5py.File(tmp_path / name, "r+") as f:
+            del f["streams/emi"].attrs["gate_times_known"]
+        with Recording(tmp_path / name) as r:
+            got = r.streams["emi"].gate_times
+        if times is None:
+            assert want is None and got is None
+        else:
+            np.testing.assert_array_equal(got, gates)
+            np.testing.assert_array_equal(want, gates)
+
+
 def test_bad_stream_declarations(tmp_path):
     with RecordingWriter(tmp_path / "decl.h5") as w:
         with pytest.raises(SchemaError, match="kind 'sonar'"):

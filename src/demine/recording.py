@@ -1241,8 +1241,16 @@ class StreamReader(_ColumnGroup):
             raise SchemaError(f"{self.where}: kind {self.kind!r} is not one of {STREAM_KINDS}")
         if "time" not in group:
             raise SchemaError(f"{self.where}: has no 'time' dataset")
-        self._gate_times = (group["gate"][()] if "gate" in group
-                            and self.attrs.get("gate_times_known", False) else None)
+        self._gate_times = None
+        if "gate" in group:
+            known = self.attrs.get("gate_times_known")
+            if known is None:
+                # a file written by another tool may leave the flag out: the
+                # dimension scale's unit says whether it holds times
+                gate = group["gate"]
+                known = _decode(gate.attrs.get("units", "")) == "s"
+            if known:
+                self._gate_times = group["gate"][()]
         shape = group["samples"].shape if "samples" in self._fields else None
         if shape is not None and len(shape) != 2:
             raise SchemaError(f"{group.file.filename}: {self.where}: 'samples' has shape "
