@@ -132,8 +132,8 @@ def test_orientation_histogram_of_vertical_edges():
     assert out[0] > 0 and out[1:].sum() == 0
 
 
-def _sweep_lane(beta, amp=1.0, depth=0.08, soil=0.0, seed=0, sign=1.0):
-    """Readings of a coil sweeping over a dipole-like target at (0.5, 1.0)."""
+def _sweep_lane(beta, amp=1.0, depth=0.08, soil=0.0, seed=0, sign=1.0, unit=1.0):
+    """Readings of a coil sweeping over a dipole-like target at (0.5, 1.0), times ``unit``."""
     rng = np.random.default_rng(seed)
     t = np.arange(0, 60, 0.002)
     x = 0.5 + 0.5 * np.sin(2 * np.pi * t / 1.4)
@@ -145,7 +145,7 @@ def _sweep_lane(beta, amp=1.0, depth=0.08, soil=0.0, seed=0, sign=1.0):
     samples += soil * (GATES / GATES[0]) ** -1.0
     samples += 1e-3 * rng.standard_normal(samples.shape)
     tns = (t * 1e9).astype(np.int64)
-    return EMIContext._make(samples, x, y, tns, GATES)
+    return EMIContext._make(samples * unit, x, y, tns, GATES)
 
 
 def test_emi_features_recover_decay_and_footprint():
@@ -230,7 +230,7 @@ def test_feature_sets_by_sensor():
         feature_set_name("gps", {"emi"})
 
 
-def _raw_line(sign, *, depth=0.05, refl=0.1, seed=0, wavelet="ricker"):
+def _raw_line(sign, *, depth=0.05, refl=0.1, seed=0, wavelet="ricker", unit=1.0):
     """Raw radar traces of a line over a body at x = 1 m: direct wave, a ground bounce
     moving with the head height, and the body's reflection (sign: +1 plastic-like)."""
     rng = np.random.default_rng(seed)
@@ -255,6 +255,7 @@ def _raw_line(sign, *, depth=0.05, refl=0.1, seed=0, wavelet="ricker"):
     beam = np.exp(-((np.arctan2(np.abs(x - 1.0), depth + h) / np.radians(40)) ** 2))
     raw += sign * refl * beam[:, None] * w(t[None, :] - tk[:, None])
     raw += 0.004 * rng.standard_normal(raw.shape)
+    raw *= unit
     tns = (np.arange(n) * 2.5e6).astype(np.int64)
     ctx = GPRContext._make(raw.astype(np.float32), raw, x, np.zeros(n), tns, dt, height=h)
     ctx.velocity = v
@@ -282,3 +283,24 @@ def test_gpr_body_sign_tells_plastic_from_metal(wavelet):
     assert max(fe["gpr_body_pos_log"], fe["gpr_body_neg_log"]) < fp["gpr_body_pos_log"] - 0.5
     # a point far from every trace: no features
     assert math.isnan(plastic.body_features(1.0, 5.0, t)["gpr_body_refl"])
+
+
+@pytest.mark.parametrize("exponent", [-60, -30, 30])
+def test_features_do_not_depend_on_the_amplitude_unit(exponent):
+    """Detectors record in volts, millivolts or counts: the same data in another
+    unit (a power of two) gives the same features.  The noise levels had
+    absolute floors (1e-12), which swamped the noise of readings in small
+    units and flattened every decay feature."""
+    f = 2.0 ** exponent
+    ref = _sweep_lane(1.2, soil=0.5).features_at(0.5, 1.0, 30.0)
+    got = _sweep_lane(1.2, soil=0.5, unit=f).features_at(0.5, 1.0, 30.0)
+    assert np.isfinite(ref["emi_slope"]) and ref["emi_snr_log"] > 2
+    for k in EMI_FEATURES:
+        assert got[k] == pytest.approx(ref[k], rel=1e-9, abs=1e-9, nan_ok=True), k
+    plastic, t = _raw_line(+1.0)
+    scaled, _ = _raw_line(+1.0, unit=f)
+    ref = {**plastic.body_features(1.0, 0.0, t), **plastic.features_near(1.0, 0.0, t)}
+    got = {**scaled.body_features(1.0, 0.0, t), **scaled.features_near(1.0, 0.0, t)}
+    assert set(ref) == set(BODY_FEATURES) | set(GPR_FEATURES)
+    for k, v in ref.items():
+        assert got[k] == pytest.approx(v, rel=1e-6, abs=1e-6, nan_ok=True), k

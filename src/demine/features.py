@@ -124,7 +124,7 @@ __all__ = [
 
 C0 = 299_792_458.0
 #: Version of the feature definitions (part of cache keys; bump on any change).
-FEATURES_VERSION = 5
+FEATURES_VERSION = 6
 
 EMI_FEATURES: tuple[str, ...] = (
     "emi_snr_log", "emi_slope", "emi_slope_sd", "emi_curv", "emi_valid_frac", "emi_polarity",
@@ -174,6 +174,10 @@ _STRENGTH = {"emi": "emi_snr_log", "emi+gpr": "emi_snr_log", "gpr": "gpr_det_sco
              "gpr+emi": "gpr_det_score"}
 _BODY = {"emi": None, "emi+gpr": "fus_gpr_body_pos_log", "gpr": "gpr_body_pos_log",
          "gpr+emi": "gpr_body_pos_log"}
+#: positive floors of noise levels, for all-zero data only (the floors that
+#: matter are relative to the data, so features do not depend on its unit)
+_TINY = float(np.finfo(np.float64).tiny)
+_TINY32 = float(np.finfo(np.float32).tiny)
 _NONE = -5.0  # value of a "strongest neighbour" feature when the disc holds none
 _EOH_BINS = 6
 
@@ -294,8 +298,11 @@ class EMIContext:
             bgf = S[d > self.near_radius] if np.count_nonzero(d > self.near_radius) >= 5 else S
         bg = np.median(bgf, axis=0)
         noise = 1.4826 * np.median(np.abs(bgf - bg), axis=0)
-        floor = 1e-3 * float(np.max(np.abs(bg))) + 1e-12
-        noise = np.maximum(noise, max(floor, 1e-6 * float(np.max(noise)) if noise.size else 1e-12))
+        # floors relative to the data (never an absolute level: detectors record
+        # in volts, millivolts or counts, and a reading of 1e-12 V is not noise)
+        floor = 1e-3 * float(np.max(np.abs(bg))) if bg.size else 0.0
+        noise = np.maximum(noise, max(floor, 1e-6 * float(np.max(noise)) if noise.size else 0.0,
+                                      _TINY))
         resid = S[near] - bg
         f = decay_frames(resid, self.gate_times, noise)
         amp = f[:, 0]
@@ -435,7 +442,7 @@ class GPRContext:
         # whiten each time row by its robust noise level over the line, so the
         # gain of the processing chain (which grows with time) cancels out
         row = np.median(np.abs(bs), axis=0) / 0.6745 if bs.size else np.ones(bscan.shape[1])
-        row = np.maximum(row, max(1e-6 * float(row.max()) if row.size else 0.0, 1e-30))
+        row = np.maximum(row, max(1e-6 * float(row.max()) if row.size else 0.0, _TINY32))
         bscan = bscan / row.astype(np.float32)[None, :]
         bs = bs / row[None, :]
         spec = np.mean(np.abs(np.fft.rfft(bs, axis=1)) ** 2, axis=0)
@@ -606,7 +613,7 @@ class GPRContext:
         except np.linalg.LinAlgError:
             return out
         noise = 1.4826 * np.median(np.abs(Y - A @ coef), axis=0)
-        noise = np.maximum(noise, 1e-6 * float(np.max(noise)) + 1e-12)
+        noise = np.maximum(noise, max(1e-6 * float(np.max(noise)), _TINY))
         pts = [(ax, ay)]
         for ro in self.body_offsets:
             m = max(6, int(round(2 * math.pi * ro / 0.1)))
@@ -668,7 +675,7 @@ class GPRContext:
         nlo, nhi = max(nlo, 0, i0 - 1600), min(nhi, n, i0 + 1601)
         rows = self.bscan[nlo:nhi, max(0, k0 - 3 * P):min(ns, k0 + 3 * P + 1)]
         q = float(np.percentile(np.abs(rows), 25)) / 0.6745 if rows.size else 0.0
-        noise = max(q, 1e-6 * float(np.max(np.abs(rows))) if rows.size else 0.0, 1e-12)
+        noise = max(q, 1e-6 * float(np.max(np.abs(rows))) if rows.size else 0.0, _TINY)
         out["gpr_amp_log"] = math.log10(max(abs(apex) / noise, 1e-3))
         out["gpr_polarity"] = float(np.sign(apex) * self.direct_sign)
         # hyperbola through the apex
