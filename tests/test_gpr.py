@@ -205,6 +205,44 @@ def test_dewow_matches_twin(dtype, window):
     close(out, ref_dewow(x, window))
 
 
+def test_dewow_window_time_follows_the_sample_interval():
+    """A dewow window given as a time becomes the nearest odd number of samples
+    of the stream's interval: the packaged chain's 1.28 ns is the reference
+    radar's 41 samples, and 165 samples of a radar (or an FDTD export) sampling
+    four times as finely, so both remove the same slow part of the trace."""
+    x = bscan(RNG, 40, 97, np.float32, offset=300.0)
+    st_ = gpr.DeWow(window_time=1.28e-9)
+    st_.configure({"sample_interval": DT})
+    assert st_.window == 41 and st_.params() == {"window_time": 1.28e-9, "window": 41}
+    close(run_stage(st_, x), ref_dewow(x, 41))
+    fine = gpr.DeWow(window_time=1.28e-9)
+    fine.configure({"sample_interval": DT / 4})
+    assert fine.window == 165
+    chain = load_chain("gpr_default")
+    chain.configure({"sample_interval": DT, "n_channels": 97})
+    assert chain.steps[0].window == 41
+    # a slow "wow" under a 1.5 GHz wavelet, sampled at DT and at DT / 4
+    outs = []
+    for k in (1, 4):
+        t = np.arange(512 * k) * (DT / k)
+        tr = (np.exp(-((t - 8e-9) * 1.5e9 * np.pi) ** 2) * (1 - 2 * ((t - 8e-9) * 1.5e9
+              * np.pi) ** 2) + 2.0 * np.exp(-t / 6e-9))[None, :].astype(np.float32)
+        d = gpr.DeWow(window_time=1.28e-9)
+        d.configure({"sample_interval": DT / k})
+        outs.append(run_stage(d, tr)[0, ::k])
+    # the same output at the common samples (within the wow's residue), where
+    # 41 samples at DT / 4 would have cut into the wavelet itself
+    assert np.max(np.abs(outs[0] - outs[1])) < 0.02
+    narrow = run_stage(gpr.DeWow(window=41), tr)[0, ::4]
+    assert np.max(np.abs(narrow - outs[0])) > 0.2
+    with pytest.raises(ConfigError, match="not both"):
+        gpr.DeWow(window=41, window_time=1e-9)
+    with pytest.raises(ConfigError, match="sample interval"):
+        gpr.DeWow(window_time=1e-9).configure({})
+    with pytest.raises(ConfigError, match="not configured"):
+        run_stage(gpr.DeWow(window_time=1e-9), x)
+
+
 @pytest.mark.parametrize("mode", ["centred", "causal"])
 @pytest.mark.parametrize("window", [1, 2, 7, 51, 400])
 @pytest.mark.parametrize("n", [1, 5, 300])

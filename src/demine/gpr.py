@@ -328,20 +328,56 @@ class DeWow(_ChainCore):
 
     Parameters
     ----------
-    window : int
+    window : int, optional
         Window length in samples (an even value acts as ``window + 1``); about one
-        period of the antenna's centre frequency or a little more.
+        period of the antenna's centre frequency or a little more.  Default 31
+        unless ``window_time`` is given.
+    window_time : float, optional
+        The window as a length of time, s, instead: the window in samples is
+        the nearest odd number to ``window_time / sample_interval``, set when
+        the stage is configured with the stream's sample interval.  The same
+        chain then does the same to radars (or simulations) that sample the
+        same wavelet more or less finely.
     """
 
     name: ClassVar[str] = "gpr.dewow"
 
-    def __init__(self, window: int = 31) -> None:
+    def __init__(self, window: int | None = None, window_time: float | None = None) -> None:
         super().__init__()
-        self._dewow_half = _window_half(self.name, window)
-        self.window = 2 * self._dewow_half + 1
+        if window is not None and window_time is not None:
+            raise ConfigError(f"{self.name}: give 'window' (samples) or 'window_time' (s), "
+                              "not both")
+        self.window_time = _opt_num(self.name, "window_time", window_time, lo=0.0,
+                                    lo_open=True)
+        self.window: int | None = None
+        if self.window_time is None:
+            self._dewow_half = _window_half(self.name, 31 if window is None else window)
+            self.window = 2 * self._dewow_half + 1
+
+    def configure(self, context: Mapping[str, Any]) -> None:
+        if self.window_time is None:
+            return
+        dt = context.get("sample_interval")
+        if not dt or not dt > 0:
+            raise ConfigError(f"{self.name}: 'window_time' needs the stream's sample interval, "
+                              "which it does not give; set 'window' in samples instead")
+        half = max(0, int(round(self.window_time / float(dt))) // 2)
+        if self.window is not None and half != self._dewow_half and self._ns is not None:
+            raise ConfigError(f"{self.name}: configured again with another sample interval "
+                              "after processing began")
+        self._dewow_half = half
+        self.window = 2 * half + 1
+
+    def _on_first(self, n_samples: int) -> None:
+        if self.window is None:
+            raise ConfigError(f"{self.name}: 'window_time' is set but the stage was not "
+                              "configured with the stream's sample interval")
+        super()._on_first(n_samples)
 
     def params(self) -> dict[str, Any]:
-        return {"window": self.window}
+        if self.window_time is None:
+            return {"window": self.window}
+        return {"window_time": self.window_time, "window": self.window}
 
 
 @register_stage
