@@ -62,6 +62,27 @@ def test_one_alarm_per_object_at_its_peak(lane):
     assert r.pd == 1.0 and r.n_false_alarms == 0 and r.localisation["max"] < 0.03
 
 
+@pytest.mark.parametrize("frame", ["utm", "rot90"])
+def test_alarms_follow_the_position_frame(lane, frame):
+    """Positions in another frame (UTM-sized coordinates, or the lane swept along
+    the other axis) give the same alarms, moved with the frame: nothing in the
+    detector depends on where the lane is or which way it runs."""
+    x, y, t, s = lane
+    ref = detect_emi(s, x, y, t)
+    if frame == "utm":
+        x0, y0 = 512_345.0, 4_096_789.0
+        got = detect_emi(s, x + x0, y + y0, t)
+        gx, gy = got["x"] - x0, got["y"] - y0
+    else:
+        got = detect_emi(s, -y, x, t)
+        gx, gy = got["y"], -got["x"]
+    assert got["x"].size == ref["x"].size == 3
+    np.testing.assert_allclose(gx, ref["x"], atol=1e-6)
+    np.testing.assert_allclose(gy, ref["y"], atol=1e-6)
+    np.testing.assert_array_equal(got["score"], ref["score"])
+    np.testing.assert_array_equal(got["n_passes"], ref["n_passes"])
+
+
 def test_noise_alone_raises_no_alarm():
     x, y, t = _sweep(60.0)
     s = _statistic(x, y, [], seed=3)
