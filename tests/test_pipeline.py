@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -213,6 +215,18 @@ def test_stream_calibration_reaches_the_detectors(lane, tmp_path):
     assert gdet.t_surf == pytest.approx(1.0e-9 + 2 * 0.05 / C0)
     assert StreamDetector("gpr", ctx, detector={"time_zero": 0.0,
                                                 "antenna_height": 0.0}).detector.t_surf == 0.0
+
+    # without a time zero the surface sits at the first sample, and the user is told
+    bare = tmp_path / "bare.h5"
+    with RecordingWriter(bare) as w:
+        w.add_stream("gpr", "gpr", n_channels=64, dtype="int16", sample_interval=3.125e-11)
+    with Recording(bare) as rec:
+        ctx = _stream_context(rec.streams["gpr"])
+    with pytest.warns(UserWarning, match="'gpr' gives no time zero"):
+        assert StreamDetector("gpr", ctx).detector.t_surf == 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        StreamDetector("gpr", ctx, detector={"time_zero": 0.0})
 
     bad = tmp_path / "bad.h5"
     with RecordingWriter(bad) as w:
