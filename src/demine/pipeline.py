@@ -98,18 +98,18 @@ def _make_detector(kind: str, params: Mapping[str, Any], context: Mapping[str, A
         for key in ("sample_interval", "time_zero", "antenna_height"):
             if key in context:
                 p.setdefault(key, context[key])
-        if "time_zero" not in p:
-            warnings.warn(
-                f"GPR stream {context.get('stream', '?')!r} gives no time zero (calibration "
-                "'time_zero'): apex times and depths count from its first sample; give "
-                "[gpr.detector] time_zero, or record with a calibration profile",
-                UserWarning, stacklevel=3)
         if "sample_interval" not in p:
             raise ConfigError(
                 f"GPR stream {context.get('stream', '?')!r} has no sample interval: record it "
                 "with a calibration profile (e.g. --calibration gpr=gpr-default) or give "
                 "[gpr.detector] sample_interval"
             )
+        if "time_zero" not in p:
+            warnings.warn(
+                f"GPR stream {context.get('stream', '?')!r} gives no time zero (calibration "
+                "'time_zero'): apex times and depths count from its first sample; give "
+                "[gpr.detector] time_zero, or record with a calibration profile",
+                UserWarning, stacklevel=3)
         try:
             return GPRDetector(**p)
         except TypeError as exc:
