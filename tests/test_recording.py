@@ -173,6 +173,37 @@ def test_gate_times_without_the_flag_follow_the_gate_units(tmp_path):
             np.testing.assert_array_equal(want, gates)
 
 
+def test_a_file_made_with_h5py_alone_is_read_and_takes_alarms(tmp_path):
+    """Another tool writing the format with plain h5py may give only what a
+    reader needs (root attributes and a stream) and no tables: the missing
+    tables read as empty, and the first alarms written create the table."""
+    from demine.pipeline import append_alarms
+
+    path = tmp_path / "plain.h5"
+    n = 50
+    with h5py.File(path, "w") as f:
+        f.attrs["format"] = "demine-recording"
+        f.attrs["format_version"] = 1
+        g = f.create_group("streams/emi")
+        g.attrs["kind"] = "emi"
+        g.create_dataset("time", data=np.arange(n, dtype=np.int64) * 1_000_000)
+        g.create_dataset("samples", data=np.ones((n, 3), dtype=np.float32))
+        g.create_dataset("x", data=np.linspace(0.0, 1.0, n))
+        g.create_dataset("gate", data=[1e-5, 1e-4, 1e-3]).attrs["units"] = "s"
+    with Recording(path) as r:
+        assert len(r.streams["emi"]) == n
+        np.testing.assert_array_equal(r.streams["emi"].gate_times, [1e-5, 1e-4, 1e-3])
+        assert r.truth == {} and r.alarms == {} and r.markers == {}
+        assert len(r.table("alarms")) == 0
+        r.refresh()
+    assert append_alarms(path, {"time": np.array([7]), "x": np.array([0.5]),
+                                "y": np.array([0.0]), "score": np.array([9.0])}) == 1
+    with Recording(path) as r:
+        al = r.alarms
+        assert al["time"].tolist() == [7] and al["score"].tolist() == [9.0]
+        assert np.isnan(al["depth"][0])
+
+
 def test_bad_stream_declarations(tmp_path):
     with RecordingWriter(tmp_path / "decl.h5") as w:
         with pytest.raises(SchemaError, match="kind 'sonar'"):

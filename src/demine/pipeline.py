@@ -456,7 +456,7 @@ def append_alarms(path: str | Path, alarms: dict[str, np.ndarray]) -> int:
     """Append alarms to the alarms table of a finished recording (raw data untouched)."""
     import h5py
 
-    from .recording import TABLES
+    from .recording import TABLES, create_columns
 
     cols = {c.name: c for c in TABLES["alarms"]}
     n = len(alarms["x"])
@@ -467,6 +467,8 @@ def append_alarms(path: str | Path, alarms: dict[str, np.ndarray]) -> int:
     except OSError as exc:
         raise RecordingError(f"{path}: cannot open to add alarms: {exc}") from exc
     with f:
+        if "alarms" not in f:  # a file made by another tool may have no alarms table yet
+            create_columns(f.create_group("alarms"), TABLES["alarms"], table=True)
         g = f["alarms"]
         start = g["index"].shape[0]
         for name, col in cols.items():

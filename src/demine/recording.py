@@ -182,6 +182,50 @@ def _stream_columns(kind: str, n_channels: int | None, dtype: np.dtype | None,
     return tuple(cols)
 
 
+def create_columns(group: h5py.Group, columns: tuple[Column, ...], *, table: bool,
+                   dims: dict[str, np.ndarray] | None = None,
+                   compression: Any = None) -> h5py.Group:
+    """Create empty resizable datasets for ``columns`` in ``group``, with dimension
+    scales (``index`` for a table, ``time`` for a stream), as the format lays out."""
+    index_name = "index" if table else "time"
+    index = None
+    if table:
+        index = group.create_dataset("index", shape=(0,), maxshape=(None,), dtype="int64",
+                                     chunks=(4096,))
+    for col in columns:
+        if col.width is None:
+            rows = max(256, min(4096, _CHUNK_BYTES // col.dtype.itemsize))
+            # NaN-filled columns (positions, …) say so to HDF5 too: rows
+            # not written yet read as NaN (only NaN: a fill value is also
+            # netCDF's _FillValue, which generic readers mask)
+            ds = group.create_dataset(col.name, shape=(0,), maxshape=(None,),
+                                      dtype=col.dtype, chunks=(rows,),
+                                      fillvalue=col.fill if _is_nan(col.fill) else None)
+        else:
+            rows = max(1, _CHUNK_BYTES // (col.width * col.dtype.itemsize))
+            ds = group.create_dataset(
+                col.name, shape=(0, col.width), maxshape=(None, col.width), dtype=col.dtype,
+                chunks=(rows, col.width), compression=compression,
+            )
+        if col.units:
+            ds.attrs["units"] = col.units
+        if col.description:
+            ds.attrs["long_name"] = col.description
+    scale = group[index_name] if not table else index
+    scale.make_scale(index_name)
+    for col in columns:
+        if col.name == index_name:
+            continue
+        group[col.name].dims[0].attach_scale(scale)
+    for dim_name, values in (dims or {}).items():
+        dscale = group.create_dataset(dim_name, data=values)
+        dscale.make_scale(dim_name)
+        for col in columns:
+            if col.width is not None:
+                group[col.name].dims[1].attach_scale(dscale)
+    return group
+
+
 class _Appender:
     """Buffered appends to a set of equal-length columns in one HDF5 group."""
 
@@ -635,43 +679,8 @@ class RecordingWriter:
     def _create_columns(self, group: h5py.Group, columns: tuple[Column, ...], *,
                         table: bool, dims: dict[str, np.ndarray] | None = None) -> h5py.Group:
         """Create empty resizable datasets for ``columns`` with dimension scales."""
-        index_name = "index" if table else "time"
-        index = None
-        if table:
-            index = group.create_dataset("index", shape=(0,), maxshape=(None,), dtype="int64",
-                                         chunks=(4096,))
-        for col in columns:
-            if col.width is None:
-                rows = max(256, min(4096, _CHUNK_BYTES // col.dtype.itemsize))
-                # NaN-filled columns (positions, …) say so to HDF5 too: rows
-                # not written yet read as NaN (only NaN: a fill value is also
-                # netCDF's _FillValue, which generic readers mask)
-                ds = group.create_dataset(col.name, shape=(0,), maxshape=(None,),
-                                          dtype=col.dtype, chunks=(rows,),
-                                          fillvalue=col.fill if _is_nan(col.fill) else None)
-            else:
-                rows = max(1, _CHUNK_BYTES // (col.width * col.dtype.itemsize))
-                ds = group.create_dataset(
-                    col.name, shape=(0, col.width), maxshape=(None, col.width), dtype=col.dtype,
-                    chunks=(rows, col.width), compression=self.compression,
-                )
-            if col.units:
-                ds.attrs["units"] = col.units
-            if col.description:
-                ds.attrs["long_name"] = col.description
-        scale = group[index_name] if not table else index
-        scale.make_scale(index_name)
-        for col in columns:
-            if col.name == index_name:
-                continue
-            group[col.name].dims[0].attach_scale(scale)
-        for dim_name, values in (dims or {}).items():
-            dscale = group.create_dataset(dim_name, data=values)
-            dscale.make_scale(dim_name)
-            for col in columns:
-                if col.width is not None:
-                    group[col.name].dims[1].attach_scale(dscale)
-        return group
+        return create_columns(group, columns, table=table, dims=dims,
+                              compression=self.compression)
 
     def add_stream(self, name: str, kind: str, *, n_channels: int | None = None,
                    dtype: Any = None, device: str = "", driver: str = "", units: str = "",
@@ -1159,7 +1168,8 @@ _DAMAGE_ERRORS = (OSError, RuntimeError, KeyError, ValueError, AttributeError)
 class _ColumnGroup:
     """Read access to a group of equal-length columns (a stream or a table)."""
 
-    def __init__(self, group: h5py.Group, where: str, index: str) -> None:
+    def __init__(self, group: h5py.Group | None, where: str, index: str) -> None:
+        # group None: a table the file does not have, read as empty
         self._group = group
         self.where = where
         self._index = index
@@ -1168,8 +1178,8 @@ class _ColumnGroup:
             skip.add("index")
         # listed once: SWMR allows no new objects after the writer's start
         try:
-            self._fields = tuple(k for k, v in group.items()
-                                 if isinstance(v, h5py.Dataset) and k not in skip)
+            self._fields = () if group is None else tuple(
+                k for k, v in group.items() if isinstance(v, h5py.Dataset) and k not in skip)
         except _DAMAGE_ERRORS as exc:
             raise RecordingError(f"{group.file.filename}: {where}: columns cannot be "
                                  f"listed (damaged file?): {exc}") from exc
@@ -1180,6 +1190,8 @@ class _ColumnGroup:
 
     def refresh(self) -> None:
         """See frames appended by a live writer since the last look."""
+        if self._group is None:
+            return
         try:
             for name in self.field_names:
                 self._group[name].refresh()
@@ -1213,7 +1225,7 @@ class _ColumnGroup:
             names = tuple(fields) if fields is not None else self.field_names
             out = {}
             for name in names:
-                if name not in self._group:
+                if self._group is None or name not in self._group:
                     raise SchemaError(f"{self.where}: no field {name!r}")
                 out[name] = self._group[name][start:stop]
         except _DAMAGE_ERRORS as exc:
@@ -1320,7 +1332,7 @@ class StreamReader(_ColumnGroup):
 class TableReader(_ColumnGroup):
     """A table (truth, alarms, markers): ``to_dict()`` gives columns, strings decoded."""
 
-    def __init__(self, group: h5py.Group, name: str) -> None:
+    def __init__(self, group: h5py.Group | None, name: str) -> None:
         super().__init__(group, f"table {name!r}", "index")
         self.name = name
 
@@ -1383,9 +1395,9 @@ class Recording:
                 f"{self.path}: format version {int(version)} is newer than this demine "
                 f"{__version__} reads (<= {FORMAT_VERSION}); upgrade demine"
             )
-        for required in ("streams", *TABLES):
-            if required not in self._file:
-                raise SchemaError(f"{self.path}: recording has no '/{required}' group")
+        if "streams" not in self._file:
+            raise SchemaError(f"{self.path}: recording has no '/streams' group")
+        # a table a writer left out (a file made by another tool) reads as empty
 
     @property
     def format_version(self) -> int:
@@ -1395,7 +1407,7 @@ class Recording:
         if name not in TABLES:
             raise SchemaError(f"{self.path}: no table {name!r}; tables are {tuple(TABLES)}")
         try:
-            group = self._file[name]
+            group = self._file[name] if name in self._file else None
         except _DAMAGE_ERRORS as exc:
             raise RecordingError(f"{self.path}: table {name!r} cannot be read "
                                  f"(damaged file?): {exc}") from exc
