@@ -97,6 +97,31 @@ def test_cli_detect_writes_csv_and_table(lane, tmp_path):
     assert bad.returncode == 2 and "no stream 'nope'" in bad.stderr
 
 
+def test_cli_prints_demine_warnings_as_one_line(tmp_path):
+    """A warning of demine's (here: a radar stream without a time zero) reaches the
+    user of the command line as one line naming the command, as errors do, not
+    as Python's two-line warning with a source path."""
+    import subprocess
+    import sys
+
+    from demine.recording import RecordingWriter
+
+    path = tmp_path / "bare.h5"
+    rng = np.random.default_rng(0)
+    with RecordingWriter(path) as w:
+        s = w.add_stream("gpr", "gpr", n_channels=64, dtype="int16", sample_interval=3.125e-11)
+        s.append(rng.integers(-50, 50, (400, 64), dtype=np.int16),
+                 time=np.arange(400, dtype=np.int64) * 2_500_000, x=np.linspace(0, 1, 400),
+                 y=np.zeros(400))
+    proc = subprocess.run([sys.executable, "-m", "demine", "detect", str(path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines == ["demine detect: warning: GPR stream 'gpr' gives no time zero (calibration "
+                     "'time_zero'): apex times and depths count from its first sample; give "
+                     "[gpr.detector] time_zero, or record with a calibration profile"]
+
+
 def test_spatial_merger_one_alarm_per_object_any_chunking():
     from demine.pipeline import SpatialMerger
 

@@ -5,7 +5,7 @@ functions: ``register(subparsers)`` adds its parser, ``run(args) -> int`` does
 the work.  Heavy imports belong inside ``run`` so that ``demine --help`` stays
 fast.  Errors that demine raises on purpose (:class:`demine.DemineError`) and
 operating-system errors on the files named become one line on stderr and exit
-status 2, never a traceback.
+status 2, never a traceback; warnings become one line on stderr too.
 """
 
 from __future__ import annotations
@@ -13,7 +13,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from .._version import __version__
 from ..errors import DemineError
@@ -47,8 +50,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    package = str(Path(__file__).resolve().parents[1])
+    shown = warnings.showwarning
+
+    def one_line(message: Warning | str, category: type[Warning], filename: str,
+                 lineno: int, file: Any = None, line: str | None = None) -> None:
+        # demine's own warnings are for the user: one line naming the command,
+        # as errors are; other libraries' keep their usual form
+        if str(Path(filename).resolve()).startswith(package):
+            print(f"demine {args.command}: warning: {message}", file=sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
     try:
-        return int(args.run(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = one_line
+            return int(args.run(args) or 0)
     except DemineError as exc:
         print(f"demine {args.command}: error: {exc}", file=sys.stderr)
         return 2
