@@ -204,6 +204,30 @@ def test_a_file_made_with_h5py_alone_is_read_and_takes_alarms(tmp_path):
         assert np.isnan(al["depth"][0])
 
 
+@pytest.mark.parametrize("fault,match", [
+    ("float-time", "'time' is float64, not integer nanoseconds"),
+    ("short-gate", "'gate' has shape \\(2,\\), not one value for each of the 3 channels"),
+])
+def test_a_file_made_elsewhere_with_a_wrong_column_is_refused_clearly(tmp_path, fault, match):
+    """Times in float seconds (or any non-integer type) or a gate scale that does
+    not match the samples are refused when the file is opened, naming the
+    column, instead of detection running on nonsense or failing deep inside a
+    processing stage."""
+    path = tmp_path / "made.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs["format"] = "demine-recording"
+        f.attrs["format_version"] = 1
+        g = f.create_group("streams/emi")
+        g.attrs["kind"] = "emi"
+        t = np.arange(10, dtype=np.int64) * 1_000_000
+        g.create_dataset("time", data=t / 1e9 if fault == "float-time" else t)
+        g.create_dataset("samples", data=np.ones((10, 3), dtype=np.float32))
+        gates = [1e-5, 1e-4] if fault == "short-gate" else [1e-5, 1e-4, 1e-3]
+        g.create_dataset("gate", data=gates).attrs["units"] = "s"
+    with pytest.raises(SchemaError, match=match):
+        Recording(path)
+
+
 def test_bad_stream_declarations(tmp_path):
     with RecordingWriter(tmp_path / "decl.h5") as w:
         with pytest.raises(SchemaError, match="kind 'sonar'"):

@@ -1268,6 +1268,16 @@ class StreamReader(_ColumnGroup):
             raise SchemaError(f"{group.file.filename}: {self.where}: 'samples' has shape "
                               f"{shape}, not (frames, channels)")
         self.n_channels: int | None = None if shape is None else int(shape[1])
+        tdt = group["time"].dtype
+        if tdt.kind not in "iu":
+            raise SchemaError(f"{group.file.filename}: {self.where}: 'time' is {tdt}, not "
+                              "integer nanoseconds since 1970-01-01 UTC (int64)")
+        for dim in ("gate", "sample"):
+            if dim in group and self.n_channels is not None \
+                    and group[dim].shape != (self.n_channels,):
+                raise SchemaError(f"{group.file.filename}: {self.where}: '{dim}' has shape "
+                                  f"{group[dim].shape}, not one value for each of the "
+                                  f"{self.n_channels} channels of 'samples'")
 
     @property
     def n_frames(self) -> int:
