@@ -3,8 +3,9 @@
 The EMI detector's defaults were chosen on the shipped scenes with the
 reference detector (0.12 m coil, 1000 readings/s, 16 gates 12 us - 1 ms) swept
 at 0.7 m/s, 5 cm above ground.  This script changes one thing at a time —
-coil radius, reading rate, number of gates, sweep height, sweep speed, noise,
-the ground's magnetism, its relaxation law and its conductivity —
+coil radius, reading rate (100 to 3000 readings/s), number of gates, sweep
+height, sweep speed, noise, the ground's magnetism, its relaxation law and its
+conductivity —
 simulates the scenes with it, runs the default batch path
 (:func:`demine.pipeline.detect_recording`, which reads the coil radius, gate
 times and rate from the recording) and evaluates mines with at least 1 g of
@@ -57,6 +58,7 @@ VARIANTS = {
     "coil0.2": lambda sc: _emi(sc, coil_radius=0.2),
     "rate400": lambda sc: _emi(sc, rate=400.0),
     "rate3000": lambda sc: _emi(sc, rate=3000.0),
+    "rate100": lambda sc: _emi(sc, rate=100.0),
     "gates8": lambda sc: _emi(sc, gate_times=tuple(np.geomspace(20e-6, 500e-6, 8))),
     "high": lambda sc: _sweep(sc, height=0.1, height_variation=0.02),
     "fast": lambda sc: _sweep(sc, speed=1.2, advance=0.06),

@@ -549,7 +549,7 @@ def test_soil_needs_gate_times():
         st_.process(np.zeros((2, 16)))
     st_.configure({"gate_times": GATES})
     assert st_.process(np.zeros((2, 16))).shape == (2, 16)
-    with pytest.raises(ValueError, match="gates"):
+    with pytest.raises(ConfigError, match="chunk has 16 gates, gate_times has 8"):
         emi.SoilCompensation(gate_times=GATES[:8]).process(np.zeros((2, 16)))
 
 

@@ -259,3 +259,48 @@ def test_stream_calibration_reaches_the_detectors(lane, tmp_path):
                      calibration={"antenna_height": "high"})
     with Recording(bad) as rec, pytest.raises(ConfigError, match="antenna_height"):
         _stream_context(rec.streams["gpr"])
+
+
+def _emi_sweep(rate: float, seed: int = 0):
+    """A coil swept side to side (1 m at 0.7 m/s, 4 cm per swing) over one small
+    target at (0.4, 0.6), read ``rate`` times a second: 16 gates of a metal-like
+    decay (t**-0.5 exp(-t / 0.2 ms)) under a dipole-like footprint, plus white
+    noise of 1 % of its peak."""
+    rng = np.random.default_rng(seed)
+    n = int(40.0 * rate)
+    t = np.arange(n) / rate
+    phase = (t / (1.0 / 0.7)) % 2.0
+    x = np.where(phase < 1, phase, 2 - phase)
+    y = np.floor(t * 0.7) * 0.04 + (t * 0.7 % 1.0) * 0.04
+    gates = np.geomspace(1.2e-5, 1e-3, 16)
+    r2 = (x - 0.4) ** 2 + (y - 0.6) ** 2 + 0.1**2
+    foot = (0.1**2 / r2) ** 3
+    decay = (gates / gates[0]) ** -0.5 * np.exp(-(gates - gates[0]) / 2e-4)
+    samples = foot[:, None] * decay[None, :]
+    samples += 0.01 * rng.standard_normal(samples.shape)
+    tns = (t * 1e9).astype(np.int64)
+    return samples.astype(np.float32), x, y, tns, gates
+
+
+@pytest.mark.parametrize("rate", [100.0, 400.0, 3000.0])
+def test_emi_detection_keeps_its_windows_in_time_at_other_reading_rates(rate):
+    """The packaged EMI chain's windows and the detector's frame counts were
+    chosen at 1000 readings/s; at another rate they keep their length in time.
+    Counted in readings, 31 readings integrate over 0.31 s at 100 readings/s,
+    and the statistic's lag of half of that (10 cm of sweep) moved the alarm."""
+    out = {}
+    for r in (1000.0, rate):
+        samples, x, y, tns, gates = _emi_sweep(r)
+        ctx = {"stream": "emi", "kind": "emi", "gate_times": gates, "sample_rate": r,
+               "coil_radius": 0.12, "n_channels": 16}
+        det = StreamDetector("emi", ctx)
+        al = concat_alarms([det.process(samples, x, y, tns), det.finish()])
+        out[r] = al
+        assert len(al["x"]) == 1, (r, al["x"], al["y"])
+        assert np.hypot(al["x"][0] - 0.4, al["y"][0] - 0.6) < 0.03, (r, al["x"], al["y"])
+    steps = {st.name: st for st in StreamDetector("emi", {
+        "gate_times": _emi_sweep(rate)[4], "sample_rate": rate}).chain.steps}
+    assert steps["emi.matched"].window == max(1, round(31 * rate / 1000))
+    # near the reference rate (a device clock's error) the counts are as written
+    near = StreamDetector("emi", {"gate_times": _emi_sweep(rate)[4], "sample_rate": 1010.0})
+    assert near.chain.steps[-1].window == 31 and near.detector.max_frames == 120000

@@ -448,3 +448,29 @@ def test_default_chain_doc_is_a_fresh_editable_copy():
     assert default_chain_doc("emi_default") != doc
     with pytest.raises(ConfigError, match="no packaged chain"):
         default_chain_doc("no_such_chain")
+
+
+def test_reference_rate_scales_frame_counts_once_and_is_checked():
+    """A chain with a reference rate scales its steps' frame counts to the
+    stream's rate before the first chunk; configured again for another rate
+    after processing began it refuses (its state is sized by them), and a
+    bad reference rate is named."""
+    doc = {"chain": {"reference_rate": 1000.0},
+           "step": [{"name": "emi.baseline", "window": 2000.0, "hold": 200},
+                    {"name": "emi.matched", "window": 31}]}
+    chain = load_chain(doc)
+    chain.configure({"sample_rate": 250.0})
+    base, matched = chain.steps
+    assert (base.window, base.hold, matched.window) == (500.0, 50, 8)
+    chain.configure({"sample_rate": 250.0})  # the same rate again: unchanged
+    assert (base.window, matched.window) == (500.0, 8)
+    chain.process(np.zeros((10, 4), dtype=np.float32))
+    chain.configure({"sample_rate": 250.0})
+    with pytest.raises(ConfigError, match="reading rate changed after processing began"):
+        chain.configure({"sample_rate": 1000.0})
+    # no reference rate: frame counts as written at any rate
+    plain = load_chain({"step": doc["step"]})
+    plain.configure({"sample_rate": 250.0})
+    assert plain.steps[1].window == 31
+    with pytest.raises(ConfigError, match=r"\[chain\].*reference_rate"):
+        load_chain({"chain": {"reference_rate": -1.0}, "step": doc["step"]})

@@ -32,6 +32,7 @@ so live alarms equal batch ones (:func:`detect_emi`).
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ from numpy.typing import ArrayLike
 from . import _detect
 from ._params import check_number
 from .errors import ConfigError
+from .process import RATE_TOLERANCE
 
 __all__ = ["ALARM_FIELDS", "MATCHED_PARAMS", "EMIDetector", "detect_emi", "detector_defaults"]
 
@@ -73,6 +75,11 @@ MATCHED_PARAMS: dict[str, Any] = {"threshold": 8.0, "threshold_lo": 5.0, "max_fr
                                   "pass_ratio": 0.05, "lobe_radius": 0.25, "release_time": 5.0}
 
 
+#: :class:`EMIDetector` parameters that count frames, with the least value each
+#: may take when scaled to another reading rate (:func:`detector_defaults`).
+_FRAME_PARAMS = {"background_window": 1, "warmup": 1, "hold": 0, "min_frames": 1,
+                 "max_frames": 1}
+
 #: Coil radius (m) the distances of :data:`MATCHED_PARAMS` were worked out for.
 REFERENCE_COIL_RADIUS = 0.12
 
@@ -96,6 +103,18 @@ def detector_defaults(chain: Any, context: Mapping[str, Any] | None = None) -> d
     a = (context or {}).get("coil_radius")
     if a is not None and math.isfinite(float(a)) and float(a) > 0:
         out["lobe_radius"] = MATCHED_PARAMS["lobe_radius"] * float(a) / REFERENCE_COIL_RADIUS
+    # the frame counts were chosen at the chain's reference rate: at another
+    # rate they keep their length in time, as the chain's own windows do
+    ref = getattr(chain, "reference_rate", None)
+    rate = (context or {}).get("sample_rate")
+    if ref and rate and math.isfinite(float(rate)) and float(rate) > 0 \
+            and abs(float(rate) / ref - 1.0) > RATE_TOLERANCE:
+        f = float(rate) / ref
+        defaults = inspect.signature(EMIDetector.__init__).parameters
+        for k, least in _FRAME_PARAMS.items():
+            v = out.get(k, defaults[k].default)
+            scaled = max(least, int(round(float(v) * f))) if v else v
+            out[k] = float(scaled) if isinstance(v, float) else scaled
     return out
 
 

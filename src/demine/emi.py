@@ -330,6 +330,13 @@ class SoilCompensation(Stage):
             # validate component names now, so a TOML typo fails at load time
             soil_basis(np.geomspace(1e-5, 1e-3, 40), self.components, None)
 
+    frame_params: ClassVar[dict[str, int]] = {"learn_block": 1, "learn_window": 1,
+                                                 "learn_min": 0}
+
+    def scale_frames(self, factor: float) -> None:
+        super().scale_frames(factor)
+        self.learn_window = max(self.learn_window, float(self.learn_block))
+
     def _set_gates(self, gate_times: Sequence[float]) -> None:
         basis = soil_basis(gate_times, self.components, self.profiles)
         self.gate_times = [float(t) for t in np.asarray(gate_times, dtype=np.float64)]
@@ -358,8 +365,8 @@ class SoilCompensation(Stage):
         x = self._check(chunk)
         basis = self.basis
         if x.shape[1] != basis.shape[0]:
-            raise ValueError(f"{self.name}: chunk has {x.shape[1]} gates, gate_times has "
-                             f"{basis.shape[0]}")
+            raise ConfigError(f"{self.name}: chunk has {x.shape[1]} gates, gate_times has "
+                              f"{basis.shape[0]}")
         out = _alloc(x)
         amp = np.empty((x.shape[0], basis.shape[1]), dtype=np.float64)
         if self.learn:
@@ -455,6 +462,8 @@ class Baseline(Stage):
     """
 
     name: ClassVar[str] = "emi.baseline"
+    frame_params: ClassVar[dict[str, int]] = {"window": 1, "noise_window": 1, "hold": 0,
+                                                 "max_freeze": 0, "warmup": 1}
 
     def __init__(self, window: float = 2000.0, noise_window: float = 2000.0,
                  threshold: float = 4.0, hold: int = 200, max_freeze: int = 2000,
@@ -674,6 +683,8 @@ class MatchedDetect(Stage):
     """
 
     name: ClassVar[str] = "emi.matched"
+    frame_params: ClassVar[dict[str, int]] = {"window": 1, "noise_window": 1, "warmup": 0,
+                                                 "max_freeze": 0}
 
     def __init__(self, window: int = 1, noise_window: float = 5000.0,
                  threshold: float = 3.0, warmup: int = 200, clip: float = 3.0,

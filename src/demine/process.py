@@ -66,6 +66,7 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
+from ._params import check_number
 from .errors import ConfigError
 
 __all__ = [
@@ -89,6 +90,12 @@ _BUILTIN_STAGE_MODULES: tuple[str, ...] = ("demine.emi", "demine.gpr")
 
 S = TypeVar("S", bound="type[Stage]")
 
+#: A stream whose reading rate is within this fraction of a chain's
+#: ``reference_rate`` gets the chain's frame counts as written (a device's
+#: clock and the host's timestamps put a nominal 1000 readings/s anywhere
+#: within a fraction of a per cent of it).
+RATE_TOLERANCE = 0.02
+
 
 class Stage:
     """Base class of every streaming processing stage (see the module docstring).
@@ -111,12 +118,43 @@ class Stage:
         self._n_channels: int | None = None
         self._out_like: tuple[tuple[int, ...], np.dtype] | None = None
 
+    #: Parameters that count frames (readings) and scale with the reading rate
+    #: when a chain gives a ``reference_rate`` (see :meth:`Chain.configure`),
+    #: with the least value each may take.
+    frame_params: ClassVar[dict[str, int]] = {}
+
     # -- protocol -----------------------------------------------------------------
     def configure(self, context: Mapping[str, Any]) -> None:
         """Take stream facts (sample rate, gate times, …) for parameters not set.
 
         The default does nothing.
         """
+
+    def scale_frames(self, factor: float) -> None:
+        """Set the :attr:`frame_params` to their values as constructed times
+        ``factor``, rounded to whole frames (``factor`` 1: as constructed).
+
+        Only before the first chunk: the stage's state is sized by them.
+        """
+        if not self.frame_params:
+            return
+        base = self.__dict__.setdefault("_frames_as_built",
+                                        {k: getattr(self, k) for k in self.frame_params})
+        if self._n_channels is not None:
+            now = {k: getattr(self, k) for k in self.frame_params}
+            want = {k: self._scaled(v, factor, self.frame_params[k]) for k, v in base.items()}
+            if now != want:
+                raise ConfigError(f"{self.name}: reading rate changed after processing began")
+            return
+        for k, v in base.items():
+            setattr(self, k, self._scaled(v, factor, self.frame_params[k]))
+
+    @staticmethod
+    def _scaled(value: Any, factor: float, least: int) -> Any:
+        if factor == 1.0:
+            return value
+        v = max(least, int(round(float(value) * factor)))
+        return float(v) if isinstance(value, float) else v
 
     def process(self, chunk: np.ndarray) -> np.ndarray:
         """Process ``chunk`` (n_frames, n_channels); return the frames now complete."""
@@ -251,15 +289,25 @@ class Chain(Stage):
         A chunk larger than twice this goes through the steps in blocks of
         about this many bytes, so that intermediates stay in cache (same
         result: stages are streaming-invariant).  None: never split.
+    reference_rate : float, optional
+        Reading rate (frames/s) the steps' frame counts were chosen for (the
+        packaged EMI chain: 1000).  Configured with a stream whose
+        ``sample_rate`` differs from it by more than :data:`RATE_TOLERANCE`,
+        every step's :attr:`Stage.frame_params` scale to that rate, so a
+        window keeps its length in time (a detector reading 100 times a second
+        integrates over the same 31 ms as one reading 1000 times).
     """
 
     name: ClassVar[str] = "chain"
 
     def __init__(self, steps: Iterable[Stage] = (), *, name: str = "",
                  kind: str | None = None, streams: Sequence[str] | None = None,
-                 block_bytes: int | None = 4 << 20) -> None:
+                 block_bytes: int | None = 4 << 20,
+                 reference_rate: float | None = None) -> None:
         super().__init__()
         self.block_bytes = block_bytes
+        self.reference_rate = None if reference_rate is None else check_number(
+            "chain", "reference_rate", reference_rate, lo=0.0, lo_open=True)
         self.steps: list[Stage] = list(steps)
         for i, st in enumerate(self.steps):
             if not isinstance(st, Stage):
@@ -274,7 +322,13 @@ class Chain(Stage):
         return any(getattr(st, "resamples", False) for st in self.steps)
 
     def configure(self, context: Mapping[str, Any]) -> None:
+        factor = 1.0
+        rate = context.get("sample_rate")
+        if self.reference_rate and rate and math.isfinite(float(rate)) and float(rate) > 0 \
+                and abs(float(rate) / self.reference_rate - 1.0) > RATE_TOLERANCE:
+            factor = float(rate) / self.reference_rate
         for st in self.steps:
+            st.scale_frames(factor)
             st.configure(context)
 
     def process(self, chunk: np.ndarray) -> np.ndarray:
@@ -430,7 +484,7 @@ def chain_from_dict(doc: Mapping[str, Any], where: str = "chain") -> Chain:
     meta = doc.get("chain", {})
     if not isinstance(meta, Mapping):
         raise ConfigError(f"{where}: [chain] must be a table")
-    bad = set(meta) - {"name", "kind", "streams", "description"}
+    bad = set(meta) - {"name", "kind", "streams", "description", "reference_rate"}
     if bad:
         raise ConfigError(f"{where}: [chain] has unknown key(s) {', '.join(sorted(bad))}")
     steps = doc.get("step", [])
@@ -446,7 +500,12 @@ def chain_from_dict(doc: Mapping[str, Any], where: str = "chain") -> Chain:
                                 or not all(isinstance(s, str) for s in streams)):
         raise ConfigError(f"{where}: [chain] streams must be a list of strings")
     built = [_build_step(i, st, where) for i, st in enumerate(steps)]
-    return Chain(built, name=str(meta.get("name", "")), kind=kind, streams=streams)
+    ref = meta.get("reference_rate")
+    try:
+        return Chain(built, name=str(meta.get("name", "")), kind=kind, streams=streams,
+                     reference_rate=ref)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: [chain] {exc}") from None
 
 
 def load_chain(source: str | Path | Mapping[str, Any]) -> Chain:
