@@ -292,6 +292,8 @@ class SoilCompensation(Stage):
     """
 
     name: ClassVar[str] = "emi.soil"
+    frame_params: ClassVar[dict[str, int]] = {"learn_block": 1, "learn_window": 1,
+                                                 "learn_min": 0}
 
     def __init__(self, gate_times: Sequence[float] | None = None,
                  components: Sequence[str] = DEFAULT_SOIL,
@@ -330,11 +332,9 @@ class SoilCompensation(Stage):
             # validate component names now, so a TOML typo fails at load time
             soil_basis(np.geomspace(1e-5, 1e-3, 40), self.components, None)
 
-    frame_params: ClassVar[dict[str, int]] = {"learn_block": 1, "learn_window": 1,
-                                                 "learn_min": 0}
-
     def scale_frames(self, factor: float) -> None:
         super().scale_frames(factor)
+        # the forgetting memory never shorter than one learning block
         self.learn_window = max(self.learn_window, float(self.learn_block))
 
     def _set_gates(self, gate_times: Sequence[float]) -> None:
