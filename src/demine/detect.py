@@ -44,7 +44,7 @@ from numpy.typing import ArrayLike
 from . import _detect
 from ._params import check_number
 from .errors import ConfigError
-from .process import RATE_TOLERANCE
+from .process import rate_factor, scale_count
 
 __all__ = ["ALARM_FIELDS", "MATCHED_PARAMS", "EMIDetector", "detect_emi", "detector_defaults"]
 
@@ -105,16 +105,12 @@ def detector_defaults(chain: Any, context: Mapping[str, Any] | None = None) -> d
         out["lobe_radius"] = MATCHED_PARAMS["lobe_radius"] * float(a) / REFERENCE_COIL_RADIUS
     # the frame counts were chosen at the chain's reference rate: at another
     # rate they keep their length in time, as the chain's own windows do
-    ref = getattr(chain, "reference_rate", None)
-    rate = (context or {}).get("sample_rate")
-    if ref and rate and math.isfinite(float(rate)) and float(rate) > 0 \
-            and abs(float(rate) / ref - 1.0) > RATE_TOLERANCE:
-        f = float(rate) / ref
+    f = rate_factor(getattr(chain, "reference_rate", None), context or {})
+    if f != 1.0:
         defaults = inspect.signature(EMIDetector.__init__).parameters
         for k, least in _FRAME_PARAMS.items():
             v = out.get(k, defaults[k].default)
-            scaled = max(least, int(round(float(v) * f))) if v else v
-            out[k] = float(scaled) if isinstance(v, float) else scaled
+            out[k] = scale_count(v, f, least) if v else v  # (max_frames 0: no limit)
     return out
 
 

@@ -97,6 +97,26 @@ S = TypeVar("S", bound="type[Stage]")
 RATE_TOLERANCE = 0.02
 
 
+def rate_factor(reference_rate: float | None, context: Mapping[str, Any]) -> float:
+    """How many frames of the stream in ``context`` make one frame at
+    ``reference_rate``: its ``sample_rate`` over the reference, or 1 without
+    either, or when the two agree within :data:`RATE_TOLERANCE`."""
+    rate = context.get("sample_rate")
+    if not reference_rate or not rate or not math.isfinite(float(rate)) or float(rate) <= 0:
+        return 1.0
+    f = float(rate) / reference_rate
+    return f if abs(f - 1.0) > RATE_TOLERANCE else 1.0
+
+
+def scale_count(value: Any, factor: float, least: int) -> Any:
+    """A frame count ``value`` times ``factor``, rounded to whole frames and at
+    least ``least`` (``factor`` 1: ``value`` itself); a float stays a float."""
+    if factor == 1.0:
+        return value
+    v = max(least, int(round(float(value) * factor)))
+    return float(v) if isinstance(value, float) else v
+
+
 class Stage:
     """Base class of every streaming processing stage (see the module docstring).
 
@@ -140,21 +160,13 @@ class Stage:
             return
         base = self.__dict__.setdefault("_frames_as_built",
                                         {k: getattr(self, k) for k in self.frame_params})
+        want = {k: scale_count(v, factor, self.frame_params[k]) for k, v in base.items()}
         if self._n_channels is not None:
-            now = {k: getattr(self, k) for k in self.frame_params}
-            want = {k: self._scaled(v, factor, self.frame_params[k]) for k, v in base.items()}
-            if now != want:
+            if want != {k: getattr(self, k) for k in self.frame_params}:
                 raise ConfigError(f"{self.name}: reading rate changed after processing began")
             return
-        for k, v in base.items():
-            setattr(self, k, self._scaled(v, factor, self.frame_params[k]))
-
-    @staticmethod
-    def _scaled(value: Any, factor: float, least: int) -> Any:
-        if factor == 1.0:
-            return value
-        v = max(least, int(round(float(value) * factor)))
-        return float(v) if isinstance(value, float) else v
+        for k, v in want.items():
+            setattr(self, k, v)
 
     def process(self, chunk: np.ndarray) -> np.ndarray:
         """Process ``chunk`` (n_frames, n_channels); return the frames now complete."""
@@ -322,11 +334,7 @@ class Chain(Stage):
         return any(getattr(st, "resamples", False) for st in self.steps)
 
     def configure(self, context: Mapping[str, Any]) -> None:
-        factor = 1.0
-        rate = context.get("sample_rate")
-        if self.reference_rate and rate and math.isfinite(float(rate)) and float(rate) > 0 \
-                and abs(float(rate) / self.reference_rate - 1.0) > RATE_TOLERANCE:
-            factor = float(rate) / self.reference_rate
+        factor = rate_factor(self.reference_rate, context)
         for st in self.steps:
             st.scale_frames(factor)
             st.configure(context)

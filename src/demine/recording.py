@@ -654,7 +654,7 @@ class RecordingWriter:
         f.create_group("streams")
         f.create_group("derived")
         self._tables = {
-            name: _Appender(self, self._create_columns(f.create_group(name), cols, table=True),
+            name: _Appender(self, create_columns(f.create_group(name), cols, table=True),
                             cols, f"table {name!r}")
             for name, cols in TABLES.items()
         }
@@ -676,12 +676,6 @@ class RecordingWriter:
         self.error: BaseException | None = None
 
     # ------------------------------------------------------------------ layout
-    def _create_columns(self, group: h5py.Group, columns: tuple[Column, ...], *,
-                        table: bool, dims: dict[str, np.ndarray] | None = None) -> h5py.Group:
-        """Create empty resizable datasets for ``columns`` with dimension scales."""
-        return create_columns(group, columns, table=table, dims=dims,
-                              compression=self.compression)
-
     def add_stream(self, name: str, kind: str, *, n_channels: int | None = None,
                    dtype: Any = None, device: str = "", driver: str = "", units: str = "",
                    gate_times: Iterable[float] | None = None,
@@ -801,7 +795,8 @@ class RecordingWriter:
             group.attrs["calibration"] = json.dumps(dict(calibration or {}))
             for key, value in extra.items():
                 group.attrs[key] = value
-            self._create_columns(group, columns, table=False, dims=dims)
+            create_columns(group, columns, table=False, dims=dims,
+                           compression=self.compression)
             for dim_name in dims:
                 group[dim_name].attrs["units"] = "s" if (
                     dim_name == "sample" and sample_interval is not None
