@@ -50,11 +50,44 @@ def test_client_reconnects_after_server_restart(tmp_path):
     c = ControlClient(addr, timeout=30.0)  # (refusals are immediate)
     with pytest.raises(ControlError, match="no recorder listening"):
         c.request("ping")
-    with ControlServer(addr, _handler):
-        assert c.request("ping")["ok"]
-    with ControlServer(addr, _handler):
-        assert c.request("ping")["ok"]
+    with ControlServer(addr, lambda req: {"server": 1}):
+        assert c.request("ping")["server"] == 1
+    # the first server ended the client's connection on close: the retry
+    # reaches the second, not a thread left behind by the first
+    with ControlServer(addr, lambda req: {"server": 2}):
+        assert c.request("ping")["server"] == 2
     c.close()
+
+
+@pytest.mark.parametrize("kind", ["unix", "tcp"])
+def test_close_ends_open_connections(tmp_path, kind):
+    """Once a recorder's control server is closed, no request reaches its
+    handler: a console still connected must not run commands against a
+    recorder that has stopped (and closed its file)."""
+    calls = []
+
+    def handler(req):
+        calls.append(req["cmd"])
+        return {}
+
+    addr = str(tmp_path / "c.sock") if kind == "unix" else "127.0.0.1:0"
+    srv = ControlServer(addr, handler).start()
+    family, sockaddr = parse_address(srv.address)
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.settimeout(30.0)
+        s.connect(sockaddr)
+        f = s.makefile("rwb")
+        f.write(b'{"cmd": "ping"}\n')
+        f.flush()
+        assert json.loads(f.readline())["ok"] is True
+        srv.close()
+        try:
+            f.write(b'{"cmd": "mark"}\n')
+            f.flush()
+        except OSError:
+            pass  # (the server end may already be gone)
+        assert f.readline() == b""  # the connection was ended, nothing answered
+    assert calls == ["ping"]
 
 
 def test_bad_addresses(tmp_path):

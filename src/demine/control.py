@@ -175,6 +175,18 @@ class _Replies:
 
 
 class _Handler(socketserver.StreamRequestHandler):
+    def setup(self) -> None:
+        super().setup()
+        server: Any = self.server
+        with server.conn_lock:
+            server.conns[self.connection] = threading.current_thread()
+
+    def finish(self) -> None:
+        server: Any = self.server
+        with server.conn_lock:
+            server.conns.pop(self.connection, None)
+        super().finish()
+
     def handle(self) -> None:
         server: Any = self.server
         while True:
@@ -184,6 +196,8 @@ class _Handler(socketserver.StreamRequestHandler):
                 return
             if not line:
                 return
+            if server.closed:
+                return  # closed meanwhile: run nothing more (the client sees the end)
             rid = None
             try:
                 req = json.loads(line)
@@ -261,6 +275,10 @@ class ControlServer:
         self._replies = _Replies()
         self._server.handler = handler  # type: ignore[attr-defined]
         self._server.replies = self._replies  # type: ignore[attr-defined]
+        # open connections and the threads that serve them, ended on close
+        self._server.conns = {}  # type: ignore[attr-defined]
+        self._server.conn_lock = threading.Lock()  # type: ignore[attr-defined]
+        self._server.closed = False  # type: ignore[attr-defined]
         self._thread: threading.Thread | None = None
 
     @property
@@ -275,12 +293,30 @@ class ControlServer:
         self._thread.start()
         return self
 
-    def close(self) -> None:
-        """Stop serving and remove the socket file."""
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop serving, end the open connections and remove the socket file.
+
+        Connections a client still holds are shut down, so no request reaches
+        the handler after this returns (the client sees the connection end,
+        and its retry finds no one listening); a command being carried out is
+        waited for, up to ``timeout`` seconds per connection.
+        """
+        server: Any = self._server
+        server.closed = True
         if self._thread is not None:
             self._server.shutdown()
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=timeout)
             self._thread = None
+        with server.conn_lock:
+            open_ = list(server.conns.items())
+        for conn, _ in open_:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        for _, thread in open_:
+            if thread is not threading.current_thread():
+                thread.join(timeout=timeout)
         self._server.server_close()
         if self._path is not None:
             try:
