@@ -62,6 +62,11 @@ VARIANTS = {
     "gates8": lambda sc: _emi(sc, gate_times=tuple(np.geomspace(20e-6, 500e-6, 8))),
     "high": lambda sc: _sweep(sc, height=0.1, height_variation=0.02),
     "fast": lambda sc: _sweep(sc, speed=1.2, advance=0.06),
+    # a cart: straight lines along the lane, 0.1 m apart, alternate directions
+    # (each object is passed again only after a whole line, not a swing later)
+    "lines": lambda sc: _sweep(sc, pattern="lines", line_spacing=0.1),
+    # lines 0.2 m apart: shallow small objects are seen well on one line only
+    "lines0.2": lambda sc: _sweep(sc, pattern="lines", line_spacing=0.2),
     "noise3": lambda sc: _emi(sc, noise=3 * sc.emi.noise, pink_noise=3 * sc.emi.pink_noise),
     # ground: three times as magnetic, or viscous with relaxation times only
     # inside the gates' span (its decay is not 1/t there)

@@ -192,6 +192,7 @@ class _Cluster:
     first_t: float
     last_t: float
     peaks: list[_Peak] = field(default_factory=list)
+    due: float = math.inf  # released once an event starts after this (s)
 
     @property
     def strongest(self) -> _Peak:
@@ -285,6 +286,18 @@ class EMIDetector:
         radius either side of it with a null right above (0: off).
     release_time : float
         A cluster without a new peak for this long (s) becomes its alarm(s).
+    release_passes : float
+        A cluster also waits this many times the duration of the sensor's
+        passes for the next one (0: off).  A pass ends where the path turns
+        back (its direction over ``turn_step`` m of travel reverses); the
+        duration is the median of the last five passes, or the time since the
+        current pass began when longer.  A side-to-side sweep comes back over
+        an object a swing later, a cart's next line only after a whole line
+        along the lane (and the line after it, back).
+    max_release_time : float
+        Longest wait that ``release_passes`` may set (s).
+    turn_step : float
+        Travel (m) over which the path's direction is taken.
     sample_rate : float
         Frames per second, used for times when none are given.
 
@@ -305,7 +318,8 @@ class EMIDetector:
                  link_radius: float = 0.0, min_passes: int = 1,
                  strong_score: float = 0.0, pass_ratio: float = 0.0,
                  lobe_radius: float = 0.0, lobe_ratio: float = 0.5,
-                 release_time: float = 3.0,
+                 release_time: float = 3.0, release_passes: float = 2.5,
+                 max_release_time: float = 120.0, turn_step: float = 0.05,
                  sample_rate: float = 1000.0) -> None:
         self.threshold = _num("threshold", threshold, lo=0.0, lo_open=True)
         self.threshold_lo = _num("threshold_lo", threshold_lo, lo=0.0, lo_open=True)
@@ -334,6 +348,9 @@ class EMIDetector:
         self.lobe_radius = _num("lobe_radius", lobe_radius, lo=0.0)
         self.lobe_ratio = _num("lobe_ratio", lobe_ratio, lo=0.0, hi=1.0)
         self.release_time = _num("release_time", release_time, lo=0.0)
+        self.release_passes = _num("release_passes", release_passes, lo=0.0)
+        self.max_release_time = _num("max_release_time", max_release_time, lo=0.0)
+        self.turn_step = _num("turn_step", turn_step, lo=0.0, lo_open=True)
         self.sample_rate = _num("sample_rate", sample_rate, lo=0.0, lo_open=True)
         self.reset()
 
@@ -347,6 +364,12 @@ class EMIDetector:
         self._clusters: list[_Cluster] = []
         self._done: list[dict[str, Any]] = []
         self.last_threshold = np.zeros(0)
+        # the path's passes: frames seen, anchor and direction of travel, the
+        # start of the current pass, and (time, start) of the last passes begun
+        self._frames = 0
+        self._anchor = (math.nan, math.nan)
+        self._heading = (math.nan, math.nan)
+        self._pass_starts: list[float] = []
 
     def configure(self, context: Mapping[str, Any]) -> None:
         """Take ``sample_rate`` (frames/s) from a stream context."""
@@ -360,7 +383,7 @@ class EMIDetector:
                 "clip", "hold", "split", "min_frames", "max_frames", "min_extent", "merge_radius",
                 "dominance_radius", "dominance_ratio", "depth_scale", "tolerance", "link_radius",
                 "min_passes", "strong_score", "pass_ratio", "lobe_radius", "lobe_ratio",
-                "release_time",
+                "release_time", "release_passes", "max_release_time", "turn_step",
                 "sample_rate")
         return {k: getattr(self, k) for k in keys}
 
@@ -442,7 +465,7 @@ class EMIDetector:
     def _release(self, t_now: float) -> None:
         keep = []
         for c in self._clusters:
-            if c.last_t + self.release_time < t_now:
+            if c.due < t_now:
                 self._done.extend(self._alarms(c))
             else:
                 keep.append(c)
@@ -458,11 +481,13 @@ class EMIDetector:
                 d = math.hypot(p.x - peak.x, p.y - peak.y)
                 if d < best_d:
                     best, best_d = c, d
+        due = t_end + self._wait(t_end)
         if best is not None and best_d <= self.merge_radius:
             best.peaks.append(peak)
             best.last_t = max(best.last_t, t_end)
+            best.due = max(best.due, due)
         else:
-            best = _Cluster(t_end, t_end, [peak])
+            best = _Cluster(t_end, t_end, [peak], due)
             self._clusters.append(best)
         self._dominance(best)
 
@@ -489,6 +514,7 @@ class EMIDetector:
                 strong.peaks.extend(weak.peaks)
                 strong.first_t = min(strong.first_t, weak.first_t)
                 strong.last_t = max(strong.last_t, weak.last_t)
+                strong.due = max(strong.due, weak.due)
                 self._clusters.remove(weak)
                 c = strong
                 changed = True
@@ -544,6 +570,71 @@ class EMIDetector:
             else:
                 owner.append(p)
         return [self._alarm(m) for m in modes if self._enough_passes(m)]
+
+    # ----------------------------------------------------------------- passes
+    #: How often the path is looked at for turns (s): about 1 cm of travel at
+    #: 0.7 m/s, far below a pass.
+    _TRACK_PERIOD = 0.016
+
+    def _track_passes(self, x: np.ndarray, y: np.ndarray, t: np.ndarray) -> None:
+        """Note where the path turns back: the start of each pass.
+
+        A frame every ``_TRACK_PERIOD`` seconds (counted in frames from the
+        stream's first, so the result does not depend on the chunking) is
+        compared with the anchor, the position where the last direction was
+        taken; once it is ``turn_step`` away, that displacement is the new
+        direction, and a direction against the current pass's (cosine below
+        -0.5) starts a new pass.  A turn across the path (a cart stepping to
+        its next line) is not a pass of its own.
+        """
+        n = x.shape[0]
+        stride = max(1, int(self._TRACK_PERIOD * self.sample_rate))
+        first = (-self._frames) % stride
+        self._frames += n
+        if self.release_passes <= 0 or first >= n:
+            return
+        sel = slice(first, n, stride)
+        ax, ay = self._anchor
+        hx, hy = self._heading
+        starts = self._pass_starts
+        step2 = self.turn_step ** 2
+        for px, py, pt in zip(x[sel].tolist(), y[sel].tolist(), t[sel].tolist(), strict=True):
+            if not (math.isfinite(px) and math.isfinite(py)):
+                continue
+            if not math.isfinite(ax):
+                ax, ay = px, py
+                continue
+            ex, ey = px - ax, py - ay
+            d2 = ex * ex + ey * ey
+            if d2 < step2:
+                continue
+            d = math.sqrt(d2)
+            ex, ey = ex / d, ey / d
+            ax, ay = px, py
+            if not math.isfinite(hx) or ex * hx + ey * hy < -0.5:
+                hx, hy = ex, ey
+                starts.append(pt)
+        self._anchor, self._heading = (ax, ay), (hx, hy)
+
+    def _forget_passes(self, t_now: float) -> None:
+        """Drop pass starts no later event can need (the six before ``t_now``
+        and later ones are kept: events still to end end after it)."""
+        starts = self._pass_starts
+        k = sum(1 for v in starts if v <= t_now)
+        del starts[:max(0, k - 7)]
+
+    def _wait(self, t: float) -> float:
+        """How long (s) a cluster whose last peak came at ``t`` waits for the next pass."""
+        wait = self.release_time
+        if self.release_passes <= 0:
+            return wait
+        starts = [s for s in self._pass_starts if s <= t]
+        if not starts:
+            return wait
+        durations = [b - a for a, b in zip(starts[:-1], starts[1:], strict=True)][-5:]
+        typical = float(np.median(durations)) if durations else 0.0
+        longest = max(typical, t - starts[-1])
+        return max(wait, min(self.max_release_time, self.release_passes * longest))
 
     def _enough_passes(self, peaks: list[_Peak]) -> bool:
         """Whether an object is seen on ``min_passes`` passes (or is exempt as strong).
@@ -625,6 +716,7 @@ class EMIDetector:
         """
         s, xa, ya, tsec, tns = self._inputs(stat, x, y, time, polarity)
         n = s.shape[0]
+        self._track_passes(xa, ya, tsec)
         thr = np.empty(n)
         seg_f = np.empty((n + 1, _detect.NSF))
         seg_i = np.empty((n + 1, _detect.NSI), dtype=np.int64)
@@ -644,6 +736,9 @@ class EMIDetector:
             if self._i[2]:
                 t_now = min(t_now, float(self._f[18]))
             self._release(t_now)
+            # (an event in its hold period may still end a little before the
+            # last frame: keep the passes of the last seconds as well)
+            self._forget_passes(t_now - self.hold / self.sample_rate - 1.0)
         return self._collect()
 
     def finish(self) -> dict[str, np.ndarray]:
