@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -162,10 +164,41 @@ def test_a_cart_s_lines_are_one_pass_each(cart):
         np.testing.assert_array_equal(capped[k], old[k], err_msg=k)
 
 
-@settings(max_examples=15, deadline=None)
-@given(cuts=st.lists(st.integers(0, 60_000), max_size=8))
-def test_cart_streaming_equals_batch_for_any_chunking(cart, cuts):
-    x, y, t, s = cart
+def test_lines_wider_than_the_coil_s_reach_need_one_pass():
+    """Under lines 0.25 m apart an object right under one line gives nothing
+    on the next: ``min_passes`` applies only while the passes measured on the
+    path lie within ``max_pass_spacing``; noise alone still raises nothing."""
+    x, y, t = _lines(spacing=0.25)
+    objects = [(0.45, 1.0, 60.0), (0.7, 3.0, 30.0), (0.95, 5.2, 200.0)]
+    s = _statistic(x, y, objects, seed=6, width=0.06)
+    kw = dict(MATCHED_PARAMS, threshold=4.0, threshold_lo=2.5)
+    al = detect_emi(s, x, y, t, **kw)
+    assert al["x"].size == len(objects)
+    for k, (ox, oy, _) in zip(np.argsort(al["y"]), objects, strict=True):
+        assert np.hypot(al["x"][k] - ox, al["y"][k] - oy) < 0.03
+        assert al["n_passes"][k] == 1
+    assert detect_emi(s, x, y, t, **dict(kw, max_pass_spacing=0.0))["x"].size == 0
+    assert detect_emi(_statistic(x, y, [], seed=7), x, y, t, **kw)["x"].size == 0
+    # a side-to-side sweep advancing 4 cm a swing keeps min_passes: a one-pass
+    # spike is dropped there
+    xs, ys, ts = _sweep(20.0)
+    spike = _statistic(xs, ys, [], seed=8)
+    spike[12_000:12_030] += 40.0
+    assert detect_emi(spike, xs, ys, ts, **kw)["x"].size == 0
+    assert detect_emi(spike, xs, ys, ts, **dict(kw, min_passes=1))["x"].size == 1
+
+
+@functools.cache
+def _wide_cart():
+    x, y, t = _lines(spacing=0.25)
+    return x, y, t, _statistic(x, y, [(0.45, 1.0, 60.0), (0.7, 3.0, 30.0), (0.95, 5.2, 200.0)],
+                               seed=6, width=0.06)
+
+
+@settings(max_examples=20, deadline=None)
+@given(cuts=st.lists(st.integers(0, 60_000), max_size=8), wide=st.booleans())
+def test_cart_streaming_equals_batch_for_any_chunking(cart, cuts, wide):
+    x, y, t, s = _wide_cart() if wide else cart
     kw = dict(MATCHED_PARAMS, threshold=4.0, threshold_lo=2.5)
     batch = detect_emi(s, x, y, t, **kw)
     det = EMIDetector(**kw)

@@ -64,7 +64,11 @@ ALARM_FIELDS: tuple[str, ...] = (
 #: above the low threshold for many sweeps (tens of seconds for an AT mine under
 #: a 1 m sweep advancing 4 cm a swing), which is a target, not a change of
 #: background: only an event longer than 2 min (at 1 kHz) is one.  Clusters
-#: wait 5 s for the next pass (a weak target may miss one).  Peaks are split
+#: wait 5 s for the next pass (a weak target may miss one), or 2.5 passes when
+#: passes last longer (a cart's lines).  ``min_passes`` holds only while passes
+#: lie at most 0.15 m apart (1.25 coil radii): with a coil of 0.12 m at 5 cm, a
+#: shallow object's response 0.2 m to the side is about 5 % of its peak, so
+#: under wider lines an object is seen on one.  Peaks are split
 #: into objects by prominence (``link_radius`` 0.15 m, a few pass spacings); a weaker object that a
 #: stronger one's dipole fall-off explains is merged into it (``depth_scale``
 #: 0.23 m = sqrt(a**2 + z**2) for a 0.12 m coil radius and the deepest target
@@ -72,7 +76,8 @@ ALARM_FIELDS: tuple[str, ...] = (
 #: of a horizontal dipole within ``lobe_radius`` 0.25 m (about a coil diameter).
 MATCHED_PARAMS: dict[str, Any] = {"threshold": 8.0, "threshold_lo": 5.0, "max_frames": 120000,
                                   "link_radius": 0.15, "depth_scale": 0.23, "min_passes": 2,
-                                  "pass_ratio": 0.05, "lobe_radius": 0.25, "release_time": 5.0}
+                                  "pass_ratio": 0.05, "max_pass_spacing": 0.15,
+                                  "lobe_radius": 0.25, "release_time": 5.0}
 
 
 #: :class:`EMIDetector` parameters that count frames, with the least value each
@@ -91,7 +96,8 @@ def detector_defaults(chain: Any, context: Mapping[str, Any] | None = None) -> d
     none (the class defaults suit ``emi.detect``).  When the stream context
     gives the coil radius ``a`` (``coil_radius`` of the stream's calibration),
     ``lobe_radius`` (the two lobes of a horizontal dipole lie about a coil
-    diameter apart) is scaled to it.  ``depth_scale`` is not: scaling it with
+    diameter apart) and ``max_pass_spacing`` (a coil's reach to the side) are
+    scaled to it.  ``depth_scale`` is not: scaling it with
     the coil's dipole fall-off, ``sqrt(a**2 + 0.2**2)``, merged more mines into
     neighbours under a 0.2 m coil (simulated lanes: PD 0.906 -> 0.844) and
     changed nothing under a 0.08 m one.
@@ -102,7 +108,8 @@ def detector_defaults(chain: Any, context: Mapping[str, Any] | None = None) -> d
     out = dict(MATCHED_PARAMS)
     a = (context or {}).get("coil_radius")
     if a is not None and math.isfinite(float(a)) and float(a) > 0:
-        out["lobe_radius"] = MATCHED_PARAMS["lobe_radius"] * float(a) / REFERENCE_COIL_RADIUS
+        for k in ("lobe_radius", "max_pass_spacing"):
+            out[k] = MATCHED_PARAMS[k] * float(a) / REFERENCE_COIL_RADIUS
     # the frame counts were chosen at the chain's reference rate: at another
     # rate they keep their length in time, as the chain's own windows do
     f = rate_factor(getattr(chain, "reference_rate", None), context or {})
@@ -278,6 +285,14 @@ class EMIDetector:
         strongest count towards ``min_passes`` (a point target seen from the
         next pass of the sweep still gives most of its response; a one-pass
         spike with faint neighbours does not).
+    max_pass_spacing : float
+        ``min_passes`` applies only while the passes lie at most this far
+        apart (m; 0: always).  The spacing is the median, over the last five
+        passes, of the distance across the path between the middles of
+        consecutive passes (a swing's advance, a cart's line spacing), known
+        when the object's cluster is due for release.  With passes wider apart
+        than a coil's reach, an object right under one is seen on that one
+        alone.
     lobe_radius, lobe_ratio : float
         With ``link_radius`` > 0, two objects whose maxima are within
         ``lobe_radius`` (m) and within ``lobe_ratio`` of each other in strength
@@ -317,6 +332,7 @@ class EMIDetector:
                  depth_scale: float = 0.4, tolerance: float = 1.5,
                  link_radius: float = 0.0, min_passes: int = 1,
                  strong_score: float = 0.0, pass_ratio: float = 0.0,
+                 max_pass_spacing: float = 0.0,
                  lobe_radius: float = 0.0, lobe_ratio: float = 0.5,
                  release_time: float = 3.0, release_passes: float = 2.5,
                  max_release_time: float = 120.0, turn_step: float = 0.05,
@@ -345,6 +361,7 @@ class EMIDetector:
         self.min_passes = _num("min_passes", min_passes, lo=1, integer=True)
         self.strong_score = _num("strong_score", strong_score, lo=0.0)
         self.pass_ratio = _num("pass_ratio", pass_ratio, lo=0.0, hi=1.0)
+        self.max_pass_spacing = _num("max_pass_spacing", max_pass_spacing, lo=0.0)
         self.lobe_radius = _num("lobe_radius", lobe_radius, lo=0.0)
         self.lobe_ratio = _num("lobe_ratio", lobe_ratio, lo=0.0, hi=1.0)
         self.release_time = _num("release_time", release_time, lo=0.0)
@@ -370,6 +387,12 @@ class EMIDetector:
         self._anchor = (math.nan, math.nan)
         self._heading = (math.nan, math.nan)
         self._pass_starts: list[float] = []
+        # the middle of the current pass (sums of x, y and count) and of the
+        # last one, and (time, spacing) of the passes completed
+        self._pass_sum = (0.0, 0.0, 0)
+        self._pass_first = (math.nan, math.nan)
+        self._last_middle = (math.nan, math.nan)
+        self._spacings: list[tuple[float, float]] = []
 
     def configure(self, context: Mapping[str, Any]) -> None:
         """Take ``sample_rate`` (frames/s) from a stream context."""
@@ -382,7 +405,8 @@ class EMIDetector:
         keys = ("threshold", "threshold_lo", "k_hi", "k_lo", "background_window", "warmup",
                 "clip", "hold", "split", "min_frames", "max_frames", "min_extent", "merge_radius",
                 "dominance_radius", "dominance_ratio", "depth_scale", "tolerance", "link_radius",
-                "min_passes", "strong_score", "pass_ratio", "lobe_radius", "lobe_ratio",
+                "min_passes", "strong_score", "pass_ratio", "max_pass_spacing", "lobe_radius",
+                "lobe_ratio",
                 "release_time", "release_passes", "max_release_time", "turn_step",
                 "sample_rate")
         return {k: getattr(self, k) for k in keys}
@@ -554,7 +578,7 @@ class EMIDetector:
                         break
                 else:
                     merged.append(m)
-            return [self._alarm(m) for m in merged if self._enough_passes(m)]
+            return [self._alarm(m) for m in merged if self._enough_passes(m, c.due)]
         modes: list[list[_Peak]] = []
         for p in sorted(c.peaks, key=lambda q: (-q.s, q.index)):
             owner = None
@@ -569,7 +593,7 @@ class EMIDetector:
                 modes.append([p])
             else:
                 owner.append(p)
-        return [self._alarm(m) for m in modes if self._enough_passes(m)]
+        return [self._alarm(m) for m in modes if self._enough_passes(m, c.due)]
 
     # ----------------------------------------------------------------- passes
     #: How often the path is looked at for turns (s): about 1 cm of travel at
@@ -591,11 +615,14 @@ class EMIDetector:
         stride = max(1, int(self._TRACK_PERIOD * self.sample_rate))
         first = (-self._frames) % stride
         self._frames += n
-        if self.release_passes <= 0 or first >= n:
+        if (self.release_passes <= 0 and self.max_pass_spacing <= 0) or first >= n:
             return
         sel = slice(first, n, stride)
         ax, ay = self._anchor
         hx, hy = self._heading
+        sx, sy, sn = self._pass_sum
+        fx, fy = self._pass_first
+        mx, my = self._last_middle
         starts = self._pass_starts
         step2 = self.turn_step ** 2
         for px, py, pt in zip(x[sel].tolist(), y[sel].tolist(), t[sel].tolist(), strict=True):
@@ -606,22 +633,43 @@ class EMIDetector:
                 continue
             ex, ey = px - ax, py - ay
             d2 = ex * ex + ey * ey
-            if d2 < step2:
-                continue
-            d = math.sqrt(d2)
-            ex, ey = ex / d, ey / d
-            ax, ay = px, py
-            if not math.isfinite(hx) or ex * hx + ey * hy < -0.5:
-                hx, hy = ex, ey
-                starts.append(pt)
+            if d2 >= step2:
+                d = math.sqrt(d2)
+                ex, ey = ex / d, ey / d
+                ax, ay = px, py
+                if not math.isfinite(hx) or ex * hx + ey * hy < -0.5:
+                    if sn and math.isfinite(hx):
+                        # the pass that ends: its middle, and how far across
+                        # its direction (from its first point to here) it
+                        # lies from the last one's
+                        cx, cy = sx / sn, sy / sn
+                        ux, uy = px - fx, py - fy
+                        u = math.hypot(ux, uy)
+                        if math.isfinite(mx) and u > 0:
+                            self._spacings.append(
+                                (pt, abs((cx - mx) * uy - (cy - my) * ux) / u))
+                        mx, my = cx, cy
+                    sx, sy, sn = 0.0, 0.0, 0
+                    fx, fy = px, py
+                    hx, hy = ex, ey
+                    starts.append(pt)
+            if math.isfinite(hx):
+                sx, sy, sn = sx + px, sy + py, sn + 1
         self._anchor, self._heading = (ax, ay), (hx, hy)
+        self._pass_sum, self._last_middle = (sx, sy, sn), (mx, my)
+        self._pass_first = (fx, fy)
 
     def _forget_passes(self, t_now: float) -> None:
         """Drop pass starts no later event can need (the six before ``t_now``
         and later ones are kept: events still to end end after it)."""
-        starts = self._pass_starts
-        k = sum(1 for v in starts if v <= t_now)
-        del starts[:max(0, k - 7)]
+        for seq, when in ((self._pass_starts, lambda v: v), (self._spacings, lambda v: v[0])):
+            k = sum(1 for v in seq if when(v) <= t_now)
+            del seq[:max(0, k - 7)]
+
+    def _spacing(self, t: float) -> float:
+        """Median spacing (m) of the last five passes completed by ``t`` (NaN: none yet)."""
+        got = [d for when, d in self._spacings if when <= t][-5:]
+        return float(np.median(got)) if got else math.nan
 
     def _wait(self, t: float) -> float:
         """How long (s) a cluster whose last peak came at ``t`` waits for the next pass."""
@@ -636,8 +684,10 @@ class EMIDetector:
         longest = max(typical, t - starts[-1])
         return max(wait, min(self.max_release_time, self.release_passes * longest))
 
-    def _enough_passes(self, peaks: list[_Peak]) -> bool:
-        """Whether an object is seen on ``min_passes`` passes (or is exempt as strong).
+    def _enough_passes(self, peaks: list[_Peak], due: float) -> bool:
+        """Whether an object is seen on ``min_passes`` passes (or is exempt as
+        strong, or the passes lie too far apart: their spacing as known when
+        its cluster was ``due``, a time that does not depend on the chunking).
 
         Only passes whose peak reaches ``pass_ratio`` times the object's
         strongest count: a buried object seen from the neighbouring pass of a
@@ -649,6 +699,8 @@ class EMIDetector:
         top = max(p.s for p in peaks)
         if 0 < self.strong_score <= top:
             return True
+        if 0 < self.max_pass_spacing < self._spacing(due):
+            return True  # passes too far apart to see it twice
         passes = {p.event_start for p in peaks if p.s >= self.pass_ratio * top}
         return len(passes) >= self.min_passes
 
