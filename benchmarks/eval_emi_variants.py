@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import tempfile
 from pathlib import Path
 
@@ -67,6 +68,8 @@ VARIANTS = {
     "lines": lambda sc: _sweep(sc, pattern="lines", line_spacing=0.1),
     # lines 0.2 m apart: shallow small objects are seen well on one line only
     "lines0.2": lambda sc: _sweep(sc, pattern="lines", line_spacing=0.2),
+    # one line along the middle of the lane (a survey of a track): one pass
+    "line": lambda sc: _sweep(sc, pattern="line"),
     "noise3": lambda sc: _emi(sc, noise=3 * sc.emi.noise, pink_noise=3 * sc.emi.pink_noise),
     # ground: three times as magnetic, or viscous with relaxation times only
     # inside the gates' span (its decay is not 1/t there)
@@ -147,7 +150,7 @@ def main() -> int:
                   f"{r['n_false_alarms'] - r['n_clutter_alarms']})  "
                   f"PD@0.5 {r['pd_at_far']['0.5']['pd']:.3f}  "
                   f"PD@1 {r['pd_at_far']['1']['pd']:.3f}  "
-                  f"loc median {r['localisation']['median']:.3f} m", flush=True)
+                  f"loc median {r['localisation'].get('median', math.nan):.3f} m", flush=True)
     return 0
 
 

@@ -286,13 +286,13 @@ class EMIDetector:
         next pass of the sweep still gives most of its response; a one-pass
         spike with faint neighbours does not).
     max_pass_spacing : float
-        ``min_passes`` applies only while the passes lie at most this far
+        ``min_passes`` applies only where the passes lie at most this far
         apart (m; 0: always).  The spacing is the median, over the last five
         passes, of the distance across the path between the middles of
         consecutive passes (a swing's advance, a cart's line spacing), known
         when the object's cluster is due for release.  With passes wider apart
         than a coil's reach, an object right under one is seen on that one
-        alone.
+        alone; so it is on a single line, or without positions (no spacing).
     lobe_radius, lobe_ratio : float
         With ``link_radius`` > 0, two objects whose maxima are within
         ``lobe_radius`` (m) and within ``lobe_ratio`` of each other in strength
@@ -393,6 +393,7 @@ class EMIDetector:
         self._pass_first = (math.nan, math.nan)
         self._last_middle = (math.nan, math.nan)
         self._spacings: list[tuple[float, float]] = []
+        self._first_spacing = math.inf  # when the first spacing was known (s)
 
     def configure(self, context: Mapping[str, Any]) -> None:
         """Take ``sample_rate`` (frames/s) from a stream context."""
@@ -489,15 +490,16 @@ class EMIDetector:
     def _release(self, t_now: float) -> None:
         keep = []
         for c in self._clusters:
-            if c.due < t_now:
-                self._done.extend(self._alarms(c))
+            due = self._release_due(c.due)
+            if due < t_now:
+                self._done.extend(self._alarms(c, due))
             else:
                 keep.append(c)
         self._clusters = keep
 
     def _add_peak(self, peak: _Peak, t_end: float) -> None:
         if not (math.isfinite(peak.x) and math.isfinite(peak.y)):
-            self._done.extend(self._alarms(_Cluster(t_end, t_end, [peak])))
+            self._done.extend(self._alarms(_Cluster(t_end, t_end, [peak]), t_end))
             return
         best, best_d = None, math.inf
         for c in self._clusters:
@@ -544,7 +546,7 @@ class EMIDetector:
                 changed = True
                 break
 
-    def _alarms(self, c: _Cluster) -> list[dict[str, Any]]:
+    def _alarms(self, c: _Cluster, due: float) -> list[dict[str, Any]]:
         """Alarms of a closed cluster: one per object its peaks cannot be explained without.
 
         The peaks of the passes sample the response over the ground.  With
@@ -578,7 +580,7 @@ class EMIDetector:
                         break
                 else:
                     merged.append(m)
-            return [self._alarm(m) for m in merged if self._enough_passes(m, c.due)]
+            return [self._alarm(m) for m in merged if self._enough_passes(m, due)]
         modes: list[list[_Peak]] = []
         for p in sorted(c.peaks, key=lambda q: (-q.s, q.index)):
             owner = None
@@ -593,7 +595,7 @@ class EMIDetector:
                 modes.append([p])
             else:
                 owner.append(p)
-        return [self._alarm(m) for m in modes if self._enough_passes(m, c.due)]
+        return [self._alarm(m) for m in modes if self._enough_passes(m, due)]
 
     # ----------------------------------------------------------------- passes
     #: How often the path is looked at for turns (s): about 1 cm of travel at
@@ -648,6 +650,7 @@ class EMIDetector:
                         if math.isfinite(mx) and u > 0:
                             self._spacings.append(
                                 (pt, abs((cx - mx) * uy - (cy - my) * ux) / u))
+                            self._first_spacing = min(self._first_spacing, pt)
                         mx, my = cx, cy
                     sx, sy, sn = 0.0, 0.0, 0
                     fx, fy = px, py
@@ -665,6 +668,16 @@ class EMIDetector:
         for seq, when in ((self._pass_starts, lambda v: v), (self._spacings, lambda v: v[0])):
             k = sum(1 for v in seq if when(v) <= t_now)
             del seq[:max(0, k - 7)]
+
+    def _release_due(self, due: float) -> float:
+        """When a cluster due at ``due`` is released: not before the spacing of
+        the passes is known (the end of the second pass; a cart's first line
+        is otherwise over before it), unless that takes ``max_release_time``
+        more (a single line).  A fixed time once known, whatever the chunking:
+        the path is tracked up to the last frame before events are handled."""
+        if self.max_pass_spacing <= 0 or self.min_passes <= 1:
+            return due
+        return min(max(due, self._first_spacing), due + self.max_release_time)
 
     def _spacing(self, t: float) -> float:
         """Median spacing (m) of the last five passes completed by ``t`` (NaN: none yet)."""
@@ -699,8 +712,10 @@ class EMIDetector:
         top = max(p.s for p in peaks)
         if 0 < self.strong_score <= top:
             return True
-        if 0 < self.max_pass_spacing < self._spacing(due):
-            return True  # passes too far apart to see it twice
+        if self.max_pass_spacing > 0 and not self._spacing(due) <= self.max_pass_spacing:
+            # passes too far apart to see it twice, or not yet two passes
+            # (one line, no positions): it can only be seen once
+            return True
         passes = {p.event_start for p in peaks if p.s >= self.pass_ratio * top}
         return len(passes) >= self.min_passes
 
