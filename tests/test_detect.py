@@ -91,6 +91,16 @@ def test_noise_alone_raises_no_alarm():
     assert detect_emi(s, x, y, t)["x"].size == 0
 
 
+def _batch_and_stream(s, x, y, t, cuts, **kw):
+    """Alarms of one call, and of the stream cut at ``cuts`` (frame indices)."""
+    batch = detect_emi(s, x, y, t, **kw)
+    det = EMIDetector(**kw)
+    edges = sorted({0, s.size, *(c % (s.size + 1) for c in cuts)})
+    parts = [det.process(s[a:b], x[a:b], y[a:b], t[a:b])
+             for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    return batch, concat_alarms([*parts, det.finish()])
+
+
 @settings(max_examples=25, deadline=None)
 @given(cuts=st.lists(st.integers(0, 90_000), max_size=8), seed=st.integers(0, 3))
 def test_streaming_equals_batch_for_any_chunking(lane, cuts, seed):
@@ -99,12 +109,7 @@ def test_streaming_equals_batch_for_any_chunking(lane, cuts, seed):
     # min_passes, no max_frames abort)
     kw = {} if seed % 2 == 0 else dict(MATCHED_PARAMS, threshold=4.0, threshold_lo=2.5)
     kw["release_time"] = 1.0 + seed
-    batch = detect_emi(s, x, y, t, **kw)
-    det = EMIDetector(**kw)
-    edges = sorted({0, s.size, *(c % (s.size + 1) for c in cuts)})
-    parts = [det.process(s[a:b], x[a:b], y[a:b], t[a:b])
-             for a, b in zip(edges[:-1], edges[1:], strict=True)]
-    stream = concat_alarms([*parts, det.finish()])
+    batch, stream = _batch_and_stream(s, x, y, t, cuts, **kw)
     ob, os_ = np.lexsort((batch["x"], batch["time"])), np.lexsort((stream["x"], stream["time"]))
     for k in ALARM_FIELDS:
         np.testing.assert_array_equal(stream[k][os_], batch[k][ob], err_msg=k)
@@ -225,12 +230,7 @@ def _other_path(kind):
 def test_cart_streaming_equals_batch_for_any_chunking(cart, cuts, path):
     x, y, t, s = cart if path == "cart" else _other_path(path)
     kw = dict(MATCHED_PARAMS, threshold=4.0, threshold_lo=2.5)
-    batch = detect_emi(s, x, y, t, **kw)
-    det = EMIDetector(**kw)
-    edges = sorted({0, s.size, *(c % (s.size + 1) for c in cuts)})
-    parts = [det.process(s[a:b], x[a:b], y[a:b], t[a:b])
-             for a, b in zip(edges[:-1], edges[1:], strict=True)]
-    stream = concat_alarms([*parts, det.finish()])
+    batch, stream = _batch_and_stream(s, x, y, t, cuts, **kw)
     assert stream["x"].size == batch["x"].size == 3
     for k in ALARM_FIELDS:
         np.testing.assert_array_equal(stream[k], batch[k], err_msg=k)
