@@ -666,8 +666,9 @@ class EMIDetector:
         """Drop pass starts no later event can need (the six before ``t_now``
         and later ones are kept: events still to end end after it)."""
         for seq, when in ((self._pass_starts, lambda v: v), (self._spacings, lambda v: v[0])):
-            k = sum(1 for v in seq if when(v) <= t_now)
-            del seq[:max(0, k - 7)]
+            if len(seq) > 16:  # (pruned now and then: most calls add nothing)
+                k = sum(1 for v in seq if when(v) <= t_now)
+                del seq[:max(0, k - 7)]
 
     def _release_due(self, due: float) -> float:
         """When a cluster due at ``due`` is released: not before the spacing of
