@@ -63,6 +63,9 @@ VARIANTS = {
     "gates8": lambda sc: _emi(sc, gate_times=tuple(np.geomspace(20e-6, 500e-6, 8))),
     "high": lambda sc: _sweep(sc, height=0.1, height_variation=0.02),
     "fast": lambda sc: _sweep(sc, speed=1.2, advance=0.06),
+    # a slow, careful sweep (each swing about 3 s: longer than the 5 s
+    # release over two swings)
+    "slow": lambda sc: _sweep(sc, speed=0.3, advance=0.03),
     # a cart: straight lines along the lane, 0.1 m apart, alternate directions
     # (each object is passed again only after a whole line, not a swing later)
     "lines": lambda sc: _sweep(sc, pattern="lines", line_spacing=0.1),
