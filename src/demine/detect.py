@@ -44,6 +44,7 @@ from numpy.typing import ArrayLike
 from . import _detect
 from ._params import check_number
 from .errors import ConfigError
+from .positions import PassTracker
 from .process import rate_factor, scale_count
 
 __all__ = ["ALARM_FIELDS", "MATCHED_PARAMS", "EMIDetector", "detect_emi", "detector_defaults"]
@@ -381,19 +382,7 @@ class EMIDetector:
         self._clusters: list[_Cluster] = []
         self._done: list[dict[str, Any]] = []
         self.last_threshold = np.zeros(0)
-        # the path's passes: frames seen, anchor and direction of travel, the
-        # start of the current pass, and (time, start) of the last passes begun
-        self._frames = 0
-        self._anchor = (math.nan, math.nan)
-        self._heading = (math.nan, math.nan)
-        self._pass_starts: list[float] = []
-        # the middle of the current pass (sums of x, y and count) and of the
-        # last one, and (time, spacing) of the passes completed
-        self._pass_sum = (0.0, 0.0, 0)
-        self._pass_first = (math.nan, math.nan)
-        self._last_middle = (math.nan, math.nan)
-        self._spacings: list[tuple[float, float]] = []
-        self._first_spacing = math.inf  # when the first spacing was known (s)
+        self._passes = PassTracker(self.turn_step)  # the sensor's passes
 
     def configure(self, context: Mapping[str, Any]) -> None:
         """Take ``sample_rate`` (frames/s) from a stream context."""
@@ -598,78 +587,6 @@ class EMIDetector:
         return [self._alarm(m) for m in modes if self._enough_passes(m, due)]
 
     # ----------------------------------------------------------------- passes
-    #: How often the path is looked at for turns (s): about 1 cm of travel at
-    #: 0.7 m/s, far below a pass.
-    _TRACK_PERIOD = 0.016
-
-    def _track_passes(self, x: np.ndarray, y: np.ndarray, t: np.ndarray) -> None:
-        """Note where the path turns back: the start of each pass.
-
-        A frame every ``_TRACK_PERIOD`` seconds (counted in frames from the
-        stream's first, so the result does not depend on the chunking) is
-        compared with the anchor, the position where the last direction was
-        taken; once it is ``turn_step`` away, that displacement is the new
-        direction, and a direction against the current pass's (cosine below
-        -0.5) starts a new pass.  A turn across the path (a cart stepping to
-        its next line) is not a pass of its own.
-        """
-        n = x.shape[0]
-        stride = max(1, int(self._TRACK_PERIOD * self.sample_rate))
-        first = (-self._frames) % stride
-        self._frames += n
-        if (self.release_passes <= 0 and self.max_pass_spacing <= 0) or first >= n:
-            return
-        sel = slice(first, n, stride)
-        ax, ay = self._anchor
-        hx, hy = self._heading
-        sx, sy, sn = self._pass_sum
-        fx, fy = self._pass_first
-        mx, my = self._last_middle
-        starts = self._pass_starts
-        step2 = self.turn_step ** 2
-        for px, py, pt in zip(x[sel].tolist(), y[sel].tolist(), t[sel].tolist(), strict=True):
-            if not (math.isfinite(px) and math.isfinite(py)):
-                continue
-            if not math.isfinite(ax):
-                ax, ay = px, py
-                continue
-            ex, ey = px - ax, py - ay
-            d2 = ex * ex + ey * ey
-            if d2 >= step2:
-                d = math.sqrt(d2)
-                ex, ey = ex / d, ey / d
-                ax, ay = px, py
-                if not math.isfinite(hx) or ex * hx + ey * hy < -0.5:
-                    if sn and math.isfinite(hx):
-                        # the pass that ends: its middle, and how far across
-                        # its direction (from its first point to here) it
-                        # lies from the last one's
-                        cx, cy = sx / sn, sy / sn
-                        ux, uy = px - fx, py - fy
-                        u = math.hypot(ux, uy)
-                        if math.isfinite(mx) and u > 0:
-                            self._spacings.append(
-                                (pt, abs((cx - mx) * uy - (cy - my) * ux) / u))
-                            self._first_spacing = min(self._first_spacing, pt)
-                        mx, my = cx, cy
-                    sx, sy, sn = 0.0, 0.0, 0
-                    fx, fy = px, py
-                    hx, hy = ex, ey
-                    starts.append(pt)
-            if math.isfinite(hx):
-                sx, sy, sn = sx + px, sy + py, sn + 1
-        self._anchor, self._heading = (ax, ay), (hx, hy)
-        self._pass_sum, self._last_middle = (sx, sy, sn), (mx, my)
-        self._pass_first = (fx, fy)
-
-    def _forget_passes(self, t_now: float) -> None:
-        """Drop pass starts no later event can need (the six before ``t_now``
-        and later ones are kept: events still to end end after it)."""
-        for seq, when in ((self._pass_starts, lambda v: v), (self._spacings, lambda v: v[0])):
-            if len(seq) > 16:  # (pruned now and then: most calls add nothing)
-                k = sum(1 for v in seq if when(v) <= t_now)
-                del seq[:max(0, k - 7)]
-
     def _release_due(self, due: float) -> float:
         """When a cluster due at ``due`` is released: not before the spacing of
         the passes is known (the end of the second pass; a cart's first line
@@ -678,24 +595,14 @@ class EMIDetector:
         the path is tracked up to the last frame before events are handled."""
         if self.max_pass_spacing <= 0 or self.min_passes <= 1:
             return due
-        return min(max(due, self._first_spacing), due + self.max_release_time)
-
-    def _spacing(self, t: float) -> float:
-        """Median spacing (m) of the last five passes completed by ``t`` (NaN: none yet)."""
-        got = [d for when, d in self._spacings if when <= t][-5:]
-        return float(np.median(got)) if got else math.nan
+        return min(max(due, self._passes.first_spacing), due + self.max_release_time)
 
     def _wait(self, t: float) -> float:
         """How long (s) a cluster whose last peak came at ``t`` waits for the next pass."""
         wait = self.release_time
         if self.release_passes <= 0:
             return wait
-        starts = [s for s in self._pass_starts if s <= t]
-        if not starts:
-            return wait
-        durations = [b - a for a, b in zip(starts[:-1], starts[1:], strict=True)][-5:]
-        typical = float(np.median(durations)) if durations else 0.0
-        longest = max(typical, t - starts[-1])
+        longest = self._passes.duration(t)
         return max(wait, min(self.max_release_time, self.release_passes * longest))
 
     def _enough_passes(self, peaks: list[_Peak], due: float) -> bool:
@@ -713,7 +620,7 @@ class EMIDetector:
         top = max(p.s for p in peaks)
         if 0 < self.strong_score <= top:
             return True
-        if self.max_pass_spacing > 0 and not self._spacing(due) <= self.max_pass_spacing:
+        if self.max_pass_spacing > 0 and not self._passes.spacing(due) <= self.max_pass_spacing:
             # passes too far apart to see it twice, or not yet two passes
             # (one line, no positions): it can only be seen once
             return True
@@ -784,7 +691,8 @@ class EMIDetector:
         """
         s, xa, ya, tsec, tns = self._inputs(stat, x, y, time, polarity)
         n = s.shape[0]
-        self._track_passes(xa, ya, tsec)
+        if self.release_passes > 0 or self.max_pass_spacing > 0:
+            self._passes.track(xa, ya, tsec, self.sample_rate)
         thr = np.empty(n)
         seg_f = np.empty((n + 1, _detect.NSF))
         seg_i = np.empty((n + 1, _detect.NSI), dtype=np.int64)
@@ -806,7 +714,7 @@ class EMIDetector:
             self._release(t_now)
             # (an event in its hold period may still end a little before the
             # last frame: keep the passes of the last seconds as well)
-            self._forget_passes(t_now - self.hold / self.sample_rate - 1.0)
+            self._passes.forget(t_now - self.hold / self.sample_rate - 1.0)
         return self._collect()
 
     def finish(self) -> dict[str, np.ndarray]:

@@ -15,6 +15,7 @@ round trip returns the input to float rounding.
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass
 
@@ -178,3 +179,125 @@ class PreparedTrack:
             exact[after] = ts[idx[after] - 1] == t_dst[after]
             out[gap & ~exact] = np.nan
         return out
+
+
+class PassTracker:
+    """The passes of a sensor's path: where it turns back, how long passes
+    last and how far apart they lie, from the positions alone (streaming).
+
+    A side-to-side sweep passes over the ground in swings a second or two long
+    and a few centimetres apart; a cart in lines along the lane, each a whole
+    line long and a line spacing apart; a single line is one pass.  Detectors
+    use this to wait for the next pass over an object for as long as passes
+    take, and to know whether an object could have been seen on more than one.
+
+    A frame every ``period`` seconds (counted in frames from the stream's
+    first, so the result does not depend on the chunking) is compared with the
+    anchor, the position where the last direction was taken; once it is
+    ``turn_step`` away, that displacement is the new direction, and a
+    direction against the current pass's (cosine below -0.5) starts a new
+    pass.  A turn across the path (a cart stepping to its next line) is not a
+    pass of its own.  When a pass ends, its spacing is the distance across its
+    direction (from its first point to its last) between its middle (mean
+    position) and the previous pass's.
+
+    Parameters
+    ----------
+    turn_step : float
+        Travel (m) over which the direction is taken.
+    period : float
+        Seconds between the frames looked at.
+    """
+
+    def __init__(self, turn_step: float = 0.05, period: float = 0.016) -> None:
+        self.turn_step = float(turn_step)
+        self.period = float(period)
+        self._frames = 0
+        self._anchor = (math.nan, math.nan)
+        self._heading = (math.nan, math.nan)
+        self._sum = (0.0, 0.0, 0)  # of the current pass's positions
+        self._first = (math.nan, math.nan)  # its first position
+        self._middle = (math.nan, math.nan)  # the last pass's middle
+        #: Start times (s) of the passes, oldest first (see :meth:`forget`).
+        self.starts: list[float] = []
+        #: (time the pass ended, its spacing in m), oldest first.
+        self.spacings: list[tuple[float, float]] = []
+        #: When the first spacing was known (s; inf: not yet).
+        self.first_spacing = math.inf
+
+    def track(self, x: np.ndarray, y: np.ndarray, t: np.ndarray, rate: float) -> None:
+        """Follow the path over the next frames (positions in m, times in s,
+        ``rate`` frames per second); frames without a position are skipped."""
+        n = x.shape[0]
+        stride = max(1, int(self.period * rate))
+        first = (-self._frames) % stride
+        self._frames += n
+        if first >= n:
+            return
+        sel = slice(first, n, stride)
+        ax, ay = self._anchor
+        hx, hy = self._heading
+        sx, sy, sn = self._sum
+        fx, fy = self._first
+        mx, my = self._middle
+        starts = self.starts
+        step2 = self.turn_step ** 2
+        for px, py, pt in zip(x[sel].tolist(), y[sel].tolist(), t[sel].tolist(), strict=True):
+            if not (math.isfinite(px) and math.isfinite(py)):
+                continue
+            if not math.isfinite(ax):
+                ax, ay = px, py
+                continue
+            ex, ey = px - ax, py - ay
+            d2 = ex * ex + ey * ey
+            if d2 >= step2:
+                d = math.sqrt(d2)
+                ex, ey = ex / d, ey / d
+                ax, ay = px, py
+                if not math.isfinite(hx) or ex * hx + ey * hy < -0.5:
+                    if sn and math.isfinite(hx):
+                        cx, cy = sx / sn, sy / sn
+                        ux, uy = px - fx, py - fy
+                        u = math.hypot(ux, uy)
+                        if math.isfinite(mx) and u > 0:
+                            self.spacings.append(
+                                (pt, abs((cx - mx) * uy - (cy - my) * ux) / u))
+                            self.first_spacing = min(self.first_spacing, pt)
+                        mx, my = cx, cy
+                    sx, sy, sn = 0.0, 0.0, 0
+                    fx, fy = px, py
+                    hx, hy = ex, ey
+                    starts.append(pt)
+            if math.isfinite(hx):
+                sx, sy, sn = sx + px, sy + py, sn + 1
+        self._anchor, self._heading = (ax, ay), (hx, hy)
+        self._sum, self._middle, self._first = (sx, sy, sn), (mx, my), (fx, fy)
+
+    def forget(self, t: float, keep: int = 7) -> None:
+        """Drop all but the last ``keep`` passes started and spacings known by
+        ``t`` (later ones are kept), when the lists have grown."""
+        for seq, when in ((self.starts, lambda v: v), (self.spacings, lambda v: v[0])):
+            if len(seq) > 2 * keep + 2:  # (now and then: most calls add nothing)
+                k = sum(1 for v in seq if when(v) <= t)
+                del seq[:max(0, k - keep)]
+
+    def duration(self, t: float) -> float:
+        """How long passes last (s) as known at ``t``: the median of the last
+        five completed, or the current one's so far when longer (0: no pass
+        yet)."""
+        starts = [s for s in self.starts if s <= t]
+        if not starts:
+            return 0.0
+        durations = [b - a for a, b in zip(starts[:-1], starts[1:], strict=True)][-5:]
+        typical = float(np.median(durations)) if durations else 0.0
+        return max(typical, t - starts[-1])
+
+    def spacing(self, t: float) -> float:
+        """Median spacing (m) of the last five passes completed by ``t`` (NaN: none yet)."""
+        got = [d for when, d in self.spacings if when <= t][-5:]
+        return float(np.median(got)) if got else math.nan
+
+    def index(self, t: float) -> int:
+        """Which pass (0, 1, ... since tracking began, -1 before the first) was
+        going on at ``t``; needs every start kept (no :meth:`forget`)."""
+        return bisect.bisect_right(self.starts, t) - 1
