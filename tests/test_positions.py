@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from demine.errors import ConfigError
-from demine.positions import LocalFrame, PreparedTrack, interpolate_positions
+from demine.positions import LocalFrame, PassTracker, PreparedTrack, interpolate_positions
 
 
 @settings(max_examples=50, deadline=None)
@@ -93,3 +93,63 @@ def test_prepared_track_shapes_are_checked():
         PreparedTrack(np.arange(3), np.arange(3.0))
     with pytest.raises(ValueError, match="3 positions for 2 times"):
         PreparedTrack(np.arange(2), np.zeros((3, 2)))
+
+
+def _swings(seconds, *, width=1.0, speed=0.7, advance=0.04, rate=1000.0):
+    t = np.arange(int(seconds * rate)) / rate
+    swing = width / speed
+    phase = (t / swing) % 2.0
+    x = np.where(phase < 1, phase, 2 - phase) * width
+    y = np.floor(t / swing) * advance + (t % swing) / swing * advance
+    return x, y, t
+
+
+def _cart(n_lines=5, *, length=5.0, spacing=0.2, speed=0.5, turn=1.0, rate=1000.0):
+    xs, ys = [], []
+    for k in range(n_lines):
+        s = np.arange(int(length / speed * rate)) / rate * speed
+        xs += [np.full(s.size, k * spacing), k * spacing + np.arange(int(turn * rate))
+               / (turn * rate) * spacing]
+        ys += [s if k % 2 == 0 else length - s, np.full(int(turn * rate), s[-1] if k % 2 == 0
+                                                         else length - s[-1])]
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    return x, y, np.arange(x.size) / rate
+
+
+@pytest.mark.parametrize("path", ["sweep", "cart"])
+def test_pass_tracker_measures_passes(path):
+    """Durations and spacings of the passes, from the positions alone: a swing
+    (1 m at 0.7 m/s, 4 cm apart) and a cart's lines (5 m at 0.5 m/s with a 1 s
+    step across, 0.2 m apart)."""
+    if path == "sweep":
+        x, y, t = _swings(30.0)
+        want_duration, want_spacing, tol = 1.0 / 0.7, 0.04, 0.01
+    else:
+        x, y, t = _cart()
+        want_duration, want_spacing, tol = 5.0 / 0.5 + 1.0, 0.2, 0.03
+    tr = PassTracker()
+    tr.track(x, y, t, 1000.0)
+    end = float(t[-1])
+    assert tr.duration(end) == pytest.approx(want_duration, rel=0.03)
+    assert tr.spacing(end) == pytest.approx(want_spacing, abs=tol)
+    assert tr.first_spacing < end
+    # nothing known before the sensor has turned twice
+    assert math.isnan(tr.spacing(tr.starts[1] - 1e-6))
+    # standing still, or no positions: no pass at all
+    still = PassTracker()
+    still.track(np.full(5000, 0.3), np.full(5000, 0.2), t[:5000], 1000.0)
+    still.track(np.full(5000, np.nan), np.full(5000, np.nan), t[5000:10000], 1000.0)
+    assert still.starts == [] and math.isnan(still.spacing(end)) and still.duration(end) == 0.0
+
+
+@settings(max_examples=20, deadline=None)
+@given(cuts=st.lists(st.integers(0, 30_000), max_size=6))
+def test_pass_tracker_does_not_depend_on_the_chunking(cuts):
+    x, y, t = _swings(30.0)
+    whole = PassTracker()
+    whole.track(x, y, t, 1000.0)
+    parts = PassTracker()
+    edges = sorted({0, x.size, *(c % (x.size + 1) for c in cuts)})
+    for a, b in zip(edges[:-1], edges[1:], strict=True):
+        parts.track(x[a:b], y[a:b], t[a:b], 1000.0)
+    assert parts.starts == whole.starts and parts.spacings == whole.spacings

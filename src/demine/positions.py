@@ -15,7 +15,6 @@ round trip returns the input to float rounding.
 
 from __future__ import annotations
 
-import bisect
 import math
 from dataclasses import dataclass
 
@@ -296,8 +295,3 @@ class PassTracker:
         """Median spacing (m) of the last five passes completed by ``t`` (NaN: none yet)."""
         got = [d for when, d in self.spacings if when <= t][-5:]
         return float(np.median(got)) if got else math.nan
-
-    def index(self, t: float) -> int:
-        """Which pass (0, 1, ... since tracking began, -1 before the first) was
-        going on at ``t``; needs every start kept (no :meth:`forget`)."""
-        return bisect.bisect_right(self.starts, t) - 1
