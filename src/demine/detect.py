@@ -20,7 +20,10 @@ positions into alarms a deminer can act on, in three steps:
    the same object many times, each pass giving one event peaking at the pass's
    closest approach.  An event whose peak lies within ``merge_radius`` of a peak
    of an open cluster joins it; a cluster that has received no event for
-   ``release_time`` seconds is closed and becomes one alarm, located at the
+   ``release_time`` seconds, or ``release_passes`` times the duration of the
+   sensor's passes when that is longer (a cart's next line comes back only a
+   whole line later; :class:`demine.positions.PassTracker` measures the passes
+   on the path), is closed and becomes one alarm, located at the
    squared-statistic-weighted centroid of the peaks of its passes that reach
    half its strongest peak, with the strongest peak as score.
 
@@ -197,8 +200,6 @@ class _Peak:
 
 @dataclass
 class _Cluster:
-    first_t: float
-    last_t: float
     peaks: list[_Peak] = field(default_factory=list)
     due: float = math.inf  # released once an event starts after this (s)
 
@@ -488,7 +489,7 @@ class EMIDetector:
 
     def _add_peak(self, peak: _Peak, t_end: float) -> None:
         if not (math.isfinite(peak.x) and math.isfinite(peak.y)):
-            self._done.extend(self._alarms(_Cluster(t_end, t_end, [peak]), t_end))
+            self._done.extend(self._alarms(_Cluster([peak]), t_end))
             return
         best, best_d = None, math.inf
         for c in self._clusters:
@@ -499,10 +500,9 @@ class EMIDetector:
         due = t_end + self._wait(t_end)
         if best is not None and best_d <= self.merge_radius:
             best.peaks.append(peak)
-            best.last_t = max(best.last_t, t_end)
             best.due = max(best.due, due)
         else:
-            best = _Cluster(t_end, t_end, [peak], due)
+            best = _Cluster([peak], due)
             self._clusters.append(best)
         self._dominance(best)
 
@@ -527,8 +527,6 @@ class EMIDetector:
                 else:
                     continue
                 strong.peaks.extend(weak.peaks)
-                strong.first_t = min(strong.first_t, weak.first_t)
-                strong.last_t = max(strong.last_t, weak.last_t)
                 strong.due = max(strong.due, weak.due)
                 self._clusters.remove(weak)
                 c = strong
@@ -635,7 +633,7 @@ class EMIDetector:
 
     @staticmethod
     def _alarm(peaks: list[_Peak]) -> dict[str, Any]:
-        c = _Cluster(0.0, 0.0, peaks)
+        c = _Cluster(peaks)
         s = np.array([p.s for p in c.peaks])
         x = np.array([p.x for p in c.peaks])
         y = np.array([p.y for p in c.peaks])
