@@ -17,11 +17,14 @@ Configuration (TOML, all optional)::
     [gpr]
     chain = "gpr_default"
     [gpr.detector]                 # demine.hyperbola.GPRDetector parameters
+    [gpr.detector.merge]           # SpatialMerger: per-pass alarms -> one per object
+    release_passes = 0             # e.g. one alarm per line of a cart (merge = false: none)
 """
 
 from __future__ import annotations
 
 import csv
+import math
 import tomllib
 import warnings
 from collections.abc import Mapping, Sequence
@@ -31,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError, RecordingError
+from .positions import PassTracker
 from .process import Chain, _stream_context, load_chain
 
 __all__ = [
@@ -128,30 +132,87 @@ class SpatialMerger:
     score, with the strongest member's score, depth and velocity, and
     ``n_passes`` members.
 
+    Where the sensor's passes last longer than ``release_time`` (a cart's
+    lines, a single line), the next pass cannot come back in time, and each
+    line would give an alarm of its own over one object: there a cluster waits
+    ``release_passes`` times the duration of the passes (at most
+    ``max_release_time``), as the EMI detector does.  The passes are measured
+    on the path fed to :meth:`track` (:class:`demine.positions.PassTracker`);
+    a hand-held sweep's swings (a second or two) keep ``release_time``.
+
     Stream time closes clusters only ``latency`` seconds late: a detector
     reports an alarm after its look-ahead, with the (earlier) time of its
     apex, and no alarm may arrive for a cluster already closed.  As long as
     the detector's latency stays below ``latency``, the output depends only on
     the alarms and stream times fed, not on how they were chunked, so live
-    equals batch.
+    equals batch.  The path must be tracked at least up to the time of each
+    alarm fed (a detector's alarms lag its input).
     """
 
     def __init__(self, radius: float = 0.2, release_time: float = 3.0,
                  latency: float = 5.0, link_radius: float = 0.0, split: float = 2.0,
-                 min_members: int = 2) -> None:
+                 min_members: int = 2, release_passes: float = 2.5,
+                 max_release_time: float = 120.0, turn_step: float = 0.05) -> None:
         if not radius > 0 or not release_time > 0 or not latency >= 0:
             raise ConfigError("[gpr.detector.merge]: radius and release_time must be "
                               "positive, latency non-negative")
         if not link_radius >= 0 or not split >= 1 or not int(min_members) >= 1:
             raise ConfigError("[gpr.detector.merge]: link_radius must be >= 0, split >= 1 "
                               "and min_members >= 1")
+        if not release_passes >= 0 or not max_release_time >= release_time \
+                or not turn_step > 0:
+            raise ConfigError("[gpr.detector.merge]: release_passes must be >= 0, "
+                              "max_release_time >= release_time and turn_step > 0")
         self.radius = float(radius)
         self.release_ns = int(release_time * 1e9)
         self.latency_ns = int(latency * 1e9)
         self.link_radius = float(link_radius)
         self.split = float(split)
         self.min_members = int(min_members)
+        self.release_passes = float(release_passes)
+        self.max_release_ns = int(max_release_time * 1e9)
+        self._passes = PassTracker(float(turn_step))
         self._open: list[dict[str, Any]] = []
+
+    def track(self, x: np.ndarray, y: np.ndarray, time: np.ndarray, rate: float) -> None:
+        """Follow the sensor's path (every frame in order: positions in m, int64
+        UTC ns, ``rate`` frames per second) to measure how long passes last."""
+        if self.release_passes > 0:
+            self._passes.track(x, y, np.asarray(time, dtype=np.float64) * 1e-9, rate)
+
+    def _wait(self, duration: float) -> int:
+        """Wait (ns) after a cluster's last alarm when passes last ``duration`` s."""
+        longest = int(duration * 1e9)
+        if longest <= self.release_ns:
+            return self.release_ns
+        return max(self.release_ns, min(self.max_release_ns, int(self.release_passes * longest)))
+
+    def _due(self, t: int) -> int | None:
+        """Stream time (ns) after which a cluster whose last alarm came at ``t``
+        is closed; None while the path's first pass, which ``t`` falls in, is
+        not over (how long passes last is not known yet)."""
+        if self.release_passes <= 0:
+            return t + self.release_ns
+        p = self._passes
+        ts = t * 1e-9
+        if ts >= p.first_end:
+            return t + self._wait(p.duration(ts))
+        if math.isfinite(p.first_end):
+            # an alarm of the first pass waits by that pass's duration (counted
+            # from the alarm when it came before the pass had a direction)
+            return t + self._wait(p.first_end - min(p.first_start, ts))
+        return None
+
+    def _closed(self, c: dict[str, Any], now: int) -> bool:
+        """Whether cluster ``c`` is closed by stream time ``now`` (ns)."""
+        if c["due"] is None:
+            c["due"] = self._due(c["last"])
+            if c["due"] is None:
+                # the first pass is still going on at ``now`` (the path is
+                # tracked beyond it), so it lasts longer than since the
+                # alarm: only the longest wait can have passed
+                return now - c["last"] > self.max_release_ns
+        return now > c["due"]
 
     @staticmethod
     def _one(m: list[dict[str, Any]]) -> dict[str, Any]:
@@ -197,7 +258,7 @@ class SpatialMerger:
             # close what this alarm's time has already released
             still = []
             for c in self._open:
-                (closed if t - c["last"] > self.release_ns else still).append(c)
+                (closed if self._closed(c, t) else still).append(c)
             self._open = still
             best, dist = None, self.radius
             for c in self._open:
@@ -206,20 +267,22 @@ class SpatialMerger:
                     best, dist = c, d
             if best is None:
                 self._open.append({"members": [a], "cx": a["x"], "cy": a["y"], "last": t,
-                                   "wsum": max(a["score"], 1e-12)})
+                                   "due": self._due(t), "wsum": max(a["score"], 1e-12)})
             else:
                 best["members"].append(a)
                 w = max(a["score"], 1e-12)
                 best["cx"] = (best["cx"] * best["wsum"] + a["x"] * w) / (best["wsum"] + w)
                 best["cy"] = (best["cy"] * best["wsum"] + a["y"] * w) / (best["wsum"] + w)
                 best["wsum"] += w
-                best["last"] = max(best["last"], t)
+                if t > best["last"]:
+                    best["last"], best["due"] = t, self._due(t)
         if now_ns is not None:
             still = []
             for c in self._open:
-                late = now_ns - self.latency_ns - c["last"] > self.release_ns
-                (closed if late else still).append(c)
+                (closed if self._closed(c, now_ns - self.latency_ns) else still).append(c)
             self._open = still
+            # no alarm fed later is older than now - latency
+            self._passes.forget((now_ns - self.latency_ns) * 1e-9 - 1.0)
         return [a for c in closed for a in self._close(c)]
 
     def finish(self) -> list[dict]:
@@ -278,8 +341,13 @@ class StreamDetector:
         # line alarms are merged here.
         self.merger = None
         if kind == "gpr" and merge is not False:
-            self.merger = SpatialMerger(**(merge or {}))
+            try:
+                self.merger = SpatialMerger(**(merge or {}))
+            except TypeError as exc:
+                raise ConfigError(f"[gpr.detector.merge]: {exc}") from exc
         self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        # frames per second for the merger's path tracking (every frame when unknown)
+        self._rate = float(context.get("sample_rate") or 0.0) or 1.0 / 0.016
         self._last_time: int | None = None
         self._empty: dict[tuple, dict[str, np.ndarray]] = {}
 
@@ -327,9 +395,13 @@ class StreamDetector:
                 time: np.ndarray) -> dict[str, np.ndarray]:
         """Feed frames; return the alarms completed so far (columns :data:`ALARM_COLUMNS`)."""
         n = samples.shape[0]
-        self._pending.append((np.asarray(x, dtype=np.float64).reshape(n),
-                              np.asarray(y, dtype=np.float64).reshape(n),
-                              np.asarray(time, dtype=np.int64).reshape(n)))
+        frames = (np.asarray(x, dtype=np.float64).reshape(n),
+                  np.asarray(y, dtype=np.float64).reshape(n),
+                  np.asarray(time, dtype=np.int64).reshape(n))
+        self._pending.append(frames)
+        if self.merger is not None:
+            # the path ahead of the alarms (which lag the frames)
+            self.merger.track(*frames, self._rate)
         out = self._run.process(samples)
         alarms = self._detect(out)
         if self.merger is not None:

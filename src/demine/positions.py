@@ -223,6 +223,10 @@ class PassTracker:
         self.spacings: list[tuple[float, float]] = []
         #: When the first spacing was known (s; inf: not yet).
         self.first_spacing = math.inf
+        #: When the first pass started and ended (s; inf: not yet); kept by
+        #: :meth:`forget`.
+        self.first_start = math.inf
+        self.first_end = math.inf
 
     def track(self, x: np.ndarray, y: np.ndarray, t: np.ndarray, rate: float) -> None:
         """Follow the path over the next frames (positions in m, times in s,
@@ -267,6 +271,10 @@ class PassTracker:
                     fx, fy = px, py
                     hx, hy = ex, ey
                     starts.append(pt)
+                    if not math.isfinite(self.first_start):
+                        self.first_start = pt
+                    elif not math.isfinite(self.first_end):
+                        self.first_end = pt
             if math.isfinite(hx):
                 sx, sy, sn = sx + px, sy + py, sn + 1
         self._anchor, self._heading = (ax, ay), (hx, hy)
