@@ -231,3 +231,32 @@ def test_minimal_v3_ascan_written_here(tmp_path):
     assert rd.header["antenna_offset_m"] == pytest.approx(0.03)
     assert rd.frequency_hz == 1e9
     assert rd.time_zero_sample * rd.sample_interval_s == pytest.approx(1e-9)  # chi = 1/f
+
+
+def test_import_with_truth_then_evaluate(tmp_path, capsys):
+    """An FDTD line imported with its truth table can be scored by ``demine
+    evaluate`` against any alarms (here an alarms CSV); a bad truth table is
+    refused before anything is written."""
+    truth = tmp_path / "truth.csv"
+    truth.write_text("id,type,is_mine,x,y,depth\nC1,pec-cylinder,1,0.12,0.0,0.08\n")
+    out = tmp_path / "cyl.h5"
+    assert main(["import", str(CYL), "--out", str(out), "--truth", str(truth)]) == 0
+    assert "truth: 1 targets" in capsys.readouterr().out
+    with Recording(out) as rec:
+        t = rec.truth
+        assert t["id"].tolist() == ["C1"] and t["x"].tolist() == [0.12]
+    hit = tmp_path / "hit.csv"
+    hit.write_text("x,y,score\n0.124,0.0,27.2\n")
+    assert main(["evaluate", str(out), "--alarms", str(hit), "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["n_targets"] == 1 and r["pd"] == 1.0 and r["n_alarms"] == 1
+    miss = tmp_path / "miss.csv"
+    miss.write_text("x,y,score\n0.45,0.0,5.0\n")  # outside the line's 0.12 m: not searched
+    assert main(["evaluate", str(out), "--alarms", str(miss), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["pd"] == 0.0
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name,x,y\nC1,0.12,0\n")
+    assert main(["import", str(CYL), "--out", str(tmp_path / "no.h5"), "--truth",
+                 str(bad)]) == 2
+    assert "no 'id' column" in capsys.readouterr().err
+    assert not (tmp_path / "no.h5").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,13 +27,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace RECORDING if it exists")
     p.add_argument("--allow-partial", action="store_true",
                    help="keep the whole traces of a truncated file instead of failing")
+    p.add_argument("--truth", type=Path, metavar="CSV",
+                   help="ground truth to store with it, in the file's position frame (columns "
+                   "id,type,is_mine,x,y,depth,metal_mass,notes; a profile without GPS has x "
+                   "along the line and y = 0), for demine evaluate")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..io.convert import import_file
+    from .record import read_truth_csv
 
+    # read the truth first: a bad table fails before anything is written
+    truth = read_truth_csv(args.truth) if args.truth else None
     summary = import_file(
         args.file,
         args.out,
@@ -43,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
         notes=args.notes,
         overwrite=args.overwrite,
         allow_partial=args.allow_partial,
+        truth=truth,
     )
     if args.json:
         print(json.dumps(summary))
@@ -56,4 +65,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {name}: {st['rows']} rows")
     if summary.get("markers"):
         print(f"  markers: {summary['markers']}")
+    if summary.get("truth"):
+        print(f"  truth: {summary['truth']} targets")
     return 0

@@ -117,12 +117,17 @@ def import_file(
     notes: str = "",
     overwrite: bool = False,
     allow_partial: bool = False,
+    truth: Any = None,
 ) -> dict[str, Any]:
     """Write a vendor radar file (all channels, GPS, marks) into a new recording.
 
     The radar stream keeps the raw samples (GSSI's unsigned samples become the
     same values minus the mid-scale offset in int16, exactly) and the vendor
-    header as JSON in the ``vendor_header`` attribute.
+    header as JSON in the ``vendor_header`` attribute.  ``truth`` (rows as
+    :meth:`demine.recording.RecordingWriter.add_truth` takes them: id, type,
+    is_mine, x, y, depth, ...) is stored in the truth table, so that
+    ``demine evaluate`` can score alarms on the file; positions of a profile
+    without GPS are along the line (x from the file, y = 0).
 
     Returns
     -------
@@ -178,6 +183,8 @@ def import_file(
         if first.gps is not None and first.gps["trace"].size:
             gps_stream = w.add_stream("gps", "gps", device=f"{first.vendor} GPS sidecar",
                                       driver=f"demine.io.{first.vendor}")
+        if truth is not None:  # (after the streams: writing starts SWMR)
+            summary["truth"] = w.add_truth(truth)
         for rd, s, samples, times, time_src in plans:
             x = rd.trace_position_m if rd.trace_position_m is not None else None
             step = 4096
