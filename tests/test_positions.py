@@ -135,11 +135,19 @@ def test_pass_tracker_measures_passes(path):
     assert tr.first_spacing < end
     # nothing known before the sensor has turned twice
     assert math.isnan(tr.spacing(tr.starts[1] - 1e-6))
+    # the first pass (from where its direction was first taken) is remembered
+    # after the lists are trimmed
+    first = (tr.starts[0], tr.starts[1])
+    assert (tr.first_start, tr.first_end) == first
+    assert first[1] - first[0] == pytest.approx(want_duration, rel=0.08)
+    tr.forget(end, keep=1)
+    assert len(tr.starts) < 5 and (tr.first_start, tr.first_end) == first
     # standing still, or no positions: no pass at all
     still = PassTracker()
     still.track(np.full(5000, 0.3), np.full(5000, 0.2), t[:5000], 1000.0)
     still.track(np.full(5000, np.nan), np.full(5000, np.nan), t[5000:10000], 1000.0)
     assert still.starts == [] and math.isnan(still.spacing(end)) and still.duration(end) == 0.0
+    assert still.first_start == still.first_end == math.inf
 
 
 @settings(max_examples=20, deadline=None)
@@ -153,3 +161,4 @@ def test_pass_tracker_does_not_depend_on_the_chunking(cuts):
     for a, b in zip(edges[:-1], edges[1:], strict=True):
         parts.track(x[a:b], y[a:b], t[a:b], 1000.0)
     assert parts.starts == whole.starts and parts.spacings == whole.spacings
+    assert (parts.first_start, parts.first_end) == (whole.first_start, whole.first_end)
