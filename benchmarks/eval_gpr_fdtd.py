@@ -6,6 +6,7 @@
     python benchmarks/eval_gpr_fdtd.py --cache /tmp/gpr-fdtd --shipped   # shared/data B-scan
     python benchmarks/eval_gpr_fdtd.py --3d --cache /tmp/gpr-fdtd3d -v    # the 3-D models
     python benchmarks/eval_gpr_fdtd.py --3d --cache /tmp/gpr-fdtd3d --cached-only  # no gprMax
+    python benchmarks/eval_gpr_fdtd.py --3d --cache /tmp/gpr-fdtd3d --cached-only --pad 1
 
 demine's radar simulator sums wavelets along rays (plus Born-like terms); the
 detector was developed on it.  Here the same detector meets traces computed by
@@ -58,7 +59,10 @@ shape, which the 2-D prisms overstate):
   a PEC disc of the same size at 5 cm, a rock (eps_r 8 sphere, 5 cm across,
   top 6 cm deep), empty lines; ``-side``: the line passes 3.6 cm beside the
   5 cm plastic disc's centre, as a cart's neighbouring line would;
-* decimated by 5 (28.9 ps); everything else as for 2-D.
+* decimated by 5 (28.9 ps); everything else as for 2-D.  ``--pad N``
+  (diagnosis of the line's length) puts N copies of the empty line's traces
+  on each side of the other homogeneous eps_r 6 lines, whose false alarms
+  then count over the padded length.
 
 Each B-scan is decimated to a radar-like sample interval (6 x 4.717 ps =
 28.3 ps, anti-alias filtered), given white noise of ``--noise`` (default
@@ -215,6 +219,7 @@ MODELS3D = (
           seed=37, fractal=True, three_d=True),
     Model("empty-fractal-3d", 6.5, 0.036, "none", seed=38, fractal=True, three_d=True),
 )
+EMPTY3D = MODELS3D[5]   # the padding of --pad
 
 
 def stones(m: Model) -> list[tuple[float, float, float, float]]:
@@ -492,6 +497,10 @@ def main(argv: list[str] | None = None) -> int:
                     "line) instead of the models")
     ap.add_argument("--3d", dest="three_d", action="store_true",
                     help="the 3-D models instead of the 2-D ones")
+    ap.add_argument("--pad", type=int, default=0, metavar="N",
+                    help="3-D diagnosis of the line's length: put N copies of the empty "
+                    "line's traces (empty-e6-3d, reversed on the right) on each side of "
+                    "every homogeneous eps_r 6 model's line")
     ap.add_argument("--cached-only", action="store_true",
                     help="skip models whose B-scan is not in the cache (run no gprMax)")
     ap.add_argument("-v", "--verbose", action="store_true", help="list every alarm")
@@ -518,9 +527,19 @@ def main(argv: list[str] | None = None) -> int:
         if path is None:
             print(f"{m.name:<28}  (not in the cache)")
             continue
-        length += m.line
         tr, dt, x, t0 = radar_traces(path, args.noise, seed=100 + m.seed,  # per model
                                      three_d=m.three_d)
+        tx = m.target_x
+        if args.pad and m.three_d and m.eps == EMPTY3D.eps and not m.fractal \
+                and m is not EMPTY3D:
+            pe = run_gprmax(EMPTY3D, cache, args.gprmax_python, run=not args.cached_only)
+            if pe is None:
+                ap.error(f"--pad needs {EMPTY3D.name} in the cache")
+            te = radar_traces(pe, args.noise, seed=100 + EMPTY3D.seed, three_d=True)[0]
+            tr = np.concatenate([te] * args.pad + [tr] + [te[::-1]] * args.pad)
+            x = np.arange(len(tr)) * m.step
+            tx += args.pad * len(te) * m.step
+        length += float(x[-1] - x[0])
         alarms, bg = detect(tr, dt, x, t0, args.background, threshold=5.0,
                             time_zero=args.time_zero,
                             height=HEIGHT3 if m.three_d else HEIGHT,
@@ -530,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
         # the target takes the strongest alarm within its halo (one alarm
         # clears one target); every other alarm at or above the threshold is
         # a false alarm unless it lies within 3 cm of a stone (clutter)
-        on = np.abs(ax - m.target_x) <= AP_HALO if m.target != "none" else np.zeros(len(ax), bool)
+        on = np.abs(ax - tx) <= AP_HALO if m.target != "none" else np.zeros(len(ax), bool)
         j = int(np.flatnonzero(on)[np.argmax(sc[on])]) if on.any() else -1
         hit = j >= 0 and keep[j]
         st = np.array([s_[0] for s_ in stones(m)])
@@ -547,7 +566,7 @@ def main(argv: list[str] | None = None) -> int:
         others &= ~near_stone
         cols = ["", "", "", "", "", ""]
         if j >= 0:
-            cols = [f"{100 * (ax[j] - m.target_x):+.1f}",
+            cols = [f"{100 * (ax[j] - tx):+.1f}",
                     f"{100 * (alarms['depth'][j] - m.depth):+.1f}",
                     f"{100 * (alarms['velocity'][j] / m.velocity - 1):+.0f}",
                     f"{sc[j]:.1f}", f"{alarms['fit_quality'][j]:.2f}"]
