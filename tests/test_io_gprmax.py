@@ -260,3 +260,34 @@ def test_import_with_truth_then_evaluate(tmp_path, capsys):
                  str(bad)]) == 2
     assert "no 'id' column" in capsys.readouterr().err
     assert not (tmp_path / "no.h5").exists()
+
+
+def test_the_transmitters_polarisation_is_read_by_default(tmp_path):
+    """A 3-D model's dipole may point along y: its direct wave and echoes are in
+    Ey, and Ez holds only a weak cross-polarised field.  The reader takes the E
+    component of most energy unless told otherwise (Ez stays the choice for a
+    2-D TMz model, whose other E components are zero), and says which."""
+    import shutil
+
+    p = tmp_path / "ypol_merged.h5"
+    shutil.copy(CYL, p)
+    with h5py.File(p, "r+") as h:
+        ez = h["rxs/rx1/Ez"][()]
+        h["rxs/rx1/Ey"][...] = ez
+        h["rxs/rx1/Ez"][...] = 0.025 * ez[::-1]  # weak, and not the same traces
+    rd = io.read(p)
+    assert rd.header["component"] == "Ey"
+    assert rd.header["component_choice"].startswith("strongest E field (Ey: 99.9 %")
+    assert np.array_equal(rd.samples, io.read(CYL).samples)
+    assert io.read(p, component="Ez").header["component_choice"] == "given"
+    assert np.allclose(io.read(p, component="Ez").samples, 0.025 * ez[::-1].T)
+    assert io.read(CYL).header["component"] == "Ez"       # 2-D TMz: unchanged
+    out = tmp_path / "ypol.h5"
+    assert main(["import", str(p), "--out", str(out)]) == 0
+    with Recording(out) as rec:
+        assert np.array_equal(np.asarray(rec.streams["gpr"].samples), rd.samples)
+    # no E component with a signal: Ez, whose own checks name the problem
+    with h5py.File(p, "r+") as h:
+        for c in ("Ex", "Ey", "Ez"):
+            h[f"rxs/rx1/{c}"][...] = 0.0
+    assert io.read(p).header["component_choice"].startswith("Ez (no E component")

@@ -27,10 +27,14 @@ merged by gprMax's ``outputfiles_merge`` into datasets of shape
   zero of a zero-length path) is ``time_zero_sample``.  Without either, both
   are NaN.
 
-Samples are the chosen field component (``Ez`` by default: the component a
-``z``-polarised dipole of a 2-D TMz model radiates) as ``(n_traces,
-n_samples)`` floats in the file's own type (float32 as gprMax writes them),
-in V/m for E and A/m for H (``header["units"]``).
+Samples are the chosen field component as ``(n_traces, n_samples)`` floats
+in the file's own type (float32 as gprMax writes them), in V/m for E and A/m
+for H (``header["units"]``).  By default the electric component of most
+energy over the line: the one the transmitting dipole is polarised along,
+whose direct wave dominates (``Ez`` for a 2-D TMz model, whose other E
+components are zero; ``Ey`` for a 3-D model with ``#hertzian_dipole: y``,
+whose ``Ez`` is a cross-polarised field 1/40 as strong).  The choice is in
+``header["component"]`` and ``header["component_choice"]``.
 """
 
 from __future__ import annotations
@@ -209,7 +213,7 @@ def _centre_time(kind: str, freq: float) -> float:
 def read_gprmax(
     path: str | os.PathLike[str],
     *,
-    component: str = "Ez",
+    component: str | None = None,
     rx: int = 1,
     sidecars: bool = True,
     mmap: bool = False,
@@ -222,7 +226,8 @@ def read_gprmax(
     path
         gprMax ``.out`` (3.x) or ``.h5`` (4.x) output, single or merged.
     component
-        Field component: one of :data:`COMPONENTS` (default ``"Ez"``).
+        Field component: one of :data:`COMPONENTS`; default the E component
+        of most energy (the transmitter's polarisation).
     rx
         Receiver number (1-based, as in ``rxs/rx1``).
     sidecars
@@ -249,7 +254,7 @@ def read_gprmax(
         magic = f.read(8)
     if magic != _HDF5_MAGIC:
         raise fail(p, "signature", "not an HDF5 file (gprMax output is HDF5)")
-    if component not in COMPONENTS:
+    if component is not None and component not in COMPONENTS:
         raise fail(p, "component", f"{component!r} is not one of {COMPONENTS}")
     if isinstance(rx, bool) or not isinstance(rx, int | np.integer) or rx < 1:
         raise fail(p, "rx", f"{rx!r} is not a receiver number >= 1")
@@ -267,7 +272,34 @@ def read_gprmax(
         raise fail(p, "HDF5", f"unreadable ({type(exc).__name__}: {exc})") from None
 
 
-def _read(h: Any, p: Path, size: int, component: str, rx: int,
+def _strongest_e(h: Any, grp: str, iterations: int, size: int) -> tuple[str, str]:
+    """The E component of most energy in receiver group ``grp``, and how it was
+    chosen.  Only datasets that pass the checks made before any allocation
+    (one value per iteration, data written, a plausible size) are read; when
+    none carries any signal, ``Ez``, whose own checks then say what is wrong."""
+    energy = {}
+    for c in ("Ex", "Ey", "Ez"):
+        d = h[grp].get(c)
+        if not isinstance(d, _h5py().Dataset) or d.dtype.kind not in "iuf" \
+                or d.ndim not in (1, 2) or d.shape[0] != iterations \
+                or (d.ndim == 2 and not 0 < d.shape[1] <= _MAX_TRACES):
+            continue
+        nbytes = d.size * d.dtype.itemsize
+        if d.compression is None and int(d.id.get_storage_size()) < nbytes:
+            continue
+        if d.compression is not None and nbytes > _MAX_EXPANSION * max(size, 1):
+            continue
+        a = np.asarray(d[()], dtype=np.float64)
+        if np.all(np.isfinite(a)):
+            energy[c] = float(np.sum(a * a))
+    total = sum(energy.values())
+    if not total > 0:
+        return "Ez", "Ez (no E component with a signal to compare)"
+    best = max(energy, key=lambda c: (energy[c], c == "Ez"))
+    return best, f"strongest E field ({best}: {100.0 * energy[best] / total:.1f} % of the E energy)"
+
+
+def _read(h: Any, p: Path, size: int, component: str | None, rx: int,
           sidecars: bool) -> RadarData:
     version = _attr(h, p, "gprMax", required=p.suffix.lower() != ".out")
     if isinstance(version, bytes):
@@ -283,6 +315,10 @@ def _read(h: Any, p: Path, size: int, component: str, rx: int,
     grp = f"rxs/rx{rx}"
     if grp not in h or not isinstance(h[grp], _h5py().Group):
         raise fail(p, grp, "receiver group missing")
+    if component is None:
+        component, choice = _strongest_e(h, grp, iterations, size)
+    else:
+        choice = "given"
     name = f"{grp}/{component}"
     if name not in h:
         have = sorted(k for k in h[grp].keys() if k in COMPONENTS)
@@ -325,6 +361,7 @@ def _read(h: Any, p: Path, size: int, component: str, rx: int,
             v = v.item()
         header[str(k)] = v
     header["component"] = component
+    header["component_choice"] = choice
     header["receiver"] = rx
     header["units"] = "V/m" if component.startswith("E") else "A/m"
     header["dataset"] = name
