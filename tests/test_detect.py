@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_positions import _cart, _swings
 
 from demine.detect import ALARM_FIELDS, MATCHED_PARAMS, EMIDetector, concat_alarms, detect_emi
 from demine.errors import ConfigError
@@ -19,13 +20,8 @@ RATE = 1000.0
 
 def _sweep(seconds: float, *, width: float = 1.0, speed: float = 0.7, advance: float = 0.04):
     """Side-to-side sweep across x in [0, width], advancing ``advance`` per swing."""
-    n = int(seconds * RATE)
-    t = np.arange(n) / RATE
-    swing = width / speed
-    phase = (t / swing) % 2.0
-    x = np.where(phase < 1, phase, 2 - phase) * width
-    y = np.floor(t / swing) * advance + (t % swing) / swing * advance
-    return x, y, T0 + np.arange(n, dtype=np.int64) * 1_000_000
+    x, y, _ = _swings(seconds, width=width, speed=speed, advance=advance, rate=RATE)
+    return x, y, T0 + np.arange(x.size, dtype=np.int64) * 1_000_000
 
 
 def _statistic(x, y, objects, *, seed=0, gates=16, level=0.0, width=0.08):
@@ -119,15 +115,8 @@ def _lines(length: float = 6.0, *, spacing: float = 0.1, n_lines: int = 6, speed
            turn: float = 0.5):
     """A cart: straight lines along y, ``spacing`` apart in x, alternate directions,
     ``turn`` seconds stepping across between lines."""
-    xs, ys = [], []
-    for k in range(n_lines):
-        s = np.arange(int(length / speed * RATE)) / RATE * speed
-        xs.append(np.full(s.size, 0.2 + k * spacing))
-        ys.append(s if k % 2 == 0 else length - s)
-        m = int(turn * RATE)  # the step to the next line
-        xs.append(0.2 + k * spacing + np.arange(m) / m * spacing)
-        ys.append(np.full(m, ys[-1][-1]))
-    x, y = np.concatenate(xs), np.concatenate(ys)
+    x, y, _ = _cart(n_lines, length=length, spacing=spacing, speed=speed, turn=turn,
+                    rate=RATE, x0=0.2)
     return x, y, T0 + np.arange(x.size, dtype=np.int64) * 1_000_000
 
 

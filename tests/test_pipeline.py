@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_positions import _cart, _swings
 
 from demine.errors import ConfigError
 from demine.pipeline import StreamDetector, concat_alarms, detect_recording, load_detect_config
@@ -212,33 +213,17 @@ def test_spatial_merger_splits_two_objects_in_one_cluster():
         SpatialMerger(split=0.5)
 
 
-def _cart_path(n_lines=4, length=2.0, speed=0.5, spacing=0.1, rate=100.0, turn=0.5):
-    """A cart's path: lines along y, ``spacing`` apart, driven back and forth
-    with a ``turn`` (s) across to the next line; x, y (m) and time (ns)."""
-    xs, ys = [], []
-    n_line, n_turn = int(length / speed * rate), int(turn * rate)
-    for k in range(n_lines):
-        x0 = 0.05 + spacing * k
-        y = np.linspace(0.0, length, n_line)
-        xs.append(np.full(n_line, x0))
-        ys.append(y if k % 2 == 0 else y[::-1])
-        if k + 1 < n_lines:
-            xs.append(np.linspace(x0, x0 + spacing, n_turn))
-            ys.append(np.full(n_turn, ys[-1][-1]))
-    x, y = np.concatenate(xs), np.concatenate(ys)
-    return x, y, (np.arange(x.size) * (1e9 / rate)).astype(np.int64)
+def _cart_path():
+    """Four cart lines 0.1 m apart from x = 0.05, 2 m at 0.5 m/s (4 s a line);
+    x, y (m) and time (ns)."""
+    x, y, t = _cart(4, length=2.0, spacing=0.1, speed=0.5, turn=0.5, rate=100.0, x0=0.05)
+    return x, y, np.round(t * 1e9).astype(np.int64)
 
 
-def _sweep_path(width=1.0, speed=0.7, advance=0.04, length=1.0, rate=100.0):
-    """A hand-held sweep: swings across x, advancing along y."""
-    n = int(width / speed * rate)
-    xs, ys = [], []
-    for k in range(int(length / advance)):
-        sw = np.linspace(0.0, width, n)
-        xs.append(sw if k % 2 == 0 else sw[::-1])
-        ys.append(np.full(n, k * advance))
-    x, y = np.concatenate(xs), np.concatenate(ys)
-    return x, y, (np.arange(x.size) * (1e9 / rate)).astype(np.int64)
+def _sweep_path():
+    """A hand-held sweep over 1 m, swings of 1.43 s advancing 4 cm; x, y, time (ns)."""
+    x, y, t = _swings(36.0, rate=100.0)
+    return x, y, np.round(t * 1e9).astype(np.int64)
 
 
 def _line_alarms(path, objects, reach):

@@ -96,6 +96,8 @@ def test_prepared_track_shapes_are_checked():
 
 
 def _swings(seconds, *, width=1.0, speed=0.7, advance=0.04, rate=1000.0):
+    """A side-to-side sweep across x in [0, width], advancing ``advance`` per
+    swing; x, y (m) and time (s).  (test_detect and test_pipeline use it too.)"""
     t = np.arange(int(seconds * rate)) / rate
     swing = width / speed
     phase = (t / swing) % 2.0
@@ -104,11 +106,13 @@ def _swings(seconds, *, width=1.0, speed=0.7, advance=0.04, rate=1000.0):
     return x, y, t
 
 
-def _cart(n_lines=5, *, length=5.0, spacing=0.2, speed=0.5, turn=1.0, rate=1000.0):
+def _cart(n_lines=5, *, length=5.0, spacing=0.2, speed=0.5, turn=1.0, rate=1000.0, x0=0.0):
+    """A cart: lines along y from x = ``x0``, ``spacing`` apart, driven back and
+    forth with a ``turn`` (s) across to the next; x, y (m) and time (s)."""
     xs, ys = [], []
     for k in range(n_lines):
         s = np.arange(int(length / speed * rate)) / rate * speed
-        xs += [np.full(s.size, k * spacing), k * spacing + np.arange(int(turn * rate))
+        xs += [np.full(s.size, x0 + k * spacing), x0 + k * spacing + np.arange(int(turn * rate))
                / (turn * rate) * spacing]
         ys += [s if k % 2 == 0 else length - s, np.full(int(turn * rate), s[-1] if k % 2 == 0
                                                          else length - s[-1])]

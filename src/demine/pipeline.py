@@ -346,8 +346,8 @@ class StreamDetector:
             except TypeError as exc:
                 raise ConfigError(f"[gpr.detector.merge]: {exc}") from exc
         self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        # frames per second for the merger's path tracking (every frame when unknown)
-        self._rate = float(context.get("sample_rate") or 0.0) or 1.0 / 0.016
+        # frames per second for the merger's path tracking (0: unknown, every frame)
+        self._rate = float(context.get("sample_rate") or 0.0)
         self._last_time: int | None = None
         self._empty: dict[tuple, dict[str, np.ndarray]] = {}
 

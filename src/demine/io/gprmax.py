@@ -272,53 +272,10 @@ def read_gprmax(
         raise fail(p, "HDF5", f"unreadable ({type(exc).__name__}: {exc})") from None
 
 
-def _strongest_e(h: Any, grp: str, iterations: int, size: int) -> tuple[str, str]:
-    """The E component of most energy in receiver group ``grp``, and how it was
-    chosen.  Only datasets that pass the checks made before any allocation
-    (one value per iteration, data written, a plausible size) are read; when
-    none carries any signal, ``Ez``, whose own checks then say what is wrong."""
-    energy = {}
-    for c in ("Ex", "Ey", "Ez"):
-        d = h[grp].get(c)
-        if not isinstance(d, _h5py().Dataset) or d.dtype.kind not in "iuf" \
-                or d.ndim not in (1, 2) or d.shape[0] != iterations \
-                or (d.ndim == 2 and not 0 < d.shape[1] <= _MAX_TRACES):
-            continue
-        nbytes = d.size * d.dtype.itemsize
-        if d.compression is None and int(d.id.get_storage_size()) < nbytes:
-            continue
-        if d.compression is not None and nbytes > _MAX_EXPANSION * max(size, 1):
-            continue
-        a = np.asarray(d[()], dtype=np.float64)
-        if np.all(np.isfinite(a)):
-            energy[c] = float(np.sum(a * a))
-    total = sum(energy.values())
-    if not total > 0:
-        return "Ez", "Ez (no E component with a signal to compare)"
-    best = max(energy, key=lambda c: (energy[c], c == "Ez"))
-    return best, f"strongest E field ({best}: {100.0 * energy[best] / total:.1f} % of the E energy)"
-
-
-def _read(h: Any, p: Path, size: int, component: str | None, rx: int,
-          sidecars: bool) -> RadarData:
-    version = _attr(h, p, "gprMax", required=p.suffix.lower() != ".out")
-    if isinstance(version, bytes):
-        version = version.decode("latin-1")
-    dt = _scalar(p, "dt", _attr(h, p, "dt"))
-    if not dt > 0:
-        raise fail(p, "dt", f"{dt!r} is not a positive sample interval")
-    iterations = _count(p, "Iterations", _attr(h, p, "Iterations"), 1, _MAX_ITERATIONS)
-    nrx_attr = _attr(h, p, "nrx", required=False)
-    nrx = None if nrx_attr is None else _count(p, "nrx", nrx_attr, 0, 1 << 20)
-    if nrx is not None and rx > nrx:
-        raise fail(p, "nrx", f"receiver {rx} asked, the file has {nrx}")
-    grp = f"rxs/rx{rx}"
-    if grp not in h or not isinstance(h[grp], _h5py().Group):
-        raise fail(p, grp, "receiver group missing")
-    if component is None:
-        component, choice = _strongest_e(h, grp, iterations, size)
-    else:
-        choice = "given"
+def _component_data(h: Any, p: Path, grp: str, component: str, iterations: int,
+                    size: int) -> np.ndarray:
+    """One receiver's field component, as floats, after the checks that come
+    before any allocation (VendorFormatError names what is wrong)."""
     name = f"{grp}/{component}"
     if name not in h:
         have = sorted(k for k in h[grp].keys() if k in COMPONENTS)
@@ -349,6 +306,56 @@ def _read(h: Any, p: Path, size: int, component: str | None, rx: int,
     raw = np.asarray(d[()])
     if raw.dtype.kind != "f":
         raw = raw.astype(np.float64)
+    return raw
+
+
+def _strongest_e(h: Any, p: Path, grp: str, iterations: int,
+                 size: int) -> tuple[str, str, np.ndarray | None]:
+    """The E component of most energy in receiver group ``grp``, how it was
+    chosen, and its data.  Components that fail :func:`_component_data`'s
+    checks are not compared; when none carries any signal, ``Ez`` (not read:
+    its own checks then say what is wrong)."""
+    data, energy = {}, {}
+    for c in ("Ex", "Ey", "Ez"):
+        try:
+            a = _component_data(h, p, grp, c, iterations, size)
+        except VendorFormatError:
+            continue
+        if np.all(np.isfinite(a)):
+            data[c], energy[c] = a, float(np.sum(np.square(a, dtype=np.float64)))
+    total = sum(energy.values())
+    if not total > 0:
+        return "Ez", "Ez (no E component with a signal to compare)", None
+    best = max(energy, key=lambda c: (energy[c], c == "Ez"))
+    return (best, f"strongest E field ({best}: {100.0 * energy[best] / total:.1f} % of the "
+            "E energy)", data[best])
+
+
+def _read(h: Any, p: Path, size: int, component: str | None, rx: int,
+          sidecars: bool) -> RadarData:
+    version = _attr(h, p, "gprMax", required=p.suffix.lower() != ".out")
+    if isinstance(version, bytes):
+        version = version.decode("latin-1")
+    dt = _scalar(p, "dt", _attr(h, p, "dt"))
+    if not dt > 0:
+        raise fail(p, "dt", f"{dt!r} is not a positive sample interval")
+    iterations = _count(p, "Iterations", _attr(h, p, "Iterations"), 1, _MAX_ITERATIONS)
+    nrx_attr = _attr(h, p, "nrx", required=False)
+    nrx = None if nrx_attr is None else _count(p, "nrx", nrx_attr, 0, 1 << 20)
+    if nrx is not None and rx > nrx:
+        raise fail(p, "nrx", f"receiver {rx} asked, the file has {nrx}")
+    grp = f"rxs/rx{rx}"
+    if grp not in h or not isinstance(h[grp], _h5py().Group):
+        raise fail(p, grp, "receiver group missing")
+    raw = None
+    if component is None:
+        component, choice, raw = _strongest_e(h, p, grp, iterations, size)
+    else:
+        choice = "given"
+    if raw is None:
+        raw = _component_data(h, p, grp, component, iterations, size)
+    name = f"{grp}/{component}"
+    ntr = raw.shape[1] if raw.ndim == 2 else 1
     samples = np.ascontiguousarray(raw.reshape(iterations, ntr).T)
 
     header: dict[str, Any] = {}
