@@ -39,7 +39,10 @@ background-removed B-scans (for example the output of the
    coherent clutter (ground-bounce and antenna-ringing residue left by the
    background removal), from the lower quartile of ``|amplitude|`` over the
    trailing ``clutter_window`` metres (long, so that a target fills little of
-   it), measured around the row's median (``robust_clutter``: the flat
+   it) without the ``clutter_guard`` metres on each side of the window's
+   centre (guard cells, as in a CFAR detector: at the start of a line or on a
+   short one the object's own echo would otherwise be much of its clutter
+   window), measured around the row's median (``robust_clutter``: the flat
    imprint that a long flat target, such as an anti-tank mine's top, leaves
    over the whole background window is no clutter, and the flat penalty
    deals with it); both scaled to a Gaussian standard deviation, with a floor of
@@ -384,6 +387,12 @@ class GPRDetector:
         Metres of line before a point (plus ``noise_window / 2`` after it)
         over which the clutter level of each row is measured; None: no
         clutter term.
+    clutter_guard : float
+        Metres of line on each side of a window's centre left out of its
+        clutter level (the guard cells of a CFAR detector): an object's own
+        echo, a flat top and the limbs near its apex, is not clutter that
+        hides it.  It matters where the clutter window is short (the start
+        of a line, short lines): there the echo is much of the window.
     surface_zone : float, optional
         Apply the clutter term only to rows less than this many seconds below
         the surface (default: to all rows).
@@ -463,7 +472,7 @@ class GPRDetector:
                  widths: Sequence[float] = (0.0, 0.04, 0.08, 0.12, 0.16, 0.2),
                  bin_size: float = 0.01, noise_window: float = 1.0,
                  noise_quantile: float = 0.25, clutter_window: float | None = 3.0,
-                 surface_zone: float | None = None,
+                 clutter_guard: float = 0.1, surface_zone: float | None = None,
                  flat_penalty: float = 1.0, noise: float | None = None,
                  noise_floor: float = 1e-3, prescreen_threshold: float = 2.0,
                  prescreen_dx: float = 0.02, prescreen_dt: float = 0.2e-9,
@@ -493,6 +502,7 @@ class GPRDetector:
         self.noise = None if noise is None else _num("noise", noise, lo=0.0, lo_open=True)
         self.clutter_window = None if clutter_window is None else _num(
             "clutter_window", clutter_window, lo=0.0, lo_open=True)
+        self.clutter_guard = _num("clutter_guard", clutter_guard, lo=0.0)
         self.surface_zone = None if surface_zone is None else _num("surface_zone", surface_zone,
                                                                    lo=0.0)
         from scipy.special import erfinv
@@ -554,6 +564,7 @@ class GPRDetector:
         self._ws = max(self._wn, int(math.ceil((self.surface_window - 0.5 * self.noise_window)
                                                / self.bin_size)))
         self._wc = max(self._wc, self._ws)
+        self._wg = int(round(self.clutter_guard / self.bin_size))
         self.reset()
 
     # ------------------------------------------------------------------ state
@@ -832,8 +843,16 @@ class GPRDetector:
             return self._sig_cache[c]
         blk = self._project(a[lo:hi].copy(), basis)
         if self.clutter_window is not None:
-            # (every other bin: the quantiles of 3.5 m of line need no more)
-            cl = self._project(a[lo2:hi:2].copy(), basis)
+            # (every other bin: the quantiles of 3.5 m of line need no more),
+            # without the guard cells around the centre
+            g0 = int(g.searchsorted(c - self._wg, side="left"))
+            g1 = int(g.searchsorted(c + self._wg, side="right"))
+            guarded = self._wg > 0 and g1 > g0
+            keep = np.r_[lo2:g0:2, g1 + (g1 - lo2) % 2:hi:2] if guarded else None
+            if keep is not None and len(keep) >= 4:
+                cl = self._project(a[keep], basis)
+            else:   # nothing to guard, or a line too short to leave it out
+                cl = self._project(a[lo2:hi:2].copy(), basis)
         else:
             cl = self._no_rows
         sig = np.empty(a.shape[1], dtype=np.float32)
