@@ -291,3 +291,78 @@ def test_the_transmitters_polarisation_is_read_by_default(tmp_path):
         for c in ("Ex", "Ey", "Ez"):
             h[f"rxs/rx1/{c}"][...] = 0.0
     assert io.read(p).header["component_choice"].startswith("Ez (no E component")
+
+
+def _split_runs(tmp_path: Path) -> list[Path]:
+    """The shipped merged B-scan as the 60 single-run outputs gprMax writes before
+    ``outputfiles_merge`` (``cylinder_Bscan_2D1.h5`` ...), each with its run's own
+    source and receiver positions, and the model's ``.in`` beside them."""
+    shutil.copy(CYL_DIR / "cylinder_Bscan_2D.in", tmp_path / "cylinder_Bscan_2D.in")
+    out = []
+    with h5py.File(CYL) as m:
+        rxp = m["trace_metadata/rxs/rx1/Position"][()]
+        srcp = m["trace_metadata/srcs/src1/Position"][()]
+        skip = {"MergedContent", "MergedOutput", "MergedOutputSchemaVersion", "ntraces"}
+        for k in range(rxp.shape[0]):
+            p = tmp_path / f"cylinder_Bscan_2D{k + 1}.h5"
+            with h5py.File(p, "w") as h:
+                for a, v in m.attrs.items():
+                    if a not in skip:
+                        h.attrs[a] = v
+                g = h.create_group("rxs/rx1")
+                g.attrs.update(dict(m["rxs/rx1"].attrs))
+                g.attrs["Position"] = rxp[k]
+                for c in ("Ex", "Ey", "Ez", "Hx", "Hy", "Hz"):
+                    g[c] = m[f"rxs/rx1/{c}"][:, k]
+                h.create_group("srcs/src1").attrs["Position"] = srcp[k]
+            out.append(p)
+    return out
+
+
+def test_the_runs_of_a_bscan_read_and_import_as_one_line(tmp_path):
+    """``gprMax model.in -n 60`` writes one A-scan per run; read (in any order
+    given: a shell lists run 10 before run 2) and imported as one line, they are
+    the merged file, trace for trace and position for position."""
+    runs = _split_runs(tmp_path)
+    merged = io.read(CYL)
+    rng = np.random.default_rng(0)
+    rd = io.read_gprmax_series([runs[i] for i in rng.permutation(len(runs))])
+    assert np.array_equal(rd.samples, merged.samples)
+    assert np.allclose(rd.trace_position_m, merged.trace_position_m, atol=1e-9)
+    assert rd.trace_interval_m == pytest.approx(0.002)
+    assert rd.header["files"][:3] == ["cylinder_Bscan_2D1.h5", "cylinder_Bscan_2D2.h5",
+                                      "cylinder_Bscan_2D3.h5"]
+    assert rd.frequency_hz == merged.frequency_hz == pytest.approx(1.5e9)
+    assert rd.time_zero_sample == pytest.approx(merged.time_zero_sample)
+    out = tmp_path / "line.h5"
+    assert main(["import", *map(str, sorted(runs)), "--out", str(out)]) == 0
+    with Recording(out) as rec:
+        s = rec.streams["gpr"]
+        assert np.array_equal(np.asarray(s.samples), merged.samples)
+        assert np.allclose(np.asarray(s.x), merged.trace_position_m)
+        assert "60 gprMax runs" in s.attrs["vendor_file"]
+
+
+def test_runs_that_do_not_belong_together_are_refused(tmp_path, capsys):
+    runs = _split_runs(tmp_path)
+    with pytest.raises(VendorFormatError, match="two or more"):
+        io.read_gprmax_series(runs[:1])
+    with pytest.raises(VendorFormatError, match=r"cylinder_Bscan_2D_n60.*'traces'.*merged"):
+        io.read_gprmax_series(runs[:5] + [CYL])
+    with h5py.File(runs[7], "r+") as h:
+        h.attrs["dt"] = 2 * h.attrs["dt"]
+    with pytest.raises(VendorFormatError, match=r"cylinder_Bscan_2D8\.h5: field 'dt'"):
+        io.read_gprmax_series(runs)
+    with h5py.File(runs[7], "r+") as h:
+        h.attrs["dt"] = 0.5 * h.attrs["dt"]
+        h["rxs/rx1"].attrs["Position"] = h["rxs/rx1"].attrs["Position"] - [0.05, 0, 0]
+    with pytest.raises(VendorFormatError, match=r"2D8\.h5: field 'Position'.*does not advance"):
+        io.read_gprmax_series(runs)
+    # anything but gprMax runs: named, nothing written
+    rec = tmp_path / "rec.h5"
+    with RecordingWriter(rec):
+        pass
+    out = tmp_path / "bad.h5"
+    assert main(["import", str(runs[0]), str(rec), "--out", str(out)]) == 2
+    assert "rec.h5" in capsys.readouterr().err
+    assert not out.exists()

@@ -1,4 +1,4 @@
-"""``demine import FILE --out RECORDING``: vendor radar file to a demine recording."""
+"""``demine import FILE… --out RECORDING``: vendor radar file to a demine recording."""
 
 from __future__ import annotations
 
@@ -14,9 +14,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Read a vendor radar file (GSSI .DZT with .DZG/.DZX, MALÅ .rad+.rd3/.rd7 "
         "with .cor, pulseEKKO .HD+.DT1 with .GPS, SEG-Y, gprMax .out/.h5) and write a demine "
         "recording that keeps the raw samples and the vendor header (stream attribute "
-        "'vendor_header').",
+        "'vendor_header'). Several FILEs are the runs of one gprMax B-scan (one output per "
+        "trace, as `gprMax model.in -n N` writes them before merging), joined as one line "
+        "in the natural order of their names.",
     )
-    p.add_argument("file", metavar="FILE", help="vendor data or header file")
+    p.add_argument("file", nargs="+", metavar="FILE",
+                   help="vendor data or header file (several: the runs of a gprMax B-scan)")
     p.add_argument("--out", required=True, metavar="RECORDING", help="recording to create (.h5)")
     p.add_argument("--vendor", choices=("gssi", "mala", "pulseekko", "segy", "gprmax"),
                    help="force the reader instead of detecting it from the file")
@@ -42,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     # read the truth first: a bad table fails before anything is written
     truth = read_truth_csv(args.truth) if args.truth else None
     summary = import_file(
-        args.file,
+        args.file[0] if len(args.file) == 1 else args.file,
         args.out,
         vendor=args.vendor,
         site=args.site,

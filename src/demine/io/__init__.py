@@ -12,6 +12,7 @@ MALÅ RAMAC         ``.rad`` + ``.rd3``/``.rd7`` (+ ``.cor``)   :func:`read_rama
 S&S pulseEKKO      ``.HD`` + ``.DT1`` (+ ``.GPS``)             :func:`read_dt1`
 SEG-Y              ``.sgy``/``.segy``                          :func:`read_segy`
 gprMax (FDTD)      ``.out`` (3.x), ``.h5`` (4.x, by content)   :func:`read_gprmax`
+                   one file per trace (runs, not merged)       :func:`read_gprmax_series`
 =================  ==========================================  ====================
 
 A ``.h5``/``.hdf5`` file is taken as gprMax output only when its root has a
@@ -30,7 +31,7 @@ from typing import Any
 
 from ..errors import VendorFormatError
 from ._common import GPS_COLUMNS, NO_TIME, RadarData, file_size
-from .gprmax import is_gprmax, read_gprmax
+from .gprmax import is_gprmax, read_gprmax, read_gprmax_series
 from .gssi import channel_count, read_dzg, read_dzt, read_dzx
 from .mala import read_cor, read_ramac
 from .pulseekko import read_dt1
@@ -50,6 +51,7 @@ __all__ = [
     "read_dzt",
     "read_dzx",
     "read_gprmax",
+    "read_gprmax_series",
     "read_ramac",
     "read_segy",
     "write_segy",

@@ -6,11 +6,13 @@ import datetime as dt
 import json
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..errors import VendorFormatError
 from ._common import NO_TIME, RadarData, jsonable
 
 
@@ -107,7 +109,7 @@ def _calibration(rd: RadarData) -> dict[str, float] | None:
 
 
 def import_file(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     out: str | os.PathLike[str],
     *,
     vendor: str | None = None,
@@ -129,23 +131,46 @@ def import_file(
     ``demine evaluate`` can score alarms on the file; positions of a profile
     without GPS are along the line (x from the file, y = 0).
 
+    ``path`` may also be a list of gprMax outputs, one run per trace (the
+    files ``gprMax model.in -n N`` writes before ``outputfiles_merge``): they
+    are read as one line by :func:`demine.io.read_gprmax_series`.
+
     Returns
     -------
     dict
         Summary: streams written, traces, samples, time source.
     """
     from ..recording import RecordingWriter
-    from . import read_channels
+    from . import detect, read_channels
+    from .gprmax import read_gprmax_series
 
-    channels = read_channels(path, vendor=vendor, allow_partial=allow_partial)
-    src = Path(path)
-    summary: dict[str, Any] = {"source": os.fspath(src), "out": os.fspath(out), "streams": {}}
+    if isinstance(path, str | os.PathLike):
+        paths = [path]
+    else:
+        paths = list(path)
+    if len(paths) == 1:
+        channels = read_channels(paths[0], vendor=vendor, allow_partial=allow_partial)
+        src = Path(paths[0])
+    else:
+        for p in paths:
+            kind = vendor or detect(p)
+            if kind != "gprmax":
+                raise VendorFormatError(
+                    f"{os.fspath(p)}: read as {kind}: several files are joined only as the runs "
+                    "of a gprMax B-scan (one output per trace); import other files one by one")
+        channels = [read_gprmax_series(paths)]
+        src = Path(channels[0].path)
+    files = channels[0].header.get("files") if len(paths) > 1 else None
+    label = src.name if files is None else f"{files[0]} … {files[-1]} ({len(files)} gprMax runs)"
+    summary: dict[str, Any] = {"source": os.fspath(src) if files is None else
+                               os.fspath(src.parent / label), "out": os.fspath(out),
+                               "streams": {}}
     with RecordingWriter(
         out,
         site=site,
         operator=operator,
         lane_id=lane_id,
-        notes=notes or f"imported from {src.name}",
+        notes=notes or f"imported from {label}",
         overwrite=overwrite,
     ) as w:
         plans = []
@@ -155,7 +180,7 @@ def import_file(
             times, time_src = trace_times_ns(rd)
             attrs = {
                 "vendor": rd.vendor,
-                "vendor_file": src.name,
+                "vendor_file": label,
                 "vendor_header": json.dumps(jsonable(rd.header)),
                 "time_source": time_src,
                 "antenna": rd.antenna,

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,7 @@ import numpy as np
 from ..errors import VendorFormatError
 from ._common import RadarData, fail, file_size, find_sibling, read_text
 
-__all__ = ["COMPONENTS", "is_gprmax", "read_gprmax"]
+__all__ = ["COMPONENTS", "is_gprmax", "read_gprmax", "read_gprmax_series"]
 
 #: Field components gprMax writes per receiver.
 COMPONENTS = ("Ex", "Ey", "Ez", "Hx", "Hy", "Hz")
@@ -470,4 +471,121 @@ def _read(h: Any, p: Path, size: int, component: str | None, rx: int,
         antenna=f"gprMax {version}: {title}".strip() if version else f"gprMax: {title}",
         frequency_hz=freq,
         time_zero_sample=t0 / dt if math.isfinite(t0) else math.nan,
+    )
+
+
+def _natural_key(p: Path) -> list[Any]:
+    """Sort key that orders ``model2`` before ``model10`` (runs as gprMax numbers them)."""
+    import re
+
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)]
+
+
+def read_gprmax_series(
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    component: str | None = None,
+    rx: int = 1,
+    sidecars: bool = True,
+) -> RadarData:
+    """Read the A-scans of a gprMax B-scan run (one output per trace) as one line.
+
+    ``gprMax model.in -n 60`` writes ``model1.h5 … model60.h5`` (``.out`` in
+    3.x), one A-scan each, with the source and receiver moved by
+    ``#src_steps``/``#rx_steps`` between runs; gprMax's ``outputfiles_merge``
+    joins them into the merged file that :func:`read_gprmax` reads.  This reads
+    them without that step: the files are taken in the natural order of their
+    names (``model2`` before ``model10``, whatever order they are given in),
+    each trace's position is the mid-point of its own run's source and
+    receiver, projected on the line from the first to the last (as for a
+    merged file), and every run must agree with the first on the sample
+    interval, the number of samples, the model title and the source waveform.
+
+    Parameters
+    ----------
+    paths
+        The runs' output files (two or more; a merged B-scan is read alone
+        with :func:`read_gprmax`).
+    component, rx, sidecars
+        As :func:`read_gprmax`; without ``component`` the first run's choice
+        (its strongest E component) is read from every run.
+
+    Returns
+    -------
+    RadarData
+        One trace per file; ``header["files"]`` lists the files in trace order.
+
+    Raises
+    ------
+    VendorFormatError
+        A file that is no gprMax A-scan, or a run that disagrees with the first
+        (naming the file and the field), or runs whose positions do not advance
+        along one line.
+    """
+    files = sorted((Path(p) for p in paths), key=_natural_key)
+    if len(files) < 2:
+        raise VendorFormatError("a gprMax run series needs two or more output files "
+                                f"(got {len(files)}); read a single file with read_gprmax")
+    first = read_gprmax(files[0], component=component, rx=rx, sidecars=sidecars)
+    comp = first.header["component"]
+    parts = [first]
+    for f in files[1:]:
+        parts.append(read_gprmax(f, component=comp, rx=rx, sidecars=sidecars))
+    for rd in parts:
+        if rd.n_traces != 1:
+            raise fail(rd.path, "traces", f"{rd.n_traces} traces: a merged B-scan, not one "
+                       "run's A-scan; read it alone")
+        for fld, a, b in (("Iterations", rd.n_samples, first.n_samples),
+                          ("Title", rd.header.get("Title", ""), first.header.get("Title", ""))):
+            if a != b:
+                raise fail(rd.path, fld, f"{a!r} differs from {b!r} in {files[0].name}: "
+                           "not a run of the same model")
+        if not math.isclose(rd.sample_interval_s, first.sample_interval_s, rel_tol=1e-9):
+            raise fail(rd.path, "dt", f"{rd.sample_interval_s!r} s differs from "
+                       f"{first.sample_interval_s!r} s in {files[0].name}")
+        for fld, a, b in (("waveform frequency", rd.frequency_hz, first.frequency_hz),
+                          ("time zero", rd.time_zero_sample, first.time_zero_sample)):
+            if not (a == b or (math.isnan(a) and math.isnan(b))):
+                raise fail(rd.path, fld, f"{a!r} differs from {b!r} in {files[0].name}")
+    samples = np.concatenate([rd.samples for rd in parts], axis=0)
+    header = dict(first.header)
+    header["files"] = [f.name for f in files]
+    header.pop("line_direction", None)
+    trace_pos = None
+    interval = math.nan
+    mids = [rd.header.get("midpoint_first_m") for rd in parts]
+    if all(m is not None for m in mids):
+        mid = np.asarray(mids, dtype=np.float64)
+        span = mid[-1] - mid[0]
+        length = float(np.linalg.norm(span))
+        if length > 0:
+            u = span / length
+            trace_pos = mid @ u
+            step = np.diff(trace_pos)
+            bad = np.flatnonzero(step <= 0)
+            if bad.size:
+                i = int(bad[0]) + 1
+                raise fail(parts[i].path, "Position",
+                           f"trace {i} at {trace_pos[i]:.4f} m does not advance along the line "
+                           f"from {files[i - 1].name} ({trace_pos[i - 1]:.4f} m): are these the "
+                           "runs of one B-scan?")
+            off = mid - mid[0] - np.outer(trace_pos - trace_pos[0], u)
+            if float(np.abs(off).max()) > 1e-6 + 1e-3 * length:
+                raise fail(parts[int(np.argmax(np.abs(off).max(axis=1)))].path, "Position",
+                           "the runs' mid-points do not lie on one line")
+            interval = length / (len(parts) - 1)
+            header["line_direction"] = u.tolist()
+        else:
+            trace_pos = mid[:, 0].copy()
+    return RadarData(
+        samples=samples,
+        sample_interval_s=first.sample_interval_s,
+        vendor="gprmax",
+        path=os.fspath(files[0]),
+        header=header,
+        trace_interval_m=interval,
+        trace_position_m=trace_pos,
+        antenna=first.antenna,
+        frequency_hz=first.frequency_hz,
+        time_zero_sample=first.time_zero_sample,
     )
