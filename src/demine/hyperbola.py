@@ -103,9 +103,11 @@ from .errors import ConfigError
 __all__ = ["GPRDetector", "detect_gpr", "ALARM_COLUMNS", "C0", "MIN_LINE_LENGTH", "surface_time"]
 
 #: Shortest line (m) whose clutter statistics a target does not largely fill;
-#: :meth:`GPRDetector.finish` warns below it.  On gprMax lines over a 7 cm
-#: plastic or metal AP mine (docs/evaluation.md, 2-D and 3-D) scores were
-#: 15-18 on 0.36 m of line, 33-50 on 0.6 m and 47-116 on 1.1 m (threshold 12).
+#: :meth:`GPRDetector.finish` warns below it.  On 3-D gprMax lines over a
+#: 7.5 cm plastic or metal AP mine (docs/evaluation.md) scores are 22-28 on
+#: 0.36 m of line and 60-138 on 1.1 m (threshold 12; 15-18 and 47-116 before
+#: the clutter level had guard cells): the mean-trace removal's flat imprint
+#: of the target over a short line still costs it most of its margin.
 MIN_LINE_LENGTH = 0.5
 
 C0 = 299_792_458.0
