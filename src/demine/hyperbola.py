@@ -106,8 +106,8 @@ __all__ = ["GPRDetector", "detect_gpr", "ALARM_COLUMNS", "C0", "MIN_LINE_LENGTH"
 #: :meth:`GPRDetector.finish` warns below it.  On 3-D gprMax lines over a
 #: 7.5 cm plastic or metal AP mine (docs/evaluation.md) scores are 22-28 on
 #: 0.36 m of line and 60-138 on 1.1 m (threshold 12; 15-18 and 47-116 before
-#: the clutter level had guard cells): the mean-trace removal's flat imprint
-#: of the target over a short line still costs it most of its margin.
+#: the clutter level had guard cells): a short line still costs a target about
+#: two thirds of its score.
 MIN_LINE_LENGTH = 0.5
 
 C0 = 299_792_458.0
