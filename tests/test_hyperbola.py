@@ -539,3 +539,41 @@ def test_an_object_at_the_start_of_a_line_is_not_its_own_clutter():
     assert GPRDetector(DT).clutter_guard == 0.1
     assert np.all(scores(0.1) >= 0.8)
     assert np.sum(scores(0.0) < 0.8) >= 3
+
+
+@pytest.mark.parametrize("length", [1.4, 0.25])
+@pytest.mark.parametrize("guard", [0.0, 0.05, 0.1, 0.3])
+def test_clutter_scales_leave_out_the_guard_cells(guard, length):
+    """Every window's scales against a plain-NumPy reference of the selection:
+    the noise block over the noise window, and the clutter rows every other bin
+    over the clutter window without the bins within ``clutter_guard`` of the
+    window's centre (the whole window when fewer than four bins are left); so
+    whatever lies within the guard cells leaves the clutter level as it is."""
+    from demine.hyperbola import _window_scales_numpy
+
+    tr, x = make_line([(0.12, 0.06, 0.1e9, 0.4), (1.0, 0.1, 0.1e9, -0.3)], length=length,
+                      seed=12)
+    det = GPRDetector(DT, **params(clutter_guard=guard, nthreads=1))
+    det.process(tr, x)
+    g, a = det._gidx, det._bins
+    wg = int(round(guard / det.bin_size))
+    checked = fallback = 0
+    for c in range(0, int(g[-1]) + 1, det._noise_step):
+        lo, hi = g.searchsorted(c - det._wn), g.searchsorted(c + det._wn, side="right")
+        lo2 = g.searchsorted(c - det._wc)
+        rows = np.arange(lo2, hi, 2)
+        kept = rows[np.abs(g[rows] - c) > wg]
+        if len(kept) < 4 or wg == 0:
+            kept = rows
+        basis = det._surface_basis(a[g.searchsorted(c - det._ws):hi])
+        ref = _window_scales_numpy(det._project(a[lo:hi].copy(), basis),
+                                   det._project(a[kept].copy(), basis), det.noise_quantile,
+                                   det._q_scale / math.sqrt(2.0), det._q_scale,
+                                   det.robust_clutter, det.flat_level, det._pre_dk, det._zone,
+                                   det.noise_floor)
+        det._sig_cache.pop(c, None)
+        np.testing.assert_array_equal(det._window(c)[0], ref)
+        checked += 1
+        fallback += len(kept) == len(rows) and wg > 0
+    assert checked > (20 if length > 1 else 3)
+    assert fallback == 0 or length < 1
