@@ -47,8 +47,14 @@ def test_merged_v4_bscan_shape_dt_geometry_and_waveform():
     # centre at sqrt(2) / f
     assert rd.frequency_hz == pytest.approx(1.5e9)
     assert rd.time_zero_sample * rd.sample_interval_s == pytest.approx(math.sqrt(2) / 1.5e9)
+    # without the model's input file: no frequency, and time zero from the direct
+    # wave (its peak at the receiver, 4 cm from the source), within 0.1 ns of the
+    # source's centre
     bare = io.read(CYL, sidecars=False)
-    assert math.isnan(bare.frequency_hz) and math.isnan(bare.time_zero_sample)
+    assert math.isnan(bare.frequency_hz)
+    assert bare.time_zero_sample * bare.sample_interval_s == pytest.approx(
+        math.sqrt(2) / 1.5e9, abs=0.1e-9)
+    assert bare.header["time_zero_source"].startswith("direct wave")
 
 
 def test_cylinder_apex_where_the_model_puts_it():
@@ -334,6 +340,12 @@ def test_the_runs_of_a_bscan_read_and_import_as_one_line(tmp_path):
                                       "cylinder_Bscan_2D3.h5"]
     assert rd.frequency_hz == merged.frequency_hz == pytest.approx(1.5e9)
     assert rd.time_zero_sample == pytest.approx(merged.time_zero_sample)
+    # without the model's input file each run's time zero is a direct-wave pick;
+    # the line's is picked again over all its traces, as for the merged file
+    bare = io.read_gprmax_series(runs, sidecars=False)
+    assert bare.header["time_zero_source"].startswith("direct wave")
+    assert bare.time_zero_sample == pytest.approx(
+        io.read(CYL, sidecars=False).time_zero_sample, rel=1e-12)
     out = tmp_path / "line.h5"
     assert main(["import", *map(str, sorted(runs)), "--out", str(out)]) == 0
     with Recording(out) as rec:

@@ -68,6 +68,7 @@ _CHI = {
     "gaussiandoubleprime": 1.0, "gaussiandotdot": math.sqrt(2.0),
     "gaussiandotdotnorm": math.sqrt(2.0), "ricker": math.sqrt(2.0),
 }  # fmt: skip
+_C0 = 299_792_458.0
 _SRC_CMDS = ("#hertzian_dipole:", "#magnetic_dipole:", "#voltage_source:",
              "#transmission_line:")
 
@@ -459,6 +460,14 @@ def _read(h: Any, p: Path, size: int, component: str | None, rx: int,
             header["waveform_source"] = w["source"]
             if math.isfinite(t0):
                 header["time_zero_source"] = f"centre of the {w['type']} waveform in {w['source']}"
+    if not math.isfinite(t0):
+        off = header.get("antenna_offset_m")
+        t0 = _direct_wave_emission(samples, dt, off)
+        if math.isfinite(t0):
+            header["time_zero_source"] = (
+                "direct wave: peak of the median trace at the receiver minus the Tx-Rx "
+                "distance / c" + ("" if off is not None else " (distance unknown: 0)")
+                + "; no waveform in the file or beside it")
     title = header.get("Title", "")
     return RadarData(
         samples=samples,
@@ -472,6 +481,30 @@ def _read(h: Any, p: Path, size: int, component: str | None, rx: int,
         frequency_hz=freq,
         time_zero_sample=t0 / dt if math.isfinite(t0) else math.nan,
     )
+
+
+def _direct_wave_emission(samples: np.ndarray, dt: float, offset: Any) -> float:
+    """Emission time (s) from the direct wave, when the file gives no waveform.
+
+    The strongest peak of the median trace is the direct wave (ground-coupled
+    or in air: the target echoes move from trace to trace and drop out of the
+    median); it left the source ``offset / c`` earlier.  On gprMax models
+    with a known Ricker source this lands within 0.1 ns of the source's
+    centre (docs/io.md).  NaN when the traces hold no signal.
+    """
+    if samples.size == 0 or samples.shape[1] < 3:
+        return math.nan
+    m = np.abs(np.median(np.asarray(samples, dtype=np.float64), axis=0))
+    if not np.isfinite(m).all() or not m.max() > 0:
+        return math.nan
+    k = int(np.argmax(m))
+    frac = 0.0
+    if 0 < k < m.size - 1:   # parabola through the peak and its neighbours
+        y0, y1, y2 = m[k - 1], m[k], m[k + 1]
+        den = y0 - 2.0 * y1 + y2
+        frac = 0.5 * (y0 - y2) / den if den < 0 else 0.0
+    d = float(offset) if isinstance(offset, int | float) and math.isfinite(offset) else 0.0
+    return max((k + frac) * dt - d / _C0, 0.0)
 
 
 def _natural_key(p: Path) -> list[Any]:
@@ -528,6 +561,7 @@ def read_gprmax_series(
                                 f"(got {len(files)}); read a single file with read_gprmax")
     first = read_gprmax(files[0], component=component, rx=rx, sidecars=sidecars)
     comp = first.header["component"]
+    direct = str(first.header.get("time_zero_source", "")).startswith("direct wave")
     parts = [first]
     for f in files[1:]:
         parts.append(read_gprmax(f, component=comp, rx=rx, sidecars=sidecars))
@@ -543,11 +577,18 @@ def read_gprmax_series(
         if not math.isclose(rd.sample_interval_s, first.sample_interval_s, rel_tol=1e-9):
             raise fail(rd.path, "dt", f"{rd.sample_interval_s!r} s differs from "
                        f"{first.sample_interval_s!r} s in {files[0].name}")
+        picked = str(rd.header.get("time_zero_source", "")).startswith("direct wave")
         for fld, a, b in (("waveform frequency", rd.frequency_hz, first.frequency_hz),
-                          ("time zero", rd.time_zero_sample, first.time_zero_sample)):
+                          ("time zero", math.nan if picked else rd.time_zero_sample,
+                           math.nan if direct else first.time_zero_sample)):
             if not (a == b or (math.isnan(a) and math.isnan(b))):
                 raise fail(rd.path, fld, f"{a!r} differs from {b!r} in {files[0].name}")
     samples = np.concatenate([rd.samples for rd in parts], axis=0)
+    time_zero = first.time_zero_sample
+    if direct:   # picked on the whole line, as for a merged file
+        t0 = _direct_wave_emission(samples, first.sample_interval_s,
+                                   first.header.get("antenna_offset_m"))
+        time_zero = t0 / first.sample_interval_s if math.isfinite(t0) else math.nan
     header = dict(first.header)
     header["files"] = [f.name for f in files]
     header.pop("line_direction", None)
@@ -587,5 +628,5 @@ def read_gprmax_series(
         trace_position_m=trace_pos,
         antenna=first.antenna,
         frequency_hz=first.frequency_hz,
-        time_zero_sample=first.time_zero_sample,
+        time_zero_sample=time_zero,
     )
