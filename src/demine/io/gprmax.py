@@ -68,7 +68,6 @@ _CHI = {
     "gaussiandoubleprime": 1.0, "gaussiandotdot": math.sqrt(2.0),
     "gaussiandotdotnorm": math.sqrt(2.0), "ricker": math.sqrt(2.0),
 }  # fmt: skip
-_C0 = 299_792_458.0
 _SRC_CMDS = ("#hertzian_dipole:", "#magnetic_dipole:", "#voltage_source:",
              "#transmission_line:")
 
@@ -503,8 +502,10 @@ def _direct_wave_emission(samples: np.ndarray, dt: float, offset: Any) -> float:
         y0, y1, y2 = m[k - 1], m[k], m[k + 1]
         den = y0 - 2.0 * y1 + y2
         frac = 0.5 * (y0 - y2) / den if den < 0 else 0.0
+    from scipy.constants import c
+
     d = float(offset) if isinstance(offset, int | float) and math.isfinite(offset) else 0.0
-    return max((k + frac) * dt - d / _C0, 0.0)
+    return max((k + frac) * dt - d / c, 0.0)
 
 
 def _natural_key(p: Path) -> list[Any]:
