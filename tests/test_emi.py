@@ -229,6 +229,46 @@ def test_soil_band_component_follows_a_band_limited_viscous_decay():
                                atol=1e-9 * np.abs(x).max())
 
 
+@pytest.mark.parametrize("pulse", [50e-6, 150e-6, 400e-6])
+def test_soil_models_a_declared_transmitter_pulse(pulse):
+    """A viscous soil under a finite transmitter pulse decays as
+    1/t - 1/(t + T): the 1/t balance leaves a residue proportional to the soil
+    amplitude (it moves as the head pumps); with the pulse declared, as a
+    parameter or in the stream's calibration, the balance removes it."""
+    t = GATES
+    soil = 1.0 / t - 1.0 / (t + pulse)
+    amp = (1.0 + 0.4 * np.sin(np.arange(300) / 20.0))[:, None]
+    x = amp * soil[None, :]
+    basis = emi.soil_basis(t, pulse_length=pulse)
+    np.testing.assert_allclose(basis[:, 0], soil / np.linalg.norm(soil), rtol=1e-12)
+    plain = np.abs(ref_soil(x, emi.soil_basis(t))).max()
+    assert plain > 1e-3 * np.abs(x).max()  # what the 1/t balance leaves
+    want = ref_soil(x, basis)
+    assert np.abs(want).max() < 1e-9 * np.abs(x).max()
+    explicit = emi.SoilCompensation(gate_times=t, pulse_length=pulse)
+    np.testing.assert_allclose(run_stage(explicit, x), want, atol=1e-9 * np.abs(x).max())
+    from_cal = emi.SoilCompensation()
+    from_cal.configure({"gate_times": t, "pulse_length": pulse})
+    np.testing.assert_allclose(run_stage(from_cal, x), want, atol=1e-9 * np.abs(x).max())
+    assert from_cal.params()["pulse_length"] == pulse  # the history says which
+    # the parameter wins over the calibration; 0 is a long on-time (1/t)
+    step = emi.SoilCompensation(gate_times=t, pulse_length=0)
+    step.configure({"pulse_length": pulse})
+    np.testing.assert_array_equal(step.basis, emi.SoilCompensation(gate_times=t).basis)
+    # the learned balance is built on the declared decay too
+    learn = emi.SoilCompensation(gate_times=t, learn=True)
+    learn.configure({"pulse_length": pulse})
+    np.testing.assert_array_equal(learn.basis, basis)
+
+
+@pytest.mark.parametrize("bad", [-1e-4, float("nan"), float("inf"), 2.0, "long", [1e-4]])
+def test_soil_refuses_a_bad_pulse_length(bad):
+    with pytest.raises(ConfigError, match="pulse_length"):
+        emi.SoilCompensation(gate_times=GATES, pulse_length=bad)
+    with pytest.raises(ConfigError, match="pulse_length"):
+        emi.SoilCompensation().configure({"gate_times": GATES, "pulse_length": bad})
+
+
 def test_soil_extra_components_and_amplitudes():
     t = GATES
     st_ = emi.SoilCompensation(gate_times=t, components=["viscous", "conductive", "offset"],

@@ -12,7 +12,7 @@ from test_positions import _cart, _swings
 
 from demine.errors import ConfigError
 from demine.pipeline import StreamDetector, concat_alarms, detect_recording, load_detect_config
-from demine.process import _stream_context
+from demine.process import _calibration_context, _stream_context
 from demine.recording import Recording
 
 
@@ -374,6 +374,34 @@ def test_radar_cart_lines_give_one_alarm_per_mine_live_and_batch(tmp_path):
     live = concat_alarms([*parts, det.finish()])
     for k in ("x", "y", "score", "time"):
         np.testing.assert_array_equal(np.sort(live[k]), np.sort(batch[k]))
+
+
+def test_a_declared_transmitter_pulse_reaches_the_ground_balance(tmp_path):
+    """A metal detector's pulse length in the stream's calibration sets the
+    viscous decay its ground balance removes (1/t - 1/(t + T)), as the recorder
+    passes the same calibration to the live chain; without it, 1/t."""
+    from demine.recording import RecordingWriter
+
+    gates = np.geomspace(1.2e-5, 1e-3, 16)
+    pulse = 1.5e-4
+    path = tmp_path / "emi.h5"
+    with RecordingWriter(path) as w:
+        w.add_stream("emi", "emi", gate_times=gates,
+                     calibration={"coil_radius": 0.12, "pulse_length": pulse})
+        w.add_stream("emi2", "emi", gate_times=gates, calibration={"coil_radius": 0.12})
+    with Recording(path) as rec:
+        ctx = _stream_context(rec.streams["emi"])
+        ctx2 = _stream_context(rec.streams["emi2"])
+    assert ctx["pulse_length"] == pulse and "pulse_length" not in ctx2
+    want = 1.0 / gates - 1.0 / (gates + pulse)
+    soil = StreamDetector("emi", ctx).chain.steps[0]
+    assert soil.name == "emi.soil"
+    np.testing.assert_allclose(soil.basis[:, 0], want / np.linalg.norm(want), rtol=1e-12)
+    plain = StreamDetector("emi", ctx2).chain.steps[0]
+    np.testing.assert_allclose(plain.basis[:, 0], (1 / gates) / np.linalg.norm(1 / gates),
+                               rtol=1e-12)
+    with pytest.raises(ConfigError, match="pulse_length"):
+        _calibration_context({"pulse_length": -1e-4})
 
 
 def test_stream_calibration_reaches_the_detectors(lane, tmp_path):

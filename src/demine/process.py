@@ -568,8 +568,9 @@ def default_chain_doc(name: str) -> dict[str, Any]:
 #: Calibration entries that stages and detectors read from a stream's context:
 #: a radar's time zero (two-way time of the direct wave's pick, s) and antenna
 #: height above ground (m) place the ground surface for the GPR detector; a
-#: metal detector's coil radius (m) sets the EMI detector's distances.
-CALIBRATION_CONTEXT = ("time_zero", "antenna_height", "coil_radius")
+#: metal detector's coil radius (m) sets the EMI detector's distances, and its
+#: transmitter on-time (s, `pulse_length`) the ground balance's viscous decay.
+CALIBRATION_CONTEXT = ("time_zero", "antenna_height", "coil_radius", "pulse_length")
 
 
 def _calibration_context(calibration: Mapping[str, Any] | None) -> dict[str, float]:
