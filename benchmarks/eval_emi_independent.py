@@ -39,7 +39,10 @@ Sensor
     its steady state (a step-off); ``--pulse T`` gives a rectangular pulse of
     ``T`` seconds instead, so that each response is ``r(t) - r(t + T)`` with
     ``r`` the step-off response (a viscous ground then decays as
-    ``1/t - 1/(t + T)``, not ``1/t``).
+    ``1/t - 1/(t + T)``, not ``1/t``).  The recording's calibration declares
+    the pulse (``pulse_length``), as a user declares their detector's, so the
+    ground balance models it; ``--undeclared-pulse`` leaves it out (the
+    balance then assumes a long on-time).
 Primary field
     The exact field of a circular current loop (Simpson et al. 2001, complete
     elliptic integrals ``scipy.special.ellipk``/``ellipe``), per ampere-turn,
@@ -551,7 +554,7 @@ def simulate(seed: int, soil_name: str, *, length: float = 4.0, a: float = 0.12,
 
 
 def write_lane(lane: Lane, path: Path, *, soil: str, seed: int, a: float, length: float,
-               pulse: float | None) -> None:
+               pulse: float | None, declare_pulse: bool = True) -> None:
     """Write a lane as a demine recording through the public writer."""
     from demine.recording import RecordingWriter
 
@@ -564,7 +567,9 @@ def write_lane(lane: Lane, path: Path, *, soil: str, seed: int, a: float, length
                                 "generator": "eval_emi_independent"}) as w:
         s = w.add_stream("emi", "emi", gate_times=GATES, units="V",
                          device="induced-dipole PI model",
-                         calibration={"coil_radius": a, "rate": RATE})
+                         calibration={"coil_radius": a, "rate": RATE,
+                                      **({"pulse_length": pulse}
+                                         if pulse and declare_pulse else {})})
         w.add_truth([{"id": b.id, "type": b.type, "is_mine": int(b.is_mine), "x": b.x,
                       "y": b.y, "depth": b.depth, "metal_mass": b.metal_mass}
                      for b in lane.bodies])
@@ -604,6 +609,9 @@ def main() -> int:
     ap.add_argument("--coil-radius", type=float, default=0.12, help="loop radius (m)")
     ap.add_argument("--pulse", type=float, default=None,
                     help="transmitter on-time (s); default a step-off (long on-time)")
+    ap.add_argument("--undeclared-pulse", action="store_true",
+                    help="do not declare the pulse in the recording's calibration "
+                    "(pulse_length): the ground balance then assumes a long on-time")
     ap.add_argument("--clutter-scale", type=float, default=1.0,
                     help="multiply the clutter and rock counts (0: mines alone)")
     ap.add_argument("--min-metal", type=float, default=1e-3,
@@ -621,6 +629,8 @@ def main() -> int:
     model = load_default_model()
     limit = args.min_metal
     tag = f"a{args.coil_radius:g}-L{args.length:g}" + (f"-p{args.pulse:g}" if args.pulse else "")
+    if args.pulse and args.undeclared_pulse:
+        tag += "-u"
     if args.clutter_scale != 1.0:
         tag += f"-c{args.clutter_scale:g}"
     config = {"gpr": {"enabled": False}}
@@ -636,7 +646,8 @@ def main() -> int:
                     lane = simulate(seed, soil, length=args.length, a=args.coil_radius,
                                     pulse=args.pulse, clutter_scale=args.clutter_scale)
                     write_lane(lane, path, soil=soil, seed=seed, a=args.coil_radius,
-                               length=args.length, pulse=args.pulse)
+                               length=args.length, pulse=args.pulse,
+                               declare_pulse=not args.undeclared_pulse)
                 t1 = time.perf_counter()
                 found = detect_recording(path, config)
                 found = {k: np.asarray(v) for k, v in found.items()}
@@ -682,6 +693,7 @@ def main() -> int:
             Path(args.json).write_text(json.dumps(
                 {"soils": soils, "seeds": seeds, "length_m": args.length,
                  "coil_radius_m": args.coil_radius, "pulse_s": args.pulse,
+                 "pulse_declared": bool(args.pulse and not args.undeclared_pulse),
                  "min_metal_kg": limit, **results}, indent=1, allow_nan=False))
     return 0
 
