@@ -609,6 +609,9 @@ def main() -> int:
     ap.add_argument("--coil-radius", type=float, default=0.12, help="loop radius (m)")
     ap.add_argument("--pulse", type=float, default=None,
                     help="transmitter on-time (s); default a step-off (long on-time)")
+    ap.add_argument("--gates", metavar="FIRST,LAST,N", default=None,
+                    help="the detector's gates: N log-spaced from FIRST to LAST s "
+                    "(default 12e-6,1e-3,16, demine's reference detector's)")
     ap.add_argument("--undeclared-pulse", action="store_true",
                     help="do not declare the pulse in the recording's calibration "
                     "(pulse_length): the ground balance then assumes a long on-time")
@@ -631,6 +634,16 @@ def main() -> int:
     tag = f"a{args.coil_radius:g}-L{args.length:g}" + (f"-p{args.pulse:g}" if args.pulse else "")
     if args.pulse and args.undeclared_pulse:
         tag += "-u"
+    if args.gates:
+        global GATES
+        try:
+            g0, g1, gn = (float(v) for v in args.gates.split(","))
+        except ValueError:
+            ap.error(f"--gates must be FIRST,LAST,N, got {args.gates!r}")
+        if not (0 < g0 < g1 and gn >= 3 and gn == int(gn)):
+            ap.error(f"--gates: need 0 < FIRST < LAST and N >= 3, got {args.gates!r}")
+        GATES = np.geomspace(g0, g1, int(gn))
+        tag += f"-g{g0:g}-{g1:g}-{int(gn)}"
     if args.clutter_scale != 1.0:
         tag += f"-c{args.clutter_scale:g}"
     config = {"gpr": {"enabled": False}}
