@@ -7,9 +7,16 @@
   wave, picked trace by trace (:class:`demine.gpr.TimeZero`) and summarised by
   the median, becomes ``time_zero``.
 
-Both start from a base profile (a shipped one by name or a file) and return a
+* :func:`pulse_profile`: a metal detector's transmitter on-time, measured
+  from the ground — the pulse length ``T`` whose viscous soil response
+  ``1/t - 1/(t + T)`` best explains how the readings change as the head moves
+  over magnetic ground, when it explains them clearly better than a
+  step-off's 1/t, becomes ``pulse_length`` (used by the ground balance,
+  :func:`demine.emi.soil_basis`).
+
+Each starts from a base profile (a shipped one by name or a file) and returns a
 new dict; :func:`write_profile` stores it as TOML.  ``demine calibrate`` is the
-command line of both.
+command line of all three.
 """
 
 from __future__ import annotations
@@ -101,6 +108,131 @@ def time_zero_profile(recording: str | Path, stream: str = "gpr", *, threshold: 
     profile["time_zero_spread"] = float(np.percentile(picks, 90) - np.percentile(picks, 10)) \
         * float(dt)
     return _stamp(profile, f"{recording}:{stream}", "direct-wave pick (peak, median of traces)")
+
+
+#: pulse lengths (s) tried by :func:`pulse_profile`; longer ones look like a step-off
+PULSE_GRID = np.geomspace(5e-6, 20e-3, 121)
+
+
+def _pulse_scores(x: np.ndarray, gates: np.ndarray, block: int,
+                  pulses: np.ndarray) -> tuple[np.ndarray, float, int]:
+    """Median noise-whitened residual energy of the block-to-block changes of
+    the readings ``x`` left by a ground balance (viscous + offset) built for
+    each pulse length (``inf``: a step-off), and the same for the offset alone.
+
+    The block means' changes drop drift and static levels; what is left is
+    mostly the soil's amplitude moving with the head.  Each gate is scaled by
+    its noise (second differences of the readings, which the smooth soil and
+    metal responses hardly touch), so noise alone leaves about ``gates - 2``
+    per block; the median over blocks ignores the minority a target touches.
+    """
+    from demine.emi import soil_basis
+
+    n = (x.shape[0] // block) * block
+    means = x[:n].reshape(-1, block, x.shape[1]).mean(axis=1)
+    d = np.diff(means, axis=0)
+    d = d[np.isfinite(d).all(axis=1)]
+    d2 = x[2:] - 2 * x[1:-1] + x[:-2]
+    d2 = d2[np.isfinite(d2).all(axis=1)]
+    noise = 1.482602218505602 * np.median(np.abs(d2 - np.median(d2, axis=0)), axis=0) / np.sqrt(6)
+    noise = np.maximum(noise, np.finfo(np.float64).tiny) * np.sqrt(2.0 / block)
+    w = d / noise
+
+    def energy(basis: np.ndarray) -> float:
+        b = basis / noise[:, None]
+        q, _ = np.linalg.qr(b)
+        r = w - (w @ q) @ q.T
+        return float(np.median(np.einsum("ij,ij->i", r, r)))
+
+    scores = np.array([energy(soil_basis(gates, ("viscous", "offset"),
+                                         pulse_length=None if not np.isfinite(T) else T))
+                       for T in pulses])
+    offset_only = energy(np.ones((gates.size, 1)))
+    return scores, offset_only, int(d.shape[0])
+
+
+def pulse_profile(recording: str | Path, stream: str = "emi", *, start: float | None = None,
+                  stop: float | None = None, base: str | Path = "emi-pi-default",
+                  min_gain: float = 2.0) -> dict:
+    """Measure a metal detector's transmitter on-time from a sweep over magnetic ground.
+
+    A viscous soil answers a rectangular pulse of on-time ``T`` with
+    ``1/t - 1/(t + T)`` (1/t after a long on-time).  Over the readings of
+    ``start``..``stop`` seconds of ``stream`` (a sweep over ground whose
+    response moves with the head's height, ideally with little metal), the
+    pulse lengths of :data:`PULSE_GRID` and a step-off are each tried as the
+    ground balance's viscous component; the one that leaves the least of the
+    readings' changes wins (see :func:`_pulse_scores`).
+
+    The profile gets ``pulse_length`` only when that pulse leaves at most
+    ``1 / min_gain`` of the soil part a step-off leaves (the soil part: what
+    exceeds the noise), and the difference is at least half the noise's share;
+    otherwise the ground does not tell a pulse from a
+    step-off (a long on-time, or too little soil signal) and a
+    :class:`~demine.errors.ConfigError` says so, naming the figures.
+    ``pulse_fit`` records the residual energies (noise alone: about
+    ``gates - 2``).
+    """
+    from demine.recording import Recording
+
+    with Recording(recording) as rec:
+        if stream not in rec.streams or rec.streams[stream].kind != "emi":
+            raise ConfigError(f"{recording}: no EMI stream {stream!r}")
+        s = rec.streams[stream]
+        seg = _segment(s, start, stop)
+        x = np.asarray(s.samples[seg], dtype=np.float64)
+        gates = s.gate_times
+        rate = s.attrs.get("sample_rate") or s.attrs.get("reading_rate")
+        t = s.time[seg]
+    profile = load_profile(base)
+    if gates is None:
+        gates = profile.get("gate_times")
+    if gates is None:
+        raise ConfigError(f"{recording}: stream {stream!r} has no gate_times and the base "
+                          "profile gives none")
+    gates = np.asarray(gates, dtype=np.float64)
+    if gates.size < 4:
+        raise ConfigError(f"{recording}: {gates.size} gates cannot tell a pulse from a "
+                          "step-off (need at least 4)")
+    if not rate:
+        dt = np.diff(np.asarray(t, dtype=np.int64))
+        dt = dt[dt > 0]
+        rate = 1e9 / float(np.median(dt)) if dt.size else 1000.0
+    block = max(2, int(round(0.05 * float(rate))))  # 50 ms of readings
+    if x.shape[0] < 40 * block:
+        raise ConfigError(f"{recording}: stream {stream!r}: {x.shape[0]} readings are too "
+                          f"few to measure the pulse (need {40 * block}, 2 s)")
+    pulses = np.append(PULSE_GRID, np.inf)
+    scores, offset_only, nblocks = _pulse_scores(x, gates, block, pulses)
+    k = int(np.argmin(scores))
+    floor = gates.size - 2.0  # what noise alone leaves per block
+    step = float(scores[-1])
+    best = float(scores[k])
+    soil_step = max(step - floor, 0.0)
+    soil_best = max(best - floor, 0.0)
+    # a pulse is measured when it explains clearly more than a step-off does: at
+    # least half the noise's share per block, and all but 1/min_gain of the soil
+    # part the step-off leaves
+    if (not np.isfinite(pulses[k]) or step - best < 0.5 * floor
+            or soil_best * min_gain > soil_step):
+        what = (f"best pulse {pulses[k] * 1e6:.4g} us {best:.3g}" if np.isfinite(pulses[k])
+                else "no pulse fits better")
+        raise ConfigError(
+            f"{recording}:{stream}: the ground does not tell a pulse from a step-off "
+            f"(median residual per block of {nblocks}: step-off {step:.3g}, {what}; noise "
+            f"alone about {floor:g}, the offset alone {offset_only:.3g}); sweep over magnetic "
+            "ground, or keep the profile's long on-time")
+    profile["pulse_length"] = float(pulses[k])
+    profile["pulse_fit"] = [step, best, offset_only]
+    if len(profile.get("gains", [])) != gates.size:
+        profile["gains"] = [1.0] * gates.size
+    if len(profile.get("null", [])) != gates.size:
+        profile["null"] = [0.0] * gates.size
+    profile["gate_times"] = [float(v) for v in gates]
+    return _stamp(profile, f"{recording}:{stream}[{seg.start}:{seg.stop}]",
+                  "transmitter on-time from the viscous soil's decay "
+                  "(pulse_fit: residual per block after a step-off, after this pulse, "
+                  "after the offset alone)")
 
 
 def _toml_value(v: Any) -> str:

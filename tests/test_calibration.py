@@ -9,7 +9,12 @@ import numpy as np
 import pytest
 
 from demine.calibration import available_profiles, load_profile
-from demine.calibration.procedures import null_profile, time_zero_profile, write_profile
+from demine.calibration.procedures import (
+    null_profile,
+    pulse_profile,
+    time_zero_profile,
+    write_profile,
+)
 from demine.errors import ConfigError
 from demine.recording import RecordingWriter
 
@@ -74,6 +79,71 @@ def test_time_zero_from_direct_wave(tmp_path):
     assert prof["time_zero"] == pytest.approx(pick * 25e-12)
     with pytest.raises(ConfigError, match="no GPR stream 'emi'"):
         time_zero_profile(path, "emi")
+
+
+def _sweep_over_viscous_ground(path, pulse, *, n=20000, seed=3, soil=300.0):
+    """A PI detector swept over viscous ground (its amplitude moving with the
+    head's height, 3-7 cm) under a transmitter pulse of ``pulse`` s (``None``:
+    a step-off), with noise, drift and five metal objects."""
+    rng = np.random.default_rng(seed)
+    gates = np.geomspace(12e-6, 1e-3, 16)
+    k = np.arange(n)
+    h = 0.05 + 0.02 * np.sin(2 * np.pi * k / 1200.0) + 0.004 * np.sin(k / 2900.0)
+    decay = 1 / gates - (1 / (gates + pulse) if pulse else 0.0)
+    sigma = 1e-3 * np.sqrt(1e-4 / gates)
+    x = soil * sigma[6] * 1e-4 * (0.05 / h)[:, None] ** 3 * decay[None, :]
+    x += rng.normal(size=x.shape) * sigma
+    x += np.linspace(0, 1, n)[:, None] * rng.normal(scale=3.0, size=gates.size) * sigma
+    for start in rng.integers(0, n - 400, 5):
+        tau = 10 ** rng.uniform(-4.5, -3.3)
+        bump = 200 * sigma[0] * np.exp(-gates / tau) * (gates / 1e-5) ** -0.5
+        x[start:start + 400] += np.hanning(400)[:, None] * bump[None, :]
+    with RecordingWriter(path) as w:
+        w.add_stream("emi", "emi", gate_times=gates).append(
+            x.astype(np.float32), time=(k * 1e6).astype(np.int64))
+    return gates
+
+
+@pytest.mark.parametrize("pulse", [60e-6, 150e-6, 400e-6])
+def test_pulse_length_from_a_sweep_over_viscous_ground(tmp_path, pulse):
+    path = tmp_path / "sweep.h5"
+    gates = _sweep_over_viscous_ground(path, pulse)
+    prof = pulse_profile(path)
+    assert prof["pulse_length"] == pytest.approx(pulse, rel=0.1)
+    step, best, offset_only = prof["pulse_fit"]
+    assert best < 0.2 * step < offset_only  # the pulse explains what a step-off leaves
+    np.testing.assert_allclose(prof["gate_times"], gates)
+    back = load_profile(write_profile(prof, tmp_path / "p.toml"))
+    assert back["pulse_length"] == prof["pulse_length"]
+
+
+def test_pulse_length_is_refused_when_the_ground_cannot_tell(tmp_path):
+    """A step-off's ground, or ground too weak to see, gives no pulse length."""
+    step = tmp_path / "step.h5"
+    _sweep_over_viscous_ground(step, None)
+    with pytest.raises(ConfigError, match="does not tell a pulse from a step-off"):
+        pulse_profile(step)
+    weak = tmp_path / "weak.h5"
+    _sweep_over_viscous_ground(weak, 150e-6, soil=0.05)
+    with pytest.raises(ConfigError, match="does not tell a pulse from a step-off"):
+        pulse_profile(weak)
+    short = tmp_path / "short.h5"
+    _sweep_over_viscous_ground(short, 150e-6, n=1500)
+    with pytest.raises(ConfigError, match="too few to measure the pulse"):
+        pulse_profile(short)
+    with pytest.raises(ConfigError, match="no EMI stream 'gpr'"):
+        pulse_profile(step, "gpr")
+
+
+def test_cli_calibrate_pulse(tmp_path):
+    path = tmp_path / "sweep.h5"
+    _sweep_over_viscous_ground(path, 150e-6)
+    out = tmp_path / "p.toml"
+    proc = subprocess.run([sys.executable, "-m", "demine", "calibrate", "pulse", str(path),
+                           "--out", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "transmitter on-time" in proc.stdout
+    assert load_profile(out)["pulse_length"] == pytest.approx(150e-6, rel=0.1)
 
 
 def test_cli_calibrate_null(tmp_path):

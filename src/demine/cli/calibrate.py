@@ -1,4 +1,5 @@
-"""``demine calibrate``: detector nulling and radar time zero, written as profiles."""
+"""``demine calibrate``: detector nulling, transmitter on-time and radar time zero, as
+profiles."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from pathlib import Path
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "calibrate",
-        help="null a detector (reading in air) or find radar time zero; write a profile",
+        help="null a detector (reading in air), measure its pulse, or find radar time "
+        "zero; write a profile",
         description="Calibration procedures. Each reads a recording and writes a profile "
         "(TOML) that `demine record --calibration STREAM=PROFILE` uses.",
     )
@@ -22,6 +24,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     n.add_argument("--stop", type=float, default=None, metavar="S")
     n.add_argument("--base", default="emi-pi-default", help="profile to start from")
     n.add_argument("--out", "-o", type=Path, required=True)
+    u = s.add_parser("pulse", help="metal detector's transmitter on-time from a sweep over "
+                     "magnetic ground (the viscous soil's decay)")
+    u.add_argument("recording", type=Path)
+    u.add_argument("--stream", default="emi")
+    u.add_argument("--start", type=float, default=None, metavar="S",
+                   help="start of the sweep, seconds from the stream's start")
+    u.add_argument("--stop", type=float, default=None, metavar="S")
+    u.add_argument("--base", default="emi-pi-default", help="profile to start from")
+    u.add_argument("--out", "-o", type=Path, required=True)
     t = s.add_parser("time-zero", help="radar time zero from the direct wave")
     t.add_argument("recording", type=Path)
     t.add_argument("--stream", default="gpr")
@@ -33,12 +44,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..calibration.procedures import null_profile, time_zero_profile, write_profile
+    from ..calibration.procedures import (
+        null_profile,
+        pulse_profile,
+        time_zero_profile,
+        write_profile,
+    )
 
     if args.procedure == "null":
         prof = null_profile(args.recording, args.stream, start=args.start, stop=args.stop,
                             base=args.base)
         what = f"null of {len(prof['null'])} gates"
+    elif args.procedure == "pulse":
+        prof = pulse_profile(args.recording, args.stream, start=args.start, stop=args.stop,
+                             base=args.base)
+        fit = prof["pulse_fit"]
+        what = (f"transmitter on-time {prof['pulse_length'] * 1e6:.1f} us (residual per "
+                f"block {fit[1]:.3g}, {fit[0]:.3g} for a step-off)")
     else:
         prof = time_zero_profile(args.recording, args.stream, threshold=args.threshold,
                                  base=args.base)
