@@ -632,8 +632,9 @@ def main() -> int:
     model = load_default_model()
     limit = args.min_metal
     tag = f"a{args.coil_radius:g}-L{args.length:g}" + (f"-p{args.pulse:g}" if args.pulse else "")
-    if args.pulse and args.undeclared_pulse:
-        tag += "-u"
+    if args.pulse:
+        # declared and undeclared pulses are different recordings (calibration)
+        tag += "-u" if args.undeclared_pulse else "-d"
     if args.gates:
         global GATES
         try:

@@ -134,6 +134,8 @@ def _pulse_scores(x: np.ndarray, gates: np.ndarray, block: int,
     d = d[np.isfinite(d).all(axis=1)]
     d2 = x[2:] - 2 * x[1:-1] + x[:-2]
     d2 = d2[np.isfinite(d2).all(axis=1)]
+    if d.shape[0] < 2 or d2.shape[0] < 2:
+        return np.full(pulses.size, np.nan), math.nan, int(d.shape[0])
     noise = 1.482602218505602 * np.median(np.abs(d2 - np.median(d2, axis=0)), axis=0) / np.sqrt(6)
     noise = np.maximum(noise, np.finfo(np.float64).tiny) * np.sqrt(2.0 / block)
     w = d / noise
@@ -153,7 +155,7 @@ def _pulse_scores(x: np.ndarray, gates: np.ndarray, block: int,
 
 def pulse_profile(recording: str | Path, stream: str = "emi", *, start: float | None = None,
                   stop: float | None = None, base: str | Path = "emi-pi-default",
-                  min_gain: float = 2.0) -> dict:
+                  max_left: float = 0.01) -> dict:
     """Measure a metal detector's transmitter on-time from a sweep over magnetic ground.
 
     A viscous soil answers a rectangular pulse of on-time ``T`` with
@@ -164,12 +166,15 @@ def pulse_profile(recording: str | Path, stream: str = "emi", *, start: float | 
     ground balance's viscous component; the one that leaves the least of the
     readings' changes wins (see :func:`_pulse_scores`).
 
-    The profile gets ``pulse_length`` only when that pulse leaves at most
-    ``1 / min_gain`` of the soil part a step-off leaves (the soil part: what
-    exceeds the noise), and the difference is at least half the noise's share;
-    otherwise the ground does not tell a pulse from a
-    step-off (a long on-time, or too little soil signal) and a
-    :class:`~demine.errors.ConfigError` says so, naming the figures.
+    The profile gets ``pulse_length`` only when that pulse explains clearly
+    more than a step-off (at least half the noise's share per block more) and
+    explains the ground: it leaves at most 4 times what noise alone leaves, or
+    at most ``max_left`` of the soil part (what exceeds the noise) a step-off
+    leaves.  Otherwise a :class:`~demine.errors.ConfigError` names the figures:
+    the ground does not tell a pulse from a step-off (a long on-time, or too
+    little soil signal), or its decay is no viscous soil's under any pulse
+    (frequency-dependent or band-limited ground, which the learnt balance,
+    ``learn``, follows instead).
     ``pulse_fit`` records the residual energies (noise alone: about
     ``gates - 2``).
     """
@@ -191,6 +196,9 @@ def pulse_profile(recording: str | Path, stream: str = "emi", *, start: float | 
         raise ConfigError(f"{recording}: stream {stream!r} has no gate_times and the base "
                           "profile gives none")
     gates = np.asarray(gates, dtype=np.float64)
+    if gates.size != x.shape[1]:
+        raise ConfigError(f"{recording}: stream {stream!r} has {x.shape[1]} channels but "
+                          f"{gates.size} gate times")
     if gates.size < 4:
         raise ConfigError(f"{recording}: {gates.size} gates cannot tell a pulse from a "
                           "step-off (need at least 4)")
@@ -204,24 +212,35 @@ def pulse_profile(recording: str | Path, stream: str = "emi", *, start: float | 
                           f"few to measure the pulse (need {40 * block}, 2 s)")
     pulses = np.append(PULSE_GRID, np.inf)
     scores, offset_only, nblocks = _pulse_scores(x, gates, block, pulses)
+    if nblocks < 39 or not (np.isfinite(scores).all() and math.isfinite(offset_only)):
+        raise ConfigError(f"{recording}: stream {stream!r}: {nblocks} blocks of {block} "
+                          "readings with every gate finite (need 39, 2 s): too many missing "
+                          "values to measure the pulse")
     k = int(np.argmin(scores))
     floor = gates.size - 2.0  # what noise alone leaves per block
     step = float(scores[-1])
     best = float(scores[k])
     soil_step = max(step - floor, 0.0)
     soil_best = max(best - floor, 0.0)
-    # a pulse is measured when it explains clearly more than a step-off does: at
-    # least half the noise's share per block, and all but 1/min_gain of the soil
-    # part the step-off leaves
-    if (not np.isfinite(pulses[k]) or step - best < 0.5 * floor
-            or soil_best * min_gain > soil_step):
-        what = (f"best pulse {pulses[k] * 1e6:.4g} us {best:.3g}" if np.isfinite(pulses[k])
-                else "no pulse fits better")
+    # a pulse is measured when it explains clearly more than a step-off does (at
+    # least half the noise's share per block), and explains the ground: what it
+    # leaves is near the noise, or a small part of what the step-off leaves
+    figures = (f"median residual per block of {nblocks}: step-off {step:.3g}, "
+               + (f"best pulse {pulses[k] * 1e6:.4g} us {best:.3g}" if np.isfinite(pulses[k])
+                  else "no pulse fits better")
+               + f"; noise alone about {floor:g}, the offset alone {offset_only:.3g}")
+    if not np.isfinite(pulses[k]) or step - best < 0.5 * floor:
         raise ConfigError(
             f"{recording}:{stream}: the ground does not tell a pulse from a step-off "
-            f"(median residual per block of {nblocks}: step-off {step:.3g}, {what}; noise "
-            f"alone about {floor:g}, the offset alone {offset_only:.3g}); sweep over magnetic "
-            "ground, or keep the profile's long on-time")
+            f"({figures}); sweep over magnetic ground, or keep the profile's long on-time"
+            + ("; what a step-off leaves is not noise either: metal under much of the "
+               "sweep, noise that is not white, or ground no pulse explains"
+               if step > 4 * floor else ""))
+    if best > 4 * floor and soil_best > max_left * soil_step:
+        raise ConfigError(
+            f"{recording}:{stream}: the ground's decay is not a viscous soil's under any "
+            f"pulse ({figures}): no on-time to declare; the learnt balance (emi.soil "
+            "learn = true) follows such ground")
     profile["pulse_length"] = float(pulses[k])
     profile["pulse_fit"] = [step, best, offset_only]
     if len(profile.get("gains", [])) != gates.size:

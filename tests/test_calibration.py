@@ -16,7 +16,7 @@ from demine.calibration.procedures import (
     write_profile,
 )
 from demine.errors import ConfigError
-from demine.recording import RecordingWriter
+from demine.recording import Recording, RecordingWriter
 
 
 def test_shipped_profiles_load():
@@ -81,15 +81,19 @@ def test_time_zero_from_direct_wave(tmp_path):
         time_zero_profile(path, "emi")
 
 
-def _sweep_over_viscous_ground(path, pulse, *, n=20000, seed=3, soil=300.0):
+def _sweep_over_viscous_ground(path, pulse, *, n=20000, seed=3, soil=300.0, decay=None):
     """A PI detector swept over viscous ground (its amplitude moving with the
     head's height, 3-7 cm) under a transmitter pulse of ``pulse`` s (``None``:
-    a step-off), with noise, drift and five metal objects."""
+    a step-off), or over ground of another ``decay``, with noise, drift and
+    five metal objects."""
     rng = np.random.default_rng(seed)
     gates = np.geomspace(12e-6, 1e-3, 16)
     k = np.arange(n)
     h = 0.05 + 0.02 * np.sin(2 * np.pi * k / 1200.0) + 0.004 * np.sin(k / 2900.0)
-    decay = 1 / gates - (1 / (gates + pulse) if pulse else 0.0)
+    if decay is None:
+        decay = 1 / gates - (1 / (gates + pulse) if pulse else 0.0)
+    else:
+        decay = decay(gates) / decay(gates[6]) / gates[6]
     sigma = 1e-3 * np.sqrt(1e-4 / gates)
     x = soil * sigma[6] * 1e-4 * (0.05 / h)[:, None] ** 3 * decay[None, :]
     x += rng.normal(size=x.shape) * sigma
@@ -127,6 +131,29 @@ def test_pulse_length_is_refused_when_the_ground_cannot_tell(tmp_path):
     _sweep_over_viscous_ground(weak, 150e-6, soil=0.05)
     with pytest.raises(ConfigError, match="does not tell a pulse from a step-off"):
         pulse_profile(weak)
+    # ground whose decay no pulse gives (t^-1.5, a band of relaxation times)
+    for name, decay in (("t15", lambda t: t ** -1.5), ("band", lambda t: np.exp(-t / 3e-4) / t)):
+        other = tmp_path / f"{name}.h5"
+        _sweep_over_viscous_ground(other, None, decay=decay)
+        with pytest.raises(ConfigError, match="not a viscous soil's under any pulse"):
+            pulse_profile(other)
+    # a gate with no finite reading leaves no block to measure
+    gap = tmp_path / "gap.h5"
+    gates = _sweep_over_viscous_ground(gap, 150e-6)
+    with Recording(gap) as rec:
+        x = np.asarray(rec.streams["emi"].samples[:])
+        t = np.asarray(rec.streams["emi"].time)
+    x[:, 3] = np.nan
+    gap2 = tmp_path / "gap2.h5"
+    with RecordingWriter(gap2) as w:
+        a = w.add_stream("emi", "emi", gate_times=gates)
+        b = w.add_stream("emi8", "emi", n_channels=8)
+        a.append(x, time=t)
+        b.append(x[:, :8], time=t)
+    with pytest.raises(ConfigError, match="too many missing values"):
+        pulse_profile(gap2)
+    with pytest.raises(ConfigError, match="8 channels but 16 gate times"):
+        pulse_profile(gap2, "emi8")
     short = tmp_path / "short.h5"
     _sweep_over_viscous_ground(short, 150e-6, n=1500)
     with pytest.raises(ConfigError, match="too few to measure the pulse"):

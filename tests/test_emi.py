@@ -255,18 +255,28 @@ def test_soil_models_a_declared_transmitter_pulse(pulse):
     step = emi.SoilCompensation(gate_times=t, pulse_length=0)
     step.configure({"pulse_length": pulse})
     np.testing.assert_array_equal(step.basis, emi.SoilCompensation(gate_times=t).basis)
-    # the learned balance is built on the declared decay too
-    learn = emi.SoilCompensation(gate_times=t, learn=True)
+    # the learned balance is built on the declared decay too, and forgets
+    # what it learnt against another balance
+    learn = emi.SoilCompensation(gate_times=t, learn=True, learn_block=10, learn_min=50)
+    run_stage(learn, np.tile(x, (10, 1)))
+    assert learn.learned_shape is not None
     learn.configure({"pulse_length": pulse})
     np.testing.assert_array_equal(learn.basis, basis)
+    assert learn.learned_shape is None
+    # a later configuration without the pulse goes back to 1/t
+    from_cal.configure({"gate_times": t})
+    np.testing.assert_array_equal(from_cal.basis, emi.soil_basis(t))
+    assert from_cal.params()["pulse_length"] is None
 
 
-@pytest.mark.parametrize("bad", [-1e-4, float("nan"), float("inf"), 2.0, "long", [1e-4]])
+@pytest.mark.parametrize("bad", [-1e-4, float("nan"), float("inf"), 2.0, 150, "long", [1e-4],
+                                 True])
 def test_soil_refuses_a_bad_pulse_length(bad):
     with pytest.raises(ConfigError, match="pulse_length"):
         emi.SoilCompensation(gate_times=GATES, pulse_length=bad)
-    with pytest.raises(ConfigError, match="pulse_length"):
-        emi.SoilCompensation().configure({"gate_times": GATES, "pulse_length": bad})
+    with pytest.raises(ConfigError, match="stream 'emi': calibration 'pulse_length'"):
+        emi.SoilCompensation().configure({"stream": "emi", "gate_times": GATES,
+                                          "pulse_length": bad})
 
 
 def test_soil_extra_components_and_amplitudes():

@@ -213,6 +213,8 @@ def _pulse_length(value: Any) -> float | None:
     """A transmitter on-time in seconds (``None`` or 0: a long on-time), checked."""
     if value is None:
         return None
+    if isinstance(value, bool):
+        raise ConfigError(f"emi.soil: pulse_length must be a number of seconds, got {value!r}")
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -390,11 +392,17 @@ class SoilCompensation(Stage):
     def configure(self, context: Mapping[str, Any]) -> None:
         pulse = self.pulse_length
         if pulse is None:
-            pulse = _pulse_length(context.get("pulse_length"))
+            try:
+                pulse = _pulse_length(context.get("pulse_length"))
+            except ConfigError as exc:
+                raise ConfigError(f"stream {context.get('stream', '?')!r}: calibration "
+                                  f"'pulse_length': {exc}") from None
         if pulse != self._pulse:
             self._pulse = pulse
             if self.gate_times is not None:
                 self._set_gates(self.gate_times)
+                # what was learnt was learnt against the other balance
+                self.reset()
         if self.gate_times is None and context.get("gate_times") is not None:
             self._set_gates(context["gate_times"])
 
