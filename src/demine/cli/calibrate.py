@@ -16,23 +16,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(TOML) that `demine record --calibration STREAM=PROFILE` uses.",
     )
     s = p.add_subparsers(dest="procedure", metavar="PROCEDURE", required=True)
-    n = s.add_parser("null", help="detector null from a reading held in air")
-    n.add_argument("recording", type=Path)
-    n.add_argument("--stream", default="emi")
-    n.add_argument("--start", type=float, default=None, metavar="S",
-                   help="start of the in-air segment, seconds from the stream's start")
-    n.add_argument("--stop", type=float, default=None, metavar="S")
-    n.add_argument("--base", default="emi-pi-default", help="profile to start from")
-    n.add_argument("--out", "-o", type=Path, required=True)
-    u = s.add_parser("pulse", help="metal detector's transmitter on-time from a sweep over "
-                     "magnetic ground (the viscous soil's decay)")
-    u.add_argument("recording", type=Path)
-    u.add_argument("--stream", default="emi")
-    u.add_argument("--start", type=float, default=None, metavar="S",
-                   help="start of the sweep, seconds from the stream's start")
-    u.add_argument("--stop", type=float, default=None, metavar="S")
-    u.add_argument("--base", default="emi-pi-default", help="profile to start from")
-    u.add_argument("--out", "-o", type=Path, required=True)
+    for name, helptext, segment in (
+            ("null", "detector null from a reading held in air", "the in-air segment"),
+            ("pulse", "metal detector's transmitter on-time from a sweep over magnetic "
+             "ground (the viscous soil's decay)", "the sweep")):
+        e = s.add_parser(name, help=helptext)
+        e.add_argument("recording", type=Path)
+        e.add_argument("--stream", default="emi")
+        e.add_argument("--start", type=float, default=None, metavar="S",
+                       help=f"start of {segment}, seconds from the stream's start")
+        e.add_argument("--stop", type=float, default=None, metavar="S")
+        e.add_argument("--base", default="emi-pi-default", help="profile to start from")
+        e.add_argument("--out", "-o", type=Path, required=True)
     t = s.add_parser("time-zero", help="radar time zero from the direct wave")
     t.add_argument("recording", type=Path)
     t.add_argument("--stream", default="gpr")
