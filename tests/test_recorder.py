@@ -353,9 +353,11 @@ def test_live_alarms_equal_batch_alarms(tmp_path):
                for d in ("emi-pi", "nmea")]
     for d in devices:
         d.start()
-    # a coil radius in the calibration scales the detector's distances, live
-    # (from the profile) as in batch (from the file)
-    cal = {"gate_times": scene.gate_times.tolist(), "coil_radius": 0.15}
+    # a coil radius in the calibration scales the detector's distances, and a
+    # transmitter pulse sets the ground balance's viscous decay, live (from the
+    # profile) as in batch (from the file)
+    cal = {"gate_times": scene.gate_times.tolist(), "coil_radius": 0.15,
+           "pulse_length": 5e-3}
     rec = Recorder(out, [DeviceSpec(d.driver_name, d.port, calibration=cal)
                          for d in devices],
                    frame=LocalFrame(scene.anchor_lon, scene.anchor_lat, scene.anchor_alt),
@@ -364,6 +366,11 @@ def test_live_alarms_equal_batch_alarms(tmp_path):
         rec.start()
         det = rec._detectors["emi"].detector.detector
         assert det.lobe_radius == pytest.approx(0.25 * 0.15 / 0.12)
+        soil = rec._detectors["emi"].detector.chain.steps[0]
+        gates = np.asarray(scene.gate_times)
+        viscous = 1 / gates - 1 / (gates + 5e-3)
+        np.testing.assert_allclose(soil.basis[:, 0], viscous / np.linalg.norm(viscous),
+                                   rtol=1e-12)
         for d in devices:
             assert d.wait(timeout=60)
         time.sleep(0.5)
