@@ -126,6 +126,8 @@ def _pulse_scores(x: np.ndarray, gates: np.ndarray, block: int,
     metal responses hardly touch), so noise alone leaves about ``gates - 2``
     per block; the median over blocks ignores the minority a target touches.
     """
+    from scipy.stats import median_abs_deviation
+
     from demine.emi import soil_basis
 
     n = (x.shape[0] // block) * block
@@ -136,7 +138,7 @@ def _pulse_scores(x: np.ndarray, gates: np.ndarray, block: int,
     d2 = d2[np.isfinite(d2).all(axis=1)]
     if d.shape[0] < 2 or d2.shape[0] < 2:
         return np.full(pulses.size, np.nan), math.nan, int(d.shape[0])
-    noise = 1.482602218505602 * np.median(np.abs(d2 - np.median(d2, axis=0)), axis=0) / np.sqrt(6)
+    noise = median_abs_deviation(d2, axis=0, scale="normal") / np.sqrt(6)
     noise = np.maximum(noise, np.finfo(np.float64).tiny) * np.sqrt(2.0 / block)
     w = d / noise
 
@@ -178,6 +180,7 @@ def pulse_profile(recording: str | Path, stream: str = "emi", *, start: float | 
     ``pulse_fit`` records the residual energies (noise alone: about
     ``gates - 2``).
     """
+    from demine.process import _stream_context
     from demine.recording import Recording
 
     with Recording(recording) as rec:
@@ -187,8 +190,8 @@ def pulse_profile(recording: str | Path, stream: str = "emi", *, start: float | 
         seg = _segment(s, start, stop)
         x = np.asarray(s.samples[seg], dtype=np.float64)
         gates = s.gate_times
-        rate = s.attrs.get("sample_rate") or s.attrs.get("reading_rate")
-        t = s.time[seg]
+        # the reading rate as the processing chains see it
+        rate = _stream_context(s).get("sample_rate", 1000.0)
     profile = load_profile(base)
     if gates is None:
         gates = profile.get("gate_times")
@@ -202,10 +205,6 @@ def pulse_profile(recording: str | Path, stream: str = "emi", *, start: float | 
     if gates.size < 4:
         raise ConfigError(f"{recording}: {gates.size} gates cannot tell a pulse from a "
                           "step-off (need at least 4)")
-    if not rate:
-        dt = np.diff(np.asarray(t, dtype=np.int64))
-        dt = dt[dt > 0]
-        rate = 1e9 / float(np.median(dt)) if dt.size else 1000.0
     block = max(2, int(round(0.05 * float(rate))))  # 50 ms of readings
     if x.shape[0] < 40 * block:
         raise ConfigError(f"{recording}: stream {stream!r}: {x.shape[0]} readings are too "
