@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from demine.emi import PULSE_GRID
 from demine.errors import ConfigError
 
 from . import load_profile
@@ -110,49 +111,22 @@ def time_zero_profile(recording: str | Path, stream: str = "gpr", *, threshold: 
     return _stamp(profile, f"{recording}:{stream}", "direct-wave pick (peak, median of traces)")
 
 
-#: pulse lengths (s) tried by :func:`pulse_profile`; longer ones look like a step-off
-PULSE_GRID = np.geomspace(5e-6, 20e-3, 121)
-
-
 def _pulse_scores(x: np.ndarray, gates: np.ndarray, block: int,
                   pulses: np.ndarray) -> tuple[np.ndarray, float, int]:
     """Median noise-whitened residual energy of the block-to-block changes of
     the readings ``x`` left by a ground balance (viscous + offset) built for
-    each pulse length (``inf``: a step-off), and the same for the offset alone.
-
-    The block means' changes drop drift and static levels; what is left is
-    mostly the soil's amplitude moving with the head.  Each gate is scaled by
-    its noise (second differences of the readings, which the smooth soil and
-    metal responses hardly touch), so noise alone leaves about ``gates - 2``
-    per block; the median over blocks ignores the minority a target touches.
+    each pulse length (``inf``: a step-off), and the same for the offset alone:
+    the medians over blocks of :func:`demine.emi._pulse_energies` (the
+    ground balance's own pulse search), which ignore the minority of blocks a
+    target touches.
     """
-    from scipy.stats import median_abs_deviation
+    from demine.emi import _pulse_energies, pulse_bases
 
-    from demine.emi import soil_basis
-
-    n = (x.shape[0] // block) * block
-    means = x[:n].reshape(-1, block, x.shape[1]).mean(axis=1)
-    d = np.diff(means, axis=0)
-    d = d[np.isfinite(d).all(axis=1)]
-    d2 = x[2:] - 2 * x[1:-1] + x[:-2]
-    d2 = d2[np.isfinite(d2).all(axis=1)]
-    if d.shape[0] < 2 or d2.shape[0] < 2:
-        return np.full(pulses.size, np.nan), math.nan, int(d.shape[0])
-    noise = median_abs_deviation(d2, axis=0, scale="normal") / np.sqrt(6)
-    noise = np.maximum(noise, np.finfo(np.float64).tiny) * np.sqrt(2.0 / block)
-    w = d / noise
-
-    def energy(basis: np.ndarray) -> float:
-        b = basis / noise[:, None]
-        q, _ = np.linalg.qr(b)
-        r = w - (w @ q) @ q.T
-        return float(np.median(np.einsum("ij,ij->i", r, r)))
-
-    scores = np.array([energy(soil_basis(gates, ("viscous", "offset"),
-                                         pulse_length=None if not np.isfinite(T) else T))
-                       for T in pulses])
-    offset_only = energy(np.ones((gates.size, 1)))
-    return scores, offset_only, int(d.shape[0])
+    e = _pulse_energies(x, gates, block, pulse_bases(gates, pulses))
+    e_off = _pulse_energies(x, gates, block, np.ones((1, gates.size, 1)))
+    if e.shape[1] < 2:
+        return np.full(pulses.size, np.nan), math.nan, int(e.shape[1])
+    return np.median(e, axis=1), float(np.median(e_off[0])), int(e.shape[1])
 
 
 def pulse_profile(recording: str | Path, stream: str = "emi", *, start: float | None = None,

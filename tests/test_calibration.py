@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+from _sweeps import viscous_sweep
 
 from demine.calibration import available_profiles, load_profile
 from demine.calibration.procedures import (
@@ -82,29 +83,11 @@ def test_time_zero_from_direct_wave(tmp_path):
 
 
 def _sweep_over_viscous_ground(path, pulse, *, n=20000, seed=3, soil=300.0, decay=None):
-    """A PI detector swept over viscous ground (its amplitude moving with the
-    head's height, 3-7 cm) under a transmitter pulse of ``pulse`` s (``None``:
-    a step-off), or over ground of another ``decay``, with noise, drift and
-    five metal objects."""
-    rng = np.random.default_rng(seed)
-    gates = np.geomspace(12e-6, 1e-3, 16)
-    k = np.arange(n)
-    h = 0.05 + 0.02 * np.sin(2 * np.pi * k / 1200.0) + 0.004 * np.sin(k / 2900.0)
-    if decay is None:
-        decay = 1 / gates - (1 / (gates + pulse) if pulse else 0.0)
-    else:
-        decay = decay(gates) / decay(gates[6]) / gates[6]
-    sigma = 1e-3 * np.sqrt(1e-4 / gates)
-    x = soil * sigma[6] * 1e-4 * (0.05 / h)[:, None] ** 3 * decay[None, :]
-    x += rng.normal(size=x.shape) * sigma
-    x += np.linspace(0, 1, n)[:, None] * rng.normal(scale=3.0, size=gates.size) * sigma
-    for start in rng.integers(0, n - 400, 5):
-        tau = 10 ** rng.uniform(-4.5, -3.3)
-        bump = 200 * sigma[0] * np.exp(-gates / tau) * (gates / 1e-5) ** -0.5
-        x[start:start + 400] += np.hanning(400)[:, None] * bump[None, :]
+    """A recording of :func:`_sweeps.viscous_sweep` (five metal objects)."""
+    gates, x = viscous_sweep(pulse, n=n, seed=seed, soil=soil, decay=decay)
     with RecordingWriter(path) as w:
         w.add_stream("emi", "emi", gate_times=gates).append(
-            x.astype(np.float32), time=(k * 1e6).astype(np.int64))
+            x.astype(np.float32), time=(np.arange(n) * 1e6).astype(np.int64))
     return gates
 
 

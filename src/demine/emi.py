@@ -33,7 +33,7 @@ from .errors import ConfigError
 from .process import Stage, register_stage
 
 __all__ = ["MainsNotch", "SoilCompensation", "Baseline", "Detect", "MatchedDetect", "soil_basis",
-           "DEFAULT_SOIL"]
+           "pulse_bases", "DEFAULT_SOIL", "PULSE_GRID"]
 
 
 
@@ -141,6 +141,63 @@ _LEARN_WARMUP = 10
 _LEARN_TRIM_AMP = 4.0
 _LEARN_CLIP = 3.0
 _LEARN_MAX_REJECT = 100
+
+#: transmitter on-times (s) that the pulse search of :class:`SoilCompensation`
+#: and ``demine calibrate pulse`` try; longer ones look like a step-off
+PULSE_GRID = np.geomspace(5e-6, 20e-3, 121)
+
+# pulse search (find_pulse): a window is a hit when, over its blocks, the best
+# pulse of the grid improves on a step-off by this many times the noise floor
+# in a quarter of the blocks or more (soil moves under every block, metal under
+# some), and explains the ground as ``demine calibrate pulse`` requires (its
+# median leaves at most 4 times the noise floor, or 1 % of the soil residue a
+# step-off leaves); the pulse is taken after this many hits in a row that agree
+# within a factor
+_PULSE_MIN_GAIN = 2.0
+_PULSE_QUANTILE = 0.25
+_PULSE_FIT_NOISE = 4.0
+_PULSE_FIT_LEFT = 0.01
+_PULSE_HITS = 3
+_PULSE_AGREE = 1.3
+_PULSE_MIN_BLOCKS = 20
+
+
+def _pulse_energies(x: np.ndarray, gates: np.ndarray, block: int,
+                    bases: np.ndarray) -> np.ndarray:
+    """Noise-whitened residual energy of each block-to-block change of the
+    readings ``x`` after a fit of each of ``bases`` (n_bases, gates, k).
+
+    The block means' changes drop drift and static levels; what is left is
+    mostly the soil's amplitude moving with the head.  Each gate is scaled by
+    its noise (second differences of the readings, which the smooth soil and
+    metal responses hardly touch), so noise alone leaves about ``gates - k``
+    per block.  Returns (n_bases, n_changes); changes with a missing value are
+    left out (no column at all when fewer than two remain).
+    """
+    from scipy.stats import median_abs_deviation
+
+    n = (x.shape[0] // block) * block
+    means = x[:n].reshape(-1, block, x.shape[1]).mean(axis=1)
+    d = np.diff(means, axis=0)
+    d = d[np.isfinite(d).all(axis=1)]
+    d2 = x[2:] - 2 * x[1:-1] + x[:-2]
+    d2 = d2[np.isfinite(d2).all(axis=1)]
+    if d.shape[0] < 2 or d2.shape[0] < 2:
+        return np.empty((bases.shape[0], 0))
+    noise = median_abs_deviation(d2, axis=0, scale="normal") / np.sqrt(6)
+    noise = np.maximum(noise, np.finfo(np.float64).tiny) * np.sqrt(2.0 / block)
+    w = d / noise
+    q, _ = np.linalg.qr(bases / noise[None, :, None])
+    proj = np.einsum("bg,pgk->pbk", w, q)
+    return np.einsum("bg,bg->b", w, w)[None, :] - np.einsum("pbk,pbk->pb", proj, proj)
+
+
+def pulse_bases(gate_times: Sequence[float], pulses: Sequence[float]) -> np.ndarray:
+    """The ground balance's (viscous, offset) basis for each on-time of ``pulses``
+    (``inf``: a step-off), stacked: (n_pulses, n_gates, 2)."""
+    return np.stack([soil_basis(gate_times, ("viscous", "offset"),
+                                pulse_length=float(T) if np.isfinite(T) else None)
+                     for T in pulses])
 
 
 def soil_basis(gate_times: Sequence[float], components: Sequence[str] = DEFAULT_SOIL,
@@ -266,6 +323,13 @@ class SoilCompensation(Stage):
         it: on an independent induced-dipole model (150 µs pulse, strongly
         viscous soil, docs/evaluation.md) the 1/t balance left 2.67 false
         alarms per m², the declared pulse 0.84 (0.78 after a step-off).
+    find_pulse : bool
+        When no pulse is declared (neither ``pulse_length`` nor the stream's
+        calibration; 0 declares a step-off), find the on-time from the ground
+        as the lane goes (see *Pulse search* below).  Off here; on in the
+        packaged ``emi_default`` chain.
+    pulse_window : int
+        Readings per window of the pulse search.
     append_amplitudes : bool
         Append the fitted amplitude of each component as extra output channels
         (the viscous amplitude tracks sensor height over uniform soil).
@@ -325,16 +389,42 @@ class SoilCompensation(Stage):
     reading on) and counts finite readings only, so any chunking gives the
     same output.  :attr:`learned_shape`, :attr:`learned_gain` and
     :attr:`learned_snr` show its state.
+
+    **Pulse search** (``find_pulse = true``).  A detector whose transmitter
+    pulse is not long against its last gate sees viscous ground decay as
+    ``1/t - 1/(t + T)``; undeclared, the 1/t balance leaves a residue that
+    moves with the head (on an independent induced-dipole model, strongly
+    viscous ground under a 150 µs pulse gave 2.7 false alarms per m² instead
+    of 0.8).  The learnt balance does not follow it there (targets keep its
+    gain low), so the stage looks for the pulse itself, as ``demine calibrate
+    pulse`` does offline: over each window of ``pulse_window`` readings
+    (counted from the start, every reading), the changes between blocks of
+    ``learn_block`` readings are balanced with the viscous decay of each pulse
+    of :data:`PULSE_GRID` and with 1/t (:func:`_pulse_energies`).  A window is
+    a hit when the pulse that leaves the least (median over blocks), not at
+    the grid's ends, leaves less than a step-off by twice the noise floor
+    (``gates - 2``) in three quarters of the blocks (the soil moves under
+    every block, metal only under some), and explains the ground as
+    ``demine calibrate pulse`` requires (it leaves at most 4 times the noise
+    floor, or 1 % of the soil residue a step-off leaves).
+    After three hits in a row whose pulses agree within a factor 1.3, the
+    middle one of the three is taken, from the next reading on, as if
+    declared (the learning restarts); the search then stops.  No window of
+    demine's own simulated lanes (1/t and band-limited ground, 124 lanes)
+    leads to a pulse; on the independent model's strongly viscous pulse lanes
+    the pulse (147.8 µs for 150) is taken after 6-16 s.  :attr:`found_pulse`
+    gives the on-time found and the reading it applies from.
     """
 
     name: ClassVar[str] = "emi.soil"
     frame_params: ClassVar[dict[str, int]] = {"learn_block": 1, "learn_window": 1,
-                                                 "learn_min": 0}
+                                                 "learn_min": 0, "pulse_window": 2}
 
     def __init__(self, gate_times: Sequence[float] | None = None,
                  components: Sequence[str] = DEFAULT_SOIL,
                  profiles: Sequence[Sequence[float]] | None = None,
-                 pulse_length: float | None = None,
+                 pulse_length: float | None = None, find_pulse: bool = False,
+                 pulse_window: int = 2000,
                  append_amplitudes: bool = False, learn: bool = False,
                  learn_block: int = 50, learn_window: float = 20000.0,
                  learn_min: int = 1000, learn_snr: float = 25.0,
@@ -349,6 +439,15 @@ class SoilCompensation(Stage):
         self.learn_min = _num(n, "learn_min", learn_min, lo=0, integer=True)
         self.learn_snr = _num(n, "learn_snr", learn_snr, lo=0.0, lo_open=True)
         self.learn_trim = _num(n, "learn_trim", learn_trim, lo=0.0, lo_open=True)
+        if not isinstance(find_pulse, bool):
+            raise ConfigError(f"{n}: parameter 'find_pulse' must be true/false")
+        self.find_pulse = find_pulse
+        self.pulse_window = _num(n, "pulse_window", pulse_window, lo=2, hi=10_000_000,
+                                 integer=True)
+        if find_pulse and self.pulse_window < (_PULSE_MIN_BLOCKS + 1) * self.learn_block:
+            raise ConfigError(f"{n}: pulse_window ({self.pulse_window} readings) must hold "
+                              f"at least {_PULSE_MIN_BLOCKS + 1} blocks of learn_block "
+                              f"({self.learn_block}) for the pulse search")
         if isinstance(components, str):
             components = (components,)
         if not isinstance(components, Sequence) or not all(
@@ -359,8 +458,10 @@ class SoilCompensation(Stage):
         self.components = tuple(components)
         self.profiles = None if profiles is None else [list(map(float, p)) for p in profiles]
         self.pulse_length = _pulse_length(pulse_length)
-        # the pulse in force: the parameter, else the stream's calibration
-        self._pulse = self.pulse_length
+        # the pulse declared: the parameter, else the stream's calibration; and
+        # the one in force (the declared one, or the one the search found)
+        self._declared = self._pulse = self.pulse_length
+        self._found: tuple[float, int] | None = None
         self.append_amplitudes = append_amplitudes
         self.gate_times: list[float] | None = None
         self._basis: np.ndarray | None = None
@@ -388,6 +489,7 @@ class SoilCompensation(Stage):
             else basis[:, 0].copy()
         self._w0 = np.ascontiguousarray(w0)
         self._kappa2 = float(w0 @ w0)
+        self._pulse_bases: np.ndarray | None = None  # made when the search first needs them
 
     def configure(self, context: Mapping[str, Any]) -> None:
         pulse = self.pulse_length
@@ -397,12 +499,12 @@ class SoilCompensation(Stage):
             except ConfigError as exc:
                 raise ConfigError(f"stream {context.get('stream', '?')!r}: calibration "
                                   f"'pulse_length': {exc}") from None
-        if pulse != self._pulse:
-            self._pulse = pulse
+        if pulse != self._declared:
+            self._declared = self._pulse = pulse
             if self.gate_times is not None:
                 self._set_gates(self.gate_times)
-                # what was learnt was learnt against the other balance
-                self.reset()
+            # what was learnt (or found) was against the other balance
+            self.reset()
         if self.gate_times is None and context.get("gate_times") is not None:
             self._set_gates(context["gate_times"])
 
@@ -414,12 +516,73 @@ class SoilCompensation(Stage):
                               "(the stream did not declare them)")
         return self._basis
 
+    def _searching(self) -> bool:
+        return (self.find_pulse and self._declared is None and self._found is None
+                and self._basis is not None and self._basis.shape[0] >= 4)
+
     def process(self, chunk: np.ndarray) -> np.ndarray:
         x = self._check(chunk)
         basis = self.basis
         if x.shape[1] != basis.shape[0]:
             raise ConfigError(f"{self.name}: chunk has {x.shape[1]} gates, gate_times has "
                               f"{basis.shape[0]}")
+        if not self._searching() or not x.shape[0]:
+            return self._emit(self._balance(x))
+        # the search decides at fixed reading counts, so any chunking switches
+        # the balance at the same reading
+        parts = []
+        pos = 0
+        while pos < x.shape[0]:
+            if not self._searching():
+                parts.append(self._balance(x[pos:]))
+                break
+            if self._pw_buf is None:
+                self._pw_buf = np.empty((self.pulse_window, x.shape[1]))
+            take = min(x.shape[0] - pos, self.pulse_window - self._pw_fill)
+            seg = x[pos:pos + take]
+            parts.append(self._balance(seg))
+            self._pw_buf[self._pw_fill:self._pw_fill + take] = seg
+            self._pw_fill += take
+            self._pw_seen += take
+            pos += take
+            if self._pw_fill == self.pulse_window:
+                self._pw_fill = 0
+                self._search_window(self._pw_buf)
+        out = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return self._emit(out)
+
+    def _search_window(self, xw: np.ndarray) -> None:
+        """Judge one window of the pulse search; take the pulse after enough hits."""
+        if self._pulse_bases is None:
+            self._pulse_bases = pulse_bases(self.gate_times, np.append(PULSE_GRID, np.inf))
+        e = _pulse_energies(xw, np.asarray(self.gate_times), self.learn_block,
+                            self._pulse_bases)
+        hit = None
+        if e.shape[1] >= _PULSE_MIN_BLOCKS:
+            step = e[-1]
+            med = np.median(e[:-1], axis=1)
+            j = int(np.argmin(med))  # the pulse `demine calibrate pulse` would take
+            gain = float(np.quantile(step - e[j], _PULSE_QUANTILE))
+            floor = len(self.gate_times) - 2.0  # what noise alone leaves per block
+            best = float(med[j])
+            left_step = max(float(np.median(step)) - floor, 0.0)
+            left_best = max(best - floor, 0.0)
+            if (0 < j < PULSE_GRID.size - 1 and gain >= _PULSE_MIN_GAIN * floor
+                    and (best <= _PULSE_FIT_NOISE * floor
+                         or left_best <= _PULSE_FIT_LEFT * left_step)):
+                hit = float(PULSE_GRID[j])
+        self._pw_hits = (self._pw_hits + [hit])[-_PULSE_HITS:]
+        hits = self._pw_hits
+        if (len(hits) == _PULSE_HITS and all(h is not None for h in hits)
+                and max(hits) <= _PULSE_AGREE * min(hits)):
+            pulse = sorted(hits)[_PULSE_HITS // 2]
+            self._found = (pulse, self._pw_seen)
+            self._pulse = pulse
+            self._set_gates(self.gate_times)
+            self._reset_learning()  # learnt against the 1/t balance
+
+    def _balance(self, x: np.ndarray) -> np.ndarray:
+        basis = self._basis
         out = _alloc(x)
         amp = np.empty((x.shape[0], basis.shape[1]), dtype=np.float64)
         if self.learn:
@@ -438,14 +601,32 @@ class SoilCompensation(Stage):
             _emi.soil_run(x, out, self._coef, basis, amp)
         if self.append_amplitudes:
             out = np.concatenate([out, amp.astype(x.dtype)], axis=1)
-        return self._emit(out)
+        return out
 
     def reset(self) -> None:
         super().reset()
+        self._reset_learning()
+        self._pw_buf: np.ndarray | None = None
+        self._pw_fill = 0
+        self._pw_seen = 0
+        self._pw_hits: list[float | None] = []
+        if getattr(self, "_found", None) is not None:
+            self._found = None
+            self._pulse = self._declared
+            if self.gate_times is not None:
+                self._set_gates(self.gate_times)
+
+    def _reset_learning(self) -> None:
         self._vstate: np.ndarray | None = None
         self._wbuf: np.ndarray | None = None
         self._dstate = np.zeros(7)
         self._istate = np.zeros(5, dtype=np.int64)
+
+    @property
+    def found_pulse(self) -> tuple[float, int] | None:
+        """The on-time the pulse search found (s) and the reading (counted from
+        the start) from which it balances with it; None while none is found."""
+        return self._found
 
     @property
     def learned_shape(self) -> np.ndarray | None:
@@ -470,7 +651,10 @@ class SoilCompensation(Stage):
 
     def params(self) -> dict[str, Any]:
         return {"gate_times": self.gate_times, "components": list(self.components),
-                "profiles": self.profiles, "pulse_length": self._pulse,
+                "profiles": self.profiles, "pulse_length": self._declared,
+                "find_pulse": self.find_pulse, "pulse_window": self.pulse_window,
+                "found_pulse": None if self._found is None else
+                {"pulse_length": self._found[0], "from_reading": self._found[1]},
                 "append_amplitudes": self.append_amplitudes,
                 "learn": self.learn, "learn_block": self.learn_block,
                 "learn_window": self.learn_window, "learn_min": self.learn_min,
