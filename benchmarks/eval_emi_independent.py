@@ -42,7 +42,8 @@ Sensor
     ``1/t - 1/(t + T)``, not ``1/t``).  The recording's calibration declares
     the pulse (``pulse_length``), as a user declares their detector's, so the
     ground balance models it; ``--undeclared-pulse`` leaves it out (the
-    balance then assumes a long on-time).
+    balance then assumes a long on-time until its pulse search, on in the
+    packaged chain, finds the pulse from the ground).
 Primary field
     The exact field of a circular current loop (Simpson et al. 2001, complete
     elliptic integrals ``scipy.special.ellipk``/``ellipe``), per ampere-turn,
@@ -614,7 +615,8 @@ def main() -> int:
                     "(default 12e-6,1e-3,16, demine's reference detector's)")
     ap.add_argument("--undeclared-pulse", action="store_true",
                     help="do not declare the pulse in the recording's calibration "
-                    "(pulse_length): the ground balance then assumes a long on-time")
+                    "(pulse_length): the ground balance then assumes a long on-time "
+                    "until its pulse search finds the pulse from the ground")
     ap.add_argument("--clutter-scale", type=float, default=1.0,
                     help="multiply the clutter and rock counts (0: mines alone)")
     ap.add_argument("--min-metal", type=float, default=1e-3,
