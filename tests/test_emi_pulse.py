@@ -51,6 +51,57 @@ def test_the_search_finds_the_pulse_and_balances_with_it_from_then_on(pulse):
     assert stage.params()["pulse_length"] is None  # nothing was declared
 
 
+def test_the_learnt_balance_restarts_at_the_switch():
+    """What the learnt balance learnt against 1/t is forgotten: from the switch
+    on, the output is a fresh stage's with the pulse declared."""
+    gates, x = viscous_sweep(150e-6, n=12000, seed=11, metal=2)
+    kw = dict(learn=True, learn_min=500)
+    stage = searcher(gates, **kw)
+    out = run_stage(stage, x)
+    found, start = stage.found_pulse
+    before = run_stage(emi.SoilCompensation(gate_times=gates, **kw), x[:start])
+    np.testing.assert_array_equal(out[:start], before)
+    after = run_stage(emi.SoilCompensation(gate_times=gates, pulse_length=found, **kw),
+                      x[start:])
+    np.testing.assert_array_equal(out[start:], after)
+
+
+def _windows(*parts):
+    """Readings made of 2000-reading windows of different grounds."""
+    return np.concatenate([p[:2000] for p in parts])
+
+
+def test_three_agreeing_windows_in_a_row_decide():
+    """One window without soil breaks the row; pulses that disagree by more
+    than the factor 1.3 decide nothing; of three that agree, the middle one
+    is taken."""
+    g, w150 = viscous_sweep(150e-6, n=2000, seed=21, metal=0)
+    _, w160 = viscous_sweep(165e-6, n=2000, seed=22, metal=0)
+    _, w140 = viscous_sweep(136e-6, n=2000, seed=23, metal=0)
+    _, quiet = viscous_sweep(None, n=2000, seed=24, soil=0.0, metal=0)
+    _, w60 = viscous_sweep(60e-6, n=2000, seed=25, metal=0)
+    _, w400 = viscous_sweep(400e-6, n=2000, seed=26, metal=0)
+    cases = [
+        # hits, a miss, then three hits: taken after the fifth window
+        (_windows(w150, w150, quiet, w150, w160, w140, quiet), 6 * 2000),
+        # two 60 µs windows then a 400 µs one: nothing; then two more 400s
+        (_windows(w60, w60, w400, w400, w400, quiet), 5 * 2000),
+    ]
+    for x, at in cases:
+        stage = searcher(g)
+        run_stage(stage, x)
+        assert stage.found_pulse is not None and stage.found_pulse[1] == at
+    stage = searcher(g)
+    run_stage(stage, _windows(w150, w160, w140))
+    # the three windows' own pulses, and the middle one of them taken
+    hits = [searcher(g) for _ in range(3)]
+    own = []
+    for h, w in zip(hits, (w150, w160, w140), strict=True):
+        h._search_window(w[:2000].astype(np.float64))
+        own.append(h._pw_hits[-1])
+    assert stage.found_pulse == (sorted(own)[1], 6000)
+
+
 @pytest.mark.parametrize("kind", ["step-off", "weak soil", "t^-1.5", "band"])
 def test_the_search_takes_nothing_from_ground_no_pulse_explains(kind):
     kw = {"step-off": dict(pulse=None), "weak soil": dict(pulse=150e-6, soil=0.05),
@@ -96,11 +147,19 @@ def test_reset_forgets_the_pulse_found():
     gates, x = viscous_sweep(150e-6, n=16000)
     stage = searcher(gates, learn=True)
     first = run_stage(stage, x)
-    assert stage.found_pulse is not None
+    found = stage.found_pulse
+    assert found is not None
     stage.reset()
     assert stage.found_pulse is None
     np.testing.assert_array_equal(stage.basis, emi.soil_basis(gates))
     np.testing.assert_array_equal(run_stage(stage, x), first)
+    assert stage.found_pulse == found  # readings counted from the reset
+    # a window left half full before the reset starts again from nothing
+    half = searcher(gates, learn=True)
+    run_stage(half, x[:4500])
+    half.reset()
+    np.testing.assert_array_equal(run_stage(half, x), first)
+    assert half.found_pulse == found
     # a new calibration forgets it too
     stage.configure({"gate_times": gates, "pulse_length": 400e-6})
     assert stage.found_pulse is None
@@ -114,14 +173,18 @@ _GATES = SWEEP_GATES
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sizes=st.lists(st.integers(0, 2500), min_size=1, max_size=12).filter(
            lambda s: max(s) > 0),
-       holes=st.lists(st.tuples(st.integers(0, 8999), st.integers(0, 15)), max_size=3),
-       learn=st.booleans())
-def test_any_chunking_switches_at_the_same_reading(sizes, holes, learn):
+       holes=st.lists(st.tuples(st.integers(0, 8999), st.integers(-1, 15)), max_size=3),
+       learn=st.booleans(), dtype=st.sampled_from([np.float32, np.float64]))
+def test_any_chunking_switches_at_the_same_reading(sizes, holes, learn, dtype):
     """Live (small chunks) and batch (whole recordings) give the same numbers,
-    around the switch and with missing values."""
-    x = _X.copy()
+    around the switch and with missing values (a gate, or -1: a whole reading),
+    for recordings' float32 as for float64."""
+    x = _X.astype(dtype)
     for i, g in holes:
-        x[i, g] = np.nan
+        if g < 0:
+            x[i] = np.nan
+        else:
+            x[i, g] = np.nan
     one = searcher(_GATES, learn=learn, learn_min=500)
     batch = run_stage(one, x)
     assert one.found_pulse is not None
@@ -140,6 +203,17 @@ def test_the_packaged_chain_searches_and_bad_options_are_refused():
         emi.SoilCompensation(find_pulse=True, pulse_window=500)
     with pytest.raises(ConfigError, match="pulse_window"):
         emi.SoilCompensation(pulse_window=0)
+    with pytest.raises(ConfigError, match="find_pulse .* 'viscous'"):
+        emi.SoilCompensation(find_pulse=True, components=["conductive", "offset"])
+    # at a reading rate so low that the scaled window holds too few blocks, the
+    # search is off, and says so
+    slow = emi.SoilCompensation(find_pulse=True, learn_block=100, pulse_window=2100)
+    with pytest.warns(UserWarning, match="no pulse search"):
+        slow.scale_frames(0.335)  # 100 -> 34 readings a block, 2100 -> 704 a window
+    gates, x = viscous_sweep(150e-6, n=12000)
+    slow.configure({"gate_times": gates})
+    run_stage(slow, x)
+    assert slow.found_pulse is None
     # too few gates to tell a pulse: no search, no error
     gates = np.geomspace(1e-5, 1e-3, 3)
     x = viscous_sweep(150e-6, n=8000)[1][:, ::6][:, :3]

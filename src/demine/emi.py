@@ -22,6 +22,7 @@ compensation mixes gates, so one missing gate makes its whole output frame NaN.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -148,8 +149,8 @@ PULSE_GRID = np.geomspace(5e-6, 20e-3, 121)
 
 # pulse search (find_pulse): a window is a hit when, over its blocks, the best
 # pulse of the grid improves on a step-off by this many times the noise floor
-# in a quarter of the blocks or more (soil moves under every block, metal under
-# some), and explains the ground as ``demine calibrate pulse`` requires (its
+# in three quarters of the blocks (its 0.25 quantile: soil moves under every
+# block, metal under some), and explains the ground as ``demine calibrate pulse`` requires (its
 # median leaves at most 4 times the noise floor, or 1 % of the soil residue a
 # step-off leaves); the pulse is taken after this many hits in a row that agree
 # within a factor
@@ -193,8 +194,21 @@ def _pulse_energies(x: np.ndarray, gates: np.ndarray, block: int,
 
 
 def pulse_bases(gate_times: Sequence[float], pulses: Sequence[float]) -> np.ndarray:
-    """The ground balance's (viscous, offset) basis for each on-time of ``pulses``
-    (``inf``: a step-off), stacked: (n_pulses, n_gates, 2)."""
+    """The ground balance's default basis for each of several transmitter on-times.
+
+    Parameters
+    ----------
+    gate_times : sequence of float
+        Gate centre times after switch-off, in seconds.
+    pulses : sequence of float
+        On-times in seconds; ``inf`` (or 0) for a step-off.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_pulses, n_gates, 2)``: for each pulse, the unit-norm ``viscous``
+        and ``offset`` columns of :func:`soil_basis`.
+    """
     return np.stack([soil_basis(gate_times, ("viscous", "offset"),
                                 pulse_length=float(T) if np.isfinite(T) else None)
                      for T in pulses])
@@ -329,7 +343,10 @@ class SoilCompensation(Stage):
         as the lane goes (see *Pulse search* below).  Off here; on in the
         packaged ``emi_default`` chain.
     pulse_window : int
-        Readings per window of the pulse search.
+        Readings per window of the pulse search; at least 21 blocks of
+        ``learn_block``.  Both scale with the reading rate (see
+        :class:`~demine.process.Chain`); a rate so low that the scaled window
+        holds fewer blocks turns the search off, with a warning.
     append_amplitudes : bool
         Append the fitted amplitude of each component as extra output channels
         (the viscous amplitude tracks sensor height over uniform soil).
@@ -444,7 +461,7 @@ class SoilCompensation(Stage):
         self.find_pulse = find_pulse
         self.pulse_window = _num(n, "pulse_window", pulse_window, lo=2, hi=10_000_000,
                                  integer=True)
-        if find_pulse and self.pulse_window < (_PULSE_MIN_BLOCKS + 1) * self.learn_block:
+        if find_pulse and not self._window_holds_blocks():
             raise ConfigError(f"{n}: pulse_window ({self.pulse_window} readings) must hold "
                               f"at least {_PULSE_MIN_BLOCKS + 1} blocks of learn_block "
                               f"({self.learn_block}) for the pulse search")
@@ -456,6 +473,9 @@ class SoilCompensation(Stage):
         if not isinstance(append_amplitudes, bool):
             raise ConfigError(f"{self.name}: parameter 'append_amplitudes' must be true/false")
         self.components = tuple(components)
+        if find_pulse and "viscous" not in self.components:
+            raise ConfigError(f"{n}: find_pulse looks for the transmitter pulse of the "
+                              "'viscous' component, which components do not include")
         self.profiles = None if profiles is None else [list(map(float, p)) for p in profiles]
         self.pulse_length = _pulse_length(pulse_length)
         # the pulse declared: the parameter, else the stream's calibration; and
@@ -477,6 +497,16 @@ class SoilCompensation(Stage):
         super().scale_frames(factor)
         # the forgetting memory never shorter than one learning block
         self.learn_window = max(self.learn_window, float(self.learn_block))
+        if self.find_pulse and not self._window_holds_blocks():
+            warnings.warn(f"{self.name}: at this reading rate a pulse_window of "
+                          f"{self.pulse_window} readings holds fewer than "
+                          f"{_PULSE_MIN_BLOCKS + 1} blocks of learn_block "
+                          f"({self.learn_block}): no pulse search; declare the "
+                          "transmitter pulse (calibration pulse_length) if it is not long",
+                          stacklevel=2)
+
+    def _window_holds_blocks(self) -> bool:
+        return self.pulse_window >= (_PULSE_MIN_BLOCKS + 1) * self.learn_block
 
     def _set_gates(self, gate_times: Sequence[float]) -> None:
         basis = soil_basis(gate_times, self.components, self.profiles, self._pulse)
@@ -518,7 +548,8 @@ class SoilCompensation(Stage):
 
     def _searching(self) -> bool:
         return (self.find_pulse and self._declared is None and self._found is None
-                and self._basis is not None and self._basis.shape[0] >= 4)
+                and self._basis is not None and self._basis.shape[0] >= 4
+                and self._window_holds_blocks())
 
     def process(self, chunk: np.ndarray) -> np.ndarray:
         x = self._check(chunk)
