@@ -189,7 +189,7 @@ def _pulse_energies(x: np.ndarray, gates: np.ndarray, block: int,
     noise = np.maximum(noise, np.finfo(np.float64).tiny) * np.sqrt(2.0 / block)
     w = d / noise
     q, _ = np.linalg.qr(bases / noise[None, :, None])
-    proj = np.einsum("bg,pgk->pbk", w, q)
+    proj = w @ q  # (n_bases, n_changes, k)
     return np.einsum("bg,bg->b", w, w)[None, :] - np.einsum("pbk,pbk->pb", proj, proj)
 
 
