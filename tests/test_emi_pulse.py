@@ -220,3 +220,26 @@ def test_the_packaged_chain_searches_and_bad_options_are_refused():
     stage = searcher(gates)
     run_stage(stage, x)
     assert stage.found_pulse is None
+
+
+def test_demine_detect_says_which_pulse_it_found(tmp_path):
+    """The user learns what the balance found, and how to declare it."""
+    import subprocess
+    import sys
+
+    from demine.recording import RecordingWriter
+
+    gates, x = viscous_sweep(150e-6, n=12000, seed=11, metal=2)
+    path = tmp_path / "sweep.h5"
+    with RecordingWriter(path) as w:
+        w.add_stream("emi", "emi", gate_times=gates).append(
+            x.astype(np.float32), time=(np.arange(x.shape[0]) * 1e6).astype(np.int64))
+    proc = subprocess.run([sys.executable, "-m", "demine", "detect", str(path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "note: emi: emi.soil: a transmitter pulse of 147.8 us was found" in proc.stdout
+    assert "calibration pulse_length = 0.0001478" in proc.stdout
+    stage = searcher(gates)
+    assert stage.notes() == []
+    run_stage(stage, x)
+    assert stage.notes() and "from reading 6000" in stage.notes()[0]

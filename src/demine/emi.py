@@ -653,6 +653,14 @@ class SoilCompensation(Stage):
         self._dstate = np.zeros(7)
         self._istate = np.zeros(5, dtype=np.int64)
 
+    def notes(self) -> list[str]:
+        if self._found is None:
+            return []
+        pulse, start = self._found
+        return [f"{self.name}: a transmitter pulse of {pulse * 1e6:.1f} us was found in the "
+                f"ground's decay and balanced from reading {start} on; declare it "
+                f"(calibration pulse_length = {pulse:.4g}) to balance with it from the start"]
+
     @property
     def found_pulse(self) -> tuple[float, int] | None:
         """The on-time the pulse search found (s) and the reading (counted from

@@ -441,6 +441,12 @@ class StreamDetector:
             alarms = _rows_to_columns(rows, alarms)
         return self._standard(alarms)
 
+    def notes(self) -> list[str]:
+        """What the processing chain decided from the data (:meth:`Chain.notes
+        <demine.process.Chain.notes>`), e.g. a transmitter pulse the ground
+        balance found."""
+        return self._run.notes()
+
     def _standard(self, alarms: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = len(next(iter(alarms.values()))) if alarms else 0
         out: dict[str, np.ndarray] = {}
@@ -479,11 +485,14 @@ def concat_alarms(parts: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.nda
 
 def detect_recording(path: str | Path, config: Any = None, *,
                      streams: Sequence[str] | None = None,
-                     chunk_frames: int = 65536) -> dict[str, np.ndarray]:
+                     chunk_frames: int = 65536,
+                     notes: list[str] | None = None) -> dict[str, np.ndarray]:
     """Alarms of every EMI and GPR stream of a recording (batch path).
 
     Streams are read in chunks of ``chunk_frames`` and fed through the same
-    :class:`StreamDetector` the live recorder uses.
+    :class:`StreamDetector` the live recorder uses.  ``notes``, when given, is
+    extended with what the processing chains decided from the data
+    (:meth:`StreamDetector.notes`), each prefixed with its stream's name.
     """
     from .recording import Recording
 
@@ -507,6 +516,8 @@ def detect_recording(path: str | Path, config: Any = None, *,
                            fields=["samples", "x", "y", "time"])
                 parts.append(det.process(d["samples"], d["x"], d["y"], d["time"]))
             parts.append(det.finish())
+            if notes is not None:
+                notes.extend(f"{name}: {n}" for n in det.notes())
     alarms = concat_alarms(parts)
     order = np.argsort(alarms["time"], kind="stable")
     return {k: v[order] for k, v in alarms.items()}

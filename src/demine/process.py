@@ -189,6 +189,11 @@ class Stage:
         """The effective parameters as a JSON-able dict."""
         return {}
 
+    def notes(self) -> list[str]:
+        """What the stage has decided from the data so far that its user should
+        know (e.g. a transmitter pulse the ground balance found); none by default."""
+        return []
+
     # -- helpers ------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
         """``{"step": name, "params": {...}}``, one entry of a processing history."""
@@ -386,6 +391,10 @@ class Chain(Stage):
     def history(self) -> list[dict[str, Any]]:
         """One ``{"step", "params"}`` entry per step."""
         return [st.describe() for st in self.steps]
+
+    def notes(self) -> list[str]:
+        """Every step's :meth:`Stage.notes`, in order."""
+        return [n for st in self.steps for n in st.notes()]
 
     def __len__(self) -> int:
         return len(self.steps)

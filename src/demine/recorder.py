@@ -335,6 +335,9 @@ class Recorder:
         self._detectors: dict[str, _DetectWorker] = {}
         self._alarm_lock = threading.Lock()
         self.alarms_written = 0
+        #: what the detectors' chains decided from the data, one line per
+        #: decision prefixed with the stream's name (at stop)
+        self.notes: list[str] = []
         self.error: BaseException | None = None
         self.started_at: float | None = None
         self.events: list[ReaderEvent] = []
@@ -541,6 +544,11 @@ class Recorder:
                 self._drain(final=True)
                 for worker in self._detectors.values():
                     worker.close()
+                    for note in worker.detector.notes():
+                        line = f"{worker.name}: {note}"
+                        if line not in self.notes:  # (stop may be called again)
+                            self.notes.append(line)
+                            log.info("%s", line)
             except Exception as exc:  # noqa: BLE001 - e.g. disk full while draining
                 self.error = exc
         try:

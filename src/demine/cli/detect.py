@@ -27,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..pipeline import append_alarms, detect_recording, write_alarms_csv
 
-    alarms = detect_recording(args.file, args.config, streams=args.stream)
+    notes: list[str] = []
+    alarms = detect_recording(args.file, args.config, streams=args.stream, notes=notes)
     n = len(alarms["x"])
     if args.out:
         write_alarms_csv(alarms, args.out)
@@ -41,4 +42,6 @@ def run(args: argparse.Namespace) -> int:
                   f"{alarms['depth'][i]:10.3f} {alarms['score'][i]:10.2f}")
     if args.out:
         print(f"  written to {args.out}")
+    for note in notes:
+        print(f"  note: {note}")
     return 0

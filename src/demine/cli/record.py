@@ -180,4 +180,6 @@ def run(args: argparse.Namespace) -> int:
     alarms = f", {rec.alarms_written} alarms" if args.detect else ""
     print(f"{how}: {total} frames in {args.out} "
           + ", ".join(f"{k} {v}" for k, v in rec.frames_written.items()) + alarms)
+    for note in rec.notes:
+        print(f"  note: {note}")
     return 0
