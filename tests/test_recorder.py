@@ -390,6 +390,59 @@ def test_live_alarms_equal_batch_alarms(tmp_path):
     np.testing.assert_allclose(live["score"][order], batch["score"], rtol=1e-6)
 
 
+def test_live_ground_balance_finds_an_undeclared_pulse_as_batch_does(tmp_path, caplog):
+    """A detector with a 150 µs pulse over viscous laterite, its pulse not
+    declared: the live chain finds it at the same reading as the batch one, the
+    alarms are the same, and the recorder says what it found when it stops."""
+    import logging
+    from importlib import resources
+
+    from demine.pipeline import detect_recording
+    from demine.simulate import SimulatedDevice, load_scene
+
+    text = (resources.files("demine.simulate") / "scenes" / "magnetic-laterite.toml").read_text()
+    scene_file = tmp_path / "laterite-pulse.toml"
+    scene_file.write_text(text.replace("coil_radius = 0.12\n",
+                                       "coil_radius = 0.12\npulse_length = 150e-6\n", 1))
+    scene = load_scene(scene_file)
+    assert scene.emi.pulse_length == 150e-6
+    out = tmp_path / "live.h5"
+    devices = [SimulatedDevice(d, scene, seed=2, duration=25.0, speed=4.0)
+               for d in ("emi-pi", "nmea")]
+    for d in devices:
+        d.start()
+    cal = {"gate_times": scene.gate_times.tolist(), "coil_radius": 0.12}
+    rec = Recorder(out, [DeviceSpec(d.driver_name, d.port, calibration=cal)
+                         for d in devices],
+                   frame=LocalFrame(scene.anchor_lon, scene.anchor_lat, scene.anchor_alt),
+                   detect=True, flush_interval=0.2)
+    try:
+        with caplog.at_level(logging.INFO, logger="demine.recorder"):
+            rec.start()
+            soil = rec._detectors["emi"].detector.chain.steps[0]
+            for d in devices:
+                assert d.wait(timeout=60)
+            time.sleep(0.5)
+            rec.stop()
+    finally:
+        rec.stop()
+        for d in devices:
+            d.stop()
+    found = soil.found_pulse
+    assert found is not None and found[0] == pytest.approx(150e-6, rel=0.1)
+    assert "a transmitter pulse of" in caplog.text
+    with Recording(out) as r:
+        live = r.alarms
+    notes: list[str] = []
+    batch = detect_recording(out, notes=notes)
+    assert notes == rec.notes == [f"emi: {n}" for n in soil.notes()]  # same pulse and reading
+    assert rec.alarms_written == len(live["x"]) == len(batch["x"]) > 0
+    order = np.argsort(live["time"], kind="stable")
+    np.testing.assert_array_equal(live["time"][order], batch["time"])
+    np.testing.assert_allclose(live["x"][order], batch["x"], rtol=1e-9)
+    np.testing.assert_allclose(live["score"][order], batch["score"], rtol=1e-6)
+
+
 def _sigint_default() -> None:
     # A shell starting a command in the background (nohup, `cmd &` in a script,
     # some CI runners) makes it ignore SIGINT, and children inherit that: Python

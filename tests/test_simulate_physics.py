@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from demine.errors import ConfigError
 from demine.simulate import parse_scene, simulate_lane
 from demine.simulate.emi import (
     EMIModel,
@@ -86,6 +87,37 @@ def test_dipole_response_is_quadratic_in_the_axis_projection():
     assert abs(flat[0, 0]) < 1e-12 * upright[0, 0]
     _, hz = loop_field(0.12, np.zeros(1), np.array([-0.15]))
     np.testing.assert_allclose(upright[0], hz[0] ** 2 * curves[0, 0], rtol=1e-12)
+
+
+def test_a_transmitter_pulse_gives_each_response_minus_itself_delayed():
+    """With an on-time T, every response is its step-off law at t minus the
+    same at t + T (the switch-on T earlier): soil, band-limited soil,
+    conductive ground and objects alike; 0 is the step-off."""
+    g = np.geomspace(1.2e-5, 1e-3, 16)
+    h = np.array([0.03, 0.06])
+    T = 150e-6
+    for kw in ({}, {"band": (1e-7, 3e-3)}, {"conductivity": 0.5}):
+        visc = np.full(2, 0.0 if "conductivity" in kw else 2e-4)
+        step = soil_response(g, 0.12, h, visc, **kw)
+        late = soil_response(g + T, 0.12, h, visc, **kw)
+        np.testing.assert_allclose(soil_response(g, 0.12, h, visc, pulse_length=T, **kw),
+                                   step - late, rtol=1e-12, atol=1e-30)
+        np.testing.assert_array_equal(soil_response(g, 0.12, h, visc, pulse_length=0.0, **kw),
+                                      step)
+    objs = [{"class": "uxo", "x": 0.5, "y": 1.0, "depth": 0.05},
+            {"class": "hot-rock", "x": 0.5, "y": 1.5, "depth": 0.05}]
+    sc = _emi_scene(objs)
+    sp = _emi_scene(objs, emi={"pulse_length": T})
+    assert sp.emi.pulse_length == T and sc.emi.pulse_length == 0.0
+    m_step, m_pulse = EMIModel(sc, 1), EMIModel(sp, 1)
+    later = dataclasses.replace(sc, emi=dataclasses.replace(
+        sc.emi, gate_times=tuple(np.asarray(sc.gate_times) + T)))
+    np.testing.assert_allclose(m_pulse.curves, m_step.curves - EMIModel(later, 1).curves,
+                               rtol=1e-12)
+    # a slow steel object loses much of its late response to a short pulse
+    assert abs(m_pulse.curves[0, 0, -1]) < 0.5 * abs(m_step.curves[0, 0, -1])
+    with pytest.raises(ConfigError, match="pulse_length"):
+        _emi_scene(objs, emi={"pulse_length": -1e-4})
 
 
 def test_pasion_oldenburg_curve_and_decay_ordering():

@@ -198,24 +198,51 @@ def sphere_modes_curve(t: np.ndarray, amp: np.ndarray, gamma: np.ndarray,
 
 def soil_response(gate_times: np.ndarray, coil_radius: float, height: np.ndarray,
                   viscosity: np.ndarray, conductivity: float = 0.0,
-                  band: tuple[float, float] | None = None) -> np.ndarray:
+                  band: tuple[float, float] | None = None,
+                  pulse_length: float = 0.0) -> np.ndarray:
     """Soil response (before ``gain``): viscous ``dchi * t_ref/t * a^3/(a^2+4h^2)^1.5``
     plus conductive ``5e-6 sigma^1.5 (t_ref/t)^2.5 a^2/(a^2+4h^2)``; shape (n, g).
 
     ``band = (tau_min, tau_max)``: relaxation times only within the band, the
-    1/t multiplied by ``exp(-t/tau_max) - exp(-t/tau_min)``."""
+    1/t multiplied by ``exp(-t/tau_max) - exp(-t/tau_min)``.  ``pulse_length``
+    T > 0: the response to a pulse of that on-time, each law ``f(t) - f(t + T)``
+    (the switch-off minus the switch-on T earlier; 0: a step-off)."""
     a = coil_radius
     h = np.asarray(height, dtype=np.float64)[:, None]
     tg = np.asarray(gate_times, dtype=np.float64)[None, :]
     geom = a**3 / (a * a + 4.0 * h * h) ** 1.5
-    shape = T_REF / tg
-    if band is not None:
-        shape = shape * (np.exp(-tg / band[1]) - np.exp(-tg / band[0]))
+
+    def viscous(t: np.ndarray) -> np.ndarray:
+        shape = T_REF / t
+        if band is not None:
+            shape = shape * (np.exp(-t / band[1]) - np.exp(-t / band[0]))
+        return shape
+
+    shape = viscous(tg)
+    if pulse_length > 0:
+        shape = shape - viscous(tg + pulse_length)
     out = np.asarray(viscosity, dtype=np.float64)[:, None] * shape * geom
     if conductivity > 0:
-        out = out + 5e-6 * conductivity**1.5 * (T_REF / tg) ** 2.5 * (
-            a * a / (a * a + 4.0 * h * h))
+        cond = (T_REF / tg) ** 2.5
+        if pulse_length > 0:
+            cond = cond - (T_REF / (tg + pulse_length)) ** 2.5
+        out = out + 5e-6 * conductivity**1.5 * cond * (a * a / (a * a + 4.0 * h * h))
     return out
+
+
+def _step_off_curves(t: np.ndarray, obj: BuriedObject, p: dict[str, np.ndarray],
+                     decay: str) -> np.ndarray:
+    """An object's step-off response along its 3 principal axes at times ``t``:
+    its eddy-current decay (``decay``: Pasion–Oldenburg or sphere modes) plus
+    the viscous magnetisation of a magnetic one; (3, len(t))."""
+    if decay == "sphere-modes":
+        curve = sphere_modes_curve(t, p["k"] * p["alpha"] ** (-p["beta"]), p["gamma"])
+    else:
+        curve = polarizability_curve(t, p["k"], p["alpha"], p["beta"], p["gamma"])
+    if obj.magnetic_viscosity > 0:
+        vol = 4.0 / 3.0 * math.pi * (0.5 * obj.size) ** 3
+        curve = curve + (vol * obj.magnetic_viscosity * T_REF / t)[None, :]
+    return curve
 
 
 class EMIModel:
@@ -238,18 +265,16 @@ class EMIModel:
         self.axes = np.zeros((m, 3, 3))
         self.curves = np.zeros((m, 3, g))
         self.reach = np.zeros(m)
+        pulse = cfg.pulse_length
+        decay = scene.physics.emi_decay
         for j, o in enumerate(objs):
             self.axes[j] = _body_axes(o)
             p = object_polarizability(o)
-            if scene.physics.emi_decay == "sphere-modes":
-                amp = p["k"] * p["alpha"] ** (-p["beta"])
-                self.curves[j] = sphere_modes_curve(self.gates, amp, p["gamma"])
-            else:
-                self.curves[j] = polarizability_curve(self.gates, p["k"], p["alpha"],
-                                                      p["beta"], p["gamma"])
-            if o.magnetic_viscosity > 0:
-                vol = 4.0 / 3.0 * math.pi * (0.5 * o.size) ** 3
-                self.curves[j] += (vol * o.magnetic_viscosity * T_REF / self.gates)[None, :]
+            # a pulse of on-time T: the step-off response minus the one that the
+            # switch-on T earlier would give
+            self.curves[j] = _step_off_curves(self.gates, o, p, decay)
+            if pulse > 0:
+                self.curves[j] -= _step_off_curves(self.gates + pulse, o, p, decay)
             # ignore an object where its response is below 1 % of the white noise:
             # peak P (coil 5 cm above ground, right over it) falling as (z/r)^6
             a, z = cfg.coil_radius, 0.05 - self.oz[j]
@@ -286,7 +311,8 @@ class EMIModel:
                 else None)
         out = cfg.soil_gain * soil_response(self.gates, cfg.coil_radius, hg,
                                             self.viscosity_at(x, y),
-                                            self.scene.soil.conductivity, band)
+                                            self.scene.soil.conductivity, band,
+                                            cfg.pulse_length)
         if len(self.objects) and n:
             lo_x, hi_x = x.min(), x.max()
             lo_y, hi_y = y.min(), y.max()

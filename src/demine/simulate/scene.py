@@ -281,6 +281,9 @@ class EMIConfig:
     clock_ppm: float = 30.0
     full_scale: float = 10.0
     device: str = "simulated PI detector"
+    #: transmitter on-time (s) before each switch-off; 0: a step-off (a pulse
+    #: long enough for every response to reach its steady state)
+    pulse_length: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -766,6 +769,7 @@ def parse_scene(data: Mapping[str, Any], source: str = "<scene>",
         clock_ppm=em.num("clock_ppm", 30.0, lo=-1000.0, hi=1000.0),
         full_scale=em.num("full_scale", 10.0, lo=0.0, lo_open=True),
         device=em.string("device", "simulated PI detector"),
+        pulse_length=em.num("pulse_length", 0.0, lo=0.0, hi=1.0),
     )
     em.finish()
 
