@@ -116,8 +116,54 @@ def test_a_transmitter_pulse_gives_each_response_minus_itself_delayed():
                                rtol=1e-12)
     # a slow steel object loses much of its late response to a short pulse
     assert abs(m_pulse.curves[0, 0, -1]) < 0.5 * abs(m_step.curves[0, 0, -1])
+    # how far an object is simulated stays the step-off's (a bound for the
+    # pulse's response; the continuous-wave model uses it too)
+    noisy = {"noise": 5e-5, "pulse_length": T}
+    np.testing.assert_array_equal(EMIModel(_emi_scene(objs, emi=noisy), 1).reach,
+                                  EMIModel(_emi_scene(objs, emi={**noisy, "pulse_length": 0}),
+                                           1).reach)
     with pytest.raises(ConfigError, match="pulse_length"):
         _emi_scene(objs, emi={"pulse_length": -1e-4})
+    # the alternative physics' eddy-current modes the same way
+    alt = {"physics": {"emi_decay": "sphere-modes"}}
+    sc_alt = parse_scene({**_emi_scene_dict(objs), **alt}, "alt.toml")
+    sp_alt = parse_scene({**_emi_scene_dict(objs, emi={"pulse_length": T}), **alt}, "alt.toml")
+    later_alt = dataclasses.replace(sc_alt, emi=dataclasses.replace(
+        sc_alt.emi, gate_times=tuple(np.asarray(sc_alt.gate_times) + T)))
+    np.testing.assert_allclose(EMIModel(sp_alt, 1).curves,
+                               EMIModel(sc_alt, 1).curves - EMIModel(later_alt, 1).curves,
+                               rtol=1e-12)
+
+
+def test_a_pulse_reaches_the_simulated_readings_and_nothing_else(tmp_path):
+    """Through the whole lane simulation: viscous ground alone reads as
+    1/t - 1/(t + T) in every reading; the continuous-wave detector of the same
+    scene is not touched by the pulse-induction detector's pulse; the lane
+    file says which pulse it simulated, its EMI stream does not declare it."""
+    T = 150e-6
+    soil = {"viscosity": 3e-4, "heterogeneity": 0.3}
+    sc = _emi_scene([], soil=soil, emi={"pulse_length": T})
+    res = simulate_lane(sc, duration=1.0, seed=4, streams=["emi"])
+    g = np.asarray(sc.gate_times)
+    shape = 1 / g - 1 / (g + T)
+    s = res.emi["samples"].astype(np.float64) / shape[None, :]
+    np.testing.assert_allclose(s, np.broadcast_to(s[:, :1], s.shape), rtol=2e-6)
+    objs = [{"class": "uxo", "x": 0.5, "y": 1.0, "depth": 0.05}]
+    cw = [simulate_lane(_emi_scene(objs, soil=soil, emi=emi), duration=2.0, seed=4,
+                        streams=["emi", "cw"]) for emi in ({}, {"pulse_length": T})]
+    np.testing.assert_array_equal(cw[0].streams["cw"]["samples"], cw[1].streams["cw"]["samples"])
+    assert not np.array_equal(cw[0].emi["samples"], cw[1].emi["samples"])
+    import h5py
+
+    from demine.recording import Recording
+
+    for i, lane in enumerate(cw):
+        path = tmp_path / f"lane{i}.h5"
+        lane.write(path)
+        with h5py.File(path, "r") as f:
+            assert f.attrs.get("emi_pulse_length") == (T if i else None)
+        with Recording(path) as rec:
+            assert "pulse_length" not in (rec.streams["emi"].calibration or {})
 
 
 def test_pasion_oldenburg_curve_and_decay_ordering():
@@ -136,7 +182,11 @@ def test_pasion_oldenburg_curve_and_decay_ordering():
 
 
 def _emi_scene(objects, soil=None, emi=None, sweep=None):
-    return parse_scene({
+    return parse_scene(_emi_scene_dict(objects, soil, emi, sweep), "physics.toml")
+
+
+def _emi_scene_dict(objects, soil=None, emi=None, sweep=None):
+    return {
         "lane": {"width": 1.0, "length": 2.0},
         "soil": {"roughness": 0.0, "conductivity": 0.0, "viscosity": 0.0,
                  **(soil or {})},
@@ -144,7 +194,7 @@ def _emi_scene(objects, soil=None, emi=None, sweep=None):
         "sweep": {"pattern": "line", "line_x": 0.5, "speed": 0.5, "height": 0.05,
                   "height_variation": 0.0, **(sweep or {})},
         "objects": objects,
-    }, "physics.toml")
+    }
 
 
 def test_viscous_soil_decays_as_one_over_t_and_weakens_with_height():

@@ -12,6 +12,11 @@ Received voltage in each time gate, for a monostatic horizontal loop of radius
 * **soil**: viscous magnetic soil ``gain * soil_gain * dchi(x, y) * (t_ref/t) *
   a^3 / (a^2 + 4 h^2)^(3/2)`` (strongly height dependent), plus a conductive
   half-space term ``~ sigma^1.5 t^-2.5``.
+* **transmitter**: a step-off by default (a pulse long enough for every
+  response to reach its steady state); ``[emi] pulse_length`` T > 0 makes
+  every response above, objects and soil, its step-off law at ``t`` minus the
+  same at ``t + T`` (the switch-off minus the switch-on T earlier; earlier
+  pulses of the train are ignored).
 * **instrument**: baseline drift (smooth, minutes), 1/f noise (sum of AR(1)
   processes, common to all gates), mains pickup, white noise per gate
   (smaller on the later, wider gates).
@@ -272,14 +277,17 @@ class EMIModel:
             p = object_polarizability(o)
             # a pulse of on-time T: the step-off response minus the one that the
             # switch-on T earlier would give
-            self.curves[j] = _step_off_curves(self.gates, o, p, decay)
+            step = _step_off_curves(self.gates, o, p, decay)
+            self.curves[j] = step
             if pulse > 0:
                 self.curves[j] -= _step_off_curves(self.gates + pulse, o, p, decay)
             # ignore an object where its response is below 1 % of the white noise:
-            # peak P (coil 5 cm above ground, right over it) falling as (z/r)^6
+            # peak P (coil 5 cm above ground, right over it) falling as (z/r)^6;
+            # from the step-off response, which bounds a pulse's and which the
+            # continuous-wave model's reach (cw.py) must not depend on
             a, z = cfg.coil_radius, 0.05 - self.oz[j]
             peak = cfg.gain * (a * a / (2 * (a * a + z * z) ** 1.5)) ** 2 * np.abs(
-                self.curves[j, :, 0]).max()
+                step[:, 0]).max()
             floor = 0.01 * max(cfg.noise, 1e-6)
             far = z * max(peak / floor, 1.0) ** (1.0 / 6.0)
             self.reach[j] = min(max(far, 3.0 * a), 5.0) + 0.5 * max(o.size, o.metal_size)

@@ -295,6 +295,11 @@ class SimulationResult:
                       "soil_permittivity": sc.soil.permittivity,
                       "soil_viscosity": sc.soil.viscosity,
                       "physics": json.dumps(asdict(sc.physics), sort_keys=True)})
+        if sc.emi.pulse_length:
+            # the truth, as soil_viscosity is; the EMI stream's calibration does
+            # not declare it (a detector's data would not), so the ground
+            # balance has to find it
+            attrs["emi_pulse_length"] = sc.emi.pulse_length
         attrs.update(writer_kw.pop("attrs", {}) or {})
         writer_kw.setdefault("lane_id", sc.name)
         writer_kw.setdefault("site", "simulated")
