@@ -654,12 +654,15 @@ class SoilCompensation(Stage):
         self._istate = np.zeros(5, dtype=np.int64)
 
     def notes(self) -> list[str]:
-        if self._found is None:
+        found = self._found  # (one read: the detector thread may still write it)
+        if found is None:
             return []
-        pulse, start = self._found
+        pulse, start = found
         return [f"{self.name}: a transmitter pulse of {pulse * 1e6:.1f} us was found in the "
                 f"ground's decay and balanced from reading {start} on; declare it "
-                f"(calibration pulse_length = {pulse:.4g}) to balance with it from the start"]
+                f"(calibration pulse_length = {pulse:.4g}, or the emi.soil step's "
+                "pulse_length in a detection config, docs/processing.md) to balance "
+                "with it from the start"]
 
     @property
     def found_pulse(self) -> tuple[float, int] | None:

@@ -167,6 +167,7 @@ class _DetectWorker:
         self._queue.put(None)
         self._thread.join(timeout)
 
+
     #: Least time between the starts of two detector calls: chunks that arrive
     #: meanwhile are joined, because per-call costs dominate at serial-read
     #: sizes (a radar detector fed 4-trace chunks costs 3-4x what it costs fed
@@ -336,8 +337,8 @@ class Recorder:
         self._alarm_lock = threading.Lock()
         self.alarms_written = 0
         #: what the detectors' chains decided from the data, one line per
-        #: decision prefixed with the stream's name (at stop)
-        self.notes: list[str] = []
+        #: decision prefixed with the stream's name (filled in at stop)
+        self.processing_notes: list[str] = []
         self.error: BaseException | None = None
         self.started_at: float | None = None
         self.events: list[ReaderEvent] = []
@@ -544,18 +545,25 @@ class Recorder:
                 self._drain(final=True)
                 for worker in self._detectors.values():
                     worker.close()
-                    for note in worker.detector.notes():
-                        line = f"{worker.name}: {note}"
-                        if line not in self.notes:  # (stop may be called again)
-                            self.notes.append(line)
-                            log.info("%s", line)
             except Exception as exc:  # noqa: BLE001 - e.g. disk full while draining
                 self.error = exc
+        self._collect_notes()
         try:
             self.writer.close()
         except Exception as exc:  # noqa: BLE001 - the file keeps its last good flush
             if self.error is None:
                 self.error = exc
+
+    def _collect_notes(self) -> None:
+        """What each detector's chain decided (:attr:`processing_notes`), also
+        when the recording stopped on an error (a chain's notes are read from
+        immutable state, so a detector thread left running is no hazard)."""
+        for worker in self._detectors.values():
+            for note in worker.detector.notes():
+                line = f"{worker.name}: {note}"
+                if line not in self.processing_notes:  # (stop may be called again)
+                    self.processing_notes.append(line)
+                    log.info("%s", line)
 
     def __enter__(self) -> Recorder:
         return self.start()

@@ -169,6 +169,8 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, previous)
         if not args.quiet:
             print(file=sys.stderr)
+    for note in rec.processing_notes:
+        print(f"  note: {note}", file=sys.stderr if rec.error is not None else sys.stdout)
     if rec.error is not None:
         from ..errors import DemineError, RecordingError
 
@@ -180,6 +182,4 @@ def run(args: argparse.Namespace) -> int:
     alarms = f", {rec.alarms_written} alarms" if args.detect else ""
     print(f"{how}: {total} frames in {args.out} "
           + ", ".join(f"{k} {v}" for k, v in rec.frames_written.items()) + alarms)
-    for note in rec.notes:
-        print(f"  note: {note}")
     return 0
