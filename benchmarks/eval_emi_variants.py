@@ -37,21 +37,14 @@ from demine.process import default_chain_doc
 from demine.simulate import load_scene, simulate_lane
 
 
-def fixed_balance_chain() -> dict:
-    """The packaged ``emi_default`` chain with the learnt ground balance off."""
+def soil_chain(**params) -> dict:
+    """The packaged ``emi_default`` chain with these ``emi.soil`` parameters:
+    ``learn=False`` the fixed 1/t + level balance it used before,
+    ``find_pulse=False`` no search for an undeclared pulse."""
     doc = default_chain_doc("emi_default")
     for step in doc["step"]:
         if step["name"] == "emi.soil":
-            step["learn"] = False
-    return doc
-
-
-def no_pulse_search_chain() -> dict:
-    """The packaged ``emi_default`` chain with the ground balance's pulse search off."""
-    doc = default_chain_doc("emi_default")
-    for step in doc["step"]:
-        if step["name"] == "emi.soil":
-            step["find_pulse"] = False
+            step.update(params)
     return doc
 
 
@@ -141,9 +134,9 @@ def main() -> int:
     if args.chain:
         config["emi"] = {"chain": args.chain}
     elif args.fixed_balance:
-        config["emi"] = {"chain": fixed_balance_chain()}
+        config["emi"] = {"chain": soil_chain(learn=False)}
     elif args.no_pulse_search:
-        config["emi"] = {"chain": no_pulse_search_chain()}
+        config["emi"] = {"chain": soil_chain(find_pulse=False)}
     kinds = [k for k in args.variants.split(",") if k]
     bad = [k for k in kinds if k not in VARIANTS]
     if bad:
