@@ -103,6 +103,10 @@ VARIANTS = {
     # a 150 us transmitter pulse, which the recording does not declare: viscous
     # ground decays as 1/t - 1/(t + T), and so does every object's response
     "pulse150": lambda sc: _emi(sc, pulse_length=150e-6),
+    # both: band-limited viscous ground (10-300 us) under that undeclared pulse
+    "soil-band-pulse150": lambda sc: _emi(sc, pulse_length=150e-6).replace(
+        physics=dataclasses.replace(sc.physics, soil_relaxation="band-limited",
+                                    soil_tau_min=1e-5, soil_tau_max=3e-4)),
     # band-limited viscous ground under a head swept higher and less steadily
     "soil-band-high": lambda sc: sc.replace(
         physics=dataclasses.replace(sc.physics, soil_relaxation="band-limited",
