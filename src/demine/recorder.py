@@ -167,7 +167,6 @@ class _DetectWorker:
         self._queue.put(None)
         self._thread.join(timeout)
 
-
     #: Least time between the starts of two detector calls: chunks that arrive
     #: meanwhile are joined, because per-call costs dominate at serial-read
     #: sizes (a radar detector fed 4-trace chunks costs 3-4x what it costs fed
