@@ -102,6 +102,22 @@ def test_three_agreeing_windows_in_a_row_decide():
     assert stage.found_pulse == (sorted(own)[1], 6000)
 
 
+def test_the_search_looks_only_at_the_first_windows():
+    """Ground that shows the pulse only after ``pulse_windows`` windows is not
+    searched (the search then costs nothing however long the recording)."""
+    g, w150 = viscous_sweep(150e-6, n=2000, seed=21, metal=0)
+    _, quiet = viscous_sweep(None, n=2000, seed=24, soil=0.0, metal=0)
+    x = _windows(quiet, quiet, w150, w150, w150, w150)
+    late = searcher(g, pulse_windows=4)
+    run_stage(late, x)
+    assert late.found_pulse is None and late._pw_buf is None
+    early = searcher(g, pulse_windows=5)
+    run_stage(early, x)
+    assert early.found_pulse is not None and early.found_pulse[1] == 5 * 2000
+    with pytest.raises(ConfigError, match="pulse_windows"):
+        searcher(g, pulse_windows=2)
+
+
 @pytest.mark.parametrize("kind", ["step-off", "weak soil", "t^-1.5", "band"])
 def test_the_search_takes_nothing_from_ground_no_pulse_explains(kind):
     kw = {"step-off": dict(pulse=None), "weak soil": dict(pulse=150e-6, soil=0.05),
@@ -197,6 +213,7 @@ def test_any_chunking_switches_at_the_same_reading(sizes, holes, learn, dtype):
 def test_the_packaged_chain_searches_and_bad_options_are_refused():
     soil = load_chain("emi_default").steps[0]
     assert soil.name == "emi.soil" and soil.find_pulse and soil.pulse_window == 2000
+    assert soil.pulse_windows == 30
     with pytest.raises(ConfigError, match="find_pulse"):
         emi.SoilCompensation(find_pulse="yes")
     with pytest.raises(ConfigError, match="pulse_window .* at least 21 blocks"):

@@ -150,10 +150,10 @@ PULSE_GRID = np.geomspace(5e-6, 20e-3, 121)
 # pulse search (find_pulse): a window is a hit when, over its blocks, the best
 # pulse of the grid improves on a step-off by this many times the noise floor
 # in three quarters of the blocks (its 0.25 quantile: soil moves under every
-# block, metal under some), and explains the ground as ``demine calibrate pulse`` requires (its
-# median leaves at most 4 times the noise floor, or 1 % of the soil residue a
-# step-off leaves); the pulse is taken after this many hits in a row that agree
-# within a factor
+# block, metal under some), and explains the ground as ``demine calibrate
+# pulse`` requires (its median leaves at most 4 times the noise floor, or 1 %
+# of the soil residue a step-off leaves); the pulse is taken after this many
+# hits in a row that agree within a factor
 _PULSE_MIN_GAIN = 2.0
 _PULSE_QUANTILE = 0.25
 _PULSE_FIT_NOISE = 4.0
@@ -347,6 +347,10 @@ class SoilCompensation(Stage):
         ``learn_block``.  Both scale with the reading rate (see
         :class:`~demine.process.Chain`); a rate so low that the scaled window
         holds fewer blocks turns the search off, with a warning.
+    pulse_windows : int
+        Windows searched from the start of the stream (at least 3); the pulse
+        is the instrument's, so ground that shows it early is enough, and the
+        search then costs nothing however long the recording.
     append_amplitudes : bool
         Append the fitted amplitude of each component as extra output channels
         (the viscous amplitude tracks sensor height over uniform soil).
@@ -426,7 +430,10 @@ class SoilCompensation(Stage):
     floor, or 1 % of the soil residue a step-off leaves).
     After three hits in a row whose pulses agree within a factor 1.3, the
     middle one of the three is taken, from the next reading on, as if
-    declared (the learning restarts); the search then stops.  No window of
+    declared (the learning restarts); the search then stops, and so it does
+    after ``pulse_windows`` windows (60 s by default) without one: each
+    window costs a few milliseconds, which over a whole campaign processed in
+    batch would cost more than the rest of the chain.  No window of
     demine's own simulated lanes (1/t and band-limited ground, 124 lanes)
     leads to a pulse; on the independent model's strongly viscous pulse lanes
     the pulse (147.8 µs for 150) is taken after 6-16 s.  :attr:`found_pulse`
@@ -441,7 +448,7 @@ class SoilCompensation(Stage):
                  components: Sequence[str] = DEFAULT_SOIL,
                  profiles: Sequence[Sequence[float]] | None = None,
                  pulse_length: float | None = None, find_pulse: bool = False,
-                 pulse_window: int = 2000,
+                 pulse_window: int = 2000, pulse_windows: int = 30,
                  append_amplitudes: bool = False, learn: bool = False,
                  learn_block: int = 50, learn_window: float = 20000.0,
                  learn_min: int = 1000, learn_snr: float = 25.0,
@@ -461,6 +468,8 @@ class SoilCompensation(Stage):
         self.find_pulse = find_pulse
         self.pulse_window = _num(n, "pulse_window", pulse_window, lo=2, hi=10_000_000,
                                  integer=True)
+        self.pulse_windows = _num(n, "pulse_windows", pulse_windows, lo=_PULSE_HITS,
+                                  hi=1_000_000, integer=True)
         if find_pulse and not self._window_holds_blocks():
             raise ConfigError(f"{n}: pulse_window ({self.pulse_window} readings) must hold "
                               f"at least {_PULSE_MIN_BLOCKS + 1} blocks of learn_block "
@@ -549,7 +558,8 @@ class SoilCompensation(Stage):
     def _searching(self) -> bool:
         return (self.find_pulse and self._declared is None and self._found is None
                 and self._basis is not None and self._basis.shape[0] >= 4
-                and self._window_holds_blocks())
+                and self._window_holds_blocks()
+                and self._pw_seen < self.pulse_windows * self.pulse_window)
 
     def process(self, chunk: np.ndarray) -> np.ndarray:
         x = self._check(chunk)
@@ -579,6 +589,8 @@ class SoilCompensation(Stage):
             if self._pw_fill == self.pulse_window:
                 self._pw_fill = 0
                 self._search_window(self._pw_buf)
+                if not self._searching():  # (found, or the windows are spent)
+                    self._pw_buf = None
         out = parts[0] if len(parts) == 1 else np.concatenate(parts)
         return self._emit(out)
 
@@ -695,6 +707,7 @@ class SoilCompensation(Stage):
         return {"gate_times": self.gate_times, "components": list(self.components),
                 "profiles": self.profiles, "pulse_length": self._declared,
                 "find_pulse": self.find_pulse, "pulse_window": self.pulse_window,
+                "pulse_windows": self.pulse_windows,
                 "found_pulse": None if self._found is None else
                 {"pulse_length": self._found[0], "from_reading": self._found[1]},
                 "append_amplitudes": self.append_amplitudes,
