@@ -124,10 +124,8 @@ def _pulse_scores(x: np.ndarray, gates: np.ndarray, block: int,
 
     e = _pulse_energies(x, gates, block, pulse_bases(gates, pulses))
     e_off = _pulse_energies(x, gates, block, np.ones((1, gates.size, 1)))
-    if e.shape[1] < 2:  # (too few to measure: the count of finite block changes)
-        n = (x.shape[0] // block) * block
-        d = np.diff(x[:n].reshape(-1, block, x.shape[1]).mean(axis=1), axis=0)
-        return np.full(pulses.size, np.nan), math.nan, int(np.isfinite(d).all(axis=1).sum())
+    if e.shape[1] < 2:  # (at most one usable block change: nothing to measure)
+        return np.full(pulses.size, np.nan), math.nan, int(e.shape[1])
     return np.median(e, axis=1), float(np.median(e_off[0])), int(e.shape[1])
 
 
