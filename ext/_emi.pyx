@@ -328,7 +328,9 @@ def matched_run(const real[:, ::1] x, real[::1] stat, double[::1] sig,
                 double[:, ::1] prev, double[:, ::1] ring, double[::1] acc,
                 int64_t[::1] istate, const double[:, ::1] proj, bint use_proj,
                 double[::1] work, double noise_alpha, double threshold, int64_t warmup,
-                double clip, double min_noise, int64_t max_freeze):
+                double clip, double min_noise, int64_t max_freeze,
+                real[::1] nov, double[:, ::1] uring, int64_t[::1] dq_idx, double[::1] dq_val,
+                int64_t[::1] nstate, bint want_nov):
     """Matched (integrating) detection statistic with a difference-based noise scale.
 
     Noise: sig_g is a running robust scale of the second difference
@@ -348,16 +350,31 @@ def matched_run(const real[:, ::1] x, real[::1] stat, double[::1] sig,
     response integrated over its passage.  ``s = sqrt(sum(u**2) / G)``, or with
     ``use_proj`` ``w = proj @ u`` and ``s = sqrt(sum(w**2) / k)``.  Frames with
     a non-finite value give NaN and leave every state untouched.
+
+    Shape novelty (``want_nov``): with ``W = uring.shape[0]``, the dominant frame
+    is the one of highest ``s`` among the last ``W`` finite frames (this one
+    included; the latest of equals), and ``nov`` is the RMS over the gates of
+    the part of ``u`` orthogonal to the dominant frame's ``u``: 0 where this
+    frame dominates, small over one object whose decay shape barely changes
+    across its footprint, large where a second object with another decay adds
+    to a stronger one's flank.  State: ``uring`` (W, G) the recent ``u`` rows,
+    a monotonic deque of frame counts and statistics (``dq_idx``, ``dq_val``,
+    ``W + 1`` slots), ``nstate`` = [frames seen, deque head, deque length].
     """
     cdef Py_ssize_t n = x.shape[0], ng = x.shape[1], L = ring.shape[0]
     cdef Py_ssize_t nk = proj.shape[0], i, g, j, k
     cdef int64_t n_seen = istate[0], skipped = istate[1], n_prev = istate[2]
     cdef int64_t n_ring = istate[3], pos = istate[4]
     cdef double d, v, s, a, lim, scale, zz
+    cdef Py_ssize_t W = uring.shape[0], cap = dq_idx.shape[0], slot, dslot
+    cdef int64_t nc = nstate[0], head = nstate[1], qlen = nstate[2]
+    cdef double uu, du, dd, b, r
     with nogil:
         for i in range(n):
             if not _row_finite(x, i, ng):
                 stat[i] = <real>NAN
+                if want_nov:
+                    nov[i] = <real>NAN
                 continue
             for g in range(ng):
                 d = sig[g] if sig[g] > min_noise else min_noise
@@ -396,6 +413,31 @@ def matched_run(const real[:, ::1] x, real[::1] stat, double[::1] sig,
                     s += a * a
                 s = sqrt(s / ng)
             stat[i] = <real>s
+            if want_nov:
+                slot = nc % W
+                for g in range(ng):
+                    uring[slot, g] = acc[g] * scale
+                while qlen > 0 and dq_val[(head + qlen - 1) % cap] <= s:
+                    qlen -= 1
+                dq_idx[(head + qlen) % cap] = nc
+                dq_val[(head + qlen) % cap] = s
+                qlen += 1
+                while dq_idx[head] <= nc - W:
+                    head = (head + 1) % cap
+                    qlen -= 1
+                dslot = dq_idx[head] % W
+                uu = 0.0
+                du = 0.0
+                dd = 0.0
+                for g in range(ng):
+                    a = uring[slot, g]
+                    b = uring[dslot, g]
+                    uu += a * a
+                    du += a * b
+                    dd += b * b
+                r = uu - du * du / dd if dd > 0.0 else uu
+                nov[i] = <real>sqrt((r if r > 0.0 else 0.0) / ng)
+                nc += 1
             if n_prev == 2:
                 if n_seen < warmup:
                     for g in range(ng):
@@ -426,6 +468,9 @@ def matched_run(const real[:, ::1] x, real[::1] stat, double[::1] sig,
     istate[2] = n_prev
     istate[3] = n_ring
     istate[4] = pos
+    nstate[0] = nc
+    nstate[1] = head
+    nstate[2] = qlen
 
 
 def notch_run(const real[:, ::1] x, real[:, ::1] out, const double[:, ::1] sos,

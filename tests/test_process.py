@@ -328,7 +328,7 @@ def test_streamed_derived_layout_equals_write_derived(tmp_path):
     assert a == b
     xr = pytest.importorskip("xarray")
     with xr.open_dataset(streamed, engine="h5netcdf", group="derived/emi/emi_default") as ds:
-        assert ds["data"].shape == (1000, 17)
+        assert ds["data"].shape == (1000, 18)  # 16 gates, shape novelty, statistic
 
 
 @register_stage
