@@ -61,12 +61,14 @@ def _best(fn, repeat: int) -> float:
     return best
 
 
-def _chain(t: np.ndarray, notch: bool = False, find_pulse: bool = True):
+def _chain(t: np.ndarray, notch: bool = False, find_pulse: bool = True, novelty: bool = True):
     from demine.emi import MainsNotch
     from demine.process import default_chain
 
     chain = default_chain("emi_default")
     chain.steps[0].find_pulse = find_pulse
+    if not novelty:
+        chain.steps[-1].novelty_window = 0
     if notch:
         chain.steps.insert(0, MainsNotch(freq=50.0, harmonics=1))
     chain.configure({"gate_times": t, "sample_rate": 1000.0})
@@ -127,8 +129,12 @@ def numpy_loop(x: np.ndarray, t: np.ndarray) -> np.ndarray:
             n_seen += 1
     # matched (window 31, noise window 5000, threshold 3, warmup 200, clip 3,
     # max_freeze 5000): noise from second differences, z summed over 31 frames
+    # shape novelty (window 500): the part of u orthogonal to the u of the
+    # strongest of the last 500 frames (the latest of equals)
     sig = np.zeros(g)
     stat = np.zeros(n)
+    nov = np.zeros(n)
+    us = np.zeros((n, g))
     skipped = n_seen = 0
     ring = np.zeros((31, g))
     k2 = k / math.sqrt(6.0)
@@ -139,6 +145,13 @@ def numpy_loop(x: np.ndarray, t: np.ndarray) -> np.ndarray:
         u = ring[: min(i + 1, 31)].sum(axis=0) / math.sqrt(min(i + 1, 31))
         s = math.sqrt(float(u @ u) / g)
         stat[i] = s
+        us[i] = u
+        lo = max(0, i - 499)
+        w = stat[lo:i + 1]
+        d = us[lo + np.flatnonzero(w == w.max())[-1]]
+        dd = float(d @ d)
+        du = float(u @ d)
+        nov[i] = math.sqrt(max(float(u @ u) - (du * du / dd if dd > 0 else 0.0), 0.0) / g)
         if i >= 2:
             v = np.abs(r - 2 * r_out[i - 1] + r_out[i - 2]) * k2
             if n_seen < 200:
@@ -148,7 +161,7 @@ def numpy_loop(x: np.ndarray, t: np.ndarray) -> np.ndarray:
                 skipped = 0 if s <= 3.0 else skipped + 1
                 if s <= 3.0 or skipped > 5000:
                     sig += (np.minimum(v, 3 * sig) - sig) / 5000
-    return np.column_stack([r_out, stat])
+    return np.column_stack([r_out, nov, stat])
 
 
 def numpy_vectorised(x: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -212,6 +225,10 @@ def run(n_frames: int | None = None, repeat: int = 3) -> list[dict[str, Any]]:
         secs = _best(lambda: _run_chunks(quiet, x, n), repeat)
         row("demine chain without the pulse search", secs, gs, ref,
             "the search looks at the first 60 s only")
+        plain = _chain(t, novelty=False)
+        secs = _best(lambda: _run_chunks(plain, x, n), repeat)
+        row("demine chain without the shape novelty", secs, gs, ref,
+            "statistic only, as before session 14")
         nchain = _chain(t, notch=True)
         secs = _best(lambda: _run_chunks(nchain, x, n), repeat)
         row("demine chain + mains notch", secs, gs, ref)

@@ -93,6 +93,8 @@ def test_cli_detect_writes_csv_and_table(lane, tmp_path):
     batch = detect_recording(lane, cfg)
     n = len(batch["x"])
     assert f"{n} alarms" in proc.stdout
+    # each row names its kind (the shape-novelty alarms are scored apart)
+    assert proc.stdout.count("emi-alarm") + proc.stdout.count("emi-shape-alarm") == n
     csv_alarms = read_alarms_csv(out)
     np.testing.assert_allclose(csv_alarms["x"], batch["x"])
     with Recording(rec) as r:
@@ -421,6 +423,9 @@ def test_stream_calibration_reaches_the_detectors(lane, tmp_path):
     assert det.detector.lobe_radius == pytest.approx(MATCHED_PARAMS["lobe_radius"])
     big = StreamDetector("emi", {**ctx, "coil_radius": 0.24})
     assert big.detector.lobe_radius == pytest.approx(2 * MATCHED_PARAMS["lobe_radius"])
+    # a larger coil's footprint: a shape novelty farther away is still its object's own
+    assert big.detector.shape_radius == pytest.approx(2 * MATCHED_PARAMS["shape_radius"])
+    assert det.detector.shape_radius == pytest.approx(MATCHED_PARAMS["shape_radius"])
     assert big.detector.depth_scale == pytest.approx(MATCHED_PARAMS["depth_scale"])
     # an explicit detector parameter wins over the calibration
     assert StreamDetector("emi", {**ctx, "coil_radius": 0.24},

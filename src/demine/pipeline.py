@@ -348,6 +348,10 @@ class StreamDetector:
         self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         # frames per second for the merger's path tracking (0: unknown, every frame)
         self._rate = float(context.get("sample_rate") or 0.0)
+        # columns after the EMI gates: the statistic (last), and the shape
+        # novelty before it when the chain's last step gives one
+        steps = getattr(self.chain, "steps", None) or []
+        self._n_extra = int(getattr(steps[-1], "n_extra", 1)) if steps else 1
         self._last_time: int | None = None
         self._empty: dict[tuple, dict[str, np.ndarray]] = {}
 
@@ -375,15 +379,16 @@ class StreamDetector:
             self._seen_time = int(t[-1])
         if self.kind == "emi":
             stat = out[:, -1]
+            novelty = out[:, -2] if self._n_extra == 2 else None
             # Polarity: sign of the early half of the normalised gates, where a
             # metal response is strongest and soil residue smallest; the late,
             # noise-dominated gates would dilute it (on unseen seeds of the
             # shipped scenes: PD 0.906 vs 0.875 on mines with >= 1 g of metal,
             # 0.81 vs 1.02 FA/m², against the mean of all gates).
-            gates = out[:, :-1]
+            gates = out[:, : out.shape[1] - self._n_extra]
             polarity = gates[:, : max(1, gates.shape[1] // 2)].mean(axis=1) \
                 if gates.shape[1] else None
-            return self.detector.process(stat, x, y, t, polarity)
+            return self.detector.process(stat, x, y, t, polarity, novelty)
         # A trace without a position cannot be placed on the line: the GPR
         # detector sees only positioned traces (the same ones live and in batch).
         ok = np.isfinite(x) & np.isfinite(y)
@@ -456,7 +461,10 @@ class StreamDetector:
             elif col == "stream":
                 out[col] = np.array([self.stream] * n, dtype=object)
             elif col == "label":
-                out[col] = np.array([f"{self.kind}-alarm"] * n, dtype=object)
+                # alarms of the EMI shape-novelty channel are told apart
+                shape = np.asarray(alarms.get("shape", np.zeros(n)))
+                out[col] = np.array([f"{self.kind}-shape-alarm" if v else f"{self.kind}-alarm"
+                                     for v in shape], dtype=object)
             elif col == "time":
                 out[col] = np.zeros(n, dtype=np.int64)
             else:

@@ -36,10 +36,12 @@ def run(args: argparse.Namespace) -> int:
         append_alarms(args.file, alarms)
     print(f"{args.file}: {n} alarms")
     if n:
-        print(f"  {'stream':<8} {'x (m)':>8} {'y (m)':>8} {'depth (m)':>10} {'score':>10}")
+        # (the label tells the EMI shape-novelty alarms, scored by their
+        # novelty, from the statistic's)
+        print(f"  {'stream':<8} {'x (m)':>8} {'y (m)':>8} {'depth (m)':>10} {'score':>10}  label")
         for i in range(n):
             print(f"  {alarms['stream'][i]:<8} {alarms['x'][i]:8.3f} {alarms['y'][i]:8.3f} "
-                  f"{alarms['depth'][i]:10.3f} {alarms['score'][i]:10.2f}")
+                  f"{alarms['depth'][i]:10.3f} {alarms['score'][i]:10.2f}  {alarms['label'][i]}")
     if args.out:
         print(f"  written to {args.out}")
     for note in notes:
