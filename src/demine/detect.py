@@ -27,6 +27,12 @@ positions into alarms a deminer can act on, in three steps:
    squared-statistic-weighted centroid of the peaks of its passes that reach
    half its strongest peak, with the strongest peak as score.
 
+4. **A shape channel** (``shape_radius``, with the ``novelty`` column of
+   :class:`demine.emi.MatchedDetect`): a small object on a stronger one's
+   flank adds no peak to the statistic, but decays differently; the same
+   steps run on the novelty, and its objects away from every alarm of the
+   statistic are alarms too (``shape`` 1).
+
 The detector is a streaming object: :meth:`EMIDetector.process` takes any chunk
 of frames and returns the alarms completed so far, :meth:`EMIDetector.finish`
 the rest.  The alarms of a stream do not depend on how it is cut into chunks,
