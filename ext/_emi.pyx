@@ -324,12 +324,12 @@ def detect_run(const real[:, ::1] x, real[:, ::1] z, real[::1] stat,
 cdef double D2_TO_SIGMA = 0.5116633539732443
 
 
-def matched_run(const real[:, ::1] x, real[::1] stat, double[::1] sig,
+def matched_run(const real[:, ::1] x, real[:] stat, double[::1] sig,
                 double[:, ::1] prev, double[:, ::1] ring, double[::1] acc,
                 int64_t[::1] istate, const double[:, ::1] proj, bint use_proj,
                 double[::1] work, double noise_alpha, double threshold, int64_t warmup,
                 double clip, double min_noise, int64_t max_freeze,
-                real[::1] nov, double[:, ::1] uring, int64_t[::1] dq_idx, double[::1] dq_val,
+                real[:] nov, double[:, ::1] uring, int64_t[::1] dq_idx, double[::1] dq_val,
                 int64_t[::1] nstate, bint want_nov):
     """Matched (integrating) detection statistic with a difference-based noise scale.
 
@@ -357,7 +357,8 @@ def matched_run(const real[:, ::1] x, real[::1] stat, double[::1] sig,
     the part of ``u`` orthogonal to the dominant frame's ``u``: 0 where this
     frame dominates, small over one object whose decay shape barely changes
     across its footprint, large where a second object with another decay adds
-    to a stronger one's flank.  State: ``uring`` (W, G) the recent ``u`` rows,
+    to a stronger one's flank.  State: ``uring`` (W, G + 1) the recent ``u`` rows
+    and their squared norms,
     a monotonic deque of frame counts and statistics (``dq_idx``, ``dq_val``,
     ``W + 1`` slots), ``nstate`` = [frames seen, deque head, deque length].
     """
@@ -366,9 +367,10 @@ def matched_run(const real[:, ::1] x, real[::1] stat, double[::1] sig,
     cdef int64_t n_seen = istate[0], skipped = istate[1], n_prev = istate[2]
     cdef int64_t n_ring = istate[3], pos = istate[4]
     cdef double d, v, s, a, lim, scale, zz
-    cdef Py_ssize_t W = uring.shape[0], cap = dq_idx.shape[0], slot, dslot
+    cdef Py_ssize_t W = uring.shape[0], cap = dq_idx.shape[0], slot, dslot, tail
     cdef int64_t nc = nstate[0], head = nstate[1], qlen = nstate[2]
-    cdef double uu, du, dd, b, r
+    cdef double uu, du, dd, r
+    slot = <Py_ssize_t>(nc % W) if want_nov else 0
     with nogil:
         for i in range(n):
             if not _row_finite(x, i, ng):
@@ -407,6 +409,14 @@ def matched_run(const real[:, ::1] x, real[::1] stat, double[::1] sig,
                         a += proj[k, g] * work[g]
                     s += a * a
                 s = sqrt(s / nk)
+            elif want_nov:
+                # (u kept for the novelty as it is summed)
+                for g in range(ng):
+                    a = acc[g] * scale
+                    uring[slot, g] = a
+                    s += a * a
+                uring[slot, ng] = s
+                s = sqrt(s / ng)
             else:
                 for g in range(ng):
                     a = acc[g] * scale
@@ -414,30 +424,49 @@ def matched_run(const real[:, ::1] x, real[::1] stat, double[::1] sig,
                 s = sqrt(s / ng)
             stat[i] = <real>s
             if want_nov:
-                slot = nc % W
-                for g in range(ng):
-                    uring[slot, g] = acc[g] * scale
-                while qlen > 0 and dq_val[(head + qlen - 1) % cap] <= s:
+                # (no integer division per frame: the slot of the ring and the
+                # deque's positions advance and wrap by comparison)
+                if use_proj:
+                    uu = 0.0
+                    for g in range(ng):
+                        a = work[g]
+                        uring[slot, g] = a
+                        uu += a * a
+                    uring[slot, ng] = uu
+                else:
+                    uu = uring[slot, ng]
+                tail = head + qlen - 1
+                if tail >= cap:
+                    tail -= cap
+                while qlen > 0 and dq_val[tail] <= s:
                     qlen -= 1
-                dq_idx[(head + qlen) % cap] = nc
-                dq_val[(head + qlen) % cap] = s
+                    tail -= 1
+                    if tail < 0:
+                        tail += cap
+                tail += 1
+                if tail >= cap:
+                    tail -= cap
+                dq_idx[tail] = nc
+                dq_val[tail] = s
                 qlen += 1
                 while dq_idx[head] <= nc - W:
-                    head = (head + 1) % cap
+                    head += 1
+                    if head == cap:
+                        head = 0
                     qlen -= 1
-                dslot = dq_idx[head] % W
-                uu = 0.0
+                dslot = slot - <Py_ssize_t>(nc - dq_idx[head])
+                if dslot < 0:
+                    dslot += W
                 du = 0.0
-                dd = 0.0
                 for g in range(ng):
-                    a = uring[slot, g]
-                    b = uring[dslot, g]
-                    uu += a * a
-                    du += a * b
-                    dd += b * b
+                    du += uring[slot, g] * uring[dslot, g]
+                dd = uring[dslot, ng]
                 r = uu - du * du / dd if dd > 0.0 else uu
                 nov[i] = <real>sqrt((r if r > 0.0 else 0.0) / ng)
                 nc += 1
+                slot += 1
+                if slot == W:
+                    slot = 0
             if n_prev == 2:
                 if n_seen < warmup:
                     for g in range(ng):

@@ -1061,25 +1061,23 @@ class MatchedDetect(Stage):
                 if self._proj.shape[1] != ng:
                     raise ConfigError(f"{self.name}: basis rows have {self._proj.shape[1]} "
                                       f"weights for {ng} gates")
-        stat = np.empty(x.shape[0], dtype=x.dtype)
         want = self.novelty_window > 0
         if self._nov_state is None:
             w = max(self.novelty_window, 1)
-            self._nov_state = (np.zeros((w, ng) if want else (1, 1)),
+            self._nov_state = (np.zeros((w, ng + 1) if want else (1, 2)),
                                np.zeros(w + 1, dtype=np.int64), np.zeros(w + 1),
                                np.zeros(3, dtype=np.int64))
-        nov = np.empty(x.shape[0] if want else 1, dtype=x.dtype)
-        _emi.matched_run(x, stat, self._sig, self._prev, self._ring, self._acc, self._istate,
-                         self._proj, self.basis is not None, np.empty(ng),
-                         1.0 / self.noise_window, self.threshold, self.warmup, self.clip,
-                         self.min_noise, self.max_freeze, nov, *self._nov_state, want)
         ncol = ng if self.output == "append" else 0
         out = _alloc(x, ncol + self.n_extra)
         if ncol:
             out[:, :ng] = x
-        if want:
-            out[:, -2] = nov
-        out[:, -1] = stat
+        # the kernel writes the statistic and the novelty into their columns
+        # (no separate arrays: fresh pages are much of a long chunk's cost)
+        _emi.matched_run(x, out[:, -1], self._sig, self._prev, self._ring, self._acc,
+                         self._istate, self._proj, self.basis is not None, np.empty(ng),
+                         1.0 / self.noise_window, self.threshold, self.warmup, self.clip,
+                         self.min_noise, self.max_freeze,
+                         out[:, -2] if want else out[:0, -1], *self._nov_state, want)
         return self._emit(out)
 
     def params(self) -> dict[str, Any]:
