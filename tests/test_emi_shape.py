@@ -275,3 +275,9 @@ def test_the_novelty_column_does_not_depend_on_the_chunking(cuts, f32):
     want = MatchedDetect(window=31, novelty_window=400).process(x)
     np.testing.assert_array_equal(got, want)
     assert got.dtype == x.dtype
+
+
+def test_a_novelty_of_the_wrong_length_is_named():
+    s = np.ones(10)
+    with pytest.raises(ConfigError, match="novelty has 9 values for 10"):
+        EMIDetector(shape_radius=0.4).process(s, novelty=np.ones(9))

@@ -441,7 +441,8 @@ class EMIDetector:
 
     # ----------------------------------------------------------------- input
     def _inputs(self, stat: ArrayLike, x: ArrayLike | None, y: ArrayLike | None,
-                time: ArrayLike | None, polarity: ArrayLike | None) -> tuple[np.ndarray, ...]:
+                time: ArrayLike | None, polarity: ArrayLike | None,
+                novelty: ArrayLike | None = None) -> tuple[Any, ...]:
         s = np.asarray(stat, dtype=np.float64)
         if s.ndim == 2 and s.shape[1] == 1:
             s = s[:, 0]
@@ -460,9 +461,12 @@ class EMIDetector:
             return a
 
         xa, ya = column(x, "x"), column(y, "y")
+        nov = None if novelty is None else column(novelty, "novelty")
         if polarity is not None:
             pol = column(polarity, "polarity")
             s = np.where(pol < 0, 0.0, s)
+            if nov is not None:
+                nov = np.where(pol < 0, 0.0, nov)
         s = np.ascontiguousarray(s)
         if time is None:
             idx = self._i[1] + np.arange(n, dtype=np.int64)
@@ -480,7 +484,7 @@ class EMIDetector:
                 self._t0 = int(tns[0])
             t0 = self._t0 if self._t0 is not None else 0
             tsec = (tns - t0).astype(np.float64) / 1e9
-        return s, xa, ya, np.ascontiguousarray(tsec), tns
+        return s, xa, ya, np.ascontiguousarray(tsec), tns, nov
 
     # ----------------------------------------------------------------- events
     def _handle(self, seg_f: np.ndarray, seg_i: np.ndarray, k: int,
@@ -730,11 +734,12 @@ class EMIDetector:
             Columns :data:`ALARM_FIELDS`, one row per alarm, in the order of
             their first frame.
         """
-        s, xa, ya, tsec, tns = self._inputs(stat, x, y, time, polarity)
+        s, xa, ya, tsec, tns, nov = self._inputs(stat, x, y, time, polarity,
+                                                 novelty if self.shape_radius > 0 else None)
         t_now = self._step(s, xa, ya, tsec, tns)
-        if novelty is not None and self.shape_radius > 0:
-            shape = self._novelty_detector()
-            shape._step(*shape._inputs(novelty, x, y, time, polarity))
+        if nov is not None:
+            # the same frames, positions and times: one detector more on the novelty
+            self._novelty_detector()._step(nov, xa, ya, tsec, tns)
             self._judge_shapes(t_now)
         return self._collect()
 

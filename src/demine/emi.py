@@ -1033,7 +1033,7 @@ class MatchedDetect(Stage):
 
     def reset(self) -> None:
         super().reset()
-        self._nov_state: tuple[np.ndarray, ...] | None = None
+        self._nov_state: tuple[np.ndarray, ...] = ()
         self._sig: np.ndarray | None = None
         self._prev: np.ndarray | None = None
         self._ring: np.ndarray | None = None
@@ -1061,12 +1061,12 @@ class MatchedDetect(Stage):
                 if self._proj.shape[1] != ng:
                     raise ConfigError(f"{self.name}: basis rows have {self._proj.shape[1]} "
                                       f"weights for {ng} gates")
-        want = self.novelty_window > 0
-        if self._nov_state is None:
+            # the novelty's recent integrated gates (with their squared norms),
+            # its running maximum as a deque, and [frames, head, length]
             w = max(self.novelty_window, 1)
-            self._nov_state = (np.zeros((w, ng + 1) if want else (1, 2)),
-                               np.zeros(w + 1, dtype=np.int64), np.zeros(w + 1),
-                               np.zeros(3, dtype=np.int64))
+            self._nov_state = (np.zeros((w, ng + 1)), np.zeros(w + 1, dtype=np.int64),
+                               np.zeros(w + 1), np.zeros(3, dtype=np.int64))
+        want = self.novelty_window > 0
         ncol = ng if self.output == "append" else 0
         out = _alloc(x, ncol + self.n_extra)
         if ncol:
