@@ -281,3 +281,37 @@ def test_a_novelty_of_the_wrong_length_is_named():
     s = np.ones(10)
     with pytest.raises(ConfigError, match="novelty has 9 values for 10"):
         EMIDetector(shape_radius=0.4).process(s, novelty=np.ones(9))
+
+
+def test_the_threshold_knob_moves_the_shape_channel_too():
+    """The console's threshold command (``set_threshold``) reaches the shape
+    channel as well: a threshold above the shape alarm's novelty set while the
+    stream runs gives the alarms of a detector started with it."""
+    out, x, y, t = _lane("fast")
+    first = _alarms(out, x, y, t)
+    shape = first["shape"].astype(bool)
+    assert shape.sum() == 1
+    high = 1.5 * first["score"][shape][0]
+    assert high < first["score"][~shape].min()
+
+    def run(**kw):
+        det = EMIDetector(**{**PARAMS, **kw})
+        parts = []
+        for a, b, thr in ((0, 3000, None), (3000, len(out), high)):
+            if thr is not None:
+                assert det._shape is not None  # the channel runs already
+                det.set_threshold(thr)
+            o = out[a:b]
+            parts.append(det.process(o[:, -1], x[a:b], y[a:b], t[a:b],
+                                     o[:, :8].mean(axis=1), o[:, -2]))
+        parts.append(det.finish())
+        return concat_alarms(parts)
+
+    moved, started = run(), _alarms(out, x, y, t, threshold=high)
+    assert not moved["shape"].any() and moved["x"].size == 1
+    # (the strong object's event began under the old threshold, so only where
+    # it begins differs)
+    for k in ("x", "y", "score", "time", "shape"):
+        np.testing.assert_array_equal(moved[k], started[k], err_msg=k)
+    with pytest.raises(ConfigError, match="threshold"):
+        EMIDetector(**PARAMS).set_threshold(0.0)

@@ -558,8 +558,7 @@ class RecorderControl:
             new = value if value is not None else dets[0].threshold + (delta or 0.0)
             new = max(0.5, float(new))
             for d in dets:
-                d.threshold = new
-                d.threshold_lo = min(d.threshold_lo, new)
+                d.set_threshold(new)
             out = self._marker("threshold", f"{new:g}")
             out["threshold"] = new
             return out

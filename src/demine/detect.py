@@ -434,6 +434,18 @@ class EMIDetector:
                 "shape_radius", "shape_wait", "sample_rate")
         return {k: getattr(self, k) for k in keys}
 
+    def set_threshold(self, threshold: float) -> None:
+        """Move the alarm threshold while the detector runs (the console's knob).
+
+        ``threshold_lo`` follows it down when it would exceed it.  The shape
+        channel, whose novelty is in the statistic's units, moves with it.
+        """
+        value = _num("threshold", threshold, lo=0.0, lo_open=True)
+        for d in (self, self._shape):
+            if d is not None:
+                d.threshold = value
+                d.threshold_lo = min(d.threshold_lo, value)
+
     @property
     def background(self) -> tuple[float, float]:
         """Current background mean and standard deviation of the statistic."""
