@@ -304,3 +304,69 @@ def test_features_do_not_depend_on_the_amplitude_unit(exponent):
     assert set(ref) == set(BODY_FEATURES) | set(GPR_FEATURES)
     for k, v in ref.items():
         assert got[k] == pytest.approx(v, rel=1e-6, abs=1e-6, nan_ok=True), k
+
+
+def _biot_savart(a, pts, n=180):
+    """Field per ampere of a horizontal loop of radius ``a`` at the origin, by
+    summing ``n`` straight segments (independent of the elliptic integrals)."""
+    phi = np.linspace(0, 2 * np.pi, n + 1)
+    p = np.stack([a * np.cos(phi), a * np.sin(phi), np.zeros_like(phi)], axis=1)
+    mid, dl = 0.5 * (p[1:] + p[:-1]), np.diff(p, axis=0)
+    r = pts[:, None, :] - mid[None, :, :]
+    # dB = dl x r / (4 pi |r|^3), r from the segment to the point
+    return (np.cross(np.broadcast_to(dl, r.shape), r)
+            / (4 * np.pi * np.linalg.norm(r, axis=2, keepdims=True) ** 3)).sum(axis=1)
+
+
+def _tensor_lane(ratios, betas, tilt_deg=30.0, depth=0.06, height=0.05, seed=0,
+                 unit=1.0, amp=3e4):
+    """A coil of radius 0.12 m sweeping at ``height`` over an induced dipole at
+    (0.5, 1.0, ``depth``) whose principal polarizabilities are ``ratio_i *
+    (t/t0)^-beta_i`` along axes tilted by ``tilt_deg``; noise 1 per gate."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(0, 60, 0.004)
+    x = 0.5 + 0.5 * np.sin(2 * np.pi * t / 1.4)
+    y = 0.4 + 0.02 * t
+    keep = np.hypot(x - 0.5, y - 1.0) < 0.85
+    t, x, y = t[keep], x[keep], y[keep]
+    rel = np.stack([0.5 - x, 1.0 - y, np.full(x.size, -(depth + height))], axis=1)
+    hv = _biot_savart(0.12, rel)
+    c, s = math.cos(math.radians(tilt_deg)), math.sin(math.radians(tilt_deg))
+    axes = np.array([[s, 0.0, c], [c, 0.0, -s], [0.0, 1.0, 0.0]])  # rows: body axes
+    proj = hv @ axes.T
+    curves = np.asarray(ratios)[:, None] * (GATES / GATES[0])[None, :] ** -np.asarray(
+        betas)[:, None]
+    samples = amp * (proj**2) @ curves + rng.standard_normal((x.size, GATES.size))
+    tns = (t * 1e9).astype(np.int64)
+    return EMIContext._make(samples * unit, x, y, tns, GATES,
+                            height=np.full(x.size, height), coil_radius=0.12)
+
+
+def test_the_dipole_fit_tells_a_compact_piece_from_a_plate():
+    compact = _tensor_lane((1.0, 0.9, 0.9), (1.0, 1.0, 1.0)).features_at(0.5, 1.0, 30.0)
+    plate = _tensor_lane((1.0, 0.25, 0.25), (1.0, 1.6, 1.6)).features_at(0.5, 1.0, 30.0)
+    for f in (compact, plate):
+        assert f["emi_dip_fit"] > 0.99
+        assert f["emi_dip_depth"] == pytest.approx(0.06, abs=0.01)
+        assert f["emi_dip_slope1"] == pytest.approx(-1.0, abs=0.05)
+    assert compact["emi_dip_r2"] > 0.85 and compact["emi_dip_r3"] > 0.85
+    # (summed over the gates, where the thin directions' faster decay counts)
+    g = GATES / GATES[0]
+    ratio = 0.25 * np.sum(g**-1.6) / np.sum(g**-1.0)
+    assert plate["emi_dip_r2"] == pytest.approx(ratio, abs=0.03)
+    assert plate["emi_dip_r3"] == pytest.approx(ratio, abs=0.03)
+    # the plate's thin directions decay faster, and so do its late gates
+    assert plate["emi_dip_slope23"] == pytest.approx(-1.6, abs=0.1)
+    assert plate["emi_dip_late"] < 0.5 * plate["emi_dip_r2"]
+    assert compact["emi_dip_slope23"] == pytest.approx(-1.0, abs=0.05)
+
+
+def test_dipole_features_do_not_depend_on_the_unit_and_fail_soft_on_noise():
+    f1 = _tensor_lane((1.0, 0.3, 0.3), (1.0, 1.0, 1.0)).features_at(0.5, 1.0, 30.0)
+    f2 = _tensor_lane((1.0, 0.3, 0.3), (1.0, 1.0, 1.0), unit=1e-3).features_at(0.5, 1.0, 30.0)
+    for k in f1:
+        if k.startswith("emi_dip"):
+            assert f2[k] == pytest.approx(f1[k], rel=1e-6, abs=1e-9), k
+    # nothing there: whatever fits the noise explains little of it
+    noise = _tensor_lane((1.0, 1.0, 1.0), (1.0, 1.0, 1.0), amp=0.0).features_at(0.5, 1.0, 30.0)
+    assert math.isnan(noise["emi_dip_fit"]) or noise["emi_dip_fit"] < 0.5

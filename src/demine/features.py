@@ -32,7 +32,30 @@ emi_moment_log     emi_snr_log + 6 log10(halfmax_r): dipole strength estimate
 emi_soil_slope     log-log decay slope of the local background (soil)
 emi_soil_level     log10(|background| / noise) (soil strength)
 emi_det_score      log10 of the detector's score
+emi_dip_r2         second / first principal polarizability of the fitted dipole
+emi_dip_r3         third / first (both ~1 for a compact piece, small for a plate
+                   or a rod; summed over the gates)
+emi_dip_late       mean of the second and third / the first over the last gates
+emi_dip_slope1     log-log decay slope of the first principal polarizability
+emi_dip_slope23    the same of the second and third together
+emi_dip_fit        fraction of the readings' energy the dipole explains
+emi_dip_depth      fitted depth below the ground, m
 =================  ============================================================
+
+The ``emi_dip_*`` features invert the readings for an induced dipole, the
+standard model of metal-detector discrimination: the monostatic response of a
+coil at ``r`` to an object at ``r0`` is ``h^T M(t) h``, ``h`` the coil's field
+per ampere at the object (:func:`demine._coil.loop_field`, the coil radius from
+the stream's calibration, else 0.12 m; the head height from the stream's ``z``
+when it holds heights within 1 m, else 5 cm) and ``M(t)`` the object's
+symmetric polarizability tensor.  For a trial position the six tensor elements
+of every gate are a linear least-squares fit (noise-weighted) to the readings
+within ``dipole_radius`` of the alarm that stand above the noise; the position
+(within 0.15 m of the alarm, 0-0.5 m deep) is found by a grid and a shrinking
+pattern search on the misfit.  The principal polarizabilities of the fitted
+tensor tell the metal's shape, which the amplitude of one reading does not: a
+fuze's compact steel parts respond alike along every axis, a fragment's plate
+or a nail's rod along one.
 
 **GPR** (for alarms of ``gpr`` streams).  The stream is run through the
 default GPR chain (dewow, background removal, band-pass, gain); the alarm's
@@ -114,22 +137,26 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _features as _k
+from ._coil import loop_field
 from .errors import ConfigError
 
 __all__ = [
     "BASE_FEATURE_SETS", "EMI_FEATURES", "FEATURE_SETS", "GPR_FEATURES", "NEIGHBOUR_RADIUS",
-    "AlarmFeatures", "EMIContext", "GPRContext", "alarm_features", "decay_frames",
+    "AlarmFeatures", "DIPOLE_FEATURES", "EMIContext", "GPRContext", "alarm_features",
+    "decay_frames", "dipole_features", "dipole_fit",
     "feature_set_name", "neighbourhood_features",
 ]
 
 C0 = 299_792_458.0
 #: Version of the feature definitions (part of cache keys; bump on any change).
-FEATURES_VERSION = 6
+FEATURES_VERSION = 7
 
 EMI_FEATURES: tuple[str, ...] = (
     "emi_snr_log", "emi_slope", "emi_slope_sd", "emi_curv", "emi_valid_frac", "emi_polarity",
     "emi_po_beta", "emi_po_gamma_log", "emi_t_last_log", "emi_halfmax_r", "emi_aniso",
     "emi_moment_log", "emi_soil_slope", "emi_soil_level", "emi_det_score",
+    "emi_dip_r2", "emi_dip_r3", "emi_dip_late", "emi_dip_slope1", "emi_dip_slope23",
+    "emi_dip_fit", "emi_dip_depth",
 )
 GPR_FEATURES: tuple[str, ...] = (
     "gpr_amp_log", "gpr_polarity", "gpr_fit", "gpr_width", "gpr_depth", "gpr_vel",
@@ -231,6 +258,144 @@ def decay_frames(resid: ArrayLike, gate_times: ArrayLike, noise: ArrayLike,
 # EMI
 # --------------------------------------------------------------------------
 
+#: dipole fit: readings whose largest gate exceeds this many noise levels ...
+_DIP_SNR = 3.0
+#: ... at least this many of them, at most this many (evenly spread)
+_DIP_MIN = 12
+_DIP_MAX = 400
+#: head height assumed when the stream has none, m
+_NOMINAL_HEIGHT = 0.05
+#: the fitted position stays within this distance of the alarm (m) and depth range (m)
+_DIP_REACH = 0.15
+_DIP_DEPTHS = (-0.03, 0.5)
+DIPOLE_FEATURES: tuple[str, ...] = (
+    "emi_dip_r2", "emi_dip_r3", "emi_dip_late", "emi_dip_slope1", "emi_dip_slope23",
+    "emi_dip_fit", "emi_dip_depth")
+
+
+def _dipole_design(coil_radius: float, cx: np.ndarray, cy: np.ndarray, height: np.ndarray,
+                   x0: float, y0: float, depth: float) -> np.ndarray:
+    """Rows ``(hx^2, hy^2, hz^2, 2 hx hy, 2 hx hz, 2 hy hz)``: the coil's field at
+    an object at (x0, y0, depth) for coil centres (cx, cy) at ``height``, so
+    that a reading is the row times the six elements of the tensor."""
+    dx, dy = x0 - cx, y0 - cy
+    rho = np.hypot(dx, dy)
+    hr, hz = loop_field(coil_radius, rho, height + depth)
+    inv = np.divide(hr, rho, out=np.zeros_like(hr), where=rho > 0)
+    hx, hy = inv * dx, inv * dy
+    return np.column_stack([hx * hx, hy * hy, hz * hz, 2 * hx * hy, 2 * hx * hz, 2 * hy * hz])
+
+
+def dipole_fit(data: ArrayLike, cx: ArrayLike, cy: ArrayLike, height: ArrayLike,
+               coil_radius: float, ax: float, ay: float
+               ) -> tuple[float, NDArray[np.float64], tuple[float, float, float]]:
+    """Fit an induced dipole to monostatic coil readings.
+
+    Parameters
+    ----------
+    data : array_like, shape (n, gates)
+        Readings minus the background, each gate divided by its noise level
+        (the fit weighs them so).
+    cx, cy, height : array_like, shape (n,)
+        Coil centre (m) and its height above the ground (m) per reading.
+    coil_radius : float
+        Coil radius, m.
+    ax, ay : float
+        Where to start: the fitted object stays within 0.15 m of it.
+
+    Returns
+    -------
+    misfit : float
+        Sum of squared residuals (in noise units).
+    tensor : ndarray, shape (6, gates)
+        ``Mxx, Myy, Mzz, Mxy, Mxz, Myz`` per gate, in the data's units per
+        squared field (1/m^2).
+    position : tuple of float
+        Object x, y (m) and depth below the ground (m).
+    """
+    D = np.asarray(data, dtype=np.float64)
+    cx, cy = np.asarray(cx, dtype=np.float64), np.asarray(cy, dtype=np.float64)
+    h = np.asarray(height, dtype=np.float64)
+    total = float(np.sum(D * D))
+
+    def solve(p: tuple[float, float, float]) -> tuple[float, np.ndarray]:
+        G = _dipole_design(coil_radius, cx, cy, h, *p)
+        scale = np.sqrt(np.sum(G * G, axis=0))
+        scale[scale == 0] = 1.0
+        Gs = G / scale
+        coef, *_ = np.linalg.lstsq(Gs.T @ Gs, Gs.T @ D, rcond=1e-10)
+        misfit = total - float(np.sum(coef * (Gs.T @ D)))
+        return misfit, coef / scale[:, None]
+
+    lo = np.array([ax - _DIP_REACH, ay - _DIP_REACH, _DIP_DEPTHS[0]])
+    hi = np.array([ax + _DIP_REACH, ay + _DIP_REACH, _DIP_DEPTHS[1]])
+    best, best_p = math.inf, (ax, ay, 0.05)
+    for dep in np.linspace(0.0, 0.32, 9):
+        for ox in (-0.06, 0.0, 0.06):
+            for oy in (-0.06, 0.0, 0.06):
+                p = (ax + ox, ay + oy, float(dep))
+                m, _ = solve(p)
+                if m < best:
+                    best, best_p = m, p
+    step = np.array([0.03, 0.03, 0.02])
+    for _ in range(5):  # shrinking pattern search around the best point
+        centre = np.array(best_p)
+        for ox in (-1, 0, 1):
+            for oy in (-1, 0, 1):
+                for oz in (-1, 0, 1):
+                    if ox == oy == oz == 0:
+                        continue
+                    p = tuple(np.clip(centre + step * (ox, oy, oz), lo, hi).tolist())
+                    m, _ = solve(p)
+                    if m < best:
+                        best, best_p = m, p
+        step = step / 2
+    misfit, coef = solve(best_p)
+    return misfit, coef, best_p
+
+
+def dipole_features(data: ArrayLike, noise: ArrayLike, gate_times: ArrayLike, cx: ArrayLike,
+                    cy: ArrayLike, height: ArrayLike, coil_radius: float, ax: float,
+                    ay: float) -> dict[str, float]:
+    """The ``emi_dip_*`` features of noise-normalised readings (:func:`dipole_fit`)."""
+    D = np.asarray(data, dtype=np.float64)
+    nz = np.asarray(noise, dtype=np.float64)
+    gt = np.asarray(gate_times, dtype=np.float64)
+    out = dict.fromkeys(DIPOLE_FEATURES, math.nan)
+    total = float(np.sum(D * D))
+    if total <= 0 or not np.isfinite(total):
+        return out
+    misfit, coef, pos = dipole_fit(D, cx, cy, height, coil_radius, ax, ay)
+    coef = coef * nz[None, :]  # back to the data's units: the decay's true shape
+    M = np.empty((gt.size, 3, 3))
+    M[:, 0, 0], M[:, 1, 1], M[:, 2, 2] = coef[0], coef[1], coef[2]
+    M[:, 0, 1] = M[:, 1, 0] = coef[3]
+    M[:, 0, 2] = M[:, 2, 0] = coef[4]
+    M[:, 1, 2] = M[:, 2, 1] = coef[5]
+    w, V = np.linalg.eigh(M.sum(axis=0))
+    V = V[:, np.argsort(-np.abs(w))]
+    L = np.einsum("ia,gij,ja->ga", V, M, V)  # principal polarizabilities per gate
+    if L[:, 0].sum() < 0:
+        L = -L
+    ls = L.sum(axis=0)
+    if ls[0] <= 0:
+        return out
+    out["emi_dip_r2"] = float(np.clip(ls[1] / ls[0], -1.0, 1.0))
+    out["emi_dip_r3"] = float(np.clip(ls[2] / ls[0], -1.0, 1.0))
+    k = max(1, gt.size // 4)
+    late = L[-k:].sum(axis=0)
+    if late[0] > 0:
+        out["emi_dip_late"] = float(np.clip((late[1] + late[2]) / (2 * late[0]), -1.0, 1.5))
+    lt = np.log(gt)
+    for name, c in (("emi_dip_slope1", L[:, 0]), ("emi_dip_slope23", L[:, 1] + L[:, 2])):
+        ok = c > 0.05 * float(np.max(np.abs(c)))
+        if np.count_nonzero(ok) >= 3:
+            out[name] = float(np.clip(np.polyfit(lt[ok], np.log(c[ok]), 1)[0], -5.0, 2.0))
+    out["emi_dip_fit"] = float(np.clip(1.0 - misfit / total, 0.0, 1.0))
+    out["emi_dip_depth"] = float(pos[2])
+    return out
+
+
 
 @dataclass
 class EMIContext:
@@ -244,10 +409,25 @@ class EMIContext:
     time_window: float = 20.0
     near_radius: float = 0.3
     ring: tuple[float, float] = (0.35, 0.8)
+    #: head height above the ground per reading, m (NaN: unknown)
+    height: NDArray[np.float64] | None = None
+    #: coil radius, m
+    coil_radius: float = 0.12
+    #: the dipole fit uses readings within this distance of the alarm, m
+    dipole_radius: float = 0.2
 
     @classmethod
     def from_stream(cls, stream: Any, **kw: Any) -> EMIContext:
-        d = stream.read(fields=["samples", "x", "y", "time"])
+        fields = ["samples", "x", "y", "time"]
+        if "z" in getattr(stream, "field_names", ()):
+            fields.append("z")
+        d = stream.read(fields=fields)
+        if "z" in d and "height" not in kw:
+            kw["height"] = d["z"]
+        cal = getattr(stream, "calibration", None) or {}
+        a = cal.get("coil_radius")
+        if "coil_radius" not in kw and isinstance(a, (int, float)) and 0 < a < 5:
+            kw["coil_radius"] = float(a)
         s = np.asarray(d["samples"], dtype=np.float64)
         if s.ndim != 2 or s.shape[1] < 2:
             raise ConfigError(f"stream {stream.name!r}: EMI features need at least 2 gates")
@@ -264,10 +444,14 @@ class EMIContext:
         t0 = t[0] if t.size else 0
         ts = (t - t0) / 1e9
         order = np.argsort(ts, kind="stable")
+        h = kw.pop("height", None)
+        if h is not None:
+            h = np.asarray(h, dtype=np.float64).reshape(-1)
+            h = h[order] if h.size == t.size else None
         return cls(np.asarray(samples, dtype=np.float64)[order],
                    np.asarray(x, dtype=np.float64)[order],
                    np.asarray(y, dtype=np.float64)[order], ts[order],
-                   np.asarray(gate_times, dtype=np.float64), **kw)
+                   np.asarray(gate_times, dtype=np.float64), height=h, **kw)
 
     def _t_rel(self, time_ns: int, t0_ns: int) -> float:
         return (int(time_ns) - int(t0_ns)) / 1e9
@@ -359,6 +543,21 @@ class EMIContext:
             out["emi_soil_slope"] = float(np.polyfit(np.log(gt[bpos]), np.log(bg[bpos]), 1)[0])
         out["emi_soil_level"] = math.log10(
             max(float(np.linalg.norm(bg)) / float(np.linalg.norm(noise)), 1e-3))
+        # induced-dipole fit of the readings nearest the alarm
+        dip = near & (d <= self.dipole_radius)
+        dip[near] &= np.max(np.abs(resid) / noise, axis=1) > _DIP_SNR
+        idx = np.flatnonzero(dip)
+        if idx.size >= _DIP_MIN:
+            if idx.size > _DIP_MAX:  # evenly over the passes, in time order
+                idx = idx[np.linspace(0, idx.size - 1, _DIP_MAX).astype(np.intp)]
+            h = _NOMINAL_HEIGHT
+            if self.height is not None:
+                hh = self.height[lo:hi][idx]
+                ok = np.isfinite(hh) & (hh >= 0.0) & (hh <= 1.0)
+                h = np.where(ok, hh, np.median(hh[ok]) if ok.any() else _NOMINAL_HEIGHT)
+            out.update(dipole_features(
+                (S[idx] - bg) / noise, noise, self.gate_times, self.x[lo:hi][idx],
+                self.y[lo:hi][idx], np.broadcast_to(h, idx.shape), self.coil_radius, ax, ay))
         return out
 
 
