@@ -370,3 +370,17 @@ def test_dipole_features_do_not_depend_on_the_unit_and_fail_soft_on_noise():
     # nothing there: whatever fits the noise explains little of it
     noise = _tensor_lane((1.0, 1.0, 1.0), (1.0, 1.0, 1.0), amp=0.0).features_at(0.5, 1.0, 30.0)
     assert math.isnan(noise["emi_dip_fit"]) or noise["emi_dip_fit"] < 0.5
+
+
+def test_dipole_fit_names_bad_input():
+    from demine.features import dipole_fit
+    d = np.ones((20, 4))
+    xy = np.linspace(0, 1, 20)
+    with pytest.raises(ConfigError, match="n positions"):
+        dipole_fit(d, xy, xy[:10], np.full(20, 0.05), 0.12, 0.5, 0.0)
+    bad = d.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(ConfigError, match="finite"):
+        dipole_fit(bad, xy, xy, np.full(20, 0.05), 0.12, 0.5, 0.0)
+    with pytest.raises(ConfigError, match="coil radius"):
+        dipole_fit(d, xy, xy, np.full(20, 0.05), 0.0, 0.5, 0.0)

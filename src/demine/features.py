@@ -308,14 +308,21 @@ def dipole_fit(data: ArrayLike, cx: ArrayLike, cy: ArrayLike, height: ArrayLike,
     misfit : float
         Sum of squared residuals (in noise units).
     tensor : ndarray, shape (6, gates)
-        ``Mxx, Myy, Mzz, Mxy, Mxz, Myz`` per gate, in the data's units per
-        squared field (1/m^2).
+        ``Mxx, Myy, Mzz, Mxy, Mxz, Myz`` per gate, in the data's units times
+        m^2 (the coil's field per ampere is in 1/m).
     position : tuple of float
         Object x, y (m) and depth below the ground (m).
     """
     D = np.asarray(data, dtype=np.float64)
     cx, cy = np.asarray(cx, dtype=np.float64), np.asarray(cy, dtype=np.float64)
     h = np.asarray(height, dtype=np.float64)
+    if D.ndim != 2 or not (cx.shape == cy.shape == h.shape == D.shape[:1]):
+        raise ConfigError(f"dipole_fit: readings must be (n, gates) with n positions and "
+                          f"heights, got {D.shape}, {cx.shape}, {cy.shape}, {h.shape}")
+    if not (coil_radius > 0 and np.all(np.isfinite(D)) and np.all(np.isfinite(cx))
+            and np.all(np.isfinite(cy)) and np.all(np.isfinite(h))):
+        raise ConfigError("dipole_fit: readings, positions and heights must be finite and "
+                          "the coil radius positive")
     total = float(np.sum(D * D))
 
     def solve(p: tuple[float, float, float]) -> tuple[float, np.ndarray]:
@@ -394,7 +401,6 @@ def dipole_features(data: ArrayLike, noise: ArrayLike, gate_times: ArrayLike, cx
     out["emi_dip_fit"] = float(np.clip(1.0 - misfit / total, 0.0, 1.0))
     out["emi_dip_depth"] = float(pos[2])
     return out
-
 
 
 @dataclass
