@@ -155,6 +155,9 @@ def test_follows_writer_process_alarm_and_stale(tmp_path):
             await pilot.pause()
             assert follower.threshold == pytest.approx(thr + 0.5)
             assert "this console only" in app.message
+            # the chart's detector moved its shape channel too
+            shape = follower._det.sd.detector._shape
+            assert shape is not None and shape.threshold == pytest.approx(thr + 0.5)
             # the writer stops and time passes: every stream turns stale, drawn in
             # red (in the same tick: the panel is drawn right after the poll)
             writer.stdin.close()

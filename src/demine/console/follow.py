@@ -83,9 +83,7 @@ class _ChartDetector:
 
     @threshold.setter
     def threshold(self, value: float) -> None:
-        det = self.sd.detector
-        det.threshold = float(value)
-        det.threshold_lo = min(det.threshold_lo, det.threshold)
+        self.sd.detector.set_threshold(float(value))  # (its shape channel too)
 
     def process(self, samples: np.ndarray, x: np.ndarray, y: np.ndarray,
                 t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
