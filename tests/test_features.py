@@ -343,6 +343,8 @@ def _tensor_lane(ratios, betas, tilt_deg=30.0, depth=0.06, height=0.05, seed=0,
 
 
 def test_the_dipole_fit_tells_a_compact_piece_from_a_plate():
+    # (the alarm on the object: see the docs for what an alarm a centimetre
+    # off a compact piece does to this search)
     compact = _tensor_lane((1.0, 0.9, 0.9), (1.0, 1.0, 1.0)).features_at(0.5, 1.0, 30.0)
     plate = _tensor_lane((1.0, 0.25, 0.25), (1.0, 1.6, 1.6)).features_at(0.5, 1.0, 30.0)
     for f in (compact, plate):
@@ -384,3 +386,51 @@ def test_dipole_fit_names_bad_input():
         dipole_fit(bad, xy, xy, np.full(20, 0.05), 0.12, 0.5, 0.0)
     with pytest.raises(ConfigError, match="coil radius"):
         dipole_fit(d, xy, xy, np.full(20, 0.05), 0.0, 0.5, 0.0)
+
+
+def test_the_dipole_fit_uses_the_head_height():
+    # a head 15 cm up: the fit places the object 6 cm below the ground only
+    # if it takes the height from the stream
+    lane = _tensor_lane((1.0, 0.9, 0.9), (1.0, 1.0, 1.0), height=0.15)
+    f = lane.features_at(0.5, 1.0, 30.0)
+    assert f["emi_dip_depth"] == pytest.approx(0.06, abs=0.01)
+    assert f["emi_dip_r2"] > 0.85 and f["emi_dip_r3"] > 0.85
+    lane.height = None  # unknown: the nominal 5 cm, and the object comes out deeper
+    assert lane.features_at(0.5, 1.0, 30.0)["emi_dip_depth"] > 0.12
+
+
+def test_the_dipole_fit_returns_the_tensor_with_its_signs():
+    from demine.features import dipole_fit
+    rng = np.random.default_rng(3)
+    x = np.repeat(np.linspace(0.2, 0.8, 31), 31)
+    y = np.tile(np.linspace(0.7, 1.3, 31), 31)
+    keep = np.hypot(x - 0.5, y - 1.0) < 0.2
+    x, y = x[keep], y[keep]
+    h = np.full(x.size, 0.05)
+    hv = _biot_savart(0.12, np.stack([0.5 - x, 1.0 - y, np.full(x.size, -0.11)], axis=1))
+    truth = np.array([[3.0, 0.5, 1.0], [0.5, 2.0, -0.7], [1.0, -0.7, 4.0]]) * 1e4
+    decay = np.array([1.0, 0.5, 0.2])  # three gates
+    data = np.einsum("ni,ij,nj->n", hv, truth, hv)[:, None] * decay + 0.01 * rng.standard_normal(
+        (x.size, 3))
+    _, tensor, pos = dipole_fit(data, x, y, h, 0.12, 0.5, 1.0)
+    assert pos == pytest.approx((0.5, 1.0, 0.06), abs=2e-3)
+    want = truth[[0, 1, 2, 0, 0, 1], [0, 1, 2, 1, 2, 2]]
+    np.testing.assert_allclose(tensor[:, 0], want, rtol=0.08)  # signs included
+
+
+def test_emi_features_skip_readings_with_a_missing_gate_and_check_heights():
+    lane = _tensor_lane((1.0, 0.9, 0.9), (1.0, 1.0, 1.0))
+    clean = lane.features_at(0.5, 1.0, 30.0)
+    tns = (lane.time_s * 1e9).astype(np.int64)
+    s = lane.samples.copy()
+    near = np.flatnonzero(np.hypot(lane.x - 0.5, lane.y - 1.0) < 0.05)[::7]
+    s[near, 3] = np.nan
+    holed = EMIContext._make(s, lane.x, lane.y, tns, GATES, height=lane.height,
+                             coil_radius=0.12).features_at(0.5, 1.0, 30.0)
+    assert set(holed) == set(clean)
+    for k in ("emi_snr_log", "emi_dip_r2", "emi_dip_depth"):
+        assert holed[k] == pytest.approx(clean[k], abs=0.05), k
+    with pytest.raises(ConfigError, match="head heights"):
+        EMIContext._make(s, lane.x, lane.y, tns, GATES, height=np.ones(5))
+    flat = EMIContext._make(lane.samples, lane.x, lane.y, tns, GATES, height=0.05)
+    assert flat.height.shape == tns.shape

@@ -51,11 +51,15 @@ when it holds heights within 1 m, else 5 cm) and ``M(t)`` the object's
 symmetric polarizability tensor.  For a trial position the six tensor elements
 of every gate are a linear least-squares fit (noise-weighted) to the readings
 within ``dipole_radius`` of the alarm that stand above the noise; the position
-(within 0.15 m of the alarm, 0-0.5 m deep) is found by a grid and a shrinking
-pattern search on the misfit.  The principal polarizabilities of the fitted
-tensor tell the metal's shape, which the amplitude of one reading does not: a
-fuze's compact steel parts respond alike along every axis, a fragment's plate
-or a nail's rod along one.
+(within 0.15 m of the alarm, 0-0.5 m deep) is found by a grid around the alarm
+and a shrinking pattern search on the misfit.  The principal polarizabilities
+of the fitted tensor tell the metal's shape, which the amplitude of one reading
+does not: a fuze's compact steel parts respond alike along every axis, a
+fragment's plate or a nail's rod along one.  The search is local: an alarm a
+centimetre or more off a compact piece usually ends in a deeper position with
+negative ratios (a search that finds the true position scored worse in the
+classifier's cross-validation, docs/classify.md), and readings of a single
+straight pass leave the tensor across it undetermined.
 
 **GPR** (for alarms of ``gpr`` streams).  The stream is run through the
 default GPR chain (dewow, background removal, band-pass, gain); the alarm's
@@ -280,7 +284,7 @@ def _dipole_design(coil_radius: float, cx: np.ndarray, cy: np.ndarray, height: n
     that a reading is the row times the six elements of the tensor."""
     dx, dy = x0 - cx, y0 - cy
     rho = np.hypot(dx, dy)
-    hr, hz = loop_field(coil_radius, rho, height + depth)
+    hr, hz = loop_field(coil_radius, rho, -(height + depth))  # the object is below the coil
     inv = np.divide(hr, rho, out=np.zeros_like(hr), where=rho > 0)
     hx, hy = inv * dx, inv * dy
     return np.column_stack([hx * hx, hy * hy, hz * hz, 2 * hx * hy, 2 * hx * hz, 2 * hy * hz])
@@ -432,7 +436,8 @@ class EMIContext:
             kw["height"] = d["z"]
         cal = getattr(stream, "calibration", None) or {}
         a = cal.get("coil_radius")
-        if "coil_radius" not in kw and isinstance(a, (int, float)) and 0 < a < 5:
+        if ("coil_radius" not in kw and isinstance(a, (int, float)) and not isinstance(a, bool)
+                and 0 < a < 5):
             kw["coil_radius"] = float(a)
         s = np.asarray(d["samples"], dtype=np.float64)
         if s.ndim != 2 or s.shape[1] < 2:
@@ -452,12 +457,20 @@ class EMIContext:
         order = np.argsort(ts, kind="stable")
         h = kw.pop("height", None)
         if h is not None:
-            h = np.asarray(h, dtype=np.float64).reshape(-1)
-            h = h[order] if h.size == t.size else None
-        return cls(np.asarray(samples, dtype=np.float64)[order],
-                   np.asarray(x, dtype=np.float64)[order],
-                   np.asarray(y, dtype=np.float64)[order], ts[order],
-                   np.asarray(gate_times, dtype=np.float64), height=h, **kw)
+            h = np.broadcast_to(np.asarray(h, dtype=np.float64), t.shape) if np.ndim(h) == 0 \
+                else np.asarray(h, dtype=np.float64).reshape(-1)
+            if h.size != t.size:
+                raise ConfigError(f"EMI features: {h.size} head heights for {t.size} readings")
+            h = h[order]
+        s = np.asarray(samples, dtype=np.float64)[order]
+        x = np.asarray(x, dtype=np.float64)[order]
+        y = np.asarray(y, dtype=np.float64)[order]
+        if s.ndim == 2:  # a reading with a missing gate takes part in nothing
+            bad = ~np.all(np.isfinite(s), axis=1)
+            if bad.any():
+                x, y = np.where(bad, np.nan, x), np.where(bad, np.nan, y)
+        return cls(s, x, y, ts[order], np.asarray(gate_times, dtype=np.float64), height=h,
+                   **kw)
 
     def _t_rel(self, time_ns: int, t0_ns: int) -> float:
         return (int(time_ns) - int(t0_ns)) / 1e9
@@ -485,7 +498,8 @@ class EMIContext:
         if np.count_nonzero(ring) >= 5:
             bgf = S[ring]
         else:
-            bgf = S[d > self.near_radius] if np.count_nonzero(d > self.near_radius) >= 5 else S
+            bgf = (S[d > self.near_radius] if np.count_nonzero(d > self.near_radius) >= 5
+                   else S[np.isfinite(d)])
         bg = np.median(bgf, axis=0)
         noise = 1.4826 * np.median(np.abs(bgf - bg), axis=0)
         # floors relative to the data (never an absolute level: detectors record
