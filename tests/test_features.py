@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from test_simulate_physics import biot_savart_loop
 
 from demine import _features
 from demine.errors import ConfigError
@@ -306,18 +307,6 @@ def test_features_do_not_depend_on_the_amplitude_unit(exponent):
         assert got[k] == pytest.approx(v, rel=1e-6, abs=1e-6, nan_ok=True), k
 
 
-def _biot_savart(a, pts, n=180):
-    """Field per ampere of a horizontal loop of radius ``a`` at the origin, by
-    summing ``n`` straight segments (independent of the elliptic integrals)."""
-    phi = np.linspace(0, 2 * np.pi, n + 1)
-    p = np.stack([a * np.cos(phi), a * np.sin(phi), np.zeros_like(phi)], axis=1)
-    mid, dl = 0.5 * (p[1:] + p[:-1]), np.diff(p, axis=0)
-    r = pts[:, None, :] - mid[None, :, :]
-    # dB = dl x r / (4 pi |r|^3), r from the segment to the point
-    return (np.cross(np.broadcast_to(dl, r.shape), r)
-            / (4 * np.pi * np.linalg.norm(r, axis=2, keepdims=True) ** 3)).sum(axis=1)
-
-
 def _tensor_lane(ratios, betas, tilt_deg=30.0, depth=0.06, height=0.05, seed=0,
                  unit=1.0, amp=3e4):
     """A coil of radius 0.12 m sweeping at ``height`` over an induced dipole at
@@ -330,7 +319,7 @@ def _tensor_lane(ratios, betas, tilt_deg=30.0, depth=0.06, height=0.05, seed=0,
     keep = np.hypot(x - 0.5, y - 1.0) < 0.85
     t, x, y = t[keep], x[keep], y[keep]
     rel = np.stack([0.5 - x, 1.0 - y, np.full(x.size, -(depth + height))], axis=1)
-    hv = _biot_savart(0.12, rel)
+    hv = biot_savart_loop(0.12, rel, n=180)
     c, s = math.cos(math.radians(tilt_deg)), math.sin(math.radians(tilt_deg))
     axes = np.array([[s, 0.0, c], [c, 0.0, -s], [0.0, 1.0, 0.0]])  # rows: body axes
     proj = hv @ axes.T
@@ -407,7 +396,7 @@ def test_the_dipole_fit_returns_the_tensor_with_its_signs():
     keep = np.hypot(x - 0.5, y - 1.0) < 0.2
     x, y = x[keep], y[keep]
     h = np.full(x.size, 0.05)
-    hv = _biot_savart(0.12, np.stack([0.5 - x, 1.0 - y, np.full(x.size, -0.11)], axis=1))
+    hv = biot_savart_loop(0.12, np.stack([0.5 - x, 1.0 - y, np.full(x.size, -0.11)], axis=1))
     truth = np.array([[3.0, 0.5, 1.0], [0.5, 2.0, -0.7], [1.0, -0.7, 4.0]]) * 1e4
     decay = np.array([1.0, 0.5, 0.2])  # three gates
     data = np.einsum("ni,ij,nj->n", hv, truth, hv)[:, None] * decay + 0.01 * rng.standard_normal(

@@ -155,13 +155,15 @@ C0 = 299_792_458.0
 #: Version of the feature definitions (part of cache keys; bump on any change).
 FEATURES_VERSION = 7
 
+#: the induced-dipole fit's features (:func:`dipole_features`), the last EMI features
+DIPOLE_FEATURES: tuple[str, ...] = (
+    "emi_dip_r2", "emi_dip_r3", "emi_dip_late", "emi_dip_slope1", "emi_dip_slope23",
+    "emi_dip_fit", "emi_dip_depth")
 EMI_FEATURES: tuple[str, ...] = (
     "emi_snr_log", "emi_slope", "emi_slope_sd", "emi_curv", "emi_valid_frac", "emi_polarity",
     "emi_po_beta", "emi_po_gamma_log", "emi_t_last_log", "emi_halfmax_r", "emi_aniso",
     "emi_moment_log", "emi_soil_slope", "emi_soil_level", "emi_det_score",
-    "emi_dip_r2", "emi_dip_r3", "emi_dip_late", "emi_dip_slope1", "emi_dip_slope23",
-    "emi_dip_fit", "emi_dip_depth",
-)
+) + DIPOLE_FEATURES
 GPR_FEATURES: tuple[str, ...] = (
     "gpr_amp_log", "gpr_polarity", "gpr_fit", "gpr_width", "gpr_depth", "gpr_vel",
     "gpr_spec_ratio", "gpr_eoh0", "gpr_eoh1", "gpr_eoh2", "gpr_eoh3", "gpr_eoh4", "gpr_eoh5",
@@ -272,9 +274,6 @@ _NOMINAL_HEIGHT = 0.05
 #: the fitted position stays within this distance of the alarm (m) and depth range (m)
 _DIP_REACH = 0.15
 _DIP_DEPTHS = (-0.03, 0.5)
-DIPOLE_FEATURES: tuple[str, ...] = (
-    "emi_dip_r2", "emi_dip_r3", "emi_dip_late", "emi_dip_slope1", "emi_dip_slope23",
-    "emi_dip_fit", "emi_dip_depth")
 
 
 def _dipole_design(coil_radius: float, cx: np.ndarray, cy: np.ndarray, height: np.ndarray,
