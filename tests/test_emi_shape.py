@@ -294,8 +294,8 @@ def test_the_threshold_knob_moves_the_shape_channel_too():
     high = 1.5 * first["score"][shape][0]
     assert high < first["score"][~shape].min()
 
-    def run(**kw):
-        det = EMIDetector(**{**PARAMS, **kw})
+    def run():
+        det = EMIDetector(**PARAMS)
         parts = []
         for a, b, thr in ((0, 3000, None), (3000, len(out), high)):
             if thr is not None:
