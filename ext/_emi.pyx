@@ -96,11 +96,27 @@ cdef inline Py_ssize_t _inverse(const double* sig, double floor, double* inv,
     return nzero
 
 
+def _quiet_level(const double[:, ::1] readings, const double[::1] inv):
+    """Per-gate median of the quietest readings: those whose noise-weighted
+    mean over the gates lies in the shortest interval holding a quarter of
+    them (the densest cluster: the ground between targets, which targets,
+    each at its own level, do not form even when they are most of the
+    readings)."""
+    r = np.asarray(readings)
+    v = r @ np.asarray(inv) / r.shape[1]
+    srt = np.sort(v)
+    k = max(1, r.shape[0] // 4)
+    j = int(np.argmin(srt[k - 1:] - srt[:r.shape[0] - k + 1]))
+    pick = (v >= srt[j]) & (v <= srt[j + k - 1])
+    return np.median(r[pick], axis=0)
+
+
 def baseline_run(const real[:, ::1] x, real[:, ::1] out,
                  double[::1] base, double[::1] sig, int64_t[::1] istate,
                  uint8_t[::1] frozen_out,
                  double alpha, double noise_alpha, double threshold,
-                 int64_t hold, int64_t max_freeze, int64_t warmup, double clip):
+                 int64_t hold, int64_t max_freeze, int64_t warmup, double clip,
+                 double[:, ::1] fbuf, bint retune_quiet):
     """Exponential baseline that freezes while an anomaly is active.
 
     For each frame: r = x - base is output; the statistic
@@ -108,11 +124,15 @@ def baseline_run(const real[:, ::1] x, real[:, ::1] out,
     (s > threshold after ``warmup`` frames; a zero sig_g with a non-zero r_g
     counts as infinite); the baseline and the noise scale are updated only
     when no anomaly is active and none was in the last ``hold`` frames.  A
-    freeze longer than ``max_freeze`` frames (> 0) ends in a retune: the
-    baseline is set to the current reading (noise scale kept).
+    freeze longer than ``max_freeze`` frames (> 0) ends in a retune (noise
+    scale kept): with ``retune_quiet`` the baseline is set to the level of the
+    quietest of the freeze's readings (:func:`_quiet_level`), which ``fbuf``
+    (``max_freeze`` x gates, part of the state) holds; otherwise to the
+    current reading.
     ``frozen_out[i]`` is 1 where the baseline was held.
     """
-    cdef Py_ssize_t n = x.shape[0], ng = x.shape[1], i, g, nzero
+    cdef Py_ssize_t n = x.shape[0], ng = x.shape[1], i, g, nzero, m
+    cdef Py_ssize_t nbuf = fbuf.shape[0] if retune_quiet else 0
     cdef int64_t n_seen = istate[0], hold_left = istate[1], frozen_run = istate[2]
     cdef double rr, s, a, an, v, lim
     cdef bint frozen, anomalous
@@ -170,13 +190,26 @@ def baseline_run(const real[:, ::1] x, real[:, ::1] out,
                 frozen_run += 1
                 if max_freeze > 0 and frozen_run > max_freeze:
                     # retune: the freeze lasted longer than any pass over a
-                    # target; re-null the baseline on this reading
-                    for g in range(ng):
-                        bp[g] = x[i, g]
+                    # target; re-null the baseline on the median of the
+                    # freeze's readings (the reading now may be on a target:
+                    # in dense clutter a freeze ends on one as often as not)
+                    # or, the detector's way, on this reading
+                    m = max_freeze if max_freeze < nbuf else nbuf
+                    if m > 0:
+                        with gil:  # a retune is rare (one per max_freeze frames at most)
+                            level = _quiet_level(fbuf[:m], inv)
+                            for g in range(ng):
+                                bp[g] = level[g]
+                    else:
+                        for g in range(ng):
+                            bp[g] = x[i, g]
                     hold_left = 0
                     frozen_run = 0
                     frozen_out[i] = 0
                     continue
+                elif frozen_run <= nbuf:
+                    for g in range(ng):
+                        fbuf[frozen_run - 1, g] = x[i, g]
             else:
                 frozen_run = 0
             frozen_out[i] = frozen

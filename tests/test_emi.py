@@ -31,7 +31,21 @@ def ref_soil(x, basis):
     return out
 
 
-def ref_baseline(x, window, noise_window, threshold, hold, max_freeze, warmup, clip):
+def ref_quiet_level(readings, sig):
+    """Per-gate median of the quarter of ``readings`` whose noise-weighted mean
+    over the gates lies in the shortest interval holding that many."""
+    v = np.array([np.mean(np.where(sig > 0, r / np.where(sig > 0, sig, 1), 0.0))
+                  for r in readings])
+    k = max(1, len(v) // 4)
+    srt = np.sort(v)
+    widths = [srt[j + k - 1] - srt[j] for j in range(len(v) - k + 1)]
+    j = int(np.argmin(widths))
+    pick = (v >= srt[j]) & (v <= srt[j + k - 1])
+    return np.median(np.asarray(readings)[pick], axis=0)
+
+
+def ref_baseline(x, window, noise_window, threshold, hold, max_freeze, warmup, clip,
+                 retune="quiet"):
     x = np.asarray(x, dtype=np.float64)
     n, g = x.shape
     out = np.full_like(x, np.nan)
@@ -39,6 +53,7 @@ def ref_baseline(x, window, noise_window, threshold, hold, max_freeze, warmup, c
     base = np.zeros(g)
     sig = np.zeros(g)
     n_seen = hold_left = frozen_run = 0
+    freeze = []  # the readings of the current freeze
     for i in range(n):
         row = x[i]
         fin = np.isfinite(row)
@@ -70,11 +85,14 @@ def ref_baseline(x, window, noise_window, threshold, hold, max_freeze, warmup, c
         if frozen:
             frozen_run += 1
             if max_freeze > 0 and frozen_run > max_freeze:  # retune
-                base = row.copy()
+                base = ref_quiet_level(freeze, sig) if retune == "quiet" else row.copy()
                 hold_left = frozen_run = 0
+                freeze = []
                 continue
+            freeze.append(row)
         else:
             frozen_run = 0
+            freeze = []
         frozen_flags[i] = frozen
         if not frozen:
             a = max(1.0 / window, 1.0 / (n_seen + 1))
@@ -337,6 +355,69 @@ def test_detect_relearns_a_lasting_noise_rise():
     learn = run_stage(emi.Detect(noise_window=500, max_freeze=1000, output="statistic"), x)
     assert np.median(keep[-2000:]) > 5  # never relearnt: looks like a target forever
     assert 0.7 < np.median(learn[-2000:]) < 1.3
+
+
+def dense_clutter(n=12000, g=8, seed=3):
+    """Ground at level 1 with targets on most readings: bumps of random
+    strength and sign, 60-250 readings long, 20-120 readings apart."""
+    rng = np.random.default_rng(seed)
+    x = 1.0 + rng.normal(scale=0.01, size=(n, g))
+    shape = np.linspace(1.0, 0.4, g)
+    i = 300
+    while i < n:
+        w = int(rng.integers(60, 250))
+        amp = rng.choice([-1, 1]) * rng.uniform(0.2, 2.0)
+        x[i:i + w] += amp * np.hanning(w)[:, None] * shape
+        i += w + int(rng.integers(20, 120))
+    return x
+
+
+@pytest.mark.parametrize("retune", ["quiet", "reading"])
+def test_baseline_retunes_match_twin(retune):
+    """Retunes every max_freeze frames in dense clutter, both rules, against the
+    plain reference, and in chunks of any size."""
+    x = dense_clutter()
+    kw = dict(window=200.0, noise_window=200.0, threshold=4.0, hold=20, max_freeze=300,
+              warmup=100, clip=3.0)
+    st_ = emi.Baseline(retune=retune, **kw)
+    y = run_stage(st_, x)
+    ref, frozen = ref_baseline(x, retune=retune, **kw)
+    np.testing.assert_allclose(y, ref, rtol=1e-9, atol=1e-9)
+    np.testing.assert_array_equal(st_.last_frozen, frozen)
+    assert np.count_nonzero(np.diff(frozen.astype(int)) == -1) > 5  # freezes ended
+    st_.reset()
+    cuts = np.cumsum(np.random.default_rng(4).integers(1, 700, size=40))
+    parts = [st_.process(c) for c in np.split(x, cuts[cuts < len(x)])]
+    np.testing.assert_array_equal(np.concatenate(parts), y)
+
+
+def test_baseline_quiet_retune_finds_the_ground_between_targets():
+    """A freeze that ends on a target: re-nulling on that reading leaves the
+    target subtracted from what follows; the quiet retune re-nulls on the ground
+    (level 1), even with targets on most of the freeze's readings."""
+    n, g = 6000, 8
+    rng = np.random.default_rng(9)
+    x = 1.0 + rng.normal(scale=0.01, size=(n, g))
+    bump = np.hanning(120)[:, None] * np.linspace(1.0, 0.5, g)
+    for i in range(1000, 1700, 150):  # 80 % of 1000-1720 on targets
+        x[i:i + 120] += 0.8 * bump
+    # one freeze from 1011 (gaps shorter than the hold) ends after 650 frames,
+    # on the top of the target at 1600-1720
+    kw = dict(window=100, threshold=4, hold=100, max_freeze=650, warmup=100)
+    quiet = emi.Baseline(**kw)
+    yq = run_stage(quiet, x)
+    reading = emi.Baseline(retune="reading", **kw)
+    yr = run_stage(reading, x)
+    assert quiet.last_frozen[1011:1661].all() and not quiet.last_frozen[1661]  # the retune
+    after = slice(1800, 2250)  # ground only, after the retune
+    assert np.abs(yq[after]).mean() < 0.02
+    assert np.abs(yr[after]).mean() > 0.3  # the target's top, subtracted
+    assert reading.last_frozen[after].all()  # and taken for a target
+
+
+def test_baseline_retune_option_is_checked():
+    with pytest.raises(ConfigError, match="retune must be 'quiet' or 'reading'.*'median'"):
+        emi.Baseline(retune="median")
 
 
 def test_baseline_max_freeze_absorbs_level_step():

@@ -726,11 +726,21 @@ class Baseline(Stage):
     ``threshold`` (``sigma`` is the stage's own running robust noise scale);
     while it is active and for ``hold`` frames after, the baseline and noise
     scale stay frozen, so a target under the coil does not bleed into the
-    baseline.  A freeze longer than ``max_freeze`` frames ends in a retune
-    (the baseline is set to the current reading, as a detector re-nulls), so
-    a genuine level step or drift during a long freeze is absorbed; choose it
-    longer than any pass over a target.  The first ``warmup`` frames never
-    freeze and use a cumulative mean.
+    baseline.  A freeze longer than ``max_freeze`` frames ends in a retune,
+    so a genuine level step or drift during a long freeze is absorbed; choose
+    it longer than any pass over a target.  The retune sets the baseline to
+    the level of the quietest of the freeze's readings (``retune="quiet"``):
+    the per-gate median of the quarter of them whose noise-weighted mean over
+    the gates lies in the shortest interval, the densest cluster, which is the
+    ground between targets even when targets are most of the readings (each
+    target is at its own level).  In dense clutter a freeze lasts as long as
+    the passes keep meeting metal, and the reading it ends on is often on a
+    target; re-nulling on that reading (``retune="reading"``, as a detector's
+    re-null button does) leaves the target's response subtracted from every
+    reading until the next retune.  On a battle-area lane it did: offsets of
+    tens of noise levels for seconds, raising the statistic over whole
+    passes.  The first ``warmup`` frames never freeze and use a cumulative
+    mean.
 
     Output: the residual ``x - baseline`` (baseline from previous frames); the
     first frame is all zeros.  :attr:`last_frozen` holds, for the last chunk,
@@ -752,6 +762,9 @@ class Baseline(Stage):
         Frames before freezing is allowed.
     clip : float
         Noise updates are clipped at ``clip * sigma`` (0: no clipping).
+    retune : {"quiet", "reading"}
+        What a retune sets the baseline to: the level of the quietest quarter
+        of the freeze's readings, or the reading that ends it.
     """
 
     name: ClassVar[str] = "emi.baseline"
@@ -760,9 +773,12 @@ class Baseline(Stage):
 
     def __init__(self, window: float = 2000.0, noise_window: float = 2000.0,
                  threshold: float = 4.0, hold: int = 200, max_freeze: int = 2000,
-                 warmup: int = 200, clip: float = 3.0) -> None:
+                 warmup: int = 200, clip: float = 3.0, retune: str = "quiet") -> None:
         super().__init__()
         n = self.name
+        if retune not in ("quiet", "reading"):
+            raise ConfigError(f"{n}: retune must be 'quiet' or 'reading', got {retune!r}")
+        self.retune = retune
         self.window = _num(n, "window", window, lo=1.0)
         self.noise_window = _num(n, "noise_window", noise_window, lo=1.0)
         self.threshold = _num(n, "threshold", threshold, lo=0.0, lo_open=True)
@@ -777,6 +793,7 @@ class Baseline(Stage):
         self._base: np.ndarray | None = None
         self._sig: np.ndarray | None = None
         self._istate = np.zeros(3, dtype=np.int64)
+        self._fbuf: np.ndarray | None = None  # the readings of the current freeze
         self.last_frozen = np.zeros(0, dtype=bool)
 
     @property
@@ -794,18 +811,24 @@ class Baseline(Stage):
         if self._base is None:
             self._base = np.zeros(x.shape[1])
             self._sig = np.zeros(x.shape[1])
+        quiet = self.retune == "quiet"
+        rows = self.max_freeze if quiet else 0
+        if self._fbuf is None or self._fbuf.shape != (rows, x.shape[1]):
+            self._fbuf = np.zeros((rows, x.shape[1]))
         out = _alloc(x)
         frozen = np.zeros(x.shape[0], dtype=np.uint8)
         _emi.baseline_run(x, out, self._base, self._sig, self._istate, frozen,
                           1.0 / self.window, 1.0 / self.noise_window, self.threshold,
-                          self.hold, self.max_freeze, self.warmup, self.clip)
+                          self.hold, self.max_freeze, self.warmup, self.clip,
+                          self._fbuf, quiet)
         self.last_frozen = frozen.view(bool)
         return self._emit(out)
 
     def params(self) -> dict[str, Any]:
         return {"window": self.window, "noise_window": self.noise_window,
                 "threshold": self.threshold, "hold": self.hold,
-                "max_freeze": self.max_freeze, "warmup": self.warmup, "clip": self.clip}
+                "max_freeze": self.max_freeze, "warmup": self.warmup, "clip": self.clip,
+                "retune": self.retune}
 
 
 _DETECT_OUTPUTS = ("append", "statistic", "zscore", "zscore+statistic")
