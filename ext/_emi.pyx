@@ -190,10 +190,10 @@ def baseline_run(const real[:, ::1] x, real[:, ::1] out,
                 frozen_run += 1
                 if max_freeze > 0 and frozen_run > max_freeze:
                     # retune: the freeze lasted longer than any pass over a
-                    # target; re-null the baseline on the median of the
-                    # freeze's readings (the reading now may be on a target:
-                    # in dense clutter a freeze ends on one as often as not)
-                    # or, the detector's way, on this reading
+                    # target; re-null the baseline on the level of the
+                    # quietest of the freeze's readings (the reading now may
+                    # be on a target: in dense clutter a freeze often ends on
+                    # one) or, the detector's way, on this reading
                     m = max_freeze if max_freeze < nbuf else nbuf
                     if m > 0:
                         with gil:  # a retune is rare (one per max_freeze frames at most)

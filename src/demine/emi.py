@@ -738,8 +738,8 @@ class Baseline(Stage):
     target; re-nulling on that reading (``retune="reading"``, as a detector's
     re-null button does) leaves the target's response subtracted from every
     reading until the next retune.  On a battle-area lane it did: offsets of
-    tens of noise levels for seconds, raising the statistic over whole
-    passes.  The first ``warmup`` frames never freeze and use a cumulative
+    over a hundred noise levels for seconds, raising the statistic over
+    whole passes.  The first ``warmup`` frames never freeze and use a cumulative
     mean.
 
     Output: the residual ``x - baseline`` (baseline from previous frames); the
