@@ -488,3 +488,55 @@ def test_sigterm_and_ctrl_c_stop_cleanly(tmp_path, sig):
         # everything the reader received before the signal is in the file
         assert seq[-1] == sent - 1
         np.testing.assert_array_equal(seq, seq[0] + np.arange(seq.size))
+
+
+def test_notes_survive_a_recording_that_stops_on_an_error(tmp_path):
+    """What the chains decided is collected when the recording stops on an
+    error too: the disk fills (the writer's reserve raised past the free space)
+    after the live ground balance found an undeclared pulse; the recorder stops
+    with the writer's error, keeps the note, and the file holds what was
+    flushed."""
+    from importlib import resources
+
+    from demine.simulate import SimulatedDevice, load_scene
+
+    text = (resources.files("demine.simulate") / "scenes" / "magnetic-laterite.toml").read_text()
+    scene_file = tmp_path / "laterite-pulse.toml"
+    scene_file.write_text(text.replace("coil_radius = 0.12\n",
+                                       "coil_radius = 0.12\npulse_length = 150e-6\n", 1))
+    scene = load_scene(scene_file)
+    out = tmp_path / "full.h5"
+    devices = [SimulatedDevice(d, scene, seed=2, duration=25.0, speed=4.0)
+               for d in ("emi-pi", "nmea")]
+    for d in devices:
+        d.start()
+    cal = {"gate_times": scene.gate_times.tolist(), "coil_radius": 0.12}
+    rec = Recorder(out, [DeviceSpec(d.driver_name, d.port, calibration=cal)
+                         for d in devices],
+                   frame=LocalFrame(scene.anchor_lon, scene.anchor_lat, scene.anchor_alt),
+                   detect=True, flush_interval=0.2)
+    try:
+        rec.start()
+        soil = rec._detectors["emi"].detector.chain.steps[0]
+        deadline = time.monotonic() + 60
+        while soil.found_pulse is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert soil.found_pulse is not None
+        # the disk is full from now on: the next flush refuses to write
+        rec.writer.min_free_bytes = 1 << 62
+        rec.writer._free_known = None
+        deadline = time.monotonic() + 30
+        while rec.error is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        rec.stop()
+    finally:
+        rec.stop()
+        for d in devices:
+            d.stop()
+    assert isinstance(rec.error, RecordingError) and "disk full" in str(rec.error)
+    assert rec.processing_notes == [f"emi: {n}" for n in soil.notes()]
+    assert any("transmitter pulse" in n for n in rec.processing_notes)
+    with Recording(out) as r:  # what was flushed before the disk filled
+        seq = r.streams["emi"].sequence
+        assert seq.size > 0
+        np.testing.assert_array_equal(seq, seq[0] + np.arange(seq.size))
