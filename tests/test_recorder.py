@@ -390,14 +390,12 @@ def test_live_alarms_equal_batch_alarms(tmp_path):
     np.testing.assert_allclose(live["score"][order], batch["score"], rtol=1e-6)
 
 
-def test_live_ground_balance_finds_an_undeclared_pulse_as_batch_does(tmp_path, caplog):
-    """A detector with a 150 µs pulse over viscous laterite, its pulse not
-    declared: the live chain finds it at the same reading as the batch one, the
-    alarms are the same, and the recorder says what it found when it stops."""
-    import logging
+def _undeclared_pulse_recorder(tmp_path, out):
+    """A recorder with live detection on simulated devices (started): a
+    detector with a 150 µs pulse over viscous laterite, the pulse not declared
+    in the stream's calibration, and a GPS."""
     from importlib import resources
 
-    from demine.pipeline import detect_recording
     from demine.simulate import SimulatedDevice, load_scene
 
     text = (resources.files("demine.simulate") / "scenes" / "magnetic-laterite.toml").read_text()
@@ -406,7 +404,6 @@ def test_live_ground_balance_finds_an_undeclared_pulse_as_batch_does(tmp_path, c
                                        "coil_radius = 0.12\npulse_length = 150e-6\n", 1))
     scene = load_scene(scene_file)
     assert scene.emi.pulse_length == 150e-6
-    out = tmp_path / "live.h5"
     devices = [SimulatedDevice(d, scene, seed=2, duration=25.0, speed=4.0)
                for d in ("emi-pi", "nmea")]
     for d in devices:
@@ -416,6 +413,19 @@ def test_live_ground_balance_finds_an_undeclared_pulse_as_batch_does(tmp_path, c
                          for d in devices],
                    frame=LocalFrame(scene.anchor_lon, scene.anchor_lat, scene.anchor_alt),
                    detect=True, flush_interval=0.2)
+    return rec, devices
+
+
+def test_live_ground_balance_finds_an_undeclared_pulse_as_batch_does(tmp_path, caplog):
+    """A detector with a 150 µs pulse over viscous laterite, its pulse not
+    declared: the live chain finds it at the same reading as the batch one, the
+    alarms are the same, and the recorder says what it found when it stops."""
+    import logging
+
+    from demine.pipeline import detect_recording
+
+    out = tmp_path / "live.h5"
+    rec, devices = _undeclared_pulse_recorder(tmp_path, out)
     try:
         with caplog.at_level(logging.INFO, logger="demine.recorder"):
             rec.start()
@@ -496,25 +506,8 @@ def test_notes_survive_a_recording_that_stops_on_an_error(tmp_path):
     after the live ground balance found an undeclared pulse; the recorder stops
     with the writer's error, keeps the note, and the file holds what was
     flushed."""
-    from importlib import resources
-
-    from demine.simulate import SimulatedDevice, load_scene
-
-    text = (resources.files("demine.simulate") / "scenes" / "magnetic-laterite.toml").read_text()
-    scene_file = tmp_path / "laterite-pulse.toml"
-    scene_file.write_text(text.replace("coil_radius = 0.12\n",
-                                       "coil_radius = 0.12\npulse_length = 150e-6\n", 1))
-    scene = load_scene(scene_file)
     out = tmp_path / "full.h5"
-    devices = [SimulatedDevice(d, scene, seed=2, duration=25.0, speed=4.0)
-               for d in ("emi-pi", "nmea")]
-    for d in devices:
-        d.start()
-    cal = {"gate_times": scene.gate_times.tolist(), "coil_radius": 0.12}
-    rec = Recorder(out, [DeviceSpec(d.driver_name, d.port, calibration=cal)
-                         for d in devices],
-                   frame=LocalFrame(scene.anchor_lon, scene.anchor_lat, scene.anchor_alt),
-                   detect=True, flush_interval=0.2)
+    rec, devices = _undeclared_pulse_recorder(tmp_path, out)
     try:
         rec.start()
         soil = rec._detectors["emi"].detector.chain.steps[0]
