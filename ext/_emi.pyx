@@ -116,7 +116,7 @@ def baseline_run(const real[:, ::1] x, real[:, ::1] out,
                  uint8_t[::1] frozen_out,
                  double alpha, double noise_alpha, double threshold,
                  int64_t hold, int64_t max_freeze, int64_t warmup, double clip,
-                 double[:, ::1] fbuf, bint retune_quiet):
+                 double[:, ::1] fbuf):
     """Exponential baseline that freezes while an anomaly is active.
 
     For each frame: r = x - base is output; the statistic
@@ -125,14 +125,14 @@ def baseline_run(const real[:, ::1] x, real[:, ::1] out,
     counts as infinite); the baseline and the noise scale are updated only
     when no anomaly is active and none was in the last ``hold`` frames.  A
     freeze longer than ``max_freeze`` frames (> 0) ends in a retune (noise
-    scale kept): with ``retune_quiet`` the baseline is set to the level of the
-    quietest of the freeze's readings (:func:`_quiet_level`), which ``fbuf``
-    (``max_freeze`` x gates, part of the state) holds; otherwise to the
-    current reading.
+    scale kept): when ``fbuf`` has rows (``max_freeze`` x gates, part of the
+    state: it holds the freeze's readings) the baseline is set to the level of
+    the quietest of them (:func:`_quiet_level`); with none, to the current
+    reading.
     ``frozen_out[i]`` is 1 where the baseline was held.
     """
     cdef Py_ssize_t n = x.shape[0], ng = x.shape[1], i, g, nzero, m
-    cdef Py_ssize_t nbuf = fbuf.shape[0] if retune_quiet else 0
+    cdef Py_ssize_t nbuf = fbuf.shape[0]
     cdef int64_t n_seen = istate[0], hold_left = istate[1], frozen_run = istate[2]
     cdef double rr, s, a, an, v, lim
     cdef bint frozen, anomalous

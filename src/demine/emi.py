@@ -811,8 +811,8 @@ class Baseline(Stage):
         if self._base is None:
             self._base = np.zeros(x.shape[1])
             self._sig = np.zeros(x.shape[1])
-        quiet = self.retune == "quiet"
-        rows = self.max_freeze if quiet else 0
+        # the freeze's readings, for the quiet retune (no rows: re-null on the reading)
+        rows = self.max_freeze if self.retune == "quiet" else 0
         if self._fbuf is None or self._fbuf.shape != (rows, x.shape[1]):
             self._fbuf = np.zeros((rows, x.shape[1]))
         out = _alloc(x)
@@ -820,7 +820,7 @@ class Baseline(Stage):
         _emi.baseline_run(x, out, self._base, self._sig, self._istate, frozen,
                           1.0 / self.window, 1.0 / self.noise_window, self.threshold,
                           self.hold, self.max_freeze, self.warmup, self.clip,
-                          self._fbuf, quiet)
+                          self._fbuf)
         self.last_frozen = frozen.view(bool)
         return self._emit(out)
 
