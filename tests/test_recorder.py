@@ -391,9 +391,9 @@ def test_live_alarms_equal_batch_alarms(tmp_path):
 
 
 def _undeclared_pulse_recorder(tmp_path, out):
-    """A recorder with live detection on simulated devices (started): a
-    detector with a 150 µs pulse over viscous laterite, the pulse not declared
-    in the stream's calibration, and a GPS."""
+    """A recorder with live detection (not started yet) on simulated devices
+    (started): a detector with a 150 µs pulse over viscous laterite, the pulse
+    not declared in the stream's calibration, and a GPS."""
     from importlib import resources
 
     from demine.simulate import SimulatedDevice, load_scene
@@ -517,7 +517,6 @@ def test_notes_survive_a_recording_that_stops_on_an_error(tmp_path):
         assert soil.found_pulse is not None
         # the disk is full from now on: the next flush refuses to write
         rec.writer.min_free_bytes = 1 << 62
-        rec.writer._free_known = None
         deadline = time.monotonic() + 30
         while rec.error is None and time.monotonic() < deadline:
             time.sleep(0.05)
