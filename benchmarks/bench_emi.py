@@ -5,7 +5,8 @@ Measured side by side in the same run, on one core:
 * demine's chain (``emi.soil -> emi.baseline -> emi.matched``, the packaged
   ``emi_default``), in one call and in live-sized 1000-frame (1 s) chunks,
   without the ground balance's pulse search (which judges the first 60 s of
-  a stream), and with the optional mains notch in front;
+  a stream), re-nulling on the reading that ends a long freeze (the rule
+  before session 16), and with the optional mains notch in front;
 * the same algorithm written straightforwardly in NumPy, frame by frame (the
   freezing baseline and the gated noise update are sequential by nature, so
   the exact NumPy version loops over frames; it is the reference twin of the
@@ -61,12 +62,14 @@ def _best(fn, repeat: int) -> float:
     return best
 
 
-def _chain(t: np.ndarray, notch: bool = False, find_pulse: bool = True, novelty: bool = True):
+def _chain(t: np.ndarray, notch: bool = False, find_pulse: bool = True, novelty: bool = True,
+           retune: str = "quiet"):
     from demine.emi import MainsNotch
     from demine.process import default_chain
 
     chain = default_chain("emi_default")
     chain.steps[0].find_pulse = find_pulse
+    chain.steps[1].retune = retune
     if not novelty:
         chain.steps[-1].novelty_window = 0
     if notch:
@@ -102,6 +105,7 @@ def numpy_loop(x: np.ndarray, t: np.ndarray) -> np.ndarray:
     sig = np.zeros(g)
     r_out = np.zeros_like(y)
     n_seen, hold_left, run = 1, 0, 0
+    held = []  # the readings of the current freeze
     for i in range(1, n):
         r = y[i] - base
         r_out[i] = r
@@ -114,10 +118,20 @@ def numpy_loop(x: np.ndarray, t: np.ndarray) -> np.ndarray:
         else:
             frozen = False
         run = run + 1 if frozen else 0
-        if frozen and run > 2000:  # retune
-            base = y[i].copy()
+        if frozen and run > 2000:  # retune on the quietest quarter of the freeze
+            h = np.array(held)
+            v = h @ np.where(sig > 0, 1 / np.where(sig > 0, sig, 1), 0.0) / g
+            srt = np.sort(v)
+            q = len(v) // 4
+            j = int(np.argmin(srt[q - 1:] - srt[:len(v) - q + 1]))
+            base = np.median(h[(v >= srt[j]) & (v <= srt[j + q - 1])], axis=0)
             hold_left = run = 0
+            held = []
             continue
+        if frozen:
+            held.append(y[i])
+        else:
+            held = []
         if not frozen:
             a = max(1 / 2000, 1 / (n_seen + 1))
             an = max(1 / 2000, 1 / n_seen)
@@ -225,6 +239,10 @@ def run(n_frames: int | None = None, repeat: int = 3) -> list[dict[str, Any]]:
         secs = _best(lambda: _run_chunks(quiet, x, n), repeat)
         row("demine chain without the pulse search", secs, gs, ref,
             "the search looks at the first 60 s only")
+        reading = _chain(t, retune="reading")
+        secs = _best(lambda: _run_chunks(reading, x, n), repeat)
+        row("demine chain, retune on the reading", secs, gs, ref,
+            "as before session 16 (these data's freezes never reach a retune)")
         plain = _chain(t, novelty=False)
         secs = _best(lambda: _run_chunks(plain, x, n), repeat)
         row("demine chain without the shape novelty", secs, gs, ref,
