@@ -224,6 +224,28 @@ def test_a_stream_ending_soon_after_the_weak_object_keeps_its_shape_alarm():
     assert _near(cut, WEAK)[cut["shape"] == 1].all()
 
 
+def test_a_shape_alarm_comes_once_the_clusters_beside_it_are_released():
+    """A shape object waits for the statistic's clusters near it (the strong
+    object's, open as long as the sweep reaches it), then is judged: its alarm
+    comes with the strong object's, not ``shape_wait`` (120 s, longer than
+    this 70 s stream) after it is due, nor only when the stream ends."""
+    out, x, y, t = _lane("fast")
+    pol = out[:, :8].mean(axis=1)
+    det = EMIDetector(**PARAMS)
+    assert det.shape_wait > (t[-1] - t[0]) / 1e9
+    when = {}  # shape flag -> stream time (s) of the call that returned the alarm
+    for a in range(0, len(out), 500):
+        r = det.process(out[a:a + 500, -1], x[a:a + 500], y[a:a + 500], t[a:a + 500],
+                        pol[a:a + 500], out[a:a + 500, -2])
+        for k in range(r["x"].size):
+            when[int(r["shape"][k])] = (t[min(a + 500, len(t)) - 1] - t[0]) / 1e9
+    assert det.finish()["x"].size == 0
+    assert sorted(when) == [0, 1]
+    # not before the strong object's cluster is released (its alarm might
+    # have been within shape_radius), and long before the stream ends
+    assert when[0] <= when[1] < 0.6 * (t[-1] - t[0]) / 1e9
+
+
 @settings(max_examples=10, deadline=None)
 @given(step=st.sampled_from([37, 250, 1000, 6000]), wait=st.sampled_from([0.0, 3.0]),
        release=st.sampled_from([0.3, 1.0, 3.0]))

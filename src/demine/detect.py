@@ -31,7 +31,8 @@ positions into alarms a deminer can act on, in three steps:
    :class:`demine.emi.MatchedDetect`): a small object on a stronger one's
    flank adds no peak to the statistic, but decays differently; the same
    steps run on the novelty, and its objects away from every alarm of the
-   statistic are alarms too (``shape`` 1).
+   statistic are alarms too (``shape`` 1), judged once the statistic's
+   clusters near them are released (at most ``shape_wait`` after they are due).
 
 The detector is a streaming object: :meth:`EMIDetector.process` takes any chunk
 of frames and returns the alarms completed so far, :meth:`EMIDetector.finish`
@@ -203,6 +204,7 @@ class _Peak:
     event_end: int
     extent: float
     threshold: float
+    t: float = math.nan  # time of the peak (s since the stream's first frame)
 
 
 @dataclass
@@ -213,6 +215,17 @@ class _Cluster:
     @property
     def strongest(self) -> _Peak:
         return max(self.peaks, key=lambda p: p.s)
+
+
+@dataclass
+class _Settled:
+    """A released cluster's peaks and due, kept while a shape object may be
+    judged against it (:meth:`EMIDetector._judge_shapes`)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    t: np.ndarray
+    due: float
 
 
 def _empty_alarms() -> dict[str, np.ndarray]:
@@ -332,13 +345,20 @@ class EMIDetector:
         decay on a stronger one's flank (0: off).  Nearer, it is the stronger
         object's own shape changing across its footprint.
     shape_wait : float
-        A shape object is decided once the statistic's alarms due up to
-        ``shape_wait`` s after it are known, against those (a fixed rule, so
-        the alarms do not depend on the chunking).  A strong object's cluster
+        Longest wait (s) of a shape object for its judgement.  It is judged
+        once the statistic's clusters near it are released (its first check
+        is ``release_time`` after it is due; a cluster with a peak within
+        ``shape_radius + merge_radius`` open then makes it wait for that
+        cluster's release, and the check moves to its due), against the
+        statistic's alarms due by then; at the latest ``shape_wait`` after it
+        is due, against those due by that time.  A strong object's cluster
         stays open as long as passes keep reaching it, well after the shape
-        object on its flank is due (on the independent model's lanes 10 s
-        kept duplicates beside AT mines that 60 s mostly and 120 s entirely
-        removed), so shape alarms come up to this much later than others.
+        object on its flank is due (on the independent model's lanes a fixed
+        wait of 10 s kept duplicates beside AT mines that 60 s mostly and
+        120 s entirely removed); waiting for that cluster instead gives the
+        same alarms as the fixed 120 s on the 49 evaluation lanes, and the
+        shape alarms come with their neighbours'.  Every check time is fixed
+        by the stream, so the alarms do not depend on the chunking.
     sample_rate : float
         Frames per second, used for times when none are given.
 
@@ -416,6 +436,11 @@ class EMIDetector:
         self._shape: EMIDetector | None = None
         self._shape_pending: list[dict[str, Any]] = []
         self._found: list[tuple[float, float, float]] = []  # (x, y, due)
+        # released clusters of the statistic a pending shape object may still
+        # be judged against (kept only while the shape channel runs)
+        self._keep_settled = False
+        self._settled: list[_Settled] = []
+        self._t_released = -math.inf  # latest time clusters were released before
 
     def configure(self, context: Mapping[str, Any]) -> None:
         """Take ``sample_rate`` (frames/s) from a stream context."""
@@ -503,7 +528,7 @@ class EMIDetector:
                 pk_f: np.ndarray, pk_i: np.ndarray, kp: int) -> None:
         """Peaks join the open event's list; each completed event is accepted or not."""
         peaks = [(float(pk_f[r, 0]), float(pk_f[r, 1]), float(pk_f[r, 2]), int(pk_i[r, 2]),
-                  int(pk_i[r, 1]), int(pk_i[r, 0])) for r in range(kp)]
+                  int(pk_i[r, 1]), int(pk_i[r, 0]), float(pk_f[r, 3])) for r in range(kp)]
         j = 0
         for r in range(k):
             start = int(seg_i[r, 0])
@@ -522,15 +547,20 @@ class EMIDetector:
             self._release(float(seg_f[r, 12]))
             for q in ev:
                 self._add_peak(_Peak(q[0], q[1], q[2], q[3], q[4], start, int(seg_i[r, 1]),
-                                     length, float(seg_f[r, 6])), float(seg_f[r, 13]))
+                                     length, float(seg_f[r, 6]), q[6]), float(seg_f[r, 13]))
         self._pending.extend(peaks[j:])  # peaks of an event still open
 
     def _release(self, t_now: float) -> None:
+        self._t_released = max(self._t_released, t_now)
         keep = []
         for c in self._clusters:
             due = self._release_due(c.due)
             if due < t_now:
                 self._done.extend(self._due(self._alarms(c, due), due))
+                if self._keep_settled:
+                    self._settled.append(_Settled(
+                        np.array([p.x for p in c.peaks]), np.array([p.y for p in c.peaks]),
+                        np.array([p.t for p in c.peaks]), due))
             else:
                 keep.append(c)
         self._clusters = keep
@@ -748,6 +778,7 @@ class EMIDetector:
         """
         s, xa, ya, tsec, tns, nov = self._inputs(stat, x, y, time, polarity,
                                                  novelty if self.shape_radius > 0 else None)
+        self._keep_settled = nov is not None
         t_now = self._step(s, xa, ya, tsec, tns)
         if nov is not None:
             # the same frames, positions and times: one detector more on the novelty
@@ -797,10 +828,23 @@ class EMIDetector:
         """Alarms of the shape channel, once the statistic's alarms they are
         judged against are all known.
 
-        Every cluster due before ``t_now`` has been released, and no later one
-        can be due before it (dues only grow), so a shape object due at ``d``
-        is decided once ``d + shape_wait < t_now``, against the statistic's
-        alarms due by then: the same decision for any chunking.
+        A shape object due at ``d`` is judged at a check time ``c``, first
+        ``d + min(release_time, shape_wait)``, against the statistic's alarms
+        due by ``c``, once ``c < t_now``.  Before that, the statistic's
+        clusters that had a peak within ``shape_radius + merge_radius`` of it
+        by ``c`` must all have been released by ``c``: a strong object's
+        cluster stays open as long as passes keep reaching it, and its alarm
+        may lie beside the shape object.  While one of them is open the object
+        waits; once they are all released, the check moves to the latest of
+        their dues (and the rule applies again there).  An object still
+        waiting at ``d + shape_wait`` is judged then, against the alarms due
+        by that time.
+
+        Every check time and every input of a judgement is fixed by the
+        stream, not by its chunking: clusters due before ``t_now`` have been
+        released and no later one can be due before it (dues only grow), the
+        peaks counted are those up to ``c`` (all handled once ``c < t_now``),
+        and a cluster open now is due after ``t_now``.
         """
         self._found.extend((a["x"], a["y"], a["_due"]) for a in self._done)
         shape = self._shape
@@ -809,19 +853,56 @@ class EMIDetector:
             shape._done = []
         keep = []
         r2 = self.shape_radius ** 2
+        rb2 = (self.shape_radius + self.merge_radius) ** 2
+        first_wait = min(self.release_time, self.shape_wait)
         for a in self._shape_pending:
-            limit = a["_due"] + self.shape_wait
-            if not limit < t_now:
+            ax, ay = a["x"], a["y"]
+            if not (math.isfinite(ax) and math.isfinite(ay)):
+                if a["_due"] + self.shape_wait < t_now:
+                    continue  # nothing to judge it against: the statistic's own
                 keep.append(a)
                 continue
-            if not (math.isfinite(a["x"]) and math.isfinite(a["y"])):
-                continue  # nothing to judge it against: the statistic's own
-            if any(due <= limit and (x - a["x"]) ** 2 + (y - a["y"]) ** 2 <= r2
+            last = a["_due"] + self.shape_wait
+            c = a.get("_check", a["_due"] + first_wait)
+            decided = False
+            while c < t_now:
+                if c >= last:
+                    c = last
+                    decided = True
+                    break
+                later = -math.inf  # the latest due of the clusters it waits for
+                for cl in self._clusters:  # open: due after t_now, so after c
+                    if any(p.t <= c and (p.x - ax) ** 2 + (p.y - ay) ** 2 <= rb2
+                           for p in cl.peaks):
+                        later = math.inf
+                        break
+                if later < math.inf:
+                    for st in self._settled:
+                        if st.due > c and np.any(
+                                (st.t <= c) & ((st.x - ax) ** 2 + (st.y - ay) ** 2 <= rb2)):
+                            later = max(later, st.due)
+                if later == -math.inf:
+                    decided = True
+                    break
+                if later == math.inf:
+                    break  # wait for that cluster's release
+                c = later
+            if not decided:
+                a["_check"] = c
+                keep.append(a)
+                continue
+            if any(due <= c and (x - ax) ** 2 + (y - ay) ** 2 <= r2
                    for x, y, due in self._found):
                 continue
             a["shape"] = 1
             self._done.append(a)
         self._shape_pending = keep
+        # a released cluster matters to a check later than its due only: the
+        # pending objects' checks and any object the shape channel has yet to
+        # release (due after its clusters' release, so after its own t_now)
+        horizon = min([a.get("_check", a["_due"]) for a in keep]
+                      + [shape._t_released if shape is not None else t_now, t_now])
+        self._settled = [st for st in self._settled if st.due > horizon]
 
     def finish(self) -> dict[str, np.ndarray]:
         """End of stream: close any open event and every cluster; return their alarms."""
