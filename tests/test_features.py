@@ -308,14 +308,21 @@ def test_features_do_not_depend_on_the_amplitude_unit(exponent):
 
 
 def _tensor_lane(ratios, betas, tilt_deg=30.0, depth=0.06, height=0.05, seed=0,
-                 unit=1.0, amp=3e4):
+                 unit=1.0, amp=3e4, line=None):
     """A coil of radius 0.12 m sweeping at ``height`` over an induced dipole at
     (0.5, 1.0, ``depth``) whose principal polarizabilities are ``ratio_i *
-    (t/t0)^-beta_i`` along axes tilted by ``tilt_deg``; noise 1 per gate."""
+    (t/t0)^-beta_i`` along axes tilted by ``tilt_deg``; noise 1 per gate.
+    ``line``: instead, straight passes along x (back and forth, 4 s each) at
+    y = 1.0 + each of these offsets."""
     rng = np.random.default_rng(seed)
     t = np.arange(0, 60, 0.004)
     x = 0.5 + 0.5 * np.sin(2 * np.pi * t / 1.4)
     y = 0.4 + 0.02 * t
+    if line is not None:
+        u = np.arange(0, 4, 0.004)
+        t = np.concatenate([u + 4 * k for k in range(len(line))])
+        x = np.concatenate([-0.3 + 0.4 * (u if k % 2 == 0 else 4 - u) for k in range(len(line))])
+        y = np.concatenate([np.full(u.size, 1.0 + off) for off in line])
     keep = np.hypot(x - 0.5, y - 1.0) < 0.85
     t, x, y = t[keep], x[keep], y[keep]
     rel = np.stack([0.5 - x, 1.0 - y, np.full(x.size, -(depth + height))], axis=1)
@@ -350,6 +357,24 @@ def test_the_dipole_fit_tells_a_compact_piece_from_a_plate():
     assert plate["emi_dip_slope23"] == pytest.approx(-1.6, abs=0.1)
     assert plate["emi_dip_late"] < 0.5 * plate["emi_dip_r2"]
     assert compact["emi_dip_slope23"] == pytest.approx(-1.0, abs=0.05)
+
+
+@pytest.mark.parametrize("offset", [0.0, 0.05])
+def test_one_pass_leaves_the_dipole_s_shape_unknown(offset):
+    """One straight pass (a single line, a cart's lines wider apart than the
+    coil's reach) does not determine the whole tensor: the shape features
+    are NaN, not lstsq's minimum-norm answer (which read a compact piece as
+    a flat one); the dominant decay, the fit and the depth stay."""
+    f = _tensor_lane((1.0, 0.9, 0.9), (1.0, 1.0, 1.0), line=(offset,)).features_at(0.5, 1.0, 2.0)
+    for k in ("emi_dip_r2", "emi_dip_r3", "emi_dip_late", "emi_dip_slope23"):
+        assert math.isnan(f[k]), k
+    assert f["emi_dip_fit"] > 0.99
+    assert f["emi_dip_slope1"] == pytest.approx(-1.0, abs=0.05)
+    assert f["emi_dip_depth"] == pytest.approx(0.06, abs=0.02)
+    # three passes 4 cm apart determine it
+    g = _tensor_lane((1.0, 0.9, 0.9), (1.0, 1.0, 1.0),
+                     line=(offset - 0.04, offset, offset + 0.04)).features_at(0.5, 1.0, 6.0)
+    assert g["emi_dip_r2"] > 0.8 and g["emi_dip_r3"] > 0.8
 
 
 def test_dipole_features_do_not_depend_on_the_unit_and_fail_soft_on_noise():

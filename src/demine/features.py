@@ -153,7 +153,7 @@ __all__ = [
 
 C0 = 299_792_458.0
 #: Version of the feature definitions (part of cache keys; bump on any change).
-FEATURES_VERSION = 7
+FEATURES_VERSION = 8
 
 #: the induced-dipole fit's features (:func:`dipole_features`), the last EMI features
 DIPOLE_FEATURES: tuple[str, ...] = (
@@ -274,6 +274,9 @@ _NOMINAL_HEIGHT = 0.05
 #: the fitted position stays within this distance of the alarm (m) and depth range (m)
 _DIP_REACH = 0.15
 _DIP_DEPTHS = (-0.03, 0.5)
+#: below this ratio of the smallest to the largest singular value of the fit's
+#: (column-scaled) design, the readings do not determine the whole tensor
+_DIP_COND = 0.01
 
 
 def _dipole_design(coil_radius: float, cx: np.ndarray, cy: np.ndarray, height: np.ndarray,
@@ -376,6 +379,27 @@ def dipole_features(data: ArrayLike, noise: ArrayLike, gate_times: ArrayLike, cx
     if total <= 0 or not np.isfinite(total):
         return out
     misfit, coef, pos = dipole_fit(D, cx, cy, height, coil_radius, ax, ay)
+    # Readings from one pass (a single line, or a cart's line spacing wider
+    # than the coil's reach) see the object from one side only: the six
+    # elements are not all determined (on the line through the object, the
+    # three with a y component drop out), and lstsq's minimum-norm answer
+    # sets the missing part to zero, which reads as a flat or elongated
+    # object whatever the object is.  The features that compare principal
+    # values (ratios, the late ratio, the minor values' decay) are then
+    # unknown (NaN, as the model treats a missing value), not that arbitrary
+    # answer; the dominant decay, the fit fraction and the depth stay, the
+    # decay taken from the determined part of the tensor alone (the nearly
+    # undetermined directions otherwise amplify the late gates' noise).
+    G = _dipole_design(coil_radius, np.asarray(cx, dtype=np.float64),
+                       np.asarray(cy, dtype=np.float64), np.asarray(height, dtype=np.float64),
+                       *pos)
+    gn = np.sqrt(np.sum(G * G, axis=0))
+    gn[gn == 0] = 1.0
+    U, sv, Vt = np.linalg.svd(G / gn, full_matrices=False)
+    keep = sv >= _DIP_COND * sv[0] if sv[0] > 0 else np.zeros(sv.size, dtype=bool)
+    determined = bool(keep.all())
+    if not determined:
+        coef = (Vt[keep].T @ ((U[:, keep].T @ D) / sv[keep, None])) / gn[:, None]
     coef = coef * nz[None, :]  # back to the data's units: the decay's true shape
     M = np.empty((gt.size, 3, 3))
     M[:, 0, 0], M[:, 1, 1], M[:, 2, 2] = coef[0], coef[1], coef[2]
@@ -390,14 +414,17 @@ def dipole_features(data: ArrayLike, noise: ArrayLike, gate_times: ArrayLike, cx
     ls = L.sum(axis=0)
     if ls[0] <= 0:
         return out
-    out["emi_dip_r2"] = float(np.clip(ls[1] / ls[0], -1.0, 1.0))
-    out["emi_dip_r3"] = float(np.clip(ls[2] / ls[0], -1.0, 1.0))
-    k = max(1, gt.size // 4)
-    late = L[-k:].sum(axis=0)
-    if late[0] > 0:
-        out["emi_dip_late"] = float(np.clip((late[1] + late[2]) / (2 * late[0]), -1.0, 1.5))
     lt = np.log(gt)
-    for name, c in (("emi_dip_slope1", L[:, 0]), ("emi_dip_slope23", L[:, 1] + L[:, 2])):
+    decays = [("emi_dip_slope1", L[:, 0])]
+    if determined:
+        out["emi_dip_r2"] = float(np.clip(ls[1] / ls[0], -1.0, 1.0))
+        out["emi_dip_r3"] = float(np.clip(ls[2] / ls[0], -1.0, 1.0))
+        k = max(1, gt.size // 4)
+        late = L[-k:].sum(axis=0)
+        if late[0] > 0:
+            out["emi_dip_late"] = float(np.clip((late[1] + late[2]) / (2 * late[0]), -1.0, 1.5))
+        decays.append(("emi_dip_slope23", L[:, 1] + L[:, 2]))
+    for name, c in decays:
         ok = c > 0.05 * float(np.max(np.abs(c)))
         if np.count_nonzero(ok) >= 3:
             out[name] = float(np.clip(np.polyfit(lt[ok], np.log(c[ok]), 1)[0], -5.0, 2.0))
