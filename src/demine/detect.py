@@ -897,11 +897,15 @@ class EMIDetector:
             a["shape"] = 1
             self._done.append(a)
         self._shape_pending = keep
-        # a released cluster matters to a check later than its due only: the
-        # pending objects' checks and any object the shape channel has yet to
-        # release (due after its clusters' release, so after its own t_now)
-        horizon = min([a.get("_check", a["_due"]) for a in keep]
-                      + [shape._t_released if shape is not None else t_now, t_now])
+        # A released cluster matters only to checks before its due: those of
+        # the pending objects (none earlier than its stored check or its due)
+        # and of objects the shape channel has yet to release.  Those were
+        # open at its last release time T, so were due after T then; a due
+        # only moves down when the pass spacing becomes known, and by at most
+        # max_release_time (_release_due), so they are due after that.
+        horizon = (shape._t_released if shape is not None else t_now) - self.max_release_time
+        for a in keep:
+            horizon = min(horizon, a.get("_check", a["_due"]))
         self._settled = [st for st in self._settled if st.due > horizon]
 
     def finish(self) -> dict[str, np.ndarray]:
