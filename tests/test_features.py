@@ -363,8 +363,9 @@ def test_the_dipole_fit_tells_a_compact_piece_from_a_plate():
 def test_one_pass_leaves_the_dipole_s_shape_unknown(offset):
     """One straight pass (a single line, a cart's lines wider apart than the
     coil's reach) does not determine the whole tensor: the shape features
-    are NaN, not lstsq's minimum-norm answer (which read a compact piece as
-    a flat one); the dominant decay, the fit and the depth stay."""
+    are NaN, not lstsq's minimum-norm answer (which read this compact piece
+    as a rod on the line and as nothing physical beside it); the dominant
+    decay, the fit and the depth stay."""
     f = _tensor_lane((1.0, 0.9, 0.9), (1.0, 1.0, 1.0), line=(offset,)).features_at(0.5, 1.0, 2.0)
     for k in ("emi_dip_r2", "emi_dip_r3", "emi_dip_late", "emi_dip_slope23"):
         assert math.isnan(f[k]), k

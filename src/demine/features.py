@@ -370,7 +370,14 @@ def dipole_fit(data: ArrayLike, cx: ArrayLike, cy: ArrayLike, height: ArrayLike,
 def dipole_features(data: ArrayLike, noise: ArrayLike, gate_times: ArrayLike, cx: ArrayLike,
                     cy: ArrayLike, height: ArrayLike, coil_radius: float, ax: float,
                     ay: float) -> dict[str, float]:
-    """The ``emi_dip_*`` features of noise-normalised readings (:func:`dipole_fit`)."""
+    """The ``emi_dip_*`` features of noise-normalised readings (:func:`dipole_fit`).
+
+    Where the readings do not determine the whole tensor at the fitted
+    position (the smallest singular value of the column-scaled design below
+    ``_DIP_COND`` of the largest: one pass over the object), the ratios, the
+    late ratio and the minor values' decay are NaN and the dominant decay is
+    taken from the determined part.
+    """
     D = np.asarray(data, dtype=np.float64)
     nz = np.asarray(noise, dtype=np.float64)
     gt = np.asarray(gate_times, dtype=np.float64)
@@ -383,8 +390,10 @@ def dipole_features(data: ArrayLike, noise: ArrayLike, gate_times: ArrayLike, cx
     # than the coil's reach) see the object from one side only: the six
     # elements are not all determined (on the line through the object, the
     # three with a y component drop out), and lstsq's minimum-norm answer
-    # sets the missing part to zero, which reads as a flat or elongated
-    # object whatever the object is.  The features that compare principal
+    # sets the missing part to zero (beside that line, to amplified noise),
+    # which reads as a rod, or as nothing physical, whatever the object is
+    # (a compact piece: ratios 0 and 0, or 0.92 and -0.38 5 cm beside the
+    # line, for 0.9 and 0.9).  The features that compare principal
     # values (ratios, the late ratio, the minor values' decay) are then
     # unknown (NaN, as the model treats a missing value), not that arbitrary
     # answer; the dominant decay, the fit fraction and the depth stay, the
