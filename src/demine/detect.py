@@ -216,16 +216,9 @@ class _Cluster:
     def strongest(self) -> _Peak:
         return max(self.peaks, key=lambda p: p.s)
 
-
-@dataclass
-class _Settled:
-    """A released cluster's peaks and due, kept while a shape object may be
-    judged against it (:meth:`EMIDetector._judge_shapes`)."""
-
-    x: np.ndarray
-    y: np.ndarray
-    t: np.ndarray
-    due: float
+    def reaches(self, x: float, y: float, r2: float, by: float) -> bool:
+        """Whether a peak of time at most ``by`` lies within ``sqrt(r2)`` of (x, y)."""
+        return any(p.t <= by and (p.x - x) ** 2 + (p.y - y) ** 2 <= r2 for p in self.peaks)
 
 
 def _empty_alarms() -> dict[str, np.ndarray]:
@@ -436,10 +429,10 @@ class EMIDetector:
         self._shape: EMIDetector | None = None
         self._shape_pending: list[dict[str, Any]] = []
         self._found: list[tuple[float, float, float]] = []  # (x, y, due)
-        # released clusters of the statistic a pending shape object may still
-        # be judged against (kept only while the shape channel runs)
-        self._keep_settled = False
-        self._settled: list[_Settled] = []
+        # released clusters of the statistic, with their dues, that a pending
+        # shape object may still be judged against (kept while the shape
+        # channel runs)
+        self._settled: list[tuple[float, _Cluster]] = []
         self._t_released = -math.inf  # latest time clusters were released before
 
     def configure(self, context: Mapping[str, Any]) -> None:
@@ -557,10 +550,8 @@ class EMIDetector:
             due = self._release_due(c.due)
             if due < t_now:
                 self._done.extend(self._due(self._alarms(c, due), due))
-                if self._keep_settled:
-                    self._settled.append(_Settled(
-                        np.array([p.x for p in c.peaks]), np.array([p.y for p in c.peaks]),
-                        np.array([p.t for p in c.peaks]), due))
+                if self._shape is not None:
+                    self._settled.append((due, c))
             else:
                 keep.append(c)
         self._clusters = keep
@@ -778,7 +769,8 @@ class EMIDetector:
         """
         s, xa, ya, tsec, tns, nov = self._inputs(stat, x, y, time, polarity,
                                                  novelty if self.shape_radius > 0 else None)
-        self._keep_settled = nov is not None
+        if nov is not None:
+            self._novelty_detector()  # (before the statistic's clusters are released)
         t_now = self._step(s, xa, ya, tsec, tns)
         if nov is not None:
             # the same frames, positions and times: one detector more on the novelty
@@ -847,10 +839,9 @@ class EMIDetector:
         and a cluster open now is due after ``t_now``.
         """
         self._found.extend((a["x"], a["y"], a["_due"]) for a in self._done)
-        shape = self._shape
-        if shape is not None:
-            self._shape_pending.extend(shape._done)
-            shape._done = []
+        shape = self._novelty_detector()  # (made by the first call with a novelty)
+        self._shape_pending.extend(shape._done)
+        shape._done = []
         keep = []
         r2 = self.shape_radius ** 2
         rb2 = (self.shape_radius + self.merge_radius) ** 2
@@ -870,17 +861,15 @@ class EMIDetector:
                     c = last
                     decided = True
                     break
-                later = -math.inf  # the latest due of the clusters it waits for
-                for cl in self._clusters:  # open: due after t_now, so after c
-                    if any(p.t <= c and (p.x - ax) ** 2 + (p.y - ay) ** 2 <= rb2
-                           for p in cl.peaks):
-                        later = math.inf
-                        break
-                if later < math.inf:
-                    for st in self._settled:
-                        if st.due > c and np.any(
-                                (st.t <= c) & ((st.x - ax) ** 2 + (st.y - ay) ** 2 <= rb2)):
-                            later = max(later, st.due)
+                # the latest due of the clusters it waits for (open ones are
+                # due after t_now, so after c)
+                later = -math.inf
+                if any(cl.reaches(ax, ay, rb2, c) for cl in self._clusters):
+                    later = math.inf
+                else:
+                    for due, cl in self._settled:
+                        if due > c and cl.reaches(ax, ay, rb2, c):
+                            later = max(later, due)
                 if later == -math.inf:
                     decided = True
                     break
@@ -903,10 +892,9 @@ class EMIDetector:
         # open at its last release time T, so were due after T then; a due
         # only moves down when the pass spacing becomes known, and by at most
         # max_release_time (_release_due), so they are due after that.
-        horizon = (shape._t_released if shape is not None else t_now) - self.max_release_time
-        for a in keep:
-            horizon = min(horizon, a.get("_check", a["_due"]))
-        self._settled = [st for st in self._settled if st.due > horizon]
+        horizon = min([shape._t_released - self.max_release_time]
+                      + [a.get("_check", a["_due"]) for a in keep])
+        self._settled = [(due, cl) for due, cl in self._settled if due > horizon]
 
     def finish(self) -> dict[str, np.ndarray]:
         """End of stream: close any open event and every cluster; return their alarms."""
