@@ -15,6 +15,7 @@ Run::
 
     python tests/fuzz/fuzz_recordings.py 300            # cases 0..299
     python tests/fuzz/fuzz_recordings.py 1000 --start 300
+    python tests/fuzz/fuzz_recordings.py 300 --unclosed   # a killed writer's file
 """
 
 from __future__ import annotations
@@ -39,13 +40,16 @@ import fuzz_readers  # noqa: E402
 _SEED: dict[str, Path] = {}
 
 
-def make_seed(path: Path) -> None:
+def make_seed(path: Path, unclosed: bool = False) -> None:
+    """The seed recording; ``unclosed``: as a killed writer leaves it (flushed, not
+    closed: the columns other than ``time`` run to the end of their chunk)."""
     from demine.recording import RecordingWriter
 
     rng = np.random.default_rng(0)
     n = 200
     t = np.arange(n, dtype=np.int64) * 1_000_000
-    with RecordingWriter(path, site="s", lane_id="L", overwrite=True) as w:
+    live = path.with_name(path.stem + "-live.h5") if unclosed else path
+    with RecordingWriter(live, site="s", lane_id="L", overwrite=True) as w:
         e = w.add_stream("emi", "emi", n_channels=4, dtype="float32",
                          gate_times=[1e-5, 2e-5, 4e-5, 8e-5], calibration={"coil_radius": 0.12})
         g = w.add_stream("gpr", "gpr", n_channels=32, dtype="int16", sample_interval=1e-10,
@@ -56,6 +60,11 @@ def make_seed(path: Path) -> None:
                  x=np.linspace(0, 1, n), y=np.zeros(n))
         w.add_truth([{"id": "M1", "type": "ap-mine", "is_mine": True, "x": 0.5, "y": 0.0,
                       "depth": 0.05, "metal_mass": 3.0, "notes": ""}])
+        if unclosed:
+            w.flush()
+            path.write_bytes(live.read_bytes())
+    if unclosed:
+        live.unlink()
 
 
 def case(args: tuple[int, str]) -> tuple[int, str, str]:
@@ -107,10 +116,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("n", type=int, help="run cases up to this number")
     ap.add_argument("--start", type=int, default=0)
+    ap.add_argument("--unclosed", action="store_true",
+                    help="mutate a recording as a killed writer leaves it (flushed, not closed)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="demine-fuzzrec-seed-"))
     seed = work / "seed.h5"
-    make_seed(seed)
+    make_seed(seed, unclosed=args.unclosed)
     counts: dict[str, int] = {}
     fails: dict[str, tuple[int, str]] = {}
     with mp.Pool(1, maxtasksperchild=50) as pool:
