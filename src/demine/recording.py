@@ -619,6 +619,11 @@ class RecordingWriter:
     the file then switches to SWMR mode, after which HDF5 allows no new
     objects.  The tables (truth, alarms, markers) exist from creation and can
     be appended to at any time.
+
+    While the file is open, a stream's columns other than ``time`` run ahead
+    of it to the end of their current chunk (``time`` holds exactly the frames
+    written); :meth:`close` cuts them back.  Readers take the shortest
+    column's length, as :class:`Recording` does (``docs/format.md``).
     """
 
     def __init__(self, path: str | os.PathLike, *, site: str = "", operator: str = "",
