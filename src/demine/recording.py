@@ -254,7 +254,9 @@ class _Appender:
         # trimmed to the rows written at close.  A reader takes the shortest
         # column's length, so it sees complete rows only, as before.
         self._last = last
-        self._extent: dict[str, int] = {}  # column -> rows its dataset has
+        # column -> rows its dataset has (what HDF5 holds, kept as a number:
+        # asking HDF5 at every flush would be one more call per column)
+        self._extent: dict[str, int] = {}
 
     def _coerce(self, name: str, value: Any, n: int | None) -> np.ndarray:
         col = self.columns[name]
