@@ -74,8 +74,8 @@ def test_an_unclosed_file_reads_as_its_complete_rows(tmp_path):
     s.append(samples[:120], time=np.arange(120))
     w.flush()
     s.append(samples[120:], time=np.arange(120, 170))  # never flushed
-    # as if killed: HDF5's own close would flush, so drop the file id unflushed
-    # by reading from a copy of the bytes on disk
+    # a copy of the bytes on disk stands for the file a killed writer leaves
+    # (closing would write the rest and cut the columns back)
     copy = tmp_path / "copy.h5"
     copy.write_bytes(path.read_bytes())
     shapes = _shapes(copy)
