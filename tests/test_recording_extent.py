@@ -86,3 +86,36 @@ def test_an_unclosed_file_reads_as_its_complete_rows(tmp_path):
         np.testing.assert_array_equal(st.samples, samples[:120])
         np.testing.assert_array_equal(st.time, np.arange(120))
     w.close()
+
+
+def test_a_failed_cut_at_close_keeps_the_flush_error_and_closes_the_file(tmp_path, monkeypatch):
+    """The disk fills, then cutting the columns back fails too: close() raises the
+    disk-full error (noting the second failure), the file is closed and reads
+    as the frames flushed before."""
+    import pytest
+
+    from demine.errors import RecordingError
+    from demine.recording import _Appender
+
+    path = tmp_path / "a.h5"
+    w = RecordingWriter(path, autoflush=False, flush_on_append=False)
+    s = w.add_stream("emi", "emi", n_channels=4)
+    w.start()
+    samples = np.arange(40 * 4, dtype=np.float32).reshape(40, 4)
+    s.append(samples[:30], time=np.arange(30))
+    w.flush()
+    s.append(samples[30:], time=np.arange(30, 40))
+    w.min_free_bytes = 1 << 62  # the disk is full from now on
+
+    def fail(self):
+        raise OSError("no space left for metadata")
+
+    monkeypatch.setattr(_Appender, "trim", fail)
+    with pytest.raises(RecordingError, match="disk full") as info:
+        w.close()
+    assert any("cutting the columns back" in n for n in info.value.__notes__)
+    assert not w._file.id.valid  # closed
+    with Recording(path) as r:
+        st = r.streams["emi"]
+        assert len(st) == 30
+        np.testing.assert_array_equal(st.samples, samples[:30])

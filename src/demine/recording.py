@@ -1049,14 +1049,17 @@ class RecordingWriter:
     def _trim(self) -> None:
         """Cut the columns grown ahead of the rows written back to them, so that
         generic readers see columns of one length (also after a failed flush:
-        a shrink writes only metadata; when even that fails, demine's reader
-        still takes the shortest column's length)."""
+        a shrink writes only metadata).  When that fails too, the flush's error
+        stays the one raised, with this failure noted on it; demine's reader
+        still takes the shortest column's length."""
         try:
             for stream in self._streams.values():
                 stream._appender.trim()
-        except Exception:
+        except (OSError, RuntimeError, ValueError) as exc:  # HDF5's failures via h5py
             if self.error is None:
                 raise
+            self.error.add_note(f"cutting the columns back to the frames written also "
+                                f"failed ({exc}); readers take the shortest column's length")
 
     def __enter__(self) -> RecordingWriter:
         return self
