@@ -22,6 +22,18 @@ def _shapes(path):
         return {k: v.shape[0] for k, v in g.items() if k != "gate"}
 
 
+def _flushed_then_more(path, n, flushed):
+    """A writer with ``flushed`` of ``n`` frames flushed and the rest appended."""
+    w = RecordingWriter(path, autoflush=False, flush_on_append=False)
+    s = w.add_stream("emi", "emi", n_channels=4)
+    w.start()
+    samples = np.arange(n * 4, dtype=np.float32).reshape(n, 4)
+    s.append(samples[:flushed], time=np.arange(flushed))
+    w.flush()
+    s.append(samples[flushed:], time=np.arange(flushed, n))  # not flushed
+    return w, samples
+
+
 def test_columns_grow_by_chunks_time_by_rows_and_close_trims(tmp_path):
     path = tmp_path / "a.h5"
     w = RecordingWriter(path, autoflush=False, flush_on_append=False)
@@ -67,13 +79,7 @@ def test_an_unclosed_file_reads_as_its_complete_rows(tmp_path):
     """A writer that dies leaves columns longer than ``time``: the reader and
     generic slicing up to ``time``'s length see the frames flushed, intact."""
     path = tmp_path / "a.h5"
-    w = RecordingWriter(path, autoflush=False, flush_on_append=False)
-    s = w.add_stream("emi", "emi", n_channels=4)
-    w.start()
-    samples = np.arange(170 * 4, dtype=np.float32).reshape(170, 4)
-    s.append(samples[:120], time=np.arange(120))
-    w.flush()
-    s.append(samples[120:], time=np.arange(120, 170))  # never flushed
+    w, samples = _flushed_then_more(path, 170, 120)
     # a copy of the bytes on disk stands for the file a killed writer leaves
     # (closing would write the rest and cut the columns back)
     copy = tmp_path / "copy.h5"
@@ -98,13 +104,7 @@ def test_a_failed_cut_at_close_keeps_the_flush_error_and_closes_the_file(tmp_pat
     from demine.recording import _Appender
 
     path = tmp_path / "a.h5"
-    w = RecordingWriter(path, autoflush=False, flush_on_append=False)
-    s = w.add_stream("emi", "emi", n_channels=4)
-    w.start()
-    samples = np.arange(40 * 4, dtype=np.float32).reshape(40, 4)
-    s.append(samples[:30], time=np.arange(30))
-    w.flush()
-    s.append(samples[30:], time=np.arange(30, 40))
+    w, samples = _flushed_then_more(path, 40, 30)
     w.min_free_bytes = 1 << 62  # the disk is full from now on
 
     def fail(self):
