@@ -79,14 +79,22 @@ def _clut(ev) -> float:
     return float(getattr(ev, "clutter_rejected_at_full_recovery", math.nan))
 
 
-def _lane_path(work: Path, scene: str, seed: int, physics: str) -> Path:
-    """The lane of a scene and run seed, simulated and detected once (cached in ``work``)."""
+def _lane_path(work: Path, scene: str, seed: int, physics: str,
+               lines: float | None = None) -> Path:
+    """The lane of a scene and run seed, simulated and detected once (cached in
+    ``work``); ``lines``: surveyed in parallel lines this far apart (m) at
+    0.5 m/s (a cart) instead of the scene's own pattern."""
     tag = "-alt" if physics == "alternative" else ""
+    if lines is not None:
+        tag += f"-lines{lines:g}"
     path = work / f"{scene}{tag}-{seed}.h5"
     if not path.exists():
         sc = load_scene(scene)
         if physics == "alternative":
             sc = dataclasses.replace(sc, physics=Physics.alternative())
+        if lines is not None:
+            sc = dataclasses.replace(sc, sweep=dataclasses.replace(
+                sc.sweep, pattern="lines", line_spacing=lines, speed=0.5))
         part = work / f"{scene}{tag}-{seed}.partial.h5"
         simulate_lane(sc, seed=seed).write(part, overwrite=True)
         append_alarms(part, detect_recording(part))
@@ -142,6 +150,9 @@ def main() -> int:
     ap.add_argument("--physics", choices=("default", "alternative"), default="default",
                     help="forward models of the simulated lanes (alternative: the "
                     "simulator's other model of each sensor)")
+    ap.add_argument("--lines", type=float, metavar="SPACING",
+                    help="survey every lane in parallel straight lines this far apart (m) at "
+                    "0.5 m/s, as a cart does, instead of the scene's side-to-side sweep")
     ap.add_argument("--cross-family", action="store_true",
                     help="also train on all scene families but one and test on that one")
     ap.add_argument("--redetect", default="", metavar="KINDS",
@@ -165,7 +176,7 @@ def main() -> int:
     t0 = time.perf_counter()
     for scene in scenes:
         for seed in seeds:
-            path = _lane_path(work, scene, seed, args.physics)
+            path = _lane_path(work, scene, seed, args.physics, args.lines)
             af, _, truth = _features_for(path, cache, redetect, simulated_detect_config,
                                          model.radius)
             out = apply_model(af, model)

@@ -54,12 +54,12 @@ from demine.features import NEIGHBOUR_RADIUS
 OUT = Path(__file__).resolve().parents[1] / "src" / "demine" / "models" / "default.json.gz"
 
 
-def _lane(args: tuple[int, str, str, str]) -> str:
-    seed, physics, stem, work = args
+def _lane(args: tuple[int, str, str, str, str]) -> str:
+    seed, physics, stem, pattern, work = args
     path = Path(work) / f"{stem}.h5"
     if not path.exists():
         tmp = Path(work) / f"tmp-{stem}.h5"
-        make_training_lane(seed, tmp, seed=seed % 7, physics=physics)
+        make_training_lane(seed, tmp, seed=seed % 7, physics=physics, pattern=pattern)
         tmp.replace(path)
     return str(path)
 
@@ -68,6 +68,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--lanes", type=int, default=36,
                     help="simulated layouts (default 36; twice as many lanes with --physics both)")
+    ap.add_argument("--lines", type=int, default=0,
+                    help="also simulate this many layouts surveyed in parallel straight lines "
+                    "(a cart), after the swept ones (default 0)")
     ap.add_argument("--first-layout", type=int, default=1000, help="first layout seed")
     ap.add_argument("--jobs", type=int, default=2, help="parallel simulations")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/demine-train"),
@@ -96,7 +99,8 @@ def main() -> int:
     args.workdir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     todo = [(*lane, str(args.workdir))
-            for lane in training_lanes(args.first_layout, args.lanes, args.physics)]
+            for lane in training_lanes(args.first_layout, args.lanes, args.physics,
+                                       lines=args.lines)]
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         paths = list(pool.map(_lane, todo))
     print(f"{len(paths)} lanes ready in {time.perf_counter() - t0:.0f} s")

@@ -242,6 +242,10 @@ def test_train_cli(lanes, tmp_path, capsys):
     assert main(["train", *map(str, lanes[:1]), "--out", str(out2), "--radius", "-1"]) == 2
     assert main(["train", "--out", str(out)]) == 2
     assert main(["train", str(tmp_path / "missing.h5"), "--out", str(out)]) == 2
+    capsys.readouterr()
+    assert main(["train", "--lines", "-1", "--out", str(out)]) == 2
+    assert "--lines" in capsys.readouterr().err
+    assert main(["train", str(tmp_path / "missing.h5"), "--out", str(out)]) == 2
     assert "error" in capsys.readouterr().err
 
 
@@ -273,17 +277,49 @@ def test_training_scene_mixed_physics_draws_each_model_from_its_own_stream():
         training_scene(1, physics="alternative")
 
 
+def test_training_scene_lines_pattern_keeps_the_layout_and_draws_the_survey():
+    spacings, speeds = [], []
+    for seed in range(30):
+        swept, carted = training_scene(seed, length=2.0), training_scene(
+            seed, length=2.0, pattern="lines")
+        assert swept.sweep.pattern == "sweep" and carted.sweep.pattern == "lines"
+        # the same objects, soil, coil height and physics, only surveyed otherwise
+        assert (carted.objects, carted.soil, carted.physics) == (swept.objects, swept.soil,
+                                                                 swept.physics)
+        assert carted.sweep.height == swept.sweep.height
+        assert carted.name == f"training-{seed}-lines" and swept.name == f"training-{seed}"
+        assert carted == training_scene(seed, length=2.0, pattern="lines")
+        mixed = training_scene(seed, length=2.0, physics="mixed", pattern="lines")
+        assert mixed.sweep == carted.sweep and mixed.objects == carted.objects
+        spacings.append(carted.sweep.line_spacing)
+        speeds.append(carted.sweep.speed)
+    assert 0.15 <= min(spacings) and max(spacings) <= 0.3 and np.ptp(spacings) > 0.08
+    assert 0.3 <= min(speeds) and max(speeds) <= 0.8 and np.ptp(speeds) > 0.2
+    with pytest.raises(ConfigError, match="survey pattern"):
+        training_scene(1, pattern="zigzag")
+
+
 def test_training_lanes_plan():
-    assert training_lanes(1000, 2) == [(1000, "default", "train-1000"),
-                                       (1001, "default", "train-1001")]
-    assert training_lanes(7, 1, "mixed") == [(7, "mixed", "train-7-mixed")]
+    assert training_lanes(1000, 2) == [(1000, "default", "train-1000", "sweep"),
+                                       (1001, "default", "train-1001", "sweep")]
+    assert training_lanes(7, 1, "mixed") == [(7, "mixed", "train-7-mixed", "sweep")]
     # both: every layout once with each physics, so no file name is used twice
     both = training_lanes(7, 3, "both")
-    assert [(s, p) for s, p, _ in both] == [(7, "default"), (7, "mixed"), (8, "default"),
-                                            (8, "mixed"), (9, "default"), (9, "mixed")]
-    assert len({stem for *_, stem in both}) == 6
+    assert [(s, p) for s, p, *_ in both] == [(7, "default"), (7, "mixed"), (8, "default"),
+                                             (8, "mixed"), (9, "default"), (9, "mixed")]
+    assert len({stem for _, _, stem, _ in both}) == 6
+    # layouts in lines come after the swept ones, with seeds of their own
+    plan = training_lanes(7, 2, "both", lines=2)
+    assert plan[:4] == training_lanes(7, 2, "both")
+    assert plan[4:] == [(9, "default", "train-9-lines", "lines"),
+                        (9, "mixed", "train-9-lines-mixed", "lines"),
+                        (10, "default", "train-10-lines", "lines"),
+                        (10, "mixed", "train-10-lines-mixed", "lines")]
+    assert training_lanes(7, 0, lines=1) == [(7, "default", "train-7-lines", "lines")]
     with pytest.raises(ConfigError, match="training physics"):
         training_lanes(7, 1, "alternative")
+    with pytest.raises(ConfigError, match="training layouts"):
+        training_lanes(7, 1, lines=-1)
     # demine train spells the plans out (importing classify would slow every command)
     from demine.cli import build_parser
 

@@ -265,6 +265,11 @@ def test_old_simulated_lane_gets_its_scenes_antenna_height(tmp_path):
     with Recording(old) as rec:
         cfg = simulated_detect_config(old, rec)
     assert cfg == {"gpr": {"detector": {"antenna_height": training_scene(7).sweep.height}}}
+    carted = lane("old-lines.h5", "training-9-lines", {"time_zero": 2e-9})
+    with Recording(carted) as rec:
+        cfg = simulated_detect_config(carted, rec)
+    assert cfg == {"gpr": {"detector": {"antenna_height": training_scene(
+        9, pattern="lines").sweep.height}}}
     shipped = lane("ship.h5", "battle-area", {"time_zero": 2e-9})
     with Recording(shipped) as rec:
         from demine.simulate.scene import load_scene
@@ -273,7 +278,8 @@ def test_old_simulated_lane_gets_its_scenes_antenna_height(tmp_path):
             load_scene("battle-area").sweep.height)
     for name, scene, cal in (("new.h5", "training-7", {"time_zero": 2e-9,
                                                       "antenna_height": 0.05}),
-                             ("unknown.h5", "no-such-scene", {"time_zero": 2e-9})):
+                             ("unknown.h5", "no-such-scene", {"time_zero": 2e-9}),
+                             ("odd.h5", "training-7-zigzag", {"time_zero": 2e-9})):
         p = lane(name, scene, cal)
         with Recording(p) as rec:
             assert simulated_detect_config(p, rec) is None

@@ -254,8 +254,9 @@ def simulated_detect_config(path: Path, rec: Any) -> dict[str, Any] | None:
         return None
     try:
         if scene.startswith("training-"):
-            sc = training_scene(int(scene.split("-", 1)[1]),
-                                length=float(rec.attrs.get("lane_length", 5.0)))
+            seed, _, pattern = scene.split("-", 1)[1].partition("-")
+            sc = training_scene(int(seed), length=float(rec.attrs.get("lane_length", 5.0)),
+                                pattern=pattern or "sweep")
         else:
             from .simulate.scene import load_scene
 
@@ -1057,10 +1058,14 @@ TRAINING_PHYSICS = ("default", "mixed")
 #: the ``physics`` of :func:`training_lanes`: one of :data:`TRAINING_PHYSICS` per
 #: layout, or ``"both"``
 TRAINING_PLANS = (*TRAINING_PHYSICS, "both")
+#: the survey patterns of :func:`training_scene`: hand-held side-to-side swings,
+#: or parallel straight lines (a cart, or a radar's B-scan lines)
+TRAINING_PATTERNS = ("sweep", "lines")
 
 
-def training_scene(layout_seed: int, *, length: float = 5.0, physics: str = "default") -> Any:
-    """A random training lane: random-minefield layout with randomised soil and sweep.
+def training_scene(layout_seed: int, *, length: float = 5.0, physics: str = "default",
+                   pattern: str = "sweep") -> Any:
+    """A random training lane: random-minefield layout with randomised soil and survey.
 
     Parameters
     ----------
@@ -1077,12 +1082,23 @@ def training_scene(layout_seed: int, *, length: float = 5.0, physics: str = "def
         random, a Gaussian-derivative radar pulse, refraction at the ground),
         from a random stream of its own: the layout, soil and sweep are those
         of the ``"default"`` lane of the same seed.
+    pattern : {"sweep", "lines"}
+        ``"sweep"``: side-to-side swings across the lane (a hand-held
+        detector).  ``"lines"``: parallel straight lines along it, 0.15-0.3 m
+        apart, at 0.3-0.8 m/s (a cart; every object is seen from one pass or
+        two, from one side, and the radar records long B-scans), drawn from a
+        stream of their own: layout, soil, height and physics are those of the
+        ``"sweep"`` lane of the same seed.  The scene is then named
+        ``training-N-lines``.
     """
     from .simulate import parse_scene
 
     if physics not in TRAINING_PHYSICS:
         raise ConfigError(f"training physics must be one of {', '.join(TRAINING_PHYSICS)}, "
                           f"got {physics!r}")
+    if pattern not in TRAINING_PATTERNS:
+        raise ConfigError(f"training survey pattern must be one of "
+                          f"{', '.join(TRAINING_PATTERNS)}, got {pattern!r}")
 
     text = (resources.files("demine.simulate") / "scenes" / "random-minefield.toml").read_text(
         encoding="utf-8")
@@ -1139,37 +1155,55 @@ def training_scene(layout_seed: int, *, length: float = 5.0, physics: str = "def
         if half[1]:
             ph.update(soil_tau_min=tau_min, soil_tau_max=tau_max)
         doc["physics"] = ph
-    return parse_scene(doc, f"training-{int(layout_seed)}", layout_seed=int(layout_seed))
+    name = f"training-{int(layout_seed)}"
+    if pattern == "lines":
+        lrng = np.random.default_rng(np.random.SeedSequence([int(layout_seed), 0xC1A55, 2]))
+        doc["sweep"]["pattern"] = "lines"
+        doc["sweep"]["line_spacing"] = float(lrng.uniform(0.15, 0.3))
+        doc["sweep"]["speed"] = float(lrng.uniform(0.3, 0.8))
+        name += "-lines"
+        doc["scene"]["name"] = name
+    return parse_scene(doc, name, layout_seed=int(layout_seed))
 
 
-def training_lanes(first_layout: int, n: int, physics: str = "default"
-                   ) -> list[tuple[int, str, str]]:
-    """The lanes of a training run: ``(layout seed, physics, file stem)`` each.
+def training_lanes(first_layout: int, n: int, physics: str = "default", *, lines: int = 0
+                   ) -> list[tuple[int, str, str, str]]:
+    """The lanes of a training run: ``(layout seed, physics, file stem, pattern)`` each.
 
-    ``n`` layouts from ``first_layout``, each simulated once with ``physics``
-    (``"default"`` or ``"mixed"``, as :func:`training_scene`), or for
-    ``"both"`` twice: with the default and with mixed physics (the two share
-    the lane id, so grouped cross-validation keeps them in one fold).
+    ``n`` swept layouts from ``first_layout``, then ``lines`` layouts surveyed
+    in parallel lines (the ``pattern`` of :func:`training_scene`), each
+    simulated once with ``physics`` (``"default"`` or ``"mixed"``, as
+    :func:`training_scene`), or for ``"both"`` twice: with the default and with
+    mixed physics (the two share the lane id, so grouped cross-validation keeps
+    them in one fold).
     """
     if physics not in TRAINING_PLANS:
         raise ConfigError(f"training physics must be one of {', '.join(TRAINING_PHYSICS)} "
                           f"or both, got {physics!r}")
+    if int(n) < 0 or int(lines) < 0:
+        raise ConfigError(f"training layouts must be >= 0, got {n} swept and {lines} in lines")
     kinds = TRAINING_PHYSICS if physics == "both" else (physics,)
-    return [(seed, ph, f"train-{seed}" + ("" if ph == "default" else f"-{ph}"))
-            for seed in range(int(first_layout), int(first_layout) + int(n)) for ph in kinds]
+    first = int(first_layout)
+    plan = [(seed, "sweep") for seed in range(first, first + int(n))]
+    plan += [(seed, "lines") for seed in range(first + int(n), first + int(n) + int(lines))]
+    return [(seed, ph, f"train-{seed}" + ("" if pat == "sweep" else f"-{pat}")
+             + ("" if ph == "default" else f"-{ph}"), pat)
+            for seed, pat in plan for ph in kinds]
 
 
 def make_training_lane(layout_seed: int, path: str | Path, *, seed: int = 0,
                        length: float = 5.0, streams: tuple[str, ...] = ("emi", "gpr", "gps"),
-                       detect_config: Any = None, physics: str = "default") -> Path:
+                       detect_config: Any = None, physics: str = "default",
+                       pattern: str = "sweep") -> Path:
     """Simulate a training lane, write it and add the detectors' alarms to it.
 
-    ``physics`` is that of :func:`training_scene`.
+    ``physics`` and ``pattern`` are those of :func:`training_scene`.
     """
     from .pipeline import append_alarms, detect_recording
     from .simulate import simulate_lane
 
-    res = simulate_lane(training_scene(layout_seed, length=length, physics=physics),
+    res = simulate_lane(training_scene(layout_seed, length=length, physics=physics,
+                                       pattern=pattern),
                         seed=seed, streams=streams)
     path = Path(path)
     res.write(path, overwrite=True, lane_id=f"training-{int(layout_seed)}")

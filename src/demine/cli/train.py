@@ -25,6 +25,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--simulate", type=int, default=0, metavar="N",
                    help="also simulate N random training layouts (random-minefield layouts "
                    "with randomised soil; see --physics), written to --workdir")
+    p.add_argument("--lines", type=int, default=0, metavar="M",
+                   help="also simulate M layouts surveyed in parallel straight lines (a cart, "
+                   "0.15-0.3 m apart: each object seen from one side, long radar B-scans), "
+                   "after the N swept ones")
     # classify.TRAINING_PLANS, spelt out: importing classify here would slow every command
     p.add_argument("--physics", choices=("default", "mixed", "both"), default="both",
                    help="forward models of the --simulate lanes: default; mixed (each model "
@@ -66,19 +70,21 @@ def run(args: argparse.Namespace) -> int:
     files = list(args.files)
     if args.simulate < 0:
         raise ConfigError("--simulate must be >= 0")
-    if args.simulate:
+    if args.lines < 0:
+        raise ConfigError("--lines must be >= 0")
+    if args.simulate or args.lines:
         work.mkdir(parents=True, exist_ok=True)
-        lanes = training_lanes(args.first_layout, args.simulate, args.physics)
-        for k, (seed, physics, stem) in enumerate(lanes):
+        lanes = training_lanes(args.first_layout, args.simulate, args.physics, lines=args.lines)
+        for k, (seed, physics, stem, pattern) in enumerate(lanes):
             path = work / f"{stem}.h5"
             if not path.exists():
                 tmp = work / f"{stem}.partial.h5"
-                make_training_lane(seed, tmp, seed=seed % 7, physics=physics)
+                make_training_lane(seed, tmp, seed=seed % 7, physics=physics, pattern=pattern)
                 tmp.replace(path)
             print(f"simulated lane {k + 1}/{len(lanes)}: {path}", flush=True)
             files.append(path)
     if not files:
-        raise ConfigError("no recordings given (and no --simulate)")
+        raise ConfigError("no recordings given (and no --simulate or --lines)")
 
     def say(line: str) -> None:
         print(line, file=sys.stdout, flush=True)
