@@ -623,15 +623,17 @@ def main() -> int:
                     help="metal mass (kg) of the 'mines that carry metal' subset")
     ap.add_argument("--cache", metavar="DIR", help="keep and reuse the recordings here")
     ap.add_argument("--json", metavar="FILE", help="write the evaluations as JSON")
+    ap.add_argument("--model", metavar="MODEL",
+                    help="model file whose p_mine ranks the alarms (default: the packaged model)")
     args = ap.parse_args()
 
-    from demine.classify import apply_model, load_default_model
+    from demine.classify import apply_model, load_default_model, load_model
     from demine.evaluate import evaluate_recordings
     from demine.pipeline import detect_recording
 
     soils = [s for s in args.soils.split(",") if s]
     seeds = [int(s) for s in args.seeds.split(",") if s]
-    model = load_default_model()
+    model = load_model(args.model) if args.model else load_default_model()
     limit = args.min_metal
     tag = f"a{args.coil_radius:g}-L{args.length:g}" + (f"-p{args.pulse:g}" if args.pulse else "")
     if args.pulse:
