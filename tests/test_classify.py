@@ -299,6 +299,27 @@ def test_training_scene_lines_pattern_keeps_the_layout_and_draws_the_survey():
         training_scene(1, pattern="zigzag")
 
 
+def test_make_training_lane_in_lines(tmp_path):
+    from demine.recording import Recording
+    from demine.simulate import simulate_lane
+
+    path = make_training_lane(3, tmp_path / "l.h5", seed=3, length=2.0, streams=("emi", "gps"),
+                              pattern="lines")
+    with Recording(path) as rec:
+        # the scene names its pattern; the lane id is the layout's (one CV group)
+        assert rec.attrs["scene"] == "training-3-lines"
+        assert rec.attrs["lane_id"] == "training-3"
+    sc = training_scene(3, length=2.0, pattern="lines")
+    e = simulate_lane(sc, seed=3, streams=("emi",)).emi
+    # the coil runs along straight lines: x stays on the lines' positions
+    sp = sc.sweep.line_spacing
+    n = int(np.floor(sc.width / sp + 1e-9))
+    lines_x = 0.5 * (sc.width - (n - 1) * sp) + sp * np.arange(n)
+    moving = np.abs(np.gradient(e["y"])) > 0
+    near = np.abs(e["x"][moving][:, None] - lines_x[None, :]).min(axis=1)
+    assert np.median(near) < 0.02 and np.ptp(e["x"]) > 0.5 * (n - 1) * sp
+
+
 def test_training_lanes_plan():
     assert training_lanes(1000, 2) == [(1000, "default", "train-1000", "sweep"),
                                        (1001, "default", "train-1001", "sweep")]
