@@ -11,11 +11,13 @@ Reported, side by side in the same run:
 
 * CPU of the recording process as a share of one core, with live detection and
   without it (recording only), with 25 ms flushes (the latency target) and the
-  default 1 s; side by side, the same recorder with one reader thread per
-  device (the previous design), with HDF5's raw-data chunk cache (1 MiB per
-  dataset: every flush then writes each column's whole chunk again; the
-  writer had it before), and recording only with readers that poll every
-  10 ms on their own instead of on the writer's grid (the design before);
+  default 1 s; side by side, the same recorder with a thread per detector
+  instead of the detectors in the writer thread after its flush (the design
+  before), with one reader thread per device (the design before that), with
+  HDF5's raw-data chunk cache (1 MiB per dataset: every flush then writes
+  each column's whole chunk again; the writer had it before), and recording
+  only with readers that poll every 10 ms on their own instead of on the
+  writer's grid (the design before);
 * latency to a frame's being in the file (the end of the flush that wrote it),
   median and 99th percentile, from two starts: the frame's host receive time
   (the serial read that completed it) and its acquisition time (the device
@@ -26,7 +28,9 @@ Reported, side by side in the same run:
   placed (its arrival, or the arrival of the GPS fix after it) to the end of
   the detector call, and for calls that produced alarms to the end of the
   flush that put them in the file; and the wait for that GPS fix;
-* where the CPU goes, per thread (readers, writer, detectors, OpenMP workers);
+* where the CPU goes, per thread (readers, writer, detectors, OpenMP workers),
+  and the process's context switches per second (threads handing each other
+  the GIL cost a futex call and a switch each time);
 * frames received vs sent (nothing lost).
 
 * this machine's speed at interpreter and small NumPy calls (:func:`machine_speed`),
@@ -71,6 +75,12 @@ def _cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def _switches() -> int:
+    """Context switches of this process so far (voluntary and not)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_nvcsw + r.ru_nivcsw
+
+
 def _thread_cpu() -> dict[str, float]:
     """CPU seconds per thread of this process, by thread role (Linux /proc)."""
     import threading
@@ -111,7 +121,8 @@ def _ready_ns(t: np.ndarray, host: np.ndarray, gps_t: np.ndarray,
 
 def measure(seconds: float, detect: bool, flush_interval: float,
             reader_options: dict | None = None,
-            writer_options: dict | None = None) -> dict[str, object]:
+            writer_options: dict | None = None,
+            recorder_options: dict | None = None) -> dict[str, object]:
     """Record the simulated devices for ``seconds``; CPU, per-thread CPU and latencies.
 
     Latencies (ms, frames received after the recorder started, i.e. without
@@ -151,7 +162,7 @@ def measure(seconds: float, detect: bool, flush_interval: float,
     calls: dict[str, list[list]] = {}
     rec = Recorder(out, specs, detect=True if detect else None, flush_interval=flush_interval,
                    frame=None, reader_options=reader_options,
-                   writer_options=writer_options)
+                   writer_options=writer_options, **dict(recorder_options or {}))
     try:
         rec.start()
         started = time.time_ns()
@@ -179,9 +190,9 @@ def measure(seconds: float, detect: bool, flush_interval: float,
 
             worker.detector.process = process
             worker._sink = sink
-        cpu0, thr0, t0 = _cpu(), _thread_cpu(), time.monotonic()
+        cpu0, thr0, sw0, t0 = _cpu(), _thread_cpu(), _switches(), time.monotonic()
         rec.run(seconds)
-        cpu, thr1 = _cpu() - cpu0, _thread_cpu()
+        cpu, thr1, switches = _cpu() - cpu0, _thread_cpu(), _switches() - sw0
         wall = time.monotonic() - t0
     finally:
         rec.stop()
@@ -234,7 +245,7 @@ def measure(seconds: float, detect: bool, flush_interval: float,
             "det_p99_ms": pct(det, 99), "alarm_max_ms": max(alarm, default=float("nan")),
             "n_alarm_calls": len(alarm), "fix_wait_p99_ms": pct(fix_wait, 99),
             "emi_frames": n_emi, "gpr_frames": n_gpr, "alarms": rec.alarms_written,
-            "frames_missing": lost,
+            "frames_missing": lost, "switches_per_s": switches / wall,
             "seconds": wall, "threads": threads}
 
 
@@ -265,20 +276,24 @@ def run(seconds: float | None = None) -> list[dict[str, object]]:
                      f"{speed['numpy_add_512_us']:.2f} us (best of 7; the live path's CPU "
                      "share scales with these across machines)"}]
     # side by side: the recorder as it is (one thread reads every port, on the
-    # writer's 25 ms grid), with one reader thread per device (as before), and
-    # with those readers polling every 10 ms on their own (as before that)
-    # and with HDF5's chunk cache (1 MiB per dataset, as before: every flush
-    # wrote each column's whole chunk again)
-    for label, detect, fi, ropts, wopts in (
-            ("record + detect, flush 25 ms", True, 0.025, None, None),
-            ("record + detect, 25 ms, own readers", True, 0.025, {"group": False}, None),
-            ("record + detect, 25 ms, chunk cache", True, 0.025, None, {"chunk_cache": 1 << 20}),
-            ("record + detect, flush 1 s", True, 1.0, None, None),
-            ("record only, flush 25 ms", False, 0.025, None, None),
-            ("record only, 25 ms, own readers", False, 0.025, {"group": False}, None),
+    # writer's 25 ms grid; the detectors run in the writer thread after its
+    # flush), with a thread per detector (as before), with one reader thread
+    # per device (as before), and with those readers polling every 10 ms on
+    # their own (as before that) and with HDF5's chunk cache (1 MiB per
+    # dataset, as before: every flush wrote each column's whole chunk again)
+    threads = {"detect_threads": True}
+    for label, detect, fi, ropts, wopts, recopts in (
+            ("record + detect, flush 25 ms", True, 0.025, None, None, None),
+            ("record + detect, 25 ms, detector threads", True, 0.025, None, None, threads),
+            ("record + detect, 25 ms, own readers", True, 0.025, {"group": False}, None, None),
+            ("record + detect, 25 ms, chunk cache", True, 0.025, None,
+             {"chunk_cache": 1 << 20}, None),
+            ("record + detect, flush 1 s", True, 1.0, None, None, None),
+            ("record only, flush 25 ms", False, 0.025, None, None, None),
+            ("record only, 25 ms, own readers", False, 0.025, {"group": False}, None, None),
             ("record only, 25 ms, readers 10 ms", False, 0.025,
-             {"poll_interval": 0.01, "align": False, "group": False}, None)):
-        m = measure(seconds, detect, fi, ropts, wopts)
+             {"poll_interval": 0.01, "align": False, "group": False}, None, None)):
+        m = measure(seconds, detect, fi, ropts, wopts, recopts)
         where = ", ".join(f"{k} {v:.1f}" for k, v in
                           sorted(m["threads"].items(), key=lambda kv: -kv[1]) if v >= 0.1)
         det = (f"detector calls (input ready -> done) median {m['det_median_ms']:.0f} ms, "
@@ -293,7 +308,8 @@ def run(seconds: float | None = None) -> list[dict[str, object]]:
                              + det +
                              f"{m['emi_frames']} EMI + {m['gpr_frames']} GPR frames "
                              f"({m['frames_missing']} missing), "
-                             f"{m['alarms']} alarms; % core by thread: {where}"})
+                             f"{m['alarms']} alarms; {m['switches_per_s']:.0f} context "
+                             f"switches/s; % core by thread: {where}"})
     return rows
 
 
@@ -302,7 +318,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0)
     args = ap.parse_args()
     for row in run(args.seconds):
-        print(f"{row['case']:<36} {row['value']:>12}   {row['note']}")
+        print(f"{row['case']:<41} {row['value']:>12}   {row['note']}")
 
 
 if __name__ == "__main__":

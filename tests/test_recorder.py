@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import tty
 
@@ -344,8 +345,11 @@ def test_full_disk_stops_with_clear_message_and_valid_file(tmp_path):
         np.testing.assert_array_equal(e.samples, np.repeat(seq[:, None], 16, 1))
 
 
-def test_live_alarms_equal_batch_alarms(tmp_path):
-    """`demine record` detects live; `demine detect` on the file finds the same alarms."""
+@pytest.mark.parametrize("detect_threads", [False, True])
+def test_live_alarms_equal_batch_alarms(tmp_path, detect_threads):
+    """`demine record` detects live; `demine detect` on the file finds the same
+    alarms, whether the detectors run in the writer thread (the default) or in
+    threads of their own."""
     from demine.pipeline import detect_recording
     from demine.simulate import SimulatedDevice, load_scene
 
@@ -363,9 +367,11 @@ def test_live_alarms_equal_batch_alarms(tmp_path):
     rec = Recorder(out, [DeviceSpec(d.driver_name, d.port, calibration=cal)
                          for d in devices],
                    frame=LocalFrame(scene.anchor_lon, scene.anchor_lat, scene.anchor_alt),
-                   detect=True, flush_interval=0.2)
+                   detect=True, flush_interval=0.2, detect_threads=detect_threads)
     try:
         rec.start()
+        names = {t.name for t in threading.enumerate()}
+        assert ("demine-detect-emi" in names) == detect_threads
         det = rec._detectors["emi"].detector.detector
         assert det.lobe_radius == pytest.approx(0.25 * 0.15 / 0.12)
         soil = rec._detectors["emi"].detector.chain.steps[0]
@@ -390,6 +396,58 @@ def test_live_alarms_equal_batch_alarms(tmp_path):
     np.testing.assert_array_equal(live["time"][order], batch["time"])
     np.testing.assert_allclose(live["x"][order], batch["x"], rtol=1e-9)
     np.testing.assert_allclose(live["score"][order], batch["score"], rtol=1e-6)
+
+
+def test_inline_detection_follows_the_flush_and_a_failure_loses_no_frame(tmp_path):
+    """With the detectors in the writer thread, every chunk reaches the
+    detector after the pass that wrote it has been flushed (nothing a detector
+    does can cost a frame), and a detector that raises stops the recording
+    with its error while every frame received stays in the file."""
+    from demine.simulate import SimulatedDevice, load_scene
+
+    scene = load_scene("benign-soil")
+    out = tmp_path / "fail.h5"
+    devices = [SimulatedDevice(d, scene, seed=3, duration=30.0) for d in ("emi-pi", "nmea")]
+    for d in devices:
+        d.start()
+    rec = Recorder(out, [DeviceSpec(d.driver_name, d.port,
+                                    calibration={"gate_times": scene.gate_times.tolist()}
+                                    if d.driver_name == "emi-pi" else {})
+                         for d in devices],
+                   frame=LocalFrame(scene.anchor_lon, scene.anchor_lat, scene.anchor_alt),
+                   detect=True, flush_interval=0.025)
+    seen: list[tuple[int, int, bool]] = []  # (frames given so far, in the file, flushed)
+    given = 0
+    try:
+        rec.start()
+        assert not [t for t in threading.enumerate() if t.name.startswith("demine-detect")]
+        worker = rec._detectors["emi"]
+        process = worker.detector.process
+
+        def checked(samples, x, y, t):
+            nonlocal given
+            given += len(t)
+            seen.append((given, rec._streams["emi"]._appender.n_written,
+                         not rec.writer.dirty))
+            if len(seen) == 20:
+                raise ValueError("detector broke on purpose")
+            return process(samples, x, y, t)
+
+        worker.detector.process = checked
+        with pytest.raises(RecordingError, match="detector broke on purpose"):
+            rec.run(20)
+        assert len(seen) == 20
+        n_written = rec.frames_written["emi"]
+    finally:
+        rec.stop()
+        for d in devices:
+            d.stop()
+    for n_given, n_file, flushed in seen:
+        assert n_given <= n_file and flushed
+    with Recording(out) as r:  # everything received, the failed chunk's frames too
+        seq = r.streams["emi"].sequence
+        assert seq.size >= n_written > seen[-1][0]
+        np.testing.assert_array_equal(seq, seq[0] + np.arange(seq.size))
 
 
 def _undeclared_pulse_recorder(tmp_path, out):

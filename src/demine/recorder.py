@@ -23,9 +23,10 @@ Without a GPS stream, positions stay NaN.
 
 The writer thread makes one pass every ``pass_interval`` (the flush interval,
 at most 50 ms): the frames that arrived from each device since the last pass
-are appended together, positions filled in, frames handed to the detectors,
-and, when the flush interval is due, the file is flushed, all in that one
-wake-up.  The readers wake on the same grid of the monotonic clock, just
+are appended together, positions filled in, and, when the flush interval is
+due, the file is flushed; then the live detectors run on the frames placed in
+that pass (``detect_threads=True``: each in a thread of its own instead), all
+in that one wake-up.  The readers wake on the same grid of the monotonic clock, just
 before the pass (``DeviceReader(align=True)``), so a frame waits at most about
 one period in the serial buffer and the queue together, and the threads wake
 tens of times a second, not hundreds.
@@ -135,50 +136,100 @@ class _Track:
 
 
 class _DetectWorker:
-    """One stream's detector in its own thread.
+    """One stream's detector, run by the writer thread or in a thread of its own.
 
-    The compiled kernels release the GIL, so radar detection runs on another
-    core instead of delaying the HDF5 writer; frames reach the detector in the
-    order they were written, so live alarms still equal batch ones.
+    Inline (the default, ``threaded=False``): :meth:`submit` keeps the chunk,
+    and the writer thread calls :meth:`run_pending` at the end of each pass,
+    after its writes and flush, so the frames are in the file before the
+    detector runs (nothing a detector does can cost a frame) and one call
+    takes every chunk of the pass.  With its own thread the compiled kernels release
+    the GIL and radar detection can run on another core, but at the reference
+    load that parallelism is worth less than it costs: the threads hand the
+    GIL to each other thousands of times a second (every NumPy call on more
+    than a few hundred values releases it), and each hand-over is a futex
+    call and a context switch (``benchmarks/bench_live.py`` compares both).
+    Either way frames reach the detector in the order they were written, so
+    live alarms still equal batch ones.
     """
 
     def __init__(self, name: str, detector: Any, sink: Callable[[Any], None],
-                 on_error: Callable[[BaseException], None]) -> None:
+                 on_error: Callable[[BaseException], None], threaded: bool = False) -> None:
         self.name = name
         self.detector = detector
         self._sink = sink
         self._on_error = on_error
-        self._queue: queue.Queue[Any] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name=f"demine-detect-{name}",
-                                        daemon=True)
-        self._thread.start()
+        self._pending: list[tuple[np.ndarray, ...]] = []
+        self._failed = False
+        self._queue: queue.Queue[Any] | None = None
+        self._thread: threading.Thread | None = None
+        if threaded:
+            self._queue = queue.Queue()
+            self._thread = threading.Thread(target=self._run, name=f"demine-detect-{name}",
+                                            daemon=True)
+            self._thread.start()
 
     @property
     def backlog(self) -> int:
         """Chunks waiting for the detector."""
-        return self._queue.qsize()
+        return self._queue.qsize() if self._queue is not None else len(self._pending)
 
     def submit(self, samples: np.ndarray, x: np.ndarray, y: np.ndarray,
                t: np.ndarray) -> None:
-        self._queue.put((samples, x, y, t))
+        if self._queue is not None:
+            self._queue.put((samples, x, y, t))
+        elif not self._failed:
+            self._pending.append((samples, x, y, t))
+
+    def run_pending(self) -> None:
+        """Inline: run the detector on the chunks submitted since the last call
+        (in the calling thread: the writer's, after its flush)."""
+        items, self._pending = self._pending, []
+        if items and not self._failed:
+            try:
+                self._process(items)
+            except BaseException as exc:  # noqa: BLE001 - reported by the recorder
+                self._fail(exc)
 
     def close(self, timeout: float = 120.0) -> None:
         """Finish the stream (remaining alarms written) and end the thread."""
+        if self._queue is None:
+            self.run_pending()
+            if not self._failed:
+                self._failed = True  # (finished: nothing more to take)
+                try:
+                    self._sink(self.detector.finish())
+                except BaseException as exc:  # noqa: BLE001 - reported by the recorder
+                    self._on_error(exc)
+            return
         self._queue.put(None)
+        assert self._thread is not None
         self._thread.join(timeout)
 
-    #: Least time between the starts of two detector calls: chunks that arrive
-    #: meanwhile are joined, because per-call costs dominate at serial-read
-    #: sizes (a radar detector fed 4-trace chunks costs 3-4x what it costs fed
-    #: 400-trace ones).  A chunk that comes later than that is processed at
-    #: once: with a 10 Hz GPS (frames are handed over when the fix after them
-    #: is in) the detectors run about once per fix, plus a small call for the
-    #: frames of a fix that were read in the pass after it, which must not
-    #: wait for the next fix.  Joining does not change the alarms (the
-    #: detectors are chunk-invariant).
+    def _fail(self, exc: BaseException) -> None:
+        self._failed = True
+        self._pending = []
+        self._on_error(exc)
+
+    def _process(self, items: list[tuple[np.ndarray, ...]]) -> None:
+        if len(items) == 1:  # (the usual case: no copies)
+            self._sink(self.detector.process(*items[0]))
+        else:
+            self._sink(self.detector.process(
+                *(np.concatenate([it[k] for it in items]) for k in range(4))))
+
+    #: Least time between the starts of two detector calls in a thread of its
+    #: own: chunks that arrive meanwhile are joined, because per-call costs
+    #: dominate at serial-read sizes (a radar detector fed 4-trace chunks
+    #: costs 3-4x what it costs fed 400-trace ones).  A chunk that comes later
+    #: than that is processed at once: with a 10 Hz GPS (frames are handed
+    #: over when the fix after them is in) the detectors run about once per
+    #: fix, plus a small call for the frames of a fix that were read in the
+    #: pass after it, which must not wait for the next fix.  Joining does not
+    #: change the alarms (the detectors are chunk-invariant).
     min_interval = 0.02
 
     def _run(self) -> None:
+        assert self._queue is not None
         last = -1e9
         try:
             while True:
@@ -194,11 +245,8 @@ class _DetectWorker:
                         break
                 end = None in items
                 items = [it for it in items if it is not None]
-                if len(items) == 1:  # (the usual case: no copies)
-                    self._sink(self.detector.process(*items[0]))
-                elif items:
-                    self._sink(self.detector.process(
-                        *(np.concatenate([it[k] for it in items]) for k in range(4))))
+                if items:
+                    self._process(items)
                 if end:
                     self._sink(self.detector.finish())
                     return
@@ -248,6 +296,10 @@ class Recorder:
         Serve the control channel (:mod:`demine.control`) on this address (a
         Unix socket path or ``127.0.0.1:PORT``) once recording starts, so
         another process (the console) can add marks, pause and resume.
+    detect_threads : bool
+        Run each live detector in a thread of its own instead of in the
+        writer thread after each pass's flush (the default; see
+        :class:`_DetectWorker`).  The alarms are the same.
     """
 
     def __init__(self, out: str | Path, devices: Sequence[DeviceSpec], *,
@@ -258,7 +310,8 @@ class Recorder:
                  on_event: Callable[[ReaderEvent], Any] | None = None,
                  reader_options: Mapping[str, Any] | None = None,
                  detect: Any = None, control: str | None = None,
-                 writer_options: Mapping[str, Any] | None = None) -> None:
+                 writer_options: Mapping[str, Any] | None = None,
+                 detect_threads: bool = False) -> None:
         if not devices:
             raise ConfigError("no devices to record (give at least one --device DRIVER=PORT)")
         self.out = Path(out)
@@ -333,6 +386,7 @@ class Recorder:
 
             self.detect_config = load_detect_config(None if detect is True else detect)
         self._detectors: dict[str, _DetectWorker] = {}
+        self.detect_threads = bool(detect_threads)
         self._alarm_lock = threading.Lock()
         self.alarms_written = 0
         #: what the detectors' chains decided from the data, one line per
@@ -504,7 +558,7 @@ class Recorder:
             params.setdefault("nthreads", 1)
         self._detectors[name] = _DetectWorker(
             name, StreamDetector(kind, ctx, sec["chain"], params),
-            self._write_alarms, self._detector_failed)
+            self._write_alarms, self._detector_failed, threaded=self.detect_threads)
 
     def _detector_failed(self, exc: BaseException) -> None:
         if self.error is None:
@@ -612,6 +666,9 @@ class Recorder:
                 if w.dirty and (time.monotonic() - w.last_flush
                                 >= self.flush_interval - period / 2):
                     w.flush()
+                # the frames are in the file: now the detectors take them
+                for det in self._detectors.values():
+                    det.run_pending()
                 now = time.monotonic()
                 rest = period - (now - lag) % period
                 self._stop.wait(rest)
