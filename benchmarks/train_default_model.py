@@ -41,14 +41,13 @@ from __future__ import annotations
 
 import argparse
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from demine.classify import (
     TRAINING_PLANS,
     build_training_set,
-    make_training_lane,
     save_model,
+    simulate_training_lanes,
     simulated_detect_config,
     train_model,
     training_lanes,
@@ -56,16 +55,6 @@ from demine.classify import (
 from demine.features import NEIGHBOUR_RADIUS
 
 OUT = Path(__file__).resolve().parents[1] / "src" / "demine" / "models" / "default.json.gz"
-
-
-def _lane(args: tuple[int, str, str, str, str]) -> str:
-    seed, physics, stem, pattern, work = args
-    path = Path(work) / f"{stem}.h5"
-    if not path.exists():
-        tmp = Path(work) / f"tmp-{stem}.h5"
-        make_training_lane(seed, tmp, seed=seed % 7, physics=physics, pattern=pattern)
-        tmp.replace(path)
-    return str(path)
 
 
 def main() -> int:
@@ -100,13 +89,10 @@ def main() -> int:
                     "(default): the combined 95th-percentile localisation error of the two "
                     f"sensors' hits on the training lanes (fallback {NEIGHBOUR_RADIUS} m)")
     args = ap.parse_args()
-    args.workdir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    todo = [(*lane, str(args.workdir))
-            for lane in training_lanes(args.first_layout, args.lanes, args.physics,
-                                       lines=args.lines)]
-    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        paths = list(pool.map(_lane, todo))
+    paths = simulate_training_lanes(
+        args.workdir, training_lanes(args.first_layout, args.lanes, args.physics,
+                                     lines=args.lines), jobs=max(1, args.jobs))
     print(f"{len(paths)} lanes ready in {time.perf_counter() - t0:.0f} s")
     ts = build_training_set(paths, cache=args.workdir / "features-cache",
                             strict=args.labels == "strict", te=args.labels == "te",

@@ -25,6 +25,7 @@ from demine.classify import (
     make_estimator,
     make_training_lane,
     save_model,
+    simulate_training_lanes,
     train_model,
     training_lanes,
     training_scene,
@@ -245,6 +246,8 @@ def test_train_cli(lanes, tmp_path, capsys):
     assert "error" in capsys.readouterr().err
     assert main(["train", "--lines", "-1", "--out", str(out)]) == 2
     assert "--lines" in capsys.readouterr().err
+    assert main(["train", "--lines", "1", "--jobs", "0", "--out", str(out)]) == 2
+    assert "--jobs" in capsys.readouterr().err
 
 
 def test_training_scene_mixed_physics_draws_each_model_from_its_own_stream():
@@ -316,6 +319,30 @@ def test_make_training_lane_in_lines(tmp_path):
     moving = np.abs(np.gradient(e["y"])) > 0
     near = np.abs(e["x"][moving][:, None] - lines_x[None, :]).min(axis=1)
     assert np.median(near) < 0.02 and np.ptp(e["x"]) > 0.5 * np.ptp(lines_x)
+
+
+def test_simulate_training_lanes_in_processes_equals_one_by_one_and_resumes(tmp_path):
+    from demine.recording import Recording
+
+    plan = training_lanes(3, 0, "both", lines=1)  # two short lanes in lines
+    kw = {"length": 1.5, "streams": ("emi", "gps")}
+    seen: list[str] = []
+    one = simulate_training_lanes(tmp_path / "one", plan, **kw)
+    two = simulate_training_lanes(tmp_path / "two", plan, jobs=2, progress=seen.append, **kw)
+    assert [p.name for p in one] == [p.name for p in two] == [f"{s}.h5" for _, _, s, _ in plan]
+    assert seen == [f"simulated lane {k}/2: {p}" for k, p in enumerate(two, 1)]
+    for a, b in zip(one, two, strict=True):
+        with Recording(a) as ra, Recording(b) as rb:
+            np.testing.assert_array_equal(ra.streams["emi"].samples, rb.streams["emi"].samples)
+            np.testing.assert_array_equal(ra.alarms["x"], rb.alarms["x"])
+            assert ra.attrs["lane_id"] == rb.attrs["lane_id"] == "training-3"
+    # no partial file left; a lane already there is reused, not simulated again
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(p.name for p in two)
+    stamp = [p.stat().st_mtime_ns for p in two]
+    again = simulate_training_lanes(tmp_path / "two", plan, jobs=2, **kw)
+    assert again == two and [p.stat().st_mtime_ns for p in two] == stamp
+    with pytest.raises(ConfigError, match="jobs"):
+        simulate_training_lanes(tmp_path, plan, jobs=0)
 
 
 def test_training_lanes_plan():

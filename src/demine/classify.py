@@ -75,7 +75,7 @@ __all__ = [
     "clutter_rejection", "default_model_path", "detector_fingerprint", "grouped_splits",
     "label_alarms", "load_default_model", "load_model", "localisation_radius", "make_estimator",
     "make_training_lane",
-    "simulated_detect_config",
+    "simulate_training_lanes", "simulated_detect_config",
     "save_model", "train_model", "training_lanes", "training_scene",
 ]
 
@@ -1210,3 +1210,66 @@ def make_training_lane(layout_seed: int, path: str | Path, *, seed: int = 0,
     alarms = detect_recording(path, detect_config)
     append_alarms(path, alarms)
     return path
+
+
+def _training_lane_file(args: tuple[int, str, str, str, str, dict[str, Any]]) -> str:
+    seed, physics, stem, pattern, work, kw = args
+    path = Path(work) / f"{stem}.h5"
+    if not path.exists():
+        # written under another name, renamed when complete: an interrupted
+        # run leaves no lane that looks finished
+        tmp = path.with_name(f"{stem}.partial.h5")
+        make_training_lane(seed, tmp, seed=seed % 7, physics=physics, pattern=pattern, **kw)
+        tmp.replace(path)
+    return str(path)
+
+
+def simulate_training_lanes(workdir: str | Path, lanes: Sequence[tuple[int, str, str, str]],
+                            *, jobs: int = 1, progress: Callable[[str], Any] | None = None,
+                            **kwargs: Any) -> list[Path]:
+    """Simulate the lanes of a training plan into ``workdir`` (those not there yet).
+
+    Parameters
+    ----------
+    workdir : path
+        Directory of the lanes (``STEM.h5``; created if missing).  A lane
+        already there is reused, so an interrupted run resumes.
+    lanes : sequence
+        The plan, as :func:`training_lanes` gives it.
+    jobs : int
+        Lanes simulated at once (processes).
+    progress : callable, optional
+        Called with a line per lane ready, in the plan's order.
+    **kwargs
+        More arguments of :func:`make_training_lane` (``length``, ``streams``,
+        ``detect_config``).
+
+    Returns
+    -------
+    list of Path
+        The lanes' files, in the plan's order.
+    """
+    if int(jobs) < 1:
+        raise ConfigError(f"jobs must be >= 1, got {jobs}")
+    work = Path(workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    todo = [(int(seed), ph, stem, pat, str(work), dict(kwargs))
+            for seed, ph, stem, pat in lanes]
+    out: list[Path] = []
+    if int(jobs) == 1 or len(todo) < 2:
+        done = map(_training_lane_file, todo)
+        pool = None
+    else:
+        from concurrent.futures import ProcessPoolExecutor
+
+        pool = ProcessPoolExecutor(max_workers=min(int(jobs), len(todo)))
+        done = pool.map(_training_lane_file, todo)
+    try:
+        for k, path in enumerate(done):
+            out.append(Path(path))
+            if progress is not None:
+                progress(f"simulated lane {k + 1}/{len(todo)}: {path}")
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    return out

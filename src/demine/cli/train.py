@@ -37,6 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "layouts make 2N lanes)")
     p.add_argument("--first-layout", type=int, default=1000, metavar="SEED",
                    help="layout seed of the first simulated lane (default 1000)")
+    p.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
+                   help="simulate N lanes at once, in processes of their own (default 1)")
     p.add_argument("--workdir", type=Path, metavar="DIR",
                    help="where simulated lanes and the feature cache go "
                    "(default: a 'demine-train' directory next to --out)")
@@ -59,8 +61,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..classify import (
         build_training_set,
-        make_training_lane,
         save_model,
+        simulate_training_lanes,
         train_model,
         training_lanes,
     )
@@ -72,17 +74,12 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--simulate must be >= 0")
     if args.lines < 0:
         raise ConfigError("--lines must be >= 0")
+    if args.jobs < 1:
+        raise ConfigError("--jobs must be >= 1")
     if args.simulate or args.lines:
-        work.mkdir(parents=True, exist_ok=True)
         lanes = training_lanes(args.first_layout, args.simulate, args.physics, lines=args.lines)
-        for k, (seed, physics, stem, pattern) in enumerate(lanes):
-            path = work / f"{stem}.h5"
-            if not path.exists():
-                tmp = work / f"{stem}.partial.h5"
-                make_training_lane(seed, tmp, seed=seed % 7, physics=physics, pattern=pattern)
-                tmp.replace(path)
-            print(f"simulated lane {k + 1}/{len(lanes)}: {path}", flush=True)
-            files.append(path)
+        files += simulate_training_lanes(work, lanes, jobs=args.jobs,
+                                         progress=lambda line: print(line, flush=True))
     if not files:
         raise ConfigError("no recordings given (and no --simulate or --lines)")
 
