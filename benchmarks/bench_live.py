@@ -12,12 +12,12 @@ Reported, side by side in the same run:
 * CPU of the recording process as a share of one core, with live detection and
   without it (recording only), with 25 ms flushes (the latency target) and the
   default 1 s; side by side, the same recorder with a thread per detector
-  instead of the detectors in the writer thread after its flush (the design
-  before), with one reader thread per device (the design before that), with
-  HDF5's raw-data chunk cache (1 MiB per dataset: every flush then writes
-  each column's whole chunk again; the writer had it before), and recording
-  only with readers that poll every 10 ms on their own instead of on the
-  writer's grid (the design before);
+  instead of the detectors in the writer thread at the end of its pass (the
+  design before), with one reader thread per device (the design before
+  that), with HDF5's raw-data chunk cache (1 MiB per dataset: every flush
+  then writes each column's whole chunk again; the writer had it before),
+  and recording only with readers that poll every 10 ms on their own instead
+  of on the writer's grid (the design before);
 * latency to a frame's being in the file (the end of the flush that wrote it),
   median and 99th percentile, from two starts: the frame's host receive time
   (the serial read that completed it) and its acquisition time (the device

@@ -140,9 +140,10 @@ class _DetectWorker:
 
     Inline (the default, ``threaded=False``): :meth:`submit` keeps the chunk,
     and the writer thread calls :meth:`run_pending` at the end of each pass,
-    after its writes and flush, so the frames are in the file before the
-    detector runs (nothing a detector does can cost a frame) and one call
-    takes every chunk of the pass.  With its own thread the compiled kernels release
+    after its writes and its flush when one is due, so a detector never
+    delays a frame's way into the file by more than its own call (and one
+    that fails costs none: the recorder stops with its error and writes
+    everything received).  With its own thread the compiled kernels release
     the GIL and radar detection can run on another core, but at the reference
     load that parallelism is worth less than it costs: the threads hand the
     GIL to each other thousands of times a second (every NumPy call on more
@@ -150,7 +151,20 @@ class _DetectWorker:
     call and a context switch (``benchmarks/bench_live.py`` compares both).
     Either way frames reach the detector in the order they were written, so
     live alarms still equal batch ones.
+
+    A detector that cannot keep up inline (its calls took more than
+    :attr:`max_busy` of the time over :attr:`busy_window` seconds: a slow
+    machine, a heavy configuration) would delay the writer's passes more and
+    more; it is then moved to a thread of its own (:attr:`moved`), where a
+    backlog of chunks waits for it while the frames keep reaching the file
+    on time.
     """
+
+    #: Inline, the share of the time a detector may keep the writer busy
+    #: (over ``busy_window`` seconds) before it is moved to a thread.
+    max_busy = 0.5
+    #: Seconds over which that share is measured.
+    busy_window = 2.0
 
     def __init__(self, name: str, detector: Any, sink: Callable[[Any], None],
                  on_error: Callable[[BaseException], None], threaded: bool = False) -> None:
@@ -162,11 +176,18 @@ class _DetectWorker:
         self._failed = False
         self._queue: queue.Queue[Any] | None = None
         self._thread: threading.Thread | None = None
+        self._busy = 0.0
+        self._since: float | None = None
+        #: Whether the detector was moved to a thread because it could not keep up inline.
+        self.moved = False
         if threaded:
-            self._queue = queue.Queue()
-            self._thread = threading.Thread(target=self._run, name=f"demine-detect-{name}",
-                                            daemon=True)
-            self._thread.start()
+            self._start_thread()
+
+    def _start_thread(self) -> None:
+        self._queue = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name=f"demine-detect-{self.name}",
+                                        daemon=True)
+        self._thread.start()
 
     @property
     def backlog(self) -> int:
@@ -182,13 +203,28 @@ class _DetectWorker:
 
     def run_pending(self) -> None:
         """Inline: run the detector on the chunks submitted since the last call
-        (in the calling thread: the writer's, after its flush)."""
+        (in the calling thread: the writer's, at the end of its pass)."""
         items, self._pending = self._pending, []
-        if items and not self._failed:
-            try:
-                self._process(items)
-            except BaseException as exc:  # noqa: BLE001 - reported by the recorder
-                self._fail(exc)
+        if not items or self._failed:
+            return
+        start = time.monotonic()
+        try:
+            self._process(items)
+        except BaseException as exc:  # noqa: BLE001 - reported by the recorder
+            self._fail(exc)
+            return
+        now = time.monotonic()
+        if self._since is None:
+            self._since = start
+        self._busy += now - start
+        if now - self._since >= self.busy_window:
+            if self._busy > self.max_busy * (now - self._since):
+                log.warning("detector of stream %s took %.0f %% of the writer's time: moved "
+                            "to a thread of its own", self.name,
+                            100 * self._busy / (now - self._since))
+                self.moved = True
+                self._start_thread()
+            self._busy, self._since = 0.0, now
 
     def close(self, timeout: float = 120.0) -> None:
         """Finish the stream (remaining alarms written) and end the thread."""
@@ -298,7 +334,7 @@ class Recorder:
         another process (the console) can add marks, pause and resume.
     detect_threads : bool
         Run each live detector in a thread of its own instead of in the
-        writer thread after each pass's flush (the default; see
+        writer thread at the end of each pass (the default; see
         :class:`_DetectWorker`).  The alarms are the same.
     """
 
@@ -612,7 +648,12 @@ class Recorder:
         when the recording stopped on an error (a chain's notes are read from
         immutable state, so a detector thread left running is no hazard)."""
         for worker in self._detectors.values():
-            for note in worker.detector.notes():
+            notes = list(worker.detector.notes())
+            if worker.moved:
+                notes.append("detection could not keep up in the writer thread (more than "
+                             f"{worker.max_busy:.0%} of the time): moved to a thread of its "
+                             "own")
+            for note in notes:
                 line = f"{worker.name}: {note}"
                 if line not in self.processing_notes:  # (stop may be called again)
                     self.processing_notes.append(line)
