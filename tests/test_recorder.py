@@ -398,6 +398,25 @@ def test_live_alarms_equal_batch_alarms(tmp_path, detect_threads):
     np.testing.assert_allclose(live["score"][order], batch["score"], rtol=1e-6)
 
 
+def _detecting_recorder(out, seed, **device_options):
+    """Simulated detector and tracker (started) and a recorder detecting live on
+    them with 25 ms flushes (not started)."""
+    from demine.simulate import SimulatedDevice, load_scene
+
+    scene = load_scene("benign-soil")
+    devices = [SimulatedDevice(d, scene, seed=seed, duration=30.0, **device_options)
+               for d in ("emi-pi", "nmea")]
+    for d in devices:
+        d.start()
+    cal = {"gate_times": scene.gate_times.tolist()}
+    rec = Recorder(out, [DeviceSpec(d.driver_name, d.port,
+                                    calibration=cal if d.driver_name == "emi-pi" else {})
+                         for d in devices],
+                   frame=LocalFrame(scene.anchor_lon, scene.anchor_lat, scene.anchor_alt),
+                   detect=True, flush_interval=0.025)
+    return rec, devices
+
+
 def test_inline_detection_follows_the_flush_and_a_failure_loses_no_frame(tmp_path):
     """With the detectors in the writer thread, every chunk reaches the
     detector after the pass that appended it, and after that pass's flush
@@ -405,19 +424,8 @@ def test_inline_detection_follows_the_flush_and_a_failure_loses_no_frame(tmp_pat
     came less than half an interval after the last flush), and a detector
     that raises stops the recording with its error while every frame
     received stays in the file."""
-    from demine.simulate import SimulatedDevice, load_scene
-
-    scene = load_scene("benign-soil")
     out = tmp_path / "fail.h5"
-    devices = [SimulatedDevice(d, scene, seed=3, duration=30.0) for d in ("emi-pi", "nmea")]
-    for d in devices:
-        d.start()
-    rec = Recorder(out, [DeviceSpec(d.driver_name, d.port,
-                                    calibration={"gate_times": scene.gate_times.tolist()}
-                                    if d.driver_name == "emi-pi" else {})
-                         for d in devices],
-                   frame=LocalFrame(scene.anchor_lon, scene.anchor_lat, scene.anchor_alt),
-                   detect=True, flush_interval=0.025)
+    rec, devices = _detecting_recorder(out, seed=3)
     # (frames given so far, appended to the writer, written to the file)
     seen: list[tuple[int, int, int]] = []
     given = 0
@@ -459,20 +467,9 @@ def test_a_detector_that_cannot_keep_up_inline_moves_to_a_thread(tmp_path):
     thread of its own, the writer keeps flushing on time, and the alarms are
     still the batch ones."""
     from demine.pipeline import detect_recording
-    from demine.simulate import SimulatedDevice, load_scene
 
-    scene = load_scene("benign-soil")
     out = tmp_path / "slow.h5"
-    devices = [SimulatedDevice(d, scene, seed=4, duration=30.0, speed=4.0)
-               for d in ("emi-pi", "nmea")]
-    for d in devices:
-        d.start()
-    cal = {"gate_times": scene.gate_times.tolist()}
-    rec = Recorder(out, [DeviceSpec(d.driver_name, d.port,
-                                    calibration=cal if d.driver_name == "emi-pi" else {})
-                         for d in devices],
-                   frame=LocalFrame(scene.anchor_lon, scene.anchor_lat, scene.anchor_alt),
-                   detect=True, flush_interval=0.025)
+    rec, devices = _detecting_recorder(out, seed=4, speed=4.0)
     try:
         rec.start()
         worker = rec._detectors["emi"]
