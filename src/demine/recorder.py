@@ -707,7 +707,7 @@ class Recorder:
                 if w.dirty and (time.monotonic() - w.last_flush
                                 >= self.flush_interval - period / 2):
                     w.flush()
-                # the frames are in the file: now the detectors take them
+                # this pass's frames are written (and flushed when due): the detectors' turn
                 for det in self._detectors.values():
                     det.run_pending()
                 now = time.monotonic()
