@@ -398,19 +398,20 @@ def test_live_alarms_equal_batch_alarms(tmp_path, detect_threads):
     np.testing.assert_allclose(live["score"][order], batch["score"], rtol=1e-6)
 
 
-def _detecting_recorder(out, seed, **device_options):
-    """Simulated detector and tracker (started) and a recorder detecting live on
-    them with 25 ms flushes (not started)."""
+def _detecting_recorder(out, seed, kinds=("emi-pi", "nmea"), **device_options):
+    """Simulated devices (started) and a recorder detecting live on them with
+    25 ms flushes (not started)."""
     from demine.simulate import SimulatedDevice, load_scene
 
     scene = load_scene("benign-soil")
     devices = [SimulatedDevice(d, scene, seed=seed, duration=30.0, **device_options)
-               for d in ("emi-pi", "nmea")]
+               for d in kinds]
     for d in devices:
         d.start()
-    cal = {"gate_times": scene.gate_times.tolist()}
+    cal = {"emi-pi": {"gate_times": scene.gate_times.tolist()},
+           "gpr": {"sample_interval": scene.gpr.time_window / scene.gpr.samples}}
     rec = Recorder(out, [DeviceSpec(d.driver_name, d.port,
-                                    calibration=cal if d.driver_name == "emi-pi" else {})
+                                    calibration=cal.get(d.driver_name, {}))
                          for d in devices],
                    frame=LocalFrame(scene.anchor_lon, scene.anchor_lat, scene.anchor_alt),
                    detect=True, flush_interval=0.025)
@@ -473,13 +474,7 @@ def test_a_detector_that_cannot_keep_up_inline_moves_to_a_thread(tmp_path):
     try:
         rec.start()
         worker = rec._detectors["emi"]
-        process = worker.detector.process
-
-        def slow(samples, x, y, t):
-            time.sleep(2e-9 * float(t[-1] - t[0]) if len(t) > 1 else 0.0)
-            return process(samples, x, y, t)
-
-        worker.detector.process = slow
+        _slowed(worker, 2.0)
         deadline = time.monotonic() + 15
         while not worker.moved and time.monotonic() < deadline:
             rec.run(0.2)
@@ -502,6 +497,43 @@ def test_a_detector_that_cannot_keep_up_inline_moves_to_a_thread(tmp_path):
     assert len(live["x"]) == len(batch["x"])
     order = np.argsort(live["time"], kind="stable")
     np.testing.assert_array_equal(live["time"][order], batch["time"])
+
+
+def _slowed(worker, factor):
+    """Make a detector take ``factor`` times the time its frames span."""
+    process = worker.detector.process
+
+    def slow(samples, x, y, t):
+        time.sleep(factor * 1e-9 * float(t[-1] - t[0]) if len(t) > 1 else 0.0)
+        return process(samples, x, y, t)
+
+    worker.detector.process = slow
+
+
+def test_detectors_that_together_hold_up_the_writer_lose_the_busiest_to_a_thread(tmp_path):
+    """Two detectors each below the limit but together above it: the busier
+    one moves to a thread, the other stays in the writer thread."""
+    out = tmp_path / "two.h5"
+    rec, devices = _detecting_recorder(out, seed=5, kinds=("emi-pi", "gpr", "nmea"))
+    try:
+        rec.start()
+        workers = rec._detectors
+        assert set(workers) == {"emi", "gpr"}
+        _slowed(workers["emi"], 0.45)
+        _slowed(workers["gpr"], 0.2)
+        deadline = time.monotonic() + 20
+        while not any(w.moved for w in workers.values()) and time.monotonic() < deadline:
+            rec.run(0.2)
+        rec.run(2 * rec.detect_busy_window + 0.5)  # the other one is not moved later
+    finally:
+        rec.stop()
+        for d in devices:
+            d.stop()
+    assert rec.error is None
+    assert workers["emi"].moved and not workers["gpr"].moved
+    assert [n for n in rec.processing_notes if "moved to a thread" in n] == [
+        f"emi: detection could not keep up in the writer thread (more than "
+        f"{rec.detect_max_busy:.0%} of the time): moved to a thread of its own"]
 
 
 def _undeclared_pulse_recorder(tmp_path, out):

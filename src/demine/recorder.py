@@ -152,19 +152,13 @@ class _DetectWorker:
     Either way frames reach the detector in the order they were written, so
     live alarms still equal batch ones.
 
-    A detector that cannot keep up inline (its calls took more than
-    :attr:`max_busy` of the time over :attr:`busy_window` seconds: a slow
-    machine, a heavy configuration) would delay the writer's passes more and
-    more; it is then moved to a thread of its own (:attr:`moved`), where a
+    Detectors that cannot keep up inline (a slow machine, a heavy
+    configuration) would delay the writer's passes more and more; the
+    recorder then moves the busiest to a thread of its own
+    (:meth:`move_to_thread`, see :attr:`Recorder.detect_max_busy`), where a
     backlog of chunks waits for it while the frames keep reaching the file
     on time.
     """
-
-    #: Inline, the share of the time a detector may keep the writer busy
-    #: (over ``busy_window`` seconds) before it is moved to a thread.
-    max_busy = 0.5
-    #: Seconds over which that share is measured.
-    busy_window = 2.0
 
     def __init__(self, name: str, detector: Any, sink: Callable[[Any], None],
                  on_error: Callable[[BaseException], None], threaded: bool = False) -> None:
@@ -176,8 +170,8 @@ class _DetectWorker:
         self._failed = False
         self._queue: queue.Queue[Any] | None = None
         self._thread: threading.Thread | None = None
-        self._busy = 0.0
-        self._since: float | None = None
+        #: Seconds spent in inline calls since the recorder last looked.
+        self.busy = 0.0
         #: Whether the detector was moved to a thread because it could not keep up inline.
         self.moved = False
         if threaded:
@@ -188,6 +182,11 @@ class _DetectWorker:
         self._thread = threading.Thread(target=self._run, name=f"demine-detect-{self.name}",
                                         daemon=True)
         self._thread.start()
+
+    @property
+    def threaded(self) -> bool:
+        """Whether the detector runs in a thread of its own."""
+        return self._queue is not None
 
     @property
     def backlog(self) -> int:
@@ -213,18 +212,18 @@ class _DetectWorker:
         except BaseException as exc:  # noqa: BLE001 - reported by the recorder
             self._fail(exc)
             return
-        now = time.monotonic()
-        if self._since is None:
-            self._since = start
-        self._busy += now - start
-        if now - self._since >= self.busy_window:
-            if self._busy > self.max_busy * (now - self._since):
-                log.warning("detector of stream %s took %.0f %% of the writer's time: moved "
-                            "to a thread of its own", self.name,
-                            100 * self._busy / (now - self._since))
-                self.moved = True
-                self._start_thread()
-            self._busy, self._since = 0.0, now
+        self.busy += time.monotonic() - start
+
+    def move_to_thread(self) -> None:
+        """From now on, run in a thread of its own (inline chunks already
+        processed; called by the writer thread, which alone submits)."""
+        if self._queue is None:
+            self.moved = True
+            self._start_thread()
+            assert self._queue is not None
+            for item in self._pending:  # (none when called after run_pending)
+                self._queue.put(item)
+            self._pending = []
 
     def close(self, timeout: float = 120.0) -> None:
         """Finish the stream (remaining alarms written) and end the thread."""
@@ -423,6 +422,7 @@ class Recorder:
             self.detect_config = load_detect_config(None if detect is True else detect)
         self._detectors: dict[str, _DetectWorker] = {}
         self.detect_threads = bool(detect_threads)
+        self._load_since: float | None = None
         self._alarm_lock = threading.Lock()
         self.alarms_written = 0
         #: what the detectors' chains decided from the data, one line per
@@ -651,8 +651,8 @@ class Recorder:
             notes = list(worker.detector.notes())
             if worker.moved:
                 notes.append("detection could not keep up in the writer thread (more than "
-                             f"{worker.max_busy:.0%} of the time): moved to a thread of its "
-                             "own")
+                             f"{self.detect_max_busy:.0%} of the time): moved to a thread of "
+                             "its own")
             for note in notes:
                 line = f"{worker.name}: {note}"
                 if line not in self.processing_notes:  # (stop may be called again)
@@ -686,6 +686,12 @@ class Recorder:
     #: The writer's pass comes this long after the readers' wake-up (a share of
     #: the pass interval), so that their frames of that period are in.
     pass_lag = 0.004
+    #: Share of the time the inline detectors may keep the writer thread busy
+    #: (over ``detect_busy_window`` seconds) before the busiest of them is
+    #: moved to a thread of its own.
+    detect_max_busy = 0.5
+    #: Seconds over which that share is measured.
+    detect_busy_window = 2.0
     #: Final positions of frames already in the file are written at most this
     #: often (s): one write per column for several GPS fixes' worth of rows
     #: instead of one per fix (position columns were a fifth of the writer's
@@ -710,6 +716,7 @@ class Recorder:
                 # this pass's frames are written (and flushed when due): the detectors' turn
                 for det in self._detectors.values():
                     det.run_pending()
+                self._check_detect_load()
                 now = time.monotonic()
                 rest = period - (now - lag) % period
                 self._stop.wait(rest)
@@ -717,6 +724,29 @@ class Recorder:
             self.error = exc
             log.debug("recording %s stopped: %s", self.out, exc)
             self.stop_readers()
+
+    def _check_detect_load(self) -> None:
+        """Move the busiest inline detector to a thread of its own when the
+        inline detectors together took more than :attr:`detect_max_busy` of
+        the last :attr:`detect_busy_window` seconds."""
+        now = time.monotonic()
+        if self._load_since is None:
+            self._load_since = now
+            return
+        span = now - self._load_since
+        if span < self.detect_busy_window:
+            return
+        inline = [d for d in self._detectors.values() if not d.threaded]
+        total = sum(d.busy for d in inline)
+        if inline and total > self.detect_max_busy * span:
+            worst = max(inline, key=lambda d: d.busy)
+            log.warning("live detection took %.0f %% of the writer's time (stream %s: %.0f %%): "
+                        "detector of %s moved to a thread of its own", 100 * total / span,
+                        worst.name, 100 * worst.busy / span, worst.name)
+            worst.move_to_thread()
+        for d in self._detectors.values():
+            d.busy = 0.0
+        self._load_since = now
 
     def _drain(self, final: bool, block: float = 0.0) -> None:
         got_any = False
