@@ -409,7 +409,8 @@ def _detecting_recorder(out, seed, kinds=("emi-pi", "nmea"), **device_options):
     for d in devices:
         d.start()
     cal = {"emi-pi": {"gate_times": scene.gate_times.tolist()},
-           "gpr": {"sample_interval": scene.gpr.time_window / scene.gpr.samples}}
+           "gpr": {"sample_interval": scene.gpr.time_window / scene.gpr.samples,
+                   "time_zero": 0.0}}
     rec = Recorder(out, [DeviceSpec(d.driver_name, d.port,
                                     calibration=cal.get(d.driver_name, {}))
                          for d in devices],
