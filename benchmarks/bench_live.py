@@ -27,7 +27,9 @@ Reported, side by side in the same run:
 * latency of the detectors: from the moment a chunk's first frame could be
   placed (its arrival, or the arrival of the GPS fix after it) to the end of
   the detector call, and for calls that produced alarms to the end of the
-  flush that put them in the file; and the wait for that GPS fix;
+  flush that put them in the file; the wait for that GPS fix; and how long the
+  calls themselves take (99th percentile and longest: with the detectors in
+  the writer thread, its next pass waits that long);
 * where the CPU goes, per thread (readers, writer, detectors, OpenMP workers),
   and the process's context switches per second (threads handing each other
   the GIL cost a futex call and a switch each time);
@@ -179,8 +181,10 @@ def measure(seconds: float, detect: bool, flush_interval: float,
             log = calls[name] = []
 
             def process(samples, x, y, t, _p=worker.detector.process, _log=log):
+                start = time.perf_counter_ns()
                 res = _p(samples, x, y, t)
-                _log.append([int(t[0]), int(t[-1]), time.time_ns(), len(res["x"]), None])
+                _log.append([int(t[0]), int(t[-1]), time.time_ns(), len(res["x"]), None,
+                             time.perf_counter_ns() - start])
                 return res
 
             def sink(alarms, _s=worker._sink, _log=log):
@@ -222,13 +226,15 @@ def measure(seconds: float, detect: bool, flush_interval: float,
         ready = _ready_ns(t_all, host[name], gps_t, gps_host)
         placed = (host[name] >= started) & (ready < np.iinfo(np.int64).max)
         fix_wait.append((ready - host[name])[placed] / 1e6)
-        for t_first, _t_last, end, n_alarms, flushed in log:
+        for t_first, _t_last, end, n_alarms, flushed, _dur in log:
             k = min(int(np.searchsorted(t_all, t_first)), t_all.size - 1)
             if host[name][k] < started or ready[k] == np.iinfo(np.int64).max:
                 continue  # start-up backlog, or placed at the end without a later fix
             det.append((end - ready[k]) / 1e6)
             if n_alarms and flushed is not None:
                 alarm.append((flushed - ready[k]) / 1e6)
+    # how long each detector call itself took (inline, the writer waits that long)
+    durations = [np.array([c[5] for c in log], dtype=float) / 1e6 for log in calls.values()]
     os.unlink(out)
     os.rmdir(out.parent)
     threads = {k: 100 * (v - thr0.get(k, 0.0)) / wall for k, v in thr1.items()}
@@ -243,6 +249,9 @@ def measure(seconds: float, detect: bool, flush_interval: float,
             "lat_p99_ms": pct(lat, 99), "acq_median_ms": pct(lat_acq, 50),
             "acq_p99_ms": pct(lat_acq, 99), "det_median_ms": pct(det, 50),
             "det_p99_ms": pct(det, 99), "alarm_max_ms": max(alarm, default=float("nan")),
+            "call_p99_ms": pct(durations, 99),
+            "call_max_ms": max((float(d.max()) for d in durations if d.size),
+                               default=float("nan")),
             "n_alarm_calls": len(alarm), "fix_wait_p99_ms": pct(fix_wait, 99),
             "emi_frames": n_emi, "gpr_frames": n_gpr, "alarms": rec.alarms_written,
             "frames_missing": lost, "switches_per_s": switches / wall,
@@ -297,7 +306,8 @@ def run(seconds: float | None = None) -> list[dict[str, object]]:
         where = ", ".join(f"{k} {v:.1f}" for k, v in
                           sorted(m["threads"].items(), key=lambda kv: -kv[1]) if v >= 0.1)
         det = (f"detector calls (input ready -> done) median {m['det_median_ms']:.0f} ms, "
-               f"p99 {m['det_p99_ms']:.0f} ms; alarms in file <= {m['alarm_max_ms']:.0f} ms "
+               f"p99 {m['det_p99_ms']:.0f} ms, each call p99 {m['call_p99_ms']:.0f} ms, max "
+               f"{m['call_max_ms']:.0f} ms; alarms in file <= {m['alarm_max_ms']:.0f} ms "
                f"after their input ({m['n_alarm_calls']} calls); GPS fix wait p99 "
                f"{m['fix_wait_p99_ms']:.0f} ms; " if detect else "")
         rows.append({"suite": "live", "case": label,
