@@ -92,7 +92,7 @@ def main() -> int:
     t0 = time.perf_counter()
     paths = simulate_training_lanes(
         args.workdir, training_lanes(args.first_layout, args.lanes, args.physics,
-                                     lines=args.lines), jobs=max(1, args.jobs))
+                                     lines=args.lines), jobs=args.jobs)
     print(f"{len(paths)} lanes ready in {time.perf_counter() - t0:.0f} s")
     ts = build_training_set(paths, cache=args.workdir / "features-cache",
                             strict=args.labels == "strict", te=args.labels == "te",

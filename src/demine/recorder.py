@@ -422,7 +422,7 @@ class Recorder:
             self.detect_config = load_detect_config(None if detect is True else detect)
         self._detectors: dict[str, _DetectWorker] = {}
         self.detect_threads = bool(detect_threads)
-        self._load_since: float | None = None
+        self._load_since = 0.0  # start of the detectors' current load window
         self._alarm_lock = threading.Lock()
         self.alarms_written = 0
         #: what the detectors' chains decided from the data, one line per
@@ -707,6 +707,7 @@ class Recorder:
         period = self.pass_interval
         lag = min(self.pass_lag, period / 4)
         w = self.writer
+        self._load_since = time.monotonic()
         try:
             while not self._stop.is_set():
                 self._drain(final=False)
@@ -730,9 +731,6 @@ class Recorder:
         inline detectors together took more than :attr:`detect_max_busy` of
         the last :attr:`detect_busy_window` seconds."""
         now = time.monotonic()
-        if self._load_since is None:
-            self._load_since = now
-            return
         span = now - self._load_since
         if span < self.detect_busy_window:
             return
@@ -740,9 +738,9 @@ class Recorder:
         total = sum(d.busy for d in inline)
         if inline and total > self.detect_max_busy * span:
             worst = max(inline, key=lambda d: d.busy)
-            log.warning("live detection took %.0f %% of the writer's time (stream %s: %.0f %%): "
-                        "detector of %s moved to a thread of its own", 100 * total / span,
-                        worst.name, 100 * worst.busy / span, worst.name)
+            log.warning("live detection took %.0f %% of the writer's time: the detector of "
+                        "stream %s (%.0f %%) moved to a thread of its own", 100 * total / span,
+                        worst.name, 100 * worst.busy / span)
             worst.move_to_thread()
         for d in self._detectors.values():
             d.busy = 0.0
