@@ -463,6 +463,135 @@ def test_inline_detection_follows_the_flush_and_a_failure_loses_no_frame(tmp_pat
         np.testing.assert_array_equal(seq, seq[0] + np.arange(seq.size))
 
 
+def _count_delivered(rec):
+    """Count the frames each reader hands to the recorder (wraps its callback)."""
+    delivered = dict.fromkeys(rec._readers, 0)
+    lock = threading.Lock()
+    for name, reader in rec._readers.items():
+        inner = reader.on_frames
+
+        def counted(batch, name=name, inner=inner):
+            with lock:
+                delivered[name] += len(batch)
+            inner(batch)
+
+        reader.on_frames = counted
+    return delivered
+
+
+def test_a_failed_detector_stops_nothing_else(tmp_path):
+    """After a detector raises, the recorder is stopped a little later (as the
+    CLI does): every frame the readers delivered is in the file, every frame
+    that a GPS fix covers is placed, and the other detector still finishes
+    (its last alarms written)."""
+    out = tmp_path / "one-fails.h5"
+    rec, devices = _detecting_recorder(out, seed=3, kinds=("emi-pi", "gpr", "nmea"))
+    delivered = _count_delivered(rec)
+    finished = []
+    try:
+        rec.start()
+        emi, gpr = rec._detectors["emi"], rec._detectors["gpr"]
+        process, finish = emi.detector.process, gpr.detector.finish
+        calls = []
+
+        def failing(*a):
+            calls.append(1)
+            if len(calls) == 20:
+                raise ValueError("detector broke on purpose")
+            return process(*a)
+
+        def finishing():
+            finished.append(threading.current_thread().name)
+            return finish()
+
+        emi.detector.process = failing
+        gpr.detector.finish = finishing
+        with pytest.raises(RecordingError, match="detector broke on purpose"):
+            rec.run(20)
+        time.sleep(0.3)  # frames keep coming until the caller stops
+    finally:
+        rec.stop()
+        for d in devices:
+            d.stop()
+    assert finished == ["MainThread"]
+    with Recording(out) as r:
+        for name, n in delivered.items():
+            assert n > 0 and len(r.streams[name]) == n == rec.frames_written[name], name
+        fixes = r.streams["gps"].time
+        for name in ("emi", "gpr"):
+            s = r.streams[name]
+            covered = (s.time >= fixes.min()) & (s.time <= fixes.max())
+            assert covered.sum() > 0.8 * len(s)
+            assert np.isfinite(s.x[covered]).all(), name
+
+
+def test_stop_waits_for_a_writer_thread_busy_in_a_detector(tmp_path, caplog):
+    """A detector call still running when the recording stops (here 1.5 s,
+    past the recorder's warning interval) is waited for: the final chunk and
+    ``finish`` run after it ends, never beside it."""
+    out = tmp_path / "busy.h5"
+    rec, devices = _detecting_recorder(out, seed=6)
+    rec.stop_warn_interval = 0.3
+    log = []  # (event, thread, time)
+    try:
+        rec.start()
+        worker = rec._detectors["emi"]
+        process, finish = worker.detector.process, worker.detector.finish
+        stopping = threading.Event()
+
+        def slow_at_stop(*a):
+            log.append(("start", threading.current_thread().name, time.monotonic()))
+            if stopping.is_set() and len(log) < 4000:
+                time.sleep(1.5)
+            out_ = process(*a)
+            log.append(("end", threading.current_thread().name, time.monotonic()))
+            return out_
+
+        def finishing():
+            log.append(("finish", threading.current_thread().name, time.monotonic()))
+            return finish()
+
+        worker.detector.process = slow_at_stop
+        worker.detector.finish = finishing
+        rec.run(1.0)
+        stopping.set()
+        time.sleep(0.1)  # (the writer is inside a slow call now)
+    finally:
+        with caplog.at_level("WARNING", logger="demine.recorder"):
+            rec.stop()
+        for d in devices:
+            d.stop()
+    assert rec.error is None
+    assert "the writer thread is still busy" in caplog.text
+    writer_ends = [t for e, th, t in log if e == "end" and th != "MainThread"]
+    after = [(e, t) for e, th, t in log if th == "MainThread"]
+    assert after and after[-1][0] == "finish"
+    assert min(t for _, t in after) >= max(writer_ends)
+
+
+def test_a_detector_thread_that_does_not_finish_in_time_is_an_error():
+    """A detector in a thread of its own still busy when its time to finish
+    is up: reported (its last alarms are missing), not silently dropped."""
+    from demine.recorder import _DetectWorker
+
+    class Slow:
+        def process(self, *a):
+            time.sleep(1.0)
+            return {}
+
+        def finish(self):
+            return {}
+
+    errors = []
+    worker = _DetectWorker("emi", Slow(), lambda alarms: None, errors.append, threaded=True)
+    chunk = (np.zeros((4, 2)), np.zeros(4), np.zeros(4), np.arange(4, dtype=np.int64))
+    for _ in range(3):
+        worker.submit(*chunk)
+    worker.close(timeout=0.2)
+    assert len(errors) == 1 and isinstance(errors[0], RecordingError)
+    assert "'emi' had not finished 0 s after the recording stopped" in str(errors[0])
+
+
 def test_a_detector_that_cannot_keep_up_inline_moves_to_a_thread(tmp_path):
     """A detector slower than real time (here: twice the time its frames
     span) would hold up the writer's passes more and more; it is moved to a

@@ -226,7 +226,12 @@ class _DetectWorker:
             self._pending = []
 
     def close(self, timeout: float = 120.0) -> None:
-        """Finish the stream (remaining alarms written) and end the thread."""
+        """Finish the stream (remaining alarms written) and end the thread.
+
+        A thread that has not finished ``timeout`` seconds later (a detector
+        that fell behind) is reported as an error: its last alarms are not in
+        the file (the file is closed after this; the thread's later writes
+        fail and change nothing)."""
         if self._queue is None:
             self.run_pending()
             if not self._failed:
@@ -239,6 +244,11 @@ class _DetectWorker:
         self._queue.put(None)
         assert self._thread is not None
         self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._on_error(RecordingError(
+                f"detection of stream {self.name!r} had not finished {timeout:.0f} s after "
+                f"the recording stopped ({self._queue.qsize()} chunks still waiting): its "
+                "last alarms are not in the file (run 'demine detect' on the recording)"))
 
     def _fail(self, exc: BaseException) -> None:
         self._failed = True
@@ -429,6 +439,7 @@ class Recorder:
         #: decision prefixed with the stream's name (filled in at stop)
         self.processing_notes: list[str] = []
         self.error: BaseException | None = None
+        self._writer_failed = False  # the writer itself (not a detector) failed
         self.started_at: float | None = None
         self.events: list[ReaderEvent] = []
         self.control = control
@@ -618,24 +629,52 @@ class Recorder:
         for r in self._readers.values():
             r.stop()  # (a grouped reader is already stopped: returns at once)
 
+    #: Longest wait (s) in :meth:`stop` for the detectors running in threads
+    #: of their own to finish (all together).
+    detect_close_timeout = 120.0
+    #: :meth:`stop` warns every this many seconds while the writer thread is
+    #: still busy.
+    stop_warn_interval = 30.0
+
     def stop(self) -> None:
-        """Stop reading, write everything received, close the file."""
+        """Stop reading, write everything received, close the file.
+
+        A detector that failed stops nothing else: every frame received is
+        still written and placed, and the other detectors finish (their last
+        alarms written).  Only a failure of the writer itself (disk full, …)
+        leaves the file as it was at its last good flush.  The writer thread is
+        waited for however long it takes (it may be inside a detector's call):
+        the final writes must not run beside it.
+        """
         self.stop_readers()
         if self._control_server is not None:
             self._control_server.close()
             self._control_server = None
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=30)
+            waited = 0.0
+            self._thread.join(timeout=self.stop_warn_interval)
+            while self._thread.is_alive():
+                waited += self.stop_warn_interval
+                log.warning("recording %s: the writer thread is still busy after %.0f s "
+                            "(a detector's call or a flush); waiting for it", self.out, waited)
+                self._thread.join(timeout=self.stop_warn_interval)
         if self.writer is None:
             return
-        if self.error is None:
+        if not self._writer_failed:
             try:
                 self._drain(final=True)
-                for worker in self._detectors.values():
-                    worker.close()
             except Exception as exc:  # noqa: BLE001 - e.g. disk full while draining
-                self.error = exc
+                self._writer_failed = True
+                if self.error is None:
+                    self.error = exc
+        # every detector is closed, whatever failed: threads of their own end
+        deadline = time.monotonic() + self.detect_close_timeout
+        for worker in self._detectors.values():
+            try:
+                worker.close(timeout=max(1.0, deadline - time.monotonic()))
+            except Exception as exc:  # noqa: BLE001 - reported like a detector's error
+                self._detector_failed(exc)
         self._collect_notes()
         try:
             self.writer.close()
@@ -722,6 +761,7 @@ class Recorder:
                 rest = period - (now - lag) % period
                 self._stop.wait(rest)
         except BaseException as exc:  # disk full, …: stop cleanly, keep what is written
+            self._writer_failed = True
             self.error = exc
             log.debug("recording %s stopped: %s", self.out, exc)
             self.stop_readers()
@@ -732,7 +772,7 @@ class Recorder:
         the last :attr:`detect_busy_window` seconds."""
         now = time.monotonic()
         span = now - self._load_since
-        if span < self.detect_busy_window:
+        if span < self.detect_busy_window or self._stop.is_set():
             return
         inline = [d for d in self._detectors.values() if not d.threaded]
         total = sum(d.busy for d in inline)
