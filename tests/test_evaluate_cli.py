@@ -197,3 +197,19 @@ def test_plots_write_png(tmp_path):
     assert main(["evaluate", str(path), "--roc-plot", str(tmp_path / "r2.png"),
                  "--map-plot", str(tmp_path / "m2.png")]) == 0
     assert (tmp_path / "r2.png").stat().st_size > 5000
+
+
+def test_cli_notes_a_recording_without_alarms(tmp_path, capsys):
+    """The alarms table of a recording never detected on (`demine detect
+    --out CSV` leaves it empty) gives PD 0 with a note saying how to fill it;
+    with alarms, or with --alarms, no note."""
+    empty = _write(tmp_path / "empty.h5", alarms=False)
+    full = _write(tmp_path / "full.h5", lane="L2")
+    assert main(["evaluate", str(empty), str(full)]) == 0
+    err = capsys.readouterr().err
+    assert f"note: {empty} has no alarms in its alarms table" in err
+    assert "--write" in err and str(full) not in err
+    csv = tmp_path / "a.csv"
+    csv.write_text("x,y,score\n0.3,0.5,1\n")
+    assert main(["evaluate", str(empty), "--alarms", str(csv)]) == 0
+    assert "note:" not in capsys.readouterr().err

@@ -28,8 +28,8 @@ Faults and their outcome:
 Nothing a device does stops the reader threads of other devices; an exception in
 the consumer callback is counted and reported as an event, never kills the reader.
 
-Example
--------
+Examples
+--------
 >>> from demine.acquisition import DeviceReader
 >>> def consume(batch):
 ...     print(batch.driver, len(batch), batch.time_ns[:1])

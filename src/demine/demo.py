@@ -49,6 +49,8 @@ def run_demo(out_dir: str | Path = "demine-demo", *, scene: str = "demo-lane",
         Which simulated devices to run.
     plots : bool
         Write the lane map and ROC (needs matplotlib).
+    say : callable
+        Receives each progress line (default: print).
     """
     from .evaluate import evaluate_recordings
     from .pipeline import append_alarms, detect_recording, write_alarms_csv

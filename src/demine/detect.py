@@ -108,8 +108,8 @@ def detector_defaults(chain: Any, context: Mapping[str, Any] | None = None) -> d
     none (the class defaults suit ``emi.detect``).  When the stream context
     gives the coil radius ``a`` (``coil_radius`` of the stream's calibration),
     ``lobe_radius`` (the two lobes of a horizontal dipole lie about a coil
-    diameter apart) and ``max_pass_spacing`` (a coil's reach to the side) are
-    scaled to it.  ``depth_scale`` is not: scaling it with
+    diameter apart), ``max_pass_spacing`` (a coil's reach to the side) and
+    ``shape_radius`` (a coil's footprint) are scaled to it.  ``depth_scale`` is not: scaling it with
     the coil's dipole fall-off, ``sqrt(a**2 + 0.2**2)``, merged more mines into
     neighbours under a 0.2 m coil (simulated lanes: PD 0.906 -> 0.844) and
     changed nothing under a 0.08 m one.

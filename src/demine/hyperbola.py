@@ -441,6 +441,10 @@ class GPRDetector:
         last ``noise_window / 2`` ahead of the bin, the rest behind).
     surface_trim : float
         Fraction of the most energetic bins left out of that estimate.
+    surface_second_order : bool
+        Also remove the second-order term of a shift of the surface wavelet
+        (its time derivative, weighted by the square of the first
+        component's weight).
     robust_clutter : bool
         Measure the clutter level around each row's median...
     flat_level : float

@@ -149,6 +149,12 @@ def bscan_figure(path: str | Path, stream: str, alarms: Mapping[str, np.ndarray]
         Alarms (only those of ``stream`` are drawn); with ``two_way_time``,
         ``velocity`` (and ``width``) the fitted hyperbola is drawn.
     config : detection config, optional
+    max_panels : int
+        Most panels the line is cut into.
+    min_panel : float
+        Shortest panel (m of path): a shorter line has fewer panels.
+    ds : float, optional
+        Bin of path length (m).
 
     Returns
     -------

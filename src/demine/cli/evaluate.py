@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 
 def _positive(text: str) -> float:
@@ -90,6 +91,13 @@ def run(args: argparse.Namespace) -> int:
         include_unsearched=args.include_unsearched, select=select,
         far_levels=tuple(args.far) if args.far else (0.5, 1.0),
     )
+    if alarms is None:
+        # (the usual slip: `demine detect FILE --out CSV` leaves the table as it was)
+        for f, lane in zip(args.files, result.lanes, strict=True):
+            if lane.alarm_x.size == 0:
+                print(f"note: {f} has no alarms in its alarms table: write them with "
+                      f"'demine detect {f} --write', or give the detector's CSV with --alarms",
+                      file=sys.stderr)
     if args.roc_plot or args.map_plot:
         from ..plots import plot_lane_map, plot_roc, save_figure
 

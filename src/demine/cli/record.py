@@ -24,9 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--device nmea=/dev/ttyUSB1 --out lane1.h5 --duration 60",
     )
     p.add_argument("--device", action="append", required=True, metavar="[NAME:]DRIVER=PORT",
-                   help="a device to record (repeat for several); `demine info` lists "
-                   "nothing here: drivers are emi-pi, gpr, nmea, ascii-md and any installed "
-                   "through the demine.drivers entry point")
+                   help="a device to record (repeat for several); `demine drivers` lists "
+                   "the drivers (emi-pi, gpr, nmea, ascii-md and any installed through the "
+                   "demine.drivers entry point)")
     p.add_argument("--out", "-o", required=True, type=Path, help="recording to create (.h5)")
     p.add_argument("--duration", type=float, default=None, metavar="S",
                    help="stop after S seconds (default: until Ctrl-C)")

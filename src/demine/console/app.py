@@ -98,6 +98,8 @@ class ConsoleApp(App):
         Polls of the file (and display updates) per second.
     status_interval : float
         Seconds between status requests over the control channel.
+    bell : bool
+        Ring the terminal bell on each new alarm.
     """
 
     CSS = _CSS

@@ -206,6 +206,10 @@ class Follower:
     history_s : float
         When opening a recording that is already long, start the chart and the
         waterfall this many seconds before its end.
+    max_catch_up_s : float
+        Most seconds of new frames shown per poll: a console that fell
+        further behind skips ahead to the last that long (for the displays
+        only; gaps in the sequence are still counted over all of them).
     clock : callable
         UTC nanoseconds now (tests may replace it).
     """
