@@ -1,6 +1,7 @@
 """Write a small demine recording from NumPy arrays, the way a lab script would.
 
-Run ``python examples/write_recording.py [OUT.h5]`` and then ``demine info OUT.h5``.
+Run ``python examples/write_recording.py [OUT.h5] [--overwrite]`` and then
+``demine info OUT.h5``.
 The readings here are synthetic (a pulse-induction detector passing over one
 target, a radar seeing one hyperbola); a real script would append what its
 instruments return.
@@ -8,20 +9,20 @@ instruments return.
 
 from __future__ import annotations
 
-import sys
+import argparse
 
 import numpy as np
 
 from demine.recording import RecordingWriter, utc_now_ns
 
 
-def main(out: str = "example_recording.h5") -> str:
+def main(out: str = "example_recording.h5", overwrite: bool = False) -> str:
     rng = np.random.default_rng(0)
     gate_times = np.geomspace(10e-6, 1e-3, 16)  # 16 log-spaced gates, 10 µs .. 1 ms
     t0 = utc_now_ns()
 
     with RecordingWriter(out, site="lab bench", operator="example", lane_id="L0",
-                         notes="synthetic example", overwrite=True) as rec:
+                         notes="synthetic example", overwrite=overwrite) as rec:
         emi = rec.add_stream("emi", "emi", gate_times=gate_times, driver="emi-pi",
                              device="example PI detector", units="V")
         gpr = rec.add_stream("gpr", "gpr", n_channels=512, dtype="int16", driver="gpr",
@@ -56,4 +57,9 @@ def main(out: str = "example_recording.h5") -> str:
 
 
 if __name__ == "__main__":
-    print(main(*sys.argv[1:]))
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out", nargs="?", default="example_recording.h5",
+                    help="recording to write (default: %(default)s)")
+    ap.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    args = ap.parse_args()
+    print(main(args.out, overwrite=args.overwrite))

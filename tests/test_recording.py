@@ -256,6 +256,22 @@ def test_no_attribute_that_generic_readers_apply(tmp_path):
     assert seen and not {"scale_factor", "add_offset", "_FillValue"} & set(seen)
 
 
+def test_example_script_has_a_help_and_keeps_an_existing_file(tmp_path):
+    """``--help`` is help, not a file name; an existing recording is kept
+    unless ``--overwrite`` is given."""
+    script = str(ROOT / "examples" / "write_recording.py")
+    r = subprocess.run([sys.executable, script, "--help"], cwd=tmp_path, capture_output=True,
+                       text=True, check=True)
+    assert "--overwrite" in r.stdout and list(tmp_path.iterdir()) == []
+    out = tmp_path / "ex.h5"
+    subprocess.run([sys.executable, script, str(out)], check=True, capture_output=True)
+    before = out.read_bytes()
+    r = subprocess.run([sys.executable, script, str(out)], capture_output=True, text=True)
+    assert r.returncode != 0 and "exists" in r.stderr and out.read_bytes() == before
+    subprocess.run([sys.executable, script, str(out), "--overwrite"], check=True,
+                   capture_output=True)
+
+
 def test_opens_in_xarray_via_h5netcdf(tmp_path):
     xr = pytest.importorskip("xarray")
     out = tmp_path / "ex.h5"
