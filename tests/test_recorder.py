@@ -569,6 +569,31 @@ def test_stop_waits_for_a_writer_thread_busy_in_a_detector(tmp_path, caplog):
     assert min(t for _, t in after) >= max(writer_ends)
 
 
+def test_a_detector_thread_that_failed_is_given_no_more_chunks():
+    """Once a detector in a thread of its own has raised, its thread is gone:
+    nothing more is queued for it (the frames are in the file anyway)."""
+    from demine.recorder import _DetectWorker
+
+    class Broken:
+        def process(self, *a):
+            raise ValueError("broken")
+
+        def finish(self):
+            return {}
+
+    errors = []
+    worker = _DetectWorker("emi", Broken(), lambda alarms: None, errors.append, threaded=True)
+    chunk = (np.zeros((4, 2)), np.zeros(4), np.zeros(4), np.arange(4, dtype=np.int64))
+    worker.submit(*chunk)
+    worker._thread.join(5)
+    assert not worker._thread.is_alive() and [str(e) for e in errors] == ["broken"]
+    for _ in range(5):
+        worker.submit(*chunk)
+    assert worker.backlog == 0
+    worker.close(timeout=1.0)
+    assert len(errors) == 1
+
+
 def test_a_detector_thread_that_does_not_finish_in_time_is_an_error():
     """A detector in a thread of its own still busy when its time to finish
     is up: reported (its last alarms are missing), not silently dropped."""
@@ -738,12 +763,30 @@ def _sigint_default() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_sigterm_and_ctrl_c_stop_cleanly(tmp_path, sig):
+#: ``demine`` whose Recorder.stop is sent a SIGTERM as it begins (a service
+#: manager repeating its signal while the recording is being closed).
+_TERM_WHILE_STOPPING = """
+import os, signal, sys
+from demine.recorder import Recorder
+stop = Recorder.stop
+def stop_under_sigterm(self):
+    os.kill(os.getpid(), signal.SIGTERM)
+    return stop(self)
+Recorder.stop = stop_under_sigterm
+from demine.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("sig,twice", [(signal.SIGTERM, False), (signal.SIGINT, False),
+                                       (signal.SIGTERM, True)],
+                         ids=["sigterm", "ctrl-c", "sigterm-again-while-stopping"])
+def test_sigterm_and_ctrl_c_stop_cleanly(tmp_path, sig, twice):
     m, s, path = _pty()
     out = tmp_path / "stopped.h5"
     emi = get_driver("emi-pi")
-    proc = subprocess.Popen([sys.executable, "-m", "demine", "record", "--device",
+    cmd = ["-c", _TERM_WHILE_STOPPING] if twice else ["-m", "demine"]
+    proc = subprocess.Popen([sys.executable, *cmd, "record", "--device",
                              f"emi-pi={path}", "--out", str(out), "--flush-interval", "0.2"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=_sigint_default)

@@ -195,9 +195,11 @@ class _DetectWorker:
 
     def submit(self, samples: np.ndarray, x: np.ndarray, y: np.ndarray,
                t: np.ndarray) -> None:
+        if self._failed:
+            return  # (its error is reported; the frames are in the file)
         if self._queue is not None:
             self._queue.put((samples, x, y, t))
-        elif not self._failed:
+        else:
             self._pending.append((samples, x, y, t))
 
     def run_pending(self) -> None:
@@ -296,6 +298,7 @@ class _DetectWorker:
                     self._sink(self.detector.finish())
                     return
         except BaseException as exc:  # noqa: BLE001 - reported by the recorder
+            self._failed = True  # (no more chunks queued for a thread that ended)
             self._on_error(exc)
 
 

@@ -165,8 +165,13 @@ def run(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             stopped_by_user = True
     finally:
-        rec.stop()
-        signal.signal(signal.SIGTERM, previous)
+        # a SIGTERM repeated while the file is being closed must not cut the
+        # final writes short (Ctrl-C again still interrupts)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            rec.stop()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
         if not args.quiet:
             print(file=sys.stderr)
     for note in rec.processing_notes:
