@@ -38,6 +38,10 @@ def _segment(stream: Any, start: float | None, stop: float | None) -> slice:
     t = stream.time
     if t.size == 0:
         raise ConfigError(f"stream {stream.name!r} has no frames")
+    for name, v in (("start", start), ("stop", stop)):
+        if v is not None and not (math.isfinite(v) and 0 <= v < 1e9):
+            raise ConfigError(f"segment {name} must be seconds from the stream's start "
+                              f"(finite, >= 0), got {v}")
     t0 = int(t[0])
     lo = 0 if start is None else int(np.searchsorted(t, t0 + int(start * 1e9)))
     hi = t.size if stop is None else int(np.searchsorted(t, t0 + int(stop * 1e9)))

@@ -543,8 +543,39 @@ def write_alarms_csv(alarms: dict[str, np.ndarray], path: str | Path) -> Path:
     return path
 
 
+def alarm_counts(path: str | Path) -> dict[str, int]:
+    """Alarms already in a recording's alarms table, per stream."""
+    from .recording import Recording
+
+    with Recording(path) as rec:
+        streams = rec.alarms.get("stream")
+    if streams is None or not len(streams):
+        return {}
+    names, counts = np.unique(np.asarray(streams).astype(str), return_counts=True)
+    return {str(k): int(v) for k, v in zip(names, counts, strict=True)}
+
+
+def check_alarms_absent(path: str | Path, streams: Sequence[str]) -> None:
+    """Raise :class:`RecordingError` when the recording's alarms table already
+    holds alarms of one of ``streams`` (live detection, an earlier
+    ``demine detect --write``): appending them again would count every
+    object twice (twice the false alarms)."""
+    have = alarm_counts(path)
+    for s in streams:
+        if have.get(str(s)):
+            raise RecordingError(
+                f"{path}: its alarms table already holds {have[str(s)]} alarms of stream "
+                f"{s!r} (from live detection or an earlier --write); not appended again "
+                "(evaluate other alarms with 'demine detect --out CSV' and "
+                "'demine evaluate --alarms CSV')")
+
+
 def append_alarms(path: str | Path, alarms: dict[str, np.ndarray]) -> int:
-    """Append alarms to the alarms table of a finished recording (raw data untouched)."""
+    """Append alarms to the alarms table of a finished recording (raw data untouched).
+
+    Refused (:class:`RecordingError`) when the table already holds alarms of
+    one of their streams (:func:`check_alarms_absent`).
+    """
     import h5py
 
     from .recording import TABLES, create_columns
@@ -553,6 +584,11 @@ def append_alarms(path: str | Path, alarms: dict[str, np.ndarray]) -> int:
     n = len(alarms["x"])
     if n == 0:
         return 0
+    missing = [c.name for c in TABLES["alarms"] if c.fill is None and c.name not in alarms]
+    if missing:
+        raise ConfigError(f"alarms for {path}: column {missing[0]!r} is required")
+    if "stream" in alarms:
+        check_alarms_absent(path, sorted({str(s) for s in np.asarray(alarms["stream"])}))
     try:
         f = h5py.File(path, "r+", libver="latest")
     except OSError as exc:

@@ -45,7 +45,9 @@ def run(args: argparse.Namespace) -> int:
         time_zero_profile,
         write_profile,
     )
+    from ._paths import check_text_output
 
+    check_text_output(args.out, [args.recording])
     if args.procedure == "null":
         prof = null_profile(args.recording, args.stream, start=args.start, stop=args.stop,
                             base=args.base)

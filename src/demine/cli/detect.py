@@ -18,15 +18,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", metavar="CFG", help="detection config (TOML), see demine.pipeline")
     p.add_argument("--stream", action="append", default=None, metavar="NAME",
                    help="only these streams (repeatable; default every EMI and GPR stream)")
-    p.add_argument("--out", "-o", type=Path, metavar="CSV", help="write the alarms as CSV")
+    p.add_argument("--out", "-o", type=Path, metavar="CSV",
+                   help="write the alarms as CSV (not over the recording or another HDF5 file)")
     p.add_argument("--write", action="store_true",
-                   help="append the alarms to the recording's alarms table")
+                   help="append the alarms to the recording's alarms table (refused when it "
+                   "already holds alarms of those streams: live or an earlier --write)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..pipeline import append_alarms, detect_recording, write_alarms_csv
+    from ..pipeline import append_alarms, check_alarms_absent, detect_recording, write_alarms_csv
+    from ..recording import Recording
+    from ._paths import check_text_output
 
+    if args.out:
+        check_text_output(args.out, [args.file])
+    if args.write:  # (before the detection, which may take a while)
+        with Recording(args.file) as rec:
+            names = args.stream or [n for n, s in rec.streams.items()
+                                    if s.kind in ("emi", "gpr")]
+        check_alarms_absent(args.file, names)
     notes: list[str] = []
     alarms = detect_recording(args.file, args.config, streams=args.stream, notes=notes)
     n = len(alarms["x"])

@@ -30,7 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..export import export_alarms
+    from ._paths import check_text_output
 
+    check_text_output(args.out, [args.file] + ([args.alarms] if args.alarms else []))
     alarms = None
     if args.alarms:
         from ..evaluate import read_alarms_csv

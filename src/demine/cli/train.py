@@ -67,7 +67,9 @@ def run(args: argparse.Namespace) -> int:
         training_lanes,
     )
     from ..errors import ConfigError
+    from ._paths import check_text_output
 
+    check_text_output(args.out, args.files)
     work = args.workdir or args.out.parent / "demine-train"
     files = list(args.files)
     if args.simulate < 0:

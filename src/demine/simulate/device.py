@@ -205,6 +205,10 @@ class SimulatedDevice:
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
         self.link = None if link is None else Path(link)
+        if self.link is not None and self.link.exists() and not self.link.is_symlink():
+            # (the link is replaced at start and removed at the end: never a file's path)
+            raise ConfigError(f"link {self.link} exists and is not a symbolic link: "
+                              "not replaced; give another path")
         self._io = threading.RLock()
         self._master = self._slave = -1
         self._open_pty()

@@ -1,0 +1,45 @@
+"""Output paths of the CLI: never over an input or a recording."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from ..errors import ConfigError
+
+#: The signature an HDF5 file (a demine recording) starts with.
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def check_text_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike] = (),
+                      option: str = "--out") -> None:
+    """Refuse to write a text output (CSV, TOML, JSON, GeoJSON) over one of the
+    command's inputs or over an existing HDF5 file (a recording, most
+    likely): either would destroy data.  Other existing files are replaced,
+    as usual for such outputs.
+
+    Raises
+    ------
+    ConfigError
+        Naming the option and the path.
+    """
+    out = Path(out)
+    if not out.exists():
+        return
+    for src in inputs:
+        try:
+            same = os.path.samefile(out, src)
+        except OSError:
+            continue
+        if same:
+            raise ConfigError(f"{option} {out} is the input {src}: it would be overwritten; "
+                              "give another path")
+    try:
+        with open(out, "rb") as fh:
+            head = fh.read(len(_HDF5_SIGNATURE))
+    except OSError:
+        return  # (a directory, unreadable: the write itself reports it)
+    if head == _HDF5_SIGNATURE:
+        raise ConfigError(f"{option} {out} is an HDF5 file (a recording?): not overwritten; "
+                          "give another path, or remove it first")
