@@ -104,3 +104,12 @@ def test_calibrate_refuses_a_segment_that_is_not_seconds(tmp_path, capsys, opt, 
     err = capsys.readouterr().err
     assert f"segment {opt[2:]} must be seconds" in err and value in err.replace("1e+300", "1e300")
     assert not (tmp_path / "p.toml").exists()
+
+
+def test_import_never_writes_over_its_input(tmp_path, capsys):
+    """Even with --overwrite: the input would be destroyed while it is read."""
+    src = tmp_path / "line.h5"
+    src.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(100))
+    assert main(["import", str(src), "--out", str(src), "--overwrite"]) == 2
+    assert "is the input" in capsys.readouterr().err
+    assert src.read_bytes().endswith(bytes(100))

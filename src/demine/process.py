@@ -709,7 +709,8 @@ def process_recording(in_path: str | Path, chain: Chain | str | Path | Mapping[s
         target = out_path
     else:
         if out_path.exists() and not overwrite:
-            raise ConfigError(f"{out_path} exists; choose another output or allow overwrite")
+            raise ConfigError(f"{out_path} exists; choose another output (--overwrite, or "
+                              "overwrite=True, replaces it)")
         target = out_path.with_name(out_path.name + ".tmp")
         shutil.copyfile(in_path, target)
     done: dict[str, str] = {}

@@ -644,7 +644,8 @@ class RecordingWriter:
         if compression not in (None, "gzip", "lzf"):
             raise ValueError(f"compression must be None, 'gzip' or 'lzf', got {compression!r}")
         if self.path.exists() and not overwrite:
-            raise RecordingError(f"{self.path}: file exists (pass overwrite=True to replace it)")
+            raise RecordingError(f"{self.path}: file exists (--overwrite, or overwrite=True, "
+                                 "replaces it)")
         extra = dict(attrs or {})
         _check_attrs(extra, str(self.path))
         self.flush_interval = float(flush_interval)

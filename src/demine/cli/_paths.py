@@ -27,14 +27,7 @@ def check_text_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike
     out = Path(out)
     if not out.exists():
         return
-    for src in inputs:
-        try:
-            same = os.path.samefile(out, src)
-        except OSError:
-            continue
-        if same:
-            raise ConfigError(f"{option} {out} is the input {src}: it would be overwritten; "
-                              "give another path")
+    check_not_input(out, inputs, option)
     try:
         with open(out, "rb") as fh:
             head = fh.read(len(_HDF5_SIGNATURE))
@@ -43,3 +36,20 @@ def check_text_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike
     if head == _HDF5_SIGNATURE:
         raise ConfigError(f"{option} {out} is an HDF5 file (a recording?): not overwritten; "
                           "give another path, or remove it first")
+
+
+def check_not_input(out: str | os.PathLike, inputs: Iterable[str | os.PathLike],
+                    option: str = "--out") -> None:
+    """Refuse an output path that is one of the inputs (also through a link),
+    whatever ``--overwrite`` says: the input would be destroyed while read."""
+    out = Path(out)
+    if not out.exists():
+        return
+    for src in inputs:
+        try:
+            same = os.path.samefile(out, src)
+        except OSError:
+            continue
+        if same:
+            raise ConfigError(f"{option} {out} is the input {src}: it would be overwritten; "
+                              "give another path")

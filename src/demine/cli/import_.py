@@ -40,7 +40,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..io.convert import import_file
+    from ._paths import check_not_input
     from .record import read_truth_csv
+
+    check_not_input(args.out, list(args.file) + ([args.truth] if args.truth else []))
 
     # read the truth first: a bad table fails before anything is written
     truth = read_truth_csv(args.truth) if args.truth else None
