@@ -28,3 +28,25 @@ def test_demo_runs_end_to_end(tmp_path):
         assert len(r.table("truth")) >= 3
     assert (out / "alarms.csv").exists() and (out / "report.txt").exists()
     assert "PD" in (out / "report.txt").read_text()
+
+
+def test_demo_options_checked_before_anything_starts(tmp_path, capsys):
+    import pytest
+
+    from demine.cli import main
+
+    out = tmp_path / "demo"
+    for args, says in ((["--seed", "-1"], "'seed' must be >= 0, got -1"),
+                       (["--speed", "0"], "'speed' must be > 0, got 0.0"),
+                       (["--speed", "nan"], "'speed' must be finite, got nan"),
+                       (["--duration", "nan"], "'duration' must be finite, got nan"),
+                       (["--duration", "-5"], "'duration' must be > 0, got -5.0")):
+        assert main(["demo", "--out", str(out), "--no-plots", *args]) == 2, args
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("demine demo: error: ") and says in err
+        assert not out.exists()
+    from demine.errors import ConfigError
+    from demine.simulate import LaneSimulator
+
+    with pytest.raises(ConfigError, match="'seed' must be >= 0"):
+        LaneSimulator("demo-lane", -1)

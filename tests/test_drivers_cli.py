@@ -90,3 +90,15 @@ def test_probe(case, capsys):
     else:
         assert rc == 1 and rep["bytes"] == 0
         assert rep["diagnosis"].startswith("no bytes from")
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--seconds", "0"], "'--seconds' must be > 0, got 0.0"),
+    (["--seconds", "-1"], "'--seconds' must be > 0, got -1.0"),
+    (["--seconds", "nan"], "'--seconds' must be finite, got nan"),
+    (["--baud", "0"], "'--baud' must be >= 1, got 0"),
+])
+def test_probe_options_checked_before_the_port_is_opened(capsys, args, says):
+    assert main(["drivers", "emi-pi", "--probe", "/nonexistent/port", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("demine drivers: error: ") and says in err

@@ -213,3 +213,45 @@ def test_cli_notes_a_recording_without_alarms(tmp_path, capsys):
     csv.write_text("x,y,score\n0.3,0.5,1\n")
     assert main(["evaluate", str(empty), "--alarms", str(csv)]) == 0
     assert "note:" not in capsys.readouterr().err
+
+
+def _one_error_line(capsys, command="evaluate"):
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"demine {command}: error: "), err
+    return err
+
+
+def test_cli_alarms_csv_not_text_is_one_line(tmp_path, capsys):
+    path = _write(tmp_path / "lane.h5")
+    binary = tmp_path / "random.bin"
+    binary.write_bytes(bytes(range(256)) * 8)
+    assert main(["evaluate", str(path), "--alarms", str(binary)]) == 2
+    err = _one_error_line(capsys)
+    assert "random.bin: not a text CSV file" in err
+
+
+def test_cli_plot_suffix_checked_before_the_evaluation(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    path = _write(tmp_path / "lane.h5")
+    for option, name in (("--roc-plot", "roc.txt"), ("--map-plot", "map.h5")):
+        assert main(["evaluate", str(path), option, str(tmp_path / name)]) == 2
+        err = _one_error_line(capsys)
+        assert option in err and name in err and ".png" in err and ".pdf" in err
+        assert not (tmp_path / name).exists()
+
+
+def test_cli_unknown_alarm_stream_is_an_error(tmp_path, capsys):
+    path = _write(tmp_path / "lane.h5")
+    assert main(["evaluate", str(path), "--alarm-stream", "nope"]) == 2
+    err = _one_error_line(capsys)
+    assert "'nope'" in err and "streams: emi" in err and "alarms of: emi" in err
+    assert main(["evaluate", str(path), "--alarm-stream", "emi", "--json"]) == 0
+
+
+@pytest.mark.parametrize("value, says", [("nan", "must be finite"), ("-1", "must be >= 0"),
+                                         ("inf", "must be finite")])
+def test_cli_min_metal_must_be_a_mass(tmp_path, capsys, value, says):
+    path = _write(tmp_path / "lane.h5")
+    assert main(["evaluate", str(path), "--min-metal", value]) == 2
+    err = _one_error_line(capsys)
+    assert "'--min-metal'" in err and says in err

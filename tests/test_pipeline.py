@@ -506,3 +506,23 @@ def test_emi_detection_keeps_its_windows_in_time_at_other_reading_rates(rate):
     # near the reference rate (a device clock's error) the counts are as written
     near = StreamDetector("emi", {"gate_times": _emi_sweep(rate)[4], "sample_rate": 1010.0})
     assert near.chain.steps[-1].window == 31 and near.detector.max_frames == 120000
+
+
+@pytest.mark.parametrize("text, match", [
+    ("emi = 3\n", r"'emi' must be a section \[emi\], got 3"),
+    ("[emi]\ndetector = 3\n", r"\[emi\]: 'detector' must be a table"),
+    ("[emi]\nchain = 3\n", r"\[emi\]: 'chain' must be a chain name"),
+    ('[emi]\nenabled = "no"\n', r"\[emi\]: 'enabled' must be true or false, got 'no'"),
+])
+def test_config_value_types_are_checked(lane, tmp_path, capsys, text, match):
+    import re
+
+    from demine.cli import main
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        load_detect_config(cfg)
+    assert main(["detect", str(lane), "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and re.search(match, err)

@@ -71,3 +71,20 @@ def test_report_errors(tmp_path):
     assert main(["report", str(tmp_path / "missing.h5"), "--out", str(tmp_path / "o")]) == 2
     (tmp_path / "empty").mkdir()
     assert main(["report", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
+
+
+@pytest.mark.parametrize("damage, names", [
+    ({"summary.json": b"{not json"}, "summary.json: damaged batch summary, not JSON"),
+    ({"summary.json": b"[]"}, "summary.json: damaged batch summary, expected a JSON object"),
+    ({"campaign.parquet": b"PAR1 garbage"}, "campaign.parquet: damaged batch output"),
+])
+def test_report_on_a_damaged_batch_directory_is_one_line(tmp_path, capsys, damage, names):
+    batch = tmp_path / "batch"
+    batch.mkdir()
+    (batch / "summary.json").write_text('{"n_files": 0}', encoding="utf-8")
+    for name, data in damage.items():
+        (batch / name).write_bytes(data)
+    assert main(["report", str(batch), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("demine report: error: ")
+    assert names in err

@@ -872,22 +872,58 @@ def load_campaign(out_dir: str | Path) -> dict[str, Any]:
         ``summary`` (the parsed ``summary.json``), ``lanes`` (``{group: [Lane]}``
         of the files with ground truth, for :func:`demine.evaluate.evaluate_lanes`).
     """
-    import pyarrow.parquet as pq
+    import zipfile
 
     out = Path(out_dir)
     if not (out / "summary.json").exists():
         raise ConfigError(f"{out}: not a demine batch output (no summary.json)")
-    t = pq.read_table(out / "campaign.parquet")
+    path = out / "summary.json"
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: damaged batch summary, not JSON ({exc})") from None
+    if not isinstance(summary, dict):
+        raise ConfigError(f"{path}: damaged batch summary, expected a JSON object, "
+                          f"got {type(summary).__name__}")
+    t = read_parquet(out / "campaign.parquet")
     alarms = {c: t.column(c).to_numpy(zero_copy_only=False) for c in t.column_names}
-    files = pq.read_table(out / "files.parquet").to_pylist()
-    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    ft = read_parquet(out / "files.parquet")
+    missing = {"name", "file", "status", "out_dir"} - set(ft.column_names)
+    if missing:
+        raise ConfigError(f"{out / 'files.parquet'}: damaged file table, no column(s) "
+                          f"{sorted(missing)}")
+    files = ft.to_pylist()
     lanes: dict[str, list[Any]] = {}
     for row in files:
         if row["status"] != "done" or not row.get("has_truth"):
             continue
         fdir = Path(row["out_dir"])
-        ft = pq.read_table(fdir / "alarms.parquet")
+        ft = read_parquet(fdir / "alarms.parquet")
         d = {c: ft.column(c).to_numpy(zero_copy_only=False) for c in ft.column_names}
-        for g, ln in _load_lanes(fdir, d, summary.get("score", "score")).items():
+        try:
+            found = _load_lanes(fdir, d, summary.get("score", "score"))
+        except (ValueError, KeyError, TypeError, zipfile.BadZipFile):
+            raise ConfigError(f"{fdir / 'lane.npz'}: damaged batch output, not the lane "
+                              "archive demine batch writes") from None
+        for g, ln in found.items():
             lanes.setdefault(g, []).append(ln)
     return {"alarms": alarms, "files": files, "summary": summary, "lanes": lanes}
+
+
+def read_parquet(path: str | Path) -> Any:
+    """The Parquet table at ``path`` (a :class:`pyarrow.Table`) of a batch output.
+
+    Raises
+    ------
+    ConfigError
+        The file is not a Parquet table (damaged, truncated, another format).
+    OSError
+        It cannot be read (missing, no permission).
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(path)
+    except pa.ArrowInvalid:
+        raise ConfigError(f"{path}: damaged batch output, not a Parquet table") from None

@@ -94,9 +94,13 @@ def parse_address(address: str) -> tuple[int, Any]:
     if "/" not in text and ":" in text:
         host, _, port = text.rpartition(":")
         try:
-            return socket.AF_INET, (host or "127.0.0.1", int(port))
+            number = int(port)
         except ValueError as exc:
             raise ConfigError(f"control address {text!r}: port is not a number") from exc
+        if not 0 <= number <= 65535:
+            raise ConfigError(f"control address {text!r}: port must be 0 to 65535, "
+                              f"got {number}")
+        return socket.AF_INET, (host or "127.0.0.1", number)
     if not hasattr(socket, "AF_UNIX"):  # pragma: no cover - Windows without AF_UNIX
         raise ConfigError(f"control address {text!r}: Unix sockets are not available here; "
                           "use 127.0.0.1:PORT")

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ._params import check_number
 from .errors import ConfigError, DemineError
 
 __all__ = ["run_demo"]
@@ -59,6 +60,11 @@ def run_demo(out_dir: str | Path = "demine-demo", *, scene: str = "demo-lane",
     from .recording import Recording
     from .simulate import LaneSimulator, SimulatedDevice, load_scene
 
+    # before anything is created or started
+    seed = check_number("demo", "seed", seed, lo=0, integer=True)
+    speed = check_number("demo", "speed", speed, lo=0, lo_open=True)
+    if duration is not None:
+        duration = check_number("demo", "duration", duration, lo=0, lo_open=True)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sc = load_scene(scene)

@@ -1451,15 +1451,23 @@ def read_alarms_csv(path: str | Path) -> dict[str, np.ndarray]:
     dict of ndarray
     """
     path = Path(path)
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        if reader.fieldnames is None:
-            raise ConfigError(f"{path}: alarms CSV is empty (need a header with x, y)")
-        cols = [c.strip() for c in reader.fieldnames]
-        for need in ("x", "y"):
-            if need not in cols:
-                raise ConfigError(f"{path}: alarms CSV has no column {need!r} (header: {cols})")
-        rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            if reader.fieldnames is None:
+                raise ConfigError(f"{path}: alarms CSV is empty (need a header with x, y)")
+            cols = [c.strip() for c in reader.fieldnames]
+            for need in ("x", "y"):
+                if need not in cols:
+                    raise ConfigError(f"{path}: alarms CSV has no column {need!r} "
+                                      f"(header: {cols})")
+            rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()}
+                    for row in reader]
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a text CSV file (byte {exc.start} is not UTF-8)") \
+            from None
+    except csv.Error as exc:
+        raise ConfigError(f"{path}: not a text CSV file ({exc})") from None
     out: dict[str, np.ndarray] = {}
     numeric = {"x", "y", "z", "score", "depth", "p_mine", "time"}
     for c in cols:
@@ -1559,6 +1567,13 @@ def lane_from_recording(
                 raise ConfigError(f"{path}: alarms have no 'stream' column to select "
                                   f"{alarm_stream!r} by")
             keep = scol.astype(str) == alarm_stream
+            if not keep.any() and alarm_stream not in rec.streams:
+                # a misspelt name would otherwise evaluate no alarm at all: PD 0
+                have = sorted({str(v) for v in scol.tolist()} - {""})
+                raise RecordingError(
+                    f"{path}: no stream {alarm_stream!r} to evaluate the alarms of "
+                    f"(streams: {', '.join(rec.streams) or 'none'}; "
+                    f"alarms of: {', '.join(have) or 'none'})")
             alarms = {k: np.asarray(v)[keep] for k, v in alarms.items()}
             if stream is None and alarm_stream in rec.streams:
                 stream = alarm_stream

@@ -72,13 +72,27 @@ def load_detect_config(source: str | Path | Mapping[str, Any] | None) -> dict[st
                           f"sections are {sorted(DEFAULT_CONFIG)}")
     out: dict[str, Any] = {}
     for kind, default in DEFAULT_CONFIG.items():
-        sec = dict(doc.get(kind, {}))
+        raw = doc.get(kind, {})
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"detection config: {kind!r} must be a section [{kind}], "
+                              f"got {raw!r}")
+        sec = dict(raw)
         bad = set(sec) - {"chain", "detector", "enabled"}
         if bad:
             raise ConfigError(f"detection config [{kind}]: unknown key(s) {sorted(bad)}")
-        out[kind] = {"chain": sec.get("chain", default["chain"]),
-                     "detector": dict(sec.get("detector", {})),
-                     "enabled": bool(sec.get("enabled", True))}
+        chain = sec.get("chain", default["chain"])
+        if not isinstance(chain, str | Path | Mapping):
+            raise ConfigError(f"detection config [{kind}]: 'chain' must be a chain name, a "
+                              f"chain file or a table, got {chain!r}")
+        detector = sec.get("detector", {})
+        if not isinstance(detector, Mapping):
+            raise ConfigError(f"detection config [{kind}]: 'detector' must be a table "
+                              f"[{kind}.detector], got {detector!r}")
+        enabled = sec.get("enabled", True)
+        if not isinstance(enabled, bool | np.bool_):
+            raise ConfigError(f"detection config [{kind}]: 'enabled' must be true or false, "
+                              f"got {enabled!r}")
+        out[kind] = {"chain": chain, "detector": dict(detector), "enabled": bool(enabled)}
     return out
 
 

@@ -16,7 +16,7 @@ import numpy as np
 if TYPE_CHECKING:  # pragma: no cover
     from .evaluate import Evaluation, LaneResult
 
-__all__ = ["plot_lane_map", "plot_roc", "save_figure"]
+__all__ = ["check_figure_path", "plot_lane_map", "plot_roc", "save_figure"]
 
 
 def _pyplot() -> Any:
@@ -163,6 +163,32 @@ def plot_lane_map(lane: LaneResult, ax: Any = None, *, halos: bool = True) -> An
     ax.set_title(f"{title}: {pd}, {lane.n_false_alarms} false alarms", fontsize=9)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7)
     return ax
+
+
+def check_figure_path(path: str | Path, option: str = "figure") -> Path:
+    """``path`` if matplotlib can save a figure in the format its suffix names.
+
+    A path without a suffix is saved as PNG.  Call it before the work that
+    leads to the figure, so that a mistyped suffix fails at once.
+
+    Raises
+    ------
+    ConfigError
+        The suffix is not a format matplotlib writes; the message names
+        ``option`` and the supported suffixes.
+    """
+    from .errors import ConfigError
+
+    _pyplot()  # the install hint when matplotlib is missing
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    path = Path(path)
+    ext = path.suffix.lstrip(".").lower()
+    supported = sorted(FigureCanvasBase.get_supported_filetypes())
+    if ext and ext not in supported:
+        raise ConfigError(f"{option} {str(path)!r}: cannot save a figure as {path.suffix!r}; "
+                          f"use one of {', '.join('.' + e for e in supported)}")
+    return path
 
 
 def save_figure(ax: Any, path: str | Path, *, dpi: int = 150) -> Path:

@@ -657,9 +657,7 @@ def _alarm_table(page: _Page, alarms: Mapping[str, np.ndarray], limit: int = 200
 
 
 def _batch_report(src: Path, out: Path, *, config: Any, max_files: int) -> Path:
-    import pyarrow.parquet as pq
-
-    from .batch import load_campaign
+    from .batch import load_campaign, read_parquet
     from .evaluate import evaluate_lanes
 
     camp = load_campaign(src)
@@ -705,7 +703,7 @@ def _batch_report(src: Path, out: Path, *, config: Any, max_files: int) -> Path:
         if not rec.exists():
             page.p(f"{rec}: no longer there; per-recording figures skipped.", "note")
             continue
-        t = pq.read_table(Path(f["out_dir"]) / "alarms.parquet")
+        t = read_parquet(Path(f["out_dir"]) / "alarms.parquet")
         a = {c: t.column(c).to_numpy(zero_copy_only=False) for c in t.column_names}
         try:
             _recording_section(page, rec, a, cfg, f"f{k:03d}_", evaluations=None,

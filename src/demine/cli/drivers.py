@@ -39,9 +39,13 @@ def _options(items: list[str]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .._params import check_number
     from ..drivers import available_drivers, get_driver
     from ..errors import ConfigError
 
+    args.seconds = check_number("drivers", "--seconds", args.seconds, lo=0, lo_open=True)
+    if args.baud is not None:
+        args.baud = check_number("drivers", "--baud", args.baud, lo=1, integer=True)
     if args.name is None:
         if args.probe:
             raise ConfigError("--probe needs a driver NAME")
@@ -82,7 +86,7 @@ def _probe(drv, args: argparse.Namespace) -> int:
     def count(batch):
         frames[0] += len(batch)
 
-    opts = {"baudrate": args.baud} if args.baud else None
+    opts = {"baudrate": args.baud} if args.baud is not None else None
     reader = DeviceReader(args.probe, drv, on_frames=count, serial_options=opts,
                           reconnect=False, stall_timeout=min(2.0, args.seconds / 2))
     reader.start()

@@ -65,8 +65,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .._params import check_number
     from ..evaluate import evaluate_recordings
 
+    if args.min_metal is not None:
+        args.min_metal = check_number("evaluate", "--min-metal", args.min_metal, lo=0)
+    if args.roc_plot or args.map_plot:
+        from ..plots import check_figure_path
+
+        # before the evaluation: a mistyped suffix should not cost a run
+        if args.roc_plot:
+            check_figure_path(args.roc_plot, "--roc-plot")
+        if args.map_plot:
+            check_figure_path(args.map_plot, "--map-plot")
     select = None
     if args.min_metal is not None:
         limit = float(args.min_metal)

@@ -83,6 +83,11 @@ def read_truth_csv(path: Path) -> list[dict[str, Any]]:
                 rows.append(out)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read truth table: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: truth table is not a text CSV file "
+                          f"(byte {exc.start} is not UTF-8)") from None
+    except csv.Error as exc:
+        raise ConfigError(f"{path}: truth table is not a text CSV file ({exc})") from None
     return rows
 
 
@@ -96,10 +101,19 @@ def _print_event(ev: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .._params import check_number
     from ..calibration import load_profile
     from ..positions import LocalFrame
     from ..recorder import Recorder, format_status, parse_device
 
+    # options checked before any device is opened or file created
+    if args.duration is not None:
+        args.duration = check_number("record", "--duration", args.duration, lo=0,
+                                     lo_open=True)
+    if getattr(args, "control", None):
+        from ..control import parse_address
+
+        parse_address(args.control)
     devices = [parse_device(d) for d in args.device]
     frame = None
     truth: Any = None

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .._params import check_number
 from ..errors import ConfigError
 from .cw import CWModel
 from .emi import EMIModel
@@ -60,7 +61,8 @@ class LaneSimulator:
         self.scene = load_scene(scene)
         if not block_seconds > 0:
             raise ConfigError(f"block_seconds must be > 0, got {block_seconds}")
-        self.seed = int(seed)
+        # numpy's seeds are non-negative integers
+        self.seed = check_number("simulation", "seed", seed, lo=0, integer=True)
         self.block_seconds = float(block_seconds)
         self.trajectory = Trajectory(self.scene, self.seed)
         self._emi: EMIModel | None = None
