@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from demine.cli import main
+from demine.errors import ConfigError
 from demine.evaluate import evaluate_recordings, lane_from_recording
 from demine.recording import RecordingWriter
 
@@ -255,3 +256,15 @@ def test_cli_min_metal_must_be_a_mass(tmp_path, capsys, value, says):
     assert main(["evaluate", str(path), "--min-metal", value]) == 2
     err = _one_error_line(capsys)
     assert "'--min-metal'" in err and says in err
+
+
+@pytest.mark.parametrize("opt", ["--halo", "--footprint", "--far"])
+def test_cli_refuses_an_infinite_radius_or_rate(tmp_path, capsys, opt):
+    """An infinite halo matched nothing (PD 0, every alarm false) without a word."""
+    path = _write(tmp_path / "lane.h5")
+    with pytest.raises(SystemExit) as exc:
+        main(["evaluate", str(path), opt, "inf"])
+    assert exc.value.code == 2
+    assert "must be a positive finite number, got inf" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="positive finite radius"):
+        evaluate_recordings([path], halo=math.inf)

@@ -737,8 +737,8 @@ def _halo_for(types: np.ndarray, sizes: np.ndarray, halo: Any,
               override: np.ndarray | None) -> np.ndarray:
     n = types.size
     if isinstance(halo, int | float) and not isinstance(halo, bool):
-        if not halo > 0:
-            raise ConfigError(f"halo must be a positive radius in m, got {halo}")
+        if not (halo > 0 and math.isfinite(halo)):
+            raise ConfigError(f"halo must be a positive finite radius in m, got {halo}")
         h = np.full(n, float(halo))
     else:
         table = {"ap": AP_HALO, "large": LARGE_HALO}
@@ -746,8 +746,9 @@ def _halo_for(types: np.ndarray, sizes: np.ndarray, halo: Any,
             if not isinstance(halo, Mapping):
                 raise ConfigError(f"halo must be a number or a mapping, got {type(halo).__name__}")
             for k, v in halo.items():
-                if not float(v) > 0:
-                    raise ConfigError(f"halo[{k!r}] must be a positive radius in m, got {v}")
+                if not (float(v) > 0 and math.isfinite(float(v))):
+                    raise ConfigError(f"halo[{k!r}] must be a positive finite radius in m, "
+                                      f"got {v}")
             table.update({str(k).lower(): float(v) for k, v in halo.items()})
         h = np.array([table.get(str(tt).lower(), table.get(sz, AP_HALO))
                       for tt, sz in zip(types, sizes, strict=True)], dtype=np.float64)
