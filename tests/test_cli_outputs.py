@@ -113,3 +113,30 @@ def test_import_never_writes_over_its_input(tmp_path, capsys):
     assert main(["import", str(src), "--out", str(src), "--overwrite"]) == 2
     assert "is the input" in capsys.readouterr().err
     assert src.read_bytes().endswith(bytes(100))
+
+
+def test_detect_write_replace_and_streams_left_alone(tmp_path, capsys):
+    """--replace removes the table's alarms of the streams detected first
+    (even when none is found now), keeps the other streams' alarms; a
+    stream switched off in the config is not checked; bytes stream names
+    are the stream's name, not "b'emi'"."""
+    rec = _lane(tmp_path / "rec.h5")
+    assert append_alarms(rec, {"time": np.array([T0]), "x": np.array([1.0]),
+                               "y": np.array([0.0]), "stream": np.array([b"gpr"]),
+                               "score": np.array([1.0])}) == 1
+    assert alarm_counts(rec) == {"emi": 2, "gpr": 1}
+    with pytest.raises(RecordingError, match="already holds 1 alarms of stream 'gpr'"):
+        append_alarms(rec, {"time": np.array([T0]), "x": np.array([1.0]),
+                            "y": np.array([0.0]), "stream": np.array([b"gpr"]),
+                            "score": np.array([1.0])})
+    off = tmp_path / "off.toml"
+    off.write_text("[emi]\nenabled = false\n")
+    assert main(["detect", str(rec), "--config", str(off), "--write"]) == 0  # (nothing to do)
+    assert alarm_counts(rec) == {"emi": 2, "gpr": 1}
+    assert main(["detect", str(rec), "--replace"]) == 2
+    assert "--replace goes with --write" in capsys.readouterr().err
+    # flat readings: the detector finds nothing; --replace still clears emi's old alarms
+    assert main(["detect", str(rec), "--write", "--replace"]) == 0
+    assert alarm_counts(rec) == {"gpr": 1}
+    with Recording(rec) as r:
+        assert r.table("alarms")["index"].tolist() == [0]

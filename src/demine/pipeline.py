@@ -81,7 +81,7 @@ def load_detect_config(source: str | Path | Mapping[str, Any] | None) -> dict[st
         if bad:
             raise ConfigError(f"detection config [{kind}]: unknown key(s) {sorted(bad)}")
         chain = sec.get("chain", default["chain"])
-        if not isinstance(chain, str | Path | Mapping):
+        if not isinstance(chain, str | Path | Mapping | Chain):
             raise ConfigError(f"detection config [{kind}]: 'chain' must be a chain name, a "
                               f"chain file or a table, got {chain!r}")
         detector = sec.get("detector", {})
@@ -557,6 +557,11 @@ def write_alarms_csv(alarms: dict[str, np.ndarray], path: str | Path) -> Path:
     return path
 
 
+def _text(v: Any) -> str:
+    """A table's text value as str (bytes decoded, not ``"b'...'"``)."""
+    return v.decode("utf-8", "replace") if isinstance(v, bytes | np.bytes_) else str(v)
+
+
 def alarm_counts(path: str | Path) -> dict[str, int]:
     """Alarms already in a recording's alarms table, per stream."""
     from .recording import Recording
@@ -565,7 +570,7 @@ def alarm_counts(path: str | Path) -> dict[str, int]:
         streams = rec.alarms.get("stream")
     if streams is None or not len(streams):
         return {}
-    names, counts = np.unique(np.asarray(streams).astype(str), return_counts=True)
+    names, counts = np.unique([_text(s) for s in streams], return_counts=True)
     return {str(k): int(v) for k, v in zip(names, counts, strict=True)}
 
 
@@ -580,15 +585,19 @@ def check_alarms_absent(path: str | Path, streams: Sequence[str]) -> None:
             raise RecordingError(
                 f"{path}: its alarms table already holds {have[str(s)]} alarms of stream "
                 f"{s!r} (from live detection or an earlier --write); not appended again "
-                "(evaluate other alarms with 'demine detect --out CSV' and "
-                "'demine evaluate --alarms CSV')")
+                "('demine detect --write --replace' replaces them; or compare with "
+                "'demine detect --out CSV' and 'demine evaluate --alarms CSV')")
 
 
-def append_alarms(path: str | Path, alarms: dict[str, np.ndarray]) -> int:
+def append_alarms(path: str | Path, alarms: dict[str, np.ndarray], *,
+                  replace: bool | Sequence[str] = False) -> int:
     """Append alarms to the alarms table of a finished recording (raw data untouched).
 
     Refused (:class:`RecordingError`) when the table already holds alarms of
-    one of their streams (:func:`check_alarms_absent`).
+    one of their streams (:func:`check_alarms_absent`), unless ``replace``:
+    then the table's alarms of those streams (``True``), or of the streams
+    named (a sequence: those detected, even when they gave no alarm now),
+    are removed first; the other streams' are kept, in their order.
     """
     import h5py
 
@@ -596,13 +605,17 @@ def append_alarms(path: str | Path, alarms: dict[str, np.ndarray]) -> int:
 
     cols = {c.name: c for c in TABLES["alarms"]}
     n = len(alarms["x"])
-    if n == 0:
+    streams = sorted({_text(s) for s in np.asarray(alarms["stream"])}) \
+        if "stream" in alarms else []
+    if not isinstance(replace, bool):
+        streams = sorted(set(streams) | {str(s) for s in replace})
+    if n == 0 and not (replace and streams):
         return 0
     missing = [c.name for c in TABLES["alarms"] if c.fill is None and c.name not in alarms]
-    if missing:
+    if n and missing:
         raise ConfigError(f"alarms for {path}: column {missing[0]!r} is required")
-    if "stream" in alarms:
-        check_alarms_absent(path, sorted({str(s) for s in np.asarray(alarms["stream"])}))
+    if not replace:
+        check_alarms_absent(path, streams)
     try:
         f = h5py.File(path, "r+", libver="latest")
     except OSError as exc:
@@ -611,14 +624,25 @@ def append_alarms(path: str | Path, alarms: dict[str, np.ndarray]) -> int:
         if "alarms" not in f:  # a file made by another tool may have no alarms table yet
             create_columns(f.create_group("alarms"), TABLES["alarms"], table=True)
         g = f["alarms"]
+        if replace and streams and "stream" in g:
+            old = np.array([_text(s) for s in g["stream"][...]], dtype=object)
+            keep = ~np.isin(old, streams)
+            if not keep.all():
+                k = int(keep.sum())
+                for name in list(cols) + ["index"]:
+                    data = g[name][...]
+                    g[name].resize(k, axis=0)
+                    g[name][...] = np.arange(k) if name == "index" else data[keep]
         start = g["index"].shape[0]
+        if not n:
+            return 0
         for name, col in cols.items():
             ds = g[name]
             ds.resize(start + n, axis=0)
             if name in alarms:
                 v = np.asarray(alarms[name])
                 if col.dtype.kind == "S":
-                    v = np.array([str(s).encode("utf-8")[: col.dtype.itemsize] for s in v],
+                    v = np.array([_text(s).encode("utf-8")[: col.dtype.itemsize] for s in v],
                                  dtype=col.dtype)
                 ds[start:] = v.astype(col.dtype)
             else:

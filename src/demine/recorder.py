@@ -189,6 +189,11 @@ class _DetectWorker:
         return self._queue is not None
 
     @property
+    def failed(self) -> bool:
+        """Whether the detector raised (or finished): it takes no more chunks."""
+        return self._failed
+
+    @property
     def backlog(self) -> int:
         """Chunks waiting for the detector."""
         return self._queue.qsize() if self._queue is not None else len(self._pending)
@@ -218,8 +223,9 @@ class _DetectWorker:
 
     def move_to_thread(self) -> None:
         """From now on, run in a thread of its own (inline chunks already
-        processed; called by the writer thread, which alone submits)."""
-        if self._queue is None:
+        processed; called by the writer thread, which alone submits).  A
+        detector that failed stays where it is (it takes nothing more)."""
+        if self._queue is None and not self._failed:
             self.moved = True
             self._start_thread()
             assert self._queue is not None
@@ -248,9 +254,10 @@ class _DetectWorker:
         self._thread.join(timeout)
         if self._thread.is_alive():
             self._on_error(RecordingError(
-                f"detection of stream {self.name!r} had not finished {timeout:.0f} s after "
-                f"the recording stopped ({self._queue.qsize()} chunks still waiting): its "
-                "last alarms are not in the file (run 'demine detect' on the recording)"))
+                f"detection of stream {self.name!r} had not finished when the recording was "
+                f"closed ({self._queue.qsize()} chunks still waiting): its last alarms are "
+                "not in the file (run 'demine detect --stream NAME --write --replace' on "
+                "the recording)"))
 
     def _fail(self, exc: BaseException) -> None:
         self._failed = True
@@ -777,7 +784,7 @@ class Recorder:
         span = now - self._load_since
         if span < self.detect_busy_window or self._stop.is_set():
             return
-        inline = [d for d in self._detectors.values() if not d.threaded]
+        inline = [d for d in self._detectors.values() if not d.threaded and not d.failed]
         total = sum(d.busy for d in inline)
         if inline and total > self.detect_max_busy * span:
             worst = max(inline, key=lambda d: d.busy)

@@ -23,28 +23,43 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--write", action="store_true",
                    help="append the alarms to the recording's alarms table (refused when it "
                    "already holds alarms of those streams: live or an earlier --write)")
+    p.add_argument("--replace", action="store_true",
+                   help="with --write: first remove the table's alarms of the streams "
+                   "detected (those of other streams are kept)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..pipeline import append_alarms, check_alarms_absent, detect_recording, write_alarms_csv
+    from ..errors import ConfigError
+    from ..pipeline import (
+        append_alarms,
+        check_alarms_absent,
+        detect_recording,
+        load_detect_config,
+        write_alarms_csv,
+    )
     from ..recording import Recording
     from ._paths import check_text_output
 
+    if args.replace and not args.write:
+        raise ConfigError("--replace goes with --write")
     if args.out:
         check_text_output(args.out, [args.file])
+    names: list[str] = []
     if args.write:  # (before the detection, which may take a while)
+        cfg = load_detect_config(args.config)
         with Recording(args.file) as rec:
             names = args.stream or [n for n, s in rec.streams.items()
-                                    if s.kind in ("emi", "gpr")]
-        check_alarms_absent(args.file, names)
+                                    if s.kind in ("emi", "gpr") and cfg[s.kind]["enabled"]]
+        if not args.replace:
+            check_alarms_absent(args.file, names)
     notes: list[str] = []
     alarms = detect_recording(args.file, args.config, streams=args.stream, notes=notes)
     n = len(alarms["x"])
     if args.out:
         write_alarms_csv(alarms, args.out)
     if args.write:
-        append_alarms(args.file, alarms)
+        append_alarms(args.file, alarms, replace=names if args.replace else False)
     print(f"{args.file}: {n} alarms")
     if n:
         # (the label tells the EMI shape-novelty alarms, scored by their

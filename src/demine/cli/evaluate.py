@@ -105,8 +105,10 @@ def run(args: argparse.Namespace) -> int:
     )
     if alarms is None:
         # (the usual slip: `demine detect FILE --out CSV` leaves the table as it was)
+        from ..pipeline import alarm_counts
+
         for f, lane in zip(args.files, result.lanes, strict=True):
-            if lane.alarm_x.size == 0:
+            if lane.alarm_x.size == 0 and not alarm_counts(f):
                 print(f"note: {f} has no alarms in its alarms table: write them with "
                       f"'demine detect {f} --write', or give the detector's CSV with --alarms",
                       file=sys.stderr)
