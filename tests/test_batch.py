@@ -27,8 +27,9 @@ from demine.evaluate import evaluate_recordings
 from demine.pipeline import ALARM_COLUMNS, detect_recording
 
 
-def tiny_scene():
-    """A 0.6 m x 0.5 m lane (one AP mine, one fragment): about 5 s of sweep."""
+def tiny_scene(mine: bool = True, clutter: bool = True):
+    """A 0.6 m x 0.5 m lane (one AP mine and one fragment, unless switched
+    off): about 5 s of sweep."""
     from demine.simulate import parse_scene
 
     text = (resources.files("demine.simulate") / "scenes" / "demo-lane.toml").read_text(
@@ -37,9 +38,10 @@ def tiny_scene():
     doc["scene"]["name"] = "tiny-lane"
     doc["lane"].update(width=0.6, length=0.5)
     doc["sweep"].update(advance=0.08, start_y=-0.1, end_y=0.6)
-    doc["objects"] = [{"id": "M01", "class": "ap-mine", "x": 0.3, "y": 0.25, "depth": 0.03}]
+    doc["objects"] = [{"id": "M01", "class": "ap-mine", "x": 0.3, "y": 0.25,
+                       "depth": 0.03}] if mine else []
     doc["clutter"] = [{"class": "fragment", "count": 1, "depth": [0.0, 0.05],
-                       "metal_mass_g": [5.0, 10.0]}]
+                       "metal_mass_g": [5.0, 10.0]}] if clutter else []
     return parse_scene(doc, "tiny-lane")
 
 
@@ -279,3 +281,69 @@ def test_process_workers_give_the_same_table(campaign, first_run, tmp_path):
     for c in ("x", "y", "depth", "score", "time"):
         np.testing.assert_array_equal(a.column(c).to_numpy(), ref.column(c).to_numpy())
 
+
+
+def test_a_moved_or_copied_output_reads_its_own_files(campaign, first_run, tmp_path):
+    """The per-file outputs are found under the directory given, not the one
+    recorded in files.parquet: a copy whose original is gone (moved) still
+    loads and reruns as up to date, and its table points into it."""
+    import shutil
+
+    out, res = first_run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    moved = tmp_path / "moved"
+    shutil.copytree(out, moved)
+    first = load_campaign(copy)
+    shutil.rmtree(copy)  # (a moved directory: the recorded paths are gone)
+    camp = load_campaign(moved)
+    assert camp["summary"] == first["summary"]
+    assert sorted(camp["lanes"]) == sorted(first["lanes"])
+    _, good, _ = campaign
+    again = run_batch([str(p) for p in good], moved, workers=1, processes=False,
+                      progress=False)
+    assert all(r["cached"] for r in again.done)
+    rows = pq.read_table(moved / "files.parquet").to_pylist()
+    assert all(Path(r["out_dir"]).parent == moved / "files" for r in rows)
+
+
+def test_a_blank_lane_counts_its_false_alarms(tmp_path):
+    """A lane whose ground truth is given and lists nothing (a blank lane,
+    the T&E way to measure false alarms) is evaluated: its alarms are false
+    alarms, and it is pooled; a recording without ground truth is not."""
+    from demine.recording import Recording, RecordingWriter
+    from demine.simulate import simulate_lane
+
+    sc = tiny_scene(mine=False, clutter=False)  # (nothing buried: the truth is empty)
+    blank = tmp_path / "blank.h5"
+    res = simulate_lane(sc, seed=4)
+    res.write(blank, overwrite=True)
+    none = tmp_path / "none.h5"
+    with RecordingWriter(none) as w:
+        w.add_stream("emi", "emi", gate_times=[1e-5, 1e-4]).append(
+            np.zeros((10, 2), np.float32), time=np.arange(10, dtype=np.int64) * 1_000_000)
+    with Recording(blank) as r:
+        assert len(r.truth["x"]) == 0 and r.truth_given
+    with Recording(none) as r:
+        assert not r.truth_given
+    out = run_batch([str(blank)], tmp_path / "out", workers=1, processes=False,
+                    progress=False)
+    row = out.done[0]
+    assert row["has_truth"] and row["n_targets"] == 0
+    assert row["n_false_alarms"] == row["n_alarms"] and row["far_per_m2"] is not None
+    assert load_campaign(tmp_path / "out")["lanes"]
+
+
+def test_model_default_and_a_file_reached_twice(campaign, tmp_path, capsys):
+    """`--model default` is the packaged model (as for demine evaluate), and a
+    recording named twice, also through a symbolic link, is processed once."""
+    _, good, _ = campaign
+    link = tmp_path / "again.h5"
+    link.symlink_to(good[0])
+    assert expand_inputs([str(good[0]), str(link)]) == [good[0]]
+    out = tmp_path / "out"
+    assert main(["batch", str(good[0]), str(link), "--out", str(out), "--model", "default",
+                 "--threads", "--workers", "1", "-q"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["score"] == "p_mine"
+    assert len(pq.read_table(out / "files.parquet")) == 1

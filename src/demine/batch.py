@@ -84,7 +84,8 @@ def _need_campaign_deps() -> None:
 
 
 def expand_inputs(patterns: Sequence[str | Path]) -> list[Path]:
-    """Recordings named by glob patterns (``**`` recurses) or plain paths, in order, once each.
+    """Recordings named by glob patterns (``**`` recurses) or plain paths, in order, once each
+    (a file reached twice, also through a symbolic link, is taken once).
 
     Raises
     ------
@@ -104,7 +105,7 @@ def expand_inputs(patterns: Sequence[str | Path]) -> list[Path]:
                 raise ConfigError(f"{s}: no such file")
             hits = [s]
         for h in hits:
-            key = os.path.abspath(h)
+            key = os.path.realpath(h)
             if key not in seen:
                 seen.add(key)
                 out.append(Path(h))
@@ -468,6 +469,7 @@ def _run_job(path: Path, fdir: Path, config: Mapping[str, Any] | None,
     with Recording(path) as rec:
         streams = {n: (s.kind, len(s)) for n, s in rec.streams.items()}
         truth = rec.truth
+        truth_given = rec.truth_given
         frame = LocalFrame.from_attrs(rec.attrs)
         durations = []
         for s in rec.streams.values():
@@ -480,7 +482,7 @@ def _run_job(path: Path, fdir: Path, config: Mapping[str, Any] | None,
         alarms = _apply_model(model, path, alarms)
     n = len(alarms["x"])
     score = "p_mine" if model is not None else "score"
-    has_truth = len(truth.get("x", ())) > 0
+    has_truth = truth_given
     det_streams = [s for s, (k, _) in streams.items() if k in ("emi", "gpr")]
     groups = _groups(alarms, det_streams)
 
@@ -646,6 +648,7 @@ def _cached_row(fdir: Path, key: str) -> dict[str, Any] | None:
     if not (fdir / "alarms.parquet").exists() or not (fdir / "lane.npz").exists():
         return None
     row["cached"] = True
+    row["out_dir"] = str(fdir)  # (where it is now: the output directory may have moved)
     return row
 
 
@@ -810,7 +813,7 @@ def _gather(result: BatchResult, config: Mapping[str, Any] | None = None) -> Non
     lanes: dict[str, list[Any]] = {}
     score = "score"
     for row in result.done:
-        fdir = Path(row["out_dir"])
+        fdir = file_dir(out, row["file"])
         t = pq.read_table(fdir / "alarms.parquet")
         tables.append(t)
         if not row.get("has_truth"):
@@ -897,7 +900,9 @@ def load_campaign(out_dir: str | Path) -> dict[str, Any]:
     for row in files:
         if row["status"] != "done" or not row.get("has_truth"):
             continue
-        fdir = Path(row["out_dir"])
+        # (under the directory given, not the one recorded: it may have been moved
+        # or copied, and the recorded one may hold another run's results)
+        fdir = file_dir(out, row["file"])
         ft = read_parquet(fdir / "alarms.parquet")
         d = {c: ft.column(c).to_numpy(zero_copy_only=False) for c in ft.column_names}
         try:

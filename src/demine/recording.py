@@ -879,7 +879,17 @@ class RecordingWriter:
 
         Columns: ``id`` (required), ``type``, ``is_mine``, ``x``, ``y``, ``depth``
         (m, to the top of the target), ``metal_mass`` (kg), ``notes``.
+
+        Called before the first frame is appended, even with no row, it also
+        records that the lane's ground truth is known (the ``/truth``
+        attribute ``given``): a blank lane, whose alarms are all false alarms,
+        rather than a lane without ground truth
+        (:attr:`Recording.truth_given`).
         """
+        with self._lock:
+            self._check_open()
+            if not self._swmr:  # (no new attribute once readers may be looking)
+                self._file["truth"].attrs["given"] = np.int8(1)
         return self._append_table("truth", rows)
 
     def append_alarms(self, rows: Any) -> int:
@@ -1475,6 +1485,17 @@ class Recording:
     def truth(self) -> dict[str, np.ndarray]:
         """Ground-truth targets as a dict of column arrays (strings decoded)."""
         return self.table("truth").to_dict()
+
+    @property
+    def truth_given(self) -> bool:
+        """Whether the lane's ground truth is known: its table lists targets,
+        or it was given with none (a blank lane, attribute ``given`` of
+        ``/truth``).  False for a recording without ground truth (a field
+        survey), whose alarms cannot be judged."""
+        if len(self.table("truth")):
+            return True
+        g = self._file.get("truth")
+        return bool(g is not None and g.attrs.get("given", 0))
 
     @property
     def alarms(self) -> dict[str, np.ndarray]:

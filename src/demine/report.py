@@ -531,7 +531,7 @@ def _recording_section(page: _Page, path: Path, alarms: Mapping[str, np.ndarray]
 
     with Recording(path) as rec:
         kinds = {n: s.kind for n, s in rec.streams.items()}
-        has_truth = len(rec.truth.get("x", ())) > 0
+        has_truth = rec.truth_given
     det = [n for n, k in kinds.items() if k in ("emi", "gpr")]
     evs = dict(evaluations) if evaluations is not None else _evaluate_groups(
         path, alarms, det, score)
@@ -624,7 +624,7 @@ def _file_report(path: Path, out: Path, *, config: Any) -> Path:
 
     with Recording(path) as rec:
         det = [nm for nm, s in rec.streams.items() if s.kind in ("emi", "gpr")]
-        has_truth = len(rec.truth.get("x", ())) > 0
+        has_truth = rec.truth_given
     evs = _evaluate_groups(path, alarms, det)
     if has_truth:
         page.h(2, "Detection performance")
@@ -657,7 +657,7 @@ def _alarm_table(page: _Page, alarms: Mapping[str, np.ndarray], limit: int = 200
 
 
 def _batch_report(src: Path, out: Path, *, config: Any, max_files: int) -> Path:
-    from .batch import load_campaign, read_parquet
+    from .batch import file_dir, load_campaign, read_parquet
     from .evaluate import evaluate_lanes
 
     camp = load_campaign(src)
@@ -703,7 +703,7 @@ def _batch_report(src: Path, out: Path, *, config: Any, max_files: int) -> Path:
         if not rec.exists():
             page.p(f"{rec}: no longer there; per-recording figures skipped.", "note")
             continue
-        t = read_parquet(Path(f["out_dir"]) / "alarms.parquet")
+        t = read_parquet(file_dir(src, f["file"]) / "alarms.parquet")
         a = {c: t.column(c).to_numpy(zero_copy_only=False) for c in t.column_names}
         try:
             _recording_section(page, rec, a, cfg, f"f{k:03d}_", evaluations=None,

@@ -334,6 +334,8 @@ class SimulationResult:
                 handles["gps"] = w.add_stream("gps", "gps", device=sc.gps.device,
                                               driver="nmea", units="deg",
                                               attrs={"rate": sc.gps.rate})
+            # the truth is known, also when the scene buries nothing (a blank lane)
+            w.add_truth(self.truth)
             for name, s in self.streams.items():
                 if name == "gps":
                     handles[name].append(time=s["time"], sequence=s["sequence"],
@@ -344,8 +346,6 @@ class SimulationResult:
                 else:
                     handles[name].append(s["samples"], time=s["time"], sequence=s["sequence"],
                                          x=s["x"], y=s["y"], z=s["z"])
-            if len(sc.objects):
-                w.add_truth(self.truth)
         return Path(path)
 
 
