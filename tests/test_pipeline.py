@@ -526,3 +526,13 @@ def test_config_value_types_are_checked(lane, tmp_path, capsys, text, match):
     assert main(["detect", str(lane), "--config", str(cfg)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and re.search(match, err)
+
+
+def test_a_detection_config_may_hold_a_chain_object():
+    """StreamDetector takes a Chain: so does the config (only wrong types are refused)."""
+    from demine.pipeline import load_detect_config
+    from demine.process import load_chain
+
+    chain = load_chain("emi_default")
+    cfg = load_detect_config({"emi": {"chain": chain}})
+    assert cfg["emi"]["chain"] is chain

@@ -25,8 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", metavar="CFG",
                    help="detection config (TOML with [emi]/[gpr]), a chain TOML or a packaged "
                    "chain name (replaces the default chain of its stream kind)")
-    p.add_argument("--model", type=Path, metavar="MODEL",
-                   help="classifier model file: adds p_mine and evaluates on it")
+    p.add_argument("--model", metavar="MODEL",
+                   help="classifier model file ('default': the packaged model): adds p_mine "
+                   "and evaluates on it")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="address of a running Dask scheduler (default: a local cluster); "
                    "its workers must see the recordings and DIR at the same paths")
@@ -43,7 +44,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..batch import run_batch
 
-    res = run_batch(args.inputs, args.out, config=args.config, model=args.model,
+    model = args.model
+    if model == "default":  # (as demine evaluate --model default)
+        from ..classify import default_model_path
+
+        model = default_model_path()
+    res = run_batch(args.inputs, args.out, config=args.config, model=model,
                     scheduler=args.scheduler, workers=args.workers,
                     processes=not args.threads, force=args.force,
                     progress=not args.quiet, say=print)
