@@ -347,3 +347,27 @@ def test_model_default_and_a_file_reached_twice(campaign, tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["score"] == "p_mine"
     assert len(pq.read_table(out / "files.parquet")) == 1
+
+
+def test_a_rerun_with_fewer_recordings_says_what_the_tables_leave_out(campaign, first_run,
+                                                                        tmp_path):
+    """The campaign tables describe the recordings of the run: a rerun into the
+    same directory with fewer of them says so (their per-file outputs stay)."""
+    import shutil
+
+    out, _ = first_run
+    again = tmp_path / "again"
+    shutil.copytree(out, again)
+    _, good, _ = campaign
+    before = {r["file"] for r in pq.read_table(again / "files.parquet").to_pylist()}
+    assert os.path.abspath(good[0]) in before and len(before) >= 2
+    said = []
+    run_batch([str(good[0])], again, workers=1, processes=False, progress=False,
+              say=said.append)
+    note = [s for s in said if "note:" in s]
+    assert len(note) == 1 and f"{len(before) - 1} recording(s) of the previous run" in note[0]
+    assert len(pq.read_table(again / "files.parquet")) == 1
+    said.clear()
+    run_batch([str(good[0])], again, workers=1, processes=False, progress=False,
+              say=said.append)
+    assert not [s for s in said if "note:" in s]

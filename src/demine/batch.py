@@ -730,13 +730,27 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path, *,
                    workers=workers, processes=processes, client=client, bar=bar,
                    gpr_threads=gpr_threads, say=say)
     result = BatchResult(out, [r for r in rows if r is not None])
+    left_out = _earlier_files(out) - {os.path.abspath(p) for p in paths}
     _gather(result, cfg)
     if say:
         say(f"  done {len(result.computed)}, skipped (up to date) {len(result.skipped)}, "
             f"failed {len(result.failed)}")
+        if left_out:
+            say(f"  note: the campaign tables now cover these {len(paths)} recordings; "
+                f"{len(left_out)} recording(s) of the previous run into {out} are not in "
+                "them (their per-file outputs are kept: give them again to include them)")
         for r in result.failed:
             say(f"  failed: {r['error']}")
     return result
+
+
+def _earlier_files(out: Path) -> set[str]:
+    """The recordings of the campaign tables already in ``out`` (none when
+    there are none, or they cannot be read)."""
+    try:
+        return {str(r["file"]) for r in read_parquet(out / "files.parquet").to_pylist()}
+    except (OSError, ConfigError, KeyError):
+        return set()
 
 
 def _run_tasks(paths: list[Path], keys: list[str], todo: list[int],
