@@ -56,6 +56,9 @@ def test_16bit_header_fields():
     h = r.header
     # README: SIR-3000 (rh_system 3), antenna "400MHz", 100 scans/s, 50 scans/m, epsr 6
     assert h["rh_system"] == 3 and h["rh_system_name"] == "SIR-3000"
+    # WHY: byte 113 is 25 = 0b00011_001: system 3 in bits 3-7, version 1 in bits
+    # 0-2 (as readgssi decodes it; 1: no GPS in this file, which has no DZG)
+    assert h["rh_version"] == 1
     assert r.antenna == "400MHz" and r.frequency_hz == 400e6
     assert r.trace_interval_s == pytest.approx(0.01)
     assert r.trace_interval_m == pytest.approx(0.02)

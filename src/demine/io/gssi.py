@@ -125,7 +125,7 @@ def parse_header(block: bytes, path: str | os.PathLike[str]) -> dict[str, Any]:
         "rhf_depth": depth,
         "rh_dtype": block[97],
         "rh_antname": ant,
-        "rh_version": vsbyte >> 5,
+        "rh_version": vsbyte & 7,  # bits 0-2 (bits 3-7 are the system)
         "rh_system": vsbyte >> 3,
         "rh_system_name": SYSTEMS.get(vsbyte >> 3, "unknown"),
         "rh_name": name,
