@@ -110,6 +110,18 @@ def test_truncated_rd3_of_real_file(tmp_path):
     assert r.n_traces == 4 and np.array_equal(r.samples, io.read(TEN).samples[:4])
 
 
+def test_extra_bytes_are_not_called_truncated(tmp_path):
+    """Six bytes after the last whole trace: the message says so (every trace
+    the header announces is there)."""
+    (tmp_path / "t.rad").write_bytes(TEN.with_suffix(".rad").read_bytes())
+    (tmp_path / "t.rd3").write_bytes(TEN.read_bytes() + bytes(6))
+    with pytest.raises(VendorFormatError, match="and 6 bytes more.*extra bytes") as exc:
+        io.read(tmp_path / "t.rd3")
+    assert "truncated" not in str(exc.value)
+    r = io.read(tmp_path / "t.rd3", allow_partial=True)
+    assert np.array_equal(r.samples, io.read(TEN).samples)
+
+
 def test_missing_header(tmp_path):
     (tmp_path / "x.rd3").write_bytes(bytes(100))
     with pytest.raises(VendorFormatError, match="rad"):

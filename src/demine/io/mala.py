@@ -127,14 +127,18 @@ def read_ramac(
                     data_path,
                     "LAST TRACE",
                     f"header says {last} traces of {trace_bytes} bytes, data file has "
-                    f"{size} bytes ({n_file} whole traces): truncated",
+                    f"{size} bytes ({n_file} whole traces"
+                    + (f" and {rest} bytes more" if rest else "") + "): "
+                    + ("truncated" if last > n_file else
+                       "extra bytes after the last trace, or a wrong SAMPLES or data type"),
                 )
             header["dropped_traces"] = max(last - n_file, 0)
         elif last < n_file:
             header["extra_traces"] = n_file - last  # keep them: data beats header
     elif rest and not allow_partial:
         raise fail(data_path, "payload", f"{size} bytes is not a whole number of "
-                   f"{trace_bytes}-byte traces (truncated?)")
+                   f"{trace_bytes}-byte traces ({rest} bytes more: truncated, or extra "
+                   "bytes at the end?)")
     samples = load_block(data_path, dtype, 0, n * nsamp, mmap).reshape(n, nsamp)
     rd = RadarData(
         samples=samples,

@@ -152,7 +152,10 @@ def read_dt1(
                 dt1,
                 "NUMBER OF TRACES",
                 f"header says {n_hd} traces of {rec} bytes ({npts} points x {bpp} bytes + 128),"
-                f" file has {size} bytes: truncated or wrong NUMBER OF PTS/TRC",
+                f" file has {size} bytes ({n_file} whole traces"
+                + (f" and {rest} bytes more" if rest else "") + "): "
+                + ("truncated, or a wrong NUMBER OF PTS/TRC" if n_hd > n_file else
+                   "extra bytes after the last trace, or a wrong NUMBER OF PTS/TRC"),
             )
         header["dropped_traces"] = max(n_hd - n_file, 0)
     elif n_file > n_hd:

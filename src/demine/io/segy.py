@@ -174,7 +174,8 @@ def read_segy(
     n, rest = divmod(size - offset, rec)
     if rest and not allow_partial:
         raise fail(path, "payload", f"{size - offset} bytes of traces is not a whole number of "
-                   f"{rec}-byte traces ({ns} samples x {bps} bytes + 240): truncated?")
+                   f"{rec}-byte traces ({ns} samples x {bps} bytes + 240): {rest} bytes "
+                   "more than whole traces (truncated, or extra bytes at the end?)")
     sample_code = "u4" if code == "ibm" else code
     rdtype = np.dtype([("h", tdt), ("d", endian + sample_code, (ns,))])
     mm = np.memmap(path, dtype=rdtype, mode="r", offset=offset, shape=(n,)) if n else None
