@@ -111,6 +111,23 @@ def size_class(target_type: str) -> str:
 # --------------------------------------------------------------------------
 
 
+def _counts(where: str, k: Any, n: Any) -> tuple[int, int]:
+    """``k`` successes of ``n`` trials as whole numbers (2.7 is not a count)."""
+    out = []
+    for name, v in (("k", k), ("n", n)):
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: {name} must be a whole number, got {v!r}") from None
+        if not (math.isfinite(f) and f == int(f)):
+            raise ConfigError(f"{where}: {name} must be a whole number, got {v!r}")
+        out.append(int(f))
+    k, n = out
+    if n < 0 or k < 0 or k > n:
+        raise ConfigError(f"{where}: need 0 <= k <= n, got k={k}, n={n}")
+    return k, n
+
+
 def clopper_pearson_lower(k: int, n: int, confidence: float = 0.95) -> float:
     """Exact one-sided Clopper–Pearson lower bound of a binomial proportion.
 
@@ -139,9 +156,7 @@ def clopper_pearson_lower(k: int, n: int, confidence: float = 0.95) -> float:
     """
     from scipy.stats import beta
 
-    k, n = int(k), int(n)
-    if n < 0 or k < 0 or k > n:
-        raise ConfigError(f"clopper_pearson_lower: need 0 <= k <= n, got k={k}, n={n}")
+    k, n = _counts("clopper_pearson_lower", k, n)
     if not 0.0 < confidence < 1.0:
         raise ConfigError(f"clopper_pearson_lower: confidence must be in (0, 1), got {confidence}")
     if n == 0:
@@ -168,9 +183,10 @@ def clopper_pearson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[
     """
     from scipy.stats import beta
 
-    k, n = int(k), int(n)
-    if n < 0 or k < 0 or k > n:
-        raise ConfigError(f"clopper_pearson_interval: need 0 <= k <= n, got k={k}, n={n}")
+    k, n = _counts("clopper_pearson_interval", k, n)
+    if not 0.0 < confidence < 1.0:
+        raise ConfigError(f"clopper_pearson_interval: confidence must be in (0, 1), "
+                          f"got {confidence}")
     if n == 0:
         return math.nan, math.nan
     a = (1.0 - confidence) / 2.0
@@ -440,10 +456,18 @@ def match_alarms(
     distance : ndarray of float64, shape (n,)
         Distance from each alarm to the target it found (NaN when none).
     """
-    a = np.asarray(alarm_xy, dtype=np.float64).reshape(-1, 2)
-    t = np.asarray(target_xy, dtype=np.float64).reshape(-1, 2)
+    a = np.asarray(alarm_xy, dtype=np.float64)
+    t = np.asarray(target_xy, dtype=np.float64)
+    for name, v in (("alarm_xy", a), ("target_xy", t)):
+        if not (v.ndim == 2 and v.shape[1] == 2) and v.size:
+            raise ConfigError(f"match_alarms: {name} must have shape (n, 2), got {v.shape}")
+    a, t = a.reshape(-1, 2), t.reshape(-1, 2)
     na, nt = a.shape[0], t.shape[0]
-    h = np.broadcast_to(np.asarray(halo, dtype=np.float64), (nt,))
+    hv = np.asarray(halo, dtype=np.float64)
+    if hv.ndim and hv.shape != (nt,):
+        raise ConfigError(f"match_alarms: halo must be one radius or one per target "
+                          f"({nt}), got shape {hv.shape}")
+    h = np.broadcast_to(hv, (nt,))
     s = np.zeros(na) if score is None else np.asarray(score, dtype=np.float64).reshape(-1)
     if s.shape[0] != na:
         raise ConfigError(f"match_alarms: {s.shape[0]} scores for {na} alarms")
@@ -977,6 +1001,9 @@ class ROC:
             ``n_found``, ``reached``; PD is NaN without targets or area.
         """
         level = float(far_level)
+        if not (level >= 0 and math.isfinite(level)):
+            raise ConfigError(f"false-alarm level must be a finite rate >= 0 (per m²), "
+                              f"got {far_level}")
         bad = {"pd": math.nan, "pd_lower95": math.nan, "far": math.nan,
                "threshold": math.nan, "n_found": 0, "reached": False}
         if self.n_targets == 0 or not math.isfinite(self.area_m2) or self.area_m2 <= 0:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -115,6 +116,15 @@ def interpolate_positions(t_src: np.ndarray, values: np.ndarray, t_dst: np.ndarr
     return out[:, 0] if squeeze else out
 
 
+def _ns(name: str, t: Any) -> np.ndarray:
+    """Times as int64 nanoseconds; floats (a NaN would become INT64_MIN and
+    spoil every interpolated value) are refused."""
+    a = np.asarray(t)
+    if a.dtype.kind not in "iu":
+        raise ValueError(f"{name} must be integer UTC nanoseconds (int64), got dtype {a.dtype}")
+    return a.astype(np.int64, copy=False)
+
+
 class PreparedTrack:
     """A position track sorted and checked once, for many interpolations.
 
@@ -134,7 +144,9 @@ class PreparedTrack:
     """
 
     def __init__(self, t_src: np.ndarray, values: np.ndarray, max_gap_s: float = 1.0) -> None:
-        t_src = np.asarray(t_src, dtype="int64")
+        t_src = _ns("t_src", t_src)
+        if not (max_gap_s > 0 and math.isfinite(max_gap_s)):
+            raise ValueError(f"max_gap_s must be a positive number of seconds, got {max_gap_s}")
         vals = np.asarray(values, dtype="float64")
         if vals.ndim != 2 or t_src.ndim != 1:
             raise ValueError(f"positions must be (n, k) and times (n,), got {vals.shape} "
@@ -157,7 +169,9 @@ class PreparedTrack:
 
     def at(self, t_dst: np.ndarray) -> np.ndarray:
         """Positions ``(len(t_dst), k)`` at the times ``t_dst`` (int64 UTC ns)."""
-        t_dst = np.asarray(t_dst, dtype="int64")
+        t_dst = _ns("t_dst", t_dst)
+        if t_dst.ndim != 1:
+            raise ValueError(f"t_dst must be one time per row, got shape {t_dst.shape}")
         ts = self.ts
         out = np.empty((t_dst.shape[0], self.k))
         if ts.size == 0:

@@ -209,6 +209,9 @@ class Stage:
         if arr.ndim != 2:
             raise ValueError(f"stage {self.name!r}: chunk must be 2-D (n_frames, n_channels), "
                              f"got shape {arr.shape}")
+        if arr.dtype.kind not in "biuf":  # (complex lost its imaginary part, text parsed)
+            raise ValueError(f"stage {self.name!r}: chunk must hold real numbers, got dtype "
+                             f"{arr.dtype}")
         if self._n_channels is None:
             if arr.shape[1] == 0:
                 raise ValueError(f"stage {self.name!r}: chunk has no channels")

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import os
 import shutil
 import threading
@@ -298,6 +299,15 @@ class _Appender:
                         f"{self.where}: field {name!r} has values outside the range of "
                         f"the column's {col.dtype}"
                     )
+            if (col.dtype.kind == "f" and arr.dtype.kind == "f"
+                    and arr.dtype.itemsize > col.dtype.itemsize and arr.size):
+                # a finite value beyond the column's range would be stored as inf
+                big = float(np.finfo(col.dtype).max)
+                fin = arr[np.isfinite(arr)]
+                if fin.size and float(np.abs(fin).max()) > big:
+                    raise SchemaError(
+                        f"{self.where}: field {name!r} has finite values beyond the range of "
+                        f"the column's {col.dtype} (they would be stored as inf)")
             arr = arr.astype(col.dtype, copy=False)
         if col.width is None:
             if arr.ndim == 0:
@@ -639,8 +649,9 @@ class RecordingWriter:
                                             and not isinstance(chunk_cache, bool)
                                             and 0 <= chunk_cache < 2**63):
             raise ValueError(f"chunk_cache must be a number of bytes >= 0, got {chunk_cache!r}")
-        if flush_interval <= 0:
-            raise ValueError(f"flush_interval must be > 0 s, got {flush_interval}")
+        if not (flush_interval > 0 and math.isfinite(flush_interval)):
+            raise ValueError(f"flush_interval must be a finite number of seconds > 0, "
+                             f"got {flush_interval}")
         if compression not in (None, "gzip", "lzf"):
             raise ValueError(f"compression must be None, 'gzip' or 'lzf', got {compression!r}")
         if self.path.exists() and not overwrite:
@@ -793,8 +804,10 @@ class RecordingWriter:
                         f"not {sdtype}"
                     )
             if kind in ("emi", "gpr"):
-                if n_channels is None or int(n_channels) < 1:
-                    raise SchemaError(f"stream {name!r}: n_channels must be a positive integer")
+                if (n_channels is None or isinstance(n_channels, bool)
+                        or not float(n_channels).is_integer() or int(n_channels) < 1):
+                    raise SchemaError(f"stream {name!r}: n_channels must be a positive integer, "
+                                      f"got {n_channels!r}")
                 n_channels = int(n_channels)
                 if kind == "emi" and "gate" not in dims:
                     dims["gate"] = np.arange(n_channels, dtype="float64")
