@@ -85,3 +85,54 @@ def test_recording_refuses_values_a_float32_column_would_store_as_inf(tmp_path):
         s.append(np.array([[np.inf, 1.0]]), time=np.array([0]))  # (inf stays inf: lossless)
     with pytest.raises(ValueError, match="flush_interval"):
         RecordingWriter(tmp_path / "s.h5", flush_interval=float("nan"))
+
+
+def test_gpr_detector_refuses_float_times_and_a_time_zero_past_the_trace():
+    from demine.hyperbola import GPRDetector
+
+    tr = np.zeros((20, 64), np.float32)
+    x = np.arange(20) * 0.01
+    with pytest.raises(ConfigError, match="time must be integer"):
+        GPRDetector(1e-10).process(tr, x, time=np.arange(20) * 1e6)
+    with pytest.raises(ConfigError, match="time_zero .* lies beyond the trace"):
+        GPRDetector(1e-10, time_zero=1.0).process(tr, x)
+
+
+def test_migration_refuses_non_finite_samples():
+    from demine.gpr import kirchhoff_migrate, stolt_migrate
+
+    d = np.zeros((16, 32))
+    d[3, 5] = np.nan  # (one NaN: the whole Stolt section was NaN)
+    for f in (stolt_migrate, kirchhoff_migrate):
+        with pytest.raises(ValueError, match="1 NaN or infinite samples"):
+            f(d, 1e-10, 0.01, 1e8)
+
+
+def test_alarms_csv_needs_positions_only(tmp_path):
+    from demine.evaluate import read_alarms_csv
+    from demine.pipeline import write_alarms_csv
+
+    p = write_alarms_csv({"x": np.array([1.0]), "y": np.array([2.0])}, tmp_path / "a.csv")
+    back = read_alarms_csv(p)
+    assert back["x"].tolist() == [1.0] and back["y"].tolist() == [2.0]
+    with pytest.raises(ConfigError, match="column 'y' is required"):
+        write_alarms_csv({"x": np.array([1.0])}, tmp_path / "b.csv")
+
+
+def test_dzx_that_is_not_xml_and_reads_by_row_and_field(tmp_path):
+    from demine.errors import VendorFormatError
+    from demine.io.gssi import read_dzx
+    from demine.recording import Recording
+
+    bad = tmp_path / "x.DZX"
+    bad.write_bytes(b"\x00\x01not xml")
+    with pytest.raises(VendorFormatError, match="not a DZX XML file"):
+        read_dzx(bad)
+    with RecordingWriter(tmp_path / "r.h5") as w:
+        w.add_stream("emi", "emi", gate_times=[1e-5]).append(
+            np.zeros((5, 1), np.float32), time=np.arange(5))
+    with Recording(tmp_path / "r.h5") as r:
+        s = r.streams["emi"]
+        assert s.read(1, 3, fields="time")["time"].tolist() == [1, 2]
+        with pytest.raises(SchemaError, match="start must be a row number"):
+            s.read(1.5, 3)

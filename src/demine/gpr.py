@@ -982,6 +982,11 @@ def _section(name: str, data: Any) -> np.ndarray:
                          f"samples, got shape {arr.shape}")
     if arr.dtype.kind not in "iuf":
         raise ValueError(f"{name}: 'data' must be numeric, got {arr.dtype}")
+    if arr.dtype.kind == "f":
+        bad = int(np.count_nonzero(~np.isfinite(arr)))
+        if bad:  # (a transform spreads one NaN over the whole section)
+            raise ValueError(f"{name}: 'data' has {bad} NaN or infinite samples; fill or "
+                             "cut them first")
     return arr
 
 

@@ -708,6 +708,13 @@ class GPRDetector:
             raise ConfigError(f"GPRDetector: traces have {ns} samples, the line has {self._ns}")
         if n and ns < 4:
             raise ConfigError(f"GPRDetector: traces need at least 4 samples, got {ns}")
+        if n and self.time_zero >= ns * self.dt:
+            # (every depth window would lie past the trace: no alarm, without a word)
+            raise ConfigError(f"GPRDetector: time_zero {self.time_zero:g} s lies beyond the "
+                              f"trace ({ns} samples of {self.dt:g} s)")
+        if time is not None and np.asarray(time).dtype.kind not in "iu":
+            raise ConfigError(f"GPRDetector: time must be integer UTC nanoseconds (int64), "
+                              f"got dtype {np.asarray(time).dtype}")
         tr = np.ascontiguousarray(tr, dtype=np.float32)
 
         def col(name: str, v: ArrayLike | None, dtype: Any) -> np.ndarray:

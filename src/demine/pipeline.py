@@ -546,14 +546,21 @@ def detect_recording(path: str | Path, config: Any = None, *,
 
 
 def write_alarms_csv(alarms: dict[str, np.ndarray], path: str | Path) -> Path:
-    """Write an alarm table (columns of :data:`demine.pipeline.ALARM_COLUMNS`) as CSV."""
+    """Write an alarm table (columns of :data:`demine.pipeline.ALARM_COLUMNS`) as CSV.
+
+    ``x`` and ``y`` are required; a missing column is written as empty cells.
+    """
     path = Path(path)
+    missing = [c for c in ("x", "y") if c not in alarms]
+    if missing:
+        raise ConfigError(f"alarms for {path}: column {missing[0]!r} is required")
     n = len(alarms["x"])
+    cols = [alarms.get(c) for c in ALARM_COLUMNS]
     with open(path, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(ALARM_COLUMNS)
         for i in range(n):
-            w.writerow([alarms[c][i] for c in ALARM_COLUMNS])
+            w.writerow(["" if c is None else c[i] for c in cols])
     return path
 
 

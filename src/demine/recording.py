@@ -1290,6 +1290,11 @@ class _ColumnGroup:
         live writer's columns may momentarily differ in length).
         """
         name = "(lengths)"
+        for what, v in (("start", start), ("stop", stop)):
+            if v is not None and not isinstance(v, int | np.integer):
+                raise SchemaError(f"{self.where}: {what} must be a row number, got {v!r}")
+        if isinstance(fields, str):  # (not its letters)
+            fields = (fields,)
         try:
             n = len(self)
             start, stop, _ = slice(start, stop).indices(n)

@@ -380,7 +380,10 @@ def _strip_ns(tag: str) -> str:
 def read_dzx(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a GSSI ``.DZX`` XML sidecar: global properties, waypoints and user marks."""
     text = read_text(path, "DZX")
-    root = ET.fromstring(text)
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError as exc:
+        raise fail(path, "xml", f"not a DZX XML file ({exc})") from None
     out: dict[str, Any] = {"global": {}, "waypoints": [], "marks": []}
     for el in root.iter():
         tag = _strip_ns(el.tag)
