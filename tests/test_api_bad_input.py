@@ -136,3 +136,21 @@ def test_dzx_that_is_not_xml_and_reads_by_row_and_field(tmp_path):
         assert s.read(1, 3, fields="time")["time"].tolist() == [1, 2]
         with pytest.raises(SchemaError, match="start must be a row number"):
             s.read(1.5, 3)
+
+
+def test_area_bearing_and_stream_names(tmp_path):
+    from demine.positions import LocalFrame
+    from demine.recording import Recording
+
+    truth = {"x": np.array([0.0]), "y": np.array([0.0]), "type": np.array(["ap-mine"])}
+    alarms = {"x": np.array([0.0]), "y": np.array([0.05]), "score": np.array([1.0])}
+    with pytest.raises(ConfigError, match="searched area must be"):
+        evaluate(truth, alarms, area=-5.0)
+    with pytest.raises(ConfigError, match="bearing nan must be a finite number"):
+        LocalFrame(10.0, 50.0, bearing_deg=float("nan"))
+    with RecordingWriter(tmp_path / "r.h5") as w:
+        w.add_stream("emi", "emi", gate_times=[1e-5])
+    with Recording(tmp_path / "r.h5") as r:
+        with pytest.raises(KeyError, match="no stream 'nope' \\(streams: emi\\)"):
+            r.streams["nope"]
+        assert list(r.streams) == ["emi"] and "nope" not in r.streams

@@ -53,6 +53,9 @@ class LocalFrame:
                 f"local frame origin lon={self.origin_lon}, lat={self.origin_lat} is not a "
                 "WGS 84 position (lon in [-180, 180], lat in (-90, 90))"
             )
+        if not math.isfinite(self.bearing_deg):  # (every x, y would be NaN)
+            raise ConfigError(f"local frame bearing {self.bearing_deg} must be a finite "
+                              "number of degrees")
 
     @property
     def _radii(self) -> tuple[float, float]:

@@ -1313,6 +1313,16 @@ class _ColumnGroup:
         return self.read(fields=[name])[name]
 
 
+class _Streams(dict):
+    """A recording's streams by name; an unknown name's KeyError lists them."""
+
+    where = ""
+
+    def __missing__(self, name: str) -> Any:
+        raise KeyError(f"{self.where}: no stream {name!r} (streams: "
+                       f"{', '.join(self) or 'none'})")
+
+
 class StreamReader(_ColumnGroup):
     """One sensor stream of a :class:`Recording`; fields are NumPy arrays."""
 
@@ -1455,9 +1465,10 @@ class Recording:
         try:
             self._validate()
             self.attrs = {k: _decode(v) for k, v in self._file.attrs.items()}
-            self.streams = {
-                name: StreamReader(group, name) for name, group in self._file["streams"].items()
-            }
+            self.streams = _Streams(
+                (name, StreamReader(group, name))
+                for name, group in self._file["streams"].items())
+            self.streams.where = str(self.path)
         except _DAMAGE_ERRORS as exc:
             self._file.close()
             raise RecordingError(f"{self.path}: damaged file: its attributes or streams "
