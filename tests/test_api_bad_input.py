@@ -144,8 +144,12 @@ def test_area_bearing_and_stream_names(tmp_path):
 
     truth = {"x": np.array([0.0]), "y": np.array([0.0]), "type": np.array(["ap-mine"])}
     alarms = {"x": np.array([0.0]), "y": np.array([0.05]), "score": np.array([1.0])}
-    with pytest.raises(ConfigError, match="searched area must be"):
-        evaluate(truth, alarms, area=-5.0)
+    for bad in (-5.0, float("inf")):
+        with pytest.raises(ConfigError, match="searched area must be"):
+            evaluate(truth, alarms, area=bad)
+    # NaN is an unknown area (demine.batch passes it for lanes without coverage)
+    unknown = evaluate(truth, alarms, area=float("nan"))
+    assert unknown.pd == 1.0 and any("searched area unknown" in n for n in unknown.notes)
     with pytest.raises(ConfigError, match="bearing nan must be a finite number"):
         LocalFrame(10.0, 50.0, bearing_deg=float("nan"))
     with RecordingWriter(tmp_path / "r.h5") as w:

@@ -826,9 +826,9 @@ def _evaluate_lane(lane: Lane, *, halo: Any, targets: str, include_unsearched: b
         coverage = searched_area(paths, lane.footprint, cell=cell, max_gap=max_gap)
     if lane.area is not None:
         area = float(lane.area)
-        if not (area >= 0 and math.isfinite(area)):
-            raise ConfigError(f"{what}: searched area must be a finite number of m² >= 0, "
-                              f"got {lane.area}")
+        if area < 0 or math.isinf(area):  # (NaN: unknown, noted below)
+            raise ConfigError(f"{what}: searched area must be a finite number of m² >= 0 "
+                              f"(NaN: unknown), got {lane.area}")
     elif coverage is not None:
         area = coverage.area
     else:
