@@ -905,7 +905,7 @@ def load_campaign(out_dir: str | Path) -> dict[str, Any]:
     t = read_parquet(out / "campaign.parquet")
     alarms = {c: t.column(c).to_numpy(zero_copy_only=False) for c in t.column_names}
     ft = read_parquet(out / "files.parquet")
-    missing = {"name", "file", "status", "out_dir"} - set(ft.column_names)
+    missing = {"name", "file", "status"} - set(ft.column_names)
     if missing:
         raise ConfigError(f"{out / 'files.parquet'}: damaged file table, no column(s) "
                           f"{sorted(missing)}")

@@ -712,9 +712,9 @@ class GPRDetector:
             # (every depth window would lie past the trace: no alarm, without a word)
             raise ConfigError(f"GPRDetector: time_zero {self.time_zero:g} s lies beyond the "
                               f"trace ({ns} samples of {self.dt:g} s)")
-        if time is not None and np.asarray(time).dtype.kind not in "iu":
+        if time is not None and (tdt := np.asarray(time).dtype).kind not in "iu":
             raise ConfigError(f"GPRDetector: time must be integer UTC nanoseconds (int64), "
-                              f"got dtype {np.asarray(time).dtype}")
+                              f"got dtype {tdt}")
         tr = np.ascontiguousarray(tr, dtype=np.float32)
 
         def col(name: str, v: ArrayLike | None, dtype: Any) -> np.ndarray:

@@ -564,11 +564,6 @@ def write_alarms_csv(alarms: dict[str, np.ndarray], path: str | Path) -> Path:
     return path
 
 
-def _text(v: Any) -> str:
-    """A table's text value as str (bytes decoded, not ``"b'...'"``)."""
-    return v.decode("utf-8", "replace") if isinstance(v, bytes | np.bytes_) else str(v)
-
-
 def alarm_counts(path: str | Path) -> dict[str, int]:
     """Alarms already in a recording's alarms table, per stream."""
     from .recording import Recording
@@ -577,7 +572,7 @@ def alarm_counts(path: str | Path) -> dict[str, int]:
         streams = rec.alarms.get("stream")
     if streams is None or not len(streams):
         return {}
-    names, counts = np.unique([_text(s) for s in streams], return_counts=True)
+    names, counts = np.unique(np.asarray(streams, dtype=str), return_counts=True)
     return {str(k): int(v) for k, v in zip(names, counts, strict=True)}
 
 
@@ -608,7 +603,10 @@ def append_alarms(path: str | Path, alarms: dict[str, np.ndarray], *,
     """
     import h5py
 
-    from .recording import TABLES, create_columns
+    from .recording import TABLES, _decode, create_columns
+
+    def _text(v: Any) -> str:  # (bytes decoded, not "b'emi'")
+        return str(_decode(v))
 
     cols = {c.name: c for c in TABLES["alarms"]}
     n = len(alarms["x"])
