@@ -86,20 +86,29 @@ def _units(rd: RadarData) -> str:
     return str(rd.header.get("units", "counts")) if rd.vendor == "gprmax" else "counts"
 
 
-def _calibration(rd: RadarData) -> dict[str, float] | None:
-    """Calibration derivable from a simulation's geometry and source.
+def _calibration(rd: RadarData) -> dict[str, Any] | None:
+    """Calibration the file itself gives: its time zero, and a simulation's source.
 
-    For gprMax output: ``time_zero`` is the centre of the source waveform (the
-    emission time; the detectors place the ground surface there when the
-    antenna sits on it, and ``antenna_height`` is left to the user), plus the
-    source's centre ``frequency`` and the Tx-Rx ``antenna_offset``.  Vendor
-    radar files: None (their time zero comes from ``demine calibrate``).
+    ``time_zero`` (two-way time of time zero from the first sample, s, the
+    entry ``demine calibrate time-zero`` writes) with ``time_zero_sample`` and
+    ``time_zero_source`` (the header field it came from), when the reader
+    found one inside the trace: pulseEKKO's ``TIMEZERO AT POINT``, SEG-Y's
+    ``delrt`` (standard units only), gprMax's source centre (the emission
+    time; the detectors place the ground surface there when the antenna sits
+    on it, and ``antenna_height`` is left to the user).  gprMax output also
+    gives the source's centre ``frequency`` and the Tx-Rx ``antenna_offset``.
+    None when there is nothing (GSSI: ``rhf_position`` has no confirmed
+    meaning; use ``demine calibrate time-zero``).
     """
+    cal: dict[str, Any] = {}
+    tz = rd.time_zero_sample
+    if math.isfinite(tz) and 0.0 <= tz < rd.n_samples:
+        cal["time_zero"] = float(tz * rd.sample_interval_s)
+        cal["time_zero_sample"] = float(tz)
+        src = rd.header.get("time_zero_source")
+        cal["time_zero_source"] = str(src) if src else f"{rd.vendor} file header"
     if rd.vendor != "gprmax":
-        return None
-    cal: dict[str, float] = {}
-    if math.isfinite(rd.time_zero_sample):
-        cal["time_zero"] = float(rd.time_zero_sample * rd.sample_interval_s)
+        return cal or None
     if math.isfinite(rd.frequency_hz):
         cal["frequency"] = float(rd.frequency_hz)
     off = rd.header.get("antenna_offset_m")

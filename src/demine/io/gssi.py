@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from .. import nmea
-from ..errors import FrameError
+from ..errors import FrameError, VendorFormatError
 from ._common import (
     NO_TIME,
     RadarData,
@@ -268,13 +268,18 @@ def read_dzt(
         dzg = find_sibling(path, "DZG")
         if dzg is not None:
             created = dt.datetime.fromisoformat(h["rhb_cdt"]) if h["rhb_cdt"] else None
-            rd.gps, stats = read_dzg(dzg, date=created)
-            header["dzg"] = {"path": os.fspath(dzg), **stats}
+            try:
+                rd.gps, stats = read_dzg(dzg, date=created)
+            except VendorFormatError as exc:
+                warnings.warn(f"unreadable DZG sidecar ignored: {exc}", stacklevel=2)
+                header["dzg"] = {"path": os.fspath(dzg), "error": str(exc)}
+            else:
+                header["dzg"] = {"path": os.fspath(dzg), **stats}
         dzx = find_sibling(path, "DZX")
         if dzx is not None:
             try:
                 info = read_dzx(dzx)
-            except (ET.ParseError, ValueError) as exc:
+            except (ET.ParseError, ValueError, VendorFormatError) as exc:
                 warnings.warn(f"{dzx}: unreadable DZX sidecar ignored: {exc}", stacklevel=2)
                 header["dzx"] = {"path": os.fspath(dzx), "error": str(exc)}
             else:
@@ -307,16 +312,28 @@ def read_dzg(
     (the DZT creation time, from the controller clock) is used, moved to the next
     day when the first GGA time of day is more than 12 h before its time of day.
 
+    An empty file, or one of ``$GSSIS`` lines without sentences (a GPS that sent
+    nothing), gives an empty table.
+
     Returns
     -------
     (table, stats)
         GPS column arrays (see :class:`RadarData`) and counts of sentences read,
         without fix, and skipped as malformed.
+
+    Raises
+    ------
+    VendorFormatError
+        The file has text but not one ``$GSSIS`` line or NMEA sentence (not a
+        DZG file, or garbage): the message names the file and quotes the first
+        line.
     """
     text = read_text(path, "DZG")
     rows: list[tuple] = []
     scan: int | None = None
     bad = nofix = 0
+    known = 0  # lines recognised as a $GSSIS line or an NMEA sentence
+    first_line = ""
     day: dt.date | None = None
     source = "none"
     creation_tod = math.nan
@@ -331,6 +348,7 @@ def read_dzg(
         line = line.strip()
         if not line:
             continue
+        first_line = first_line or line
         if line.upper().startswith("$GSSIS"):
             parts = line.split("*", 1)[0].split(",")
             try:
@@ -338,12 +356,15 @@ def read_dzg(
             except (IndexError, ValueError):
                 bad += 1
                 scan = None
+            else:
+                known += 1
             continue
         try:
             s = nmea.parse(line, require_checksum=False)
         except FrameError:
             bad += 1
             continue
+        known += 1
         if isinstance(s, nmea.RMC | nmea.ZDA) and s.date is not None:
             if source != "RMC/ZDA":  # rows so far used a guessed date: redo them with this one
                 rows = [r[:1] + (NO_TIME,) + r[2:] for r in rows]
@@ -369,6 +390,9 @@ def read_dzg(
             t = nmea.utc_ns(day, tod) or NO_TIME
         rows.append((scan, t, s.lat, s.lon, s.altitude, s.fix_quality, s.satellites, s.hdop))
         scan = None
+    if first_line and not known:
+        raise fail(path, "DZG", f"none of its {bad} non-empty lines is a $GSSIS line or an "
+                   f"NMEA sentence; first: {first_line[:60]!r}")
     stats = {"sentences": len(rows), "no_fix": nofix, "malformed": bad, "date_source": source}
     return gps_table(rows), stats
 

@@ -13,11 +13,13 @@ import datetime as dt
 import math
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..errors import VendorFormatError
 from ._common import (
     NO_TIME,
     RadarData,
@@ -162,19 +164,82 @@ def read_ramac(
     if sidecars:
         cor = find_sibling(data_path, "cor")
         if cor is not None:
-            rd.gps, stats = read_cor(cor)
-            header["cor"] = {"path": os.fspath(cor), **stats}
-            t = rd.gps["time_ns"]
-            if t.size and t[0] != NO_TIME:
-                rd.start_time_ns = int(t[0])
+            try:
+                rd.gps, stats = read_cor(cor)
+            except VendorFormatError as exc:
+                warnings.warn(f"unreadable .cor sidecar ignored: {exc}", stacklevel=2)
+                header["cor"] = {"path": os.fspath(cor), "error": str(exc)}
+            else:
+                header["cor"] = {"path": os.fspath(cor), **stats}
+                rd.start_time_ns, how = _start_time(rd.gps, rd.trace_interval_s)
+                header["cor"]["start_time_source"] = how
     return rd
 
 
+def _start_time(gps: dict[str, np.ndarray], interval_s: float) -> tuple[int | None, str]:
+    """UTC ns of the first trace (trace 1 of the file) from the ``.cor`` rows.
+
+    The ``.cor`` lists fixes against trace numbers and need not begin at trace 1
+    (the EGRIP line's first row is trace 7).  In order of preference: the row
+    of trace 1; the first row minus (its trace - 1) x ``TIME INTERVAL``; the
+    straight line through the rows' times against trace numbers (traces
+    triggered by distance are not evenly timed, so this is an estimate,
+    labelled as such); else unknown.
+
+    Returns
+    -------
+    (start, how)
+        UTC ns or None, and a sentence saying how it was found.
+    """
+    t, tr = gps["time_ns"], gps["trace"]
+    ok = (t != NO_TIME) & (tr >= 0)
+    if not np.any(ok):
+        return None, "unknown: no .cor row with a time and a trace number"
+    t, tr = t[ok], tr[ok]
+    first = int(np.argmin(tr))
+    if tr[first] == 0:
+        return int(t[first]), ".cor row of trace 1"
+    k = int(tr[first])
+    if math.isfinite(interval_s) and interval_s > 0:
+        return (int(t[first]) - round(k * interval_s * 1e9),
+                f".cor row of trace {k + 1} minus {k} x TIME INTERVAL")
+    if np.unique(tr).size >= 2:
+        x = (tr - k).astype(np.float64)
+        y = (t - t[first]).astype(np.float64)
+        slope, intercept = np.polyfit(x, y, 1)
+        if math.isfinite(slope) and slope > 0:
+            start = int(t[first]) + round(intercept - k * slope)
+            return start, (f"estimated: straight line through {t.size} .cor rows' times "
+                           f"against trace number ({slope / 1e9:.4g} s per trace), "
+                           "extrapolated to trace 1")
+    return None, (f"unknown: the .cor begins at trace {k + 1} and the file gives no "
+                  "trace interval")
+
+
 def read_cor(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Read a RAMAC ``.cor`` GPS file (malformed lines are counted and skipped)."""
+    """Read a RAMAC ``.cor`` GPS file.
+
+    Rows are ``trace date time lat N|S lon E|W [alt M [quality]]``, trace numbers
+    1-based.  Malformed lines are counted and skipped, and an empty file (nothing
+    logged) gives an empty table.
+
+    Returns
+    -------
+    (table, stats)
+        GPS column arrays (see :class:`~demine.io.RadarData`) and the counts of
+        rows read and lines skipped as malformed.
+
+    Raises
+    ------
+    VendorFormatError
+        The file has text but not one line of it is a ``.cor`` row (not a
+        ``.cor`` file, or garbage): the message names the file and quotes the
+        first line.
+    """
     text = read_text(path, "cor")
     rows: list[tuple] = []
     bad = 0
+    first_bad = ""
     for line in text.splitlines():
         parts = line.split()
         if not parts:
@@ -194,9 +259,14 @@ def read_cor(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[
                 raise ValueError("range")
         except (ValueError, IndexError):
             bad += 1
+            first_bad = first_bad or line.strip()
             continue
         t = (day.toordinal() - dt.date(1970, 1, 1).toordinal()) * 86_400_000_000_000
         t += round(tod * 1e9)
         # the last column is the receiver's quality/HDOP figure, kept as hdop
         rows.append((trace, t if t else NO_TIME, lat, lon, alt, 1, 0, quality))
+    if bad and not rows:
+        raise fail(path, "cor", f"none of its {bad} non-empty lines is a .cor row "
+                   f"(trace date time lat N|S lon E|W alt M quality); first: "
+                   f"{first_bad[:60]!r}")
     return gps_table(rows), {"rows": len(rows), "malformed": bad}

@@ -198,7 +198,7 @@ def read_dt1(
     header["trace_header_fields"] = list(TRACE_FIELDS)
     if "TIMEZERO AT POINT" in h:
         tz = parse_number(hd_path, "TIMEZERO AT POINT", h["TIMEZERO AT POINT"])
-        rd.time_zero_sample = tz - 1.0  # 1-based in the header
+        _time_zero(rd, tz, npts, th)
     unit = h.get("POSITION UNITS", "m").strip().lower()
     scale = _UNITS_M.get(unit, math.nan)
     header["position_units"] = unit
@@ -222,6 +222,34 @@ def read_dt1(
             rd.gps, stats = read_gps(gps, date=date)
             header["gps"] = {"path": os.fspath(gps), **stats}
     return rd
+
+
+def _time_zero(rd: RadarData, point: float, npts: int, th: np.ndarray) -> None:
+    """Set ``rd.time_zero_sample`` from the HD's ``TIMEZERO AT POINT``.
+
+    The HD counts points from 1 (RGPR ``R/readDT1.R``: ``time0 = TIMEZERO * dz
+    - dz`` on a time axis whose first point is at 0), so the 0-based sample is
+    ``point - 1``.  ``header["time_zero_source"]`` says where the value came
+    from; when it is not used (before the first sample, past the last, or
+    per-trace time-zero adjustments in the trace headers, which RGPR gives
+    precedence and whose meaning demine does not know) ``header["time_zero_note"]``
+    says why and the time zero stays NaN.
+    """
+    header = rd.header
+    where = f"pulseEKKO .HD 'TIMEZERO AT POINT' = {point:g}"
+    tz = point - 1.0
+    n_adjusted = int(np.count_nonzero(th[:, 20])) if th.size else 0
+    if n_adjusted:
+        header["time_zero_note"] = (
+            f"{where} not used: {n_adjusted} trace headers carry a time-zero adjustment "
+            "(field 21), so no single time zero is claimed")
+    elif not 0.0 <= tz < npts:
+        header["time_zero_note"] = (
+            f"{where} not used: 1-based point {point:g} lies outside the {npts} points "
+            "of a trace")
+    else:
+        rd.time_zero_sample = tz
+        header["time_zero_source"] = f"{where} (1-based point: sample {tz:g})"
 
 
 def _mhz(text: str) -> float:

@@ -43,7 +43,9 @@ _FORMATS: dict[int, tuple[str, int]] = {
     16: ("u1", 1),
 }
 
-#: Trace-header fields read (name, byte offset, type), SEG-Y rev 1 numbering - 1.
+#: Trace-header fields read (name, byte offset, type), SEG-Y rev 1 numbering - 1
+#: (SU names; ``time_scalar``, bytes 215-216, is rev 1's scalar for the times of
+#: bytes 95-114, ``delrt`` among them).
 TRACE_FIELDS: tuple[tuple[str, int, str], ...] = (
     ("tracl", 0, "i4"), ("tracr", 4, "i4"), ("fldr", 8, "i4"), ("tracf", 12, "i4"),
     ("cdp", 20, "i4"), ("trid", 28, "i2"), ("offset", 36, "i4"), ("gelev", 40, "i4"),
@@ -52,6 +54,7 @@ TRACE_FIELDS: tuple[tuple[str, int, str], ...] = (
     ("delrt", 108, "i2"), ("ns", 114, "u2"), ("dt", 116, "u2"), ("year", 156, "i2"),
     ("day", 158, "i2"), ("hour", 160, "i2"), ("minute", 162, "i2"), ("sec", 164, "i2"),
     ("timbas", 166, "i2"), ("cdpx", 180, "i4"), ("cdpy", 184, "i4"),
+    ("time_scalar", 214, "i2"),
 )  # fmt: skip
 
 
@@ -232,7 +235,54 @@ def read_segy(
         if th["counit"][0] in (0, 1) and (np.ptp(x) > 0 or np.ptp(y) > 0):
             step = np.hypot(np.diff(x), np.diff(y))
             rd.trace_position_m = np.concatenate([[0.0], np.cumsum(step)])
+        _time_zero(rd, th, in_ps)
     return rd
+
+
+def _time_zero(rd: RadarData, th: np.ndarray, in_ps: bool) -> None:
+    """Time zero from the trace headers' delay recording time, when it is usable.
+
+    SEG-Y rev 1, trace header bytes 109-110 (``delrt``): "time in milliseconds
+    between initiation time of energy source and the time when recording of
+    data samples begins"; it "can be negative to accommodate negative start
+    times (i.e. data recorded before time zero)", and the scalar of bytes
+    215-216 applies (positive: multiplier, negative: divisor, 0: 1).  The
+    first sample is therefore at ``delrt`` after time zero, and time zero at
+    sample ``-delrt / dt``.  Used only when every trace gives the same non-zero
+    value, the file keeps the standard units (a file storing picoseconds in
+    the microsecond fields gives no unit for ``delrt``) and the time zero falls
+    inside the trace; otherwise ``header["time_zero_note"]`` says why not.
+    ``delrt`` = 0, the value of an unset field, claims nothing.
+    """
+    header = rd.header
+    delrt = th["delrt"].astype(np.float64)
+    if not np.any(delrt):
+        return
+    sc = th["time_scalar"].astype(np.float64)
+    factor = np.where(sc > 0, sc, np.where(sc < 0, -1.0 / np.where(sc < 0, sc, 1.0), 1.0))
+    ms = delrt * factor
+    what = "SEG-Y trace header 'delrt' (bytes 109-110, x 'time_scalar' bytes 215-216)"
+    if np.ptp(ms) > 0:
+        header["time_zero_note"] = (f"{what} not used: it varies from trace to trace "
+                                    f"({ms.min():g} to {ms.max():g} ms)")
+        return
+    first_ms = float(ms[0])
+    if in_ps:
+        header["time_zero_note"] = (
+            f"{what} = {first_ms:g} not used: the file stores the sample interval in "
+            "picoseconds, and no unit of 'delrt' goes with that")
+        return
+    tz = -first_ms * 1e-3 / rd.sample_interval_s
+    if not 0.0 <= tz < rd.n_samples:
+        where = "before the first sample" if tz < 0 else "after the last sample"
+        header["time_zero_note"] = (
+            f"{what} = {first_ms:g} ms not used: it puts time zero {where} "
+            f"(sample {tz:.6g} of {rd.n_samples})")
+        return
+    rd.time_zero_sample = tz
+    header["time_zero_source"] = (
+        f"{what} = {first_ms:g} ms: the first sample lies {first_ms:g} ms from time zero, "
+        f"which is sample {tz:g}")
 
 
 def _ebcdic_text(lines: list[str]) -> bytes:
