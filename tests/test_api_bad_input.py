@@ -11,6 +11,7 @@ from demine.evaluate import (
     clopper_pearson_interval,
     clopper_pearson_lower,
     evaluate,
+    evaluate_lanes,
     match_alarms,
 )
 from demine.positions import interpolate_positions
@@ -158,3 +159,179 @@ def test_area_bearing_and_stream_names(tmp_path):
         with pytest.raises(KeyError, match="no stream 'nope' \\(streams: emi\\)"):
             r.streams["nope"]
         assert list(r.streams) == ["emi"] and "nope" not in r.streams
+
+
+def test_feature_kernels_refuse_complex_readings_and_meaningless_parameters():
+    from demine.features import decay_frames, dipole_fit
+
+    gates = np.geomspace(1e-5, 1e-3, 8)
+    r = np.abs(np.random.default_rng(0).normal(size=(5, 8))) * 10
+    with pytest.raises(ConfigError, match="readings must be real numbers"):
+        decay_frames(r * 1j, gates, np.ones(8))  # (the imaginary part was dropped)
+    with pytest.raises(ConfigError, match="positive and finite"):
+        decay_frames(r, np.r_[gates[:7], np.inf], np.ones(8))  # (an inf log gate time)
+    for snr in (float("nan"), -1.0, "x"):  # (NaN: no gate valid; -1: every gate)
+        with pytest.raises(ConfigError, match="snr must be a"):
+            decay_frames(r, gates, np.ones(8), snr=snr)
+    d = r + 5
+    xy = np.linspace(-0.1, 0.1, 5)
+    h = np.full(5, 0.05)
+    with pytest.raises(ConfigError, match=r"start position \(ax, ay\) must be finite"):
+        dipole_fit(d, xy, xy, h, 0.12, np.nan, 0.0)  # (LinAlgError: SVD did not converge)
+    for radius in (np.inf, np.array([0.12, 0.1])):
+        with pytest.raises(ConfigError, match="coil radius must be a"):
+            dipole_fit(d, xy, xy, h, radius, 0.0, 0.0)
+
+
+def test_neighbourhood_features_check_the_feature_tables():
+    from demine.features import BASE_FEATURE_SETS, AlarmFeatures, neighbourhood_features
+
+    X = np.zeros((2, len(BASE_FEATURE_SETS["emi"])))
+    two = {"x": np.array([0.0, 0.1]), "y": np.zeros(2)}
+    with pytest.raises(ConfigError, match="unknown feature set 'EMI'"):  # (KeyError)
+        neighbourhood_features(AlarmFeatures(two, {"EMI": (np.array([0, 1]), X)}))
+    # (row -1 was read as the last alarm's position)
+    with pytest.raises(ConfigError, match="row indices that are not rows of the 2 alarms"):
+        neighbourhood_features(AlarmFeatures(two, {"emi": (np.array([0, -1]), X)}))
+    with pytest.raises(ConfigError, match="one row index per row"):  # (IndexError)
+        neighbourhood_features(AlarmFeatures(two, {"emi": (np.array([0]), X)}))
+    with pytest.raises(ConfigError, match="radius must be a number, got None"):
+        neighbourhood_features(AlarmFeatures(two), None)
+    ok = neighbourhood_features(AlarmFeatures(two, {"emi": (np.array([0, 1]), X)}))
+    assert ok.sets["emi"][1][:, -2].tolist() == [1.0, 1.0]
+
+
+def _emi_recording(path):
+    rng = np.random.default_rng(0)
+    with RecordingWriter(path) as w:
+        w.add_stream("emi", "emi", gate_times=[1e-5, 1e-4]).append(
+            rng.normal(size=(40, 2)).astype(np.float32), time=np.arange(40),
+            x=rng.uniform(-1, 1, 40), y=rng.uniform(-1, 1, 40))
+    return path
+
+
+def test_alarm_features_want_one_value_per_alarm_and_times_in_nanoseconds(tmp_path):
+    from demine.features import alarm_features
+
+    rec = _emi_recording(tmp_path / "r.h5")
+    al = {"x": np.array([0.0, 0.5]), "y": np.array([0.0, 0.5]),
+          "time": np.array([1, 2]), "stream": np.array(["emi", "emi"])}
+    # (a short column was an IndexError, or nothing at all when no stream matched)
+    for col, v in (("y", np.zeros(1)), ("score", np.ones(3)), ("stream", np.array(["emi"]))):
+        with pytest.raises(ConfigError, match=f"alarms column '{col}' must hold one value per "
+                           r"alarm \(2, as many as 'x'\)"):
+            alarm_features(rec, {**al, col: v})
+    # (NaN became INT64_MIN and times in seconds 1 ns: features of the wrong traces)
+    for t in (np.array([np.nan, 2.0]), np.array([1.5, 2.5])):
+        with pytest.raises(ConfigError, match="'time' must hold whole UTC nanoseconds"):
+            alarm_features(rec, {**al, "time": t})
+    with pytest.raises(ConfigError, match="'x' must be real numbers"):  # (imaginary dropped)
+        alarm_features(rec, {**al, "x": al["x"] + 1j})
+    with pytest.raises(ConfigError, match="alarms must be a mapping"):  # (AttributeError)
+        alarm_features(rec, [al])
+    assert alarm_features(rec, {**al, "time": np.array([1.0, 2.0])}).alarms["x"].size == 2
+    assert alarm_features(rec, {"x": np.zeros(0), "y": np.zeros(0)}).sets == {}
+
+
+def test_match_alarms_wants_real_radii():
+    a = np.array([[0.0, 0.1]])
+    t = np.array([[0.0, 0.0]])
+    for halo in (np.nan, -0.2, np.inf):  # (each matched nothing: PD 0 without a word)
+        with pytest.raises(ConfigError, match="halo must be finite radii >= 0"):
+            match_alarms(a, t, halo)
+    with pytest.raises(ConfigError, match="alarm_xy must be real numbers"):
+        match_alarms(a + 1j, t, 0.2)
+    assert match_alarms(a, t, 0.1)[0].tolist() == [0]  # (inclusive, as before)
+
+
+def test_evaluate_wants_one_value_per_row_and_yes_no_mine_flags():
+    truth = {"x": np.array([0.0, 1.0]), "y": np.zeros(2), "type": np.array(["PMN", "PMN"])}
+    alarms = {"x": np.array([0.0, 3.0]), "y": np.array([0.05, 0.0])}
+    # (is_mine [1] counted both rows as mines; a short type column was an IndexError)
+    for col, v in (("is_mine", np.array([1])), ("type", np.array(["TM-62"])),
+                   ("depth", np.zeros(3))):
+        with pytest.raises(ConfigError, match=f"truth: column '{col}' has"):
+            evaluate({**truth, col: v}, alarms, area=10.0)
+    with pytest.raises(ConfigError, match="alarms: column 'depth' has 1 value"):
+        evaluate(truth, {**alarms, "depth": np.zeros(1)}, area=10.0)
+    # ('mine' and 'nan' read as not a mine: PD undefined; NaN read as a mine)
+    for flags in (np.array(["mine", "clutter"]), np.array(["nan", "1"]),
+                  np.array([np.nan, 1.0])):
+        with pytest.raises(ConfigError, match="is_mine"):
+            evaluate({**truth, "is_mine": flags}, alarms, area=10.0)
+    # yes/no words with spaces, and numbers written as text (a float column saved as CSV)
+    for flags in (np.array(["Yes", " no"]), np.array(["1.0", "0.0"])):
+        ev = evaluate({**truth, "is_mine": flags}, alarms, area=10.0)
+        assert ev.n_targets == 1 and ev.pd == 1.0
+    with pytest.raises(ConfigError, match="alarms column 'x' must be real numbers"):
+        evaluate(truth, {**alarms, "x": alarms["x"] + 1j}, area=10.0)
+    with pytest.raises(ConfigError, match="alarms column 'score' must be numbers, got 'hi'"):
+        evaluate(truth, {**alarms, "score": np.array(["hi", "lo"])}, area=10.0)
+    assert evaluate(truth, {**alarms, "x": np.array(["0", "3"])}, area=10.0).pd == 0.5
+
+
+def test_evaluate_options_of_the_wrong_kind():
+    truth = {"x": np.array([0.0]), "y": np.array([0.0]), "type": np.array(["ap-mine"])}
+    alarms = {"x": np.array([0.0]), "y": np.array([0.05])}
+    # (TypeError: 'float' object is not iterable; a string was read letter by letter)
+    for kw in ({"depth_bands": 0.1}, {"far_levels": "0.5"}, {"depth_bands": [0.0, np.nan]}):
+        with pytest.raises(ConfigError, match=next(iter(kw))):
+            evaluate(truth, alarms, area=1.0, **kw)
+    with pytest.raises(ConfigError, match="confidence must be in"):  # (TypeError)
+        evaluate(truth, alarms, area=1.0, confidence="0.9")
+    with pytest.raises(ConfigError, match="include_unsearched must be True or False"):
+        evaluate(truth, alarms, area=1.0, include_unsearched="no")
+    with pytest.raises(ConfigError, match=r"lanes\[0\] must be a Lane, got dict"):
+        evaluate_lanes([truth])
+    # (a NumPy float32 halo was "not a number or a mapping")
+    assert evaluate(truth, alarms, area=1.0, halo=np.float32(0.1)).pd == 1.0
+    with pytest.raises(ConfigError, match=r"halo\['ap'\] must be a positive finite radius"):
+        evaluate(truth, alarms, area=1.0, halo={"ap": None})
+
+
+def test_searched_area_cell_and_path_checks():
+    from demine.evaluate import searched_area
+
+    line = np.column_stack([np.linspace(0, 1, 11), np.zeros(11)])
+    with pytest.raises(ConfigError, match="wider than the footprint"):  # (area 0.0)
+        searched_area(line, 0.3, cell=1.0)
+    with pytest.raises(ConfigError, match="wider than the footprint"):  # (ValueError: NaN)
+        searched_area(line, 0.3, cell=float("inf"))
+    for cells in (0, float("nan")):  # (ZeroDivisionError; NaN ignored)
+        with pytest.raises(ConfigError, match="max_cells must be a number >= 1"):
+            searched_area(line, 0.3, max_cells=cells)
+    with pytest.raises(ConfigError, match="positions must be real numbers"):
+        searched_area(line + 1j, 0.3)
+    # (a list of [x, y] points said "got shape ()")
+    with pytest.raises(ConfigError, match=r"np\.asarray\(points\)"):
+        searched_area([[0.0, 0.0], [1.0, 0.0]], 0.3)
+
+
+def test_alarms_csv_rows_longer_than_the_header_and_repeated_columns(tmp_path):
+    from demine.evaluate import read_alarms_csv
+
+    long_row = tmp_path / "a.csv"
+    long_row.write_text("x,y\n1,2\n1,2,3\n")
+    with pytest.raises(ConfigError, match="line 3 has 3 fields, the header has 2"):
+        read_alarms_csv(long_row)  # (AttributeError: 'list' object has no attribute 'strip')
+    twice = tmp_path / "b.csv"
+    twice.write_text("x,y,x\n1,2,3\n")  # (x read as 3)
+    with pytest.raises(ConfigError, match="names column 'x' more than once"):
+        read_alarms_csv(twice)
+
+
+def test_evaluate_recordings_wants_lists_and_numeric_scores(tmp_path):
+    from demine.evaluate import evaluate_recordings, lane_from_recording
+
+    path = _emi_recording(tmp_path / "r.h5")
+    # (a single path was read letter by letter: "/: is a directory")
+    with pytest.raises(ConfigError, match="paths must be a list of recordings"):
+        evaluate_recordings(str(path))
+    with pytest.raises(ConfigError, match="alarms must be a list of alarm tables"):
+        evaluate_recordings([path], alarms={"x": np.zeros(1), "y": np.zeros(1)})
+    al = {"x": np.zeros(2), "y": np.zeros(2), "label": np.array(["a", "b"]),
+          "stream": np.array(["emi"])}
+    with pytest.raises(ConfigError, match="column 'label' \\(used as score\\) must be numbers"):
+        lane_from_recording(path, alarms=al, score="label")  # (ValueError)
+    with pytest.raises(ConfigError, match="column 'stream' has 1 value"):  # (IndexError)
+        lane_from_recording(path, alarms=al, alarm_stream="emi")

@@ -300,6 +300,25 @@ def test_searched_area_of_a_straight_strip_and_union_of_passes():
     assert cov.contains([5.0, 5.0, np.nan], [0.1, 0.2, 0.0]).tolist() == [True, False, False]
 
 
+def test_searched_area_refuses_a_cell_that_needs_an_unreasonable_grid():
+    # (a line swept at cell=1e-9 was sampled every 0.5 nm: MemoryError; two
+    # separate passes, as here, were silently coarsened to whatever cell fits)
+    passes = np.array([[0.0, 0.0], [5.0, 0.0]])  # 5 m apart: not joined
+    with pytest.raises(ConfigError, match=r"cell 1e-09 m would need a grid of 1\.59e\+18 cells "
+                       r"over the path's 5\.3 m x 0\.3 m bounding box .*use a larger cell "
+                       r"\(default footprint / 30 = 0\.01 m\)"):
+        searched_area(passes, 0.3, cell=1e-9)
+    # a 100 m x 100 m campaign lane at 1 mm (1e10 cells, 1000 times the default
+    # 1 cm's) is still allowed, and the default cell is never refused
+    corners = np.array([[0.0, 0.0], [100.0, 0.0], [100.0, 100.0], [0.0, 100.0]])
+    assert searched_area(corners, 0.3, cell=1e-3).area == pytest.approx(
+        4 * math.pi * 0.15**2, rel=0.1)  # (on the 5 cm cells max_cells allows)
+    far = np.array([[0.0, 0.0], [1e6, 1e6]])  # (a bad fix far away: coarsened, as before)
+    assert searched_area(far, 0.3).mask.size <= 4_000_000
+    with pytest.raises(ConfigError, match="larger cell"):
+        searched_area(far, 0.3, cell=0.01)
+
+
 def test_searched_area_of_a_zigzag_sweep_matches_a_brute_force_twin():
     from scipy.spatial import cKDTree
 
@@ -428,3 +447,18 @@ def test_rows_without_positions_are_set_aside_with_a_note():
     assert r.n_false_alarms == 1 and r.n_alarms_outside == 1
     assert any("1 target(s) without a position" in n for n in r.notes)
     assert any("1 alarm(s) without a position" in n for n in r.notes)
+
+
+def test_csv_tables_saved_by_a_spreadsheet_with_a_byte_order_mark_are_read(tmp_path):
+    # (Excel's "CSV UTF-8" starts with a BOM, which made the first column '\ufeffx':
+    # "no column 'x'" for alarms, "no 'id' column" for truth)
+    from demine.cli.record import read_truth_csv
+    from demine.evaluate import read_alarms_csv
+
+    alarms = tmp_path / "alarms.csv"
+    alarms.write_bytes(b"\xef\xbb\xbfx,y,score\r\n0.5,1.5,3\r\n")
+    a = read_alarms_csv(alarms)
+    assert a["x"].tolist() == [0.5] and a["score"].tolist() == [3.0]
+    truth = tmp_path / "truth.csv"
+    truth.write_bytes(b"\xef\xbb\xbfid,x,y,is_mine\r\nM1,0.5,1.5,1\r\n")
+    assert read_truth_csv(truth) == [{"id": "M1", "x": 0.5, "y": 1.5, "is_mine": 1}]

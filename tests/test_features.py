@@ -403,6 +403,37 @@ def test_dipole_fit_names_bad_input():
         dipole_fit(d, xy, xy, np.full(20, 0.05), 0.0, 0.5, 0.0)
 
 
+def test_dipole_features_check_shapes_up_front():
+    from demine.features import dipole_features
+    rng = np.random.default_rng(0)
+    d = rng.normal(size=(20, 8)) + 5
+    xy = rng.uniform(-0.1, 0.1, 20)
+    h = np.full(20, 0.05)
+    gates = np.geomspace(1e-5, 1e-3, 8)
+    # (one noise level or gate time too few or many: a NumPy broadcasting error)
+    for noise, gt in ((np.ones(7), gates), (np.ones(9), gates), (np.ones(8), gates[:7]),
+                      (1.0, gates)):
+        with pytest.raises(ConfigError, match="readings of 8 gates need 8 noise levels and 8 "
+                           "gate times"):
+            dipole_features(d, noise, gt, xy, xy, h, 0.12, 0.0, 0.0)
+    with pytest.raises(ConfigError, match="20 readings need 20 values of height"):
+        dipole_features(d, np.ones(8), gates, xy, xy, h[:5], 0.12, 0.0, 0.0)
+    with pytest.raises(ConfigError, match=r"readings must be \(n, gates\)"):
+        dipole_features(d[:, 0], np.ones(1), gates[:1], xy, xy, h, 0.12, 0.0, 0.0)
+    # (zero or negative noise: NaN or the same features; a NaN gate time: LinAlgError)
+    for noise, gt in ((np.zeros(8), gates), (-np.ones(8), gates),
+                      (np.ones(8), np.r_[gates[:7], np.nan])):
+        with pytest.raises(ConfigError, match="positive and finite"):
+            dipole_features(d, noise, gt, xy, xy, h, 0.12, 0.0, 0.0)
+    with pytest.raises(ConfigError, match="real numbers"):  # (imaginary part dropped)
+        dipole_features(d + 1j, np.ones(8), gates, xy, xy, h, 0.12, 0.0, 0.0)
+    with pytest.raises(ConfigError, match=r"alarm position \(ax, ay\) must be finite"):
+        dipole_features(d, np.ones(8), gates, xy, xy, h, 0.12, np.nan, 0.0)
+    # nothing to fit is still no answer, not an error
+    empty = dipole_features(np.zeros((0, 8)), np.ones(8), gates, [], [], [], 0.12, 0.0, 0.0)
+    assert all(math.isnan(v) for v in empty.values())
+
+
 def test_the_dipole_fit_uses_the_head_height():
     # a head 15 cm up: the fit places the object 6 cm below the ground only
     # if it takes the height from the stream
@@ -449,3 +480,18 @@ def test_emi_features_skip_readings_with_a_missing_gate_and_check_heights():
         EMIContext._make(s, lane.x, lane.y, tns, GATES, height=np.ones(5))
     flat = EMIContext._make(lane.samples, lane.x, lane.y, tns, GATES, height=0.05)
     assert flat.height.shape == tns.shape
+
+
+def test_emi_features_of_flat_readings_are_missing_not_a_crash():
+    # (all-zero readings, a dead or unplugged head: the noise floor's norm underflowed
+    # to 0 and features_at raised ZeroDivisionError)
+    from demine.features import EMIContext
+
+    n = 3000
+    for level in (0.0, 1e-300):
+        ctx = EMIContext(samples=np.full((n, 16), level), x=np.linspace(0.0, 1.0, n),
+                         y=np.zeros(n), time_s=np.arange(n) / 1000.0,
+                         gate_times=np.geomspace(1e-5, 1e-3, 16))
+        f = ctx.features_at(0.5, 0.0, 1.5)
+        assert f["emi_snr_log"] == -3.0
+        assert all(math.isnan(v) for k, v in f.items() if k != "emi_snr_log")

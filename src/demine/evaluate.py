@@ -31,9 +31,11 @@ from __future__ import annotations
 
 import csv
 import math
+import numbers
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from os import PathLike
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +109,50 @@ def size_class(target_type: str) -> str:
 
 
 # --------------------------------------------------------------------------
+# Input validation
+# --------------------------------------------------------------------------
+
+
+def _is_number(v: Any) -> bool:
+    """Whether ``v`` reads as one real number (not complex, not other text)."""
+    try:
+        float(v)
+    except (TypeError, ValueError):
+        return False
+    return not isinstance(v, complex | np.complexfloating)
+
+
+def _real(where: str, name: str, values: Any) -> NDArray[np.float64]:
+    """``values`` as a float64 copy; complex numbers (whose imaginary part the cast
+    would drop) and text that is not a number are a :class:`ConfigError` naming
+    ``name``."""
+    a = np.asarray(values)
+    if a.dtype.kind == "c":
+        raise ConfigError(f"{where}: {name} must be real numbers, got complex values")
+    try:
+        return a.astype(np.float64)
+    except (TypeError, ValueError):
+        bad = next((v for v in a.reshape(-1) if not _is_number(v)), None)
+        bad = bad.item() if isinstance(bad, np.generic) else bad
+        raise ConfigError(f"{where}: {name} must be numbers, got {bad!r}") from None
+
+
+def _float(where: str, name: str, value: Any) -> float:
+    """``value`` as a float, or a :class:`ConfigError` naming ``name``."""
+    if isinstance(value, bool) or np.ndim(value) != 0 or not _is_number(value):
+        raise ConfigError(f"{where}: {name} must be a number, got {value!r}")
+    return float(value)
+
+
+def _check_confidence(where: str, confidence: Any) -> None:
+    """A :class:`ConfigError` unless ``confidence`` is a number in (0, 1)."""
+    if (isinstance(confidence, bool) or not isinstance(confidence, numbers.Real)
+            or not 0.0 < confidence < 1.0):
+        shown = confidence if isinstance(confidence, numbers.Real) else repr(confidence)
+        raise ConfigError(f"{where}: confidence must be in (0, 1), got {shown}")
+
+
+# --------------------------------------------------------------------------
 # Binomial confidence bounds
 # --------------------------------------------------------------------------
 
@@ -157,8 +203,7 @@ def clopper_pearson_lower(k: int, n: int, confidence: float = 0.95) -> float:
     from scipy.stats import beta
 
     k, n = _counts("clopper_pearson_lower", k, n)
-    if not 0.0 < confidence < 1.0:
-        raise ConfigError(f"clopper_pearson_lower: confidence must be in (0, 1), got {confidence}")
+    _check_confidence("clopper_pearson_lower", confidence)
     if n == 0:
         return math.nan
     if k == 0:
@@ -184,9 +229,7 @@ def clopper_pearson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[
     from scipy.stats import beta
 
     k, n = _counts("clopper_pearson_interval", k, n)
-    if not 0.0 < confidence < 1.0:
-        raise ConfigError(f"clopper_pearson_interval: confidence must be in (0, 1), "
-                          f"got {confidence}")
+    _check_confidence("clopper_pearson_interval", confidence)
     if n == 0:
         return math.nan, math.nan
     a = (1.0 - confidence) / 2.0
@@ -262,6 +305,11 @@ class Coverage:
 
 
 _GRID_PHASE = 0.381966011250105  # (3 - sqrt(5)) / 2
+#: Largest grid (cells over the path's extent) that a ``cell`` given to
+#: :func:`searched_area` may ask for: 1000 times the default 1 cm cells of a
+#: 100 m x 100 m lane (the grid is coarsened to ``max_cells`` anyway, but the
+#: path is still sampled at the cell size asked for).
+_MAX_GRID_CELLS = 1e11
 
 
 def _as_paths(path: Any) -> list[NDArray[np.float64]]:
@@ -269,10 +317,10 @@ def _as_paths(path: Any) -> list[NDArray[np.float64]]:
     if path is None:
         return []
     if isinstance(path, np.ndarray) and path.ndim == 2 and path.shape[1] == 2:
-        return [np.asarray(path, dtype=np.float64)]
+        return [_real("path", "positions", path)]
     if isinstance(path, tuple) and len(path) == 2 and np.ndim(path[0]) == 1:
-        x = np.asarray(path[0], dtype=np.float64)
-        y = np.asarray(path[1], dtype=np.float64)
+        x = _real("path", "x", path[0])
+        y = _real("path", "y", path[1])
         if x.shape != y.shape:
             raise ConfigError(f"path: x and y lengths differ ({x.size} vs {y.size})")
         return [np.column_stack([x, y])]
@@ -281,7 +329,11 @@ def _as_paths(path: Any) -> list[NDArray[np.float64]]:
         for p in path:
             out.extend(_as_paths(p))
         return out
-    arr = np.asarray(path, dtype=np.float64)
+    if np.ndim(path) == 0:  # (a list of [x, y] pairs is read as a list of paths)
+        raise ConfigError(f"path: expected an (n, 2) array of x, y, a tuple (x, y) of 1-D "
+                          f"arrays, or a list of those, got {path!r} (give a list of [x, y] "
+                          f"points as an array: np.asarray(points))")
+    arr = _real("path", "positions", path)
     if arr.ndim != 2 or arr.shape[1] != 2:
         raise ConfigError(f"path: expected an (n, 2) array of x, y, got shape {arr.shape}")
     return [arr]
@@ -313,8 +365,10 @@ def searched_area(
     footprint : float, optional
         Footprint width (m), default 0.3.
     cell : float, optional
-        Raster cell size (m); default ``footprint / 30`` (1 cm for 0.3 m).  It
-        is enlarged when the grid would exceed ``max_cells``.
+        Raster cell size (m), at most ``footprint``; default ``footprint / 30``
+        (1 cm for 0.3 m).  It is enlarged when the grid would exceed
+        ``max_cells``.  A cell so small that the grid over the path's extent
+        would exceed 1e11 cells (or ``max_cells``, if larger) is refused.
     max_gap : float, optional
         Longest step (m) between consecutive positions that is still swept.
     max_cells : int, optional
@@ -326,21 +380,48 @@ def searched_area(
         The raster; ``Coverage.area`` is the searched area in m².  A path with
         no finite position gives an empty coverage of area 0.
     """
-    footprint = float(footprint)
+    where = "searched_area"
+    footprint = _float(where, "footprint", footprint)
     if not footprint > 0 or not math.isfinite(footprint):
         raise ConfigError(f"searched_area: footprint must be a positive width (m), "
                           f"got {footprint}")
+    max_gap = _float(where, "max_gap", max_gap)
     if not max_gap > 0:
         raise ConfigError(f"searched_area: max_gap must be positive, got {max_gap}")
+    if (isinstance(max_cells, bool) or not isinstance(max_cells, numbers.Real)
+            or not max_cells >= 1):
+        raise ConfigError(f"searched_area: max_cells must be a number >= 1, got {max_cells!r}")
     radius = footprint / 2.0
-    cell = float(cell) if cell is not None else footprint / 30.0
+    given = cell is not None
+    cell = _float(where, "cell", cell) if given else footprint / 30.0
     if not cell > 0:
         raise ConfigError(f"searched_area: cell must be positive, got {cell}")
+    if given and not cell <= footprint:  # (inf too)
+        raise ConfigError(f"searched_area: cell {cell:g} m is wider than the footprint "
+                          f"({footprint:g} m): the grid can miss the swept strip altogether")
+    paths = _as_paths(path)
+    if given:
+        # The path is sampled at half the cell asked for before the grid is
+        # coarsened to max_cells: a tiny cell runs out of memory there.
+        ends = [q[np.all(np.isfinite(q), axis=1)] for q in paths]
+        ends = [q for q in ends if q.shape[0]]
+        if ends:
+            allp = np.concatenate(ends)
+            extent = allp.max(axis=0) - allp.min(axis=0)
+            ncell = float(np.prod(np.ceil((extent + 2 * (radius + cell)) / cell) + 1))
+            limit = max(_MAX_GRID_CELLS, float(max_cells))
+            if ncell > limit:
+                raise ConfigError(
+                    f"searched_area: cell {cell:g} m would need a grid of {ncell:.3g} cells "
+                    f"over the path's {extent[0] + footprint:.4g} m x "
+                    f"{extent[1] + footprint:.4g} m bounding box (at most "
+                    f"{limit:.3g}); use a larger cell (default footprint / 30 = "
+                    f"{footprint / 30.0:g} m)")
 
     # Dense samples along every swept segment (spacing <= cell / 2).
     step = cell / 2.0
     pieces: list[NDArray[np.float64]] = []
-    for p in _as_paths(path):
+    for p in paths:
         if p.shape[0] == 0:
             continue
         finite = np.all(np.isfinite(p), axis=1)
@@ -456,19 +537,23 @@ def match_alarms(
     distance : ndarray of float64, shape (n,)
         Distance from each alarm to the target it found (NaN when none).
     """
-    a = np.asarray(alarm_xy, dtype=np.float64)
-    t = np.asarray(target_xy, dtype=np.float64)
+    a = _real("match_alarms", "alarm_xy", alarm_xy)
+    t = _real("match_alarms", "target_xy", target_xy)
     for name, v in (("alarm_xy", a), ("target_xy", t)):
         if not (v.ndim == 2 and v.shape[1] == 2) and v.size:
             raise ConfigError(f"match_alarms: {name} must have shape (n, 2), got {v.shape}")
     a, t = a.reshape(-1, 2), t.reshape(-1, 2)
     na, nt = a.shape[0], t.shape[0]
-    hv = np.asarray(halo, dtype=np.float64)
+    hv = _real("match_alarms", "halo", halo)
     if hv.ndim and hv.shape != (nt,):
         raise ConfigError(f"match_alarms: halo must be one radius or one per target "
                           f"({nt}), got shape {hv.shape}")
+    if not np.all(np.isfinite(hv) & (hv >= 0)):  # (NaN, inf or < 0 matched nothing)
+        bad = hv.reshape(-1)[~(np.isfinite(hv.reshape(-1)) & (hv.reshape(-1) >= 0))]
+        raise ConfigError(f"match_alarms: halo must be finite radii >= 0 (m), got "
+                          f"{bad[0]}" + (f" and {bad.size - 1} more" if bad.size > 1 else ""))
     h = np.broadcast_to(hv, (nt,))
-    s = np.zeros(na) if score is None else np.asarray(score, dtype=np.float64).reshape(-1)
+    s = np.zeros(na) if score is None else _real("match_alarms", "score", score).reshape(-1)
     if s.shape[0] != na:
         raise ConfigError(f"match_alarms: {s.shape[0]} scores for {na} alarms")
     out = np.full(na, -1, dtype=np.intp)
@@ -635,6 +720,20 @@ def _table_len(table: Any, what: str) -> int:
     return int(x.size)
 
 
+def _check_rows(table: Any, what: str, n: int, names: Iterable[str]) -> None:
+    """Every column of ``names`` in ``table`` has one value per row (``n``, as 'x')."""
+    for name in names:
+        col = _column(table, name, None)
+        if col is not None and col.size != n:
+            raise ConfigError(f"{what}: column {name!r} has {col.size} value(s) for {n} rows "
+                              f"(as many as 'x' and 'y')")
+
+
+#: text values of a truth ``is_mine`` column (lower case) that mean yes and no
+_YES = ("1", "true", "yes", "y", "t")
+_NO = ("0", "false", "no", "n", "f", "")
+
+
 @dataclass
 class Lane:
     """One searched lane (or recording): its truth, alarms and searched area.
@@ -643,8 +742,9 @@ class Lane:
     ----------
     truth : mapping of column arrays or structured array
         Ground truth with at least ``x``, ``y``; optional ``id``, ``type``,
-        ``is_mine`` (default True), ``depth`` (m), ``soil``, ``halo`` (m; a
-        per-target override).
+        ``is_mine`` (default True; numbers, booleans or yes/no text such as
+        ``"1"``, ``"false"``, ``"yes"``), ``depth`` (m), ``soil``, ``halo``
+        (m; a per-target override).  One value per row in every column.
     alarms : mapping of column arrays or structured array, or None
         Alarms with at least ``x``, ``y``; optional ``score`` (default 1),
         ``depth``.
@@ -760,7 +860,7 @@ class LaneResult:
 def _halo_for(types: np.ndarray, sizes: np.ndarray, halo: Any,
               override: np.ndarray | None) -> np.ndarray:
     n = types.size
-    if isinstance(halo, int | float) and not isinstance(halo, bool):
+    if isinstance(halo, numbers.Real) and not isinstance(halo, bool | np.bool_):
         if not (halo > 0 and math.isfinite(halo)):
             raise ConfigError(f"halo must be a positive finite radius in m, got {halo}")
         h = np.full(n, float(halo))
@@ -770,9 +870,10 @@ def _halo_for(types: np.ndarray, sizes: np.ndarray, halo: Any,
             if not isinstance(halo, Mapping):
                 raise ConfigError(f"halo must be a number or a mapping, got {type(halo).__name__}")
             for k, v in halo.items():
-                if not (float(v) > 0 and math.isfinite(float(v))):
+                if not (np.ndim(v) == 0 and _is_number(v) and not isinstance(v, bool)
+                        and float(v) > 0 and math.isfinite(float(v))):
                     raise ConfigError(f"halo[{k!r}] must be a positive finite radius in m, "
-                                      f"got {v}")
+                                      f"got {v!r}")
             table.update({str(k).lower(): float(v) for k, v in halo.items()})
         h = np.array([table.get(str(tt).lower(), table.get(sz, AP_HALO))
                       for tt, sz in zip(types, sizes, strict=True)], dtype=np.float64)
@@ -789,29 +890,52 @@ def _evaluate_lane(lane: Lane, *, halo: Any, targets: str, include_unsearched: b
     nt = _table_len(lane.truth, f"{what}: truth") if lane.truth is not None else 0
     na = _table_len(lane.alarms, f"{what}: alarms")
     truth = lane.truth if lane.truth is not None else {"x": np.zeros(0), "y": np.zeros(0)}
-    tx = _column(truth, "x", nt).astype(np.float64)
-    ty = _column(truth, "y", nt).astype(np.float64)
+    _check_rows(truth, f"{what}: truth", nt,
+                ("id", "type", "is_mine", "depth", "soil", "halo", "metal_mass"))
+    if lane.alarms is not None:
+        _check_rows(lane.alarms, f"{what}: alarms", na, ("score", "depth"))
+    tx = _real(what, "truth column 'x'", _column(truth, "x", nt))
+    ty = _real(what, "truth column 'y'", _column(truth, "y", nt))
     tid = _column(truth, "id", None)
     tid = np.arange(nt) if tid is None else tid
     ttype = _column(truth, "type", nt, "").astype(str)
     tmine = _column(truth, "is_mine", nt, True)
     if tmine.dtype.kind in "US":
-        tmine = np.isin(np.char.lower(tmine.astype(str)), ("1", "true", "yes", "y", "t"))
+        words = np.char.strip(np.char.lower(tmine.astype(str)))
+        yes = np.isin(words, _YES)
+        unknown = ~(yes | np.isin(words, _NO))
+        for i in np.flatnonzero(unknown):  # numbers written as text ('1.0', '0.0')
+            try:
+                v = float(words[i])
+            except ValueError:
+                continue
+            if math.isfinite(v):
+                yes[i], unknown[i] = v != 0, False
+        if unknown.any():  # ('mine' or 'nan' had been read as no)
+            raise ConfigError(f"{what}: truth column 'is_mine' must hold yes/no values "
+                              f"(1/0, true/false, yes/no, y/n, t/f), got "
+                              f"{str(tmine[unknown][0])!r} ({int(unknown.sum())} such value(s))")
+        tmine = yes
+    elif tmine.dtype.kind == "f" and np.any(np.isnan(tmine)):  # (NaN read as yes)
+        raise ConfigError(f"{what}: truth column 'is_mine' has NaN values (1: mine, "
+                          f"0: not a mine)")
     tmine = tmine.astype(bool)
-    tdepth = _column(truth, "depth", nt, np.nan).astype(np.float64)
+    tdepth = _real(what, "truth column 'depth'", _column(truth, "depth", nt, np.nan))
     tsoil = _column(truth, "soil", nt, lane.soil or "unknown").astype(str)
     tsoil = np.where(tsoil == "", lane.soil or "unknown", tsoil)
     tsize = np.array([size_class(t) for t in ttype], dtype=str) if nt else np.zeros(0, str)
     hover = _column(truth, "halo", None)
+    if hover is not None:
+        _real(what, "truth column 'halo'", hover)
     h = _halo_for(ttype, tsize, halo, hover)
 
     alarms = lane.alarms if lane.alarms is not None else {"x": np.zeros(0), "y": np.zeros(0)}
-    ax = _column(alarms, "x", na).astype(np.float64)
-    ay = _column(alarms, "y", na).astype(np.float64)
-    ascore = _column(alarms, "score", na, 1.0).astype(np.float64)
+    ax = _real(what, "alarms column 'x'", _column(alarms, "x", na))
+    ay = _real(what, "alarms column 'y'", _column(alarms, "y", na))
+    ascore = _real(what, "alarms column 'score'", _column(alarms, "score", na, 1.0))
     if np.any(np.isnan(ascore)):
         raise ConfigError(f"{what}: alarms field 'score' has NaN values")
-    adepth = _column(alarms, "depth", na, np.nan).astype(np.float64)
+    adepth = _real(what, "alarms column 'depth'", _column(alarms, "depth", na, np.nan))
 
     if targets == "mines":
         is_target = tmine
@@ -825,7 +949,7 @@ def _evaluate_lane(lane: Lane, *, halo: Any, targets: str, include_unsearched: b
     if coverage is None and paths:
         coverage = searched_area(paths, lane.footprint, cell=cell, max_gap=max_gap)
     if lane.area is not None:
-        area = float(lane.area)
+        area = float(lane.area) if np.ndim(lane.area) == 0 and _is_number(lane.area) else -1.0
         if area < 0 or math.isinf(area):  # (NaN: unknown, noted below)
             raise ConfigError(f"{what}: searched area must be a finite number of m² >= 0 "
                               f"(NaN: unknown), got {lane.area}")
@@ -854,7 +978,8 @@ def _evaluate_lane(lane: Lane, *, halo: Any, targets: str, include_unsearched: b
     if select is not None:
         cols = {"id": tid, "type": ttype, "is_mine": tmine, "x": tx, "y": ty, "depth": tdepth,
                 "soil": tsoil, "size": tsize,
-                "metal_mass": _column(truth, "metal_mass", nt, np.nan).astype(np.float64)}
+                "metal_mass": _real(what, "truth column 'metal_mass'",
+                                    _column(truth, "metal_mass", nt, np.nan))}
         keep = np.asarray(select(cols), dtype=bool).reshape(-1)
         if keep.shape != (nt,):
             raise ConfigError(f"{what}: select returned {keep.size} values for {nt} truth rows")
@@ -1003,7 +1128,8 @@ class ROC:
             ``pd``, ``pd_lower95``, ``far`` (of the point), ``threshold``,
             ``n_found``, ``reached``; PD is NaN without targets or area.
         """
-        level = float(far_level)
+        level = float(far_level) if np.ndim(far_level) == 0 and _is_number(far_level) \
+            else math.nan
         if not (level >= 0 and math.isfinite(level)):
             raise ConfigError(f"false-alarm level must be a finite rate >= 0 (per m²), "
                               f"got {far_level}")
@@ -1262,11 +1388,30 @@ def evaluate_lanes(
     -------
     Evaluation
     """
-    if not 0.0 < confidence < 1.0:
-        raise ConfigError(f"confidence must be in (0, 1), got {confidence}")
-    edges = [float(e) for e in depth_bands]
-    if any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
-        raise ConfigError(f"depth_bands must be strictly ascending, got {edges}")
+    _check_confidence("evaluate", confidence)
+    if isinstance(lanes, Lane) or not isinstance(lanes, Iterable):
+        raise ConfigError(f"evaluate_lanes: lanes must be a sequence of Lane, got "
+                          f"{type(lanes).__name__}")
+    lanes = list(lanes)
+    for i, ln in enumerate(lanes):
+        if not isinstance(ln, Lane):
+            raise ConfigError(f"evaluate_lanes: lanes[{i}] must be a Lane, got "
+                              f"{type(ln).__name__} (evaluate() takes one truth and alarms "
+                              f"table)")
+    if not (isinstance(include_unsearched, bool | np.bool_)
+            or isinstance(include_unsearched, int | np.integer) and include_unsearched in (0, 1)):
+        raise ConfigError(f"include_unsearched must be True or False, got "
+                          f"{include_unsearched!r}")
+    for name, seq in (("depth_bands", depth_bands), ("far_levels", far_levels)):
+        if isinstance(seq, str | bytes) or not isinstance(seq, Iterable):
+            raise ConfigError(f"{name} must be a sequence of numbers, got {seq!r}")
+    try:
+        edges = [float(e) for e in depth_bands]
+    except (TypeError, ValueError):
+        raise ConfigError(f"depth_bands must be a sequence of numbers (band edges, m), got "
+                          f"{depth_bands!r}") from None
+    if any(b <= a for a, b in zip(edges, edges[1:], strict=False)) or any(map(math.isnan, edges)):
+        raise ConfigError(f"depth_bands must be strictly ascending numbers, got {edges}")
     res = [_evaluate_lane(ln, halo=halo, targets=targets,
                           include_unsearched=include_unsearched, select=select, cell=cell,
                           max_gap=max_gap)
@@ -1483,7 +1628,7 @@ def read_alarms_csv(path: str | Path) -> dict[str, np.ndarray]:
     """
     path = Path(path)
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
             if reader.fieldnames is None:
                 raise ConfigError(f"{path}: alarms CSV is empty (need a header with x, y)")
@@ -1492,8 +1637,17 @@ def read_alarms_csv(path: str | Path) -> dict[str, np.ndarray]:
                 if need not in cols:
                     raise ConfigError(f"{path}: alarms CSV has no column {need!r} "
                                       f"(header: {cols})")
-            rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()}
-                    for row in reader]
+            twice = sorted({c for c in cols if c and cols.count(c) > 1})
+            if twice:  # (the last one's values were read for both)
+                raise ConfigError(f"{path}: alarms CSV header names column {twice[0]!r} more "
+                                  f"than once (header: {cols})")
+            rows = []
+            for row in reader:
+                if None in row:  # (a row longer than the header: the extra fields)
+                    raise ConfigError(f"{path}: line {reader.line_num} has "
+                                      f"{len(cols) + len(row[None])} fields, the header "
+                                      f"has {len(cols)}")
+                rows.append({(k or "").strip(): (v or "").strip() for k, v in row.items()})
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not a text CSV file (byte {exc.start} is not UTF-8)") \
             from None
@@ -1515,6 +1669,19 @@ def read_alarms_csv(path: str | Path) -> dict[str, np.ndarray]:
         else:
             out[c] = np.array(vals, dtype=str)
     return out
+
+
+def _check_columns(table: Mapping[str, Any], what: str) -> None:
+    """Every column of an alarms mapping has as many rows as its ``x`` (before
+    the rows of a stream or file are selected from all of them)."""
+    if "x" not in table:
+        return
+    nx = np.shape(table["x"])
+    for k, v in table.items():
+        nv = np.shape(v)
+        if nv[:1] != nx[:1]:
+            raise ConfigError(f"{what}: column {k!r} has {nv[0] if nv else 'one'} value(s) "
+                              f"for {nx[0] if nx else 1} alarm(s) (rows of 'x')")
 
 
 def _pick_path_streams(rec: Any, stream: str | None) -> list[Any]:
@@ -1582,13 +1749,17 @@ def lane_from_recording(
         truth = rec.truth
         if alarms is None:
             alarms = rec.alarms
+        if alarms is not None and not isinstance(alarms, Mapping):
+            raise ConfigError(f"{path}: alarms must be a mapping of column arrays, got "
+                              f"{type(alarms).__name__}")
         alarms = dict(alarms) if alarms is not None else {"x": np.zeros(0), "y": np.zeros(0)}
         if score != "score":
             if score not in alarms:
                 raise ConfigError(f"{path}: alarms have no column {score!r} to use as score")
             alarms["score"] = alarms[score]
         if "score" in alarms:
-            sc = np.asarray(alarms["score"], dtype=np.float64)
+            sc = _real(str(path), f"alarms column {score!r}"
+                       + (" (used as score)" if score != "score" else ""), alarms["score"])
             if sc.size and np.all(np.isnan(sc)):
                 alarms["score"] = np.ones(sc.size)
         notes: list[str] = []
@@ -1597,6 +1768,7 @@ def lane_from_recording(
             if scol is None:
                 raise ConfigError(f"{path}: alarms have no 'stream' column to select "
                                   f"{alarm_stream!r} by")
+            _check_columns(alarms, f"{path}: alarms")
             keep = scol.astype(str) == alarm_stream
             if not keep.any() and alarm_stream not in rec.streams:
                 # a misspelt name would otherwise evaluate no alarm at all: PD 0
@@ -1664,7 +1836,7 @@ def evaluate_recordings(
         Recordings (HDF5).
     alarms : sequence, optional
         Alarms per recording (mapping of columns or a CSV path), in the order
-        of ``paths``; or a single entry (mapping or CSV path) for all of them,
+        of ``paths``; or a list of a single entry (mapping or CSV path) for all of them,
         which then needs a ``file`` column naming each alarm's recording (by
         file name) when there are several recordings.  Default: each
         recording's own alarms table.
@@ -1677,6 +1849,12 @@ def evaluate_recordings(
     -------
     Evaluation
     """
+    for name, v, want in (("paths", paths, "a list of recordings"),
+                          ("alarms", alarms, "a list of alarm tables (one per recording, or "
+                           "one with a 'file' column)")):
+        if isinstance(v, str | bytes | PathLike | Mapping):  # (a path was read letter by letter)
+            raise ConfigError(f"evaluate_recordings: {name} must be {want}, got the single "
+                              f"{type(v).__name__} {str(v)[:60]!r}: wrap it in a list")
     paths = [Path(p) for p in paths]
     if not paths:
         raise ConfigError("evaluate_recordings: no recording given")
@@ -1691,6 +1869,8 @@ def evaluate_recordings(
             if fcol is None:
                 raise ConfigError("one alarms table for several recordings needs a 'file' "
                                   "column naming each alarm's recording")
+            if isinstance(table, Mapping):
+                _check_columns(table, "alarms")
             fnames = np.array([Path(str(v)).name for v in fcol])
             known = {p.name for p in paths}
             unknown = sorted(set(fnames.tolist()) - known)

@@ -215,6 +215,36 @@ _NONE = -5.0  # value of a "strongest neighbour" feature when the disc holds non
 _EOH_BINS = 6
 
 
+def _real(where: str, name: str, values: Any) -> NDArray[np.float64]:
+    """``values`` as float64; complex numbers (whose imaginary part the cast would
+    drop) and text that is not a number are a :class:`ConfigError` naming ``name``."""
+    a = np.asarray(values)
+    if a.dtype.kind == "c":
+        raise ConfigError(f"{where}: {name} must be real numbers, got complex values")
+    try:
+        return a.astype(np.float64, copy=False)
+    except (TypeError, ValueError):
+        bad = next((v for v in a.reshape(-1) if not _is_number(v)), None)
+        bad = bad.item() if isinstance(bad, np.generic) else bad
+        raise ConfigError(f"{where}: {name} must be numbers, got {bad!r}") from None
+
+
+def _is_number(v: Any) -> bool:
+    """Whether ``v`` reads as one real number (not complex, not other text)."""
+    try:
+        float(v)
+    except (TypeError, ValueError):
+        return False
+    return not isinstance(v, complex | np.complexfloating)
+
+
+def _scalar(where: str, name: str, value: Any) -> float:
+    """``value`` as a float, or a :class:`ConfigError` naming ``name``."""
+    if isinstance(value, bool) or np.ndim(value) != 0 or not _is_number(value):
+        raise ConfigError(f"{where}: {name} must be a number, got {value!r}")
+    return float(value)
+
+
 def feature_set_name(kind: str, sensors: set[str] | frozenset[str]) -> str:
     """Name of the feature set of an alarm of sensor ``kind`` given the ``sensors`` present."""
     other = {"emi": "gpr", "gpr": "emi"}.get(kind)
@@ -245,18 +275,22 @@ def decay_frames(resid: ArrayLike, gate_times: ArrayLike, noise: ArrayLike,
         fraction of gates above noise, polarity, log of the last valid gate
         time (see :mod:`demine._features`).
     """
-    r = np.ascontiguousarray(resid, dtype=np.float64)
+    r = np.ascontiguousarray(_real("decay_frames", "readings", resid))
     if r.ndim != 2:
         raise ConfigError(f"decay_frames: readings must be (n, gates), got shape {r.shape}")
-    t = np.ascontiguousarray(gate_times, dtype=np.float64).reshape(-1)
-    nz = np.ascontiguousarray(noise, dtype=np.float64).reshape(-1)
+    t = np.ascontiguousarray(_real("decay_frames", "gate times", gate_times)).reshape(-1)
+    nz = np.ascontiguousarray(_real("decay_frames", "noise levels", noise)).reshape(-1)
     if t.size != r.shape[1] or nz.size != r.shape[1]:
         raise ConfigError(f"decay_frames: {r.shape[1]} gates but {t.size} gate times and "
                           f"{nz.size} noise levels")
-    if not (np.all(t > 0) and np.all(nz > 0)):
-        raise ConfigError("decay_frames: gate times and noise levels must be positive")
+    if not (np.all(np.isfinite(t) & (t > 0)) and np.all(np.isfinite(nz) & (nz > 0))):
+        raise ConfigError("decay_frames: gate times and noise levels must be positive and "
+                          "finite")
+    snr = _scalar("decay_frames", "snr", snr)
+    if not (math.isfinite(snr) and snr >= 0):
+        raise ConfigError(f"decay_frames: snr must be a finite number >= 0, got {snr}")
     out = np.empty((r.shape[0], 6), dtype=np.float64)
-    _k.decay_frames(r, np.log(t), nz, float(snr), out)
+    _k.decay_frames(r, np.log(t), nz, snr, out)
     return out
 
 
@@ -319,16 +353,23 @@ def dipole_fit(data: ArrayLike, cx: ArrayLike, cy: ArrayLike, height: ArrayLike,
     position : tuple of float
         Object x, y (m) and depth below the ground (m).
     """
-    D = np.asarray(data, dtype=np.float64)
-    cx, cy = np.asarray(cx, dtype=np.float64), np.asarray(cy, dtype=np.float64)
-    h = np.asarray(height, dtype=np.float64)
+    D = _real("dipole_fit", "readings", data)
+    cx, cy = _real("dipole_fit", "cx", cx), _real("dipole_fit", "cy", cy)
+    h = _real("dipole_fit", "height", height)
     if D.ndim != 2 or not (cx.shape == cy.shape == h.shape == D.shape[:1]):
         raise ConfigError(f"dipole_fit: readings must be (n, gates) with n positions and "
                           f"heights, got {D.shape}, {cx.shape}, {cy.shape}, {h.shape}")
-    if not (coil_radius > 0 and np.all(np.isfinite(D)) and np.all(np.isfinite(cx))
-            and np.all(np.isfinite(cy)) and np.all(np.isfinite(h))):
-        raise ConfigError("dipole_fit: readings, positions and heights must be finite and "
-                          "the coil radius positive")
+    coil_radius = _scalar("dipole_fit", "coil radius", coil_radius)
+    if not (math.isfinite(coil_radius) and coil_radius > 0):
+        raise ConfigError(f"dipole_fit: the coil radius must be a positive finite number (m), "
+                          f"got {coil_radius}")
+    if not (np.all(np.isfinite(D)) and np.all(np.isfinite(cx)) and np.all(np.isfinite(cy))
+            and np.all(np.isfinite(h))):
+        raise ConfigError("dipole_fit: readings, positions and heights must be finite")
+    ax, ay = _scalar("dipole_fit", "ax", ax), _scalar("dipole_fit", "ay", ay)
+    if not (math.isfinite(ax) and math.isfinite(ay)):
+        raise ConfigError(f"dipole_fit: the start position (ax, ay) must be finite, got "
+                          f"({ax}, {ay})")
     total = float(np.sum(D * D))
 
     def solve(p: tuple[float, float, float]) -> tuple[float, np.ndarray]:
@@ -377,10 +418,48 @@ def dipole_features(data: ArrayLike, noise: ArrayLike, gate_times: ArrayLike, cx
     ``_DIP_COND`` of the largest: one pass over the object), the ratios, the
     late ratio and the minor values' decay are NaN and the dominant decay is
     taken from the determined part.
+
+    Parameters
+    ----------
+    data : array_like, shape (n, gates)
+        Readings minus the background, each gate divided by its noise level.
+        Readings that are not all finite give NaN features.
+    noise : array_like, shape (gates,)
+        Noise level per gate (positive), to give the tensor the data's units.
+    gate_times : array_like, shape (gates,)
+        Gate times, s (positive).
+    cx, cy, height, coil_radius, ax, ay
+        As for :func:`dipole_fit`.
+
+    Returns
+    -------
+    dict
+        The :data:`DIPOLE_FEATURES` (NaN where undetermined).
     """
-    D = np.asarray(data, dtype=np.float64)
-    nz = np.asarray(noise, dtype=np.float64)
-    gt = np.asarray(gate_times, dtype=np.float64)
+    where = "dipole_features"
+    D = _real(where, "readings", data)
+    nz = _real(where, "noise levels", noise)
+    gt = _real(where, "gate times", gate_times)
+    if D.ndim != 2:
+        raise ConfigError(f"{where}: readings must be (n, gates), got shape {D.shape}")
+    n, ng = D.shape
+    if nz.shape != (ng,) or gt.shape != (ng,):
+        raise ConfigError(f"{where}: readings of {ng} gates need {ng} noise levels and {ng} "
+                          f"gate times, got shapes {nz.shape} and {gt.shape}")
+    pos = {k: _real(where, k, v) for k, v in (("cx", cx), ("cy", cy), ("height", height))}
+    for k, v in pos.items():
+        if v.shape != (n,):
+            raise ConfigError(f"{where}: {n} readings need {n} values of {k}, got shape "
+                              f"{v.shape}")
+    if not (np.all(np.isfinite(nz) & (nz > 0)) and np.all(np.isfinite(gt) & (gt > 0))):
+        raise ConfigError(f"{where}: noise levels and gate times must be positive and finite")
+    r = _scalar(where, "coil radius", coil_radius)
+    if not (math.isfinite(r) and r > 0):
+        raise ConfigError(f"{where}: the coil radius must be a positive finite number (m), "
+                          f"got {r}")
+    if not (math.isfinite(_scalar(where, "ax", ax)) and math.isfinite(_scalar(where, "ay", ay))):
+        raise ConfigError(f"{where}: the alarm position (ax, ay) must be finite, got "
+                          f"({ax}, {ay})")
     out = dict.fromkeys(DIPOLE_FEATURES, math.nan)
     total = float(np.sum(D * D))
     if total <= 0 or not np.isfinite(total):
@@ -549,6 +628,8 @@ class EMIContext:
         out["emi_snr_log"] = math.log10(max(amax, 1e-3))
         strong = amp >= 0.5 * amax
         w = amp[strong] ** 2
+        if not w.sum() > 0:  # flat readings (a dead or unplugged sensor): nothing to describe
+            return out
         sl = f[strong, 1]
         ok = np.isfinite(sl)
         if ok.any():
@@ -596,8 +677,11 @@ class EMIContext:
         bpos = bg > 0
         if np.count_nonzero(bpos) >= 3:
             out["emi_soil_slope"] = float(np.polyfit(np.log(gt[bpos]), np.log(bg[bpos]), 1)[0])
-        out["emi_soil_level"] = math.log10(
-            max(float(np.linalg.norm(bg)) / float(np.linalg.norm(noise)), 1e-3))
+        nb, nn = float(np.linalg.norm(bg)), float(np.linalg.norm(noise))
+        if not nn > 0:  # (noise at the floor: its norm underflows)
+            nscale = float(np.max(noise))
+            nb, nn = float(np.linalg.norm(bg / nscale)), float(np.linalg.norm(noise / nscale))
+        out["emi_soil_level"] = math.log10(max(nb / nn, 1e-3))
         # induced-dipole fit of the readings nearest the alarm
         dip = near & (d <= self.dipole_radius)
         dip[near] &= np.max(np.abs(resid) / noise, axis=1) > _DIP_SNR
@@ -1050,7 +1134,8 @@ def alarm_features(recording: Any, alarms: Mapping[str, ArrayLike] | None = None
         The recording (raw streams are read; nothing is written).
     alarms : mapping of column arrays, optional
         Alarms (columns ``time``, ``stream``, ``x``, ``y``, ``depth``,
-        ``velocity``, ``score``); default the recording's alarms table.
+        ``velocity``, ``score``; one value per alarm, ``time`` in whole UTC
+        nanoseconds); default the recording's alarms table.
     radius : float or None
         Radius (m) of the investigation disc of the neighbourhood features
         (:func:`neighbourhood_features`); ``None``: base columns only.
@@ -1067,10 +1152,35 @@ def alarm_features(recording: Any, alarms: Mapping[str, ArrayLike] | None = None
         src = str(getattr(rec, "path", recording))
         if alarms is None:
             alarms = rec.alarms
+        if not isinstance(alarms, Mapping):
+            raise ConfigError(f"{src}: alarms must be a mapping of column arrays, got "
+                              f"{type(alarms).__name__}")
         al = {k: np.asarray(v) for k, v in alarms.items()}
         if "x" not in al or "y" not in al:
             raise ConfigError(f"{src}: alarms need columns 'x' and 'y'")
         n = al["x"].size
+        for col in ("x", "y", "time", "depth", "velocity", "score", "stream", "label"):
+            if col not in al:
+                continue
+            v = al[col]
+            text = col in ("stream", "label")
+            if col == "x" and v.ndim != 1:
+                raise ConfigError(f"{src}: alarms column 'x' must be 1-D (one value per "
+                                  f"alarm), got shape {v.shape}")
+            if v.size != n or (v.ndim != 1 and not text):
+                raise ConfigError(f"{src}: alarms column {col!r} must hold one value per alarm "
+                                  f"({n}, as many as 'x'), got shape {v.shape}")
+            if text:
+                continue
+            f = _real(src, f"alarms column {col!r}", v)
+            if col == "time" and v.dtype.kind not in "iu":
+                bad = ~np.isfinite(f)
+                bad[~bad] = f[~bad] != np.round(f[~bad])
+                if bad.any():
+                    i = int(np.argmax(bad))
+                    raise ConfigError(f"{src}: alarms column 'time' must hold whole UTC "
+                                      f"nanoseconds, got {np.asarray(v[i]).item()!r} in row {i} "
+                                      f"({int(bad.sum())} such value(s))")
         for col in ("depth", "velocity", "score"):
             al.setdefault(col, np.full(n, np.nan))
         al.setdefault("time", np.zeros(n, dtype=np.int64))
@@ -1190,11 +1300,29 @@ def neighbourhood_features(af: AlarmFeatures,
     AlarmFeatures
         The same alarms with the columns of :data:`FEATURE_SETS`.
     """
-    radius = float(radius)
+    radius = _scalar("neighbourhood_features", "radius", radius)
     if not (math.isfinite(radius) and radius > 0):
         raise ConfigError(f"neighbourhood radius must be positive, got {radius}")
+    where = af.source or "neighbourhood_features"
+    n_alarms = np.size(af.alarms.get("x", ()))
+    if np.size(af.alarms.get("y", ())) != n_alarms:
+        raise ConfigError(f"{where}: alarms have {n_alarms} x but "
+                          f"{np.size(af.alarms.get('y', ()))} y values")
     base = {}
     for name, (rows, X) in af.sets.items():
+        if name not in BASE_FEATURE_SETS:
+            raise ConfigError(f"{where}: unknown feature set {name!r} "
+                              f"(sets: {', '.join(BASE_FEATURE_SETS)})")
+        rows, X = np.asarray(rows), np.asarray(X)
+        if X.ndim != 2 or rows.shape != X.shape[:1]:
+            raise ConfigError(f"{where}: feature set {name!r} needs one row index per row "
+                              f"of its (rows, columns) matrix, got {rows.shape} indices "
+                              f"and a matrix of shape {X.shape}")
+        if rows.size and (rows.dtype.kind not in "iu" or rows.min() < 0
+                          or rows.max() >= n_alarms):
+            raise ConfigError(f"{where}: feature set {name!r} has row indices that are "
+                              f"not rows of the {n_alarms} alarms (whole numbers 0 to "
+                              f"{n_alarms - 1})")
         nb = len(BASE_FEATURE_SETS[name])
         if X.shape[1] not in (nb, len(FEATURE_SETS[name])):
             raise ConfigError(f"{af.source}: feature matrix of set {name!r} has {X.shape[1]} "

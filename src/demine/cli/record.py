@@ -67,7 +67,7 @@ def read_truth_csv(path: Path) -> list[dict[str, Any]]:
     numeric = {"is_mine": int, "x": float, "y": float, "depth": float, "metal_mass": float}
     rows = []
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
             for i, row in enumerate(csv.DictReader(fh), start=2):
                 if "id" not in row:
                     raise ConfigError(f"{path}: no 'id' column")
