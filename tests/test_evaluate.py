@@ -314,7 +314,8 @@ def test_searched_area_refuses_a_cell_that_needs_an_unreasonable_grid():
     assert searched_area(corners, 0.3, cell=1e-3).area == pytest.approx(
         4 * math.pi * 0.15**2, rel=0.1)  # (on the 5 cm cells max_cells allows)
     far = np.array([[0.0, 0.0], [1e6, 1e6]])  # (a bad fix far away: coarsened, as before)
-    assert searched_area(far, 0.3).mask.size <= 4_000_000
+    with pytest.warns(RuntimeWarning, match="approximate"):
+        assert searched_area(far, 0.3).mask.size <= 4_000_000
     with pytest.raises(ConfigError, match="larger cell"):
         searched_area(far, 0.3, cell=0.01)
 
@@ -462,3 +463,17 @@ def test_csv_tables_saved_by_a_spreadsheet_with_a_byte_order_mark_are_read(tmp_p
     truth = tmp_path / "truth.csv"
     truth.write_bytes(b"\xef\xbb\xbfid,x,y,is_mine\r\nM1,0.5,1.5,1\r\n")
     assert read_truth_csv(truth) == [{"id": "M1", "x": 0.5, "y": 1.5, "is_mine": 1}]
+
+
+def test_searched_area_warns_when_the_extent_makes_cells_coarser_than_the_footprint():
+    # (one position 1.4 km from the rest coarsened the grid to 0.5 m cells and the
+    # two swept discs gave an area of 0 without a word)
+    import warnings
+
+    from demine.evaluate import searched_area
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert searched_area(np.array([[0.0, 0.0], [20.0, 10.0]])).area > 0
+    with pytest.warns(RuntimeWarning, match="bad GPS fix"):
+        searched_area(np.array([[0.0, 0.0], [1000.0, 1000.0]]))

@@ -33,6 +33,7 @@ import csv
 import math
 import numbers
 import re
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
@@ -455,6 +456,16 @@ def searched_area(
     if ncell > max_cells:
         cell = float(math.sqrt(span[0] * span[1] / max_cells)) * 1.01
         cell = max(cell, float(max(span)) / max_cells)
+        if cell > footprint / 4.0:
+            far = " (cells wider than the footprint can miss the strip)" \
+                if cell > footprint else ""
+            warnings.warn(
+                f"searched_area: the path spans {span[0]:.4g} m x {span[1]:.4g} m, so the "
+                f"{max_cells:g}-cell grid has cells of {cell:.3g} m, more than a quarter of "
+                f"the {footprint:g} m footprint: the area is approximate{far}. "
+                f"A position far from the rest (a bad GPS fix) does this; evaluate such "
+                f"areas in parts",
+                RuntimeWarning, stacklevel=2)
     nx = int(math.ceil(span[0] / cell)) + 1
     ny = int(math.ceil(span[1] / cell)) + 1
     # The grid is offset by an irrational fraction of a cell so that paths along
