@@ -335,3 +335,15 @@ def test_evaluate_recordings_wants_lists_and_numeric_scores(tmp_path):
         lane_from_recording(path, alarms=al, score="label")  # (ValueError)
     with pytest.raises(ConfigError, match="column 'stream' has 1 value"):  # (IndexError)
         lane_from_recording(path, alarms=al, alarm_stream="emi")
+
+
+def test_evaluate_refuses_a_negative_or_infinite_per_target_halo():
+    # (a negative override fell back to the class's halo without a word)
+    truth = {"x": np.array([0.0, 1.0]), "y": np.zeros(2)}
+    alarms = {"x": np.array([0.0]), "y": np.array([0.05])}
+    for bad in (-0.3, np.inf):
+        with pytest.raises(ConfigError, match="truth column 'halo' must be radii"):
+            evaluate({**truth, "halo": np.array([bad, np.nan])}, alarms, area=10.0)
+    # empty (NaN) and 0 keep the class's halo; a positive value overrides it
+    assert evaluate({**truth, "halo": np.array([np.nan, 0.0])}, alarms, area=10.0).pd == 0.5
+    assert evaluate({**truth, "halo": np.array([0.01, 0.0])}, alarms, area=10.0).pd == 0.0

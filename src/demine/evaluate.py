@@ -937,7 +937,11 @@ def _evaluate_lane(lane: Lane, *, halo: Any, targets: str, include_unsearched: b
     tsize = np.array([size_class(t) for t in ttype], dtype=str) if nt else np.zeros(0, str)
     hover = _column(truth, "halo", None)
     if hover is not None:
-        _real(what, "truth column 'halo'", hover)
+        hv = _real(what, "truth column 'halo'", hover)
+        bad = (hv < 0) | np.isinf(hv)  # (NaN or 0: no override, the class's halo)
+        if bad.any():
+            raise ConfigError(f"{what}: truth column 'halo' must be radii in m (0 or empty: "
+                              f"the class's halo), got {hv[bad][0]:g}")
     h = _halo_for(ttype, tsize, halo, hover)
 
     alarms = lane.alarms if lane.alarms is not None else {"x": np.zeros(0), "y": np.zeros(0)}
