@@ -126,12 +126,20 @@ def run(args: argparse.Namespace) -> int:
             raise
 
     follower = Follower(out, detect_config=args.detect, stale_after=args.stale)
+    if not starts:
+        # a file that is there but is not (and will not become) a recording is an
+        # error now, before the screen opens; one that is not there yet, or that a
+        # recorder is still creating, is waited for (the console ends with the same
+        # error should it turn out not to be a recording)
+        follower.open()
     app = ConsoleApp(follower, control=control, recorder=recorder, recorder_log=log,
                      refresh_hz=args.refresh, bell=not args.no_bell)
     code = None
     try:
         app.run()
         code = app.return_code
+        if follower.failed is not None:
+            raise follower.failed  # (one line, exit status 2)
     finally:
         follower.close()
         if recorder is not None:

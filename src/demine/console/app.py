@@ -141,6 +141,8 @@ class ConsoleApp(App):
         #: the last messages shown (newest last), for the operator's log and tests
         self.messages: deque[str] = deque(maxlen=50)
         self.bells = 0
+        #: why the console ended by itself (the file is not a recording), or None
+        self.failure: str | None = None
         self.ticks = 0
         self.tick_seconds = 0.0
         self._next_status = 0.0
@@ -204,6 +206,9 @@ class ConsoleApp(App):
         try:
             changed = f.poll()
         except Exception as exc:  # noqa: BLE001 - a bad read must not kill the console
+            if f.failed is not None:  # not a recording, and it will not become one
+                self._give_up(exc)
+                return
             self.say(f"read error: {exc}", "bold #ff3030")
             changed = False
         self._poll_control()
@@ -233,6 +238,13 @@ class ConsoleApp(App):
                     self.bell()
                     self.bells += 1
         self.tick_seconds += time.thread_time() - t0  # CPU time of the updates
+
+    def _give_up(self, exc: Exception) -> None:
+        """End the console (return code 2): the file it waited for is not a recording."""
+        if self.failure is None:
+            self.failure = str(exc)
+            self.say(self.failure, "bold #ffffff on #c00000")
+            self.exit(return_code=2)
 
     # ------------------------------------------------------------------ control
     def _request(self, cmd: str, params: dict[str, Any],

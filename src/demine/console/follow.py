@@ -31,9 +31,17 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DemineError
+from ..errors import DemineError, FormatVersionError, NotARecordingError, SchemaError
 
-__all__ = ["FIX_NAMES", "Follower", "StreamStatus"]
+__all__ = ["CREATE_GRACE_S", "FIX_NAMES", "Follower", "StreamStatus"]
+
+#: Seconds a file that exists but holds no HDF5 signature yet (empty, or a
+#: first few bytes of one) is taken for a recording its writer is creating:
+#: counted from the file's last modification.  A writer puts the signature
+#: there at once (HDF5 writes its superblock when it creates the file).
+CREATE_GRACE_S = 5.0
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 #: NMEA GGA fix quality names.
 FIX_NAMES = {0: "no fix", 1: "GPS", 2: "DGPS", 3: "PPS", 4: "RTK fixed", 5: "RTK float",
@@ -233,6 +241,8 @@ class Follower:
         self.clock = clock
         self.rec: Any = None
         self.error: str | None = None
+        #: the error that ended the wait: the file is not, and cannot become, a recording
+        self.failed: DemineError | None = None
         self.streams: dict[str, StreamStatus] = {}
         self.alarms: list[dict[str, Any]] = []
         self.markers: list[dict[str, Any]] = []
@@ -260,16 +270,51 @@ class Follower:
         return self.rec is not None
 
     def open(self) -> bool:
-        """Try to open the recording; False (with :attr:`error`) while it is not there."""
+        """Try to open the recording; False (with :attr:`error`) while it is not there yet.
+
+        Waits (returns False) while the file does not exist, while a writer
+        holds it open without letting readers in yet (a recorder between
+        creating the file and its first frames: HDF5 locks it, or marks it
+        open for writing) and while it is empty or shorter than HDF5's
+        signature for less than :data:`CREATE_GRACE_S` after its last change.
+
+        Raises
+        ------
+        NotARecordingError
+            The file exists and is not, and cannot become, a recording: not
+            HDF5 (text, another format, or empty for longer than
+            :data:`CREATE_GRACE_S`), HDF5 without demine's format attribute
+            (which a demine writer sets before any reader can open the
+            file), or a directory.
+        FormatVersionError
+            A recording of a newer format version than this demine reads.
+        SchemaError
+            A recording without its ``/streams`` group.
+
+        Once raised, the same error is raised again by every later call
+        (see :attr:`failed`).
+        """
         if self.rec is not None:
             return True
+        if self.failed is not None:
+            raise self.failed
         from ..recording import Recording
 
         if not self.path.exists():
             self.error = f"waiting for {self.path}"
             return False
         try:
+            if self.path.is_dir():
+                raise NotARecordingError(f"{self.path}: is a directory, not a recording")
+            if self._being_created():
+                self.error = f"waiting for {self.path}: empty (a writer may be creating it)"
+                return False
             rec = Recording(self.path)
+        except (NotARecordingError, FormatVersionError, SchemaError) as exc:
+            # what a writer never shows a reader: this file will not become a recording
+            self.failed = exc
+            self.error = str(exc)
+            raise
         except (DemineError, OSError) as exc:
             self.error = f"waiting for {self.path}: {exc}"
             return False
@@ -294,6 +339,35 @@ class Follower:
             self._table_ds[table] = {k: v for k, v in g.items() if k != "index"}
         self._start_streams()
         return True
+
+    def _being_created(self) -> bool:
+        """Whether the file may be a recording whose writer is creating it.
+
+        That is a file changed less than :data:`CREATE_GRACE_S` ago that is too
+        short to hold HDF5's signature (a writer has just made it) or holds the
+        signature but not yet a superblock HDF5 recognises.  An older file too
+        short for the signature is not a recording (:class:`NotARecordingError`).
+        """
+        try:
+            with open(self.path, "rb") as fh:
+                head = fh.read(len(_HDF5_SIGNATURE))
+            age = abs(time.time() - self.path.stat().st_mtime)
+        except OSError:
+            return False  # (Recording says what is wrong)
+        if not _HDF5_SIGNATURE.startswith(head):
+            return False  # (not HDF5: Recording says so)
+        fresh = age < CREATE_GRACE_S
+        if len(head) < len(_HDF5_SIGNATURE):
+            if fresh:
+                return True
+            raise NotARecordingError(
+                f"{self.path}: {f'only {len(head)} bytes' if head else 'empty'}, unchanged "
+                f"for {CREATE_GRACE_S:g} s: not a demine recording")
+        if fresh:
+            import h5py
+
+            return not h5py.is_hdf5(self.path)
+        return False
 
     def _start_streams(self) -> None:
         from ..process import _stream_context
