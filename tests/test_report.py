@@ -7,10 +7,11 @@ import re
 from pathlib import Path
 
 import pytest
-from test_batch import make_campaign
+from test_batch import make_campaign, same_name_recordings
 
 from demine.batch import run_batch
 from demine.cli import main
+from demine.report import bscan_figure, coverage_figure, recording_labels
 
 pytest.importorskip("matplotlib")
 
@@ -57,8 +58,9 @@ def test_report_of_a_batch_directory(recordings, tmp_path):
     assert main(["report", str(batch), "--out", str(out), "--max-files", "1"]) == 0
     html, pngs = _figures_referenced(out)
     names = {p.name for p in pngs}
-    assert {"roc.png", "pd_by_class_depth.png", "f000_bscan_gpr.png", "f000_lane_map_emi.png",
-            "f000_coverage.png"} <= names
+    # (a number, then the recording's name)
+    assert {"roc.png", "pd_by_class_depth.png", "f000_lane1_bscan_gpr.png",
+            "f000_lane1_lane_map_emi.png", "f000_lane1_coverage.png"} <= names
     assert not any(n.startswith("f001_") for n in names)  # --max-files 1
     # every recording listed, the corrupt one with its error
     for p in [*good, bad]:
@@ -88,3 +90,52 @@ def test_report_on_a_damaged_batch_directory_is_one_line(tmp_path, capsys, damag
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("demine report: error: ")
     assert names in err
+
+
+def test_recordings_of_one_name_are_told_apart(recordings, tmp_path):
+    """Two recordings named lane.h5 in two directories: the table, the sections,
+    the figures' titles and their files name each by the directories that tell
+    them apart, and neither's figures replace the other's."""
+    import matplotlib.image
+
+    d, good, bad = recordings
+    paths = same_name_recordings((d, good, bad), tmp_path / "rec")
+    batch = tmp_path / "batch"
+    run_batch([str(p) for p in paths], batch, workers=2, processes=False, progress=False)
+    out = tmp_path / "rep"
+    assert main(["report", str(batch), "--out", str(out)]) == 0
+    html, pngs = _figures_referenced(out)
+    labels = ["site-a/day1/lane.h5", "site-b/day1/lane.h5"]
+    assert html.count("<h2>lane.h5</h2>") == 0
+    for k, (label, p) in enumerate(zip(labels, paths, strict=True)):
+        assert html.count(f"<h2>{label}</h2>") == 1  # its section
+        assert html.count(f'<td class="">{label}</td>') == 1  # its row
+        assert f"Recording {p}" in html
+        slug = label.replace("/", "_").removesuffix(".h5")
+        own = {q.name for q in pngs if q.name.startswith(f"f{k:03d}_{slug}_")}
+        assert own == {f"f{k:03d}_{slug}_{fig}.png" for fig in
+                       ("bscan_gpr", "lane_map_emi", "lane_map_gpr", "coverage")}
+    # each its own figures, not one drawn over the other
+    for fig in ("bscan_gpr", "coverage", "lane_map_emi"):
+        a, b = (matplotlib.image.imread(out / f"f{k:03d}_site-{s}_day1_lane_{fig}.png")
+                for k, s in ((0, "a"), (1, "b")))
+        assert a.shape != b.shape or (a != b).any(), fig
+    # titled with the name that tells them apart
+    import matplotlib.pyplot as plt
+
+    fig = bscan_figure(paths[1], "gpr", label=labels[1])
+    assert fig.axes[0].get_title().startswith(f"{labels[1]}: radar 'gpr'")
+    plt.close(fig)
+    fig, _ = coverage_figure(paths[1], label=labels[1])
+    assert fig.axes[0].get_title().startswith(f"{labels[1]}: searched")
+    plt.close(fig)
+
+
+def test_recording_labels():
+    assert recording_labels(["/c/site-a/day1/lane.h5", "/c/site-b/day1/lane.h5",
+                             "/c/site-c/day2/lane.h5", "/c/other.h5"]) == [
+        "site-a/day1/lane.h5", "site-b/day1/lane.h5", "day2/lane.h5", "other.h5"]
+    # one path the tail of another: the longer one names its directory
+    assert recording_labels(["lane.h5", "a/lane.h5"]) == ["lane.h5", "a/lane.h5"]
+    assert recording_labels(["/lane.h5", "/x/lane.h5"]) == ["/lane.h5", "x/lane.h5"]
+    assert recording_labels([]) == []

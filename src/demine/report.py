@@ -32,6 +32,7 @@ import datetime as _dt
 import html
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,8 @@ import numpy as np
 
 from .errors import ConfigError
 
-__all__ = ["bscan_figure", "coverage_figure", "lane_map_figure", "pd_figure", "write_report"]
+__all__ = ["bscan_figure", "coverage_figure", "lane_map_figure", "pd_figure",
+           "recording_labels", "write_report"]
 
 C0 = 299_792_458.0
 
@@ -131,7 +133,7 @@ def emi_statistic(path: str | Path, stream: str, config: Any = None) -> np.ndarr
 
 def bscan_figure(path: str | Path, stream: str, alarms: Mapping[str, np.ndarray] | None = None,
                  config: Any = None, *, max_panels: int = 6, min_panel: float = 4.0,
-                 ds: float | None = None) -> Any:
+                 ds: float | None = None, label: str | None = None) -> Any:
     """Processed radar B-scan along the path length with alarms and fitted hyperbolae.
 
     The stream goes through the GPR chain of ``config`` (default
@@ -155,6 +157,8 @@ def bscan_figure(path: str | Path, stream: str, alarms: Mapping[str, np.ndarray]
         Shortest panel (m of path): a shorter line has fewer panels.
     ds : float, optional
         Bin of path length (m).
+    label : str, optional
+        The recording's name in the title (default: its file name).
 
     Returns
     -------
@@ -240,7 +244,7 @@ def bscan_figure(path: str | Path, stream: str, alarms: Mapping[str, np.ndarray]
         ax.set_ylim(t_ns[-1], 0)
         ax.set_ylabel("two-way time (ns)")
     axes[-1, 0].set_xlabel("path length of the antenna (m)")
-    axes[0, 0].set_title(f"{Path(path).name}: radar {stream!r}, {len(s_all)} traces over "
+    axes[0, 0].set_title(f"{label or Path(path).name}: radar {stream!r}, {len(s_all)} traces over "
                          f"{total:.1f} m, {na} alarms (orange: fitted hyperbola)", fontsize=9)
     return fig
 
@@ -290,8 +294,18 @@ def lane_map_figure(lane_result: Any, path: str | Path | None = None,
     return fig
 
 
-def coverage_figure(path: str | Path, *, stream: str | None = None) -> tuple[Any, Any]:
+def coverage_figure(path: str | Path, *, stream: str | None = None,
+                    label: str | None = None) -> tuple[Any, Any]:
     """The searched area of a recording: raster, polygon outlines and gaps.
+
+    Parameters
+    ----------
+    path : path
+        The recording.
+    stream : str, optional
+        The stream whose path is swept (default: as :func:`demine.export.coverage`).
+    label : str, optional
+        The recording's name in the title (default: its file name).
 
     Returns
     -------
@@ -327,7 +341,7 @@ def coverage_figure(path: str | Path, *, stream: str | None = None) -> tuple[Any
     ax.set_xlabel("x (m)")
     ax.set_ylabel("y (m)")
     gap_txt = f", {len(cov.gaps)} gaps (red)" if cov.gaps else ", no gaps"
-    ax.set_title(f"{Path(path).name}: searched {cov.area:.2f} m² "
+    ax.set_title(f"{label or Path(path).name}: searched {cov.area:.2f} m² "
                  f"({n_poly} polygons, footprint {r.footprint:.2f} m){gap_txt}", fontsize=9)
     return fig, cov
 
@@ -525,8 +539,14 @@ def _evaluate_groups(path: Path, alarms: Mapping[str, np.ndarray], streams: Sequ
 
 def _recording_section(page: _Page, path: Path, alarms: Mapping[str, np.ndarray],
                        config: Any, prefix: str, *, evaluations: Mapping[str, Any] | None,
-                       score: str = "score") -> dict[str, Any]:
-    """B-scans, lane maps and coverage of one recording (and its ROC when not pooled)."""
+                       score: str = "score", label: str | None = None) -> dict[str, Any]:
+    """B-scans, lane maps and coverage of one recording (and its ROC when not pooled).
+
+    ``prefix`` starts the names of its PNG files; ``label`` names the recording
+    in the figures' titles (default: its file name).
+    """
+    import copy
+
     from .recording import Recording
 
     with Recording(path) as rec:
@@ -540,7 +560,7 @@ def _recording_section(page: _Page, path: Path, alarms: Mapping[str, np.ndarray]
         if kinds[name] != "gpr":
             continue
         try:
-            fig = bscan_figure(path, name, alarms, config)
+            fig = bscan_figure(path, name, alarms, config, label=label)
         except Exception as exc:  # noqa: BLE001 - one figure must not sink the report
             page.p(f"radar B-scan of {name!r} not drawn: {type(exc).__name__}: {exc}", "note")
             continue
@@ -550,6 +570,9 @@ def _recording_section(page: _Page, path: Path, alarms: Mapping[str, np.ndarray]
                  "orange curves the fitted diffraction hyperbolae.")
     for name in det:
         lr = evs[name].lanes[0] if name in evs else evs["all"].lanes[0]
+        if label is not None and lr.name.startswith(path.name):
+            lr = copy.copy(lr)  # (its title: "LABEL (lane id)" for "NAME (lane id)")
+            lr.name = label + lr.name[len(path.name):]
         stat = None
         what = "alarms"
         if kinds[name] == "emi":
@@ -563,7 +586,7 @@ def _recording_section(page: _Page, path: Path, alarms: Mapping[str, np.ndarray]
                  f"Lane map of the {name!r} detector: {what}; ground truth (green found, red "
                  "missed, dashed halos, grey crosses clutter) and the alarms by outcome.")
     try:
-        fig, cov = coverage_figure(path)
+        fig, cov = coverage_figure(path, label=label)
         page.fig(fig, f"{prefix}coverage.png",
                  f"Searched area: {cov.area:.2f} m², footprint swept along the path at a valid "
                  f"height; {len(cov.gaps)} uncovered gaps flagged.")
@@ -656,6 +679,44 @@ def _alarm_table(page: _Page, alarms: Mapping[str, np.ndarray], limit: int = 200
         page.p(f"… {n - limit} more alarms in the alarm table.")
 
 
+def recording_labels(paths: Sequence[str | Path]) -> list[str]:
+    """Names that tell recordings apart: the file name, with as many of its parent
+    directories as it takes to tell it from the others of the same name.
+
+    ``/d/site-a/day1/lane.h5`` and ``/d/site-b/day1/lane.h5`` are
+    ``site-a/day1/lane.h5`` and ``site-b/day1/lane.h5``; a name no other
+    recording has stays as it is.  Each label is the shortest tail of its path
+    that no other path ends with, so no two labels are the same (given
+    distinct paths).
+
+    Parameters
+    ----------
+    paths : sequence of str or Path
+        The recordings (absolute paths, as a batch output lists them).
+
+    Returns
+    -------
+    list of str
+        One label per path, in order (``/`` between directories).
+    """
+    parts = [Path(p).parts for p in paths]
+    labels = []
+    for i, pp in enumerate(parts):
+        others = [q for j, q in enumerate(parts) if j != i and q and pp and q[-1] == pp[-1]]
+        k = 1
+        while k < len(pp) and any(q[-k:] == pp[-k:] for q in others):
+            k += 1
+        labels.append(Path(*pp[-k:]).as_posix() if pp else str(paths[i]))
+    return labels
+
+
+def _slug(label: str, limit: int = 60) -> str:
+    """A label as a piece of a file name: ``site-a/day1/lane.h5`` -> ``site-a_day1_lane``."""
+    stem = label[:-len(Path(label).suffix)] if Path(label).suffix else label
+    slug = re.sub(r"[^A-Za-z0-9.-]+", "_", stem).strip("_.")
+    return slug[-limit:] or "recording"
+
+
 def _batch_report(src: Path, out: Path, *, config: Any, max_files: int) -> Path:
     from .batch import file_dir, load_campaign, read_parquet
     from .evaluate import evaluate_lanes
@@ -683,33 +744,39 @@ def _batch_report(src: Path, out: Path, *, config: Any, max_files: int) -> Path:
     else:
         page.p("No recording with ground truth: PD and false alarms are not evaluated.", "note")
     page.h(2, "Recordings")
+    labels = recording_labels([f["file"] for f in files])
     rows = []
-    for f in files:
+    for f, label in zip(files, labels, strict=True):
         status = (f["status"], "bad" if f["status"] == "failed" else "good")
         by = f.get("alarms_by_stream") or ""
         try:
             by = ", ".join(f"{k} {v}" for k, v in json.loads(by).items()) if by else ""
         except ValueError:
             pass
-        rows.append([f["name"], status, f.get("n_alarms"), by, f.get("n_targets"),
+        rows.append([label, status, f.get("n_alarms"), by, f.get("n_targets"),
                      f.get("n_found"), f.get("pd"), f.get("far_per_m2"), f.get("area_m2"),
                      f.get("seconds"), (f.get("error") or "", "bad")])
     page.table(["file", "status", "alarms", "by sensor", "targets", "found", "PD", "FA/m²",
                 "searched m²", "seconds", "error"], rows)
-    done = [f for f in files if f["status"] == "done"]
-    for k, f in enumerate(done[:max_files]):
+    done = [(f, label) for f, label in zip(files, labels, strict=True)
+            if f["status"] == "done"]
+    for k, (f, label) in enumerate(done[:max_files]):
         rec = Path(f["file"])
-        page.h(2, f"{f['name']}")
+        page.h(2, label)
         if not rec.exists():
             page.p(f"{rec}: no longer there; per-recording figures skipped.", "note")
             continue
+        if label != rec.name:  # (two recordings of one name: where this one is)
+            page.p(f"Recording {rec}", "file")
         t = read_parquet(file_dir(src, f["file"]) / "alarms.parquet")
         a = {c: t.column(c).to_numpy(zero_copy_only=False) for c in t.column_names}
         try:
-            _recording_section(page, rec, a, cfg, f"f{k:03d}_", evaluations=None,
-                               score=summary.get("score", "score"))
+            # (the number keeps the names apart, the label says whose figures they are)
+            _recording_section(page, rec, a, cfg, f"f{k:03d}_{_slug(label)}_",
+                               evaluations=None, score=summary.get("score", "score"),
+                               label=label)
         except Exception as exc:  # noqa: BLE001 - one recording must not sink the report
-            page.p(f"figures of {rec.name} not drawn: {type(exc).__name__}: {exc}", "note")
+            page.p(f"figures of {label} not drawn: {type(exc).__name__}: {exc}", "note")
     if len(done) > max_files:
         page.p(f"Per-recording figures shown for the first {max_files} of {len(done)} "
                "recordings (--max-files).")
