@@ -371,3 +371,107 @@ def test_a_rerun_with_fewer_recordings_says_what_the_tables_leave_out(campaign, 
     run_batch([str(good[0])], again, workers=1, processes=False, progress=False,
               say=said.append)
     assert not [s for s in said if "note:" in s]
+
+
+def same_name_recordings(campaign, d: Path) -> list[Path]:
+    """Two different recordings of one file name, in two directories."""
+    import shutil
+
+    _, good, _ = campaign
+    paths = [d / "site-a" / "day1" / "lane.h5", d / "site-b" / "day1" / "lane.h5"]
+    for src, dst in zip(good, paths, strict=True):
+        dst.parent.mkdir(parents=True)
+        shutil.copyfile(src, dst)
+    return paths
+
+
+def test_recordings_of_one_name_in_two_directories_keep_their_own_outputs(campaign, tmp_path):
+    paths = same_name_recordings(campaign, tmp_path / "rec")
+    out = tmp_path / "out"
+    res = run_batch([str(tmp_path / "rec" / "**" / "*.h5")], out, workers=2, processes=False,
+                    progress=False)
+    assert len(res.done) == 2
+    dirs = {file_dir(out, p) for p in paths}
+    assert len(dirs) == 2 and {Path(r["out_dir"]) for r in res.done} == dirs
+    t = pq.read_table(out / "campaign.parquet")
+    files = t.column("file").to_pylist()
+    for p in paths:
+        assert (file_dir(out, p) / "done.json").exists()
+        n = len(detect_recording(p)["x"])
+        assert files.count(os.path.abspath(p)) == n > 0
+        assert len(pq.read_table(file_dir(out, p) / "alarms.parquet")) == n
+
+
+def _pgroup_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_ctrl_c_stops_a_process_cluster_with_one_line(campaign, tmp_path):
+    """Ctrl-C in a terminal goes to the whole foreground process group, the
+    cluster's worker processes included: `demine batch` ends with one line and
+    status 130, no process of it is left, and no campaign table is left behind
+    (here an earlier run's, which no longer matches the per-file outputs); the
+    same command run again skips what was finished and writes the tables."""
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    _, good, _ = campaign
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    paths = []
+    for k in range(30):  # (~0.5 s each per worker: the interrupt comes half-way at most)
+        p = rec / f"lane{k:02d}.h5"
+        shutil.copyfile(good[k % 2], p)
+        paths.append(p)
+    out = tmp_path / "out"
+    run_batch([str(p) for p in paths[:2]], out, workers=1, processes=False, progress=False)
+    assert (out / "summary.json").exists()  # an earlier run's tables
+    cmd = [sys.executable, "-m", "demine", "batch", str(rec / "*.h5"), "--out", str(out),
+           "--workers", "2", "--force"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        # a first recording finished under this run: the workers are busy
+        while not any((file_dir(out, p) / "done.json").exists() for p in paths[2:]):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no recording finished"
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)  # as the terminal's Ctrl-C
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, (stdout, stderr)
+    lines = [ln for ln in stderr.splitlines() if not ln.startswith("[")]  # (progress)
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("demine batch: interrupted: ")
+    assert "of 30 recordings processed" in lines[0] and "run the same command again" in lines[0]
+    # the workers are gone with it (a moment for the kernel to reap them)
+    deadline = time.monotonic() + 10
+    while _pgroup_alive(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _pgroup_alive(proc.pid), "processes of the batch are left running"
+    # no campaign table: neither this run's nor the earlier one's
+    for name in ("campaign.parquet", "files.parquet", "summary.json"):
+        assert not (out / name).exists(), name
+    with pytest.raises(ConfigError, match="did not finish"):
+        load_campaign(out)
+    finished = [p for p in paths if (file_dir(out, p) / "done.json").exists()]
+    assert 0 < len(finished) < len(paths)
+    # a re-run skips what was finished, does the rest (one of them here) and
+    # writes the tables
+    rest = next(p for p in paths if p not in finished)
+    res = run_batch([str(p) for p in [*finished, rest]], out, workers=1, processes=False,
+                    progress=False)
+    assert [Path(r["file"]) for r in res.skipped] == [p.absolute() for p in finished]
+    assert [Path(r["file"]) for r in res.computed] == [rest.absolute()]
+    assert len(load_campaign(out)["files"]) == len(finished) + 1
