@@ -347,3 +347,28 @@ def test_evaluate_refuses_a_negative_or_infinite_per_target_halo():
     # empty (NaN) and 0 keep the class's halo; a positive value overrides it
     assert evaluate({**truth, "halo": np.array([np.nan, 0.0])}, alarms, area=10.0).pd == 0.5
     assert evaluate({**truth, "halo": np.array([0.01, 0.0])}, alarms, area=10.0).pd == 0.0
+
+
+def test_alarms_without_times_are_described_where_the_sensor_passed_them(tmp_path):
+    # (a CSV of x, y from another tool: every alarm got time 0, so each radar alarm was
+    # described by the line's first trace)
+    from demine.features import alarm_features
+
+    rng = np.random.default_rng(1)
+    n = 200
+    t = 1_000_000_000 + np.arange(n, dtype=np.int64) * 2_500_000  # 400 traces/s
+    x = np.linspace(0.0, 2.0, n)
+    data = (rng.normal(size=(n, 128)) * 50).astype(np.int16)
+    data[120:140, 40:60] += 2000  # something under x = 1.2-1.4 m
+    path = tmp_path / "line.h5"
+    with RecordingWriter(path) as w:
+        w.add_stream("gpr", "gpr", n_channels=128, dtype="int16", sample_interval=5e-11).append(
+            data, time=t, x=x, y=np.zeros(n))
+    al = {"x": np.array([0.3, 1.3]), "y": np.zeros(2), "stream": np.array(["gpr", "gpr"])}
+    placed = alarm_features(path, al)
+    near = [int(np.argmin(np.abs(x - v))) for v in al["x"]]
+    assert placed.alarms["time"].tolist() == t[near].tolist()
+    timed = alarm_features(path, {**al, "time": t[near]})
+    (rows, X), = placed.sets.values()
+    np.testing.assert_array_equal(X, timed.sets[next(iter(timed.sets))][1])
+    assert not np.array_equal(X[0], X[1], equal_nan=True)

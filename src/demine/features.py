@@ -1124,6 +1124,15 @@ def _alarm_kinds(rec: Any, alarms: Mapping[str, np.ndarray], n: int) -> np.ndarr
     return kinds
 
 
+def _nearest_time(ctx: EMIContext | GPRContext, x: float, y: float, t0: int,
+                  default: int) -> int:
+    """UTC ns of the reading of ``ctx`` nearest (x, y) (``default`` when none is placed)."""
+    d2 = (ctx.x - x) ** 2 + (ctx.y - y) ** 2
+    if not (math.isfinite(x) and math.isfinite(y)) or not np.isfinite(d2).any():
+        return default
+    return t0 + int(round(float(ctx.time_s[int(np.nanargmin(d2))]) * 1e9))
+
+
 def alarm_features(recording: Any, alarms: Mapping[str, ArrayLike] | None = None, *,
                    radius: float | None = NEIGHBOUR_RADIUS) -> AlarmFeatures:
     """Features of every EMI and GPR alarm of a recording.
@@ -1135,7 +1144,9 @@ def alarm_features(recording: Any, alarms: Mapping[str, ArrayLike] | None = None
     alarms : mapping of column arrays, optional
         Alarms (columns ``time``, ``stream``, ``x``, ``y``, ``depth``,
         ``velocity``, ``score``; one value per alarm, ``time`` in whole UTC
-        nanoseconds); default the recording's alarms table.
+        nanoseconds; without a ``time`` column each alarm is described at the
+        reading of its sensor's stream nearest to it); default the
+        recording's alarms table.
     radius : float or None
         Radius (m) of the investigation disc of the neighbourhood features
         (:func:`neighbourhood_features`); ``None``: base columns only.
@@ -1183,6 +1194,7 @@ def alarm_features(recording: Any, alarms: Mapping[str, ArrayLike] | None = None
                                       f"({int(bad.sum())} such value(s))")
         for col in ("depth", "velocity", "score"):
             al.setdefault(col, np.full(n, np.nan))
+        no_time = "time" not in al  # (placed below by position)
         al.setdefault("time", np.zeros(n, dtype=np.int64))
         kinds = _alarm_kinds(rec, al, n)
         emi_names = [nm for nm, s in rec.streams.items() if s.kind == "emi"
@@ -1203,6 +1215,17 @@ def alarm_features(recording: Any, alarms: Mapping[str, ArrayLike] | None = None
         tns = np.asarray(al["time"], dtype=np.int64)
         x = np.asarray(al["x"], dtype=np.float64)
         y = np.asarray(al["y"], dtype=np.float64)
+        if no_time:
+            # Alarms without times (a CSV of positions from another tool): each
+            # at the time its sensor passed nearest to it, rather than at the
+            # stream's start (whose radar trace would be described instead).
+            tns = tns.copy()
+            for i in range(n):
+                ctxs = (gpr_ctx if kinds[i] == "gpr" else emi_ctx) or emi_ctx or gpr_ctx
+                nm = streams[i] if streams[i] in ctxs else next(iter(ctxs), "")
+                if nm:
+                    tns[i] = _nearest_time(ctxs[nm], x[i], y[i], t0[nm], tns[i])
+            al["time"] = tns
         depth = np.asarray(al["depth"], dtype=np.float64)
         vel = np.asarray(al["velocity"], dtype=np.float64)
         score = np.asarray(al["score"], dtype=np.float64)
