@@ -21,22 +21,27 @@ Training (:func:`train_model`, ``demine train``):
 * **cross-validation is grouped by lane** (:func:`grouped_splits`, a
   :class:`~sklearn.model_selection.GroupKFold` over the recordings' site and
   lane id): neighbouring alarms of one lane are never split between training
-  and test.  The out-of-fold scores give the cross-validated figures (AUC,
+  and test; with ``cv_groups="site"`` no site is.  The out-of-fold scores give
+  the cross-validated figures (AUC,
   clutter rejection at full recovery, Brier score, calibration error) and
   fit the **isotonic calibration** from score to ``p_mine``.
 
 Model files (:func:`save_model`, :func:`load_model`) are JSON (gzip-compressed
 when the name ends in ``.gz``): the boosted trees as plain arrays of numbers,
 the isotonic map as two arrays, the feature list of every set, a summary of the
-training data, the software version, and a SHA-256 of the content.  Loading
-parses JSON and numbers only -- nothing in a file can execute code -- and
-checks everything (format, checksum, shapes, indices, tree structure); a file
-that fails any check raises :class:`~demine.errors.ModelError`.  Predictions are
+training data, the software and features versions, and a SHA-256 of the
+content.  Loading parses JSON and numbers only -- nothing in a file can execute
+code -- and checks everything (format, checksum, types, shapes, indices, tree
+structure, size, depth and score limits) as if the file had been crafted; a file
+that fails any check raises :class:`~demine.errors.ModelError` naming it.  The
+checksum tells a damaged or edited file, not who wrote it: compare
+:attr:`Model.digest` with a published one to trust a file.  Predictions are
 computed by this module from those arrays (no scikit-learn object is rebuilt),
 so a model does not depend on the scikit-learn version that trained it.
 
 The default model (``demine/models/default.json.gz``) is trained on simulated
-lanes; rebuild it with ``python benchmarks/train_default_model.py``.
+lanes; rebuild it with ``python benchmarks/train_default_model.py`` (``--check``:
+rebuild elsewhere and compare, :func:`model_differences`).
 """
 
 from __future__ import annotations
@@ -44,9 +49,13 @@ from __future__ import annotations
 import datetime as _dt
 import gzip
 import hashlib
+import io
 import json
 import math
+import os
+import stat
 import tomllib
+import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -73,8 +82,9 @@ __all__ = [
     "apply_model",
     "build_training_set",
     "clutter_rejection", "default_model_path", "detector_fingerprint", "grouped_splits",
-    "label_alarms", "load_default_model", "load_model", "localisation_radius", "make_estimator",
-    "make_training_lane",
+    "CV_GROUPS", "label_alarms", "lane_group", "lane_site", "load_default_model", "load_model",
+    "localisation_radius", "make_estimator",
+    "make_training_lane", "model_differences",
     "simulate_training_lanes", "simulated_detect_config",
     "save_model", "train_model", "training_lanes", "training_scene",
 ]
@@ -82,9 +92,21 @@ __all__ = [
 #: ``format`` field of model files.
 MODEL_FORMAT = "demine-classifier"
 MODEL_FORMAT_VERSION = 1
-_MAX_FILE_BYTES = 64 * 2**20
-_MAX_JSON_BYTES = 256 * 2**20
-_MAX_NODES = 5_000_000
+# Limits of a model file, far above any model ``demine train`` makes (the default
+# model is 0.65 MB of JSON, 600 trees, 13 800 nodes, 4 197 levels), so that a crafted file can
+# neither exhaust memory while it is parsed nor make loading or every prediction take
+# minutes (before these limits a 0.5 MB gzip file of a million one-node trees took
+# 6 min and 2.6 GB to load, one of a chain a million nodes deep 30 s per prediction;
+# at these, a crafted file takes at most about 10 s and 0.5 GB to load or refuse).
+_MAX_FILE_BYTES = 16 * 2**20
+_MAX_JSON_BYTES = 16 * 2**20
+_MAX_NODES = 1_000_000
+#: trees in all the feature sets
+_MAX_TREES = 10_000
+#: sum over all trees of their depth: the steps of a prediction with every set
+_MAX_STEPS = 100_000
+#: a raw score stays below this in magnitude, however the leaves add up
+_MAX_SCORE = 1e300
 _TIE = 1e-6
 
 
@@ -163,7 +185,12 @@ def label_alarms(truth: Mapping[str, ArrayLike] | None, alarms: Mapping[str, Arr
 
 @dataclass
 class TrainingSet:
-    """Features, labels and lane groups of many recordings, per feature set."""
+    """Features, labels, lane groups and sites of many recordings, per feature set.
+
+    ``groups`` holds each alarm's lane (:func:`lane_group`), ``sites`` its
+    recording's site (:func:`lane_site`): the cross-validation groups of
+    :func:`train_model` (``cv_groups``).
+    """
 
     X: dict[str, NDArray[np.float64]] = field(default_factory=dict)
     y: dict[str, NDArray[np.int8]] = field(default_factory=dict)
@@ -172,15 +199,19 @@ class TrainingSet:
     lanes: list[str] = field(default_factory=list)
     radius: float = NEIGHBOUR_RADIUS
     labels: str = "halo"
+    sites: dict[str, NDArray[np.str_]] = field(default_factory=dict)
 
-    def add(self, name: str, X: np.ndarray, y: np.ndarray, group: str) -> None:
+    def add(self, name: str, X: np.ndarray, y: np.ndarray, group: str,
+            site: str = "") -> None:
         if name in self.X:
             self.X[name] = np.vstack([self.X[name], X])
             self.y[name] = np.concatenate([self.y[name], y])
             self.groups[name] = np.concatenate([self.groups[name], np.full(y.size, group)])
+            self.sites[name] = np.concatenate([self.sites[name], np.full(y.size, site)])
         else:
             self.X[name], self.y[name] = X, y.astype(np.int8)
             self.groups[name] = np.full(y.size, group)
+            self.sites[name] = np.full(y.size, site)
 
     def summary(self) -> dict[str, Any]:
         sets = {}
@@ -195,11 +226,20 @@ class TrainingSet:
 
 
 def lane_group(rec: Any, fallback: str) -> str:
-    """Cross-validation group of a recording: ``site/lane_id`` (file name when unset)."""
+    """Cross-validation group of a recording: ``site/lane_id`` (file name when unset).
+
+    Recordings of one lane of one site (e.g. a layout simulated with two
+    physics, or a lane surveyed twice) are one group; lanes of one id at
+    different sites are different lanes.
+    """
     a = rec.attrs
     lane = str(a.get("lane_id", "") or "")
-    site = str(a.get("site", "") or "")
-    return f"{site}/{lane}" if lane else f"{site}/{fallback}"
+    return f"{lane_site(rec)}/{lane}" if lane else f"{lane_site(rec)}/{fallback}"
+
+
+def lane_site(rec: Any) -> str:
+    """Site of a recording (its root attribute ``site``; empty when unset)."""
+    return str(rec.attrs.get("site", "") or "")
 
 
 #: Modules whose code decides the alarms of :func:`demine.pipeline.detect_recording`
@@ -405,6 +445,8 @@ def build_training_set(paths: Iterable[str | Path], *, cache: str | Path | None 
     progress : callable, optional
         Called with a line of text per recording.
     """
+    from .recording import Recording
+
     lanes = []
     for p in paths:
         p = Path(p)
@@ -414,25 +456,27 @@ def build_training_set(paths: Iterable[str | Path], *, cache: str | Path | None 
             if progress:
                 progress(f"{p}: no ground truth, skipped")
             continue
-        lanes.append((p, af, group, truth))
+        with Recording(p) as rec:
+            site = lane_site(rec)
+        lanes.append((p, af, group, site, truth))
     if isinstance(radius, str):
         if radius != "auto":
             raise ConfigError(f"neighbourhood radius must be a number or 'auto', got {radius!r}")
-        radius, errs = localisation_radius([(af, truth) for _, af, _, truth in lanes])
+        radius, errs = localisation_radius([(af, truth) for _, af, _, _, truth in lanes])
         if progress:
             progress("neighbourhood radius from the localisation error (95th percentile) of "
                      + ", ".join(f"{k} hits {v:.3f} m" for k, v in errs.items())
                      + f": {radius:.3f} m")
     ts = TrainingSet(radius=float(radius),
                      labels="te" if te else ("strict" if strict else "halo"))
-    for p, af, group, truth in lanes:
+    for p, af, group, site, truth in lanes:
         af = neighbourhood_features(af, float(radius))
         ts.recordings.append(str(p))
         ts.lanes.append(group)
         counts = []
         for name, (rows, X) in af.sets.items():
             y = label_alarms(truth, af.alarms, rows, halo=halo, strict=strict, te=te)
-            ts.add(name, X, y, group)
+            ts.add(name, X, y, group, site)
             counts.append(f"{name}: {rows.size} alarms, {int((y == 1).sum())} on mines")
         if progress:
             progress(f"{p} [{group}] " + "; ".join(counts))
@@ -525,17 +569,22 @@ def make_estimator(*, max_iter: int = 150, learning_rate: float = 0.06,
         early_stopping=False, class_weight="balanced", random_state=random_state))])
 
 
-def grouped_splits(groups: ArrayLike, n_splits: int = 5) -> list[tuple[np.ndarray, np.ndarray]]:
+def grouped_splits(groups: ArrayLike, n_splits: int = 5, *, what: str = "lanes"
+                   ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Train/test index pairs of a cross-validation grouped by lane (GroupKFold).
 
-    No group (lane) is ever in both the training and the test part of a split.
+    No group (lane, or site) is ever in both the training and the test part
+    of a split.  ``what`` names the groups in errors.
     """
     from sklearn.model_selection import GroupKFold
 
+    if isinstance(n_splits, bool) or int(n_splits) != n_splits or int(n_splits) < 2:
+        raise ConfigError(f"grouped cross-validation needs at least 2 folds, got {n_splits}")
     g = np.asarray(groups)
-    k = min(int(n_splits), len(np.unique(g)))
-    if k < 2:
-        raise ConfigError(f"grouped cross-validation needs at least 2 lanes, got {k}")
+    n = len(np.unique(g))
+    if n < 2:
+        raise ConfigError(f"grouped cross-validation needs at least 2 {what}, got {n}")
+    k = min(int(n_splits), n)
     return [(tr, te) for tr, te in GroupKFold(n_splits=k).split(np.zeros(g.size), groups=g)]
 
 
@@ -649,38 +698,80 @@ def _export_trees(est: Any) -> tuple[float, list[dict[str, np.ndarray]]]:
 
 @dataclass
 class Model:
-    """A trained mine/clutter classifier: one :class:`SetModel` per feature set."""
+    """A trained mine/clutter classifier: one :class:`SetModel` per feature set.
+
+    ``source`` names where it was read from (the file; empty for a model made
+    in memory), so that every refusal names the file; ``digest`` is the file's
+    verified SHA-256 (the ``sha256`` it records), to compare with one
+    published for the model: the checksum tells a damaged or edited file, not
+    who wrote it (anyone who edits a file can recompute it).
+    """
 
     sets: dict[str, SetModel]
     meta: dict[str, Any] = field(default_factory=dict)
+    source: str = field(default="", compare=False)
+    digest: str = field(default="", compare=False)
+
+    def _where(self) -> str:
+        return f"{self.source}: " if self.source else ""
 
     @property
     def radius(self) -> float:
         """Radius (m) of the investigation disc of the neighbourhood features it was trained on."""
         r = self.meta.get("neighbourhood_radius", NEIGHBOUR_RADIUS)
+        if isinstance(r, bool) or not isinstance(r, int | float | np.floating | np.integer):
+            raise ModelError(f"{self._where()}model neighbourhood_radius must be a number, "
+                             f"got {str(r)[:40]!r}")
         try:
             r = float(r)
-        except (TypeError, ValueError):
-            raise ModelError(f"model neighbourhood_radius must be a number, got {r!r}") from None
+        except OverflowError:
+            r = math.inf
         if not (math.isfinite(r) and r > 0):
-            raise ModelError(f"model neighbourhood_radius must be positive, got {r}")
+            raise ModelError(f"{self._where()}model neighbourhood_radius must be a positive "
+                             f"finite number of metres, got {r}")
         return r
 
+    def _version_note(self) -> str:
+        v = self.meta.get("software_version")
+        made = f"the model was written by demine {str(v)[:40]}" if v else \
+            "the model does not say which demine wrote it"
+        return (f"{made}, this is demine {__version__}: retrain the model with this demine, "
+                "or use the demine that wrote it")
+
     def check_features(self, name: str, features: Sequence[str]) -> SetModel:
-        """The sub-model of set ``name``, refusing a feature list that differs."""
+        """The sub-model of set ``name``, refusing a feature list that differs.
+
+        Also refuses a model trained on other definitions of the features (its
+        ``features_version`` differs from :data:`demine.features.FEATURES_VERSION`;
+        models written before the version was recorded are not checked).
+        """
         if name not in self.sets:
-            raise ModelError(f"model has no sub-model for feature set {name!r} "
+            raise ModelError(f"{self._where()}model has no sub-model for feature set {name!r} "
                              f"(it has {sorted(self.sets)})")
         sm = self.sets[name]
         if tuple(features) != tuple(sm.features):
             missing = [f for f in features if f not in sm.features]
             extra = [f for f in sm.features if f not in features]
             raise ModelError(
-                f"model features of set {name!r} do not match this demine's features "
-                f"(model has {len(sm.features)}, demine computes {len(features)}; "
+                f"{self._where()}model features of set {name!r} do not match this demine's "
+                f"features (model has {len(sm.features)}, demine computes {len(features)}; "
                 f"only in demine: {missing[:5]}, only in model: {extra[:5]}); "
-                "retrain the model with this version")
+                + self._version_note())
+        fv = self.meta.get("features_version")
+        if fv is not None and (isinstance(fv, bool) or fv != FEATURES_VERSION):
+            raise ModelError(
+                f"{self._where()}model of set {name!r} was trained on features version "
+                f"{str(fv)[:20]}, this demine computes version {FEATURES_VERSION} (the same "
+                "names, defined otherwise); " + self._version_note())
         return sm
+
+    def check_compatible(self) -> None:
+        """Refuse the model now if any of its feature sets that this demine computes
+        does not match (before any recording's features are computed)."""
+        self.radius  # noqa: B018 - validates it
+        for name in self.sets:
+            if name in FEATURE_SETS:
+                self.check_features(name, FEATURE_SETS[name])
 
     # -- serialisation
     def to_payload(self) -> dict[str, Any]:
@@ -698,13 +789,20 @@ class Model:
 
     @classmethod
     def from_payload(cls, payload: Any, src: str = "model") -> Model:
+        """Rebuild a model from a file's payload, checking everything in it.
+
+        Every array must have the type, length and range the evaluation needs;
+        every tree must be a tree (each node but the root the child of exactly
+        one inner node, children after their parent, so evaluation ends); the
+        model must stay within the size, depth and score limits of this module.
+        """
         if not isinstance(payload, dict) or not isinstance(payload.get("sets"), dict):
             raise ModelError(f"{src}: not a demine classifier (no 'sets')")
         meta = payload.get("meta", {})
         if not isinstance(meta, dict):
             raise ModelError(f"{src}: 'meta' must be an object")
         sets: dict[str, SetModel] = {}
-        total = 0
+        total = steps = n_trees = 0
         for name, d in payload["sets"].items():
             where = f"{src}: set {name!r}"
             if not isinstance(d, dict):
@@ -723,26 +821,31 @@ class Model:
             trees_in = d.get("trees")
             if not isinstance(trees_in, list):
                 raise ModelError(f"{where}: 'trees' must be a list")
+            n_trees += len(trees_in)
+            if n_trees > _MAX_TREES:
+                raise ModelError(f"{src}: more than the {_MAX_TREES} trees a model may have")
             trees = []
+            bound = abs(base)
             for ti, t in enumerate(trees_in):
                 tw = f"{where} tree {ti}"
                 if not isinstance(t, dict):
                     raise ModelError(f"{tw}: must be an object")
+                n_in = t.get("value")
+                if isinstance(n_in, list):
+                    total += len(n_in)
+                    if total > _MAX_NODES:
+                        raise ModelError(f"{src}: more than {_MAX_NODES} tree nodes")
                 tr = {
                     "feature": _vec(t.get("feature"), f"{tw}: feature", np.int64),
                     "threshold": _vec(t.get("threshold"), f"{tw}: threshold", np.float64,
                                       allow_inf=True),
-                    "missing_left": _vec(t.get("missing_left"), f"{tw}: missing_left",
-                                         np.int64).astype(bool),
+                    "missing_left": _vec(t.get("missing_left"), f"{tw}: missing_left", bool),
                     "left": _vec(t.get("left"), f"{tw}: left", np.int64),
                     "right": _vec(t.get("right"), f"{tw}: right", np.int64),
-                    "is_leaf": _vec(t.get("is_leaf"), f"{tw}: is_leaf", np.int64).astype(bool),
+                    "is_leaf": _vec(t.get("is_leaf"), f"{tw}: is_leaf", bool),
                     "value": _vec(t.get("value"), f"{tw}: value", np.float64),
                 }
                 n = tr["value"].size
-                total += n
-                if total > _MAX_NODES:
-                    raise ModelError(f"{src}: more than {_MAX_NODES} tree nodes")
                 if n == 0 or any(v.size != n for v in tr.values()):
                     raise ModelError(f"{tw}: node arrays must be non-empty and of equal length")
                 inner = ~tr["is_leaf"]
@@ -751,8 +854,20 @@ class Model:
                 if np.any(tr["left"][k] <= k) or np.any(tr["right"][k] <= k) or \
                         np.any(tr["left"][k] >= n) or np.any(tr["right"][k] >= n):
                     raise ModelError(f"{tw}: child index out of order or range")
+                # ... and each node but the root the child of exactly one inner node
+                parents = np.bincount(np.concatenate([tr["left"][k], tr["right"][k]]),
+                                      minlength=n)
+                if parents[0] != 0 or np.any(parents[1:] != 1):
+                    raise ModelError(f"{tw}: not a tree (a node with no parent or with two)")
                 if np.any(tr["feature"][k] < 0) or np.any(tr["feature"][k] >= nf):
                     raise ModelError(f"{tw}: feature index out of range 0..{nf - 1}")
+                steps += _tree_depth(tr["left"], tr["right"], inner, _MAX_STEPS - steps)
+                if steps > _MAX_STEPS:
+                    raise ModelError(f"{src}: the trees are deeper than a model may be (more "
+                                     f"than {_MAX_STEPS} levels in all)")
+                bound += float(np.max(np.abs(tr["value"])))
+                if not bound < _MAX_SCORE:
+                    raise ModelError(f"{where}: leaf values so large that scores overflow")
                 tr["feature"] = np.where(inner, tr["feature"], 0)
                 tr["left"] = np.where(inner, tr["left"], 0)
                 tr["right"] = np.where(inner, tr["right"], 0)
@@ -762,23 +877,53 @@ class Model:
                                        cv if isinstance(cv, dict) else {})
         if not sets:
             raise ModelError(f"{src}: model has no feature set")
-        return cls(sets, meta)
+        model = cls(sets, meta, src)
+        model.radius  # noqa: B018 - refuse a bad radius now, naming the file
+        return model
+
+
+def _tree_depth(left: np.ndarray, right: np.ndarray, inner: np.ndarray, limit: int) -> int:
+    """Depth of a tree (its root alone: 0), counting no further than ``limit + 1``.
+
+    The tree must have been checked to be one (each node one parent), so the
+    levels hold every node once.
+    """
+    level = np.zeros(1, dtype=np.int64)
+    depth = 0
+    while True:
+        level = level[inner[level]]
+        if level.size == 0 or depth > limit:
+            return depth
+        depth += 1
+        level = np.concatenate([left[level], right[level]])
 
 
 def _finite(v: Any, what: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+    try:
+        ok = not isinstance(v, bool) and isinstance(v, int | float) and math.isfinite(v)
+    except OverflowError:  # an integer of hundreds of digits
+        ok = False
+    if not ok:
         raise ModelError(f"{what}: must be a finite number, got {str(v)[:40]!r}")
     return float(v)
 
 
 def _vec(v: Any, what: str, dtype: Any, allow_inf: bool = False) -> np.ndarray:
+    """A list of JSON numbers as an array of ``dtype`` (``bool``: of 0 and 1)."""
     if not isinstance(v, list):
         raise ModelError(f"{what}: must be a list of numbers")
     if not all(isinstance(a, int | float) and not isinstance(a, bool) for a in v):
         raise ModelError(f"{what}: must contain numbers only")
-    a = np.asarray(v, dtype=np.float64)
+    try:
+        a = np.asarray(v, dtype=np.float64)
+    except OverflowError:  # an integer of hundreds of digits
+        raise ModelError(f"{what}: must be finite numbers (a number is too large)") from None
     if np.any(np.isnan(a)) or (not allow_inf and np.any(np.isinf(a))):
         raise ModelError(f"{what}: must be finite numbers")
+    if dtype is bool:
+        if np.any((a != 0) & (a != 1)):
+            raise ModelError(f"{what}: must be 0 or 1")
+        return a.astype(bool)
     if np.dtype(dtype).kind == "i":
         if np.any(a != np.round(a)) or np.any(np.abs(a) > 2**53):
             raise ModelError(f"{what}: must be integers")
@@ -792,23 +937,55 @@ def _canonical(payload: Any) -> bytes:
 
 
 def save_model(model: Model, path: str | Path) -> Path:
-    """Write a model file (JSON; gzip-compressed when the name ends in ``.gz``)."""
+    """Write a model file (JSON; gzip-compressed when the name ends in ``.gz``).
+
+    The model is checked as :func:`load_model` checks a file first, so a file
+    is written only if it can be read back.
+
+    Raises
+    ------
+    ModelError
+        The model is one :func:`load_model` would refuse, or the file cannot
+        be written.
+    """
     path = Path(path)
     payload = model.to_payload()
-    body = _canonical(payload)
+    try:
+        body = _canonical(payload)
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"{path}: model cannot be written: {exc}") from exc
+    Model.from_payload(json.loads(body), str(path))
     doc = {"format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION,
            "sha256": hashlib.sha256(body).hexdigest(), "payload": payload}
     data = json.dumps(doc, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+    if len(data) > _MAX_JSON_BYTES:
+        raise ModelError(f"{path}: model too large for a model file ({len(data)} bytes of "
+                         f"JSON, at most {_MAX_JSON_BYTES})")
     if path.name.endswith(".gz"):
         data = gzip.compress(data, compresslevel=9, mtime=0)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ModelError(f"{path}: cannot write model file: {exc.strerror or exc}") from exc
     return path
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"non-finite number {name} not allowed")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # a key given twice would be read as its last value by this parser and as the
+    # first by others: what a reviewer's tool shows must be what demine uses
+    seen: set[str] = set()
+    for k, _ in pairs:
+        if k in seen:
+            raise ValueError(f"key {k[:40]!r} given twice in one object")
+        seen.add(k)
+    return dict(pairs)
 
 
 def load_model(path: str | Path) -> Model:
@@ -824,17 +1001,28 @@ def load_model(path: str | Path) -> Model:
     path = Path(path)
     src = str(path)
     try:
-        size = path.stat().st_size
-        if size > _MAX_FILE_BYTES:
-            raise ModelError(f"{src}: model file too large ({size} bytes)")
-        raw = path.read_bytes()
+        # a regular file, read no further than the limit: a device (/dev/zero) read
+        # until memory ran out, a named pipe blocked for ever (open itself does not
+        # block with O_NONBLOCK)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) |
+                     getattr(os, "O_BINARY", 0))
+        with os.fdopen(fd, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise ModelError(f"{src}: not a model file (not a regular file)")
+            if st.st_size > _MAX_FILE_BYTES:
+                raise ModelError(f"{src}: model file too large ({st.st_size} bytes, at most "
+                                 f"{_MAX_FILE_BYTES})")
+            raw = fh.read(_MAX_FILE_BYTES + 1)
     except OSError as exc:
-        raise ModelError(f"{src}: cannot read model file: {exc}") from exc
+        raise ModelError(f"{src}: cannot read model file: {exc.strerror or exc}") from exc
+    if len(raw) > _MAX_FILE_BYTES:
+        raise ModelError(f"{src}: model file too large (more than {_MAX_FILE_BYTES} bytes)")
     if raw[:2] == b"\x1f\x8b":
         try:
-            with gzip.GzipFile(fileobj=__import__("io").BytesIO(raw)) as gz:
+            with gzip.GzipFile(fileobj=io.BytesIO(raw)) as gz:
                 raw = gz.read(_MAX_JSON_BYTES + 1)
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:
             raise ModelError(f"{src}: corrupt compressed model file: {exc}") from exc
         if len(raw) > _MAX_JSON_BYTES:
             raise ModelError(f"{src}: model file expands beyond {_MAX_JSON_BYTES} bytes")
@@ -843,15 +1031,27 @@ def load_model(path: str | Path) -> Model:
                          "file; demine only loads its own JSON model format and never "
                          "unpickles)")
     try:
-        doc = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        doc = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant,
+                         object_pairs_hook=_unique_keys)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ModelError(f"{src}: not a demine model file (not valid JSON: {exc})") from exc
     if not isinstance(doc, dict) or doc.get("format") != MODEL_FORMAT:
         raise ModelError(f"{src}: not a demine classifier model (format field is "
                          f"{str(doc.get('format') if isinstance(doc, dict) else None)[:40]!r})")
-    if doc.get("format_version") != MODEL_FORMAT_VERSION:
-        raise ModelError(f"{src}: model format version {doc.get('format_version')!r} is not "
-                         f"supported (this demine reads version {MODEL_FORMAT_VERSION})")
+    version = doc.get("format_version")
+    if isinstance(version, bool) or not isinstance(version, int) or \
+            version != MODEL_FORMAT_VERSION:
+        payload = doc.get("payload")
+        meta = payload.get("meta") if isinstance(payload, dict) else None
+        by = meta.get("software_version") if isinstance(meta, dict) else None
+        newer = isinstance(version, int) and not isinstance(version, bool) and \
+            version > MODEL_FORMAT_VERSION
+        shown = repr(version)[:40] if isinstance(version, int | float | str | None) else \
+            f"of type {type(version).__name__}"
+        raise ModelError(f"{src}: model format version {shown} is not supported "
+                         f"(this demine {__version__} reads version {MODEL_FORMAT_VERSION})"
+                         + (f"; it was written by demine {str(by)[:40]}" if by else "")
+                         + ("; a newer demine reads it" if newer else ""))
     payload = doc.get("payload")
     digest = doc.get("sha256")
     try:
@@ -861,7 +1061,9 @@ def load_model(path: str | Path) -> Model:
     if not isinstance(digest, str) or hashlib.sha256(body).hexdigest() != digest:
         raise ModelError(f"{src}: model file has been modified or corrupted (SHA-256 of its "
                          "content does not match the recorded checksum); refusing to use it")
-    return Model.from_payload(payload, src)
+    model = Model.from_payload(payload, src)
+    model.digest = digest
+    return model
 
 
 def default_model_path() -> Path:
@@ -877,14 +1079,66 @@ def load_default_model() -> Model:
     return load_model(p)
 
 
+#: meta fields that differ between two runs of one recipe (or between versions of
+#: the model format's meta) without changing a prediction
+RUN_META = ("created_utc", "features_version", "cv_groups")
+
+
+def model_differences(a: Model, b: Model, *, ignore_meta: Sequence[str] = RUN_META
+                      ) -> list[str]:
+    """What differs between two models, one line per difference (none: the same model).
+
+    Compares every sub-model's features, trees, baseline, calibration map and
+    cross-validated figures exactly, and the meta data but ``ignore_meta``, so
+    a model rebuilt from its recipe can be checked against the one it should
+    reproduce.
+    """
+    out: list[str] = []
+    for name in sorted(set(a.sets) | set(b.sets)):
+        if name not in a.sets or name not in b.sets:
+            out.append(f"set {name!r}: only in the {'second' if name in b.sets else 'first'}")
+            continue
+        sa, sb = a.sets[name], b.sets[name]
+        if sa.features != sb.features:
+            out.append(f"set {name!r}: features differ")
+        if sa.baseline != sb.baseline:
+            out.append(f"set {name!r}: baseline {sa.baseline!r} != {sb.baseline!r}")
+        for key in ("iso_x", "iso_y"):
+            va, vb = getattr(sa, key), getattr(sb, key)
+            if va.shape != vb.shape or not np.array_equal(va, vb):
+                out.append(f"set {name!r}: calibration map {key} differs")
+        if len(sa.trees) != len(sb.trees):
+            out.append(f"set {name!r}: {len(sa.trees)} trees != {len(sb.trees)}")
+        else:
+            bad = [k for k, (ta, tb) in enumerate(zip(sa.trees, sb.trees, strict=True))
+                   if any(ta[f].shape != tb[f].shape or not np.array_equal(ta[f], tb[f])
+                          for f in ta)]
+            if bad:
+                out.append(f"set {name!r}: {len(bad)} of {len(sa.trees)} trees differ "
+                           f"(first: tree {bad[0]})")
+        if sa.cv != sb.cv:
+            keys = sorted(k for k in set(sa.cv) | set(sb.cv) if sa.cv.get(k) != sb.cv.get(k))
+            out.append(f"set {name!r}: cross-validated figures differ ({', '.join(keys)})")
+    for key in sorted(set(a.meta) | set(b.meta)):
+        if key not in ignore_meta and a.meta.get(key) != b.meta.get(key):
+            out.append(f"meta {key!r}: {str(a.meta.get(key))[:60]} != "
+                       f"{str(b.meta.get(key))[:60]}")
+    return out
+
+
 # --------------------------------------------------------------------------
 # Training
 # --------------------------------------------------------------------------
 
 
 def _fit_set(X: np.ndarray, y: np.ndarray, groups: np.ndarray, name: str, *,
-             n_splits: int = 5, estimator_kw: Mapping[str, Any] | None = None
-             ) -> SetModel:
+             n_splits: int = 5, estimator_kw: Mapping[str, Any] | None = None,
+             cv_groups: np.ndarray | None = None, what: str = "lanes") -> SetModel:
+    """Fit, cross-validate and calibrate one feature set.
+
+    ``groups``: each row's lane (per-lane figures); ``cv_groups``: the groups
+    of the cross-validation (default the lanes; e.g. the sites), named ``what``.
+    """
     from sklearn.isotonic import IsotonicRegression
 
     kw = dict(estimator_kw or {})
@@ -893,18 +1147,23 @@ def _fit_set(X: np.ndarray, y: np.ndarray, groups: np.ndarray, name: str, *,
         if any(cst) and len(cst) == X.shape[1]:
             kw.setdefault("monotonic_cst", cst)
     keep = y >= 0
-    X, y, groups = X[keep], y[keep].astype(int), groups[keep]
+    cv_groups = groups if cv_groups is None else np.asarray(cv_groups)
+    X, y, groups, cv_groups = X[keep], y[keep].astype(int), groups[keep], cv_groups[keep]
     if len(np.unique(y)) < 2:
         raise ConfigError(f"feature set {name!r}: training data needs both mine and clutter "
                           f"alarms (got {int(y.sum())} mine, {int((y == 0).sum())} clutter)")
     oof = np.full(y.size, np.nan)
-    splits = grouped_splits(groups, n_splits)
+    splits = grouped_splits(cv_groups, n_splits, what=what)
     for tr, te in splits:
         if len(np.unique(y[tr])) < 2:
             continue
         est = make_estimator(**kw).fit(X[tr], y[tr])
         oof[te] = est.decision_function(X[te])
     ok = np.isfinite(oof)
+    if not ok.any():
+        raise ConfigError(f"feature set {name!r}: no cross-validation fold has both mine and "
+                          f"clutter alarms in its training {what} (give more {what}, with "
+                          "mines and clutter in several of them)")
     iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0, increasing=True)
     iso.fit(oof[ok], y[ok])
     final = make_estimator(**kw).fit(X, y)
@@ -915,8 +1174,11 @@ def _fit_set(X: np.ndarray, y: np.ndarray, groups: np.ndarray, name: str, *,
     # calibration quality judged out of sample: each fold's scores mapped by an
     # isotonic map fitted on the other folds' out-of-fold scores
     p_oof = np.full(yo.size, np.nan)
-    go = groups[ok]
-    for tr, te in grouped_splits(go, n_splits):
+    # (out-of-fold scores of one group alone, when every other fold could not be
+    # trained: no calibration quality to measure)
+    cal_splits = grouped_splits(cv_groups[ok], n_splits, what=what) if \
+        len(np.unique(cv_groups[ok])) >= 2 else []
+    for tr, te in cal_splits:
         if len(np.unique(yo[tr])) < 2:
             continue
         m = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(
@@ -945,16 +1207,32 @@ def _fit_set(X: np.ndarray, y: np.ndarray, groups: np.ndarray, name: str, *,
     return SetModel(FEATURE_SETS[name], base, trees, ix, iy, cv)
 
 
+#: the cross-validation groups of :func:`train_model`
+CV_GROUPS = ("lane", "site")
+
+
 def train_model(training: TrainingSet, *, sets: Sequence[str] | None = None,
                 n_splits: int = 5, estimator_kw: Mapping[str, Any] | None = None,
-                notes: str = "", progress: Callable[[str], None] | None = None) -> Model:
+                notes: str = "", progress: Callable[[str], None] | None = None,
+                cv_groups: str = "lane") -> Model:
     """Train and calibrate one sub-model per feature set present in ``training``.
 
     Sensor-alone sets are also trained from the fused ones (``"emi"`` from
     ``"emi+gpr"`` with its EMI columns), so a model trained on dual-sensor lanes
     works on single-sensor recordings too.
+
+    ``cv_groups``: ``"lane"`` (default) keeps every lane of a site (every
+    recording of it) in one fold; ``"site"`` keeps every site in one fold, so
+    the cross-validated figures are those of a site the model has not seen
+    (needs recordings of at least 2 sites).
     """
+    if cv_groups not in CV_GROUPS:
+        raise ConfigError(f"cross-validation groups must be one of {', '.join(CV_GROUPS)}, "
+                          f"got {cv_groups!r}")
     X, y, g = dict(training.X), dict(training.y), dict(training.groups)
+    # (a set built without sites: the site is the part of the lane group before "/")
+    st = {n: training.sites[n] if n in training.sites else
+          np.array([v.split("/", 1)[0] for v in g[n].tolist()]) for n in g}
     for fused, alone in (("emi+gpr", "emi"), ("gpr+emi", "gpr")):
         if fused in X:
             cols = [FEATURE_SETS[fused].index(c) for c in FEATURE_SETS[alone]]
@@ -963,32 +1241,42 @@ def train_model(training: TrainingSet, *, sets: Sequence[str] | None = None,
                 X[alone] = np.vstack([X[alone], Xa])
                 y[alone] = np.concatenate([y[alone], y[fused]])
                 g[alone] = np.concatenate([g[alone], g[fused]])
+                st[alone] = np.concatenate([st[alone], st[fused]])
             else:
-                X[alone], y[alone], g[alone] = Xa, y[fused], g[fused]
+                X[alone], y[alone], g[alone], st[alone] = Xa, y[fused], g[fused], st[fused]
     names = [n for n in (sets or FEATURE_SETS) if n in X]
     if not names:
         raise ConfigError("no training alarms of any feature set")
     out = {}
     for name in names:
         sm = _fit_set(X[name], y[name], g[name], name, n_splits=n_splits,
-                      estimator_kw=estimator_kw)
+                      estimator_kw=estimator_kw,
+                      cv_groups=st[name] if cv_groups == "site" else None,
+                      what="sites" if cv_groups == "site" else "lanes")
         out[name] = sm
         if progress:
             c = sm.cv
-            progress(f"{name}: {c['n']} alarms ({c['mines']} mines), grouped {c['folds']}-fold "
-                     f"CV: AUC {c['auc']:.3f}, clutter rejected at full recovery "
-                     f"{c['clutter_rejection_pooled']:.1%} pooled / "
-                     f"{(c['clutter_rejection_per_lane_median'] or float('nan')):.1%} per-lane "
-                     f"median, Brier {c['brier']:.3f} (prevalence-only "
-                     f"{c['brier_prevalence']:.3f}), ECE {c['ece']:.3f}")
+
+            def f(key: str, spec: str, c: dict = c) -> str:
+                # (a figure the folds could not give is None: not measured)
+                return "n/a" if c.get(key) is None else format(c[key], spec)
+
+            progress(f"{name}: {c['n']} alarms ({c['mines']} mines), {cv_groups}-grouped "
+                     f"{c['folds']}-fold CV: AUC {f('auc', '.3f')}, clutter rejected at full "
+                     f"recovery {f('clutter_rejection_pooled', '.1%')} pooled / "
+                     f"{f('clutter_rejection_per_lane_median', '.1%')} per-lane median, "
+                     f"Brier {f('brier', '.3f')} (prevalence-only "
+                     f"{f('brier_prevalence', '.3f')}), ECE {f('ece', '.3f')}")
     import sklearn
 
     meta = {
         "software": "demine", "software_version": __version__,
+        "features_version": FEATURES_VERSION,
         "sklearn_version": sklearn.__version__,
         "created_utc": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "training": training.summary(), "estimator": dict(estimator_kw or {}),
-        "calibration": "isotonic on out-of-fold scores of a lane-grouped CV",
+        "calibration": f"isotonic on out-of-fold scores of a {cv_groups}-grouped CV",
+        "cv_groups": cv_groups,
         "neighbourhood_radius": float(training.radius),
         "notes": notes,
     }
@@ -1025,6 +1313,8 @@ def apply_model(recording: Any, model: Model | str | Path | None = None,
         model = load_default_model()
     elif not isinstance(model, Model):
         model = load_model(model)
+    # refused before the (slow) features of the recording are computed
+    model.check_compatible()
     radius = model.radius
     af = recording if isinstance(recording, AlarmFeatures) else alarm_features(
         recording, alarms, radius=radius)

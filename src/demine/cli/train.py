@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -42,7 +43,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workdir", type=Path, metavar="DIR",
                    help="where simulated lanes and the feature cache go "
                    "(default: a 'demine-train' directory next to --out)")
-    p.add_argument("--folds", type=int, default=5, help="lane-grouped CV folds (default 5)")
+    p.add_argument("--folds", type=int, default=5,
+                   help="grouped cross-validation folds (default 5; at least 2)")
+    # classify.CV_GROUPS, spelt out as TRAINING_PLANS is
+    p.add_argument("--cv-groups", choices=("lane", "site"), default="lane",
+                   help="cross-validation groups: lane (default: every recording of a lane of "
+                   "a site in one fold) or site (every site in one fold: figures for a site "
+                   "the model has not seen; needs recordings of 2 sites or more)")
     p.add_argument("--halo", type=float, metavar="R",
                    help="matching radius (m) for every target (default 0.25 AP, 0.5 larger)")
     p.add_argument("--labels", choices=("te", "strict", "halo"), default="te",
@@ -70,6 +77,17 @@ def run(args: argparse.Namespace) -> int:
     from ._paths import check_text_output
 
     check_text_output(args.out, args.files)
+    # checked before hours of simulation and training, not when the model is written
+    if args.out.is_dir():
+        raise ConfigError(f"--out {args.out} is a directory: give the model file's name "
+                          "(e.g. model.json.gz)")
+    parent = args.out.parent
+    if not parent.is_dir():
+        raise ConfigError(f"--out {args.out}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {args.out}: directory {parent} is not writable")
+    if args.folds < 2:
+        raise ConfigError(f"--folds must be >= 2, got {args.folds}")
     work = args.workdir or args.out.parent / "demine-train"
     files = list(args.files)
     if args.simulate < 0:
@@ -100,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
     ts = build_training_set(files, cache=work / "features-cache", halo=args.halo,
                             strict=args.labels == "strict", te=args.labels == "te",
                             radius=radius, progress=say)
-    model = train_model(ts, n_splits=args.folds, notes=args.notes, progress=say)
+    model = train_model(ts, n_splits=args.folds, notes=args.notes, progress=say,
+                        cv_groups=args.cv_groups)
     save_model(model, args.out)
     print(f"model written to {args.out} ({args.out.stat().st_size} bytes; feature sets "
           f"{', '.join(model.sets)})")
