@@ -331,6 +331,173 @@ cdef float _pick(float* x, Py_ssize_t n, Py_ssize_t k0, Py_ssize_t k1,
     return _lerp(lo, hi, gamma)
 
 
+cdef struct _Rows:
+    # the rows of a block: row r is rows[r][c] for columns outside the zone
+    # [z0, z1), and zrows[r][c - z0] inside it (nz = 0: no zone)
+    const float** rows
+    const float** zrows
+    Py_ssize_t z0
+    Py_ssize_t z1
+
+
+cdef inline Py_ssize_t _segment(Py_ssize_t c0, Py_ssize_t c1, Py_ssize_t z0, Py_ssize_t z1,
+                                Py_ssize_t seg, Py_ssize_t* a, Py_ssize_t* b) noexcept nogil:
+    """Part ``seg`` (0: before the zone, 1: in it, 2: after it) of the columns
+    ``[c0, c1)``, in ``[a, b)``; returns the column offset of its values (0, or
+    ``z0`` in the zone)."""
+    if seg == 0:
+        a[0] = c0
+        b[0] = c1 if c1 < z0 else z0
+        return 0
+    if seg == 1:
+        a[0] = c0 if c0 > z0 else z0
+        b[0] = c1 if c1 < z1 else z1
+        return z0
+    a[0] = c0 if c0 > z1 else z1
+    b[0] = c1
+    return 0
+
+
+cdef int _window_scales(_Rows blk, Py_ssize_t nb, _Rows cl, Py_ssize_t nc, Py_ssize_t ns,
+                        double q, double noise_scale, double clutter_scale, bint robust,
+                        double flat_level, Py_ssize_t half, const float* zone, bint has_zone,
+                        double noise_floor, float* out, float* g0, float* g1,
+                        float* g2) except -1:
+    """The body of ``window_scales`` on blocks given by their rows (see
+    ``_Rows``): the same values in the same places, whichever way the caller
+    holds them.  ``g0``, ``g1``, ``g2``: the 3 rows of guesses."""
+    cdef Py_ssize_t r, c, c0, c1, ld, nd, j, lo_j, hi_j, seg, sa, sb, off
+    cdef Py_ssize_t T = 16
+    cdef Py_ssize_t nk0 = 0, nk1 = 0, ck0 = 0, ck1 = 0, mk0 = 0, mk1 = 0
+    cdef double ngam = 0.0, cgam = 0.0, fl
+    cdef float v, mx = 0.0, med, lo, hi, s, floor32
+    cdef bint anynan = False
+    cdef char bad[16]
+    cdef float* buf
+    cdef float* x
+    cdef float* snoise
+    cdef float* sclut
+    cdef const float** P
+    cdef const float* row
+    cdef const float* row1
+    nd = nb - 1
+    ld = (nd if nd > nc else nc) + 1
+    ld = ld + (16 - ld % 16)
+    buf = <float*>malloc((T * ld + 2 * ns) * sizeof(float))
+    if buf == NULL:
+        raise MemoryError()
+    snoise = buf + T * ld
+    sclut = snoise + ns
+    with nogil:
+        if nd > 0:
+            _quantile_at(nd, q, &nk0, &nk1, &ngam)
+        if nc > 0:
+            _quantile_at(nc, q, &ck0, &ck1, &cgam)
+            mk1 = nc // 2
+            mk0 = mk1 - 1 if nc % 2 == 0 else mk1
+        # the largest |blk| (NaN if any)
+        for r in range(nb):
+            for seg in range(3):
+                off = _segment(0, ns, blk.z0, blk.z1, seg, &sa, &sb)
+                if sb <= sa:
+                    continue
+                row = (blk.zrows if seg == 1 else blk.rows)[r]
+                for c in range(sa, sb):
+                    v = fabs(row[c - off])
+                    if v != v:
+                        anynan = True
+                    elif v > mx:
+                        mx = v
+        c0 = 0
+        while c0 < ns:
+            c1 = c0 + T if c0 + T < ns else ns
+            # (1) noise: |differences| of neighbouring rows
+            if nd > 0:
+                for c in range(c1 - c0):
+                    bad[c] = 0
+                for seg in range(3):
+                    off = _segment(c0, c1, blk.z0, blk.z1, seg, &sa, &sb)
+                    if sb <= sa:
+                        continue
+                    P = blk.zrows if seg == 1 else blk.rows
+                    for r in range(nd):
+                        row = P[r]
+                        row1 = P[r + 1]
+                        for c in range(sa, sb):
+                            v = fabs(row1[c - off] - row[c - off])
+                            if v != v:
+                                bad[c - c0] = 1
+                            buf[(c - c0) * ld + r] = v
+                for c in range(c0, c1):
+                    if bad[c - c0]:
+                        snoise[c] = NAN
+                    else:
+                        snoise[c] = _pick(buf + (c - c0) * ld, nd, nk0, nk1, ngam,
+                                          &g0[c]) * <float>noise_scale
+            else:
+                for seg in range(3):
+                    off = _segment(c0, c1, blk.z0, blk.z1, seg, &sa, &sb)
+                    if sb <= sa:
+                        continue
+                    row = (blk.zrows if seg == 1 else blk.rows)[0]
+                    for c in range(sa, sb):
+                        snoise[c] = <float>fabs(row[c - off]) * <float>clutter_scale
+            # (2) clutter level
+            if nc > 0:
+                for c in range(c1 - c0):
+                    bad[c] = 0
+                for seg in range(3):
+                    off = _segment(c0, c1, cl.z0, cl.z1, seg, &sa, &sb)
+                    if sb <= sa:
+                        continue
+                    P = cl.zrows if seg == 1 else cl.rows
+                    for r in range(nc):
+                        row = P[r]
+                        for c in range(sa, sb):
+                            v = row[c - off]
+                            if v != v:
+                                bad[c - c0] = 1
+                            buf[(c - c0) * ld + r] = v if robust else fabs(v)
+                for c in range(c0, c1):
+                    if bad[c - c0]:
+                        sclut[c] = NAN
+                        continue
+                    x = buf + (c - c0) * ld
+                    if robust:
+                        lo = _pair(x, nc, mk0, mk1, g1[c], &hi)
+                        g1[c] = hi
+                        if mk1 != mk0:
+                            med = (lo + hi) / <float>2.0
+                        else:
+                            med = lo
+                        # the deviations, in place (their order does not matter)
+                        for r in range(nc):
+                            x[r] = fabs(x[r] - med)
+                        s = _pick(x, nc, ck0, ck1, cgam, &g2[c]) * <float>clutter_scale
+                        sclut[c] = _fmax(s, <float>flat_level * <float>fabs(med))
+                    else:
+                        sclut[c] = _pick(x, nc, ck0, ck1, cgam, &g2[c]) * <float>clutter_scale
+            c0 = c1
+        fl = noise_floor * <double>(NAN if anynan else mx)
+        floor32 = <float>fl
+        for c in range(ns):
+            s = snoise[c]
+            if nc > 0:
+                # the largest clutter level within +- half rows (edges repeated)
+                lo_j = c - half
+                hi_j = c + half
+                v = sclut[0 if lo_j < 0 else lo_j]
+                for j in range(lo_j + 1, hi_j + 1):
+                    v = _fmax(v, sclut[0 if j < 0 else (ns - 1 if j >= ns else j)])
+                if has_zone:
+                    v = v * zone[c]
+                s = _fmax(s, v)
+            s = _fmax(s, floor32)
+            out[c] = s if s > 0 else <float>INFINITY
+    free(buf)
+    return 0
+
+
 def window_scales(const float[:, ::1] blk, const float[:, ::1] cl, double q,
                   double noise_scale, double clutter_scale, bint robust,
                   double flat_level, Py_ssize_t half, const float[::1] zone,
@@ -359,18 +526,8 @@ def window_scales(const float[:, ::1] blk, const float[:, ::1] cl, double q,
     and the selection then runs on a few of them); any guess gives the same
     scales.
     """
-    cdef Py_ssize_t nb = blk.shape[0], ns = blk.shape[1], nc = cl.shape[0]
-    cdef Py_ssize_t r, c, c0, c1, ld, nd, j, lo_j, hi_j
-    cdef Py_ssize_t T = 16
-    cdef Py_ssize_t nk0 = 0, nk1 = 0, ck0 = 0, ck1 = 0, mk0 = 0, mk1 = 0
-    cdef double ngam = 0.0, cgam = 0.0, fl
-    cdef float v, mx = 0.0, med, lo, hi, s, floor32
-    cdef bint anynan = False
-    cdef char bad[16]
-    cdef float* buf
-    cdef float* x
-    cdef float* snoise
-    cdef float* sclut
+    cdef Py_ssize_t nb = blk.shape[0], ns = blk.shape[1], nc = cl.shape[0], r
+    cdef _Rows b, k
     if nb < 1:
         raise ValueError("window_scales: no rows")
     if out.shape[0] != ns or (nc > 0 and cl.shape[1] != ns):
@@ -379,99 +536,74 @@ def window_scales(const float[:, ::1] blk, const float[:, ::1] cl, double q,
         raise ValueError("window_scales: zone length differs from the number of columns")
     if guess.shape[0] != 3 or guess.shape[1] != ns:
         raise ValueError("window_scales: guess must have 3 rows of one value per column")
-    nd = nb - 1
-    ld = (nd if nd > nc else nc) + 1
-    ld = ld + (16 - ld % 16)
-    buf = <float*>malloc((T * ld + 2 * ns) * sizeof(float))
-    if buf == NULL:
+    b.rows = <const float**>malloc((nb + nc + 1) * sizeof(float*))
+    if b.rows == NULL:
         raise MemoryError()
-    snoise = buf + T * ld
-    sclut = snoise + ns
-    with nogil:
-        if nd > 0:
-            _quantile_at(nd, q, &nk0, &nk1, &ngam)
-        if nc > 0:
-            _quantile_at(nc, q, &ck0, &ck1, &cgam)
-            mk1 = nc // 2
-            mk0 = mk1 - 1 if nc % 2 == 0 else mk1
-        # the largest |blk| (NaN if any)
-        for r in range(nb):
-            for c in range(ns):
-                v = fabs(blk[r, c])
-                if v != v:
-                    anynan = True
-                elif v > mx:
-                    mx = v
-        c0 = 0
-        while c0 < ns:
-            c1 = c0 + T if c0 + T < ns else ns
-            # (1) noise: |differences| of neighbouring rows
-            if nd > 0:
-                for c in range(c1 - c0):
-                    bad[c] = 0
-                for r in range(nd):
-                    for c in range(c0, c1):
-                        v = fabs(blk[r + 1, c] - blk[r, c])
-                        if v != v:
-                            bad[c - c0] = 1
-                        buf[(c - c0) * ld + r] = v
-                for c in range(c0, c1):
-                    if bad[c - c0]:
-                        snoise[c] = NAN
-                    else:
-                        snoise[c] = _pick(buf + (c - c0) * ld, nd, nk0, nk1, ngam,
-                                          &guess[0, c]) * <float>noise_scale
-            else:
-                for c in range(c0, c1):
-                    snoise[c] = <float>fabs(blk[0, c]) * <float>clutter_scale
-            # (2) clutter level
-            if nc > 0:
-                for c in range(c1 - c0):
-                    bad[c] = 0
-                for r in range(nc):
-                    for c in range(c0, c1):
-                        v = cl[r, c]
-                        if v != v:
-                            bad[c - c0] = 1
-                        buf[(c - c0) * ld + r] = v if robust else fabs(v)
-                for c in range(c0, c1):
-                    if bad[c - c0]:
-                        sclut[c] = NAN
-                        continue
-                    x = buf + (c - c0) * ld
-                    if robust:
-                        lo = _pair(x, nc, mk0, mk1, guess[1, c], &hi)
-                        guess[1, c] = hi
-                        if mk1 != mk0:
-                            med = (lo + hi) / <float>2.0
-                        else:
-                            med = lo
-                        # the deviations, in place (their order does not matter)
-                        for r in range(nc):
-                            x[r] = fabs(x[r] - med)
-                        s = _pick(x, nc, ck0, ck1, cgam, &guess[2, c]) * <float>clutter_scale
-                        sclut[c] = _fmax(s, <float>flat_level * <float>fabs(med))
-                    else:
-                        sclut[c] = _pick(x, nc, ck0, ck1, cgam, &guess[2, c]) \
-                            * <float>clutter_scale
-            c0 = c1
-        fl = noise_floor * <double>(NAN if anynan else mx)
-        floor32 = <float>fl
-        for c in range(ns):
-            s = snoise[c]
-            if nc > 0:
-                # the largest clutter level within +- half rows (edges repeated)
-                lo_j = c - half
-                hi_j = c + half
-                v = sclut[0 if lo_j < 0 else lo_j]
-                for j in range(lo_j + 1, hi_j + 1):
-                    v = _fmax(v, sclut[0 if j < 0 else (ns - 1 if j >= ns else j)])
-                if zone.shape[0] != 0:
-                    v = v * zone[c]
-                s = _fmax(s, v)
-            s = _fmax(s, floor32)
-            out[c] = s if s > 0 else <float>INFINITY
-    free(buf)
+    k.rows = b.rows + nb
+    b.zrows = k.zrows = NULL
+    b.z0 = b.z1 = k.z0 = k.z1 = 0
+    for r in range(nb):
+        b.rows[r] = &blk[r, 0]
+    for r in range(nc):
+        k.rows[r] = &cl[r, 0]
+    try:
+        _window_scales(b, nb, k, nc, ns, q, noise_scale, clutter_scale, robust, flat_level,
+                       half, &zone[0] if zone.shape[0] else NULL, zone.shape[0] != 0,
+                       noise_floor, &out[0], &guess[0, 0], &guess[1, 0], &guess[2, 0])
+    finally:
+        free(b.rows)
+
+
+def window_scales_rows(const float[:, ::1] a, Py_ssize_t lo, Py_ssize_t hi,
+                       const long long[::1] cl_rows, Py_ssize_t z0,
+                       const float[:, ::1] zb, const float[:, ::1] zc, double q,
+                       double noise_scale, double clutter_scale, bint robust,
+                       double flat_level, Py_ssize_t half, const float[::1] zone,
+                       double noise_floor, float[::1] out, float[:, ::1] guess):
+    """``window_scales`` of the block of rows ``a[lo:hi]`` and the clutter rows
+    ``a[cl_rows]``, each with its columns ``[z0, z0 + zb.shape[1])`` taken from
+    ``zb`` (a row per block row) and ``zc`` (a row per clutter row) instead:
+    the detector's windows without copying them (only the surface zone, which
+    the detector projects per window, is given apart).  The same scales, bit
+    for bit, as ``window_scales`` of the blocks put together."""
+    cdef Py_ssize_t ns = a.shape[1], nb = hi - lo, nc = cl_rows.shape[0], nz = zb.shape[1]
+    cdef Py_ssize_t r, ri
+    cdef _Rows b, k
+    if not (0 <= lo < hi <= a.shape[0]):
+        raise ValueError("window_scales_rows: no rows, or rows beyond the array")
+    if out.shape[0] != ns or guess.shape[0] != 3 or guess.shape[1] != ns:
+        raise ValueError("window_scales_rows: out and guess need one value per column")
+    if zone.shape[0] != 0 and zone.shape[0] != ns:
+        raise ValueError("window_scales_rows: zone length differs from the number of columns")
+    if nz and (not (0 <= z0 and z0 + nz <= ns) or zb.shape[0] != nb
+               or (nc and (zc.shape[0] != nc or zc.shape[1] != nz))):
+        raise ValueError("window_scales_rows: the zone's rows or columns do not match")
+    for r in range(nc):
+        if not (0 <= cl_rows[r] < a.shape[0]):
+            raise ValueError("window_scales_rows: a clutter row beyond the array")
+    b.rows = <const float**>malloc(2 * (nb + nc + 1) * sizeof(float*))
+    if b.rows == NULL:
+        raise MemoryError()
+    k.rows = b.rows + nb
+    b.zrows = k.rows + nc
+    k.zrows = b.zrows + nb
+    b.z0 = k.z0 = z0 if nz else 0
+    b.z1 = k.z1 = z0 + nz if nz else 0
+    for r in range(nb):
+        b.rows[r] = &a[lo + r, 0]
+        if nz:
+            b.zrows[r] = &zb[r, 0]
+    for r in range(nc):
+        ri = cl_rows[r]
+        k.rows[r] = &a[ri, 0]
+        if nz:
+            k.zrows[r] = &zc[r, 0]
+    try:
+        _window_scales(b, nb, k, nc, ns, q, noise_scale, clutter_scale, robust, flat_level,
+                       half, &zone[0] if zone.shape[0] else NULL, zone.shape[0] != 0,
+                       noise_floor, &out[0], &guess[0, 0], &guess[1, 0], &guess[2, 0])
+    finally:
+        free(b.rows)
 
 
 cdef inline bint _less(double a, double b) noexcept nogil:

@@ -154,6 +154,69 @@ def test_window_scales_refuse_mismatched_shapes():
                         0.25, 1.0, 1.0, True, 0.5, 0, np.zeros(2, np.float32), 0.0, out, g)
 
 
+@st.composite
+def _row_windows(draw):
+    """A block of bins, a window of it, clutter rows and a surface zone given
+    apart (as the detector hands them to ``window_scales_rows``)."""
+    ns = draw(st.integers(1, 24))
+    a = draw(hnp.arrays(np.float32, (draw(st.integers(1, 90)), ns), elements=_wvalues))
+    lo = draw(st.integers(0, len(a) - 1))
+    hi = draw(st.integers(lo + 1, len(a)))
+    rows = np.asarray(draw(st.lists(st.integers(0, len(a) - 1), max_size=80)), dtype=np.int64)
+    z0 = draw(st.integers(0, ns))
+    nz = draw(st.integers(0, ns - z0))
+    zb = draw(hnp.arrays(np.float32, (hi - lo, nz), elements=_wvalues))
+    zc = draw(hnp.arrays(np.float32, (len(rows), nz), elements=_wvalues))
+    zone = (draw(hnp.arrays(np.float32, ns, elements=st.sampled_from([0.0, 1.0])))
+            if draw(st.booleans()) else np.zeros(0, dtype=np.float32))
+    return a, lo, hi, rows, z0, zb, zc, zone
+
+
+@settings(max_examples=400, deadline=None)
+@given(_row_windows(), st.sampled_from([0.01, 0.25, 0.5, 1 / 3]), st.booleans(),
+       st.integers(0, 3), st.data())
+def test_window_scales_of_rows_in_place_are_those_of_the_blocks(win, q, robust, half, data):
+    """The detector's windows read where they are (rows of the bins, the
+    surface zone apart): the same scales, bit for bit, and the same guesses
+    afterwards, as ``window_scales`` of the blocks put together."""
+    a, lo, hi, rows, z0, zb, zc, zone = win
+    ns = a.shape[1]
+    nz = zb.shape[1]
+    blk = a[lo:hi].copy()
+    blk[:, z0:z0 + nz] = zb
+    cl = a[rows].copy() if len(rows) else np.zeros((0, ns), dtype=np.float32)
+    if len(rows):
+        cl[:, z0:z0 + nz] = zc
+    guess = data.draw(hnp.arrays(np.float32, (3, ns), elements=_wvalues))
+    g1, g2 = guess.copy(), guess.copy()
+    ref = np.empty(ns, dtype=np.float32)
+    got = np.empty(ns, dtype=np.float32)
+    with np.errstate(all="ignore"):
+        K.window_scales(blk, cl, q, 1.3, 1.8, robust, 0.5, half, zone, 1e-3, ref, g1)
+        K.window_scales_rows(a, lo, hi, rows, z0, zb, zc, q, 1.3, 1.8, robust, 0.5, half,
+                             zone, 1e-3, got, g2)
+    assert _same(got, ref)
+    assert _same(g2, g1)
+
+
+def test_window_scales_of_rows_refuse_rows_and_zones_that_do_not_fit():
+    a = np.zeros((6, 4), dtype=np.float32)
+    out = np.empty(4, dtype=np.float32)
+    g = np.zeros((3, 4), dtype=np.float32)
+    z = np.zeros(0, dtype=np.float32)
+    rows = np.arange(0, 6, 2, dtype=np.int64)
+    zb, zc = np.zeros((3, 2), np.float32), np.zeros((3, 2), np.float32)
+    args = (0.25, 1.0, 1.0, True, 0.5, 0, z, 0.0, out, g)
+    K.window_scales_rows(a, 1, 4, rows, 1, zb, zc, *args)   # (fits)
+    for bad in [(a, 4, 4, rows, 1, zb, zc), (a, 1, 7, rows, 1, zb, zc),
+                (a, 1, 4, rows + 2, 1, zb, zc), (a, 1, 4, rows - 1, 1, zb, zc),
+                (a, 1, 4, rows, 3, zb, zc),
+                (a, 1, 3, rows, 1, zb, zc), (a, 1, 4, rows, 1, zb, zc[:2]),
+                (a, 1, 4, rows, 1, zb, zc[:, :1])]:
+        with pytest.raises(ValueError):
+            K.window_scales_rows(*bad, *args)
+
+
 @settings(max_examples=400, deadline=None)
 @given(hnp.arrays(np.float64, st.integers(1, 50), elements=st.one_of(
     st.floats(-1e9, 1e9), st.sampled_from([0.0, -0.0, 2.0, float("inf"), float("nan")]))),

@@ -188,7 +188,7 @@ def _quantile_1d(a: np.ndarray, q: float) -> float:
     prev, nxt, gamma = _quantile_index(n, q)
     # the partition np.quantile makes (the same kth: equal values, signed
     # zeros, land where they land there)
-    p = np.partition(a, np.unique(np.array([0, -1, prev, nxt])))
+    p = np.partition(a, sorted({0, -1, prev, nxt}))   # (np.unique's kth, in Python)
     if p[n - 1] != p[n - 1]:   # NaN sorts last: np.quantile gives NaN
         return math.nan
     lo, hi = float(p[prev % n]), float(p[nxt % n])
@@ -308,12 +308,19 @@ def _top_eigenvectors(c: np.ndarray, k: int, iterations: int = 60) -> np.ndarray
     if k == 1:
         # as a 1-D vector: the same BLAS calls (a matrix-vector product, and
         # np.linalg.norm's own arithmetic, the sqrt of the dot product), with
-        # the fewest Python calls per iteration (x 60, ~14 times a second live)
+        # the fewest Python calls per iteration (x 60, ~14 times a second
+        # live), into two buffers (np.dot's matrix-vector product is the
+        # same BLAS gemv as the @ operator's)
         w = v[:, 0].copy()
+        t = np.empty_like(w)
+        dot, div, sqrt = np.dot, np.divide, math.sqrt
         for _ in range(iterations):
-            w = c @ w
-            w /= math.sqrt(w.dot(w)) or 1.0
-        v = w.reshape(n, 1)
+            dot(c, w, out=t)
+            div(t, sqrt(t.dot(t)) or 1.0, out=w)
+        # one column: no order to find; the sign makes its largest entry
+        # positive (np.sign and the product below, as for several columns)
+        sgn = np.sign(w[int(np.argmax(np.abs(w)))])
+        return (w * (1.0 if sgn == 0 else sgn)).reshape(n, 1)
     else:
         for _ in range(iterations):
             v, _r = np.linalg.qr(c @ v)
@@ -639,6 +646,8 @@ class GPRDetector:
             else:
                 self._zone = np.zeros(0, dtype=np.float32)
             self._no_rows = np.zeros((0, ns), dtype=np.float32)
+            self._no_index = np.zeros(0, dtype=np.int64)
+            self._no_zone = np.zeros((0, 0), dtype=np.float32)
             # the order statistics of the last window: where the next
             # window's selection starts (any values give the same scales)
             self._guess = np.full((3, ns), np.nan, dtype=np.float32)
@@ -823,15 +832,22 @@ class GPRDetector:
         (in place: pass a private copy)."""
         if model is None:
             return blk
+        blk[:, self._z0:self._z1] = self._clean_zone(blk[:, self._z0:self._z1], model)
+        return blk
+
+    @staticmethod
+    def _clean_zone(zone: np.ndarray, model: tuple[np.ndarray, ...]) -> np.ndarray:
+        """The surface-zone columns ``zone`` of some bins with the ground-bounce
+        variation removed (float64; :meth:`_project` without the other
+        columns, so a window's bins need not be copied)."""
         u = model[0]
-        z = blk[:, self._z0:self._z1].astype(np.float64)
+        z = zone.astype(np.float64)
         sc = z @ u
         z -= sc @ u.T
         if len(model) > 1:
             dv, kappa, mu = model[1], model[2], model[3]
             z -= (kappa * sc[:, 0] ** 2 + mu)[:, None] * dv[None, :]
-        blk[:, self._z0:self._z1] = z
-        return blk
+        return z
 
     def _noise(self, c: int) -> np.ndarray:
         """Noise scale of every time row for the window centred on bin index ``c``."""
@@ -854,24 +870,37 @@ class GPRDetector:
             sig = np.full(self._bins.shape[1], self.noise, dtype=np.float32)
             self._sig_cache[c] = (sig, basis)
             return self._sig_cache[c]
-        blk = self._project(a[lo:hi].copy(), basis)
+        # The noise block is the bins [lo, hi), the clutter rows every other
+        # bin of the clutter window (the quantiles of 3.5 m of line need no
+        # more) without the guard cells around the centre; the kernel reads
+        # them where they are, with the surface zone projected apart (the
+        # same values as projecting copies of the whole bins)
+        z0, z1 = self._z0, self._z1
         if self.clutter_window is not None:
-            # (every other bin: the quantiles of 3.5 m of line need no more),
-            # without the guard cells around the centre
             g0 = int(g.searchsorted(c - self._wg, side="left"))
             g1 = int(g.searchsorted(c + self._wg, side="right"))
-            guarded = self._wg > 0 and g1 > g0
-            keep = np.r_[lo2:g0:2, g1 + (g1 - lo2) % 2:hi:2] if guarded else None
-            if keep is not None and len(keep) >= 4:
-                cl = self._project(a[keep], basis)
+            rows = None
+            if self._wg > 0 and g1 > g0:
+                rows = np.concatenate((np.arange(lo2, g0, 2),
+                                       np.arange(g1 + (g1 - lo2) % 2, hi, 2)))
+            if rows is not None and len(rows) >= 4:
+                zc = None if basis is None else self._clean_zone(a[rows, z0:z1], basis)
             else:   # nothing to guard, or a line too short to leave it out
-                cl = self._project(a[lo2:hi:2].copy(), basis)
+                rows = np.arange(lo2, hi, 2)
+                zc = None if basis is None else self._clean_zone(a[lo2:hi:2, z0:z1], basis)
         else:
-            cl = self._no_rows
+            rows = self._no_index
+            zc = None if basis is None else self._no_zone
+        if basis is None:
+            z0, zb, zc = 0, self._no_zone, self._no_zone
+        else:
+            zb = self._clean_zone(a[lo:hi, z0:z1], basis).astype(np.float32)
+            zc = zc.astype(np.float32)
         sig = np.empty(a.shape[1], dtype=np.float32)
-        _k.window_scales(blk, cl, self.noise_quantile, self._q_scale / math.sqrt(2.0),
-                         self._q_scale, self.robust_clutter, self.flat_level, self._pre_dk,
-                         self._zone, self.noise_floor, sig, self._guess)
+        _k.window_scales_rows(a, lo, hi, rows, z0, zb, zc, self.noise_quantile,
+                              self._q_scale / math.sqrt(2.0), self._q_scale,
+                              self.robust_clutter, self.flat_level, self._pre_dk, self._zone,
+                              self.noise_floor, sig, self._guess)
         self._sig_cache[c] = (sig, basis)
         return self._sig_cache[c]
 
@@ -890,8 +919,12 @@ class GPRDetector:
             c = int(cen[r - i0])
             e = r + int(cen[r - i0:].searchsorted(c, side="right"))
             sig, basis = self._window(c)
-            clean[r - i0:e - i0] = self._project(self._bins[r:e].copy(), basis)
-            np.divide(clean[r - i0:e - i0], sig, out=out[r - i0:e - i0])
+            rows = clean[r - i0:e - i0]
+            rows[...] = self._bins[r:e]
+            if basis is not None:   # (what _project of a copy gives)
+                rows[:, self._z0:self._z1] = self._clean_zone(
+                    self._bins[r:e, self._z0:self._z1], basis)
+            np.divide(rows, sig, out=out[r - i0:e - i0])
             r = e
 
     def _fit_bins(self, j0: int, j1: int) -> None:
