@@ -230,6 +230,18 @@ def _empty_alarms() -> dict[str, np.ndarray]:
     return out
 
 
+def _shared_empty() -> dict[str, np.ndarray]:
+    out = _empty_alarms()
+    for v in out.values():
+        v.flags.writeable = False
+    return out
+
+
+#: No alarms, as read-only columns shared by every call that completes none
+#: (most live calls: fourteen np.zeros each otherwise).
+_NO_ALARMS = _shared_empty()
+
+
 class EMIDetector:
     """Streaming EMI alarm detector (see the module docstring for the method).
 
@@ -729,6 +741,8 @@ class EMIDetector:
                 "shape": 0}
 
     def _collect(self) -> dict[str, np.ndarray]:
+        if not self._done:
+            return dict(_NO_ALARMS)
         out = _empty_alarms()
         if self._done:
             self._done.sort(key=lambda a: (a["start_index"], a["peak_index"]))

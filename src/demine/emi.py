@@ -161,6 +161,9 @@ _PULSE_FIT_LEFT = 0.01
 _PULSE_HITS = 3
 _PULSE_AGREE = 1.3
 _PULSE_MIN_BLOCKS = 20
+#: scipy.stats.median_abs_deviation's scale "normal" (special.ndtri(0.75), the
+#: constant scipy divides by)
+_NORMAL_MAD = 0.6744897501960817
 
 
 def _pulse_energies(x: np.ndarray, gates: np.ndarray, block: int,
@@ -175,8 +178,6 @@ def _pulse_energies(x: np.ndarray, gates: np.ndarray, block: int,
     per block.  Returns (n_bases, n_changes); changes with a missing value are
     left out (no column at all when fewer than two remain).
     """
-    from scipy.stats import median_abs_deviation
-
     n = (x.shape[0] // block) * block
     means = x[:n].reshape(-1, block, x.shape[1]).mean(axis=1)
     d = np.diff(means, axis=0)
@@ -185,7 +186,11 @@ def _pulse_energies(x: np.ndarray, gates: np.ndarray, block: int,
     d2 = d2[np.isfinite(d2).all(axis=1)]
     if d.shape[0] < 2 or d2.shape[0] < 2:
         return np.empty((bases.shape[0], 0))
-    noise = median_abs_deviation(d2, axis=0, scale="normal") / np.sqrt(6)
+    # scipy.stats.median_abs_deviation(d2, axis=0, scale="normal") in its own
+    # arithmetic (the median of |d2 - median|, over the normal quantile at
+    # 0.75), without the ~1.5 ms of its nan-policy wrapper per search window
+    mad = np.median(np.abs(d2 - np.median(d2, axis=0)[None, :]), axis=0)
+    noise = mad / _NORMAL_MAD / np.sqrt(6)
     noise = np.maximum(noise, np.finfo(np.float64).tiny) * np.sqrt(2.0 / block)
     w = d / noise
     q, _ = np.linalg.qr(bases / noise[None, :, None])

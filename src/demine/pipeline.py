@@ -431,6 +431,8 @@ class StreamDetector:
             if not rows:
                 return self._no_alarms(alarms)
             alarms = _rows_to_columns(rows, alarms)
+        elif alarms and not len(next(iter(alarms.values()))):
+            return self._no_alarms(alarms)  # (the detector completed none)
         return self._standard(alarms)
 
     def _no_alarms(self, like: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

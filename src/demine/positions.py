@@ -157,18 +157,28 @@ class PreparedTrack:
         if vals.shape[0] != t_src.shape[0]:
             raise ValueError(f"{vals.shape[0]} positions for {t_src.shape[0]} times")
         self.k = vals.shape[1]
-        ok = np.all(np.isfinite(vals), axis=1)
-        ts, vs = t_src[ok], vals[ok]
-        if ts.size:
-            order = np.argsort(ts, kind="stable")
-            ts, vs = ts[order], vs[order]
+        self.max_gap_ns = max_gap_s * 1e9
+        fin = np.isfinite(vals)
+        d = np.diff(t_src) if t_src.size > 1 else None
+        if fin.all() and (d is None or bool((d >= 0).all())):
+            # the usual case (the live recorder's track, once per fix): every
+            # fix valid and in time order, so the selection and the stable
+            # sort below would keep every row where it is (copies all the
+            # same: the track must not change with the caller's arrays)
+            ts, vs = t_src.copy(), vals
+        else:
+            ok = np.all(fin, axis=1)
+            ts, vs = t_src[ok], vals[ok]
+            if ts.size:
+                order = np.argsort(ts, kind="stable")
+                ts, vs = ts[order], vs[order]
+            d = np.diff(ts) if ts.size > 1 else None
         self.ts = ts
-        # columns contiguous for np.interp
-        self.vs = [np.ascontiguousarray(vs[:, k]) for k in range(self.k)]
+        # columns contiguous for np.interp (copies)
+        self.vs = [vs[:, k].copy() for k in range(self.k)]
         # Times relative to the first fix keep float64 exact to the nanosecond for days.
         self.rel = (ts - ts[0]).astype("float64") if ts.size else ts.astype("float64")
-        self.max_gap_ns = max_gap_s * 1e9
-        self.has_gap = bool(ts.size > 1 and np.any(np.diff(ts) > self.max_gap_ns))
+        self.has_gap = bool(d is not None and np.any(d > self.max_gap_ns))
 
     def at(self, t_dst: np.ndarray) -> np.ndarray:
         """Positions ``(len(t_dst), k)`` at the times ``t_dst`` (int64 UTC ns)."""

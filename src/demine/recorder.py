@@ -98,6 +98,53 @@ def parse_device(text: str) -> DeviceSpec:
     return DeviceSpec(driver=left, url=url, name=name or None)
 
 
+class _Inbox:
+    """The readers' frame batches on their way to the writer thread.
+
+    What ``queue.Queue`` offers the recorder (``put``, ``get`` with a timeout,
+    ``get_nowait``, raising :class:`queue.Empty`), on a bare deque: its appends
+    and pops are atomic, so neither side takes a lock or signals a condition
+    (a queue took four locks per pass on each side, for nothing: the writer
+    never waits on it while recording).  Only the start-up wait for the first
+    frames blocks, by polling every 2 ms.
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self) -> None:
+        self._items: deque[Any] = deque()
+
+    def put(self, item: Any) -> None:
+        self._items.append(item)
+
+    def get_nowait(self) -> Any:
+        try:
+            return self._items.popleft()
+        except IndexError:
+            raise queue.Empty from None
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        try:
+            return self._items.popleft()
+        except IndexError:
+            if not block or (timeout is not None and timeout <= 0):
+                raise queue.Empty from None
+        end = None if timeout is None else time.monotonic() + timeout
+        while True:
+            time.sleep(0.002 if end is None else max(0.0, min(0.002, end - time.monotonic())))
+            try:
+                return self._items.popleft()
+            except IndexError:
+                if end is not None and time.monotonic() >= end:
+                    raise queue.Empty from None
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    def empty(self) -> bool:
+        return not self._items
+
+
 def _join_columns(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """The columns of consecutive row blocks, joined (a single block as is)."""
     if len(parts) == 1:
@@ -113,25 +160,39 @@ class _Track:
         self._t: deque[np.ndarray] = deque()
         self._xyz: deque[np.ndarray] = deque()
         self._joined: PreparedTrack | None = None
+        # the fixes kept, joined (what np.concatenate of the deques gives),
+        # kept up to date at each fix: one join of two arrays instead of one
+        # of the last seconds' ~50 fixes
+        self._cat: tuple[np.ndarray, np.ndarray] | None = None
+        self._last: int | None = None
 
     def add(self, t: np.ndarray, xyz: np.ndarray) -> None:
         self._t.append(t)
         self._xyz.append(xyz)
         self._joined = None
+        dropped = 0
         while len(self._t) > 1 and self._t[-1][-1] - self._t[0][-1] > self.keep_ns:
-            self._t.popleft()
+            dropped += len(self._t.popleft())
             self._xyz.popleft()
+        if self._cat is None or len(self._t) == 1:
+            self._cat = (np.concatenate(self._t), np.concatenate(self._xyz))
+        else:
+            ct, cx = self._cat
+            self._cat = (np.concatenate((ct[dropped:], t)), np.concatenate((cx[dropped:], xyz)))
+        self._last = None
 
     @property
     def last_time(self) -> int | None:
-        return int(self._t[-1][-1]) if self._t else None
+        if self._last is None and self._t:  # (asked several times per pass)
+            self._last = int(self._t[-1][-1])
+        return self._last
 
     def at(self, t: np.ndarray) -> np.ndarray:
         if not self._t:
             return np.full((t.size, 3), np.nan)
         if self._joined is None:  # (prepared once per fix, not once per call)
-            self._joined = PreparedTrack(np.concatenate(self._t), np.concatenate(self._xyz),
-                                         max_gap_s=1.0)
+            assert self._cat is not None
+            self._joined = PreparedTrack(*self._cat, max_gap_s=1.0)
         return self._joined.at(t)
 
 
@@ -397,7 +458,7 @@ class Recorder:
         #: Seconds between two passes of the writer thread (and reads of the readers).
         self.pass_interval = min(self.flush_interval, 0.05)
         self._names = self._stream_names()
-        self._queue: queue.Queue[tuple[str, FrameBatch]] = queue.Queue()
+        self._queue = _Inbox()  # (name, FrameBatch) from the readers
         self._readers: dict[str, DeviceReader] = {}
         # The readers wake on the writer's grid, at most every 25 ms: a pty
         # holds about 18 KB and the radar sends 10 KB in 25 ms (at 50 ms its
@@ -421,6 +482,7 @@ class Recorder:
         self.writer: RecordingWriter | None = None
         self._streams: dict[str, Any] = {}
         self._kinds = {n: r.driver.kind for n, r in self._readers.items()}
+        self._has_gps = "gps" in self._kinds.values()
         # frames received in this pass of the writer thread, per stream
         self._incoming: dict[str, list[FrameBatch]] = {n: [] for n in self._readers}
         # written frames not yet handed to the detectors: (first row, batch,
@@ -448,13 +510,26 @@ class Recorder:
         #: what the detectors' chains decided from the data, one line per
         #: decision prefixed with the stream's name (filled in at stop)
         self.processing_notes: list[str] = []
-        self.error: BaseException | None = None
+        # set with the first error (see the ``error`` property): run() waits on it
+        self._error_set = threading.Event()
+        self.error = None
         self._writer_failed = False  # the writer itself (not a detector) failed
         self.started_at: float | None = None
         self.events: list[ReaderEvent] = []
         self.control = control
         self.paused = False  # set over the control channel: frames are dropped
         self._control_server: Any = None
+
+    @property
+    def error(self) -> BaseException | None:
+        """The error that stopped the recording or a detector (None: none)."""
+        return self._error
+
+    @error.setter
+    def error(self, exc: BaseException | None) -> None:
+        self._error = exc
+        if exc is not None:
+            self._error_set.set()
 
     def _stream_names(self) -> list[str]:
         names: list[str] = []
@@ -622,11 +697,11 @@ class Recorder:
             self.error = exc
 
     def _write_alarms(self, alarms: Mapping[str, np.ndarray]) -> None:
-        from .recording import TABLES
-
         n = len(alarms["x"])
         if n == 0 or self.writer is None:
-            return
+            return  # (most detector calls complete no alarm)
+        from .recording import TABLES
+
         cols = {c.name for c in TABLES["alarms"]}
         self.writer.append_alarms({k: v for k, v in alarms.items() if k in cols})
         with self._alarm_lock:
@@ -726,10 +801,16 @@ class Recorder:
                 if isinstance(self.error, DemineError):
                     raise self.error
                 raise RecordingError(f"{self.out}: recording stopped: {self.error}")
-            if status is not None and time.monotonic() >= next_status:
+            now = time.monotonic()
+            if status is not None and now >= next_status:
                 status(self.status())
                 next_status += status_interval
-            time.sleep(0.05 if end is None else max(0.0, min(0.05, end - time.monotonic())))
+            # until the next status line or the end, or at once on an error
+            # (setting ``error`` wakes this wait; it took 20 wake-ups a second)
+            wait = 1.0 if status is None else max(0.0, next_status - now)
+            if end is not None:
+                wait = min(wait, max(0.0, end - now))
+            self._error_set.wait(wait)
 
     # ------------------------------------------------------------------ writing
     #: The writer's pass comes this long after the readers' wake-up (a share of
@@ -849,7 +930,7 @@ class Recorder:
 
     def _write_incoming(self) -> None:
         """Append each stream's new frames at once, positions where already known."""
-        has_gps = "gps" in self._kinds.values()
+        has_gps = self._has_gps
         for name, batches in self._incoming.items():
             if not batches:
                 continue

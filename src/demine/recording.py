@@ -258,6 +258,15 @@ class _Appender:
         # column -> rows its dataset has (what HDF5 holds, kept as a number:
         # asking HDF5 at every flush would be one more call per column)
         self._extent: dict[str, int] = {}
+        # bytes of one row over all columns (every buffered column holds the
+        # column's dtype and width, so an append of n rows buffers n times this)
+        self._row_bytes = sum(c.dtype.itemsize * (c.width or 1) for c in columns)
+        # fields given to append() (their names in the order given) -> the
+        # order they are coerced in
+        self._orders: dict[tuple[str, ...], tuple[str, ...]] = {}
+        # 1-D columns whose fill is NaN (an omitted one shares a NaN column)
+        self._nan_cols = frozenset(c.name for c in columns
+                                   if c.width is None and _is_nan(c.fill))
 
     def _coerce(self, name: str, value: Any, n: int | None) -> np.ndarray:
         col = self.columns[name]
@@ -333,17 +342,29 @@ class _Appender:
                 )
         return arr
 
+    def _order(self, values: Mapping[str, Any]) -> tuple[str, ...]:
+        """The order in which the fields of ``values`` are coerced, 2-D columns
+        first (checked and sorted once per set of fields: live, every append
+        of a stream gives the same ones)."""
+        key = tuple(values)
+        order = self._orders.get(key)
+        if order is None:
+            unknown = set(values) - set(self.columns)
+            if unknown:
+                raise SchemaError(
+                    f"{self.where}: unknown field(s) {sorted(unknown)}; "
+                    f"fields are {sorted(self.columns)}"
+                )
+            order = tuple(sorted(values, key=lambda k: self.columns[k].width is None))
+            if len(self._orders) < 64:
+                self._orders[key] = order
+        return order
+
     def append(self, values: Mapping[str, Any]) -> int:
-        unknown = set(values) - set(self.columns)
-        if unknown:
-            raise SchemaError(
-                f"{self.where}: unknown field(s) {sorted(unknown)}; "
-                f"fields are {sorted(self.columns)}"
-            )
+        order = self._order(values)
         # The number of rows comes from the first 2-D column, else the longest 1-D one.
         n = None
         arrays: dict[str, np.ndarray] = {}
-        order = sorted(values, key=lambda k: self.columns[k].width is None)
         for name in order:
             value = values[name]
             if value is None:
@@ -354,14 +375,16 @@ class _Appender:
         if n is None:
             n = max((a.shape[0] for a in arrays.values()), default=0)
         omitted: set[str] = set()
+        nan_cols = self._nan_cols
         for name, col in self.columns.items():
-            if name in arrays:
-                if arrays[name].shape[0] != n:
-                    arrays[name] = self._coerce(name, arrays[name], n)
+            arr = arrays.get(name)
+            if arr is not None:
+                if arr.shape[0] != n:
+                    arrays[name] = self._coerce(name, arr, n)
                 continue
             if col.fill is None:
                 raise SchemaError(f"{self.where}: field {name!r} is required")
-            if col.width is None and _is_nan(col.fill):
+            if name in nan_cols:
                 # one read-only NaN column per length, shared: most are never
                 # written (see _write_pending), update() copies before patching
                 arrays[name] = self._nan_column(n, col.dtype)
@@ -375,7 +398,8 @@ class _Appender:
             self._writer._check_open()
             self._pending.append(arrays)
             self._omitted.append(omitted)
-            self._pending_bytes += sum(a.nbytes for a in arrays.values())
+            # (every column now holds n rows of its dtype and width)
+            self._pending_bytes += n * self._row_bytes
             self.n_frames += n
             self._writer._after_append(self._pending_bytes)
         return n
@@ -398,15 +422,18 @@ class _Appender:
         # memory dataspaces and the memory type are made once per column and
         # reshaped in place: every new h5py identifier costs a registration in
         # h5py's object registry, which was a third of a column write.
+        # The memory space keeps the shape of the column's last write (most
+        # writes of a live stream have the same number of rows): it is set
+        # again only when the shape changes.
         ids = self._datasets.get(name)
         if ids is None:
             dsid = self._group[name].id
             fspace = dsid.get_space()
-            ids = self._datasets[name] = (dsid, fspace, fspace.copy(),
-                                          h5py.h5t.py_create(arr.dtype), arr.dtype)
-        dsid, fspace, mspace, mtype, dtype = ids
+            ids = self._datasets[name] = [dsid, fspace, fspace.copy(),
+                                          h5py.h5t.py_create(arr.dtype), arr.dtype, None,
+                                          fspace.shape[1:]]
+        dsid, fspace, mspace, mtype, dtype, mshape, _ = ids
         n = arr.shape[0]
-        rest = arr.shape[1:]
         if grow and start + n > self._extent.get(name, 0):
             rows = start + n
             if self._last is not None and name != self._last:
@@ -419,13 +446,16 @@ class _Appender:
             arr = np.ascontiguousarray(arr)
         if arr.dtype != dtype:  # (the columns' dtypes are fixed; never in practice)
             mtype = h5py.h5t.py_create(arr.dtype)
-        fspace.select_hyperslab((start,) + (0,) * len(rest), arr.shape)
-        mspace.set_extent_simple(arr.shape)
+        shape = arr.shape
+        fspace.select_hyperslab((start, 0) if len(shape) == 2 else
+                                (start,) + (0,) * (len(shape) - 1), shape)
+        if shape != mshape:
+            mspace.set_extent_simple(shape)
+            ids[5] = shape
         dsid.write(mspace, fspace, arr, mtype)
 
     def _set_extent(self, name: str, rows: int) -> None:
-        dsid, fspace, _, _, _ = self._datasets[name]
-        rest = fspace.shape[1:]
+        dsid, fspace, *_, rest = self._datasets[name]
         dsid.set_extent((rows,) + rest)
         fspace.set_extent_simple((rows,) + rest, (h5py.h5s.UNLIMITED,) + rest)
         self._extent[name] = rows
