@@ -243,6 +243,25 @@ def test_bad_model_file_fails_fast(campaign, tmp_path, capsys):
                  str(tmp_path / "missing.gz")]) == 2
 
 
+def test_a_model_whose_features_do_not_match_fails_the_run_not_every_task(campaign, tmp_path,
+                                                                         capsys):
+    # (it loaded, so every task failed on it one by one)
+    from demine.classify import Model, load_default_model, save_model
+
+    m = load_default_model()
+    sm = m.sets["emi"]
+    other = Model({**m.sets, "emi": type(sm)(sm.features[:-1] + ("emi_from_elsewhere",),
+                                             sm.baseline, sm.trees, sm.iso_x, sm.iso_y)},
+                  m.meta)
+    model = save_model(other, tmp_path / "other.json.gz")
+    d, good, bad = campaign
+    out = tmp_path / "out"
+    rc = main(["batch", str(good[0]), "--out", str(out), "--model", str(model), "-q"])
+    assert rc == 2
+    assert "do not match" in capsys.readouterr().err
+    assert not (out / "files").exists()  # nothing was started
+
+
 def test_model_scores_every_alarm(campaign, tmp_path):
     """With the packaged classifier: p_mine in the table, and the evaluation runs on it."""
     from demine.classify import default_model_path

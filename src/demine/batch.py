@@ -318,7 +318,10 @@ def _check_model(model: str | Path) -> None:
         raise ModelError(f"{model}: this demine has no classifier "
                          "(demine.classify.load_model / apply_model are missing)")
     try:
-        load(model)
+        m = load(model)
+        check = getattr(m, "check_compatible", None)
+        if check is not None:  # (a feature mismatch failed every task, not the run)
+            check()
     except ModelError:
         raise
     except Exception as exc:  # noqa: BLE001 - any failure to load is a bad model file
