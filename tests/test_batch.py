@@ -390,3 +390,14 @@ def test_a_rerun_with_fewer_recordings_says_what_the_tables_leave_out(campaign, 
     run_batch([str(good[0])], again, workers=1, processes=False, progress=False,
               say=said.append)
     assert not [s for s in said if "note:" in s]
+def same_name_recordings(campaign, d: Path) -> list[Path]:
+    """Two different recordings of one file name, in two directories."""
+    import shutil
+
+    _, good, _ = campaign
+    paths = [d / "site-a" / "day1" / "lane.h5", d / "site-b" / "day1" / "lane.h5"]
+    for src, dst in zip(good, paths, strict=True):
+        dst.parent.mkdir(parents=True)
+        shutil.copyfile(src, dst)
+    return paths
+
