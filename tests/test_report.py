@@ -68,6 +68,14 @@ def test_report_of_a_batch_directory(recordings, tmp_path):
     assert "failed" in html and "truncated" in html
     assert "first 1 of 2" in html
 
+    # A report of one recording into the same directory: the campaign's
+    # figures it did not redraw go, a PNG the report never wrote stays.
+    (out / "site_photo.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 6000)
+    assert main(["report", str(good[0]), "--out", str(out)]) == 0
+    left = {p.name for p in out.glob("*.png")}
+    assert left == {"bscan_gpr.png", "lane_map_emi.png", "lane_map_gpr.png", "roc.png",
+                    "pd_by_class_depth.png", "coverage.png", "site_photo.png"}
+
 
 def test_report_errors(tmp_path):
     assert main(["report", str(tmp_path / "missing.h5"), "--out", str(tmp_path / "o")]) == 2

@@ -400,6 +400,7 @@ class _Page:
         self.title = title
         self.parts: list[str] = []
         self.figures: list[Path] = []
+        self.earlier = _earlier_figures(out)
 
     def h(self, level: int, text: str) -> None:
         self.parts.append(f"<h{level}>{html.escape(text)}</h{level}>")
@@ -460,7 +461,26 @@ td.bad {{ color: #b00; text-align: left; }} td.good {{ color: #070; }}
 """
         path = self.out / "report.html"
         path.write_text(doc, encoding="utf-8")
+        # An earlier report's figures that this one did not redraw (another
+        # recording's B-scan, a stream no longer there) would sit beside it as
+        # if they were this report's: remove them.  Only files the earlier
+        # report.html linked as its figures are touched.
+        for stale in self.earlier - {q.name for q in self.figures}:
+            (self.out / stale).unlink(missing_ok=True)
         return path
+
+
+_FIGURE_LINK = re.compile(r'<figure><a href="([^"/\\]+\.png)">')
+
+
+def _earlier_figures(out: Path) -> set[str]:
+    """PNG files an earlier ``report.html`` in ``out`` linked as its figures."""
+    try:
+        text = (out / "report.html").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return set()
+    names = {html.unescape(m) for m in _FIGURE_LINK.findall(text)}
+    return {n for n in names if "/" not in n and "\\" not in n and not n.startswith(".")}
 
 
 def _fmt(v: Any) -> str:
