@@ -11,6 +11,7 @@ import math
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from .errors import ConfigError
 
@@ -50,3 +51,41 @@ def check_number(where: str, name: str, value: Any, *, lo: float | None = None,
     if hi is not None and value > hi:
         raise ConfigError(f"{where}: parameter {name!r} must be <= {hi}, got {value!r}")
     return value
+
+
+def is_number(v: Any) -> bool:
+    """Whether ``v`` reads as one real number (not complex, not other text)."""
+    try:
+        float(v)
+    except (TypeError, ValueError):
+        return False
+    return not isinstance(v, complex | np.complexfloating)
+
+
+def real_array(where: str, name: str, values: Any, *, copy: bool = True) -> NDArray[np.float64]:
+    """``values`` as float64 (a copy unless ``copy=False`` and already float64).
+
+    Raises
+    ------
+    ConfigError
+        Complex numbers (whose imaginary part the cast would drop) or text that
+        is not a number; the message names ``where``, ``name`` and the first
+        bad value.
+    """
+    a = np.asarray(values)
+    if a.dtype.kind == "c":
+        raise ConfigError(f"{where}: {name} must be real numbers, got complex values")
+    try:
+        return a.astype(np.float64, copy=copy)
+    except (TypeError, ValueError):
+        bad = next((v for v in a.reshape(-1) if not is_number(v)), None)
+        bad = bad.item() if isinstance(bad, np.generic) else bad
+        raise ConfigError(f"{where}: {name} must be numbers, got {bad!r}") from None
+
+
+def real_scalar(where: str, name: str, value: Any) -> float:
+    """``value`` as a float, or a :class:`ConfigError` naming ``where`` and ``name``
+    (booleans, arrays, complex numbers and other text are refused)."""
+    if isinstance(value, bool) or np.ndim(value) != 0 or not is_number(value):
+        raise ConfigError(f"{where}: {name} must be a number, got {value!r}")
+    return float(value)

@@ -43,6 +43,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ._params import is_number as _is_number
+from ._params import real_array as _real
+from ._params import real_scalar as _float
 from .errors import ConfigError, RecordingError
 
 __all__ = [
@@ -112,37 +115,6 @@ def size_class(target_type: str) -> str:
 # --------------------------------------------------------------------------
 # Input validation
 # --------------------------------------------------------------------------
-
-
-def _is_number(v: Any) -> bool:
-    """Whether ``v`` reads as one real number (not complex, not other text)."""
-    try:
-        float(v)
-    except (TypeError, ValueError):
-        return False
-    return not isinstance(v, complex | np.complexfloating)
-
-
-def _real(where: str, name: str, values: Any) -> NDArray[np.float64]:
-    """``values`` as a float64 copy; complex numbers (whose imaginary part the cast
-    would drop) and text that is not a number are a :class:`ConfigError` naming
-    ``name``."""
-    a = np.asarray(values)
-    if a.dtype.kind == "c":
-        raise ConfigError(f"{where}: {name} must be real numbers, got complex values")
-    try:
-        return a.astype(np.float64)
-    except (TypeError, ValueError):
-        bad = next((v for v in a.reshape(-1) if not _is_number(v)), None)
-        bad = bad.item() if isinstance(bad, np.generic) else bad
-        raise ConfigError(f"{where}: {name} must be numbers, got {bad!r}") from None
-
-
-def _float(where: str, name: str, value: Any) -> float:
-    """``value`` as a float, or a :class:`ConfigError` naming ``name``."""
-    if isinstance(value, bool) or np.ndim(value) != 0 or not _is_number(value):
-        raise ConfigError(f"{where}: {name} must be a number, got {value!r}")
-    return float(value)
 
 
 def _check_confidence(where: str, confidence: Any) -> None:

@@ -142,6 +142,8 @@ from numpy.typing import ArrayLike, NDArray
 
 from . import _features as _k
 from ._coil import loop_field
+from ._params import real_array
+from ._params import real_scalar as _scalar
 from .errors import ConfigError
 
 __all__ = [
@@ -216,33 +218,8 @@ _EOH_BINS = 6
 
 
 def _real(where: str, name: str, values: Any) -> NDArray[np.float64]:
-    """``values`` as float64; complex numbers (whose imaginary part the cast would
-    drop) and text that is not a number are a :class:`ConfigError` naming ``name``."""
-    a = np.asarray(values)
-    if a.dtype.kind == "c":
-        raise ConfigError(f"{where}: {name} must be real numbers, got complex values")
-    try:
-        return a.astype(np.float64, copy=False)
-    except (TypeError, ValueError):
-        bad = next((v for v in a.reshape(-1) if not _is_number(v)), None)
-        bad = bad.item() if isinstance(bad, np.generic) else bad
-        raise ConfigError(f"{where}: {name} must be numbers, got {bad!r}") from None
-
-
-def _is_number(v: Any) -> bool:
-    """Whether ``v`` reads as one real number (not complex, not other text)."""
-    try:
-        float(v)
-    except (TypeError, ValueError):
-        return False
-    return not isinstance(v, complex | np.complexfloating)
-
-
-def _scalar(where: str, name: str, value: Any) -> float:
-    """``value`` as a float, or a :class:`ConfigError` naming ``name``."""
-    if isinstance(value, bool) or np.ndim(value) != 0 or not _is_number(value):
-        raise ConfigError(f"{where}: {name} must be a number, got {value!r}")
-    return float(value)
+    """``values`` as float64, not copied when already so (:func:`real_array`)."""
+    return real_array(where, name, values, copy=False)
 
 
 def feature_set_name(kind: str, sensors: set[str] | frozenset[str]) -> str:
