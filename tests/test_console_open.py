@@ -142,6 +142,8 @@ def test_console_waits_while_a_recorder_creates_its_file(tmp_path, monkeypatch, 
             assert not follower.is_open and follower.failed is None
             assert app.return_code is None
             assert follower.error.startswith(f"waiting for {path}: ")
+            if locking == "TRUE":  # (said in words, not HDF5's errno)
+                assert "a writer holds it open and keeps readers out" in follower.error
             assert "WAITING" in app.query_one("#top").render().plain
             writer.stdin.write("\n")
             writer.stdin.flush()

@@ -316,7 +316,13 @@ class Follower:
             self.error = str(exc)
             raise
         except (DemineError, OSError) as exc:
-            self.error = f"waiting for {self.path}: {exc}"
+            if "unable to lock file" in str(exc):
+                # (HDF5's words are errno 11, "Resource temporarily unavailable")
+                self.error = (f"waiting for {self.path}: a writer holds it open and keeps "
+                              "readers out (HDF5 file lock) until it lets them in, as "
+                              "demine record does at its first frames, or closes it")
+            else:
+                self.error = f"waiting for {self.path}: {exc}"
             return False
         self.rec = rec
         self.error = None
