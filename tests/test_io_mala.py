@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,29 @@ def test_ten_col_samples_and_timing():
         assert r.samples[k, j] == struct.unpack_from("<h", raw, (k * 512 + j) * 2)[0]
     assert r.antenna == "500_shielded_egrip" and r.frequency_hz == 500e6
     assert r.header["STACKS"] == "4"
+
+
+def test_ten_col_timewindow_disagreement_is_said():
+    # TIMEWINDOW:422.061312 is SAMPLES / FREQUENCY for 1024 samples, not the 512
+    # the file holds; FREQUENCY times the samples (the traces' spectrum peaks
+    # near the 500 MHz antenna's frequency that way, at half of it the other)
+    with pytest.warns(UserWarning, match=r"ten_col\.rad: TIMEWINDOW says 422\.061 ns, but "
+                      r"SAMPLES / FREQUENCY give 211\.031 ns .*ratio 2\)"):
+        r = io.read(TEN)
+    assert r.sample_interval_s == pytest.approx(1 / 2426.187744e6, rel=1e-12)
+    d = r.samples.astype(float)
+    power = (np.abs(np.fft.rfft(d - d.mean(axis=1, keepdims=True), axis=1)) ** 2).mean(axis=0)
+    f = np.fft.rfftfreq(r.n_samples, r.sample_interval_s)
+    assert 400e6 < f[5 + np.argmax(power[5:])] < 600e6
+
+
+def test_consistent_timewindow_is_not_warned_about():
+    rad = sorted(IWA.glob("*.rad"))[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = io.read(rad)
+    assert r.n_samples * r.sample_interval_s == pytest.approx(
+        float(r.header["TIMEWINDOW"]) * 1e-9, rel=1e-3)
 
 
 def test_ten_col_cor_gps():

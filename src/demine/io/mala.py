@@ -112,6 +112,7 @@ def read_ramac(
     freq_mhz = parse_number(rad, "FREQUENCY", h["FREQUENCY"])
     if not freq_mhz > 0:
         raise fail(rad, "FREQUENCY", f"{freq_mhz} MHz is not a positive sampling frequency")
+    _check_timewindow(rad, h, nsamp, freq_mhz)
     dtype = _DTYPES[data_path.suffix.lower().lstrip(".")]
     size = file_size(data_path)
     trace_bytes = nsamp * dtype.itemsize
@@ -174,6 +175,36 @@ def read_ramac(
                 rd.start_time_ns, how = _start_time(rd.gps, rd.trace_interval_s)
                 header["cor"]["start_time_source"] = how
     return rd
+
+
+#: Relative disagreement of ``TIMEWINDOW`` with ``SAMPLES / FREQUENCY`` that is warned about
+_TIMEWINDOW_TOLERANCE = 0.01
+
+
+def _check_timewindow(rad: Path, h: dict[str, str], nsamp: int, freq_mhz: float) -> None:
+    """Warn when the header's ``TIMEWINDOW`` (ns) is not ``SAMPLES / FREQUENCY``.
+
+    The samples are timed by ``FREQUENCY`` (the sampling frequency, as ImpDAR's
+    ``load_ramac`` reads it); a reader that divides ``TIMEWINDOW`` by ``SAMPLES``
+    instead would time them differently.  In the ImpDAR test line (EGRIP,
+    512 samples) ``TIMEWINDOW`` is 422 ns, that of 1024 samples, and the
+    traces peak at 488 MHz for a 500 MHz antenna by ``FREQUENCY`` (244 MHz by
+    ``TIMEWINDOW``), so ``FREQUENCY`` is kept and the disagreement said.
+    """
+    raw = h.get("TIMEWINDOW", "").strip()
+    try:
+        window_ns = float(raw)
+    except ValueError:
+        return  # (absent or not a number: nothing to compare; FREQUENCY times the samples)
+    expect_ns = nsamp / freq_mhz * 1e3
+    if not (math.isfinite(window_ns) and window_ns > 0):
+        return
+    if abs(window_ns - expect_ns) > _TIMEWINDOW_TOLERANCE * expect_ns:
+        warnings.warn(
+            f"{rad}: TIMEWINDOW says {window_ns:.6g} ns, but SAMPLES / FREQUENCY give "
+            f"{expect_ns:.6g} ns ({nsamp} samples at {freq_mhz:.6g} MHz; ratio "
+            f"{window_ns / expect_ns:.3g}); the samples are timed by FREQUENCY",
+            stacklevel=3)
 
 
 def _start_time(gps: dict[str, np.ndarray], interval_s: float) -> tuple[int | None, str]:
