@@ -96,6 +96,35 @@ def test_corrupt_file_reported_others_done(campaign, first_run):
     assert summary["failed"][0]["file"].endswith("lane3.h5")
 
 
+def test_progress_lines_say_what_each_recording_came_to(campaign, tmp_path):
+    """One progress line per recording: its alarms, the targets found and false
+    alarms against its ground truth and its time, or its error."""
+    import io
+    import re
+
+    d, good, bad = campaign
+    buf = io.StringIO()
+    res = run_batch([str(d / "rec" / "*.h5")], tmp_path / "out", workers=1, processes=False,
+                    progress=buf)
+    lines = buf.getvalue().splitlines()
+    assert len(lines) == 3 and all(ln.startswith("[") for ln in lines)
+    assert [ln.split("] ")[1].split(" files")[0] for ln in lines] == ["1/3", "2/3", "3/3"]
+    by_name = {r["name"]: r for r in res.files}
+    for ln in lines:
+        m = re.search(r"  (lane\d\.h5): (.*)$", ln)
+        assert m, ln
+        row = by_name[m.group(1)]
+        if row["status"] == "done":
+            assert re.fullmatch(
+                rf"{row['n_alarms']} alarms?, {row['n_found']}/{row['n_targets']} targets "
+                rf"found, {row['n_false_alarms']} false alarms?, \d+\.\d s", m.group(2)), ln
+        else:
+            assert m.group(1) == "lane3.h5"
+            assert re.fullmatch(r"failed after \d+\.\d s: " + re.escape(row["error"]),
+                                m.group(2)), ln
+            assert "RecordingError" in ln
+
+
 def test_campaign_table_matches_the_per_file_pipeline(campaign, first_run):
     d, good, bad = campaign
     out, res = first_run
@@ -345,9 +374,14 @@ def test_a_blank_lane_counts_its_false_alarms(tmp_path):
         assert len(r.truth["x"]) == 0 and r.truth_given
     with Recording(none) as r:
         assert not r.truth_given
+    import io
+
+    said = io.StringIO()
     out = run_batch([str(blank)], tmp_path / "out", workers=1, processes=False,
-                    progress=False)
+                    progress=said)
     row = out.done[0]
+    assert (f"blank.h5: {row['n_alarms']} alarm{'' if row['n_alarms'] == 1 else 's'}, "
+            "blank lane, ") in said.getvalue()
     assert row["has_truth"] and row["n_targets"] == 0
     assert row["n_false_alarms"] == row["n_alarms"] and row["far_per_m2"] is not None
     assert load_campaign(tmp_path / "out")["lanes"]
@@ -390,6 +424,8 @@ def test_a_rerun_with_fewer_recordings_says_what_the_tables_leave_out(campaign, 
     run_batch([str(good[0])], again, workers=1, processes=False, progress=False,
               say=said.append)
     assert not [s for s in said if "note:" in s]
+
+
 def same_name_recordings(campaign, d: Path) -> list[Path]:
     """Two different recordings of one file name, in two directories."""
     import shutil
@@ -401,3 +437,161 @@ def same_name_recordings(campaign, d: Path) -> list[Path]:
         shutil.copyfile(src, dst)
     return paths
 
+
+def test_recordings_of_one_name_in_two_directories_keep_their_own_outputs(campaign, tmp_path):
+    paths = same_name_recordings(campaign, tmp_path / "rec")
+    out = tmp_path / "out"
+    res = run_batch([str(tmp_path / "rec" / "**" / "*.h5")], out, workers=2, processes=False,
+                    progress=False)
+    assert len(res.done) == 2
+    dirs = {file_dir(out, p) for p in paths}
+    assert len(dirs) == 2 and {Path(r["out_dir"]) for r in res.done} == dirs
+    t = pq.read_table(out / "campaign.parquet")
+    files = t.column("file").to_pylist()
+    for p in paths:
+        assert (file_dir(out, p) / "done.json").exists()
+        n = len(detect_recording(p)["x"])
+        assert files.count(os.path.abspath(p)) == n > 0
+        assert len(pq.read_table(file_dir(out, p) / "alarms.parquet")) == n
+
+
+def _pgroup_members(pgid: int) -> list[int]:
+    """The processes of a process group (Linux: from /proc)."""
+    pids = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                stat = Path("/proc", d, "stat").read_text()
+            except OSError:  # (gone meanwhile)
+                continue
+            # state, ppid, pgrp follow the command name, which ends with ')'
+            if int(stat[stat.rindex(")") + 2:].split()[2]) == pgid:
+                pids.append(int(d))
+    return pids
+
+
+def _ignores_sigint(pid: int) -> bool:
+    import signal
+
+    for line in Path("/proc", str(pid), "status").read_text().splitlines():
+        if line.startswith("SigIgn:"):
+            return bool(int(line.split()[1], 16) >> (signal.SIGINT - 1) & 1)
+    raise AssertionError(f"no SigIgn in /proc/{pid}/status")
+
+
+def _pgroup_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def held_recording(campaign, path: Path) -> Path:
+    """A recording whose opening blocks until it is killed: a copy of a good one
+    with one more stream, an HDF5 external link to a named pipe that nothing
+    ever writes to.  Opening the recording resolves the link, and HDF5's
+    open(2) of the pipe waits for a writer (a read hung on a dead network
+    share, in effect).  Returns the pipe."""
+    import shutil
+
+    import h5py
+
+    _, good, _ = campaign
+    pipe = path.with_suffix(".pipe")
+    os.mkfifo(pipe)
+    shutil.copyfile(good[0], path)
+    with h5py.File(path, "r+") as f:
+        f["streams"]["held"] = h5py.ExternalLink(str(pipe), "/")
+    return pipe
+
+
+def test_ctrl_c_stops_a_process_cluster_with_one_line(campaign, tmp_path):
+    """Ctrl-C in a terminal goes to the whole foreground process group, the
+    cluster's worker processes included: `demine batch` ends with one line and
+    status 130, no process of it is left, and no campaign table is left behind
+    (here an earlier run's, which no longer matches the per-file outputs); the
+    same command run again skips what was finished and writes the tables.
+
+    No race with the run's end, whatever the machine's speed: one recording
+    (held.h5) blocks its task for good (:func:`held_recording`), so the run
+    cannot finish before the interrupt; the interrupt is sent once that task
+    is seen running (its per-file directory, made before the recording is
+    opened) and another recording is done."""
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    _, good, _ = campaign
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    held = rec / "held.h5"
+    held_recording(campaign, held)
+    paths = [held]
+    for k in range(3):
+        p = rec / f"lane{k:02d}.h5"
+        shutil.copyfile(good[k % 2], p)
+        paths.append(p)
+    out = tmp_path / "out"
+    run_batch([str(p) for p in paths[1:3]], out, workers=1, processes=False, progress=False)
+    assert (out / "summary.json").exists()  # an earlier run's tables
+    cmd = [sys.executable, "-m", "demine", "batch", str(rec / "*.h5"), "--out", str(out),
+           "--workers", "2", "--force"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+
+        def done(p: Path) -> bool:
+            return (file_dir(out, p) / "done.json").exists()
+
+        # the held task runs (it cannot finish) and a recording is done
+        while not (file_dir(out, held).is_dir() and any(done(p) for p in paths[1:])):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no task started or none finished"
+            time.sleep(0.02)
+        assert not (file_dir(out, held) / "error.json").exists(), \
+            "held.h5 failed instead of blocking: does opening a named pipe still block?"
+        if sys.platform == "linux":
+            # the Ctrl-C goes to every process of the group: all but demine batch
+            # itself (its worker processes, and multiprocessing's helper) ignore it
+            others = [pid for pid in _pgroup_members(proc.pid) if pid != proc.pid]
+            assert len(others) >= 2 and all(_ignores_sigint(pid) for pid in others), \
+                [(pid, _ignores_sigint(pid)) for pid in others]
+        os.killpg(proc.pid, signal.SIGINT)  # as the terminal's Ctrl-C
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, (stdout, stderr)
+    lines = [ln for ln in stderr.splitlines() if not ln.startswith("[")]  # (progress)
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("demine batch: interrupted: ")
+    assert "of 4 recordings processed" in lines[0] and "run the same command again" in lines[0]
+    # held.h5 neither finished nor failed: it was held until its worker was stopped
+    assert not (file_dir(out, held) / "done.json").exists()
+    assert not (file_dir(out, held) / "error.json").exists()
+    # the workers are gone with it, the held one too (a moment for the kernel to reap them)
+    deadline = time.monotonic() + 10
+    while _pgroup_alive(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _pgroup_alive(proc.pid), "processes of the batch are left running"
+    # no campaign table: neither this run's nor the earlier one's
+    for name in ("campaign.parquet", "files.parquet", "summary.json"):
+        assert not (out / name).exists(), name
+    with pytest.raises(ConfigError, match="did not finish"):
+        load_campaign(out)
+    finished = [p for p in paths if done(p)]
+    assert 0 < len(finished) < len(paths)
+    # a re-run skips what was finished, does the rest (held.h5 among them, now
+    # a plain recording) and writes the tables
+    held.unlink()
+    shutil.copyfile(good[1], held)
+    res = run_batch([str(p) for p in paths], out, workers=1, processes=False, progress=False)
+    assert [Path(r["file"]) for r in res.skipped] == [p.absolute() for p in finished]
+    assert [Path(r["file"]) for r in res.computed] == [p.absolute() for p in paths
+                                                       if p not in finished]
+    assert len(load_campaign(out)["files"]) == len(paths)

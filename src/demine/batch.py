@@ -24,7 +24,10 @@ Output directory::
 ``done.json`` holds a key made of the file's absolute path, size and
 modification time, the resolved configuration, the model file's hash and the
 demine version; a re-run skips every file whose key still matches (unless
-``force``), and a failed file (no ``done.json``) is tried again.
+``force``), and a failed file (no ``done.json``) is tried again.  The three
+campaign tables are written when every file is done (``summary.json`` last),
+after those of an earlier run were removed before the first task: a run that
+does not finish (Ctrl-C: :class:`BatchInterrupted`) leaves none.
 
 Dask, ``distributed`` and ``pyarrow`` are the optional extra
 ``pip install 'demine[campaign]'``.  With an external scheduler the
@@ -34,12 +37,17 @@ every worker (a shared file system).
 
 from __future__ import annotations
 
+import contextlib
 import glob as _glob
 import hashlib
 import json
+import logging
 import math
+import multiprocessing
 import os
+import signal
 import sys
+import threading
 import time
 import tomllib
 import traceback
@@ -54,12 +62,19 @@ import numpy as np
 from .errors import ConfigError, ModelError
 
 __all__ = [
-    "BatchResult", "expand_inputs", "file_dir", "job_key", "load_campaign", "process_file",
-    "resolve_config", "run_batch",
+    "BatchInterrupted", "BatchResult", "expand_inputs", "file_dir", "job_key", "load_campaign",
+    "process_file", "resolve_config", "run_batch",
 ]
 
 #: Version of the batch output layout (changes invalidate done markers).
 LAYOUT_VERSION = 1
+
+#: The campaign tables, written together at the end of a run (``summary.json``
+#: last): an output directory without ``summary.json`` holds no finished run.
+TABLES = ("campaign.parquet", "files.parquet", "summary.json")
+
+#: Seconds the workers of a local cluster have to start.
+WORKER_START_TIMEOUT = 120.0
 
 #: Columns of ``files.parquet``.
 FILE_COLUMNS = ("file", "name", "status", "error", "cached", "seconds", "key", "has_truth",
@@ -628,16 +643,46 @@ class _Progress:
         el = time.perf_counter() - self.t0
         line = (f"[{bar:<{self.width}}] {self.done}/{self.total} files"
                 f"{f', {self.failed} failed' if self.failed else ''}  {el:5.1f} s  "
-                f"{row.get('name', '')}")
-        if self.tty:
+                f"{row.get('name', '')}: {_outcome(row)}")
+        if not self.tty:
+            print(line, file=self.stream, flush=True)
+        elif row.get("status") == "failed":  # (whole, and kept on the screen)
+            print("\r" + line.ljust(120), file=self.stream, flush=True)
+        else:
             print("\r" + line[:120].ljust(120), end="", file=self.stream, flush=True)
             if self.done == self.total:
                 print(file=self.stream, flush=True)
+
+    def interrupted(self) -> None:
+        """End a progress line left open on a terminal (before the interrupt's message)."""
+        if self.tty and self.done < self.total:
+            print(file=self.stream, flush=True)
+
+
+def _outcome(row: Mapping[str, Any]) -> str:
+    """What a finished recording came to, for its progress line: its alarms, and
+    against its ground truth the targets found and the false alarms (or the
+    error), and how long it took."""
+    def n(k: Any, word: str) -> str:
+        return f"{k} {word}{'' if k == 1 else 's'}"
+
+    took = row.get("seconds")
+    took = f"{took:.1f} s" if isinstance(took, (int, float)) else ""
+    if row.get("status") == "failed":
+        return f"failed{f' after {took}' if took else ''}: {row.get('error') or 'unknown error'}"
+    parts = [n(row.get("n_alarms", 0), "alarm")]
+    if row.get("has_truth"):
+        if row.get("n_targets"):
+            parts.append(f"{row.get('n_found', 0)}/{row['n_targets']} targets found")
         else:
-            print(line, file=self.stream, flush=True)
-        if row.get("status") == "failed":
-            print(f"{'' if not self.tty else chr(10)}  failed: {row.get('error')}",
-                  file=self.stream, flush=True)
+            parts.append("blank lane")
+        if row.get("n_false_alarms") is not None:
+            parts.append(n(row["n_false_alarms"], "false alarm"))
+    else:
+        parts.append("no ground truth")
+    if took:
+        parts.append(took)
+    return ", ".join(parts)
 
 
 def _cached_row(fdir: Path, key: str) -> dict[str, Any] | None:
@@ -728,13 +773,25 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path, *,
     bar = None
     if progress:
         bar = _Progress(len(todo), None if progress is True else progress)
-    if todo:
-        _run_tasks(paths, keys, todo, rows, out, cfg, model, scheduler=scheduler,
-                   workers=workers, processes=processes, client=client, bar=bar,
-                   gpr_threads=gpr_threads, say=say)
-    result = BatchResult(out, [r for r in rows if r is not None])
     left_out = _earlier_files(out) - {os.path.abspath(p) for p in paths}
-    _gather(result, cfg)
+    gathering = gathered = False
+    try:
+        if todo:
+            # (the tables of an earlier run go before the first task: see _run_tasks)
+            _run_tasks(paths, keys, todo, rows, out, cfg, model, scheduler=scheduler,
+                       workers=workers, processes=processes, client=client, bar=bar,
+                       gpr_threads=gpr_threads, say=say)
+        result = BatchResult(out, [r for r in rows if r is not None])
+        gathering = True
+        _gather(result, cfg)
+        gathered = True
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.interrupted()
+        if gathering and not gathered:
+            _remove_tables(out)  # (those _gather had written when interrupted)
+        finished = sum(1 for i in todo if rows[i] is not None and rows[i]["status"] == "done")
+        raise BatchInterrupted(out, finished, len(todo), len(paths) - len(todo)) from None
     if say:
         say(f"  done {len(result.computed)}, skipped (up to date) {len(result.skipped)}, "
             f"failed {len(result.failed)}")
@@ -745,6 +802,47 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path, *,
         for r in result.failed:
             say(f"  failed: {r['error']}")
     return result
+
+
+class BatchInterrupted(KeyboardInterrupt):
+    """:func:`run_batch` was interrupted (Ctrl-C): no campaign tables were written.
+
+    The recordings finished before the interrupt keep their per-file outputs
+    (with ``done.json``): a re-run of the same command skips them and does the
+    rest.  A :class:`KeyboardInterrupt`, so code that stops on Ctrl-C still does.
+
+    Attributes
+    ----------
+    out_dir : Path
+        The output directory.
+    finished : int
+        Recordings processed in this run before the interrupt.
+    to_process : int
+        Recordings this run had to process.
+    up_to_date : int
+        Recordings whose outputs of an earlier run were up to date.
+    """
+
+    def __init__(self, out_dir: Path, finished: int, to_process: int, up_to_date: int) -> None:
+        self.out_dir = Path(out_dir)
+        self.finished = finished
+        self.to_process = to_process
+        self.up_to_date = up_to_date
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return (f"interrupted: {self.finished} of {self.to_process} recordings processed "
+                f"({self.up_to_date} already up to date); no campaign tables written in "
+                f"{self.out_dir} (run the same command again to finish: it skips the "
+                "recordings already processed)")
+
+
+def _remove_tables(out: Path) -> None:
+    """Remove the campaign tables (and their temporary files) from ``out``."""
+    for name in TABLES:
+        for p in (out / name, out / (name + ".tmp")):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
 
 
 def _earlier_files(out: Path) -> set[str]:
@@ -780,10 +878,24 @@ def _run_tasks(paths: list[Path], keys: list[str], todo: list[int],
                 raise ConfigError(f"--workers must be >= 1, got {n}")
             if gpr_threads is None:
                 gpr_threads = max(1, ncpu // n)
-            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=processes,
-                                   dashboard_address=":0", silence_logs=40)
-            client = Client(cluster)
+            # (worker processes are added below; each gets the share of the memory
+            # it would have with n_workers=n: a fraction <= 1 is of the machine's)
+            cluster = LocalCluster(n_workers=0 if processes else n, threads_per_worker=1,
+                                   processes=processes, dashboard_address=":0",
+                                   silence_logs=40,
+                                   memory_limit=1.0 / n)
+    futures: dict[Any, int] = {}
+    interrupted = False
     try:
+        if cluster is not None:
+            if processes:
+                _start_workers_without_sigint(cluster, n)
+            client = Client(cluster)
+            try:
+                client.wait_for_workers(n, timeout=WORKER_START_TIMEOUT)
+            except TimeoutError:
+                raise ConfigError(f"the local Dask cluster did not start its {n} workers "
+                                  f"within {WORKER_START_TIMEOUT:g} s") from None
         if say:
             info = client.scheduler_info()
             nw = len(info.get("workers", {}))
@@ -792,7 +904,10 @@ def _run_tasks(paths: list[Path], keys: list[str], todo: list[int],
             say(f"  Dask: {where}, {nw} workers")
         if bar is not None:
             bar.t0 = time.perf_counter()
-        futures = {}
+        # The tables of an earlier run go before any per-file output changes: a run
+        # that does not finish (Ctrl-C, a crash) leaves none, rather than an earlier
+        # run's tables that look complete beside per-file outputs no longer theirs.
+        _remove_tables(out)
         for i in todo:
             fut = client.submit(process_file, str(os.path.abspath(paths[i])), str(out.resolve()),
                                 cfg, None if model is None else str(model), keys[i],
@@ -811,11 +926,83 @@ def _run_tasks(paths: list[Path], keys: list[str], todo: list[int],
             rows[i] = row
             if bar is not None:
                 bar.update(row)
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
     finally:
-        if own_client:
-            client.close()
-        if cluster is not None:
-            cluster.close()
+        with _interrupt_shutdown(interrupted, shield=cluster is not None and processes):
+            if client is not None:
+                if interrupted and futures and not own_client:
+                    # a client given by the caller stays open: take our tasks off its
+                    # cluster (a task already running there still finishes)
+                    with contextlib.suppress(Exception):
+                        client.cancel(list(futures))
+                if own_client:
+                    client.close()
+            if cluster is not None:
+                cluster.close()
+
+
+def _start_workers_without_sigint(cluster: Any, n: int, timeout: float = 30.0) -> None:
+    """Start ``n`` worker processes of a local cluster that ignore SIGINT.
+
+    A Ctrl-C in a terminal goes to every process of its foreground group, the
+    cluster's worker processes included: they would die under it, each at its
+    own moment, while this process shuts the cluster down, and Dask would print
+    their tracebacks.  Started while this process ignores SIGINT, they inherit the
+    ignored disposition through ``exec`` (Python then installs no
+    KeyboardInterrupt handler in them), and only this process acts on a
+    Ctrl-C: it stops the cluster, which stops its workers.  SIGINT is ignored
+    here only until the worker processes exist (milliseconds), not while they
+    start up, so a Ctrl-C is not lost; elsewhere than in the main thread
+    (where signal handlers cannot be changed) the workers start as they are.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        cluster.scale(n)
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is None:  # a handler installed outside Python: leave it alone
+        cluster.scale(n)
+        return
+    before = set(multiprocessing.active_children())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        cluster.scale(n)
+        deadline = time.monotonic() + timeout
+        while (len(set(multiprocessing.active_children()) - before) < n
+               and time.monotonic() < deadline):
+            time.sleep(0.005)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def _interrupt_shutdown(interrupted: bool, *, shield: bool) -> Any:
+    """After an interrupt: no log output while the cluster is shut down (its
+    workers' tasks are cut short, which Dask logs as errors).
+
+    With ``shield`` (a local cluster of worker processes, whose shutdown takes
+    a few seconds at most: a worker busy with a task is killed) a second
+    Ctrl-C does not cut the shutdown short, leaving worker processes behind.
+    Thread workers cannot be killed (their shutdown waits for the tasks under
+    way): there a second Ctrl-C is left as it is.
+    """
+    if not interrupted:
+        yield
+        return
+    disabled = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)
+    previous = None
+    if shield and threading.current_thread() is threading.main_thread():
+        previous = signal.getsignal(signal.SIGINT)
+        if previous is not None:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+        logging.disable(disabled)
 
 
 def _gather(result: BatchResult, config: Mapping[str, Any] | None = None) -> None:
@@ -826,6 +1013,8 @@ def _gather(result: BatchResult, config: Mapping[str, Any] | None = None) -> Non
     from .evaluate import evaluate_lanes
 
     out = result.out_dir
+    # summary.json marks a finished run: it goes first and comes back last
+    (out / "summary.json").unlink(missing_ok=True)
     tables = []
     lanes: dict[str, list[Any]] = {}
     score = "score"
@@ -862,7 +1051,8 @@ def _gather(result: BatchResult, config: Mapping[str, Any] | None = None) -> Non
         ("n_false_alarms", pa.int64()), ("far_per_m2", pa.float64()),
         ("area_m2", pa.float64()), ("duration_s", pa.float64()), ("out_dir", pa.string())])
     result.files_table = out / "files.parquet"
-    pq.write_table(pa.Table.from_pydict(ftab, schema=schema), result.files_table)
+    pq.write_table(pa.Table.from_pydict(ftab, schema=schema), str(result.files_table) + ".tmp")
+    os.replace(str(result.files_table) + ".tmp", result.files_table)
 
     summary: dict[str, Any] = {
         "n_files": len(result.files), "n_done": len(result.done),
@@ -896,6 +1086,10 @@ def load_campaign(out_dir: str | Path) -> dict[str, Any]:
 
     out = Path(out_dir)
     if not (out / "summary.json").exists():
+        if (out / "files").is_dir():
+            raise ConfigError(f"{out}: no summary.json: the demine batch run into it did not "
+                              "finish (interrupted, or still running); run it again to "
+                              "write the campaign tables")
         raise ConfigError(f"{out}: not a demine batch output (no summary.json)")
     path = out / "summary.json"
     try:

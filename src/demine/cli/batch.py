@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
 from pathlib import Path
 
 
@@ -42,17 +44,24 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..batch import run_batch
+    from ..batch import BatchInterrupted, run_batch
 
     model = args.model
     if model == "default":  # (as demine evaluate --model default)
         from ..classify import default_model_path
 
         model = default_model_path()
-    res = run_batch(args.inputs, args.out, config=args.config, model=model,
-                    scheduler=args.scheduler, workers=args.workers,
-                    processes=not args.threads, force=args.force,
-                    progress=not args.quiet, say=print)
+    try:
+        res = run_batch(args.inputs, args.out, config=args.config, model=model,
+                        scheduler=args.scheduler, workers=args.workers,
+                        processes=not args.threads, force=args.force,
+                        progress=not args.quiet, say=lambda line: print(line, flush=True))
+    except BatchInterrupted as exc:  # Ctrl-C: one line, the shell's status for SIGINT
+        # (nothing more from Dask while this process exits: thread workers still
+        # finishing their tasks would log their cancelled shutdown)
+        logging.disable(logging.CRITICAL)
+        print(f"demine batch: {exc}", file=sys.stderr, flush=True)
+        return 130
     for group, ev in res.evaluations.items():
         print(f"\n[{group}] pooled over {len(ev.lanes)} recordings with ground truth")
         print(ev.summary())
