@@ -13,18 +13,33 @@ which the recorder anchors on the GPS stream.  A recording without any
 geographic reference cannot be exported in WGS 84: :func:`export_alarms` says
 so, and exports local coordinates only when asked (``local=True``, CSV only).
 
+An alarm without a position (NaN ``x``, ``y``: the tracker had no fix) is
+still exported, never dropped: a GeoJSON Feature with a ``null`` geometry
+(RFC 7946, section 3.2), a KML Placemark without a Point, a CSV row with
+empty coordinates; a warning says how many.
+
 Coverage is the ground the sensor actually searched: the footprint swept along
 the path while the sensor was at a valid height, as a raster
-(:func:`coverage`) and as polygons (:func:`coverage_polygons`), with the
-uncovered holes larger than a given area flagged as gaps.
+(:func:`coverage`) and as polygons (:func:`coverage_outlines`: the covered
+cells dissolved into valid polygons whose holes are the unsearched pockets;
+:func:`coverage_polygons`: the same area as rectangles), with the uncovered
+holes larger than a given area flagged as gaps.  In GeoJSON the searched area
+is one valid MultiPolygon (exterior rings counter-clockwise, holes clockwise,
+polygons meeting at most at a point), cut in two at the antimeridian
+(RFC 7946, section 3.1.9).
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as _dt
+import errno
+import io
 import json
 import math
+import os
+import secrets
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +51,8 @@ from .errors import ConfigError
 from .positions import LocalFrame
 
 __all__ = [
-    "CoverageResult", "alarm_records", "coverage", "coverage_polygons", "export_alarms", "utm",
+    "CoverageResult", "alarm_records", "coverage", "coverage_outlines", "coverage_polygons",
+    "export_alarms", "utm",
 ]
 
 FORMATS = ("geojson", "csv", "kml")
@@ -47,8 +63,11 @@ def utm(lon: np.ndarray, lat: np.ndarray, zone_of: tuple[float, float] | None = 
     """UTM zone name, easting and northing (m) of WGS 84 points, via pyproj.
 
     The zone is that of ``zone_of`` (lon, lat; default the first point), so a
-    lane that straddles a zone boundary stays in one zone.  Returns None when
-    pyproj is not installed (``pip install 'demine[campaign]'``).
+    lane that straddles a zone boundary stays in one zone; the grid's
+    exceptions are followed (zone 32 over south-western Norway, 31/33/35/37
+    over Svalbard).  Returns None when pyproj is not installed (``pip install
+    'demine[campaign]'``) or the zone's point lies outside UTM's latitudes
+    (80° S to 84° N; the polar regions use UPS).
     """
     try:
         from pyproj import Transformer
@@ -61,12 +80,25 @@ def utm(lon: np.ndarray, lat: np.ndarray, zone_of: tuple[float, float] | None = 
         if not ok.any():
             return None
         zone_of = (float(lon[ok][0]), float(lat[ok][0]))
-    zone = int((zone_of[0] + 180.0) // 6.0) % 60 + 1
+    if not -80.0 <= zone_of[1] <= 84.0:
+        return None
+    zone = _utm_zone(*zone_of)
     north = zone_of[1] >= 0
     epsg = (32600 if north else 32700) + zone
     tr = Transformer.from_crs("EPSG:4326", f"EPSG:{epsg}", always_xy=True)
     e, n = tr.transform(lon, lat)
     return f"{zone}{'N' if north else 'S'}", np.asarray(e), np.asarray(n)
+
+
+def _utm_zone(lon: float, lat: float) -> int:
+    """UTM zone number of a point, with the Norway and Svalbard exceptions."""
+    lon = (lon + 180.0) % 360.0 - 180.0
+    zone = int((lon + 180.0) // 6.0) % 60 + 1
+    if 56.0 <= lat < 64.0 and 3.0 <= lon < 12.0:
+        return 32
+    if 72.0 <= lat <= 84.0 and 0.0 <= lon < 42.0:
+        return 31 if lon < 9.0 else 33 if lon < 21.0 else 35 if lon < 33.0 else 37
+    return zone
 
 
 def _iso(ns: int) -> str:
@@ -90,6 +122,40 @@ def _fix_at(rec: Any, t: np.ndarray) -> np.ndarray:
         out[ok] = fq[idx[ok]]
         break
     return out
+
+
+def _times_ns(t: Any, n: int) -> np.ndarray:
+    """Alarm times as int64 UTC ns; a missing time (NaN in a CSV) becomes 0 (none)."""
+    if t is None:
+        return np.zeros(n, dtype=np.int64)
+    t = np.asarray(t)
+    if t.dtype.kind in "iu":
+        return t.astype(np.int64)
+    t = np.asarray(t, dtype=np.float64)
+    ok = np.isfinite(t) & (np.abs(t) < 2.0**63)
+    return np.where(ok, t, 0.0).astype(np.int64)
+
+
+def _this_recordings(alarms: dict[str, np.ndarray], path: str | Path) -> dict[str, np.ndarray]:
+    """The alarms of a table with a ``file`` column (one table for several
+    recordings, as ``demine evaluate`` takes) that belong to ``path``: those
+    naming its file name, or no file.  The others are in another recording's
+    local frame and would be placed wrongly."""
+    if "file" not in alarms:
+        return alarms
+    names = np.array([Path(str(v)).name if str(v).strip() else "" for v in alarms["file"]])
+    mine = (names == Path(path).name) | (names == "")
+    if mine.all():
+        return alarms
+    others = sorted(set(names[~mine].tolist()))
+    shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
+    if not mine.any():
+        raise ConfigError(f"{path}: the alarms' 'file' column names only other recordings "
+                          f"({shown}), none is {Path(path).name}")
+    warnings.warn(f"{int((~mine).sum())} alarms of other recordings ({shown}) left out: "
+                  f"their positions are in another local frame than {Path(path).name}'s",
+                  stacklevel=3)
+    return {k: np.asarray(v)[mine] for k, v in alarms.items()}
 
 
 def alarm_records(path: str | Path, *, alarms: dict[str, np.ndarray] | None = None,
@@ -120,9 +186,12 @@ def alarm_records(path: str | Path, *, alarms: dict[str, np.ndarray] | None = No
                 "origin_lon/origin_lat attributes); cannot export WGS 84 positions. "
                 "Use --local to export local x, y coordinates (CSV only)"
             )
-        a = rec.alarms if alarms is None else alarms
-        n = len(a["x"]) if "x" in a else 0
-        t = np.asarray(a.get("time", np.zeros(n)), dtype=np.int64)
+        a = rec.alarms if alarms is None else _this_recordings(alarms, path)
+        for need in ("x", "y"):
+            if need not in a:
+                raise ConfigError(f"{path}: the alarms have no {need!r} column")
+        n = len(a["x"])
+        t = _times_ns(a.get("time"), n)
         fix = _fix_at(rec, t)
         operator = str(rec.attrs.get("operator", ""))
         site = str(rec.attrs.get("site", ""))
@@ -173,50 +242,83 @@ def alarm_records(path: str | Path, *, alarms: dict[str, np.ndarray] | None = No
     return records, frame
 
 
+def _replace_with(out: Path, text: str) -> None:
+    """Write ``text`` to ``out`` through a temporary file in the same directory,
+    renamed over it when complete: a failed write (disk full, an error) leaves
+    an earlier file of that name as it was, never half-written."""
+    target = Path(os.path.realpath(out))  # (through a link: the link stays)
+    if target.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a directory, not a file", str(out))
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "x", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+        if target.exists():  # (the file replaced keeps its permissions)
+            os.chmod(tmp, target.stat().st_mode & 0o7777)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OSError(exc.errno, exc.strerror, str(out)) from None
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def _write_geojson(records: list[dict], out: Path, extra: list[dict] | None = None) -> None:
     features = []
     for r in records:
-        if r["lon"] is None:
-            continue
         props = {k: v for k, v in r.items() if k not in ("lon", "lat")}
-        features.append({"type": "Feature",
-                         "geometry": {"type": "Point", "coordinates": [r["lon"], r["lat"]]},
-                         "properties": props})
+        # (no position: a null geometry, RFC 7946 section 3.2, rather than no feature)
+        geometry = None if r["lon"] is None else {"type": "Point",
+                                                  "coordinates": [r["lon"], r["lat"]]}
+        features.append({"type": "Feature", "geometry": geometry, "properties": props})
     features.extend(extra or [])
-    out.write_text(json.dumps({"type": "FeatureCollection", "features": features}, indent=1),
-                   encoding="utf-8")
+    # (allow_nan=False: NaN is not JSON; every number here is finite or null)
+    _replace_with(out, json.dumps({"type": "FeatureCollection", "features": features},
+                                  indent=1, allow_nan=False))
+
+
+_CSV_KEYS = ("id", "class", "lon", "lat", "utm_zone", "easting_m", "northing_m", "x_m", "y_m",
+             "depth_m", "confidence", "score", "sensor", "operator", "site", "lane",
+             "time_utc", "fix_quality")
 
 
 def _write_csv(records: list[dict], out: Path, local: bool) -> None:
-    keys = [k for k in (records[0] if records else {
-        "id": 0, "class": 0, "lon": 0, "lat": 0, "utm_zone": 0, "easting_m": 0,
-        "northing_m": 0, "x_m": 0, "y_m": 0, "depth_m": 0,
-        "confidence": 0, "score": 0, "sensor": 0, "operator": 0, "site": 0, "lane": 0,
-        "time_utc": 0, "fix_quality": 0})]
+    keys = list(records[0]) if records else list(_CSV_KEYS)
     if local:
         keys = [k for k in keys if k not in ("lon", "lat", "utm_zone", "easting_m", "northing_m")]
-    with open(out, "w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=keys, extrasaction="ignore")
-        w.writeheader()
-        for r in records:
-            w.writerow({k: "" if r[k] is None else r[k] for k in keys})
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")
+    w.writeheader()
+    for r in records:
+        w.writerow({k: "" if r[k] is None else r[k] for k in keys})
+    _replace_with(out, buf.getvalue())
 
 
 def _write_kml(records: list[dict], out: Path) -> None:
     marks = []
     for r in records:
-        if r["lon"] is None:
-            continue
         desc = ", ".join(f"{k}: {v}" for k, v in r.items()
                          if k not in ("id", "lon", "lat") and v not in (None, ""))
-        marks.append(
-            f"  <Placemark><name>{escape(r['id'])}</name>"
-            f"<description>{escape(desc)}</description>"
-            f"<Point><coordinates>{r['lon']},{r['lat']},0</coordinates></Point></Placemark>"
-        )
-    out.write_text('<?xml version="1.0" encoding="UTF-8"?>\n'
-                   '<kml xmlns="http://www.opengis.net/kml/2.2"><Document>\n'
-                   + "\n".join(marks) + "\n</Document></kml>\n", encoding="utf-8")
+        # (no position: a Placemark without geometry, listed but not on the map)
+        point = ("" if r["lon"] is None else
+                 f"<Point><coordinates>{r['lon']},{r['lat']},0</coordinates></Point>")
+        if r["lon"] is None:
+            desc = "no position; " + desc
+        marks.append(f"  <Placemark><name>{escape(_xml_text(r['id']))}</name>"
+                     f"<description>{escape(_xml_text(desc))}</description>{point}</Placemark>")
+    _replace_with(out, '<?xml version="1.0" encoding="UTF-8"?>\n'
+                  '<kml xmlns="http://www.opengis.net/kml/2.2"><Document>\n'
+                  + "\n".join(marks) + "\n</Document></kml>\n")
+
+
+def _xml_text(text: str) -> str:
+    """``text`` without the characters XML 1.0 cannot hold (control characters
+    other than tab and newline), which would make the whole file unreadable."""
+    return "".join(ch if ch in "\t\n\r" or (" " <= ch and ch not in "\ufffe\uffff"
+                                                and not "\ud800" <= ch <= "\udfff")
+                   else "\ufffd" for ch in text)
 
 
 def export_alarms(path: str | Path, out: str | Path, fmt: str | None = None, *,
@@ -226,18 +328,39 @@ def export_alarms(path: str | Path, out: str | Path, fmt: str | None = None, *,
 
     ``fmt`` is ``geojson``, ``csv`` or ``kml`` (default: from ``out``'s suffix).
     With ``with_coverage`` a GeoJSON export also carries the searched area as
-    a MultiPolygon feature and the coverage gaps.
+    a MultiPolygon feature and the coverage gaps (other formats refuse it).
+    Every alarm is written, also one without a position (see the module's
+    documentation); a warning says how many have none.  ``alarms`` with a
+    ``file`` column (one table for several recordings) give only the rows
+    naming this recording's file (or none).
     """
     out = Path(out)
+    given = fmt is not None
     fmt = (fmt or out.suffix.lstrip(".")).lower()
     if fmt == "json":
         fmt = "geojson"
     if fmt not in FORMATS:
-        raise ConfigError(f"export format {fmt!r} is not one of {FORMATS}")
+        if not fmt:
+            raise ConfigError(f"{out}: no file suffix to tell the export format; give it a "
+                              ".geojson, .csv or .kml suffix, or the format (--format)")
+        raise ConfigError(f"export format {fmt!r}{'' if given else f' (the suffix of {out})'} "
+                          f"is not one of {', '.join(FORMATS)}"
+                          + ("" if given else "; give the format (--format)"))
     if local and fmt != "csv":
         raise ConfigError(f"local coordinates can only be exported as CSV ({fmt} is WGS 84 "
                           "by definition)")
+    if with_coverage and fmt != "geojson":
+        raise ConfigError(f"the coverage (searched area and gaps) can only be exported as "
+                          f"GeoJSON, not {fmt}: export it to a .geojson file")
     records, frame = alarm_records(path, alarms=alarms, local=local)
+    unplaced = sum(1 for r in records
+                   if (r["lon"] is None if frame is not None else r["x_m"] is None))
+    if unplaced:
+        warnings.warn(f"{unplaced} of {len(records)} alarms have no position (NaN x, y: no "
+                      f"fix when they were raised); written without coordinates"
+                      + (" (GeoJSON null geometry)" if fmt == "geojson" else
+                         " (KML Placemark without Point)" if fmt == "kml" else ""),
+                      stacklevel=2)
     if fmt == "csv":
         _write_csv(records, out, local=frame is None)
     elif fmt == "kml":
@@ -278,14 +401,20 @@ class CoverageResult:
         """The covered area as rectangles (closed rings of local x, y)."""
         return coverage_polygons(self.raster)
 
+    def outlines(self) -> list[list[list[tuple[float, float]]]]:
+        """The covered area as polygons with holes (see :func:`coverage_outlines`)."""
+        return coverage_outlines(self.raster)
+
     def geojson_features(self, frame: LocalFrame) -> list[dict[str, Any]]:
-        """A MultiPolygon of the searched area and a Point per gap, in WGS 84."""
-        polys = []
-        for ring in self.polygons():
-            xs, ys = np.array(ring).T
-            lon, lat = frame.to_geo(xs, ys)
-            polys.append([[[round(float(a), 9), round(float(b), 9)] for a, b in zip(
-                lon, lat, strict=True)]])
+        """A MultiPolygon of the searched area and a Point per gap, in WGS 84.
+
+        The MultiPolygon is valid (OGC simple features, RFC 7946 winding: the
+        polygons of :func:`coverage_outlines`), and an area across the
+        antimeridian is cut there into its eastern and western parts (RFC 7946,
+        section 3.1.9; the cells are split by their centres, so a sliver of
+        at most half a cell along the cut is left out rather than claimed).
+        """
+        polys = _geo_outlines(self.raster, frame)
         feats: list[dict[str, Any]] = [{
             "type": "Feature",
             "geometry": {"type": "MultiPolygon", "coordinates": polys},
@@ -393,6 +522,235 @@ def coverage_polygons(raster: Any) -> list[list[tuple[float, float]]]:
         yb = raster.y0 + (y1 - 1) * c + h
         rings.append([(xa, ya), (xb, ya), (xb, yb), (xa, yb), (xa, ya)])
     return rings
+
+
+def _outline_polygons(mask: np.ndarray) -> list[list[np.ndarray]]:
+    """Outlines of the True cells of ``mask``: polygons ``[shell, hole, ...]``
+    whose rings are closed ``(k, 2)`` integer arrays of cell-corner indices
+    (column, row; corner ``(j, i)`` is the lower-left corner of cell
+    ``mask[i, j]``), shells counter-clockwise and holes clockwise, without
+    collinear vertices.
+
+    Cells that share an edge belong to the same polygon, cells that share
+    only a corner do not (4-connectivity), so polygons meet at most at a
+    corner; a ring that would pass a corner twice is split there into a shell
+    and a hole that touch at that point.  The rings are simple and the result
+    is a valid MultiPolygon (OGC simple features).
+    """
+    from scipy import ndimage
+
+    mask = np.asarray(mask, dtype=bool)
+    if mask.ndim != 2 or not mask.any():
+        return []
+    ny, nx = mask.shape
+    p = np.pad(mask, 1)
+    c = p[1:-1, 1:-1]
+    w = nx + 1  # corners per row: corner (j, i) has the number i * w + j
+    # The boundary edges, directed with the covered cell on their left
+    # (0 east along a bottom side, 1 north along a right side, 2 west along a
+    # top side, 3 south along a left side).
+    starts, ends, dirs = [], [], []
+    for d, outside, (si, sj), (ei, ej) in (
+            (0, p[:-2, 1:-1], (0, 0), (0, 1)),
+            (1, p[1:-1, 2:], (0, 1), (1, 1)),
+            (2, p[2:, 1:-1], (1, 1), (1, 0)),
+            (3, p[1:-1, :-2], (1, 0), (0, 0))):
+        iy, ix = np.nonzero(c & ~outside)
+        starts.append((iy + si) * w + ix + sj)
+        ends.append((iy + ei) * w + ix + ej)
+        dirs.append(np.full(iy.size, d, dtype=np.int64))
+    s = np.concatenate(starts)
+    e = np.concatenate(ends)
+    d = np.concatenate(dirs)
+    order = np.lexsort((d, s))
+    first = np.searchsorted(s[order], e, side="left")
+    two = (np.searchsorted(s[order], e, side="right") - first) == 2
+    nxt = order[first]
+    if two.any():
+        # a corner where two covered cells meet only diagonally has two edges
+        # out: turn left, to stay along the cell the edge came along
+        second = order[np.minimum(first + 1, order.size - 1)]
+        nxt = np.where(two & (d[nxt] != (d + 1) % 4), second, nxt)
+    nxt_l, s_l, d_l = nxt.tolist(), s.tolist(), d.tolist()
+    seen = bytearray(len(s_l))
+    loops: list[list[int]] = []
+    for k0 in range(len(s_l)):
+        if seen[k0]:
+            continue
+        walk = []
+        k = k0
+        while not seen[k]:
+            seen[k] = 1
+            walk.append(k)
+            k = nxt_l[k]
+        # a corner met twice: split the walk there into simple loops
+        stack: list[int] = []
+        pos: dict[int, int] = {}
+        for k in walk:
+            v = s_l[k]
+            if v in pos:
+                at = pos[v]
+                loops.append(stack[at:])
+                for kk in stack[at + 1:]:
+                    del pos[s_l[kk]]
+                del stack[at:]
+            pos[v] = len(stack)
+            stack.append(k)
+        loops.append(stack)
+    labels, _ = ndimage.label(mask)  # (4-connectivity, as the rings)
+    shells: dict[int, list[np.ndarray]] = {}
+    holes: dict[int, list[np.ndarray]] = {}
+    left_of = {0: (0, 0), 1: (0, -1), 2: (-1, -1), 3: (-1, 0)}  # start corner -> cell
+    for loop in loops:
+        keep = [k for i, k in enumerate(loop) if d_l[k] != d_l[loop[i - 1]]]
+        v = np.array([s_l[k] for k in keep], dtype=np.int64)
+        ring = np.column_stack([v % w, v // w])
+        area2 = int(np.dot(ring[:, 0], np.roll(ring[:, 1], -1))
+                    - np.dot(np.roll(ring[:, 0], -1), ring[:, 1]))
+        k = loop[0]
+        di, dj = left_of[d_l[k]]
+        lab = int(labels[s_l[k] // w + di, s_l[k] % w + dj])
+        (shells if area2 > 0 else holes).setdefault(lab, []).append(
+            np.vstack([ring, ring[:1]]))
+    polys: list[list[np.ndarray]] = []
+    for lab, sh in shells.items():
+        hs = holes.get(lab, [])
+        if len(sh) == 1:
+            polys.append([sh[0], *hs])
+            continue
+        # (not expected: one shell per connected set of cells; should it
+        # happen, each hole goes to the smallest shell around it)
+        parts: list[list[np.ndarray]] = [[r] for r in sorted(sh, key=_ring_area)]
+        for h in hs:
+            # (a point a quarter cell to the right of the hole's first side:
+            # in the unsearched pocket, on no ring)
+            (ax, ay), (bx, by) = h[0].tolist(), h[1].tolist()
+            n = math.hypot(bx - ax, by - ay)
+            pt = np.array([(ax + bx) / 2 + 0.25 * (by - ay) / n,
+                           (ay + by) / 2 - 0.25 * (bx - ax) / n])
+            for part in parts:
+                if _inside(pt, part[0]):
+                    part.append(h)
+                    break
+        polys.extend(parts)
+    return polys
+
+
+def _ring_area(ring: np.ndarray) -> float:
+    x, y = np.asarray(ring, dtype=np.float64).T
+    return 0.5 * abs(float(np.dot(x[:-1], y[1:]) - np.dot(x[1:], y[:-1])))
+
+
+def _inside(pt: np.ndarray, ring: np.ndarray) -> bool:
+    """Whether a point lies inside a closed ring (even-odd rule)."""
+    x, y = np.asarray(ring, dtype=np.float64).T
+    x0, y0, x1, y1 = x[:-1], y[:-1], x[1:], y[1:]
+    cross = (y0 > pt[1]) != (y1 > pt[1])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        xi = x0 + (pt[1] - y0) * (x1 - x0) / (y1 - y0)
+    return bool(np.count_nonzero(cross & (pt[0] < xi)) % 2)
+
+
+def coverage_outlines(raster: Any) -> list[list[list[tuple[float, float]]]]:
+    """The covered cells of a coverage raster as polygons with holes.
+
+    Each polygon is a list of closed rings of local ``(x, y)`` (m): its
+    exterior ring first (counter-clockwise), then its holes (clockwise), the
+    winding RFC 7946 asks for.  Cells sharing an edge are one polygon; the
+    polygons meet at most at a corner, and the whole is a valid MultiPolygon
+    (unlike :func:`coverage_polygons`' rectangles, which share edges).  The
+    holes are every unsearched pocket, also those smaller than the gap size.
+    """
+    c = float(raster.cell)
+    x0 = float(raster.x0) - c / 2
+    y0 = float(raster.y0) - c / 2
+    return [[[(x0 + float(j) * c, y0 + float(i) * c) for j, i in ring.tolist()]
+             for ring in poly] for poly in _outline_polygons(raster.mask)]
+
+
+def _clip_ring(lon: np.ndarray, lat: np.ndarray, seam: float,
+               low: bool) -> list[tuple[float, float]] | None:
+    """A closed ring clipped to ``lon <= seam`` (``low``) or ``lon >= seam``
+    (Sutherland-Hodgman on one straight edge); None when nothing is left."""
+    pts = list(zip(lon[:-1].tolist(), lat[:-1].tolist(), strict=True))
+    out: list[tuple[float, float]] = []
+    for k, cur in enumerate(pts):
+        prev = pts[k - 1]
+        c_in = cur[0] <= seam if low else cur[0] >= seam
+        p_in = prev[0] <= seam if low else prev[0] >= seam
+        if c_in != p_in:
+            t = (seam - prev[0]) / (cur[0] - prev[0])
+            out.append((seam, prev[1] + t * (cur[1] - prev[1])))
+        if c_in:
+            out.append(cur)
+    return out if len(out) >= 3 else None
+
+
+def _geo_ring(pts: list[tuple[float, float]], shift: float) -> list[list[float]] | None:
+    """A ring of (unwrapped lon, lat) in GeoJSON: longitudes shifted into
+    [-180, 180], 9 decimals (0.1 mm), repeated points dropped, closed; None
+    when fewer than three distinct points are left."""
+    ring: list[list[float]] = []
+    for lo, la in pts:
+        q = [round(min(180.0, max(-180.0, lo + shift)), 9), round(la, 9)]
+        if not ring or q != ring[-1]:
+            ring.append(q)
+    while len(ring) > 1 and ring[-1] == ring[0]:
+        ring.pop()
+    if len(ring) < 3:
+        return None
+    return [*ring, ring[0]]
+
+
+def _geo_outlines(raster: Any, frame: LocalFrame) -> list[list[list[list[float]]]]:
+    """:func:`coverage_outlines` in WGS 84 GeoJSON coordinates, cut at the antimeridian."""
+    mask = np.asarray(raster.mask, dtype=bool)
+    if not mask.any():
+        return []
+    c = float(raster.cell)
+
+    def lonlat(ring: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # corner indices -> local metres -> longitude unwrapped around the origin
+        x = float(raster.x0) + (ring[:, 0] - 0.5) * c
+        y = float(raster.y0) + (ring[:, 1] - 0.5) * c
+        lon, lat = frame.to_geo(x, y)
+        return frame.origin_lon + (lon - frame.origin_lon + 180.0) % 360.0 - 180.0, lat
+
+    polys = _outline_polygons(mask)
+    geo = [[lonlat(r) for r in poly] for poly in polys]
+    if all(np.all(np.abs(lo) <= 180.0) for poly in geo for lo, _ in poly):
+        out = []
+        for poly in geo:
+            rings = [_geo_ring(list(zip(lo.tolist(), la.tolist(), strict=True)), 0.0)
+                     for lo, la in poly]
+            if rings[0] is not None:
+                out.append([r for r in rings if r is not None])
+        return out
+    # Across the antimeridian: the cells on either side of it (by their
+    # centres) outlined apart, each clipped to its side and given its longitudes.
+    seam = 180.0 if frame.origin_lon >= 0 else -180.0
+    ny, nx = mask.shape
+    cx = float(raster.x0) + np.arange(nx) * c
+    cy = float(raster.y0) + np.arange(ny) * c
+    lon_c, _ = frame.to_geo(np.broadcast_to(cx, (ny, nx)), np.broadcast_to(cy[:, None], (ny, nx)))
+    lon_c = frame.origin_lon + (lon_c - frame.origin_lon + 180.0) % 360.0 - 180.0
+    out = []
+    for low in (True, False):
+        part = mask & ((lon_c < seam) if low else (lon_c >= seam))
+        shift = (0.0 if low else -360.0) if seam > 0 else (360.0 if low else 0.0)
+        for poly in _outline_polygons(part):
+            rings = []
+            for k, r in enumerate(poly):
+                lo, la = lonlat(r)
+                clipped = _clip_ring(lo, la, seam, low)
+                ring = None if clipped is None else _geo_ring(clipped, shift)
+                if ring is None and k == 0:
+                    break
+                if ring is not None:
+                    rings.append(ring)
+            if rings:
+                out.append(rings)
+    return out
 
 
 def polygons_area(rings: list[list[tuple[float, float]]]) -> float:
