@@ -22,7 +22,12 @@ command line of all three.
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import math
+import os
+import re
+import secrets
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -33,24 +38,131 @@ from demine.errors import ConfigError
 
 from . import load_profile
 
+_KINDS = {"emi": "metal detector (EMI)", "gpr": "radar (GPR)", "gps": "GPS receiver"}
 
-def _segment(stream: Any, start: float | None, stop: float | None) -> slice:
-    t = stream.time
+
+def _stream(rec: Any, recording: str | Path, name: str, kind: str) -> Any:
+    """The stream ``name`` of an open recording, which must be of ``kind``."""
+    if name not in rec.streams or rec.streams[name].kind != kind:
+        have = ", ".join(f"{n} ({s.kind})" for n, s in rec.streams.items()) or "none"
+        why = (f"{name!r} is its {rec.streams[name].kind} stream" if name in rec.streams
+               else "no stream of that name")
+        raise ConfigError(f"{recording}: no {kind.upper()} stream {name!r} ({why}; its streams: "
+                          f"{have}); --stream names the one to calibrate")
+    return rec.streams[name]
+
+
+def check_segment(start: float | None, stop: float | None) -> None:
+    """Refuse segment bounds that are not seconds from a stream's start
+    (``--start``, ``--stop``), or a stop not after the start."""
+    for name, v in (("start", start), ("stop", stop)):
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating) \
+                or not (math.isfinite(v) and 0 <= v < 1e9):
+            raise ConfigError(f"segment {name} must be seconds from the stream's start "
+                              f"(finite, >= 0), got {v} (--{name})")
+    if start is not None and stop is not None and not stop > start:
+        raise ConfigError(f"segment stop {stop:g} s is not after its start {start:g} s "
+                          "(--stop must be after --start)")
+
+
+def _segment(stream: Any, start: float | None, stop: float | None, *,
+             min_frames: int = 2) -> slice:
+    """The frames of ``stream`` from ``start`` to ``stop`` seconds after its
+    first frame (default: from its start, to its end).  A segment that starts
+    or stops beyond the stream's end, stops before it starts, or holds fewer
+    than ``min_frames`` frames is refused, naming the stream's length."""
+    check_segment(start, stop)
+    t = np.asarray(stream.time, dtype=np.int64)
     if t.size == 0:
         raise ConfigError(f"stream {stream.name!r} has no frames")
-    for name, v in (("start", start), ("stop", stop)):
-        if v is not None and not (math.isfinite(v) and 0 <= v < 1e9):
-            raise ConfigError(f"segment {name} must be seconds from the stream's start "
-                              f"(finite, >= 0), got {v}")
     t0 = int(t[0])
-    lo = 0 if start is None else int(np.searchsorted(t, t0 + int(start * 1e9)))
-    hi = t.size if stop is None else int(np.searchsorted(t, t0 + int(stop * 1e9)))
-    if hi - lo < 2:
+    length = (int(t[-1]) - t0) / 1e9
+    dt = float(np.median(np.diff(t))) / 1e9 if t.size > 1 else 0.0
+    said = (f"stream {stream.name!r} holds {t.size} frames over {length:.6g} s "
+            f"(from 0 to {length:.6g} s after its first frame)")
+    if start is not None and start > length:
+        raise ConfigError(f"segment start (--start) {start:g} s is beyond the end: {said}")
+    # (a stop up to one frame interval past the last frame is the stream's end,
+    # as its duration shows; further is a segment that is not there)
+    if stop is not None and stop > length + max(dt, 0.0) + 1e-9:
+        raise ConfigError(f"segment stop (--stop) {stop:g} s is beyond the end: {said}")
+    lo = 0 if start is None else int(np.searchsorted(t, t0 + round(start * 1e9)))
+    hi = t.size if stop is None else int(np.searchsorted(t, t0 + round(stop * 1e9)))
+    if hi - lo < min_frames:
+        seg = f"{0.0 if start is None else start:g}..{length if stop is None else stop:g} s"
         raise ConfigError(
-            f"stream {stream.name!r}: the segment {start}..{stop} s holds {hi - lo} frames; "
-            "need at least 2"
+            f"stream {stream.name!r}: the segment {seg} holds {max(hi - lo, 0)} frames; need at "
+            f"least {min_frames} (the stream holds {t.size} frames over {length:.6g} s)"
         )
     return slice(lo, hi)
+
+
+def _check_base(profile: dict[str, Any], base: str | Path, kind: str) -> None:
+    """Refuse a base profile made for another kind of device (a radar's for a
+    metal detector's null, say): the result would mix the two."""
+    driver = profile.get("driver")
+    if not isinstance(driver, str):
+        return
+    from demine.drivers import get_driver
+
+    try:
+        its = get_driver(driver).kind
+    except Exception:  # (a driver this installation does not have: not judged)
+        return
+    if its != kind:
+        raise ConfigError(f"base profile {str(base)!r} is for a {_KINDS.get(its, its)} "
+                          f"(driver {driver!r}), not for the {_KINDS.get(kind, kind)} stream "
+                          "calibrated; give a base profile for this device (--base)")
+
+
+#: Fewest readings a null is measured from, and how far (in noise standard
+#: deviations) the mean may move between parts of the segment: more means the
+#: detector was not reading steadily in air.
+NULL_MIN_READINGS = 20
+NULL_MAX_MOVE = 10.0
+
+
+def _check_quiet(x: np.ndarray, where: str) -> None:
+    """Refuse a segment whose readings are not a steady reading in air.
+
+    The segment is cut into (up to) ten parts; on every gate, the means of the
+    parts must agree within :data:`NULL_MAX_MOVE` times the reading noise,
+    which is measured from the differences of consecutive readings (so metal
+    passing, the coil moving over ground or a drift do not inflate it).
+    """
+    n, g = x.shape
+    fin = np.isfinite(x)
+    count = fin.sum(axis=0)
+    few = np.flatnonzero(count < NULL_MIN_READINGS)
+    if few.size:
+        raise ConfigError(f"{where}: gate {int(few[0])} has {int(count[few[0]])} finite readings "
+                          f"(need at least {NULL_MIN_READINGS}): no null for it")
+    parts = np.array_split(np.arange(n), min(10, n // 5))
+    xz = np.where(fin, x, 0.0)
+    sums = np.array([xz[i].sum(axis=0) for i in parts])
+    counts = np.array([fin[i].sum(axis=0) for i in parts])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    move = np.nanmax(means, axis=0) - np.nanmin(means, axis=0)
+    d = np.abs(np.diff(x, axis=0))
+    # mean |difference| of consecutive readings = 2 sigma / sqrt(pi) for white noise
+    with np.errstate(invalid="ignore"):
+        sigma = np.nanmean(np.where(np.isfinite(d), d, np.nan), axis=0) * math.sqrt(math.pi) / 2
+    sigma = np.where(np.isfinite(sigma), sigma, 0.0)
+    ratio = np.where(move > 0, move / np.where(sigma > 0, sigma, np.nan), 0.0)
+    ratio = np.where(np.isnan(ratio), np.inf, ratio)
+    k = int(np.argmax(ratio))
+    if ratio[k] > NULL_MAX_MOVE:
+        raise ConfigError(
+            f"{where}: not a steady reading in air: on gate {k} the mean moves by {move[k]:.3g} "
+            f"between parts of the segment, "
+            + (f"{ratio[k]:.0f} times the reading noise ({sigma[k]:.3g})"
+               if math.isfinite(ratio[k]) else "with no reading noise")
+            + f" (at most {NULL_MAX_MOVE:g}): metal near the coil, the coil moving over "
+            "ground, or drift. Give --start/--stop of a stretch held still in air, away from "
+            "metal")
 
 
 def _stamp(profile: dict[str, Any], source: str, how: str) -> dict[str, Any]:
@@ -63,49 +175,88 @@ def _stamp(profile: dict[str, Any], source: str, how: str) -> dict[str, Any]:
 
 def null_profile(recording: str | Path, stream: str = "emi", *, start: float | None = None,
                  stop: float | None = None, base: str | Path = "emi-pi-default") -> dict:
-    """Null a detector from a reading in air (``start``..``stop`` seconds of ``stream``)."""
+    """Null a detector from a reading in air (``start``..``stop`` seconds of ``stream``).
+
+    The segment must hold at least :data:`NULL_MIN_READINGS` readings, finite
+    on every gate, and be steady (see :func:`_check_quiet`): a segment with
+    metal near the coil or the coil swept over ground is refused rather than
+    turned into a wrong null.
+    """
     from demine.recording import Recording
 
     with Recording(recording) as rec:
-        if stream not in rec.streams or rec.streams[stream].kind != "emi":
-            raise ConfigError(f"{recording}: no EMI stream {stream!r}")
-        s = rec.streams[stream]
-        seg = _segment(s, start, stop)
+        s = _stream(rec, recording, stream, "emi")
+        seg = _segment(s, start, stop, min_frames=NULL_MIN_READINGS)
         x = s.samples[seg].astype(np.float64)
         gates = s.gate_times
+    x[~np.isfinite(x)] = np.nan  # (an overrange reading, +-inf, is no reading either)
     profile = load_profile(base)
+    _check_base(profile, base, "emi")
+    where = f"{recording}:{stream}[{seg.start}:{seg.stop}]"
+    _check_quiet(x, where)
     profile["null"] = [float(v) for v in np.nanmean(x, axis=0)]
     profile["noise"] = [float(v) for v in np.nanstd(x, axis=0)]
     if gates is not None:
         profile["gate_times"] = [float(v) for v in gates]
+    elif len(profile.get("gate_times", [])) not in (0, x.shape[1]):
+        # (the base's gate times are another detector's: a profile that gave
+        # them with this one's null would contradict itself)
+        warnings.warn(f"base profile {str(base)!r} has {len(profile['gate_times'])} gate times, "
+                      f"stream {stream!r} {x.shape[1]} gates and none recorded: the profile "
+                      "is written without gate times", stacklevel=2)
+        del profile["gate_times"]
     if len(profile.get("gains", [])) != x.shape[1]:
         profile["gains"] = [1.0] * x.shape[1]
-    return _stamp(profile, f"{recording}:{stream}[{seg.start}:{seg.stop}]", "null in air")
+    return _stamp(profile, where, "null in air")
+
+
+#: How far the direct wave's peak must stand out of its trace (in robust
+#: standard deviations of the trace) for the trace to count in the time zero.
+DIRECT_WAVE_CREST = 8.0
 
 
 def time_zero_profile(recording: str | Path, stream: str = "gpr", *, threshold: float = 0.5,
                       base: str | Path = "gpr-default") -> dict:
-    """Radar time zero from the direct wave of every trace of ``stream``."""
+    """Radar time zero from the direct wave of every trace of ``stream``.
+
+    Traces without a direct wave (blank, or noise only) are left out; when
+    they are the majority no time zero is given (ConfigError).
+    """
     from demine.gpr import TimeZero
     from demine.recording import Recording
 
     with Recording(recording) as rec:
-        if stream not in rec.streams or rec.streams[stream].kind != "gpr":
-            raise ConfigError(f"{recording}: no GPR stream {stream!r}")
-        s = rec.streams[stream]
+        s = _stream(rec, recording, stream, "gpr")
         data = s.samples
         dt = s.sample_interval
     if data.shape[0] == 0:
         raise ConfigError(f"{recording}: stream {stream!r} has no traces")
+    tz = TimeZero(threshold=threshold, mode="peak")  # (checks the threshold)
     profile = load_profile(base)
+    _check_base(profile, base, "gpr")
     if dt is None:
         dt = profile.get("sample_interval")
     if not dt:
         raise ConfigError(f"{recording}: stream {stream!r} has no sample_interval and the "
                           "base profile gives none")
-    tz = TimeZero(threshold=threshold, mode="peak")
-    tz.process(data.astype(np.float32))
-    picks = tz.last_picks
+    x = data.astype(np.float32)
+    tz.process(x)
+    # Only the traces with a direct wave count: one that stands out of the
+    # trace (a peak of at least DIRECT_WAVE_CREST times the trace's robust
+    # spread); a blank or noise-only trace gives a pick anywhere.
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # (all-NaN traces: no wave)
+        med = np.nanmedian(x, axis=1, keepdims=True)
+        dev = np.abs(x - med)
+        spread = 1.4826 * np.nanmedian(dev, axis=1)
+        peak = np.nanmax(np.where(np.isfinite(dev), dev, -np.inf), axis=1)
+        wave = (peak > 0) & np.isfinite(peak) & (peak >= DIRECT_WAVE_CREST * spread)
+    if np.count_nonzero(wave) * 2 < wave.size:
+        raise ConfigError(
+            f"{recording}: stream {stream!r}: {np.count_nonzero(wave)} of {wave.size} traces "
+            f"have a direct wave (a peak at least {DIRECT_WAVE_CREST:g} times the trace's "
+            "spread; blank or noise-only traces do not): no time zero to measure")
+    picks = tz.last_picks[wave]
     pick = float(np.median(picks))
     profile["sample_interval"] = float(dt)
     profile["time_zero"] = pick * float(dt)
@@ -162,15 +313,14 @@ def pulse_profile(recording: str | Path, stream: str = "emi", *, start: float | 
     from demine.recording import Recording
 
     with Recording(recording) as rec:
-        if stream not in rec.streams or rec.streams[stream].kind != "emi":
-            raise ConfigError(f"{recording}: no EMI stream {stream!r}")
-        s = rec.streams[stream]
+        s = _stream(rec, recording, stream, "emi")
         seg = _segment(s, start, stop)
         x = np.asarray(s.samples[seg], dtype=np.float64)
         gates = s.gate_times
         # the reading rate as the processing chains see it
         rate = _stream_context(s).get("sample_rate", 1000.0)
     profile = load_profile(base)
+    _check_base(profile, base, "emi")
     if gates is None:
         gates = profile.get("gate_times")
     if gates is None:
@@ -231,26 +381,90 @@ def pulse_profile(recording: str | Path, stream: str = "emi", *, start: float | 
                   "after the offset alone)")
 
 
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _toml_key(k: Any) -> str:
+    k = str(k)
+    return k if _BARE_KEY.fullmatch(k) else _toml_str(k)
+
+
+def _toml_str(v: str) -> str:
+    """A TOML basic string: quotes, backslashes and control characters escaped
+    (a newline in a path or a description would end the line)."""
+    out = []
+    for ch in v:
+        if ch in _TOML_ESCAPES:
+            out.append(_TOML_ESCAPES[ch])
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04X}")
+        elif 0xD800 <= ord(ch) <= 0xDFFF:  # (a lone surrogate is no character)
+            out.append("\\uFFFD")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+_TOML_ESCAPES = {"\\": "\\\\", '"': '\\"', "\b": "\\b", "\t": "\\t", "\n": "\\n",
+                 "\f": "\\f", "\r": "\\r"}
+
+
 def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
+    if isinstance(v, bool | np.bool_):
         return "true" if v else "false"
-    if isinstance(v, (int, np.integer)):
+    if isinstance(v, int | np.integer):
         return str(int(v))
-    if isinstance(v, (float, np.floating)):
+    if isinstance(v, float | np.floating):
         f = float(v)
         if not math.isfinite(f):
             return "nan" if math.isnan(f) else ("inf" if f > 0 else "-inf")
         return repr(f)
     if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(v, (list, tuple, np.ndarray)):
+        return _toml_str(v)
+    if isinstance(v, _dt.datetime | _dt.date | _dt.time):  # (as tomllib reads them)
+        return v.isoformat()
+    if isinstance(v, list | tuple | np.ndarray):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
     raise ConfigError(f"cannot write {type(v).__name__} to a calibration profile")
 
 
+def _toml_lines(table: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[str]:
+    """A table's values, then each sub-table under its own header."""
+    lines = [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items()
+             if not isinstance(v, dict)]
+    for k, v in table.items():
+        if isinstance(v, dict):
+            path = (*prefix, _toml_key(k))
+            lines += ["", f"[{'.'.join(path)}]", *_toml_lines(v, path)]
+    return lines
+
+
 def write_profile(profile: dict[str, Any], path: str | Path) -> Path:
-    """Write a flat profile (numbers, strings, lists) as TOML."""
+    """Write a profile (numbers, strings, lists, tables) as TOML that
+    :func:`demine.calibration.load_profile` reads back unchanged.
+
+    The file is written whole to a temporary file next to it and renamed over
+    ``path``, so a failure leaves an earlier profile of that name as it was
+    (``--base det.toml --out det.toml`` updates a profile in place).
+    """
     path = Path(path)
-    lines = [f"{k} = {_toml_value(v)}" for k, v in profile.items()]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    text = "\n".join(_toml_lines(profile)) + "\n"
+    target = Path(os.path.realpath(path))  # (through a link: the link stays)
+    if target.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a directory, not a file", str(path))
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "x", encoding="utf-8") as fh:
+            fh.write(text)
+        if target.exists():  # (the profile replaced keeps its permissions)
+            os.chmod(tmp, target.stat().st_mode & 0o7777)
+        os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path

@@ -22,15 +22,18 @@ def register(sub: argparse._SubParsersAction) -> None:
              "ground (the viscous soil's decay)", "the sweep")):
         e = s.add_parser(name, help=helptext)
         e.add_argument("recording", type=Path)
-        e.add_argument("--stream", default="emi")
+        e.add_argument("--stream", default="emi", help="EMI stream (default emi)")
         e.add_argument("--start", type=float, default=None, metavar="S",
-                       help=f"start of {segment}, seconds from the stream's start")
-        e.add_argument("--stop", type=float, default=None, metavar="S")
+                       help=f"start of {segment}, seconds from the stream's first frame "
+                       "(default 0)")
+        e.add_argument("--stop", type=float, default=None, metavar="S",
+                       help=f"end of {segment}, seconds from the stream's first frame "
+                       "(default: the stream's end; beyond it is refused)")
         e.add_argument("--base", default="emi-pi-default", help="profile to start from")
         e.add_argument("--out", "-o", type=Path, required=True)
     t = s.add_parser("time-zero", help="radar time zero from the direct wave")
     t.add_argument("recording", type=Path)
-    t.add_argument("--stream", default="gpr")
+    t.add_argument("--stream", default="gpr", help="radar stream (default gpr)")
     t.add_argument("--threshold", type=float, default=0.5,
                    help="first-break threshold as a fraction of the trace peak (default 0.5)")
     t.add_argument("--base", default="gpr-default", help="profile to start from")
@@ -39,7 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .._params import check_number
     from ..calibration.procedures import (
+        check_segment,
         null_profile,
         pulse_profile,
         time_zero_profile,
@@ -47,6 +52,12 @@ def run(args: argparse.Namespace) -> int:
     )
     from ._paths import check_text_output
 
+    # options checked before the recording is opened
+    if args.procedure == "time-zero":
+        args.threshold = check_number("calibrate", "--threshold", args.threshold, lo=0.0,
+                                      lo_open=True, hi=1.0)
+    else:
+        check_segment(args.start, args.stop)
     check_text_output(args.out, [args.recording])
     if args.procedure == "null":
         prof = null_profile(args.recording, args.stream, start=args.start, stop=args.stop,
