@@ -1,8 +1,12 @@
 """Calibration procedures that produce profiles from recordings.
 
 * :func:`null_profile`: detector nulling — the mean reading of every gate while
-  the coil is held in air, away from metal, becomes the ``null`` subtracted
-  from later readings; the per-gate noise is kept as ``noise``.
+  the coil is held in air, away from metal, becomes the ``null``, and the
+  per-gate noise ``noise``: a record of the detector's in-air level and noise
+  (to compare detectors, or one detector over a campaign).  The processing
+  chains do not subtract it: their drift baseline (``emi.baseline``) and the
+  ground balance's level term remove a constant level from the readings by
+  themselves, and the detection statistic measures its own noise.
 * :func:`time_zero_profile`: radar time zero — the two-way time of the direct
   wave, picked trace by trace (:class:`demine.gpr.TimeZero`) and summarised by
   the median, becomes ``time_zero``.
