@@ -213,6 +213,36 @@ def test_rerun_skips_and_force_recomputes(campaign, first_run):
     assert marker.stat().st_mtime_ns > before
 
 
+def test_outputs_record_the_size_and_time_of_the_recording_they_were_made_from(campaign,
+                                                                             tmp_path):
+    """done.json and files.parquet hold the recording's size and modification
+    time (ns) as the job read it, for `demine report` to tell whether it
+    changed since; a rerun reusing the outputs of an earlier demine, which did
+    not record them, takes them from the file its unchanged key was made of."""
+    d, good, bad = campaign
+    out = tmp_path / "out"
+    run_batch([str(p) for p in good], out, workers=1, processes=False, progress=False)
+
+    def recorded() -> dict[str, tuple[int, int]]:
+        return {r["name"]: (r["size"], r["mtime_ns"])
+                for r in pq.read_table(out / "files.parquet").to_pylist()}
+
+    want = {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in good}
+    assert recorded() == want
+    for p in good:
+        done = json.loads((file_dir(out, p) / "done.json").read_text())
+        assert (done["size"], done["mtime_ns"]) == want[p.name]
+    # outputs written before these were recorded
+    for name in ("done.json", "metrics.json"):
+        f = file_dir(out, good[0]) / name
+        doc = json.loads(f.read_text())
+        del doc["size"], doc["mtime_ns"]
+        f.write_text(json.dumps(doc))
+    res = run_batch([str(p) for p in good], out, workers=1, processes=False, progress=False)
+    assert len(res.skipped) == 2
+    assert recorded() == want
+
+
 def test_explicit_scheduler_address_via_cli(campaign, tmp_path, capsys):
     d, good, bad = campaign
     out = tmp_path / "out"

@@ -147,3 +147,66 @@ def test_recording_labels():
     assert recording_labels(["lane.h5", "a/lane.h5"]) == ["lane.h5", "a/lane.h5"]
     assert recording_labels(["/lane.h5", "/x/lane.h5"]) == ["/lane.h5", "x/lane.h5"]
     assert recording_labels([]) == []
+
+
+def test_a_recording_changed_since_the_batch_gets_a_note_not_figures(recordings, tmp_path):
+    """The per-recording figures draw the recording as it is now with the
+    alarms of the batch: a recording changed since (another one copied over
+    it, or only touched) gets a note naming it instead of figures that mix the
+    two; the tables of the batch stay, and an unchanged one is drawn."""
+    import os
+    import shutil
+
+    d, good, bad = recordings
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    paths = [rec / "lane1.h5", rec / "lane2.h5", rec / "lane3.h5"]
+    for src, dst in zip([*good, good[0]], paths, strict=True):
+        shutil.copyfile(src, dst)
+    batch = tmp_path / "batch"
+    run_batch([str(p) for p in paths], batch, workers=2, processes=False, progress=False)
+    out = tmp_path / "rep"
+    assert main(["report", str(batch), "--out", str(out)]) == 0
+    html, pngs = _figures_referenced(out)
+    assert "changed since the batch" not in html and "cannot be checked" not in html
+    assert {p.name[:4] for p in pngs if p.name.startswith("f")} == {"f000", "f001", "f002"}
+
+    shutil.copyfile(good[1], paths[0])  # lane1.h5 re-recorded: another lane under its name
+    st = os.stat(paths[1])  # lane2.h5 only touched: its modification time
+    os.utime(paths[1], ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
+    assert main(["report", str(batch), "--out", str(out)]) == 0
+    html, pngs = _figures_referenced(out)
+    for p in paths[:2]:
+        note = re.search(rf"<p class=\"note\">{re.escape(p.name)} \(([^)]*)\) changed since "
+                         r"the batch: ([^<]*)</p>", html)
+        assert note, p.name
+        assert note.group(1) == str(p)
+        assert "per-recording figures skipped" in note.group(2)
+        assert "demine batch" in note.group(2)
+    assert re.search(r"lane2\.h5 \([^)]*\) changed since the batch: modified [^<]*; same size",
+                     html)
+    # only the unchanged recording is drawn; the batch's tables and pooled figures stay
+    assert {p.name[:4] for p in pngs if p.name.startswith("f")} == {"f002"}
+    assert {"roc.png", "pd_by_class_depth.png"} <= {p.name for p in pngs}
+    for p in paths:
+        assert f'<td class="">{p.name}</td>' in html
+
+
+def test_a_batch_that_did_not_record_size_and_time_cannot_be_checked(recordings, tmp_path):
+    """A batch directory of an earlier demine (files.parquet without the
+    recordings' size and modification time) still reports, with its figures,
+    and says that it cannot check whether a recording changed since."""
+    import pyarrow.parquet as pq
+
+    d, good, bad = recordings
+    batch = tmp_path / "batch"
+    run_batch([str(good[0])], batch, workers=1, processes=False, progress=False)
+    t = pq.read_table(batch / "files.parquet")
+    assert {"size", "mtime_ns"} <= set(t.column_names)
+    pq.write_table(t.drop_columns(["size", "mtime_ns"]), batch / "files.parquet")
+    out = tmp_path / "rep"
+    assert main(["report", str(batch), "--out", str(out)]) == 0
+    html, pngs = _figures_referenced(out)
+    assert not re.search(r"\) changed since the batch: ", html)
+    assert re.search(r"lane1\.h5: [^<]*cannot be checked", html)
+    assert "f000_lane1_bscan_gpr.png" in {p.name for p in pngs}

@@ -24,7 +24,10 @@ Output directory::
 ``done.json`` holds a key made of the file's absolute path, size and
 modification time, the resolved configuration, the model file's hash and the
 demine version; a re-run skips every file whose key still matches (unless
-``force``), and a failed file (no ``done.json``) is tried again.  The three
+``force``), and a failed file (no ``done.json``) is tried again.  The file's size
+and modification time (ns) when its job began are also stored plainly, in
+``done.json`` and ``files.parquet`` (``size``, ``mtime_ns``), for ``demine
+report`` to tell a recording changed since.  The three
 campaign tables are written when every file is done (``summary.json`` last),
 after those of an earlier run were removed before the first task: a run that
 does not finish (Ctrl-C: :class:`BatchInterrupted`) leaves none.
@@ -79,7 +82,8 @@ WORKER_START_TIMEOUT = 120.0
 #: Columns of ``files.parquet``.
 FILE_COLUMNS = ("file", "name", "status", "error", "cached", "seconds", "key", "has_truth",
                 "n_alarms", "alarms_by_stream", "n_targets", "n_found", "pd", "pd_lower95",
-                "n_false_alarms", "far_per_m2", "area_m2", "duration_s", "out_dir")
+                "n_false_alarms", "far_per_m2", "area_m2", "duration_s", "out_dir",
+                "size", "mtime_ns")
 
 
 def _need_campaign_deps() -> None:
@@ -433,7 +437,8 @@ def process_file(path: str | Path, out_dir: str | Path, config: Mapping[str, Any
     next), and writes only into its own directory :func:`file_dir`.  On failure
     ``error.json`` is written and the returned dict has ``status = "failed"``
     and ``error`` (the exception type and message); otherwise ``done.json``
-    (with ``key``) is written last, so an interrupted job counts as not done.
+    (with ``key``, and the file's ``size`` and ``mtime_ns`` as the job began)
+    is written last, so an interrupted job counts as not done.
 
     Returns
     -------
@@ -450,11 +455,14 @@ def process_file(path: str | Path, out_dir: str | Path, config: Mapping[str, Any
         fdir.mkdir(parents=True, exist_ok=True)
         for stale in ("done.json", "error.json"):
             (fdir / stale).unlink(missing_ok=True)
+        st = os.stat(path)  # (what the outputs are of, for demine report to compare)
         row.update(_run_job(path, fdir, config, model, gpr_threads))
         row["status"] = "done"
         row["seconds"] = time.perf_counter() - t0
+        row["size"], row["mtime_ns"] = st.st_size, st.st_mtime_ns
         _write_json(fdir / "metrics.json", row)
         _write_json(fdir / "done.json", {"key": key, "file": row["file"],
+                                         "size": st.st_size, "mtime_ns": st.st_mtime_ns,
                                          "finished": time.time()})
     except Exception as exc:  # noqa: BLE001 - reported per file, others go on
         row["status"] = "failed"
@@ -685,7 +693,8 @@ def _outcome(row: Mapping[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def _cached_row(fdir: Path, key: str) -> dict[str, Any] | None:
+def _cached_row(fdir: Path, key: str, path: Path) -> dict[str, Any] | None:
+    """The row of recording ``path``'s finished outputs in ``fdir``, if their key is ``key``."""
     try:
         done = json.loads((fdir / "done.json").read_text(encoding="utf-8"))
         if done.get("key") != key:
@@ -697,6 +706,12 @@ def _cached_row(fdir: Path, key: str) -> dict[str, Any] | None:
         return None
     row["cached"] = True
     row["out_dir"] = str(fdir)  # (where it is now: the output directory may have moved)
+    if row.get("size") is None or row.get("mtime_ns") is None:
+        # (outputs of a demine that did not record them: their key, made of the
+        # size and modification time of the file, is that of the file as it is)
+        with contextlib.suppress(OSError):
+            st = os.stat(path)
+            row["size"], row["mtime_ns"] = st.st_size, st.st_mtime_ns
     return row
 
 
@@ -762,7 +777,7 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path, *,
     rows: list[dict[str, Any] | None] = [None] * len(paths)
     todo = []
     for i, (p, k) in enumerate(zip(paths, keys, strict=True)):
-        cached = None if force else _cached_row(file_dir(out, p), k)
+        cached = None if force else _cached_row(file_dir(out, p), k, p)
         if cached is not None:
             rows[i] = cached
         else:
@@ -1049,7 +1064,8 @@ def _gather(result: BatchResult, config: Mapping[str, Any] | None = None) -> Non
         ("alarms_by_stream", pa.string()), ("n_targets", pa.int64()),
         ("n_found", pa.int64()), ("pd", pa.float64()), ("pd_lower95", pa.float64()),
         ("n_false_alarms", pa.int64()), ("far_per_m2", pa.float64()),
-        ("area_m2", pa.float64()), ("duration_s", pa.float64()), ("out_dir", pa.string())])
+        ("area_m2", pa.float64()), ("duration_s", pa.float64()), ("out_dir", pa.string()),
+        ("size", pa.int64()), ("mtime_ns", pa.int64())])
     result.files_table = out / "files.parquet"
     pq.write_table(pa.Table.from_pydict(ftab, schema=schema), str(result.files_table) + ".tmp")
     os.replace(str(result.files_table) + ".tmp", result.files_table)

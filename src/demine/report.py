@@ -22,7 +22,10 @@ PNG, so the page can be mailed on its own; the PNG files stay beside it):
 For a batch directory the ROC and PD tables are pooled over every recording
 with ground truth, a table lists every file (failed ones with their error),
 and the per-recording figures are drawn for the first ``max_files``
-recordings.  matplotlib is needed (``pip install 'demine[plot]'``).
+recordings, from each recording as it is now with the alarms of the batch: a
+recording whose size or modification time is no longer what the batch read
+gets a note instead.  matplotlib is needed
+(``pip install 'demine[plot]'``).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import datetime as _dt
 import html
 import json
 import math
+import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -730,6 +734,48 @@ def recording_labels(paths: Sequence[str | Path]) -> list[str]:
     return labels
 
 
+def _changed_since_batch(row: Mapping[str, Any], st: os.stat_result) -> str | None:
+    """How a recording differs from what a ``demine batch`` run read of it.
+
+    Parameters
+    ----------
+    row : mapping
+        The recording's row of the batch's ``files.parquet``, with ``size``
+        and ``mtime_ns`` (the file's size and modification time in ns when
+        its job began).
+    st : os.stat_result
+        The recording as it is now.
+
+    Returns
+    -------
+    str or None
+        ``""`` when its size and modification time are those the batch read,
+        what changed (``"modified …; same size"``) when they are not, and None
+        when the batch did not record them (a batch by an earlier demine).
+    """
+    size, mtime = row.get("size"), row.get("mtime_ns")
+    if size is None or mtime is None:
+        return None
+    size, mtime = int(size), int(mtime)
+    if st.st_size == size and st.st_mtime_ns == mtime:
+        return ""
+
+    def when(ns: int, fine: bool) -> str:
+        t = _dt.datetime.fromtimestamp(ns // 1_000_000_000, _dt.UTC)
+        return t.strftime("%Y-%m-%d %H:%M:%S") + (f".{ns % 1_000_000_000:09d}" if fine
+                                                   else "") + " UTC"
+
+    if st.st_mtime_ns == mtime:
+        parts = ["same modification time"]
+    else:
+        fine = st.st_mtime_ns // 1_000_000_000 == mtime // 1_000_000_000
+        parts = [f"modified {when(st.st_mtime_ns, fine)} (the batch read it as of "
+                 f"{when(mtime, fine)})"]
+    parts.append("same size" if st.st_size == size
+                 else f"{st.st_size} bytes (the batch read {size})")
+    return "; ".join(parts)
+
+
 def _slug(label: str, limit: int = 60) -> str:
     """A label as a piece of a file name: ``site-a/day1/lane.h5`` -> ``site-a_day1_lane``."""
     stem = label[:-len(Path(label).suffix)] if Path(label).suffix else label
@@ -788,6 +834,18 @@ def _batch_report(src: Path, out: Path, *, config: Any, max_files: int) -> Path:
             continue
         if label != rec.name:  # (two recordings of one name: where this one is)
             page.p(f"Recording {rec}", "file")
+        changed = _changed_since_batch(f, rec.stat())
+        if changed:  # (figures of it as it is now with the alarms of it as it was: no)
+            page.p(f"{label} ({rec}) changed since the batch: {changed} — per-recording "
+                   "figures skipped, as they would draw the recording as it is now with the "
+                   "alarms the batch found in it then; re-run demine batch to update them.",
+                   "note")
+            continue
+        if changed is None:
+            page.p(f"{label}: the batch did not record the size and modification time of "
+                   f"{rec} (a batch by an earlier demine), so whether it has changed since "
+                   "cannot be checked: these figures draw it as it is now with the "
+                   "alarms the batch found then. Re-run demine batch to record them.", "note")
         t = read_parquet(file_dir(src, f["file"]) / "alarms.parquet")
         a = {c: t.column(c).to_numpy(zero_copy_only=False) for c in t.column_names}
         try:
