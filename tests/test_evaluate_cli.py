@@ -106,6 +106,31 @@ def test_cli_table_alarms_csv_and_two_files(tmp_path, capsys):
     assert [ln["n_found"] for ln in d["lanes"]] == [1, 4]
 
 
+def test_one_recording_with_a_table_naming_recordings(tmp_path, capsys):
+    """A table with a 'file' column is read by it for one recording too: before,
+    all its rows were taken as that recording's alarms (b.h5's four alarms on
+    a.h5: PD 1.0 instead of 0.25)."""
+    a = _write(tmp_path / "a.h5", alarms=False)
+    csv = tmp_path / "alarms.csv"
+    csv.write_text("file,x,y,score\n"
+                   "a.h5,0.3,0.5,0.9\n"
+                   "b.h5,0.7,1.5,0.7\nb.h5,0.5,2.5,0.6\nb.h5,0.2,3.5,0.5\n")
+    with pytest.raises(ConfigError, match=r"alarms name recordings not given: b\.h5 "
+                       r"\(given: a\.h5; "):
+        evaluate_recordings([a], alarms=[csv])
+    assert main(["evaluate", str(a), "--alarms", str(csv)]) == 2
+    assert "b.h5" in capsys.readouterr().err
+    only_a = tmp_path / "a_alarms.csv"
+    only_a.write_text("file,x,y,score\n" + str(a) + ",0.3,0.5,0.9\n")  # (a path: its name)
+    r = evaluate_recordings([a], alarms=[only_a])
+    assert r.n_alarms == 1 and r.n_found == 1 and r.pd == 0.25
+    # one table per recording: its rows must be that recording's
+    b = _write(tmp_path / "b.h5", alarms=False)
+    with pytest.raises(ConfigError, match=r"the alarms given for a\.h5 name other "
+                       r"recordings in their 'file' column: b\.h5"):
+        evaluate_recordings([a, b], alarms=[csv, only_a])
+
+
 def test_cli_min_metal_and_defaults_from_the_recording(tmp_path, capsys):
     path = _write(tmp_path / "lane.h5")
     # Only targets with >= 1 g of metal: the 0.6 g mine (missed) is set aside.

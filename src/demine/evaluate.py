@@ -1848,8 +1848,18 @@ def evaluate_recordings(
     per: list[Any] = [None] * len(paths)
     if alarms is not None:
         loaded = [read_alarms_csv(a) if isinstance(a, str | Path) else a for a in alarms]
-        if len(loaded) == len(paths):
+        # (a table that names each alarm's recording is read by those names, also
+        # for one recording: a campaign's table given with one of its lanes)
+        one_named = len(loaded) == 1 and _column(loaded[0], "file", None) is not None
+        if len(loaded) == len(paths) and not one_named:
             per = loaded
+            for p, table in zip(paths, loaded, strict=True):
+                fcol = _column(table, "file", None)
+                other = sorted({Path(str(v)).name for v in fcol} - {p.name}) \
+                    if fcol is not None else []
+                if other:
+                    raise ConfigError(f"the alarms given for {p.name} name other recordings "
+                                      f"in their 'file' column: {', '.join(other)}")
         elif len(loaded) == 1:
             table = loaded[0]
             fcol = _column(table, "file", None)
@@ -1862,7 +1872,9 @@ def evaluate_recordings(
             known = {p.name for p in paths}
             unknown = sorted(set(fnames.tolist()) - known)
             if unknown:
-                raise ConfigError(f"alarms name recordings not given: {', '.join(unknown)}")
+                raise ConfigError(f"alarms name recordings not given: {', '.join(unknown)} "
+                                  f"(given: {', '.join(sorted(known))}; evaluate them too, or "
+                                  "keep only the given recordings' rows)")
             for i, p in enumerate(paths):
                 sel = fnames == p.name
                 per[i] = {k: np.asarray(v)[sel] for k, v in table.items()}
