@@ -1,12 +1,20 @@
-"""``nmea``: an NMEA 0183 GPS receiver (GGA, RMC, ZDA, VTG).
+"""``nmea``: an NMEA 0183 GPS receiver (GGA, GNS, RMC, ZDA, VTG).
 
 Sentences are parsed by :mod:`demine.nmea` (checksums checked).  One frame is
 emitted per GGA sentence (position, altitude, fix quality, satellites, HDOP); the
-date comes from the latest RMC or ZDA.  A receiver configured without GGA gets one
-frame per RMC instead.  "No fix" sentences and empty fields become frames with
-``fix_quality`` 0 and NaN position, never an error.
+date comes from the latest RMC or ZDA, and moves on at UTC midnight
+(:class:`demine.nmea.UtcDate`: the GGA that comes before the epoch's RMC has
+the new day's date).  A receiver configured without GGA gets one frame per GNS
+instead, and one without GGA and GNS one frame per RMC (fix quality from its
+mode, no altitude, satellites unknown); which one is decided by the second
+such sentence (a receiver that sends RMC before GGA, as u-blox ones do, gives
+no RMC frame for its first epoch).  "No fix" sentences and empty fields become
+frames with ``fix_quality`` 0 and NaN position, never an error; positions a
+receiver did not measure (fix quality 7 manual input, 8 simulator) are NaN
+with their quality.
 
-Samples columns (float64): ``lon, lat, alt, fix_quality, satellites, hdop``.
+Samples columns (float64): ``lon, lat, alt, fix_quality, satellites, hdop``
+(``satellites`` NaN when the sentence has none).
 ``device_time_us`` is the GPS UTC time in microseconds since the Unix epoch (before
 the receiver has sent a date, the host's UTC date is assumed; ``-1`` without a
 time); the field ``gps_time_ns`` holds the GPS UTC time only when the GPS gave the
@@ -32,7 +40,7 @@ COLUMNS = ("lon", "lat", "alt", "fix_quality", "satellites", "hdop")
 _KNOT = 1852.0 / 3600.0  # m/s
 # (sentence type tuples made once: a union in each isinstance call builds it anew)
 _RMC_ZDA = (_nmea.RMC, _nmea.ZDA)
-_KNOWN = (_nmea.GGA, _nmea.RMC, _nmea.ZDA, _nmea.VTG)
+_KNOWN = (_nmea.GGA, _nmea.GNS, _nmea.RMC, _nmea.ZDA, _nmea.VTG)
 
 
 class GpsFix(NamedTuple):
@@ -110,13 +118,18 @@ class NmeaDriver(Driver):
         "xonxoff": False,
         "rtscts": False,
     }
-    frame_format = "NMEA 0183 text sentences $ttSSS,...*hh CR LF (GGA, RMC, ZDA, VTG used)"
+    frame_format = "NMEA 0183 text sentences $ttSSS,...*hh CR LF (GGA, GNS, RMC, ZDA, VTG used)"
     columns = COLUMNS
 
     def __init__(self, *, talker: str = "GP") -> None:
         self.talker = talker
-        self._date: _dt.date | None = None
-        self._gga_seen = False
+        self._utc = _nmea.UtcDate()
+        #: The sentence the frames come from: "GGA", "GNS" or "RMC" (None: not
+        #: known yet; GGA once one is seen, else the second GNS or RMC decides)
+        self._source: str | None = None
+        #: The first GNS or RMC frame while the source is not known:
+        #: (kind, row, device time us, gps ns, motion)
+        self._held: tuple[str, tuple[float, ...], int, int, tuple[float, float]] | None = None
         self._count = 0
         self._speed = math.nan  # m/s, latest RMC/VTG
         self._course = math.nan  # degrees true, latest RMC/VTG
@@ -169,9 +182,15 @@ class NmeaDriver(Driver):
                 else:
                     res.bad_lines += 1
                 continue
+            if not isinstance(s, _KNOWN):
+                res.ignored += 1
+                continue
             if isinstance(s, _RMC_ZDA):
-                if s.date is not None:
-                    self._date = s.date
+                ns = self._utc.see(s.date, s.time_of_day)
+            elif isinstance(s, _nmea.VTG):
+                ns = None
+            else:
+                ns = self._utc.utc_ns(s.time_of_day)
             if isinstance(s, _nmea.RMC) and s.has_fix:
                 self._speed, self._course = s.speed_knots * _KNOT, s.course_deg
             elif isinstance(s, _nmea.VTG) and s.has_fix:
@@ -179,23 +198,41 @@ class NmeaDriver(Driver):
                                else s.speed_knots * _KNOT)
                 self._course = s.course_true_deg
             if isinstance(s, _nmea.GGA):
-                self._gga_seen = True
-                rows.append((s.lon, s.lat, s.altitude, float(s.fix_quality),
-                             float(s.satellites), s.hdop))
-            elif isinstance(s, _nmea.RMC) and not self._gga_seen:
-                rows.append((s.lon, s.lat, math.nan, 1.0 if s.has_fix else 0.0,
-                             0.0, math.nan))
-            elif isinstance(s, _KNOWN):
-                continue
+                self._source, self._held = "GGA", None
+                row: tuple[float, ...] = (s.lon, s.lat, s.altitude, float(s.fix_quality),
+                                          float(s.satellites), s.hdop)
+            elif isinstance(s, _nmea.GNS) and self._source in (None, "GNS", "RMC"):
+                row = (s.lon, s.lat, s.altitude, float(s.fix_quality), float(s.satellites),
+                       s.hdop)
+            elif isinstance(s, _nmea.RMC) and self._source in (None, "RMC"):
+                row = (s.lon, s.lat, math.nan, float(s.fix_quality), math.nan, math.nan)
             else:
-                res.ignored += 1
                 continue
+            tod = s.time_of_day
+            gps = -1 if ns is None else ns
+            if ns is None and not math.isnan(tod):
+                ns = _utc_from_host_date(tod)
+            us = -1 if ns is None else ns // 1000
+            kind = type(s).__name__
+            if kind != self._source:
+                # GNS or RMC while no GGA (or, for RMC, GNS) was seen: the
+                # first one is held; a second one, with none of the others
+                # since, makes it the source of the frames
+                held = self._held
+                if held is None or (held[0] == "RMC" and kind == "GNS"):
+                    self._held = (kind, row, us, gps, (self._speed, self._course))
+                    continue
+                if held[0] != kind:  # (an RMC after a held GNS: the GNS decides)
+                    continue
+                self._source, self._held = kind, None
+                rows.append(held[1])
+                times.append(held[2])
+                gps_ns.append(held[3])
+                motion.append(held[4])
+            rows.append(row)
             motion.append((self._speed, self._course))
-            ns = _nmea.utc_ns(self._date, s.time_of_day)
-            gps_ns.append(-1 if ns is None else ns)
-            if ns is None and not math.isnan(s.time_of_day):
-                ns = _utc_from_host_date(s.time_of_day)
-            times.append(-1 if ns is None else ns // 1000)
+            gps_ns.append(gps)
+            times.append(us)
         if rows:
             n = len(rows)
             res.batch = FrameBatch(

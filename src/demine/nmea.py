@@ -1,23 +1,31 @@
-"""NMEA 0183 sentence parser (GGA, RMC, ZDA, VTG).
+"""NMEA 0183 sentence parser (GGA, GNS, RMC, ZDA, VTG).
 
 A pure, dependency-free parser for the sentences a GPS receiver sends over a
 serial line and that radar controllers store in sidecar files (GSSI ``.DZG``).
 
 * The checksum (XOR of every character between ``$`` and ``*``, written as two
-  hexadecimal digits) is checked; a missing checksum is an error unless the
-  caller passes ``require_checksum=False``.
+  hexadecimal digits, upper or lower case) is checked; a missing checksum is an
+  error unless the caller passes ``require_checksum=False``.
 * The talker is not interpreted: ``$GPGGA``, ``$GNGGA``, ``$GLGGA``, ``$BDGGA``…
   all parse as GGA, and the talker is kept in the record.
 * Latitude ``ddmm.mmmm`` and longitude ``dddmm.mmmm`` become signed decimal
-  degrees (south and west negative).
+  degrees (south and west negative).  Numbers are plain decimals (``12.5``,
+  ``-3``): Python's other spellings (``1_0``, ``1e3``, non-ASCII digits) are
+  malformed fields, not numbers.
 * A sentence that reports no fix (GGA fix quality 0, RMC status ``V``, VTG mode
-  ``N``) or leaves the position fields empty is a valid "no fix" record with NaN
-  position, never an exception: receivers send those for minutes after power-up.
+  ``N``, GNS mode all ``N``) or leaves the position fields empty is a valid "no
+  fix" record with NaN position, never an exception: receivers send those for
+  minutes after power-up.  So are the positions a receiver did not measure:
+  GGA fix quality 7 (manual input) and 8 (simulator), RMC and GNS modes ``M``
+  and ``S`` (the record keeps the quality or mode that says so).  Dead
+  reckoning (GGA quality 6, mode ``E``) is a fix, marked by its quality.
 * A sentence that is malformed (bad checksum, too few fields, a number that is
   not a number, minutes >= 60, hemisphere not N/S/E/W, …) raises
   :class:`demine.errors.FrameError` whose message names the sentence and field.
+* GGA and GNS carry a UTC time of day without a date: :class:`UtcDate`
+  gives them the date of the latest RMC or ZDA, across UTC midnight.
 
-Sentence types other than the four above parse to :class:`OtherSentence` (the
+Sentence types other than the five above parse to :class:`OtherSentence` (the
 checksum is still checked) so a driver can skip them without special cases.
 """
 
@@ -32,11 +40,14 @@ from .errors import FrameError
 
 __all__ = [
     "GGA",
+    "GNS",
+    "MODE_QUALITY",
     "RMC",
     "ZDA",
     "VTG",
     "OtherSentence",
     "Sentence",
+    "UtcDate",
     "checksum",
     "parse",
     "parse_latlon",
@@ -50,6 +61,16 @@ _MAX_LEN = 164  # NMEA 0183 says 82; allow generous slack for vendor extensions
 #: instead of a Python generator step per character: the GPS reader runs this per
 #: sentence after a 25 ms sleep).
 _CONTROL_OR_DOLLAR = re.compile("[\x00-\x1f$]")
+#: The number fields of NMEA 0183: plain decimals (float() would also take
+#: "1_0", "1e3", " 1" or non-ASCII digits, which no receiver writes).
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)")
+_TIME = re.compile(r"[0-9]{6}(?:\.[0-9]*)?")
+_HEX2 = re.compile(r"[0-9A-Fa-f]{2}")
+#: GGA fix qualities that are no measured position: 7 manual input, 8 simulator.
+_NOT_MEASURED = (7, 8)
+#: Mode indicator (RMC, GNS, VTG; NMEA 2.3+) -> GGA fix quality.  ``M`` (manual
+#: input) and ``S`` (simulator) are not measured positions; ``N`` is no fix.
+MODE_QUALITY = {"A": 1, "D": 2, "P": 3, "R": 4, "F": 5, "E": 6, "M": 7, "S": 8, "N": 0}
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +78,8 @@ class GGA:
     """Global positioning fix data.
 
     ``time_of_day`` is seconds since UTC midnight (NaN when empty); ``lat``/``lon``
-    are decimal degrees, NaN when there is no fix or the fields are empty;
+    are decimal degrees, NaN when there is no fix (quality 0), the position was
+    not measured (7 manual input, 8 simulator) or the fields are empty;
     ``altitude`` is metres above mean sea level (NaN when empty).
     """
 
@@ -75,8 +97,54 @@ class GGA:
 
     @property
     def has_fix(self) -> bool:
-        """True when the receiver reports a fix and a position is present."""
-        return self.fix_quality > 0 and not (math.isnan(self.lat) or math.isnan(self.lon))
+        """True when the receiver reports a measured fix and a position is present."""
+        return (self.fix_quality > 0 and self.fix_quality not in _NOT_MEASURED
+                and not (math.isnan(self.lat) or math.isnan(self.lon)))
+
+
+@dataclass(frozen=True, slots=True)
+class GNS:
+    """GNSS fix data (NMEA 4.x multi-constellation receivers; GGA's fields).
+
+    ``mode`` holds one mode indicator per constellation (``"AAN"``: GPS and
+    GLONASS autonomous, Galileo no fix); the fix is the best of them.
+    ``nav_status`` (NMEA 4.1: ``S`` safe, ``C`` caution, ``U`` unsafe, ``V``
+    not given) is kept, not judged: u-blox receivers always send ``V``.
+    """
+
+    talker: str
+    time_of_day: float
+    lat: float
+    lon: float
+    mode: str
+    satellites: int
+    hdop: float
+    altitude: float
+    geoid_separation: float
+    dgps_age: float
+    dgps_station: str
+    nav_status: str
+
+    @property
+    def fix_quality(self) -> int:
+        """The GGA fix quality of the best constellation's mode (0: no fix)."""
+        return _best_quality(self.mode)
+
+    @property
+    def has_fix(self) -> bool:
+        """True when a constellation has a measured fix and a position is present."""
+        q = self.fix_quality
+        return q > 0 and q not in _NOT_MEASURED and not (math.isnan(self.lat)
+                                                         or math.isnan(self.lon))
+
+
+#: Preference among fixes of several constellations (GNS): RTK fixed first.
+_QUALITY_RANK = {4: 0, 5: 1, 3: 2, 2: 3, 1: 4, 6: 5, 7: 6, 8: 7, 0: 8}
+
+
+def _best_quality(mode: str) -> int:
+    qs = [MODE_QUALITY.get(c, 0) for c in mode]
+    return min(qs, key=_QUALITY_RANK.__getitem__) if qs else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,12 +164,21 @@ class RMC:
 
     @property
     def has_fix(self) -> bool:
-        """True when status is ``A``, mode is not ``N`` and a position is present."""
+        """True when status is ``A``, the mode is not ``N`` (no fix), ``M``
+        (manual input) or ``S`` (simulator) and a position is present."""
         return (
             self.status == "A"
-            and self.mode != "N"
+            and self.mode not in ("N", "M", "S")
             and not (math.isnan(self.lat) or math.isnan(self.lon))
         )
+
+    @property
+    def fix_quality(self) -> int:
+        """The GGA fix quality this RMC stands for: from its mode (NMEA 2.3+),
+        else 1 for status ``A``; 0 for status ``V``."""
+        if self.status != "A":
+            return 0
+        return MODE_QUALITY.get(self.mode, 1) if self.mode else 1
 
     @property
     def time_ns(self) -> int | None:
@@ -151,7 +228,7 @@ class OtherSentence:
     fields: tuple[str, ...]
 
 
-Sentence = GGA | RMC | ZDA | VTG | OtherSentence
+Sentence = GGA | GNS | RMC | ZDA | VTG | OtherSentence
 
 
 def checksum(body: str | bytes) -> int:
@@ -172,10 +249,9 @@ def _float(kind: str, field: str, value: str) -> float:
     value = value.strip()
     if value == "":
         return NAN
-    try:
-        x = float(value)
-    except ValueError:
-        raise _err(kind, field, value, "not a number") from None
+    if not _DECIMAL.fullmatch(value):
+        raise _err(kind, field, value, "not a number")
+    x = float(value)
     if not math.isfinite(x):
         raise _err(kind, field, value, "not a finite number")
     return x
@@ -206,13 +282,10 @@ def parse_time_of_day(value: str, kind: str = "NMEA", field: str = "time") -> fl
     value = value.strip()
     if value == "":
         return NAN
-    if len(value) < 6 or not _digits(value[:6]):
+    if not _TIME.fullmatch(value):
         raise _err(kind, field, value, "expected hhmmss[.sss]")
     hh, mm = int(value[:2]), int(value[2:4])
-    try:
-        ss = float(value[4:])
-    except ValueError:
-        raise _err(kind, field, value, "expected hhmmss[.sss]") from None
+    ss = float(value[4:])
     if hh > 23 or mm > 59 or not (0.0 <= ss < 61.0):
         raise _err(kind, field, value, "hour, minute or second out of range")
     return hh * 3600.0 + mm * 60.0 + ss
@@ -282,6 +355,55 @@ def utc_ns(date: _dt.date | None, time_of_day: float) -> int | None:
 
 
 _EPOCH_ORDINAL = _dt.date(1970, 1, 1).toordinal()
+_HALF_DAY = 43200.0
+_ONE_DAY = _dt.timedelta(days=1)
+
+
+class UtcDate:
+    """The UTC date of a stream of NMEA sentences, kept across midnight.
+
+    GGA and GNS carry a time of day without a date; the date comes from
+    RMC or ZDA, which a receiver sends after GGA in its epoch (or once a
+    second, or not at all).  The first GGA after UTC midnight would then take
+    the previous day's date: a time a day early.  This follows the times of
+    day: one more than 12 hours before the last one seen has crossed midnight
+    (the date moves on a day); one more than 12 hours after it belongs to the
+    day before (a sentence from before midnight, late).
+
+    ``see(date, time_of_day)`` for every RMC and ZDA (``date`` None when it
+    had none), ``utc_ns(time_of_day)`` for the other sentences.
+    """
+
+    __slots__ = ("date", "_tod")
+
+    def __init__(self) -> None:
+        #: The date of the latest time of day seen (None until one is known).
+        self.date: _dt.date | None = None
+        self._tod = NAN
+
+    def see(self, date: _dt.date | None, time_of_day: float) -> int | None:
+        """A sentence with a date (RMC, ZDA): the date from now on; its time (ns)."""
+        if date is None:
+            return self.utc_ns(time_of_day)
+        self.date = date
+        self._tod = time_of_day
+        return utc_ns(date, time_of_day)
+
+    def utc_ns(self, time_of_day: float) -> int | None:
+        """UTC ns of a time of day, or None before any date (or without a time)."""
+        date = self.date
+        if date is None or math.isnan(time_of_day):
+            return None
+        last = self._tod
+        try:
+            if time_of_day < last - _HALF_DAY:  # past midnight
+                date = self.date = date + _ONE_DAY
+            elif time_of_day > last + _HALF_DAY:  # before midnight, late
+                return utc_ns(date - _ONE_DAY, time_of_day)
+        except OverflowError:  # (years 1 and 9999 of a corrupt date)
+            return None
+        self._tod = time_of_day
+        return utc_ns(date, time_of_day)
 
 
 def _need(kind: str, fields: list[str], n: int) -> None:
@@ -308,9 +430,34 @@ def _parse_gga(talker: str, f: list[str]) -> GGA:
     alt = _float(k, "altitude", f[8])
     sep = _float(k, "geoid separation", f[10])
     age = _float(k, "dgps age", f[12])
-    if quality == 0 or math.isnan(lat) or math.isnan(lon):
+    if quality == 0 or quality in _NOT_MEASURED or math.isnan(lat) or math.isnan(lon):
         lat = lon = NAN
     return GGA(talker, tod, lat, lon, quality, sats, hdop, alt, sep, age, f[13].strip())
+
+
+def _parse_gns(talker: str, f: list[str]) -> GNS:
+    k = "GNS"
+    # time,lat,N/S,lon,E/W,mode,sats,hdop,alt,sep,age,station[,nav status]
+    _need(k, f, 9)
+    f = f + [""] * (13 - len(f))
+    tod = parse_time_of_day(f[0], k)
+    lat = parse_latlon(f[1], f[2], k, "lat")
+    lon = parse_latlon(f[3], f[4], k, "lon")
+    mode = f[5].strip().upper()
+    if any(c not in MODE_QUALITY for c in mode):
+        raise _err(k, "mode", f[5], f"expected letters of {''.join(MODE_QUALITY)}")
+    sats = _int(k, "satellites", f[6], 0)
+    if sats > 999:
+        raise _err(k, "satellites", f[6], "more than 999 satellites")
+    hdop = _float(k, "hdop", f[7])
+    alt = _float(k, "altitude", f[8])
+    sep = _float(k, "geoid separation", f[9])
+    age = _float(k, "dgps age", f[10])
+    status = f[12].strip().upper()[:1]
+    quality = _best_quality(mode)
+    if quality == 0 or quality in _NOT_MEASURED:
+        lat = lon = NAN
+    return GNS(talker, tod, lat, lon, mode, sats, hdop, alt, sep, age, f[11].strip(), status)
 
 
 def _parse_rmc(talker: str, f: list[str]) -> RMC:
@@ -333,7 +480,7 @@ def _parse_rmc(talker: str, f: list[str]) -> RMC:
     if vdir == "W":
         var = -var
     mode = f[11].strip().upper()[:1]
-    if status != "A" or mode == "N" or math.isnan(lat) or math.isnan(lon):
+    if status != "A" or mode in ("N", "M", "S") or math.isnan(lat) or math.isnan(lon):
         lat = lon = NAN
     return RMC(talker, tod, status or "V", lat, lon, speed, course, date, var, mode)
 
@@ -378,7 +525,8 @@ def _parse_vtg(talker: str, f: list[str]) -> VTG:
     )
 
 
-_PARSERS = {"GGA": _parse_gga, "RMC": _parse_rmc, "ZDA": _parse_zda, "VTG": _parse_vtg}
+_PARSERS = {"GGA": _parse_gga, "GNS": _parse_gns, "RMC": _parse_rmc, "ZDA": _parse_zda,
+            "VTG": _parse_vtg}
 
 
 def parse(line: str | bytes, *, require_checksum: bool = True) -> Sentence:
@@ -394,7 +542,7 @@ def parse(line: str | bytes, *, require_checksum: bool = True) -> Sentence:
 
     Returns
     -------
-    GGA | RMC | ZDA | VTG | OtherSentence
+    GGA | GNS | RMC | ZDA | VTG | OtherSentence
 
     Raises
     ------
@@ -407,6 +555,8 @@ def parse(line: str | bytes, *, require_checksum: bool = True) -> Sentence:
         except UnicodeDecodeError:
             raise FrameError("NMEA: sentence contains non-ASCII bytes") from None
     text = line.strip()
+    if not text.isascii():  # (bytes were checked above; str may hold anything)
+        raise FrameError("NMEA: sentence contains non-ASCII characters")
     if len(text) > _MAX_LEN:
         raise FrameError(f"NMEA: sentence of {len(text)} characters is too long")
     if not text.startswith("$") and not text.startswith("!"):
@@ -415,14 +565,10 @@ def parse(line: str | bytes, *, require_checksum: bool = True) -> Sentence:
     if star >= 0:
         body = text[1:star]
         given = text[star + 1 :]
-        if len(given) != 2:
+        # (int(x, 16) alone would take "+4", " 4" or "-0")
+        if not _HEX2.fullmatch(given):
             raise FrameError(f"NMEA: field 'checksum' = {given!r}: expected two hex digits")
-        try:
-            want = int(given, 16)
-        except ValueError:
-            raise FrameError(
-                f"NMEA: field 'checksum' = {given!r}: expected two hex digits"
-            ) from None
+        want = int(given, 16)
         got = checksum(body)
         if got != want:
             raise FrameError(
