@@ -180,6 +180,16 @@ def gain_curve(n_samples: int, *, power: float = 0.0, attenuation: float = 0.0,
     return g.astype(np.float32)
 
 
+
+def _inf_to_nan(out: np.ndarray) -> np.ndarray:
+    """``out`` with its infinite samples made NaN, in place (the missing-sample
+    policy): for the kernels that copy, average or interpolate samples, whose
+    outputs of finite samples are finite, an infinite output came from an
+    infinite input sample."""
+    if out.size and not np.isfinite(out).all():
+        out[np.isinf(out)] = np.nan
+    return out
+
 class _GPRStage(Stage):
     """Shared bookkeeping of the GPR stages (sample count, helpers)."""
 
@@ -650,6 +660,7 @@ class TimeZero(_GPRStage):
             _gpr.time_zero_picks(x, picks, self.threshold, self.search,
                                  self.mode == "peak", 0)
             _gpr.shift_rows(x, picks - self.target, out, self.fill, 0)
+            _inf_to_nan(out)
         self.last_picks = picks
         return out
 
@@ -852,12 +863,12 @@ class Stack(_GPRStage):
         n_out = (self._have + x.shape[0]) // self.fold
         out = np.empty((n_out, x.shape[1]), dtype=np.float32)
         self._have = _gpr.stack_rows(x, self._acc, self._have, self.fold, out, 0)
-        return out
+        return _inf_to_nan(out)
 
     def finish(self) -> np.ndarray:
         if self._acc is None or self._have == 0:
             return _empty(self._ns)
-        out = (self._acc / self._have).astype(np.float32)[None, :]
+        out = _inf_to_nan((self._acc / self._have).astype(np.float32)[None, :])
         self._acc[:] = 0.0
         self._have = 0
         return out
@@ -963,6 +974,7 @@ class Resample(_GPRStage):
         frac = np.clip(frac, 0.0, 1.0)
         out = np.empty((len(q), self._ns), dtype=np.float32)
         _gpr.interp_rows(src, idx.astype(np.int64), frac.astype(np.float64), out, 0)
+        _inf_to_nan(out)
         self._m = self._m + len(ms)
         self._prev = src[-1].copy()[None, :]
         self._prev_d = float(kd[-1])
