@@ -569,8 +569,13 @@ def test_ctrl_c_stops_a_process_cluster_with_one_line(campaign, tmp_path):
     assert (out / "summary.json").exists()  # an earlier run's tables
     cmd = [sys.executable, "-m", "demine", "batch", str(rec / "*.h5"), "--out", str(out),
            "--workers", "2", "--force"]
+    # A command run in the background by a shell without job control (CI often
+    # is) starts with SIGINT ignored, and its children inherit that: give this
+    # one a terminal's foreground process's default, or the Ctrl-C below is lost
+    # (the run then went on, hung on held.h5 or, before it, finished with 0).
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
+                            stdin=subprocess.DEVNULL, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
 
@@ -590,6 +595,7 @@ def test_ctrl_c_stops_a_process_cluster_with_one_line(campaign, tmp_path):
             others = [pid for pid in _pgroup_members(proc.pid) if pid != proc.pid]
             assert len(others) >= 2 and all(_ignores_sigint(pid) for pid in others), \
                 [(pid, _ignores_sigint(pid)) for pid in others]
+            assert not _ignores_sigint(proc.pid), "demine batch itself ignores SIGINT"
         os.killpg(proc.pid, signal.SIGINT)  # as the terminal's Ctrl-C
         stdout, stderr = proc.communicate(timeout=60)
     finally:
