@@ -14,7 +14,9 @@ receiver did not measure (fix quality 7 manual input, 8 simulator) are NaN
 with their quality.
 
 Samples columns (float64): ``lon, lat, alt, fix_quality, satellites, hdop``
-(``satellites`` NaN when the sentence has none).
+(``satellites`` NaN when the sentence has none; ``alt`` in metres, converted
+when the GGA gives feet).  The receiver's delay is the recorder's business: a
+``latency`` in the device's calibration (see ``nmea.md``).
 ``device_time_us`` is the GPS UTC time in microseconds since the Unix epoch (before
 the receiver has sent a date, the host's UTC date is assumed; ``-1`` without a
 time); the field ``gps_time_ns`` holds the GPS UTC time only when the GPS gave the

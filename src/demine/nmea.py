@@ -80,7 +80,9 @@ class GGA:
     ``time_of_day`` is seconds since UTC midnight (NaN when empty); ``lat``/``lon``
     are decimal degrees, NaN when there is no fix (quality 0), the position was
     not measured (7 manual input, 8 simulator) or the fields are empty;
-    ``altitude`` is metres above mean sea level (NaN when empty).
+    ``altitude`` is metres above mean sea level (NaN when empty) and
+    ``geoid_separation`` metres, both converted from feet when their units
+    field says ``F``.
     """
 
     talker: str
@@ -413,6 +415,20 @@ def _need(kind: str, fields: list[str], n: int) -> None:
         )
 
 
+#: GGA units fields: metres per unit (an empty field is metres: NMEA has no other default)
+_UNITS = {"M": 1.0, "": 1.0, "F": 0.3048}
+
+
+def _metres(kind: str, field: str, value: str) -> float:
+    """Metres per unit of a GGA units field: ``M`` metres, ``F`` feet (some
+    receivers configured for imperial units); anything else is refused (it
+    would be taken for metres)."""
+    try:
+        return _UNITS[value.strip().upper()]
+    except KeyError:
+        raise _err(kind, field, value, "expected M (metres) or F (feet)") from None
+
+
 def _parse_gga(talker: str, f: list[str]) -> GGA:
     k = "GGA"
     _need(k, f, 9)
@@ -427,8 +443,8 @@ def _parse_gga(talker: str, f: list[str]) -> GGA:
     if sats > 999:
         raise _err(k, "satellites", f[6], "more than 999 satellites")
     hdop = _float(k, "hdop", f[7])
-    alt = _float(k, "altitude", f[8])
-    sep = _float(k, "geoid separation", f[10])
+    alt = _float(k, "altitude", f[8]) * _metres(k, "altitude units", f[9])
+    sep = _float(k, "geoid separation", f[10]) * _metres(k, "geoid separation units", f[11])
     age = _float(k, "dgps age", f[12])
     if quality == 0 or quality in _NOT_MEASURED or math.isnan(lat) or math.isnan(lon):
         lat = lon = NAN

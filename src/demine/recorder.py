@@ -12,14 +12,21 @@ writing, never reading.
 Positions: the GPS/tracker stream is recorded as it comes (``lon``, ``lat``,
 ``alt``, fix quality) together with its position in the recording's local
 frame.  Detector and radar frames get ``x``, ``y``, ``z`` interpolated from
-that track, never extrapolated.  A frame is written as soon as it arrives
-(so it is in the file one flush after its arrival), and its position columns
-stay NaN until a fix later than the frame has arrived (at most
-``position_wait`` seconds); they are then filled in place, the positions of
-``position_write_interval`` seconds of frames (several fixes) with one write
-per column.  The detectors see a frame as soon as its position is final (they
-get it in memory), so live alarms equal batch ones.
-Without a GPS stream, positions stay NaN.
+that track, never extrapolated, nor across a gap between fixes longer than
+``max_gap`` (by default 2.5 fix intervals, at least 1 s: the median interval
+of the last fixes, so 1 s at 2.5 Hz and faster, 2.5 s at 1 Hz).  A fix is timed
+when the receiver measured it: its arrival, less the receiver's ``latency``
+from the GPS device's calibration (seconds, default 0).  A frame is written
+as soon as it arrives (so it is in the file one flush after its arrival),
+and its position columns stay NaN until a fix later than the frame has
+arrived (at most ``position_wait`` seconds: by default long enough for the
+next fix across the longest interval bridged); they are then filled in place,
+the positions of ``position_write_interval`` seconds of frames (several
+fixes) with one write per column.  The detectors see a frame as soon as its
+position is final (they get it in memory), so live alarms equal batch ones.
+Without a GPS stream, positions stay NaN.  The local frame's origin, when not
+given, is the first fix with a position, at the altitude of the first fix that
+has one when the file is opened (NaN, and every ``z`` NaN, when none has).
 
 The writer thread makes one pass every ``pass_interval`` (the flush interval,
 at most 50 ms): the frames that arrived from each device since the last pass
@@ -55,7 +62,7 @@ import numpy as np
 from .acquisition import DeviceReader, ReaderEvent, ReaderGroup
 from .drivers import FrameBatch, get_driver
 from .errors import ConfigError, DemineError, RecordingError
-from .positions import LocalFrame, PreparedTrack
+from .positions import GAP_TOLERANCE, LocalFrame, PreparedTrack
 from .recording import RecordingWriter
 
 __all__ = ["DeviceSpec", "Recorder", "parse_device"]
@@ -71,6 +78,14 @@ class DeviceSpec:
 
     ``name`` is the stream name in the recording (default: the stream kind,
     ``emi``, ``gpr`` or ``gps``, numbered when several devices share a kind).
+    ``calibration`` is stored with the stream (its ``calibration`` attribute,
+    JSON: NumPy arrays and scalars are taken as lists and numbers) and read by
+    the recorder: ``gate_times`` (EMI, s), ``sample_interval`` (GPR, s), and
+    for a GPS ``latency``, the seconds from the moment the receiver measures
+    a fix to the moment it sends it (>= 0, default 0): fixes are timed when
+    they were measured, so a moving sensor is not placed ``speed x latency``
+    behind where it was.  The detectors' keys: see
+    :data:`demine.process.CALIBRATION_CONTEXT`.
     """
 
     driver: str
@@ -145,6 +160,58 @@ class _Inbox:
         return not self._items
 
 
+#: Largest receiver latency (s) a GPS calibration may declare (more is a
+#: mistake, e.g. milliseconds given for seconds: no fix would place anything).
+MAX_GPS_LATENCY = 5.0
+
+
+def _json_value(value: Any, where: str) -> Any:
+    """A calibration value as JSON holds it: NumPy arrays and scalars (and
+    tuples) become lists and Python numbers; anything else JSON cannot hold is
+    a :class:`ConfigError` naming it (it failed inside ``start()`` before)."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    elif isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, Mapping):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise ConfigError(f"{where}: key {k!r} is not a string (JSON object keys are)")
+            out[k] = _json_value(v, f"{where}[{k!r}]")
+        return out
+    if isinstance(value, list | tuple):
+        return [_json_value(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if value is None or isinstance(value, str | int | float):  # (bool is an int)
+        return value
+    raise ConfigError(f"{where} = {value!r}: a {type(value).__name__}, which a calibration "
+                      "(stored as JSON) cannot hold; give numbers, strings, lists or tables")
+
+
+def _checked_calibration(spec: DeviceSpec, name: str, kind: str) -> dict[str, Any]:
+    """The device's calibration as it will be stored (a JSON-ready copy), with
+    the keys the recorder reads checked: a clear error now, before any port is
+    opened, rather than a JSON or type error inside ``start()``."""
+    cal = spec.calibration
+    if not isinstance(cal, Mapping):
+        raise ConfigError(f"device {name!r}: calibration must be a mapping of keys to values, "
+                          f"got a {type(cal).__name__}")
+    cal = _json_value(cal, f"device {name!r}: calibration")
+    if "latency" in cal:
+        lat = cal["latency"]
+        where = f"device {name!r}: calibration 'latency'"
+        if kind != "gps":
+            raise ConfigError(f"{where}: only a GPS device's fixes are moved by a latency "
+                              f"(this is a {kind} device)")
+        if isinstance(lat, bool) or not isinstance(lat, int | float):
+            raise ConfigError(f"{where} must be a number of seconds, got {lat!r}")
+        if not 0.0 <= lat <= MAX_GPS_LATENCY:  # (NaN fails too)
+            raise ConfigError(f"{where} = {lat!r}: must be seconds from 0 to "
+                              f"{MAX_GPS_LATENCY:g} (a receiver's delay is typically "
+                              "0.02-0.3 s; milliseconds given for seconds?)")
+    return cal
+
+
 def _join_columns(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """The columns of consecutive row blocks, joined (a single block as is)."""
     if len(parts) == 1:
@@ -153,10 +220,27 @@ def _join_columns(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 
 
 class _Track:
-    """The last seconds of the position track, for interpolation."""
+    """The last seconds of the position track, for interpolation.
 
-    def __init__(self, keep_s: float = 5.0) -> None:
-        self.keep_ns = int(keep_s * 1e9)
+    ``max_gap_s``: fixes farther apart are a gap, across which nothing is
+    interpolated.  Given (a number), it is used as is; by default (None) it
+    follows the receiver: :attr:`GAP_INTERVALS` times the median interval
+    between the fixes kept (all of them, with a position or not: a receiver
+    that lost its fix still sends its sentences), at least
+    :attr:`MIN_GAP_S`.  A 10 Hz receiver's limit is then 1 s, as it always
+    was; a 1 Hz one's 2.5 s, where the fixed 1 s made every other interval
+    of the host-timed track a gap, and slower ones placed nothing at all.
+    """
+
+    #: Default gap limit: this many median fix intervals ...
+    GAP_INTERVALS = 2.5
+    #: ... and at least this many seconds.
+    MIN_GAP_S = 1.0
+
+    def __init__(self, keep_s: float = 5.0, max_gap_s: float | None = None) -> None:
+        self._keep_s = keep_s
+        self._fixed_gap = max_gap_s
+        self._set_gap(self.MIN_GAP_S if max_gap_s is None else float(max_gap_s))
         self._t: deque[np.ndarray] = deque()
         self._xyz: deque[np.ndarray] = deque()
         self._joined: PreparedTrack | None = None
@@ -180,6 +264,19 @@ class _Track:
             ct, cx = self._cat
             self._cat = (np.concatenate((ct[dropped:], t)), np.concatenate((cx[dropped:], xyz)))
         self._last = None
+        if self._fixed_gap is None:  # (once per fix: ~50 intervals at 10 Hz)
+            d = np.diff(self._cat[0])
+            d = d[d > 0]
+            if d.size:
+                self._set_gap(max(self.MIN_GAP_S,
+                                  self.GAP_INTERVALS * float(np.median(d)) / 1e9))
+
+    def _set_gap(self, gap: float) -> None:
+        #: The gap limit in force (s).
+        self.max_gap_s = gap
+        # the fixes kept: at least a few of the longest intervals bridged (a
+        # slow receiver would otherwise keep 5 s, two or three fixes)
+        self.keep_ns = int(max(self._keep_s, 4.0 * gap) * 1e9)
 
     @property
     def last_time(self) -> int | None:
@@ -192,7 +289,7 @@ class _Track:
             return np.full((t.size, 3), np.nan)
         if self._joined is None:  # (prepared once per fix, not once per call)
             assert self._cat is not None
-            self._joined = PreparedTrack(*self._cat, max_gap_s=1.0)
+            self._joined = PreparedTrack(*self._cat, max_gap_s=self.max_gap_s)
         return self._joined.at(t)
 
 
@@ -390,8 +487,15 @@ class Recorder:
         As for :class:`~demine.recording.RecordingWriter`.
     startup_timeout : float
         Seconds to wait for the first frames of every device.
-    position_wait : float
-        Longest time a detector or radar frame waits for a later GPS fix.
+    position_wait : float, optional
+        Longest time a detector or radar frame waits for a later GPS fix.  By
+        default long enough for the next fix across the longest interval the
+        track bridges (``max_gap``), plus the receiver's latency and 0.1 s, at
+        least 1 s.
+    max_gap : float, optional
+        Fixes farther apart (s) are a gap: frames between them get no position.
+        By default 2.5 times the receiver's median fix interval, at least 1 s
+        (see :class:`_Track`).
     on_event : callable, optional
         Called with every reader event (stall, disconnect, diagnosis, …).
     detect : bool, path or mapping, optional
@@ -422,7 +526,8 @@ class Recorder:
                  frame: LocalFrame | None = None, truth: Any = None, site: str = "",
                  operator: str = "", lane_id: str = "", notes: str = "",
                  flush_interval: float = 1.0, fsync: bool = False, overwrite: bool = False,
-                 startup_timeout: float = 10.0, position_wait: float = 1.0,
+                 startup_timeout: float = 10.0, position_wait: float | None = None,
+                 max_gap: float | None = None,
                  on_event: Callable[[ReaderEvent], Any] | None = None,
                  reader_options: Mapping[str, Any] | None = None,
                  detect: Any = None, control: str | None = None,
@@ -433,7 +538,19 @@ class Recorder:
         self.out = Path(out)
         if self.out.exists() and not overwrite:
             raise RecordingError(f"{self.out}: file exists (use --overwrite to replace it)")
+        for what, value in (("position_wait", position_wait), ("max_gap", max_gap)):
+            if value is not None and not (isinstance(value, int | float)
+                                          and not isinstance(value, bool)
+                                          and math.isfinite(value) and value > 0):
+                raise ConfigError(f"{what} must be a positive number of seconds, got {value!r}")
         self.devices = list(devices)
+        self._names = self._stream_names()
+        kinds = [get_driver(d.driver).kind for d in devices]
+        # the calibrations as stored (JSON-ready copies; the caller's are left as they are)
+        self.devices = [
+            DeviceSpec(d.driver, d.url, d.name, d.options, d.serial_options,
+                       _checked_calibration(d, name, kind))
+            for d, name, kind in zip(devices, self._names, kinds, strict=True)]
         self.writer_options = dict(writer_options or {})
         self.frame = frame
         self.truth = truth
@@ -451,13 +568,18 @@ class Recorder:
         self.fsync = fsync
         self.overwrite = overwrite
         self.startup_timeout = startup_timeout
+        #: Longest wait of a frame for a later fix (s); None: derived (see _update_wait)
         self.position_wait = position_wait
         self.on_event = on_event
+        # the GPS streams' receiver latencies (ns), subtracted from their fix times
+        self._latency_ns = {
+            name: round(float(d.calibration.get("latency", 0.0)) * 1e9)
+            for d, name, kind in zip(self.devices, self._names, kinds, strict=True)
+            if kind == "gps"}
         if not self.flush_interval > 0:
             raise ConfigError(f"flush interval must be > 0 s, got {flush_interval}")
         #: Seconds between two passes of the writer thread (and reads of the readers).
         self.pass_interval = min(self.flush_interval, 0.05)
-        self._names = self._stream_names()
         self._queue = _Inbox()  # (name, FrameBatch) from the readers
         self._readers: dict[str, DeviceReader] = {}
         # The readers wake on the writer's grid, at most every 25 ms: a pty
@@ -493,7 +615,9 @@ class Recorder:
         # final positions not yet written: stream -> (first row, column parts)
         self._pos_pending: dict[str, tuple[int, list[dict[str, np.ndarray]]]] = {}
         self._pos_due = 0.0
-        self._track = _Track()
+        self._track = _Track(max_gap_s=max_gap)
+        self._wait_s = 1.0  # the position wait in force (s), see _update_wait
+        self._update_wait()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self.frames_written: dict[str, int] = dict.fromkeys(self._readers, 0)
@@ -600,20 +724,35 @@ class Recorder:
             self._control_server = ControlServer(self.control, RecorderControl(self)).start()
         return self
 
+    def _origin(self, first: dict[str, list[FrameBatch]]) -> LocalFrame | None:
+        """The local frame from the first fixes: the first position, at the
+        altitude of the first fix with a position and an altitude (a
+        receiver's first fixes may have none, e.g. 2D fixes: 0 m would make
+        every ``z`` a height above sea level).  Without one among these fixes
+        the altitude is NaN (unknown: the root attributes cannot change once
+        the file is open), and so is every ``z``."""
+        origin: tuple[float, float] | None = None
+        for name, batches in first.items():
+            if self._kinds[name] != "gps":
+                continue
+            for b in batches:
+                lon, lat, alt = b.samples[:, 0], b.samples[:, 1], b.samples[:, 2]
+                pos = np.isfinite(lon) & np.isfinite(lat)
+                ok = np.flatnonzero(pos)
+                if not ok.size:
+                    continue
+                if origin is None:
+                    origin = (float(lon[ok[0]]), float(lat[ok[0]]))
+                with_alt = np.flatnonzero(pos & np.isfinite(alt))
+                if with_alt.size:
+                    return LocalFrame(*origin, float(alt[with_alt[0]]))
+            if origin is not None:  # (one GPS device gives the origin)
+                break
+        return None if origin is None else LocalFrame(*origin, math.nan)
+
     def _open_writer(self, first: dict[str, list[FrameBatch]]) -> None:
         if self.frame is None:
-            for name, batches in first.items():
-                if self._kinds[name] != "gps":
-                    continue
-                for b in batches:
-                    lon, lat = b.samples[:, 0], b.samples[:, 1]
-                    ok = np.flatnonzero(np.isfinite(lon) & np.isfinite(lat))
-                    if ok.size:
-                        self.frame = LocalFrame(float(lon[ok[0]]), float(lat[ok[0]]),
-                                                float(np.nan_to_num(b.samples[ok[0], 2])))
-                        break
-                if self.frame is not None:
-                    break
+            self.frame = self._origin(first)
         attrs = self.frame.attrs() if self.frame is not None else {}
         # the write loop flushes at the end of its passes: no flush thread, and
         # no flush from inside an append in the middle of a pass
@@ -903,9 +1042,15 @@ class Recorder:
         if self.frame is not None:
             xyz[:, 0], xyz[:, 1] = self.frame.to_local(cols["lon"], cols["lat"])
             xyz[:, 2] = cols["alt"] - self.frame.origin_alt
-        self._track.add(b.time_ns, xyz)
+        # when the receiver measured the fixes: their arrival (the device
+        # clock mapped to the host's, which carries the receiver's delay) less
+        # its calibrated latency
+        lat = self._latency_ns.get(name, 0)
+        t = b.time_ns - lat if lat else b.time_ns
+        self._track.add(t, xyz)
+        self._update_wait()
         self._streams[name].append(
-            time=b.time_ns, sequence=b.sequence, x=xyz[:, 0], y=xyz[:, 1], z=xyz[:, 2],
+            time=t, sequence=b.sequence, x=xyz[:, 0], y=xyz[:, 1], z=xyz[:, 2],
             lon=cols["lon"], lat=cols["lat"], alt=cols["alt"],
             # (missing -> 0 / -1; np.nan_to_num costs tens of NumPy calls)
             fix_quality=np.where(np.isfinite(cols["fix_quality"]),
@@ -916,6 +1061,18 @@ class Recorder:
             **b.fields,
         )
         self.frames_written[name] += len(b)
+
+    def _update_wait(self) -> None:
+        """The longest wait of a frame for a later fix, after a fix (the gap
+        limit may have changed): as given, or long enough for the next fix
+        across the longest interval the track bridges, sent the receiver's
+        latency later (a slow receiver's frames were given up on before their
+        fix came), plus 0.1 s; at least 1 s (the fixed wait before)."""
+        if self.position_wait is not None:
+            self._wait_s = float(self.position_wait)
+            return
+        latency = max(self._latency_ns.values(), default=0) / 1e9
+        self._wait_s = max(1.0, self._track.max_gap_s * (1.0 + GAP_TOLERANCE) + latency + 0.1)
 
     def _positions(self, t: np.ndarray) -> dict[str, np.ndarray]:
         xyz = self._track.at(t)
@@ -959,7 +1116,7 @@ class Recorder:
                 row, b, pos = unplaced[0]
                 if pos is None and not (
                         final or self._covered(b)
-                        or (now - int(b.host_time_ns[-1])) / 1e9 >= self.position_wait):
+                        or (now - int(b.host_time_ns[-1])) / 1e9 >= self._wait_s):
                     # the frames up to the last fix can be placed now; the
                     # rest of the batch waits for the next fix (a batch holds
                     # one pass's frames, which a fix may fall in the middle of)

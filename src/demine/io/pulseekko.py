@@ -270,13 +270,18 @@ def read_gps(
 
     Trace numbers are 1-based in the file and 0-based in the result.  GGA
     sentences without a fix give NaN positions; malformed sentences are counted
-    and skipped.
+    and skipped.  A GGA's date is ``date`` (the ``.HD``'s) or the latest RMC's
+    or ZDA's, moved on at UTC midnight (:class:`demine.nmea.UtcDate`: the GGA
+    of 00:00:00 comes before the RMC that brings the new date); without
+    either, its time is ``NO_TIME``.
     """
     text = read_text(path, "GPS")
     rows: list[tuple] = []
     trace: int | None = None
     bad = nofix = 0
-    day = date
+    utc = nmea.UtcDate()  # the date, moved on at UTC midnight
+    if date is not None:
+        utc.see(date, math.nan)
     for line in text.splitlines():
         line = line.strip()
         if not line:
@@ -292,13 +297,13 @@ def read_gps(
         except FrameError:
             bad += 1
             continue
-        if isinstance(s, nmea.RMC | nmea.ZDA) and s.date is not None:
-            day = s.date
+        if isinstance(s, nmea.RMC | nmea.ZDA):
+            utc.see(s.date, s.time_of_day)
             continue
         if not isinstance(s, nmea.GGA) or trace is None:
             continue
         nofix += not s.has_fix
-        t = nmea.utc_ns(day, s.time_of_day) if day is not None else None
+        t = utc.utc_ns(s.time_of_day)
         rows.append(
             (trace, NO_TIME if t is None else t, s.lat, s.lon, s.altitude, s.fix_quality,
              s.satellites, s.hdop)

@@ -1,0 +1,385 @@
+"""The recorder's GPS path on real pseudo-terminals: receiver latency, slow
+receivers, the origin's altitude, GGA altitude units and calibrations that are
+not JSON as given."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import select
+import threading
+import time
+import tty
+
+import numpy as np
+import pytest
+
+from demine import nmea
+from demine.drivers import get_driver
+from demine.drivers.nmea import GpsFix, sentence
+from demine.errors import ConfigError, FrameError
+from demine.positions import LocalFrame
+from demine.recorder import DeviceSpec, Recorder
+from demine.recording import Recording
+
+GATES = np.geomspace(10e-6, 1e-3, 8)
+FRAME = LocalFrame(104.9, 12.5, 10.0)
+SPEED = 0.5  # m/s along x
+EMI_RATE = 500.0
+
+
+def _pty():
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    os.set_blocking(master, False)
+    return master, slave, os.ttyname(slave)
+
+
+def _write_all(fd: int, data: bytes, timeout: float = 20.0) -> None:
+    view = memoryview(data)
+    deadline = time.monotonic() + timeout
+    while view:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"pty reader took no data for {timeout} s")
+        _, ready, _ = select.select([], [fd], [], min(left, 0.5))
+        if ready:
+            try:
+                view = view[os.write(fd, view):]
+            except BlockingIOError:
+                pass
+
+
+def _gga_rmc(t_ns: int, x: float, alt: float = 10.05, rmc: bool = True) -> bytes:
+    lon, lat = FRAME.to_geo(np.array([x]), np.array([1.0]))
+    wire = get_driver("nmea").encode(GpsFix(time_ns=t_ns, lat=float(lat[0]), lon=float(lon[0]),
+                                            alt=alt, fix_quality=4, satellites=14, hdop=0.6))
+    return wire if rmc else wire.splitlines(keepends=True)[0]
+
+
+def _record(out, *, seconds: float, gps_period: float = 0.1, gps_delay: float = 0.0,
+            gps_calibration: dict | None = None, alt=lambda k: 10.05, gps_start: float = 0.0,
+            frame: LocalFrame | None = FRAME, **rec_kw) -> Recording:
+    """EMI readings at 500 Hz (device clock from 0) and a GPS receiver on two
+    ptys.  The sensor moves along x at SPEED from the moment the feed starts
+    (``start``); fix k is measured at ``start + gps_start + k * gps_period``
+    (its GPS time, in host UTC) and sent ``gps_delay`` s later, as a receiver
+    with that latency does.  Reading k is sent at ``start + k / 500``."""
+    emi_m, emi_s, emi_path = _pty()
+    gps_m, gps_s, gps_path = _pty()
+    emi = get_driver("emi-pi")
+    rec = Recorder(out, [
+        DeviceSpec("emi-pi", emi_path, calibration={"gate_times": GATES.tolist()}),
+        DeviceSpec("nmea", gps_path, calibration=dict(gps_calibration or {})),
+    ], frame=frame, flush_interval=0.2, startup_timeout=10, **rec_kw)
+    failure: list[BaseException] = []
+
+    def feed():
+        try:
+            while not all(r.stats.connected for r in rec._readers.values()):
+                time.sleep(0.01)
+            start = time.monotonic()
+            utc0 = time.time_ns()
+            k_emi = k_gps = 0
+            while True:
+                el = time.monotonic() - start
+                if el > seconds:
+                    break
+                n = int(el * EMI_RATE) - k_emi
+                if n > 0:
+                    k = np.arange(k_emi, k_emi + n)
+                    _write_all(emi_m, emi.encode_arrays(
+                        k, k * int(1e6 / EMI_RATE), np.zeros((n, GATES.size), "float32")))
+                    k_emi += n
+                wire = b""  # (the fixes due, in one write: a burst at the start)
+                while gps_start + k_gps * gps_period + gps_delay <= el:
+                    tm = gps_start + k_gps * gps_period  # when fix k was measured
+                    wire += _gga_rmc(utc0 + round(tm * 1e9), SPEED * tm, alt(k_gps))
+                    k_gps += 1
+                if wire:
+                    _write_all(gps_m, wire)
+                time.sleep(0.004)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            failure.append(exc)
+
+    th = threading.Thread(target=feed)
+    th.start()
+    try:
+        rec.start()
+        th.join()
+        time.sleep(0.3)
+    finally:
+        th.join()
+        rec.stop()
+        for fd in (emi_m, emi_s, gps_m, gps_s):
+            os.close(fd)
+    assert not failure, failure
+    return Recording(out)
+
+
+# ---------------------------------------------------------------- latency
+def test_receiver_latency_from_the_calibration_places_readings_where_they_were(tmp_path):
+    """A receiver that sends each fix 200 ms after measuring it: with its
+    ``latency`` calibrated, readings are placed where the sensor was (before,
+    SPEED x 0.2 s = 10 cm behind), and the GPS stream's time is the fix's."""
+    lat = 0.2
+    r = _record(tmp_path / "lag.h5", seconds=3.0, gps_delay=lat,
+                gps_calibration={"latency": lat})
+    with r:
+        e, g = r.streams["emi"], r.streams["gps"]
+        ok = np.isfinite(e.x)
+        assert ok.sum() > 0.6 * len(e)
+        err = e.x[ok] - SPEED * e.sequence[ok] / EMI_RATE
+        assert abs(float(np.median(err))) < 0.02, np.median(err)
+        # the fix's time is when it was measured (its GPS time: host UTC here),
+        # its host time when it arrived
+        gt = g["gps_time_ns"]
+        assert abs(float(np.median(g.time - gt)) / 1e9) < 0.03
+        assert float(np.median(g["host_time"] - g.time)) / 1e9 == pytest.approx(lat, abs=0.03)
+        assert json.loads(r.streams["gps"].attrs["calibration"]) == {"latency": lat}
+
+
+def test_without_a_latency_the_fix_times_are_as_before(tmp_path):
+    """The default (no ``latency``): fixes are timed as they arrive, the
+    placement lags by SPEED x delay, as it always did."""
+    r = _record(tmp_path / "nolag.h5", seconds=2.0, gps_delay=0.2)
+    with r:
+        e = r.streams["emi"]
+        ok = np.isfinite(e.x)
+        err = e.x[ok] - SPEED * e.sequence[ok] / EMI_RATE
+        assert float(np.median(err)) == pytest.approx(-SPEED * 0.2, abs=0.02)
+
+
+@pytest.mark.parametrize("value", [-0.1, math.nan, math.inf, "0.2", True, 250.0, [0.1]])
+def test_a_latency_that_is_not_seconds_is_refused_before_any_port_opens(tmp_path, value):
+    with pytest.raises(ConfigError, match="latency"):
+        Recorder(tmp_path / "a.h5", [DeviceSpec("emi-pi", "/dev/null"),
+                                     DeviceSpec("nmea", "/dev/null",
+                                                calibration={"latency": value})])
+    assert not (tmp_path / "a.h5").exists()
+
+
+def test_a_latency_on_a_device_that_is_no_gps_is_refused(tmp_path):
+    """Only the GPS's fix times are moved: a ``latency`` elsewhere would be ignored."""
+    with pytest.raises(ConfigError, match="latency.*GPS"):
+        Recorder(tmp_path / "a.h5", [DeviceSpec("emi-pi", "/dev/null",
+                                                calibration={"latency": 0.1}),
+                                     DeviceSpec("nmea", "/dev/null")])
+
+
+def test_a_zero_latency_is_accepted(tmp_path):
+    Recorder(tmp_path / "a.h5", [DeviceSpec("nmea", "/dev/null", calibration={"latency": 0})])
+
+
+# ---------------------------------------------------------------- slow receivers
+def test_a_receiver_slower_than_1_hz_places_the_readings(tmp_path):
+    """Fixes every 1.5 s: the gap limit follows the receiver's own interval
+    (before, a fixed 1 s made every interval a gap: nothing was placed), and
+    readings wait long enough for the next fix (before: 1 s, too short)."""
+    r = _record(tmp_path / "slow.h5", seconds=5.2, gps_period=1.5)
+    with r:
+        e, g = r.streams["emi"], r.streams["gps"]
+        assert len(g) >= 4
+        inside = (e.time > g.time[0]) & (e.time < g.time[-1])
+        assert inside.sum() > 1000
+        assert np.isfinite(e.x[inside]).mean() > 0.99
+        err = e.x[inside] - SPEED * e.sequence[inside] / EMI_RATE
+        assert np.abs(err).max() < 0.03
+
+
+def test_missed_fixes_of_a_10_hz_receiver_are_bridged_up_to_1_s_as_before(tmp_path):
+    """The reference 10 Hz receiver keeps the 1 s gap limit: 0.7 s without
+    fixes is bridged, 1.5 s is not (and readings there get no position)."""
+    missing = set(range(10, 17)) | set(range(30, 45))  # 0.7 s from 1.0 s, 1.5 s from 3.0 s
+
+    def alt(k):
+        return 10.05
+
+    emi_m, emi_s, emi_path = _pty()
+    gps_m, gps_s, gps_path = _pty()
+    emi = get_driver("emi-pi")
+    out = tmp_path / "gaps.h5"
+    rec = Recorder(out, [DeviceSpec("emi-pi", emi_path), DeviceSpec("nmea", gps_path)],
+                   frame=FRAME, flush_interval=0.2, startup_timeout=10)
+
+    def feed():
+        while not all(r.stats.connected for r in rec._readers.values()):
+            time.sleep(0.01)
+        start = time.monotonic()
+        utc0 = time.time_ns()
+        k_emi = k_gps = 0
+        while (el := time.monotonic() - start) < 5.0:
+            n = int(el * EMI_RATE) - k_emi
+            if n > 0:
+                k = np.arange(k_emi, k_emi + n)
+                _write_all(emi_m, emi.encode_arrays(k, k * 2000,
+                                                    np.zeros((n, 8), "float32")))
+                k_emi += n
+            while k_gps * 0.1 <= el:
+                if k_gps not in missing:
+                    _write_all(gps_m, _gga_rmc(utc0 + k_gps * 100_000_000,
+                                               SPEED * k_gps * 0.1, alt(k_gps)))
+                k_gps += 1
+            time.sleep(0.004)
+
+    th = threading.Thread(target=feed)
+    th.start()
+    try:
+        rec.start()
+        th.join()
+        time.sleep(0.3)
+    finally:
+        th.join()
+        rec.stop()
+        for fd in (emi_m, emi_s, gps_m, gps_s):
+            os.close(fd)
+    with Recording(out) as r:
+        e, g = r.streams["emi"], r.streams["gps"]
+        t = g.time
+        d = np.diff(t) / 1e9
+        short, long_ = np.argmax((d > 0.6) & (d < 1.0)), np.argmax(d > 1.2)
+        assert 0.6 < d[short] < 1.0 and d[long_] > 1.2
+        in_short = (e.time > t[short]) & (e.time < t[short + 1])
+        in_long = (e.time > t[long_]) & (e.time < t[long_ + 1])
+        assert in_short.sum() > 200 and in_long.sum() > 500
+        assert np.isfinite(e.x[in_short]).all()
+        assert np.isnan(e.x[in_long]).all()
+        assert rec._track.max_gap_s == 1.0
+
+
+def test_the_gap_limit_can_be_given(tmp_path):
+    """``max_gap`` given: used as it is, whatever the fix interval (a 0.7 s
+    hole in a 10 Hz track is a gap when the limit is 0.5 s)."""
+    out = tmp_path / "given.h5"
+    rec = Recorder(out, [DeviceSpec("nmea", "/dev/null")], max_gap=0.5)
+    t0 = 1_700_000_000 * 10**9
+    k = np.r_[0:10, 17:30]
+    rec._track.add(t0 + k * 100_000_000, np.c_[k * 0.05, k * 0.0, k * 0.0])
+    assert rec._track.max_gap_s == 0.5
+    xyz = rec._track.at(t0 + np.array([500, 1200, 2500]) * 1_000_000)
+    np.testing.assert_allclose(xyz[[0, 2], 0], [0.25, 1.25])
+    assert np.isnan(xyz[1]).all()
+    # a long limit keeps the fixes it bridges (the track kept 5 s: one 6 s interval
+    # left a single fix, nothing to interpolate)
+    slow = Recorder(out, [DeviceSpec("nmea", "/dev/null")], max_gap=10.0)
+    for i in range(3):
+        slow._track.add(t0 + np.array([i * 6_000_000_000]), np.array([[i * 3.0, 0.0, 0.0]]))
+    assert slow._track.at(t0 + np.array([9_000_000_000]))[0, 0] == pytest.approx(4.5)
+    derived = Recorder(out, [DeviceSpec("nmea", "/dev/null")])
+    derived._track.add(t0 + k * 100_000_000, np.c_[k * 0.05, k * 0.0, k * 0.0])
+    assert derived._track.max_gap_s == 1.0
+    assert derived._track.at(t0 + np.array([1200]) * 1_000_000)[0, 0] == pytest.approx(0.6)
+    for bad in (0.0, -1.0, math.nan, math.inf):
+        with pytest.raises(ConfigError, match="max_gap"):
+            Recorder(out, [DeviceSpec("nmea", "/dev/null")], max_gap=bad)
+    for bad in (-1.0, math.nan):
+        with pytest.raises(ConfigError, match="position_wait"):
+            Recorder(out, [DeviceSpec("nmea", "/dev/null")], position_wait=bad)
+
+
+# ---------------------------------------------------------------- origin altitude
+def test_origin_altitude_is_the_first_fix_that_has_one(tmp_path):
+    """The first fixes carry no altitude (a 2D fix): the origin's altitude is
+    that of the first fix that has one (before: 0 m, so every z was the
+    height above mean sea level)."""
+    r = _record(tmp_path / "alt.h5", seconds=2.0, frame=None, gps_start=-0.5,
+                alt=lambda k: math.nan if k < 2 else 123.25 + 0.01 * k)
+    with r:
+        assert r.attrs["origin_alt"] == pytest.approx(123.27)
+        g, e = r.streams["gps"], r.streams["emi"]
+        assert np.isnan(g.z[:2]).all()
+        np.testing.assert_allclose(g.z[2:], 0.01 * (np.arange(2, len(g)) - 2), atol=1e-6)
+        ok = np.isfinite(e.z)
+        assert ok.mean() > 0.6 and np.abs(e.z[ok]).max() < 0.5
+
+
+def test_origin_altitude_is_unknown_without_any(tmp_path):
+    """A receiver that gives no altitude at all (here GGA with the field
+    empty): the origin's altitude is NaN, and so is every z (before: origin
+    0 m)."""
+    r = _record(tmp_path / "noalt.h5", seconds=1.0, frame=None, alt=lambda k: math.nan)
+    with r:
+        assert math.isnan(r.attrs["origin_alt"])
+        assert LocalFrame.from_attrs(dict(r.attrs)) is not None
+        assert np.isnan(r.streams["gps"].z).all() and np.isnan(r.streams["emi"].z).all()
+        assert np.isfinite(r.streams["emi"].x).mean() > 0.5
+
+
+# ---------------------------------------------------------------- GGA altitude units
+def _gga(alt: str, unit: str, sep: str = "46.9", sep_unit: str = "M") -> str:
+    body = f"GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,{alt},{unit},{sep},{sep_unit},,"
+    return f"${body}*{nmea.checksum(body):02X}"
+
+
+def test_gga_altitude_in_feet_is_converted_to_metres():
+    s = nmea.parse(_gga("1000.0", "F", "100.0", "F"))
+    assert s.altitude == pytest.approx(304.8)
+    assert s.geoid_separation == pytest.approx(30.48)
+    m = nmea.parse(_gga("545.4", "M"))
+    assert m.altitude == 545.4 and m.geoid_separation == 46.9
+    assert nmea.parse(_gga("545.4", "")).altitude == 545.4  # (no unit: metres)
+    assert nmea.parse(_gga("545.4", "f")).altitude == pytest.approx(545.4 * 0.3048)
+
+
+def test_gga_altitude_in_an_unknown_unit_is_refused():
+    with pytest.raises(FrameError, match="altitude units"):
+        nmea.parse(_gga("545.4", "K"))
+    with pytest.raises(FrameError, match="geoid separation units"):
+        nmea.parse(_gga("545.4", "M", "46.9", "X"))
+
+
+def test_the_driver_gives_feet_in_metres():
+    drv = get_driver("nmea")
+    lines = [sentence("GPGGA,123519,4807.038,N,01131.000,E,4,12,0.6,100.0,F,0.0,M,,").strip(),
+             sentence("GPGGA,123520,4807.038,N,01131.000,E,4,12,0.6,100.0,M,0.0,M,,").strip()]
+    res = drv.decode_lines(lines)
+    np.testing.assert_allclose(res.batch.samples[:, 2], [30.48, 100.0])
+
+
+# ---------------------------------------------------------------- calibration values
+def test_a_calibration_with_numpy_arrays_records_as_lists(tmp_path):
+    """``gate_times`` given as an array (as a script computes them): recorded,
+    not a JSON TypeError from inside start()."""
+    emi_m, emi_s, emi_path = _pty()
+    emi = get_driver("emi-pi")
+    cal = {"gate_times": GATES, "gains": np.ones(8, np.float32), "coil_radius": np.float64(0.1),
+           "n": np.int64(3)}
+    rec = Recorder(tmp_path / "np.h5", [DeviceSpec("emi-pi", emi_path, calibration=cal)],
+                   flush_interval=0.2, startup_timeout=10)
+
+    def feed():
+        while not rec._readers["emi"].stats.connected:
+            time.sleep(0.01)
+        k = np.arange(100)
+        _write_all(emi_m, emi.encode_arrays(k, k * 2000, np.zeros((100, 8), "float32")))
+
+    th = threading.Thread(target=feed)
+    th.start()
+    try:
+        rec.start()
+        th.join()
+        time.sleep(0.3)
+    finally:
+        th.join()
+        rec.stop()
+        os.close(emi_m)
+        os.close(emi_s)
+    assert rec.error is None
+    with Recording(tmp_path / "np.h5") as r:
+        e = r.streams["emi"]
+        assert len(e) == 100
+        np.testing.assert_allclose(e.gate_times, GATES)
+        stored = json.loads(e.attrs["calibration"])
+        assert stored["gate_times"] == GATES.tolist()
+        assert stored["gains"] == [1.0] * 8 and stored["coil_radius"] == 0.1 and stored["n"] == 3
+    assert isinstance(cal["gate_times"], np.ndarray)  # (the caller's dict is left as it was)
+
+
+def test_a_calibration_value_that_is_not_json_is_refused_at_construction(tmp_path):
+    with pytest.raises(ConfigError, match="emi.*'bad'.*JSON"):
+        Recorder(tmp_path / "a.h5", [DeviceSpec("emi-pi", "/dev/null",
+                                                calibration={"bad": object()})])
+    with pytest.raises(ConfigError, match="calibration"):
+        Recorder(tmp_path / "a.h5", [DeviceSpec("emi-pi", "/dev/null",
+                                                calibration=[("gate_times", 1)])])
