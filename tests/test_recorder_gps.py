@@ -306,6 +306,30 @@ def test_origin_altitude_is_unknown_without_any(tmp_path):
         assert np.isfinite(r.streams["emi"].x).mean() > 0.5
 
 
+def test_an_origin_given_without_altitude_takes_the_first_fixs(tmp_path):
+    """`demine record --origin LON,LAT` (no ALT) gives the frame a NaN altitude:
+    the first fix's altitude fills it (before: 0 m, every z a height above the
+    sea, and the export's coverage left every reading out as too high)."""
+    frame = LocalFrame(FRAME.origin_lon, FRAME.origin_lat, math.nan, FRAME.bearing_deg)
+    r = _record(tmp_path / "given.h5", seconds=1.0, frame=frame, alt=lambda k: 321.5)
+    with r:
+        assert r.attrs["origin_alt"] == pytest.approx(321.5)
+        assert r.attrs["origin_lon"] == FRAME.origin_lon
+        ok = np.isfinite(r.streams["emi"].z)
+        assert ok.mean() > 0.5 and np.abs(r.streams["emi"].z[ok]).max() < 1e-6
+
+
+def test_cli_origin_without_altitude_leaves_it_to_the_fixes():
+    from demine.cli.record import origin_frame
+
+    frame = origin_frame("104.9,12.5", 30.0)
+    assert (frame.origin_lon, frame.origin_lat, frame.bearing_deg) == (104.9, 12.5, 30.0)
+    assert math.isnan(frame.origin_alt)
+    assert origin_frame("104.9,12.5,7", 0.0).origin_alt == 7.0
+    with pytest.raises(ConfigError, match="expected LON,LAT"):
+        origin_frame("104.9", 0.0)
+
+
 # ---------------------------------------------------------------- GGA altitude units
 def _gga(alt: str, unit: str, sep: str = "46.9", sep_unit: str = "M") -> str:
     body = f"GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,{alt},{unit},{sep},{sep_unit},,"

@@ -45,6 +45,7 @@ it declares the streams; frames that arrive meanwhile are kept.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 import math
@@ -753,6 +754,11 @@ class Recorder:
     def _open_writer(self, first: dict[str, list[FrameBatch]]) -> None:
         if self.frame is None:
             self.frame = self._origin(first)
+        elif not math.isfinite(self.frame.origin_alt):
+            # an origin given without its altitude: the first fix's that has one
+            got = self._origin(first)
+            if got is not None and math.isfinite(got.origin_alt):
+                self.frame = dataclasses.replace(self.frame, origin_alt=got.origin_alt)
         attrs = self.frame.attrs() if self.frame is not None else {}
         # the write loop flushes at the end of its passes: no flush thread, and
         # no flush from inside an append in the middle of a pass

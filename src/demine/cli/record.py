@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import signal
 import sys
 from pathlib import Path
@@ -36,7 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lane-id", default="")
     p.add_argument("--notes", default="")
     p.add_argument("--origin", metavar="LON,LAT[,ALT]",
-                   help="WGS 84 origin of the local frame (default: the first GPS fix)")
+                   help="WGS 84 origin of the local frame (default: the first GPS fix; "
+                   "without ALT, the first fix's altitude)")
     p.add_argument("--bearing", type=float, default=0.0, metavar="DEG",
                    help="azimuth of the local +y axis, clockwise from north (default 0)")
     p.add_argument("--calibration", action="append", default=[], metavar="STREAM=PROFILE",
@@ -60,6 +62,23 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "console) on a Unix socket path or 127.0.0.1:PORT")
     p.add_argument("--quiet", "-q", action="store_true", help="no status line")
     p.set_defaults(run=run)
+
+
+def origin_frame(text: str, bearing: float) -> Any:
+    """The local frame of ``--origin LON,LAT[,ALT]`` and ``--bearing``.
+
+    Without ALT the altitude is NaN: the recorder takes the first GPS fix's
+    (0 would make every ``z`` a height above the sea).
+    """
+    from ..positions import LocalFrame
+
+    try:
+        parts = [float(v) for v in text.split(",")]
+    except ValueError as exc:
+        raise ConfigError(f"--origin {text!r}: expected LON,LAT[,ALT]") from exc
+    if len(parts) not in (2, 3):
+        raise ConfigError(f"--origin {text!r}: expected LON,LAT[,ALT]")
+    return LocalFrame(parts[0], parts[1], parts[2] if len(parts) == 3 else math.nan, bearing)
 
 
 def read_truth_csv(path: Path) -> list[dict[str, Any]]:
@@ -127,14 +146,7 @@ def run(args: argparse.Namespace) -> int:
         truth = scene.truth()
         gate_times = scene.gate_times.tolist()
     if args.origin:
-        try:
-            parts = [float(v) for v in args.origin.split(",")]
-        except ValueError as exc:
-            raise ConfigError(f"--origin {args.origin!r}: expected LON,LAT[,ALT]") from exc
-        if len(parts) not in (2, 3):
-            raise ConfigError(f"--origin {args.origin!r}: expected LON,LAT[,ALT]")
-        frame = LocalFrame(parts[0], parts[1], parts[2] if len(parts) == 3 else 0.0,
-                           args.bearing)
+        frame = origin_frame(args.origin, args.bearing)
     if args.truth:
         truth = read_truth_csv(args.truth)
     names = {d.name or d.driver for d in devices}
