@@ -1221,21 +1221,25 @@ def _under_h5py_lock(f: Any) -> Any:
     return call
 
 
-def _open_swmr(path: Path) -> h5py.File:
-    """Open read-only with SWMR, with a bounded number of metadata read attempts."""
+def _open_swmr(path: Path, locking: bool = True) -> h5py.File:
+    """Open read-only with SWMR, with a bounded number of metadata read attempts
+    (``locking=False``: without HDF5's file lock)."""
+    kw: dict[str, Any] = {} if locking else {"locking": False}
     setter = _hdf5_read_attempts_setter()
     if setter is None:  # not found (not Linux, or a static build): HDF5's default
-        return h5py.File(path, "r", libver="latest", swmr=True)
+        return h5py.File(path, "r", libver="latest", swmr=True, **kw)
     fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
     fapl.set_libver_bounds(h5py.h5f.LIBVER_LATEST, h5py.h5f.LIBVER_LATEST)
+    if not locking:
+        fapl.set_file_locking(False, True)
     if setter(fapl.id, SWMR_READ_ATTEMPTS) < 0:
-        return h5py.File(path, "r", libver="latest", swmr=True)
+        return h5py.File(path, "r", libver="latest", swmr=True, **kw)
     fid = h5py.h5f.open(os.fsencode(path), h5py.h5f.ACC_RDONLY | h5py.h5f.ACC_SWMR_READ,
                         fapl=fapl)
     return h5py.File(fid)
 
 
-def _open_h5(path: Path) -> h5py.File:
+def _open_h5(path: Path, locking: bool = True) -> h5py.File:
     if not path.exists():
         raise RecordingError(f"{path}: no such file")
     if path.is_dir():
@@ -1246,10 +1250,10 @@ def _open_h5(path: Path) -> h5py.File:
     try:
         # SWMR read works for finished files, files still being written, and
         # files whose writer was killed (their consistency flags stay set).
-        return _open_swmr(path)
+        return _open_swmr(path, locking)
     except OSError:
         try:
-            return h5py.File(path, "r")
+            return h5py.File(path, "r", **({} if locking else {"locking": False}))
         except OSError as exc:
             raise RecordingError(f"{path}: HDF5 file cannot be opened: {exc}") from exc
 
@@ -1478,6 +1482,16 @@ class Recording:
     ----------
     path : str or Path
         The recording.
+    locking : bool
+        Take HDF5's file lock while the file is open (the default).  A reader
+        that keeps a recording open for long, following a live recorder,
+        should not: its lock makes a writer's later create of the same path
+        (a recorder restarted with ``--overwrite``) fail after HDF5 has
+        already truncated the file.  Readers need no lock: SWMR orders what
+        they see, and a writer that has not started SWMR keeps them out by the
+        superblock's "open for writing" mark.  Without a lock, a process that
+        has the file open already (as a writer) cannot open it again: HDF5
+        refuses a second locking setting (a :class:`RecordingError`).
 
     Raises
     ------
@@ -1489,9 +1503,9 @@ class Recording:
         The recording was written in a newer format version.
     """
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, *, locking: bool = True) -> None:
         self.path = Path(path)
-        self._file = _open_h5(self.path)
+        self._file = _open_h5(self.path, bool(locking))
         try:
             self._validate()
             self.attrs = {k: _decode(v) for k, v in self._file.attrs.items()}
