@@ -26,8 +26,11 @@ Commands understood by :class:`RecorderControl` (the recorder's handler):
     ``status``: the recorder's :meth:`~demine.recorder.Recorder.status`
     (per-device CRC errors, gaps, connection) plus ``paused`` and ``threshold``.
 ``{"cmd": "mark", "x": X, "y": Y, "label": "...", "note": "...", "time": NS}``
-    append a row to the markers table; missing ``x``/``y`` take the last
-    tracked position, missing ``time`` is now.
+    append a row to the markers table; missing ``time`` is now, missing
+    ``x``/``y`` are the recorder's position at that time: its GPS track there,
+    or its last fix when that is less than a fix interval before (the track's
+    gap limit), else NaN -- never a fix from before the GPS lost its fix or
+    went quiet.  A reply without a position says why in ``"position"``.
 ``{"cmd": "pause"}`` / ``{"cmd": "resume"}``
     stop / restart writing frames (readers keep running); both leave a marker.
 ``{"cmd": "null"}``
@@ -500,25 +503,56 @@ class RecorderControl:
     def __init__(self, recorder: Any) -> None:
         self.recorder = recorder
 
+    def _position(self, t: int) -> tuple[float, float, str | None]:
+        """The recorder's position at ``t`` (UTC ns): its track interpolated
+        there, or its last fix when ``t`` is after it by at most the track's
+        gap limit (as the recorder places its frames); else NaN and why."""
+        rec = self.recorder
+        track = getattr(rec, "_track", None)
+        if not getattr(rec, "_has_gps", True):
+            return math.nan, math.nan, "no GPS in this recording"
+        try:
+            last_t = None if track is None else track.last_time
+            last = track._xyz[-1][-1] if last_t is not None else None
+        except (AttributeError, IndexError):  # (no fix yet)
+            last_t = last = None
+        if last_t is None or last is None:
+            return math.nan, math.nan, "no GPS fix yet"
+        gap_ns = float(getattr(track, "max_gap_s", 1.0)) * 1e9
+        if t <= last_t:
+            try:
+                import numpy as np
+
+                xyz = track.at(np.array([t], dtype=np.int64))[0]
+            except Exception:  # noqa: BLE001 - (the track moves on in the writer thread)
+                xyz = None
+            if xyz is not None and math.isfinite(xyz[0]) and math.isfinite(xyz[1]):
+                return float(xyz[0]), float(xyz[1]), None
+        if math.isfinite(last[0]) and math.isfinite(last[1]) and abs(t - last_t) <= gap_ns:
+            return float(last[0]), float(last[1]), None
+        if t <= last_t:
+            return math.nan, math.nan, "no GPS fix at that time"
+        if not (math.isfinite(last[0]) and math.isfinite(last[1])):
+            return math.nan, math.nan, "the GPS has no fix"
+        return math.nan, math.nan, f"no GPS fix for {(t - last_t) / 1e9:.0f} s"
+
     def _marker(self, label: str, note: str = "", x: float | None = None,
                 y: float | None = None, t: int | None = None) -> dict[str, Any]:
         rec = self.recorder
         if rec.writer is None:
             raise ControlError("the recording is not open yet")
+        t = int(t) if t is not None else time.time_ns()
+        why = None
         if x is None or y is None or not (math.isfinite(x) and math.isfinite(y)):
-            track = getattr(rec, "_track", None)
-            last = None
-            if track is not None and getattr(track, "_xyz", None):
-                last = track._xyz[-1][-1]
-            if last is not None:
-                x, y = float(last[0]), float(last[1])
-        row = {"time": [int(t) if t is not None else time.time_ns()],
-               "x": [math.nan if x is None else float(x)],
-               "y": [math.nan if y is None else float(y)],
+            x, y, why = self._position(t)
+        row = {"time": [t], "x": [float(x)], "y": [float(y)],
                "label": [label[:64]], "note": [note[:128]]}
         rec.writer.append_markers(row)
         rec.writer.flush()
-        return {"marker": {k: v[0] for k, v in row.items()}}
+        out: dict[str, Any] = {"marker": {k: v[0] for k, v in row.items()}}
+        if why is not None:
+            out["position"] = why
+        return out
 
     def _emi_detectors(self) -> list[Any]:
         # recorder._detectors holds one detection worker per stream; its
@@ -541,19 +575,20 @@ class RecorderControl:
             st["threshold"] = self.threshold()
             st["out"] = str(rec.out)
             return {"status": st}
+        t = req.get("time")
+        if t is not None and (isinstance(t, bool) or not isinstance(t, int)):
+            raise ConfigError(f"'time' must be an integer (UTC nanoseconds), got {t!r}")
         if cmd == "mark":
-            t = req.get("time")
             return self._marker(str(req.get("label") or "target"), str(req.get("note") or ""),
-                                _num(req, "x"), _num(req, "y"),
-                                int(t) if t is not None else None)
+                                _num(req, "x"), _num(req, "y"), t)
         if cmd in ("pause", "resume"):
             rec.paused = cmd == "pause"
-            out = self._marker(cmd, x=_num(req, "x"), y=_num(req, "y"))
+            out = self._marker(cmd, x=_num(req, "x"), y=_num(req, "y"), t=t)
             out["paused"] = rec.paused
             return out
         if cmd == "null":
             return self._marker("null", "operator null / ground balance",
-                                _num(req, "x"), _num(req, "y"))
+                                _num(req, "x"), _num(req, "y"), t)
         if cmd == "threshold":
             dets = self._emi_detectors()
             if not dets:

@@ -19,8 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "that another process writes (read-only). With --device (or --simulate SCENE), start "
         "a recorder process with live detection and follow its file; keys then pause/resume "
         "(r), mark a target (m), null (n) and change the detector threshold (+/-), carried to "
-        "the recorder over its control channel. q quits (and stops a recorder it started). "
-        "A console crash never stops the recorder.",
+        "the recorder over its control channel. q quits (and stops a recorder it started); "
+        "Ctrl-C leaves (exit status 130) with the recorder recording, as a console crash does.",
         epilog="Examples: demine console lane1.h5 | demine console --device emi-pi=/dev/ttyUSB0 "
         "--device gpr=/dev/ttyUSB1 --device nmea=/dev/ttyUSB2 --calibration gpr=gpr-default "
         "--out lane1.h5 | demine console --simulate demo-lane",
@@ -103,24 +103,27 @@ def run(args: argparse.Namespace) -> int:
         for c in args.calibration:
             extra += ["--calibration", c]
         devices = list(args.device)
-        if args.simulate:
-            print(f"starting simulated devices on scene {args.simulate!r} ...", file=sys.stderr)
-            sim, ports = start_simulator(args.simulate, seed=args.seed, log=tmp / "simulator.log")
-            devices = [f"{drv}={port}" for drv, port in ports]
-            if not any(c.startswith("gpr=") for c in args.calibration):
-                extra += ["--calibration", "gpr=gpr-default"]
-            extra += ["--scene", args.scene or args.simulate]
-        elif args.scene:
-            extra += ["--scene", args.scene]
-        print(f"starting recorder -> {out} (log {log}) ...", file=sys.stderr)
-        recorder = start_recorder(devices, out, control, extra=extra, log=log)
         try:
+            if args.simulate:
+                print(f"starting simulated devices on scene {args.simulate!r} ...",
+                      file=sys.stderr)
+                sim, ports = start_simulator(args.simulate, seed=args.seed,
+                                             log=tmp / "simulator.log")
+                devices = [f"{drv}={port}" for drv, port in ports]
+                if not any(c.startswith("gpr=") for c in args.calibration):
+                    extra += ["--calibration", "gpr=gpr-default"]
+                extra += ["--scene", args.scene or args.simulate]
+            elif args.scene:
+                extra += ["--scene", args.scene]
+            print(f"starting recorder -> {out} (log {log}) ...", file=sys.stderr)
+            recorder = start_recorder(devices, out, control, extra=extra, log=log)
             wait_for_control(control, recorder)
-        except Exception:
+        except BaseException as exc:
+            # (also Ctrl-C while they start: nothing is left holding the ports)
             stop_process(recorder)
             stop_process(sim)
-            tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() \
-                else []
+            tail = log.read_text(errors="replace").strip().splitlines()[-1:] \
+                if isinstance(exc, Exception) and log.exists() else []
             if tail:
                 print(f"recorder: {tail[0]}", file=sys.stderr)
             raise
@@ -143,14 +146,23 @@ def run(args: argparse.Namespace) -> int:
     finally:
         follower.close()
         if recorder is not None:
-            if code == 0:
-                stop_process(recorder)
-                stop_process(sim)
-                print(f"recording stopped: {out}", file=sys.stderr)
-            else:
+            ended = recorder.poll()  # (not None: it stopped before the console did)
+            if ended is None and code != 0:
                 print(f"the console stopped; the recorder (pid {recorder.pid}) keeps "
                       f"recording {out}: follow it again with demine console {out} "
                       f"--control {control}, stop it with kill -TERM {recorder.pid}"
                       + (f" (simulator pid {sim.pid})" if sim is not None else ""),
                       file=sys.stderr)
+            else:
+                status = stop_process(recorder) if ended is None else ended
+                stop_process(sim)
+                if status == 0:
+                    print(f"recording stopped: {out}", file=sys.stderr)
+                else:
+                    # (it said "recording stopped" after a recorder killed or failed)
+                    print(f"the recorder {'had exited' if ended is not None else 'stopped'} "
+                          f"with status {status} (its log: {log}): {out} holds what it "
+                          "wrote until then", file=sys.stderr)
+                    if code == 0:
+                        code = 1
     return int(code or 0)

@@ -112,6 +112,10 @@ class ConsoleApp(App):
         Binding("plus,equals_sign", "threshold(0.5)", "thr+"),
         Binding("minus,underscore", "threshold(-0.5)", "thr-"),
         Binding("q", "quit_console", "quit"),
+        # Ctrl-C leaves the console at once (exit status 130, as an interrupt), the
+        # recorder it started recording on; Textual's own only said "press ctrl+q",
+        # in a notice over the alarms
+        Binding("ctrl+c", "interrupt", "interrupt", show=False, priority=True),
     ]
 
     def __init__(self, follower: Follower, *, control: str | ControlClient | None = None,
@@ -147,6 +151,13 @@ class ConsoleApp(App):
         self.tick_seconds = 0.0
         self._next_status = 0.0
         self._recorder_exit_reported = False
+        #: exit status of the recorder this console started, once it has exited
+        self.recorder_exit: int | None = None
+        #: whether the recorder answered the last status request (None: not asked yet)
+        self.recorder_answers: bool | None = None
+        self._interrupted = False
+        self._reopened = 0  # follower.reopened seen
+        self._notice: str | None = None  # follower.notice said
         self._shown: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ layout
@@ -211,6 +222,14 @@ class ConsoleApp(App):
                 return
             self.say(f"read error: {exc}", "bold #ff3030")
             changed = False
+        if f.reopened != self._reopened:  # the file was replaced under the console
+            self._reopened = f.reopened
+            self.query_one(AlarmList).set_alarms(f.alarms, flash=False, reset=True)
+            self.query_one(StripChart).set_data((), (), "EMI statistic")
+            self.query_one(Waterfall).set_source(None, "GPR B-scan")
+        if f.notice is not None and f.notice != self._notice:
+            self._notice = f.notice
+            self.say(f.notice, "bold #000000 on #ffff00")
         self._poll_control()
         self._check_recorder()
         self._draw_top()
@@ -231,13 +250,23 @@ class ConsoleApp(App):
                     f.waterfall, f"GPR B-scan ({f.gpr_name}){depth}, newest right")
             if f.new_alarms:
                 self.query_one(AlarmList).set_alarms(f.alarms, flash=True)
-                a = f.alarms[-1]
-                self.say(f"ALARM {a.get('stream', '')} at x {a.get('x', math.nan):.2f} "
-                         f"y {a.get('y', math.nan):.2f}", "bold #000000 on #ffff00")
+                self._say_alarms(f.alarms[-f.new_alarms:])
                 if self.bell_on_alarm:
                     self.bell()
                     self.bells += 1
         self.tick_seconds += time.thread_time() - t0  # CPU time of the updates
+
+    def _say_alarms(self, new: list[dict[str, Any]]) -> None:
+        """Name the alarms that just came (newest first) on the message line."""
+        def where(a: dict[str, Any]) -> str:
+            x, y = a.get("x", math.nan), a.get("y", math.nan)
+            at = (f"x {x:.2f} y {y:.2f}" if math.isfinite(x) and math.isfinite(y)
+                  else "no position")
+            return f"{a.get('stream', '')} at {at}"
+
+        new = sorted(new, key=lambda a: a.get("time", 0), reverse=True)
+        head = "ALARM" if len(new) == 1 else f"{len(new)} ALARMS:"
+        self.say(f"{head} " + "; ".join(where(a) for a in new), "bold #000000 on #ffff00")
 
     def _give_up(self, exc: Exception) -> None:
         """End the console (return code 2): the file it waited for is not a recording."""
@@ -256,7 +285,7 @@ class ConsoleApp(App):
         assert control is not None and self._control_thread is not None
 
         def run() -> None:
-            if (self._quitting or self.return_code is not None) and (
+            if self._interrupted or (self._quitting or self.return_code is not None) and (
                     self._control_lost or cmd == "status"):
                 # quitting: what is queued behind a request that got no reply is
                 # not sent (each would cost another timeout with the screen frozen)
@@ -287,7 +316,7 @@ class ConsoleApp(App):
             self.say(msg.error.summary, "bold #ff3030")
 
     def _poll_control(self) -> None:
-        if (self.control is None or self._status_pending
+        if (self.control is None or self._status_pending or self.recorder_exit is not None
                 or time.monotonic() < self._next_status):
             return
         self._status_pending = True
@@ -297,12 +326,20 @@ class ConsoleApp(App):
         self._status_pending = False
         self._next_status = time.monotonic() + self.status_interval
         self.recorder_status = None
-        if self.follower.is_open:
+        was = self.recorder_answers
+        self.recorder_answers = False
+        # said once when it stops answering (asked every status_interval: the
+        # same words every second hid what came in between, such as why the
+        # recorder exited); the top line says NO RECORDER meanwhile
+        if was is not False and self.recorder_exit is None and self.follower.is_open:
             self.say(f"recorder not answering: {exc.summary}", "bold #ff3030")
 
     def _status_reply(self, reply: dict[str, Any]) -> None:
         self._status_pending = False
         self._next_status = time.monotonic() + self.status_interval
+        if self.recorder_answers is False:
+            self.say("the recorder answers again", "#00ff00")
+        self.recorder_answers = True
         st = reply["status"]
         self.recorder_status = st
         self.paused = bool(st.get("paused"))
@@ -322,6 +359,8 @@ class ConsoleApp(App):
         if code is None:
             return
         self._recorder_exit_reported = True
+        self.recorder_exit = code
+        self.paused = False
         last = ""
         if self.recorder_log is not None:
             try:
@@ -330,23 +369,32 @@ class ConsoleApp(App):
                 last = lines[-1] if lines else ""
             except OSError:
                 pass
-        self.say(f"recorder exited (status {code}) {last}", "bold #ffffff on #c00000")
+        self.say(f"recorder exited (status {code}): NOT RECORDING {last}".rstrip(),
+                 "bold #ffffff on #c00000")
 
     def _draw_top(self) -> None:
         f = self.follower
         t = Text(no_wrap=True, overflow="crop")
         t.append(" DEMINE ", style="bold #000000 on #ffffff")
-        if not f.is_open:
+        if self.recorder_exit is not None:  # the recorder this console started
+            t.append(" STOPPED ", style="bold #ffffff on #c00000")
+        elif not f.is_open:
             t.append(" WAITING ", style="bold #000000 on #ffff00")
         elif self.control is None:
             t.append(" FOLLOW ", style="bold #ffffff on #0000c0")
+        elif self.recorder_answers is False:
+            t.append(" NO RECORDER ", style="bold #ffffff on #c00000")
         elif self.paused:
             t.append(" PAUSED ", style="bold #000000 on #ffff00")
         else:
             t.append(" ● REC ", style="bold #ffffff on #c00000")
         t.append(f" {_fmt_duration(f.duration_s)} {_fmt_bytes(f.file_bytes)} ")
         gps = f.gps
-        if gps:
+        gst = f.streams.get(f.gps_name) if f.gps_name else None
+        if gst is not None and gst.stale and gst.age is not None:
+            # nothing from the receiver for --stale seconds: its last fix is not now
+            t.append(f"GPS LOST {_fmt_age(gst.age)}s ", style="bold #ffffff on #c00000")
+        elif gps:
             fixq = gps.get("fix_quality", 0)
             style = "bold #00ff00" if fixq in (4, 5) else ("#ffffff" if fixq else
                                                             "bold #ff3030")
@@ -356,7 +404,12 @@ class ConsoleApp(App):
         else:
             t.append("GPS -- ", style="#ffffff")
         x, y = f.position
-        if math.isfinite(x) and math.isfinite(y):
+        if f.position_lost:
+            age = f.position_age
+            t.append("NO POSITION" + (f" {_fmt_age(age)}s" if age is not None else ""),
+                     style="bold #ffffff on #c00000")
+            t.append(" ")
+        elif math.isfinite(x) and math.isfinite(y):
             t.append(f"x {x:.2f} y {y:.2f} ")
         t.append(f"marks {len(f.markers)} ", style="#ffffff")
         t.append(f.path.name, style="#a0a0a0")
@@ -376,10 +429,13 @@ class ConsoleApp(App):
             age = _fmt_age(s.age)
             line = (f"{name[:7]:<8}{s.kind:<5}{s.frames:>9}{s.rate:>9.1f}{crc:>6}{s.gaps:>6}"
                     f"{age:>8}  ")
-            if s.stale:
-                t.append(line + "STALE", style="bold #ffffff on #c00000")
-            elif s.connected is False:
+            if s.connected is False:
                 t.append(line + "DISCONNECTED", style="bold #ffffff on #c00000")
+            elif s.stale and self.paused and self.recorder_answers:
+                # no frames because the operator paused the recorder: not a fault
+                t.append(line + "PAUSED", style="bold #000000 on #ffff00")
+            elif s.stale:
+                t.append(line + "STALE", style="bold #ffffff on #c00000")
             else:
                 t.append(line, style="#ffffff")
                 t.append("OK", style="bold #00ff00")
@@ -393,11 +449,19 @@ class ConsoleApp(App):
         if self.control is None:
             self.say(_READ_ONLY.format(file=self.follower.path.name), "bold #ffff00")
             return
+        if self.recorder_exit is not None:  # (no one to send it to: say so at once)
+            self.say(f"{cmd}: the recorder exited (status {self.recorder_exit}): nothing "
+                     "is being recorded", "bold #ff3030")
+            return
         self._request(cmd, params, on_reply, on_error)
 
-    def _xy(self) -> dict[str, float]:
-        x, y = self.follower.position
-        return {"x": x, "y": y}
+    @staticmethod
+    def _now() -> dict[str, int]:
+        """When the key was pressed.  The recorder places the marker at its own
+        position then (its latest GPS fix, or the track at that time; none when
+        its GPS has lost the fix): fresher than the console's, which is a flush
+        behind, and never a position kept from before the GPS was lost."""
+        return {"time": time.time_ns()}
 
     def action_record(self) -> None:
         if self.control is None:
@@ -407,7 +471,7 @@ class ConsoleApp(App):
         pause = not (self.paused if self._pause_asked is None else self._pause_asked)
         self._pause_asked = pause
         self._send("pause" if pause else "resume", self._paused_reply,
-                   on_error=self._pause_failed, **self._xy())
+                   on_error=self._pause_failed, **self._now())
 
     def _pause_failed(self, exc: ControlError) -> None:
         self._pause_asked = None
@@ -422,14 +486,17 @@ class ConsoleApp(App):
         self._draw_top()
 
     def action_mark(self) -> None:
-        self._send("mark", self._mark_reply, label="target", **self._xy())
+        self._send("mark", self._mark_reply, label="target", **self._now())
 
     def _mark_reply(self, reply: dict[str, Any]) -> None:
         m = reply.get("marker", {})
         x, y = m.get("x"), m.get("y")
-        where = (f"x {x:.2f} y {y:.2f}" if isinstance(x, float) and isinstance(y, float)
-                 else "unknown position")
-        self.say(f"marked target at {where}", "bold #00ff00")
+        if _number(x) and _number(y):
+            self.say(f"marked target at x {x:.2f} y {y:.2f}", "bold #00ff00")
+            return
+        why = reply.get("position") or "no position"
+        self.say(f"marked target WITHOUT POSITION ({why}): mark the spot on the ground",
+                 "bold #ffffff on #c00000")
 
     def action_null(self) -> None:
         self.follower.renull()
@@ -439,7 +506,7 @@ class ConsoleApp(App):
             return
         self._send("null", lambda reply: self.say(
             "nulled: chart statistic restarted, null marker written", "bold #00ff00"),
-            **self._xy())
+            **self._now())
 
     def action_threshold(self, delta: float) -> None:
         f = self.follower
@@ -461,12 +528,24 @@ class ConsoleApp(App):
     def action_quit_console(self) -> None:
         self.exit(0)
 
+    def action_interrupt(self) -> None:
+        """Ctrl-C: leave now (status 130); a recorder this console started goes on."""
+        self._interrupted = True
+        self.exit(return_code=130)
+
     def on_unmount(self) -> None:
         if self._control_thread is not None:
             # a command already sent (a mark just before q) is carried out before
             # the console stops the recorder it started; its reply is not shown.
-            # Those queued behind one that got no reply are dropped (see _request).
+            # Those queued behind one that got no reply are dropped (see _request),
+            # and after Ctrl-C every one queued (the screen is not held for the
+            # one under way either: the process ends once it is done)
             self._quitting = True
-            self._control_thread.shutdown(wait=True)
-        if self.control is not None:
+            self._control_thread.shutdown(wait=not self._interrupted,
+                                          cancel_futures=self._interrupted)
+        if self.control is not None and not self._interrupted:
             self.control.close()
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)

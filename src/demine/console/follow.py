@@ -16,6 +16,13 @@
 
 A console opened on a long recording does not replay it: the chart and the
 waterfall start from the last ``history_s`` seconds.
+
+The file is read without HDF5's file lock, so a console never keeps a recorder
+from creating a new recording at the same path (HDF5 truncates the file before
+it finds the lock taken: the old recording was lost *and* the new recorder
+failed).  A file replaced (another file moved there, or a new recording
+written over it) or cut shorter is noticed at the next poll and followed
+afresh (:attr:`Follower.reopened`, :attr:`Follower.notice`).
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ import numpy as np
 
 from ..errors import DemineError, FormatVersionError, NotARecordingError, SchemaError
 
-__all__ = ["CREATE_GRACE_S", "FIX_NAMES", "Follower", "StreamStatus"]
+__all__ = ["CREATE_GRACE_S", "FIX_NAMES", "RATE_WINDOW_S", "Follower", "StreamStatus"]
 
 #: Seconds a file that exists but holds no HDF5 signature yet (empty, or a
 #: first few bytes of one) is taken for a recording its writer is creating:
@@ -42,6 +49,14 @@ __all__ = ["CREATE_GRACE_S", "FIX_NAMES", "Follower", "StreamStatus"]
 CREATE_GRACE_S = 5.0
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+#: Seconds of frames a stream's rate is counted over (frames per second over
+#: the last this many seconds of its frames; 0 when none came for as long).
+RATE_WINDOW_S = 2.0
+
+#: Most frame times read in one poll (8 bytes each): a console further behind
+#: reads only the newest ones (it counts every frame all the same).
+_MAX_TIME_ROWS = 1 << 22
 
 #: NMEA GGA fix quality names.
 FIX_NAMES = {0: "no fix", 1: "GPS", 2: "DGPS", 3: "PPS", 4: "RTK fixed", 5: "RTK float",
@@ -63,7 +78,7 @@ class StreamStatus:
     age: float | None = None
     stale: bool = True
     _last_seq: int | None = None
-    _history: deque = field(default_factory=lambda: deque(maxlen=64))
+    _recent: deque = field(default_factory=deque)  # times of the last RATE_WINDOW_S
 
 
 class _ChartDetector:
@@ -191,6 +206,29 @@ class _Waterfall:
         return self.data[:, idx]
 
 
+class _FileChanged(Exception):
+    """The file read is not the recording followed any more (why: the message)."""
+
+
+def _without(exc: BaseException, path: Path) -> str:
+    """The error's words without the path they start with (said once already)."""
+    return str(exc).removeprefix(f"{path}: ")
+
+
+def _open_recording(path: Path) -> Any:
+    """:class:`~demine.recording.Recording` ``(path)``, without HDF5's file lock
+    (with it when this process has the file open already, as a writer: HDF5
+    shares the open file, and refuses another locking setting)."""
+    from ..recording import Recording
+
+    try:
+        return Recording(path, locking=False)
+    except (DemineError, OSError) as exc:
+        if "locking flag values don't match" not in str(exc):
+            raise
+    return Recording(path)
+
+
 class Follower:
     """Read what a recorder appends to a recording, a little at a time.
 
@@ -217,7 +255,10 @@ class Follower:
     max_catch_up_s : float
         Most seconds of new frames shown per poll: a console that fell
         further behind skips ahead to the last that long (for the displays
-        only; gaps in the sequence are still counted over all of them).
+        only; frames and gaps in the sequence are still counted over all).
+    position_stale_s : float
+        The position is lost (:attr:`position_lost`) when the last one is
+        this many seconds older than the newest frame of any stream.
     clock : callable
         UTC nanoseconds now (tests may replace it).
     """
@@ -225,7 +266,7 @@ class Follower:
     def __init__(self, path: str | os.PathLike, *, detect_config: Any = None,
                  stale_after: float = 3.0, chart_bin_s: float = 0.05, chart_len: int = 400,
                  gpr_stack: int = 16, waterfall_len: int = 400, history_s: float = 20.0,
-                 max_catch_up_s: float = 5.0,
+                 max_catch_up_s: float = 5.0, position_stale_s: float = 5.0,
                  clock: Callable[[], int] = time.time_ns) -> None:
         from ..pipeline import load_detect_config
 
@@ -238,17 +279,31 @@ class Follower:
         self.waterfall_len = waterfall_len
         self.history_s = history_s
         self.max_catch_up_s = max_catch_up_s
+        self.position_stale_s = float(position_stale_s)
         self.clock = clock
         self.rec: Any = None
         self.error: str | None = None
         #: the error that ended the wait: the file is not, and cannot become, a recording
         self.failed: DemineError | None = None
+        #: times the file was replaced or cut under the console and followed afresh
+        self.reopened = 0
+        #: what happened to the file, in words (replaced, deleted), or None
+        self.notice: str | None = None
+        self._was_open = False
+        self._reset()
+
+    def _reset(self) -> None:
+        """Forget everything read (a new file at the path starts from nothing)."""
         self.streams: dict[str, StreamStatus] = {}
         self.alarms: list[dict[str, Any]] = []
         self.markers: list[dict[str, Any]] = []
         self.new_alarms = 0  # alarms that arrived in the last poll
         self.gps: dict[str, Any] = {}
+        self.gps_name: str | None = None
         self.position: tuple[float, float] = (math.nan, math.nan)
+        #: time (UTC ns) of the frame whose position is :attr:`position`
+        self.position_ns: int | None = None
+        self._position_from: str | None = None  # the stream it comes from
         self.start_ns: int | None = None
         self.end_ns: int | None = None
         self.file_bytes = 0
@@ -263,6 +318,10 @@ class Follower:
         self._read: dict[str, int] = {}
         self._table_read: dict[str, int] = {"alarms": 0, "markers": 0}
         self._table_ds: dict[str, dict[str, Any]] = {}
+        self._ident: tuple[int, int] | None = None  # (device, inode) of the file opened
+        self._created: Any = None  # its created_ns attribute
+        self._size_seen = 0  # the largest size seen since
+        self._first: tuple[str, int] | None = None  # (stream, time of its first frame)
 
     # ------------------------------------------------------------------ open
     @property
@@ -292,38 +351,50 @@ class Follower:
             A recording without its ``/streams`` group.
 
         Once raised, the same error is raised again by every later call
-        (see :attr:`failed`).
+        (see :attr:`failed`) -- except for a file that was a recording when
+        this follower had it open (then replaced or cut under it): that is
+        waited for with the reason in :attr:`error`, as a new recorder may be
+        writing it.
         """
         if self.rec is not None:
             return True
         if self.failed is not None:
             raise self.failed
-        from ..recording import Recording
-
         if not self.path.exists():
             self.error = f"waiting for {self.path}"
             return False
         try:
+            st = os.stat(self.path)
             if self.path.is_dir():
                 raise NotARecordingError(f"{self.path}: is a directory, not a recording")
             if self._being_created():
                 self.error = f"waiting for {self.path}: empty (a writer may be creating it)"
                 return False
-            rec = Recording(self.path)
+            rec = _open_recording(self.path)
         except (NotARecordingError, FormatVersionError, SchemaError) as exc:
+            self.error = str(exc)
+            if self._was_open:
+                # was a recording: whoever replaced or cut it may write one again
+                self.error = f"waiting for {self.path}: {_without(exc, self.path)}"
+                return False
             # what a writer never shows a reader: this file will not become a recording
             self.failed = exc
-            self.error = str(exc)
             raise
         except (DemineError, OSError) as exc:
-            if "unable to lock file" in str(exc):
-                # (HDF5's words are errno 11, "Resource temporarily unavailable")
+            text = str(exc)
+            if "unable to lock file" in text or "already open for write" in text:
+                # (HDF5's words: errno 11, "Resource temporarily unavailable"; or,
+                # without file locking, its superblock's "open for writing" mark)
                 self.error = (f"waiting for {self.path}: a writer holds it open and keeps "
-                              "readers out (HDF5 file lock) until it lets them in, as "
-                              "demine record does at its first frames, or closes it")
+                              "readers out until it lets them in, as demine record does "
+                              "at its first frames, or closes it")
             else:
-                self.error = f"waiting for {self.path}: {exc}"
+                self.error = f"waiting for {self.path}: {_without(exc, self.path)}"
             return False
+        self._ident = (st.st_dev, st.st_ino)
+        self._size_seen = st.st_size
+        self._created = rec.attrs.get("created_ns")
+        self._was_open = True
         self.rec = rec
         self.error = None
         for name, s in rec.streams.items():
@@ -340,6 +411,8 @@ class Follower:
                 self.emi_name = name
             if s.kind == "gpr" and self.gpr_name is None:
                 self.gpr_name = name
+            if s.kind == "gps" and self.gps_name is None:
+                self.gps_name = name
         for table in self._table_read:
             g = rec._file[table]
             self._table_ds[table] = {k: v for k, v in g.items() if k != "index"}
@@ -435,10 +508,30 @@ class Follower:
 
     # ------------------------------------------------------------------ poll
     def poll(self) -> bool:
-        """Read what was appended since the last poll; True when anything changed."""
+        """Read what was appended since the last poll; True when anything changed.
+
+        A file replaced or cut under the follower is followed afresh
+        (:attr:`reopened` counts it, :attr:`notice` says what happened): True.
+        """
         self.new_alarms = 0
+        if self.rec is not None:
+            why = self._changed_on_disk()
+            if why is not None:
+                return self._restart(why)
         if not self.open():
             return False
+        try:
+            return self._read_new()
+        except _FileChanged as exc:
+            return self._restart(str(exc))
+        except Exception:
+            # a file rewritten in place reads as garbage through the old handle
+            why = self._changed_on_disk(deep=True)
+            if why is not None:
+                return self._restart(why)
+            raise
+
+    def _read_new(self) -> bool:
         self.polls += 1
         changed = False
         now = self.clock()
@@ -446,17 +539,83 @@ class Follower:
             for ds in dss.values():
                 ds.refresh()
             n = min(ds.shape[0] for ds in dss.values())
+            if n < self._read[name]:
+                raise _FileChanged(f"rewritten: stream {name!r} has {n} frames, it had "
+                                   f"{self._read[name]}")
+            if self._first is not None and self._first[0] == name and n:
+                if int(dss["time"][0]) != self._first[1]:
+                    # (the old handle reads the new file's datasets: its layout is
+                    # the same, and it may have grown past the old one's size)
+                    raise _FileChanged("rewritten with another recording")
             if self._advance(name, dss, n):
                 changed = True
         for st in self.streams.values():
             st.age = None if st.last_time_ns is None else (now - st.last_time_ns) / 1e9
             st.stale = st.age is None or st.age > self.stale_after
+            if st.age is None or st.age > RATE_WINDOW_S:
+                st.rate = 0.0  # no frame for as long as the rate is counted over
         changed |= self._poll_tables()
         try:
-            self.file_bytes = self.path.stat().st_size
+            size = self.path.stat().st_size
+            self.file_bytes = size
+            self._size_seen = max(self._size_seen, size)
         except OSError:
             pass
         return changed
+
+    def _changed_on_disk(self, deep: bool = False) -> str | None:
+        """How the file at :attr:`path` is no longer the one followed, or None:
+        another file there, or a shorter one that is not this recording as it
+        was (HDF5 may give space back at the end of a file it closes).
+        ``deep`` (after a read error): also its recording's creation time."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            if self.notice is None or "deleted" not in self.notice:
+                self.notice = (f"{self.path.name} was deleted: what its writer still "
+                               "appends is lost when it closes it")
+            return None
+        except OSError:
+            return None
+        if (st.st_dev, st.st_ino) != self._ident:
+            return "replaced by another file"
+        if st.st_size < self._size_seen:
+            cut = (f"cut from {self._size_seen / 1e6:.1f} MB to {st.st_size / 1e6:.1f} MB "
+                   "(rewritten or truncated)")
+            why = self._fresh_look(unreadable=cut)
+            if why is None:
+                self._size_seen = st.st_size
+            return why
+        return self._fresh_look(unreadable=None) if deep else None
+
+    def _fresh_look(self, unreadable: str | None) -> str | None:
+        """Open the file afresh: None when it is the recording followed, whole;
+        else why not (``unreadable`` when it cannot be opened now)."""
+        import h5py
+
+        from ..recording import _check_not_truncated
+
+        try:
+            _check_not_truncated(self.path)  # (SWMR reading reads zeros past the end)
+            with h5py.File(self.path, "r", libver="latest", swmr=True, locking=False) as f:
+                created = f.attrs.get("created_ns")
+        except DemineError as exc:
+            return str(exc).removeprefix(f"{self.path}: ")
+        except Exception:  # noqa: BLE001 - a writer creating it, or no HDF5 now
+            return unreadable
+        return None if created == self._created else "rewritten with another recording"
+
+    def _restart(self, why: str) -> bool:
+        """Close the file and forget everything read from it; open what is there now."""
+        self.close()
+        self._reset()
+        self.reopened += 1
+        self.notice = f"{self.path.name} was {why}: following it afresh"
+        try:
+            self.open()
+        except DemineError:  # (not raised for a file that was a recording)
+            pass
+        return True
 
     def _advance(self, name: str, dss: Mapping[str, Any], n: int) -> bool:
         st = self.streams[name]
@@ -464,11 +623,13 @@ class Follower:
         if n <= start:
             return False
         t_all = dss["time"]
-        # A console that fell far behind skips ahead (for the displays only).
-        rate = st.rate or 1000.0
-        max_rows = max(1, int(self.max_catch_up_s * rate))
-        lo = max(start, n - max_rows)
-        t = np.asarray(t_all[lo:n], dtype=np.int64)
+        # The new frames' times (the newest _MAX_TIME_ROWS of them when far behind).
+        # A console that fell behind shows the last max_catch_up_s seconds of
+        # them (times ascend); every frame is counted, and its gaps.
+        t_lo = max(start, n - _MAX_TIME_ROWS)
+        t = np.asarray(t_all[t_lo:n], dtype=np.int64)
+        lo = t_lo + int(np.searchsorted(t, t[-1] - int(self.max_catch_up_s * 1e9)))
+        t = t[lo - t_lo:]
         seq = np.asarray(dss["sequence"][start:n], dtype=np.int64)
         st.gaps += self._gaps_in(seq, st)
         st.frames = n
@@ -477,46 +638,82 @@ class Follower:
             self.start_ns = int(t_all[0])
         self.end_ns = st.last_time_ns if self.end_ns is None else max(self.end_ns,
                                                                        st.last_time_ns)
-        st._history.append((st.last_time_ns, n))
-        t_old, n_old = st._history[0]
-        while len(st._history) > 2 and st.last_time_ns - st._history[1][0] > 2e9:
-            st._history.popleft()
-            t_old, n_old = st._history[0]
-        if st.last_time_ns > t_old:
-            st.rate = (n - n_old) / ((st.last_time_ns - t_old) / 1e9)
-        elif len(t) > 1 and t[-1] > t[0]:
-            st.rate = (len(t) - 1) / ((t[-1] - t[0]) / 1e9)
+        st.rate = self._rate(st, t)
         self._read[name] = n
+        if self._first is None:  # what tells this recording from one written over it
+            self._first = (name, int(t_all[0]))
         if st.kind == "gps":
             row = n - 1
             fix = int(dss["fix_quality"][row])
             self.gps = {"fix_quality": fix, "fix": FIX_NAMES.get(fix, str(fix)),
                         "hdop": float(dss["hdop"][row]),
                         "satellites": int(dss["satellites"][row])}
-            if self.emi_name is None and self.gpr_name is None:
-                self._set_position(dss["x"][lo:n], dss["y"][lo:n])
+            if name == self._position_source():
+                self._set_position(name, dss["x"][lo:n], dss["y"][lo:n], t)
         elif name == self.emi_name:
             samples = np.asarray(dss["samples"][lo:n], dtype=np.float32)
             x = np.asarray(dss["x"][lo:n])
             y = np.asarray(dss["y"][lo:n])
-            self._set_position(x, y)
+            if name == self._position_source():
+                self._set_position(name, x, y, t)
             if self._det is not None and self.chart is not None:
                 stat, thr = self._det.process(samples, x, y, t)
                 self.chart.add(stat, thr)
         elif name == self.gpr_name:
-            if self.emi_name is None:
-                self._set_position(dss["x"][lo:n], dss["y"][lo:n])
+            if name == self._position_source():
+                self._set_position(name, dss["x"][lo:n], dss["y"][lo:n], t)
             if self.waterfall is not None:
                 self.waterfall.add(np.asarray(dss["samples"][lo:n], dtype=np.float32))
         return True
 
-    def _set_position(self, x: Any, y: Any) -> None:
-        # The newest frames' positions are NaN until the recorder has the GPS
-        # fix after them (it fills them in place): keep the last known one.
+    @staticmethod
+    def _rate(st: StreamStatus, t: np.ndarray) -> float:
+        """Frames per second over the last :data:`RATE_WINDOW_S` of the stream's
+        frames (``t``: the times of those just read).  Counted from the frames'
+        own times: after a pause, the frames since it over the time since it."""
+        recent = st._recent
+        recent.append(t)
+        cut = int(t[-1]) - int(RATE_WINDOW_S * 1e9)
+        while len(recent) > 1 and int(recent[0][-1]) <= cut:
+            recent.popleft()
+        times = np.concatenate(recent) if len(recent) > 1 else recent[0]
+        times = times[times > cut]
+        if times.size > 1 and times[-1] > times[0]:
+            return (times.size - 1) / ((int(times[-1]) - int(times[0])) / 1e9)
+        return times.size / RATE_WINDOW_S
+
+    def _position_source(self) -> str | None:
+        """The stream the current position is read from: the GPS stream's own
+        fixes (the recorder places the sensors' frames on them only later, in
+        place, after the console has read them: with a 1 Hz receiver, hardly
+        ever before), else the EMI or radar frames (a writer that placed them)."""
+        return self.gps_name or self.emi_name or self.gpr_name
+
+    def _set_position(self, name: str, x: Any, y: Any, t: np.ndarray) -> None:
+        # keep the last known position (and when it was): rows without one are
+        # a GPS without fix, or frames not placed yet
         x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
         ok = np.flatnonzero(np.isfinite(x) & np.isfinite(y))
         if ok.size:
             self.position = (float(x[ok[-1]]), float(y[ok[-1]]))
+            self.position_ns = int(t[ok[-1]])
+
+    @property
+    def position_age(self) -> float | None:
+        """Seconds from the last known position to the newest frame of any
+        stream (None: no position yet).  Grows while the GPS has no fix or
+        sends nothing and the sensors go on."""
+        if self.position_ns is None or self.end_ns is None:
+            return None
+        return max(0.0, (self.end_ns - self.position_ns) / 1e9)
+
+    @property
+    def position_lost(self) -> bool:
+        """No position for :attr:`position_stale_s` (or none yet in a recording
+        with a GPS stream): :attr:`position` is not where the sensor is."""
+        if self.position_ns is None:
+            return self.gps_name is not None
+        return (self.position_age or 0.0) > self.position_stale_s
 
     def _poll_tables(self) -> bool:
         changed = False
@@ -525,7 +722,9 @@ class Follower:
                 ds.refresh()
             n = min(ds.shape[0] for ds in dss.values())
             start = self._table_read[table]
-            if n <= start:
+            if n < start:
+                raise _FileChanged(f"rewritten: its {table} table has {n} rows, it had {start}")
+            if n == start:
                 continue
             cols = {}
             for k, ds in dss.items():

@@ -44,23 +44,27 @@ def start_simulator(scene: str, devices: Sequence[str] = ("emi-pi", "gpr", "nmea
     buf = b""
     assert proc.stdout is not None
     fd = proc.stdout.fileno()
-    while len(ports) < len(devices):
-        left = deadline - time.monotonic()
-        if left <= 0 or proc.poll() is not None:
-            stop_process(proc)
-            raise ConfigError(f"simulator for scene {scene!r} did not start its devices "
-                              f"(exit status {proc.returncode}; see {log})")
-        r, _, _ = select.select([fd], [], [], min(left, 0.2))
-        if r:
-            chunk = os.read(fd, 4096)
-            if not chunk:
-                continue
-            buf += chunk
-            while b"\n" in buf:
-                line, buf = buf.split(b"\n", 1)
-                parts = line.decode().split()
-                if len(parts) == 2:
-                    ports.append((parts[0], parts[1]))
+    try:
+        while len(ports) < len(devices):
+            left = deadline - time.monotonic()
+            if left <= 0 or proc.poll() is not None:
+                stop_process(proc)
+                raise ConfigError(f"simulator for scene {scene!r} did not start its devices "
+                                  f"(exit status {proc.returncode}; see {log})")
+            r, _, _ = select.select([fd], [], [], min(left, 0.2))
+            if r:
+                chunk = os.read(fd, 4096)
+                if not chunk:
+                    continue
+                buf += chunk
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    parts = line.decode().split()
+                    if len(parts) == 2:
+                        ports.append((parts[0], parts[1]))
+    except BaseException:  # (Ctrl-C while it starts: not left running)
+        stop_process(proc)
+        raise
     return proc, ports
 
 

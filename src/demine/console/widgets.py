@@ -126,9 +126,10 @@ class StripChart(_Cached):
         for r in range(rows):
             base = (rows - 1 - r) * 8
             if r == 0:
-                label = (f"{top_v:5.0f} ", AXIS)
+                label = (f"{_axis_number(top_v)} ", AXIS)
             elif r == thr_label_row:
-                label = (f"{thr_now:5.1f}-", THRESH)
+                label = (f"{thr_now:5.1f}-" if thr_now < 999.95
+                         else f"{_axis_number(thr_now)}-", THRESH)
             elif r == rows - 1:
                 label = ("    0 ", AXIS)
             else:
@@ -146,6 +147,22 @@ class StripChart(_Cached):
                 segs.append(Segment("".join(chars[a:b]), _CHART_STYLES[k]))
             lines.append(Strip(segs, axis + ncol).adjust_cell_length(width, BLANK))
         self._lines = lines
+
+
+def _axis_number(v: float) -> str:
+    """``v`` in at most 5 characters (the chart's axis: 248k, not 247811 cut to
+    fit, which read as ten times less when it had 7 digits)."""
+    if not math.isfinite(v):
+        return f"{v:>5}"[:5]
+    if v < 99999.5:
+        return f"{v:5.0f}"
+    for div, unit in ((1e3, "k"), (1e6, "M"), (1e9, "G"), (1e12, "T")):
+        q = v / div
+        if q < 9.95:
+            return f"{q:4.1f}{unit}"
+        if q < 999.5:
+            return f"{q:4.0f}{unit}"
+    return f"{v:5.0e}"[:5] if v < 1e100 else "  inf"
 
 
 def _palette(levels: int = 8) -> list[str]:
@@ -221,20 +238,50 @@ class Waterfall(_Cached):
 
 
 class AlarmList(Widget):
-    """The alarms table, newest first; records when each alarm was first drawn."""
+    """The alarms table, newest first by the alarms' own times (UTC).
+
+    The detectors write their alarms as each completes, not in time order (a
+    radar alarm or an EMI shape alarm comes after newer ones): each new alarm
+    takes its place by time and is lit for :attr:`FLASH_S` seconds, wherever
+    it lands.  Records when each alarm row was first drawn.
+    """
 
     DEFAULT_CSS = "AlarmList { background: #000000; color: #ffffff; }"
+
+    #: seconds a new alarm stays lit
+    FLASH_S = 3.0
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
         self.alarms: list[dict[str, Any]] = []
         self.shown_at: dict[int, int] = {}  # alarm row -> time.time_ns() of first paint
         self.flash_until = 0.0
+        self._n = 0  # rows given so far
+        self._order: list[int] = []  # alarm rows, newest first
+        self._lit: dict[int, float] = {}  # alarm row -> time.monotonic() its light ends
 
-    def set_alarms(self, alarms: list[dict[str, Any]], flash: bool) -> None:
+    def set_alarms(self, alarms: list[dict[str, Any]], flash: bool,
+                   reset: bool = False) -> None:
+        """Show ``alarms`` (the table's rows, in file order: the list may be the
+        one given before, grown); with ``flash``, light the rows after those
+        given before.  ``reset``: another recording, whose rows are all new."""
+        old = self._n
+        if reset or len(alarms) < old:
+            self.shown_at = {}
+            self._lit = {}
+            old = 0
+        self._n = len(alarms)
         self.alarms = alarms
-        if flash:
-            self.flash_until = time.monotonic() + 3.0
+        self._order = sorted(range(len(alarms)), key=lambda i: (_time(alarms[i]), i),
+                             reverse=True)
+        if flash and len(alarms) > old:
+            now = time.monotonic()
+            self._lit = {i: end for i, end in self._lit.items() if end > now}
+            self.flash_until = now + self.FLASH_S
+            self._lit.update(dict.fromkeys(range(old, len(alarms)), self.flash_until))
+            # drawn again when the light goes out (nothing else redraws the list:
+            # the newest alarm stayed lit until the next one came)
+            self.set_timer(self.FLASH_S + 0.05, self.refresh)
         self.refresh()
 
     def render(self) -> Text:
@@ -243,18 +290,28 @@ class AlarmList(Widget):
             self.shown_at[i] = now_ns
         t = Text(no_wrap=True, overflow="crop")
         t.append(f"ALARMS {len(self.alarms)}\n", style="bold #ffff00")
-        t.append("time     x,y (m)      dep  p\n", style="bold #ffffff")
+        t.append("UTC      x,y (m)      dep  p\n", style="bold #ffffff")
         rows = max(0, self.size.height - 2)
-        flash = time.monotonic() < self.flash_until
-        for k, a in enumerate(reversed(self.alarms[-rows:] if rows else [])):
-            ts = time.strftime("%H:%M:%S", time.gmtime(a.get("time", 0) / 1e9))
+        now = time.monotonic()
+        for i in self._order[:rows]:
+            a = self.alarms[i]
+            ts = time.strftime("%H:%M:%S", time.gmtime(_time(a) / 1e9))
             x, y = a.get("x", math.nan), a.get("y", math.nan)
-            pos = f"{x:5.1f},{y:5.1f}" if math.isfinite(x) and math.isfinite(y) else "  --,  -- "
+            pos = (f"{x:5.1f},{y:5.1f}" if math.isfinite(x) and math.isfinite(y)
+                   else f"{'--':>5},{'--':>5}")
             d, p = a.get("depth", math.nan), a.get("p_mine", math.nan)
             dep = f"{d:4.2f}" if math.isfinite(d) else " -- "
             pm = f"{p:4.2f}" if math.isfinite(p) else " -- "
-            style = "bold #000000 on #ffff00" if (k == 0 and flash) else "#ffffff"
-            if math.isfinite(p) and p >= 0.5 and not (k == 0 and flash):
+            if self._lit.get(i, 0.0) > now:
+                style = "bold #000000 on #ffff00"
+            elif math.isfinite(p) and p >= 0.5:
                 style = "bold #ff3030"
+            else:
+                style = "#ffffff"
             t.append(f"{ts} {pos} {dep} {pm}\n", style=style)
         return t
+
+
+def _time(alarm: dict[str, Any]) -> int:
+    t = alarm.get("time", 0)
+    return int(t) if isinstance(t, (int, np.integer)) else 0
