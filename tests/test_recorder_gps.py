@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import select
 import threading
 import time
 import tty
 
 import numpy as np
 import pytest
+from test_recorder import _write_all
 
 from demine import nmea
 from demine.drivers import get_driver
@@ -34,21 +34,6 @@ def _pty():
     tty.setraw(slave)
     os.set_blocking(master, False)
     return master, slave, os.ttyname(slave)
-
-
-def _write_all(fd: int, data: bytes, timeout: float = 20.0) -> None:
-    view = memoryview(data)
-    deadline = time.monotonic() + timeout
-    while view:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError(f"pty reader took no data for {timeout} s")
-        _, ready, _ = select.select([], [fd], [], min(left, 0.5))
-        if ready:
-            try:
-                view = view[os.write(fd, view):]
-            except BlockingIOError:
-                pass
 
 
 def _gga_rmc(t_ns: int, x: float, alt: float = 10.05, rmc: bool = True) -> bytes:
