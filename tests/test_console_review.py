@@ -846,10 +846,14 @@ def test_ctrl_c_while_the_recorder_starts_leaves_nothing_running(tmp_path):
     serial port the next console needs, with nothing said; now it is stopped."""
     master, slave = pty.openpty()  # a device that sends nothing
     tty.setraw(slave)
+    # (SIGINT at its default, as a terminal's foreground process has it: a suite
+    # run in the background without job control starts with it ignored, and the
+    # child would inherit that)
     proc = subprocess.Popen([sys.executable, "-m", "demine", "console", "--device",
                              f"emi-pi={os.ttyname(slave)}", "--out", str(tmp_path / "x.h5")],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     started: list[int] = []
     try:
         assert proc.stderr.readline().startswith("starting recorder -> ")
