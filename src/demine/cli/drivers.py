@@ -13,13 +13,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Without NAME: list the drivers (built-in and from the demine.drivers "
         "entry-point group) with their kind and default serial settings. With NAME: print "
         "the driver's protocol note. With --probe PORT: read the port for --seconds with "
-        "that driver and report frames, rates, faults and a diagnosis (wrong baud, silence).",
+        "that driver and report frames, rates, faults and a diagnosis (wrong baud, silence). "
+        "Exit status: 0, or with --probe 0 if frames were decoded and 1 if none; 2 on an "
+        "error (unknown driver, port that cannot be opened, bad option).",
     )
     p.add_argument("name", nargs="?", metavar="NAME", help="driver name, e.g. emi-pi")
     p.add_argument("--probe", metavar="PORT",
                    help="pyserial URL or device path to read with the driver")
-    p.add_argument("--seconds", type=float, default=3.0, help="probe duration (default 3)")
-    p.add_argument("--baud", type=int, help="override the driver's default baud rate")
+    p.add_argument("--seconds", type=float, default=None, metavar="S",
+                   help="with --probe: seconds to read, > 0 (default 3)")
+    p.add_argument("--baud", type=int, metavar="BAUD",
+                   help="with --probe: baud rate instead of the driver's default")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="driver option, e.g. columns=millis,amplitude,phase (repeatable)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -43,12 +47,21 @@ def run(args: argparse.Namespace) -> int:
     from ..drivers import available_drivers, get_driver
     from ..errors import ConfigError
 
-    args.seconds = check_number("drivers", "--seconds", args.seconds, lo=0, lo_open=True)
+    if not args.probe:
+        # accepted and ignored, they would suggest a probe happened with them
+        for opt, value in (("--seconds", args.seconds), ("--baud", args.baud)):
+            if value is not None:
+                raise ConfigError(f"{opt} applies to --probe PORT")
+    args.seconds = check_number("drivers", "--seconds",
+                                3.0 if args.seconds is None else args.seconds,
+                                lo=0, lo_open=True)
     if args.baud is not None:
         args.baud = check_number("drivers", "--baud", args.baud, lo=1, integer=True)
     if args.name is None:
         if args.probe:
             raise ConfigError("--probe needs a driver NAME")
+        if args.option:
+            raise ConfigError("--option needs a driver NAME")
         rows = []
         for name in available_drivers():
             try:
@@ -71,12 +84,32 @@ def run(args: argparse.Namespace) -> int:
         return 0
     drv = get_driver(args.name, **_options(args.option))
     if not args.probe:
-        print(drv.protocol_note())
+        if args.json:
+            print(json.dumps({"name": drv.name, "kind": drv.kind, "framing": drv.framing,
+                              "baudrate": drv.serial_settings.get("baudrate"),
+                              "format": drv.frame_format, "protocol": drv.protocol_note()}))
+        else:
+            print(drv.protocol_note())
         return 0
     return _probe(drv, args)
 
 
 def _probe(drv, args: argparse.Namespace) -> int:
+    import logging
+
+    # the reader's log lines would repeat, unprefixed on stderr, what the report says
+    log = logging.getLogger("demine.acquisition")
+    quiet = logging.NullHandler()
+    log.addHandler(quiet)
+    propagate, log.propagate = log.propagate, False
+    try:
+        return _probe_port(drv, args)
+    finally:
+        log.removeHandler(quiet)
+        log.propagate = propagate
+
+
+def _probe_port(drv, args: argparse.Namespace) -> int:
     import time
 
     from ..acquisition import DeviceReader
@@ -109,6 +142,7 @@ def _probe(drv, args: argparse.Namespace) -> int:
         "frames_missing": st.frames_missing, "duplicates": st.duplicates,
         "bad_lines": st.bad_lines, "stalls": st.stalls, "disconnects": st.disconnects,
         "diagnosis": st.diagnosis,
+        "error": None if reader.error is None else str(reader.error),
     }
     if not st.bytes_read:
         report["diagnosis"] = (f"no bytes from {args.probe} in {seconds:g} s: device off, "
@@ -127,4 +161,6 @@ def _probe(drv, args: argparse.Namespace) -> int:
               f"bad lines {st.bad_lines}, stalls {st.stalls}")
         if report["diagnosis"]:
             print(f"  diagnosis: {report['diagnosis']}")
+        if report["error"]:
+            print(f"  reading stopped: {report['error']}")
     return 0 if st.frames else 1

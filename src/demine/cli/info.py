@@ -19,7 +19,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _fmt_extent(ext: dict) -> str:
-    return ", ".join(f"{k} {lo:.3f}..{hi:.3f}" for k, (lo, hi) in ext.items()) or "no positions"
+    # x, y, z in metres to the millimetre; lon, lat in degrees to 1e-7 (about 1 cm):
+    # three decimals of a degree (about 100 m) would show a lane as a point
+    parts = []
+    for k, (lo, hi) in ext.items():
+        if k in ("lon", "lat"):
+            parts.append(f"{k} {lo:.7f}..{hi:.7f} deg")
+        else:
+            parts.append(f"{k} {lo:.3f}..{hi:.3f} m")
+    return ", ".join(parts) or "no positions"
 
 
 def format_summary(s: dict) -> str:
@@ -51,6 +59,29 @@ def format_summary(s: dict) -> str:
     return "\n".join(lines)
 
 
+def _jsonable(v: object) -> object:
+    """``v`` with numpy values (arrays, scalars, bytes attributes of files written by
+    other tools) as JSON types, and non-finite numbers as null: ``json.dumps`` raised
+    on the first and wrote ``NaN`` (not JSON) for the second."""
+    import math
+
+    import numpy as np
+
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return _jsonable(v.tolist())
+    if isinstance(v, np.generic):
+        return _jsonable(v.item())
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
 def run(args: argparse.Namespace) -> int:
     from ..recording import Recording
 
@@ -58,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         with Recording(path) as rec:
             summary = rec.summary()
         if args.json:
-            print(json.dumps(summary))
+            print(json.dumps(_jsonable(summary), allow_nan=False))
         else:
             print(format_summary(summary))
     return 0

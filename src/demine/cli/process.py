@@ -11,7 +11,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="apply processing chains (TOML) to a recording, writing derived data with history",
         description="Apply one or more processing chains to the streams of a recording. "
         "OUT receives a copy of IN plus /derived/<stream>/<chain> datasets that record every "
-        "step, its parameters and the software version; IN is never modified. A chain is a "
+        "step, its parameters and the software version; IN is never modified, unless OUT is "
+        "IN: then the derived datasets are added to it in place (raw streams untouched). An "
+        "existing derived dataset is replaced only with --overwrite. A chain is a "
         "TOML file or the name of a packaged chain (emi_default, gpr_default).",
     )
     p.add_argument("input", metavar="IN", nargs="?", help="demine recording (.h5)")
@@ -24,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "chain's kind")
     p.add_argument("--name", help="derived dataset name (default: the chain's name)")
     p.add_argument("--chunk", type=int, default=65536, metavar="FRAMES",
-                   help="frames read per chunk (default 65536)")
+                   help="frames read per chunk, >= 1 (default 65536)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing OUT file or derived dataset")
     p.add_argument("--list-steps", action="store_true",
@@ -35,8 +37,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from .._params import check_number
     from ..errors import ConfigError
-    from ..process import available_stages, load_chain, process_recording
+    from ..process import _select_streams, available_stages, load_chain, process_recording
+    from ..recording import Recording
 
     if args.list_steps:
         print("\n".join(available_stages()))
@@ -50,6 +54,26 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if not src.exists():
         raise ConfigError(f"{src}: no such recording")
+    args.chunk = check_number("process", "--chunk", args.chunk, lo=1, integer=True)
+    if args.stream:
+        args.stream = list(dict.fromkeys(args.stream))  # a stream named twice is one stream
+    # what each chain will write, checked before OUT is touched: a chain after the
+    # first adds to OUT with overwrite (OUT exists by then), which must not replace
+    # a derived dataset IN already has, nor the one an earlier chain just wrote
+    with Recording(src) as rec:
+        existing = set(rec.derived())
+        planned: dict[str, str] = {}
+        for c, chain in zip(args.config, chains, strict=True):
+            dname = args.name or chain.chain_name or "processed"
+            for stream in _select_streams(rec, chain, args.stream, src):
+                key = f"{stream}/{dname}"
+                if key in planned:
+                    raise ConfigError(f"--config {planned[key]} and --config {c} both write "
+                                      f"derived {key}; give chains of different names")
+                planned[key] = c
+                if key in existing and not args.overwrite:
+                    raise ConfigError(f"{src} already holds derived {key}: not replaced "
+                                      "(--overwrite replaces it)")
     for i, chain in enumerate(chains):
         # the first chain copies IN to OUT; the following ones add to OUT
         source = src if i == 0 else out

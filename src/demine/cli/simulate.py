@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import signal
 import sys
 import threading
@@ -27,16 +29,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--duration", type=float, default=None, metavar="S",
                    help="seconds of data (devices: default until stopped; --out: default "
                    "one coverage of the lane)")
-    p.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="run seed, >= 0 (default 0)")
     p.add_argument("--layout-seed", type=int, default=None, metavar="N",
                    help="re-draw the random part of the scene's layout (random clutter "
-                   "and mines, soil pattern) with this seed")
+                   "and mines, soil pattern) with this seed, >= 0 (default: the scene's "
+                   "own layout)")
     p.add_argument("--alt-physics", action="store_true",
                    help="use the alternative forward models (sphere eddy modes, band-limited "
                    "soil relaxation, Gaussian-derivative radar pulse, refracted rays) to "
                    "check that a method does not depend on one model")
-    p.add_argument("--speed", type=float, default=1.0,
-                   help="real-time factor for devices (default 1.0)")
+    p.add_argument("--speed", type=float, default=None, metavar="FACTOR",
+                   help="real-time factor for devices, > 0 (default 1.0)")
     p.add_argument("--fast", action="store_true",
                    help="devices wait (up to 30 s) for a reader to open their port, then "
                    "send as fast as it reads, not in real time")
@@ -47,16 +50,65 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also keep a stable symbolic link PATH to that device's pty (it "
                    "survives --unplug-every)")
     p.add_argument("--unplug-every", default=None, metavar="PERIOD:DOWN",
-                   help="unplug every device every PERIOD s for DOWN s (a new pty each "
-                   "time; use --link for a stable name)")
+                   help="unplug every device every PERIOD s for DOWN s, PERIOD > DOWN > 0 "
+                   "(a new pty each time; use --link for a stable name)")
     p.add_argument("--out", metavar="FILE", default=None,
                    help="write the simulated lane to this recording (no devices)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    p.add_argument("--streams", default="emi,gpr,gps", metavar="LIST",
+    p.add_argument("--streams", default=None, metavar="LIST",
                    help="streams written by --out, comma-separated from emi, gpr, gps, cw "
                    "(default emi,gpr,gps)")
     p.add_argument("--list", action="store_true", help="list the shipped scenes and exit")
     p.set_defaults(run=run)
+
+
+#: Options that only devices (not --out) use, by their attribute and option name.
+_DEVICE_ONLY = (("speed", "--speed"), ("fast", "--fast"), ("faults", "--faults"),
+                ("link", "--link"), ("unplug_every", "--unplug-every"))
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    """Check the options of both modes before any file, scene or pty is touched."""
+    from pathlib import Path
+
+    from .._params import check_number
+    from ..errors import ConfigError
+    from ._paths import check_not_input
+
+    def number(option: str, value: object, **kw: object) -> object:
+        return check_number("simulate", option, value, **kw)
+
+    if args.duration is not None:
+        args.duration = number("--duration", args.duration, lo=0, lo_open=True)
+    args.seed = number("--seed", args.seed, lo=0, integer=True)
+    if args.layout_seed is not None:
+        args.layout_seed = number("--layout-seed", args.layout_seed, lo=0, integer=True)
+    if args.out:
+        given = [opt for attr, opt in _DEVICE_ONLY if getattr(args, attr) not in (None, "", [],
+                                                                                  False)]
+        if args.device:
+            raise ConfigError("--out writes a file; it does not take --device")
+        if given:
+            raise ConfigError(f"{given[0]} applies to --device, not to --out (a recording "
+                              "is written at once, without a wire)")
+        streams = [s.strip() for s in (args.streams or "emi,gpr,gps").split(",")]
+        if not all(streams):
+            raise ConfigError(f"--streams {args.streams!r}: expected stream names separated "
+                              "by commas (emi, gpr, gps, cw)")
+        args.streams = streams
+        if args.scene and Path(args.scene).is_file():
+            check_not_input(args.out, [args.scene])
+        if Path(args.out).exists() and not args.overwrite:
+            # before simulating, not after (a lane can take minutes)
+            raise ConfigError(f"{args.out}: file exists (--overwrite replaces it)")
+        return
+    for attr, opt in (("streams", "--streams"), ("overwrite", "--overwrite")):
+        if getattr(args, attr):
+            raise ConfigError(f"{opt} applies to --out, not to --device")
+    if args.speed is not None:
+        args.speed = number("--speed", args.speed, lo=0, lo_open=True)
+    else:
+        args.speed = 1.0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -71,17 +123,15 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.scene:
         raise ConfigError("a SCENE is required (name of a shipped scene or a .toml file)")
+    _check_args(args)
     scene = load_scene(args.scene, layout_seed=args.layout_seed)
     if args.alt_physics:
         from ..simulate.scene import Physics
 
         scene = scene.replace(physics=Physics.alternative())
     if args.out:
-        if args.device:
-            raise ConfigError("--out writes a file; it does not take --device")
         t = time.perf_counter()
-        streams = [s.strip() for s in args.streams.split(",") if s.strip()]
-        res = simulate_lane(scene, args.duration, seed=args.seed, streams=streams)
+        res = simulate_lane(scene, args.duration, seed=args.seed, streams=args.streams)
         res.write(args.out, overwrite=args.overwrite)
         el = time.perf_counter() - t
         print(f"{args.out}: scene {scene.name!r}, {res.duration:.1f} s simulated in {el:.1f} s "
@@ -102,11 +152,21 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--faults {item!r}: expected NAME=PROBABILITY") from None
         if not sep:
             raise ConfigError(f"--faults {item!r}: expected NAME=PROBABILITY")
+        if not 0.0 <= faults[key.strip()] <= 1.0:
+            raise ConfigError(f"--faults {item!r}: the probability must be in [0, 1]")
     links: dict[str, str] = {}
     for item in args.link:
         drv, sep, path = item.partition("=")
         if not sep or not path:
             raise ConfigError(f"--link {item!r}: expected DRIVER=PATH")
+        if drv in links:
+            raise ConfigError(f"--link {drv}: given twice")
+        if args.device.count(drv) > 1:
+            raise ConfigError(f"--link {drv}: {args.device.count(drv)} devices {drv} would "
+                              "share one link")
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            raise ConfigError(f"--link {item!r}: no such directory {parent}")
         links[drv] = path
     unknown = sorted(set(links) - set(args.device))
     if unknown:
@@ -118,8 +178,9 @@ def run(args: argparse.Namespace) -> int:
         except ValueError:
             raise ConfigError(f"--unplug-every {args.unplug_every!r}: expected PERIOD:DOWN "
                               "in seconds") from None
-        if not (period > down > 0):
-            raise ConfigError("--unplug-every: need PERIOD > DOWN > 0")
+        if not (math.isfinite(period) and period > down > 0):
+            raise ConfigError(f"--unplug-every {args.unplug_every!r}: need PERIOD > DOWN > 0 "
+                              "seconds, both finite")
         unplug = (period, down)
     devices: list[SimulatedDevice] = []
     stop = threading.Event()
