@@ -246,3 +246,23 @@ def test_process_chunk_names_option(lane, tmp_path, capsys):
     assert not out.exists()
     with h5py.File(lane, "r") as f:
         assert len(f.get("derived", {})) == 0
+
+
+@pytest.mark.parametrize("args", [["simulate", "--list"], ["drivers"]])
+def test_output_into_a_closed_pipe_stops_quietly(args):
+    """`demine ... | head -1`: the reader goes away; the command stops with the
+    shell's status for SIGPIPE (141) and says nothing (before: an error line
+    "[Errno 32] Broken pipe" and status 2, or Python's "Exception ignored")."""
+    import os
+    import subprocess
+    import sys
+
+    r, w = os.pipe()
+    os.close(r)  # (the reader has gone before anything is written)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "demine", *args], stdout=w,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(w)
+    assert proc.returncode == 141, proc.stderr
+    assert proc.stderr == ""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -65,7 +66,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.showwarning = one_line
-            return int(args.run(args) or 0)
+            status = int(args.run(args) or 0)
+            sys.stdout.flush()  # (here, where a closed pipe is caught below)
+            return status
+    except BrokenPipeError as exc:
+        if _stdout_gone():
+            # the reader of the output went away (`demine info lane.h5 | head -1`):
+            # stop quietly, as peer tools do; nothing more goes to the closed pipe
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141  # (128 + SIGPIPE, as a shell reports it)
+        print(f"demine {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     except DemineError as exc:
         print(f"demine {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -75,6 +86,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"demine {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _stdout_gone() -> bool:
+    """Whether standard output is a pipe whose reader has closed it."""
+    import select
+
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(ev & select.POLLERR for _, ev in poll.poll(0))
+    except (AttributeError, OSError, ValueError):  # (no poll, or no stdout)
+        return False
 
 
 if __name__ == "__main__":  # pragma: no cover
