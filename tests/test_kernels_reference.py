@@ -29,8 +29,8 @@ tolerances are justified where they are set.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from unittest import mock
 
 import numpy as np
 import pytest
@@ -76,6 +76,18 @@ BUILDS = [pytest.param("baseline", id="baseline"),
 
 def _build(name):
     return _gpr_base if name == "baseline" else _avx2_build()
+
+
+@contextlib.contextmanager
+def _using(name):
+    """demine.gpr's stages run on the compiled build ``name`` inside (both
+    builds are real: the one this CPU picks, and the other)."""
+    kept = gpr._gpr
+    gpr._gpr = _build(name)
+    try:
+        yield
+    finally:
+        gpr._gpr = kept
 
 
 # ======================================================================================
@@ -256,7 +268,7 @@ def test_gpr_stages_match_numpy_on_each_build(build, name, data):
     if name in INF_PASSES:
         x = np.where(np.isinf(x), np.nan, x).astype(x.dtype)
     make, ref = GPR_STAGES[name]
-    with mock.patch.object(gpr, "_gpr", _build(build)):
+    with _using(build):
         whole = run_stage(make(), x)
         parts = run_stage(make(), x, sizes)
     _compare32(whole, ref(x), rel=2e-5)
@@ -267,7 +279,7 @@ def test_gpr_stages_match_numpy_on_each_build(build, name, data):
 @pytest.mark.parametrize("build", BUILDS)
 def test_gpr_stages_edge_cases_on_each_build(build):
     """One trace of one sample (two for the band-pass), all zeros, a constant."""
-    with mock.patch.object(gpr, "_gpr", _build(build)):
+    with _using(build):
         for name, (make, ref) in GPR_STAGES.items():
             for x in (np.zeros((1, 2), np.float32), np.zeros((5, 9), np.float64),
                       np.full((4, 6), 7.0, np.float32), np.array([[3.0, np.nan]])):
@@ -289,7 +301,7 @@ def test_time_zero_picks_are_the_references():
     for build in ("baseline", "avx2"):
         if _build(build) is None:
             continue
-        with mock.patch.object(gpr, "_gpr", _build(build)):
+        with _using(build):
             for mode in ("peak", "threshold"):
                 tz = gpr.TimeZero(threshold=0.5, target=4, mode=mode)
                 out = tz.process(x)
@@ -329,7 +341,7 @@ def test_kirchhoff_matches_numpy_on_each_build(build, nx, ns, t0, aperture, seed
     dt, dx, v = 2.0 ** -33, 0.0071, 1.1e8   # dt a power of two: sample times are exact
     rng = np.random.default_rng(seed)
     data = rng.normal(size=(nx, ns)).astype(np.float32)
-    with mock.patch.object(gpr, "_gpr", _build(build)):
+    with _using(build):
         got = gpr.kirchhoff_migrate(data, dt, dx, v, aperture=aperture, time_zero=t0)
     ap = nx if aperture is None else int(math.floor(aperture / dx))
     ref = ref_kirchhoff(data, dt, dx, v, ap, t0)
