@@ -288,3 +288,33 @@ def test_partial_scan_allowed_on_request(tmp_path):
     bad.write_bytes(good[:-10])
     r = io.read(bad, allow_partial=True)
     assert r.n_traces == 3 and r.header["dropped_bytes"] == 64 - 10
+
+
+def test_dzg_gga_before_the_first_rmc_gets_its_time(tmp_path):
+    """A receiver sends GGA before RMC in an epoch: the first GGA of a file comes
+    before any date.  It is dated by the RMC that follows (before: no time),
+    a day earlier when it was before midnight and the RMC after."""
+    import datetime as dt
+
+    from demine.io.gssi import read_dzg
+
+    def nm(body: str) -> str:
+        c = 0
+        for ch in body:
+            c ^= ord(ch)
+        return f"${body}*{c:02X}"
+
+    def gga(tod: str) -> str:
+        return nm(f"GPGGA,{tod},4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,")
+
+    p = tmp_path / "x.DZG"
+    p.write_text("\n".join([
+        "$GSSIS,0,-1", gga("235958.00"),
+        "$GSSIS,10,-1", gga("235959.00"),
+        nm("GPRMC,000000.00,A,4807.038,N,01131.000,E,0.1,0,010425,,"),
+        "$GSSIS,20,-1", gga("000000.00"),
+    ]) + "\n")
+    g, stats = read_dzg(p)
+    t0 = dt.datetime(2025, 3, 31, 23, 59, 58, tzinfo=dt.UTC)
+    assert stats["date_source"] == "RMC/ZDA"
+    assert g["time_ns"].tolist() == [int(t0.timestamp()) * 10**9 + k * 10**9 for k in range(3)]

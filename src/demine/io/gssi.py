@@ -308,7 +308,8 @@ def read_dzg(
     The file alternates ``$GSSIS,<scan>,<...>`` lines and NMEA sentences; each GGA
     is attached to the scan of the ``$GSSIS`` line before it.  GGA sentences
     without a fix (quality 0, empty fields) give rows with NaN position.  A date
-    from an RMC or ZDA sentence turns GGA times into UTC ns; without one, *date*
+    from an RMC or ZDA sentence turns GGA times into UTC ns (also those of the GGA
+    sentences before the first one); without one, *date*
     (the DZT creation time, from the controller clock) is used, moved to the next
     day when the first GGA time of day is more than 12 h before its time of day.
 
@@ -330,6 +331,7 @@ def read_dzg(
     """
     text = read_text(path, "DZG")
     rows: list[tuple] = []
+    tods: list[float] = []  # each row's GGA time of day
     scan: int | None = None
     bad = nofix = 0
     known = 0  # lines recognised as a $GSSIS line or an NMEA sentence
@@ -366,8 +368,12 @@ def read_dzg(
             continue
         known += 1
         if isinstance(s, nmea.RMC | nmea.ZDA) and s.date is not None:
-            if source != "RMC/ZDA":  # rows so far used a guessed date: redo them with this one
-                rows = [r[:1] + (NO_TIME,) + r[2:] for r in rows]
+            if source != "RMC/ZDA":
+                # rows so far used a guessed date (or none): date them by this
+                # sentence's, a day earlier for a time of day more than 12 h
+                # after its own (before midnight; a receiver sends GGA first)
+                rows = [r[:1] + (_dated(s.date, s.time_of_day, tod),) + r[2:]
+                        for r, tod in zip(rows, tods, strict=True)]
             day, source = s.date, "RMC/ZDA"
             prev_tod = s.time_of_day if not math.isnan(s.time_of_day) else prev_tod
             continue
@@ -389,12 +395,27 @@ def read_dzg(
             prev_tod = tod
             t = nmea.utc_ns(day, tod) or NO_TIME
         rows.append((scan, t, s.lat, s.lon, s.altitude, s.fix_quality, s.satellites, s.hdop))
+        tods.append(tod)
         scan = None
     if first_line and not known:
         raise fail(path, "DZG", f"none of its {bad} non-empty lines is a $GSSIS line or an "
                    f"NMEA sentence; first: {first_line[:60]!r}")
     stats = {"sentences": len(rows), "no_fix": nofix, "malformed": bad, "date_source": source}
     return gps_table(rows), stats
+
+
+def _dated(date: dt.date, date_tod: float, tod: float) -> int:
+    """UTC ns of a GGA time of day ``tod`` read before a sentence of ``date`` at
+    ``date_tod``: that date, or the day before when ``tod`` is more than 12 h
+    after ``date_tod`` (it was before midnight)."""
+    if math.isnan(tod):
+        return NO_TIME
+    if not math.isnan(date_tod) and tod - date_tod > 43200:
+        try:
+            date = date - dt.timedelta(days=1)
+        except OverflowError:  # (1 Jan of year 1 from a corrupt ZDA)
+            return NO_TIME
+    return nmea.utc_ns(date, tod) or NO_TIME
 
 
 def _strip_ns(tag: str) -> str:
