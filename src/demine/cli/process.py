@@ -80,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         done = process_recording(source, chain, out, streams=args.stream, name=args.name,
                                  chunk_frames=args.chunk, overwrite=args.overwrite or i > 0)
         for stream, path in done.items():
-            print(f"{out}: {stream} -> {path} ({len(chain)} steps, chain "
+            steps = f"{len(chain)} step{'' if len(chain) == 1 else 's'}"
+            print(f"{out}: {stream} -> {path} ({steps}, chain "
                   f"{chain.chain_name or '(unnamed)'})")
     return 0
