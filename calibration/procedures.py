@@ -113,7 +113,7 @@ def _check_base(profile: dict[str, Any], base: str | Path, kind: str) -> None:
 
     try:
         its = get_driver(driver).kind
-    except Exception:  # (a driver this installation does not have: not judged)
+    except ConfigError:  # (a driver this installation does not have: not judged)
         return
     if its != kind:
         raise ConfigError(f"base profile {str(base)!r} is for a {_KINDS.get(its, its)} "

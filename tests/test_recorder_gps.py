@@ -45,12 +45,14 @@ def _gga_rmc(t_ns: int, x: float, alt: float = 10.05, rmc: bool = True) -> bytes
 
 def _record(out, *, seconds: float, gps_period: float = 0.1, gps_delay: float = 0.0,
             gps_calibration: dict | None = None, alt=lambda k: 10.05, gps_start: float = 0.0,
-            frame: LocalFrame | None = FRAME, **rec_kw) -> Recording:
+            frame: LocalFrame | None = FRAME, missing: frozenset[int] = frozenset(),
+            recorders: list | None = None, **rec_kw) -> Recording:
     """EMI readings at 500 Hz (device clock from 0) and a GPS receiver on two
     ptys.  The sensor moves along x at SPEED from the moment the feed starts
     (``start``); fix k is measured at ``start + gps_start + k * gps_period``
     (its GPS time, in host UTC) and sent ``gps_delay`` s later, as a receiver
-    with that latency does.  Reading k is sent at ``start + k / 500``."""
+    with that latency does; the fixes numbered in ``missing`` are not sent.
+    Reading k is sent at ``start + k / 500``.  ``recorders`` gets the Recorder."""
     emi_m, emi_s, emi_path = _pty()
     gps_m, gps_s, gps_path = _pty()
     emi = get_driver("emi-pi")
@@ -58,6 +60,8 @@ def _record(out, *, seconds: float, gps_period: float = 0.1, gps_delay: float = 
         DeviceSpec("emi-pi", emi_path, calibration={"gate_times": GATES.tolist()}),
         DeviceSpec("nmea", gps_path, calibration=dict(gps_calibration or {})),
     ], frame=frame, flush_interval=0.2, startup_timeout=10, **rec_kw)
+    if recorders is not None:
+        recorders.append(rec)
     failure: list[BaseException] = []
 
     def feed():
@@ -80,7 +84,8 @@ def _record(out, *, seconds: float, gps_period: float = 0.1, gps_delay: float = 
                 wire = b""  # (the fixes due, in one write: a burst at the start)
                 while gps_start + k_gps * gps_period + gps_delay <= el:
                     tm = gps_start + k_gps * gps_period  # when fix k was measured
-                    wire += _gga_rmc(utc0 + round(tm * 1e9), SPEED * tm, alt(k_gps))
+                    if k_gps not in missing:
+                        wire += _gga_rmc(utc0 + round(tm * 1e9), SPEED * tm, alt(k_gps))
                     k_gps += 1
                 if wire:
                     _write_all(gps_m, wire)
@@ -177,49 +182,9 @@ def test_missed_fixes_of_a_10_hz_receiver_are_bridged_up_to_1_s_as_before(tmp_pa
     """The reference 10 Hz receiver keeps the 1 s gap limit: 0.7 s without
     fixes is bridged, 1.5 s is not (and readings there get no position)."""
     missing = set(range(10, 17)) | set(range(30, 45))  # 0.7 s from 1.0 s, 1.5 s from 3.0 s
-
-    def alt(k):
-        return 10.05
-
-    emi_m, emi_s, emi_path = _pty()
-    gps_m, gps_s, gps_path = _pty()
-    emi = get_driver("emi-pi")
-    out = tmp_path / "gaps.h5"
-    rec = Recorder(out, [DeviceSpec("emi-pi", emi_path), DeviceSpec("nmea", gps_path)],
-                   frame=FRAME, flush_interval=0.2, startup_timeout=10)
-
-    def feed():
-        while not all(r.stats.connected for r in rec._readers.values()):
-            time.sleep(0.01)
-        start = time.monotonic()
-        utc0 = time.time_ns()
-        k_emi = k_gps = 0
-        while (el := time.monotonic() - start) < 5.0:
-            n = int(el * EMI_RATE) - k_emi
-            if n > 0:
-                k = np.arange(k_emi, k_emi + n)
-                _write_all(emi_m, emi.encode_arrays(k, k * 2000,
-                                                    np.zeros((n, 8), "float32")))
-                k_emi += n
-            while k_gps * 0.1 <= el:
-                if k_gps not in missing:
-                    _write_all(gps_m, _gga_rmc(utc0 + k_gps * 100_000_000,
-                                               SPEED * k_gps * 0.1, alt(k_gps)))
-                k_gps += 1
-            time.sleep(0.004)
-
-    th = threading.Thread(target=feed)
-    th.start()
-    try:
-        rec.start()
-        th.join()
-        time.sleep(0.3)
-    finally:
-        th.join()
-        rec.stop()
-        for fd in (emi_m, emi_s, gps_m, gps_s):
-            os.close(fd)
-    with Recording(out) as r:
+    recs: list = []
+    r = _record(tmp_path / "gaps.h5", seconds=5.0, missing=frozenset(missing), recorders=recs)
+    with r:
         e, g = r.streams["emi"], r.streams["gps"]
         t = g.time
         d = np.diff(t) / 1e9
@@ -230,7 +195,7 @@ def test_missed_fixes_of_a_10_hz_receiver_are_bridged_up_to_1_s_as_before(tmp_pa
         assert in_short.sum() > 200 and in_long.sum() > 500
         assert np.isfinite(e.x[in_short]).all()
         assert np.isnan(e.x[in_long]).all()
-        assert rec._track.max_gap_s == 1.0
+        assert recs[0]._track.max_gap_s == 1.0
 
 
 def test_the_gap_limit_can_be_given(tmp_path):
