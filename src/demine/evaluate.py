@@ -1603,7 +1603,9 @@ def read_alarms_csv(path: str | Path) -> dict[str, np.ndarray]:
     numeric columns ``score``, ``depth``, ``p_mine``, ``time`` are read as
     floats when present; any other column (``label``, ``file``, ``stream``) is
     kept as text.  Empty numeric fields read as NaN (an empty ``score`` is an
-    error at evaluation).
+    error at evaluation).  A text field that :func:`demine.pipeline.write_alarms_csv`
+    guarded against formula injection (``'=x``: a single quote before one of
+    :data:`demine.export.CSV_FORMULA_START`) is read without the quote.
 
     Parameters
     ----------
@@ -1654,8 +1656,15 @@ def read_alarms_csv(path: str | Path) -> dict[str, np.ndarray]:
                                       f"not a number: {v!r}") from None
             out[c] = arr
         else:
-            out[c] = np.array(vals, dtype=str)
+            out[c] = np.array([_csv_unguard(v) for v in vals], dtype=str)
     return out
+
+
+def _csv_unguard(v: str) -> str:
+    """A CSV text cell without the quote that guards a formula-like text."""
+    from .export import CSV_FORMULA_START
+
+    return v[1:] if v.startswith("'") and v[1:].startswith(CSV_FORMULA_START) else v
 
 
 def _check_columns(table: Mapping[str, Any], what: str) -> None:

@@ -13,6 +13,10 @@ which the recorder anchors on the GPS stream.  A recording without any
 geographic reference cannot be exported in WGS 84: :func:`export_alarms` says
 so, and exports local coordinates only when asked (``local=True``, CSV only).
 
+The CSV is UTF-8 without a byte-order mark (as GDAL and most scientific tools
+write it); its text cells are guarded against formula injection when a
+spreadsheet opens the file (see :func:`export_alarms`).
+
 An alarm without a position (NaN ``x``, ``y``: the tracker had no fix) is
 still exported, never dropped: a GeoJSON Feature with a ``null`` geometry
 (RFC 7946, section 3.2), a KML Placemark without a Point, a CSV row with
@@ -38,6 +42,7 @@ import io
 import json
 import math
 import os
+import re
 import secrets
 import warnings
 from dataclasses import dataclass
@@ -284,7 +289,31 @@ _CSV_KEYS = ("id", "class", "lon", "lat", "utm_zone", "easting_m", "northing_m",
              "time_utc", "fix_quality")
 
 
+#: What a spreadsheet takes for the start of a formula in a CSV cell (OWASP,
+#: "CSV injection"): a text cell starting with one is written behind a ``'``.
+CSV_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+# a plain decimal number, which a spreadsheet reads as the number it is
+_CSV_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def _csv_cell(value: Any) -> Any:
+    """A value as a CSV cell a spreadsheet does not evaluate: empty for None,
+    a text starting with one of :data:`CSV_FORMULA_START` behind a single
+    quote (``'=1+1``, shown as the text ``=1+1``), unless it is a plain
+    number (``-0.12``); numbers and other text as they are."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(CSV_FORMULA_START) \
+            and not _CSV_NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
 def _write_csv(records: list[dict], out: Path, local: bool) -> None:
+    """Write the alarm records as CSV: UTF-8 without a byte-order mark, a
+    header row, an empty cell for a value that is None, and the text cells
+    guarded against formula injection (:func:`_csv_cell`)."""
     keys = list(records[0]) if records else list(_CSV_KEYS)
     if local:
         keys = [k for k in keys if k not in ("lon", "lat", "utm_zone", "easting_m", "northing_m")]
@@ -292,7 +321,7 @@ def _write_csv(records: list[dict], out: Path, local: bool) -> None:
     w = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")
     w.writeheader()
     for r in records:
-        w.writerow({k: "" if r[k] is None else r[k] for k in keys})
+        w.writerow({k: _csv_cell(r[k]) for k in keys})
     _replace_with(out, buf.getvalue())
 
 
@@ -333,6 +362,13 @@ def export_alarms(path: str | Path, out: str | Path, fmt: str | None = None, *,
     documentation); a warning says how many have none.  ``alarms`` with a
     ``file`` column (one table for several recordings) give only the rows
     naming this recording's file (or none).
+
+    The CSV is UTF-8 without a byte-order mark.  Its text cells (class,
+    sensor, operator, site, lane, id: from users and files) that start with
+    ``=``, ``+``, ``-``, ``@``, a tab or a carriage return are written behind a
+    single quote (``'=1+1``), so that a spreadsheet opening the file shows
+    them as text rather than evaluating a formula (CSV injection); numbers,
+    and text that is a plain number (``-0.12``), are written as they are.
     """
     out = Path(out)
     given = fmt is not None

@@ -551,7 +551,13 @@ def write_alarms_csv(alarms: dict[str, np.ndarray], path: str | Path) -> Path:
     """Write an alarm table (columns of :data:`demine.pipeline.ALARM_COLUMNS`) as CSV.
 
     ``x`` and ``y`` are required; a missing column is written as empty cells.
+    Text cells (``stream``, ``label``) that a spreadsheet would take for a
+    formula are written behind a single quote, as by ``demine export``
+    (:data:`demine.export.CSV_FORMULA_START`);
+    :func:`demine.evaluate.read_alarms_csv` reads them back as they were.
     """
+    from .export import _csv_cell
+
     path = Path(path)
     missing = [c for c in ("x", "y") if c not in alarms]
     if missing:
@@ -562,7 +568,7 @@ def write_alarms_csv(alarms: dict[str, np.ndarray], path: str | Path) -> Path:
         w = csv.writer(fh)
         w.writerow(ALARM_COLUMNS)
         for i in range(n):
-            w.writerow(["" if c is None else c[i] for c in cols])
+            w.writerow(["" if c is None else _csv_cell(c[i]) for c in cols])
     return path
 
 

@@ -13,7 +13,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Export the alarms of a recording with the fields mine-action information "
         "systems record for a found item (class, depth, confidence, sensor, operator, UTC "
         "time, fix quality), in WGS 84 decimal degrees. GeoJSON follows RFC 7946 "
-        "(longitude first).",
+        "(longitude first). CSV is UTF-8 without a byte-order mark; a text cell starting "
+        "with =, +, -, @, a tab or a carriage return (which a spreadsheet would evaluate as "
+        "a formula) is written behind a single quote ('=...), numbers as they are. An "
+        "existing output file is replaced.",
     )
     p.add_argument("file", type=Path, metavar="FILE", help="demine recording")
     p.add_argument("--format", "-f", choices=("geojson", "csv", "kml"), default=None,
@@ -24,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--coverage", action="store_true",
                    help="GeoJSON: add the searched area and its gaps")
     p.add_argument("--local", action="store_true",
-                   help="allow a recording without GPS: export local x, y (CSV only)")
+                   help="allow a recording without a geographic reference (no GPS): export "
+                   "local x, y (CSV only)")
     p.set_defaults(run=run)
 
 
