@@ -8,8 +8,9 @@
   ground balance's level term remove a constant level from the readings by
   themselves, and the detection statistic measures its own noise.
 * :func:`time_zero_profile`: radar time zero — the two-way time of the direct
-  wave, picked trace by trace (:class:`demine.gpr.TimeZero`) and summarised by
-  the median, becomes ``time_zero``.
+  wave, picked trace by trace (:class:`demine.gpr.TimeZero`, on each trace
+  with its DC offset and slow drift removed) and summarised by the median,
+  becomes ``time_zero``.
 
 * :func:`pulse_profile`: a metal detector's transmitter on-time, measured
   from the ground — the pulse length ``T`` whose viscous soil response
@@ -219,12 +220,46 @@ def null_profile(recording: str | Path, stream: str = "emi", *, start: float | N
 DIRECT_WAVE_CREST = 8.0
 
 
+def _trace_level(data: np.ndarray) -> np.ndarray:
+    """Each trace's level: its DC offset and a slow (linear) drift along it.
+
+    The straight line through the medians of the trace's two halves, each at
+    the half's centre (the median of the whole trace for a trace of fewer
+    than 4 samples, or a half without a finite sample).  Medians, so the
+    direct wave and the echoes, a few samples of each half, do not move it;
+    missing samples (NaN) are left out.  Shape ``(traces, samples)``, float64.
+    """
+    x = np.asarray(data, dtype=np.float64)
+    x = np.where(np.isfinite(x), x, np.nan)
+    n, m = x.shape
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # (all-NaN traces or halves)
+        whole = np.nanmedian(x, axis=1) if m else np.full(n, np.nan)
+        if m < 4:
+            return np.repeat(whole[:, None], m, axis=1)
+        h = m // 2
+        a = np.nanmedian(x[:, :h], axis=1)
+        b = np.nanmedian(x[:, h:], axis=1)
+    ca, cb = (h - 1) / 2.0, h + (m - h - 1) / 2.0
+    line = np.isfinite(a) & np.isfinite(b)
+    slope = np.where(line, (b - a) / (cb - ca), 0.0)
+    at = np.where(line, a, whole)
+    centre = np.where(line, ca, 0.0)
+    return at[:, None] + slope[:, None] * (np.arange(m)[None, :] - centre[:, None])
+
+
 def time_zero_profile(recording: str | Path, stream: str = "gpr", *, threshold: float = 0.5,
                       base: str | Path = "gpr-default") -> dict:
     """Radar time zero from the direct wave of every trace of ``stream``.
 
-    Traces without a direct wave (blank, or noise only) are left out; when
-    they are the majority no time zero is given (ConfigError).
+    Each trace's level, its DC offset and a slow linear drift (see
+    :func:`_trace_level`), is subtracted first; the direct wave is then picked
+    at the peak of the first arrival whose ``|x|`` reaches ``threshold`` times
+    the trace's largest ``|x|`` (:class:`demine.gpr.TimeZero`, ``mode="peak"``).
+    On raw samples an offset larger than about the wave's amplitude put the
+    pick on the trace's first samples.  Traces without a direct wave (blank,
+    or noise only) are left out; when they are the majority no time zero is
+    given (ConfigError).
     """
     from demine.gpr import TimeZero
     from demine.recording import Recording
@@ -243,7 +278,10 @@ def time_zero_profile(recording: str | Path, stream: str = "gpr", *, threshold: 
     if not dt:
         raise ConfigError(f"{recording}: stream {stream!r} has no sample_interval and the "
                           "base profile gives none")
-    x = data.astype(np.float32)
+    # the pick and the test for a direct wave look at the traces about their
+    # level: a DC offset or a slow drift of the raw samples would pass for (or
+    # drown) the direct wave
+    x = (data.astype(np.float64) - _trace_level(data)).astype(np.float32)
     tz.process(x)
     # Only the traces with a direct wave count: one that stands out of the
     # trace (a peak of at least DIRECT_WAVE_CREST times the trace's robust

@@ -17,7 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     s = p.add_subparsers(dest="procedure", metavar="PROCEDURE", required=True)
     for name, helptext, segment in (
-            ("null", "detector null from a reading held in air", "the in-air segment"),
+            ("null", "detector null from a reading held in air: each gate's in-air level "
+             "and noise, kept in the profile (the processing removes the level by itself)",
+             "the in-air segment"),
             ("pulse", "metal detector's transmitter on-time from a sweep over magnetic "
              "ground (the viscous soil's decay)", "the sweep")):
         e = s.add_parser(name, help=helptext)
@@ -29,15 +31,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         e.add_argument("--stop", type=float, default=None, metavar="S",
                        help=f"end of {segment}, seconds from the stream's first frame "
                        "(default: the stream's end; beyond it is refused)")
-        e.add_argument("--base", default="emi-pi-default", help="profile to start from")
-        e.add_argument("--out", "-o", type=Path, required=True)
+        e.add_argument("--base", default="emi-pi-default",
+                       help="profile to start from, shipped name or .toml path (default "
+                       "emi-pi-default)")
+        e.add_argument("--out", "-o", type=Path, required=True, help="profile to write (TOML)")
     t = s.add_parser("time-zero", help="radar time zero from the direct wave")
     t.add_argument("recording", type=Path)
     t.add_argument("--stream", default="gpr", help="radar stream (default gpr)")
     t.add_argument("--threshold", type=float, default=0.5,
-                   help="first-break threshold as a fraction of the trace peak (default 0.5)")
-    t.add_argument("--base", default="gpr-default", help="profile to start from")
-    t.add_argument("--out", "-o", type=Path, required=True)
+                   help="first-break threshold as a fraction of the trace's peak, both taken "
+                   "about the trace's level (DC offset and slow drift removed); the pick is "
+                   "the peak of that arrival (default 0.5)")
+    t.add_argument("--base", default="gpr-default",
+                   help="profile to start from, shipped name or .toml path (default gpr-default)")
+    t.add_argument("--out", "-o", type=Path, required=True, help="profile to write (TOML)")
     p.set_defaults(run=run)
 
 
