@@ -623,6 +623,11 @@ class TimeZero(_GPRStage):
     ``target``; samples shifted in from outside are ``fill``.  The picks of the
     last chunk are in :attr:`last_picks`.
 
+    The traces are picked as they are: put a DC removal (or a dewow) before
+    this stage when they carry a DC offset, which on raw samples can reach
+    the wave's amplitude and put every pick on the first samples
+    (``demine calibrate time-zero`` removes each trace's level itself).
+
     Parameters
     ----------
     threshold : float
