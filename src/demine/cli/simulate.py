@@ -18,8 +18,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Simulate a lane (a shipped scene name or a scene TOML file). With "
         "--device, serve each device's real wire protocol on its own pseudo-terminal and "
         "print one line 'DRIVER PATH' per device, then run until the duration ends, "
-        "Ctrl-C or SIGTERM. With --out, write the run straight to a recording instead "
-        "(with its ground truth). --list shows the shipped scenes.",
+        "Ctrl-C or SIGTERM. When the duration ends, a reader that has a device's port open "
+        "gets up to 10 s to take what the port still holds; a port nobody has open "
+        "closes at once (its unread bytes are discarded). Each device's frames and "
+        "bytes sent and dropped go to stderr at the end. With --out, write the run "
+        "straight to a recording instead (with its ground truth). --list shows the "
+        "shipped scenes.",
     )
     p.add_argument("scene", nargs="?", metavar="SCENE",
                    help="scene name (see --list) or path of a scene .toml file")
@@ -42,7 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="real-time factor for devices, > 0 (default 1.0)")
     p.add_argument("--fast", action="store_true",
                    help="devices wait (up to 30 s) for a reader to open their port, then "
-                   "send as fast as it reads, not in real time")
+                   "send as fast as it reads, not in real time (what the port cannot take "
+                   "waits for a reader until Ctrl-C or SIGTERM)")
     p.add_argument("--faults", default="", metavar="SPEC",
                    help="inject wire faults on every device, probabilities per frame, e.g. "
                    "'drop=0.01,duplicate=0.01,corrupt=0.01,garbage=0.01,truncate=0.01'")
@@ -219,18 +224,11 @@ def run(args: argparse.Namespace) -> int:
             if dev.error is not None:
                 print(f"demine simulate: {dev.driver_name}: {dev.error}", file=sys.stderr)
                 return 2
-        # let readers take what is still in the pty before it closes (at most 10 s)
-        # (bytes can be in flight inside the pty, so "empty" must hold for a while)
+        # readers that have the port open take what is still in the pty (at most
+        # 10 s in all); a port nobody has open closes at once
         deadline = time.monotonic() + 10.0
-        empty_since = None
-        while not stop.is_set() and time.monotonic() < deadline:
-            if any(d.unread_bytes() > 0 for d in devices):
-                empty_since = None
-            elif empty_since is None:
-                empty_since = time.monotonic()
-            elif time.monotonic() - empty_since > 0.3:
-                break
-            stop.wait(0.05)
+        for dev in devices:
+            dev.drain(max(deadline - time.monotonic(), 0.0), cancel=stop)
         return 0
     finally:
         for dev in devices:

@@ -11,7 +11,9 @@ tests), never dropped.
 
 In real time, a device whose reader does not keep up (or is absent) behaves
 like a serial device: bytes older than ``max_backlog`` seconds that the pty
-could not take are dropped and counted in ``bytes_dropped``.
+could not take are dropped and counted in ``bytes_dropped``.  After the last
+frame, :meth:`SimulatedDevice.drain` lets a reader that has the port open take
+what the pty still holds, and returns at once when nobody has it open.
 """
 
 from __future__ import annotations
@@ -309,6 +311,66 @@ class SimulatedDevice:
         except OSError:
             return 0
         return int.from_bytes(buf, sys.byteorder, signed=True)
+
+    def _reader_holds_port(self) -> bool:
+        """True if a program other than this device has :attr:`port` open.
+
+        The device's own handle on the slave side is closed and the master
+        polled: it reports a hang-up only when no handle on the slave is left.
+        When a reader holds the port, the device takes a new handle (for
+        :meth:`unread_bytes`); when nobody does, the pty's content is discarded
+        and the raw settings are lost, so this is for the end of a run only.
+        """
+        with self._io:
+            if self._master < 0:
+                return False
+            if self._slave >= 0:
+                os.close(self._slave)
+                self._slave = -1
+            if not hasattr(select, "poll"):  # (no hang-up test: assume a reader)
+                held = True
+            else:
+                poller = select.poll()
+                poller.register(self._master, select.POLLIN)
+                held = not any(ev & select.POLLHUP for _, ev in poller.poll(0))
+            if held:
+                try:
+                    self._slave = os.open(self.port, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+                except OSError:  # the reader has just closed it, and the pty with it
+                    return False
+            return held
+
+    def drain(self, timeout: float = 10.0, cancel: threading.Event | None = None) -> None:
+        """After the last frame: let a reader take what the pty still holds.
+
+        Returns as soon as nobody has the port open (bytes nobody reads are not
+        kept: a device without a listener ends with its duration), the reader
+        has taken everything (the pty empty for 0.3 s, as bytes can be in
+        flight inside it), ``timeout`` seconds have passed or ``cancel`` is set.
+
+        Parameters
+        ----------
+        timeout : float
+            Longest wait, seconds.
+        cancel : threading.Event, optional
+            Ends the wait at once when set (e.g. by a signal handler).
+        """
+        deadline = time.monotonic() + float(timeout)
+        empty_since = None
+        while not (cancel is not None and cancel.is_set()):
+            now = time.monotonic()
+            if now >= deadline or not self._reader_holds_port():
+                return
+            if self.unread_bytes() > 0:
+                empty_since = None
+            elif empty_since is None:
+                empty_since = now
+            elif now - empty_since > 0.3:
+                return
+            if cancel is not None:
+                cancel.wait(0.05)
+            else:
+                time.sleep(0.05)
 
     @property
     def running(self) -> bool:
