@@ -13,7 +13,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Without NAME: list the drivers (built-in and from the demine.drivers "
         "entry-point group) with their kind and default serial settings. With NAME: print "
         "the driver's protocol note. With --probe PORT: read the port for --seconds with "
-        "that driver and report frames, rates, faults and a diagnosis (wrong baud, silence). "
+        "that driver and report frames, rates, faults and a diagnosis (wrong baud, silence); "
+        "the frame rate leaves out the first frames (up to 0.5 s), which include what the "
+        "port held when it was opened. "
         "Exit status: 0, or with --probe 0 if frames were decoded and 1 if none; 2 on an "
         "error (unknown driver, port that cannot be opened, bad option).",
     )
@@ -109,15 +111,56 @@ def _probe(drv, args: argparse.Namespace) -> int:
         log.propagate = propagate
 
 
+#: Longest wait after the first frames before the probe measures the frame rate:
+#: what the port or the device's own buffer held when the port was opened (a
+#: device streams whether or not anybody reads) arrives in that interval.
+_SETTLE_S = 0.5
+
+
+def _frame_rate(deliveries: list[tuple[float, int]], seconds: float) -> tuple[float, float]:
+    """Frames per second of a probe, not counting what was buffered before it.
+
+    Parameters
+    ----------
+    deliveries : list of (float, int)
+        Monotonic time of each read that completed frames, and how many.
+    seconds : float
+        How long the probe read (the rate when it cannot be measured).
+
+    Returns
+    -------
+    rate : float
+        The frames completed by the reads after the first read at least
+        ``min(_SETTLE_S, seconds / 4)`` after the first frames, over the time
+        between that read and the last; with fewer reads, the frames after the
+        first read over the time from it to the last; with one read, its frames
+        over ``seconds``.
+    window : float
+        The seconds the rate was measured over (``seconds`` in the last case).
+    """
+    if len(deliveries) < 2:
+        return sum(n for _, n in deliveries) / seconds, seconds
+    settled = deliveries[0][0] + min(_SETTLE_S, seconds / 4)
+    start = next((i for i, (t, _) in enumerate(deliveries) if t >= settled), 0)
+    if start >= len(deliveries) - 1:
+        start = 0
+    window = deliveries[-1][0] - deliveries[start][0]
+    return sum(n for _, n in deliveries[start + 1:]) / window, window
+
+
 def _probe_port(drv, args: argparse.Namespace) -> int:
     import time
 
     from ..acquisition import DeviceReader
 
-    frames = [0]
+    deliveries: list[list] = []  # [monotonic time of a read, frames it completed]
 
-    def count(batch):
-        frames[0] += len(batch)
+    def count(batch) -> None:
+        now = time.monotonic()
+        if deliveries and now - deliveries[-1][0] < 1e-3:  # (batches of one read)
+            deliveries[-1][1] += len(batch)
+        else:
+            deliveries.append([now, len(batch)])
 
     opts = {"baudrate": args.baud} if args.baud is not None else None
     reader = DeviceReader(args.probe, drv, on_frames=count, serial_options=opts,
@@ -133,10 +176,12 @@ def _probe_port(drv, args: argparse.Namespace) -> int:
 
         raise ConfigError(f"cannot read {args.probe}: {reader.error}")
     seconds = args.seconds
+    rate, window = _frame_rate([(t, n) for t, n in deliveries], seconds)
     report = {
         "port": args.probe, "driver": drv.name,
         "baudrate": reader.settings.get("baudrate"),
-        "bytes": st.bytes_read, "frames": st.frames, "frames_per_s": st.frames / seconds,
+        "bytes": st.bytes_read, "frames": st.frames, "frames_per_s": rate,
+        "rate_window_s": window,
         "crc_errors": st.crc_errors, "truncated": st.truncated, "resyncs": st.resyncs,
         "bytes_skipped": st.bytes_skipped, "sequence_gaps": st.sequence_gaps,
         "frames_missing": st.frames_missing, "duplicates": st.duplicates,
@@ -154,7 +199,8 @@ def _probe_port(drv, args: argparse.Namespace) -> int:
         print(json.dumps(report))
     else:
         print(f"{args.probe} with {drv.name} at {report['baudrate']} baud for {seconds:g} s: "
-              f"{st.bytes_read} bytes, {st.frames} frames ({report['frames_per_s']:.1f}/s)")
+              f"{st.bytes_read} bytes, {st.frames} frames ({report['frames_per_s']:.1f}/s, "
+              f"measured over {window:.1f} s)")
         print(f"  crc errors {st.crc_errors}, truncated {st.truncated}, resyncs {st.resyncs} "
               f"({st.bytes_skipped} bytes skipped), gaps {st.sequence_gaps} "
               f"({st.frames_missing} frames), duplicates {st.duplicates}, "
