@@ -60,7 +60,7 @@ def python_twin(s: np.ndarray, *, alpha: float, k_hi: float, k_lo: float, floor_
                 floor_lo: float, clip: float, warmup: int, hold: int, split: float,
                 max_frames: int) -> list[tuple[int, int, int]]:
     """The kernel's frame loop in plain Python; returns (start, end, max index) per event."""
-    m = v = cs = cq = 0.0
+    m = v = wm = wq = 0.0
     nbg = 0
     ev: dict[str, Any] | None = None
     events = []
@@ -74,7 +74,9 @@ def python_twin(s: np.ndarray, *, alpha: float, k_hi: float, k_lo: float, floor_
             sd = v ** 0.5
             hi, lo = max(floor_hi, m + k_hi * sd), max(floor_lo, m + k_lo * sd)
         lo = min(lo, hi)
-        if ev is not None and max_frames > 0 and i - ev["start"] >= max_frames:
+        if ev is not None:
+            ev["age"] += 1  # frames with a statistic since the event's first
+        if ev is not None and max_frames > 0 and ev["age"] >= max_frames:
             m = ev["sum"] / ev["n"]
             ev = None
             continue
@@ -102,14 +104,15 @@ def python_twin(s: np.ndarray, *, alpha: float, k_hi: float, k_lo: float, floor_
             events.append((ev["start"], ev["end"], ev["max_i"]))
             ev = None
         if si >= hi:
-            ev = dict(start=i, end=i, max=si, max_i=i, n=1, sum=si, gap=0, mode=0, cand=si)
+            ev = dict(start=i, end=i, max=si, max_i=i, n=1, sum=si, gap=0, mode=0, cand=si,
+                      age=0)
             continue
         if nbg < warmup:
-            cs += si
-            cq += si * si
-            nbg += 1
-            m = cs / nbg
-            v = max(cq / nbg - m * m, 0.0)
+            nbg += 1  # Welford
+            d = si - wm
+            wm += d / nbg
+            wq += d * (si - wm)
+            m, v = wm, wq / nbg
         else:
             d = si - m
             if d < 0:

@@ -8,7 +8,9 @@ chunk and carries its state in small NumPy arrays owned by the caller, so a
 stream cut into any chunks gives bit-identical output to one call.
 
 Float state layout (``f``, float64, length NFS):
-    0 bg mean   1 bg variance   2 warm-up sum   3 warm-up sum of squares
+    0 bg mean   1 bg variance   2 warm-up mean   3 warm-up sum of squared
+    deviations from it (Welford's update: no cancellation for a statistic far
+    from zero, as the mean of squares minus the squared mean had)
     event: 4 max s  5 max x  6 max y  7 max t  8 path length  9 sum s
            10 last x  11 last y  12 hi threshold at start  13 bg mean at start
            14 xmin  15 xmax  16 ymin  17 ymax  18 start t  19 end t  20 bg sd at start
@@ -19,6 +21,7 @@ Integer state layout (``st``, int64, length NIS):
     8 event has a last position  9 max time (int64)
     peaks: 10 mode (0 rising to a peak, 1 falling to a valley)
            11 candidate peak index  12 candidate peak time (int64)
+    13 age of the event: frames with a statistic since its first frame
 Event rows: ``seg_f[k]`` = max s, max x, max y, max t, length, sum s,
 hi threshold, bg mean, xmin, xmax, ymin, ymax, start t, end t, bg sd;
 ``seg_i[k]`` = start index, end index, max index, frames, max time, aborted (1 when
@@ -31,7 +34,7 @@ from libc.math cimport sqrt, isfinite, NAN
 from libc.stdint cimport int64_t
 
 NFS = 26
-NIS = 13
+NIS = 14
 NSF = 15
 NSI = 6
 NPF = 4
@@ -93,7 +96,8 @@ def hysteresis_run(const double[::1] s, const double[::1] x, const double[::1] y
 
     Background: while no event is active, each frame below the high threshold
     updates a running level ``m`` and spread ``v`` of the statistic (plain
-    mean/variance over the first ``warmup`` frames; then exponential with weight
+    mean/variance over the first ``warmup`` frames, by Welford's update, stable
+    for a statistic with a large offset; then exponential with weight
     ``alpha``: the level from deviations clipped at ``clip`` standard
     deviations, the spread from the squared deviations below the level only,
     so that the tails of targets, which lie above it, do not inflate it).  Frames
@@ -109,19 +113,26 @@ def hysteresis_run(const double[::1] s, const double[::1] x, const double[::1] y
     ``max / split``; the next peak can start once it rises above ``valley *
     split``; the last maximum of an event is a peak when the event ends.
 
-    An event longer than ``max_frames`` frames is aborted (written with the
-    aborted flag; its peaks are to be discarded): the statistic stayed high
-    because the background changed (a soil patch, a level step), so the
+    An event still active ``max_frames`` frames with a statistic after its
+    first frame is aborted there (written with the aborted flag; its peaks are
+    to be discarded; that frame is used for nothing else): the statistic stayed
+    high because the background changed (a soil patch, a level step), so the
     background level restarts from the event's mean.
 
-    Non-finite statistics are skipped (they neither extend, end nor start an
-    event, nor update the background); ``thr_out`` is NaN there.  Returns the
-    numbers of events and of peaks completed in this chunk.
+    Non-finite statistics (missing readings) are skipped: they neither extend,
+    end nor start an event, nor update the background, nor count towards
+    ``hold`` or ``max_frames``, so a stream gives the events of the same stream
+    with its missing frames cut out (at other frame indices); ``thr_out`` is
+    NaN there.  Returns the numbers of events and of peaks completed in this
+    chunk.
     """
     cdef Py_ssize_t n = s.shape[0], i, k = 0, kp = 0
     cdef double si, xi, yi, ti, hi, lo, sd, d, lim, dx, dy
     cdef int64_t idx
     cdef bint posok
+    if f.shape[0] < NFS or st.shape[0] < NIS:
+        raise ValueError(f"hysteresis_run: state arrays need {NFS} floats and {NIS} "
+                         f"integers, got {f.shape[0]} and {st.shape[0]}")
     with nogil:
         for i in range(n):
             idx = st[1]
@@ -149,7 +160,9 @@ def hysteresis_run(const double[::1] s, const double[::1] x, const double[::1] y
             if lo > hi:
                 lo = hi
             thr_out[i] = hi
-            if st[2] and max_frames > 0 and idx - st[3] >= max_frames:
+            if st[2]:
+                st[13] += 1
+            if st[2] and max_frames > 0 and st[13] >= max_frames:
                 _emit(f, st, seg_f, seg_i, k)
                 seg_i[k, 5] = 1
                 k += 1
@@ -226,6 +239,7 @@ def hysteresis_run(const double[::1] s, const double[::1] x, const double[::1] y
                 st[7] = idx
                 st[9] = tn[i]
                 st[10] = 0
+                st[13] = 0
                 _candidate(f, st, si, xi, yi, ti, idx, tn[i])
                 f[4] = si
                 f[5] = xi
@@ -255,13 +269,14 @@ def hysteresis_run(const double[::1] s, const double[::1] x, const double[::1] y
                 continue
             # background update
             if st[0] < warmup:
-                f[2] += si
-                f[3] += si * si
+                # Welford: mean f[2] and squared deviations f[3] (each term
+                # d * (si - new mean) = d**2 (n - 1) / n is >= 0)
                 st[0] += 1
-                f[0] = f[2] / st[0]
-                f[1] = f[3] / st[0] - f[0] * f[0]
-                if f[1] < 0.0:
-                    f[1] = 0.0
+                d = si - f[2]
+                f[2] += d / st[0]
+                f[3] += d * (si - f[2])
+                f[0] = f[2]
+                f[1] = f[3] / st[0]
             else:
                 d = si - f[0]
                 # spread from the deviations below the level only (a target's
@@ -283,6 +298,9 @@ def flush_event(double[::1] f, int64_t[::1] st, double[:, ::1] seg_f, int64_t[:,
                 double[:, ::1] pk_f, int64_t[:, ::1] pk_i):
     """End an event still active at the end of the stream; returns (events, peaks) written."""
     cdef int kp = 0
+    if f.shape[0] < NFS or st.shape[0] < NIS:
+        raise ValueError(f"flush_event: state arrays need {NFS} floats and {NIS} "
+                         f"integers, got {f.shape[0]} and {st.shape[0]}")
     if not st[2]:
         return 0, 0
     _emit(f, st, seg_f, seg_i, 0)

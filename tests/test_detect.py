@@ -352,7 +352,7 @@ def test_a_weaker_object_beside_a_strong_one_keeps_its_own_alarm():
 def _twin(s, x, y, *, alpha, k_hi, k_lo, floor_hi, floor_lo, clip, warmup, hold, split,
           max_frames):
     """Plain-Python reference twin of ``demine._detect.hysteresis_run`` (one call)."""
-    m = v = cs = cq = 0.0
+    m = v = wm = wq = 0.0   # level, spread; warm-up mean and squared deviations
     nbg = 0
     ev = None
     events, peaks, thr = [], [], np.full(s.size, np.nan)
@@ -367,7 +367,9 @@ def _twin(s, x, y, *, alpha, k_hi, k_lo, floor_hi, floor_lo, clip, warmup, hold,
             hi, lo = max(floor_hi, m + k_hi * sd), max(floor_lo, m + k_lo * sd)
         lo = min(lo, hi)
         thr[i] = hi
-        if ev is not None and max_frames > 0 and i - ev["start"] >= max_frames:
+        if ev is not None:
+            ev["age"] += 1   # frames with a statistic since the event's first
+        if ev is not None and max_frames > 0 and ev["age"] >= max_frames:
             events.append((ev["start"], ev["end"], ev["max_i"], ev["n"], True))
             m = ev["sum"] / ev["n"]
             ev = None
@@ -398,14 +400,14 @@ def _twin(s, x, y, *, alpha, k_hi, k_lo, floor_hi, floor_lo, clip, warmup, hold,
             ev = None
         if si >= hi:
             ev = dict(start=i, end=i, max=si, max_i=i, n=1, sum=si, gap=0, mode=0, cand=si,
-                      cand_i=i)
+                      cand_i=i, age=0)
             continue
         if nbg < warmup:
-            cs += si
-            cq += si * si
-            nbg += 1
-            m = cs / nbg
-            v = max(cq / nbg - m * m, 0.0)
+            nbg += 1   # Welford
+            d = si - wm
+            wm += d / nbg
+            wq += d * (si - wm)
+            m, v = wm, wq / nbg
         else:
             d = si - m
             if d < 0:

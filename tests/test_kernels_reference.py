@@ -425,7 +425,9 @@ def ref_hysteresis(s, x, y, t, tn, *, alpha, k_hi, k_lo, floor_hi, floor_lo, cli
             lo = max(floor_lo, level + k_lo * sd)
         lo = min(lo, hi)
         thr[i] = hi
-        if ev is not None and max_frames > 0 and i - ev["frames"][0] >= max_frames:
+        if ev is not None:
+            ev["age"] += 1   # frames with a statistic since the event's first
+        if ev is not None and max_frames > 0 and ev["age"] >= max_frames:
             emit(aborted=True)   # a change of background: restart from the event's mean
             level = float(np.mean(s[ev["frames"]]))
             ev = None
@@ -454,7 +456,8 @@ def ref_hysteresis(s, x, y, t, tn, *, alpha, k_hi, k_lo, floor_hi, floor_lo, cli
                 emit_peak(ev["cand"])
             ev = None   # (this frame is quiet: it updates the background below)
         if si >= hi:
-            ev = dict(frames=[i], gap=0, falling=False, cand=i, hi=hi, level=level, sd=sd)
+            ev = dict(frames=[i], gap=0, falling=False, cand=i, hi=hi, level=level, sd=sd,
+                      age=0)
             continue
         if nbg < warmup:
             warm.append(si)

@@ -259,7 +259,8 @@ class EMIDetector:
         Time constant (frames) of the background mean and variance.
     warmup : int
         Frames of background before the adaptive part applies (only the floors
-        until then).
+        until then); their mean and variance (Welford's update, stable for a
+        statistic far from zero) start the running ones.
     clip : float
         Background updates are clipped at ``clip`` standard deviations.
     hold : int
@@ -271,10 +272,13 @@ class EMIDetector:
     min_frames : int
         Shortest event kept, in frames.
     max_frames : int
-        Longest event, in frames (0: no limit).  A statistic that stays above
-        threshold longer is a change of background (a soil patch, a level
-        step), not a target: the event is dropped and the background level
-        restarts from its mean.
+        Longest event, in frames with a statistic (0: no limit).  A statistic
+        that stays above threshold longer is a change of background (a soil
+        patch, a level step), not a target: the event is dropped and the
+        background level restarts from its mean.  Missing readings (a NaN
+        statistic) count towards neither this nor ``hold`` nor ``min_frames``:
+        a stream with dropped readings gives the events of the same stream
+        without them.
     min_extent : float
         Shortest sensor travel during an event, in metres (checked only where
         positions are known).
