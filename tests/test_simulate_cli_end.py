@@ -87,3 +87,31 @@ def test_cli_device_with_nobody_listening_ends_and_reports():
     err = proc.stderr.splitlines()
     assert err[0].startswith("emi-pi: ") and " frames, " in err[0]
     assert err[1].startswith("nmea: 5 frames, ")
+
+
+def test_fast_device_without_a_reader_ends_with_an_error():
+    """A device sending as fast as it is read, whose port nobody opens, ends
+    with an error naming the port (it filled the pty and then waited for ever)."""
+    from demine.errors import ConfigError
+
+    dev = SimulatedDevice("emi-pi", "empty-lane", seed=1, duration=5.0, realtime=False,
+                          wait_reader=0.3)
+    try:
+        dev.start()
+        assert dev.wait(60), "a fast device without a reader never ended"
+        assert isinstance(dev.error, ConfigError)
+        assert dev.port in str(dev.error) and "no reader" in str(dev.error)
+        assert dev.frames_sent == 0
+    finally:
+        dev.stop()
+
+
+def test_simulate_fast_without_a_reader_exits_2(monkeypatch, capsys):
+    import demine.cli.simulate as cli_simulate
+    from demine.cli import main
+
+    monkeypatch.setattr(cli_simulate, "FAST_WAIT_READER", 0.3)
+    rc = main(["simulate", "empty-lane", "--device", "emi-pi", "--duration", "5", "--fast"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "emi-pi: no reader opened" in err

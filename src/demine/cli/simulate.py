@@ -46,8 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="real-time factor for devices, > 0 (default 1.0)")
     p.add_argument("--fast", action="store_true",
                    help="devices wait (up to 30 s) for a reader to open their port, then "
-                   "send as fast as it reads, not in real time (what the port cannot take "
-                   "waits for a reader until Ctrl-C or SIGTERM)")
+                   "send as fast as it reads, not in real time (no reader within 30 s is an "
+                   "error, status 2)")
     p.add_argument("--faults", default="", metavar="SPEC",
                    help="inject wire faults on every device, probabilities per frame, e.g. "
                    "'drop=0.01,duplicate=0.01,corrupt=0.01,garbage=0.01,truncate=0.01'")
@@ -68,6 +68,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 #: Options that only devices (not --out) use, by their attribute and option name.
+#: Seconds a ``--fast`` device waits for a reader to open its port.
+FAST_WAIT_READER = 30.0
+
 _DEVICE_ONLY = (("speed", "--speed"), ("fast", "--fast"), ("faults", "--faults"),
                 ("link", "--link"), ("unplug_every", "--unplug-every"))
 
@@ -198,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
         for name in args.device:
             devices.append(SimulatedDevice(name, scene, seed=args.seed, duration=args.duration,
                                            realtime=not args.fast, speed=args.speed,
-                                           wait_reader=30.0 if args.fast else 0.0,
+                                           wait_reader=FAST_WAIT_READER if args.fast else 0.0,
                                            faults=faults or None, link=links.get(name)))
         for dev in devices:
             print(f"{dev.driver_name} {dev.link or dev.port}", flush=True)

@@ -157,7 +157,9 @@ class SimulatedDevice:
         Wait at most this many seconds for a reader to open the port before
         sending the first byte (detected when the reader configures the port,
         as pyserial does on open; opening also flushes what was sent before).
-        0 (default): start at once, like a device that is switched on.
+        0 (default): start at once, like a device that is switched on.  With
+        ``realtime=False``, no reader within that time ends the device with a
+        :class:`ConfigError` in :attr:`error` (it would wait for one for ever).
     """
 
     def __init__(self, driver: str, scene: Scene | str | Path, *, seed: int = 0,
@@ -444,6 +446,10 @@ class SimulatedDevice:
                 self._stop.wait(0.2)
                 return
             self._stop.wait(0.01)
+        if not self.realtime and not self._stop.is_set():
+            # sending as fast as nobody reads would fill the pty and block for ever
+            raise ConfigError(f"no reader opened {self.port} within {self.wait_reader:g} s "
+                              "(a device that sends as fast as it is read needs one)")
 
     def _inject(self, due: list[float], frames: list[bytes]
                 ) -> tuple[list[float], list[bytes]]:
