@@ -36,8 +36,9 @@ def _pty():
     return master, slave, os.ttyname(slave)
 
 
-def _gga_rmc(t_ns: int, x: float, alt: float = 10.05, rmc: bool = True) -> bytes:
-    lon, lat = FRAME.to_geo(np.array([x]), np.array([1.0]))
+def _gga_rmc(t_ns: int, x: float, alt: float = 10.05, rmc: bool = True,
+             y: float = 1.0) -> bytes:
+    lon, lat = FRAME.to_geo(np.array([x]), np.array([y]))
     wire = get_driver("nmea").encode(GpsFix(time_ns=t_ns, lat=float(lat[0]), lon=float(lon[0]),
                                             alt=alt, fix_quality=4, satellites=14, hdop=0.6))
     return wire if rmc else wire.splitlines(keepends=True)[0]
@@ -46,13 +47,14 @@ def _gga_rmc(t_ns: int, x: float, alt: float = 10.05, rmc: bool = True) -> bytes
 def _record(out, *, seconds: float, gps_period: float = 0.1, gps_delay: float = 0.0,
             gps_calibration: dict | None = None, alt=lambda k: 10.05, gps_start: float = 0.0,
             frame: LocalFrame | None = FRAME, missing: frozenset[int] = frozenset(),
-            recorders: list | None = None, **rec_kw) -> Recording:
+            recorders: list | None = None, y=lambda k: 1.0, **rec_kw) -> Recording:
     """EMI readings at 500 Hz (device clock from 0) and a GPS receiver on two
     ptys.  The sensor moves along x at SPEED from the moment the feed starts
     (``start``); fix k is measured at ``start + gps_start + k * gps_period``
     (its GPS time, in host UTC) and sent ``gps_delay`` s later, as a receiver
-    with that latency does; the fixes numbered in ``missing`` are not sent.
-    Reading k is sent at ``start + k / 500``.  ``recorders`` gets the Recorder."""
+    with that latency does; the fixes numbered in ``missing`` are not sent;
+    fix k is ``y(k)`` m across.  Reading k is sent at ``start + k / 500``.
+    ``recorders`` gets the Recorder."""
     emi_m, emi_s, emi_path = _pty()
     gps_m, gps_s, gps_path = _pty()
     emi = get_driver("emi-pi")
@@ -85,7 +87,8 @@ def _record(out, *, seconds: float, gps_period: float = 0.1, gps_delay: float = 
                 while gps_start + k_gps * gps_period + gps_delay <= el:
                     tm = gps_start + k_gps * gps_period  # when fix k was measured
                     if k_gps not in missing:
-                        wire += _gga_rmc(utc0 + round(tm * 1e9), SPEED * tm, alt(k_gps))
+                        wire += _gga_rmc(utc0 + round(tm * 1e9), SPEED * tm, alt(k_gps),
+                                         y=y(k_gps))
                     k_gps += 1
                 if wire:
                     _write_all(gps_m, wire)

@@ -276,6 +276,9 @@ def _int(kind: str, field: str, value: str, default: int = 0) -> int:
 def parse_time_of_day(value: str, kind: str = "NMEA", field: str = "time") -> float:
     """``hhmmss[.sss]`` to seconds since midnight (NaN when empty).
 
+    A leap second, ``235960.x``, is ``86400 + x``: the seconds since midnight
+    it is (:func:`utc_ns` says which Unix time that is).
+
     Raises
     ------
     FrameError
@@ -346,6 +349,17 @@ def utc_ns(date: _dt.date | None, time_of_day: float) -> int | None:
 
     Returns None without a date or time, or when the instant does not fit int64
     nanoseconds (years outside 1678-2261).
+
+    Unix time has no leap seconds: a leap second ``23:59:60.x`` gets the time
+    of the next day's ``00:00:00.x``, as ``calendar.timegm`` gives it (the
+    receiver's clock, as the recorder reads it, steps back one second after
+    it).  Deliberately not a time inside ``23:59:59`` (mapped there, the
+    receiver's clock would stand still for a second, which the clock fit
+    takes for a delay: every later fix would be placed a second early until
+    the fit caught up).  The clock fit takes the step back for what it is,
+    a clock reset (:class:`demine.acquisition.ClockFit`), so the fix times of
+    a recording, mapped to the host clock, stay distinct and in order; only
+    ``gps_time_ns`` repeats that second.
     """
     if date is None or math.isnan(time_of_day):
         return None

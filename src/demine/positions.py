@@ -23,6 +23,7 @@ of metres across is a map projection, not a tangent plane.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,8 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError
+
+log = logging.getLogger("demine.positions")
 
 #: WGS 84 semi-major axis (m) and first eccentricity squared.
 WGS84_A = 6378137.0
@@ -119,8 +122,19 @@ class LocalFrame:
 GAP_TOLERANCE = 0.05
 
 
+#: Default speed limit of :class:`FixFilter` (m/s): faster than any sensor a
+#: deminer sweeps (a coil's tip peaks at 3-5 m/s) or a vehicle carries along a
+#: lane (route clearance at up to about 30 km/h, 8 m/s); a fix 5 m off at a
+#: 10 Hz receiver implies 50 m/s, one 1 m off 10 m/s.
+MAX_FIX_SPEED = 10.0
+#: A fix is judged against the next fix with a position at most this many
+#: seconds later (:class:`FixFilter`); without one it is kept.
+FIX_JUDGE_WINDOW_S = 2.0
+
+
 def interpolate_positions(t_src: np.ndarray, values: np.ndarray, t_dst: np.ndarray, *,
-                          max_gap_s: float = 1.0) -> np.ndarray:
+                          max_gap_s: float = 1.0,
+                          max_speed: float | None = MAX_FIX_SPEED) -> np.ndarray:
     """Linearly interpolate a position track to other times.
 
     ``t_src`` and ``t_dst`` are int64 UTC nanoseconds; ``values`` (n,) or
@@ -129,10 +143,24 @@ def interpolate_positions(t_src: np.ndarray, values: np.ndarray, t_dst: np.ndarr
     own valid values).  Destination times outside the track, or inside a gap
     between valid values longer than ``max_gap_s`` (by more than
     :data:`GAP_TOLERANCE`), get NaN rather than an invented position.
+
+    Isolated fixes are rejected first (:class:`FixFilter` with ``max_speed``,
+    m/s; None: none are), in the order the rows are given, as the live
+    recorder does; a count of those rejected is logged (``demine.positions``,
+    INFO).  Columns 0 and 1 are ``x`` and ``y`` in metres (a single column,
+    one coordinate).
     """
     vals = np.asarray(values, dtype="float64")
     squeeze = vals.ndim == 1
-    out = PreparedTrack(t_src, vals[:, None] if squeeze else vals, max_gap_s).at(t_dst)
+    vals = vals[:, None] if squeeze else vals
+    if max_speed is not None:
+        f = FixFilter(max_speed)
+        t_src = _ns("t_src", t_src)
+        if vals.ndim == 2 and t_src.shape == vals.shape[:1]:  # (else PreparedTrack says)
+            vals = np.concatenate((f.add(t_src, vals)[1], f.finish()[1]))
+            for note in f.notes():
+                log.info("%s", note)
+    out = PreparedTrack(t_src, vals, max_gap_s).at(t_dst)
     return out[:, 0] if squeeze else out
 
 
@@ -143,6 +171,158 @@ def _ns(name: str, t: Any) -> np.ndarray:
     if a.dtype.kind not in "iu":
         raise ValueError(f"{name} must be integer UTC nanoseconds (int64), got dtype {a.dtype}")
     return a.astype(np.int64, copy=False)
+
+
+class FixFilter:
+    """Reject isolated fixes inconsistent with their neighbours (multipath).
+
+    A receiver now and then reports one fix metres off its neighbours (a
+    reflected signal); interpolated, it drags every reading between its
+    neighbours towards it.  A fix with a position is rejected when reaching
+    it from the last fix kept, and leaving it for the next fix with a
+    position (at most :data:`FIX_JUDGE_WINDOW_S` later), both imply a speed
+    above ``max_speed`` while those two fixes agree (the speed between them
+    is not above it).  No physical sensor moves there and back that fast, so
+    the fix is a measurement error; its row is released with NaN values (no
+    position; the column that says what the receiver sent is the caller's,
+    e.g. the recording's ``lon``/``lat``).
+
+    A sustained change is kept: the receiver switching to RTK fix, a DGPS
+    correction arriving, a turn, the start of a lane.  The first fix after
+    it jumps, but the next ones agree with it.  So are two fixes off in the
+    same place, the first fix of the track, and a fix whose next fix with a
+    position is missing or too late: only a lone fix is judged.
+
+    Streaming and batch are the same code: :meth:`add` takes the fixes in
+    chunks of any size and returns the rows decided so far, in order (a fix
+    that jumped from the last kept one is held, with the rows after it,
+    until the next fix with a position decides it); :meth:`finish` returns
+    the rest.  The rows returned, joined, do not depend on the chunks.
+
+    Parameters
+    ----------
+    max_speed : float
+        Highest speed (m/s) the antenna can move at (default
+        :data:`MAX_FIX_SPEED`).
+
+    Attributes
+    ----------
+    rejected : int
+        Fixes rejected so far.
+    """
+
+    def __init__(self, max_speed: float = MAX_FIX_SPEED) -> None:
+        if not (max_speed > 0 and math.isfinite(max_speed)):
+            raise ValueError(f"max_speed must be a positive number of m/s, got {max_speed}")
+        self.max_speed = float(max_speed)
+        self.rejected = 0
+        self._kept: tuple[int, float, float] | None = None  # last kept fix (t, x, y)
+        self._held_t: list[np.ndarray] = []  # the pending fix first, then the rows after it
+        self._held_v: list[np.ndarray] = []
+        self._pending: tuple[int, float, float] | None = None
+        self._k = 0  # columns of the values (for an empty finish)
+
+    def _jump(self, a: tuple[int, float, float], b: tuple[int, float, float]) -> bool:
+        """Whether moving from fix ``a`` to fix ``b`` takes more than the speed limit."""
+        dt = (b[0] - a[0]) / 1e9
+        if not dt > 0:  # (times going back: no speed to judge by)
+            return False
+        return math.hypot(b[1] - a[1], b[2] - a[2]) > self.max_speed * dt
+
+    def add(self, t: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Take the next fixes; return the rows decided (times, values), in order.
+
+        ``t`` (n,) int64 ns, ``values`` (n, k): a row is a fix with a position
+        when its columns 0 and 1 (0 alone when k is 1) are finite.
+        """
+        t = np.asarray(t)
+        vals = np.asarray(values, dtype="float64")
+        if vals.ndim != 2 or t.shape != vals.shape[:1]:
+            raise ValueError(f"fixes must be (n, k) values and (n,) times, got {vals.shape} "
+                             f"and {t.shape}")
+        self._k = vals.shape[1]
+        xy = vals[:, :2] if vals.shape[1] > 1 else np.c_[vals[:, 0], np.zeros(len(vals))]
+        ok = np.isfinite(xy).all(axis=1)
+        if self._pending is None and t.size:
+            # the usual case: no fix jumps from the one before it (the rows
+            # pass through untouched: a clean track is placed as it was)
+            idx = np.flatnonzero(ok)
+            if idx.size == 0:
+                return t, vals
+            txy = np.c_[t[idx].astype("float64"), xy[idx]]
+            if self._kept is not None:
+                txy = np.r_[[self._kept], txy]
+            dt = np.diff(txy[:, 0]) / 1e9
+            dist = np.hypot(np.diff(txy[:, 1]), np.diff(txy[:, 2]))
+            if not np.any((dt > 0) & (dist > self.max_speed * dt)):
+                j = idx[-1]
+                self._kept = (int(t[j]), float(xy[j, 0]), float(xy[j, 1]))
+                return t, vals
+        out_t: list[np.ndarray] = []
+        out_v: list[np.ndarray] = []
+        for i in range(t.size):
+            ti, vi = t[i:i + 1], vals[i:i + 1]
+            if ok[i]:
+                fix = (int(t[i]), float(xy[i, 0]), float(xy[i, 1]))
+                self._decide(fix, out_t, out_v)
+                if self._kept is not None and self._jump(self._kept, fix):
+                    self._pending = fix
+                else:
+                    self._kept = fix
+            elif self._pending is not None and int(t[i]) - self._pending[0] > (
+                    FIX_JUDGE_WINDOW_S * 1e9):
+                self._decide(None, out_t, out_v)  # (no next fix in time: kept)
+            if self._pending is not None:
+                self._held_t.append(ti)
+                self._held_v.append(vi)
+            else:
+                out_t.append(ti)
+                out_v.append(vi)
+        return self._joined(out_t, out_v, t, vals)
+
+    def _decide(self, nxt: tuple[int, float, float] | None, out_t: list[np.ndarray],
+                out_v: list[np.ndarray]) -> None:
+        """Decide the pending fix (if any) by the next fix with a position
+        (None: there is none in time) and release the rows held."""
+        p = self._pending
+        if p is None:
+            return
+        self._pending = None
+        k = self._kept
+        if (nxt is not None and k is not None and nxt[0] - p[0] <= FIX_JUDGE_WINDOW_S * 1e9
+                and self._jump(p, nxt) and not self._jump(k, nxt)):
+            self.rejected += 1
+            self._held_v[0] = np.full_like(self._held_v[0], np.nan)
+        else:
+            self._kept = p
+        out_t.extend(self._held_t)
+        out_v.extend(self._held_v)
+        self._held_t, self._held_v = [], []
+
+    @staticmethod
+    def _joined(out_t: list[np.ndarray], out_v: list[np.ndarray], t: np.ndarray,
+                vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if not out_t:
+            return t[:0], vals[:0]
+        return np.concatenate(out_t), np.concatenate(out_v)
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray]:
+        """The rows still held (the last fix that jumped is kept: nothing
+        follows to judge it by), as :meth:`add` returns them."""
+        out_t: list[np.ndarray] = []
+        out_v: list[np.ndarray] = []
+        self._decide(None, out_t, out_v)
+        if not out_t:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, self._k))
+        return np.concatenate(out_t), np.concatenate(out_v)
+
+    def notes(self) -> list[str]:
+        """What the filter decided, one line (none when nothing was rejected)."""
+        if not self.rejected:
+            return []
+        what = "fix" if self.rejected == 1 else "fixes"
+        return [f"{self.rejected} isolated GPS {what} rejected (implied speed above "
+                f"{self.max_speed:g} m/s to and from each, its neighbours agreeing)"]
 
 
 class PreparedTrack:

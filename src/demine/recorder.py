@@ -14,7 +14,11 @@ Positions: the GPS/tracker stream is recorded as it comes (``lon``, ``lat``,
 frame.  Detector and radar frames get ``x``, ``y``, ``z`` interpolated from
 that track, never extrapolated, nor across a gap between fixes longer than
 ``max_gap`` (by default 2.5 fix intervals, at least 1 s: the median interval
-of the last fixes, so 1 s at 2.5 Hz and faster, 2.5 s at 1 Hz).  A fix is timed
+of the last fixes, so 1 s at 2.5 Hz and faster, 2.5 s at 1 Hz).  A lone fix
+that implies more than ``max_fix_speed`` both to reach it and to leave it
+for the next one, while those two agree, is a multipath error and places
+nothing (:class:`demine.positions.FixFilter`; the GPS stream keeps it as
+received).  A fix is timed
 when the receiver measured it: its arrival, less the receiver's ``latency``
 from the GPS device's calibration (seconds, default 0).  A frame is written
 as soon as it arrives (so it is in the file one flush after its arrival),
@@ -63,7 +67,7 @@ import numpy as np
 from .acquisition import DeviceReader, ReaderEvent, ReaderGroup
 from .drivers import FrameBatch, get_driver
 from .errors import ConfigError, DemineError, RecordingError
-from .positions import GAP_TOLERANCE, LocalFrame, PreparedTrack
+from .positions import GAP_TOLERANCE, MAX_FIX_SPEED, FixFilter, LocalFrame, PreparedTrack
 from .recording import RecordingWriter
 
 __all__ = ["DeviceSpec", "Recorder", "parse_device"]
@@ -238,7 +242,11 @@ class _Track:
     #: ... and at least this many seconds.
     MIN_GAP_S = 1.0
 
-    def __init__(self, keep_s: float = 5.0, max_gap_s: float | None = None) -> None:
+    def __init__(self, keep_s: float = 5.0, max_gap_s: float | None = None,
+                 max_speed: float | None = MAX_FIX_SPEED) -> None:
+        #: Rejects lone fixes off their neighbours (None: keeps every fix);
+        #: the track holds the fixes it has decided on.
+        self.filter = FixFilter(max_speed) if max_speed is not None else None
         self._keep_s = keep_s
         self._fixed_gap = max_gap_s
         self._set_gap(self.MIN_GAP_S if max_gap_s is None else float(max_gap_s))
@@ -252,6 +260,20 @@ class _Track:
         self._last: int | None = None
 
     def add(self, t: np.ndarray, xyz: np.ndarray) -> None:
+        if self.filter is not None:
+            t, xyz = self.filter.add(t, xyz)
+            if t.size == 0:  # (a fix held until the next one decides it)
+                return
+        self._append(t, xyz)
+
+    def finish(self) -> None:
+        """At the end of the recording: the fixes still held, kept."""
+        if self.filter is not None:
+            t, xyz = self.filter.finish()
+            if t.size:
+                self._append(t, xyz)
+
+    def _append(self, t: np.ndarray, xyz: np.ndarray) -> None:
         self._t.append(t)
         self._xyz.append(xyz)
         self._joined = None
@@ -497,6 +519,13 @@ class Recorder:
         Fixes farther apart (s) are a gap: frames between them get no position.
         By default 2.5 times the receiver's median fix interval, at least 1 s
         (see :class:`_Track`).
+    max_fix_speed : float or None, optional
+        A lone fix that implies more than this speed (m/s) both from the fix
+        before it and to the one after it, while those two agree, is a
+        measurement error (multipath) and places nothing
+        (:class:`demine.positions.FixFilter`; default
+        :data:`demine.positions.MAX_FIX_SPEED`, None: every fix is used).  The
+        GPS stream keeps it as received; :attr:`processing_notes` counts them.
     on_event : callable, optional
         Called with every reader event (stall, disconnect, diagnosis, …).
     detect : bool, path or mapping, optional
@@ -529,6 +558,7 @@ class Recorder:
                  flush_interval: float = 1.0, fsync: bool = False, overwrite: bool = False,
                  startup_timeout: float = 10.0, position_wait: float | None = None,
                  max_gap: float | None = None,
+                 max_fix_speed: float | None = MAX_FIX_SPEED,
                  on_event: Callable[[ReaderEvent], Any] | None = None,
                  reader_options: Mapping[str, Any] | None = None,
                  detect: Any = None, control: str | None = None,
@@ -544,6 +574,12 @@ class Recorder:
                                           and not isinstance(value, bool)
                                           and math.isfinite(value) and value > 0):
                 raise ConfigError(f"{what} must be a positive number of seconds, got {value!r}")
+        if max_fix_speed is not None and not (isinstance(max_fix_speed, int | float)
+                                              and not isinstance(max_fix_speed, bool)
+                                              and math.isfinite(max_fix_speed)
+                                              and max_fix_speed > 0):
+            raise ConfigError(f"max_fix_speed must be a positive number of m/s (or None: no "
+                              f"fix rejected), got {max_fix_speed!r}")
         self.devices = list(devices)
         self._names = self._stream_names()
         kinds = [get_driver(d.driver).kind for d in devices]
@@ -616,7 +652,7 @@ class Recorder:
         # final positions not yet written: stream -> (first row, column parts)
         self._pos_pending: dict[str, tuple[int, list[dict[str, np.ndarray]]]] = {}
         self._pos_due = 0.0
-        self._track = _Track(max_gap_s=max_gap)
+        self._track = _Track(max_gap_s=max_gap, max_speed=max_fix_speed)
         self._wait_s = 1.0  # the position wait in force (s), see _update_wait
         self._update_wait()
         self._thread: threading.Thread | None = None
@@ -927,6 +963,13 @@ class Recorder:
                 if line not in self.processing_notes:  # (stop may be called again)
                     self.processing_notes.append(line)
                     log.info("%s", line)
+        gps = [n for n, k in self._kinds.items() if k == "gps"]
+        if gps and self._track.filter is not None:
+            for note in self._track.filter.notes():
+                line = f"{gps[0]}: {note}"
+                if line not in self.processing_notes:
+                    self.processing_notes.append(line)
+                    log.info("%s", line)
 
     def __enter__(self) -> Recorder:
         return self.start()
@@ -1031,6 +1074,8 @@ class Recorder:
                 break
             got_any = True
             self._dispatch(name, batch)
+        if final:  # (the last fix held by the filter: nothing more will judge it)
+            self._track.finish()
         self._write_incoming()
         self._place(final)
 
