@@ -24,6 +24,9 @@ def test_demo_runs_end_to_end(tmp_path):
         # 10 s of lane at the reference rates, through real ptys: nothing lost
         assert len(r.streams["emi"]) > 6000 and len(r.streams["gpr"]) > 2500
         assert len(r.streams["gps"]) > 60
+        # the simulated receiver's latency (30 ms of simulated time, 15 ms of
+        # the host's at speed 2) is declared, so fixes are timed when measured
+        assert r.streams["gps"].calibration["latency"] == 0.015
         assert len(r.table("alarms")) == result["n_alarms"]
         assert len(r.table("truth")) >= 3
     assert (out / "alarms.csv").exists() and (out / "report.txt").exists()

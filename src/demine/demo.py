@@ -88,6 +88,11 @@ def run_demo(out_dir: str | Path = "demine-demo", *, scene: str = "demo-lane",
             # what `demine calibrate time-zero` and the cart's set-up would give
             cal["time_zero"] = float(sc.gpr.direct_wave_delay)
             cal["antenna_height"] = float(sc.sweep.height)
+        if dev.stream == "gps":
+            # the simulated receiver sends each fix its latency after measuring
+            # it, in simulated time, which runs `speed` times the host's: the
+            # receiver's calibration, as a bench measurement would give it
+            cal["latency"] = float(sc.gps.latency) / speed
         specs.append(DeviceSpec(dev.driver_name, dev.port, calibration=cal))
         say(f"    {dev.driver_name:<7} on {dev.port}")
     frame = LocalFrame(sc.anchor_lon, sc.anchor_lat, sc.anchor_alt, sc.bearing_deg)
