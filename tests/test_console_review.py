@@ -669,6 +669,23 @@ def _run_in_terminal(args: list[str], keys: bytes, ready: bytes, timeout: float 
         os.close(master)
 
 
+def own_tmpdir(tmp_path: Path, monkeypatch) -> Path:
+    """Give the processes the test starts (and this one) an empty TMPDIR, where
+    ``demine console --simulate/--device`` makes its directory; return it."""
+    import tempfile
+
+    d = tmp_path / "tmp"
+    d.mkdir()
+    monkeypatch.setenv("TMPDIR", str(d))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # (gettempdir() looks again)
+    return d
+
+
+@pytest.fixture
+def console_tmpdir(tmp_path, monkeypatch):
+    return own_tmpdir(tmp_path, monkeypatch)
+
+
 def _children(pid: int) -> list[int]:
     """The processes ``pid`` started, and theirs."""
     try:
@@ -693,10 +710,10 @@ def test_cli_console_in_a_terminal_q_and_ctrl_c(tmp_path, key, status):
         w.kill()
 
 
-def test_cli_ctrl_c_leaves_the_recorder_it_started_recording(tmp_path):
+def test_cli_ctrl_c_leaves_the_recorder_it_started_recording(tmp_path, console_tmpdir):
     """``demine console --simulate``: Ctrl-C ends the console (130) and not the
     recording, and says how to follow it again and stop it (as a console crash
-    does; q stops it)."""
+    does; q stops it). The directory of its control socket stays (it is used)."""
     out = tmp_path / "sim.h5"
     code, text = _run_in_terminal(["console", "--simulate", "demo-lane", "--out", str(out)],
                                   b"\x03", b"REC")
@@ -705,6 +722,9 @@ def test_cli_ctrl_c_leaves_the_recorder_it_started_recording(tmp_path):
     try:
         assert code == 130, said[-2000:]
         assert "keeps recording" in said and len(pids) == 2, said[-2000:]
+        (kept,) = console_tmpdir.iterdir()
+        assert f"--control {kept / 'control.sock'}" in said.replace("\r\n", "")
+        assert (kept / "control.sock").exists()
         recorder = pids[0]
         os.kill(recorder, 0)  # still there
         size = os.path.getsize(out)
@@ -840,10 +860,11 @@ def test_chart_axis_says_large_statistics_in_five_characters(tmp_path):
     asyncio.run(main())
 
 
-def test_ctrl_c_while_the_recorder_starts_leaves_nothing_running(tmp_path):
+def test_ctrl_c_while_the_recorder_starts_leaves_nothing_running(tmp_path, console_tmpdir):
     """Ctrl-C while the console waits for the recorder it started (its device
     has not sent a frame yet): the recorder was left running, holding the
-    serial port the next console needs, with nothing said; now it is stopped."""
+    serial port the next console needs, with nothing said; now it is stopped
+    (and its directory removed: nothing failed)."""
     master, slave = pty.openpty()  # a device that sends nothing
     tty.setraw(slave)
     # (SIGINT at its default, as a terminal's foreground process has it: a suite
@@ -874,6 +895,7 @@ def test_ctrl_c_while_the_recorder_starts_leaves_nothing_running(tmp_path):
         except FileNotFoundError:  # (stopped and waited for)
             state = "gone"
         assert state in ("Z", "X", "gone"), "the recorder is still running"
+        assert list(console_tmpdir.iterdir()) == []
     finally:
         for pid in started:
             try:
@@ -913,11 +935,12 @@ def test_a_recording_that_gets_shorter_but_is_whole_is_not_read_again(tmp_path):
         f.close()
 
 
-def test_cli_q_after_the_recorder_died_says_so_and_stops_the_simulator(tmp_path):
+def test_cli_q_after_the_recorder_died_says_so_and_stops_the_simulator(tmp_path,
+                                                                        console_tmpdir):
     """The recorder the console started is killed; q then printed "recording
     stopped" and ended with status 0, as after a good recording. Now it says
     the recorder had exited, with its status and log, and ends with 1; the
-    simulator is stopped either way."""
+    simulator is stopped either way. The directory with the logs is kept."""
     out = tmp_path / "sim.h5"
     started: list[int] = []
 
@@ -936,6 +959,9 @@ def test_cli_q_after_the_recorder_died_says_so_and_stops_the_simulator(tmp_path)
         assert code == 1, said[-2000:]
         assert "the recorder had exited with status -9 (its log: " in said
         assert "recording stopped" not in said
+        (kept,) = console_tmpdir.iterdir()
+        assert f"logs kept in {kept}" in said.replace("\r\n", "")
+        assert (kept / "recorder.log").exists() and (kept / "simulator.log").exists()
         assert len(started) == 2
         for pid in started:  # the simulator too (not our child: wait for it to go)
             deadline = time.monotonic() + 30

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 import time
@@ -91,8 +92,10 @@ def run(args: argparse.Namespace) -> int:
 
     sim = recorder = None
     control = args.control
-    log = None
+    log = tmp = None
     if starts:
+        # the control socket and the logs of the processes started: removed when
+        # they end well, kept (and named) when one failed or the recorder goes on
         tmp = Path(tempfile.mkdtemp(prefix="demine-console-"))
         control = str(tmp / "control.sock")
         log = tmp / "recorder.log"
@@ -126,6 +129,10 @@ def run(args: argparse.Namespace) -> int:
                 if isinstance(exc, Exception) and log.exists() else []
             if tail:
                 print(f"recorder: {tail[0]}", file=sys.stderr)
+            if isinstance(exc, Exception):  # (failed: its log is wanted)
+                print(f"logs kept in {tmp}", file=sys.stderr)
+            else:  # (Ctrl-C: nothing failed, and nothing is left running)
+                shutil.rmtree(tmp, ignore_errors=True)
             raise
 
     follower = Follower(out, detect_config=args.detect, stale_after=args.stale)
@@ -154,8 +161,10 @@ def run(args: argparse.Namespace) -> int:
                       + (f" (simulator pid {sim.pid})" if sim is not None else ""),
                       file=sys.stderr)
             else:
+                assert tmp is not None
+                sim_ended = sim.poll() if sim is not None else None  # (by itself: failed)
                 status = stop_process(recorder) if ended is None else ended
-                stop_process(sim)
+                sim_status = stop_process(sim)
                 if status == 0:
                     print(f"recording stopped: {out}", file=sys.stderr)
                 else:
@@ -165,4 +174,14 @@ def run(args: argparse.Namespace) -> int:
                           "wrote until then", file=sys.stderr)
                     if code == 0:
                         code = 1
+                if sim is not None and (sim_ended is not None or sim_status != 0):
+                    print(f"the simulator {'had exited' if sim_ended is not None else 'stopped'}"
+                          f" with status {sim_status} (its log: {tmp / 'simulator.log'})",
+                          file=sys.stderr)
+                    if code == 0:
+                        code = 1
+                elif status == 0:
+                    shutil.rmtree(tmp, ignore_errors=True)  # (nothing in it is wanted)
+                if tmp.exists():
+                    print(f"logs kept in {tmp}", file=sys.stderr)
     return int(code or 0)

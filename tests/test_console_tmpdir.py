@@ -1,0 +1,45 @@
+"""The directory ``demine console --simulate/--device`` makes for the recorder's
+control socket and the logs: removed after a good run, kept and named after a
+failure (its logs say why)."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("textual")
+
+from test_console_review import _run_in_terminal, own_tmpdir  # noqa: E402
+
+from demine.cli import main as cli_main  # noqa: E402
+
+
+@pytest.fixture
+def console_tmpdir(tmp_path, monkeypatch):
+    return own_tmpdir(tmp_path, monkeypatch)
+
+
+def test_a_good_run_leaves_no_directory_behind(tmp_path, console_tmpdir):
+    """q after a good recording: the control socket's directory, with the
+    recorder's and the simulator's logs, was left in /tmp after every run."""
+    out = tmp_path / "sim.h5"
+    code, text = _run_in_terminal(["console", "--simulate", "demo-lane", "--out", str(out)],
+                                  b"q", b"REC")
+    said = text.decode(errors="replace")
+    assert code == 0, said[-2000:]
+    assert "recording stopped" in said and "logs kept" not in said, said[-2000:]
+    assert out.exists()
+    assert list(console_tmpdir.iterdir()) == []
+
+
+def test_a_recorder_that_fails_to_start_keeps_its_log_and_says_where(tmp_path, console_tmpdir,
+                                                                     capsys):
+    """The recorder exits before recording (its device is not there): the
+    directory with its log stays, and the console says where it is."""
+    code = cli_main(["console", "--device", f"emi-pi={tmp_path / 'no-such-port'}",
+                     "--out", str(tmp_path / "x.h5")])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    (kept,) = console_tmpdir.iterdir()
+    assert kept.name.startswith("demine-console-")
+    assert f"logs kept in {kept}" in err
+    assert "no-such-port" in (kept / "recorder.log").read_text()
