@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import subprocess
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding
@@ -129,8 +131,14 @@ class ConsoleApp(App):
         self.control: ControlClient | None = control
         self._control_thread = (ThreadPoolExecutor(1, thread_name_prefix="demine-console-control")
                                 if control is not None else None)
+        # status requests go on a connection and a thread of their own: the keys
+        # do not wait behind a status request the recorder is slow to answer
+        self._status_client = (ControlClient(control.address, timeout=control.timeout)
+                               if control is not None else None)
         self._status_pending = False
-        self._control_lost = False  # the last request got no reply (control thread only)
+        self._answered = 0  # replies (and errors) to the keys' commands so far
+        self._status_after = 0  # _answered when the pending status request was sent
+        self._control_lost = False  # the last request got no reply (control threads only)
         self._quitting = False
         self._pause_asked: bool | None = None  # pause (True) / resume sent, not answered yet
         self.recorder = recorder
@@ -279,14 +287,16 @@ class ConsoleApp(App):
     def _request(self, cmd: str, params: dict[str, Any],
                  on_reply: Callable[[dict[str, Any]], Any],
                  on_error: Callable[[ControlError], Any] | None = None) -> None:
-        """Send a request from the control thread; ``on_reply(reply)`` or
+        """Send a request from the control thread (a status request: from a
+        thread of its own, on its own connection); ``on_reply(reply)`` or
         ``on_error(exc)`` (default: the error shown) run in the app when it is answered."""
-        control = self.control
+        status = cmd == "status"
+        control = self._status_client if status else self.control
         assert control is not None and self._control_thread is not None
 
         def run() -> None:
             if self._interrupted or (self._quitting or self.return_code is not None) and (
-                    self._control_lost or cmd == "status"):
+                    self._control_lost or status):
                 # quitting: what is queued behind a request that got no reply is
                 # not sent (each would cost another timeout with the screen frozen)
                 return
@@ -297,14 +307,23 @@ class ConsoleApp(App):
                 error = exc
             # no reply at all (a refusal is a reply): the recorder is hung or gone
             self._control_lost = isinstance(getattr(error, "__cause__", None), OSError)
+            if status and self._quitting:  # (not closed on the way out: it was under way)
+                control.close()
             try:
                 self.post_message(ControlReply(cmd, reply, error, on_reply, on_error))
             except RuntimeError:  # the app's loop closed meanwhile (quitting)
                 pass
 
-        self._control_thread.submit(run)
+        if status:
+            # a daemon thread: a status request the recorder does not answer holds
+            # neither the keys nor the console's exit (it changes nothing there)
+            threading.Thread(target=run, name="demine-console-status", daemon=True).start()
+        else:
+            self._control_thread.submit(run)
 
     def on_control_reply(self, msg: ControlReply) -> None:
+        if msg.cmd != "status":
+            self._answered += 1
         if msg.error is None:
             assert msg.reply is not None
             msg.on_reply(msg.reply)
@@ -320,6 +339,7 @@ class ConsoleApp(App):
                 or time.monotonic() < self._next_status):
             return
         self._status_pending = True
+        self._status_after = self._answered
         self._request("status", {}, self._status_reply, self._status_failed)
 
     def _status_failed(self, exc: ControlError) -> None:
@@ -342,12 +362,16 @@ class ConsoleApp(App):
         self.recorder_answers = True
         st = reply["status"]
         self.recorder_status = st
-        self.paused = bool(st.get("paused"))
         for name, d in st.get("devices", {}).items():
             s = self.follower.streams.get(name)
             if s is not None:
                 s.crc_errors = int(d.get("crc_errors") or 0)
                 s.connected = bool(d.get("connected"))
+        if self._answered != self._status_after:
+            # a command was answered while this status was on its way: the status
+            # may be from before it (a pause, a threshold), and the next one is not
+            return
+        self.paused = bool(st.get("paused"))
         thr = st.get("threshold")
         if thr is not None and thr != self.follower.threshold:
             self.follower.set_threshold(float(thr))
@@ -372,47 +396,63 @@ class ConsoleApp(App):
         self.say(f"recorder exited (status {code}): NOT RECORDING {last}".rstrip(),
                  "bold #ffffff on #c00000")
 
+    #: the top line's items that give way, first to last, when the line is wider
+    #: than the terminal; the state, GPS, position and marks always stay
+    _TOP_DROP_ORDER = ("file", "size", "hdop", "duration")
+
     def _draw_top(self) -> None:
         f = self.follower
-        t = Text(no_wrap=True, overflow="crop")
-        t.append(" DEMINE ", style="bold #000000 on #ffffff")
+        # (text, style, name): a named item is dropped when the line does not fit
+        parts: list[tuple[str, str, str | None]] = [
+            (" DEMINE ", "bold #000000 on #ffffff", None)]
         if self.recorder_exit is not None:  # the recorder this console started
-            t.append(" STOPPED ", style="bold #ffffff on #c00000")
+            parts.append((" STOPPED ", "bold #ffffff on #c00000", None))
         elif not f.is_open:
-            t.append(" WAITING ", style="bold #000000 on #ffff00")
+            parts.append((" WAITING ", "bold #000000 on #ffff00", None))
         elif self.control is None:
-            t.append(" FOLLOW ", style="bold #ffffff on #0000c0")
+            parts.append((" FOLLOW ", "bold #ffffff on #0000c0", None))
         elif self.recorder_answers is False:
-            t.append(" NO RECORDER ", style="bold #ffffff on #c00000")
+            parts.append((" NO RECORDER ", "bold #ffffff on #c00000", None))
         elif self.paused:
-            t.append(" PAUSED ", style="bold #000000 on #ffff00")
+            parts.append((" PAUSED ", "bold #000000 on #ffff00", None))
         else:
-            t.append(" ● REC ", style="bold #ffffff on #c00000")
-        t.append(f" {_fmt_duration(f.duration_s)} {_fmt_bytes(f.file_bytes)} ")
+            parts.append((" ● REC ", "bold #ffffff on #c00000", None))
+        parts.append((" ", "", None))
+        parts.append((f"{_fmt_duration(f.duration_s)} ", "", "duration"))
+        parts.append((f"{_fmt_bytes(f.file_bytes)} ", "", "size"))
         gps = f.gps
         gst = f.streams.get(f.gps_name) if f.gps_name else None
         if gst is not None and gst.stale and gst.age is not None:
             # nothing from the receiver for --stale seconds: its last fix is not now
-            t.append(f"GPS LOST {_fmt_age(gst.age)}s ", style="bold #ffffff on #c00000")
+            parts.append((f"GPS LOST {_fmt_age(gst.age)}s ", "bold #ffffff on #c00000", None))
         elif gps:
             fixq = gps.get("fix_quality", 0)
             style = "bold #00ff00" if fixq in (4, 5) else ("#ffffff" if fixq else
                                                             "bold #ff3030")
             hdop = gps.get("hdop", math.nan)
-            t.append(f"GPS {gps.get('fix', '?')} ", style=style)
-            t.append(f"hdop {hdop:.1f} " if math.isfinite(hdop) else "hdop -- ")
+            parts.append((f"GPS {gps.get('fix', '?')} ", style, None))
+            parts.append((f"hdop {hdop:.1f} " if math.isfinite(hdop) else "hdop -- ", "",
+                          "hdop"))
         else:
-            t.append("GPS -- ", style="#ffffff")
+            parts.append(("GPS -- ", "#ffffff", None))
         x, y = f.position
         if f.position_lost:
             age = f.position_age
-            t.append("NO POSITION" + (f" {_fmt_age(age)}s" if age is not None else ""),
-                     style="bold #ffffff on #c00000")
-            t.append(" ")
+            parts.append(("NO POSITION" + (f" {_fmt_age(age)}s" if age is not None else ""),
+                          "bold #ffffff on #c00000", None))
+            parts.append((" ", "", None))
         elif math.isfinite(x) and math.isfinite(y):
-            t.append(f"x {x:.2f} y {y:.2f} ")
-        t.append(f"marks {len(f.markers)} ", style="#ffffff")
-        t.append(f.path.name, style="#a0a0a0")
+            parts.append((f"x {x:.2f} y {y:.2f} ", "", None))
+        parts.append((f"marks {len(f.markers)} ", "#ffffff", None))
+        parts.append((f.path.name, "#a0a0a0", "file"))
+        width = self.query_one("#top").size.width or self.size.width
+        for name in self._TOP_DROP_ORDER:
+            if sum(cell_len(p[0]) for p in parts) <= width:
+                break
+            parts = [p for p in parts if p[2] != name]
+        t = Text(no_wrap=True, overflow="crop")
+        for text, style, _ in parts:
+            t.append(text, style=style or None)
         self._update("#top", t)
 
     def _draw_streams(self) -> None:
@@ -543,6 +583,8 @@ class ConsoleApp(App):
             self._quitting = True
             self._control_thread.shutdown(wait=not self._interrupted,
                                           cancel_futures=self._interrupted)
+        if self._status_client is not None and not self._status_pending:
+            self._status_client.close()  # (else its thread closes it when it is done)
         if self.control is not None and not self._interrupted:
             self.control.close()
 
