@@ -3,6 +3,14 @@
     python benchmarks/eval_gpr_detection.py              # all scenes, 3 run seeds
     python benchmarks/eval_gpr_detection.py gpr-lines --seeds 5 --threshold 14
     python benchmarks/eval_gpr_detection.py --seed-list 7,8 --cache /tmp/gpr-lanes
+    python benchmarks/eval_gpr_detection.py --frequency 0.8e9 --cache /tmp/gpr-lanes
+    python benchmarks/eval_gpr_detection.py --frequency 0.8e9 --no-scaling
+
+``--frequency`` simulates every scene's radar with a Ricker of that centre
+frequency (nothing else changed); the detector is told the frequency, as the
+stream's calibration tells ``demine detect``, and scales its wavelet-tied
+parameters (:data:`demine.hyperbola.WAVELET_PARAMS`) unless ``--no-scaling``.
+``--param NAME=VALUE`` sets another detector parameter.
 
 Every shipped scene is surveyed by a radar cart on parallel straight lines
 0.1 m apart along the lane (the ``gpr-lines`` scene is surveyed as it ships;
@@ -47,13 +55,17 @@ from demine.simulate import list_scenes, load_scene, simulate_lane
 SHALLOW = 0.03
 
 
-def cart_scene(name: str):
+def cart_scene(name: str, frequency: float | None = None):
+    """The scene ``name`` surveyed by a cart; ``frequency`` (Hz) replaces its
+    radar's centre frequency (the simulator's wavelet, nothing else)."""
     sc = load_scene(name)
     if sc.sweep.pattern != "lines":
         sw = dataclasses.replace(sc.sweep, pattern="lines", speed=0.5, line_spacing=0.1,
                                  height=0.04, height_variation=0.003, turn_time=1.0,
                                  start_y=None, end_y=None)
         sc = dataclasses.replace(sc, sweep=sw)
+    if frequency is not None and frequency != sc.gpr.frequency:
+        sc = dataclasses.replace(sc, gpr=dataclasses.replace(sc.gpr, frequency=frequency))
     return sc
 
 
@@ -71,7 +83,8 @@ def simulate(sc, seed: int, cache: str | None = None) -> Lane:
     path = None
     if cache:
         os.makedirs(cache, exist_ok=True)
-        path = os.path.join(cache, f"{sc.name}-{seed}.npz")
+        tag = "" if sc.gpr.frequency == 1.5e9 else f"-{sc.gpr.frequency / 1e9:g}GHz"
+        path = os.path.join(cache, f"{sc.name}{tag}-{seed}.npz")
         if os.path.exists(path):
             with np.load(path) as z:
                 gpr = {k[4:]: z[k] for k in z.files if k.startswith("gpr_")}
@@ -87,7 +100,7 @@ def simulate(sc, seed: int, cache: str | None = None) -> Lane:
 
 
 def run_scene(sc, seed: int, threshold: float | None = None, cache: str | None = None,
-              **det_kw):
+              scaling: bool = True, **det_kw):
     res = simulate(sc, seed, cache)
     g = res.gpr
     dt = res.sample_interval
@@ -97,6 +110,8 @@ def run_scene(sc, seed: int, threshold: float | None = None, cache: str | None =
                        gain_power=1.0, gain_attenuation=1.0e8, sample_interval=dt)
     p = np.concatenate([chain.process(g["samples"]), chain.finish()])
     kw = dict(time_zero=sc.gpr.direct_wave_delay, antenna_height=sc.sweep.height)
+    if scaling:   # the stream's calibration 'frequency', as demine detect passes it
+        kw["frequency"] = sc.gpr.frequency
     kw.update(det_kw)
     if threshold is not None:
         kw["threshold"] = threshold
@@ -176,9 +191,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threshold", type=float, default=None, help="score threshold")
     ap.add_argument("--max-depth", type=float, default=None,
                     help="drop alarms deeper than this (m; GPRDetector max_depth)")
+    ap.add_argument("--frequency", type=float, default=None,
+                    help="radar centre frequency (Hz) instead of the scenes' own (1.5e9)")
+    ap.add_argument("--no-scaling", action="store_true",
+                    help="do not tell the detector the radar's frequency (its wavelet-tied "
+                         "parameters stay those of reference_frequency)")
+    ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                    help="a GPRDetector parameter (a number, or none), e.g. bin_size=0.02; "
+                         "repeatable")
     ap.add_argument("-v", "--verbose", action="store_true",
                     help="list missed mines and false alarms")
     args = ap.parse_args(argv)
+    extra: dict = {}
+    for item in args.param:
+        key, sep, val = item.partition("=")
+        if not sep:
+            ap.error(f"--param {item!r}: give NAME=VALUE")
+        extra[key.strip()] = None if val.strip().lower() == "none" else float(val)
     names = args.scenes or list_scenes()
     seeds = (range(args.seeds) if args.seed_list is None
              else [int(v) for v in args.seed_list.split(",") if v.strip()])
@@ -190,11 +219,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'scene':<20}{'seed':>5}{'mines':>7}{'found':>7}{'PD':>7}{'FA':>5}"
           f"{'FA/m':>7}{'clutter':>8}{'m':>7}{'s':>7}")
     for name in names:
-        sc = cart_scene(name)
+        sc = cart_scene(name, args.frequency)
         for seed in seeds:
             t = time.perf_counter()
             res, alarms = run_scene(sc, seed, threshold=min(roc_thr.min(), thr),
-                                    cache=args.cache, max_depth=args.max_depth)
+                                    cache=args.cache, max_depth=args.max_depth,
+                                    scaling=not args.no_scaling, **extra)
             el = time.perf_counter() - t
             r = score(sc, res.truth, alarms, thr, verbose=args.verbose)
             for k in tot:

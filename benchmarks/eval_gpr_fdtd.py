@@ -7,6 +7,14 @@
     python benchmarks/eval_gpr_fdtd.py --3d --cache /tmp/gpr-fdtd3d -v    # the 3-D models
     python benchmarks/eval_gpr_fdtd.py --3d --cache /tmp/gpr-fdtd3d --cached-only  # no gprMax
     python benchmarks/eval_gpr_fdtd.py --3d --cache /tmp/gpr-fdtd3d --cached-only --pad 1
+    python benchmarks/eval_gpr_fdtd.py --cache /tmp/gpr-fdtd --frequency 2.5e9 metal-5cm-e6
+    python benchmarks/eval_gpr_fdtd.py --cache /tmp/gpr-fdtd --frequency 2.5e9 --no-scaling
+
+``--frequency`` gives the models' Ricker another centre frequency (the 2 mm
+cells kept: see :func:`input_file`); the detector is told the frequency the
+reader finds in the model's input file, as ``demine import`` writes it into
+the calibration, and scales its wavelet-tied parameters unless
+``--no-scaling``.
 
 demine's radar simulator sums wavelets along rays (plus Born-like terms); the
 detector was developed on it.  Here the same detector meets traces computed by
@@ -115,7 +123,7 @@ MARGIN = 0.06       # domain beyond the line ends (PML 10 cells + half the offse
 SOIL_DEPTH = 0.18   # soil below the mean surface, m
 AIR = 0.05          # air above the mean surface, m
 WINDOW = 5.5e-9     # time window, s
-FREQ = 1.5e9        # Ricker centre frequency, Hz
+FREQ = 1.5e9        # Ricker centre frequency, Hz (--frequency: another)
 TARGET_X = 0.33     # target centre along the line (from the first mid-point), m
 DECIMATE = 6        # FDTD steps per radar sample
 
@@ -239,8 +247,20 @@ def stones(m: Model) -> list[tuple[float, float, float, float]]:
 
 
 
-def input_file(m: Model) -> str:
-    """The gprMax input of model ``m`` (2-D: one cell across)."""
+def window(base: float, freq: float) -> float:
+    """Time window (s) of a model whose Ricker has centre ``freq``: ``base``
+    (for 1.5 GHz), longer by as much as a lower frequency's pulse centre
+    (gprMax's Ricker peaks at sqrt(2) / f) comes later, so the same time of
+    echoes follows it."""
+    return base if freq >= FREQ else base + math.sqrt(2.0) * (1.0 / freq - 1.0 / FREQ)
+
+
+def input_file(m: Model, freq: float = FREQ) -> str:
+    """The gprMax input of model ``m`` (2-D: one cell across), its Ricker's
+    centre frequency ``freq`` (Hz).  The 2 mm cells serve up to 2.5 GHz: the
+    grid's phase-velocity error in eps_r 6 is -0.25 % at 2.5 GHz and -2.0 %
+    at 7 GHz (2.8 f, the Ricker's upper tail; -0.7 % at 4.2 GHz for 1.5 GHz);
+    in eps_r 12 twice that."""
     x0 = MARGIN                         # first mid-point
     width = LINE + 2 * MARGIN
     ys = SOIL_DEPTH                     # mean surface
@@ -250,11 +270,11 @@ def input_file(m: Model) -> str:
         f"#title: demine FDTD check {m.name}",
         f"#domain: {width:.3f} {SOIL_DEPTH + AIR:.3f} {DX}",
         f"#dx_dy_dz: {DX} {DX} {DX}",
-        f"#time_window: {WINDOW:g}",
+        f"#time_window: {window(WINDOW, freq):g}",
         f"#material: {m.eps:g} {m.sigma:g} 1 0 soil",
         "#material: 2.8 0 1 0 tnt",
         "#material: 8 0.001 1 0 granite",
-        f"#waveform: ricker 1 {FREQ:g} pulse",
+        f"#waveform: ricker 1 {freq:g} pulse",
         f"#hertzian_dipole: z {x0 - OFFSET / 2:.3f} {ya:.3f} 0 pulse",
         f"#rx: {x0 + OFFSET / 2:.3f} {ya:.3f} 0",
         f"#src_steps: {STEP} 0 0",
@@ -311,7 +331,7 @@ def input_file(m: Model) -> str:
     return "\n".join(lines) + "\n"
 
 
-def input_file_3d(m: Model) -> str:
+def input_file_3d(m: Model, freq: float = FREQ) -> str:
     """The gprMax input of the 3-D model ``m`` (z up, the line along x, y across).
 
     3 mm cells, a 0.492 x 0.18 x 0.201 m domain (PML 10 cells on every side),
@@ -334,11 +354,11 @@ def input_file_3d(m: Model) -> str:
         f"#title: demine FDTD check {m.name}",
         f"#domain: {width:.3f} {ACROSS3:.3f} {SOIL3 + AIR3:.3f}",
         f"#dx_dy_dz: {DX3} {DX3} {DX3}",
-        f"#time_window: {WINDOW3:g}",
+        f"#time_window: {window(WINDOW3, freq):g}",
         f"#material: {m.eps:g} {m.sigma:g} 1 0 soil",
         "#material: 2.8 0 1 0 tnt",
         "#material: 8 0.001 1 0 granite",
-        f"#waveform: ricker 1 {FREQ:g} pulse",
+        f"#waveform: ricker 1 {freq:g} pulse",
         f"#hertzian_dipole: y {x0 - OFFSET3 / 2:.3f} {ya:.4f} {za:.3f} pulse",
         f"#rx: {x0 + OFFSET3 / 2:.3f} {ya:.4f} {za:.3f}",
         f"#src_steps: {STEP3} 0 0",
@@ -376,10 +396,12 @@ def input_file_3d(m: Model) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_gprmax(m: Model, cache: Path, python: str, run: bool = True) -> Path | None:
-    """Run (or reuse) the B-scan of ``m``; return the merged output (None when
-    it is not cached and ``run`` is false)."""
-    text = input_file_3d(m) if m.three_d else input_file(m)
+def run_gprmax(m: Model, cache: Path, python: str, run: bool = True,
+               freq: float = FREQ) -> Path | None:
+    """Run (or reuse) the B-scan of ``m`` with a Ricker of centre ``freq``;
+    return the merged output (None when it is not cached and ``run`` is
+    false)."""
+    text = input_file_3d(m, freq) if m.three_d else input_file(m, freq)
     key = hashlib.sha256(text.encode()).hexdigest()[:10]
     stem = f"{m.name}-{key}"
     merged = cache / f"{stem}_merged.h5"
@@ -403,8 +425,10 @@ def run_gprmax(m: Model, cache: Path, python: str, run: bool = True) -> Path | N
 
 
 def radar_traces(path: Path, noise: float, seed: int, three_d: bool = False
-                 ) -> tuple[np.ndarray, float, np.ndarray, float]:
-    """Decimated, noisy traces, sample interval, trace positions, time zero."""
+                 ) -> tuple[np.ndarray, float, np.ndarray, float, float]:
+    """Decimated, noisy traces, sample interval, trace positions, time zero,
+    and the source's centre frequency (Hz, from the model's input file, as
+    ``demine import`` writes it into the calibration; NaN when unknown)."""
     from scipy.signal import decimate
 
     rd = read_gprmax(path, component="Ey" if three_d else "Ez")  # the dipoles' polarisation
@@ -418,12 +442,16 @@ def radar_traces(path: Path, noise: float, seed: int, three_d: bool = False
     rng = np.random.default_rng(seed)
     a = a + noise * direct * rng.standard_normal(a.shape)
     t0 = rd.time_zero_sample * rd.sample_interval_s
-    return a.astype(np.float32), dt, rd.trace_position_m - rd.trace_position_m[0], t0
+    return (a.astype(np.float32), dt, rd.trace_position_m - rd.trace_position_m[0], t0,
+            float(rd.frequency_hz))
 
 
 def detect(traces: np.ndarray, dt: float, x: np.ndarray, t0: float, background: float | None,
            threshold: float, time_zero: str = "source", height: float = HEIGHT,
-           offset: float = OFFSET) -> tuple[dict, int]:
+           offset: float = OFFSET, frequency: float | None = None) -> tuple[dict, int]:
+    """The benchmark chain and the default detector; ``frequency`` (Hz, the
+    radar's centre frequency) scales the detector's wavelet-tied parameters
+    (None: as given for 1.5 GHz)."""
     n = len(x)
     if time_zero == "direct":  # as demine calibrate time-zero: the direct wave's peak
         t0 = surface_time(traces, dt, offset=offset)
@@ -434,7 +462,7 @@ def detect(traces: np.ndarray, dt: float, x: np.ndarray, t0: float, background: 
                        gain_power=1.0, gain_attenuation=1.0e8, sample_interval=dt)
     p = np.concatenate([chain.process(traces), chain.finish()])
     alarms = detect_gpr(p, x, sample_interval=dt, time_zero=t0, antenna_height=height,
-                        threshold=threshold)
+                        threshold=threshold, frequency=frequency)
     return alarms, bg
 
 
@@ -447,7 +475,7 @@ def shipped_cylinder(path: Path, noise: float, threshold: float) -> None:
     """The B-scan shipped in shared/data: PEC cylinder (r 1 cm, top 8 cm deep,
     eps_r 6, x 0.120 m), 60 traces 2 mm apart = a 0.12 m line, antenna on the
     surface.  Same processing; default detector, then the diagnosis."""
-    tr, dt, x, t0 = radar_traces(path, noise, seed=99)
+    tr, dt, x, t0, _ = radar_traces(path, noise, seed=99)
     x = x + 0.06  # model coordinates (first mid-point at 0.060 m)
     n = len(x)
     dewow = int(round(1.2e-9 / dt)) | 1
@@ -503,6 +531,11 @@ def main(argv: list[str] | None = None) -> int:
                     "every homogeneous eps_r 6 model's line")
     ap.add_argument("--cached-only", action="store_true",
                     help="skip models whose B-scan is not in the cache (run no gprMax)")
+    ap.add_argument("--frequency", type=float, default=FREQ,
+                    help="centre frequency of the models' Ricker source, Hz (default 1.5e9)")
+    ap.add_argument("--no-scaling", action="store_true",
+                    help="do not tell the detector the source's frequency (its wavelet-tied "
+                    "parameters stay those of 1.5 GHz)")
     ap.add_argument("-v", "--verbose", action="store_true", help="list every alarm")
     args = ap.parse_args(argv)
     thr = GPRDetector(1e-11).threshold if args.threshold is None else args.threshold
@@ -522,17 +555,19 @@ def main(argv: list[str] | None = None) -> int:
     length = 0.0
     for m in models:
         t = time.perf_counter()
-        path = run_gprmax(m, cache, args.gprmax_python, run=not args.cached_only)
+        path = run_gprmax(m, cache, args.gprmax_python, run=not args.cached_only,
+                          freq=args.frequency)
         el = time.perf_counter() - t
         if path is None:
             print(f"{m.name:<28}  (not in the cache)")
             continue
-        tr, dt, x, t0 = radar_traces(path, args.noise, seed=100 + m.seed,  # per model
-                                     three_d=m.three_d)
+        tr, dt, x, t0, f_src = radar_traces(path, args.noise, seed=100 + m.seed,  # per model
+                                            three_d=m.three_d)
         tx = m.target_x
         if args.pad and m.three_d and m.eps == EMPTY3D.eps and not m.fractal \
                 and m is not EMPTY3D:
-            pe = run_gprmax(EMPTY3D, cache, args.gprmax_python, run=not args.cached_only)
+            pe = run_gprmax(EMPTY3D, cache, args.gprmax_python, run=not args.cached_only,
+                            freq=args.frequency)
             if pe is None:
                 ap.error(f"--pad needs {EMPTY3D.name} in the cache")
             te = radar_traces(pe, args.noise, seed=100 + EMPTY3D.seed, three_d=True)[0]
@@ -543,7 +578,9 @@ def main(argv: list[str] | None = None) -> int:
         alarms, bg = detect(tr, dt, x, t0, args.background, threshold=5.0,
                             time_zero=args.time_zero,
                             height=HEIGHT3 if m.three_d else HEIGHT,
-                            offset=OFFSET3 if m.three_d else OFFSET)
+                            offset=OFFSET3 if m.three_d else OFFSET,
+                            frequency=None if args.no_scaling or not math.isfinite(f_src)
+                            else f_src)
         ax, sc = alarms["x"], alarms["score"]
         keep = sc >= thr
         # the target takes the strongest alarm within its halo (one alarm
@@ -594,7 +631,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nthreshold {thr:g}, background window {bg} traces "
           f"({'whole line' if args.background is None else f'{args.background} m'}), "
           f"noise {args.noise:g} x direct wave, dt {dt * 1e12:.1f} ps, time zero from the "
-          f"{args.time_zero}")
+          f"{args.time_zero}; source {args.frequency / 1e9:g} GHz, detector "
+          f"{'not told the frequency' if args.no_scaling else 'scaled to it'}")
     print(f"mines found {found}/{expected}; false alarms {fa} over {length:.1f} m of line = "
           f"{fa / length:.2f} /m")
     return 0

@@ -82,6 +82,14 @@ line has gone far enough past it, and a line processed in one call or in any
 chunks gives the same alarms.  The compiled kernels live in
 ``demine._hyperbola``.
 
+Radar frequency: the windows above that are sizes of the wavelet (the
+prescreen's, the surface zone, ``min_time``, the suppression's times, the
+bins) are given for ``reference_frequency`` (1.5 GHz, the radar they were
+developed on).  Told the radar's centre ``frequency`` (a stream's calibration
+``frequency``), the detector scales them by ``reference_frequency /
+frequency`` (:data:`WAVELET_PARAMS`, :func:`frequency_factor`) and says so
+in :meth:`GPRDetector.notes`.
+
 Units: positions and depths in metres, times in seconds (``time`` of an alarm
 in UTC nanoseconds), velocities in m/s.
 """
@@ -100,7 +108,9 @@ from . import _hyperbola as _k
 from ._params import check_number
 from .errors import ConfigError
 
-__all__ = ["GPRDetector", "detect_gpr", "ALARM_COLUMNS", "C0", "MIN_LINE_LENGTH", "surface_time"]
+__all__ = ["GPRDetector", "detect_gpr", "ALARM_COLUMNS", "C0", "FREQUENCY_TOLERANCE",
+           "MIN_LINE_LENGTH", "REFERENCE_FREQUENCY", "WAVELET_PARAMS", "frequency_factor",
+           "surface_time"]
 
 #: Shortest line (m) whose clutter statistics a target does not largely fill;
 #: :meth:`GPRDetector.finish` warns below it.  On 3-D gprMax lines over a
@@ -111,6 +121,79 @@ __all__ = ["GPRDetector", "detect_gpr", "ALARM_COLUMNS", "C0", "MIN_LINE_LENGTH"
 MIN_LINE_LENGTH = 0.5
 
 C0 = 299_792_458.0
+
+#: Radar centre frequency (Hz) the wavelet-tied parameters of
+#: :class:`GPRDetector` are given for by default (the reference 1.5 GHz
+#: ground-coupled radar they were developed on).
+REFERENCE_FREQUENCY = 1.5e9
+
+#: A declared centre frequency within this fraction of ``reference_frequency``
+#: keeps the wavelet-tied parameters as given (vendors round their nominal
+#: frequencies: a "1.6 GHz" antenna is 7 % off 1.5 GHz and scales).
+FREQUENCY_TOLERANCE = 0.05
+
+#: Parameters tied to the wavelet's length, scaled by ``reference_frequency /
+#: frequency`` (:func:`frequency_factor`): times (s) that are fractions or
+#: multiples of its period (``"time"``), and lengths (m) that are fractions
+#: of its wavelength in the soil (``"length"``; the wavelength scales with 1/f
+#: at a given velocity).  ``"sampling"``: the bins' step along the line, which
+#: must resolve the limbs' wavefronts (a fraction of the wavelength), shrinks
+#: for a higher frequency but never grows: coarser bins buy nothing but CPU,
+#: and the noise scale, from differences of neighbouring bins, then also
+#: takes the echoes' variation along the line for noise (on the simulated
+#: cart lanes at 0.8 GHz, 1.875 cm bins: PD 0.974 at 0.122 false alarms per
+#: metre, 1 cm bins: 0.974 at 0.094; docs/evaluation.md).  Not
+#: scaled, because they are about the soil, the objects or the line, not the
+#: wavelet: ``velocities``, ``widths`` (a flat top is the object's own
+#: half-width), the apertures (antenna beam and depth), ``max_depth``,
+#: ``max_time``, ``suppression_radius`` (an object's halo) and the noise,
+#: clutter and surface windows along the line.
+WAVELET_PARAMS: dict[str, str] = {
+    # half-size in time of the prescreen's energy window: a third of a period
+    "prescreen_dt": "time",
+    # apex times skipped after the surface: the ground bounce's tail
+    "min_time": "time",
+    # the surface zone: the ground-bounce wavelet around the surface time
+    "surface_before": "time",
+    "surface_after": "time",
+    # rows whose clutter level applies: ground-bounce ringing (if given)
+    "surface_zone": "time",
+    # one object's echo spreads over its wavelet and side lobes: events
+    # closer in time are the same object
+    "suppression_time": "time",
+    # tolerance of a neighbour's fitted curve: a fraction of a period
+    "suppression_curve": "time",
+    # bins along the line: the limbs' wavefronts are sampled at no less than
+    # a fixed fraction of the wavelength (no spatial aliasing)
+    "bin_size": "sampling",
+    # half-size along the line of the prescreen window: the horizontal
+    # resolution (first Fresnel zone) shrinks with the wavelength
+    "prescreen_dx": "length",
+}
+
+
+def frequency_factor(frequency: float | None,
+                     reference_frequency: float | None = REFERENCE_FREQUENCY) -> float:
+    """By how much the wavelet-tied parameters (:data:`WAVELET_PARAMS`) stretch
+    for a radar of centre ``frequency`` (Hz); the ``"sampling"`` one
+    (``bin_size``) takes the factor only when it is below 1.
+
+    ``reference_frequency / frequency``, or 1 when either is None or the two
+    agree within :data:`FREQUENCY_TOLERANCE` (parameters as given).
+
+    Raises
+    ------
+    ConfigError
+        A frequency (or reference) that is not a finite number > 0 (a
+        calibration's 0, negative or NaN centre frequency).
+    """
+    if frequency is None or reference_frequency is None:
+        return 1.0
+    f = check_number("GPRDetector", "frequency", frequency, lo=0.0, lo_open=True)
+    ref = check_number("GPRDetector", "reference_frequency", reference_frequency, lo=0.0,
+                       lo_open=True)
+    r = ref / f
+    return r if abs(f / ref - 1.0) > FREQUENCY_TOLERANCE else 1.0
 
 #: Columns of the alarm tables returned by the detector.
 ALARM_COLUMNS = ("x", "y", "s", "depth", "velocity", "score", "time", "two_way_time",
@@ -467,6 +550,20 @@ class GPRDetector:
         (plastic, air, dry rock).
     nthreads : int
         Threads of the fit kernel (0: one per core, capped at 8).
+    frequency : float, optional
+        Centre frequency of the radar, Hz (a stream's calibration
+        ``frequency``; :class:`demine.pipeline.StreamDetector` passes it).
+    reference_frequency : float, optional
+        Centre frequency (Hz) the wavelet-tied parameters
+        (:data:`WAVELET_PARAMS`: ``prescreen_dt``, ``min_time``,
+        ``surface_before``, ``surface_after``, ``surface_zone``,
+        ``suppression_time``, ``suppression_curve``, ``bin_size``,
+        ``prescreen_dx``), given or default, are for: with a ``frequency``
+        more than :data:`FREQUENCY_TOLERANCE` off it, each is multiplied by
+        ``reference_frequency / frequency`` (:func:`frequency_factor`), so that
+        it keeps its size relative to the wavelet (``bin_size`` by at most 1:
+        it shrinks for a higher frequency, never grows).  None: never scaled.
+        To give them for the radar's own frequency, set it to that frequency.
 
     Notes
     -----
@@ -500,7 +597,31 @@ class GPRDetector:
                  surface_window: float = 2.0, surface_trim: float = 0.25,
                  surface_second_order: bool = True, robust_clutter: bool = True,
                  flat_level: float = 0.5,
-                 nthreads: int = 0) -> None:
+                 nthreads: int = 0, frequency: float | None = None,
+                 reference_frequency: float | None = REFERENCE_FREQUENCY) -> None:
+        # the wavelet-tied parameters, scaled to the radar's frequency
+        # (unchanged, the same floats, within the tolerance)
+        self.frequency = None if frequency is None else _num("frequency", frequency, lo=0.0,
+                                                             lo_open=True)
+        self.reference_frequency = None if reference_frequency is None else _num(
+            "reference_frequency", reference_frequency, lo=0.0, lo_open=True)
+        self.frequency_factor = frequency_factor(self.frequency, self.reference_frequency)
+        given = {"prescreen_dt": prescreen_dt, "min_time": min_time,
+                 "surface_before": surface_before, "surface_after": surface_after,
+                 "surface_zone": surface_zone, "suppression_time": suppression_time,
+                 "suppression_curve": suppression_curve, "bin_size": bin_size,
+                 "prescreen_dx": prescreen_dx}
+        self._scaled: dict[str, tuple[float, float]] = {}
+        fac = self.frequency_factor
+        if fac != 1.0:
+            for k, v in given.items():
+                if v is None or (WAVELET_PARAMS[k] == "sampling" and fac > 1.0):
+                    continue   # (not given; bins never coarser than given)
+                v0 = _num(k, v)
+                self._scaled[k] = (v0, v0 * fac)
+            prescreen_dt, min_time, surface_before, surface_after, surface_zone, \
+                suppression_time, suppression_curve, bin_size, prescreen_dx = (
+                    self._scaled[k][1] if k in self._scaled else given[k] for k in given)
         self.dt = _num("sample_interval", sample_interval, lo=0.0, lo_open=True)
         self.time_zero = _num("time_zero", time_zero, lo=0.0)
         self.antenna_height = _num("antenna_height", antenna_height, lo=0.0)
@@ -579,6 +700,23 @@ class GPRDetector:
         self._wc = max(self._wc, self._ws)
         self._wg = int(round(self.clutter_guard / self.bin_size))
         self.reset()
+
+    def notes(self) -> list[str]:
+        """What the detector decided from the stream that its user should know:
+        the wavelet-tied parameters scaled to the radar's centre frequency
+        (none when they are as given)."""
+        if not self._scaled:
+            return []
+        parts = []
+        for k, (v0, v1) in self._scaled.items():
+            if WAVELET_PARAMS[k] == "time":
+                parts.append(f"{k} {v0 * 1e9:.4g} -> {v1 * 1e9:.4g} ns")
+            else:
+                parts.append(f"{k} {v0 * 100:.4g} -> {v1 * 100:.4g} cm")
+        return [f"GPR detector: radar centre frequency {self.frequency / 1e9:.4g} GHz, "
+                f"parameters given for {self.reference_frequency / 1e9:.4g} GHz: the "
+                f"wavelet-tied ones scaled by {self.frequency_factor:.4g} ("
+                + ", ".join(parts) + ")"]
 
     # ------------------------------------------------------------------ state
     def reset(self) -> None:

@@ -17,6 +17,8 @@ Configuration (TOML, all optional)::
     [gpr]
     chain = "gpr_default"
     [gpr.detector]                 # demine.hyperbola.GPRDetector parameters
+    reference_frequency = 1.5e9    # Hz the wavelet-tied ones are for (scaled to the
+                                   # stream's calibration 'frequency')
     [gpr.detector.merge]           # SpatialMerger: per-pass alarms -> one per object
     release_passes = 0             # e.g. one alarm per line of a cart (merge = false: none)
 """
@@ -116,6 +118,16 @@ def _make_detector(kind: str, params: Mapping[str, Any], context: Mapping[str, A
         for key in ("sample_interval", "time_zero", "antenna_height"):
             if key in context:
                 p.setdefault(key, context[key])
+        if "frequency" not in p and "frequency" in context:
+            # the radar's centre frequency scales the detector's wavelet-tied
+            # parameters (given for reference_frequency, 1.5 GHz by default)
+            f = context["frequency"]
+            if not (isinstance(f, int | float) and math.isfinite(f) and f > 0):
+                raise ConfigError(
+                    f"GPR stream {context.get('stream', '?')!r}: calibration 'frequency' must "
+                    f"be the radar's centre frequency in Hz (> 0), got {f!r}; correct the "
+                    "calibration or give [gpr.detector] frequency")
+            p["frequency"] = float(f)
         if "sample_interval" not in p:
             raise ConfigError(
                 f"GPR stream {context.get('stream', '?')!r} has no sample interval: record it "
@@ -465,8 +477,10 @@ class StreamDetector:
     def notes(self) -> list[str]:
         """What the processing chain decided from the data (:meth:`Chain.notes
         <demine.process.Chain.notes>`), e.g. a transmitter pulse the ground
-        balance found."""
-        return self._run.notes()
+        balance found, and what the detector decided from the stream (the GPR
+        detector's parameters scaled to the radar's centre frequency)."""
+        det = getattr(self.detector, "notes", None)
+        return self._run.notes() + (list(det()) if callable(det) else [])
 
     def _standard(self, alarms: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = len(next(iter(alarms.values()))) if alarms else 0

@@ -581,8 +581,11 @@ def default_chain_doc(name: str) -> dict[str, Any]:
 #: a radar's time zero (two-way time of the direct wave's pick, s) and antenna
 #: height above ground (m) place the ground surface for the GPR detector; a
 #: metal detector's coil radius (m) sets the EMI detector's distances, and its
-#: transmitter on-time (s, `pulse_length`) the ground balance's viscous decay.
-CALIBRATION_CONTEXT = ("time_zero", "antenna_height", "coil_radius", "pulse_length")
+#: transmitter on-time (s, `pulse_length`) the ground balance's viscous decay;
+#: a radar's centre frequency (Hz, `frequency`) scales the GPR detector's
+#: wavelet-tied parameters (:data:`demine.hyperbola.WAVELET_PARAMS`).
+CALIBRATION_CONTEXT = ("time_zero", "antenna_height", "coil_radius", "pulse_length",
+                       "frequency")
 
 
 def _calibration_context(calibration: Mapping[str, Any] | None) -> dict[str, float]:
