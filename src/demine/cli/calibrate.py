@@ -31,10 +31,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         e.add_argument("--stop", type=float, default=None, metavar="S",
                        help=f"end of {segment}, seconds from the stream's first frame "
                        "(default: the stream's end; beyond it is refused)")
-        e.add_argument("--base", default="emi-pi-default",
+        e.add_argument("--base", default=None,
                        help="profile to start from, shipped name or .toml path (default "
-                       "emi-pi-default)")
+                       "emi-pi-default); give the --out profile to add this calibration "
+                       "to it")
         e.add_argument("--out", "-o", type=Path, required=True, help="profile to write (TOML)")
+        e.add_argument("--overwrite", action="store_true",
+                       help="replace an existing --out profile that is not the --base")
     t = s.add_parser("time-zero", help="radar time zero from the direct wave")
     t.add_argument("recording", type=Path)
     t.add_argument("--stream", default="gpr", help="radar stream (default gpr)")
@@ -42,9 +45,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="first-break threshold as a fraction of the trace's peak, both taken "
                    "about the trace's level (DC offset and slow drift removed); the pick is "
                    "the peak of that arrival (default 0.5)")
-    t.add_argument("--base", default="gpr-default",
-                   help="profile to start from, shipped name or .toml path (default gpr-default)")
+    t.add_argument("--base", default=None,
+                   help="profile to start from, shipped name or .toml path (default "
+                   "gpr-default); give the --out profile to add this calibration to it")
     t.add_argument("--out", "-o", type=Path, required=True, help="profile to write (TOML)")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out profile that is not the --base")
     p.set_defaults(run=run)
 
 
@@ -57,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
         time_zero_profile,
         write_profile,
     )
+    from ..errors import ConfigError
     from ._paths import check_text_output
 
     # options checked before the recording is opened
@@ -66,6 +73,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         check_segment(args.start, args.stop)
     check_text_output(args.out, [args.recording])
+    # a calibration made after another (null, then pulse) into the same --out would
+    # start from the shipped profile and throw the earlier one away: refused (after
+    # the recording's own checks, before anything is written)
+    replaces = args.base is None and args.out.exists() and not args.overwrite
+    if args.base is None:
+        args.base = "gpr-default" if args.procedure == "time-zero" else "emi-pi-default"
     if args.procedure == "null":
         prof = null_profile(args.recording, args.stream, start=args.start, stop=args.stop,
                             base=args.base)
@@ -80,6 +93,9 @@ def run(args: argparse.Namespace) -> int:
         prof = time_zero_profile(args.recording, args.stream, threshold=args.threshold,
                                  base=args.base)
         what = f"time zero {prof['time_zero'] * 1e9:.3f} ns (sample {prof['time_zero_sample']:g})"
+    if replaces:
+        raise ConfigError(f"{args.out} exists: give --base {args.out} to add this "
+                          "calibration to it, or --overwrite to replace it")
     write_profile(prof, args.out)
     print(f"{args.out}: {what}")
     return 0
