@@ -1757,6 +1757,13 @@ def lane_from_recording(
             sc = _real(str(path), f"alarms column {score!r}"
                        + (" (used as score)" if score != "score" else ""), alarms["score"])
             if sc.size and np.all(np.isnan(sc)):
+                if score != "score":
+                    # (a detector that gives no score ranks its alarms alike; a column
+                    # asked for by name, empty, would silently do the same: PD 0 at
+                    # every FA/m2 level and no threshold)
+                    hint = ("; use --model default (or MODEL) to score them"
+                            if score == "p_mine" else "")
+                    raise ConfigError(f"{path}: alarms have no {score} values{hint}")
                 alarms["score"] = np.ones(sc.size)
         notes: list[str] = []
         scol = _column(alarms, "stream", None)
@@ -1783,6 +1790,14 @@ def lane_from_recording(
                              "pooled (a target found by both counts once, the other alarm "
                              "as a false alarm); choose one with alarm_stream / "
                              "--alarm-stream")
+        if score != "score" and "score" in alarms:
+            empty = np.isnan(_real(str(path), f"alarms column {score!r}", alarms["score"]))
+            if empty.any():
+                raise ConfigError(
+                    f"{path}: alarms column {score!r} (used as score) has no value for "
+                    f"{int(empty.sum())} of {empty.size} alarms"
+                    + (" (a model scores EMI and GPR alarms only: choose their stream "
+                       "with --alarm-stream)" if score == "p_mine" else ""))
         sel = _pick_path_streams(rec, stream)
         paths = []
         fp = footprint
