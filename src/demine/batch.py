@@ -95,7 +95,8 @@ def _need_campaign_deps() -> None:
             missing.append(mod)
     if missing:
         raise ImportError(
-            f"demine batch needs {', '.join(missing)}, which is not installed: "
+            f"demine batch needs {', '.join(missing)}, which "
+            f"{'is' if len(missing) == 1 else 'are'} not installed: "
             "pip install 'demine[campaign]' (dask[distributed] and pyarrow)")
 
 

@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "pseudo-terminals, record them through the real serial path, detect anomalies, "
         "and evaluate the alarms against the scene's ground truth.",
     )
-    p.add_argument("--out", type=Path, default=Path("demine-demo"),
+    p.add_argument("--out", "-o", type=Path, default=Path("demine-demo"),
                    help="output directory (default: ./demine-demo)")
     p.add_argument("--scene", default="demo-lane",
                    help="shipped scene name or scene TOML (default: demo-lane; "
