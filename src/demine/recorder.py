@@ -70,7 +70,7 @@ from .errors import ConfigError, DemineError, RecordingError
 from .positions import GAP_TOLERANCE, MAX_FIX_SPEED, FixFilter, LocalFrame, PreparedTrack
 from .recording import RecordingWriter
 
-__all__ = ["DeviceSpec", "Recorder", "parse_device"]
+__all__ = ["DeviceSpec", "Recorder", "parse_device", "stream_names"]
 
 log = logging.getLogger("demine.recorder")
 
@@ -490,15 +490,46 @@ class _DetectWorker:
             self._on_error(exc)
 
 
+def stream_names(devices: Sequence[DeviceSpec]) -> list[str]:
+    """The stream name each device records as (what ``demine info`` shows): its
+    NAME when given, else its kind (``emi``, ``gpr``, ``gps``), numbered when
+    several devices share one (``emi1``, ``emi2``).
+
+    Raises
+    ------
+    ConfigError
+        Two devices would record as one stream.
+    """
+    names: list[str] = []
+    kinds = [get_driver(d.driver).kind for d in devices]
+    for spec, kind in zip(devices, kinds, strict=True):
+        if spec.name:
+            name = spec.name
+        elif kinds.count(kind) == 1:
+            name = kind
+        else:
+            name = f"{kind}{sum(1 for n in names if n.startswith(kind)) + 1}"
+        if name in names:
+            raise ConfigError(f"two devices would both record as stream {name!r}; name them")
+        names.append(name)
+    return names
+
+
 class Recorder:
     """Record devices into one file until stopped.
 
     Parameters
     ----------
     out : path
-        Recording to create.
+        Recording to create.  If recording fails before its first frame is
+        written (a detector that cannot be made, the file that cannot take
+        the streams, …) the file is removed again; a detector that cannot be
+        made fails before the file is created (an existing file given with
+        ``overwrite`` is then left as it was).
     devices : sequence of DeviceSpec
-        The devices.
+        The devices.  Their calibrations are used as given: no shipped
+        default profile is added (``demine record`` adds one; see
+        :func:`demine.cli.record.default_calibrations`).
     frame : LocalFrame, optional
         The local metric frame; without it the first valid GPS fix becomes
         the origin (bearing 0).
@@ -581,7 +612,7 @@ class Recorder:
             raise ConfigError(f"max_fix_speed must be a positive number of m/s (or None: no "
                               f"fix rejected), got {max_fix_speed!r}")
         self.devices = list(devices)
-        self._names = self._stream_names()
+        self._names = stream_names(self.devices)
         kinds = [get_driver(d.driver).kind for d in devices]
         # the calibrations as stored (JSON-ready copies; the caller's are left as they are)
         self.devices = [
@@ -692,21 +723,6 @@ class Recorder:
         if exc is not None:
             self._error_set.set()
 
-    def _stream_names(self) -> list[str]:
-        names: list[str] = []
-        kinds = [get_driver(d.driver).kind for d in self.devices]
-        for spec, kind in zip(self.devices, kinds, strict=True):
-            if spec.name:
-                name = spec.name
-            elif kinds.count(kind) == 1:
-                name = kind
-            else:
-                name = f"{kind}{sum(1 for n in names if n.startswith(kind)) + 1}"
-            if name in names:
-                raise ConfigError(f"two devices would both record as stream {name!r}; name them")
-            names.append(name)
-        return names
-
     def _event(self, ev: ReaderEvent) -> None:
         self.events.append(ev)
         if self.on_event is not None:
@@ -795,56 +811,91 @@ class Recorder:
             got = self._origin(first)
             if got is not None and math.isfinite(got.origin_alt):
                 self.frame = dataclasses.replace(self.frame, origin_alt=got.origin_alt)
+        # what each stream is, from its first frames and its calibration
+        plan: list[tuple[str, DeviceSpec, Any, dict[str, Any], dict[str, Any],
+                         dict[str, Any]]] = []
+        for (name, reader), spec in zip(self._readers.items(), self.devices, strict=True):
+            drv = reader.driver
+            sample = first[name][0]
+            extra = {k: v.dtype for k, v in sample.fields.items()}
+            extra["device_time_us"] = np.dtype("int64")
+            extra["host_time"] = np.dtype("int64")
+            kw: dict[str, Any] = {}
+            if drv.kind == "emi":
+                gates = spec.calibration.get("gate_times")
+                kw["n_channels"] = sample.samples.shape[1]
+                if gates is not None and len(gates) == sample.samples.shape[1]:
+                    kw["gate_times"] = gates
+            elif drv.kind == "gpr":
+                kw["n_channels"] = sample.samples.shape[1]
+                kw["dtype"] = sample.samples.dtype
+                dt = spec.calibration.get("sample_interval")
+                if dt:
+                    kw["sample_interval"] = float(dt)
+            t = np.concatenate([b.time_ns for b in first[name]])
+            dt = np.diff(t)
+            dt = dt[dt > 0]
+            attrs = {"sample_rate": 1e9 / float(np.median(dt))} if dt.size else {}
+            plan.append((name, spec, drv, kw, attrs, extra))
+        try:
+            # the detectors first: one that cannot be made for this stream (a
+            # calibration missing, a bad config) fails before the file is
+            # created, so an existing file given with overwrite is left as it was
+            for name, spec, drv, kw, attrs, _ in plan:
+                if self.detect_config is not None and drv.kind in ("emi", "gpr"):
+                    self._make_detector(name, drv.kind,
+                                        {**kw, "calibration": spec.calibration}, attrs)
+        except BaseException:
+            self._close_detectors()
+            raise
         attrs = self.frame.attrs() if self.frame is not None else {}
         # the write loop flushes at the end of its passes: no flush thread, and
         # no flush from inside an append in the middle of a pass
-        w = RecordingWriter(self.out, flush_interval=self.flush_interval, fsync=self.fsync,
-                            overwrite=self.overwrite, attrs=attrs, autoflush=False,
-                            flush_on_append=False, **dict(self.writer_options), **self.meta)
+        try:
+            w = RecordingWriter(self.out, flush_interval=self.flush_interval, fsync=self.fsync,
+                                overwrite=self.overwrite, attrs=attrs, autoflush=False,
+                                flush_on_append=False, **dict(self.writer_options),
+                                **self.meta)
+        except BaseException:
+            self._close_detectors()
+            raise
         self.writer = w
         try:
-            for (name, reader), spec in zip(self._readers.items(), self.devices, strict=True):
-                drv = reader.driver
-                sample = first[name][0]
-                extra = {k: v.dtype for k, v in sample.fields.items()}
-                extra["device_time_us"] = np.dtype("int64")
-                extra["host_time"] = np.dtype("int64")
-                kw: dict[str, Any] = {}
-                if drv.kind == "emi":
-                    gates = spec.calibration.get("gate_times")
-                    kw["n_channels"] = sample.samples.shape[1]
-                    if gates is not None and len(gates) == sample.samples.shape[1]:
-                        kw["gate_times"] = gates
-                elif drv.kind == "gpr":
-                    kw["n_channels"] = sample.samples.shape[1]
-                    kw["dtype"] = sample.samples.dtype
-                    dt = spec.calibration.get("sample_interval")
-                    if dt:
-                        kw["sample_interval"] = float(dt)
-                t = np.concatenate([b.time_ns for b in first[name]])
-                dt = np.diff(t)
-                dt = dt[dt > 0]
-                attrs = {"sample_rate": 1e9 / float(np.median(dt))} if dt.size else {}
+            for name, spec, drv, kw, attrs, extra in plan:
                 self._streams[name] = w.add_stream(
-                    name, drv.kind, driver=drv.name, device=f"{drv.name} on {reader.url}",
+                    name, drv.kind, driver=drv.name,
+                    device=f"{drv.name} on {self._readers[name].url}",
                     calibration=spec.calibration, fields=extra, attrs=attrs,
                     geo=drv.kind in ("emi", "gpr") and self.frame is not None, **kw,
                 )
-                if self.detect_config is not None and drv.kind in ("emi", "gpr"):
-                    self._make_detector(name, drv.kind, {**kw, "calibration": spec.calibration},
-                                        attrs)
             if self.truth is not None:
                 w.add_truth(self.truth)
             w.start()
         except BaseException:
-            # the detectors made for the streams before the failing one have
-            # threads waiting for frames: end them (they were given none, so
-            # they have no alarm to write)
-            for worker in self._detectors.values():
-                worker.close(timeout=5.0)
-            self._detectors.clear()
-            w.close()
+            self._close_detectors()
+            try:
+                w.close()
+            finally:
+                # nothing was written into it: the file this writer created (an
+                # existing one given with overwrite was already emptied by it)
+                # is removed, so the same command runs again once fixed
+                self._remove_empty_file()
             raise
+
+    def _close_detectors(self) -> None:
+        """End the detectors made for the streams (their threads wait for
+        frames; they were given none, so they have no alarm to write)."""
+        for worker in self._detectors.values():
+            worker.close(timeout=5.0)
+        self._detectors.clear()
+
+    def _remove_empty_file(self) -> None:
+        """Remove the file this recorder created when it holds no frame."""
+        self.writer = None
+        try:
+            self.out.unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("%s: could not remove the empty recording: %s", self.out, exc)
 
     def _make_detector(self, name: str, kind: str, kw: Mapping[str, Any],
                        attrs: Mapping[str, Any]) -> None:
@@ -908,7 +959,9 @@ class Recorder:
         A detector that failed stops nothing else: every frame received is
         still written and placed, and the other detectors finish (their last
         alarms written).  Only a failure of the writer itself (disk full, …)
-        leaves the file as it was at its last good flush.  The writer thread is
+        leaves the file as it was at its last good flush (removed when it
+        failed before the first frame was written: it holds no data, and the
+        same command can then run again).  The writer thread is
         waited for however long it takes (it may be inside a detector's call):
         the final writes must not run beside it.
         """
@@ -947,6 +1000,9 @@ class Recorder:
         except Exception as exc:  # noqa: BLE001 - the file keeps its last good flush
             if self.error is None:
                 self.error = exc
+        if self.error is not None and not any(self.frames_written.values()):
+            # it failed before its first frame was written: no data to keep
+            self._remove_empty_file()
 
     def _collect_notes(self) -> None:
         """What each detector's chain decided (:attr:`processing_notes`), also

@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="null a detector (reading in air), measure its pulse, or find radar time "
         "zero; write a profile",
         description="Calibration procedures. Each reads a recording and writes a profile "
-        "(TOML) that `demine record --calibration STREAM=PROFILE` uses.",
+        "(TOML) that `demine record --calibration DEVICE=PROFILE` uses.",
     )
     s = p.add_subparsers(dest="procedure", metavar="PROCEDURE", required=True)
     for name, helptext, segment in (

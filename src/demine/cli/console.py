@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "the recorder over its control channel. q quits (and stops a recorder it started); "
         "Ctrl-C leaves (exit status 130) with the recorder recording, as a console crash does.",
         epilog="Examples: demine console lane1.h5 | demine console --device emi-pi=/dev/ttyUSB0 "
-        "--device gpr=/dev/ttyUSB1 --device nmea=/dev/ttyUSB2 --calibration gpr=gpr-default "
+        "--device gpr=/dev/ttyUSB1 --device nmea=/dev/ttyUSB2 --calibration emi-pi=det.toml "
         "--out lane1.h5 | demine console --simulate demo-lane",
     )
     p.add_argument("file", nargs="?", type=Path, metavar="FILE",
@@ -38,8 +38,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--control", metavar="ADDR",
                    help="control channel of a recorder started elsewhere with demine record "
                    "--control ADDR (makes the keys work when following FILE)")
-    p.add_argument("--calibration", action="append", default=[], metavar="STREAM=PROFILE",
-                   help="passed to the recorder (demine record --calibration)")
+    p.add_argument("--calibration", action="append", default=[], metavar="DEVICE=PROFILE",
+                   help="passed to the recorder (demine record --calibration): a calibration "
+                   "profile (shipped name or .toml path) for one device, DEVICE its NAME "
+                   "(or DRIVER) as in --device, or its stream name (emi, gpr, gps); a device "
+                   "without one gets its driver's shipped profile when there is one")
     p.add_argument("--scene", metavar="SCENE",
                    help="passed to the recorder: ground truth, local frame and gate times")
     p.add_argument("--detect", metavar="CONFIG", default=None,
@@ -59,11 +62,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        from ..console.app import ConsoleApp
-    except ImportError as exc:  # textual missing
-        raise ConfigError(f"demine console needs Textual ({exc}); install it with "
-                          "pip install 'demine[console]'") from exc
+    # (Textual not installed: one error line naming the extra, from demine.cli.main)
+    from ..console.app import ConsoleApp
     from ..console.follow import Follower
     from ..console.launch import (
         start_recorder,
@@ -113,8 +113,6 @@ def run(args: argparse.Namespace) -> int:
                 sim, ports = start_simulator(args.simulate, seed=args.seed,
                                              log=tmp / "simulator.log")
                 devices = [f"{drv}={port}" for drv, port in ports]
-                if not any(c.startswith("gpr=") for c in args.calibration):
-                    extra += ["--calibration", "gpr=gpr-default"]
                 extra += ["--scene", args.scene or args.simulate]
             elif args.scene:
                 extra += ["--scene", args.scene]

@@ -7,10 +7,14 @@ import csv
 import math
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..recorder import DeviceSpec
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,21 +36,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--duration", type=float, default=None, metavar="S",
                    help="stop after S seconds (default: until Ctrl-C)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
-    p.add_argument("--site", default="")
-    p.add_argument("--operator", default="")
-    p.add_argument("--lane-id", default="")
-    p.add_argument("--notes", default="")
+    add_metadata_options(p)
     p.add_argument("--origin", metavar="LON,LAT[,ALT]",
                    help="WGS 84 origin of the local frame (default: the first GPS fix; "
                    "without ALT, the first fix's altitude)")
     p.add_argument("--bearing", type=float, default=0.0, metavar="DEG",
                    help="azimuth of the local +y axis, clockwise from north (default 0)")
-    p.add_argument("--calibration", action="append", default=[], metavar="STREAM=PROFILE",
-                   help="calibration profile (shipped name or .toml path) for a stream")
+    p.add_argument("--calibration", action="append", default=[], metavar="DEVICE=PROFILE",
+                   help=CALIBRATION_HELP)
     p.add_argument("--truth", type=Path, metavar="CSV",
                    help="ground truth table (columns id,type,is_mine,x,y,depth,metal_mass,notes)")
     p.add_argument("--scene", metavar="SCENE",
-                   help="a simulator scene: its ground truth, local frame and gate times")
+                   help="a simulator scene: its ground truth, local frame, gate times and "
+                   "radar sample interval")
     p.add_argument("--flush-interval", type=float, default=1.0, metavar="S",
                    help="longest time received data stays only in memory (default 1 s; "
                    "0.025 puts every frame and alarm in the file within ~50 ms at the reference "
@@ -62,6 +64,163 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "console) on a Unix socket path or 127.0.0.1:PORT")
     p.add_argument("--quiet", "-q", action="store_true", help="no status line")
     p.set_defaults(run=run)
+
+
+#: Help of ``--calibration`` (``demine record``; ``demine console`` passes it on).
+CALIBRATION_HELP = (
+    "calibration profile (a shipped name such as emi-pi-default, or a .toml path, e.g. from "
+    "demine calibrate) of one device (repeat for several); DEVICE is the device's NAME "
+    "(NAME:DRIVER=PORT, or its DRIVER without a NAME) or its stream name in the recording "
+    "(emi, gpr, gps: what demine info shows). A device without one gets its driver's "
+    "shipped profile (DRIVER-default) when there is one: the reference device's values")
+
+#: Help of the recording's metadata options, shared by ``demine record`` and ``demine import``.
+METADATA_HELP = {
+    "--site": "site name stored in the recording",
+    "--operator": "operator stored in the recording",
+    "--lane-id": "lane identifier stored in the recording",
+    "--notes": "free text stored in the recording",
+}
+
+#: How to measure a device's own calibration, per stream kind.
+_CALIBRATE = {"emi": "demine calibrate null (and calibrate pulse)",
+              "gpr": "demine calibrate time-zero"}
+
+#: What a detector needs from its calibration, per stream kind: (key, words
+#: the error names it by, what it is).
+_NEEDS = {"emi": ("gate_times", ("gate times", "gate_times"), "gate times"),
+          "gpr": ("sample_interval", ("sample interval", "sample_interval"), "sample interval")}
+
+
+def add_metadata_options(p: argparse.ArgumentParser) -> None:
+    """Add ``--site``, ``--operator``, ``--lane-id`` and ``--notes`` (root attributes)."""
+    for option, text in METADATA_HELP.items():
+        p.add_argument(option, default="", help=text)
+
+
+def shipped_default(driver: str) -> str | None:
+    """The name of the shipped default profile of ``driver`` (``<driver>-default``), or None."""
+    from ..calibration import available_profiles
+
+    name = f"{driver}-default"
+    return name if name in available_profiles() else None
+
+
+def _label(d: DeviceSpec) -> str:
+    return d.name or d.driver
+
+
+def apply_calibrations(devices: Sequence[DeviceSpec], items: Sequence[str], *,
+                       scene: Any = None) -> list[str]:
+    """Give each device its calibration, as ``demine record`` does.
+
+    Parameters
+    ----------
+    devices : sequence of DeviceSpec
+        The devices (their ``calibration`` is updated in place).
+    items : sequence of str
+        The ``--calibration DEVICE=PROFILE`` arguments.  DEVICE is a device's
+        name (its ``NAME:``, or its driver) or its stream name; it must name
+        exactly one device.
+    scene : Scene, optional
+        A simulator scene: its gate times (EMI) and sample interval (GPR) are
+        those of the simulated devices.  They fill what a given profile
+        lacks, and replace a shipped default's.
+
+    Returns
+    -------
+    list of str
+        One note per device given its driver's shipped default profile
+        (``<driver>-default``) because no ``--calibration`` named it.
+
+    Raises
+    ------
+    ConfigError
+        An item without ``=``, naming no device or several, or an unknown profile.
+    """
+    from ..calibration import load_profile
+    from ..drivers import get_driver
+    from ..recorder import stream_names
+
+    names = stream_names(devices)
+    listing = ", ".join(f"{_label(d)!r} (stream {n!r})" for d, n in zip(devices, names,
+                                                                         strict=True))
+    given: set[int] = set()
+    for item in items:
+        key, sep, profile = item.partition("=")
+        if not sep or not key or not profile:
+            raise ConfigError(f"--calibration {item!r}: expected DEVICE=PROFILE, DEVICE a "
+                              f"device's name or stream name ({listing})")
+        matches = [i for i, (d, n) in enumerate(zip(devices, names, strict=True))
+                   if key in (n, d.name, d.driver)]
+        if not matches:
+            raise ConfigError(f"--calibration {item!r}: no device {key!r}; the devices are "
+                              f"{listing} (give a device's name or its stream name)")
+        if len(matches) > 1:
+            raise ConfigError(
+                f"--calibration {item!r}: {key!r} names {len(matches)} devices ("
+                + ", ".join(f"streams {names[i]!r}" if j == 0 else repr(names[i])
+                            for j, i in enumerate(matches))
+                + "); give the stream name of the one meant")
+        devices[matches[0]].calibration.update(load_profile(profile))
+        given.add(matches[0])
+    notes = []
+    for i, d in enumerate(devices):
+        kind = get_driver(d.driver).kind
+        from_scene: dict[str, Any] = {}
+        if scene is not None and kind == "emi":
+            from_scene["gate_times"] = scene.gate_times.tolist()
+        elif scene is not None and kind == "gpr":
+            from_scene["sample_interval"] = scene.gpr.time_window / scene.gpr.samples
+        default = None if i in given or d.calibration else shipped_default(d.driver)
+        if default is None:
+            for k, v in from_scene.items():
+                d.calibration.setdefault(k, v)
+            continue
+        profile = load_profile(default)
+        d.calibration.update({**profile, **from_scene})
+        note = (f"{_label(d)}: no --calibration, using the shipped profile {default} "
+                f"({profile.get('description', 'the reference device')})")
+        if from_scene:
+            note += "; " + " and ".join(k.replace("_", " ") for k in from_scene) \
+                + " from the scene"
+        else:
+            values = _NEEDS[kind][2] if kind in _NEEDS else "values"
+            note += (f": the reference device's {values}, not necessarily yours; calibrate "
+                     f"yours ({_CALIBRATE.get(kind, 'demine calibrate')}) and give "
+                     f"--calibration {_label(d)}=PROFILE")
+        notes.append(note)
+    return notes
+
+
+def _with_hint(exc: ConfigError, devices: Sequence[DeviceSpec]) -> ConfigError:
+    """``exc`` with how to fix it, when it says a device's calibration lacks
+    what its detector needs (gate times, sample interval)."""
+    from ..drivers import get_driver
+
+    text = str(exc)
+    from ..recorder import stream_names
+
+    names = stream_names(devices)
+    for kind, (key, words, what) in _NEEDS.items():
+        if not any(w in text for w in words):
+            continue
+        of_kind = [(d, n) for d, n in zip(devices, names, strict=True)
+                   if get_driver(d.driver).kind == kind]
+        lacking = [(d, n) for d, n in of_kind if not d.calibration.get(key)] or of_kind
+        if not lacking:
+            continue
+        d, n = lacking[0]
+        had = d.calibration.get(key)
+        shipped = None if had else shipped_default(d.driver)
+        return ConfigError(
+            f"{text}. " + (f"(The {len(had)} {what} of its profile do not match the device.) "
+                           if isinstance(had, list) else "")
+            + f"Give device {_label(d)!r} (stream {n!r}) a calibration profile with its "
+            f"{what} (--calibration DEVICE=PROFILE): --calibration {_label(d)}=PROFILE, "
+            f"PROFILE a .toml from {_CALIBRATE.get(kind, 'demine calibrate')}"
+            + (f" or the shipped {shipped} (the reference device's)" if shipped else ""))
+    return exc
 
 
 def origin_frame(text: str, bearing: float) -> Any:
@@ -121,7 +280,6 @@ def _print_event(ev: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .._params import check_number
-    from ..calibration import load_profile
     from ..positions import LocalFrame
     from ..recorder import Recorder, format_status, parse_device
 
@@ -136,7 +294,7 @@ def run(args: argparse.Namespace) -> int:
     devices = [parse_device(d) for d in args.device]
     frame = None
     truth: Any = None
-    gate_times = None
+    scene = None
     if args.scene:
         from ..simulate import load_scene
 
@@ -144,24 +302,12 @@ def run(args: argparse.Namespace) -> int:
         frame = LocalFrame(scene.anchor_lon, scene.anchor_lat, scene.anchor_alt,
                            scene.bearing_deg)
         truth = scene.truth()
-        gate_times = scene.gate_times.tolist()
     if args.origin:
         frame = origin_frame(args.origin, args.bearing)
     if args.truth:
         truth = read_truth_csv(args.truth)
-    names = {d.name or d.driver for d in devices}
-    for item in args.calibration:
-        if "=" not in item:
-            raise ConfigError(f"--calibration {item!r}: expected STREAM=PROFILE")
-        stream, profile = item.split("=", 1)
-        matches = [d for d in devices if stream in (d.name, d.driver)]
-        if not matches:
-            raise ConfigError(f"--calibration {item!r}: no device {stream!r} among {names}")
-        for d in matches:
-            d.calibration.update(load_profile(profile))
-    if gate_times is not None:
-        for d in devices:
-            d.calibration.setdefault("gate_times", gate_times)
+    for note in apply_calibrations(devices, args.calibration, scene=scene):
+        print(note, file=sys.stderr)
 
     rec = Recorder(args.out, devices, frame=frame, truth=truth, site=args.site,
                    operator=args.operator, lane_id=args.lane_id, notes=args.notes,
@@ -190,6 +336,8 @@ def run(args: argparse.Namespace) -> int:
             rec.run(args.duration, status=show)
         except KeyboardInterrupt:
             stopped_by_user = True
+    except ConfigError as exc:  # (a detector lacking its calibration: say how to give it)
+        raise _with_hint(exc, devices) from None
     finally:
         # a SIGTERM repeated while the file is being closed must not cut the
         # final writes short (Ctrl-C again still interrupts)
@@ -200,11 +348,16 @@ def run(args: argparse.Namespace) -> int:
             signal.signal(signal.SIGTERM, previous)
         if not args.quiet:
             print(file=sys.stderr)
+        if rec.error is not None and any(rec.frames_written.values()):
+            print(f"{args.out} keeps the {sum(rec.frames_written.values())} frames written "
+                  "before the error", file=sys.stderr)
     for note in rec.processing_notes:
         print(f"  note: {note}", file=sys.stderr if rec.error is not None else sys.stdout)
     if rec.error is not None:
         from ..errors import DemineError, RecordingError
 
+        if isinstance(rec.error, ConfigError):
+            raise _with_hint(rec.error, devices)
         if isinstance(rec.error, DemineError):
             raise rec.error
         raise RecordingError(f"{args.out}: recording stopped: {rec.error}")
