@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from .record import add_metadata_options
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -20,13 +22,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("file", nargs="+", metavar="FILE",
                    help="vendor data or header file (several: the runs of a gprMax B-scan)")
-    p.add_argument("--out", required=True, metavar="RECORDING", help="recording to create (.h5)")
+    p.add_argument("--out", "-o", required=True, metavar="RECORDING",
+                   help="recording to create (.h5)")
     p.add_argument("--vendor", choices=("gssi", "mala", "pulseekko", "segy", "gprmax"),
                    help="force the reader instead of detecting it from the file")
-    p.add_argument("--site", default="", help="site name stored in the recording")
-    p.add_argument("--operator", default="", help="operator stored in the recording")
-    p.add_argument("--lane-id", default="", help="lane identifier stored in the recording")
-    p.add_argument("--notes", default="", help="free text stored in the recording")
+    add_metadata_options(p)
     p.add_argument("--overwrite", action="store_true", help="replace RECORDING if it exists")
     p.add_argument("--allow-partial", action="store_true",
                    help="keep the whole traces of a truncated file instead of failing")
