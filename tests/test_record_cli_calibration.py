@@ -229,3 +229,19 @@ def test_scene_values_replace_the_shipped_defaults(port, tmp_path, capsys):
             scene.gpr.time_window / scene.gpr.samples)
         assert rec.streams["gpr"].calibration["velocity"] == load_profile(
             "gpr-default")["velocity"]
+
+
+def test_only_a_missing_calibration_gets_the_hint():
+    """The hint is given for a MissingCalibrationError, by its key, not for
+    another error that merely mentions a sample interval."""
+    from demine.cli.record import _with_hint
+    from demine.errors import ConfigError, MissingCalibrationError
+    from demine.recorder import parse_device
+
+    devices = [parse_device("gpr=/dev/null"), parse_device("nmea=/dev/null")]
+    other = ConfigError("gpr.dewow: configured again with another sample interval after "
+                        "processing began")
+    assert _with_hint(other, devices) is other
+    hinted = _with_hint(MissingCalibrationError("gpr.dewow: 'window_time' needs the stream's "
+                                                "sample interval", "sample_interval"), devices)
+    assert "--calibration gpr=PROFILE" in str(hinted) and "gpr-default" in str(hinted)

@@ -30,7 +30,7 @@ import numpy as np
 
 from . import _emi
 from ._params import check_number as _num
-from .errors import ConfigError
+from .errors import ConfigError, MissingCalibrationError
 from .process import Stage, register_stage
 
 __all__ = ["MainsNotch", "SoilCompensation", "Baseline", "Detect", "MatchedDetect", "soil_basis",
@@ -556,8 +556,8 @@ class SoilCompensation(Stage):
     def basis(self) -> np.ndarray:
         """Soil components (n_gates, k), unit-norm columns."""
         if self._basis is None:
-            raise ConfigError(f"{self.name}: gate times unknown; give gate_times "
-                              "(the stream did not declare them)")
+            raise MissingCalibrationError(f"{self.name}: gate times unknown; give gate_times "
+                                          "(the stream did not declare them)", "gate_times")
         return self._basis
 
     def _searching(self) -> bool:

@@ -41,5 +41,14 @@ class ConfigError(DemineError):
     """An option, processing chain or configuration file is invalid."""
 
 
+class MissingCalibrationError(ConfigError):
+    """A processing step or detector needs a value of the stream's calibration
+    that it does not give (``key``: ``"gate_times"``, ``"sample_interval"``)."""
+
+    def __init__(self, message: str, key: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
 class ModelError(DemineError):
     """A classifier model file is invalid, tampered with, or does not fit the data."""

@@ -36,7 +36,7 @@ import numpy as np
 from scipy import signal
 
 from ._params import check_number as _num
-from .errors import ConfigError
+from .errors import ConfigError, MissingCalibrationError
 from .process import Stage, register_stage
 
 __all__ = [
@@ -369,8 +369,9 @@ class DeWow(_ChainCore):
             return
         dt = context.get("sample_interval")
         if not dt or not dt > 0:
-            raise ConfigError(f"{self.name}: 'window_time' needs the stream's sample interval, "
-                              "which it does not give; set 'window' in samples instead")
+            raise MissingCalibrationError(
+                f"{self.name}: 'window_time' needs the stream's sample interval, which it "
+                "does not give; set 'window' in samples instead", "sample_interval")
         half = max(0, int(round(self.window_time / float(dt))) // 2)
         if self.window is not None and half != self._dewow_half and self._ns is not None:
             raise ConfigError(f"{self.name}: configured again with another sample interval "

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError, RecordingError
+from .errors import ConfigError, MissingCalibrationError, RecordingError
 from .positions import PassTracker
 from .process import Chain, _stream_context, load_chain
 
@@ -129,11 +129,10 @@ def _make_detector(kind: str, params: Mapping[str, Any], context: Mapping[str, A
                     "calibration or give [gpr.detector] frequency")
             p["frequency"] = float(f)
         if "sample_interval" not in p:
-            raise ConfigError(
+            raise MissingCalibrationError(
                 f"GPR stream {context.get('stream', '?')!r} has no sample interval: record it "
                 "with a calibration profile (e.g. --calibration gpr=gpr-default) or give "
-                "[gpr.detector] sample_interval"
-            )
+                "[gpr.detector] sample_interval", "sample_interval")
         if "time_zero" not in p:
             warnings.warn(
                 f"GPR stream {context.get('stream', '?')!r} gives no time zero (calibration "

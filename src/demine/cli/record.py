@@ -86,10 +86,8 @@ METADATA_HELP = {
 _CALIBRATE = {"emi": "demine calibrate null (and calibrate pulse)",
               "gpr": "demine calibrate time-zero"}
 
-#: What a detector needs from its calibration, per stream kind: (key, words
-#: the error names it by, what it is).
-_NEEDS = {"emi": ("gate_times", ("gate times", "gate_times"), "gate times"),
-          "gpr": ("sample_interval", ("sample interval", "sample_interval"), "sample interval")}
+#: What a detector needs from its calibration, per stream kind: (key, what it is).
+_NEEDS = {"emi": ("gate_times", "gate times"), "gpr": ("sample_interval", "sample interval")}
 
 
 def add_metadata_options(p: argparse.ArgumentParser) -> None:
@@ -185,7 +183,7 @@ def apply_calibrations(devices: Sequence[DeviceSpec], items: Sequence[str], *,
             note += "; " + " and ".join(k.replace("_", " ") for k in from_scene) \
                 + " from the scene"
         else:
-            values = _NEEDS[kind][2] if kind in _NEEDS else "values"
+            values = _NEEDS[kind][1] if kind in _NEEDS else "values"
             note += (f": the reference device's {values}, not necessarily yours; calibrate "
                      f"yours ({_CALIBRATE.get(kind, 'demine calibrate')}) and give "
                      f"--calibration {_label(d)}=PROFILE")
@@ -194,16 +192,18 @@ def apply_calibrations(devices: Sequence[DeviceSpec], items: Sequence[str], *,
 
 
 def _with_hint(exc: ConfigError, devices: Sequence[DeviceSpec]) -> ConfigError:
-    """``exc`` with how to fix it, when it says a device's calibration lacks
-    what its detector needs (gate times, sample interval)."""
+    """``exc`` with how to fix it, when a device's calibration lacks what its
+    processing or detector needs (:class:`MissingCalibrationError`: gate
+    times, sample interval)."""
     from ..drivers import get_driver
-
-    text = str(exc)
+    from ..errors import MissingCalibrationError
     from ..recorder import stream_names
 
+    if not isinstance(exc, MissingCalibrationError):
+        return exc
     names = stream_names(devices)
-    for kind, (key, words, what) in _NEEDS.items():
-        if not any(w in text for w in words):
+    for kind, (key, what) in _NEEDS.items():
+        if key != exc.key:
             continue
         of_kind = [(d, n) for d, n in zip(devices, names, strict=True)
                    if get_driver(d.driver).kind == kind]
@@ -214,8 +214,8 @@ def _with_hint(exc: ConfigError, devices: Sequence[DeviceSpec]) -> ConfigError:
         had = d.calibration.get(key)
         shipped = None if had else shipped_default(d.driver)
         return ConfigError(
-            f"{text}. " + (f"(The {len(had)} {what} of its profile do not match the device.) "
-                           if isinstance(had, list) else "")
+            f"{exc}. " + (f"(The {len(had)} {what} of its profile do not match the device.) "
+                          if isinstance(had, list) else "")
             + f"Give device {_label(d)!r} (stream {n!r}) a calibration profile with its "
             f"{what} (--calibration DEVICE=PROFILE): --calibration {_label(d)}=PROFILE, "
             f"PROFILE a .toml from {_CALIBRATE.get(kind, 'demine calibrate')}"
