@@ -360,15 +360,12 @@ def test_keys_do_not_freeze_the_screen_while_the_recorder_is_busy(tmp_path):
             follower.close()
 
 
-class _MuteRecorder:
-    """A control socket that answers status but not marks, holding those
-    connections open until :meth:`cut`; from then on it reads each request and
-    hangs up without a reply (a recorder that stopped answering)."""
+class _FakeControl:
+    """A recorder's control socket (a real Unix socket, one thread per
+    connection) whose subclass answers the requests (:meth:`_serve`)."""
 
     def __init__(self, path: Path) -> None:
         self.path = str(path)
-        self.seen: list[dict] = []
-        self._cut = threading.Event()
         self._stop = threading.Event()
         self._conns: list[socket.socket] = []
         self._listener = socket.socket(socket.AF_UNIX)
@@ -390,6 +387,34 @@ class _MuteRecorder:
             t.start()
 
     def _serve(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+    def _hang_up(self) -> None:
+        for conn in list(self._conns):
+            try:
+                conn.shutdown(socket.SHUT_RDWR)  # wakes the reader; the client sees EOF
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self._stop.set()
+        self._hang_up()
+        for t in self._threads:
+            t.join(30)
+        self._listener.close()
+
+
+class _MuteRecorder(_FakeControl):
+    """A control socket that answers status but not marks, holding those
+    connections open until :meth:`cut`; from then on it reads each request and
+    hangs up without a reply (a recorder that stopped answering)."""
+
+    def __init__(self, path: Path) -> None:
+        self.seen: list[dict] = []
+        self._cut = threading.Event()
+        super().__init__(path)
+
+    def _serve(self, conn: socket.socket) -> None:
         with conn, conn.makefile("rwb") as f:
             for line in f:
                 req = json.loads(line)
@@ -403,18 +428,11 @@ class _MuteRecorder:
 
     def cut(self) -> None:
         self._cut.set()
-        for conn in list(self._conns):
-            try:
-                conn.shutdown(socket.SHUT_RDWR)  # wakes the reader; the client sees EOF
-            except OSError:
-                pass
+        self._hang_up()
 
     def close(self) -> None:
         self.cut()
-        self._stop.set()
-        for t in self._threads:
-            t.join(30)
-        self._listener.close()
+        super().close()
 
 
 def test_quit_skips_the_keys_queued_behind_a_recorder_that_stopped_answering(tmp_path):

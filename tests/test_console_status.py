@@ -13,44 +13,25 @@ import pytest
 
 pytest.importorskip("textual")
 
-from test_console import _until  # noqa: E402
+from test_console import _FakeControl, _until  # noqa: E402
 
 from demine.console import Follower  # noqa: E402
 from demine.console.app import ConsoleApp  # noqa: E402
 from demine.control import ControlClient  # noqa: E402
 
 
-class _StatusHangs:
+class _StatusHangs(_FakeControl):
     """A recorder's control socket that answers marks and pauses at once but
     holds every status request until :meth:`release` (a recorder whose status
     is stuck behind a long write).  A held status is answered with the state
     from when it came (before the commands answered meanwhile)."""
 
     def __init__(self, path: Path) -> None:
-        self.path = str(path)
         self.paused = False
         self.seen: list[str] = []
         self.held = threading.Event()  # a status request is being held
         self._release = threading.Event()
-        self._conns: list[socket.socket] = []
-        self._listener = socket.socket(socket.AF_UNIX)
-        self._listener.bind(self.path)
-        self._listener.listen(8)
-        self._listener.settimeout(0.1)
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._accept, daemon=True)]
-        self._threads[0].start()
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            self._conns.append(conn)
-            t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
-            self._threads.append(t)
-            t.start()
+        super().__init__(path)
 
     def _serve(self, conn: socket.socket) -> None:
         with conn, conn.makefile("rwb") as f:
@@ -78,16 +59,8 @@ class _StatusHangs:
         self._release.set()
 
     def close(self) -> None:
-        self._stop.set()
         self._release.set()
-        for conn in list(self._conns):
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        for t in self._threads:
-            t.join(30)
-        self._listener.close()
+        super().close()
 
 
 def test_keys_are_answered_while_a_status_request_hangs(tmp_path):
