@@ -43,3 +43,24 @@ def test_a_recorder_that_fails_to_start_keeps_its_log_and_says_where(tmp_path, c
     assert kept.name.startswith("demine-console-")
     assert f"logs kept in {kept}" in err
     assert "no-such-port" in (kept / "recorder.log").read_text()
+
+
+def test_a_device_on_the_shipped_profile_is_said_on_the_screen(tmp_path, console_tmpdir):
+    """A device started without --calibration is recorded with its driver's
+    shipped profile (the reference detector's gate times); the recorder says so
+    in its log, which the operator does not see: the console shows it. With
+    --simulate (the shipped profiles are the simulated devices') it does not."""
+    from demine.simulate import SimulatedDevice
+
+    out = tmp_path / "dev.h5"
+    with SimulatedDevice("emi-pi", "demo-lane", seed=1, duration=60.0) as dev:
+        code, text = _run_in_terminal(
+            ["console", "--device", f"emi-pi={dev.port}", "--out", str(out)], b"q", b"REC")
+    said = text.decode(errors="replace")
+    assert code == 0, said[-2000:]
+    assert "no --calibration, using the shipped profile emi-pi-default" in said, said[-3000:]
+
+    code, text = _run_in_terminal(["console", "--simulate", "demo-lane", "--out",
+                                   str(tmp_path / "sim.h5")], b"q", b"REC")
+    assert code == 0
+    assert b"no --calibration" not in text

@@ -140,8 +140,17 @@ def run(args: argparse.Namespace) -> int:
         # recorder is still creating, is waited for (the console ends with the same
         # error should it turn out not to be a recording)
         follower.open()
+    from .record import SHIPPED_PROFILE_NOTE
+
+    # what the recorder said of the devices' calibrations (a shipped profile
+    # used for a device given none: the reference device's values, not its own)
+    notes = [ln.strip() for ln in log.read_text(errors="replace").splitlines()
+             if f": {SHIPPED_PROFILE_NOTE}" in ln] \
+        if log is not None and log.exists() and not args.simulate else []
+    for note in notes:
+        print(note, file=sys.stderr)
     app = ConsoleApp(follower, control=control, recorder=recorder, recorder_log=log,
-                     refresh_hz=args.refresh, bell=not args.no_bell)
+                     refresh_hz=args.refresh, bell=not args.no_bell, notes=notes)
     code = None
     try:
         app.run()

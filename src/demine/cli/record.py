@@ -74,6 +74,11 @@ CALIBRATION_HELP = (
     "(emi, gpr, gps: what demine info shows). A device without one gets its driver's "
     "shipped profile (DRIVER-default) when there is one: the reference device's values")
 
+#: What ``demine record`` says (on stderr, after the device's name) of a
+#: device it records with its driver's shipped profile; ``demine console``
+#: shows these lines of the recorder it started.
+SHIPPED_PROFILE_NOTE = "no --calibration, using the shipped profile"
+
 #: Help of the recording's metadata options, shared by ``demine record`` and ``demine import``.
 METADATA_HELP = {
     "--site": "site name stored in the recording",
@@ -177,7 +182,7 @@ def apply_calibrations(devices: Sequence[DeviceSpec], items: Sequence[str], *,
             continue
         profile = load_profile(default)
         d.calibration.update({**profile, **from_scene})
-        note = (f"{_label(d)}: no --calibration, using the shipped profile {default} "
+        note = (f"{_label(d)}: {SHIPPED_PROFILE_NOTE} {default} "
                 f"({profile.get('description', 'the reference device')})")
         if from_scene:
             note += "; " + " and ".join(k.replace("_", " ") for k in from_scene) \

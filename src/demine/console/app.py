@@ -7,7 +7,7 @@ import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -102,6 +102,9 @@ class ConsoleApp(App):
         Seconds between status requests over the control channel.
     bell : bool
         Ring the terminal bell on each new alarm.
+    notes : sequence of str
+        Said when the screen opens (e.g. the recorder it started recording a
+        device with its driver's shipped profile, not the device's own).
     """
 
     CSS = _CSS
@@ -123,8 +126,9 @@ class ConsoleApp(App):
     def __init__(self, follower: Follower, *, control: str | ControlClient | None = None,
                  recorder: subprocess.Popen | None = None, recorder_log: Path | None = None,
                  refresh_hz: float = 10.0, status_interval: float = 1.0,
-                 bell: bool = True) -> None:
+                 bell: bool = True, notes: Sequence[str] = ()) -> None:
         super().__init__()
+        self._notes = list(notes)
         self.follower = follower
         if isinstance(control, str):
             control = ControlClient(control, timeout=CONTROL_TIMEOUT)
@@ -191,6 +195,8 @@ class ConsoleApp(App):
         # refresh each time): a new alarm triggers a refresh at once
         self.set_interval(min(0.04, 0.5 / self.refresh_hz), self._alarm_watch)
         self.tick()
+        for note in self._notes:
+            self.say(note, "bold #000000 on #ffff00")
 
     def _alarm_watch(self) -> None:
         try:
