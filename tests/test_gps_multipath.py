@@ -210,3 +210,26 @@ def test_a_clean_track_is_placed_bit_for_bit_as_before(seed):
     assert f.rejected == 0
     assert ft.tobytes() == t.tobytes() and fv.tobytes() == xyz.tobytes()
     assert interpolate_positions(t, xyz, dst, max_gap_s=0.25).tobytes() == plain.tobytes()
+
+
+def test_expire_keeps_a_held_fix_only_after_its_judging_window():
+    """A held fix is kept by expire() once the window is past, as add() keeps
+    it when the next fix comes that late; before that, nothing is released."""
+    from demine.positions import FIX_JUDGE_WINDOW_S, FixFilter
+
+    s = 1_000_000_000
+    t = np.arange(5, dtype=np.int64) * (s // 10)
+    xy = np.c_[np.zeros(5), np.zeros(5)]
+    xy[4] = (3.0, 0.0)  # 3 m in 0.1 s: held
+    f = FixFilter()
+    rows_t, _ = f.add(t, xy)
+    assert len(rows_t) == 4 and f.holding
+    assert f.expire(int(t[4]) + int(FIX_JUDGE_WINDOW_S * s) - 1)[0].size == 0
+    kept_t, kept = f.expire(int(t[4]) + int(FIX_JUDGE_WINDOW_S * s) + 1)
+    assert kept_t.tolist() == [t[4]] and kept[0, 0] == 3.0 and not f.holding
+    # the same decision add() makes when the next fix comes after the window
+    g = FixFilter()
+    g.add(t, xy)
+    later_t, later = g.add(np.array([t[4] + int(FIX_JUDGE_WINDOW_S * s) + 1]),
+                           np.array([[0.0, 0.0]]))
+    assert later_t[0] == t[4] and later[0, 0] == 3.0 and g.rejected == 0

@@ -306,6 +306,26 @@ class FixFilter:
             return t[:0], vals[:0]
         return np.concatenate(out_t), np.concatenate(out_v)
 
+    @property
+    def holding(self) -> bool:
+        """Whether a fix is held until the next fix with a position decides it."""
+        return self._pending is not None
+
+    def expire(self, t: int) -> tuple[np.ndarray, np.ndarray]:
+        """The held fix kept, and the rows held after it released, once ``t``
+        (int ns) is more than :data:`FIX_JUDGE_WINDOW_S` after it: the next
+        fix, measured later than that, would keep it too (:meth:`add`), so a
+        live caller need not wait for that fix (a receiver gone quiet) to
+        place what lies before the held one.  Rows as :meth:`add` returns them
+        (none while the window is open)."""
+        out_t: list[np.ndarray] = []
+        out_v: list[np.ndarray] = []
+        if self._pending is not None and int(t) - self._pending[0] > FIX_JUDGE_WINDOW_S * 1e9:
+            self._decide(None, out_t, out_v)
+        if not out_t:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, self._k))
+        return np.concatenate(out_t), np.concatenate(out_v)
+
     def finish(self) -> tuple[np.ndarray, np.ndarray]:
         """The rows still held (the last fix that jumped is kept: nothing
         follows to judge it by), as :meth:`add` returns them."""

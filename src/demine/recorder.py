@@ -53,6 +53,7 @@ import dataclasses
 import inspect
 import logging
 import math
+import numbers
 import queue
 import threading
 import time
@@ -67,7 +68,14 @@ import numpy as np
 from .acquisition import DeviceReader, ReaderEvent, ReaderGroup
 from .drivers import FrameBatch, get_driver
 from .errors import ConfigError, DemineError, RecordingError
-from .positions import GAP_TOLERANCE, MAX_FIX_SPEED, FixFilter, LocalFrame, PreparedTrack
+from .positions import (
+    FIX_JUDGE_WINDOW_S,
+    GAP_TOLERANCE,
+    MAX_FIX_SPEED,
+    FixFilter,
+    LocalFrame,
+    PreparedTrack,
+)
 from .recording import RecordingWriter
 
 __all__ = ["DeviceSpec", "Recorder", "parse_device", "stream_names"]
@@ -272,6 +280,20 @@ class _Track:
             t, xyz = self.filter.finish()
             if t.size:
                 self._append(t, xyz)
+
+    @property
+    def holding(self) -> bool:
+        """Whether the filter holds a fix (the track ends before it)."""
+        return self.filter is not None and self.filter.holding
+
+    def expire(self, t: int) -> None:
+        """The held fix kept once ``t`` (ns, a measuring time) is past its
+        judging window (:meth:`demine.positions.FixFilter.expire`)."""
+        if self.holding:
+            assert self.filter is not None
+            t_kept, xyz = self.filter.expire(t)
+            if t_kept.size:
+                self._append(t_kept, xyz)
 
     def _append(self, t: np.ndarray, xyz: np.ndarray) -> None:
         self._t.append(t)
@@ -605,7 +627,7 @@ class Recorder:
                                           and not isinstance(value, bool)
                                           and math.isfinite(value) and value > 0):
                 raise ConfigError(f"{what} must be a positive number of seconds, got {value!r}")
-        if max_fix_speed is not None and not (isinstance(max_fix_speed, int | float)
+        if max_fix_speed is not None and not (isinstance(max_fix_speed, numbers.Real)
                                               and not isinstance(max_fix_speed, bool)
                                               and math.isfinite(max_fix_speed)
                                               and max_fix_speed > 0):
@@ -913,7 +935,7 @@ class Recorder:
             ctx["sample_interval"] = float(kw["sample_interval"])
         if "sample_rate" in attrs:
             ctx["sample_rate"] = float(attrs["sample_rate"])
-        ctx.update(_calibration_context(kw.get("calibration")))
+        ctx.update(_calibration_context(kw.get("calibration"), kind))
         params = dict(sec["detector"])
         if kind == "gpr":
             # one thread: live chunks are small, the cores are shared with the
@@ -1132,6 +1154,12 @@ class Recorder:
             self._dispatch(name, batch)
         if final:  # (the last fix held by the filter: nothing more will judge it)
             self._track.finish()
+        elif self._track.holding:
+            # a fix held by the filter (it jumped from the last one kept) is kept
+            # once no fix measured inside its judging window can still arrive: a
+            # receiver gone quiet after it does not leave the frames before it
+            # unplaced (batch keeps it too, the next fix coming that late)
+            self._track.expire(time.time_ns() - self._hold_slack_ns())
         self._write_incoming()
         self._place(final)
 
@@ -1168,6 +1196,14 @@ class Recorder:
             **b.fields,
         )
         self.frames_written[name] += len(b)
+
+    #: Slack (s) over the receiver's latency before a held fix is kept for want
+    #: of a later one: a fix measured inside the judging window may still be in
+    #: the serial buffer or the queue.
+    HOLD_SLACK_S = 0.5
+
+    def _hold_slack_ns(self) -> int:
+        return max(self._latency_ns.values(), default=0) + int(self.HOLD_SLACK_S * 1e9)
 
     def _update_wait(self) -> None:
         """The longest wait of a frame for a later fix, after a fix (the gap
@@ -1216,6 +1252,11 @@ class Recorder:
         to the detectors in the order they were written."""
         now = time.time_ns()
         last_fix = self._track.last_time
+        wait = self._wait_s
+        if self._track.holding and self.position_wait is None:
+            # frames before a held fix wait until it is decided (at most its
+            # judging window and the slack after it, see _drain), not given up
+            wait = max(wait, FIX_JUDGE_WINDOW_S + self._hold_slack_ns() / 1e9 + 0.5)
         todo: list[tuple[str, list[tuple[int, FrameBatch, dict | None]], FrameBatch]] = []
         for name, unplaced in self._unplaced.items():
             ready: list[tuple[int, FrameBatch, dict | None]] = []
@@ -1223,7 +1264,7 @@ class Recorder:
                 row, b, pos = unplaced[0]
                 if pos is None and not (
                         final or self._covered(b)
-                        or (now - int(b.host_time_ns[-1])) / 1e9 >= self._wait_s):
+                        or (now - int(b.host_time_ns[-1])) / 1e9 >= wait):
                     # the frames up to the last fix can be placed now; the
                     # rest of the batch waits for the next fix (a batch holds
                     # one pass's frames, which a fix may fall in the middle of)
