@@ -112,7 +112,11 @@ def test_nonsense_calibration_frequency_names_the_stream_and_the_fix():
     # a calibration's NaN or negative frequency is refused where it is read
     for bad in (math.nan, -1e9):
         with pytest.raises(ConfigError, match="calibration 'frequency'"):
-            _calibration_context({"frequency": bad})
+            _calibration_context({"frequency": bad}, "gpr")
+    # a metal detector's own 'frequency' (a multi-frequency head's list) is none
+    # of the radar's: not read, not refused, for an EMI stream
+    assert _calibration_context({"frequency": [8000.0, 16000.0], "pulse_length": 1e-4},
+                                "emi") == {"pulse_length": 1e-4}
     # ... and the detector config may override a wrong calibration
     det = StreamDetector("gpr", {**ctx, "frequency": 0.0}, detector={"frequency": 1e9})
     assert det.detector.frequency == 1e9

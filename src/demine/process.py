@@ -588,12 +588,20 @@ CALIBRATION_CONTEXT = ("time_zero", "antenna_height", "coil_radius", "pulse_leng
                        "frequency")
 
 
-def _calibration_context(calibration: Mapping[str, Any] | None) -> dict[str, float]:
-    """The entries of :data:`CALIBRATION_CONTEXT` a calibration profile holds, as floats."""
+#: Entries of :data:`CALIBRATION_CONTEXT` that mean something for one kind of
+#: stream only (a metal detector's profile may carry its own ``frequency``,
+#: e.g. a list for a multi-frequency head, that is none of the radar's).
+_CALIBRATION_KIND = {"frequency": "gpr"}
+
+
+def _calibration_context(calibration: Mapping[str, Any] | None,
+                         kind: str | None = None) -> dict[str, float]:
+    """The entries of :data:`CALIBRATION_CONTEXT` a calibration profile holds, as
+    floats (for a stream of ``kind``, the entries of other kinds left out)."""
     out: dict[str, float] = {}
     for key in CALIBRATION_CONTEXT:
         value = (calibration or {}).get(key)
-        if value is None:
+        if value is None or _CALIBRATION_KIND.get(key, kind) != kind:
             continue
         try:
             v = float(value)
@@ -617,7 +625,7 @@ def _stream_context(stream: Any) -> dict[str, Any]:
     si = stream.sample_interval
     if si is not None:
         ctx["sample_interval"] = si
-    ctx.update(_calibration_context(getattr(stream, "calibration", {})))
+    ctx.update(_calibration_context(getattr(stream, "calibration", {}), stream.kind))
     rate = stream.attrs.get("sample_rate") or stream.attrs.get("reading_rate")
     if rate is None:
         n = min(len(stream), 100_001)
