@@ -119,7 +119,7 @@ def test_detect_alarms_csv_is_guarded_and_reads_back_as_written(tmp_path):
     from demine.evaluate import read_alarms_csv
     from demine.pipeline import write_alarms_csv
 
-    texts = [p.strip() for p in PAYLOADS[:4]] + ["-0.5", "emi"]
+    texts = [p.strip() for p in PAYLOADS[:4]] + ["-0.5", "emi", "'=quoted", "'plain"]
     n = len(texts)
     alarms = {"x": np.linspace(-1.0, 1.0, n), "y": np.full(n, -0.25),
               "score": -np.arange(n, dtype=float), "stream": np.array(texts),
@@ -130,6 +130,7 @@ def test_detect_alarms_csv_is_guarded_and_reads_back_as_written(tmp_path):
         cells = [r[header.index(col)] for r in rows]
         for cell in cells:
             assert not cell.startswith(FORMULA_START) or cell == "-0.5", cell
+        assert "''=quoted" in cells and "'plain" in cells
     assert [r[header.index("y")] for r in rows] == ["-0.25"] * n
     back = read_alarms_csv(p)
     assert list(back["stream"]) == texts

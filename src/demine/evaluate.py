@@ -1664,7 +1664,7 @@ def _csv_unguard(v: str) -> str:
     """A CSV text cell without the quote that guards a formula-like text."""
     from .export import CSV_FORMULA_START
 
-    return v[1:] if v.startswith("'") and v[1:].startswith(CSV_FORMULA_START) else v
+    return v[1:] if v.startswith("'") and v.lstrip("'").startswith(CSV_FORMULA_START) else v
 
 
 def _check_columns(table: Mapping[str, Any], what: str) -> None:

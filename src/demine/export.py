@@ -304,7 +304,9 @@ def _csv_cell(value: Any) -> Any:
     number (``-0.12``); numbers and other text as they are."""
     if value is None:
         return ""
-    if isinstance(value, str) and value.startswith(CSV_FORMULA_START) \
+    # (a text that already starts with quotes before such a character gets one
+    # more, so that reading it back, one quote off, gives it as it was)
+    if isinstance(value, str) and value.lstrip("'").startswith(CSV_FORMULA_START) \
             and not _CSV_NUMBER.fullmatch(value):
         return "'" + value
     return value
