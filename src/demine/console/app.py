@@ -312,7 +312,8 @@ class ConsoleApp(App):
             except Exception as exc:  # noqa: BLE001 - handed to the app (ControlError shown)
                 error = exc
             # no reply at all (a refusal is a reply): the recorder is hung or gone
-            self._control_lost = isinstance(getattr(error, "__cause__", None), OSError)
+            if not status:  # (the keys' connection: a status has its own)
+                self._control_lost = isinstance(getattr(error, "__cause__", None), OSError)
             if status and self._quitting:  # (not closed on the way out: it was under way)
                 control.close()
             try:
