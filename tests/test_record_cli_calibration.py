@@ -220,13 +220,16 @@ def test_scene_values_replace_the_shipped_defaults(port, tmp_path, capsys):
                         "--scene", "demo-lane", "--detect")
     assert code == 0, err
     assert "using the shipped profile gpr-default" in err
-    assert "sample interval from the scene" in err
+    assert "sample interval and frequency from the scene" in err
     from demine.simulate import load_scene
 
     scene = load_scene("demo-lane")
     with Recording(out) as rec:
         assert rec.streams["gpr"].sample_interval == pytest.approx(
             scene.gpr.time_window / scene.gpr.samples)
+        # (the radar's centre frequency too, which scales the GPR detector as
+        # for the same scene simulated straight into a file)
+        assert rec.streams["gpr"].calibration["frequency"] == scene.gpr.frequency
         assert rec.streams["gpr"].calibration["velocity"] == load_profile(
             "gpr-default")["velocity"]
 

@@ -175,6 +175,7 @@ def apply_calibrations(devices: Sequence[DeviceSpec], items: Sequence[str], *,
             from_scene["gate_times"] = scene.gate_times.tolist()
         elif scene is not None and kind == "gpr":
             from_scene["sample_interval"] = scene.gpr.time_window / scene.gpr.samples
+            from_scene["frequency"] = float(scene.gpr.frequency)
         default = None if i in given or d.calibration else shipped_default(d.driver)
         if default is None:
             for k, v in from_scene.items():
