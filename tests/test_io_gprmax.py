@@ -378,3 +378,40 @@ def test_runs_that_do_not_belong_together_are_refused(tmp_path, capsys):
     assert main(["import", str(runs[0]), str(rec), "--out", str(out)]) == 2
     assert "rec.h5" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("waveform, peak", [("ricker", 1.0), ("gaussiandot", 1.0),
+                                            ("gaussiandotdot", 1.0),
+                                            ("gaussiandoubleprime", 2 ** 0.5)])
+def test_the_centre_frequency_is_the_waveforms_spectral_peak(tmp_path, waveform, peak):
+    """The radar's centre frequency (which scales the GPR detector) is where the
+    waveform's spectrum peaks: f for ricker and gaussiandot(dot), sqrt(2) f for
+    gaussiandoubleprime (the second derivative of gprMax's narrower gaussian)."""
+    p = tmp_path / "model.out"
+    n, dt, f = 4096, 2e-12, 1e9
+    with h5py.File(p, "w") as h:
+        h.attrs.update({"gprMax": "3.1.7", "Title": "t", "dt": dt, "Iterations": n,
+                        "nrx": 1, "srcsteps": [0, 0, 0], "rxsteps": [0, 0, 0],
+                        "dx_dy_dz": [0.001, 0.001, 0.001]})
+        h.create_group("srcs/src1").attrs["Position"] = [0.10, 0.2, 0.0]
+        g = h.create_group("rxs/rx1")
+        g.attrs["Position"] = [0.13, 0.2, 0.0]
+        g["Ez"] = np.zeros(n, dtype=np.float32)
+    (tmp_path / "model.in").write_text(f"#waveform: {waveform} 1 {f:g} w\n"
+                                       "#hertzian_dipole: z 0.1 0.2 0 w\n")
+    rd = io.read(p)
+    assert rd.frequency_hz == pytest.approx(peak * f)
+    # checked against the spectrum of gprMax's own definition of the waveform
+    t = np.arange(n) * dt
+    if waveform in ("ricker", "gaussiandotdot"):
+        zeta, chi = np.pi ** 2 * f ** 2, 2 ** 0.5 / f
+        w = (2 * zeta * (t - chi) ** 2 - 1) * np.exp(-zeta * (t - chi) ** 2)
+    elif waveform == "gaussiandot":
+        zeta, chi = 2 * np.pi ** 2 * f ** 2, 1 / f
+        w = -2 * zeta * (t - chi) * np.exp(-zeta * (t - chi) ** 2)
+    else:
+        zeta, chi = 2 * np.pi ** 2 * f ** 2, 1 / f
+        w = (2 * zeta * (t - chi) ** 2 - 1) * np.exp(-zeta * (t - chi) ** 2)
+    spec = np.abs(np.fft.rfft(w, 16 * n))
+    fpk = np.fft.rfftfreq(16 * n, dt)[int(np.argmax(spec))]
+    assert fpk == pytest.approx(rd.frequency_hz, rel=0.02)

@@ -68,6 +68,12 @@ _CHI = {
     "gaussiandoubleprime": 1.0, "gaussiandotdot": math.sqrt(2.0),
     "gaussiandotdotnorm": math.sqrt(2.0), "ricker": math.sqrt(2.0),
 }  # fmt: skip
+# spectral peak / frequency parameter of gprMax's analytic waveforms: the n-th
+# derivative of exp(-zeta t^2) peaks at omega = sqrt(2 n zeta); zeta = 2 pi^2 f^2
+# for the gaussian family, pi^2 f^2 for ricker and gaussiandotdot(norm), so only
+# gaussiandoubleprime (n = 2, zeta = 2 pi^2 f^2) peaks off f (sqrt 2 f).  The
+# gaussian itself (n = 0) peaks at 0 Hz: its f is kept as the nominal frequency.
+_PEAK = {"gaussiandoubleprime": math.sqrt(2.0)}
 _SRC_CMDS = ("#hertzian_dipole:", "#magnetic_dipole:", "#voltage_source:",
              "#transmission_line:")
 
@@ -477,7 +483,8 @@ def _read(h: Any, p: Path, size: int, component: str | None, rx: int,
         trace_interval_m=interval,
         trace_position_m=trace_pos,
         antenna=f"gprMax {version}: {title}".strip() if version else f"gprMax: {title}",
-        frequency_hz=freq,
+        # (the waveform's spectral peak: the radar's centre frequency)
+        frequency_hz=freq * _PEAK.get(str(header.get("waveform", "")).lower(), 1.0),
         time_zero_sample=t0 / dt if math.isfinite(t0) else math.nan,
     )
 
