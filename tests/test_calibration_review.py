@@ -58,7 +58,8 @@ def test_null_refuses_readings_that_are_not_steady_in_air(tmp_path, capsys):
     np.testing.assert_allclose(null_profile(path, stop=0.9)["null"], OFFSET, atol=0.002)
     out = tmp_path / "det.toml"
     out.write_text('driver = "emi-pi"\n# an earlier profile\n')
-    assert main(["calibrate", "null", str(path), "--out", str(out)]) == 2
+    # (--overwrite: refused only because the reading is not steady)
+    assert main(["calibrate", "null", str(path), "--out", str(out), "--overwrite"]) == 2
     err = _one_error_line(capsys)
     assert "--start/--stop" in err
     assert out.read_text() == 'driver = "emi-pi"\n# an earlier profile\n'  # left as it was

@@ -74,9 +74,11 @@ def run(args: argparse.Namespace) -> int:
         check_segment(args.start, args.stop)
     check_text_output(args.out, [args.recording])
     # a calibration made after another (null, then pulse) into the same --out would
-    # start from the shipped profile and throw the earlier one away: refused (after
-    # the recording's own checks, before anything is written)
-    replaces = args.base is None and args.out.exists() and not args.overwrite
+    # start from the shipped profile and throw the earlier one away: refused before
+    # the recording is read (a pulse fit can take a while)
+    if args.base is None and args.out.exists() and not args.overwrite:
+        raise ConfigError(f"{args.out} exists: give --base {args.out} to add this "
+                          "calibration to it, or --overwrite to replace it")
     if args.base is None:
         args.base = "gpr-default" if args.procedure == "time-zero" else "emi-pi-default"
     if args.procedure == "null":
@@ -93,9 +95,6 @@ def run(args: argparse.Namespace) -> int:
         prof = time_zero_profile(args.recording, args.stream, threshold=args.threshold,
                                  base=args.base)
         what = f"time zero {prof['time_zero'] * 1e9:.3f} ns (sample {prof['time_zero_sample']:g})"
-    if replaces:
-        raise ConfigError(f"{args.out} exists: give --base {args.out} to add this "
-                          "calibration to it, or --overwrite to replace it")
     write_profile(prof, args.out)
     print(f"{args.out}: {what}")
     return 0
