@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "evaluation against the recording's ground truth) on every recording, one Dask task "
         "per file, on a local cluster or an existing scheduler. Writes DIR/campaign.parquet "
         "(every alarm), DIR/files.parquet (per-file metrics) and DIR/summary.json (pooled PD "
-        "with Clopper-Pearson bounds, FA/m2, ROC). A failed file is reported and the others go "
+        "with Clopper-Pearson bounds, FA/m², ROC). A failed file is reported and the others go "
         "on; a re-run skips files whose outputs are up to date (same file, config, model and "
         "demine version) unless --force. Needs pip install 'demine[campaign]'.",
     )

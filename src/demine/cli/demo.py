@@ -10,7 +10,7 @@ from pathlib import Path
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
-        help="record simulated devices over serial, detect, and report PD and FA/m2",
+        help="record simulated devices over serial, detect, and report PD and FA/m²",
         description="Start a simulated metal detector, radar and RTK tracker on "
         "pseudo-terminals, record them through the real serial path, detect anomalies, "
         "and evaluate the alarms against the scene's ground truth.",
@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "`demine simulate --list` lists them)")
     p.add_argument("--duration", type=float, default=None, metavar="S",
                    help="seconds to record (default: one full coverage of the lane)")
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=int, default=1,
+                   help="run seed of the simulated devices, >= 0 (default 1)")
     p.add_argument("--speed", type=float, default=2.0,
                    help="real-time factor of the simulated devices (default 2: the 30 s "
                    "lane records in 15 s; 1 paces them as real devices)")
