@@ -1615,6 +1615,8 @@ def read_alarms_csv(path: str | Path) -> dict[str, np.ndarray]:
     -------
     dict of ndarray
     """
+    from .export import CSV_FORMULA_START
+
     path = Path(path)
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
@@ -1656,15 +1658,11 @@ def read_alarms_csv(path: str | Path) -> dict[str, np.ndarray]:
                                       f"not a number: {v!r}") from None
             out[c] = arr
         else:
-            out[c] = np.array([_csv_unguard(v) for v in vals], dtype=str)
+            # (without the quote that guards a formula-like text)
+            out[c] = np.array([v[1:] if v.startswith("'")
+                               and v.lstrip("'").startswith(CSV_FORMULA_START) else v
+                               for v in vals], dtype=str)
     return out
-
-
-def _csv_unguard(v: str) -> str:
-    """A CSV text cell without the quote that guards a formula-like text."""
-    from .export import CSV_FORMULA_START
-
-    return v[1:] if v.startswith("'") and v.lstrip("'").startswith(CSV_FORMULA_START) else v
 
 
 def _check_columns(table: Mapping[str, Any], what: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -117,12 +118,12 @@ def _probe(drv, args: argparse.Namespace) -> int:
 _SETTLE_S = 0.5
 
 
-def _frame_rate(deliveries: list[tuple[float, int]], seconds: float) -> tuple[float, float]:
+def _frame_rate(deliveries: Sequence[Sequence[float]], seconds: float) -> tuple[float, float]:
     """Frames per second of a probe, not counting what was buffered before it.
 
     Parameters
     ----------
-    deliveries : list of (float, int)
+    deliveries : sequence of (float, int) pairs
         Monotonic time of each read that completed frames, and how many.
     seconds : float
         How long the probe read (the rate when it cannot be measured).
@@ -176,7 +177,7 @@ def _probe_port(drv, args: argparse.Namespace) -> int:
 
         raise ConfigError(f"cannot read {args.probe}: {reader.error}")
     seconds = args.seconds
-    rate, window = _frame_rate([(t, n) for t, n in deliveries], seconds)
+    rate, window = _frame_rate(deliveries, seconds)
     report = {
         "port": args.probe, "driver": drv.name,
         "baudrate": reader.settings.get("baudrate"),
