@@ -540,7 +540,7 @@ def _assert_events_equal_reference(got, ref):
     thr, ef, ei, pf, pi = got
     rthr, events, peaks = ref
     # thresholds: float64 running statistics, summed in another order (np.var
-    # vs running sums of squares): 1e-9 relative is far above that rounding
+    # vs Welford's running update): 1e-9 relative is far above that rounding
     np.testing.assert_allclose(thr, rthr, rtol=1e-9, equal_nan=True)
     assert ei.tolist() == [e[1] for e in events]
     want_f = np.array([e[0] for e in events]).reshape(-1, _detect.NSF)
