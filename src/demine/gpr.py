@@ -328,6 +328,25 @@ def _window_half(stage: str, window: Any) -> int:
     return w // 2
 
 
+def _wavelet_factor(reference_frequency: float | None, context: Mapping[str, Any]) -> float:
+    """By how much the wavelet's length differs from the one a stage's values
+    are given for: ``reference_frequency / frequency`` (the stream's
+    calibration ``frequency``, Hz), or 1 when either is unknown or they agree
+    within :data:`demine.hyperbola.FREQUENCY_TOLERANCE` (as the GPR detector
+    scales its own wavelet-tied parameters)."""
+    from .hyperbola import frequency_factor
+
+    f = context.get("frequency")
+    try:
+        f = float(f)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 1.0
+    if reference_frequency is None or not f > 0 or not np.isfinite(f):
+        # (unknown, or nonsense the GPR detector refuses naming the stream)
+        return 1.0
+    return frequency_factor(f, reference_frequency)
+
+
 @register_stage
 class DeWow(_ChainCore):
     """Remove the slow "wow" of each trace: subtract its centred running mean.
@@ -348,31 +367,52 @@ class DeWow(_ChainCore):
         the stage is configured with the stream's sample interval.  The same
         chain then does the same to radars (or simulations) that sample the
         same wavelet more or less finely.
+    reference_frequency : float, optional
+        Radar centre frequency (Hz) the window is given for.  Configured with
+        a stream whose calibration gives another ``frequency`` (more than
+        :data:`demine.hyperbola.FREQUENCY_TOLERANCE` off), the window is
+        multiplied by ``reference_frequency / frequency``: it stays the same
+        number of the wavelet's periods.  None (default): used as given.
     """
 
     name: ClassVar[str] = "gpr.dewow"
 
-    def __init__(self, window: int | None = None, window_time: float | None = None) -> None:
+    def __init__(self, window: int | None = None, window_time: float | None = None,
+                 reference_frequency: float | None = None) -> None:
         super().__init__()
         if window is not None and window_time is not None:
             raise ConfigError(f"{self.name}: give 'window' (samples) or 'window_time' (s), "
                               "not both")
         self.window_time = _opt_num(self.name, "window_time", window_time, lo=0.0,
                                     lo_open=True)
+        self.reference_frequency = _opt_num(self.name, "reference_frequency",
+                                            reference_frequency, lo=0.0, lo_open=True)
+        self.frequency_factor = 1.0
         self.window: int | None = None
+        self._given_window: int | None = None
         if self.window_time is None:
             self._dewow_half = _window_half(self.name, 31 if window is None else window)
-            self.window = 2 * self._dewow_half + 1
+            self.window = self._given_window = 2 * self._dewow_half + 1
 
     def configure(self, context: Mapping[str, Any]) -> None:
+        k = _wavelet_factor(self.reference_frequency, context)
         if self.window_time is None:
+            if k != 1.0 or self.frequency_factor != 1.0:
+                assert self._given_window is not None
+                half = max(0, int(round(self._given_window * k)) // 2)
+                if half != self._dewow_half and self._ns is not None:
+                    raise ConfigError(f"{self.name}: configured again with another "
+                                      "frequency after processing began")
+                self._dewow_half, self.window = half, 2 * half + 1
+            self.frequency_factor = k
             return
         dt = context.get("sample_interval")
         if not dt or not dt > 0:
             raise MissingCalibrationError(
                 f"{self.name}: 'window_time' needs the stream's sample interval, which it "
                 "does not give; set 'window' in samples instead", "sample_interval")
-        half = max(0, int(round(self.window_time / float(dt))) // 2)
+        self.frequency_factor = k
+        half = max(0, int(round(self.window_time * k / float(dt))) // 2)
         if self.window is not None and half != self._dewow_half and self._ns is not None:
             raise ConfigError(f"{self.name}: configured again with another sample interval "
                               "after processing began")
@@ -385,10 +425,25 @@ class DeWow(_ChainCore):
                               "configured with the stream's sample interval")
         super()._on_first(n_samples)
 
+    def notes(self) -> list[str]:
+        if self.frequency_factor == 1.0:
+            return []
+        assert self.reference_frequency is not None
+        f = self.reference_frequency / self.frequency_factor
+        k = self.frequency_factor
+        change = (f"{self._given_window} -> {self.window} samples" if self.window_time is None
+                  else f"{self.window_time * 1e9:.3g} -> {self.window_time * k * 1e9:.3g} ns, "
+                  f"{self.window} samples")
+        return [f"{self.name}: radar centre frequency {f / 1e9:.3g} GHz, window given for "
+                f"{self.reference_frequency / 1e9:.3g} GHz scaled by {k:.4g} ({change})"]
+
     def params(self) -> dict[str, Any]:
-        if self.window_time is None:
-            return {"window": self.window}
-        return {"window_time": self.window_time, "window": self.window}
+        out: dict[str, Any] = ({"window": self.window} if self.window_time is None else
+                               {"window_time": self.window_time, "window": self.window})
+        if self.reference_frequency is not None:
+            out["reference_frequency"] = self.reference_frequency
+            out["frequency_factor"] = self.frequency_factor
+        return out
 
 
 @register_stage
@@ -451,15 +506,29 @@ class BandPass(_ChainCore):
     padlen : int, optional
         Edge extension in samples; default as sosfiltfilt's, at most
         ``n_samples - 1``.
+    reference_frequency : float, optional
+        Radar centre frequency (Hz) the corners are given for.  Configured
+        with a stream whose calibration gives another ``frequency`` (more than
+        :data:`demine.hyperbola.FREQUENCY_TOLERANCE` off), both corners are
+        multiplied by ``frequency / reference_frequency``, so that the pass
+        band keeps its place around the wavelet's spectrum (a 0.5-3 GHz band
+        for a 1.5 GHz radar is 33-200 MHz for a 100 MHz one); ``high`` is
+        kept below 0.9 times the Nyquist frequency.  None (default): used as
+        given.
     """
 
     name: ClassVar[str] = "gpr.bandpass"
 
     def __init__(self, low: float | None = None, high: float | None = None, order: int = 2,
-                 sample_interval: float | None = None, padlen: int | None = None) -> None:
+                 sample_interval: float | None = None, padlen: int | None = None,
+                 reference_frequency: float | None = None) -> None:
         super().__init__()
         self.low = _opt_num(self.name, "low", low, lo=0.0)
         self.high = _opt_num(self.name, "high", high, lo=0.0, lo_open=True)
+        self._given = (self.low, self.high)
+        self.reference_frequency = _opt_num(self.name, "reference_frequency",
+                                            reference_frequency, lo=0.0, lo_open=True)
+        self.frequency_factor = 1.0
         if self.low is None and self.high is None:
             raise ConfigError(f"{self.name}: give 'low', 'high' or both (Hz)")
         self.order = _num(self.name, "order", order, lo=1, hi=_MAX_SECTIONS // 2 * 2,
@@ -472,6 +541,26 @@ class BandPass(_ChainCore):
     def configure(self, context: Mapping[str, Any]) -> None:
         if self.sample_interval is None and context.get("sample_interval"):
             self.sample_interval = float(context["sample_interval"])
+        ref = getattr(self, "reference_frequency", None)
+        if ref is None:
+            return
+        k = _wavelet_factor(ref, context)
+        low, high = (None if v is None else v / k for v in self._given)
+        if high is not None and self.sample_interval is not None:
+            high = min(high, 0.9 * 0.5 / self.sample_interval)
+            if low is not None and low >= high:
+                raise ConfigError(
+                    f"{self.name}: the band {self._given[0]:g}-{self._given[1]:g} Hz given for "
+                    f"{ref:g} Hz, scaled to the stream's calibration frequency "
+                    f"{context.get('frequency')!r} Hz, starts above 0.9 times the Nyquist "
+                    f"frequency ({0.45 / self.sample_interval:g} Hz): the radar is sampled "
+                    "too coarsely for it; give 'low' and 'high' for this radar")
+        if (low, high) != (self.low, self.high):
+            if self._designed and self._ns is not None:
+                raise ConfigError(f"{self.name}: configured again with another frequency "
+                                  "after processing began")
+            self.low, self.high, self._designed = low, high, False
+        self.frequency_factor = k
 
     def _on_first(self, n_samples: int) -> None:
         if not self._designed:
@@ -493,9 +582,26 @@ class BandPass(_ChainCore):
             return design_bandpass(self.low, self.high, self.sample_interval, self.order)
         return self._sos
 
+    def notes(self) -> list[str]:
+        if getattr(self, "reference_frequency", None) is None or (
+                (self.low, self.high) == self._given):
+            return []
+
+        def band(lo: float | None, hi: float | None) -> str:
+            return "-".join("" if v is None else f"{v / 1e9:.3g}" for v in (lo, hi)) + " GHz"
+
+        f = self.reference_frequency / self.frequency_factor
+        return [f"{self.name}: radar centre frequency {f / 1e9:.3g} GHz, band "
+                f"{band(*self._given)} given for {self.reference_frequency / 1e9:.3g} GHz "
+                f"-> {band(self.low, self.high)}"]
+
     def params(self) -> dict[str, Any]:
-        return {"low": self.low, "high": self.high, "order": self.order,
-                "sample_interval": self.sample_interval, "padlen": self.padlen}
+        out = {"low": self.low, "high": self.high, "order": self.order,
+               "sample_interval": self.sample_interval, "padlen": self.padlen}
+        if getattr(self, "reference_frequency", None) is not None:
+            out["reference_frequency"] = self.reference_frequency
+            out["frequency_factor"] = self.frequency_factor
+        return out
 
 
 class _GainBase(_ChainCore):

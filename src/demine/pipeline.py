@@ -479,7 +479,10 @@ class StreamDetector:
         balance found, and what the detector decided from the stream (the GPR
         detector's parameters scaled to the radar's centre frequency)."""
         det = getattr(self.detector, "notes", None)
-        return self._run.notes() + (list(det()) if callable(det) else [])
+        # (a fused chain runs in place of the steps, which keep what they were
+        # configured to: e.g. a band scaled to the radar's frequency)
+        chain = self._run.notes() + ([] if self._run is self.chain else self.chain.notes())
+        return chain + (list(det()) if callable(det) else [])
 
     def _standard(self, alarms: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = len(next(iter(alarms.values()))) if alarms else 0

@@ -95,10 +95,13 @@ def _calibration(rd: RadarData) -> dict[str, Any] | None:
     found one inside the trace: pulseEKKO's ``TIMEZERO AT POINT``, SEG-Y's
     ``delrt`` (standard units only), gprMax's source centre (the emission
     time; the detectors place the ground surface there when the antenna sits
-    on it, and ``antenna_height`` is left to the user).  gprMax output also
-    gives the source's centre ``frequency`` and the Tx-Rx ``antenna_offset``.
-    None when there is nothing (GSSI: ``rhf_position`` has no confirmed
-    meaning; use ``demine calibrate time-zero``).
+    on it, and ``antenna_height`` is left to the user).  The radar's centre
+    ``frequency`` (Hz, with ``frequency_source``), when the file names it:
+    the antenna of a GSSI, MALÅ or pulseEKKO header, a gprMax source's
+    waveform; the GPR detector scales its wavelet-tied parameters by it.
+    gprMax output also gives the Tx-Rx ``antenna_offset``.  None when there
+    is nothing (GSSI: ``rhf_position`` has no confirmed meaning; use
+    ``demine calibrate time-zero``).
     """
     cal: dict[str, Any] = {}
     tz = rd.time_zero_sample
@@ -107,10 +110,13 @@ def _calibration(rd: RadarData) -> dict[str, Any] | None:
         cal["time_zero_sample"] = float(tz)
         src = rd.header.get("time_zero_source")
         cal["time_zero_source"] = str(src) if src else f"{rd.vendor} file header"
+    if math.isfinite(rd.frequency_hz) and rd.frequency_hz > 0:
+        cal["frequency"] = float(rd.frequency_hz)
+        cal["frequency_source"] = (
+            f"spectral peak of the {rd.header['waveform']} source waveform" if rd.vendor == "gprmax"
+            and rd.header.get("waveform") else f"{rd.vendor} header: antenna {rd.antenna!r}")
     if rd.vendor != "gprmax":
         return cal or None
-    if math.isfinite(rd.frequency_hz):
-        cal["frequency"] = float(rd.frequency_hz)
     off = rd.header.get("antenna_offset_m")
     if isinstance(off, float) and math.isfinite(off):
         cal["antenna_offset"] = off
