@@ -106,3 +106,60 @@ def test_import_refuses_to_overwrite(tmp_path):
     assert main(["import", str(RD3), "--out", str(out)]) == 0
     assert main(["import", str(RD3), "--out", str(out)]) == 2
     assert main(["import", str(RD3), "--out", str(out), "--overwrite"]) == 0
+
+
+IWA = DATA / "landmine" / "iwagpr2017-rd3-subset" / "buried_objects_xdir_bscan_10.rd3"
+
+
+def test_import_trace_spacing_replaces_a_wrong_header(tmp_path):
+    """The IWAGPR 2017 B-scans' headers say DISTANCE INTERVAL 0.025 m (the
+    spacing of the lines); the challenge's instructions say 91 traces every
+    0.01 m (0.9 m).  Read as the header says, every hyperbola is 2.5 times too
+    wide: ``--trace-spacing`` puts the traces where they were."""
+    as_file, given = tmp_path / "file.h5", tmp_path / "given.h5"
+    assert main(["import", str(IWA), "-o", str(as_file)]) == 0
+    assert main(["import", str(IWA), "-o", str(given), "--trace-spacing", "0.01"]) == 0
+    with Recording(as_file) as a, Recording(given) as b:
+        sa, sb = a.streams["gpr"], b.streams["gpr"]
+        assert np.allclose(np.asarray(sa.x), 0.025 * np.arange(91))
+        assert np.allclose(np.asarray(sb.x), 0.01 * np.arange(91))
+        assert np.array_equal(np.asarray(sb.y), np.zeros(91))
+        assert np.array_equal(np.asarray(sa.samples), np.asarray(sb.samples))
+        assert sb.attrs["trace_interval_m"] == 0.01
+        assert sb.attrs["trace_interval_source"] == \
+            "given at import (0.01 m); the file said 0.025 m"
+        assert "trace_interval_source" not in sa.attrs
+        # the vendor header is kept as the file has it
+        assert json.loads(sb.attrs["vendor_header"])["DISTANCE INTERVAL"] == "0.0250000000"
+
+
+def test_import_trace_spacing_keeps_the_first_traces_position(tmp_path):
+    # pulseEKKO gives each trace's position (the ComOffs line starts at 0 m,
+    # every 0.1 m); equal steps of the given spacing start from the first
+    first = float(io.read(DT1).trace_position_m[0])
+    out = tmp_path / "o.h5"
+    from demine.io.convert import import_file
+
+    import_file(DT1, out, trace_spacing=0.25)
+    with Recording(out) as rec:
+        x = np.asarray(rec.streams["gpr"].x)
+    assert np.allclose(x, first + 0.25 * np.arange(len(x)))
+
+
+@pytest.mark.parametrize("bad", ["0", "-0.01", "nan", "inf", "1cm"])
+def test_import_trace_spacing_refuses_nonsense(tmp_path, capsys, bad):
+    out = tmp_path / "o.h5"
+    with pytest.raises(SystemExit) as exc:
+        main(["import", str(IWA), "-o", str(out), f"--trace-spacing={bad}"])
+    assert exc.value.code == 2
+    assert "--trace-spacing" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_import_file_trace_spacing_is_checked(tmp_path):
+    from demine.errors import ConfigError
+    from demine.io.convert import import_file
+
+    with pytest.raises(ConfigError, match="trace_spacing"):
+        import_file(IWA, tmp_path / "o.h5", trace_spacing=0.0)
+    assert not (tmp_path / "o.h5").exists()

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from .evaluate import _positive
 from .record import add_metadata_options
 
 
@@ -30,6 +31,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace RECORDING if it exists")
     p.add_argument("--allow-partial", action="store_true",
                    help="keep the whole traces of a truncated file instead of failing")
+    p.add_argument("--trace-spacing", type=_positive, metavar="M",
+                   help="metres between traces, replacing the file's positions along the "
+                   "line (a header whose distance interval is wrong, an uncalibrated "
+                   "survey wheel); the recording says it was given, and what the file said")
     p.add_argument("--truth", type=Path, metavar="CSV",
                    help="ground truth to store with it, in the file's position frame (columns "
                    "id,type,is_mine,x,y,depth,metal_mass,notes; a profile without GPS has x "
@@ -58,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         allow_partial=args.allow_partial,
         truth=truth,
+        trace_spacing=args.trace_spacing,
     )
     if args.json:
         print(json.dumps(summary))

@@ -135,6 +135,7 @@ def import_file(
     overwrite: bool = False,
     allow_partial: bool = False,
     truth: Any = None,
+    trace_spacing: float | None = None,
 ) -> dict[str, Any]:
     """Write a vendor radar file (all channels, GPS, marks) into a new recording.
 
@@ -150,15 +151,26 @@ def import_file(
     files ``gprMax model.in -n N`` writes before ``outputfiles_merge``): they
     are read as one line by :func:`demine.io.read_gprmax_series`.
 
+    ``trace_spacing`` (m) replaces the file's positions along the line with
+    equal steps from its first trace's (from 0 when it has none): for a
+    header whose distance interval is wrong, or an uncalibrated survey
+    wheel.  The stream's ``trace_interval_m`` is then that spacing, and
+    ``trace_interval_source`` says it was given and what the file said (the
+    vendor header is kept as it was).
+
     Returns
     -------
     dict
         Summary: streams written, traces, samples, time source.
     """
+    from .._params import check_number
     from ..recording import RecordingWriter
     from . import detect, read_channels
     from .gprmax import read_gprmax_series
 
+    if trace_spacing is not None:
+        trace_spacing = check_number("import", "trace_spacing", trace_spacing, lo=0.0,
+                                     lo_open=True)
     if isinstance(path, str | os.PathLike):
         paths = [path]
     else:
@@ -190,6 +202,15 @@ def import_file(
     ) as w:
         plans = []
         for rd in channels:
+            spacing_source = None
+            if trace_spacing is not None:
+                said = (f"{rd.trace_interval_m:g} m" if math.isfinite(rd.trace_interval_m)
+                        else "no interval")
+                x0 = (float(rd.trace_position_m[0]) if rd.trace_position_m is not None
+                      and rd.n_traces and math.isfinite(rd.trace_position_m[0]) else 0.0)
+                rd.trace_position_m = x0 + trace_spacing * np.arange(rd.n_traces)
+                rd.trace_interval_m = float(trace_spacing)
+                spacing_source = f"given at import ({trace_spacing:g} m); the file said {said}"
             name = "gpr" if len(channels) == 1 else f"gpr_ch{rd.channel}"
             samples, conv = _stream_samples(rd)
             times, time_src = trace_times_ns(rd)
@@ -205,6 +226,8 @@ def import_file(
                 "channel": rd.channel,
                 **conv,
             }
+            if spacing_source is not None:
+                attrs["trace_interval_source"] = spacing_source
             s = w.add_stream(
                 name,
                 "gpr",
