@@ -523,33 +523,104 @@ def concat_alarms(parts: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.nda
     return out
 
 
+def _with_profile(context: dict[str, Any], stream: Any, profile: Mapping[str, Any],
+                  where: str) -> tuple[dict[str, Any], str]:
+    """``context`` (a recorded stream's, :func:`demine.process._stream_context`)
+    with what calibration ``profile`` says about the device, and a note of it.
+
+    The entries of :data:`demine.process.CALIBRATION_CONTEXT` replace the
+    recording's own; EMI ``gate_times`` too (the stream's gate count must
+    match).  A radar's ``sample_interval`` is the recording's when it has
+    one: a profile giving another was made for another radar, and is refused.
+    """
+    from .process import _calibration_context
+
+    ctx = dict(context)
+    kind = stream.kind
+    applied = _calibration_context(profile, kind)
+    if kind == "emi" and profile.get("gate_times") is not None:
+        gt = np.asarray(profile["gate_times"], dtype=np.float64).reshape(-1)
+        n = ctx.get("n_channels")
+        if n is not None and gt.size != int(n):
+            raise ConfigError(f"{where}: {gt.size} gate times for stream {stream.name!r}, "
+                              f"which has {n} gates")
+        if not (np.all(np.isfinite(gt)) and np.all(gt > 0)):
+            raise ConfigError(f"{where}: gate_times must be positive seconds")
+        ctx["gate_times"] = gt
+    if kind == "gpr" and profile.get("sample_interval") is not None:
+        dt = float(profile["sample_interval"])
+        have = ctx.get("sample_interval")
+        if have is None:
+            ctx["sample_interval"] = dt
+        elif not math.isclose(dt, float(have), rel_tol=1e-3):
+            raise ConfigError(
+                f"{where}: sample_interval {dt:g} s, but stream {stream.name!r} was recorded "
+                f"at {float(have):g} s: the profile is another radar's (calibrate this one: "
+                "demine calibrate time-zero)")
+    ctx.update(applied)
+    used = [f"{k} {v:g}" for k, v in sorted(applied.items())]
+    if kind == "emi" and "gate_times" in profile:
+        used.append(f"{len(ctx['gate_times'])} gate times")
+    return ctx, f"calibration from {where}: " + (", ".join(used) if used else "nothing used")
+
+
 def detect_recording(path: str | Path, config: Any = None, *,
                      streams: Sequence[str] | None = None,
                      chunk_frames: int = 65536,
-                     notes: list[str] | None = None) -> dict[str, np.ndarray]:
+                     notes: list[str] | None = None,
+                     calibration: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
     """Alarms of every EMI and GPR stream of a recording (batch path).
 
     Streams are read in chunks of ``chunk_frames`` and fed through the same
     :class:`StreamDetector` the live recorder uses.  ``notes``, when given, is
     extended with what the processing chains decided from the data
     (:meth:`StreamDetector.notes`), each prefixed with its stream's name.
+
+    ``calibration`` maps stream names to calibration profiles (a shipped
+    name, a ``.toml`` path, or a loaded profile dict) used instead of what
+    the recording holds: e.g. the time zero ``demine calibrate time-zero``
+    measured on an imported file, or the gate times of a detector recorded
+    without a profile.  The recording is not changed.
     """
     from .recording import Recording
 
     cfg = load_detect_config(config)
+    profiles: dict[str, tuple[Mapping[str, Any], str]] = {}
+    for name, prof in (calibration or {}).items():
+        if isinstance(prof, Mapping):
+            profiles[str(name)] = (prof, f"the profile given for {name!r}")
+        else:
+            from .calibration import load_profile
+
+            profiles[str(name)] = (load_profile(prof), str(prof))
     parts = []
     with Recording(path) as rec:
         names = streams if streams is not None else [
             n for n, s in rec.streams.items() if s.kind in ("emi", "gpr")]
-        for name in names:
+        for name in list(names) + [n for n in profiles if n not in names]:
             if name not in rec.streams:
                 raise ConfigError(f"{path}: no stream {name!r}; streams are "
                                   f"{sorted(rec.streams)}")
+        for name in profiles:
+            kind = rec.streams[name].kind
+            why = ("not an EMI or GPR stream" if kind not in ("emi", "gpr") else
+                   "not among the streams asked for" if name not in names else
+                   f"its kind's detection is off in the config ({kind}.enabled)"
+                   if not cfg[kind]["enabled"] else None)
+            if why:
+                raise ConfigError(f"{path}: calibration given for stream {name!r}, which "
+                                  f"is not detected: {why}")
+        for name in names:
             s = rec.streams[name]
             sec = cfg.get(s.kind)
             if sec is None or not sec["enabled"]:
                 continue
-            det = StreamDetector(s.kind, _stream_context(s), sec["chain"], sec["detector"])
+            ctx = _stream_context(s)
+            if name in profiles:
+                ctx, note = _with_profile(ctx, s, *profiles[name])
+                if notes is not None:
+                    notes.append(f"{name}: {note}")
+            det = StreamDetector(s.kind, ctx, sec["chain"], sec["detector"])
             n = len(s)
             for start in range(0, n, chunk_frames):
                 d = s.read(start, min(n, start + chunk_frames),

@@ -18,6 +18,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", metavar="CFG", help="detection config (TOML), see demine.pipeline")
     p.add_argument("--stream", action="append", default=None, metavar="NAME",
                    help="only these streams (repeatable; default every EMI and GPR stream)")
+    p.add_argument("--calibration", action="append", default=[], metavar="STREAM=PROFILE",
+                   help="use calibration PROFILE (shipped name or .toml) for stream STREAM "
+                   "instead of what the recording holds, e.g. the time zero of `demine "
+                   "calibrate time-zero` for an imported radar file (repeatable; the "
+                   "recording is not changed)")
     p.add_argument("--out", "-o", type=Path, metavar="CSV",
                    help="write the alarms as CSV (not over the recording or another HDF5 file)")
     p.add_argument("--write", action="store_true",
@@ -43,6 +48,15 @@ def run(args: argparse.Namespace) -> int:
 
     if args.replace and not args.write:
         raise ConfigError("--replace goes with --write")
+    calibration: dict[str, str] = {}
+    for item in args.calibration:
+        key, sep, profile = item.partition("=")
+        if not sep or not key or not profile:
+            raise ConfigError(f"--calibration {item!r}: expected STREAM=PROFILE (a stream "
+                              "of the recording, as `demine info` lists them)")
+        if key in calibration:
+            raise ConfigError(f"--calibration: stream {key!r} given twice")
+        calibration[key] = profile
     if args.out:
         check_text_output(args.out, [args.file])
     names: list[str] = []
@@ -54,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
         if not args.replace:
             check_alarms_absent(args.file, names)
     notes: list[str] = []
-    alarms = detect_recording(args.file, args.config, streams=args.stream, notes=notes)
+    alarms = detect_recording(args.file, args.config, streams=args.stream, notes=notes,
+                              calibration=calibration)
     n = len(alarms["x"])
     if args.out:
         write_alarms_csv(alarms, args.out)
