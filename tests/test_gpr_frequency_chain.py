@@ -1,14 +1,15 @@
-"""The default GPR chain follows the radar's centre frequency, and vendor
-files declare it on import.
+"""The default GPR chain follows a radar's centre frequency outside the
+range it is set for, and vendor files declare the frequency on import.
 
-The packaged ``gpr_default`` chain's dewow window and band-pass are given for
-the 1.5 GHz reference radar (``reference_frequency``).  A stream whose
-calibration gives another centre ``frequency`` gets them scaled, as the GPR
-detector scales its wavelet-tied parameters: before, the 0.5-3 GHz band
-removed the whole echo of a 100 MHz radar, and ``demine detect`` refused a
-real 200 MHz GSSI file outright (its 0.5 GHz corner above the file's Nyquist
-frequency).  Vendor headers name the antenna's frequency; ``demine import``
-wrote it into the calibration for gprMax files only.
+The packaged ``gpr_default`` chain's dewow window and band-pass are kept for
+radars of 0.5-2.6 GHz (``frequency_range``; scaled with the frequency there,
+they lost mines at 0.8 GHz and added false alarms at 2.6 on the simulated
+cart lanes).  Outside it they follow the stream's calibration ``frequency``:
+before, the 0.5-3 GHz band removed the whole echo of a 100 MHz radar, and
+``demine detect`` refused a real 200 MHz GSSI file outright (its 0.5 GHz
+corner above the file's Nyquist frequency).  Vendor headers name the
+antenna's frequency; ``demine import`` wrote it into the calibration for
+gprMax files only.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from demine.errors import ConfigError
 from demine.gpr import BandPass, DeWow, FusedChain, SECGain, fuse_chain, gain_curve
 from demine.io.convert import import_file
 from demine.pipeline import detect_recording
@@ -51,61 +53,76 @@ def test_import_writes_the_antennas_frequency_into_the_calibration(tmp_path, nam
 
 
 def test_detect_runs_on_a_200_mhz_gssi_file(tmp_path):
-    """Sampled at 0.89 GHz (Nyquist 445 MHz): the reference band (0.5-3 GHz)
-    cannot be designed there; scaled to the antenna's 200 MHz it is 67-400 MHz."""
+    """Sampled at 0.89 GHz (Nyquist 445 MHz): the 0.5-3 GHz band cannot be
+    designed there; moved to the antenna's 200 MHz (x 0.4) it is 0.2-1.2 GHz,
+    its upper corner kept at 0.9 times the Nyquist frequency."""
     out = tmp_path / "r.h5"
     import_file(FILES["gssi-200MHz"][0], out)
     notes: list[str] = []
     with pytest.warns(UserWarning, match="gives no time zero"):   # (a DZT gives none)
         detect_recording(out, notes=notes)   # (raised ConfigError: 'low' above Nyquist)
     band = [n for n in notes if "gpr.bandpass" in n]
-    assert band == ["gpr: gpr.bandpass: radar centre frequency 0.2 GHz, band 0.5-3 GHz given "
-                    "for 1.5 GHz -> 0.0667-0.4 GHz"]
-    assert any("gpr.dewow" in n and "scaled by 7.5" in n for n in notes)
+    assert band == ["gpr: gpr.bandpass: radar centre frequency 0.2 GHz, outside the 0.5-2.6 "
+                    "GHz its band is set for: 0.5-3 GHz -> 0.2-0.401 GHz"]
+    assert any("gpr.dewow" in n and "scaled by 2.5" in n for n in notes)
+
+
+RANGE = [0.5e9, 2.6e9]
 
 
 @pytest.mark.parametrize(("f", "low", "high"), [
-    (0.1e9, 0.5e9 / 15, 0.2e9),     # a 100 MHz antenna
-    (0.8e9, 0.5e9 * 0.8 / 1.5, 1.6e9),
-    (2.6e9, 0.5e9 * 2.6 / 1.5, 3e9 * 2.6 / 1.5),
-    (1.55e9, 0.5e9, 3e9),           # within FREQUENCY_TOLERANCE: as given
+    (0.1e9, 0.1e9, 0.6e9),          # a 100 MHz antenna: x 0.1 / 0.5
+    (0.4e9, 0.4e9, 2.4e9),
+    (0.5e9, 0.5e9, 3e9),            # inside the range: as given
+    (0.8e9, 0.5e9, 3e9),
+    (2.6e9, 0.5e9, 3e9),
     (None, 0.5e9, 3e9),             # no frequency declared
     (0.0, 0.5e9, 3e9),              # nonsense: the GPR detector refuses it, naming the stream
-    (10e9, 0.5e9 * 10 / 1.5, 0.9 * 0.5 / DT),   # above the sampling: kept below Nyquist
+    (5.2e9, 1e9, 6e9),              # x 5.2 / 2.6
+    (15e9, 0.5e9 * 15 / 2.6, 0.9 * 0.5 / DT),   # kept below Nyquist (16 GHz)
 ])
-def test_bandpass_corners_follow_the_frequency(f, low, high):
-    bp = BandPass(0.5e9, 3e9, reference_frequency=1.5e9)
+def test_bandpass_corners_follow_the_frequency_outside_its_range(f, low, high):
+    bp = BandPass(0.5e9, 3e9, frequency_range=RANGE)
     bp.configure({"sample_interval": DT} | ({} if f is None else {"frequency": f}))
     assert bp.low == pytest.approx(low) and bp.high == pytest.approx(high)
     p = bp.params()
-    assert p["reference_frequency"] == 1.5e9
-    assert p["frequency_factor"] == pytest.approx(1.0 if high == 3e9 else 1.5e9 / f)
-    assert bp.notes() == [] if high == 3e9 else len(bp.notes()) == 1
-    # without a reference frequency nothing scales (a band chosen for this radar)
+    assert p["frequency_range"] == RANGE
+    assert p["frequency_scale"] == pytest.approx(low / 0.5e9)
+    assert len(bp.notes()) == (0 if low == 0.5e9 else 1)
+    # without a range nothing moves (a band chosen for this radar)
     plain = BandPass(0.5e9, 3e9)
     plain.configure({"sample_interval": DT, "frequency": 0.1e9})
-    assert (plain.low, plain.high) == (0.5e9, 3e9) and "frequency_factor" not in plain.params()
+    assert (plain.low, plain.high) == (0.5e9, 3e9) and "frequency_scale" not in plain.params()
 
 
 def test_bandpass_refuses_a_band_the_sampling_cannot_hold():
-    bp = BandPass(0.5e9, 3e9, reference_frequency=1.5e9)
+    bp = BandPass(0.5e9, 3e9, frequency_range=RANGE)
     with pytest.raises(Exception, match=r"gpr.bandpass.*Nyquist.*give 'low' and 'high'"):
-        bp.configure({"sample_interval": 1e-9, "frequency": 5e9})   # low 1.67 GHz > 0.45 GHz
+        bp.configure({"sample_interval": 1e-9, "frequency": 5e9})   # low 0.96 GHz > 0.45 GHz
+
+
+@pytest.mark.parametrize("bad", [[1e9], [2e9, 1e9], [0.0, 1e9], "0.5-2.6", [1e9, float("nan")]])
+def test_frequency_range_is_checked(bad):
+    with pytest.raises(ConfigError, match="frequency_range"):
+        BandPass(0.5e9, 3e9, frequency_range=bad)
+    with pytest.raises(ConfigError, match="frequency_range"):
+        DeWow(window=41, frequency_range=bad)
 
 
 @pytest.mark.parametrize(("kw", "f", "window"), [
     ({"window_time": 1.28e-9}, None, 41),
-    ({"window_time": 1.28e-9}, 0.75e9, 83),       # two periods of a 0.75 GHz wavelet
-    ({"window_time": 1.28e-9}, 3e9, 21),
-    ({"window": 41}, 0.75e9, 83),
+    ({"window_time": 1.28e-9}, 0.8e9, 41),        # inside the range: as given
+    ({"window_time": 1.28e-9}, 0.25e9, 83),       # half the lower end: twice the window
+    ({"window_time": 1.28e-9}, 5.2e9, 21),
+    ({"window": 41}, 0.25e9, 83),
     ({"window": 41}, 1.5e9, 41),
 ])
-def test_dewow_window_follows_the_frequency(kw, f, window):
-    dw = DeWow(**kw, reference_frequency=1.5e9)
+def test_dewow_window_follows_the_frequency_outside_its_range(kw, f, window):
+    dw = DeWow(**kw, frequency_range=RANGE)
     dw.configure({"sample_interval": DT} | ({} if f is None else {"frequency": f}))
     assert dw.window == window
     plain = DeWow(**kw)
-    plain.configure({"sample_interval": DT, "frequency": 0.75e9})
+    plain.configure({"sample_interval": DT, "frequency": 0.25e9})
     assert plain.window == 41
 
 
@@ -143,37 +160,38 @@ def _run_default_chain(traces: np.ndarray, context: dict) -> tuple[np.ndarray, n
     return stepwise, np.concatenate([fused.process(traces), fused.finish()])
 
 
-@pytest.mark.parametrize("f", [0.1e9, 0.4e9, 2.6e9])
-def test_default_chain_keeps_the_echo_of_another_radar(f):
-    """The hyperbola's echo (what background removal leaves of it) keeps as
-    much of its energy through the scaled chain as the reference radar's
-    through the chain at 1.5 GHz; the band as for 1.5 GHz takes much of it
-    away, at 0.1 GHz all of the wavelet."""
-    def kept(freq: float, declare: bool) -> float:
-        dt = DT * 1.5e9 / freq   # 32 samples per period of the wavelet
-        b = _hyperbola_bscan(freq, dt)
-        ctx = {"sample_interval": dt} | ({"frequency": freq} if declare else {})
-        out, fused = _run_default_chain(b, ctx)
-        assert np.array_equal(out, fused)   # the fused kernel does the same
-        bg = b - b.mean(axis=0)
-        # the energy kept before the SEC gain (a curve in seconds, not periods)
-        gain = gain_curve(b.shape[1], **_sec_params(), sample_interval=dt)
-        return float(np.linalg.norm(out / gain) / np.linalg.norm(bg))
+def _kept(freq: float, declare: bool, noise: float = 0.01) -> float:
+    """The share of a hyperbola's energy (what background removal leaves of
+    it) the default chain keeps, before its SEC gain (a curve in seconds)."""
+    dt = DT * 1.5e9 / freq   # 32 samples per period of the wavelet
+    b = _hyperbola_bscan(freq, dt, noise=noise)
+    ctx = {"sample_interval": dt} | ({"frequency": freq} if declare else {})
+    out, fused = _run_default_chain(b, ctx)
+    assert np.array_equal(out, fused)   # the fused kernel does the same
+    gain = gain_curve(b.shape[1], **_sec_params(), sample_interval=dt)
+    return float(np.linalg.norm(out / gain) / np.linalg.norm(b - b.mean(axis=0)))
 
-    reference = kept(1.5e9, True)   # 0.96
-    # every window and corner in the wavelet's own units: the same, whatever f
-    assert kept(f, True) == pytest.approx(reference, rel=0.02)
-    # the band as for 1.5 GHz: 0.14 of it at 0.1 GHz, 0.34 at 0.4, 0.66 at 2.6
-    assert kept(f, False) < 0.75 * reference
-    if f == 0.1e9:
-        # (0.1 GHz sampled at 0.47 ns: Nyquist 1.07 GHz; the fixed 0.5-3 GHz band
-        # cannot even be designed there, and at a 10x finer sampling it leaves
-        # nothing of the wavelet)
-        b = _hyperbola_bscan(f, DT * 1.5, noise=0.0)
-        fixed, _ = _run_default_chain(b, {"sample_interval": DT * 1.5})
-        ctx = {"sample_interval": DT * 1.5, "frequency": f}
-        ok, _ = _run_default_chain(b, ctx)
-        assert np.linalg.norm(fixed) < 0.05 * np.linalg.norm(ok)
+
+@pytest.mark.parametrize("f", [0.05e9, 0.1e9, 0.25e9, 5.2e9])
+def test_default_chain_keeps_the_echo_of_a_radar_outside_its_range(f):
+    """A radar outside 0.5-2.6 GHz keeps as much of its echo as a radar at
+    that end of the range (its centre frequency sits where the end's does);
+    with the band as given, much or all of it is lost."""
+    at_edge = _kept(0.5e9 if f < 0.5e9 else 2.6e9, True)   # 0.57 / 0.66 (1.5 GHz: 0.96)
+    assert _kept(f, True) == pytest.approx(at_edge, rel=0.02)
+    assert _kept(f, False) < 0.8 * at_edge
+    if f <= 0.1e9:
+        # noise-free: the band as given leaves nothing of the wavelet
+        assert _kept(f, False, noise=0.0) < 0.05 * _kept(f, True, noise=0.0)
+
+
+@pytest.mark.parametrize("f", [0.5e9, 0.8e9, 2.6e9])
+def test_default_chain_inside_its_range_is_as_given(f):
+    dt = DT * 1.5e9 / f
+    b = _hyperbola_bscan(f, dt)
+    with_f, _ = _run_default_chain(b, {"sample_interval": dt, "frequency": f})
+    without, _ = _run_default_chain(b, {"sample_interval": dt})
+    assert np.array_equal(with_f, without)
 
 
 @pytest.mark.parametrize("f", [None, 1.5e9, 1.45e9])

@@ -328,23 +328,41 @@ def _window_half(stage: str, window: Any) -> int:
     return w // 2
 
 
-def _wavelet_factor(reference_frequency: float | None, context: Mapping[str, Any]) -> float:
-    """By how much the wavelet's length differs from the one a stage's values
-    are given for: ``reference_frequency / frequency`` (the stream's
-    calibration ``frequency``, Hz), or 1 when either is unknown or they agree
-    within :data:`demine.hyperbola.FREQUENCY_TOLERANCE` (as the GPR detector
-    scales its own wavelet-tied parameters)."""
-    from .hyperbola import frequency_factor
+def _frequency_range(stage: str, value: Any) -> tuple[float, float] | None:
+    """A stage's ``frequency_range`` checked: None, or ``[low, high]`` Hz."""
+    if value is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{stage}: parameter 'frequency_range' must be [low, high] in Hz, "
+                          f"got {value!r}") from None
+    _num(stage, "frequency_range", lo, lo=0.0, lo_open=True)
+    _num(stage, "frequency_range", hi, lo=lo)
+    return lo, hi
 
+
+def _frequency_scale(frequency_range: tuple[float, float] | None,
+                     context: Mapping[str, Any]) -> tuple[float, float | None]:
+    """``(scale, frequency)``: the radar's centre frequency (the stream's
+    calibration ``frequency``, Hz; None when unknown) over the nearer end of
+    ``frequency_range`` when it lies outside it, else 1.  A stage multiplies
+    its frequencies by ``scale`` and divides its times by it."""
     f = context.get("frequency")
     try:
         f = float(f)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        return 1.0
-    if reference_frequency is None or not f > 0 or not np.isfinite(f):
-        # (unknown, or nonsense the GPR detector refuses naming the stream)
-        return 1.0
-    return frequency_factor(f, reference_frequency)
+        return 1.0, None
+    if not f > 0 or not np.isfinite(f):
+        return 1.0, None   # (nonsense the GPR detector refuses, naming the stream)
+    if frequency_range is None:
+        return 1.0, f
+    lo, hi = frequency_range
+    return f / min(max(f, lo), hi), f
+
+
+def _range_text(frequency_range: tuple[float, float]) -> str:
+    return f"{frequency_range[0] / 1e9:.3g}-{frequency_range[1] / 1e9:.3g} GHz"
 
 
 @register_stage
@@ -367,27 +385,27 @@ class DeWow(_ChainCore):
         the stage is configured with the stream's sample interval.  The same
         chain then does the same to radars (or simulations) that sample the
         same wavelet more or less finely.
-    reference_frequency : float, optional
-        Radar centre frequency (Hz) the window is given for.  Configured with
-        a stream whose calibration gives another ``frequency`` (more than
-        :data:`demine.hyperbola.FREQUENCY_TOLERANCE` off), the window is
-        multiplied by ``reference_frequency / frequency``: it stays the same
-        number of the wavelet's periods.  None (default): used as given.
+    frequency_range : [float, float], optional
+        Radar centre frequencies (Hz) the window is meant for.  Configured
+        with a stream whose calibration gives a ``frequency`` outside it, the
+        window is multiplied by the nearer end over that frequency (a radar of
+        half the lower end gets twice the window: as many of its periods as
+        the lower end's).  None (default): used as given.
     """
 
     name: ClassVar[str] = "gpr.dewow"
 
     def __init__(self, window: int | None = None, window_time: float | None = None,
-                 reference_frequency: float | None = None) -> None:
+                 frequency_range: Sequence[float] | None = None) -> None:
         super().__init__()
         if window is not None and window_time is not None:
             raise ConfigError(f"{self.name}: give 'window' (samples) or 'window_time' (s), "
                               "not both")
         self.window_time = _opt_num(self.name, "window_time", window_time, lo=0.0,
                                     lo_open=True)
-        self.reference_frequency = _opt_num(self.name, "reference_frequency",
-                                            reference_frequency, lo=0.0, lo_open=True)
-        self.frequency_factor = 1.0
+        self.frequency_range = _frequency_range(self.name, frequency_range)
+        self.frequency_scale = 1.0
+        self._frequency: float | None = None
         self.window: int | None = None
         self._given_window: int | None = None
         if self.window_time is None:
@@ -395,27 +413,26 @@ class DeWow(_ChainCore):
             self.window = self._given_window = 2 * self._dewow_half + 1
 
     def configure(self, context: Mapping[str, Any]) -> None:
-        k = _wavelet_factor(self.reference_frequency, context)
+        scale, self._frequency = _frequency_scale(self.frequency_range, context)
         if self.window_time is None:
-            if k != 1.0 or self.frequency_factor != 1.0:
-                assert self._given_window is not None
-                half = max(0, int(round(self._given_window * k)) // 2)
-                if half != self._dewow_half and self._ns is not None:
-                    raise ConfigError(f"{self.name}: configured again with another "
-                                      "frequency after processing began")
-                self._dewow_half, self.window = half, 2 * half + 1
-            self.frequency_factor = k
+            assert self._given_window is not None
+            half = max(0, int(round(self._given_window / scale)) // 2)
+            if half != self._dewow_half and self._ns is not None:
+                raise ConfigError(f"{self.name}: configured again with another frequency "
+                                  "after processing began")
+            self._dewow_half, self.window = half, 2 * half + 1
+            self.frequency_scale = scale
             return
         dt = context.get("sample_interval")
         if not dt or not dt > 0:
             raise MissingCalibrationError(
                 f"{self.name}: 'window_time' needs the stream's sample interval, which it "
                 "does not give; set 'window' in samples instead", "sample_interval")
-        self.frequency_factor = k
-        half = max(0, int(round(self.window_time * k / float(dt))) // 2)
+        half = max(0, int(round(self.window_time / scale / float(dt))) // 2)
         if self.window is not None and half != self._dewow_half and self._ns is not None:
             raise ConfigError(f"{self.name}: configured again with another sample interval "
-                              "after processing began")
+                              "or frequency after processing began")
+        self.frequency_scale = scale
         self._dewow_half = half
         self.window = 2 * half + 1
 
@@ -426,23 +443,23 @@ class DeWow(_ChainCore):
         super()._on_first(n_samples)
 
     def notes(self) -> list[str]:
-        if self.frequency_factor == 1.0:
+        if self.frequency_scale == 1.0 or self.frequency_range is None:
             return []
-        assert self.reference_frequency is not None
-        f = self.reference_frequency / self.frequency_factor
-        k = self.frequency_factor
+        assert self._frequency is not None
+        k = 1.0 / self.frequency_scale
         change = (f"{self._given_window} -> {self.window} samples" if self.window_time is None
                   else f"{self.window_time * 1e9:.3g} -> {self.window_time * k * 1e9:.3g} ns, "
                   f"{self.window} samples")
-        return [f"{self.name}: radar centre frequency {f / 1e9:.3g} GHz, window given for "
-                f"{self.reference_frequency / 1e9:.3g} GHz scaled by {k:.4g} ({change})"]
+        return [f"{self.name}: radar centre frequency {self._frequency / 1e9:.3g} GHz, outside "
+                f"the {_range_text(self.frequency_range)} its window is set for: scaled by "
+                f"{k:.4g} ({change})"]
 
     def params(self) -> dict[str, Any]:
         out: dict[str, Any] = ({"window": self.window} if self.window_time is None else
                                {"window_time": self.window_time, "window": self.window})
-        if self.reference_frequency is not None:
-            out["reference_frequency"] = self.reference_frequency
-            out["frequency_factor"] = self.frequency_factor
+        if self.frequency_range is not None:
+            out["frequency_range"] = list(self.frequency_range)
+            out["frequency_scale"] = self.frequency_scale
         return out
 
 
@@ -506,29 +523,28 @@ class BandPass(_ChainCore):
     padlen : int, optional
         Edge extension in samples; default as sosfiltfilt's, at most
         ``n_samples - 1``.
-    reference_frequency : float, optional
-        Radar centre frequency (Hz) the corners are given for.  Configured
-        with a stream whose calibration gives another ``frequency`` (more than
-        :data:`demine.hyperbola.FREQUENCY_TOLERANCE` off), both corners are
-        multiplied by ``frequency / reference_frequency``, so that the pass
-        band keeps its place around the wavelet's spectrum (a 0.5-3 GHz band
-        for a 1.5 GHz radar is 33-200 MHz for a 100 MHz one); ``high`` is
-        kept below 0.9 times the Nyquist frequency.  None (default): used as
-        given.
+    frequency_range : [float, float], optional
+        Radar centre frequencies (Hz) the corners are meant for.  Configured
+        with a stream whose calibration gives a ``frequency`` outside it, both
+        corners are multiplied by that frequency over the nearer end, so that
+        the pass band follows the wavelet's spectrum (a 0.5-3 GHz band meant
+        for 0.5-2.6 GHz radars is 0.1-0.6 GHz for a 100 MHz one); ``high`` is
+        then kept below 0.9 times the Nyquist frequency.  None (default): used
+        as given.
     """
 
     name: ClassVar[str] = "gpr.bandpass"
 
     def __init__(self, low: float | None = None, high: float | None = None, order: int = 2,
                  sample_interval: float | None = None, padlen: int | None = None,
-                 reference_frequency: float | None = None) -> None:
+                 frequency_range: Sequence[float] | None = None) -> None:
         super().__init__()
         self.low = _opt_num(self.name, "low", low, lo=0.0)
         self.high = _opt_num(self.name, "high", high, lo=0.0, lo_open=True)
         self._given = (self.low, self.high)
-        self.reference_frequency = _opt_num(self.name, "reference_frequency",
-                                            reference_frequency, lo=0.0, lo_open=True)
-        self.frequency_factor = 1.0
+        self.frequency_range = _frequency_range(self.name, frequency_range)
+        self.frequency_scale = 1.0
+        self._frequency: float | None = None
         if self.low is None and self.high is None:
             raise ConfigError(f"{self.name}: give 'low', 'high' or both (Hz)")
         self.order = _num(self.name, "order", order, lo=1, hi=_MAX_SECTIONS // 2 * 2,
@@ -541,26 +557,26 @@ class BandPass(_ChainCore):
     def configure(self, context: Mapping[str, Any]) -> None:
         if self.sample_interval is None and context.get("sample_interval"):
             self.sample_interval = float(context["sample_interval"])
-        ref = getattr(self, "reference_frequency", None)
-        if ref is None:
+        rng = getattr(self, "frequency_range", None)  # (None for a FusedChain: as given)
+        if rng is None:
             return
-        k = _wavelet_factor(ref, context)
-        low, high = (None if v is None else v / k for v in self._given)
-        if high is not None and self.sample_interval is not None:
+        scale, self._frequency = _frequency_scale(rng, context)
+        low, high = (None if v is None else v * scale for v in self._given)
+        if scale != 1.0 and high is not None and self.sample_interval is not None:
             high = min(high, 0.9 * 0.5 / self.sample_interval)
             if low is not None and low >= high:
                 raise ConfigError(
-                    f"{self.name}: the band {self._given[0]:g}-{self._given[1]:g} Hz given for "
-                    f"{ref:g} Hz, scaled to the stream's calibration frequency "
-                    f"{context.get('frequency')!r} Hz, starts above 0.9 times the Nyquist "
-                    f"frequency ({0.45 / self.sample_interval:g} Hz): the radar is sampled "
-                    "too coarsely for it; give 'low' and 'high' for this radar")
+                    f"{self.name}: the band {self._given[0]:g}-{self._given[1]:g} Hz, moved "
+                    f"to the stream's calibration frequency {self._frequency:g} Hz (outside "
+                    f"the {_range_text(rng)} it is set for), starts above 0.9 times the "
+                    f"Nyquist frequency ({0.45 / self.sample_interval:g} Hz): the radar is "
+                    "sampled too coarsely for it; give 'low' and 'high' for this radar")
         if (low, high) != (self.low, self.high):
             if self._designed and self._ns is not None:
                 raise ConfigError(f"{self.name}: configured again with another frequency "
                                   "after processing began")
             self.low, self.high, self._designed = low, high, False
-        self.frequency_factor = k
+        self.frequency_scale = scale
 
     def _on_first(self, n_samples: int) -> None:
         if not self._designed:
@@ -583,24 +599,24 @@ class BandPass(_ChainCore):
         return self._sos
 
     def notes(self) -> list[str]:
-        if getattr(self, "reference_frequency", None) is None or (
-                (self.low, self.high) == self._given):
+        rng = getattr(self, "frequency_range", None)
+        if rng is None or (self.low, self.high) == self._given:
             return []
 
         def band(lo: float | None, hi: float | None) -> str:
             return "-".join("" if v is None else f"{v / 1e9:.3g}" for v in (lo, hi)) + " GHz"
 
-        f = self.reference_frequency / self.frequency_factor
-        return [f"{self.name}: radar centre frequency {f / 1e9:.3g} GHz, band "
-                f"{band(*self._given)} given for {self.reference_frequency / 1e9:.3g} GHz "
-                f"-> {band(self.low, self.high)}"]
+        assert self._frequency is not None
+        return [f"{self.name}: radar centre frequency {self._frequency / 1e9:.3g} GHz, outside "
+                f"the {_range_text(rng)} its band is set for: {band(*self._given)} -> "
+                f"{band(self.low, self.high)}"]
 
     def params(self) -> dict[str, Any]:
         out = {"low": self.low, "high": self.high, "order": self.order,
                "sample_interval": self.sample_interval, "padlen": self.padlen}
-        if getattr(self, "reference_frequency", None) is not None:
-            out["reference_frequency"] = self.reference_frequency
-            out["frequency_factor"] = self.frequency_factor
+        if getattr(self, "frequency_range", None) is not None:
+            out["frequency_range"] = list(self.frequency_range)
+            out["frequency_scale"] = self.frequency_scale
         return out
 
 
