@@ -66,6 +66,7 @@ __all__ = [
     "evaluate_recordings",
     "lane_from_recording",
     "match_alarms",
+    "path_length",
     "read_alarms_csv",
     "searched_area",
     "size_class",
@@ -310,6 +311,26 @@ def _as_paths(path: Any) -> list[NDArray[np.float64]]:
     if arr.ndim != 2 or arr.shape[1] != 2:
         raise ConfigError(f"path: expected an (n, 2) array of x, y, got shape {arr.shape}")
     return [arr]
+
+
+def path_length(path: Any, *, max_gap: float = 1.0) -> float:
+    """Metres the sensor travelled along ``path`` (as :func:`searched_area`
+    takes it): steps between finite positions at most ``max_gap`` apart
+    (longer ones: the sensor was lifted or the fix lost, not a search).
+
+    For a radar on lines it is the metres of line, the unit of the
+    false-alarm rate of line surveys (``far_per_m``).
+    """
+    max_gap = _float("path_length", "max_gap", max_gap)
+    if not max_gap > 0:
+        raise ConfigError(f"path_length: max_gap must be positive, got {max_gap}")
+    total = 0.0
+    for p in _as_paths(path):
+        if p.shape[0] < 2:
+            continue
+        d = np.hypot(*(p[1:] - p[:-1]).T)
+        total += float(np.sum(d[np.isfinite(d) & (d <= max_gap)]))
+    return total
 
 
 def searched_area(
@@ -795,6 +816,8 @@ class LaneResult:
         alarm) or ``"outside"`` (unmatched and outside the searched area).
     path : list of ndarray
     notes : list of str
+    path_length : float
+        Metres travelled along ``path`` (:func:`path_length`), NaN without one.
     """
 
     name: str
@@ -823,6 +846,7 @@ class LaneResult:
     alarm_kind: np.ndarray
     path: list[np.ndarray] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    path_length: float = math.nan
 
     @property
     def n_targets(self) -> int:
@@ -1014,6 +1038,7 @@ def _evaluate_lane(lane: Lane, *, halo: Any, targets: str, include_unsearched: b
         alarm_score=ascore, alarm_depth=adepth, alarm_target=alarm_target,
         alarm_distance=alarm_dist, alarm_inside=a_in, alarm_kind=kind, path=paths,
         notes=lane_notes,
+        path_length=path_length(paths, max_gap=max_gap) if paths else math.nan,
     )
 
 
@@ -1151,6 +1176,10 @@ class Evaluation:
         targets).
     far_per_m2 : float
         False alarms per m² of searched area (NaN when no area is known).
+    far_per_m, path_m : float
+        False alarms per metre of the sensors' path, and its metres
+        (:func:`path_length`; NaN when a lane has no path): for a radar on
+        lines, per metre of line.
     n_targets, n_found, n_alarms, n_false_alarms, n_clutter_alarms : int
     n_alarms_outside, n_alarms_ignored, n_targets_outside : int
         Alarms outside the searched area and unmatched; alarms on targets
@@ -1200,11 +1229,14 @@ class Evaluation:
     confidence: float
     lanes: list[LaneResult]
     notes: list[str]
+    far_per_m: float = math.nan
+    path_m: float = math.nan
 
     def to_dict(self, *, roc: bool = True) -> dict[str, Any]:
         """JSON-ready dict: every NaN becomes None.
 
-        Keys: ``pd``, ``pd_lower95``, ``far_per_m2``, ``n_targets``,
+        Keys: ``pd``, ``pd_lower95``, ``far_per_m2``, ``far_per_m``,
+        ``path_m``, ``n_targets``,
         ``n_found``, ``n_alarms``, ``n_false_alarms``, ``n_clutter_alarms``,
         ``n_alarms_outside``, ``n_alarms_ignored``, ``n_targets_outside``,
         ``area_m2``, ``confidence``, ``pd_at_far`` (keyed by the level as a
@@ -1217,6 +1249,7 @@ class Evaluation:
         out: dict[str, Any] = {
             "pd": _num(self.pd), "pd_lower95": _num(self.pd_lower95),
             "far_per_m2": _num(self.far_per_m2),
+            "far_per_m": _num(self.far_per_m), "path_m": _num(self.path_m),
             "n_targets": self.n_targets, "n_found": self.n_found, "n_alarms": self.n_alarms,
             "n_false_alarms": self.n_false_alarms, "n_clutter_alarms": self.n_clutter_alarms,
             "n_alarms_outside": self.n_alarms_outside,
@@ -1253,6 +1286,8 @@ class Evaluation:
             f"alarms {self.n_alarms}  false {self.n_false_alarms} "
             f"(on clutter {self.n_clutter_alarms})  outside area {self.n_alarms_outside}  "
             f"searched {f(self.area_m2, '.2f')} m²  FA/m² {f(self.far_per_m2)}",
+            f"path {f(self.path_m, '.2f')} m  false alarms per metre of path "
+            f"{f(self.far_per_m)}",
         ]
         for lvl, r in self.pd_at_far.items():
             lines.append(f"PD at {lvl:g} FA/m²: {f(r['pd'])} (lower {f(r['pd_lower95'])}, "
@@ -1421,6 +1456,9 @@ def evaluate_lanes(
         notes.append("searched area unknown (no path, coverage or area given): "
                      "FA/m² undefined")
     far = n_fa / area if math.isfinite(area) and area > 0 else math.nan
+    lengths = [r.path_length for r in res]
+    path_m = (float(np.sum(lengths)) if res and all(math.isfinite(v) for v in lengths)
+              else math.nan)
     if math.isfinite(area) and area <= 0:
         notes.append("searched area is zero: FA/m² undefined")
     if n_t == 0:
@@ -1539,6 +1577,8 @@ def evaluate_lanes(
         area_m2=area, roc=roc, pd_at_far=pd_at_far, groups=groups, localisation=loc,
         fa_rejected_at_full_recovery=rej, clutter_rejected_at_full_recovery=crej,
         confidence=confidence, lanes=res, notes=notes,
+        far_per_m=n_fa / path_m if math.isfinite(path_m) and path_m > 0 else math.nan,
+        path_m=path_m,
     )
 
 
