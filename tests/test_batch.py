@@ -159,6 +159,9 @@ def test_campaign_table_matches_the_per_file_pipeline(campaign, first_run):
         r = by[p.name]
         assert r["status"] == "done" and r["has_truth"] and r["n_targets"] == 1
         assert r["area_m2"] > 0.3
+        # false alarms per metre of the path (the unit of line surveys)
+        assert r["path_m"] > 0.5
+        assert r["far_per_m"] == pytest.approx(r["n_false_alarms"] / r["path_m"])
 
 
 def test_pooled_evaluation_equals_demine_evaluate(campaign, first_run):
@@ -173,6 +176,7 @@ def test_pooled_evaluation_equals_demine_evaluate(campaign, first_run):
     assert (ev.n_targets, ev.n_found, ev.n_false_alarms) == (
         ref.n_targets, ref.n_found, ref.n_false_alarms)
     assert ev.area_m2 == pytest.approx(ref.area_m2, rel=1e-9)
+    assert ev.path_m == pytest.approx(ref.path_m, rel=1e-9) and ev.path_m > 0
     assert ev.pd_lower95 == pytest.approx(ref.pd_lower95)
     np.testing.assert_allclose(ev.roc.pd, ref.roc.pd)
     np.testing.assert_allclose(ev.roc.far, ref.roc.far)

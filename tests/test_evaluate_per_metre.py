@@ -81,3 +81,12 @@ def test_evaluate_cli_reports_far_per_metre(tmp_path, capsys):
     assert out["pd"] == 1.0 and out["n_false_alarms"] == 1
     assert out["path_m"] == pytest.approx(4.0)
     assert out["far_per_m"] == pytest.approx(0.25)
+
+
+def test_path_length_given_with_the_lane():
+    # (demine batch keeps a coverage raster and the path's metres, not the path)
+    truth = {"x": [2.0], "y": [0.0], "is_mine": [1]}
+    alarms = {"x": [2.0, 4.0], "y": [0.0, 0.0]}
+    ev = evaluate_lanes([Lane(truth, alarms, area=3.0, path_length=8.0)])
+    assert ev.path_m == 8.0 and ev.far_per_m == pytest.approx(1 / 8)
+    assert ev.far_per_m2 == pytest.approx(1 / 3)

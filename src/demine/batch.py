@@ -82,8 +82,8 @@ WORKER_START_TIMEOUT = 120.0
 #: Columns of ``files.parquet``.
 FILE_COLUMNS = ("file", "name", "status", "error", "cached", "seconds", "key", "has_truth",
                 "n_alarms", "alarms_by_stream", "n_targets", "n_found", "pd", "pd_lower95",
-                "n_false_alarms", "far_per_m2", "area_m2", "duration_s", "out_dir",
-                "size", "mtime_ns")
+                "n_false_alarms", "far_per_m2", "area_m2", "far_per_m", "path_m",
+                "duration_s", "out_dir", "size", "mtime_ns")
 
 
 def _need_campaign_deps() -> None:
@@ -425,7 +425,9 @@ def _load_lanes(fdir: Path, alarms: Mapping[str, np.ndarray], score: str) -> dic
         out[g] = Lane(truth=truth, alarms=a, coverage=covs.get(g),
                       footprint=float(meta["footprint"].get(g, 0.3)),
                       area=None if g in covs else math.nan, soil=meta["soil"],
-                      name=meta["name"], notes=[])
+                      name=meta["name"], notes=[],
+                      # (NaN for lanes cached before it was kept: per metre undefined)
+                      path_length=meta.get("path_length", {}).get(g, math.nan))
     return out
 
 
@@ -484,7 +486,7 @@ def _run_job(path: Path, fdir: Path, config: Mapping[str, Any] | None,
              model: str | Path | None, gpr_threads: int | None) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
-    from .evaluate import evaluate_lanes, lane_from_recording, searched_area
+    from .evaluate import evaluate_lanes, lane_from_recording, path_length, searched_area
     from .positions import LocalFrame
     from .recording import Recording
 
@@ -517,13 +519,16 @@ def _run_job(path: Path, fdir: Path, config: Mapping[str, Any] | None,
     lanes = {}
     results = {}
     footprints = {}
+    lengths: dict[str, float | None] = {}
     notes: list[str] = []
     for g in groups:
         ln = lane_from_recording(path, alarms=_eval_alarms(alarms, score),
                                  alarm_stream=None if g == "all" else g)
         if ln.path is not None and ln.coverage is None:
             ln.coverage = searched_area(ln.path, ln.footprint)
+            ln.path_length = path_length(ln.path)   # (kept with the raster)
             ln.path = None
+        lengths[g] = ln.path_length
         lanes[g] = ln
         footprints[g] = ln.footprint
         if g == "all":
@@ -565,7 +570,8 @@ def _run_job(path: Path, fdir: Path, config: Mapping[str, Any] | None,
         lane_id = str(attrs.get("lane_id", "") or "")
     name = path.name + (f" ({lane_id})" if lane_id else "")
     _save_lane(fdir / "lane.npz", truth, lanes,
-               {"groups": groups, "footprint": footprints, "soil": soil, "name": name,
+               {"groups": groups, "footprint": footprints, "path_length": lengths,
+                "soil": soil, "name": name,
                 "score": score, "has_truth": has_truth})
 
     ev = results["all"]
@@ -581,6 +587,8 @@ def _run_job(path: Path, fdir: Path, config: Mapping[str, Any] | None,
         "n_false_alarms": ev.n_false_alarms if has_truth else None,
         "far_per_m2": _clean(ev.far_per_m2) if has_truth else None,
         "area_m2": _clean(ev.area_m2),
+        "far_per_m": _clean(ev.far_per_m) if has_truth else None,
+        "path_m": _clean(ev.path_m),
         "duration_s": max(durations) if durations else None,
         "notes": notes,
     }
@@ -1065,7 +1073,8 @@ def _gather(result: BatchResult, config: Mapping[str, Any] | None = None) -> Non
         ("alarms_by_stream", pa.string()), ("n_targets", pa.int64()),
         ("n_found", pa.int64()), ("pd", pa.float64()), ("pd_lower95", pa.float64()),
         ("n_false_alarms", pa.int64()), ("far_per_m2", pa.float64()),
-        ("area_m2", pa.float64()), ("duration_s", pa.float64()), ("out_dir", pa.string()),
+        ("area_m2", pa.float64()), ("far_per_m", pa.float64()), ("path_m", pa.float64()),
+        ("duration_s", pa.float64()), ("out_dir", pa.string()),
         ("size", pa.int64()), ("mtime_ns", pa.int64())])
     result.files_table = out / "files.parquet"
     pq.write_table(pa.Table.from_pydict(ftab, schema=schema), str(result.files_table) + ".tmp")

@@ -768,6 +768,9 @@ class Lane:
         A precomputed coverage raster (takes precedence over ``path``).
     notes : list of str
         Conditions to pass on to the evaluation's notes.
+    path_length : float, optional
+        Metres of path when known otherwise (e.g. kept beside a coverage
+        raster); overrides the one computed from ``path``.
     """
 
     truth: Any
@@ -779,6 +782,7 @@ class Lane:
     name: str = ""
     coverage: Coverage | None = None
     notes: list[str] = field(default_factory=list)
+    path_length: float | None = None
 
 
 @dataclass
@@ -1038,7 +1042,9 @@ def _evaluate_lane(lane: Lane, *, halo: Any, targets: str, include_unsearched: b
         alarm_score=ascore, alarm_depth=adepth, alarm_target=alarm_target,
         alarm_distance=alarm_dist, alarm_inside=a_in, alarm_kind=kind, path=paths,
         notes=lane_notes,
-        path_length=path_length(paths, max_gap=max_gap) if paths else math.nan,
+        path_length=(_float(what, "path_length", lane.path_length)
+                     if lane.path_length is not None
+                     else path_length(paths, max_gap=max_gap) if paths else math.nan),
     )
 
 
