@@ -163,3 +163,17 @@ def test_import_file_trace_spacing_is_checked(tmp_path):
     with pytest.raises(ConfigError, match="trace_spacing"):
         import_file(IWA, tmp_path / "o.h5", trace_spacing=0.0)
     assert not (tmp_path / "o.h5").exists()
+
+
+def test_info_says_an_imported_file_has_no_trace_times(tmp_path, capsys):
+    """The IWAGPR files give no trace timing: their stored times are the trace
+    numbers in ns, which info had shown as a 1 GHz trace rate from 1970."""
+    out = tmp_path / "iwa.h5"
+    assert main(["import", str(IWA), "-o", str(out), "--trace-spacing", "0.01"]) == 0
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "91 frames, no trace times in the file, x 0.000..0.900 m" in text
+    assert "1970" not in text and "Hz" not in text
+    with Recording(out) as rec:
+        assert rec.summary()["streams"]["gpr"]["time_source"].startswith("trace index")

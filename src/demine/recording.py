@@ -1616,6 +1616,8 @@ class Recording:
             n = len(s)
             entry: dict[str, Any] = {"kind": s.kind, "driver": s.attrs.get("driver", ""),
                                      "device": s.attrs.get("device", ""), "frames": n}
+            if s.attrs.get("time_source"):  # (imported files: where the times came from)
+                entry["time_source"] = str(s.attrs["time_source"])
             if s.n_channels is not None:
                 entry["channels"] = s.n_channels
                 entry["dtype"] = str(s._group["samples"].dtype)
