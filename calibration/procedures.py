@@ -41,7 +41,7 @@ import numpy as np
 from demine.emi import PULSE_GRID
 from demine.errors import ConfigError
 
-from . import load_profile
+from . import available_profiles, load_profile
 
 _KINDS = {"emi": "metal detector (EMI)", "gpr": "radar (GPR)", "gps": "GPS receiver"}
 
@@ -248,6 +248,12 @@ def _trace_level(data: np.ndarray) -> np.ndarray:
     return at[:, None] + slope[:, None] * (np.arange(m)[None, :] - centre[:, None])
 
 
+#: Entries of a radar stream's calibration that describe the radar itself
+#: (not its time zero, which is measured): a time-zero profile keeps them.
+RADAR_DEVICE_KEYS = ("antenna_height", "antenna_offset", "frequency", "frequency_source",
+                     "velocity")
+
+
 def time_zero_profile(recording: str | Path, stream: str = "gpr", *, threshold: float = 0.5,
                       base: str | Path = "gpr-default") -> dict:
     """Radar time zero from the direct wave of every trace of ``stream``.
@@ -268,11 +274,25 @@ def time_zero_profile(recording: str | Path, stream: str = "gpr", *, threshold: 
         s = _stream(rec, recording, stream, "gpr")
         data = s.samples
         dt = s.sample_interval
+        own = dict(s.calibration or {})
     if data.shape[0] == 0:
         raise ConfigError(f"{recording}: stream {stream!r} has no traces")
     tz = TimeZero(threshold=threshold, mode="peak")  # (checks the threshold)
     profile = load_profile(base)
     _check_base(profile, base, "gpr")
+    # What the recording says about its radar (antenna height, centre
+    # frequency, ...).  A shipped base is a template, the reference radar's:
+    # these replace its values (its nominal antenna height of 0 had replaced
+    # the recording's own in `demine detect --calibration`); a base file of
+    # yours keeps its values, and takes the recording's where it has none.
+    template = str(base) in available_profiles()
+    taken = [k for k in RADAR_DEVICE_KEYS if k in own and (template or k not in profile)]
+    for k in taken:
+        profile[k] = own[k]
+    if template and taken:
+        profile["description"] = (f"the radar of {recording}:{stream} (its {', '.join(taken)}), "
+                                  f"other values the template {base}'s: "
+                                  f"{profile.get('description', '')}")
     if dt is None:
         dt = profile.get("sample_interval")
     if not dt:

@@ -47,7 +47,8 @@ def test_a_time_zero_calibrated_after_import_is_used(dzt, capsys):
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=".*gives no time zero")
         got = detect_recording(rec, calibration={"gpr": prof}, notes=notes)
-    assert f"gpr: calibration from {prof}: antenna_height 0, time_zero {tz:g}" in notes
+    assert (f"gpr: calibration from {prof}: antenna_height 0, frequency 4e+08, "
+            f"time_zero {tz:g}") in notes   # (the DZT's 400 MHz antenna, kept)
     # the same as giving its value to the detector
     want = detect_recording(rec, {"gpr": {"detector": {"time_zero": tz,
                                                          "antenna_height": 0.0}}})
@@ -121,3 +122,108 @@ def test_gate_times_given_at_detection(tmp_path):
     with pytest.raises(ConfigError, match="not detected"):
         detect_recording(full, {"emi": {"enabled": False}},
                          calibration={"emi": {"gate_times": gates.tolist()}})
+
+
+@pytest.mark.parametrize(("profile", "message"), [
+    ({"sample_interval": "x"}, "sample_interval must be seconds > 0, got 'x'"),
+    ({"sample_interval": -1.0}, "sample_interval must be seconds > 0"),
+    ({"frequency": 200.0}, "'frequency' 200 Hz is not a radar centre frequency"),
+    ({"frequency": 1e-300}, "is not a radar centre frequency"),
+    ({"time_zero": "soon"}, "calibration 'time_zero' must be a number"),
+    ({"driver": "emi-pi", "gate_times": [1e-5, 2e-5]},
+     "the profile is for a metal detector .driver .emi-pi.., not for the radar stream"),
+])
+def test_bad_profiles_are_refused_naming_the_profile(dzt, profile, message):
+    rec, _ = dzt
+    with pytest.raises(ConfigError, match="the profile given for 'gpr': .*" + message):
+        detect_recording(rec, calibration={"gpr": profile})
+
+
+def test_bad_gate_times_are_refused(tmp_path):
+    _, bare, _ = _emi_lane(tmp_path)
+    with pytest.raises(ConfigError, match=r"gate_times must be a list of seconds, got \['a'"):
+        detect_recording(bare, calibration={"emi": {"gate_times": ["a", "b"]}})
+
+
+def _gpr_lane(tmp_path) -> Path:
+    """A 1 m cart line of the shipped gpr-lines scene, antenna 4 cm up."""
+    import dataclasses
+
+    from demine.simulate import load_scene, simulate_lane
+
+    sc = load_scene("gpr-lines")
+    sw = dataclasses.replace(sc.sweep, pattern="line", line_x=0.45, speed=0.5, height=0.04,
+                             start_y=0.2, end_y=1.2)
+    path = tmp_path / "gl.h5"
+    simulate_lane(dataclasses.replace(sc, sweep=sw), seed=0, streams=("gpr",),
+                  sweeps=1).write(path)
+    return path
+
+
+def test_a_time_zero_profile_keeps_what_the_recording_says_of_its_radar(tmp_path):
+    """The time-zero profile started from the shipped template, whose nominal
+    antenna height of 0 then replaced the recording's 4 cm in `detect
+    --calibration` (a mine's depth 0.398 -> 0.416 m in the review)."""
+    import tomllib
+
+    lane = _gpr_lane(tmp_path)
+    prof = tmp_path / "tz.toml"
+    assert main(["calibrate", "time-zero", str(lane), "-o", str(prof)]) == 0
+    p = tomllib.loads(prof.read_text())
+    assert p["antenna_height"] == 0.04 and p["frequency"] == 1.5e9
+    assert p["description"].startswith(f"the radar of {lane}:gpr (its antenna_height")
+    got = detect_recording(lane, calibration={"gpr": prof})
+    want = detect_recording(lane)
+    assert len(want["x"]) and all(np.array_equal(got[k], want[k])
+                                  for k in ("x", "y", "depth", "score"))
+    # a base profile of the user's keeps its own values
+    base = tmp_path / "mine.toml"
+    base.write_text('driver = "gpr"\nantenna_height = 0.1\ndescription = "my cart"\n')
+    assert main(["calibrate", "time-zero", str(lane), "--base", str(base), "-o",
+                 str(tmp_path / "tz2.toml")]) == 0
+    p2 = tomllib.loads((tmp_path / "tz2.toml").read_text())
+    assert p2["antenna_height"] == 0.1 and p2["description"] == "my cart"
+    assert p2["frequency"] == 1.5e9   # (which it did not give)
+
+
+RECT = (Path(__file__).resolve().parents[1].parent / "shared" / "data" / "gpr" /
+        "impdar-test-data" / "rectangle_gprMax_Bscan.h5")
+
+
+def test_process_takes_a_profile_too(tmp_path, capsys):
+    """A gprMax 3.1 B-scan without a waveform (no frequency), sampled at 0.85
+    GHz: the packaged chain's 0.5 GHz corner is above its Nyquist frequency
+    (the error now says what to declare); with the radar's 100 MHz declared
+    by a profile, its band follows, and the derived data say so."""
+    assert RECT.is_file(), f"real sample file missing: {RECT}"
+    rec = tmp_path / "rect.h5"
+    import_file(RECT, rec)
+    prof = tmp_path / "f100.toml"
+    prof.write_text('driver = "gpr"\nfrequency = 1.0e8\n')
+    out = tmp_path / "p.h5"
+    capsys.readouterr()
+    assert main(["process", str(rec), "-c", "gpr_default", "-o", str(out)]) == 2
+    assert "declare it (calibration 'frequency'" in capsys.readouterr().err
+    assert main(["process", str(rec), "-c", "gpr_default", "-o", str(out),
+                 "--calibration", f"gpr={prof}"]) == 0
+    import json
+
+    import h5py
+
+    with h5py.File(out) as f:
+        d = f["derived/gpr/gpr_default"]
+        assert d.attrs["calibration"] == f"calibration from {prof}: frequency 1e+08"
+        hist = {h["step"]: h["params"] for h in json.loads(d.attrs["history"])}
+        assert hist["gpr.bandpass"]["low"] == pytest.approx(1e8)
+        assert hist["gpr.bandpass"]["frequency_scale"] == pytest.approx(0.2)
+        data = d["data"][()]
+        assert np.isfinite(data).all() and np.abs(data).max() > 0
+    # the same profile through the Python API, for a stream it does not process
+    from demine.process import process_recording
+
+    with pytest.raises(ConfigError, match="calibration given for stream 'gps', which is not "
+                       "processed"):
+        process_recording(rec, "gpr_default", tmp_path / "q.h5", calibration={"gps": prof})
+    assert main(["process", str(rec), "-c", "gpr_default", "-o", str(tmp_path / "r.h5"),
+                 "--calibration", "emi=x.toml"]) == 2
+    assert "which no chain processes" in capsys.readouterr().err

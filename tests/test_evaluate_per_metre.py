@@ -90,3 +90,25 @@ def test_path_length_given_with_the_lane():
     ev = evaluate_lanes([Lane(truth, alarms, area=3.0, path_length=8.0)])
     assert ev.path_m == 8.0 and ev.far_per_m == pytest.approx(1 / 8)
     assert ev.far_per_m2 == pytest.approx(1 / 3)
+
+
+def test_streams_on_one_line_count_its_metres_once(tmp_path):
+    """Two channels of one radar (gpr_ch0, gpr_ch1, as a multi-channel import
+    writes them) over the same 4 m: 4 m of line, not 8."""
+    path = tmp_path / "two.h5"
+    n = 401
+    x = np.linspace(0.0, 4.0, n)
+    with RecordingWriter(path) as w:
+        chans = [w.add_stream(f"gpr_ch{k}", "gpr", n_channels=8, sample_interval=31.25e-12)
+                 for k in (0, 1)]
+        w.add_truth([{"id": "M1", "type": "AP", "is_mine": True, "x": 1.0, "y": 0.0}])
+        for s in chans:
+            s.append(np.zeros((n, 8), np.int16), time=np.arange(n) * 2_500_000,
+                     x=x, y=np.zeros(n), z=np.zeros(n))
+        w.append_alarms({"time": [0, 1], "stream": ["gpr_ch0", "gpr_ch0"], "x": [1.0, 3.0],
+                         "y": [0.0, 0.0], "score": [20.0, 13.0]})
+    from demine.evaluate import evaluate_recordings
+
+    for kw in ({}, {"stream": "gpr_ch0"}):
+        ev = evaluate_recordings([path], **kw)
+        assert ev.path_m == pytest.approx(4.0) and ev.far_per_m == pytest.approx(0.25)

@@ -55,7 +55,7 @@ def test_import_writes_the_antennas_frequency_into_the_calibration(tmp_path, nam
 def test_detect_runs_on_a_200_mhz_gssi_file(tmp_path):
     """Sampled at 0.89 GHz (Nyquist 445 MHz): the 0.5-3 GHz band cannot be
     designed there; moved to the antenna's 200 MHz (x 0.4) it is 0.2-1.2 GHz,
-    its upper corner kept at 0.9 times the Nyquist frequency."""
+    its upper corner then kept at 0.9 times the Nyquist frequency: 0.2-0.401."""
     out = tmp_path / "r.h5"
     import_file(FILES["gssi-200MHz"][0], out)
     notes: list[str] = []
@@ -161,8 +161,9 @@ def _run_default_chain(traces: np.ndarray, context: dict) -> tuple[np.ndarray, n
 
 
 def _kept(freq: float, declare: bool, noise: float = 0.01) -> float:
-    """The share of a hyperbola's energy (what background removal leaves of
-    it) the default chain keeps, before its SEC gain (a curve in seconds)."""
+    """The share of a hyperbola's RMS amplitude (what background removal
+    leaves of it) the default chain keeps, before its SEC gain (a curve in
+    seconds); its square is the share of the energy."""
     dt = DT * 1.5e9 / freq   # 32 samples per period of the wavelet
     b = _hyperbola_bscan(freq, dt, noise=noise)
     ctx = {"sample_interval": dt} | ({"frequency": freq} if declare else {})
@@ -203,3 +204,29 @@ def test_reference_radar_chain_unchanged(f):
     out, fused = _run_default_chain(b, {"sample_interval": DT} | (
         {} if f is None else {"frequency": f}))
     assert np.array_equal(out, want) and np.array_equal(fused, want)
+
+
+@pytest.mark.parametrize("bad", ["59", [True, 2e9], [1e9, 2e9, 3e9]])
+def test_frequency_range_must_be_two_numbers(bad):
+    # (a string was read letter by letter: "59" became 5-9 Hz)
+    with pytest.raises(ConfigError, match="frequency_range"):
+        BandPass(0.5e9, 3e9, frequency_range=bad)
+
+
+@pytest.mark.parametrize("f", [200.0, 1e-300, 1e13])
+def test_a_frequency_in_the_wrong_unit_is_refused(f):
+    # (200 for 200 MHz had made a 2.85-million-sample dewow window; 1e-300 overflowed)
+    for stage in (BandPass(0.5e9, 3e9, frequency_range=RANGE),
+                  DeWow(window_time=1.28e-9, frequency_range=RANGE)):
+        with pytest.raises(ConfigError, match="not a radar centre frequency"):
+            stage.configure({"sample_interval": DT, "frequency": f})
+
+
+@pytest.mark.parametrize(("low", "high", "note"), [
+    (None, 3e9, "below 3 GHz -> below 0.6 GHz"),
+    (0.5e9, None, "above 0.5 GHz -> above 0.1 GHz"),
+])
+def test_one_sided_band_notes(low, high, note):
+    bp = BandPass(low, high, frequency_range=RANGE)
+    bp.configure({"sample_interval": DT, "frequency": 0.1e9})
+    assert bp.notes()[0].endswith(note)

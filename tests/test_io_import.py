@@ -146,7 +146,7 @@ def test_import_trace_spacing_keeps_the_first_traces_position(tmp_path):
     assert np.allclose(x, first + 0.25 * np.arange(len(x)))
 
 
-@pytest.mark.parametrize("bad", ["0", "-0.01", "nan", "inf", "1cm"])
+@pytest.mark.parametrize("bad", ["0", "-0.01", "nan", "inf", "1cm", "1e308"])
 def test_import_trace_spacing_refuses_nonsense(tmp_path, capsys, bad):
     out = tmp_path / "o.h5"
     with pytest.raises(SystemExit) as exc:

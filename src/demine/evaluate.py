@@ -770,7 +770,10 @@ class Lane:
         Conditions to pass on to the evaluation's notes.
     path_length : float, optional
         Metres of path when known otherwise (e.g. kept beside a coverage
-        raster); overrides the one computed from ``path``.
+        raster); overrides the one computed from ``path`` (the sum of its
+        pieces).  :func:`lane_from_recording` gives the longest of its
+        streams' paths (at the default ``max_gap``): the streams of one
+        recording travel one line.
     """
 
     truth: Any
@@ -1868,9 +1871,13 @@ def lane_from_recording(
         if close is not None:
             close()
     name = Path(path).name + (f" ({lane_id})" if lane_id else "")
+    # the streams of one recording ride one rig (the channels of a radar, an
+    # EMI head and a radar on one cart): the metres of line are those of the
+    # longest stream's path, not their sum (their searched areas overlap too)
+    length = max((path_length(p) for p in paths), default=None)
     return Lane(truth=truth, alarms=alarms, path=paths or None,
                 footprint=fp if fp is not None else DEFAULT_FOOTPRINT, soil=soil, name=name,
-                notes=notes)
+                notes=notes, path_length=length)
 
 
 def evaluate_recordings(

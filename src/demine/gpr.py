@@ -37,7 +37,7 @@ from scipy import signal
 
 from ._params import check_number as _num
 from .errors import ConfigError, MissingCalibrationError
-from .process import Stage, register_stage
+from .process import RADAR_FREQUENCY_RANGE, Stage, register_stage
 
 __all__ = [
     "DeWow",
@@ -139,8 +139,11 @@ def design_bandpass(low: float | None, high: float | None, sample_interval: floa
     if lo is None and hi is None:
         raise ConfigError("gpr.bandpass: neither 'low' nor 'high' gives a filter")
     if lo is not None and lo >= nyq:
-        raise ConfigError(f"gpr.bandpass: parameter 'low' ({lo} Hz) must be below Nyquist "
-                          f"({nyq} Hz)")
+        raise ConfigError(f"gpr.bandpass: parameter 'low' ({lo:g} Hz) must be below Nyquist "
+                          f"({nyq:g} Hz); a radar sampled this coarsely is of a lower centre "
+                          "frequency: declare it (calibration 'frequency'; `demine detect` and "
+                          "`demine process` take --calibration STREAM=PROFILE), and a band "
+                          "with a frequency_range, as the packaged chain's, follows it")
     if lo is not None and hi is not None:
         if lo >= hi:
             raise ConfigError(f"gpr.bandpass: parameter 'low' ({lo}) must be < 'high' ({hi})")
@@ -332,14 +335,13 @@ def _frequency_range(stage: str, value: Any) -> tuple[float, float] | None:
     """A stage's ``frequency_range`` checked: None, or ``[low, high]`` Hz."""
     if value is None:
         return None
-    try:
-        lo, hi = (float(v) for v in value)
-    except (TypeError, ValueError):
+    if (isinstance(value, str | bytes) or not isinstance(value, Sequence | np.ndarray)
+            or len(value) != 2):
         raise ConfigError(f"{stage}: parameter 'frequency_range' must be [low, high] in Hz, "
-                          f"got {value!r}") from None
-    _num(stage, "frequency_range", lo, lo=0.0, lo_open=True)
-    _num(stage, "frequency_range", hi, lo=lo)
-    return lo, hi
+                          f"got {value!r}")
+    lo = _num(stage, "frequency_range", value[0], lo=0.0, lo_open=True)
+    hi = _num(stage, "frequency_range", value[1], lo=float(lo))
+    return float(lo), float(hi)
 
 
 def _frequency_scale(frequency_range: tuple[float, float] | None,
@@ -355,6 +357,10 @@ def _frequency_scale(frequency_range: tuple[float, float] | None,
         return 1.0, None
     if not f > 0 or not np.isfinite(f):
         return 1.0, None   # (nonsense the GPR detector refuses, naming the stream)
+    if not RADAR_FREQUENCY_RANGE[0] <= f <= RADAR_FREQUENCY_RANGE[1]:
+        raise ConfigError(f"the stream's calibration 'frequency' {f:g} Hz is not a radar "
+                          f"centre frequency ({RADAR_FREQUENCY_RANGE[0]:g} to "
+                          f"{RADAR_FREQUENCY_RANGE[1]:g} Hz): give it in Hz")
     if frequency_range is None:
         return 1.0, f
     lo, hi = frequency_range
@@ -604,7 +610,11 @@ class BandPass(_ChainCore):
             return []
 
         def band(lo: float | None, hi: float | None) -> str:
-            return "-".join("" if v is None else f"{v / 1e9:.3g}" for v in (lo, hi)) + " GHz"
+            if lo is None:
+                return f"below {hi / 1e9:.3g} GHz"   # type: ignore[operator]
+            if hi is None:
+                return f"above {lo / 1e9:.3g} GHz"
+            return f"{lo / 1e9:.3g}-{hi / 1e9:.3g} GHz"
 
         assert self._frequency is not None
         return [f"{self.name}: radar centre frequency {self._frequency / 1e9:.3g} GHz, outside "

@@ -37,7 +37,7 @@ import numpy as np
 
 from .errors import ConfigError, MissingCalibrationError, RecordingError
 from .positions import PassTracker
-from .process import Chain, _stream_context, load_chain
+from .process import Chain, _stream_context, load_chain, load_profiles, with_profile
 
 __all__ = [
     "ALARM_COLUMNS", "StreamDetector", "append_alarms", "detect_recording", "load_detect_config",
@@ -523,47 +523,6 @@ def concat_alarms(parts: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.nda
     return out
 
 
-def _with_profile(context: dict[str, Any], stream: Any, profile: Mapping[str, Any],
-                  where: str) -> tuple[dict[str, Any], str]:
-    """``context`` (a recorded stream's, :func:`demine.process._stream_context`)
-    with what calibration ``profile`` says about the device, and a note of it.
-
-    The entries of :data:`demine.process.CALIBRATION_CONTEXT` replace the
-    recording's own; EMI ``gate_times`` too (the stream's gate count must
-    match).  A radar's ``sample_interval`` is the recording's when it has
-    one: a profile giving another was made for another radar, and is refused.
-    """
-    from .process import _calibration_context
-
-    ctx = dict(context)
-    kind = stream.kind
-    applied = _calibration_context(profile, kind)
-    if kind == "emi" and profile.get("gate_times") is not None:
-        gt = np.asarray(profile["gate_times"], dtype=np.float64).reshape(-1)
-        n = ctx.get("n_channels")
-        if n is not None and gt.size != int(n):
-            raise ConfigError(f"{where}: {gt.size} gate times for stream {stream.name!r}, "
-                              f"which has {n} gates")
-        if not (np.all(np.isfinite(gt)) and np.all(gt > 0)):
-            raise ConfigError(f"{where}: gate_times must be positive seconds")
-        ctx["gate_times"] = gt
-    if kind == "gpr" and profile.get("sample_interval") is not None:
-        dt = float(profile["sample_interval"])
-        have = ctx.get("sample_interval")
-        if have is None:
-            ctx["sample_interval"] = dt
-        elif not math.isclose(dt, float(have), rel_tol=1e-3):
-            raise ConfigError(
-                f"{where}: sample_interval {dt:g} s, but stream {stream.name!r} was recorded "
-                f"at {float(have):g} s: the profile is another radar's (calibrate this one: "
-                "demine calibrate time-zero)")
-    ctx.update(applied)
-    used = [f"{k} {v:g}" for k, v in sorted(applied.items())]
-    if kind == "emi" and "gate_times" in profile:
-        used.append(f"{len(ctx['gate_times'])} gate times")
-    return ctx, f"calibration from {where}: " + (", ".join(used) if used else "nothing used")
-
-
 def detect_recording(path: str | Path, config: Any = None, *,
                      streams: Sequence[str] | None = None,
                      chunk_frames: int = 65536,
@@ -585,14 +544,7 @@ def detect_recording(path: str | Path, config: Any = None, *,
     from .recording import Recording
 
     cfg = load_detect_config(config)
-    profiles: dict[str, tuple[Mapping[str, Any], str]] = {}
-    for name, prof in (calibration or {}).items():
-        if isinstance(prof, Mapping):
-            profiles[str(name)] = (prof, f"the profile given for {name!r}")
-        else:
-            from .calibration import load_profile
-
-            profiles[str(name)] = (load_profile(prof), str(prof))
+    profiles = load_profiles(calibration)
     parts = []
     with Recording(path) as rec:
         names = streams if streams is not None else [
@@ -617,7 +569,7 @@ def detect_recording(path: str | Path, config: Any = None, *,
                 continue
             ctx = _stream_context(s)
             if name in profiles:
-                ctx, note = _with_profile(ctx, s, *profiles[name])
+                ctx, note = with_profile(ctx, s, *profiles[name])
                 if notes is not None:
                     notes.append(f"{name}: {note}")
             det = StreamDetector(s.kind, ctx, sec["chain"], sec["detector"])

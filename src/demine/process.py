@@ -593,6 +593,11 @@ CALIBRATION_CONTEXT = ("time_zero", "antenna_height", "coil_radius", "pulse_leng
 #: e.g. a list for a multi-frequency head, that is none of the radar's).
 _CALIBRATION_KIND = {"frequency": "gpr"}
 
+#: Radar centre frequencies (Hz) a calibration ``frequency`` may give: GPR
+#: antennas run from about 10 MHz to a few GHz.  A value outside is a unit
+#: slip (200 for 200 MHz) that would scale the chain and detector absurdly.
+RADAR_FREQUENCY_RANGE = (1e6, 1e11)
+
 
 def _calibration_context(calibration: Mapping[str, Any] | None,
                          kind: str | None = None) -> dict[str, float]:
@@ -609,8 +614,92 @@ def _calibration_context(calibration: Mapping[str, Any] | None,
             raise ConfigError(f"calibration {key!r} must be a number, got {value!r}") from None
         if not math.isfinite(v) or v < 0:
             raise ConfigError(f"calibration {key!r} must be finite and >= 0, got {v}")
+        lo, hi = RADAR_FREQUENCY_RANGE
+        if key == "frequency" and v > 0 and not lo <= v <= hi:
+            raise ConfigError(f"calibration 'frequency' {v:g} Hz is not a radar centre "
+                              f"frequency ({lo:g} to {hi:g} Hz): give it in Hz")
         out[key] = v
     return out
+
+
+def load_profiles(calibration: Mapping[str, Any] | None
+                  ) -> dict[str, tuple[Mapping[str, Any], str]]:
+    """``{stream: (profile, where)}`` from ``{stream: profile}``, each profile
+    a loaded dict, a shipped name or a ``.toml`` path (:func:`with_profile`)."""
+    out: dict[str, tuple[Mapping[str, Any], str]] = {}
+    for name, prof in (calibration or {}).items():
+        if isinstance(prof, Mapping):
+            out[str(name)] = (prof, f"the profile given for {name!r}")
+        else:
+            from .calibration import load_profile
+
+            out[str(name)] = (load_profile(prof), str(prof))
+    return out
+
+
+def with_profile(context: dict[str, Any], stream: Any, profile: Mapping[str, Any],
+                  where: str) -> tuple[dict[str, Any], str]:
+    """``context`` (a recorded stream's, :func:`_stream_context`) with what
+    calibration ``profile`` says about the device, and a note of it.
+
+    The entries of :data:`CALIBRATION_CONTEXT` replace the
+    recording's own; EMI ``gate_times`` too (the stream's gate count must
+    match).  A radar's ``sample_interval`` is the recording's when it has
+    one: a profile giving another was made for another radar, and is refused.
+    """
+    ctx = dict(context)
+    kind = stream.kind
+    driver = profile.get("driver")
+    if isinstance(driver, str):   # (a profile of another kind of device mixes the two)
+        from .drivers import get_driver
+
+        try:
+            its = get_driver(driver).kind
+        except ConfigError:  # (a driver this installation does not have: not judged)
+            its = kind
+        if its != kind:
+            what = {"emi": "metal detector", "gpr": "radar", "gps": "GPS receiver"}
+            raise ConfigError(f"{where}: the profile is for a {what.get(its, its)} (driver "
+                              f"{driver!r}), not for the {what.get(kind, kind)} stream "
+                              f"{stream.name!r}")
+    try:
+        applied = _calibration_context(profile, kind)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    if kind == "emi" and profile.get("gate_times") is not None:
+        try:
+            gt = np.asarray(profile["gate_times"], dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: gate_times must be a list of seconds, got "
+                              f"{profile['gate_times']!r}") from None
+        n = ctx.get("n_channels")
+        if n is not None and gt.size != int(n):
+            raise ConfigError(f"{where}: {gt.size} gate times for stream {stream.name!r}, "
+                              f"which has {n} gates")
+        if not (np.all(np.isfinite(gt)) and np.all(gt > 0)):
+            raise ConfigError(f"{where}: gate_times must be positive seconds")
+        ctx["gate_times"] = gt
+    if kind == "gpr" and profile.get("sample_interval") is not None:
+        try:
+            dt = float(profile["sample_interval"])
+        except (TypeError, ValueError):
+            dt = math.nan
+        if not (dt > 0 and math.isfinite(dt)):
+            raise ConfigError(f"{where}: sample_interval must be seconds > 0, got "
+                              f"{profile['sample_interval']!r}")
+        have = ctx.get("sample_interval")
+        if have is None:
+            ctx["sample_interval"] = dt
+        elif not math.isclose(dt, float(have), rel_tol=1e-3):
+            raise ConfigError(
+                f"{where}: sample_interval {dt:g} s, but stream {stream.name!r} was recorded "
+                f"at {float(have):g} s: the profile is another radar's (calibrate this one: "
+                "demine calibrate time-zero)")
+    ctx.update(applied)
+    used = [f"{k} {v:g}" for k, v in sorted(applied.items())]
+    if kind == "emi" and "gate_times" in profile:
+        used.append(f"{len(ctx['gate_times'])} gate times")
+    return ctx, f"calibration from {where}: " + (", ".join(used) if used else "nothing used")
 
 
 def _stream_context(stream: Any) -> dict[str, Any]:
@@ -662,7 +751,8 @@ def _select_streams(rec: Any, chain: Chain, streams: Sequence[str] | None,
 def process_recording(in_path: str | Path, chain: Chain | str | Path | Mapping[str, Any],
                       out_path: str | Path, *, streams: Sequence[str] | None = None,
                       name: str | None = None, chunk_frames: int = 65536,
-                      overwrite: bool = False) -> dict[str, str]:
+                      overwrite: bool = False,
+                      calibration: Mapping[str, Any] | None = None) -> dict[str, str]:
     """Apply ``chain`` to the streams of a recording; write the results with their history.
 
     The raw recording ``in_path`` is never modified.  ``out_path`` receives a
@@ -692,6 +782,11 @@ def process_recording(in_path: str | Path, chain: Chain | str | Path | Mapping[s
         Frames read per chunk.
     overwrite : bool
         Replace an existing ``out_path`` / derived dataset of the same name.
+    calibration : mapping, optional
+        Stream name to a calibration profile (dict, shipped name or ``.toml``
+        path) used instead of what the recording holds (:func:`with_profile`;
+        as ``demine detect --calibration``); the derived dataset's
+        ``calibration`` attribute says what was used.
 
     Returns
     -------
@@ -717,8 +812,16 @@ def process_recording(in_path: str | Path, chain: Chain | str | Path | Mapping[s
     out_path = Path(out_path)
     dname = name or chain.chain_name or "processed"
     same = out_path.exists() and in_path.exists() and out_path.resolve() == in_path.resolve()
+    profiles = load_profiles(calibration)
     with Recording(in_path) as rec:
         names = _select_streams(rec, chain, streams, in_path)
+        contexts: dict[str, dict[str, Any]] = {}
+        for sname, prof in profiles.items():
+            if sname not in names:
+                raise ConfigError(f"{in_path}: calibration given for stream {sname!r}, which "
+                                  f"is not processed (processed: {', '.join(names)})")
+            s = rec.streams[sname]
+            contexts[sname] = with_profile(_stream_context(s), s, *prof)
     if same:
         target = out_path
     else:
@@ -736,23 +839,25 @@ def process_recording(in_path: str | Path, chain: Chain | str | Path | Mapping[s
             # configured for and keeps them, so a second stream was processed
             # (and its history recorded) with the first one's
             ch = copy.deepcopy(chain)
+            ctx, note = contexts.get(sname, (None, None))
+            sattrs = attrs if note is None else {**attrs, "calibration": note}
             if same:
                 # the file cannot be open for reading and writing at once:
                 # collect the output, then add it with recording.write_derived
                 with Recording(in_path) as rec:
                     stream = rec.streams[sname]
                     sink = _ArraySink(len(stream))
-                    _run_stream(ch, stream, chunk_frames, in_path, sink)
+                    _run_stream(ch, stream, chunk_frames, in_path, sink, ctx)
                     time = stream.read(0, len(stream), fields=["time"])["time"]
                 done[sname] = write_derived(
                     target, sname, dname, sink.result(), history=ch.history(), time=time,
-                    attrs=attrs, overwrite=overwrite)
+                    attrs=sattrs, overwrite=overwrite)
             else:
                 # stream the output straight into the copy: memory stays one chunk
                 with Recording(in_path) as rec, _H5Sink(target, sname, dname, rec.streams[sname],
                                                          overwrite) as sink:
-                    _run_stream(ch, rec.streams[sname], chunk_frames, in_path, sink)
-                    done[sname] = sink.commit(ch.history(), attrs)
+                    _run_stream(ch, rec.streams[sname], chunk_frames, in_path, sink, ctx)
+                    done[sname] = sink.commit(ch.history(), sattrs)
         if not same:
             target.replace(out_path)
     except BaseException:
@@ -859,13 +964,14 @@ class _H5Sink:
 
 
 def _run_stream(chain: Chain, stream: Any, chunk_frames: int, in_path: Path,
-                sink: Any) -> None:
-    """Run every frame of ``stream`` through ``chain`` chunk by chunk into ``sink``."""
+                sink: Any, context: Mapping[str, Any] | None = None) -> None:
+    """Run every frame of ``stream`` through ``chain`` chunk by chunk into
+    ``sink`` (configured with ``context``, default the stream's own)."""
     if "samples" not in stream.field_names:
         raise ConfigError(f"{in_path}: stream {stream.name!r} ({stream.kind}) has no samples "
                           "to process")
     chain.reset()
-    chain.configure(_stream_context(stream))
+    chain.configure(_stream_context(stream) if context is None else context)
     n = len(stream)
     filled = 0
     width: tuple[int, ...] | None = None

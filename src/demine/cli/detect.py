@@ -5,6 +5,27 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+CALIBRATION_HELP = (
+    "use calibration PROFILE (shipped name or .toml) for stream STREAM instead of what the "
+    "recording holds, e.g. the time zero of `demine calibrate time-zero` for an imported "
+    "radar file, or its centre frequency (repeatable; the recording is not changed)")
+
+
+def calibration_items(items: list[str]) -> dict[str, str]:
+    """``{stream: profile}`` from ``--calibration STREAM=PROFILE`` arguments."""
+    from ..errors import ConfigError
+
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, profile = item.partition("=")
+        if not sep or not key or not profile:
+            raise ConfigError(f"--calibration {item!r}: expected STREAM=PROFILE (a stream "
+                              "of the recording, as `demine info` lists them)")
+        if key in out:
+            raise ConfigError(f"--calibration: stream {key!r} given twice")
+        out[key] = profile
+    return out
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -19,10 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stream", action="append", default=None, metavar="NAME",
                    help="only these streams (repeatable; default every EMI and GPR stream)")
     p.add_argument("--calibration", action="append", default=[], metavar="STREAM=PROFILE",
-                   help="use calibration PROFILE (shipped name or .toml) for stream STREAM "
-                   "instead of what the recording holds, e.g. the time zero of `demine "
-                   "calibrate time-zero` for an imported radar file (repeatable; the "
-                   "recording is not changed)")
+                   help=CALIBRATION_HELP)
     p.add_argument("--out", "-o", type=Path, metavar="CSV",
                    help="write the alarms as CSV (not over the recording or another HDF5 file)")
     p.add_argument("--write", action="store_true",
@@ -48,15 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.replace and not args.write:
         raise ConfigError("--replace goes with --write")
-    calibration: dict[str, str] = {}
-    for item in args.calibration:
-        key, sep, profile = item.partition("=")
-        if not sep or not key or not profile:
-            raise ConfigError(f"--calibration {item!r}: expected STREAM=PROFILE (a stream "
-                              "of the recording, as `demine info` lists them)")
-        if key in calibration:
-            raise ConfigError(f"--calibration: stream {key!r} given twice")
-        calibration[key] = profile
+    calibration = calibration_items(args.calibration)
     if args.out:
         check_text_output(args.out, [args.file])
     names: list[str] = []

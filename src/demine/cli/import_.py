@@ -10,6 +10,13 @@ from .evaluate import _positive
 from .record import add_metadata_options
 
 
+def _spacing(text: str) -> float:
+    v = _positive(text)
+    if v > 1000.0:
+        raise argparse.ArgumentTypeError(f"metres between traces, at most 1000, got {text}")
+    return v
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "import",
@@ -31,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace RECORDING if it exists")
     p.add_argument("--allow-partial", action="store_true",
                    help="keep the whole traces of a truncated file instead of failing")
-    p.add_argument("--trace-spacing", type=_positive, metavar="M",
+    p.add_argument("--trace-spacing", type=_spacing, metavar="M",
                    help="metres between traces, replacing the file's positions along the "
                    "line (a header whose distance interval is wrong, an uncalibrated "
                    "survey wheel); the recording says it was given, and what the file said")

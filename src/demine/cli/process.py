@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .detect import CALIBRATION_HELP, calibration_items
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -27,6 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", help="derived dataset name (default: the chain's name)")
     p.add_argument("--chunk", type=int, default=65536, metavar="FRAMES",
                    help="frames read per chunk, >= 1 (default 65536)")
+    p.add_argument("--calibration", action="append", default=[], metavar="STREAM=PROFILE",
+                   help=CALIBRATION_HELP)
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing OUT file or derived dataset")
     p.add_argument("--list-steps", action="store_true",
@@ -60,12 +64,15 @@ def run(args: argparse.Namespace) -> int:
     # what each chain will write, checked before OUT is touched: a chain after the
     # first adds to OUT with overwrite (OUT exists by then), which must not replace
     # a derived dataset IN already has, nor the one an earlier chain just wrote
+    calibration = calibration_items(args.calibration)
+    selected: list[list[str]] = []
     with Recording(src) as rec:
         existing = set(rec.derived())
         planned: dict[str, str] = {}
         for c, chain in zip(args.config, chains, strict=True):
             dname = args.name or chain.chain_name or "processed"
-            for stream in _select_streams(rec, chain, args.stream, src):
+            selected.append(_select_streams(rec, chain, args.stream, src))
+            for stream in selected[-1]:
                 key = f"{stream}/{dname}"
                 if key in planned:
                     raise ConfigError(f"--config {planned[key]} and --config {c} both write "
@@ -74,11 +81,18 @@ def run(args: argparse.Namespace) -> int:
                 if key in existing and not args.overwrite:
                     raise ConfigError(f"{src} already holds derived {key}: not replaced "
                                       "(--overwrite replaces it)")
+    unused = set(calibration) - {n for names in selected for n in names}
+    if unused:
+        raise ConfigError(f"--calibration for stream {sorted(unused)[0]!r}, which no chain "
+                          "processes (" + ", ".join(sorted({n for names in selected
+                                                            for n in names})) + " are)")
     for i, chain in enumerate(chains):
         # the first chain copies IN to OUT; the following ones add to OUT
         source = src if i == 0 else out
         done = process_recording(source, chain, out, streams=args.stream, name=args.name,
-                                 chunk_frames=args.chunk, overwrite=args.overwrite or i > 0)
+                                 chunk_frames=args.chunk, overwrite=args.overwrite or i > 0,
+                                 calibration={k: v for k, v in calibration.items()
+                                              if k in selected[i]})
         for stream, path in done.items():
             steps = f"{len(chain)} step{'' if len(chain) == 1 else 's'}"
             print(f"{out}: {stream} -> {path} ({steps}, chain "

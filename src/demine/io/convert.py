@@ -169,8 +169,9 @@ def import_file(
     from .gprmax import read_gprmax_series
 
     if trace_spacing is not None:
+        # (at most a kilometre: positions stay finite, and no survey steps further)
         trace_spacing = check_number("import", "trace_spacing", trace_spacing, lo=0.0,
-                                     lo_open=True)
+                                     lo_open=True, hi=1000.0)
     if isinstance(path, str | os.PathLike):
         paths = [path]
     else:
