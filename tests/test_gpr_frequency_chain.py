@@ -230,3 +230,10 @@ def test_one_sided_band_notes(low, high, note):
     bp = BandPass(low, high, frequency_range=RANGE)
     bp.configure({"sample_interval": DT, "frequency": 0.1e9})
     assert bp.notes()[0].endswith(note)
+
+
+def test_a_stage_without_a_range_does_not_judge_the_frequency():
+    # (only a stage that scales by it needs it to be a radar's)
+    bp = BandPass(0.5e9, 3e9)
+    bp.configure({"sample_interval": DT, "frequency": 200.0})
+    assert (bp.low, bp.high) == (0.5e9, 3e9)

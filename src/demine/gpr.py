@@ -357,12 +357,12 @@ def _frequency_scale(frequency_range: tuple[float, float] | None,
         return 1.0, None
     if not f > 0 or not np.isfinite(f):
         return 1.0, None   # (nonsense the GPR detector refuses, naming the stream)
+    if frequency_range is None:
+        return 1.0, f
     if not RADAR_FREQUENCY_RANGE[0] <= f <= RADAR_FREQUENCY_RANGE[1]:
         raise ConfigError(f"the stream's calibration 'frequency' {f:g} Hz is not a radar "
                           f"centre frequency ({RADAR_FREQUENCY_RANGE[0]:g} to "
                           f"{RADAR_FREQUENCY_RANGE[1]:g} Hz): give it in Hz")
-    if frequency_range is None:
-        return 1.0, f
     lo, hi = frequency_range
     return f / min(max(f, lo), hi), f
 

@@ -638,14 +638,14 @@ def load_profiles(calibration: Mapping[str, Any] | None
 
 
 def with_profile(context: dict[str, Any], stream: Any, profile: Mapping[str, Any],
-                  where: str) -> tuple[dict[str, Any], str]:
+                 where: str) -> tuple[dict[str, Any], str]:
     """``context`` (a recorded stream's, :func:`_stream_context`) with what
     calibration ``profile`` says about the device, and a note of it.
 
-    The entries of :data:`CALIBRATION_CONTEXT` replace the
-    recording's own; EMI ``gate_times`` too (the stream's gate count must
-    match).  A radar's ``sample_interval`` is the recording's when it has
-    one: a profile giving another was made for another radar, and is refused.
+    The entries of :data:`CALIBRATION_CONTEXT` replace the recording's own;
+    EMI ``gate_times`` too (the stream's gate count must match).  A radar's
+    ``sample_interval`` is the recording's when it has one: a profile giving
+    another was made for another radar, and is refused.
     """
     ctx = dict(context)
     kind = stream.kind
