@@ -177,3 +177,73 @@ def test_info_says_an_imported_file_has_no_trace_times(tmp_path, capsys):
     assert "1970" not in text and "Hz" not in text
     with Recording(out) as rec:
         assert rec.summary()["streams"]["gpr"]["time_source"].startswith("trace index")
+
+
+IWA_DIR = IWA.parent
+
+
+def _copy_line(src: Path, dst_dir: Path, stem: str) -> Path:
+    """A RAMAC line (.rd3 and its .rad) under another name, in a temporary directory."""
+    import shutil
+
+    for suffix in (".rd3", ".rad"):
+        shutil.copyfile(src.with_suffix(suffix), dst_dir / f"{stem}{suffix}")
+    return dst_dir / f"{stem}.rd3"
+
+
+def test_import_survey_lines(tmp_path, capsys):
+    """Five IWAGPR x-direction lines as one survey: one stream, line k at
+    y = k * spacing in the natural order of the names, each along x."""
+    names = [1, 10, 19, 28, 37]
+    src = [IWA_DIR / f"buried_objects_xdir_bscan_{k}.rd3" for k in names]
+    # named so that the shell's order (line10 ... line13, line9) is not the lines'
+    files = [_copy_line(p, tmp_path, f"line{9 + k}") for k, p in enumerate(src)]
+    out = tmp_path / "grid.h5"
+    assert main(["import", *map(str, sorted(files, key=str)), "-o", str(out),
+                 "--trace-spacing", "0.01", "--line-spacing", "0.225"]) == 0
+    assert "(5 lines)" in capsys.readouterr().out
+    with Recording(out) as rec:
+        s = rec.streams["gpr"]
+        samples, x, y = np.asarray(s.samples), np.asarray(s.x), np.asarray(s.y)
+        survey = json.loads(s.attrs["survey_lines"])
+        assert s.attrs["line_spacing_m"] == 0.225
+        assert np.all(np.diff(np.asarray(s.time)) > 0)
+    assert [ln["file"] for ln in survey] == [f"line{9 + k}.rd3" for k in range(5)]
+    assert samples.shape == (455, 2078)
+    for k, p in enumerate(src):   # each line's samples as read, at its y
+        rows = slice(91 * k, 91 * (k + 1))
+        assert np.array_equal(samples[rows], io.read(p).samples)
+        assert np.allclose(x[rows], 0.01 * np.arange(91))
+        assert np.allclose(y[rows], 0.225 * k) and survey[k]["y"] == pytest.approx(0.225 * k)
+
+
+def test_import_survey_lines_refuses_files_of_another_survey(tmp_path, capsys):
+    iwa = _copy_line(IWA, tmp_path, "a")
+    ten = _copy_line(RD3.with_suffix(".rd3"), tmp_path, "b")
+    out = tmp_path / "o.h5"
+    assert main(["import", str(iwa), str(ten), "-o", str(out), "--line-spacing", "0.5",
+                 "--trace-spacing", "0.01"]) == 2
+    err = capsys.readouterr().err
+    assert "b.rd3: samples per trace" in err and "not lines of one survey" in err
+    # files without trace positions need --trace-spacing
+    ten2 = _copy_line(RD3.with_suffix(".rd3"), tmp_path, "c")
+    assert main(["import", str(ten), str(ten2), "-o", str(out), "--line-spacing", "0.5"]) == 2
+    assert "gives no trace positions: give --trace-spacing" in capsys.readouterr().err
+    assert main(["import", str(iwa), "-o", str(out), "--line-spacing", "0.5"]) == 2
+    assert "two lines or more" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_detect_on_survey_lines_puts_alarms_on_their_line(tmp_path):
+    from demine.pipeline import detect_recording
+
+    files = [IWA_DIR / f"buried_objects_xdir_bscan_{k}.rd3" for k in (1, 10, 19)]
+    out = tmp_path / "grid.h5"
+    from demine.io.convert import import_file
+
+    import_file(files, out, trace_spacing=0.01, line_spacing=0.225)
+    with pytest.warns(UserWarning, match="gives no time zero"):
+        a = detect_recording(out, {"gpr": {"detector": {"threshold": 8}}})
+    assert len(a["y"]) > 0
+    assert np.allclose(np.asarray(a["y"]) / 0.225, np.round(np.asarray(a["y"]) / 0.225),
+                       atol=0.05)

@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "recording that keeps the raw samples and the vendor header (stream attribute "
         "'vendor_header'). Several FILEs are the runs of one gprMax B-scan (one output per "
         "trace, as `gprMax model.in -n N` writes them before merging), joined as one line "
-        "in the natural order of their names.",
+        "in the natural order of their names; with --line-spacing, the lines of one survey.",
     )
     p.add_argument("file", nargs="+", metavar="FILE",
                    help="vendor data or header file (several: the runs of a gprMax B-scan)")
@@ -42,6 +42,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="metres between traces, replacing the file's positions along the "
                    "line (a header whose distance interval is wrong, an uncalibrated "
                    "survey wheel); the recording says it was given, and what the file said")
+    p.add_argument("--line-spacing", type=_spacing, metavar="M",
+                   help="several FILEs are the parallel lines of one survey, M metres apart: "
+                   "one stream, the files in the natural order of their names at y = 0, M, "
+                   "2M, ..., each along x from its own trace positions (or --trace-spacing)")
     p.add_argument("--truth", type=Path, metavar="CSV",
                    help="ground truth to store with it, in the file's position frame (columns "
                    "id,type,is_mine,x,y,depth,metal_mass,notes; a profile without GPS has x "
@@ -71,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         allow_partial=args.allow_partial,
         truth=truth,
         trace_spacing=args.trace_spacing,
+        line_spacing=args.line_spacing,
     )
     if args.json:
         print(json.dumps(summary))

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import VendorFormatError
+from ..errors import ConfigError, VendorFormatError
 from ._common import NO_TIME, RadarData, jsonable
 
 
@@ -136,6 +136,7 @@ def import_file(
     allow_partial: bool = False,
     truth: Any = None,
     trace_spacing: float | None = None,
+    line_spacing: float | None = None,
 ) -> dict[str, Any]:
     """Write a vendor radar file (all channels, GPS, marks) into a new recording.
 
@@ -158,6 +159,11 @@ def import_file(
     ``trace_interval_source`` says it was given and what the file said (the
     vendor header is kept as it was).
 
+    ``line_spacing`` (m) reads several files as the parallel lines of a
+    gridded survey instead (:func:`_import_lines`): one stream, the files in
+    the natural order of their names at ``y = 0, line_spacing, ...``, each
+    line along ``x`` from its own trace positions (or ``trace_spacing``).
+
     Returns
     -------
     dict
@@ -176,6 +182,14 @@ def import_file(
         paths = [path]
     else:
         paths = list(path)
+    if line_spacing is not None:
+        line_spacing = check_number("import", "line_spacing", line_spacing, lo=0.0,
+                                    lo_open=True, hi=1000.0)
+        return _import_lines(paths, out, line_spacing, vendor=vendor,
+                             trace_spacing=trace_spacing, allow_partial=allow_partial,
+                             truth=truth, overwrite=overwrite,
+                             meta={"site": site, "operator": operator, "lane_id": lane_id,
+                                   "notes": notes})
     if len(paths) == 1:
         channels = read_channels(paths[0], vendor=vendor, allow_partial=allow_partial)
         src = Path(paths[0])
@@ -292,4 +306,131 @@ def import_file(
             w.append_markers({"time": times0[m], "x": xs, "label": [b"vendor mark"] * m.size,
                               "note": [f"trace {int(k)}".encode() for k in m]})
             summary["markers"] = int(m.size)
+    return summary
+
+
+def _import_lines(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str],
+                  line_spacing: float, *, vendor: str | None, trace_spacing: float | None,
+                  allow_partial: bool, truth: Any, overwrite: bool,
+                  meta: dict[str, str]) -> dict[str, Any]:
+    """Several single-channel radar files as the parallel lines of one survey.
+
+    One ``gpr`` stream holds every file's traces in turn: the files in the
+    natural order of their names (line 2 before line 10), file ``k`` at
+    ``y = k * line_spacing`` with ``x`` its own positions along the line
+    (``trace_spacing`` replaces them, as for one file).  So the detectors see
+    the survey as a cart would record it, one line after another, and their
+    noise and clutter statistics run on over the lines.  The files must agree
+    on samples per trace, sample interval, sample type and centre frequency;
+    a file with a GPS sidecar (positioned in another frame) or several
+    channels is refused, as is one without trace positions when no
+    ``trace_spacing`` is given.  Times: each file's own when every file has
+    them, else the trace index over the whole survey (1 ns apart).  The first
+    file's vendor header is kept; ``survey_lines`` (JSON) lists each file with
+    its ``y`` and traces.
+    """
+    from ..recording import RecordingWriter
+    from . import read_channels
+    from .gprmax import _natural_key
+
+    files = sorted((Path(p) for p in paths), key=_natural_key)
+    if len(files) < 2:
+        raise ConfigError("--line-spacing: give the files of two lines or more")
+    lines = []
+    for k, p in enumerate(files):
+        chans = read_channels(p, vendor=vendor, allow_partial=allow_partial)
+        if len(chans) != 1:
+            raise VendorFormatError(f"{p}: {len(chans)} channels: survey lines are imported "
+                                    "from single-channel files (import this one alone)")
+        rd = chans[0]
+        if rd.gps is not None and rd.gps["trace"].size:
+            raise VendorFormatError(f"{p}: has a GPS sidecar: lines positioned by GPS are not "
+                                    "laid on a grid; import the files one by one")
+        if trace_spacing is not None:
+            x = trace_spacing * np.arange(rd.n_traces, dtype=np.float64)
+            if rd.trace_position_m is not None and rd.n_traces and \
+                    math.isfinite(rd.trace_position_m[0]):
+                x += float(rd.trace_position_m[0])
+        elif rd.trace_position_m is not None:
+            x = np.asarray(rd.trace_position_m, dtype=np.float64)
+        else:
+            raise VendorFormatError(f"{p}: gives no trace positions: give --trace-spacing")
+        samples, conv = _stream_samples(rd)
+        lines.append((p, rd, samples, conv, x, np.full(rd.n_traces, k * line_spacing)))
+    first = lines[0][1]
+    for p, rd, samples, conv, _, _ in lines[1:]:
+        for what, a, b in (("samples per trace", rd.n_samples, first.n_samples),
+                           ("sample type", str(samples.dtype), str(lines[0][2].dtype)),
+                           ("vendor", rd.vendor, first.vendor),
+                           ("sample conversion", conv, lines[0][3])):
+            if a != b:
+                raise VendorFormatError(f"{p}: {what} {a}, but {files[0].name} has {b}: not "
+                                        "lines of one survey")
+        for what, a, b in (("sample interval", rd.sample_interval_s, first.sample_interval_s),
+                           ("centre frequency", rd.frequency_hz, first.frequency_hz)):
+            if not (math.isnan(a) and math.isnan(b)) and not math.isclose(a, b, rel_tol=1e-6):
+                raise VendorFormatError(f"{p}: {what} {a:g}, but {files[0].name} has {b:g}: "
+                                        "not lines of one survey")
+    timed = [trace_times_ns(rd) for _, rd, *_ in lines]
+    if all("trace index" not in src for _, src in timed):
+        times = np.concatenate([t for t, _ in timed])
+        time_src = "each line's own: " + timed[0][1]
+    else:
+        n = sum(rd.n_traces for _, rd, *_ in lines)
+        times = np.arange(n, dtype=np.int64)
+        time_src = "trace index in ns over the lines (not every file has trace times)"
+    label = f"{files[0].name} … {files[-1].name} ({len(files)} lines)"
+    survey = [{"file": p.name, "y": float(y[0]) if y.size else k * line_spacing,
+               "traces": int(rd.n_traces)}
+              for k, (p, rd, _, _, _, y) in enumerate(lines)]
+    attrs = {
+        "vendor": first.vendor,
+        "vendor_file": label,
+        "vendor_header": json.dumps(jsonable(first.header)),
+        "time_source": time_src,
+        "antenna": first.antenna,
+        "frequency_hz": float(first.frequency_hz),
+        "trace_interval_m": float(trace_spacing if trace_spacing is not None
+                                  else first.trace_interval_m),
+        "line_spacing_m": float(line_spacing),
+        "survey_lines": json.dumps(survey),
+        "time_zero_sample": float(first.time_zero_sample),
+        "channel": 0,
+        **lines[0][3],
+    }
+    if trace_spacing is not None:
+        attrs["trace_interval_source"] = f"given at import ({trace_spacing:g} m)"
+    summary: dict[str, Any] = {"source": os.fspath(files[0].parent / label),
+                               "out": os.fspath(out), "streams": {}, "lines": len(files)}
+    with RecordingWriter(out, site=meta["site"], operator=meta["operator"],
+                         lane_id=meta["lane_id"],
+                         notes=meta["notes"] or f"imported from {label}",
+                         overwrite=overwrite) as w:
+        s = w.add_stream("gpr", "gpr", n_channels=first.n_samples, dtype=lines[0][2].dtype,
+                         device=f"{first.vendor} {first.antenna}".strip(),
+                         driver=f"demine.io.{first.vendor}", units=_units(first),
+                         sample_interval=first.sample_interval_s,
+                         calibration=_calibration(first), attrs=attrs)
+        if truth is not None:
+            summary["truth"] = w.add_truth(truth)
+        start = 0
+        marks = []
+        for _, rd, samples, _, x, y in lines:
+            n = rd.n_traces
+            step = 4096
+            for i in range(0, n, step):
+                j = min(n, i + step)
+                s.append(np.asarray(samples[i:j]), time=times[start + i:start + j],
+                         sequence=np.arange(start + i, start + j), x=x[i:j], y=y[i:j])
+            marks.extend((start + int(m), float(x[m]), float(y[m])) for m in rd.marks)
+            start += n
+        if marks:
+            idx = np.array([m[0] for m in marks])
+            w.append_markers({"time": times[idx], "x": [m[1] for m in marks],
+                              "y": [m[2] for m in marks],
+                              "label": [b"vendor mark"] * len(marks),
+                              "note": [f"trace {int(k)}".encode() for k in idx]})
+            summary["markers"] = len(marks)
+        summary["streams"]["gpr"] = {"traces": start, "samples": first.n_samples,
+                                     "dtype": str(lines[0][2].dtype), "time_source": time_src}
     return summary
