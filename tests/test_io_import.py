@@ -247,3 +247,17 @@ def test_detect_on_survey_lines_puts_alarms_on_their_line(tmp_path):
     assert len(a["y"]) > 0
     assert np.allclose(np.asarray(a["y"]) / 0.225, np.round(np.asarray(a["y"]) / 0.225),
                        atol=0.05)
+
+
+def test_survey_lines_are_lines_not_a_scans(tmp_path, capsys):
+    # gprMax runs (one A-scan each) with --line-spacing: each would be a 1-trace "line"
+    from demine.io import write_segy
+
+    files = []
+    for k in range(2):
+        p = tmp_path / f"run{k}.sgy"
+        write_segy(p, np.zeros((1, 64), np.float32), 1e-10, x=np.zeros(1))
+        files.append(p)
+    assert main(["import", *map(str, files), "-o", str(tmp_path / "o.h5"),
+                 "--line-spacing", "0.1", "--trace-spacing", "0.01"]) == 2
+    assert "1 trace(s): not a line" in capsys.readouterr().err

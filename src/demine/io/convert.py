@@ -343,6 +343,10 @@ def _import_lines(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLik
             raise VendorFormatError(f"{p}: {len(chans)} channels: survey lines are imported "
                                     "from single-channel files (import this one alone)")
         rd = chans[0]
+        if rd.n_traces < 2:
+            raise VendorFormatError(f"{p}: {rd.n_traces} trace(s): not a line (the runs of a "
+                                    "gprMax B-scan are one line: import them without "
+                                    "--line-spacing, or merge each line's runs first)")
         if rd.gps is not None and rd.gps["trace"].size:
             raise VendorFormatError(f"{p}: has a GPS sidecar: lines positioned by GPS are not "
                                     "laid on a grid; import the files one by one")
