@@ -261,3 +261,60 @@ def test_survey_lines_are_lines_not_a_scans(tmp_path, capsys):
     assert main(["import", *map(str, files), "-o", str(tmp_path / "o.h5"),
                  "--line-spacing", "0.1", "--trace-spacing", "0.01"]) == 2
     assert "1 trace(s): not a line" in capsys.readouterr().err
+
+
+WARR = DATA / "gpr" / "gprpy-exampledata" / "SnS" / "WARR" / "XLINE00.DT1"
+
+
+def test_survey_lines_must_share_a_time_zero(tmp_path, capsys):
+    """One stream has one calibration: a line whose header puts time zero
+    elsewhere (46 samples later here) would have its depths off."""
+    import shutil
+
+    for stem, tz in (("w1", "34.07"), ("w2", "80.00")):
+        shutil.copyfile(WARR, tmp_path / f"{stem}.DT1")
+        hd = WARR.with_suffix(".HD").read_text(errors="replace")
+        (tmp_path / f"{stem}.HD").write_text(hd.replace("34.07", tz))
+    out = tmp_path / "o.h5"
+    assert main(["import", str(tmp_path / "w1.DT1"), str(tmp_path / "w2.DT1"), "-o", str(out),
+                 "--line-spacing", "0.5"]) == 2
+    assert "w2.DT1: time zero sample 79.0, but w1.DT1 has 33.07" in capsys.readouterr().err
+
+
+def test_survey_times_that_run_back_fall_back_to_trace_order(tmp_path):
+    """The same DZT as line_2 and line_10: its own times would run back at the
+    join (info had then shown a 200 Hz survey of 10 s); the trace order is kept."""
+    import shutil
+
+    files = []
+    for stem in ("line_10", "line_2"):
+        shutil.copyfile(GSSI16, tmp_path / f"{stem}.DZT")
+        files.append(tmp_path / f"{stem}.DZT")
+    out = tmp_path / "o.h5"
+    from demine.io.convert import import_file
+
+    import_file(files, out, line_spacing=0.5)
+    with Recording(out) as rec:
+        s = rec.streams["gpr"]
+        t = np.asarray(s.time)
+        assert np.all(np.diff(t) > 0) and t[-1] - t[0] == len(t) - 1
+        assert "own times do not increase" in s.attrs["time_source"]
+        assert json.loads(s.attrs["survey_lines"])[0]["file"] == "line_2.DZT"
+        summary = rec.summary()["streams"]["gpr"]
+    assert summary["rate_hz"] is None and summary["start_utc"] is None
+
+
+def test_survey_path_is_its_lines(tmp_path, capsys):
+    """Five 0.9 m lines: 4.5 m of line, not the 8.2 m the returns between
+    lines added (each shorter than the 1 m gap that breaks a path)."""
+    from demine.evaluate import evaluate_recordings
+    from demine.io.convert import import_file
+
+    files = [IWA_DIR / f"buried_objects_xdir_bscan_{k}.rd3" for k in (1, 10, 19, 28, 37)]
+    out = tmp_path / "grid.h5"
+    import_file(files, out, trace_spacing=0.01, line_spacing=0.225)
+    ev = evaluate_recordings([out], stream="gpr")
+    assert ev.path_m == pytest.approx(4.5)
+    assert ev.area_m2 < 5 * 0.9 * 0.3 + 5 * 0.1   # (no diagonal strips between lines)
+    assert main(["info", str(out)]) == 0
+    assert "455 frames, no trace times in the file, x 0.000..0.900 m" in capsys.readouterr().out

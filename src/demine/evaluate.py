@@ -30,6 +30,7 @@ from a CSV file (:func:`read_alarms_csv`).
 from __future__ import annotations
 
 import csv
+import json
 import math
 import numbers
 import re
@@ -1744,6 +1745,21 @@ def _pick_path_streams(rec: Any, stream: str | None) -> list[Any]:
     return []
 
 
+def _survey_line_starts(survey: Any, n: int) -> list[int]:
+    """Indices where the lines of an imported survey (the stream attribute
+    ``survey_lines``: JSON list of ``{"traces": k, ...}``) begin, after the
+    first; none when there is no such attribute or it does not add up."""
+    if not survey:
+        return []
+    try:
+        counts = [int(v["traces"]) for v in json.loads(survey)]
+    except (TypeError, ValueError, KeyError):
+        return []
+    if sum(counts) != n or any(c < 0 for c in counts):
+        return []
+    return [int(v) for v in np.cumsum(counts)[:-1]]
+
+
 def lane_from_recording(
     path: str | Path,
     *,
@@ -1847,12 +1863,19 @@ def lane_from_recording(
                        "with --alarm-stream)" if score == "p_mine" else ""))
         sel = _pick_path_streams(rec, stream)
         paths = []
+        per_stream: list[list[np.ndarray]] = []
         fp = footprint
         for s in sel:
             x = np.asarray(s.x, dtype=np.float64)
             y = np.asarray(s.y, dtype=np.float64)
             if x.size and np.isfinite(x).any():
-                paths.append(np.column_stack([x, y]))
+                xy = np.column_stack([x, y])
+                # the lines of a survey imported from several files: one path
+                # each (the jump from one line's end to the next's start was
+                # never searched, and may be shorter than max_gap)
+                cuts = _survey_line_starts(s.attrs.get("survey_lines"), len(xy))
+                per_stream.append(np.split(xy, cuts) if cuts else [xy])
+                paths.extend(per_stream[-1])
             if fp is None:
                 for key in ("footprint_width", "footprint"):
                     if key in s.attrs:
@@ -1874,7 +1897,7 @@ def lane_from_recording(
     # the streams of one recording ride one rig (the channels of a radar, an
     # EMI head and a radar on one cart): the metres of line are those of the
     # longest stream's path, not their sum (their searched areas overlap too)
-    length = max((path_length(p) for p in paths), default=None)
+    length = max((sum(path_length(p) for p in ps) for ps in per_stream), default=None)
     return Lane(truth=truth, alarms=alarms, path=paths or None,
                 footprint=fp if fp is not None else DEFAULT_FOOTPRINT, soil=soil, name=name,
                 notes=notes, path_length=length)

@@ -1627,6 +1627,13 @@ class Recording:
                 entry["start_utc"] = _iso_utc(int(t[0]))
                 entry["duration_s"] = duration
                 entry["rate_hz"] = (n - 1) / duration if duration > 0 else None
+                src = entry.get("time_source", "")
+                if "trace index in ns" in src:
+                    # an imported file without trace timing: its times are trace
+                    # numbers (from its start time when it gives one)
+                    entry["duration_s"] = entry["rate_hz"] = None
+                    if src.startswith("trace index"):
+                        entry["start_utc"] = None
                 ext = {}
                 for axis in ("x", "y", "z", "lon", "lat"):
                     if axis in s.field_names:

@@ -48,8 +48,10 @@ def format_summary(s: dict) -> str:
         driver = f" [{st['driver']}]" if st.get("driver") else ""
         line = f"    {name:<10} {st['kind']:<6}{driver}{shape}, {st['frames']} frames"
         if st["frames"] and "trace index in ns" in st.get("time_source", ""):
-            # (an imported file without trace times: its "times" are trace numbers)
-            line += f", no trace times in the file, {_fmt_extent(st['extent'])}"
+            # (an imported file without trace timing: its "times" are trace numbers)
+            start = f" (starts {st['start_utc']})" if st.get("start_utc") else ""
+            line += (f", no trace times in the file{start}, "
+                     f"{_fmt_extent(st['extent'])}")
         elif st["frames"]:
             rate = f"{st['rate_hz']:.1f} Hz" if st.get("rate_hz") else "n/a"
             line += (f", {st['duration_s']:.3f} s from {st['start_utc']}, {rate}, "

@@ -344,9 +344,11 @@ def _import_lines(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLik
                                     "from single-channel files (import this one alone)")
         rd = chans[0]
         if rd.n_traces < 2:
-            raise VendorFormatError(f"{p}: {rd.n_traces} trace(s): not a line (the runs of a "
-                                    "gprMax B-scan are one line: import them without "
-                                    "--line-spacing, or merge each line's runs first)")
+            raise VendorFormatError(
+                f"{p}: {rd.n_traces} trace(s): not a line"
+                + (" (the runs of a gprMax B-scan are one line: import them without "
+                   "--line-spacing, or merge each line's runs first)"
+                   if rd.vendor == "gprmax" else ""))
         if rd.gps is not None and rd.gps["trace"].size:
             raise VendorFormatError(f"{p}: has a GPS sidecar: lines positioned by GPS are not "
                                     "laid on a grid; import the files one by one")
@@ -375,14 +377,26 @@ def _import_lines(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLik
             if not (math.isnan(a) and math.isnan(b)) and not math.isclose(a, b, rel_tol=1e-6):
                 raise VendorFormatError(f"{p}: {what} {a:g}, but {files[0].name} has {b:g}: "
                                         "not lines of one survey")
+        # one stream has one calibration: a time zero (or antenna offset) that
+        # differs between the files would put one line's depths off
+        mine, theirs = _calibration(rd) or {}, _calibration(first) or {}
+        for key, tol in (("time_zero_sample", 0.5), ("antenna_offset", 1e-6)):
+            a, b = mine.get(key), theirs.get(key)
+            if (a is None) != (b is None) or (a is not None and abs(a - b) > tol):
+                raise VendorFormatError(
+                    f"{p}: {key.replace('_', ' ')} {a!r}, but {files[0].name} has {b!r}: one "
+                    "stream has one calibration; import the lines one by one")
     timed = [trace_times_ns(rd) for _, rd, *_ in lines]
-    if all("trace index" not in src for _, src in timed):
-        times = np.concatenate([t for t, _ in timed])
-        time_src = "each line's own: " + timed[0][1]
-    else:
-        n = sum(rd.n_traces for _, rd, *_ in lines)
-        times = np.arange(n, dtype=np.int64)
-        time_src = "trace index in ns over the lines (not every file has trace times)"
+    times = np.concatenate([t for t, _ in timed])
+    time_src = "each line's own: " + timed[0][1]
+    if any(src.startswith("trace index") for _, src in timed) or np.any(np.diff(times) < 0):
+        # (lines whose own times run back at a join were named in another order
+        # than they were recorded in: their times would put the survey out of order)
+        times = np.arange(times.size, dtype=np.int64)
+        time_src = ("trace index in ns over the lines ("
+                    + ("not every file has trace times)" if any(
+                        src.startswith("trace index") for _, src in timed)
+                       else "the files' own times do not increase from line to line)"))
     label = f"{files[0].name} … {files[-1].name} ({len(files)} lines)"
     survey = [{"file": p.name, "y": float(y[0]) if y.size else k * line_spacing,
                "traces": int(rd.n_traces)}
@@ -403,7 +417,10 @@ def _import_lines(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLik
         **lines[0][3],
     }
     if trace_spacing is not None:
-        attrs["trace_interval_source"] = f"given at import ({trace_spacing:g} m)"
+        said = (f"{first.trace_interval_m:g} m" if math.isfinite(first.trace_interval_m)
+                else "no interval")
+        attrs["trace_interval_source"] = (f"given at import ({trace_spacing:g} m); the first "
+                                          f"file said {said}")
     summary: dict[str, Any] = {"source": os.fspath(files[0].parent / label),
                                "out": os.fspath(out), "streams": {}, "lines": len(files)}
     with RecordingWriter(out, site=meta["site"], operator=meta["operator"],
@@ -419,21 +436,22 @@ def _import_lines(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLik
             summary["truth"] = w.add_truth(truth)
         start = 0
         marks = []
-        for _, rd, samples, _, x, y in lines:
+        for p, rd, samples, _, x, y in lines:
             n = rd.n_traces
             step = 4096
             for i in range(0, n, step):
                 j = min(n, i + step)
                 s.append(np.asarray(samples[i:j]), time=times[start + i:start + j],
                          sequence=np.arange(start + i, start + j), x=x[i:j], y=y[i:j])
-            marks.extend((start + int(m), float(x[m]), float(y[m])) for m in rd.marks)
+            marks.extend((start + int(m), float(x[m]), float(y[m]),
+                          f"{p.name} trace {int(m)}") for m in rd.marks)
             start += n
         if marks:
             idx = np.array([m[0] for m in marks])
             w.append_markers({"time": times[idx], "x": [m[1] for m in marks],
                               "y": [m[2] for m in marks],
                               "label": [b"vendor mark"] * len(marks),
-                              "note": [f"trace {int(k)}".encode() for k in idx]})
+                              "note": [m[3].encode()[:128] for m in marks]})
             summary["markers"] = len(marks)
         summary["streams"]["gpr"] = {"traces": start, "samples": first.n_samples,
                                      "dtype": str(lines[0][2].dtype), "time_source": time_src}
