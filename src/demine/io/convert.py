@@ -123,6 +123,32 @@ def _calibration(rd: RadarData) -> dict[str, Any] | None:
     return cal or None
 
 
+def _add_radar_stream(w: Any, name: str, rd: RadarData, samples: np.ndarray,
+                      conv: dict[str, Any], label: str, time_src: str,
+                      extra: dict[str, Any]) -> Any:
+    """The stream of radar data ``rd`` in recording writer ``w``: raw samples'
+    type, the file's calibration (:func:`_calibration`), and its vendor
+    header and facts as attributes (``extra`` adds to or replaces them)."""
+    attrs = {
+        "vendor": rd.vendor,
+        "vendor_file": label,
+        "vendor_header": json.dumps(jsonable(rd.header)),
+        "time_source": time_src,
+        "antenna": rd.antenna,
+        "frequency_hz": float(rd.frequency_hz),
+        "trace_interval_m": float(rd.trace_interval_m),
+        "time_zero_sample": float(rd.time_zero_sample),
+        "channel": rd.channel,
+        **conv,
+        **extra,
+    }
+    return w.add_stream(name, "gpr", n_channels=rd.n_samples, dtype=samples.dtype,
+                        device=f"{rd.vendor} {rd.antenna}".strip(),
+                        driver=f"demine.io.{rd.vendor}", units=_units(rd),
+                        sample_interval=rd.sample_interval_s, calibration=_calibration(rd),
+                        attrs=attrs)
+
+
 def import_file(
     path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     out: str | os.PathLike[str],
@@ -229,32 +255,9 @@ def import_file(
             name = "gpr" if len(channels) == 1 else f"gpr_ch{rd.channel}"
             samples, conv = _stream_samples(rd)
             times, time_src = trace_times_ns(rd)
-            attrs = {
-                "vendor": rd.vendor,
-                "vendor_file": label,
-                "vendor_header": json.dumps(jsonable(rd.header)),
-                "time_source": time_src,
-                "antenna": rd.antenna,
-                "frequency_hz": float(rd.frequency_hz),
-                "trace_interval_m": float(rd.trace_interval_m),
-                "time_zero_sample": float(rd.time_zero_sample),
-                "channel": rd.channel,
-                **conv,
-            }
-            if spacing_source is not None:
-                attrs["trace_interval_source"] = spacing_source
-            s = w.add_stream(
-                name,
-                "gpr",
-                n_channels=rd.n_samples,
-                dtype=samples.dtype,
-                device=f"{rd.vendor} {rd.antenna}".strip(),
-                driver=f"demine.io.{rd.vendor}",
-                units=_units(rd),
-                sample_interval=rd.sample_interval_s,
-                calibration=_calibration(rd),
-                attrs=attrs,
-            )
+            s = _add_radar_stream(w, name, rd, samples, conv, label, time_src,
+                                  {} if spacing_source is None
+                                  else {"trace_interval_source": spacing_source})
             plans.append((rd, s, samples, times, time_src))
         first = channels[0]
         gps_stream = None
@@ -401,22 +404,10 @@ def _import_lines(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLik
     survey = [{"file": p.name, "y": float(y[0]) if y.size else k * line_spacing,
                "traces": int(rd.n_traces)}
               for k, (p, rd, _, _, _, y) in enumerate(lines)]
-    attrs = {
-        "vendor": first.vendor,
-        "vendor_file": label,
-        "vendor_header": json.dumps(jsonable(first.header)),
-        "time_source": time_src,
-        "antenna": first.antenna,
-        "frequency_hz": float(first.frequency_hz),
-        "trace_interval_m": float(trace_spacing if trace_spacing is not None
-                                  else first.trace_interval_m),
-        "line_spacing_m": float(line_spacing),
-        "survey_lines": json.dumps(survey),
-        "time_zero_sample": float(first.time_zero_sample),
-        "channel": 0,
-        **lines[0][3],
-    }
+    attrs: dict[str, Any] = {"line_spacing_m": float(line_spacing),
+                             "survey_lines": json.dumps(survey)}
     if trace_spacing is not None:
+        attrs["trace_interval_m"] = float(trace_spacing)
         said = (f"{first.trace_interval_m:g} m" if math.isfinite(first.trace_interval_m)
                 else "no interval")
         attrs["trace_interval_source"] = (f"given at import ({trace_spacing:g} m); the first "
@@ -427,11 +418,8 @@ def _import_lines(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLik
                          lane_id=meta["lane_id"],
                          notes=meta["notes"] or f"imported from {label}",
                          overwrite=overwrite) as w:
-        s = w.add_stream("gpr", "gpr", n_channels=first.n_samples, dtype=lines[0][2].dtype,
-                         device=f"{first.vendor} {first.antenna}".strip(),
-                         driver=f"demine.io.{first.vendor}", units=_units(first),
-                         sample_interval=first.sample_interval_s,
-                         calibration=_calibration(first), attrs=attrs)
+        s = _add_radar_stream(w, "gpr", first, lines[0][2], lines[0][3], label, time_src,
+                              attrs)
         if truth is not None:
             summary["truth"] = w.add_truth(truth)
         start = 0
