@@ -108,10 +108,19 @@ def _emi_lane(tmp_path) -> tuple[Path, Path, np.ndarray]:
     return full, bare, np.asarray(sc.gate_times)
 
 
-def test_gate_times_given_at_detection(tmp_path):
+def test_gate_times_given_at_detection(tmp_path, capsys):
     full, bare, gates = _emi_lane(tmp_path)
-    with pytest.raises(ConfigError, match="gate times"):
+    from demine.errors import MissingCalibrationError
+
+    # the error names the stream and says how to give what it lacks
+    with pytest.raises(MissingCalibrationError, match=r"stream 'emi': emi.soil: gate times "
+                       r"unknown.*--calibration emi=PROFILE.*shipped emi-pi-default") as info:
         detect_recording(bare)
+    assert info.value.key == "gate_times"
+    for cmd in (["detect", str(bare)],
+                ["process", str(bare), "-c", "emi_default", "-o", str(tmp_path / "p.h5")]):
+        assert main(cmd) == 2
+        assert "--calibration emi=PROFILE" in capsys.readouterr().err
     got = detect_recording(bare, calibration={"emi": {"gate_times": gates.tolist()}})
     want = detect_recording(full)
     assert len(want["x"]) > 0

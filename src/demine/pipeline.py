@@ -37,7 +37,14 @@ import numpy as np
 
 from .errors import ConfigError, MissingCalibrationError, RecordingError
 from .positions import PassTracker
-from .process import Chain, _stream_context, load_chain, load_profiles, with_profile
+from .process import (
+    Chain,
+    _stream_context,
+    load_chain,
+    load_profiles,
+    missing_calibration_hint,
+    with_profile,
+)
 
 __all__ = [
     "ALARM_COLUMNS", "StreamDetector", "append_alarms", "detect_recording", "load_detect_config",
@@ -572,13 +579,16 @@ def detect_recording(path: str | Path, config: Any = None, *,
                 ctx, note = with_profile(ctx, s, *profiles[name])
                 if notes is not None:
                     notes.append(f"{name}: {note}")
-            det = StreamDetector(s.kind, ctx, sec["chain"], sec["detector"])
-            n = len(s)
-            for start in range(0, n, chunk_frames):
-                d = s.read(start, min(n, start + chunk_frames),
-                           fields=["samples", "x", "y", "time"])
-                parts.append(det.process(d["samples"], d["x"], d["y"], d["time"]))
-            parts.append(det.finish())
+            try:  # (a stage may find what it lacks only at the first frames)
+                det = StreamDetector(s.kind, ctx, sec["chain"], sec["detector"])
+                n = len(s)
+                for start in range(0, n, chunk_frames):
+                    d = s.read(start, min(n, start + chunk_frames),
+                               fields=["samples", "x", "y", "time"])
+                    parts.append(det.process(d["samples"], d["x"], d["y"], d["time"]))
+                parts.append(det.finish())
+            except MissingCalibrationError as exc:
+                raise missing_calibration_hint(exc, name) from None
             if notes is not None:
                 notes.extend(f"{name}: {n}" for n in det.notes())
     alarms = concat_alarms(parts)

@@ -67,7 +67,7 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 
 from ._params import check_number
-from .errors import ConfigError
+from .errors import ConfigError, MissingCalibrationError
 
 __all__ = [
     "Stage",
@@ -637,6 +637,25 @@ def load_profiles(calibration: Mapping[str, Any] | None
     return out
 
 
+#: What a stream of each kind needs from a calibration when it does not
+#: declare it, and a shipped profile that gives it (the reference device's).
+_NEEDED = {"gate_times": ("gate times", "emi-pi-default"),
+           "sample_interval": ("sample interval", None)}
+
+
+def missing_calibration_hint(exc: MissingCalibrationError, stream: str
+                             ) -> MissingCalibrationError:
+    """``exc`` with the stream it is about and how to give what it lacks after
+    the recording was made (a profile: ``--calibration STREAM=PROFILE``)."""
+    what, shipped = _NEEDED.get(exc.key, (exc.key.replace("_", " "), None))
+    return MissingCalibrationError(
+        f"stream {stream!r}: {exc}. Give it a calibration profile with its {what}: "
+        f"--calibration {stream}=PROFILE (demine detect and demine process; in Python "
+        f"calibration={{{stream!r}: PROFILE}}), PROFILE a .toml of `demine calibrate`"
+        + (f" or the shipped {shipped} (the reference device's)" if shipped else ""),
+        exc.key)
+
+
 def with_profile(context: dict[str, Any], stream: Any, profile: Mapping[str, Any],
                  where: str) -> tuple[dict[str, Any], str]:
     """``context`` (a recorded stream's, :func:`_stream_context`) with what
@@ -970,6 +989,14 @@ def _run_stream(chain: Chain, stream: Any, chunk_frames: int, in_path: Path,
     if "samples" not in stream.field_names:
         raise ConfigError(f"{in_path}: stream {stream.name!r} ({stream.kind}) has no samples "
                           "to process")
+    try:  # (a stage may find what it lacks only at the first frames)
+        _run_stream_chunks(chain, stream, chunk_frames, in_path, sink, context)
+    except MissingCalibrationError as exc:
+        raise missing_calibration_hint(exc, stream.name) from None
+
+
+def _run_stream_chunks(chain: Chain, stream: Any, chunk_frames: int, in_path: Path,
+                       sink: Any, context: Mapping[str, Any] | None) -> None:
     chain.reset()
     chain.configure(_stream_context(stream) if context is None else context)
     n = len(stream)
