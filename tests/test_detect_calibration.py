@@ -236,3 +236,49 @@ def test_process_takes_a_profile_too(tmp_path, capsys):
     assert main(["process", str(rec), "-c", "gpr_default", "-o", str(tmp_path / "r.h5"),
                  "--calibration", "emi=x.toml"]) == 2
     assert "which no chain processes" in capsys.readouterr().err
+
+
+def test_the_classifier_sees_the_same_profile(tmp_path):
+    """Alarms detected with a profile are classified with it too: the EMI
+    features of a detector recorded without gate times equal those of the
+    same readings recorded with them (before: log-spaced gates assumed)."""
+    from demine.classify import apply_model
+    from demine.pipeline import append_alarms
+
+    full, bare, gates = _emi_lane(tmp_path)
+    prof = {"emi": {"gate_times": gates.tolist()}}
+    alarms = detect_recording(bare, calibration=prof)
+    assert len(alarms["x"]) > 0
+    append_alarms(bare, alarms)
+    append_alarms(full, detect_recording(full))
+    with_profile = apply_model(bare, calibration=prof)["p_mine"]
+    want = apply_model(full)["p_mine"]
+    assert np.allclose(with_profile, want, equal_nan=True)
+    assert not np.allclose(apply_model(bare)["p_mine"], want, equal_nan=True)
+
+
+def test_evaluate_model_takes_the_profile(tmp_path, capsys):
+    """A gprMax 3.1 B-scan sampled at 0.85 GHz without a declared frequency:
+    an alarm on it could not be classified, the classifier's chain refusing
+    the 0.5-3 GHz band; with the radar's frequency given by a profile (as at
+    its detection) the band follows and the alarm gets its p_mine."""
+    from demine.pipeline import append_alarms
+
+    rec = tmp_path / "rect.h5"
+    import_file(RECT, rec, trace_spacing=0.01)
+    with Recording(rec) as r:
+        t = int(np.asarray(r.streams["gpr"].time)[40])
+    append_alarms(rec, {"time": [t], "stream": ["gpr"], "x": [0.40], "y": [0.0],
+                        "depth": [0.05], "velocity": [1e8], "score": [20.0]})
+    prof = tmp_path / "f100.toml"
+    prof.write_text('driver = "gpr"\nfrequency = 1.0e8\n')
+    capsys.readouterr()
+    assert main(["evaluate", str(rec), "--model", "default"]) == 2
+    assert "declare it (calibration 'frequency'" in capsys.readouterr().err
+    assert main(["evaluate", str(rec), "--model", "default", "--calibration",
+                 f"gpr={prof}", "--json"]) == 0
+    import json
+
+    assert json.loads(capsys.readouterr().out)["n_alarms"] == 1
+    assert main(["evaluate", str(rec), "--calibration", f"gpr={prof}"]) == 2
+    assert "--calibration goes with --model" in capsys.readouterr().err

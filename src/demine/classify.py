@@ -1289,7 +1289,8 @@ def train_model(training: TrainingSet, *, sets: Sequence[str] | None = None,
 
 
 def apply_model(recording: Any, model: Model | str | Path | None = None,
-                alarms: Mapping[str, ArrayLike] | None = None) -> dict[str, np.ndarray]:
+                alarms: Mapping[str, ArrayLike] | None = None, *,
+                calibration: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
     """``p_mine`` of every alarm of a recording.
 
     Parameters
@@ -1301,6 +1302,10 @@ def apply_model(recording: Any, model: Model | str | Path | None = None,
         A model or model file (default: the packaged default model).
     alarms : mapping, optional
         Alarms to classify instead of the recording's table.
+    calibration : mapping, optional
+        Stream name to a calibration profile used instead of what the
+        recording holds, as for the alarms' detection (``demine detect
+        --calibration``; :func:`demine.features.alarm_features`).
 
     Returns
     -------
@@ -1317,7 +1322,7 @@ def apply_model(recording: Any, model: Model | str | Path | None = None,
     model.check_compatible()
     radius = model.radius
     af = recording if isinstance(recording, AlarmFeatures) else alarm_features(
-        recording, alarms, radius=radius)
+        recording, alarms, radius=radius, calibration=calibration)
     if af.radius is None or abs(af.radius - radius) > 1e-12:
         af = neighbourhood_features(af, radius)
     out = {k: np.asarray(v).copy() for k, v in af.alarms.items()}

@@ -518,14 +518,26 @@ class EMIContext:
     dipole_radius: float = 0.2
 
     @classmethod
-    def from_stream(cls, stream: Any, **kw: Any) -> EMIContext:
+    def from_stream(cls, stream: Any, profile: tuple[Mapping[str, Any], str] | None = None,
+                    **kw: Any) -> EMIContext:
+        """The context of a recorded EMI stream; ``profile`` (a calibration
+        profile and where it came from, :func:`demine.process.load_profiles`)
+        replaces what the recording says of the detector (coil radius, gate
+        times), as ``demine detect --calibration`` does."""
         fields = ["samples", "x", "y", "time"]
         if "z" in getattr(stream, "field_names", ()):
             fields.append("z")
         d = stream.read(fields=fields)
         if "z" in d and "height" not in kw:
             kw["height"] = d["z"]
-        cal = getattr(stream, "calibration", None) or {}
+        cal = dict(getattr(stream, "calibration", None) or {})
+        gt = stream.gate_times
+        if profile is not None:
+            from .process import _stream_context, with_profile
+
+            ctx, _ = with_profile(_stream_context(stream), stream, *profile)
+            cal.update({k: ctx[k] for k in ("coil_radius",) if k in ctx})
+            gt = ctx.get("gate_times", gt)
         a = cal.get("coil_radius")
         if ("coil_radius" not in kw and isinstance(a, (int, float)) and not isinstance(a, bool)
                 and 0 < a < 5):
@@ -533,7 +545,6 @@ class EMIContext:
         s = np.asarray(d["samples"], dtype=np.float64)
         if s.ndim != 2 or s.shape[1] < 2:
             raise ConfigError(f"stream {stream.name!r}: EMI features need at least 2 gates")
-        gt = stream.gate_times
         if gt is None or len(gt) != s.shape[1] or not np.all(np.asarray(gt) > 0):
             # unknown gates: assume log-spaced from 10 us to 1 ms (a typical PI detector)
             gt = np.geomspace(1e-5, 1e-3, s.shape[1])
@@ -707,17 +718,28 @@ class GPRContext:
     _bref: tuple[int, int, np.ndarray, float] | None = field(default=None, repr=False)
 
     @classmethod
-    def from_stream(cls, stream: Any, chain: Any = "gpr_default") -> GPRContext:
-        from .process import _stream_context, load_chain
+    def from_stream(cls, stream: Any, chain: Any = "gpr_default",
+                    profile: tuple[Mapping[str, Any], str] | None = None) -> GPRContext:
+        """The context of a recorded radar stream through ``chain``;
+        ``profile`` (a calibration profile and where it came from) replaces
+        what the recording says of the radar (centre frequency, velocity...),
+        as ``demine detect --calibration`` does."""
+        from .process import _stream_context, load_chain, with_profile
 
-        dt = stream.sample_interval
+        context = _stream_context(stream)
+        cal = stream.attrs.get("calibration", "{}") or "{}"
+        if profile is not None:
+            context, _ = with_profile(context, stream, *profile)
+            if "velocity" in profile[0]:
+                cal = json.dumps({"velocity": profile[0]["velocity"]})
+        dt = context.get("sample_interval", stream.sample_interval)
         if dt is None or not dt > 0:
             raise ConfigError(f"stream {stream.name!r}: GPR features need the sample interval")
         fields = ["samples", "x", "y", "time"] + (["z"] if "z" in stream.field_names else [])
         d = stream.read(fields=fields)
         raw = np.asarray(d["samples"])
         ch = load_chain(chain)
-        ch.configure(_stream_context(stream))
+        ch.configure(context)
         parts = []
         step = 16384
         for a in range(0, raw.shape[0], step):
@@ -730,7 +752,7 @@ class GPRContext:
                               f"{raw.shape[0]} traces")
         ctx = cls._make(b, raw, d["x"], d["y"], d["time"], float(dt), d.get("z"))
         try:
-            cal = json.loads(stream.attrs.get("calibration", "{}") or "{}")
+            cal = json.loads(cal)
             v = float(cal.get("velocity", 0.0)) if isinstance(cal, dict) else 0.0
         except (TypeError, ValueError):
             v = 0.0
@@ -1111,7 +1133,8 @@ def _nearest_time(ctx: EMIContext | GPRContext, x: float, y: float, t0: int,
 
 
 def alarm_features(recording: Any, alarms: Mapping[str, ArrayLike] | None = None, *,
-                   radius: float | None = NEIGHBOUR_RADIUS) -> AlarmFeatures:
+                   radius: float | None = NEIGHBOUR_RADIUS,
+                   calibration: Mapping[str, Any] | None = None) -> AlarmFeatures:
     """Features of every EMI and GPR alarm of a recording.
 
     Parameters
@@ -1132,12 +1155,18 @@ def alarm_features(recording: Any, alarms: Mapping[str, ArrayLike] | None = None
     -------
     AlarmFeatures
     """
+    from .process import load_profiles
     from .recording import Recording
 
+    profiles = load_profiles(calibration)
     own = not hasattr(recording, "streams")
     rec = Recording(recording) if own else recording
     try:
         src = str(getattr(rec, "path", recording))
+        for nm in profiles:
+            if nm not in rec.streams:
+                raise ConfigError(f"{src}: calibration given for stream {nm!r}, which it "
+                                  f"does not have (streams: {', '.join(rec.streams)})")
         if alarms is None:
             alarms = rec.alarms
         if not isinstance(alarms, Mapping):
@@ -1183,12 +1212,14 @@ def alarm_features(recording: Any, alarms: Mapping[str, ArrayLike] | None = None
         if n == 0:
             return res if radius is None else neighbourhood_features(res, radius)
         streams = _str_col(al.get("stream", np.full(n, "")), n)
-        emi_ctx = {nm: EMIContext.from_stream(rec.streams[nm]) for nm in emi_names}
+        emi_ctx = {nm: EMIContext.from_stream(rec.streams[nm], profile=profiles.get(nm))
+                   for nm in emi_names}
         gpr_ctx: dict[str, GPRContext] = {}
         t0 = {nm: int(np.asarray(rec.streams[nm].read(0, 1, fields=["time"])["time"])[0])
               for nm in emi_names + gpr_names}
         if any(k == "gpr" for k in kinds):
-            gpr_ctx = {nm: GPRContext.from_stream(rec.streams[nm]) for nm in gpr_names}
+            gpr_ctx = {nm: GPRContext.from_stream(rec.streams[nm], profile=profiles.get(nm))
+                       for nm in gpr_names}
         tns = np.asarray(al["time"], dtype=np.int64)
         x = np.asarray(al["x"], dtype=np.float64)
         y = np.asarray(al["y"], dtype=np.float64)
@@ -1232,7 +1263,8 @@ def alarm_features(recording: Any, alarms: Mapping[str, ArrayLike] | None = None
         # fused: the other sensor's features at the alarm's position
         if "gpr" in sensors and emi_idx.size:
             if not gpr_ctx:
-                gpr_ctx = {nm: GPRContext.from_stream(rec.streams[nm]) for nm in gpr_names}
+                gpr_ctx = {nm: GPRContext.from_stream(rec.streams[nm], profile=profiles.get(nm))
+                       for nm in gpr_names}
             gnm = gpr_names[0]
             for i in emi_idx:
                 f = per[int(i)]

@@ -49,6 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="classify each recording's alarms with this model file ('default': "
                    "the packaged model) and rank them by p_mine: ROC and clutter rejected "
                    "at full recovery after classification (see demine train)")
+    p.add_argument("--calibration", action="append", default=[], metavar="STREAM=PROFILE",
+                   help="with --model: the calibration profile the alarms were detected with "
+                   "(demine detect --calibration), for the classifier's features of each FILE")
     p.add_argument("--targets", choices=("mines", "all"), default="mines",
                    help="which truth rows are targets (default mines; others are clutter)")
     p.add_argument("--min-metal", type=float, metavar="KG",
@@ -87,6 +90,11 @@ def run(args: argparse.Namespace) -> int:
             return truth["metal_mass"] >= limit
 
     alarms, score = args.alarms, args.score
+    if getattr(args, "calibration", None) and not getattr(args, "model", None):
+        from ..errors import ConfigError
+
+        raise ConfigError("--calibration goes with --model (the classifier's features); the "
+                          "alarms' own calibration is that of their detection")
     if getattr(args, "model", None):
         from ..classify import apply_model, load_default_model, load_model
         from ..errors import ConfigError
@@ -94,8 +102,11 @@ def run(args: argparse.Namespace) -> int:
         if args.alarms:
             raise ConfigError("--model classifies the recordings' own alarms tables; "
                               "it cannot be combined with --alarms")
+        from .detect import calibration_items
+
+        calibration = calibration_items(getattr(args, "calibration", None) or [])
         model = load_default_model() if args.model == "default" else load_model(args.model)
-        alarms = [apply_model(f, model) for f in args.files]
+        alarms = [apply_model(f, model, calibration=calibration) for f in args.files]
         score = "p_mine"
     result = evaluate_recordings(
         args.files, alarms=alarms, stream=args.stream, footprint=args.footprint,
