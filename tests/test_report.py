@@ -210,3 +210,37 @@ def test_a_batch_that_did_not_record_size_and_time_cannot_be_checked(recordings,
     assert not re.search(r"\) changed since the batch: ", html)
     assert re.search(r"lane1\.h5: [^<]*cannot be checked", html)
     assert "f000_lane1_bscan_gpr.png" in {p.name for p in pngs}
+
+
+def test_bscan_hyperbolae_are_drawn_from_the_calibrated_surface(tmp_path):
+    """The fitted hyperbola's apex is drawn at the stream's surface (its
+    calibration's time zero and antenna height) plus the alarm's two-way
+    time: the overlay had counted from time 0, 2.3 ns above the echoes of the
+    demo's radar."""
+    import dataclasses
+
+    import matplotlib.pyplot as plt
+
+    from demine.batch import detect_file
+    from demine.hyperbola import C0
+    from demine.recording import Recording
+    from demine.simulate import load_scene, simulate_lane
+
+    sc = load_scene("gpr-lines")
+    sw = dataclasses.replace(sc.sweep, pattern="line", line_x=0.45, speed=0.5, height=0.04,
+                             start_y=0.2, end_y=1.2)
+    path = tmp_path / "gl.h5"
+    simulate_lane(dataclasses.replace(sc, sweep=sw), seed=0, streams=("gpr",),
+                  sweeps=1).write(path)
+    with Recording(path) as rec:
+        cal = dict(rec.streams["gpr"].calibration)
+    surface = cal["time_zero"] + 2 * cal["antenna_height"] / C0
+    assert surface > 2e-9
+    alarms = detect_file(path)
+    assert len(alarms["x"]) == 1
+    fig = bscan_figure(path, "gpr", alarms)
+    apexes = [ln.get_ydata()[0] for ax in fig.axes for ln in ax.get_lines()
+              if ln.get_marker() == "o"]
+    plt.close(fig)
+    want = (surface + float(alarms["two_way_time"][0])) * 1e9
+    assert apexes == [pytest.approx(want, abs=1e-9)]

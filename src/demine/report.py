@@ -105,7 +105,8 @@ def _positions(path: str | Path, stream: str) -> dict[str, np.ndarray]:
     with Recording(path) as rec:
         s = rec.streams[stream]
         d = s.read(fields=["x", "y", "time"])
-        attrs = {"sample_interval": s.sample_interval}
+        attrs = {"sample_interval": s.sample_interval,
+                 "calibration": dict(getattr(s, "calibration", None) or {})}
     d = {k: np.asarray(v) for k, v in d.items()}
     d.update(attrs)
     return d
@@ -199,8 +200,21 @@ def bscan_figure(path: str | Path, stream: str, alarms: Mapping[str, np.ndarray]
         raise ConfigError(f"{path}: GPR stream {stream!r} has no traces")
     img = acc / np.maximum(cnt, 1)[:, None]
     ns = img.shape[1]
+    # the ground surface the detector counted apex times from: the detector
+    # config's time zero and antenna height, else the stream's calibration (the
+    # overlay had ignored the calibration: hyperbolae drawn 2.3 ns early on the demo)
     det = cfg["gpr"]["detector"]
-    t_surf = float(det.get("time_zero", 0.0)) + 2.0 * float(det.get("antenna_height", 0.0)) / C0
+    cal = pos["calibration"]
+
+    def _given(key: str) -> float:
+        v = det.get(key, cal.get(key, 0.0))
+        try:
+            v = float(v)
+        except (TypeError, ValueError):
+            return 0.0
+        return v if math.isfinite(v) else 0.0
+
+    t_surf = _given("time_zero") + 2.0 * _given("antenna_height") / C0
     clip = float(np.percentile(np.abs(img[cnt > 0]), 99)) if np.any(cnt > 0) else 1.0
     clip = clip or 1.0
 
