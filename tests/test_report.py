@@ -217,21 +217,14 @@ def test_bscan_hyperbolae_are_drawn_from_the_calibrated_surface(tmp_path):
     calibration's time zero and antenna height) plus the alarm's two-way
     time: the overlay had counted from time 0, 2.3 ns above the echoes of the
     demo's radar."""
-    import dataclasses
-
     import matplotlib.pyplot as plt
+    from test_detect_calibration import _gpr_lane
 
     from demine.batch import detect_file
     from demine.hyperbola import C0
     from demine.recording import Recording
-    from demine.simulate import load_scene, simulate_lane
 
-    sc = load_scene("gpr-lines")
-    sw = dataclasses.replace(sc.sweep, pattern="line", line_x=0.45, speed=0.5, height=0.04,
-                             start_y=0.2, end_y=1.2)
-    path = tmp_path / "gl.h5"
-    simulate_lane(dataclasses.replace(sc, sweep=sw), seed=0, streams=("gpr",),
-                  sweeps=1).write(path)
+    path = _gpr_lane(tmp_path)   # a 1 m cart line over a mine, antenna 4 cm up
     with Recording(path) as rec:
         cal = dict(rec.streams["gpr"].calibration)
     surface = cal["time_zero"] + 2 * cal["antenna_height"] / C0
