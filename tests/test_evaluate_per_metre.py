@@ -112,3 +112,11 @@ def test_streams_on_one_line_count_its_metres_once(tmp_path):
     for kw in ({}, {"stream": "gpr_ch0"}):
         ev = evaluate_recordings([path], **kw)
         assert ev.path_m == pytest.approx(4.0) and ev.far_per_m == pytest.approx(0.25)
+    # demine batch's per-file row too (it had summed the two channels' paths again)
+    pytest.importorskip("pyarrow")
+    from demine.batch import process_file
+
+    with pytest.warns(UserWarning, match="gives no time zero"):   # (zeros, no calibration)
+        row = process_file(path, tmp_path / "batch")
+    assert row["status"] == "done", row.get("error")
+    assert row["path_m"] == pytest.approx(4.0)

@@ -486,7 +486,7 @@ def _run_job(path: Path, fdir: Path, config: Mapping[str, Any] | None,
              model: str | Path | None, gpr_threads: int | None) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
-    from .evaluate import evaluate_lanes, lane_from_recording, path_length, searched_area
+    from .evaluate import evaluate_lanes, lane_from_recording, searched_area
     from .positions import LocalFrame
     from .recording import Recording
 
@@ -526,8 +526,7 @@ def _run_job(path: Path, fdir: Path, config: Mapping[str, Any] | None,
                                  alarm_stream=None if g == "all" else g)
         if ln.path is not None and ln.coverage is None:
             ln.coverage = searched_area(ln.path, ln.footprint)
-            ln.path_length = path_length(ln.path)   # (kept with the raster)
-            ln.path = None
+            ln.path = None   # (its metres, lane_from_recording's path_length, stay with it)
         lengths[g] = ln.path_length
         lanes[g] = ln
         footprints[g] = ln.footprint

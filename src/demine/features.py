@@ -727,11 +727,13 @@ class GPRContext:
         from .process import _stream_context, load_chain, with_profile
 
         context = _stream_context(stream)
-        cal = stream.attrs.get("calibration", "{}") or "{}"
+        try:
+            velocity = json.loads(stream.attrs.get("calibration", "{}") or "{}").get("velocity")
+        except (AttributeError, TypeError, ValueError):
+            velocity = None
         if profile is not None:
             context, _ = with_profile(context, stream, *profile)
-            if "velocity" in profile[0]:
-                cal = json.dumps({"velocity": profile[0]["velocity"]})
+            velocity = profile[0].get("velocity", velocity)
         dt = context.get("sample_interval", stream.sample_interval)
         if dt is None or not dt > 0:
             raise ConfigError(f"stream {stream.name!r}: GPR features need the sample interval")
@@ -752,8 +754,7 @@ class GPRContext:
                               f"{raw.shape[0]} traces")
         ctx = cls._make(b, raw, d["x"], d["y"], d["time"], float(dt), d.get("z"))
         try:
-            cal = json.loads(cal)
-            v = float(cal.get("velocity", 0.0)) if isinstance(cal, dict) else 0.0
+            v = float(velocity) if velocity is not None else 0.0
         except (TypeError, ValueError):
             v = 0.0
         if math.isfinite(v) and 0.03e9 < v <= C0:
