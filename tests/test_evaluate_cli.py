@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -293,3 +294,113 @@ def test_cli_refuses_an_infinite_radius_or_rate(tmp_path, capsys, opt):
     assert "must be a positive finite number, got inf" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="positive finite radius"):
         evaluate_recordings([path], halo=math.inf)
+
+
+def _blind(path, lane="B1"):
+    """The lane of `_write` without its truth table (a blind trial's recording)."""
+    xy = _zigzag()
+    with RecordingWriter(path, site="test", lane_id=lane, attrs={"soil": "benign"}) as w:
+        s = w.add_stream("emi", "emi", gate_times=[1e-5, 2e-5, 4e-5, 8e-5],
+                         attrs={"footprint_width": 0.24})
+        s.append(np.zeros((xy.shape[0], 4), np.float32),
+                 time=T0 + np.arange(xy.shape[0], dtype=np.int64) * 1_000_000,
+                 x=xy[:, 0], y=xy[:, 1], z=np.full(xy.shape[0], 0.05))
+        w.append_alarms({
+            "time": T0 + np.arange(5, dtype=np.int64),
+            "stream": np.array([b"emi"] * 5),
+            "x": np.array([0.32, 0.75, 0.9, 0.55, 0.8]),
+            "y": np.array([0.52, 1.45, 2.5, 2.9, 3.05]),
+            "depth": np.array([0.06, 0.08, np.nan, 0.15, 0.05]),
+            "score": np.array([0.9, 0.8, 0.7, 0.6, 0.3]),
+        })
+    return path
+
+
+_TRUTH_CSV = ("id,type,is_mine,x,y,depth,metal_mass\n"
+              "m1,ap-mine,yes,0.3,0.5,0.05,0.003\n"
+              "m2,ap-mine,1,0.7,1.5,0.10,0.003\n"
+              "m3,at-mine,true,0.5,2.5,0.20,2.5\n"
+              "m4,ap-mine-min-metal,1,0.2,3.5,0.02,0.0006\n"
+              "c1,can,no,0.8,3.0,0.05,0.015\n")
+
+
+def test_truth_kept_apart_scores_a_blind_recording(tmp_path, capsys):
+    """A blind trial keeps the truth from the recordings: `--truth CSV` scores
+    them exactly as the same truth inside the recording would; without it, the
+    alarms are all false alarms and a note says why."""
+    blind = _blind(tmp_path / "blind.h5")
+    truth = tmp_path / "truth.csv"
+    truth.write_text(_TRUTH_CSV)
+    inside = evaluate_recordings([_write(tmp_path / "lane.h5")]).to_dict()
+    assert main(["evaluate", str(blind), "--truth", str(truth), "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    for key in ("n_targets", "n_found", "pd", "pd_lower95", "far_per_m2", "n_false_alarms",
+                "n_clutter_alarms", "pd_at_far", "by_class", "by_depth", "localisation"):
+        assert d[key] == inside[key], key
+    assert d["pd"] == 0.75 and d["n_clutter_alarms"] == 1  # ('no' read as clutter)
+
+    assert main(["evaluate", str(blind), "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["n_targets"] == 0 and d["n_false_alarms"] == 5
+    assert any("blind.h5: no ground truth" in n and "--truth" in n for n in d["notes"])
+
+
+def test_truth_csv_replaces_the_recordings_own_and_splits_by_file(tmp_path):
+    a = _write(tmp_path / "a.h5")
+    b = _blind(tmp_path / "b.h5")
+    truth = tmp_path / "truth.csv"
+    # a.h5 gets one mine only (where its first alarm is); b.h5 the five rows
+    rows = _TRUTH_CSV.splitlines()
+    truth.write_text("file," + rows[0] + "\n" + "a.h5,only,ap-mine,1,0.3,0.5,0.05,0.003\n"
+                     + "".join(f"b.h5,{r}\n" for r in rows[1:]))
+    r = evaluate_recordings([a, b], truth=[truth])
+    assert [ln.n_targets for ln in r.lanes] == [1, 4]
+    assert [ln.n_found for ln in r.lanes] == [1, 3]
+    assert any("a.h5: the truth given replaces the recording's own truth table (5 row(s))"
+               in n for n in r.notes)
+    assert not any("b.h5: the truth given replaces" in n for n in r.notes)
+    # one table per recording, in order
+    ta, tb = tmp_path / "ta.csv", tmp_path / "tb.csv"
+    ta.write_text(rows[0] + "\nonly,ap-mine,1,0.3,0.5,0.05,0.003\n")
+    tb.write_text(_TRUTH_CSV)
+    r2 = evaluate_recordings([a, b], truth=[ta, tb])
+    assert r2.to_dict()["lanes"] == r.to_dict()["lanes"]
+    with pytest.raises(ConfigError, match=r"one truth table for several recordings needs a "
+                       r"'file' column"):
+        evaluate_recordings([a, b], truth=[tb])
+    with pytest.raises(ConfigError, match=r"truth name recordings not given: c\.h5"):
+        bad = tmp_path / "bad.csv"
+        bad.write_text("file,x,y\nc.h5,0.3,0.5\n")
+        evaluate_recordings([a], truth=[bad])
+    with pytest.raises(ConfigError, match="truth must be a list of truth tables"):
+        evaluate_recordings([a], truth=truth)
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ("id,y\nm1,0.5\n", r"truth CSV has no column 'x'"),
+    ("x,y,depth\n0.3,0.5,deep\n", r"row 2, field 'depth': not a number: 'deep'"),
+    ("x,y,is_mine\n0.3,0.5,mine\n", r"truth column 'is_mine' must hold yes/no values"),
+    ("", r"truth CSV is empty"),
+])
+def test_cli_bad_truth_csv_is_one_line(tmp_path, capsys, text, says):
+    blind = _blind(tmp_path / "blind.h5")
+    truth = tmp_path / "truth.csv"
+    truth.write_text(text)
+    assert main(["evaluate", str(blind), "--truth", str(truth)]) == 2
+    err = _one_error_line(capsys)
+    assert re.search(says, err), err
+    assert main(["evaluate", str(blind), "--truth", str(tmp_path / "none.csv")]) == 2
+    assert "none.csv: cannot read truth CSV" in _one_error_line(capsys)
+
+
+def test_read_truth_csv_columns(tmp_path):
+    from demine.evaluate import read_truth_csv
+
+    p = tmp_path / "t.csv"
+    p.write_text("id,type,is_mine,x,y,depth,halo,notes\n"
+                 "m1,PMN,yes,1.5,2,,0.3,'=sum\n")
+    t = read_truth_csv(p)
+    assert t["x"].tolist() == [1.5] and t["y"].tolist() == [2.0]
+    assert np.isnan(t["depth"][0]) and t["halo"].tolist() == [0.3]
+    assert t["is_mine"].tolist() == ["yes"] and t["type"].tolist() == ["PMN"]
+    assert t["notes"].tolist() == ["=sum"]  # (without the formula guard's quote)

@@ -69,6 +69,7 @@ __all__ = [
     "match_alarms",
     "path_length",
     "read_alarms_csv",
+    "read_truth_csv",
     "searched_area",
     "size_class",
 ]
@@ -1646,6 +1647,62 @@ def evaluate(
 # --------------------------------------------------------------------------
 
 
+def _read_csv_columns(path: str | Path, what: str, required: Sequence[str],
+                      numeric: set[str]) -> dict[str, np.ndarray]:
+    """Columns of a CSV file with a header row: ``numeric`` ones as floats
+    (empty: NaN), the others as text without a formula guard's quote."""
+    from .export import CSV_FORMULA_START
+
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            if reader.fieldnames is None:
+                raise ConfigError(f"{path}: {what} CSV is empty (need a header with "
+                                  f"{', '.join(required)})")
+            cols = [c.strip() for c in reader.fieldnames]
+            for need in required:
+                if need not in cols:
+                    raise ConfigError(f"{path}: {what} CSV has no column {need!r} "
+                                      f"(header: {cols})")
+            twice = sorted({c for c in cols if c and cols.count(c) > 1})
+            if twice:  # (the last one's values were read for both)
+                raise ConfigError(f"{path}: {what} CSV header names column {twice[0]!r} more "
+                                  f"than once (header: {cols})")
+            rows = []
+            for row in reader:
+                if None in row:  # (a row longer than the header: the extra fields)
+                    raise ConfigError(f"{path}: line {reader.line_num} has "
+                                      f"{len(cols) + len(row[None])} fields, the header "
+                                      f"has {len(cols)}")
+                rows.append({(k or "").strip(): (v or "").strip() for k, v in row.items()})
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read {what} CSV: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a text CSV file (byte {exc.start} is not UTF-8)") \
+            from None
+    except csv.Error as exc:
+        raise ConfigError(f"{path}: not a text CSV file ({exc})") from None
+    out: dict[str, np.ndarray] = {}
+    for c in cols:
+        vals = [r.get(c, "") for r in rows]
+        if c in numeric:
+            arr = np.empty(len(vals))
+            for i, v in enumerate(vals):
+                try:
+                    arr[i] = float(v) if v != "" else math.nan
+                except ValueError:
+                    raise ConfigError(f"{path}: row {i + 2}, field {c!r}: "
+                                      f"not a number: {v!r}") from None
+            out[c] = arr
+        else:
+            # (without the quote that guards a formula-like text)
+            out[c] = np.array([v[1:] if v.startswith("'")
+                               and v.lstrip("'").startswith(CSV_FORMULA_START) else v
+                               for v in vals], dtype=str)
+    return out
+
+
 def read_alarms_csv(path: str | Path) -> dict[str, np.ndarray]:
     """Read alarms from a CSV file with a header row.
 
@@ -1665,54 +1722,32 @@ def read_alarms_csv(path: str | Path) -> dict[str, np.ndarray]:
     -------
     dict of ndarray
     """
-    from .export import CSV_FORMULA_START
+    return _read_csv_columns(path, "alarms", ("x", "y"),
+                             {"x", "y", "z", "score", "depth", "p_mine", "time"})
 
-    path = Path(path)
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            if reader.fieldnames is None:
-                raise ConfigError(f"{path}: alarms CSV is empty (need a header with x, y)")
-            cols = [c.strip() for c in reader.fieldnames]
-            for need in ("x", "y"):
-                if need not in cols:
-                    raise ConfigError(f"{path}: alarms CSV has no column {need!r} "
-                                      f"(header: {cols})")
-            twice = sorted({c for c in cols if c and cols.count(c) > 1})
-            if twice:  # (the last one's values were read for both)
-                raise ConfigError(f"{path}: alarms CSV header names column {twice[0]!r} more "
-                                  f"than once (header: {cols})")
-            rows = []
-            for row in reader:
-                if None in row:  # (a row longer than the header: the extra fields)
-                    raise ConfigError(f"{path}: line {reader.line_num} has "
-                                      f"{len(cols) + len(row[None])} fields, the header "
-                                      f"has {len(cols)}")
-                rows.append({(k or "").strip(): (v or "").strip() for k, v in row.items()})
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not a text CSV file (byte {exc.start} is not UTF-8)") \
-            from None
-    except csv.Error as exc:
-        raise ConfigError(f"{path}: not a text CSV file ({exc})") from None
-    out: dict[str, np.ndarray] = {}
-    numeric = {"x", "y", "z", "score", "depth", "p_mine", "time"}
-    for c in cols:
-        vals = [r.get(c, "") for r in rows]
-        if c in numeric:
-            arr = np.empty(len(vals))
-            for i, v in enumerate(vals):
-                try:
-                    arr[i] = float(v) if v != "" else math.nan
-                except ValueError:
-                    raise ConfigError(f"{path}: row {i + 2}, field {c!r}: "
-                                      f"not a number: {v!r}") from None
-            out[c] = arr
-        else:
-            # (without the quote that guards a formula-like text)
-            out[c] = np.array([v[1:] if v.startswith("'")
-                               and v.lstrip("'").startswith(CSV_FORMULA_START) else v
-                               for v in vals], dtype=str)
-    return out
+
+def read_truth_csv(path: str | Path) -> dict[str, np.ndarray]:
+    """Read a ground-truth table from a CSV file with a header row.
+
+    The columns of a recording's truth table (docs/format.md): ``x`` and ``y``
+    (m, in the recording's position frame) are required; ``depth`` (m, to the
+    target's top), ``metal_mass`` (kg) and ``halo`` (m, a per-target halo
+    radius; empty: the size class's) are read as numbers; ``is_mine`` as text
+    (1/0, true/false, yes/no; a missing column makes every row a mine);
+    ``id``, ``type``, ``soil``, ``notes``, ``file`` and any other column as
+    text.  This is the truth of a blind trial, kept apart from the recordings
+    (``demine evaluate FILE --truth CSV``).
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    dict of ndarray
+    """
+    return _read_csv_columns(path, "truth", ("x", "y"),
+                             {"x", "y", "depth", "metal_mass", "halo"})
 
 
 def _check_columns(table: Mapping[str, Any], what: str) -> None:
@@ -1768,11 +1803,12 @@ def lane_from_recording(
     footprint: float | None = None,
     score: str = "score",
     alarm_stream: str | None = None,
+    truth: Any = None,
 ) -> Lane:
     """Build a :class:`Lane` from a demine recording.
 
-    Truth comes from the recording's truth table; alarms from its alarms table
-    unless ``alarms`` is given; the searched path from the positions of
+    Truth comes from the recording's truth table unless ``truth`` is given;
+    alarms from its alarms table unless ``alarms`` is given; the searched path from the positions of
     ``stream`` (default: every EMI stream, else every GPR stream, else the GPS
     stream).  The footprint width is ``footprint``, else the stream attribute
     ``footprint_width`` or ``footprint`` (m), else twice the ``coil_radius`` of
@@ -1796,6 +1832,10 @@ def lane_from_recording(
         Alarm column used as the score (e.g. ``"p_mine"``).
     alarm_stream : str, optional
         Evaluate only the alarms whose ``stream`` column is this name.
+    truth : mapping of column arrays, optional
+        Ground truth kept apart from the recording (a blind trial's,
+        :func:`read_truth_csv`), in its position frame.  It replaces the
+        recording's own truth table, if it has one, and a note says so.
 
     Returns
     -------
@@ -1804,8 +1844,23 @@ def lane_from_recording(
     from .recording import Recording
 
     rec = Recording(path)
+    notes: list[str] = []
     try:
-        truth = rec.truth
+        if truth is None:
+            truth = rec.truth
+            if not rec.truth_given:
+                notes.append(f"{Path(path).name}: no ground truth (a survey, or truth kept "
+                             "apart): every alarm counts as a false alarm; give the truth "
+                             "with --truth CSV")
+        else:
+            if not isinstance(truth, Mapping):
+                raise ConfigError(f"{path}: truth must be a mapping of column arrays, got "
+                                  f"{type(truth).__name__}")
+            _check_columns(truth, f"{path}: truth")
+            own = len(rec.table("truth"))
+            if own:
+                notes.append(f"{Path(path).name}: the truth given replaces the recording's "
+                             f"own truth table ({own} row(s))")
         if alarms is None:
             alarms = rec.alarms
         if alarms is not None and not isinstance(alarms, Mapping):
@@ -1828,7 +1883,6 @@ def lane_from_recording(
                             if score == "p_mine" else "")
                     raise ConfigError(f"{path}: alarms have no {score} values{hint}")
                 alarms["score"] = np.ones(sc.size)
-        notes: list[str] = []
         scol = _column(alarms, "stream", None)
         if alarm_stream is not None:
             if scol is None:
@@ -1903,10 +1957,48 @@ def lane_from_recording(
                 notes=notes, path_length=length)
 
 
+def _per_recording(tables: Sequence[Any], paths: list[Path], what: str,
+                   read: Callable[[str | Path], dict[str, np.ndarray]]) -> list[Any]:
+    """One table per recording, from one per recording (in order) or one with a
+    ``file`` column naming each row's recording (by file name)."""
+    loaded = [read(a) if isinstance(a, str | Path) else a for a in tables]
+    # (a table that names each row's recording is read by those names, also
+    # for one recording: a campaign's table given with one of its lanes)
+    one_named = len(loaded) == 1 and _column(loaded[0], "file", None) is not None
+    if len(loaded) == len(paths) and not one_named:
+        for p, table in zip(paths, loaded, strict=True):
+            fcol = _column(table, "file", None)
+            other = sorted({Path(str(v)).name for v in fcol} - {p.name}) \
+                if fcol is not None else []
+            if other:
+                raise ConfigError(f"the {what} given for {p.name} name other recordings "
+                                  f"in their 'file' column: {', '.join(other)}")
+        return loaded
+    if len(loaded) != 1:
+        raise ConfigError(f"{len(loaded)} {what} tables for {len(paths)} recordings "
+                          "(give one per recording, or one with a 'file' column)")
+    table = loaded[0]
+    fcol = _column(table, "file", None)
+    if fcol is None:
+        raise ConfigError(f"one {what} table for several recordings needs a 'file' "
+                          f"column naming each row's recording")
+    if isinstance(table, Mapping):
+        _check_columns(table, what)
+    fnames = np.array([Path(str(v)).name for v in fcol])
+    known = {p.name for p in paths}
+    unknown = sorted(set(fnames.tolist()) - known)
+    if unknown:
+        raise ConfigError(f"{what} name recordings not given: {', '.join(unknown)} "
+                          f"(given: {', '.join(sorted(known))}; evaluate them too, or "
+                          "keep only the given recordings' rows)")
+    return [{k: np.asarray(v)[fnames == p.name] for k, v in table.items()} for p in paths]
+
+
 def evaluate_recordings(
     paths: Sequence[str | Path],
     *,
     alarms: Sequence[Any] | None = None,
+    truth: Sequence[Any] | None = None,
     stream: str | None = None,
     footprint: float | None = None,
     score: str = "score",
@@ -1925,6 +2017,12 @@ def evaluate_recordings(
         which then needs a ``file`` column naming each alarm's recording (by
         file name) when there are several recordings.  Default: each
         recording's own alarms table.
+    truth : sequence, optional
+        Ground truth kept apart from the recordings (a blind trial's): per
+        recording or one table with a ``file`` column, as ``alarms``
+        (mappings of columns or CSV paths, :func:`read_truth_csv`).  It
+        replaces the recordings' own truth tables.  Default: each recording's
+        own truth table.
     stream, footprint, score, alarm_stream
         See :func:`lane_from_recording`.
     **kwargs
@@ -1936,6 +2034,8 @@ def evaluate_recordings(
     """
     for name, v, want in (("paths", paths, "a list of recordings"),
                           ("alarms", alarms, "a list of alarm tables (one per recording, or "
+                           "one with a 'file' column)"),
+                          ("truth", truth, "a list of truth tables (one per recording, or "
                            "one with a 'file' column)")):
         if isinstance(v, str | bytes | PathLike | Mapping):  # (a path was read letter by letter)
             raise ConfigError(f"evaluate_recordings: {name} must be {want}, got the single "
@@ -1945,41 +2045,11 @@ def evaluate_recordings(
         raise ConfigError("evaluate_recordings: no recording given")
     per: list[Any] = [None] * len(paths)
     if alarms is not None:
-        loaded = [read_alarms_csv(a) if isinstance(a, str | Path) else a for a in alarms]
-        # (a table that names each alarm's recording is read by those names, also
-        # for one recording: a campaign's table given with one of its lanes)
-        one_named = len(loaded) == 1 and _column(loaded[0], "file", None) is not None
-        if len(loaded) == len(paths) and not one_named:
-            per = loaded
-            for p, table in zip(paths, loaded, strict=True):
-                fcol = _column(table, "file", None)
-                other = sorted({Path(str(v)).name for v in fcol} - {p.name}) \
-                    if fcol is not None else []
-                if other:
-                    raise ConfigError(f"the alarms given for {p.name} name other recordings "
-                                      f"in their 'file' column: {', '.join(other)}")
-        elif len(loaded) == 1:
-            table = loaded[0]
-            fcol = _column(table, "file", None)
-            if fcol is None:
-                raise ConfigError("one alarms table for several recordings needs a 'file' "
-                                  "column naming each alarm's recording")
-            if isinstance(table, Mapping):
-                _check_columns(table, "alarms")
-            fnames = np.array([Path(str(v)).name for v in fcol])
-            known = {p.name for p in paths}
-            unknown = sorted(set(fnames.tolist()) - known)
-            if unknown:
-                raise ConfigError(f"alarms name recordings not given: {', '.join(unknown)} "
-                                  f"(given: {', '.join(sorted(known))}; evaluate them too, or "
-                                  "keep only the given recordings' rows)")
-            for i, p in enumerate(paths):
-                sel = fnames == p.name
-                per[i] = {k: np.asarray(v)[sel] for k, v in table.items()}
-        else:
-            raise ConfigError(f"{len(loaded)} alarm tables for {len(paths)} recordings "
-                              "(give one per recording, or one with a 'file' column)")
+        per = _per_recording(alarms, paths, "alarms", read_alarms_csv)
+    per_truth: list[Any] = [None] * len(paths)
+    if truth is not None:
+        per_truth = _per_recording(truth, paths, "truth", read_truth_csv)
     lanes = [lane_from_recording(p, alarms=a, stream=stream, footprint=footprint, score=score,
-                                 alarm_stream=alarm_stream)
-             for p, a in zip(paths, per, strict=True)]
+                                 alarm_stream=alarm_stream, truth=t)
+             for p, a, t in zip(paths, per, per_truth, strict=True)]
     return evaluate_lanes(lanes, **kwargs)

@@ -32,6 +32,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--alarms", action="append", metavar="CSV",
                    help="alarms CSV (columns x, y, optional score, depth, file); give one per "
                    "FILE, or one with a 'file' column for several FILEs")
+    p.add_argument("--truth", action="append", metavar="CSV",
+                   help="ground truth kept apart from the recordings (a blind trial's; CSV "
+                   "columns x, y, optional id, type, is_mine, depth, metal_mass, halo, file), "
+                   "replacing their own truth tables; give one per FILE, or one with a "
+                   "'file' column for several FILEs")
     p.add_argument("--halo", type=_positive, metavar="R",
                    help="halo radius in m for every target (default 0.25 m for "
                    "anti-personnel-sized targets, 0.5 m for larger)")
@@ -109,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         alarms = [apply_model(f, model, calibration=calibration) for f in args.files]
         score = "p_mine"
     result = evaluate_recordings(
-        args.files, alarms=alarms, stream=args.stream, footprint=args.footprint,
+        args.files, alarms=alarms, truth=args.truth, stream=args.stream, footprint=args.footprint,
         score=score, alarm_stream=args.alarm_stream, halo=args.halo, targets=args.targets,
         include_unsearched=args.include_unsearched, select=select,
         far_levels=tuple(args.far) if args.far else (0.5, 1.0),
