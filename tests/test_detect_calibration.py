@@ -282,3 +282,43 @@ def test_evaluate_model_takes_the_profile(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["n_alarms"] == 1
     assert main(["evaluate", str(rec), "--calibration", f"gpr={prof}"]) == 2
     assert "--calibration goes with --model" in capsys.readouterr().err
+
+
+def test_batch_takes_the_profile_for_every_recording(tmp_path):
+    """`demine batch --calibration`: a campaign recorded without gate times
+    failed file by file; with the profile its alarms and p_mine equal those of
+    the same readings recorded with the gate times, and the profile keys the
+    outputs (another profile recomputes them)."""
+    pytest.importorskip("distributed")
+    import pyarrow.parquet as pq
+
+    from demine.batch import run_batch
+
+    full, bare, gates = _emi_lane(tmp_path)
+    prof = tmp_path / "gates.toml"
+    prof.write_text('driver = "emi-pi"\ngate_times = [' + ", ".join(repr(float(g)) for g in gates)
+                    + "]\n")
+    kw = dict(workers=1, processes=False, progress=False, model=None)
+    res = run_batch([bare], tmp_path / "none", **kw)
+    assert [r["status"] for r in res.files] == ["failed"]
+    assert "--calibration emi=PROFILE" in res.files[0]["error"]
+
+    from demine.classify import default_model_path
+
+    kw["model"] = default_model_path()
+    got = run_batch([bare], tmp_path / "out", calibration={"emi": str(prof)}, **kw)
+    want = run_batch([full], tmp_path / "ref", **kw)
+    assert [r["status"] for r in got.files] == ["done"]
+    a, b = pq.read_table(got.campaign).to_pydict(), pq.read_table(want.campaign).to_pydict()
+    assert len(a["x"]) == len(b["x"]) > 0 and np.isfinite(a["p_mine"]).all()
+    for k in ("x", "y", "score", "p_mine"):
+        assert np.allclose(a[k], b[k], equal_nan=True), k
+    # the same profile: up to date; another: recomputed
+    again = run_batch([bare], tmp_path / "out", calibration={"emi": str(prof)}, **kw)
+    assert [r["cached"] for r in again.files] == [True]
+    prof.write_text(prof.read_text().replace("driver", "coil_radius = 0.1\ndriver"))
+    other = run_batch([bare], tmp_path / "out", calibration={"emi": str(prof)}, **kw)
+    assert [r["cached"] for r in other.files] == [False]
+    # a stream the recordings do not have is refused, naming it
+    bad = run_batch([bare], tmp_path / "bad", calibration={"gpr": "gpr-default"}, **kw)
+    assert "calibration given for stream 'gpr', which it does not have" in bad.files[0]["error"]

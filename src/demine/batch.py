@@ -204,12 +204,14 @@ def _file_hash(path: Path) -> str:
 
 
 def job_key(path: str | Path, config: Mapping[str, Any], model: str | Path | None = None,
-            *, model_hash: str | None = None) -> str:
+            *, model_hash: str | None = None,
+            calibration: Mapping[str, Any] | None = None) -> str:
     """Key of a per-file job: what a finished output must match to be reused.
 
     Made of the file's absolute path, size and modification time (ns), the
-    resolved configuration, the model file's content hash, the demine version
-    and the output layout version.
+    resolved configuration, the model file's content hash, the calibration
+    profiles' contents (when given), the demine version and the output layout
+    version.
     """
     from ._version import __version__
 
@@ -219,6 +221,8 @@ def job_key(path: str | Path, config: Mapping[str, Any], model: str | Path | Non
     doc = {"file": os.path.abspath(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
            "config": config, "model": model_hash, "version": __version__,
            "layout": LAYOUT_VERSION}
+    if calibration:  # (keys of runs without one stay as they were)
+        doc["calibration"] = calibration
     text = json.dumps(doc, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -266,24 +270,34 @@ def _union(parts: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return {k: v[order] for k, v in out.items()}
 
 
-def detect_file(path: str | Path, config: Any = None) -> dict[str, np.ndarray]:
+def detect_file(path: str | Path, config: Any = None,
+                calibration: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
     """Alarms of every EMI and GPR stream of a recording, with each detector's extra columns.
 
     :func:`demine.pipeline.detect_recording` stream by stream, so that the
     GPR detector's hyperbola parameters (``two_way_time``, ``width``,
     ``fit_quality``, ``polarity``...) are kept next to the EMI detector's
-    columns; missing values are NaN.
+    columns; missing values are NaN.  ``calibration`` maps stream names to
+    calibration profiles, as for :func:`~demine.pipeline.detect_recording`.
     """
     from .pipeline import detect_recording
     from .recording import Recording
 
+    profiles = dict(calibration or {})
     with Recording(path) as rec:
         names = [n for n, s in rec.streams.items() if s.kind in ("emi", "gpr")]
-    return _union([detect_recording(path, config, streams=[n]) for n in names])
+        unknown = sorted(set(profiles) - set(names))
+        if unknown:
+            raise ConfigError(f"{path}: calibration given for stream {unknown[0]!r}, which it "
+                              f"does not have as an EMI or GPR stream (streams: "
+                              f"{', '.join(rec.streams) or 'none'})")
+    return _union([detect_recording(path, config, streams=[n],
+                                    calibration={n: profiles[n]} if n in profiles else None)
+                   for n in names])
 
 
-def _apply_model(model: str | Path, rec_path: Path, alarms: dict[str, np.ndarray]
-                 ) -> dict[str, np.ndarray]:
+def _apply_model(model: str | Path, rec_path: Path, alarms: dict[str, np.ndarray],
+                 calibration: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
     """``p_mine`` of every alarm from a classifier model file (:mod:`demine.classify`).
 
     Uses ``demine.classify.apply_model(recording, model, alarms)``; the alarm
@@ -298,7 +312,7 @@ def _apply_model(model: str | Path, rec_path: Path, alarms: dict[str, np.ndarray
     if apply is None:
         raise ModelError(f"{model}: this demine has no classifier "
                          "(demine.classify.apply_model is missing)")
-    out = apply(rec_path, model, alarms)
+    out = apply(rec_path, model, alarms, calibration=calibration)
     p = out["p_mine"] if isinstance(out, Mapping) else out
     p = np.asarray(p, dtype=np.float64).reshape(-1)
     n = len(alarms["x"])
@@ -433,7 +447,8 @@ def _load_lanes(fdir: Path, alarms: Mapping[str, np.ndarray], score: str) -> dic
 
 def process_file(path: str | Path, out_dir: str | Path, config: Mapping[str, Any] | None = None,
                  model: str | Path | None = None, key: str = "", *,
-                 gpr_threads: int | None = None) -> dict[str, Any]:
+                 gpr_threads: int | None = None,
+                 calibration: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The per-file job: detect, classify, evaluate, write outputs. Never raises.
 
     Opens the recording read-only (several times, each handle closed before the
@@ -459,7 +474,7 @@ def process_file(path: str | Path, out_dir: str | Path, config: Mapping[str, Any
         for stale in ("done.json", "error.json"):
             (fdir / stale).unlink(missing_ok=True)
         st = os.stat(path)  # (what the outputs are of, for demine report to compare)
-        row.update(_run_job(path, fdir, config, model, gpr_threads))
+        row.update(_run_job(path, fdir, config, model, gpr_threads, calibration))
         row["status"] = "done"
         row["seconds"] = time.perf_counter() - t0
         row["size"], row["mtime_ns"] = st.st_size, st.st_mtime_ns
@@ -483,7 +498,8 @@ def process_file(path: str | Path, out_dir: str | Path, config: Mapping[str, Any
 
 
 def _run_job(path: Path, fdir: Path, config: Mapping[str, Any] | None,
-             model: str | Path | None, gpr_threads: int | None) -> dict[str, Any]:
+             model: str | Path | None, gpr_threads: int | None,
+             calibration: Mapping[str, Any] | None = None) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
     from .evaluate import evaluate_lanes, lane_from_recording, searched_area
@@ -506,9 +522,9 @@ def _run_job(path: Path, fdir: Path, config: Mapping[str, Any] | None,
                 t = s.read(0, 1, fields=["time"])["time"][0]
                 t1 = s.read(len(s) - 1, len(s), fields=["time"])["time"][0]
                 durations.append((int(t1) - int(t)) / 1e9)
-    alarms = detect_file(path, cfg)
+    alarms = detect_file(path, cfg, calibration)
     if model is not None:
-        alarms = _apply_model(model, path, alarms)
+        alarms = _apply_model(model, path, alarms, calibration)
     n = len(alarms["x"])
     score = "p_mine" if model is not None else "score"
     has_truth = truth_given
@@ -729,7 +745,8 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path, *,
               workers: int | None = None, processes: bool = True, force: bool = False,
               client: Any = None, progress: bool | Any = True,
               gpr_threads: int | None = None,
-              say: Callable[[str], Any] | None = None) -> BatchResult:
+              say: Callable[[str], Any] | None = None,
+              calibration: Mapping[str, Any] | None = None) -> BatchResult:
     """Run the per-file job over recordings on Dask; write the campaign table and summary.
 
     Parameters
@@ -763,6 +780,12 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path, *,
         Results do not depend on it.
     say : callable, optional
         Where to print messages (default: nothing).
+    calibration : mapping, optional
+        Stream name to a calibration profile (a shipped name, a ``.toml``
+        path or a loaded dict) used for that stream of every recording instead
+        of what the recording holds (``demine detect --calibration``): by
+        detection and by the classifier's features.  Every recording must
+        have those streams.  The profiles' contents are part of the job key.
 
     Returns
     -------
@@ -781,7 +804,13 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path, *,
         model_hash = _file_hash(mp)
         model = os.path.abspath(mp)
         _check_model(model)
-    keys = [job_key(p, cfg, model, model_hash=model_hash) for p in paths]
+    # (loaded here: a bad profile fails the run, not every task; the tasks get
+    # its contents, which also key the outputs)
+    from .process import load_profiles
+
+    profiles = {n: dict(p) for n, (p, _) in load_profiles(calibration).items()} or None
+    keys = [job_key(p, cfg, model, model_hash=model_hash, calibration=profiles)
+            for p in paths]
     rows: list[dict[str, Any] | None] = [None] * len(paths)
     todo = []
     for i, (p, k) in enumerate(zip(paths, keys, strict=True)):
@@ -803,7 +832,7 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path, *,
             # (the tables of an earlier run go before the first task: see _run_tasks)
             _run_tasks(paths, keys, todo, rows, out, cfg, model, scheduler=scheduler,
                        workers=workers, processes=processes, client=client, bar=bar,
-                       gpr_threads=gpr_threads, say=say)
+                       gpr_threads=gpr_threads, say=say, calibration=profiles)
         result = BatchResult(out, [r for r in rows if r is not None])
         gathering = True
         _gather(result, cfg)
@@ -882,7 +911,8 @@ def _run_tasks(paths: list[Path], keys: list[str], todo: list[int],
                model: str | Path | None, *, scheduler: str | None, workers: int | None,
                processes: bool, client: Any, bar: _Progress | None,
                gpr_threads: int | None = None,
-               say: Callable[[str], Any] | None = None) -> None:
+               say: Callable[[str], Any] | None = None,
+               calibration: Mapping[str, Any] | None = None) -> None:
     from distributed import Client, LocalCluster, as_completed
 
     cluster = None
@@ -934,7 +964,7 @@ def _run_tasks(paths: list[Path], keys: list[str], todo: list[int],
         for i in todo:
             fut = client.submit(process_file, str(os.path.abspath(paths[i])), str(out.resolve()),
                                 cfg, None if model is None else str(model), keys[i],
-                                gpr_threads=gpr_threads, pure=False,
+                                gpr_threads=gpr_threads, calibration=calibration, pure=False,
                                 key=f"demine-batch-{paths[i].stem}-{uuid.uuid4().hex}")
             futures[fut] = i
         for fut in as_completed(list(futures)):

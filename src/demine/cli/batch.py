@@ -30,6 +30,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", metavar="MODEL",
                    help="classifier model file ('default': the packaged model): adds p_mine "
                    "and evaluates on it")
+    p.add_argument("--calibration", action="append", default=[], metavar="STREAM=PROFILE",
+                   help="use calibration PROFILE (shipped name or .toml) for stream STREAM of "
+                   "every recording instead of what it holds, for detection and the "
+                   "classifier (as demine detect --calibration; repeatable; the recordings "
+                   "are not changed)")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="address of a running Dask scheduler (default: a local cluster); "
                    "its workers must see the recordings and DIR at the same paths")
@@ -45,7 +50,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..batch import BatchInterrupted, run_batch
+    from .detect import calibration_items
 
+    calibration = calibration_items(args.calibration)
     model = args.model
     if model == "default":  # (as demine evaluate --model default)
         from ..classify import default_model_path
@@ -55,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
         res = run_batch(args.inputs, args.out, config=args.config, model=model,
                         scheduler=args.scheduler, workers=args.workers,
                         processes=not args.threads, force=args.force,
-                        progress=not args.quiet, say=lambda line: print(line, flush=True))
+                        progress=not args.quiet, say=lambda line: print(line, flush=True),
+                        calibration=calibration or None)
     except BatchInterrupted as exc:  # Ctrl-C: one line, the shell's status for SIGINT
         # (nothing more from Dask while this process exits: thread workers still
         # finishing their tasks would log their cancelled shutdown)
