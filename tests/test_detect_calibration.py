@@ -103,6 +103,7 @@ def _emi_lane(tmp_path) -> tuple[Path, Path, np.ndarray]:
                          calibration={"coil_radius": sc.emi.coil_radius})
         s.append(e["samples"], time=e["time"], sequence=e["sequence"], x=e["x"], y=e["y"],
                  z=e["z"])
+        w.add_truth(sc.truth())
     with Recording(bare) as rec:
         assert rec.streams["emi"].gate_times is None
     return full, bare, np.asarray(sc.gate_times)
@@ -322,3 +323,31 @@ def test_batch_takes_the_profile_for_every_recording(tmp_path):
     # a stream the recordings do not have is refused, naming it
     bad = run_batch([bare], tmp_path / "bad", calibration={"gpr": "gpr-default"}, **kw)
     assert "calibration given for stream 'gpr', which it does not have" in bad.files[0]["error"]
+
+
+def test_training_features_take_the_profile(tmp_path, capsys):
+    """`demine train --calibration`: the features of alarms detected with a
+    profile are computed with it (before: a detector recorded without gate
+    times was trained on log-spaced gates it never had)."""
+    from demine.classify import build_training_set
+    from demine.pipeline import append_alarms
+
+    full, bare, gates = _emi_lane(tmp_path)
+    prof = {"emi": {"gate_times": gates.tolist()}}
+    append_alarms(bare, detect_recording(bare, calibration=prof))
+    append_alarms(full, detect_recording(full))
+    want = build_training_set([full], radius=0.2)
+    got = build_training_set([bare], radius=0.2, calibration=prof, cache=tmp_path / "c")
+    assert set(got.X) == set(want.X) and got.X["emi"].shape[0] > 0
+    for name in want.X:
+        assert np.allclose(got.X[name], want.X[name], equal_nan=True), name
+        assert np.array_equal(got.y[name], want.y[name])
+    # the cache is keyed by the profile: without it, other (log-spaced gate) features
+    plain = build_training_set([bare], radius=0.2, cache=tmp_path / "c")
+    assert not np.allclose(plain.X["emi"], want.X["emi"], equal_nan=True)
+    again = build_training_set([bare], radius=0.2, calibration=prof, cache=tmp_path / "c")
+    assert np.array_equal(again.X["emi"], got.X["emi"], equal_nan=True)
+
+    assert main(["train", str(bare), "--simulate", "1", "--calibration", "emi=emi-pi-default",
+                 "--out", str(tmp_path / "m.json.gz")]) == 2
+    assert "--calibration is for the RECORDINGs given" in capsys.readouterr().err

@@ -315,7 +315,8 @@ def _cache_file(cache: Path, path: Path, kind: str, *parts: Any) -> Path:
 
 
 def _redetected(rec: Any, path: Path, kinds: Sequence[str], config: RedetectConfig = None,
-                cache: Path | None = None) -> dict[str, np.ndarray]:
+                cache: Path | None = None,
+                calibration: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
     """The recording's alarms with those of sensors ``kinds`` found again by today's detectors.
 
     With ``cache``, the detectors' alarms are kept in it keyed by the file
@@ -334,12 +335,14 @@ def _redetected(rec: Any, path: Path, kinds: Sequence[str], config: RedetectConf
     if names:
         key = None
         if cache is not None:
-            key = _cache_file(cache, path, "-alarms", names, detector_fingerprint(cfg))
+            key = _cache_file(cache, path, "-alarms", names, detector_fingerprint(cfg),
+                              *([_profiles_key(calibration)] if calibration else []))
             if key.exists():
                 with np.load(key, allow_pickle=False) as z:
                     new = {k: z[k] for k in z.files}
         if not new:
-            new = detect_recording(path, cfg, streams=names)
+            new = detect_recording(path, cfg, streams=names, calibration={
+                n: v for n, v in (calibration or {}).items() if n in names} or None)
             if key is not None:
                 cache.mkdir(parents=True, exist_ok=True)
                 tmp = key.with_suffix(".tmp.npz")
@@ -352,9 +355,19 @@ def _redetected(rec: Any, path: Path, kinds: Sequence[str], config: RedetectConf
     return concat_alarms(parts)
 
 
+def _profiles_key(calibration: Mapping[str, Any]) -> str:
+    """Cache-key text of calibration profiles: their contents, not their names."""
+    from .process import load_profiles
+
+    return json.dumps({n: dict(p) for n, (p, _) in load_profiles(calibration).items()},
+                      sort_keys=True, default=str)
+
+
 def _features_for(path: Path, cache: Path | None, redetect: Sequence[str] = (),
                   redetect_config: RedetectConfig = None,
-                  radius: float | None = NEIGHBOUR_RADIUS) -> tuple[AlarmFeatures, str, dict]:
+                  radius: float | None = NEIGHBOUR_RADIUS,
+                  calibration: Mapping[str, Any] | None = None
+                  ) -> tuple[AlarmFeatures, str, dict]:
     """Features, lane group and truth of a recording (cached by file size and time).
 
     ``redetect``: sensor kinds ("emi", "gpr") whose alarms are found again by
@@ -362,6 +375,9 @@ def _features_for(path: Path, cache: Path | None, redetect: Sequence[str] = (),
     recording's table; with ``cache`` their alarms are cached too.  The cache
     holds the base features; the neighbourhood columns (investigation disc of
     ``radius``; none when ``None``) are added after reading it.
+    ``calibration``: stream name to the calibration profile the alarms were
+    detected with (:func:`demine.features.alarm_features`); its contents key
+    the cache.
     """
     from .recording import Recording
 
@@ -370,7 +386,7 @@ def _features_for(path: Path, cache: Path | None, redetect: Sequence[str] = (),
         truth = rec.truth
         key = None
         alarms = _redetected(rec, path, tuple(redetect), redetect_config,
-                             cache) if redetect else None
+                             cache, calibration) if redetect else None
         tag = ""
         if alarms is not None:
             hh = hashlib.sha256()
@@ -378,6 +394,8 @@ def _features_for(path: Path, cache: Path | None, redetect: Sequence[str] = (),
                 v = np.asarray(alarms[k])
                 hh.update(k.encode() + (v.astype(str) if v.dtype.kind == "O" else v).tobytes())
             tag = hh.hexdigest()
+        if calibration:  # (the features of alarms detected with a profile use it)
+            tag += "|" + _profiles_key(calibration)
         if cache is not None:
             key = _cache_file(cache, path, "", tag, __version__, FEATURES_VERSION,
                               sorted(BASE_FEATURE_SETS.items()))
@@ -389,7 +407,7 @@ def _features_for(path: Path, cache: Path | None, redetect: Sequence[str] = (),
                 af = AlarmFeatures(alarms, sets, sensors, str(path))
                 return (af if radius is None else neighbourhood_features(af, radius), group,
                         truth)
-        af = alarm_features(rec, alarms, radius=None)
+        af = alarm_features(rec, alarms, radius=None, calibration=calibration)
         if key is not None:
             cache.mkdir(parents=True, exist_ok=True)
             arrs: dict[str, np.ndarray] = {}
@@ -410,7 +428,8 @@ def build_training_set(paths: Iterable[str | Path], *, cache: str | Path | None 
                        halo: float | None = None, strict: bool = False,
                        te: bool = False, radius: float | str = NEIGHBOUR_RADIUS,
                        redetect: Sequence[str] = (), redetect_config: RedetectConfig = None,
-                       progress: Callable[[str], None] | None = None) -> TrainingSet:
+                       progress: Callable[[str], None] | None = None,
+                       calibration: Mapping[str, Any] | None = None) -> TrainingSet:
     """Features and labels of the alarms of recordings that carry ground truth.
 
     Parameters
@@ -444,6 +463,11 @@ def build_training_set(paths: Iterable[str | Path], *, cache: str | Path | None 
         whose calibration does not record it).
     progress : callable, optional
         Called with a line of text per recording.
+    calibration : mapping, optional
+        Stream name to the calibration profile (a shipped name, a ``.toml``
+        path or a loaded dict) the recordings' alarms were detected with
+        (``demine detect --calibration``), for their features, instead of
+        what the recordings hold; every recording must have those streams.
     """
     from .recording import Recording
 
@@ -451,7 +475,7 @@ def build_training_set(paths: Iterable[str | Path], *, cache: str | Path | None 
     for p in paths:
         p = Path(p)
         af, group, truth = _features_for(p, Path(cache) if cache else None, redetect,
-                                         redetect_config, None)
+                                         redetect_config, None, calibration)
         if truth is None or len(truth.get("x", ())) == 0:
             if progress:
                 progress(f"{p}: no ground truth, skipped")

@@ -61,6 +61,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="investigation disc (m) of the neighbourhood features, or 'auto' "
                    "(default): the sensors' 95th-percentile localisation error on these "
                    "recordings")
+    p.add_argument("--calibration", action="append", default=[], metavar="STREAM=PROFILE",
+                   help="the calibration PROFILE (shipped name or .toml) the RECORDINGs' "
+                   "alarms of stream STREAM were detected with (demine detect "
+                   "--calibration), for their features; repeatable; not with --simulate or "
+                   "--lines, whose lanes carry their own")
     p.add_argument("--notes", default="", help="free text stored in the model file")
     p.set_defaults(run=run)
 
@@ -86,6 +91,12 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out {args.out}: directory {parent} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise ConfigError(f"--out {args.out}: directory {parent} is not writable")
+    from .detect import calibration_items
+
+    calibration = calibration_items(args.calibration)
+    if calibration and (args.simulate or args.lines):
+        raise ConfigError("--calibration is for the RECORDINGs given, not for the lanes of "
+                          "--simulate and --lines, which carry their own calibration")
     if args.folds < 2:
         raise ConfigError(f"--folds must be >= 2, got {args.folds}")
     work = args.workdir or args.out.parent / "demine-train"
@@ -117,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--radius must be > 0 m, got {radius}")
     ts = build_training_set(files, cache=work / "features-cache", halo=args.halo,
                             strict=args.labels == "strict", te=args.labels == "te",
-                            radius=radius, progress=say)
+                            radius=radius, progress=say, calibration=calibration or None)
     model = train_model(ts, n_splits=args.folds, notes=args.notes, progress=say,
                         cv_groups=args.cv_groups)
     save_model(model, args.out)
