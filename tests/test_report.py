@@ -237,3 +237,74 @@ def test_bscan_hyperbolae_are_drawn_from_the_calibrated_surface(tmp_path):
     plt.close(fig)
     want = (surface + float(alarms["two_way_time"][0])) * 1e9
     assert apexes == [pytest.approx(want, abs=1e-9)]
+
+
+def test_report_takes_a_profile_and_truth_kept_apart(tmp_path, capsys):
+    """`demine report FILE --calibration STREAM=PROFILE --truth CSV`: a
+    detector recorded without gate times and without its truth could not be
+    reported (no gate times: detection failed); with the profile and the truth
+    its page has the detection performance and the EMI statistic's lane map."""
+    from test_detect_calibration import _emi_lane
+
+    from demine.recording import Recording, RecordingWriter
+
+    full, bare, gates = _emi_lane(tmp_path)
+    blind = tmp_path / "blind.h5"   # the bare lane without its truth table
+    with Recording(bare) as rec, RecordingWriter(blind) as w:
+        s = rec.streams["emi"]
+        d = s.read()
+        o = w.add_stream("emi", "emi", n_channels=s.n_channels, driver="emi-pi",
+                         calibration=dict(s.calibration))
+        o.append(d["samples"], time=d["time"], sequence=d["sequence"], x=d["x"], y=d["y"],
+                 z=d["z"])
+        truth = rec.truth
+    csv = tmp_path / "truth.csv"
+    cols = ["id", "type", "is_mine", "x", "y", "depth"]
+    csv.write_text(",".join(cols) + "\n" + "".join(
+        ",".join(str(truth[c][i]) for c in cols) + "\n" for i in range(len(truth["x"]))))
+    prof = tmp_path / "gates.toml"
+    prof.write_text("gate_times = [" + ", ".join(repr(float(g)) for g in gates) + "]\n")
+    out = tmp_path / "rep"
+    assert main(["report", str(blind), "--out", str(out)]) == 2
+    assert "--calibration emi=PROFILE" in capsys.readouterr().err
+    assert main(["report", str(blind), "--out", str(out), "--calibration", f"emi={prof}",
+                 "--truth", str(csv)]) == 0
+    html, pngs = _figures_referenced(out)
+    assert "Detection performance" in html and "not computed" not in html
+    assert {"roc.png", "lane_map_emi.png"} <= {p.name for p in pngs}
+    want = tmp_path / "want"
+    assert main(["report", str(full), "--out", str(want)]) == 0
+    # the same alarms and evaluation as the recording that carried both
+    table = re.compile(r"Detection performance</h2>\s*(<table>.*?</table>)", re.S)
+    got = table.search(html).group(1)
+    assert "<td" in got and got == table.search((want / "report.html").read_text()).group(1)
+    from demine.errors import ConfigError
+    from demine.report import write_report
+
+    with pytest.raises(ConfigError, match="a batch directory is reported with"):
+        write_report(tmp_path, tmp_path / "x", truth=csv)
+
+
+def test_bscan_hyperbolae_follow_the_profile_given(tmp_path):
+    """With a profile (another time zero) the overlay's surface is the
+    profile's, as the detector's is."""
+    import matplotlib.pyplot as plt
+    from test_detect_calibration import _gpr_lane
+
+    from demine.batch import detect_file
+    from demine.hyperbola import C0
+    from demine.recording import Recording
+
+    path = _gpr_lane(tmp_path)
+    with Recording(path) as rec:
+        cal = dict(rec.streams["gpr"].calibration)
+    prof = {"gpr": {"time_zero": cal["time_zero"] + 0.5e-9}}
+    surface = cal["time_zero"] + 0.5e-9 + 2 * cal["antenna_height"] / C0
+    alarms = detect_file(path, calibration=prof)
+    assert len(alarms["x"]) == 1
+    fig = bscan_figure(path, "gpr", alarms, calibration=prof)
+    apexes = [ln.get_ydata()[0] for ax in fig.axes for ln in ax.get_lines()
+              if ln.get_marker() == "o"]
+    plt.close(fig)
+    assert apexes == [pytest.approx((surface + float(alarms["two_way_time"][0])) * 1e9,
+                                    abs=1e-9)]

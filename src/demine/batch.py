@@ -835,7 +835,7 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path, *,
                        gpr_threads=gpr_threads, say=say, calibration=profiles)
         result = BatchResult(out, [r for r in rows if r is not None])
         gathering = True
-        _gather(result, cfg)
+        _gather(result, cfg, profiles)
         gathered = True
     except KeyboardInterrupt:
         if bar is not None:
@@ -1058,7 +1058,8 @@ def _interrupt_shutdown(interrupted: bool, *, shield: bool) -> Any:
         logging.disable(disabled)
 
 
-def _gather(result: BatchResult, config: Mapping[str, Any] | None = None) -> None:
+def _gather(result: BatchResult, config: Mapping[str, Any] | None = None,
+            calibration: Mapping[str, Any] | None = None) -> None:
     """Write campaign.parquet, files.parquet and summary.json from the per-file outputs."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -1113,7 +1114,7 @@ def _gather(result: BatchResult, config: Mapping[str, Any] | None = None) -> Non
         "n_files": len(result.files), "n_done": len(result.done),
         "n_failed": len(result.failed), "n_computed": len(result.computed),
         "n_skipped": len(result.skipped), "n_alarms": int(campaign.num_rows),
-        "score": score, "config": config,
+        "score": score, "config": config, "calibration": calibration,
         "failed": [{"file": r["file"], "error": r["error"]} for r in result.failed],
         "evaluation": {},
     }

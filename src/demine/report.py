@@ -71,16 +71,27 @@ def _agg() -> None:
 # ---------------------------------------------------------------------- data
 
 
-def _chain_output(path: str | Path, stream: str, chain: Any, *, chunk: int = 8192
-                  ) -> tuple[Any, int]:
-    """(iterator of processed chunks, n frames) of a stream through a chain."""
-    from .process import _stream_context, load_chain
+def _chain_output(path: str | Path, stream: str, chain: Any, *, chunk: int = 8192,
+                  calibration: Mapping[str, Any] | None = None
+                  ) -> tuple[Any, int, dict[str, Any]]:
+    """(iterator of processed chunks, n frames, the stream's context) of a
+    stream through a chain; ``calibration`` (stream name to profile, as for
+    :func:`demine.pipeline.detect_recording`) replaces what it holds."""
+    from .process import _stream_context, load_chain, load_profiles, with_profile
     from .recording import Recording
 
+    profiles = load_profiles(calibration)
     rec = Recording(path)
-    s = rec.streams[stream]
-    ch = load_chain(chain)
-    ch.configure(_stream_context(s))
+    try:
+        s = rec.streams[stream]
+        ctx = _stream_context(s)
+        if stream in profiles:
+            ctx, _ = with_profile(ctx, s, *profiles[stream])
+        ch = load_chain(chain)
+        ch.configure(ctx)
+    except BaseException:
+        rec.close()
+        raise
     n = len(s)
 
     def gen() -> Any:
@@ -96,7 +107,7 @@ def _chain_output(path: str | Path, stream: str, chain: Any, *, chunk: int = 819
         finally:
             rec.close()
 
-    return gen(), n
+    return gen(), n, ctx
 
 
 def _positions(path: str | Path, stream: str) -> dict[str, np.ndarray]:
@@ -105,8 +116,7 @@ def _positions(path: str | Path, stream: str) -> dict[str, np.ndarray]:
     with Recording(path) as rec:
         s = rec.streams[stream]
         d = s.read(fields=["x", "y", "time"])
-        attrs = {"sample_interval": s.sample_interval,
-                 "calibration": dict(getattr(s, "calibration", None) or {})}
+        attrs = {"sample_interval": s.sample_interval}
     d = {k: np.asarray(v) for k, v in d.items()}
     d.update(attrs)
     return d
@@ -118,12 +128,15 @@ def _path_length(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.concatenate([[0.0], np.cumsum(np.hypot(dx, dy))])
 
 
-def emi_statistic(path: str | Path, stream: str, config: Any = None) -> np.ndarray:
-    """Detection statistic of every reading of an EMI stream (the chain's last column)."""
+def emi_statistic(path: str | Path, stream: str, config: Any = None, *,
+                  calibration: Mapping[str, Any] | None = None) -> np.ndarray:
+    """Detection statistic of every reading of an EMI stream (the chain's last
+    column); ``calibration`` maps stream names to profiles used instead of what
+    the recording holds (``demine detect --calibration``)."""
     from .pipeline import load_detect_config
 
     cfg = load_detect_config(config)
-    parts, n = _chain_output(path, stream, cfg["emi"]["chain"])
+    parts, n, _ = _chain_output(path, stream, cfg["emi"]["chain"], calibration=calibration)
     stat = np.full(n, np.nan)
     i = 0
     for out in parts:
@@ -138,7 +151,8 @@ def emi_statistic(path: str | Path, stream: str, config: Any = None) -> np.ndarr
 
 def bscan_figure(path: str | Path, stream: str, alarms: Mapping[str, np.ndarray] | None = None,
                  config: Any = None, *, max_panels: int = 6, min_panel: float = 4.0,
-                 ds: float | None = None, label: str | None = None) -> Any:
+                 ds: float | None = None, label: str | None = None,
+                 calibration: Mapping[str, Any] | None = None) -> Any:
     """Processed radar B-scan along the path length with alarms and fitted hyperbolae.
 
     The stream goes through the GPR chain of ``config`` (default
@@ -164,6 +178,10 @@ def bscan_figure(path: str | Path, stream: str, alarms: Mapping[str, np.ndarray]
         Bin of path length (m).
     label : str, optional
         The recording's name in the title (default: its file name).
+    calibration : mapping, optional
+        Stream name to the calibration profile the alarms were detected with
+        (``demine detect --calibration``): the chain and the hyperbolae's
+        surface take its time zero, antenna height and frequency.
 
     Returns
     -------
@@ -174,7 +192,9 @@ def bscan_figure(path: str | Path, stream: str, alarms: Mapping[str, np.ndarray]
     plt = _plt()
     cfg = load_detect_config(config)
     pos = _positions(path, stream)
-    dt = pos["sample_interval"]
+    # (lazy: the chunks are read below; a profile may give the sample interval)
+    parts, n, ctx = _chain_output(path, stream, cfg["gpr"]["chain"], calibration=calibration)
+    dt = ctx.get("sample_interval") or pos["sample_interval"]
     if not dt:
         raise ConfigError(f"{path}: GPR stream {stream!r} has no sample interval")
     s_all = _path_length(pos["x"], pos["y"])
@@ -186,7 +206,6 @@ def bscan_figure(path: str | Path, stream: str, alarms: Mapping[str, np.ndarray]
     nb = int(total / ds) + 1
     acc: np.ndarray | None = None
     cnt = np.zeros(nb)
-    parts, n = _chain_output(path, stream, cfg["gpr"]["chain"])
     i = 0
     for out in parts:
         m = min(out.shape[0], n - i)
@@ -204,7 +223,7 @@ def bscan_figure(path: str | Path, stream: str, alarms: Mapping[str, np.ndarray]
     # config's time zero and antenna height, else the stream's calibration (the
     # overlay had ignored the calibration: hyperbolae drawn 2.3 ns early on the demo)
     det = cfg["gpr"]["detector"]
-    cal = pos["calibration"]
+    cal = ctx  # (the recording's calibration, or the profile given for the stream)
 
     def _given(key: str) -> float:
         v = det.get(key, cal.get(key, 0.0))
@@ -563,21 +582,23 @@ def _group_tables(page: _Page, evaluations: Mapping[str, Any]) -> None:
 
 
 def _evaluate_groups(path: Path, alarms: Mapping[str, np.ndarray], streams: Sequence[str],
-                     score: str = "score") -> dict[str, Any]:
+                     score: str = "score", truth: Mapping[str, Any] | None = None
+                     ) -> dict[str, Any]:
     from .batch import _eval_alarms
     from .evaluate import evaluate_lanes, lane_from_recording
 
     out = {}
     for g in ["all", *streams]:
         ln = lane_from_recording(path, alarms=_eval_alarms(alarms, score),
-                                 alarm_stream=None if g == "all" else g)
+                                 alarm_stream=None if g == "all" else g, truth=truth)
         out[g] = evaluate_lanes([ln])
     return out
 
 
 def _recording_section(page: _Page, path: Path, alarms: Mapping[str, np.ndarray],
                        config: Any, prefix: str, *, evaluations: Mapping[str, Any] | None,
-                       score: str = "score", label: str | None = None) -> dict[str, Any]:
+                       score: str = "score", label: str | None = None,
+                       calibration: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """B-scans, lane maps and coverage of one recording (and its ROC when not pooled).
 
     ``prefix`` starts the names of its PNG files; ``label`` names the recording
@@ -598,7 +619,8 @@ def _recording_section(page: _Page, path: Path, alarms: Mapping[str, np.ndarray]
         if kinds[name] != "gpr":
             continue
         try:
-            fig = bscan_figure(path, name, alarms, config, label=label)
+            fig = bscan_figure(path, name, alarms, config, label=label,
+                               calibration=calibration)
         except Exception as exc:  # noqa: BLE001 - one figure must not sink the report
             page.p(f"radar B-scan of {name!r} not drawn: {type(exc).__name__}: {exc}", "note")
             continue
@@ -615,7 +637,7 @@ def _recording_section(page: _Page, path: Path, alarms: Mapping[str, np.ndarray]
         what = "alarms"
         if kinds[name] == "emi":
             try:
-                stat = emi_statistic(path, name, config)
+                stat = emi_statistic(path, name, config, calibration=calibration)
                 what = "path coloured by the EMI detection statistic (noise units)"
             except Exception as exc:  # noqa: BLE001
                 page.p(f"EMI statistic of {name!r} not computed: {exc}", "note")
@@ -634,7 +656,8 @@ def _recording_section(page: _Page, path: Path, alarms: Mapping[str, np.ndarray]
 
 
 def write_report(source: str | Path, out_dir: str | Path, *, config: Any = None,
-                 max_files: int = 12) -> Path:
+                 max_files: int = 12, calibration: Mapping[str, Any] | None = None,
+                 truth: Any = None) -> Path:
     """Write figures and ``report.html`` for a recording or a batch output directory.
 
     Parameters
@@ -650,6 +673,13 @@ def write_report(source: str | Path, out_dir: str | Path, *, config: Any = None,
         directory uses the one it was run with).
     max_files : int
         Batch directory: per-recording figures for at most this many files.
+    calibration : mapping, optional
+        A recording: stream name to a calibration profile used instead of what
+        it holds, for detection and the figures (``demine detect
+        --calibration``).  A batch directory uses the profiles it was run with.
+    truth : mapping or path, optional
+        A recording: ground truth kept apart from it (column mapping or CSV,
+        :func:`demine.evaluate.read_truth_csv`), replacing its own.
 
     Returns
     -------
@@ -662,17 +692,27 @@ def write_report(source: str | Path, out_dir: str | Path, *, config: Any = None,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if src.is_dir():
+        if calibration or truth is not None:
+            raise ConfigError(f"{src}: a batch directory is reported with the calibration and "
+                              "truth it was run with; calibration and truth are for a "
+                              "recording")
         return _batch_report(src, out, config=config, max_files=max_files)
     if not src.exists():
         raise ConfigError(f"{src}: no such recording or batch directory")
-    return _file_report(src, out, config=config)
+    if isinstance(truth, str | Path):
+        from .evaluate import read_truth_csv
+
+        truth = read_truth_csv(truth)
+    return _file_report(src, out, config=config, calibration=calibration, truth=truth)
 
 
-def _file_report(path: Path, out: Path, *, config: Any) -> Path:
+def _file_report(path: Path, out: Path, *, config: Any,
+                 calibration: Mapping[str, Any] | None = None,
+                 truth: Mapping[str, Any] | None = None) -> Path:
     from .batch import detect_file, resolve_config
 
     cfg = resolve_config(config)
-    alarms = detect_file(path, cfg)
+    alarms = detect_file(path, cfg, calibration)
     page = _Page(out, f"demine report: {path.name}")
     n = len(alarms["x"])
     streams = sorted({str(s) for s in np.asarray(alarms["stream"]).tolist()})
@@ -685,8 +725,8 @@ def _file_report(path: Path, out: Path, *, config: Any) -> Path:
 
     with Recording(path) as rec:
         det = [nm for nm, s in rec.streams.items() if s.kind in ("emi", "gpr")]
-        has_truth = rec.truth_given
-    evs = _evaluate_groups(path, alarms, det)
+        has_truth = rec.truth_given or truth is not None
+    evs = _evaluate_groups(path, alarms, det, truth=truth)
     if has_truth:
         page.h(2, "Detection performance")
         _headline(page, evs)
@@ -701,7 +741,7 @@ def _file_report(path: Path, out: Path, *, config: Any) -> Path:
         page.p("The recording has no ground truth: PD and false alarms cannot be evaluated.",
                "note")
     page.h(2, "Sensors")
-    _recording_section(page, path, alarms, cfg, "", evaluations=evs)
+    _recording_section(page, path, alarms, cfg, "", evaluations=evs, calibration=calibration)
     page.h(2, "Alarms")
     _alarm_table(page, alarms)
     return page.write()
@@ -866,7 +906,7 @@ def _batch_report(src: Path, out: Path, *, config: Any, max_files: int) -> Path:
             # (the number keeps the names apart, the label says whose figures they are)
             _recording_section(page, rec, a, cfg, f"f{k:03d}_{_slug(label)}_",
                                evaluations=None, score=summary.get("score", "score"),
-                               label=label)
+                               label=label, calibration=summary.get("calibration"))
         except Exception as exc:  # noqa: BLE001 - one recording must not sink the report
             page.p(f"figures of {label} not drawn: {type(exc).__name__}: {exc}", "note")
     if len(done) > max_files:

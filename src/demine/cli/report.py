@@ -22,6 +22,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="output directory (report.html and the PNG figures)")
     p.add_argument("--config", metavar="CFG",
                    help="detection config for a recording without alarms (default chains)")
+    p.add_argument("--calibration", action="append", default=[], metavar="STREAM=PROFILE",
+                   help="a recording: use calibration PROFILE (shipped name or .toml) for "
+                   "stream STREAM instead of what it holds, for detection and the figures "
+                   "(as demine detect --calibration; repeatable)")
+    p.add_argument("--truth", type=Path, metavar="CSV",
+                   help="a recording: ground truth kept apart from it (as demine evaluate "
+                   "--truth), replacing its own")
     p.add_argument("--max-files", type=int, default=12, metavar="N",
                    help="batch directory: per-recording figures for at most N recordings")
     p.set_defaults(run=run)
@@ -29,7 +36,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..report import write_report
+    from .detect import calibration_items
 
-    html = write_report(args.source, args.out, config=args.config, max_files=args.max_files)
+    html = write_report(args.source, args.out, config=args.config, max_files=args.max_files,
+                        calibration=calibration_items(args.calibration) or None,
+                        truth=args.truth)
     print(f"report: {html}")
     return 0
