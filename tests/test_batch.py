@@ -635,3 +635,64 @@ def test_ctrl_c_stops_a_process_cluster_with_one_line(campaign, tmp_path):
     assert [Path(r["file"]) for r in res.computed] == [p.absolute() for p in paths
                                                        if p not in finished]
     assert len(load_campaign(out)["files"]) == len(paths)
+
+
+def test_truth_kept_apart_scores_a_blind_campaign(tmp_path):
+    """`demine batch --truth CSV`: the recordings of a blind trial have no
+    truth; the scorer's table (a 'file' column) gives each its own, with the
+    same figures as the truth inside the recordings."""
+    import h5py
+    import pyarrow.parquet as pq
+
+    from demine.cli import main
+    from demine.errors import ConfigError
+    from demine.recording import Recording
+
+    good, _ = make_campaign(tmp_path / "rec")
+    want = run_batch([str(p) for p in good], tmp_path / "ref", workers=1, processes=False,
+                     progress=False)
+    blind_dir = tmp_path / "blind"
+    blind_dir.mkdir()
+    rows = []
+    for p in good:
+        with Recording(p) as rec:
+            t = rec.truth
+        cols = ["id", "type", "is_mine", "x", "y", "depth", "metal_mass"]
+        rows += [",".join([p.name] + [str(t[c][i]) for c in cols])
+                 for i in range(len(t["x"]))]
+        b = blind_dir / p.name
+        b.write_bytes(p.read_bytes())
+        with h5py.File(b, "a") as f:   # (the truth table emptied, as a blind trial's)
+            for name in list(f["truth"]):
+                f["truth"][name].resize((0,))
+            f["truth"].attrs["given"] = np.int8(0)
+    csv = tmp_path / "truth.csv"
+    csv.write_text("file," + ",".join(cols) + "\n" + "\n".join(rows) + "\n")
+    blind = sorted(blind_dir.glob("*.h5"))
+    no_truth = run_batch([str(p) for p in blind], tmp_path / "none", workers=1,
+                         processes=False, progress=False)
+    assert not no_truth.evaluations
+    got = run_batch([str(p) for p in blind], tmp_path / "out", workers=1, processes=False,
+                    progress=False, truth=csv)
+    assert set(got.evaluations) == set(want.evaluations)
+    for g, ev in want.evaluations.items():
+        a, b = got.evaluations[g].to_dict(roc=False), ev.to_dict(roc=False)
+        for k in ("n_targets", "n_found", "pd", "n_false_alarms", "far_per_m2", "by_class"):
+            assert a[k] == b[k], (g, k)
+    assert want.evaluations["all"].n_targets > 0
+    ca, cb = pq.read_table(got.campaign).to_pydict(), pq.read_table(want.campaign).to_pydict()
+    assert ca["outcome"] == cb["outcome"] and ca["truth_id"] == cb["truth_id"]
+    # a changed truth table recomputes; the same one does not
+    again = run_batch([str(p) for p in blind], tmp_path / "out", workers=1, processes=False,
+                      progress=False, truth=csv)
+    assert all(r["cached"] for r in again.files)
+    csv.write_text(csv.read_text().replace(",1,", ",0,", 1))
+    changed = run_batch([str(p) for p in blind], tmp_path / "out", workers=1,
+                        processes=False, progress=False, truth=csv)
+    assert sum(not r["cached"] for r in changed.files) == 1
+    nofile = tmp_path / "nofile.csv"
+    nofile.write_text("x,y\n0.5,0.5\n")
+    with pytest.raises(ConfigError, match="needs a 'file' column"):
+        run_batch([str(p) for p in blind], tmp_path / "x", progress=False, truth=nofile)
+    assert main(["batch", str(blind[0]), "--out", str(tmp_path / "cli"), "--threads",
+                 "--workers", "1", "--quiet", "--truth", str(nofile)]) == 0

@@ -402,5 +402,5 @@ def test_read_truth_csv_columns(tmp_path):
     t = read_truth_csv(p)
     assert t["x"].tolist() == [1.5] and t["y"].tolist() == [2.0]
     assert np.isnan(t["depth"][0]) and t["halo"].tolist() == [0.3]
-    assert t["is_mine"].tolist() == ["yes"] and t["type"].tolist() == ["PMN"]
+    assert t["is_mine"].tolist() == [1] and t["type"].tolist() == ["PMN"]
     assert t["notes"].tolist() == ["=sum"]  # (without the formula guard's quote)

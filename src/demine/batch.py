@@ -205,13 +205,14 @@ def _file_hash(path: Path) -> str:
 
 def job_key(path: str | Path, config: Mapping[str, Any], model: str | Path | None = None,
             *, model_hash: str | None = None,
-            calibration: Mapping[str, Any] | None = None) -> str:
+            calibration: Mapping[str, Any] | None = None,
+            truth: Mapping[str, Any] | None = None) -> str:
     """Key of a per-file job: what a finished output must match to be reused.
 
     Made of the file's absolute path, size and modification time (ns), the
     resolved configuration, the model file's content hash, the calibration
-    profiles' contents (when given), the demine version and the output layout
-    version.
+    profiles' contents and the truth given apart from the recording (when
+    given), the demine version and the output layout version.
     """
     from ._version import __version__
 
@@ -223,6 +224,8 @@ def job_key(path: str | Path, config: Mapping[str, Any], model: str | Path | Non
            "layout": LAYOUT_VERSION}
     if calibration:  # (keys of runs without one stay as they were)
         doc["calibration"] = calibration
+    if truth is not None:
+        doc["truth"] = {k: np.asarray(v).tolist() for k, v in sorted(truth.items())}
     text = json.dumps(doc, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -448,7 +451,8 @@ def _load_lanes(fdir: Path, alarms: Mapping[str, np.ndarray], score: str) -> dic
 def process_file(path: str | Path, out_dir: str | Path, config: Mapping[str, Any] | None = None,
                  model: str | Path | None = None, key: str = "", *,
                  gpr_threads: int | None = None,
-                 calibration: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                 calibration: Mapping[str, Any] | None = None,
+                 truth: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The per-file job: detect, classify, evaluate, write outputs. Never raises.
 
     Opens the recording read-only (several times, each handle closed before the
@@ -474,7 +478,7 @@ def process_file(path: str | Path, out_dir: str | Path, config: Mapping[str, Any
         for stale in ("done.json", "error.json"):
             (fdir / stale).unlink(missing_ok=True)
         st = os.stat(path)  # (what the outputs are of, for demine report to compare)
-        row.update(_run_job(path, fdir, config, model, gpr_threads, calibration))
+        row.update(_run_job(path, fdir, config, model, gpr_threads, calibration, truth))
         row["status"] = "done"
         row["seconds"] = time.perf_counter() - t0
         row["size"], row["mtime_ns"] = st.st_size, st.st_mtime_ns
@@ -499,7 +503,8 @@ def process_file(path: str | Path, out_dir: str | Path, config: Mapping[str, Any
 
 def _run_job(path: Path, fdir: Path, config: Mapping[str, Any] | None,
              model: str | Path | None, gpr_threads: int | None,
-             calibration: Mapping[str, Any] | None = None) -> dict[str, Any]:
+             calibration: Mapping[str, Any] | None = None,
+             given_truth: Mapping[str, Any] | None = None) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
     from .evaluate import evaluate_lanes, lane_from_recording, searched_area
@@ -513,8 +518,8 @@ def _run_job(path: Path, fdir: Path, config: Mapping[str, Any] | None,
         cfg["gpr"] = {**cfg["gpr"], "detector": det}
     with Recording(path) as rec:
         streams = {n: (s.kind, len(s)) for n, s in rec.streams.items()}
-        truth = rec.truth
-        truth_given = rec.truth_given
+        truth = rec.truth if given_truth is None else dict(given_truth)
+        truth_given = rec.truth_given or given_truth is not None
         frame = LocalFrame.from_attrs(rec.attrs)
         durations = []
         for s in rec.streams.values():
@@ -539,7 +544,7 @@ def _run_job(path: Path, fdir: Path, config: Mapping[str, Any] | None,
     notes: list[str] = []
     for g in groups:
         ln = lane_from_recording(path, alarms=_eval_alarms(alarms, score),
-                                 alarm_stream=None if g == "all" else g)
+                                 alarm_stream=None if g == "all" else g, truth=given_truth)
         if ln.path is not None and ln.coverage is None:
             ln.coverage = searched_area(ln.path, ln.footprint)
             ln.path = None   # (its metres, lane_from_recording's path_length, stay with it)
@@ -746,7 +751,8 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path, *,
               client: Any = None, progress: bool | Any = True,
               gpr_threads: int | None = None,
               say: Callable[[str], Any] | None = None,
-              calibration: Mapping[str, Any] | None = None) -> BatchResult:
+              calibration: Mapping[str, Any] | None = None,
+              truth: Any = None) -> BatchResult:
     """Run the per-file job over recordings on Dask; write the campaign table and summary.
 
     Parameters
@@ -786,6 +792,13 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path, *,
         of what the recording holds (``demine detect --calibration``): by
         detection and by the classifier's features.  Every recording must
         have those streams.  The profiles' contents are part of the job key.
+    truth : mapping or path, optional
+        Ground truth kept apart from the recordings (a blind trial's: a CSV,
+        :func:`demine.evaluate.read_truth_csv`, or a column mapping), with a
+        ``file`` column naming each row's recording (by file name; without
+        it, for a single recording).  It replaces the recordings' own truth
+        tables; a recording with no row is a blank lane.  Each file's rows are
+        part of its job key.
 
     Returns
     -------
@@ -809,8 +822,26 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path, *,
     from .process import load_profiles
 
     profiles = {n: dict(p) for n, (p, _) in load_profiles(calibration).items()} or None
-    keys = [job_key(p, cfg, model, model_hash=model_hash, calibration=profiles)
-            for p in paths]
+    truths: list[Any] = [None] * len(paths)
+    if truth is not None:
+        from .evaluate import _per_recording, read_truth_csv
+
+        if not isinstance(truth, str | Path | Mapping):
+            raise ConfigError(f"truth must be a CSV path or a mapping of columns, got "
+                              f"{type(truth).__name__}")
+        table = read_truth_csv(truth) if isinstance(truth, str | Path) else dict(truth)
+        if "file" not in table and len(paths) > 1:
+            raise ConfigError(f"{truth if isinstance(truth, str | Path) else 'truth'}: one "
+                              f"truth table for {len(paths)} recordings needs a 'file' "
+                              "column naming each row's recording")
+        names = [p.name for p in paths]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice and "file" in table:
+            raise ConfigError(f"truth rows are matched to recordings by file name, and "
+                              f"{names.count(twice[0])} recordings are called {twice[0]!r}")
+        truths = _per_recording([table], paths, "truth", read_truth_csv)
+    keys = [job_key(p, cfg, model, model_hash=model_hash, calibration=profiles, truth=t)
+            for p, t in zip(paths, truths, strict=True)]
     rows: list[dict[str, Any] | None] = [None] * len(paths)
     todo = []
     for i, (p, k) in enumerate(zip(paths, keys, strict=True)):
@@ -832,7 +863,8 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path, *,
             # (the tables of an earlier run go before the first task: see _run_tasks)
             _run_tasks(paths, keys, todo, rows, out, cfg, model, scheduler=scheduler,
                        workers=workers, processes=processes, client=client, bar=bar,
-                       gpr_threads=gpr_threads, say=say, calibration=profiles)
+                       gpr_threads=gpr_threads, say=say, calibration=profiles,
+                       truths=truths)
         result = BatchResult(out, [r for r in rows if r is not None])
         gathering = True
         _gather(result, cfg, profiles)
@@ -912,7 +944,8 @@ def _run_tasks(paths: list[Path], keys: list[str], todo: list[int],
                processes: bool, client: Any, bar: _Progress | None,
                gpr_threads: int | None = None,
                say: Callable[[str], Any] | None = None,
-               calibration: Mapping[str, Any] | None = None) -> None:
+               calibration: Mapping[str, Any] | None = None,
+               truths: Sequence[Any] | None = None) -> None:
     from distributed import Client, LocalCluster, as_completed
 
     cluster = None
@@ -964,7 +997,8 @@ def _run_tasks(paths: list[Path], keys: list[str], todo: list[int],
         for i in todo:
             fut = client.submit(process_file, str(os.path.abspath(paths[i])), str(out.resolve()),
                                 cfg, None if model is None else str(model), keys[i],
-                                gpr_threads=gpr_threads, calibration=calibration, pure=False,
+                                gpr_threads=gpr_threads, calibration=calibration,
+                                truth=None if truths is None else truths[i], pure=False,
                                 key=f"demine-batch-{paths[i].stem}-{uuid.uuid4().hex}")
             futures[fut] = i
         for fut in as_completed(list(futures)):

@@ -740,6 +740,33 @@ _YES = ("1", "true", "yes", "y", "t")
 _NO = ("0", "false", "no", "n", "f", "")
 
 
+def _mine_flags(values: Any, what: str) -> np.ndarray:
+    """A truth ``is_mine`` column as booleans: numbers, or text yes/no values
+    (:data:`_YES`, :data:`_NO`, numbers written as text); anything else is an
+    error naming ``what``."""
+    tmine = np.asarray(values)
+    if tmine.dtype.kind in "US":
+        words = np.char.strip(np.char.lower(tmine.astype(str)))
+        yes = np.isin(words, _YES)
+        unknown = ~(yes | np.isin(words, _NO))
+        for i in np.flatnonzero(unknown):  # numbers written as text ('1.0', '0.0')
+            try:
+                v = float(words[i])
+            except ValueError:
+                continue
+            if math.isfinite(v):
+                yes[i], unknown[i] = v != 0, False
+        if unknown.any():  # ('mine' or 'nan' had been read as no)
+            raise ConfigError(f"{what}: truth column 'is_mine' must hold yes/no values "
+                              f"(1/0, true/false, yes/no, y/n, t/f), got "
+                              f"{str(tmine[unknown][0])!r} ({int(unknown.sum())} such value(s))")
+        return yes
+    if tmine.dtype.kind == "f" and np.any(np.isnan(tmine)):  # (NaN read as yes)
+        raise ConfigError(f"{what}: truth column 'is_mine' has NaN values (1: mine, "
+                          f"0: not a mine)")
+    return tmine.astype(bool)
+
+
 @dataclass
 class Lane:
     """One searched lane (or recording): its truth, alarms and searched area.
@@ -915,27 +942,7 @@ def _evaluate_lane(lane: Lane, *, halo: Any, targets: str, include_unsearched: b
     tid = _column(truth, "id", None)
     tid = np.arange(nt) if tid is None else tid
     ttype = _column(truth, "type", nt, "").astype(str)
-    tmine = _column(truth, "is_mine", nt, True)
-    if tmine.dtype.kind in "US":
-        words = np.char.strip(np.char.lower(tmine.astype(str)))
-        yes = np.isin(words, _YES)
-        unknown = ~(yes | np.isin(words, _NO))
-        for i in np.flatnonzero(unknown):  # numbers written as text ('1.0', '0.0')
-            try:
-                v = float(words[i])
-            except ValueError:
-                continue
-            if math.isfinite(v):
-                yes[i], unknown[i] = v != 0, False
-        if unknown.any():  # ('mine' or 'nan' had been read as no)
-            raise ConfigError(f"{what}: truth column 'is_mine' must hold yes/no values "
-                              f"(1/0, true/false, yes/no, y/n, t/f), got "
-                              f"{str(tmine[unknown][0])!r} ({int(unknown.sum())} such value(s))")
-        tmine = yes
-    elif tmine.dtype.kind == "f" and np.any(np.isnan(tmine)):  # (NaN read as yes)
-        raise ConfigError(f"{what}: truth column 'is_mine' has NaN values (1: mine, "
-                          f"0: not a mine)")
-    tmine = tmine.astype(bool)
+    tmine = _mine_flags(_column(truth, "is_mine", nt, True), what)
     tdepth = _real(what, "truth column 'depth'", _column(truth, "depth", nt, np.nan))
     tsoil = _column(truth, "soil", nt, lane.soil or "unknown").astype(str)
     tsoil = np.where(tsoil == "", lane.soil or "unknown", tsoil)
@@ -1732,8 +1739,9 @@ def read_truth_csv(path: str | Path) -> dict[str, np.ndarray]:
     The columns of a recording's truth table (docs/format.md): ``x`` and ``y``
     (m, in the recording's position frame) are required; ``depth`` (m, to the
     target's top), ``metal_mass`` (kg) and ``halo`` (m, a per-target halo
-    radius; empty: the size class's) are read as numbers; ``is_mine`` as text
-    (1/0, true/false, yes/no; a missing column makes every row a mine);
+    radius; empty: the size class's) are read as numbers; ``is_mine`` (1/0,
+    true/false, yes/no; anything else is an error) as 1 or 0, as a
+    recording's truth table holds it (no column: every row a mine);
     ``id``, ``type``, ``soil``, ``notes``, ``file`` and any other column as
     text.  This is the truth of a blind trial, kept apart from the recordings
     (``demine evaluate FILE --truth CSV``).
@@ -1746,8 +1754,11 @@ def read_truth_csv(path: str | Path) -> dict[str, np.ndarray]:
     -------
     dict of ndarray
     """
-    return _read_csv_columns(path, "truth", ("x", "y"),
-                             {"x", "y", "depth", "metal_mass", "halo"})
+    out = _read_csv_columns(path, "truth", ("x", "y"),
+                            {"x", "y", "depth", "metal_mass", "halo"})
+    if "is_mine" in out:  # (as a recording's truth table holds it: 1 or 0)
+        out["is_mine"] = _mine_flags(out["is_mine"], str(path)).astype(np.int8)
+    return out
 
 
 def _check_columns(table: Mapping[str, Any], what: str) -> None:

@@ -35,6 +35,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "every recording instead of what it holds, for detection and the "
                    "classifier (as demine detect --calibration; repeatable; the recordings "
                    "are not changed)")
+    p.add_argument("--truth", type=Path, metavar="CSV",
+                   help="ground truth kept apart from the recordings (a blind trial's; as "
+                   "demine evaluate --truth), with a 'file' column naming each row's "
+                   "recording; replaces their own truth tables")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="address of a running Dask scheduler (default: a local cluster); "
                    "its workers must see the recordings and DIR at the same paths")
@@ -63,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
                         scheduler=args.scheduler, workers=args.workers,
                         processes=not args.threads, force=args.force,
                         progress=not args.quiet, say=lambda line: print(line, flush=True),
-                        calibration=calibration or None)
+                        calibration=calibration or None, truth=args.truth)
     except BatchInterrupted as exc:  # Ctrl-C: one line, the shell's status for SIGINT
         # (nothing more from Dask while this process exits: thread workers still
         # finishing their tasks would log their cancelled shutdown)
