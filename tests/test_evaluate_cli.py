@@ -23,8 +23,9 @@ def _zigzag(n: int = 4000, width: float = 1.0, length: float = 4.0) -> np.ndarra
     return np.column_stack([x, length * t])
 
 
-def _write(path, *, alarms=True, soil="benign", lane="L1"):
-    """A 1 m x 4 m lane, EMI positions sweeping it, 4 mines and 1 clutter item."""
+def _write(path, *, alarms=True, soil="benign", lane="L1", truth=True):
+    """A 1 m x 4 m lane, EMI positions sweeping it, 4 mines and 1 clutter item
+    (``truth=False``: without its truth table, as a blind trial's recording)."""
     xy = _zigzag()
     with RecordingWriter(path, site="test", lane_id=lane, attrs={"soil": soil}) as w:
         s = w.add_stream("emi", "emi", gate_times=[1e-5, 2e-5, 4e-5, 8e-5],
@@ -32,15 +33,17 @@ def _write(path, *, alarms=True, soil="benign", lane="L1"):
         s.append(np.zeros((xy.shape[0], 4), np.float32),
                  time=T0 + np.arange(xy.shape[0], dtype=np.int64) * 1_000_000,
                  x=xy[:, 0], y=xy[:, 1], z=np.full(xy.shape[0], 0.05))
-        w.add_truth({
-            "id": np.array([b"m1", b"m2", b"m3", b"m4", b"c1"]),
-            "type": np.array([b"ap-mine", b"ap-mine", b"at-mine", b"ap-mine-min-metal", b"can"]),
-            "is_mine": np.array([1, 1, 1, 1, 0], np.int8),
-            "x": np.array([0.3, 0.7, 0.5, 0.2, 0.8]),
-            "y": np.array([0.5, 1.5, 2.5, 3.5, 3.0]),
-            "depth": np.array([0.05, 0.10, 0.20, 0.02, 0.05]),
-            "metal_mass": np.array([3e-3, 3e-3, 2.5, 6e-4, 1.5e-2]),
-        })
+        if truth:
+            w.add_truth({
+                "id": np.array([b"m1", b"m2", b"m3", b"m4", b"c1"]),
+                "type": np.array([b"ap-mine", b"ap-mine", b"at-mine", b"ap-mine-min-metal",
+                                  b"can"]),
+                "is_mine": np.array([1, 1, 1, 1, 0], np.int8),
+                "x": np.array([0.3, 0.7, 0.5, 0.2, 0.8]),
+                "y": np.array([0.5, 1.5, 2.5, 3.5, 3.0]),
+                "depth": np.array([0.05, 0.10, 0.20, 0.02, 0.05]),
+                "metal_mass": np.array([3e-3, 3e-3, 2.5, 6e-4, 1.5e-2]),
+            })
         if alarms:
             w.append_alarms({
                 "time": T0 + np.arange(5, dtype=np.int64),
@@ -298,22 +301,7 @@ def test_cli_refuses_an_infinite_radius_or_rate(tmp_path, capsys, opt):
 
 def _blind(path, lane="B1"):
     """The lane of `_write` without its truth table (a blind trial's recording)."""
-    xy = _zigzag()
-    with RecordingWriter(path, site="test", lane_id=lane, attrs={"soil": "benign"}) as w:
-        s = w.add_stream("emi", "emi", gate_times=[1e-5, 2e-5, 4e-5, 8e-5],
-                         attrs={"footprint_width": 0.24})
-        s.append(np.zeros((xy.shape[0], 4), np.float32),
-                 time=T0 + np.arange(xy.shape[0], dtype=np.int64) * 1_000_000,
-                 x=xy[:, 0], y=xy[:, 1], z=np.full(xy.shape[0], 0.05))
-        w.append_alarms({
-            "time": T0 + np.arange(5, dtype=np.int64),
-            "stream": np.array([b"emi"] * 5),
-            "x": np.array([0.32, 0.75, 0.9, 0.55, 0.8]),
-            "y": np.array([0.52, 1.45, 2.5, 2.9, 3.05]),
-            "depth": np.array([0.06, 0.08, np.nan, 0.15, 0.05]),
-            "score": np.array([0.9, 0.8, 0.7, 0.6, 0.3]),
-        })
-    return path
+    return _write(path, lane=lane, truth=False)
 
 
 _TRUTH_CSV = ("id,type,is_mine,x,y,depth,metal_mass\n"

@@ -35,7 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="profile to start from, shipped name or .toml path (default "
                        "emi-pi-default); give the --out profile to add this calibration "
                        "to it")
-        e.add_argument("--out", "-o", type=Path, required=True, help="profile to write (TOML)")
+        e.add_argument("--out", "-o", type=Path, required=True, metavar="PROFILE",
+                       help="profile to write (TOML)")
         e.add_argument("--overwrite", action="store_true",
                        help="replace an existing --out profile that is not the --base")
     t = s.add_parser("time-zero", help="radar time zero from the direct wave")
@@ -48,7 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--base", default=None,
                    help="profile to start from, shipped name or .toml path (default "
                    "gpr-default); give the --out profile to add this calibration to it")
-    t.add_argument("--out", "-o", type=Path, required=True, help="profile to write (TOML)")
+    t.add_argument("--out", "-o", type=Path, required=True, metavar="PROFILE",
+                   help="profile to write (TOML)")
     t.add_argument("--overwrite", action="store_true",
                    help="replace an existing --out profile that is not the --base")
     p.set_defaults(run=run)

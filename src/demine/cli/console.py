@@ -33,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--simulate", metavar="SCENE",
                    help="start simulated devices (emi-pi, gpr, nmea) on this scene and a "
                    "recorder on them: the console demo")
-    p.add_argument("--out", "-o", type=Path, help="recording the started recorder creates")
+    p.add_argument("--out", "-o", type=Path, metavar="RECORDING",
+                   help="recording the started recorder creates")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--control", metavar="ADDR",
                    help="control channel of a recorder started elsewhere with demine record "
@@ -45,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "without one gets its driver's shipped profile when there is one")
     p.add_argument("--scene", metavar="SCENE",
                    help="passed to the recorder: ground truth, local frame and gate times")
-    p.add_argument("--detect", metavar="CONFIG", default=None,
+    p.add_argument("--detect", metavar="CFG", default=None,
                    help="detection config TOML for the recorder's live detection and the "
                    "console's EMI chart (default: the pipeline defaults)")
     p.add_argument("--flush-interval", type=float, default=0.1, metavar="S",

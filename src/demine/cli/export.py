@@ -21,7 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("file", type=Path, metavar="FILE", help="demine recording")
     p.add_argument("--format", "-f", choices=("geojson", "csv", "kml"), default=None,
                    help="output format (default: from --out's suffix)")
-    p.add_argument("--out", "-o", type=Path, required=True, help="output file")
+    p.add_argument("--out", "-o", type=Path, required=True, metavar="FILE",
+                   help="output file")
     p.add_argument("--alarms", type=Path, metavar="CSV",
                    help="alarms CSV (from demine detect) instead of the recording's table")
     p.add_argument("--coverage", action="store_true",

@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", metavar="IN", nargs="?", help="demine recording (.h5)")
     p.add_argument("--config", "-c", action="append", metavar="CHAIN",
                    help="chain TOML file or packaged chain name; repeat for several chains")
-    p.add_argument("--out", "-o", metavar="OUT",
+    p.add_argument("--out", "-o", metavar="RECORDING",
                    help="output recording (may equal IN to add derived data in place)")
     p.add_argument("--stream", action="append", metavar="NAME",
                    help="process only this stream (repeatable); default: streams of the "

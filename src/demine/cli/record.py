@@ -32,7 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a device to record (repeat for several); `demine drivers` lists "
                    "the drivers (emi-pi, gpr, nmea, ascii-md and any installed through the "
                    "demine.drivers entry point)")
-    p.add_argument("--out", "-o", required=True, type=Path, help="recording to create (.h5)")
+    p.add_argument("--out", "-o", required=True, type=Path, metavar="RECORDING",
+                   help="recording to create (.h5)")
     p.add_argument("--duration", type=float, default=None, metavar="S",
                    help="stop after S seconds (default: until Ctrl-C)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
@@ -56,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fsync", action="store_true", help="fsync the file after every flush")
     p.add_argument("--startup-timeout", type=float, default=10.0, metavar="S",
                    help="how long to wait for the first frames of every device (default 10 s)")
-    p.add_argument("--detect", nargs="?", const=True, default=None, metavar="CONFIG",
+    p.add_argument("--detect", nargs="?", const=True, default=None, metavar="CFG",
                    help="run the detectors live and write alarms into the recording "
                    "(optionally with a detection config TOML; see demine detect)")
     p.add_argument("--control", metavar="ADDR", default=None,

@@ -57,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--unplug-every", default=None, metavar="PERIOD:DOWN",
                    help="unplug every device every PERIOD s for DOWN s, PERIOD > DOWN > 0 "
                    "(a new pty each time; use --link for a stable name)")
-    p.add_argument("--out", "-o", metavar="FILE", default=None,
+    p.add_argument("--out", "-o", metavar="RECORDING", default=None,
                    help="write the simulated lane to this recording (no devices)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--streams", default=None, metavar="LIST",

@@ -43,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workdir", type=Path, metavar="DIR",
                    help="where simulated lanes and the feature cache go "
                    "(default: a 'demine-train' directory next to --out)")
-    p.add_argument("--folds", type=int, default=5,
+    p.add_argument("--folds", type=int, default=5, metavar="N",
                    help="grouped cross-validation folds (default 5; at least 2)")
     # classify.CV_GROUPS, spelt out as TRAINING_PLANS is
     p.add_argument("--cv-groups", choices=("lane", "site"), default="lane",
