@@ -392,3 +392,48 @@ def test_read_truth_csv_columns(tmp_path):
     assert np.isnan(t["depth"][0]) and t["halo"].tolist() == [0.3]
     assert t["is_mine"].tolist() == [1] and t["type"].tolist() == ["PMN"]
     assert t["notes"].tolist() == ["=sum"]  # (without the formula guard's quote)
+
+
+def test_target_and_alarm_tables(tmp_path, capsys):
+    """`--target-table` lists every truth row with what became of it (the
+    per-target list of a T&E report: which mines were missed), and
+    `--alarm-table` every alarm's outcome; both agree with the headline."""
+    import csv as csvlib
+
+    path = _write(tmp_path / "lane.h5")
+    tt, at = tmp_path / "targets.csv", tmp_path / "alarms.csv"
+    assert main(["evaluate", str(path), "--target-table", str(tt), "--alarm-table", str(at),
+                 "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    targets = list(csvlib.DictReader(tt.open()))
+    alarms = list(csvlib.DictReader(at.open()))
+    assert [r["id"] for r in targets] == ["m1", "m2", "m3", "m4", "c1"]
+    assert [r["found"] for r in targets] == ["1", "1", "1", "0", "0"]
+    assert sum(r["found"] == "1" for r in targets) == d["n_found"] == 3
+    m3 = targets[2]
+    assert m3["alarm"] == "2" and float(m3["distance"]) == pytest.approx(0.4)
+    assert m3["halo"] == "0.5" and m3["alarm_score"] == "0.7"
+    assert targets[3]["alarm"] == "-1" and targets[3]["distance"] == ""   # (the missed mine)
+    assert targets[4]["target"] == "0" and targets[4]["alarm"] == "4"     # (clutter, its alarm)
+    assert [r["outcome"] for r in alarms] == ["hit", "hit", "hit", "false", "clutter"]
+    assert [r["target_id"] for r in alarms] == ["m1", "m2", "m3", "", "c1"]
+    assert sum(r["outcome"] in ("false", "clutter") for r in alarms) == d["n_false_alarms"]
+    assert {r["lane"] for r in targets + alarms} == {"lane.h5 (L1)"}
+    # never over the recording
+    assert main(["evaluate", str(path), "--target-table", str(path)]) == 2
+    assert "--target-table" in _one_error_line(capsys)
+    with RecordingWriter(tmp_path / "other.h5"):
+        pass
+    assert main(["evaluate", str(path), "--alarm-table", str(tmp_path / "other.h5")]) == 2
+    assert "is an HDF5 file" in _one_error_line(capsys)
+
+
+def test_tables_pool_lanes_and_keep_their_names(tmp_path):
+    a, b = _write(tmp_path / "a.h5", lane="A"), _write(tmp_path / "b.h5", lane="B")
+    r = evaluate_recordings([a, b])
+    t = r.target_table()
+    assert t["lane"].tolist() == ["a.h5 (A)"] * 5 + ["b.h5 (B)"] * 5
+    assert int(np.sum(t["found"])) == r.n_found == 6
+    al = r.alarm_table()
+    assert al["alarm"].tolist() == [0, 1, 2, 3, 4] * 2
+    assert int(np.isin(al["outcome"], ("false", "clutter")).sum()) == r.n_false_alarms

@@ -70,6 +70,7 @@ __all__ = [
     "path_length",
     "read_alarms_csv",
     "read_truth_csv",
+    "write_table_csv",
     "searched_area",
     "size_class",
 ]
@@ -899,6 +900,42 @@ class LaneResult:
         """False alarms inside the searched area (including those on clutter)."""
         return int(np.count_nonzero(np.isin(self.alarm_kind, ("false", "clutter"))))
 
+    def target_rows(self) -> dict[str, np.ndarray]:
+        """One row per truth row: what became of it (columns of
+        :meth:`Evaluation.target_table`, without ``lane``)."""
+        j = self.found_by
+        hit = j >= 0
+        jj = np.where(hit, j, 0)
+
+        def at(v: np.ndarray) -> np.ndarray:
+            return np.where(hit, v[jj], np.nan) if v.size else np.full(j.size, np.nan)
+
+        ax, ay = at(self.alarm_x), at(self.alarm_y)
+        return {
+            "id": self.truth_id.astype(str), "type": self.truth_type, "size": self.truth_size,
+            "target": self.is_target, "x": self.truth_x, "y": self.truth_y,
+            "depth": self.truth_depth, "soil": self.truth_soil, "halo": self.halo,
+            "searched": self.truth_inside, "counted": self.counted,
+            "found": self.counted & hit, "alarm": j, "alarm_x": ax, "alarm_y": ay,
+            "alarm_score": at(self.alarm_score), "alarm_depth": at(self.alarm_depth),
+            "distance": np.hypot(ax - self.truth_x, ay - self.truth_y),
+        }
+
+    def alarm_rows(self) -> dict[str, np.ndarray]:
+        """One row per alarm: its outcome (columns of
+        :meth:`Evaluation.alarm_table`, without ``lane``)."""
+        k = self.alarm_target
+        matched = k >= 0
+        ids = self.truth_id.astype(str)
+        return {
+            "alarm": np.arange(k.size), "x": self.alarm_x, "y": self.alarm_y,
+            "score": self.alarm_score, "depth": self.alarm_depth, "outcome": self.alarm_kind,
+            "searched": self.alarm_inside,
+            "target_id": np.where(matched, ids[np.where(matched, k, 0)] if ids.size else "",
+                                  ""),
+            "distance": np.where(matched, self.alarm_distance, np.nan),
+        }
+
 
 def _halo_for(types: np.ndarray, sizes: np.ndarray, halo: Any,
               override: np.ndarray | None) -> np.ndarray:
@@ -1292,6 +1329,44 @@ class Evaluation:
         if roc:
             out["roc"] = self.roc.to_dict()
         return out
+
+    def _table(self, rows: Callable[[LaneResult], dict[str, np.ndarray]]
+               ) -> dict[str, np.ndarray]:
+        parts = [rows(ln) for ln in self.lanes]
+        n = [len(p["x"]) for p in parts]
+        out = {"lane": np.concatenate([np.full(k, ln.name, dtype=object)
+                                       for k, ln in zip(n, self.lanes, strict=True)])
+               if parts else np.zeros(0, dtype=object)}
+        for c in (parts[0] if parts else {}):
+            out[c] = np.concatenate([np.asarray(p[c]) for p in parts])
+        return out
+
+    def target_table(self) -> dict[str, np.ndarray]:
+        """One row per ground-truth row of every lane: which were found, by
+        which alarm, how far off (the per-target list of a T&E report).
+
+        Columns: ``lane``, ``id``, ``type``, ``size`` (size class),
+        ``target`` (counted as a target kind: a mine, or every row with
+        ``targets="all"``), ``x``, ``y``, ``depth``, ``soil``, ``halo`` (m),
+        ``searched`` (inside the searched area), ``counted`` (in PD),
+        ``found``, ``alarm`` (index of the alarm in its lane's alarms, -1:
+        none), ``alarm_x``, ``alarm_y``, ``alarm_score``, ``alarm_depth``
+        and ``distance`` (m, alarm to target; NaN when not found).  Clutter
+        rows are listed too (``target`` false): ``alarm`` is the false alarm
+        that lay on them, if any.
+        """
+        return self._table(LaneResult.target_rows)
+
+    def alarm_table(self) -> dict[str, np.ndarray]:
+        """One row per alarm of every lane: its outcome.
+
+        Columns: ``lane``, ``alarm`` (index in its lane's alarms), ``x``,
+        ``y``, ``score``, ``depth``, ``outcome`` (``hit``, ``false``,
+        ``clutter``, ``ignored``, ``outside``: :class:`LaneResult`),
+        ``searched``, ``target_id`` (the truth row it matched, empty: none)
+        and ``distance`` (m to it; NaN when none).
+        """
+        return self._table(LaneResult.alarm_rows)
 
     def summary(self) -> str:
         """Human-readable table of the headline figures and breakdowns."""
@@ -1759,6 +1834,41 @@ def read_truth_csv(path: str | Path) -> dict[str, np.ndarray]:
     if "is_mine" in out:  # (as a recording's truth table holds it: 1 or 0)
         out["is_mine"] = _mine_flags(out["is_mine"], str(path)).astype(np.int8)
     return out
+
+
+def write_table_csv(table: Mapping[str, Any], path: str | Path) -> Path:
+    """Write a table of columns (:meth:`Evaluation.target_table`,
+    :meth:`Evaluation.alarm_table`) as CSV with a header row.
+
+    NaN is written as an empty cell and booleans as 1 and 0; text a
+    spreadsheet would take for a formula goes behind a single quote, as
+    :func:`demine.pipeline.write_alarms_csv` writes it.
+    """
+    from .export import _csv_cell
+
+    path = Path(path)
+    cols = list(table)
+    arrays = [np.asarray(table[c]) for c in cols]
+    n = len(arrays[0]) if arrays else 0
+
+    def cell(v: Any) -> Any:
+        if isinstance(v, bool | np.bool_):
+            return int(v)
+        if isinstance(v, float | np.floating):
+            return "" if math.isnan(v) else float(v)
+        if isinstance(v, np.integer):
+            return int(v)
+        return _csv_cell(str(v))
+
+    try:
+        with open(path, "w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(cols)
+            for i in range(n):
+                w.writerow([cell(a[i]) for a in arrays])
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot write the table: {exc.strerror or exc}") from None
+    return path
 
 
 def _check_columns(table: Mapping[str, Any], what: str) -> None:

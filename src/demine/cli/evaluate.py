@@ -67,6 +67,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--far", type=_positive, action="append", metavar="RATE",
                    help="FA/m² level(s) to read PD at (default 0.5 and 1.0)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--target-table", metavar="CSV",
+                   help="write one row per ground-truth row: found or not, by which alarm, "
+                   "how far off (lane, id, type, depth, searched, counted, found, alarm, "
+                   "alarm_score, distance, ...)")
+    p.add_argument("--alarm-table", metavar="CSV",
+                   help="write one row per alarm: its outcome (hit, false, clutter, ignored, "
+                   "outside) and the truth row it matched")
     p.add_argument("--roc-plot", metavar="PNG", help="save the ROC with its confidence band")
     p.add_argument("--map-plot", metavar="PNG",
                    help="save a lane map (path, truth, alarms) of the first FILE")
@@ -75,10 +82,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .._params import check_number
+    from ..errors import ConfigError
     from ..evaluate import evaluate_recordings
 
     if args.min_metal is not None:
         args.min_metal = check_number("evaluate", "--min-metal", args.min_metal, lo=0)
+    from ._paths import check_text_output
+
+    inputs = [*args.files, *(args.alarms or []), *(args.truth or [])]
+    for opt in ("--target-table", "--alarm-table"):
+        out = getattr(args, opt[2:].replace("-", "_"))
+        if out:  # (never over a recording or an input)
+            check_text_output(out, inputs, opt)
+    if args.target_table and args.target_table == args.alarm_table:
+        raise ConfigError(f"--target-table and --alarm-table are both {args.target_table}")
     if args.roc_plot or args.map_plot:
         from ..plots import check_figure_path
 
@@ -96,14 +113,10 @@ def run(args: argparse.Namespace) -> int:
 
     alarms, score = args.alarms, args.score
     if getattr(args, "calibration", None) and not getattr(args, "model", None):
-        from ..errors import ConfigError
-
         raise ConfigError("--calibration goes with --model (the classifier's features); the "
                           "alarms' own calibration is that of their detection")
     if getattr(args, "model", None):
         from ..classify import apply_model, load_default_model, load_model
-        from ..errors import ConfigError
-
         if args.alarms:
             raise ConfigError("--model classifies the recordings' own alarms tables; "
                               "it cannot be combined with --alarms")
@@ -128,6 +141,12 @@ def run(args: argparse.Namespace) -> int:
                 print(f"note: {f} has no alarms in its alarms table: write them with "
                       f"'demine detect {f} --write', or give the detector's CSV with --alarms",
                       file=sys.stderr)
+    from ..evaluate import write_table_csv
+
+    if args.target_table:
+        write_table_csv(result.target_table(), args.target_table)
+    if args.alarm_table:
+        write_table_csv(result.alarm_table(), args.alarm_table)
     if args.roc_plot or args.map_plot:
         from ..plots import plot_lane_map, plot_roc, save_figure
 
