@@ -26,6 +26,7 @@ from demine.errors import (
 )
 from demine.recording import (
     FORMAT_VERSION,
+    TABLES,
     TIME_UNITS,
     Recording,
     RecordingWriter,
@@ -193,7 +194,11 @@ def test_a_file_made_with_h5py_alone_is_read_and_takes_alarms(tmp_path):
     with Recording(path) as r:
         assert len(r.streams["emi"]) == n
         np.testing.assert_array_equal(r.streams["emi"].gate_times, [1e-5, 1e-4, 1e-3])
-        assert r.truth == {} and r.alarms == {} and r.markers == {}
+        # (every column of the schema, empty: readers find x, y ... in them)
+        for name, table in (("truth", r.truth), ("alarms", r.alarms), ("markers", r.markers)):
+            assert set(table) == {c.name for c in TABLES[name]}, name
+            assert all(len(v) == 0 for v in table.values()), name
+        assert r.truth["id"].dtype == object and r.alarms["score"].dtype == np.float64
         assert len(r.table("alarms")) == 0
         r.refresh()
     assert append_alarms(path, {"time": np.array([7]), "x": np.array([0.5]),

@@ -360,7 +360,9 @@ def _frequency_scale(frequency_range: tuple[float, float] | None,
     if frequency_range is None:
         return 1.0, f
     if not RADAR_FREQUENCY_RANGE[0] <= f <= RADAR_FREQUENCY_RANGE[1]:
-        raise ConfigError(f"the stream's calibration 'frequency' {f:g} Hz is not a radar "
+        name = context.get("stream")
+        raise ConfigError(f"{f'stream {name!r}: ' if name else ''}"
+                          f"the stream's calibration 'frequency' {f:g} Hz is not a radar "
                           f"centre frequency ({RADAR_FREQUENCY_RANGE[0]:g} to "
                           f"{RADAR_FREQUENCY_RANGE[1]:g} Hz): give it in Hz")
     lo, hi = frequency_range

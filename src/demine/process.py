@@ -721,6 +721,14 @@ def with_profile(context: dict[str, Any], stream: Any, profile: Mapping[str, Any
     return ctx, f"calibration from {where}: " + (", ".join(used) if used else "nothing used")
 
 
+#: Frames per second a stream of each kind can have: metal-detector readings
+#: (tens to tens of thousands a second) and radar traces (a hand-pulled line
+#: at a trace a second to a fast array's tens of thousands).  A rate outside
+#: is a unit slip in ``time`` (frame numbers as ns give 1e9), and would size
+#: the EMI chain's windows, which follow the rate, absurdly.
+FRAME_RATE_RANGE = {"emi": (0.5, 200_000.0), "gpr": (0.01, 200_000.0)}
+
+
 def _stream_context(stream: Any) -> dict[str, Any]:
     """Facts about a recorded stream that stages may need (see :meth:`Stage.configure`)."""
     ctx: dict[str, Any] = {"stream": stream.name, "kind": stream.kind}
@@ -735,14 +743,31 @@ def _stream_context(stream: Any) -> dict[str, Any]:
         ctx["sample_interval"] = si
     ctx.update(_calibration_context(getattr(stream, "calibration", {}), stream.kind))
     rate = stream.attrs.get("sample_rate") or stream.attrs.get("reading_rate")
+    where = "its 'sample_rate' attribute"
+    # an imported file without trace timing counts its traces in ns: no rate
+    index_times = "trace index in ns" in str(stream.attrs.get("time_source", ""))
     if rate is None:
         n = min(len(stream), 100_001)
         if n >= 2:
             t = np.asarray(stream.read(0, n, fields=["time"])["time"], dtype=np.int64)
             dt = np.diff(t)
             dt = dt[dt > 0]
+            where = "its times"
             if dt.size:
                 rate = 1e9 / float(np.median(dt))
+            elif stream.kind in FRAME_RATE_RANGE:
+                raise ConfigError(
+                    f"stream {stream.name!r}: its {n} first frames all have the time "
+                    f"{int(t[0])}: 'time' must be each frame's time in nanoseconds since "
+                    "1970-01-01 (docs/format.md)")
+    if rate and stream.kind in FRAME_RATE_RANGE and not index_times:
+        lo, hi = FRAME_RATE_RANGE[stream.kind]
+        if not lo <= float(rate) <= hi:
+            raise ConfigError(
+                f"stream {stream.name!r}: {where} give {float(rate):.4g} frames per second, "
+                f"outside {lo:g}-{hi:g} for a {stream.kind} stream: 'time' must be in "
+                "nanoseconds since 1970-01-01 (docs/format.md; frame numbers, or times in "
+                "seconds or microseconds, give such rates)")
     if rate:
         ctx["sample_rate"] = float(rate)
     return ctx

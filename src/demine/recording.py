@@ -1336,7 +1336,11 @@ class _ColumnGroup:
             out = {}
             for name in names:
                 if self._group is None or name not in self._group:
-                    raise SchemaError(f"{self.where}: no field {name!r}")
+                    fill = self._absent_position(name)
+                    if fill is None:
+                        raise SchemaError(f"{self.where}: no field {name!r}")
+                    out[name] = np.full(stop - start if stop > start else 0, fill)
+                    continue
                 out[name] = self._group[name][start:stop]
         except _DAMAGE_ERRORS as exc:
             raise RecordingError(f"{self._group.file.filename}: {self.where}: field "
@@ -1345,6 +1349,34 @@ class _ColumnGroup:
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.read(fields=[name])[name]
+
+    def _absent_position(self, name: str) -> float | None:
+        """What a stream's missing ``y`` (0: a profile line along x) or ``z``
+        (NaN: unknown) reads as, in a file made by another tool; None for any
+        other missing field, or when ``x`` is missing too."""
+        if self._index != "time" or self._group is None or "x" not in self._group:
+            return None
+        return {"y": 0.0, "z": math.nan}.get(name)
+
+
+#: Units of a gate time scale (the ``units`` of ``gate``) and their seconds.
+_TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9, "seconds": 1.0}
+
+
+def _flag(value: Any, where: str) -> bool | None:
+    """A yes/no attribute as written by h5py users: bool, 0/1, or text
+    ("true"/"false", "yes"/"no", "1"/"0"); None when absent."""
+    value = _decode(value)
+    if value is None:
+        return None
+    if isinstance(value, bool | np.bool_ | int | np.integer):
+        return bool(value)
+    word = str(value).strip().lower()
+    if word in ("true", "yes", "1", "t", "y"):
+        return True
+    if word in ("false", "no", "0", "f", "n", ""):
+        return False
+    raise SchemaError(f"{where} must be true or false, got {value!r}")
 
 
 class _Streams(dict):
@@ -1375,14 +1407,20 @@ class StreamReader(_ColumnGroup):
             raise SchemaError(f"{self.where}: has no 'time' dataset")
         self._gate_times = None
         if "gate" in group:
-            known = self.attrs.get("gate_times_known")
+            known = _flag(self.attrs.get("gate_times_known"),
+                          f"{group.file.filename}: {self.where}: 'gate_times_known'")
+            unit = str(_decode(group["gate"].attrs.get("units", "")) or "").strip()
             if known is None:
                 # a file written by another tool may leave the flag out: the
                 # dimension scale's unit says whether it holds times
-                gate = group["gate"]
-                known = _decode(gate.attrs.get("units", "")) == "s"
+                known = unit in _TIME_UNITS
             if known:
-                self._gate_times = group["gate"][()]
+                scale = _TIME_UNITS.get(unit or "s")
+                if scale is None:
+                    raise SchemaError(f"{group.file.filename}: {self.where}: 'gate' holds gate "
+                                      f"times in units {unit!r}, which demine does not know "
+                                      f"(one of {', '.join(_TIME_UNITS)})")
+                self._gate_times = group["gate"][()] * scale
         shape = group["samples"].shape if "samples" in self._fields else None
         if shape is not None and len(shape) != 2:
             raise SchemaError(f"{group.file.filename}: {self.where}: 'samples' has shape "
@@ -1434,8 +1472,23 @@ class StreamReader(_ColumnGroup):
 
     @property
     def sample_interval(self) -> float | None:
+        """GPR sample interval (s): the attribute, else the step of the
+        ``sample`` time scale when it is in a unit of time (a file made by
+        another tool may give only the scale); None when neither does."""
         value = self.attrs.get("sample_interval")
-        return None if value is None else float(value)
+        if value is not None:
+            return float(value)
+        if self._group is None or "sample" not in self._group:
+            return None
+        scale = self._group["sample"]
+        unit = _TIME_UNITS.get(str(_decode(scale.attrs.get("units", "")) or "").strip())
+        t = np.asarray(scale[()], dtype=np.float64)
+        if unit is None or t.size < 2:
+            return None
+        step = np.diff(t)
+        if not (np.all(step > 0) and np.allclose(step, step[0], rtol=1e-6)):
+            return None
+        return float(step[0]) * unit
 
     def to_xarray(self):
         """The stream as an :class:`xarray.Dataset` (time decoded to datetime64)."""
@@ -1467,12 +1520,83 @@ class TableReader(_ColumnGroup):
         self.name = name
 
     def to_dict(self) -> dict[str, np.ndarray]:
-        out = {}
-        for name, arr in self.read().items():
-            if arr.dtype.kind == "S":
-                arr = np.array([v.decode("utf-8", "replace") for v in arr], dtype=object)
-            out[name] = arr
-        return out
+        cols = self.read()
+        schema = {c.name: c.units for c in TABLES[self.name]}
+        for name, arr in cols.items():  # (a file made by another tool: cm, g ...)
+            want = schema.get(name)
+            if want in _SI_SCALE and self._group is not None:
+                unit = str(_decode(self._group[name].attrs.get("units", "")) or "").strip()
+                if unit and unit != want:
+                    scale = _SI_SCALE[want].get(unit)
+                    if scale is None:
+                        raise SchemaError(
+                            f"{self._group.file.filename}: {self.where}: column {name!r} is "
+                            f"in {unit!r}; demine reads it in {want} (or one of "
+                            f"{', '.join(_SI_SCALE[want])})")
+                    cols[name] = np.asarray(arr, dtype=np.float64) * scale
+        return _table_columns(cols, self.name)
+
+
+#: Units a table column of a file made by another tool may give (its
+#: ``units`` attribute), and their factor to the schema's unit.
+_SI_SCALE = {"m": {"m": 1.0, "cm": 1e-2, "mm": 1e-3, "metre": 1.0, "meter": 1.0,
+                   "metres": 1.0, "meters": 1.0},
+             "kg": {"kg": 1.0, "g": 1e-3, "mg": 1e-6}}
+
+
+def _table_columns(columns: Mapping[str, np.ndarray], name: str) -> dict[str, np.ndarray]:
+    """A table's columns with strings decoded; a table without rows (or
+    without the group: a file made by another tool) has every column of the
+    schema, empty, so that readers find ``x``, ``y`` ... in it."""
+    out = {}
+    for col, arr in columns.items():
+        if arr.dtype.kind == "S" or (arr.dtype.kind == "O" and any(
+                isinstance(v, bytes) for v in arr[:1])):
+            arr = np.array([v.decode("utf-8", "replace") if isinstance(v, bytes) else v
+                            for v in arr], dtype=object)
+        out[col] = arr
+    if all(len(v) == 0 for v in out.values()):
+        for c in TABLES[name]:
+            out.setdefault(c.name, np.zeros(0, dtype=object if c.dtype.kind == "S"
+                                            else c.dtype))
+    return out
+
+
+class _DatasetTable:
+    """A table written as one compound dataset (one field per column), as
+    pandas or a plain h5py user may write it: read like a group of columns."""
+
+    def __init__(self, dataset: h5py.Dataset, name: str) -> None:
+        self._ds = dataset
+        self.name = name
+        self.where = f"table {name!r}"
+
+    @property
+    def field_names(self) -> tuple[str, ...]:
+        return tuple(n for n in self._ds.dtype.names if n != "index")
+
+    def refresh(self) -> None:
+        self._ds.refresh()
+
+    def __len__(self) -> int:
+        return int(self._ds.shape[0]) if self._ds.shape else 0
+
+    def read(self, start: int = 0, stop: int | None = None,
+             fields: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+        start, stop, _ = slice(start, stop).indices(len(self))
+        rows = self._ds[start:stop]
+        names = (fields,) if isinstance(fields, str) else (
+            tuple(fields) if fields is not None else self.field_names)
+        for n in names:
+            if n not in self._ds.dtype.names:
+                raise SchemaError(f"{self.where}: no field {n!r}")
+        return {n: np.asarray(rows[n]) for n in names}
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.read(fields=[name])[name]
+
+    def to_dict(self) -> dict[str, np.ndarray]:
+        return _table_columns(self.read(), self.name)
 
 
 class Recording:
@@ -1552,6 +1676,13 @@ class Recording:
         except _DAMAGE_ERRORS as exc:
             raise RecordingError(f"{self.path}: table {name!r} cannot be read "
                                  f"(damaged file?): {exc}") from exc
+        if isinstance(group, h5py.Dataset):
+            if group.dtype.names and group.ndim == 1:
+                return _DatasetTable(group, name)  # type: ignore[return-value]
+            raise SchemaError(f"{self.path}: /{name} is a dataset of {group.dtype}, shape "
+                              f"{group.shape}: a table is a group of equal-length 1-D "
+                              "column datasets (or one 1-D compound dataset, one field per "
+                              "column; docs/format.md)")
         return TableReader(group, name)
 
     @property

@@ -35,7 +35,8 @@ def format_summary(s: dict) -> str:
     a = s["attrs"]
     lines = [
         f"{s['path']}: demine recording, format v{s['format_version']}, "
-        f"created {a.get('created_utc', '?')} by demine {a.get('software_version', '?')}",
+        f"created {a.get('created_utc', '?')} by {a.get('software') or 'demine'} "
+        f"{a.get('software_version', '?')}",
     ]
     meta = [f"{k} {a[k]!r}" for k in ("site", "operator", "lane_id") if a.get(k)]
     if meta:

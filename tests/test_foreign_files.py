@@ -1,0 +1,223 @@
+"""Recordings written by another tool with plain h5py, from docs/format.md.
+
+An outside evaluator may write its own simulated lanes straight to the format
+instead of through :class:`demine.recording.RecordingWriter`.  An audit that
+did so (every natural h5py choice where the specification leaves room) found
+files that could not be scored, choices read silently wrong, and tracebacks;
+each test here is one of its findings.
+"""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from demine.cli import main
+from demine.errors import ConfigError, RecordingError, SchemaError
+from demine.evaluate import evaluate_recordings
+from demine.recording import Recording
+
+T0 = 1_764_579_600 * 10**9  # 2025-12-01 09:00 UTC
+
+
+def _emi_file(path, *, n=3000, rate=1000.0, times=None, tables=True, gate_units="s",
+              known=None):
+    """A bare EMI sweep written with h5py alone: 16 gates, one object at
+    (0.5, 1.0), positions on a zig-zag; optionally a truth table."""
+    gates = np.geomspace(12e-6, 1e-3, 16)
+    t = np.linspace(0, 1, n)
+    x = 0.5 + 0.45 * np.sin(2 * np.pi * 8 * t)
+    y = 2.0 * t
+    r2 = (x - 0.5) ** 2 + (y - 1.0) ** 2
+    resp = 200.0 * np.exp(-r2 / 0.01)[:, None] * (gates / 1e-4) ** -0.5 * np.exp(-gates / 3e-4)
+    rng = np.random.default_rng(0)
+    samples = (resp + rng.normal(0, 1.0, (n, gates.size))).astype(np.float32)
+    with h5py.File(path, "w") as f:
+        f.attrs["format"] = "demine-recording"
+        f.attrs["format_version"] = 1
+        f.attrs["software"] = "evalsim"
+        f.attrs["software_version"] = "2.1"
+        g = f.create_group("streams/emi")
+        g.attrs["kind"] = "emi"
+        if known is not None:
+            g.attrs["gate_times_known"] = known
+        tt = times if times is not None else T0 + (np.arange(n) * 1e9 / rate).astype(np.int64)
+        g.create_dataset("time", data=np.asarray(tt, dtype=np.int64))
+        g.create_dataset("samples", data=samples)
+        g.create_dataset("x", data=x)
+        g.create_dataset("y", data=y)
+        scale = {"s": 1.0, "ms": 1e3, "us": 1e6, "banana": 1.0}[gate_units]
+        g.create_dataset("gate", data=gates * scale).attrs["units"] = gate_units
+        if tables:
+            tr = f.create_group("truth")
+            tr.create_dataset("id", data=np.array([b"m1"]))
+            tr.create_dataset("type", data=np.array([b"PMN"]))
+            tr.create_dataset("is_mine", data=np.array([1], np.int8))
+            tr.create_dataset("x", data=[0.5])
+            tr.create_dataset("y", data=[1.0])
+            tr.create_dataset("depth", data=[5.0]).attrs["units"] = "cm"
+    return path
+
+
+def test_a_file_with_streams_only_is_detected_written_and_scored(tmp_path, capsys):
+    """No /alarms and no /truth (the specification allows both): evaluate had
+    failed ("alarms: needs columns 'x' and 'y'"), and a --write that found
+    nothing left no table, so PD 0 could never be reported."""
+    path = _emi_file(tmp_path / "bare.h5", tables=False)
+    with Recording(path) as rec:
+        assert rec.alarms["x"].size == 0 and rec.truth["x"].size == 0
+        assert not rec.truth_given
+    r = evaluate_recordings([path])
+    assert r.n_targets == 0 and r.n_alarms == 0
+    assert any("no ground truth" in n for n in r.notes)
+    quiet = _emi_file(tmp_path / "quiet.h5", n=2000, tables=False)
+    with h5py.File(quiet, "r+") as f:   # (nothing in it to find)
+        f["streams/emi/samples"][...] = np.random.default_rng(1).normal(
+            0, 1, f["streams/emi/samples"].shape)
+    assert main(["detect", str(quiet), "--write"]) == 0
+    assert "0 alarms" in capsys.readouterr().out
+    with h5py.File(quiet, "r") as f:
+        assert "alarms" in f and "index" in f["alarms"]
+
+
+def test_a_truth_table_in_cm_or_as_one_compound_dataset_is_read(tmp_path):
+    """A truth column whose `units` say cm was read as metres (every target in
+    the >= 30 cm band); a truth table written as one compound dataset (as
+    pandas writes it) was 'damaged'.  Other datasets are refused clearly."""
+    path = _emi_file(tmp_path / "cm.h5")
+    with Recording(path) as rec:
+        assert rec.truth["depth"].tolist() == [0.05]
+        assert rec.truth["type"].tolist() == ["PMN"]
+    with h5py.File(path, "r+") as f:
+        f["truth/depth"].attrs["units"] = "furlong"
+    with Recording(path) as rec, pytest.raises(SchemaError, match="'depth' is in 'furlong'"):
+        rec.table("truth").to_dict()
+    comp = _emi_file(tmp_path / "compound.h5", tables=False)
+    rows = np.array([(b"m1", b"PMN", 1, 0.5, 1.0, 0.05), (b"c1", b"nail", 0, 0.2, 0.3, 0.0)],
+                    dtype=[("id", "S8"), ("type", "S8"), ("is_mine", "i1"), ("x", "f8"),
+                           ("y", "f8"), ("depth", "f8")])
+    with h5py.File(comp, "r+") as f:
+        f.create_dataset("truth", data=rows)
+    with Recording(comp) as rec:
+        assert rec.truth["type"].tolist() == ["PMN", "nail"] and len(rec.table("truth")) == 2
+        assert rec.truth_given
+    assert evaluate_recordings([comp]).n_targets == 1
+    with h5py.File(comp, "r+") as f:
+        f.create_dataset("markers", data=np.zeros((3, 2)))
+    with Recording(comp) as rec, pytest.raises(SchemaError, match="/markers is a dataset"):
+        rec.table("markers").to_dict()
+
+
+def test_alarms_are_not_appended_to_a_table_that_cannot_take_them(tmp_path, capsys):
+    """An /alarms table written contiguously (h5py's default) or without
+    demine's columns had crashed `detect --write` with a traceback."""
+    path = _emi_file(tmp_path / "theirs.h5")
+    with h5py.File(path, "r+") as f:
+        a = f.create_group("alarms")
+        a.create_dataset("time", data=np.array([T0], np.int64))
+        a.create_dataset("x", data=[0.5])
+        a.create_dataset("y", data=[1.0])
+        a.create_dataset("score", data=[3.0])
+        a.create_dataset("stream", data=np.array([b"theirs"]))
+    before = path.read_bytes()
+    assert main(["detect", str(path), "--write"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot append alarms to its /alarms table" in err and "--out CSV" in err
+    assert path.read_bytes() == before
+    with pytest.raises(RecordingError, match="not resizable"):
+        from demine.pipeline import append_alarms
+
+        with h5py.File(path, "r+") as f:
+            for c in ("index", "depth", "velocity", "p_mine", "label"):
+                f["alarms"].create_dataset(c, data=np.zeros(1, "S32" if c == "label"
+                                                           else np.float64))
+        append_alarms(path, {"time": [T0], "x": [0.1], "y": [0.2], "score": [9.0]})
+    # their alarm's stream is not one of the file's: the model scores nothing, and
+    # says why (it had said "use --model", with --model given)
+    assert main(["evaluate", str(path), "--model", "default"]) == 2
+    assert "names an EMI or GPR stream of the recording (emi); these name theirs" \
+        in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("times", "says"), [
+    (np.zeros(3000, np.int64), "all have the time 0"),
+    (np.arange(3000, dtype=np.int64), "1e\\+09 frames per second"),
+    (T0 + np.arange(3000, dtype=np.int64) * 1000, "1e\\+06 frames per second"),
+])
+def test_times_that_are_not_ns_are_refused(tmp_path, capsys, times, says):
+    """Frame numbers as times had made the EMI chain allocate 238 GiB; times
+    all 0 had run detection at a guessed rate, 10 times off."""
+    path = _emi_file(tmp_path / "t.h5", times=times)
+    with pytest.raises(ConfigError, match=says):
+        from demine.pipeline import detect_recording
+
+        detect_recording(path)
+    assert main(["detect", str(path)]) == 2
+    assert "nanoseconds since 1970" in capsys.readouterr().err
+
+
+def test_gate_flags_and_units_of_another_tool(tmp_path):
+    """`gate_times_known = "false"` (text) had counted as true; gate times in
+    ms or us (the scale's units) were refused as unknown, or read as seconds."""
+    want = np.geomspace(12e-6, 1e-3, 16)
+    for units, known in (("ms", None), ("us", None), ("us", True), ("s", "yes")):
+        p = _emi_file(tmp_path / f"{units}-{known}.h5", gate_units=units, known=known)
+        with Recording(p) as rec:
+            np.testing.assert_allclose(rec.streams["emi"].gate_times, want, rtol=1e-12)
+    p = _emi_file(tmp_path / "false.h5", known="false")
+    with Recording(p) as rec:
+        assert rec.streams["emi"].gate_times is None
+    with pytest.raises(SchemaError, match="'gate_times_known' must be true or false"):
+        Recording(_emi_file(tmp_path / "maybe.h5", known="maybe"))
+    with pytest.raises(SchemaError, match="units 'banana'"):
+        Recording(_emi_file(tmp_path / "banana.h5", gate_units="banana", known=True))
+
+
+def test_a_radar_line_without_y_or_sample_interval(tmp_path, capsys):
+    """A radar profile written without `y` had failed ("no field 'y'"), one
+    with y NaN gave no alarm and no word, and one without the
+    `sample_interval` attribute was refused although its `sample` scale gave
+    it."""
+    from test_detect_calibration import _gpr_lane
+
+    from demine.pipeline import detect_recording
+
+    lane = _gpr_lane(tmp_path)   # a line along y at x = 0.45
+    with h5py.File(lane, "r+") as f:   # the line along x at y = 0
+        g = f["streams/gpr"]
+        g["x"][...] = g["y"][...]
+        g["y"][...] = 0.0
+    want = detect_recording(lane)
+    assert len(want["x"]) >= 1
+    along = tmp_path / "along.h5"
+    along.write_bytes(lane.read_bytes())
+    with h5py.File(along, "r+") as f:   # the same with y and z left out
+        g = f["streams/gpr"]
+        del g["y"], g["z"]
+        dt = float(g.attrs["sample_interval"])
+        del g.attrs["sample_interval"]
+        g["sample"][...] = np.arange(g["sample"].shape[0]) * dt * 1e9
+        g["sample"].attrs["units"] = "ns"
+    with Recording(along) as rec:
+        s = rec.streams["gpr"]
+        assert s.sample_interval == pytest.approx(dt, rel=1e-9)
+        assert np.all(s.y == 0) and np.all(np.isnan(s.z))
+    got = detect_recording(along)
+    for k in ("x", "y", "depth", "score"):
+        np.testing.assert_array_equal(got[k], want[k])
+    with h5py.File(along, "r+") as f:
+        f["streams/gpr"].create_dataset("y", data=np.full(f["streams/gpr/x"].shape, np.nan))
+    notes: list[str] = []
+    assert len(detect_recording(along, notes=notes)["x"]) == 0
+    assert any("radar trace(s) without a finite x, y position left out" in n for n in notes)
+
+
+def test_info_names_the_software_that_wrote_the_file(tmp_path, capsys):
+    path = _emi_file(tmp_path / "e.h5")
+    assert main(["info", str(path)]) == 0
+    assert "by evalsim 2.1" in capsys.readouterr().out
+    assert main(["info", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)
