@@ -82,6 +82,9 @@ def test_halo_is_inclusive_and_size_dependent():
     assert size_class("ap-mine") == "ap" and size_class("PMN-2") == "ap"
     assert size_class("at-mine-min-metal") == "large" and size_class("TM-62M") == "large"
     assert size_class("uxo") == "large" and size_class("cartridge") == "ap"
+    # anti-tank mines an outside truth table names (they had the AP halo)
+    assert [size_class(t) for t in ("TC-6", "TC-2.4", "PRB-M3", "SB-81")] == ["large"] * 4
+    assert size_class("PMA-2") == "ap" and size_class("VS-50") == "ap"
     truth = _truth([[0, 0], [10, 0], [20, 0]], type=["ap-mine", "at-mine", "ap-mine"])
     # 0.25 m from the AP mine (on its halo), 0.5 m from the AT mine, 0.3 m from the 2nd AP.
     alarms = _alarms([[0.25, 0], [10, 0.5], [20, 0.3]])

@@ -88,7 +88,7 @@ DEFAULT_DEPTH_BANDS: tuple[float, ...] = (0.0, 0.05, 0.10, 0.20, 0.30)
 _LARGE_PATTERNS = re.compile(
     r"(^|[^a-z])(at|atm|uxo|tank|antitank|shell|mortar|projectile|bomb|rocket|grenade_rifle|"
     r"large|tm|tm\d+\w*|tma\w*|tmm\w*|tmrp\w*|tms\w*|m15|m19|m21|m6|m7a2|vs-?2\.2|vs-?1\.6|"
-    r"vs-?hct\w*|pt-?mi\w*|pt-?mi-?\w*|ptmi\w*)([^a-z]|$)"
+    r"vs-?hct\w*|pt-?mi\w*|pt-?mi-?\w*|ptmi\w*|tc-?\d[\w.]*|prb-?m3\w*|sb-?81\w*)([^a-z]|$)"
 )
 
 

@@ -378,6 +378,7 @@ class StreamDetector:
             except TypeError as exc:
                 raise ConfigError(f"[gpr.detector.merge]: {exc}") from exc
         self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._unplaced = 0   # radar traces left out for want of a position
         # frames per second for the merger's path tracking (0: unknown, every frame)
         self._rate = float(context.get("sample_rate") or 0.0)
         # columns after the EMI gates: the statistic (last), and the shape
@@ -425,6 +426,7 @@ class StreamDetector:
         # detector sees only positioned traces (the same ones live and in batch).
         ok = np.isfinite(x) & np.isfinite(y)
         if not ok.all():
+            self._unplaced += int(ok.size - np.count_nonzero(ok))
             out, x, y, t = out[ok], x[ok], y[ok], t[ok]
         return self.detector.process(out, x, y, t)
 
@@ -489,7 +491,10 @@ class StreamDetector:
         # (a fused chain runs in place of the steps, which keep what they were
         # configured to: e.g. a band scaled to the radar's frequency)
         chain = self._run.notes() + ([] if self._run is self.chain else self.chain.notes())
-        return chain + (list(det()) if callable(det) else [])
+        own = [f"{self._unplaced} radar trace(s) without a finite x, y position left out of "
+               "detection (a line without y positions is read as y = 0 only when the "
+               "stream has no y at all)"] if self._unplaced else []
+        return chain + (list(det()) if callable(det) else []) + own
 
     def _standard(self, alarms: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = len(next(iter(alarms.values()))) if alarms else 0
@@ -621,6 +626,31 @@ def write_alarms_csv(alarms: dict[str, np.ndarray], path: str | Path) -> Path:
     return path
 
 
+def _check_appendable(path: str | Path, group: Any, names: Sequence[str]) -> None:
+    """Refuse, naming the reason, an alarms table that cannot take more rows:
+    one written by another tool without demine's columns, or with columns
+    that are not chunked and resizable (h5py's default: contiguous)."""
+    import h5py
+
+    why = None
+    if not isinstance(group, h5py.Group):
+        why = "it is not a group of columns"
+    else:
+        for name in names:
+            ds = group.get(name)
+            if not isinstance(ds, h5py.Dataset):
+                why = f"it has no column {name!r}"
+                break
+            if ds.chunks is None or ds.maxshape[:1] != (None,):
+                why = (f"its column {name!r} is not resizable (datasets must be created "
+                       "chunked with maxshape=(None,) to be appended to)")
+                break
+    if why:
+        raise RecordingError(f"{path}: cannot append alarms to its /alarms table: {why} "
+                             "(written by another tool?). Nothing was changed; write the "
+                             "alarms to a CSV file instead (demine detect --out CSV)")
+
+
 def alarm_counts(path: str | Path) -> dict[str, int]:
     """Alarms already in a recording's alarms table, per stream."""
     from .recording import Recording
@@ -671,12 +701,10 @@ def append_alarms(path: str | Path, alarms: dict[str, np.ndarray], *,
         if "stream" in alarms else []
     if not isinstance(replace, bool):
         streams = sorted(set(streams) | {str(s) for s in replace})
-    if n == 0 and not (replace and streams):
-        return 0
     missing = [c.name for c in TABLES["alarms"] if c.fill is None and c.name not in alarms]
     if n and missing:
         raise ConfigError(f"alarms for {path}: column {missing[0]!r} is required")
-    if not replace:
+    if n and not replace:
         check_alarms_absent(path, streams)
     try:
         f = h5py.File(path, "r+", libver="latest")
@@ -684,8 +712,12 @@ def append_alarms(path: str | Path, alarms: dict[str, np.ndarray], *,
         raise RecordingError(f"{path}: cannot open to add alarms: {exc}") from exc
     with f:
         if "alarms" not in f:  # a file made by another tool may have no alarms table yet
+            # (made even for no alarm: the lane was detected on, and found nothing)
             create_columns(f.create_group("alarms"), TABLES["alarms"], table=True)
         g = f["alarms"]
+        _check_appendable(path, g, list(cols) + ["index"])
+        if n == 0 and not (replace and streams):
+            return 0
         if replace and streams and "stream" in g:
             old = np.array([_text(s) for s in g["stream"][...]], dtype=object)
             keep = ~np.isin(old, streams)

@@ -126,6 +126,22 @@ def run(args: argparse.Namespace) -> int:
         model = load_default_model() if args.model == "default" else load_model(args.model)
         alarms = [apply_model(f, model, calibration=calibration) for f in args.files]
         score = "p_mine"
+        import numpy as np
+
+        for f, a in zip(args.files, alarms, strict=True):
+            p = np.asarray(a.get("p_mine", ()), dtype=np.float64)
+            if p.size and np.isnan(p).all() and args.alarm_stream is None:
+                # (the generic hint, "use --model", would be given with --model)
+                from ..recording import Recording
+
+                with Recording(f) as rec:
+                    det = [n for n, s in rec.streams.items() if s.kind in ("emi", "gpr")]
+                named = sorted({str(v) for v in a.get("stream", [])} - {""})
+                raise ConfigError(
+                    f"{f}: the model scored none of its {p.size} alarms: it classifies "
+                    "alarms whose 'stream' column names an EMI or GPR stream of the "
+                    f"recording ({', '.join(det) or 'none'}); these name "
+                    f"{', '.join(named) or 'no stream'}")
     result = evaluate_recordings(
         args.files, alarms=alarms, truth=args.truth, stream=args.stream, footprint=args.footprint,
         score=score, alarm_stream=args.alarm_stream, halo=args.halo, targets=args.targets,
@@ -138,9 +154,9 @@ def run(args: argparse.Namespace) -> int:
 
         for f, lane in zip(args.files, result.lanes, strict=True):
             if lane.alarm_x.size == 0 and not alarm_counts(f):
-                print(f"note: {f} has no alarms in its alarms table: write them with "
-                      f"'demine detect {f} --write', or give the detector's CSV with --alarms",
-                      file=sys.stderr)
+                print(f"note: {f} has no alarms in its alarms table (if it was never "
+                      f"detected on: write them with 'demine detect {f} --write', or give "
+                      "the detector's CSV with --alarms)", file=sys.stderr)
     from ..evaluate import write_table_csv
 
     if args.target_table:
