@@ -15,6 +15,9 @@ gprMax (FDTD)      ``.out`` (3.x), ``.h5`` (4.x, by content)   :func:`read_gprma
                    one file per trace (runs, not merged)       :func:`read_gprmax_series`
 =================  ==========================================  ====================
 
+A metal detector's readings table (CSV, TSV, Geosoft XYZ) is read by
+:func:`read_emi_table` (:mod:`demine.io.emi_table`).
+
 A ``.h5``/``.hdf5`` file is taken as gprMax output only when its root has a
 ``gprMax`` attribute (demine's own recordings are HDF5 too and are refused).
 
@@ -31,6 +34,7 @@ from typing import Any
 
 from ..errors import VendorFormatError
 from ._common import GPS_COLUMNS, NO_TIME, RadarData, file_size
+from .emi_table import EMITable, read_emi_table
 from .gprmax import is_gprmax, read_gprmax, read_gprmax_series
 from .gssi import channel_count, read_dzg, read_dzt, read_dzx
 from .mala import read_cor, read_ramac
@@ -38,6 +42,7 @@ from .pulseekko import read_dt1
 from .segy import read_segy, write_segy
 
 __all__ = [
+    "EMITable",
     "GPS_COLUMNS",
     "NO_TIME",
     "RadarData",
@@ -50,6 +55,7 @@ __all__ = [
     "read_dzg",
     "read_dzt",
     "read_dzx",
+    "read_emi_table",
     "read_gprmax",
     "read_gprmax_series",
     "read_ramac",

@@ -444,3 +444,62 @@ def _import_lines(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLik
         summary["streams"]["gpr"] = {"traces": start, "samples": first.n_samples,
                                      "dtype": str(lines[0][2].dtype), "time_source": time_src}
     return summary
+
+
+def import_emi_table(
+    path: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    gate_times: Any = None,
+    rate: float | None = None,
+    units: str = "",
+    site: str = "",
+    operator: str = "",
+    lane_id: str = "",
+    notes: str = "",
+    overwrite: bool = False,
+    truth: Any = None,
+) -> dict[str, Any]:
+    """Write a metal detector's readings table (CSV, TSV, Geosoft XYZ) into a
+    new recording, as its stream ``emi``.
+
+    The readings keep their values (float32), the gate times go to the
+    stream's ``gate`` scale (unknown when neither the column names nor
+    ``gate_times`` give them: detection then asks for a calibration profile),
+    and the table's layout (column roles, columns not read, comments) to the
+    ``vendor_header`` attribute.  ``truth`` is stored as for
+    :func:`import_file`.  See :mod:`demine.io.emi_table` for the layouts read.
+
+    Returns
+    -------
+    dict
+        Summary: the stream's readings, gates and time source.
+    """
+    from ..recording import RecordingWriter
+    from .emi_table import read_emi_table
+
+    tab = read_emi_table(path, gate_times=gate_times, rate=rate)
+    label = Path(tab.path).name
+    summary: dict[str, Any] = {"source": tab.path, "out": os.fspath(out), "streams": {}}
+    with RecordingWriter(out, site=site, operator=operator, lane_id=lane_id,
+                         notes=notes or f"imported from {label}", overwrite=overwrite) as w:
+        s = w.add_stream(
+            "emi", "emi", n_channels=tab.samples.shape[1], device=f"readings table {label}",
+            driver="demine.io.emi_table", units=units, gate_times=tab.gate_times,
+            attrs={"vendor": "emi-table", "vendor_file": label,
+                   "vendor_header": json.dumps(jsonable(tab.header)),
+                   "time_source": tab.time_source})
+        if truth is not None:  # (after the streams: writing starts SWMR)
+            summary["truth"] = w.add_truth(truth)
+        step = 65536
+        for i in range(0, tab.n_readings, step):  # bounded memory per append
+            sl = slice(i, i + step)
+            s.append(tab.samples[sl], time=tab.time_ns[sl],
+                     sequence=np.arange(i, min(i + step, tab.n_readings)),
+                     x=tab.x[sl], y=tab.y[sl], z=tab.z[sl])
+    summary["streams"]["emi"] = {
+        "readings": tab.n_readings, "gates": int(tab.samples.shape[1]),
+        "gate_times": None if tab.gate_times is None else tab.gate_times.tolist(),
+        "time_source": tab.time_source,
+    }
+    return summary

@@ -1,0 +1,129 @@
+"""``demine import readings.csv``: a metal detector's readings from a text table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_detect_calibration import _emi_lane
+
+from demine.cli import main
+from demine.errors import MissingCalibrationError, VendorFormatError
+from demine.io.emi_table import read_emi_table
+from demine.pipeline import detect_recording
+from demine.recording import Recording
+
+
+def _write_csv(rec, out, *, names="seconds", time="relative"):
+    """The EMI stream of ``rec`` as a CSV table, every value exact."""
+    with Recording(rec) as r:
+        s = r.streams["emi"]
+        d = s.read()
+        gates = s.gate_times
+    t = d["time"]
+    gcols = ([f"g{i + 1}_{float(g)!r}s" for i, g in enumerate(gates)] if names == "seconds"
+             else [f"ch{i + 1}" for i in range(gates.size)])
+    tcol = [] if time is None else ["time"]
+    lines = [",".join(tcol + ["x [m]", "y [m]", "z [m]"] + gcols)]
+    for i in range(t.size):
+        tv = [] if time is None else [f"{(t[i] - t[0]) / 1e9:.9f}"]
+        lines.append(",".join(tv + [repr(float(d[k][i])) for k in ("x", "y", "z")]
+                              + [repr(float(v)) for v in d["samples"][i]]))
+    out.write_text("\n".join(lines) + "\n")
+    return out, gates, t
+
+
+def test_a_readings_table_detects_as_the_recording(tmp_path, capsys):
+    """The readings of a simulated lane written as a CSV table (gate times in
+    the column names, seconds from the start) and imported give the same
+    alarms, bit for bit, as the recording they came from."""
+    full, _, _ = _emi_lane(tmp_path)
+    csv, gates, t = _write_csv(full, tmp_path / "lane.csv")
+    out = tmp_path / "imp.h5"
+    assert main(["import", str(csv), "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert f"emi: {t.size} readings x 16 gates, gates 12-1000 us" in said
+    with Recording(out) as r:
+        s = r.streams["emi"]
+        np.testing.assert_array_equal(s.gate_times, gates)
+        np.testing.assert_array_equal(s.time - s.time[0], t - t[0])
+        assert s.attrs["driver"] == "demine.io.emi_table"
+    want, got = detect_recording(full), detect_recording(out)
+    assert len(want["x"]) > 0
+    for k in ("x", "y", "score"):
+        np.testing.assert_array_equal(got[k], want[k])
+
+
+def test_gate_indices_with_gate_times_given_and_a_rate(tmp_path, capsys):
+    """Columns ch1..ch16 without times, and no time column: --gate-times and
+    --rate give what the table does not; without them it says what to give."""
+    full, _, _ = _emi_lane(tmp_path)
+    csv, gates, t = _write_csv(full, tmp_path / "ch.csv", names="index", time=None)
+    out = tmp_path / "ch.h5"
+    assert main(["import", str(csv), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "no time column" in err and "--rate HZ" in err and not out.exists()
+    assert main(["import", str(csv), "--out", str(out), "--rate", "1000"]) == 0
+    assert "gate times unknown" in capsys.readouterr().out
+    with pytest.raises(MissingCalibrationError, match="--calibration emi=PROFILE"):
+        detect_recording(out)
+    out2 = tmp_path / "ch2.h5"
+    assert main(["import", str(csv), "--out", str(out2), "--rate", "1000", "--gate-times",
+                 ",".join(repr(float(g)) for g in gates)]) == 0
+    got, want = detect_recording(out2), detect_recording(full)
+    np.testing.assert_array_equal(got["x"], want["x"])
+    np.testing.assert_array_equal(got["score"], want["score"])
+
+
+def test_geosoft_xyz(tmp_path):
+    """A Geosoft XYZ export: '/' comment lines (the last one names the
+    columns), 'Line' markers, white space between fields, '*' for a dummy."""
+    text = ("/ XYZ export from an EM61-style survey\n"
+            "/ X Y Time Height ch1 ch2 ch3 ch4 Quality\n"
+            "Line 10\n"
+            "0.00 0.0 100.000 0.40 10.5 5.25 2.5 1.0 9\n"
+            "0.10 0.0 100.100 0.40 11.5 5.75 * 1.5 9\n"
+            "Line 20\n"
+            "0.10 0.5 101.000 0.41 9.5 4.75 2.0 0.5 8\n")
+    p = tmp_path / "survey.xyz"
+    p.write_text(text)
+    tab = read_emi_table(p, gate_times=[216e-6, 366e-6, 660e-6, 1266e-6])
+    assert tab.samples.shape == (3, 4) and np.isnan(tab.samples[1, 2])
+    np.testing.assert_array_equal(tab.x, [0.0, 0.1, 0.1])
+    np.testing.assert_array_equal(tab.z, [0.40, 0.40, 0.41])
+    assert (tab.time_ns - tab.time_ns[0]).tolist() == [0, 100_000_000, 1_000_000_000]
+    assert tab.header["ignored_columns"] == ["Quality"]
+    assert tab.header["survey_lines"] == ["Line 10", "Line 20"]
+    assert tab.header["columns"] == {"time": "Time", "x": "X", "y": "Y", "z": "Height"}
+
+
+@pytest.mark.parametrize(("text", "kw", "says"), [
+    ("time,x,y,foo\n0,0,0,1\n", {}, "no gate columns"),
+    ("time,y,ch1\n0,0,1\n", {}, "no position column"),
+    ("x,y,ch1\n0,0,1\n", {}, "no time column"),
+    ("time,x,ch1\n0,0,1\n0.001,0,x\n", {}, "line 3, column 'ch1': not a number: 'x'"),
+    ("time,x,ch1\n0,0,1\n0,0,1\n", {}, "line 3: time 0 s does not follow 0 s"),
+    ("time,x,ch1,ch2\n0,0,1,2\n", {"gate_times": [1e-5]}, "1 gate times given for 2"),
+    ("time,x,g_10us,ch2\n0,0,1,2\n", {}, "some gate columns give their time"),
+    ("time,x,ch1,ch2\n0,0,1,2\n", {"gate_times": [1e-5, 5]}, "give them in seconds"),
+    ("time,x,ch1\n0,0,1,2\n", {}, "line 2: 4 fields, the header names 3"),
+    ("time,x,ch1\n0,0,1\n", {"rate": 100.0}, "has a time column"),
+    ("1,2,3\n", {}, "numbers with no column names"),
+    ("time,x,x,ch1\n0,0,0,1\n", {}, "column 'x' named more than once"),
+])
+def test_bad_tables_are_refused_naming_what(tmp_path, text, kw, says):
+    p = tmp_path / "bad.csv"
+    p.write_text(text)
+    with pytest.raises(VendorFormatError, match=says):
+        read_emi_table(p, **kw)
+
+
+def test_radar_options_are_refused_for_a_table(tmp_path, capsys):
+    p = tmp_path / "t.csv"
+    p.write_text("time,x,ch1\n0,0,1\n0.001,0,1\n")
+    assert main(["import", str(p), "--out", str(tmp_path / "o.h5"), "--trace-spacing",
+                 "0.01"]) == 2
+    assert "--trace-spacing is for radar files" in capsys.readouterr().err
+    dzt = tmp_path / "x.DZT"
+    dzt.write_bytes(b"\0" * 2048)
+    assert main(["import", str(dzt), "--out", str(tmp_path / "r.h5"), "--rate", "100"]) == 2
+    assert "--rate is for a metal detector's readings table" in capsys.readouterr().err
