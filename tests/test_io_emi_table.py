@@ -106,6 +106,8 @@ def test_geosoft_xyz(tmp_path):
     ("time,x,g_10us,ch2\n0,0,1,2\n", {}, "some gate columns give their time"),
     ("time,x,ch1,ch2\n0,0,1,2\n", {"gate_times": [1e-5, 5]}, "give them in seconds"),
     ("time,x,ch1\n0,0,1,2\n", {}, "line 2: 4 fields, the header names 3"),
+    ("time,x,ch1\n0,0,1\n0.001,0,1,5\n0.002,0,1\n", {}, "line 3: 4 fields, the header names 3"),
+    ("t x ch1\n0 0 1\n0.001 0\n", {}, "line 3: 2 fields, the header names 3"),
     ("time,x,ch1\n0,0,1\n", {"rate": 100.0}, "has a time column"),
     ("1,2,3\n", {}, "numbers with no column names"),
     ("time,x,x,ch1\n0,0,0,1\n", {}, "column 'x' named more than once"),
