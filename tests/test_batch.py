@@ -672,6 +672,8 @@ def test_truth_kept_apart_scores_a_blind_campaign(tmp_path):
     no_truth = run_batch([str(p) for p in blind], tmp_path / "none", workers=1,
                          processes=False, progress=False)
     assert not no_truth.evaluations
+    # (batch does not score a file without truth: its alarms are 'unknown', not false)
+    assert not any("no ground truth" in n for r in no_truth.files for n in r["notes"])
     got = run_batch([str(p) for p in blind], tmp_path / "out", workers=1, processes=False,
                     progress=False, truth=csv)
     assert set(got.evaluations) == set(want.evaluations)

@@ -437,3 +437,25 @@ def test_tables_pool_lanes_and_keep_their_names(tmp_path):
     al = r.alarm_table()
     assert al["alarm"].tolist() == [0, 1, 2, 3, 4] * 2
     assert int(np.isin(al["outcome"], ("false", "clutter")).sum()) == r.n_false_alarms
+
+
+def test_truth_by_file_name_refuses_recordings_of_one_name(tmp_path):
+    """(review) Two recordings called lane.h5 in two folders each got the rows
+    of both."""
+    (tmp_path / "d1").mkdir()
+    (tmp_path / "d2").mkdir()
+    a, b = _blind(tmp_path / "d1" / "lane.h5"), _blind(tmp_path / "d2" / "lane.h5")
+    t = tmp_path / "truth.csv"
+    t.write_text("file,x,y\nlane.h5,0.3,0.5\n")
+    with pytest.raises(ConfigError, match="2 of the recordings are called 'lane.h5'"):
+        evaluate_recordings([a, b], truth=[t])
+
+
+def test_a_blank_is_mine_is_refused(tmp_path, capsys):
+    """(review) A blank is_mine cell had read as clutter (the missing column
+    reads as a mine)."""
+    blind = _blind(tmp_path / "blind.h5")
+    t = tmp_path / "truth.csv"
+    t.write_text("id,is_mine,x,y\nm1,1,0.3,0.5\nm2,,0.7,1.5\n")
+    assert main(["evaluate", str(blind), "--truth", str(t)]) == 2
+    assert "row 3: 'is_mine' is empty" in _one_error_line(capsys)

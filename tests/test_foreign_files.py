@@ -221,3 +221,47 @@ def test_info_names_the_software_that_wrote_the_file(tmp_path, capsys):
     assert "by evalsim 2.1" in capsys.readouterr().out
     assert main(["info", str(path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)
+
+
+def test_alarms_are_not_appended_in_metres_to_a_column_in_cm(tmp_path, capsys):
+    """(review) Reading converts a foreign table's cm; appending did not, so the
+    new alarms read back 100 times too small."""
+    from demine.pipeline import append_alarms
+    from demine.recording import TABLES, create_columns
+
+    path = _emi_file(tmp_path / "cm.h5")
+    with h5py.File(path, "r+") as f:
+        create_columns(f.create_group("alarms"), TABLES["alarms"], table=True)
+        f["alarms/x"].attrs["units"] = "cm"
+    before = path.read_bytes()
+    with pytest.raises(RecordingError, match="column 'x' is in 'cm'"):
+        append_alarms(path, {"time": [T0], "x": [0.5], "y": [1.0], "score": [9.0]})
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("value", [1.0, np.array([1]), np.float64(1), "TRUE"])
+def test_gate_flags_as_matlab_and_others_write_them(tmp_path, value):
+    """(review) MATLAB's h5writeatt writes doubles; a flag of 1.0 or [1] had
+    stopped the file opening at all."""
+    with Recording(_emi_file(tmp_path / "m.h5", known=value)) as rec:
+        assert rec.streams["emi"].gate_times is not None
+
+
+def test_slow_devices_and_a_live_file_s_first_frames_are_not_refused(tmp_path):
+    """(review) Only rates too high betray times not in ns: a stop-and-go
+    survey at 0.3 readings/s is real, and a live device without its own clock
+    gives its first few frames one host time."""
+    from demine.process import _stream_context
+
+    slow = _emi_file(tmp_path / "slow.h5", n=200, rate=0.3)
+    with Recording(slow) as rec:
+        assert _stream_context(rec.streams["emi"])["sample_rate"] == pytest.approx(0.3)
+    few = _emi_file(tmp_path / "few.h5", n=4, times=np.full(4, T0))
+    with Recording(few) as rec:
+        assert "sample_rate" not in _stream_context(rec.streams["emi"])
+    fast = _emi_file(tmp_path / "attr.h5")
+    with h5py.File(fast, "r+") as f:
+        f["streams/emi"].attrs["sample_rate"] = 2e10
+    with Recording(fast) as rec, pytest.raises(ConfigError, match="'sample_rate' attribute "
+                                               "gives 2e\\+10 frames per second"):
+        _stream_context(rec.streams["emi"])

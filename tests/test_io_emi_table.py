@@ -129,3 +129,37 @@ def test_radar_options_are_refused_for_a_table(tmp_path, capsys):
     dzt.write_bytes(b"\0" * 2048)
     assert main(["import", str(dzt), "--out", str(tmp_path / "r.h5"), "--rate", "100"]) == 2
     assert "--rate is for a metal detector's readings table" in capsys.readouterr().err
+
+
+def test_import_truth_reads_is_mine_as_evaluate_does(tmp_path, capsys):
+    """(review) `import --truth` wanted an integer is_mine where `evaluate
+    --truth` takes yes/no: one scorer's table worked in one and not the other."""
+    p = tmp_path / "t.csv"
+    p.write_text("time,x,ch1\n0,0,1\n0.001,0.01,1\n")
+    truth = tmp_path / "truth.csv"
+    truth.write_text("id,type,is_mine,x,y\nm1,PMN,yes,0.005,0\nc1,nail,no,0.2,0\n")
+    out = tmp_path / "o.h5"
+    assert main(["import", str(p), "--out", str(out), "--truth", str(truth)]) == 0
+    assert "truth: 2 targets" in capsys.readouterr().out
+    with Recording(out) as r:
+        assert r.truth["is_mine"].tolist() == [1, 0]
+
+
+def test_iso_times_and_decimal_commas(tmp_path):
+    """Instrument exports with ISO 8601 UTC times, and a spreadsheet's CSV
+    whose decimal mark is a comma (fields split by semicolons)."""
+    p = tmp_path / "iso.csv"
+    p.write_text("Timestamp;Easting [m];Northing [m];ch1;ch2\n"
+                 "2026-12-01T09:00:00.000Z;0,5;1,25;10,5;2\n"
+                 "2026-12-01T09:00:00.125Z;0,6;1,25;11;2,5\n")
+    tab = read_emi_table(p, gate_times=[1e-4, 2e-4])
+    assert tab.time_ns.tolist() == [1796115600000000000, 1796115600125000000]
+    assert "ISO 8601" in tab.time_source
+    np.testing.assert_array_equal(tab.x, [0.5, 0.6])
+    np.testing.assert_array_equal(tab.samples, np.float32([[10.5, 2.0], [11.0, 2.5]]))
+    p.write_text("time,x,ch1\n2026-12-01T09:00:00+02:00,0,1\n")
+    with pytest.raises(VendorFormatError, match="time-zone offset; give UTC"):
+        read_emi_table(p)
+    p.write_text("time,x,ch1\n2026-12-01T09:00:00,0,1\n2026-12-01T08:59:59,0,1\n")
+    with pytest.raises(VendorFormatError, match="line 3: its time does not follow"):
+        read_emi_table(p)

@@ -308,3 +308,52 @@ def test_bscan_hyperbolae_follow_the_profile_given(tmp_path):
     plt.close(fig)
     assert apexes == [pytest.approx((surface + float(alarms["two_way_time"][0])) * 1e9,
                                     abs=1e-9)]
+
+
+def test_report_takes_a_recordings_own_rows_and_a_blind_batch_keeps_its_truth(
+        tmp_path, monkeypatch):
+    """(review) `report FILE --truth CSV` pooled every row of a table with a
+    'file' column into the one recording; the report of a blind batch drew
+    its lane maps without the truth the batch was given."""
+    import h5py
+    import numpy as np
+
+    import demine.report as rep
+    from demine.recording import Recording
+
+    good, _ = make_campaign(tmp_path / "rec")
+    blind_dir = tmp_path / "blind"
+    blind_dir.mkdir()
+    rows, counts = [], {}
+    for p in good:
+        with Recording(p) as r:
+            t = r.truth
+        counts[p.name] = int(np.sum(t["is_mine"]))
+        rows += [f"{p.name},{t['id'][i]},{int(t['is_mine'][i])},"
+                 f"{float(t['x'][i])!r},{float(t['y'][i])!r}" for i in range(len(t["x"]))]
+        b = blind_dir / p.name
+        b.write_bytes(p.read_bytes())
+        with h5py.File(b, "r+") as f:
+            for name in list(f["truth"]):
+                f["truth"][name].resize((0,))
+            f["truth"].attrs["given"] = np.int8(0)
+    csv = tmp_path / "truth.csv"
+    csv.write_text("file,id,is_mine,x,y\n" + "\n".join(rows) + "\n")
+    blind = sorted(blind_dir.glob("*.h5"))
+    seen: list[tuple[str, int]] = []
+    real = rep.lane_map_figure
+
+    def spy(lr, path, name, stat):
+        seen.append((Path(path).name, int(lr.n_targets)))
+        return real(lr, path, name, stat)
+
+    monkeypatch.setattr(rep, "lane_map_figure", spy)
+    assert main(["report", str(blind[0]), "--out", str(tmp_path / "one"), "--truth",
+                 str(csv)]) == 0
+    assert seen and all(n == counts[blind[0].name] for _, n in seen)
+    seen.clear()
+    run_batch([str(p) for p in blind], tmp_path / "b", workers=1, processes=False,
+              progress=False, truth=csv)
+    assert main(["report", str(tmp_path / "b"), "--out", str(tmp_path / "two")]) == 0
+    assert seen and all(n == counts[name] for name, n in seen)
+    assert sum(counts.values()) > 0

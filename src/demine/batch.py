@@ -507,7 +507,7 @@ def _run_job(path: Path, fdir: Path, config: Mapping[str, Any] | None,
              given_truth: Mapping[str, Any] | None = None) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
-    from .evaluate import evaluate_lanes, lane_from_recording, searched_area
+    from .evaluate import NO_TRUTH_NOTE, evaluate_lanes, lane_from_recording, searched_area
     from .positions import LocalFrame
     from .recording import Recording
 
@@ -551,8 +551,8 @@ def _run_job(path: Path, fdir: Path, config: Mapping[str, Any] | None,
         lengths[g] = ln.path_length
         lanes[g] = ln
         footprints[g] = ln.footprint
-        if g == "all":
-            notes.extend(ln.notes)
+        if g == "all":  # (a file without truth is not scored here: its alarms are 'unknown')
+            notes.extend(n for n in ln.notes if not n.endswith(NO_TRUTH_NOTE))
         results[g] = evaluate_lanes([ln])
     outcome = np.full(n, "", dtype=object)
     truth_id = np.full(n, "", dtype=object)
@@ -834,11 +834,6 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path, *,
             raise ConfigError(f"{truth if isinstance(truth, str | Path) else 'truth'}: one "
                               f"truth table for {len(paths)} recordings needs a 'file' "
                               "column naming each row's recording")
-        names = [p.name for p in paths]
-        twice = sorted({n for n in names if names.count(n) > 1})
-        if twice and "file" in table:
-            raise ConfigError(f"truth rows are matched to recordings by file name, and "
-                              f"{names.count(twice[0])} recordings are called {twice[0]!r}")
         truths = _per_recording([table], paths, "truth", read_truth_csv)
     keys = [job_key(p, cfg, model, model_hash=model_hash, calibration=profiles, truth=t)
             for p, t in zip(paths, truths, strict=True)]
@@ -867,7 +862,9 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path, *,
                        truths=truths)
         result = BatchResult(out, [r for r in rows if r is not None])
         gathering = True
-        _gather(result, cfg, profiles)
+        _gather(result, cfg, profiles,
+                truth=None if truth is None else (os.fspath(truth) if isinstance(
+                    truth, str | os.PathLike) else "given as columns"))
         gathered = True
     except KeyboardInterrupt:
         if bar is not None:
@@ -1093,7 +1090,7 @@ def _interrupt_shutdown(interrupted: bool, *, shield: bool) -> Any:
 
 
 def _gather(result: BatchResult, config: Mapping[str, Any] | None = None,
-            calibration: Mapping[str, Any] | None = None) -> None:
+            calibration: Mapping[str, Any] | None = None, truth: str | None = None) -> None:
     """Write campaign.parquet, files.parquet and summary.json from the per-file outputs."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -1149,6 +1146,9 @@ def _gather(result: BatchResult, config: Mapping[str, Any] | None = None,
         "n_failed": len(result.failed), "n_computed": len(result.computed),
         "n_skipped": len(result.skipped), "n_alarms": int(campaign.num_rows),
         "score": score, "config": config, "calibration": calibration,
+        # (truth kept apart from the recordings: the report draws each file's
+        # lane with the truth its job was given, kept in its lane.npz)
+        "truth": truth,
         "failed": [{"file": r["file"], "error": r["error"]} for r in result.failed],
         "evaluation": {},
     }

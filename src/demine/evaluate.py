@@ -75,6 +75,10 @@ __all__ = [
     "size_class",
 ]
 
+#: The note of a recording scored without ground truth (:func:`lane_from_recording`).
+NO_TRUTH_NOTE = ("no ground truth (a survey, or truth kept apart): every alarm counts as a "
+                 "false alarm; give the truth with --truth CSV")
+
 #: Default halo radius (m) of anti-personnel-sized targets.
 AP_HALO = 0.25
 #: Default halo radius (m) of larger targets (anti-tank mines, UXO).
@@ -1832,6 +1836,10 @@ def read_truth_csv(path: str | Path) -> dict[str, np.ndarray]:
     out = _read_csv_columns(path, "truth", ("x", "y"),
                             {"x", "y", "depth", "metal_mass", "halo"})
     if "is_mine" in out:  # (as a recording's truth table holds it: 1 or 0)
+        blank = np.flatnonzero(np.char.strip(out["is_mine"].astype(str)) == "")
+        if blank.size:  # (a blank had read as clutter, the missing column as a mine)
+            raise ConfigError(f"{path}: row {int(blank[0]) + 2}: 'is_mine' is empty "
+                              f"({blank.size} such row(s)); give 1 or 0")
         out["is_mine"] = _mine_flags(out["is_mine"], str(path)).astype(np.int8)
     return out
 
@@ -1970,9 +1978,7 @@ def lane_from_recording(
         if truth is None:
             truth = rec.truth
             if not rec.truth_given:
-                notes.append(f"{Path(path).name}: no ground truth (a survey, or truth kept "
-                             "apart): every alarm counts as a false alarm; give the truth "
-                             "with --truth CSV")
+                notes.append(f"{Path(path).name}: {NO_TRUTH_NOTE}")
         else:
             if not isinstance(truth, Mapping):
                 raise ConfigError(f"{path}: truth must be a mapping of column arrays, got "
@@ -2105,8 +2111,14 @@ def _per_recording(tables: Sequence[Any], paths: list[Path], what: str,
                           f"column naming each row's recording")
     if isinstance(table, Mapping):
         _check_columns(table, what)
+    names = [p.name for p in paths]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:  # (each would get the rows of all of them)
+        raise ConfigError(f"the {what} table's 'file' column names recordings by file name, "
+                          f"and {names.count(twice[0])} of the recordings are called "
+                          f"{twice[0]!r}: give one table per recording instead")
     fnames = np.array([Path(str(v)).name for v in fcol])
-    known = {p.name for p in paths}
+    known = set(names)
     unknown = sorted(set(fnames.tolist()) - known)
     if unknown:
         raise ConfigError(f"{what} name recordings not given: {', '.join(unknown)} "

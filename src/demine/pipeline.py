@@ -632,6 +632,9 @@ def _check_appendable(path: str | Path, group: Any, names: Sequence[str]) -> Non
     that are not chunked and resizable (h5py's default: contiguous)."""
     import h5py
 
+    from .recording import TABLES, _decode
+
+    units = {c.name: c.units for c in TABLES["alarms"] if c.units in ("m", "m s-1", "kg")}
     why = None
     if not isinstance(group, h5py.Group):
         why = "it is not a group of columns"
@@ -644,6 +647,12 @@ def _check_appendable(path: str | Path, group: Any, names: Sequence[str]) -> Non
             if ds.chunks is None or ds.maxshape[:1] != (None,):
                 why = (f"its column {name!r} is not resizable (datasets must be created "
                        "chunked with maxshape=(None,) to be appended to)")
+                break
+            unit = _decode(ds.attrs.get("units", ""))
+            want = units.get(name)
+            if unit and want and str(unit).strip() != want:
+                why = (f"its column {name!r} is in {unit!r}, and demine's alarms are in "
+                       f"{want}")
                 break
     if why:
         raise RecordingError(f"{path}: cannot append alarms to its /alarms table: {why} "

@@ -721,12 +721,17 @@ def with_profile(context: dict[str, Any], stream: Any, profile: Mapping[str, Any
     return ctx, f"calibration from {where}: " + (", ".join(used) if used else "nothing used")
 
 
-#: Frames per second a stream of each kind can have: metal-detector readings
-#: (tens to tens of thousands a second) and radar traces (a hand-pulled line
-#: at a trace a second to a fast array's tens of thousands).  A rate outside
-#: is a unit slip in ``time`` (frame numbers as ns give 1e9), and would size
-#: the EMI chain's windows, which follow the rate, absurdly.
-FRAME_RATE_RANGE = {"emi": (0.5, 200_000.0), "gpr": (0.01, 200_000.0)}
+#: Most frames per second a metal detector or radar stream can have (a fast
+#: array's tens of thousands of traces).  A higher rate is a unit slip in
+#: ``time`` (frame numbers as ns give 1e9), and would size the EMI chain's
+#: windows, which follow the rate, absurdly.  (No lower bound: a slip gives
+#: rates too high, and stop-and-go surveys are slow.)
+MAX_FRAME_RATE = {"emi": 200_000.0, "gpr": 200_000.0}
+
+#: Frames at one time beyond which a stream's times are taken as not given
+#: (all 0): a live device without its own clock gives a few frames read
+#: together the same host time.
+_SAME_TIME_FRAMES = 1000
 
 
 def _stream_context(stream: Any) -> dict[str, Any]:
@@ -743,7 +748,7 @@ def _stream_context(stream: Any) -> dict[str, Any]:
         ctx["sample_interval"] = si
     ctx.update(_calibration_context(getattr(stream, "calibration", {}), stream.kind))
     rate = stream.attrs.get("sample_rate") or stream.attrs.get("reading_rate")
-    where = "its 'sample_rate' attribute"
+    from_attr = rate is not None
     # an imported file without trace timing counts its traces in ns: no rate
     index_times = "trace index in ns" in str(stream.attrs.get("time_source", ""))
     if rate is None:
@@ -752,22 +757,25 @@ def _stream_context(stream: Any) -> dict[str, Any]:
             t = np.asarray(stream.read(0, n, fields=["time"])["time"], dtype=np.int64)
             dt = np.diff(t)
             dt = dt[dt > 0]
-            where = "its times"
             if dt.size:
                 rate = 1e9 / float(np.median(dt))
-            elif stream.kind in FRAME_RATE_RANGE:
+            elif stream.kind in MAX_FRAME_RATE and n >= _SAME_TIME_FRAMES:
                 raise ConfigError(
                     f"stream {stream.name!r}: its {n} first frames all have the time "
                     f"{int(t[0])}: 'time' must be each frame's time in nanoseconds since "
                     "1970-01-01 (docs/format.md)")
-    if rate and stream.kind in FRAME_RATE_RANGE and not index_times:
-        lo, hi = FRAME_RATE_RANGE[stream.kind]
-        if not lo <= float(rate) <= hi:
+    if rate and stream.kind in MAX_FRAME_RATE and not index_times \
+            and float(rate) > MAX_FRAME_RATE[stream.kind]:
+        hi = MAX_FRAME_RATE[stream.kind]
+        if from_attr:
             raise ConfigError(
-                f"stream {stream.name!r}: {where} give {float(rate):.4g} frames per second, "
-                f"outside {lo:g}-{hi:g} for a {stream.kind} stream: 'time' must be in "
-                "nanoseconds since 1970-01-01 (docs/format.md; frame numbers, or times in "
-                "seconds or microseconds, give such rates)")
+                f"stream {stream.name!r}: its 'sample_rate' attribute gives {float(rate):.4g} "
+                f"frames per second, more than {hi:g}: it is the stream's readings (or "
+                "traces) per second, not a digitiser's sampling rate")
+        raise ConfigError(
+            f"stream {stream.name!r}: its times give {float(rate):.4g} frames per second, "
+            f"more than {hi:g}: 'time' must be in nanoseconds since 1970-01-01 "
+            "(docs/format.md; frame numbers, or times in microseconds, give such rates)")
     if rate:
         ctx["sample_rate"] = float(rate)
     return ctx

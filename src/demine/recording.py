@@ -1366,10 +1366,13 @@ _TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9, "secon
 def _flag(value: Any, where: str) -> bool | None:
     """A yes/no attribute as written by h5py users: bool, 0/1, or text
     ("true"/"false", "yes"/"no", "1"/"0"); None when absent."""
+    if isinstance(value, np.ndarray) and value.size == 1:  # (MATLAB's h5writeatt: [1])
+        value = value.reshape(-1)[0]
     value = _decode(value)
     if value is None:
         return None
-    if isinstance(value, bool | np.bool_ | int | np.integer):
+    if isinstance(value, bool | np.bool_ | int | np.integer | float | np.floating) \
+            and value in (0, 1):
         return bool(value)
     word = str(value).strip().lower()
     if word in ("true", "yes", "1", "t", "y"):

@@ -598,7 +598,8 @@ def _evaluate_groups(path: Path, alarms: Mapping[str, np.ndarray], streams: Sequ
 def _recording_section(page: _Page, path: Path, alarms: Mapping[str, np.ndarray],
                        config: Any, prefix: str, *, evaluations: Mapping[str, Any] | None,
                        score: str = "score", label: str | None = None,
-                       calibration: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                       calibration: Mapping[str, Any] | None = None,
+                       truth: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """B-scans, lane maps and coverage of one recording (and its ROC when not pooled).
 
     ``prefix`` starts the names of its PNG files; ``label`` names the recording
@@ -610,10 +611,10 @@ def _recording_section(page: _Page, path: Path, alarms: Mapping[str, np.ndarray]
 
     with Recording(path) as rec:
         kinds = {n: s.kind for n, s in rec.streams.items()}
-        has_truth = rec.truth_given
+        has_truth = rec.truth_given or truth is not None
     det = [n for n, k in kinds.items() if k in ("emi", "gpr")]
     evs = dict(evaluations) if evaluations is not None else _evaluate_groups(
-        path, alarms, det, score)
+        path, alarms, det, score, truth=truth)
     n_alarms = len(alarms.get("x", ()))
     for name in det:
         if kinds[name] != "gpr":
@@ -699,10 +700,18 @@ def write_report(source: str | Path, out_dir: str | Path, *, config: Any = None,
         return _batch_report(src, out, config=config, max_files=max_files)
     if not src.exists():
         raise ConfigError(f"{src}: no such recording or batch directory")
-    if isinstance(truth, str | Path):
+    if truth is not None:
         from .evaluate import read_truth_csv
 
-        truth = read_truth_csv(truth)
+        where = truth if isinstance(truth, str | Path) else "truth"
+        table = read_truth_csv(truth) if isinstance(truth, str | Path) else dict(truth)
+        if "file" in table:  # (a campaign's table: this recording's rows)
+            mine = np.array([Path(str(v)).name == src.name for v in table["file"]], bool)
+            if not mine.any():
+                raise ConfigError(f"{where}: no row names {src.name} in its 'file' column")
+            truth = {k: np.asarray(v)[mine] for k, v in table.items()}
+        else:
+            truth = table
     return _file_report(src, out, config=config, calibration=calibration, truth=truth)
 
 
@@ -901,12 +910,17 @@ def _batch_report(src: Path, out: Path, *, config: Any, max_files: int) -> Path:
                    "cannot be checked: these figures draw it as it is now with the "
                    "alarms the batch found then. Re-run demine batch to record them.", "note")
         t = read_parquet(file_dir(src, f["file"]) / "alarms.parquet")
+        given = None
+        if summary.get("truth"):  # (a blind trial's: the truth the file's job was given)
+            with np.load(file_dir(src, f["file"]) / "lane.npz", allow_pickle=False) as z:
+                given = {k[len("truth__"):]: z[k] for k in z.files if k.startswith("truth__")}
         a = {c: t.column(c).to_numpy(zero_copy_only=False) for c in t.column_names}
         try:
             # (the number keeps the names apart, the label says whose figures they are)
             _recording_section(page, rec, a, cfg, f"f{k:03d}_{_slug(label)}_",
                                evaluations=None, score=summary.get("score", "score"),
-                               label=label, calibration=summary.get("calibration"))
+                               label=label, calibration=summary.get("calibration"),
+                               truth=given)
         except Exception as exc:  # noqa: BLE001 - one recording must not sink the report
             page.p(f"figures of {label} not drawn: {type(exc).__name__}: {exc}", "note")
     if len(done) > max_files:

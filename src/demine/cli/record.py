@@ -248,8 +248,16 @@ def origin_frame(text: str, bearing: float) -> Any:
 
 
 def read_truth_csv(path: Path) -> list[dict[str, Any]]:
-    """Ground truth rows from a CSV file with a header line."""
-    numeric = {"is_mine": int, "x": float, "y": float, "depth": float, "metal_mass": float}
+    """Ground truth rows from a CSV file with a header line (``is_mine`` as
+    :func:`demine.evaluate.read_truth_csv` reads it: 1/0, yes/no, true/false)."""
+    import numpy as np
+
+    from ..evaluate import _mine_flags
+
+    def mine(v: str) -> int:
+        return int(_mine_flags(np.array([v]), f"{path}")[0])
+
+    numeric = {"is_mine": mine, "x": float, "y": float, "depth": float, "metal_mass": float}
     rows = []
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:

@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(as demine detect --calibration; repeatable)")
     p.add_argument("--truth", type=Path, metavar="CSV",
                    help="a recording: ground truth kept apart from it (as demine evaluate "
-                   "--truth), replacing its own")
+                   "--truth; from a table with a 'file' column, its rows), replacing its own")
     p.add_argument("--max-files", type=int, default=12, metavar="N",
                    help="batch directory: per-recording figures for at most N recordings")
     p.set_defaults(run=run)
