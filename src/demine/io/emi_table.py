@@ -137,6 +137,26 @@ def _gate_time(name: str) -> tuple[bool, float | None]:
     return False, None
 
 
+def _iso_times(p: str, rows: list[tuple[int, str]], delim: str | None, col: int,
+               names: list[str]) -> np.ndarray:
+    """ns since 1970 of a column of ISO 8601 UTC times (``Z`` or no zone)."""
+    out = np.empty(len(rows), dtype=np.int64)
+    for k, (lineno, line) in enumerate(rows):
+        fields = _split(line, delim)
+        v = fields[col] if col < len(fields) else ""
+        if v.endswith(("Z", "z")):
+            v = v[:-1]
+        if re.search(r"[+-]\d\d:?\d\d$", v.split("T")[-1].split(" ")[-1]):
+            raise fail(p, "time", f"line {lineno}, column {names[col]!r}: {fields[col]!r} has "
+                       "a time-zone offset; give UTC times (ending in Z)")
+        try:
+            out[k] = np.datetime64(v, "ns").astype(np.int64)
+        except ValueError:
+            raise fail(p, "time", f"line {lineno}, column {names[col]!r}: not a time: "
+                       f"{fields[col] if col < len(fields) else ''!r}") from None
+    return out
+
+
 def _split(line: str, delim: str | None) -> list[str]:
     return [v.strip().strip('"') for v in (line.split(delim) if delim else line.split())]
 
@@ -245,7 +265,21 @@ def read_emi_table(path: str | os.PathLike[str], *, gate_times: Any = None,
                    "12us ...)")
     if "x" not in roles:
         raise fail(p, "header", f"no position column among {names} (x or easting, in m)")
-    wanted = sorted(set(gates) | set(roles.values()))
+    if delim == ";" and any("," in ln for _, ln in rows[:100]):
+        # (a spreadsheet's CSV where the decimal mark is a comma: 0,125;1,5)
+        rows = [(k, ln.replace(",", ".")) for k, ln in rows]
+    # ISO 8601 times (2026-12-01T09:00:00.125Z): read apart, as UTC
+    iso = None
+    if "time" in roles:
+        first = _split(rows[0][1], delim)
+        tv = first[roles["time"]] if roles["time"] < len(first) else ""
+        try:
+            _number(tv)
+        except ValueError:
+            if re.match(r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d", tv):
+                iso = _iso_times(p, rows, delim, roles["time"], names)
+    wanted = sorted((set(gates) | set(roles.values())) - (
+        {roles["time"]} if iso is not None else set()))
     data = np.full((len(rows), len(names)), np.nan)
     fast = None
     if not any("*" in ln or '"' in ln for _, ln in rows):
@@ -269,7 +303,7 @@ def read_emi_table(path: str | os.PathLike[str], *, gate_times: Any = None,
             raise fail(p, "data", f"line {lineno}: {len(fields)} fields, the header names "
                        f"{len(names)}")
         for i, v in enumerate(fields):
-            if i in gates or i in roles.values():
+            if i in wanted:
                 try:
                     data[k, i] = _number(v)
                 except ValueError:
@@ -301,7 +335,17 @@ def read_emi_table(path: str | os.PathLike[str], *, gate_times: Any = None,
                        "seconds (12e-6 for 12 us)")
     # time
     n = len(rows)
-    if "time" in roles:
+    if iso is not None:
+        if rate is not None:
+            raise fail(p, "rate", f"the table has a time column ({names[roles['time']]!r}): "
+                       "the reading rate comes from it")
+        if np.any(np.diff(iso) <= 0):
+            bad = int(np.flatnonzero(np.diff(iso) <= 0)[0]) + 1
+            raise fail(p, "time", f"line {rows[bad][0]}: its time does not follow the "
+                       "line before's (times must increase)")
+        time_ns = iso
+        source = f"column {names[roles['time']]!r}, ISO 8601 UTC"
+    elif "time" in roles:
         if rate is not None:
             raise fail(p, "rate", f"the table has a time column ({names[roles['time']]!r}): "
                        "the reading rate comes from it")
