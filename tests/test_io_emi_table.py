@@ -101,7 +101,7 @@ def test_geosoft_xyz(tmp_path):
     ("time,y,ch1\n0,0,1\n", {}, "no position column"),
     ("x,y,ch1\n0,0,1\n", {}, "no time column"),
     ("time,x,ch1\n0,0,1\n0.001,0,x\n", {}, "line 3, column 'ch1': not a number: 'x'"),
-    ("time,x,ch1\n0,0,1\n0,0,1\n", {}, "line 3: time 0 s does not follow 0 s"),
+    ("time,x,ch1\n0,0,1\n0,0,1\n", {}, "line 3: time 0.0 does not follow 0.0 on the line"),
     ("time,x,ch1,ch2\n0,0,1,2\n", {"gate_times": [1e-5]}, "1 gate times given for 2"),
     ("time,x,g_10us,ch2\n0,0,1,2\n", {}, "some gate columns give their time"),
     ("time,x,ch1,ch2\n0,0,1,2\n", {"gate_times": [1e-5, 5]}, "give them in seconds"),
@@ -161,5 +161,90 @@ def test_iso_times_and_decimal_commas(tmp_path):
     with pytest.raises(VendorFormatError, match="time-zone offset; give UTC"):
         read_emi_table(p)
     p.write_text("time,x,ch1\n2026-12-01T09:00:00,0,1\n2026-12-01T08:59:59,0,1\n")
-    with pytest.raises(VendorFormatError, match="line 3: its time does not follow"):
+    with pytest.raises(VendorFormatError, match="line 3: time '2026-12-01T08:59:59' does not "
+                       "follow '2026-12-01T09:00:00'"):
         read_emi_table(p)
+
+
+def _table(tmp_path, text, name="t.csv", encoding="utf-8"):
+    p = tmp_path / name
+    p.write_bytes(text.encode(encoding))
+    return p
+
+
+def test_what_an_outside_audit_found_wrong_in_exports(tmp_path):
+    """(audit of the readings-table import) Each of these had been refused or,
+    worse, read wrong without a word."""
+    g = "g_100us,g_200us"
+    # epoch milliseconds and microseconds (had overflowed to 1677-09-21)
+    for scale, unit in ((1e3, "milliseconds"), (1e6, "microseconds")):
+        t0 = 1_796_115_600 * scale
+        tab = read_emi_table(_table(tmp_path, f"time,x,{g}\n{t0:.0f},0,1,2\n"
+                                    f"{t0 + 0.001 * scale:.0f},0.01,1,2\n"))
+        assert tab.time_ns.tolist() == [1_796_115_600_000_000_000, 1_796_115_600_001_000_000]
+        assert unit in tab.time_source
+    # a counter 'n' and a GNSS altitude are not y and the height
+    tab = read_emi_table(_table(tmp_path, f"n,lat,lon,alt,x,y,height,{g}\n"
+                                f"1,45.1,6.2,452.0,0.5,1.5,0.05,1,2\n"), rate=10.0)
+    assert (tab.y[0], tab.z[0]) == (1.5, 0.05)
+    assert tab.header["columns"] == {"x": "x", "y": "y", "z": "height"}
+    # units in the header scale time and positions; others are refused
+    tab = read_emi_table(_table(tmp_path, f"time [ms],x [cm],height (mm),{g}\n0,150,50,1,2\n"
+                                f"10,151,50,1,2\n"))
+    assert tab.time_ns.tolist() == [0, 10_000_000] and tab.x[0] == pytest.approx(1.5)
+    assert tab.z[0] == pytest.approx(0.05)
+    with pytest.raises(VendorFormatError, match="unit 'furlong'"):
+        read_emi_table(_table(tmp_path, f"time,x [furlong],{g}\n0,1,1,2\n"))
+    # gate times in square brackets, usec, t=seconds
+    for names in ("gate 1 [0.1 ms],gate 2 [0.2 ms]", "100usec,200usec", "t=1e-4,t=2e-4"):
+        tab = read_emi_table(_table(tmp_path, f"time,x,{names}\n0,0,1,2\n"))
+        np.testing.assert_allclose(tab.gate_times, [1e-4, 2e-4])
+    # a quoted field holding the delimiter
+    tab = read_emi_table(_table(tmp_path, f'time,x,note,{g}\n0,0,"mark, near fence",1,2\n'))
+    assert tab.samples.tolist() == [[1.0, 2.0]]
+    # semicolons, with decimal commas in the gate names too
+    tab = read_emi_table(_table(tmp_path, "time;x;0,1 ms;0,2 ms\n0;0,5;1,5;2\n"))
+    np.testing.assert_allclose(tab.gate_times, [1e-4, 2e-4])
+    assert tab.x[0] == 0.5 and tab.samples[0, 0] == 1.5
+
+
+def test_geosoft_layouts_encodings_and_a_cut_line(tmp_path):
+    """(audit) EM61 XYZ files with empty '/' lines and '//' keywords after the
+    names, Date and hh:mm:ss columns; UTF-16 and Windows-1252 text; a logger
+    stopped mid-row."""
+    xyz = ("/ X Y Date Time Height CH1 CH2\n/\n//Flight 7\n//Date 2026/12/01\nLine 10\n"
+           "0.0 -0.5 2026/12/01 09:00:00.00 0.40 10.5 5.0\n"
+           "0.1 -0.5 2026/12/01 09:00:00.10 0.40 11.5 5.5\n")
+    tab = read_emi_table(_table(tmp_path, xyz, "a.xyz"), gate_times=[216e-6, 366e-6])
+    assert tab.time_ns.tolist() == [1_796_115_600_000_000_000, 1_796_115_600_100_000_000]
+    assert "time of day" in tab.time_source and tab.z[0] == 0.4
+    text = "time,x,12 µs,24 µs\n0,0,1,2\n0.001,0,1,2\n"
+    for enc, said in (("utf-16", "UTF-16"), ("cp1252", "Windows-1252")):
+        tab = read_emi_table(_table(tmp_path, text, f"{enc}.txt", enc))
+        np.testing.assert_allclose(tab.gate_times, [12e-6, 24e-6])
+        assert tab.header["encoding"].startswith(said)
+    cut = _table(tmp_path, "time,x,ch1,ch2\n0,0,1,2\n0.001,0,1,2\n0.002,0,1")
+    with pytest.raises(VendorFormatError, match="line 4: 3 fields.*--allow-partial"):
+        read_emi_table(cut)
+    tab = read_emi_table(cut, allow_partial=True)
+    assert tab.n_readings == 2 and tab.header["dropped_partial_line"] == 4
+
+
+def test_an_em61_cart_is_searched_at_its_own_height(tmp_path, capsys):
+    """(audit) A coil 0.4 m up (an EM61) was 'no positions: coverage unknown'
+    in the report (readings above 0.3 m did not count), and the import had no
+    way to say the coil's size."""
+    from demine.export import coverage
+
+    rows = [f"{k * 0.01},{0.05 * (k % 2)},{0.01 * k},0.40,{1 + k % 3},{1 + k % 2}"
+            for k in range(2000)]
+    p = _table(tmp_path, "time,x,y,height,ch1,ch2\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "em61.h5"
+    assert main(["import", str(p), "--out", str(out), "--gate-times", "216e-6,366e-6",
+                 "--footprint", "1.0", "--coil-radius", "0.5"]) == 0
+    with Recording(out) as r:
+        s = r.streams["emi"]
+        assert s.attrs["footprint_width"] == 1.0 and s.calibration["coil_radius"] == 0.5
+    cov = coverage(out)
+    assert cov.raster.area > 15.0   # (a metre wide along 20 m)
+    assert coverage(out, max_height=0.3).raster.area == 0.0

@@ -467,14 +467,23 @@ class CoverageResult:
         return feats
 
 
+#: Lowest height limit (m) of :func:`coverage`: a hand-held coil swung a few
+#: centimetres above the ground is searching up to about this height.
+MIN_VALID_HEIGHT = 0.3
+
+
 def coverage(path: str | Path, *, stream: str | None = None, footprint: float | None = None,
-             max_height: float = 0.3, gap_area: float = 0.01,
+             max_height: float | None = None, gap_area: float = 0.01,
              cell: float | None = None) -> CoverageResult:
     """Ground searched in a recording, with gaps larger than ``gap_area`` m² flagged.
 
     Positions count only while the sensor is at a valid height (``0 <= z <=
-    max_height`` when heights are known).  ``footprint`` defaults to the
-    stream's (see :func:`demine.evaluate.lane_from_recording`).
+    max_height`` when heights are known).  ``max_height`` defaults to the
+    stream's ``max_height`` attribute, else 1.5 times the stream's median
+    height and at least :data:`MIN_VALID_HEIGHT` (0.3 m): the sensor's own
+    operating height, whether a hand-held coil at 5 cm or an EM61-style cart
+    at 0.4 m, counts, and lifts well above it do not.  ``footprint`` defaults
+    to the stream's (see :func:`demine.evaluate.lane_from_recording`).
     """
     from scipy import ndimage
 
@@ -493,7 +502,12 @@ def coverage(path: str | Path, *, stream: str | None = None, footprint: float | 
                 raise ConfigError(f"{path}: no stream {n!r}")
             s = rec.streams[n]
             d = s.read(fields=["x", "y", "z"])
-            ok = ~(np.isfinite(d["z"]) & ((d["z"] < 0) | (d["z"] > max_height)))
+            top = max_height if max_height is not None else s.attrs.get("max_height")
+            if top is None:
+                z = d["z"][np.isfinite(d["z"])]
+                top = max(MIN_VALID_HEIGHT, 1.5 * float(np.median(z))) if z.size \
+                    else MIN_VALID_HEIGHT
+            ok = ~(np.isfinite(d["z"]) & ((d["z"] < 0) | (d["z"] > float(top))))
             x = np.where(ok, d["x"], np.nan)
             y = np.where(ok, d["y"], np.nan)
             paths.append(np.column_stack([x, y]))

@@ -372,8 +372,8 @@ def coverage_figure(path: str | Path, *, stream: str | None = None,
         n_poly = len(polys)
     else:
         n_poly = 0
-        ax.text(0.5, 0.5, "no positions: coverage unknown", ha="center", va="center",
-                transform=ax.transAxes)
+        ax.text(0.5, 0.5, "no positions at a valid height: coverage unknown", ha="center",
+                va="center", transform=ax.transAxes)
     ax.set_aspect("equal")
     ax.set_xlabel("x (m)")
     ax.set_ylabel("y (m)")

@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "'vendor_header'). Several FILEs are the runs of one gprMax B-scan (one output per "
         "trace, as `gprMax model.in -n N` writes them before merging), joined as one line "
         "in the natural order of their names; with --line-spacing, the lines of one survey. "
-        "A .csv/.tsv/.txt/.xyz/.dat FILE is a metal detector's readings table (a row per "
+        "A .csv/.tsv/.txt/.xyz/.dat/.asc FILE is a metal detector's readings table (a row per "
         "reading: time, x, y, z and one column per gate, e.g. ch1 or 12us; Geosoft XYZ too), "
         "written as the stream 'emi'.",
     )
@@ -69,6 +69,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="readings table without a time column: readings per second")
     p.add_argument("--units", default="", metavar="UNIT",
                    help="readings table: units of the readings (e.g. mV), recorded as is")
+    p.add_argument("--footprint", type=_positive, metavar="M",
+                   help="readings table: width of ground one reading senses, m (the coil's "
+                   "size: 1.0 for an EM61), for the searched area (default: twice the coil "
+                   "radius, else 0.3)")
+    p.add_argument("--coil-radius", type=_positive, metavar="M",
+                   help="readings table: radius of the detector's coil, m (its calibration; "
+                   "the detector's distances scale with it; default 0.12)")
     p.add_argument("--truth", type=Path, metavar="CSV",
                    help="ground truth to store with it, in the file's position frame (columns "
                    "id,type,is_mine,x,y,depth,metal_mass,notes; a profile without GPS has x "
@@ -94,8 +101,7 @@ def run(args: argparse.Namespace) -> int:
         and Path(args.file[0]).suffix.lower() in EMI_TABLE_SUFFIXES)
     if table:
         for opt, given in (("--trace-spacing", args.trace_spacing),
-                           ("--line-spacing", args.line_spacing),
-                           ("--allow-partial", args.allow_partial)):
+                           ("--line-spacing", args.line_spacing)):
             if given:
                 raise ConfigError(f"{opt} is for radar files, not a readings table")
         if len(args.file) != 1:
@@ -104,8 +110,9 @@ def run(args: argparse.Namespace) -> int:
 
         summary = import_emi_table(
             args.file[0], args.out, gate_times=args.gate_times, rate=args.rate,
-            units=args.units, site=args.site, operator=args.operator, lane_id=args.lane_id,
-            notes=args.notes, overwrite=args.overwrite, truth=truth)
+            units=args.units, footprint=args.footprint, coil_radius=args.coil_radius,
+            allow_partial=args.allow_partial, site=args.site, operator=args.operator,
+            lane_id=args.lane_id, notes=args.notes, overwrite=args.overwrite, truth=truth)
         if args.json:
             print(json.dumps(summary))
             return 0
@@ -120,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"  truth: {summary['truth']} targets")
         return 0
     for opt, given in (("--gate-times", args.gate_times), ("--rate", args.rate),
-                       ("--units", args.units)):
+                       ("--units", args.units), ("--footprint", args.footprint),
+                       ("--coil-radius", args.coil_radius)):
         if given:
             raise ConfigError(f"{opt} is for a metal detector's readings table, not a radar "
                               "file")

@@ -453,6 +453,9 @@ def import_emi_table(
     gate_times: Any = None,
     rate: float | None = None,
     units: str = "",
+    footprint: float | None = None,
+    coil_radius: float | None = None,
+    allow_partial: bool = False,
     site: str = "",
     operator: str = "",
     lane_id: str = "",
@@ -467,7 +470,10 @@ def import_emi_table(
     stream's ``gate`` scale (unknown when neither the column names nor
     ``gate_times`` give them: detection then asks for a calibration profile),
     and the table's layout (column roles, columns not read, comments) to the
-    ``vendor_header`` attribute.  ``truth`` is stored as for
+    ``vendor_header`` attribute.  ``footprint`` (m, the width of ground one
+    reading senses: an EM61's 1 m coil) becomes the stream's
+    ``footprint_width``, and ``coil_radius`` (m) its calibration's, which the
+    detector's distances scale with.  ``truth`` is stored as for
     :func:`import_file`.  See :mod:`demine.io.emi_table` for the layouts read.
 
     Returns
@@ -475,10 +481,17 @@ def import_emi_table(
     dict
         Summary: the stream's readings, gates and time source.
     """
+    from .._params import check_number
     from ..recording import RecordingWriter
     from .emi_table import read_emi_table
 
-    tab = read_emi_table(path, gate_times=gate_times, rate=rate)
+    for name, v in (("footprint", footprint), ("coil_radius", coil_radius)):
+        if v is not None:
+            check_number("import", name, v, lo=0.0, lo_open=True, hi=10.0)
+    tab = read_emi_table(path, gate_times=gate_times, rate=rate, allow_partial=allow_partial)
+    extra: dict[str, Any] = {}
+    if footprint is not None:
+        extra["footprint_width"] = float(footprint)
     label = Path(tab.path).name
     summary: dict[str, Any] = {"source": tab.path, "out": os.fspath(out), "streams": {}}
     with RecordingWriter(out, site=site, operator=operator, lane_id=lane_id,
@@ -486,9 +499,10 @@ def import_emi_table(
         s = w.add_stream(
             "emi", "emi", n_channels=tab.samples.shape[1], device=f"readings table {label}",
             driver="demine.io.emi_table", units=units, gate_times=tab.gate_times,
+            calibration=None if coil_radius is None else {"coil_radius": float(coil_radius)},
             attrs={"vendor": "emi-table", "vendor_file": label,
                    "vendor_header": json.dumps(jsonable(tab.header)),
-                   "time_source": tab.time_source})
+                   "time_source": tab.time_source, **extra})
         if truth is not None:  # (after the streams: writing starts SWMR)
             summary["truth"] = w.add_truth(truth)
         step = 65536
