@@ -7,7 +7,7 @@ import pytest
 from test_detect_calibration import _emi_lane
 
 from demine.cli import main
-from demine.errors import MissingCalibrationError, VendorFormatError
+from demine.errors import ConfigError, MissingCalibrationError, VendorFormatError
 from demine.io.emi_table import read_emi_table
 from demine.pipeline import detect_recording
 from demine.recording import Recording
@@ -248,3 +248,14 @@ def test_an_em61_cart_is_searched_at_its_own_height(tmp_path, capsys):
     cov = coverage(out)
     assert cov.raster.area > 15.0   # (a metre wide along 20 m)
     assert coverage(out, max_height=0.3).raster.area == 0.0
+
+
+def test_a_one_gate_table_says_why_it_cannot_be_ground_balanced(tmp_path):
+    """(audit) A one-gate table imported, and detection failed with 'soil
+    components are not independent across 1 gates'."""
+    rows = "\n".join(f"{k * 0.001},{k * 0.001},1.0" for k in range(100))
+    p = _table(tmp_path, "time,x,g_100us\n" + rows + "\n")
+    out = tmp_path / "one.h5"
+    assert main(["import", str(p), "--out", str(out)]) == 0
+    with pytest.raises(ConfigError, match="1 gate\\(s\\) cannot be ground balanced against 2"):
+        detect_recording(out)

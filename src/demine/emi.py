@@ -279,7 +279,12 @@ def soil_basis(gate_times: Sequence[float], components: Sequence[str] = DEFAULT_
         raise ConfigError("emi.soil: no soil components given")
     basis = np.stack(cols, axis=1)
     basis /= np.linalg.norm(basis, axis=0)
-    if basis.shape[1] >= t.size or np.linalg.matrix_rank(basis) < basis.shape[1]:
+    if basis.shape[1] >= t.size:
+        raise ConfigError(f"emi.soil: {t.size} gate(s) cannot be ground balanced against "
+                          f"{basis.shape[1]} soil components (it takes at least "
+                          f"{basis.shape[1] + 1} gates): give fewer components, or process "
+                          "with a chain without emi.soil")
+    if np.linalg.matrix_rank(basis) < basis.shape[1]:
         raise ConfigError(f"emi.soil: {basis.shape[1]} soil components are not independent "
                           f"across {t.size} gates")
     return basis
