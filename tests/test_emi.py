@@ -665,7 +665,7 @@ def test_integer_and_byte_swapped_input():
     (emi.SoilCompensation, {"components": ["clay"]}, "clay"),
     (emi.SoilCompensation, {"gate_times": [1e-5, -1e-4]}, "gate_times"),
     (emi.SoilCompensation, {"gate_times": [1e-5, 2e-5], "components": ["viscous", "offset"]},
-     "independent"),
+     "2 gate\\(s\\) cannot be ground balanced against 2 soil components"),
     (emi.MainsNotch, {"q": 0}, "q"),
     (emi.MainsNotch, {"harmonics": 0}, "harmonics"),
 ])

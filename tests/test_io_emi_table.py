@@ -259,3 +259,68 @@ def test_a_one_gate_table_says_why_it_cannot_be_ground_balanced(tmp_path):
     assert main(["import", str(p), "--out", str(out)]) == 0
     with pytest.raises(ConfigError, match="1 gate\\(s\\) cannot be ground balanced against 2"):
         detect_recording(out)
+
+
+@pytest.mark.parametrize(("text", "kw", "says"), [
+    ("time,x,ch1\n2026-12-01T09:00:00Z,0,1\n2026-12-01T09:00:01Z,0.1,2\n,0.2,3\n", {},
+     "line 4, column 'time': not an ISO 8601 time"),
+    ("time,x,ch1\n2026-12-01T09:00:00Z,0,1\nnow,0.1,2\n", {}, "not an ISO 8601 time .*: 'now'"),
+    ("time,x,ch1\n2026-12-01T09:00:00-05,0,1\n", {}, "time-zone offset"),
+    ("date,time,x,ch1\n2026-12-01,09:75:00,0,1\n", {}, "not a time of day"),
+    ("date,time,x,ch1\n2026-02-30,09:00:00,0,1\n", {}, "not a date: '2026-02-30'"),
+    ("date,time,x,ch1\n8026-12-01,09:00:00,0,1\n", {}, "not a date: '8026-12-01'"),
+    ("time,x,ch1\n2300-01-01T00:00:00Z,0,1\n", {}, "not a time: '2300-01-01T00:00:00Z'"),
+    ("x,ch1\n0,1\n", {"rate": 1e-12}, "from 0.001 to 1e7"),
+    ("time,x,1e999999999999us\n0,0,1\n", {}, "gate times must be seconds > 0"),
+    ("time,x,ch1\n0,0,1\n", {"gate_times": ["abc"]}, "gate times must be numbers"),
+    ("time,x,ch1\n0,0,\"" + "a" * 140_000 + "\n", {}, "line 2, column 'ch1': not a number"),
+    ("time,x,ch1,ch2\n0,0,1,1#2\n0.1,0,1,2\n", {}, "line 2, column 'ch2': not a number"),
+])
+def test_what_review_found_read_wrong_or_raised(tmp_path, text, kw, says):
+    """(review) Times stored as -9.2e18 ns, offsets converted under a 'no zone'
+    label, impossible dates and huge fields raising tracebacks, '#' read as
+    a comment inside a row."""
+    with pytest.raises(VendorFormatError, match=says):
+        read_emi_table(_table(tmp_path, text), **kw)
+
+
+def test_review_labels_gate_order_dates_and_cut_fields(tmp_path):
+    """(review) `time (UTC)` had lost the date (a unit turned the epoch test
+    off); gate_1, gate_10, gate_2 were taken in column order; a date column
+    beside numeric times vanished unlisted; --allow-partial kept a last line
+    cut inside its last field."""
+    tab = read_emi_table(_table(tmp_path, "time (UTC),x,ch1\n1700000000.0,0,1\n"
+                                "1700000000.1,0.1,2\n"))
+    assert tab.time_ns[0] == 1_700_000_000_000_000_000 and "epoch" in tab.time_source
+    tab = read_emi_table(_table(tmp_path, "time,x,gate_1,gate_10,gate_2\n0,0,1,10,2\n"),
+                         gate_times=[1e-5, 2e-5, 3e-5])
+    assert tab.gate_columns == ["gate_1", "gate_2", "gate_10"]
+    assert tab.samples.tolist() == [[1.0, 2.0, 10.0]]
+    tab = read_emi_table(_table(tmp_path, "date,time,x,ch1\n2026-12-01,0.0,0,1\n"
+                                "2026-12-01,0.1,0,1\n"))
+    assert tab.header["ignored_columns"] == ["date"]
+    tab = read_emi_table(_table(tmp_path, "time,x,ch1,ch2\n0,0,1,2\n0.1,0,1,2\n0.2,0,3.5,3"),
+                         allow_partial=True)
+    assert tab.n_readings == 2 and tab.header["dropped_partial_line"] == 4
+
+
+def test_coverage_keeps_gaps_when_the_head_was_up_for_most_readings(tmp_path):
+    """(review) With the limit at 1.5x the median height, a head lifted for
+    55 % of the readings moved the limit above the lifts, and ground never
+    searched at a valid height counted as searched."""
+    from demine.export import coverage
+    from demine.recording import RecordingWriter
+
+    n = 4000
+    t = np.arange(n)
+    x = (t % 400) / 400.0
+    y = (t // 400) * 0.1
+    z = np.where((t // 400) % 2 == 1, 0.40, 0.05)   # every other pass lifted
+    z[:200] = 0.40   # and more: 55 % of the readings up
+    path = tmp_path / "lift.h5"
+    with RecordingWriter(path) as w:
+        s = w.add_stream("emi", "emi", gate_times=[1e-5, 2e-5], attrs={"footprint_width": 0.1})
+        s.append(np.zeros((n, 2), np.float32), time=1_700_000_000_000_000_000 + t * 1_000_000,
+                 x=x, y=y, z=z)
+    low = coverage(path, max_height=0.3).raster.area
+    assert coverage(path).raster.area == pytest.approx(low)

@@ -470,6 +470,9 @@ class CoverageResult:
 #: Lowest height limit (m) of :func:`coverage`: a hand-held coil swung a few
 #: centimetres above the ground is searching up to about this height.
 MIN_VALID_HEIGHT = 0.3
+#: Highest height limit (m) :func:`coverage` takes from the heights alone
+#: (a stream's ``max_height`` attribute may give more).
+MAX_AUTO_HEIGHT = 1.0
 
 
 def coverage(path: str | Path, *, stream: str | None = None, footprint: float | None = None,
@@ -479,10 +482,11 @@ def coverage(path: str | Path, *, stream: str | None = None, footprint: float | 
 
     Positions count only while the sensor is at a valid height (``0 <= z <=
     max_height`` when heights are known).  ``max_height`` defaults to the
-    stream's ``max_height`` attribute, else 1.5 times the stream's median
-    height and at least :data:`MIN_VALID_HEIGHT` (0.3 m): the sensor's own
-    operating height, whether a hand-held coil at 5 cm or an EM61-style cart
-    at 0.4 m, counts, and lifts well above it do not.  ``footprint`` defaults
+    stream's ``max_height`` attribute, else 1.5 times the 20th percentile of
+    its heights, from :data:`MIN_VALID_HEIGHT` (0.3 m) to
+    :data:`MAX_AUTO_HEIGHT` (1 m): the sensor's own working height, whether
+    a hand-held coil at 5 cm or an EM61-style cart at 0.4 m, counts, and
+    lifts well above it do not, even when they make most of the readings.  ``footprint`` defaults
     to the stream's (see :func:`demine.evaluate.lane_from_recording`).
     """
     from scipy import ndimage
@@ -504,8 +508,11 @@ def coverage(path: str | Path, *, stream: str | None = None, footprint: float | 
             d = s.read(fields=["x", "y", "z"])
             top = max_height if max_height is not None else s.attrs.get("max_height")
             if top is None:
-                z = d["z"][np.isfinite(d["z"])]
-                top = max(MIN_VALID_HEIGHT, 1.5 * float(np.median(z))) if z.size \
+                # (the low fifth of the heights: the sensor's working height even
+                # when it was lifted for most of the readings)
+                z = d["z"][np.isfinite(d["z"]) & (d["z"] >= 0)]
+                top = min(MAX_AUTO_HEIGHT, max(
+                    MIN_VALID_HEIGHT, 1.5 * float(np.percentile(z, 20)))) if z.size \
                     else MIN_VALID_HEIGHT
             ok = ~(np.isfinite(d["z"]) & ((d["z"] < 0) | (d["z"] > float(top))))
             x = np.where(ok, d["x"], np.nan)

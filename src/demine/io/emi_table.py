@@ -14,15 +14,17 @@ The layout it reads
 * Lines starting with ``#`` or ``/`` are comments; a Geosoft XYZ file's
   column names are its last ``/`` comment line with as many fields as the
   data (``//`` keyword lines and empty comments are not names), and its
-  ``Line``/``Tie`` lines start a new line of the survey.  ``*`` (Geosoft's
+  ``Line``/``Tie`` lines are listed in the header (not as positions).  ``*`` (Geosoft's
   dummy), ``NaN`` and empty fields are missing values.
 * The header row (the first non-comment line, unless a comment line of the
   data's width names the columns) names them; the delimiter is the one of
   tab, semicolon, comma and white space that splits the header and the first
-  row alike.  Quoted fields may hold the delimiter.  With semicolons, a
+  row alike.  Quoted fields may hold a tab, semicolon or comma delimiter.  With semicolons, a
   decimal comma is a decimal point.  Names are matched without case; a unit
   in brackets (``x [cm]``, ``time (ms)``) scales positions (m, cm, mm, km,
-  ft) and times (s, ms, us, ns, min, h), and any other is refused.
+  ft) and times (s, ms, us, ns, min, h), a label (``time (UTC)``) is
+  ignored, and any other is refused.  Numbered gates are taken in the order
+  of their numbers.
 * **Time** (``time``, ``t``, ``timestamp``, ``seconds``, ...): ISO 8601
   (UTC), a time of day ``hh:mm:ss[.s]`` (with a ``date`` column
   ``YYYY-MM-DD`` or ``YYYY/MM/DD``, taken as UTC), or a number: epoch
@@ -85,12 +87,16 @@ _UNIT_IN_NAME = re.compile(r"\s*[\[(]([^\])]*)[\])]\s*$")
 _POSITION_UNITS = {"m": 1.0, "cm": 1e-2, "mm": 1e-3, "km": 1e3, "ft": 0.3048, "metres": 1.0,
                    "meters": 1.0}
 _TIME_UNITS = {"s": 1.0, "sec": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9,
-               "min": 60.0, "h": 3600.0, "utc": 1.0, "iso": 1.0, "iso 8601": 1.0}
+               "min": 60.0, "h": 3600.0}
+#: Labels in a time column's brackets that say what it is, not a unit.
+_TIME_LABELS = ("utc", "gmt", "iso", "iso 8601", "epoch", "unix", "hh:mm:ss", "hh:mm:ss.s",
+                "hh:mm:ss.ss")
 #: Epoch time units by magnitude (a first value from 1973 to 2100).
 _EPOCH = ((1e8, 4.2e9, 1.0, "seconds"), (1e11, 4.2e12, 1e-3, "milliseconds"),
           (1e14, 4.2e15, 1e-6, "microseconds"), (1e17, 4.2e18, 1e-9, "nanoseconds"))
 _TIME_OF_DAY = re.compile(r"^(\d{1,2}):(\d\d):(\d\d(?:\.\d*)?)$")
 _DATE = re.compile(r"^(\d{4})[-/](\d\d)[-/](\d\d)$")
+_ISO = re.compile(r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d(\.\d*)?)?([+-]\d\d(:?\d\d)?)?$")
 
 
 @dataclass
@@ -153,7 +159,11 @@ def _gate_time(name: str) -> tuple[bool, float | None]:
         b = b[: u.start()]
 
     def time(m: re.Match[str]) -> float:   # (exact in decimal: 45 us is 4.5e-05)
-        return float(Decimal(m[1]) * Decimal(_UNIT_S[m[2]]))
+        try:
+            v = float(Decimal(m[1]) * Decimal(_UNIT_S[m[2]]))
+        except ArithmeticError:
+            return math.nan
+        return v
 
     t = _TIME_RE.match(b)
     if t:
@@ -202,7 +212,10 @@ class _Splitter:
         if self.delim is None:
             fields = line.split()
         else:
-            fields = next(csv.reader([line], delimiter=self.delim), [])
+            try:
+                fields = next(csv.reader([line], delimiter=self.delim), [])
+            except csv.Error:   # (a field over csv's limit: split plainly, judged later)
+                fields = line.split(self.delim)
             if fields and fields[-1] == "" and line.rstrip().endswith(self.delim):
                 pass   # (kept: a trailing delimiter is an empty last field)
         out = [v.strip().strip('"') for v in fields]
@@ -342,13 +355,13 @@ def read_emi_table(path: str | os.PathLike[str], *, gate_times: Any = None,
     if not rows:
         raise fail(p, "data", "no readings after the header")
     partial = None
-    if allow_partial and not ends_in_newline and len(split(rows[-1][1])) < len(names):
+    if allow_partial and not ends_in_newline:   # (cut anywhere, even inside its last field)
         partial = rows[-1][0]
         rows = rows[:-1]
         if not rows:
             raise fail(p, "data", "no whole reading")
     bare = [_bare(n) for n in names]
-    twice = sorted({b for b in bare if bare.count(b) > 1})
+    twice = sorted({b for b in bare if b and bare.count(b) > 1})
     if twice:
         raise fail(p, "header", f"column {twice[0]!r} named more than once")
     roles: dict[str, int] = {}
@@ -371,6 +384,14 @@ def read_emi_table(path: str | os.PathLike[str], *, gate_times: Any = None,
     if not gates:
         raise fail(p, "header", f"no gate columns among {names} (name them gate_1, ch1, "
                    "12us ...)")
+    if all(t is None for t in named_times):
+        # (gates numbered, not timed: in the order of their numbers, as an
+        # alphabetical export lists gate_1, gate_10, gate_2)
+        idx = [int(m[1]) if (m := re.search(r"(\d+)\D*$", _bare(names[i]))) else -1
+               for i in gates]
+        if min(idx) >= 0 and len(set(idx)) == len(idx):
+            order = np.argsort(idx, kind="stable")
+            gates = [gates[k] for k in order]
     if "x" not in roles:
         raise fail(p, "header", f"no position column among {names} (x or easting, in m)")
     scales: dict[str, float] = {}
@@ -379,7 +400,7 @@ def read_emi_table(path: str | os.PathLike[str], *, gate_times: Any = None,
             continue
         unit = _unit(names[roles[role]])[1]
         table = _TIME_UNITS if role == "time" else _POSITION_UNITS
-        if unit is not None:
+        if unit is not None and not (role == "time" and unit in _TIME_LABELS):
             if unit not in table:
                 raise fail(p, "header", f"column {names[roles[role]]!r}: unit {unit!r} is not "
                            f"one demine reads ({', '.join(table)})")
@@ -400,7 +421,7 @@ def read_emi_table(path: str | os.PathLike[str], *, gate_times: Any = None,
             with warnings.catch_warnings():
                 warnings.simplefilter("error")
                 fast = np.loadtxt((ln for _, ln in rows), delimiter=delim, usecols=wanted,
-                                  ndmin=2, dtype=np.float64, quotechar='"')
+                                  ndmin=2, dtype=np.float64, quotechar='"', comments=None)
         except (ValueError, UserWarning, TypeError):
             fast = None   # (the line by line reading below says what is wrong)
     if fast is not None and fast.shape == (len(rows), len(wanted)) and (
@@ -438,7 +459,11 @@ def read_emi_table(path: str | os.PathLike[str], *, gate_times: Any = None,
     if known:
         gt = np.asarray(known, dtype=np.float64)
     if gate_times is not None:
-        given = np.asarray(gate_times, dtype=np.float64).reshape(-1)
+        try:
+            given = np.asarray(gate_times, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            raise fail(p, "gate_times", f"gate times must be numbers (s), got "
+                       f"{gate_times!r}") from None
         if given.size != len(gates):
             raise fail(p, "gate_times", f"{given.size} gate times given for {len(gates)} gate "
                        f"columns {[names[i] for i in gates]}")
@@ -467,16 +492,16 @@ def read_emi_table(path: str | os.PathLike[str], *, gate_times: Any = None,
             bad = int(np.flatnonzero(~np.isfinite(t))[0])
             raise fail(p, "time", f"line {rows[bad][0]}: no time")
         tname = names[roles["time"]]
-        epoch = _epoch_ns(t) if "time" not in scales else None
+        sc = scales.get("time", 1.0)
+        epoch = _epoch_ns(t * sc) if sc != 1.0 else _epoch_ns(t)
         if epoch is not None:
             time_ns, unit = epoch
             source = f"column {tname!r}, epoch {unit}"
-        elif abs(t[0]) >= _EPOCH[0][0] and "time" not in scales:
+        elif abs(t[0] * sc) >= _EPOCH[0][0]:
             raise fail(p, "time", f"column {tname!r}: {float(t[0])!r} is not a time demine reads "
                        "(epoch seconds, ms, us or ns from 1973 to 2100, or seconds from the "
                        "file's start)")
         else:
-            sc = scales.get("time", 1.0)
             offset = float(t[0] * sc)
             time_ns = np.round((t - t[0]) * (sc * 1e9)).astype(np.int64)
             source = (f"column {tname!r}, seconds from the file's start (the file gives no "
@@ -490,8 +515,8 @@ def read_emi_table(path: str | os.PathLike[str], *, gate_times: Any = None,
         if rate is None:
             raise fail(p, "time", f"no time column among {names}: give the reading rate "
                        "(demine import --rate HZ)")
-        if not (math.isfinite(rate) and rate > 0):
-            raise fail(p, "rate", f"readings per second must be > 0, got {rate}")
+        if not (math.isfinite(rate) and 1e-3 <= rate <= 1e7):
+            raise fail(p, "rate", f"readings per second must be from 0.001 to 1e7, got {rate}")
         time_ns = np.round(np.arange(n) * (1e9 / rate)).astype(np.int64)
         source = f"reading index at {rate:g} readings/s (the file gives no time; from 1970-01-01)"
 
@@ -500,7 +525,8 @@ def read_emi_table(path: str | os.PathLike[str], *, gate_times: Any = None,
             return np.full(n, default)
         return data[:, col[roles[role]]] * scales.get(role, 1.0)
 
-    used = set(gates) | set(roles.values()) | ({date_col} if date_col is not None else set())
+    used = set(gates) | set(roles.values()) | (
+        {date_col} if date_col is not None and "time of day" in source else set())
     header = {
         "format": "emi-table", "encoding": encoding, "delimiter": {
             "\t": "tab", ";": "semicolon", ",": "comma", None: "white space"}[delim],
@@ -537,13 +563,23 @@ def _text_times(p: str, rows: list[tuple[int, str]], texts: list[list[str]], tco
             if not m:
                 raise fail(p, "time", f"line {lineno}, column {names[tcol]!r}: not a time "
                            f"of day hh:mm:ss: {v!r}")
-            ns = round((int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3])) * 1e9)
+            h, mi, sec = int(m[1]), int(m[2]), float(m[3])
+            if h > 23 or mi > 59 or sec >= 61:
+                raise fail(p, "time", f"line {lineno}, column {names[tcol]!r}: not a time of "
+                           f"day: {v!r}")
+            ns = round((h * 3600 + mi * 60 + sec) * 1e9)
             if date_col is not None:
                 d = _DATE.match(f[date_col])
                 if not d:
                     raise fail(p, "time", f"line {lineno}, column {names[date_col]!r}: not "
                                f"a date YYYY-MM-DD or YYYY/MM/DD: {f[date_col]!r}")
-                day = int(np.datetime64(f"{d[1]}-{d[2]}-{d[3]}", "D").astype(np.int64))
+                try:
+                    day = int(np.datetime64(f"{d[1]}-{d[2]}-{d[3]}", "D").astype(np.int64))
+                except ValueError:
+                    day = None
+                if day is None or not 1000 <= int(d[1]) <= 2200:
+                    raise fail(p, "time", f"line {lineno}, column {names[date_col]!r}: not "
+                               f"a date: {f[date_col]!r}")
                 ns += day * 86_400_000_000_000
             out[k] = ns
             continue
@@ -551,19 +587,26 @@ def _text_times(p: str, rows: list[tuple[int, str]], texts: list[list[str]], tco
         zones.add(w.endswith(("Z", "z")))
         if w.endswith(("Z", "z")):
             w = w[:-1]
-        if re.search(r"[+-]\d\d:?\d\d$", w.split("T")[-1].split(" ")[-1]):
+        if not _ISO.match(w):
+            raise fail(p, "time", f"line {lineno}, column {names[tcol]!r}: not an ISO 8601 "
+                       f"time (YYYY-MM-DDThh:mm:ss[.s][Z]): {v!r}")
+        if re.search(r"[+-]\d\d(:?\d\d)?$", w.split("T")[-1].split(" ")[-1]):
             raise fail(p, "time", f"line {lineno}, column {names[tcol]!r}: {v!r} has a "
                        "time-zone offset; give UTC times (ending in Z)")
         try:
-            out[k] = np.datetime64(w, "ns").astype(np.int64)
-        except ValueError:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                out[k] = np.datetime64(w, "ns").astype(np.int64)
+            if not 1000 <= int(w[:4]) <= 2200:
+                raise ValueError(w)
+        except (ValueError, OverflowError):
             raise fail(p, "time", f"line {lineno}, column {names[tcol]!r}: not a time: "
                        f"{v!r}") from None
     if tod and date_col is None:
         # (midnight passed: the time of day starts again)
         day0 = np.cumsum(np.concatenate([[0], np.diff(out) < -43_200_000_000_000]))
         out = out + day0 * 86_400_000_000_000
-    bad = np.flatnonzero(np.diff(out) <= 0)
+    bad = np.flatnonzero(out[1:] <= out[:-1])   # (not np.diff: it can overflow)
     if bad.size:
         k = int(bad[0]) + 1
         raise fail(p, "time", f"line {rows[k][0]}: time {texts[k][tcol]!r} does not follow "
