@@ -264,7 +264,8 @@ def test_import_with_truth_then_evaluate(tmp_path, capsys):
     bad.write_text("name,x,y\nC1,0.12,0\n")
     assert main(["import", str(CYL), "--out", str(tmp_path / "no.h5"), "--truth",
                  str(bad)]) == 2
-    assert "no 'id' column" in capsys.readouterr().err
+    assert "column(s) ['name'] are not kept in a recording's truth table" \
+        in capsys.readouterr().err
     assert not (tmp_path / "no.h5").exists()
 
 

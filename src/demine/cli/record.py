@@ -248,11 +248,14 @@ def origin_frame(text: str, bearing: float) -> Any:
 
 
 def read_truth_csv(path: Path) -> list[dict[str, Any]]:
-    """Ground truth rows from a CSV file with a header line (``is_mine`` as
-    :func:`demine.evaluate.read_truth_csv` reads it: 1/0, yes/no, true/false)."""
+    """Ground truth rows from a CSV file with a header line, read as
+    :func:`demine.evaluate.read_truth_csv` reads them: ``is_mine`` 1/0, yes/no
+    or true/false (a blank cell refused; no column: every row a mine), and
+    rows numbered ``1, 2, ...`` when there is no ``id`` column."""
     import numpy as np
 
     from ..evaluate import _mine_flags
+    from ..recording import TABLES
 
     def mine(v: str) -> int:
         return int(_mine_flags(np.array([v]), f"{path}")[0])
@@ -261,10 +264,23 @@ def read_truth_csv(path: Path) -> list[dict[str, Any]]:
     rows = []
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
-            for i, row in enumerate(csv.DictReader(fh), start=2):
-                if "id" not in row:
-                    raise ConfigError(f"{path}: no 'id' column")
+            reader = csv.DictReader(fh)
+            known = {c.name for c in TABLES["truth"]}
+            unknown = [c for c in (reader.fieldnames or []) if c and c.strip() not in known]
+            if unknown:   # (refused before anything is written)
+                raise ConfigError(
+                    f"{path}: column(s) {unknown} are not kept in a recording's truth table "
+                    f"({', '.join(sorted(known))}); give a table with those, or keep the "
+                    "truth apart and score with demine evaluate --truth, which reads halo "
+                    "and soil too")
+            for i, row in enumerate(reader, start=2):
                 out: dict[str, Any] = {}
+                if "id" not in row:
+                    out["id"] = str(i - 1)
+                if "is_mine" not in row:
+                    out["is_mine"] = 1
+                elif not (row["is_mine"] or "").strip():
+                    raise ConfigError(f"{path}:{i}: 'is_mine' is empty; give 1 or 0")
                 for k, v in row.items():
                     if k is None or v is None or v == "":
                         continue
