@@ -143,6 +143,19 @@ def test_import_truth_reads_is_mine_as_evaluate_does(tmp_path, capsys):
     assert "truth: 2 targets" in capsys.readouterr().out
     with Recording(out) as r:
         assert r.truth["is_mine"].tolist() == [1, 0]
+    # without an is_mine column every row is a mine, as evaluate --truth reads it
+    # (import had stored them as clutter: the column's fill, 0); rows numbered
+    # without ids (refused before); a blank is_mine refused (it became clutter)
+    truth.write_text("type,x,y\nPMN,0.005,0\nPMN,0.2,0\n")
+    out = tmp_path / "o2.h5"
+    assert main(["import", str(p), "--out", str(out), "--truth", str(truth)]) == 0
+    with Recording(out) as r:
+        assert r.truth["is_mine"].tolist() == [1, 1] and r.truth["id"].tolist() == ["1", "2"]
+    truth.write_text("id,is_mine,x,y\nm1,1,0,0\nm2,,0.2,0\n")
+    assert main(["import", str(p), "--out", str(tmp_path / "b.h5"), "--truth",
+                 str(truth)]) == 2
+    assert ":3: 'is_mine' is empty" in capsys.readouterr().err
+    assert not (tmp_path / "b.h5").exists()
 
 
 def test_iso_times_and_decimal_commas(tmp_path):
@@ -324,23 +337,3 @@ def test_coverage_keeps_gaps_when_the_head_was_up_for_most_readings(tmp_path):
                  x=x, y=y, z=z)
     low = coverage(path, max_height=0.3).raster.area
     assert coverage(path).raster.area == pytest.approx(low)
-
-
-def test_import_truth_without_id_or_is_mine_reads_as_evaluate_does(tmp_path, capsys):
-    """(review) Without an is_mine column `evaluate --truth` counts every row
-    as a mine, while `import --truth` had stored them all as clutter (its
-    fill, 0), and refused a table without ids; a blank is_mine became
-    clutter too."""
-    p = tmp_path / "t.csv"
-    p.write_text("time,x,ch1\n0,0,1\n0.001,0.01,1\n")
-    truth = tmp_path / "truth.csv"
-    truth.write_text("type,x,y\nPMN,0.005,0\nPMN,0.2,0\n")
-    out = tmp_path / "o.h5"
-    assert main(["import", str(p), "--out", str(out), "--truth", str(truth)]) == 0
-    with Recording(out) as r:
-        assert r.truth["is_mine"].tolist() == [1, 1] and r.truth["id"].tolist() == ["1", "2"]
-    truth.write_text("id,is_mine,x,y\nm1,1,0,0\nm2,,0.2,0\n")
-    assert main(["import", str(p), "--out", str(tmp_path / "b.h5"), "--truth",
-                 str(truth)]) == 2
-    assert ":3: 'is_mine' is empty" in capsys.readouterr().err
-    assert not (tmp_path / "b.h5").exists()
