@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from test_detect_calibration import _emi_lane
@@ -337,3 +339,24 @@ def test_coverage_keeps_gaps_when_the_head_was_up_for_most_readings(tmp_path):
                  x=x, y=y, z=z)
     low = coverage(path, max_height=0.3).raster.area
     assert coverage(path).raster.area == pytest.approx(low)
+
+
+def test_geosoft_lines_are_the_streams_survey_lines(tmp_path):
+    """(review) Geosoft 'Line' markers were only listed: the evaluation took
+    the survey as one path, the step from one line's end to the next's start
+    counted as searched ground."""
+    from demine.evaluate import lane_from_recording
+
+    rows = []
+    for k, line in enumerate((10, 20)):
+        rows.append(f"Line {line}")
+        rows += [f"{j * 0.01:.2f} {0.5 * k:.1f} {100 + k * 10 + j * 0.01:.2f} 0.05 1 2"
+                 for j in range(50)]
+    p = _table(tmp_path, "/ X Y Time Height ch1 ch2\n" + "\n".join(rows) + "\n", "s.xyz")
+    out = tmp_path / "s.h5"
+    assert main(["import", str(p), "--out", str(out), "--gate-times", "1e-4,2e-4"]) == 0
+    with Recording(out) as r:
+        assert json.loads(r.streams["emi"].attrs["survey_lines"]) == [
+            {"line": "Line 10", "traces": 50}, {"line": "Line 20", "traces": 50}]
+    lane = lane_from_recording(out)
+    assert len(lane.path) == 2 and lane.path_length == pytest.approx(2 * 0.49)

@@ -492,6 +492,9 @@ def import_emi_table(
     extra: dict[str, Any] = {}
     if footprint is not None:
         extra["footprint_width"] = float(footprint)
+    lines = tab.header.get("line_readings") or []
+    if len(lines) > 1:   # (Geosoft Line markers: each line its own path in the evaluation)
+        extra["survey_lines"] = json.dumps(lines)
     label = Path(tab.path).name
     summary: dict[str, Any] = {"source": tab.path, "out": os.fspath(out), "streams": {}}
     with RecordingWriter(out, site=site, operator=operator, lane_id=lane_id,

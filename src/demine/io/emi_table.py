@@ -14,7 +14,8 @@ The layout it reads
 * Lines starting with ``#`` or ``/`` are comments; a Geosoft XYZ file's
   column names are its last ``/`` comment line with as many fields as the
   data (``//`` keyword lines and empty comments are not names), and its
-  ``Line``/``Tie`` lines are listed in the header (not as positions).  ``*`` (Geosoft's
+  ``Line``/``Tie`` lines divide the readings into survey lines (the header's
+  ``line_readings``; the imported stream's ``survey_lines``).  ``*`` (Geosoft's
   dummy), ``NaN`` and empty fields are missing values.
 * The header row (the first non-comment line, unless a comment line of the
   data's width names the columns) names them; the delimiter is the one of
@@ -312,6 +313,7 @@ def read_emi_table(path: str | os.PathLike[str], *, gate_times: Any = None,
     comments: list[str] = []
     name_lines: list[str] = []   # comment lines that may name the columns
     lines_seen: list[str] = []
+    line_at: list[int] = []   # file line of each Line/Tie marker
     body: list[tuple[int, str]] = []
     for lineno, raw_line in enumerate(text.splitlines(), start=1):
         line = raw_line.strip()
@@ -326,6 +328,7 @@ def read_emi_table(path: str | os.PathLike[str], *, gate_times: Any = None,
         if line[0].isalpha() and line.split()[0].lower() in ("line", "tie") \
                 and len(line.split()) <= 3:
             lines_seen.append(line)
+            line_at.append(lineno)
             continue
         body.append((lineno, line))
     del text
@@ -538,6 +541,14 @@ def read_emi_table(path: str | os.PathLike[str], *, gate_times: Any = None,
         "ignored_columns": [nm for i, nm in enumerate(names) if i not in used],
         "comments": comments[:50], "survey_lines": lines_seen[:1000],
     }
+    if line_at:
+        # the readings of each survey line (those before the first marker, if
+        # any, are a line of their own), for the stream's survey_lines
+        seg = np.searchsorted(np.asarray(line_at), [ln for ln, _ in rows])
+        counts = np.bincount(seg, minlength=len(line_at) + 1)
+        labels = ["(before the first line)", *lines_seen]
+        header["line_readings"] = [{"line": labels[k], "traces": int(c)}
+                                   for k, c in enumerate(counts) if c]
     if offset is not None:
         header["time_offset_s"] = offset
     if partial is not None:
