@@ -31,7 +31,7 @@ def _record(tmp_path, *extra):
 def test_record_truth_not_text(tmp_path, capsys, binary):
     assert main(_record(tmp_path, "--truth", str(binary))) == 2
     err = _one_error_line(capsys, "record")
-    assert "random.bin: truth table is not a text CSV file" in err
+    assert "random.bin: not a text CSV file" in err
     assert not (tmp_path / "r.h5").exists()
 
 

@@ -465,7 +465,9 @@ def test_csv_tables_saved_by_a_spreadsheet_with_a_byte_order_mark_are_read(tmp_p
     assert a["x"].tolist() == [0.5] and a["score"].tolist() == [3.0]
     truth = tmp_path / "truth.csv"
     truth.write_bytes(b"\xef\xbb\xbfid,x,y,is_mine\r\nM1,0.5,1.5,1\r\n")
-    assert read_truth_csv(truth) == [{"id": "M1", "x": 0.5, "y": 1.5, "is_mine": 1}]
+    t = read_truth_csv(truth)
+    assert t["id"].tolist() == ["M1"] and t["x"].tolist() == [0.5]
+    assert t["y"].tolist() == [1.5] and t["is_mine"].tolist() == [1]
 
 
 def test_searched_area_warns_when_the_extent_makes_cells_coarser_than_the_footprint():

@@ -156,7 +156,7 @@ def test_import_truth_reads_is_mine_as_evaluate_does(tmp_path, capsys):
     truth.write_text("id,is_mine,x,y\nm1,1,0,0\nm2,,0.2,0\n")
     assert main(["import", str(p), "--out", str(tmp_path / "b.h5"), "--truth",
                  str(truth)]) == 2
-    assert ":3: 'is_mine' is empty" in capsys.readouterr().err
+    assert "row 3: 'is_mine' is empty" in capsys.readouterr().err
     assert not (tmp_path / "b.h5").exists()
 
 

@@ -507,7 +507,7 @@ def _run_job(path: Path, fdir: Path, config: Mapping[str, Any] | None,
              given_truth: Mapping[str, Any] | None = None) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
-    from .evaluate import NO_TRUTH_NOTE, evaluate_lanes, lane_from_recording, searched_area
+    from .evaluate import evaluate_lanes, lane_from_recording, searched_area
     from .positions import LocalFrame
     from .recording import Recording
 
@@ -551,8 +551,8 @@ def _run_job(path: Path, fdir: Path, config: Mapping[str, Any] | None,
         lengths[g] = ln.path_length
         lanes[g] = ln
         footprints[g] = ln.footprint
-        if g == "all":  # (a file without truth is not scored here: its alarms are 'unknown')
-            notes.extend(n for n in ln.notes if not n.endswith(NO_TRUTH_NOTE))
+        if g == "all":
+            notes.extend(ln.notes)
         results[g] = evaluate_lanes([ln])
     outcome = np.full(n, "", dtype=object)
     truth_id = np.full(n, "", dtype=object)

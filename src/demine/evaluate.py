@@ -75,7 +75,7 @@ __all__ = [
     "size_class",
 ]
 
-#: The note of a recording scored without ground truth (:func:`lane_from_recording`).
+#: The note of a recording scored without ground truth (:func:`evaluate_recordings`).
 NO_TRUTH_NOTE = ("no ground truth (a survey, or truth kept apart): every alarm counts as a "
                  "false alarm; give the truth with --truth CSV")
 
@@ -808,6 +808,11 @@ class Lane:
         pieces).  :func:`lane_from_recording` gives the longest of its
         streams' paths (at the default ``max_gap``): the streams of one
         recording travel one line.
+    truth_given : bool
+        Whether the lane's ground truth is known (:attr:`Recording.truth_given
+        <demine.recording.Recording.truth_given>`, or truth given apart): an
+        empty ``truth`` is then a blank lane; :func:`evaluate_recordings`
+        notes a lane scored without it.
     """
 
     truth: Any
@@ -820,6 +825,7 @@ class Lane:
     coverage: Coverage | None = None
     notes: list[str] = field(default_factory=list)
     path_length: float | None = None
+    truth_given: bool = True
 
 
 @dataclass
@@ -1975,10 +1981,9 @@ def lane_from_recording(
     rec = Recording(path)
     notes: list[str] = []
     try:
+        truth_given = truth is not None or rec.truth_given
         if truth is None:
             truth = rec.truth
-            if not rec.truth_given:
-                notes.append(f"{Path(path).name}: {NO_TRUTH_NOTE}")
         else:
             if not isinstance(truth, Mapping):
                 raise ConfigError(f"{path}: truth must be a mapping of column arrays, got "
@@ -2081,7 +2086,7 @@ def lane_from_recording(
     length = max((sum(path_length(p) for p in ps) for ps in per_stream), default=None)
     return Lane(truth=truth, alarms=alarms, path=paths or None,
                 footprint=fp if fp is not None else DEFAULT_FOOTPRINT, soil=soil, name=name,
-                notes=notes, path_length=length)
+                notes=notes, path_length=length, truth_given=truth_given)
 
 
 def _per_recording(tables: Sequence[Any], paths: list[Path], what: str,
@@ -2185,4 +2190,7 @@ def evaluate_recordings(
     lanes = [lane_from_recording(p, alarms=a, stream=stream, footprint=footprint, score=score,
                                  alarm_stream=alarm_stream, truth=t)
              for p, a, t in zip(paths, per, per_truth, strict=True)]
+    for p, ln in zip(paths, lanes, strict=True):
+        if not ln.truth_given:  # (scored as a blank lane: say why its alarms are all false)
+            ln.notes.append(f"{p.name}: {NO_TRUTH_NOTE}")
     return evaluate_lanes(lanes, **kwargs)

@@ -1359,8 +1359,17 @@ class _ColumnGroup:
         return {"y": 0.0, "z": math.nan}.get(name)
 
 
-#: Units of a gate time scale (the ``units`` of ``gate``) and their seconds.
-_TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9, "seconds": 1.0}
+#: Units that files made by other tools give (a ``units`` attribute, a
+#: readings table's column name), by the unit demine stores, with their factor
+#: to it.  Used for gate and sample scales, table columns and imported tables.
+UNIT_SCALES: dict[str, dict[str, float]] = {
+    "s": {"s": 1.0, "sec": 1.0, "seconds": 1.0, "ms": 1e-3, "msec": 1e-3, "us": 1e-6,
+          "usec": 1e-6, "µs": 1e-6, "µsec": 1e-6, "ns": 1e-9, "nsec": 1e-9, "min": 60.0,
+          "h": 3600.0},
+    "m": {"m": 1.0, "metre": 1.0, "meter": 1.0, "metres": 1.0, "meters": 1.0, "cm": 1e-2,
+          "mm": 1e-3, "km": 1e3, "ft": 0.3048},
+    "kg": {"kg": 1.0, "g": 1e-3, "mg": 1e-6},
+}
 
 
 def _flag(value: Any, where: str) -> bool | None:
@@ -1416,13 +1425,13 @@ class StreamReader(_ColumnGroup):
             if known is None:
                 # a file written by another tool may leave the flag out: the
                 # dimension scale's unit says whether it holds times
-                known = unit in _TIME_UNITS
+                known = unit in UNIT_SCALES["s"]
             if known:
-                scale = _TIME_UNITS.get(unit or "s")
+                scale = UNIT_SCALES["s"].get(unit or "s")
                 if scale is None:
                     raise SchemaError(f"{group.file.filename}: {self.where}: 'gate' holds gate "
                                       f"times in units {unit!r}, which demine does not know "
-                                      f"(one of {', '.join(_TIME_UNITS)})")
+                                      f"(one of {', '.join(UNIT_SCALES['s'])})")
                 self._gate_times = group["gate"][()] * scale
         shape = group["samples"].shape if "samples" in self._fields else None
         if shape is not None and len(shape) != 2:
@@ -1484,7 +1493,7 @@ class StreamReader(_ColumnGroup):
         if self._group is None or "sample" not in self._group:
             return None
         scale = self._group["sample"]
-        unit = _TIME_UNITS.get(str(_decode(scale.attrs.get("units", "")) or "").strip())
+        unit = UNIT_SCALES["s"].get(str(_decode(scale.attrs.get("units", "")) or "").strip())
         t = np.asarray(scale[()], dtype=np.float64)
         if unit is None or t.size < 2:
             return None
@@ -1527,24 +1536,17 @@ class TableReader(_ColumnGroup):
         schema = {c.name: c.units for c in TABLES[self.name]}
         for name, arr in cols.items():  # (a file made by another tool: cm, g ...)
             want = schema.get(name)
-            if want in _SI_SCALE and self._group is not None:
+            if want in UNIT_SCALES and self._group is not None:
                 unit = str(_decode(self._group[name].attrs.get("units", "")) or "").strip()
                 if unit and unit != want:
-                    scale = _SI_SCALE[want].get(unit)
+                    scale = UNIT_SCALES[want].get(unit)
                     if scale is None:
                         raise SchemaError(
                             f"{self._group.file.filename}: {self.where}: column {name!r} is "
                             f"in {unit!r}; demine reads it in {want} (or one of "
-                            f"{', '.join(_SI_SCALE[want])})")
+                            f"{', '.join(UNIT_SCALES[want])})")
                     cols[name] = np.asarray(arr, dtype=np.float64) * scale
         return _table_columns(cols, self.name)
-
-
-#: Units a table column of a file made by another tool may give (its
-#: ``units`` attribute), and their factor to the schema's unit.
-_SI_SCALE = {"m": {"m": 1.0, "cm": 1e-2, "mm": 1e-3, "metre": 1.0, "meter": 1.0,
-                   "metres": 1.0, "meters": 1.0},
-             "kg": {"kg": 1.0, "g": 1e-3, "mg": 1e-6}}
 
 
 def _table_columns(columns: Mapping[str, np.ndarray], name: str) -> dict[str, np.ndarray]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import signal
 import sys
@@ -247,57 +246,30 @@ def origin_frame(text: str, bearing: float) -> Any:
     return LocalFrame(parts[0], parts[1], parts[2] if len(parts) == 3 else math.nan, bearing)
 
 
-def read_truth_csv(path: Path) -> list[dict[str, Any]]:
-    """Ground truth rows from a CSV file with a header line, read as
-    :func:`demine.evaluate.read_truth_csv` reads them: ``is_mine`` 1/0, yes/no
-    or true/false (a blank cell refused; no column: every row a mine), and
-    rows numbered ``1, 2, ...`` when there is no ``id`` column."""
+def read_truth_csv(path: Path) -> dict[str, Any]:
+    """Ground truth for a recording's truth table, from a CSV file read as
+    :func:`demine.evaluate.read_truth_csv` reads it (``is_mine`` 1/0, yes/no
+    or true/false, a blank cell refused), with every row a mine when there is
+    no ``is_mine`` column and rows numbered ``1, 2, ...`` when there is no
+    ``id``.  Columns the table cannot keep (``halo``, ``soil``, ...) are
+    refused by name, before anything is written."""
     import numpy as np
 
-    from ..evaluate import _mine_flags
+    from ..evaluate import read_truth_csv as read_columns
     from ..recording import TABLES
 
-    def mine(v: str) -> int:
-        return int(_mine_flags(np.array([v]), f"{path}")[0])
-
-    numeric = {"is_mine": mine, "x": float, "y": float, "depth": float, "metal_mass": float}
-    rows = []
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            known = {c.name for c in TABLES["truth"]}
-            unknown = [c for c in (reader.fieldnames or []) if c and c.strip() not in known]
-            if unknown:   # (refused before anything is written)
-                raise ConfigError(
-                    f"{path}: column(s) {unknown} are not kept in a recording's truth table "
-                    f"({', '.join(sorted(known))}); give a table with those, or keep the "
-                    "truth apart and score with demine evaluate --truth, which reads halo "
-                    "and soil too")
-            for i, row in enumerate(reader, start=2):
-                out: dict[str, Any] = {}
-                if "id" not in row:
-                    out["id"] = str(i - 1)
-                if "is_mine" not in row:
-                    out["is_mine"] = 1
-                elif not (row["is_mine"] or "").strip():
-                    raise ConfigError(f"{path}:{i}: 'is_mine' is empty; give 1 or 0")
-                for k, v in row.items():
-                    if k is None or v is None or v == "":
-                        continue
-                    try:
-                        out[k] = numeric[k](v) if k in numeric else v
-                    except ValueError as exc:
-                        raise ConfigError(f"{path}:{i}: column {k!r}: {v!r} is not a number") \
-                            from exc
-                rows.append(out)
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read truth table: {exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: truth table is not a text CSV file "
-                          f"(byte {exc.start} is not UTF-8)") from None
-    except csv.Error as exc:
-        raise ConfigError(f"{path}: truth table is not a text CSV file ({exc})") from None
-    return rows
+    table = read_columns(path)
+    known = {c.name for c in TABLES["truth"]}
+    unknown = [c for c in table if c not in known]
+    if unknown:
+        raise ConfigError(
+            f"{path}: column(s) {unknown} are not kept in a recording's truth table "
+            f"({', '.join(sorted(known))}); give a table with those, or keep the truth apart "
+            "and score with demine evaluate --truth, which reads halo and soil too")
+    n = len(table["x"])
+    table.setdefault("id", np.array([str(i + 1) for i in range(n)]))
+    table.setdefault("is_mine", np.ones(n, dtype=np.int8))
+    return table
 
 
 _QUIET_EVENTS = frozenset({"connected", "stopped"})

@@ -61,6 +61,7 @@ from typing import Any
 
 import numpy as np
 
+from ..recording import UNIT_SCALES
 from ._common import MAX_TEXT_BYTES, fail, file_size
 
 __all__ = ["EMI_TABLE_SUFFIXES", "EMITable", "read_emi_table"]
@@ -76,19 +77,12 @@ _ROLES = {
     "y": ("y", "y_local", "y_m", "northing", "north", "n"),
     "z": ("z", "height", "sensor_height", "z_m", "sensor_z"),
 }
-_UNIT_S = {"s": "1", "sec": "1", "ms": "1e-3", "msec": "1e-3", "us": "1e-6", "usec": "1e-6",
-           "µs": "1e-6", "µsec": "1e-6", "ns": "1e-9", "nsec": "1e-9"}
 _TIME_RE = re.compile(r"^[\s_@(\[-]*(\d+(?:\.\d*)?(?:e[+-]?\d+)?|\.\d+(?:e[+-]?\d+)?)\s*"
                       r"(sec|msec|usec|µsec|nsec|s|ms|us|µs|ns)[)\]]?$")
 _BARE_SECONDS = re.compile(r"^t\s*[=_]\s*(\d+(?:\.\d*)?(?:e[+-]?\d+)?|\.\d+(?:e[+-]?\d+)?)$")
 _GATE_PREFIX = re.compile(r"^(?:channel|gate|ch|tg|g)[\s_-]*(.*)$")
 _INDEX_THEN = re.compile(r"^(\d+)[\s_@-]*(.*)$")
 _UNIT_IN_NAME = re.compile(r"\s*[\[(]([^\])]*)[\])]\s*$")
-#: Units a position or time column's name may give, and their factor to m or s.
-_POSITION_UNITS = {"m": 1.0, "cm": 1e-2, "mm": 1e-3, "km": 1e3, "ft": 0.3048, "metres": 1.0,
-                   "meters": 1.0}
-_TIME_UNITS = {"s": 1.0, "sec": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9,
-               "min": 60.0, "h": 3600.0}
 #: Labels in a time column's brackets that say what it is, not a unit.
 _TIME_LABELS = ("utc", "gmt", "iso", "iso 8601", "epoch", "unix", "hh:mm:ss", "hh:mm:ss.s",
                 "hh:mm:ss.ss")
@@ -161,7 +155,7 @@ def _gate_time(name: str) -> tuple[bool, float | None]:
 
     def time(m: re.Match[str]) -> float:   # (exact in decimal: 45 us is 4.5e-05)
         try:
-            v = float(Decimal(m[1]) * Decimal(_UNIT_S[m[2]]))
+            v = float(Decimal(m[1]) * Decimal(repr(UNIT_SCALES["s"][m[2]])))
         except ArithmeticError:
             return math.nan
         return v
@@ -402,7 +396,7 @@ def read_emi_table(path: str | os.PathLike[str], *, gate_times: Any = None,
         if role not in roles:
             continue
         unit = _unit(names[roles[role]])[1]
-        table = _TIME_UNITS if role == "time" else _POSITION_UNITS
+        table = UNIT_SCALES["s" if role == "time" else "m"]
         if unit is not None and not (role == "time" and unit in _TIME_LABELS):
             if unit not in table:
                 raise fail(p, "header", f"column {names[roles[role]]!r}: unit {unit!r} is not "
