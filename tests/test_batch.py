@@ -421,6 +421,26 @@ def test_a_blank_lane_counts_its_false_alarms(tmp_path):
     assert load_campaign(tmp_path / "out")["lanes"]
 
 
+def test_an_alarm_the_model_cannot_score_fails_the_file(campaign):
+    """Alarms the classifier leaves without p_mine are refused, as evaluate refuses
+    them, rather than ranked as 0 (clutter)."""
+    from demine.batch import _apply_model
+    from demine.classify import default_model_path
+    from demine.errors import ModelError
+
+    d, good, bad = campaign
+    alarms = detect_recording(good[0])
+    assert len(alarms["x"]) >= 1
+    scored = _apply_model(default_model_path(), good[0], alarms)
+    assert np.all(np.isfinite(scored["p_mine"]))
+    foreign = dict(alarms)
+    foreign["stream"] = np.asarray(alarms["stream"], dtype=object).copy()
+    foreign["stream"][0] = "gps"   # (an alarm of no EMI or GPR stream, no sensor label)
+    foreign["label"] = np.full(len(alarms["x"]), "", dtype=object)
+    with pytest.raises(ModelError, match=r"no p_mine for 1 of .*alarms of gps"):
+        _apply_model(default_model_path(), good[0], foreign)
+
+
 def test_model_default_and_a_file_reached_twice(campaign, tmp_path, capsys):
     """`--model default` is the packaged model (as for demine evaluate), and a
     recording named twice, also through a symbolic link, is processed once."""

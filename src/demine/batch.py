@@ -322,6 +322,13 @@ def _apply_model(model: str | Path, rec_path: Path, alarms: dict[str, np.ndarray
     if p.size != n:
         raise ModelError(f"{model}: the classifier gave {p.size} probabilities for "
                          f"{n} alarms of {rec_path}")
+    unscored = ~np.isfinite(p)
+    if unscored.any():   # (evaluate refuses such a column; ranked as 0 it would pass as clutter)
+        names = sorted({str(v) for v in np.asarray(alarms.get("stream", np.full(n, "")),
+                                                    dtype=object)[unscored].tolist()})
+        raise ModelError(f"{model}: the classifier gave no p_mine for {int(unscored.sum())} "
+                         f"of {n} alarms of {rec_path} (alarms of "
+                         f"{', '.join(names) or 'no stream'}; it scores EMI and GPR alarms)")
     res = dict(alarms)
     res["p_mine"] = p
     if isinstance(out, Mapping) and "label" in out and len(out["label"]) == n:
@@ -351,12 +358,14 @@ def _check_model(model: str | Path) -> None:
 
 
 def _eval_alarms(alarms: Mapping[str, np.ndarray], score: str) -> dict[str, np.ndarray]:
-    """Alarms with the evaluation score in ``score`` (an unscored p_mine counts as 0)."""
+    """Alarms with the evaluation score (``score`` or ``p_mine``) in ``score``.
+
+    Every alarm has a ``p_mine`` here: :func:`_apply_model` refuses a file it
+    leaves unscored, as :func:`demine.evaluate.lane_from_recording` does.
+    """
     a = dict(alarms)
-    v = np.asarray(a.get(score, a.get("score", np.ones(len(a["x"])))), dtype=np.float64)
-    if score != "score":
-        v = np.where(np.isfinite(v), v, 0.0)
-    a["score"] = v
+    a["score"] = np.asarray(a.get(score, a.get("score", np.ones(len(a["x"])))),
+                            dtype=np.float64)
     return a
 
 
