@@ -360,3 +360,19 @@ def test_geosoft_lines_are_the_streams_survey_lines(tmp_path):
             {"line": "Line 10", "traces": 50}, {"line": "Line 20", "traces": 50}]
     lane = lane_from_recording(out)
     assert len(lane.path) == 2 and lane.path_length == pytest.approx(2 * 0.49)
+
+
+def test_a_trailing_delimiter_on_some_rows_only(tmp_path):
+    """A logger that ends some rows with a delimiter (or only its header line)
+    writes an empty last field there: read as such, not refused."""
+    want = np.float32([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+    for text in ("t,x,ch1,ch2\n0,0,1,2,\n0.1,0.1,3,4\n0.2,0.2,5,6,\n",
+                 "t,x,ch1,ch2,\n0,0,1,2\n0.1,0.1,3,4,\n0.2,0.2,5,6\n",
+                 "t;x;ch1;ch2\n0;0;1;2;\n0,1;0,1;3;4\n0,2;0,2;5;6\n"):
+        tab = read_emi_table(_table(tmp_path, text), gate_times=[1e-4, 2e-4])
+        np.testing.assert_array_equal(tab.samples, want)
+        np.testing.assert_allclose(tab.x, [0.0, 0.1, 0.2])
+    # a field that is not empty is still one too many
+    with pytest.raises(VendorFormatError, match="line 2: 5 fields, the header names 4"):
+        read_emi_table(_table(tmp_path, "t,x,ch1,ch2\n0,0,1,2,9\n0.1,0.1,3,4\n"),
+                       gate_times=[1e-4, 2e-4])

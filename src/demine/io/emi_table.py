@@ -20,12 +20,13 @@ The layout it reads
 * The header row (the first non-comment line, unless a comment line of the
   data's width names the columns) names them; the delimiter is the one of
   tab, semicolon, comma and white space that splits the header and the first
-  row alike.  Quoted fields may hold a tab, semicolon or comma delimiter.  With semicolons, a
-  decimal comma is a decimal point.  Names are matched without case; a unit
-  in brackets (``x [cm]``, ``time (ms)``) scales positions (m, cm, mm, km,
-  ft) and times (s, ms, us, ns, min, h), a label (``time (UTC)``) is
-  ignored, and any other is refused.  Numbered gates are taken in the order
-  of their numbers.
+  row alike; a delimiter ending some rows only (or only the header line) is
+  an empty last field.  Quoted fields may hold a tab, semicolon or comma
+  delimiter.  With semicolons, a decimal comma is a decimal point.  Names
+  are matched without case; a unit in brackets (``x [cm]``, ``time (ms)``)
+  scales positions (m, cm, mm, km, ft) and times (s, ms, us, ns, min, h), a
+  label (``time (UTC)``) is ignored, and any other is refused.  Numbered
+  gates are taken in the order of their numbers.
 * **Time** (``time``, ``t``, ``timestamp``, ``seconds``, ...): ISO 8601
   (UTC), a time of day ``hh:mm:ss[.s]`` (with a ``date`` column
   ``YYYY-MM-DD`` or ``YYYY/MM/DD``, taken as UTC), or a number: epoch
@@ -435,6 +436,10 @@ def read_emi_table(path: str | os.PathLike[str], *, gate_times: Any = None,
     texts: list[str] = []
     for k, (lineno, line) in enumerate(slow):
         fields = split(line)
+        if len(fields) == len(names) + 1 and fields[-1] == "" and delim:
+            fields.pop()   # (a trailing delimiter on some rows only: an empty last field)
+        elif len(fields) == len(names) - 1 and names[-1] == "" and delim:
+            fields.append("")   # (one on the header's line, not on this row's)
         if len(fields) != len(names):
             raise fail(p, "data", f"line {lineno}: {len(fields)} fields, the header names "
                        f"{len(names)}" + (" (the last line cut short? --allow-partial "
