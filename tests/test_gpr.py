@@ -748,6 +748,15 @@ def test_process_into_preallocated_output():
     st_.reset()
     with pytest.raises(ValueError, match="out"):
         st_.process(x, out=np.empty((50, 32), np.float32))
+    # not into the chunk itself: the next chunk's background reads its raw
+    # traces (they came out up to 300x too large from a second chunk)
+    y = bscan(RNG, 100, 32, np.float32)
+    st_.reset()
+    st_.process(y[:50])
+    second = y[50:].copy()
+    with pytest.raises(ValueError, match="must not share memory with the chunk"):
+        st_.process(second, out=second)
+    np.testing.assert_array_equal(second, y[50:])   # (refused before anything is written)
 
 
 def test_large_output_with_streaming_stores_matches_chunks():

@@ -265,8 +265,8 @@ class _ChainCore(_GPRStage):
 
         ``out``, optional, is a C-contiguous float32 array of shape
         ``(n_out, n_samples)`` to write them into (``n_out`` is the chunk length
-        minus the traces still held back); a live loop or a benchmark can thus
-        reuse one buffer instead of allocating each call.
+        minus the traces still held back), not the chunk itself; a live loop
+        or a benchmark can thus reuse one buffer instead of allocating each call.
         """
         x = self._in(chunk)
         n = x.shape[0]
@@ -282,6 +282,10 @@ class _ChainCore(_GPRStage):
               or not out.flags.writeable):
             raise ValueError(f"{self.name}: 'out' must be a writeable C-contiguous float32 "
                              f"array of shape {(n_out, self._ns)}")
+        elif np.shares_memory(out, x):
+            # (the kernel's threads and the next chunk's background read raw
+            # traces this call would already have overwritten)
+            raise ValueError(f"{self.name}: 'out' must not share memory with the chunk")
         assert self._hist is not None
         _gpr.chain(x, self._hist, seen, out, self._dewow_half, self._bg_window,
                    self._bg_delay, self._sos, self._zi, self._padlen, self._gain, 0)
