@@ -789,3 +789,12 @@ def test_default_chain_on_simulated_lane(scene):
     # and above the detector's start threshold (the old per-reading statistic
     # left the weakest 1.4x above it)
     assert np.min(peaks) > 2.0 * max(q999, 10.0)
+
+
+def test_a_baseline_freeze_too_long_to_keep_is_refused_when_given():
+    """The quiet retune keeps max_freeze readings: 2**40 gave numpy's "Unable to
+    allocate 24.0 TiB" at the first chunk, naming no parameter (kernel audit)."""
+    with pytest.raises(ConfigError, match=r"emi.baseline: parameter 'max_freeze' must be <= "
+                       "10000000"):
+        emi.Baseline(max_freeze=2 ** 40)
+    assert emi.Baseline(max_freeze=10_000_000).max_freeze == 10_000_000

@@ -816,3 +816,33 @@ def test_read_only_input(name):
     d.flags.writeable = False
     out, _ = _run_resample(gpr.Resample(spacing=0.02), ro, d, [40])
     assert out.shape[0] == 20
+
+
+@pytest.mark.parametrize("make", [
+    lambda: gpr.DeWow(window=2 ** 40),
+    lambda: gpr.AGC(window=2 ** 40),
+    lambda: gpr.BackgroundRemoval(window=2 ** 33, mode="causal"),
+    lambda: gpr.Stack(fold=2 ** 31 + 1),
+    lambda: gpr.TimeZero(search=2 ** 32 + 3),
+    lambda: gpr.TimeZero(target=2 ** 32 + 2),
+    lambda: gpr.FusedChain(background_window=2 ** 31),
+])
+def test_counts_beyond_the_kernels_are_refused_when_given(make):
+    """Windows and counts the kernels' C ints cannot hold were taken and then
+    raised a bare OverflowError (or shifted by the wrapped value: a TimeZero
+    target of 2**32 + 2 acted as 2), naming no parameter (kernel audit)."""
+    with pytest.raises(ConfigError, match=r"parameter '\w+' must be <= "):
+        make()
+
+
+@pytest.mark.parametrize("make", [
+    lambda: gpr.BackgroundRemoval(window=3_000_001),
+    lambda: gpr.FusedChain(background_window=3_000_001),
+])
+def test_a_background_ring_too_large_to_allocate_is_refused(make):
+    """A window of 3 million traces of 4096 samples had the kernel write through
+    a failed allocation (a segmentation fault)."""
+    st_ = make()
+    with pytest.raises(ConfigError, match=r"background window of 300000\d traces of 4096 "
+                       r"samples needs 4\d\.\d GiB per thread"):
+        st_.process(np.zeros((2, 4096), np.float32))

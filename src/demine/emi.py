@@ -767,7 +767,7 @@ class Baseline(Stage):
     hold : int
         Frames the freeze persists after the anomaly ends.
     max_freeze : int
-        Longest freeze in frames before a retune (0: never).
+        Longest freeze in frames before a retune (0: never; at most 10 million).
     warmup : int
         Frames before freezing is allowed.
     clip : float
@@ -793,7 +793,9 @@ class Baseline(Stage):
         self.noise_window = _num(n, "noise_window", noise_window, lo=1.0)
         self.threshold = _num(n, "threshold", threshold, lo=0.0, lo_open=True)
         self.hold = _num(n, "hold", hold, lo=0, integer=True)
-        self.max_freeze = _num(n, "max_freeze", max_freeze, lo=0, integer=True)
+        # (the quiet retune keeps up to max_freeze readings: 10 million of 16
+        # gates are 1.3 GB, 2.8 hours at 1000 readings/s)
+        self.max_freeze = _num(n, "max_freeze", max_freeze, lo=0, hi=10_000_000, integer=True)
         self.warmup = _num(n, "warmup", warmup, lo=1, integer=True)
         self.clip = _num(n, "clip", clip, lo=0.0)
         self.reset()

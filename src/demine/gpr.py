@@ -85,6 +85,11 @@ _NO_SOS = np.empty((0, 6), dtype=np.float64)
 _NO_ZI = np.empty((0, 2), dtype=np.float64)
 _NO_GAIN = np.empty(0, dtype=np.float32)
 _MAX_SECTIONS = 8
+#: bound of integer window and count parameters (traces or samples): the
+#: kernels take C ints, with room for their tiles
+_MAX_INT = 2 ** 30
+#: bytes a background window's ring of traces may take per thread
+_MAX_RING_BYTES = 2 ** 31
 
 
 
@@ -255,6 +260,12 @@ class _ChainCore(_GPRStage):
         self._padlen_req = _default_padlen(self._sos) if padlen is None else int(padlen)
 
     def _on_first(self, n_samples: int) -> None:
+        ring = (self._bg_window + 32) * n_samples * 4 if self._bg_window > 0 else 0
+        if ring > _MAX_RING_BYTES:   # (a failed allocation in the kernel's threads)
+            raise ConfigError(f"{self.name}: a background window of {self._bg_window} traces "
+                              f"of {n_samples} samples needs {ring / 2**30:.1f} GiB per "
+                              f"thread, more than {_MAX_RING_BYTES / 2**30:.0f}: give a "
+                              "shorter window")
         if len(self._sos):
             self._padlen = max(0, min(self._padlen_req, n_samples - 1))
         self._hist = np.empty((0, n_samples), dtype=np.float32)
@@ -331,7 +342,7 @@ class _ChainCore(_GPRStage):
 
 
 def _window_half(stage: str, window: Any) -> int:
-    w = _num(stage, "window", window, lo=1, integer=True)
+    w = _num(stage, "window", window, lo=1, hi=_MAX_INT, integer=True)
     return w // 2
 
 
@@ -486,7 +497,8 @@ class BackgroundRemoval(_ChainCore):
     Parameters
     ----------
     window : int
-        Number of traces in the window (``mode="centred"`` uses ``2*(window//2)+1``).
+        Number of traces in the window (``mode="centred"`` uses ``2*(window//2)+1``);
+        its ring of traces may take at most 2 GiB per thread.
     mode : {"centred", "causal"}
         ``"centred"``: trace ``i`` minus the mean of traces ``i-h .. i+h``
         (truncated at the ends of the stream), released ``h`` traces late
@@ -498,7 +510,7 @@ class BackgroundRemoval(_ChainCore):
 
     def __init__(self, window: int = 51, mode: str = "centred") -> None:
         super().__init__()
-        w = _num(self.name, "window", window, lo=1, integer=True)
+        w = _num(self.name, "window", window, lo=1, hi=_MAX_INT, integer=True)
         if mode in ("centred", "centered"):
             self._bg_delay = w // 2
             self._bg_window = 2 * self._bg_delay + 1
@@ -563,7 +575,7 @@ class BandPass(_ChainCore):
                           integer=True)
         self.sample_interval = _opt_num(self.name, "sample_interval", sample_interval,
                                         lo=0.0, lo_open=True)
-        self.padlen = _opt_num(self.name, "padlen", padlen, lo=0, integer=True)
+        self.padlen = _opt_num(self.name, "padlen", padlen, lo=0, hi=_MAX_INT, integer=True)
         self._designed = False
 
     def configure(self, context: Mapping[str, Any]) -> None:
@@ -646,7 +658,7 @@ class _GainBase(_ChainCore):
         self.attenuation = _num(self.name, "attenuation", attenuation)
         self.sample_interval = _opt_num(self.name, "sample_interval", sample_interval,
                                         lo=0.0, lo_open=True)
-        self.time_zero = _num(self.name, "time_zero", time_zero, lo=0, integer=True)
+        self.time_zero = _num(self.name, "time_zero", time_zero, lo=0, hi=_MAX_INT, integer=True)
         self.max_gain = _opt_num(self.name, "max_gain", max_gain, lo=0.0, lo_open=True)
 
     def configure(self, context: Mapping[str, Any]) -> None:
@@ -787,12 +799,12 @@ class TimeZero(_GPRStage):
                  search: int = 0, fill: float = 0.0) -> None:
         super().__init__()
         self.threshold = _num(self.name, "threshold", threshold, lo=0.0, lo_open=True, hi=1.0)
-        self.target = _num(self.name, "target", target, lo=0, integer=True)
+        self.target = _num(self.name, "target", target, lo=0, hi=_MAX_INT, integer=True)
         if mode not in ("peak", "threshold"):
             raise ConfigError(f"{self.name}: parameter 'mode' must be 'peak' or 'threshold', "
                               f"got {mode!r}")
         self.mode = mode
-        self.search = _num(self.name, "search", search, lo=0, integer=True)
+        self.search = _num(self.name, "search", search, lo=0, hi=_MAX_INT, integer=True)
         self.fill = _num(self.name, "fill", fill)
         self.last_picks = np.empty(0, dtype=np.int64)
 
@@ -896,14 +908,15 @@ class FusedChain(BandPass):
             self.order = _num(self.name, "order", order, lo=1, hi=_MAX_SECTIONS, integer=True)
             self.sample_interval = _opt_num(self.name, "sample_interval", sample_interval,
                                             lo=0.0, lo_open=True)
-            self.padlen = _opt_num(self.name, "padlen", padlen, lo=0, integer=True)
+            self.padlen = _opt_num(self.name, "padlen", padlen, lo=0, hi=_MAX_INT, integer=True)
             self._designed = True
         else:
             super().__init__(low, high, order, sample_interval, padlen)
-        dw = _num(self.name, "dewow_window", dewow_window, lo=0, integer=True)
+        dw = _num(self.name, "dewow_window", dewow_window, lo=0, hi=_MAX_INT, integer=True)
         self._dewow_half = dw // 2 if dw > 0 else -1
         self.dewow_window = 2 * self._dewow_half + 1 if dw > 0 else 0
-        bw = _num(self.name, "background_window", background_window, lo=0, integer=True)
+        bw = _num(self.name, "background_window", background_window, lo=0, hi=_MAX_INT,
+                  integer=True)
         if background_mode in ("centred", "centered"):
             background_mode = "centred"
             self._bg_delay = bw // 2 if bw > 0 else 0
@@ -917,7 +930,7 @@ class FusedChain(BandPass):
         self.background_mode = background_mode
         self.gain_power = _num(self.name, "gain_power", gain_power)
         self.gain_attenuation = _num(self.name, "gain_attenuation", gain_attenuation)
-        self.time_zero = _num(self.name, "time_zero", time_zero, lo=0, integer=True)
+        self.time_zero = _num(self.name, "time_zero", time_zero, lo=0, hi=_MAX_INT, integer=True)
         self.max_gain = _opt_num(self.name, "max_gain", max_gain, lo=0.0, lo_open=True)
 
     def _on_first(self, n_samples: int) -> None:
@@ -991,7 +1004,7 @@ class Stack(_GPRStage):
 
     def __init__(self, fold: int = 4) -> None:
         super().__init__()
-        self.fold = _num(self.name, "fold", fold, lo=1, integer=True)
+        self.fold = _num(self.name, "fold", fold, lo=1, hi=_MAX_INT, integer=True)
         self._acc: np.ndarray | None = None
         self._have = 0
 
