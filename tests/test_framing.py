@@ -45,6 +45,23 @@ def test_crc_rows():
     assert got.tolist() == [crc_reference(r[3:30].tobytes()) for r in rows]
     with pytest.raises(ValueError, match="bad CRC range"):
         crc16_rows(rows, 3, 99)
+    # bytes, not values taken mod 256 (an int16 300 had been read as byte 44)
+    with pytest.raises(TypeError, match="rows must be uint8 bytes, got int16"):
+        crc16_rows(np.array([[300, 2, 3]], np.int16), 0, 3)
+
+
+def test_crc_of_an_array_is_of_its_bytes():
+    """As memoryview and tobytes() give: a uint16 [0x1234, 0xABCD] had been
+    cast to the bytes [0x34, 0xCD], a float 1.7 to byte 1 (kernel audit)."""
+    for a in (np.array([0x1234, 0xABCD], np.uint16), np.array([1.7, 300.0]),
+              np.arange(12, dtype=">i4").reshape(3, 4)[:, ::2]):
+        want = crc_reference(a.tobytes())
+        assert crc16(a) == want
+        if a.flags.c_contiguous:
+            assert crc16(memoryview(a)) == want
+    for init in (-1, 0x1FFFF, 1.5, True):
+        with pytest.raises(ValueError, match="init must be an integer 0..0xFFFF"):
+            crc16(b"ab", init=init)
 
 
 def emi_frames(n, n_gates=16, seed=0):

@@ -49,15 +49,27 @@ _SEQ_MOD = 1 << 32
 
 
 def crc16(data: bytes | bytearray | memoryview | np.ndarray, init: int = 0xFFFF) -> int:
-    """CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF) of ``data``."""
-    buf = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data
-    buf = np.ascontiguousarray(buf, dtype=np.uint8)
-    return int(_framing.crc16(buf, 0, buf.shape[0], init))
+    """CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF) of the bytes of ``data``.
+
+    An array is taken as its bytes in memory (as ``data.tobytes()``), whatever its
+    dtype; ``init`` is a 16-bit start value.
+    """
+    if isinstance(init, bool) or not isinstance(init, int | np.integer) \
+            or not 0 <= init <= 0xFFFF:
+        raise ValueError(f"crc16: init must be an integer 0..0xFFFF, got {init!r}")
+    if isinstance(data, np.ndarray):
+        buf = np.ascontiguousarray(data).reshape(-1).view(np.uint8)
+    else:
+        buf = np.frombuffer(data, dtype=np.uint8)
+    return int(_framing.crc16(buf, 0, buf.shape[0], int(init)))
 
 
 def crc16_rows(rows: np.ndarray, start: int, stop: int) -> np.ndarray:
     """CRC-16/CCITT-FALSE of ``rows[i, start:stop]`` for every row of a 2-D uint8 array."""
-    rows = np.ascontiguousarray(rows, dtype=np.uint8)
+    rows = np.asarray(rows)
+    if rows.dtype != np.uint8:   # (a cast would take each value mod 256, not its bytes)
+        raise TypeError(f"rows must be uint8 bytes, got {rows.dtype}")
+    rows = np.ascontiguousarray(rows)
     if rows.ndim != 2:
         raise ValueError("rows must be 2-D")
     if not 0 <= start <= stop <= rows.shape[1]:
