@@ -91,6 +91,22 @@ def test_decay_frames_rejects_bad_input():
         decay_frames(np.zeros((3, 4)), GATES, np.ones(16))
     with pytest.raises(ConfigError, match="positive"):
         decay_frames(np.zeros((3, 4)), np.zeros(4), np.ones(4))
+    with pytest.raises(ConfigError, match="gates >= 1"):
+        decay_frames(np.zeros((3, 0)), np.zeros(0), np.ones(0))
+
+
+def test_decay_frames_of_a_reading_with_a_missing_gate_is_nan():
+    """A NaN gate had given a NaN amplitude beside a slope fitted on the other
+    gates and polarity 0; -inf an infinite amplitude (kernel audit)."""
+    rng = np.random.default_rng(3)
+    resid = rng.normal(0, 1, (4, 16)) + 20 * (GATES[0] / GATES) ** 0.7
+    good = decay_frames(resid, GATES, np.ones(16))
+    bad = resid.copy()
+    bad[1, 5] = np.nan
+    bad[2, 0] = -np.inf
+    got = decay_frames(bad, GATES, np.ones(16))
+    assert np.isnan(got[1:3]).all()
+    np.testing.assert_array_equal(got[[0, 3]], good[[0, 3]])
 
 
 def eoh_twin(patch, bins):

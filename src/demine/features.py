@@ -250,11 +250,13 @@ def decay_frames(resid: ArrayLike, gate_times: ArrayLike, noise: ArrayLike,
     ndarray, shape (n, 6)
         Columns: noise-normalised amplitude, log-log slope, log-log curvature,
         fraction of gates above noise, polarity, log of the last valid gate
-        time (see :mod:`demine._features`).
+        time (see :mod:`demine._features`).  A reading with a gate that is not
+        finite (missing) gives a row of NaN.
     """
     r = np.ascontiguousarray(_real("decay_frames", "readings", resid))
-    if r.ndim != 2:
-        raise ConfigError(f"decay_frames: readings must be (n, gates), got shape {r.shape}")
+    if r.ndim != 2 or r.shape[1] == 0:
+        raise ConfigError(f"decay_frames: readings must be (n, gates) with gates >= 1, got "
+                          f"shape {r.shape}")
     t = np.ascontiguousarray(_real("decay_frames", "gate times", gate_times)).reshape(-1)
     nz = np.ascontiguousarray(_real("decay_frames", "noise levels", noise)).reshape(-1)
     if t.size != r.shape[1] or nz.size != r.shape[1]:
@@ -268,6 +270,9 @@ def decay_frames(resid: ArrayLike, gate_times: ArrayLike, noise: ArrayLike,
         raise ConfigError(f"decay_frames: snr must be a finite number >= 0, got {snr}")
     out = np.empty((r.shape[0], 6), dtype=np.float64)
     _k.decay_frames(r, np.log(t), nz, snr, out)
+    # (the kernel would fit the other gates and give a NaN amplitude beside a
+    # slope and a polarity of 0: a row describing no reading)
+    out[~np.isfinite(r).all(axis=1)] = np.nan
     return out
 
 
