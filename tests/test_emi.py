@@ -491,6 +491,9 @@ def test_notch_sample_rate_from_context_and_alias_errors():
         emi.MainsNotch(freq=50, sample_rate=100.0)
     with pytest.raises(ConfigError, match="Nyquist"):
         emi.MainsNotch(freq=50, sample_rate=1000.0, harmonics=10)
+    with pytest.raises(ConfigError, match=r"emi.notch: no notch of harmonic 1 \(50 Hz\) at a "
+                       "1e-300 Hz reading rate"):
+        emi.MainsNotch(freq=50, sample_rate=1e-300)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -291,6 +291,10 @@ def test_bad_input():
         GPRDetector(DT, velocities=[])
     with pytest.raises(ConfigError, match="clutter_guard"):
         GPRDetector(DT, clutter_guard=-0.1)
+    # (the bound comes from noise_window: named, not "must be >= 1e12, got 2.0")
+    with pytest.raises(ConfigError, match=r"'surface_window' must be at least 'noise_window' "
+                       r"\(1e\+12\), got 2"):
+        GPRDetector(DT, noise_window=1e12)
     det.process(np.zeros((4, 64)), np.arange(4.0))
     with pytest.raises(ConfigError, match="samples"):
         det.process(np.zeros((4, 32)), np.arange(4.0))

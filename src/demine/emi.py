@@ -94,7 +94,11 @@ class MainsNotch(Stage):
                 raise ConfigError(
                     f"{self.name}: harmonic {h} ({f:g} Hz) aliases to {where} at a "
                     f"{fs:g} Hz reading rate; a notch there would remove the signal")
-            b, a = iirnotch(alias, self.q, fs=fs)
+            try:
+                b, a = iirnotch(alias, self.q, fs=fs)
+            except ValueError as exc:   # (a rate of 1e-300 Hz: scipy's own words)
+                raise ConfigError(f"{self.name}: no notch of harmonic {h} ({f:g} Hz) at a "
+                                  f"{fs:g} Hz reading rate: {exc}") from None
             sections.append(np.concatenate([b / a[0], a / a[0]]))
         return np.ascontiguousarray(np.array(sections, dtype=np.float64))
 

@@ -669,7 +669,10 @@ class GPRDetector:
                                            hi=8))
         self.surface_before = _num("surface_before", surface_before, lo=0.0)
         self.surface_after = _num("surface_after", surface_after, lo=0.0)
-        self.surface_window = _num("surface_window", surface_window, lo=self.noise_window)
+        if _num("surface_window", surface_window, lo=0.0) < self.noise_window:
+            raise ConfigError(f"GPRDetector: parameter 'surface_window' must be at least "
+                              f"'noise_window' ({self.noise_window:g}), got {surface_window!r}")
+        self.surface_window = float(surface_window)
         self.surface_trim = _num("surface_trim", surface_trim, lo=0.0, hi=0.9)
         self.robust_clutter = bool(robust_clutter)
         self.flat_level = _num("flat_level", flat_level, lo=0.0)
