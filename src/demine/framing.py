@@ -150,6 +150,9 @@ class Framer:
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[FrameBatch]:
         """Add bytes from the wire; return the frames they completed (in order)."""
+        if isinstance(data, memoryview) and (data.format != "B" or data.ndim != 1):
+            # (len() of a cast('H') view counts items, not bytes)
+            data = data.cast("B") if data.c_contiguous else data.tobytes()
         self.stats.bytes_in += len(data)
         if self.driver.framing == "binary":
             batches = self._feed_binary(data)
