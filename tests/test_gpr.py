@@ -361,6 +361,8 @@ def test_resample_from_xy_positions():
 
 
 def test_resample_needs_positions():
+    with pytest.raises(ConfigError, match="'spacing' must be >= 1e-05, got 1e-15"):
+        gpr.Resample(spacing=1e-15)
     with pytest.raises(ValueError, match="positions"):
         gpr.Resample(spacing=0.01).process(np.zeros((3, 4), np.float32))
     with pytest.raises(ValueError, match="positions"):
@@ -581,6 +583,14 @@ def test_bad_parameters_and_input_name_the_problem():
         gpr.kirchhoff_migrate(np.zeros(5), 1e-10, 0.01, 1e8)
     with pytest.raises(ConfigError, match="velocity"):
         gpr.stolt_migrate(np.zeros((4, 4)), 1e-10, 0.01, -1.0)
+    # a speed no wave has in the ground (1e-300 gave a section of inf, 0.1 is m/ns)
+    for migrate in (gpr.stolt_migrate, gpr.kirchhoff_migrate):
+        for v in (1e-300, 0.1, 3.1e8):
+            with pytest.raises(ConfigError, match=r"'velocity' is a wave speed in m/s, 1e\+06 "
+                               r"to 2\.99792e\+08"):
+                migrate(np.zeros((4, 4)), 1e-10, 0.01, v)
+    with pytest.raises(ConfigError, match="'pad' must be <= 10"):
+        gpr.stolt_migrate(np.zeros((4, 4)), 1e-10, 0.01, 1e8, pad=1e12)
 
 
 def test_other_dtypes_are_cast_and_empty_chunks_pass():

@@ -1051,7 +1051,7 @@ class Resample(_GPRStage):
     Parameters
     ----------
     spacing : float
-        Output trace spacing in metres.
+        Output trace spacing in metres (at least 1e-5).
     min_move : float
         Minimum advance in metres for a trace to be kept.
     """
@@ -1061,7 +1061,8 @@ class Resample(_GPRStage):
 
     def __init__(self, spacing: float = 0.01, min_move: float = 0.0) -> None:
         super().__init__()
-        self.spacing = _num(self.name, "spacing", spacing, lo=0.0, lo_open=True)
+        # (from 10 µm: 1e-15 m asked numpy for petabytes of traces)
+        self.spacing = _num(self.name, "spacing", spacing, lo=1e-5)
         self.min_move = _num(self.name, "min_move", min_move, lo=0.0)
         self.last_positions = np.empty(0, dtype=np.float64)
         self._reset_state()
@@ -1159,6 +1160,23 @@ def _section(name: str, data: Any) -> np.ndarray:
     return arr
 
 
+#: wave speeds a migration takes, m/s: from slower than in water (0.033 m/ns)
+#: to the speed of light
+_VELOCITY_RANGE = (1e6, 299_792_458.0)
+
+
+def _migration_params(name: str, sample_interval: Any, trace_spacing: Any,
+                      velocity: Any) -> None:
+    for pname, val in (("sample_interval", sample_interval),
+                       ("trace_spacing", trace_spacing)):
+        _num(name, pname, val, lo=0.0, lo_open=True)
+    v = _num(name, "velocity", velocity, lo=0.0, lo_open=True)
+    lo, hi = _VELOCITY_RANGE
+    if not lo <= v <= hi:   # (1e-300 m/s gave a section of inf; a unit slip, m/ns)
+        raise ConfigError(f"{name}: parameter 'velocity' is a wave speed in m/s, "
+                          f"{lo:g} to {hi:g} (e.g. 1e8 in moist soil), got {velocity!r}")
+
+
 def stolt_migrate(data: Any, sample_interval: float, trace_spacing: float,
                   velocity: float, pad: float = 1.0) -> np.ndarray:
     """Stolt (f-k) migration at a constant velocity (exploding reflector).
@@ -1172,9 +1190,9 @@ def stolt_migrate(data: Any, sample_interval: float, trace_spacing: float,
     trace_spacing : float
         Metres between traces.
     velocity : float
-        Wave speed in the ground in m/s (e.g. 1e8 for moist soil).
+        Wave speed in the ground in m/s (e.g. 1e8 for moist soil), 1e6 to c.
     pad : float
-        Zero padding, as a fraction of each axis, against wrap-around.
+        Zero padding, as a fraction of each axis (at most 10), against wrap-around.
 
     Returns
     -------
@@ -1183,10 +1201,8 @@ def stolt_migrate(data: Any, sample_interval: float, trace_spacing: float,
     """
     name = "stolt_migrate"
     d = _section(name, data).astype(np.float64)
-    for pname, val in (("sample_interval", sample_interval),
-                       ("trace_spacing", trace_spacing), ("velocity", velocity)):
-        _num(name, pname, val, lo=0.0, lo_open=True)
-    _num(name, "pad", pad, lo=0.0)
+    _migration_params(name, sample_interval, trace_spacing, velocity)
+    _num(name, "pad", pad, lo=0.0, hi=10.0)
     nx, nt = d.shape
     NX = int(np.ceil(nx * (1 + pad)))
     NT = int(np.ceil(nt * (1 + pad)))
@@ -1234,7 +1250,7 @@ def kirchhoff_migrate(data: Any, sample_interval: float, trace_spacing: float,
     trace_spacing : float
         Metres between traces.
     velocity : float
-        Wave speed in m/s.
+        Wave speed in m/s, 1e6 to c.
     aperture : float, optional
         Half-width of the summation in metres (default: the whole section).
     time_zero : int
@@ -1246,9 +1262,7 @@ def kirchhoff_migrate(data: Any, sample_interval: float, trace_spacing: float,
     """
     name = "kirchhoff_migrate"
     d = _section(name, data)
-    for pname, val in (("sample_interval", sample_interval),
-                       ("trace_spacing", trace_spacing), ("velocity", velocity)):
-        _num(name, pname, val, lo=0.0, lo_open=True)
+    _migration_params(name, sample_interval, trace_spacing, velocity)
     t0 = _num(name, "time_zero", time_zero, lo=0, hi=d.shape[1] - 1, integer=True)
     if aperture is None:
         ap = d.shape[0]
