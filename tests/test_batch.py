@@ -473,6 +473,9 @@ def test_a_rerun_with_fewer_recordings_says_what_the_tables_leave_out(campaign, 
               say=said.append)
     note = [s for s in said if "note:" in s]
     assert len(note) == 1 and f"{len(before) - 1} recording(s) of the previous run" in note[0]
+    left = sorted(before - {os.path.abspath(good[0])})
+    assert note[0].endswith(": " + ", ".join(left))   # (named, not only counted)
+    assert json.loads((again / "summary.json").read_text())["left_out"] == left
     assert len(pq.read_table(again / "files.parquet")) == 1
     said.clear()
     run_batch([str(good[0])], again, workers=1, processes=False, progress=False,
@@ -560,12 +563,16 @@ def held_recording(campaign, path: Path) -> Path:
     return pipe
 
 
-def test_ctrl_c_stops_a_process_cluster_with_one_line(campaign, tmp_path):
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_ctrl_c_stops_a_process_cluster_with_one_line(campaign, tmp_path, how):
     """Ctrl-C in a terminal goes to the whole foreground process group, the
     cluster's worker processes included: `demine batch` ends with one line and
     status 130, no process of it is left, and no campaign table is left behind
     (here an earlier run's, which no longer matches the per-file outputs); the
     same command run again skips what was finished and writes the tables.
+    SIGTERM to `demine batch` alone (as a job scheduler stops a job) does the
+    same with status 143; it had ended it at once, leaving leaked semaphores
+    and empty per-file directories.
 
     No race with the run's end, whatever the machine's speed: one recording
     (held.h5) blocks its task for good (:func:`held_recording`), so the run
@@ -613,24 +620,31 @@ def test_ctrl_c_stops_a_process_cluster_with_one_line(campaign, tmp_path):
             time.sleep(0.02)
         assert not (file_dir(out, held) / "error.json").exists(), \
             "held.h5 failed instead of blocking: does opening a named pipe still block?"
-        if sys.platform == "linux":
+        if sys.platform == "linux" and how == "ctrl-c":
             # the Ctrl-C goes to every process of the group: all but demine batch
             # itself (its worker processes, and multiprocessing's helper) ignore it
             others = [pid for pid in _pgroup_members(proc.pid) if pid != proc.pid]
             assert len(others) >= 2 and all(_ignores_sigint(pid) for pid in others), \
                 [(pid, _ignores_sigint(pid)) for pid in others]
             assert not _ignores_sigint(proc.pid), "demine batch itself ignores SIGINT"
-        os.killpg(proc.pid, signal.SIGINT)  # as the terminal's Ctrl-C
+        if how == "ctrl-c":
+            os.killpg(proc.pid, signal.SIGINT)  # as the terminal's Ctrl-C
+        else:
+            os.kill(proc.pid, signal.SIGTERM)
         stdout, stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    assert proc.returncode == 130, (stdout, stderr)
+    assert proc.returncode == (130 if how == "ctrl-c" else 143), (stdout, stderr)
     lines = [ln for ln in stderr.splitlines() if not ln.startswith("[")]  # (progress)
     assert len(lines) == 1, stderr
     assert lines[0].startswith("demine batch: interrupted: ")
     assert "of 4 recordings processed" in lines[0] and "run the same command again" in lines[0]
+    assert lines[0].endswith("(SIGTERM)") == (how == "sigterm")
+    # (counted from the outputs: a task under way when it came may finish meanwhile)
+    said = int(lines[0].split("interrupted: ")[1].split(" of ")[0])
+    assert said == sum(done(p) for p in paths)
     # held.h5 neither finished nor failed: it was held until its worker was stopped
     assert not (file_dir(out, held) / "done.json").exists()
     assert not (file_dir(out, held) / "error.json").exists()
@@ -718,3 +732,65 @@ def test_truth_kept_apart_scores_a_blind_campaign(tmp_path):
         run_batch([str(p) for p in blind], tmp_path / "x", progress=False, truth=nofile)
     assert main(["batch", str(blind[0]), "--out", str(tmp_path / "cli"), "--threads",
                  "--workers", "1", "--quiet", "--truth", str(nofile)]) == 0
+
+
+def test_inputs_paths_and_output_directory_from_the_campaign_audit(campaign, tmp_path):
+    """What an analyst's campaign met: a file named with [ ] processed another
+    recording; a directory given as a recording failed as one; a 245-character
+    name could not have its outputs; an output directory that is a file said
+    only "[Errno 17] File exists"."""
+    import shutil
+
+    from demine.batch import expand_inputs
+
+    _, good, _ = campaign
+    d = tmp_path / "rb"
+    d.mkdir()
+    shutil.copyfile(good[0], d / "lane[1].h5")
+    shutil.copyfile(good[1], d / "lane1.h5")
+    assert expand_inputs([str(d / "lane[1].h5")]) == [d / "lane[1].h5"]
+    assert expand_inputs([str(d / "lane[0-9].h5")]) == [d / "lane1.h5"]   # (a pattern still)
+    with pytest.raises(ConfigError, match=r"rb: a directory; give its recordings \(e\.g\. "):
+        expand_inputs([str(d)])
+    for name in ("l" * 245 + ".h5", "地雷" * 41 + ".h5"):
+        fdir = file_dir(tmp_path / "out", d / name)
+        assert len(fdir.name.encode("utf-8")) <= 255 - 40, fdir.name
+        assert fdir != file_dir(tmp_path / "out", d / ("x" + name))
+    long = d / ("l" * 245 + ".h5")
+    shutil.copyfile(good[0], long)
+    res = run_batch([str(long)], tmp_path / "out", workers=1, processes=False, progress=False)
+    assert not res.failed and len(res.done) == 1
+    afile = tmp_path / "a-file"
+    afile.write_text("x")
+    with pytest.raises(ConfigError, match="a-file: exists and is not a directory"):
+        run_batch([str(good[0])], afile, workers=1, processes=False, progress=False)
+
+
+def test_a_second_batch_into_the_same_directory_is_refused(campaign, tmp_path):
+    """Two runs into one directory took each other's per-file outputs into their
+    tables (a p_mine run pooled with raw scores: a threshold of 326 in a ROC of
+    probabilities).  The lock is an flock, so a killed run leaves none."""
+    import fcntl
+
+    from demine.batch import LOCK_NAME, _gather
+
+    _, good, _ = campaign
+    out = tmp_path / "out"
+    res = run_batch([str(p) for p in good], out, workers=1, processes=False, progress=False)
+    with open(out / LOCK_NAME, "a+") as other:   # (another run holding it)
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        other.seek(0)
+        other.truncate()
+        other.write("pid 4242 on elsewhere\n")
+        other.flush()
+        with pytest.raises(ConfigError, match=r"out: another demine batch is writing into it "
+                           r"\(pid 4242 on elsewhere\); wait for it"):
+            run_batch([str(good[0])], out, workers=1, processes=False, progress=False)
+    run_batch([str(p) for p in good], out, workers=1, processes=False, progress=False)
+    # outputs replaced under a run (an interrupted run's tasks still on a
+    # scheduler): its tables are not written from them
+    done = file_dir(out, good[1]) / "done.json"
+    doc = json.loads(done.read_text())
+    done.write_text(json.dumps({**doc, "key": "another run's"}))
+    with pytest.raises(ConfigError, match="were replaced while this run went on"):
+        _gather(res)

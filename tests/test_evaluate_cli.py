@@ -119,7 +119,7 @@ def test_one_recording_with_a_table_naming_recordings(tmp_path, capsys):
     csv.write_text("file,x,y,score\n"
                    "a.h5,0.3,0.5,0.9\n"
                    "b.h5,0.7,1.5,0.7\nb.h5,0.5,2.5,0.6\nb.h5,0.2,3.5,0.5\n")
-    with pytest.raises(ConfigError, match=r"alarms name recordings not given: b\.h5 "
+    with pytest.raises(ConfigError, match=r"the alarms table names recordings not given: b\.h5 "
                        r"\(given: a\.h5; "):
         evaluate_recordings([a], alarms=[csv])
     assert main(["evaluate", str(a), "--alarms", str(csv)]) == 2
@@ -356,7 +356,7 @@ def test_truth_csv_replaces_the_recordings_own_and_splits_by_file(tmp_path):
     with pytest.raises(ConfigError, match=r"one truth table for several recordings needs a "
                        r"'file' column"):
         evaluate_recordings([a, b], truth=[tb])
-    with pytest.raises(ConfigError, match=r"truth name recordings not given: c\.h5"):
+    with pytest.raises(ConfigError, match=r"the truth table names recordings not given: c\.h5"):
         bad = tmp_path / "bad.csv"
         bad.write_text("file,x,y\nc.h5,0.3,0.5\n")
         evaluate_recordings([a], truth=[bad])

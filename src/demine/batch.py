@@ -49,6 +49,7 @@ import math
 import multiprocessing
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -116,14 +117,17 @@ def expand_inputs(patterns: Sequence[str | Path]) -> list[Path]:
     seen: set[str] = set()
     for pat in patterns:
         s = str(pat)
-        if _glob.has_magic(s):
+        if Path(s).is_dir():   # (it would fail as a recording that cannot be read)
+            raise ConfigError(f"{s}: a directory; give its recordings (e.g. '{s}/*.h5', or "
+                              f"'{s}/**/*.h5' with its subdirectories)")
+        if Path(s).is_file():   # (as named, also when it has [ ] or * in it)
+            hits = [s]
+        elif _glob.has_magic(s):
             hits = sorted(p for p in _glob.glob(s, recursive=True) if Path(p).is_file())
             if not hits:
                 raise ConfigError(f"{s}: no file matches")
         else:
-            if not Path(s).exists():
-                raise ConfigError(f"{s}: no such file")
-            hits = [s]
+            raise ConfigError(f"{s}: no such file")
         for h in hits:
             key = os.path.realpath(h)
             if key not in seen:
@@ -231,10 +235,14 @@ def job_key(path: str | Path, config: Mapping[str, Any], model: str | Path | Non
 
 
 def file_dir(out_dir: str | Path, path: str | Path) -> Path:
-    """The per-file output directory of a recording (its name plus a hash of its full path)."""
+    """The per-file output directory of a recording (its name plus a hash of its full path).
+
+    The name is cut to 64 characters (at most 192 bytes in UTF-8): a file name of
+    up to 255 bytes, the most a file system takes, would not leave room for the hash.
+    """
     p = Path(path)
     tag = hashlib.sha1(os.path.abspath(p).encode("utf-8")).hexdigest()[:10]
-    return Path(out_dir) / "files" / f"{p.stem}-{tag}"
+    return Path(out_dir) / "files" / f"{p.stem[:64]}-{tag}"
 
 
 # ---------------------------------------------------------------------- the per-file job
@@ -816,7 +824,25 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path, *,
     _need_campaign_deps()
     paths = expand_inputs(inputs)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: exists and is not a directory (the output directory)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{out}: cannot make the output directory: "
+                          f"{exc.strerror or exc}") from None
+    with _output_lock(out):
+        return _run_batch_locked(paths, out, config=config, model=model, scheduler=scheduler,
+                                 workers=workers, processes=processes, force=force,
+                                 client=client, progress=progress, gpr_threads=gpr_threads,
+                                 say=say, calibration=calibration, truth=truth)
+
+
+def _run_batch_locked(paths: list[Path], out: Path, *, config: Any, model: Any,
+                      scheduler: str | None, workers: int | None, processes: bool,
+                      force: bool, client: Any, progress: bool | Any,
+                      gpr_threads: int | None, say: Callable[[str], Any] | None,
+                      calibration: Mapping[str, Any] | None, truth: Any) -> BatchResult:
     cfg = resolve_config(config)
     model_hash = None
     if model is not None:
@@ -873,25 +899,74 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path, *,
         gathering = True
         _gather(result, cfg, profiles,
                 truth=None if truth is None else (os.fspath(truth) if isinstance(
-                    truth, str | os.PathLike) else "given as columns"))
+                    truth, str | os.PathLike) else "given as columns"),
+                left_out=sorted(left_out))
         gathered = True
     except KeyboardInterrupt:
         if bar is not None:
             bar.interrupted()
         if gathering and not gathered:
             _remove_tables(out)  # (those _gather had written when interrupted)
-        finished = sum(1 for i in todo if rows[i] is not None and rows[i]["status"] == "done")
+        # (from the outputs: tasks under way when it came finish during the shutdown)
+        finished = sum(1 for i in todo
+                       if _cached_row(file_dir(out, paths[i]), keys[i], paths[i]) is not None)
         raise BatchInterrupted(out, finished, len(todo), len(paths) - len(todo)) from None
     if say:
         say(f"  done {len(result.computed)}, skipped (up to date) {len(result.skipped)}, "
             f"failed {len(result.failed)}")
         if left_out:
+            names = sorted(left_out)
             say(f"  note: the campaign tables now cover these {len(paths)} recordings; "
                 f"{len(left_out)} recording(s) of the previous run into {out} are not in "
-                "them (their per-file outputs are kept: give them again to include them)")
+                "them (their per-file outputs are kept: give them again to include them): "
+                + ", ".join(names[:10]) + (f" and {len(names) - 10} more"
+                                            if len(names) > 10 else ""))
         for r in result.failed:
             say(f"  failed: {r['error']}")
     return result
+
+
+#: the lock file of an output directory, held while a batch writes into it
+LOCK_NAME = ".demine-batch.lock"
+
+
+@contextlib.contextmanager
+def _output_lock(out: Path) -> Any:
+    """Hold ``out``'s lock for a run: a second batch into the same directory is
+    refused (the two would take each other's per-file outputs into their
+    campaign tables, pooling two score scales in one ROC).
+
+    An advisory ``flock`` on :data:`LOCK_NAME`: released by the system when
+    the process ends however it ends, so a killed run leaves no stale lock.
+    Where there is no ``fcntl`` (Windows), runs are not locked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    path = out / LOCK_NAME
+    try:
+        fh = open(path, "a+", encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{out}: cannot write into the output directory: "
+                          f"{exc.strerror or exc}") from None
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            who = (fh.read().strip().splitlines() or [""])[-1]
+            raise ConfigError(f"{out}: another demine batch is writing into it"
+                              f"{f' ({who})' if who else ''}; wait for it to finish, or "
+                              "give another output directory") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        fh.flush()
+        yield
+    finally:
+        fh.close()
 
 
 class BatchInterrupted(KeyboardInterrupt):
@@ -1099,8 +1174,17 @@ def _interrupt_shutdown(interrupted: bool, *, shield: bool) -> Any:
 
 
 def _gather(result: BatchResult, config: Mapping[str, Any] | None = None,
-            calibration: Mapping[str, Any] | None = None, truth: str | None = None) -> None:
-    """Write campaign.parquet, files.parquet and summary.json from the per-file outputs."""
+            calibration: Mapping[str, Any] | None = None, truth: str | None = None,
+            left_out: Sequence[str] = ()) -> None:
+    """Write campaign.parquet, files.parquet and summary.json from the per-file outputs.
+
+    Raises
+    ------
+    ConfigError
+        A file's outputs are no longer those of this run (``done.json`` names
+        another job key: written meanwhile by something else, such as the tasks
+        of an interrupted run still running on a scheduler).
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -1114,6 +1198,13 @@ def _gather(result: BatchResult, config: Mapping[str, Any] | None = None,
     score = "score"
     for row in result.done:
         fdir = file_dir(out, row["file"])
+        try:
+            key = json.loads((fdir / "done.json").read_text(encoding="utf-8")).get("key")
+        except (OSError, ValueError):
+            key = None
+        if key != row["key"]:
+            raise ConfigError(f"{row['file']}: its outputs in {fdir} were replaced while this "
+                              "run went on (by another run's tasks?); run the command again")
         t = pq.read_table(fdir / "alarms.parquet")
         tables.append(t)
         if not row.get("has_truth"):
@@ -1159,6 +1250,8 @@ def _gather(result: BatchResult, config: Mapping[str, Any] | None = None,
         # lane with the truth its job was given, kept in its lane.npz)
         "truth": truth,
         "failed": [{"file": r["file"], "error": r["error"]} for r in result.failed],
+        # (recordings of the previous run into this directory that this one left out)
+        "left_out": list(left_out),
         "evaluation": {},
     }
     for g, lns in lanes.items():

@@ -2121,12 +2121,13 @@ def _per_recording(tables: Sequence[Any], paths: list[Path], what: str,
     if twice:  # (each would get the rows of all of them)
         raise ConfigError(f"the {what} table's 'file' column names recordings by file name, "
                           f"and {names.count(twice[0])} of the recordings are called "
-                          f"{twice[0]!r}: give one table per recording instead")
+                          f"{twice[0]!r}: it cannot tell their rows apart (rename one, or "
+                          f"give one {what} table per recording to demine evaluate)")
     fnames = np.array([Path(str(v)).name for v in fcol])
     known = set(names)
     unknown = sorted(set(fnames.tolist()) - known)
     if unknown:
-        raise ConfigError(f"{what} name recordings not given: {', '.join(unknown)} "
+        raise ConfigError(f"the {what} table names recordings not given: {', '.join(unknown)} "
                           f"(given: {', '.join(sorted(known))}; evaluate them too, or "
                           "keep only the given recordings' rows)")
     return [{k: np.asarray(v)[fnames == p.name] for k, v in table.items()} for p in paths]

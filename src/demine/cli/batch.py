@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
+from typing import Any
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -62,6 +65,16 @@ def run(args: argparse.Namespace) -> int:
         from ..classify import default_model_path
 
         model = default_model_path()
+    terminated = []
+
+    def on_term(signum: int, frame: Any) -> None:
+        # (SIGTERM, as a job scheduler or systemd stops a job: as Ctrl-C, so the
+        # cluster is shut down and nothing half-written is left)
+        terminated.append(signum)
+        raise KeyboardInterrupt
+
+    installed = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, on_term) if installed else None
     try:
         res = run_batch(args.inputs, args.out, config=args.config, model=model,
                         scheduler=args.scheduler, workers=args.workers,
@@ -72,8 +85,12 @@ def run(args: argparse.Namespace) -> int:
         # (nothing more from Dask while this process exits: thread workers still
         # finishing their tasks would log their cancelled shutdown)
         logging.disable(logging.CRITICAL)
-        print(f"demine batch: {exc}", file=sys.stderr, flush=True)
-        return 130
+        print(f"demine batch: {exc}" + (" (SIGTERM)" if terminated else ""), file=sys.stderr,
+              flush=True)
+        return 143 if terminated else 130
+    finally:
+        if installed:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
     for group, ev in res.evaluations.items():
         print(f"\n[{group}] pooled over {len(ev.lanes)} recordings with ground truth")
         print(ev.summary())
