@@ -303,7 +303,9 @@ class SimulationResult:
             # balance has to find it
             attrs["emi_pulse_length"] = sc.emi.pulse_length
         attrs.update(writer_kw.pop("attrs", {}) or {})
-        writer_kw.setdefault("lane_id", sc.name)
+        # (one lane per layout: its objects and soil; lanes of one layout under
+        # other noise seeds are the same ground, one group to cross-validation)
+        writer_kw.setdefault("lane_id", f"{sc.name}-layout{sc.layout_seed}")
         writer_kw.setdefault("site", "simulated")
         writer_kw.setdefault("notes", sc.description[:500])
         with RecordingWriter(path, overwrite=overwrite, attrs=attrs, **writer_kw) as w:
