@@ -202,5 +202,7 @@ def test_ascii_md_columns_labels_and_clock_wrap():
     (b2,) = fr2.feed(b"amp: 512 phase: -37\r\n# header\r\nfoo bar\r\namp=1 phase=2\n1 2 3\n")
     assert b2.samples.tolist() == [[512, -37], [1, 2]]
     assert fr2.stats.bad_lines == 2 and fr2.stats.ignored == 1
+    # as a command line gives it (--option sep=None): white space, not the text "None"
+    assert get_driver("ascii-md", sep="None").sep is None
     with pytest.raises(ConfigError, match="repeat"):
         get_driver("ascii-md", columns=("a", "a"))

@@ -338,6 +338,9 @@ def test_full_disk_stops_with_clear_message_and_valid_file(tmp_path):
         e = r.streams["emi"]
         n = len(e)
         assert n > 0
+        # what the message says it keeps is what it holds (it had counted the
+        # frames appended, not those flushed: 7328 said, 7258 kept)
+        assert f"keeps the {n} frames written before the error" in stderr, stderr
         # every column cut back to the frames written (generic readers too)
         assert {ds.shape[0] for k, ds in e._group.items() if k != "gate"} == {n}
         seq = e.sequence

@@ -195,7 +195,11 @@ def _pulse_energies(x: np.ndarray, gates: np.ndarray, block: int,
     # 0.75), without the ~1.5 ms of its nan-policy wrapper per search window
     mad = np.median(np.abs(d2 - np.median(d2, axis=0)[None, :]), axis=0)
     noise = mad / _NORMAL_MAD / np.sqrt(6)
-    noise = np.maximum(noise, np.finfo(np.float64).tiny) * np.sqrt(2.0 / block)
+    if not noise.max() > 0:   # (readings without noise: no scale to judge changes by)
+        return np.empty((bases.shape[0], 0))
+    # (a gate without noise, e.g. a constant one, weighed as the quietest other
+    # gate allows: a floor of tiny had overflowed bases / noise to inf)
+    noise = np.maximum(noise, 1e-6 * noise.max()) * np.sqrt(2.0 / block)
     w = d / noise
     q, _ = np.linalg.qr(bases / noise[None, :, None])
     proj = w @ q  # (n_bases, n_changes, k)

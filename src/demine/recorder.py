@@ -54,6 +54,7 @@ import inspect
 import logging
 import math
 import numbers
+import os
 import queue
 import threading
 import time
@@ -620,6 +621,14 @@ class Recorder:
         if not devices:
             raise ConfigError("no devices to record (give at least one --device DRIVER=PORT)")
         self.out = Path(out)
+        # (checked before any port is opened: found when the file was created,
+        # after the devices' first frames, a silent device hid it, and HDF5 said
+        # it in its own words)
+        if self.out.is_dir():
+            raise ConfigError(f"{self.out}: a directory; give the recording's file name "
+                              f"(e.g. {self.out / 'lane1.h5'})")
+        if not self.out.parent.is_dir():
+            raise ConfigError(f"{self.out}: no directory {self.out.parent} to create it in")
         if self.out.exists() and not overwrite:
             raise RecordingError(f"{self.out}: file exists (use --overwrite to replace it)")
         for what, value in (("position_wait", position_wait), ("max_gap", max_gap)):
@@ -695,6 +704,9 @@ class Recorder:
         self._streams: dict[str, Any] = {}
         self._kinds = {n: r.driver.kind for n, r in self._readers.items()}
         self._has_gps = "gps" in self._kinds.values()
+        # each stream's frame shape (from its first frames) and those that changed it
+        self._shapes: dict[str, tuple[int, ...]] = {}
+        self._changed: set[str] = set()
         # frames received in this pass of the writer thread, per stream
         self._incoming: dict[str, list[FrameBatch]] = {n: [] for n in self._readers}
         # written frames not yet handed to the detectors: (first row, batch,
@@ -753,6 +765,13 @@ class Recorder:
     # ------------------------------------------------------------------ control
     def start(self) -> Recorder:
         """Start the readers, wait for every device's first frames, open the file."""
+        ports: dict[str, str] = {}
+        for d, name in zip(self.devices, self._names, strict=True):
+            port = os.path.realpath(d.url) if "://" not in d.url else d.url
+            if port in ports:   # (each would get part of the bytes: "no frames" said)
+                raise ConfigError(f"streams {ports[port]!r} and {name!r} are both on port "
+                                  f"{d.url}: give each device its own port")
+            ports[port] = name
         self.started_at = time.monotonic()
         if self._group is not None:
             self._group.start()
@@ -761,8 +780,20 @@ class Recorder:
                 r.start()
         first: dict[str, list[FrameBatch]] = {n: [] for n in self._readers}
         deadline = time.monotonic() + self.startup_timeout
+        # Without a given frame its origin is the first GPS fix with a position,
+        # and it cannot change once the file is open: a receiver starting
+        # without a fix (the usual cold start) is waited for, up to the
+        # startup timeout, rather than leaving every x and y of the recording NaN.
+        gps = [n for n, k in self._kinds.items() if k == "gps"]
+        need_fix = self.frame is None and bool(gps)
+
+        def has_fix() -> bool:
+            return any(bool((np.isfinite(b.samples[:, 0]) & np.isfinite(b.samples[:, 1])).any())
+                       for n in gps for b in first[n])
+
         def enough() -> bool:
-            return all(sum(len(b) for b in v) >= 2 for v in first.values())
+            return (all(sum(len(b) for b in v) >= 2 for v in first.values())
+                    and (not need_fix or has_fix()))
 
         while not enough() and time.monotonic() < deadline:
             try:
@@ -776,11 +807,18 @@ class Recorder:
             diag = "; ".join(
                 f"{n} on {self._readers[n].url}: "
                 + (self._readers[n].stats.diagnosis or "no frame")
+                + _bad_lines_text(self._readers[n])
                 for n in missing
             )
             raise RecordingError(
                 f"no frames within {self.startup_timeout:g} s from {', '.join(missing)} ({diag})"
             )
+        if need_fix and not has_fix():
+            msg = (f"no fix with a position within {self.startup_timeout:g} s: the "
+                   "recording has no local frame, so every x and y stays NaN (give the "
+                   "origin, --origin LON,LAT, or a longer --startup-timeout)")
+            self.processing_notes.append(f"{gps[0]}: {msg}")
+            self._event(ReaderEvent(time.time_ns(), "no_fix", msg, gps[0]))
         try:
             self._open_writer(first)
         except BaseException:  # (e.g. the file cannot be created): no reader left running
@@ -854,6 +892,7 @@ class Recorder:
                 dt = spec.calibration.get("sample_interval")
                 if dt:
                     kw["sample_interval"] = float(dt)
+            self._shapes[name] = tuple(sample.samples.shape[1:])
             t = np.concatenate([b.time_ns for b in first[name]])
             dt = np.diff(t)
             dt = dt[dt > 0]
@@ -887,6 +926,9 @@ class Recorder:
                 self._streams[name] = w.add_stream(
                     name, drv.kind, driver=drv.name,
                     device=f"{drv.name} on {self._readers[name].url}",
+                    # (the profile's, else the driver's: had been left empty)
+                    units=str(spec.calibration.get("units") or getattr(drv, "units", "")
+                              or ""),
                     calibration=spec.calibration, fields=extra, attrs=attrs,
                     geo=drv.kind in ("emi", "gpr") and self.frame is not None, **kw,
                 )
@@ -1041,6 +1083,15 @@ class Recorder:
                 if line not in self.processing_notes:  # (stop may be called again)
                     self.processing_notes.append(line)
                     log.info("%s", line)
+        for name, reader in self._readers.items():
+            n, fmt = _bad_lines(reader)
+            hint = (f" (the driver's options set its format: --option {name}.columns=...)"
+                    if getattr(reader.driver, "columns", None) else "")
+            line = (f"{name}: {n} line(s) not in the driver's format ({fmt}) were left out"
+                    + hint if n else "")
+            if line and line not in self.processing_notes:
+                self.processing_notes.append(line)
+                log.info("%s", line)
         gps = [n for n, k in self._kinds.items() if k == "gps"]
         if gps and self._track.filter is not None:
             for note in self._track.filter.notes():
@@ -1104,12 +1155,17 @@ class Recorder:
         lag = min(self.pass_lag, period / 4)
         w = self.writer
         self._load_since = time.monotonic()
+        # The first pass flushes at once: its frames were read while the recorder
+        # waited for every device's first ones (seconds, for a slow device), and
+        # waiting another flush_interval would leave them only in memory longer.
+        first = True
         try:
             while not self._stop.is_set():
                 self._drain(final=False)
-                if w.dirty and (time.monotonic() - w.last_flush
+                if w.dirty and (first or time.monotonic() - w.last_flush
                                 >= self.flush_interval - period / 2):
                     w.flush()
+                    first = False
                 # this pass's frames are written (and flushed when due): the detectors' turn
                 for det in self._detectors.values():
                     det.run_pending()
@@ -1164,7 +1220,23 @@ class Recorder:
         self._place(final)
 
     def _dispatch(self, name: str, batch: FrameBatch) -> None:
-        if self.paused:
+        if self.paused or name in self._changed:
+            return
+        shape = self._shapes.get(name)
+        if shape is not None and batch.samples.shape[1:] != shape:
+            # A device set to other gates or another trace length: not a stream
+            # of this file.  Recording stops, as on any error, but cleanly: the
+            # frames received before it (those waiting for a position too) are
+            # written and placed by stop(); the change is said in words.
+            self._changed.add(name)
+            what = {"emi": "gates", "gpr": "samples per trace"}.get(self._kinds[name],
+                                                                    "values per frame")
+            self.error = RecordingError(
+                f"{name}: the device changed from {shape[0] if shape else 1} to "
+                f"{batch.samples.shape[1] if batch.samples.ndim > 1 else 1} {what} while "
+                "recording; recording stopped with every frame before the change (record "
+                "the new setting into a new file)")
+            self.stop_readers()
             return
         if self._kinds[name] == "gps":
             self._write_gps(name, batch)
@@ -1354,14 +1426,32 @@ class Recorder:
         return out
 
 
+def _bad_lines(reader: DeviceReader) -> tuple[int, str]:
+    """Lines the reader's driver could not read, and the format it reads."""
+    n = int(getattr(reader.stats, "bad_lines", 0) or 0)
+    drv = reader.driver
+    cols = getattr(drv, "columns", None)
+    want = (f"columns {','.join(cols)}" if cols else
+            getattr(drv, "frame_format", "") or "its format")
+    return n, f"{drv.name}: {want}"
+
+
+def _bad_lines_text(reader: DeviceReader) -> str:
+    """``"; N line(s) not in the driver's format (...)"``, or ``""`` when none."""
+    n, fmt = _bad_lines(reader)
+    return f"; {n} line(s) not in the driver's format ({fmt})" if n else ""
+
+
 def format_status(status: Mapping[str, Any]) -> str:
-    """One status line: per device frames/s, CRC errors and gaps; file size."""
+    """One status line: per device frames/s, CRC errors and gaps (and lines the
+    driver could not read, when any); file size."""
     parts = []
     elapsed = max(status["elapsed_s"], 1e-9)
     for name, d in status["devices"].items():
         flag = "" if d["connected"] else " DISCONNECTED"
+        bad = d.get("stats", {}).get("bad_lines", 0)
         parts.append(f"{name} {d['frames'] / elapsed:7.1f}/s crc {d['crc_errors']} "
-                     f"gaps {d['gaps']}{flag}")
+                     f"gaps {d['gaps']}" + (f" bad lines {bad}" if bad else "") + flag)
     alarms = f" | alarms {status['alarms']}" if status.get("alarms") is not None else ""
     return f"[{elapsed:6.1f} s] " + " | ".join(parts) + \
         f" | {status['file_bytes'] / 1e6:.1f} MB" + alarms

@@ -44,6 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "profile (shipped name or .toml path) for one device, DEVICE its NAME "
                    "(or DRIVER) as in --device, or its stream name (emi, gpr, gps); a device "
                    "without one gets its driver's shipped profile when there is one")
+    p.add_argument("--option", action="append", default=[], metavar="DEVICE.KEY=VALUE",
+                   help="passed to the recorder (demine record --option): a driver or serial "
+                   "option of one device, e.g. gps.baudrate=115200")
     p.add_argument("--scene", metavar="SCENE",
                    help="passed to the recorder: ground truth, local frame and gate times")
     p.add_argument("--detect", metavar="CFG", default=None,
@@ -106,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
             extra.append("--overwrite")
         for c in args.calibration:
             extra += ["--calibration", c]
+        for o in args.option:
+            extra += ["--option", o]
         devices = list(args.device)
         try:
             if args.simulate:

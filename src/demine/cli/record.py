@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import signal
 import sys
 from collections.abc import Sequence
@@ -37,6 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="stop after S seconds (default: until Ctrl-C)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     add_metadata_options(p)
+    # (a value such as "-70.25,-33.5", west or south of 0°, is a value, not an
+    # option: argparse takes only a lone negative number for one)
+    p._negative_number_matcher = re.compile(r"^-\d+$|^-\d*\.\d+$|^-?\d*\.?\d+(,-?\d*\.?\d+)+$")
     p.add_argument("--origin", metavar="LON,LAT[,ALT]",
                    help="WGS 84 origin of the local frame (default: the first GPS fix; "
                    "without ALT, the first fix's altitude)")
@@ -44,6 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="azimuth of the local +y axis, clockwise from north (default 0)")
     p.add_argument("--calibration", action="append", default=[], metavar="DEVICE=PROFILE",
                    help=CALIBRATION_HELP)
+    p.add_argument("--option", action="append", default=[], metavar="DEVICE.KEY=VALUE",
+                   help=OPTION_HELP)
     p.add_argument("--truth", type=Path, metavar="CSV",
                    help="ground truth table (columns id,type,is_mine,x,y,depth,metal_mass,notes)")
     p.add_argument("--scene", metavar="SCENE",
@@ -73,6 +79,18 @@ CALIBRATION_HELP = (
     "(NAME:DRIVER=PORT, or its DRIVER without a NAME) or its stream name in the recording "
     "(emi, gpr, gps: what demine info shows). A device without one gets its driver's "
     "shipped profile (DRIVER-default) when there is one: the reference device's values")
+
+#: Help of ``--option`` (``demine record``; ``demine console`` passes it on).
+OPTION_HELP = (
+    "a driver or serial option of one device (repeat for several), DEVICE as in "
+    "--calibration (may be left out with one device): e.g. emi.columns=millis,amplitude,phase "
+    "for an ascii-md detector, gps.baudrate=115200 for a fast receiver; `demine drivers NAME` "
+    "lists a driver's options, and serial ports take baudrate, bytesize, parity, stopbits, "
+    "xonxoff, rtscts")
+
+#: Serial settings ``--option`` gives the port (the others go to the driver), and their types.
+SERIAL_OPTIONS = {"baudrate": int, "bytesize": int, "parity": str, "stopbits": float,
+                  "xonxoff": bool, "rtscts": bool, "dsrdtr": bool}
 
 #: What ``demine record`` says (on stderr, after the device's name) of a
 #: device it records with its driver's shipped profile; ``demine console``
@@ -154,19 +172,18 @@ def apply_calibrations(devices: Sequence[DeviceSpec], items: Sequence[str], *,
         if not sep or not key or not profile:
             raise ConfigError(f"--calibration {item!r}: expected DEVICE=PROFILE, DEVICE a "
                               f"device's name or stream name ({listing})")
-        matches = [i for i, (d, n) in enumerate(zip(devices, names, strict=True))
-                   if key in (n, d.name, d.driver)]
-        if not matches:
-            raise ConfigError(f"--calibration {item!r}: no device {key!r}; the devices are "
-                              f"{listing} (give a device's name or its stream name)")
-        if len(matches) > 1:
-            raise ConfigError(
-                f"--calibration {item!r}: {key!r} names {len(matches)} devices ("
-                + ", ".join(f"streams {names[i]!r}" if j == 0 else repr(names[i])
-                            for j, i in enumerate(matches))
-                + "); give the stream name of the one meant")
-        devices[matches[0]].calibration.update(load_profile(profile))
-        given.add(matches[0])
+        i = _match_device(devices, key, "--calibration", item)
+        loaded = load_profile(profile)
+        d = devices[i]
+        made_for = loaded.get("driver")
+        if made_for and str(made_for) != d.driver and \
+                _kind(str(made_for)) != get_driver(d.driver).kind:
+            # (a radar's profile on a metal detector was stored with it silently)
+            raise ConfigError(f"--calibration {item!r}: profile {profile!r} is for a "
+                              f"{made_for} device, not for device {_label(d)!r} (driver "
+                              f"{d.driver})")
+        d.calibration.update(loaded)
+        given.add(i)
     notes = []
     for i, d in enumerate(devices):
         kind = get_driver(d.driver).kind
@@ -195,6 +212,90 @@ def apply_calibrations(devices: Sequence[DeviceSpec], items: Sequence[str], *,
                      f"--calibration {_label(d)}=PROFILE")
         notes.append(note)
     return notes
+
+
+def _kind(driver: str) -> str | None:
+    """The stream kind of a driver (None: not installed here)."""
+    from ..drivers import get_driver
+
+    try:
+        return str(get_driver(driver).kind)
+    except ConfigError:
+        return None
+
+
+def _match_device(devices: Sequence[DeviceSpec], key: str, option: str, item: str) -> int:
+    """The index of the one device ``key`` names (its NAME, DRIVER or stream name)."""
+    from ..recorder import stream_names
+
+    names = stream_names(devices)
+    listing = ", ".join(f"{_label(d)!r} (stream {n!r})" for d, n in zip(devices, names,
+                                                                         strict=True))
+    matches = [i for i, (d, n) in enumerate(zip(devices, names, strict=True))
+               if key in (n, d.name, d.driver)]
+    if not matches:
+        raise ConfigError(f"{option} {item!r}: no device {key!r}; the devices are "
+                          f"{listing} (give a device's name or its stream name)")
+    if len(matches) > 1:
+        raise ConfigError(
+            f"{option} {item!r}: {key!r} names {len(matches)} devices ("
+            + ", ".join(f"streams {names[i]!r}" if j == 0 else repr(names[i])
+                        for j, i in enumerate(matches))
+            + "); give the stream name of the one meant")
+    return matches[0]
+
+
+def apply_options(devices: Sequence[DeviceSpec], items: Sequence[str]) -> None:
+    """Give each device the ``--option DEVICE.KEY=VALUE`` meant for it.
+
+    Serial settings (:data:`SERIAL_OPTIONS`) go to the port, the other keys to
+    the driver (``columns`` split at commas, as ``demine drivers --probe
+    --option`` takes it).  A driver that does not take an option, or a value it
+    refuses, is an error now, before any port is opened.
+
+    Raises
+    ------
+    ConfigError
+        Naming the option and what was wrong with it.
+    """
+    from ..drivers import get_driver
+
+    for item in items:
+        left, sep, value = item.partition("=")
+        dev, dot, key = left.rpartition(".")
+        if not sep or not key:
+            raise ConfigError(f"--option {item!r}: expected DEVICE.KEY=VALUE (e.g. "
+                              "emi.columns=millis,amplitude,phase)")
+        if not dot:
+            if len(devices) != 1:
+                raise ConfigError(f"--option {item!r}: which device? give DEVICE.KEY=VALUE "
+                                  "(DEVICE as in --calibration)")
+            i = 0
+        else:
+            i = _match_device(devices, dev, "--option", item)
+        d = devices[i]
+        if key in SERIAL_OPTIONS:
+            kind = SERIAL_OPTIONS[key]
+            try:
+                if kind is bool:
+                    if value.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                        raise ValueError(value)
+                    v: Any = value.lower() in ("1", "true", "yes")
+                else:
+                    v = kind(value)
+            except ValueError:
+                raise ConfigError(f"--option {item!r}: {key} must be "
+                                  f"{'true or false' if kind is bool else kind.__name__}, "
+                                  f"got {value!r}") from None
+            if key == "baudrate" and v < 1:
+                raise ConfigError(f"--option {item!r}: baudrate must be >= 1, got {v}")
+            d.serial_options[key] = v
+            continue
+        d.options[key] = tuple(value.split(",")) if key == "columns" else value
+        try:
+            get_driver(d.driver, **d.options)
+        except (ConfigError, TypeError, ValueError) as exc:
+            raise ConfigError(f"--option {item!r}: {exc}") from None
 
 
 def _with_hint(exc: ConfigError, devices: Sequence[DeviceSpec]) -> ConfigError:
@@ -272,6 +373,18 @@ def read_truth_csv(path: Path) -> dict[str, Any]:
     return table
 
 
+def _frames_in(path: Path) -> int | None:
+    """The frames a recording holds (None when it cannot be read)."""
+    from ..errors import DemineError
+    from ..recording import Recording
+
+    try:
+        with Recording(path) as r:
+            return sum(len(s) for s in r.streams.values())
+    except (DemineError, OSError):
+        return None
+
+
 _QUIET_EVENTS = frozenset({"connected", "stopped"})
 
 
@@ -309,6 +422,7 @@ def run(args: argparse.Namespace) -> int:
         frame = origin_frame(args.origin, args.bearing)
     if args.truth:
         truth = read_truth_csv(args.truth)
+    apply_options(devices, args.option)
     for note in apply_calibrations(devices, args.calibration, scene=scene):
         print(note, file=sys.stderr)
 
@@ -352,8 +466,10 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(file=sys.stderr)
         if rec.error is not None and any(rec.frames_written.values()):
-            print(f"{args.out} keeps the {sum(rec.frames_written.values())} frames written "
-                  "before the error", file=sys.stderr)
+            kept = _frames_in(args.out)   # (not those appended: the flushed ones)
+            print(f"{args.out} keeps the {kept} frames written before the error"
+                  if kept is not None else
+                  f"{args.out} could not be read after the error", file=sys.stderr)
     for note in rec.processing_notes:
         print(f"  note: {note}", file=sys.stderr if rec.error is not None else sys.stdout)
     if rec.error is not None:

@@ -1,0 +1,334 @@
+"""What an outside audit of acquisition found: real devices on pseudo-terminals
+(their wire protocols written by the test), real pyserial, real HDF5 files."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import tty
+import warnings
+
+import numpy as np
+import pytest
+
+from demine.cli import main
+from demine.drivers import get_driver
+from demine.errors import RecordingError
+from demine.positions import LocalFrame
+from demine.recorder import DeviceSpec, Recorder
+from demine.recording import Recording
+
+GATES = np.geomspace(10e-6, 1e-3, 8)
+FRAME = LocalFrame(104.9, 12.5, 10.0)
+
+
+def _pty():
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    os.set_blocking(master, False)
+    return master, slave, os.ttyname(slave)
+
+
+def _write(fd: int, data: bytes, timeout: float = 20.0) -> None:
+    import select
+
+    view = memoryview(data)
+    deadline = time.monotonic() + timeout
+    while view:
+        assert time.monotonic() < deadline, "nobody reads the pty"
+        _, ready, _ = select.select([], [fd], [], 0.2)
+        if ready:
+            try:
+                view = view[os.write(fd, view):]
+            except BlockingIOError:
+                pass
+
+
+class _Feeder(threading.Thread):
+    """Send ``make(k)`` every ``period`` s to a pty once the recorder's readers are
+    connected (pyserial drops what came before the port was opened)."""
+
+    def __init__(self, rec: Recorder | None, fd: int, make, period: float = 0.02):
+        super().__init__(daemon=True)
+        self.rec, self.fd, self.make, self.period = rec, fd, make, period
+        self.stop = threading.Event()
+        self.sent = 0
+
+    def run(self) -> None:
+        while self.rec is not None and not all(
+                r.stats.connected for r in self.rec._readers.values()):
+            if self.stop.wait(0.01):
+                return
+        k = 0
+        while not self.stop.is_set():
+            data = self.make(k)
+            if data is None:
+                return
+            try:
+                _write(self.fd, data, timeout=5)
+            except (AssertionError, OSError):
+                return
+            self.sent = k + 1
+            k += 1
+            self.stop.wait(self.period)
+
+
+def _emi_block(k: int, n: int = 20, gates: int = GATES.size) -> bytes:
+    seq = np.arange(k * n, (k + 1) * n)
+    return get_driver("emi-pi").encode_arrays(
+        seq, seq * 1000, np.repeat(seq[:, None], gates, 1).astype("f4"))
+
+
+def _gga(t_ns: int, fix: bool, x: float = 0.0) -> bytes:
+    from demine.drivers.nmea import GpsFix
+
+    lon, lat = FRAME.to_geo(np.array([x]), np.array([1.0]))
+    return get_driver("nmea").encode(GpsFix(
+        time_ns=int(t_ns), lat=float(lat[0]) if fix else float("nan"),
+        lon=float(lon[0]) if fix else float("nan"), alt=10.05 if fix else float("nan"),
+        fix_quality=4 if fix else 0, satellites=14 if fix else 0, hdop=0.6))
+
+
+def test_frames_read_while_starting_are_flushed_at_once(tmp_path):
+    """Frames read while the recorder waited for every device's first ones were
+    first flushed a whole flush interval after the file opened: a kill -9
+    then lost seconds (with a slow GPS, 8.9 s of readings, all of them)."""
+    m, s, path = _pty()
+    out = tmp_path / "start.h5"
+    rec = Recorder(out, [DeviceSpec("emi-pi", path, calibration={"gate_times": GATES.tolist()})],
+                   flush_interval=30.0, startup_timeout=10)
+    feed = _Feeder(rec, m, _emi_block)
+    feed.start()
+    try:
+        rec.start()
+        deadline = time.monotonic() + 5
+        seen = 0
+        while time.monotonic() < deadline and not seen:
+            time.sleep(0.1)
+            with Recording(out) as r:   # a reader beside the live writer (SWMR)
+                seen = len(r.streams["emi"])
+        assert seen > 0, "nothing on disk well before the 30 s flush interval"
+    finally:
+        feed.stop.set()
+        feed.join()
+        rec.stop()
+        os.close(m)
+        os.close(s)
+
+
+def _gps_recorder(tmp_path, fix_after: float, startup: float = 5.0):
+    emi_m, emi_s, emi_path = _pty()
+    gps_m, gps_s, gps_path = _pty()
+    rec = Recorder(tmp_path / "gps.h5", [
+        DeviceSpec("emi-pi", emi_path, calibration={"gate_times": GATES.tolist()}),
+        DeviceSpec("nmea", gps_path)], flush_interval=0.2, startup_timeout=startup)
+    t0 = []
+
+    def gps(k):
+        now = time.time_ns()
+        t0.append(now) if not t0 else None
+        return _gga(now, fix=(now - t0[0]) / 1e9 >= fix_after, x=0.1 * k)
+
+    feeds = [_Feeder(rec, emi_m, _emi_block), _Feeder(rec, gps_m, gps, period=0.1)]
+    return rec, feeds, (emi_m, emi_s, gps_m, gps_s)
+
+
+@pytest.mark.parametrize("fix_after", [0.5, None])
+def test_a_receiver_without_a_fix_at_first(tmp_path, fix_after):
+    """A GPS without a fix for its first 0.5 s (a cold start) left the whole
+    recording without a local frame: every x NaN, no alarm. The recorder now
+    waits for a fix, up to its start-up timeout; a receiver that never gets one
+    is recorded without positions, and that is said."""
+    events = []
+    rec, feeds, fds = _gps_recorder(tmp_path, 0.5 if fix_after else 1e9, startup=5.0
+                                    if fix_after else 1.5)
+    rec.on_event = events.append
+    for f in feeds:
+        f.start()
+    try:
+        rec.start()
+        time.sleep(1.0)
+    finally:
+        for f in feeds:
+            f.stop.set()
+            f.join()
+        rec.stop()
+        for fd in fds:
+            os.close(fd)
+    with Recording(rec.out) as r:
+        x = r.streams["emi"].x
+        if fix_after:
+            assert "origin_lon" in r.attrs
+            assert np.isfinite(x).mean() > 0.5
+        else:
+            assert "origin_lon" not in r.attrs and not np.isfinite(x).any()
+            assert len(r.streams["emi"]) > 0   # (recorded all the same)
+    said = [n for n in rec.processing_notes if "no fix with a position within 1.5 s" in n]
+    assert bool(said) == (fix_after is None)
+    assert any(e.kind == "no_fix" for e in events) == (fix_after is None)
+
+
+def _ascii_lines(k: int) -> bytes:
+    lines = [f"{1000 * (10 * k + i)},{500 + i},{-30 - i}\n" for i in range(10)]
+    return "".join(lines).encode()
+
+
+def _record_cli(capsys, port_m, make, *argv: str, duration: float = 1.5):
+    feed = _Feeder(None, port_m, make)
+    feed.start()
+    try:
+        code = main(["record", "--quiet", "--duration", str(duration), *argv])
+    finally:
+        feed.stop.set()
+        feed.join()
+    cap = capsys.readouterr()
+    return code, " ".join((cap.out + cap.err).split()), feed
+
+
+def test_ascii_detector_columns_given_on_the_command_line(tmp_path, capsys):
+    """An ascii-md detector printing millis,amplitude,phase could not be set up
+    from `demine record` (its lines were all dropped, exit 0, nothing said)."""
+    m, s, path = _pty()
+    try:
+        out = tmp_path / "ascii.h5"
+        code, said, feed = _record_cli(capsys, m, _ascii_lines, "--device",
+                                       f"ascii-md={path}", "--option",
+                                       "columns=millis,amplitude,phase", "--out", str(out))
+        assert code == 0, said
+        with Recording(out) as r:
+            e = r.streams["emi"]
+            assert len(e) >= 20 and e.samples.shape[1] == 2
+            np.testing.assert_array_equal(e.samples[:, 0] - 500, np.arange(len(e)) % 10)
+            assert e.attrs["units"] == "1"
+        # with the driver's default columns (amplitude, phase) every line is
+        # refused: the start-up error says so, naming the format expected
+        out2 = tmp_path / "ascii2.h5"
+        code, said, _ = _record_cli(capsys, m, _ascii_lines, "--device", f"ascii-md={path}",
+                                    "--out", str(out2), "--startup-timeout", "1")
+        assert code == 2
+        assert "line(s) not in the driver's format (ascii-md: columns amplitude,phase)" in said
+    finally:
+        os.close(m)
+        os.close(s)
+
+
+def test_lines_dropped_while_recording_are_said(tmp_path):
+    """A stray two-value line among three-value ones was the only thing kept,
+    with crc 0 gaps 0 and no word of the 500 lines dropped."""
+    m, s, path = _pty()
+
+    def mixed(k):
+        return (b"1,2\n" + _ascii_lines(k)) if k < 40 else None
+
+    rec = Recorder(tmp_path / "mixed.h5", [DeviceSpec("ascii-md", path)],
+                   flush_interval=0.2, startup_timeout=5)
+    feed = _Feeder(rec, m, mixed)
+    feed.start()
+    try:
+        rec.start()
+        feed.join(timeout=20)
+        time.sleep(0.3)
+        status = rec.status()
+    finally:
+        feed.stop.set()
+        rec.stop()
+        os.close(m)
+        os.close(s)
+    from demine.recorder import format_status
+
+    assert "bad lines" in format_status(status)
+    note = [n for n in rec.processing_notes if "line(s) not in the driver's format" in n]
+    assert note and note[0].startswith("emi: ") and "--option emi.columns=" in note[0]
+
+
+def test_a_device_that_changes_its_gates_stops_the_recording_keeping_its_frames(tmp_path):
+    """A detector switched from 8 to 4 gates stopped the recording with numpy's
+    "all the input array dimensions ..." and lost the frames still waiting for
+    a position; now it says what changed, and keeps them."""
+    emi_m, emi_s, emi_path = _pty()
+    gps_m, gps_s, gps_path = _pty()
+    rec = Recorder(tmp_path / "change.h5", [
+        DeviceSpec("emi-pi", emi_path, calibration={"gate_times": GATES.tolist()}),
+        DeviceSpec("nmea", gps_path)], frame=FRAME, flush_interval=0.2, startup_timeout=5)
+
+    def emi(k):
+        if k >= 40:
+            return None
+        return _emi_block(k) if k < 30 else _emi_block(k, gates=4)
+
+    feeds = [_Feeder(rec, emi_m, emi), _Feeder(rec, gps_m, lambda k: _gga(time.time_ns(),
+                                                                       True, 0.1 * k), 0.1)]
+    for f in feeds:
+        f.start()
+    try:
+        rec.start()
+        with pytest.raises(RecordingError, match=r"emi: the device changed from 8 to 4 gates "
+                           "while recording; recording stopped with every frame before"):
+            rec.run(10)
+    finally:
+        for f in feeds:
+            f.stop.set()
+            f.join()
+        rec.stop()
+        for fd in (emi_m, emi_s, gps_m, gps_s):
+            os.close(fd)
+    with Recording(rec.out) as r:
+        e = r.streams["emi"]
+        np.testing.assert_array_equal(e.sequence, np.arange(600))   # every 8-gate frame
+        assert e.attrs["units"] == "V" and r.streams["gps"].attrs["units"] == "deg"
+
+
+def test_record_options_checked_before_any_port_is_opened(tmp_path, capsys):
+    """Refused at once, naming what is wrong (some had waited for the devices'
+    frames, or said it in HDF5's words, or not at all)."""
+    m, s, path = _pty()
+    m2, s2, path2 = _pty()
+    try:
+        cases = [
+            (["--device", f"emi-pi={path}", "--out", str(tmp_path / "no" / "x.h5")],
+             "no directory"),
+            (["--device", f"emi-pi={path}", "--out", str(tmp_path)], "a directory; give"),
+            (["--device", f"emi-pi={path}", "--device", f"nmea={path}", "--out",
+              str(tmp_path / "x.h5")], "are both on port"),
+            (["--device", f"emi-pi={path}", "--calibration", "emi-pi=gpr-default", "--out",
+              str(tmp_path / "x.h5")], "profile 'gpr-default' is for a gpr device"),
+            (["--device", f"emi-pi={path}", "--option", "emi.columns=a,b", "--out",
+              str(tmp_path / "x.h5")], "--option 'emi.columns=a,b': driver 'emi-pi'"),
+            (["--device", f"emi-pi={path}", "--device", f"nmea={path2}", "--option",
+              "baudrate=9600", "--out", str(tmp_path / "x.h5")], "which device?"),
+            (["--device", f"nmea={path}", "--option", "gps.baudrate=fast", "--out",
+              str(tmp_path / "x.h5")], "baudrate must be int"),
+        ]
+        for argv, says in cases:
+            t = time.monotonic()
+            code = main(["record", "--quiet", "--startup-timeout", "20", *argv])
+            err = " ".join(capsys.readouterr().err.split())
+            assert code == 2 and says in err, (argv, err)
+            assert time.monotonic() - t < 5, argv
+        assert not (tmp_path / "x.h5").exists()
+        # a negative longitude is a value, not an option (argparse had said
+        # "expected one argument")
+        code = main(["record", "--quiet", "--device", f"emi-pi={path}", "--out",
+                     str(tmp_path / "x.h5"), "--origin", "-70.25,-33.5", "--startup-timeout",
+                     "0.5"])
+        err = capsys.readouterr().err
+        assert code == 2 and "no frames within 0.5 s" in err, err
+    finally:
+        for fd in (m, s, m2, s2):
+            os.close(fd)
+
+
+def test_pulse_search_on_readings_without_noise_warns_of_nothing():
+    """Constant readings had numpy print "overflow encountered in divide"."""
+    from demine.emi import _pulse_energies, pulse_bases
+
+    bases = np.stack([pulse_bases(GATES, [np.inf]), pulse_bases(GATES, [150e-6])])[:, 0]
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1, (400, GATES.size))
+    x[:, 3] = 5.0   # one dead gate
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _pulse_energies(np.ones((400, GATES.size)), GATES, 20, bases).shape[1] == 0
+        e = _pulse_energies(x, GATES, 20, bases)
+    assert e.shape[1] > 0 and np.isfinite(e).all()
