@@ -332,3 +332,29 @@ def test_pulse_search_on_readings_without_noise_warns_of_nothing():
         assert _pulse_energies(np.ones((400, GATES.size)), GATES, 20, bases).shape[1] == 0
         e = _pulse_energies(x, GATES, 20, bases)
     assert e.shape[1] > 0 and np.isfinite(e).all()
+
+
+def test_a_profile_of_other_gates_is_said_when_recording_starts(tmp_path):
+    """An 8-gate detector given the shipped 16-gate profile, without --detect,
+    was recorded with no word of it (found only when the file was processed)."""
+    m, s, path = _pty()
+    events = []
+    rec = Recorder(tmp_path / "g.h5", [DeviceSpec(
+        "emi-pi", path, calibration={"gate_times": np.geomspace(12e-6, 1e-3, 16).tolist()})],
+        flush_interval=0.2, startup_timeout=5, on_event=events.append)
+    feed = _Feeder(rec, m, _emi_block)
+    feed.start()
+    try:
+        rec.start()
+        time.sleep(0.3)
+    finally:
+        feed.stop.set()
+        feed.join()
+        rec.stop()
+        os.close(m)
+        os.close(s)
+    said = "its calibration gives 16 gate times and the device sends 8 gates"
+    assert any(said in e.message and e.kind == "calibration" for e in events)
+    assert any(said in n for n in rec.processing_notes)
+    with Recording(rec.out) as r:
+        assert len(r.streams["emi"]) > 0 and r.streams["emi"].gate_times is None

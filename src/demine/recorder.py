@@ -886,6 +886,15 @@ class Recorder:
                 kw["n_channels"] = sample.samples.shape[1]
                 if gates is not None and len(gates) == sample.samples.shape[1]:
                     kw["gate_times"] = gates
+                elif gates is not None:
+                    # (e.g. an 8-gate detector given the shipped 16-gate profile:
+                    # recorded without gate times, and said now, not at processing)
+                    msg = (f"its calibration gives {len(gates)} gate times and the device "
+                           f"sends {sample.samples.shape[1]} gates: the stream is recorded "
+                           "without gate times (give --calibration "
+                           f"{name}=PROFILE with this detector's)")
+                    self.processing_notes.append(f"{name}: {msg}")
+                    self._event(ReaderEvent(time.time_ns(), "calibration", msg, name))
             elif drv.kind == "gpr":
                 kw["n_channels"] = sample.samples.shape[1]
                 kw["dtype"] = sample.samples.dtype
