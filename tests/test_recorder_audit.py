@@ -358,3 +358,40 @@ def test_a_profile_of_other_gates_is_said_when_recording_starts(tmp_path):
     assert any(said in n for n in rec.processing_notes)
     with Recording(rec.out) as r:
         assert len(r.streams["emi"]) > 0 and r.streams["emi"].gate_times is None
+
+
+def test_a_radar_without_a_gps_is_placed_by_its_survey_wheel(tmp_path):
+    """Without a GPS every trace of a wheel-driven radar had x NaN, so radar
+    detection left them all out; the profile's distance_per_count was read by
+    nothing."""
+    m, s, path = _pty()
+    gpr = get_driver("gpr")
+
+    def traces(k):
+        if k >= 30:
+            return None
+        seq = np.arange(10 * k, 10 * k + 10)
+        return gpr.encode_arrays(seq, seq * 2500, np.zeros((10, 128), np.int16),
+                                 encoder=5000 + 10 * seq)
+
+    rec = Recorder(tmp_path / "wheel.h5", [DeviceSpec("gpr", path, calibration={
+        "sample_interval": 3.125e-11, "distance_per_count": 0.001})],
+        flush_interval=0.2, startup_timeout=5)
+    feed = _Feeder(rec, m, traces)
+    feed.start()
+    try:
+        rec.start()
+        feed.join(timeout=20)
+        time.sleep(0.3)
+    finally:
+        feed.stop.set()
+        rec.stop()
+        os.close(m)
+        os.close(s)
+    with Recording(rec.out) as r:
+        g = r.streams["gpr"]
+        assert len(g) == 300
+        np.testing.assert_allclose(g.x, 0.01 * np.arange(300), atol=1e-12)
+        np.testing.assert_array_equal(g.y, 0.0)
+    assert any("placed by its survey wheel (distance_per_count 0.001 m" in n
+               for n in rec.processing_notes)

@@ -707,6 +707,10 @@ class Recorder:
         # each stream's frame shape (from its first frames) and those that changed it
         self._shapes: dict[str, tuple[int, ...]] = {}
         self._changed: set[str] = set()
+        # radars placed by their survey wheel (no GPS): metres per count, and
+        # the first count, which is x = 0
+        self._wheel: dict[str, float] = {}
+        self._wheel0: dict[str, float] = {}
         # frames received in this pass of the writer thread, per stream
         self._incoming: dict[str, list[FrameBatch]] = {n: [] for n in self._readers}
         # written frames not yet handed to the detectors: (first row, batch,
@@ -902,6 +906,17 @@ class Recorder:
                 if dt:
                     kw["sample_interval"] = float(dt)
             self._shapes[name] = tuple(sample.samples.shape[1:])
+            dpc = spec.calibration.get("distance_per_count")
+            if (drv.kind == "gpr" and not self._has_gps and "encoder" in sample.fields
+                    and isinstance(dpc, int | float) and not isinstance(dpc, bool)
+                    and math.isfinite(dpc) and dpc != 0):
+                # (without a GPS the radar's survey wheel places it, as vendor
+                # files place their traces: x along the line from the first
+                # trace, y = 0; its traces had been left out of detection)
+                self._wheel[name] = float(dpc)
+                self.processing_notes.append(
+                    f"{name}: placed by its survey wheel (distance_per_count {dpc:g} m, no "
+                    "GPS): x along the line from the first trace, y = 0")
             t = np.concatenate([b.time_ns for b in first[name]])
             dt = np.diff(t)
             dt = dt[dt > 0]
@@ -1319,6 +1334,13 @@ class Recorder:
             batches.clear()
             final = not has_gps or self._covered(b)
             pos = self._positions(b.time_ns) if final else {}
+            if name in self._wheel:
+                count = np.asarray(b.fields["encoder"], dtype=np.float64)
+                x0 = self._wheel0.setdefault(name, float(count[0]))
+                pos["x"] = (count - x0) * self._wheel[name]
+                pos["y"] = np.zeros(len(b))
+                if self.frame is not None:
+                    pos["lon"], pos["lat"] = self.frame.to_geo(pos["x"], pos["y"])
             self._streams[name].append(
                 b.samples, time=b.time_ns, sequence=b.sequence,
                 device_time_us=b.device_time_us, host_time=b.host_time_ns,
