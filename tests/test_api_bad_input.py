@@ -151,6 +151,14 @@ def test_area_bearing_and_stream_names(tmp_path):
     # NaN is an unknown area (demine.batch passes it for lanes without coverage)
     unknown = evaluate(truth, alarms, area=float("nan"))
     assert unknown.pd == 1.0 and any("searched area unknown" in n for n in unknown.notes)
+    # pooled, the note names the lanes of unknown area (a campaign's one short
+    # radar file had made the whole FA/m² n/a without a word of which)
+    from demine.evaluate import Lane, evaluate_lanes
+
+    pooled = evaluate_lanes([Lane(truth=truth, alarms=alarms, area=2.0, name="a.h5"),
+                             Lane(truth=truth, alarms=alarms, area=float("nan"), name="b.h5")])
+    assert "searched area unknown (no path, coverage or area given: b.h5): FA/m² undefined" \
+        in pooled.notes
     with pytest.raises(ConfigError, match="bearing nan must be a finite number"):
         LocalFrame(10.0, 50.0, bearing_deg=float("nan"))
     with RecordingWriter(tmp_path / "r.h5") as w:

@@ -840,7 +840,8 @@ def test_sigterm_and_ctrl_c_stop_cleanly(tmp_path, sig, twice):
         os.close(m)
         os.close(s)
     assert proc.returncode == 0, stderr
-    assert stdout.startswith("stopped:"), stdout
+    # (after the notes: these 8-gate frames do not fit the shipped 16-gate profile)
+    assert stdout.splitlines()[-1].startswith("stopped:"), stdout
     with Recording(out) as r:
         seq = r.streams["emi"].sequence
         # everything the reader received before the signal is in the file

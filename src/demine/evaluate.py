@@ -1556,8 +1556,13 @@ def evaluate_lanes(
     areas = [r.area for r in res]
     area = float(np.sum(areas)) if res and all(math.isfinite(a) for a in areas) else math.nan
     if res and not math.isfinite(area):
-        notes.append("searched area unknown (no path, coverage or area given): "
-                     "FA/m² undefined")
+        unknown = [r.name or f"lane {i + 1}" for i, r in enumerate(res)
+                   if not math.isfinite(r.area)]
+        notes.append("searched area unknown (no path, coverage or area given"
+                     + (f": {', '.join(unknown[:10])}" + (f" and {len(unknown) - 10} more"
+                                                         if len(unknown) > 10 else "")
+                        if len(res) > 1 else "")
+                     + "): FA/m² undefined")
     far = n_fa / area if math.isfinite(area) and area > 0 else math.nan
     lengths = [r.path_length for r in res]
     path_m = (float(np.sum(lengths)) if res and all(math.isfinite(v) for v in lengths)
