@@ -76,7 +76,7 @@ class AsciiMdDriver(Driver):
         self.value_columns = tuple(c for c in columns if c not in _SPECIAL)
         if not self.value_columns:
             raise ValueError("ascii-md needs at least one value column")
-        if isinstance(sep, str) and sep.strip().lower() in ("none", "whitespace", ""):
+        if isinstance(sep, str) and sep.lower() in ("none", "whitespace", ""):
             sep = None   # (as given on a command line: --option sep=None)
         self.sep = sep
         self.units = units

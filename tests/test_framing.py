@@ -211,6 +211,11 @@ def test_line_framer_long_line_and_partial():
     fr.feed(b"5")
     (b,) = fr.flush()
     assert b.samples.ravel().tolist() == [5.0]
+    # a last line cut where the stream ended is truncated, not a line in another
+    # format (a well set-up device had been told its lines were)
+    bad, cut = fr.stats.bad_lines, fr.stats.truncated
+    fr.feed(b"6\n7,")
+    assert fr.flush() == [] and (fr.stats.bad_lines, fr.stats.truncated) == (bad, cut + 1)
 
 
 @settings(max_examples=60, deadline=None)

@@ -196,6 +196,8 @@ def test_ascii_detector_columns_given_on_the_command_line(tmp_path, capsys):
                                        f"ascii-md={path}", "--option",
                                        "columns=millis,amplitude,phase", "--out", str(out))
         assert code == 0, said
+        # (a line cut where the port opened, or where it stopped, is no format error)
+        assert "not in the driver's format" not in said, said
         with Recording(out) as r:
             e = r.streams["emi"]
             assert len(e) >= 20 and e.samples.shape[1] == 2
@@ -299,6 +301,8 @@ def test_record_options_checked_before_any_port_is_opened(tmp_path, capsys):
               "baudrate=9600", "--out", str(tmp_path / "x.h5")], "which device?"),
             (["--device", f"nmea={path}", "--option", "gps.baudrate=fast", "--out",
               str(tmp_path / "x.h5")], "baudrate must be int"),
+            (["--device", f"nmea={path}", "--option", "gps.parity=X", "--out",
+              str(tmp_path / "x.h5")], "--option 'gps.parity=X': Not a valid parity"),
         ]
         for argv, says in cases:
             t = time.monotonic()
@@ -360,10 +364,18 @@ def test_a_profile_of_other_gates_is_said_when_recording_starts(tmp_path):
         assert len(r.streams["emi"]) > 0 and r.streams["emi"].gate_times is None
 
 
+#: a survey wheel's counts: still for 50 traces, 10 per trace, then reset to 0
+#: by the device (a restart) and on at 10 per trace
+_COUNTS = np.concatenate([np.full(50, 5000), 5000 + 10 * np.arange(1, 151),
+                          10 * np.arange(100)])
+
+
 def test_a_radar_without_a_gps_is_placed_by_its_survey_wheel(tmp_path):
     """Without a GPS every trace of a wheel-driven radar had x NaN, so radar
     detection left them all out; the profile's distance_per_count was read by
-    nothing."""
+    nothing.  Until the wheel turns, traces are not placed (a radar without a
+    wheel, whose count stays 0, would all be at one point); a reset of the count
+    is not a move."""
     m, s, path = _pty()
     gpr = get_driver("gpr")
 
@@ -372,7 +384,7 @@ def test_a_radar_without_a_gps_is_placed_by_its_survey_wheel(tmp_path):
             return None
         seq = np.arange(10 * k, 10 * k + 10)
         return gpr.encode_arrays(seq, seq * 2500, np.zeros((10, 128), np.int16),
-                                 encoder=5000 + 10 * seq)
+                                 encoder=_COUNTS[seq])
 
     rec = Recorder(tmp_path / "wheel.h5", [DeviceSpec("gpr", path, calibration={
         "sample_interval": 3.125e-11, "distance_per_count": 0.001})],
@@ -391,7 +403,52 @@ def test_a_radar_without_a_gps_is_placed_by_its_survey_wheel(tmp_path):
     with Recording(rec.out) as r:
         g = r.streams["gpr"]
         assert len(g) == 300
-        np.testing.assert_allclose(g.x, 0.01 * np.arange(300), atol=1e-12)
-        np.testing.assert_array_equal(g.y, 0.0)
+        want = np.concatenate([np.full(50, np.nan), 0.01 * np.arange(1, 151),
+                               1.5 + 0.01 * np.arange(100)])
+        np.testing.assert_allclose(g.x, want, atol=1e-12)
+        np.testing.assert_array_equal(np.isnan(g.y), np.isnan(want))
     assert any("placed by its survey wheel (distance_per_count 0.001 m" in n
                for n in rec.processing_notes)
+    assert any("survey wheel's count jumped (a reset?) 1 time(s)" in n
+               for n in rec.processing_notes)
+
+
+def test_stopped_while_waiting_for_a_fix_keeps_what_came(tmp_path):
+    """Waiting for a GPS's first fix held every frame in memory; a Ctrl-C
+    then ended it with no file at all (5840 readings lost in a review's probe).
+    The wait is said, and an interrupt during it records what came."""
+    import signal
+    import subprocess
+    import sys
+
+    emi_m, emi_s, emi_path = _pty()
+    gps_m, gps_s, gps_path = _pty()
+    out = tmp_path / "wait.h5"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "demine", "record", "--quiet", "--device", f"emi-pi={emi_path}",
+         "--device", f"nmea={gps_path}", "--out", str(out), "--startup-timeout", "60",
+         "--calibration", "emi=emi-pi-default"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    feeds = [_Feeder(None, emi_m, lambda k: _emi_block(k, gates=16)),
+             _Feeder(None, gps_m, lambda k: _gga(time.time_ns(), False), 0.1)]
+    for f in feeds:
+        f.start()
+    try:
+        time.sleep(4.0)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        for f in feeds:
+            f.stop.set()
+            f.join()
+        if proc.poll() is None:
+            proc.kill()
+        for fd in (emi_m, emi_s, gps_m, gps_s):
+            os.close(fd)
+    assert proc.returncode == 130, stderr
+    assert "gps: waiting: waiting up to" in stderr
+    with Recording(out) as r:
+        assert len(r.streams["emi"]) > 500 and len(r.streams["gps"]) > 5
+        assert "origin_lon" not in r.attrs
+    assert "stopped before a fix with a position came" in stdout + stderr

@@ -237,12 +237,23 @@ def job_key(path: str | Path, config: Mapping[str, Any], model: str | Path | Non
 def file_dir(out_dir: str | Path, path: str | Path) -> Path:
     """The per-file output directory of a recording (its name plus a hash of its full path).
 
-    The name is cut to 64 characters (at most 192 bytes in UTF-8): a file name of
-    up to 255 bytes, the most a file system takes, would not leave room for the hash.
+    A name too long for the hash beside it within 255 bytes (the most a file
+    system takes in one name) is cut, at a character, to fit; shorter names are
+    kept whole, as they always were.
     """
     p = Path(path)
     tag = hashlib.sha1(os.path.abspath(p).encode("utf-8")).hexdigest()[:10]
-    return Path(out_dir) / "files" / f"{p.stem[:64]}-{tag}"
+    stem = p.stem.encode("utf-8", "surrogateescape")
+    room = 255 - len(tag) - 1
+    if len(stem) > room:
+        stem = stem[:room]
+        while True:   # (not in the middle of a character)
+            try:
+                stem.decode("utf-8")
+                break
+            except UnicodeDecodeError:
+                stem = stem[:-1]
+    return Path(out_dir) / "files" / f"{stem.decode('utf-8', 'surrogateescape')}-{tag}"
 
 
 # ---------------------------------------------------------------------- the per-file job
@@ -831,7 +842,7 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path, *,
     except OSError as exc:
         raise ConfigError(f"{out}: cannot make the output directory: "
                           f"{exc.strerror or exc}") from None
-    with _output_lock(out):
+    with _output_lock(out, say):
         return _run_batch_locked(paths, out, config=config, model=model, scheduler=scheduler,
                                  workers=workers, processes=processes, force=force,
                                  client=client, progress=progress, gpr_threads=gpr_threads,
@@ -931,14 +942,16 @@ LOCK_NAME = ".demine-batch.lock"
 
 
 @contextlib.contextmanager
-def _output_lock(out: Path) -> Any:
+def _output_lock(out: Path, say: Callable[[str], Any] | None = None) -> Any:
     """Hold ``out``'s lock for a run: a second batch into the same directory is
     refused (the two would take each other's per-file outputs into their
     campaign tables, pooling two score scales in one ROC).
 
     An advisory ``flock`` on :data:`LOCK_NAME`: released by the system when
     the process ends however it ends, so a killed run leaves no stale lock.
-    Where there is no ``fcntl`` (Windows), runs are not locked.
+    Where there is no ``fcntl`` (Windows), or the file system takes no lock
+    (ENOLCK on an NFS without lockd, some FUSE and CIFS mounts), runs are not
+    locked: said, not refused.
     """
     try:
         import fcntl
@@ -960,6 +973,12 @@ def _output_lock(out: Path) -> Any:
             raise ConfigError(f"{out}: another demine batch is writing into it"
                               f"{f' ({who})' if who else ''}; wait for it to finish, or "
                               "give another output directory") from None
+        except OSError as exc:
+            if say:
+                say(f"  note: {out} cannot be locked ({exc.strerror or exc}): run no other "
+                    "batch into it meanwhile")
+            yield
+            return
         fh.seek(0)
         fh.truncate()
         fh.write(f"pid {os.getpid()} on {socket.gethostname()}\n")

@@ -169,7 +169,14 @@ class Framer:
         if not self._buf:
             return []
         if self.driver.framing == "line":
-            return self.feed(b"\n")
+            # (a line cut where the stream ended is a truncated frame, not a line
+            # in another format)
+            bad = self.stats.bad_lines
+            out = self.feed(b"\n")
+            cut = self.stats.bad_lines - bad
+            self.stats.bad_lines -= cut
+            self.stats.truncated += cut
+            return out
         batches = self._feed_binary(b"", final=True)
         if self.check_sequence and batches:
             batches = [b for b in (self._sequence(b) for b in batches) if len(b)]

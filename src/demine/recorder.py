@@ -563,7 +563,9 @@ class Recorder:
     flush_interval, fsync, overwrite :
         As for :class:`~demine.recording.RecordingWriter`.
     startup_timeout : float
-        Seconds to wait for the first frames of every device.
+        Seconds to wait for the first frames of every device, and (with a GPS
+        and no ``frame``) for its first fix with a position, the origin of the
+        local frame; without one by then the recording has no frame.
     position_wait : float, optional
         Longest time a detector or radar frame waits for a later GPS fix.  By
         default long enough for the next fix across the longest interval the
@@ -708,9 +710,9 @@ class Recorder:
         self._shapes: dict[str, tuple[int, ...]] = {}
         self._changed: set[str] = set()
         # radars placed by their survey wheel (no GPS): metres per count, and
-        # the first count, which is x = 0
+        # the last count and x (None: the wheel has not turned yet)
         self._wheel: dict[str, float] = {}
-        self._wheel0: dict[str, float] = {}
+        self._wheel_at: dict[str, tuple[float, float | None]] = {}
         # frames received in this pass of the writer thread, per stream
         self._incoming: dict[str, list[FrameBatch]] = {n: [] for n in self._readers}
         # written frames not yet handed to the detectors: (first row, batch,
@@ -771,7 +773,9 @@ class Recorder:
         """Start the readers, wait for every device's first frames, open the file."""
         ports: dict[str, str] = {}
         for d, name in zip(self.devices, self._names, strict=True):
-            port = os.path.realpath(d.url) if "://" not in d.url else d.url
+            if "://" in d.url:   # (a URL may name independent ports: loop://, socket://)
+                continue
+            port = os.path.realpath(d.url)
             if port in ports:   # (each would get part of the bytes: "no frames" said)
                 raise ConfigError(f"streams {ports[port]!r} and {name!r} are both on port "
                                   f"{d.url}: give each device its own port")
@@ -799,12 +803,30 @@ class Recorder:
             return (all(sum(len(b) for b in v) >= 2 for v in first.values())
                     and (not need_fix or has_fix()))
 
-        while not enough() and time.monotonic() < deadline:
-            try:
-                name, batch = self._queue.get(timeout=0.05)
-            except queue.Empty:
-                continue
-            first[name].append(batch)
+        def framed() -> bool:
+            return all(sum(len(b) for b in v) >= 2 for v in first.values())
+
+        said_waiting = interrupted = False
+        try:
+            while not enough() and time.monotonic() < deadline:
+                if need_fix and not said_waiting and framed():
+                    said_waiting = True
+                    self._event(ReaderEvent(
+                        time.time_ns(), "waiting",
+                        f"waiting up to {deadline - time.monotonic():.0f} s for a fix with a "
+                        "position, the origin of the recording's local frame (--origin "
+                        "gives it)", gps[0]))
+                try:
+                    name, batch = self._queue.get(timeout=0.05)
+                except queue.Empty:
+                    continue
+                first[name].append(batch)
+        except KeyboardInterrupt:
+            if not (said_waiting and framed()):
+                raise   # (nothing to keep yet: the start-up is cut short as before)
+            # stopped while waiting for a fix: what every device sent is kept,
+            # recorded without a local frame, and the interrupt goes on after
+            interrupted = True
         missing = [n for n, v in first.items() if not v]
         if missing:
             self.stop_readers()
@@ -818,8 +840,9 @@ class Recorder:
                 f"no frames within {self.startup_timeout:g} s from {', '.join(missing)} ({diag})"
             )
         if need_fix and not has_fix():
-            msg = (f"no fix with a position within {self.startup_timeout:g} s: the "
-                   "recording has no local frame, so every x and y stays NaN (give the "
+            msg = ("stopped before a fix with a position came: " if interrupted else
+                   f"no fix with a position within {self.startup_timeout:g} s: ") + (
+                   "the recording has no local frame, so every x and y stays NaN (give the "
                    "origin, --origin LON,LAT, or a longer --startup-timeout)")
             self.processing_notes.append(f"{gps[0]}: {msg}")
             self._event(ReaderEvent(time.time_ns(), "no_fix", msg, gps[0]))
@@ -835,6 +858,8 @@ class Recorder:
         self._thread = threading.Thread(target=self._write_loop, name="demine-recorder",
                                         daemon=True)
         self._thread.start()
+        if interrupted:
+            raise KeyboardInterrupt   # (stop() writes what was held, and closes the file)
         if self.control:
             from .control import ControlServer, RecorderControl
 
@@ -916,7 +941,7 @@ class Recorder:
                 self._wheel[name] = float(dpc)
                 self.processing_notes.append(
                     f"{name}: placed by its survey wheel (distance_per_count {dpc:g} m, no "
-                    "GPS): x along the line from the first trace, y = 0")
+                    "GPS): x along the line from where the wheel first turned, y = 0")
             t = np.concatenate([b.time_ns for b in first[name]])
             dt = np.diff(t)
             dt = dt[dt > 0]
@@ -1109,6 +1134,7 @@ class Recorder:
                     log.info("%s", line)
         for name, reader in self._readers.items():
             n, fmt = _bad_lines(reader)
+            n = n if n > _bad_lines_allowed(reader.stats) else 0
             hint = (f" (the driver's options set its format: --option {name}.columns=...)"
                     if getattr(reader.driver, "columns", None) else "")
             line = (f"{name}: {n} line(s) not in the driver's format ({fmt}) were left out"
@@ -1335,12 +1361,7 @@ class Recorder:
             final = not has_gps or self._covered(b)
             pos = self._positions(b.time_ns) if final else {}
             if name in self._wheel:
-                count = np.asarray(b.fields["encoder"], dtype=np.float64)
-                x0 = self._wheel0.setdefault(name, float(count[0]))
-                pos["x"] = (count - x0) * self._wheel[name]
-                pos["y"] = np.zeros(len(b))
-                if self.frame is not None:
-                    pos["lon"], pos["lat"] = self.frame.to_geo(pos["x"], pos["y"])
+                pos = self._wheel_positions(name, b, pos)
             self._streams[name].append(
                 b.samples, time=b.time_ns, sequence=b.sequence,
                 device_time_us=b.device_time_us, host_time=b.host_time_ns,
@@ -1349,6 +1370,43 @@ class Recorder:
             self._unplaced[name].append((self._rows[name], b, pos if final else None))
             self._rows[name] += len(b)
             self.frames_written[name] += len(b)
+
+    #: A survey wheel's count moving more than this between two traces (m) is a
+    #: reset (the device restarted or re-zeroed), not a move: positions go on
+    #: from the last one
+    WHEEL_JUMP_M = 0.5
+
+    def _wheel_positions(self, name: str, b: FrameBatch,
+                         pos: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Positions of a radar's traces from its survey wheel: ``x`` the distance
+        along the line from where the wheel first turned (NaN before it did: a
+        radar without a wheel, whose count stays put, is not placed at one
+        point), ``y`` 0."""
+        dpc = self._wheel[name]
+        count = np.asarray(b.fields["encoder"], dtype=np.float64)
+        last, x_last = self._wheel_at.get(name, (float(count[0]), None))
+        step = np.diff(count, prepend=last)
+        jump = np.abs(step) * abs(dpc) > self.WHEEL_JUMP_M
+        if jump.any():
+            step[jump] = 0.0
+            note = (f"{name}: its survey wheel's count jumped (a reset?) {int(jump.sum())} "
+                    f"time(s); positions went on from the last one")
+            self.processing_notes[:] = [n for n in self.processing_notes
+                                        if not n.startswith(f"{name}: its survey wheel's")]
+            self.processing_notes.append(note)
+        moved = np.cumsum(step != 0) > 0
+        if x_last is None and not moved.any():
+            self._wheel_at[name] = (float(count[-1]), None)
+            return pos
+        x = (0.0 if x_last is None else x_last) + np.cumsum(step) * dpc
+        if x_last is None:   # (before the wheel first turned; however the frames come)
+            x[~moved] = np.nan
+        self._wheel_at[name] = (float(count[-1]), float(x[-1]))
+        out = dict(pos)
+        out["x"], out["y"] = x, np.where(np.isfinite(x), 0.0, np.nan)
+        if self.frame is not None:
+            out["lon"], out["lat"] = self.frame.to_geo(out["x"], out["y"])
+        return out
 
     def _place(self, final: bool) -> None:
         """Fill in the positions of frames now covered by the track; hand them
@@ -1457,6 +1515,12 @@ class Recorder:
         return out
 
 
+def _bad_lines_allowed(stats: Any) -> int:
+    """Lines a well set-up line device may still give its driver that it cannot
+    read: the first of each connection, cut where the port was opened."""
+    return 1 + int(getattr(stats, "reconnects", 0) or 0)
+
+
 def _bad_lines(reader: DeviceReader) -> tuple[int, str]:
     """Lines the reader's driver could not read, and the format it reads."""
     n = int(getattr(reader.stats, "bad_lines", 0) or 0)
@@ -1480,7 +1544,9 @@ def format_status(status: Mapping[str, Any]) -> str:
     elapsed = max(status["elapsed_s"], 1e-9)
     for name, d in status["devices"].items():
         flag = "" if d["connected"] else " DISCONNECTED"
-        bad = d.get("stats", {}).get("bad_lines", 0)
+        st = d.get("stats", {})
+        bad = st.get("bad_lines", 0)
+        bad = bad if bad > 1 + st.get("reconnects", 0) else 0   # (_bad_lines_allowed)
         parts.append(f"{name} {d['frames'] / elapsed:7.1f}/s crc {d['crc_errors']} "
                      f"gaps {d['gaps']}" + (f" bad lines {bad}" if bad else "") + flag)
     alarms = f" | alarms {status['alarms']}" if status.get("alarms") is not None else ""

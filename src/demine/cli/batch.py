@@ -69,8 +69,10 @@ def run(args: argparse.Namespace) -> int:
 
     def on_term(signum: int, frame: Any) -> None:
         # (SIGTERM, as a job scheduler or systemd stops a job: as Ctrl-C, so the
-        # cluster is shut down and nothing half-written is left)
+        # cluster is shut down and nothing half-written is left; one repeated
+        # meanwhile must not cut that shutdown short)
         terminated.append(signum)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise KeyboardInterrupt
 
     installed = threading.current_thread() is threading.main_thread()
@@ -88,6 +90,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"demine batch: {exc}" + (" (SIGTERM)" if terminated else ""), file=sys.stderr,
               flush=True)
         return 143 if terminated else 130
+    except KeyboardInterrupt:
+        if not terminated:
+            raise
+        # (before any recording was started: reading the inputs, the lock, the model)
+        print("demine batch: interrupted before processing began (SIGTERM)", file=sys.stderr,
+              flush=True)
+        return 143
     finally:
         if installed:
             signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)

@@ -61,7 +61,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "load, for about 3 %% more of a core: docs/benchmarks.md)")
     p.add_argument("--fsync", action="store_true", help="fsync the file after every flush")
     p.add_argument("--startup-timeout", type=float, default=10.0, metavar="S",
-                   help="how long to wait for the first frames of every device (default 10 s)")
+                   help="how long to wait for the first frames of every device, and for a "
+                   "GPS's first fix when no --origin is given (default 10 s)")
     p.add_argument("--detect", nargs="?", const=True, default=None, metavar="CFG",
                    help="run the detectors live and write alarms into the recording "
                    "(optionally with a detection config TOML; see demine detect)")
@@ -289,6 +290,12 @@ def apply_options(devices: Sequence[DeviceSpec], items: Sequence[str]) -> None:
                                   f"got {value!r}") from None
             if key == "baudrate" and v < 1:
                 raise ConfigError(f"--option {item!r}: baudrate must be >= 1, got {v}")
+            import serial
+
+            try:   # (pyserial's own check of the value, without opening a port)
+                serial.Serial(port=None, **{key: v})
+            except (ValueError, serial.SerialException) as exc:
+                raise ConfigError(f"--option {item!r}: {exc}") from None
             d.serial_options[key] = v
             continue
         d.options[key] = tuple(value.split(",")) if key == "columns" else value
