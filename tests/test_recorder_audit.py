@@ -6,11 +6,12 @@ from __future__ import annotations
 import os
 import threading
 import time
-import tty
 import warnings
 
 import numpy as np
 import pytest
+from test_recorder import _pty
+from test_recorder import _write_all as _write
 
 from demine.cli import main
 from demine.drivers import get_driver
@@ -21,28 +22,6 @@ from demine.recording import Recording
 
 GATES = np.geomspace(10e-6, 1e-3, 8)
 FRAME = LocalFrame(104.9, 12.5, 10.0)
-
-
-def _pty():
-    master, slave = os.openpty()
-    tty.setraw(slave)
-    os.set_blocking(master, False)
-    return master, slave, os.ttyname(slave)
-
-
-def _write(fd: int, data: bytes, timeout: float = 20.0) -> None:
-    import select
-
-    view = memoryview(data)
-    deadline = time.monotonic() + timeout
-    while view:
-        assert time.monotonic() < deadline, "nobody reads the pty"
-        _, ready, _ = select.select([], [fd], [], 0.2)
-        if ready:
-            try:
-                view = view[os.write(fd, view):]
-            except BlockingIOError:
-                pass
 
 
 class _Feeder(threading.Thread):
@@ -72,6 +51,30 @@ class _Feeder(threading.Thread):
             self.sent = k + 1
             k += 1
             self.stop.wait(self.period)
+
+
+def _run(rec: Recorder, feeds: list[_Feeder], fds: tuple[int, ...], *,
+         seconds: float | None = None) -> dict:
+    """Start the feeds and the recorder; run until the feeds end (or ``seconds``);
+    stop everything and close the ptys.  Returns the recorder's last status."""
+    for f in feeds:
+        f.start()
+    try:
+        rec.start()
+        if seconds is None:
+            for f in feeds:
+                f.join(timeout=20)
+        else:
+            time.sleep(seconds)
+        time.sleep(0.3)
+        return rec.status()
+    finally:
+        for f in feeds:
+            f.stop.set()
+            f.join()
+        rec.stop()
+        for fd in fds:
+            os.close(fd)
 
 
 def _emi_block(k: int, n: int = 20, gates: int = GATES.size) -> bytes:
@@ -144,18 +147,7 @@ def test_a_receiver_without_a_fix_at_first(tmp_path, fix_after):
     rec, feeds, fds = _gps_recorder(tmp_path, 0.5 if fix_after else 1e9, startup=5.0
                                     if fix_after else 1.5)
     rec.on_event = events.append
-    for f in feeds:
-        f.start()
-    try:
-        rec.start()
-        time.sleep(1.0)
-    finally:
-        for f in feeds:
-            f.stop.set()
-            f.join()
-        rec.stop()
-        for fd in fds:
-            os.close(fd)
+    _run(rec, feeds, fds, seconds=0.7)
     with Recording(rec.out) as r:
         x = r.streams["emi"].x
         if fix_after:
@@ -225,18 +217,7 @@ def test_lines_dropped_while_recording_are_said(tmp_path):
 
     rec = Recorder(tmp_path / "mixed.h5", [DeviceSpec("ascii-md", path)],
                    flush_interval=0.2, startup_timeout=5)
-    feed = _Feeder(rec, m, mixed)
-    feed.start()
-    try:
-        rec.start()
-        feed.join(timeout=20)
-        time.sleep(0.3)
-        status = rec.status()
-    finally:
-        feed.stop.set()
-        rec.stop()
-        os.close(m)
-        os.close(s)
+    status = _run(rec, [_Feeder(rec, m, mixed)], (m, s))
     from demine.recorder import format_status
 
     assert "bad lines" in format_status(status)
@@ -346,17 +327,7 @@ def test_a_profile_of_other_gates_is_said_when_recording_starts(tmp_path):
     rec = Recorder(tmp_path / "g.h5", [DeviceSpec(
         "emi-pi", path, calibration={"gate_times": np.geomspace(12e-6, 1e-3, 16).tolist()})],
         flush_interval=0.2, startup_timeout=5, on_event=events.append)
-    feed = _Feeder(rec, m, _emi_block)
-    feed.start()
-    try:
-        rec.start()
-        time.sleep(0.3)
-    finally:
-        feed.stop.set()
-        feed.join()
-        rec.stop()
-        os.close(m)
-        os.close(s)
+    _run(rec, [_Feeder(rec, m, _emi_block)], (m, s), seconds=0.0)
     said = "its calibration gives 16 gate times and the device sends 8 gates"
     assert any(said in e.message and e.kind == "calibration" for e in events)
     assert any(said in n for n in rec.processing_notes)
@@ -389,17 +360,7 @@ def test_a_radar_without_a_gps_is_placed_by_its_survey_wheel(tmp_path):
     rec = Recorder(tmp_path / "wheel.h5", [DeviceSpec("gpr", path, calibration={
         "sample_interval": 3.125e-11, "distance_per_count": 0.001})],
         flush_interval=0.2, startup_timeout=5)
-    feed = _Feeder(rec, m, traces)
-    feed.start()
-    try:
-        rec.start()
-        feed.join(timeout=20)
-        time.sleep(0.3)
-    finally:
-        feed.stop.set()
-        rec.stop()
-        os.close(m)
-        os.close(s)
+    _run(rec, [_Feeder(rec, m, traces)], (m, s))
     with Recording(rec.out) as r:
         g = r.streams["gpr"]
         assert len(g) == 300
