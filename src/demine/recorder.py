@@ -936,8 +936,8 @@ class Recorder:
                     and isinstance(dpc, int | float) and not isinstance(dpc, bool)
                     and math.isfinite(dpc) and dpc != 0):
                 # (without a GPS the radar's survey wheel places it, as vendor
-                # files place their traces: x along the line from the first
-                # trace, y = 0; its traces had been left out of detection)
+                # files place their traces: x along the line, y = 0; its traces
+                # had been left out of detection)
                 self._wheel[name] = float(dpc)
                 self.processing_notes.append(
                     f"{name}: placed by its survey wheel (distance_per_count {dpc:g} m, no "
@@ -1518,7 +1518,9 @@ class Recorder:
 def _bad_lines_allowed(stats: Any) -> int:
     """Lines a well set-up line device may still give its driver that it cannot
     read: the first of each connection, cut where the port was opened."""
-    return 1 + int(getattr(stats, "reconnects", 0) or 0)
+    n = stats.get("reconnects", 0) if isinstance(stats, Mapping) else \
+        getattr(stats, "reconnects", 0)
+    return 1 + int(n or 0)
 
 
 def _bad_lines(reader: DeviceReader) -> tuple[int, str]:
@@ -1546,7 +1548,7 @@ def format_status(status: Mapping[str, Any]) -> str:
         flag = "" if d["connected"] else " DISCONNECTED"
         st = d.get("stats", {})
         bad = st.get("bad_lines", 0)
-        bad = bad if bad > 1 + st.get("reconnects", 0) else 0   # (_bad_lines_allowed)
+        bad = bad if bad > _bad_lines_allowed(st) else 0
         parts.append(f"{name} {d['frames'] / elapsed:7.1f}/s crc {d['crc_errors']} "
                      f"gaps {d['gaps']}" + (f" bad lines {bad}" if bad else "") + flag)
     alarms = f" | alarms {status['alarms']}" if status.get("alarms") is not None else ""
