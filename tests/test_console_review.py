@@ -827,7 +827,10 @@ def test_streams_of_a_paused_recorder_are_paused_not_stale(tmp_path):
                 await pilot.pause(0.2)
                 lines = _text(app, "#streams").splitlines()[1:]
                 assert len(lines) == 2 and all(ln.endswith("PAUSED") for ln in lines), lines
-                assert "PAUSED" in _text(app, "#top")
+                top = _text(app, "#top")
+                assert "PAUSED" in top
+                # nor the GPS lost: the recorder still follows it (console audit)
+                assert "GPS (paused)" in top and "GPS LOST" not in top, top
 
             _run(app, scenario)
         w.close()

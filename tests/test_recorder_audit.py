@@ -413,3 +413,53 @@ def test_stopped_while_waiting_for_a_fix_keeps_what_came(tmp_path):
         assert len(r.streams["emi"]) > 500 and len(r.streams["gps"]) > 5
         assert "origin_lon" not in r.attrs
     assert "stopped before a fix with a position came" in stdout + stderr
+
+
+def test_marks_made_while_paused_are_placed_by_the_gps(tmp_path):
+    """Pausing dropped the GPS's fixes too, so a mark made while paused and the
+    resume marker had no position, and the console said the GPS was lost while
+    it had an RTK fix (console audit)."""
+    from demine.control import RecorderControl
+
+    emi_m, emi_s, emi_path = _pty()
+    gps_m, gps_s, gps_path = _pty()
+    rec = Recorder(tmp_path / "paused.h5", [
+        DeviceSpec("emi-pi", emi_path, calibration={"gate_times": GATES.tolist()}),
+        DeviceSpec("nmea", gps_path)], frame=FRAME, flush_interval=0.2, startup_timeout=5)
+    t0 = time.time_ns()
+    feeds = [_Feeder(rec, emi_m, _emi_block),
+             _Feeder(rec, gps_m, lambda k: _gga(time.time_ns(), True,
+                                                (time.time_ns() - t0) / 1e9 * 0.5), 0.1)]
+    control = RecorderControl(rec)
+    marks = []
+
+    def operate():
+        time.sleep(0.8)
+        marks.append(control({"cmd": "pause"})["marker"])
+        time.sleep(2.5)   # (longer than the track's gap limit)
+        marks.append(control({"cmd": "mark"})["marker"])
+        time.sleep(0.5)
+        marks.append(control({"cmd": "resume"})["marker"])
+        time.sleep(0.5)
+
+    operator = threading.Thread(target=operate)
+    for f in feeds:
+        f.start()
+    try:
+        rec.start()
+        operator.start()
+        operator.join()
+    finally:
+        for f in feeds:
+            f.stop.set()
+            f.join()
+        rec.stop()
+        for fd in (emi_m, emi_s, gps_m, gps_s):
+            os.close(fd)
+    assert [m["label"] for m in marks] == ["pause", "target", "resume"]
+    xs = [m["x"] for m in marks]
+    assert np.isfinite(xs).all(), marks
+    assert xs[0] < xs[1] < xs[2]   # (moving along x at 0.5 m/s meanwhile)
+    with Recording(rec.out) as r:   # nothing of the pause written
+        g = r.streams["gps"].time
+        assert np.diff(g).max() > 2.5e9

@@ -1270,7 +1270,14 @@ class Recorder:
         self._place(final)
 
     def _dispatch(self, name: str, batch: FrameBatch) -> None:
-        if self.paused or name in self._changed:
+        if name in self._changed:
+            return
+        if self.paused:
+            # nothing is written; but the track still follows the receiver, so
+            # that marks made while paused, and the resume marker, are placed
+            # (they had been NaN, and the console had said the GPS was lost)
+            if self._kinds[name] == "gps":
+                self._gps_track(name, batch)
             return
         shape = self._shapes.get(name)
         if shape is not None and batch.samples.shape[1:] != shape:
@@ -1293,7 +1300,10 @@ class Recorder:
         else:
             self._incoming[name].append(batch)
 
-    def _write_gps(self, name: str, b: FrameBatch) -> None:
+    def _gps_track(self, name: str, b: FrameBatch
+                   ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """Add a GPS batch's fixes to the position track; return their times,
+        local positions and columns."""
         cols = {c: b.samples[:, i] for i, c in enumerate(_GPS_COLUMNS)}
         xyz = np.full((len(b), 3), np.nan)
         if self.frame is not None:
@@ -1306,6 +1316,10 @@ class Recorder:
         t = b.time_ns - lat if lat else b.time_ns
         self._track.add(t, xyz)
         self._update_wait()
+        return t, xyz, cols
+
+    def _write_gps(self, name: str, b: FrameBatch) -> None:
+        t, xyz, cols = self._gps_track(name, b)
         self._streams[name].append(
             time=t, sequence=b.sequence, x=xyz[:, 0], y=xyz[:, 1], z=xyz[:, 2],
             lon=cols["lon"], lat=cols["lat"], alt=cols["alt"],

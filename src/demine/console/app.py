@@ -429,7 +429,12 @@ class ConsoleApp(App):
         parts.append((f"{_fmt_bytes(f.file_bytes)} ", "", "size"))
         gps = f.gps
         gst = f.streams.get(f.gps_name) if f.gps_name else None
-        if gst is not None and gst.stale and gst.age is not None:
+        if gst is not None and gst.stale and gst.age is not None and self.paused \
+                and self.recorder_answers:
+            # (no fixes in the file because the recording is paused; the recorder
+            # still follows the receiver, and places marks by it)
+            parts.append(("GPS (paused) ", "#ffffff", None))
+        elif gst is not None and gst.stale and gst.age is not None:
             # nothing from the receiver for --stale seconds: its last fix is not now
             parts.append((f"GPS LOST {_fmt_age(gst.age)}s ", "bold #ffffff on #c00000", None))
         elif gps:
