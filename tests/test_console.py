@@ -150,11 +150,13 @@ def test_follows_writer_process_alarm_and_stale(tmp_path):
                 await pilot.press(key)
                 await pilot.pause()
                 assert app.message.startswith("read-only"), (key, app.message)
+                # (whole at 80 columns: the way out had been cut off)
+                assert len(app.message) <= 78 and "--control ADDR" in app.message
             thr = follower.threshold
             await pilot.press("plus")
             await pilot.pause()
             assert follower.threshold == pytest.approx(thr + 0.5)
-            assert "this console only" in app.message
+            assert "here only" in app.message and len(app.message) <= 78, app.message
             # the chart's detector moved its shape channel too
             shape = follower._det.sd.detector._shape
             assert shape is not None and shape.threshold == pytest.approx(thr + 0.5)

@@ -45,8 +45,9 @@ Screen { background: #000000; color: #ffffff; layout: vertical; }
 #keys { height: 1; background: #ffffff; color: #000000; }
 """
 
-_READ_ONLY = ("read-only: this console follows {file}, it did not start its recorder "
-              "(start with --device/--simulate, or give --control ADDR)")
+#: (short enough for the message line at 80 columns with what comes before it:
+#: the way out had been cut off)
+_READ_ONLY = "read-only: give --control ADDR to act"
 
 
 def _fmt_duration(s: float) -> str:
@@ -499,7 +500,7 @@ class ConsoleApp(App):
     def _send(self, cmd: str, on_reply: Callable[[dict[str, Any]], Any], *,
               on_error: Callable[[ControlError], Any] | None = None, **params: Any) -> None:
         if self.control is None:
-            self.say(_READ_ONLY.format(file=self.follower.path.name), "bold #ffff00")
+            self.say(_READ_ONLY, "bold #ffff00")
             return
         if self.recorder_exit is not None:  # (no one to send it to: say so at once)
             self.say(f"{cmd}: the recorder exited (status {self.recorder_exit}): nothing "
@@ -553,8 +554,8 @@ class ConsoleApp(App):
     def action_null(self) -> None:
         self.follower.renull()
         if self.control is None:
-            self.say("chart re-nulled here only; "
-                     + _READ_ONLY.format(file=self.follower.path.name), "bold #ffff00")
+            self.say("chart re-nulled here only; " + _READ_ONLY,
+                     "bold #ffff00")
             return
         self._send("null", lambda reply: self.say(
             "nulled: chart statistic restarted, null marker written", "bold #00ff00"),
@@ -567,8 +568,8 @@ class ConsoleApp(App):
             return
         if self.control is None:
             f.set_threshold(f.threshold + delta)
-            self.say(f"chart threshold {f.threshold:.1f} (this console only); "
-                     + _READ_ONLY.format(file=f.path.name), "bold #ffff00")
+            self.say(f"chart threshold {f.threshold:.1f} here only; "
+                     + _READ_ONLY, "bold #ffff00")
             return
         self._send("threshold", self._threshold_reply, delta=delta)
 
