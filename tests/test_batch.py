@@ -123,6 +123,15 @@ def test_progress_lines_say_what_each_recording_came_to(campaign, tmp_path):
             assert re.fullmatch(r"failed after \d+\.\d s: " + re.escape(row["error"]),
                                 m.group(2)), ln
             assert "RecordingError" in ln
+    # a lane whose truth lists targets, none of them searched, is no blank lane
+    # (22 targets had been called one: campaign audit)
+    from demine.batch import _outcome
+
+    row = {"status": "done", "n_alarms": 2, "has_truth": True, "n_targets": 0,
+           "n_false_alarms": 2, "seconds": 1.0}
+    assert _outcome({**row, "n_truth_rows": 22}) == \
+        "2 alarms, none of its 22 targets in the searched area, 2 false alarms, 1.0 s"
+    assert _outcome({**row, "n_truth_rows": 0}) == "2 alarms, blank lane, 2 false alarms, 1.0 s"
 
 
 def test_campaign_table_matches_the_per_file_pipeline(campaign, first_run):
