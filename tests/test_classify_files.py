@@ -379,6 +379,11 @@ def test_train_cli_checks_its_output_and_folds_before_training(tmp_path, capsys,
     ]:
         assert main(["train", str(lane), *args]) == 2
         assert problem in capsys.readouterr().err
+    # one lane cannot be cross-validated: said before 20 s of simulation, and why
+    monkeypatch.setattr(classify, "simulate_training_lanes", never)
+    assert main(["train", "--simulate", "1", "--out", str(tmp_path / "m.json")]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "needs at least 2 lanes, and these are all of lane 'simulated/training-1000'" in err
 
 
 def test_checksum_is_not_a_signature(model, tmp_path):

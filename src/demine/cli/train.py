@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -70,6 +71,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
+def _check_groups(files: list[Any], lanes: list[Any], cv_groups: str) -> None:
+    """Refuse, before anything is simulated or read in full, training data of one
+    cross-validation group (a lane, or a site with ``--cv-groups site``)."""
+    from ..classify import lane_group, lane_site
+    from ..errors import ConfigError, DemineError
+    from ..recording import Recording
+
+    groups: dict[str, list[str]] = {}
+    for seed, _, stem, _ in lanes:
+        key = "simulated" if cv_groups == "site" else f"simulated/training-{int(seed)}"
+        groups.setdefault(key, []).append(stem)
+    for f in files:
+        try:
+            with Recording(f) as rec:
+                key = lane_site(rec) if cv_groups == "site" else lane_group(rec, Path(f).name)
+        except (DemineError, OSError):
+            return   # (an unreadable recording is reported by the training itself)
+        groups.setdefault(key, []).append(Path(f).name)
+    if len(groups) < 2:
+        what = "site" if cv_groups == "site" else "lane"
+        key, names = next(iter(groups.items()))
+        raise ConfigError(
+            f"grouped cross-validation needs at least 2 {what}s, and these are all of "
+            f"{what} {key!r} ({', '.join(names[:5])}{' ...' if len(names) > 5 else ''}): "
+            + ("recordings of one site/lane_id are one lane, e.g. simulated lanes of one "
+               "--layout-seed under other --seed values; give more lanes"
+               if what == "lane" else "give recordings of another site"))
+
+
 def run(args: argparse.Namespace) -> int:
     from ..classify import (
         build_training_set,
@@ -107,15 +137,19 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--lines must be >= 0")
     if args.jobs < 1:
         raise ConfigError("--jobs must be >= 1")
-    if args.simulate or args.lines:
-        lanes = training_lanes(args.first_layout, args.simulate, args.physics, lines=args.lines)
-        files += simulate_training_lanes(work, lanes, jobs=args.jobs,
-                                         progress=lambda line: print(line, flush=True))
-    if not files:
+    lanes = (training_lanes(args.first_layout, args.simulate, args.physics, lines=args.lines)
+             if args.simulate or args.lines else [])
+    if not files and not lanes:
         raise ConfigError("no recordings given (and no --simulate or --lines)")
+    _check_groups(files, lanes, args.cv_groups)
 
     def say(line: str) -> None:
-        print(line, file=sys.stdout, flush=True)
+        # (progress on stderr: `demine train ... | head` had lost the model, the
+        # pipe closing before it was written)
+        print(line, file=sys.stderr, flush=True)
+
+    if lanes:
+        files += simulate_training_lanes(work, lanes, jobs=args.jobs, progress=say)
 
     radius: float | str = args.radius
     if radius != "auto":
