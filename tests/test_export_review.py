@@ -406,3 +406,19 @@ def test_searched_area_across_the_antimeridian_is_cut_there(tmp_path, lon0, bear
     # at most a sliver of half a cell along the cut is left out, never more claimed
     assert cov.area - 0.5 * 1.5 * cov.raster.cell <= area <= cov.area + 1e-9
     assert not math.isnan(area)
+
+
+def test_no_alarms_and_an_output_in_no_directory_are_said(tmp_path, capsys):
+    """A recording without alarms exported an empty file without a word; an
+    output in a directory that does not exist said only '[Errno 2] No such
+    file or directory' (UI audit)."""
+    rec = _recording(tmp_path / "r.h5")
+    assert main(["export", str(rec), "-o", str(tmp_path / "a.geojson")]) == 0
+    err = capsys.readouterr().err
+    assert "holds no alarms (demine detect" in err and "--write adds them" in err
+    assert main(["export", str(rec), "-o", str(tmp_path / "nodir" / "a.geojson")]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {tmp_path / 'nodir' / 'a.geojson'}: directory {tmp_path / 'nodir'} does " \
+        "not exist" in err
+    assert main(["export", str(rec), "-o", str(tmp_path)]) == 2
+    assert "is a directory: give the output file's name" in capsys.readouterr().err

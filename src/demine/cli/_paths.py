@@ -17,7 +17,8 @@ def check_text_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike
     """Refuse to write a text output (CSV, TOML, JSON, GeoJSON) over one of the
     command's inputs or over an existing HDF5 file (a recording, most
     likely): either would destroy data.  Other existing files are replaced,
-    as usual for such outputs.
+    as usual for such outputs.  A directory, or a path in a directory that does
+    not exist, is refused before any work.
 
     Raises
     ------
@@ -25,6 +26,12 @@ def check_text_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike
         Naming the option and the path.
     """
     out = Path(out)
+    # (checked before the work: the write had said only "[Errno 2] No such file
+    # or directory", not that it was the output's)
+    if out.is_dir():
+        raise ConfigError(f"{option} {out} is a directory: give the output file's name")
+    if not out.parent.is_dir():
+        raise ConfigError(f"{option} {out}: directory {out.parent} does not exist")
     if not out.exists():
         return
     check_not_input(out, inputs, option)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -46,4 +47,7 @@ def run(args: argparse.Namespace) -> int:
     n = export_alarms(args.file, args.out, args.format, alarms=alarms, local=args.local,
                       with_coverage=args.coverage)
     print(f"{args.out}: {n} alarms")
+    if n == 0 and alarms is None:
+        print(f"note: {args.file} holds no alarms (demine detect {args.file} --write adds "
+              "them, or give --alarms CSV)", file=sys.stderr)
     return 0
