@@ -129,9 +129,16 @@ def test_progress_lines_say_what_each_recording_came_to(campaign, tmp_path):
 
     row = {"status": "done", "n_alarms": 2, "has_truth": True, "n_targets": 0,
            "n_false_alarms": 2, "seconds": 1.0}
-    assert _outcome({**row, "n_truth_rows": 22}) == \
+    assert _outcome({**row, "n_truth_mines": 22}) == \
         "2 alarms, none of its 22 targets in the searched area, 2 false alarms, 1.0 s"
-    assert _outcome({**row, "n_truth_rows": 0}) == "2 alarms, blank lane, 2 false alarms, 1.0 s"
+    assert _outcome({**row, "n_truth_mines": 0}) == "2 alarms, blank lane, 2 false alarms, 1.0 s"
+    # clutter alone is a blank lane (review: 7 clutter rows had been called targets)
+    from demine.batch import _truth_mines
+
+    assert _truth_mines({"x": np.zeros(7), "is_mine": np.zeros(7)}, Path("l.h5")) == 0
+    assert _truth_mines({"x": np.zeros(3), "is_mine": np.array(["yes", "no", "1"])},
+                        Path("l.h5")) == 2
+    assert _truth_mines({"x": np.zeros(2)}, Path("l.h5")) == 2   # (no column: all mines)
 
 
 def test_campaign_table_matches_the_per_file_pipeline(campaign, first_run):

@@ -388,6 +388,15 @@ def _eval_alarms(alarms: Mapping[str, np.ndarray], score: str) -> dict[str, np.n
     return a
 
 
+def _truth_mines(truth: Mapping[str, Any], path: Path) -> int:
+    """The mines of a truth table (the targets PD counts), searched or not."""
+    from .evaluate import _column, _mine_flags
+
+    n = len(truth.get("x", ()))
+    return int(_mine_flags(_column(truth, "is_mine", n, True), f"{path}: truth").sum()) \
+        if n else 0
+
+
 def _groups(alarms: Mapping[str, np.ndarray], stream_names: Sequence[str]) -> list[str]:
     """Evaluation groups of a file: "all" and one per detected stream."""
     return ["all", *stream_names]
@@ -629,8 +638,9 @@ def _run_job(path: Path, fdir: Path, config: Mapping[str, Any] | None,
         "has_truth": has_truth, "n_alarms": n,
         "alarms_by_stream": json.dumps({g: int(np.sum(stream_col == g)) for g in det_streams}),
         "n_targets": ev.n_targets if has_truth else 0,
-        # (its truth's rows, searched or not: for the progress line)
-        "n_truth_rows": len(truth.get("x", ())) if has_truth else 0,
+        # (its truth's mines, searched or not: for the progress line; clutter
+        # alone is a blank lane)
+        "n_truth_mines": _truth_mines(truth, path) if has_truth else 0,
         "n_found": ev.n_found if has_truth else 0,
         "pd": _clean(ev.pd) if has_truth else None,
         "pd_lower95": _clean(ev.pd_lower95) if has_truth else None,
@@ -741,8 +751,8 @@ def _outcome(row: Mapping[str, Any]) -> str:
     if row.get("has_truth"):
         if row.get("n_targets"):
             parts.append(f"{row.get('n_found', 0)}/{row['n_targets']} targets found")
-        elif row.get("n_truth_rows"):   # (a truth that lists targets is no blank lane)
-            parts.append(f"none of its {row['n_truth_rows']} targets in the searched area")
+        elif row.get("n_truth_mines"):   # (a truth that lists mines is no blank lane)
+            parts.append(f"none of its {row['n_truth_mines']} targets in the searched area")
         else:
             parts.append("blank lane")
         if row.get("n_false_alarms") is not None:
