@@ -431,7 +431,7 @@ class ConsoleApp(App):
         gps = f.gps
         gst = f.streams.get(f.gps_name) if f.gps_name else None
         if gst is not None and gst.stale and gst.age is not None and self.paused \
-                and self.recorder_answers:
+                and self.recorder_answers and gst.connected is not False:
             # (no fixes in the file because the recording is paused; the recorder
             # still follows the receiver, and places marks by it)
             parts.append(("GPS (paused) ", "#ffffff", None))
