@@ -240,7 +240,9 @@ def test_train_cli(lanes, tmp_path, capsys):
     m2 = load_model(out2)
     assert m2.meta["training"]["labels"] == "strict"
     assert m2.meta["training"]["neighbourhood_radius"] == 0.1
-    assert main(["train", *map(str, lanes[:1]), "--out", str(out2), "--radius", "-1"]) == 2
+    capsys.readouterr()
+    assert main(["train", *map(str, lanes[:2]), "--out", str(out2), "--radius", "-1"]) == 2
+    assert "--radius must be > 0 m" in capsys.readouterr().err
     assert main(["train", "--out", str(out)]) == 2
     assert main(["train", str(tmp_path / "missing.h5"), "--out", str(out)]) == 2
     assert "error" in capsys.readouterr().err

@@ -384,6 +384,11 @@ def test_train_cli_checks_its_output_and_folds_before_training(tmp_path, capsys,
     assert main(["train", "--simulate", "1", "--out", str(tmp_path / "m.json")]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert "needs at least 2 lanes, and these are all of lane 'simulated/training-1000'" in err
+    assert err.endswith("give --simulate 2 or more")
+    # and a bad --radius before it too (it had come after the simulation)
+    assert main(["train", "--simulate", "2", "--radius", "-1", "--out",
+                 str(tmp_path / "m.json")]) == 2
+    assert "--radius must be > 0 m" in capsys.readouterr().err
 
 
 def test_checksum_is_not_a_signature(model, tmp_path):

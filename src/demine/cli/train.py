@@ -95,9 +95,10 @@ def _check_groups(files: list[Any], lanes: list[Any], cv_groups: str) -> None:
         raise ConfigError(
             f"grouped cross-validation needs at least 2 {what}s, and these are all of "
             f"{what} {key!r} ({', '.join(names[:5])}{' ...' if len(names) > 5 else ''}): "
-            + ("recordings of one site/lane_id are one lane, e.g. simulated lanes of one "
-               "--layout-seed under other --seed values; give more lanes"
-               if what == "lane" else "give recordings of another site"))
+            + ("give --simulate 2 or more" if not files and what == "lane" else
+               "recordings of one site and lane_id are one lane (e.g. runs of demine "
+               "simulate with one --layout-seed and other --seed values); give recordings "
+               "of more lanes" if what == "lane" else "give recordings of another site"))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -137,6 +138,15 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--lines must be >= 0")
     if args.jobs < 1:
         raise ConfigError("--jobs must be >= 1")
+    radius: float | str = args.radius
+    if radius != "auto":
+        try:
+            radius = float(radius)
+        except ValueError:
+            raise ConfigError(f"--radius must be a number of metres or 'auto', "
+                              f"got {args.radius!r}") from None
+        if not radius > 0:
+            raise ConfigError(f"--radius must be > 0 m, got {radius}")
     lanes = (training_lanes(args.first_layout, args.simulate, args.physics, lines=args.lines)
              if args.simulate or args.lines else [])
     if not files and not lanes:
@@ -151,15 +161,6 @@ def run(args: argparse.Namespace) -> int:
     if lanes:
         files += simulate_training_lanes(work, lanes, jobs=args.jobs, progress=say)
 
-    radius: float | str = args.radius
-    if radius != "auto":
-        try:
-            radius = float(radius)
-        except ValueError:
-            raise ConfigError(f"--radius must be a number of metres or 'auto', "
-                              f"got {args.radius!r}") from None
-        if not radius > 0:
-            raise ConfigError(f"--radius must be > 0 m, got {radius}")
     ts = build_training_set(files, cache=work / "features-cache", halo=args.halo,
                             strict=args.labels == "strict", te=args.labels == "te",
                             radius=radius, progress=say, calibration=calibration or None)
