@@ -415,10 +415,25 @@ def test_no_alarms_and_an_output_in_no_directory_are_said(tmp_path, capsys):
     rec = _recording(tmp_path / "r.h5")
     assert main(["export", str(rec), "-o", str(tmp_path / "a.geojson")]) == 0
     err = capsys.readouterr().err
-    assert "holds no alarms (demine detect" in err and "--write adds them" in err
+    assert "holds no alarms (none detected, or not detected yet" in err
+    assert "--write adds them" in err
     assert main(["export", str(rec), "-o", str(tmp_path / "nodir" / "a.geojson")]) == 2
     err = capsys.readouterr().err
     assert f"--out {tmp_path / 'nodir' / 'a.geojson'}: directory {tmp_path / 'nodir'} does " \
         "not exist" in err
     assert main(["export", str(rec), "-o", str(tmp_path)]) == 2
     assert "is a directory: give the output file's name" in capsys.readouterr().err
+
+
+def test_an_output_on_a_pipe_is_written_not_waited_for(tmp_path):
+    """-o /dev/stdout on a pipe: the check for an HDF5 signature read the pipe
+    and waited for ever (review)."""
+    rec = _recording(tmp_path / "r.h5", alarms={"x": np.array([0.5]), "y": np.array([0.5]),
+                                                "score": np.array([3.0])})
+    proc = subprocess.run([sys.executable, "-m", "demine", "export", str(rec), "-o",
+                           "/dev/stdout", "-f", "csv"], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("id,class,lon,lat") and len(lines) == 2, lines
+    assert "/dev/stdout: 1 alarms" in proc.stderr

@@ -250,7 +250,12 @@ def alarm_records(path: str | Path, *, alarms: dict[str, np.ndarray] | None = No
 def _replace_with(out: Path, text: str) -> None:
     """Write ``text`` to ``out`` through a temporary file in the same directory,
     renamed over it when complete: a failed write (disk full, an error) leaves
-    an earlier file of that name as it was, never half-written."""
+    an earlier file of that name as it was, never half-written.  A pipe or a
+    device (``-o /dev/stdout``) is written as it is: it cannot be renamed over."""
+    if Path(out).exists() and not Path(out).is_file() and not Path(out).is_dir():
+        with open(out, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+        return
     target = Path(os.path.realpath(out))  # (through a link: the link stays)
     if target.is_dir():
         raise IsADirectoryError(errno.EISDIR, "is a directory, not a file", str(out))

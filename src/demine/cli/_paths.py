@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -35,6 +36,8 @@ def check_text_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike
     if not out.exists():
         return
     check_not_input(out, inputs, option)
+    if not stat.S_ISREG(os.stat(out).st_mode):
+        return   # (/dev/stdout on a pipe: reading it would wait for ever)
     try:
         with open(out, "rb") as fh:
             head = fh.read(len(_HDF5_SIGNATURE))

@@ -46,8 +46,10 @@ def run(args: argparse.Namespace) -> int:
         alarms = read_alarms_csv(args.alarms)
     n = export_alarms(args.file, args.out, args.format, alarms=alarms, local=args.local,
                       with_coverage=args.coverage)
-    print(f"{args.out}: {n} alarms")
+    # (on stderr when the output is a pipe or /dev/stdout: not into the table)
+    print(f"{args.out}: {n} alarms", file=sys.stdout if Path(args.out).is_file() else sys.stderr)
     if n == 0 and alarms is None:
-        print(f"note: {args.file} holds no alarms (demine detect {args.file} --write adds "
-              "them, or give --alarms CSV)", file=sys.stderr)
+        print(f"note: {args.file} holds no alarms (none detected, or not detected yet: "
+              f"demine detect {args.file} --write adds them, or give --alarms CSV)",
+              file=sys.stderr)
     return 0
