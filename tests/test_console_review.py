@@ -810,8 +810,11 @@ def test_streams_of_a_paused_recorder_are_paused_not_stale(tmp_path):
     clock = Clock(T0 + S)
     follower = Follower(path, clock=clock, stale_after=3.0)
 
+    gps = {"connected": True}
+
     def recorder(req):
-        return {"status": {"paused": True, "devices": {}, "threshold": None}}
+        return {"status": {"paused": True, "threshold": None,
+                           "devices": {"gps": {"crc_errors": 0, **gps}}}}
 
     try:
         w("frames('emi', T0, 100, 1000)", "frames('gps', T0, 2, 10)")
@@ -831,6 +834,10 @@ def test_streams_of_a_paused_recorder_are_paused_not_stale(tmp_path):
                 assert "PAUSED" in top
                 # nor the GPS lost: the recorder still follows it (console audit)
                 assert "GPS (paused)" in top and "GPS LOST" not in top, top
+                # unless the recorder has lost the receiver meanwhile (review)
+                gps["connected"] = False
+                await _until(pilot, lambda: "GPS LOST" in _text(app, "#top"), 30,
+                             "the receiver lost while paused")
 
             _run(app, scenario)
         w.close()
