@@ -54,14 +54,17 @@ class _Feeder(threading.Thread):
 
 
 def _run(rec: Recorder, feeds: list[_Feeder], fds: tuple[int, ...], *,
-         seconds: float | None = None) -> dict:
-    """Start the feeds and the recorder; run until the feeds end (or ``seconds``);
-    stop everything and close the ptys.  Returns the recorder's last status."""
+         seconds: float | None = None, during=None) -> dict:
+    """Start the feeds and the recorder; run ``during()``, or until the feeds end
+    (or ``seconds``); stop everything and close the ptys.  Returns the
+    recorder's last status."""
     for f in feeds:
         f.start()
     try:
         rec.start()
-        if seconds is None:
+        if during is not None:
+            during()
+        elif seconds is None:
             for f in feeds:
                 f.join(timeout=20)
         else:
@@ -242,20 +245,12 @@ def test_a_device_that_changes_its_gates_stops_the_recording_keeping_its_frames(
 
     feeds = [_Feeder(rec, emi_m, emi), _Feeder(rec, gps_m, lambda k: _gga(time.time_ns(),
                                                                        True, 0.1 * k), 0.1)]
-    for f in feeds:
-        f.start()
-    try:
-        rec.start()
+    def run():
         with pytest.raises(RecordingError, match=r"emi: the device changed from 8 to 4 gates "
                            "while recording; recording stopped with every frame before"):
             rec.run(10)
-    finally:
-        for f in feeds:
-            f.stop.set()
-            f.join()
-        rec.stop()
-        for fd in (emi_m, emi_s, gps_m, gps_s):
-            os.close(fd)
+
+    _run(rec, feeds, (emi_m, emi_s, gps_m, gps_s), during=run)
     with Recording(rec.out) as r:
         e = r.streams["emi"]
         np.testing.assert_array_equal(e.sequence, np.arange(600))   # every 8-gate frame
@@ -442,20 +437,7 @@ def test_marks_made_while_paused_are_placed_by_the_gps(tmp_path):
         marks.append(control({"cmd": "resume"})["marker"])
         time.sleep(0.5)
 
-    operator = threading.Thread(target=operate)
-    for f in feeds:
-        f.start()
-    try:
-        rec.start()
-        operator.start()
-        operator.join()
-    finally:
-        for f in feeds:
-            f.stop.set()
-            f.join()
-        rec.stop()
-        for fd in (emi_m, emi_s, gps_m, gps_s):
-            os.close(fd)
+    _run(rec, feeds, (emi_m, emi_s, gps_m, gps_s), during=operate)
     assert [m["label"] for m in marks] == ["pause", "target", "resume"]
     xs = [m["x"] for m in marks]
     assert np.isfinite(xs).all(), marks
