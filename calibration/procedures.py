@@ -122,6 +122,40 @@ def _check_base(profile: dict[str, Any], base: str | Path, kind: str) -> None:
                           "calibrated; give a base profile for this device (--base)")
 
 
+#: A profile's entries that hold one value per gate.
+_PER_GATE = ("gate_times", "gains", "null", "noise")
+
+
+def _check_gates(profile: dict[str, Any], base: str | Path, n: int, stream: str) -> None:
+    """Refuse a base profile of one's own whose per-gate entries are another
+    detector's (a pulse added to an 8-gate detector's profile from a 16-gate
+    recording had zeroed its null and kept its noise).  A shipped profile is a
+    template: its values are replaced."""
+    if str(base) in available_profiles():
+        return
+    other = {k: len(profile[k]) for k in _PER_GATE
+             if isinstance(profile.get(k), list) and len(profile[k]) != n}
+    if other:
+        k, m = next(iter(other.items()))
+        raise ConfigError(f"base profile {str(base)!r} has {m} values of {k!r} and stream "
+                          f"{stream!r} {n} gates: another detector's profile; give this "
+                          "detector's base (--base), or none")
+
+
+def _device(profile: dict[str, Any], base: str | Path, driver: Any) -> dict[str, Any]:
+    """The profile named for the device calibrated: its driver (the stream's
+    ``driver``), and no longer the shipped template's description (a measured
+    null had kept "uncalibrated (unit gains, zero null)", and a 2-channel
+    detector's the reference's driver)."""
+    profile = dict(profile)
+    if isinstance(driver, str) and driver:
+        profile["driver"] = driver
+    if str(base) in available_profiles():
+        profile["description"] = (f"calibrated with demine calibrate from the shipped "
+                                  f"{base} ({profile.get('driver', 'device')})")
+    return profile
+
+
 #: Fewest readings a null is measured from, and how far (in noise standard
 #: deviations) the mean may move between parts of the segment: more means the
 #: detector was not reading steadily in air.
@@ -170,11 +204,18 @@ def _check_quiet(x: np.ndarray, where: str) -> None:
             "metal")
 
 
-def _stamp(profile: dict[str, Any], source: str, how: str) -> dict[str, Any]:
+def _stamp(profile: dict[str, Any], source: str, how: str, what: str) -> dict[str, Any]:
+    """When, from what and how: ``calibrated_*`` and ``procedure`` of the latest
+    calibration, and ``<what>_from`` / ``<what>_utc`` of each entry measured, so
+    that a profile built in steps (a null, then a pulse with --base) keeps where
+    each of its values came from."""
     profile = dict(profile)
-    profile["calibrated_utc"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    profile["calibrated_utc"] = now
     profile["calibrated_from"] = source
     profile["procedure"] = how
+    profile[f"{what}_from"] = source
+    profile[f"{what}_utc"] = now
     return profile
 
 
@@ -194,9 +235,12 @@ def null_profile(recording: str | Path, stream: str = "emi", *, start: float | N
         seg = _segment(s, start, stop, min_frames=NULL_MIN_READINGS)
         x = s.samples[seg].astype(np.float64)
         gates = s.gate_times
+        driver = s.attrs.get("driver")
     x[~np.isfinite(x)] = np.nan  # (an overrange reading, +-inf, is no reading either)
     profile = load_profile(base)
     _check_base(profile, base, "emi")
+    _check_gates(profile, base, x.shape[1], stream)
+    profile = _device(profile, base, driver)
     where = f"{recording}:{stream}[{seg.start}:{seg.stop}]"
     _check_quiet(x, where)
     profile["null"] = [float(v) for v in np.nanmean(x, axis=0)]
@@ -212,7 +256,7 @@ def null_profile(recording: str | Path, stream: str = "emi", *, start: float | N
         del profile["gate_times"]
     if len(profile.get("gains", [])) != x.shape[1]:
         profile["gains"] = [1.0] * x.shape[1]
-    return _stamp(profile, where, "null in air")
+    return _stamp(profile, where, "null in air", "null")
 
 
 #: How far the direct wave's peak must stand out of its trace (in robust
@@ -275,6 +319,7 @@ def time_zero_profile(recording: str | Path, stream: str = "gpr", *, threshold: 
         data = s.samples
         dt = s.sample_interval
         own = dict(s.calibration or {})
+        driver = s.attrs.get("driver")
     if data.shape[0] == 0:
         raise ConfigError(f"{recording}: stream {stream!r} has no traces")
     tz = TimeZero(threshold=threshold, mode="peak")  # (checks the threshold)
@@ -325,7 +370,10 @@ def time_zero_profile(recording: str | Path, stream: str = "gpr", *, threshold: 
     profile["time_zero_sample"] = pick
     profile["time_zero_spread"] = float(np.percentile(picks, 90) - np.percentile(picks, 10)) \
         * float(dt)
-    return _stamp(profile, f"{recording}:{stream}", "direct-wave pick (peak, median of traces)")
+    if isinstance(driver, str) and driver:
+        profile["driver"] = driver
+    return _stamp(profile, f"{recording}:{stream}", "direct-wave pick (peak, median of traces)",
+                  "time_zero")
 
 
 def _pulse_scores(x: np.ndarray, gates: np.ndarray, block: int,
@@ -379,10 +427,13 @@ def pulse_profile(recording: str | Path, stream: str = "emi", *, start: float | 
         seg = _segment(s, start, stop)
         x = np.asarray(s.samples[seg], dtype=np.float64)
         gates = s.gate_times
+        driver = s.attrs.get("driver")
         # the reading rate as the processing chains see it
         rate = _stream_context(s).get("sample_rate", 1000.0)
     profile = load_profile(base)
     _check_base(profile, base, "emi")
+    _check_gates(profile, base, x.shape[1], stream)
+    profile = _device(profile, base, driver)
     if gates is None:
         gates = profile.get("gate_times")
     if gates is None:
@@ -440,7 +491,7 @@ def pulse_profile(recording: str | Path, stream: str = "emi", *, start: float | 
     return _stamp(profile, f"{recording}:{stream}[{seg.start}:{seg.stop}]",
                   "transmitter on-time from the viscous soil's decay "
                   "(pulse_fit: residual per block after a step-off, after this pulse, "
-                  "after the offset alone)")
+                  "after the offset alone)", "pulse_length")
 
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")

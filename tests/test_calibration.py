@@ -165,3 +165,40 @@ def test_cli_calibrate_null(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "null of 8 gates" in proc.stdout
     assert len(load_profile(out)["null"]) == 8
+
+
+def test_a_profile_built_in_steps_keeps_each_values_source_and_its_device(tmp_path):
+    """From an outside audit: a pulse added (--base) to an 8-gate detector's
+    profile from a 16-gate sweep zeroed its null and kept its 8 noise values; the
+    second step overwrote where the first's values came from; a measured null
+    kept the template's 'uncalibrated (unit gains, zero null)' description, and a
+    2-channel detector's profile the reference detector's driver."""
+    from demine.calibration.procedures import null_profile, write_profile
+
+    sweep = tmp_path / "sweep.h5"
+    gates = _sweep_over_viscous_ground(sweep, 150e-6)
+    air = tmp_path / "air.h5"
+    rng = np.random.default_rng(0)
+    with RecordingWriter(air) as w:
+        w.add_stream("emi", "emi", gate_times=gates, driver="emi-pi").append(
+            (0.3 + 0.01 * rng.standard_normal((500, gates.size))).astype("f4"),
+            time=(np.arange(500) * 1e6).astype(np.int64))
+    null = null_profile(air)
+    assert null["driver"] == "emi-pi" and "uncalibrated" not in null["description"]
+    assert null["null_from"] == f"{air}:emi[0:500]" and "null_utc" in null
+    write_profile(null, tmp_path / "det.toml")
+    both = pulse_profile(sweep, base=tmp_path / "det.toml")
+    assert both["null"] == null["null"] and both["null_from"] == null["null_from"]
+    assert both["pulse_length_from"].startswith(f"{sweep}:emi[")
+    assert both["procedure"].startswith("transmitter on-time")   # (the latest)
+    # another detector's profile as the base is refused, not mixed in
+    air8 = tmp_path / "air8.h5"
+    with RecordingWriter(air8) as w:
+        w.add_stream("emi", "emi", gate_times=gates[::2], driver="emi-pi").append(
+            np.full((500, gates.size // 2), 0.3, "f4")
+            + 0.01 * rng.standard_normal((500, gates.size // 2)).astype("f4"),
+            time=(np.arange(500) * 1e6).astype(np.int64))
+    write_profile(null_profile(air8), tmp_path / "det8.toml")
+    with pytest.raises(ConfigError, match=r"base profile '.*det8.toml' has \d+ values of "
+                       r"'gate_times' and stream 'emi' \d+ gates: another detector's profile"):
+        pulse_profile(sweep, base=tmp_path / "det8.toml")
