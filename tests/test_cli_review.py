@@ -41,6 +41,18 @@ def lane(tmp_path_factory):
 
 
 # ---------------------------------------------------------------------------- info
+def test_info_of_several_files_lists_each_it_can_read(lane, tmp_path, capsys):
+    """`info zero.h5 lane.h5` stopped at the first, never listing the second
+    (calibration audit); each bad one is named and the status is 2."""
+    bad = tmp_path / "zero.h5"
+    bad.write_bytes(b"")
+    capsys.readouterr()
+    assert main(["info", str(bad), str(lane)]) == 2
+    cap = capsys.readouterr()
+    assert cap.out.startswith(f"{lane}: demine recording")
+    assert cap.err.count("\n") == 1 and "zero.h5: not an HDF5 file" in cap.err
+
+
 def test_info_extent_shows_degrees_to_centimetres_and_units(lane, capsys):
     capsys.readouterr()
     assert main(["info", str(lane)]) == 0
@@ -217,8 +229,15 @@ def test_process_input_with_derived_names_input_not_temp(lane, tmp_path, capsys)
     assert main(["process", str(rec), "-c", str(chain), "-o", str(out)]) == 2
     err = _one_error_line(capsys, "process")
     assert ".tmp" not in err and f"{rec} already holds derived emi/kept" in err
+    # (IN is never changed: said, the audit having read it as a threat to IN)
+    assert f"--overwrite replaces it in {out}, which copies it; {rec} is never changed" in err
     assert not out.exists()
     assert main(["process", str(rec), "-c", str(chain), "-o", str(out), "--overwrite"]) == 0
+    # an OUT in no directory is said before any work, naming the option
+    assert main(["process", str(rec), "-c", str(chain), "-o",
+                 str(tmp_path / "nodir" / "o.h5")]) == 2
+    assert f"--out {tmp_path / 'nodir' / 'o.h5'}: directory {tmp_path / 'nodir'} does not " \
+        "exist" in _one_error_line(capsys, "process")
 
 
 def test_process_two_chains_same_name(lane, tmp_path, capsys):

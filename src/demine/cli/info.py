@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -89,13 +90,28 @@ def _jsonable(v: object) -> object:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..errors import DemineError
     from ..recording import Recording
 
-    for path in args.files:
-        with Recording(path) as rec:
+    if len(args.files) == 1:   # (one file: its error is the command's, as for any)
+        with Recording(args.files[0]) as rec:
             summary = rec.summary()
+        print(json.dumps(_jsonable(summary), allow_nan=False) if args.json
+              else format_summary(summary))
+        return 0
+    # several: each one that can be read is listed, those that cannot are named
+    # (the first bad one had ended the listing)
+    failed = 0
+    for path in args.files:
+        try:
+            with Recording(path) as rec:
+                summary = rec.summary()
+        except (DemineError, OSError) as exc:
+            failed += 1
+            print(f"demine info: error: {exc}", file=sys.stderr, flush=True)
+            continue
         if args.json:
-            print(json.dumps(_jsonable(summary), allow_nan=False))
+            print(json.dumps(_jsonable(summary), allow_nan=False), flush=True)
         else:
-            print(format_summary(summary))
-    return 0
+            print(format_summary(summary), flush=True)
+    return 2 if failed else 0

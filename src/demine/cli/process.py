@@ -58,6 +58,11 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if not src.exists():
         raise ConfigError(f"{src}: no such recording")
+    # (before any work: the copy had said "[Errno 2] ... OUT.h5.tmp")
+    if out.is_dir():
+        raise ConfigError(f"--out {out} is a directory: give the output recording's name")
+    if not out.parent.is_dir():
+        raise ConfigError(f"--out {out}: directory {out.parent} does not exist")
     args.chunk = check_number("process", "--chunk", args.chunk, lo=1, integer=True)
     if args.stream:
         args.stream = list(dict.fromkeys(args.stream))  # a stream named twice is one stream
@@ -79,8 +84,11 @@ def run(args: argparse.Namespace) -> int:
                                       f"derived {key}; give chains of different names")
                 planned[key] = c
                 if key in existing and not args.overwrite:
-                    raise ConfigError(f"{src} already holds derived {key}: not replaced "
-                                      "(--overwrite replaces it)")
+                    raise ConfigError(
+                        f"{src} already holds derived {key}: not replaced (--overwrite "
+                        + ("replaces it)" if out.resolve() == src.resolve() else
+                           f"replaces it in {out}, which copies it; {src} is never "
+                           "changed)"))
     unused = set(calibration) - {n for names in selected for n in names}
     if unused:
         raise ConfigError(f"--calibration for stream {sorted(unused)[0]!r}, which no chain "
