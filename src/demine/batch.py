@@ -856,99 +856,89 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path, *,
     except OSError as exc:
         raise ConfigError(f"{out}: cannot make the output directory: "
                           f"{exc.strerror or exc}") from None
+    # (held to the end: a second batch into the same directory is refused)
     with _output_lock(out, say):
-        return _run_batch_locked(paths, out, config=config, model=model, scheduler=scheduler,
-                                 workers=workers, processes=processes, force=force,
-                                 client=client, progress=progress, gpr_threads=gpr_threads,
-                                 say=say, calibration=calibration, truth=truth)
+        cfg = resolve_config(config)
+        model_hash = None
+        if model is not None:
+            mp = Path(model)
+            if not mp.is_file():
+                raise ModelError(f"{model}: no such model file")
+            model_hash = _file_hash(mp)
+            model = os.path.abspath(mp)
+            _check_model(model)
+        # (loaded here: a bad profile fails the run, not every task; the tasks get
+        # its contents, which also key the outputs)
+        from .process import load_profiles
 
+        profiles = {n: dict(p) for n, (p, _) in load_profiles(calibration).items()} or None
+        truths: list[Any] = [None] * len(paths)
+        if truth is not None:
+            from .evaluate import _per_recording, read_truth_csv
 
-def _run_batch_locked(paths: list[Path], out: Path, *, config: Any, model: Any,
-                      scheduler: str | None, workers: int | None, processes: bool,
-                      force: bool, client: Any, progress: bool | Any,
-                      gpr_threads: int | None, say: Callable[[str], Any] | None,
-                      calibration: Mapping[str, Any] | None, truth: Any) -> BatchResult:
-    cfg = resolve_config(config)
-    model_hash = None
-    if model is not None:
-        mp = Path(model)
-        if not mp.is_file():
-            raise ModelError(f"{model}: no such model file")
-        model_hash = _file_hash(mp)
-        model = os.path.abspath(mp)
-        _check_model(model)
-    # (loaded here: a bad profile fails the run, not every task; the tasks get
-    # its contents, which also key the outputs)
-    from .process import load_profiles
-
-    profiles = {n: dict(p) for n, (p, _) in load_profiles(calibration).items()} or None
-    truths: list[Any] = [None] * len(paths)
-    if truth is not None:
-        from .evaluate import _per_recording, read_truth_csv
-
-        if not isinstance(truth, str | Path | Mapping):
-            raise ConfigError(f"truth must be a CSV path or a mapping of columns, got "
-                              f"{type(truth).__name__}")
-        table = read_truth_csv(truth) if isinstance(truth, str | Path) else dict(truth)
-        if "file" not in table and len(paths) > 1:
-            raise ConfigError(f"{truth if isinstance(truth, str | Path) else 'truth'}: one "
-                              f"truth table for {len(paths)} recordings needs a 'file' "
-                              "column naming each row's recording")
-        truths = _per_recording([table], paths, "truth", read_truth_csv)
-    keys = [job_key(p, cfg, model, model_hash=model_hash, calibration=profiles, truth=t)
-            for p, t in zip(paths, truths, strict=True)]
-    rows: list[dict[str, Any] | None] = [None] * len(paths)
-    todo = []
-    for i, (p, k) in enumerate(zip(paths, keys, strict=True)):
-        cached = None if force else _cached_row(file_dir(out, p), k, p)
-        if cached is not None:
-            rows[i] = cached
-        else:
-            todo.append(i)
-    if say:
-        say(f"demine batch: {len(paths)} recordings, {len(paths) - len(todo)} up to date, "
-            f"{len(todo)} to process -> {out}")
-    bar = None
-    if progress:
-        bar = _Progress(len(todo), None if progress is True else progress)
-    left_out = _earlier_files(out) - {os.path.abspath(p) for p in paths}
-    gathering = gathered = False
-    try:
-        if todo:
-            # (the tables of an earlier run go before the first task: see _run_tasks)
-            _run_tasks(paths, keys, todo, rows, out, cfg, model, scheduler=scheduler,
-                       workers=workers, processes=processes, client=client, bar=bar,
-                       gpr_threads=gpr_threads, say=say, calibration=profiles,
-                       truths=truths)
-        result = BatchResult(out, [r for r in rows if r is not None])
-        gathering = True
-        _gather(result, cfg, profiles,
-                truth=None if truth is None else (os.fspath(truth) if isinstance(
-                    truth, str | os.PathLike) else "given as columns"),
-                left_out=sorted(left_out))
-        gathered = True
-    except KeyboardInterrupt:
-        if bar is not None:
-            bar.interrupted()
-        if gathering and not gathered:
-            _remove_tables(out)  # (those _gather had written when interrupted)
-        # (from the outputs: tasks under way when it came finish during the shutdown)
-        finished = sum(1 for i in todo
-                       if _cached_row(file_dir(out, paths[i]), keys[i], paths[i]) is not None)
-        raise BatchInterrupted(out, finished, len(todo), len(paths) - len(todo)) from None
-    if say:
-        say(f"  done {len(result.computed)}, skipped (up to date) {len(result.skipped)}, "
-            f"failed {len(result.failed)}")
-        if left_out:
-            names = sorted(left_out)
-            say(f"  note: the campaign tables now cover these {len(paths)} recordings; "
-                f"{len(left_out)} recording(s) of the previous run into {out} are not in "
-                "them (their per-file outputs are kept: give them again to include them): "
-                + ", ".join(names[:10]) + (f" and {len(names) - 10} more"
-                                            if len(names) > 10 else ""))
-        for r in result.failed:
-            say(f"  failed: {r['error']}")
-    return result
+            if not isinstance(truth, str | Path | Mapping):
+                raise ConfigError(f"truth must be a CSV path or a mapping of columns, got "
+                                  f"{type(truth).__name__}")
+            table = read_truth_csv(truth) if isinstance(truth, str | Path) else dict(truth)
+            if "file" not in table and len(paths) > 1:
+                raise ConfigError(f"{truth if isinstance(truth, str | Path) else 'truth'}: one "
+                                  f"truth table for {len(paths)} recordings needs a 'file' "
+                                  "column naming each row's recording")
+            truths = _per_recording([table], paths, "truth", read_truth_csv)
+        keys = [job_key(p, cfg, model, model_hash=model_hash, calibration=profiles, truth=t)
+                for p, t in zip(paths, truths, strict=True)]
+        rows: list[dict[str, Any] | None] = [None] * len(paths)
+        todo = []
+        for i, (p, k) in enumerate(zip(paths, keys, strict=True)):
+            cached = None if force else _cached_row(file_dir(out, p), k, p)
+            if cached is not None:
+                rows[i] = cached
+            else:
+                todo.append(i)
+        if say:
+            say(f"demine batch: {len(paths)} recordings, {len(paths) - len(todo)} up to date, "
+                f"{len(todo)} to process -> {out}")
+        bar = None
+        if progress:
+            bar = _Progress(len(todo), None if progress is True else progress)
+        left_out = _earlier_files(out) - {os.path.abspath(p) for p in paths}
+        gathering = gathered = False
+        try:
+            if todo:
+                # (the tables of an earlier run go before the first task: see _run_tasks)
+                _run_tasks(paths, keys, todo, rows, out, cfg, model, scheduler=scheduler,
+                           workers=workers, processes=processes, client=client, bar=bar,
+                           gpr_threads=gpr_threads, say=say, calibration=profiles,
+                           truths=truths)
+            result = BatchResult(out, [r for r in rows if r is not None])
+            gathering = True
+            _gather(result, cfg, profiles,
+                    truth=None if truth is None else (os.fspath(truth) if isinstance(
+                        truth, str | os.PathLike) else "given as columns"),
+                    left_out=sorted(left_out))
+            gathered = True
+        except KeyboardInterrupt:
+            if bar is not None:
+                bar.interrupted()
+            if gathering and not gathered:
+                _remove_tables(out)  # (those _gather had written when interrupted)
+            # (from the outputs: tasks under way when it came finish during the shutdown)
+            finished = sum(1 for i in todo
+                           if _cached_row(file_dir(out, paths[i]), keys[i], paths[i]) is not None)
+            raise BatchInterrupted(out, finished, len(todo), len(paths) - len(todo)) from None
+        if say:
+            say(f"  done {len(result.computed)}, skipped (up to date) {len(result.skipped)}, "
+                f"failed {len(result.failed)}")
+            if left_out:
+                names = sorted(left_out)
+                say(f"  note: the campaign tables now cover these {len(paths)} recordings; "
+                    f"{len(left_out)} recording(s) of the previous run into {out} are not in "
+                    "them (their per-file outputs are kept: give them again to include them): "
+                    + ", ".join(names[:10]) + (f" and {len(names) - 10} more"
+                                                if len(names) > 10 else ""))
+            for r in result.failed:
+                say(f"  failed: {r['error']}")
+        return result
 
 
 #: the lock file of an output directory, held while a batch writes into it

@@ -799,12 +799,11 @@ class Recorder:
             return any(bool((np.isfinite(b.samples[:, 0]) & np.isfinite(b.samples[:, 1])).any())
                        for n in gps for b in first[n])
 
-        def enough() -> bool:
-            return (all(sum(len(b) for b in v) >= 2 for v in first.values())
-                    and (not need_fix or has_fix()))
-
         def framed() -> bool:
             return all(sum(len(b) for b in v) >= 2 for v in first.values())
+
+        def enough() -> bool:
+            return framed() and (not need_fix or has_fix())
 
         said_waiting = interrupted = False
         try:

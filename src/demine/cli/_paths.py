@@ -27,12 +27,7 @@ def check_text_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike
         Naming the option and the path.
     """
     out = Path(out)
-    # (checked before the work: the write had said only "[Errno 2] No such file
-    # or directory", not that it was the output's)
-    if out.is_dir():
-        raise ConfigError(f"{option} {out} is a directory: give the output file's name")
-    if not out.parent.is_dir():
-        raise ConfigError(f"{option} {out}: directory {out.parent} does not exist")
+    check_output_place(out, option)
     if not out.exists():
         return
     check_not_input(out, inputs, option)
@@ -46,6 +41,17 @@ def check_text_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike
     if head == _HDF5_SIGNATURE:
         raise ConfigError(f"{option} {out} is an HDF5 file (a recording?): not overwritten; "
                           "give another path, or remove it first")
+
+
+def check_output_place(out: str | os.PathLike, option: str = "--out") -> None:
+    """Refuse, before any work, an output path that is a directory or lies in a
+    directory that does not exist (the write had said only "[Errno 2] No such
+    file or directory", or named a temporary file, after the work)."""
+    out = Path(out)
+    if out.is_dir():
+        raise ConfigError(f"{option} {out} is a directory: give the output file's name")
+    if not out.parent.is_dir():
+        raise ConfigError(f"{option} {out}: directory {out.parent} does not exist")
 
 
 def check_not_input(out: str | os.PathLike, inputs: Iterable[str | os.PathLike],

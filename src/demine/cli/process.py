@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..process import _select_streams, available_stages, load_chain, process_recording
     from ..recording import Recording
+    from ._paths import check_output_place
 
     if args.list_steps:
         print("\n".join(available_stages()))
@@ -58,11 +59,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if not src.exists():
         raise ConfigError(f"{src}: no such recording")
-    # (before any work: the copy had said "[Errno 2] ... OUT.h5.tmp")
-    if out.is_dir():
-        raise ConfigError(f"--out {out} is a directory: give the output recording's name")
-    if not out.parent.is_dir():
-        raise ConfigError(f"--out {out}: directory {out.parent} does not exist")
+    check_output_place(out)   # (the copy had said "[Errno 2] ... OUT.h5.tmp")
     args.chunk = check_number("process", "--chunk", args.chunk, lo=1, integer=True)
     if args.stream:
         args.stream = list(dict.fromkeys(args.stream))  # a stream named twice is one stream

@@ -112,14 +112,9 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ._paths import check_text_output
 
-    check_text_output(args.out, args.files)
     # checked before hours of simulation and training, not when the model is written
-    if args.out.is_dir():
-        raise ConfigError(f"--out {args.out} is a directory: give the model file's name "
-                          "(e.g. model.json.gz)")
+    check_text_output(args.out, args.files)
     parent = args.out.parent
-    if not parent.is_dir():
-        raise ConfigError(f"--out {args.out}: directory {parent} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise ConfigError(f"--out {args.out}: directory {parent} is not writable")
     from .detect import calibration_items
