@@ -285,3 +285,28 @@ def test_output_into_a_closed_pipe_stops_quietly(args):
         os.close(w)
     assert proc.returncode == 141, proc.stderr
     assert proc.stderr == ""
+
+
+@pytest.mark.parametrize("name", ["", "a/b", "two words"])
+def test_process_name_checked_before_the_work(lane, tmp_path, capsys, name):
+    # '' had been taken as no name (the chain's), and a name the derived
+    # group cannot have was refused only after the whole stream was processed
+    out = tmp_path / "o.h5"
+    assert main(["process", str(lane), "-c", "emi_default", "-o", str(out),
+                 "--name", name]) == 2
+    assert f"--name: derived name {name!r} must be" in _one_error_line(capsys, "process")
+    assert not out.exists()
+
+
+def test_process_refuses_a_chain_of_another_stream_kind(tmp_path, capsys):
+    # an EMI chain on a radar stream had asked for the radar's gate times
+    rec = tmp_path / "radar.h5"
+    assert main(["simulate", "demo-lane", "--out", str(rec), "--duration", "1",
+                 "--streams", "gpr,gps"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "o.h5"
+    assert main(["process", str(rec), "-c", "emi_default", "-o", str(out),
+                 "--stream", "gpr"]) == 2
+    err = _one_error_line(capsys, "process")
+    assert "stream 'gpr' is a gpr stream; chain emi_default is for emi streams" in err
+    assert not out.exists()

@@ -789,6 +789,13 @@ def _select_streams(rec: Any, chain: Chain, streams: Sequence[str] | None,
             if n not in rec.streams:
                 raise ConfigError(f"{in_path}: no stream {n!r} to process "
                                   f"(streams: {', '.join(sorted(rec.streams)) or 'none'})")
+            kind = rec.streams[n].kind
+            if chain.kind is not None and kind in ("emi", "gpr") and kind != chain.kind:
+                # (its steps would ask for what the other kind's streams carry,
+                # e.g. gate times of a radar)
+                raise ConfigError(f"{in_path}: stream {n!r} is a {kind} stream; chain "
+                                  f"{chain.chain_name or '(unnamed)'} is for {chain.kind} "
+                                  "streams")
         return names
     if chain.kind is None:
         raise ConfigError(f"chain {chain.chain_name or '(unnamed)'} names neither a stream kind "
@@ -848,7 +855,7 @@ def process_recording(in_path: str | Path, chain: Chain | str | Path | Mapping[s
     import copy
     import shutil
 
-    from .recording import Recording, write_derived
+    from .recording import Recording, check_derived_name, write_derived
 
     if not isinstance(chain, Chain):
         chain = load_chain(chain)
@@ -862,7 +869,8 @@ def process_recording(in_path: str | Path, chain: Chain | str | Path | Mapping[s
                 "run stacking/resampling from Python on the derived data instead")
     in_path = Path(in_path)
     out_path = Path(out_path)
-    dname = name or chain.chain_name or "processed"
+    # (checked before the work: the write comes after the whole stream is processed)
+    dname = check_derived_name((chain.chain_name or "processed") if name is None else name)
     same = out_path.exists() and in_path.exists() and out_path.resolve() == in_path.resolve()
     profiles = load_profiles(calibration)
     with Recording(in_path) as rec:

@@ -1789,6 +1789,15 @@ class Recording:
         }
 
 
+def check_derived_name(name: Any) -> str:
+    """Return ``name`` if it can name a derived dataset (letters, digits, ``_``
+    or ``-``), else raise :class:`SchemaError` saying so."""
+    if not isinstance(name, str) or not name or not all(c.isalnum() or c in "_-"
+                                                         for c in name):
+        raise SchemaError(f"derived name {name!r} must be letters, digits, '_' or '-'")
+    return name
+
+
 def write_derived(path: str | os.PathLike, stream: str, name: str, data: np.ndarray, *,
                   history: list[Mapping[str, Any]], time: np.ndarray | None = None,
                   channel_dim: str | None = None, channel_values: np.ndarray | None = None,
@@ -1817,8 +1826,7 @@ def write_derived(path: str | os.PathLike, stream: str, name: str, data: np.ndar
             f"{path}: derived {stream}/{name} has shape {data.shape}; expected "
             f"{len(time)} rows to match the time axis"
         )
-    if not name or not all(c.isalnum() or c in "_-" for c in name):
-        raise SchemaError(f"derived name {name!r} must be letters, digits, '_' or '-'")
+    check_derived_name(name)
     extra = dict(attrs or {})
     _check_attrs(extra, f"derived {stream}/{name}")
     steps = [dict(h) for h in history]

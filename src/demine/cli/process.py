@@ -42,9 +42,9 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .._params import check_number
-    from ..errors import ConfigError
+    from ..errors import ConfigError, SchemaError
     from ..process import _select_streams, available_stages, load_chain, process_recording
-    from ..recording import Recording
+    from ..recording import Recording, check_derived_name
     from ._paths import check_output_place
 
     if args.list_steps:
@@ -53,8 +53,14 @@ def run(args: argparse.Namespace) -> int:
     if not args.input or not args.config or not args.out:
         raise ConfigError("give IN, --config CHAIN and --out OUT")
     chains = [load_chain(c) for c in args.config]
-    if args.name and len(chains) > 1:
+    if args.name is not None and len(chains) > 1:
         raise ConfigError("--name applies to one chain; give one --config")
+    try:  # ('' had been taken as no name)
+        names = [check_derived_name((c.chain_name or "processed") if args.name is None
+                                    else args.name) for c in chains]
+    except SchemaError as exc:
+        raise ConfigError(f"--name: {exc}" if args.name is not None
+                          else f"{exc} (it is the chain's name: give --name)") from None
     src = Path(args.input)
     out = Path(args.out)
     if not src.exists():
@@ -71,8 +77,7 @@ def run(args: argparse.Namespace) -> int:
     with Recording(src) as rec:
         existing = set(rec.derived())
         planned: dict[str, str] = {}
-        for c, chain in zip(args.config, chains, strict=True):
-            dname = args.name or chain.chain_name or "processed"
+        for c, chain, dname in zip(args.config, chains, names, strict=True):
             selected.append(_select_streams(rec, chain, args.stream, src))
             for stream in selected[-1]:
                 key = f"{stream}/{dname}"
