@@ -25,6 +25,23 @@ def available_profiles() -> list[str]:
     )
 
 
+def is_shipped(name_or_path: str | Path) -> bool:
+    """Whether ``name_or_path`` is a profile shipped with demine: its name, the
+    shipped file itself, or an unchanged copy of one (a template, whose values
+    a calibration replaces, as opposed to a profile of one's own device)."""
+    if str(name_or_path) in available_profiles():
+        return True
+    path = Path(name_or_path)
+    try:
+        if path.suffix != ".toml" or not path.is_file():
+            return False
+        data = path.read_bytes()
+    except OSError:
+        return False
+    return any(p.name.endswith(".toml") and p.read_bytes() == data
+               for p in resources.files(__name__).iterdir())
+
+
 def load_profile(name_or_path: str | Path) -> dict[str, Any]:
     """Load a calibration profile by shipped name or from a TOML file path."""
     path = Path(name_or_path)

@@ -41,7 +41,7 @@ import numpy as np
 from demine.emi import PULSE_GRID
 from demine.errors import ConfigError
 
-from . import available_profiles, load_profile
+from . import is_shipped, load_profile
 
 _KINDS = {"emi": "metal detector (EMI)", "gpr": "radar (GPR)", "gps": "GPS receiver"}
 
@@ -131,7 +131,7 @@ def _check_gates(profile: dict[str, Any], base: str | Path, n: int, stream: str)
     detector's (a pulse added to an 8-gate detector's profile from a 16-gate
     recording had zeroed its null and kept its noise).  A shipped profile is a
     template: its values are replaced."""
-    if str(base) in available_profiles():
+    if is_shipped(base):
         return
     other = {k: len(profile[k]) for k in _PER_GATE
              if isinstance(profile.get(k), list) and len(profile[k]) != n}
@@ -150,7 +150,7 @@ def _device(profile: dict[str, Any], base: str | Path, driver: Any) -> dict[str,
     profile = dict(profile)
     if isinstance(driver, str) and driver:
         profile["driver"] = driver
-    if str(base) in available_profiles():
+    if is_shipped(base):
         profile["description"] = (f"calibrated with demine calibrate from the shipped "
                                   f"{base} ({profile.get('driver', 'device')})")
     return profile
@@ -330,7 +330,7 @@ def time_zero_profile(recording: str | Path, stream: str = "gpr", *, threshold: 
     # these replace its values (its nominal antenna height of 0 had replaced
     # the recording's own in `demine detect --calibration`); a base file of
     # yours keeps its values, and takes the recording's where it has none.
-    template = str(base) in available_profiles()
+    template = is_shipped(base)
     taken = [k for k in RADAR_DEVICE_KEYS if k in own and (template or k not in profile)]
     for k in taken:
         profile[k] = own[k]

@@ -202,3 +202,35 @@ def test_a_profile_built_in_steps_keeps_each_values_source_and_its_device(tmp_pa
     with pytest.raises(ConfigError, match=r"base profile '.*det8.toml' has \d+ values of "
                        r"'gate_times' and stream 'emi' \d+ gates: another detector's profile"):
         pulse_profile(sweep, base=tmp_path / "det8.toml")
+
+
+def test_shipped_profile_given_by_path_is_the_template(tmp_path):
+    """From the session-27 audit: ``--base PATH/gpr-default.toml`` (the shipped
+    file, or an unchanged copy) had been taken as a profile of one's own, so its
+    nominal antenna height of 0 replaced none of the recording's own values."""
+    from importlib import resources
+
+    from demine.calibration import is_shipped
+
+    rng = np.random.default_rng(1)
+    n, m, pick = 300, 256, 37
+    wave = 8000 * np.exp(-((np.arange(m) - pick) / 2.0) ** 2)
+    traces = (wave[None, :] + 50 * rng.standard_normal((n, m))).astype("int16")
+    path = tmp_path / "gpr.h5"
+    with RecordingWriter(path) as w:
+        w.add_stream("gpr", "gpr", n_channels=m, sample_interval=25e-12,
+                     calibration={"antenna_height": 0.07, "frequency": 1.6e9}).append(
+            traces, time=np.arange(n))
+    shipped = resources.files("demine.calibration") / "gpr-default.toml"
+    copy = tmp_path / "copy.toml"
+    copy.write_bytes(shipped.read_bytes())
+    for base in ("gpr-default", str(shipped), copy):
+        assert is_shipped(base)
+        prof = time_zero_profile(path, base=base)
+        assert prof["antenna_height"] == 0.07 and prof["frequency"] == 1.6e9, base
+    # a profile of one's own keeps its values
+    own = tmp_path / "own.toml"
+    own.write_text(shipped.read_text().replace("antenna_height = 0.0",
+                                               "antenna_height = 0.02"))
+    assert "antenna_height = 0.02" in own.read_text() and not is_shipped(own)
+    assert time_zero_profile(path, base=own)["antenna_height"] == 0.02
