@@ -832,3 +832,45 @@ def test_a_file_system_without_locks_runs_unlocked_and_says_so(campaign, tmp_pat
     assert len(res.done) == 1
     assert any("cannot be locked (No locks available): run no other batch into it" in s
                for s in said), said
+
+
+def test_sigterm_before_processing_began(campaign, tmp_path):
+    """SIGTERM while `demine batch` is still reading its inputs (here a truth
+    table on a named pipe, whose writer has not written yet) ends it with one
+    line and status 143, and no output directory content but the lock."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    _, good, _ = campaign
+    fifo = tmp_path / "truth.csv"
+    os.mkfifo(fifo)
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "demine", "batch", str(good[0]),
+                             "--truth", str(fifo), "--out", str(out), "--workers", "1",
+                             "--threads"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL)
+    writer = None
+    try:
+        deadline = time.monotonic() + 60
+        while writer is None:  # (opens once the batch has the pipe open to read it)
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "demine batch never read its truth table"
+            try:
+                writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:
+                time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if writer is not None:
+            os.close(writer)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 143, (stdout, stderr)
+    assert stderr.strip().splitlines() == [
+        "demine batch: interrupted before processing began (SIGTERM)"], stderr
+    assert sorted(p.name for p in out.iterdir()) == [".demine-batch.lock"]
