@@ -357,3 +357,25 @@ def test_report_takes_a_recordings_own_rows_and_a_blind_batch_keeps_its_truth(
     assert main(["report", str(tmp_path / "b"), "--out", str(tmp_path / "two")]) == 0
     assert seen and all(n == counts[name] for name, n in seen)
     assert sum(counts.values()) > 0
+
+
+def test_report_of_a_recording_without_positions_says_the_area_is_unknown(tmp_path):
+    """Without positions the searched area is unknown, as evaluate and batch say;
+    the report had given 0.00 m² (an area of nothing)."""
+    import numpy as np
+
+    from demine.recording import RecordingWriter
+
+    path = tmp_path / "nopos.h5"
+    rng = np.random.default_rng(0)
+    with RecordingWriter(path) as w:
+        w.add_stream("emi", "emi", gate_times=np.geomspace(12e-6, 1e-3, 16)).append(
+            rng.standard_normal((3000, 16)).astype("f4"),
+            time=(np.arange(3000) * 1_000_000).astype(np.int64))
+    out = tmp_path / "rep"
+    assert main(["report", str(path), "--out", str(out)]) == 0
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "Searched area unknown: no positions at a valid height." in html
+    assert "0.00 m²" not in html
+    fig, cov = coverage_figure(path)
+    assert "searched area unknown" in fig.axes[0].get_title()

@@ -378,7 +378,8 @@ def coverage_figure(path: str | Path, *, stream: str | None = None,
     ax.set_xlabel("x (m)")
     ax.set_ylabel("y (m)")
     gap_txt = f", {len(cov.gaps)} gaps (red)" if cov.gaps else ", no gaps"
-    ax.set_title(f"{label or Path(path).name}: searched {cov.area:.2f} m² "
+    area = f"searched {cov.area:.2f} m²" if r.mask.size else "searched area unknown"
+    ax.set_title(f"{label or Path(path).name}: {area} "
                  f"({n_poly} polygons, footprint {r.footprint:.2f} m){gap_txt}", fontsize=9)
     return fig, cov
 
@@ -650,7 +651,8 @@ def _recording_section(page: _Page, path: Path, alarms: Mapping[str, np.ndarray]
         fig, cov = coverage_figure(path, label=label)
         page.fig(fig, f"{prefix}coverage.png",
                  f"Searched area: {cov.area:.2f} m², footprint swept along the path at a valid "
-                 f"height; {len(cov.gaps)} uncovered gaps flagged.")
+                 f"height; {len(cov.gaps)} uncovered gaps flagged." if cov.raster.mask.size else
+                 "Searched area unknown: no positions at a valid height.")
     except Exception as exc:  # noqa: BLE001
         page.p(f"coverage not drawn: {type(exc).__name__}: {exc}", "note")
     return {"evaluations": evs, "has_truth": has_truth, "n_alarms": n_alarms}
