@@ -369,7 +369,13 @@ class _Appender:
             value = values[name]
             if value is None:
                 continue
-            arrays[name] = arr = self._coerce(name, value, n)
+            arr = self._coerce(name, value, n)
+            if arr is value or not arr.flags.owndata:
+                # buffered until the next flush: a copy, never the caller's own
+                # memory (a script re-using one acquisition buffer between
+                # appends had every buffered block turn into its last one)
+                arr = arr.copy()
+            arrays[name] = arr
             if n is None and (self.columns[name].width is not None or arr.shape[0] > 1):
                 n = arr.shape[0]
         if n is None:
