@@ -474,3 +474,51 @@ def test_reference_rate_scales_frame_counts_once_and_is_checked():
     assert plain.steps[1].window == 31
     with pytest.raises(ConfigError, match=r"\[chain\].*reference_rate"):
         load_chain({"chain": {"reference_rate": -1.0}, "step": doc["step"]})
+
+
+def test_a_chain_reset_for_another_stream_takes_that_streams_facts():
+    """From the session-28 API audit: a chain re-used for a second stream
+    (reset, then configure with its facts) had kept the first stream's gate
+    times (EMI) and sample interval (the radar band-pass), in its output and
+    its history."""
+    rng = np.random.default_rng(0)
+    gates_a = np.geomspace(12e-6, 1e-3, 16)
+    gates_b = np.geomspace(50e-6, 5e-3, 16)
+    emi_data = (1e-3 / gates_a[None, :] * rng.uniform(0.5, 2, (3000, 1))
+                + rng.standard_normal((3000, 16))).astype("f4")
+    ctx = {"sample_rate": 1000.0, "n_channels": 16, "kind": "emi"}
+    gpr_data = rng.standard_normal((300, 256)).astype("f4")
+    gctx = {"sample_rate": 400.0, "n_channels": 256, "kind": "gpr", "frequency": 1.5e9}
+    for name, data, a, b in (
+            ("emi_default", emi_data, {**ctx, "gate_times": gates_a},
+             {**ctx, "gate_times": gates_b}),
+            ("gpr_default", gpr_data, {**gctx, "sample_interval": 3.125e-11},
+             {**gctx, "sample_interval": 1.5625e-11})):
+        chain = default_chain(name)
+        chain.configure(a)
+        out_a = run_stage(chain, data)
+        chain.reset()
+        chain.configure(b)
+        out_b = run_stage(chain, data)
+        fresh = default_chain(name)
+        fresh.configure(b)
+        np.testing.assert_array_equal(out_b, run_stage(fresh, data), err_msg=name)
+        assert not np.array_equal(out_a, out_b, equal_nan=True), name
+        assert chain.history() == fresh.history(), name
+    # once processing has begun, another stream's facts are refused, not mixed in
+    chain = default_chain("emi_default")
+    chain.configure({**ctx, "gate_times": gates_a})
+    chain.process(emi_data[:100])
+    with pytest.raises(ConfigError, match="gate"):
+        chain.configure({**ctx, "gate_times": gates_b})
+    # the stage itself, re-used after reset(), takes the new stream's gate times
+    soil = emi.SoilCompensation()
+    soil.configure({"gate_times": gates_a})
+    soil.process(emi_data[:100])
+    soil.reset()
+    soil.configure({"gate_times": gates_b})
+    assert soil.gate_times == pytest.approx(gates_b)
+    # gate times given as a parameter stay
+    mine = emi.SoilCompensation(gate_times=gates_a)
+    mine.configure({"gate_times": gates_b})
+    assert mine.gate_times == pytest.approx(gates_a)

@@ -562,8 +562,19 @@ class SoilCompensation(Stage):
                 self._set_gates(self.gate_times)
             # what was learnt (or found) was against the other balance
             self.reset()
-        if self.gate_times is None and context.get("gate_times") is not None:
-            self._set_gates(context["gate_times"])
+        given = context.get("gate_times")
+        from_stream = getattr(self, "_gates_from_stream", False)
+        if given is not None and (self.gate_times is None or from_stream):
+            # gate times not given as a parameter are the stream's: another
+            # stream's (after reset()) replace them, refused while processing
+            same = self.gate_times is not None and np.array_equal(
+                np.asarray(given, dtype=np.float64), self.gate_times)
+            if not same and self._n_channels is not None:
+                raise ConfigError(f"{self.name}: configured again with other gate times "
+                                  "after processing began")
+            if not same:
+                self._set_gates(given)
+            self._gates_from_stream = True
 
     @property
     def basis(self) -> np.ndarray:

@@ -342,10 +342,33 @@ class Chain(Stage):
         return any(getattr(st, "resamples", False) for st in self.steps)
 
     def configure(self, context: Mapping[str, Any]) -> None:
+        """Configure every step for a stream (see :meth:`Stage.configure`).
+
+        A step takes the facts its parameters leave open (gate times, reading
+        rate, sample interval) from the stream it is configured for, and keeps
+        them.  Configured again before processing (or after :meth:`reset`: a
+        new stream), the chain starts from its steps as they were before the
+        first configuration, so the new stream's facts fill the same
+        parameters (a chain re-used after :meth:`reset` had processed a second
+        detector with the first one's gate times).  Once processing has begun,
+        the steps refuse facts that would change them.
+        """
+        import copy
+
+        pristine = self.__dict__.get("_pristine")
+        if pristine is None:
+            self._pristine = copy.deepcopy(self.steps)
+        elif not self._began():
+            self.steps = copy.deepcopy(pristine)
         factor = rate_factor(self.reference_rate, context)
         for st in self.steps:
             st.scale_frames(factor)
             st.configure(context)
+
+    def _began(self) -> bool:
+        """Whether a step has seen a chunk since it was built or reset."""
+        return any(st._began() if isinstance(st, Chain) else
+                   getattr(st, "_n_channels", None) is not None for st in self.steps)
 
     def process(self, chunk: np.ndarray) -> np.ndarray:
         chunk = np.asarray(chunk)
