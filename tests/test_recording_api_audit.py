@@ -46,3 +46,55 @@ def test_update_of_buffered_rows_leaves_the_callers_arrays_alone(tmp_path):
     with Recording(path) as rec:
         np.testing.assert_array_equal(rec.streams["emi"].x, [0, 0, 5, 6])
         np.testing.assert_array_equal(rec.streams["emi"].y, [0, 0, 5, 6])
+
+
+def test_numpy_values_in_a_calibration_and_a_history_are_stored(tmp_path):
+    # they had raised json's TypeError after the stream's group was made,
+    # leaving a stream without columns that made the whole file unreadable
+    from demine.recording import write_derived
+
+    path = tmp_path / "c.h5"
+    gates = np.geomspace(1e-5, 1e-3, 4)
+    with RecordingWriter(path) as w:
+        s = w.add_stream("emi", "emi", gate_times=gates,
+                         calibration={"coil_radius": np.float64(0.12), "gate_times": gates})
+        s.append(np.ones((10, 4), "f4"), time=np.arange(10))
+    write_derived(path, "emi", "scaled", np.ones((10, 4)),
+                  history=[{"step": "scale", "params": {"factor": np.float32(2.0),
+                                                        "gates": np.arange(3)}}])
+    with Recording(path) as rec:
+        assert rec.streams["emi"].calibration["gate_times"] == pytest.approx(gates)
+        assert rec.streams["emi"].calibration["coil_radius"] == 0.12
+        assert list(rec.derived()) == ["emi/scaled"]
+
+
+@pytest.mark.parametrize("where", ["file", "stream", "calibration", "derived"])
+def test_a_refused_value_leaves_the_file_as_it_was(tmp_path, where):
+    from demine.errors import SchemaError
+    from demine.recording import write_derived
+
+    path = tmp_path / "r.h5"
+    if where == "file":
+        with pytest.raises(SchemaError, match=r"attribute 'meta' = \{'a': 1\} cannot be stored"):
+            RecordingWriter(path, attrs={"meta": {"a": 1}})
+        assert not path.exists()
+        return
+    with RecordingWriter(path) as w:
+        s = w.add_stream("emi", "emi", gate_times=GATES)
+        if where in ("stream", "calibration"):
+            kw = ({"attrs": {"meta": {"a": 1}}} if where == "stream"
+                  else {"calibration": {"when": object()}})
+            with pytest.raises(SchemaError, match="stream 'emi2'"):
+                w.add_stream("emi2", "emi", gate_times=GATES, **kw)
+            w.add_stream("emi2", "emi", gate_times=GATES)   # the name is free
+        s.append(np.ones((10, 4), "f4"), time=np.arange(10))
+    if where == "derived":
+        with pytest.raises(SchemaError, match="history: cannot be stored as JSON"):
+            write_derived(path, "emi", "scaled", np.ones((10, 4)),
+                          history=[{"step": "scale", "params": {"f": object()}}])
+        with pytest.raises(SchemaError, match="attribute 'meta'"):
+            write_derived(path, "emi", "scaled", np.ones((10, 4)),
+                          history=[{"step": "scale"}], attrs={"meta": {"a": 1}})
+    with Recording(path) as rec:   # readable, the good stream whole
+        assert len(rec.streams["emi"]) == 10
+        assert not rec.derived()

@@ -161,6 +161,40 @@ def _check_attrs(attrs: Mapping[str, Any], where: str) -> None:
             )
 
 
+def _check_attr_values(attrs: Mapping[str, Any], where: str) -> None:
+    """Refuse, naming it, an attribute value HDF5 cannot hold, before anything
+    is written (it had failed after its group was made, leaving a stream
+    without columns that made the whole file unreadable)."""
+    if not attrs:
+        return
+    with h5py.File(f"demine-attr-check-{id(attrs)}", "w", driver="core",
+                   backing_store=False) as scratch:
+        for key, value in attrs.items():
+            try:
+                scratch.attrs[key] = value
+            except (TypeError, ValueError) as exc:
+                text = repr(value)
+                text = text if len(text) <= 60 else text[:57] + "..."
+                raise SchemaError(f"{where}: attribute {key!r} = {text} cannot be stored in "
+                                  f"HDF5 ({exc})") from None
+
+
+def _json_text(value: Any, where: str) -> str:
+    """``value`` as JSON text, NumPy arrays and scalars as lists and numbers;
+    anything JSON cannot hold is a :class:`SchemaError` naming ``where``."""
+    def plain(o: Any) -> Any:
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+        if isinstance(o, np.generic):
+            return o.item()
+        raise TypeError(f"a {type(o).__name__} ({o!r:.60}) is not JSON")
+
+    try:
+        return json.dumps(value, default=plain)
+    except (TypeError, ValueError) as exc:
+        raise SchemaError(f"{where}: cannot be stored as JSON: {exc}") from None
+
+
 def _stream_columns(kind: str, n_channels: int | None, dtype: np.dtype | None,
                     geo: bool) -> tuple[Column, ...]:
     cols = [
@@ -695,6 +729,7 @@ class RecordingWriter:
                                  "replaces it)")
         extra = dict(attrs or {})
         _check_attrs(extra, str(self.path))
+        _check_attr_values(extra, str(self.path))
         self.flush_interval = float(flush_interval)
         self.fsync = bool(fsync)
         self.compression = compression
@@ -815,6 +850,8 @@ class RecordingWriter:
                 raise SchemaError(f"stream {name!r}: kind {kind!r} is not one of {STREAM_KINDS}")
             extra = dict(attrs or {})
             _check_attrs(extra, f"stream {name!r}")
+            _check_attr_values(extra, f"stream {name!r}")
+            cal_text = _json_text(dict(calibration or {}), f"stream {name!r}: calibration")
             dims: dict[str, np.ndarray] = {}
             sdtype = None
             if kind == "emi":
@@ -870,17 +907,22 @@ class RecordingWriter:
                 fill = np.nan if fdt.kind == "f" else 0
                 columns += (Column(fname, fdt, None, fill, None, "device field"),)
             group = self._file["streams"].create_group(name)
-            group.attrs.update({"kind": kind, "device": device, "driver": driver,
-                                "units": units})
-            if sample_interval is not None:
-                group.attrs["sample_interval"] = float(sample_interval)
-            if "gate" in dims:
-                group.attrs["gate_times_known"] = gate_times is not None
-            group.attrs["calibration"] = json.dumps(dict(calibration or {}))
-            for key, value in extra.items():
-                group.attrs[key] = value
-            create_columns(group, columns, table=False, dims=dims,
-                           compression=self.compression)
+            try:
+                group.attrs.update({"kind": kind, "device": device, "driver": driver,
+                                    "units": units})
+                if sample_interval is not None:
+                    group.attrs["sample_interval"] = float(sample_interval)
+                if "gate" in dims:
+                    group.attrs["gate_times_known"] = gate_times is not None
+                group.attrs["calibration"] = cal_text
+                for key, value in extra.items():
+                    group.attrs[key] = value
+                create_columns(group, columns, table=False, dims=dims,
+                               compression=self.compression)
+            except BaseException:
+                # (a stream without its columns would make the file unreadable)
+                del self._file["streams"][name]
+                raise
             for dim_name in dims:
                 group[dim_name].attrs["units"] = "s" if (
                     dim_name == "sample" and sample_interval is not None
@@ -1835,10 +1877,12 @@ def write_derived(path: str | os.PathLike, stream: str, name: str, data: np.ndar
     check_derived_name(name)
     extra = dict(attrs or {})
     _check_attrs(extra, f"derived {stream}/{name}")
+    _check_attr_values(extra, f"derived {stream}/{name}")
     steps = [dict(h) for h in history]
     for i, h in enumerate(steps):
         if "step" not in h:
             raise SchemaError(f"derived {stream}/{name}: history entry {i} has no 'step'")
+    history_text = _json_text(steps, f"derived {stream}/{name}: history")
     try:
         f = h5py.File(path, "r+", libver="latest")
     except OSError as exc:
@@ -1850,24 +1894,28 @@ def write_derived(path: str | os.PathLike, stream: str, name: str, data: np.ndar
                 raise RecordingError(f"{path}: derived {stream}/{name} exists")
             del parent[name]
         g = parent.create_group(name)
-        tds = g.create_dataset("time", data=np.asarray(time, dtype="int64"))
-        tds.attrs["units"] = TIME_UNITS
-        tds.make_scale("time")
-        ds = g.create_dataset("data", data=data, chunks=True)
-        ds.dims[0].attach_scale(tds)
-        if data.ndim == 2:
-            dim = channel_dim or "channel"
-            values = (np.arange(data.shape[1], dtype="float64") if channel_values is None
-                      else np.asarray(channel_values))
-            cds = g.create_dataset(dim, data=values)
-            cds.make_scale(dim)
-            ds.dims[1].attach_scale(cds)
-        g.attrs.update({
-            "source": f"/streams/{stream}",
-            "history": json.dumps(steps),
-            "software_version": __version__,
-            "created_utc": _iso_utc(utc_now_ns()),
-        })
-        for key, value in extra.items():
-            g.attrs[key] = value
+        try:
+            tds = g.create_dataset("time", data=np.asarray(time, dtype="int64"))
+            tds.attrs["units"] = TIME_UNITS
+            tds.make_scale("time")
+            ds = g.create_dataset("data", data=data, chunks=True)
+            ds.dims[0].attach_scale(tds)
+            if data.ndim == 2:
+                dim = channel_dim or "channel"
+                values = (np.arange(data.shape[1], dtype="float64") if channel_values is None
+                          else np.asarray(channel_values))
+                cds = g.create_dataset(dim, data=values)
+                cds.make_scale(dim)
+                ds.dims[1].attach_scale(cds)
+            g.attrs.update({
+                "source": f"/streams/{stream}",
+                "history": history_text,
+                "software_version": __version__,
+                "created_utc": _iso_utc(utc_now_ns()),
+            })
+            for key, value in extra.items():
+                g.attrs[key] = value
+        except BaseException:
+            del parent[name]   # (a half-made group would be listed, and its name taken)
+            raise
     return f"/derived/{stream}/{name}"
