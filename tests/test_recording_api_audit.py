@@ -98,3 +98,30 @@ def test_a_refused_value_leaves_the_file_as_it_was(tmp_path, where):
     with Recording(path) as rec:   # readable, the good stream whole
         assert len(rec.streams["emi"]) == 10
         assert not rec.derived()
+
+
+def test_stream_names_fit_the_alarms_table(tmp_path):
+    # the alarms table names each alarm's stream in 32 bytes: a longer stream
+    # name had its alarms cut to another name (a second append of the same
+    # alarms let in, evaluation finding none), or stopped a live recording
+    # at its first alarm
+    from demine.errors import ConfigError, SchemaError
+    from demine.pipeline import append_alarms
+    from demine.recorder import DeviceSpec, Recorder
+
+    path = tmp_path / "n.h5"
+    with RecordingWriter(path) as w:
+        with pytest.raises(SchemaError, match="longer than 32 bytes"):
+            w.add_stream("e" * 33, "emi", gate_times=GATES)
+        w.add_stream("e" * 32, "emi", gate_times=GATES).append(
+            np.ones((10, 4), "f4"), time=np.arange(10))
+    with pytest.raises(ConfigError, match="longer than 32 bytes"):
+        Recorder(tmp_path / "r.h5", [DeviceSpec("emi-pi", "/dev/null", name="e" * 33)])
+    assert not (tmp_path / "r.h5").exists()
+    alarm = {"x": np.zeros(1), "y": np.zeros(1), "score": np.ones(1), "time": np.zeros(1, "i8"),
+             "stream": np.array(["f" * 33])}
+    with pytest.raises(ConfigError, match=r"stream 'f{33}' is longer than the alarms "
+                                          r"table's 32 bytes"):
+        append_alarms(path, alarm)
+    with Recording(path) as rec:
+        assert len(rec.alarms["x"]) == 0

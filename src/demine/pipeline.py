@@ -713,6 +713,15 @@ def append_alarms(path: str | Path, alarms: dict[str, np.ndarray], *,
     missing = [c.name for c in TABLES["alarms"] if c.fill is None and c.name not in alarms]
     if n and missing:
         raise ConfigError(f"alarms for {path}: column {missing[0]!r} is required")
+    for name, col in cols.items():
+        # (a text cut to the column's width had named another stream: a second
+        # append of the same alarms was let in, and evaluation found none)
+        if col.dtype.kind == "S" and name in alarms:
+            long = [t for t in (_text(v) for v in np.asarray(alarms[name]))
+                    if len(t.encode("utf-8")) > col.dtype.itemsize]
+            if long:
+                raise ConfigError(f"alarms for {path}: {name} {long[0]!r} is longer than "
+                                  f"the alarms table's {col.dtype.itemsize} bytes")
     if n and not replace:
         check_alarms_absent(path, streams)
     try:
@@ -745,8 +754,7 @@ def append_alarms(path: str | Path, alarms: dict[str, np.ndarray], *,
             if name in alarms:
                 v = np.asarray(alarms[name])
                 if col.dtype.kind == "S":
-                    v = np.array([_text(s).encode("utf-8")[: col.dtype.itemsize] for s in v],
-                                 dtype=col.dtype)
+                    v = np.array([_text(s).encode("utf-8") for s in v], dtype=col.dtype)
                 ds[start:] = v.astype(col.dtype)
             else:
                 ds[start:] = np.full(n, col.fill, dtype=col.dtype)

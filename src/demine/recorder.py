@@ -68,7 +68,7 @@ import numpy as np
 
 from .acquisition import DeviceReader, ReaderEvent, ReaderGroup
 from .drivers import FrameBatch, get_driver
-from .errors import ConfigError, DemineError, RecordingError
+from .errors import ConfigError, DemineError, RecordingError, SchemaError
 from .positions import (
     FIX_JUDGE_WINDOW_S,
     GAP_TOLERANCE,
@@ -77,7 +77,7 @@ from .positions import (
     LocalFrame,
     PreparedTrack,
 )
-from .recording import RecordingWriter
+from .recording import RecordingWriter, check_stream_name
 
 __all__ = ["DeviceSpec", "Recorder", "parse_device", "stream_names"]
 
@@ -534,6 +534,10 @@ def stream_names(devices: Sequence[DeviceSpec]) -> list[str]:
             name = f"{kind}{sum(1 for n in names if n.startswith(kind)) + 1}"
         if name in names:
             raise ConfigError(f"two devices would both record as stream {name!r}; name them")
+        try:
+            check_stream_name(name)
+        except SchemaError as exc:
+            raise ConfigError(f"device {spec.driver}={spec.url}: {exc}") from None
         names.append(name)
     return names
 

@@ -805,7 +805,8 @@ class RecordingWriter:
         Parameters
         ----------
         name : str
-            Group name under ``/streams`` (letters, digits, ``_`` and ``-``).
+            Group name under ``/streams`` (letters, digits, ``_`` and ``-``; at most
+            :data:`MAX_STREAM_NAME` bytes).
         kind : {"emi", "gpr", "gps", "marker"}
             What the stream holds.
         n_channels : int
@@ -842,8 +843,7 @@ class RecordingWriter:
                     f"{self.path}: cannot add stream {name!r} after recording started "
                     "(HDF5 SWMR allows no new objects); declare all streams first"
                 )
-            if not name or not all(c.isalnum() or c in "_-" for c in name):
-                raise SchemaError(f"stream name {name!r} must be letters, digits, '_' or '-'")
+            check_stream_name(name)
             if name in self._streams:
                 raise SchemaError(f"{self.path}: stream {name!r} already exists")
             if kind not in STREAM_KINDS:
@@ -1835,6 +1835,25 @@ class Recording:
             "tables": {name: len(self.table(name)) for name in TABLES},
             "derived": sorted(self.derived()),
         }
+
+
+#: Longest stream name, in bytes: the width of the alarms table's ``stream``
+#: column, which names the stream that raised each alarm.
+MAX_STREAM_NAME = 32
+
+
+def check_stream_name(name: Any) -> str:
+    """Return ``name`` if it can name a stream (letters, digits, ``_`` or ``-``,
+    at most :data:`MAX_STREAM_NAME` bytes), else raise :class:`SchemaError`."""
+    if not isinstance(name, str) or not name or not all(c.isalnum() or c in "_-"
+                                                         for c in name):
+        raise SchemaError(f"stream name {name!r} must be letters, digits, '_' or '-'")
+    if len(name.encode("utf-8")) > MAX_STREAM_NAME:
+        # (its alarms would have been labelled with a cut name, or refused
+        # mid-recording at the first alarm)
+        raise SchemaError(f"stream name {name!r} is longer than {MAX_STREAM_NAME} bytes, "
+                          "the width of the alarms table's 'stream' column")
+    return name
 
 
 def check_derived_name(name: Any) -> str:
