@@ -125,3 +125,27 @@ def test_stream_names_fit_the_alarms_table(tmp_path):
         append_alarms(path, alarm)
     with Recording(path) as rec:
         assert len(rec.alarms["x"]) == 0
+
+
+@pytest.mark.parametrize("ending", ["return", "raise"])
+def test_a_script_that_ends_without_close_keeps_its_frames(tmp_path, ending):
+    # the flush thread is a daemon: a script that ended without close() (or
+    # with an uncaught error before it) had left 0 of its 500 frames
+    import subprocess
+    import sys
+
+    path = tmp_path / "s.h5"
+    code = (
+        "import numpy as np\n"
+        "from demine.recording import RecordingWriter\n"
+        f"w = RecordingWriter({str(path)!r}, flush_interval=60)\n"
+        "s = w.add_stream('emi', 'emi', gate_times=[1e-5, 2e-5, 4e-5])\n"
+        "for k in range(5):\n"
+        "    s.append(np.full((100, 3), k, 'f4'), time=np.arange(100) + 100 * k)\n"
+        + ("raise SystemExit(3)\n" if ending == "raise" else ""))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == (3 if ending == "raise" else 0), proc.stderr
+    with Recording(path) as rec:
+        e = rec.streams["emi"]
+        assert len(e) == 500
+        np.testing.assert_array_equal(e.samples[::100, 0], np.arange(5))

@@ -24,6 +24,7 @@ Examples
 
 from __future__ import annotations
 
+import atexit
 import datetime as _dt
 import json
 import math
@@ -35,6 +36,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from weakref import WeakSet
 
 import h5py
 import numpy as np
@@ -159,6 +161,23 @@ def _check_attrs(attrs: Mapping[str, Any], where: str) -> None:
                 "xarray would silently apply it to the data); store calibration under "
                 "another name"
             )
+
+
+#: Writers not closed yet: closed when the interpreter exits normally (a
+#: script that ended without ``close()`` had lost every frame since the last
+#: flush; the flush thread is a daemon and dies with the interpreter).
+_OPEN_WRITERS: WeakSet[RecordingWriter] = WeakSet()
+
+
+@atexit.register
+def _close_open_writers() -> None:
+    import logging
+
+    for writer in list(_OPEN_WRITERS):
+        try:
+            writer.close()
+        except Exception as exc:  # noqa: BLE001 - one failure must not stop the others
+            logging.getLogger(__name__).error("%s: not closed at exit: %s", writer.path, exc)
 
 
 def _check_attr_values(attrs: Mapping[str, Any], where: str) -> None:
@@ -667,6 +686,8 @@ class RecordingWriter:
     flush_interval : float
         Upper bound in seconds on how long appended data stays only in
         memory; a background thread enforces it even when appends stop.
+        A writer still open when the interpreter exits normally is closed
+        (flushed) then; a killed process loses at most this much.
     fsync : bool
         Also ``fsync`` the file after each flush (survives power loss, costs
         latency on slow media).
@@ -750,6 +771,7 @@ class RecordingWriter:
             self._file = h5py.File(self.path, "w", libver="latest", **cache)
         except OSError as exc:
             raise RecordingError(f"{self.path}: cannot create recording: {exc}") from exc
+        _OPEN_WRITERS.add(self)
         f = self._file
         created = utc_now_ns()
         f.attrs.update(
@@ -1145,6 +1167,7 @@ class RecordingWriter:
                     self._closed = True
                     self._stop.set()
                     self._file.close()
+                    _OPEN_WRITERS.discard(self)
         if self._flusher is not None and self._flusher is not threading.current_thread():
             self._flusher.join(timeout=5)
 
