@@ -522,3 +522,23 @@ def test_a_chain_reset_for_another_stream_takes_that_streams_facts():
     mine = emi.SoilCompensation(gate_times=gates_a)
     mine.configure({"gate_times": gates_b})
     assert mine.gate_times == pytest.approx(gates_a)
+
+
+def test_process_recording_works_beside_other_files(tmp_path):
+    """From the session-28 API audit: the copy was made through a fixed
+    ``OUT.tmp``, replacing a user's file of that name; and an output in a
+    directory that does not exist was a bare FileNotFoundError."""
+    src = tmp_path / "raw.h5"
+    write_emi_recording(src)
+    mine = tmp_path / "out.h5.tmp"
+    mine.write_text("a file of the user's")
+    plain = tmp_path / "plain"
+    plain.write_text("")
+    out = tmp_path / "out.h5"
+    process_recording(src, "emi_default", out)
+    assert mine.read_text() == "a file of the user's"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.h5", "out.h5.tmp", "plain",
+                                                          "raw.h5"]
+    assert out.stat().st_mode == plain.stat().st_mode   # (made as any new file is)
+    with pytest.raises(ConfigError, match="no directory .* to write it in"):
+        process_recording(src, "emi_default", tmp_path / "none" / "out.h5")

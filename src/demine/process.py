@@ -876,6 +876,7 @@ def process_recording(in_path: str | Path, chain: Chain | str | Path | Mapping[s
         Stream name to the HDF5 path of its derived dataset.
     """
     import copy
+    import secrets
     import shutil
 
     from .recording import Recording, check_derived_name, write_derived
@@ -911,8 +912,18 @@ def process_recording(in_path: str | Path, chain: Chain | str | Path | Mapping[s
         if out_path.exists() and not overwrite:
             raise ConfigError(f"{out_path} exists; choose another output (--overwrite, or "
                               "overwrite=True, replaces it)")
-        target = out_path.with_name(out_path.name + ".tmp")
-        shutil.copyfile(in_path, target)
+        if not out_path.parent.is_dir():
+            raise ConfigError(f"{out_path}: no directory {str(out_path.parent)!r} to write it in")
+        # a name of its own beside OUT (a fixed OUT.tmp had replaced a file of
+        # that name, and a second run into OUT would have shared it)
+        target = out_path.with_name(f".{out_path.name}.{secrets.token_hex(6)}.tmp")
+        dst = open(target, "xb")  # noqa: SIM115 - (removed below only once it is ours)
+        try:
+            with open(in_path, "rb") as src, dst:
+                shutil.copyfileobj(src, dst, 8 << 20)
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
     done: dict[str, str] = {}
     attrs = {"chain": chain.chain_name, "source_file": str(in_path)}
     try:
