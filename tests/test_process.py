@@ -542,3 +542,22 @@ def test_process_recording_works_beside_other_files(tmp_path):
     assert out.stat().st_mode == plain.stat().st_mode   # (made as any new file is)
     with pytest.raises(ConfigError, match="no directory .* to write it in"):
         process_recording(src, "emi_default", tmp_path / "none" / "out.h5")
+
+
+def test_the_module_docstrings_chain_loads_and_a_chain_object_is_taken():
+    """From the session-28 API audit: the TOML example of ``demine.process``
+    gave ``emi.detect`` a parameter it does not have; ``StreamDetector`` (whose
+    docstring takes a Chain) had parsed a Chain object's text as TOML."""
+    import demine.process as proc
+    from demine.pipeline import StreamDetector
+
+    example = proc.__doc__.split("(:func:`load_chain`)::")[1]
+    chain = load_chain("\n".join(line[4:] for line in example.splitlines()))
+    assert [s.name for s in chain.steps] == ["emi.baseline", "emi.detect"]
+    built = default_chain("emi_default")
+    ctx = {"gate_times": np.geomspace(12e-6, 1e-3, 16), "sample_rate": 1000.0}
+    det = StreamDetector("emi", ctx, built)
+    assert det.chain is not built and det.chain.history() != built.history()  # (a copy)
+    assert det.chain.history() == StreamDetector("emi", ctx, "emi_default").chain.history()
+    with pytest.raises(ConfigError, match="give a Chain, a TOML file path.* not a int"):
+        load_chain(42)

@@ -41,7 +41,7 @@ with :func:`get_stage`.  A :class:`Chain` is itself a stage; it is built in code
 (``Chain([Baseline(), Detect()])``) or from TOML (:func:`load_chain`)::
 
     [chain]
-    name = "emi_default"
+    name = "my_emi"
     kind = "emi"            # apply to streams of this kind (optional)
 
     [[step]]
@@ -50,7 +50,7 @@ with :func:`get_stage`.  A :class:`Chain` is itself a stage; it is built in code
 
     [[step]]
     name = "emi.detect"     # parameters may also be given as plain keys
-    alpha = 0.001
+    threshold = 3.5
 """
 
 from __future__ import annotations
@@ -551,12 +551,21 @@ def chain_from_dict(doc: Mapping[str, Any], where: str = "chain") -> Chain:
         raise ConfigError(f"{where}: [chain] {exc}") from None
 
 
-def load_chain(source: str | Path | Mapping[str, Any]) -> Chain:
+def load_chain(source: Chain | str | Path | Mapping[str, Any]) -> Chain:
     """Load a chain from a TOML file path, a TOML string, or a parsed dict.
 
     A string that names an existing file, or ends in ``.toml``, is read as a
     path; a bare name like ``"emi_default"`` loads the packaged default chain.
+    A :class:`Chain` gives a copy of it (configuring the copy for a stream
+    leaves the original as it was).
     """
+    if isinstance(source, Chain):
+        import copy
+
+        return copy.deepcopy(source)
+    if not isinstance(source, str | Path | Mapping):
+        raise ConfigError(f"chain: give a Chain, a TOML file path, TOML text, a packaged "
+                          f"chain name or a dict, not a {type(source).__name__}")
     if isinstance(source, Mapping):
         return chain_from_dict(source)
     if isinstance(source, Path) or (isinstance(source, str) and (
