@@ -149,3 +149,40 @@ def test_a_script_that_ends_without_close_keeps_its_frames(tmp_path, ending):
         e = rec.streams["emi"]
         assert len(e) == 500
         np.testing.assert_array_equal(e.samples[::100, 0], np.arange(5))
+
+
+def test_clear_errors_for_what_a_script_gets_wrong(tmp_path):
+    """Each had been a bare Python, NumPy or h5py error (or a silent wrong value)."""
+    import pandas as pd  # (installed with xarray, a test dependency)
+
+    from demine import emi
+    from demine.errors import ConfigError, RecordingError, SchemaError
+    from demine.process import process_recording, run_stage
+    from demine.simulate import load_scene
+
+    path = tmp_path / "m.h5"
+    with RecordingWriter(path) as w:
+        with pytest.raises(SchemaError, match="sample_interval must be a finite number"):
+            w.add_stream("g", "gpr", n_channels=4, sample_interval=float("inf"))
+        s = w.add_stream("emi", "emi", gate_times=GATES)
+        # a DataFrame's rows (iterating one gives its column names)
+        assert w.add_truth(pd.DataFrame({"id": ["T1", "T2"], "x": [1.0, 2.0],
+                                         "y": [0.0, 0.5], "is_mine": [1, 0]})) == 2
+        s.append(np.ones((10, 4), "f4"), time=np.arange(10))
+    rec = Recording(path)
+    truth = rec.truth
+    assert [str(t) for t in truth["id"]] == ["T1", "T2"] and list(truth["x"]) == [1.0, 2.0]
+    stream = rec.streams["emi"]
+    rec.close()
+    with pytest.raises(RecordingError, match="stream 'emi': the recording is closed"):
+        stream.read(0, 3)
+    with pytest.raises(RecordingError, match="the recording is closed"):
+        rec.summary()
+    with pytest.raises(ConfigError, match="'chunk_sizes' must be an integer, got 2.5"):
+        run_stage(emi.Baseline(), np.ones((5, 3)), 2.5)
+    with pytest.raises(ConfigError, match="'chunk_frames' must be an integer, got 2.5"):
+        process_recording(path, "emi_default", tmp_path / "o.h5", chunk_frames=2.5)
+    with pytest.raises(ConfigError, match="'layout_seed' must be >= 0, got -1"):
+        load_scene("random-minefield", layout_seed=-1)
+    with pytest.raises(ConfigError, match="'layout_seed' must be an integer, got 1.5"):
+        load_scene("random-minefield", layout_seed=1.5)

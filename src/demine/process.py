@@ -445,14 +445,13 @@ def run_stage(stage: Stage, data: np.ndarray,
     n = data.shape[0]
     if chunk_sizes is None:
         sizes: list[int] = [n]
-    elif isinstance(chunk_sizes, int | np.integer):
-        if chunk_sizes < 1:
-            raise ValueError("chunk size must be >= 1")
-        sizes = [int(chunk_sizes)]
+    elif isinstance(chunk_sizes, int | float | np.integer | np.floating):
+        sizes = [check_number("run_stage", "chunk_sizes", chunk_sizes, lo=1, integer=True)]
     else:
-        sizes = [int(s) for s in chunk_sizes]
-        if not sizes or min(sizes) < 0 or max(sizes) == 0:
-            raise ValueError("chunk sizes must be >= 0 with at least one > 0")
+        sizes = [check_number("run_stage", "chunk_sizes", s, lo=0, integer=True)
+                 for s in chunk_sizes]
+        if not sizes or max(sizes) == 0:
+            raise ConfigError("run_stage: chunk sizes must be >= 0 with at least one > 0")
     parts = []
     i = k = 0
     while i < n:
@@ -892,8 +891,8 @@ def process_recording(in_path: str | Path, chain: Chain | str | Path | Mapping[s
 
     if not isinstance(chain, Chain):
         chain = load_chain(chain)
-    if chunk_frames < 1:
-        raise ConfigError("chunk_frames must be >= 1")
+    chunk_frames = check_number("process_recording", "chunk_frames", chunk_frames, lo=1,
+                                integer=True)
     for i, st in enumerate(chain.steps):
         if getattr(st, "resamples", False):
             raise ConfigError(

@@ -908,8 +908,10 @@ class RecordingWriter:
                     dims["gate"] = np.arange(n_channels, dtype="float64")
                 if kind == "gpr":
                     if sample_interval is not None:
-                        if not (sample_interval > 0):
-                            raise SchemaError(f"stream {name!r}: sample_interval must be > 0 s")
+                        if not (sample_interval > 0 and math.isfinite(sample_interval)):
+                            raise SchemaError(f"stream {name!r}: sample_interval must be a "
+                                              f"finite number of seconds > 0, got "
+                                              f"{sample_interval!r}")
                         dims["sample"] = np.arange(n_channels) * float(sample_interval)
                     else:
                         dims["sample"] = np.arange(n_channels, dtype="float64")
@@ -967,6 +969,9 @@ class RecordingWriter:
             values = {k: rows[k] for k in rows.dtype.names}
         elif isinstance(rows, Mapping):
             values = dict(rows)
+        elif hasattr(rows, "columns") and hasattr(rows, "to_numpy"):
+            # a pandas DataFrame (iterating one gives its column names, not rows)
+            values = {str(c): rows[c].to_numpy() for c in rows.columns}
         else:
             rows = list(rows)
             if not rows:
@@ -988,7 +993,8 @@ class RecordingWriter:
         return appender.append(values)
 
     def add_truth(self, rows: Any) -> int:
-        """Append ground-truth targets (list of dicts, dict of columns or structured array).
+        """Append ground-truth targets (list of dicts, dict of columns, structured array
+        or pandas DataFrame).
 
         Columns: ``id`` (required), ``type``, ``is_mine``, ``x``, ``y``, ``depth``
         (m, to the top of the target), ``metal_mass`` (kg), ``notes``.
@@ -1383,9 +1389,17 @@ class _ColumnGroup:
         try:
             lengths = [self._group[n].shape[0] for n in self.field_names]
         except _DAMAGE_ERRORS as exc:
-            raise RecordingError(f"{self._group.file.filename}: {self.where}: columns "
-                                 f"cannot be listed (damaged file?): {exc}") from exc
+            raise self._failed("columns cannot be listed", exc) from exc
         return min(lengths) if lengths else 0
+
+    def _failed(self, what: str, exc: BaseException) -> RecordingError:
+        """The error for a read that failed: the file closed, or damaged."""
+        if self._group is not None and not self._group.id.valid:
+            # (h5py's "Not an id of a file object" had come out as it was)
+            return RecordingError(f"{self.where}: the recording is closed (read it before "
+                                  "Recording.close(), or inside its with block)")
+        return RecordingError(f"{self._group.file.filename}: {self.where}: {what} "
+                              f"(damaged file?): {exc}")
 
     def read(self, start: int = 0, stop: int | None = None,
              fields: Iterable[str] | None = None) -> dict[str, np.ndarray]:
@@ -1414,8 +1428,7 @@ class _ColumnGroup:
                     continue
                 out[name] = self._group[name][start:stop]
         except _DAMAGE_ERRORS as exc:
-            raise RecordingError(f"{self._group.file.filename}: {self.where}: field "
-                                 f"{name!r} cannot be read (damaged file?): {exc}") from exc
+            raise self._failed(f"field {name!r} cannot be read", exc) from exc
         return out
 
     def __getitem__(self, name: str) -> np.ndarray:
@@ -1811,6 +1824,8 @@ class Recording:
 
     def summary(self) -> dict[str, Any]:
         """Streams with frame counts, durations, rates and position extents; table sizes."""
+        if not self._file.id.valid:
+            raise RecordingError(f"{self.path}: the recording is closed")
         try:
             return self._summary()
         except _DAMAGE_ERRORS as exc:

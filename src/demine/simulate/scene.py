@@ -58,6 +58,7 @@ from typing import Any
 
 import numpy as np
 
+from .._params import check_number
 from ..errors import ConfigError
 
 __all__ = [
@@ -694,7 +695,9 @@ def parse_scene(data: Mapping[str, Any], source: str = "<scene>",
     name = s.string("name", Path(src).stem if src != "<scene>" else "scene")
     description = s.string("description", "")
     file_seed = s.integer("layout_seed", 0, lo=0)
-    layout_seed = file_seed if layout_seed is None else int(layout_seed)
+    # (-1 had been numpy's bare "expected non-negative integer", 1.5 taken as 1)
+    layout_seed = file_seed if layout_seed is None else check_number(
+        "scene", "layout_seed", layout_seed, lo=0, hi=2**63 - 1, integer=True)
     variability = s.num("variability", 0.15, lo=0.0, hi=1.0)
     s.finish()
 
