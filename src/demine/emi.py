@@ -569,7 +569,7 @@ class SoilCompensation(Stage):
             # stream's (after reset()) replace them, refused while processing
             same = self.gate_times is not None and np.array_equal(
                 np.asarray(given, dtype=np.float64), self.gate_times)
-            if not same and self._n_channels is not None:
+            if not same and self.gate_times is not None and self._n_channels is not None:
                 raise ConfigError(f"{self.name}: configured again with other gate times "
                                   "after processing began")
             if not same:
