@@ -346,6 +346,12 @@ def time_zero_profile(recording: str | Path, stream: str = "gpr", *, threshold: 
     # the pick and the test for a direct wave look at the traces about their
     # level: a DC offset or a slow drift of the raw samples would pass for (or
     # drown) the direct wave
+    skip = own.get("header_samples", 0)
+    if isinstance(skip, int) and 0 < skip < data.shape[1]:
+        # words that are not samples (a GSSI scan's counter and mark flag, at
+        # -32768 once signed): given the first sample's value, as ImpDAR does
+        data = np.array(data)
+        data[:, :skip] = data[:, skip:skip + 1]
     x = (data.astype(np.float64) - _trace_level(data)).astype(np.float32)
     tz.process(x)
     # Only the traces with a direct wave count: one that stands out of the

@@ -216,6 +216,31 @@ def test_gssi_rhf_position_is_not_taken_for_time_zero(tmp_path, path, position):
     assert "time_zero" not in _calibration(tmp_path / "g.h5")
 
 
+def test_time_zero_of_a_16_bit_dzt_skips_the_scan_counter_and_mark_words(tmp_path):
+    """From the session-28 radar audit: samples 0-1 of a SIR-3000 scan are its
+    counter and mark flag (-32768 and -7168 once signed); `calibrate time-zero`
+    had picked them (0.094 ns, sample 1) instead of the direct wave (sample
+    59, the first break at about 46-50), putting depths ~0.1 m deep.  The
+    32-bit SIR-4000 file has no such words."""
+    from demine.calibration.procedures import time_zero_profile
+
+    for path, skip in ((DZT16, 2), (DZT32, None)):
+        out = tmp_path / f"{path.stem}.h5"
+        import_file(path, out)
+        assert _calibration(out).get("header_samples") == skip
+    prof = time_zero_profile(tmp_path / f"{DZT16.stem}.h5")
+    assert 50 <= prof["time_zero_sample"] <= 65, prof["time_zero_sample"]
+    # the same as with those words blanked by hand
+    import h5py
+    with h5py.File(tmp_path / f"{DZT16.stem}.h5", "r+") as f:
+        s = f["streams/gpr/samples"]
+        a = s[()]
+        a[:, :2] = 0
+        s[...] = a
+    assert time_zero_profile(tmp_path / f"{DZT16.stem}.h5")["time_zero_sample"] == \
+        prof["time_zero_sample"]
+
+
 # ---------------------------------------------------------------- MALÅ start time
 
 

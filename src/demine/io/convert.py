@@ -99,7 +99,9 @@ def _calibration(rd: RadarData) -> dict[str, Any] | None:
     ``frequency`` (Hz, with ``frequency_source``), when the file names it:
     the antenna of a GSSI, MALÅ or pulseEKKO header, a gprMax source's
     waveform; the GPR detector scales its wavelet-tied parameters by it.
-    gprMax output also gives the Tx-Rx ``antenna_offset``.  None when there
+    gprMax output also gives the Tx-Rx ``antenna_offset``; an 8- or 16-bit
+    GSSI file ``header_samples`` (2: each trace's first words are the scan
+    counter and mark flag, which the time-zero pick skips).  None when there
     is nothing (GSSI: ``rhf_position`` has no confirmed meaning; use
     ``demine calibrate time-zero``).
     """
@@ -110,6 +112,8 @@ def _calibration(rd: RadarData) -> dict[str, Any] | None:
         cal["time_zero_sample"] = float(tz)
         src = rd.header.get("time_zero_source")
         cal["time_zero_source"] = str(src) if src else f"{rd.vendor} file header"
+    if rd.header.get("header_samples"):
+        cal["header_samples"] = int(rd.header["header_samples"])
     if math.isfinite(rd.frequency_hz) and rd.frequency_hz > 0:
         cal["frequency"] = float(rd.frequency_hz)
         cal["frequency_source"] = (

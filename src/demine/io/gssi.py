@@ -246,6 +246,11 @@ def read_dzt(
     if not mmap and nchan > 1:
         data = np.ascontiguousarray(data)
     sps, spm = h["rhf_sps"], h["rhf_spm"]
+    if bits in (8, 16):
+        # SIR-3000 and its kind: the first two words of each scan are its
+        # counter and mark flag, not samples (a time-zero pick had taken them
+        # for the direct wave: depths 0.1 m off)
+        header["header_samples"] = 2
     rd = RadarData(
         samples=data,
         sample_interval_s=rng * 1e-9 / nsamp,
