@@ -416,3 +416,27 @@ def test_the_centre_frequency_is_the_waveforms_spectral_peak(tmp_path, waveform,
     spec = np.abs(np.fft.rfft(w, 16 * n))
     fpk = np.fft.rfftfreq(16 * n, dt)[int(np.argmax(spec))]
     assert fpk == pytest.approx(rd.frequency_hz, rel=0.02)
+
+
+def test_a_line_run_towards_minus_x_is_placed_at_its_model_coordinates(tmp_path):
+    """From the session-28 radar audit: the cylinder B-scan with its traces run
+    towards -x read at x = -0.178 ... -0.06 (the projection on the line's own
+    direction), so a truth row at the model's x = 0.12 lay outside the line."""
+    rev = tmp_path / "cyl_rev.h5"
+    shutil.copy(CYL, rev)
+    shutil.copy(CYL_DIR / "cylinder_Bscan_2D.in", tmp_path / "cyl_rev.in")
+    with h5py.File(rev, "r+") as h:
+        for c in ("Ex", "Ey", "Ez", "Hx", "Hy", "Hz"):
+            d = h["rxs/rx1/" + c]
+            d[...] = d[()][:, ::-1]
+        for g in ("rxs/rx1", "srcs/src1"):
+            for key in ("Position", "GridPosition"):
+                d = h[f"trace_metadata/{g}/{key}"]
+                d[...] = d[()][::-1]
+        h.attrs["rxsteps"] = np.array([-1, 0, 0], dtype=np.int32)
+        h.attrs["srcsteps"] = np.array([-1, 0, 0], dtype=np.int32)
+        h["rxs/rx1"].attrs["Position"] = h["trace_metadata/rxs/rx1/Position"][0]
+    fwd, back = io.read(CYL), io.read(rev)
+    np.testing.assert_allclose(back.trace_position_m, fwd.trace_position_m[::-1], atol=1e-12)
+    assert back.header["line_direction"] == fwd.header["line_direction"] == [1.0, 0.0, 0.0]
+    np.testing.assert_array_equal(back.samples, fwd.samples[::-1])

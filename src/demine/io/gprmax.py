@@ -78,6 +78,13 @@ _SRC_CMDS = ("#hertzian_dipole:", "#magnetic_dipole:", "#voltage_source:",
              "#transmission_line:")
 
 
+def _model_axis(u: np.ndarray) -> np.ndarray:
+    """The line's direction ``u`` turned, if need be, to point along its main
+    model axis: a line run towards -x is placed at its model x coordinates
+    (they had come out negated, so truth in model coordinates missed it)."""
+    return -u if u[int(np.argmax(np.abs(u)))] < 0 else u
+
+
 def _h5py() -> Any:
     import h5py
 
@@ -412,7 +419,7 @@ def _read(h: Any, p: Path, size: int, component: str | None, rx: int,
         span = mid[-1] - mid[0]
         length = float(np.linalg.norm(span))
         if ntr > 1 and length > 0:
-            u = span / length
+            u = _model_axis(span / length)
             trace_pos = mid @ u
             interval = length / (ntr - 1)
             header["line_direction"] = u.tolist()
@@ -623,6 +630,8 @@ def read_gprmax_series(
                 raise fail(parts[int(np.argmax(np.abs(off).max(axis=1)))].path, "Position",
                            "the runs' mid-points do not lie on one line")
             interval = length / (len(parts) - 1)
+            u = _model_axis(u)
+            trace_pos = mid @ u
             header["line_direction"] = u.tolist()
         else:
             trace_pos = mid[:, 0].copy()
