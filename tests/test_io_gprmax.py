@@ -440,3 +440,27 @@ def test_a_line_run_towards_minus_x_is_placed_at_its_model_coordinates(tmp_path)
     np.testing.assert_allclose(back.trace_position_m, fwd.trace_position_m[::-1], atol=1e-12)
     assert back.header["line_direction"] == fwd.header["line_direction"] == [1.0, 0.0, 0.0]
     np.testing.assert_array_equal(back.samples, fwd.samples[::-1])
+
+
+@pytest.mark.parametrize("second_waveform", [False, True])
+def test_a_source_with_a_start_delay(tmp_path, second_waveform):
+    """From the session-28 radar audit: ``#hertzian_dipole: pol x y z ID start
+    stop`` had its last word (the stop time) taken for the waveform's ID: the
+    delay was lost from time zero, and with a second ``#waveform:`` in the file
+    the source's own was not found (frequency NaN)."""
+    shutil.copy(CYL, tmp_path / "cylinder_Bscan_2D_merged.h5")
+    text = (CYL_DIR / "cylinder_Bscan_2D.in").read_text()
+    assert "#hertzian_dipole: z 0.040 0.170 0 my_ricker\n" in text
+    text = text.replace("#hertzian_dipole: z 0.040 0.170 0 my_ricker\n",
+                        "#hertzian_dipole: z 0.040 0.170 0 my_ricker 0.5e-9 3e-9\n")
+    if second_waveform:
+        text = text.replace("#waveform: ricker 1 1.5e9 my_ricker\n",
+                            "#waveform: gaussian 1 0.5e9 unused\n"
+                            "#waveform: ricker 1 1.5e9 my_ricker\n")
+    (tmp_path / "cylinder_Bscan_2D.in").write_text(text)
+    rd = io.read(tmp_path / "cylinder_Bscan_2D_merged.h5")
+    assert rd.frequency_hz == pytest.approx(1.5e9)
+    # gprMax: the source starts at 0.5 ns; a ricker's centre is sqrt(2) / f after
+    assert rd.time_zero_sample * rd.sample_interval_s == pytest.approx(
+        0.5e-9 + math.sqrt(2) / 1.5e9, rel=1e-9)
+    assert "start delay 5e-10 s" in rd.header["time_zero_source"]

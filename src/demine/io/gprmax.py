@@ -175,7 +175,7 @@ def _table(h: Any, path: Any, name: str, n: int) -> np.ndarray | None:
 
 def _waveform_from_input(path: Path) -> dict[str, Any] | None:
     """Type and frequency of the first source's ``#waveform:`` in the input file
-    next to the output, or None."""
+    next to the output, and the source's start delay (s, 0 if none), or None."""
     cand = find_sibling(path, "in")
     if cand is None:  # gprMax names outputs <input stem>[N|_merged].h5/.out
         try:
@@ -193,6 +193,7 @@ def _waveform_from_input(path: Path) -> dict[str, Any] | None:
         return None
     waves: dict[str, tuple[str, float]] = {}
     src_wave = None
+    delay = 0.0
     for line in text.splitlines():
         tok = line.split()
         if not tok:
@@ -202,14 +203,25 @@ def _waveform_from_input(path: Path) -> dict[str, Any] | None:
                 waves[tok[4]] = (tok[1].lower(), float(tok[3]))
             except ValueError:
                 continue
-        elif tok[0] in _SRC_CMDS and src_wave is None and len(tok) >= 5:
-            src_wave = tok[-1]
+        elif tok[0] in _SRC_CMDS and src_wave is None:
+            # "#hertzian_dipole: pol x y z ID [start stop]" (and magnetic); a
+            # voltage source or transmission line has its resistance before
+            # the ID.  (The last word had been taken for the ID: with a start
+            # delay, it is the stop time.)
+            i = 5 if tok[0] in ("#hertzian_dipole:", "#magnetic_dipole:") else 6
+            if len(tok) > i:
+                src_wave = tok[i]
+                try:
+                    delay = float(tok[i + 1]) if len(tok) > i + 1 else 0.0
+                except ValueError:
+                    delay = 0.0
     pick = waves.get(src_wave) if src_wave else None
     if pick is None and len(waves) == 1:
         pick = next(iter(waves.values()))
     if pick is None:
         return None
-    return {"type": pick[0], "frequency": pick[1], "source": cand.name}
+    return {"type": pick[0], "frequency": pick[1], "source": cand.name,
+            "delay": delay if math.isfinite(delay) and delay > 0 else 0.0}
 
 
 def _centre_time(kind: str, freq: float) -> float:
@@ -467,11 +479,14 @@ def _read(h: Any, p: Path, size: int, component: str | None, rx: int,
         w = _waveform_from_input(p)
         if w is not None:
             freq = w["frequency"] if w["frequency"] > 0 else math.nan
-            t0 = _centre_time(w["type"], freq)
+            t0 = _centre_time(w["type"], freq) + w["delay"]
             header["waveform"] = w["type"]
             header["waveform_source"] = w["source"]
             if math.isfinite(t0):
-                header["time_zero_source"] = f"centre of the {w['type']} waveform in {w['source']}"
+                header["time_zero_source"] = (
+                    f"centre of the {w['type']} waveform in {w['source']}"
+                    + (f", after the source's start delay {w['delay']:g} s" if w["delay"]
+                       else ""))
     if not math.isfinite(t0):
         off = header.get("antenna_offset_m")
         t0 = _direct_wave_emission(samples, dt, off)
