@@ -156,3 +156,21 @@ def test_channel_beyond_single_channel_formats(tmp_path):
     assert io.read(TEN, channel=0).n_traces == 10
     with pytest.raises(VendorFormatError, match="'channel'"):
         io.read(TEN, channel=1)
+
+
+def test_a_samples_field_that_cuts_every_trace_is_refused(tmp_path):
+    """From the session-28 radar audit: a .rad saying SAMPLES 256 over traces of
+    512 (LAST TRACE 10, a file of 10 traces) was read as 20 traces of 256, each
+    real one cut in two, with exit 0.  More traces than LAST TRACE, not an exact
+    multiple, are read and warned about."""
+    d = np.arange(10 * 512, dtype=np.int16).reshape(10, 512)
+    (tmp_path / "l.rd3").write_bytes(d.astype("<i2").tobytes())
+    write_rad(tmp_path / "l.rad", SAMPLES=256, FREQUENCY=1000.0, **{"LAST TRACE": 10})
+    with pytest.raises(VendorFormatError, match=r"l.rad.*SAMPLES.*exactly 2 times the 10 "
+                                                r"traces.*is SAMPLES 512\?"):
+        io.read(tmp_path / "l.rd3")
+    write_rad(tmp_path / "l.rad", SAMPLES=512, FREQUENCY=1000.0, **{"LAST TRACE": 7})
+    with pytest.warns(UserWarning, match="LAST TRACE says 7 traces, .*l.rd3 holds 10: all "
+                                         "are read"):
+        r = io.read(tmp_path / "l.rd3")
+    assert np.array_equal(r.samples, d) and r.header["extra_traces"] == 3

@@ -145,3 +145,19 @@ def test_missing_key(tmp_path):
     hd.write_text(hd.read_text().replace("NUMBER OF PTS/TRC", "NUMBER OF PTZ"))
     with pytest.raises(VendorFormatError, match="L.HD.*'NUMBER OF PTS/TRC'"):
         io.read(p)
+
+
+def test_more_traces_than_the_header_says_are_read_and_warned_about(tmp_path):
+    """From the session-28 radar audit: an .HD saying 500 traces over a .DT1 of
+    531 read all 531 without a word."""
+    import shutil
+
+    text = COM.with_suffix(".HD").read_text()
+    assert "NUMBER OF TRACES   = 531" in text
+    (tmp_path / "l.HD").write_text(text.replace("NUMBER OF TRACES   = 531",
+                                                "NUMBER OF TRACES   = 500"))
+    shutil.copy(COM, tmp_path / "l.DT1")
+    with pytest.warns(UserWarning, match="NUMBER OF TRACES says 500, .*l.DT1 holds 531: all "
+                                         "are read"):
+        r = io.read(tmp_path / "l.DT1")
+    assert r.samples.shape[0] == 531 and r.header["extra_traces"] == 31

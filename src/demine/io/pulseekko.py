@@ -15,6 +15,7 @@ import datetime as dt
 import math
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +161,8 @@ def read_dt1(
         header["dropped_traces"] = max(n_hd - n_file, 0)
     elif n_file > n_hd:
         header["extra_traces"] = n_file - n_hd
+        warnings.warn(f"{hd_path}: NUMBER OF TRACES says {n_hd}, {dt1} holds {n_file}: all "
+                      "are read", stacklevel=2)
     sdtype = np.dtype("<i2") if bpp == 2 else np.dtype("<f4")
     rdtype = np.dtype([("h", "<f4", (25,)), ("comment", "S28"), ("d", sdtype, (npts,))])
     assert rdtype.itemsize == rec
