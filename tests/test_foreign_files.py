@@ -213,6 +213,8 @@ def test_a_radar_line_without_y_or_sample_interval(tmp_path, capsys):
     notes: list[str] = []
     assert len(detect_recording(along, notes=notes)["x"]) == 0
     assert any("radar trace(s) without a finite x, y position left out" in n for n in notes)
+    # none placed: said, so that "0 alarms" does not read like a clean lane's
+    assert any("no radar trace has a position: nothing was searched" in n for n in notes)
 
 
 def test_info_names_the_software_that_wrote_the_file(tmp_path, capsys):

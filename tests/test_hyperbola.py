@@ -470,6 +470,8 @@ def test_short_line_warns_that_targets_are_their_own_clutter():
     short = x < x[0] + 0.5 * MIN_LINE_LENGTH
     with pytest.warns(UserWarning, match="shorter than"):
         detect_gpr(tr[short], x[short], sample_interval=DT, **params())
+    with pytest.warns(UserWarning, match="shorter than"):   # (one trace had said nothing)
+        detect_gpr(tr[:1], x[:1], sample_interval=DT, **params())
     import warnings
 
     with warnings.catch_warnings():

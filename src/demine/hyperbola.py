@@ -825,6 +825,13 @@ class GPRDetector:
         """
         if self._finished:
             return _empty_alarms()
+        if self._ns is not None:
+            out = np.empty((1, self._ns), dtype=np.float32)
+            meta = np.empty((1, 4))
+            gidx = np.empty(1, dtype=np.int64)
+            m = _k.flush_bin(self._st, self._acc, out, meta, gidx)
+            self._append(out[:m], meta[:m], gidx[:m])
+        # (after the last bin is flushed: a line of one trace had none before)
         if self.clutter_window is not None and self.noise is None and len(self._gidx):
             length = (int(self._gidx[-1]) + 1) * self.bin_size
             if length < min(MIN_LINE_LENGTH, self.clutter_window):
@@ -834,12 +841,6 @@ class GPRDetector:
                     "is depressed (on FDTD lines about a third of the score on 1 m) and it may "
                     "be missed; record a few decimetres of background either side of a target",
                     UserWarning, stacklevel=2)
-        if self._ns is not None:
-            out = np.empty((1, self._ns), dtype=np.float32)
-            meta = np.empty((1, 4))
-            gidx = np.empty(1, dtype=np.int64)
-            m = _k.flush_bin(self._st, self._acc, out, meta, gidx)
-            self._append(out[:m], meta[:m], gidx[:m])
         res = self._advance(final=True)
         self._finished = True
         return res

@@ -379,6 +379,7 @@ class StreamDetector:
                 raise ConfigError(f"[gpr.detector.merge]: {exc}") from exc
         self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._unplaced = 0   # radar traces left out for want of a position
+        self._placed = 0
         # frames per second for the merger's path tracking (0: unknown, every frame)
         self._rate = float(context.get("sample_rate") or 0.0)
         # columns after the EMI gates: the statistic (last), and the shape
@@ -425,6 +426,7 @@ class StreamDetector:
         # A trace without a position cannot be placed on the line: the GPR
         # detector sees only positioned traces (the same ones live and in batch).
         ok = np.isfinite(x) & np.isfinite(y)
+        self._placed += int(np.count_nonzero(ok))
         if not ok.all():
             self._unplaced += int(ok.size - np.count_nonzero(ok))
             out, x, y, t = out[ok], x[ok], y[ok], t[ok]
@@ -494,6 +496,11 @@ class StreamDetector:
         own = [f"{self._unplaced} radar trace(s) without a finite x, y position left out of "
                "detection (a line without y positions is read as y = 0 only when the "
                "stream has no y at all)"] if self._unplaced else []
+        if self._unplaced and not self._placed:
+            # (its "0 alarms" had read like a clean lane's)
+            own.append("no radar trace has a position: nothing was searched; place the "
+                       "traces when importing (demine import --trace-spacing M, or a GPS "
+                       "sidecar beside the file)")
         return chain + (list(det()) if callable(det) else []) + own
 
     def _standard(self, alarms: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
