@@ -136,6 +136,11 @@ def test_write_recording_with_truth(tmp_path):
         assert rec.attrs["origin_lon"] == r.scene.anchor_lon
         # the forward models that made the lane are recorded with it
         assert json.loads(rec.attrs["physics"]) == dataclasses.asdict(r.scene.physics)
+        # each stream's rate under the name docs/format.md gives it (it had
+        # been 'rate', which no reader reads)
+        for name, s in rec.streams.items():
+            assert "rate" not in s.attrs, name
+            assert s.attrs["sample_rate"] == getattr(r.scene, name).rate, name
 
 
 def test_receiver_saturation_sets_the_overrange_flag():

@@ -315,7 +315,7 @@ class SimulationResult:
                     "emi", "emi", gate_times=sc.gate_times, device=sc.emi.device,
                     driver="emi-pi", units="V",
                     calibration={"coil_radius": sc.emi.coil_radius, "rate": sc.emi.rate},
-                    attrs={"rate": sc.emi.rate})
+                    attrs={"sample_rate": sc.emi.rate})
             if "gpr" in self.streams:
                 handles["gpr"] = w.add_stream(
                     "gpr", "gpr", n_channels=sc.gpr.samples, dtype=sc.gpr.dtype,
@@ -325,17 +325,17 @@ class SimulationResult:
                                  "time_zero": sc.gpr.direct_wave_delay,
                                  "antenna_height": sc.sweep.height,
                                  "velocity": sc.soil.velocity},
-                    attrs={"rate": sc.gpr.rate, "stacking": sc.gpr.stacking})
+                    attrs={"sample_rate": sc.gpr.rate, "stacking": sc.gpr.stacking})
             if "cw" in self.streams:
                 handles["cw"] = w.add_stream(
                     "cw", "emi", n_channels=2, device=sc.cw.device, driver="ascii-md",
                     units="V, deg",
-                    attrs={"rate": sc.cw.rate, "frequency": sc.cw.frequency,
+                    attrs={"sample_rate": sc.cw.rate, "frequency": sc.cw.frequency,
                            "columns": "amplitude,phase"})
             if "gps" in self.streams:
                 handles["gps"] = w.add_stream("gps", "gps", device=sc.gps.device,
                                               driver="nmea", units="deg",
-                                              attrs={"rate": sc.gps.rate})
+                                              attrs={"sample_rate": sc.gps.rate})
             # the truth is known, also when the scene buries nothing (a blank lane)
             w.add_truth(self.truth)
             for name, s in self.streams.items():
