@@ -129,3 +129,21 @@ def test_utm_coordinates_match_the_local_frame(lane, tmp_path):
     d_local = np.hypot(np.diff(ALARMS["x"]), np.diff(ALARMS["y"]))[0]
     assert d_utm == pytest.approx(d_local, rel=1e-3)
     assert 400_000 < e[0] < 600_000 and 1_000_000 < n[0] < 2_000_000
+
+
+def test_without_pyproj_the_empty_utm_columns_are_said(lane, tmp_path):
+    """pyproj is an optional dependency (demine[campaign]): without it the UTM
+    columns are empty, and the export now says why (it had said nothing)."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "u.csv"
+    code = ("import sys; sys.modules['pyproj'] = None\n"   # (as if not installed)
+            "from demine.cli import main\n"
+            f"raise SystemExit(main(['export', {str(lane)!r}, '-o', {str(out)!r}]))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "UTM columns (utm_zone, easting_m, northing_m) left empty: pyproj is not " \
+           "installed" in proc.stderr
+    rows = list(csv.DictReader(open(out, encoding="utf-8")))
+    assert rows and all(r["easting_m"] == "" and r["lon"] for r in rows)

@@ -38,6 +38,7 @@ from __future__ import annotations
 import csv
 import datetime as _dt
 import errno
+import importlib.util
 import io
 import json
 import math
@@ -210,6 +211,10 @@ def alarm_records(path: str | Path, *, alarms: dict[str, np.ndarray] | None = No
         u = utm(lon, lat, (frame.origin_lon, frame.origin_lat))
         if u is not None:
             zone, east, north = u
+        elif n and importlib.util.find_spec("pyproj") is None:
+            # (the columns had come out empty without a word)
+            warnings.warn("UTM columns (utm_zone, easting_m, northing_m) left empty: pyproj "
+                          "is not installed (pip install 'demine[campaign]')", stacklevel=2)
 
     def col(name: str, default: Any) -> np.ndarray:
         return np.asarray(a[name]) if name in a else np.full(n, default, dtype=object)
