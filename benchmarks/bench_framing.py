@@ -282,9 +282,13 @@ def run(seconds: float | None = None, repeat: int = 3) -> list[dict[str, Any]]:
 
 
 if __name__ == "__main__":
+    import argparse
+    import os
     import sys
 
-    sys.path.insert(0, os.path.dirname(__file__))
+    # (no options: --help had started the benchmark)
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from run import print_table
 
     print_table(run())

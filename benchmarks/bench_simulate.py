@@ -130,5 +130,13 @@ def run() -> list[dict[str, Any]]:
 
 
 if __name__ == "__main__":
-    for row in run():
-        print(row)
+    import argparse
+    import os
+    import sys
+
+    # (no options: --help had started the benchmark)
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from run import print_table
+
+    print_table(run())
