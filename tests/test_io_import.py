@@ -10,6 +10,7 @@ import pytest
 
 from demine import io
 from demine.cli import main
+from demine.errors import VendorFormatError
 from demine.recording import Recording
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -318,3 +319,19 @@ def test_survey_path_is_its_lines(tmp_path, capsys):
     assert ev.area_m2 < 5 * 0.9 * 0.3 + 5 * 0.1   # (no diagonal strips between lines)
     assert main(["info", str(out)]) == 0
     assert "455 frames, no trace times in the file, x 0.000..0.900 m" in capsys.readouterr().out
+
+
+def test_a_renamed_file_is_told_what_it_looks_like(tmp_path, capsys):
+    """From the session-28 radar audit: a DZT named .sgy failed with "sample
+    format code 1633 is not supported" and a .rd3 named .DZT with "2214
+    channels", neither saying that the extension chose the reader."""
+    dzt = tmp_path / "line.sgy"
+    dzt.write_bytes(GSSI16.read_bytes())
+    assert main(["import", str(dzt), "-o", str(tmp_path / "a.h5")]) == 2
+    assert "(its bytes look like a gssi file: give --vendor gssi)" in capsys.readouterr().err
+    assert main(["import", str(dzt), "-o", str(tmp_path / "a.h5"), "--vendor", "gssi"]) == 0
+    rd3 = tmp_path / "line.DZT"
+    rd3.write_bytes((DATA / "gpr" / "impdar-test-data" / "ten_col.rd3").read_bytes())
+    with pytest.raises(VendorFormatError, match=r"read as gssi from its extension '\.DZT'; "
+                                                r"--vendor chooses another reader\)"):
+        io.read(rd3)

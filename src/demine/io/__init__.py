@@ -104,6 +104,15 @@ def detect(path: str | os.PathLike[str]) -> str:
         raise VendorFormatError(f"{os.fspath(p)}: HDF5 file without a root 'gprMax' attribute: "
                                 "not a radar file this reader knows (a demine recording "
                                 "opens with demine.recording.Recording)")
+    v = _detect_content(p)
+    if v is not None:
+        return v
+    raise VendorFormatError(f"{os.fspath(p)}: unrecognised radar file format (extension "
+                            f"{p.suffix!r}); expected one of {sorted(set(_BY_EXT))}")
+
+
+def _detect_content(p: Path) -> str | None:
+    """The vendor of a file from its first bytes (SEG-Y, GSSI, gprMax), or None."""
     size = file_size(p)
     with open(p, "rb") as f:
         head = f.read(3600)
@@ -119,8 +128,7 @@ def detect(path: str | os.PathLike[str]) -> str:
         return "gssi"
     if head.startswith(b"\x89HDF\r\n\x1a\n") and is_gprmax(p):
         return "gprmax"
-    raise VendorFormatError(f"{os.fspath(p)}: unrecognised radar file format (extension "
-                            f"{p.suffix!r}); expected one of {sorted(set(_BY_EXT))}")
+    return None
 
 
 def read(path: str | os.PathLike[str], *, vendor: str | None = None, **kwargs: Any) -> RadarData:
@@ -157,12 +165,34 @@ def read(path: str | os.PathLike[str], *, vendor: str | None = None, **kwargs: A
         raise VendorFormatError(
             f"{os.fspath(path)}: field 'channel': {v} files hold one channel, {channel} asked"
         )
-    return _READERS[v](path, **kwargs)
+    return _hinted(path, v, vendor is not None, lambda: _READERS[v](path, **kwargs))
+
+
+def _hinted(path: str | os.PathLike[str], v: str, given: bool, reader: Any) -> Any:
+    """``reader()``; a file read by its extension that fails says so, and what
+    its bytes look like (a renamed file had got only the other format's
+    complaint, e.g. "sample format code 1633 is not supported")."""
+    try:
+        return reader()
+    except VendorFormatError as exc:
+        if given or _BY_EXT.get(Path(path).suffix.lower()) != v:
+            raise
+        try:
+            other = _detect_content(Path(path))
+        except (OSError, VendorFormatError):
+            other = None
+        hint = (f"its bytes look like a {other} file: give --vendor {other}"
+                if other not in (None, v) else
+                f"read as {v} from its extension {Path(path).suffix!r}; --vendor chooses "
+                "another reader")
+        raise VendorFormatError(f"{exc} ({hint})") from exc
 
 
 def read_channels(path: str | os.PathLike[str], **kwargs: Any) -> list[RadarData]:
     """Read every channel of a file (one :class:`RadarData` per channel)."""
-    v = kwargs.pop("vendor", None) or detect(path)
+    given = kwargs.pop("vendor", None)
+    v = given or detect(path)
     if v == "gssi":
-        return [read_dzt(path, channel=k, **kwargs) for k in range(channel_count(path))]
-    return [read(path, vendor=v, **kwargs)]
+        return _hinted(path, v, given is not None, lambda: [
+            read_dzt(path, channel=k, **kwargs) for k in range(channel_count(path))])
+    return _hinted(path, v, given is not None, lambda: [read(path, vendor=v, **kwargs)])
