@@ -335,3 +335,16 @@ def test_a_renamed_file_is_told_what_it_looks_like(tmp_path, capsys):
     with pytest.raises(VendorFormatError, match=r"read as gssi from its extension '\.DZT'; "
                                                 r"--vendor chooses another reader\)"):
         io.read(rd3)
+
+
+def test_a_damaged_h5_is_not_called_another_tools_hdf5_file(tmp_path):
+    bad = tmp_path / "model.h5"
+    bad.write_bytes(b"garbage, not HDF5" * 10)
+    with pytest.raises(VendorFormatError, match="not an HDF5 file"):
+        io.read(bad)
+    import h5py
+
+    with h5py.File(tmp_path / "other.h5", "w", userblock_size=1024) as f:
+        f.attrs["x"] = 1
+    with pytest.raises(VendorFormatError, match="HDF5 file without a root 'gprMax'"):
+        io.read(tmp_path / "other.h5")

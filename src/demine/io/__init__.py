@@ -101,6 +101,13 @@ def detect(path: str | os.PathLike[str]) -> str:
         file_size(p)  # a clear error for a missing file
         if is_gprmax(p):
             return "gprmax"
+        with open(p, "rb") as f:  # (at 0, or after a user block of 512 * 2**k bytes)
+            head = f.read(1 << 16)
+        signed = any(head[o:o + 8] == b"\x89HDF\r\n\x1a\n"
+                     for o in (0, *(512 << k for k in range(7))))
+        if not signed:  # (a damaged file had been called an HDF5 file of another tool)
+            raise VendorFormatError(f"{os.fspath(p)}: not an HDF5 file (no HDF5 signature at "
+                                    "its start: damaged, or another format named .h5?)")
         raise VendorFormatError(f"{os.fspath(p)}: HDF5 file without a root 'gprMax' attribute: "
                                 "not a radar file this reader knows (a demine recording "
                                 "opens with demine.recording.Recording)")
