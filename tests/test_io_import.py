@@ -348,3 +348,17 @@ def test_a_damaged_h5_is_not_called_another_tools_hdf5_file(tmp_path):
         f.attrs["x"] = 1
     with pytest.raises(VendorFormatError, match="HDF5 file without a root 'gprMax'"):
         io.read(tmp_path / "other.h5")
+
+
+def test_vendor_marks_lie_on_the_profiles_line(tmp_path):
+    """A profile's traces are at y = 0 of its own line; its vendor marks had
+    y NaN (left off lane maps)."""
+    out = tmp_path / "g.h5"
+    assert main(["import", str(GSSI16), "-o", str(out)]) == 0
+    with Recording(out) as rec:
+        m = rec.markers
+        s = rec.streams["gpr"]
+        assert len(m["x"]) > 0
+        np.testing.assert_array_equal(m["y"], 0.0)
+        idx = [int(str(n).split("trace ")[1].rstrip("'")) for n in m["note"]]
+        np.testing.assert_allclose(m["x"], s.x[idx])

@@ -308,9 +308,12 @@ def import_file(
             summary["streams"]["gps"] = {"rows": int(keep.sum()), "dropped": int((~keep).sum())}
         if rd0.marks.size:
             m = rd0.marks
-            xs = (rd0.trace_position_m[m] if rd0.trace_position_m is not None
-                  else np.full(m.size, np.nan))
-            w.append_markers({"time": times0[m], "x": xs, "label": [b"vendor mark"] * m.size,
+            placed = rd0.trace_position_m is not None
+            xs = rd0.trace_position_m[m] if placed else np.full(m.size, np.nan)
+            # (y as the traces': 0 on the profile's line; it had been NaN)
+            ys = np.zeros(m.size) if placed else np.full(m.size, np.nan)
+            w.append_markers({"time": times0[m], "x": xs, "y": ys,
+                              "label": [b"vendor mark"] * m.size,
                               "note": [f"trace {int(k)}".encode() for k in m]})
             summary["markers"] = int(m.size)
     return summary
