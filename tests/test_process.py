@@ -561,3 +561,36 @@ def test_the_module_docstrings_chain_loads_and_a_chain_object_is_taken():
     assert det.chain.history() == StreamDetector("emi", ctx, "emi_default").chain.history()
     with pytest.raises(ConfigError, match="give a Chain, a TOML file path.* not a int"):
         load_chain(42)
+
+
+def test_configuring_again_keeps_the_users_edits_and_stage_objects():
+    """From the review of the fix above: restarting the chain from copies of
+    its steps lost a parameter the user set after a first configure (the
+    derived history said 4.0 where 6.0 had been set), and failed on a stage
+    that cannot be copied."""
+    import threading
+
+    @register_stage
+    class _Locked(Stage):
+        name = "test.locked"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.lock = threading.Lock()
+
+        def process(self, chunk):
+            return self._check(chunk)
+
+    gates = np.geomspace(12e-6, 1e-3, 16)
+    ctx = {"gate_times": gates, "sample_rate": 1000.0}
+    chain = default_chain("emi_default")
+    chain.configure(ctx)
+    soil = chain.steps[0]
+    chain.steps[1].threshold = 6.0
+    chain.configure({**ctx, "gate_times": gates * 2})
+    assert chain.steps[0] is soil and soil.gate_times == pytest.approx(gates * 2)
+    assert chain.history()[1]["params"]["threshold"] == 6.0
+    locked = load_chain({"step": [{"name": "test.locked"}]})
+    locked.configure(ctx)
+    locked.configure(ctx)
+    assert run_stage(locked, np.ones((3, 2))).shape == (3, 2)

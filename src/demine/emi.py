@@ -103,9 +103,9 @@ class MainsNotch(Stage):
         return np.ascontiguousarray(np.array(sections, dtype=np.float64))
 
     def configure(self, context: Mapping[str, Any]) -> None:
-        if self.sample_rate is None and context.get("sample_rate"):
-            self.sample_rate = _num(self.name, "sample_rate", context["sample_rate"],
-                                    lo=0.0, lo_open=True)
+        if context.get("sample_rate") and self._stream_fact(
+                "sample_rate", _num(self.name, "sample_rate", context["sample_rate"],
+                                    lo=0.0, lo_open=True)):
             self._sos = self._design(self.sample_rate)
 
     @property

@@ -579,8 +579,9 @@ class BandPass(_ChainCore):
         self._designed = False
 
     def configure(self, context: Mapping[str, Any]) -> None:
-        if self.sample_interval is None and context.get("sample_interval"):
-            self.sample_interval = float(context["sample_interval"])
+        if context.get("sample_interval") and self._stream_fact(
+                "sample_interval", float(context["sample_interval"])):
+            self._designed = False
         rng = getattr(self, "frequency_range", None)  # (None for a FusedChain: as given)
         if rng is None:
             return
@@ -662,8 +663,8 @@ class _GainBase(_ChainCore):
         self.max_gain = _opt_num(self.name, "max_gain", max_gain, lo=0.0, lo_open=True)
 
     def configure(self, context: Mapping[str, Any]) -> None:
-        if self.sample_interval is None and context.get("sample_interval"):
-            self.sample_interval = float(context["sample_interval"])
+        if context.get("sample_interval"):
+            self._stream_fact("sample_interval", float(context["sample_interval"]))
 
     def _on_first(self, n_samples: int) -> None:
         if self.attenuation and self.sample_interval is None:

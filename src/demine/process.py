@@ -150,6 +150,27 @@ class Stage:
         The default does nothing.
         """
 
+    def _stream_fact(self, attr: str, value: Any) -> bool:
+        """Set parameter ``attr`` to a stream fact ``value`` unless it was given
+        (set before any stream's facts were taken); return whether it changed.
+
+        A fact taken from one stream is replaced by the next stream's (after
+        :meth:`reset`: a stage re-used for another detector had kept the first
+        one's reading rate or sample interval), and refused while processing.
+        """
+        taken = self.__dict__.setdefault("_from_stream", set())
+        current = getattr(self, attr)
+        if current is not None and attr not in taken:
+            return False   # given as a parameter: it stays
+        taken.add(attr)
+        if current is not None and current == value:
+            return False
+        if current is not None and self._n_channels is not None:
+            raise ConfigError(f"{self.name}: configured again with another {attr} "
+                              f"({current!r} -> {value!r}) after processing began")
+        setattr(self, attr, value)
+        return True
+
     def scale_frames(self, factor: float) -> None:
         """Set the :attr:`frame_params` to their values as constructed times
         ``factor``, rounded to whole frames (``factor`` 1: as constructed).
@@ -342,33 +363,13 @@ class Chain(Stage):
         return any(getattr(st, "resamples", False) for st in self.steps)
 
     def configure(self, context: Mapping[str, Any]) -> None:
-        """Configure every step for a stream (see :meth:`Stage.configure`).
-
-        A step takes the facts its parameters leave open (gate times, reading
-        rate, sample interval) from the stream it is configured for, and keeps
-        them.  Configured again before processing (or after :meth:`reset`: a
-        new stream), the chain starts from its steps as they were before the
-        first configuration, so the new stream's facts fill the same
-        parameters (a chain re-used after :meth:`reset` had processed a second
-        detector with the first one's gate times).  Once processing has begun,
-        the steps refuse facts that would change them.
-        """
-        import copy
-
-        pristine = self.__dict__.get("_pristine")
-        if pristine is None:
-            self._pristine = copy.deepcopy(self.steps)
-        elif not self._began():
-            self.steps = copy.deepcopy(pristine)
+        """Configure every step for a stream (see :meth:`Stage.configure`):
+        after :meth:`reset`, for another stream, each step takes that stream's
+        facts for the parameters that were not given."""
         factor = rate_factor(self.reference_rate, context)
         for st in self.steps:
             st.scale_frames(factor)
             st.configure(context)
-
-    def _began(self) -> bool:
-        """Whether a step has seen a chunk since it was built or reset."""
-        return any(st._began() if isinstance(st, Chain) else
-                   getattr(st, "_n_channels", None) is not None for st in self.steps)
 
     def process(self, chunk: np.ndarray) -> np.ndarray:
         chunk = np.asarray(chunk)
