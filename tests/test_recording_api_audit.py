@@ -186,3 +186,41 @@ def test_clear_errors_for_what_a_script_gets_wrong(tmp_path):
         load_scene("random-minefield", layout_seed=-1)
     with pytest.raises(ConfigError, match="'layout_seed' must be an integer, got 1.5"):
         load_scene("random-minefield", layout_seed=1.5)
+
+
+def test_a_large_attribute_a_recording_holds_is_not_refused(tmp_path):
+    # (the check's scratch file had not been laid out as recordings are: an
+    # array of 10 000 values was refused with h5py's bare OSError)
+    big = np.arange(10_000, dtype=np.float64)
+    with RecordingWriter(tmp_path / "b.h5", attrs={"big": big}) as w:
+        w.add_stream("emi", "emi", gate_times=GATES, attrs={"big": big})
+    with Recording(tmp_path / "b.h5") as rec:
+        np.testing.assert_array_equal(rec.attrs["big"], big)
+        np.testing.assert_array_equal(rec.streams["emi"].attrs["big"], big)
+
+
+def test_a_forked_child_does_not_close_its_parents_writer(tmp_path):
+    # (the exit of a child made by os.fork had flushed the parent's buffered
+    # frames into the parent's file: two processes writing one recording)
+    import subprocess
+    import sys
+
+    path = tmp_path / "f.h5"
+    code = (
+        "import os, sys\n"
+        "import numpy as np\n"
+        "from demine.recording import RecordingWriter\n"
+        f"w = RecordingWriter({str(path)!r}, flush_interval=3600)\n"
+        "s = w.add_stream('emi', 'emi', gate_times=[1e-5, 2e-5, 4e-5, 8e-5])\n"
+        "s.append(np.ones((10, 4), 'f4'), time=np.arange(10))\n"
+        "w.flush()\n"
+        "s.append(np.full((5, 4), 2, 'f4'), time=np.arange(10, 15))\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    sys.exit(0)\n"
+        "os.waitpid(pid, 0)\n"
+        "os._exit(0)\n")   # (the parent leaves without closing: what did the child write?)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    with Recording(path) as rec:
+        assert len(rec.streams["emi"]) == 10

@@ -167,6 +167,9 @@ def _check_attrs(attrs: Mapping[str, Any], where: str) -> None:
 #: script that ended without ``close()`` had lost every frame since the last
 #: flush; the flush thread is a daemon and dies with the interpreter).
 _OPEN_WRITERS: WeakSet[RecordingWriter] = WeakSet()
+# a forked child's copies are the parent's writers: it must not flush or close
+# them into the parent's file at its exit
+os.register_at_fork(after_in_child=_OPEN_WRITERS.clear)
 
 
 @atexit.register
@@ -186,12 +189,14 @@ def _check_attr_values(attrs: Mapping[str, Any], where: str) -> None:
     without columns that made the whole file unreadable)."""
     if not attrs:
         return
+    # (in memory, laid out as recordings are: libver "latest" stores large
+    # attributes densely)
     with h5py.File(f"demine-attr-check-{id(attrs)}", "w", driver="core",
-                   backing_store=False) as scratch:
+                   backing_store=False, libver="latest") as scratch:
         for key, value in attrs.items():
             try:
                 scratch.attrs[key] = value
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, OSError) as exc:
                 text = repr(value)
                 text = text if len(text) <= 60 else text[:57] + "..."
                 raise SchemaError(f"{where}: attribute {key!r} = {text} cannot be stored in "
