@@ -332,9 +332,21 @@ def test_a_renamed_file_is_told_what_it_looks_like(tmp_path, capsys):
     assert main(["import", str(dzt), "-o", str(tmp_path / "a.h5"), "--vendor", "gssi"]) == 0
     rd3 = tmp_path / "line.DZT"
     rd3.write_bytes((DATA / "gpr" / "impdar-test-data" / "ten_col.rd3").read_bytes())
-    with pytest.raises(VendorFormatError, match=r"read as gssi from its extension '\.DZT'; "
-                                                r"--vendor chooses another reader\)"):
+    with pytest.raises(VendorFormatError, match=r"its bytes do not look like a gssi file, the "
+                                                r"format its extension '\.DZT' chose"):
         io.read(rd3)
+    # a genuine file of the format its extension names gets no hint (from review)
+    cut = tmp_path / "cut.DZT"
+    cut.write_bytes(GSSI16.read_bytes()[:-7])
+    with pytest.raises(VendorFormatError) as err:
+        io.read(cut)
+    assert "truncated" in str(err.value) and "--vendor" not in str(err.value)
+    bad = tmp_path / "bad.rd3"
+    bad.write_bytes(b"\0" * 100)
+    (tmp_path / "bad.rad").write_text("SAMPLES:512\r\nFREQUENCY:1000\r\n")
+    with pytest.raises(VendorFormatError) as err:
+        io.read(bad)
+    assert "--vendor" not in str(err.value)   # (MALA's bytes cannot be told)
 
 
 def test_a_damaged_h5_is_not_called_another_tools_hdf5_file(tmp_path):

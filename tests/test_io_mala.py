@@ -174,3 +174,13 @@ def test_a_samples_field_that_cuts_every_trace_is_refused(tmp_path):
                                          "are read"):
         r = io.read(tmp_path / "l.rd3")
     assert np.array_equal(r.samples, d) and r.header["extra_traces"] == 3
+
+
+@pytest.mark.parametrize("last", [0, 1])
+def test_a_last_trace_of_zero_or_one_is_read(tmp_path, last):
+    # (from review: 0 raised ZeroDivisionError; any file is a multiple of 1)
+    d = np.arange(4 * 64, dtype=np.int16).reshape(4, 64)
+    (tmp_path / "l.rd3").write_bytes(d.astype("<i2").tobytes())
+    write_rad(tmp_path / "l.rad", SAMPLES=64, FREQUENCY=1000.0, **{"LAST TRACE": last})
+    with pytest.warns(UserWarning, match=f"LAST TRACE says {last} traces"):
+        assert np.array_equal(io.read(tmp_path / "l.rd3").samples, d)

@@ -118,6 +118,10 @@ def detect(path: str | os.PathLike[str]) -> str:
                             f"{p.suffix!r}); expected one of {sorted(set(_BY_EXT))}")
 
 
+#: The formats :func:`_detect_content` tells from a file's bytes.
+_BY_CONTENT = ("segy", "gssi", "gprmax")
+
+
 def _detect_content(p: Path) -> str | None:
     """The vendor of a file from its first bytes (SEG-Y, GSSI, gprMax), or None."""
     size = file_size(p)
@@ -188,10 +192,11 @@ def _hinted(path: str | os.PathLike[str], v: str, given: bool, reader: Any) -> A
             other = _detect_content(Path(path))
         except (OSError, VendorFormatError):
             other = None
-        hint = (f"its bytes look like a {other} file: give --vendor {other}"
-                if other not in (None, v) else
-                f"read as {v} from its extension {Path(path).suffix!r}; --vendor chooses "
-                "another reader")
+        if other == v or (other is None and v not in _BY_CONTENT):
+            raise   # (its bytes are of the format chosen, or cannot be told)
+        hint = (f"its bytes look like a {other} file: give --vendor {other}" if other else
+                f"its bytes do not look like a {v} file, the format its extension "
+                f"{Path(path).suffix!r} chose; --vendor (vendor=) chooses another reader")
         raise VendorFormatError(f"{exc} ({hint})") from exc
 
 

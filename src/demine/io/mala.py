@@ -137,14 +137,15 @@ def read_ramac(
                 )
             header["dropped_traces"] = max(last - n_file, 0)
         elif last < n_file:
-            if n_file % last == 0 and not allow_partial:
+            if last > 1 and n_file % last == 0 and not allow_partial:
                 # exactly k times the traces the header says: far likelier a
                 # SAMPLES 1/k of the truth, which would cut every trace in k
                 raise fail(rad, "SAMPLES",
                            f"the data file holds exactly {n_file // last} times the "
                            f"{last} traces LAST TRACE says, at SAMPLES {nsamp}: is SAMPLES "
                            f"{n_file // last * nsamp}? (every trace would be read cut "
-                           f"in {n_file // last})")
+                           f"in {n_file // last}; --allow-partial reads them as SAMPLES "
+                           "says)")
             header["extra_traces"] = n_file - last  # keep them: data beats header
             warnings.warn(f"{rad}: LAST TRACE says {last} traces, {data_path} holds "
                           f"{n_file}: all are read", stacklevel=2)
