@@ -440,6 +440,13 @@ def test_a_line_run_towards_minus_x_is_placed_at_its_model_coordinates(tmp_path)
     np.testing.assert_allclose(back.trace_position_m, fwd.trace_position_m[::-1], atol=1e-12)
     assert back.header["line_direction"] == fwd.header["line_direction"] == [1.0, 0.0, 0.0]
     np.testing.assert_array_equal(back.samples, fwd.samples[::-1])
+    # --trace-spacing keeps the line's direction (from review: it had laid the
+    # reversed line from 0.178 on to 0.296, beyond the model)
+    out = tmp_path / "rev.h5"
+    assert main(["import", str(rev), "-o", str(out), "--trace-spacing", "0.002"]) == 0
+    with Recording(out) as rec:
+        np.testing.assert_allclose(rec.streams["gpr"].x, fwd.trace_position_m[::-1],
+                                   atol=1e-9)
 
 
 @pytest.mark.parametrize("second_waveform", [False, True])

@@ -86,6 +86,16 @@ def _units(rd: RadarData) -> str:
     return str(rd.header.get("units", "counts")) if rd.vendor == "gprmax" else "counts"
 
 
+def _direction(rd: RadarData) -> float:
+    """-1 for a line whose file places its traces at decreasing positions (a
+    gprMax model run towards -x), else 1: ``--trace-spacing`` keeps the file's
+    direction (it had laid such a line beyond the model, from its far end)."""
+    tp = rd.trace_position_m
+    if tp is None or rd.n_traces < 2 or not (math.isfinite(tp[0]) and math.isfinite(tp[-1])):
+        return 1.0
+    return -1.0 if tp[-1] < tp[0] else 1.0
+
+
 def _calibration(rd: RadarData) -> dict[str, Any] | None:
     """Calibration the file itself gives: its time zero, and a simulation's source.
 
@@ -253,7 +263,8 @@ def import_file(
                         else "no interval")
                 x0 = (float(rd.trace_position_m[0]) if rd.trace_position_m is not None
                       and rd.n_traces and math.isfinite(rd.trace_position_m[0]) else 0.0)
-                rd.trace_position_m = x0 + trace_spacing * np.arange(rd.n_traces)
+                rd.trace_position_m = x0 + _direction(rd) * trace_spacing * np.arange(
+                    rd.n_traces)
                 rd.trace_interval_m = float(trace_spacing)
                 spacing_source = f"given at import ({trace_spacing:g} m); the file said {said}"
             name = "gpr" if len(channels) == 1 else f"gpr_ch{rd.channel}"
@@ -363,7 +374,7 @@ def _import_lines(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLik
             raise VendorFormatError(f"{p}: has a GPS sidecar: lines positioned by GPS are not "
                                     "laid on a grid; import the files one by one")
         if trace_spacing is not None:
-            x = trace_spacing * np.arange(rd.n_traces, dtype=np.float64)
+            x = _direction(rd) * trace_spacing * np.arange(rd.n_traces, dtype=np.float64)
             if rd.trace_position_m is not None and rd.n_traces and \
                     math.isfinite(rd.trace_position_m[0]):
                 x += float(rd.trace_position_m[0])
