@@ -224,3 +224,22 @@ def test_a_forked_child_does_not_close_its_parents_writer(tmp_path):
     assert proc.returncode == 0, proc.stderr
     with Recording(path) as rec:
         assert len(rec.streams["emi"]) == 10
+
+
+def test_detect_write_refuses_a_long_stream_name_before_detecting(tmp_path, capsys):
+    # a file of another tool (or an older demine) may name a stream in more than
+    # 32 bytes: detect --write says so before the detection, not after it
+    import h5py
+
+    from demine.cli import main
+    from demine.simulate import simulate_lane
+
+    path = tmp_path / "l.h5"
+    simulate_lane("benign-soil", 3.0, seed=1, streams=("emi", "gps")).write(path)
+    long = "emi_left_handheld_detector_unit_01"
+    with h5py.File(path, "r+") as f:
+        f.move("streams/emi", f"streams/{long}")
+    assert main(["detect", str(path), "--write"]) == 2
+    err = capsys.readouterr().err
+    assert f"stream {long!r} is longer than the alarms table's 32 bytes" in err
+    assert main(["detect", str(path), "-o", str(tmp_path / "a.csv")]) == 0   # (CSV is fine)

@@ -75,6 +75,14 @@ def run(args: argparse.Namespace) -> int:
         with Recording(args.file) as rec:
             names = args.stream or [n for n, s in rec.streams.items()
                                     if s.kind in ("emi", "gpr") and cfg[s.kind]["enabled"]]
+        from ..recording import MAX_STREAM_NAME
+
+        for name in names:  # (a file of another tool, or of a version before the limit)
+            if len(name.encode("utf-8")) > MAX_STREAM_NAME:
+                raise ConfigError(
+                    f"{args.file}: stream {name!r} is longer than the alarms table's "
+                    f"{MAX_STREAM_NAME} bytes: its alarms cannot be written into the "
+                    "recording (write them to --out CSV, or rename the stream's group)")
         if not args.replace:
             check_alarms_absent(args.file, names)
     notes: list[str] = []
