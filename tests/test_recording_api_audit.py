@@ -241,5 +241,6 @@ def test_detect_write_refuses_a_long_stream_name_before_detecting(tmp_path, caps
         f.move("streams/emi", f"streams/{long}")
     assert main(["detect", str(path), "--write"]) == 2
     err = capsys.readouterr().err
-    assert f"stream {long!r} is longer than the alarms table's 32 bytes" in err
+    assert f"stream {long!r} is longer than the alarms table's 32 bytes: its alarms " \
+           "cannot be written into the recording (write them to --out CSV" in err
     assert main(["detect", str(path), "-o", str(tmp_path / "a.csv")]) == 0   # (CSV is fine)
