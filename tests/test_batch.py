@@ -22,7 +22,7 @@ from demine.batch import (
     run_batch,
 )
 from demine.cli import main
-from demine.errors import ConfigError
+from demine.errors import ConfigError, ModelError
 from demine.evaluate import evaluate_recordings
 from demine.pipeline import ALARM_COLUMNS, detect_recording
 
@@ -442,7 +442,6 @@ def test_an_alarm_the_model_cannot_score_fails_the_file(campaign):
     them, rather than ranked as 0 (clutter)."""
     from demine.batch import _apply_model
     from demine.classify import default_model_path
-    from demine.errors import ModelError
 
     d, good, bad = campaign
     alarms = detect_recording(good[0])
@@ -874,3 +873,21 @@ def test_sigterm_before_processing_began(campaign, tmp_path):
     assert stderr.strip().splitlines() == [
         "demine batch: interrupted before processing began (SIGTERM)"], stderr
     assert sorted(p.name for p in out.iterdir()) == [".demine-batch.lock"]
+
+
+def test_a_model_that_is_no_model_file_is_refused_before_it_is_read(campaign, tmp_path):
+    """From the session-28 model-file audit: batch hashed the whole model file
+    before checking it (a sparse file of 20 GB was still being read after 50 s)
+    and called a named pipe "no such model file"."""
+    _, good, _ = campaign
+    sparse = tmp_path / "big.json"
+    with open(sparse, "wb") as fh:
+        fh.truncate(2 * 2**30)   # (no disk used)
+    with pytest.raises(ModelError, match="too large"):
+        run_batch([str(good[0])], tmp_path / "o1", model=sparse, workers=1,
+                  processes=False, progress=False)
+    fifo = tmp_path / "model.json"
+    os.mkfifo(fifo)
+    with pytest.raises(ModelError, match="not a regular file"):
+        run_batch([str(good[0])], tmp_path / "o2", model=fifo, workers=1,
+                  processes=False, progress=False)

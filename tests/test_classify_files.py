@@ -445,3 +445,51 @@ def test_device_or_pipe_given_as_model_is_refused_not_read_for_ever(tmp_path):
     assert r.returncode == 0, r.stderr[-500:]
     assert r.stdout.splitlines() == ["/dev/zero: not a model file (not a regular file)",
                                      f"{fifo}: not a model file (not a regular file)"]
+
+
+MORE_CRAFTED = {
+    # (from the session-28 model-file audit)
+    # a decreasing calibration map had loaded: every alarm's rank inverted
+    "decreasing-map": (lambda p: p["sets"]["emi"].__setitem__(
+        "iso_y", [1.0 - v for v in p["sets"]["emi"]["iso_y"]]), "non-decreasing x and y"),
+    # sets of look-alike names had loaded and failed after the features were computed
+    "no-known-set": (lambda p: p.__setitem__("sets", {
+        "\uff45\uff4d\uff49": p["sets"]["emi"]}),
+        r"no feature set this demine computes \(it has \['\\\\uff45\\\\uff4d\\\\uff49'\]"),
+    "too-many-sets": (lambda p: p.__setitem__("sets", {
+        **p["sets"], **{f"x{k}": p["sets"]["emi"] for k in range(64)}}),
+        "more than the 64 a model may have"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MORE_CRAFTED))
+def test_more_crafted_payloads_are_refused(model, tmp_path, case):
+    edit, problem = MORE_CRAFTED[case]
+    path = tmp_path / f"{case}.json"
+    path.write_bytes(_signed(_crafted(model, edit)))
+    with pytest.raises(ModelError, match=problem):
+        load_model(path)
+
+
+def test_model_errors_show_the_files_strings_escaped_and_short(model, tmp_path):
+    """A version string of terminal escapes had reached the terminal raw (it
+    can erase the error line); a 15 MB feature name made a 15 MB message; a
+    feature list of the same names in another order said "only in demine: [],
+    only in model: []"."""
+    p = copy.deepcopy(model.to_payload())
+    p["meta"]["software_version"] = "\r\x1b[2K all alarms OK \x1b]0;pwned\x07"
+    feats = list(p["sets"]["emi"]["features"])
+    feats[0], feats[1] = feats[1], feats[0]
+    p["sets"]["emi"]["features"] = feats
+    path = tmp_path / "m.json"
+    path.write_bytes(_signed(p))
+    with pytest.raises(ModelError) as err:
+        load_model(path).check_compatible()
+    msg = str(err.value)
+    assert "\x1b" not in msg and "\r" not in msg and "\\x1b[2K" in msg
+    assert f"at position 0 the model has {feats[0]}, demine {feats[1]}" in msg
+    p["sets"]["emi"]["features"] = ["x" * 15_000_000] + feats[1:]
+    path.write_bytes(_signed(p))
+    with pytest.raises(ModelError) as err:
+        load_model(path).check_compatible()
+    assert len(str(err.value)) < 2000

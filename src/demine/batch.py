@@ -862,11 +862,13 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path, *,
         model_hash = None
         if model is not None:
             mp = Path(model)
-            if not mp.is_file():
+            if not mp.exists():
                 raise ModelError(f"{model}: no such model file")
+            # checked (regular file, size, contents) before it is hashed: a sparse
+            # file of terabytes had been read whole first
+            _check_model(mp)
             model_hash = _file_hash(mp)
             model = os.path.abspath(mp)
-            _check_model(model)
         # (loaded here: a bad profile fails the run, not every task; the tasks get
         # its contents, which also key the outputs)
         from .process import load_profiles

@@ -103,10 +103,22 @@ _MAX_JSON_BYTES = 16 * 2**20
 _MAX_NODES = 1_000_000
 #: trees in all the feature sets
 _MAX_TREES = 10_000
+#: Most feature sets a model file may hold (demine computes a few).
+_MAX_SETS = 64
 #: sum over all trees of their depth: the steps of a prediction with every set
 _MAX_STEPS = 100_000
 #: a raw score stays below this in magnitude, however the leaves add up
 _MAX_SCORE = 1e300
+
+
+def _shown(value: Any, n: int = 60) -> str:
+    """A value from a model file as an error shows it: its first ``n``
+    characters, control and non-ASCII characters escaped (a version string of
+    terminal escapes had rewritten the error line; a feature name of 15 MB had
+    made a 15 MB message)."""
+    return ascii(str(value)[:n])[1:-1]
+
+
 _TIE = 1e-6
 
 
@@ -757,7 +769,7 @@ class Model:
 
     def _version_note(self) -> str:
         v = self.meta.get("software_version")
-        made = f"the model was written by demine {str(v)[:40]}" if v else \
+        made = f"the model was written by demine {_shown(v)}" if v else \
             "the model does not say which demine wrote it"
         return (f"{made}, this is demine {__version__}: retrain the model with this demine, "
                 "or use the demine that wrote it")
@@ -774,18 +786,28 @@ class Model:
                              f"(it has {sorted(self.sets)})")
         sm = self.sets[name]
         if tuple(features) != tuple(sm.features):
-            missing = [f for f in features if f not in sm.features]
-            extra = [f for f in sm.features if f not in features]
+            have = set(sm.features)
+            missing = [_shown(f) for f in features if f not in have][:5]
+            extra = [_shown(f) for f in sm.features if f not in set(features)][:5]
+            if missing or extra:
+                what = f"only in demine: {missing}, only in model: {extra}"
+            else:   # (the same names: it had said "only in demine: [], only in model: []")
+                dup = sorted({_shown(f) for f in sm.features if sm.features.count(f) > 1})[:5]
+                i = next(i for i, (a, b) in enumerate(zip(features, sm.features, strict=False))
+                         if a != b) if len(features) == len(sm.features) else None
+                what = (f"names given twice in the model: {dup}" if dup else
+                        f"the same names in another order: at position {i} the model has "
+                        f"{_shown(sm.features[i])}, demine {_shown(features[i])}"
+                        if i is not None else "the same names, of another count")
             raise ModelError(
-                f"{self._where()}model features of set {name!r} do not match this demine's "
-                f"features (model has {len(sm.features)}, demine computes {len(features)}; "
-                f"only in demine: {missing[:5]}, only in model: {extra[:5]}); "
-                + self._version_note())
+                f"{self._where()}model features of set {_shown(name)} do not match this "
+                f"demine's features (model has {len(sm.features)}, demine computes "
+                f"{len(features)}; {what}); " + self._version_note())
         fv = self.meta.get("features_version")
         if fv is not None and (isinstance(fv, bool) or fv != FEATURES_VERSION):
             raise ModelError(
                 f"{self._where()}model of set {name!r} was trained on features version "
-                f"{str(fv)[:20]}, this demine computes version {FEATURES_VERSION} (the same "
+                f"{_shown(fv, 20)}, this demine computes version {FEATURES_VERSION} (the same "
                 "names, defined otherwise); " + self._version_note())
         return sm
 
@@ -827,8 +849,18 @@ class Model:
             raise ModelError(f"{src}: 'meta' must be an object")
         sets: dict[str, SetModel] = {}
         total = steps = n_trees = 0
+        if len(payload["sets"]) > _MAX_SETS:   # (each is loaded again by every batch task)
+            raise ModelError(f"{src}: {len(payload['sets'])} feature sets, more than the "
+                             f"{_MAX_SETS} a model may have")
+        known = [n for n in payload["sets"] if n in FEATURE_SETS]
+        if not known:
+            # (it had loaded, and failed only after a recording's features were
+            # computed; look-alike letters are shown as escapes)
+            raise ModelError(f"{src}: model has no feature set this demine computes (it has "
+                             f"{[_shown(n) for n in list(payload['sets'])[:8]]}; this demine "
+                             f"computes {sorted(FEATURE_SETS)})")
         for name, d in payload["sets"].items():
-            where = f"{src}: set {name!r}"
+            where = f"{src}: set {_shown(name)}"
             if not isinstance(d, dict):
                 raise ModelError(f"{where}: must be an object")
             feats = d.get("features")
@@ -839,9 +871,10 @@ class Model:
             iso_x = _vec(d.get("iso_x"), f"{where}: iso_x", np.float64)
             iso_y = _vec(d.get("iso_y"), f"{where}: iso_y", np.float64)
             if iso_x.size < 1 or iso_x.size != iso_y.size or np.any(np.diff(iso_x) < 0) or \
-                    np.any((iso_y < 0) | (iso_y > 1)):
-                raise ModelError(f"{where}: calibration map must be increasing x and "
-                                 "0 <= y <= 1 of equal length")
+                    np.any(np.diff(iso_y) < 0) or np.any((iso_y < 0) | (iso_y > 1)):
+                # (a decreasing map had loaded: every alarm's rank inverted)
+                raise ModelError(f"{where}: calibration map must be non-decreasing x and y, "
+                                 "0 <= y <= 1, of equal length")
             trees_in = d.get("trees")
             if not isinstance(trees_in, list):
                 raise ModelError(f"{where}: 'trees' must be a list")
@@ -1074,7 +1107,7 @@ def load_model(path: str | Path) -> Model:
             f"of type {type(version).__name__}"
         raise ModelError(f"{src}: model format version {shown} is not supported "
                          f"(this demine {__version__} reads version {MODEL_FORMAT_VERSION})"
-                         + (f"; it was written by demine {str(by)[:40]}" if by else "")
+                         + (f"; it was written by demine {_shown(by)}" if by else "")
                          + ("; a newer demine reads it" if newer else ""))
     payload = doc.get("payload")
     digest = doc.get("sha256")
