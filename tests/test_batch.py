@@ -875,10 +875,17 @@ def test_sigterm_before_processing_began(campaign, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == [".demine-batch.lock"]
 
 
-def test_a_model_that_is_no_model_file_is_refused_before_it_is_read(campaign, tmp_path):
+def test_a_model_that_is_no_model_file_is_refused_before_it_is_read(campaign, tmp_path,
+                                                                     monkeypatch):
     """From the session-28 model-file audit: batch hashed the whole model file
     before checking it (a sparse file of 20 GB was still being read after 50 s)
     and called a named pipe "no such model file"."""
+    import demine.batch
+
+    def hashed(path):
+        raise AssertionError(f"{path} hashed before it was checked")
+
+    monkeypatch.setattr(demine.batch, "_file_hash", hashed)
     _, good, _ = campaign
     sparse = tmp_path / "big.json"
     with open(sparse, "wb") as fh:

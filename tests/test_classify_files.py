@@ -139,6 +139,10 @@ CRAFTED = {
     "no-known-set": (lambda p: p.__setitem__("sets", {
         "\uff45\uff4d\uff49": p["sets"]["emi"]}),
         r"no feature set this demine computes \(it has \['\\\\uff45\\\\uff4d\\\\uff49'\]"),
+    # a name given twice made the mismatch check quadratic (from review: 48 000
+    # names, 18 s)
+    "duplicate-feature": (lambda p: p["sets"]["emi"]["features"].append(
+        p["sets"]["emi"]["features"][0]), "names a feature twice"),
     "too-many-sets": (lambda p: p.__setitem__("sets", {
         **p["sets"], **{f"x{k}": p["sets"]["emi"] for k in range(64)}}),
         "more than the 64 a model may have"),

@@ -155,3 +155,18 @@ def test_write_read_round_trip_property(tmp_path_factory, data, dt_s):
     assert r.samples.dtype == data.dtype
     assert np.array_equal(r.samples, data)
     assert r.sample_interval_s == pytest.approx(dt_s, rel=1e-9)
+
+
+def test_a_truncated_segy_gets_no_hint_of_another_format(tmp_path):
+    """From review: a SEG-Y file whose textual header does not begin with "C"
+    (which the reader accepts, the content check does not) was told that its
+    bytes did not look like SEG-Y and to choose another reader."""
+    p = io.write_segy(tmp_path / "f.sgy", np.zeros((20, 64), np.float32), 1e-10,
+                      x=np.arange(20) * 0.01)
+    raw = bytearray(p.read_bytes())
+    raw[:3200] = b" " * 3200
+    cut = tmp_path / "cut.sgy"
+    cut.write_bytes(bytes(raw[:-10]))
+    with pytest.raises(VendorFormatError) as err:
+        io.read(cut)
+    assert "truncated" in str(err.value) and "--vendor" not in str(err.value)

@@ -594,3 +594,62 @@ def test_configuring_again_keeps_the_users_edits_and_stage_objects():
     locked.configure(ctx)
     locked.configure(ctx)
     assert run_stage(locked, np.ones((3, 2))).shape == (3, 2)
+
+
+def test_stream_facts_are_cleared_kept_or_refused_as_a_fresh_stage_would_be():
+    """From the second review: a re-used chain whose next stream gives no gate
+    times (or sample interval) had processed with the first stream's; a value
+    set by hand after configure was replaced by the stream's; a notch whose new
+    rate it cannot design for kept its old filter at a second configure; a
+    fused chain without a band could not give its filter after configure."""
+    from demine import gpr
+    from demine.errors import MissingCalibrationError
+
+    gates = np.geomspace(12e-6, 1e-3, 16)
+    emi_data = np.random.default_rng(0).standard_normal((300, 16)).astype("f4")
+    chain = default_chain("emi_default")
+    chain.configure({"gate_times": gates, "sample_rate": 1000.0})
+    run_stage(chain, emi_data)
+    chain.reset()
+    chain.configure({"sample_rate": 1000.0})     # a stream that gives no gate times
+    with pytest.raises(MissingCalibrationError, match="gate times unknown"):
+        run_stage(chain, emi_data)
+    band = gpr.BandPass(low=5e8, high=3e9)
+    band.configure({"sample_interval": 3.125e-11})
+    band.reset()
+    band.configure({})
+    assert band.sample_interval is None
+    # set by hand after configure: given, kept at the next configure
+    band.configure({"sample_interval": 3.125e-11})
+    band.sample_interval = 2.5e-11
+    band.configure({"sample_interval": 3.125e-11})
+    assert band.sample_interval == 2.5e-11
+    # a refused rate changes nothing, however often it is given
+    notch = emi.MainsNotch()
+    notch.configure({"sample_rate": 1000.0})
+    sos = notch.sos.copy()
+    for _ in range(2):
+        with pytest.raises(ConfigError, match="aliases to the Nyquist"):
+            notch.configure({"sample_rate": 100.0})
+    assert notch.sample_rate == 1000.0 and np.array_equal(notch.sos, sos)
+    # a notch given its rate keeps it, whatever the stream's
+    fixed = emi.MainsNotch(sample_rate=1000.0)
+    fixed.configure({"sample_rate": 100.0})
+    assert fixed.sample_rate == 1000.0
+    # a fused chain without a band keeps its (empty) filter
+    fused = gpr.FusedChain(dewow_window=5, background_window=7, low=None, high=None)
+    fused.configure({"sample_interval": 3.125e-11})
+    assert fused.sos.shape == (0, 6)
+
+
+def test_a_chain_that_has_processed_is_given_to_a_detector_as_new():
+    # (from review: its copy kept the old stream's state, and refused another rate)
+    from demine.pipeline import StreamDetector
+
+    gates = np.geomspace(12e-6, 1e-3, 16)
+    chain = default_chain("emi_default")
+    chain.steps.insert(0, emi.MainsNotch())
+    chain.configure({"gate_times": gates, "sample_rate": 1000.0})
+    run_stage(chain, np.random.default_rng(0).standard_normal((300, 16)).astype("f4"))
+    det = StreamDetector("emi", {"gate_times": gates, "sample_rate": 500.0}, chain)
+    assert det.chain.steps[0].sample_rate == 500.0

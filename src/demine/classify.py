@@ -783,22 +783,19 @@ class Model:
         """
         if name not in self.sets:
             raise ModelError(f"{self._where()}model has no sub-model for feature set {name!r} "
-                             f"(it has {sorted(self.sets)})")
+                             f"(it has {[_shown(n) for n in sorted(self.sets)][:8]})")
         sm = self.sets[name]
         if tuple(features) != tuple(sm.features):
-            have = set(sm.features)
+            have, want = set(sm.features), set(features)
             missing = [_shown(f) for f in features if f not in have][:5]
-            extra = [_shown(f) for f in sm.features if f not in set(features)][:5]
+            extra = [_shown(f) for f in sm.features if f not in want][:5]
             if missing or extra:
                 what = f"only in demine: {missing}, only in model: {extra}"
             else:   # (the same names: it had said "only in demine: [], only in model: []")
-                dup = sorted({_shown(f) for f in sm.features if sm.features.count(f) > 1})[:5]
                 i = next(i for i, (a, b) in enumerate(zip(features, sm.features, strict=False))
-                         if a != b) if len(features) == len(sm.features) else None
-                what = (f"names given twice in the model: {dup}" if dup else
-                        f"the same names in another order: at position {i} the model has "
-                        f"{_shown(sm.features[i])}, demine {_shown(features[i])}"
-                        if i is not None else "the same names, of another count")
+                         if a != b)
+                what = (f"the same names in another order: at position {i} the model has "
+                        f"{_shown(sm.features[i])}, demine {_shown(features[i])}")
             raise ModelError(
                 f"{self._where()}model features of set {_shown(name)} do not match this "
                 f"demine's features (model has {len(sm.features)}, demine computes "
@@ -866,6 +863,8 @@ class Model:
             feats = d.get("features")
             if not (isinstance(feats, list) and feats and all(isinstance(f, str) for f in feats)):
                 raise ModelError(f"{where}: 'features' must be a non-empty list of names")
+            if len(set(feats)) != len(feats):
+                raise ModelError(f"{where}: 'features' names a feature twice")
             nf = len(feats)
             base = _finite(d.get("baseline"), f"{where}: baseline")
             iso_x = _vec(d.get("iso_x"), f"{where}: iso_x", np.float64)

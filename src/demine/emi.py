@@ -103,10 +103,15 @@ class MainsNotch(Stage):
         return np.ascontiguousarray(np.array(sections, dtype=np.float64))
 
     def configure(self, context: Mapping[str, Any]) -> None:
-        if context.get("sample_rate") and self._stream_fact(
-                "sample_rate", _num(self.name, "sample_rate", context["sample_rate"],
-                                    lo=0.0, lo_open=True)):
-            self._sos = self._design(self.sample_rate)
+        taken = self.__dict__.get("_from_stream", {})
+        if self.sample_rate is not None and taken.get("sample_rate") != self.sample_rate:
+            return   # given as a parameter: its design stays
+        rate = context.get("sample_rate") or None
+        if rate is not None:
+            rate = _num(self.name, "sample_rate", rate, lo=0.0, lo_open=True)
+            sos = self._design(rate)   # (designed first: a refused rate changes nothing)
+        if self._stream_fact("sample_rate", rate):
+            self._sos = None if rate is None else sos
 
     @property
     def sos(self) -> np.ndarray:
@@ -563,18 +568,26 @@ class SoilCompensation(Stage):
             # what was learnt (or found) was against the other balance
             self.reset()
         given = context.get("gate_times")
-        from_stream = getattr(self, "_gates_from_stream", False)
-        if given is not None and (self.gate_times is None or from_stream):
-            # gate times not given as a parameter are the stream's: another
-            # stream's (after reset()) replace them, refused while processing
-            same = self.gate_times is not None and np.array_equal(
-                np.asarray(given, dtype=np.float64), self.gate_times)
-            if not same and self.gate_times is not None and self._n_channels is not None:
-                raise ConfigError(f"{self.name}: configured again with other gate times "
-                                  "after processing began")
-            if not same:
-                self._set_gates(given)
-            self._gates_from_stream = True
+        taken = getattr(self, "_gates_taken", None)
+        if self.gate_times is not None and taken != self.gate_times:
+            taken = self._gates_taken = None   # given as a parameter (or set by hand)
+        if self.gate_times is None or taken is not None:
+            # gate times not given are the stream's: another stream's (after
+            # reset()) replace them, or none clears them; refused while processing
+            want = None if given is None else [float(t) for t in np.asarray(
+                given, dtype=np.float64).reshape(-1)]
+            if want != self.gate_times and self._n_channels is not None:
+                if want is not None and self.gate_times is not None:
+                    raise ConfigError(f"{self.name}: configured again with other gate times "
+                                      "after processing began")
+                if want is None:
+                    want = self.gate_times   # (mid-stream, a context without them)
+            if want is None:
+                self.gate_times = self._basis = self._gates_taken = None
+            elif want != self.gate_times:
+                self._set_gates(want)
+            if want is not None:
+                self._gates_taken = self.gate_times
 
     @property
     def basis(self) -> np.ndarray:

@@ -579,9 +579,10 @@ class BandPass(_ChainCore):
         self._designed = False
 
     def configure(self, context: Mapping[str, Any]) -> None:
-        if context.get("sample_interval") and self._stream_fact(
-                "sample_interval", float(context["sample_interval"])):
-            self._designed = False
+        si = context.get("sample_interval")
+        if self._stream_fact("sample_interval", float(si) if si else None) and (
+                self.low is not None or self.high is not None):
+            self._designed = False   # (a fused chain without a band has nothing to design)
         rng = getattr(self, "frequency_range", None)  # (None for a FusedChain: as given)
         if rng is None:
             return
@@ -663,8 +664,8 @@ class _GainBase(_ChainCore):
         self.max_gain = _opt_num(self.name, "max_gain", max_gain, lo=0.0, lo_open=True)
 
     def configure(self, context: Mapping[str, Any]) -> None:
-        if context.get("sample_interval"):
-            self._stream_fact("sample_interval", float(context["sample_interval"]))
+        si = context.get("sample_interval")
+        self._stream_fact("sample_interval", float(si) if si else None)
 
     def _on_first(self, n_samples: int) -> None:
         if self.attenuation and self.sample_interval is None:

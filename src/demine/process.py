@@ -151,21 +151,32 @@ class Stage:
         """
 
     def _stream_fact(self, attr: str, value: Any) -> bool:
-        """Set parameter ``attr`` to a stream fact ``value`` unless it was given
-        (set before any stream's facts were taken); return whether it changed.
+        """Set parameter ``attr`` to a stream fact ``value`` (None: the stream
+        gives none) unless it was given; return whether it changed.
 
-        A fact taken from one stream is replaced by the next stream's (after
-        :meth:`reset`: a stage re-used for another detector had kept the first
-        one's reading rate or sample interval), and refused while processing.
+        Given is a value set before any stream's facts were taken, or set by
+        hand since (it differs from the one taken).  A fact taken from one
+        stream is replaced by the next stream's after :meth:`reset` (a stage
+        re-used for another detector had kept the first one's reading rate or
+        sample interval), or cleared when the next stream gives none, and
+        refused while processing.
         """
-        taken = self.__dict__.setdefault("_from_stream", set())
+        taken = self.__dict__.setdefault("_from_stream", {})
         current = getattr(self, attr)
-        if current is not None and attr not in taken:
+        if current is not None and (attr not in taken or taken[attr] != current):
+            taken.pop(attr, None)
             return False   # given as a parameter: it stays
-        taken.add(attr)
+        if value is None:
+            if current is None or self._n_channels is not None:
+                return False   # (mid-stream, a context without the fact changes nothing)
+            del taken[attr]
+            setattr(self, attr, None)
+            return True
+        taken[attr] = value
         if current is not None and current == value:
             return False
         if current is not None and self._n_channels is not None:
+            taken[attr] = current
             raise ConfigError(f"{self.name}: configured again with another {attr} "
                               f"({current!r} -> {value!r}) after processing began")
         setattr(self, attr, value)
@@ -556,13 +567,15 @@ def load_chain(source: Chain | str | Path | Mapping[str, Any]) -> Chain:
 
     A string that names an existing file, or ends in ``.toml``, is read as a
     path; a bare name like ``"emi_default"`` loads the packaged default chain.
-    A :class:`Chain` gives a copy of it (configuring the copy for a stream
-    leaves the original as it was).
+    A :class:`Chain` gives a copy of it, reset (configuring the copy for a
+    stream leaves the original as it was).
     """
     if isinstance(source, Chain):
         import copy
 
-        return copy.deepcopy(source)
+        chain = copy.deepcopy(source)
+        chain.reset()   # (a new stream: not the state of one it has processed)
+        return chain
     if not isinstance(source, str | Path | Mapping):
         raise ConfigError(f"chain: give a Chain, a TOML file path, TOML text, a packaged "
                           f"chain name or a dict, not a {type(source).__name__}")

@@ -118,8 +118,10 @@ def detect(path: str | os.PathLike[str]) -> str:
                             f"{p.suffix!r}); expected one of {sorted(set(_BY_EXT))}")
 
 
-#: The formats :func:`_detect_content` tells from a file's bytes.
-_BY_CONTENT = ("segy", "gssi", "gprmax")
+#: The formats whose files :func:`_detect_content` always tells from their bytes
+#: (SEG-Y is told only by a textual header beginning with "C", which the reader
+#: does not require: a SEG-Y file it misses is not said to be something else).
+_BY_CONTENT = ("gssi", "gprmax")
 
 
 def _detect_content(p: Path) -> str | None:
