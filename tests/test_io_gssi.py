@@ -318,3 +318,16 @@ def test_dzg_gga_before_the_first_rmc_gets_its_time(tmp_path):
     t0 = dt.datetime(2025, 3, 31, 23, 59, 58, tzinfo=dt.UTC)
     assert stats["date_source"] == "RMC/ZDA"
     assert g["time_ns"].tolist() == [int(t0.timestamp()) * 10**9 + k * 10**9 for k in range(3)]
+
+
+def test_a_sir4000_file_is_placed_by_its_dzx_scans_per_metre(tmp_path):
+    """test_gssi.DZT (SIR-4000) has rhf_spm 0 in its header and
+    <scanPerMeters>300</scanPerMeters> in its DZX: its traces are placed
+    1/300 m apart, as the header's value places others (the session-28 radar
+    audit: they had no position, and detection searched nothing)."""
+    r = io.read(DZT32)
+    assert r.header["rhf_spm"] == 0
+    assert r.header["trace_interval_source"] == "DZX scanPerMeters"
+    assert r.trace_interval_m == pytest.approx(1 / 300)
+    np.testing.assert_allclose(r.trace_position_m, np.arange(r.n_traces) / 300)
+    assert io.read(DZT32, sidecars=False).trace_position_m is None   # (without its DZX)

@@ -289,6 +289,16 @@ def read_dzt(
                 header["dzx"] = {"path": os.fspath(dzx), "error": str(exc)}
             else:
                 header["dzx"] = {"path": os.fspath(dzx), **info}
+                try:
+                    dzx_spm = float(info.get("scanPerMeters", "nan"))
+                except ValueError:
+                    dzx_spm = math.nan
+                if rd.trace_position_m is None and math.isfinite(dzx_spm) and dzx_spm > 0:
+                    # (SIR-4000: the header's rhf_spm is 0 and the DZX holds the
+                    # survey wheel's scans per metre, as readgssi reads it)
+                    rd.trace_interval_m = 1.0 / dzx_spm
+                    rd.trace_position_m = np.arange(n_scans) / dzx_spm
+                    header["trace_interval_source"] = "DZX scanPerMeters"
                 rd.marks = np.unique(
                     np.asarray([m for m in info["marks"] if 0 <= m < n_scans], dtype=np.int64)
                 )
