@@ -283,7 +283,6 @@ def run(seconds: float | None = None, repeat: int = 3) -> list[dict[str, Any]]:
 
 if __name__ == "__main__":
     import argparse
-    import os
     import sys
 
     # (no options: --help had started the benchmark)

@@ -19,7 +19,7 @@ def test_the_reference_page_is_what_the_parsers_give():
 def test_every_command_and_option_is_on_the_page():
     text = _reference.markdown()
     parser = build_parser()
-    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    (sub,) = _reference._sub_actions(parser)
     assert len(sub.choices) == len(COMMANDS)
     for name, child in sub.choices.items():
         assert f"## `demine {name}`" in text, name

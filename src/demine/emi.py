@@ -103,9 +103,8 @@ class MainsNotch(Stage):
         return np.ascontiguousarray(np.array(sections, dtype=np.float64))
 
     def configure(self, context: Mapping[str, Any]) -> None:
-        taken = self.__dict__.get("_from_stream", {})
-        if self.sample_rate is not None and taken.get("sample_rate") != self.sample_rate:
-            return   # given as a parameter: its design stays
+        if self._is_given("sample_rate"):
+            return   # (its design stays, whatever the stream's rate)
         rate = context.get("sample_rate") or None
         if rate is not None:
             rate = _num(self.name, "sample_rate", rate, lo=0.0, lo_open=True)
@@ -567,27 +566,18 @@ class SoilCompensation(Stage):
                 self._set_gates(self.gate_times)
             # what was learnt (or found) was against the other balance
             self.reset()
+        if self._is_given("gate_times"):
+            return
         given = context.get("gate_times")
-        taken = getattr(self, "_gates_taken", None)
-        if self.gate_times is not None and taken != self.gate_times:
-            taken = self._gates_taken = None   # given as a parameter (or set by hand)
-        if self.gate_times is None or taken is not None:
-            # gate times not given are the stream's: another stream's (after
-            # reset()) replace them, or none clears them; refused while processing
-            want = None if given is None else [float(t) for t in np.asarray(
-                given, dtype=np.float64).reshape(-1)]
-            if want != self.gate_times and self._n_channels is not None:
-                if want is not None and self.gate_times is not None:
-                    raise ConfigError(f"{self.name}: configured again with other gate times "
-                                      "after processing began")
-                if want is None:
-                    want = self.gate_times   # (mid-stream, a context without them)
+        want = None if given is None else [float(t) for t in np.asarray(
+            given, dtype=np.float64).reshape(-1)]
+        if want is not None:   # (checked before they are taken)
+            soil_basis(want, self.components, self.profiles, self._pulse)
+        if self._stream_fact("gate_times", want):
             if want is None:
-                self.gate_times = self._basis = self._gates_taken = None
-            elif want != self.gate_times:
+                self._basis = None
+            else:
                 self._set_gates(want)
-            if want is not None:
-                self._gates_taken = self.gate_times
 
     @property
     def basis(self) -> np.ndarray:

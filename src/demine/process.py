@@ -150,6 +150,13 @@ class Stage:
         The default does nothing.
         """
 
+    def _is_given(self, attr: str) -> bool:
+        """Whether parameter ``attr`` was given (set, and not to the value a
+        stream's facts gave it: see :meth:`_stream_fact`)."""
+        current = getattr(self, attr)
+        taken = self.__dict__.get("_from_stream", {})
+        return current is not None and (attr not in taken or taken[attr] != current)
+
     def _stream_fact(self, attr: str, value: Any) -> bool:
         """Set parameter ``attr`` to a stream fact ``value`` (None: the stream
         gives none) unless it was given; return whether it changed.
@@ -163,7 +170,7 @@ class Stage:
         """
         taken = self.__dict__.setdefault("_from_stream", {})
         current = getattr(self, attr)
-        if current is not None and (attr not in taken or taken[attr] != current):
+        if self._is_given(attr):
             taken.pop(attr, None)
             return False   # given as a parameter: it stays
         if value is None:

@@ -154,6 +154,9 @@ def _iso_utc(ns: int) -> str:
 
 
 def _check_attrs(attrs: Mapping[str, Any], where: str) -> None:
+    """Refuse, naming it, an attribute demine does not allow or HDF5 cannot
+    hold, before anything is written (a value that failed after its group was
+    made had left a stream without columns: the whole file unreadable)."""
     for key in attrs:
         if key in FORBIDDEN_ATTRS:
             raise SchemaError(
@@ -161,6 +164,7 @@ def _check_attrs(attrs: Mapping[str, Any], where: str) -> None:
                 "xarray would silently apply it to the data); store calibration under "
                 "another name"
             )
+    _check_attr_values(attrs, where)
 
 
 #: Writers not closed yet: closed when the interpreter exits normally (a
@@ -184,9 +188,7 @@ def _close_open_writers() -> None:
 
 
 def _check_attr_values(attrs: Mapping[str, Any], where: str) -> None:
-    """Refuse, naming it, an attribute value HDF5 cannot hold, before anything
-    is written (it had failed after its group was made, leaving a stream
-    without columns that made the whole file unreadable)."""
+    """Refuse, naming it, an attribute value HDF5 cannot hold."""
     if not attrs:
         return
     # (in memory, laid out as recordings are: libver "latest" stores large
@@ -755,7 +757,6 @@ class RecordingWriter:
                                  "replaces it)")
         extra = dict(attrs or {})
         _check_attrs(extra, str(self.path))
-        _check_attr_values(extra, str(self.path))
         self.flush_interval = float(flush_interval)
         self.fsync = bool(fsync)
         self.compression = compression
@@ -877,7 +878,6 @@ class RecordingWriter:
                 raise SchemaError(f"stream {name!r}: kind {kind!r} is not one of {STREAM_KINDS}")
             extra = dict(attrs or {})
             _check_attrs(extra, f"stream {name!r}")
-            _check_attr_values(extra, f"stream {name!r}")
             cal_text = _json_text(dict(calibration or {}), f"stream {name!r}: calibration")
             dims: dict[str, np.ndarray] = {}
             sdtype = None
@@ -1888,9 +1888,7 @@ MAX_STREAM_NAME = 32
 def check_stream_name(name: Any) -> str:
     """Return ``name`` if it can name a stream (letters, digits, ``_`` or ``-``,
     at most :data:`MAX_STREAM_NAME` bytes), else raise :class:`SchemaError`."""
-    if not isinstance(name, str) or not name or not all(c.isalnum() or c in "_-"
-                                                         for c in name):
-        raise SchemaError(f"stream name {name!r} must be letters, digits, '_' or '-'")
+    check_derived_name(name, "stream")
     if len(name.encode("utf-8")) > MAX_STREAM_NAME:
         # (its alarms would have been labelled with a cut name, or refused
         # mid-recording at the first alarm)
@@ -1899,12 +1897,13 @@ def check_stream_name(name: Any) -> str:
     return name
 
 
-def check_derived_name(name: Any) -> str:
+def check_derived_name(name: Any, what: str = "derived") -> str:
     """Return ``name`` if it can name a derived dataset (letters, digits, ``_``
-    or ``-``), else raise :class:`SchemaError` saying so."""
+    or ``-``), else raise :class:`SchemaError` saying so (``what`` names the
+    kind of group in the message)."""
     if not isinstance(name, str) or not name or not all(c.isalnum() or c in "_-"
                                                          for c in name):
-        raise SchemaError(f"derived name {name!r} must be letters, digits, '_' or '-'")
+        raise SchemaError(f"{what} name {name!r} must be letters, digits, '_' or '-'")
     return name
 
 
@@ -1939,7 +1938,6 @@ def write_derived(path: str | os.PathLike, stream: str, name: str, data: np.ndar
     check_derived_name(name)
     extra = dict(attrs or {})
     _check_attrs(extra, f"derived {stream}/{name}")
-    _check_attr_values(extra, f"derived {stream}/{name}")
     steps = [dict(h) for h in history]
     for i, h in enumerate(steps):
         if "step" not in h:

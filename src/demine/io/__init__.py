@@ -35,7 +35,7 @@ from typing import Any
 from ..errors import VendorFormatError
 from ._common import GPS_COLUMNS, NO_TIME, RadarData, file_size
 from .emi_table import EMITable, read_emi_table
-from .gprmax import is_gprmax, read_gprmax, read_gprmax_series
+from .gprmax import _HDF5_MAGIC, is_gprmax, read_gprmax, read_gprmax_series
 from .gssi import channel_count, read_dzg, read_dzt, read_dzx
 from .mala import read_cor, read_ramac
 from .pulseekko import read_dt1
@@ -103,7 +103,7 @@ def detect(path: str | os.PathLike[str]) -> str:
             return "gprmax"
         with open(p, "rb") as f:  # (at 0, or after a user block of 512 * 2**k bytes)
             head = f.read(1 << 16)
-        signed = any(head[o:o + 8] == b"\x89HDF\r\n\x1a\n"
+        signed = any(head[o:o + 8] == _HDF5_MAGIC
                      for o in (0, *(512 << k for k in range(7))))
         if not signed:  # (a damaged file had been called an HDF5 file of another tool)
             raise VendorFormatError(f"{os.fspath(p)}: not an HDF5 file (no HDF5 signature at "
@@ -139,7 +139,7 @@ def _detect_content(p: Path) -> str | None:
             return "segy"
     if looks_like_dzt(head, size):
         return "gssi"
-    if head.startswith(b"\x89HDF\r\n\x1a\n") and is_gprmax(p):
+    if head.startswith(_HDF5_MAGIC) and is_gprmax(p):
         return "gprmax"
     return None
 

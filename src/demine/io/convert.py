@@ -86,14 +86,16 @@ def _units(rd: RadarData) -> str:
     return str(rd.header.get("units", "counts")) if rd.vendor == "gprmax" else "counts"
 
 
-def _direction(rd: RadarData) -> float:
-    """-1 for a line whose file places its traces at decreasing positions (a
-    gprMax model run towards -x), else 1: ``--trace-spacing`` keeps the file's
-    direction (it had laid such a line beyond the model, from its far end)."""
+def _spaced(rd: RadarData, spacing: float) -> np.ndarray:
+    """Trace positions ``spacing`` m apart (``--trace-spacing``), from the file's
+    first position (0 without one) and in the file's direction: a line whose
+    file places its traces at decreasing positions (a gprMax model run towards
+    -x) had been laid on beyond the model, from its far end."""
     tp = rd.trace_position_m
-    if tp is None or rd.n_traces < 2 or not (math.isfinite(tp[0]) and math.isfinite(tp[-1])):
-        return 1.0
-    return -1.0 if tp[-1] < tp[0] else 1.0
+    known = tp is not None and rd.n_traces > 0 and math.isfinite(tp[0])
+    back = known and rd.n_traces > 1 and math.isfinite(tp[-1]) and tp[-1] < tp[0]
+    x0 = float(tp[0]) if known else 0.0
+    return x0 + (-spacing if back else spacing) * np.arange(rd.n_traces, dtype=np.float64)
 
 
 def _calibration(rd: RadarData) -> dict[str, Any] | None:
@@ -261,10 +263,7 @@ def import_file(
             if trace_spacing is not None:
                 said = (f"{rd.trace_interval_m:g} m" if math.isfinite(rd.trace_interval_m)
                         else "no interval")
-                x0 = (float(rd.trace_position_m[0]) if rd.trace_position_m is not None
-                      and rd.n_traces and math.isfinite(rd.trace_position_m[0]) else 0.0)
-                rd.trace_position_m = x0 + _direction(rd) * trace_spacing * np.arange(
-                    rd.n_traces)
+                rd.trace_position_m = _spaced(rd, trace_spacing)
                 rd.trace_interval_m = float(trace_spacing)
                 spacing_source = f"given at import ({trace_spacing:g} m); the file said {said}"
             name = "gpr" if len(channels) == 1 else f"gpr_ch{rd.channel}"
@@ -374,10 +373,7 @@ def _import_lines(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLik
             raise VendorFormatError(f"{p}: has a GPS sidecar: lines positioned by GPS are not "
                                     "laid on a grid; import the files one by one")
         if trace_spacing is not None:
-            x = _direction(rd) * trace_spacing * np.arange(rd.n_traces, dtype=np.float64)
-            if rd.trace_position_m is not None and rd.n_traces and \
-                    math.isfinite(rd.trace_position_m[0]):
-                x += float(rd.trace_position_m[0])
+            x = _spaced(rd, trace_spacing)
         elif rd.trace_position_m is not None:
             x = np.asarray(rd.trace_position_m, dtype=np.float64)
         else:
