@@ -247,8 +247,9 @@ def test_update_read_is_update_of_one_host_time(seed):
         assert got_host.dtype == np.int64 and got.dtype == np.int64
         np.testing.assert_array_equal(got_host, host, err_msg=f"read {k}")
         np.testing.assert_array_equal(got, want, err_msg=f"read {k}")
-        assert (b._coef, b._ref_dev, b._ref_host, b._last_x, b.resets, list(b._blocks)) == (
-            a._coef, a._ref_dev, a._ref_host, a._last_x, a.resets, list(a._blocks)), k
+        assert (b._coef, b._ref_dev, b._ref_host, b._last_x, b._last_t, b.resets,
+                list(b._blocks)) == (a._coef, a._ref_dev, a._ref_host, a._last_x, a._last_t,
+                                     a.resets, list(a._blocks)), k
     assert a.resets > 0  # the jumps did restart the fit
 
 

@@ -104,6 +104,10 @@ class ClockFit:
     A device clock that jumps (device restarted, clock reset) or a host clock step
     larger than ``max_step_s`` restarts the fit.
 
+    Between restarts the mapped times never decrease: when a refit moves the line
+    back (by tens of µs in a steady run), frames mapped before the latest mapped
+    time are given that time instead, so a stream's times stay in order.
+
     Parameters
     ----------
     window_s : float
@@ -136,6 +140,7 @@ class ClockFit:
         self._blocks: deque[tuple[int, float, float]] = deque()  # (block id, x, r)
         self._coef = (0.0, 0.0)
         self._last_x = -np.inf
+        self._last_t: int | None = None  # latest mapped time of this fit (ns)
 
     def reset(self) -> None:
         """Forget the history (next frame starts a new fit)."""
@@ -143,6 +148,19 @@ class ClockFit:
         self._blocks.clear()
         self._coef = (0.0, 0.0)
         self._last_x = -np.inf
+        self._last_t = None
+
+    def _in_order(self, out: np.ndarray) -> None:
+        """Hold mapped times (in place) at the fit's latest one until they pass it.
+
+        Within one line the mapping is increasing (device times are, or the fit
+        restarts); a refit can move the line back, so only a segment's start can
+        lie before the previous segment's end."""
+        if out.shape[0] == 0:
+            return
+        if self._last_t is not None and out[0] < self._last_t:
+            np.maximum(out, self._last_t, out=out)
+        self._last_t = int(out[-1])
 
     @property
     def drift_ppm(self) -> float:
@@ -166,6 +184,7 @@ class ClockFit:
                 a, b = self._coef  # (as _map, straight into out)
                 _framing.clock_map(device_us[start:stop], self._ref_dev, self._ref_host,
                                    a, b, out[start:stop])
+                self._in_order(out[start:stop])
                 start = stop
             return out
         out = host_ns.copy()
@@ -205,6 +224,7 @@ class ClockFit:
         if self._coef != (a, b):
             a, b = self._coef
             _framing.clock_map(device_us, self._ref_dev, self._ref_host, a, b, out)
+        self._in_order(out)
         return host, out
 
     def _take_scanned(self, lo: float, hi: float, dmin: float, j: int, xj: float, rj: float,
