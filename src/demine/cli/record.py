@@ -477,9 +477,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"{args.out} keeps the {kept} frames written before the error"
                   if kept is not None else
                   f"{args.out} could not be read after the error", file=sys.stderr)
-    for note in rec.processing_notes:
-        print(f"  note: {note}", file=sys.stderr if rec.error is not None else sys.stdout)
     if rec.error is not None:
+        for note in rec.processing_notes:
+            print(f"  note: {note}", file=sys.stderr)
         from ..errors import DemineError, RecordingError
 
         if isinstance(rec.error, ConfigError):
@@ -490,6 +490,9 @@ def run(args: argparse.Namespace) -> int:
     total = sum(rec.frames_written.values())
     how = "stopped" if stopped_by_user else "done"
     alarms = f", {rec.alarms_written} alarms" if args.detect else ""
+    # the summary first, then its notes: a script reads the first line
     print(f"{how}: {total} frames in {args.out} "
           + ", ".join(f"{k} {v}" for k, v in rec.frames_written.items()) + alarms)
+    for note in rec.processing_notes:
+        print(f"  note: {note}")
     return 0
