@@ -366,6 +366,41 @@ def test_model_scores_every_alarm(campaign, tmp_path):
     assert len(res2.computed) == 2
 
 
+def test_a_model_is_loaded_once_per_process_and_again_when_its_file_changes(
+        campaign, tmp_path, monkeypatch):
+    """Every task had loaded the model file again (0.2 s for the default one)."""
+    import shutil
+
+    import demine.batch as batch
+    import demine.classify as classify
+
+    model = tmp_path / "model.json.gz"
+    shutil.copyfile(classify.default_model_path(), model)
+    loads = []
+    real = classify.load_model
+
+    def counting(path):
+        loads.append(str(path))
+        return real(path)
+
+    monkeypatch.setattr(classify, "load_model", counting)
+    monkeypatch.setattr(batch, "_MODELS", {})
+    d, good, bad = campaign
+    res = run_batch([str(p) for p in good], tmp_path / "out", model=model, workers=2,
+                    processes=False, progress=False)
+    assert not res.failed and len(res.computed) == len(good) >= 2
+    assert loads == [str(model)]  # the run's check; the tasks took the same model
+    # a file changed in place is read again
+    first = batch._loaded_model(model, classify.load_model)
+    m = real(model)
+    m.meta["note"] = "changed"
+    classify.save_model(m, model)
+    os.utime(model, ns=(1, 1))
+    again = batch._loaded_model(model, classify.load_model)
+    assert again is not first and again.meta.get("note") == "changed"
+    assert len(loads) == 2
+
+
 def test_process_workers_give_the_same_table(campaign, first_run, tmp_path):
     """The default: a LocalCluster of 2 worker processes, each opening its own files."""
     d, good, bad = campaign

@@ -318,6 +318,32 @@ def detect_file(path: str | Path, config: Any = None,
                    for n in names])
 
 
+# Models loaded in this process, by file identity: a worker given many tasks loads
+# the model once (0.2 s for the default model; a large one takes seconds), and
+# again only if the file changes (its size, time or inode)
+_MODELS: dict[tuple, Any] = {}
+_MODELS_LOCK = threading.Lock()
+_MODELS_KEPT = 4
+
+
+def _loaded_model(model: str | Path, load: Callable[[Any], Any]) -> Any:
+    """``load(model)``, or the model this process loaded from the same file."""
+    try:
+        st = os.stat(model)
+    except OSError:
+        return load(model)  # (the loader says what is wrong with the path)
+    key = (os.path.abspath(model), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    with _MODELS_LOCK:
+        if key in _MODELS:
+            return _MODELS[key]
+    m = load(model)
+    with _MODELS_LOCK:
+        while len(_MODELS) >= _MODELS_KEPT:
+            del _MODELS[next(iter(_MODELS))]
+        _MODELS[key] = m
+    return m
+
+
 def _apply_model(model: str | Path, rec_path: Path, alarms: dict[str, np.ndarray],
                  calibration: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
     """``p_mine`` of every alarm from a classifier model file (:mod:`demine.classify`).
@@ -334,7 +360,9 @@ def _apply_model(model: str | Path, rec_path: Path, alarms: dict[str, np.ndarray
     if apply is None:
         raise ModelError(f"{model}: this demine has no classifier "
                          "(demine.classify.apply_model is missing)")
-    out = apply(rec_path, model, alarms, calibration=calibration)
+    load = getattr(classify, "load_model", None)
+    loaded = _loaded_model(model, load) if load is not None else model
+    out = apply(rec_path, loaded, alarms, calibration=calibration)
     p = out["p_mine"] if isinstance(out, Mapping) else out
     p = np.asarray(p, dtype=np.float64).reshape(-1)
     n = len(alarms["x"])
@@ -366,7 +394,7 @@ def _check_model(model: str | Path) -> None:
         raise ModelError(f"{model}: this demine has no classifier "
                          "(demine.classify.load_model / apply_model are missing)")
     try:
-        m = load(model)
+        m = _loaded_model(model, load)
         check = getattr(m, "check_compatible", None)
         if check is not None:  # (a feature mismatch failed every task, not the run)
             check()
