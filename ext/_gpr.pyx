@@ -523,6 +523,7 @@ def chain(const num_t[:, ::1] x, float[:, ::1] hist, Py_ssize_t seen, float[:, :
     cdef Py_ssize_t first_out = 0
     cdef int nt
     cdef bint stream
+    cdef int nomem = 0   # set by any thread whose work tiles could not be allocated
     if n == 0:
         return
     if nsec > 0:
@@ -544,18 +545,22 @@ def chain(const num_t[:, ::1] x, float[:, ::1] hist, Py_ssize_t seen, float[:, :
         # parallel region _chain_part is thread 0 of 1), no team to start
         with nogil:
             _chain_part(x, hist, seen, out, dewow_half, w, bg_delay, nsec, sosp, zip_, padlen,
-                        gp, ring_n, first_out, stream)
+                        gp, ring_n, first_out, stream, &nomem)
     else:
         with nogil, parallel(num_threads=nt):
             _chain_part(x, hist, seen, out, dewow_half, w, bg_delay, nsec, sosp, zip_, padlen,
-                        gp, ring_n, first_out, stream)
+                        gp, ring_n, first_out, stream, &nomem)
+    if nomem:
+        raise MemoryError(f"GPR chain: no memory for the work tiles of {ns} samples")
 
 
 cdef void _chain_part(const num_t[:, ::1] x, float[:, ::1] hist, Py_ssize_t seen,
                       float[:, ::1] out, int dewow_half, int w, int delay, int nsec,
                       const double* sos, const double* zi, int padlen, const float* gain,
-                      int ring_n, Py_ssize_t first_out, bint stream) noexcept nogil:
-    """The share of one thread: a contiguous range [a, b) of the chunk's traces."""
+                      int ring_n, Py_ssize_t first_out, bint stream,
+                      int* nomem) noexcept nogil:
+    """The share of one thread: a contiguous range [a, b) of the chunk's traces.
+    Sets ``nomem[0]`` (and does nothing) when its work tiles cannot be allocated."""
     cdef int tid = threadid()
     cdef int nthr = openmp.omp_get_num_threads()
     cdef Py_ssize_t n = x.shape[0]
@@ -591,6 +596,11 @@ cdef void _chain_part(const num_t[:, ::1] x, float[:, ::1] hist, Py_ssize_t seen
     S = <double*>malloc(ns * sizeof(double))
     miss = <unsigned char*>malloc(ns * TILE)
     miss2 = <unsigned char*>malloc(ns * TILE)
+    if (T == NULL or D == NULL or E == NULL or R == NULL or O == NULL or S == NULL
+            or miss == NULL or miss2 == NULL):
+        nomem[0] = 1
+        free(T); free(D); free(E); free(R); free(O); free(S); free(miss); free(miss2)
+        return
     memset(miss, 0, ns * TILE)
     memset(S, 0, ns * sizeof(double))
     ws = 0
@@ -765,6 +775,9 @@ def chain_finish(float[:, ::1] hist, Py_ssize_t seen, float[:, ::1] out, int bg_
     E = <float*>malloc(L * TILE * sizeof(float))
     W = E + padlen * TILE
     miss = <unsigned char*>malloc(ns * TILE)
+    if S == NULL or E == NULL or miss == NULL:
+        free(S); free(E); free(miss)
+        raise MemoryError(f"GPR chain: no memory for the work tiles of {ns} samples")
     with nogil:
         o = o0
         while o < seen:
@@ -802,6 +815,7 @@ def dewow_rows(const num_t[:, ::1] x, float[:, ::1] out, int half, int nthreads)
     cdef unsigned char* miss
     cdef Py_ssize_t ntiles = (n + TILE - 1) // TILE, ti
     cdef int nt = nthreads if nthreads > 0 else openmp.omp_get_max_threads()
+    cdef int nomem = 0
     if n < PAR_MIN:
         nt = 1
     with nogil, parallel(num_threads=nt):
@@ -809,11 +823,16 @@ def dewow_rows(const num_t[:, ::1] x, float[:, ::1] out, int half, int nthreads)
         D = <float*>malloc(ns * TILE * sizeof(float))
         miss = <unsigned char*>malloc(ns * TILE)
         for ti in prange(ntiles, schedule="static"):
+            if T == NULL or D == NULL or miss == NULL:
+                nomem += 1   # (a reduction: counted over the threads)
+                continue
             i = ti * TILE
             nk = <int>(n - i) if (n - i) < TILE else TILE
             _prep_tile(x, i, nk, ns, half, T, D, miss)
             _store_tile(D, ns, nk, out, i, NULL)
         free(T); free(D); free(miss)
+    if nomem:
+        raise MemoryError(f"dewow: no memory for the work tiles of {ns} samples")
 
 
 # --------------------------------------------------------------------------------------
@@ -866,11 +885,15 @@ def agc(const num_t[:, ::1] x, float[:, ::1] out, int half, double eps, int nthr
     cdef double s, v, rms
     cdef double* sq
     cdef int nt = nthreads if nthreads > 0 else openmp.omp_get_max_threads()
+    cdef int nomem = 0
     if n < PAR_MIN:
         nt = 1
     with nogil, parallel(num_threads=nt):
         sq = <double*>malloc(ns * sizeof(double))
         for i in prange(n, schedule="static"):
+            if sq == NULL:
+                nomem += 1   # (a reduction: counted over the threads)
+                continue
             for j in range(ns):
                 v = <double>x[i, j]
                 if _missing(v):
@@ -899,6 +922,8 @@ def agc(const num_t[:, ::1] x, float[:, ::1] out, int half, double eps, int nthr
                 if j - half >= 0:
                     s = s - sq[j - half]
         free(sq)
+    if nomem:
+        raise MemoryError(f"AGC: no memory for a row of {ns} samples")
 
 
 def time_zero_picks(const num_t[:, ::1] x, int64_t[::1] picks, double threshold, int search,

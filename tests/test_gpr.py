@@ -8,6 +8,7 @@ trace) gives the same output as one call.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -856,3 +857,66 @@ def test_a_background_ring_too_large_to_allocate_is_refused(make):
     with pytest.raises(ConfigError, match=r"background window of 300000\d traces of 4096 "
                        r"samples needs 4\d\.\d GiB per thread"):
         st_.process(np.zeros((2, 4096), np.float32))
+
+
+# -- a work tile the kernels cannot allocate is a MemoryError, not a crash -------------
+_NO_TILE_MEMORY = r"""
+import resource, sys
+import numpy as np
+import demine.gpr
+from demine import _gpr as baseline
+
+kernels = {id(baseline): baseline, id(demine.gpr._gpr): demine.gpr._gpr}.values()
+
+
+def vm_bytes():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+
+
+def limited(call):
+    # room for a few MB more than now: the traces and outputs are made before,
+    # the kernel's work tiles (tens of MB and more) cannot be
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (vm_bytes() + 8 * 2**20, hard))
+    try:
+        call()
+        return "no error"
+    except MemoryError as exc:
+        return f"MemoryError: {exc}"
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+no_sos, no_zi, no_gain = np.empty((0, 6)), np.empty((0, 2)), np.empty(0, np.float32)
+for k in kernels:
+    ns = 1 << 19          # tiles of 32 traces: 64 MB each
+    x = np.ones((2, ns), np.float32)
+    out = np.empty_like(x)
+    print("chain", limited(lambda: k.chain(x, np.empty((0, ns), np.float32), 0, out, 5, 0, 0,
+                                           no_sos, no_zi, 0, no_gain, 1)))
+    print("dewow_rows", limited(lambda: k.dewow_rows(x, out, 5, 1)))
+    print("chain_finish", limited(lambda: k.chain_finish(
+        np.ones((2, ns), np.float32), 2, out[:1], 3, 1, no_sos, no_zi, 0, no_gain)))
+    big = np.ones((2, 1 << 22), np.float32)   # a row of doubles: 32 MB
+    big_out = np.empty_like(big)
+    print("agc", limited(lambda: k.agc(big, big_out, 5, 1e-9, 1)))
+"""
+
+
+def test_kernels_say_when_their_work_tiles_cannot_be_allocated():
+    """The compiled GPR chain, dewow, AGC and the chain's finish allocate their work
+    tiles with malloc; an allocation that fails was written through (a crash). Run
+    under an address-space limit in a child process."""
+    import subprocess
+
+    res = subprocess.run([sys.executable, "-c", _NO_TILE_MEMORY], capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    lines = res.stdout.splitlines()
+    assert len(lines) >= 4, res.stdout
+    for line in lines:
+        name, _, said = line.partition(" ")
+        assert said.startswith("MemoryError: ") and "no memory" in said, line
