@@ -21,7 +21,8 @@ if sys.platform == "win32":
     compile_args = ["/O2", "/openmp"]
     link_args: list[str] = []
 else:
-    compile_args = ["-O3", "-fopenmp", "-ffp-contract=fast", "-fno-math-errno"]
+    compile_args = ["-O3", "-fopenmp", "-ffp-contract=fast", "-fno-math-errno",
+                    "-fno-trapping-math"]
     link_args = ["-fopenmp"]
 if os.environ.get("DEMINE_NO_OPENMP"):
     compile_args = [a for a in compile_args if "openmp" not in a]

@@ -27,6 +27,51 @@ ctypedef fused real:
     float
     double
 
+cdef extern from *:
+    """
+    /* The matched statistic's per-reading step: z_g = x_g / max(sig_g, floor)
+       (0 where that is not positive) into the ring's row, and the running sum
+       (less the row it replaces once the ring is full).  The division is by 1
+       where the scale is not positive and its result is then selected, so the
+       compiler vectorises the loop (IEEE division: the same values as dividing
+       gate by gate). */
+    #if defined(_MSC_VER)
+    #define DM_RESTRICT __restrict
+    #else
+    #define DM_RESTRICT __restrict__
+    #endif
+    #define DM_ZACC(NAME, T) \
+    static inline void NAME(const T* DM_RESTRICT x, const double* DM_RESTRICT sig, \
+                            double floor_, double* DM_RESTRICT acc, \
+                            double* DM_RESTRICT ring, Py_ssize_t ng, int full) { \
+        Py_ssize_t g; \
+        if (full) { \
+            for (g = 0; g < ng; g++) { \
+                double d = sig[g] > floor_ ? sig[g] : floor_; \
+                double z = (double)x[g] / (d > 0.0 ? d : 1.0); \
+                z = d > 0.0 ? z : 0.0; \
+                acc[g] += z - ring[g]; \
+                ring[g] = z; \
+            } \
+        } else { \
+            for (g = 0; g < ng; g++) { \
+                double d = sig[g] > floor_ ? sig[g] : floor_; \
+                double z = (double)x[g] / (d > 0.0 ? d : 1.0); \
+                z = d > 0.0 ? z : 0.0; \
+                acc[g] += z; \
+                ring[g] = z; \
+            } \
+        } \
+    }
+    DM_ZACC(dm_zacc_f32, float)
+    DM_ZACC(dm_zacc_f64, double)
+    """
+    void dm_zacc_f32(const float* x, const double* sig, double floor_, double* acc,
+                     double* ring, Py_ssize_t ng, int full) noexcept nogil
+    void dm_zacc_f64(const double* x, const double* sig, double floor_, double* acc,
+                     double* ring, Py_ssize_t ng, int full) noexcept nogil
+
+
 # sqrt(pi/2): E|x| * sqrt(pi/2) = sigma for a zero-mean normal variable.
 cdef double MAD_TO_SIGMA = 1.2533141373155003
 
@@ -411,14 +456,12 @@ def matched_run(const real[:, ::1] x, real[:] stat, double[::1] sig,
                 if want_nov:
                     nov[i] = <real>NAN
                 continue
-            for g in range(ng):
-                d = sig[g] if sig[g] > min_noise else min_noise
-                zz = x[i, g] / d if d > 0.0 else 0.0
-                if n_ring == L:
-                    acc[g] += zz - ring[pos, g]
-                else:
-                    acc[g] += zz
-                ring[pos, g] = zz
+            if real is float:
+                dm_zacc_f32(&x[i, 0], &sig[0], min_noise, &acc[0], &ring[pos, 0], ng,
+                            n_ring == L)
+            else:
+                dm_zacc_f64(&x[i, 0], &sig[0], min_noise, &acc[0], &ring[pos, 0], ng,
+                            n_ring == L)
             pos += 1
             if pos == L:
                 pos = 0
