@@ -456,6 +456,29 @@ def test_clock_fit_times_never_step_back(per_read):
     # held only where the line moved back: the times still follow the device clock
     err = (out - true)[5000:] / 1e6
     assert np.std(err) < 0.5
+    # (the frame before a hold, and at most max_hold_s (5 ms) of 1 kHz frames)
+    assert _longest_equal_run(out) <= 6
+
+
+def _longest_equal_run(t):
+    same = np.flatnonzero(np.diff(t) != 0)
+    edges = np.concatenate([[-1], same, [t.size - 1]])
+    return int(np.diff(edges).max())
+
+
+def test_clock_fit_keeps_a_large_move_back_as_a_step():
+    """A host clock stepped back 0.9 s (under max_step_s: no restart) moves the
+    line back by 0.9 s: the times step back with it, as every stream of that host
+    does, rather than standing still for 0.9 s of frames."""
+    dev = np.arange(20_000, dtype=np.int64) * 1000   # 20 s at 1 kHz
+    host = 10**18 + dev * 1000 + 2_000_000
+    host[10_000:] -= 900_000_000
+    cf = ClockFit()
+    out = np.concatenate([cf.update(dev[i:i + 20], np.full(20, host[min(i + 20, 20_000) - 1]))
+                          for i in range(0, 20_000, 20)])
+    assert cf.resets == 0
+    assert np.diff(out).min() < -0.5e9
+    assert _longest_equal_run(out) <= 6
 
 
 def test_clock_fit_restarts_on_device_reset_and_ignores_missing_clock():

@@ -104,9 +104,12 @@ class ClockFit:
     A device clock that jumps (device restarted, clock reset) or a host clock step
     larger than ``max_step_s`` restarts the fit.
 
-    Between restarts the mapped times never decrease: when a refit moves the line
-    back (by tens of µs in a steady run), frames mapped before the latest mapped
-    time are given that time instead, so a stream's times stay in order.
+    Between restarts a small move back of the line does not make the mapped times
+    decrease: when a refit moves it back by at most ``max_hold_s`` (tens of µs in
+    a steady run, a few ms while the first blocks settle), frames mapped before
+    the latest mapped time are given that time instead.  A larger move (a backlog
+    at start-up, a host clock stepped back by less than ``max_step_s``) is kept
+    as a step back, as every stream of that host steps back with it.
 
     Parameters
     ----------
@@ -119,6 +122,9 @@ class ClockFit:
     max_latency_s : float
         A frame delayed this much beyond the fit restarts it (a host clock step;
         smaller delays are latency, e.g. bytes buffered during a stall).
+    max_hold_s : float
+        The largest move back of the line over which mapped times are held
+        rather than stepped back.
     """
 
     def __init__(
@@ -127,9 +133,13 @@ class ClockFit:
         block_s: float = 0.5,
         max_step_s: float = 1.0,
         max_latency_s: float = 30.0,
+        max_hold_s: float = 0.005,
     ):
         if not (window_s > 0 and block_s > 0 and window_s >= 2 * block_s):
             raise ValueError("need window_s >= 2 * block_s > 0")
+        if not max_hold_s >= 0:
+            raise ValueError("need max_hold_s >= 0")
+        self.max_hold_ns = int(round(float(max_hold_s) * 1e9))
         self.window_s = float(window_s)
         self.block_s = float(block_s)
         self.max_step_s = float(max_step_s)
@@ -151,15 +161,17 @@ class ClockFit:
         self._last_t = None
 
     def _in_order(self, out: np.ndarray) -> None:
-        """Hold mapped times (in place) at the fit's latest one until they pass it.
+        """Hold mapped times (in place) at the fit's latest one until they pass it,
+        where the line moved back by at most ``max_hold_s``.
 
         Within one line the mapping is increasing (device times are, or the fit
         restarts); a refit can move the line back, so only a segment's start can
         lie before the previous segment's end."""
         if out.shape[0] == 0:
             return
-        if self._last_t is not None and out[0] < self._last_t:
-            np.maximum(out, self._last_t, out=out)
+        last = self._last_t
+        if last is not None and out[0] < last and last - int(out[0]) <= self.max_hold_ns:
+            np.maximum(out, last, out=out)
         self._last_t = int(out[-1])
 
     @property
