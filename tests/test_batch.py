@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import tomllib
 from importlib import resources
 from pathlib import Path
@@ -399,6 +400,24 @@ def test_a_model_is_loaded_once_per_process_and_again_when_its_file_changes(
     again = batch._loaded_model(model, classify.load_model)
     assert again is not first and again.meta.get("note") == "changed"
     assert len(loads) == 2
+    # overwritten in place with the same size and modification time (cp -p,
+    # rsync -t): only the status change time tells
+    time.sleep(0.05)   # (status change times tick at a few ms on some filesystems)
+    st = os.stat(model)
+    tmp = tmp_path / "same.json.gz"
+    for k in range(500):  # a model file of the very same size
+        m.meta["note"] = f"other {k}"
+        classify.save_model(m, tmp)
+        if tmp.stat().st_size == st.st_size:
+            break
+    else:
+        pytest.fail("no model file of the same size was made")
+    with open(model, "r+b") as f:
+        f.write(tmp.read_bytes())
+    os.utime(model, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(model).st_ino == st.st_ino and os.stat(model).st_size == st.st_size
+    third = batch._loaded_model(model, classify.load_model)
+    assert third is not again and third.meta.get("note") == f"other {k}"
 
 
 def test_process_workers_give_the_same_table(campaign, first_run, tmp_path):

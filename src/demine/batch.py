@@ -320,7 +320,9 @@ def detect_file(path: str | Path, config: Any = None,
 
 # Models loaded in this process, by file identity: a worker given many tasks loads
 # the model once (0.2 s for the default model; a large one takes seconds), and
-# again only if the file changes (its size, time or inode)
+# again only if the file changes (its inode, size, modification time or status
+# change time: a copy that keeps the size and modification time, as cp -p or
+# rsync -t make, still changes the last)
 _MODELS: dict[tuple, Any] = {}
 _MODELS_LOCK = threading.Lock()
 _MODELS_KEPT = 4
@@ -332,7 +334,8 @@ def _loaded_model(model: str | Path, load: Callable[[Any], Any]) -> Any:
         st = os.stat(model)
     except OSError:
         return load(model)  # (the loader says what is wrong with the path)
-    key = (os.path.abspath(model), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    key = (os.path.abspath(model), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns,
+           st.st_ctime_ns)
     with _MODELS_LOCK:
         if key in _MODELS:
             return _MODELS[key]
