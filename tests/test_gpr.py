@@ -920,3 +920,39 @@ def test_kernels_say_when_their_work_tiles_cannot_be_allocated():
     for line in lines:
         name, _, said = line.partition(" ")
         assert said.startswith("MemoryError: ") and "no memory" in said, line
+
+
+@pytest.mark.parametrize("first", [3, 200])
+def test_a_chunk_whose_kernel_fails_leaves_the_stream_as_it_was(monkeypatch, first):
+    """The fused chain's history (its last dewowed traces) was changed before the
+    kernel that fills it ran; when that kernel failed (no memory), the stream went
+    on with rows never filled.  The next chunks must come out as if the failed
+    call had not been made."""
+    x = bscan(RNG, 400, 64, np.float32)
+
+    def make():
+        return gpr.FusedChain(dewow_window=9, background_window=41, low=0.5e9, high=4e9,
+                              gain_power=1.0, sample_interval=DT)
+
+    ref = make()
+    want = [ref.process(x[:first]), ref.process(x[first:first + 5]),
+            ref.process(x[first + 5:])]
+    stage = make()
+    got = [stage.process(x[:first])]
+    real = gpr._gpr
+
+    class Failing:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        @staticmethod
+        def dewow_rows(*args):
+            raise MemoryError("dewow: no memory for the work tiles")
+
+    monkeypatch.setattr(gpr, "_gpr", Failing())
+    with pytest.raises(MemoryError):
+        stage.process(x[first:first + 5])
+    monkeypatch.setattr(gpr, "_gpr", real)
+    got += [stage.process(x[first:first + 5]), stage.process(x[first + 5:])]
+    for a, b in zip(want, got, strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -278,6 +278,9 @@ class _ChainCore(_GPRStage):
         ``(n_out, n_samples)`` to write them into (``n_out`` is the chunk length
         minus the traces still held back), not the chunk itself; a live loop
         or a benchmark can thus reuse one buffer instead of allocating each call.
+        A call that fails (``MemoryError`` when the kernel's work tiles cannot be
+        allocated) may leave ``out`` partly written; the stream itself is left
+        as it was, so the chunk can be given again.
         """
         x = self._in(chunk)
         n = x.shape[0]
@@ -303,14 +306,16 @@ class _ChainCore(_GPRStage):
         if self._bg_window > 1:
             keep = self._bg_window - 1
             k = min(n, keep)
+            # this chunk's last dewowed traces, made before the history changes
+            # (a kernel that fails, e.g. for memory, leaves the stream as it was)
+            rows = np.empty((k, self._ns), dtype=np.float32)
+            _gpr.dewow_rows(np.ascontiguousarray(x[n - k:]), rows, self._dewow_half, 0)
             if k < keep:
-                # the last `keep` dewowed traces: the old ones still needed,
-                # then this chunk's, dewowed straight into the buffer
-                tail = self._hist_rows(k, keep)
+                # the last `keep` dewowed traces: the old ones still needed, then these
+                self._hist_rows(k, keep)[...] = rows
             else:
-                tail = self._hist = np.empty((k, self._ns), dtype=np.float32)
+                self._hist = rows
                 self._hbuf = None
-            _gpr.dewow_rows(np.ascontiguousarray(x[n - k:]), tail, self._dewow_half, 0)
         self._seen = seen + n
         return out
 
