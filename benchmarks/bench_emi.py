@@ -242,7 +242,7 @@ def run(n_frames: int | None = None, repeat: int = 3) -> list[dict[str, Any]]:
         lane_rate = lane.size / secs
         secs_q = _best(lambda: _run_chunks(_chain(t, find_pulse=False), lane, lane.shape[0]),
                        repeat + 2)
-        row(f"demine chain, one {lane.shape[0] // 60_000}-minute lane", secs, lane.size, ref,
+        row(f"demine chain, one {lane.shape[0] / 60_000:g}-minute lane", secs, lane.size, ref,
             f"target >= 50; {'MET' if lane_rate >= TARGET_RATE else 'MISSED'}; pulse search "
             f"{100 * max(secs - secs_q, 0.0) / secs:.0f} % of it")
         quiet = _chain(t, find_pulse=False)
