@@ -22,7 +22,7 @@ Nothing here is public API; no argument is validated here.
 cimport cython
 from cython.parallel cimport prange, parallel, threadid
 from libc.math cimport sqrt, floor, NAN, isnan, isinf
-from libc.stdlib cimport malloc, free
+from libc.stdlib cimport calloc, malloc, free
 from libc.string cimport memset, memcpy
 from libc.stdint cimport int64_t
 
@@ -523,7 +523,9 @@ def chain(const num_t[:, ::1] x, float[:, ::1] hist, Py_ssize_t seen, float[:, :
     cdef Py_ssize_t first_out = 0
     cdef int nt
     cdef bint stream
-    cdef int nomem = 0   # set by any thread whose work tiles could not be allocated
+    cdef int* nomem   # one flag per thread: its work tiles could not be allocated
+    cdef bint failed = False
+    cdef Py_ssize_t t
     if n == 0:
         return
     if nsec > 0:
@@ -537,6 +539,9 @@ def chain(const num_t[:, ::1] x, float[:, ::1] hist, Py_ssize_t seen, float[:, :
     nt = nthreads if nthreads > 0 else openmp.omp_get_max_threads()
     if n < PAR_MIN:
         nt = 1
+    nomem = <int*>calloc(nt, sizeof(int))
+    if nomem == NULL:
+        raise MemoryError("GPR chain: no memory for its thread flags")
     # non-temporal stores for outputs far larger than the caches, rows 16-byte aligned
     stream = (DM_HAVE_NT and out.shape[0] * ns >= STREAM_MIN and ns % 4 == 0
               and (<size_t>&out[0, 0]) % 16 == 0) if out.shape[0] > 0 else False
@@ -545,12 +550,15 @@ def chain(const num_t[:, ::1] x, float[:, ::1] hist, Py_ssize_t seen, float[:, :
         # parallel region _chain_part is thread 0 of 1), no team to start
         with nogil:
             _chain_part(x, hist, seen, out, dewow_half, w, bg_delay, nsec, sosp, zip_, padlen,
-                        gp, ring_n, first_out, stream, &nomem)
+                        gp, ring_n, first_out, stream, nomem)
     else:
         with nogil, parallel(num_threads=nt):
             _chain_part(x, hist, seen, out, dewow_half, w, bg_delay, nsec, sosp, zip_, padlen,
-                        gp, ring_n, first_out, stream, &nomem)
-    if nomem:
+                        gp, ring_n, first_out, stream, nomem)
+    for t in range(nt):
+        failed = failed or nomem[t] != 0
+    free(nomem)
+    if failed:
         raise MemoryError(f"GPR chain: no memory for the work tiles of {ns} samples")
 
 
@@ -560,7 +568,8 @@ cdef void _chain_part(const num_t[:, ::1] x, float[:, ::1] hist, Py_ssize_t seen
                       int ring_n, Py_ssize_t first_out, bint stream,
                       int* nomem) noexcept nogil:
     """The share of one thread: a contiguous range [a, b) of the chunk's traces.
-    Sets ``nomem[0]`` (and does nothing) when its work tiles cannot be allocated."""
+    Sets its own flag ``nomem[thread id]`` (and does nothing) when its work tiles
+    cannot be allocated."""
     cdef int tid = threadid()
     cdef int nthr = openmp.omp_get_num_threads()
     cdef Py_ssize_t n = x.shape[0]
@@ -598,7 +607,7 @@ cdef void _chain_part(const num_t[:, ::1] x, float[:, ::1] hist, Py_ssize_t seen
     miss2 = <unsigned char*>malloc(ns * TILE)
     if (T == NULL or D == NULL or E == NULL or R == NULL or O == NULL or S == NULL
             or miss == NULL or miss2 == NULL):
-        nomem[0] = 1
+        nomem[tid] = 1
         free(T); free(D); free(E); free(R); free(O); free(S); free(miss); free(miss2)
         return
     memset(miss, 0, ns * TILE)
