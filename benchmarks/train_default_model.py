@@ -45,6 +45,13 @@ seen.  Lanes, features and (with ``--redetect``) the detectors' alarms are
 cached in ``--workdir``; the alarms are keyed by
 :func:`demine.classify.detector_fingerprint`, so a change to the detectors'
 code finds them again.
+
+The shipped model was trained on the alarms of the EMI detector before its
+polarity rule's fast-decay exemption (session 29, ``level_drop``,
+:class:`demine.detect.LevelDrop`); this recipe keeps that detector
+(``TRAINING_DETECT_CONFIG``) so that ``--check`` rebuilds the same model.
+Retraining on the exemption's alarms is a change of the shipped model, to
+be made with its evaluation.
 """
 
 from __future__ import annotations
@@ -67,6 +74,17 @@ from demine.classify import (
 from demine.features import NEIGHBOUR_RADIUS
 
 OUT = Path(__file__).resolve().parents[1] / "src" / "demine" / "models" / "default.json.gz"
+
+#: The detectors the shipped model was trained on: today's defaults but the EMI
+#: polarity rule's fast-decay exemption (added after that training)
+TRAINING_DETECT_CONFIG = {"emi": {"detector": {"level_drop": False}}}
+
+
+def _redetect_config(path, rec):
+    """:func:`simulated_detect_config` (the radar's height on old lanes) over the
+    training detectors."""
+    extra = simulated_detect_config(path, rec) or {}
+    return {**TRAINING_DETECT_CONFIG, **extra}
 
 
 def main() -> int:
@@ -114,14 +132,15 @@ def main() -> int:
     t0 = time.perf_counter()
     paths = simulate_training_lanes(
         args.workdir, training_lanes(args.first_layout, args.lanes, args.physics,
-                                     lines=args.lines), jobs=args.jobs)
+                                     lines=args.lines), jobs=args.jobs,
+        detect_config=TRAINING_DETECT_CONFIG)
     print(f"{len(paths)} lanes ready in {time.perf_counter() - t0:.0f} s")
     ts = build_training_set(paths, cache=args.workdir / "features-cache",
                             strict=args.labels == "strict", te=args.labels == "te",
                             radius=args.radius if args.radius == "auto" else float(args.radius),
                             progress=print,
                             redetect=tuple(k for k in args.redetect.split(",") if k),
-                            redetect_config=simulated_detect_config)
+                            redetect_config=_redetect_config)
     model = train_model(ts, notes="default model: simulated random-minefield layouts with "
                         f"randomised soil, {args.lanes} swept and {args.lines} in lines, "
                         f"{args.physics} physics "

@@ -193,6 +193,109 @@ def prominence_groups(x: Any, y: Any, s: Any, order: list[int], link_radius: flo
     return [groups[r] for r in sorted(groups, key=lambda r: top[r])]
 
 
+class LevelDrop:
+    """Fast-decay evidence for the polarity rule: the ground balance's level
+    amplitude falling well below its recent values.
+
+    The EMI pipeline zeroes the statistic on readings whose balanced gates are
+    negative on average over the early half of the gates (the baseline's
+    negative copy of a target that has left it, and soil misfit, are not
+    metal).  A metal object whose decay is fast against the gates (time
+    constant below about 40 µs with gates from 12 µs to 1 ms: a small fuze)
+    is negative there too after the balance, however strong.  The balance
+    fits 1/t (the soil) and a level to every reading; such an object's
+    response is one the 1/t fit overshoots at the late gates, so its fitted
+    level *falls* (by 0.27 and 0.16 of its 1/t amplitude at 10 and 20 µs).
+    A baseline copy, made after the balance, does not move the level; soil
+    moves the 1/t (or learnt) amplitude; a slowly decaying object raises the
+    level.  A reading whose level fell by more than ``threshold`` robust
+    standard deviations is therefore kept from the polarity rule.
+
+    Causal, and the same for any chunking: the level is averaged over the
+    last ``window`` readings (the matched statistic's integration), compared
+    with the median of the means of the last ``baseline_blocks`` whole blocks
+    of ``block`` readings, in units of 1.4826 times the median absolute
+    deviation of the last ``noise_blocks`` block means from the baseline they
+    had then (over soil that moves the level, the bar rises with it).  No
+    reading is exempt until half the baseline blocks and 10 deviations are
+    known; non-finite levels are never exempt and skip their block.
+
+    Parameters
+    ----------
+    block : int
+        Readings per block (the ground balance's ``learn_block``: 50).
+    baseline_blocks, noise_blocks : int
+        Blocks in the level's baseline (2 s at 1 kHz) and its noise (5 s).
+    window : int
+        Readings the level is averaged over.
+    threshold : float
+        Robust standard deviations of fall that exempt a reading.
+    """
+
+    def __init__(self, block: int = 50, baseline_blocks: int = 40,
+                 noise_blocks: int = 100, window: int = 31, threshold: float = 5.0) -> None:
+        from collections import deque
+
+        for name, v in (("block", block), ("baseline_blocks", baseline_blocks),
+                        ("noise_blocks", noise_blocks), ("window", window)):
+            if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
+                raise ConfigError(f"LevelDrop: {name} must be a positive whole number, "
+                                  f"not {v!r}")
+        if not (isinstance(threshold, int | float) and math.isfinite(threshold)
+                and threshold > 0):
+            raise ConfigError(f"LevelDrop: threshold must be a positive number, not "
+                              f"{threshold!r}")
+        self.block = int(block)
+        self.baseline_blocks = max(2, int(baseline_blocks))
+        self.window = int(window)
+        self.threshold = float(threshold)
+        self._means: Any = deque(maxlen=self.baseline_blocks)
+        self._devs: Any = deque(maxlen=max(10, int(noise_blocks)))
+        self._buf = np.empty(self.block)
+        self._fill = 0
+        self._tail = np.zeros(0)
+        self._cur: tuple[float, float] | None = None
+
+    def process(self, level: ArrayLike) -> np.ndarray:
+        """Boolean mask of the readings (of this chunk) whose level fell."""
+        v = -np.asarray(level, dtype=np.float64).reshape(-1)  # a fall counts up
+        n = v.size
+        buf = np.concatenate([self._tail, v])
+        sm = np.full(n, np.nan)
+        w = self.window
+        if buf.size >= w:
+            full = np.lib.stride_tricks.sliding_window_view(buf, w).mean(axis=1)
+            sm[n - full.size:] = full
+        self._tail = buf[-(w - 1):].copy() if w > 1 else np.zeros(0)
+        z = np.full(n, np.nan)
+        i = 0
+        while i < n:
+            take = min(n - i, self.block - self._fill)
+            if self._cur is not None:
+                b, sd = self._cur
+                z[i:i + take] = (sm[i:i + take] - b) / sd
+            self._buf[self._fill:self._fill + take] = v[i:i + take]
+            self._fill += take
+            i += take
+            if self._fill < self.block:
+                continue
+            self._fill = 0
+            m = float(np.mean(self._buf))
+            if not math.isfinite(m):
+                continue
+            half = self.baseline_blocks // 2
+            if len(self._means) >= half:
+                self._devs.append(abs(m - float(np.median(self._means))))
+            self._means.append(m)
+            self._cur = None
+            if len(self._means) >= half and len(self._devs) >= 10:
+                sd = 1.4826 * float(np.median(self._devs))
+                if sd > 0:
+                    self._cur = (float(np.median(self._means)), sd)
+        with np.errstate(invalid="ignore"):
+            return z > self.threshold
+
+
 @dataclass
 class _Peak:
     s: float

@@ -463,6 +463,11 @@ class SoilCompensation(Stage):
     """
 
     name: ClassVar[str] = "emi.soil"
+    #: Called with each chunk's fitted amplitudes (a new (n, k) array, in
+    #: reading order) when set on a stage: :class:`demine.pipeline.StreamDetector`
+    #: reads the level from them (:class:`demine.detect.LevelDrop`).  Not part
+    #: of a copy or a pickle of the stage.
+    amplitude_tap: Any = None
     frame_params: ClassVar[dict[str, int]] = {"learn_block": 1, "learn_window": 1,
                                                  "learn_min": 0, "pulse_window": 2}
 
@@ -587,6 +592,13 @@ class SoilCompensation(Stage):
                                           "(the stream did not declare them)", "gate_times")
         return self._basis
 
+    def __getstate__(self) -> dict[str, Any]:
+        # (a copy is not tapped by whoever tapped this stage: its amplitudes
+        # would go on piling up in that reader's queue)
+        state = self.__dict__.copy()
+        state.pop("amplitude_tap", None)
+        return state
+
     def _searching(self) -> bool:
         return (self.find_pulse and self._declared is None and self._found is None
                 and self._basis is not None and self._basis.shape[0] >= 4
@@ -674,6 +686,8 @@ class SoilCompensation(Stage):
                                 _LEARN_MAX_REJECT)
         else:
             _emi.soil_run(x, out, self._coef, basis, amp)
+        if self.amplitude_tap is not None:
+            self.amplitude_tap(amp)
         if self.append_amplitudes:
             out = np.concatenate([out, amp.astype(x.dtype)], axis=1)
         return out
