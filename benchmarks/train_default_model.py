@@ -83,8 +83,11 @@ TRAINING_DETECT_CONFIG = {"emi": {"detector": {"level_drop": False}}}
 def _redetect_config(path, rec):
     """:func:`simulated_detect_config` (the radar's height on old lanes) over the
     training detectors."""
-    extra = simulated_detect_config(path, rec) or {}
-    return {**TRAINING_DETECT_CONFIG, **extra}
+    out = {k: {kk: dict(vv) for kk, vv in v.items()} for k, v in TRAINING_DETECT_CONFIG.items()}
+    for kind, sections in (simulated_detect_config(path, rec) or {}).items():
+        for name, values in sections.items():
+            out.setdefault(kind, {}).setdefault(name, {}).update(values)
+    return out
 
 
 def main() -> int:

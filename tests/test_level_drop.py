@@ -112,8 +112,35 @@ def test_soil_alone_gives_no_alarm_with_the_exemption():
     assert _alarms(g, x, y, t).size == 0
 
 
-@pytest.mark.parametrize("bad", [0, -1.0, "5", float("inf"), True])
+@pytest.mark.parametrize("bad", [0, -1.0, "5", float("inf"), True, None])
 def test_a_bad_level_drop_setting_is_a_config_error(bad):
     with pytest.raises(ConfigError, match="level_drop"):
         StreamDetector("emi", {"gate_times": GATES.tolist(), "sample_rate": RATE},
                        detector={"level_drop": bad})
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_a_copied_detector_keeps_the_exemption(how):
+    """A copy of the ground balance drops the tap (its amplitudes would go on
+    piling up in the original's queue); a copied detector taps its own copy."""
+    import copy
+    import pickle
+
+    g, x, y, t = _lane(tau=15e-6, amp=400.0)
+    det = StreamDetector("emi", {"gate_times": GATES.tolist(), "sample_rate": RATE})
+    det.process(g[:4000], x[:4000], y[:4000], t[:4000])
+    other = copy.deepcopy(det) if how == "deepcopy" else pickle.loads(pickle.dumps(det))
+    parts = [other.process(g[a:a + 4000], x[a:a + 4000], y[a:a + 4000], t[a:a + 4000])
+             for a in range(4000, len(g), 4000)]
+    parts.append(other.finish())
+    d = np.hypot(np.concatenate([p["x"] for p in parts]) - 0.5,
+                 np.concatenate([p["y"] for p in parts]) - 0.6)
+    assert d.size == 1 and d[0] < 0.1
+    assert not det._levels or len(det._levels) <= 1   # (the original's queue did not grow)
+
+
+@pytest.mark.parametrize("value", [np.int64(5), np.float32(5.0), 4])
+def test_numpy_and_whole_numbers_are_taken(value):
+    det = StreamDetector("emi", {"gate_times": GATES.tolist(), "sample_rate": RATE},
+                         detector={"level_drop": value})
+    assert det._level is not None and det._level.threshold == float(value)

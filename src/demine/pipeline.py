@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import csv
 import math
+import numbers
 import tomllib
 import warnings
 from collections.abc import Mapping, Sequence
@@ -401,7 +402,8 @@ class StreamDetector:
         self._level: Any = None
         self._level_col = 0
         self._levels: list[np.ndarray] = []
-        if kind == "emi" and level_drop is not False and level_drop is not None:
+        self._soil: Any = None
+        if kind == "emi" and level_drop is not False:
             self._tap_level(steps, level_drop)
 
     def _tap_level(self, steps: Sequence[Any], threshold: Any) -> None:
@@ -411,21 +413,31 @@ class StreamDetector:
         from .detect import LevelDrop
         from .emi import MatchedDetect, SoilCompensation
 
-        if isinstance(threshold, bool) or not isinstance(threshold, int | float) \
+        if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) \
                 or not threshold > 0 or not math.isfinite(threshold):
             raise ConfigError(f"emi detector: level_drop must be a positive number of robust "
                               f"standard deviations, or false to turn it off, not {threshold!r}")
-        soil = next((s for s in steps if isinstance(s, SoilCompensation)), None)
-        if soil is None or "offset" not in list(soil.components):
+        k = next((i for i, s in enumerate(steps) if isinstance(s, SoilCompensation)), None)
+        if k is None or "offset" not in list(steps[k].components) \
+                or any(getattr(s, "resamples", False) for s in steps[k + 1:]):
+            # (no level to read, or frames after the balance that are not its
+            # readings one for one: no exemption, the polarity rule as before)
             return
+        soil = steps[k]
         self._level_col = list(soil.components).index("offset")
         matched = next((s for s in steps if isinstance(s, MatchedDetect)), None)
         window = int(getattr(matched, "window", 31)) if matched is not None else 31
         self._level = LevelDrop(block=int(soil.learn_block), window=window,
                                 threshold=float(threshold))
-        # (each chunk's amplitudes are a new array: kept, not copied; a bound
-        # list method, so the chain still pickles)
-        soil.amplitude_tap = self._levels.append
+        self._soil = soil
+        self._retap()
+
+    def _retap(self) -> None:
+        """Tap the ground balance's amplitudes (each chunk's are a new array: kept,
+        not copied); again in a copy or unpickled detector, whose stage has
+        dropped the tap (:meth:`demine.emi.SoilCompensation.__getstate__`)."""
+        if self._soil is not None and self._soil.amplitude_tap is None:
+            self._soil.amplitude_tap = self._levels.append
 
     def _take_levels(self, m: int) -> np.ndarray:
         """Level amplitudes of the next ``m`` frames the chain released."""
@@ -505,6 +517,7 @@ class StreamDetector:
         if self.merger is not None:
             # the path ahead of the alarms (which lag the frames)
             self.merger.track(*frames, self._rate)
+        self._retap()
         out = self._run.process(samples)
         alarms = self._detect(out)
         if self.merger is not None:
@@ -537,6 +550,7 @@ class StreamDetector:
 
     def finish(self) -> dict[str, np.ndarray]:
         """End of stream: the alarms still open."""
+        self._retap()
         out = self._run.finish()
         parts = [self._detect(out)] if out.shape[0] else []
         parts.append(self.detector.finish())
