@@ -442,6 +442,8 @@ class StreamDetector:
     def _take_levels(self, m: int) -> np.ndarray:
         """Level amplitudes of the next ``m`` frames the chain released."""
         parts, q, col = [], self._levels, self._level_col
+        if q and q[0].shape[0] == m:   # (the usual case: the chunk the chain just ran)
+            return q.pop(0)[:, col]
         while m > 0 and q:
             h = q[0]
             take = min(m, h.shape[0])
@@ -494,7 +496,7 @@ class StreamDetector:
                 # (LevelDrop; independent model with 10-40 us fuzes: 29 of 42
                 # found instead of 16, no more false alarms off clutter)
                 drop = self._level.process(self._take_levels(out.shape[0]))
-                if polarity is not None:
+                if polarity is not None and drop.any():
                     polarity = np.where(drop, np.abs(polarity), polarity)
             return self.detector.process(stat, x, y, t, polarity, novelty)
         # A trace without a position cannot be placed on the line: the GPR
