@@ -42,8 +42,10 @@ so live alarms equal batch ones (:func:`detect_emi`).
 
 from __future__ import annotations
 
+import bisect
 import inspect
 import math
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -239,8 +241,6 @@ class LevelDrop:
 
     def __init__(self, block: int = 50, baseline_blocks: int = 40,
                  noise_blocks: int = 100, window: int = 31, threshold: float = 5.0) -> None:
-        from collections import deque
-
         for name, v in (("block", block), ("baseline_blocks", baseline_blocks),
                         ("noise_blocks", noise_blocks), ("window", window)):
             if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
@@ -314,8 +314,6 @@ class LevelDrop:
 def _push(recent: Any, ordered: list[float], v: float, keep: int) -> None:
     """Append ``v`` to ``recent`` (and its sorted copy ``ordered``), dropping the
     oldest beyond ``keep``."""
-    import bisect
-
     recent.append(v)
     bisect.insort(ordered, v)
     if len(recent) > keep:
