@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import termios
 import threading
 import time
 import warnings
@@ -259,9 +260,16 @@ def test_a_device_that_changes_its_gates_stops_the_recording_keeping_its_frames(
 
 def test_record_options_checked_before_any_port_is_opened(tmp_path, capsys):
     """Refused at once, naming what is wrong (some had waited for the devices'
-    frames, or said it in HDF5's words, or not at all)."""
+    frames, or said it in HDF5's words, or not at all).
+
+    "Before any port is opened" is checked on the ports themselves: pyserial
+    puts a terminal into raw mode at its speed when it opens it, and does not
+    restore the settings when it closes it, so a refused command must leave
+    both pseudo-terminals' settings as they were (the last case, which does
+    open its port, shows that the check sees an opening)."""
     m, s, path = _pty()
     m2, s2, path2 = _pty()
+    fresh = (termios.tcgetattr(s), termios.tcgetattr(s2))
     try:
         cases = [
             (["--device", f"emi-pi={path}", "--out", str(tmp_path / "no" / "x.h5")],
@@ -281,11 +289,11 @@ def test_record_options_checked_before_any_port_is_opened(tmp_path, capsys):
               str(tmp_path / "x.h5")], "--option 'gps.parity=X': Not a valid parity"),
         ]
         for argv, says in cases:
-            t = time.monotonic()
             code = main(["record", "--quiet", "--startup-timeout", "20", *argv])
             err = " ".join(capsys.readouterr().err.split())
             assert code == 2 and says in err, (argv, err)
-            assert time.monotonic() - t < 5, argv
+            assert (termios.tcgetattr(s), termios.tcgetattr(s2)) == fresh, \
+                f"a port was opened before {argv} was refused"
         assert not (tmp_path / "x.h5").exists()
         # a negative longitude is a value, not an option (argparse had said
         # "expected one argument")
@@ -294,6 +302,7 @@ def test_record_options_checked_before_any_port_is_opened(tmp_path, capsys):
                      "0.5"])
         err = capsys.readouterr().err
         assert code == 2 and "no frames within 0.5 s" in err, err
+        assert termios.tcgetattr(s) != fresh[0]   # (this one was opened)
     finally:
         for fd in (m, s, m2, s2):
             os.close(fd)
