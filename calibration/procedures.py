@@ -12,6 +12,9 @@
   with its DC offset and slow drift removed) and summarised by the median,
   becomes ``time_zero``.
 
+* :func:`wheel_profile`: a radar's survey wheel — the distance the wheel was
+  pushed over a known stretch, divided by how far its count moved, becomes
+  ``distance_per_count``, by which the recorder places a radar without a GPS.
 * :func:`pulse_profile`: a metal detector's transmitter on-time, measured
   from the ground — the pulse length ``T`` whose viscous soil response
   ``1/t - 1/(t + T)`` best explains how the readings change as the head moves
@@ -21,7 +24,7 @@
 
 Each starts from a base profile (a shipped one by name or a file) and returns a
 new dict; :func:`write_profile` stores it as TOML.  ``demine calibrate`` is the
-command line of all three.
+command line of all four.
 """
 
 from __future__ import annotations
@@ -380,6 +383,76 @@ def time_zero_profile(recording: str | Path, stream: str = "gpr", *, threshold: 
         profile["driver"] = driver
     return _stamp(profile, f"{recording}:{stream}", "direct-wave pick (peak, median of traces)",
                   "time_zero")
+
+
+#: A survey wheel's count may not move by more than this fraction of the whole
+#: calibration run between two traces: more is a reset or a counter wrapping.
+WHEEL_MAX_STEP = 0.25
+
+
+def wheel_profile(recording: str | Path, stream: str = "gpr", *, distance: float,
+                  start: float | None = None, stop: float | None = None,
+                  base: str | Path = "gpr-default") -> dict:
+    """A radar's survey wheel calibrated over a known distance.
+
+    The radar is recorded while its wheel is pushed in a straight line over
+    ``distance`` metres (a tape laid on the ground), from ``start`` to
+    ``stop`` seconds of ``stream``; the wheel's count (the stream's
+    ``encoder`` column) moves by ``N`` over that run, and
+    ``distance_per_count = distance / N`` (signed: a wheel counting down as
+    it goes forward gets a negative value, and is placed forward).  This is
+    the survey-wheel calibration of the vendors' own software (ticks per
+    metre, here its inverse).  The recorder places a radar without a GPS by
+    this value (``docs/format.md``); the shipped profile's is the reference
+    radar's, not yours.
+
+    Refused: a stream without an ``encoder`` column, a wheel that did not
+    turn, and a run during which the count jumped by more than
+    :data:`WHEEL_MAX_STEP` of the whole run between two traces (a reset or a
+    counter wrapping: record the run again).
+    """
+    from demine.recording import Recording
+
+    d = distance
+    if isinstance(d, bool) or not isinstance(d, int | float | np.integer | np.floating) \
+            or not (math.isfinite(d) and 0 < d < 1e6):
+        raise ConfigError(f"the distance the wheel was pushed must be a number of metres "
+                          f"(> 0), got {distance!r} (--distance)")
+    with Recording(recording) as rec:
+        s = _stream(rec, recording, stream, "gpr")
+        if "encoder" not in s.field_names:
+            raise ConfigError(f"{recording}: stream {stream!r} has no survey wheel count (no "
+                              f"'encoder' column; its columns: {', '.join(s.field_names)}): "
+                              "no wheel to calibrate")
+        seg = _segment(s, start, stop, min_frames=2)
+        count = np.asarray(s.read(seg.start, seg.stop, fields=["encoder"])["encoder"],
+                           dtype=np.float64)
+        driver = s.attrs.get("driver")
+    where = f"{recording}:{stream}[{seg.start}:{seg.stop}]"
+    count = count[np.isfinite(count)]
+    if count.size < 2:
+        raise ConfigError(f"{where}: fewer than 2 traces with a wheel count")
+    net = float(count[-1] - count[0])
+    if net == 0:
+        raise ConfigError(f"{where}: the wheel's count did not move over the run "
+                          f"(it stays at {count[0]:g}): the wheel did not turn, or the "
+                          "radar has none; give --start/--stop of the run over the distance")
+    step = np.diff(count)
+    big = np.flatnonzero(np.abs(step) > WHEEL_MAX_STEP * abs(net))
+    if big.size:
+        k = int(big[0])
+        raise ConfigError(
+            f"{where}: the wheel's count jumped from {count[k]:g} to {count[k + 1]:g} "
+            f"between two traces, more than {WHEEL_MAX_STEP:g} of the whole run's {net:g} "
+            "counts (a reset or a counter wrapping): record the run again, or give "
+            "--start/--stop of a part without the jump")
+    profile = load_profile(base)
+    _check_base(profile, base, "gpr")
+    profile = _device(profile, base, driver)
+    profile["distance_per_count"] = float(d) / net
+    profile["wheel_counts"] = net
+    profile["wheel_distance"] = float(d)
+    return _stamp(profile, where, f"survey wheel over {float(d):g} m", "distance_per_count")
 
 
 def _pulse_scores(x: np.ndarray, gates: np.ndarray, block: int,

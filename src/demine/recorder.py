@@ -944,7 +944,10 @@ class Recorder:
                 self._wheel[name] = float(dpc)
                 self.processing_notes.append(
                     f"{name}: placed by its survey wheel (distance_per_count {dpc:g} m, no "
-                    "GPS): x along the line from where the wheel first turned, y = 0")
+                    "GPS): x along the line from where the wheel first turned, y = 0"
+                    + ("" if spec.calibration.get("distance_per_count_from") else
+                       "; the value is not measured for this wheel (demine calibrate "
+                       "wheel measures it)"))
             t = np.concatenate([b.time_ns for b in first[name]])
             dt = np.diff(t)
             dt = dt[dt > 0]

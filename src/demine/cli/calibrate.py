@@ -1,5 +1,5 @@
-"""``demine calibrate``: detector nulling, transmitter on-time and radar time zero, as
-profiles."""
+"""``demine calibrate``: detector nulling, transmitter on-time, radar time zero and
+survey wheel, as profiles."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "calibrate",
-        help="null a detector (reading in air), measure its pulse, or find radar time "
-        "zero; write a profile",
+        help="null a detector (reading in air), measure its pulse, find radar time "
+        "zero, or calibrate a survey wheel; write a profile",
         description="Calibration procedures. Each reads a recording and writes a profile "
         "(TOML) that `demine record --calibration DEVICE=PROFILE` uses.",
     )
@@ -53,6 +53,25 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="profile to write (TOML)")
     t.add_argument("--overwrite", action="store_true",
                    help="replace an existing --out profile that is not the --base")
+    w = s.add_parser("wheel", help="radar's survey wheel from a run over a known distance: "
+                     "distance_per_count, which places a radar recorded without a GPS")
+    w.add_argument("recording", type=Path)
+    w.add_argument("--distance", type=float, required=True, metavar="M",
+                   help="metres the wheel was pushed in a straight line over the run (a tape "
+                   "on the ground)")
+    w.add_argument("--stream", default="gpr", help="radar stream (default gpr)")
+    w.add_argument("--start", type=float, default=None, metavar="S",
+                   help="start of the run, seconds from the stream's first frame (default 0)")
+    w.add_argument("--stop", type=float, default=None, metavar="S",
+                   help="end of the run, seconds from the stream's first frame (default: "
+                   "the stream's end; beyond it is refused)")
+    w.add_argument("--base", default=None,
+                   help="profile to start from, shipped name or .toml path (default "
+                   "gpr-default); give the --out profile to add this calibration to it")
+    w.add_argument("--out", "-o", type=Path, required=True, metavar="PROFILE",
+                   help="profile to write (TOML)")
+    w.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out profile that is not the --base")
     p.set_defaults(run=run)
 
 
@@ -63,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         null_profile,
         pulse_profile,
         time_zero_profile,
+        wheel_profile,
         write_profile,
     )
     from ..errors import ConfigError
@@ -74,6 +94,9 @@ def run(args: argparse.Namespace) -> int:
                                       lo_open=True, hi=1.0)
     else:
         check_segment(args.start, args.stop)
+    if args.procedure == "wheel":
+        args.distance = check_number("calibrate", "--distance", args.distance, lo=0.0,
+                                     lo_open=True, hi=1e6)
     check_text_output(args.out, [args.recording])
     # a calibration made after another (null, then pulse) into the same --out would
     # start from the shipped profile and throw the earlier one away: refused before
@@ -82,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.out} exists: give --base {args.out} to add this "
                           "calibration to it, or --overwrite to replace it")
     if args.base is None:
-        args.base = "gpr-default" if args.procedure == "time-zero" else "emi-pi-default"
+        args.base = ("gpr-default" if args.procedure in ("time-zero", "wheel")
+                     else "emi-pi-default")
     if args.procedure == "null":
         prof = null_profile(args.recording, args.stream, start=args.start, stop=args.stop,
                             base=args.base)
@@ -93,6 +117,12 @@ def run(args: argparse.Namespace) -> int:
         fit = prof["pulse_fit"]
         what = (f"transmitter on-time {prof['pulse_length'] * 1e6:.1f} us (residual per "
                 f"block {fit[1]:.3g}, {fit[0]:.3g} for a step-off)")
+    elif args.procedure == "wheel":
+        prof = wheel_profile(args.recording, args.stream, distance=args.distance,
+                             start=args.start, stop=args.stop, base=args.base)
+        dpc = prof["distance_per_count"]
+        what = (f"distance_per_count {dpc:.6g} m ({prof['wheel_counts']:g} counts over "
+                f"{args.distance:g} m: {1 / abs(dpc):.6g} counts per m)")
     else:
         prof = time_zero_profile(args.recording, args.stream, threshold=args.threshold,
                                  base=args.base)

@@ -108,7 +108,7 @@ METADATA_HELP = {
 
 #: How to measure a device's own calibration, per stream kind.
 _CALIBRATE = {"emi": "demine calibrate null (and calibrate pulse)",
-              "gpr": "demine calibrate time-zero"}
+              "gpr": "demine calibrate time-zero (and calibrate wheel for a survey wheel)"}
 
 #: What a detector needs from its calibration, per stream kind: (key, what it is).
 _NEEDS = {"emi": ("gate_times", "gate times"), "gpr": ("sample_interval", "sample interval")}
