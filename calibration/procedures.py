@@ -229,7 +229,11 @@ def null_profile(recording: str | Path, stream: str = "emi", *, start: float | N
     The segment must hold at least :data:`NULL_MIN_READINGS` readings, finite
     on every gate, and be steady (see :func:`_check_quiet`): a segment with
     metal near the coil or the coil swept over ground is refused rather than
-    turned into a wrong null.
+    turned into a wrong null.  A coil held *still* over ground reads steadily
+    too, and its soil response (a 1/t decay over magnetic ground) is then
+    part of the null: nothing in the readings tells it from the detector's
+    own in-air level, so the segment is taken as given.  Hold the head up,
+    a metre or more from the ground and from metal, for the segment.
     """
     from demine.recording import Recording
 
