@@ -25,20 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         e = s.add_parser(name, help=helptext)
         e.add_argument("recording", type=Path)
         e.add_argument("--stream", default="emi", help="EMI stream (default emi)")
-        e.add_argument("--start", type=float, default=None, metavar="S",
-                       help=f"start of {segment}, seconds from the stream's first frame "
-                       "(default 0)")
-        e.add_argument("--stop", type=float, default=None, metavar="S",
-                       help=f"end of {segment}, seconds from the stream's first frame "
-                       "(default: the stream's end; beyond it is refused)")
-        e.add_argument("--base", default=None,
-                       help="profile to start from, shipped name or .toml path (default "
-                       "emi-pi-default); give the --out profile to add this calibration "
-                       "to it")
-        e.add_argument("--out", "-o", type=Path, required=True, metavar="PROFILE",
-                       help="profile to write (TOML)")
-        e.add_argument("--overwrite", action="store_true",
-                       help="replace an existing --out profile that is not the --base")
+        _segment_options(e, segment)
+        _profile_options(e, "emi-pi-default")
     t = s.add_parser("time-zero", help="radar time zero from the direct wave")
     t.add_argument("recording", type=Path)
     t.add_argument("--stream", default="gpr", help="radar stream (default gpr)")
@@ -46,13 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="first-break threshold as a fraction of the trace's peak, both taken "
                    "about the trace's level (DC offset and slow drift removed); the pick is "
                    "the peak of that arrival (default 0.5)")
-    t.add_argument("--base", default=None,
-                   help="profile to start from, shipped name or .toml path (default "
-                   "gpr-default); give the --out profile to add this calibration to it")
-    t.add_argument("--out", "-o", type=Path, required=True, metavar="PROFILE",
-                   help="profile to write (TOML)")
-    t.add_argument("--overwrite", action="store_true",
-                   help="replace an existing --out profile that is not the --base")
+    _profile_options(t, "gpr-default")
     w = s.add_parser("wheel", help="radar's survey wheel from a run over a known distance: "
                      "distance_per_count, which places a radar recorded without a GPS")
     w.add_argument("recording", type=Path)
@@ -60,19 +42,30 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="metres the wheel was pushed in a straight line over the run (a tape "
                    "on the ground)")
     w.add_argument("--stream", default="gpr", help="radar stream (default gpr)")
-    w.add_argument("--start", type=float, default=None, metavar="S",
-                   help="start of the run, seconds from the stream's first frame (default 0)")
-    w.add_argument("--stop", type=float, default=None, metavar="S",
-                   help="end of the run, seconds from the stream's first frame (default: "
-                   "the stream's end; beyond it is refused)")
-    w.add_argument("--base", default=None,
-                   help="profile to start from, shipped name or .toml path (default "
-                   "gpr-default); give the --out profile to add this calibration to it")
-    w.add_argument("--out", "-o", type=Path, required=True, metavar="PROFILE",
-                   help="profile to write (TOML)")
-    w.add_argument("--overwrite", action="store_true",
-                   help="replace an existing --out profile that is not the --base")
+    _segment_options(w, "the run")
+    _profile_options(w, "gpr-default")
     p.set_defaults(run=run)
+
+
+def _segment_options(p: argparse.ArgumentParser, segment: str) -> None:
+    """``--start``/``--stop`` of the part of the stream a procedure reads."""
+    p.add_argument("--start", type=float, default=None, metavar="S",
+                   help=f"start of {segment}, seconds from the stream's first frame "
+                   "(default 0)")
+    p.add_argument("--stop", type=float, default=None, metavar="S",
+                   help=f"end of {segment}, seconds from the stream's first frame "
+                   "(default: the stream's end; beyond it is refused)")
+
+
+def _profile_options(p: argparse.ArgumentParser, base: str) -> None:
+    """``--base``, ``--out`` and ``--overwrite``: the profile a procedure writes."""
+    p.add_argument("--base", default=None,
+                   help=f"profile to start from, shipped name or .toml path (default {base}); "
+                   "give the --out profile to add this calibration to it")
+    p.add_argument("--out", "-o", type=Path, required=True, metavar="PROFILE",
+                   help="profile to write (TOML)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out profile that is not the --base")
 
 
 def run(args: argparse.Namespace) -> int:
