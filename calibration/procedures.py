@@ -392,6 +392,9 @@ def time_zero_profile(recording: str | Path, stream: str = "gpr", *, threshold: 
 #: A survey wheel's count may not move by more than this fraction of the whole
 #: calibration run between two traces: more is a reset or a counter wrapping.
 WHEEL_MAX_STEP = 0.25
+#: Fewest moves of the count (between consecutive traces) a calibration run
+#: must hold: a handful of traces cannot tell a reset from a move.
+WHEEL_MIN_STEPS = 10
 
 
 def wheel_profile(recording: str | Path, stream: str = "gpr", *, distance: float,
@@ -411,7 +414,8 @@ def wheel_profile(recording: str | Path, stream: str = "gpr", *, distance: float
     radar's, not yours.
 
     Refused: a stream without an ``encoder`` column, a wheel that did not
-    turn, and a run during which the count jumped by more than
+    turn or turned between fewer than :data:`WHEEL_MIN_STEPS` pairs of
+    traces, and a run during which the count jumped by more than
     :data:`WHEEL_MAX_STEP` of the whole run between two traces (a reset or a
     counter wrapping: record the run again).
     """
@@ -442,6 +446,11 @@ def wheel_profile(recording: str | Path, stream: str = "gpr", *, distance: float
                           f"(it stays at {count[0]:g}): the wheel did not turn, or the "
                           "radar has none; give --start/--stop of the run over the distance")
     step = np.diff(count)
+    turning = int(np.count_nonzero(step))
+    if turning < WHEEL_MIN_STEPS:
+        raise ConfigError(f"{where}: the wheel's count moved between only {turning} pairs of "
+                          f"traces (need at least {WHEEL_MIN_STEPS}): too short a run to "
+                          "calibrate by; push it over a longer distance")
     big = np.flatnonzero(np.abs(step) > WHEEL_MAX_STEP * abs(net))
     if big.size:
         k = int(big[0])

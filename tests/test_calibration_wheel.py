@@ -100,6 +100,12 @@ def test_bad_runs_and_options_are_refused_naming_why(tmp_path):
     with pytest.raises(ConfigError, match="did not move"):
         wheel_profile(good, distance=1.0, stop=0.9)
 
+    short = tmp_path / "short.h5"
+    _wheel_run(short, np.array([0, 0, 40, 80, 120, 120], np.int32))
+    with pytest.raises(ConfigError, match="moved between only 3 pairs of traces \\(need at "
+                       "least 10\\): too short a run"):
+        wheel_profile(short, distance=1.0)
+
     reset = counts.astype(np.int32).copy()
     reset[300:] -= reset[300] - 3   # the counter reset to about 0 mid-run
     jumped = tmp_path / "reset.h5"
