@@ -47,7 +47,12 @@ auto``).  The model is cross-validated grouped by lane and calibrated
 seen.  Lanes, features and (with ``--redetect``) the detectors' alarms are
 cached in ``--workdir``; the alarms are keyed by
 :func:`demine.classify.detector_fingerprint`, so a change to the detectors'
-code finds them again.
+code finds them again.  Without ``--redetect`` a lane already in
+``--workdir`` keeps the alarms found when it was simulated: after a change
+to the detectors (or to ``TRAINING_DETECT_CONFIG``) give ``--redetect
+emi,gpr`` or an empty ``--workdir``, or the model is trained on the old
+detectors' alarms (session 30 retrained with ``--redetect emi`` over lanes
+simulated before the EMI exemption).
 
 The shipped model is trained on the alarms of today's default detectors
 (``TRAINING_DETECT_CONFIG`` is empty), the EMI polarity rule's fast-decay

@@ -332,19 +332,9 @@ def time_zero_profile(recording: str | Path, stream: str = "gpr", *, threshold: 
     tz = TimeZero(threshold=threshold, mode="peak")  # (checks the threshold)
     profile = load_profile(base)
     _check_base(profile, base, "gpr")
-    # What the recording says about its radar (antenna height, centre
-    # frequency, ...).  A shipped base is a template, the reference radar's:
-    # these replace its values (its nominal antenna height of 0 had replaced
-    # the recording's own in `demine detect --calibration`); a base file of
-    # yours keeps its values, and takes the recording's where it has none.
-    template = is_shipped(base)
-    taken = [k for k in RADAR_DEVICE_KEYS if k in own and (template or k not in profile)]
-    for k in taken:
-        profile[k] = own[k]
-    if template and taken:
-        profile["description"] = (f"the radar of {recording}:{stream} (its {', '.join(taken)}), "
-                                  f"other values the template {base}'s: "
-                                  f"{profile.get('description', '')}")
+    # (the template's nominal antenna height of 0 had replaced the
+    # recording's own in `demine detect --calibration`)
+    profile = _radar_settings(profile, base, own, recording, stream)
     if dt is None:
         dt = profile.get("sample_interval")
     if not dt:
@@ -389,12 +379,37 @@ def time_zero_profile(recording: str | Path, stream: str = "gpr", *, threshold: 
                   "time_zero")
 
 
-#: A survey wheel's count may not move by more than this fraction of the whole
-#: calibration run between two traces: more is a reset or a counter wrapping.
-WHEEL_MAX_STEP = 0.25
+#: A move of a survey wheel's count between two traces more than this many
+#: times its usual move (the 90th percentile of the run's moves) is a reset,
+#: not a move.
+WHEEL_JUMP = 20.0
 #: Fewest moves of the count (between consecutive traces) a calibration run
 #: must hold: a handful of traces cannot tell a reset from a move.
 WHEEL_MIN_STEPS = 10
+#: Most the count may go back over a calibration run, as a fraction of the
+#: run's net count: a wheel rocking on uneven ground goes back a little; more
+#: is the radar pulled back, or a run out and back, which the net count of
+#: the run would not measure.
+WHEEL_MAX_BACK = 0.02
+
+
+def _radar_settings(profile: dict[str, Any], base: str | Path, own: dict[str, Any],
+                    recording: str | Path, stream: str) -> dict[str, Any]:
+    """What the recording says about its radar (antenna height, centre
+    frequency, ...: :data:`RADAR_DEVICE_KEYS`) in the profile.  A shipped base
+    is a template, the reference radar's: these replace its values; a base
+    file of yours keeps its values, and takes the recording's where it has
+    none."""
+    profile = dict(profile)
+    template = is_shipped(base)
+    taken = [k for k in RADAR_DEVICE_KEYS if k in own and (template or k not in profile)]
+    for k in taken:
+        profile[k] = own[k]
+    if template and taken:
+        profile["description"] = (f"the radar of {recording}:{stream} (its {', '.join(taken)}), "
+                                  f"other values the template {base}'s: "
+                                  f"{profile.get('description', '')}")
+    return profile
 
 
 def wheel_profile(recording: str | Path, stream: str = "gpr", *, distance: float,
@@ -403,29 +418,35 @@ def wheel_profile(recording: str | Path, stream: str = "gpr", *, distance: float
     """A radar's survey wheel calibrated over a known distance.
 
     The radar is recorded while its wheel is pushed in a straight line over
-    ``distance`` metres (a tape laid on the ground), from ``start`` to
-    ``stop`` seconds of ``stream``; the wheel's count (the stream's
-    ``encoder`` column) moves by ``N`` over that run, and
-    ``distance_per_count = distance / N`` (signed: a wheel counting down as
-    it goes forward gets a negative value, and is placed forward).  This is
-    the survey-wheel calibration of the vendors' own software (ticks per
+    ``distance`` metres (a tape laid on the ground), in the direction it
+    surveys, from ``start`` to ``stop`` seconds of ``stream``; the wheel's
+    count (the stream's ``encoder`` column) moves by ``N`` over that run,
+    and ``distance_per_count = distance / N`` (signed: a wheel counting down
+    as it goes forward gets a negative value, and is placed forward).  This
+    is the survey-wheel calibration of the vendors' own software (ticks per
     metre, here its inverse).  The recorder places a radar without a GPS by
     this value (``docs/format.md``); the shipped profile's is the reference
-    radar's, not yours.
+    radar's, not yours.  An integer count that wraps (a 16-bit counter
+    passing 65535) is followed across the wrap.  The recording's own radar
+    settings (its sample interval and :data:`RADAR_DEVICE_KEYS`) are kept
+    as :func:`time_zero_profile` keeps them.
 
-    Refused: a stream without an ``encoder`` column, a wheel that did not
-    turn or turned between fewer than :data:`WHEEL_MIN_STEPS` pairs of
-    traces, and a run during which the count jumped by more than
-    :data:`WHEEL_MAX_STEP` of the whole run between two traces (a reset or a
-    counter wrapping: record the run again).
+    Refused, naming where: a stream without an ``encoder`` column; traces
+    the radar flagged as an encoder fault (the ``gpr`` driver's status bit);
+    a wheel that did not turn, or turned between fewer than
+    :data:`WHEEL_MIN_STEPS` pairs of traces; a count that jumped between two
+    traces by more than :data:`WHEEL_JUMP` times its usual move (a reset);
+    and a run whose count went back by more than :data:`WHEEL_MAX_BACK` of
+    its net count (pulled back, or out and back).
     """
+    from demine.positions import encoder_steps
     from demine.recording import Recording
 
     d = distance
     if isinstance(d, bool) or not isinstance(d, int | float | np.integer | np.floating) \
-            or not (math.isfinite(d) and 0 < d < 1e6):
+            or not (math.isfinite(d) and 0 < d <= 1e6):
         raise ConfigError(f"the distance the wheel was pushed must be a number of metres "
-                          f"(> 0), got {distance!r} (--distance)")
+                          f"(> 0, at most 1e6), got {distance!r} (--distance)")
     with Recording(recording) as rec:
         s = _stream(rec, recording, stream, "gpr")
         if "encoder" not in s.field_names:
@@ -433,35 +454,64 @@ def wheel_profile(recording: str | Path, stream: str = "gpr", *, distance: float
                               f"'encoder' column; its columns: {', '.join(s.field_names)}): "
                               "no wheel to calibrate")
         seg = _segment(s, start, stop, min_frames=2)
-        count = np.asarray(s.read(seg.start, seg.stop, fields=["encoder"])["encoder"],
-                           dtype=np.float64)
+        cols = s.read(seg.start, seg.stop,
+                      fields=["encoder"] + (["status"] if "status" in s.field_names else []))
         driver = s.attrs.get("driver")
+        dt = s.sample_interval
+        own = dict(s.calibration or {})
     where = f"{recording}:{stream}[{seg.start}:{seg.stop}]"
-    count = count[np.isfinite(count)]
-    if count.size < 2:
+    raw = np.asarray(cols["encoder"])
+    if driver == "gpr" and "status" in cols:
+        from demine.drivers.gpr import STATUS
+
+        fault = np.flatnonzero(np.asarray(cols["status"]).astype(np.int64)
+                               & STATUS["encoder_fault"])
+        if fault.size:
+            raise ConfigError(f"{where}: the radar flagged an encoder fault on {fault.size} "
+                              f"trace(s), the first trace {seg.start + int(fault[0])}: its "
+                              "count is not to be trusted there; record the run again")
+    index = np.flatnonzero(np.isfinite(raw.astype(np.float64)))
+    if index.size < 2:
         raise ConfigError(f"{where}: fewer than 2 traces with a wheel count")
-    net = float(count[-1] - count[0])
-    if net == 0:
+    count = raw[index]
+    step = encoder_steps(count)
+    moves = np.abs(step[step != 0])
+    if moves.size == 0:
         raise ConfigError(f"{where}: the wheel's count did not move over the run "
-                          f"(it stays at {count[0]:g}): the wheel did not turn, or the "
-                          "radar has none; give --start/--stop of the run over the distance")
-    step = np.diff(count)
-    turning = int(np.count_nonzero(step))
-    if turning < WHEEL_MIN_STEPS:
-        raise ConfigError(f"{where}: the wheel's count moved between only {turning} pairs of "
-                          f"traces (need at least {WHEEL_MIN_STEPS}): too short a run to "
+                          f"(it stays at {float(count[0]):.15g}): the wheel did not turn, or "
+                          "the radar has none; give --start/--stop of the run over the distance")
+    if moves.size < WHEEL_MIN_STEPS:
+        raise ConfigError(f"{where}: the wheel's count moved between only {moves.size} pairs "
+                          f"of traces (need at least {WHEEL_MIN_STEPS}): too short a run to "
                           "calibrate by; push it over a longer distance")
-    big = np.flatnonzero(np.abs(step) > WHEEL_MAX_STEP * abs(net))
+    usual = float(np.percentile(moves, 90))
+    big = np.flatnonzero(np.abs(step) > WHEEL_JUMP * usual)
     if big.size:
         k = int(big[0])
         raise ConfigError(
-            f"{where}: the wheel's count jumped from {count[k]:g} to {count[k + 1]:g} "
-            f"between two traces, more than {WHEEL_MAX_STEP:g} of the whole run's {net:g} "
-            "counts (a reset or a counter wrapping): record the run again, or give "
-            "--start/--stop of a part without the jump")
+            f"{where}: the wheel's count jumped by {step[k]:.15g} (from "
+            f"{float(count[k]):.15g} to {float(count[k + 1]):.15g}) between traces "
+            f"{seg.start + int(index[k])} and {seg.start + int(index[k + 1])}, more than "
+            f"{WHEEL_JUMP:g} times its usual move ({usual:.15g} counts): a reset of the "
+            "counter. Record the run again, or give --start/--stop of a part without it")
+    net = float(step.sum())
+    if net == 0:
+        raise ConfigError(f"{where}: the wheel's count came back to where it started (out and "
+                          "back?): push it one way over the distance, or give --start/--stop "
+                          "of the way out")
+    back = float(-np.sign(net) * step[np.sign(step) == -np.sign(net)].sum())
+    if back > WHEEL_MAX_BACK * abs(net):
+        raise ConfigError(
+            f"{where}: the wheel's count went back by {back:.15g} counts over the run, "
+            f"{back / abs(net):.1%} of its net {net:.15g} (at most {WHEEL_MAX_BACK:.0%}: a "
+            "wheel rocking on uneven ground): the radar was pulled back, or went out and "
+            "back, and the net count does not measure the distance. Push it one way over "
+            "the distance, or give --start/--stop of the way out")
     profile = load_profile(base)
     _check_base(profile, base, "gpr")
-    profile = _device(profile, base, driver)
+    profile = _radar_settings(_device(profile, base, driver), base, own, recording, stream)
+    if dt:
+        profile["sample_interval"] = float(dt)
     profile["distance_per_count"] = float(d) / net
     profile["wheel_counts"] = net
     profile["wheel_distance"] = float(d)

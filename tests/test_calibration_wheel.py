@@ -24,19 +24,27 @@ from demine.recorder import DeviceSpec, Recorder
 from demine.recording import Recording, RecordingWriter
 
 
-def _wheel_run(path, counts, *, rate=100.0, fields=True, kind="gpr"):
-    """A radar recording whose wheel gave ``counts``, one per trace at ``rate``/s."""
+def _wheel_run(path, counts, *, rate=100.0, fields=True, kind="gpr", status=None,
+               calibration=None):
+    """A radar recording (of the ``gpr`` driver) whose wheel gave ``counts``, one
+    per trace at ``rate``/s."""
     counts = np.asarray(counts)
     n = counts.size
     with RecordingWriter(path) as w:
         if kind == "gpr":
+            cols = {"encoder": counts.dtype} if fields else {}
+            if status is not None:
+                cols["status"] = np.uint16
             s = w.add_stream("gpr", "gpr", n_channels=16, sample_interval=25e-12,
-                             fields={"encoder": counts.dtype} if fields else None)
+                             fields=cols or None, calibration=calibration,
+                             attrs={"driver": "gpr"})
             data = np.zeros((n, 16), np.int16)
         else:
             s = w.add_stream("emi", "emi", gate_times=np.geomspace(1e-5, 1e-3, 8))
             data = np.zeros((n, 8), np.float32)
         extra = {"encoder": counts} if fields and kind == "gpr" else {}
+        if status is not None:
+            extra["status"] = np.asarray(status, np.uint16)
         s.append(data, time=(np.arange(n) * 1e9 / rate).astype(np.int64), **extra)
 
 
@@ -60,8 +68,8 @@ def test_distance_per_count_is_the_distance_over_the_counts(tmp_path):
     assert prof["wheel_counts"] == net and prof["wheel_distance"] == 5.0
     assert prof["procedure"] == "survey wheel over 5 m"
     assert prof["distance_per_count_from"].startswith(f"{path}:gpr[0:600]")
-    # the radar's other values are the base's
-    assert prof["sample_interval"] == load_profile("gpr-default")["sample_interval"]
+    # the recording's own sample interval, not the template's
+    assert prof["sample_interval"] == 25e-12
     back = load_profile(write_profile(prof, tmp_path / "w.toml"))
     assert back["distance_per_count"] == prof["distance_per_count"]
     # a segment of the run (the still parts count nothing either way)
@@ -81,9 +89,10 @@ def test_bad_runs_and_options_are_refused_naming_why(tmp_path):
     counts, _ = _pushed()
     good = tmp_path / "good.h5"
     _wheel_run(good, counts.astype(np.int32))
-    for bad in (0.0, -1.0, float("nan"), float("inf"), True, "5"):
+    for bad in (0.0, -1.0, float("nan"), float("inf"), True, "5", 1e6 + 1):
         with pytest.raises(ConfigError, match="distance the wheel was pushed"):
             wheel_profile(good, distance=bad)
+    assert wheel_profile(good, distance=1e6)["wheel_distance"] == 1e6
     with pytest.raises(ConfigError, match="is for a emi device|metal detector"):
         wheel_profile(good, distance=1.0, base="emi-pi-default")
 
@@ -106,12 +115,43 @@ def test_bad_runs_and_options_are_refused_naming_why(tmp_path):
                        "least 10\\): too short a run"):
         wheel_profile(short, distance=1.0)
 
+    # a counter zeroed at the tape's start after earlier use (800 counts, less
+    # than a quarter of the run: a bound on the run's share had taken it)
+    zeroed = np.concatenate([np.full(50, 800), counts - counts[0]]).astype(np.int32)
+    _wheel_run(tmp_path / "zeroed.h5", zeroed)
+    with pytest.raises(ConfigError, match=r"jumped by -800 \(from 800 to 0\) between traces "
+                       r"49 and 50, more than 20 times its usual move"):
+        wheel_profile(tmp_path / "zeroed.h5", distance=5.0)
+    assert wheel_profile(tmp_path / "zeroed.h5", distance=5.0, start=0.6)["wheel_counts"] \
+        == counts[-1] - counts[0]
+
+    # pulled back 10 % at the end, and out and back
+    back = np.concatenate([counts, counts[-1] - 7 * np.arange(1, 41)]).astype(np.int32)
+    _wheel_run(tmp_path / "back.h5", back)
+    with pytest.raises(ConfigError, match=r"went back by 300 counts over the run, 1\d\.\d% of "
+                       r"its net .*the radar was pulled back, or went out and back"):
+        wheel_profile(tmp_path / "back.h5", distance=5.0)
+    there = np.concatenate([counts, counts[::-1]]).astype(np.int32)
+    _wheel_run(tmp_path / "there.h5", there)
+    with pytest.raises(ConfigError, match="came back to where it started"):
+        wheel_profile(tmp_path / "there.h5", distance=5.0)
+
+    # traces the radar flagged as an encoder fault
+    status = np.zeros(counts.size, np.uint16)
+    status[200:230] = 4 | 1
+    _wheel_run(tmp_path / "fault.h5", counts.astype(np.int32), status=status)
+    with pytest.raises(ConfigError, match=r"encoder fault on 30 trace\(s\), the first trace 200"):
+        wheel_profile(tmp_path / "fault.h5", distance=5.0)
+    status[200:230] = 1 | 8   # (overrange and a marker: not the wheel's business)
+    _wheel_run(tmp_path / "ok.h5", counts.astype(np.int32), status=status)
+    assert wheel_profile(tmp_path / "ok.h5", distance=5.0)["wheel_distance"] == 5.0
+
     reset = counts.astype(np.int32).copy()
     reset[300:] -= reset[300] - 3   # the counter reset to about 0 mid-run
     jumped = tmp_path / "reset.h5"
     _wheel_run(jumped, reset)
-    with pytest.raises(ConfigError, match="jumped from .* between two traces.*reset or a "
-                       "counter wrapping"):
+    with pytest.raises(ConfigError, match=r"jumped by -\d+ \(from \d+ to 3\) between traces "
+                       r"299 and 300.*a reset of the counter"):
         wheel_profile(jumped, distance=1.0)
     # the part before the reset is a run of its own
     part = wheel_profile(jumped, distance=1.0, stop=2.99)
@@ -121,6 +161,54 @@ def test_bad_runs_and_options_are_refused_naming_why(tmp_path):
     _wheel_run(emi, counts, kind="emi")
     with pytest.raises(ConfigError, match="no GPR stream 'gpr'"):
         wheel_profile(emi, distance=1.0)
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.int16, np.uint32])
+@pytest.mark.parametrize("sign", [1, -1])
+def test_a_counter_that_wraps_is_followed_across_the_wrap(tmp_path, dtype, sign):
+    """A 16-bit counter passes 65535 every 65 m at 1 mm a count: its wrap is a
+    move of a few counts, not a reset (it had been refused as one)."""
+    counts, net = _pushed(start=0)
+    info = np.iinfo(dtype)
+    near = (info.max - 900) if sign > 0 else (info.min + 900)
+    wrapped = (near + sign * (counts - counts[0])).astype(np.int64)
+    wrapped = ((wrapped - info.min) % (int(info.max) - info.min + 1) + info.min).astype(dtype)
+    assert (np.diff(wrapped.astype(np.int64)) * sign < -1000).any()   # (it does wrap)
+    path = tmp_path / "wrap.h5"
+    _wheel_run(path, wrapped)
+    prof = wheel_profile(path, distance=5.0)
+    assert prof["wheel_counts"] == sign * net
+    assert prof["distance_per_count"] == pytest.approx(sign * 5.0 / net, rel=1e-12)
+
+
+def test_encoder_steps():
+    from demine.positions import encoder_steps
+
+    np.testing.assert_array_equal(encoder_steps(np.array([65530, 65535, 4, 9], np.uint16)),
+                                  [5, 5, 5])
+    np.testing.assert_array_equal(encoder_steps(np.array([32767, -32768], np.int16)), [1])
+    np.testing.assert_array_equal(encoder_steps(np.array([2, 0], np.uint16), prev=65535),
+                                  [3, -2])
+    # a reset stays a large step; 64-bit and float counts are not wrapped
+    np.testing.assert_array_equal(encoder_steps(np.array([5000, 0], np.int32)), [-5000])
+    np.testing.assert_array_equal(encoder_steps(np.array([2.0**40, 0.0])), [-2.0**40])
+    np.testing.assert_array_equal(encoder_steps(np.array([2**40, 0], np.int64)), [-2**40])
+
+
+def test_the_recordings_own_radar_settings_are_kept(tmp_path):
+    counts, _ = _pushed()
+    path = tmp_path / "own.h5"
+    _wheel_run(path, counts.astype(np.int32),
+               calibration={"antenna_height": 0.05, "frequency": 8e8, "velocity": 1.2e8})
+    prof = wheel_profile(path, distance=5.0)
+    assert (prof["antenna_height"], prof["frequency"], prof["velocity"],
+            prof["sample_interval"]) == (0.05, 8e8, 1.2e8, 25e-12)
+    assert prof["driver"] == "gpr"
+    # a base of one's own keeps its values
+    mine = write_profile({**load_profile("gpr-default"), "velocity": 0.9e8,
+                          "description": "my radar"}, tmp_path / "mine.toml")
+    prof = wheel_profile(path, distance=5.0, base=mine)
+    assert prof["velocity"] == 0.9e8 and prof["antenna_height"] == 0.0
 
 
 def test_cli_calibrate_wheel(tmp_path):
@@ -140,6 +228,21 @@ def test_cli_calibrate_wheel(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "--distance" in proc.stderr, proc.stderr
     assert not (tmp_path / "x.toml").exists()
+    # an existing profile that is not the --base is kept without --overwrite
+    # (with --base gpr-default it had been replaced, its time zero lost)
+    mine = write_profile({**load_profile("gpr-default"), "time_zero": 1.5e-9}, tmp_path / "g.toml")
+    argv = [sys.executable, "-m", "demine", "calibrate", "wheel", str(path), "--distance", "5",
+            "--base", "gpr-default", "--out", str(mine)]
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    assert proc.returncode == 2 and "exists and is not the --base (gpr-default)" in proc.stderr
+    assert load_profile(mine)["time_zero"] == 1.5e-9
+    proc = subprocess.run([*argv[:-4], "--base", str(mine), "--out", str(mine)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert load_profile(mine)["time_zero"] == 1.5e-9
+    assert load_profile(mine)["distance_per_count"] == pytest.approx(dpc, rel=1e-12)
+    proc = subprocess.run([*argv, "--overwrite"], capture_output=True, text=True)
+    assert proc.returncode == 0 and load_profile(mine)["time_zero"] == 0.0
 
 
 def test_a_radar_recorded_with_its_calibrated_wheel_is_placed_by_it(tmp_path):
@@ -167,14 +270,15 @@ def test_a_radar_recorded_with_its_calibrated_wheel_is_placed_by_it(tmp_path):
 
     shipped = load_profile("gpr-default")
     first = record(tmp_path / "run.h5", shipped)
-    assert any("distance_per_count 0.001 m" in n and "not measured for this wheel" in n
+    assert any("distance_per_count 0.001 m" in n
+               and "does not say it was measured for this wheel" in n
                for n in first.processing_notes), first.processing_notes
     with Recording(first.out) as r:
         assert np.nanmax(r.streams["gpr"].x) == pytest.approx(1.12)   # the reference's mm
     prof = wheel_profile(first.out, distance=3.0)
     assert prof["wheel_counts"] == 1120
     second = record(tmp_path / "line.h5", load_profile(write_profile(prof, tmp_path / "w.toml")))
-    assert not any("not measured" in n for n in second.processing_notes)
+    assert not any("measured for this wheel" in n for n in second.processing_notes)
     with Recording(second.out) as r:
         x = r.streams["gpr"].x
         assert np.nanmax(x) == pytest.approx(3.0)

@@ -132,6 +132,36 @@ MAX_FIX_SPEED = 10.0
 FIX_JUDGE_WINDOW_S = 2.0
 
 
+def encoder_steps(counts: Any, *, prev: float | None = None) -> np.ndarray:
+    """How far a survey wheel's count moved from each trace to the next.
+
+    Parameters
+    ----------
+    counts : array_like
+        The wheel's counts, one per trace (the ``encoder`` column).
+    prev : float, optional
+        The count of the trace before the first (the first step is then
+        ``counts[0] - prev``; without it the result has one step fewer than
+        ``counts``).
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 steps.  For a counter of at most 32 bits (an integer
+        ``counts``) each step is taken modulo the counter's range, the
+        shortest way round: a 16-bit counter passing 65535 to 4 moved by 5,
+        not -65531.  A reset (a count back to 0 from thousands) stays a
+        large step, for the caller to tell from a move.
+    """
+    c = np.asarray(counts)
+    x = c.astype(np.float64)
+    step = np.diff(x) if prev is None else np.diff(x, prepend=float(prev))
+    if c.dtype.kind in "iu" and c.dtype.itemsize <= 4:
+        span = float(2 ** (8 * c.dtype.itemsize))
+        step = (step + span / 2) % span - span / 2
+    return step
+
+
 def interpolate_positions(t_src: np.ndarray, values: np.ndarray, t_dst: np.ndarray, *,
                           max_gap_s: float = 1.0,
                           max_speed: float | None = MAX_FIX_SPEED) -> np.ndarray:

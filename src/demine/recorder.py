@@ -76,6 +76,7 @@ from .positions import (
     FixFilter,
     LocalFrame,
     PreparedTrack,
+    encoder_steps,
 )
 from .recording import RecordingWriter, check_stream_name
 
@@ -946,8 +947,8 @@ class Recorder:
                     f"{name}: placed by its survey wheel (distance_per_count {dpc:g} m, no "
                     "GPS): x along the line from where the wheel first turned, y = 0"
                     + ("" if spec.calibration.get("distance_per_count_from") else
-                       "; the value is not measured for this wheel (demine calibrate "
-                       "wheel measures it)"))
+                       "; the profile does not say it was measured for this wheel "
+                       "(demine calibrate wheel measures it)"))
             t = np.concatenate([b.time_ns for b in first[name]])
             dt = np.diff(t)
             dt = dt[dt > 0]
@@ -1403,9 +1404,10 @@ class Recorder:
         radar without a wheel, whose count stays put, is not placed at one
         point), ``y`` 0."""
         dpc = self._wheel[name]
-        count = np.asarray(b.fields["encoder"], dtype=np.float64)
+        raw = np.asarray(b.fields["encoder"])
+        count = raw.astype(np.float64)
         last, x_last = self._wheel_at.get(name, (float(count[0]), None))
-        step = np.diff(count, prepend=last)
+        step = encoder_steps(raw, prev=last)   # (across a counter's wrap)
         jump = np.abs(step) * abs(dpc) > self.WHEEL_JUMP_M
         if jump.any():
             step[jump] = 0.0

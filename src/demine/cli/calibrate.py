@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.add_argument("recording", type=Path)
     w.add_argument("--distance", type=float, required=True, metavar="M",
                    help="metres the wheel was pushed in a straight line over the run (a tape "
-                   "on the ground)")
+                   "on the ground), one way, in the direction it surveys")
     w.add_argument("--stream", default="gpr", help="radar stream (default gpr)")
     _segment_options(w, "the run")
     _profile_options(w, "gpr-default")
@@ -66,6 +66,16 @@ def _profile_options(p: argparse.ArgumentParser, base: str) -> None:
                    help="profile to write (TOML)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing --out profile that is not the --base")
+
+
+def _same_file(base: str | None, out: Path) -> bool:
+    """Whether the ``--base`` given is the ``--out`` file (a profile added to)."""
+    if base is None:
+        return False
+    try:
+        return Path(base).is_file() and Path(base).samefile(out)
+    except OSError:
+        return False
 
 
 def run(args: argparse.Namespace) -> int:
@@ -94,9 +104,13 @@ def run(args: argparse.Namespace) -> int:
     # a calibration made after another (null, then pulse) into the same --out would
     # start from the shipped profile and throw the earlier one away: refused before
     # the recording is read (a pulse fit can take a while)
-    if args.base is None and args.out.exists() and not args.overwrite:
-        raise ConfigError(f"{args.out} exists: give --base {args.out} to add this "
-                          "calibration to it, or --overwrite to replace it")
+    if args.out.exists() and not args.overwrite and not _same_file(args.base, args.out):
+        # (with another --base too: the profile written would be that base's,
+        # and the calibrations kept in --out would be lost)
+        raise ConfigError(f"{args.out} exists" + (f" and is not the --base ({args.base})"
+                                                  if args.base is not None else "")
+                          + f": give --base {args.out} to add this calibration to it, or "
+                          "--overwrite to replace it")
     if args.base is None:
         args.base = ("gpr-default" if args.procedure in ("time-zero", "wheel")
                      else "emi-pi-default")
@@ -114,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
         prof = wheel_profile(args.recording, args.stream, distance=args.distance,
                              start=args.start, stop=args.stop, base=args.base)
         dpc = prof["distance_per_count"]
-        what = (f"distance_per_count {dpc:.6g} m ({prof['wheel_counts']:g} counts over "
+        what = (f"distance_per_count {dpc:.6g} m ({prof['wheel_counts']:.15g} counts over "
                 f"{args.distance:g} m: {1 / abs(dpc):.6g} counts per m)")
     else:
         prof = time_zero_profile(args.recording, args.stream, threshold=args.threshold,
