@@ -300,9 +300,28 @@ def _trace_level(data: np.ndarray) -> np.ndarray:
 
 
 #: Entries of a radar stream's calibration that describe the radar itself
-#: (not its time zero, which is measured): a time-zero profile keeps them.
+#: (not its time zero, which is measured): time-zero and wheel profiles keep them.
 RADAR_DEVICE_KEYS = ("antenna_height", "antenna_offset", "frequency", "frequency_source",
                      "velocity")
+
+
+def _radar_settings(profile: dict[str, Any], base: str | Path, own: dict[str, Any],
+                    recording: str | Path, stream: str) -> dict[str, Any]:
+    """What the recording says about its radar (antenna height, centre
+    frequency, ...: :data:`RADAR_DEVICE_KEYS`) in the profile.  A shipped base
+    is a template, the reference radar's: these replace its values; a base
+    file of yours keeps its values, and takes the recording's where it has
+    none."""
+    profile = dict(profile)
+    template = is_shipped(base)
+    taken = [k for k in RADAR_DEVICE_KEYS if k in own and (template or k not in profile)]
+    for k in taken:
+        profile[k] = own[k]
+    if template and taken:
+        profile["description"] = (f"the radar of {recording}:{stream} (its {', '.join(taken)}), "
+                                  f"other values the template {base}'s: "
+                                  f"{profile.get('description', '')}")
+    return profile
 
 
 def time_zero_profile(recording: str | Path, stream: str = "gpr", *, threshold: float = 0.5,
@@ -391,25 +410,6 @@ WHEEL_MIN_STEPS = 10
 #: is the radar pulled back, or a run out and back, which the net count of
 #: the run would not measure.
 WHEEL_MAX_BACK = 0.02
-
-
-def _radar_settings(profile: dict[str, Any], base: str | Path, own: dict[str, Any],
-                    recording: str | Path, stream: str) -> dict[str, Any]:
-    """What the recording says about its radar (antenna height, centre
-    frequency, ...: :data:`RADAR_DEVICE_KEYS`) in the profile.  A shipped base
-    is a template, the reference radar's: these replace its values; a base
-    file of yours keeps its values, and takes the recording's where it has
-    none."""
-    profile = dict(profile)
-    template = is_shipped(base)
-    taken = [k for k in RADAR_DEVICE_KEYS if k in own and (template or k not in profile)]
-    for k in taken:
-        profile[k] = own[k]
-    if template and taken:
-        profile["description"] = (f"the radar of {recording}:{stream} (its {', '.join(taken)}), "
-                                  f"other values the template {base}'s: "
-                                  f"{profile.get('description', '')}")
-    return profile
 
 
 def wheel_profile(recording: str | Path, stream: str = "gpr", *, distance: float,
