@@ -379,3 +379,83 @@ def test_report_of_a_recording_without_positions_says_the_area_is_unknown(tmp_pa
     assert "0.00 m²" not in html
     fig, cov = coverage_figure(path)
     assert "searched area unknown" in fig.axes[0].get_title()
+
+
+
+def test_a_recordings_own_alarms_are_reported(recordings, tmp_path):
+    """The report had detected afresh whatever the recording held, so its PD and
+    alarm table described other alarms than evaluate and export read (live
+    alarms, a classifier's p_mine, an EMI-only table).  Now its alarms table is
+    reported; --config detects again, and says the table was not used."""
+    import shutil
+
+    from demine.pipeline import append_alarms, detect_recording
+
+    d, good, bad = recordings
+    lane = tmp_path / "lane.h5"
+    shutil.copy(good[0], lane)
+    emi = detect_recording(lane, streams=["emi"])
+    both = detect_recording(lane)
+    n, n_gpr = len(emi["x"]), int((both["stream"] == "gpr").sum())
+    assert n > 0 and n_gpr > 0
+    append_alarms(lane, emi)   # (an alarms table of the metal detector's alarms only)
+    out = tmp_path / "rep"
+    assert main(["report", str(lane), "--out", str(out)]) == 0
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert f"{n} alarms (emi {n}), from the recording&#x27;s alarms table" in html, html[:2000]
+    assert "bscan_gpr.png" in html   # (the radar's B-scan is still drawn)
+    # with a detection config the recording is detected again, and the page says
+    # the table was not used
+    out2 = tmp_path / "rep2"
+    assert main(["report", str(lane), "--out", str(out2), "--config", "emi_default"]) == 0
+    html = (out2 / "report.html").read_text(encoding="utf-8")
+    assert re.search(rf"\b{len(both['x'])} alarms \(emi {n}, gpr {n_gpr}\), detected with the "
+                     rf"batch pipeline \(its alarms table, {n} alarms, not used: --config "
+                     r"given\)", html), html[:3000]
+
+
+def test_path_length_does_not_jump_across_a_lost_fix():
+    """A gap in the positions (NaN) had counted as a jump to (0, 0) and back:
+    a 30 m line read 132 m and the B-scan's hyperbolae sat on the wrong traces."""
+    import numpy as np
+
+    from demine.report import _path_length
+
+    x = 50.0 + np.arange(10.0)
+    y = np.zeros(10)
+    x[4:6] = np.nan
+    s = _path_length(x, y)
+    np.testing.assert_allclose(s, [0, 1, 2, 3, 3, 3, 6, 7, 8, 9])
+    x[:2] = np.nan   # (before the first fix: at it)
+    np.testing.assert_allclose(_path_length(x, y), [0, 0, 0, 1, 1, 1, 4, 5, 6, 7])
+    np.testing.assert_array_equal(_path_length(np.full(3, np.nan), np.zeros(3)), 0.0)
+
+
+def test_alarm_positions_are_shown_to_the_millimetre(tmp_path):
+    """Positions had 3 significant digits: at x = 250 m alarms 0.4 m apart all
+    read 250 (and a longitude -70.25004 read -70.3)."""
+    import numpy as np
+
+    from demine.report import _alarm_table, _Page
+
+    page = _Page(tmp_path, "t")
+    _alarm_table(page, {"stream": np.array(["emi", "emi"]), "x": np.array([250.2989, 250.6631]),
+                        "y": np.array([-3.25, np.nan]), "lon": np.array([-70.2500432, -70.25]),
+                        "lat": np.array([-33.5, -33.5000091]), "depth": np.array([0.05, 0.1]),
+                        "score": np.array([12.345, 7.0])})
+    html = "".join(page.parts)
+    for want in ("250.299", "250.663", "-3.250", "-70.2500432", "-33.5000091", "0.050",
+                 "12.3", "n/a"):
+        assert f">{want}<" in html, want
+
+
+def test_report_options_are_checked_before_anything_is_written(recordings, tmp_path):
+    d, good, bad = recordings
+    out = tmp_path / "r"
+    assert main(["report", str(tmp_path / "missing.h5"), "--out", str(out)]) == 2
+    assert main(["report", str(good[0]), "--out", str(out), "--max-files", "-1"]) == 2
+    assert main(["report", str(good[0]), "--out", str(out), "--config",
+                 str(tmp_path / "nonexistent.toml")]) == 2
+    assert not out.exists()   # (the directory had been made before the checks)
+    (tmp_path / "file").write_text("x")
+    assert main(["report", str(good[0]), "--out", str(tmp_path / "file")]) == 2

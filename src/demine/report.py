@@ -123,9 +123,17 @@ def _positions(path: str | Path, stream: str) -> dict[str, np.ndarray]:
 
 
 def _path_length(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    dx = np.diff(np.nan_to_num(x, nan=0.0))
-    dy = np.diff(np.nan_to_num(y, nan=0.0))
-    return np.concatenate([[0.0], np.cumsum(np.hypot(dx, dy))])
+    """Length of the path up to each position; across positions that are not
+    known (NaN, a fix lost) it does not grow (a gap had counted as a jump to
+    the origin and back)."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    ok = np.isfinite(x) & np.isfinite(y)
+    if not ok.any():
+        return np.zeros(x.size)
+    last = np.maximum.accumulate(np.where(ok, np.arange(x.size), -1))
+    last[last < 0] = int(np.argmax(ok))   # (before the first known: at it)
+    return np.concatenate([[0.0], np.cumsum(np.hypot(np.diff(x[last]), np.diff(y[last])))])
 
 
 def emi_statistic(path: str | Path, stream: str, config: Any = None, *,
@@ -600,11 +608,13 @@ def _recording_section(page: _Page, path: Path, alarms: Mapping[str, np.ndarray]
                        config: Any, prefix: str, *, evaluations: Mapping[str, Any] | None,
                        score: str = "score", label: str | None = None,
                        calibration: Mapping[str, Any] | None = None,
-                       truth: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                       truth: Mapping[str, Any] | None = None,
+                       overlay: Mapping[str, np.ndarray] | None = None) -> dict[str, Any]:
     """B-scans, lane maps and coverage of one recording (and its ROC when not pooled).
 
     ``prefix`` starts the names of its PNG files; ``label`` names the recording
-    in the figures' titles (default: its file name).
+    in the figures' titles (default: its file name).  ``overlay``: the alarms
+    the B-scans draw, with their hyperbola fits (default ``alarms``).
     """
     import copy
 
@@ -621,8 +631,8 @@ def _recording_section(page: _Page, path: Path, alarms: Mapping[str, np.ndarray]
         if kinds[name] != "gpr":
             continue
         try:
-            fig = bscan_figure(path, name, alarms, config, label=label,
-                               calibration=calibration)
+            fig = bscan_figure(path, name, alarms if overlay is None else overlay, config,
+                               label=label, calibration=calibration)
         except Exception as exc:  # noqa: BLE001 - one figure must not sink the report
             page.p(f"radar B-scan of {name!r} not drawn: {type(exc).__name__}: {exc}", "note")
             continue
@@ -691,17 +701,28 @@ def write_report(source: str | Path, out_dir: str | Path, *, config: Any = None,
     """
     _plt()
     _agg()
+    from .batch import resolve_config
+
     src = Path(source)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if src.is_dir():
-        if calibration or truth is not None:
-            raise ConfigError(f"{src}: a batch directory is reported with the calibration and "
-                              "truth it was run with; calibration and truth are for a "
-                              "recording")
-        return _batch_report(src, out, config=config, max_files=max_files)
+    if isinstance(max_files, bool) or not isinstance(max_files, int | np.integer) \
+            or max_files < 0:
+        raise ConfigError(f"max_files must be a whole number >= 0, got {max_files!r} "
+                          "(--max-files)")
     if not src.exists():
         raise ConfigError(f"{src}: no such recording or batch directory")
+    if src.is_dir() and (calibration or truth is not None):
+        raise ConfigError(f"{src}: a batch directory is reported with the calibration and "
+                          "truth it was run with; calibration and truth are for a "
+                          "recording")
+    if config is not None:
+        resolve_config(config)   # (a bad config refused before any work, not per figure)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: exists and is not a directory; --out is the directory the "
+                          "report and its figures are written into")
+    out.mkdir(parents=True, exist_ok=True)
+    if src.is_dir():
+        return _batch_report(src, out, config=config, max_files=max_files)
     if truth is not None:
         from .evaluate import read_truth_csv
 
@@ -721,22 +742,36 @@ def _file_report(path: Path, out: Path, *, config: Any,
                  calibration: Mapping[str, Any] | None = None,
                  truth: Mapping[str, Any] | None = None) -> Path:
     from .batch import detect_file, resolve_config
+    from .recording import Recording
 
     cfg = resolve_config(config)
-    alarms = detect_file(path, cfg, calibration)
+    with Recording(path) as rec:
+        det = [nm for nm, s in rec.streams.items() if s.kind in ("emi", "gpr")]
+        has_truth = rec.truth_given or truth is not None
+        table = rec.alarms
+    # The alarms are the recording's own (its alarms table, as evaluate and
+    # export read it: live alarms, a classifier's p_mine) unless a detection
+    # config or calibration is given; the batch pipeline's own run is still
+    # what the B-scans draw (its hyperbola fits are not in the table).
+    detected = detect_file(path, cfg, calibration)
+    stored = len(table.get("x", ())) > 0
+    if stored and config is None and not calibration:
+        alarms = {k: np.asarray(v) for k, v in table.items()}
+        alarms["stream"] = alarms["stream"].astype(str)
+        how = "from the recording's alarms table"
+    else:
+        alarms = detected
+        how = "detected with the batch pipeline" + (
+            f" (its alarms table, {len(table['x'])} alarms, not used: "
+            f"{'--config' if config is not None else '--calibration'} given)"
+            if stored else "")
     page = _Page(out, f"demine report: {path.name}")
     n = len(alarms["x"])
     streams = sorted({str(s) for s in np.asarray(alarms["stream"]).tolist()})
     sc = np.asarray(alarms["stream"]).astype(str)
     by = ", ".join(f"{s} {int(np.sum(sc == s))}" for s in streams) or "none"
-    page.p(f"Recording {path} — {n} alarms ({by}), detected with the batch pipeline.",
-           "headline")
+    page.p(f"Recording {path} — {n} alarms ({by}), {how}.", "headline")
     # ROC and PD first: what a reader wants to know.
-    from .recording import Recording
-
-    with Recording(path) as rec:
-        det = [nm for nm, s in rec.streams.items() if s.kind in ("emi", "gpr")]
-        has_truth = rec.truth_given or truth is not None
     evs = _evaluate_groups(path, alarms, det, truth=truth)
     if has_truth:
         page.h(2, "Detection performance")
@@ -752,7 +787,8 @@ def _file_report(path: Path, out: Path, *, config: Any,
         page.p("The recording has no ground truth: PD and false alarms cannot be evaluated.",
                "note")
     page.h(2, "Sensors")
-    _recording_section(page, path, alarms, cfg, "", evaluations=evs, calibration=calibration)
+    _recording_section(page, path, alarms, cfg, "", evaluations=evs, calibration=calibration,
+                       overlay=detected)
     page.h(2, "Alarms")
     _alarm_table(page, alarms)
     return page.write()
@@ -762,7 +798,16 @@ def _alarm_table(page: _Page, alarms: Mapping[str, np.ndarray], limit: int = 200
     n = len(alarms.get("x", ()))
     cols = [c for c in ("file_name", "stream", "x", "y", "lon", "lat", "depth", "score",
                         "p_mine", "outcome") if c in alarms]
-    rows = [[alarms[c][i] for c in cols] for i in range(min(n, limit))]
+    # positions to the mm and 1e-7 degrees (about 1 cm), not to 3 significant
+    # digits (x of 250.30 m had read 250, a longitude of -70.2500432 -70.3)
+    fixed = {"x": 3, "y": 3, "depth": 3, "lon": 7, "lat": 7}
+
+    def cell(c: str, v: Any) -> Any:
+        if c in fixed and isinstance(v, float | np.floating) and math.isfinite(float(v)):
+            return f"{float(v):.{fixed[c]}f}"
+        return v
+
+    rows = [[cell(c, alarms[c][i]) for c in cols] for i in range(min(n, limit))]
     page.table(cols, rows)
     if n > limit:
         page.p(f"… {n - limit} more alarms in the alarm table.")

@@ -21,7 +21,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", "-o", type=Path, required=True, metavar="DIR",
                    help="output directory (report.html and the PNG figures)")
     p.add_argument("--config", metavar="CFG",
-                   help="detection config for a recording without alarms (default chains)")
+                   help="a recording: detect its alarms again with this detection config "
+                   "(default: the alarms of its alarms table, as evaluate and export read "
+                   "them; the default chains for a recording without alarms, and for the "
+                   "B-scans' fitted hyperbolae)")
     p.add_argument("--calibration", action="append", default=[], metavar="STREAM=PROFILE",
                    help="a recording: use calibration PROFILE (shipped name or .toml) for "
                    "stream STREAM instead of what it holds, for detection and the figures "
