@@ -610,3 +610,39 @@ def test_update_patches_written_and_buffered_rows(tmp_path, sizes, flush_after, 
         np.testing.assert_array_equal(r.streams["emi"].x, expect)
         np.testing.assert_array_equal(r.streams["emi"].y, -expect)
         np.testing.assert_array_equal(r.streams["emi"].time, np.arange(total))
+
+
+def test_info_and_export_take_text_attributes_written_as_arrays(tmp_path, capsys):
+    """A file whose site was written by another tool as an array of strings
+    made `demine info` end in a traceback (the truth value of an array), and
+    `demine export` wrote NumPy's text of the array; a paused stream's rate was
+    its frames over its whole span (77 Hz for a 1000/s detector paused 60 s)."""
+    import h5py
+
+    from demine.cli import main
+    from demine.recording import Recording, RecordingWriter, attr_text
+
+    p = tmp_path / "arr.h5"
+    with RecordingWriter(p) as w:
+        s = w.add_stream("emi", "emi", gate_times=[1e-5, 2e-5], attrs={"sample_rate": 1000.0})
+        g = w.add_stream("g2", "emi", gate_times=[1e-5, 2e-5])
+        t = np.arange(2000) * 1_000_000
+        t[1000:] += 60_000_000_000   # (paused a minute)
+        s.append(np.zeros((2000, 2), np.float32), time=t, x=np.zeros(2000), y=np.zeros(2000))
+        g.append(np.zeros((50, 2), np.float32), time=t[:50] * 2)
+        w.append_alarms({"time": [5], "stream": ["emi"], "x": [0.0], "y": [0.0],
+                         "score": [9.0]})
+    with h5py.File(p, "a") as f:
+        f.attrs["site"] = np.array([b"Site A", b"Lane 2"])
+        f.attrs["notes"] = np.array(["one", "two"], dtype=h5py.string_dtype())
+    assert attr_text(np.array([b"Site A", b"Lane 2"])) == "Site A; Lane 2"
+    assert attr_text(None) == "" and attr_text(b"x") == "x" and attr_text(3) == "3"
+    assert main(["info", str(p)]) == 0
+    out = capsys.readouterr().out
+    assert "site 'Site A; Lane 2'" in out and "notes: one; two" in out
+    assert "1000.0 Hz" in out and "500.0 Hz" in out   # (stated; the median step of g2)
+    with Recording(p) as r:
+        assert r.summary()["streams"]["emi"]["rate_hz"] == 1000.0
+    csv_out = tmp_path / "a.csv"
+    assert main(["export", str(p), "-o", str(csv_out), "--local"]) == 0
+    assert "Site A; Lane 2" in csv_out.read_text() and "[b'" not in csv_out.read_text()

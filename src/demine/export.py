@@ -182,7 +182,7 @@ def alarm_records(path: str | Path, *, alarms: dict[str, np.ndarray] | None = No
     ConfigError
         No geographic reference and ``local`` is False.
     """
-    from .recording import Recording
+    from .recording import Recording, attr_text
 
     with Recording(path) as rec:
         frame = LocalFrame.from_attrs(rec.attrs)
@@ -199,9 +199,9 @@ def alarm_records(path: str | Path, *, alarms: dict[str, np.ndarray] | None = No
         n = len(a["x"])
         t = _times_ns(a.get("time"), n)
         fix = _fix_at(rec, t)
-        operator = str(rec.attrs.get("operator", ""))
-        site = str(rec.attrs.get("site", ""))
-        lane = str(rec.attrs.get("lane_id", ""))
+        operator = attr_text(rec.attrs.get("operator"))
+        site = attr_text(rec.attrs.get("site"))
+        lane = attr_text(rec.attrs.get("lane_id"))
     x = np.asarray(a["x"], dtype=np.float64)
     y = np.asarray(a["y"], dtype=np.float64)
     lon = lat = np.full(n, np.nan)

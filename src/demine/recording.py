@@ -1348,6 +1348,17 @@ def _decode(value: Any) -> Any:
     return value
 
 
+def attr_text(value: Any) -> str:
+    """A text attribute (``site``, ``operator``, ``lane_id``, ``notes``) as one
+    string, as other tools may write it: bytes decoded, an array of strings
+    joined with "; ", nothing (None) empty."""
+    if value is None:
+        return ""
+    if isinstance(value, np.ndarray | list | tuple):
+        return "; ".join(attr_text(v) for v in np.asarray(value, dtype=object).ravel())
+    return str(_decode(value))
+
+
 # How h5py reports a damaged HDF5 block (checksum, bad address, dangling link)
 _DAMAGE_ERRORS = (OSError, RuntimeError, KeyError, ValueError, AttributeError)
 
@@ -1853,7 +1864,18 @@ class Recording:
                 duration = (int(t[-1]) - int(t[0])) / 1e9
                 entry["start_utc"] = _iso_utc(int(t[0]))
                 entry["duration_s"] = duration
-                entry["rate_hz"] = (n - 1) / duration if duration > 0 else None
+                # the device's rate: its stated one, else the median time step (a
+                # mean over the span fell to 77 Hz for a 1000/s detector paused
+                # for a minute, and record drops frames while paused)
+                stated = s.attrs.get("sample_rate")
+                if isinstance(stated, int | float | np.integer | np.floating) \
+                        and not isinstance(stated, bool) and math.isfinite(stated) \
+                        and stated > 0:
+                    entry["rate_hz"] = float(stated)
+                else:
+                    dt = np.diff(t.astype(np.int64))
+                    dt = dt[dt > 0]
+                    entry["rate_hz"] = 1e9 / float(np.median(dt)) if dt.size else None
                 src = entry.get("time_source", "")
                 if "trace index in ns" in src:
                     # an imported file without trace timing: its times are trace

@@ -39,11 +39,15 @@ def format_summary(s: dict) -> str:
         f"created {a.get('created_utc', '?')} by {a.get('software') or 'demine'} "
         f"{a.get('software_version', '?')}",
     ]
-    meta = [f"{k} {a[k]!r}" for k in ("site", "operator", "lane_id") if a.get(k)]
+    from ..recording import attr_text
+
+    # (another tool may write these as bytes or arrays of strings)
+    meta = [f"{k} {attr_text(a.get(k))!r}" for k in ("site", "operator", "lane_id")
+            if attr_text(a.get(k))]
     if meta:
         lines.append("  " + ", ".join(meta))
-    if a.get("notes"):
-        lines.append(f"  notes: {a['notes']}")
+    if attr_text(a.get("notes")):
+        lines.append(f"  notes: {attr_text(a.get('notes'))}")
     lines.append(f"  streams ({len(s['streams'])}):")
     for name, st in s["streams"].items():
         shape = f", {st['channels']} x {st['dtype']}" if "channels" in st else ""
