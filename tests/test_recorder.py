@@ -358,7 +358,12 @@ def test_live_alarms_equal_batch_alarms(tmp_path, detect_threads):
 
     scene = load_scene("benign-soil")
     out = tmp_path / "live.h5"
-    devices = [SimulatedDevice(d, scene, seed=2, duration=25.0, speed=4.0)
+    # (at 4 times real time the devices' default backlog, 0.1 s, held 0.4 s of
+    # the lane's readings: a clean-clone CI run once found 1240 readings, 0.3 s
+    # of the lane, missing at the file's opening, which a stall of the host that
+    # long makes such a device drop; with 5 s a drop would need a stall of 20 s,
+    # and a gap with nothing dropped is the recorder's)
+    devices = [SimulatedDevice(d, scene, seed=2, duration=25.0, speed=4.0, max_backlog=5.0)
                for d in ("emi-pi", "nmea")]
     for d in devices:
         d.start()
@@ -736,7 +741,12 @@ def _undeclared_pulse_recorder(tmp_path, out):
                                        "coil_radius = 0.12\npulse_length = 150e-6\n", 1))
     scene = load_scene(scene_file)
     assert scene.emi.pulse_length == 150e-6
-    devices = [SimulatedDevice(d, scene, seed=2, duration=25.0, speed=4.0)
+    # (at 4 times real time the devices' default backlog, 0.1 s, held 0.4 s of
+    # the lane's readings: a clean-clone CI run once found 1240 readings, 0.3 s
+    # of the lane, missing at the file's opening, which a stall of the host that
+    # long makes such a device drop; with 5 s a drop would need a stall of 20 s,
+    # and a gap with nothing dropped is the recorder's)
+    devices = [SimulatedDevice(d, scene, seed=2, duration=25.0, speed=4.0, max_backlog=5.0)
                for d in ("emi-pi", "nmea")]
     for d in devices:
         d.start()
@@ -882,6 +892,7 @@ def test_notes_survive_a_recording_that_stops_on_an_error(tmp_path):
     assert isinstance(rec.error, RecordingError) and "disk full" in str(rec.error)
     assert rec.processing_notes == [f"emi: {n}" for n in soil.notes()]
     assert any("transmitter pulse" in n for n in rec.processing_notes)
+    assert [d.bytes_dropped for d in devices] == [0, 0]
     with Recording(out) as r:  # what was flushed before the disk filled
         seq = r.streams["emi"].sequence
         assert seq.size > 0
