@@ -13,14 +13,11 @@ import sys
 
 import numpy as np
 import pytest
-from test_recorder import _pty
-from test_recorder_audit import _Feeder, _run
+from test_recorder_audit import record_wheel_radar
 
 from demine.calibration import load_profile
 from demine.calibration.procedures import wheel_profile, write_profile
-from demine.drivers import get_driver
 from demine.errors import ConfigError
-from demine.recorder import DeviceSpec, Recorder
 from demine.recording import Recording, RecordingWriter
 
 
@@ -250,23 +247,10 @@ def test_a_radar_recorded_with_its_calibrated_wheel_is_placed_by_it(tmp_path):
     with the shipped profile (placed by the reference radar's 1 mm a count,
     and told so), calibrated over its 3 m, then a line recorded with the
     calibrated profile is placed at this wheel's 3 m."""
-    gpr = get_driver("gpr")
     counts = np.concatenate([np.zeros(20, np.int64), 4 * np.arange(1, 281)])   # 1120 counts
 
     def record(out, calibration):
-        m, s, path = _pty()
-
-        def traces(k):
-            if k >= 30:
-                return None
-            seq = np.arange(10 * k, 10 * k + 10)
-            return gpr.encode_arrays(seq, seq * 2500, np.zeros((10, 128), np.int16),
-                                     encoder=counts[seq])
-
-        rec = Recorder(out, [DeviceSpec("gpr", path, calibration=calibration)],
-                       flush_interval=0.2, startup_timeout=5)
-        _run(rec, [_Feeder(rec, m, traces)], (m, s))
-        return rec
+        return record_wheel_radar(out, counts, calibration)
 
     shipped = load_profile("gpr-default")
     first = record(tmp_path / "run.h5", shipped)

@@ -339,6 +339,25 @@ def test_a_profile_of_other_gates_is_said_when_recording_starts(tmp_path):
         assert len(r.streams["emi"]) > 0 and r.streams["emi"].gate_times is None
 
 
+def record_wheel_radar(out, counts, calibration) -> Recorder:
+    """Record a radar (the gpr driver, no GPS) over a pty, one trace per count of
+    its survey wheel's ``counts`` (300), with ``calibration``."""
+    m, s, path = _pty()
+    gpr = get_driver("gpr")
+
+    def traces(k):
+        if 10 * k >= len(counts):
+            return None
+        seq = np.arange(10 * k, 10 * k + 10)
+        return gpr.encode_arrays(seq, seq * 2500, np.zeros((10, 128), np.int16),
+                                 encoder=counts[seq])
+
+    rec = Recorder(out, [DeviceSpec("gpr", path, calibration=calibration)],
+                   flush_interval=0.2, startup_timeout=5)
+    _run(rec, [_Feeder(rec, m, traces)], (m, s))
+    return rec
+
+
 #: a survey wheel's counts: still for 50 traces, 10 per trace, then reset to 0
 #: by the device (a restart) and on at 10 per trace
 _COUNTS = np.concatenate([np.full(50, 5000), 5000 + 10 * np.arange(1, 151),
@@ -351,20 +370,8 @@ def test_a_radar_without_a_gps_is_placed_by_its_survey_wheel(tmp_path):
     nothing.  Until the wheel turns, traces are not placed (a radar without a
     wheel, whose count stays 0, would all be at one point); a reset of the count
     is not a move."""
-    m, s, path = _pty()
-    gpr = get_driver("gpr")
-
-    def traces(k):
-        if k >= 30:
-            return None
-        seq = np.arange(10 * k, 10 * k + 10)
-        return gpr.encode_arrays(seq, seq * 2500, np.zeros((10, 128), np.int16),
-                                 encoder=_COUNTS[seq])
-
-    rec = Recorder(tmp_path / "wheel.h5", [DeviceSpec("gpr", path, calibration={
-        "sample_interval": 3.125e-11, "distance_per_count": 0.001})],
-        flush_interval=0.2, startup_timeout=5)
-    _run(rec, [_Feeder(rec, m, traces)], (m, s))
+    rec = record_wheel_radar(tmp_path / "wheel.h5", _COUNTS, {
+        "sample_interval": 3.125e-11, "distance_per_count": 0.001})
     with Recording(rec.out) as r:
         g = r.streams["gpr"]
         assert len(g) == 300

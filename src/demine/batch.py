@@ -293,7 +293,8 @@ def _union(parts: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
 
 
 def detect_file(path: str | Path, config: Any = None,
-                calibration: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
+                calibration: Mapping[str, Any] | None = None, *,
+                kinds: Sequence[str] = ("emi", "gpr")) -> dict[str, np.ndarray]:
     """Alarms of every EMI and GPR stream of a recording, with each detector's extra columns.
 
     :func:`demine.pipeline.detect_recording` stream by stream, so that the
@@ -301,6 +302,7 @@ def detect_file(path: str | Path, config: Any = None,
     ``fit_quality``, ``polarity``...) are kept next to the EMI detector's
     columns; missing values are NaN.  ``calibration`` maps stream names to
     calibration profiles, as for :func:`~demine.pipeline.detect_recording`.
+    ``kinds``: the stream kinds detected (default both).
     """
     from .pipeline import detect_recording
     from .recording import Recording
@@ -309,6 +311,7 @@ def detect_file(path: str | Path, config: Any = None,
     with Recording(path) as rec:
         names = [n for n, s in rec.streams.items() if s.kind in ("emi", "gpr")]
         unknown = sorted(set(profiles) - set(names))
+        names = [n for n in names if rec.streams[n].kind in kinds]
         if unknown:
             raise ConfigError(f"{path}: calibration given for stream {unknown[0]!r}, which it "
                               f"does not have as an EMI or GPR stream (streams: "

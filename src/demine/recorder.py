@@ -1404,10 +1404,9 @@ class Recorder:
         radar without a wheel, whose count stays put, is not placed at one
         point), ``y`` 0."""
         dpc = self._wheel[name]
-        raw = np.asarray(b.fields["encoder"])
-        count = raw.astype(np.float64)
+        count = np.asarray(b.fields["encoder"])
         last, x_last = self._wheel_at.get(name, (float(count[0]), None))
-        step = encoder_steps(raw, prev=last)   # (across a counter's wrap)
+        step = encoder_steps(count, prev=last)   # (across a counter's wrap)
         jump = np.abs(step) * abs(dpc) > self.WHEEL_JUMP_M
         if jump.any():
             step[jump] = 0.0

@@ -753,14 +753,14 @@ def _file_report(path: Path, out: Path, *, config: Any,
     # export read it: live alarms, a classifier's p_mine) unless a detection
     # config or calibration is given; the batch pipeline's own run is still
     # what the B-scans draw (its hyperbola fits are not in the table).
-    detected = detect_file(path, cfg, calibration)
     stored = len(table.get("x", ())) > 0
     if stored and config is None and not calibration:
         alarms = {k: np.asarray(v) for k, v in table.items()}
         alarms["stream"] = alarms["stream"].astype(str)
         how = "from the recording's alarms table"
+        detected = detect_file(path, cfg, calibration, kinds=("gpr",))   # (the B-scans')
     else:
-        alarms = detected
+        alarms = detected = detect_file(path, cfg, calibration)
         how = "detected with the batch pipeline" + (
             f" (its alarms table, {len(table['x'])} alarms, not used: "
             f"{'--config' if config is not None else '--calibration'} given)"
