@@ -272,6 +272,62 @@ def test_an_origin_given_without_altitude_takes_the_first_fixs(tmp_path):
         assert ok.mean() > 0.5 and np.abs(r.streams["emi"].z[ok]).max() < 1e-6
 
 
+def test_a_gps_altitude_is_not_taken_for_a_height_above_the_ground(tmp_path):
+    """Down a slope the recorder's z (the GPS altitude less the origin's) goes
+    below 0.  The searched area had dropped those readings as lifted or below
+    the ground (a helper's audit: 8.2 -> 2.5 m² on a lane 4 % downhill), and
+    the features took it for the coil's height; z_datum now says what z is."""
+    from demine.evaluate import searched_area
+    from demine.export import coverage
+    from demine.features import EMIContext
+
+    r = _record(tmp_path / "slope.h5", seconds=2.0, alt=lambda k: 10.05 - 0.02 * k)
+    with r:
+        assert {s.z_datum for s in r.streams.values()} == {"frame"}
+        e = r.streams["emi"]
+        placed = np.isfinite(e.x)
+        assert placed.mean() > 0.6
+        assert (e.z[placed] < -0.05).mean() > 0.5  # (the recording is the case meant)
+        assert np.isnan(e.heights()).all() and np.isnan(e.heights(e.z[:5])).all()
+        assert np.isnan(EMIContext.from_stream(e).height).all()
+        want = searched_area([np.c_[e.x, e.y]], 0.3).area
+    got = coverage(tmp_path / "slope.h5", footprint=0.3)
+    assert got.area == pytest.approx(want) and want > 0.2
+    from demine.cli.info import format_summary
+
+    with Recording(tmp_path / "slope.h5") as r:
+        text = format_summary(r.summary())
+    assert text.count(" m (frame)") == 2, text  # (emi and gps: z is no height)
+
+
+def test_a_recording_made_before_z_datum_is_read_by_its_host_time(tmp_path):
+    """A file `demine record` wrote before the attribute: the recorder's own
+    host_time column in a file with a local frame says its z is an altitude;
+    a stream without that column is read by the format's default."""
+    import h5py
+
+    from demine.errors import SchemaError
+    from demine.recording import RecordingWriter
+
+    r = _record(tmp_path / "old.h5", seconds=1.0)
+    r.close()
+    with h5py.File(tmp_path / "old.h5", "r+") as f:
+        for g in f["streams"].values():
+            del g.attrs["z_datum"]
+    with Recording(tmp_path / "old.h5") as r:
+        assert {s.z_datum for s in r.streams.values()} == {"frame"}
+    with RecordingWriter(tmp_path / "w.h5") as w:
+        s = w.add_stream("emi", "emi", gate_times=GATES, attrs={"z_datum": "ground"})
+        w.add_stream("emi2", "emi", gate_times=GATES)
+        with pytest.raises(SchemaError, match="z_datum 'height' is not one of"):
+            w.add_stream("emi3", "emi", gate_times=GATES, attrs={"z_datum": "height"})
+        s.append(np.ones((3, GATES.size), "float32"), time=np.arange(3) * 1000,
+                 x=np.zeros(3), y=np.zeros(3), z=np.array([0.05, 0.5, 2.0]))
+    with Recording(tmp_path / "w.h5") as r:
+        assert r.streams["emi2"].z_datum == "ground"
+        np.testing.assert_array_equal(r.streams["emi"].heights(), [0.05, 0.5, 2.0])
+
+
 def test_cli_origin_without_altitude_leaves_it_to_the_fixes():
     from demine.cli.record import origin_frame
 

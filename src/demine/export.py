@@ -491,7 +491,9 @@ def coverage(path: str | Path, *, stream: str | None = None, footprint: float | 
     """Ground searched in a recording, with gaps larger than ``gap_area`` m² flagged.
 
     Positions count only while the sensor is at a valid height (``0 <= z <=
-    max_height`` when heights are known).  ``max_height`` defaults to the
+    max_height`` when heights are known: a stream whose ``z`` is a GPS
+    altitude, as ``demine record`` writes it, has none; see
+    :meth:`demine.recording.StreamReader.heights`).  ``max_height`` defaults to the
     stream's ``max_height`` attribute, else 1.5 times the 20th percentile of
     its heights, from :data:`MIN_VALID_HEIGHT` (0.3 m) to
     :data:`MAX_AUTO_HEIGHT` (1 m): the sensor's own working height, whether
@@ -516,6 +518,9 @@ def coverage(path: str | Path, *, stream: str | None = None, footprint: float | 
                 raise ConfigError(f"{path}: no stream {n!r}")
             s = rec.streams[n]
             d = s.read(fields=["x", "y", "z"])
+            # heights above the ground only: a recorder's z is a GPS altitude
+            # (less the origin's), which on a slope says nothing of a lift
+            d["z"] = s.heights(d["z"])
             top = max_height if max_height is not None else s.attrs.get("max_height")
             if top is None:
                 # (the low fifth of the heights: the sensor's working height even

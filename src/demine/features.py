@@ -285,6 +285,13 @@ _DIP_SNR = 3.0
 #: ... at least this many of them, at most this many (evenly spread)
 _DIP_MIN = 12
 _DIP_MAX = 400
+def _heights(stream: Any, z: np.ndarray) -> np.ndarray:
+    """A stream's ``z`` as heights above the ground (NaN where it holds
+    altitudes instead: :meth:`demine.recording.StreamReader.heights`)."""
+    heights = getattr(stream, "heights", None)
+    return heights(z) if callable(heights) else np.asarray(z, dtype=np.float64)
+
+
 #: head height assumed when the stream has none, m
 _NOMINAL_HEIGHT = 0.05
 #: the fitted position stays within this distance of the alarm (m) and depth range (m)
@@ -534,7 +541,8 @@ class EMIContext:
             fields.append("z")
         d = stream.read(fields=fields)
         if "z" in d and "height" not in kw:
-            kw["height"] = d["z"]
+            # (the height above the ground: a GPS altitude is not one)
+            kw["height"] = _heights(stream, d["z"])
         cal = dict(getattr(stream, "calibration", None) or {})
         gt = stream.gate_times
         if profile is not None:
@@ -757,7 +765,8 @@ class GPRContext:
         if b.shape[0] != raw.shape[0]:
             raise ConfigError(f"stream {stream.name!r}: GPR chain returned {b.shape[0]} of "
                               f"{raw.shape[0]} traces")
-        ctx = cls._make(b, raw, d["x"], d["y"], d["time"], float(dt), d.get("z"))
+        ctx = cls._make(b, raw, d["x"], d["y"], d["time"], float(dt),
+                        _heights(stream, d["z"]) if "z" in d else None)
         try:
             v = float(velocity) if velocity is not None else 0.0
         except (TypeError, ValueError):

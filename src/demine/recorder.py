@@ -977,6 +977,9 @@ class Recorder:
             self._close_detectors()
             raise
         self.writer = w
+        # a GPS places the streams: their z is its altitude less the origin's,
+        # not the sensor's height above the ground (nothing here measures that)
+        placed = {"z_datum": "frame"} if any(p[2].kind == "gps" for p in plan) else {}
         try:
             for name, spec, drv, kw, attrs, extra in plan:
                 self._streams[name] = w.add_stream(
@@ -985,7 +988,7 @@ class Recorder:
                     # (the profile's, else the driver's: had been left empty)
                     units=str(spec.calibration.get("units") or getattr(drv, "units", "")
                               or ""),
-                    calibration=spec.calibration, fields=extra, attrs=attrs,
+                    calibration=spec.calibration, fields=extra, attrs={**attrs, **placed},
                     geo=drv.kind in ("emi", "gpr") and self.frame is not None, **kw,
                 )
             if self.truth is not None:

@@ -52,6 +52,11 @@ from .errors import (
 FORMAT_NAME = "demine-recording"
 FORMAT_VERSION = 1
 STREAM_KINDS = ("emi", "gpr", "gps", "marker")
+#: What a stream's ``z`` is measured from (its ``z_datum`` attribute):
+#: ``"ground"``, the sensor's height above the ground (the default), or
+#: ``"frame"``, up in the local frame (the GPS altitude less the root's
+#: ``origin_alt``, as ``demine record`` writes it).
+Z_DATUMS = ("ground", "frame")
 TIME_UNITS = "nanoseconds since 1970-01-01T00:00:00Z"
 
 #: Attribute names that generic readers (xarray, netCDF) interpret and would
@@ -878,6 +883,9 @@ class RecordingWriter:
                 raise SchemaError(f"stream {name!r}: kind {kind!r} is not one of {STREAM_KINDS}")
             extra = dict(attrs or {})
             _check_attrs(extra, f"stream {name!r}")
+            if "z_datum" in extra and extra["z_datum"] not in Z_DATUMS:
+                raise SchemaError(f"stream {name!r}: z_datum {extra['z_datum']!r} is not one "
+                                  f"of {Z_DATUMS}")
             cal_text = _json_text(dict(calibration or {}), f"stream {name!r}: calibration")
             dims: dict[str, np.ndarray] = {}
             sdtype = None
@@ -1578,6 +1586,33 @@ class StreamReader(_ColumnGroup):
         return self["z"]
 
     @property
+    def z_datum(self) -> str:
+        """What the stream's ``z`` is measured from (:data:`Z_DATUMS`): its
+        ``z_datum`` attribute, else ``"ground"`` (the format's default), except
+        for a stream ``demine record`` wrote before it said so (one with a
+        ``host_time`` column in a file with a local frame), whose ``z`` is the
+        GPS altitude less ``origin_alt``: ``"frame"``.  Any other value is
+        returned as it is (and :meth:`heights` knows no height from it)."""
+        datum = self.attrs.get("z_datum")
+        if datum is not None:
+            return str(datum)
+        if "host_time" in self._fields and self._group is not None \
+                and "origin_lon" in self._group.file.attrs:
+            return "frame"
+        return "ground"
+
+    def heights(self, z: np.ndarray | None = None) -> np.ndarray:
+        """The sensor's height above the ground per frame, m (NaN: unknown).
+
+        ``z`` when the stream's :attr:`z_datum` is ``"ground"``; NaN
+        everywhere otherwise (an altitude says nothing of the height over the
+        ground beneath without a ground model).  ``z``, when given, is the
+        stream's ``z`` already read (or a part of it).
+        """
+        z = np.asarray(self["z"] if z is None else z, dtype=np.float64)
+        return z if self.z_datum == "ground" else np.full(z.shape, np.nan)
+
+    @property
     def gate_times(self) -> np.ndarray | None:
         """EMI gate times in seconds, or None when the stream did not declare them."""
         return None if self._gate_times is None else self._gate_times.copy()
@@ -1891,6 +1926,8 @@ class Recording:
                         if v.size:
                             ext[axis] = (float(v.min()), float(v.max()))
                 entry["extent"] = ext
+                if "z" in ext:
+                    entry["z_datum"] = s.z_datum
             streams[name] = entry
         return {
             "path": str(self.path),

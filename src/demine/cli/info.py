@@ -19,13 +19,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def _fmt_extent(ext: dict) -> str:
+def _fmt_extent(ext: dict, z_datum: str = "ground") -> str:
     # x, y, z in metres to the millimetre; lon, lat in degrees to 1e-7 (about 1 cm):
     # three decimals of a degree (about 100 m) would show a lane as a point
     parts = []
     for k, (lo, hi) in ext.items():
         if k in ("lon", "lat"):
             parts.append(f"{k} {lo:.7f}..{hi:.7f} deg")
+        elif k == "z" and z_datum != "ground":
+            # (a GPS altitude less the origin's, not a height above the ground)
+            parts.append(f"z {lo:.3f}..{hi:.3f} m ({z_datum})")
         else:
             parts.append(f"{k} {lo:.3f}..{hi:.3f} m")
     return ", ".join(parts) or "no positions"
@@ -57,11 +60,11 @@ def format_summary(s: dict) -> str:
             # (an imported file without trace timing: its "times" are trace numbers)
             start = f" (starts {st['start_utc']})" if st.get("start_utc") else ""
             line += (f", no trace times in the file{start}, "
-                     f"{_fmt_extent(st['extent'])}")
+                     f"{_fmt_extent(st['extent'], st.get('z_datum', 'ground'))}")
         elif st["frames"]:
             rate = f"{st['rate_hz']:.1f} Hz" if st.get("rate_hz") else "n/a"
             line += (f", {st['duration_s']:.3f} s from {st['start_utc']}, {rate}, "
-                     f"{_fmt_extent(st['extent'])}")
+                     f"{_fmt_extent(st['extent'], st.get('z_datum', 'ground'))}")
         lines.append(line)
     t = s["tables"]
     lines.append(f"  truth targets: {t['truth']}, alarms: {t['alarms']}, markers: {t['markers']}")
