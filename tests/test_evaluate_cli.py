@@ -449,6 +449,25 @@ def test_truth_by_file_name_refuses_recordings_of_one_name(tmp_path):
     t.write_text("file,x,y\nlane.h5,0.3,0.5\n")
     with pytest.raises(ConfigError, match="2 of the recordings are called 'lane.h5'"):
         evaluate_recordings([a, b], truth=[t])
+    # named by path (absolute, or relative: the end of the recording's path),
+    # the rows of each are told apart
+    t.write_text(f"file,x,y\n{a},0.3,0.5\nd2/lane.h5,0.7,1.5\nd2/lane.h5,0.5,2.5\n")
+    r = evaluate_recordings([a, b], truth=[t])
+    assert [ln.n_targets for ln in r.lanes] == [1, 2]
+    t.write_text(f"file,x,y\n{a},0.3,0.5\nd3/lane.h5,0.7,1.5\n")
+    with pytest.raises(ConfigError, match="names recordings not given: d3/lane.h5"):
+        evaluate_recordings([a, b], truth=[t])
+
+
+def test_file_rows_by_path_or_by_name(tmp_path):
+    from demine.evaluate import file_rows
+
+    (tmp_path / "s").mkdir()
+    p = tmp_path / "s" / "lane.h5"
+    values = [str(p), "s/lane.h5", "lane.h5", "", "t/lane.h5", str(tmp_path / "lane.h5"),
+              str(tmp_path / "s" / ".." / "s" / "lane.h5"), "other.h5"]
+    assert file_rows(values, p).tolist() == [True, True, True, False, False, False, True,
+                                             False]
 
 
 def test_a_blank_is_mine_is_refused(tmp_path, capsys):

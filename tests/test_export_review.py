@@ -132,7 +132,7 @@ def test_an_alarms_table_for_several_recordings_gives_only_this_ones(tmp_path, c
     rows = list(csv.DictReader(open(out, encoding="utf-8", newline="")))
     assert [r["x_m"] for r in rows] == ["0.1", "0.3"]
     err = capsys.readouterr().err
-    assert "1 alarms of other recordings (lane2.h5) left out" in err
+    assert "1 alarms of other recordings (lanes/lane2.h5) left out" in err
     only_other = tmp_path / "other.csv"
     only_other.write_text("file,x,y\nlane2.h5,5.0,6.0\n")
     out2 = tmp_path / "b.csv"
@@ -140,6 +140,24 @@ def test_an_alarms_table_for_several_recordings_gives_only_this_ones(tmp_path, c
     err = capsys.readouterr().err
     assert "names only other recordings (lane2.h5), none is lane1.h5" in err
     assert not out2.exists()
+
+
+def test_a_campaign_table_names_its_recordings_by_path(tmp_path, capsys):
+    """(audit) A campaign's table (demine batch writes absolute paths) of two
+    sites that both have a lane.h5: the export of one took the other's alarms
+    too, at the wrong places, as they matched by file name only."""
+    (tmp_path / "site-a").mkdir()
+    (tmp_path / "site-b").mkdir()
+    a = _recording(tmp_path / "site-a" / "lane.h5")
+    b = tmp_path / "site-b" / "lane.h5"
+    table = tmp_path / "campaign.csv"
+    table.write_text(f"file,x,y,score\n{a},0.1,0.2,3\n{b},5.0,6.0,4\n"
+                     "site-a/lane.h5,0.3,0.4,5\nsite-b/lane.h5,7.0,8.0,6\n")
+    out = tmp_path / "a.csv"
+    assert main(["export", str(a), "--alarms", str(table), "--out", str(out)]) == 0
+    rows = list(csv.DictReader(open(out, encoding="utf-8", newline="")))
+    assert [r["x_m"] for r in rows] == ["0.1", "0.3"]
+    assert "2 alarms of other recordings" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------- bad options

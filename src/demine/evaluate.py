@@ -33,6 +33,7 @@ import csv
 import json
 import math
 import numbers
+import os
 import re
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -2094,10 +2095,38 @@ def lane_from_recording(
                 notes=notes, path_length=length, truth_given=truth_given)
 
 
+def file_rows(values: Iterable[Any], path: str | Path) -> NDArray[np.bool_]:
+    """Which rows of a table's ``file`` column name the recording ``path``.
+
+    A value with a directory names that one file: an absolute path (as
+    ``demine batch`` writes them) the same file, a relative one a path that
+    ends the recording's (``site-a/lane.h5`` names ``/data/site-a/lane.h5``).
+    A bare file name names every recording of that name.  An empty value names
+    none (callers decide what it means).
+    """
+    target = os.path.abspath(path)
+    real = os.path.realpath(path)
+    ends = (Path(target).parts, Path(real).parts)
+    out = []
+    for v in values:
+        text = str(v).strip()
+        p = Path(text)
+        if not text:
+            out.append(False)
+        elif p.parent == Path("."):
+            out.append(p.name == Path(target).name)
+        elif os.path.abspath(text) in (target, real) or os.path.realpath(text) == real:
+            out.append(True)
+        else:
+            parts = Path(os.path.normpath(text)).parts
+            out.append(not p.is_absolute() and any(e[-len(parts):] == parts for e in ends))
+    return np.array(out, dtype=bool)
+
+
 def _per_recording(tables: Sequence[Any], paths: list[Path], what: str,
                    read: Callable[[str | Path], dict[str, np.ndarray]]) -> list[Any]:
     """One table per recording, from one per recording (in order) or one with a
-    ``file`` column naming each row's recording (by file name)."""
+    ``file`` column naming each row's recording (:func:`file_rows`)."""
     loaded = [read(a) if isinstance(a, str | Path) else a for a in tables]
     # (a table that names each row's recording is read by those names, also
     # for one recording: a campaign's table given with one of its lanes)
@@ -2105,8 +2134,8 @@ def _per_recording(tables: Sequence[Any], paths: list[Path], what: str,
     if len(loaded) == len(paths) and not one_named:
         for p, table in zip(paths, loaded, strict=True):
             fcol = _column(table, "file", None)
-            other = sorted({Path(str(v)).name for v in fcol} - {p.name}) \
-                if fcol is not None else []
+            other = sorted({str(v) for v, ok in zip(fcol, file_rows(fcol, p), strict=True)
+                            if not ok}) if fcol is not None else []
             if other:
                 raise ConfigError(f"the {what} given for {p.name} name other recordings "
                                   f"in their 'file' column: {', '.join(other)}")
@@ -2121,21 +2150,24 @@ def _per_recording(tables: Sequence[Any], paths: list[Path], what: str,
                           f"column naming each row's recording")
     if isinstance(table, Mapping):
         _check_columns(table, what)
-    names = [p.name for p in paths]
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:  # (each would get the rows of all of them)
+    fcol = np.asarray(fcol)
+    rows = np.stack([file_rows(fcol, p) for p in paths]) if paths \
+        else np.zeros((0, fcol.size), dtype=bool)
+    twice = rows.sum(axis=0) > 1
+    if twice.any():  # (each would get the rows of all of them)
+        v = str(fcol[np.flatnonzero(twice)[0]])
+        n = int(rows[:, np.flatnonzero(twice)[0]].sum())
         raise ConfigError(f"the {what} table's 'file' column names recordings by file name, "
-                          f"and {names.count(twice[0])} of the recordings are called "
-                          f"{twice[0]!r}: it cannot tell their rows apart (rename one, or "
-                          f"give one {what} table per recording to demine evaluate)")
-    fnames = np.array([Path(str(v)).name for v in fcol])
-    known = set(names)
-    unknown = sorted(set(fnames.tolist()) - known)
+                          f"and {n} of the recordings are called {v!r}: it cannot tell "
+                          f"their rows apart (name them by path in the table, or give one "
+                          f"{what} table per recording to demine evaluate)")
+    unknown = sorted({str(v) for v in fcol[~rows.any(axis=0)]})
     if unknown:
-        raise ConfigError(f"the {what} table names recordings not given: {', '.join(unknown)} "
-                          f"(given: {', '.join(sorted(known))}; evaluate them too, or "
-                          "keep only the given recordings' rows)")
-    return [{k: np.asarray(v)[fnames == p.name] for k, v in table.items()} for p in paths]
+        shown = ", ".join(unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+        raise ConfigError(f"the {what} table names recordings not given: {shown} "
+                          f"(given: {', '.join(sorted(p.name for p in paths))}; evaluate "
+                          "them too, or keep only the given recordings' rows)")
+    return [{k: np.asarray(v)[r] for k, v in table.items()} for r in rows]
 
 
 def evaluate_recordings(

@@ -145,15 +145,18 @@ def _times_ns(t: Any, n: int) -> np.ndarray:
 def _this_recordings(alarms: dict[str, np.ndarray], path: str | Path) -> dict[str, np.ndarray]:
     """The alarms of a table with a ``file`` column (one table for several
     recordings, as ``demine evaluate`` takes) that belong to ``path``: those
-    naming its file name, or no file.  The others are in another recording's
-    local frame and would be placed wrongly."""
+    naming it (:func:`demine.evaluate.file_rows`: by path, or a bare file name
+    by name), or no file.  The others are in another recording's local frame
+    and would be placed wrongly."""
+    from .evaluate import file_rows
+
     if "file" not in alarms:
         return alarms
-    names = np.array([Path(str(v)).name if str(v).strip() else "" for v in alarms["file"]])
-    mine = (names == Path(path).name) | (names == "")
+    values = np.array([str(v).strip() for v in alarms["file"]], dtype=object)
+    mine = file_rows(values, path) | (values == "")
     if mine.all():
         return alarms
-    others = sorted(set(names[~mine].tolist()))
+    others = sorted(set(values[~mine].tolist()))
     shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
     if not mine.any():
         raise ConfigError(f"{path}: the alarms' 'file' column names only other recordings "
