@@ -55,6 +55,37 @@ def test_geojson_is_rfc7946_longitude_first(lane, tmp_path):
     assert doc["features"][1]["properties"]["class"] == "suspected clutter"
 
 
+def test_fix_quality_is_that_of_a_recent_fix_only(lane, tmp_path):
+    """(audit) The fix quality was the last fix's however old (an alarm a
+    minute after the receiver stopped got its RTK 4), and a GPS stream
+    without the column (a file from another tool) ended the export."""
+    from demine.export import alarm_records
+
+    with Recording(lane) as r:
+        g = r.streams["gps"]
+        t0, t1 = int(g.time[0]), int(g.time[-1])
+    a = dict(ALARMS)
+    a["time"] = np.array([t0 + 2_000_000_000, t1 + 60_000_000_000])
+    recs, _ = alarm_records(lane, alarms=a)
+    assert [r["fix_quality"] for r in recs] == [4, None]
+    a["time"] = np.array([t1 + 500_000_000, t0 - 1])
+    assert [r["fix_quality"] for r in alarm_records(lane, alarms=a)[0]] == [4, None]
+    bare = tmp_path / "bare.h5"
+    with Recording(lane) as r, RecordingWriter(bare, attrs=dict(LocalFrame.from_attrs(
+            r.attrs).attrs())) as w:
+        g = r.streams["gps"]
+        s = w.add_stream("gps", "gps")
+        s.append(time=g.time, x=g.x, y=g.y, z=g.z, lon=g["lon"], lat=g["lat"], alt=g["alt"])
+    import h5py
+
+    with h5py.File(bare, "r+") as f:
+        del f["streams/gps/fix_quality"]
+    with Recording(bare) as r:
+        assert "fix_quality" not in r.streams["gps"].field_names
+    recs, _ = alarm_records(bare, alarms=a)
+    assert [r["fix_quality"] for r in recs] == [None, None]
+
+
 def test_csv_and_kml(lane, tmp_path):
     export_alarms(lane, tmp_path / "a.csv")
     rows = list(csv.DictReader(open(tmp_path / "a.csv", encoding="utf-8")))

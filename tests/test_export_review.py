@@ -103,7 +103,7 @@ def test_a_missing_alarm_time_is_no_time_and_no_numpy_warning(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""  # (NaN cast to int64 printed numpy's "invalid value" warning)
     rows = list(csv.DictReader(open(tmp_path / "a.csv", encoding="utf-8", newline="")))
-    assert rows[0]["time_utc"] == "" and rows[0]["fix_quality"] == "-1"
+    assert rows[0]["time_utc"] == "" and rows[0]["fix_quality"] == ""
     assert rows[1]["time_utc"] == "2026-03-01T08:00:01.000Z"
 
 
@@ -455,3 +455,21 @@ def test_an_output_on_a_pipe_is_written_not_waited_for(tmp_path):
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("id,class,lon,lat") and len(lines) == 2, lines
     assert "/dev/stdout: 1 alarms" in proc.stderr
+
+
+def test_a_searched_area_without_positions_is_unknown_not_zero(tmp_path):
+    # (audit) a recording whose sensor was never at a valid height (here held
+    # 2 m up throughout) wrote area_m2 0.0, a claim that nothing was searched
+    path = tmp_path / "lifted.h5"
+    x = np.linspace(0, 1, 101)
+    with RecordingWriter(path, attrs=KYIV.attrs()) as w:
+        w.add_stream("emi", "emi", n_channels=4, attrs={"z_datum": "ground"}).append(
+            np.zeros((x.size, 4)), time=1_772_352_000_000_000_000 + np.arange(x.size) * 10**7,
+            x=x, y=np.zeros(x.size), z=np.full(x.size, 2.0))
+    out = tmp_path / "cov.geojson"
+    export_alarms(path, out, with_coverage=True)
+    props = json.loads(out.read_text())["features"][0]["properties"]
+    assert props["kind"] == "searched area" and props["area_m2"] is None
+    assert "unknown" in props["note"]
+    export_alarms(_recording(tmp_path / "r.h5"), out, with_coverage=True)
+    assert json.loads(out.read_text())["features"][0]["properties"]["area_m2"] > 0.5

@@ -5,7 +5,9 @@ WGS 84 decimal degrees; GeoJSON (RFC 7946: longitude first, no ``crs``
 member) and CSV with decimal-degree latitude/longitude are the practical
 exchange formats, KML the one field teams open in a globe viewer.  Each alarm
 carries the fields recorded for a found item: class/label, depth, confidence,
-sensor, operator, UTC time and the GPS fix quality at that moment.
+sensor, operator, UTC time and the GPS fix quality at that moment (empty or
+null when unknown: no GPS stream with fix qualities, or no fix in the second
+before; see :data:`FIX_MAX_AGE`).
 
 Positions come from the recording's local frame (``origin_lon``,
 ``origin_lat``, ``bearing_deg`` root attributes, see ``docs/format.md``),
@@ -114,17 +116,30 @@ def _iso(ns: int) -> str:
             .isoformat(timespec="milliseconds").replace("+00:00", "Z"))
 
 
+#: Oldest fix (s) whose quality :func:`alarm_records` gives an alarm, unless
+#: the receiver's own interval is longer (then twice that).
+FIX_MAX_AGE = 1.0
+
+
 def _fix_at(rec: Any, t: np.ndarray) -> np.ndarray:
-    """GPS fix quality of the last fix at or before each time (-1 without GPS)."""
+    """GPS fix quality at each time: that of the last fix at or before it, if
+    that fix is at most :data:`FIX_MAX_AGE` s old (or twice the receiver's
+    median interval); -1 when unknown (no GPS stream with fix qualities, no
+    time, or the fixes had stopped: a quality from minutes before says
+    nothing of the position then)."""
     out = np.full(t.shape, -1, dtype=np.int64)
     for s in rec.streams.values():
-        if s.kind != "gps" or len(s) == 0:
+        if s.kind != "gps" or len(s) == 0 or "fix_quality" not in s.field_names:
             continue
         d = s.read(fields=["time", "fix_quality"])
         order = np.argsort(d["time"], kind="stable")
-        ts, fq = d["time"][order], d["fix_quality"][order]
+        ts, fq = d["time"][order].astype(np.int64), d["fix_quality"][order]
+        step = np.diff(ts)
+        step = step[step > 0]
+        age_ns = max(FIX_MAX_AGE * 1e9, 2.0 * float(np.median(step)) if step.size else 0.0)
         idx = np.searchsorted(ts, t, side="right") - 1
-        ok = idx >= 0
+        ok = (idx >= 0) & (t > 0)
+        ok[ok] &= (t[ok] - ts[idx[ok]]) <= age_ns
         out[ok] = fq[idx[ok]]
         break
     return out
@@ -250,7 +265,7 @@ def alarm_records(path: str | Path, *, alarms: dict[str, np.ndarray] | None = No
             "site": site,
             "lane": lane,
             "time_utc": _iso(int(t[i])),
-            "fix_quality": int(fix[i]),
+            "fix_quality": int(fix[i]) if fix[i] >= 0 else None,
         })
     return records, frame
 
@@ -469,7 +484,11 @@ class CoverageResult:
         feats: list[dict[str, Any]] = [{
             "type": "Feature",
             "geometry": {"type": "MultiPolygon", "coordinates": polys},
-            "properties": {"kind": "searched area", "area_m2": round(self.area, 3)},
+            # (no position at a valid height: the area is unknown, not 0 m²)
+            "properties": {"kind": "searched area", "area_m2": round(self.area, 3)}
+            if self.raster.mask.size else
+            {"kind": "searched area", "area_m2": None,
+             "note": "no positions at a valid height: searched area unknown"},
         }]
         for g in self.gaps:
             lon, lat = frame.to_geo(np.array([g["x"]]), np.array([g["y"]]))
