@@ -6,8 +6,8 @@ member) and CSV with decimal-degree latitude/longitude are the practical
 exchange formats, KML the one field teams open in a globe viewer.  Each alarm
 carries the fields recorded for a found item: class/label, depth, confidence,
 sensor, operator, UTC time and the GPS fix quality at that moment (empty or
-null when unknown: no GPS stream with fix qualities, or no fix in the second
-before; see :data:`FIX_MAX_AGE`).
+null when unknown: no GPS stream with fix qualities, or the last fix older
+than :data:`FIX_MAX_AGE` or two of the receiver's intervals).
 
 Positions come from the recording's local frame (``origin_lon``,
 ``origin_lat``, ``bearing_deg`` root attributes, see ``docs/format.md``),

@@ -13,7 +13,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="export alarms as GeoJSON, CSV or KML in WGS 84 (with coverage)",
         description="Export the alarms of a recording with the fields mine-action information "
         "systems record for a found item (class, depth, confidence, sensor, operator, UTC "
-        "time, GPS fix quality: empty when no fix came in the second before), in WGS 84 "
+        "time, GPS fix quality: empty when the last fix is older than 1 s or two of the "
+        "receiver's intervals), in WGS 84 "
         "decimal degrees. GeoJSON follows RFC 7946 "
         "(longitude first). CSV is UTF-8 without a byte-order mark; a text cell starting "
         "with =, +, -, @, a tab or a carriage return (which a spreadsheet would evaluate as "
