@@ -24,7 +24,8 @@
 
 Each starts from a base profile (a shipped one by name or a file) and returns a
 new dict; :func:`write_profile` stores it as TOML.  ``demine calibrate`` is the
-command line of all four.
+command line of all four, and of :func:`reposition`, which places a line
+recorded before its wheel was calibrated again by the wheel's profile.
 """
 
 from __future__ import annotations
@@ -723,3 +724,131 @@ def write_profile(profile: dict[str, Any], path: str | Path) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+#: What :func:`reposition` copies from the wheel profile into the stream's
+#: calibration: the value and where it came from.
+WHEEL_KEYS = ("distance_per_count", "distance_per_count_from", "distance_per_count_utc",
+              "wheel_counts", "wheel_distance")
+
+
+def reposition(recording: str | Path, out: str | Path, profile: str | Path | dict, *,
+               stream: str = "gpr", overwrite: bool = False) -> dict[str, Any]:
+    """Place a radar recorded without a GPS again, by a newly measured wheel.
+
+    ``demine record`` places such a radar by its survey wheel
+    (:func:`demine.positions.wheel_positions`) with the ``distance_per_count``
+    its profile gave at the time, maybe the shipped reference radar's.  Once
+    the wheel is calibrated (:func:`wheel_profile`), this writes ``out``, a
+    copy of ``recording`` whose ``stream`` is placed by ``profile``'s value
+    the way the recorder would have placed it: ``x`` (and ``y``, ``lon``,
+    ``lat``), the stream's calibration (the value, its provenance, and
+    ``repositioned_utc`` / ``repositioned_from`` with the value it replaces)
+    and the ``x`` of the stream's alarms (at their times along the line).
+    Everything else is copied as it is: samples, counts, other streams,
+    truth, markers.  ``recording`` is not changed.
+
+    Refused: ``out`` is ``recording`` (or exists, without ``overwrite``); a
+    profile without a finite, non-zero ``distance_per_count``; a stream
+    without an ``encoder`` column; a recording with a GPS stream or a stream
+    placed off its line (``y`` not 0: not placed by its wheel).
+
+    Returns
+    -------
+    dict
+        ``traces``, ``placed`` (traces with a position), ``alarms`` (moved),
+        ``jumps`` (count resets not taken as moves), ``length_before``,
+        ``length_after`` (m from the first placed trace to the last),
+        ``distance_per_count`` and ``distance_per_count_before``.
+    """
+    import shutil
+
+    import h5py
+
+    from demine.positions import LocalFrame, wheel_positions
+    from demine.recording import Recording, _json_text
+
+    src, dst = Path(recording), Path(out)
+    if not src.is_file():
+        raise ConfigError(f"{src}: no such recording")
+    if dst.exists() and (dst.is_dir() or os.path.samefile(src, dst)):
+        raise ConfigError(f"{dst} is " + ("a directory" if dst.is_dir() else
+                                          "the recording itself") +
+                          ": write the repositioned copy to a new file (the recording is "
+                          "kept as it was recorded)")
+    if dst.exists() and not overwrite:
+        raise ConfigError(f"{dst} exists: give --overwrite to replace it")
+    prof = dict(profile) if isinstance(profile, dict) else load_profile(profile)
+    dpc = prof.get("distance_per_count")
+    if isinstance(dpc, bool) or not isinstance(dpc, int | float) or not math.isfinite(dpc) \
+            or dpc == 0:
+        raise ConfigError(f"{profile if not isinstance(profile, dict) else 'the profile'}: "
+                          f"no finite, non-zero distance_per_count (got {dpc!r}): it is not a "
+                          "wheel calibration (demine calibrate wheel makes one)")
+    with Recording(src) as rec:
+        s = _stream(rec, src, stream, "gpr")
+        gps = [n for n, g in rec.streams.items() if g.kind == "gps"]
+        if gps:
+            raise ConfigError(f"{src}: it has a GPS stream ({', '.join(gps)}), which placed "
+                              f"{stream!r}; only a radar recorded without a GPS is placed by "
+                              "its wheel")
+        if "encoder" not in s.field_names:
+            raise ConfigError(f"{src}: stream {stream!r} has no survey wheel count (no "
+                              "'encoder' column): it was not placed by a wheel")
+        cols = s.read(fields=["time", "encoder", "x", "y"])
+        y_old = np.asarray(cols["y"], dtype=np.float64)
+        off = np.isfinite(y_old) & (y_old != 0)
+        if off.any():
+            raise ConfigError(f"{src}: stream {stream!r} has {int(off.sum())} trace(s) off "
+                              f"its line (y = {float(y_old[off][0]):g} m, not 0): it was not "
+                              "placed by its wheel")
+        before = s.calibration.get("distance_per_count")
+        frame = LocalFrame.from_attrs(dict(rec.attrs))
+        alarms = rec.table("alarms").to_dict()
+    x, _, jumps = wheel_positions(cols["encoder"], float(dpc))
+    t = np.asarray(cols["time"], dtype=np.int64)
+    placed = np.isfinite(x)
+    a_stream = np.array([v.decode() if isinstance(v, bytes) else str(v)
+                         for v in alarms.get("stream", [])], dtype=object)
+    mine = np.flatnonzero(a_stream == stream) if a_stream.size else np.zeros(0, np.intp)
+    a_x = np.asarray(alarms.get("x", np.zeros(0)), dtype=np.float64).copy()
+    if mine.size:
+        order = np.argsort(t[placed], kind="stable")
+        tp, xp = t[placed][order], x[placed][order]
+        ta = np.asarray(alarms["time"], dtype=np.int64)[mine]
+        inside = (ta >= tp[0]) & (ta <= tp[-1]) if tp.size else np.zeros(mine.size, bool)
+        a_x[mine] = np.where(inside, np.interp(ta, tp, xp) if tp.size else np.nan, np.nan)
+    now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    cal = dict(s.calibration or {})
+    cal.update({k: prof[k] for k in WHEEL_KEYS if k in prof})
+    cal["repositioned_utc"] = now
+    cal["repositioned_from"] = before if before is not None else "none"
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        shutil.copyfile(src, tmp)
+        with h5py.File(tmp, "r+") as f:
+            g = f["streams"][stream]
+            g["x"][...] = x
+            if "y" in g:
+                g["y"][...] = np.where(placed, 0.0, np.nan)
+            if frame is not None and "lon" in g and "lat" in g:
+                lon, lat = frame.to_geo(x, np.where(placed, 0.0, np.nan))
+                g["lon"][...] = lon
+                g["lat"][...] = lat
+            g.attrs["calibration"] = _json_text(cal, f"stream {stream!r}: calibration")
+            if mine.size:
+                f["alarms"]["x"][...] = a_x
+        os.replace(tmp, dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    x_old = np.asarray(cols["x"], dtype=np.float64)
+
+    def span(v: np.ndarray) -> float:
+        v = v[np.isfinite(v)]
+        return float(abs(v[-1] - v[0])) if v.size else math.nan
+
+    return {"traces": int(t.size), "placed": int(placed.sum()), "alarms": int(mine.size),
+            "jumps": jumps, "length_before": span(x_old), "length_after": span(x),
+            "distance_per_count": float(dpc),
+            "distance_per_count_before": before}

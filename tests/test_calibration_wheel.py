@@ -13,6 +13,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_recorder_audit import record_wheel_radar
 
 from demine.calibration import load_profile
@@ -267,3 +269,157 @@ def test_a_radar_recorded_with_its_calibrated_wheel_is_placed_by_it(tmp_path):
         x = r.streams["gpr"].x
         assert np.nanmax(x) == pytest.approx(3.0)
         np.testing.assert_allclose(np.diff(x[20:]), 3.0 / 280)
+
+
+# ------------------------------------------------------------ reposition
+#: counts of a line: still for 20 traces, 7 per trace, then a reset to 0 and on
+_LINE = np.concatenate([np.full(20, 900), 900 + 7 * np.arange(1, 181),
+                        7 * np.arange(100)]).astype(np.int32)
+
+
+def test_a_line_is_placed_again_as_the_recorder_would_have_placed_it(tmp_path):
+    """A line recorded with the shipped (wrong) distance_per_count, then placed
+    by the wheel's measured value: x, the calibration and the alarms are what
+    recording with the measured value gives, and the recording is unchanged."""
+    from demine.calibration.procedures import reposition
+    from demine.pipeline import append_alarms
+
+    wrong = record_wheel_radar(tmp_path / "wrong.h5", _LINE, {
+        "sample_interval": 3.125e-11, "distance_per_count": 0.001}).out
+    right = record_wheel_radar(tmp_path / "right.h5", _LINE, {
+        "sample_interval": 3.125e-11, "distance_per_count": 0.00137}).out
+    with Recording(wrong) as r:
+        g = r.streams["gpr"]
+        t = g.time
+        x_wrong = g.x
+    k = np.array([60, 150, 250])  # (alarms at three traces, one after the reset)
+    append_alarms(wrong, {"time": t[k], "stream": np.array(["gpr"] * 3, dtype=object),
+                          "x": x_wrong[k], "y": np.zeros(3), "depth": np.full(3, 0.1),
+                          "score": np.full(3, 20.0)})
+    append_alarms(wrong, {"time": t[k[:1]], "stream": np.array(["emi"], dtype=object),
+                          "x": np.array([0.25]), "y": np.zeros(1), "score": np.ones(1)})
+    before = wrong.read_bytes()
+    _wheel_run(tmp_path / "run.h5", 1000 + 2190 * np.arange(100) // 99)
+    prof = wheel_profile(tmp_path / "run.h5", distance=3.0)
+    assert prof["distance_per_count"] == pytest.approx(3.0 / 2190)
+    prof["distance_per_count"] = 0.00137
+    write_profile(prof, tmp_path / "wheel.toml")
+    out = tmp_path / "placed.h5"
+    got = reposition(wrong, out, tmp_path / "wheel.toml")
+    assert wrong.read_bytes() == before
+    assert got["placed"] == 280 and got["jumps"] == 1 and got["alarms"] == 3
+    assert got["length_after"] == pytest.approx(got["length_before"] * 1.37)
+    with Recording(out) as a, Recording(right) as b:
+        ga, gb = a.streams["gpr"], b.streams["gpr"]
+        np.testing.assert_allclose(ga.x, gb.x, rtol=1e-12, atol=1e-15)
+        np.testing.assert_array_equal(np.isnan(ga.y), np.isnan(gb.y))
+        np.testing.assert_array_equal(ga.samples, gb.samples)
+        np.testing.assert_array_equal(ga["encoder"], gb["encoder"])
+        cal = ga.calibration
+        assert cal["distance_per_count"] == 0.00137 and cal["repositioned_from"] == 0.001
+        assert cal["distance_per_count_from"] == prof["distance_per_count_from"]
+        al = a.alarms
+        gpr = np.array([s == "gpr" for s in al["stream"]])
+        np.testing.assert_allclose(al["x"][gpr], gb.x[k], rtol=1e-12)
+        assert al["x"][~gpr].tolist() == [0.25]  # (another stream's alarm stays)
+        np.testing.assert_array_equal(al["depth"][gpr], [0.1] * 3)
+
+
+def test_reposition_refuses_what_it_cannot_place(tmp_path):
+    from demine.calibration.procedures import reposition
+
+    line = _line(tmp_path / "line.h5", _LINE, calibration={"distance_per_count": 0.001})
+    good = {"distance_per_count": 0.002}
+    with pytest.raises(ConfigError, match="the recording itself"):
+        reposition(line, line, good)
+    (tmp_path / "taken.h5").write_bytes(b"x")
+    with pytest.raises(ConfigError, match="exists: give --overwrite"):
+        reposition(line, tmp_path / "taken.h5", good)
+    assert (tmp_path / "taken.h5").read_bytes() == b"x"
+    for bad in ({}, {"distance_per_count": 0.0}, {"distance_per_count": float("nan")},
+                {"distance_per_count": True}):
+        with pytest.raises(ConfigError, match="not a wheel calibration"):
+            reposition(line, tmp_path / "o.h5", bad)
+    with pytest.raises(ConfigError, match="no survey wheel count"):
+        reposition(_line(tmp_path / "nowheel.h5", _LINE, fields=False), tmp_path / "o.h5", good)
+    with pytest.raises(ConfigError, match="no GPR stream 'gpr'"):
+        reposition(_line(tmp_path / "emi.h5", _LINE, kind="emi"), tmp_path / "o.h5", good)
+    placed = tmp_path / "gps.h5"
+    with RecordingWriter(placed) as w:
+        g = w.add_stream("gpr", "gpr", n_channels=4, fields={"encoder": np.int32})
+        w.add_stream("gps", "gps")
+        g.append(np.zeros((3, 4), np.int16), time=np.arange(3) * 10**7, encoder=np.arange(3),
+                 x=np.arange(3.0), y=np.array([0.0, 0.1, 0.2]))
+    with pytest.raises(ConfigError, match="GPS stream"):
+        reposition(placed, tmp_path / "o.h5", good)
+    with pytest.raises(ConfigError, match="off its line"):
+        reposition(_across(placed, tmp_path / "across.h5"), tmp_path / "o.h5", good)
+    assert not (tmp_path / "o.h5").exists()
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def _line(path, counts, **kw):
+    _wheel_run(path, counts, **kw)
+    return path
+
+
+def _across(src, path):
+    """``src``'s radar alone (no GPS), with its y as recorded: placed off a line."""
+    with Recording(src) as r, RecordingWriter(path) as w:
+        g = r.streams["gpr"]
+        w.add_stream("gpr", "gpr", n_channels=4, fields={"encoder": np.int32}).append(
+            g.samples, time=g.time, encoder=g["encoder"], x=g.x, y=g.y)
+    return path
+
+
+def test_cli_reposition(tmp_path):
+    line = _line(tmp_path / "line.h5", _LINE, calibration={"distance_per_count": 0.001})
+    write_profile({"distance_per_count": 0.0025}, tmp_path / "w.toml")
+    run = [sys.executable, "-m", "demine", "calibrate", "reposition", str(line),
+           "--profile", str(tmp_path / "w.toml")]
+    proc = subprocess.run(run + ["-o", str(tmp_path / "p.h5")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "placed by distance_per_count 0.0025 m (was 0.001 m): 280 of 300 traces" in proc.stdout
+    assert "1 count reset(s) not taken as moves" in proc.stdout
+    with Recording(tmp_path / "p.h5") as r:
+        assert np.nanmax(r.streams["gpr"].x) == pytest.approx(0.0025 * (7 * 180 + 7 * 99))
+    proc = subprocess.run(run + ["-o", str(line)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "is the input" in proc.stderr
+    proc = subprocess.run(run + ["-o", str(tmp_path / "nodir" / "p.h5")], capture_output=True,
+                          text=True)
+    assert proc.returncode == 2 and "does not exist" in proc.stderr
+
+
+@settings(deadline=None)
+@given(steps=st.lists(st.integers(-3, 12), min_size=1, max_size=200),
+       resets=st.lists(st.integers(0, 199), max_size=3),
+       cuts=st.lists(st.integers(1, 199), max_size=6),
+       dpc=st.sampled_from([0.001, -0.002, 0.0137]),
+       start=st.integers(-(2**31), 2**31 - 1))
+def test_wheel_positions_block_by_block_are_those_of_the_whole_line(steps, resets, cuts, dpc,
+                                                                    start):
+    """The recorder places a line block by block, reposition all at once: the
+    same x, whatever the blocks (an int32 counter wrapping, resets, a wheel
+    still at first)."""
+    from demine.positions import wheel_positions
+
+    c = (start + np.cumsum([0] + steps)).astype(np.int64)
+    for r in resets:
+        if r < c.size:
+            c[r:] -= c[r]  # (the device re-zeroes its count)
+    counts = ((c + 2**31) % 2**32 - 2**31).astype(np.int32)
+    whole, _, jumps = wheel_positions(counts, dpc)
+    parts, state, n = [], None, 0
+    for a, b in zip([0, *sorted(set(cuts))], [*sorted(set(cuts)), 10**6], strict=True):
+        if a >= counts.size:
+            break
+        x, state, j = wheel_positions(counts[a:b], dpc, state=state)
+        parts.append(x)
+        n += j
+    np.testing.assert_array_equal(np.concatenate(parts), whole)
+    assert n == jumps
+    first = np.flatnonzero(np.diff(counts.astype(np.int64), prepend=counts[0]))
+    if not resets and first.size and np.abs(np.diff(c)).max(initial=0) * abs(dpc) <= 0.5:
+        # (no reset, no jump: the distance from where the wheel first turned)
+        want = np.where(np.arange(c.size) >= first[0], (c - c[0]) * dpc, np.nan)
+        np.testing.assert_allclose(whole, want, rtol=1e-9, atol=1e-12)

@@ -162,6 +162,56 @@ def encoder_steps(counts: Any, *, prev: float | None = None) -> np.ndarray:
     return step
 
 
+#: A survey wheel's count moving more than this between two traces (m) is a
+#: reset (the device restarted or re-zeroed), not a move: positions go on from
+#: the last one (:func:`wheel_positions`).
+WHEEL_JUMP_M = 0.5
+
+
+def wheel_positions(counts: Any, distance_per_count: float, *,
+                    state: tuple[float, float | None] | None = None,
+                    jump_m: float = WHEEL_JUMP_M
+                    ) -> tuple[np.ndarray, tuple[float, float | None], int]:
+    """Distance along the line of each trace, from a survey wheel's counts.
+
+    ``x`` is the distance from where the wheel first turned (NaN before it
+    did: a radar without a wheel, whose count stays put, is not placed at one
+    point), ``distance_per_count`` m per count (signed), the counts followed
+    across a counter's wrap (:func:`encoder_steps`); a step of more than
+    ``jump_m`` (a reset) is not taken as a move.  This is how ``demine
+    record`` places a radar without a GPS, block by block: ``state`` carries
+    one block's end to the next (None for the first), so the blocks of a
+    line give what the whole line at once gives.
+
+    Returns
+    -------
+    x : numpy.ndarray
+        float64 distance per trace, m.
+    state : tuple
+        The last count and the net count moved since the wheel first turned
+        (None while it has not).
+    jumps : int
+        Steps left out as resets.
+    """
+    count = np.asarray(counts)
+    if count.size == 0:
+        return np.zeros(0), state if state is not None else (math.nan, None), 0
+    last, net = state if state is not None else (float(count[0]), None)
+    step = encoder_steps(count, prev=last)   # (across a counter's wrap)
+    jump = np.abs(step) * abs(distance_per_count) > jump_m
+    step[jump] = 0.0
+    moved = np.cumsum(step != 0) > 0
+    if net is None and not moved.any():
+        return np.full(count.shape, np.nan), (float(count[-1]), None), int(jump.sum())
+    # (the net count, exact in float64, carried from block to block: x is the
+    # same however the line is cut into blocks)
+    cum = (0.0 if net is None else net) + np.cumsum(step)
+    x = cum * distance_per_count
+    if net is None:   # (before the wheel first turned; however the blocks come)
+        x[~moved] = np.nan
+    return x, (float(count[-1]), float(cum[-1])), int(jump.sum())
+
+
 def interpolate_positions(t_src: np.ndarray, values: np.ndarray, t_dst: np.ndarray, *,
                           max_gap_s: float = 1.0,
                           max_speed: float | None = MAX_FIX_SPEED) -> np.ndarray:

@@ -73,10 +73,11 @@ from .positions import (
     FIX_JUDGE_WINDOW_S,
     GAP_TOLERANCE,
     MAX_FIX_SPEED,
+    WHEEL_JUMP_M,
     FixFilter,
     LocalFrame,
     PreparedTrack,
-    encoder_steps,
+    wheel_positions,
 )
 from .recording import RecordingWriter, check_stream_name
 
@@ -718,6 +719,7 @@ class Recorder:
         # the last count and x (None: the wheel has not turned yet)
         self._wheel: dict[str, float] = {}
         self._wheel_at: dict[str, tuple[float, float | None]] = {}
+        self._wheel_jumps: dict[str, int] = {}
         # frames received in this pass of the writer thread, per stream
         self._incoming: dict[str, list[FrameBatch]] = {n: [] for n in self._readers}
         # written frames not yet handed to the detectors: (first row, batch,
@@ -1398,34 +1400,25 @@ class Recorder:
     #: A survey wheel's count moving more than this between two traces (m) is a
     #: reset (the device restarted or re-zeroed), not a move: positions go on
     #: from the last one
-    WHEEL_JUMP_M = 0.5
+    WHEEL_JUMP_M = WHEEL_JUMP_M
 
     def _wheel_positions(self, name: str, b: FrameBatch,
                          pos: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Positions of a radar's traces from its survey wheel: ``x`` the distance
-        along the line from where the wheel first turned (NaN before it did: a
-        radar without a wheel, whose count stays put, is not placed at one
-        point), ``y`` 0."""
-        dpc = self._wheel[name]
-        count = np.asarray(b.fields["encoder"])
-        last, x_last = self._wheel_at.get(name, (float(count[0]), None))
-        step = encoder_steps(count, prev=last)   # (across a counter's wrap)
-        jump = np.abs(step) * abs(dpc) > self.WHEEL_JUMP_M
-        if jump.any():
-            step[jump] = 0.0
-            note = (f"{name}: its survey wheel's count jumped (a reset?) {int(jump.sum())} "
-                    f"time(s); positions went on from the last one")
-            self.processing_notes[:] = [n for n in self.processing_notes
-                                        if not n.startswith(f"{name}: its survey wheel's")]
-            self.processing_notes.append(note)
-        moved = np.cumsum(step != 0) > 0
-        if x_last is None and not moved.any():
-            self._wheel_at[name] = (float(count[-1]), None)
+        """Positions of a radar's traces from its survey wheel
+        (:func:`demine.positions.wheel_positions`): ``x`` the distance along
+        the line from where the wheel first turned, ``y`` 0."""
+        x, self._wheel_at[name], jumps = wheel_positions(
+            b.fields["encoder"], self._wheel[name], state=self._wheel_at.get(name),
+            jump_m=self.WHEEL_JUMP_M)
+        if jumps:
+            n = self._wheel_jumps[name] = self._wheel_jumps.get(name, 0) + jumps
+            self.processing_notes[:] = [line for line in self.processing_notes
+                                        if not line.startswith(f"{name}: its survey wheel's")]
+            self.processing_notes.append(
+                f"{name}: its survey wheel's count jumped (a reset?) {n} time(s); positions "
+                "went on from the last one")
+        if not np.isfinite(x).any():
             return pos
-        x = (0.0 if x_last is None else x_last) + np.cumsum(step) * dpc
-        if x_last is None:   # (before the wheel first turned; however the frames come)
-            x[~moved] = np.nan
-        self._wheel_at[name] = (float(count[-1]), float(x[-1]))
         out = dict(pos)
         out["x"], out["y"] = x, np.where(np.isfinite(x), 0.0, np.nan)
         if self.frame is not None:

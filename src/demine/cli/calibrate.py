@@ -13,7 +13,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="null a detector (reading in air), measure its pulse, find radar time "
         "zero, or calibrate a survey wheel; write a profile",
         description="Calibration procedures. Each reads a recording and writes a profile "
-        "(TOML) that `demine record --calibration DEVICE=PROFILE` uses.",
+        "(TOML) that `demine record --calibration DEVICE=PROFILE` uses; `reposition` places "
+        "a wheel radar's recording again by a wheel profile.",
     )
     s = p.add_subparsers(dest="procedure", metavar="PROCEDURE", required=True)
     for name, helptext, segment in (
@@ -44,6 +45,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--stream", default="gpr", help="radar stream (default gpr)")
     _segment_options(w, "the run")
     _profile_options(w, "gpr-default")
+    r = s.add_parser("reposition", help="place a radar recorded without a GPS again by its "
+                     "measured wheel (a profile from demine calibrate wheel): a new recording",
+                     description="Write a copy of RECORDING whose radar stream is placed by "
+                     "the distance_per_count of PROFILE, as demine record would have placed "
+                     "it: x along the line from its wheel counts, the stream's calibration, "
+                     "and the x of its alarms. RECORDING is not changed; its samples, counts, "
+                     "truth and markers are copied as they are.")
+    r.add_argument("recording", type=Path)
+    r.add_argument("--profile", required=True, metavar="PROFILE",
+                   help="wheel profile (.toml, from demine calibrate wheel, or a shipped name)")
+    r.add_argument("--stream", default="gpr", help="radar stream (default gpr)")
+    r.add_argument("--out", "-o", type=Path, required=True, metavar="RECORDING",
+                   help="recording to write (not RECORDING itself)")
+    r.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.set_defaults(run=run)
 
 
@@ -91,6 +106,24 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ._paths import check_text_output
 
+    if args.procedure == "reposition":
+        from ..calibration.procedures import reposition
+        from ._paths import check_not_input, check_output_place
+
+        check_output_place(args.out)
+        check_not_input(args.out, [args.recording])
+        got = reposition(args.recording, args.out, args.profile, stream=args.stream,
+                         overwrite=args.overwrite)
+        before = got["distance_per_count_before"]
+        print(f"{args.out}: {args.stream} placed by distance_per_count "
+              f"{got['distance_per_count']:.6g} m (was "
+              + (f"{before:.6g} m" if isinstance(before, int | float) else "not given")
+              + f"): {got['placed']} of {got['traces']} traces, the line "
+              f"{got['length_before']:.3f} m -> {got['length_after']:.3f} m"
+              + (f", {got['alarms']} alarm(s) moved" if got["alarms"] else "")
+              + (f"; {got['jumps']} count reset(s) not taken as moves" if got["jumps"]
+                 else ""))
+        return 0
     # options checked before the recording is opened
     if args.procedure == "time-zero":
         args.threshold = check_number("calibrate", "--threshold", args.threshold, lo=0.0,
