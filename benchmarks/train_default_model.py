@@ -50,9 +50,12 @@ cached in ``--workdir``; the alarms are keyed by
 code finds them again.  Without ``--redetect`` a lane already in
 ``--workdir`` keeps the alarms found when it was simulated: after a change
 to the detectors (or to ``TRAINING_DETECT_CONFIG``) give ``--redetect
-emi,gpr`` or an empty ``--workdir``, or the model is trained on the old
-detectors' alarms (session 30 retrained with ``--redetect emi`` over lanes
-simulated before the EMI exemption).
+emi,gpr`` or an empty ``--workdir``.  A lane records the fingerprint of the
+detectors that found its alarms, and the script refuses (exit 2) lanes of
+other detectors (or lanes that do not say) without ``--redetect``, since
+the model would be trained on the old detectors' alarms (session 30
+retrained with ``--redetect emi`` over lanes simulated before the EMI
+exemption).
 
 The shipped model is trained on the alarms of today's default detectors
 (``TRAINING_DETECT_CONFIG`` is empty), the EMI polarity rule's fast-decay
@@ -65,6 +68,7 @@ lane, and ``--check`` rebuilds the model with it.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -76,6 +80,7 @@ from demine.classify import (
     save_model,
     simulate_training_lanes,
     simulated_detect_config,
+    stale_training_lanes,
     train_model,
     training_lanes,
 )
@@ -146,11 +151,24 @@ def main() -> int:
                                      lines=args.lines), jobs=args.jobs,
         detect_config=TRAINING_DETECT_CONFIG)
     print(f"{len(paths)} lanes ready in {time.perf_counter() - t0:.0f} s")
+    redetect = tuple(k for k in args.redetect.split(",") if k)
+    stale = stale_training_lanes(paths, TRAINING_DETECT_CONFIG)
+    if stale and not redetect:
+        # (their alarms are other detectors' than today's: a model trained on
+        # them ranks alarms today's detectors do not give)
+        print(f"error: {len(stale)} of the {len(paths)} lanes in {args.workdir} hold alarms "
+              "found by other detectors than today's, or do not say which (the first: "
+              f"{stale[0].name}): give --redetect emi,gpr (today's detectors find them again, "
+              "cached) or an empty --workdir", file=sys.stderr)
+        return 2
+    if stale:
+        print(f"{len(stale)} lanes hold other detectors' alarms: {','.join(redetect)} found "
+              "again by today's")
     ts = build_training_set(paths, cache=args.workdir / "features-cache",
                             strict=args.labels == "strict", te=args.labels == "te",
                             radius=args.radius if args.radius == "auto" else float(args.radius),
                             progress=print,
-                            redetect=tuple(k for k in args.redetect.split(",") if k),
+                            redetect=redetect,
                             redetect_config=_redetect_config)
     model = train_model(ts, notes="default model: simulated random-minefield layouts with "
                         f"randomised soil, {args.lanes} swept and {args.lines} in lines, "

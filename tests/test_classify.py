@@ -6,6 +6,7 @@ import gzip
 import json
 import os
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -345,6 +346,39 @@ def test_simulate_training_lanes_in_processes_equals_one_by_one_and_resumes(tmp_
     assert again == two and [p.stat().st_mtime_ns for p in two] == stamp
     with pytest.raises(ConfigError, match="jobs"):
         simulate_training_lanes(tmp_path, plan, jobs=0)
+
+
+def test_training_lanes_say_which_detectors_found_their_alarms(tmp_path):
+    """A lane kept in a training workdir holds the alarms of the detectors it
+    was simulated with; after a detector change a model was trained on the old
+    alarms unless one remembered --redetect.  Lanes now record the detectors'
+    fingerprint and the training script refuses stale ones."""
+    import subprocess
+    import sys
+
+    import h5py
+
+    from demine.classify import FINGERPRINT_ATTR, detector_fingerprint, stale_training_lanes
+
+    plan = training_lanes(3, 0, "both", lines=1)
+    lanes = simulate_training_lanes(tmp_path / "w", plan, length=1.5, streams=("emi", "gps"))
+    assert stale_training_lanes(lanes) == []
+    other = {"emi": {"detector": {"threshold": 9.0}}}
+    assert stale_training_lanes(lanes, other) == lanes
+    with h5py.File(lanes[1], "r+") as f:
+        assert f.attrs[FINGERPRINT_ATTR] == detector_fingerprint()
+        f.attrs[FINGERPRINT_ATTR] = "0" * 64  # (found by another detector)
+    with h5py.File(lanes[0], "r+") as f:
+        del f.attrs[FINGERPRINT_ATTR]  # (a lane made before lanes said)
+    assert stale_training_lanes(lanes) == lanes
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "train_default_model.py"
+    proc = subprocess.run([sys.executable, str(script), "--lanes", "0", "--lines", "1",
+                           "--first-layout", "3", "--workdir", str(tmp_path / "w"),
+                           "--out", str(tmp_path / "m.json.gz")],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2, proc.stderr
+    assert "2 of the 2 lanes" in proc.stderr and "--redetect emi,gpr" in proc.stderr
+    assert not (tmp_path / "m.json.gz").exists()
 
 
 def test_training_lanes_plan():

@@ -1556,11 +1556,45 @@ def make_training_lane(layout_seed: int, path: str | Path, *, seed: int = 0,
     res = simulate_lane(training_scene(layout_seed, length=length, physics=physics,
                                        pattern=pattern),
                         seed=seed, streams=streams)
+    import h5py
+
     path = Path(path)
     res.write(path, overwrite=True, lane_id=f"training-{int(layout_seed)}")
     alarms = detect_recording(path, detect_config)
     append_alarms(path, alarms)
+    with h5py.File(path, "r+") as f:  # (which detectors found them: stale_training_lanes)
+        f.attrs[FINGERPRINT_ATTR] = detector_fingerprint(detect_config)
     return path
+
+
+#: Root attribute of a training lane: the :func:`detector_fingerprint` of the
+#: detectors whose alarms it holds.
+FINGERPRINT_ATTR = "alarms_detector_fingerprint"
+
+
+def stale_training_lanes(paths: Iterable[str | Path], detect_config: Any = None
+                         ) -> list[Path]:
+    """The training lanes whose alarms other detectors found than today's.
+
+    A lane made by :func:`make_training_lane` records the
+    :func:`detector_fingerprint` of the detectors (code, compiled kernels,
+    chains and ``detect_config``) that found its alarms; a lane whose
+    fingerprint differs, or that records none (made before it did, or by
+    other means), is returned: a model trained on its alarms learns another
+    detector's.
+    """
+    import h5py
+
+    want = detector_fingerprint(detect_config)
+    out = []
+    for p in paths:
+        with h5py.File(p, "r") as f:
+            got = f.attrs.get(FINGERPRINT_ATTR)
+        if isinstance(got, bytes):
+            got = got.decode()
+        if got != want:
+            out.append(Path(p))
+    return out
 
 
 def _training_lane_file(args: tuple[int, str, str, str, str, dict[str, Any]]) -> str:
