@@ -413,14 +413,48 @@ WHEEL_MIN_STEPS = 10
 WHEEL_MAX_BACK = 0.02
 
 
+def _between_marks(rec: Any, s: Any, where: str) -> slice:
+    """The traces of ``s`` from the first of two marks to the second: the
+    radar's own marker flag (the ``gpr`` driver's status bit; a press held over
+    several traces is one mark, at its first), else the recording's markers
+    table (``demine record``'s marks, by time)."""
+    t = np.asarray(s.time, dtype=np.int64)
+    t0 = int(t[0]) if t.size else 0
+    flagged = None
+    if s.attrs.get("driver") == "gpr" and "status" in s.field_names:
+        from demine.drivers.gpr import STATUS
+
+        on = (np.asarray(s["status"]).astype(np.int64) & STATUS["marker"]) != 0
+        if on.any():
+            flagged = np.flatnonzero(on & ~np.concatenate([[False], on[:-1]]))
+    if flagged is not None:
+        marks, what = flagged, "the radar's marker flag"
+    else:
+        mt = np.asarray(rec.table("markers").to_dict().get("time", []), dtype=np.int64)
+        mt = np.sort(mt[(mt >= t0) & (mt <= (int(t[-1]) if t.size else t0))])
+        marks = np.searchsorted(t, mt)
+        what = "the markers table"
+    if marks.size != 2:
+        at = ", ".join(f"{(int(t[k]) - t0) / 1e9:.3f} s" for k in marks[:6]) \
+            + (", ..." if marks.size > 6 else "")
+        raise ConfigError(
+            f"{where}: --marks needs exactly two marks (at the tape's start and end), "
+            + (f"and {what} has {marks.size}: {at}" if marks.size else
+               "and neither the radar's marker flag nor the markers table has any")
+            + "; give --start/--stop of the run instead")
+    return slice(int(marks[0]), int(marks[1]) + 1)
+
+
 def wheel_profile(recording: str | Path, stream: str = "gpr", *, distance: float,
                   start: float | None = None, stop: float | None = None,
-                  base: str | Path = "gpr-default") -> dict:
+                  base: str | Path = "gpr-default", marks: bool = False) -> dict:
     """A radar's survey wheel calibrated over a known distance.
 
     The radar is recorded while its wheel is pushed in a straight line over
     ``distance`` metres (a tape laid on the ground), in the direction it
-    surveys, from ``start`` to ``stop`` seconds of ``stream``; the wheel's
+    surveys, from ``start`` to ``stop`` seconds of ``stream`` (or, with
+    ``marks``, between the two marks made at the tape's ends: the radar's
+    marker flag, else the recording's markers table); the wheel's
     count (the stream's ``encoder`` column) moves by ``N`` over that run,
     and ``distance_per_count = distance / N`` (signed: a wheel counting down
     as it goes forward gets a negative value, and is placed forward).  This
@@ -454,7 +488,13 @@ def wheel_profile(recording: str | Path, stream: str = "gpr", *, distance: float
             raise ConfigError(f"{recording}: stream {stream!r} has no survey wheel count (no "
                               f"'encoder' column; its columns: {', '.join(s.field_names)}): "
                               "no wheel to calibrate")
-        seg = _segment(s, start, stop, min_frames=2)
+        if marks:
+            if start is not None or stop is not None:
+                raise ConfigError("give the run by its marks (--marks) or by --start/--stop, "
+                                  "not both")
+            seg = _between_marks(rec, s, f"{recording}:{stream}")
+        else:
+            seg = _segment(s, start, stop, min_frames=2)
         cols = s.read(seg.start, seg.stop,
                       fields=["encoder"] + (["status"] if "status" in s.field_names else []))
         driver = s.attrs.get("driver")

@@ -423,3 +423,49 @@ def test_wheel_positions_block_by_block_are_those_of_the_whole_line(steps, reset
         # (no reset, no jump: the distance from where the wheel first turned)
         want = np.where(np.arange(c.size) >= first[0], (c - c[0]) * dpc, np.nan)
         np.testing.assert_allclose(whole, want, rtol=1e-9, atol=1e-12)
+
+
+def test_the_run_between_two_marks(tmp_path):
+    """(left alone in session 30) The operator marks the tape's two ends on the
+    radar (its marker button: status bit 3, held over a few traces) or in the
+    recording (`demine record`'s marks): the run is between them, whatever the
+    wheel did before and after."""
+    from demine.drivers.gpr import STATUS
+
+    counts = (5000 + 7 * np.arange(600)).astype(np.int32)  # pushed throughout
+    status = np.zeros(600, np.uint16)
+    status[[100, 101, 102, 400]] = STATUS["marker"]
+    status[250] = STATUS["low_battery"]
+    _wheel_run(tmp_path / "flag.h5", counts, status=status)
+    prof = wheel_profile(tmp_path / "flag.h5", distance=3.0, marks=True)
+    assert prof["wheel_counts"] == 2100 and prof["distance_per_count"] == 3.0 / 2100
+    assert wheel_profile(tmp_path / "flag.h5", distance=3.0)["wheel_counts"] == 7 * 599
+    # marks made in the recording, by time (a radar without the flag)
+    table = tmp_path / "table.h5"
+    t = (np.arange(600) * 1e7).astype(np.int64)
+    with RecordingWriter(table) as w:
+        w.add_stream("gpr", "gpr", n_channels=16, sample_interval=25e-12,
+                     fields={"encoder": np.int32}, attrs={"driver": "gpr"}).append(
+            np.zeros((600, 16), np.int16), time=t, encoder=counts)
+        w.append_markers({"time": t[[150, 450]], "x": [np.nan] * 2, "y": [np.nan] * 2,
+                          "label": ["tape start", "tape end"]})
+    prof = wheel_profile(table, distance=2.1, marks=True)
+    assert prof["wheel_counts"] == 2100 and prof["distance_per_count"] == pytest.approx(0.001)
+    status[400] = 0
+    _wheel_run(tmp_path / "one.h5", counts, status=status)
+    with pytest.raises(ConfigError, match=r"exactly two marks .* marker flag has 1: 1\.000 s"):
+        wheel_profile(tmp_path / "one.h5", distance=3.0, marks=True)
+    status[[300, 500]] = STATUS["marker"]
+    _wheel_run(tmp_path / "three.h5", counts, status=status)
+    with pytest.raises(ConfigError, match="has 3: 1.000 s, 3.000 s, 5.000 s"):
+        wheel_profile(tmp_path / "three.h5", distance=3.0, marks=True)
+    _wheel_run(tmp_path / "none.h5", counts)
+    with pytest.raises(ConfigError, match="neither the radar's marker flag nor the markers"):
+        wheel_profile(tmp_path / "none.h5", distance=3.0, marks=True)
+    with pytest.raises(ConfigError, match="not both"):
+        wheel_profile(tmp_path / "flag.h5", distance=3.0, marks=True, start=0.5)
+    proc = subprocess.run([sys.executable, "-m", "demine", "calibrate", "wheel",
+                           str(tmp_path / "flag.h5"), "--distance", "3", "--marks", "-o",
+                           str(tmp_path / "w.toml")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert load_profile(tmp_path / "w.toml")["wheel_counts"] == 2100

@@ -43,6 +43,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="metres the wheel was pushed in a straight line over the run (a tape "
                    "on the ground), one way, in the direction it surveys")
     w.add_argument("--stream", default="gpr", help="radar stream (default gpr)")
+    w.add_argument("--marks", action="store_true",
+                   help="the run is between the two marks made at the tape's ends: the "
+                   "radar's marker flag, else the recording's markers (instead of "
+                   "--start/--stop)")
     _segment_options(w, "the run")
     _profile_options(w, "gpr-default")
     r = s.add_parser("reposition", help="place a radar recorded without a GPS again by its "
@@ -159,7 +163,8 @@ def run(args: argparse.Namespace) -> int:
                 f"block {fit[1]:.3g}, {fit[0]:.3g} for a step-off)")
     elif args.procedure == "wheel":
         prof = wheel_profile(args.recording, args.stream, distance=args.distance,
-                             start=args.start, stop=args.stop, base=args.base)
+                             start=args.start, stop=args.stop, base=args.base,
+                             marks=args.marks)
         dpc = prof["distance_per_count"]
         what = (f"distance_per_count {dpc:.6g} m ({prof['wheel_counts']:.15g} counts over "
                 f"{args.distance:g} m: {1 / abs(dpc):.6g} counts per m)")
