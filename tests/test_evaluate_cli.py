@@ -468,6 +468,16 @@ def test_file_rows_by_path_or_by_name(tmp_path):
               str(tmp_path / "s" / ".." / "s" / "lane.h5"), "other.h5"]
     assert file_rows(values, p).tolist() == [True, True, True, False, False, False, True,
                                              False]
+    # a table made elsewhere (the campaign folder moved, another machine,
+    # Windows): its absolute paths name recordings by as many last parts as
+    # tell them apart
+    moved = ["/media/usb0/camp/s/lane.h5", "/media/usb0/camp/t/lane.h5"]
+    assert file_rows(moved, p).tolist() == [True, False]
+    windows = [r"D:\camp\s\lane.h5", r"D:\camp\t\lane.h5", r"s\lane.h5"]
+    assert file_rows(windows, p).tolist() == [True, False, True]
+    assert file_rows(["D:/camp/s/lane.h5", "D:/camp/t/lane.h5"], p).tolist() == [True, False]
+    assert file_rows(["/elsewhere/lane.h5"], p).tolist() == [True]  # (one: by its name)
+    assert file_rows(["/a/2025/s/lane.h5", "/a/2026/s/lane.h5"], p).tolist() == [False, False]
 
 
 def test_a_blank_is_mine_is_refused(tmp_path, capsys):

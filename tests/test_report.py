@@ -459,3 +459,25 @@ def test_report_options_are_checked_before_anything_is_written(recordings, tmp_p
     assert not out.exists()   # (the directory had been made before the checks)
     (tmp_path / "file").write_text("x")
     assert main(["report", str(good[0]), "--out", str(tmp_path / "file")]) == 2
+
+
+def test_a_campaign_truth_table_names_the_recording_by_path(tmp_path):
+    """(review) `report site-a/lane.h5 --truth campaign.csv` took the rows of
+    every lane.h5 (by file name): site-b's mines were counted as missed in
+    site-a's report, with exit 0, where evaluate refuses."""
+    from test_export_review import _recording
+
+    for site in ("site-a", "site-b"):
+        (tmp_path / site).mkdir()
+        _recording(tmp_path / site / "lane.h5", alarms={"x": [0.5], "y": [0.5],
+                                                        "score": [3.0], "stream": ["emi"]})
+    t = tmp_path / "truth.csv"
+    t.write_text("file,x,y,is_mine\nsite-a/lane.h5,0.5,0.5,1\nsite-b/lane.h5,0.2,0.8,1\n"
+                 f"{tmp_path / 'site-b' / 'lane.h5'},0.8,0.2,1\n")
+    out = tmp_path / "rep"
+    assert main(["report", str(tmp_path / "site-a" / "lane.h5"), "--truth", str(t),
+                 "--out", str(out)]) == 0
+    perf = re.search(r"Detection performance</h2>\s*<table>(.*?)</table>",
+                     (out / "report.html").read_text(), re.S).group(1)
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", perf)
+    assert cells[:3] == ["all", "1", "1"], cells  # (1 target, found: not 3, 1 found)

@@ -2095,31 +2095,62 @@ def lane_from_recording(
                 notes=notes, path_length=length, truth_given=truth_given)
 
 
+def _path_parts(text: str) -> tuple[tuple[str, ...], bool]:
+    """The parts of a path written in a table (POSIX or Windows: ``D:\\a\\b``)
+    and whether it is absolute."""
+    if "\\" in text or re.match(r"^[A-Za-z]:[\\/]", text):
+        from pathlib import PureWindowsPath
+
+        w = PureWindowsPath(text)
+        return tuple(p for p in w.parts if p not in ("\\", w.anchor)), bool(w.anchor)
+    p = Path(os.path.normpath(text))
+    return tuple(q for q in p.parts if q != "/"), p.is_absolute()
+
+
 def file_rows(values: Iterable[Any], path: str | Path) -> NDArray[np.bool_]:
     """Which rows of a table's ``file`` column name the recording ``path``.
 
-    A value with a directory names that one file: an absolute path (as
-    ``demine batch`` writes them) the same file, a relative one a path that
-    ends the recording's (``site-a/lane.h5`` names ``/data/site-a/lane.h5``).
-    A bare file name names every recording of that name.  An empty value names
-    none (callers decide what it means).
+    A bare file name names every recording of that name.  A relative path
+    names the recording whose path ends with it (``site-a/lane.h5`` names
+    ``/data/site-a/lane.h5``).  An absolute path (POSIX or Windows) names that
+    file; one that is no file here (a table made elsewhere: a campaign folder
+    moved, remounted, or written on another machine) names the recording
+    whose path ends with as many of its last parts as tell the table's
+    absolute paths apart (``site-a/lane.h5``
+    of ``D:\\camp\\site-a\\lane.h5`` when the table also names
+    ``...\\site-b\\lane.h5``; the file name alone when its names differ).  An
+    empty value names none (callers decide what it means).
     """
+    values = [str(v).strip() for v in values]
     target = os.path.abspath(path)
     real = os.path.realpath(path)
     ends = (Path(target).parts, Path(real).parts)
+    parsed = {v: _path_parts(v) for v in set(values) if v}
+    # (an absolute path that is a file here names that file only)
+    here = {v for v, (_, is_abs) in parsed.items() if is_abs and "\\" not in v
+            and os.path.exists(v)}
+    # the fewest last parts that tell the table's absolute paths apart
+    absolute = sorted({parts for parts, is_abs in parsed.values() if is_abs and parts})
+    k = 1
+    while k < max((len(p) for p in absolute), default=1) and \
+            len({p[-k:] for p in absolute}) < len(absolute):
+        k += 1
     out = []
     for v in values:
-        text = str(v).strip()
-        p = Path(text)
-        if not text:
+        if not v:
             out.append(False)
-        elif p.parent == Path("."):
-            out.append(p.name == Path(target).name)
-        elif os.path.abspath(text) in (target, real) or os.path.realpath(text) == real:
-            out.append(True)
+            continue
+        parts, is_abs = parsed[v]
+        if len(parts) <= 1 and not is_abs:
+            out.append(bool(parts) and parts[-1] == Path(target).name)
+        elif "\\" not in v and (os.path.abspath(v) in (target, real)
+                                 or os.path.realpath(v) == real):
+            out.append(True)  # (that file, also through a link or from here)
+        elif v in here:
+            out.append(False)
         else:
-            parts = Path(os.path.normpath(text)).parts
-            out.append(not p.is_absolute() and any(e[-len(parts):] == parts for e in ends))
+            tail = parts[-k:] if is_abs else parts
+            out.append(any(e[-len(tail):] == tail for e in ends))
     return np.array(out, dtype=bool)
 
 

@@ -724,12 +724,12 @@ def write_report(source: str | Path, out_dir: str | Path, *, config: Any = None,
     if src.is_dir():
         return _batch_report(src, out, config=config, max_files=max_files)
     if truth is not None:
-        from .evaluate import read_truth_csv
+        from .evaluate import file_rows, read_truth_csv
 
         where = truth if isinstance(truth, str | Path) else "truth"
         table = read_truth_csv(truth) if isinstance(truth, str | Path) else dict(truth)
-        if "file" in table:  # (a campaign's table: this recording's rows)
-            mine = np.array([Path(str(v)).name == src.name for v in table["file"]], bool)
+        if "file" in table:  # (a campaign's table: this recording's rows, as evaluate's)
+            mine = file_rows(table["file"], src)
             if not mine.any():
                 raise ConfigError(f"{where}: no row names {src.name} in its 'file' column")
             truth = {k: np.asarray(v)[mine] for k, v in table.items()}
