@@ -782,11 +782,14 @@ def reposition(recording: str | Path, out: str | Path, profile: str | Path | dic
     the wheel is calibrated (:func:`wheel_profile`), this writes ``out``, a
     copy of ``recording`` whose ``stream`` is placed by ``profile``'s value
     the way the recorder would have placed it: ``x`` (and ``y``, ``lon``,
-    ``lat``), the stream's calibration (the value, its provenance, and
-    ``repositioned_utc`` / ``repositioned_from`` with the value it replaces)
-    and the ``x`` of the stream's alarms (at their times along the line).
-    Everything else is copied as it is: samples, counts, other streams,
-    truth, markers.  ``recording`` is not changed.
+    ``lat``; NaN without a local frame) and the stream's calibration (the
+    value and its provenance, replacing the earlier wheel's, and
+    ``repositioned_utc`` / ``repositioned_from`` with the value it replaces).
+    The stream's alarms are left out of the copy: they were found on the old
+    scale, and a hyperbola's fitted velocity, hence its depth, scales with it
+    (``demine detect OUT --stream STREAM --write`` finds them again).
+    Everything else is copied as it is: samples, counts, other streams and
+    their alarms, truth, markers.  ``recording`` is not changed.
 
     Refused: ``out`` is ``recording`` (or exists, without ``overwrite``); a
     profile without a finite, non-zero ``distance_per_count``; a stream
@@ -796,7 +799,7 @@ def reposition(recording: str | Path, out: str | Path, profile: str | Path | dic
     Returns
     -------
     dict
-        ``traces``, ``placed`` (traces with a position), ``alarms`` (moved),
+        ``traces``, ``placed`` (traces with a position), ``alarms`` (left out),
         ``jumps`` (count resets not taken as moves), ``length_before``,
         ``length_after`` (m from the first placed trace to the last),
         ``distance_per_count`` and ``distance_per_count_before``.
@@ -835,8 +838,11 @@ def reposition(recording: str | Path, out: str | Path, profile: str | Path | dic
         if "encoder" not in s.field_names:
             raise ConfigError(f"{src}: stream {stream!r} has no survey wheel count (no "
                               "'encoder' column): it was not placed by a wheel")
-        cols = s.read(fields=["time", "encoder", "x", "y"])
-        y_old = np.asarray(cols["y"], dtype=np.float64)
+        # (a file from another tool may have no positions at all: read as unknown)
+        cols = s.read(fields=["time", "encoder"] + [c for c in ("x", "y")
+                                                    if c in s.field_names])
+        n = len(cols["time"])
+        y_old = np.asarray(cols.get("y", np.full(n, np.nan)), dtype=np.float64)
         off = np.isfinite(y_old) & (y_old != 0)
         if off.any():
             raise ConfigError(f"{src}: stream {stream!r} has {int(off.sum())} trace(s) off "
@@ -846,49 +852,66 @@ def reposition(recording: str | Path, out: str | Path, profile: str | Path | dic
         frame = LocalFrame.from_attrs(dict(rec.attrs))
         alarms = rec.table("alarms").to_dict()
     x, _, jumps = wheel_positions(cols["encoder"], float(dpc))
-    t = np.asarray(cols["time"], dtype=np.int64)
     placed = np.isfinite(x)
+    y = np.where(placed, 0.0, np.nan)
     a_stream = np.array([v.decode() if isinstance(v, bytes) else str(v)
                          for v in alarms.get("stream", [])], dtype=object)
-    mine = np.flatnonzero(a_stream == stream) if a_stream.size else np.zeros(0, np.intp)
-    a_x = np.asarray(alarms.get("x", np.zeros(0)), dtype=np.float64).copy()
-    if mine.size:
-        order = np.argsort(t[placed], kind="stable")
-        tp, xp = t[placed][order], x[placed][order]
-        ta = np.asarray(alarms["time"], dtype=np.int64)[mine]
-        inside = (ta >= tp[0]) & (ta <= tp[-1]) if tp.size else np.zeros(mine.size, bool)
-        a_x[mine] = np.where(inside, np.interp(ta, tp, xp) if tp.size else np.nan, np.nan)
+    # the stream's alarms were found on the old scale: a hyperbola's fitted
+    # velocity, hence its depth, scales with it, and so do the detector's
+    # apertures in metres; they are left out of the copy (demine detect finds
+    # them again), the others kept
+    keep = a_stream != stream
     now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-    cal = dict(s.calibration or {})
+    cal = {k: v for k, v in (s.calibration or {}).items() if k not in WHEEL_KEYS}
     cal.update({k: prof[k] for k in WHEEL_KEYS if k in prof})
     cal["repositioned_utc"] = now
     cal["repositioned_from"] = before if before is not None else "none"
     tmp = dst.with_name(f".{dst.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
         shutil.copyfile(src, tmp)
-        with h5py.File(tmp, "r+") as f:
+        try:
+            f = h5py.File(tmp, "r+")
+        except OSError as exc:
+            raise ConfigError(
+                f"{src}: cannot be rewritten ({exc}): is it still being recorded, or was its "
+                f"recording interrupted (then h5clear -s {src} marks it closed)?") from None
+        with f:
             g = f["streams"][stream]
-            g["x"][...] = x
-            if "y" in g:
-                g["y"][...] = np.where(placed, 0.0, np.nan)
-            if frame is not None and "lon" in g and "lat" in g:
-                lon, lat = frame.to_geo(x, np.where(placed, 0.0, np.nan))
+            for name, values in (("x", x), ("y", y)):
+                if name not in g:  # (a file from another tool: the format's column)
+                    ds = g.create_dataset(name, data=values, maxshape=(None,),
+                                          chunks=(4096,), fillvalue=np.nan)
+                    ds.attrs["units"] = "m"
+                    ds.dims[0].attach_scale(g["time"])
+                else:
+                    g[name][...] = values
+            if "lon" in g and "lat" in g:
+                # (without a frame the copy cannot say where the new x is: unknown)
+                lon, lat = frame.to_geo(x, y) if frame is not None else (
+                    np.full(n, np.nan), np.full(n, np.nan))
                 g["lon"][...] = lon
                 g["lat"][...] = lat
             g.attrs["calibration"] = _json_text(cal, f"stream {stream!r}: calibration")
-            if mine.size:
-                f["alarms"]["x"][...] = a_x
+            if not keep.all():
+                tab = f["alarms"]
+                for name in list(tab):
+                    if isinstance(tab[name], h5py.Dataset) and tab[name].shape[:1] == keep.shape:
+                        kept = tab[name][...][keep]
+                        tab[name].resize(kept.shape[0], axis=0)
+                        tab[name][...] = kept
+                if "index" in tab:  # (the rows' numbers, without the gaps)
+                    tab["index"][...] = np.arange(tab["index"].shape[0])
         os.replace(tmp, dst)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    x_old = np.asarray(cols["x"], dtype=np.float64)
+    x_old = np.asarray(cols.get("x", np.full(n, np.nan)), dtype=np.float64)
 
     def span(v: np.ndarray) -> float:
         v = v[np.isfinite(v)]
         return float(abs(v[-1] - v[0])) if v.size else math.nan
 
-    return {"traces": int(t.size), "placed": int(placed.sum()), "alarms": int(mine.size),
+    return {"traces": n, "placed": int(placed.sum()), "alarms": int((~keep).sum()),
             "jumps": jumps, "length_before": span(x_old), "length_after": span(x),
             "distance_per_count": float(dpc),
             "distance_per_count_before": before}

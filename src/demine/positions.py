@@ -171,7 +171,7 @@ WHEEL_JUMP_M = 0.5
 def wheel_positions(counts: Any, distance_per_count: float, *,
                     state: tuple[float, float | None] | None = None,
                     jump_m: float = WHEEL_JUMP_M
-                    ) -> tuple[np.ndarray, tuple[float, float | None], int]:
+                    ) -> tuple[np.ndarray, tuple[float, float | None] | None, int]:
     """Distance along the line of each trace, from a survey wheel's counts.
 
     ``x`` is the distance from where the wheel first turned (NaN before it
@@ -187,15 +187,15 @@ def wheel_positions(counts: Any, distance_per_count: float, *,
     -------
     x : numpy.ndarray
         float64 distance per trace, m.
-    state : tuple
+    state : tuple or None
         The last count and the net count moved since the wheel first turned
-        (None while it has not).
+        (None while it has not); the ``state`` given, for an empty block.
     jumps : int
         Steps left out as resets.
     """
     count = np.asarray(counts)
-    if count.size == 0:
-        return np.zeros(0), state if state is not None else (math.nan, None), 0
+    if count.size == 0:  # (an empty block changes nothing; the next block starts)
+        return np.zeros(0), state, 0
     last, net = state if state is not None else (float(count[0]), None)
     step = encoder_steps(count, prev=last)   # (across a counter's wrap)
     jump = np.abs(step) * abs(distance_per_count) > jump_m

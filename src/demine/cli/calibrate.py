@@ -53,9 +53,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                      "measured wheel (a profile from demine calibrate wheel): a new recording",
                      description="Write a copy of RECORDING whose radar stream is placed by "
                      "the distance_per_count of PROFILE, as demine record would have placed "
-                     "it: x along the line from its wheel counts, the stream's calibration, "
-                     "and the x of its alarms. RECORDING is not changed; its samples, counts, "
-                     "truth and markers are copied as they are.")
+                     "it: x along the line from its wheel counts and the stream's calibration; "
+                     "the stream's alarms, found on the old scale, are left out (demine detect "
+                     "finds them again). RECORDING is not changed; its samples, counts, truth, "
+                     "markers and other streams are copied as they are.")
     r.add_argument("recording", type=Path)
     r.add_argument("--profile", required=True, metavar="PROFILE",
                    help="wheel profile (.toml, from demine calibrate wheel, or a shipped name)")
@@ -124,7 +125,9 @@ def run(args: argparse.Namespace) -> int:
               + (f"{before:.6g} m" if isinstance(before, int | float) else "not given")
               + f"): {got['placed']} of {got['traces']} traces, the line "
               f"{got['length_before']:.3f} m -> {got['length_after']:.3f} m"
-              + (f", {got['alarms']} alarm(s) moved" if got["alarms"] else "")
+              + (f"; its {got['alarms']} alarm(s), found on the old scale, left out (demine "
+                 f"detect {args.out} --stream {args.stream} --write finds them again)"
+                 if got["alarms"] else "")
               + (f"; {got['jumps']} count reset(s) not taken as moves" if got["jumps"]
                  else ""))
         return 0
