@@ -416,8 +416,9 @@ WHEEL_MAX_BACK = 0.02
 def _between_marks(rec: Any, s: Any, where: str) -> slice:
     """The traces of ``s`` from the first of two marks to the second: the
     radar's own marker flag (the ``gpr`` driver's status bit; a press held over
-    several traces is one mark, at its first), else the recording's markers
-    table (``demine record``'s marks, by time)."""
+    several traces is one mark, at its first), else the operator's marks in
+    the recording's markers table (by time; not the rows of control commands,
+    :data:`demine.control.CONTROL_MARK_LABELS`)."""
     t = np.asarray(s.time, dtype=np.int64)
     t0 = int(t[0]) if t.size else 0
     flagged = None
@@ -430,13 +431,24 @@ def _between_marks(rec: Any, s: Any, where: str) -> slice:
     if flagged is not None:
         marks, what = flagged, "the radar's marker flag"
     else:
-        mt = np.asarray(rec.table("markers").to_dict().get("time", []), dtype=np.int64)
-        mt = np.sort(mt[(mt >= t0) & (mt <= (int(t[-1]) if t.size else t0))])
-        marks = np.searchsorted(t, mt)
+        from demine.control import CONTROL_MARK_LABELS
+
+        tab = rec.table("markers").to_dict()
+        mt = np.asarray(tab.get("time", []), dtype=np.int64)
+        labels = [v.decode() if isinstance(v, bytes) else str(v)
+                  for v in tab.get("label", [""] * mt.size)]
+        # the operator's marks: not the rows control commands write (a pause,
+        # a null, a threshold change)
+        own = np.array([lb not in CONTROL_MARK_LABELS for lb in labels], dtype=bool)
+        inside = own & (mt >= t0) & (mt <= (int(t[-1]) if t.size else t0))
+        order = np.argsort(mt[inside], kind="stable")
+        marks = np.searchsorted(t, mt[inside][order])
+        shown = [labels[i] for i in np.flatnonzero(inside)[order]]
         what = "the markers table"
     if marks.size != 2:
-        at = ", ".join(f"{(int(t[k]) - t0) / 1e9:.3f} s" for k in marks[:6]) \
-            + (", ..." if marks.size > 6 else "")
+        at = ", ".join(f"{(int(t[min(k, t.size - 1)]) - t0) / 1e9:.3f} s"
+                       + (f" ({shown[i]!r})" if flagged is None else "")
+                       for i, k in enumerate(marks[:6])) + (", ..." if marks.size > 6 else "")
         raise ConfigError(
             f"{where}: --marks needs exactly two marks (at the tape's start and end), "
             + (f"and {what} has {marks.size}: {at}" if marks.size else

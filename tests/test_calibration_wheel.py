@@ -495,10 +495,21 @@ def test_the_run_between_two_marks(tmp_path):
         w.add_stream("gpr", "gpr", n_channels=16, sample_interval=25e-12,
                      fields={"encoder": np.int32}, attrs={"driver": "gpr"}).append(
             np.zeros((600, 16), np.int16), time=t, encoder=counts)
-        w.append_markers({"time": t[[150, 450]], "x": [np.nan] * 2, "y": [np.nan] * 2,
-                          "label": ["tape start", "tape end"]})
+        # (with the rows control commands write: a null, a threshold change)
+        w.append_markers({"time": t[[100, 150, 300, 450]], "x": [np.nan] * 4,
+                          "y": [np.nan] * 4,
+                          "label": ["null", "tape start", "threshold", "tape end"]})
     prof = wheel_profile(table, distance=2.1, marks=True)
     assert prof["wheel_counts"] == 2100 and prof["distance_per_count"] == pytest.approx(0.001)
+    forgot = tmp_path / "forgot.h5"  # the start mark forgotten: refused, not 0.002
+    with RecordingWriter(forgot) as w:
+        w.add_stream("gpr", "gpr", n_channels=16, sample_interval=25e-12,
+                     fields={"encoder": np.int32}, attrs={"driver": "gpr"}).append(
+            np.zeros((600, 16), np.int16), time=t, encoder=counts)
+        w.append_markers({"time": t[[300, 450]], "x": [np.nan] * 2, "y": [np.nan] * 2,
+                          "label": ["threshold", "tape end"]})
+    with pytest.raises(ConfigError, match=r"markers table has 1: 4\.500 s \('tape end'\)"):
+        wheel_profile(forgot, distance=2.1, marks=True)
     status[400] = 0
     _wheel_run(tmp_path / "one.h5", counts, status=status)
     with pytest.raises(ConfigError, match=r"exactly two marks .* marker flag has 1: 1\.000 s"):

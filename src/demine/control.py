@@ -339,6 +339,10 @@ class ControlServer:
         self.close()
 
 
+#: Labels of the markers the recorder's control commands write (pause,
+#: resume, a null, a threshold change), beside the operator's own marks.
+CONTROL_MARK_LABELS = frozenset({"pause", "resume", "null", "threshold"})
+
 #: commands that change nothing in the recorder: an error without a reply need
 #: not warn that the recorder may still carry them out
 _READ_ONLY = frozenset({"ping", "status"})
