@@ -139,6 +139,10 @@ def main() -> int:
                     "(default): the combined 95th-percentile localisation error of the two "
                     f"sensors' hits on the training lanes (fallback {NEIGHBOUR_RADIUS} m)")
     args = ap.parse_args()
+    redetect = tuple(dict.fromkeys(k.strip() for k in args.redetect.split(",") if k.strip()))
+    unknown = [k for k in redetect if k not in ("emi", "gpr")]
+    if unknown:
+        ap.error(f"--redetect takes emi and gpr, not {', '.join(unknown)}")
     if args.out is None:
         args.out = args.workdir / "check.json.gz" if args.check else OUT
     if args.check and args.out.resolve() == args.check.resolve():
@@ -151,7 +155,6 @@ def main() -> int:
                                      lines=args.lines), jobs=args.jobs,
         detect_config=TRAINING_DETECT_CONFIG)
     print(f"{len(paths)} lanes ready in {time.perf_counter() - t0:.0f} s")
-    redetect = tuple(k for k in args.redetect.split(",") if k)
     stale = stale_training_lanes(paths, TRAINING_DETECT_CONFIG)
     if stale and not redetect:
         # (their alarms are other detectors' than today's: a model trained on
@@ -162,8 +165,12 @@ def main() -> int:
               "cached) or an empty --workdir", file=sys.stderr)
         return 2
     if stale:
-        print(f"{len(stale)} lanes hold other detectors' alarms: {','.join(redetect)} found "
-              "again by today's")
+        kept = [k for k in ("emi", "gpr") if k not in redetect]
+        print(f"{len(stale)} lanes hold other detectors' alarms: today's find the "
+              f"{' and '.join(redetect)} alarms again"
+              + (f"; their {' and '.join(kept)} alarms are kept as found (the lanes' "
+                 "fingerprint covers every detector: give them to --redetect too unless "
+                 "only the others changed)" if kept else ""))
     ts = build_training_set(paths, cache=args.workdir / "features-cache",
                             strict=args.labels == "strict", te=args.labels == "te",
                             radius=args.radius if args.radius == "auto" else float(args.radius),

@@ -379,6 +379,14 @@ def test_training_lanes_say_which_detectors_found_their_alarms(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert "2 of the 2 lanes" in proc.stderr and "--redetect emi,gpr" in proc.stderr
     assert not (tmp_path / "m.json.gz").exists()
+    # (review) a misspelt kind had passed the check, redetecting nothing
+    typo = subprocess.run([*proc.args, "--redetect", "emj"], capture_output=True, text=True,
+                          timeout=600)
+    assert typo.returncode == 2 and "--redetect takes emi and gpr, not emj" in typo.stderr
+    part = subprocess.run([*proc.args, "--redetect", "emi"], capture_output=True, text=True,
+                          timeout=600)
+    assert "2 lanes hold other detectors' alarms: today's find the emi alarms again; their " \
+        "gpr alarms are kept as found" in part.stdout, (part.stdout, part.stderr)
 
 
 def test_training_lanes_plan():
