@@ -300,6 +300,15 @@ def test_config_changes_the_key_and_is_self_contained(campaign, tmp_path):
     assert job_key(good[0], default) != job_key(good[0], cfg)
     assert job_key(good[0], default) == job_key(good[0], resolve_config(None))
     assert resolve_config(chain_file)["emi"]["chain"]["chain"]["kind"] == "emi"
+    # (audit) a chain file not named .toml, which the chain loader reads as a
+    # file too, had been keyed by its name: an edited file reused old results
+    other = tmp_path / "mychain.chain"
+    other.write_text(chain_file.read_text())
+    cfg_file.write_text('[emi]\nchain = "mychain.chain"\n')
+    before = resolve_config(cfg_file)
+    assert before["emi"]["chain"]["chain"]["kind"] == "emi"
+    other.write_text(chain_file.read_text().replace('"append"', '"replace"'))
+    assert job_key(good[0], resolve_config(cfg_file)) != job_key(good[0], before)
     bad_cfg = tmp_path / "bad.toml"
     bad_cfg.write_text("[radar]\n")
     with pytest.raises(ConfigError, match="unknown section"):
@@ -952,3 +961,25 @@ def test_a_model_that_is_no_model_file_is_refused_before_it_is_read(campaign, tm
     with pytest.raises(ModelError, match="not a regular file"):
         run_batch([str(good[0])], tmp_path / "o2", model=fifo, workers=1,
                   processes=False, progress=False)
+
+
+def test_a_file_name_that_is_not_utf8_is_one_file_of_the_campaign(campaign, tmp_path):
+    """(audit) A recording whose name is not UTF-8 (a Latin-1 'é' copied from
+    a field laptop) stopped the whole campaign with a traceback (its per-file
+    directory, the Dask key and the Parquet tables hold UTF-8 text).  It is
+    processed like the others, its bytes written as \\xe9, and reported."""
+    import shutil
+
+    d, good, _ = campaign
+    odd = tmp_path / os.fsdecode(b"lane_\xe9.h5")
+    shutil.copy(good[0], odd)
+    out = tmp_path / "out"
+    res = run_batch([str(odd), str(good[1])], out, workers=1, processes=False, progress=False)
+    assert not res.failed and len(res.done) == 2
+    files = pq.read_table(out / "files.parquet").to_pydict()
+    assert files["name"][0] == "lane_\\xe9.h5" and files["status"] == ["done", "done"]
+    assert file_dir(out, odd) == file_dir(out, files["file"][0])  # (the report finds it)
+    assert (file_dir(out, odd) / "done.json").exists()
+    assert main(["report", str(out), "--out", str(tmp_path / "rep")]) == 0
+    res = run_batch([str(odd), str(good[1])], out, workers=1, processes=False, progress=False)
+    assert len(res.skipped) == 2   # (resumed: its outputs are found again)

@@ -148,8 +148,16 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 def _inline_chain(value: Any, base: Path | None) -> Any:
-    """A chain reference made self-contained (file contents inlined) for hashing and shipping."""
-    if isinstance(value, str) and value.endswith(".toml"):
+    """A chain reference made self-contained (file contents inlined) for hashing and shipping.
+
+    A chain file is what :func:`demine.process.load_chain` reads as one: a
+    path ending in ``.toml``, or naming an existing file (here or beside the
+    config, ``base``); a ``mychain.chain`` had been hashed by its name, so a
+    changed file reused results of the old one.
+    """
+    if isinstance(value, Path) or (isinstance(value, str) and "\n" not in value and (
+            value.endswith(".toml") or Path(value).is_file()
+            or (base is not None and (base / value).is_file()))):
         p = Path(value)
         if not p.is_absolute() and base is not None and not p.exists():
             p = base / p
@@ -234,6 +242,14 @@ def job_key(path: str | Path, config: Mapping[str, Any], model: str | Path | Non
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def path_text(path: str | Path) -> str:
+    """A recording's absolute path as the campaign tables hold it: UTF-8 text,
+    the bytes of a name that is not UTF-8 (a Latin-1 ``é`` copied from a field
+    laptop) written as ``\\xe9`` (they had stopped the campaign); the same text
+    for the path and for that text, so :func:`file_dir` finds either."""
+    return os.fsencode(os.path.abspath(path)).decode("utf-8", "backslashreplace")
+
+
 def file_dir(out_dir: str | Path, path: str | Path) -> Path:
     """The per-file output directory of a recording (its name plus a hash of its full path).
 
@@ -241,8 +257,8 @@ def file_dir(out_dir: str | Path, path: str | Path) -> Path:
     system takes in one name) is cut, at a character, to fit; shorter names are
     kept whole, as they always were.
     """
-    p = Path(path)
-    tag = hashlib.sha1(os.path.abspath(p).encode("utf-8")).hexdigest()[:10]
+    p = Path(path_text(path))
+    tag = hashlib.sha1(str(p).encode("utf-8")).hexdigest()[:10]
     stem = p.stem.encode("utf-8", "surrogateescape")
     room = 255 - len(tag) - 1
     if len(stem) > room:
@@ -541,7 +557,7 @@ def process_file(path: str | Path, out_dir: str | Path, config: Mapping[str, Any
     t0 = time.perf_counter()
     path = Path(path)
     fdir = file_dir(out_dir, path)
-    row: dict[str, Any] = {"file": os.path.abspath(path), "name": path.name,
+    row: dict[str, Any] = {"file": path_text(path), "name": Path(path_text(path)).name,
                            "status": "failed", "error": "", "cached": False, "key": key,
                            "out_dir": str(fdir)}
     try:
@@ -639,8 +655,8 @@ def _run_job(path: Path, fdir: Path, config: Mapping[str, Any] | None,
         else:
             outcome[sel] = np.where(lr.alarm_inside, "unknown", "outside")
 
-    cols = {"file": np.full(n, os.path.abspath(path), dtype=object),
-            "file_name": np.full(n, path.name, dtype=object)}
+    cols = {"file": np.full(n, path_text(path), dtype=object),
+            "file_name": np.full(n, Path(path_text(path)).name, dtype=object)}
     cols.update(alarms)
     if frame is not None:
         lon, lat = frame.to_geo(np.asarray(alarms["x"], float), np.asarray(alarms["y"], float))
@@ -937,7 +953,7 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path, *,
         bar = None
         if progress:
             bar = _Progress(len(todo), None if progress is True else progress)
-        left_out = _earlier_files(out) - {os.path.abspath(p) for p in paths}
+        left_out = _earlier_files(out) - {path_text(p) for p in paths}
         gathering = gathered = False
         try:
             if todo:
@@ -1139,14 +1155,15 @@ def _run_tasks(paths: list[Path], keys: list[str], todo: list[int],
                                 cfg, None if model is None else str(model), keys[i],
                                 gpr_threads=gpr_threads, calibration=calibration,
                                 truth=None if truths is None else truths[i], pure=False,
-                                key=f"demine-batch-{paths[i].stem}-{uuid.uuid4().hex}")
+                                key=f"demine-batch-{Path(path_text(paths[i])).stem}-"
+                                    f"{uuid.uuid4().hex}")  # (a key is UTF-8 text)
             futures[fut] = i
         for fut in as_completed(list(futures)):
             i = futures[fut]
             try:
                 row = fut.result()
             except Exception as exc:  # noqa: BLE001 - a worker died under this file
-                row = {"file": os.path.abspath(paths[i]), "name": paths[i].name,
+                row = {"file": path_text(paths[i]), "name": Path(path_text(paths[i])).name,
                        "status": "failed", "cached": False, "key": keys[i],
                        "error": f"{type(exc).__name__}: {paths[i]}: {exc}",
                        "out_dir": str(file_dir(out, paths[i]))}
@@ -1285,7 +1302,11 @@ def _gather(result: BatchResult, config: Mapping[str, Any] | None = None,
     ftab: dict[str, list[Any]] = {c: [] for c in FILE_COLUMNS}
     for row in result.files:
         for c in FILE_COLUMNS:
-            ftab[c].append(row.get(c))
+            v = row.get(c)
+            # (Parquet holds UTF-8: an error naming a file whose name is not
+            # UTF-8 keeps its bytes as \\xNN, as path_text writes the path)
+            ftab[c].append(v.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+                           if isinstance(v, str) else v)
     schema = pa.schema([
         ("file", pa.string()), ("name", pa.string()), ("status", pa.string()),
         ("error", pa.string()), ("cached", pa.bool_()), ("seconds", pa.float64()),
