@@ -983,3 +983,28 @@ def test_a_file_name_that_is_not_utf8_is_one_file_of_the_campaign(campaign, tmp_
     assert main(["report", str(out), "--out", str(tmp_path / "rep")]) == 0
     res = run_batch([str(odd), str(good[1])], out, workers=1, processes=False, progress=False)
     assert len(res.skipped) == 2   # (resumed: its outputs are found again)
+
+
+def test_per_file_outputs_replaced_after_the_tables_are_refused(campaign, tmp_path):
+    """(audit) A task of an interrupted run, still running on a scheduler,
+    finished after the next run and replaced a file's outputs: load_campaign
+    and the report pooled those (13 alarms under a summary of 4) with exit 0.
+    A per-file directory removed since had given only a file name."""
+    import shutil
+
+    from demine.batch import load_campaign
+
+    d, good, _ = campaign
+    out = tmp_path / "out"
+    run_batch([str(p) for p in good], out, workers=1, processes=False, progress=False)
+    assert len(load_campaign(out)["files"]) == 2
+    done = file_dir(out, good[0]) / "done.json"
+    doc = json.loads(done.read_text())
+    done.write_text(json.dumps({**doc, "key": "0" * 64}))   # (another run's results)
+    with pytest.raises(ConfigError, match="were replaced after this campaign's tables"):
+        load_campaign(out)
+    assert main(["report", str(out), "--out", str(tmp_path / "rep")]) == 2
+    done.write_text(json.dumps(doc))
+    shutil.rmtree(file_dir(out, good[1]))
+    with pytest.raises(ConfigError, match="per-file output of .* is missing"):
+        load_campaign(out)

@@ -1344,6 +1344,29 @@ def _gather(result: BatchResult, config: Mapping[str, Any] | None = None,
     _write_json(result.summary, summary)
 
 
+def campaign_file_dir(out_dir: str | Path, row: Mapping[str, Any]) -> Path:
+    """The per-file output directory of a ``files.parquet`` row, checked to hold
+    that row's results: its ``done.json`` key is the row's (a task of an
+    interrupted run, still running on a scheduler, may have replaced them
+    after this run's tables were written: pooled figures and per-file tables
+    would then disagree).  A missing or replaced one is a
+    :class:`~demine.errors.ConfigError` saying to run the batch again."""
+    fdir = file_dir(out_dir, row["file"])
+    try:
+        key = json.loads((fdir / "done.json").read_text(encoding="utf-8")).get("key")
+    except FileNotFoundError:
+        raise ConfigError(f"{fdir}: the per-file output of {row['file']} is missing (removed "
+                          "since the batch?): run demine batch again") from None
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ConfigError(f"{fdir / 'done.json'}: damaged per-file output ({exc}): run demine "
+                          "batch again") from None
+    if row.get("key") is not None and key != row["key"]:
+        raise ConfigError(f"{fdir}: the outputs of {row['file']} were replaced after this "
+                          "campaign's tables were written (by a task of another run still "
+                          "running?): run demine batch again")
+    return fdir
+
+
 def load_campaign(out_dir: str | Path) -> dict[str, Any]:
     """Read a batch output directory: the alarm table, file table, summary and pooled lanes.
 
@@ -1385,7 +1408,7 @@ def load_campaign(out_dir: str | Path) -> dict[str, Any]:
             continue
         # (under the directory given, not the one recorded: it may have been moved
         # or copied, and the recorded one may hold another run's results)
-        fdir = file_dir(out, row["file"])
+        fdir = campaign_file_dir(out, row)
         ft = read_parquet(fdir / "alarms.parquet")
         d = {c: ft.column(c).to_numpy(zero_copy_only=False) for c in ft.column_names}
         try:

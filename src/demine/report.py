@@ -894,7 +894,7 @@ def _slug(label: str, limit: int = 60) -> str:
 
 
 def _batch_report(src: Path, out: Path, *, config: Any, max_files: int) -> Path:
-    from .batch import file_dir, load_campaign, read_parquet
+    from .batch import campaign_file_dir, load_campaign, read_parquet
     from .evaluate import evaluate_lanes
 
     camp = load_campaign(src)
@@ -956,10 +956,11 @@ def _batch_report(src: Path, out: Path, *, config: Any, max_files: int) -> Path:
                    f"{rec} (a batch by an earlier demine), so whether it has changed since "
                    "cannot be checked: these figures draw it as it is now with the "
                    "alarms the batch found then. Re-run demine batch to record them.", "note")
-        t = read_parquet(file_dir(src, f["file"]) / "alarms.parquet")
+        fdir = campaign_file_dir(src, f)   # (this campaign's results of it, or refused)
+        t = read_parquet(fdir / "alarms.parquet")
         given = None
         if summary.get("truth"):  # (a blind trial's: the truth the file's job was given)
-            with np.load(file_dir(src, f["file"]) / "lane.npz", allow_pickle=False) as z:
+            with np.load(fdir / "lane.npz", allow_pickle=False) as z:
                 given = {k[len("truth__"):]: z[k] for k in z.files if k.startswith("truth__")}
         a = {c: t.column(c).to_numpy(zero_copy_only=False) for c in t.column_names}
         try:
