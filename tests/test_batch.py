@@ -1008,3 +1008,19 @@ def test_per_file_outputs_replaced_after_the_tables_are_refused(campaign, tmp_pa
     shutil.rmtree(file_dir(out, good[1]))
     with pytest.raises(ConfigError, match="per-file output of .* is missing"):
         load_campaign(out)
+
+
+@pytest.mark.parametrize("name", ["alarms.parquet", "lane.npz"])
+def test_a_damaged_cached_output_is_computed_again(campaign, tmp_path, name):
+    """(audit) An output cut short after its done.json was written (a power
+    loss, a truncated copy) was reused, and every later run ended in pyarrow's
+    or zipfile's traceback; only --force got past it."""
+    d, good, _ = campaign
+    out = tmp_path / "out"
+    run_batch([str(p) for p in good], out, workers=1, processes=False, progress=False)
+    f = file_dir(out, good[0]) / name
+    f.write_bytes(f.read_bytes()[:300])
+    res = run_batch([str(p) for p in good], out, workers=1, processes=False, progress=False)
+    assert [Path(r["file"]).name for r in res.computed] == [good[0].name]
+    assert [Path(r["file"]).name for r in res.skipped] == [good[1].name]
+    assert f.stat().st_size > 300

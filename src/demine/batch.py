@@ -825,6 +825,19 @@ def _cached_row(fdir: Path, key: str, path: Path) -> dict[str, Any] | None:
         return None
     if not (fdir / "alarms.parquet").exists() or not (fdir / "lane.npz").exists():
         return None
+    # (an output cut short, by a power loss after done.json was written, say,
+    # had ended every later run in a traceback: it is computed again)
+    try:
+        import zipfile
+
+        import pyarrow.parquet as pq
+
+        pq.read_metadata(fdir / "alarms.parquet")
+        with zipfile.ZipFile(fdir / "lane.npz") as z:
+            if z.testzip() is not None:
+                return None
+    except Exception:  # noqa: BLE001 - any unreadable output is recomputed
+        return None
     row["cached"] = True
     row["out_dir"] = str(fdir)  # (where it is now: the output directory may have moved)
     if row.get("size") is None or row.get("mtime_ns") is None:
