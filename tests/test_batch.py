@@ -1024,3 +1024,19 @@ def test_a_damaged_cached_output_is_computed_again(campaign, tmp_path, name):
     assert [Path(r["file"]).name for r in res.computed] == [good[0].name]
     assert [Path(r["file"]).name for r in res.skipped] == [good[1].name]
     assert f.stat().st_size > 300
+
+
+def test_a_recording_left_out_of_the_truth_given_is_said(campaign, tmp_path):
+    """(audit) --truth replaces the recordings' own truth; a recording with
+    truth rows of its own and none in the table became a blank lane (its mines
+    gone from the pooled PD) without a word, where evaluate says so."""
+    d, good, _ = campaign
+    t = tmp_path / "truth.csv"
+    t.write_text(f"file,x,y\n{good[0].name},0.3,0.25\n")
+    said: list[str] = []
+    out = tmp_path / "out"
+    run_batch([str(p) for p in good], out, workers=1, processes=False, progress=False,
+              truth=t, say=said.append)
+    note = [s for s in said if "none in" in s]
+    assert len(note) == 1 and str(good[1]) in note[0] and "scored as a blank lane" in note[0]
+    assert json.loads((out / "summary.json").read_text())["notes"] == [note[0][len("  note: "):]]

@@ -814,6 +814,18 @@ def _outcome(row: Mapping[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def _own_truth_rows(path: Path) -> int:
+    """How many rows a recording's own truth table has (0 when it cannot be
+    read: the file then fails on its own)."""
+    from .recording import Recording
+
+    try:
+        with Recording(path) as rec:
+            return len(rec.truth.get("x", ()))
+    except Exception:  # noqa: BLE001 - (reported by its job)
+        return 0
+
+
 def _cached_row(fdir: Path, key: str, path: Path) -> dict[str, Any] | None:
     """The row of recording ``path``'s finished outputs in ``fdir``, if their key is ``key``."""
     try:
@@ -938,6 +950,7 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path, *,
 
         profiles = {n: dict(p) for n, (p, _) in load_profiles(calibration).items()} or None
         truths: list[Any] = [None] * len(paths)
+        notes: list[str] = []
         if truth is not None:
             from .evaluate import _per_recording, read_truth_csv
 
@@ -950,6 +963,15 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path, *,
                                   f"truth table for {len(paths)} recordings needs a 'file' "
                                   "column naming each row's recording")
             truths = _per_recording([table], paths, "truth", read_truth_csv)
+            given = truth if isinstance(truth, str | Path) else "the truth given"
+            for p, t in zip(paths, truths, strict=True):
+                own = 0 if len(np.asarray(t.get("x", ()))) else _own_truth_rows(p)
+                if own:
+                    # (the truth given replaces the recording's own, as in
+                    # demine evaluate; a row left out of it is worth a word)
+                    notes.append(f"{p} has {own} truth row(s) of its own and none in {given}, "
+                                 "which replaces them: it is scored as a blank lane (every "
+                                 "alarm a false alarm)")
         keys = [job_key(p, cfg, model, model_hash=model_hash, calibration=profiles, truth=t)
                 for p, t in zip(paths, truths, strict=True)]
         rows: list[dict[str, Any] | None] = [None] * len(paths)
@@ -963,6 +985,8 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path, *,
         if say:
             say(f"demine batch: {len(paths)} recordings, {len(paths) - len(todo)} up to date, "
                 f"{len(todo)} to process -> {out}")
+            for note in notes:
+                say(f"  note: {note}")
         bar = None
         if progress:
             bar = _Progress(len(todo), None if progress is True else progress)
@@ -980,7 +1004,7 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path, *,
             _gather(result, cfg, profiles,
                     truth=None if truth is None else (os.fspath(truth) if isinstance(
                         truth, str | os.PathLike) else "given as columns"),
-                    left_out=sorted(left_out))
+                    left_out=sorted(left_out), notes=notes)
             gathered = True
         except KeyboardInterrupt:
             if bar is not None:
@@ -1264,7 +1288,7 @@ def _interrupt_shutdown(interrupted: bool, *, shield: bool) -> Any:
 
 def _gather(result: BatchResult, config: Mapping[str, Any] | None = None,
             calibration: Mapping[str, Any] | None = None, truth: str | None = None,
-            left_out: Sequence[str] = ()) -> None:
+            left_out: Sequence[str] = (), notes: Sequence[str] = ()) -> None:
     """Write campaign.parquet, files.parquet and summary.json from the per-file outputs.
 
     Raises
@@ -1345,6 +1369,7 @@ def _gather(result: BatchResult, config: Mapping[str, Any] | None = None,
         "failed": [{"file": r["file"], "error": r["error"]} for r in result.failed],
         # (recordings of the previous run into this directory that this one left out)
         "left_out": list(left_out),
+        "notes": list(notes),
         "evaluation": {},
     }
     for g, lns in lanes.items():
