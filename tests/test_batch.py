@@ -1040,3 +1040,28 @@ def test_a_recording_left_out_of_the_truth_given_is_said(campaign, tmp_path):
     note = [s for s in said if "none in" in s]
     assert len(note) == 1 and str(good[1]) in note[0] and "scored as a blank lane" in note[0]
     assert json.loads((out / "summary.json").read_text())["notes"] == [note[0][len("  note: "):]]
+
+
+def test_only_the_streams_detected_on_are_evaluated(campaign, tmp_path):
+    """(audit) A GPS-only recording came out 'done, 0 alarms' with its mines
+    counted as missed in the pooled PD, and a kind switched off in the config
+    was reported as a sensor at PD 0."""
+    from demine.recording import Recording, RecordingWriter
+
+    d, good, _ = campaign
+    gps = tmp_path / "gps_only.h5"
+    with Recording(good[0]) as r, RecordingWriter(gps, attrs=dict(r.attrs)) as w:
+        g = r.streams["gps"]
+        w.add_stream("gps", "gps").append(time=g.time, x=g.x, y=g.y)
+        w.add_truth(r.truth)
+    out = tmp_path / "out"
+    res = run_batch([str(good[0]), str(gps)], out, workers=1, processes=False, progress=False)
+    assert [Path(r["file"]).name for r in res.failed] == ["gps_only.h5"]
+    assert "no EMI or GPR stream to detect on (its streams: gps (gps))" in res.failed[0]["error"]
+    cfg = tmp_path / "emi_only.toml"
+    cfg.write_text("[gpr]\nenabled = false\n")
+    run_batch([str(good[0])], tmp_path / "o2", config=cfg, workers=1, processes=False,
+              progress=False)
+    ev = json.loads((tmp_path / "o2" / "summary.json").read_text())["evaluation"]
+    streams = {k for k in ev if k != "all"}
+    assert streams and all("gpr" not in k for k in streams), sorted(ev)

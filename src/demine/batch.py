@@ -620,7 +620,17 @@ def _run_job(path: Path, fdir: Path, config: Mapping[str, Any] | None,
     n = len(alarms["x"])
     score = "p_mine" if model is not None else "score"
     has_truth = truth_given
-    det_streams = [s for s, (k, _) in streams.items() if k in ("emi", "gpr")]
+    # the streams detected on: a kind switched off in the config is no sensor
+    # group (it had been reported at PD 0); a recording with none to detect on
+    # fails, rather than count its mines as missed
+    on = [k for k in ("emi", "gpr") if (cfg.get(k) or {}).get("enabled", True)]
+    det_streams = [s for s, (k, _) in streams.items() if k in on]
+    if not det_streams:
+        have = ", ".join(f"{s} ({k})" for s, (k, _) in streams.items()) or "none"
+        raise ConfigError(f"{path}: no {' or '.join(k.upper() for k in on) or 'EMI or GPR'} "
+                          f"stream to detect on (its streams: {have}"
+                          + ("" if len(on) == 2 else "; the config switches the other kind off")
+                          + ")")
     groups = _groups(alarms, det_streams)
 
     # Per-file evaluation (one lane per group: every alarm, and each sensor alone).
