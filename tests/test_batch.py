@@ -534,6 +534,24 @@ def test_model_default_and_a_file_reached_twice(campaign, tmp_path, capsys):
     assert len(pq.read_table(out / "files.parquet")) == 1
 
 
+def test_a_rerun_after_an_interrupted_one_still_says_what_it_leaves_out(campaign, first_run,
+                                                                       tmp_path):
+    """(audit) An interrupted run removes the campaign tables before its first
+    task; the next, with fewer recordings, then named none it left out. The
+    per-file outputs there say which recordings had been processed."""
+    import shutil
+
+    out, _ = first_run
+    again = tmp_path / "again"
+    shutil.copytree(out, again)
+    for name in ("files.parquet", "campaign.parquet", "summary.json"):
+        (again / name).unlink()   # (as an interrupted run leaves the directory)
+    _, good, _ = campaign
+    run_batch([str(good[0])], again, workers=1, processes=False, progress=False)
+    assert json.loads((again / "summary.json").read_text())["left_out"] == [
+        os.path.abspath(good[1])]
+
+
 def test_a_rerun_with_fewer_recordings_says_what_the_tables_leave_out(campaign, first_run,
                                                                         tmp_path):
     """The campaign tables describe the recordings of the run: a rerun into the

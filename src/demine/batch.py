@@ -1133,12 +1133,22 @@ def _remove_tables(out: Path) -> None:
 
 
 def _earlier_files(out: Path) -> set[str]:
-    """The recordings of the campaign tables already in ``out`` (none when
-    there are none, or they cannot be read)."""
+    """The recordings of the campaign tables already in ``out``; without them
+    (a run interrupted after it removed them: it had then named none), those
+    with finished per-file outputs there."""
     try:
         return {str(r["file"]) for r in read_parquet(out / "files.parquet").to_pylist()}
     except (OSError, ConfigError, KeyError):
-        return set()
+        pass
+    found = set()
+    for done in (out / "files").glob("*/done.json"):
+        try:
+            name = json.loads(done.read_text(encoding="utf-8")).get("file")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(name, str) and name:
+            found.add(name)
+    return found
 
 
 def _run_tasks(paths: list[Path], keys: list[str], todo: list[int],
