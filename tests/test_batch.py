@@ -1083,3 +1083,21 @@ def test_only_the_streams_detected_on_are_evaluated(campaign, tmp_path):
     ev = json.loads((tmp_path / "o2" / "summary.json").read_text())["evaluation"]
     streams = {k for k in ev if k != "all"}
     assert streams and all("gpr" not in k for k in streams), sorted(ev)
+
+
+def test_outputs_of_other_code_are_computed_again(campaign, tmp_path, monkeypatch):
+    """(audit) The key held the version, fixed at 0.1.0: outputs made by other
+    code (an editable install changed, kernels rebuilt) were reused."""
+    import demine.batch as batch
+
+    _, good, _ = campaign
+    out = tmp_path / "out"
+    run_batch([str(good[0])], out, workers=1, processes=False, progress=False)
+    assert len(run_batch([str(good[0])], out, workers=1, processes=False,
+                         progress=False).skipped) == 1
+    fp = batch.code_fingerprint(None)
+    assert fp == batch.code_fingerprint(None) and len(fp) == 64
+    monkeypatch.setattr(batch, "_JOB_MODULES", (*batch._JOB_MODULES, "export.py"))
+    assert batch.code_fingerprint(None) != fp   # (the modules' bytes are in it)
+    res = run_batch([str(good[0])], out, workers=1, processes=False, progress=False)
+    assert len(res.computed) == 1 and not res.skipped

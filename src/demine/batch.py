@@ -215,15 +215,45 @@ def _file_hash(path: Path) -> str:
     return h.hexdigest()
 
 
+#: The modules (and compiled kernels) whose code makes a per-file output
+#: beside the detectors' (:func:`demine.classify.detector_fingerprint`): the
+#: features and model, the evaluation, the file reader and this module.
+_JOB_MODULES = ("features.py", "classify.py", "evaluate.py", "recording.py", "batch.py",
+                "positions.py")
+_JOB_KERNELS = ("_features",)
+
+
+def code_fingerprint(config: Mapping[str, Any] | None = None) -> str:
+    """SHA-256 of the code that makes a per-file output: the detectors'
+    (:func:`demine.classify.detector_fingerprint`, with ``config``) and
+    :data:`_JOB_MODULES`.  Part of :func:`job_key` in a run, so an output made
+    by other code (an editable install changed, a build with other kernels:
+    the version alone had not changed) is computed again."""
+    from importlib import resources
+
+    from .classify import detector_fingerprint
+
+    pkg = Path(str(resources.files("demine")))
+    h = hashlib.sha256(detector_fingerprint(config).encode())
+    names = list(_JOB_MODULES)
+    for k in _JOB_KERNELS:
+        names += sorted(q.name for q in pkg.glob(k + ".*") if q.suffix in (".so", ".pyd"))
+    for nm in names:
+        q = pkg / nm
+        h.update(nm.encode() + b"\0" + (q.read_bytes() if q.is_file() else b"<missing>"))
+    return h.hexdigest()
+
+
 def job_key(path: str | Path, config: Mapping[str, Any], model: str | Path | None = None,
             *, model_hash: str | None = None,
             calibration: Mapping[str, Any] | None = None,
-            truth: Mapping[str, Any] | None = None) -> str:
+            truth: Mapping[str, Any] | None = None, code: str | None = None) -> str:
     """Key of a per-file job: what a finished output must match to be reused.
 
     Made of the file's absolute path, size and modification time (ns), the
     resolved configuration, the model file's content hash, the calibration
     profiles' contents and the truth given apart from the recording (when
+    given), the code's fingerprint (``code``, :func:`code_fingerprint`, when
     given), the demine version and the output layout version.
     """
     from ._version import __version__
@@ -236,6 +266,8 @@ def job_key(path: str | Path, config: Mapping[str, Any], model: str | Path | Non
            "layout": LAYOUT_VERSION}
     if calibration:  # (keys of runs without one stay as they were)
         doc["calibration"] = calibration
+    if code is not None:
+        doc["code"] = code
     if truth is not None:
         doc["truth"] = {k: np.asarray(v).tolist() for k, v in sorted(truth.items())}
     text = json.dumps(doc, sort_keys=True, default=str)
@@ -982,8 +1014,9 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path, *,
                     notes.append(f"{p} has {own} truth row(s) of its own and none in {given}, "
                                  "which replaces them: it is scored as a blank lane (every "
                                  "alarm a false alarm)")
-        keys = [job_key(p, cfg, model, model_hash=model_hash, calibration=profiles, truth=t)
-                for p, t in zip(paths, truths, strict=True)]
+        code = code_fingerprint(cfg)
+        keys = [job_key(p, cfg, model, model_hash=model_hash, calibration=profiles, truth=t,
+                        code=code) for p, t in zip(paths, truths, strict=True)]
         rows: list[dict[str, Any] | None] = [None] * len(paths)
         todo = []
         for i, (p, k) in enumerate(zip(paths, keys, strict=True)):
