@@ -281,6 +281,10 @@ def test_explicit_scheduler_address_via_cli(campaign, tmp_path, capsys):
         captured = capsys.readouterr()
         assert rc == 0
         assert "skipped (up to date) 2" in captured.out
+        # (audit) --workers shapes the local cluster: it had been ignored with a scheduler
+        rc = main(["batch", *map(str, good), "--out", str(out), "--scheduler", addr,
+                   "--workers", "8", "-q"])
+        assert rc == 2 and "--workers is for the local cluster" in capsys.readouterr().err
     assert pq.read_table(out / "files.parquet").num_rows == 2
 
 

@@ -46,7 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="address of a running Dask scheduler (default: a local cluster); "
                    "its workers must see the recordings and DIR at the same paths")
     p.add_argument("--workers", type=int, metavar="N",
-                   help="workers of the local cluster (default: one per core)")
+                   help="workers of the local cluster (default: one per core; not with "
+                   "--scheduler)")
     p.add_argument("--threads", action="store_true",
                    help="local cluster workers as threads in this process, not processes")
     p.add_argument("--force", action="store_true",
@@ -57,8 +58,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..batch import BatchInterrupted, run_batch
+    from ..errors import ConfigError
     from .detect import calibration_items
 
+    if args.scheduler and (args.workers is not None or args.threads):
+        # (they shape the local cluster; a scheduler's cluster has its own workers)
+        raise ConfigError(f"{'--workers' if args.workers is not None else '--threads'} is for "
+                          "the local cluster: with --scheduler the scheduler's workers run "
+                          "the files")
     calibration = calibration_items(args.calibration)
     model = args.model
     if model == "default":  # (as demine evaluate --model default)
