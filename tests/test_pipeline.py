@@ -536,3 +536,19 @@ def test_a_detection_config_may_hold_a_chain_object():
     chain = load_chain("emi_default")
     cfg = load_detect_config({"emi": {"chain": chain}})
     assert cfg["emi"]["chain"] is chain
+
+
+def test_a_detector_key_it_does_not_take_is_refused_when_the_config_is_read():
+    """(audit) A misspelt [gpr.detector] key was found by each file's detector:
+    a batch failed every file one by one instead of refusing the config."""
+    from demine.errors import ConfigError
+    from demine.pipeline import load_detect_config
+
+    ok = load_detect_config({"emi": {"detector": {"threshold": 5.0, "level_drop": False}},
+                             "gpr": {"detector": {"threshold": 12.0, "merge": False}}})
+    assert ok["emi"]["detector"]["level_drop"] is False
+    with pytest.raises(ConfigError, match=r"\[gpr.detector\]: unknown key\(s\) \['thresold'\]; "
+                       r"the GPR detector takes .*threshold"):
+        load_detect_config({"gpr": {"detector": {"thresold": 12.0}}})
+    with pytest.raises(ConfigError, match=r"\[emi.detector\]: unknown key\(s\) \['merge'\]"):
+        load_detect_config({"emi": {"detector": {"merge": False}}})

@@ -108,8 +108,35 @@ def load_detect_config(source: str | Path | Mapping[str, Any] | None) -> dict[st
         if not isinstance(enabled, bool | np.bool_):
             raise ConfigError(f"detection config [{kind}]: 'enabled' must be true or false, "
                               f"got {enabled!r}")
+        _check_detector_keys(kind, detector)
         out[kind] = {"chain": chain, "detector": dict(detector), "enabled": bool(enabled)}
     return out
+
+
+def _check_detector_keys(kind: str, detector: Mapping[str, Any]) -> None:
+    """Refuse a ``[kind.detector]`` key the detector does not take, when the
+    config is read (a misspelt one had failed every file of a batch, one by
+    one, or a recording once its device was open)."""
+    if not detector:
+        return
+    import inspect
+
+    if kind == "emi":
+        from .detect import EMIDetector as cls
+    else:
+        from .hyperbola import GPRDetector as cls
+    params = inspect.signature(cls.__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    # (and what StreamDetector takes before the detector: the EMI polarity
+    # rule's exemption, the radar's merging of line alarms)
+    extra = {"emi": {"level_drop"}, "gpr": {"merge"}}[kind]
+    bad = sorted(str(k) for k in detector
+                 if (k not in params and k not in extra) or k == "self")
+    if bad:
+        known = sorted({k for k in params if k != "self"} | extra)
+        raise ConfigError(f"detection config [{kind}.detector]: unknown key(s) {bad}; the "
+                          f"{kind.upper()} detector takes {', '.join(known)}")
 
 
 def _make_detector(kind: str, params: Mapping[str, Any], context: Mapping[str, Any]) -> Any:
