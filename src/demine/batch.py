@@ -655,7 +655,7 @@ def _run_job(path: Path, fdir: Path, config: Mapping[str, Any] | None,
     # the streams detected on: a kind switched off in the config is no sensor
     # group (it had been reported at PD 0); a recording with none to detect on
     # fails, rather than count its mines as missed
-    on = [k for k in ("emi", "gpr") if (cfg.get(k) or {}).get("enabled", True)]
+    on = [k for k in ("emi", "gpr") if ((cfg or {}).get(k) or {}).get("enabled", True)]
     det_streams = [s for s, (k, _) in streams.items() if k in on]
     if not det_streams:
         have = ", ".join(f"{s} ({k})" for s, (k, _) in streams.items()) or "none"
