@@ -285,6 +285,8 @@ _DIP_SNR = 3.0
 #: ... at least this many of them, at most this many (evenly spread)
 _DIP_MIN = 12
 _DIP_MAX = 400
+
+
 def _heights(stream: Any, z: np.ndarray) -> np.ndarray:
     """A stream's ``z`` as heights above the ground (NaN where it holds
     altitudes instead: :meth:`demine.recording.StreamReader.heights`)."""
