@@ -863,16 +863,20 @@ def reposition(recording: str | Path, out: str | Path, profile: str | Path | dic
         before = s.calibration.get("distance_per_count")
         frame = LocalFrame.from_attrs(dict(rec.attrs))
         alarms = rec.table("alarms").to_dict()
+        others = [n for n, g in rec.streams.items() if g.kind in ("emi", "gpr") and n != stream]
     x, _, jumps = wheel_positions(cols["encoder"], float(dpc))
     placed = np.isfinite(x)
     y = np.where(placed, 0.0, np.nan)
+    n_alarms = len(alarms.get("time", ()))
     a_stream = np.array([v.decode() if isinstance(v, bytes) else str(v)
-                         for v in alarms.get("stream", [])], dtype=object)
+                         for v in alarms.get("stream", [""] * n_alarms)], dtype=object)
     # the stream's alarms were found on the old scale: a hyperbola's fitted
     # velocity, hence its depth, scales with it, and so do the detector's
     # apertures in metres; they are left out of the copy (demine detect finds
-    # them again), the others kept
-    keep = a_stream != stream
+    # them again), the others kept.  Alarms that name no stream (a table
+    # written by another tool) are the stream's when it is the only one
+    # detected on
+    keep = (a_stream != stream) & ((a_stream != "") | bool(others))
     now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     cal = {k: v for k, v in (s.calibration or {}).items() if k not in WHEEL_KEYS}
     cal.update({k: prof[k] for k in WHEEL_KEYS if k in prof})

@@ -375,7 +375,16 @@ def test_reposition_keeps_no_stale_wheel_and_places_what_another_tool_wrote(tmp_
     line = _line(tmp_path / "line.h5", _LINE, calibration={
         "distance_per_count": 0.001, "wheel_counts": 10000, "wheel_distance": 10.0,
         "distance_per_count_from": "run-a.h5:gpr[0:300]"})
-    reposition(line, tmp_path / "o.h5", {"distance_per_count": 0.002})
+    from demine.pipeline import append_alarms
+
+    # (alarms of a table that names no stream: the only radar's, found on the
+    # old scale, had been kept at their old x)
+    append_alarms(line, {"time": np.array([10**9]), "x": np.array([0.46]),
+                         "y": np.zeros(1), "score": np.ones(1)})
+    got = reposition(line, tmp_path / "o.h5", {"distance_per_count": 0.002})
+    assert got["alarms"] == 1
+    with Recording(tmp_path / "o.h5") as r:
+        assert len(r.alarms["x"]) == 0
     with Recording(tmp_path / "o.h5") as r:
         cal = r.streams["gpr"].calibration
         assert cal["distance_per_count"] == 0.002 and cal["repositioned_from"] == 0.001

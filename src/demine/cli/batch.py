@@ -49,7 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="workers of the local cluster (default: one per core; not with "
                    "--scheduler)")
     p.add_argument("--threads", action="store_true",
-                   help="local cluster workers as threads in this process, not processes")
+                   help="local cluster workers as threads in this process, not processes "
+                   "(not with --scheduler)")
     p.add_argument("--force", action="store_true",
                    help="recompute files whose outputs are up to date")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
