@@ -863,7 +863,7 @@ def reposition(recording: str | Path, out: str | Path, profile: str | Path | dic
         before = s.calibration.get("distance_per_count")
         frame = LocalFrame.from_attrs(dict(rec.attrs))
         alarms = rec.table("alarms").to_dict()
-        others = [n for n, g in rec.streams.items() if g.kind in ("emi", "gpr") and n != stream]
+        others = [nm for nm, g in rec.streams.items() if g.kind in ("emi", "gpr") and nm != stream]
     x, _, jumps = wheel_positions(cols["encoder"], float(dpc))
     placed = np.isfinite(x)
     y = np.where(placed, 0.0, np.nan)
