@@ -416,3 +416,36 @@ def test_a_calibration_value_that_is_not_json_is_refused_at_construction(tmp_pat
     with pytest.raises(ConfigError, match="calibration"):
         Recorder(tmp_path / "a.h5", [DeviceSpec("emi-pi", "/dev/null",
                                                 calibration=[("gate_times", 1)])])
+
+
+def test_an_altitude_written_as_z_without_a_datum_is_no_height(tmp_path):
+    """Another tool writes its GPS altitude (312 m) as z and says nothing of
+    z_datum, so the format's default calls it a height: every reading had
+    been dropped from the searched area as a lift (0 m²) and the dipole fit
+    put the coil 312 m up.  It is now an unknown height, with a warning."""
+    from demine.export import coverage
+    from demine.features import EMIContext
+    from demine.recording import RecordingWriter
+
+    n = 400
+    x = np.linspace(0.0, 4.0, n)
+    with RecordingWriter(tmp_path / "alt.h5") as w:
+        s = w.add_stream("emi", "emi", gate_times=GATES)
+        g = w.add_stream("emi2", "emi", gate_times=GATES)
+        s.append(np.ones((n, GATES.size), "float32"), time=np.arange(n) * 1_000_000,
+                 x=x, y=np.zeros(n), z=312.0 + 0.01 * np.sin(x))
+        g.append(np.ones((n, GATES.size), "float32"), time=np.arange(n) * 1_000_000,
+                 x=x, y=np.zeros(n), z=np.full(n, 0.06))
+    with Recording(tmp_path / "alt.h5") as r:
+        e = r.streams["emi"]
+        assert e.z_datum == "ground"
+        with pytest.warns(UserWarning, match=r"stream 'emi': its z \(median 312 m\) is no height"):
+            assert np.isnan(e.heights()).all()
+        with pytest.warns(UserWarning, match="z_datum"):
+            assert np.isnan(EMIContext.from_stream(e).height).all()
+        np.testing.assert_array_equal(r.streams["emi2"].heights(), np.full(n, 0.06))
+    with pytest.warns(UserWarning, match="no height"):
+        got = coverage(tmp_path / "alt.h5", stream="emi", footprint=0.3)
+    assert got.area > 0.9   # (4 m of line, 0.3 m wide)
+    # a sensor at a plausible height above the ground is taken as it is, lifts and all
+    assert coverage(tmp_path / "alt.h5", stream="emi2", footprint=0.3).area > 0.9

@@ -32,6 +32,7 @@ import os
 import shutil
 import threading
 import time as _time
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,10 @@ STREAM_KINDS = ("emi", "gpr", "gps", "marker")
 #: ``"frame"``, up in the local frame (the GPS altitude less the root's
 #: ``origin_alt``, as ``demine record`` writes it).
 Z_DATUMS = ("ground", "frame")
+#: Where the median of a ``"ground"`` stream's ``z`` must lie (m) for it to
+#: be read as heights (:meth:`StreamReader.heights`): from a sensor dragged
+#: half a metre below the surface's model to one flown at 20 m
+PLAUSIBLE_HEIGHT = (-0.5, 20.0)
 TIME_UNITS = "nanoseconds since 1970-01-01T00:00:00Z"
 
 #: Attribute names that generic readers (xarray, netCDF) interpret and would
@@ -1608,9 +1613,28 @@ class StreamReader(_ColumnGroup):
         everywhere otherwise (an altitude says nothing of the height over the
         ground beneath without a ground model).  ``z``, when given, is the
         stream's ``z`` already read (or a part of it).
+
+        A ``z`` that cannot be a height although the stream says it is (the
+        median of its values outside :data:`PLAUSIBLE_HEIGHT`: an altitude
+        or an elevation another tool wrote without a ``z_datum``) is unknown
+        too, with a warning naming the stream: taken as heights, it had
+        dropped every reading from the searched area as a lift and put the
+        dipole fit's coil hundreds of metres up.
         """
         z = np.asarray(self["z"] if z is None else z, dtype=np.float64)
-        return z if self.z_datum == "ground" else np.full(z.shape, np.nan)
+        if self.z_datum != "ground":
+            return np.full(z.shape, np.nan)
+        ok = z[np.isfinite(z)]
+        if ok.size:
+            med = float(np.median(ok))
+            lo, hi = PLAUSIBLE_HEIGHT
+            if not lo <= med <= hi:
+                warnings.warn(f"stream {self.name!r}: its z (median {med:.3g} m) is no height "
+                              f"above the ground ({lo:g} to {hi:g} m): taken as unknown; if "
+                              "it is an altitude, set the stream's z_datum attribute to "
+                              "'frame'", stacklevel=2)
+                return np.full(z.shape, np.nan)
+        return z
 
     @property
     def gate_times(self) -> np.ndarray | None:
