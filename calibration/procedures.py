@@ -812,7 +812,8 @@ def reposition(recording: str | Path, out: str | Path, profile: str | Path | dic
     -------
     dict
         ``traces``, ``placed`` (traces with a position), ``alarms`` (left out),
-        ``jumps`` (count resets not taken as moves), ``length_before``,
+        ``jumps`` (count resets not taken as moves), ``faults`` (traces the
+        radar flagged as an encoder fault, not placed), ``length_before``,
         ``length_after`` (m from the first placed trace to the last),
         ``distance_per_count`` and ``distance_per_count_before``.
     """
@@ -851,7 +852,7 @@ def reposition(recording: str | Path, out: str | Path, profile: str | Path | dic
             raise ConfigError(f"{src}: stream {stream!r} has no survey wheel count (no "
                               "'encoder' column): it was not placed by a wheel")
         # (a file from another tool may have no positions at all: read as unknown)
-        cols = s.read(fields=["time", "encoder"] + [c for c in ("x", "y")
+        cols = s.read(fields=["time", "encoder"] + [c for c in ("x", "y", "status")
                                                     if c in s.field_names])
         n = len(cols["time"])
         y_old = np.asarray(cols.get("y", np.full(n, np.nan)), dtype=np.float64)
@@ -864,7 +865,13 @@ def reposition(recording: str | Path, out: str | Path, profile: str | Path | dic
         frame = LocalFrame.from_attrs(dict(rec.attrs))
         alarms = rec.table("alarms").to_dict()
         others = [nm for nm, g in rec.streams.items() if g.kind in ("emi", "gpr") and nm != stream]
-    x, _, jumps = wheel_positions(cols["encoder"], float(dpc))
+    # (traces the radar flagged as an encoder fault are not placed, as the
+    # recorder does not place them)
+    from demine.drivers.gpr import STATUS
+
+    fault = ((np.asarray(cols["status"]).astype(np.int64) & STATUS["encoder_fault"]) != 0
+             if "status" in cols else None)
+    x, _, jumps = wheel_positions(cols["encoder"], float(dpc), fault=fault)
     placed = np.isfinite(x)
     y = np.where(placed, 0.0, np.nan)
     n_alarms = len(alarms.get("time", ()))
@@ -928,6 +935,7 @@ def reposition(recording: str | Path, out: str | Path, profile: str | Path | dic
         return float(abs(v[-1] - v[0])) if v.size else math.nan
 
     return {"traces": n, "placed": int(placed.sum()), "alarms": int((~keep).sum()),
-            "jumps": jumps, "length_before": span(x_old), "length_after": span(x),
+            "jumps": jumps, "faults": 0 if fault is None else int(fault.sum()),
+            "length_before": span(x_old), "length_after": span(x),
             "distance_per_count": float(dpc),
             "distance_per_count_before": before}

@@ -226,6 +226,10 @@ class Driver:
     has_sequence: ClassVar[bool] = True
     #: Longest accepted text line (line drivers); longer runs without newline are garbage.
     max_line: ClassVar[int] = 1024
+    #: Bit of the ``status`` field the device sets when its survey wheel's
+    #: ``encoder`` count is not to be trusted (0: none); the recorder does not
+    #: place such traces by the wheel.
+    encoder_fault_bit: ClassVar[int] = 0
 
     def __init__(self, **options: Any) -> None:
         if options:

@@ -95,6 +95,7 @@ class GprDriver(Driver):
     kind = "gpr"
     framing = "binary"
     units = "1"  # raw ADC counts
+    encoder_fault_bit = STATUS["encoder_fault"]
     serial_settings = {
         "baudrate": 4000000,
         "bytesize": 8,

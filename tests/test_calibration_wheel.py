@@ -449,12 +449,13 @@ def test_cli_reposition(tmp_path):
        resets=st.lists(st.integers(0, 199), max_size=3),
        cuts=st.lists(st.integers(1, 199), max_size=6),
        dpc=st.sampled_from([0.001, -0.002, 0.0137]),
-       start=st.integers(-(2**31), 2**31 - 1))
+       start=st.integers(-(2**31), 2**31 - 1),
+       faults=st.lists(st.integers(0, 199), max_size=4))
 def test_wheel_positions_block_by_block_are_those_of_the_whole_line(steps, resets, cuts, dpc,
-                                                                    start):
+                                                                    start, faults):
     """The recorder places a line block by block, reposition all at once: the
     same x, whatever the blocks (an int32 counter wrapping, resets, a wheel
-    still at first)."""
+    still at first, traces flagged as encoder faults)."""
     from demine.positions import wheel_positions
 
     c = (start + np.cumsum([0] + steps)).astype(np.int64)
@@ -462,7 +463,10 @@ def test_wheel_positions_block_by_block_are_those_of_the_whole_line(steps, reset
         if r < c.size:
             c[r:] -= c[r]  # (the device re-zeroes its count)
     counts = ((c + 2**31) % 2**32 - 2**31).astype(np.int32)
-    whole, _, jumps = wheel_positions(counts, dpc)
+    fault = np.zeros(counts.size, bool)
+    fault[[f for f in faults if f < counts.size]] = True
+    whole, _, jumps = wheel_positions(counts, dpc, fault=fault)
+    assert np.isnan(whole[fault]).all()
     parts, state, n = [], None, 0
     for a, b in zip([0, *sorted(set(cuts))], [*sorted(set(cuts)), 10**6], strict=True):
         if a >= counts.size:
@@ -470,11 +474,15 @@ def test_wheel_positions_block_by_block_are_those_of_the_whole_line(steps, reset
         # (an empty block, first or between two, changes nothing)
         x, state, j = wheel_positions(counts[:0], dpc, state=state)
         assert x.size == 0 and j == 0
-        x, state, j = wheel_positions(counts[a:b], dpc, state=state)
+        x, state, j = wheel_positions(counts[a:b], dpc, state=state, fault=fault[a:b])
         parts.append(x)
         n += j
     np.testing.assert_array_equal(np.concatenate(parts), whole)
     assert n == jumps
+    # the trusted traces are placed as a line without the faulted ones is
+    np.testing.assert_array_equal(whole[~fault], wheel_positions(counts[~fault], dpc)[0])
+    if fault.any():
+        return
     first = np.flatnonzero(np.diff(counts.astype(np.int64), prepend=counts[0]))
     if not resets and first.size and np.abs(np.diff(c)).max(initial=0) * abs(dpc) <= 0.5:
         # (no reset, no jump: the distance from where the wheel first turned)
@@ -537,3 +545,34 @@ def test_the_run_between_two_marks(tmp_path):
                            str(tmp_path / "w.toml")], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert load_profile(tmp_path / "w.toml")["wheel_counts"] == 2100
+
+
+def test_traces_flagged_as_an_encoder_fault_are_not_placed(tmp_path):
+    """The radar flags an encoder fault (its status bit 2) while its count
+    reads garbage: the recorder had placed those traces at the garbage count
+    (the line jumped 30 m out and back), and reposition did the same.  They
+    are not placed now, and the line goes on from the last trusted count."""
+    from demine.calibration.procedures import reposition
+    from demine.drivers.gpr import STATUS
+
+    counts = (1000 + 10 * np.arange(300)).astype(np.int32)
+    status = np.zeros(300, np.uint16)
+    status[100:120] = STATUS["encoder_fault"] | STATUS["marker"]
+    counts[100:120] = 31_000    # (what the counter reads while it is faulted)
+    status[200] = STATUS["marker"]   # (another flag: placed as any trace)
+    rec = record_wheel_radar(tmp_path / "f.h5", counts, {
+        "sample_interval": 3.125e-11, "distance_per_count": 0.001}, status=status)
+    want = 0.01 * np.arange(300.0)
+    want[0] = np.nan   # (before the wheel first turned)
+    want[100:120] = np.nan
+    with Recording(rec.out) as r:
+        g = r.streams["gpr"]
+        np.testing.assert_allclose(g.x, want, atol=1e-12)
+        np.testing.assert_array_equal(np.isnan(g.y), np.isnan(want))
+    assert any("flagged an encoder fault on 20 trace(s)" in n
+               for n in rec.processing_notes), rec.processing_notes
+    assert not any("jumped" in n for n in rec.processing_notes), rec.processing_notes
+    got = reposition(rec.out, tmp_path / "p.h5", {"distance_per_count": 0.002})
+    assert got["faults"] == 20 and got["placed"] == 279 and got["jumps"] == 0
+    with Recording(tmp_path / "p.h5") as r:
+        np.testing.assert_allclose(r.streams["gpr"].x, 2 * want, atol=1e-12)

@@ -339,9 +339,10 @@ def test_a_profile_of_other_gates_is_said_when_recording_starts(tmp_path):
         assert len(r.streams["emi"]) > 0 and r.streams["emi"].gate_times is None
 
 
-def record_wheel_radar(out, counts, calibration) -> Recorder:
+def record_wheel_radar(out, counts, calibration, status=None) -> Recorder:
     """Record a radar (the gpr driver, no GPS) over a pty, one trace per count of
-    its survey wheel's ``counts`` (300), with ``calibration``."""
+    its survey wheel's ``counts`` (300), with ``calibration`` (and each trace's
+    ``status`` flags, default 0)."""
     m, s, path = _pty()
     gpr = get_driver("gpr")
 
@@ -350,7 +351,8 @@ def record_wheel_radar(out, counts, calibration) -> Recorder:
             return None
         seq = np.arange(10 * k, 10 * k + 10)
         return gpr.encode_arrays(seq, seq * 2500, np.zeros((10, 128), np.int16),
-                                 encoder=counts[seq])
+                                 encoder=counts[seq],
+                                 status=0 if status is None else status[seq])
 
     rec = Recorder(out, [DeviceSpec("gpr", path, calibration=calibration)],
                    flush_interval=0.2, startup_timeout=5)

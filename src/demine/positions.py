@@ -170,7 +170,7 @@ WHEEL_JUMP_M = 0.5
 
 def wheel_positions(counts: Any, distance_per_count: float, *,
                     state: tuple[float, float | None] | None = None,
-                    jump_m: float = WHEEL_JUMP_M
+                    jump_m: float = WHEEL_JUMP_M, fault: Any = None
                     ) -> tuple[np.ndarray, tuple[float, float | None] | None, int]:
     """Distance along the line of each trace, from a survey wheel's counts.
 
@@ -183,6 +183,11 @@ def wheel_positions(counts: Any, distance_per_count: float, *,
     one block's end to the next (None for the first), so the blocks of a
     line give what the whole line at once gives.
 
+    ``fault`` (bool per trace, optional) marks the traces whose count the
+    device flagged as wrong (the radar's encoder-fault status bit): they are
+    not placed (NaN), and the next trusted trace moves by its count less the
+    last trusted one's, as if the faulted traces were not there.
+
     Returns
     -------
     x : numpy.ndarray
@@ -194,6 +199,16 @@ def wheel_positions(counts: Any, distance_per_count: float, *,
         Steps left out as resets.
     """
     count = np.asarray(counts)
+    if fault is not None:
+        bad = np.asarray(fault, dtype=bool)
+        if bad.shape != count.shape:
+            raise ConfigError(f"wheel_positions: {bad.shape} fault flags for counts of shape "
+                              f"{count.shape}")
+        if bad.any():
+            x = np.full(count.shape, np.nan)
+            x[~bad], state, jumps = wheel_positions(count[~bad], distance_per_count,
+                                                    state=state, jump_m=jump_m)
+            return x, state, jumps
     if count.size == 0:  # (an empty block changes nothing; the next block starts)
         return np.zeros(0), state, 0
     last, net = state if state is not None else (float(count[0]), None)

@@ -720,6 +720,10 @@ class Recorder:
         self._wheel: dict[str, float] = {}
         self._wheel_at: dict[str, tuple[float, float | None]] = {}
         self._wheel_jumps: dict[str, int] = {}
+        # the status bit its driver sets on a count not to be trusted, and how
+        # many traces had it
+        self._wheel_fault_bit: dict[str, int] = {}
+        self._wheel_faults: dict[str, int] = {}
         # frames received in this pass of the writer thread, per stream
         self._incoming: dict[str, list[FrameBatch]] = {n: [] for n in self._readers}
         # written frames not yet handed to the detectors: (first row, batch,
@@ -945,6 +949,8 @@ class Recorder:
                 # files place their traces: x along the line, y = 0; its traces
                 # had been left out of detection)
                 self._wheel[name] = float(dpc)
+                if "status" in sample.fields and int(getattr(drv, "encoder_fault_bit", 0)):
+                    self._wheel_fault_bit[name] = int(drv.encoder_fault_bit)
                 self.processing_notes.append(
                     f"{name}: placed by its survey wheel (distance_per_count {dpc:g} m, no "
                     "GPS): x along the line from where the wheel first turned, y = 0"
@@ -1407,9 +1413,20 @@ class Recorder:
         """Positions of a radar's traces from its survey wheel
         (:func:`demine.positions.wheel_positions`): ``x`` the distance along
         the line from where the wheel first turned, ``y`` 0."""
+        fault = None
+        bit = self._wheel_fault_bit.get(name)
+        if bit:
+            fault = (np.asarray(b.fields["status"]).astype(np.int64) & bit) != 0
+            if fault.any():
+                n = self._wheel_faults[name] = self._wheel_faults.get(name, 0) + int(fault.sum())
+                self.processing_notes[:] = [line for line in self.processing_notes
+                                            if not line.startswith(f"{name}: the radar flagged")]
+                self.processing_notes.append(
+                    f"{name}: the radar flagged an encoder fault on {n} trace(s): not placed "
+                    "(x NaN); the next trace moved by its count less the last trusted one's")
         x, self._wheel_at[name], jumps = wheel_positions(
             b.fields["encoder"], self._wheel[name], state=self._wheel_at.get(name),
-            jump_m=self.WHEEL_JUMP_M)
+            jump_m=self.WHEEL_JUMP_M, fault=fault)
         if jumps:
             n = self._wheel_jumps[name] = self._wheel_jumps.get(name, 0) + jumps
             self.processing_notes[:] = [line for line in self.processing_notes

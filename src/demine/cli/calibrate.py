@@ -129,7 +129,9 @@ def run(args: argparse.Namespace) -> int:
                  f"detect {args.out} --stream {args.stream} --write finds them again)"
                  if got["alarms"] else "")
               + (f"; {got['jumps']} count reset(s) not taken as moves" if got["jumps"]
-                 else ""))
+                 else "")
+              + (f"; {got['faults']} trace(s) flagged as an encoder fault not placed"
+                 if got["faults"] else ""))
         return 0
     # options checked before the recording is opened
     if args.procedure == "time-zero":
