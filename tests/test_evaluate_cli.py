@@ -243,6 +243,10 @@ def test_cli_notes_a_recording_without_alarms(tmp_path, capsys):
     csv.write_text("x,y,score\n0.3,0.5,1\n")
     assert main(["evaluate", str(empty), "--alarms", str(csv)]) == 0
     assert "note:" not in capsys.readouterr().err
+    # a CSV with its header and no rows: PD 0, said
+    csv.write_text("x,y,score\n")
+    assert main(["evaluate", str(full), "--alarms", str(csv)]) == 0
+    assert f"note: {csv} hold(s) no alarm for this recording" in capsys.readouterr().err
 
 
 def _one_error_line(capsys, command="evaluate"):

@@ -157,6 +157,11 @@ def run(args: argparse.Namespace) -> int:
                 print(f"note: {f} has no alarms in its alarms table (if it was never "
                       f"detected on: write them with 'demine detect {f} --write', or give "
                       "the detector's CSV with --alarms)", file=sys.stderr)
+    elif args.alarms and all(ln.alarm_x.size == 0 for ln in result.lanes):
+        # (a detection that found nothing, or the wrong file: PD 0 either way)
+        print(f"note: {', '.join(str(a) for a in args.alarms)} hold(s) no alarm for "
+              + ("this recording" if len(args.files) == 1 else "these recordings"),
+              file=sys.stderr)
     from ..evaluate import write_table_csv
 
     if args.target_table:
