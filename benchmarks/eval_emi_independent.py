@@ -13,6 +13,12 @@ lanes have no radar, so the EMI-alone sub-model) and evaluates both with
 Run::
 
     python benchmarks/eval_emi_independent.py            # 3 soils x seeds 1,2,3, 8 m lanes
+    python benchmarks/eval_emi_independent.py --seeds 1,2,3,4,5,6,7,8,9,10,11,12  # 36 lanes
+
+The default 9 lanes take under a minute but are too few to compare two
+models or detectors by PD at 0.5 FA/m² or AUC: two trainings of one recipe
+differ there by up to 0.12 AUC (session 32, docs/classify.md); compare on
+the 36 lanes of seeds 1-12 (4 min).
     python benchmarks/eval_emi_independent.py --soils strong --seeds 4 --length 4
     python benchmarks/eval_emi_independent.py --cache /tmp/emi-indep --json out.json
     python benchmarks/eval_emi_independent.py --coil-radius 0.2 --pulse 150e-6
