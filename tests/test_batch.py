@@ -1003,6 +1003,11 @@ def test_a_file_name_that_is_not_utf8_is_one_file_of_the_campaign(campaign, tmp_
     assert file_dir(out, odd) == file_dir(out, files["file"][0])  # (the report finds it)
     assert (file_dir(out, odd) / "done.json").exists()
     assert main(["report", str(out), "--out", str(tmp_path / "rep")]) == 0
+    html = (tmp_path / "rep" / "report.html").read_text(encoding="utf-8")
+    assert "lane_\\xe9.h5" in html   # (named in the report as in the tables)
+    figures = sorted((tmp_path / "rep").glob("*.png"))
+    assert figures and all(f.stat().st_size > 1000 for f in figures)
+    assert all(f.name in html for f in figures)
     res = run_batch([str(odd), str(good[1])], out, workers=1, processes=False, progress=False)
     assert len(res.skipped) == 2   # (resumed: its outputs are found again)
 
