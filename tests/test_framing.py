@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from demine._core import crc16_ccitt
 from demine.drivers import get_driver
 from demine.drivers.emi_pi import EmiFrame
-from demine.framing import Framer, crc16, crc16_rows
+from demine.framing import Framer, crc16, crc16_rows, sequence_gaps
 
 
 def crc_reference(data: bytes) -> int:
@@ -453,3 +453,27 @@ def test_bytes_in_counts_bytes_of_any_buffer():
         got = [b.samples for b in fr.feed(view)]
         np.testing.assert_array_equal(np.concatenate(got), np.concatenate(want))
         assert fr.stats.bytes_in == len(wire)
+
+
+@settings(deadline=None)
+@given(steps=st.lists(st.sampled_from([1, 1, 1, 1, 2, 5, 0, -1, -3, -5000, 2**31 + 7]),
+                      max_size=80),
+       start=st.integers(0, 2**32 - 1))
+def test_sequence_gaps_of_the_written_frames_are_the_framers_count(steps, start):
+    """demine info counts a stream's missing frames from its recorded sequence
+    column (demine.framing.sequence_gaps): the count the framer made live,
+    whatever the gaps, duplicates (dropped), wraps and restarts."""
+    d = get_driver("emi-pi")
+    z = np.zeros((1, 4), np.float32)
+    seqs = (start + np.cumsum([0, *steps])) % 2**32
+    fr = Framer(d)
+    got = [s for b in fr.feed(b"".join(d.encode_arrays([s], [0], z) for s in seqs.tolist()))
+           for s in b.sequence.tolist()]
+    assert sequence_gaps(np.array(got, np.int64)) == (fr.stats.sequence_gaps,
+                                                      fr.stats.frames_missing)
+
+
+def test_sequence_gaps_pass_over_frames_without_a_number():
+    assert sequence_gaps([-1, -1, -1]) == (0, 0)
+    assert sequence_gaps([5, -1, 6, 9, -1, 10]) == (1, 2)
+    assert sequence_gaps([]) == (0, 0)

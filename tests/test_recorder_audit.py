@@ -339,10 +339,10 @@ def test_a_profile_of_other_gates_is_said_when_recording_starts(tmp_path):
         assert len(r.streams["emi"]) > 0 and r.streams["emi"].gate_times is None
 
 
-def record_wheel_radar(out, counts, calibration, status=None) -> Recorder:
+def record_wheel_radar(out, counts, calibration, status=None, sequence=None) -> Recorder:
     """Record a radar (the gpr driver, no GPS) over a pty, one trace per count of
     its survey wheel's ``counts`` (300), with ``calibration`` (and each trace's
-    ``status`` flags, default 0)."""
+    ``status`` flags, default 0, and device ``sequence`` numbers, default 0, 1, ...)."""
     m, s, path = _pty()
     gpr = get_driver("gpr")
 
@@ -350,8 +350,8 @@ def record_wheel_radar(out, counts, calibration, status=None) -> Recorder:
         if 10 * k >= len(counts):
             return None
         seq = np.arange(10 * k, 10 * k + 10)
-        return gpr.encode_arrays(seq, seq * 2500, np.zeros((10, 128), np.int16),
-                                 encoder=counts[seq],
+        return gpr.encode_arrays(seq if sequence is None else sequence[seq], seq * 2500,
+                                 np.zeros((10, 128), np.int16), encoder=counts[seq],
                                  status=0 if status is None else status[seq])
 
     rec = Recorder(out, [DeviceSpec("gpr", path, calibration=calibration)],
@@ -463,3 +463,27 @@ def test_marks_made_while_paused_are_placed_by_the_gps(tmp_path):
     with Recording(rec.out) as r:   # nothing of the pause written
         g = r.streams["gps"].time
         assert np.diff(g).max() > 2.5e9
+
+
+def test_frames_the_device_numbered_and_never_sent_are_said_and_counted_in_info(tmp_path):
+    """Frames lost before the recorder had them (a device's buffer overran)
+    had been counted only on the live status line: the recording's notes and
+    `demine info` said nothing.  Both give the count now, the same count."""
+    from demine.cli.info import format_summary
+
+    counts = np.arange(300, dtype=np.int32)
+    seq = np.arange(300) + np.repeat([0, 40, 47], 100)   # (40 lost, then 7)
+    rec = record_wheel_radar(tmp_path / "lost.h5", counts, {
+        "sample_interval": 3.125e-11, "distance_per_count": 0.001}, sequence=seq)
+    assert "gpr: 47 frame(s) missing in 2 gap(s) of the device's sequence numbers" in " ".join(
+        rec.processing_notes), rec.processing_notes
+    with Recording(rec.out) as r:
+        st = r.summary()["streams"]["gpr"]
+        assert (st["sequence_gaps"], st["frames_missing"]) == (2, 47)
+        text = format_summary(r.summary())
+    assert "300 frames" in text and "47 frames missing in 2 gap(s)" in text
+    ok = record_wheel_radar(tmp_path / "ok.h5", counts, {"sample_interval": 3.125e-11})
+    assert not any("missing" in n for n in ok.processing_notes)
+    with Recording(ok.out) as r:
+        assert r.summary()["streams"]["gpr"]["frames_missing"] == 0
+        assert "missing" not in format_summary(r.summary())

@@ -31,7 +31,7 @@ Every frame that arrives intact is delivered exactly once.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -40,12 +40,35 @@ from . import _framing
 if TYPE_CHECKING:
     from demine.drivers import Driver, FrameBatch
 
-__all__ = ["Framer", "FramingStats", "crc16", "crc16_rows"]
+__all__ = ["Framer", "FramingStats", "crc16", "crc16_rows", "sequence_gaps"]
 
 #: Backwards jumps of the sequence number up to this size are duplicates (a resend);
 #: larger ones are a device restart.
 DUPLICATE_WINDOW = 1024
 _SEQ_MOD = 1 << 32
+
+
+def sequence_gaps(sequence: Any) -> tuple[int, int]:
+    """Gaps in a stream's device sequence numbers, as the framer counts them.
+
+    ``sequence`` is a recorded stream's ``sequence`` column (frames in the
+    order written; -1, a frame without a number, is passed over).  A step
+    forward by more than one (modulo 2**32) is a gap; a step back is a device
+    restart (or a duplicate, which the framer has already dropped), not a gap.
+
+    Returns
+    -------
+    gaps, missing : int
+        The number of gaps and of frames missing in them
+        (:attr:`FramingStats.sequence_gaps`, :attr:`FramingStats.frames_missing`).
+    """
+    seq = np.asarray(sequence, dtype=np.int64)
+    seq = seq[seq >= 0]
+    if seq.size < 2:
+        return 0, 0
+    step = np.diff(seq) % _SEQ_MOD
+    gap = (step > 1) & (step < _SEQ_MOD // 2)
+    return int(gap.sum()), int((step[gap] - 1).sum())
 
 
 def crc16(data: bytes | bytearray | memoryview | np.ndarray, init: int = 0xFFFF) -> int:

@@ -1952,6 +1952,12 @@ class Recording:
                 entry["extent"] = ext
                 if "z" in ext:
                     entry["z_datum"] = s.z_datum
+                if "sequence" in s.field_names:
+                    # frames the device numbered that never reached the file
+                    from .framing import sequence_gaps
+
+                    entry["sequence_gaps"], entry["frames_missing"] = sequence_gaps(
+                        s._group["sequence"][:n])
             streams[name] = entry
         return {
             "path": str(self.path),

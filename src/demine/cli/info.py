@@ -65,6 +65,9 @@ def format_summary(s: dict) -> str:
             rate = f"{st['rate_hz']:.1f} Hz" if st.get("rate_hz") else "n/a"
             line += (f", {st['duration_s']:.3f} s from {st['start_utc']}, {rate}, "
                      f"{_fmt_extent(st['extent'], st.get('z_datum', 'ground'))}")
+        if st.get("frames_missing"):
+            line += (f", {st['frames_missing']} frames missing in {st['sequence_gaps']} "
+                     "gap(s) of the device's sequence numbers")
         lines.append(line)
     t = s["tables"]
     lines.append(f"  truth targets: {t['truth']}, alarms: {t['alarms']}, markers: {t['markers']}")
