@@ -37,6 +37,7 @@ import os
 import re
 import secrets
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -413,6 +414,22 @@ WHEEL_MIN_STEPS = 10
 WHEEL_MAX_BACK = 0.02
 
 
+def _encoder_faults(driver: Any, cols: Mapping[str, Any]) -> np.ndarray | None:
+    """The traces whose wheel count the radar flagged as not to be trusted
+    (its driver's ``encoder_fault_bit`` of the ``status`` column, as the
+    recorder reads it); None when the stream's driver declares no such bit or
+    the stream has no status."""
+    if "status" not in cols or not driver:
+        return None
+    from demine.drivers import get_driver
+
+    try:
+        bit = int(getattr(get_driver(str(driver)), "encoder_fault_bit", 0))
+    except (ConfigError, TypeError):   # (a driver not installed here, or needing options)
+        return None
+    return (np.asarray(cols["status"]).astype(np.int64) & bit) != 0 if bit else None
+
+
 def _between_marks(rec: Any, s: Any, where: str) -> slice:
     """The traces of ``s`` from the first of two marks to the second: the
     radar's own marker flag (the ``gpr`` driver's status bit; a press held over
@@ -514,15 +531,12 @@ def wheel_profile(recording: str | Path, stream: str = "gpr", *, distance: float
         own = dict(s.calibration or {})
     where = f"{recording}:{stream}[{seg.start}:{seg.stop}]"
     raw = np.asarray(cols["encoder"])
-    if driver == "gpr" and "status" in cols:
-        from demine.drivers.gpr import STATUS
-
-        fault = np.flatnonzero(np.asarray(cols["status"]).astype(np.int64)
-                               & STATUS["encoder_fault"])
-        if fault.size:
-            raise ConfigError(f"{where}: the radar flagged an encoder fault on {fault.size} "
-                              f"trace(s), the first trace {seg.start + int(fault[0])}: its "
-                              "count is not to be trusted there; record the run again")
+    faults = _encoder_faults(driver, cols)
+    if faults is not None and faults.any():
+        fault = np.flatnonzero(faults)
+        raise ConfigError(f"{where}: the radar flagged an encoder fault on {fault.size} "
+                          f"trace(s), the first trace {seg.start + int(fault[0])}: its "
+                          "count is not to be trusted there; record the run again")
     index = np.flatnonzero(np.isfinite(raw.astype(np.float64)))
     if index.size < 2:
         raise ConfigError(f"{where}: fewer than 2 traces with a wheel count")
@@ -862,15 +876,13 @@ def reposition(recording: str | Path, out: str | Path, profile: str | Path | dic
                               f"its line (y = {float(y_old[off][0]):g} m, not 0): it was not "
                               "placed by its wheel")
         before = s.calibration.get("distance_per_count")
+        driver = s.attrs.get("driver")
         frame = LocalFrame.from_attrs(dict(rec.attrs))
         alarms = rec.table("alarms").to_dict()
         others = [nm for nm, g in rec.streams.items() if g.kind in ("emi", "gpr") and nm != stream]
     # (traces the radar flagged as an encoder fault are not placed, as the
     # recorder does not place them)
-    from demine.drivers.gpr import STATUS
-
-    fault = ((np.asarray(cols["status"]).astype(np.int64) & STATUS["encoder_fault"]) != 0
-             if "status" in cols else None)
+    fault = _encoder_faults(driver, cols)
     x, _, jumps = wheel_positions(cols["encoder"], float(dpc), fault=fault)
     placed = np.isfinite(x)
     y = np.where(placed, 0.0, np.nan)
