@@ -1164,14 +1164,12 @@ class Recorder:
             if getattr(st, "frames_missing", 0):
                 # (lost before the recorder had them: the device's or the port's
                 # buffer overran, or the link dropped them; demine info counts them)
-                prefix = f"{name}: {st.frames_missing} frame(s) missing in "
-                self.processing_notes[:] = [ln for ln in self.processing_notes
-                                            if not ln.startswith(f"{name}: ")
-                                            or "frame(s) missing in" not in ln]
-                line = (prefix + f"{st.sequence_gaps} gap(s) of the device's sequence "
-                        "numbers (never received: a buffer overran or the link dropped them)")
-                self.processing_notes.append(line)
-                log.warning("%s", line)
+                line = (f"{name}: {st.frames_missing} frame(s) missing in {st.sequence_gaps} "
+                        "gap(s) of the device's sequence numbers (never received: a buffer "
+                        "overran or the link dropped them)")
+                if line not in self.processing_notes:
+                    self.processing_notes.append(line)
+                    log.warning("%s", line)
         gps = [n for n, k in self._kinds.items() if k == "gps"]
         if gps and self._track.filter is not None:
             for note in self._track.filter.notes():
