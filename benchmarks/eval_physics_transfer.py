@@ -149,21 +149,12 @@ def test_lanes(name: str, workdir: Path) -> list[Path]:
                for s in range(5030, 5040)])
 
 
-def auc(p: np.ndarray, y: np.ndarray) -> float:
-    from scipy.stats import rankdata
-
-    pos, neg = p[y == 1], p[y == 0]
-    if not pos.size or not neg.size:
-        return math.nan
-    r = rankdata(np.concatenate([pos, neg]))
-    return float((r[:pos.size].sum() - pos.size * (pos.size + 1) / 2) / (pos.size * neg.size))
-
-
 _FEATURES: dict[Path, tuple] = {}
 
 
 def evaluate(model, paths: list[Path], radius: float, boot: int = 200) -> dict[str, float]:
     """AUC (and its lane-bootstrap spread), Brier, PD at 0.5 FA/m², rejection."""
+    from demine.classify import _auc as auc
     from demine.classify import apply_model, label_alarms
     from demine.evaluate import evaluate_recordings
     from demine.features import alarm_features, neighbourhood_features
