@@ -115,9 +115,11 @@ def test_full_recovery_threshold_ignores_a_weak_duplicate_on_a_covered_mine():
               "score": np.array([0.1, 0.9, 0.5])}
     r = evaluate(truth, alarms, area=2.0)
     assert r.n_found == 1 and r.lanes[0].alarm_kind[0] == "hit"
-    # the strong alarm alone keeps the mine: the can at 0.5 is rejected
+    # the strong alarm alone keeps the mine: the can at 0.5 is rejected, and at that
+    # threshold the strong alarm is the mine's hit, no false alarm is kept (at the
+    # lowest threshold the weak alarm, nearer, takes the mine and it is false)
     assert r.clutter_rejected_at_full_recovery == 1.0
-    assert r.fa_rejected_at_full_recovery == 0.5
+    assert r.fa_rejected_at_full_recovery == 1.0
     # without the strong alarm the weak one holds the threshold: nothing is rejected
     r2 = evaluate(truth, {k: v[[0, 2]] for k, v in alarms.items() if k != "y"} |
                   {"y": np.zeros(2)}, area=2.0)

@@ -409,6 +409,18 @@ def test_roc_is_monotone_and_nested(case):
         sel = score >= t
         sub = evaluate(truth, _alarms(axy[sel], score=score[sel]), **kw)
         assert (sub.n_found, sub.n_false_alarms) == (k, f)
+    # Full recovery saves what its ROC point shows: the false alarms (and those on
+    # clutter) of a fresh evaluation of the alarms above its threshold are kept.
+    if math.isfinite(r.fa_rejected_at_full_recovery):
+        i = int(np.argmax(roc.n_found >= roc.n_found[-1]))
+        sel = score >= roc.threshold[i]
+        sub = evaluate(truth, _alarms(axy[sel], score=score[sel]), **kw)
+        assert sub.n_false_alarms == roc.n_false[i]
+        assert r.fa_rejected_at_full_recovery == pytest.approx(
+            1 - sub.n_false_alarms / r.n_false_alarms)
+        if r.n_clutter_alarms:
+            assert r.clutter_rejected_at_full_recovery == pytest.approx(
+                1 - sub.n_clutter_alarms / r.n_clutter_alarms)
 
 
 # ----------------------------------------------------------------- files

@@ -599,6 +599,46 @@ def match_alarms(
     return out, dist_out
 
 
+def _match_truth(axy: np.ndarray, txy: np.ndarray, h: np.ndarray, is_target: np.ndarray,
+                 score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each alarm's truth row (or -1) and its distance: :func:`match_alarms`
+    against the targets first (every target, searched or not, so an alarm on
+    an unsearched target is not a false alarm), then the leftover alarms
+    against the clutter rows."""
+    na = axy.shape[0]
+    alarm_target = np.full(na, -1, dtype=np.intp)
+    alarm_dist = np.full(na, np.nan)
+    tgt_idx = np.nonzero(is_target)[0]
+    m, d = match_alarms(axy, txy[tgt_idx], h[tgt_idx], score)
+    hit = m >= 0
+    alarm_target[hit] = tgt_idx[m[hit]]
+    alarm_dist[hit] = d[hit]
+    clutter_idx = np.nonzero(~is_target)[0]
+    left = np.nonzero(~hit)[0]
+    if clutter_idx.size and left.size:
+        m2, d2 = match_alarms(axy[left], txy[clutter_idx], h[clutter_idx], score[left])
+        ok = m2 >= 0
+        alarm_target[left[ok]] = clutter_idx[m2[ok]]
+        alarm_dist[left[ok]] = d2[ok]
+    return alarm_target, alarm_dist
+
+
+def _false_above(r: LaneResult, threshold: float) -> tuple[int, int]:
+    """False alarms of one lane among the alarms scoring at least ``threshold``,
+    matched afresh as the ROC matches them, and how many of them lie on
+    clutter rows."""
+    sel = np.nonzero(r.alarm_score >= threshold)[0]
+    if not sel.size:
+        return 0, 0
+    at, _ = _match_truth(np.column_stack([r.alarm_x[sel], r.alarm_y[sel]]),
+                         np.column_stack([r.truth_x, r.truth_y]), r.halo,
+                         r.is_target.astype(bool), r.alarm_score[sel])
+    on_target = ((at >= 0) & r.is_target[np.maximum(at, 0)] if r.is_target.size
+                 else np.zeros(sel.size, dtype=bool))
+    false = ~on_target & r.alarm_inside[sel]
+    return int(false.sum()), int((false & (at >= 0)).sum())
+
+
 def _candidates(a: np.ndarray, t: np.ndarray, h: np.ndarray, s: np.ndarray,
                 tidx: np.ndarray) -> list[list[tuple[tuple[float, float, int, int], int]]]:
     """Per alarm, the targets ``tidx`` within their halo, by the matching order."""
@@ -1060,24 +1100,8 @@ def _evaluate_lane(lane: Lane, *, halo: Any, targets: str, include_unsearched: b
             raise ConfigError(f"{what}: select returned {keep.size} values for {nt} truth rows")
         counted &= keep
 
-    txy = np.column_stack([tx, ty])
-    axy = np.column_stack([ax, ay])
-    alarm_target = np.full(na, -1, dtype=np.intp)
-    alarm_dist = np.full(na, np.nan)
-    # Targets first (every target, searched or not, so an alarm on an unsearched
-    # target is not a false alarm), then the leftover alarms against clutter rows.
-    tgt_idx = np.nonzero(is_target)[0]
-    m, d = match_alarms(axy, txy[tgt_idx], h[tgt_idx], ascore)
-    hit = m >= 0
-    alarm_target[hit] = tgt_idx[m[hit]]
-    alarm_dist[hit] = d[hit]
-    clutter_idx = np.nonzero(~is_target)[0]
-    left = np.nonzero(~hit)[0]
-    if clutter_idx.size and left.size:
-        m2, d2 = match_alarms(axy[left], txy[clutter_idx], h[clutter_idx], ascore[left])
-        ok = m2 >= 0
-        alarm_target[left[ok]] = clutter_idx[m2[ok]]
-        alarm_dist[left[ok]] = d2[ok]
+    alarm_target, alarm_dist = _match_truth(np.column_stack([ax, ay]),
+                                            np.column_stack([tx, ty]), h, is_target, ascore)
 
     found_by = np.full(nt, -1, dtype=np.intp)
     matched = alarm_target >= 0
@@ -1668,11 +1692,15 @@ def evaluate_lanes(
         # still found: the ROC re-matches the alarms above each threshold, so a
         # weak duplicate or mislocated alarm on a target that a stronger alarm
         # also covers does not hold the threshold down.
+        # What that threshold saves is counted in that matching too: an alarm
+        # that is a hit there but a false alarm at the lowest threshold (a
+        # nearer, weaker alarm took its target) is not a false alarm kept.
         t_full = float(thr[int(np.argmax(nf >= nf[-1]))])
-        rej = float(np.mean(score[is_fa] < t_full))
-        on_clutter = kind == "clutter"
-        if on_clutter.any():
-            crej = float(np.mean(score[on_clutter] < t_full))
+        kept = np.array([_false_above(r, t_full) for r in res]).sum(axis=0)
+        rej = 1.0 - kept[0] / n_fa
+        n_clutter = int((kind == "clutter").sum())
+        if n_clutter:
+            crej = 1.0 - kept[1] / n_clutter
 
     return Evaluation(
         pd=n_f / n_t if n_t else math.nan,
