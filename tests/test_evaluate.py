@@ -99,6 +99,22 @@ def test_halo_is_inclusive_and_size_dependent():
     assert evaluate(truth, alarms, area=30.0, halo={"at-mine": 0.4}).n_found == 1
 
 
+def test_an_alarm_logged_on_the_halo_off_axis_is_within_it():
+    # Positions to the centimetre, 15 and 20 cm (or 30 and 40 cm) off the target:
+    # 0.25 m (0.5 m) exactly, which the k-d tree's search dropped, or, from
+    # (0, 0.88), 0.25000000000000006 m in floating point.
+    truth = _truth([[0.35, 0], [5.21, 0], [10, 0.88]], type=["ap-mine", "at-mine", "ap-mine"])
+    alarms = _alarms([[0.50, 0.20], [5.51, 0.40], [10.15, 1.08]], score=[0.3, 0.2, 0.1])
+    r = evaluate(truth, alarms, area=30.0)
+    assert r.n_found == 3 and r.n_false_alarms == 0
+    assert r.roc.n_found.tolist() == [0, 1, 2, 3]
+    m, _ = match_alarms(np.column_stack([alarms["x"], alarms["y"]]),
+                        np.column_stack([truth["x"], truth["y"]]), [0.25, 0.5, 0.25])
+    assert m.tolist() == [0, 1, 2]
+    # a millimetre further is outside
+    assert evaluate(truth, _alarms([[0.50, 0.201]]), area=30.0).n_found == 0
+
+
 def test_tie_rules_global_nearest_first_not_table_order():
     # T0 at 0, T1 at 0.4; alarm A (listed first) is nearer T1 (0.18) than T0 (0.22),
     # alarm B is 0.05 from T1.  Globally nearest first: B-T1, then A-T0: both found.

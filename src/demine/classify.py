@@ -152,7 +152,7 @@ def label_alarms(truth: Mapping[str, ArrayLike] | None, alarms: Mapping[str, Arr
     a duplicate within a found mine's halo included, is 0, as the
     full-recovery figure counts them (``strict`` is then ignored).
     """
-    from .evaluate import AP_HALO, LARGE_HALO, match_alarms, size_class
+    from .evaluate import _HALO_SLACK, AP_HALO, LARGE_HALO, match_alarms, size_class
 
     rows = np.asarray(rows, dtype=np.intp)
     out = np.zeros(rows.size, dtype=np.int8)
@@ -179,7 +179,7 @@ def label_alarms(truth: Mapping[str, ArrayLike] | None, alarms: Mapping[str, Arr
         out[m >= 0] = 1
         left = m < 0
         d = np.hypot(ax[:, None] - tx[mi][None, :], ay[:, None] - ty[mi][None, :])
-        near_mine = np.any(d <= h[mi][None, :], axis=1)
+        near_mine = np.any(d <= h[mi][None, :] * _HALO_SLACK, axis=1)  # (as matched)
         if not te:
             out[left & near_mine] = -1
         if strict and not te and (~mine).any():

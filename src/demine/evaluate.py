@@ -505,6 +505,13 @@ def searched_area(
 # --------------------------------------------------------------------------
 
 
+#: A distance counts as within a halo up to this factor of it: an alarm logged
+#: exactly on a halo (positions to the centimetre, 0.15 and 0.20 m off a
+#: target with a 0.25 m halo) comes out of floating point as 0.25000000000000006
+#: m, and the k-d tree's own distance may differ from ``hypot`` in the last bit.
+_HALO_SLACK = 1.0 + 1e-9
+
+
 def match_alarms(
     alarm_xy: ArrayLike,
     target_xy: ArrayLike,
@@ -514,7 +521,9 @@ def match_alarms(
     """Match alarms to targets within a halo; one alarm clears one target.
 
     The rule is a greedy assignment over every (alarm, target) pair whose
-    distance is at most the target's halo (inclusive), taking pairs in this
+    distance is at most the target's halo (inclusive, to within a relative
+    1e-9, so that an alarm logged exactly on a halo is within it whatever
+    floating point makes of its distance), taking pairs in this
     order, each accepted when neither its alarm nor its target is matched yet:
 
     1. nearer first (every alarm goes to its nearest unmatched target,
@@ -579,14 +588,14 @@ def match_alarms(
     tidx = np.nonzero(okt)[0]
     aidx = np.nonzero(oka)[0]
     tree = cKDTree(t[tidx])
-    lists = tree.query_ball_point(a[aidx], r=float(h[tidx].max()))
+    lists = tree.query_ball_point(a[aidx], r=float(h[tidx].max()) * _HALO_SLACK)
     counts = np.fromiter((len(x) for x in lists), dtype=np.intp, count=len(lists))
     if counts.sum() == 0:
         return out, dist_out
     ai = np.repeat(aidx, counts)
     ti = tidx[np.concatenate([np.asarray(x, dtype=np.intp) for x in lists if len(x)])]
     d = np.hypot(a[ai, 0] - t[ti, 0], a[ai, 1] - t[ti, 1])
-    keep = d <= h[ti]
+    keep = d <= h[ti] * _HALO_SLACK
     ai, ti, d = ai[keep], ti[keep], d[keep]
     order = np.lexsort((ai, ti, -s[ai], d))
     free_t = np.ones(nt, dtype=bool)
@@ -651,13 +660,13 @@ def _candidates(a: np.ndarray, t: np.ndarray, h: np.ndarray, s: np.ndarray,
     from scipy.spatial import cKDTree
 
     tree = cKDTree(t[okt])
-    lists = tree.query_ball_point(a[oka], r=float(h[okt].max()))
+    lists = tree.query_ball_point(a[oka], r=float(h[okt].max()) * _HALO_SLACK)
     for i, lst in zip(oka.tolist(), lists, strict=True):
         cand = []
         for k in lst:
             j = int(okt[k])
             d = float(math.hypot(a[i, 0] - t[j, 0], a[i, 1] - t[j, 1]))
-            if d <= h[j]:
+            if d <= h[j] * _HALO_SLACK:
                 cand.append(((d, -float(s[i]), j, i), j))
         cand.sort()
         out[i] = cand
@@ -1576,7 +1585,6 @@ def evaluate_lanes(
     found = (cat("found_by") >= 0) & counted if counted.size else counted
     n_t, n_f = int(counted.sum()), int(found.sum())
     kind = cat("alarm_kind").astype(str)
-    score = cat("alarm_score").astype(np.float64)
     n_fa = int(np.isin(kind, ("false", "clutter")).sum())
     areas = [r.area for r in res]
     area = float(np.sum(areas)) if res and all(math.isfinite(a) for a in areas) else math.nan
