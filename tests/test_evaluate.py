@@ -479,6 +479,19 @@ def test_rows_without_positions_are_set_aside_with_a_note():
     assert r.n_false_alarms == 1 and r.n_alarms_outside == 1
     assert any("1 target(s) without a position" in n for n in r.notes)
     assert any("1 alarm(s) without a position" in n for n in r.notes)
+    # set aside, not also counted as outside the searched area (with a path or not)
+    assert r.n_targets_outside == 0
+    path = np.column_stack([np.linspace(-1, 3, 50), np.zeros(50)])
+    r = evaluate(truth, alarms, path=path)
+    assert r.n_targets == 2 and r.n_targets_outside == 0
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_score_that_is_not_finite_is_refused(bad):
+    # (+inf made the ROC's "no alarm declared" origin, threshold +inf, ambiguous)
+    alarms = _alarms([[0, 0], [1, 0]], score=[0.5, bad])
+    with pytest.raises(ConfigError, match=r"'score' must be finite, got -?(nan|inf)"):
+        evaluate(_truth([[0, 0]]), alarms, area=4.0)
 
 
 def test_csv_tables_saved_by_a_spreadsheet_with_a_byte_order_mark_are_read(tmp_path):

@@ -1057,8 +1057,9 @@ def _evaluate_lane(lane: Lane, *, halo: Any, targets: str, include_unsearched: b
     ax = _real(what, "alarms column 'x'", _column(alarms, "x", na))
     ay = _real(what, "alarms column 'y'", _column(alarms, "y", na))
     ascore = _real(what, "alarms column 'score'", _column(alarms, "score", na, 1.0))
-    if np.any(np.isnan(ascore)):
-        raise ConfigError(f"{what}: alarms field 'score' has NaN values")
+    if not np.all(np.isfinite(ascore)):
+        bad = ascore[~np.isfinite(ascore)][0]
+        raise ConfigError(f"{what}: alarms field 'score' must be finite, got {bad}")
     adepth = _real(what, "alarms column 'depth'", _column(alarms, "depth", na, np.nan))
 
     if targets == "mines":
@@ -1717,8 +1718,11 @@ def evaluate_lanes(
         n_false_alarms=n_fa, n_clutter_alarms=int((kind == "clutter").sum()),
         n_alarms_outside=int((kind == "outside").sum()),
         n_alarms_ignored=int((kind == "ignored").sum()),
+        # (a target without a position is neither: a note counts it)
         n_targets_outside=int((cat("is_target").astype(bool) & ~counted
-                               & ~cat("truth_inside").astype(bool)).sum()),
+                               & ~cat("truth_inside").astype(bool)
+                               & np.isfinite(cat("truth_x")) & np.isfinite(cat("truth_y"))
+                               ).sum()),
         area_m2=area, roc=roc, pd_at_far=pd_at_far, groups=groups, localisation=loc,
         fa_rejected_at_full_recovery=rej, clutter_rejected_at_full_recovery=crej,
         confidence=confidence, lanes=res, notes=notes,
