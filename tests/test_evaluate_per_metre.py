@@ -120,3 +120,24 @@ def test_streams_on_one_line_count_its_metres_once(tmp_path):
         row = process_file(path, tmp_path / "batch")
     assert row["status"] == "done", row.get("error")
     assert row["path_m"] == pytest.approx(4.0)
+
+
+def test_a_recordings_metres_of_line_break_at_the_evaluations_max_gap(tmp_path):
+    """evaluate_recordings(max_gap=...) cuts the path for its length as for its
+    searched area (the length had been taken at the default 1 m whatever
+    max_gap was given)."""
+    from demine.evaluate import evaluate_recordings
+
+    path = tmp_path / "gaps.h5"
+    # 2 m of line in 1 cm steps, then a 0.5 m jump and 2 m more
+    x = np.concatenate([np.linspace(0.0, 2.0, 201), np.linspace(2.5, 4.5, 201)])
+    with RecordingWriter(path) as w:
+        s = w.add_stream("emi", "emi", gate_times=np.geomspace(1e-5, 1e-3, 4))
+        w.add_truth([{"id": "M1", "type": "AP", "is_mine": True, "x": 1.0, "y": 0.0}])
+        s.append(np.zeros((x.size, 4), np.float32), time=np.arange(x.size) * 1_000_000,
+                 x=x, y=np.zeros(x.size), z=np.full(x.size, 0.05))
+        w.append_alarms({"time": [0, 1], "stream": ["emi", "emi"], "x": [1.0, 3.0],
+                         "y": [0.0, 0.0], "score": [20.0, 13.0]})
+    assert evaluate_recordings([path]).path_m == pytest.approx(4.5)
+    ev = evaluate_recordings([path], max_gap=0.1)
+    assert ev.path_m == pytest.approx(4.0) and ev.far_per_m == pytest.approx(0.25)

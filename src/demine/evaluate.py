@@ -856,8 +856,8 @@ class Lane:
         Metres of path when known otherwise (e.g. kept beside a coverage
         raster); overrides the one computed from ``path`` (the sum of its
         pieces).  :func:`lane_from_recording` gives the longest of its
-        streams' paths (at the default ``max_gap``): the streams of one
-        recording travel one line.
+        streams' paths (at its ``max_gap``): the streams of one recording
+        travel one line.
     truth_given : bool
         Whether the lane's ground truth is known (:attr:`Recording.truth_given
         <demine.recording.Recording.truth_given>`, or truth given apart): an
@@ -1985,6 +1985,7 @@ def lane_from_recording(
     score: str = "score",
     alarm_stream: str | None = None,
     truth: Any = None,
+    max_gap: float = 1.0,
 ) -> Lane:
     """Build a :class:`Lane` from a demine recording.
 
@@ -2017,6 +2018,11 @@ def lane_from_recording(
         Ground truth kept apart from the recording (a blind trial's,
         :func:`read_truth_csv`), in its position frame.  It replaces the
         recording's own truth table, if it has one, and a note says so.
+    max_gap : float
+        A step longer than this (m) breaks the path, for its length
+        (:attr:`Lane.path_length`); give the evaluation's own, as
+        :func:`evaluate_recordings` does, so that the metres of line and the
+        searched area cut the path alike.
 
     Returns
     -------
@@ -2129,7 +2135,8 @@ def lane_from_recording(
     # the streams of one recording ride one rig (the channels of a radar, an
     # EMI head and a radar on one cart): the metres of line are those of the
     # longest stream's path, not their sum (their searched areas overlap too)
-    length = max((sum(path_length(p) for p in ps) for ps in per_stream), default=None)
+    length = max((sum(path_length(p, max_gap=max_gap) for p in ps) for ps in per_stream),
+                 default=None)
     return Lane(truth=truth, alarms=alarms, path=paths or None,
                 footprint=fp if fp is not None else DEFAULT_FOOTPRINT, soil=soil, name=name,
                 notes=notes, path_length=length, truth_given=truth_given)
@@ -2297,7 +2304,8 @@ def evaluate_recordings(
     if truth is not None:
         per_truth = _per_recording(truth, paths, "truth", read_truth_csv)
     lanes = [lane_from_recording(p, alarms=a, stream=stream, footprint=footprint, score=score,
-                                 alarm_stream=alarm_stream, truth=t)
+                                 alarm_stream=alarm_stream, truth=t,
+                                 max_gap=kwargs.get("max_gap", 1.0))
              for p, a, t in zip(paths, per, per_truth, strict=True)]
     for p, ln in zip(paths, lanes, strict=True):
         if not ln.truth_given:  # (scored as a blank lane: say why its alarms are all false)
