@@ -218,6 +218,12 @@ def test_mismatched_model_is_refused_before_any_feature_is_computed(model, tmp_p
     with pytest.raises(ModelError, match=f"features version {FEATURES_VERSION - 1}") as err:
         apply_model(tmp_path / "lane.h5", path)
     assert str(path) in str(err.value)
+    # a version written as text is refused saying so (it read "version 8, this demine
+    # computes version 8")
+    p["meta"]["features_version"] = str(FEATURES_VERSION)
+    path.write_bytes(_signed(p))
+    with pytest.raises(ModelError, match=f"features version '{FEATURES_VERSION}', this"):
+        load_model(path).check_compatible()
     # a model that does not record it (written before it was recorded) is not refused
     del p["meta"]["features_version"]
     m = Model.from_payload(p, "old")
@@ -437,6 +443,15 @@ def test_model_differences_tells_a_rebuilt_model_from_another(model, tmp_path):
     diff = model_differences(model, Model.from_payload(p))
     assert diff == ["set 'emi': 1 of 8 trees differ (first: tree 3)",
                     "meta 'notes':  != other"]
+    # a crafted reference model's strings reach the terminal escaped (train_default_model
+    # --check prints these lines: raw escapes could rewrite them into "reproduces")
+    p["meta"]["notes"] = "\x1b[2K\r\x1b[1A reproduces the reference"
+    p["sets"]["emi"]["cv"] = {"\x1b[31mauc": 0.5}
+    diff = model_differences(model, Model.from_payload(p))
+    assert len(diff) == 3 and not any("\x1b" in d or "\r" in d for d in diff)
+    assert "\\x1b[2K" in diff[-1]
+    # == is identity (it raised on the arrays' truth value); contents: model_differences
+    assert model == model and back != model and back != again
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo") or not os.path.exists("/dev/zero"),
@@ -460,6 +475,22 @@ def test_device_or_pipe_given_as_model_is_refused_not_read_for_ever(tmp_path):
     assert r.returncode == 0, r.stderr[-500:]
     assert r.stdout.splitlines() == ["/dev/zero: not a model file (not a regular file)",
                                      f"{fifo}: not a model file (not a regular file)"]
+
+
+def test_a_model_too_deep_to_write_is_a_model_error(model, tmp_path):
+    deep: list = []
+    for _ in range(5000):
+        deep = [deep]
+    with pytest.raises(ModelError, match="model cannot be written"):
+        save_model(Model(model.sets, dict(model.meta, notes=deep)), tmp_path / "m.json")
+    assert not (tmp_path / "m.json").exists()
+
+
+@pytest.mark.parametrize("name", ["m\x00.json", "m\ud800.json"])
+def test_a_path_the_system_cannot_name_is_a_model_error(name):
+    # (a NUL or a lone surrogate: ValueError and UnicodeEncodeError had escaped)
+    with pytest.raises(ModelError, match="cannot read model file"):
+        load_model(name)
 
 
 def test_model_errors_show_the_files_strings_escaped_and_short(model, tmp_path):

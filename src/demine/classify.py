@@ -666,7 +666,7 @@ def _ece(p: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
 # --------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(eq=False)  # (its arrays have no truth value: compare with model_differences)
 class SetModel:
     """Boosted trees and isotonic calibration of one feature set (plain arrays).
 
@@ -732,7 +732,7 @@ def _export_trees(est: Any) -> tuple[float, list[dict[str, np.ndarray]]]:
     return base, trees
 
 
-@dataclass
+@dataclass(eq=False)  # (its arrays have no truth value: compare with model_differences)
 class Model:
     """A trained mine/clutter classifier: one :class:`SetModel` per feature set.
 
@@ -745,8 +745,8 @@ class Model:
 
     sets: dict[str, SetModel]
     meta: dict[str, Any] = field(default_factory=dict)
-    source: str = field(default="", compare=False)
-    digest: str = field(default="", compare=False)
+    source: str = ""
+    digest: str = ""
 
     def _where(self) -> str:
         return f"{self.source}: " if self.source else ""
@@ -804,8 +804,8 @@ class Model:
         if fv is not None and (isinstance(fv, bool) or fv != FEATURES_VERSION):
             raise ModelError(
                 f"{self._where()}model of set {name!r} was trained on features version "
-                f"{_shown(fv, 20)}, this demine computes version {FEATURES_VERSION} (the same "
-                "names, defined otherwise); " + self._version_note())
+                f"{_shown(repr(fv), 20)}, this demine computes version {FEATURES_VERSION} "
+                "(the same names, defined otherwise); " + self._version_note())
         return sm
 
     def check_compatible(self) -> None:
@@ -1008,7 +1008,7 @@ def save_model(model: Model, path: str | Path) -> Path:
     payload = model.to_payload()
     try:
         body = _canonical(payload)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise ModelError(f"{path}: model cannot be written: {exc}") from exc
     Model.from_payload(json.loads(body), str(path))
     doc = {"format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION,
@@ -1070,8 +1070,9 @@ def load_model(path: str | Path) -> Model:
                 raise ModelError(f"{src}: model file too large ({st.st_size} bytes, at most "
                                  f"{_MAX_FILE_BYTES})")
             raw = fh.read(_MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        raise ModelError(f"{src}: cannot read model file: {exc.strerror or exc}") from exc
+    except (OSError, ValueError) as exc:  # (a path with a NUL or a lone surrogate)
+        raise ModelError(f"{_shown(src, 200)}: cannot read model file: "
+                         f"{getattr(exc, 'strerror', None) or exc}") from exc
     if len(raw) > _MAX_FILE_BYTES:
         raise ModelError(f"{src}: model file too large (more than {_MAX_FILE_BYTES} bytes)")
     if raw[:2] == b"\x1f\x8b":
@@ -1112,7 +1113,7 @@ def load_model(path: str | Path) -> Model:
     digest = doc.get("sha256")
     try:
         body = _canonical(payload)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise ModelError(f"{src}: invalid model content: {exc}") from exc
     if not isinstance(digest, str) or hashlib.sha256(body).hexdigest() != digest:
         raise ModelError(f"{src}: model file has been modified or corrupted (SHA-256 of its "
@@ -1174,11 +1175,12 @@ def model_differences(a: Model, b: Model, *, ignore_meta: Sequence[str] = RUN_ME
                            f"(first: tree {bad[0]})")
         if sa.cv != sb.cv:
             keys = sorted(k for k in set(sa.cv) | set(sb.cv) if sa.cv.get(k) != sb.cv.get(k))
-            out.append(f"set {name!r}: cross-validated figures differ ({', '.join(keys)})")
+            out.append(f"set {name!r}: cross-validated figures differ "
+                       f"({_shown(', '.join(map(str, keys)), 200)})")
     for key in sorted(set(a.meta) | set(b.meta)):
         if key not in ignore_meta and a.meta.get(key) != b.meta.get(key):
-            out.append(f"meta {key!r}: {str(a.meta.get(key))[:60]} != "
-                       f"{str(b.meta.get(key))[:60]}")
+            out.append(f"meta {_shown(repr(key))}: {_shown(a.meta.get(key))} != "
+                       f"{_shown(b.meta.get(key))}")
     return out
 
 
