@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import VendorFormatError
-from ._common import GPS_COLUMNS, NO_TIME, RadarData, file_size
+from ._common import GPS_COLUMNS, NO_TIME, RadarData, check_plausible, file_size
 from .emi_table import EMITable, read_emi_table
 from .gprmax import _HDF5_MAGIC, is_gprmax, read_gprmax, read_gprmax_series
 from .gssi import channel_count, read_dzg, read_dzt, read_dzx
@@ -178,7 +178,8 @@ def read(path: str | os.PathLike[str], *, vendor: str | None = None, **kwargs: A
         raise VendorFormatError(
             f"{os.fspath(path)}: field 'channel': {v} files hold one channel, {channel} asked"
         )
-    return _hinted(path, v, vendor is not None, lambda: _READERS[v](path, **kwargs))
+    return check_plausible(
+        _hinted(path, v, vendor is not None, lambda: _READERS[v](path, **kwargs)))
 
 
 def _hinted(path: str | os.PathLike[str], v: str, given: bool, reader: Any) -> Any:
@@ -207,6 +208,6 @@ def read_channels(path: str | os.PathLike[str], **kwargs: Any) -> list[RadarData
     given = kwargs.pop("vendor", None)
     v = given or detect(path)
     if v == "gssi":
-        return _hinted(path, v, given is not None, lambda: [
-            read_dzt(path, channel=k, **kwargs) for k in range(channel_count(path))])
+        return [check_plausible(rd) for rd in _hinted(path, v, given is not None, lambda: [
+            read_dzt(path, channel=k, **kwargs) for k in range(channel_count(path))])]
     return _hinted(path, v, given is not None, lambda: [read(path, vendor=v, **kwargs)])

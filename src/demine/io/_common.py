@@ -175,6 +175,38 @@ def finite_positive(path: str | os.PathLike[str], fld: str, value: float) -> flo
     return float(value)
 
 
+#: Bounds outside which a reader's timing or spacing is a header read wrong, not
+#: a radar: sample intervals (s), the time (s) and distance (m) between traces.
+PLAUSIBLE = {"sample interval": (1e-15, 1.0, "s"), "trace interval": (1e-9, 86400.0, "s"),
+             "trace spacing": (1e-9, 1000.0, "m")}
+
+
+def check_plausible(rd: RadarData) -> RadarData:
+    """Refuse a :class:`RadarData` whose timing or positions no radar has (a
+    header field of 1e-320 or 1e308 had made infinite positions and trace
+    times that wrapped round the int64 clock, imported without a word)."""
+    for what, v in (("sample interval", rd.sample_interval_s),
+                    ("trace interval", rd.trace_interval_s),
+                    ("trace spacing", rd.trace_interval_m)):
+        lo, hi, unit = PLAUSIBLE[what]
+        if what == "sample interval" or not math.isnan(v):
+            if not lo <= v <= hi:
+                raise VendorFormatError(f"{rd.path}: {what} {v:g} {unit} (from its header) is "
+                                        f"outside {lo:g}-{hi:g} {unit}: a wrong header field?")
+    for what, arr, hi in (("trace positions", rd.trace_position_m, 1e9),
+                          ("trace times", rd.trace_time_s, 1e10)):
+        if arr is not None and np.size(arr):
+            a = np.asarray(arr, dtype=np.float64)
+            bad = np.isinf(a) | (np.abs(np.nan_to_num(a)) > hi)
+            if bad.any():
+                raise VendorFormatError(f"{rd.path}: {what} reach {a[bad][0]:g} (from its "
+                                        "header's spacing or rate): a wrong header field?")
+    if rd.start_time_ns is not None and not 0 <= rd.start_time_ns < 2**63 - 2 * 10**17:
+        raise VendorFormatError(f"{rd.path}: start time {rd.start_time_ns} ns is outside "
+                                "1970-2262: a wrong header field?")
+    return rd
+
+
 def load_block(
     path: str | os.PathLike[str],
     dtype: np.dtype,

@@ -74,7 +74,8 @@ def _stream_samples(rd: RadarData) -> tuple[np.ndarray, dict[str, Any]]:
         return s.astype(np.int32), note
     if s.dtype.kind in "iu":
         if s.size and (s.min() < np.iinfo(np.int32).min or s.max() > np.iinfo(np.int32).max):
-            raise ValueError(f"{rd.path}: {s.dtype} samples do not fit int32")
+            raise VendorFormatError(f"{rd.path}: {s.dtype} samples do not fit a recording's "
+                                    "int32 (values beyond 2**31 - 1), which keeps them exact")
         note["sample_conversion"] = "narrowed to int32 (all values fit; exact)"
         return s.astype(np.int32), note
     note["sample_conversion"] = f"{s.dtype} cast to float32"

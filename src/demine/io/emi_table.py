@@ -84,6 +84,12 @@ _BARE_SECONDS = re.compile(r"^t\s*[=_]\s*(\d+(?:\.\d*)?(?:e[+-]?\d+)?|\.\d+(?:e[
 _GATE_PREFIX = re.compile(r"^(?:channel|gate|ch|tg|g)[\s_-]*(.*)$")
 _INDEX_THEN = re.compile(r"^(\d+)[\s_@-]*(.*)$")
 _UNIT_IN_NAME = re.compile(r"\s*[\[(]([^\])]*)[\])]\s*$")
+_F32_MAX = float(np.finfo(np.float32).max)
+#: Years a time in int64 nanoseconds can hold (1500 had wrapped round to 2084).
+_YEARS = (1678, 2261)
+#: Longest column name taken: the unit search is quadratic in a name's length (a
+#: header cell of 80 000 "(" took 88 s).
+_MAX_NAME = 256
 #: Labels in a time column's brackets that say what it is, not a unit.
 _TIME_LABELS = ("utc", "gmt", "iso", "iso 8601", "epoch", "unix", "hh:mm:ss", "hh:mm:ss.s",
                 "hh:mm:ss.ss")
@@ -348,6 +354,10 @@ def read_emi_table(path: str | os.PathLike[str], *, gate_times: Any = None,
     else:
         names = first
         rows = body[1:]
+    long = [n for n in names if len(n) > _MAX_NAME]
+    if long:
+        raise fail(p, "header", f"a column name of {len(long[0])} characters (at most "
+                   f"{_MAX_NAME}): {long[0][:40]!r}...")
     if delim == ";":   # (decimal commas in gate names: "0,012 ms")
         names = [n.replace(",", ".") for n in names]
     if not rows:
@@ -385,7 +395,7 @@ def read_emi_table(path: str | os.PathLike[str], *, gate_times: Any = None,
     if all(t is None for t in named_times):
         # (gates numbered, not timed: in the order of their numbers, as an
         # alphabetical export lists gate_1, gate_10, gate_2)
-        idx = [int(m[1]) if (m := re.search(r"(\d+)\D*$", _bare(names[i]))) else -1
+        idx = [int(m[1]) if (m := re.search(r"(\d{1,18})\D*$", _bare(names[i]))) else -1
                for i in gates]
         if min(idx) >= 0 and len(set(idx)) == len(idx):
             order = np.argsort(idx, kind="stable")
@@ -450,6 +460,14 @@ def read_emi_table(path: str | os.PathLike[str], *, gate_times: Any = None,
             except ValueError:
                 raise fail(p, "data", f"line {lineno}, column {names[i]!r}: not a "
                            f"number: {fields[i]!r}") from None
+    # a value beyond float32 (1e39, 1e400, inf) had become an infinite reading or
+    # position, with only numpy's overflow warning
+    big = ~(np.abs(data) <= _F32_MAX) & ~np.isnan(data)
+    if big.any():
+        k, j = (int(v[0]) for v in np.nonzero(big))
+        name = names[wanted[j]]
+        raise fail(p, "data", f"line {rows[k][0]}, column {name!r}: {data[k, j]:g} is out of "
+                   f"range (a recording holds readings up to {_F32_MAX:.3g})")
     if time_text is not None or date_col is not None:
         texts = [split(ln) for _, ln in rows]
     # gate times: from the names, or given
@@ -587,7 +605,7 @@ def _text_times(p: str, rows: list[tuple[int, str]], texts: list[list[str]], tco
                     day = int(np.datetime64(f"{d[1]}-{d[2]}-{d[3]}", "D").astype(np.int64))
                 except ValueError:
                     day = None
-                if day is None or not 1000 <= int(d[1]) <= 2200:
+                if day is None or not _YEARS[0] <= int(d[1]) <= _YEARS[1]:
                     raise fail(p, "time", f"line {lineno}, column {names[date_col]!r}: not "
                                f"a date: {f[date_col]!r}")
                 ns += day * 86_400_000_000_000
@@ -607,7 +625,7 @@ def _text_times(p: str, rows: list[tuple[int, str]], texts: list[list[str]], tco
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 out[k] = np.datetime64(w, "ns").astype(np.int64)
-            if not 1000 <= int(w[:4]) <= 2200:
+            if not _YEARS[0] <= int(w[:4]) <= _YEARS[1]:
                 raise ValueError(w)
         except (ValueError, OverflowError):
             raise fail(p, "time", f"line {lineno}, column {names[tcol]!r}: not a time: "

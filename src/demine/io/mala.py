@@ -22,6 +22,7 @@ import numpy as np
 from ..errors import VendorFormatError
 from ._common import (
     NO_TIME,
+    PLAUSIBLE,
     RadarData,
     fail,
     file_size,
@@ -165,11 +166,15 @@ def read_ramac(
     )
     if h.get("DISTANCE FLAG", "0").strip() == "1" and "DISTANCE INTERVAL" in h:
         dx = parse_number(rad, "DISTANCE INTERVAL", h["DISTANCE INTERVAL"])
+        if dx > PLAUSIBLE["trace spacing"][1]:
+            raise fail(rad, "DISTANCE INTERVAL", f"{dx:g} m between traces")
         if dx > 0:
             rd.trace_interval_m = dx
             rd.trace_position_m = np.arange(n) * dx
     if h.get("TIME FLAG", "0").strip() == "1" and "TIME INTERVAL" in h:
         dt_tr = parse_number(rad, "TIME INTERVAL", h["TIME INTERVAL"])
+        if dt_tr > PLAUSIBLE["trace interval"][1]:
+            raise fail(rad, "TIME INTERVAL", f"{dt_tr:g} s between traces")
         if dt_tr > 0:
             rd.trace_interval_s = dt_tr
             rd.trace_time_s = np.arange(n) * dt_tr

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from .. import nmea
-from ..errors import FrameError
+from ..errors import FrameError, VendorFormatError
 from ._common import (
     NO_TIME,
     RadarData,
@@ -140,6 +140,13 @@ def read_dt1(
             break
     if bpp is None:
         bpp = candidates[0]
+    if bpp_field in (2.0, 4.0) and bpp != int(bpp_field):
+        # (the file's size fits the other width: an int16 file read as float32 had
+        # given values of 1e38 and NaN without a word)
+        raise fail(hd_path, "NUMBER OF PTS/TRC",
+                   f"{npts} points do not fit {dt1}: its first trace header says "
+                   f"{_shown_count(first[2])} points of {int(bpp_field)} bytes, and "
+                   f"{size} bytes hold no whole number of {npts}-point traces of that width")
     rec = 128 + npts * bpp
     n_file, rest = divmod(size, rec)
     header: dict[str, Any] = {k: v for k, v in h.items() if not k.startswith("_")}
@@ -222,9 +229,18 @@ def read_dt1(
         gps = find_sibling(dt1, "GPS")
         if gps is not None:
             date = dt.date.fromisoformat(header["date"]) if header["date"] else None
-            rd.gps, stats = read_gps(gps, date=date)
-            header["gps"] = {"path": os.fspath(gps), **stats}
+            try:  # (as a .cor or .DZG sidecar: the radar data does not depend on it)
+                rd.gps, stats = read_gps(gps, date=date)
+            except VendorFormatError as exc:
+                warnings.warn(f"unreadable .GPS sidecar ignored: {exc}", stacklevel=2)
+                header["gps"] = {"path": os.fspath(gps), "error": str(exc)}
+            else:
+                header["gps"] = {"path": os.fspath(gps), **stats}
     return rd
+
+
+def _shown_count(v: float) -> str:
+    return str(int(v)) if math.isfinite(v) and v == int(v) else repr(float(v))
 
 
 def _time_zero(rd: RadarData, point: float, npts: int, th: np.ndarray) -> None:
@@ -291,7 +307,11 @@ def read_gps(
             continue
         m = _TRACE_RE.match(line)
         if m:
-            trace = int(m.group(1)) - 1
+            try:
+                trace = int(m.group(1)) - 1
+            except ValueError:   # (more digits than Python converts)
+                raise VendorFormatError(f"{path}: trace number of {len(m.group(1))} "
+                                        "digits") from None
             continue
         if not line.startswith("$"):
             continue
