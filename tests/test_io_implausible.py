@@ -136,3 +136,13 @@ def test_emi_table_values_a_recording_cannot_hold_are_refused(tmp_path, body, ma
     with pytest.raises(VendorFormatError, match=match):
         io.read_emi_table(_table(tmp_path, body), rate=1000.0
                           if not body.startswith(("time", "date")) else None)
+
+
+def test_a_file_cut_at_the_end_of_its_header_is_not_imported_as_an_empty_line(tmp_path):
+    rd = io.read(DZT)
+    p = tmp_path / "F.DZT"
+    p.write_bytes(DZT.read_bytes()[: rd.header["data_offset"]])
+    assert io.read(p).n_traces == 0   # (reading it says what it holds)
+    with pytest.raises(VendorFormatError, match="no traces after the header"):
+        import_file(p, tmp_path / "f.h5")
+    assert not (tmp_path / "f.h5").exists()

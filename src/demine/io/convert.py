@@ -245,6 +245,9 @@ def import_file(
                     "of a gprMax B-scan (one output per trace); import other files one by one")
         channels = [read_gprmax_series(paths)]
         src = Path(channels[0].path)
+    if not any(rd.n_traces for rd in channels):
+        raise VendorFormatError(f"{os.fspath(paths[0])}: no traces after the header: nothing "
+                                "to import (a file cut at the end of its header?)")
     files = channels[0].header.get("files") if len(paths) > 1 else None
     label = src.name if files is None else f"{files[0]} … {files[-1]} ({len(files)} gprMax runs)"
     summary: dict[str, Any] = {"source": os.fspath(src) if files is None else
