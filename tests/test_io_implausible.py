@@ -146,3 +146,12 @@ def test_a_file_cut_at_the_end_of_its_header_is_not_imported_as_an_empty_line(tm
     with pytest.raises(VendorFormatError, match="no traces after the header"):
         import_file(p, tmp_path / "f.h5")
     assert not (tmp_path / "f.h5").exists()
+
+
+def test_a_cut_gprmax_output_is_called_unreadable_not_another_tools_file(tmp_path):
+    src = next((ROOT / "gpr").glob("gprmax-*/*.h5"))
+    p = tmp_path / "cut.h5"
+    b = src.read_bytes()
+    p.write_bytes(b[: len(b) // 2])
+    with pytest.raises(VendorFormatError, match="cannot be opened \\(truncated or damaged\\?\\)"):
+        io.read(p)

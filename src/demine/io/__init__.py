@@ -108,6 +108,13 @@ def detect(path: str | os.PathLike[str]) -> str:
         if not signed:  # (a damaged file had been called an HDF5 file of another tool)
             raise VendorFormatError(f"{os.fspath(p)}: not an HDF5 file (no HDF5 signature at "
                                     "its start: damaged, or another format named .h5?)")
+        try:   # (signed but unreadable: a cut gprMax output had been called another tool's)
+            import h5py
+
+            h5py.File(p, "r").close()
+        except OSError as exc:
+            raise VendorFormatError(f"{os.fspath(p)}: HDF5 file that cannot be opened "
+                                    f"(truncated or damaged?): {exc}") from None
         raise VendorFormatError(f"{os.fspath(p)}: HDF5 file without a root 'gprMax' attribute: "
                                 "not a radar file this reader knows (a demine recording "
                                 "opens with demine.recording.Recording)")
