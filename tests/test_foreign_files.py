@@ -267,3 +267,96 @@ def test_slow_devices_and_a_live_file_s_first_frames_are_not_refused(tmp_path):
     with Recording(fast) as rec, pytest.raises(ConfigError, match="'sample_rate' attribute "
                                                "gives 2e\\+10 frames per second"):
         _stream_context(rec.streams["emi"])
+
+
+def _torn(path, rows: int, extra: dict[str, int], emi_rows: tuple[int, ...] = ()):
+    """A demine alarms table of ``rows`` whole rows, ``extra`` columns holding more
+    (a writer stopped within a flush, or between its columns and its index)."""
+    from demine.recording import TABLES, create_columns
+
+    with h5py.File(path, "r+") as f:
+        g = f.create_group("alarms")
+        create_columns(g, TABLES["alarms"], table=True)
+        for c in TABLES["alarms"]:
+            n = rows + extra.get(c.name, 0)
+            g[c.name].resize(n, axis=0)
+            if c.name == "stream":
+                g[c.name][...] = [b"emi" if k in emi_rows else b"operator" for k in range(n)]
+            elif c.name == "label":
+                g[c.name][...] = [b"op-%d" % k for k in range(n)]
+            elif c.name == "time":
+                g[c.name][...] = T0 + np.arange(n)
+            elif c.dtype.kind == "f":
+                g[c.name][...] = np.arange(n) + 0.5
+        n = rows + extra.get("index", 0)
+        g["index"].resize(n, axis=0)
+        g["index"][...] = np.arange(n)
+
+
+@pytest.mark.parametrize(("rows", "extra"), [
+    (1, {"index": -1}),                       # columns written, index not yet
+    (2, {"time": 1, "stream": 1, "x": 1}),   # a third row begun in some columns
+])
+@pytest.mark.parametrize("replace", [False, True])
+def test_alarms_appended_to_a_torn_table_keep_every_whole_row(tmp_path, rows, extra, replace):
+    """A table whose columns and index disagree: appending at the index's length
+    had written over an operator's alarm; --replace had mixed two alarms' columns
+    and died with an IndexError."""
+    from demine.pipeline import append_alarms
+
+    path = _emi_file(tmp_path / "torn.h5")
+    _torn(path, rows, extra)
+    assert len(Recording(path).alarms["x"]) == rows   # what readers see
+    n = append_alarms(path, {"time": [T0 + 99], "stream": ["emi"], "x": [7.0], "y": [8.0],
+                             "score": [9.0], "label": ["emi-alarm"]},
+                      replace=["emi"] if replace else False)
+    assert n == 1
+    with Recording(path) as rec:
+        a = rec.alarms
+        assert [s.decode() if isinstance(s, bytes) else s for s in a["stream"]] == \
+            ["operator"] * rows + ["emi"]
+        assert a["x"].tolist() == [k + 0.5 for k in range(rows)] + [7.0]
+        assert [s.decode() if isinstance(s, bytes) else s for s in a["label"]] == \
+            [f"op-{k}" for k in range(rows)] + ["emi-alarm"]
+    with h5py.File(path, "r") as f:
+        assert {f["alarms"][c].shape[0] for c in f["alarms"]} == {rows + 1}
+        assert f["alarms/index"][...].tolist() == list(range(rows + 1))
+
+
+def test_replace_on_a_torn_table_keeps_the_other_streams_alarms_whole(tmp_path):
+    """Rows 0 (operator) and 1 (emi) whole, a third emi row begun in three columns:
+    --replace of emi had cut those three columns to one row and died, leaving the
+    operator's alarm with the emi alarm's y, label and score."""
+    from demine.pipeline import append_alarms
+
+    path = _emi_file(tmp_path / "torn.h5")
+    _torn(path, 2, {"time": 1, "stream": 1, "x": 1}, emi_rows=(1, 2))
+    append_alarms(path, {"time": [T0 + 99], "stream": ["emi"], "x": [7.0], "y": [8.0],
+                         "score": [9.0], "label": ["emi-alarm"]}, replace=["emi"])
+    with Recording(path) as rec:
+        a = rec.alarms
+        assert a["x"].tolist() == [0.5, 7.0] and a["y"].tolist() == [0.5, 8.0]
+        assert [s.decode() if isinstance(s, bytes) else s for s in a["label"]] == \
+            ["op-0", "emi-alarm"]
+        assert a["score"].tolist() == [0.5, 9.0]
+
+
+def test_alarms_are_not_appended_to_columns_of_another_type(tmp_path):
+    """An int32 label had failed halfway (every column but the index one row
+    longer, and a retry refused); S4 text had cut 'operator' to 'oper'."""
+    from demine.pipeline import append_alarms
+    from demine.recording import TABLES, create_columns
+
+    for name, dtype, says in (("label", "int32", "int32"), ("stream", "S4", "text of 4 bytes"),
+                              ("time", "float32", "float32")):
+        path = _emi_file(tmp_path / f"{name}.h5")
+        with h5py.File(path, "r+") as f:
+            g = f.create_group("alarms")
+            create_columns(g, TABLES["alarms"], table=True)
+            del g[name]
+            g.create_dataset(name, shape=(0,), maxshape=(None,), chunks=True, dtype=dtype)
+        before = path.read_bytes()
+        with pytest.raises(RecordingError, match=f"column {name!r} holds {says}, "):
+            append_alarms(path, {"time": [T0], "stream": ["emi"], "x": [0.5], "y": [1.0],
+                                 "score": [9.0]})
+        assert path.read_bytes() == before

@@ -747,6 +747,7 @@ def _check_appendable(path: str | Path, group: Any, names: Sequence[str]) -> Non
     from .recording import TABLES, _decode
 
     units = {c.name: c.units for c in TABLES["alarms"] if c.units in ("m", "m s-1", "kg")}
+    kinds = {c.name: c for c in TABLES["alarms"]}
     why = None
     if not isinstance(group, h5py.Group):
         why = "it is not a group of columns"
@@ -759,6 +760,18 @@ def _check_appendable(path: str | Path, group: Any, names: Sequence[str]) -> Non
             if ds.chunks is None or ds.maxshape[:1] != (None,):
                 why = (f"its column {name!r} is not resizable (datasets must be created "
                        "chunked with maxshape=(None,) to be appended to)")
+                break
+            col = kinds.get(name)
+            vlen_text = col is not None and col.dtype.kind == "S" and ds.dtype.kind == "O"
+            if col is not None and not vlen_text and (ds.dtype.kind != col.dtype.kind
+                                                      or ds.dtype.itemsize < col.dtype.itemsize):
+                # (an int32 label had failed halfway through an append, S4 text cut
+                # 'operator' to 'oper', a float32 time lost its nanoseconds)
+                def shown(dt: np.dtype) -> str:
+                    return f"text of {dt.itemsize} bytes" if dt.kind == "S" else str(dt)
+
+                why = (f"its column {name!r} holds {shown(ds.dtype)}, and demine's alarms "
+                       f"need {shown(col.dtype)}")
                 break
             unit = _decode(ds.attrs.get("units", ""))
             want = units.get(name)
@@ -848,7 +861,17 @@ def append_alarms(path: str | Path, alarms: dict[str, np.ndarray], *,
         _check_appendable(path, g, list(cols) + ["index"])
         if n == 0 and not (replace and streams):
             return 0
-        if replace and streams and "stream" in g:
+        # The table's rows are those every column holds, as readers count them: a
+        # writer stopped between its columns and its index (or within its columns)
+        # leaves them unequal, and appending at the index's length had written over
+        # an alarm, and a replace had mixed two alarms' columns.
+        start = min(g[name].shape[0] for name in cols)
+        if any(g[name].shape[0] != start for name in list(cols) + ["index"]):
+            for name in cols:
+                g[name].resize(start, axis=0)
+            g["index"].resize(start, axis=0)
+            g["index"][...] = np.arange(start)
+        if replace and streams and start:
             old = np.array([_text(s) for s in g["stream"][...]], dtype=object)
             keep = ~np.isin(old, streams)
             if not keep.all():
@@ -857,19 +880,27 @@ def append_alarms(path: str | Path, alarms: dict[str, np.ndarray], *,
                     data = g[name][...]
                     g[name].resize(k, axis=0)
                     g[name][...] = np.arange(k) if name == "index" else data[keep]
-        start = g["index"].shape[0]
+                start = k
         if not n:
             return 0
-        for name, col in cols.items():
-            ds = g[name]
-            ds.resize(start + n, axis=0)
-            if name in alarms:
-                v = np.asarray(alarms[name])
-                if col.dtype.kind == "S":
-                    v = np.array([_text(s).encode("utf-8") for s in v], dtype=col.dtype)
-                ds[start:] = v.astype(col.dtype)
-            else:
-                ds[start:] = np.full(n, col.fill, dtype=col.dtype)
-        g["index"].resize(start + n, axis=0)
-        g["index"][start:] = np.arange(start, start + n)
+        try:
+            for name, col in cols.items():
+                ds = g[name]
+                ds.resize(start + n, axis=0)
+                if name in alarms:
+                    v = np.asarray(alarms[name])
+                    if col.dtype.kind == "S":
+                        v = np.array([_text(s).encode("utf-8") for s in v], dtype=col.dtype)
+                    ds[start:] = v.astype(col.dtype)
+                else:
+                    ds[start:] = np.full(n, col.fill, dtype=col.dtype)
+            g["index"].resize(start + n, axis=0)
+            g["index"][start:] = np.arange(start, start + n)
+        except Exception as exc:
+            # (no half-written alarm left for readers, nor one that blocks a retry)
+            for name in list(cols) + ["index"]:
+                if g[name].shape[0] > start:
+                    g[name].resize(start, axis=0)
+            raise RecordingError(f"{path}: could not append alarms to its /alarms table "
+                                 f"(column {name!r}: {exc}); the table is as it was") from exc
     return n
