@@ -360,3 +360,50 @@ def test_alarms_are_not_appended_to_columns_of_another_type(tmp_path):
             append_alarms(path, {"time": [T0], "stream": ["emi"], "x": [0.5], "y": [1.0],
                                  "score": [9.0]})
         assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize(("attr", "value", "says"), [
+    ("calibration", json.dumps([0.12]), "calibration attribute is JSON list"),
+    ("calibration", json.dumps({"coil_radius": "12 cm"}), "calibration field 'coil_radius' "
+     "is '12 cm', not a number"),
+    ("footprint_width", "0.3 m", "attribute 'footprint_width' is '0.3 m', not a number"),
+    ("sample_rate", "1 kHz", "attribute 'sample_rate' is '1 kHz', not a number"),
+])
+def test_stream_numbers_another_tool_wrote_as_text_are_named(tmp_path, capsys, attr, value,
+                                                              says):
+    # (each had raised a bare ValueError or AttributeError in detect or evaluate)
+    path = _emi_file(tmp_path / "t.h5")
+    with h5py.File(path, "r+") as f:
+        f["streams/emi"].attrs[attr] = value
+    for cmd in ("detect", "evaluate"):
+        assert main([cmd, str(path)]) == 2
+        assert says in capsys.readouterr().err
+
+
+def test_a_damaged_superblock_is_a_recording_error(tmp_path, capsys):
+    # (a size-of-offsets byte of 7: h5py raised RuntimeError, a traceback from every command)
+    path = _emi_file(tmp_path / "t.h5")
+    b = bytearray(path.read_bytes())
+    at = 9 if b[8] >= 2 else 13   # (the size-of-offsets byte of superblock v2+ / v0-1)
+    assert b[at] == 8
+    b[at] = 7
+    path.write_bytes(bytes(b))
+    with pytest.raises(RecordingError, match="cannot be opened \\(damaged\\?\\)"):
+        Recording(path)
+    assert main(["info", str(path)]) == 2
+    assert "cannot be opened (damaged?)" in capsys.readouterr().err
+
+
+def test_a_text_attribute_holding_other_bytes_than_utf8_prints(tmp_path, capsys):
+    # an attribute typed UTF-8 holding Latin-1 bytes: its surrogate escapes had made
+    # `demine info` fail on a UTF-8 terminal (UnicodeEncodeError)
+    path = _emi_file(tmp_path / "t.h5")
+    with h5py.File(path, "r+") as f:
+        f.attrs.create("notes", "Lane prés du café".encode("latin-1"),
+                       dtype=h5py.string_dtype("utf-8"))
+    with Recording(path) as rec:
+        notes = rec.attrs["notes"]
+    notes.encode("utf-8")   # (printable: no surrogate escapes left)
+    assert notes == "Lane pr\ufffds du caf\ufffd"
+    assert main(["info", str(path)]) == 0
+    assert "Lane pr" in capsys.readouterr().out

@@ -1346,16 +1346,21 @@ def _open_h5(path: Path, locking: bool = True) -> h5py.File:
         # SWMR read works for finished files, files still being written, and
         # files whose writer was killed (their consistency flags stay set).
         return _open_swmr(path, locking)
-    except OSError:
+    except (OSError, RuntimeError):  # (RuntimeError: a damaged superblock's addresses)
         try:
             return h5py.File(path, "r", **({} if locking else {"locking": False}))
-        except OSError as exc:
-            raise RecordingError(f"{path}: HDF5 file cannot be opened: {exc}") from exc
+        except (OSError, RuntimeError) as exc:
+            raise RecordingError(f"{path}: HDF5 file cannot be opened (damaged?): "
+                                 f"{exc}") from exc
 
 
 def _decode(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
+    if isinstance(value, str) and any("\udc80" <= c <= "\udcff" for c in value):
+        # (an attribute typed UTF-8 holding other bytes: h5py gives their surrogate
+        # escapes, which no UTF-8 terminal can print)
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     if isinstance(value, np.generic):
         return value.item()
     return value
@@ -1373,7 +1378,7 @@ def attr_text(value: Any) -> str:
 
 
 # How h5py reports a damaged HDF5 block (checksum, bad address, dangling link)
-_DAMAGE_ERRORS = (OSError, RuntimeError, KeyError, ValueError, AttributeError)
+_DAMAGE_ERRORS = (OSError, RuntimeError, KeyError, ValueError, AttributeError, TypeError)
 
 
 class _ColumnGroup:
@@ -1514,6 +1519,11 @@ class _Streams(dict):
                        f"{', '.join(self) or 'none'})")
 
 
+#: Stream attributes and calibration fields that are numbers wherever they are used.
+_NUMERIC_ATTRS = ("sample_rate", "sample_interval", "footprint_width", "footprint")
+_NUMERIC_CALIB = ("coil_radius", "rate", "pulse_length", "sample_rate", "time_zero")
+
+
 class StreamReader(_ColumnGroup):
     """One sensor stream of a :class:`Recording`; fields are NumPy arrays."""
 
@@ -1525,6 +1535,19 @@ class StreamReader(_ColumnGroup):
             self.calibration = json.loads(self.attrs.get("calibration", "{}"))
         except json.JSONDecodeError as exc:
             raise SchemaError(f"{self.where}: calibration attribute is not JSON: {exc}") from exc
+        if not isinstance(self.calibration, dict):
+            raise SchemaError(f"{self.where}: calibration attribute is JSON "
+                              f"{type(self.calibration).__name__}, not an object of fields")
+        # numbers other tools wrote as text ("12 cm", "1 kHz") had raised a bare
+        # ValueError wherever they were used
+        for where, table, keys in (("attribute", self.attrs, _NUMERIC_ATTRS),
+                                   ("calibration field", self.calibration, _NUMERIC_CALIB)):
+            for key in keys:
+                v = table.get(key)
+                if v is not None and not (isinstance(v, int | float | np.integer | np.floating)
+                                          and not isinstance(v, bool)):
+                    raise SchemaError(f"{self.where}: {where} {key!r} is {v!r}, not a number "
+                                      "(in SI units: m, s, Hz)")
         self.kind: str = self.attrs.get("kind", "")
         if self.kind not in STREAM_KINDS:
             raise SchemaError(f"{self.where}: kind {self.kind!r} is not one of {STREAM_KINDS}")
