@@ -407,3 +407,34 @@ def test_a_text_attribute_holding_other_bytes_than_utf8_prints(tmp_path, capsys)
     assert notes == "Lane pr\ufffds du caf\ufffd"
     assert main(["info", str(path)]) == 0
     assert "Lane pr" in capsys.readouterr().out
+
+
+def test_samples_that_are_not_real_numbers_are_named_when_the_stream_opens(tmp_path, capsys):
+    # (complex or channel-less samples had raised a bare ValueError in the first stage)
+    for name, data in (("complex", np.ones((3000, 16), np.complex64)),
+                       ("empty", np.zeros((3000, 0), np.float32))):
+        path = _emi_file(tmp_path / f"{name}.h5")
+        with h5py.File(path, "r+") as f:
+            del f["streams/emi/samples"]
+            f["streams/emi"].create_dataset("samples", data=data)
+            if name == "empty":
+                del f["streams/emi/gate"]
+        assert main(["detect", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert ("holds complex64, not real numbers" if name == "complex"
+                else "'samples' has no channels") in err
+
+
+def test_frame_and_soil_attributes_of_another_type(tmp_path, capsys):
+    # a bearing written as text had raised a bare ValueError in export; a scene
+    # written as an array of strings, "truth value of an array is ambiguous"
+    path = _emi_file(tmp_path / "t.h5")
+    with h5py.File(path, "r+") as f:
+        f.attrs["origin_lon"] = 10.0
+        f.attrs["origin_lat"] = 45.0
+        f.attrs["bearing_deg"] = "north"
+        f.attrs["scene"] = np.array([b"sand", b"wet"])
+    assert main(["export", str(path), "--out", str(tmp_path / "a.geojson")]) == 2
+    assert "'bearing_deg' is 'north', not a number" in capsys.readouterr().err
+    ev = evaluate_recordings([path], alarms=[{"x": [0.5], "y": [1.0], "score": [1.0]}])
+    assert [ln.soil for ln in ev.lanes] == ["sand; wet"]

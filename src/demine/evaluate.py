@@ -2028,7 +2028,7 @@ def lane_from_recording(
     -------
     Lane
     """
-    from .recording import Recording
+    from .recording import Recording, attr_text
 
     rec = Recording(path)
     notes: list[str] = []
@@ -2124,8 +2124,8 @@ def lane_from_recording(
                     if coil:
                         fp = 2.0 * float(coil)
         attrs = rec.attrs
-        soil = str(attrs.get("soil") or attrs.get("soil_name") or attrs.get("scene")
-                   or "unknown")
+        soil = next((attr_text(attrs[k]) for k in ("soil", "soil_name", "scene")
+                     if attrs.get(k) is not None and attr_text(attrs[k])), "unknown")
         lane_id = str(attrs.get("lane_id", "") or "")
     finally:
         close = getattr(rec, "close", None)

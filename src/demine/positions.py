@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError
+from .errors import ConfigError, SchemaError
 
 log = logging.getLogger("demine.positions")
 
@@ -111,8 +111,16 @@ class LocalFrame:
         """The frame stored in a recording's root attributes, or None."""
         if "origin_lon" not in attrs or "origin_lat" not in attrs:
             return None
-        return cls(float(attrs["origin_lon"]), float(attrs["origin_lat"]),
-                   float(attrs.get("origin_alt", 0.0)), float(attrs.get("bearing_deg", 0.0)))
+        vals = []
+        for key, default in (("origin_lon", None), ("origin_lat", None), ("origin_alt", 0.0),
+                             ("bearing_deg", 0.0)):
+            v = attrs.get(key, default)
+            try:   # (text such as "north" had raised a bare ValueError in export)
+                vals.append(float(v))
+            except (TypeError, ValueError):
+                raise SchemaError(f"recording attribute {key!r} is {v!r}, not a number "
+                                  "(degrees, or m for origin_alt)") from None
+        return cls(*vals)
 
 
 #: A gap between fixes is longer than ``max_gap_s`` when it is by more than

@@ -1573,6 +1573,13 @@ class StreamReader(_ColumnGroup):
         if shape is not None and len(shape) != 2:
             raise SchemaError(f"{group.file.filename}: {self.where}: 'samples' has shape "
                               f"{shape}, not (frames, channels)")
+        if shape is not None and shape[1] == 0:
+            raise SchemaError(f"{group.file.filename}: {self.where}: 'samples' has no "
+                              "channels")
+        if shape is not None and group["samples"].dtype.kind not in "biuf":
+            # (complex or text samples had raised a bare ValueError in the first stage)
+            raise SchemaError(f"{group.file.filename}: {self.where}: 'samples' holds "
+                              f"{group['samples'].dtype}, not real numbers")
         self.n_channels: int | None = None if shape is None else int(shape[1])
         tdt = group["time"].dtype
         if tdt.kind not in "iu":
