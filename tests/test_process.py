@@ -653,3 +653,22 @@ def test_a_chain_that_has_processed_is_given_to_a_detector_as_new():
     run_stage(chain, np.random.default_rng(0).standard_normal((300, 16)).astype("f4"))
     det = StreamDetector("emi", {"gate_times": gates, "sample_rate": 500.0}, chain)
     assert det.chain.steps[0].sample_rate == 500.0
+
+
+def test_process_of_a_file_still_being_recorded_names_it(tmp_path):
+    # (the message had named an internal copy, '.out.h5.<hex>.tmp', and suggested h5clear)
+    from demine.errors import RecordingError
+
+    src = tmp_path / "live.h5"
+    with RecordingWriter(src) as w:
+        s = w.add_stream("emi", "emi", gate_times=GATES)
+        n = 3000
+        s.append(np.zeros((n, GATES.size), np.float32),
+                 time=1_790_000_000_000_000_000 + np.arange(n) * 1_000_000,
+                 x=np.zeros(n), y=np.zeros(n), z=np.full(n, 0.05))
+        w.flush()
+        with pytest.raises(RecordingError, match=r"live.h5: still open for writing by its "
+                           r"recorder"):
+            process_recording(src, "emi_default", tmp_path / "out.h5")
+    assert not list(tmp_path.glob(".out.h5.*"))   # (the copy removed)
+    assert process_recording(src, "emi_default", tmp_path / "out.h5")   # once closed

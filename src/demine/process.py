@@ -978,7 +978,7 @@ def process_recording(in_path: str | Path, chain: Chain | str | Path | Mapping[s
             else:
                 # stream the output straight into the copy: memory stays one chunk
                 with Recording(in_path) as rec, _H5Sink(target, sname, dname, rec.streams[sname],
-                                                         overwrite) as sink:
+                                                         overwrite, in_path) as sink:
                     _run_stream(ch, rec.streams[sname], chunk_frames, in_path, sink, ctx)
                     done[sname] = sink.commit(ch.history(), sattrs)
         if not same:
@@ -1016,7 +1016,7 @@ class _H5Sink:
     """
 
     def __init__(self, path: Path, stream_name: str, name: str, stream: Any,
-                 overwrite: bool) -> None:
+                 overwrite: bool, source: Path | None = None) -> None:
         import h5py
 
         from .errors import SchemaError
@@ -1031,6 +1031,13 @@ class _H5Sink:
         except OSError as exc:
             from .errors import RecordingError
 
+            if "SWMR write" in str(exc) and source is not None:
+                # (the copy of a file still being recorded: the message had named
+                # the internal copy and suggested h5clear)
+                raise RecordingError(
+                    f"{source}: still open for writing by its recorder (or its recorder "
+                    "stopped without closing it): process it once the recording has "
+                    "ended") from exc
             raise RecordingError(f"{path}: cannot open for adding derived data: {exc}") from exc
         parent = self.file.require_group("derived").require_group(stream_name)
         if name in parent:
