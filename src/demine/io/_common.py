@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -205,6 +206,21 @@ def check_plausible(rd: RadarData) -> RadarData:
         raise VendorFormatError(f"{rd.path}: start time {rd.start_time_ns} ns is outside "
                                 "1970-2262: a wrong header field?")
     return rd
+
+
+def gps_sidecar(rd: RadarData, key: str, path: str | os.PathLike[str], label: str,
+                read: Any) -> bool:
+    """``rd.gps`` from a GPS sidecar, ``read()`` giving ``(table, stats)``; the
+    stats (or the error) go to ``rd.header[key]``.  An unreadable sidecar is
+    ignored with a warning: the radar data does not depend on it."""
+    try:
+        rd.gps, stats = read()
+    except VendorFormatError as exc:
+        warnings.warn(f"unreadable {label} sidecar ignored: {exc}", stacklevel=3)
+        rd.header[key] = {"path": os.fspath(path), "error": str(exc)}
+        return False
+    rd.header[key] = {"path": os.fspath(path), **stats}
+    return True
 
 
 def load_block(

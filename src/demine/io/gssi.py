@@ -35,6 +35,7 @@ from ._common import (
     fail,
     file_size,
     find_sibling,
+    gps_sidecar,
     gps_table,
     load_block,
     read_text,
@@ -273,13 +274,7 @@ def read_dzt(
         dzg = find_sibling(path, "DZG")
         if dzg is not None:
             created = dt.datetime.fromisoformat(h["rhb_cdt"]) if h["rhb_cdt"] else None
-            try:
-                rd.gps, stats = read_dzg(dzg, date=created)
-            except VendorFormatError as exc:
-                warnings.warn(f"unreadable DZG sidecar ignored: {exc}", stacklevel=2)
-                header["dzg"] = {"path": os.fspath(dzg), "error": str(exc)}
-            else:
-                header["dzg"] = {"path": os.fspath(dzg), **stats}
+            gps_sidecar(rd, "dzg", dzg, "DZG", lambda: read_dzg(dzg, date=created))
         dzx = find_sibling(path, "DZX")
         if dzx is not None:
             try:

@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import VendorFormatError
 from ._common import (
     NO_TIME,
     PLAUSIBLE,
@@ -27,6 +26,7 @@ from ._common import (
     fail,
     file_size,
     find_sibling,
+    gps_sidecar,
     gps_table,
     load_block,
     parse_count,
@@ -181,13 +181,7 @@ def read_ramac(
     if sidecars:
         cor = find_sibling(data_path, "cor")
         if cor is not None:
-            try:
-                rd.gps, stats = read_cor(cor)
-            except VendorFormatError as exc:
-                warnings.warn(f"unreadable .cor sidecar ignored: {exc}", stacklevel=2)
-                header["cor"] = {"path": os.fspath(cor), "error": str(exc)}
-            else:
-                header["cor"] = {"path": os.fspath(cor), **stats}
+            if gps_sidecar(rd, "cor", cor, ".cor", lambda: read_cor(cor)):
                 rd.start_time_ns, how = _start_time(rd.gps, rd.trace_interval_s)
                 header["cor"]["start_time_source"] = how
     return rd

@@ -29,6 +29,7 @@ from ._common import (
     fail,
     file_size,
     find_sibling,
+    gps_sidecar,
     gps_table,
     parse_count,
     parse_number,
@@ -229,13 +230,7 @@ def read_dt1(
         gps = find_sibling(dt1, "GPS")
         if gps is not None:
             date = dt.date.fromisoformat(header["date"]) if header["date"] else None
-            try:  # (as a .cor or .DZG sidecar: the radar data does not depend on it)
-                rd.gps, stats = read_gps(gps, date=date)
-            except VendorFormatError as exc:
-                warnings.warn(f"unreadable .GPS sidecar ignored: {exc}", stacklevel=2)
-                header["gps"] = {"path": os.fspath(gps), "error": str(exc)}
-            else:
-                header["gps"] = {"path": os.fspath(gps), **stats}
+            gps_sidecar(rd, "gps", gps, ".GPS", lambda: read_gps(gps, date=date))
     return rd
 
 
