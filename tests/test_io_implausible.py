@@ -155,3 +155,18 @@ def test_a_cut_gprmax_output_is_called_unreadable_not_another_tools_file(tmp_pat
     p.write_bytes(b[: len(b) // 2])
     with pytest.raises(VendorFormatError, match="cannot be opened \\(truncated or damaged\\?\\)"):
         io.read(p)
+
+
+def test_a_start_time_outside_int64_nanoseconds_is_dropped_not_the_file():
+    from demine.io._common import RadarData, check_plausible
+
+    rd = RadarData(samples=np.zeros((2, 4), np.int16), sample_interval_s=1e-10, vendor="mala",
+                   path="x.rd3", header={}, start_time_ns=-(10**19))
+    with pytest.warns(UserWarning, match="start time .* outside 1970-2262"):
+        check_plausible(rd)
+    assert rd.start_time_ns is None and rd.header["start_time_refused_ns"] == -(10**19)
+    ok = RadarData(samples=np.zeros((2, 4), np.int16), sample_interval_s=1e-10,
+                   vendor="mala", path="x.rd3", header={}, start_time_ns=1_790_000_000 * 10**9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert check_plausible(ok).start_time_ns == 1_790_000_000 * 10**9

@@ -203,8 +203,11 @@ def check_plausible(rd: RadarData) -> RadarData:
                 raise VendorFormatError(f"{rd.path}: {what} reach {a[bad][0]:g} (from its "
                                         "header's spacing or rate): a wrong header field?")
     if rd.start_time_ns is not None and not 0 <= rd.start_time_ns < 2**63 - 2 * 10**17:
-        raise VendorFormatError(f"{rd.path}: start time {rd.start_time_ns} ns is outside "
-                                "1970-2262: a wrong header field?")
+        # (the samples do not depend on it: the time is unknown, as without one)
+        warnings.warn(f"{rd.path}: start time {rd.start_time_ns} ns is outside 1970-2262 "
+                      "(a wrong header field?): not used", stacklevel=3)
+        rd.header["start_time_refused_ns"] = int(rd.start_time_ns)
+        rd.start_time_ns = None
     return rd
 
 
