@@ -178,3 +178,67 @@ def test_without_pyproj_the_empty_utm_columns_are_said(lane, tmp_path):
            "installed" in proc.stderr
     rows = list(csv.DictReader(open(out, encoding="utf-8")))
     assert rows and all(r["easting_m"] == "" and r["lon"] for r in rows)
+
+
+def test_a_c_shaped_gap_is_pointed_at_inside_it(tmp_path):
+    # the mean of a C-shaped pocket's cells lies on the searched ground it wraps
+    # round: the point sent a team to ground already searched (0.16 m from the C's
+    # centre, the pocket 0.7-1.2 m from it)
+    xs, ys = [], []
+    for k, yy in enumerate(np.arange(0, 3.001, 0.05)):
+        x = np.arange(0, 3.001, 0.01)
+        xs.append(x if k % 2 == 0 else x[::-1])
+        ys.append(np.full(x.size, yy))
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    r = np.hypot(x - 1.5, y - 1.5)
+    c_shape = (r > 0.7) & (r < 1.2) & ~((x > 1.5) & (np.abs(y - 1.5) < 0.4))
+    x, y = np.where(c_shape, np.nan, x), np.where(c_shape, np.nan, y)
+    path = tmp_path / "c.h5"
+    with RecordingWriter(path, attrs=LocalFrame(10.0, 48.0).attrs()) as w:
+        w.add_stream("emi", "emi", n_channels=4, attrs={"footprint_width": 0.1}).append(
+            np.zeros((x.size, 4)), time=np.arange(x.size), x=x, y=y, z=np.full(x.size, 0.05))
+    (g,) = coverage(path).gaps
+    assert 0.7 < np.hypot(g["x"] - 1.5, g["y"] - 1.5) < 1.2
+    assert g["xmin"] <= g["x"] <= g["xmax"] and g["ymin"] <= g["y"] <= g["ymax"]
+
+
+def _frame_lane(tmp_path, origin, xy, label="emi-alarm"):
+    path = tmp_path / "f.h5"
+    with RecordingWriter(path, attrs=LocalFrame(*origin).attrs()) as w:
+        w.add_stream("emi", "emi", n_channels=4).append(
+            np.zeros((3, 4)), time=np.arange(3), x=np.zeros(3), y=np.zeros(3))
+        w.append_alarms([{"time": 0, "stream": "emi", "x": float(a), "y": float(b),
+                          "score": 1.0, "label": label} for a, b in xy])
+    return path
+
+
+def test_an_alarm_beyond_a_pole_has_no_position_not_a_latitude_over_90(tmp_path):
+    path = _frame_lane(tmp_path, (10.0, 89.9995), [(0.0, 100.0), (0.0, 1.0)])
+    with pytest.warns(UserWarning, match="1 of 2 alarms have no position .*beyond a pole"):
+        export_alarms(path, tmp_path / "a.geojson")
+    feats = json.loads((tmp_path / "a.geojson").read_text())["features"]
+    assert feats[0]["geometry"] is None
+    assert abs(feats[1]["geometry"]["coordinates"][1]) <= 90.0
+
+
+def test_coordinates_near_the_equator_are_written_in_plain_decimals(tmp_path):
+    # (7.08e-06 in KML and CSV: valid, but not every GIS importer reads it)
+    path = _frame_lane(tmp_path, (0.0, 5.6), [(0.788, 0.0)])
+    export_alarms(path, tmp_path / "a.kml")
+    export_alarms(path, tmp_path / "a.csv")
+    coords = ET.parse(tmp_path / "a.kml").getroot().iter(
+        "{http://www.opengis.net/kml/2.2}coordinates")
+    (text,) = [c.text for c in coords]
+    assert "e" not in text.lower() and text.startswith("0.0000071")
+    row = next(csv.DictReader((tmp_path / "a.csv").open()))
+    assert "e" not in row["lon"].lower() and float(row["lon"]) == pytest.approx(7.08e-6, rel=1e-2)
+
+
+def test_a_text_that_cannot_be_encoded_leaves_no_temporary_file(tmp_path):
+    path = _frame_lane(tmp_path, (10.0, 48.0), [(0.0, 0.0)])
+    alarms = {"time": np.array([0]), "stream": np.array(["emi"], dtype=object),
+              "x": np.array([0.0]), "y": np.array([0.0]), "score": np.array([1.0]),
+              "label": np.array(["mine\udcff"], dtype=object)}
+    export_alarms(path, tmp_path / "a.csv", alarms=alarms)
+    assert ",mine?," in (tmp_path / "a.csv").read_text(encoding="utf-8")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "f.h5"]

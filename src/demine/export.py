@@ -73,7 +73,9 @@ def utm(lon: np.ndarray, lat: np.ndarray, zone_of: tuple[float, float] | None = 
     The zone is that of ``zone_of`` (lon, lat; default the first point), so a
     lane that straddles a zone boundary stays in one zone; the grid's
     exceptions are followed (zone 32 over south-western Norway, 31/33/35/37
-    over Svalbard).  Returns None when pyproj is not installed (``pip install
+    over Svalbard).  So is its hemisphere: a lane whose origin lies just north
+    of the equator gives the points south of it negative northings in the
+    northern zone (``35N``, -18.96 m), not ``35S`` 9 999 981.04 m.  Returns None when pyproj is not installed (``pip install
     'demine[campaign]'``) or the zone's point lies outside UTM's latitudes
     (80° S to 84° N; the polar regions use UPS).
     """
@@ -284,13 +286,18 @@ def _replace_with(out: Path, text: str) -> None:
         raise IsADirectoryError(errno.EISDIR, "is a directory, not a file", str(out))
     tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
-        with open(tmp, "x", encoding="utf-8", newline="") as fh:
+        # (a lone surrogate from an API caller's label had raised UnicodeEncodeError
+        # and left the temporary file behind)
+        with open(tmp, "x", encoding="utf-8", errors="replace", newline="") as fh:
             fh.write(text)
         if target.exists():  # (the file replaced keeps its permissions)
             os.chmod(tmp, target.stat().st_mode & 0o7777)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise OSError(exc.errno, exc.strerror, str(out)) from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     try:
         os.replace(tmp, target)
     except BaseException:
@@ -325,6 +332,11 @@ CSV_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _CSV_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 
 
+def _plain(value: float) -> str:
+    """A number in plain decimals (``0.00000708``, not ``7.08e-06``)."""
+    return np.format_float_positional(float(value), trim="0")
+
+
 def _csv_cell(value: Any) -> Any:
     """A value as a CSV cell a spreadsheet does not evaluate: empty for None,
     a text starting with one of :data:`CSV_FORMULA_START` behind a single
@@ -332,6 +344,8 @@ def _csv_cell(value: Any) -> Any:
     number (``-0.12``); numbers and other text as they are."""
     if value is None:
         return ""
+    if isinstance(value, float):   # (7.08e-06 near the equator: not every GIS reads it)
+        return _plain(value)
     # (a text that already starts with quotes before such a character gets one
     # more, so that reading it back, one quote off, gives it as it was)
     if isinstance(value, str) and value.lstrip("'").startswith(CSV_FORMULA_START) \
@@ -362,7 +376,8 @@ def _write_kml(records: list[dict], out: Path) -> None:
                          if k not in ("id", "lon", "lat") and v not in (None, ""))
         # (no position: a Placemark without geometry, listed but not on the map)
         point = ("" if r["lon"] is None else
-                 f"<Point><coordinates>{r['lon']},{r['lat']},0</coordinates></Point>")
+                 f"<Point><coordinates>{_plain(r['lon'])},{_plain(r['lat'])},0"
+                 "</coordinates></Point>")
         if r["lon"] is None:
             desc = "no position; " + desc
         marks.append(f"  <Placemark><name>{escape(_xml_text(r['id']))}</name>"
@@ -421,9 +436,13 @@ def export_alarms(path: str | Path, out: str | Path, fmt: str | None = None, *,
     records, frame = alarm_records(path, alarms=alarms, local=local)
     unplaced = sum(1 for r in records
                    if (r["lon"] is None if frame is not None else r["x_m"] is None))
+    beyond = sum(1 for r in records if frame is not None and r["lon"] is None
+                 and r["x_m"] is not None and r["y_m"] is not None)
     if unplaced:
         warnings.warn(f"{unplaced} of {len(records)} alarms have no position (NaN x, y: no "
-                      f"fix when they were raised); written without coordinates"
+                      f"fix when they were raised"
+                      + (f"; {beyond} beyond a pole of the lane's local frame" if beyond else "")
+                      + "); written without coordinates"
                       + (" (GeoJSON null geometry)" if fmt == "geojson" else
                          " (KML Placemark without Point)" if fmt == "kml" else ""),
                       stacklevel=2)
@@ -578,8 +597,11 @@ def coverage(path: str | Path, *, stream: str | None = None, footprint: float | 
                 continue
             gx = raster.x0 + ix * c
             gy = raster.y0 + iy * c
-            gaps.append({"area_m2": round(area, 4), "x": float(gx.mean()),
-                         "y": float(gy.mean()), "xmin": float(gx.min()),
+            # the gap's cell nearest its mean: the mean of a C-shaped gap lies on
+            # searched ground, where a team sent to it finds nothing to search
+            k = int(np.argmin((gx - gx.mean()) ** 2 + (gy - gy.mean()) ** 2))
+            gaps.append({"area_m2": round(area, 4), "x": float(gx[k]),
+                         "y": float(gy[k]), "xmin": float(gx.min()),
                          "xmax": float(gx.max()), "ymin": float(gy.min()),
                          "ymax": float(gy.max())})
     return CoverageResult(raster, gaps)

@@ -99,6 +99,12 @@ class LocalFrame:
         north = -x * math.sin(b) + y * math.cos(b)
         lon = self.origin_lon + np.degrees(east / m_lon)
         lat = self.origin_lat + np.degrees(north / m_lat)
+        # beyond a pole this local frame has no meaning: no position (NaN), not a
+        # latitude of 90.0004 written into GeoJSON and KML
+        over = np.abs(lat) > 90.0
+        if np.any(over):
+            lat = np.where(over, np.nan, lat)
+            lon = np.where(over, np.nan, lon)
         return (lon + 180.0) % 360.0 - 180.0, lat
 
     def attrs(self) -> dict[str, float]:
