@@ -75,9 +75,10 @@ def utm(lon: np.ndarray, lat: np.ndarray, zone_of: tuple[float, float] | None = 
     exceptions are followed (zone 32 over south-western Norway, 31/33/35/37
     over Svalbard).  So is its hemisphere: a lane whose origin lies just north
     of the equator gives the points south of it negative northings in the
-    northern zone (``35N``, -18.96 m), not ``35S`` 9 999 981.04 m.  Returns None when pyproj is not installed (``pip install
-    'demine[campaign]'``) or the zone's point lies outside UTM's latitudes
-    (80° S to 84° N; the polar regions use UPS).
+    northern zone (``35N``, -18.96 m), not ``35S`` 9 999 981.04 m.  Returns
+    None when pyproj is not installed (``pip install 'demine[campaign]'``) or
+    the zone's point lies outside UTM's latitudes (80° S to 84° N; the polar
+    regions use UPS).
     """
     try:
         from pyproj import Transformer
