@@ -46,14 +46,23 @@ def load_profile(name_or_path: str | Path) -> dict[str, Any]:
     """Load a calibration profile by shipped name or from a TOML file path."""
     path = Path(name_or_path)
     if path.suffix == ".toml" and path.exists():
-        text = path.read_text(encoding="utf-8")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:   # (an .h5 or garbage given as the profile)
+            raise ConfigError(f"{path}: not a calibration profile (not UTF-8 TOML text)") \
+                from None
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read the calibration profile: "
+                              f"{exc.strerror or exc}") from None
         where = str(path)
     else:
         res = resources.files(__name__) / f"{name_or_path}.toml"
         if not res.is_file():
             raise ConfigError(
-                f"no calibration profile {str(name_or_path)!r}; shipped profiles are "
-                f"{available_profiles()} (or give a path to a .toml file)"
+                f"no calibration profile {str(name_or_path)!r}"
+                + (" (no such file)" if path.suffix == ".toml" else "")
+                + f"; shipped profiles are {available_profiles()} (or give a path to a "
+                ".toml file)"
             )
         text = res.read_text(encoding="utf-8")
         where = f"calibration profile {name_or_path!r}"

@@ -136,6 +136,12 @@ def _check_gates(profile: dict[str, Any], base: str | Path, n: int, stream: str)
     detector's (a pulse added to an 8-gate detector's profile from a 16-gate
     recording had zeroed its null and kept its noise).  A shipped profile is a
     template: its values are replaced."""
+    for k in _PER_GATE:   # (gains = 5 had raised TypeError: no len())
+        v = profile.get(k)
+        if v is not None and not (isinstance(v, list) and all(
+                isinstance(e, int | float) and not isinstance(e, bool) for e in v)):
+            raise ConfigError(f"base profile {str(base)!r}: {k!r} must be a list of numbers, "
+                              f"one per gate, got {v!r:.60}")
     if is_shipped(base):
         return
     other = {k: len(profile[k]) for k in _PER_GATE
@@ -358,6 +364,11 @@ def time_zero_profile(recording: str | Path, stream: str = "gpr", *, threshold: 
     profile = _radar_settings(profile, base, own, recording, stream)
     if dt is None:
         dt = profile.get("sample_interval")
+        if dt is not None and not (isinstance(dt, int | float) and not isinstance(dt, bool)
+                                   and math.isfinite(dt) and dt > 0):
+            # (-25e-12 had written a negative time zero, NaN and inf theirs)
+            raise ConfigError(f"base profile {str(base)!r}: sample_interval must be a "
+                              f"finite number of seconds > 0, got {dt!r}")
     if not dt:
         raise ConfigError(f"{recording}: stream {stream!r} has no sample_interval and the "
                           "base profile gives none")
@@ -763,6 +774,21 @@ def _toml_lines(table: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[str
     return lines
 
 
+def _refuse_special(target: Path, given: str | Path) -> None:
+    """Refuse an output that exists and is not a regular file: renaming over a
+    device or a pipe replaces it (run as root, --out /dev/null --overwrite had
+    replaced the system's /dev/null with a profile)."""
+    import stat as _stat
+
+    try:
+        mode = target.stat().st_mode
+    except OSError:
+        return
+    if not _stat.S_ISREG(mode):
+        raise ConfigError(f"{given}: is not a regular file (a device or a pipe): give the "
+                          "path of a file to write")
+
+
 def write_profile(profile: dict[str, Any], path: str | Path) -> Path:
     """Write a profile (numbers, strings, lists, tables) as TOML that
     :func:`demine.calibration.load_profile` reads back unchanged.
@@ -776,6 +802,7 @@ def write_profile(profile: dict[str, Any], path: str | Path) -> Path:
     target = Path(os.path.realpath(path))  # (through a link: the link stays)
     if target.is_dir():
         raise IsADirectoryError(errno.EISDIR, "is a directory, not a file", str(path))
+    _refuse_special(target, path)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
         with open(tmp, "x", encoding="utf-8") as fh:
@@ -848,6 +875,11 @@ def reposition(recording: str | Path, out: str | Path, profile: str | Path | dic
                           "kept as it was recorded)")
     if dst.exists() and not overwrite:
         raise ConfigError(f"{dst} exists: give --overwrite to replace it")
+    _refuse_special(dst, out)
+    if not isinstance(profile, dict) and dst.exists() and Path(profile).exists() \
+            and os.path.samefile(profile, dst):
+        raise ConfigError(f"{dst} is the wheel profile: write the repositioned copy to a new "
+                          "file (the profile is the measurement's only record)")
     prof = dict(profile) if isinstance(profile, dict) else load_profile(profile)
     dpc = prof.get("distance_per_count")
     if isinstance(dpc, bool) or not isinstance(dpc, int | float) or not math.isfinite(dpc) \
@@ -932,11 +964,19 @@ def reposition(recording: str | Path, out: str | Path, profile: str | Path | dic
                 for name in list(tab):
                     if isinstance(tab[name], h5py.Dataset) and tab[name].shape[:1] == keep.shape:
                         kept = tab[name][...][keep]
+                        if tab[name].chunks is None:   # (contiguous: another tool's)
+                            attrs = dict(tab[name].attrs)
+                            del tab[name]
+                            tab.create_dataset(name, data=kept).attrs.update(attrs)
+                            continue
                         tab[name].resize(kept.shape[0], axis=0)
                         tab[name][...] = kept
                 if "index" in tab:  # (the rows' numbers, without the gaps)
                     tab["index"][...] = np.arange(tab["index"].shape[0])
         os.replace(tmp, dst)
+    except OSError as exc:   # (named as given, not as the hidden temporary copy)
+        tmp.unlink(missing_ok=True)
+        raise OSError(exc.errno, exc.strerror, str(dst)) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
