@@ -672,3 +672,18 @@ def test_process_of_a_file_still_being_recorded_names_it(tmp_path):
             process_recording(src, "emi_default", tmp_path / "out.h5")
     assert not list(tmp_path.glob(".out.h5.*"))   # (the copy removed)
     assert process_recording(src, "emi_default", tmp_path / "out.h5")   # once closed
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="needs named pipes")
+def test_process_refuses_to_rename_its_output_over_a_pipe(tmp_path):
+    import os
+    import stat
+
+    src = tmp_path / "raw.h5"
+    write_emi_recording(src)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match="is not a regular file"):
+        process_recording(src, "emi_default", fifo, overwrite=True)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert not list(tmp_path.glob(".fifo.*"))

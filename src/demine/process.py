@@ -941,6 +941,11 @@ def process_recording(in_path: str | Path, chain: Chain | str | Path | Mapping[s
         if out_path.exists() and not overwrite:
             raise ConfigError(f"{out_path} exists; choose another output (--overwrite, or "
                               "overwrite=True, replaces it)")
+        if out_path.exists() and not out_path.is_file():
+            # (the copy is renamed over OUT: as root, a device such as /dev/null
+            # would be replaced by a recording)
+            raise ConfigError(f"{out_path}: is not a regular file (a device or a pipe): give "
+                              "the path of a file to write")
         if not out_path.parent.is_dir():
             raise ConfigError(f"{out_path}: no directory {str(out_path.parent)!r} to write it in")
         # a name of its own beside OUT (a fixed OUT.tmp had replaced a file of
