@@ -477,3 +477,36 @@ def test_sequence_gaps_pass_over_frames_without_a_number():
     assert sequence_gaps([-1, -1, -1]) == (0, 0)
     assert sequence_gaps([5, -1, 6, 9, -1, 10]) == (1, 2)
     assert sequence_gaps([]) == (0, 0)
+
+
+@settings(deadline=None)
+@given(steps=st.lists(st.sampled_from([1, 1, 1, 1, 2, 5, -1, -3, -300, -5000, "resend"]),
+                      max_size=80),
+       start=st.integers(0, 2**32 - 1))
+def test_every_new_frame_is_delivered_and_every_resend_dropped(steps, start):
+    """A device that restarts near its old count (a brown-out, a USB replug) had
+    its new readings dropped as duplicates until its counter passed the old one;
+    a small counter (an Arduino's byte) lost everything after its first wrap.  A
+    resend (same number, same content) is dropped, any other frame delivered, and
+    the recorded column still gives the framer's count of gaps."""
+    d = get_driver("emi-pi")
+    rng = np.random.default_rng(abs(hash((start, len(steps)))) % 2**32)
+    sent, new = [], []
+    seq = start
+    for k, st_ in enumerate([1, *steps]):
+        if st_ == "resend" and sent:   # (the link repeats the frame it just sent)
+            sent.append(sent[-1])
+            new.append(False)
+            continue
+        seq = (seq + (1 if st_ == "resend" else st_)) % 2**32
+        sent.append((seq, k, rng.normal(size=(1, 4)).astype(np.float32)))
+        new.append(True)
+    fr = Framer(d)
+    wire = b"".join(d.encode_arrays([s], [t], z) for s, t, z in sent)
+    got = [*fr.feed(wire), *fr.flush()]   # (a frame whose payload looks like a sync waits)
+    rows = np.concatenate([b.samples for b in got]) if got else np.zeros((0, 4))
+    want = np.concatenate([z for (s, t, z), n in zip(sent, new, strict=True) if n])
+    np.testing.assert_array_equal(rows, want)
+    assert fr.stats.duplicates == new.count(False)
+    delivered = np.concatenate([b.sequence for b in got])
+    assert sequence_gaps(delivered) == (fr.stats.sequence_gaps, fr.stats.frames_missing)

@@ -487,3 +487,18 @@ def test_frames_the_device_numbered_and_never_sent_are_said_and_counted_in_info(
     with Recording(ok.out) as r:
         assert r.summary()["streams"]["gpr"]["frames_missing"] == 0
         assert "missing" not in format_summary(r.summary())
+
+
+def test_a_device_restarting_near_its_old_count_loses_no_frame(tmp_path):
+    """A radar that power-cycles (a brown-out, a USB replug) starts its sequence
+    numbers again: its new frames had been dropped as "duplicates" until its
+    counter passed the old one, with exit 0 and no word."""
+    counts = np.arange(300, dtype=np.int32)
+    seq = np.concatenate([np.arange(150), np.arange(150)])
+    rec = record_wheel_radar(tmp_path / "restart.h5", counts,
+                             {"sample_interval": 3.125e-11}, sequence=seq)
+    with Recording(rec.out) as r:
+        assert len(r.streams["gpr"]) == 300
+        np.testing.assert_array_equal(r.streams["gpr"].sequence, seq)
+    assert "gpr: 1 restart(s) of the device's sequence numbers (its frames kept)" in " ".join(
+        rec.processing_notes), rec.processing_notes

@@ -21,8 +21,12 @@ dropped bytes          frame that starts inside its announced length
 header corrupted       header fails the version/length checks: garbage          ``bad_headers``
 lost frames            gap in the device sequence number                       ``sequence_gaps``,
                                                                                ``frames_missing``
-duplicated frame       same (or recently seen) sequence number: dropped        ``duplicates``
-device restarted       sequence jumps back far: accepted, new run              ``sequence_resets``
+duplicated frame       a recent frame's number and content (payload, device    ``duplicates``
+                       clock): dropped
+device restarted       sequence jumps back far, or to a recent frame's number  ``sequence_resets``
+                       with other content: accepted, new run
+late frame             back a little to a number no recent frame had:          ``frames_missing``
+                       delivered, filling a gap counted before it              less one
 =====================  ======================================================  ==================
 
 Every frame that arrives intact is delivered exactly once.
@@ -30,6 +34,7 @@ Every frame that arrives intact is delivered exactly once.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -42,19 +47,22 @@ if TYPE_CHECKING:
 
 __all__ = ["Framer", "FramingStats", "crc16", "crc16_rows", "sequence_gaps"]
 
-#: Backwards jumps of the sequence number up to this size are duplicates (a resend);
-#: larger ones are a device restart.
+#: A frame whose sequence number steps back by at most this much (or repeats) is
+#: judged against the frames delivered last: a duplicate (a resend) when one of
+#: them had its number and the same content, a device restart when one had its
+#: number and other content, a late frame when none had it.  Larger backward
+#: jumps are a restart.
 DUPLICATE_WINDOW = 1024
 _SEQ_MOD = 1 << 32
-
-
 def sequence_gaps(sequence: Any) -> tuple[int, int]:
     """Gaps in a stream's device sequence numbers, as the framer counts them.
 
     ``sequence`` is a recorded stream's ``sequence`` column (frames in the
     order written; -1, a frame without a number, is passed over).  A step
     forward by more than one (modulo 2**32) is a gap; a step back is a device
-    restart (or a duplicate, which the framer has already dropped), not a gap.
+    restart (or a duplicate, which the framer has already dropped), not a gap,
+    and a frame that comes late (a number the last frames did not have) fills
+    one frame of the gaps counted before it.
 
     Returns
     -------
@@ -64,11 +72,37 @@ def sequence_gaps(sequence: Any) -> tuple[int, int]:
     """
     seq = np.asarray(sequence, dtype=np.int64)
     seq = seq[seq >= 0]
-    if seq.size < 2:
+    n = seq.size
+    if n < 2:
         return 0, 0
-    step = np.diff(seq) % _SEQ_MOD
-    gap = (step > 1) & (step < _SEQ_MOD // 2)
-    return int(gap.sum()), int((step[gap] - 1).sum())
+    odd = np.flatnonzero(np.diff(seq) % _SEQ_MOD != 1) + 1   # steps other than +1
+    gaps = missing = k = 0
+    last = int(seq[0])
+    i = 1
+    while i < n:
+        if last == seq[i - 1]:   # (frames up to here all +1: go to the next other step)
+            k += int(np.searchsorted(odd[k:], i))
+            if k == odd.size:
+                break
+            i = int(odd[k])
+            last = int(seq[i - 1])
+        value = int(seq[i])
+        step = (value - last) % _SEQ_MOD
+        if step == 0 or step >= _SEQ_MOD - DUPLICATE_WINDOW:
+            # as the framer judged it: a number among the last frames delivered is a
+            # restart (its duplicates were dropped), another a late frame
+            if np.any(seq[max(0, i - DUPLICATE_WINDOW):i] == value):
+                last = value
+            elif missing:
+                missing -= 1
+        elif step == 1 or step >= _SEQ_MOD // 2:
+            last = value
+        else:
+            gaps += 1
+            missing += step - 1
+            last = value
+        i += 1
+    return gaps, missing
 
 
 def crc16(data: bytes | bytearray | memoryview | np.ndarray, init: int = 0xFFFF) -> int:
@@ -154,6 +188,10 @@ class Framer:
         self.check_sequence = check_sequence and self.driver.has_sequence
         self._buf = bytearray()
         self._last_seq: int | None = None
+        # the batches that hold the last DUPLICATE_WINDOW frames delivered (their
+        # arrays, not copies), to tell a resend from a restart by content
+        self._recent: deque[FrameBatch] = deque()
+        self._recent_n = 0
         if self.driver.framing == "binary":
             layout = self.driver.layout
             if layout is None:
@@ -209,6 +247,8 @@ class Framer:
     def reset_sequence(self) -> None:
         """Forget the last sequence number (the next frame starts a new run)."""
         self._last_seq = None
+        self._recent.clear()
+        self._recent_n = 0
 
     # -- binary -------------------------------------------------------------------------
     def _feed_binary(
@@ -281,34 +321,73 @@ class Framer:
         self._buf.clear()
 
     # -- sequence -----------------------------------------------------------------------
+    def _remember(self, batch: FrameBatch) -> None:
+        """Keep a delivered batch among the recent ones (the last
+        DUPLICATE_WINDOW frames); no copy, and O(1) per batch."""
+        self._recent.append(batch)
+        self._recent_n += len(batch)
+        while self._recent_n - len(self._recent[0]) >= DUPLICATE_WINDOW:
+            self._recent_n -= len(self._recent.popleft())
+
+    def _seen(self, value: int, batch: FrameBatch, i: int, keep: np.ndarray
+              ) -> bool | None:
+        """Whether the latest frame delivered with number ``value`` had the
+        content of frame ``i`` of ``batch`` (payload and device clock): True, a
+        resend; False, other content (a restart); None, no such frame."""
+        def same(b: FrameBatch, j: int) -> bool:
+            return bool(b.device_time_us[j] == batch.device_time_us[i]
+                        and np.array_equal(b.samples[j], batch.samples[i]))
+
+        earlier = np.flatnonzero(keep[:i] & (batch.sequence[:i] == value))
+        if earlier.size:
+            return same(batch, int(earlier[-1]))
+        for b in reversed(self._recent):
+            hit = np.flatnonzero(b.sequence == value)
+            if hit.size:
+                return same(b, int(hit[-1]))
+        return None
+
     def _sequence(self, batch: FrameBatch) -> FrameBatch:
-        seq = batch.sequence
+        seq = np.ascontiguousarray(batch.sequence, dtype=np.int64)
         if seq.shape[0] == 0:
             return batch
         # the usual case (every step +1) in one compiled pass
-        if _framing.sequence_steps_one(np.ascontiguousarray(seq, dtype=np.int64),
-                                       self._last_seq or 0, self._last_seq is not None):
+        if _framing.sequence_steps_one(seq, self._last_seq or 0, self._last_seq is not None):
             self._last_seq = int(seq[-1])
+            self._remember(batch)
             return batch
         keep = np.ones(seq.shape[0], dtype=bool)
         last = None if self._last_seq is None else self._last_seq
         s = self.stats
         for i, value in enumerate(seq.tolist()):
-            if last is None:
-                last = value
-                continue
-            step = (value - last) % _SEQ_MOD
-            if step == 1:
-                last = value
-            elif step == 0 or step >= _SEQ_MOD - DUPLICATE_WINDOW:
-                s.duplicates += 1
-                keep[i] = False
-            elif step < _SEQ_MOD // 2:
-                s.sequence_gaps += 1
-                s.frames_missing += step - 1
-                last = value
+            if last is not None:
+                step = (value - last) % _SEQ_MOD
+                if step == 0 or step >= _SEQ_MOD - DUPLICATE_WINDOW:
+                    # back by a little: a resend of a frame delivered (dropped), a
+                    # device restarted near its old count (a brown-out, a replug:
+                    # its new readings had been dropped as duplicates), or a frame
+                    # that comes late
+                    seen = self._seen(value, batch, i, keep)
+                    if seen:
+                        s.duplicates += 1
+                        keep[i] = False
+                    elif seen is not None:
+                        s.sequence_resets += 1
+                        last = value
+                    elif s.frames_missing:   # (late: it fills a gap counted before)
+                        s.frames_missing -= 1
+                elif step == 1:
+                    last = value
+                elif step < _SEQ_MOD // 2:
+                    s.sequence_gaps += 1
+                    s.frames_missing += step - 1
+                    last = value
+                else:
+                    s.sequence_resets += 1
+                    last = value
             else:
-                s.sequence_resets += 1
                 last = value
         self._last_seq = last
-        return batch if keep.all() else batch.select(keep)
+        out = batch if keep.all() else batch.select(keep)
+        self._remember(out)
+        return out

@@ -1170,6 +1170,18 @@ class Recorder:
                 if line not in self.processing_notes:
                     self.processing_notes.append(line)
                     log.warning("%s", line)
+            restarts = getattr(st, "sequence_resets", 0)
+            dups = getattr(st, "duplicates", 0)
+            if restarts or dups:
+                # (a device's restarts and resends had been counted and said nowhere)
+                line = (f"{name}: " + ", ".join(
+                    p for p in ((f"{restarts} restart(s) of the device's sequence numbers "
+                                 "(its frames kept)" if restarts else ""),
+                                (f"{dups} frame(s) received twice (a resend, same number and "
+                                 "content) left out" if dups else "")) if p))
+                if line not in self.processing_notes:
+                    self.processing_notes.append(line)
+                    log.info("%s", line)
         gps = [n for n, k in self._kinds.items() if k == "gps"]
         if gps and self._track.filter is not None:
             for note in self._track.filter.notes():
