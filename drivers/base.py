@@ -226,6 +226,10 @@ class Driver:
     has_sequence: ClassVar[bool] = True
     #: Longest accepted text line (line drivers); longer runs without newline are garbage.
     max_line: ClassVar[int] = 1024
+    #: The bytes that start every line of the protocol (line drivers; ``b"$"`` for
+    #: NMEA), if any: a run too long for a line keeps what follows the last of
+    #: them that leaves a line short enough, instead of dropping it all.
+    line_start: ClassVar[bytes | None] = None
     #: Bit of the ``status`` field the device sets when its survey wheel's
     #: ``encoder`` count is not to be trusted (0: none); the recorder does not
     #: place such traces by the wheel.

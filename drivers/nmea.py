@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import re
 from typing import NamedTuple
 
 import numpy as np
@@ -42,6 +43,9 @@ COLUMNS = ("lon", "lat", "alt", "fix_quality", "satellites", "hdop")
 _KNOT = 1852.0 / 3600.0  # m/s
 # (sentence type tuples made once: a union in each isinstance call builds it anew)
 _RMC_ZDA = (_nmea.RMC, _nmea.ZDA)
+#: A sentence with its checksum, whole (``$...*hh``): what came before another
+#: '$' on one line is kept when it is one.
+_WHOLE = re.compile(rb"\$[^$*]*\*[0-9A-Fa-f]{2}\s*$")
 _KNOWN = (_nmea.GGA, _nmea.GNS, _nmea.RMC, _nmea.ZDA, _nmea.VTG)
 
 
@@ -112,6 +116,7 @@ class NmeaDriver(Driver):
     units = "deg"
     has_sequence = False
     max_line = 164
+    line_start = b"$"
     serial_settings = {
         "baudrate": 9600,
         "bytesize": 8,
@@ -165,10 +170,14 @@ class NmeaDriver(Driver):
         res = LineDecodeResult(batch=None)
         pieces: list[bytes] = []
         for line in lines:
-            # a '$' inside a line: the sentence before it was cut short
+            # a '$' inside a line: the sentence before it was cut short, or whole
+            # with its line end lost (a 2-byte overrun): kept when its checksum is
             cut = line.find(b"$", 1)
             while cut > 0:
-                if line[:1] == b"$":
+                head = line[:cut]
+                if _WHOLE.match(head):
+                    pieces.append(head)
+                elif head[:1] == b"$":
                     res.truncated += 1
                 else:
                     res.bad_lines += 1

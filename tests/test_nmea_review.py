@@ -276,3 +276,48 @@ def test_driver_over_a_serial_line():
     np.testing.assert_array_equal(gps[1:], want[1:])
     s = framer.stats
     assert s.crc_errors == 1 and s.bad_lines >= 3
+
+
+def _fixes(wire: bytes, chunk: int | None = None):
+    from demine.framing import Framer
+
+    fr = Framer("nmea")
+    out = []
+    step = chunk or len(wire)
+    for i in range(0, len(wire), step):
+        out += fr.feed(wire[i:i + step])
+    out += fr.flush()
+    return [round(float(t) / 1e6 % 86400, 2) for b in out for t in b.device_time_us], fr.stats
+
+
+def test_whole_sentences_whose_line_end_was_lost_are_kept():
+    """A UART overrun that drops the CR LF between two sentences had lost the
+    first (counted as truncated though its checksum was whole), and both when
+    together they were longer than a line."""
+    from demine.drivers.nmea import sentence
+
+    gga = sentence("GPGGA,120000.00,4807.03800000,N,01131.00000000,E,4,12,0.6,545.432,M,"
+                   "46.900,M,,")
+    long_gga = sentence("GNGGA,120001.00,4807.0380000000,N,01131.0000000000,E,4,12,0.6,"
+                        "545.4321,M,46.9000,M,1.0,0000")
+    rmc = sentence("GPRMC,120000.00,A,4807.03800000,N,01131.00000000,E,0.02,12.3,281126,,,R")
+    for first in (gga, long_gga):
+        tods, st = _fixes(first[:-2] + rmc + gga)
+        assert len(tods) == 2 and st.truncated == 0, (tods, st)
+
+
+def test_a_sentence_after_binary_bytes_without_a_line_end_is_kept():
+    """100 bytes of another protocol (a u-blox UBX packet sharing the port) with
+    no line end before a sentence: the buffer grew past a line and all of it had
+    been dropped, the sentence with it, however the reads were cut."""
+    from demine.drivers.nmea import sentence
+
+    def gga(t):
+        return sentence(f"GPGGA,{t},4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,")
+
+    ubx = bytes([0xB5, 0x62]) + bytes(v for v in range(1, 256) if v not in b"\r\n$")[:98]
+    wire = gga("120000.00") + ubx + gga("120001.00") + gga("120002.00")
+    for chunk in (None, 7, 64):
+        tods, st = _fixes(wire, chunk)
+        assert tods == [43200.0, 43201.0, 43202.0], (chunk, tods, st)
+        assert st.bytes_skipped == len(ubx)

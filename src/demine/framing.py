@@ -302,8 +302,13 @@ class Framer:
             if not line:
                 continue
             if len(line) > self.driver.max_line:
+                # (two sentences whose line end was lost make one line too long
+                # for either: each is kept that is short enough to be one)
+                keep = self._split_long(line)
                 self.stats.bad_lines += 1
-                self.stats.bytes_skipped += len(raw) + 1
+                self.stats.bytes_skipped += (len(raw) - sum(len(k) for k in keep) if keep
+                                             else len(raw) + 1)   # (+ its line end)
+                lines.extend(keep)
                 continue
             lines.append(line)
         if not lines:
@@ -315,10 +320,31 @@ class Framer:
         self.stats.ignored += res.ignored
         return [res.batch] if res.batch is not None and len(res.batch) else []
 
+    def _tail(self, data: bytes | bytearray) -> bytes:
+        """What of a run too long for a line may still be lines: from the first
+        of the driver's line starts that leaves at most ``max_line`` bytes (two
+        NMEA sentences joined by a lost line end, a binary packet sharing the
+        port before one), else nothing."""
+        start = self.driver.line_start
+        if not start:
+            return b""
+        p = bytes(data).find(start, max(1, len(data) - self.driver.max_line))
+        return bytes(data[p:]) if p > 0 else b""
+
+    def _split_long(self, line: bytes) -> list[bytes]:
+        """The pieces of a line too long for one that start with the driver's
+        line start and are short enough to be a line (none without one)."""
+        start = self.driver.line_start
+        if not start:
+            return []
+        pieces = [start + p for p in line.split(start)[1:]]
+        return [p for p in pieces if len(p) <= self.driver.max_line]
+
     def _drop_long(self) -> None:
+        tail = self._tail(self._buf)
         self.stats.bad_lines += 1
-        self.stats.bytes_skipped += len(self._buf)
-        self._buf.clear()
+        self.stats.bytes_skipped += len(self._buf) - len(tail)
+        self._buf = bytearray(tail)
 
     # -- sequence -----------------------------------------------------------------------
     def _remember(self, batch: FrameBatch) -> None:
