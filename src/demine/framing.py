@@ -364,13 +364,22 @@ class Framer:
             return bool(b.device_time_us[j] == batch.device_time_us[i]
                         and np.array_equal(b.samples[j], batch.samples[i]))
 
-        earlier = np.flatnonzero(keep[:i] & (batch.sequence[:i] == value))
-        if earlier.size:
-            return same(batch, int(earlier[-1]))
+        # among exactly the last DUPLICATE_WINDOW frames delivered, as
+        # sequence_gaps looks at a recorded column
+        budget = DUPLICATE_WINDOW
+        earlier = np.flatnonzero(keep[:i])[-budget:]
+        hit = earlier[batch.sequence[earlier] == value]
+        if hit.size:
+            return same(batch, int(hit[-1]))
+        budget -= earlier.size
         for b in reversed(self._recent):
-            hit = np.flatnonzero(b.sequence == value)
+            if budget <= 0:
+                break
+            off = max(0, len(b) - budget)
+            hit = np.flatnonzero(b.sequence[off:] == value)
             if hit.size:
-                return same(b, int(hit[-1]))
+                return same(b, off + int(hit[-1]))
+            budget -= len(b)
         return None
 
     def _sequence(self, batch: FrameBatch) -> FrameBatch:
