@@ -31,7 +31,6 @@ recorded before its wheel was calibrated again by the wheel's profile.
 from __future__ import annotations
 
 import datetime as _dt
-import errno
 import math
 import os
 import re
@@ -43,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from demine._outputs import refuse_special_output, replace_text
 from demine.emi import PULSE_GRID
 from demine.errors import ConfigError
 
@@ -774,48 +774,18 @@ def _toml_lines(table: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[str
     return lines
 
 
-def _refuse_special(target: Path, given: str | Path) -> None:
-    """Refuse an output that exists and is not a regular file: renaming over a
-    device or a pipe replaces it (run as root, --out /dev/null --overwrite had
-    replaced the system's /dev/null with a profile)."""
-    import stat as _stat
-
-    try:
-        mode = target.stat().st_mode
-    except OSError:
-        return
-    if not _stat.S_ISREG(mode):
-        raise ConfigError(f"{given}: is not a regular file (a device or a pipe): give the "
-                          "path of a file to write")
-
-
 def write_profile(profile: dict[str, Any], path: str | Path) -> Path:
     """Write a profile (numbers, strings, lists, tables) as TOML that
     :func:`demine.calibration.load_profile` reads back unchanged.
 
     The file is written whole to a temporary file next to it and renamed over
     ``path``, so a failure leaves an earlier profile of that name as it was
-    (``--base det.toml --out det.toml`` updates a profile in place).
+    (``--base det.toml --out det.toml`` updates a profile in place); a pipe or
+    a device (``-o /dev/stdout``) is written into, not renamed over
+    (:func:`demine._outputs.replace_text`, as the exports are).
     """
     path = Path(path)
-    text = "\n".join(_toml_lines(profile)) + "\n"
-    target = Path(os.path.realpath(path))  # (through a link: the link stays)
-    if target.is_dir():
-        raise IsADirectoryError(errno.EISDIR, "is a directory, not a file", str(path))
-    _refuse_special(target, path)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "x", encoding="utf-8") as fh:
-            fh.write(text)
-        if target.exists():  # (the profile replaced keeps its permissions)
-            os.chmod(tmp, target.stat().st_mode & 0o7777)
-        os.replace(tmp, target)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise OSError(exc.errno, exc.strerror, str(path)) from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    replace_text(path, "\n".join(_toml_lines(profile)) + "\n")
     return path
 
 
@@ -875,7 +845,7 @@ def reposition(recording: str | Path, out: str | Path, profile: str | Path | dic
                           "kept as it was recorded)")
     if dst.exists() and not overwrite:
         raise ConfigError(f"{dst} exists: give --overwrite to replace it")
-    _refuse_special(dst, out)
+    refuse_special_output(dst)
     if not isinstance(profile, dict) and dst.exists() and Path(profile).exists() \
             and os.path.samefile(profile, dst):
         raise ConfigError(f"{dst} is the wheel profile: write the repositioned copy to a new "

@@ -438,3 +438,21 @@ def test_frame_and_soil_attributes_of_another_type(tmp_path, capsys):
     assert "'bearing_deg' is 'north', not a number" in capsys.readouterr().err
     ev = evaluate_recordings([path], alarms=[{"x": [0.5], "y": [1.0], "score": [1.0]}])
     assert [ln.soil for ln in ev.lanes] == ["sand; wet"]
+
+
+def test_an_append_that_fails_midway_leaves_the_table_as_it_was(tmp_path):
+    """A value that is no number fails once some columns have grown: every
+    column is cut back (a half-written alarm had been left for readers, and a
+    retry refused as "already holds alarms")."""
+    from demine.pipeline import append_alarms
+
+    path = _emi_file(tmp_path / "t.h5")
+    append_alarms(path, {"time": [T0], "stream": ["emi"], "x": [0.5], "y": [1.0],
+                         "score": [9.0]})
+    with pytest.raises(RecordingError, match="could not append alarms .*column 'x'.*as it was"):
+        append_alarms(path, {"time": [T0 + 1], "stream": ["other"], "x": ["oops"], "y": [1.0],
+                             "score": [9.0]})
+    with h5py.File(path, "r") as f:
+        assert {f["alarms"][c].shape[0] for c in f["alarms"]} == {1}
+    assert append_alarms(path, {"time": [T0 + 1], "stream": ["other"], "x": [0.2],
+                                "y": [1.0], "score": [9.0]}) == 1

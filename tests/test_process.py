@@ -4,6 +4,8 @@ TOML parsing and its errors, process_recording on real recording files, the CLI.
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -674,11 +676,8 @@ def test_process_of_a_file_still_being_recorded_names_it(tmp_path):
     assert process_recording(src, "emi_default", tmp_path / "out.h5")   # once closed
 
 
-@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="needs named pipes")
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
 def test_process_refuses_to_rename_its_output_over_a_pipe(tmp_path):
-    import os
-    import stat
-
     src = tmp_path / "raw.h5"
     write_emi_recording(src)
     fifo = tmp_path / "fifo"

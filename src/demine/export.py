@@ -39,14 +39,11 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
-import errno
 import importlib.util
 import io
 import json
 import math
-import os
 import re
-import secrets
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +52,7 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
+from ._outputs import replace_text
 from .errors import ConfigError
 from .positions import LocalFrame
 
@@ -273,39 +271,6 @@ def alarm_records(path: str | Path, *, alarms: dict[str, np.ndarray] | None = No
     return records, frame
 
 
-def _replace_with(out: Path, text: str) -> None:
-    """Write ``text`` to ``out`` through a temporary file in the same directory,
-    renamed over it when complete: a failed write (disk full, an error) leaves
-    an earlier file of that name as it was, never half-written.  A pipe or a
-    device (``-o /dev/stdout``) is written as it is: it cannot be renamed over."""
-    if Path(out).exists() and not Path(out).is_file() and not Path(out).is_dir():
-        with open(out, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        return
-    target = Path(os.path.realpath(out))  # (through a link: the link stays)
-    if target.is_dir():
-        raise IsADirectoryError(errno.EISDIR, "is a directory, not a file", str(out))
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        # (a lone surrogate from an API caller's label had raised UnicodeEncodeError
-        # and left the temporary file behind)
-        with open(tmp, "x", encoding="utf-8", errors="replace", newline="") as fh:
-            fh.write(text)
-        if target.exists():  # (the file replaced keeps its permissions)
-            os.chmod(tmp, target.stat().st_mode & 0o7777)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise OSError(exc.errno, exc.strerror, str(out)) from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    try:
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _write_geojson(records: list[dict], out: Path, extra: list[dict] | None = None) -> None:
     features = []
     for r in records:
@@ -316,7 +281,7 @@ def _write_geojson(records: list[dict], out: Path, extra: list[dict] | None = No
         features.append({"type": "Feature", "geometry": geometry, "properties": props})
     features.extend(extra or [])
     # (allow_nan=False: NaN is not JSON; every number here is finite or null)
-    _replace_with(out, json.dumps({"type": "FeatureCollection", "features": features},
+    replace_text(out, json.dumps({"type": "FeatureCollection", "features": features},
                                   indent=1, allow_nan=False))
 
 
@@ -367,7 +332,7 @@ def _write_csv(records: list[dict], out: Path, local: bool) -> None:
     w.writeheader()
     for r in records:
         w.writerow({k: _csv_cell(r[k]) for k in keys})
-    _replace_with(out, buf.getvalue())
+    replace_text(out, buf.getvalue())
 
 
 def _write_kml(records: list[dict], out: Path) -> None:
@@ -383,7 +348,7 @@ def _write_kml(records: list[dict], out: Path) -> None:
             desc = "no position; " + desc
         marks.append(f"  <Placemark><name>{escape(_xml_text(r['id']))}</name>"
                      f"<description>{escape(_xml_text(desc))}</description>{point}</Placemark>")
-    _replace_with(out, '<?xml version="1.0" encoding="UTF-8"?>\n'
+    replace_text(out, '<?xml version="1.0" encoding="UTF-8"?>\n'
                   '<kml xmlns="http://www.opengis.net/kml/2.2"><Document>\n'
                   + "\n".join(marks) + "\n</Document></kml>\n")
 

@@ -738,6 +738,10 @@ def write_alarms_csv(alarms: dict[str, np.ndarray], path: str | Path) -> Path:
     return path
 
 
+def _dtype_shown(dt: np.dtype) -> str:
+    return f"text of {dt.itemsize} bytes" if dt.kind == "S" else str(dt)
+
+
 def _check_appendable(path: str | Path, group: Any, names: Sequence[str]) -> None:
     """Refuse, naming the reason, an alarms table that cannot take more rows:
     one written by another tool without demine's columns, or with columns
@@ -767,11 +771,8 @@ def _check_appendable(path: str | Path, group: Any, names: Sequence[str]) -> Non
                                                       or ds.dtype.itemsize < col.dtype.itemsize):
                 # (an int32 label had failed halfway through an append, S4 text cut
                 # 'operator' to 'oper', a float32 time lost its nanoseconds)
-                def shown(dt: np.dtype) -> str:
-                    return f"text of {dt.itemsize} bytes" if dt.kind == "S" else str(dt)
-
-                why = (f"its column {name!r} holds {shown(ds.dtype)}, and demine's alarms "
-                       f"need {shown(col.dtype)}")
+                why = (f"its column {name!r} holds {_dtype_shown(ds.dtype)}, and demine's "
+                       f"alarms need {_dtype_shown(col.dtype)}")
                 break
             unit = _decode(ds.attrs.get("units", ""))
             want = units.get(name)
@@ -883,6 +884,7 @@ def append_alarms(path: str | Path, alarms: dict[str, np.ndarray], *,
                 start = k
         if not n:
             return 0
+        name = ""
         try:
             for name, col in cols.items():
                 ds = g[name]
@@ -898,9 +900,9 @@ def append_alarms(path: str | Path, alarms: dict[str, np.ndarray], *,
             g["index"][start:] = np.arange(start, start + n)
         except Exception as exc:
             # (no half-written alarm left for readers, nor one that blocks a retry)
-            for name in list(cols) + ["index"]:
-                if g[name].shape[0] > start:
-                    g[name].resize(start, axis=0)
+            for c in [*cols, "index"]:
+                if g[c].shape[0] > start:
+                    g[c].resize(start, axis=0)
             raise RecordingError(f"{path}: could not append alarms to its /alarms table "
                                  f"(column {name!r}: {exc}); the table is as it was") from exc
     return n

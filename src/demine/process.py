@@ -66,6 +66,7 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
+from ._outputs import refuse_special_output
 from ._params import check_number
 from .errors import ConfigError, MissingCalibrationError
 
@@ -941,11 +942,7 @@ def process_recording(in_path: str | Path, chain: Chain | str | Path | Mapping[s
         if out_path.exists() and not overwrite:
             raise ConfigError(f"{out_path} exists; choose another output (--overwrite, or "
                               "overwrite=True, replaces it)")
-        if out_path.exists() and not out_path.is_file():
-            # (the copy is renamed over OUT: as root, a device such as /dev/null
-            # would be replaced by a recording)
-            raise ConfigError(f"{out_path}: is not a regular file (a device or a pipe): give "
-                              "the path of a file to write")
+        refuse_special_output(out_path)   # (the copy is renamed over OUT)
         if not out_path.parent.is_dir():
             raise ConfigError(f"{out_path}: no directory {str(out_path.parent)!r} to write it in")
         # a name of its own beside OUT (a fixed OUT.tmp had replaced a file of
