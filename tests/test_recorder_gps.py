@@ -178,7 +178,14 @@ def test_a_receiver_slower_than_1_hz_places_the_readings(tmp_path):
         assert inside.sum() > 1000
         assert np.isfinite(e.x[inside]).mean() > 0.99
         err = e.x[inside] - SPEED * e.sequence[inside] / EMI_RATE
-        assert np.abs(err).max() < 0.03
+        # No latency is calibrated, so a fix is timed when it arrives, and a
+        # reading is placed behind by as far as the sensor moves in that
+        # delay: a few ms on an idle host, tens under load (a fixed 3 cm
+        # failed once in CI).  A reading held at the last fix instead of
+        # placed between two would be up to SPEED x 1.5 s = 0.75 m off.
+        dated = g["gps_time_ns"] > 0
+        delay = float(np.max(g.time[dated] - g["gps_time_ns"][dated])) / 1e9
+        assert np.abs(err).max() < min(0.02 + SPEED * max(delay, 0.0), 0.2), delay
 
 
 def test_missed_fixes_of_a_10_hz_receiver_are_bridged_up_to_1_s_as_before(tmp_path):
