@@ -33,7 +33,7 @@ from typing import NamedTuple
 import numpy as np
 
 from demine import nmea as _nmea
-from demine.errors import FrameError
+from demine.errors import ChecksumError, FrameError
 
 from .base import Driver, FrameBatch, LineDecodeResult
 
@@ -187,11 +187,11 @@ class NmeaDriver(Driver):
         for line in pieces:
             try:
                 s = _nmea.parse(line)
-            except FrameError as exc:
-                if "checksum" in str(exc) and "missing" not in str(exc):
-                    res.bad_checksum += 1
-                else:
-                    res.bad_lines += 1
+            except ChecksumError:
+                res.bad_checksum += 1
+                continue
+            except FrameError:
+                res.bad_lines += 1
                 continue
             if not isinstance(s, _KNOWN):
                 res.ignored += 1

@@ -22,7 +22,7 @@ import serial
 from demine import nmea
 from demine.drivers import get_driver
 from demine.drivers.nmea import GpsFix
-from demine.errors import FrameError
+from demine.errors import ChecksumError, FrameError
 from demine.framing import Framer
 
 GGA_BODY = "GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,"
@@ -321,3 +321,25 @@ def test_a_sentence_after_binary_bytes_without_a_line_end_is_kept():
         tods, st = _fixes(wire, chunk)
         assert tods == [43200.0, 43201.0, 43202.0], (chunk, tods, st)
         assert st.bytes_skipped == len(ubx)
+
+
+def test_a_malformed_checksum_field_is_a_bad_line_and_a_mismatch_a_crc_error():
+    """Faults were sorted by searching the error's text for "checksum", so a
+    sentence whose checksum field is no hex number (``*G1``) or names
+    "checksum" elsewhere counted as a CRC error; a mismatch is now its own
+    exception, :class:`demine.errors.ChecksumError`."""
+    good = with_checksum(GGA_BODY).encode("ascii")
+    mismatch = good.replace(b"545.4", b"545.5")  # a changed digit, checksum kept
+    not_hex = f"${GGA_BODY}*G1\r\n".encode("ascii")
+    missing = f"${GGA_BODY}\r\n".encode("ascii")
+    with pytest.raises(ChecksumError, match="checksum"):
+        nmea.parse(mismatch)
+    for line in (not_hex, missing):
+        with pytest.raises(FrameError, match="checksum") as info:
+            nmea.parse(line)
+        assert not isinstance(info.value, ChecksumError)
+    framer = Framer(get_driver("nmea"))
+    framer.feed(good + mismatch + not_hex + missing + good)
+    framer.flush()
+    assert framer.stats.crc_errors == 1
+    assert framer.stats.bad_lines == 2

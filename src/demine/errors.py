@@ -37,6 +37,11 @@ class FrameError(DemineError):
     """A device frame is malformed (bad sync, length, CRC or field value)."""
 
 
+class ChecksumError(FrameError):
+    """A frame is well formed but its checksum does not match its content (the
+    bytes were changed on the way: counted as a CRC error, not a bad line)."""
+
+
 class ConfigError(DemineError):
     """An option, processing chain or configuration file is invalid."""
 

@@ -36,7 +36,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from .errors import FrameError
+from .errors import ChecksumError, FrameError
 
 __all__ = [
     "GGA",
@@ -601,7 +601,7 @@ def parse(line: str | bytes, *, require_checksum: bool = True) -> Sentence:
         want = int(given, 16)
         got = checksum(body)
         if got != want:
-            raise FrameError(
+            raise ChecksumError(
                 f"NMEA: field 'checksum' = {given!r}: computed {got:02X} "
                 f"from {body[:16]!r}…"
             )
