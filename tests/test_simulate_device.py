@@ -249,3 +249,39 @@ def test_unplug_and_replug_behind_a_stable_link(tmp_path):
     assert resumed[0] > before[-1] + 100
     assert dev.bytes_dropped > 0
     assert first_port is not None and not link.exists()  # stop() removes the link
+
+
+def test_a_device_late_to_compute_its_frames_drops_none_a_steady_reader_takes():
+    """The device's backlog allowance counts the time its frames wait on a full
+    pty (a reader not keeping up), not the time the simulation took to compute
+    them.  Before, a host slow to compute the first blocks (the demo's start-up
+    on a busy machine) made the first write late and larger than the pty
+    holds (20 KiB), and what the pty had not taken within 20 ms was dropped
+    if older than the allowance, as if the reader had overrun (the demo lost
+    29 radar frames so), though the reader was idle.  Here the computation is
+    1.5 s late against an allowance of 0.5 s, and the reader, emptying the
+    port every 30 ms, takes the 1.5 s of readings in a fraction of that."""
+    dev = SimulatedDevice("emi-pi", "battle-area", seed=3, duration=2.5, wall_clock=False,
+                          max_backlog=0.5)
+    blocks = dev.sim.iter_blocks
+
+    def slow_blocks(stream, duration=None):
+        for i, block in enumerate(blocks(stream, duration)):
+            if i < 2:
+                time.sleep(0.75)  # a busy host computing the forward model
+            yield block
+
+    dev.sim.iter_blocks = slow_blocks
+    framer = Framer(get_driver("emi-pi"))
+    batches: list[FrameBatch] = []
+    with _opened_then_started(dev) as (dev, ser):
+        end = time.monotonic() + 20
+        while sum(len(b) for b in batches) < 2500 and time.monotonic() < end:
+            while data := ser.read(ser.in_waiting):
+                batches += framer.feed(data)
+            time.sleep(0.03)
+        ser.close()
+        assert dev.wait(10) and dev.error is None
+    assert dev.bytes_dropped == 0
+    assert framer.stats.sequence_gaps == 0
+    np.testing.assert_array_equal(FrameBatch.concatenate(batches).sequence, np.arange(2500))

@@ -10,8 +10,11 @@ with ``realtime=False`` frames go out as fast as the reader takes them (for
 tests), never dropped.
 
 In real time, a device whose reader does not keep up (or is absent) behaves
-like a serial device: bytes older than ``max_backlog`` seconds that the pty
-could not take are dropped and counted in ``bytes_dropped``.  After the last
+like a serial device: bytes that have waited on a full pty for more than
+``max_backlog`` seconds are dropped and counted in ``bytes_dropped``.  A frame
+waits from its due time, or from when the device first offers it if the
+simulation was late to compute it (a busy host): a real device is never late,
+so that time is not held against the reader.  After the last
 frame, :meth:`SimulatedDevice.drain` lets a reader that has the port open take
 what the pty still holds, and returns at once when nobody has it open.
 """
@@ -500,7 +503,10 @@ class SimulatedDevice:
                                              self.sim.seed)
             latency = self.scene.gps.latency if self.stream == "gps" else 0.0
             t_start_ns = self.sim.scene.start_time_ns
-            pending: list[tuple[float, bytes]] = []  # (due monotonic, bytes)
+            # (due monotonic, bytes); once a frame has been offered to the pty,
+            # its time is when it was first offered, if later than its due time
+            pending: list[tuple[float, bytes]] = []
+            offered = 0  # how many of the first pending frames have been offered
             blocks = self.sim.iter_blocks(self.stream, self.duration)
             exhausted = False
             while not self._stop.is_set():
@@ -544,13 +550,23 @@ class SimulatedDevice:
                 if not self.plugged:  # the cable is out: what is due is lost
                     self.bytes_dropped += sum(len(f) for _, f in pending[:k])
                     del pending[:k]
+                    offered = max(offered - k, 0)
                     continue
+                # A frame's backlog allowance runs from when it is first
+                # offered: the time the simulation was late to compute it (a
+                # busy host) is not the reader's, whom a real device, never
+                # late, would have sent it to in time.
+                for j in range(offered, k):
+                    if pending[j][0] < now:
+                        pending[j] = (now, pending[j][1])
+                offered = max(offered, k)
                 chunk = b"".join(f for _, f in pending[:k])
                 sent = self._write(memoryview(chunk), now + 0.02)
                 self.bytes_sent += sent
                 if sent == len(chunk):
                     self.frames_sent += k
                     del pending[:k]
+                    offered -= k
                     continue
                 # partial: keep the unsent tail of the frames as pending bytes
                 acc, j = 0, 0
@@ -562,10 +578,12 @@ class SimulatedDevice:
                     due, data = pending[j]
                     pending[j] = (due, data[sent - acc:])
                 del pending[:j]
-                # drop what is older than the backlog allowance
+                offered -= j
+                # drop what has waited on a full pty longer than the allowance
                 limit = now - self.max_backlog
                 while pending and pending[0][0] < limit:
                     self.bytes_dropped += len(pending.pop(0)[1])
+                    offered = max(offered - 1, 0)
         except BaseException as exc:  # reported through .error
             if not self._stop.is_set():
                 self.error = exc
