@@ -482,6 +482,15 @@ def _between_marks(rec: Any, s: Any, where: str) -> slice:
             + (f"and {what} has {marks.size}: {at}" if marks.size else
                "and neither the radar's marker flag nor the markers table has any")
             + "; give --start/--stop of the run instead")
+    if marks[1] <= marks[0]:
+        # (before: a run of one trace, refused as "fewer than 2 traces with a
+        # wheel count", which says nothing of the marks)
+        at = f"{(int(t[min(int(marks[0]), t.size - 1)]) - t0) / 1e9:.3f} s"
+        raise ConfigError(
+            f"{where}: --marks needs two marks at the tape's start and end, and the two "
+            f"in {what} fall on one trace, at {at}"
+            + (f" ({shown[0]!r}, {shown[1]!r})" if flagged is None else "")
+            + ": one mark made twice? Give --start/--stop of the run instead")
     return slice(int(marks[0]), int(marks[1]) + 1)
 
 

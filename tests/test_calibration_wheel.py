@@ -527,6 +527,16 @@ def test_the_run_between_two_marks(tmp_path):
                           "label": ["threshold", "tape end"]})
     with pytest.raises(ConfigError, match=r"markers table has 1: 4\.500 s \('tape end'\)"):
         wheel_profile(forgot, distance=2.1, marks=True)
+    twice = tmp_path / "twice.h5"  # one mark made twice: refused, naming the marks
+    with RecordingWriter(twice) as w:
+        w.add_stream("gpr", "gpr", n_channels=16, sample_interval=25e-12,
+                     fields={"encoder": np.int32}, attrs={"driver": "gpr"}).append(
+            np.zeros((600, 16), np.int16), time=t, encoder=counts)
+        w.append_markers({"time": [t[450], t[450]], "x": [np.nan] * 2, "y": [np.nan] * 2,
+                          "label": ["tape end", "tape end"]})
+    with pytest.raises(ConfigError, match=r"fall on one trace, at 4\.500 s \('tape end', "
+                                          r"'tape end'\): one mark made twice"):
+        wheel_profile(twice, distance=2.1, marks=True)
     status[400] = 0
     _wheel_run(tmp_path / "one.h5", counts, status=status)
     with pytest.raises(ConfigError, match=r"exactly two marks .* marker flag has 1: 1\.000 s"):
