@@ -339,7 +339,9 @@ def time_zero_profile(recording: str | Path, stream: str = "gpr", *, threshold: 
     Each trace's level, its DC offset and a slow linear drift (see
     :func:`_trace_level`), is subtracted first; the direct wave is then picked
     at the peak of the first arrival whose ``|x|`` reaches ``threshold`` times
-    the trace's largest ``|x|`` (:class:`demine.gpr.TimeZero`, ``mode="peak"``).
+    the trace's largest ``|x|`` (:class:`demine.gpr.TimeZero`, ``mode="peak"``);
+    a direct wave clipped by the radar's converter at the centre of its flat
+    top (:func:`_clip_centres`).
     On raw samples an offset larger than about the wave's amplitude put the
     pick on the trace's first samples.  Traces without a direct wave (blank,
     or noise only) are left out; when they are the majority no time zero is
@@ -398,7 +400,7 @@ def time_zero_profile(recording: str | Path, stream: str = "gpr", *, threshold: 
             f"{recording}: stream {stream!r}: {np.count_nonzero(wave)} of {wave.size} traces "
             f"have a direct wave (a peak at least {DIRECT_WAVE_CREST:g} times the trace's "
             "spread; blank or noise-only traces do not): no time zero to measure")
-    picks = tz.last_picks[wave]
+    picks = _clip_centres(data, tz.last_picks)[wave]
     pick = float(np.median(picks))
     profile["sample_interval"] = float(dt)
     profile["time_zero"] = pick * float(dt)
@@ -409,6 +411,45 @@ def time_zero_profile(recording: str | Path, stream: str = "gpr", *, threshold: 
         profile["driver"] = driver
     return _stamp(profile, f"{recording}:{stream}", "direct-wave pick (peak, median of traces)",
                   "time_zero")
+
+
+#: Fewest equal samples at a trace's extreme that are taken for a clipped
+#: (saturated) direct wave: two can be chance.
+CLIP_MIN_RUN = 3
+
+
+def _clip_centres(raw: np.ndarray, picks: np.ndarray) -> np.ndarray:
+    """``picks`` (float) with each pick on a clipped peak moved to the centre of
+    its flat top.
+
+    A direct wave that saturates the radar's converter is flat over its top: a
+    run of at least :data:`CLIP_MIN_RUN` equal raw samples at the trace's
+    largest or smallest value.  The peak pick stops at one end of it, which
+    end depending on the level removed before the pick (late or early by half
+    the top); the wave's peak is at its centre.
+    """
+    out = np.asarray(picks, dtype=np.float64).copy()
+    n, m = raw.shape
+    if n == 0 or m < CLIP_MIN_RUN:
+        return out
+    rows = np.arange(n)
+    p = np.clip(np.asarray(picks, dtype=np.int64), 0, m - 1)
+    v = raw[rows, p]
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # (all-NaN traces)
+        extreme = (v == np.nanmax(raw, axis=1)) | (v == np.nanmin(raw, axis=1))
+    left = np.where(p > 0, raw[rows, np.maximum(p - 1, 0)] == v, False)
+    right = np.where(p < m - 1, raw[rows, np.minimum(p + 1, m - 1)] == v, False)
+    for i in np.flatnonzero(extreme & (left | right)):
+        r, j = raw[i], int(p[i])
+        lo, hi = j, j
+        while lo > 0 and r[lo - 1] == v[i]:
+            lo -= 1
+        while hi < m - 1 and r[hi + 1] == v[i]:
+            hi += 1
+        if hi - lo + 1 >= CLIP_MIN_RUN:
+            out[i] = (lo + hi) / 2
+    return out
 
 
 #: A move of a survey wheel's count between two traces more than this many

@@ -88,3 +88,21 @@ def test_time_zero_with_missing_samples_and_an_offset(tmp_path):
             traces, time=np.arange(len(traces)))
     prof = time_zero_profile(path)
     assert prof["time_zero_sample"] == PICK
+
+
+@pytest.mark.parametrize("drift", [0.0, 3000.0, -3000.0])
+@pytest.mark.parametrize("pick", [37.0, 120.5])
+def test_a_clipped_direct_wave_is_picked_at_the_centre_of_its_flat_top(tmp_path, drift, pick):
+    """A direct wave that saturates the converter (int16 full scale) is flat
+    over 7-8 samples.  The peak pick had stopped at one end of the top, which
+    end depending on the sign of the drift removed first (up to 3.5 samples
+    late or early); the centre is the wave's peak."""
+    wave = _gauss(pick=pick, amp=90000.0, width=4.0)
+    rng = np.random.default_rng(2)
+    x = np.clip(wave[None, :] + 50 * rng.standard_normal((200, M))
+                + drift * (np.arange(M) / (M - 1) - 0.5), -32768, 32767).astype("int16")
+    top = np.flatnonzero(x[0] == 32767)
+    assert top.size >= 7 and np.all(np.diff(top) == 1)  # really clipped
+    prof = time_zero_profile(_write(tmp_path / "clip.h5", x))
+    assert prof["time_zero_sample"] == pytest.approx(pick, abs=0.5)
+    assert prof["time_zero_spread"] <= DT

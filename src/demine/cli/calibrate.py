@@ -34,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--threshold", type=float, default=0.5,
                    help="first-break threshold as a fraction of the trace's peak, both taken "
                    "about the trace's level (DC offset and slow drift removed); the pick is "
-                   "the peak of that arrival (default 0.5)")
+                   "the peak of that arrival, the centre of its flat top where the radar "
+                   "clipped it (default 0.5)")
     _profile_options(t, "gpr-default")
     w = s.add_parser("wheel", help="radar's survey wheel from a run over a known distance: "
                      "distance_per_count, which places a radar recorded without a GPS")
