@@ -196,11 +196,12 @@ def _check_quiet(x: np.ndarray, where: str) -> None:
     with np.errstate(invalid="ignore", divide="ignore"):
         means = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
     move = np.nanmax(means, axis=0) - np.nanmin(means, axis=0)
-    d = np.abs(np.diff(x, axis=0))
-    # mean |difference| of consecutive readings = 2 sigma / sqrt(pi) for white noise
-    with np.errstate(invalid="ignore"):
-        sigma = np.nanmean(np.where(np.isfinite(d), d, np.nan), axis=0) * math.sqrt(math.pi) / 2
-    sigma = np.where(np.isfinite(sigma), sigma, 0.0)
+    # mean |difference| of consecutive readings = 2 sigma / sqrt(pi) for white
+    # noise; consecutive among a gate's finite readings (differences across a
+    # missing one had been NaN: a gate that misses every other reading had no
+    # noise, and its null was refused as "not steady")
+    sigma = np.array([np.abs(np.diff(x[fin[:, j], j])).mean() for j in range(g)])
+    sigma = sigma * math.sqrt(math.pi) / 2
     ratio = np.where(move > 0, move / np.where(sigma > 0, sigma, np.nan), 0.0)
     ratio = np.where(np.isnan(ratio), np.inf, ratio)
     k = int(np.argmax(ratio))

@@ -96,6 +96,23 @@ def test_null_accepts_steady_readings_of_any_kind(tmp_path, what):
     np.testing.assert_allclose(prof["null"], data.mean(axis=0), rtol=1e-6, atol=1e-6)
 
 
+def test_a_gate_that_misses_every_other_reading_is_nulled(tmp_path):
+    """(left alone in session 33) The reading noise came from differences of
+    consecutive readings: with every other reading of a gate missing, each
+    difference was NaN, the gate had no noise, and a steady null was refused
+    ("not a steady reading in air ... with no reading noise")."""
+    data = _air(400)
+    data[::2, 3] = np.nan
+    prof = null_profile(_emi(tmp_path / "half.h5", data))
+    np.testing.assert_allclose(prof["null"][3], np.nanmean(data[:, 3]), rtol=1e-6)
+    assert prof["noise"][3] == pytest.approx(0.01, rel=0.2)
+    moved = data.copy()
+    moved[200:, 3] += 0.5  # metal near the coil half way: still refused, on that gate
+    with pytest.raises(ConfigError, match="not a steady reading in air: on gate 3 .* times "
+                                          "the reading noise"):
+        null_profile(_emi(tmp_path / "moved.h5", moved))
+
+
 def test_null_refuses_a_gate_without_readings_and_too_short_a_segment(tmp_path):
     data = _air(200)
     data[:, 2] = np.nan  # (the null used to be NaN there: every later reading NaN)
