@@ -1401,8 +1401,13 @@ class Recorder:
         return cols
 
     def _covered(self, b: FrameBatch) -> bool:
+        """Whether every frame of ``b`` lies before the last fix: its positions
+        are final.  By its latest time, not its last frame's: mapped times can
+        step back within a batch (a refit of the clock, ClockFit.max_hold_s),
+        and frames after the last fix had been written without a position
+        for good."""
         last_fix = self._track.last_time
-        return last_fix is not None and last_fix >= int(b.time_ns[-1])
+        return last_fix is not None and last_fix >= int(b.time_ns.max())
 
     def _write_incoming(self) -> None:
         """Append each stream's new frames at once, positions where already known."""
