@@ -8,6 +8,7 @@ asserts on elapsed time.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -43,6 +44,13 @@ class PtyPort:
         os.replace(tmp, self.path)
 
     def unplug(self):
+        # The stable path goes first, as a by-id link does when the adapter is
+        # pulled: left in place, it named a /dev/pts number that any process
+        # could be given next, and a reader retrying it reconnected to that
+        # stranger's pty (a loaded run with other ptys in use: reconnects 2,
+        # "timed out waiting for reconnect").
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
         for fd in (self.master, self.slave):
             if fd is not None:
                 os.close(fd)

@@ -140,7 +140,9 @@ def test_two_devices_every_frame_once_with_interpolated_positions(tmp_path, writ
         ok = np.isfinite(x)
         assert ok.mean() > 0.8
         np.testing.assert_allclose(y[ok], 1.0, atol=0.01)
-        assert np.all(np.diff(x[ok]) >= -0.01)  # moving forward along x
+        # moving forward along x, in the readings' time order (a clock fit
+        # settling at start-up may step their times back: see ClockFit.max_hold_s)
+        assert np.all(np.diff(x[ok][np.argsort(e.time[ok], kind="stable")]) >= -0.01)
         assert r.truth["id"][0] == "T1"
         assert "device_time_us" in e.field_names
         np.testing.assert_array_equal(e["device_time_us"], np.arange(n) * 2000)
@@ -412,6 +414,12 @@ def _detecting_recorder(out, seed, kinds=("emi-pi", "nmea"), **device_options):
     from demine.simulate import SimulatedDevice, load_scene
 
     scene = load_scene("benign-soil")
+    # (the devices' default backlog, 0.1 s, is a stall of the loaded host's
+    # test thread away from dropping frames at the device, and a gap in the
+    # file is then no fault of the recorder's: a loaded run had a 60-frame
+    # gap so; with 5 s a drop needs a 5 s stall, and the tests that count
+    # frames check that the devices dropped none)
+    device_options.setdefault("max_backlog", 5.0)
     devices = [SimulatedDevice(d, scene, seed=seed, duration=30.0, **device_options)
                for d in kinds]
     for d in devices:
@@ -465,6 +473,7 @@ def test_inline_detection_follows_the_flush_and_a_failure_loses_no_frame(tmp_pat
     assert all(n_given <= n_appended for n_given, n_appended, _ in seen)
     flushed = [n_given <= n_file for n_given, _, n_file in seen]
     assert sum(flushed) >= 0.8 * len(flushed)
+    assert [d.bytes_dropped for d in devices] == [0, 0]  # (a gap below is the recorder's)
     with Recording(out) as r:  # everything received, the failed chunk's frames too
         seq = r.streams["emi"].sequence
         assert seq.size == rec.frames_written["emi"] >= seen[-1][0]
@@ -706,12 +715,39 @@ def test_detectors_that_together_hold_up_the_writer_lose_the_busiest_to_a_thread
     one moves to a thread, the other stays in the writer thread."""
     out = tmp_path / "two.h5"
     rec, devices = _detecting_recorder(out, seed=5, kinds=("emi-pi", "gpr", "nmea"))
+    # every move: the window's span, the inline detectors' busy time in it,
+    # who moved, and the time gpr's calls took in it (timed by the test)
+    moves: list[tuple[float, dict[str, float], set[str], float]] = []
+    calls: list[tuple[float, float]] = []
     try:
         rec.start()
         workers = rec._detectors
         assert set(workers) == {"emi", "gpr"}
+        check = rec._check_detect_load
+
+        def logged():
+            now, since = time.monotonic(), rec._load_since
+            busy = {n: w.busy for n, w in workers.items() if not w.threaded and not w.failed}
+            before = {n for n, w in workers.items() if w.moved}
+            check()
+            moved = {n for n, w in workers.items() if w.moved} - before
+            if moved:
+                gpr = sum(e - max(s, since) for s, e in calls if e > since)
+                moves.append((now - since, busy, moved, gpr))
+
+        rec._check_detect_load = logged
         _slowed(workers["emi"], 0.45)
         _slowed(workers["gpr"], 0.2)
+        process = workers["gpr"].detector.process
+
+        def timed(*a):  # (the test's own count of gpr's time, not the recorder's)
+            start = time.monotonic()
+            try:
+                return process(*a)
+            finally:
+                calls.append((start, time.monotonic()))
+
+        workers["gpr"].detector.process = timed
         deadline = time.monotonic() + 20
         while not any(w.moved for w in workers.values()) and time.monotonic() < deadline:
             rec.run(0.2)
@@ -721,10 +757,25 @@ def test_detectors_that_together_hold_up_the_writer_lose_the_busiest_to_a_thread
         for d in devices:
             d.stop()
     assert rec.error is None
-    assert workers["emi"].moved and not workers["gpr"].moved
+    # the busier one moved first, and alone, when the two together were over the limit
+    span, busy, moved, _ = moves[0]
+    assert moved == {"emi"} and busy["emi"] > busy["gpr"], moves
+    assert busy["emi"] + busy["gpr"] > rec.detect_max_busy * span, moves
+    # The other one stays in the writer thread: its 0.2 is far below the limit
+    # on its own.  Its busy time is wall time, though, and on a loaded host its
+    # own work can take it over the limit (2 cores under load: moved too in
+    # 1 run of 8, and in every run with 5 busy processes).  Then, and only
+    # then, it may move: its calls, as the test timed them, took that share
+    # of the window on their own.
+    for span, busy, moved, gpr in moves[1:]:
+        assert moved == {"gpr"} and set(busy) == {"gpr"}, moves
+        assert busy["gpr"] > rec.detect_max_busy * span, moves
+        assert gpr > 0.9 * rec.detect_max_busy * span, moves
+    assert workers["emi"].moved and workers["gpr"].moved == (len(moves) == 2), moves
     assert [n for n in rec.processing_notes if "moved to a thread" in n] == [
-        f"emi: detection could not keep up in the writer thread (more than "
-        f"{rec.detect_max_busy:.0%} of the time): moved to a thread of its own"]
+        f"{name}: detection could not keep up in the writer thread (more than "
+        f"{rec.detect_max_busy:.0%} of the time): moved to a thread of its own"
+        for name in ("emi", "gpr")[:len(moves)]]
 
 
 def _undeclared_pulse_recorder(tmp_path, out):
