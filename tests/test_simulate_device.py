@@ -6,6 +6,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -285,3 +286,35 @@ def test_a_device_late_to_compute_its_frames_drops_none_a_steady_reader_takes():
     assert dev.bytes_dropped == 0
     assert framer.stats.sequence_gaps == 0
     np.testing.assert_array_equal(FrameBatch.concatenate(batches).sequence, np.arange(2500))
+
+
+def test_a_device_writes_on_while_its_reader_takes_bytes():
+    """A write gives up only once the pty has taken nothing for its stall time
+    (20 ms in real time), not 20 ms after it began: a burst larger than the
+    pty holds (a device back from a busy host's pause) goes to a reader that
+    keeps taking it, here 4 KiB every 10 ms, instead of being dropped."""
+    dev = SimulatedDevice("gpr", "battle-area", seed=3, duration=1.0, wall_clock=False)
+    ser = serial.serial_for_url(dev.port, timeout=0)
+    got = bytearray()
+    done = False
+
+    def read():
+        while not done:
+            got.extend(ser.read(4096))
+            time.sleep(0.01)
+
+    th = threading.Thread(target=read)
+    th.start()
+    try:
+        burst = bytes(range(256)) * 800  # 200 KiB, ten times what the pty holds
+        t0 = time.monotonic()
+        sent = dev._write(memoryview(burst), 0.02)
+        took = time.monotonic() - t0
+    finally:
+        time.sleep(0.2)
+        done = True
+        th.join()
+        ser.close()
+        dev.stop()
+    assert sent == len(burst), (sent, took)
+    assert bytes(got) == burst

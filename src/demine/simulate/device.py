@@ -14,7 +14,8 @@ like a serial device: bytes that have waited on a full pty for more than
 ``max_backlog`` seconds are dropped and counted in ``bytes_dropped``.  A frame
 waits from its due time, or from when the device first offers it if the
 simulation was late to compute it (a busy host): a real device is never late,
-so that time is not held against the reader.  After the last
+so that time is not held against the reader; and the device writes on while
+the pty takes bytes, dropping only once it has taken none for 20 ms.  After the last
 frame, :meth:`SimulatedDevice.drain` lets a reader that has the port open take
 what the pty still holds, and returns at once when nobody has it open.
 """
@@ -405,15 +406,19 @@ class SimulatedDevice:
             except OSError:
                 pass
 
-    def _write(self, data: memoryview, deadline: float | None) -> int:
-        """Write as much of ``data`` as the pty takes before ``deadline`` (None: all)."""
+    def _write(self, data: memoryview, stall: float | None) -> int:
+        """Write as much of ``data`` as the pty takes until it has taken nothing
+        for ``stall`` seconds (None: all, however long)."""
         done = 0
+        deadline = None if stall is None else time.monotonic() + stall
         while done < len(data) and not self._stop.is_set():
             with self._io:
                 fd = self._master
                 if fd >= 0:
                     try:
                         done += os.write(fd, data[done:])
+                        if stall is not None:  # (the reader is taking: wait on)
+                            deadline = time.monotonic() + stall
                         continue
                     except BlockingIOError:
                         pass
@@ -561,7 +566,7 @@ class SimulatedDevice:
                         pending[j] = (now, pending[j][1])
                 offered = max(offered, k)
                 chunk = b"".join(f for _, f in pending[:k])
-                sent = self._write(memoryview(chunk), now + 0.02)
+                sent = self._write(memoryview(chunk), 0.02)
                 self.bytes_sent += sent
                 if sent == len(chunk):
                     self.frames_sent += k
