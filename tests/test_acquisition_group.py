@@ -57,7 +57,9 @@ def test_one_thread_reads_every_device_and_faults_stay_apart(tmp_path):
         return group.stop, readers, cols
 
     (re, rg, rb), (ce, _, _), samples = devices_independent(tmp_path, start)
-    assert new == {"demine-readers"}
+    # one thread reads them all; beside it, each port's native drain (a loop
+    # that never holds the GIL: demine._drain)
+    assert {n for n in new if not n.startswith("demine-drain-")} == {"demine-readers"}
     np.testing.assert_array_equal(np.concatenate([b.samples for b in ce.batches]),
                                   samples[:100])
     assert not any(r.running for r in (re, rg, rb))

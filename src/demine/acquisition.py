@@ -53,7 +53,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _framing
+from . import _drain, _framing
 from .drivers import Driver, FrameBatch, get_driver
 from .framing import Framer, FramingStats
 
@@ -431,6 +431,13 @@ class DeviceReader:
     read_block : int
         Largest read on URL ports whose ``in_waiting`` is not a byte count
         (``socket://``, ``rfc2217://``); local ports read exactly what is buffered.
+    native_drain : bool
+        Drain a local port (POSIX) into a large buffer from a native loop that
+        never holds the GIL, and read that buffer (default True).  The port's
+        own buffer holds 25-50 ms of a radar; a reader thread the interpreter
+        keeps from running longer than that (another thread's long call, a
+        garbage collection, a loaded machine) lost frames in the kernel.  The
+        bytes keep the host time at which the native loop read them.
 
     Notes
     -----
@@ -456,6 +463,7 @@ class DeviceReader:
         diagnose_bytes: int = 65536,
         clock: ClockFit | None = None,
         read_block: int = 65536,
+        native_drain: bool = True,
     ) -> None:
         self.url = str(url)
         self.driver = get_driver(driver)
@@ -473,6 +481,7 @@ class DeviceReader:
         self.backoff = (float(backoff[0]), float(backoff[1]))
         self.diagnose_bytes = int(diagnose_bytes)
         self.read_block = int(read_block)
+        self.native_drain = bool(native_drain) and _drain.AVAILABLE
         self.clock = clock if clock is not None else ClockFit()
         self.framer = Framer(self.driver)
         self._events: deque[ReaderEvent] = deque(maxlen=10_000)
@@ -482,6 +491,8 @@ class DeviceReader:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._ser: Any = None
+        self._drain: Any = None  # a _drain.PortDrain while a local port is open
+        self._drain_thread: threading.Thread | None = None
         self._group: ReaderGroup | None = None
         self._done = threading.Event()  # set when a grouped reader has finished
         self.error: BaseException | None = None
@@ -626,7 +637,12 @@ class DeviceReader:
         fd = getattr(ser, "fd", None)
         if ser is None or fd is None or type(ser).__module__ not in _EXACT_IN_WAITING:
             return b""
-        parts = _read_until_empty(fd, self.read_block)
+        parts = []
+        if self._drain is not None:  # what the native loop read, then the rest
+            self._stop_drain()
+            while data := self._drain.take(1 << 30)[0]:
+                parts.append(data)
+        parts += _read_until_empty(fd, self.read_block)
         if not parts:
             return b""
         tail = b"".join(parts)
@@ -635,7 +651,56 @@ class DeviceReader:
             self._stats.bytes_read += len(tail)
         return tail
 
+    def _start_drain(self, ser: Any) -> None:
+        """Start the native loop on a local port's (non-blocking) descriptor."""
+        fd = getattr(ser, "fd", None)
+        if not self.native_drain or fd is None or os.get_blocking(fd):
+            return
+        self._drain = _drain.PortDrain(fd)
+        # (it rests half a poll interval between reads: a few hundred
+        # wake-ups a second, and bytes wait in the kernel at most that long)
+        self._drain_thread = threading.Thread(target=self._drain.run,
+                                              args=(self.poll_interval / 2,),
+                                              name=f"demine-drain-{self.name}", daemon=True)
+        self._drain_thread.start()
+
+    def _stop_drain(self) -> None:
+        """Stop the native loop (it returns within its 20 ms poll); the bytes it
+        read stay in :attr:`_drain` to be taken."""
+        th, self._drain_thread = self._drain_thread, None
+        if self._drain is not None:
+            self._drain.stop()
+        if th is not None:
+            th.join()
+
+    def _take(self) -> tuple[bytes, list[tuple[int, int]]]:
+        """The bytes the native loop read, cut where reads lie more than a
+        poll interval apart, with the host time of each part's last read."""
+        data, ends, times = self._drain.take(self.read_block)
+        if not data:
+            err = self._drain.error
+            if err:
+                import serial
+
+                raise serial.SerialException(
+                    "device reports readiness to read but returned no data (device "
+                    "disconnected or multiple access on port?)" if err == _drain.HANGUP
+                    else f"[Errno {err}] {os.strerror(err)}")
+            return data, []
+        span = max(int(self.poll_interval * 1e9), 1_000_000)
+        parts: list[tuple[int, int]] = []
+        first = int(times[0])
+        for end, t in zip(ends.tolist(), times.tolist(), strict=True):
+            if parts and t - first <= span:
+                parts[-1] = (end, t)
+            else:
+                parts.append((end, t))
+                first = t
+        return data, parts
+
     def _close(self) -> None:
+        self._stop_drain()
+        self._drain = None
         ser, self._ser = self._ser, None
         if ser is not None:
             try:
@@ -715,6 +780,8 @@ class DeviceReader:
                     elif not exact_waiting:
                         self._ser.timeout = min(self.read_timeout,
                                                 max(self.poll_interval, 0.01))
+                    if exact_waiting:
+                        self._start_drain(self._ser)
                     last_data = time.monotonic()
                     stalled = False
                     with self._lock:
@@ -731,9 +798,12 @@ class DeviceReader:
                     ever_connected = True
                 # ---- one bulk read ----
                 t_read = time.monotonic()
+                parts: list[tuple[int, int]] = []
                 try:
                     ser = self._ser
-                    if fd is not None:
+                    if self._drain is not None:
+                        data, parts = self._take()
+                    elif fd is not None:
                         # pyserial's port (VMIN = VTIME = 0): b"" when nothing is
                         # buffered, or when the device hung up; as pyserial's read,
                         # ready for select but no data is an unplugged device
@@ -792,7 +862,8 @@ class DeviceReader:
                         self._event("disconnected", f"{self.url} disappeared")
                         if not self.reconnect:
                             break
-                    if shared:  # (a reader in its own thread waited in the read)
+                    if shared or self._drain is not None:
+                        # (a reader in its own thread waited in its read)
                         yield self._rest(t_read)
                     continue
                 if stalled:
@@ -801,10 +872,18 @@ class DeviceReader:
                     stalled = False
                 last_data = time.monotonic()
                 frames_before = self.framer.stats.frames
+                timed: list[tuple[list[FrameBatch], int]] = []
                 with self._lock:
                     st.reads += 1
                     st.bytes_read += len(data)
-                    batches = self.framer.feed(data)
+                    if parts:  # each part with the time its bytes were read
+                        start = 0
+                        for end, t in parts:
+                            timed.append((self.framer.feed(data[start:end]), t))
+                            start = end
+                    else:
+                        timed.append((self.framer.feed(data), now_ns))
+                batches = [b for bs, _ in timed for b in bs]
                 if self.framer.stats.frames > frames_before or batches:
                     since_good = 0
                     diagnosed = False
@@ -825,8 +904,9 @@ class DeviceReader:
                         with self._lock:
                             st.diagnosis = msg
                         self._event("no_valid_frames", msg)
-                if batches:
-                    self._deliver(batches, now_ns)
+                for bs, t in timed:
+                    if bs:
+                        self._deliver(bs, t)
                 # let bytes accumulate: few large reads instead of many small ones;
                 # but a read that (nearly) filled the 4 KiB tty line-discipline
                 # buffer means more is queued behind it: read again at once
