@@ -3,7 +3,8 @@
 Simulated devices (radar 512 int16 samples x 400 traces/s, detector 16 gates x
 1000 readings/s, RTK tracker 10 Hz) run in a separate process and write their
 real wire protocols on pseudo-terminals; this process runs the recorder
-(``demine record --detect``: one reader thread for all the local ports, the
+(``demine record --detect``: one reader thread for all the local ports, each
+drained by a native loop without the GIL, the
 writer thread, the processing chains, the EMI and GPR detectors, HDF5 with
 SWMR) on them for ``--seconds``.
 
