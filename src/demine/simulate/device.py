@@ -15,7 +15,8 @@ like a serial device: bytes that have waited on a full pty for more than
 waits from its due time, or from when the device first offers it if the
 simulation was late to compute it (a busy host): a real device is never late,
 so that time is not held against the reader; and the device writes on while
-the pty takes bytes, dropping only once it has taken none for 20 ms.  After the last
+the pty takes bytes, dropping only once it has taken none for 20 ms (or the
+reader has fallen ``max_backlog`` behind).  After the last
 frame, :meth:`SimulatedDevice.drain` lets a reader that has the port open take
 what the pty still holds, and returns at once when nobody has it open.
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import math
 import os
 import select
 import sys
@@ -406,11 +408,13 @@ class SimulatedDevice:
             except OSError:
                 pass
 
-    def _write(self, data: memoryview, stall: float | None) -> int:
+    def _write(self, data: memoryview, stall: float | None, most: float = math.inf) -> int:
         """Write as much of ``data`` as the pty takes until it has taken nothing
-        for ``stall`` seconds (None: all, however long)."""
+        for ``stall`` seconds (None: all, however long), and for at most
+        ``most`` seconds (a reader slower than the device falls behind)."""
         done = 0
-        deadline = None if stall is None else time.monotonic() + stall
+        t0 = time.monotonic()
+        deadline = None if stall is None else t0 + stall
         while done < len(data) and not self._stop.is_set():
             with self._io:
                 fd = self._master
@@ -418,7 +422,7 @@ class SimulatedDevice:
                     try:
                         done += os.write(fd, data[done:])
                         if stall is not None:  # (the reader is taking: wait on)
-                            deadline = time.monotonic() + stall
+                            deadline = min(time.monotonic() + stall, t0 + most)
                         continue
                     except BlockingIOError:
                         pass
@@ -566,7 +570,7 @@ class SimulatedDevice:
                         pending[j] = (now, pending[j][1])
                 offered = max(offered, k)
                 chunk = b"".join(f for _, f in pending[:k])
-                sent = self._write(memoryview(chunk), 0.02)
+                sent = self._write(memoryview(chunk), 0.02, self.max_backlog)
                 self.bytes_sent += sent
                 if sent == len(chunk):
                     self.frames_sent += k
