@@ -1110,3 +1110,70 @@ def test_outputs_of_other_code_are_computed_again(campaign, tmp_path, monkeypatc
     assert batch.code_fingerprint(None) != fp   # (the modules' bytes are in it)
     res = run_batch([str(good[0])], out, workers=1, processes=False, progress=False)
     assert len(res.computed) == 1 and not res.skipped
+
+
+def test_the_batch_audit_of_session_34(campaign, tmp_path, capsys):
+    """What a helper's audit of the batch found: a recording whose detector
+    stream never got a frame was scored as a lane searched without an alarm
+    (its mine missed, the campaign's PD lowered, its FA/m² made unknown); a
+    recording still open for writing was pooled as a finished lane; one file
+    reached by two hard links was pooled twice; a soil written as an array of
+    strings failed the file; a malformed --scheduler and a config switching
+    both sensors off gave a traceback and a per-file error each."""
+    import shutil
+
+    import h5py
+
+    from demine.batch import expand_inputs
+    from demine.recording import RecordingWriter, open_for_writing
+    from demine.simulate import simulate_lane
+    from demine.simulate.lane import local_frame
+
+    _, good, _ = campaign
+    d = tmp_path / "rec"
+    d.mkdir()
+    sim = simulate_lane(tiny_scene(), seed=11, duration=0.5)
+    sc = sim.scene
+    with RecordingWriter(d / "nodata.h5", attrs=dict(local_frame(sc).attrs())) as w:
+        w.add_stream("emi", "emi", gate_times=sc.gate_times, driver="emi-pi")
+        w.add_truth(sim.truth)
+    shutil.copyfile(good[0], d / "soil.h5")
+    with h5py.File(d / "soil.h5", "r+") as f:
+        f.attrs["soil"] = np.array([b"loam", b"wet"])
+    shutil.copyfile(good[1], d / "open.h5")
+    with open(d / "open.h5", "r+b") as fh:   # (as a recorder's file until it closes it)
+        fh.seek(11)
+        flags = fh.read(1)[0]
+        fh.seek(11)
+        fh.write(bytes([flags | 0b101]))
+    assert open_for_writing(d / "open.h5") and not open_for_writing(good[1])
+    res = run_batch([str(d / "*.h5")], tmp_path / "out", workers=1, processes=False,
+                    progress=False)
+    failed = {Path(r["file"]).name: r["error"] for r in res.failed}
+    assert set(failed) == {"nodata.h5", "open.h5"}, failed
+    assert "no frame in its 'emi' stream" in failed["nodata.h5"]
+    assert "still open for writing by its recorder" in failed["open.h5"]
+    assert "h5clear -s" in failed["open.h5"]
+    (done,) = res.done
+    assert Path(done["file"]).name == "soil.h5"
+    assert res.evaluations["all"].n_targets == 1   # (nodata's mine is no missed mine)
+    with np.load(file_dir(tmp_path / "out", d / "soil.h5") / "lane.npz") as z:
+        assert json.loads(str(z["meta"]))["soil"] == "loam; wet"   # (as evaluate reads it)
+    # one file by two hard links (and a symbolic link) is one recording
+    (tmp_path / "day1").mkdir()
+    (tmp_path / "day2").mkdir()
+    os.link(good[0], tmp_path / "day1" / "lane.h5")
+    os.link(good[0], tmp_path / "day2" / "lane.h5")
+    os.symlink(good[0], tmp_path / "day2" / "link.h5")
+    assert len(expand_inputs([str(tmp_path / "day*" / "*.h5")])) == 1
+    # options refused before any work, in one line
+    for args, says in ((["--scheduler", "tcp://127.0.0.1"], "no scheduler address"),
+                       (["--scheduler", "garbage"], "no scheduler address")):
+        rc = main(["batch", str(good[0]), "--out", str(tmp_path / "o2"), "-q", *args])
+        err = capsys.readouterr().err
+        assert rc == 2 and says in err and "Traceback" not in err, err
+    cfg = tmp_path / "off.toml"
+    cfg.write_text("[emi]\nenabled = false\n[gpr]\nenabled = false\n")
+    with pytest.raises(ConfigError, match="switches both emi and gpr off"):
+        run_batch([str(good[0])], tmp_path / "o3", config=cfg, workers=1, processes=False,
+                  progress=False)

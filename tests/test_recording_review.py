@@ -78,3 +78,33 @@ def test_samples_of_the_wrong_rank_are_a_schema_error(tmp_path):
         g.create_dataset("samples", data=np.ones(10, np.float32), maxshape=(None,))
     with pytest.raises(SchemaError, match=r"rank\.h5.*stream 'emi'.*samples"):
         Recording(path)
+
+
+def test_a_file_another_program_holds_open_for_writing_is_not_called_damaged(tmp_path):
+    """A recorder that has made its file but not yet begun to append holds
+    HDF5's file lock: opening it failed as "HDF5 file cannot be opened
+    (damaged?)" (batch audit, session 34)."""
+    import subprocess
+    import sys
+
+    from demine.errors import RecordingError
+    from demine.recording import Recording
+
+    path = tmp_path / "held.h5"
+    code = ("import sys, time, numpy as np\n"
+            "from demine.recording import RecordingWriter\n"
+            f"with RecordingWriter({str(path)!r}) as w:\n"
+            "    w.add_stream('emi', 'emi', gate_times=np.geomspace(1e-5, 1e-3, 16))\n"
+            "    print('declared', flush=True)\n"
+            "    sys.stdin.readline()\n")
+    writer = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline() == "declared\n"
+        with pytest.raises(RecordingError, match="open for writing by another program") as e:
+            Recording(path)
+        assert "damaged" not in str(e.value)
+    finally:
+        writer.communicate("\n", timeout=30)
+    with Recording(path) as rec:   # (closed by its writer: it opens)
+        assert "emi" in rec.streams

@@ -63,7 +63,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError, ModelError
+from .errors import ConfigError, ModelError, RecordingError
 
 __all__ = [
     "BatchInterrupted", "BatchResult", "expand_inputs", "file_dir", "job_key", "load_campaign",
@@ -129,7 +129,13 @@ def expand_inputs(patterns: Sequence[str | Path]) -> list[Path]:
         else:
             raise ConfigError(f"{s}: no such file")
         for h in hits:
-            key = os.path.realpath(h)
+            # one file however reached: by symbolic links or hard links (a
+            # `cp -al` snapshot in the campaign's tree had pooled it twice)
+            try:
+                st_ = os.stat(h)
+                key: Any = (st_.st_dev, st_.st_ino)
+            except OSError:
+                key = os.path.realpath(h)
             if key not in seen:
                 seen.add(key)
                 out.append(Path(h))
@@ -628,8 +634,14 @@ def _run_job(path: Path, fdir: Path, config: Mapping[str, Any] | None,
 
     from .evaluate import evaluate_lanes, lane_from_recording, searched_area
     from .positions import LocalFrame
-    from .recording import Recording
+    from .recording import Recording, open_for_writing
 
+    if open_for_writing(path):
+        # (it had been scored as a finished lane, part of one pooled into the
+        # campaign without a word)
+        raise RecordingError(f"{path}: still open for writing by its recorder (or its "
+                             f"recorder stopped without closing it: `h5clear -s {path}` "
+                             "marks it closed): analyse it once the recording has ended")
     cfg = dict(config) if config is not None else None
     if cfg is not None and gpr_threads and "gpr" in cfg:
         det = dict(cfg["gpr"].get("detector", {}))
@@ -656,7 +668,14 @@ def _run_job(path: Path, fdir: Path, config: Mapping[str, Any] | None,
     # group (it had been reported at PD 0); a recording with none to detect on
     # fails, rather than count its mines as missed
     on = [k for k in ("emi", "gpr") if ((cfg or {}).get(k) or {}).get("enabled", True)]
-    det_streams = [s for s, (k, _) in streams.items() if k in on]
+    det_streams = [s for s, (k, n_) in streams.items() if k in on and n_ > 0]
+    empty = [s for s, (k, n_) in streams.items() if k in on and n_ == 0]
+    if not det_streams and empty:
+        # (it had been scored as a lane searched without an alarm: its mines
+        # missed, the campaign's PD lowered and its FA/m² made unknown)
+        raise ConfigError(f"{path}: no frame in its {', '.join(repr(e) for e in empty)} "
+                          f"stream{'s' if len(empty) > 1 else ''} (the device sent none?): "
+                          "nothing to detect on, and its mines would count as missed")
     if not det_streams:
         have = ", ".join(f"{s} ({k})" for s, (k, _) in streams.items()) or "none"
         raise ConfigError(f"{path}: no {' or '.join(k.upper() for k in on) or 'EMI or GPR'} "
@@ -712,12 +731,9 @@ def _run_job(path: Path, fdir: Path, config: Mapping[str, Any] | None,
     pq.write_table(_to_arrow(cols), tmp)
     os.replace(tmp, fdir / "alarms.parquet")
 
-    with Recording(path) as rec:
-        attrs = rec.attrs
-        soil = str(attrs.get("soil") or attrs.get("soil_name") or attrs.get("scene")
-                   or "unknown")
-        lane_id = str(attrs.get("lane_id", "") or "")
-    name = path.name + (f" ({lane_id})" if lane_id else "")
+    # (the lane's own: read as text, as `demine evaluate` reads them; a soil
+    # written as an array of strings had failed the file)
+    soil, name = lanes["all"].soil, lanes["all"].name
     _save_lane(fdir / "lane.npz", truth, lanes,
                {"groups": groups, "footprint": footprints, "path_length": lengths,
                 "soil": soil, "name": name,
@@ -976,6 +992,9 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path, *,
     # (held to the end: a second batch into the same directory is refused)
     with _output_lock(out, say):
         cfg = resolve_config(config)
+        if not any((cfg.get(k) or {}).get("enabled", True) for k in ("emi", "gpr")):
+            raise ConfigError("the config switches both emi and gpr off: nothing to detect "
+                              "on in any recording")
         model_hash = None
         if model is not None:
             mp = Path(model)
@@ -1058,6 +1077,16 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path, *,
             finished = sum(1 for i in todo
                            if _cached_row(file_dir(out, paths[i]), keys[i], paths[i]) is not None)
             raise BatchInterrupted(out, finished, len(todo), len(paths) - len(todo)) from None
+        except OSError as exc:
+            if not gathering or gathered:
+                raise
+            # (a full disk had printed pyarrow's "Error writing bytes to file",
+            # naming no file, and left its temporary tables)
+            _remove_tables(out)
+            raise OSError(exc.errno, f"cannot write the campaign tables in {out}: "
+                          f"{exc.strerror or exc}. No campaign table was written; each "
+                          "recording's outputs are kept, and the command run again once "
+                          "there is room gathers them without recomputing") from exc
         if say:
             say(f"  done {len(result.computed)}, skipped (up to date) {len(result.skipped)}, "
                 f"failed {len(result.failed)}")
@@ -1203,6 +1232,9 @@ def _run_tasks(paths: list[Path], keys: list[str], todo: list[int],
             except OSError as exc:
                 raise ConfigError(f"cannot reach the Dask scheduler at {scheduler}: "
                                   f"{exc}") from exc
+            except (ValueError, TypeError) as exc:  # (a traceback before)
+                raise ConfigError(f"--scheduler {scheduler!r} is no scheduler address "
+                                  f"(expected tcp://HOST:PORT): {exc}") from None
         else:
             ncpu = os.cpu_count() or 1
             n = workers if workers is not None else min(ncpu, len(todo))

@@ -1245,6 +1245,26 @@ def _check_not_truncated(path: Path) -> None:
         )
 
 
+def open_for_writing(path: str | Path) -> bool:
+    """Whether a recording's superblock says a writer has it open: being
+    recorded, or its recorder stopped without closing it (``h5clear -s PATH``
+    marks such a file closed).  False for a file whose superblock is of a
+    version without these flags (demine writes versions 2 and 3).
+
+    Readers open such files (SWMR reading), as the console follows a lane
+    being recorded; a campaign's analysis (:mod:`demine.batch`) refuses them,
+    whose figures would be of part of a lane.
+    """
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+    except OSError:
+        return False
+    if len(head) < 12 or not head.startswith(_HDF5_SIGNATURE) or head[8] not in (2, 3):
+        return False
+    return bool(head[11] & 0b101)  # (bit 0: open for writing; bit 2: SWMR writing)
+
+
 # A SWMR reader retries a metadata block whose checksum fails (it may be
 # half-written by the writer), sleeping 1 ns, 2 ns, 4 ns ... between tries.
 # HDF5's default of 100 tries would sleep for millennia on a block that is
@@ -1350,6 +1370,10 @@ def _open_h5(path: Path, locking: bool = True) -> h5py.File:
         try:
             return h5py.File(path, "r", **({} if locking else {"locking": False}))
         except (OSError, RuntimeError) as exc:
+            if "unable to lock file" in str(exc):
+                # (a writer holds the file's lock: it is not damaged)
+                raise RecordingError(f"{path}: open for writing by another program (it "
+                                     f"holds the file's lock): {exc}") from exc
             raise RecordingError(f"{path}: HDF5 file cannot be opened (damaged?): "
                                  f"{exc}") from exc
 
