@@ -197,8 +197,12 @@ def test_pooled_evaluation_equals_demine_evaluate(campaign, first_run):
     assert ev.pd_lower95 == pytest.approx(ref.pd_lower95)
     np.testing.assert_allclose(ev.roc.pd, ref.roc.pd)
     np.testing.assert_allclose(ev.roc.far, ref.roc.far)
+    # and its notes (the batch audit: that a target found by both sensors
+    # counts once, the other alarm as a false alarm, had been dropped)
+    assert ev.notes == ref.notes and any("pooled" in n for n in ev.notes), ev.notes
     summary = json.loads((out / "summary.json").read_text())
     s = summary["evaluation"]["all"]
+    assert s["notes"] == ref.notes
     assert s["n_targets"] == 2 and s["pd_lower95"] == pytest.approx(ref.pd_lower95)
     assert set(summary["evaluation"]) == {"all", "emi", "gpr"}
     assert len(s["roc"]["pd"]) == len(s["roc"]["far"]) >= 2

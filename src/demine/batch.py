@@ -567,7 +567,11 @@ def _load_lanes(fdir: Path, alarms: Mapping[str, np.ndarray], score: str) -> dic
         out[g] = Lane(truth=truth, alarms=a, coverage=covs.get(g),
                       footprint=float(meta["footprint"].get(g, 0.3)),
                       area=None if g in covs else math.nan, soil=meta["soil"],
-                      name=meta["name"], notes=[],
+                      name=meta["name"],
+                      # (the lane's notes, as `demine evaluate` gives them: that
+                      # a target found by two sensors counts once, the other
+                      # alarm as a false alarm, had been dropped)
+                      notes=list(meta.get("notes", [])) if g == "all" else [],
                       # (NaN for lanes cached before it was kept: per metre undefined)
                       path_length=meta.get("path_length", {}).get(g, math.nan))
     return out
@@ -736,7 +740,7 @@ def _run_job(path: Path, fdir: Path, config: Mapping[str, Any] | None,
     soil, name = lanes["all"].soil, lanes["all"].name
     _save_lane(fdir / "lane.npz", truth, lanes,
                {"groups": groups, "footprint": footprints, "path_length": lengths,
-                "soil": soil, "name": name,
+                "soil": soil, "name": name, "notes": notes,
                 "score": score, "has_truth": has_truth})
 
     ev = results["all"]
