@@ -1176,6 +1176,10 @@ def test_the_batch_audit_of_session_34(campaign, tmp_path, capsys):
         rc = main(["batch", str(good[0]), "--out", str(tmp_path / "o2"), "-q", *args])
         err = capsys.readouterr().err
         assert rc == 2 and says in err and "Traceback" not in err, err
+    for n in ("0", "-2"):   # (refused before anything is done, cached or not)
+        rc = main(["batch", str(good[0]), "--out", str(tmp_path / "o4"), "-q", "--workers", n])
+        assert rc == 2 and "--workers must be an integer >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "o4").exists()
     cfg = tmp_path / "off.toml"
     cfg.write_text("[emi]\nenabled = false\n[gpr]\nenabled = false\n")
     with pytest.raises(ConfigError, match="switches both emi and gpr off"):

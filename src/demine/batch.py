@@ -984,6 +984,11 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path, *,
     BatchResult
     """
     _need_campaign_deps()
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
+                                or workers < 1):
+        # (before: checked once a cluster was made, after the "N to process"
+        # line, and not at all when every file was up to date)
+        raise ConfigError(f"--workers must be an integer >= 1, got {workers!r}")
     paths = expand_inputs(inputs)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
