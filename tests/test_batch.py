@@ -435,6 +435,14 @@ def test_a_model_is_loaded_once_per_process_and_again_when_its_file_changes(
     assert os.stat(model).st_ino == st.st_ino and os.stat(model).st_size == st.st_size
     third = batch._loaded_model(model, classify.load_model)
     assert third is not again and third.meta.get("note") == f"other {k}"
+    # a task of a run that began with another model file refuses this one
+    # (batch audit: its outputs would have been kept under the old model's key)
+    began = batch._file_hash(tmp)
+    assert batch._loaded_model(model, classify.load_model, began) is third
+    m.meta["note"] = "replaced during the run"
+    classify.save_model(m, model)
+    with pytest.raises(ModelError, match="the model file changed during the run"):
+        batch._loaded_model(model, classify.load_model, began)
 
 
 def test_process_workers_give_the_same_table(campaign, first_run, tmp_path):

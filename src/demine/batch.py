@@ -385,8 +385,12 @@ _MODELS_LOCK = threading.Lock()
 _MODELS_KEPT = 4
 
 
-def _loaded_model(model: str | Path, load: Callable[[Any], Any]) -> Any:
-    """``load(model)``, or the model this process loaded from the same file."""
+def _loaded_model(model: str | Path, load: Callable[[Any], Any],
+                  expect: str | None = None) -> Any:
+    """``load(model)``, or the model this process loaded from the same file;
+    with ``expect``, the SHA-256 the run's keys hold, a file whose contents
+    are no longer those is refused (replaced during the run: its outputs
+    would have been kept under the old model's key)."""
     try:
         st = os.stat(model)
     except OSError:
@@ -394,18 +398,25 @@ def _loaded_model(model: str | Path, load: Callable[[Any], Any]) -> Any:
     key = (os.path.abspath(model), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns,
            st.st_ctime_ns)
     with _MODELS_LOCK:
-        if key in _MODELS:
-            return _MODELS[key]
-    m = load(model)
+        m, h = _MODELS.get(key, (None, None))
+    if m is None:
+        m = load(model)   # (the loader checks the file: hashed only after)
+    if expect is not None and h is None:
+        h = _file_hash(Path(model))
+    if expect is not None and h != expect:
+        raise ModelError(f"{model}: the model file changed during the run (its SHA-256 is "
+                         "no longer the one the run began with): run the command again")
     with _MODELS_LOCK:
-        while len(_MODELS) >= _MODELS_KEPT:
-            del _MODELS[next(iter(_MODELS))]
-        _MODELS[key] = m
+        if key not in _MODELS:
+            while len(_MODELS) >= _MODELS_KEPT:
+                del _MODELS[next(iter(_MODELS))]
+        _MODELS[key] = (m, h)
     return m
 
 
 def _apply_model(model: str | Path, rec_path: Path, alarms: dict[str, np.ndarray],
-                 calibration: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
+                 calibration: Mapping[str, Any] | None = None,
+                 model_hash: str | None = None) -> dict[str, np.ndarray]:
     """``p_mine`` of every alarm from a classifier model file (:mod:`demine.classify`).
 
     Uses ``demine.classify.apply_model(recording, model, alarms)``; the alarm
@@ -421,7 +432,7 @@ def _apply_model(model: str | Path, rec_path: Path, alarms: dict[str, np.ndarray
         raise ModelError(f"{model}: this demine has no classifier "
                          "(demine.classify.apply_model is missing)")
     load = getattr(classify, "load_model", None)
-    loaded = _loaded_model(model, load) if load is not None else model
+    loaded = _loaded_model(model, load, model_hash) if load is not None else model
     out = apply(rec_path, loaded, alarms, calibration=calibration)
     p = out["p_mine"] if isinstance(out, Mapping) else out
     p = np.asarray(p, dtype=np.float64).reshape(-1)
@@ -581,8 +592,12 @@ def process_file(path: str | Path, out_dir: str | Path, config: Mapping[str, Any
                  model: str | Path | None = None, key: str = "", *,
                  gpr_threads: int | None = None,
                  calibration: Mapping[str, Any] | None = None,
-                 truth: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                 truth: Mapping[str, Any] | None = None,
+                 model_hash: str | None = None) -> dict[str, Any]:
     """The per-file job: detect, classify, evaluate, write outputs. Never raises.
+
+    ``model_hash``: the SHA-256 of the model file the job's key holds (a model
+    file whose contents are no longer those fails the file).
 
     Opens the recording read-only (several times, each handle closed before the
     next), and writes only into its own directory :func:`file_dir`.  On failure
@@ -607,7 +622,8 @@ def process_file(path: str | Path, out_dir: str | Path, config: Mapping[str, Any
         for stale in ("done.json", "error.json"):
             (fdir / stale).unlink(missing_ok=True)
         st = os.stat(path)  # (what the outputs are of, for demine report to compare)
-        row.update(_run_job(path, fdir, config, model, gpr_threads, calibration, truth))
+        row.update(_run_job(path, fdir, config, model, gpr_threads, calibration, truth,
+                            model_hash))
         row["status"] = "done"
         row["seconds"] = time.perf_counter() - t0
         row["size"], row["mtime_ns"] = st.st_size, st.st_mtime_ns
@@ -633,7 +649,8 @@ def process_file(path: str | Path, out_dir: str | Path, config: Mapping[str, Any
 def _run_job(path: Path, fdir: Path, config: Mapping[str, Any] | None,
              model: str | Path | None, gpr_threads: int | None,
              calibration: Mapping[str, Any] | None = None,
-             given_truth: Mapping[str, Any] | None = None) -> dict[str, Any]:
+             given_truth: Mapping[str, Any] | None = None,
+             model_hash: str | None = None) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
     from .evaluate import evaluate_lanes, lane_from_recording, searched_area
@@ -664,7 +681,7 @@ def _run_job(path: Path, fdir: Path, config: Mapping[str, Any] | None,
                 durations.append((int(t1) - int(t)) / 1e9)
     alarms = detect_file(path, cfg, calibration)
     if model is not None:
-        alarms = _apply_model(model, path, alarms, calibration)
+        alarms = _apply_model(model, path, alarms, calibration, model_hash)
     n = len(alarms["x"])
     score = "p_mine" if model is not None else "score"
     has_truth = truth_given
@@ -1069,7 +1086,7 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path, *,
                 _run_tasks(paths, keys, todo, rows, out, cfg, model, scheduler=scheduler,
                            workers=workers, processes=processes, client=client, bar=bar,
                            gpr_threads=gpr_threads, say=say, calibration=profiles,
-                           truths=truths)
+                           truths=truths, model_hash=model_hash)
             result = BatchResult(out, [r for r in rows if r is not None])
             gathering = True
             _gather(result, cfg, profiles,
@@ -1229,7 +1246,8 @@ def _run_tasks(paths: list[Path], keys: list[str], todo: list[int],
                gpr_threads: int | None = None,
                say: Callable[[str], Any] | None = None,
                calibration: Mapping[str, Any] | None = None,
-               truths: Sequence[Any] | None = None) -> None:
+               truths: Sequence[Any] | None = None,
+               model_hash: str | None = None) -> None:
     from distributed import Client, LocalCluster, as_completed
 
     cluster = None
@@ -1285,7 +1303,8 @@ def _run_tasks(paths: list[Path], keys: list[str], todo: list[int],
             fut = client.submit(process_file, str(os.path.abspath(paths[i])), str(out.resolve()),
                                 cfg, None if model is None else str(model), keys[i],
                                 gpr_threads=gpr_threads, calibration=calibration,
-                                truth=None if truths is None else truths[i], pure=False,
+                                truth=None if truths is None else truths[i],
+                                model_hash=model_hash, pure=False,
                                 key=f"demine-batch-{Path(path_text(paths[i])).stem}-"
                                     f"{uuid.uuid4().hex}")  # (a key is UTF-8 text)
             futures[fut] = i
