@@ -119,7 +119,7 @@ def test_a_hung_up_port_ends_the_loop_after_its_bytes():
     os.close(slave)
 
 
-@settings(deadline=None, max_examples=40)
+@settings(deadline=None, max_examples=20)
 @given(sizes=st.lists(st.integers(1, 3000), min_size=1, max_size=30),
        limits=st.lists(st.integers(1, 5000), min_size=1, max_size=10),
        capacity=st.integers(1, 4096))

@@ -657,10 +657,12 @@ class DeviceReader:
         if not self.native_drain or fd is None or os.get_blocking(fd):
             return
         self._drain = _drain.PortDrain(fd)
-        # (it rests half a poll interval between reads: a few hundred
-        # wake-ups a second, and bytes wait in the kernel at most that long)
+        # (it rests half a poll interval between reads, at most 5 ms: a few
+        # hundred wake-ups a second, bytes wait in the kernel at most that
+        # long, and a stop is seen at once; a reader on a long grid had its
+        # stop wait out a rest of half that grid)
         self._drain_thread = threading.Thread(target=self._drain.run,
-                                              args=(self.poll_interval / 2,),
+                                              args=(min(self.poll_interval / 2, 0.005),),
                                               name=f"demine-drain-{self.name}", daemon=True)
         self._drain_thread.start()
 
