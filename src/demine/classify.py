@@ -244,14 +244,20 @@ def lane_group(rec: Any, fallback: str) -> str:
     physics, or a lane surveyed twice) are one group; lanes of one id at
     different sites are different lanes.
     """
-    a = rec.attrs
-    lane = str(a.get("lane_id", "") or "")
+    from .recording import attr_text
+
+    # (as text, as `demine info` reads it: a lane id written as an array of
+    # strings had been a group of its own, "['L1']", apart from the same lane
+    # written as a string, and its alarms on both sides of a fold)
+    lane = attr_text(rec.attrs.get("lane_id"))
     return f"{lane_site(rec)}/{lane}" if lane else f"{lane_site(rec)}/{fallback}"
 
 
 def lane_site(rec: Any) -> str:
     """Site of a recording (its root attribute ``site``; empty when unset)."""
-    return str(rec.attrs.get("site", "") or "")
+    from .recording import attr_text
+
+    return attr_text(rec.attrs.get("site"))
 
 
 #: Modules whose code decides the alarms of :func:`demine.pipeline.detect_recording`
@@ -1222,6 +1228,15 @@ def _fit_set(X: np.ndarray, y: np.ndarray, groups: np.ndarray, name: str, *,
         raise ConfigError(f"feature set {name!r}: no cross-validation fold has both mine and "
                           f"clutter alarms in its training {what} (give more {what}, with "
                           "mines and clutter in several of them)")
+    if len(np.unique(y[ok])) < 2:
+        # (the calibration had been fitted on one class: every p_mine about 0,
+        # and "100 % of clutter rejected" claimed with no mine scored)
+        kind = "mine" if not y[ok].any() else "clutter"
+        raise ConfigError(f"feature set {name!r}: no {kind} alarm was scored out of fold "
+                          f"(the folds that could be trained held out only "
+                          f"{'clutter' if kind == 'mine' else 'mine'} alarms: all the {kind} "
+                          f"alarms in too few {what}?); give more {what}, with mines and "
+                          "clutter in several of them")
     iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0, increasing=True)
     iso.fit(oof[ok], y[ok])
     final = make_estimator(**kw).fit(X, y)
