@@ -86,6 +86,23 @@ def test_info_json_with_array_and_nan_attributes(lane, tmp_path):
     assert doc["streams"]["emi"]["frames"] == 3000
 
 
+def test_info_text_with_attributes_written_as_arrays(lane, tmp_path, capsys):
+    """A stream's driver, the root's software (arrays of strings, as other tools
+    write lists) and a stream's kind (a one-element array) had crashed the
+    text output with a traceback; --json took them (train audit, session 34)."""
+    rec = tmp_path / "arrays.h5"
+    rec.write_bytes(lane.read_bytes())
+    text = h5py.string_dtype()
+    with h5py.File(rec, "r+") as f:
+        f["streams/emi"].attrs["driver"] = np.array(["emi-pi", "v2"], dtype=text)
+        f.attrs["software"] = np.array(["tool", "1.0"], dtype=text)
+        f["streams/gps"].attrs["kind"] = np.array(["gps"], dtype=text)
+    assert main(["info", str(rec)]) == 0
+    out = capsys.readouterr().out
+    assert "by tool; 1.0 " in out and "[emi-pi; v2]" in out
+    assert re.search(r"\n    gps +gps ", out), out
+
+
 # ------------------------------------------------------------------------ simulate
 @pytest.mark.parametrize("extra", [["--faults", "drop=0.5"], ["--speed", "3"], ["--fast"],
                                    ["--link", "emi-pi=lnk"], ["--unplug-every", "2:1"]])

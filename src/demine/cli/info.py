@@ -36,13 +36,17 @@ def _fmt_extent(ext: dict, z_datum: str = "ground") -> str:
 
 def format_summary(s: dict) -> str:
     """Human-readable text of :meth:`demine.recording.Recording.summary`."""
+    from ..recording import attr_text
+
     a = s["attrs"]
+    # (every attribute shown as text: another tool may write any of them as
+    # bytes or an array of strings, which had crashed the text output)
     lines = [
         f"{s['path']}: demine recording, format v{s['format_version']}, "
-        f"created {a.get('created_utc', '?')} by {a.get('software') or 'demine'} "
-        f"{a.get('software_version', '?')}",
+        f"created {attr_text(a.get('created_utc')) or '?'} by "
+        f"{attr_text(a.get('software')) or 'demine'} "
+        f"{attr_text(a.get('software_version')) or '?'}",
     ]
-    from ..recording import attr_text
 
     # (another tool may write these as bytes or arrays of strings)
     meta = [f"{k} {attr_text(a.get(k))!r}" for k in ("site", "operator", "lane_id")
@@ -54,8 +58,9 @@ def format_summary(s: dict) -> str:
     lines.append(f"  streams ({len(s['streams'])}):")
     for name, st in s["streams"].items():
         shape = f", {st['channels']} x {st['dtype']}" if "channels" in st else ""
-        driver = f" [{st['driver']}]" if st.get("driver") else ""
-        line = f"    {name:<10} {st['kind']:<6}{driver}{shape}, {st['frames']} frames"
+        drv = attr_text(st.get("driver"))
+        driver = f" [{drv}]" if drv else ""
+        line = f"    {name:<10} {attr_text(st['kind']):<6}{driver}{shape}, {st['frames']} frames"
         if st["frames"] and "trace index in ns" in st.get("time_source", ""):
             # (an imported file without trace timing: its "times" are trace numbers)
             start = f" (starts {st['start_utc']})" if st.get("start_utc") else ""
