@@ -26,6 +26,7 @@ from demine.classify import (
     grouped_splits,
     lane_group,
     load_model,
+    model_differences,
     save_model,
     train_model,
 )
@@ -530,3 +531,31 @@ def test_model_errors_show_the_files_strings_escaped_and_short(model, tmp_path):
     with pytest.raises(ModelError) as err:
         load_model(path).check_compatible()
     assert len(str(err.value)) < 2000
+
+
+def test_a_model_written_to_a_link_a_pipe_or_a_device_leaves_it_in_place(tmp_path):
+    """save_model renamed its temporary file over --out: a symbolic link, a
+    named pipe, a device became a regular file (as root, `-o /dev/null` would
+    have replaced the system's /dev/null; train audit, session 34).  Now a
+    link is written through and a pipe or device written into."""
+    import stat
+    import threading
+
+    m = train_model(_training({"s/a": "s", "s/b": "s", "s/c": "s"}), n_splits=3,
+                    estimator_kw=SMALL, progress=lambda line: None)
+    target = tmp_path / "target.json"
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    save_model(m, link)
+    assert link.is_symlink() and target.is_file()
+    assert not model_differences(load_model(target), m)
+    fifo = tmp_path / "model.fifo"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    save_model(m, fifo)
+    reader.join(30)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert got and got[0] == target.read_bytes()
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))

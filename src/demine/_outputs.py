@@ -18,19 +18,24 @@ def replace_text(out: str | os.PathLike[str], text: str) -> None:
     renamed over it when complete: a failed write (disk full, an error) leaves
     an earlier file of that name as it was, never half-written.  A pipe or a
     device (``-o /dev/stdout``) is written as it is: it cannot be renamed over."""
+    # (a lone surrogate from an API caller's label had raised UnicodeEncodeError
+    # and left the temporary file behind)
+    replace_bytes(out, text.encode("utf-8", errors="replace"))
+
+
+def replace_bytes(out: str | os.PathLike[str], data: bytes) -> None:
+    """:func:`replace_text` for bytes (a model file, gzip-compressed or not)."""
     if Path(out).exists() and not Path(out).is_file() and not Path(out).is_dir():
-        with open(out, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
+        with open(out, "wb") as fh:
+            fh.write(data)
         return
     target = Path(os.path.realpath(out))  # (through a link: the link stays)
     if target.is_dir():
         raise IsADirectoryError(errno.EISDIR, "is a directory, not a file", str(out))
     tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
-        # (a lone surrogate from an API caller's label had raised UnicodeEncodeError
-        # and left the temporary file behind)
-        with open(tmp, "x", encoding="utf-8", errors="replace", newline="") as fh:
-            fh.write(text)
+        with open(tmp, "xb") as fh:
+            fh.write(data)
         if target.exists():  # (the file replaced keeps its permissions)
             os.chmod(tmp, target.stat().st_mode & 0o7777)
     except OSError as exc:

@@ -1025,12 +1025,14 @@ def save_model(model: Model, path: str | Path) -> Path:
                          f"JSON, at most {_MAX_JSON_BYTES})")
     if path.name.endswith(".gz"):
         data = gzip.compress(data, compresslevel=9, mtime=0)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    from ._outputs import replace_bytes
+
     try:
-        tmp.write_bytes(data)
-        tmp.replace(path)
+        # (renamed into place; a pipe or a device written into, and a link
+        # written through: they had been replaced by a regular file, and as
+        # root `-o /dev/null` would have replaced the system's /dev/null)
+        replace_bytes(path, data)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise ModelError(f"{path}: cannot write model file: {exc.strerror or exc}") from exc
     return path
 
