@@ -426,6 +426,23 @@ def test_train_cli_checks_its_output_and_folds_before_training(tmp_path, capsys,
     assert main(["train", "--simulate", "2", "--radius", "-1", "--out",
                  str(tmp_path / "m.json")]) == 2
     assert "--radius must be > 0 m" in capsys.readouterr().err
+    # (train audit, session 34) an --out that is a lane --simulate is about to
+    # write (the model had replaced the lane it was trained on), and lanes
+    # of other detectors already in --workdir (reused without a word)
+    work = tmp_path / "work"
+    work.mkdir()
+    assert main(["train", "--simulate", "2", "--workdir", str(work), "--out",
+                 str(work / "train-1001.h5")]) == 2
+    assert "is the simulated lane train-1001.h5 of --workdir" in capsys.readouterr().err
+    from demine.recording import RecordingWriter
+
+    with RecordingWriter(work / "train-1000.h5", lane_id="training-1000",
+                         site="simulated") as w:   # (no detector fingerprint)
+        w.add_stream("emi", "emi", gate_times=np.geomspace(1e-5, 1e-3, 4))
+    assert main(["train", "--simulate", "2", "--workdir", str(work), "--out",
+                 str(tmp_path / "m.json")]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "1 of the 1 lanes already in" in err and "the first: train-1000.h5" in err
 
 
 def test_checksum_is_not_a_signature(model, tmp_path):

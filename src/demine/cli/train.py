@@ -147,6 +147,28 @@ def run(args: argparse.Namespace) -> int:
     if not files and not lanes:
         raise ConfigError("no recordings given (and no --simulate or --lines)")
     _check_groups(files, lanes, args.cv_groups)
+    planned = [work / f"{stem}.h5" for _, _, stem, _ in lanes]
+    out_real = os.path.realpath(args.out)
+    for p in planned:   # (the model had been written over a lane it was trained on)
+        if os.path.realpath(p) == out_real:
+            raise ConfigError(f"--out {args.out} is the simulated lane {p.name} of --workdir "
+                              f"{work}: give the model another path")
+    if planned:
+        from ..classify import stale_training_lanes
+
+        there = [p for p in planned if p.is_file()]
+        try:
+            stale = stale_training_lanes(there)
+        except OSError as exc:
+            raise ConfigError(f"a lane already in {work} cannot be read ({exc}): remove it, "
+                              "or give another --workdir") from None
+        if stale:
+            # (they had been reused without a word: a model trained on another
+            # detector's alarms ranks alarms today's detectors do not give)
+            raise ConfigError(f"{len(stale)} of the {len(there)} lanes already in {work} hold "
+                              "alarms found by other detectors than today's, or do not say "
+                              f"which (the first: {stale[0].name}): they would be reused; "
+                              "remove them, or give another --workdir")
 
     def say(line: str) -> None:
         # (progress on stderr: `demine train ... | head` had lost the model, the
