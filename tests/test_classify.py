@@ -437,3 +437,20 @@ def test_evaluate_cli_with_model(trained, lanes, tmp_path, capsys):
     d = json.loads(capsys.readouterr().out)
     assert "fa_rejected_at_full_recovery" in d and d["n_alarms"] > 0
     assert main(["evaluate", str(lanes[0]), "--model", str(tmp_path / "nope.json")]) == 2
+
+
+def test_one_file_given_twice_is_trained_on_once(lanes, tmp_path):
+    """Two spellings of one path and a hard link to it: one recording (it had
+    been counted, and fitted, three times; train audit, session 34)."""
+    import os
+
+    link = tmp_path / "again.h5"
+    os.link(lanes[0], link)
+    said: list[str] = []
+    twice = build_training_set([lanes[0], lanes[1], str(lanes[0].parent / "." / lanes[0].name),
+                                link], cache=tmp_path / "c", progress=said.append)
+    once = build_training_set([lanes[0], lanes[1]], cache=tmp_path / "c")
+    assert twice.summary() == once.summary()
+    for k in once.y:
+        np.testing.assert_array_equal(twice.y[k], once.y[k])
+    assert sum("given before (the same file), skipped" in s for s in said) == 2

@@ -490,8 +490,21 @@ def build_training_set(paths: Iterable[str | Path], *, cache: str | Path | None 
     from .recording import Recording
 
     lanes = []
+    seen: set[Any] = set()
     for p in paths:
         p = Path(p)
+        # one file given twice (two spellings, a hard link) is trained on once
+        # (it had counted twice in the training summary and the fit)
+        try:
+            st = os.stat(p)
+            ident: Any = (st.st_dev, st.st_ino)
+        except OSError:
+            ident = os.path.realpath(p)
+        if ident in seen:
+            if progress:
+                progress(f"{p}: given before (the same file), skipped")
+            continue
+        seen.add(ident)
         af, group, truth = _features_for(p, Path(cache) if cache else None, redetect,
                                          redetect_config, None, calibration)
         if truth is None or len(truth.get("x", ())) == 0:
