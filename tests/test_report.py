@@ -87,6 +87,8 @@ def test_report_errors(tmp_path):
     ({"summary.json": b"{not json"}, "summary.json: damaged batch summary, not JSON"),
     ({"summary.json": b"[]"}, "summary.json: damaged batch summary, expected a JSON object"),
     ({"campaign.parquet": b"PAR1 garbage"}, "campaign.parquet: damaged batch output"),
+    # (train audit, session 34: the message had been the path alone)
+    ({}, "damaged batch output: campaign.parquet is missing beside summary.json"),
 ])
 def test_report_on_a_damaged_batch_directory_is_one_line(tmp_path, capsys, damage, names):
     batch = tmp_path / "batch"

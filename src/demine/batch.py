@@ -1545,9 +1545,16 @@ def load_campaign(out_dir: str | Path) -> dict[str, Any]:
     if not isinstance(summary, dict):
         raise ConfigError(f"{path}: damaged batch summary, expected a JSON object, "
                           f"got {type(summary).__name__}")
-    t = read_parquet(out / "campaign.parquet")
+    def table(name: str) -> Any:
+        if not (out / name).is_file():
+            # (the whole message had been the path: "demine report: error: DIR/...")
+            raise ConfigError(f"{out}: damaged batch output: {name} is missing beside "
+                              "summary.json; run the batch again to write the campaign tables")
+        return read_parquet(out / name)
+
+    t = table("campaign.parquet")
     alarms = {c: t.column(c).to_numpy(zero_copy_only=False) for c in t.column_names}
-    ft = read_parquet(out / "files.parquet")
+    ft = table("files.parquet")
     missing = {"name", "file", "status"} - set(ft.column_names)
     if missing:
         raise ConfigError(f"{out / 'files.parquet'}: damaged file table, no column(s) "
