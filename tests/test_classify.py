@@ -454,3 +454,22 @@ def test_one_file_given_twice_is_trained_on_once(lanes, tmp_path):
     for k in once.y:
         np.testing.assert_array_equal(twice.y[k], once.y[k])
     assert sum("given before (the same file), skipped" in s for s in said) == 2
+
+
+def test_training_without_any_truth_or_with_one_lane_of_a_set_says_which(lanes, tmp_path):
+    """(train audit, session 34) Recordings none of which has truth: said as
+    such (it had been "no training alarms of any feature set" after a garbled
+    progress line); a feature set with one lane names the set."""
+    import h5py
+
+    bare = tmp_path / "bare.h5"
+    bare.write_bytes(lanes[0].read_bytes())
+    with h5py.File(bare, "r+") as f:
+        del f["truth"]
+    with pytest.raises(ConfigError, match="none of the recordings given has ground truth"):
+        build_training_set([bare], cache=tmp_path / "c")
+    ts = build_training_set(lanes[:2], cache=tmp_path / "c")
+    ts.groups["emi"][:] = ts.groups["emi"][0]   # (as if its alarms were of one lane)
+    with pytest.raises(ConfigError, match=r"feature set 'emi' \(its alarms from .*\): "
+                                          "grouped cross-validation needs at least 2 lanes"):
+        train_model(ts, n_splits=2, estimator_kw=SMALL)

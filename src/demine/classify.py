@@ -514,6 +514,11 @@ def build_training_set(paths: Iterable[str | Path], *, cache: str | Path | None 
         with Recording(p) as rec:
             site = lane_site(rec)
         lanes.append((p, af, group, site, truth))
+    if not lanes:
+        # (it had gone on to "no training alarms of any feature set", after a
+        # progress line "(95th percentile) of : 0.250 m")
+        raise ConfigError("none of the recordings given has ground truth (a truth table of "
+                          "mines and clutter): nothing to train on")
     if isinstance(radius, str):
         if radius != "auto":
             raise ConfigError(f"neighbourhood radius must be a number or 'auto', got {radius!r}")
@@ -1232,7 +1237,13 @@ def _fit_set(X: np.ndarray, y: np.ndarray, groups: np.ndarray, name: str, *,
         raise ConfigError(f"feature set {name!r}: training data needs both mine and clutter "
                           f"alarms (got {int(y.sum())} mine, {int((y == 0).sum())} clutter)")
     oof = np.full(y.size, np.nan)
-    splits = grouped_splits(cv_groups, n_splits, what=what)
+    try:
+        splits = grouped_splits(cv_groups, n_splits, what=what)
+    except ConfigError as exc:
+        # (one dual-sensor lane among EMI-only ones: "needs at least 2 lanes,
+        # got 1" had named neither the feature set nor the lane)
+        raise ConfigError(f"feature set {name!r} (its alarms from "
+                          f"{', '.join(sorted(set(map(str, cv_groups)))[:5])}): {exc}") from None
     for tr, te in splits:
         if len(np.unique(y[tr])) < 2:
             continue
