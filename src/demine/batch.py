@@ -757,7 +757,11 @@ def _run_job(path: Path, fdir: Path, config: Mapping[str, Any] | None,
     soil, name = lanes["all"].soil, lanes["all"].name
     _save_lane(fdir / "lane.npz", truth, lanes,
                {"groups": groups, "footprint": footprints, "path_length": lengths,
-                "soil": soil, "name": name, "notes": notes,
+                "soil": soil, "name": name,
+                # (UTF-8 text, a name's bytes that are not as \xNN, as path_text
+                # writes the path: the report writes them into its page)
+                "notes": [n.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+                          for n in notes],
                 "score": score, "has_truth": has_truth})
 
     ev = results["all"]
