@@ -245,7 +245,15 @@ def test_train_cli(lanes, tmp_path, capsys):
     assert m2.meta["training"]["neighbourhood_radius"] == 0.1
     capsys.readouterr()
     assert main(["train", *map(str, lanes[:2]), "--out", str(out2), "--radius", "-1"]) == 2
-    assert "--radius must be > 0 m" in capsys.readouterr().err
+    assert "--radius must be a finite number of metres > 0" in capsys.readouterr().err
+    # (train audit, session 34) inf, a --halo below 0 (it had waited for every
+    # recording's features), a --workdir that is a file (a raw errno)
+    for opt, value, says in (("--radius", "inf", "--radius must be a finite number"),
+                             ("--halo", "-1", "--halo must be a finite number"),
+                             ("--workdir", str(lanes[0]), "exists and is not a directory")):
+        assert main(["train", *map(str, lanes[:2]), "--out", str(out2), opt, value]) == 2
+        err = capsys.readouterr().err
+        assert says in err and err.count("\n") == 1, err
     assert main(["train", "--out", str(out)]) == 2
     assert main(["train", str(tmp_path / "missing.h5"), "--out", str(out)]) == 2
     assert "error" in capsys.readouterr().err

@@ -425,7 +425,7 @@ def test_train_cli_checks_its_output_and_folds_before_training(tmp_path, capsys,
     # and a bad --radius before it too (it had come after the simulation)
     assert main(["train", "--simulate", "2", "--radius", "-1", "--out",
                  str(tmp_path / "m.json")]) == 2
-    assert "--radius must be > 0 m" in capsys.readouterr().err
+    assert "--radius must be a finite number of metres > 0" in capsys.readouterr().err
     # (train audit, session 34) an --out that is a lane --simulate is about to
     # write (the model had replaced the lane it was trained on), and lanes
     # of other detectors already in --workdir (reused without a word)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -140,8 +141,13 @@ def run(args: argparse.Namespace) -> int:
         except ValueError:
             raise ConfigError(f"--radius must be a number of metres or 'auto', "
                               f"got {args.radius!r}") from None
-        if not radius > 0:
-            raise ConfigError(f"--radius must be > 0 m, got {radius}")
+        if not (radius > 0 and math.isfinite(radius)):
+            raise ConfigError(f"--radius must be a finite number of metres > 0, got {radius}")
+    if args.halo is not None and not (args.halo > 0 and math.isfinite(args.halo)):
+        # (it had been refused only once every recording's features were made)
+        raise ConfigError(f"--halo must be a finite number of metres > 0, got {args.halo}")
+    if work.exists() and not work.is_dir():
+        raise ConfigError(f"--workdir {work} exists and is not a directory")
     lanes = (training_lanes(args.first_layout, args.simulate, args.physics, lines=args.lines)
              if args.simulate or args.lines else [])
     if not files and not lanes:
