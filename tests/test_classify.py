@@ -481,3 +481,23 @@ def test_training_without_any_truth_or_with_one_lane_of_a_set_says_which(lanes, 
     with pytest.raises(ConfigError, match=r"feature set 'emi' \(its alarms from .*\): "
                                           "grouped cross-validation needs at least 2 lanes"):
         train_model(ts, n_splits=2, estimator_kw=SMALL)
+
+
+def test_a_lane_whose_truth_has_targets_without_a_position_is_left_out(lanes, tmp_path):
+    """An alarm on a target without a position cannot be labelled: the lane
+    is left out, and said so (its alarms on such targets had been labelled
+    clutter in silence; train audit, session 34)."""
+    import h5py
+
+    bad = tmp_path / "unplaced.h5"
+    bad.write_bytes(lanes[1].read_bytes())
+    with h5py.File(bad, "r+") as f:
+        x = f["truth"]["x"]
+        v = x[...]
+        v[0] = np.nan
+        x[...] = v
+    said: list[str] = []
+    ts = build_training_set([lanes[0], bad, lanes[2]], cache=tmp_path / "c",
+                            progress=said.append)
+    assert ts.summary()["recordings"] == 2
+    assert any("1 target(s) of its truth without a position" in s for s in said), said

@@ -511,6 +511,14 @@ def build_training_set(paths: Iterable[str | Path], *, cache: str | Path | None 
             if progress:
                 progress(f"{p}: no ground truth, skipped")
             continue
+        unplaced = ~(np.isfinite(np.asarray(truth["x"], dtype=np.float64))
+                     & np.isfinite(np.asarray(truth.get("y", truth["x"]), dtype=np.float64)))
+        if unplaced.any():
+            # (an alarm on such a target had been labelled clutter, in silence)
+            if progress:
+                progress(f"{p}: {int(unplaced.sum())} target(s) of its truth without a "
+                         "position: its alarms cannot all be labelled, skipped")
+            continue
         with Recording(p) as rec:
             site = lane_site(rec)
         lanes.append((p, af, group, site, truth))
