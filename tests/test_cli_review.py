@@ -103,6 +103,20 @@ def test_info_text_with_attributes_written_as_arrays(lane, tmp_path, capsys):
     assert re.search(r"\n    gps +gps ", out), out
 
 
+def test_info_shows_an_implausible_extent_in_a_few_digits(tmp_path, capsys):
+    """(train audit, session 34) a y of 1e300 had been printed as 300 digits."""
+    from demine.recording import RecordingWriter
+
+    path = tmp_path / "far.h5"
+    with RecordingWriter(path) as w:
+        w.add_stream("emi", "emi", gate_times=np.geomspace(1e-5, 1e-3, 4)).append(
+            np.zeros((3, 4), np.float32), time=np.arange(3) * 10**6, x=[0.0, 1.0, 2.0],
+            y=[0.0, 1e300, 0.5])
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "x 0.000..2.000 m, y 0.000..1e+300 m" in out, out
+
+
 # ------------------------------------------------------------------------ simulate
 @pytest.mark.parametrize("extra", [["--faults", "drop=0.5"], ["--speed", "3"], ["--fast"],
                                    ["--link", "emi-pi=lnk"], ["--unplug-every", "2:1"]])

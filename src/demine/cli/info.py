@@ -19,6 +19,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
+def _m(v: float) -> str:
+    """Metres to the millimetre; a value no survey has (a damaged or
+    foreign file's 1e300) in a few digits, not 300."""
+    return f"{v:.3f}" if abs(v) < 1e9 else f"{v:.4g}"
+
+
 def _fmt_extent(ext: dict, z_datum: str = "ground") -> str:
     # x, y, z in metres to the millimetre; lon, lat in degrees to 1e-7 (about 1 cm):
     # three decimals of a degree (about 100 m) would show a lane as a point
@@ -28,9 +34,9 @@ def _fmt_extent(ext: dict, z_datum: str = "ground") -> str:
             parts.append(f"{k} {lo:.7f}..{hi:.7f} deg")
         elif k == "z" and z_datum != "ground":
             # (a GPS altitude less the origin's, not a height above the ground)
-            parts.append(f"z {lo:.3f}..{hi:.3f} m ({z_datum})")
+            parts.append(f"z {_m(lo)}..{_m(hi)} m ({z_datum})")
         else:
-            parts.append(f"{k} {lo:.3f}..{hi:.3f} m")
+            parts.append(f"{k} {_m(lo)}..{_m(hi)} m")
     return ", ".join(parts) or "no positions"
 
 
