@@ -483,3 +483,18 @@ def test_a_campaign_truth_table_names_the_recording_by_path(tmp_path):
                      (out / "report.html").read_text(), re.S).group(1)
     cells = re.findall(r"<td[^>]*>([^<]*)</td>", perf)
     assert cells[:3] == ["all", "1", "1"], cells  # (1 target, found: not 3, 1 found)
+
+
+def test_a_report_that_fails_leaves_no_empty_out_directory(tmp_path, capsys):
+    """(train audit, session 34) --out was made before the truth table or the
+    recording was read; a failed report left it behind, empty."""
+    bad = tmp_path / "notes.h5"
+    bad.write_bytes(b"not a recording")
+    out = tmp_path / "rep"
+    assert main(["report", str(bad), "--out", str(out)]) == 2
+    assert not out.exists()
+    capsys.readouterr()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    assert main(["report", str(bad), "--out", str(kept)]) == 2
+    assert kept.is_dir()   # (a directory that was there stays)

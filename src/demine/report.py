@@ -31,6 +31,7 @@ gets a note instead.  matplotlib is needed
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as _dt
 import html
 import json
@@ -720,7 +721,20 @@ def write_report(source: str | Path, out_dir: str | Path, *, config: Any = None,
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: exists and is not a directory; --out is the directory the "
                           "report and its figures are written into")
+    made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _report(src, out, config, max_files, calibration, truth)
+    except BaseException:
+        # (a report that failed had left its --out behind, made and empty)
+        if made:
+            with contextlib.suppress(OSError):
+                out.rmdir()   # (only when empty)
+        raise
+
+
+def _report(src: Path, out: Path, config: Any, max_files: int,
+            calibration: Mapping[str, Any] | None, truth: Any) -> Path:
     if src.is_dir():
         return _batch_report(src, out, config=config, max_files=max_files)
     if truth is not None:
