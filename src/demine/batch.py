@@ -1005,8 +1005,8 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path, *,
     BatchResult
     """
     _need_campaign_deps()
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
-                                or workers < 1):
+    if workers is not None and (isinstance(workers, bool)
+                                or not isinstance(workers, int | np.integer) or workers < 1):
         # (before: checked once a cluster was made, after the "N to process"
         # line, and not at all when every file was up to date)
         raise ConfigError(f"--workers must be an integer >= 1, got {workers!r}")
