@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import tomllib
 from importlib import resources
@@ -1193,3 +1194,38 @@ def test_the_batch_audit_of_session_34(campaign, tmp_path, capsys):
     with pytest.raises(ConfigError, match="switches both emi and gpr off"):
         run_batch([str(good[0])], tmp_path / "o3", config=cfg, workers=1, processes=False,
                   progress=False)
+
+
+def test_a_full_disk_while_gathering_names_the_directory_and_keeps_the_outputs(
+        campaign, tmp_path, monkeypatch):
+    """(batch audit, session 34) pyarrow's "Error writing bytes to file" named
+    no file and left the temporary tables; now the error names the output
+    directory, no campaign table is left, and the run again gathers the kept
+    per-file outputs without recomputing them."""
+    import errno
+
+    import pyarrow.parquet
+
+    _, good, _ = campaign
+    out = tmp_path / "out"
+    first = run_batch([str(p) for p in good], out, workers=np.int64(1), processes=False,
+                      progress=False)
+    assert len(first.computed) == len(good)
+    real = pyarrow.parquet.write_table
+
+    def full(table, where, *a, **k):
+        if str(where).endswith("files.parquet.tmp"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(table, where, *a, **k)
+
+    monkeypatch.setattr(pyarrow.parquet, "write_table", full)
+    with pytest.raises(OSError, match=re.escape(f"cannot write the campaign tables in {out}: "
+                                                "No space left on device. No campaign table "
+                                                "was written")):
+        run_batch([str(p) for p in good], out, workers=1, processes=False, progress=False)
+    assert not [p.name for p in out.iterdir() if p.is_file() and p.name != ".lock"
+                and not p.name.startswith(".")], list(out.iterdir())
+    monkeypatch.setattr(pyarrow.parquet, "write_table", real)
+    again = run_batch([str(p) for p in good], out, workers=1, processes=False, progress=False)
+    assert len(again.skipped) == len(good) and not again.computed
+    assert (out / "files.parquet").exists() and (out / "summary.json").exists()

@@ -1010,6 +1010,7 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path, *,
         # (before: checked once a cluster was made, after the "N to process"
         # line, and not at all when every file was up to date)
         raise ConfigError(f"--workers must be an integer >= 1, got {workers!r}")
+    workers = None if workers is None else int(workers)   # (Dask refuses NumPy integers)
     paths = expand_inputs(inputs)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
